@@ -1,0 +1,1 @@
+//! placeholder until the c16 crate lands

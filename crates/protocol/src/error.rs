@@ -1,0 +1,62 @@
+//! Errors of the protocol crate.
+
+use std::io;
+
+/// A field that broke its syntax rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    /// Not a canonical decimal number (digits only, no sign, no leading zeros) or out of range.
+    #[error("not a canonical decimal number in range")]
+    Number,
+    /// Not a port number 1–65535.
+    #[error("not a port number (1-65535)")]
+    Port,
+    /// Not `SECONDS[.FRACTION]` with at most six decimals.
+    #[error("not a timestamp (seconds since the epoch, up to six decimals)")]
+    Timestamp,
+    /// Not 1–32 characters of `A-Z a-z 0-9 _ . -`.
+    #[error("not a valid username (1-32 characters of A-Z a-z 0-9 _ . -)")]
+    Username,
+    /// Not 1–32 characters of `A-Z a-z 0-9 _ -`.
+    #[error("not a valid client-msg-id (1-32 characters of A-Z a-z 0-9 _ -)")]
+    ClientMsgId,
+    /// Not 64 lowercase hex digits.
+    #[error("not a session token (64 lowercase hex digits)")]
+    SessionToken,
+}
+
+/// Errors reading or writing frames on a stream.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The peer sent more than the frame limit without an LF.
+    #[error("frame from {peer} is longer than {limit} bytes")]
+    TooLong {
+        /// Who sent it.
+        peer: String,
+        /// The limit that was exceeded.
+        limit: usize,
+    },
+    /// The peer closed the connection before a whole frame arrived (`partial` bytes were read).
+    #[error("{peer} closed the connection{}", if *partial > 0 { " in the middle of a frame" } else { "" })]
+    Closed {
+        /// Who closed.
+        peer: String,
+        /// Bytes of the unfinished frame.
+        partial: usize,
+    },
+    /// No whole frame arrived before the deadline.
+    #[error("timed out waiting for {peer}")]
+    TimedOut {
+        /// Who was silent.
+        peer: String,
+    },
+    /// Any other I/O failure.
+    #[error("I/O error with {peer}")]
+    Io {
+        /// The peer concerned.
+        peer: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}

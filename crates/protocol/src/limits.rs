@@ -1,0 +1,36 @@
+//! Limits of GC/1 as named constants (protocol.md §1, §3).
+
+/// Largest frame, in bytes, including its terminating LF.
+pub const MAX_FRAME_BYTES: usize = 65_536;
+/// Shortest and longest username, in characters (all ASCII, so also bytes).
+pub const USERNAME_MIN: usize = 1;
+/// See [`USERNAME_MIN`].
+pub const USERNAME_MAX: usize = 32;
+/// Shortest and longest client-msg-id.
+pub const CLIENT_MSG_ID_MIN: usize = 1;
+/// See [`CLIENT_MSG_ID_MIN`].
+pub const CLIENT_MSG_ID_MAX: usize = 32;
+/// Default largest message body in bytes (after c16 decoding). Servers may configure another value,
+/// but never more than [`MAX_BODY_BYTES`].
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4_096;
+/// Hard ceiling for a body: a `Rec` or `Msg` frame carrying it must still fit in one frame.
+/// `Msg` + token (64) + client-msg-id (32) + three spaces + LF leave room for 32,700 body bytes.
+pub const MAX_BODY_BYTES: usize = 32_000;
+/// Most records a `History` request may ask for, and most records in one delivery `Batch`.
+pub const MAX_HISTORY_LIMIT: u32 = 1_000;
+/// Most records in one `Batch`.
+pub const MAX_BATCH_RECORDS: usize = 1_000;
+/// Most bytes of `Rec` frames (including their LFs) in one `Batch`.
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// Length of a session token: 32 random bytes as lowercase hex.
+pub const SESSION_TOKEN_LEN: usize = 64;
+/// The username reserved for notices written by the server itself.
+pub const RESERVED_USERNAME: &str = "System";
+/// Most digits accepted in a decimal number field (u64::MAX has 20).
+pub const MAX_NUMBER_DIGITS: usize = 20;
+/// Lowest SCRAM iteration count a client or server should ever accept (RFC 7677 recommends 4096).
+pub const MIN_SCRAM_ITERATIONS: u32 = 4_096;
+/// Highest SCRAM iteration count accepted, so a hostile server cannot make a client spin for minutes.
+pub const MAX_SCRAM_ITERATIONS: u32 = 10_000_000;
+/// Longest base64 field (SCRAM messages, salts, keys) accepted in a frame.
+pub const MAX_B64_FIELD: usize = 4_096;

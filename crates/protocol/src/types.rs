@@ -1,0 +1,366 @@
+//! Value types shared by the wire format and the store: timestamps, usernames, client-msg-ids,
+//! session tokens and records.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::FieldError;
+use crate::limits::{
+    CLIENT_MSG_ID_MAX, CLIENT_MSG_ID_MIN, MAX_NUMBER_DIGITS, RESERVED_USERNAME, SESSION_TOKEN_LEN,
+    USERNAME_MAX, USERNAME_MIN,
+};
+
+/// A point in time: microseconds since the Unix epoch, UTC.
+///
+/// Written as seconds with up to six decimals, trailing zeros dropped (`1795733296.088305`,
+/// `1640995200.123`, `1640995200`), as the original prototype stored them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp {
+    micros: u64,
+}
+
+impl Timestamp {
+    /// The largest timestamp whose text form still parses (seconds fit in `u64` micros).
+    pub const MAX: Timestamp = Timestamp { micros: u64::MAX };
+
+    /// A timestamp from microseconds since the epoch.
+    pub const fn from_micros(micros: u64) -> Self {
+        Self { micros }
+    }
+
+    /// Microseconds since the epoch.
+    pub const fn as_micros(self) -> u64 {
+        self.micros
+    }
+
+    /// Whole seconds since the epoch.
+    pub const fn as_secs(self) -> u64 {
+        self.micros / 1_000_000
+    }
+
+    /// The current time from the system clock (UTC). A clock set before 1970 reads as the epoch.
+    pub fn now() -> Self {
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        Self { micros }
+    }
+
+    /// Parses `SECONDS[.FRACTION]`: seconds in canonical decimal (no sign, no leading zeros), an
+    /// optional fraction of 1 to 6 digits.
+    pub fn parse(text: &str) -> Result<Self, FieldError> {
+        let (secs, frac) = match text.split_once('.') {
+            Some((s, f)) => (s, Some(f)),
+            None => (text, None),
+        };
+        let secs = parse_u64(secs).map_err(|_| FieldError::Timestamp)?;
+        let mut micros_frac = 0u64;
+        if let Some(frac) = frac {
+            if frac.is_empty() || frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(FieldError::Timestamp);
+            }
+            for b in frac.bytes() {
+                micros_frac = micros_frac * 10 + u64::from(b - b'0');
+            }
+            micros_frac *= 10u64.pow(6 - frac.len() as u32);
+        }
+        secs.checked_mul(1_000_000)
+            .and_then(|m| m.checked_add(micros_frac))
+            .map(Self::from_micros)
+            .ok_or(FieldError::Timestamp)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.micros / 1_000_000;
+        let mut frac = self.micros % 1_000_000;
+        if frac == 0 {
+            return write!(f, "{secs}");
+        }
+        let mut digits = 6;
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        write!(f, "{secs}.{frac:0digits$}")
+    }
+}
+
+/// Parses a canonical decimal `u64`: ASCII digits only, no sign, no leading zeros, at most 20 digits.
+pub fn parse_u64(text: &str) -> Result<u64, FieldError> {
+    let bytes = text.as_bytes();
+    if bytes.is_empty()
+        || bytes.len() > MAX_NUMBER_DIGITS
+        || !bytes.iter().all(u8::is_ascii_digit)
+        || (bytes.len() > 1 && bytes[0] == b'0')
+    {
+        return Err(FieldError::Number);
+    }
+    text.parse::<u64>().map_err(|_| FieldError::Number)
+}
+
+/// Parses a canonical decimal that must fit in a `u32`.
+pub fn parse_u32(text: &str) -> Result<u32, FieldError> {
+    u32::try_from(parse_u64(text)?).map_err(|_| FieldError::Number)
+}
+
+/// Parses a canonical decimal that must fit in a `u16` (port numbers; 0 is refused).
+pub fn parse_port(text: &str) -> Result<u16, FieldError> {
+    match u16::try_from(parse_u64(text)?) {
+        Ok(0) | Err(_) => Err(FieldError::Port),
+        Ok(port) => Ok(port),
+    }
+}
+
+/// A valid username: 1–32 characters from `A-Z a-z 0-9 _ . -`.
+///
+/// Usernames are unique without regard to case; [`Username::key`] gives the form to compare by.
+/// `System` (in any case) is reserved for the server; [`Username::new`] accepts it so that stored
+/// notices parse, and [`Username::is_reserved`] lets registration refuse it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Username(String);
+
+impl Username {
+    /// Validates and wraps a username.
+    pub fn new(name: impl Into<String>) -> Result<Self, FieldError> {
+        let name = name.into();
+        if is_valid_username(&name) {
+            Ok(Self(name))
+        } else {
+            Err(FieldError::Username)
+        }
+    }
+
+    /// The username as registered.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-folded form used to compare usernames.
+    pub fn key(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+
+    /// Whether this is the name reserved for server notices.
+    pub fn is_reserved(&self) -> bool {
+        self.0.eq_ignore_ascii_case(RESERVED_USERNAME)
+    }
+
+    /// Unwraps the string.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for Username {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Whether `name` is a syntactically valid username.
+pub fn is_valid_username(name: &str) -> bool {
+    (USERNAME_MIN..=USERNAME_MAX).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// A client-chosen message id: 1–32 characters from `A-Z a-z 0-9 _ -`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientMsgId(String);
+
+impl ClientMsgId {
+    /// Validates and wraps a client-msg-id.
+    pub fn new(id: impl Into<String>) -> Result<Self, FieldError> {
+        let id = id.into();
+        let ok = (CLIENT_MSG_ID_MIN..=CLIENT_MSG_ID_MAX).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+        if ok {
+            Ok(Self(id))
+        } else {
+            Err(FieldError::ClientMsgId)
+        }
+    }
+
+    /// A fresh random id (22 characters of URL-safe base64 from 16 random bytes).
+    pub fn random() -> Result<Self, getrandom::Error> {
+        use base64::Engine as _;
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)?;
+        Ok(Self(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+        ))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientMsgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A session token: 32 random bytes written as 64 lowercase hex digits.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    /// Validates and wraps a token.
+    pub fn new(token: impl Into<String>) -> Result<Self, FieldError> {
+        let token = token.into();
+        let ok = token.len() == SESSION_TOKEN_LEN
+            && token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if ok {
+            Ok(Self(token))
+        } else {
+            Err(FieldError::SessionToken)
+        }
+    }
+
+    /// A fresh token from the operating system's random source.
+    pub fn random() -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; SESSION_TOKEN_LEN / 2];
+        getrandom::fill(&mut bytes)?;
+        let mut token = String::with_capacity(SESSION_TOKEN_LEN);
+        for b in bytes {
+            token.push(char::from(HEX[usize::from(b >> 4)]));
+            token.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        Ok(Self(token))
+    }
+
+    /// The token as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Compares in constant time, so a token cannot be guessed byte by byte from timing.
+    pub fn ct_eq(&self, other: &SessionToken) -> bool {
+        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl fmt::Debug for SessionToken {
+    // Tokens are credentials: never print them whole in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionToken({}…)", &self.0[..8])
+    }
+}
+
+impl fmt::Display for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One stored message: what `database.db` holds per line and what `Rec` carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Server-assigned id, from 1, strictly increasing.
+    pub id: u64,
+    /// When the server stored it (UTC).
+    pub timestamp: Timestamp,
+    /// Who sent it, as the account was registered.
+    pub username: Username,
+    /// The message text (valid UTF-8, no NUL when it came through the server).
+    pub body: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_text_forms() {
+        let cases = [
+            ("1640995200.123", 1_640_995_200_123_000),
+            ("1795733296.088305", 1_795_733_296_088_305),
+            ("0", 0),
+            ("1640995200", 1_640_995_200_000_000),
+            ("1.000001", 1_000_001),
+        ];
+        for (text, micros) in cases {
+            let ts = Timestamp::parse(text).unwrap();
+            assert_eq!(ts.as_micros(), micros, "{text}");
+            assert_eq!(ts.to_string(), text);
+        }
+        // Trailing zeros parse, and are dropped when written.
+        assert_eq!(Timestamp::parse("5.500").unwrap().to_string(), "5.5");
+    }
+
+    #[test]
+    fn timestamp_rejects() {
+        for bad in [
+            "", ".", "1.", ".5", "01", "-1", "+1", "1.1234567", "1e9", "1,5", " 1", "1.5 ",
+            "99999999999999999999", "1.a",
+        ] {
+            assert_eq!(Timestamp::parse(bad), Err(FieldError::Timestamp), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_canonical() {
+        assert_eq!(parse_u64("0"), Ok(0));
+        assert_eq!(parse_u64("18446744073709551615"), Ok(u64::MAX));
+        for bad in ["", "00", "01", "-1", "+1", "1 ", "18446744073709551616", "1_0"] {
+            assert_eq!(parse_u64(bad), Err(FieldError::Number), "{bad:?}");
+        }
+        assert_eq!(parse_u32("4294967296"), Err(FieldError::Number));
+        assert_eq!(parse_port("0"), Err(FieldError::Port));
+        assert_eq!(parse_port("65536"), Err(FieldError::Port));
+        assert_eq!(parse_port("12090"), Ok(12090));
+    }
+
+    #[test]
+    fn usernames() {
+        for ok in ["a", "Bob", "alice_1", "x.y-z", &"a".repeat(32)] {
+            assert!(Username::new(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "é", "a;b", &"a".repeat(33), "tab\t"] {
+            assert_eq!(Username::new(bad), Err(FieldError::Username), "{bad:?}");
+        }
+        assert!(Username::new("SYSTEM").unwrap().is_reserved());
+        assert_eq!(Username::new("AlIcE").unwrap().key(), "alice");
+    }
+
+    #[test]
+    fn client_msg_ids() {
+        assert!(ClientMsgId::new("abc-DEF_123").is_ok());
+        assert!(ClientMsgId::new("a.b").is_err());
+        assert!(ClientMsgId::new("").is_err());
+        assert!(ClientMsgId::new("x".repeat(33)).is_err());
+        let r = ClientMsgId::random().unwrap();
+        assert!(ClientMsgId::new(r.as_str()).is_ok());
+    }
+
+    #[test]
+    fn session_tokens() {
+        let t = SessionToken::random().unwrap();
+        assert_eq!(t.as_str().len(), 64);
+        assert!(SessionToken::new(t.as_str()).is_ok());
+        assert!(SessionToken::new("A".repeat(64)).is_err());
+        assert!(SessionToken::new("a".repeat(63)).is_err());
+        let u = SessionToken::random().unwrap();
+        assert!(t.ct_eq(&t.clone()));
+        assert!(!t.ct_eq(&u));
+        assert!(!format!("{t:?}").contains(t.as_str()));
+    }
+}
