@@ -25,7 +25,7 @@ pub enum FieldError {
     SessionToken,
 }
 
-/// Errors reading or writing frames on a stream.
+/// Errors reading or writing frames on a stream. Every variant names the peer concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
     /// The peer sent more than the frame limit without an LF.
@@ -49,6 +49,15 @@ pub enum ProtocolError {
     TimedOut {
         /// Who was silent.
         peer: String,
+    },
+    /// A whole frame arrived but broke a syntax rule.
+    #[error("malformed frame from {peer}: {error}")]
+    Malformed {
+        /// Who sent it.
+        peer: String,
+        /// Which rule it broke.
+        #[source]
+        error: crate::frame::ParseError,
     },
     /// Any other I/O failure.
     #[error("I/O error with {peer}")]

@@ -1,12 +1,24 @@
 //! GC/1, the General Communications wire protocol.
 //!
-//! Pure encode/parse functions for every frame, the protocol's limits and error codes, SCRAM-SHA-256
-//! helpers, and small blocking helpers that read or write one frame with a deadline. No socket
-//! policy lives here: callers decide whom to connect to, when to retry and when to give up.
+//! Pure encode/parse functions for every frame ([`frame`]), the protocol's limits ([`limits`]),
+//! tokens and error codes ([`codes`]), SCRAM-SHA-256 ([`scram`]), and small blocking helpers that
+//! read or write frames with a deadline ([`io`]). No socket policy lives here: callers decide whom
+//! to connect to, when to retry and when to give up.
 
+pub mod codes;
 pub mod error;
+pub mod frame;
+pub mod io;
 pub mod limits;
+pub mod scram;
 pub mod types;
 
+pub use codes::{ErrorCode, Registration, VERSION};
 pub use error::{FieldError, ProtocolError};
+pub use frame::{
+    AuthClient, AuthServer, Authed, CallbackPorts, CallbackReply, ConnectPing, ConnectReply,
+    DeliveryFrame, DeliveryReply, ErrorFrame, Frame, HeartbeatPing, HeartbeatReply, ParseError,
+    SendReply, SendRequest,
+};
+pub use io::FramedStream;
 pub use types::{ClientMsgId, Record, SessionToken, Timestamp, Username};

@@ -80,7 +80,7 @@ impl fmt::Display for Timestamp {
             return write!(f, "{secs}");
         }
         let mut digits = 6;
-        while frac % 10 == 0 {
+        while frac.is_multiple_of(10) {
             frac /= 10;
             digits -= 1;
         }
@@ -224,7 +224,9 @@ impl SessionToken {
     pub fn new(token: impl Into<String>) -> Result<Self, FieldError> {
         let token = token.into();
         let ok = token.len() == SESSION_TOKEN_LEN
-            && token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            && token
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if ok {
             Ok(Self(token))
         } else {
@@ -309,8 +311,20 @@ mod tests {
     #[test]
     fn timestamp_rejects() {
         for bad in [
-            "", ".", "1.", ".5", "01", "-1", "+1", "1.1234567", "1e9", "1,5", " 1", "1.5 ",
-            "99999999999999999999", "1.a",
+            "",
+            ".",
+            "1.",
+            ".5",
+            "01",
+            "-1",
+            "+1",
+            "1.1234567",
+            "1e9",
+            "1,5",
+            " 1",
+            "1.5 ",
+            "99999999999999999999",
+            "1.a",
         ] {
             assert_eq!(Timestamp::parse(bad), Err(FieldError::Timestamp), "{bad:?}");
         }
@@ -320,7 +334,16 @@ mod tests {
     fn numbers_are_canonical() {
         assert_eq!(parse_u64("0"), Ok(0));
         assert_eq!(parse_u64("18446744073709551615"), Ok(u64::MAX));
-        for bad in ["", "00", "01", "-1", "+1", "1 ", "18446744073709551616", "1_0"] {
+        for bad in [
+            "",
+            "00",
+            "01",
+            "-1",
+            "+1",
+            "1 ",
+            "18446744073709551616",
+            "1_0",
+        ] {
             assert_eq!(parse_u64(bad), Err(FieldError::Number), "{bad:?}");
         }
         assert_eq!(parse_u32("4294967296"), Err(FieldError::Number));

@@ -1,0 +1,171 @@
+//! Tokens and error codes of GC/1.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The protocol version this crate speaks, as written in `Ping`/`Pong` on the connect port.
+pub const VERSION: &str = "GC/1";
+
+/// Frame tokens (the first field of every frame; case-sensitive).
+pub mod token {
+    /// Connect request (10740) and heartbeat (8070, server → client).
+    pub const PING: &str = "Ping";
+    /// Connect reply (10740) and heartbeat answer (8070, client → server).
+    pub const PONG: &str = "Pong";
+    /// First SCRAM message (9281).
+    pub const AUTH_REQUEST: &str = "AuthRequest";
+    /// Server's SCRAM challenge (9281).
+    pub const AUTH1: &str = "Auth1";
+    /// Client's SCRAM proof (9281).
+    pub const PROOF: &str = "Proof";
+    /// Successful login (9281).
+    pub const OK: &str = "Ok";
+    /// Account creation (9281).
+    pub const REGISTER: &str = "Register";
+    /// Account created (9281).
+    pub const REGISTERED: &str = "Registered";
+    /// Auth callback (12090, server → client).
+    pub const AUTHED: &str = "Authed";
+    /// Acknowledgement (12090, 6090, 9980).
+    pub const THX: &str = "Thx";
+    /// Start of a delivery batch (6090).
+    pub const BATCH: &str = "Batch";
+    /// One record (6090, 9980).
+    pub const REC: &str = "Rec";
+    /// End of a record list (6090, 9980).
+    pub const END: &str = "End";
+    /// Send a message (9980).
+    pub const MSG: &str = "Msg";
+    /// Ask for older records (9980).
+    pub const HISTORY: &str = "History";
+    /// Ask who is online (9980).
+    pub const WHO: &str = "Who";
+    /// Presence list (9980).
+    pub const ONLINE: &str = "Online";
+    /// End the session (9980).
+    pub const BYE: &str = "Bye";
+    /// Error reply (any port).
+    pub const ERR: &str = "Err";
+}
+
+/// The error codes an `Err` frame may carry (protocol.md §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The peer does not speak this protocol version.
+    Version,
+    /// The frame broke a syntax rule or came at the wrong point of an exchange.
+    Malformed,
+    /// The frame exceeded the frame size limit; the connection closes.
+    TooLong,
+    /// Wrong password, or the server's signature did not verify.
+    Auth,
+    /// No account has this name.
+    UnknownUser,
+    /// The account already exists.
+    Exists,
+    /// The server only accepts accounts created by its operator.
+    RegistrationClosed,
+    /// Too many failed logins; wait before trying again.
+    Throttled,
+    /// Too many messages; the text says when to retry.
+    RateLimited,
+    /// The message body exceeds the server's limit.
+    TooLarge,
+    /// A server plugin refused the message; the text gives its reason.
+    Blocked,
+    /// Unknown or ended session token, or no session for this address.
+    Session,
+    /// The server could not reach the client's callback port.
+    Unreachable,
+    /// The server has reached its client limit.
+    Full,
+    /// The server is stopping.
+    ShuttingDown,
+    /// The server failed internally (e.g. storage); the request may be retried.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, in protocol order.
+    pub const ALL: [ErrorCode; 16] = [
+        Self::Version,
+        Self::Malformed,
+        Self::TooLong,
+        Self::Auth,
+        Self::UnknownUser,
+        Self::Exists,
+        Self::RegistrationClosed,
+        Self::Throttled,
+        Self::RateLimited,
+        Self::TooLarge,
+        Self::Blocked,
+        Self::Session,
+        Self::Unreachable,
+        Self::Full,
+        Self::ShuttingDown,
+        Self::Internal,
+    ];
+
+    /// The code as written on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Version => "version",
+            Self::Malformed => "malformed",
+            Self::TooLong => "too-long",
+            Self::Auth => "auth",
+            Self::UnknownUser => "unknown-user",
+            Self::Exists => "exists",
+            Self::RegistrationClosed => "registration-closed",
+            Self::Throttled => "throttled",
+            Self::RateLimited => "rate-limited",
+            Self::TooLarge => "too-large",
+            Self::Blocked => "blocked",
+            Self::Session => "session",
+            Self::Unreachable => "unreachable",
+            Self::Full => "full",
+            Self::ShuttingDown => "shutting-down",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown error code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown error code")]
+pub struct UnknownErrorCode;
+
+impl FromStr for ErrorCode {
+    type Err = UnknownErrorCode;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or(UnknownErrorCode)
+    }
+}
+
+/// Whether a server accepts `Register` from anyone (`open`) or only has operator-made accounts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Registration {
+    /// Anyone may register.
+    Open,
+    /// Accounts are created by the operator only.
+    Closed,
+}
+
+impl Registration {
+    /// As written in `Pong`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+}

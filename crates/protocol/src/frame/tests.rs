@@ -1,0 +1,609 @@
+//! Byte-exact tests for every frame, round-trip properties, and malformed input.
+
+use super::*;
+use crate::codes::ErrorCode;
+use proptest::prelude::*;
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn tok() -> SessionToken {
+    SessionToken::new(TOKEN).unwrap()
+}
+
+fn user(name: &str) -> Username {
+    Username::new(name).unwrap()
+}
+
+fn ts(text: &str) -> Timestamp {
+    Timestamp::parse(text).unwrap()
+}
+
+/// Encodes `frame`, compares with `wire` byte for byte, and parses it back.
+fn exact<F: Frame + PartialEq + std::fmt::Debug>(frame: F, wire: &str) {
+    let bytes = frame.to_bytes();
+    assert_eq!(String::from_utf8_lossy(&bytes), wire);
+    let line = wire.strip_suffix('\n').expect("wire form ends with LF");
+    assert_eq!(F::parse(line.as_bytes()).unwrap(), frame);
+}
+
+fn rec(id: u64, t: &str, u: &str, body: &str) -> Record {
+    Record {
+        id,
+        timestamp: ts(t),
+        username: user(u),
+        body: body.to_owned(),
+    }
+}
+
+#[test]
+fn connect_frames() {
+    exact(
+        ConnectPing {
+            version: "GC/1".into(),
+        },
+        "Ping GC/1\n",
+    );
+    exact(
+        ConnectReply::Pong {
+            version: "GC/1".into(),
+            server_name: "hi".into(),
+            registration: Registration::Open,
+        },
+        "Pong GC/1 IGJG open\n",
+    );
+    exact(
+        ConnectReply::Pong {
+            version: "GC/1".into(),
+            server_name: String::new(),
+            registration: Registration::Closed,
+        },
+        "Pong GC/1 - closed\n",
+    );
+    exact(
+        ConnectReply::Err(ErrorFrame::new(ErrorCode::Version, "hi")),
+        "Err version IGJG\n",
+    );
+}
+
+#[test]
+fn auth_frames() {
+    exact(
+        AuthClient::AuthRequest {
+            username: user("alice"),
+            ports: CallbackPorts {
+                auth: 12090,
+                heartbeat: 8070,
+                delivery: 6090,
+            },
+            client_first: "n,,n=alice,r=abc".into(),
+        },
+        "AuthRequest alice 12090 8070 6090 biwsbj1hbGljZSxyPWFiYw==\n",
+    );
+    exact(
+        AuthClient::Proof {
+            client_final: "c=biws".into(),
+        },
+        "Proof Yz1iaXdz\n",
+    );
+    exact(
+        AuthClient::Register {
+            username: user("bob"),
+            salt: vec![0; 8],
+            iterations: 4096,
+            stored_key: vec![1; 32],
+            server_key: vec![2; 32],
+        },
+        "Register bob AAAAAAAAAAA= 4096 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE= AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\n",
+    );
+    exact(
+        AuthServer::Auth1 {
+            server_first: "r=abc,s=QQ==,i=4096".into(),
+        },
+        "Auth1 cj1hYmMscz1RUT09LGk9NDA5Ng==\n",
+    );
+    exact(
+        AuthServer::Ok {
+            heartbeat_ms: 1000,
+            latest_id: 42,
+        },
+        "Ok 1000 42\n",
+    );
+    exact(AuthServer::Registered, "Registered\n");
+    exact(
+        AuthServer::Err(ErrorFrame::new(ErrorCode::UnknownUser, "")),
+        "Err unknown-user -\n",
+    );
+}
+
+#[test]
+fn callback_frames() {
+    exact(
+        Authed {
+            server_final: "v=x".into(),
+            token: tok(),
+        },
+        &format!("Authed dj14 {TOKEN}\n"),
+    );
+    exact(CallbackReply::Thx, "Thx\n");
+    exact(
+        CallbackReply::Err(ErrorFrame::new(ErrorCode::Auth, "a")),
+        "Err auth BG\n",
+    );
+}
+
+#[test]
+fn heartbeat_frames() {
+    exact(
+        HeartbeatPing {
+            token: tok(),
+            server_time: ts("1795733296.088305"),
+            presence_version: 7,
+        },
+        &format!("Ping {TOKEN} 1795733296.088305 7\n"),
+    );
+    exact(
+        HeartbeatReply::Pong {
+            last_id: 0,
+            client_time: ts("1640995200.123"),
+        },
+        "Pong 0 1640995200.123\n",
+    );
+    exact(
+        HeartbeatReply::Err(ErrorFrame::new(ErrorCode::Session, "")),
+        "Err session -\n",
+    );
+}
+
+#[test]
+fn delivery_frames() {
+    exact(
+        DeliveryFrame::Batch { token: tok(), n: 2 },
+        &format!("Batch {TOKEN} 2\n"),
+    );
+    exact(
+        DeliveryFrame::Rec(rec(1, "1640995200.123", "alice", "a;b\nc")),
+        "Rec 1 1640995200.123 alice BGLDCGKADG\n",
+    );
+    exact(
+        DeliveryFrame::Rec(rec(2, "1", "bob", "é")),
+        "Rec 2 1 bob DMJK\n",
+    );
+    exact(
+        DeliveryFrame::Rec(rec(3, "2", "bob", "\u{1b}[2J")),
+        "Rec 3 2 bob LBLFCDKE\n",
+    );
+    exact(DeliveryFrame::End, "End\n");
+    exact(DeliveryReply::Thx { last_id: 2 }, "Thx 2\n");
+}
+
+#[test]
+fn send_frames() {
+    exact(
+        SendRequest::Msg {
+            token: tok(),
+            client_msg_id: ClientMsgId::new("m-1").unwrap(),
+            body: b"hi".to_vec(),
+        },
+        &format!("Msg {TOKEN} m-1 IGJG\n"),
+    );
+    exact(
+        SendRequest::History {
+            token: tok(),
+            before_id: 0,
+            limit: 1000,
+        },
+        &format!("History {TOKEN} 0 1000\n"),
+    );
+    exact(SendRequest::Who { token: tok() }, &format!("Who {TOKEN}\n"));
+    exact(SendRequest::Bye { token: tok() }, &format!("Bye {TOKEN}\n"));
+    exact(
+        SendReply::Thx {
+            id: 5,
+            timestamp: ts("1795733296.5"),
+        },
+        "Thx 5 1795733296.5\n",
+    );
+    exact(
+        SendReply::Rec(rec(4, "3", "carol", "x")),
+        "Rec 4 3 carol IH\n",
+    );
+    exact(SendReply::End, "End\n");
+    exact(
+        SendReply::Online {
+            presence_version: 3,
+            users: vec![user("alice"), user("bob")],
+        },
+        "Online 3 alice bob\n",
+    );
+    exact(
+        SendReply::Online {
+            presence_version: 0,
+            users: vec![],
+        },
+        "Online 0\n",
+    );
+    exact(
+        SendReply::Err(ErrorFrame::new(ErrorCode::RateLimited, "wait")),
+        "Err rate-limited HHBGJGEH\n",
+    );
+}
+
+#[test]
+fn msg_body_keeps_raw_bytes_for_later_checks() {
+    // NUL and invalid UTF-8 are frame-valid: the server rejects them after its dedupe check.
+    let line = format!("Msg {TOKEN} x AAPP");
+    match SendRequest::parse(line.as_bytes()).unwrap() {
+        SendRequest::Msg { body, .. } => assert_eq!(body, vec![0x00, 0xff]),
+        other => panic!("{other:?}"),
+    }
+    let line = format!("Msg {TOKEN} x -");
+    assert!(matches!(
+        SendRequest::parse(line.as_bytes()).unwrap(),
+        SendRequest::Msg { body, .. } if body.is_empty()
+    ));
+}
+
+#[test]
+fn every_error_code_round_trips() {
+    for code in ErrorCode::ALL {
+        let frame = ErrorFrame::new(code, "what to do");
+        let bytes = frame.to_bytes();
+        assert_eq!(ErrorFrame::parse(&bytes[..bytes.len() - 1]).unwrap(), frame);
+        assert_eq!(code.as_str().parse::<ErrorCode>(), Ok(code));
+    }
+}
+
+fn malformed<F: Frame + std::fmt::Debug>(line: &[u8]) -> ParseError {
+    match F::parse(line) {
+        Ok(f) => panic!("{:?} parsed as {f:?}", String::from_utf8_lossy(line)),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn rejects_structural_faults() {
+    assert_eq!(malformed::<ConnectPing>(b""), ParseError::Empty);
+    assert_eq!(
+        malformed::<ConnectPing>(b"Ping GC/1\r"),
+        ParseError::CarriageReturn
+    );
+    assert_eq!(
+        malformed::<ConnectPing>(b"Ping\nGC/1"),
+        ParseError::LineFeed
+    );
+    assert_eq!(malformed::<ConnectPing>(b"Ping \xff"), ParseError::NotUtf8);
+    for bad in [&b"Ping  GC/1"[..], b" Ping GC/1", b"Ping GC/1 ", b" "] {
+        assert_eq!(
+            malformed::<ConnectPing>(bad),
+            ParseError::EmptyField,
+            "{bad:?}"
+        );
+    }
+    let long = vec![b'A'; MAX_FRAME_BYTES];
+    assert_eq!(malformed::<ConnectPing>(&long), ParseError::TooLong);
+    assert_eq!(ParseError::TooLong.code(), ErrorCode::TooLong);
+    assert_eq!(ParseError::Empty.code(), ErrorCode::Malformed);
+}
+
+#[test]
+fn rejects_wrong_tokens() {
+    assert!(matches!(
+        malformed::<ConnectPing>(b"ping GC/1"),
+        ParseError::UnexpectedToken { .. }
+    ));
+    assert!(matches!(
+        malformed::<SendRequest>(b"Pong 1 2"),
+        ParseError::UnexpectedToken { .. }
+    ));
+    // The token in the error is shortened and escaped.
+    let long_token = format!("X{}", "\u{7}".repeat(100));
+    match malformed::<SendRequest>(long_token.as_bytes()) {
+        ParseError::UnexpectedToken { got, .. } => {
+            assert!(got.len() < 100 && got.contains("\\u{7}"), "{got}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn rejects_missing_and_extra_fields() {
+    for (line, expected, got) in [
+        (format!("Msg {TOKEN} id"), 3, 2),
+        (format!("Msg {TOKEN} id IGJG extra"), 3, 4),
+        ("Ping".to_owned(), 1, 0),
+        ("Thx 1".to_owned(), 2, 1),
+        ("End x".to_owned(), 0, 1),
+    ] {
+        let err = if line.starts_with("Ping") {
+            malformed::<ConnectPing>(line.as_bytes())
+        } else if line.starts_with("Msg") {
+            malformed::<SendRequest>(line.as_bytes())
+        } else {
+            malformed::<SendReply>(line.as_bytes())
+        };
+        assert!(
+            matches!(err, ParseError::Arity { expected: e, got: g, .. } if e == expected && g == got),
+            "{line}: {err:?}"
+        );
+    }
+    assert!(matches!(
+        malformed::<SendReply>(b"Online"),
+        ParseError::MissingField { .. }
+    ));
+}
+
+#[test]
+fn rejects_bad_field_values() {
+    let field = |line: String| malformed::<SendRequest>(line.as_bytes());
+    assert!(matches!(
+        field(format!("Msg {} id IGJG", &TOKEN[1..])),
+        ParseError::Field {
+            error: FieldError::SessionToken,
+            ..
+        }
+    ));
+    assert!(matches!(
+        field(format!("Msg {} id IGJG", TOKEN.to_uppercase())),
+        ParseError::Field {
+            error: FieldError::SessionToken,
+            ..
+        }
+    ));
+    assert!(matches!(
+        field(format!("Msg {TOKEN} a.b IGJG")),
+        ParseError::Field {
+            error: FieldError::ClientMsgId,
+            ..
+        }
+    ));
+    assert!(matches!(
+        field(format!("Msg {TOKEN} id IGJ")),
+        ParseError::C16 { .. }
+    ));
+    assert!(matches!(
+        field(format!("Msg {TOKEN} id igjg")),
+        ParseError::C16 { .. }
+    ));
+    assert!(matches!(
+        field(format!("History {TOKEN} 01 10")),
+        ParseError::Field {
+            error: FieldError::Number,
+            ..
+        }
+    ));
+    assert!(matches!(
+        field(format!("History {TOKEN} -1 10")),
+        ParseError::Field {
+            error: FieldError::Number,
+            ..
+        }
+    ));
+    assert!(matches!(
+        field(format!("History {TOKEN} 0 1001")),
+        ParseError::Value { field: "limit", .. }
+    ));
+    let parse = |line: &str| AuthClient::parse(line.as_bytes());
+    assert!(matches!(
+        parse("AuthRequest alice 0 8070 6090 YQ=="),
+        Err(ParseError::Field {
+            error: FieldError::Port,
+            ..
+        })
+    ));
+    assert!(matches!(
+        parse("AuthRequest al;ice 1 2 3 YQ=="),
+        Err(ParseError::Field {
+            error: FieldError::Username,
+            ..
+        })
+    ));
+    assert!(matches!(
+        parse("AuthRequest alice 1 2 3 YQ"),
+        Err(ParseError::Base64 { .. })
+    ));
+    assert!(matches!(
+        parse("AuthRequest alice 1 2 3 /w=="),
+        Err(ParseError::TextNotUtf8 { .. })
+    ));
+    assert!(matches!(
+        parse(
+            "Register bob AAAA 4096 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE= AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="
+        ),
+        Err(ParseError::Value { field: "salt", .. })
+    ));
+    assert!(matches!(
+        parse("Register bob AAAAAAAAAAA= 4096 AQEB AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="),
+        Err(ParseError::Value {
+            field: "stored-key",
+            ..
+        })
+    ));
+    assert!(matches!(
+        DeliveryFrame::parse(format!("Batch {TOKEN} 0").as_bytes()),
+        Err(ParseError::Value { field: "n", .. })
+    ));
+    assert!(matches!(
+        DeliveryFrame::parse(format!("Batch {TOKEN} 1001").as_bytes()),
+        Err(ParseError::Value { field: "n", .. })
+    ));
+    assert!(matches!(
+        DeliveryFrame::parse(b"Rec 1 1.1234567 bob IH"),
+        Err(ParseError::Field {
+            error: FieldError::Timestamp,
+            ..
+        })
+    ));
+    assert!(matches!(
+        DeliveryFrame::parse(b"Rec 1 1 bob PP"),
+        Err(ParseError::TextNotUtf8 { .. })
+    ));
+    assert!(matches!(
+        ErrorFrame::parse(b"Err nope -"),
+        Err(ParseError::Value { field: "code", .. })
+    ));
+    assert!(matches!(
+        ConnectReply::parse(b"Pong GC/1 - maybe"),
+        Err(ParseError::Value {
+            field: "registration",
+            ..
+        })
+    ));
+    assert!(matches!(
+        ConnectPing::parse(b"Ping GC/1\x01"),
+        Err(ParseError::Value {
+            field: "version",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn error_messages_say_which_rule() {
+    let err = SendRequest::parse(format!("History {TOKEN} 0 5000").as_bytes()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`History` field <limit>: must be at most 1000"
+    );
+    let err = SendRequest::parse(format!("Msg {TOKEN} id IGJ").as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("<body>"), "{err}");
+}
+
+#[test]
+fn rec_frame_encoder_matches_frame_encoding() {
+    let r = rec(9, "1.5", "zed", "hello");
+    let mut a = Vec::new();
+    encode_rec_frame(&r, &mut a);
+    assert_eq!(a, DeliveryFrame::Rec(r.clone()).to_bytes());
+    assert_eq!(a, SendReply::Rec(r).to_bytes());
+}
+
+// ───────────── properties ─────────────
+
+fn arb_username() -> impl Strategy<Value = Username> {
+    "[A-Za-z0-9_.-]{1,32}".prop_map(|s| Username::new(s).unwrap())
+}
+
+fn arb_timestamp() -> impl Strategy<Value = Timestamp> {
+    (0u64..=4_000_000_000_000_000).prop_map(Timestamp::from_micros)
+}
+
+fn arb_token() -> impl Strategy<Value = SessionToken> {
+    "[0-9a-f]{64}".prop_map(|s| SessionToken::new(s).unwrap())
+}
+
+fn arb_record() -> impl Strategy<Value = Record> {
+    (any::<u64>(), arb_timestamp(), arb_username(), ".{0,200}").prop_map(
+        |(id, timestamp, username, body)| Record {
+            id,
+            timestamp,
+            username,
+            body,
+        },
+    )
+}
+
+fn round_trip<F: Frame + PartialEq + std::fmt::Debug>(frame: F) -> Result<(), TestCaseError> {
+    let bytes = frame.to_bytes();
+    prop_assert_eq!(bytes.last(), Some(&b'\n'));
+    prop_assert!(!bytes[..bytes.len() - 1].contains(&b'\n'));
+    prop_assert!(!bytes.contains(&b'\r'));
+    prop_assert_eq!(F::parse(&bytes[..bytes.len() - 1]).unwrap(), frame);
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn send_requests_round_trip(
+        token in arb_token(),
+        cmid in "[A-Za-z0-9_-]{1,32}",
+        body in proptest::collection::vec(any::<u8>(), 0..300),
+        before_id in any::<u64>(),
+        limit in 0u32..=1000,
+    ) {
+        round_trip(SendRequest::Msg {
+            token: token.clone(),
+            client_msg_id: ClientMsgId::new(cmid).unwrap(),
+            body,
+        })?;
+        round_trip(SendRequest::History { token: token.clone(), before_id, limit })?;
+        round_trip(SendRequest::Who { token: token.clone() })?;
+        round_trip(SendRequest::Bye { token })?;
+    }
+
+    #[test]
+    fn replies_round_trip(
+        record in arb_record(),
+        id in any::<u64>(),
+        timestamp in arb_timestamp(),
+        users in proptest::collection::vec(arb_username(), 0..20),
+        pv in any::<u64>(),
+        text in ".{0,100}",
+        code in 0usize..16,
+    ) {
+        round_trip(SendReply::Rec(record.clone()))?;
+        round_trip(DeliveryFrame::Rec(record))?;
+        round_trip(SendReply::Thx { id, timestamp })?;
+        round_trip(SendReply::Online { presence_version: pv, users })?;
+        round_trip(SendReply::Err(ErrorFrame::new(ErrorCode::ALL[code], text)))?;
+    }
+
+    #[test]
+    fn auth_and_heartbeat_round_trip(
+        username in arb_username(),
+        ports in (1u16.., 1u16.., 1u16..),
+        scram in "[ -~]{1,300}",
+        token in arb_token(),
+        t in arb_timestamp(),
+        n in any::<u64>(),
+        ms in any::<u32>(),
+        salt in proptest::collection::vec(any::<u8>(), 8..=64),
+        iterations in 1u32..=10_000_000,
+    ) {
+        let ports = CallbackPorts { auth: ports.0, heartbeat: ports.1, delivery: ports.2 };
+        round_trip(AuthClient::AuthRequest { username: username.clone(), ports, client_first: scram.clone() })?;
+        round_trip(AuthClient::Proof { client_final: scram.clone() })?;
+        round_trip(AuthClient::Register {
+            username, salt, iterations, stored_key: vec![7; 32], server_key: vec![9; 32],
+        })?;
+        round_trip(AuthServer::Auth1 { server_first: scram.clone() })?;
+        round_trip(AuthServer::Ok { heartbeat_ms: ms, latest_id: n })?;
+        round_trip(Authed { server_final: scram, token: token.clone() })?;
+        round_trip(HeartbeatPing { token, server_time: t, presence_version: n })?;
+        round_trip(HeartbeatReply::Pong { last_id: n, client_time: t })?;
+        round_trip(DeliveryReply::Thx { last_id: n })?;
+    }
+
+    #[test]
+    fn parsing_arbitrary_bytes_never_panics(line in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = ConnectPing::parse(&line);
+        let _ = ConnectReply::parse(&line);
+        let _ = AuthClient::parse(&line);
+        let _ = AuthServer::parse(&line);
+        let _ = Authed::parse(&line);
+        let _ = CallbackReply::parse(&line);
+        let _ = HeartbeatPing::parse(&line);
+        let _ = HeartbeatReply::parse(&line);
+        let _ = DeliveryFrame::parse(&line);
+        let _ = DeliveryReply::parse(&line);
+        let _ = SendRequest::parse(&line);
+        let _ = SendReply::parse(&line);
+    }
+
+    #[test]
+    fn parsing_token_shaped_lines_never_panics(
+        token in prop::sample::select(vec!["Ping", "Pong", "AuthRequest", "Auth1", "Proof", "Ok",
+            "Register", "Registered", "Authed", "Thx", "Batch", "Rec", "End", "Msg", "History",
+            "Who", "Online", "Bye", "Err"]),
+        fields in proptest::collection::vec("[ -~]{0,12}", 0..7),
+    ) {
+        let line = std::iter::once(token.to_owned()).chain(fields).collect::<Vec<_>>().join(" ");
+        let line = line.as_bytes();
+        let _ = ConnectReply::parse(line);
+        let _ = AuthClient::parse(line);
+        let _ = AuthServer::parse(line);
+        let _ = HeartbeatPing::parse(line);
+        let _ = DeliveryFrame::parse(line);
+        let _ = SendRequest::parse(line);
+        let _ = SendReply::parse(line);
+    }
+}

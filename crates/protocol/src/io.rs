@@ -1,0 +1,410 @@
+//! Small blocking helpers: read one frame with a deadline and a size cap, write frames with a
+//! deadline. The caller owns the socket and decides what a timeout or a bad frame means.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::error::ProtocolError;
+use crate::frame::Frame;
+use crate::limits::MAX_FRAME_BYTES;
+
+/// A byte stream whose reads and writes can be bounded in time (a `TcpStream`, or a test double).
+pub trait TimeoutStream: Read + Write {
+    /// Sets the timeout of subsequent reads (`None`: block forever).
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Sets the timeout of subsequent writes.
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl TimeoutStream for TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, timeout)
+    }
+}
+
+/// Opens a TCP connection within `timeout`, with Nagle's algorithm off (GC/1 exchanges are small
+/// request/reply frames; Nagle plus delayed ACKs would add ~40 ms stalls).
+pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, timeout.max(MIN_TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Socket timeouts of zero mean "forever" to the OS; never set one shorter than this.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// Where a connection's buffer starts, and the capacity it shrinks back to after a large frame:
+/// thousands of idle connections must stay cheap.
+const SMALL_BUFFER: usize = 512;
+
+/// A stream with a read buffer that yields whole frames.
+///
+/// Bytes after a frame's LF stay buffered for the next call, so pipelined frames (several `Msg`
+/// back to back) are read one at a time.
+#[derive(Debug)]
+pub struct FramedStream<S> {
+    stream: S,
+    peer: String,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Bytes of `buf[start..end]` already known to hold no LF.
+    scanned: usize,
+    max_frame: usize,
+}
+
+impl<S: TimeoutStream> FramedStream<S> {
+    /// Wraps `stream`; `peer` names the other side in errors (e.g. `127.0.0.2:9980`).
+    pub fn new(stream: S, peer: impl Into<String>) -> Self {
+        Self::with_max_frame(stream, peer, MAX_FRAME_BYTES)
+    }
+
+    /// Like [`FramedStream::new`] with another frame size cap (bytes including the LF).
+    pub fn with_max_frame(stream: S, peer: impl Into<String>, max_frame: usize) -> Self {
+        Self {
+            stream,
+            peer: peer.into(),
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            scanned: 0,
+            max_frame: max_frame.max(2),
+        }
+    }
+
+    /// The name of the other side.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The underlying stream, mutably (bypassing the read buffer).
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
+    /// Whether bytes of a next frame are already buffered.
+    pub fn has_buffered(&self) -> bool {
+        self.end > self.start
+    }
+
+    /// Reads one frame, which must arrive whole before `deadline`. Returns it without its LF.
+    pub fn read_line(&mut self, deadline: Instant) -> Result<&[u8], ProtocolError> {
+        self.read_line_idle(deadline, None)
+    }
+
+    /// Reads one frame on a kept-alive connection: waits for its first byte until `idle_deadline`,
+    /// then gives the rest `frame_timeout` (when given) to arrive.
+    pub fn read_line_idle(
+        &mut self,
+        idle_deadline: Instant,
+        frame_timeout: Option<Duration>,
+    ) -> Result<&[u8], ProtocolError> {
+        let mut deadline = if self.has_buffered() {
+            frame_timeout.map_or(idle_deadline, |t| Instant::now() + t)
+        } else {
+            idle_deadline
+        };
+        loop {
+            if let Some(pos) = self.buf[self.start + self.scanned..self.end]
+                .iter()
+                .position(|&b| b == b'\n')
+            {
+                let line_start = self.start;
+                let line_end = self.start + self.scanned + pos;
+                self.start = line_end + 1;
+                self.scanned = 0;
+                if self.start == self.end {
+                    self.start = 0;
+                    self.end = 0;
+                }
+                return Ok(&self.buf[line_start..line_end]);
+            }
+            self.scanned = self.end - self.start;
+            if self.scanned >= self.max_frame {
+                return Err(ProtocolError::TooLong {
+                    peer: self.peer.clone(),
+                    limit: self.max_frame,
+                });
+            }
+            self.make_room();
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ProtocolError::TimedOut {
+                    peer: self.peer.clone(),
+                });
+            }
+            self.stream
+                .set_read_timeout(Some((deadline - now).max(MIN_TIMEOUT)))
+                .map_err(|source| self.io_error(source))?;
+            let was_empty = self.end == self.start;
+            match self.stream.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    return Err(ProtocolError::Closed {
+                        peer: self.peer.clone(),
+                        partial: self.end - self.start,
+                    });
+                }
+                Ok(n) => {
+                    self.end += n;
+                    if was_empty && let Some(t) = frame_timeout {
+                        // The frame has started: from now on it must complete in time.
+                        deadline = Instant::now() + t;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(source) => return Err(self.io_error(source)),
+            }
+        }
+    }
+
+    /// Reads and parses one frame of type `F` before `deadline`.
+    pub fn read<F: Frame>(&mut self, deadline: Instant) -> Result<F, ProtocolError> {
+        let line = self.read_line(deadline)?;
+        match F::parse(line) {
+            Ok(frame) => Ok(frame),
+            Err(error) => Err(ProtocolError::Malformed {
+                peer: self.peer.clone(),
+                error,
+            }),
+        }
+    }
+
+    /// Writes `bytes` (one or more encoded frames) in full before `deadline`.
+    pub fn write_all(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), ProtocolError> {
+        write_all_deadline(&mut self.stream, bytes, deadline, &self.peer)
+    }
+
+    /// Encodes and writes one frame before `deadline`.
+    pub fn send<F: Frame>(&mut self, frame: &F, deadline: Instant) -> Result<(), ProtocolError> {
+        let bytes = frame.to_bytes();
+        self.write_all(&bytes, deadline)
+    }
+
+    fn make_room(&mut self) {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            let grown = (self.buf.len() * 2).clamp(SMALL_BUFFER, self.max_frame);
+            self.buf.resize(grown, 0);
+        } else if self.end == 0 && self.buf.len() > 8 * SMALL_BUFFER {
+            // A large frame has gone by; give the memory back.
+            self.buf = vec![0; SMALL_BUFFER];
+        }
+    }
+
+    fn io_error(&self, source: io::Error) -> ProtocolError {
+        ProtocolError::Io {
+            peer: self.peer.clone(),
+            source,
+        }
+    }
+}
+
+/// Writes all of `bytes` to `stream` before `deadline`.
+pub fn write_all_deadline<S: TimeoutStream>(
+    stream: &mut S,
+    bytes: &[u8],
+    deadline: Instant,
+    peer: &str,
+) -> Result<(), ProtocolError> {
+    let mut written = 0;
+    while written < bytes.len() {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(ProtocolError::TimedOut {
+                peer: peer.to_owned(),
+            });
+        }
+        let io_err = |source| ProtocolError::Io {
+            peer: peer.to_owned(),
+            source,
+        };
+        stream
+            .set_write_timeout(Some((deadline - now).max(MIN_TIMEOUT)))
+            .map_err(io_err)?;
+        match stream.write(&bytes[written..]) {
+            Ok(0) => {
+                return Err(ProtocolError::Closed {
+                    peer: peer.to_owned(),
+                    partial: 0,
+                });
+            }
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(source) => return Err(io_err(source)),
+        }
+    }
+    Ok(())
+}
+
+/// Returns the address in `name:port` form used in errors and logs.
+pub fn peer_name(addr: &SocketAddr) -> String {
+    addr.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{ConnectPing, SendRequest};
+    use std::collections::VecDeque;
+
+    /// A scripted stream: each read returns the next chunk; an empty chunk means "timed out".
+    #[derive(Default)]
+    struct Script {
+        chunks: VecDeque<Vec<u8>>,
+        written: Vec<u8>,
+    }
+
+    impl Read for Script {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.chunks.pop_front() {
+                None => Ok(0),
+                Some(chunk) if chunk.is_empty() => {
+                    std::thread::sleep(Duration::from_millis(2));
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                Some(mut chunk) => {
+                    let n = chunk.len().min(buf.len());
+                    buf[..n].copy_from_slice(&chunk[..n]);
+                    if n < chunk.len() {
+                        self.chunks.push_front(chunk.split_off(n));
+                    }
+                    Ok(n)
+                }
+            }
+        }
+    }
+
+    impl Write for Script {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl TimeoutStream for Script {
+        fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+        fn set_write_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn script(chunks: &[&[u8]]) -> FramedStream<Script> {
+        FramedStream::new(
+            Script {
+                chunks: chunks.iter().map(|c| c.to_vec()).collect(),
+                written: Vec::new(),
+            },
+            "test-peer",
+        )
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    #[test]
+    fn reads_frames_split_and_pipelined() {
+        let mut s = script(&[b"Pi", b"ng GC/1\nPing G", b"C/2\n"]);
+        assert_eq!(s.read_line(soon()).unwrap(), b"Ping GC/1");
+        let f: ConnectPing = s.read(soon()).unwrap();
+        assert_eq!(f.version, "GC/2");
+        assert!(matches!(
+            s.read_line(soon()),
+            Err(ProtocolError::Closed { partial: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn half_frame_then_close_reports_partial() {
+        let mut s = script(&[b"Ping GC"]);
+        assert!(matches!(
+            s.read_line(soon()),
+            Err(ProtocolError::Closed { partial: 7, .. })
+        ));
+    }
+
+    #[test]
+    fn silence_times_out() {
+        let mut s = script(&[b"Ping", b"", b"", b"", b""]);
+        let deadline = Instant::now() + Duration::from_millis(5);
+        assert!(matches!(
+            s.read_line(deadline),
+            Err(ProtocolError::TimedOut { .. })
+        ));
+    }
+
+    #[test]
+    fn too_long_without_lf() {
+        let big = vec![b'A'; MAX_FRAME_BYTES + 10];
+        let mut s = script(&[&big]);
+        assert!(matches!(
+            s.read_line(soon()),
+            Err(ProtocolError::TooLong { limit, .. }) if limit == MAX_FRAME_BYTES
+        ));
+        // Exactly at the limit (65,535 bytes + LF) is fine.
+        let mut ok = vec![b'A'; MAX_FRAME_BYTES - 1];
+        ok.push(b'\n');
+        let mut s = script(&[&ok]);
+        assert_eq!(s.read_line(soon()).unwrap().len(), MAX_FRAME_BYTES - 1);
+    }
+
+    #[test]
+    fn malformed_frame_is_reported_with_peer() {
+        let mut s = script(&[b"Hello there\n"]);
+        let err = s.read::<SendRequest>(soon()).unwrap_err();
+        assert!(matches!(err, ProtocolError::Malformed { .. }));
+        assert!(err.to_string().contains("test-peer"), "{err}");
+    }
+
+    #[test]
+    fn buffer_shrinks_after_a_big_frame() {
+        let mut big = vec![b'A'; 40_000];
+        big.push(b'\n');
+        let mut s = script(&[&big, b"x\n"]);
+        assert_eq!(s.read_line(soon()).unwrap().len(), 40_000);
+        assert_eq!(s.read_line(soon()).unwrap(), b"x");
+        assert!(s.buf.len() <= SMALL_BUFFER);
+    }
+
+    #[test]
+    fn writes_frames() {
+        let mut s = script(&[]);
+        s.send(
+            &ConnectPing {
+                version: "GC/1".into(),
+            },
+            soon(),
+        )
+        .unwrap();
+        assert_eq!(s.get_ref().written, b"Ping GC/1\n");
+    }
+}
