@@ -72,6 +72,42 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The date and time in UTC as `YYYY-MM-DD HH:MM:SS[.ffffff]` (fraction only when non-zero),
+    /// for logs and exports; screens show local time instead.
+    pub fn utc_datetime(self) -> String {
+        let secs = self.as_secs();
+        let rem = secs % 86_400;
+        let (y, m, d) = civil_from_days(secs / 86_400);
+        let mut s = format!(
+            "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60
+        );
+        let canonical = self.to_string();
+        if let Some((_, frac)) = canonical.split_once('.') {
+            s.push('.');
+            s.push_str(frac);
+        }
+        s
+    }
+}
+
+/// Year, month, day of a day count since 1970-01-01 (H. Hinnant's algorithm, proleptic Gregorian).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.micros / 1_000_000;
@@ -182,11 +218,7 @@ impl ClientMsgId {
     /// Validates and wraps a client-msg-id.
     pub fn new(id: impl Into<String>) -> Result<Self, FieldError> {
         let id = id.into();
-        let ok = (CLIENT_MSG_ID_MIN..=CLIENT_MSG_ID_MAX).contains(&id.len())
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
-        if ok {
+        if is_valid_client_msg_id(&id) {
             Ok(Self(id))
         } else {
             Err(FieldError::ClientMsgId)
@@ -213,6 +245,14 @@ impl fmt::Display for ClientMsgId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Whether `id` is a syntactically valid client-msg-id.
+pub fn is_valid_client_msg_id(id: &str) -> bool {
+    (CLIENT_MSG_ID_MIN..=CLIENT_MSG_ID_MAX).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
 }
 
 /// A session token: 32 random bytes written as 64 lowercase hex digits.
@@ -306,6 +346,17 @@ mod tests {
         }
         // Trailing zeros parse, and are dropped when written.
         assert_eq!(Timestamp::parse("5.500").unwrap().to_string(), "5.5");
+    }
+
+    #[test]
+    fn utc_datetimes() {
+        let utc = |t: &str| Timestamp::parse(t).unwrap().utc_datetime();
+        assert_eq!(utc("0"), "1970-01-01 00:00:00");
+        assert_eq!(utc("1640995200.123"), "2022-01-01 00:00:00.123");
+        assert_eq!(utc("951782400"), "2000-02-29 00:00:00");
+        assert_eq!(utc("1795733296.088305"), "2026-11-26 22:48:16.088305");
+        // The largest timestamp does not overflow.
+        let _ = Timestamp::MAX.utc_datetime();
     }
 
     #[test]

@@ -1,1 +1,45 @@
-//! placeholder until the store crate lands
+//! Flat-file storage for General Communications.
+//!
+//! - [`MessageStore`]: the server's messages, `database.db` (one record per line) and
+//!   `database.msgids` (which client-msg-id produced which record, so retries never duplicate).
+//!   Group commit, an id → offset index, an in-memory tail, crash recovery.
+//! - [`Accounts`]: `usernames.db`, one SCRAM verifier per line, rewritten atomically.
+//! - [`ClientCache`]: the client's `cdatabase.db`, in the record format.
+//! - [`check`], [`repair`], [`export`]: what `gc-server db …` runs on a data dir.
+//! - [`encode_record`], [`parse_record`]: the record line codec.
+//!
+//! Formats are described in the protocol notes (§4 Storage): a record line is
+//! `{id};{timestamp};{username};{message}` + LF, with `\`, LF and CR in the message escaped as
+//! `\\`, `\n` and `\r`.
+//!
+//! No file content can make this crate panic: every damaged line is reported with its file,
+//! line number and the rule it broke.
+
+#![warn(missing_docs)]
+
+mod accounts;
+mod admin;
+mod cache;
+mod codec;
+mod error;
+mod files;
+mod lock;
+mod messages;
+mod msgids;
+
+pub use accounts::{ACCOUNTS_FILE, Account, Accounts};
+pub use admin::{
+    CheckReport, ExportFormat, ExportReport, MAX_LISTED_BAD_LINES, RepairReport, check, export,
+    repair,
+};
+pub use cache::{CacheReport, ClientCache};
+pub use codec::{
+    MAX_BODY_BYTES, MAX_LINE_BYTES, encode_record, encoded_len, escape_into, parse_record, unescape,
+};
+pub use error::{LineError, Result, StoreError};
+pub use files::FaultyLine;
+pub use lock::{DATABASE_FILE, DataDirLock};
+pub use messages::{
+    Appended, FsyncPolicy, MessageStore, OpenReport, ParseFsyncPolicyError, StoreConfig,
+};
+pub use msgids::{MSGIDS_FILE, MsgidsReport};
