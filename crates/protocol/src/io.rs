@@ -92,6 +92,11 @@ impl<S: TimeoutStream> FramedStream<S> {
         &mut self.stream
     }
 
+    /// Unwraps the stream, dropping anything buffered.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+
     /// Whether bytes of a next frame are already buffered.
     pub fn has_buffered(&self) -> bool {
         self.end > self.start
