@@ -1,1 +1,456 @@
-//! Support code for the end-to-end tests (servers, clients, free ports).
+//! Support code for the end-to-end tests: real servers on loopback with OS-chosen ports, and a
+//! raw GC/1 client that speaks the protocol frame by frame (for tests that misbehave on purpose).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use gc_protocol::scram::{ClientFirst, derive_verifier, random_salt};
+use gc_protocol::{
+    AuthClient, AuthServer, Authed, CallbackPorts, CallbackReply, ClientMsgId, ConnectPing,
+    ConnectReply, DeliveryFrame, DeliveryReply, ErrorFrame, Frame, FramedStream, HeartbeatPing,
+    HeartbeatReply, Record, SendReply, SendRequest, SessionToken, Timestamp, Username,
+};
+use gc_server::{BoundAddrs, Config, ServerHandle};
+
+/// How long any test waits for anything before failing.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A fresh loopback address per client, so many clients can run at once (Linux routes all of
+/// 127.0.0.0/8 to loopback). Each test binary starts from a different point to reduce clashes.
+pub fn client_ip() -> IpAddr {
+    static NEXT: AtomicU8 = AtomicU8::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let base = (std::process::id() % 50) as u8;
+    IpAddr::V4(Ipv4Addr::new(127, 0, 1 + base, 2 + n % 250))
+}
+
+/// A server running in this process on 127.0.0.1 with OS-chosen ports and a temporary data dir.
+#[derive(Debug)]
+pub struct TestServer {
+    /// The configuration it runs with (ports are the bound ones after start).
+    pub config: Config,
+    handle: Option<ServerHandle>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A server with test-friendly defaults: fast heartbeats, short timeouts.
+    pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    /// A server with defaults changed by `tweak`.
+    pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let mut server = Self {
+            config,
+            handle: None,
+            _dir: Some(dir),
+        };
+        server.run();
+        server
+    }
+
+    fn run(&mut self) {
+        // A child process forked by a parallel test can hold a copy of the previous server's lock
+        // until it execs (flock follows the open file): retry briefly.
+        let deadline = Instant::now() + WAIT;
+        let handle = loop {
+            match gc_server::start(self.config.clone()) {
+                Ok(h) => break h,
+                Err(gc_server::ServerError::Store(gc_store::StoreError::Locked { .. }))
+                    if Instant::now() < deadline =>
+                {
+                    thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("server does not start: {e}"),
+            }
+        };
+        let addrs = handle.addrs();
+        self.config.connect_port = addrs.connect.port();
+        self.config.auth_port = addrs.auth.port();
+        self.config.send_port = addrs.send.port();
+        self.handle = Some(handle);
+    }
+
+    /// Where it listens.
+    pub fn addrs(&self) -> BoundAddrs {
+        BoundAddrs {
+            connect: SocketAddr::new(self.config.bind, self.config.connect_port),
+            auth: SocketAddr::new(self.config.bind, self.config.auth_port),
+            send: SocketAddr::new(self.config.bind, self.config.send_port),
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    /// Stops it (graceful shutdown), keeping the data dir.
+    pub fn stop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown();
+        }
+    }
+
+    /// Stops it and starts it again on the same ports and data dir.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    /// Live sessions.
+    pub fn sessions(&self) -> usize {
+        self.handle.as_ref().map_or(0, ServerHandle::sessions)
+    }
+
+    /// Lines of database.db.
+    pub fn stored_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.config.data_dir.join("database.db"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The configuration tests start from.
+pub fn test_config(data_dir: &Path) -> Config {
+    Config {
+        bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        connect_port: 0,
+        auth_port: 0,
+        send_port: 0,
+        data_dir: data_dir.to_path_buf(),
+        heartbeat_interval: Duration::from_millis(100),
+        io_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(5),
+        ..Config::default()
+    }
+}
+
+/// Waits until `check` holds, or panics after [`WAIT`] with `what`.
+pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ───────────────────────────── raw protocol client ─────────────────────────────
+
+/// A client written frame by frame, with its three callback listeners on its own loopback address.
+/// It answers heartbeats and collects deliveries on background threads, like a real client, but
+/// lets tests send anything they like.
+#[derive(Debug)]
+pub struct RawClient {
+    /// Its address.
+    pub ip: IpAddr,
+    /// The server.
+    pub server: BoundAddrs,
+    /// Its callback ports.
+    pub ports: CallbackPorts,
+    auth_listener: TcpListener,
+    hb_listener: Option<TcpListener>,
+    dl_listener: Option<TcpListener>,
+    /// The session token once logged in.
+    pub token: Option<SessionToken>,
+    records: mpsc::Receiver<Record>,
+    records_tx: mpsc::Sender<Record>,
+    last_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RawClient {
+    /// Binds the three listeners on a fresh loopback address.
+    pub fn new(server: BoundAddrs) -> Self {
+        let ip = client_ip();
+        let bind = || TcpListener::bind((ip, 0)).expect("bind a callback port");
+        let (a, h, d) = (bind(), bind(), bind());
+        let port = |l: &TcpListener| l.local_addr().expect("local addr").port();
+        let ports = CallbackPorts {
+            auth: port(&a),
+            heartbeat: port(&h),
+            delivery: port(&d),
+        };
+        let (records_tx, records) = mpsc::channel();
+        Self {
+            ip,
+            server,
+            ports,
+            auth_listener: a,
+            hb_listener: Some(h),
+            dl_listener: Some(d),
+            token: None,
+            records,
+            records_tx,
+            last_id: Default::default(),
+        }
+    }
+
+    /// A connection to one of the server's ports, from this client's address.
+    pub fn connect(&self, to: SocketAddr) -> FramedStream<TcpStream> {
+        FramedStream::new(
+            connect_from(self.ip, to).expect("connect to the server"),
+            to.to_string(),
+        )
+    }
+
+    /// `Ping GC/1` on the connect port.
+    pub fn ping(&self) -> ConnectReply {
+        let mut c = self.connect(self.server.connect);
+        c.send(
+            &ConnectPing {
+                version: gc_protocol::VERSION.into(),
+            },
+            deadline(),
+        )
+        .expect("send Ping");
+        c.read(deadline()).expect("read Pong")
+    }
+
+    /// Registers `user` with `password`.
+    pub fn register(&self, user: &str, password: &str) -> AuthServer {
+        let salt = random_salt().expect("salt");
+        let v = derive_verifier(password, &salt, 4096);
+        let mut c = self.connect(self.server.auth);
+        c.send(
+            &AuthClient::Register {
+                username: Username::new(user).expect("valid username"),
+                salt: v.salt,
+                iterations: v.iterations,
+                stored_key: v.stored_key.to_vec(),
+                server_key: v.server_key.to_vec(),
+            },
+            deadline(),
+        )
+        .expect("send Register");
+        c.read(deadline()).expect("read the Register reply")
+    }
+
+    /// Logs in; on success starts answering heartbeats and collecting deliveries. Returns the
+    /// server's final answer on the auth port.
+    pub fn login(&mut self, user: &str, password: &str) -> AuthServer {
+        let first = ClientFirst::new(user).expect("nonce");
+        let mut c = self.connect(self.server.auth);
+        c.send(
+            &AuthClient::AuthRequest {
+                username: Username::new(user).expect("valid username"),
+                ports: self.ports,
+                client_first: first.message().to_owned(),
+            },
+            deadline(),
+        )
+        .expect("send AuthRequest");
+        let server_first = match c.read::<AuthServer>(deadline()).expect("read Auth1") {
+            AuthServer::Auth1 { server_first } => server_first,
+            other => return other,
+        };
+        let fin = first
+            .handle_server_first(&server_first, password, 4096)
+            .expect("server-first is valid");
+        // The server calls back while we wait for its answer on the auth port.
+        let proof = fin.message().to_owned();
+        let listener = self.auth_listener.try_clone().expect("clone listener");
+        let callback = thread::spawn(move || -> Option<SessionToken> {
+            let (s, peer) = listener.accept().ok()?;
+            let mut conn = FramedStream::new(s, peer.to_string());
+            let authed: Authed = conn.read(deadline()).ok()?;
+            fin.verify_server_final(&authed.server_final).ok()?;
+            conn.send(&CallbackReply::Thx, deadline()).ok()?;
+            Some(authed.token)
+        });
+        c.send(
+            &AuthClient::Proof {
+                client_final: proof,
+            },
+            deadline(),
+        )
+        .expect("send Proof");
+        let reply: AuthServer = c.read(deadline()).expect("read the login reply");
+        if !matches!(reply, AuthServer::Ok { .. }) {
+            // No callback comes after a failure: unblock the accept by connecting to ourselves.
+            if let Ok(own) = self.auth_listener.local_addr() {
+                let _ = TcpStream::connect(own);
+            }
+        }
+        let token = callback.join().ok().flatten();
+        if matches!(reply, AuthServer::Ok { .. }) {
+            self.token = token;
+            self.serve_callbacks();
+        }
+        reply
+    }
+
+    fn serve_callbacks(&mut self) {
+        let token = self.token.clone().expect("logged in");
+        if let Some(hb) = self.hb_listener.take() {
+            let last_id = std::sync::Arc::clone(&self.last_id);
+            let token = token.clone();
+            thread::spawn(move || {
+                for s in hb.incoming() {
+                    let Ok(s) = s else { return };
+                    let last_id = std::sync::Arc::clone(&last_id);
+                    let token = token.clone();
+                    thread::spawn(move || serve_heartbeats(s, &token, &last_id));
+                }
+            });
+        }
+        if let Some(dl) = self.dl_listener.take() {
+            let tx = self.records_tx.clone();
+            let last_id = std::sync::Arc::clone(&self.last_id);
+            thread::spawn(move || {
+                for s in dl.incoming() {
+                    let Ok(s) = s else { return };
+                    let (tx, last_id) = (tx.clone(), std::sync::Arc::clone(&last_id));
+                    thread::spawn(move || serve_deliveries(s, &tx, &last_id));
+                }
+            });
+        }
+    }
+
+    /// Sends request frames on one connection to the send port and reads `n` reply frames.
+    pub fn request(&self, frames: &[SendRequest], n: usize) -> Vec<SendReply> {
+        let mut c = self.connect(self.server.send);
+        let mut bytes = Vec::new();
+        for f in frames {
+            f.encode(&mut bytes);
+        }
+        c.write_all(&bytes, deadline()).expect("send requests");
+        (0..n)
+            .map(|_| c.read(deadline()).expect("read a reply"))
+            .collect()
+    }
+
+    /// Sends one message and returns the reply.
+    pub fn send(&self, text: &str) -> SendReply {
+        self.send_with_id(&ClientMsgId::random().expect("random id"), text)
+    }
+
+    /// Sends one message with a chosen client-msg-id.
+    pub fn send_with_id(&self, id: &ClientMsgId, text: &str) -> SendReply {
+        let msg = SendRequest::Msg {
+            token: self.token.clone().expect("logged in"),
+            client_msg_id: id.clone(),
+            body: text.as_bytes().to_vec(),
+        };
+        self.request(&[msg], 1).remove(0)
+    }
+
+    /// Waits until `n` delivered records have arrived and returns them.
+    pub fn receive(&self, n: usize) -> Vec<Record> {
+        let deadline = Instant::now() + WAIT;
+        let mut out = Vec::new();
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.records.recv_timeout(left) {
+                Ok(r) => out.push(r),
+                Err(_) => panic!("received {} of {n} records: {out:?}", out.len()),
+            }
+        }
+        out
+    }
+
+    /// Records that arrive within `within` (for checking that nothing more comes).
+    pub fn receive_more(&self, within: Duration) -> Vec<Record> {
+        let deadline = Instant::now() + within;
+        let mut out = Vec::new();
+        while let Ok(r) = self
+            .records
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            out.push(r);
+        }
+        out
+    }
+
+    /// The cursor this client reports in `Pong`.
+    pub fn last_id(&self) -> u64 {
+        self.last_id.load(Ordering::SeqCst)
+    }
+}
+
+fn serve_heartbeats(s: TcpStream, token: &SessionToken, last_id: &std::sync::atomic::AtomicU64) {
+    let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let mut conn = FramedStream::new(s, peer);
+    while let Ok(ping) = conn.read::<HeartbeatPing>(Instant::now() + Duration::from_secs(30)) {
+        let reply = if ping.token.ct_eq(token) {
+            HeartbeatReply::Pong {
+                last_id: last_id.load(Ordering::SeqCst),
+                client_time: Timestamp::now(),
+            }
+        } else {
+            HeartbeatReply::Err(ErrorFrame::new(gc_protocol::ErrorCode::Session, "not mine"))
+        };
+        if conn.send(&reply, deadline()).is_err() {
+            return;
+        }
+    }
+}
+
+fn serve_deliveries(
+    s: TcpStream,
+    tx: &mpsc::Sender<Record>,
+    last_id: &std::sync::atomic::AtomicU64,
+) {
+    let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let mut conn = FramedStream::new(s, peer);
+    loop {
+        let Ok(DeliveryFrame::Batch { n, .. }) =
+            conn.read::<DeliveryFrame>(Instant::now() + Duration::from_secs(30))
+        else {
+            return;
+        };
+        for _ in 0..n {
+            match conn.read::<DeliveryFrame>(deadline()) {
+                Ok(DeliveryFrame::Rec(r)) => {
+                    if r.id > last_id.load(Ordering::SeqCst) {
+                        last_id.store(r.id, Ordering::SeqCst);
+                        let _ = tx.send(r);
+                    }
+                }
+                _ => return,
+            }
+        }
+        if !matches!(
+            conn.read::<DeliveryFrame>(deadline()),
+            Ok(DeliveryFrame::End)
+        ) {
+            return;
+        }
+        let thx = DeliveryReply::Thx {
+            last_id: last_id.load(Ordering::SeqCst),
+        };
+        if conn.send(&thx, deadline()).is_err() {
+            return;
+        }
+    }
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(5)
+}
+
+/// Connects from a chosen local address (the server tells sessions apart by address).
+pub fn connect_from(local: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(to), Type::STREAM, None)?;
+    socket.bind(&SocketAddr::new(local, 0).into())?;
+    socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
+    let stream: TcpStream = socket.into();
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}

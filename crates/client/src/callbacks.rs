@@ -1,0 +1,695 @@
+//! The three callback listeners (auth 12090, heartbeat 8070, delivery 6090): one accept thread
+//! each, and one short thread per accepted connection, so a new connection is never stuck behind
+//! an idle kept one.
+//!
+//! The server keeps one connection per port open and reuses it; it opens a fresh one when it finds
+//! the kept one closed. Connection threads per role are bounded: when a new connection would go
+//! over the bound, the oldest one of that role is cut (the server only ever uses its newest).
+
+use std::fmt;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use gc_protocol::{
+    Authed, CallbackPorts, CallbackReply, DeliveryFrame, DeliveryReply, ErrorCode, ErrorFrame,
+    Frame, FramedStream, HeartbeatPing, HeartbeatReply, ProtocolError, Record, Timestamp,
+};
+
+use crate::config::{
+    ClientConfig, DEFAULT_CALLBACK_AUTH_PORT, DEFAULT_DELIVERY_PORT, DEFAULT_HEARTBEAT_PORT,
+};
+use crate::error::ClientError;
+use crate::event::{ConnState, Event, NoticeLevel};
+use crate::net;
+use crate::shared::Shared;
+
+/// Connection threads per role at once.
+const MAX_CONNS_PER_ROLE: usize = 4;
+/// Stack of connection threads: they run shallow frame handling.
+const SMALL_STACK: usize = 256 * 1024;
+
+/// Which callback port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// 12090: `Authed`.
+    Auth,
+    /// 8070: `Ping`.
+    Heartbeat,
+    /// 6090: `Batch`.
+    Delivery,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auth => "auth",
+            Self::Heartbeat => "heartbeat",
+            Self::Delivery => "delivery",
+        })
+    }
+}
+
+/// The three bound listeners (bound before any login, so no callback can race them).
+#[derive(Debug)]
+pub struct Listeners {
+    auth: TcpListener,
+    heartbeat: TcpListener,
+    delivery: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the three listeners as configured; returns them and their ports.
+    pub fn bind(config: &ClientConfig) -> Result<(Self, CallbackPorts), ClientError> {
+        let server_ip = config.server.trim().parse().ok();
+        let ip = config
+            .bind_ip
+            .unwrap_or_else(|| net::unspecified_like(server_ip));
+        let p = config.listen_ports;
+        let auth = net::bind_listener(ip, p.auth, DEFAULT_CALLBACK_AUTH_PORT, "auth")?;
+        let heartbeat = net::bind_listener(ip, p.heartbeat, DEFAULT_HEARTBEAT_PORT, "heartbeat")?;
+        let delivery = net::bind_listener(ip, p.delivery, DEFAULT_DELIVERY_PORT, "delivery")?;
+        let port = |l: &TcpListener, role: &'static str| {
+            l.local_addr()
+                .map(|a| a.port())
+                .map_err(|source| ClientError::Bind {
+                    role,
+                    addr: std::net::SocketAddr::new(ip, 0),
+                    source,
+                })
+        };
+        let ports = CallbackPorts {
+            auth: port(&auth, "auth")?,
+            heartbeat: port(&heartbeat, "heartbeat")?,
+            delivery: port(&delivery, "delivery")?,
+        };
+        Ok((
+            Self {
+                auth,
+                heartbeat,
+                delivery,
+            },
+            ports,
+        ))
+    }
+}
+
+/// The running listeners: accept threads and the connection threads they started.
+#[derive(Debug)]
+pub struct CallbackServer {
+    accept: Vec<(JoinHandle<()>, TcpListener, SocketAddr)>,
+    conns: Arc<ConnSet>,
+}
+
+impl CallbackServer {
+    /// Starts one accept thread per listener.
+    pub fn start(shared: &Arc<Shared>, listeners: Listeners) -> Result<Self, ClientError> {
+        let conns = Arc::new(ConnSet::default());
+        let mut server = Self {
+            accept: Vec::new(),
+            conns: Arc::clone(&conns),
+        };
+        for (role, listener) in [
+            (Role::Auth, listeners.auth),
+            (Role::Heartbeat, listeners.heartbeat),
+            (Role::Delivery, listeners.delivery),
+        ] {
+            let name = format!("gc-accept-{role}");
+            let io_err = |source| ClientError::Thread {
+                name: name.clone(),
+                source,
+            };
+            let addr = listener.local_addr().map_err(io_err)?;
+            let keep = listener.try_clone().map_err(io_err)?;
+            let (sh, cs) = (Arc::clone(shared), Arc::clone(&conns));
+            let spawned = thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || accept_loop(&sh, &listener, role, &cs));
+            match spawned {
+                Ok(handle) => server.accept.push((handle, keep, addr)),
+                Err(source) => {
+                    server.stop(shared);
+                    return Err(ClientError::Thread { name, source });
+                }
+            }
+        }
+        Ok(server)
+    }
+
+    /// Stops accepting, cuts every connection and joins every thread.
+    pub fn stop(&mut self, shared: &Shared) {
+        shared.stop_listeners();
+        for (handle, listener, addr) in self.accept.drain(..) {
+            // On Linux, shutting a listening socket down wakes a blocked accept; elsewhere the
+            // connection below does.
+            let _ = socket2::SockRef::from(&listener).shutdown(Shutdown::Both);
+            let _ = TcpStream::connect_timeout(&net::wake_addr(addr), Duration::from_millis(500));
+            if handle.join().is_err() {
+                tracing::error!("an accept thread panicked");
+            }
+        }
+        self.conns.close_all();
+    }
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, role: Role, conns: &Arc<ConnSet>) {
+    loop {
+        let accepted = listener.accept();
+        if shared.listeners_stopping() {
+            return;
+        }
+        match accepted {
+            Ok((stream, peer)) => {
+                tracing::trace!(%peer, "accepted a {role} connection");
+                let _ = stream.set_nodelay(true);
+                conns.spawn(shared, role, stream, peer);
+            }
+            Err(e) => {
+                // E.g. out of file descriptors: back off briefly instead of spinning, but stop at
+                // once when asked.
+                tracing::warn!("accepting on the {role} port failed: {e}");
+                shared.pause_listener(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LiveConn {
+    role: Role,
+    stream: TcpStream,
+    handle: JoinHandle<()>,
+    cut: bool,
+}
+
+/// Connection threads, bounded per role, joined when finished or at stop.
+#[derive(Debug, Default)]
+struct ConnSet {
+    inner: parking_lot::Mutex<ConnSetInner>,
+}
+
+#[derive(Debug, Default)]
+struct ConnSetInner {
+    live: Vec<LiveConn>,
+    closed: bool,
+}
+
+impl ConnSet {
+    fn spawn(&self, shared: &Arc<Shared>, role: Role, stream: TcpStream, peer: SocketAddr) {
+        let finished = {
+            let mut inner = self.inner.lock();
+            if inner.closed {
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+            let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut inner.live)
+                .into_iter()
+                .partition(|c| c.handle.is_finished());
+            inner.live = live;
+            let active = inner
+                .live
+                .iter()
+                .filter(|c| c.role == role && !c.cut)
+                .count();
+            if active >= MAX_CONNS_PER_ROLE
+                && let Some(oldest) = inner.live.iter_mut().find(|c| c.role == role && !c.cut)
+            {
+                tracing::debug!("too many {role} connections; cutting the oldest");
+                let _ = oldest.stream.shutdown(Shutdown::Both);
+                oldest.cut = true;
+            }
+            match stream.try_clone() {
+                Ok(keep) => {
+                    let sh = Arc::clone(shared);
+                    let spawned = thread::Builder::new()
+                        .name(format!("gc-{role}-{peer}"))
+                        .stack_size(SMALL_STACK)
+                        .spawn(move || serve(&sh, role, stream, peer));
+                    match spawned {
+                        Ok(handle) => inner.live.push(LiveConn {
+                            role,
+                            stream: keep,
+                            handle,
+                            cut: false,
+                        }),
+                        Err(e) => {
+                            tracing::error!(%peer, "cannot start a {role} connection thread: {e}");
+                            let _ = keep.shutdown(Shutdown::Both);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, "cannot track a {role} connection ({e}); closing it");
+                    let _ = stream.shutdown(Shutdown::Both);
+                }
+            }
+            done
+        };
+        for c in finished {
+            join_logged(c.handle);
+        }
+    }
+
+    fn close_all(&self) {
+        let live = {
+            let mut inner = self.inner.lock();
+            inner.closed = true;
+            std::mem::take(&mut inner.live)
+        };
+        for c in &live {
+            let _ = c.stream.shutdown(Shutdown::Both);
+        }
+        for c in live {
+            join_logged(c.handle);
+        }
+    }
+}
+
+fn join_logged(handle: JoinHandle<()>) {
+    let name = handle.thread().name().unwrap_or("unnamed").to_owned();
+    if handle.join().is_err() {
+        tracing::error!(thread = %name, "thread panicked");
+    }
+}
+
+fn serve(shared: &Shared, role: Role, stream: TcpStream, peer: SocketAddr) {
+    let mut conn = FramedStream::new(stream, peer.to_string());
+    match role {
+        Role::Auth => serve_auth(shared, &mut conn),
+        Role::Heartbeat => serve_heartbeat(shared, &mut conn),
+        Role::Delivery => serve_delivery(shared, &mut conn),
+    }
+    // The connection set holds a duplicate of this socket: dropping ours alone would not close
+    // the connection.
+    let _ = conn.get_ref().shutdown(Shutdown::Both);
+}
+
+fn io_deadline(shared: &Shared) -> Instant {
+    Instant::now() + shared.config.io_timeout
+}
+
+fn err_frame(code: ErrorCode, text: impl Into<String>) -> ErrorFrame {
+    ErrorFrame::new(code, text)
+}
+
+// ───────────────────────────── 12090: auth callback ─────────────────────────────
+
+/// One exchange: `Authed` → `Thx` (or `Err auth` when the server's signature does not verify).
+fn serve_auth(shared: &Shared, conn: &mut FramedStream<TcpStream>) {
+    let reply = match conn.read::<Authed>(io_deadline(shared)) {
+        Ok(authed) => handle_authed(shared, authed),
+        Err(ProtocolError::Malformed { error, .. }) => {
+            tracing::warn!(peer = conn.peer(), "malformed auth callback: {error}");
+            CallbackReply::Err(err_frame(error.code(), error.to_string()))
+        }
+        Err(ProtocolError::TooLong { limit, .. }) => CallbackReply::Err(err_frame(
+            ErrorCode::TooLong,
+            format!("frame longer than {limit} bytes"),
+        )),
+        Err(e) => {
+            tracing::debug!("auth callback ended: {e}");
+            return;
+        }
+    };
+    if let Err(e) = conn.send(&reply, io_deadline(shared)) {
+        tracing::warn!("cannot answer the auth callback: {e}");
+    }
+}
+
+/// Checks the server signature before trusting the session token.
+pub(crate) fn handle_authed(shared: &Shared, authed: Authed) -> CallbackReply {
+    let mut ctl = shared.ctl();
+    let Some(pending) = ctl.pending_auth.as_mut() else {
+        tracing::warn!("an auth callback arrived while no login was in progress; refused");
+        return CallbackReply::Err(err_frame(
+            ErrorCode::Malformed,
+            "this client has no login in progress",
+        ));
+    };
+    match pending
+        .client_final
+        .verify_server_final(&authed.server_final)
+    {
+        Ok(()) => {
+            ctl.pending_auth = None;
+            ctl.token = Some(authed.token);
+            shared.set_state(&mut ctl, ConnState::Authenticated);
+            CallbackReply::Thx
+        }
+        Err(e) => {
+            tracing::warn!("the server's signature on the auth callback does not verify: {e}");
+            let text = format!(
+                "{e}; this client does not trust this server with its account; not logging in"
+            );
+            pending.signature_error = Some(e);
+            CallbackReply::Err(err_frame(ErrorCode::Auth, text))
+        }
+    }
+}
+
+// ───────────────────────────── 8070: heartbeat ─────────────────────────────
+
+fn serve_heartbeat(shared: &Shared, conn: &mut FramedStream<TcpStream>) {
+    let config = &shared.config;
+    loop {
+        let idle = Instant::now() + config.idle_timeout;
+        let (reply, close) = match conn.read_line_idle(idle, Some(config.io_timeout)) {
+            Ok(line) => match HeartbeatPing::parse(line) {
+                Ok(ping) => heartbeat_reply(shared, &ping),
+                Err(e) => {
+                    tracing::warn!(peer = conn.peer(), "malformed heartbeat: {e}");
+                    (
+                        HeartbeatReply::Err(err_frame(e.code(), e.to_string())),
+                        false,
+                    )
+                }
+            },
+            Err(ProtocolError::TooLong { limit, .. }) => (
+                HeartbeatReply::Err(err_frame(
+                    ErrorCode::TooLong,
+                    format!("frame longer than {limit} bytes"),
+                )),
+                true,
+            ),
+            Err(e) => {
+                tracing::trace!("heartbeat connection ended: {e}");
+                return;
+            }
+        };
+        if conn.send(&reply, io_deadline(shared)).is_err() || close {
+            return;
+        }
+    }
+}
+
+/// Answers one heartbeat: `Pong <cursor> <now>` for this session's token, `Err session` (and
+/// close) for any other.
+pub(crate) fn heartbeat_reply(shared: &Shared, ping: &HeartbeatPing) -> (HeartbeatReply, bool) {
+    {
+        let mut ctl = shared.ctl();
+        let ours = ctl.token.as_ref().is_some_and(|t| t.ct_eq(&ping.token));
+        if !ours {
+            tracing::debug!("heartbeat for a session that is not ours; answering Err session");
+            return (
+                HeartbeatReply::Err(err_frame(
+                    ErrorCode::Session,
+                    "not this client's current session",
+                )),
+                true,
+            );
+        }
+        ctl.last_heartbeat = Some(Instant::now());
+        if ctl.presence_seen != Some(ping.presence_version) {
+            ctl.presence_seen = Some(ping.presence_version);
+            ctl.presence_wanted = true;
+            shared.notify();
+        }
+    }
+    let last_id = shared.records().cursor();
+    (
+        HeartbeatReply::Pong {
+            last_id,
+            client_time: Timestamp::now(),
+        },
+        false,
+    )
+}
+
+// ───────────────────────────── 6090: delivery ─────────────────────────────
+
+fn serve_delivery(shared: &Shared, conn: &mut FramedStream<TcpStream>) {
+    let config = &shared.config;
+    loop {
+        let idle = Instant::now() + config.idle_timeout;
+        let first = match conn.read_line_idle(idle, Some(config.io_timeout)) {
+            Ok(line) => DeliveryFrame::parse(line),
+            Err(ProtocolError::TooLong { limit, .. }) => {
+                refuse(
+                    shared,
+                    conn,
+                    ErrorCode::TooLong,
+                    format!("frame longer than {limit} bytes"),
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::trace!("delivery connection ended: {e}");
+                return;
+            }
+        };
+        let (token, n) = match first {
+            Ok(DeliveryFrame::Batch { token, n }) => (token, n),
+            Ok(_) => {
+                refuse(shared, conn, ErrorCode::Malformed, "expected `Batch`");
+                return;
+            }
+            Err(e) => {
+                refuse(shared, conn, e.code(), e.to_string());
+                return;
+            }
+        };
+        let ours = shared.ctl().token.as_ref().is_some_and(|t| t.ct_eq(&token));
+        if !ours {
+            tracing::debug!("delivery for a session that is not ours; answering Err session");
+            refuse(
+                shared,
+                conn,
+                ErrorCode::Session,
+                "not this client's current session",
+            );
+            return;
+        }
+        let mut records = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            match conn.read::<DeliveryFrame>(io_deadline(shared)) {
+                Ok(DeliveryFrame::Rec(r)) => records.push(r),
+                Ok(_) => {
+                    let text = format!("the batch announced {n} records but had fewer");
+                    refuse(shared, conn, ErrorCode::Malformed, text);
+                    return;
+                }
+                Err(e) => return refuse_read(shared, conn, e),
+            }
+        }
+        match conn.read::<DeliveryFrame>(io_deadline(shared)) {
+            Ok(DeliveryFrame::End) => {}
+            Ok(_) => {
+                let text = format!("the batch announced {n} records but had more");
+                refuse(shared, conn, ErrorCode::Malformed, text);
+                return;
+            }
+            Err(e) => return refuse_read(shared, conn, e),
+        }
+        let last_id = deliver(shared, records);
+        if conn
+            .send(&DeliveryReply::Thx { last_id }, io_deadline(shared))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Takes a whole batch: new records (above the cursor) go to the cache and to the UI, in order,
+/// each id once. Returns the cursor for `Thx`.
+pub(crate) fn deliver(shared: &Shared, records: Vec<Record>) -> u64 {
+    let (cursor, error) = {
+        let mut store = shared.records();
+        let (new, error) = store.accept_delivery(records);
+        if !new.is_empty() {
+            // Emitted under the store lock, so concurrent batches come out in id order.
+            shared.emit(Event::Records(new));
+        }
+        (store.cursor(), error)
+    };
+    if let Some(text) = error {
+        shared.notice(NoticeLevel::Warning, text);
+    }
+    cursor
+}
+
+fn refuse(
+    shared: &Shared,
+    conn: &mut FramedStream<TcpStream>,
+    code: ErrorCode,
+    text: impl Into<String>,
+) {
+    let text = text.into();
+    tracing::warn!(peer = conn.peer(), "refusing a delivery ({code}): {text}");
+    let _ = conn.send(
+        &DeliveryReply::Err(err_frame(code, text)),
+        io_deadline(shared),
+    );
+}
+
+fn refuse_read(shared: &Shared, conn: &mut FramedStream<TcpStream>, e: ProtocolError) {
+    match e {
+        ProtocolError::Malformed { error, .. } => {
+            refuse(shared, conn, error.code(), error.to_string());
+        }
+        ProtocolError::TooLong { limit, .. } => refuse(
+            shared,
+            conn,
+            ErrorCode::TooLong,
+            format!("frame longer than {limit} bytes"),
+        ),
+        e => tracing::debug!("delivery connection ended mid-batch: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    use base64::Engine as _;
+    use gc_protocol::scram::{ClientFirst, ClientHello, ServerFirst, derive_verifier};
+    use gc_protocol::{SessionToken, Username};
+
+    use crate::records::RecordStore;
+    use crate::shared::PendingAuth;
+
+    fn shared() -> (Shared, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel();
+        let config = ClientConfig::new("127.0.0.1", "alice", "right");
+        let ports = CallbackPorts {
+            auth: 1,
+            heartbeat: 2,
+            delivery: 3,
+        };
+        let sink = Box::new(move |e| {
+            let _ = tx.send(e);
+        });
+        let user = Username::new("alice").unwrap();
+        (
+            Shared::new(config, user, ports, RecordStore::in_memory(), sink),
+            rx,
+        )
+    }
+
+    /// A real SCRAM exchange up to the proof; returns the genuine server-final.
+    fn pending_login(shared: &Shared) -> String {
+        let verifier = derive_verifier("right", b"0123456789abcdef", 4096);
+        let first = ClientFirst::new("alice").unwrap();
+        let hello = ClientHello::parse(first.message()).unwrap();
+        let server = ServerFirst::new(&hello, &verifier).unwrap();
+        let client_final = first
+            .handle_server_first(server.message(), "right", 4096)
+            .unwrap();
+        let server_final = server.handle_client_final(client_final.message()).unwrap();
+        shared.ctl().pending_auth = Some(PendingAuth {
+            client_final,
+            signature_error: None,
+        });
+        server_final
+    }
+
+    fn token(c: char) -> SessionToken {
+        SessionToken::new(c.to_string().repeat(64)).unwrap()
+    }
+
+    #[test]
+    fn forged_authed_is_refused_and_the_genuine_one_accepted() {
+        let (shared, rx) = shared();
+        let genuine = pending_login(&shared);
+        let forged = format!(
+            "v={}",
+            base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+        );
+        let reply = handle_authed(
+            &shared,
+            Authed {
+                server_final: forged,
+                token: token('a'),
+            },
+        );
+        match reply {
+            CallbackReply::Err(e) => {
+                assert_eq!(e.code, ErrorCode::Auth);
+                assert!(e.text.contains("signature"), "{}", e.text);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            shared.ctl().token.is_none(),
+            "a forged token is never trusted"
+        );
+        assert!(
+            shared
+                .ctl()
+                .pending_auth
+                .as_ref()
+                .is_some_and(|p| p.signature_error.is_some())
+        );
+        // The real server's callback still verifies.
+        let reply = handle_authed(
+            &shared,
+            Authed {
+                server_final: genuine,
+                token: token('b'),
+            },
+        );
+        assert_eq!(reply, CallbackReply::Thx);
+        assert_eq!(shared.ctl().token, Some(token('b')));
+        assert_eq!(shared.ctl().state, ConnState::Authenticated);
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(Event::State(ConnState::Authenticated))
+        ));
+        // No login in progress any more: another callback is refused.
+        let again = handle_authed(
+            &shared,
+            Authed {
+                server_final: "v=AAAA".into(),
+                token: token('c'),
+            },
+        );
+        assert!(matches!(again, CallbackReply::Err(_)));
+        assert_eq!(shared.ctl().token, Some(token('b')));
+    }
+
+    #[test]
+    fn heartbeats_for_other_sessions_get_err_session() {
+        let (shared, _rx) = shared();
+        let ping = |t| HeartbeatPing {
+            token: t,
+            server_time: Timestamp::now(),
+            presence_version: 3,
+        };
+        let (reply, close) = heartbeat_reply(&shared, &ping(token('a')));
+        assert!(close);
+        assert!(matches!(reply, HeartbeatReply::Err(e) if e.code == ErrorCode::Session));
+        shared.ctl().token = Some(token('a'));
+        deliver(&shared, vec![]);
+        let (reply, close) = heartbeat_reply(&shared, &ping(token('a')));
+        assert!(!close);
+        assert!(matches!(reply, HeartbeatReply::Pong { last_id: 0, .. }));
+        let ctl = shared.ctl();
+        assert!(ctl.presence_wanted, "a new presence version asks for Who");
+        assert_eq!(ctl.presence_seen, Some(3));
+        assert!(ctl.last_heartbeat.is_some());
+    }
+
+    #[test]
+    fn deliveries_emit_each_record_once_in_order() {
+        let (shared, rx) = shared();
+        let rec = |id| Record {
+            id,
+            timestamp: Timestamp::from_micros(id),
+            username: Username::new("bob").unwrap(),
+            body: format!("{id}"),
+        };
+        assert_eq!(deliver(&shared, vec![rec(2), rec(1)]), 2);
+        assert_eq!(deliver(&shared, vec![rec(1), rec(2)]), 2);
+        assert_eq!(deliver(&shared, vec![rec(3)]), 3);
+        let got: Vec<Vec<u64>> = rx
+            .try_iter()
+            .filter_map(|e| match e {
+                Event::Records(r) => Some(r.iter().map(|r| r.id).collect()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, [vec![1, 2], vec![3]]);
+    }
+}

@@ -1,0 +1,406 @@
+//! The command line of `gc-client`, and how it becomes a [`ClientConfig`].
+
+use std::ffi::OsString;
+use std::io::BufRead as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config::{
+    ClientConfig, DEFAULT_AUTH_PORT, DEFAULT_CONNECT_PORT, DEFAULT_SEND_PORT, ListenPorts,
+    Password, PortChoice, ServerPorts,
+};
+use crate::error::ClientError;
+use crate::headless::HeadlessOptions;
+
+/// The environment variable a password may come from.
+pub const PASSWORD_ENV: &str = "GC_PASSWORD";
+
+const AFTER_HELP: &str = "\
+PASSWORD
+  Taken from --password-file (its first line), else the GC_PASSWORD environment variable, else
+  asked for on the terminal (/dev/tty, not standard input, which carries messages). The password
+  never crosses the network: the login is SCRAM-SHA-256, and the client checks that the server,
+  too, knows the account's secret before it trusts it.
+
+HEADLESS MODE
+  Each line of standard input is sent as a message; a line ending in \\ continues on the next
+  line (the \\ is dropped, the lines are joined with a newline); empty lines are not sent. Each
+  received message is printed on standard output once, in order, as
+      [YYYY-MM-DD HH:MM:SS] user: text
+  in local time, with newlines shown as ⏎ and control characters as visible symbols (ESC as ␛),
+  or as one JSON object per line with --json:
+      {\"id\":1,\"timestamp\":\"1700000000.5\",\"time\":\"2023-11-14T22:13:20.5Z\",\"user\":\"alice\",\"text\":\"hi\"}
+  Status and warnings go to standard error. At the end of input the client waits (up to
+  --drain-timeout) until it has received everything the server held when it logged in, and the
+  server has acknowledged every message and sent it back; then it says Bye and exits. So
+  `gc-client … --headless < /dev/null` prints what was missed since the last run.
+
+EXIT CODES
+  0  input ended and every message was acknowledged
+  1  an error: files, cache in use by another gc-client, output closed, never logged in, …
+  2  bad usage: unknown flag, no password available, terminal UI requested (not available yet)
+  3  messages were still unacknowledged when the drain timeout passed (their number is printed)
+  4  the server refused the login or registration (wrong password, unknown user, name taken,
+     registration closed, too many failures) or could not prove it knows the account's secret
+
+Errors are printed on standard error as one line: `gc-client: error: <what>: <cause>`.
+
+PORTS
+  The server listens on 10740 (version check), 9281 (login) and 9980 (messages). The client
+  listens on 12090 (login callback), 8070 (heartbeat) and 6090 (delivery), and the server must be
+  able to connect to them: open them in the firewall. When a default client port is taken (another
+  client on this host), an OS-chosen port is used instead; a port given with a flag must be free;
+  0 lets the system choose.";
+
+/// gc-client: the General Communications chat client.
+///
+/// Logs in to a gc-server (SCRAM-SHA-256, with the server proving its identity back), receives
+/// every message in order exactly once, and keeps them in a local cache so a restart only fetches
+/// what was missed. Messages written while the server is unreachable wait in an outbox and are
+/// sent, once, when it is back.
+///
+/// The terminal UI is not available yet: use --headless.
+#[derive(Debug, Parser)]
+#[command(name = "gc-client", version, max_term_width = 100, after_long_help = AFTER_HELP)]
+pub struct Cli {
+    /// The server: a host name or an IP address.
+    pub server: String,
+
+    /// Read messages from standard input and print received messages on standard output
+    /// (for scripts, bots and tests).
+    #[arg(long)]
+    pub headless: bool,
+
+    /// The account name (1-32 characters of A-Z a-z 0-9 _ . -).
+    #[arg(long, short = 'u', value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// Read the password from the first line of this file.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Create the account first (fails if the name is taken or the server's registration is
+    /// closed).
+    #[arg(long)]
+    pub register: bool,
+
+    /// Print one JSON object per received message instead of text lines.
+    #[arg(long)]
+    pub json: bool,
+
+    /// At the end of input, wait at most this long for the server to acknowledge the messages
+    /// still waiting.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub drain_timeout: u64,
+
+    /// Local IP address to listen on and to connect from (the server calls this address back).
+    /// Default: listen on all interfaces, connect from whatever the system picks.
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<IpAddr>,
+
+    /// Port for the server's login callback [default: 12090, or any free port if taken; 0: any].
+    #[arg(long, value_name = "PORT")]
+    pub port_auth: Option<u16>,
+
+    /// Port for the server's heartbeats [default: 8070, or any free port if taken; 0: any].
+    #[arg(long, value_name = "PORT")]
+    pub port_heartbeat: Option<u16>,
+
+    /// Port for message delivery [default: 6090, or any free port if taken; 0: any].
+    #[arg(long, value_name = "PORT")]
+    pub port_delivery: Option<u16>,
+
+    /// The server's version check port.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_CONNECT_PORT)]
+    pub server_port_connect: u16,
+
+    /// The server's login and registration port.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_AUTH_PORT)]
+    pub server_port_auth: u16,
+
+    /// The server's message port.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_SEND_PORT)]
+    pub server_port_send: u16,
+
+    /// The message cache [default: $XDG_DATA_HOME/gc-client/SERVER-USER/cdatabase.db, or
+    /// ~/.local/share/gc-client/… without XDG_DATA_HOME].
+    #[arg(long, value_name = "FILE", conflicts_with = "no_cache")]
+    pub cache: Option<PathBuf>,
+
+    /// Keep no cache: every start is a fresh client (it gets the newest 200 messages).
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Open a new connection for every exchange instead of keeping one open (for measurements).
+    #[arg(long)]
+    pub no_reuse: bool,
+
+    /// Append logs to this file (default in headless mode: errors only, on standard error).
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+
+    /// Log level: error, warn, info, debug, trace, or a filter like `gc_client=debug`
+    /// [default: info with --log-file, else error].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+impl Cli {
+    /// The username, required in headless mode.
+    pub fn username(&self) -> Result<&str, ClientError> {
+        self.user
+            .as_deref()
+            .ok_or_else(|| ClientError::Config("no account name: give --user NAME".into()))
+    }
+
+    /// The client configuration these flags describe.
+    pub fn client_config(&self, password: Password) -> Result<ClientConfig, ClientError> {
+        let user = self.username()?;
+        let mut config = ClientConfig::new(self.server.clone(), user, password);
+        config.server_ports = ServerPorts {
+            connect: self.server_port_connect,
+            auth: self.server_port_auth,
+            send: self.server_port_send,
+        };
+        config.bind_ip = self.bind;
+        config.listen_ports = ListenPorts {
+            auth: PortChoice::from_flag(self.port_auth),
+            heartbeat: PortChoice::from_flag(self.port_heartbeat),
+            delivery: PortChoice::from_flag(self.port_delivery),
+        };
+        config.register = self.register;
+        config.reuse_connections = !self.no_reuse;
+        config.cache_path = if self.no_cache {
+            None
+        } else if let Some(path) = &self.cache {
+            Some(path.clone())
+        } else {
+            Some(default_cache_path(
+                &self.server,
+                self.server_port_connect,
+                user,
+                std::env::var_os("XDG_DATA_HOME"),
+                std::env::var_os("HOME"),
+            )?)
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Headless printing and draining.
+    pub fn headless_options(&self) -> HeadlessOptions {
+        HeadlessOptions {
+            json: self.json,
+            drain_timeout: Duration::from_secs(self.drain_timeout),
+        }
+    }
+
+    /// The password: `--password-file`, else `GC_PASSWORD`, else a prompt on the terminal.
+    pub fn password(&self) -> Result<Password, ClientError> {
+        if let Some(path) = &self.password_file {
+            return read_password_file(path);
+        }
+        if let Some(value) = std::env::var_os(PASSWORD_ENV) {
+            return value.into_string().map(Password::new).map_err(|_| {
+                ClientError::NoPassword(format!("{PASSWORD_ENV} is not valid UTF-8"))
+            });
+        }
+        let user = self.username()?;
+        let prompt = format!("Password for {user} on {}: ", self.server);
+        let first = rpassword::prompt_password(&prompt).map_err(|e| {
+            ClientError::NoPassword(format!(
+                "cannot ask on the terminal ({e}); give --password-file FILE or set {PASSWORD_ENV}"
+            ))
+        })?;
+        if self.register {
+            let again = rpassword::prompt_password("Repeat the password: ").map_err(|e| {
+                ClientError::NoPassword(format!("cannot ask on the terminal ({e})"))
+            })?;
+            if again != first {
+                return Err(ClientError::NoPassword(
+                    "the two passwords differ; try again".into(),
+                ));
+            }
+        }
+        Ok(Password::new(first))
+    }
+}
+
+/// The first line of `path`, without its line ending.
+pub fn read_password_file(path: &Path) -> Result<Password, ClientError> {
+    let file = std::fs::File::open(path).map_err(|source| ClientError::Io {
+        what: "open the password file",
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut line = String::new();
+    std::io::BufReader::new(file)
+        .read_line(&mut line)
+        .map_err(|source| ClientError::Io {
+            what: "read the password file",
+            path: path.to_owned(),
+            source,
+        })?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        return Err(ClientError::NoPassword(format!(
+            "the first line of {} is empty",
+            path.display()
+        )));
+    }
+    Ok(Password::new(password))
+}
+
+/// `$XDG_DATA_HOME/gc-client/<server>-<user>/cdatabase.db`, or `$HOME/.local/share/…`. The
+/// server part keeps `A-Z a-z 0-9 . -` (others become `_`) and gets `_<port>` when the connect
+/// port is not the default; the user part is lower-cased (names are unique without case).
+pub fn default_cache_path(
+    server: &str,
+    connect_port: u16,
+    user: &str,
+    xdg_data_home: Option<OsString>,
+    home: Option<OsString>,
+) -> Result<PathBuf, ClientError> {
+    let base = match (xdg_data_home, home) {
+        (Some(x), _) if Path::new(&x).is_absolute() => PathBuf::from(x),
+        (_, Some(h)) if !h.is_empty() => Path::new(&h).join(".local").join("share"),
+        _ => {
+            return Err(ClientError::Config(
+                "no place for the cache: neither XDG_DATA_HOME nor HOME is set; give --cache \
+                 FILE or --no-cache"
+                    .into(),
+            ));
+        }
+    };
+    let mut host: String = server
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if connect_port != DEFAULT_CONNECT_PORT {
+        host.push_str(&format!("_{connect_port}"));
+    }
+    Ok(base
+        .join("gc-client")
+        .join(format!("{host}-{}", user.to_ascii_lowercase()))
+        .join("cdatabase.db"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn help_is_consistent() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("EXIT CODES"));
+        assert!(help.contains("--drain-timeout"));
+    }
+
+    #[test]
+    fn flags_become_a_config() {
+        let cli = Cli::parse_from([
+            "gc-client",
+            "chat.example",
+            "--headless",
+            "--user",
+            "Alice",
+            "--bind",
+            "127.0.0.7",
+            "--port-auth",
+            "0",
+            "--port-heartbeat",
+            "9000",
+            "--server-port-send",
+            "1234",
+            "--cache",
+            "/tmp/x.db",
+            "--no-reuse",
+            "--register",
+        ]);
+        let c = cli.client_config(Password::new("pw")).unwrap();
+        assert_eq!(c.username, "Alice");
+        assert_eq!(c.bind_ip, Some("127.0.0.7".parse().unwrap()));
+        assert_eq!(c.listen_ports.auth, PortChoice::Any);
+        assert_eq!(c.listen_ports.heartbeat, PortChoice::Fixed(9000));
+        assert_eq!(c.listen_ports.delivery, PortChoice::Default);
+        assert_eq!(c.server_ports.send, 1234);
+        assert_eq!(c.server_ports.connect, DEFAULT_CONNECT_PORT);
+        assert_eq!(c.cache_path, Some(PathBuf::from("/tmp/x.db")));
+        assert!(!c.reuse_connections && c.register);
+        let no_cache = Cli::parse_from(["gc-client", "h", "-u", "bob", "--no-cache"]);
+        assert_eq!(
+            no_cache
+                .client_config(Password::new("pw"))
+                .unwrap()
+                .cache_path,
+            None
+        );
+        assert!(Cli::try_parse_from(["gc-client", "h", "--cache", "x", "--no-cache"]).is_err());
+        let no_user = Cli::parse_from(["gc-client", "h"]);
+        assert!(no_user.client_config(Password::new("pw")).is_err());
+    }
+
+    #[test]
+    fn default_cache_paths() {
+        let p = default_cache_path(
+            "chat.example",
+            DEFAULT_CONNECT_PORT,
+            "Alice",
+            None,
+            Some("/home/a".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            p,
+            PathBuf::from("/home/a/.local/share/gc-client/chat.example-alice/cdatabase.db")
+        );
+        let p = default_cache_path(
+            "::1",
+            7000,
+            "bob",
+            Some("/data".into()),
+            Some("/home/b".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            p,
+            PathBuf::from("/data/gc-client/__1_7000-bob/cdatabase.db")
+        );
+        // A relative XDG_DATA_HOME is ignored, as the spec says.
+        let p = default_cache_path(
+            "h",
+            DEFAULT_CONNECT_PORT,
+            "c",
+            Some("rel".into()),
+            Some("/h".into()),
+        )
+        .unwrap();
+        assert!(p.starts_with("/h/.local/share"));
+        assert!(default_cache_path("h", 1, "c", None, None).is_err());
+    }
+
+    #[test]
+    fn password_file_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "s3cret pass\r\nsecond line\n").unwrap();
+        assert_eq!(read_password_file(&path).unwrap().expose(), "s3cret pass");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(read_password_file(&path).is_err());
+        let missing = read_password_file(&dir.path().join("nope")).unwrap_err();
+        assert!(missing.to_string().contains("password file"), "{missing}");
+    }
+}

@@ -1,0 +1,331 @@
+//! The handle a user interface holds: start, send, query, close.
+
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use gc_protocol::{CallbackPorts, ClientMsgId, Record, Username};
+
+use crate::callbacks::{CallbackServer, Listeners};
+use crate::config::ClientConfig;
+use crate::conn;
+use crate::error::ClientError;
+use crate::event::{ConnState, Event, NoticeLevel, Status};
+use crate::outbox::{MAX_OUTBOX, PendingMessage};
+use crate::records::RecordStore;
+use crate::shared::{Command, EventSink, MAX_COMMANDS, Shared};
+
+/// What [`Client::close`] leaves behind.
+#[derive(Debug, Default)]
+pub struct CloseReport {
+    /// Messages the server never acknowledged, oldest first.
+    pub unsent: Vec<PendingMessage>,
+    /// Whether `Bye` was acknowledged.
+    pub bye_sent: bool,
+}
+
+/// A running client: three callback listeners and a connection thread that logs in, stays
+/// logged in, and sends the outbox. Events arrive on the channel (or sink) given at start.
+///
+/// Threads: `gc-conn` (state machine and sending), `gc-accept-{auth,heartbeat,delivery}` (one
+/// per listener), and one short-lived `gc-{role}-{peer}` thread per accepted connection. All stop
+/// and are joined by [`Client::close`] (or on drop).
+#[derive(Debug)]
+pub struct Client {
+    shared: Arc<Shared>,
+    conn_thread: Option<JoinHandle<()>>,
+    callbacks: Option<CallbackServer>,
+}
+
+impl Client {
+    /// Binds the three listeners, opens the cache, and starts logging in. Events go to the
+    /// returned channel.
+    pub fn start(config: ClientConfig) -> Result<(Self, Receiver<Event>), ClientError> {
+        let (tx, rx) = mpsc::channel();
+        let client = Self::start_with_sink(
+            config,
+            Box::new(move |event| {
+                // A UI that dropped its receiver no longer wants events.
+                let _ = tx.send(event);
+            }),
+        )?;
+        Ok((client, rx))
+    }
+
+    /// Like [`Client::start`], handing each event to `sink` instead (e.g. to merge them into a
+    /// UI's own channel). The sink runs on the client's threads: it must be quick and must not
+    /// call back into the client.
+    pub fn start_with_sink(config: ClientConfig, sink: EventSink) -> Result<Self, ClientError> {
+        config.validate()?;
+        let username = Username::new(config.username.clone())
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        // Listeners first: the server's first callback can never race them.
+        let (listeners, ports) = Listeners::bind(&config)?;
+        let records = match &config.cache_path {
+            Some(path) => {
+                let (store, report) = RecordStore::open(path)?;
+                if report.torn_tail.is_some() || !report.moved_aside.is_empty() {
+                    tracing::warn!(
+                        "the cache {} had damaged lines; they were moved to {}.corrupt",
+                        path.display(),
+                        path.display()
+                    );
+                }
+                tracing::info!(
+                    "cache {}: {} records, cursor {}",
+                    path.display(),
+                    report.records,
+                    store.cursor()
+                );
+                store
+            }
+            None => RecordStore::in_memory(),
+        };
+        tracing::info!(
+            "listening for callbacks on ports {} (auth), {} (heartbeat), {} (delivery)",
+            ports.auth,
+            ports.heartbeat,
+            ports.delivery
+        );
+        let shared = Arc::new(Shared::new(config, username, ports, records, sink));
+        let mut callbacks = CallbackServer::start(&shared, listeners)?;
+        let sh = Arc::clone(&shared);
+        let conn_thread = thread::Builder::new()
+            .name("gc-conn".into())
+            .spawn(move || conn::run(&sh));
+        let conn_thread = match conn_thread {
+            Ok(h) => h,
+            Err(source) => {
+                callbacks.stop(&shared);
+                return Err(ClientError::Thread {
+                    name: "gc-conn".into(),
+                    source,
+                });
+            }
+        };
+        Ok(Self {
+            shared,
+            conn_thread: Some(conn_thread),
+            callbacks: Some(callbacks),
+        })
+    }
+
+    /// The ports the client listens on.
+    pub fn ports(&self) -> CallbackPorts {
+        self.shared.ports
+    }
+
+    /// The cache file, if there is one (it may have been replaced after a server reset).
+    pub fn cache_path(&self) -> Option<std::path::PathBuf> {
+        self.shared
+            .records()
+            .cache_path()
+            .map(std::path::Path::to_path_buf)
+    }
+
+    /// The username, as configured.
+    pub fn username(&self) -> &Username {
+        &self.shared.username
+    }
+
+    /// Queues a message and returns its id (the same id is used for every resend, so the server
+    /// stores it once). Checks it first: not empty, no NUL, at most the configured size.
+    pub fn send(&self, text: impl Into<String>) -> Result<ClientMsgId, ClientError> {
+        let text = text.into();
+        validate_message(&text, self.shared.config.max_message_bytes)?;
+        let id = ClientMsgId::random().map_err(|_| ClientError::Random)?;
+        let mut ctl = self.shared.ctl();
+        if ctl.close.is_some() {
+            return Err(ClientError::Closed);
+        }
+        if ctl.outbox.len() >= MAX_OUTBOX {
+            return Err(ClientError::OutboxFull(ctl.outbox.len()));
+        }
+        ctl.outbox.push(id.clone(), text);
+        self.shared.notify();
+        Ok(id)
+    }
+
+    /// Asks for up to `limit` (at most 1000) records older than `before_id` (0: the newest held
+    /// ones and older). The answer comes as [`Event::History`] once logged in.
+    pub fn history(&self, before_id: u64, limit: u32) -> Result<(), ClientError> {
+        self.command(Command::History { before_id, limit })
+    }
+
+    /// Asks who is online. The answer comes as [`Event::Presence`] once logged in.
+    pub fn who(&self) -> Result<(), ClientError> {
+        self.command(Command::Who)
+    }
+
+    fn command(&self, command: Command) -> Result<(), ClientError> {
+        let mut ctl = self.shared.ctl();
+        if ctl.close.is_some() {
+            return Err(ClientError::Closed);
+        }
+        if ctl.commands.len() >= MAX_COMMANDS {
+            return Err(ClientError::Busy);
+        }
+        ctl.commands.push_back(command);
+        self.shared.notify();
+        Ok(())
+    }
+
+    /// The messages waiting for acknowledgement, oldest first (a UI shows them dimmed).
+    pub fn outbox(&self) -> Vec<PendingMessage> {
+        self.shared.ctl().outbox.snapshot()
+    }
+
+    /// Drops the session and logs in again now; after a fatal error, tries again.
+    pub fn reconnect(&self) {
+        self.shared.ctl().reconnect = true;
+        self.shared.notify();
+    }
+
+    /// The connection state.
+    pub fn state(&self) -> ConnState {
+        self.shared.ctl().state
+    }
+
+    /// A snapshot for a status bar.
+    pub fn status(&self) -> Status {
+        self.shared.status()
+    }
+
+    /// Records already held (from the cache), newest `limit` below `before_id` (0: the newest),
+    /// ascending: scrollback without asking the server.
+    pub fn cached(&self, before_id: u64, limit: usize) -> Vec<Record> {
+        self.shared.records().before(before_id, limit)
+    }
+
+    /// Highest record id the server acknowledged for this client's messages (0: none).
+    pub fn acked_max(&self) -> u64 {
+        self.shared.ctl().acked_max
+    }
+
+    /// Waits until the outbox is empty, up to `timeout`, or until the client gives up (fatal
+    /// error, closed). Returns whether it is empty.
+    pub fn wait_outbox_empty(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut ctl = self.shared.ctl();
+        loop {
+            if ctl.outbox.is_empty() {
+                return true;
+            }
+            if ctl.fatal || ctl.conn_done || Instant::now() >= deadline {
+                return false;
+            }
+            self.shared.wait_until(&mut ctl, deadline);
+        }
+    }
+
+    /// Closes the client: optionally waits up to `drain` for the outbox to empty, says `Bye` if
+    /// `bye` and logged in, stops and joins every thread, and returns what was never
+    /// acknowledged.
+    pub fn close(mut self, bye: bool, drain: Option<Duration>) -> CloseReport {
+        if let Some(timeout) = drain {
+            self.wait_outbox_empty(timeout);
+        }
+        self.stop(bye)
+    }
+
+    /// [`Client::close`] with `Bye` and no drain.
+    pub fn shutdown(self) -> CloseReport {
+        self.close(true, None)
+    }
+
+    fn stop(&mut self, bye: bool) -> CloseReport {
+        {
+            let mut ctl = self.shared.ctl();
+            if ctl.close.is_none() {
+                ctl.close = Some(bye);
+            }
+            if ctl.close == Some(false)
+                && let Some(s) = &ctl.in_flight
+            {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            self.shared.notify();
+        }
+        if let Some(handle) = self.conn_thread.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("the connection thread panicked");
+        }
+        if let Some(mut callbacks) = self.callbacks.take() {
+            callbacks.stop(&self.shared);
+        }
+        self.shared.records().sync();
+        let mut ctl = self.shared.ctl();
+        let unsent = ctl.outbox.take_all();
+        if !unsent.is_empty() {
+            tracing::warn!("{} message(s) were never acknowledged", unsent.len());
+        }
+        CloseReport {
+            unsent,
+            bye_sent: ctl.bye_sent,
+        }
+    }
+
+    /// Emits a notice as if the client had (for front ends that report their own problems in
+    /// the same stream).
+    pub fn notice(&self, level: NoticeLevel, text: impl Into<String>) {
+        self.shared.notice(level, text);
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if self.conn_thread.is_some() || self.callbacks.is_some() {
+            self.stop(false);
+        }
+    }
+}
+
+/// Checks a message before it is queued.
+pub fn validate_message(text: &str, max_bytes: usize) -> Result<(), ClientError> {
+    if text.is_empty() {
+        return Err(ClientError::InvalidMessage(
+            "it is empty; type something first".into(),
+        ));
+    }
+    if text.contains('\0') {
+        return Err(ClientError::InvalidMessage(
+            "it contains a NUL character, which the server refuses".into(),
+        ));
+    }
+    if text.len() > max_bytes {
+        return Err(ClientError::InvalidMessage(format!(
+            "it is {} bytes; at most {max_bytes} bytes fit in one message; split it into parts",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_validation() {
+        validate_message("hi", 10).unwrap();
+        validate_message(&"x".repeat(10), 10).unwrap();
+        assert!(
+            validate_message("", 10)
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
+        assert!(
+            validate_message("a\0b", 10)
+                .unwrap_err()
+                .to_string()
+                .contains("NUL")
+        );
+        let err = validate_message(&"é".repeat(6), 10)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("12 bytes"), "{err}");
+    }
+}

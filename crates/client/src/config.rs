@@ -1,0 +1,288 @@
+//! What a client needs to know: where the server is, who logs in, where to listen, and timing.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gc_protocol::limits::{DEFAULT_MAX_MESSAGE_BYTES, MAX_BODY_BYTES, MIN_SCRAM_ITERATIONS};
+use gc_protocol::types::is_valid_username;
+
+use crate::error::ClientError;
+
+/// Default server port of the connect / version check exchange.
+pub const DEFAULT_CONNECT_PORT: u16 = 10740;
+/// Default server port of authentication and registration.
+pub const DEFAULT_AUTH_PORT: u16 = 9281;
+/// Default server port of sending and queries.
+pub const DEFAULT_SEND_PORT: u16 = 9980;
+/// Default client port of the auth callback.
+pub const DEFAULT_CALLBACK_AUTH_PORT: u16 = 12090;
+/// Default client port of heartbeats.
+pub const DEFAULT_HEARTBEAT_PORT: u16 = 8070;
+/// Default client port of deliveries.
+pub const DEFAULT_DELIVERY_PORT: u16 = 6090;
+
+/// The server's three ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerPorts {
+    /// Connect / version check (10740).
+    pub connect: u16,
+    /// Authentication and registration (9281).
+    pub auth: u16,
+    /// Sending and queries (9980).
+    pub send: u16,
+}
+
+impl Default for ServerPorts {
+    fn default() -> Self {
+        Self {
+            connect: DEFAULT_CONNECT_PORT,
+            auth: DEFAULT_AUTH_PORT,
+            send: DEFAULT_SEND_PORT,
+        }
+    }
+}
+
+/// How to pick one of the client's listening ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PortChoice {
+    /// The protocol's default port for this role; if it is taken (e.g. another client on this
+    /// host), an OS-chosen port, with a log line.
+    #[default]
+    Default,
+    /// Exactly this port; an error if it is taken.
+    Fixed(u16),
+    /// A port chosen by the operating system.
+    Any,
+}
+
+impl PortChoice {
+    /// `None` → [`PortChoice::Default`], `Some(0)` → [`PortChoice::Any`], `Some(p)` → fixed.
+    pub fn from_flag(port: Option<u16>) -> Self {
+        match port {
+            None => Self::Default,
+            Some(0) => Self::Any,
+            Some(p) => Self::Fixed(p),
+        }
+    }
+}
+
+/// The client's three listening (callback) ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ListenPorts {
+    /// Auth callback (`Authed`), default 12090.
+    pub auth: PortChoice,
+    /// Heartbeat (`Ping`), default 8070.
+    pub heartbeat: PortChoice,
+    /// Delivery (`Batch`), default 6090.
+    pub delivery: PortChoice,
+}
+
+impl ListenPorts {
+    /// All three chosen by the operating system (tests, several clients on one host).
+    pub fn any() -> Self {
+        Self {
+            auth: PortChoice::Any,
+            heartbeat: PortChoice::Any,
+            delivery: PortChoice::Any,
+        }
+    }
+}
+
+/// Reconnect backoff: capped exponential with jitter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackoffConfig {
+    /// The first wait (before jitter).
+    pub min: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        Self {
+            min: Duration::from_millis(200),
+            max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A password that never shows up in `Debug` output or logs.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Self(password.into())
+    }
+
+    /// The password itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+impl From<&str> for Password {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+impl From<String> for Password {
+    fn from(s: String) -> Self {
+        Self::new(s)
+    }
+}
+
+/// Everything a [`crate::Client`] needs.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The server: an IP address or a host name (resolved at every login attempt).
+    pub server: String,
+    /// The server's ports.
+    pub server_ports: ServerPorts,
+    /// Local address: when set, the three listeners bind to it and every outgoing connection uses
+    /// it as its source address (the server calls back the source address of the login, and
+    /// accepts sends only from it). `None`: listen on all interfaces, let the OS pick the source.
+    pub bind_ip: Option<IpAddr>,
+    /// The three callback ports.
+    pub listen_ports: ListenPorts,
+    /// Who logs in (1–32 characters of `A-Z a-z 0-9 _ . -`).
+    pub username: String,
+    /// The account's password (never sent: SCRAM-SHA-256).
+    pub password: Password,
+    /// Create the account first (once per client run).
+    pub register: bool,
+    /// The cache file (`cdatabase.db`); `None` keeps records and the cursor in memory only.
+    pub cache_path: Option<PathBuf>,
+    /// Deadline of every connect, read and write within an exchange.
+    pub io_timeout: Duration,
+    /// How long a kept connection may stay idle between exchanges.
+    pub idle_timeout: Duration,
+    /// Keep the sending connection open between exchanges and pipeline messages on it; `false`
+    /// sends one exchange per connection.
+    pub reuse_connections: bool,
+    /// Reconnect backoff.
+    pub backoff: BackoffConfig,
+    /// Lowest SCRAM iteration count accepted from the server, and the count used to register.
+    pub min_scram_iterations: u32,
+    /// Largest message body accepted by [`crate::Client::send`], in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl ClientConfig {
+    /// A configuration with the protocol's defaults.
+    pub fn new(
+        server: impl Into<String>,
+        username: impl Into<String>,
+        password: impl Into<Password>,
+    ) -> Self {
+        Self {
+            server: server.into(),
+            server_ports: ServerPorts::default(),
+            bind_ip: None,
+            listen_ports: ListenPorts::default(),
+            username: username.into(),
+            password: password.into(),
+            register: false,
+            cache_path: None,
+            io_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            reuse_connections: true,
+            backoff: BackoffConfig::default(),
+            min_scram_iterations: MIN_SCRAM_ITERATIONS,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+
+    /// Checks values that would make no sense, with a message saying what is allowed.
+    pub fn validate(&self) -> Result<(), ClientError> {
+        let bad = |what: String| Err(ClientError::Config(what));
+        if self.server.trim().is_empty() {
+            return bad("the server address is empty".into());
+        }
+        if !is_valid_username(&self.username) {
+            return bad(format!(
+                "`{}` is not a valid username: use 1 to 32 characters of A-Z a-z 0-9 _ . -",
+                self.username.escape_debug()
+            ));
+        }
+        if self.io_timeout < Duration::from_millis(10) {
+            return bad("the I/O timeout must be at least 10 ms".into());
+        }
+        if self.idle_timeout < self.io_timeout {
+            return bad("the idle timeout must be at least the I/O timeout".into());
+        }
+        if self.backoff.min.is_zero() || self.backoff.max < self.backoff.min {
+            return bad("the backoff must have 0 < min <= max".into());
+        }
+        if self.min_scram_iterations < MIN_SCRAM_ITERATIONS {
+            return bad(format!(
+                "the SCRAM iteration count must be at least {MIN_SCRAM_ITERATIONS}"
+            ));
+        }
+        if !(1..=MAX_BODY_BYTES).contains(&self.max_message_bytes) {
+            return bad(format!(
+                "the largest message must be 1 to {MAX_BODY_BYTES} bytes"
+            ));
+        }
+        for (port, what) in [
+            (self.server_ports.connect, "connect"),
+            (self.server_ports.auth, "auth"),
+            (self.server_ports.send, "send"),
+        ] {
+            if port == 0 {
+                return bad(format!("the server's {what} port cannot be 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_is_not_printed() {
+        let c = ClientConfig::new("host", "alice", "secret-pw");
+        let text = format!("{c:?}");
+        assert!(!text.contains("secret-pw"), "{text}");
+        assert!(text.contains("Password(..)"));
+    }
+
+    #[test]
+    fn validation() {
+        let ok = ClientConfig::new("host", "alice", "pw");
+        ok.validate().unwrap();
+        let mut c = ok.clone();
+        c.username = "bad name".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("not a valid username")
+        );
+        let mut c = ok.clone();
+        c.max_message_bytes = 0;
+        assert!(c.validate().is_err());
+        let mut c = ok;
+        c.server_ports.send = 0;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn port_flags() {
+        assert_eq!(PortChoice::from_flag(None), PortChoice::Default);
+        assert_eq!(PortChoice::from_flag(Some(0)), PortChoice::Any);
+        assert_eq!(PortChoice::from_flag(Some(7)), PortChoice::Fixed(7));
+    }
+}

@@ -1,0 +1,435 @@
+//! Headless mode: messages from standard input, records to standard output, one per line.
+//!
+//! - Each input line is one message; a line ending in `\` continues on the next line (the `\` is
+//!   dropped and the lines are joined with a LF). Empty messages are not sent. A CR before the LF
+//!   is dropped.
+//! - Each received record is printed once, in id order: `[YYYY-MM-DD HH:MM:SS] user: text` in
+//!   local time with control characters made visible, or one JSON object per line (`--json`).
+//! - Status and warnings go to the status writer (standard error), never to the output.
+//! - At the end of input: wait until logged in, caught up with what the server held at login,
+//!   and every message is acknowledged and has come back, bounded by the drain timeout; say
+//!   `Bye`, and report what was never acknowledged.
+
+use std::io::{self, BufRead, Write};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use gc_protocol::Record;
+
+use crate::client::Client;
+use crate::config::ClientConfig;
+use crate::display::{format_json, format_line};
+use crate::error::{ClientError, error_chain};
+use crate::event::{ConnState, Event, NoticeLevel};
+
+/// How headless mode prints and ends.
+#[derive(Clone, Copy, Debug)]
+pub struct HeadlessOptions {
+    /// One JSON object per record instead of text lines.
+    pub json: bool,
+    /// How long to wait at the end of input for the outbox to be acknowledged.
+    pub drain_timeout: Duration,
+}
+
+impl Default for HeadlessOptions {
+    fn default() -> Self {
+        Self {
+            json: false,
+            drain_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How a headless run ended (without a fatal error).
+#[derive(Debug, Default)]
+pub struct HeadlessOutcome {
+    /// Messages never acknowledged.
+    pub unsent: usize,
+    /// Whether `Bye` was acknowledged.
+    pub bye_sent: bool,
+}
+
+/// Joins continued lines into messages.
+#[derive(Debug, Default)]
+pub struct LineAssembler {
+    pending: Option<String>,
+}
+
+impl LineAssembler {
+    /// Takes one input line (without its LF); returns a message when one is complete.
+    pub fn push(&mut self, line: &str) -> Option<String> {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let (part, continues) = match line.strip_suffix('\\') {
+            Some(part) => (part, true),
+            None => (line, false),
+        };
+        let message = match self.pending.take() {
+            Some(mut joined) => {
+                joined.push('\n');
+                joined.push_str(part);
+                joined
+            }
+            None => part.to_owned(),
+        };
+        if continues {
+            self.pending = Some(message);
+            None
+        } else {
+            Some(message).filter(|m| !m.is_empty())
+        }
+    }
+
+    /// At the end of input: what was still being continued, if anything.
+    pub fn finish(&mut self) -> Option<String> {
+        self.pending.take().filter(|m| !m.is_empty())
+    }
+}
+
+/// Prints records as text lines (local time) or JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    json: bool,
+}
+
+impl Printer {
+    /// A printer for `--json` or text.
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    /// Writes each record on its own line and flushes.
+    pub fn print(&self, out: &mut dyn Write, records: &[Record]) -> io::Result<()> {
+        for record in records {
+            let line = if self.json {
+                format_json(record)
+            } else {
+                format_line(record, &chrono::Local)
+            };
+            out.write_all(line.as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()
+    }
+}
+
+enum Input {
+    Line(String),
+    Eof,
+    ReadError(io::Error),
+    Event(Event),
+}
+
+/// Runs headless mode: starts a client with `config`, sends what `input` brings, prints records
+/// to `out`, status to `status`. Returns when the input has ended and the outbox is drained (or
+/// the drain timeout passed), or with the fatal error that stopped the client.
+pub fn run<R>(
+    config: ClientConfig,
+    input: R,
+    out: &mut dyn Write,
+    status: &mut dyn Write,
+    options: HeadlessOptions,
+) -> Result<HeadlessOutcome, ClientError>
+where
+    R: BufRead + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel::<Input>();
+    let events = tx.clone();
+    let client = Client::start_with_sink(
+        config,
+        Box::new(move |event| {
+            let _ = events.send(Input::Event(event));
+        }),
+    )?;
+    // Standard input cannot be interrupted portably while a read blocks: this thread is joined
+    // once the input has ended; if the client stops first (fatal error), it is left to end with
+    // the process.
+    let reader = thread::Builder::new()
+        .name("gc-stdin".into())
+        .spawn(move || read_input(input, &tx))
+        .map_err(|source| ClientError::Thread {
+            name: "gc-stdin".into(),
+            source,
+        })?;
+
+    let printer = Printer::new(options.json);
+    let mut eof = false;
+    let mut deadline: Option<Instant> = None;
+    let mut ever_active = false;
+    let mut last_warning: Option<String> = None;
+    let mut fatal = None;
+    let mut output_error = None;
+    loop {
+        if eof && ever_active && drained(&client) {
+            break;
+        }
+        let input = match deadline {
+            None => match rx.recv() {
+                Ok(i) => i,
+                Err(_) => break,
+            },
+            Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
+                Ok(i) => i,
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            },
+        };
+        match input {
+            Input::Line(text) => {
+                if let Err(e) = client.send(text) {
+                    say(status, &format!("not sent: {e}"));
+                }
+            }
+            Input::Eof => {
+                eof = true;
+                deadline = Some(Instant::now() + options.drain_timeout);
+            }
+            Input::ReadError(e) => {
+                say(
+                    status,
+                    &format!("cannot read standard input: {e}; treating it as its end"),
+                );
+                eof = true;
+                deadline = Some(Instant::now() + options.drain_timeout);
+            }
+            Input::Event(Event::Records(records)) => {
+                if let Err(e) = printer.print(out, &records) {
+                    output_error = Some(e);
+                    break;
+                }
+            }
+            Input::Event(Event::Fatal(e)) => {
+                fatal = Some(e);
+                break;
+            }
+            Input::Event(Event::State(state)) => {
+                tracing::debug!("state {state}");
+                if state == ConnState::Active {
+                    ever_active = true;
+                }
+            }
+            Input::Event(Event::Notice { level, text }) => {
+                let prefix = match level {
+                    NoticeLevel::Info => "",
+                    NoticeLevel::Warning => "warning: ",
+                };
+                say(status, &format!("{prefix}{text}"));
+                if level == NoticeLevel::Warning {
+                    last_warning = Some(text);
+                }
+            }
+            Input::Event(Event::Rejected {
+                client_msg_id,
+                code,
+                text,
+            }) => say(
+                status,
+                &format!("the server refused message {client_msg_id} ({code}): {text}"),
+            ),
+            Input::Event(Event::Acked { id, .. }) => tracing::debug!("message {id} acknowledged"),
+            Input::Event(Event::Presence { users, .. }) => {
+                tracing::debug!("online: {}", users.len());
+            }
+            Input::Event(Event::History { .. }) => {}
+        }
+    }
+
+    let report = client.close(fatal.is_none() && output_error.is_none(), None);
+    // Records that arrived after the loop ended are in the cache (the cursor is past them): print
+    // them now, or they would never be shown.
+    if output_error.is_none() {
+        for input in rx.try_iter() {
+            if let Input::Event(Event::Records(records)) = input
+                && let Err(e) = printer.print(out, &records)
+            {
+                output_error = Some(e);
+                break;
+            }
+        }
+    }
+    if eof {
+        let _ = reader.join();
+    }
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    if let Some(e) = output_error {
+        return Err(ClientError::Output(e));
+    }
+    let unsent = report.unsent.len();
+    if unsent == 0 && !ever_active && eof {
+        return Err(ClientError::NotConnected {
+            waited: options.drain_timeout,
+            last: last_warning.unwrap_or_else(|| "no answer yet".into()),
+        });
+    }
+    Ok(HeadlessOutcome {
+        unsent,
+        bye_sent: report.bye_sent,
+    })
+}
+
+/// Everything sent is acknowledged and has come back (so it is printed too), and everything that
+/// existed at login has arrived.
+fn drained(client: &Client) -> bool {
+    let status = client.status();
+    let caught_up = status.last_id >= status.login_latest.unwrap_or(0);
+    status.outbox_len == 0 && caught_up && status.last_id >= client.acked_max()
+}
+
+fn say(status: &mut dyn Write, text: &str) {
+    let _ = writeln!(status, "gc-client: {text}");
+    let _ = status.flush();
+}
+
+fn read_input<R: BufRead>(mut input: R, tx: &mpsc::Sender<Input>) {
+    let mut assembler = LineAssembler::default();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match input.read_until(b'\n', &mut buf) {
+            Ok(0) => {
+                if let Some(message) = assembler.finish() {
+                    let _ = tx.send(Input::Line(message));
+                }
+                let _ = tx.send(Input::Eof);
+                return;
+            }
+            Ok(_) => {
+                if buf.last() == Some(&b'\n') {
+                    buf.pop();
+                }
+                let line = match std::str::from_utf8(&buf) {
+                    Ok(s) => s.to_owned(),
+                    Err(_) => {
+                        tracing::warn!("an input line is not valid UTF-8; invalid bytes replaced");
+                        String::from_utf8_lossy(&buf).into_owned()
+                    }
+                };
+                if let Some(message) = assembler.push(&line)
+                    && tx.send(Input::Line(message)).is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let _ = tx.send(Input::ReadError(e));
+                return;
+            }
+        }
+    }
+}
+
+/// The process exit code for a headless run: 0 done, 1 error, 3 messages left unacknowledged,
+/// 4 login refused (2, usage errors, is clap's and the binary's).
+pub fn exit_code(result: &Result<HeadlessOutcome, ClientError>) -> u8 {
+    match result {
+        Ok(outcome) if outcome.unsent == 0 => 0,
+        Ok(_) => EXIT_UNSENT,
+        Err(e) if e.is_login_refused() => EXIT_LOGIN_REFUSED,
+        Err(ClientError::Config(_) | ClientError::NoPassword(_)) => EXIT_USAGE,
+        Err(_) => EXIT_ERROR,
+    }
+}
+
+/// Exit code: an error (network, files, …).
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code: bad usage (flags, no password source, no terminal UI yet).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: messages were still unacknowledged at exit.
+pub const EXIT_UNSENT: u8 = 3;
+/// Exit code: the server refused the login or registration, or could not prove its identity.
+pub const EXIT_LOGIN_REFUSED: u8 = 4;
+
+/// The error line the binary prints: `gc-client: error: <what>: <cause>…`.
+pub fn error_line(e: &ClientError) -> String {
+    format!("gc-client: error: {}", error_chain(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gc_protocol::{Timestamp, Username};
+
+    fn assemble(lines: &[&str]) -> Vec<String> {
+        let mut a = LineAssembler::default();
+        let mut out: Vec<String> = lines.iter().filter_map(|l| a.push(l)).collect();
+        out.extend(a.finish());
+        out
+    }
+
+    #[test]
+    fn lines_become_messages() {
+        assert_eq!(assemble(&["hello", "", "world"]), ["hello", "world"]);
+        assert_eq!(
+            assemble(&["multi\\", "line\\", "message", "next"]),
+            ["multi\nline\nmessage", "next"]
+        );
+        assert_eq!(assemble(&["trailing\\", ""]), ["trailing\n"]);
+        assert_eq!(assemble(&["crlf\r", "a\\\r", "b\r"]), ["crlf", "a\nb"]);
+        assert_eq!(assemble(&["unfinished\\"]), ["unfinished"]);
+        assert_eq!(assemble(&["\\", ""]), ["\n"]);
+        assert!(assemble(&["", "", "\\"]).is_empty());
+        assert_eq!(assemble(&["  spaces  "]), ["  spaces  "]);
+    }
+
+    #[test]
+    fn reader_sends_lines_then_eof() {
+        let (tx, rx) = mpsc::channel();
+        read_input(io::Cursor::new(b"one\ntwo\\\nthree\n\nfour".to_vec()), &tx);
+        let got: Vec<String> = rx
+            .try_iter()
+            .map(|i| match i {
+                Input::Line(l) => l,
+                Input::Eof => "<eof>".into(),
+                _ => "<other>".into(),
+            })
+            .collect();
+        assert_eq!(got, ["one", "two\nthree", "four", "<eof>"]);
+    }
+
+    #[test]
+    fn printer_writes_one_line_per_record() {
+        let records: Vec<Record> = (1..=2)
+            .map(|id| Record {
+                id,
+                timestamp: Timestamp::parse("1700000000.5").unwrap(),
+                username: Username::new("bob").unwrap(),
+                body: format!("m{id}\n\u{1b}"),
+            })
+            .collect();
+        let mut out = Vec::new();
+        Printer::new(false).print(&mut out, &records).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].starts_with('[') && lines[0].ends_with("] bob: m1⏎␛"),
+            "{}",
+            lines[0]
+        );
+        let mut out = Vec::new();
+        Printer::new(true).print(&mut out, &records).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(first["id"], 1);
+        assert_eq!(first["text"], "m1\n\u{1b}");
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(exit_code(&Ok(HeadlessOutcome::default())), 0);
+        let unsent = HeadlessOutcome {
+            unsent: 2,
+            bye_sent: true,
+        };
+        assert_eq!(exit_code(&Ok(unsent)), EXIT_UNSENT);
+        let refused = ClientError::Refused {
+            during: "the login",
+            code: gc_protocol::ErrorCode::Auth,
+            text: "wrong password".into(),
+        };
+        assert_eq!(exit_code(&Err(refused)), EXIT_LOGIN_REFUSED);
+        assert_eq!(exit_code(&Err(ClientError::Closed)), EXIT_ERROR);
+    }
+}

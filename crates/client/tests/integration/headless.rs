@@ -1,0 +1,250 @@
+//! The `gc-client` binary end to end: stdin in, stdout out, exit codes.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+
+use crate::support::{Server, TestClient, WAIT, client_ip, config, register};
+
+/// Runs the binary with `args` and `stdin`, bounded by [`WAIT`].
+fn run(args: &[String], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gc-client"))
+        .args(args)
+        .env_remove("GC_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gc-client starts");
+    let mut input = child.stdin.take().expect("stdin");
+    let text = stdin.to_owned();
+    let writer = thread::spawn(move || {
+        let _ = input.write_all(text.as_bytes());
+        // Dropping `input` closes it: end of input.
+    });
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = match rx.recv_timeout(WAIT) {
+        Ok(output) => output.expect("gc-client ran"),
+        Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("gc-client did not finish within {WAIT:?}");
+        }
+    };
+    writer.join().expect("stdin writer");
+    waiter.join().expect("waiter");
+    output
+}
+
+fn args(server: &Server, user: &str, password_file: &Path, cache: &Path) -> Vec<String> {
+    let p = server.ports();
+    [
+        "127.0.0.1",
+        "--headless",
+        "--user",
+        user,
+        "--password-file",
+        &password_file.display().to_string(),
+        "--bind",
+        &client_ip().to_string(),
+        "--port-auth",
+        "0",
+        "--port-heartbeat",
+        "0",
+        "--port-delivery",
+        "0",
+        "--server-port-connect",
+        &p.connect.to_string(),
+        "--server-port-auth",
+        &p.auth.to_string(),
+        "--server-port-send",
+        &p.send.to_string(),
+        "--cache",
+        &cache.display().to_string(),
+        "--drain-timeout",
+        "20",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn headless_sends_stdin_lines_and_prints_every_record() {
+    let server = Server::start();
+    register(&server, "bob", "pw-bob");
+    let mut bob = TestClient::start(config(&server, "bob", "pw-bob"));
+    bob.wait_active();
+    bob.send("before carol");
+    bob.wait_records(1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "carol's password\n").unwrap();
+    let mut a = args(&server, "carol", &pw, &dir.path().join("c.db"));
+    a.push("--register".into());
+    let out = run(&a, "hello\nmulti\\\nline\n\n\u{1b}[31mred\u{7}\n");
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let tails = [
+        "] bob: before carol",
+        "] carol: hello",
+        "] carol: multi⏎line",
+        "] carol: ␛[31mred␇",
+    ];
+    assert_eq!(lines.len(), tails.len(), "{stdout}");
+    for (line, tail) in lines.iter().zip(tails) {
+        assert!(
+            line.starts_with('[') && line.ends_with(tail),
+            "{line:?} !~ {tail:?}"
+        );
+        // [YYYY-MM-DD HH:MM:SS]
+        assert_eq!(line.find(']'), Some(20), "{line}");
+    }
+    assert!(stderr.contains("account carol created"), "{stderr}");
+
+    // Bob got carol's messages as written.
+    bob.wait_records(4);
+    assert_eq!(
+        &bob.bodies()[1..],
+        ["hello", "multi\nline", "\u{1b}[31mred\u{7}"]
+    );
+    bob.close();
+}
+
+#[test]
+fn headless_json_output() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw\n").unwrap();
+    let mut a = args(&server, "dora", &pw, &dir.path().join("c.db"));
+    a.push("--register".into());
+    a.push("--json".into());
+    let out = run(&a, "one\ntwo \"quoted\"\\\nend\n");
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let values: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(values.len(), 2);
+    assert_eq!(values[0]["id"], 1);
+    assert_eq!(values[0]["user"], "dora");
+    assert_eq!(values[0]["text"], "one");
+    assert_eq!(values[1]["text"], "two \"quoted\"\nend");
+    let ts = values[1]["timestamp"].as_str().unwrap();
+    assert!(ts.chars().all(|c| c.is_ascii_digit() || c == '.'), "{ts}");
+    assert!(values[1]["time"].as_str().unwrap().ends_with('Z'));
+
+    // Run again with the same cache: nothing old is printed, only the new message.
+    let mut again = args(&server, "dora", &pw, &dir.path().join("c.db"));
+    again.push("--json".into());
+    let out = run(&again, "three\n");
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let ids: Vec<u64> = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids, [3]);
+
+    // Without input, a run prints what was missed since the last one, and exits.
+    let mut other = TestClient::start(config(&server, "dora", "pw"));
+    other.wait_active();
+    other.send("while dora was away");
+    other.wait_acked(1);
+    other.close();
+    let out = run(&again, "");
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let value: serde_json::Value = serde_json::from_str(stdout.trim_end()).expect("one line");
+    assert_eq!(value["id"], 4);
+    assert_eq!(value["text"], "while dora was away");
+}
+
+#[test]
+fn headless_wrong_password_exits_4_with_an_error_line() {
+    let server = Server::start();
+    register(&server, "erin", "right");
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "wrong\n").unwrap();
+    let out = run(
+        &args(&server, "erin", &pw, &dir.path().join("c.db")),
+        "hi\n",
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("gc-client: error: "), "{stderr}");
+    assert!(stderr.contains("wrong password"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn headless_unacknowledged_messages_exit_3() {
+    // A server that is not there: the message can never be acknowledged.
+    let mut server = Server::start();
+    server.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw\n").unwrap();
+    let mut a = args(&server, "fred", &pw, &dir.path().join("c.db"));
+    let n = a.len();
+    a[n - 1] = "1".into(); // --drain-timeout 1
+    let out = run(&a, "lost\n");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("1 message(s) were not acknowledged"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn without_headless_the_terminal_ui_is_not_available_yet() {
+    let out = run(&["127.0.0.1".to_owned()], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--headless"));
+    let help = run(&["--help".to_owned()], "");
+    assert_eq!(help.status.code(), Some(0));
+    let help = text(&help.stdout);
+    assert!(
+        help.contains("EXIT CODES") && help.contains("--password-file"),
+        "{help}"
+    );
+}

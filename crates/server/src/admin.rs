@@ -1,0 +1,278 @@
+//! Admin subcommands that work on the data files directly: `user …` and `db …`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use gc_protocol::scram::{derive_verifier, random_salt};
+use gc_protocol::{Timestamp, Username};
+use gc_store::{Account, Accounts, DataDirLock, StoreError};
+
+use crate::cli::{DbCommand, ExportFormat, UserCommand};
+use crate::config::Config;
+use crate::error::ServerError;
+use crate::paths;
+
+/// Where admin commands get passwords from.
+pub trait PasswordSource {
+    /// Asks for a new password (twice on a terminal), or reads one line from standard input.
+    fn new_password(&mut self, user: &str, from_stdin: bool) -> Result<String, ServerError>;
+}
+
+/// Passwords from the terminal (hidden) or standard input.
+#[derive(Debug, Default)]
+pub struct Terminal;
+
+impl PasswordSource for Terminal {
+    fn new_password(&mut self, user: &str, from_stdin: bool) -> Result<String, ServerError> {
+        let io_err = |source| ServerError::Io {
+            what: "read a password from",
+            path: "standard input".into(),
+            source,
+        };
+        if from_stdin || !std::io::stdin().is_terminal() {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(io_err)?;
+            return Ok(line.trim_end_matches(['\n', '\r']).to_owned());
+        }
+        let first =
+            rpassword::prompt_password(format!("New password for {user}: ")).map_err(io_err)?;
+        let again = rpassword::prompt_password("Repeat it: ").map_err(io_err)?;
+        if first != again {
+            return Err(ServerError::Usage(
+                "the two passwords differ; nothing was changed".into(),
+            ));
+        }
+        Ok(first)
+    }
+}
+
+/// Runs `gc-server user …`, writing results to `out`.
+pub fn user(
+    cmd: &UserCommand,
+    config: &Config,
+    passwords: &mut dyn PasswordSource,
+    out: &mut dyn Write,
+) -> Result<(), ServerError> {
+    let dir = &config.data_dir;
+    let write_err = |source| ServerError::Io {
+        what: "write to",
+        path: "standard output".into(),
+        source,
+    };
+    match cmd {
+        UserCommand::List => {
+            let accounts = Accounts::open(&paths::accounts(dir))?;
+            let list = accounts.list();
+            if list.is_empty() {
+                writeln!(out, "no accounts in {}", paths::accounts(dir).display())
+                    .map_err(write_err)?;
+            }
+            for a in list {
+                writeln!(
+                    out,
+                    "{}\tcreated {} UTC\t{} iterations",
+                    a.username,
+                    a.created.utc_datetime(),
+                    a.iterations
+                )
+                .map_err(write_err)?;
+            }
+            Ok(())
+        }
+        UserCommand::Add {
+            name,
+            password_stdin,
+        } => {
+            let username = valid_name(name)?;
+            let _lock = lock(dir)?;
+            let accounts = Accounts::open(&paths::accounts(dir))?;
+            if accounts.get(username.as_str()).is_some() {
+                return Err(ServerError::Usage(format!(
+                    "an account named {username} already exists (names ignore case)"
+                )));
+            }
+            let password = non_empty(passwords.new_password(name, *password_stdin)?)?;
+            accounts.add(make_account(username.clone(), &password, config)?)?;
+            writeln!(out, "added {username}").map_err(write_err)?;
+            Ok(())
+        }
+        UserCommand::Remove { name } => {
+            let _lock = lock(dir)?;
+            let accounts = Accounts::open(&paths::accounts(dir))?;
+            match accounts.remove(name) {
+                Ok(removed) => {
+                    writeln!(out, "removed {}", removed.username).map_err(write_err)?;
+                    Ok(())
+                }
+                Err(StoreError::UnknownAccount { .. }) => {
+                    Err(ServerError::Usage(format!("no account named {name}")))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let _lock = lock(dir)?;
+            let accounts = Accounts::open(&paths::accounts(dir))?;
+            let Some(existing) = accounts.get(name) else {
+                return Err(ServerError::Usage(format!("no account named {name}")));
+            };
+            let password = non_empty(passwords.new_password(name, *password_stdin)?)?;
+            let mut updated = make_account(existing.username.clone(), &password, config)?;
+            updated.created = existing.created;
+            accounts.update(updated)?;
+            writeln!(out, "password changed for {}", existing.username).map_err(write_err)?;
+            Ok(())
+        }
+    }
+}
+
+/// Runs `gc-server db …`. Returns whether the store is healthy (for `check`'s exit code).
+pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool, ServerError> {
+    let dir = &config.data_dir;
+    let write_err = |source| ServerError::Io {
+        what: "write to",
+        path: "standard output".into(),
+        source,
+    };
+    match cmd {
+        DbCommand::Check => {
+            let r = gc_store::check(dir)?;
+            writeln!(
+                out,
+                "{}: {} lines, {} records, ids {}..{}",
+                paths::database(dir).display(),
+                r.lines,
+                r.records,
+                r.first_id,
+                r.last_id
+            )
+            .map_err(write_err)?;
+            for bad in &r.bad_lines {
+                writeln!(out, "  bad line {}: {}", bad.line_number, bad.reason)
+                    .map_err(write_err)?;
+            }
+            if r.bad_line_count as usize > r.bad_lines.len() {
+                writeln!(out, "  … {} bad lines in all", r.bad_line_count).map_err(write_err)?;
+            }
+            if r.torn_tail {
+                writeln!(
+                    out,
+                    "  the last line has no LF: a write in progress, or a torn write the server \
+                     moves aside when it starts"
+                )
+                .map_err(write_err)?;
+            }
+            if r.is_ok() {
+                writeln!(out, "ok").map_err(write_err)?;
+            } else {
+                writeln!(
+                    out,
+                    "{} bad lines; stop the server and run `gc-server db repair` to move them \
+                     to database.db.corrupt",
+                    r.bad_line_count
+                )
+                .map_err(write_err)?;
+            }
+            Ok(r.is_ok())
+        }
+        DbCommand::Repair => {
+            let r = gc_store::repair(dir)?;
+            match &r.corrupt_path {
+                Some(path) => writeln!(
+                    out,
+                    "kept {} records; moved {} bad lines to {}",
+                    r.kept,
+                    r.moved_count,
+                    path.display()
+                ),
+                None => writeln!(out, "kept {} records; nothing to repair", r.kept),
+            }
+            .map_err(write_err)?;
+            Ok(true)
+        }
+        DbCommand::Export { format, output } => {
+            let format = match format {
+                ExportFormat::Plain => gc_store::ExportFormat::Plain,
+                ExportFormat::Json => gc_store::ExportFormat::JsonLines,
+            };
+            let report = match output {
+                Some(path) => {
+                    let file = std::fs::File::create(path).map_err(|source| ServerError::Io {
+                        what: "create",
+                        path: path.clone(),
+                        source,
+                    })?;
+                    let mut w = std::io::BufWriter::new(file);
+                    let report = gc_store::export(dir, format, &mut w)?;
+                    w.flush().map_err(|source| ServerError::Io {
+                        what: "write",
+                        path: path.clone(),
+                        source,
+                    })?;
+                    report
+                }
+                None => gc_store::export(dir, format, out)?,
+            };
+            tracing::info!("exported {} records", report.records);
+            Ok(true)
+        }
+    }
+}
+
+fn lock(dir: &Path) -> Result<DataDirLock, ServerError> {
+    DataDirLock::acquire(dir).map_err(|e| match e {
+        StoreError::Locked { path } => ServerError::Usage(format!(
+            "{} is locked: a gc-server is running on this data dir; stop it first (accounts \
+             can also be registered over the network when registration is open)",
+            path.display()
+        )),
+        other => other.into(),
+    })
+}
+
+fn valid_name(name: &str) -> Result<Username, ServerError> {
+    let username = Username::new(name).map_err(|_| {
+        ServerError::Usage(format!(
+            "`{name}` is not a valid username: use 1-32 characters of A-Z a-z 0-9 _ . -"
+        ))
+    })?;
+    if username.is_reserved() {
+        return Err(ServerError::Usage(format!(
+            "{name} is reserved for server notices"
+        )));
+    }
+    Ok(username)
+}
+
+fn non_empty(password: String) -> Result<String, ServerError> {
+    if password.is_empty() {
+        Err(ServerError::Usage(
+            "the password is empty; nothing was changed".into(),
+        ))
+    } else {
+        Ok(password)
+    }
+}
+
+fn make_account(
+    username: Username,
+    password: &str,
+    config: &Config,
+) -> Result<Account, ServerError> {
+    let salt = random_salt().map_err(|e| ServerError::Usage(e.to_string()))?;
+    let v = derive_verifier(password, &salt, config.scram_min_iterations);
+    Ok(Account {
+        username,
+        salt: v.salt,
+        iterations: v.iterations,
+        stored_key: v.stored_key.to_vec(),
+        server_key: v.server_key.to_vec(),
+        created: Timestamp::now(),
+    })
+}

@@ -1,0 +1,358 @@
+//! The authentication port: SCRAM-SHA-256 login with the callback to the client's auth port, and
+//! registration. One thread per connection, bounded by the pending-auth limit.
+
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Instant;
+
+use gc_protocol::io::connect;
+use gc_protocol::scram::{ClientHello, ScramError, ServerFirst, Verifier};
+use gc_protocol::{
+    AuthClient, AuthServer, Authed, CallbackPorts, CallbackReply, ErrorCode, ErrorFrame,
+    FramedStream, ProtocolError, SessionToken, Timestamp, Username,
+};
+use gc_store::{Account, StoreError};
+
+use crate::state::{AddError, NewSession, Shared};
+use crate::{heartbeat, listener};
+
+/// Serves one connection on the auth port: any number of `Register` and `AuthRequest` exchanges
+/// until the client closes or stays silent for the I/O timeout.
+pub fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let mut conn = FramedStream::new(stream, peer.to_string());
+    loop {
+        let frame = match conn.read::<AuthClient>(shared.io_deadline()) {
+            Ok(frame) => frame,
+            Err(ProtocolError::Malformed { error, .. }) => {
+                tracing::warn!(%peer, "malformed frame on the auth port: {error}");
+                let close = error.code() == ErrorCode::TooLong;
+                let _ = reply(&shared, &mut conn, err(error.code(), error.to_string()));
+                if close {
+                    return;
+                }
+                continue;
+            }
+            Err(ProtocolError::TooLong { limit, .. }) => {
+                tracing::warn!(%peer, "frame over {limit} bytes on the auth port; closing");
+                let _ = reply(
+                    &shared,
+                    &mut conn,
+                    err(
+                        ErrorCode::TooLong,
+                        format!("frame longer than {limit} bytes"),
+                    ),
+                );
+                return;
+            }
+            Err(_) => return,
+        };
+        if shared.stopping() {
+            let _ = reply(
+                &shared,
+                &mut conn,
+                err(
+                    ErrorCode::ShuttingDown,
+                    "the server is shutting down; try again later",
+                ),
+            );
+            return;
+        }
+        let answer = match frame {
+            AuthClient::Register {
+                username,
+                salt,
+                iterations,
+                stored_key,
+                server_key,
+            } => register(
+                &shared,
+                peer.ip(),
+                Account {
+                    username,
+                    salt,
+                    iterations,
+                    stored_key,
+                    server_key,
+                    created: Timestamp::now(),
+                },
+            ),
+            AuthClient::AuthRequest {
+                username,
+                ports,
+                client_first,
+            } => login(
+                &shared,
+                &mut conn,
+                peer.ip(),
+                &username,
+                ports,
+                &client_first,
+            ),
+            AuthClient::Proof { .. } => err(
+                ErrorCode::Malformed,
+                "`Proof` without an `AuthRequest` before it",
+            ),
+        };
+        if reply(&shared, &mut conn, answer).is_err() {
+            return;
+        }
+    }
+}
+
+fn reply(
+    shared: &Shared,
+    conn: &mut FramedStream<TcpStream>,
+    frame: AuthServer,
+) -> Result<(), ProtocolError> {
+    conn.send(&frame, shared.io_deadline())
+}
+
+fn err(code: ErrorCode, text: impl Into<String>) -> AuthServer {
+    AuthServer::Err(ErrorFrame::new(code, text))
+}
+
+fn register(shared: &Shared, ip: IpAddr, account: Account) -> AuthServer {
+    let name = account.username.clone();
+    if !shared.config.registration_open {
+        tracing::warn!(%ip, user = %name, "registration refused: registration is closed");
+        return err(
+            ErrorCode::RegistrationClosed,
+            "this server only has accounts made by its operator (gc-server user add); ask them for one",
+        );
+    }
+    if name.is_reserved() {
+        return err(
+            ErrorCode::Malformed,
+            format!("the name {name} is reserved for the server; pick another"),
+        );
+    }
+    let min = shared.config.scram_min_iterations;
+    if account.iterations < min {
+        return err(
+            ErrorCode::Malformed,
+            format!(
+                "{} SCRAM iterations is below this server's minimum of {min}",
+                account.iterations
+            ),
+        );
+    }
+    match shared.accounts.add(account) {
+        Ok(()) => {
+            tracing::info!(%ip, user = %name, "account registered");
+            AuthServer::Registered
+        }
+        Err(StoreError::Exists { .. }) => err(
+            ErrorCode::Exists,
+            format!("an account named {name} already exists; log in, or pick another name"),
+        ),
+        Err(e) => {
+            tracing::error!(user = %name, "cannot save a new account: {e}");
+            err(
+                ErrorCode::Internal,
+                "the server could not save the account; try again later",
+            )
+        }
+    }
+}
+
+fn login(
+    shared: &Arc<Shared>,
+    conn: &mut FramedStream<TcpStream>,
+    ip: IpAddr,
+    username: &Username,
+    ports: CallbackPorts,
+    client_first: &str,
+) -> AuthServer {
+    let key = username.key();
+    let now = Instant::now();
+    if let Err(wait) = shared.throttle.check(&key, ip, now) {
+        tracing::warn!(%ip, user = %username, "login throttled");
+        return err(
+            ErrorCode::Throttled,
+            format!(
+                "too many failed logins for this user or address; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        );
+    }
+    let Some(account) = shared.accounts.get(username.as_str()) else {
+        shared.throttle.record_failure(&key, ip, now);
+        tracing::warn!(%ip, user = %username, "login for an unknown user");
+        return err(
+            ErrorCode::UnknownUser,
+            format!("no account named {username}; register it first, or check the spelling"),
+        );
+    };
+    if shared.registry.len() >= shared.config.max_clients {
+        return full(shared);
+    }
+    let hello = match ClientHello::parse(client_first) {
+        Ok(h) => h,
+        Err(e) => return err(ErrorCode::Malformed, e.to_string()),
+    };
+    if hello.username != username.as_str() {
+        return err(
+            ErrorCode::Malformed,
+            "the SCRAM username differs from the AuthRequest username",
+        );
+    }
+    let verifier = match verifier_of(&account) {
+        Some(v) => v,
+        None => {
+            tracing::error!(user = %account.username, "stored account has keys of the wrong size");
+            return err(
+                ErrorCode::Internal,
+                "this account's stored keys are damaged",
+            );
+        }
+    };
+    let server_first = match ServerFirst::new(&hello, &verifier) {
+        Ok(s) => s,
+        Err(_) => {
+            return err(
+                ErrorCode::Internal,
+                "the server has no randomness available",
+            );
+        }
+    };
+    let challenge = AuthServer::Auth1 {
+        server_first: server_first.message().to_owned(),
+    };
+    if reply(shared, conn, challenge).is_err() {
+        return err(ErrorCode::Malformed, "no proof received");
+    }
+    let client_final = match conn.read::<AuthClient>(shared.io_deadline()) {
+        Ok(AuthClient::Proof { client_final }) => client_final,
+        Ok(_) => return err(ErrorCode::Malformed, "expected `Proof` after `Auth1`"),
+        Err(ProtocolError::Malformed { error, .. }) => {
+            return err(error.code(), error.to_string());
+        }
+        Err(e) => {
+            tracing::warn!(%ip, user = %username, "no proof: {e}");
+            return err(ErrorCode::Malformed, "no proof received in time");
+        }
+    };
+    let server_final = match server_first.handle_client_final(&client_final) {
+        Ok(f) => f,
+        Err(ScramError::BadProof) => {
+            shared.throttle.record_failure(&key, ip, Instant::now());
+            tracing::warn!(%ip, user = %account.username, "wrong password");
+            return err(
+                ErrorCode::Auth,
+                format!("wrong password for {}", account.username),
+            );
+        }
+        Err(e) => return err(ErrorCode::Malformed, e.to_string()),
+    };
+    let Ok(token) = SessionToken::random() else {
+        return err(
+            ErrorCode::Internal,
+            "the server has no randomness available",
+        );
+    };
+    if let Err(answer) = callback(shared, ip, ports.auth, server_final, &token) {
+        return answer;
+    }
+    let join_floor = shared.store.last_n_start(shared.config.history_on_join);
+    let latest_id = shared.store.newest_id();
+    let new = NewSession {
+        user: account.username.clone(),
+        ip,
+        ports,
+        token,
+        join_floor,
+    };
+    let session = match shared
+        .registry
+        .add(new, shared.config.max_clients, &shared.notifier)
+    {
+        Ok(s) => s,
+        Err(AddError::Full) => return full(shared),
+        Err(AddError::ShuttingDown) => {
+            return err(ErrorCode::ShuttingDown, "the server is shutting down");
+        }
+    };
+    for (kind, run) in [
+        ("hb", heartbeat::run as fn(_, _)),
+        ("listen", listener::run as fn(_, _)),
+    ] {
+        let (sh, se) = (Arc::clone(shared), Arc::clone(&session));
+        let name = format!("{kind}-{}", session.user);
+        if let Err(e) = shared.session_threads.spawn(name, move || run(sh, se)) {
+            tracing::error!("{e}");
+            shared.registry.end(&session, &shared.notifier);
+            return err(ErrorCode::Internal, "the server cannot start a session now");
+        }
+    }
+    tracing::info!(
+        user = %session.user, %ip, session = session.id,
+        "logged in (callback ports {}/{}/{})", ports.auth, ports.heartbeat, ports.delivery
+    );
+    AuthServer::Ok {
+        heartbeat_ms: u32::try_from(shared.config.heartbeat_interval.as_millis())
+            .unwrap_or(u32::MAX),
+        latest_id,
+    }
+}
+
+fn full(shared: &Shared) -> AuthServer {
+    err(
+        ErrorCode::Full,
+        format!(
+            "the server is full ({} clients); try again later",
+            shared.config.max_clients
+        ),
+    )
+}
+
+fn verifier_of(account: &Account) -> Option<Verifier> {
+    Some(Verifier {
+        salt: account.salt.clone(),
+        iterations: account.iterations,
+        stored_key: account.stored_key.as_slice().try_into().ok()?,
+        server_key: account.server_key.as_slice().try_into().ok()?,
+    })
+}
+
+/// Connects to the client's auth port, sends `Authed` and expects `Thx`.
+fn callback(
+    shared: &Shared,
+    ip: IpAddr,
+    port: u16,
+    server_final: String,
+    token: &SessionToken,
+) -> Result<(), AuthServer> {
+    let addr = SocketAddr::new(ip, port);
+    let unreachable = |why: String| {
+        tracing::warn!(%addr, "auth callback failed: {why}");
+        err(
+            ErrorCode::Unreachable,
+            format!(
+                "the server could not call back {addr}: {why}; the client's auth port must accept \
+                 connections from the server (check firewall and NAT)"
+            ),
+        )
+    };
+    let stream = connect(addr, shared.config.io_timeout).map_err(|e| unreachable(e.to_string()))?;
+    let mut conn = FramedStream::new(stream, addr.to_string());
+    let deadline = shared.io_deadline();
+    let authed = Authed {
+        server_final,
+        token: token.clone(),
+    };
+    conn.send(&authed, deadline)
+        .map_err(|e| unreachable(e.to_string()))?;
+    match conn.read::<CallbackReply>(deadline) {
+        Ok(CallbackReply::Thx) => Ok(()),
+        Ok(CallbackReply::Err(e)) if e.code == ErrorCode::Auth => {
+            tracing::warn!(%addr, "client rejected the server signature");
+            Err(err(
+                ErrorCode::Auth,
+                "your client rejected this server's signature; it may not be the server the \
+                 account was made on",
+            ))
+        }
+        Ok(CallbackReply::Err(e)) => Err(unreachable(format!("the client answered `{e}`"))),
+        Err(e) => Err(unreachable(e.to_string())),
+    }
+}

@@ -1,0 +1,324 @@
+//! Command-line interface: flags, subcommands, and how they combine with the config file.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, FileConfig, parse_fsync, parse_registration};
+use crate::error::ServerError;
+
+/// gc-server: the General Communications chat server.
+///
+/// Listens on three ports (connect 10740, auth 9281, send 9980) and calls clients back on theirs
+/// (auth 12090, heartbeat 8070, delivery 6090), so clients must accept connections from the
+/// server. Messages are kept in DATA_DIR/database.db, accounts in DATA_DIR/usernames.db.
+/// Without a subcommand, runs the server until SIGINT or SIGTERM.
+#[derive(Debug, Parser)]
+#[command(name = "gc-server", version, max_term_width = 100)]
+pub struct Cli {
+    /// TOML file with any of the long options below (without the leading dashes) as keys.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory of database.db, database.msgids and usernames.db [default: ./gc-data].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Log level: error, warn, info, debug or trace [default: info].
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Append logs to this file instead of standard error.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options of the running server.
+#[derive(Debug, Default, Args)]
+pub struct RunArgs {
+    /// Address to listen on [default: 0.0.0.0, all interfaces].
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<IpAddr>,
+    /// Connect / version check port [default: 10740].
+    #[arg(long, value_name = "PORT")]
+    pub connect_port: Option<u16>,
+    /// Authentication and registration port [default: 9281].
+    #[arg(long, value_name = "PORT")]
+    pub auth_port: Option<u16>,
+    /// Sending and queries port [default: 9980].
+    #[arg(long, value_name = "PORT")]
+    pub send_port: Option<u16>,
+    /// Name shown to clients when they connect [default: General Communications].
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// Heartbeat interval per client, in milliseconds; new messages are delivered at once
+    /// regardless [default: 1000].
+    #[arg(long, value_name = "MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// When an acknowledged message is on disk: `always` (fsync each), `batch` (group commit,
+    /// acknowledged after the fsync) or `never` (leave it to the OS) [default: batch].
+    #[arg(long, value_name = "POLICY")]
+    pub fsync: Option<String>,
+    /// `open`: anyone may register; `closed`: only accounts made with `gc-server user add`
+    /// [default: open].
+    #[arg(long, value_name = "open|closed")]
+    pub registration: Option<String>,
+    /// Lowest SCRAM iteration count accepted for new accounts [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub scram_min_iterations: Option<u32>,
+    /// Most clients logged in at once [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub max_clients: Option<usize>,
+    /// Most logins and version checks in progress at once [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_pending_auths: Option<usize>,
+    /// Largest message in bytes [default: 4096].
+    #[arg(long, value_name = "BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Messages a user may send in a burst [default: 10].
+    #[arg(long, value_name = "N")]
+    pub rate_burst: Option<u32>,
+    /// Sustained messages per second per user [default: 5].
+    #[arg(long, value_name = "N")]
+    pub rate_per_sec: Option<f64>,
+    /// Failed logins per user and per address within a minute before logins are refused
+    /// [default: 5].
+    #[arg(long, value_name = "N")]
+    pub max_login_failures: Option<u32>,
+    /// Deadline of every connect, read and write, in milliseconds [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub io_timeout_ms: Option<u64>,
+    /// How long a kept-alive connection may idle between exchanges, in milliseconds
+    /// [default: 30000].
+    #[arg(long, value_name = "MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Newest messages delivered to a client that has none yet [default: 200].
+    #[arg(long, value_name = "N")]
+    pub history_on_join: Option<usize>,
+    /// One exchange per connection, as the original prototype did (slower; for comparison).
+    #[arg(long)]
+    pub no_reuse: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Run,
+    /// Manage accounts (usernames.db). Changes refuse while a server runs on the data dir.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Check, repair or export the message store (database.db).
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+/// `gc-server user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. Asks for the password twice (hidden), or reads one line from
+    /// standard input with --password-stdin.
+    Add {
+        /// Username: 1-32 characters of A-Z a-z 0-9 _ . -
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete an account (its messages stay in the store).
+    Remove {
+        /// The account to delete.
+        name: String,
+    },
+    /// List accounts with their creation time (UTC).
+    List,
+    /// Set a new password.
+    Passwd {
+        /// The account.
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// `gc-server db …`
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Validate every line; safe while the server runs. Exit code 1 if a line is bad.
+    Check,
+    /// Move bad lines to database.db.corrupt and rewrite the rest (stop the server first).
+    Repair,
+    /// Write every record to standard output (or --output).
+    Export {
+        /// `plain` (the database.db line format) or `json` (one JSON object per line).
+        #[arg(long, value_enum, default_value_t = ExportFormat::Plain)]
+        format: ExportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// `{id};{timestamp};{username};{message}` lines.
+    Plain,
+    /// JSON lines.
+    Json,
+}
+
+/// Where logs go and how much.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// Level filter.
+    pub level: String,
+    /// File to append to (standard error if none).
+    pub file: Option<PathBuf>,
+}
+
+impl Cli {
+    /// Combines defaults, the config file and flags, in that order of precedence (flags win).
+    pub fn resolve(&self) -> Result<(Config, LogSettings), ServerError> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let mut c = Config::default();
+        let r = &self.run;
+        let ms = Duration::from_millis;
+        set(&mut c.bind, r.bind.or(file.bind));
+        set(&mut c.connect_port, r.connect_port.or(file.connect_port));
+        set(&mut c.auth_port, r.auth_port.or(file.auth_port));
+        set(&mut c.send_port, r.send_port.or(file.send_port));
+        set(&mut c.data_dir, self.data_dir.clone().or(file.data_dir));
+        set(
+            &mut c.server_name,
+            r.server_name.clone().or(file.server_name),
+        );
+        set(
+            &mut c.heartbeat_interval,
+            r.heartbeat_interval_ms
+                .or(file.heartbeat_interval_ms)
+                .map(ms),
+        );
+        if let Some(f) = r.fsync.as_deref().or(file.fsync.as_deref()) {
+            c.fsync = parse_fsync(f)?;
+        }
+        if let Some(reg) = r.registration.as_deref().or(file.registration.as_deref()) {
+            c.registration_open = parse_registration(reg)?;
+        }
+        set(
+            &mut c.scram_min_iterations,
+            r.scram_min_iterations.or(file.scram_min_iterations),
+        );
+        set(&mut c.max_clients, r.max_clients.or(file.max_clients));
+        set(
+            &mut c.max_pending_auths,
+            r.max_pending_auths.or(file.max_pending_auths),
+        );
+        set(
+            &mut c.max_message_bytes,
+            r.max_message_bytes.or(file.max_message_bytes),
+        );
+        set(&mut c.rate_burst, r.rate_burst.or(file.rate_burst));
+        set(&mut c.rate_per_sec, r.rate_per_sec.or(file.rate_per_sec));
+        set(
+            &mut c.max_login_failures,
+            r.max_login_failures.or(file.max_login_failures),
+        );
+        set(
+            &mut c.io_timeout,
+            r.io_timeout_ms.or(file.io_timeout_ms).map(ms),
+        );
+        set(
+            &mut c.idle_timeout,
+            r.idle_timeout_ms.or(file.idle_timeout_ms).map(ms),
+        );
+        set(
+            &mut c.history_on_join,
+            r.history_on_join.or(file.history_on_join),
+        );
+        if r.no_reuse {
+            c.reuse_connections = false;
+        } else if let Some(reuse) = file.reuse_connections {
+            c.reuse_connections = reuse;
+        }
+        c.validate()?;
+        let log = LogSettings {
+            level: self
+                .log_level
+                .clone()
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".to_owned()),
+            file: self.log_file.clone().or(file.log_file),
+        };
+        Ok((c, log))
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gc.toml");
+        std::fs::write(
+            &path,
+            "send-port = 1\nauth-port = 2\nregistration = \"closed\"\nfsync = \"never\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "gc-server",
+            "--config",
+            path.to_str().unwrap(),
+            "--send-port",
+            "3",
+        ]);
+        let (c, log) = cli.resolve().unwrap();
+        assert_eq!(c.send_port, 3);
+        assert_eq!(c.auth_port, 2);
+        assert_eq!(c.connect_port, 10740);
+        assert!(!c.registration_open);
+        assert_eq!(c.fsync, gc_store::FsyncPolicy::Never);
+        assert_eq!(log.level, "info");
+    }
+
+    #[test]
+    fn bad_file_keys_and_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gc.toml");
+        std::fs::write(&path, "sendport = 1\n").unwrap();
+        let cli = Cli::parse_from(["gc-server", "--config", path.to_str().unwrap()]);
+        let err = cli.resolve().unwrap_err().to_string();
+        assert!(err.contains("sendport") && err.contains("gc.toml"), "{err}");
+        let cli = Cli::parse_from(["gc-server", "--registration", "maybe"]);
+        let err = cli.resolve().unwrap_err().to_string();
+        assert!(err.contains("open") && err.contains("maybe"), "{err}");
+        let cli = Cli::parse_from(["gc-server", "--max-message-bytes", "0"]);
+        assert!(cli.resolve().is_err());
+    }
+}

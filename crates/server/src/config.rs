@@ -1,0 +1,215 @@
+//! Server configuration: built-in defaults, overridden by an optional TOML file, overridden by
+//! command-line flags.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gc_protocol::limits::{MAX_BODY_BYTES, MAX_SCRAM_ITERATIONS, MIN_SCRAM_ITERATIONS};
+use gc_store::FsyncPolicy;
+use serde::Deserialize;
+
+use crate::error::ServerError;
+
+/// Default port of the connect / version check exchange.
+pub const DEFAULT_CONNECT_PORT: u16 = 10740;
+/// Default port of authentication and registration.
+pub const DEFAULT_AUTH_PORT: u16 = 9281;
+/// Default port of sending and queries.
+pub const DEFAULT_SEND_PORT: u16 = 9980;
+
+/// Everything the running server needs to know.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address the three listening ports bind to.
+    pub bind: IpAddr,
+    /// Connect / version check port (10740).
+    pub connect_port: u16,
+    /// Authentication port (9281).
+    pub auth_port: u16,
+    /// Sending and queries port (9980).
+    pub send_port: u16,
+    /// Where `database.db`, `database.msgids` and `usernames.db` live.
+    pub data_dir: PathBuf,
+    /// Name shown to clients in `Pong`.
+    pub server_name: String,
+    /// How often each session's heartbeat runs when nothing else wakes it.
+    pub heartbeat_interval: Duration,
+    /// When an acknowledged message is on disk.
+    pub fsync: FsyncPolicy,
+    /// Whether anyone may register over the network.
+    pub registration_open: bool,
+    /// Lowest SCRAM iteration count accepted for new accounts (and used by `user add`).
+    pub scram_min_iterations: u32,
+    /// Most sessions at once (`Err full` beyond).
+    pub max_clients: usize,
+    /// Most authentications in progress at once (`Err full` beyond).
+    pub max_pending_auths: usize,
+    /// Largest message body in bytes (`Err too-large` beyond).
+    pub max_message_bytes: usize,
+    /// Messages a user may send at once before the rate applies.
+    pub rate_burst: u32,
+    /// Sustained messages per second per user.
+    pub rate_per_sec: f64,
+    /// Failed logins per user and per address within a minute before `Err throttled`.
+    pub max_login_failures: u32,
+    /// Deadline of every connect, read and write.
+    pub io_timeout: Duration,
+    /// How long a kept-alive connection may sit idle between exchanges.
+    pub idle_timeout: Duration,
+    /// Records owed to a session that starts with no cursor.
+    pub history_on_join: usize,
+    /// Keep heartbeat, delivery and sending connections open between exchanges.
+    pub reuse_connections: bool,
+    /// Records kept in memory for delivery.
+    pub tail_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            connect_port: DEFAULT_CONNECT_PORT,
+            auth_port: DEFAULT_AUTH_PORT,
+            send_port: DEFAULT_SEND_PORT,
+            data_dir: PathBuf::from("gc-data"),
+            server_name: "General Communications".to_owned(),
+            heartbeat_interval: Duration::from_millis(1000),
+            fsync: FsyncPolicy::Batch,
+            registration_open: true,
+            scram_min_iterations: MIN_SCRAM_ITERATIONS,
+            max_clients: 4096,
+            max_pending_auths: 64,
+            max_message_bytes: gc_protocol::limits::DEFAULT_MAX_MESSAGE_BYTES,
+            rate_burst: 10,
+            rate_per_sec: 5.0,
+            max_login_failures: 5,
+            io_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            history_on_join: 200,
+            reuse_connections: true,
+            tail_capacity: 10_000,
+        }
+    }
+}
+
+impl Config {
+    /// Checks values that parse but make no sense, with a message that says what is allowed.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let bad = |what: &str| Err(ServerError::Config(what.to_owned()));
+        if self.heartbeat_interval < Duration::from_millis(10) {
+            return bad("heartbeat-interval-ms must be at least 10");
+        }
+        if !(1..=MAX_BODY_BYTES).contains(&self.max_message_bytes) {
+            return bad(&format!("max-message-bytes must be 1 to {MAX_BODY_BYTES}"));
+        }
+        if !(MIN_SCRAM_ITERATIONS..=MAX_SCRAM_ITERATIONS).contains(&self.scram_min_iterations) {
+            return bad(&format!(
+                "scram-min-iterations must be {MIN_SCRAM_ITERATIONS} to {MAX_SCRAM_ITERATIONS}"
+            ));
+        }
+        if self.max_clients == 0 || self.max_pending_auths == 0 {
+            return bad("max-clients and max-pending-auths must be at least 1");
+        }
+        if self.rate_burst == 0 || !(self.rate_per_sec > 0.0 && self.rate_per_sec.is_finite()) {
+            return bad("rate-burst must be at least 1 and rate-per-sec above 0");
+        }
+        if self.max_login_failures == 0 {
+            return bad("max-login-failures must be at least 1");
+        }
+        if self.io_timeout < Duration::from_millis(10) || self.idle_timeout < self.io_timeout {
+            return bad(
+                "io-timeout-ms must be at least 10 and idle-timeout-ms at least io-timeout-ms",
+            );
+        }
+        if self.server_name.len() > 200 {
+            return bad("server-name must be at most 200 bytes");
+        }
+        Ok(())
+    }
+}
+
+/// The TOML configuration file: every key optional, names as the long flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    /// See [`Config::bind`].
+    pub bind: Option<IpAddr>,
+    /// See [`Config::connect_port`].
+    pub connect_port: Option<u16>,
+    /// See [`Config::auth_port`].
+    pub auth_port: Option<u16>,
+    /// See [`Config::send_port`].
+    pub send_port: Option<u16>,
+    /// See [`Config::data_dir`].
+    pub data_dir: Option<PathBuf>,
+    /// See [`Config::server_name`].
+    pub server_name: Option<String>,
+    /// See [`Config::heartbeat_interval`].
+    pub heartbeat_interval_ms: Option<u64>,
+    /// See [`Config::fsync`].
+    pub fsync: Option<String>,
+    /// `open` or `closed`.
+    pub registration: Option<String>,
+    /// See [`Config::scram_min_iterations`].
+    pub scram_min_iterations: Option<u32>,
+    /// See [`Config::max_clients`].
+    pub max_clients: Option<usize>,
+    /// See [`Config::max_pending_auths`].
+    pub max_pending_auths: Option<usize>,
+    /// See [`Config::max_message_bytes`].
+    pub max_message_bytes: Option<usize>,
+    /// See [`Config::rate_burst`].
+    pub rate_burst: Option<u32>,
+    /// See [`Config::rate_per_sec`].
+    pub rate_per_sec: Option<f64>,
+    /// See [`Config::max_login_failures`].
+    pub max_login_failures: Option<u32>,
+    /// See [`Config::io_timeout`].
+    pub io_timeout_ms: Option<u64>,
+    /// See [`Config::idle_timeout`].
+    pub idle_timeout_ms: Option<u64>,
+    /// See [`Config::history_on_join`].
+    pub history_on_join: Option<usize>,
+    /// See [`Config::reuse_connections`].
+    pub reuse_connections: Option<bool>,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`).
+    pub log_level: Option<String>,
+    /// Log file (default: standard error).
+    pub log_file: Option<PathBuf>,
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ServerError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ServerError::Io {
+            what: "read the configuration file",
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ServerError::ConfigFile {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Parses `open` / `closed`.
+pub fn parse_registration(text: &str) -> Result<bool, ServerError> {
+    match text {
+        "open" => Ok(true),
+        "closed" => Ok(false),
+        other => Err(ServerError::Config(format!(
+            "registration must be `open` or `closed`, not `{other}`"
+        ))),
+    }
+}
+
+/// Parses an fsync policy name.
+pub fn parse_fsync(text: &str) -> Result<FsyncPolicy, ServerError> {
+    text.parse().map_err(|_| {
+        ServerError::Config(format!(
+            "fsync must be `always`, `batch` or `never`, not `{text}`"
+        ))
+    })
+}

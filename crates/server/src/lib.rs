@@ -1,0 +1,89 @@
+//! gc-server: the General Communications chat server.
+//!
+//! A thread-per-client server speaking GC/1 over six ports (see `docs/protocol.md`): it listens on
+//! the connect, auth and send ports, and calls each client back on its auth, heartbeat and delivery
+//! ports. [`start`] runs it in-process (tests do this); [`run`] is what the binary calls.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod limits;
+pub mod paths;
+pub mod server;
+
+mod auth;
+mod heartbeat;
+mod link;
+mod listener;
+mod state;
+mod threads;
+
+use std::io::Write;
+
+pub use config::Config;
+pub use error::ServerError;
+pub use server::{BoundAddrs, ServerHandle, Stopper, start};
+
+use cli::Command;
+
+/// Runs what the command line asked for: the server (until SIGINT/SIGTERM) or an admin command.
+/// Returns the process exit code for commands that report a state (`db check`).
+pub fn run(command: Option<&Command>, config: Config) -> Result<i32, ServerError> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let code = match command {
+        None | Some(Command::Run) => {
+            run_until_signal(config)?;
+            0
+        }
+        Some(Command::User(cmd)) => {
+            admin::user(cmd, &config, &mut admin::Terminal, &mut out)?;
+            0
+        }
+        Some(Command::Db(cmd)) => {
+            if admin::db(cmd, &config, &mut out)? {
+                0
+            } else {
+                1
+            }
+        }
+    };
+    let _ = out.flush();
+    Ok(code)
+}
+
+/// Starts the server and stops it on the first SIGINT or SIGTERM, through the same shutdown the
+/// tests use. A second signal exits at once.
+pub fn run_until_signal(config: Config) -> Result<(), ServerError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::iterator::Signals;
+
+    let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(ServerError::Signals)?;
+    let signal_handle = signals.handle();
+    let server = start(config)?;
+    let stopper = server.stopper();
+    let watcher = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut received = 0;
+            for signal in signals.forever() {
+                received += 1;
+                if received == 1 {
+                    tracing::info!(signal, "stopping (send the signal again to exit at once)");
+                    stopper.stop();
+                } else {
+                    tracing::warn!(signal, "second signal: exiting without a clean shutdown");
+                    std::process::exit(130);
+                }
+            }
+        })
+        .map_err(|source| ServerError::Thread {
+            name: "signals".into(),
+            source,
+        })?;
+    server.wait();
+    signal_handle.close();
+    let _ = watcher.join();
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! Per-user message rate (token bucket) and failed-login throttling (sliding window).
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// Keys tracked at most by one limiter: an attacker cycling through names or addresses cannot
+/// grow the server's memory without bound. Old entries go first.
+const MAX_TRACKED: usize = 100_000;
+
+/// A token bucket per user: `burst` messages at once, then `per_sec` on average.
+#[derive(Debug)]
+pub struct RateLimiter {
+    burst: f64,
+    per_sec: f64,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimiter {
+    /// A limiter allowing `burst` at once and `per_sec` sustained.
+    pub fn new(burst: u32, per_sec: f64) -> Self {
+        Self {
+            burst: f64::from(burst),
+            per_sec,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `user` at `now`; on refusal returns how long until one is available.
+    pub fn check(&self, user: &str, now: Instant) -> Result<(), Duration> {
+        let mut buckets = self.buckets.lock();
+        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(user) {
+            // Full buckets carry no information; forget them.
+            let (burst, per_sec) = (self.burst, self.per_sec);
+            buckets.retain(|_, b| refill(*b, now, burst, per_sec) < burst);
+        }
+        let bucket = buckets.entry(user.to_owned()).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
+        let tokens = refill(*bucket, now, self.burst, self.per_sec);
+        if tokens >= 1.0 {
+            *bucket = Bucket {
+                tokens: tokens - 1.0,
+                at: now,
+            };
+            Ok(())
+        } else {
+            *bucket = Bucket { tokens, at: now };
+            Err(Duration::from_secs_f64((1.0 - tokens) / self.per_sec))
+        }
+    }
+}
+
+fn refill(bucket: Bucket, now: Instant, burst: f64, per_sec: f64) -> f64 {
+    let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+    (bucket.tokens + elapsed * per_sec).min(burst)
+}
+
+/// Failed logins per username and per address over a sliding window.
+#[derive(Debug)]
+pub struct LoginThrottle {
+    max_failures: usize,
+    window: Duration,
+    by_user: Mutex<Window<String>>,
+    by_addr: Mutex<Window<IpAddr>>,
+}
+
+#[derive(Debug)]
+struct Window<K> {
+    failures: HashMap<K, VecDeque<Instant>>,
+}
+
+impl<K: Hash + Eq + Clone> Window<K> {
+    fn count(&mut self, key: &K, now: Instant, window: Duration) -> usize {
+        match self.failures.get_mut(key) {
+            None => 0,
+            Some(times) => {
+                while times
+                    .front()
+                    .is_some_and(|t| now.saturating_duration_since(*t) >= window)
+                {
+                    times.pop_front();
+                }
+                let n = times.len();
+                if n == 0 {
+                    self.failures.remove(key);
+                }
+                n
+            }
+        }
+    }
+
+    /// When `key` may try again, if it has `max` failures within the window now.
+    fn blocked_until(
+        &mut self,
+        key: &K,
+        now: Instant,
+        window: Duration,
+        max: usize,
+    ) -> Option<Instant> {
+        if self.count(key, now, window) < max {
+            return None;
+        }
+        let oldest = self.failures.get(key)?.front()?;
+        Some(*oldest + window)
+    }
+
+    fn record(&mut self, key: &K, now: Instant, window: Duration, max: usize) {
+        if self.failures.len() >= MAX_TRACKED && !self.failures.contains_key(key) {
+            self.failures.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.saturating_duration_since(*t) < window)
+            });
+        }
+        let times = self.failures.entry(key.clone()).or_default();
+        times.push_back(now);
+        // Only the newest `max` failures matter for the decision.
+        while times.len() > max {
+            times.pop_front();
+        }
+    }
+}
+
+impl LoginThrottle {
+    /// Allows `max_failures` failures per key within `window`.
+    pub fn new(max_failures: u32, window: Duration) -> Self {
+        Self {
+            max_failures: max_failures as usize,
+            window,
+            by_user: Mutex::new(Window {
+                failures: HashMap::new(),
+            }),
+            by_addr: Mutex::new(Window {
+                failures: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Whether a login attempt for `user_key` from `addr` must be refused; if so, returns how long
+    /// until the oldest counted failure leaves the window.
+    pub fn check(&self, user_key: &str, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+        let (max, window) = (self.max_failures, self.window);
+        let by_user = self
+            .by_user
+            .lock()
+            .blocked_until(&user_key.to_owned(), now, window, max);
+        let by_addr = self.by_addr.lock().blocked_until(&addr, now, window, max);
+        match by_user.max(by_addr) {
+            Some(until) => Err(until.saturating_duration_since(now)),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed attempt against both the user and the address.
+    pub fn record_failure(&self, user_key: &str, addr: IpAddr, now: Instant) {
+        let max = self.max_failures;
+        self.by_user
+            .lock()
+            .record(&user_key.to_owned(), now, self.window, max);
+        self.by_addr.lock().record(&addr, now, self.window, max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_burst_then_rate() {
+        let rl = RateLimiter::new(10, 5.0);
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            rl.check("alice", t0).unwrap();
+        }
+        let wait = rl.check("alice", t0).unwrap_err();
+        assert!(
+            wait <= Duration::from_millis(200) && wait > Duration::ZERO,
+            "{wait:?}"
+        );
+        // Another user has their own bucket.
+        rl.check("bob", t0).unwrap();
+        // 200 ms later one more token is there, not two.
+        let t1 = t0 + Duration::from_millis(200);
+        rl.check("alice", t1).unwrap();
+        assert!(rl.check("alice", t1).is_err());
+        // After a long pause, the bucket is full again but not beyond the burst.
+        let t2 = t1 + Duration::from_secs(60);
+        for _ in 0..10 {
+            rl.check("alice", t2).unwrap();
+        }
+        assert!(rl.check("alice", t2).is_err());
+    }
+
+    #[test]
+    fn throttle_after_five_failures_per_user_and_per_address() {
+        let th = LoginThrottle::new(5, Duration::from_secs(60));
+        let a: IpAddr = [127, 0, 0, 2].into();
+        let b: IpAddr = [127, 0, 0, 3].into();
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            th.check("alice", a, t0).unwrap();
+            th.record_failure("alice", a, t0);
+        }
+        // Same user from another address: refused (per user).
+        let wait = th.check("alice", b, t0).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(60));
+        // Another user from the same address: refused (per address).
+        assert!(th.check("bob", a, t0).is_err());
+        // Another user from another address: fine.
+        th.check("bob", b, t0).unwrap();
+        // After the window slides past the failures, allowed again.
+        th.check("alice", b, t0 + Duration::from_secs(60)).unwrap();
+    }
+}

@@ -1,0 +1,427 @@
+//! Starting and stopping the server: the three listening ports, their accept threads, and the
+//! shutdown that tests and signal handlers share.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use gc_protocol::{
+    ConnectPing, ConnectReply, ErrorCode, ErrorFrame, Frame, FramedStream, ProtocolError,
+    Registration, VERSION,
+};
+use gc_store::{Accounts, MessageStore, StoreConfig};
+use parking_lot::Mutex;
+
+use crate::config::Config;
+use crate::error::ServerError;
+use crate::limits::{LoginThrottle, RateLimiter};
+use crate::state::{Notifier, Registry, Shared};
+use crate::threads::ThreadGroup;
+use crate::{auth, paths};
+
+/// Connection threads (connect and auth ports) allowed per client address at once.
+const PENDING_PER_IP: usize = 8;
+
+/// The bound addresses of a running server (useful when ports were 0, i.e. OS-chosen).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BoundAddrs {
+    /// Connect / version check.
+    pub connect: SocketAddr,
+    /// Authentication.
+    pub auth: SocketAddr,
+    /// Sending and queries.
+    pub send: SocketAddr,
+}
+
+/// A running server. Dropping it shuts it down.
+#[derive(Debug)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    addrs: BoundAddrs,
+    accept_threads: Vec<JoinHandle<()>>,
+    stopped: bool,
+}
+
+impl ServerHandle {
+    /// Where the server listens.
+    pub fn addrs(&self) -> BoundAddrs {
+        self.addrs
+    }
+
+    /// Number of live sessions.
+    pub fn sessions(&self) -> usize {
+        self.shared.registry.len()
+    }
+
+    /// Starts the shutdown without waiting for it (safe to call from any thread, more than once).
+    pub fn begin_shutdown(&self) {
+        begin_shutdown(&self.shared, &self.addrs);
+    }
+
+    /// A handle that can start the shutdown from another thread (e.g. a signal handler).
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            shared: Arc::clone(&self.shared),
+            addrs: self.addrs,
+        }
+    }
+
+    /// Blocks until the server has stopped (after [`ServerHandle::begin_shutdown`] or a stopper).
+    pub fn wait(mut self) {
+        self.finish();
+    }
+
+    /// Stops the server: stop accepting, end sessions, let in-flight appends finish, fsync, join
+    /// every thread.
+    pub fn shutdown(mut self) {
+        self.begin_shutdown();
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        if self.stopped {
+            return;
+        }
+        for handle in self.accept_threads.drain(..) {
+            let _ = handle.join();
+        }
+        // Accept threads only return once shutdown has begun; make sure it has in every case.
+        begin_shutdown(&self.shared, &self.addrs);
+        self.shared.session_threads.join_all();
+        self.shared.conn_threads.join_all();
+        if let Err(e) = self.shared.store.sync() {
+            tracing::error!("final fsync of the store failed: {e}");
+        }
+        self.stopped = true;
+        tracing::info!("server stopped");
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if !self.stopped {
+            begin_shutdown(&self.shared, &self.addrs);
+            self.finish();
+        }
+    }
+}
+
+/// Starts a shutdown from anywhere.
+#[derive(Debug, Clone)]
+pub struct Stopper {
+    shared: Arc<Shared>,
+    addrs: BoundAddrs,
+}
+
+impl Stopper {
+    /// Starts the shutdown (idempotent).
+    pub fn stop(&self) {
+        begin_shutdown(&self.shared, &self.addrs);
+    }
+}
+
+fn begin_shutdown(shared: &Shared, addrs: &BoundAddrs) {
+    let first = !shared.notifier.is_shutdown();
+    shared.notifier.shutdown();
+    if first {
+        tracing::info!("shutting down");
+    }
+    // Wake the accept threads: each checks the flag after accept returns.
+    for addr in [addrs.connect, addrs.auth, addrs.send] {
+        let _ = TcpStream::connect_timeout(&wake_addr(addr), Duration::from_millis(200));
+    }
+    shared.registry.close_all(&shared.notifier);
+    for (_, s) in shared.open_conns.lock().drain() {
+        let _ = s.shutdown(Shutdown::Both);
+    }
+}
+
+/// Where to connect to wake a listener bound to `addr` (a wildcard address is reached on loopback).
+fn wake_addr(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+/// Opens the store and accounts, binds the three ports and starts the accept threads.
+pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
+    config.validate()?;
+    let (store, report) = MessageStore::open(
+        &config.data_dir,
+        StoreConfig {
+            fsync: config.fsync,
+            tail_capacity: config.tail_capacity,
+            ..StoreConfig::default()
+        },
+    )?;
+    tracing::info!(
+        "opened {} ({} messages, newest id {})",
+        paths::database(&config.data_dir).display(),
+        store.len(),
+        store.newest_id()
+    );
+    if report.torn_tail.is_some() {
+        tracing::warn!("a torn last line was moved to database.db.corrupt (a crash mid-write)");
+    }
+    let accounts = Accounts::open(&paths::accounts(&config.data_dir))?;
+    let bind = |port: u16, role: &'static str| {
+        let addr = SocketAddr::new(config.bind, port);
+        bind_listener(addr).map_err(|source| ServerError::Bind { addr, role, source })
+    };
+    let connect_l = bind(config.connect_port, "connect")?;
+    let auth_l = bind(config.auth_port, "auth")?;
+    let send_l = bind(config.send_port, "send")?;
+    let local = |l: &TcpListener, port| {
+        l.local_addr()
+            .unwrap_or_else(|_| SocketAddr::new(config.bind, port))
+    };
+    let addrs = BoundAddrs {
+        connect: local(&connect_l, config.connect_port),
+        auth: local(&auth_l, config.auth_port),
+        send: local(&send_l, config.send_port),
+    };
+    let shared = Arc::new(Shared {
+        notifier: Notifier::new(store.newest_id()),
+        rate: RateLimiter::new(config.rate_burst, config.rate_per_sec),
+        throttle: LoginThrottle::new(config.max_login_failures, Duration::from_secs(60)),
+        config,
+        store,
+        accounts,
+        registry: Registry::default(),
+        conn_threads: ThreadGroup::default(),
+        session_threads: ThreadGroup::default(),
+        open_conns: Mutex::new(HashMap::new()),
+        next_conn_id: AtomicU64::new(0),
+        pending_by_ip: Mutex::new(HashMap::new()),
+        pending_total: AtomicUsize::new(0),
+    });
+    let mut accept_threads = Vec::new();
+    let mut spawn = |name: &str, listener: TcpListener, role: Role| {
+        let sh = Arc::clone(&shared);
+        thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || accept_loop(&sh, &listener, role))
+            .map(|h| accept_threads.push(h))
+            .map_err(|source| ServerError::Thread {
+                name: name.to_owned(),
+                source,
+            })
+    };
+    let started = spawn("accept-connect", connect_l, Role::Connect)
+        .and_then(|()| spawn("accept-auth", auth_l, Role::Auth))
+        .and_then(|()| spawn("accept-send", send_l, Role::Send));
+    let handle = ServerHandle {
+        shared,
+        addrs,
+        accept_threads,
+        stopped: false,
+    };
+    started?;
+    tracing::info!(
+        "listening: connect {}, auth {}, send {}",
+        addrs.connect,
+        addrs.auth,
+        addrs.send
+    );
+    Ok(handle)
+}
+
+/// Binds with SO_REUSEADDR so a restarted server can listen again at once, even while old
+/// connections linger in TIME_WAIT.
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Role {
+    Connect,
+    Auth,
+    Send,
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, role: Role) {
+    loop {
+        let accepted = listener.accept();
+        if shared.stopping() {
+            return;
+        }
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                match role {
+                    Role::Connect => spawn_conn(shared, stream, peer, "connect", serve_connect),
+                    Role::Auth => spawn_conn(shared, stream, peer, "auth", auth::serve),
+                    Role::Send => dispatch_send(shared, stream, peer),
+                }
+            }
+            Err(e) => {
+                // E.g. out of file descriptors: back off briefly instead of spinning, but wake at
+                // once for shutdown.
+                tracing::warn!("accept failed: {e}");
+                let until = Instant::now() + Duration::from_millis(100);
+                shared.notifier.wait_until(until, |_| false);
+            }
+        }
+    }
+}
+
+/// Writes a last error frame to a connection nobody will serve, without waiting on the peer.
+fn refuse(stream: TcpStream, code: ErrorCode, text: &str) {
+    let mut stream = stream;
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let _ = stream.write_all(&ErrorFrame::new(code, text).to_bytes());
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Runs `serve` on its own thread, within the pending-connection limits.
+fn spawn_conn(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: &'static str,
+    serve: fn(Arc<Shared>, TcpStream, SocketAddr),
+) {
+    let ip = peer.ip();
+    {
+        let mut by_ip = shared.pending_by_ip.lock();
+        let here = by_ip.entry(ip).or_insert(0);
+        if *here >= PENDING_PER_IP
+            || shared.pending_total.load(Ordering::Acquire) >= shared.config.max_pending_auths
+        {
+            if *here == 0 {
+                by_ip.remove(&ip);
+            }
+            drop(by_ip);
+            tracing::warn!(%peer, "too many connections in progress; refusing");
+            refuse(
+                stream,
+                ErrorCode::Full,
+                "too many logins in progress; try again in a moment",
+            );
+            return;
+        }
+        *here += 1;
+        shared.pending_total.fetch_add(1, Ordering::AcqRel);
+    }
+    let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    if let Ok(clone) = stream.try_clone() {
+        shared.open_conns.lock().insert(id, clone);
+    }
+    let guard = PendingGuard {
+        shared: Arc::clone(shared),
+        ip,
+        id,
+    };
+    let sh = Arc::clone(shared);
+    let spawned = shared
+        .conn_threads
+        .spawn(format!("{kind}-{peer}"), move || {
+            let _guard = guard;
+            serve(sh, stream, peer);
+        });
+    if let Err(e) = spawned {
+        // The closure (and with it the guard) was dropped: the slot is released.
+        tracing::error!("{e}");
+    }
+}
+
+/// Releases a pending-connection slot when its thread ends, however it ends.
+struct PendingGuard {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+    id: u64,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.shared.open_conns.lock().remove(&self.id);
+        self.shared.pending_total.fetch_sub(1, Ordering::AcqRel);
+        let mut by_ip = self.shared.pending_by_ip.lock();
+        if let Some(n) = by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The connect port: `Ping GC/1` → `Pong GC/1 <name> <open|closed>`.
+fn serve_connect(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let mut conn = FramedStream::new(stream, peer.to_string());
+    loop {
+        let reply = match conn.read::<ConnectPing>(shared.io_deadline()) {
+            Ok(ping) if ping.version == VERSION => ConnectReply::Pong {
+                version: VERSION.to_owned(),
+                server_name: shared.config.server_name.clone(),
+                registration: if shared.config.registration_open {
+                    Registration::Open
+                } else {
+                    Registration::Closed
+                },
+            },
+            Ok(ping) => {
+                tracing::warn!(%peer, version = %ping.version, "client speaks another version");
+                ConnectReply::Err(ErrorFrame::new(
+                    ErrorCode::Version,
+                    format!(
+                        "this server speaks {VERSION}, not {}; use a matching gc-client",
+                        ping.version
+                    ),
+                ))
+            }
+            Err(ProtocolError::Malformed { error, .. }) => {
+                tracing::warn!(%peer, "malformed frame on the connect port: {error}");
+                ConnectReply::Err(ErrorFrame::new(error.code(), error.to_string()))
+            }
+            Err(ProtocolError::TooLong { limit, .. }) => {
+                let _ = conn.send(
+                    &ErrorFrame::new(
+                        ErrorCode::TooLong,
+                        format!("frame longer than {limit} bytes"),
+                    ),
+                    shared.io_deadline(),
+                );
+                return;
+            }
+            Err(_) => return,
+        };
+        if conn.send(&reply, shared.io_deadline()).is_err() {
+            return;
+        }
+    }
+}
+
+/// The sending port: hand the connection to a listener of a session at the peer's address.
+fn dispatch_send(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
+    let mut conn = FramedStream::new(stream, peer.to_string());
+    // A session can end between the choice and the hand-over; try the next one then.
+    for _ in 0..4 {
+        let Some(session) = shared.registry.listener_for(peer.ip()) else {
+            break;
+        };
+        match session.slot.offer(conn) {
+            Ok(()) => return,
+            Err(back) => conn = back,
+        }
+    }
+    let stream = conn.into_inner();
+    tracing::warn!(%peer, "connection on the sending port from an address with no session");
+    refuse(
+        stream,
+        ErrorCode::Session,
+        "no session from this address; log in first",
+    );
+}

@@ -1,0 +1,374 @@
+//! What attackers and broken peers do: garbage, half frames, huge lines, foreign tokens, bad
+//! bodies, floods. Each gets a clear error or a close; the server keeps serving everyone else and
+//! stores nothing it should not.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use gc_protocol::{
+    AuthServer, ClientMsgId, ConnectReply, ErrorCode, ErrorFrame, Frame, SendReply, SendRequest,
+    SessionToken,
+};
+use gc_tests::{RawClient, TestServer, client_ip, connect_from};
+
+/// Sends raw bytes to `to` and returns everything the server answers before closing (or 3 s).
+fn raw_exchange(to: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = connect_from(client_ip(), to).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn err_code(reply: &str) -> Option<ErrorCode> {
+    let line = reply.lines().next()?;
+    ErrorFrame::parse(line.as_bytes()).ok().map(|e| e.code)
+}
+
+fn logged_in(server: &TestServer, user: &str) -> RawClient {
+    let mut c = RawClient::new(server.addrs());
+    assert_eq!(c.register(user, "secret"), AuthServer::Registered);
+    assert!(matches!(c.login(user, "secret"), AuthServer::Ok { .. }));
+    c
+}
+
+#[test]
+fn garbage_on_every_port_gets_malformed_and_the_server_keeps_serving() {
+    let server = TestServer::start();
+    let alice = logged_in(&server, "alice");
+    let a = server.addrs();
+    for (port, garbage) in [
+        (a.connect, &b"HELLO\n"[..]),
+        (a.connect, b"Ping\n"),
+        (a.auth, b"\xff\xfe\n"),
+        (a.auth, b"AuthRequest x\n"),
+        (a.auth, b"Proof abc\n"),
+        (a.connect, b"Ping GC/1\r\n"),
+    ] {
+        let reply = raw_exchange(port, garbage);
+        assert_eq!(
+            err_code(&reply),
+            Some(ErrorCode::Malformed),
+            "{garbage:?} → {reply:?}"
+        );
+    }
+    // The sending port from an address with no session: `Err session`, then closed.
+    let reply = raw_exchange(a.send, b"Msg x y z\n");
+    assert_eq!(err_code(&reply), Some(ErrorCode::Session), "{reply:?}");
+    // Garbage on the sending port from a logged-in address: malformed, connection stays usable.
+    let mut c = alice.connect(a.send);
+    c.write_all(b"garbage here\n", deadline()).unwrap();
+    let r: SendReply = c.read(deadline()).unwrap();
+    assert!(
+        matches!(r, SendReply::Err(ref e) if e.code == ErrorCode::Malformed),
+        "{r:?}"
+    );
+    let who = SendRequest::Who {
+        token: alice.token.clone().unwrap(),
+    };
+    c.send(&who, deadline()).unwrap();
+    assert!(matches!(
+        c.read::<SendReply>(deadline()).unwrap(),
+        SendReply::Online { .. }
+    ));
+    // A wrong version is told so.
+    let reply = raw_exchange(a.connect, b"Ping GC/9\n");
+    assert_eq!(err_code(&reply), Some(ErrorCode::Version), "{reply:?}");
+    // Everything still works.
+    assert!(matches!(
+        alice.send("still here"),
+        SendReply::Thx { id: 1, .. }
+    ));
+    assert_eq!(alice.receive(1)[0].body, "still here");
+    assert_eq!(server.stored_lines().len(), 1);
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(5)
+}
+
+#[test]
+fn silent_and_trickling_peers_do_not_delay_others() {
+    let server = TestServer::start();
+    let a = server.addrs();
+    // Half a frame, then silence, on every server port; and a trickler on the auth port.
+    let mut silent = Vec::new();
+    for port in [a.connect, a.auth, a.send] {
+        let mut s = connect_from(client_ip(), port).unwrap();
+        s.write_all(b"Pi").unwrap();
+        silent.push(s);
+    }
+    let trickler = std::thread::spawn(move || {
+        let mut s = connect_from(client_ip(), a.auth).unwrap();
+        for b in b"AuthRequest" {
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    // Meanwhile a real client signs in and chats without waiting for them.
+    let started = Instant::now();
+    let mut c = RawClient::new(a);
+    assert!(matches!(c.ping(), ConnectReply::Pong { .. }));
+    assert_eq!(c.register("dave", "pw"), AuthServer::Registered);
+    assert!(matches!(c.login("dave", "pw"), AuthServer::Ok { .. }));
+    assert!(matches!(c.send("hi"), SendReply::Thx { .. }));
+    assert_eq!(c.receive(1)[0].body, "hi");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "a silent peer delayed others: {:?}",
+        started.elapsed()
+    );
+    // The silent connections are closed after the I/O timeout (2 s in tests).
+    for mut s in silent {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+    }
+    trickler.join().unwrap();
+}
+
+#[test]
+fn a_100_mb_line_is_refused_with_too_long() {
+    let server = TestServer::start();
+    let alice = logged_in(&server, "alice");
+    for port in [server.addrs().connect, server.addrs().auth] {
+        let mut s = connect_from(client_ip(), port).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let chunk = vec![b'A'; 1 << 20];
+        let mut sent = 0usize;
+        while sent < 100 << 20 {
+            match s.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break, // the server closed after too-long
+            }
+        }
+        assert!(sent < 100 << 20, "the server read 100 MB without closing");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let reply = String::from_utf8_lossy(&out);
+        assert_eq!(err_code(&reply), Some(ErrorCode::TooLong), "{reply:?}");
+    }
+    // Same on the sending port from a logged-in address.
+    let mut s = connect_from(alice.ip, server.addrs().send).unwrap();
+    let chunk = vec![b'A'; 1 << 20];
+    for _ in 0..100 {
+        if s.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert_eq!(
+        err_code(&String::from_utf8_lossy(&out)),
+        Some(ErrorCode::TooLong)
+    );
+    assert!(matches!(alice.send("ok"), SendReply::Thx { .. }));
+    assert_eq!(server.stored_lines().len(), 1);
+}
+
+#[test]
+fn foreign_and_made_up_tokens_get_session_errors_and_store_nothing() {
+    let server = TestServer::start();
+    let alice = logged_in(&server, "alice");
+    let mallory = logged_in(&server, "mallory");
+    // Mallory replays Alice's (stolen) token from her own address.
+    let stolen = SendRequest::Msg {
+        token: alice.token.clone().unwrap(),
+        client_msg_id: ClientMsgId::new("steal").unwrap(),
+        body: b"I am alice".to_vec(),
+    };
+    let made_up = SendRequest::Msg {
+        token: SessionToken::random().unwrap(),
+        client_msg_id: ClientMsgId::new("guess").unwrap(),
+        body: b"hello".to_vec(),
+    };
+    let replies = mallory.request(&[stolen, made_up], 2);
+    for r in replies {
+        assert!(
+            matches!(r, SendReply::Err(ref e) if e.code == ErrorCode::Session),
+            "{r:?}"
+        );
+    }
+    assert!(server.stored_lines().is_empty());
+}
+
+#[test]
+fn bodies_round_trip_byte_exact() {
+    let server = TestServer::start();
+    let alice = logged_in(&server, "alice");
+    let texts = [
+        "semi;colon",
+        "back\\slash\\",
+        "multi\nline\n\n",
+        "carriage\r\nreturn",
+        "emoji 🎉👩‍👩‍👧 and wide 中文",
+        "\u{1b}[2J\u{1b}]0;title\u{7}",
+        ";;;\\n",
+        "tab\there",
+    ];
+    for t in texts {
+        assert!(matches!(alice.send(t), SendReply::Thx { .. }));
+    }
+    let got = alice.receive(texts.len());
+    for (r, t) in got.iter().zip(texts) {
+        assert_eq!(r.body, t);
+    }
+    // And after a restart, from the file.
+    let mut server = server;
+    server.restart();
+    let mut bob = RawClient::new(server.addrs());
+    assert_eq!(bob.register("bob", "pw"), AuthServer::Registered);
+    assert!(matches!(bob.login("bob", "pw"), AuthServer::Ok { .. }));
+    let got = bob.receive(texts.len());
+    for (r, t) in got.iter().zip(texts) {
+        assert_eq!(r.body, t);
+    }
+}
+
+#[test]
+fn invalid_bodies_are_refused_in_protocol_order() {
+    let server = TestServer::start();
+    let alice = logged_in(&server, "alice");
+    let token = alice.token.clone().unwrap();
+    let msg = |id: &str, body: &[u8]| SendRequest::Msg {
+        token: token.clone(),
+        client_msg_id: ClientMsgId::new(id).unwrap(),
+        body: body.to_vec(),
+    };
+    let big = vec![b'x'; 4097];
+    let replies = alice.request(
+        &[
+            msg("a", b""),
+            msg("b", b"nul\0byte"),
+            msg("c", &[0xff, 0xfe]),
+            msg("d", &big),
+            msg("e", &big[..4096]),
+            msg("e", b"different body, same id"),
+        ],
+        6,
+    );
+    let codes: Vec<_> = replies
+        .iter()
+        .map(|r| match r {
+            SendReply::Err(e) => Some(e.code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            Some(ErrorCode::Malformed),
+            Some(ErrorCode::Malformed),
+            Some(ErrorCode::Malformed),
+            Some(ErrorCode::TooLarge),
+            None,
+            None
+        ]
+    );
+    // The retry with the same id got the first Thx back; one record stored.
+    assert_eq!(replies[4], replies[5]);
+    assert_eq!(server.stored_lines().len(), 1);
+    match &replies[3] {
+        SendReply::Err(e) => assert!(e.text.contains("4096"), "{}", e.text),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn rate_limit_after_the_burst_says_when_to_retry() {
+    let server = TestServer::start();
+    let alice = logged_in(&server, "alice");
+    let token = alice.token.clone().unwrap();
+    let frames: Vec<_> = (0..12)
+        .map(|i| SendRequest::Msg {
+            token: token.clone(),
+            client_msg_id: ClientMsgId::new(format!("m{i}")).unwrap(),
+            body: format!("message {i}").into_bytes(),
+        })
+        .collect();
+    let replies = alice.request(&frames, 12);
+    let limited: Vec<_> = replies
+        .iter()
+        .filter_map(|r| match r {
+            SendReply::Err(e) if e.code == ErrorCode::RateLimited => Some(e.text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(!limited.is_empty() && limited.len() <= 2, "{replies:?}");
+    assert!(limited[0].contains("retry in"), "{}", limited[0]);
+}
+
+#[test]
+fn callback_port_unreachable_names_the_address() {
+    let server = TestServer::start();
+    let mut c = RawClient::new(server.addrs());
+    assert_eq!(c.register("erin", "pw"), AuthServer::Registered);
+    // Point the auth callback at a port nobody listens on.
+    let closed = std::net::TcpListener::bind((c.ip, 0)).unwrap();
+    c.ports.auth = closed.local_addr().unwrap().port();
+    drop(closed);
+    match c.login("erin", "pw") {
+        AuthServer::Err(e) => {
+            assert_eq!(e.code, ErrorCode::Unreachable);
+            let addr = format!("{}:{}", c.ip, c.ports.auth);
+            assert!(e.text.contains(&addr), "{}", e.text);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.sessions(), 0);
+}
+
+#[test]
+fn registration_rules_and_login_throttling() {
+    let closed = TestServer::start_with(|c| c.registration_open = false);
+    let c = RawClient::new(closed.addrs());
+    assert!(matches!(
+        c.ping(),
+        ConnectReply::Pong {
+            registration: gc_protocol::Registration::Closed,
+            ..
+        }
+    ));
+    assert!(
+        matches!(c.register("frank", "pw"), AuthServer::Err(ref e) if e.code == ErrorCode::RegistrationClosed)
+    );
+
+    let server = TestServer::start();
+    let mut c = RawClient::new(server.addrs());
+    assert_eq!(c.register("grace", "pw"), AuthServer::Registered);
+    assert!(
+        matches!(c.register("GRACE", "other"), AuthServer::Err(ref e) if e.code == ErrorCode::Exists)
+    );
+    assert!(
+        matches!(c.register("system", "pw"), AuthServer::Err(ref e) if e.code == ErrorCode::Malformed)
+    );
+    for _ in 0..5 {
+        assert!(
+            matches!(c.login("grace", "wrong"), AuthServer::Err(ref e) if e.code == ErrorCode::Auth)
+        );
+    }
+    // Now even the right password is refused, from this address and for this user elsewhere.
+    match c.login("grace", "pw") {
+        AuthServer::Err(e) => {
+            assert_eq!(e.code, ErrorCode::Throttled);
+            assert!(e.text.contains("try again in"), "{}", e.text);
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut elsewhere = RawClient::new(server.addrs());
+    assert!(
+        matches!(elsewhere.login("grace", "pw"), AuthServer::Err(ref e) if e.code == ErrorCode::Throttled)
+    );
+    // Login is case-insensitive and records keep the registered spelling.
+    let mut h = RawClient::new(server.addrs());
+    assert_eq!(h.register("Heidi", "pw"), AuthServer::Registered);
+    assert!(matches!(h.login("heidi", "pw"), AuthServer::Ok { .. }));
+    assert!(matches!(h.send("x"), SendReply::Thx { .. }));
+    assert_eq!(h.receive(1)[0].username.as_str(), "Heidi");
+}

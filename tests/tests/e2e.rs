@@ -1,0 +1,6 @@
+//! End-to-end tests: real servers and clients over loopback. One binary; each area is a module.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+mod attacks;
+mod protocol_flow;
