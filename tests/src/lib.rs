@@ -127,6 +127,145 @@ impl Drop for TestServer {
     }
 }
 
+impl TestServer {
+    /// A server on an existing data dir (e.g. one a killed child process left behind).
+    pub fn open(data_dir: &Path) -> Self {
+        let mut server = Self {
+            config: test_config(data_dir),
+            handle: None,
+            _dir: None,
+        };
+        server.run();
+        server
+    }
+}
+
+// ───────────────────────────── a server in a child process ─────────────────────────────
+
+/// Set in a child process that should run a server on the data dir it names.
+const CHILD_ENV: &str = "GC_E2E_CHILD_SERVER_DIR";
+
+/// The body of the `child_server` test: a no-op normally; in a child started by
+/// [`ChildServer::spawn`] it runs a real server with signal handling until SIGINT/SIGTERM.
+pub fn child_server_main() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+    let mut config = test_config(Path::new(&dir));
+    // Load tests send as fast as they can.
+    config.rate_burst = 1_000_000;
+    config.rate_per_sec = 1_000_000.0;
+    if let Err(e) = gc_server::run_until_signal(config) {
+        panic!("child server failed: {e}");
+    }
+}
+
+/// A server running in a child process (this test binary, re-executed), so tests can kill it
+/// with SIGKILL or stop it with a real signal.
+#[derive(Debug)]
+pub struct ChildServer {
+    pid: u32,
+    /// Where it listens.
+    pub addrs: BoundAddrs,
+    exited: mpsc::Receiver<std::process::ExitStatus>,
+    status: Option<std::process::ExitStatus>,
+}
+
+impl ChildServer {
+    /// Starts a server on `data_dir` with OS-chosen ports and waits until it listens.
+    pub fn spawn(data_dir: &Path) -> Self {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let exe = std::env::current_exe().expect("test binary path");
+        let mut child = Command::new(exe)
+            .args(["--exact", "child_server", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, data_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the child server");
+        let pid = child.id();
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (addrs_tx, addrs_rx) = mpsc::channel();
+        // Read the "listening" line, then keep draining so the child never blocks on its logs.
+        thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if let Some(addrs) = parse_listening(&line) {
+                    let _ = addrs_tx.send(addrs);
+                }
+                if std::env::var_os("GC_TEST_LOG").is_some() {
+                    eprintln!("[child {pid}] {line}");
+                }
+            }
+        });
+        let (exit_tx, exited) = mpsc::channel();
+        thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = exit_tx.send(status);
+            }
+        });
+        let addrs = addrs_rx
+            .recv_timeout(WAIT)
+            .expect("the child server reports its ports");
+        Self {
+            pid,
+            addrs,
+            exited,
+            status: None,
+        }
+    }
+
+    /// Sends a signal (`KILL`, `INT`, `TERM`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        assert!(self.try_signal(name), "kill -s {name} {} failed", self.pid);
+    }
+
+    fn try_signal(&self, name: &str) -> bool {
+        std::process::Command::new("kill")
+            .args(["-s", name, &self.pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Waits up to `timeout` for the child to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.exited.recv_timeout(timeout).ok();
+        }
+        self.status
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        if self.wait_exit(Duration::ZERO).is_none() {
+            // It may be exiting already; then kill fails harmlessly.
+            self.try_signal("KILL");
+            let _ = self.wait_exit(WAIT);
+        }
+    }
+}
+
+/// Parses the server's `listening: connect A, auth B, send C` log line.
+fn parse_listening(line: &str) -> Option<BoundAddrs> {
+    let rest = &line[line.find("listening: ")? + "listening: ".len()..];
+    let mut addrs = rest.split(", ").map(|part| {
+        part.split_once(' ')
+            .and_then(|(_, addr)| addr.trim().parse::<SocketAddr>().ok())
+    });
+    Some(BoundAddrs {
+        connect: addrs.next()??,
+        auth: addrs.next()??,
+        send: addrs.next()??,
+    })
+}
+
 /// The configuration tests start from.
 pub fn test_config(data_dir: &Path) -> Config {
     Config {
@@ -172,6 +311,7 @@ pub struct RawClient {
     records: mpsc::Receiver<Record>,
     records_tx: mpsc::Sender<Record>,
     last_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    answering: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RawClient {
@@ -198,6 +338,7 @@ impl RawClient {
             records,
             records_tx,
             last_id: Default::default(),
+            answering: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
     }
 
@@ -299,13 +440,15 @@ impl RawClient {
         let token = self.token.clone().expect("logged in");
         if let Some(hb) = self.hb_listener.take() {
             let last_id = std::sync::Arc::clone(&self.last_id);
+            let answering = std::sync::Arc::clone(&self.answering);
             let token = token.clone();
             thread::spawn(move || {
                 for s in hb.incoming() {
                     let Ok(s) = s else { return };
                     let last_id = std::sync::Arc::clone(&last_id);
+                    let answering = std::sync::Arc::clone(&answering);
                     let token = token.clone();
-                    thread::spawn(move || serve_heartbeats(s, &token, &last_id));
+                    thread::spawn(move || serve_heartbeats(s, &token, &last_id, &answering));
                 }
             });
         }
@@ -338,6 +481,21 @@ impl RawClient {
     /// Sends one message and returns the reply.
     pub fn send(&self, text: &str) -> SendReply {
         self.send_with_id(&ClientMsgId::random().expect("random id"), text)
+    }
+
+    /// Sends one message; `None` if the server cannot be reached or closes the connection.
+    pub fn try_send(&self, text: &str) -> Option<SendReply> {
+        let msg = SendRequest::Msg {
+            token: self.token.clone()?,
+            client_msg_id: ClientMsgId::random().ok()?,
+            body: text.as_bytes().to_vec(),
+        };
+        let mut c = FramedStream::new(
+            connect_from(self.ip, self.server.send).ok()?,
+            self.server.send.to_string(),
+        );
+        c.send(&msg, deadline()).ok()?;
+        c.read(deadline()).ok()
     }
 
     /// Sends one message with a chosen client-msg-id.
@@ -377,16 +535,29 @@ impl RawClient {
         out
     }
 
+    /// Stops answering heartbeats (as a hung or vanished client would).
+    pub fn stop_answering(&self) {
+        self.answering.store(false, Ordering::SeqCst);
+    }
+
     /// The cursor this client reports in `Pong`.
     pub fn last_id(&self) -> u64 {
         self.last_id.load(Ordering::SeqCst)
     }
 }
 
-fn serve_heartbeats(s: TcpStream, token: &SessionToken, last_id: &std::sync::atomic::AtomicU64) {
+fn serve_heartbeats(
+    s: TcpStream,
+    token: &SessionToken,
+    last_id: &std::sync::atomic::AtomicU64,
+    answering: &std::sync::atomic::AtomicBool,
+) {
     let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let mut conn = FramedStream::new(s, peer);
     while let Ok(ping) = conn.read::<HeartbeatPing>(Instant::now() + Duration::from_secs(30)) {
+        if !answering.load(Ordering::SeqCst) {
+            return; // a client that hung: the server sees the connection close unanswered
+        }
         let reply = if ping.token.ct_eq(token) {
             HeartbeatReply::Pong {
                 last_id: last_id.load(Ordering::SeqCst),

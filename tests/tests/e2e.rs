@@ -3,4 +3,11 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod attacks;
+mod process;
 mod protocol_flow;
+
+/// Not a test of its own: when `ChildServer::spawn` re-executes this binary, this runs the server.
+#[test]
+fn child_server() {
+    gc_tests::child_server_main();
+}

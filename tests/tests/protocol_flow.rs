@@ -65,3 +65,120 @@ fn wrong_password_and_unknown_user() {
         other => panic!("{other:?}"),
     }
 }
+
+fn logged_in(server: &TestServer, user: &str) -> RawClient {
+    let mut c = RawClient::new(server.addrs());
+    assert_eq!(c.register(user, "pw"), AuthServer::Registered);
+    assert!(matches!(c.login(user, "pw"), AuthServer::Ok { .. }));
+    c
+}
+
+fn token(c: &RawClient) -> gc_protocol::SessionToken {
+    c.token.clone().unwrap()
+}
+
+#[test]
+fn a_new_client_gets_the_newest_200_then_everything_after() {
+    let server = TestServer::start_with(|c| {
+        c.rate_burst = 10_000;
+        c.rate_per_sec = 10_000.0;
+    });
+    let writer = logged_in(&server, "writer");
+    let frames: Vec<_> = (1..=250)
+        .map(|i| SendRequest::Msg {
+            token: token(&writer),
+            client_msg_id: gc_protocol::ClientMsgId::new(format!("m{i}")).unwrap(),
+            body: format!("message {i}").into_bytes(),
+        })
+        .collect();
+    let replies = writer.request(&frames, 250);
+    assert!(replies.iter().all(|r| matches!(r, SendReply::Thx { .. })));
+    let fresh = logged_in(&server, "fresh");
+    writer.send("after login");
+    let got = fresh.receive(201);
+    let ids: Vec<u64> = got.iter().map(|r| r.id).collect();
+    assert_eq!(ids, (51..=251).collect::<Vec<_>>());
+    assert!(
+        fresh
+            .receive_more(std::time::Duration::from_millis(300))
+            .is_empty()
+    );
+    // Older records come through History, ascending, newest `limit` below `before-id`.
+    let page = fresh.request(
+        &[SendRequest::History {
+            token: token(&fresh),
+            before_id: 51,
+            limit: 3,
+        }],
+        4,
+    );
+    let ids: Vec<u64> = page
+        .iter()
+        .filter_map(|r| match r {
+            SendReply::Rec(r) => Some(r.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids, [48, 49, 50]);
+    assert_eq!(page[3], SendReply::End);
+    // limit 0: just End.
+    let empty = fresh.request(
+        &[SendRequest::History {
+            token: token(&fresh),
+            before_id: 0,
+            limit: 0,
+        }],
+        1,
+    );
+    assert_eq!(empty, [SendReply::End]);
+}
+
+#[test]
+fn a_client_that_misses_three_heartbeats_is_dropped() {
+    let server = TestServer::start();
+    let watcher = logged_in(&server, "watcher");
+    let hung = logged_in(&server, "hung");
+    gc_tests::wait_for("two sessions", || server.sessions() == 2);
+    hung.stop_answering();
+    gc_tests::wait_for("the hung session to be dropped", || server.sessions() == 1);
+    let who = watcher.request(
+        &[SendRequest::Who {
+            token: token(&watcher),
+        }],
+        1,
+    );
+    match &who[0] {
+        SendReply::Online { users, .. } => {
+            assert_eq!(
+                users.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+                ["watcher"]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Its token is dead now.
+    assert!(matches!(hung.send("anyone?"), SendReply::Err(ref e) if e.code == ErrorCode::Session));
+}
+
+#[test]
+fn bye_ends_the_session_and_presence_changes() {
+    let server = TestServer::start();
+    let a = logged_in(&server, "a");
+    let b = logged_in(&server, "b");
+    let pv = |c: &RawClient| match &c.request(&[SendRequest::Who { token: token(c) }], 1)[0] {
+        SendReply::Online {
+            presence_version,
+            users,
+        } => (*presence_version, users.len()),
+        other => panic!("{other:?}"),
+    };
+    let (before, n) = pv(&a);
+    assert_eq!(n, 2);
+    let bye = b.request(&[SendRequest::Bye { token: token(&b) }], 1);
+    assert!(matches!(bye[0], SendReply::Thx { id: 0, .. }));
+    gc_tests::wait_for("b's session to end", || server.sessions() == 1);
+    let (after, n) = pv(&a);
+    assert_eq!(n, 1);
+    assert!(after > before);
+    assert!(matches!(b.send("x"), SendReply::Err(ref e) if e.code == ErrorCode::Session));
+}

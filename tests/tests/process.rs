@@ -1,0 +1,130 @@
+//! The server as a separate process: killed with SIGKILL mid-load, stopped with SIGINT under load.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use gc_protocol::{AuthServer, SendReply};
+use gc_tests::{ChildServer, RawClient, TestServer};
+
+/// Clients that send as fast as acknowledgements allow until `stop`, recording every `Thx`.
+fn senders(
+    addrs: gc_server::BoundAddrs,
+    prefix: &str,
+    n: usize,
+    stop: &Arc<AtomicBool>,
+    acked: &Arc<Mutex<Vec<(u64, String)>>>,
+) -> Vec<thread::JoinHandle<()>> {
+    (0..n)
+        .map(|i| {
+            let mut c = RawClient::new(addrs);
+            let user = format!("{prefix}{i}");
+            assert_eq!(c.register(&user, "pw"), AuthServer::Registered);
+            assert!(matches!(c.login(&user, "pw"), AuthServer::Ok { .. }));
+            let (stop, acked) = (Arc::clone(stop), Arc::clone(acked));
+            thread::spawn(move || {
+                let mut k = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let body = format!("{user} message {k}");
+                    match c.try_send(&body) {
+                        Some(SendReply::Thx { id, .. }) => acked.lock().unwrap().push((id, body)),
+                        Some(other) => panic!("unexpected reply {other:?}"),
+                        None => return, // the server is gone
+                    }
+                    k += 1;
+                }
+            })
+        })
+        .collect()
+}
+
+/// Every acknowledged record is in `database.db` exactly once, with its text.
+fn assert_all_stored(server: &TestServer, acked: &[(u64, String)]) {
+    let lines = server.stored_lines();
+    for (id, body) in acked {
+        let prefix = format!("{id};");
+        let matching: Vec<_> = lines.iter().filter(|l| l.starts_with(&prefix)).collect();
+        assert_eq!(
+            matching.len(),
+            1,
+            "record {id} appears {} times",
+            matching.len()
+        );
+        assert!(
+            matching[0].ends_with(&format!(";{body}")),
+            "{}",
+            matching[0]
+        );
+    }
+    let report = gc_store::check(server.data_dir()).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}
+
+#[test]
+fn kill_9_during_sending_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let child = ChildServer::spawn(dir.path());
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let threads = senders(child.addrs, &format!("r{round}s"), 3, &stop, &acked);
+        let target = 30 + round * 40;
+        let deadline = Instant::now() + gc_tests::WAIT;
+        while acked.lock().unwrap().len() < target {
+            assert!(Instant::now() < deadline, "senders too slow");
+            thread::sleep(Duration::from_millis(5));
+        }
+        child.signal("KILL");
+        drop(child);
+        stop.store(true, Ordering::SeqCst);
+        for t in threads {
+            t.join().unwrap();
+        }
+        let acked = acked.lock().unwrap().clone();
+        // Reopen in this process: every acknowledged record is there once; ids continue.
+        let server = TestServer::open(dir.path());
+        assert_all_stored(&server, &acked);
+        let max = acked.iter().map(|(id, _)| *id).max().unwrap();
+        let mut c = RawClient::new(server.addrs());
+        assert_eq!(
+            c.register(&format!("check{round}"), "pw"),
+            AuthServer::Registered
+        );
+        assert!(matches!(
+            c.login(&format!("check{round}"), "pw"),
+            AuthServer::Ok { .. }
+        ));
+        match c.send("after the crash") {
+            SendReply::Thx { id, .. } => assert!(id > max, "id {id} reused (max acked {max})"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn sigint_under_load_exits_0_within_5_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = ChildServer::spawn(dir.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let threads = senders(child.addrs, "s", 4, &stop, &acked);
+    let deadline = Instant::now() + gc_tests::WAIT;
+    while acked.lock().unwrap().len() < 100 {
+        assert!(Instant::now() < deadline, "senders too slow");
+        thread::sleep(Duration::from_millis(5));
+    }
+    let sent = Instant::now();
+    child.signal("INT");
+    let status = child
+        .wait_exit(Duration::from_secs(5))
+        .expect("the server exits within 5 s of SIGINT");
+    assert!(status.success(), "exit status {status}");
+    assert!(sent.elapsed() < Duration::from_secs(5));
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let server = TestServer::open(dir.path());
+    assert_all_stored(&server, &acked.lock().unwrap());
+}
