@@ -199,7 +199,11 @@ impl ChildServer {
                     let _ = addrs_tx.send(addrs);
                 }
                 if std::env::var_os("GC_TEST_LOG").is_some() {
-                    eprintln!("[child {pid}] {line}");
+                    // Debugging aid: the child's log beside the test's own output.
+                    #[allow(clippy::print_stderr)]
+                    {
+                        eprintln!("[child {pid}] {line}");
+                    }
                 }
             }
         });
