@@ -629,3 +629,64 @@ pub fn connect_from(local: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream>
     stream.set_nodelay(true)?;
     Ok(stream)
 }
+
+// ───────────────────────────── plugins ─────────────────────────────
+
+/// The shared library of a plugin crate this package depends on (cargo builds a dependency's
+/// cdylib next to the test binaries), e.g. `plugin_library("word_filter")`.
+pub fn plugin_library(lib_name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().expect("test binary directory");
+    let file = format!(
+        "{}{lib_name}.{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_EXTENSION
+    );
+    [dir.to_path_buf(), dir.join("..")]
+        .into_iter()
+        .map(|d| d.join(&file))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{file} was not built next to {}", dir.display()))
+}
+
+/// A broken plugin built from `tests/fixtures/<name>.c`.
+pub fn fixture_library(name: &str) -> std::path::PathBuf {
+    Path::new(env!("GC_FIXTURES_DIR")).join(format!(
+        "{}{name}.{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_EXTENSION
+    ))
+}
+
+/// Log lines of everything in this process, for checking what plugins logged. Installed once.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().expect("log buffer")).into_owned()
+}
+
+fn log_buffer() -> &'static std::sync::Mutex<Vec<u8>> {
+    static BUFFER: std::sync::OnceLock<std::sync::Mutex<Vec<u8>>> = std::sync::OnceLock::new();
+    BUFFER.get_or_init(|| std::sync::Mutex::new(Vec::new()))
+}
+
+/// Starts capturing this process's logs (idempotent).
+pub fn capture_logs() {
+    struct Sink;
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut b) = log_buffer().lock() {
+                b.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(|| Sink)
+            .with_ansi(false)
+            .try_init();
+    });
+}

@@ -175,7 +175,7 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
                     out,
                     "{} bad lines; stop the server and run `gc-server db repair` to move them \
                      to database.db.corrupt",
-                    r.bad_line_count
+                    r.bad_line_count - u64::from(r.torn_tail)
                 )
                 .map_err(write_err)?;
             }
@@ -275,4 +275,33 @@ fn make_account(
         server_key: v.server_key.to_vec(),
         created: Timestamp::now(),
     })
+}
+
+/// `gc-server plugins list`: what would load from the mods directory, and why not.
+pub fn plugins_list(config: &Config, out: &mut dyn Write) -> Result<(), ServerError> {
+    let dir = config.mods_dir();
+    let write_err = |source| ServerError::Io {
+        what: "write to",
+        path: "standard output".into(),
+        source,
+    };
+    let candidates =
+        gc_plugin::Plugins::inspect_dir(&dir).map_err(|e| ServerError::Usage(e.to_string()))?;
+    if candidates.is_empty() {
+        writeln!(
+            out,
+            "no plugins in {} (put .{} files there)",
+            dir.display(),
+            std::env::consts::DLL_EXTENSION
+        )
+        .map_err(write_err)?;
+    }
+    for c in candidates {
+        match c.result {
+            Ok(info) => writeln!(out, "load  {info}"),
+            Err(e) => writeln!(out, "skip  {e}"),
+        }
+        .map_err(write_err)?;
+    }
+    Ok(())
 }

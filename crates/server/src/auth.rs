@@ -93,7 +93,8 @@ pub fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                 "`Proof` without an `AuthRequest` before it",
             ),
         };
-        if reply(&shared, &mut conn, answer).is_err() {
+        let close = matches!(&answer, AuthServer::Err(e) if e.code == ErrorCode::TooLong);
+        if reply(&shared, &mut conn, answer).is_err() || close {
             return;
         }
     }
@@ -227,6 +228,12 @@ fn login(
         Err(ProtocolError::Malformed { error, .. }) => {
             return err(error.code(), error.to_string());
         }
+        Err(ProtocolError::TooLong { limit, .. }) => {
+            return err(
+                ErrorCode::TooLong,
+                format!("frame longer than {limit} bytes"),
+            );
+        }
         Err(e) => {
             tracing::warn!(%ip, user = %username, "no proof: {e}");
             return err(ErrorCode::Malformed, "no proof received in time");
@@ -280,7 +287,7 @@ fn login(
         let name = format!("{kind}-{}", session.user);
         if let Err(e) = shared.session_threads.spawn(name, move || run(sh, se)) {
             tracing::error!("{e}");
-            shared.registry.end(&session, &shared.notifier);
+            shared.end_session(&session);
             return err(ErrorCode::Internal, "the server cannot start a session now");
         }
     }
@@ -288,6 +295,9 @@ fn login(
         user = %session.user, %ip, session = session.id,
         "logged in (callback ports {}/{}/{})", ports.auth, ports.heartbeat, ports.delivery
     );
+    shared
+        .plugins
+        .client_connected(session.user.as_str(), &ip.to_string());
     AuthServer::Ok {
         heartbeat_ms: u32::try_from(shared.config.heartbeat_interval.as_millis())
             .unwrap_or(u32::MAX),
@@ -333,7 +343,9 @@ fn callback(
             ),
         )
     };
-    let stream = connect(addr, shared.config.io_timeout).map_err(|e| unreachable(e.to_string()))?;
+    let stream = connect(addr, shared.connect_timeout()).map_err(|e| unreachable(e.to_string()))?;
+    // Shutdown must not wait for a client that stalls the callback.
+    let _registered = shared.track_conn(&stream);
     let mut conn = FramedStream::new(stream, addr.to_string());
     let deadline = shared.io_deadline();
     let authed = Authed {

@@ -18,7 +18,8 @@ use crate::error::ServerError;
 #[derive(Debug, Parser)]
 #[command(name = "gc-server", version, max_term_width = 100)]
 pub struct Cli {
-    /// TOML file with any of the long options below (without the leading dashes) as keys.
+    /// TOML file with any of the long options below as keys, without the leading dashes
+    /// (`--no-reuse` is `reuse-connections = false`); flags given on the command line win.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -103,6 +104,9 @@ pub struct RunArgs {
     /// Newest messages delivered to a client that has none yet [default: 200].
     #[arg(long, value_name = "N")]
     pub history_on_join: Option<usize>,
+    /// Directory of server plugins, loaded at start in name order [default: DATA_DIR/mods].
+    #[arg(long, value_name = "DIR")]
+    pub mods_dir: Option<PathBuf>,
     /// One exchange per connection, as the original prototype did (slower; for comparison).
     #[arg(long)]
     pub no_reuse: bool,
@@ -111,14 +115,24 @@ pub struct RunArgs {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server (the default).
-    Run,
+    /// Run the server (the default); takes the same options as gc-server itself.
+    Run(Box<RunArgs>),
     /// Manage accounts (usernames.db). Changes refuse while a server runs on the data dir.
     #[command(subcommand)]
     User(UserCommand),
     /// Check, repair or export the message store (database.db).
     #[command(subcommand)]
     Db(DbCommand),
+    /// Plugins in the mods directory.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+}
+
+/// `gc-server plugins …`
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Show which files in the mods directory would load, and why the others would not.
+    List,
 }
 
 /// `gc-server user …`
@@ -194,7 +208,10 @@ impl Cli {
             None => FileConfig::default(),
         };
         let mut c = Config::default();
-        let r = &self.run;
+        let r = match &self.command {
+            Some(Command::Run(args)) => args,
+            _ => &self.run,
+        };
         let ms = Duration::from_millis;
         set(&mut c.bind, r.bind.or(file.bind));
         set(&mut c.connect_port, r.connect_port.or(file.connect_port));
@@ -248,6 +265,7 @@ impl Cli {
             &mut c.history_on_join,
             r.history_on_join.or(file.history_on_join),
         );
+        c.mods_dir = r.mods_dir.clone().or(file.mods_dir);
         if r.no_reuse {
             c.reuse_connections = false;
         } else if let Some(reuse) = file.reuse_connections {
@@ -305,6 +323,14 @@ mod tests {
         assert!(!c.registration_open);
         assert_eq!(c.fsync, gc_store::FsyncPolicy::Never);
         assert_eq!(log.level, "info");
+    }
+
+    #[test]
+    fn run_takes_the_options_too() {
+        let cli = Cli::parse_from(["gc-server", "run", "--send-port", "4", "--no-reuse"]);
+        let (c, _) = cli.resolve().unwrap();
+        assert_eq!(c.send_port, 4);
+        assert!(!c.reuse_connections);
     }
 
     #[test]

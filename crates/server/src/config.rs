@@ -63,6 +63,17 @@ pub struct Config {
     pub reuse_connections: bool,
     /// Records kept in memory for delivery.
     pub tail_capacity: usize,
+    /// Where server plugins are loaded from (`None`: `<data dir>/mods`).
+    pub mods_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// The plugin directory in effect.
+    pub fn mods_dir(&self) -> PathBuf {
+        self.mods_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("mods"))
+    }
 }
 
 impl Default for Config {
@@ -89,6 +100,7 @@ impl Default for Config {
             history_on_join: 200,
             reuse_connections: true,
             tail_capacity: 10_000,
+            mods_dir: None,
         }
     }
 }
@@ -173,6 +185,8 @@ pub struct FileConfig {
     pub history_on_join: Option<usize>,
     /// See [`Config::reuse_connections`].
     pub reuse_connections: Option<bool>,
+    /// See [`Config::mods_dir`].
+    pub mods_dir: Option<PathBuf>,
     /// Log level (`error`, `warn`, `info`, `debug`, `trace`).
     pub log_level: Option<String>,
     /// Log file (default: standard error).

@@ -87,7 +87,7 @@ pub fn run(shared: Arc<Shared>, session: Arc<Session>) {
                         user = %session.user, addr = %session.ip,
                         "dropping session after {MAX_MISSED} missed heartbeats"
                     );
-                    shared.registry.end(&session, &shared.notifier);
+                    shared.end_session(&session);
                     break;
                 }
                 // A failing client is retried at the interval, not on every new message.

@@ -33,12 +33,16 @@ pub fn run(command: Option<&Command>, config: Config) -> Result<i32, ServerError
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let code = match command {
-        None | Some(Command::Run) => {
+        None | Some(Command::Run(_)) => {
             run_until_signal(config)?;
             0
         }
         Some(Command::User(cmd)) => {
             admin::user(cmd, &config, &mut admin::Terminal, &mut out)?;
+            0
+        }
+        Some(Command::Plugins(cli::PluginsCommand::List)) => {
+            admin::plugins_list(&config, &mut out)?;
             0
         }
         Some(Command::Db(cmd)) => {
@@ -70,8 +74,9 @@ pub fn run_until_signal(config: Config) -> Result<(), ServerError> {
             for signal in signals.forever() {
                 received += 1;
                 if received == 1 {
-                    tracing::info!(signal, "stopping (send the signal again to exit at once)");
+                    // Stop first: logging can fail (e.g. stderr closed), stopping must not.
                     stopper.stop();
+                    tracing::info!(signal, "stopping (send the signal again to exit at once)");
                 } else {
                     tracing::warn!(signal, "second signal: exiting without a clean shutdown");
                     std::process::exit(130);

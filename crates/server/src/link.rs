@@ -52,7 +52,7 @@ impl Link {
             }
         }
         let stream =
-            connect(self.addr, shared.config.io_timeout).map_err(|source| ProtocolError::Io {
+            connect(self.addr, shared.connect_timeout()).map_err(|source| ProtocolError::Io {
                 peer: self.addr.to_string(),
                 source,
             })?;

@@ -12,6 +12,8 @@ use gc_protocol::{
     Timestamp,
 };
 
+use gc_plugin::Outcome;
+
 use crate::state::{Conn, NextConn, Session, Shared};
 
 /// Runs the listener of `session` until it ends or the server stops.
@@ -81,7 +83,7 @@ fn serve(shared: &Shared, session: &Session, mut conn: Conn) -> Option<(Arc<Sess
             After::Close => break,
             After::End(s) => {
                 tracing::info!(user = %s.user, addr = %s.ip, "session ended by Bye");
-                shared.registry.end(&s, &shared.notifier);
+                shared.end_session(&s);
             }
             After::Forward(target) => return Some((target, conn)),
         }
@@ -164,7 +166,7 @@ fn handle(shared: &Shared, own: &Session, ip: IpAddr, line: &[u8], out: &mut Vec
     after
 }
 
-/// `Msg`: dedupe first, then the body, then the rate, then store (protocol.md §3.6).
+/// `Msg`: dedupe first, then the body, then plugins, then the rate, then store (protocol.md §3.6).
 fn handle_msg(
     shared: &Shared,
     session: &Session,
@@ -192,15 +194,19 @@ fn handle_msg(
     };
     let max = shared.config.max_message_bytes;
     if text.len() > max {
-        return error(
-            out,
-            ErrorCode::TooLarge,
-            format!(
-                "message is {} bytes; this server takes at most {max}; split it into parts",
-                text.len()
-            ),
-        );
+        return error(out, ErrorCode::TooLarge, too_large(text.len(), max));
     }
+    let text = match shared.plugins.message_received(user.as_str(), &text) {
+        Outcome::Deliver(text) if text.len() > max => {
+            // A plugin's rewrite must still fit what this server stores.
+            return error(out, ErrorCode::TooLarge, too_large(text.len(), max));
+        }
+        Outcome::Deliver(text) => text,
+        Outcome::Block { plugin, reason } => {
+            tracing::info!(user = %user, plugin, "message blocked: {reason}");
+            return error(out, ErrorCode::Blocked, reason);
+        }
+    };
     if let Err(wait) = shared.rate.check(&user.key(), Instant::now()) {
         let c = &shared.config;
         return error(
@@ -234,6 +240,10 @@ fn handle_msg(
             );
         }
     }
+}
+
+fn too_large(len: usize, max: usize) -> String {
+    format!("message is {len} bytes; this server takes at most {max}; split it into parts")
 }
 
 /// `Online <pv> <user>…`, shortened to fit one frame if there are very many users.

@@ -1,5 +1,6 @@
 //! The `gc-server` binary: parse the command line, set up logging, run, map errors to exit codes.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -25,7 +26,10 @@ fn init_logging(log: &LogSettings) -> Result<(), gc_server::ServerError> {
     let filter = EnvFilter::try_new(&log.level).map_err(|e| {
         gc_server::ServerError::Logging(format!("bad log level `{}`: {e}", log.level))
     })?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A failed log write must never panic a server thread (e.g. stderr closed by a supervisor).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .log_internal_errors(false);
     match &log.file {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
@@ -42,7 +46,10 @@ fn init_logging(log: &LogSettings) -> Result<(), gc_server::ServerError> {
                 .with_writer(std::sync::Mutex::new(file))
                 .init();
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        None => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .init(),
     }
     Ok(())
 }

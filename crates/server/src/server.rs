@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use gc_plugin::Plugins;
 use gc_protocol::{
     ConnectPing, ConnectReply, ErrorCode, ErrorFrame, Frame, FramedStream, ProtocolError,
     Registration, VERSION,
@@ -134,7 +135,9 @@ fn begin_shutdown(shared: &Shared, addrs: &BoundAddrs) {
     for addr in [addrs.connect, addrs.auth, addrs.send] {
         let _ = TcpStream::connect_timeout(&wake_addr(addr), Duration::from_millis(200));
     }
-    shared.registry.close_all(&shared.notifier);
+    for session in shared.registry.close_all(&shared.notifier) {
+        shared.plugins.client_disconnected(session.user.as_str());
+    }
     for (_, s) in shared.open_conns.lock().drain() {
         let _ = s.shutdown(Shutdown::Both);
     }
@@ -171,6 +174,7 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
         tracing::warn!("a torn last line was moved to database.db.corrupt (a crash mid-write)");
     }
     let accounts = Accounts::open(&paths::accounts(&config.data_dir))?;
+    let (plugins, _report) = Plugins::load_dir(&config.mods_dir());
     let bind = |port: u16, role: &'static str| {
         let addr = SocketAddr::new(config.bind, port);
         bind_listener(addr).map_err(|source| ServerError::Bind { addr, role, source })
@@ -191,6 +195,7 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
         notifier: Notifier::new(store.newest_id()),
         rate: RateLimiter::new(config.rate_burst, config.rate_per_sec),
         throttle: LoginThrottle::new(config.max_login_failures, Duration::from_secs(60)),
+        plugins,
         config,
         store,
         accounts,
@@ -308,7 +313,7 @@ fn spawn_conn(
             refuse(
                 stream,
                 ErrorCode::Full,
-                "too many logins in progress; try again in a moment",
+                "too many connections in progress; try again in a moment",
             );
             return;
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use gc_plugin::Plugins;
 use gc_protocol::{CallbackPorts, FramedStream, SessionToken, Username};
 use gc_store::{Accounts, MessageStore};
 use parking_lot::{Condvar, Mutex};
@@ -30,6 +31,8 @@ pub struct Shared {
     pub notifier: Notifier,
     /// Per-user message rate.
     pub rate: RateLimiter,
+    /// Server plugins from the mods directory.
+    pub plugins: Plugins,
     /// Failed-login throttle.
     pub throttle: LoginThrottle,
     /// Short-lived connection threads (connect and auth ports).
@@ -54,9 +57,51 @@ impl Shared {
         self.notifier.is_shutdown()
     }
 
+    /// Ends a session (Bye, missed heartbeats, failed start) and tells the plugins.
+    pub fn end_session(&self, session: &Session) {
+        if self.registry.end(session, &self.notifier) {
+            self.plugins.client_disconnected(session.user.as_str());
+        }
+    }
+
+    /// How long an outgoing connect may take: the I/O timeout, but at most 2 s, so a client
+    /// behind a firewall that drops packets cannot hold a thread (or the shutdown) for long. On a
+    /// LAN a connect is answered in milliseconds, refused, or never.
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        self.config
+            .io_timeout
+            .min(std::time::Duration::from_secs(2))
+    }
+
+    /// Registers a socket to be shut down when the server stops; unregistered when the guard
+    /// drops.
+    pub fn track_conn(&self, stream: &TcpStream) -> TrackedConn<'_> {
+        let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(clone) = stream.try_clone() {
+            self.open_conns.lock().insert(id, clone);
+        }
+        if self.stopping() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        TrackedConn { shared: self, id }
+    }
+
     /// A deadline `io_timeout` from now.
     pub fn io_deadline(&self) -> Instant {
         Instant::now() + self.config.io_timeout
+    }
+}
+
+/// Keeps a socket in [`Shared::open_conns`] while alive.
+#[derive(Debug)]
+pub struct TrackedConn<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for TrackedConn<'_> {
+    fn drop(&mut self) {
+        self.shared.open_conns.lock().remove(&self.id);
     }
 }
 
@@ -463,15 +508,16 @@ impl Registry {
         self.inner.lock().by_token.len()
     }
 
-    /// Refuses new sessions and ends every live one (shutdown).
-    pub fn close_all(&self, notifier: &Notifier) {
+    /// Refuses new sessions and ends every live one (shutdown); returns the sessions it ended.
+    pub fn close_all(&self, notifier: &Notifier) -> Vec<Arc<Session>> {
         let sessions: Vec<Arc<Session>> = {
             let mut r = self.inner.lock();
             r.closed = true;
             r.by_token.values().cloned().collect()
         };
-        for s in sessions {
-            self.end(&s, notifier);
-        }
+        sessions
+            .into_iter()
+            .filter(|s| self.end(s, notifier))
+            .collect()
     }
 }

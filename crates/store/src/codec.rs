@@ -15,10 +15,10 @@ use crate::error::LineError;
 /// near it (bodies are at most [`MAX_BODY_BYTES`]); it bounds the memory a damaged file can cost.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 
-/// The largest message body [`crate::MessageStore::append`] and [`crate::ClientCache::insert`]
-/// accept, in bytes. Escaping at most doubles it, so its line stays under [`MAX_LINE_BYTES`].
-/// (The protocol's own ceiling is far lower: 32,000 bytes.)
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// The largest message body a record may hold, in bytes: the protocol's ceiling, so every stored
+/// record fits in one `Rec` frame. [`crate::MessageStore::append`] and
+/// [`crate::ClientCache::insert`] refuse longer ones, and a longer one in a file is a bad line.
+pub const MAX_BODY_BYTES: usize = gc_protocol::limits::MAX_BODY_BYTES;
 
 /// Appends `record` as one line (with its LF) to `out`.
 pub fn encode_record(record: &Record, out: &mut Vec<u8>) {
@@ -94,16 +94,21 @@ pub fn unescape(text: &[u8]) -> Result<Vec<u8>, LineError> {
 }
 
 /// Checks escapes like [`unescape`] without building the result.
-fn check_escapes(text: &[u8]) -> Result<(), LineError> {
+/// Checks the escapes of a message and returns its unescaped length.
+fn check_escapes(text: &[u8]) -> Result<usize, LineError> {
     let mut rest = text;
+    let mut escapes = 0;
     // Most messages hold no `\` at all: jump from one to the next a word at a time.
     while let Some(i) = find_either(rest, b'\\', b'\n') {
         match (rest[i], rest.get(i + 1)) {
-            (b'\\', Some(b'\\' | b'n' | b'r')) => rest = &rest[i + 2..],
+            (b'\\', Some(b'\\' | b'n' | b'r')) => {
+                rest = &rest[i + 2..];
+                escapes += 1;
+            }
             _ => return Err(LineError::Escape),
         }
     }
-    Ok(())
+    Ok(text.len() - escapes)
 }
 
 const LO: u64 = 0x0101_0101_0101_0101;
@@ -178,7 +183,9 @@ pub(crate) fn split_record(line: &[u8]) -> Result<RecordFields<'_>, LineError> {
     if !is_valid_username(username) {
         return Err(LineError::Username);
     }
-    check_escapes(message.as_bytes())?;
+    if check_escapes(message.as_bytes())? > MAX_BODY_BYTES {
+        return Err(LineError::BodyTooLarge);
+    }
     Ok(RecordFields {
         id,
         timestamp,

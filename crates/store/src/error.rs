@@ -37,6 +37,10 @@ pub enum LineError {
     /// The line is longer than [`crate::MAX_LINE_BYTES`]; no valid line can be.
     #[error("the line is longer than the 1 MiB a line may hold")]
     TooLong,
+    /// The message is longer than [`crate::MAX_BODY_BYTES`], so it could not be delivered in one
+    /// frame.
+    #[error("the message is longer than the 32,000 bytes a record may hold")]
+    BodyTooLarge,
     /// The file's last line has no terminating LF: a write was interrupted (a crash mid-write).
     #[error("the last line has no terminating LF (an interrupted write)")]
     Torn,

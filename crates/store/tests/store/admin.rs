@@ -30,7 +30,12 @@ fn check_reports_counts_and_msgids() {
         (c.msgids_lines, c.msgids_bad_lines, c.msgids_beyond_last),
         (5, 1, 1)
     );
-    assert!(!c.is_ok());
+    // A torn last line alone is not damage: the next open moves it aside.
+    assert!(c.is_ok());
+    let mut db = fs::read(dir.path().join("database.db")).unwrap();
+    db.splice(0..0, b"garbage line\n".iter().copied());
+    fs::write(dir.path().join("database.db"), db).unwrap();
+    assert!(!check(dir.path()).unwrap().is_ok());
 }
 
 #[test]

@@ -1,0 +1,95 @@
+/*
+ * gc_plugin.h -- the C ABI of General Communications plugins (ABI version 1).
+ *
+ * A plugin is a shared library in a mods/ directory that exports two functions:
+ *
+ *   uint32_t gc_plugin_abi_version(void);                 -- checked before anything else
+ *   const gc_plugin_descriptor *gc_plugin_describe(void);  -- name, version, hooks
+ *
+ * Every hook is optional (NULL = not implemented). Hooks may be called from several threads at
+ * once: a plugin's state must be thread-safe.
+ *
+ * Strings are UTF-8, passed as pointer + length (never NUL-terminated, never NULL when len > 0).
+ * Memory is freed by the side that allocated it: strings the host passes are valid only during the
+ * call; text a plugin returns in a gc_verdict is released by the host calling the plugin's
+ * free_text once it has copied it.
+ */
+#ifndef GC_PLUGIN_H
+#define GC_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GC_PLUGIN_ABI_VERSION 1u
+
+/* A UTF-8 string slice. */
+typedef struct gc_str {
+	const char *ptr;
+	size_t len;
+} gc_str;
+
+/* What a hook decided. */
+enum gc_verdict_kind {
+	GC_PASS = 0,    /* carry on unchanged (text: empty) */
+	GC_REWRITE = 1, /* replace the text with `text` */
+	GC_BLOCK = 2,   /* refuse the message; `text` is the reason shown to the sender */
+	GC_FAIL = 3     /* the hook failed; `text` says why. The host disables the plugin. */
+};
+
+typedef struct gc_verdict {
+	uint32_t kind; /* enum gc_verdict_kind */
+	gc_str text;   /* allocated by the plugin, released with free_text; empty for GC_PASS */
+} gc_verdict;
+
+/* Log levels for gc_host.log. */
+enum gc_log_level {
+	GC_LOG_ERROR = 1,
+	GC_LOG_WARN = 2,
+	GC_LOG_INFO = 3,
+	GC_LOG_DEBUG = 4
+};
+
+/* What the host offers a plugin. Valid from init until destroy returns. */
+typedef struct gc_host {
+	uint32_t abi_version; /* GC_PLUGIN_ABI_VERSION of the host */
+	gc_str plugin_path;   /* the plugin's own file, e.g. to find a config file beside it */
+	void *ctx;            /* pass back to log */
+	void (*log)(void *ctx, uint32_t level, gc_str message);
+} gc_host;
+
+typedef struct gc_plugin_descriptor {
+	uint32_t abi_version; /* GC_PLUGIN_ABI_VERSION, again */
+	gc_str name;          /* e.g. "word-filter" */
+	gc_str version;       /* e.g. "1.0.0" */
+
+	/* Creates the plugin's state (stored in *state, passed to every hook). GC_FAIL refuses to
+	 * load, with a reason. NULL: no state (hooks get NULL). */
+	gc_verdict (*init)(const gc_host *host, void **state);
+	/* Releases the state. */
+	void (*destroy)(void *state);
+
+	/* Server hooks. */
+	gc_verdict (*on_client_connect)(void *state, gc_str user, gc_str address); /* PASS or FAIL */
+	gc_verdict (*on_message_received)(void *state, gc_str user, gc_str text);   /* any */
+	gc_verdict (*on_client_disconnect)(void *state, gc_str user);              /* PASS or FAIL */
+
+	/* Client hooks. */
+	gc_verdict (*on_message_display)(void *state, gc_str user, gc_str text); /* PASS, REWRITE */
+	gc_verdict (*on_message_send)(void *state, gc_str text);                 /* any */
+
+	/* Releases text returned in a verdict. Required if any hook returns text. */
+	void (*free_text)(gc_str text);
+} gc_plugin_descriptor;
+
+uint32_t gc_plugin_abi_version(void);
+const gc_plugin_descriptor *gc_plugin_describe(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GC_PLUGIN_H */

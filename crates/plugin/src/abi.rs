@@ -1,0 +1,126 @@
+//! The C-compatible types of `include/gc_plugin.h`, field for field.
+
+use std::ffi::{c_char, c_void};
+
+/// The plugin ABI version this crate speaks. A plugin built for another version is refused.
+pub const ABI_VERSION: u32 = 1;
+
+/// Name of the exported function returning the plugin's ABI version.
+pub const ABI_VERSION_SYMBOL: &[u8] = b"gc_plugin_abi_version";
+/// Name of the exported function returning the plugin's descriptor.
+pub const DESCRIBE_SYMBOL: &[u8] = b"gc_plugin_describe";
+
+/// A UTF-8 string slice (`gc_str`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GcStr {
+    /// First byte (may be dangling when `len` is 0).
+    pub ptr: *const c_char,
+    /// Length in bytes.
+    pub len: usize,
+}
+
+impl GcStr {
+    /// The empty string.
+    pub const EMPTY: GcStr = GcStr {
+        ptr: std::ptr::null(),
+        len: 0,
+    };
+
+    /// Borrows `s` for the duration of a call.
+    pub fn borrowed(s: &str) -> Self {
+        Self {
+            ptr: s.as_ptr().cast(),
+            len: s.len(),
+        }
+    }
+}
+
+/// `enum gc_verdict_kind`.
+pub mod kind {
+    /// Carry on unchanged.
+    pub const PASS: u32 = 0;
+    /// Replace the text.
+    pub const REWRITE: u32 = 1;
+    /// Refuse the message, with a reason.
+    pub const BLOCK: u32 = 2;
+    /// The hook failed; the host disables the plugin.
+    pub const FAIL: u32 = 3;
+}
+
+/// `gc_verdict`: what a hook decided, with text allocated by the plugin.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GcVerdict {
+    /// One of [`kind`].
+    pub kind: u32,
+    /// Rewrite text, block reason or failure message.
+    pub text: GcStr,
+}
+
+/// `enum gc_log_level`.
+pub mod level {
+    /// Errors.
+    pub const ERROR: u32 = 1;
+    /// Warnings.
+    pub const WARN: u32 = 2;
+    /// Information.
+    pub const INFO: u32 = 3;
+    /// Debugging detail.
+    pub const DEBUG: u32 = 4;
+}
+
+/// `gc_host`: what the host offers a plugin.
+#[repr(C)]
+#[derive(Debug)]
+pub struct GcHost {
+    /// The host's ABI version.
+    pub abi_version: u32,
+    /// The plugin's own file.
+    pub plugin_path: GcStr,
+    /// Passed back to `log`.
+    pub ctx: *mut c_void,
+    /// Writes a line to the host's log.
+    pub log: unsafe extern "C" fn(ctx: *mut c_void, level: u32, message: GcStr),
+}
+
+/// `gc_plugin_descriptor`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct GcDescriptor {
+    /// The plugin's ABI version, again.
+    pub abi_version: u32,
+    /// Plugin name.
+    pub name: GcStr,
+    /// Plugin version.
+    pub version: GcStr,
+    /// Creates the state.
+    pub init:
+        Option<unsafe extern "C" fn(host: *const GcHost, state: *mut *mut c_void) -> GcVerdict>,
+    /// Releases the state.
+    pub destroy: Option<unsafe extern "C" fn(state: *mut c_void)>,
+    /// A client logged in.
+    pub on_client_connect:
+        Option<unsafe extern "C" fn(state: *mut c_void, user: GcStr, address: GcStr) -> GcVerdict>,
+    /// A message arrived at the server.
+    pub on_message_received:
+        Option<unsafe extern "C" fn(state: *mut c_void, user: GcStr, text: GcStr) -> GcVerdict>,
+    /// A client's session ended.
+    pub on_client_disconnect:
+        Option<unsafe extern "C" fn(state: *mut c_void, user: GcStr) -> GcVerdict>,
+    /// A client is about to show a message.
+    pub on_message_display:
+        Option<unsafe extern "C" fn(state: *mut c_void, user: GcStr, text: GcStr) -> GcVerdict>,
+    /// A client is about to send a message.
+    pub on_message_send: Option<unsafe extern "C" fn(state: *mut c_void, text: GcStr) -> GcVerdict>,
+    /// Releases verdict text.
+    pub free_text: Option<unsafe extern "C" fn(text: GcStr)>,
+}
+
+#[allow(unsafe_code)]
+// SAFETY: the descriptor is read-only after the plugin returns it, and the ABI contract (header:
+// "hooks may be called from several threads at once") makes its function pointers thread-safe.
+unsafe impl Sync for GcDescriptor {}
+#[allow(unsafe_code)]
+// SAFETY: as for Sync: plain data and thread-safe function pointers.
+unsafe impl Send for GcDescriptor {}

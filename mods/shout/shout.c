@@ -1,0 +1,87 @@
+/*
+ * shout.c -- a gc client plugin in C: "/shout text" is sent as "TEXT!".
+ *
+ * Build it on its own with:
+ *   cc -shared -fPIC -O2 -I crates/plugin/include mods/shout/shout.c -o libshout.so
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gc_plugin.h"
+
+static const char PREFIX[] = "/shout ";
+
+static gc_verdict pass(void)
+{
+	gc_verdict v = { GC_PASS, { NULL, 0 } };
+	return v;
+}
+
+static gc_verdict with_text(uint32_t kind, char *text, size_t len)
+{
+	gc_verdict v = { kind, { text, len } };
+	return v;
+}
+
+static gc_verdict on_message_send(void *state, gc_str text)
+{
+	const size_t plen = sizeof PREFIX - 1;
+	(void)state;
+	if (text.len < plen || memcmp(text.ptr, PREFIX, plen) != 0)
+		return pass();
+	size_t n = text.len - plen;
+	if (n == 0) {
+		static const char why[] = "/shout needs something to shout";
+		char *reason = malloc(sizeof why - 1);
+		if (reason == NULL)
+			return pass();
+		memcpy(reason, why, sizeof why - 1);
+		return with_text(GC_BLOCK, reason, sizeof why - 1);
+	}
+	char *out = malloc(n + 1);
+	if (out == NULL) {
+		static char oom[] = "out of memory";
+		/* A failure with static text would be freed by the host: copy it instead. */
+		char *msg = malloc(sizeof oom - 1);
+		if (msg == NULL)
+			return pass();
+		memcpy(msg, oom, sizeof oom - 1);
+		return with_text(GC_FAIL, msg, sizeof oom - 1);
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)text.ptr[plen + i];
+		/* ASCII only: bytes of multi-byte UTF-8 sequences are >= 0x80 and stay as they are. */
+		out[i] = (char)(c >= 'a' && c <= 'z' ? c - ('a' - 'A') : c);
+	}
+	out[n] = '!';
+	return with_text(GC_REWRITE, out, n + 1);
+}
+
+static void free_text(gc_str text)
+{
+	free((void *)text.ptr);
+}
+
+static const gc_plugin_descriptor DESCRIPTOR = {
+	.abi_version = GC_PLUGIN_ABI_VERSION,
+	.name = { "shout", 5 },
+	.version = { "1.0.0", 5 },
+	.init = NULL,
+	.destroy = NULL,
+	.on_client_connect = NULL,
+	.on_message_received = NULL,
+	.on_client_disconnect = NULL,
+	.on_message_display = NULL,
+	.on_message_send = on_message_send,
+	.free_text = free_text,
+};
+
+uint32_t gc_plugin_abi_version(void)
+{
+	return GC_PLUGIN_ABI_VERSION;
+}
+
+const gc_plugin_descriptor *gc_plugin_describe(void)
+{
+	return &DESCRIPTOR;
+}

@@ -1,0 +1,137 @@
+//! Plugins loaded by a real server: the examples' hooks seen end to end, and broken plugins
+//! refused or disabled while the server keeps working.
+
+use std::path::Path;
+
+use gc_protocol::{AuthServer, ErrorCode, SendReply, SendRequest};
+use gc_tests::{RawClient, TestServer, fixture_library, plugin_library};
+
+fn install(mods: &Path, library: &Path, as_name: &str) {
+    std::fs::create_dir_all(mods).unwrap();
+    std::fs::copy(library, mods.join(as_name)).unwrap();
+}
+
+fn logged_in(server: &TestServer, user: &str) -> RawClient {
+    let mut c = RawClient::new(server.addrs());
+    assert_eq!(c.register(user, "pw"), AuthServer::Registered);
+    assert!(matches!(c.login(user, "pw"), AuthServer::Ok { .. }));
+    c
+}
+
+#[test]
+fn word_filter_rewrites_what_is_stored_and_blocks_what_matches() {
+    let mods = tempfile::tempdir().unwrap();
+    install(
+        mods.path(),
+        &plugin_library("word_filter"),
+        "libword_filter.so",
+    );
+    std::fs::write(
+        mods.path().join("word-filter.txt"),
+        "replace darn d**n\nblock (?i)buy now\n",
+    )
+    .unwrap();
+    let server = TestServer::start_with(|c| c.mods_dir = Some(mods.path().to_owned()));
+    let alice = logged_in(&server, "alice");
+    assert!(matches!(
+        alice.send("Darn, it works"),
+        SendReply::Thx { id: 1, .. }
+    ));
+    match alice.send("BUY NOW, cheap") {
+        SendReply::Err(e) => {
+            assert_eq!(e.code, ErrorCode::Blocked);
+            assert!(e.text.contains("blocked pattern"), "{}", e.text);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(alice.receive(1)[0].body, "d**n, it works");
+    let lines = server.stored_lines();
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].ends_with(";alice;d**n, it works"), "{}", lines[0]);
+}
+
+#[test]
+fn greeter_logs_connects_and_disconnects() {
+    gc_tests::capture_logs();
+    let mods = tempfile::tempdir().unwrap();
+    install(mods.path(), &plugin_library("greeter"), "libgreeter.so");
+    let server = TestServer::start_with(|c| c.mods_dir = Some(mods.path().to_owned()));
+    let c = logged_in(&server, "greetme");
+    gc_tests::wait_for("the welcome line", || {
+        gc_tests::captured_logs().contains("welcome, greetme (from 127.")
+    });
+    let bye = SendRequest::Bye {
+        token: c.token.clone().unwrap(),
+    };
+    c.request(&[bye], 1);
+    gc_tests::wait_for("the goodbye line", || {
+        gc_tests::captured_logs().contains("goodbye, greetme")
+    });
+}
+
+#[test]
+fn broken_plugins_are_refused_or_disabled_and_the_server_keeps_working() {
+    gc_tests::capture_logs();
+    let mods = tempfile::tempdir().unwrap();
+    let m = mods.path();
+    install(m, &fixture_library("bad_abi"), "a_bad_abi.so");
+    install(m, &fixture_library("no_symbols"), "b_no_symbols.so");
+    std::fs::write(m.join("c_random.so"), b"this is not an ELF file at all").unwrap();
+    install(m, &plugin_library("panicky"), "d_panicky.so");
+    install(m, &fixture_library("bad_utf8"), "e_bad_utf8.so");
+    install(m, &plugin_library("word_filter"), "f_word_filter.so");
+    std::fs::write(m.join("word-filter.txt"), "replace bad good\n").unwrap();
+    std::fs::write(m.join("notes.txt"), "not a library, ignored").unwrap();
+
+    // `gc-server plugins list` explains each file.
+    let mut config = gc_tests::test_config(Path::new("/nonexistent"));
+    config.mods_dir = Some(m.to_owned());
+    let mut out = Vec::new();
+    gc_server::admin::plugins_list(&config, &mut out).unwrap();
+    let listing = String::from_utf8(out).unwrap();
+    let line = |file: &str| {
+        listing
+            .lines()
+            .find(|l| l.contains(file))
+            .unwrap_or_else(|| panic!("{file} not listed:\n{listing}"))
+            .to_owned()
+    };
+    let abi = line("a_bad_abi.so");
+    assert!(
+        abi.starts_with("skip") && abi.contains("version 99") && abi.contains("version 1"),
+        "{abi}"
+    );
+    assert!(
+        line("b_no_symbols.so").contains("not a gc plugin"),
+        "{listing}"
+    );
+    assert!(
+        line("c_random.so").contains("not a loadable shared library"),
+        "{listing}"
+    );
+    assert!(line("d_panicky.so").starts_with("load"), "{listing}");
+    assert!(line("f_word_filter.so").starts_with("load"), "{listing}");
+    assert!(!listing.contains("notes.txt"));
+
+    // The server starts with the good ones; the panicking and the non-UTF-8 hooks get their
+    // plugins disabled on the first message, which still goes through the rest of the chain.
+    let server = TestServer::start_with(|c| c.mods_dir = Some(m.to_owned()));
+    let alice = logged_in(&server, "alice");
+    assert!(matches!(alice.send("a bad day"), SendReply::Thx { .. }));
+    assert!(matches!(
+        alice.send("another bad one"),
+        SendReply::Thx { .. }
+    ));
+    let got = alice.receive(2);
+    assert_eq!(got[0].body, "a good day");
+    assert_eq!(got[1].body, "another good one");
+    let logs = gc_tests::captured_logs();
+    assert!(
+        logs.contains("plugin disabled: on_message_received: panicked: this fixture panics"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("returned text that is not valid UTF-8"),
+        "{logs}"
+    );
+}
