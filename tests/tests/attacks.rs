@@ -372,3 +372,41 @@ fn registration_rules_and_login_throttling() {
     assert!(matches!(h.send("x"), SendReply::Thx { .. }));
     assert_eq!(h.receive(1)[0].username.as_str(), "Heidi");
 }
+
+#[test]
+fn client_limit_answers_full() {
+    let server = TestServer::start_with(|c| c.max_clients = 2);
+    let _a = logged_in(&server, "a1");
+    let _b = logged_in(&server, "b1");
+    let mut c = RawClient::new(server.addrs());
+    assert_eq!(c.register("c1", "secret"), AuthServer::Registered);
+    match c.login("c1", "secret") {
+        AuthServer::Err(e) => {
+            assert_eq!(e.code, ErrorCode::Full);
+            assert!(e.text.contains("full"), "{}", e.text);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn one_address_cannot_take_every_login_slot() {
+    let server = TestServer::start();
+    let ip = client_ip();
+    // Eight silent connections from one address fill its share of pending logins…
+    let silent: Vec<_> = (0..8)
+        .map(|_| connect_from(ip, server.addrs().auth).unwrap())
+        .collect();
+    gc_tests::wait_for("the silent connections to be accepted", || {
+        let mut s = connect_from(ip, server.addrs().auth).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        err_code(&String::from_utf8_lossy(&out)) == Some(ErrorCode::Full)
+    });
+    // …while another address still signs in at once.
+    let started = Instant::now();
+    let _other = logged_in(&server, "patient");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    drop(silent);
+}

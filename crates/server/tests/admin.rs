@@ -1,0 +1,150 @@
+//! The admin subcommands on real data files: accounts, store checks, and refusing to write while
+//! a server holds the data dir.
+
+use std::collections::VecDeque;
+
+use gc_server::admin::{self, PasswordSource};
+use gc_server::cli::{DbCommand, ExportFormat, UserCommand};
+use gc_server::{Config, ServerError};
+
+/// Passwords handed out in order, as a terminal would.
+struct Scripted(VecDeque<String>);
+
+impl PasswordSource for Scripted {
+    fn new_password(&mut self, _user: &str, _from_stdin: bool) -> Result<String, ServerError> {
+        self.0
+            .pop_front()
+            .ok_or_else(|| ServerError::Usage("no more passwords".into()))
+    }
+}
+
+fn passwords(list: &[&str]) -> Scripted {
+    Scripted(list.iter().map(|s| (*s).to_owned()).collect())
+}
+
+fn config(dir: &std::path::Path) -> Config {
+    Config {
+        data_dir: dir.to_owned(),
+        ..Config::default()
+    }
+}
+
+fn run_user(cmd: UserCommand, config: &Config, pw: &mut Scripted) -> Result<String, ServerError> {
+    let mut out = Vec::new();
+    admin::user(&cmd, config, pw, &mut out)?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+#[test]
+fn user_add_list_passwd_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path());
+    let add = |name: &str| UserCommand::Add {
+        name: name.into(),
+        password_stdin: true,
+    };
+    assert_eq!(
+        run_user(add("alice"), &c, &mut passwords(&["pw"])).unwrap(),
+        "added alice\n"
+    );
+    let err = run_user(add("ALICE"), &c, &mut passwords(&["pw"])).unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+    let err = run_user(add("bad name"), &c, &mut passwords(&["pw"])).unwrap_err();
+    assert!(err.to_string().contains("not a valid username"), "{err}");
+    let err = run_user(add("system"), &c, &mut passwords(&["pw"])).unwrap_err();
+    assert!(err.to_string().contains("reserved"), "{err}");
+    let err = run_user(add("bob"), &c, &mut passwords(&[""])).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+
+    let listing = run_user(UserCommand::List, &c, &mut passwords(&[])).unwrap();
+    assert!(listing.starts_with("alice\tcreated "), "{listing}");
+    assert!(listing.contains("4096 iterations"), "{listing}");
+
+    let passwd = UserCommand::Passwd {
+        name: "Alice".into(),
+        password_stdin: true,
+    };
+    assert_eq!(
+        run_user(passwd, &c, &mut passwords(&["new"])).unwrap(),
+        "password changed for alice\n"
+    );
+    let remove = |n: &str| UserCommand::Remove { name: n.into() };
+    assert_eq!(
+        run_user(remove("ALICE"), &c, &mut passwords(&[])).unwrap(),
+        "removed alice\n"
+    );
+    let err = run_user(remove("alice"), &c, &mut passwords(&[])).unwrap_err();
+    assert!(err.to_string().contains("no account named alice"), "{err}");
+}
+
+#[test]
+fn writes_are_refused_while_a_server_runs_but_reads_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.bind = [127, 0, 0, 1].into();
+    c.connect_port = 0;
+    c.auth_port = 0;
+    c.send_port = 0;
+    let server = gc_server::start(c.clone()).unwrap();
+    let add = UserCommand::Add {
+        name: "carol".into(),
+        password_stdin: true,
+    };
+    let err = run_user(add, &c, &mut passwords(&["pw"])).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("database.db") && text.contains("running"),
+        "{text}"
+    );
+    assert!(run_user(UserCommand::List, &c, &mut passwords(&[])).is_ok());
+    let mut out = Vec::new();
+    assert!(admin::db(&DbCommand::Check, &c, &mut out).unwrap());
+    let err = admin::db(&DbCommand::Repair, &c, &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("locked"), "{err}");
+    server.shutdown();
+}
+
+#[test]
+fn db_check_repair_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path());
+    std::fs::write(
+        dir.path().join("database.db"),
+        "1;1640995200.123;alice;Hello, world!\nnot a record\n2;1640995201;bob;a\\nb\n3;1;al",
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    assert!(!admin::db(&DbCommand::Check, &c, &mut out).unwrap());
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("bad line 2"), "{text}");
+    assert!(text.contains("1 bad lines; stop the server"), "{text}");
+
+    let mut out = Vec::new();
+    admin::db(&DbCommand::Repair, &c, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("kept 2 records") && text.contains("database.db.corrupt"),
+        "{text}"
+    );
+
+    let mut out = Vec::new();
+    assert!(admin::db(&DbCommand::Check, &c, &mut out).unwrap());
+    let export = |format| {
+        let mut out = Vec::new();
+        admin::db(
+            &DbCommand::Export {
+                format,
+                output: None,
+            },
+            &c,
+            &mut out,
+        )
+        .unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(
+        export(ExportFormat::Plain),
+        "1;1640995200.123;alice;Hello, world!\n2;1640995201;bob;a\\nb\n"
+    );
+    assert!(export(ExportFormat::Json).contains(r#""message":"a\nb""#));
+}
