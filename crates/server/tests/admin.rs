@@ -32,7 +32,7 @@ fn config(dir: &std::path::Path) -> Config {
 fn run_user(cmd: UserCommand, config: &Config, pw: &mut Scripted) -> Result<String, ServerError> {
     let mut out = Vec::new();
     admin::user(&cmd, config, pw, &mut out)?;
-    Ok(String::from_utf8(out).unwrap())
+    Ok(String::from_utf8(out).expect("admin output is UTF-8"))
 }
 
 #[test]
