@@ -135,3 +135,54 @@ fn broken_plugins_are_refused_or_disabled_and_the_server_keeps_working() {
         "{logs}"
     );
 }
+
+#[test]
+fn client_plugins_rewrite_what_is_sent_and_what_is_shown() {
+    use gc_client::{Client, ClientConfig, ClientError, Event, ListenPorts, ServerPorts};
+    let mods = tempfile::tempdir().unwrap();
+    install(mods.path(), &plugin_library("emoji"), "libemoji.so");
+    install(
+        mods.path(),
+        std::path::Path::new(gc_mod_shout::LIBRARY),
+        "libshout.so",
+    );
+    let server = TestServer::start();
+    let a = server.addrs();
+    let mut config = ClientConfig::new("127.0.0.1", "dora", "pw");
+    config.server_ports = ServerPorts {
+        connect: a.connect.port(),
+        auth: a.auth.port(),
+        send: a.send.port(),
+    };
+    config.bind_ip = Some(gc_tests::client_ip());
+    config.listen_ports = ListenPorts::any();
+    config.register = true;
+    config.mods_dir = Some(mods.path().to_owned());
+    let (client, events) = Client::start(config).unwrap();
+    client.send("/shout hello there").unwrap();
+    client.send("party :tada: time").unwrap();
+    match client.send("/shout ") {
+        Err(ClientError::Blocked { plugin, reason }) => {
+            assert_eq!(plugin, "shout");
+            assert!(reason.contains("something to shout"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut shown = Vec::new();
+    let deadline = std::time::Instant::now() + gc_tests::WAIT;
+    while shown.len() < 2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match events.recv_timeout(left) {
+            Ok(Event::Records(records)) => shown.extend(records.into_iter().map(|r| r.body)),
+            Ok(_) => {}
+            Err(e) => panic!("no records ({e}); shown so far: {shown:?}"),
+        }
+    }
+    // Shown: shouted (rewritten before sending) and with the emoji (rewritten for display).
+    assert_eq!(shown, ["HELLO THERE!", "party 🎉 time"]);
+    // Stored: the shout as sent, the shortcode as typed.
+    let lines = server.stored_lines();
+    assert!(lines[0].ends_with(";dora;HELLO THERE!"), "{lines:?}");
+    assert!(lines[1].ends_with(";dora;party :tada: time"), "{lines:?}");
+    client.close(true, Some(std::time::Duration::from_secs(5)));
+}

@@ -499,7 +499,7 @@ pub(crate) fn deliver(shared: &Shared, records: Vec<Record>) -> u64 {
         let (new, error) = store.accept_delivery(records);
         if !new.is_empty() {
             // Emitted under the store lock, so concurrent batches come out in id order.
-            shared.emit(Event::Records(new));
+            shared.emit(Event::Records(shared.for_display(new)));
         }
         (store.cursor(), error)
     };
@@ -563,7 +563,14 @@ mod tests {
         });
         let user = Username::new("alice").unwrap();
         (
-            Shared::new(config, user, ports, RecordStore::in_memory(), sink),
+            Shared::new(
+                config,
+                user,
+                ports,
+                RecordStore::in_memory(),
+                sink,
+                gc_plugin::Plugins::none(),
+            ),
             rx,
         )
     }

@@ -19,6 +19,21 @@ use crate::headless::HeadlessOptions;
 pub const PASSWORD_ENV: &str = "GC_PASSWORD";
 
 const AFTER_HELP: &str = "\
+TERMINAL UI
+  Without --headless, gc-client opens a full-screen terminal UI. It asks for the username and
+  password (hidden) unless --user and a password (--password-file, GC_PASSWORD) are given, and
+  offers to create the account when the server does not know it and takes registrations. The
+  last username that logged in is remembered in the settings file (--config; never the
+  password). Logs go to --log-file, never to the screen.
+  Keys: Enter send · Alt+Enter or Esc then Enter new line · Up/Down recall sent lines ·
+  PgUp/PgDn or mouse wheel scroll (past the top loads older messages) · Home/End oldest/newest ·
+  Tab complete a name · F2 people pane · Ctrl+W/Ctrl+U delete word/line · Ctrl+C quit.
+  Commands: /help /who /me ACTION /search TEXT (Ctrl+P/Ctrl+N older/newer match) /clear
+  /reconnect /quit; //TEXT sends TEXT starting with one /. A message starting with \"/me \" is an
+  action, shown as \"* user ACTION\".
+  With --with-server, the gc-server next to gc-client is started first (data in ./gc-data or
+  --server-data-dir, logs in a file) and stopped at exit: a local try-out in one command.
+
 PASSWORD
   Taken from --password-file (its first line), else the GC_PASSWORD environment variable, else
   asked for on the terminal (/dev/tty, not standard input, which carries messages). The password
@@ -32,7 +47,7 @@ HEADLESS MODE
       [YYYY-MM-DD HH:MM:SS] user: text
   in local time, with newlines shown as ⏎ and control characters as visible symbols (ESC as ␛),
   or as one JSON object per line with --json:
-      {\"id\":1,\"timestamp\":\"1700000000.5\",\"time\":\"2023-11-14T22:13:20.5Z\",\"user\":\"alice\",\"text\":\"hi\"}
+      {\"id\":1,\"timestamp\":\"1700000000.5\",\"time\":\"2023-11-14T22:13:20.5Z\",\"username\":\"alice\",\"message\":\"hi\"}
   Status and warnings go to standard error. At the end of input the client waits (up to
   --drain-timeout) until it has received everything the server held when it logged in, and the
   server has acknowledged every message and sent it back; then it says Bye and exits. So
@@ -41,10 +56,13 @@ HEADLESS MODE
 EXIT CODES
   0  input ended and every message was acknowledged
   1  an error: files, cache in use by another gc-client, output closed, never logged in, …
-  2  bad usage: unknown flag, no password available, terminal UI requested (not available yet)
+  2  bad usage: unknown flag, no password available (headless), no username (headless)
   3  messages were still unacknowledged when the drain timeout passed (their number is printed)
   4  the server refused the login or registration (wrong password, unknown user, name taken,
      registration closed, too many failures) or could not prove it knows the account's secret
+
+The terminal UI exits 0 when quit, 1 on an error (e.g. no terminal), 3 when messages were still
+unacknowledged after 3 s (their text is printed), 128+N after signal N (SIGTERM, SIGHUP).
 
 Errors are printed on standard error as one line: `gc-client: error: <what>: <cause>`.
 
@@ -62,19 +80,31 @@ PORTS
 /// what was missed. Messages written while the server is unreachable wait in an outbox and are
 /// sent, once, when it is back.
 ///
-/// The terminal UI is not available yet: use --headless.
+/// Opens a terminal UI; --headless reads messages from standard input instead.
 #[derive(Debug, Parser)]
 #[command(name = "gc-client", version, max_term_width = 100, after_long_help = AFTER_HELP)]
 pub struct Cli {
     /// The server: a host name or an IP address.
+    #[arg(required_unless_present = "list_plugins", default_value = "")]
     pub server: String,
+
+    /// Directory of client plugins, loaded at start in file-name order [default:
+    /// $XDG_DATA_HOME/gc-client/mods, or ~/.local/share/gc-client/mods].
+    #[arg(long, value_name = "DIR")]
+    pub mods_dir: Option<PathBuf>,
+
+    /// Show which files in the mods directory would load as plugins (and why the others would
+    /// not), then exit.
+    #[arg(long)]
+    pub list_plugins: bool,
 
     /// Read messages from standard input and print received messages on standard output
     /// (for scripts, bots and tests).
     #[arg(long)]
     pub headless: bool,
 
-    /// The account name (1-32 characters of A-Z a-z 0-9 _ . -).
+    /// The account name (1-32 characters of A-Z a-z 0-9 _ . -). The terminal UI asks for it
+    /// when it is not given (starting with the last one that logged in).
     #[arg(long, short = 'u', value_name = "NAME")]
     pub user: Option<String>,
 
@@ -138,14 +168,30 @@ pub struct Cli {
     #[arg(long)]
     pub no_reuse: bool,
 
-    /// Append logs to this file (default in headless mode: errors only, on standard error).
+    /// Append logs to this file [default: headless mode, errors only, on standard error; terminal
+    /// UI, $XDG_STATE_HOME/gc-client/gc-client.log or ~/.local/state/gc-client/gc-client.log].
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
 
     /// Log level: error, warn, info, debug, trace, or a filter like `gc_client=debug`
-    /// [default: info with --log-file, else error].
+    /// [default: info with --log-file or the terminal UI, else error].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+
+    /// The terminal UI's settings file, where the last username is remembered
+    /// [default: $XDG_CONFIG_HOME/gc-client/config.toml or ~/.config/gc-client/config.toml].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Start the gc-server that sits next to this gc-client first (its defaults, the ports of
+    /// --server-port-*, bound to SERVER when it is an IP address), and stop it at exit: for trying
+    /// things out on one machine.
+    #[arg(long)]
+    pub with_server: bool,
+
+    /// With --with-server: the server's data directory [default: ./gc-data].
+    #[arg(long, value_name = "DIR", requires = "with_server")]
+    pub server_data_dir: Option<PathBuf>,
 }
 
 impl Cli {
@@ -158,7 +204,17 @@ impl Cli {
 
     /// The client configuration these flags describe.
     pub fn client_config(&self, password: Password) -> Result<ClientConfig, ClientError> {
-        let user = self.username()?;
+        self.client_config_for(self.username()?, password, self.register)
+    }
+
+    /// The client configuration these flags describe, for account `user` (the terminal UI asks
+    /// for it), registering first if `register`.
+    pub fn client_config_for(
+        &self,
+        user: &str,
+        password: Password,
+        register: bool,
+    ) -> Result<ClientConfig, ClientError> {
         let mut config = ClientConfig::new(self.server.clone(), user, password);
         config.server_ports = ServerPorts {
             connect: self.server_port_connect,
@@ -171,7 +227,7 @@ impl Cli {
             heartbeat: PortChoice::from_flag(self.port_heartbeat),
             delivery: PortChoice::from_flag(self.port_delivery),
         };
-        config.register = self.register;
+        config.register = register;
         config.reuse_connections = !self.no_reuse;
         config.cache_path = if self.no_cache {
             None
@@ -186,8 +242,20 @@ impl Cli {
                 std::env::var_os("HOME"),
             )?)
         };
+        config.mods_dir = self.mods_dir()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The plugin directory in effect (`None`: no HOME to put the default under).
+    pub fn mods_dir(&self) -> Result<Option<PathBuf>, ClientError> {
+        if let Some(dir) = &self.mods_dir {
+            return Ok(Some(dir.clone()));
+        }
+        Ok(
+            data_home(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
+                .map(|base| base.join("gc-client").join("mods")),
+        )
     }
 
     /// Headless printing and draining.
@@ -198,15 +266,24 @@ impl Cli {
         }
     }
 
+    /// A password given without asking: `--password-file`, else `GC_PASSWORD`.
+    pub fn given_password(&self) -> Result<Option<Password>, ClientError> {
+        if let Some(path) = &self.password_file {
+            return read_password_file(path).map(Some);
+        }
+        match std::env::var_os(PASSWORD_ENV) {
+            Some(value) => value
+                .into_string()
+                .map(|v| Some(Password::new(v)))
+                .map_err(|_| ClientError::NoPassword(format!("{PASSWORD_ENV} is not valid UTF-8"))),
+            None => Ok(None),
+        }
+    }
+
     /// The password: `--password-file`, else `GC_PASSWORD`, else a prompt on the terminal.
     pub fn password(&self) -> Result<Password, ClientError> {
-        if let Some(path) = &self.password_file {
-            return read_password_file(path);
-        }
-        if let Some(value) = std::env::var_os(PASSWORD_ENV) {
-            return value.into_string().map(Password::new).map_err(|_| {
-                ClientError::NoPassword(format!("{PASSWORD_ENV} is not valid UTF-8"))
-            });
+        if let Some(password) = self.given_password()? {
+            return Ok(password);
         }
         let user = self.username()?;
         let prompt = format!("Password for {user} on {}: ", self.server);
@@ -255,6 +332,15 @@ pub fn read_password_file(path: &Path) -> Result<Password, ClientError> {
     Ok(Password::new(password))
 }
 
+/// The XDG data directory: `$XDG_DATA_HOME` if absolute, else `$HOME/.local/share`.
+fn data_home(xdg_data_home: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
+    match (xdg_data_home, home) {
+        (Some(x), _) if Path::new(&x).is_absolute() => Some(PathBuf::from(x)),
+        (_, Some(h)) if !h.is_empty() => Some(Path::new(&h).join(".local").join("share")),
+        _ => None,
+    }
+}
+
 /// `$XDG_DATA_HOME/gc-client/<server>-<user>/cdatabase.db`, or `$HOME/.local/share/…`. The
 /// server part keeps `A-Z a-z 0-9 . -` (others become `_`) and gets `_<port>` when the connect
 /// port is not the default; the user part is lower-cased (names are unique without case).
@@ -265,16 +351,12 @@ pub fn default_cache_path(
     xdg_data_home: Option<OsString>,
     home: Option<OsString>,
 ) -> Result<PathBuf, ClientError> {
-    let base = match (xdg_data_home, home) {
-        (Some(x), _) if Path::new(&x).is_absolute() => PathBuf::from(x),
-        (_, Some(h)) if !h.is_empty() => Path::new(&h).join(".local").join("share"),
-        _ => {
-            return Err(ClientError::Config(
-                "no place for the cache: neither XDG_DATA_HOME nor HOME is set; give --cache \
-                 FILE or --no-cache"
-                    .into(),
-            ));
-        }
+    let Some(base) = data_home(xdg_data_home, home) else {
+        return Err(ClientError::Config(
+            "no place for the cache: neither XDG_DATA_HOME nor HOME is set; give --cache FILE \
+             or --no-cache"
+                .into(),
+        ));
     };
     let mut host: String = server
         .trim()

@@ -5,6 +5,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use gc_plugin::{Outcome, Plugins};
 use gc_protocol::{CallbackPorts, ClientMsgId, Record, Username};
 
 use crate::callbacks::{CallbackServer, Listeners};
@@ -88,7 +89,11 @@ impl Client {
             ports.heartbeat,
             ports.delivery
         );
-        let shared = Arc::new(Shared::new(config, username, ports, records, sink));
+        let plugins = match &config.mods_dir {
+            Some(dir) => Plugins::load_dir(dir).0,
+            None => Plugins::none(),
+        };
+        let shared = Arc::new(Shared::new(config, username, ports, records, sink, plugins));
         let mut callbacks = CallbackServer::start(&shared, listeners)?;
         let sh = Arc::clone(&shared);
         let conn_thread = thread::Builder::new()
@@ -130,9 +135,15 @@ impl Client {
     }
 
     /// Queues a message and returns its id (the same id is used for every resend, so the server
-    /// stores it once). Checks it first: not empty, no NUL, at most the configured size.
+    /// stores it once). The plugins' `on_message_send` may rewrite or block it first; then it is
+    /// checked: not empty, no NUL, at most the configured size.
     pub fn send(&self, text: impl Into<String>) -> Result<ClientMsgId, ClientError> {
-        let text = text.into();
+        let text = match self.shared.plugins.message_send(&text.into()) {
+            Outcome::Deliver(text) => text,
+            Outcome::Block { plugin, reason } => {
+                return Err(ClientError::Blocked { plugin, reason });
+            }
+        };
         validate_message(&text, self.shared.config.max_message_bytes)?;
         let id = ClientMsgId::random().map_err(|_| ClientError::Random)?;
         let mut ctl = self.shared.ctl();
@@ -195,7 +206,8 @@ impl Client {
     /// Records already held (from the cache), newest `limit` below `before_id` (0: the newest),
     /// ascending: scrollback without asking the server.
     pub fn cached(&self, before_id: u64, limit: usize) -> Vec<Record> {
-        self.shared.records().before(before_id, limit)
+        let records = self.shared.records().before(before_id, limit);
+        self.shared.for_display(records)
     }
 
     /// Highest record id the server acknowledged for this client's messages (0: none).

@@ -176,6 +176,8 @@ pub struct ClientConfig {
     pub min_scram_iterations: u32,
     /// Largest message body accepted by [`crate::Client::send`], in bytes.
     pub max_message_bytes: usize,
+    /// Where client plugins are loaded from (`None`: no plugins).
+    pub mods_dir: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -200,6 +202,7 @@ impl ClientConfig {
             backoff: BackoffConfig::default(),
             min_scram_iterations: MIN_SCRAM_ITERATIONS,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            mods_dir: None,
         }
     }
 

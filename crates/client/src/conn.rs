@@ -746,6 +746,7 @@ fn history(
             if let Some(text) = error {
                 shared.notice(NoticeLevel::Warning, text);
             }
+            let records = shared.for_display(records);
             shared.emit(Event::History { before_id, records });
             Ok(())
         }

@@ -54,19 +54,20 @@ struct JsonRecord<'a> {
     id: u64,
     timestamp: String,
     time: String,
-    user: &'a str,
-    text: &'a str,
+    username: &'a str,
+    message: &'a str,
 }
 
 /// One JSON object: `{"id":…,"timestamp":"<as on the wire>","time":"<RFC 3339 UTC>",
-/// "user":…,"text":…}`. The text is the raw body, JSON-escaped.
+/// "username":…,"message":…}` (the keys of `gc-server db export --format json`, plus `time`).
+/// The message is the raw body, JSON-escaped.
 pub fn format_json(record: &Record) -> String {
     let json = JsonRecord {
         id: record.id,
         timestamp: record.timestamp.to_string(),
         time: utc(record.timestamp).to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        user: record.username.as_str(),
-        text: &record.body,
+        username: record.username.as_str(),
+        message: &record.body,
     };
     // Serializing plain strings and numbers cannot fail; keep a valid line regardless.
     serde_json::to_string(&json).unwrap_or_else(|_| format!("{{\"id\":{}}}", record.id))
@@ -125,10 +126,10 @@ mod tests {
         let line = format_json(&rec("a \"quote\"\n\u{1b}[2J é"));
         assert_eq!(
             line,
-            r#"{"id":42,"timestamp":"1700000000.088305","time":"2023-11-14T22:13:20.088305Z","user":"alice","text":"a \"quote\"\n\u001b[2J é"}"#
+            r#"{"id":42,"timestamp":"1700000000.088305","time":"2023-11-14T22:13:20.088305Z","username":"alice","message":"a \"quote\"\n\u001b[2J é"}"#
         );
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(value["text"], "a \"quote\"\n\u{1b}[2J é");
+        assert_eq!(value["message"], "a \"quote\"\n\u{1b}[2J é");
         let whole = Record {
             timestamp: Timestamp::parse("1700000000").unwrap(),
             ..rec("x")

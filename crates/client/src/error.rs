@@ -134,6 +134,15 @@ pub enum ClientError {
     #[error("cannot send this message: {0}")]
     InvalidMessage(String),
 
+    /// A client plugin refused the message before it was queued.
+    #[error("the {plugin} plugin refused the message: {reason}")]
+    Blocked {
+        /// Which plugin.
+        plugin: String,
+        /// Its reason.
+        reason: String,
+    },
+
     /// Too many messages are waiting to be sent.
     #[error("{0} messages are already waiting to be sent; wait until the server is reachable")]
     OutboxFull(usize),
@@ -169,6 +178,15 @@ pub enum ClientError {
     /// Output could not be written.
     #[error("cannot write the output")]
     Output(#[source] io::Error),
+
+    /// The terminal could not be set up, read or drawn on (the terminal UI needs one: run it in a
+    /// terminal, or use --headless).
+    #[error("cannot use the terminal (run gc-client in a terminal, or use --headless)")]
+    Terminal(#[source] io::Error),
+
+    /// The local server of `--with-server` could not be run.
+    #[error("--with-server: {0}")]
+    LocalServer(String),
 }
 
 impl ClientError {
@@ -202,13 +220,16 @@ impl ClientError {
             | Self::Io { .. }
             | Self::Thread { .. }
             | Self::Random
-            | Self::NoPassword(_) => true,
+            | Self::NoPassword(_)
+            | Self::Terminal(_)
+            | Self::LocalServer(_) => true,
             Self::Resolve { .. }
             | Self::Unexpected { .. }
             | Self::Connect { .. }
             | Self::Protocol { .. }
             | Self::InvalidMessage(_)
             | Self::OutboxFull(_)
+            | Self::Blocked { .. }
             | Self::Busy
             | Self::NotConnected { .. }
             | Self::Closed

@@ -413,7 +413,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(first["id"], 1);
-        assert_eq!(first["text"], "m1\n\u{1b}");
+        assert_eq!(first["message"], "m1\n\u{1b}");
     }
 
     #[test]

@@ -14,8 +14,9 @@
 //! - The server proves its identity (SCRAM server signature) before the client trusts the
 //!   session.
 //!
-//! [`headless`] is the scriptable front end of the `gc-client` binary; [`display`] makes remote
-//! text safe for a terminal.
+//! [`tui`] is the terminal UI of the `gc-client` binary and [`headless`] its scriptable front
+//! end; [`display`] makes remote text safe for a terminal; [`settings`] is the UI's settings file;
+//! [`local_server`] runs a `gc-server` next to the client (`--with-server`).
 
 pub mod cli;
 pub mod config;
@@ -23,7 +24,10 @@ pub mod display;
 pub mod error;
 pub mod event;
 pub mod headless;
+pub mod local_server;
 pub mod outbox;
+pub mod settings;
+pub mod tui;
 
 mod backoff;
 mod callbacks;

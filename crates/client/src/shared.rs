@@ -9,8 +9,9 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use gc_plugin::Plugins;
 use gc_protocol::scram::{ClientFinal, ScramError};
-use gc_protocol::{CallbackPorts, Registration, SessionToken, Username};
+use gc_protocol::{CallbackPorts, Record, Registration, SessionToken, Username};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::config::ClientConfig;
@@ -102,6 +103,8 @@ pub struct Shared {
     pub username: Username,
     /// The ports the listeners got.
     pub ports: CallbackPorts,
+    /// Client plugins (display and send hooks).
+    pub plugins: Plugins,
     sink: EventSink,
     ctl: Mutex<Control>,
     cv: Condvar,
@@ -126,8 +129,10 @@ impl Shared {
         ports: CallbackPorts,
         records: RecordStore,
         sink: EventSink,
+        plugins: Plugins,
     ) -> Self {
         Self {
+            plugins,
             config,
             username,
             ports,
@@ -137,6 +142,17 @@ impl Shared {
             records: Mutex::new(records),
             listeners_stop: AtomicBool::new(false),
         }
+    }
+
+    /// Records as the user should see them: each body through the plugins' `on_message_display`
+    /// (the cache keeps what the server sent).
+    pub fn for_display(&self, mut records: Vec<Record>) -> Vec<Record> {
+        if !self.plugins.is_empty() {
+            for r in &mut records {
+                r.body = self.plugins.message_display(r.username.as_str(), &r.body);
+            }
+        }
+        records
     }
 
     /// Locks the control block.

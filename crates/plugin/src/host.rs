@@ -354,6 +354,26 @@ impl Plugins {
             .collect())
     }
 
+    /// `inspect_dir` as text for people: one `load  …` or `skip  …` line per candidate file, or
+    /// one line saying the directory holds none.
+    pub fn listing(dir: &Path) -> Result<Vec<String>, PluginError> {
+        let candidates = Self::inspect_dir(dir)?;
+        if candidates.is_empty() {
+            return Ok(vec![format!(
+                "no plugins in {} (put .{} files there)",
+                dir.display(),
+                std::env::consts::DLL_EXTENSION
+            )]);
+        }
+        Ok(candidates
+            .into_iter()
+            .map(|c| match c.result {
+                Ok(info) => format!("load  {info}"),
+                Err(e) => format!("skip  {e}"),
+            })
+            .collect())
+    }
+
     fn load_one(&mut self, path: &Path) -> Result<PluginInfo, PluginError> {
         let (lib, desc, info) = open(path)?;
         let lib = ManuallyDrop::new(lib);

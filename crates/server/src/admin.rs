@@ -285,23 +285,9 @@ pub fn plugins_list(config: &Config, out: &mut dyn Write) -> Result<(), ServerEr
         path: "standard output".into(),
         source,
     };
-    let candidates =
-        gc_plugin::Plugins::inspect_dir(&dir).map_err(|e| ServerError::Usage(e.to_string()))?;
-    if candidates.is_empty() {
-        writeln!(
-            out,
-            "no plugins in {} (put .{} files there)",
-            dir.display(),
-            std::env::consts::DLL_EXTENSION
-        )
-        .map_err(write_err)?;
-    }
-    for c in candidates {
-        match c.result {
-            Ok(info) => writeln!(out, "load  {info}"),
-            Err(e) => writeln!(out, "skip  {e}"),
-        }
-        .map_err(write_err)?;
+    let lines = gc_plugin::Plugins::listing(&dir).map_err(|e| ServerError::Usage(e.to_string()))?;
+    for line in lines {
+        writeln!(out, "{line}").map_err(write_err)?;
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::thread;
 use crate::support::{Server, TestClient, WAIT, client_ip, config, register};
 
 /// Runs the binary with `args` and `stdin`, bounded by [`WAIT`].
-fn run(args: &[String], stdin: &str) -> Output {
+pub fn run(args: &[String], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gc-client"))
         .args(args)
         .env_remove("GC_PASSWORD")
@@ -150,9 +150,9 @@ fn headless_json_output() {
         .collect();
     assert_eq!(values.len(), 2);
     assert_eq!(values[0]["id"], 1);
-    assert_eq!(values[0]["user"], "dora");
-    assert_eq!(values[0]["text"], "one");
-    assert_eq!(values[1]["text"], "two \"quoted\"\nend");
+    assert_eq!(values[0]["username"], "dora");
+    assert_eq!(values[0]["message"], "one");
+    assert_eq!(values[1]["message"], "two \"quoted\"\nend");
     let ts = values[1]["timestamp"].as_str().unwrap();
     assert!(ts.chars().all(|c| c.is_ascii_digit() || c == '.'), "{ts}");
     assert!(values[1]["time"].as_str().unwrap().ends_with('Z'));
@@ -194,7 +194,7 @@ fn headless_json_output() {
     );
     let value: serde_json::Value = serde_json::from_str(stdout.trim_end()).expect("one line");
     assert_eq!(value["id"], 4);
-    assert_eq!(value["text"], "while dora was away");
+    assert_eq!(value["message"], "while dora was away");
 }
 
 #[test]
@@ -236,15 +236,27 @@ fn headless_unacknowledged_messages_exit_3() {
 }
 
 #[test]
-fn without_headless_the_terminal_ui_is_not_available_yet() {
-    let out = run(&["127.0.0.1".to_owned()], "");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--headless"));
+fn without_a_terminal_the_ui_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("client.log").display().to_string();
+    // Standard input and output are pipes here: the terminal UI refuses before touching any tty.
+    let out = run(&["127.0.0.1".to_owned(), "--log-file".to_owned(), log], "");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("terminal") && stderr.contains("--headless"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing drawn on a pipe");
     let help = run(&["--help".to_owned()], "");
     assert_eq!(help.status.code(), Some(0));
     let help = text(&help.stdout);
     assert!(
         help.contains("EXIT CODES") && help.contains("--password-file"),
+        "{help}"
+    );
+    assert!(
+        help.contains("TERMINAL UI") && help.contains("--with-server"),
         "{help}"
     );
 }

@@ -6,3 +6,4 @@ mod headless;
 mod restart;
 mod session;
 mod support;
+mod tui;

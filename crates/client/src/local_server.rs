@@ -1,0 +1,279 @@
+//! `--with-server`: runs the `gc-server` binary that sits next to `gc-client` as a child process,
+//! for trying the chat on one machine. It gets its defaults except for the ports (the client's
+//! `--server-port-*`), the address (the server address given, when it is an IP) and the data
+//! directory (`./gc-data` unless `--server-data-dir`); its logs go to a file, never to the
+//! screen. The client waits until the connect port answers `Ping`, and on exit sends SIGTERM
+//! and waits; if the server does not stop in time it is killed, and the caller is told.
+//!
+//! One thread, `gc-server-wait`, owns the child and waits for it to exit: both the readiness
+//! check and the shutdown wait on its channel, not on a sleep.
+
+use std::fs::OpenOptions;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use gc_protocol::{ConnectPing, ConnectReply, FramedStream, VERSION};
+use rustix::process::{Pid, Signal, kill_process};
+
+use crate::config::ServerPorts;
+use crate::error::ClientError;
+
+/// How a local server is started.
+#[derive(Clone, Debug)]
+pub struct LocalServerOptions {
+    /// The `gc-server` executable.
+    pub binary: PathBuf,
+    /// Its `--data-dir`.
+    pub data_dir: PathBuf,
+    /// Its `--log-file` (standard output and error go there too).
+    pub log_file: PathBuf,
+    /// Its `--bind` (`None`: its default, all interfaces).
+    pub bind: Option<IpAddr>,
+    /// Its three ports.
+    pub ports: ServerPorts,
+    /// How long it may take to answer `Ping`.
+    pub ready_timeout: Duration,
+}
+
+/// How the local server ended.
+#[derive(Debug)]
+pub enum StopReport {
+    /// It stopped after SIGTERM.
+    Stopped(ExitStatus),
+    /// It had exited by itself before.
+    Exited(ExitStatus),
+    /// It did not stop within the time given and was killed.
+    Killed,
+    /// Waiting for it failed.
+    Unknown(String),
+}
+
+/// A running `gc-server` child process.
+#[derive(Debug)]
+pub struct LocalServer {
+    pid: Pid,
+    exited: Receiver<std::io::Result<ExitStatus>>,
+    waiter: Option<JoinHandle<()>>,
+    log_file: PathBuf,
+    done: bool,
+}
+
+/// `gc-server` in the directory of the running executable.
+pub fn sibling_binary() -> Result<PathBuf, ClientError> {
+    let exe = std::env::current_exe().map_err(|source| ClientError::Io {
+        what: "find the running executable",
+        path: PathBuf::from("gc-client"),
+        source,
+    })?;
+    let binary = exe.with_file_name(format!("gc-server{}", std::env::consts::EXE_SUFFIX));
+    if binary.is_file() {
+        Ok(binary)
+    } else {
+        Err(ClientError::LocalServer(format!(
+            "{} does not exist; build it with `cargo build --release` (it is built next to \
+             gc-client)",
+            binary.display()
+        )))
+    }
+}
+
+impl LocalServer {
+    /// Starts the server and waits until it answers `Ping` on its connect port.
+    pub fn start(options: &LocalServerOptions) -> Result<Self, ClientError> {
+        if let Some(dir) = options
+            .log_file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|source| ClientError::Io {
+                what: "create the directory of",
+                path: options.log_file.clone(),
+                source,
+            })?;
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&options.log_file)
+            .map_err(|source| ClientError::Io {
+                what: "open the server's log file",
+                path: options.log_file.clone(),
+                source,
+            })?;
+        let log_err = log.try_clone().map_err(|source| ClientError::Io {
+            what: "open the server's log file",
+            path: options.log_file.clone(),
+            source,
+        })?;
+        let mut command = Command::new(&options.binary);
+        command
+            .arg("--data-dir")
+            .arg(&options.data_dir)
+            .arg("--log-file")
+            .arg(&options.log_file)
+            .arg("--connect-port")
+            .arg(options.ports.connect.to_string())
+            .arg("--auth-port")
+            .arg(options.ports.auth.to_string())
+            .arg("--send-port")
+            .arg(options.ports.send.to_string())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            // A process group of its own: signals from the terminal (SIGHUP when it closes,
+            // SIGINT) reach the client only, which says Bye first and then stops the server.
+            .process_group(0);
+        if let Some(ip) = options.bind {
+            command.arg("--bind").arg(ip.to_string());
+        }
+        let mut child = command.spawn().map_err(|source| ClientError::Io {
+            what: "start",
+            path: options.binary.clone(),
+            source,
+        })?;
+        let pid = Pid::from_child(&child);
+        let (tx, exited) = mpsc::channel();
+        let waiter = thread::Builder::new()
+            .name("gc-server-wait".into())
+            .spawn(move || {
+                let _ = tx.send(child.wait());
+            })
+            .map_err(|source| ClientError::Thread {
+                name: "gc-server-wait".into(),
+                source,
+            })?;
+        let mut server = Self {
+            pid,
+            exited,
+            waiter: Some(waiter),
+            log_file: options.log_file.clone(),
+            done: false,
+        };
+        let probe_ip = match options.bind {
+            Some(ip) if !ip.is_unspecified() => ip,
+            _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        let probe = SocketAddr::new(probe_ip, options.ports.connect);
+        match server.wait_ready(probe, options.ready_timeout) {
+            Ok(()) => Ok(server),
+            Err(e) => {
+                server.stop(Duration::from_secs(5));
+                Err(e)
+            }
+        }
+    }
+
+    /// Pings until the server answers, it exits, or `timeout` passes.
+    fn wait_ready(&mut self, addr: SocketAddr, timeout: Duration) -> Result<(), ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if ping(addr) {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::LocalServer(format!(
+                    "gc-server did not answer on {addr} within {} s; see its log {}",
+                    timeout.as_secs(),
+                    self.log_file.display()
+                )));
+            }
+            // Nothing announces that the port is open: try again shortly, unless the process
+            // exits first (which the waiter thread reports at once).
+            match self
+                .exited
+                .recv_timeout(left.min(Duration::from_millis(50)))
+            {
+                Ok(status) => {
+                    self.done = true;
+                    self.join();
+                    let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                    return Err(ClientError::LocalServer(format!(
+                        "gc-server exited at once ({status}); see its log {}",
+                        self.log_file.display()
+                    )));
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.done = true;
+                    self.join();
+                    return Err(ClientError::LocalServer("lost track of gc-server".into()));
+                }
+            }
+        }
+    }
+
+    /// The server's log file.
+    pub fn log_file(&self) -> &Path {
+        &self.log_file
+    }
+
+    /// Sends SIGTERM and waits up to `within`; kills it if it is still running then.
+    pub fn stop(&mut self, within: Duration) -> StopReport {
+        if self.done {
+            return StopReport::Unknown("already stopped".into());
+        }
+        self.done = true;
+        if let Ok(status) = self.exited.try_recv() {
+            self.join();
+            return match status {
+                Ok(s) => StopReport::Exited(s),
+                Err(e) => StopReport::Unknown(e.to_string()),
+            };
+        }
+        if let Err(e) = kill_process(self.pid, Signal::TERM) {
+            tracing::warn!("cannot send SIGTERM to gc-server: {e}");
+        }
+        let report = match self.exited.recv_timeout(within) {
+            Ok(Ok(status)) => StopReport::Stopped(status),
+            Ok(Err(e)) => StopReport::Unknown(e.to_string()),
+            Err(_) => {
+                let _ = kill_process(self.pid, Signal::KILL);
+                // SIGKILL cannot be refused: the waiter thread returns right away.
+                let _ = self.exited.recv_timeout(within);
+                StopReport::Killed
+            }
+        };
+        self.join();
+        report
+    }
+
+    fn join(&mut self) {
+        if let Some(waiter) = self.waiter.take()
+            && waiter.join().is_err()
+        {
+            tracing::error!("the gc-server-wait thread panicked");
+        }
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        if !self.done {
+            self.stop(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Whether a GC/1 server answers `Ping` at `addr` (within a second).
+pub fn ping(addr: SocketAddr) -> bool {
+    let timeout = Duration::from_secs(1);
+    let Ok(stream) = TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let mut framed = FramedStream::new(stream, addr.to_string());
+    let deadline = Instant::now() + timeout;
+    let ping = ConnectPing {
+        version: VERSION.to_owned(),
+    };
+    framed.send(&ping, deadline).is_ok()
+        && matches!(
+            framed.read::<ConnectReply>(deadline),
+            Ok(ConnectReply::Pong { .. })
+        )
+}

@@ -1,0 +1,155 @@
+//! The terminal UI's settings file and its other default places (XDG base directories):
+//!
+//! - `$XDG_CONFIG_HOME/gc-client/config.toml` (or `~/.config/…`): remembers the last username.
+//!   Never a password: the only way to keep one on disk is a file the user made and passes with
+//!   `--password-file`.
+//! - `$XDG_STATE_HOME/gc-client/gc-client.log` (or `~/.local/state/…`): the log while the
+//!   terminal UI owns the screen.
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ClientError;
+
+/// What the settings file holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// The last username that logged in: the login form starts with it.
+    pub user: Option<String>,
+}
+
+/// `$XDG_CONFIG_HOME/gc-client/config.toml`, or `$HOME/.config/gc-client/config.toml`.
+pub fn default_settings_path(
+    xdg_config_home: Option<OsString>,
+    home: Option<OsString>,
+) -> Option<PathBuf> {
+    xdg_base(xdg_config_home, home, &[".config"]).map(|d| d.join("gc-client").join("config.toml"))
+}
+
+/// `$XDG_STATE_HOME/gc-client/gc-client.log`, or `$HOME/.local/state/gc-client/gc-client.log`.
+pub fn default_log_path(
+    xdg_state_home: Option<OsString>,
+    home: Option<OsString>,
+) -> Option<PathBuf> {
+    xdg_base(xdg_state_home, home, &[".local", "state"])
+        .map(|d| d.join("gc-client").join("gc-client.log"))
+}
+
+/// An XDG base directory: the variable if it is an absolute path (the spec ignores relative
+/// ones), else `$HOME/<fallback>`.
+fn xdg_base(var: Option<OsString>, home: Option<OsString>, fallback: &[&str]) -> Option<PathBuf> {
+    match (var, home) {
+        (Some(v), _) if Path::new(&v).is_absolute() => Some(PathBuf::from(v)),
+        (_, Some(h)) if !h.is_empty() => {
+            let mut p = PathBuf::from(h);
+            p.extend(fallback);
+            Some(p)
+        }
+        _ => None,
+    }
+}
+
+impl Settings {
+    /// Reads the file; a missing file is empty settings.
+    pub fn load(path: &Path) -> Result<Self, ClientError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => {
+                return Err(ClientError::Io {
+                    what: "read the settings file",
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        toml::from_str(&text).map_err(|e| {
+            ClientError::Config(format!(
+                "{}: {}; fix or delete the file",
+                path.display(),
+                e.message()
+            ))
+        })
+    }
+
+    /// Writes the file (creating its directory), replacing it atomically.
+    pub fn save(&self, path: &Path) -> Result<(), ClientError> {
+        let io = |what: &'static str| {
+            let path = path.to_owned();
+            move |source| ClientError::Io { what, path, source }
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
+        }
+        let text = toml::to_string(self)
+            .map_err(|e| ClientError::Config(format!("cannot write settings: {e}")))?;
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut file = std::fs::File::create(&tmp).map_err(io("create the settings file"))?;
+        file.write_all(
+            format!("# Written by gc-client: the last username that logged in.\n{text}").as_bytes(),
+        )
+        .and_then(|()| file.sync_all())
+        .map_err(io("write the settings file"))?;
+        std::fs::rename(&tmp, path).map_err(io("replace the settings file"))
+    }
+
+    /// Remembers `user` in the file at `path` (a failure is logged: it only costs typing).
+    pub fn remember_user(path: &Path, user: &str) {
+        let mut settings = Self::load(path).unwrap_or_default();
+        if settings.user.as_deref() == Some(user) {
+            return;
+        }
+        settings.user = Some(user.to_owned());
+        if let Err(e) = settings.save(path) {
+            tracing::warn!("cannot remember the username: {}", crate::error_chain(&e));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_places() {
+        assert_eq!(
+            default_settings_path(None, Some("/home/a".into())),
+            Some(PathBuf::from("/home/a/.config/gc-client/config.toml"))
+        );
+        assert_eq!(
+            default_settings_path(Some("/cfg".into()), Some("/home/a".into())),
+            Some(PathBuf::from("/cfg/gc-client/config.toml"))
+        );
+        assert_eq!(
+            default_log_path(Some("relative".into()), Some("/h".into())),
+            Some(PathBuf::from("/h/.local/state/gc-client/gc-client.log"))
+        );
+        assert_eq!(default_log_path(None, None), None);
+    }
+
+    #[test]
+    fn save_load_and_remember() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("config.toml");
+        assert_eq!(Settings::load(&path).unwrap(), Settings::default());
+        Settings::remember_user(&path, "alice");
+        assert_eq!(
+            Settings::load(&path).unwrap().user.as_deref(),
+            Some("alice")
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("user = \"alice\""), "{text}");
+        std::fs::write(&path, "user = 3\n").unwrap();
+        let err = Settings::load(&path).unwrap_err().to_string();
+        assert!(err.contains("config.toml"), "{err}");
+        // Unknown keys (a newer version's) are ignored.
+        std::fs::write(&path, "user = \"bob\"\ntheme = \"dark\"\n").unwrap();
+        assert_eq!(Settings::load(&path).unwrap().user.as_deref(), Some("bob"));
+    }
+}

@@ -1,0 +1,407 @@
+//! The terminal UI of `gc-client` (ratatui + crossterm).
+//!
+//! - [`app`]: the state and what every key, paste, mouse and client event does to it; no I/O.
+//! - [`ui`]: `impl Widget for &App`: draws only what is on screen.
+//! - [`event`]: one channel of [`AppEvent`]s fed by the terminal input thread, the client's
+//!   threads (through its event sink) and the signal thread.
+//! - [`run_loop`] / [`step`]: generic over the ratatui [`Backend`], so tests drive it with a
+//!   `TestBackend`: draw, wait for events (or a one-second tick for the heartbeat age), apply
+//!   them, carry out the app's [`Action`]s on the client ([`Session`]).
+//! - [`run`]: owns the real terminal (`ratatui::try_init`/`restore`, whose panic hook restores it;
+//!   bracketed paste and mouse-wheel reporting on top), the threads, and the client.
+//!
+//! Threads: `gc-tui-input` (terminal events), `gc-tui-signals` (SIGTERM, SIGINT, SIGHUP) and the
+//! client's own; all stopped and joined before [`run`] returns.
+
+pub mod app;
+pub mod command;
+pub mod event;
+pub mod input;
+pub mod scrollback;
+pub mod text;
+pub mod ui;
+
+use std::fmt;
+use std::io::{self, IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use ratatui::backend::Backend;
+use ratatui::crossterm::event::{DisableBracketedPaste, EnableBracketedPaste};
+use ratatui::crossterm::{Command, cursor, execute};
+use ratatui::{DefaultTerminal, Terminal};
+
+pub use app::{Action, App, Zone};
+pub use event::AppEvent;
+
+use crate::client::Client;
+use crate::config::{ClientConfig, Password};
+use crate::error::{ClientError, error_chain};
+use crate::event::ConnState;
+use crate::outbox::PendingMessage;
+use crate::settings::Settings;
+use event::{InputThread, SignalThread};
+use scrollback::Level;
+
+/// How often the screen is redrawn without events (the heartbeat age in the status bar).
+pub const TICK: Duration = Duration::from_secs(1);
+/// Records shown from the cache when a client starts.
+pub const INITIAL_RECORDS: usize = 1000;
+/// Most events handled between two draws (a flood still gets drawn now and then).
+const BATCH: usize = 1024;
+
+/// Makes the client configuration for an account: `(user, password, register)`.
+pub type ConfigFor<'a> = dyn Fn(&str, Password, bool) -> Result<ClientConfig, ClientError> + 'a;
+
+/// How the terminal UI starts.
+#[derive(Debug, Default)]
+pub struct TuiOptions {
+    /// The server as shown in the status bar.
+    pub server_label: String,
+    /// The username to start with (`--user`, or the remembered one).
+    pub user: Option<String>,
+    /// A password given with `--password-file` or `GC_PASSWORD`: with a user, log in at once.
+    pub password: Option<Password>,
+    /// Create the account (`--register`).
+    pub register: bool,
+    /// The settings file where the username is remembered.
+    pub settings: Option<PathBuf>,
+    /// How long to wait at exit for unacknowledged messages (when logged in).
+    pub drain: Duration,
+}
+
+/// How the terminal UI ended.
+#[derive(Debug, Default)]
+pub struct TuiOutcome {
+    /// Messages the server never acknowledged.
+    pub unsent: Vec<PendingMessage>,
+    /// What ended it, when not the user (a signal).
+    pub signal: Option<i32>,
+}
+
+/// The client side of the run loop: starts and stops the client for each login attempt and
+/// carries out the app's actions on it.
+pub struct Session<'a> {
+    client: Option<Client>,
+    generation: u64,
+    tx: Sender<AppEvent>,
+    config_for: &'a ConfigFor<'a>,
+    settings: Option<PathBuf>,
+    signal: Option<i32>,
+}
+
+impl fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("client", &self.client)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Session<'a> {
+    /// A session whose clients send their events to `tx`.
+    pub fn new(
+        tx: Sender<AppEvent>,
+        config_for: &'a ConfigFor<'a>,
+        settings: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            client: None,
+            generation: 0,
+            tx,
+            config_for,
+            settings,
+            signal: None,
+        }
+    }
+
+    /// The running client.
+    pub fn client(&self) -> Option<&Client> {
+        self.client.as_ref()
+    }
+
+    fn stop_client(&mut self) {
+        if let Some(client) = self.client.take() {
+            client.close(false, None);
+        }
+    }
+
+    fn start_client(&mut self, app: &mut App, user: &str, password: Password, register: bool) {
+        self.stop_client();
+        self.generation += 1;
+        let generation = self.generation;
+        let config = match (self.config_for)(user, password, register) {
+            Ok(config) => config,
+            Err(e) => return app.login_error(&e),
+        };
+        let tx = self.tx.clone();
+        let sink = Box::new(move |event| {
+            let _ = tx.send(AppEvent::Client { generation, event });
+        });
+        match Client::start_with_sink(config, sink) {
+            Ok(client) => {
+                app.load_initial(&client.cached(0, INITIAL_RECORDS));
+                self.client = Some(client);
+            }
+            Err(e) => app.login_error(&e),
+        }
+    }
+
+    /// Carries out one action.
+    pub fn apply<B: Backend>(
+        &mut self,
+        action: Action,
+        app: &mut App,
+        terminal: &mut Terminal<B>,
+    ) -> Result<(), ClientError> {
+        match action {
+            Action::Login {
+                user,
+                password,
+                register,
+            } => self.start_client(app, &user, password, register),
+            Action::StopClient => self.stop_client(),
+            Action::LoggedIn { user } => {
+                tracing::info!("logged in as {user}");
+                if let Some(path) = &self.settings {
+                    Settings::remember_user(path, &user);
+                }
+            }
+            Action::Send { body, typed } => match &self.client {
+                Some(client) => match client.send(body.clone()) {
+                    Ok(id) => app.queued(id, body),
+                    Err(e) => app.send_failed(typed, &e),
+                },
+                None => app.send_failed(typed, &ClientError::Closed),
+            },
+            Action::LoadOlder { before_id } => match &self.client {
+                Some(client) => {
+                    let cached = client.cached(before_id, app::PAGE as usize);
+                    if !cached.is_empty() {
+                        app.add_older(&cached, false);
+                    } else if let Err(e) = client.history(before_id, app::PAGE) {
+                        app.loading_older = false;
+                        app.notice(Level::Error, format!("cannot load older messages: {e}"));
+                    }
+                }
+                None => app.loading_older = false,
+            },
+            Action::Who => {
+                if let Some(Err(e)) = self.client.as_ref().map(Client::who) {
+                    app.notice(Level::Error, format!("cannot ask who is online: {e}"));
+                }
+            }
+            Action::Reconnect => {
+                if let Some(client) = &self.client {
+                    client.reconnect();
+                }
+            }
+            Action::Redraw => terminal
+                .clear()
+                .map_err(|e| ClientError::Terminal(io::Error::other(e.to_string())))?,
+        }
+        Ok(())
+    }
+
+    /// Copies the client's status into the app.
+    pub fn refresh(&self, app: &mut App) {
+        if let Some(client) = &self.client {
+            app.set_status(&client.status());
+        }
+    }
+
+    /// Closes the client: says `Bye` and, when logged in, waits up to `drain` for the outbox.
+    pub fn close(&mut self, drain: Duration) -> Vec<PendingMessage> {
+        let Some(client) = self.client.take() else {
+            return Vec::new();
+        };
+        let drain = (client.state() == ConnState::Active && client.status().outbox_len > 0)
+            .then_some(drain);
+        client.close(true, drain).unsent
+    }
+}
+
+/// Draws, waits for events, applies them, and carries out the actions, until the user quits, a
+/// signal comes, or the terminal fails. Generic over the backend: tests use a `TestBackend`.
+pub fn run_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    session: &mut Session<'_>,
+    rx: &Receiver<AppEvent>,
+) -> Result<(), ClientError> {
+    while step(terminal, app, session, rx, TICK)? == Flow::Continue {}
+    Ok(())
+}
+
+/// Whether the run loop goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep going.
+    Continue,
+    /// The user quit, a signal came, or every event source is gone.
+    Quit,
+}
+
+/// One turn of the run loop: carry out pending actions, draw, wait up to `wait` for events, and
+/// handle those that have come (at most 1024 before the next draw).
+pub fn step<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    session: &mut Session<'_>,
+    rx: &Receiver<AppEvent>,
+    wait: Duration,
+) -> Result<Flow, ClientError> {
+    for action in app.take_actions() {
+        session.apply(action, app, terminal)?;
+    }
+    if app.should_quit() {
+        return Ok(Flow::Quit);
+    }
+    session.refresh(app);
+    app.set_now(Instant::now());
+    terminal
+        .draw(|frame| ui::draw(frame, app))
+        .map_err(|e| ClientError::Terminal(io::Error::other(e.to_string())))?;
+    let first = match rx.recv_timeout(wait) {
+        Ok(event) => event,
+        Err(RecvTimeoutError::Timeout) => return Ok(Flow::Continue),
+        Err(RecvTimeoutError::Disconnected) => return Ok(Flow::Quit),
+    };
+    let batch: Vec<AppEvent> = std::iter::once(first)
+        .chain(rx.try_iter().take(BATCH))
+        .collect();
+    for event in batch {
+        match event {
+            AppEvent::Terminal(event) => app.handle_terminal(event),
+            AppEvent::TerminalError(e) => return Err(ClientError::Terminal(e)),
+            AppEvent::Client { generation, event } => {
+                if generation == session.generation {
+                    app.handle_client(event);
+                }
+            }
+            AppEvent::Signal(signal) => {
+                tracing::info!("signal {signal}: quitting");
+                session.signal = Some(signal);
+                return Ok(Flow::Quit);
+            }
+        }
+        for action in app.take_actions() {
+            session.apply(action, app, terminal)?;
+        }
+        if app.should_quit() {
+            return Ok(Flow::Quit);
+        }
+    }
+    Ok(Flow::Continue)
+}
+
+/// Mouse reporting of buttons and the wheel only (1000, SGR encoding 1006): crossterm's
+/// `EnableMouseCapture` also reports every motion, which would wake the app for nothing.
+#[derive(Debug, Clone, Copy)]
+struct WheelReporting(bool);
+
+impl Command for WheelReporting {
+    fn write_ansi(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        f.write_str(if self.0 {
+            "\x1b[?1000h\x1b[?1006h"
+        } else {
+            "\x1b[?1006l\x1b[?1000l"
+        })
+    }
+
+    #[cfg(windows)]
+    fn execute_winapi(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Undoes what [`TerminalGuard::enter`] added on top of ratatui's setup.
+fn leave_extras() {
+    let _ = execute!(
+        io::stdout(),
+        DisableBracketedPaste,
+        WheelReporting(false),
+        cursor::Show
+    );
+}
+
+/// The real terminal, restored on drop (and by the panic hook).
+struct TerminalGuard {
+    terminal: Option<DefaultTerminal>,
+}
+
+impl TerminalGuard {
+    fn enter() -> Result<Self, ClientError> {
+        // Raw mode, alternate screen, and ratatui's panic hook that restores them.
+        let terminal = ratatui::try_init().map_err(ClientError::Terminal)?;
+        let guard = Self {
+            terminal: Some(terminal),
+        };
+        execute!(io::stdout(), EnableBracketedPaste, WheelReporting(true))
+            .map_err(ClientError::Terminal)?;
+        // Ours runs first, then ratatui's (restore, then the default message).
+        let ratatui_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            leave_extras();
+            ratatui_hook(info);
+        }));
+        Ok(guard)
+    }
+
+    fn leave(&mut self) {
+        if self.terminal.take().is_some() {
+            leave_extras();
+            // Not `ratatui::restore`: it prints its error with `eprintln!`, which panics when the
+            // terminal is gone (EIO).
+            if let Err(e) = ratatui::try_restore() {
+                tracing::warn!("cannot restore the terminal: {e}");
+            }
+            let _ = io::stdout().flush();
+        }
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+/// Runs the terminal UI until the user quits (or a signal, or the terminal fails), then restores
+/// the terminal and closes the client (saying `Bye`, waiting up to `options.drain` for messages
+/// still in the outbox).
+pub fn run(options: TuiOptions, config_for: &ConfigFor<'_>) -> Result<TuiOutcome, ClientError> {
+    // crossterm would fall back to /dev/tty: never take over a terminal that is not ours.
+    if !io::stdin().is_terminal() || !io::stdout().is_terminal() {
+        return Err(ClientError::Terminal(io::Error::other(
+            "standard input and output are not a terminal",
+        )));
+    }
+    let (tx, rx) = mpsc::channel();
+    let mut signals = SignalThread::start(tx.clone())?;
+    let mut guard = TerminalGuard::enter()?;
+    let mut input = InputThread::start(tx.clone())?;
+    let mut app = App::new(options.server_label, Zone::Local);
+    app.prefill(options.user.as_deref(), options.register);
+    if let (Some(user), Some(password)) = (&options.user, options.password) {
+        app.auto_login(user, password, options.register);
+    }
+    let mut session = Session::new(tx, config_for, options.settings);
+    let result = match guard.terminal.as_mut() {
+        Some(terminal) => run_loop(terminal, &mut app, &mut session, &rx),
+        None => Ok(()),
+    };
+    input.stop();
+    guard.leave();
+    let unsent = session.close(options.drain);
+    signals.stop();
+    if let Err(e) = &result {
+        tracing::error!("terminal UI: {}", error_chain(e));
+    }
+    result.map(|()| TuiOutcome {
+        unsent,
+        signal: session.signal,
+    })
+}

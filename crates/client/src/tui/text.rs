@@ -1,0 +1,275 @@
+//! Laying out text in terminal cells: graphemes measured exactly as ratatui measures them (so a
+//! wrapped line never overflows or leaves a gap), word wrap with a hard break for words longer than
+//! a line, and a stable colour per username.
+
+use ratatui::buffer::CellWidth as _;
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use unicode_segmentation::UnicodeSegmentation as _;
+
+/// The cells a grapheme takes. Graphemes holding a control character take none (ratatui drops
+/// them; [`crate::display::sanitize`] has replaced them before they get here anyway).
+pub fn grapheme_width(g: &str) -> usize {
+    if g.contains(char::is_control) {
+        0
+    } else {
+        usize::from(g.cell_width())
+    }
+}
+
+/// The cells a string takes.
+pub fn text_width(s: &str) -> usize {
+    s.graphemes(true).map(grapheme_width).sum()
+}
+
+/// Cuts `s` to at most `max` cells.
+pub fn truncate(s: &str, max: usize) -> &str {
+    let mut used = 0;
+    for (i, g) in s.grapheme_indices(true) {
+        let w = grapheme_width(g);
+        if used + w > max {
+            return &s[..i];
+        }
+        used += w;
+    }
+    s
+}
+
+/// Stable per-user colours: readable on dark and light backgrounds.
+const PALETTE: [Color; 12] = [
+    Color::Red,
+    Color::Green,
+    Color::Yellow,
+    Color::Blue,
+    Color::Magenta,
+    Color::Cyan,
+    Color::LightRed,
+    Color::LightGreen,
+    Color::LightYellow,
+    Color::LightBlue,
+    Color::LightMagenta,
+    Color::LightCyan,
+];
+
+/// The colour of a username: FNV-1a of its lower-case form (names are unique without case), so
+/// it is the same on every run and every machine.
+pub fn user_color(name: &str) -> Color {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        hash ^= u32::from(b.to_ascii_lowercase());
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    PALETTE[(hash % PALETTE.len() as u32) as usize]
+}
+
+/// Greedy word wrap into rows of at most `width` cells. Rows after the first start with `indent`
+/// spaces. Spaces where a row breaks are dropped; a word longer than a row is broken between
+/// graphemes (which is also how CJK text, which has no spaces, wraps).
+///
+/// With `build` false only the rows are counted (for the height cache), nothing is allocated.
+#[derive(Debug)]
+pub struct Wrapper {
+    width: usize,
+    indent: usize,
+    build: bool,
+    rows: usize,
+    col: usize,
+    lines: Vec<Line<'static>>,
+    spans: Vec<Span<'static>>,
+    run: String,
+    run_style: Style,
+    /// The current row holds nothing but its indent.
+    fresh: bool,
+}
+
+impl Wrapper {
+    /// A wrapper for rows of `width` cells (at least 1).
+    pub fn new(width: usize, indent: usize, build: bool) -> Self {
+        let width = width.max(1);
+        Self {
+            width,
+            indent: if indent * 2 > width { 0 } else { indent },
+            build,
+            rows: 1,
+            col: 0,
+            lines: Vec::new(),
+            spans: Vec::new(),
+            run: String::new(),
+            run_style: Style::default(),
+            fresh: true,
+        }
+    }
+
+    /// Adds text (no control characters; newlines are [`Wrapper::break_line`]).
+    pub fn push(&mut self, text: &str, style: Style) {
+        let mut rest = text;
+        while !rest.is_empty() {
+            let space = rest.starts_with(' ');
+            let end = rest
+                .find(|c: char| (c == ' ') != space)
+                .unwrap_or(rest.len());
+            let (token, tail) = rest.split_at(end);
+            rest = tail;
+            let w = text_width(token);
+            if space {
+                if self.col + w <= self.width {
+                    self.put(token, w, style);
+                } else {
+                    // Spaces at a break vanish.
+                    self.new_row();
+                }
+            } else if self.col + w <= self.width {
+                self.put(token, w, style);
+            } else if !self.fresh && w <= self.width - self.indent {
+                self.new_row();
+                self.put(token, w, style);
+            } else {
+                for g in token.graphemes(true) {
+                    let gw = grapheme_width(g);
+                    if self.col + gw > self.width && !self.fresh {
+                        self.new_row();
+                    }
+                    self.put(g, gw, style);
+                }
+            }
+        }
+    }
+
+    /// Ends the row: what follows starts on the next one (after the indent).
+    pub fn break_line(&mut self) {
+        self.new_row();
+    }
+
+    fn put(&mut self, s: &str, w: usize, style: Style) {
+        if self.build {
+            if style != self.run_style && !self.run.is_empty() {
+                self.flush_run();
+            }
+            self.run_style = style;
+            self.run.push_str(s);
+        }
+        self.col += w;
+        if w > 0 {
+            self.fresh = false;
+        }
+    }
+
+    fn flush_run(&mut self) {
+        if !self.run.is_empty() {
+            let text = std::mem::take(&mut self.run);
+            self.spans.push(Span::styled(text, self.run_style));
+        }
+    }
+
+    fn new_row(&mut self) {
+        self.rows += 1;
+        if self.build {
+            self.flush_run();
+            self.lines.push(Line::from(std::mem::take(&mut self.spans)));
+            if self.indent > 0 {
+                self.spans.push(Span::raw(" ".repeat(self.indent)));
+            }
+        }
+        self.col = self.indent;
+        self.fresh = true;
+    }
+
+    /// The rows so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The rows, built.
+    pub fn finish(mut self) -> Vec<Line<'static>> {
+        self.flush_run();
+        self.lines.push(Line::from(std::mem::take(&mut self.spans)));
+        self.lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wrap(text: &str, width: usize, indent: usize) -> Vec<String> {
+        let mut w = Wrapper::new(width, indent, true);
+        for (i, part) in text.split('\n').enumerate() {
+            if i > 0 {
+                w.break_line();
+            }
+            w.push(part, Style::default());
+        }
+        let rows = w.rows();
+        let lines: Vec<String> = w.finish().iter().map(ToString::to_string).collect();
+        assert_eq!(lines.len(), rows, "counted rows match built rows");
+        let mut counter = Wrapper::new(width, indent, false);
+        for (i, part) in text.split('\n').enumerate() {
+            if i > 0 {
+                counter.break_line();
+            }
+            counter.push(part, Style::default());
+        }
+        assert_eq!(counter.rows(), rows, "measuring matches building");
+        lines
+    }
+
+    #[test]
+    fn words_wrap_at_spaces() {
+        assert_eq!(
+            wrap("the quick brown fox jumps", 10, 0),
+            ["the quick ", "brown fox ", "jumps"]
+        );
+        assert_eq!(wrap("short", 10, 0), ["short"]);
+        assert_eq!(wrap("", 10, 0), [""]);
+    }
+
+    #[test]
+    fn continuation_rows_are_indented() {
+        assert_eq!(
+            wrap("aaaa bbbb cccc dddd", 10, 2),
+            ["aaaa bbbb ", "  cccc ", "  dddd"]
+        );
+        assert_eq!(wrap("one\ntwo", 10, 3), ["one", "   two"]);
+    }
+
+    #[test]
+    fn long_words_break_hard() {
+        assert_eq!(
+            wrap("abcdefghijklmnopqrstuvwxyz", 10, 0),
+            ["abcdefghij", "klmnopqrst", "uvwxyz"]
+        );
+        // A word longer than a row fills the rest of the current row first.
+        assert_eq!(wrap("x abcdefghijkl", 5, 0), ["x abc", "defgh", "ijkl"]);
+    }
+
+    #[test]
+    fn wide_characters_never_straddle_a_row() {
+        // Each ideograph is 2 cells: 4 fit in 9 cells, the 5th goes to the next row.
+        let rows = wrap("日本語日本語", 9, 0);
+        assert_eq!(rows, ["日本語日", "本語"]);
+        for row in &rows {
+            assert!(text_width(row) <= 9);
+        }
+        assert_eq!(text_width("👍🏽"), 2);
+        assert_eq!(text_width("e\u{301}"), 1);
+        assert_eq!(wrap("ab 👍👍👍", 5, 0), ["ab 👍", "👍👍"]);
+    }
+
+    #[test]
+    fn truncation_by_cells() {
+        assert_eq!(truncate("日本語", 5), "日本");
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("abc", 0), "");
+    }
+
+    #[test]
+    fn user_colours_are_stable_and_case_blind() {
+        assert_eq!(user_color("alice"), user_color("ALICE"));
+        assert_eq!(user_color("alice"), user_color("alice"));
+        let distinct: std::collections::HashSet<_> = ["alice", "bob", "carol", "dave", "eve"]
+            .iter()
+            .map(|n| format!("{:?}", user_color(n)))
+            .collect();
+        assert!(distinct.len() >= 3, "names spread over the palette");
+    }
+}

@@ -1,0 +1,829 @@
+//! Drawing the [`App`]: `impl Widget for &App`, and where the cursor goes. Only what is on screen
+//! is laid out: the message pane asks the scrollback for the rows it shows.
+//!
+//! ```text
+//! ┌───────────────────────────────────────────────┬──────────────┐
+//! │ messages (date separators, HH:MM user: text)  │ online (3)   │
+//! │ … outbox, dimmed, at the bottom               │ people       │
+//! │ ▼ marker row while scrolled up / searching    │              │
+//! ├───────────────────────────────────────────────┴──────────────┤
+//! │ status: STATE · server · user · N online · ♥ age · outbox N   │
+//! │ > input (1 to 5 rows, then it scrolls)                        │
+//! └───────────────────────────────────────────────────────────────┘
+//! ```
+
+use std::time::Duration;
+
+use ratatui::Frame;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Position, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
+
+use super::app::{App, Field, LoginForm, Screen};
+use super::scrollback::{INDENT, Level, layout_message};
+use super::text::{Wrapper, text_width, truncate, user_color};
+use crate::display::sanitize;
+use crate::event::ConnState;
+
+/// Below this size a notice replaces the screen.
+pub const MIN_WIDTH: u16 = 30;
+/// Below this size a notice replaces the screen.
+pub const MIN_HEIGHT: u16 = 8;
+/// From this width on, the people pane is shown unless toggled off (F2).
+pub const PEOPLE_AUTO_WIDTH: u16 = 80;
+/// The input box grows up to this many rows, then scrolls.
+pub const INPUT_MAX_ROWS: usize = 5;
+const PROMPT: &str = "> ";
+
+/// Draws the app and places the cursor.
+pub fn draw(frame: &mut Frame<'_>, app: &App) {
+    let area = frame.area();
+    frame.render_widget(app, area);
+    if let Some(position) = cursor(app, area) {
+        frame.set_cursor_position(position);
+    }
+}
+
+impl Widget for &App {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+            too_small(area, buf);
+            return;
+        }
+        match &self.screen {
+            Screen::Login(form) => render_login(self, form, area, buf),
+            Screen::Chat => render_chat(self, area, buf),
+        }
+    }
+}
+
+/// Where the terminal cursor goes: in the field or input being edited.
+pub fn cursor(app: &App, area: Rect) -> Option<Position> {
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        return None;
+    }
+    match &app.screen {
+        Screen::Login(form) => {
+            if form.busy {
+                return None;
+            }
+            let layout = login_layout(form, area);
+            let (row, field) = match form.focused() {
+                Field::User => (layout.user, &form.user),
+                Field::Password => (layout.password, &form.password),
+                Field::Repeat => (layout.repeat, &form.repeat),
+            };
+            let shown = field_text(field.text(), form.focused() != Field::User);
+            let before = field_text(
+                &field.text()[..field.cursor()],
+                form.focused() != Field::User,
+            );
+            let width = usize::from(layout.field_width);
+            let skip = text_width(&shown).saturating_sub(width.saturating_sub(1));
+            let col = text_width(&before)
+                .saturating_sub(skip)
+                .min(width.saturating_sub(1));
+            Some(Position::new(
+                layout.field_x + u16::try_from(col).unwrap_or(0),
+                row,
+            ))
+        }
+        Screen::Chat => {
+            let layout = chat_layout(app, area);
+            let (row, col) = layout.cursor;
+            let row = row.checked_sub(layout.input_scroll)?;
+            Some(Position::new(
+                layout.input.x + u16::try_from(col).ok()?.min(layout.input.width - 1),
+                layout.input.y + u16::try_from(row).ok()?,
+            ))
+        }
+    }
+}
+
+fn too_small(area: Rect, buf: &mut Buffer) {
+    let text = format!(
+        "Terminal too small ({}×{}): gc-client needs at least {MIN_WIDTH}×{MIN_HEIGHT}.",
+        area.width, area.height
+    );
+    Paragraph::new(text)
+        .wrap(Wrap { trim: true })
+        .style(Style::default().fg(Color::Yellow))
+        .render(area, buf);
+}
+
+// ───────────────────────────────── chat ─────────────────────────────────
+
+struct ChatLayout {
+    messages: Rect,
+    people: Option<Rect>,
+    status: Rect,
+    input: Rect,
+    input_rows: Vec<String>,
+    cursor: (usize, usize),
+    input_scroll: usize,
+}
+
+fn chat_layout(app: &App, area: Rect) -> ChatLayout {
+    let prompt = text_width(PROMPT);
+    let (input_rows, cursor) = app.input.layout(usize::from(area.width), prompt);
+    let shown = input_rows.len().clamp(1, INPUT_MAX_ROWS);
+    let input_scroll = (cursor.0 + 1).saturating_sub(shown);
+    let input_h = u16::try_from(shown).unwrap_or(1);
+    let main_h = area.height.saturating_sub(input_h + 1);
+    let main = Rect::new(area.x, area.y, area.width, main_h);
+    let status = Rect::new(area.x, area.y + main_h, area.width, 1);
+    let input = Rect::new(area.x, area.y + main_h + 1, area.width, input_h);
+    let show_people = app.people_pane.unwrap_or(area.width >= PEOPLE_AUTO_WIDTH);
+    let (messages, people) = if show_people {
+        let longest = app.people.iter().map(|p| text_width(p)).max().unwrap_or(0);
+        let w = u16::try_from(longest + 3)
+            .unwrap_or(u16::MAX)
+            .clamp(14, 24)
+            .min(area.width / 3);
+        (
+            Rect::new(main.x, main.y, main.width - w, main.height),
+            Some(Rect::new(main.x + main.width - w, main.y, w, main.height)),
+        )
+    } else {
+        (main, None)
+    };
+    ChatLayout {
+        messages,
+        people,
+        status,
+        input,
+        input_rows,
+        cursor,
+        input_scroll,
+    }
+}
+
+fn render_chat(app: &App, area: Rect, buf: &mut Buffer) {
+    let layout = chat_layout(app, area);
+    render_messages(app, layout.messages, buf);
+    if let Some(people) = layout.people {
+        render_people(app, people, buf);
+    }
+    render_status(app, layout.status, buf);
+    render_input(&layout, buf);
+}
+
+fn render_messages(app: &App, area: Rect, buf: &mut Buffer) {
+    let width = area.width;
+    let height = usize::from(area.height);
+    // One row is kept for the marker whenever scrolled up, so paging never hides a row.
+    app.pane.set((width, area.height.saturating_sub(1).max(1)));
+    let marker = marker(app);
+    let rows = height - usize::from(marker.is_some());
+    let mut pending: Vec<Line<'static>> = Vec::new();
+    if app.log.following() {
+        for p in &app.pending {
+            let mut w = Wrapper::new(usize::from(width), INDENT, true);
+            let time = p.queued.format("%H:%M ").to_string();
+            layout_message(&mut w, &time, &app.user, &p.text, true, false, true);
+            w.push(
+                " (not sent yet)",
+                Style::default()
+                    .fg(Color::DarkGray)
+                    .add_modifier(Modifier::DIM | Modifier::ITALIC),
+            );
+            pending.extend(w.finish());
+        }
+        if pending.len() > rows {
+            pending.drain(..pending.len() - rows);
+        }
+    }
+    let mut lines = app
+        .log
+        .visible(width, rows - pending.len(), app.highlighted());
+    lines.append(&mut pending);
+    for (i, line) in lines.iter().enumerate() {
+        let y = area.y + u16::try_from(i).unwrap_or(u16::MAX);
+        buf.set_line(area.x, y, line, width);
+    }
+    if app.loading_older {
+        let line = Line::from(Span::styled(
+            "  loading older messages…",
+            Style::default().fg(Color::DarkGray),
+        ));
+        buf.set_style(Rect::new(area.x, area.y, width, 1), Style::reset());
+        for x in area.x..area.x + width {
+            buf[(x, area.y)].set_symbol(" ");
+        }
+        buf.set_line(area.x, area.y, &line, width);
+    }
+    if let Some(line) = marker {
+        let y = area.y + area.height - 1;
+        let style = line.style;
+        buf.set_style(Rect::new(area.x, y, width, 1), style);
+        buf.set_line(area.x, y, &line, width);
+    }
+}
+
+fn marker(app: &App) -> Option<Line<'static>> {
+    if let Some(search) = &app.search {
+        let text = format!(
+            " search \"{}\": {} of {} · Ctrl+P older · Ctrl+N newer · Esc ends",
+            sanitize(&search.query),
+            search.current + 1,
+            search.matches.len()
+        );
+        return Some(Line::from(text).style(Style::default().fg(Color::Black).bg(Color::Cyan)));
+    }
+    if app.log.following() {
+        return None;
+    }
+    let unseen = app.log.unseen();
+    Some(if unseen > 0 {
+        let s = if unseen == 1 { "" } else { "s" };
+        Line::from(format!(" ▼ {unseen} new message{s} below · End to jump"))
+            .style(Style::default().fg(Color::Black).bg(Color::Yellow))
+    } else {
+        Line::from(" ▼ more below · End to jump")
+            .style(Style::default().fg(Color::Black).bg(Color::Gray))
+    })
+}
+
+fn render_people(app: &App, area: Rect, buf: &mut Buffer) {
+    let block = Block::default()
+        .borders(ratatui::widgets::Borders::LEFT)
+        .border_style(Style::default().fg(Color::DarkGray));
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let inner_w = usize::from(inner.width);
+    let title = format!(" online ({})", app.people.len());
+    buf.set_stringn(
+        inner.x,
+        inner.y,
+        &title,
+        inner_w,
+        Style::default().add_modifier(Modifier::BOLD),
+    );
+    let shown = usize::from(inner.height.saturating_sub(1));
+    for (i, name) in app.people.iter().enumerate().take(shown) {
+        let y = inner.y + 1 + u16::try_from(i).unwrap_or(0);
+        let mut style = Style::default().fg(user_color(name));
+        if name.eq_ignore_ascii_case(&app.user) {
+            style = style.add_modifier(Modifier::BOLD);
+        }
+        let more = app.people.len() > shown && i + 1 == shown;
+        let label = if more {
+            format!(" … {} more", app.people.len() - i)
+        } else {
+            format!(" {}", sanitize(name))
+        };
+        buf.set_stringn(inner.x, y, truncate(&label, inner_w), inner_w, style);
+    }
+}
+
+/// How long ago, briefly.
+fn age(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m", s / 3600, (s / 60) % 60)
+    }
+}
+
+fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
+    let bar = Style::default().fg(Color::White).bg(Color::DarkGray);
+    buf.set_style(area, bar);
+    let state = app.status.state;
+    let state_style = match state {
+        ConnState::Active => bar.fg(Color::LightGreen),
+        ConnState::Disconnected => bar.fg(Color::LightRed),
+        _ => bar.fg(Color::LightYellow),
+    }
+    .add_modifier(Modifier::BOLD);
+    let sep = Span::styled(" │ ", bar.fg(Color::Gray));
+    let heartbeat_len = 8;
+    let fixed = format!(
+        " {} │  │ {} │ {} online │  │ outbox {}",
+        state.as_str(),
+        app.user,
+        app.people.len(),
+        app.status.outbox
+    );
+    let room = usize::from(area.width).saturating_sub(text_width(&fixed) + heartbeat_len);
+    // The server's name goes first when space is short; the address stays.
+    let server = match &app.status.server_name {
+        Some(name) if text_width(&app.server) + text_width(name) + 3 <= room => {
+            format!("{} ({})", app.server, sanitize(name))
+        }
+        _ => app.server.clone(),
+    };
+    let heartbeat = match app.status.last_heartbeat {
+        Some(at) => format!("♥ {}", age(app.now.saturating_duration_since(at))),
+        None => "♥ –".to_owned(),
+    };
+    let outbox_style = if app.status.outbox > 0 {
+        bar.fg(Color::LightYellow).add_modifier(Modifier::BOLD)
+    } else {
+        bar
+    };
+    let line = Line::from(vec![
+        Span::styled(format!(" {}", state.as_str()), state_style),
+        sep.clone(),
+        Span::styled(server, bar),
+        sep.clone(),
+        Span::styled(app.user.clone(), bar.add_modifier(Modifier::BOLD)),
+        sep.clone(),
+        Span::styled(format!("{} online", app.people.len()), bar),
+        sep.clone(),
+        Span::styled(heartbeat, bar),
+        sep,
+        Span::styled(format!("outbox {}", app.status.outbox), outbox_style),
+    ]);
+    buf.set_line(area.x, area.y, &line, area.width);
+}
+
+fn render_input(layout: &ChatLayout, buf: &mut Buffer) {
+    let area = layout.input;
+    let rows = layout
+        .input_rows
+        .iter()
+        .enumerate()
+        .skip(layout.input_scroll)
+        .take(usize::from(area.height));
+    for (i, (n, row)) in rows.enumerate() {
+        let y = area.y + u16::try_from(i).unwrap_or(0);
+        let prefix = if n == 0 { PROMPT } else { "  " };
+        buf.set_stringn(
+            area.x,
+            y,
+            prefix,
+            usize::from(area.width),
+            Style::default().fg(Color::Cyan),
+        );
+        buf.set_stringn(
+            area.x + 2,
+            y,
+            row,
+            usize::from(area.width.saturating_sub(2)),
+            Style::default(),
+        );
+    }
+}
+
+// ───────────────────────────────── login ─────────────────────────────────
+
+struct LoginLayout {
+    frame: Rect,
+    inner: Rect,
+    user: u16,
+    password: u16,
+    repeat: u16,
+    message: Rect,
+    hint: u16,
+    field_x: u16,
+    field_width: u16,
+}
+
+const LABEL_WIDTH: u16 = 11;
+
+fn login_layout(form: &LoginForm, area: Rect) -> LoginLayout {
+    let width = area.width.min(64);
+    let height = area.height.min(if form.register { 14 } else { 13 });
+    let frame = Rect::new(
+        area.x + (area.width - width) / 2,
+        area.y + (area.height - height) / 2,
+        width,
+        height,
+    );
+    let inner = Rect::new(frame.x + 2, frame.y + 1, frame.width - 4, frame.height - 2);
+    let user = inner.y + 2;
+    let password = user + 1;
+    let repeat = password + 1;
+    let message_y = if form.register {
+        repeat + 2
+    } else {
+        password + 2
+    };
+    let hint = inner.y + inner.height - 1;
+    LoginLayout {
+        frame,
+        inner,
+        user,
+        password,
+        repeat,
+        message: Rect::new(
+            inner.x,
+            message_y,
+            inner.width,
+            hint.saturating_sub(message_y + 1).max(1),
+        ),
+        hint,
+        field_x: inner.x + LABEL_WIDTH,
+        field_width: inner.width.saturating_sub(LABEL_WIDTH),
+    }
+}
+
+/// A field as shown: a password as one `•` per character.
+fn field_text(text: &str, hidden: bool) -> String {
+    if hidden {
+        "•".repeat(text.chars().count())
+    } else {
+        sanitize(text)
+    }
+}
+
+fn render_login(app: &App, form: &LoginForm, area: Rect, buf: &mut Buffer) {
+    let layout = login_layout(form, area);
+    let title = if form.register {
+        " General Communications · create an account "
+    } else {
+        " General Communications · log in "
+    };
+    Block::bordered()
+        .title(title)
+        .border_style(Style::default().fg(Color::Cyan))
+        .render(layout.frame, buf);
+    let inner = layout.inner;
+    let label = Style::default().fg(Color::Gray);
+    let iw = usize::from(inner.width);
+    buf.set_stringn(inner.x, inner.y, "Server", iw, label);
+    buf.set_stringn(
+        layout.field_x,
+        inner.y,
+        truncate(&app.server, usize::from(layout.field_width)),
+        usize::from(layout.field_width),
+        Style::default().add_modifier(Modifier::BOLD),
+    );
+    let mut fields = vec![
+        ("Username", layout.user, Field::User, &form.user),
+        ("Password", layout.password, Field::Password, &form.password),
+    ];
+    if form.register {
+        fields.push(("Repeat", layout.repeat, Field::Repeat, &form.repeat));
+    }
+    for (name, y, field, value) in fields {
+        let focused = form.focused() == field && !form.busy;
+        let label_style = if focused {
+            label.fg(Color::Cyan).add_modifier(Modifier::BOLD)
+        } else {
+            label
+        };
+        buf.set_stringn(inner.x, y, name, iw, label_style);
+        let fw = usize::from(layout.field_width);
+        let area = Rect::new(layout.field_x, y, layout.field_width, 1);
+        buf.set_style(area, Style::default().add_modifier(Modifier::UNDERLINED));
+        let shown = field_text(value.text(), field != Field::User);
+        // Long values show their end.
+        let skip = text_width(&shown).saturating_sub(fw.saturating_sub(1));
+        let mut skipped = 0;
+        let start = shown
+            .char_indices()
+            .find(|(_, c)| {
+                let done = skipped >= skip;
+                skipped += text_width(c.encode_utf8(&mut [0; 4]));
+                done
+            })
+            .map_or(shown.len(), |(i, _)| i);
+        buf.set_stringn(
+            layout.field_x,
+            y,
+            &shown[start..],
+            fw,
+            Style::default().add_modifier(Modifier::UNDERLINED),
+        );
+    }
+    let status = if form.busy {
+        Some((
+            Level::Info,
+            format!(
+                "{} as {}… {}",
+                if form.register {
+                    "Creating the account and logging in"
+                } else {
+                    "Logging in"
+                },
+                app.user,
+                app.status.state
+            ),
+        ))
+    } else {
+        None
+    };
+    let mut text: Vec<Line<'_>> = Vec::new();
+    for (level, message) in status.iter().chain(form.message.iter()) {
+        let style = match level {
+            Level::Info => Style::default(),
+            Level::Warning => Style::default().fg(Color::Yellow),
+            Level::Error => Style::default().fg(Color::LightRed),
+        };
+        text.push(Line::from(Span::styled(sanitize(message), style)));
+    }
+    Paragraph::new(text)
+        .wrap(Wrap { trim: true })
+        .render(layout.message, buf);
+    let hint = if form.busy {
+        "Esc cancel · Ctrl+C quit"
+    } else if form.register {
+        "Enter create · Tab next field · Esc back"
+    } else {
+        "Enter log in · Tab next field · Ctrl+R new account · Esc quit"
+    };
+    buf.set_stringn(
+        inner.x,
+        layout.hint,
+        truncate(hint, iw),
+        iw,
+        Style::default().fg(Color::DarkGray),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use chrono::{FixedOffset, TimeZone as _, Utc};
+    use gc_protocol::{ClientMsgId, Record, Timestamp, Username};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use ratatui::buffer::{Buffer, CellWidth as _};
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use ratatui::style::{Color, Modifier};
+
+    use super::super::app::{App, Zone};
+    use super::*;
+
+    /// 2023-11-14 22:13:20 UTC.
+    const T0: i64 = 1_700_000_000;
+
+    fn app() -> App {
+        let mut app = App::new("10.0.0.5", Zone::Fixed(FixedOffset::east_opt(0).unwrap()))
+            .with_clock(Utc.timestamp_opt(T0 + 600, 0).unwrap());
+        app.enter_chat("alice");
+        app
+    }
+
+    fn record(id: u64, secs: i64, user: &str, body: &str) -> Record {
+        Record {
+            id,
+            timestamp: Timestamp::parse(&(T0 + secs).to_string()).unwrap(),
+            username: Username::new(user).unwrap(),
+            body: body.into(),
+        }
+    }
+
+    fn draw(app: &App, width: u16, height: u16) -> Buffer {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        terminal.draw(|f| super::draw(f, app)).unwrap();
+        terminal.backend().buffer().clone()
+    }
+
+    /// The rows as text, wide characters once (the cell they cover is skipped).
+    fn rows(buf: &Buffer) -> Vec<String> {
+        let area = buf.area;
+        (0..area.height)
+            .map(|y| {
+                let mut row = String::new();
+                let mut skip = 0;
+                for x in 0..area.width {
+                    if skip > 0 {
+                        skip -= 1;
+                        continue;
+                    }
+                    let symbol = buf[(x, y)].symbol();
+                    skip = usize::from(symbol.cell_width()).saturating_sub(1);
+                    row.push_str(symbol);
+                }
+                row.trim_end().to_owned()
+            })
+            .collect()
+    }
+
+    fn find(buf: &Buffer, text: &str) -> (u16, u16) {
+        for (y, row) in rows(buf).iter().enumerate() {
+            if let Some(i) = row.find(text) {
+                let x = crate::tui::text::text_width(&row[..i]);
+                return (x as u16, y as u16);
+            }
+        }
+        panic!("{text:?} not on screen:\n{}", rows(buf).join("\n"));
+    }
+
+    #[test]
+    fn chat_screen_wraps_messages_under_the_time_column() {
+        let mut app = app();
+        app.add_records(&[
+            record(1, 0, "bob", "hello there"),
+            record(
+                2,
+                60,
+                "carol",
+                "a longer message that has to wrap onto a second row",
+            ),
+            record(3, 120, "bob", "/me waves"),
+        ]);
+        let buf = draw(&app, 40, 10);
+        assert_eq!(
+            rows(&buf),
+            [
+                "─────────── Tue 14 Nov 2023 ────────────",
+                "22:13 bob: hello there",
+                "22:14 carol: a longer message that has",
+                "      to wrap onto a second row",
+                "22:15 * bob waves",
+                "",
+                "",
+                "",
+                " DISCONNECTED │ 10.0.0.5 │ alice │ 0 onl",
+                ">",
+            ]
+        );
+        assert_eq!(buf[(6, 1)].fg, crate::tui::text::user_color("bob"));
+        assert!(
+            buf[(12, 4)].modifier.contains(Modifier::ITALIC),
+            "actions in italics"
+        );
+    }
+
+    #[test]
+    fn wide_characters_and_emoji_wrap_without_overflow() {
+        let mut app = app();
+        app.add_records(&[record(1, 0, "bob", "日本語のテキストと絵文字👍🏽がいっぱい")]);
+        let buf = draw(&app, 30, 8);
+        let r = rows(&buf);
+        // 11 cells of prefix leave 19: nine 2-cell characters fit, the tenth goes below.
+        assert_eq!(r[1], "22:13 bob: 日本語のテキストと");
+        assert_eq!(r[2], "      絵文字👍🏽がいっぱい");
+        for row in &r {
+            assert!(crate::tui::text::text_width(row) <= 30, "{row}");
+        }
+    }
+
+    #[test]
+    fn remote_control_characters_are_shown_not_obeyed() {
+        let mut app = app();
+        app.add_records(&[record(1, 0, "mallory", "\u{1b}[2J\u{1b}]0;pwned\u{7}\tx\r")]);
+        let buf = draw(&app, 50, 8);
+        assert_eq!(rows(&buf)[1], "22:13 mallory: ␛[2J␛]0;pwned␇␉x␍");
+        for cell in buf.content() {
+            assert!(
+                !cell.symbol().contains(char::is_control),
+                "{:?}",
+                cell.symbol()
+            );
+        }
+    }
+
+    #[test]
+    fn own_messages_and_mentions_are_highlighted() {
+        let mut app = app();
+        app.add_records(&[
+            record(1, 0, "alice", "my own words"),
+            record(2, 1, "bob", "hey alice, look"),
+            record(3, 2, "bob", "nothing special"),
+        ]);
+        let buf = draw(&app, 40, 8);
+        let (x, y) = find(&buf, "alice: my own");
+        assert!(
+            buf[(x, y)].modifier.contains(Modifier::REVERSED),
+            "own name reversed"
+        );
+        let (x, y) = find(&buf, "hey alice");
+        assert_eq!(buf[(x, y)].fg, Color::Yellow, "mention");
+        assert!(buf[(x, y)].modifier.contains(Modifier::BOLD));
+        let (x, y) = find(&buf, "nothing special");
+        assert_eq!(buf[(x, y)].fg, Color::Reset);
+    }
+
+    #[test]
+    fn notices_are_dimmed_and_days_get_separators() {
+        let mut app = app();
+        app.add_records(&[
+            record(1, 0, "bob", "late"),
+            record(2, 7200, "bob", "next day"),
+        ]);
+        app.notice(Level::Info, "carol joined");
+        let buf = draw(&app, 40, 9);
+        let r = rows(&buf);
+        assert!(r[0].contains("Tue 14 Nov 2023"), "{r:?}");
+        assert!(r[2].contains("Wed 15 Nov 2023"), "{r:?}");
+        assert_eq!(r[3], "00:13 bob: next day");
+        // The notice was written at the app's clock, 22:23 on the 14th: a day change again.
+        assert!(r[4].contains("Tue 14 Nov 2023"), "{r:?}");
+        let (x, y) = find(&buf, "-- carol joined");
+        assert!(buf[(x, y)].modifier.contains(Modifier::DIM));
+    }
+
+    #[test]
+    fn narrow_terminals_hide_the_people_pane_until_f2() {
+        let mut app = app();
+        app.people = vec!["alice".into(), "bob".into()];
+        app.add_records(&[record(1, 0, "bob", "hi")]);
+        let wide = draw(&app, 90, 10);
+        assert!(rows(&wide)[0].contains("online (2)"), "{:?}", rows(&wide));
+        let narrow = draw(&app, 40, 10);
+        assert!(!rows(&narrow).iter().any(|r| r.contains("online (2)")));
+        app.handle_key(KeyEvent::new(KeyCode::F(2), KeyModifiers::NONE));
+        let toggled = draw(&app, 40, 10);
+        let r = rows(&toggled);
+        assert!(r[0].ends_with("│ online (2)"), "{r:?}");
+        assert!(r[2].ends_with("│ bob"), "{r:?}");
+    }
+
+    #[test]
+    fn status_bar_shows_each_state() {
+        let mut app = app();
+        app.people = vec!["alice".into(), "bob".into(), "carol".into()];
+        app.status.server_name = Some("Office\u{1b}Chat".into());
+        app.status.outbox = 2;
+        app.now = Instant::now();
+        app.status.last_heartbeat = app.now.checked_sub(Duration::from_secs(3));
+        for (state, color) in [
+            (ConnState::Disconnected, Color::LightRed),
+            (ConnState::Connecting, Color::LightYellow),
+            (ConnState::Connected, Color::LightYellow),
+            (ConnState::Authenticating, Color::LightYellow),
+            (ConnState::Authenticated, Color::LightYellow),
+            (ConnState::Active, Color::LightGreen),
+        ] {
+            app.status.state = state;
+            let buf = draw(&app, 100, 8);
+            let status = &rows(&buf)[6];
+            assert_eq!(
+                status,
+                &format!(" {state} │ 10.0.0.5 (Office␛Chat) │ alice │ 3 online │ ♥ 3s │ outbox 2")
+            );
+            assert_eq!(buf[(1, 6)].fg, color, "{state}");
+        }
+    }
+
+    #[test]
+    fn tiny_terminals_get_a_message() {
+        let app = app();
+        let buf = draw(&app, 20, 5);
+        let text = rows(&buf).join(" ");
+        assert!(text.contains("Terminal too small (20×5)"), "{text}");
+        assert!(text.contains("30×8"), "{text}");
+        let buf = draw(&app, MIN_WIDTH, MIN_HEIGHT);
+        assert!(!rows(&buf).join(" ").contains("too small"));
+    }
+
+    #[test]
+    fn unsent_messages_are_dimmed_below_and_the_input_grows() {
+        let mut app = app();
+        app.add_records(&[record(1, 0, "bob", "hi")]);
+        app.queued(ClientMsgId::random().unwrap(), "still waiting".into());
+        app.input.insert("line one\nline two\nthree");
+        let buf = draw(&app, 60, 10);
+        let r = rows(&buf);
+        assert_eq!(r[2], "22:23 alice: still waiting (not sent yet)");
+        let (x, y) = find(&buf, "still waiting");
+        assert!(buf[(x, y)].modifier.contains(Modifier::DIM));
+        assert_eq!(&r[7..], ["> line one", "  line two", "  three"]);
+        let mut terminal = Terminal::new(TestBackend::new(60, 10)).unwrap();
+        terminal.draw(|f| super::draw(f, &app)).unwrap();
+        terminal.backend_mut().assert_cursor_position((7, 9));
+        // More than INPUT_MAX_ROWS: it scrolls with the cursor.
+        app.input.insert("\n4\n5\n6\n7");
+        let r = rows(&draw(&app, 60, 12));
+        assert_eq!(&r[7..], ["  three", "  4", "  5", "  6", "  7"]);
+        assert!(r[6].starts_with(" DISCONNECTED"), "{r:?}");
+    }
+
+    #[test]
+    fn scrolled_up_shows_the_new_messages_marker() {
+        let mut app = app();
+        app.add_records(
+            &(1..=30)
+                .map(|i| record(i, 0, "bob", &format!("m{i}")))
+                .collect::<Vec<_>>(),
+        );
+        let _ = draw(&app, 40, 10);
+        app.handle_key(KeyEvent::new(KeyCode::PageUp, KeyModifiers::NONE));
+        app.add_records(&[record(31, 1, "carol", "new one")]);
+        let r = rows(&draw(&app, 40, 10));
+        assert_eq!(r[7], " ▼ 1 new message below · End to jump");
+        assert!(!r.iter().any(|row| row.contains("new one")));
+        app.handle_key(KeyEvent::new(KeyCode::End, KeyModifiers::NONE));
+        let r = rows(&draw(&app, 40, 10));
+        assert_eq!(r[7], "22:13 carol: new one");
+    }
+
+    #[test]
+    fn login_screen_hides_the_password() {
+        let mut app = App::new("10.0.0.5", Zone::Local);
+        app.prefill(Some("alice"), false);
+        for c in "hunter2".chars() {
+            app.handle_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+        }
+        let buf = draw(&app, 70, 16);
+        let text = rows(&buf).join("\n");
+        assert!(text.contains("Username   alice"), "{text}");
+        assert!(text.contains("Password   •••••••"), "{text}");
+        assert!(!text.contains("hunter2"));
+        assert!(text.contains("Ctrl+R new account"), "{text}");
+        let mut terminal = Terminal::new(TestBackend::new(70, 16)).unwrap();
+        terminal.draw(|f| super::draw(f, &app)).unwrap();
+        let (x, y) = find(&buf, "•••••••");
+        terminal.backend_mut().assert_cursor_position((x + 7, y));
+    }
+}

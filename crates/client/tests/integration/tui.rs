@@ -1,0 +1,710 @@
+//! The terminal UI end to end: the real `gc-client` binary in tmux (private socket, fixed size)
+//! against a real server in this process, typed at with `send-keys` and read with
+//! `capture-pane`; and `--with-server`, which runs the real `gc-server` binary.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use gc_client::Password;
+use gc_client::tui::scrollback::Entry;
+use gc_client::tui::{App, AppEvent, Flow, Session, Zone, step};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
+
+use crate::headless::run;
+use crate::support::{Server, TestClient, WAIT, client_ip, config, register};
+
+/// A tmux server of our own (`tmux -L <socket>`), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// A session running `sh` in a 100×30 window, or `None` when tmux is not installed and not
+    /// required (`GC_REQUIRE_TMUX` unset).
+    fn start() -> Option<Self> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            assert!(
+                std::env::var_os("GC_REQUIRE_TMUX").is_none(),
+                "tmux is required (GC_REQUIRE_TMUX is set) but not installed: apt-get install tmux"
+            );
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("skipping the terminal UI test: tmux is not installed");
+            }
+            return None;
+        }
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let socket = format!(
+            "gc-tui-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let tmux = Self { socket };
+        let out = tmux.cmd(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            "-s",
+            "gc",
+            "env",
+            "PS1=$ ",
+            "sh",
+        ]);
+        assert!(out.status.success(), "tmux new-session: {out:?}");
+        Some(tmux)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    /// Types `text` literally.
+    fn type_text(&self, text: &str) {
+        let out = self.cmd(&["send-keys", "-t", "gc", "-l", text]);
+        assert!(out.status.success(), "send-keys: {out:?}");
+    }
+
+    /// Presses a key by tmux name (`Enter`, `Escape`, `M-Enter`, `C-c`, …).
+    fn key(&self, key: &str) {
+        let out = self.cmd(&["send-keys", "-t", "gc", key]);
+        assert!(out.status.success(), "send-keys {key}: {out:?}");
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "gc"]).stdout).into_owned()
+    }
+
+    fn alternate_screen(&self) -> bool {
+        let out = self.cmd(&["display-message", "-p", "-t", "gc", "#{alternate_on}"]);
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+
+    /// Waits until the screen shows `text` (tmux announces nothing: it is looked at every 50 ms,
+    /// for at most [`WAIT`]).
+    fn wait_for(&self, text: &str, log: &Path) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {text:?} on screen:\n{screen}\nclient log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+/// Quotes for `sh`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[test]
+fn tui_registers_sends_receives_and_restores_the_terminal() {
+    let Some(tmux) = Tmux::start() else {
+        return;
+    };
+    let server = Server::start();
+    register(&server, "bob", "pw-bob");
+    let mut bob = TestClient::start(config(&server, "bob", "pw-bob"));
+    bob.wait_active();
+
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("config").join("config.toml");
+    let log = dir.path().join("client.log");
+    let p = server.ports();
+    let args: Vec<String> = [
+        env!("CARGO_BIN_EXE_gc-client"),
+        "127.0.0.1",
+        "--bind",
+        &client_ip().to_string(),
+        "--port-auth",
+        "0",
+        "--port-heartbeat",
+        "0",
+        "--port-delivery",
+        "0",
+        "--server-port-connect",
+        &p.connect.to_string(),
+        "--server-port-auth",
+        &p.auth.to_string(),
+        "--server-port-send",
+        &p.send.to_string(),
+        "--config",
+        &settings.display().to_string(),
+        "--log-file",
+        &log.display().to_string(),
+    ]
+    .iter()
+    .map(|a| sh_quote(a))
+    .collect();
+    let data = sh_quote(&dir.path().join("data").display().to_string());
+    tmux.type_text(&format!(
+        "env -u GC_PASSWORD XDG_DATA_HOME={data} {}; echo GC-EXIT-$?",
+        args.join(" ")
+    ));
+    tmux.key("Enter");
+
+    // Login: the server does not know carol and takes registrations, so the UI offers to
+    // create the account; the password is asked again and never shown.
+    tmux.wait_for("Username", &log);
+    assert!(tmux.alternate_screen());
+    tmux.type_text("carol");
+    tmux.key("Enter");
+    tmux.type_text("pw-carol");
+    tmux.key("Enter");
+    let screen = tmux.wait_for("no account \"carol\"", &log);
+    assert!(screen.contains("Password   ••••••••"), "{screen}");
+    tmux.type_text("pw-carol");
+    tmux.key("Enter");
+    tmux.wait_for(" ACTIVE │ ", &log);
+    let screen = tmux.wait_for("account carol created", &log);
+    assert!(!screen.contains("pw-carol"), "{screen}");
+
+    // A message typed in the UI reaches bob; a multi-line one (Alt+Enter) too.
+    tmux.type_text("hello from tmux");
+    tmux.key("Enter");
+    tmux.type_text("first line");
+    tmux.key("M-Enter");
+    tmux.type_text("second line");
+    tmux.key("Enter");
+    bob.wait_records(2);
+    assert_eq!(bob.bodies(), ["hello from tmux", "first line\nsecond line"]);
+    assert_eq!(bob.records[0].username.as_str(), "carol");
+    tmux.wait_for("carol: hello from tmux", &log);
+    let screen = tmux.wait_for("      second line", &log);
+    assert!(screen.contains("carol: first line"), "{screen}");
+
+    // Bob's message appears, with its escape sequence shown, not obeyed.
+    bob.send("hi carol \u{1b}[2J\u{1b}[31mfrom bob");
+    let screen = tmux.wait_for("bob: hi carol ␛[2J␛[31mfrom bob", &log);
+    assert!(
+        screen.contains("carol: hello from tmux"),
+        "not cleared:\n{screen}"
+    );
+
+    // A bracketed paste keeps its newlines and does not send: Enter does, as one message.
+    let out = tmux.cmd(&["set-buffer", "--", "pasted line 1\npasted line 2"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = tmux.cmd(&["paste-buffer", "-p", "-t", "gc"]);
+    assert!(out.status.success(), "{out:?}");
+    let screen = tmux.wait_for("  pasted line 2", &log);
+    assert!(screen.contains("> pasted line 1"), "{screen}");
+    tmux.key("Enter");
+    bob.wait_records(4);
+    assert_eq!(bob.bodies()[3], "pasted line 1\npasted line 2");
+
+    // Unknown commands are never sent.
+    tmux.type_text("/frobnicate");
+    tmux.key("Enter");
+    tmux.wait_for("unknown command /frobnicate", &log);
+    tmux.key("C-u");
+
+    // Quit: the shell is back, out of the alternate screen, in cooked mode (a typed command
+    // runs, which needs ICRNL and echo back on).
+    tmux.type_text("/quit");
+    tmux.key("Enter");
+    tmux.wait_for("GC-EXIT-0", &log);
+    assert!(!tmux.alternate_screen(), "still on the alternate screen");
+    tmux.type_text("echo AFTER-$((6*7))");
+    tmux.key("Enter");
+    tmux.wait_for("AFTER-42", &log);
+
+    let remembered = std::fs::read_to_string(&settings).unwrap();
+    assert!(remembered.contains("user = \"carol\""), "{remembered}");
+    assert!(!remembered.contains("pw-carol"), "{remembered}");
+    assert_eq!(bob.close(), 0);
+    // "/frobnicate" was never sent.
+    let stored = server.stored_lines();
+    assert!(
+        !stored.iter().any(|l| l.contains("frobnicate")),
+        "{stored:?}"
+    );
+}
+
+#[test]
+fn tui_logs_in_with_a_password_file_and_stops_on_sigterm() {
+    let Some(tmux) = Tmux::start() else {
+        return;
+    };
+    let server = Server::start();
+    register(&server, "dave", "pw-dave");
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw-dave\n").unwrap();
+    let log = dir.path().join("client.log");
+    let pid_file = dir.path().join("pid");
+    let p = server.ports();
+    let args: Vec<String> = [
+        env!("CARGO_BIN_EXE_gc-client"),
+        "127.0.0.1",
+        "--user",
+        "dave",
+        "--password-file",
+        &pw.display().to_string(),
+        "--bind",
+        &client_ip().to_string(),
+        "--port-auth",
+        "0",
+        "--port-heartbeat",
+        "0",
+        "--port-delivery",
+        "0",
+        "--server-port-connect",
+        &p.connect.to_string(),
+        "--server-port-auth",
+        &p.auth.to_string(),
+        "--server-port-send",
+        &p.send.to_string(),
+        "--config",
+        &dir.path().join("config.toml").display().to_string(),
+        "--log-file",
+        &log.display().to_string(),
+        "--no-cache",
+    ]
+    .iter()
+    .map(|a| sh_quote(a))
+    .collect();
+    // A shell writes its pid and becomes the client (in the foreground: it owns the terminal),
+    // so the test signals exactly that process.
+    let script = format!(
+        "echo $$ > {}; exec {}",
+        sh_quote(&pid_file.display().to_string()),
+        args.join(" ")
+    );
+    tmux.type_text(&format!("sh -c {}; echo GC-EXIT-$?", sh_quote(&script)));
+    tmux.key("Enter");
+    tmux.wait_for(" ACTIVE │ ", &log);
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let out = Command::new("kill")
+        .args(["-TERM", pid.trim()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    tmux.wait_for("GC-EXIT-143", &log);
+    assert!(!tmux.alternate_screen());
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(log_text.contains("signal 15"), "{log_text}");
+    assert!(log_text.contains("session ended with Bye"), "{log_text}");
+}
+
+/// Whether process `pid` still runs (not gone, not a zombie).
+fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+        !status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains("Z"))
+    })
+}
+
+/// Regression: crossterm never returns from `poll` once the terminal is gone, so joining the
+/// input thread hung forever at 100% CPU after the terminal closed.
+#[test]
+fn tui_exits_when_its_terminal_disappears() {
+    let Some(tmux) = Tmux::start() else {
+        return;
+    };
+    let server = Server::start();
+    register(&server, "gina", "pw-gina");
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw-gina\n").unwrap();
+    let log = dir.path().join("client.log");
+    let pid_file = dir.path().join("pid");
+    let p = server.ports();
+    let args: Vec<String> = [
+        env!("CARGO_BIN_EXE_gc-client"),
+        "127.0.0.1",
+        "--user",
+        "gina",
+        "--password-file",
+        &pw.display().to_string(),
+        "--bind",
+        &client_ip().to_string(),
+        "--port-auth",
+        "0",
+        "--port-heartbeat",
+        "0",
+        "--port-delivery",
+        "0",
+        "--server-port-connect",
+        &p.connect.to_string(),
+        "--server-port-auth",
+        &p.auth.to_string(),
+        "--server-port-send",
+        &p.send.to_string(),
+        "--config",
+        &dir.path().join("config.toml").display().to_string(),
+        "--log-file",
+        &log.display().to_string(),
+        "--no-cache",
+    ]
+    .iter()
+    .map(|a| sh_quote(a))
+    .collect();
+    let script = format!(
+        "echo $$ > {}; exec {}",
+        sh_quote(&pid_file.display().to_string()),
+        args.join(" ")
+    );
+    tmux.type_text(&format!("sh -c {}", sh_quote(&script)));
+    tmux.key("Enter");
+    tmux.wait_for(" ACTIVE │ ", &log);
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(running(&pid));
+
+    // The terminal goes away under the client.
+    let _ = tmux.cmd(&["kill-server"]);
+    let deadline = Instant::now() + WAIT;
+    while running(&pid) {
+        if Instant::now() >= deadline {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!(
+                "gc-client still runs {} s after its terminal went away; log:\n{}",
+                WAIT.as_secs(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(log_text.contains("session ended with Bye"), "{log_text}");
+}
+
+/// Three ports free right now (for a server that must be told its ports in advance).
+fn free_ports() -> [u16; 3] {
+    let listeners: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("bound").port())
+        .collect();
+    [ports[0], ports[1], ports[2]]
+}
+
+fn server_binary() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_gc-client")).with_file_name("gc-server")
+}
+
+#[test]
+fn with_server_runs_and_stops_the_gc_server_binary() {
+    if !server_binary().is_file() {
+        // `cargo test -p gc-client` alone does not build gc-server's binary; the workspace run
+        // (`cargo test --workspace`, as CI does) does.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} was not built",
+            server_binary().display()
+        );
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("skipping: {} is not built", server_binary().display());
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw-erin\n").unwrap();
+    let log = dir.path().join("logs").join("client.log");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    let [connect, auth, send] = free_ports();
+    let args: Vec<String> = [
+        "127.0.0.1",
+        "--with-server",
+        "--server-data-dir",
+        &dir.path().join("server-data").display().to_string(),
+        "--headless",
+        "--register",
+        "--user",
+        "erin",
+        "--password-file",
+        &pw.display().to_string(),
+        "--bind",
+        &client_ip().to_string(),
+        "--port-auth",
+        "0",
+        "--port-heartbeat",
+        "0",
+        "--port-delivery",
+        "0",
+        "--server-port-connect",
+        &connect.to_string(),
+        "--server-port-auth",
+        &auth.to_string(),
+        "--server-port-send",
+        &send.to_string(),
+        "--no-cache",
+        "--log-file",
+        &log.display().to_string(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let out = run(&args, "hello local server\n");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let server_log =
+        std::fs::read_to_string(dir.path().join("logs").join("gc-server.log")).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{server_log}"
+    );
+    assert!(stdout.contains("] erin: hello local server"), "{stdout}");
+    assert!(stderr.is_empty() || !stderr.contains("killed"), "{stderr}");
+    // Stopped by SIGTERM, gracefully; its data is where it was told.
+    assert!(server_log.contains("server stopped"), "{server_log}");
+    assert!(dir.path().join("server-data").join("database.db").is_file());
+    // Nobody answers on its port any more.
+    let addr = format!("127.0.0.1:{connect}").parse().unwrap();
+    assert!(!gc_client::local_server::ping(addr));
+}
+
+#[test]
+fn with_server_explains_a_missing_binary() {
+    // A copy of gc-client alone in a directory: no gc-server next to it.
+    let dir = tempfile::tempdir().unwrap();
+    let lonely = dir.path().join("gc-client");
+    std::fs::hard_link(env!("CARGO_BIN_EXE_gc-client"), &lonely)
+        .or_else(|_| std::fs::copy(env!("CARGO_BIN_EXE_gc-client"), &lonely).map(|_| ()))
+        .unwrap();
+    let out = Command::new(&lonely)
+        .args(["127.0.0.1", "--with-server", "--headless", "--user", "x"])
+        .env("HOME", dir.path())
+        .env_remove("XDG_STATE_HOME")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cargo build --release"), "{stderr}");
+}
+
+/// Turns the run loop until `done` holds (bounded by [`WAIT`]).
+fn pump(
+    terminal: &mut Terminal<TestBackend>,
+    app: &mut App,
+    session: &mut Session<'_>,
+    rx: &Receiver<AppEvent>,
+    what: &str,
+    done: impl Fn(&App) -> bool,
+) {
+    let deadline = Instant::now() + WAIT;
+    while !done(app) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        let flow = step(terminal, app, session, rx, Duration::from_millis(50)).expect("step");
+        assert_eq!(flow, Flow::Continue, "quit while waiting for {what}");
+    }
+}
+
+fn press(tx: &Sender<AppEvent>, code: KeyCode, modifiers: KeyModifiers) {
+    tx.send(AppEvent::Terminal(TermEvent::Key(KeyEvent::new(
+        code, modifiers,
+    ))))
+    .expect("loop listening");
+}
+
+fn type_keys(tx: &Sender<AppEvent>, text: &str) {
+    for c in text.chars() {
+        press(tx, KeyCode::Char(c), KeyModifiers::NONE);
+    }
+}
+
+fn messages(app: &App) -> usize {
+    app.log
+        .entries()
+        .iter()
+        .filter(|e| e.message_id().is_some())
+        .count()
+}
+
+fn screen(terminal: &Terminal<TestBackend>) -> Vec<String> {
+    let buf = terminal.backend().buffer();
+    (0..buf.area.height)
+        .map(|y| {
+            (0..buf.area.width)
+                .map(|x| buf[(x, y)].symbol())
+                .collect::<String>()
+                .trim_end()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn run_loop_logs_in_loads_older_history_and_sends() {
+    let server = Server::start_with(|c| {
+        c.history_on_join = 20;
+        c.rate_burst = 1000;
+        c.rate_per_sec = 1000.0;
+    });
+    register(&server, "bob", "pw-bob");
+    let mut bob = TestClient::start(config(&server, "bob", "pw-bob"));
+    bob.wait_active();
+    for i in 1..=300 {
+        bob.send(&format!("old {i}"));
+    }
+    bob.wait_acked(300);
+
+    let (tx, rx) = mpsc::channel();
+    let config_for = |user: &str, password: Password, register: bool| {
+        let mut c = config(&server, user, password.expose());
+        c.register = register;
+        Ok(c)
+    };
+    let mut session = Session::new(tx.clone(), &config_for, None);
+    let mut app = App::new("127.0.0.1", Zone::Local);
+    app.auto_login("carol", Password::new("pw-carol"), true);
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+    let t = &mut terminal;
+
+    // Logged in (registering first): the newest 20 arrive.
+    pump(t, &mut app, &mut session, &rx, "20 records", |a| {
+        matches!(a.screen, gc_client::tui::app::Screen::Chat) && messages(a) == 20
+    });
+    assert_eq!(app.log.oldest_id(), Some(281));
+
+    // Past the top: older pages come from the server (no cache here), 200 at a time.
+    press(&tx, KeyCode::Home, KeyModifiers::NONE);
+    pump(t, &mut app, &mut session, &rx, "220 records", |a| {
+        messages(a) == 220
+    });
+    press(&tx, KeyCode::Home, KeyModifiers::NONE);
+    pump(t, &mut app, &mut session, &rx, "300 records", |a| {
+        messages(a) == 300
+    });
+    press(&tx, KeyCode::Home, KeyModifiers::NONE);
+    pump(t, &mut app, &mut session, &rx, "the top", |a| {
+        a.history_done && a.log.anchor().is_some_and(|top| top.entry < 30)
+    });
+    // One more turn draws what the last event did.
+    step(t, &mut app, &mut session, &rx, Duration::ZERO).expect("step");
+    let ids: Vec<u64> = app
+        .log
+        .entries()
+        .iter()
+        .filter_map(Entry::message_id)
+        .collect();
+    assert_eq!(ids, (1..=300).collect::<Vec<u64>>(), "in order, each once");
+    let rows = screen(&terminal);
+    assert!(rows[1].contains(" bob: old 1 "), "{rows:?}");
+    assert!(rows[22].ends_with("│ outbox 0"), "{:?}", rows[22]);
+
+    // A message typed in the loop reaches bob and comes back; the outbox empties.
+    let t = &mut terminal;
+    press(&tx, KeyCode::End, KeyModifiers::NONE);
+    type_keys(&tx, "hello from the loop");
+    press(&tx, KeyCode::Enter, KeyModifiers::NONE);
+    pump(t, &mut app, &mut session, &rx, "the message back", |a| {
+        messages(a) == 301 && a.pending.is_empty()
+    });
+    bob.wait_records(301);
+    assert_eq!(
+        bob.bodies().last().map(String::as_str),
+        Some("hello from the loop")
+    );
+
+    // /who answers with a notice.
+    type_keys(&tx, "/who");
+    press(&tx, KeyCode::Enter, KeyModifiers::NONE);
+    pump(t, &mut app, &mut session, &rx, "/who", |a| {
+        a.log
+            .entries()
+            .iter()
+            .any(|e| e.searchable() == "online (2): bob, carol")
+    });
+
+    press(&tx, KeyCode::Char('c'), KeyModifiers::CONTROL);
+    let flow = step(t, &mut app, &mut session, &rx, WAIT).expect("step");
+    assert_eq!(flow, Flow::Quit);
+    assert!(session.close(Duration::from_secs(5)).is_empty());
+    bob.close();
+}
+
+#[test]
+fn run_loop_keeps_unsent_messages_across_a_server_restart() {
+    let mut server = Server::start();
+    let (tx, rx) = mpsc::channel();
+    // Made before: the closure must not borrow the server, which restarts below.
+    let base = config(&server, "frank", "pw-frank");
+    let config_for = move |user: &str, password: Password, register: bool| {
+        let mut c = base.clone();
+        c.username = user.to_owned();
+        c.password = password;
+        c.register = register;
+        Ok(c)
+    };
+    let mut session = Session::new(tx.clone(), &config_for, None);
+    let mut app = App::new("127.0.0.1", Zone::Local);
+    app.auto_login("frank", Password::new("pw-frank"), true);
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+    let t = &mut terminal;
+    pump(t, &mut app, &mut session, &rx, "logged in", |a| {
+        matches!(a.screen, gc_client::tui::app::Screen::Chat)
+            && a.status.state == gc_client::ConnState::Active
+    });
+
+    server.stop();
+    pump(t, &mut app, &mut session, &rx, "disconnected", |a| {
+        a.status.state != gc_client::ConnState::Active
+    });
+    type_keys(&tx, "written while the server was down");
+    press(&tx, KeyCode::Enter, KeyModifiers::NONE);
+    pump(t, &mut app, &mut session, &rx, "the outbox", |a| {
+        a.pending.len() == 1
+    });
+    step(t, &mut app, &mut session, &rx, Duration::ZERO).expect("step");
+    let rows = screen(&terminal);
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("frank: written while the server was down (not sent yet)")),
+        "{rows:?}"
+    );
+
+    server.restart();
+    let t = &mut terminal;
+    pump(
+        t,
+        &mut app,
+        &mut session,
+        &rx,
+        "the message delivered",
+        |a| a.pending.is_empty() && messages(a) == 1,
+    );
+    let stored: Vec<String> = server
+        .stored_lines()
+        .into_iter()
+        .filter(|l| l.contains("written while the server was down"))
+        .collect();
+    assert_eq!(stored.len(), 1, "stored once: {stored:?}");
+    assert!(session.close(Duration::from_secs(5)).is_empty());
+}
