@@ -16,7 +16,7 @@ use gc_protocol::{
 use crate::backoff::Backoff;
 use crate::error::{ClientError, error_chain};
 use crate::event::{ConnState, Event, NoticeLevel};
-use crate::link::{SendLink, io_deadline, is_stale, open};
+use crate::link::{SendLink, io_deadline, open};
 use crate::net;
 use crate::outbox::{MAX_PIPELINE, MsgReply, Outcome};
 use crate::shared::{Command, PendingAuth, Shared};
@@ -656,7 +656,9 @@ fn send_batch(
     match result {
         // Cut after some replies: the rest stay in the outbox and go again (same ids) on a new
         // connection; no reason to give up the session.
-        Err(ClientError::Protocol { source, .. }) if is_stale(&source) && end.is_none() => {
+        Err(ClientError::Protocol { source, .. })
+            if source.is_stale_connection() && end.is_none() =>
+        {
             tracing::debug!(
                 "the sending connection was cut mid-batch ({source}); resending the rest"
             );

@@ -67,7 +67,7 @@ impl SendLink {
                     self.keep(shared, conn);
                     return Ok(reply);
                 }
-                Err((e, false)) if is_stale(&e) => {
+                Err((e, false)) if e.is_stale_connection() => {
                     tracing::debug!("the kept sending connection was closed ({e}); reconnecting");
                 }
                 Err((e, _)) => return Err(ClientError::protocol(what, e)),
@@ -87,7 +87,7 @@ impl SendLink {
                     self.keep(shared, conn);
                     return Ok(reply);
                 }
-                Err((e, false)) if is_stale(&e) && fresh_tries > 0 => {
+                Err((e, false)) if e.is_stale_connection() && fresh_tries > 0 => {
                     tracing::debug!("a fresh sending connection was closed ({e}); trying again");
                 }
                 Err((e, _)) => return Err(ClientError::protocol(what, e)),
@@ -122,45 +122,4 @@ fn attempt<R>(
     conn.write_all(request, io_deadline(shared))
         .map_err(|e| (e, false))?;
     read(conn)
-}
-
-/// Whether an error on a kept connection means the server had closed it.
-pub fn is_stale(e: &ProtocolError) -> bool {
-    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
-    match e {
-        ProtocolError::Closed { partial: 0, .. } => true,
-        ProtocolError::Io { source, .. } => {
-            matches!(
-                source.kind(),
-                BrokenPipe | ConnectionReset | ConnectionAborted
-            )
-        }
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stale_errors() {
-        let closed = ProtocolError::Closed {
-            peer: "x".into(),
-            partial: 0,
-        };
-        assert!(is_stale(&closed));
-        let half = ProtocolError::Closed {
-            peer: "x".into(),
-            partial: 3,
-        };
-        assert!(!is_stale(&half));
-        let timeout = ProtocolError::TimedOut { peer: "x".into() };
-        assert!(!is_stale(&timeout));
-        let reset = ProtocolError::Io {
-            peer: "x".into(),
-            source: std::io::ErrorKind::ConnectionReset.into(),
-        };
-        assert!(is_stale(&reset));
-    }
 }

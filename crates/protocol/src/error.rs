@@ -69,3 +69,49 @@ pub enum ProtocolError {
         source: io::Error,
     },
 }
+
+impl ProtocolError {
+    /// Whether this error, met on a connection kept open from an earlier exchange, only means the
+    /// peer had closed that connection meanwhile (end of stream before any byte of the reply, or
+    /// a reset/broken pipe). The exchange should then be retried at once on a fresh connection;
+    /// it is not a failure of the peer.
+    pub fn is_stale_connection(&self) -> bool {
+        use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        match self {
+            Self::Closed { partial: 0, .. } => true,
+            Self::Io { source, .. } => {
+                matches!(
+                    source.kind(),
+                    BrokenPipe | ConnectionReset | ConnectionAborted
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_connections() {
+        let closed = ProtocolError::Closed {
+            peer: "x".into(),
+            partial: 0,
+        };
+        assert!(closed.is_stale_connection());
+        let half = ProtocolError::Closed {
+            peer: "x".into(),
+            partial: 3,
+        };
+        assert!(!half.is_stale_connection());
+        let timeout = ProtocolError::TimedOut { peer: "x".into() };
+        assert!(!timeout.is_stale_connection());
+        let reset = ProtocolError::Io {
+            peer: "x".into(),
+            source: io::ErrorKind::ConnectionReset.into(),
+        };
+        assert!(reset.is_stale_connection());
+    }
+}

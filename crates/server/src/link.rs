@@ -44,7 +44,7 @@ impl Link {
                     self.conn = Some(conn);
                     return Ok(reply);
                 }
-                Err(e) if is_stale(&e) => self.close(session),
+                Err(e) if e.is_stale_connection() => self.close(session),
                 Err(e) => {
                     self.close(session);
                     return Err(e);
@@ -91,21 +91,5 @@ impl Link {
             *entry = None;
         }
         self.conn = None;
-    }
-}
-
-/// Whether an error on a kept connection means the client had closed it (so a fresh connection
-/// should be tried) rather than that the client is unreachable.
-fn is_stale(e: &ProtocolError) -> bool {
-    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
-    match e {
-        ProtocolError::Closed { partial: 0, .. } => true,
-        ProtocolError::Io { source, .. } => {
-            matches!(
-                source.kind(),
-                BrokenPipe | ConnectionReset | ConnectionAborted
-            )
-        }
-        _ => false,
     }
 }
