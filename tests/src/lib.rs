@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,16 +16,21 @@ use gc_protocol::{
 };
 use gc_server::{BoundAddrs, Config, ServerHandle};
 
+pub mod client;
+
 /// How long any test waits for anything before failing.
-pub const WAIT: Duration = Duration::from_secs(20);
+pub const WAIT: Duration = Duration::from_secs(30);
 
 /// A fresh loopback address per client, so many clients can run at once (Linux routes all of
-/// 127.0.0.0/8 to loopback). Each test binary starts from a different point to reduce clashes.
+/// 127.0.0.0/8 to loopback). Each test process starts from its own second octet, so test
+/// binaries running side by side rarely share an address.
 pub fn client_ip() -> IpAddr {
-    static NEXT: AtomicU8 = AtomicU8::new(0);
+    static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let base = (std::process::id() % 50) as u8;
-    IpAddr::V4(Ipv4Addr::new(127, 0, 1 + base, 2 + n % 250))
+    let second = 100 + (std::process::id() % 100) as u8;
+    let third = ((n / 250) % 256) as u8;
+    let fourth = 2 + (n % 250) as u8;
+    IpAddr::V4(Ipv4Addr::new(127, second, third, fourth))
 }
 
 /// A server running in this process on 127.0.0.1 with OS-chosen ports and a temporary data dir.
@@ -77,6 +82,15 @@ impl TestServer {
         self.config.auth_port = addrs.auth.port();
         self.config.send_port = addrs.send.port();
         self.handle = Some(handle);
+    }
+
+    /// Its ports, as a client configuration takes them.
+    pub fn ports(&self) -> gc_client::ServerPorts {
+        gc_client::ServerPorts {
+            connect: self.config.connect_port,
+            auth: self.config.auth_port,
+            send: self.config.send_port,
+        }
     }
 
     /// Where it listens.

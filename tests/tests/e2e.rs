@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod attacks;
+mod client;
 mod plugins;
 mod process;
 mod protocol_flow;

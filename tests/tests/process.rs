@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gc_protocol::{AuthServer, SendReply};
+use gc_protocol::{AuthServer, ErrorCode, SendReply};
 use gc_tests::{ChildServer, RawClient, TestServer};
 
 /// Clients that send as fast as acknowledgements allow until `stop`, recording every `Thx`.
@@ -29,8 +29,10 @@ fn senders(
                     let body = format!("{user} message {k}");
                     match c.try_send(&body) {
                         Some(SendReply::Thx { id, .. }) => acked.lock().unwrap().push((id, body)),
+                        // The server is stopping or gone.
+                        Some(SendReply::Err(e)) if e.code == ErrorCode::ShuttingDown => return,
+                        None => return,
                         Some(other) => panic!("unexpected reply {other:?}"),
-                        None => return, // the server is gone
                     }
                     k += 1;
                 }

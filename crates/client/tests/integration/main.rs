@@ -1,9 +1,7 @@
-//! Integration tests: real gc-servers in this process, real clients, over loopback only.
-//! One test binary; each area is a module.
+//! Integration tests of the gc-client binary: headless mode and the terminal UI, against real
+//! servers in this process, over loopback only. (The client library's own end-to-end tests live
+//! in the workspace's `tests/` package, whose helpers these tests share.)
 
-mod auth;
 mod headless;
-mod restart;
-mod session;
 mod support;
 mod tui;

@@ -12,11 +12,12 @@ use gc_protocol::{
     ErrorFrame, FramedStream, Registration, SessionToken, VERSION,
 };
 
-use crate::support::{Server, TestClient, config, register};
+use gc_tests::TestServer;
+use gc_tests::client::{TestClient, config, register};
 
 #[test]
 fn wrong_password_is_fatal_and_not_retried() {
-    let server = Server::start();
+    let server = TestServer::start();
     register(&server, "alice", "right");
     let mut c = TestClient::start(config(&server, "alice", "wrong"));
     let err = c.wait_fatal();
@@ -45,7 +46,7 @@ fn wrong_password_is_fatal_and_not_retried() {
 
 #[test]
 fn unknown_user_is_fatal() {
-    let server = Server::start();
+    let server = TestServer::start();
     let mut c = TestClient::start(config(&server, "nobody", "pw"));
     let err = c.wait_fatal();
     assert_eq!(err.code(), Some(ErrorCode::UnknownUser), "{err:?}");
@@ -53,7 +54,7 @@ fn unknown_user_is_fatal() {
 
 #[test]
 fn registering_a_taken_name_is_fatal() {
-    let server = Server::start();
+    let server = TestServer::start();
     register(&server, "frank", "one");
     let mut cfg = config(&server, "FRANK", "two");
     cfg.register = true;
@@ -66,8 +67,8 @@ fn registering_a_taken_name_is_fatal() {
 fn an_account_of_another_server_does_not_log_in() {
     // The same name on two servers with different secrets: server B cannot be fooled by the
     // password of server A (and, the other way round, B could never prove A's secret).
-    let a = Server::start();
-    let b = Server::start();
+    let a = TestServer::start();
+    let b = TestServer::start();
     register(&a, "alice", "password-on-a");
     register(&b, "alice", "password-on-b");
     let mut c = TestClient::start(config(&b, "alice", "password-on-a"));
@@ -98,7 +99,7 @@ fn a_server_that_cannot_prove_the_secret_is_refused() {
 
     let mut cfg = gc_client::ClientConfig::new("127.0.0.1", "alice", "the-real-password");
     cfg.server_ports = ports;
-    cfg.bind_ip = Some(crate::support::client_ip());
+    cfg.bind_ip = Some(gc_tests::client_ip());
     cfg.listen_ports = gc_client::ListenPorts::any();
     cfg.io_timeout = Duration::from_secs(2);
     let mut c = TestClient::start(cfg);

@@ -8,11 +8,82 @@ use gc_client::{ConnState, Event};
 use gc_protocol::{Frame, HeartbeatReply};
 use gc_protocol::{HeartbeatPing, SessionToken, Timestamp};
 
-use crate::support::{Server, TestClient, config, heartbeat_addr, wait_until};
+use gc_tests::client::{TestClient, config, heartbeat_addr};
+use gc_tests::{TestServer, wait_for};
+
+#[test]
+fn three_users_chat_and_everyone_gets_every_message_once_in_id_order() {
+    let server = TestServer::start_with(|c| {
+        c.rate_burst = 100;
+        c.rate_per_sec = 100.0;
+    });
+    let names = ["ann", "ben", "cat"];
+    let mut clients: Vec<TestClient> = names
+        .iter()
+        .map(|n| {
+            let mut cfg = config(&server, n, "pw");
+            cfg.register = true;
+            TestClient::start(cfg)
+        })
+        .collect();
+    for c in &mut clients {
+        c.wait_active();
+    }
+    // Everyone talks at once: 3 users × 20 messages, interleaved.
+    for k in 0..20 {
+        for (c, n) in clients.iter().zip(names) {
+            c.send(&format!("{n} says {k}"));
+        }
+    }
+    let stored = |server: &TestServer| -> Vec<(u64, String, String)> {
+        server
+            .stored_lines()
+            .iter()
+            .map(|l| {
+                let mut f = l.splitn(4, ';');
+                let id = f.next().unwrap().parse().unwrap();
+                let _ts = f.next();
+                (
+                    id,
+                    f.next().unwrap().to_owned(),
+                    f.next().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    for c in &mut clients {
+        c.wait_records(60);
+        c.wait_acked(20);
+    }
+    let lines = stored(&server);
+    assert_eq!(lines.len(), 60);
+    for c in &clients {
+        // Exactly the stored records, in id order (TestClient also asserts ascending ids).
+        let got: Vec<(u64, String, String)> = c
+            .records
+            .iter()
+            .map(|r| (r.id, r.username.to_string(), r.body.clone()))
+            .collect();
+        assert_eq!(got, lines);
+    }
+    // Each user's own messages are stored in the order they were sent.
+    for n in names {
+        let mine: Vec<&str> = lines
+            .iter()
+            .filter(|(_, u, _)| u == n)
+            .map(|(_, _, b)| b.as_str())
+            .collect();
+        let expected: Vec<String> = (0..20).map(|k| format!("{n} says {k}")).collect();
+        assert_eq!(mine, expected);
+    }
+    for c in &mut clients {
+        assert_eq!(c.close(), 0);
+    }
+}
 
 #[test]
 fn two_clients_get_every_message_once_in_order() {
-    let server = Server::start();
+    let server = TestServer::start();
     let mut alice_cfg = config(&server, "alice", "pw-alice");
     alice_cfg.register = true;
     let mut bob_cfg = config(&server, "bob", "pw-bob");
@@ -75,12 +146,12 @@ fn two_clients_get_every_message_once_in_order() {
     assert_eq!(alice.close(), 0);
     assert_eq!(bob.close(), 0);
     // Bye ended both sessions at once (no waiting for missed heartbeats).
-    wait_until("sessions ended", || server.sessions() == 0);
+    wait_for("sessions ended", || server.sessions() == 0);
 }
 
 #[test]
 fn history_who_and_history_on_join() {
-    let server = Server::start();
+    let server = TestServer::start();
     let mut alice_cfg = config(&server, "alice", "pw");
     alice_cfg.register = true;
     let mut alice = TestClient::start(alice_cfg);
@@ -122,7 +193,7 @@ fn history_who_and_history_on_join() {
 
 #[test]
 fn one_connection_per_exchange_works_too() {
-    let server = Server::start_with(|c| c.reuse_connections = false);
+    let server = TestServer::start_with(|c| c.reuse_connections = false);
     let mut cfg = config(&server, "dave", "pw");
     cfg.register = true;
     cfg.reuse_connections = false;
@@ -142,7 +213,7 @@ fn one_connection_per_exchange_works_too() {
 
 #[test]
 fn heartbeat_with_a_foreign_token_gets_err_session_and_close() {
-    let server = Server::start();
+    let server = TestServer::start();
     let mut cfg = config(&server, "erin", "pw");
     cfg.register = true;
     let mut erin = TestClient::start(cfg.clone());
@@ -178,7 +249,7 @@ fn heartbeat_with_a_foreign_token_gets_err_session_and_close() {
 
 #[test]
 fn rate_limited_messages_are_resent_in_order() {
-    let server = Server::start_with(|c| {
+    let server = TestServer::start_with(|c| {
         c.rate_burst = 2;
         c.rate_per_sec = 20.0;
     });
@@ -207,7 +278,7 @@ fn rate_limited_messages_are_resent_in_order() {
 
 #[test]
 fn refusals_leave_the_outbox_with_the_server_text() {
-    let server = Server::start_with(|c| c.max_message_bytes = 10);
+    let server = TestServer::start_with(|c| c.max_message_bytes = 10);
     let mut cfg = config(&server, "hank", "pw");
     cfg.register = true;
     let mut hank = TestClient::start(cfg);
@@ -239,7 +310,7 @@ fn refusals_leave_the_outbox_with_the_server_text() {
 /// the server (it takes three missed heartbeats to drop it) keeps working without churning.
 #[test]
 fn a_lingering_old_session_on_the_same_address_does_not_disturb_the_new_one() {
-    let server = Server::start_with(|c| c.rate_burst = 10_000);
+    let server = TestServer::start_with(|c| c.rate_burst = 10_000);
     let mut cfg = config(&server, "kim", "pw");
     cfg.register = true;
     let mut first = TestClient::start(cfg.clone());
@@ -256,7 +327,7 @@ fn a_lingering_old_session_on_the_same_address_does_not_disturb_the_new_one() {
         n += 1;
         second.wait_acked(n);
     }
-    wait_until("old session dropped", || server.sessions() == 1);
+    wait_for("old session dropped", || server.sessions() == 1);
     second.wait_records(n);
     let warnings: Vec<_> = second
         .notices
@@ -274,7 +345,7 @@ fn a_lingering_old_session_on_the_same_address_does_not_disturb_the_new_one() {
 
 #[test]
 fn reconnect_ends_the_old_session_and_carries_on() {
-    let server = Server::start();
+    let server = TestServer::start();
     let mut cfg = config(&server, "lena", "pw");
     cfg.register = true;
     let mut lena = TestClient::start(cfg);
@@ -284,7 +355,7 @@ fn reconnect_ends_the_old_session_and_carries_on() {
     lena.client().reconnect();
     lena.wait_active();
     // The old session said Bye: only the new one is left.
-    wait_until("one session", || server.sessions() == 1);
+    wait_for("one session", || server.sessions() == 1);
     lena.send("two");
     lena.wait_records(2);
     assert_eq!(lena.bodies(), ["one", "two"]);

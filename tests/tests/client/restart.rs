@@ -3,11 +3,12 @@
 
 use gc_client::{ConnState, NoticeLevel};
 
-use crate::support::{Server, TestClient, cache_dir, config, register};
+use gc_tests::TestServer;
+use gc_tests::client::{TestClient, cache_dir, config, register};
 
 #[test]
 fn a_restarted_client_gets_only_what_it_missed() {
-    let server = Server::start();
+    let server = TestServer::start();
     let (_dir, cache) = cache_dir();
     let mut alice_cfg = config(&server, "alice", "pw");
     alice_cfg.register = true;
@@ -29,7 +30,7 @@ fn a_restarted_client_gets_only_what_it_missed() {
     bob.wait_acked(2);
 
     alice_cfg.register = false;
-    alice_cfg.bind_ip = Some(crate::support::client_ip());
+    alice_cfg.bind_ip = Some(gc_tests::client_ip());
     let mut alice = TestClient::start(alice_cfg);
     alice.wait_records(2);
     alice.send("back");
@@ -45,7 +46,7 @@ fn a_restarted_client_gets_only_what_it_missed() {
 
 #[test]
 fn messages_written_while_the_server_is_down_arrive_once_after_it_returns() {
-    let mut server = Server::start();
+    let mut server = TestServer::start();
     let mut alice_cfg = config(&server, "alice", "pw");
     alice_cfg.register = true;
     let mut alice = TestClient::start(alice_cfg);
@@ -88,7 +89,7 @@ fn messages_written_while_the_server_is_down_arrive_once_after_it_returns() {
 
 #[test]
 fn a_cache_from_another_server_is_moved_aside() {
-    let a = Server::start();
+    let a = TestServer::start();
     let (dir, cache) = cache_dir();
     let mut cfg = config(&a, "alice", "pw");
     cfg.register = true;
@@ -102,7 +103,7 @@ fn a_cache_from_another_server_is_moved_aside() {
     alice.close();
 
     // Another server (fresh store), same cache: its newest id (0) is below the cache's (3).
-    let b = Server::start();
+    let b = TestServer::start();
     let mut cfg_b = config(&b, "alice", "pw");
     cfg_b.register = true;
     cfg_b.cache_path = Some(cache.clone());
@@ -133,7 +134,7 @@ fn a_cache_from_another_server_is_moved_aside() {
 
 #[test]
 fn an_idle_client_logs_in_again_after_a_server_restart() {
-    let mut server = Server::start();
+    let mut server = TestServer::start();
     let mut cfg = config(&server, "ivan", "pw");
     cfg.register = true;
     let mut ivan = TestClient::start(cfg);

@@ -1,0 +1,221 @@
+//! Helpers for tests that drive the real client library (`gc_client::Client`): configurations
+//! for a [`TestServer`], and a [`TestClient`] that gathers the client's events and checks that
+//! records arrive exactly once, in id order.
+
+#![allow(clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use gc_client::{
+    BackoffConfig, Client, ClientConfig, ClientError, ConnState, Event, ListenPorts, NoticeLevel,
+};
+use gc_protocol::{ClientMsgId, Record};
+
+use crate::{TestServer, WAIT, client_ip};
+
+/// Logs to stderr when `GC_TEST_LOG` holds a filter (e.g. `gc_client=debug`), for debugging.
+pub fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("GC_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// A client configuration for `server`: its own loopback address, OS-chosen callback ports,
+/// short timeouts and backoff.
+pub fn config(server: &TestServer, user: &str, password: &str) -> ClientConfig {
+    init_logging();
+    let mut c = ClientConfig::new("127.0.0.1", user, password);
+    c.server_ports = server.ports();
+    c.bind_ip = Some(client_ip());
+    c.listen_ports = ListenPorts::any();
+    c.io_timeout = Duration::from_secs(2);
+    c.idle_timeout = Duration::from_secs(5);
+    c.backoff = BackoffConfig {
+        min: Duration::from_millis(50),
+        max: Duration::from_millis(500),
+    };
+    c
+}
+
+/// A running client and everything it has reported so far.
+#[derive(Debug)]
+pub struct TestClient {
+    pub client: Option<Client>,
+    rx: Receiver<Event>,
+    /// Every record from `Event::Records`, in arrival order.
+    pub records: Vec<Record>,
+    /// Acknowledged client-msg-ids with their record ids.
+    pub acked: Vec<(ClientMsgId, u64)>,
+    /// Every notice text.
+    pub notices: Vec<(NoticeLevel, String)>,
+    /// Every state change.
+    pub states: Vec<ConnState>,
+    /// Every other event, for checks.
+    pub others: Vec<Event>,
+}
+
+impl TestClient {
+    pub fn start(config: ClientConfig) -> Self {
+        let deadline = Instant::now() + WAIT;
+        let (client, rx) = loop {
+            match Client::start(config.clone()) {
+                Ok(started) => break started,
+                // See `Server::run`: a forked child may hold the previous run's cache lock briefly.
+                Err(ClientError::Cache(gc_store::StoreError::Locked { .. }))
+                    if Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("client does not start: {e:?}"),
+            }
+        };
+        Self {
+            client: Some(client),
+            rx,
+            records: Vec::new(),
+            acked: Vec::new(),
+            notices: Vec::new(),
+            states: Vec::new(),
+            others: Vec::new(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        self.client.as_ref().expect("client running")
+    }
+
+    /// Handles events until `done` holds for the state gathered so far; fails on a fatal error
+    /// unless `fatal_ok`, and after [`WAIT`].
+    fn pump(&mut self, what: &str, mut done: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !done(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Event::Fatal(e)) => panic!("fatal error while waiting for {what}: {e:?}"),
+                Ok(event) => self.take(event),
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "timed out waiting for {what}; records {:?}, notices {:?}, states {:?}",
+                    self.bodies(),
+                    self.notices,
+                    self.states
+                ),
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("client gone while waiting for {what}")
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, event: Event) {
+        match event {
+            Event::Records(r) => {
+                // Exactly once, in order: every id above everything before it.
+                for rec in &r {
+                    if let Some(last) = self.records.last() {
+                        assert!(rec.id > last.id, "record {} after {}", rec.id, last.id);
+                    }
+                    self.records.push(rec.clone());
+                }
+            }
+            Event::Acked {
+                client_msg_id, id, ..
+            } => self.acked.push((client_msg_id, id)),
+            Event::Notice { level, text } => self.notices.push((level, text)),
+            Event::State(s) => self.states.push(s),
+            other => self.others.push(other),
+        }
+    }
+
+    pub fn wait_active(&mut self) {
+        let since = self.states.len();
+        self.pump("ACTIVE", |c| c.states[since..].contains(&ConnState::Active));
+    }
+
+    pub fn wait_records(&mut self, n: usize) {
+        self.pump(&format!("{n} records"), |c| c.records.len() >= n);
+    }
+
+    pub fn wait_acked(&mut self, n: usize) {
+        self.pump(&format!("{n} acknowledgements"), |c| c.acked.len() >= n);
+    }
+
+    /// Waits for an event matched by `pick` among the "other" events (presence, history, …).
+    pub fn wait_other<T>(&mut self, what: &str, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+        let mut found = None;
+        self.pump(what, |c| {
+            if found.is_none() {
+                found = c.others.iter().find_map(&mut pick);
+            }
+            found.is_some()
+        });
+        found.expect("found")
+    }
+
+    /// Waits for the fatal error that stops the client.
+    pub fn wait_fatal(&mut self) -> ClientError {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Event::Fatal(e)) => return e,
+                Ok(event) => self.take(event),
+                Err(e) => panic!(
+                    "no fatal error ({e:?}); notices {:?}, states {:?}",
+                    self.notices, self.states
+                ),
+            }
+        }
+    }
+
+    pub fn send(&self, text: &str) -> ClientMsgId {
+        self.client().send(text).expect("message queued")
+    }
+
+    pub fn bodies(&self) -> Vec<String> {
+        self.records.iter().map(|r| r.body.clone()).collect()
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.records.iter().map(|r| r.id).collect()
+    }
+
+    /// Closes with `Bye`, returning the unsent count.
+    pub fn close(&mut self) -> usize {
+        self.client.take().map_or(0, |c| {
+            c.close(true, Some(Duration::from_secs(10))).unsent.len()
+        })
+    }
+}
+
+/// Registers `user` with a throwaway client and closes it.
+pub fn register(server: &TestServer, user: &str, password: &str) {
+    let mut c = config(server, user, password);
+    c.register = true;
+    let mut client = TestClient::start(c);
+    client.wait_active();
+    client.close();
+}
+
+/// A fresh temporary directory for cache files.
+pub fn cache_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cache").join("cdatabase.db");
+    (dir, path)
+}
+
+/// The address of a client's heartbeat listener.
+pub fn heartbeat_addr(config: &ClientConfig, client: &Client) -> SocketAddr {
+    SocketAddr::new(
+        config.bind_ip.expect("tests bind"),
+        client.ports().heartbeat,
+    )
+}

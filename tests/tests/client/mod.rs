@@ -1,0 +1,6 @@
+//! The client library (`gc_client::Client`) against real servers: logins and their failures,
+//! chatting, presence, history, restarts of either side.
+
+mod auth;
+mod restart;
+mod session;
