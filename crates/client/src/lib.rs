@@ -18,6 +18,7 @@
 //! end; [`display`] makes remote text safe for a terminal; [`settings`] is the UI's settings file;
 //! [`local_server`] runs a `gc-server` next to the client (`--with-server`).
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod display;

@@ -1,0 +1,233 @@
+//! What the `gc-client` binary does once its command line is parsed and logging is set up:
+//! list plugins, or run the terminal UI or headless mode, optionally around a local gc-server.
+
+use std::io::{self, BufReader, Write as _};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::Cli;
+use crate::config::DEFAULT_CONNECT_PORT;
+use crate::headless::{self, EXIT_ERROR, EXIT_UNSENT};
+use crate::local_server::{self, LocalServer, LocalServerOptions, StopReport};
+use crate::settings::{Settings, default_log_path, default_settings_path};
+use crate::tui::{self, TuiOptions};
+use crate::{ClientError, ServerPorts};
+
+/// How long messages still in the outbox may hold up quitting the terminal UI.
+const QUIT_DRAIN: Duration = Duration::from_secs(3);
+/// How long the local server may take to start, and to stop after SIGTERM.
+const LOCAL_SERVER_WAIT: Duration = Duration::from_secs(10);
+
+/// Runs what the command line asks for, after logging is set up: `--list-plugins`, or the
+/// terminal UI / headless mode (with a local server around it for `--with-server`). Returns the
+/// process exit code; errors have been reported on standard error.
+pub fn run(cli: &Cli, log_file: Option<&Path>) -> u8 {
+    if cli.list_plugins {
+        return list_plugins(cli);
+    }
+    let mut server = None;
+    if cli.with_server {
+        match start_local_server(cli, log_file) {
+            Ok(s) => server = Some(s),
+            Err(e) => return error_exit(&e),
+        }
+    }
+    let code = if cli.headless {
+        run_headless(cli)
+    } else {
+        run_tui(cli)
+    };
+    if let Some(mut server) = server {
+        match server.stop(LOCAL_SERVER_WAIT) {
+            StopReport::Stopped(status) if status.success() => {}
+            StopReport::Stopped(status) => print_error(&format!(
+                "gc-client: the local gc-server stopped with {status}; see {}",
+                server.log_file().display()
+            )),
+            StopReport::Exited(status) => print_error(&format!(
+                "gc-client: the local gc-server had already exited ({status}); see {}",
+                server.log_file().display()
+            )),
+            StopReport::Killed => print_error(&format!(
+                "gc-client: the local gc-server did not stop within {} s of SIGTERM and was \
+                 killed; see {}",
+                LOCAL_SERVER_WAIT.as_secs(),
+                server.log_file().display()
+            )),
+            StopReport::Unknown(why) => {
+                print_error(&format!("gc-client: the local gc-server: {why}"));
+            }
+        }
+    }
+    code
+}
+
+fn start_local_server(cli: &Cli, log_file: Option<&Path>) -> Result<LocalServer, ClientError> {
+    let binary = local_server::sibling_binary()?;
+    let log_dir = log_file
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .or_else(|| {
+            default_log_path(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+        })
+        .unwrap_or_default();
+    let options = LocalServerOptions {
+        binary,
+        data_dir: cli
+            .server_data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("gc-data")),
+        log_file: log_dir.join("gc-server.log"),
+        bind: cli.server.parse::<IpAddr>().ok(),
+        ports: ServerPorts {
+            connect: cli.server_port_connect,
+            auth: cli.server_port_auth,
+            send: cli.server_port_send,
+        },
+        ready_timeout: LOCAL_SERVER_WAIT,
+    };
+    tracing::info!(
+        "starting {} (data {}, log {})",
+        options.binary.display(),
+        options.data_dir.display(),
+        options.log_file.display()
+    );
+    LocalServer::start(&options)
+}
+
+fn run_headless(cli: &Cli) -> u8 {
+    let config = match cli.password().and_then(|pw| cli.client_config(pw)) {
+        Ok(config) => config,
+        Err(e) => return headless_exit(&Err(e)),
+    };
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let mut status = io::stderr();
+    let result = headless::run(
+        config,
+        BufReader::new(io::stdin()),
+        &mut out,
+        &mut status,
+        cli.headless_options(),
+    );
+    let _ = out.flush();
+    drop(out);
+    headless_exit(&result)
+}
+
+fn run_tui(cli: &Cli) -> u8 {
+    let settings = cli.config.clone().or_else(|| {
+        default_settings_path(
+            std::env::var_os("XDG_CONFIG_HOME"),
+            std::env::var_os("HOME"),
+        )
+    });
+    let remembered = settings
+        .as_deref()
+        .and_then(|path| match Settings::load(path) {
+            Ok(s) => s.user,
+            Err(e) => {
+                tracing::warn!("{}", crate::error_chain(&e));
+                None
+            }
+        });
+    let password = match cli.given_password() {
+        Ok(password) => password,
+        Err(e) => return error_exit(&e),
+    };
+    let server_label = if cli.server_port_connect == DEFAULT_CONNECT_PORT {
+        cli.server.clone()
+    } else if cli.server.contains(':') {
+        format!("[{}]:{}", cli.server, cli.server_port_connect)
+    } else {
+        format!("{}:{}", cli.server, cli.server_port_connect)
+    };
+    let options = TuiOptions {
+        server_label,
+        user: cli.user.clone().or(remembered),
+        password,
+        register: cli.register,
+        settings,
+        drain: QUIT_DRAIN,
+    };
+    let config_for =
+        |user: &str, password, register| cli.client_config_for(user, password, register);
+    match tui::run(options, &config_for) {
+        Ok(outcome) => {
+            if !outcome.unsent.is_empty() {
+                let mut text = format!(
+                    "gc-client: {} message(s) were not acknowledged by the server and may not \
+                     have been sent:",
+                    outcome.unsent.len()
+                );
+                for message in &outcome.unsent {
+                    text.push_str("\n  ");
+                    text.push_str(&crate::display::sanitize(&message.text));
+                }
+                print_error(&text);
+                return EXIT_UNSENT;
+            }
+            match outcome.signal {
+                Some(signal) => 128 + u8::try_from(signal).unwrap_or(0),
+                None => 0,
+            }
+        }
+        Err(e) => error_exit(&e),
+    }
+}
+
+/// `--list-plugins`: what the mods directory holds, one line per candidate file.
+fn list_plugins(cli: &Cli) -> u8 {
+    let dir = match cli.mods_dir() {
+        Ok(Some(dir)) => dir,
+        Ok(None) => {
+            print_error("gc-client: no mods directory: HOME is not set; give --mods-dir DIR");
+            return headless::EXIT_USAGE;
+        }
+        Err(e) => return error_exit(&e),
+    };
+    let lines = match gc_plugin::Plugins::listing(&dir) {
+        Ok(lines) => lines,
+        Err(e) => {
+            print_error(&format!("gc-client: error: {e}"));
+            return EXIT_ERROR;
+        }
+    };
+    let mut out = io::stdout().lock();
+    for line in lines {
+        if writeln!(out, "{line}").is_err() {
+            return EXIT_ERROR;
+        }
+    }
+    0
+}
+
+/// Reports `e` on standard error and picks the exit code (2 for usage, 1 otherwise).
+pub fn error_exit(e: &ClientError) -> u8 {
+    print_error(&headless::error_line(e));
+    match e {
+        ClientError::Config(_) | ClientError::NoPassword(_) => headless::EXIT_USAGE,
+        _ => EXIT_ERROR,
+    }
+}
+
+/// Reports a headless outcome on standard error and picks the exit code.
+fn headless_exit(result: &Result<headless::HeadlessOutcome, ClientError>) -> u8 {
+    match result {
+        Ok(outcome) if outcome.unsent > 0 => print_error(&format!(
+            "gc-client: {} message(s) were not acknowledged by the server before the drain \
+             timeout; they were not sent (or not confirmed)",
+            outcome.unsent
+        )),
+        Ok(_) => {}
+        Err(e) => print_error(&headless::error_line(e)),
+    }
+    headless::exit_code(result)
+}
+
+/// Writes a line on standard error; a closed or vanished terminal is no reason to panic.
+fn print_error(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
