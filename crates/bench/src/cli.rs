@@ -1,0 +1,245 @@
+//! Command line: global options (which server, how many runs, bounds) and one subcommand per
+//! workload.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// gc-bench: load generator for gc-server.
+///
+/// Starts a fresh gc-server child process for every run (temporary data dir, bound to
+/// 127.0.0.1, OS-chosen ports, rate limits lifted), drives it with many in-process clients (each
+/// on its own loopback address 127.<ip-base>.x.y, with OS-chosen callback ports, answering
+/// heartbeats and deliveries like a real client) and prints, per run, a table and one JSON line:
+/// parameters, machine, server version, results. Server CPU, RSS and threads come from
+/// /proc/<server pid>; bench CPU from /proc/self (a run where the bench saturated a core is
+/// flagged: its rate is then only a lower bound).
+///
+/// Build both binaries first: cargo build --release -p gc-server -p gc-bench. Many clients need
+/// many descriptors: the bench raises its soft limit to the hard one (see `ulimit -Hn`).
+#[derive(Debug, Parser)]
+#[command(name = "gc-bench", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(subcommand)]
+    pub workload: Workload,
+}
+
+/// fsync policy of a started server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Fsync {
+    /// fsync every append.
+    Always,
+    /// Group commit (the server's default).
+    Batch,
+    /// Never fsync.
+    Never,
+}
+
+impl Fsync {
+    /// The server's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::Batch => "batch",
+            Self::Never => "never",
+        }
+    }
+}
+
+/// Options of every workload.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// gc-server binary to start [default: gc-server in the same directory as gc-bench].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub server_bin: Option<PathBuf>,
+
+    /// Drive a running server at this address instead of starting one (it needs
+    /// --rate-burst/--rate-per-sec high enough for the load and open registration).
+    #[arg(long, global = true, value_name = "IP")]
+    pub server: Option<IpAddr>,
+
+    /// Connect, auth and send ports of --server.
+    #[arg(
+        long,
+        global = true,
+        value_name = "C,A,S",
+        default_value = "10740,9281,9980"
+    )]
+    pub server_ports: String,
+
+    /// Process id of --server, for its CPU, RSS and threads (not measured without it).
+    #[arg(long, global = true, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
+    /// Data dir of --server, for the ingest store check.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub server_data_dir: Option<PathBuf>,
+
+    /// Extra argument for a started gc-server, e.g. --server-arg=--no-reuse (repeatable).
+    #[arg(
+        long = "server-arg",
+        global = true,
+        value_name = "ARG",
+        allow_hyphen_values = true
+    )]
+    pub server_args: Vec<String>,
+
+    /// Heartbeat interval of a started server, in milliseconds.
+    #[arg(long, global = true, value_name = "MS", default_value_t = 1000)]
+    pub heartbeat_ms: u64,
+
+    /// fsync policy of a started server.
+    #[arg(long, global = true, value_enum, default_value_t = Fsync::Batch)]
+    pub fsync: Fsync,
+
+    /// Threads serving all clients' heartbeat and delivery connections (epoll).
+    #[arg(long, global = true, value_name = "N", default_value_t = 2)]
+    pub io_threads: usize,
+
+    /// Repeat the workload this many times (a fresh server each time) and print the medians.
+    #[arg(long, global = true, value_name = "N", default_value_t = 1)]
+    pub runs: usize,
+
+    /// Give up a run after this many seconds.
+    #[arg(long, global = true, value_name = "S", default_value_t = 60)]
+    pub timeout: u64,
+
+    /// Second octet of the clients' loopback addresses (127.<ip-base>.x.y).
+    #[arg(long, global = true, value_name = "N", default_value_t = 20)]
+    pub ip_base: u8,
+
+    /// Directory for the started server's temporary data dir [default: the system temp dir].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_parent: Option<PathBuf>,
+
+    /// Print only the JSON lines, not the tables.
+    #[arg(long, global = true)]
+    pub json_only: bool,
+}
+
+/// The workloads.
+#[derive(Debug, Subcommand)]
+pub enum Workload {
+    /// Full sign-in (Ping/Pong, SCRAM-SHA-256, callback, Ok) of N clients, at most C at a time:
+    /// p50/p99/max setup time and sign-ins/s, with keys derived at every sign-in (cold) and
+    /// cached per salt (cached).
+    Connect(ConnectArgs),
+    /// S senders pipeline up to W unacknowledged Msg frames each on one kept connection until K
+    /// messages are acknowledged; then every message is checked to be in database.db once.
+    Ingest(IngestArgs),
+    /// N clients online, S of them sending at a fixed rate or as fast as they can; every delivery
+    /// is timed and checked (lost and duplicated deliveries).
+    Fanout(FanoutArgs),
+    /// N clients connected and silent for T seconds: server CPU, RSS, threads, connections/s.
+    Idle(IdleArgs),
+    /// Server RSS and threads with no clients, then with N clients that all receive a few
+    /// messages: bytes per client.
+    Memory(MemoryArgs),
+}
+
+/// Which sign-ins to time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Keys {
+    /// PBKDF2 at every sign-in.
+    Cold,
+    /// Keys derived once per salt and reused.
+    Cached,
+    /// Cold, then cached (two phases on the same server).
+    Both,
+}
+
+/// `connect` options.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Clients to sign in.
+    #[arg(long, default_value_t = 100)]
+    pub n: usize,
+    /// Sign-ins in progress at once.
+    #[arg(long, value_name = "C", default_value_t = 1)]
+    pub concurrency: usize,
+    /// Derive SCRAM keys at every sign-in, reuse them, or measure both.
+    #[arg(long, value_enum, default_value_t = Keys::Both)]
+    pub keys: Keys,
+}
+
+/// `ingest` options.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Sending clients (each its own session and connection).
+    #[arg(long, value_name = "S", default_value_t = 16)]
+    pub senders: usize,
+    /// Messages in all.
+    #[arg(long, value_name = "K", default_value_t = 20_000)]
+    pub messages: u64,
+    /// Unacknowledged messages per sender.
+    #[arg(long, value_name = "W", default_value_t = 64)]
+    pub window: usize,
+    /// Message body size in bytes.
+    #[arg(long, value_name = "B", default_value_t = 32)]
+    pub body_bytes: usize,
+    /// Clients report a cursor far ahead of the store, so the server delivers nothing: measures
+    /// ingest alone. Without it every sender also receives every message, as real clients do.
+    #[arg(long)]
+    pub sink: bool,
+}
+
+/// Fanout modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FanoutMode {
+    /// Each sender sends --rate messages a second.
+    Rate,
+    /// Each sender sends as fast as its window allows.
+    Max,
+}
+
+/// `fanout` options.
+#[derive(Debug, Args)]
+pub struct FanoutArgs {
+    /// Clients online (all receive every message).
+    #[arg(long, default_value_t = 200)]
+    pub n: usize,
+    /// Fixed rate or as fast as possible.
+    #[arg(long, value_enum, default_value_t = FanoutMode::Rate)]
+    pub mode: FanoutMode,
+    /// Sending clients (among the N).
+    #[arg(long, value_name = "S", default_value_t = 5)]
+    pub senders: usize,
+    /// Messages per second per sender (rate mode).
+    #[arg(long, value_name = "R", default_value_t = 100.0)]
+    pub rate: f64,
+    /// Seconds of sending.
+    #[arg(long, value_name = "T", default_value_t = 10.0)]
+    pub duration: f64,
+    /// Unacknowledged messages per sender.
+    #[arg(long, value_name = "W", default_value_t = 32)]
+    pub window: usize,
+    /// Message body size in bytes.
+    #[arg(long, value_name = "B", default_value_t = 32)]
+    pub body_bytes: usize,
+}
+
+/// `idle` options.
+#[derive(Debug, Args)]
+pub struct IdleArgs {
+    /// Clients connected.
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    /// Seconds measured (after every client answered a heartbeat and 1 s of settling).
+    #[arg(long, value_name = "T", default_value_t = 10.0)]
+    pub seconds: f64,
+}
+
+/// `memory` options.
+#[derive(Debug, Args)]
+pub struct MemoryArgs {
+    /// Clients connected.
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    /// Messages sent once everyone is online; every client must receive each.
+    #[arg(long, default_value_t = 5)]
+    pub probes: u64,
+}

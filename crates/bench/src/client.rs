@@ -1,0 +1,318 @@
+//! One bench client: its own loopback address, its callback listeners, and the full sign-in
+//! (Ping/Pong, SCRAM, the auth callback, Ok), timed phase by phase.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use gc_protocol::scram::{ClientFirst, ClientKeys, ServerChallenge};
+use gc_protocol::{
+    AuthClient, AuthServer, Authed, CallbackPorts, CallbackReply, ConnectPing, ConnectReply,
+    FramedStream, SendReply, SendRequest, SessionToken, Username, VERSION,
+};
+use socket2::{Domain, Socket, Type};
+
+use crate::error::BenchError;
+use crate::server::{Addrs, BenchAccounts};
+
+/// Deadline of each step of an exchange.
+pub const STEP: Duration = Duration::from_secs(10);
+
+/// The loopback address of client `i`: `127.<base + i/62500>.<(i/250) % 250>.<1 + i % 250>`.
+/// Linux routes all of 127/8 to the loopback device, so every client gets its own address, as on
+/// a real LAN (the server tells sessions apart, and calls back, by source address).
+pub fn client_ip(base: u8, i: usize) -> IpAddr {
+    let block = i / 250;
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        base.saturating_add((block / 250) as u8),
+        (block % 250) as u8,
+        (1 + i % 250) as u8,
+    ))
+}
+
+/// Connects to `to` from `local` (port chosen by the OS), with Nagle off.
+pub fn connect_from(local: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(to), Type::STREAM, None)?;
+    socket.bind(&SocketAddr::new(local, 0).into())?;
+    socket.connect_timeout(&to.into(), STEP)?;
+    let stream: TcpStream = socket.into();
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// A listener on `ip` with an OS-chosen port.
+fn listen(ip: IpAddr, accept_timeout: Option<Duration>) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(SocketAddr::new(ip, 0)),
+        Type::STREAM,
+        None,
+    )?;
+    socket.bind(&SocketAddr::new(ip, 0).into())?;
+    socket.listen(64)?;
+    if let Some(t) = accept_timeout {
+        // SO_RCVTIMEO bounds accept() on Linux.
+        socket.set_read_timeout(Some(t))?;
+    }
+    Ok(socket.into())
+}
+
+/// Derived SCRAM keys by salt and iteration count: a client may keep these instead of running
+/// PBKDF2 at every sign-in (`--keys cached`).
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    keys: Mutex<HashMap<(Vec<u8>, u32), ClientKeys>>,
+}
+
+impl KeyCache {
+    /// Derives the bench accounts' keys ahead of time, as a client that signed in before would
+    /// have them.
+    pub fn warm(&self, accounts: &BenchAccounts) {
+        let v = &accounts.verifier;
+        let _ = self.get(&v.salt, v.iterations, &accounts.password);
+    }
+
+    fn get(&self, salt: &[u8], iterations: u32, password: &str) -> ClientKeys {
+        let key = (salt.to_vec(), iterations);
+        if let Some(k) = self
+            .keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return k.clone();
+        }
+        let k = ClientKeys::derive(password, salt, iterations);
+        self.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, k.clone());
+        k
+    }
+}
+
+/// Time spent in each step of a sign-in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SignInTiming {
+    /// From the first connect to `Ok`.
+    pub total: Duration,
+    /// Connect + `Ping` → `Pong`.
+    pub ping: Duration,
+    /// Connect + `AuthRequest` → `Auth1`.
+    pub auth1: Duration,
+    /// PBKDF2 and the proof (client CPU; near zero with cached keys).
+    pub proof: Duration,
+    /// `Proof` → callback (`Authed`/`Thx`) → `Ok`.
+    pub finish: Duration,
+}
+
+/// The listeners a client serves after signing in.
+#[derive(Debug)]
+pub struct CallbackListeners {
+    /// Heartbeat port (8070).
+    pub heartbeat: TcpListener,
+    /// Delivery port (6090).
+    pub delivery: TcpListener,
+}
+
+/// A signed-in client.
+#[derive(Debug)]
+pub struct Session {
+    /// Its index (slot) in the run.
+    pub slot: usize,
+    /// Its address.
+    pub ip: IpAddr,
+    /// Its session token.
+    pub token: SessionToken,
+    /// The newest message id at sign-in (the client's starting cursor).
+    pub latest_id: u64,
+    /// Heartbeat interval the server announced.
+    pub heartbeat_ms: u32,
+    /// How long each step took.
+    pub timing: SignInTiming,
+    /// Its heartbeat and delivery listeners.
+    pub listeners: CallbackListeners,
+}
+
+/// What a sign-in needs to know.
+#[derive(Debug, Clone, Copy)]
+pub struct SignInArgs<'a> {
+    /// The server.
+    pub addrs: &'a Addrs,
+    /// Accounts and password.
+    pub accounts: &'a BenchAccounts,
+    /// Cached keys (`None`: derive at every sign-in, as a client without a cache does).
+    pub keys: Option<&'a KeyCache>,
+    /// The lowest iteration count the client accepts.
+    pub min_iterations: u32,
+}
+
+fn refused(what: &str, answer: impl std::fmt::Debug) -> BenchError {
+    BenchError::Refused {
+        what: what.to_owned(),
+        answer: format!("{answer:?}"),
+    }
+}
+
+/// Signs in client `slot` from `ip` as account `account`: binds its three listeners, then
+/// `Ping`/`Pong`, `AuthRequest`/`Auth1`, `Proof`, the callback, `Ok`.
+pub fn sign_in(
+    args: SignInArgs<'_>,
+    slot: usize,
+    ip: IpAddr,
+    account: usize,
+) -> Result<Session, BenchError> {
+    let user = BenchAccounts::name(account);
+    let io = |what: &str, e| BenchError::io(format!("{user}: {what}"), e);
+    let proto = |what: &str, e| BenchError::protocol(format!("{user}: {what}"), e);
+    // Listeners first, so no callback can race ahead of them.
+    let auth_l = listen(ip, Some(STEP)).map_err(|e| io("bind the auth listener", e))?;
+    let hb_l = listen(ip, None).map_err(|e| io("bind the heartbeat listener", e))?;
+    let dl_l = listen(ip, None).map_err(|e| io("bind the delivery listener", e))?;
+    let port = |l: &TcpListener| l.local_addr().map(|a| a.port());
+    let ports = CallbackPorts {
+        auth: port(&auth_l).map_err(|e| io("auth listener address", e))?,
+        heartbeat: port(&hb_l).map_err(|e| io("heartbeat listener address", e))?,
+        delivery: port(&dl_l).map_err(|e| io("delivery listener address", e))?,
+    };
+    let deadline = || Instant::now() + STEP;
+    let t0 = Instant::now();
+
+    // 10740: version check.
+    let stream = connect_from(ip, args.addrs.connect).map_err(|e| io("connect (10740)", e))?;
+    let mut c = FramedStream::new(stream, args.addrs.connect.to_string());
+    c.send(
+        &ConnectPing {
+            version: VERSION.into(),
+        },
+        deadline(),
+    )
+    .map_err(|e| proto("send Ping", e))?;
+    match c.read::<ConnectReply>(deadline()) {
+        Ok(ConnectReply::Pong { .. }) => {}
+        Ok(other) => return Err(refused("Ping", other)),
+        Err(e) => return Err(proto("read Pong", e)),
+    }
+    drop(c);
+    let t_ping = Instant::now();
+
+    // 9281: SCRAM.
+    let first = ClientFirst::new(&user).map_err(|e| BenchError::Invalid(e.to_string()))?;
+    let stream = connect_from(ip, args.addrs.auth).map_err(|e| io("connect (9281)", e))?;
+    let mut a = FramedStream::new(stream, args.addrs.auth.to_string());
+    let username = Username::new(user.clone()).map_err(|e| BenchError::Invalid(e.to_string()))?;
+    a.send(
+        &AuthClient::AuthRequest {
+            username,
+            ports,
+            client_first: first.message().to_owned(),
+        },
+        deadline(),
+    )
+    .map_err(|e| proto("send AuthRequest", e))?;
+    let server_first = match a.read::<AuthServer>(deadline()) {
+        Ok(AuthServer::Auth1 { server_first }) => server_first,
+        Ok(other) => return Err(refused("AuthRequest", other)),
+        Err(e) => return Err(proto("read Auth1", e)),
+    };
+    let t_auth1 = Instant::now();
+    let password = &args.accounts.password;
+    let fin = match args.keys {
+        None => first.handle_server_first(&server_first, password, args.min_iterations),
+        Some(cache) => {
+            let challenge = ServerChallenge::parse(&server_first)
+                .map_err(|e| refused("Auth1", e.to_string()))?;
+            let keys = cache.get(&challenge.salt, challenge.iterations, password);
+            first.handle_server_first_with_keys(&server_first, &keys, args.min_iterations)
+        }
+    }
+    .map_err(|e| refused("Auth1", e.to_string()))?;
+    let t_proof = Instant::now();
+    a.send(
+        &AuthClient::Proof {
+            client_final: fin.message().to_owned(),
+        },
+        deadline(),
+    )
+    .map_err(|e| proto("send Proof", e))?;
+
+    // 12090: the server calls back before it answers the proof.
+    let (s, peer) = auth_l
+        .accept()
+        .map_err(|e| io("accept the auth callback", e))?;
+    s.set_nodelay(true)
+        .map_err(|e| io("set TCP_NODELAY on the callback", e))?;
+    let mut cb = FramedStream::new(s, peer.to_string());
+    let authed: Authed = cb.read(deadline()).map_err(|e| proto("read Authed", e))?;
+    fin.verify_server_final(&authed.server_final)
+        .map_err(|e| refused("Authed (server signature)", e.to_string()))?;
+    cb.send(&CallbackReply::Thx, deadline())
+        .map_err(|e| proto("send Thx", e))?;
+    drop(cb);
+    drop(auth_l);
+    let (heartbeat_ms, latest_id) = match a.read::<AuthServer>(deadline()) {
+        Ok(AuthServer::Ok {
+            heartbeat_ms,
+            latest_id,
+        }) => (heartbeat_ms, latest_id),
+        Ok(other) => return Err(refused("Proof", other)),
+        Err(e) => return Err(proto("read Ok", e)),
+    };
+    let t_ok = Instant::now();
+    Ok(Session {
+        slot,
+        ip,
+        token: authed.token,
+        latest_id,
+        heartbeat_ms,
+        timing: SignInTiming {
+            total: t_ok - t0,
+            ping: t_ping - t0,
+            auth1: t_auth1 - t_ping,
+            proof: t_proof - t_auth1,
+            finish: t_ok - t_proof,
+        },
+        listeners: CallbackListeners {
+            heartbeat: hb_l,
+            delivery: dl_l,
+        },
+    })
+}
+
+/// Ends a session with `Bye` on the sending port.
+pub fn bye(addrs: &Addrs, ip: IpAddr, token: &SessionToken) -> Result<(), BenchError> {
+    let stream = connect_from(ip, addrs.send).map_err(|e| BenchError::io("connect (9980)", e))?;
+    let mut c = FramedStream::new(stream, addrs.send.to_string());
+    let deadline = Instant::now() + STEP;
+    c.send(
+        &SendRequest::Bye {
+            token: token.clone(),
+        },
+        deadline,
+    )
+    .map_err(|e| BenchError::protocol("send Bye", e))?;
+    match c.read::<SendReply>(deadline) {
+        Ok(SendReply::Thx { .. }) => Ok(()),
+        Ok(other) => Err(refused("Bye", other)),
+        Err(e) => Err(BenchError::protocol("read the Bye reply", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_distinct_and_on_loopback() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..70_000 {
+            let ip = client_ip(20, i);
+            assert!(ip.is_loopback());
+            assert!(seen.insert(ip), "{i}");
+            if let IpAddr::V4(v4) = ip {
+                assert!(v4.octets()[3] >= 1 && v4.octets()[3] <= 250);
+            }
+        }
+    }
+}

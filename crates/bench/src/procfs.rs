@@ -1,0 +1,496 @@
+//! What the bench reads from /proc: CPU time of the server process and of each bench thread,
+//! the server's RSS and thread count, the machine's busy time, and a description of the machine.
+//!
+//! CPU is attributed by process: the server runs as its own process (started by the bench or
+//! given by pid), so `/proc/<pid>/stat` holds exactly its CPU (all its threads, live and exited).
+//! The bench's own CPU comes from `/proc/self/stat`, and per thread from `/proc/self/task/*/stat`
+//! (threads are named `bc-*`), which shows whether one load-generator thread was the bottleneck.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::hist::round3;
+
+/// CPU and memory figures of one process at one moment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcSample {
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
+    /// stime (kernel) alone, in clock ticks.
+    pub sys_ticks: u64,
+    /// Resident set size in KiB (`VmRSS`).
+    pub rss_kib: u64,
+    /// Threads.
+    pub threads: u64,
+}
+
+fn ticks_per_second() -> f64 {
+    rustix::param::clock_ticks_per_second() as f64
+}
+
+/// Splits a `stat` line into (comm, fields after the comm); field 3 (`state`) is index 0.
+fn split_stat(text: &str) -> Option<(&str, Vec<&str>)> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = &text[open + 1..close];
+    Some((comm, text[close + 1..].split_whitespace().collect()))
+}
+
+fn field(fields: &[&str], n: usize) -> u64 {
+    // `n` is the 1-based field number of proc(5).
+    fields.get(n - 3).and_then(|f| f.parse().ok()).unwrap_or(0)
+}
+
+/// Reads `/proc/<pid>/stat` and `/proc/<pid>/status`; `None` if the process is gone.
+pub fn sample(pid: &str) -> Option<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, fields) = split_stat(&stat)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Some(ProcSample {
+        cpu_ticks: field(&fields, 14) + field(&fields, 15),
+        sys_ticks: field(&fields, 15),
+        rss_kib: kib("VmRSS:"),
+        threads: kib("Threads:"),
+    })
+}
+
+/// Threads of this process that have finished: their last CPU figures (they vanish from
+/// `/proc/self/task` when they exit).
+static FINISHED: Mutex<Vec<(u64, String, u64)>> = Mutex::new(Vec::new());
+
+/// Records the calling thread's CPU time; bench worker threads call this just before they end,
+/// so snapshots taken after they exit still count them.
+pub fn thread_done() {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return;
+    };
+    let tid = stat
+        .split_whitespace()
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    if let Some((comm, fields)) = split_stat(&stat) {
+        let ticks = field(&fields, 14) + field(&fields, 15);
+        FINISHED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((tid, comm.to_owned(), ticks));
+    }
+}
+
+/// CPU ticks of each thread of this process, by thread id, with its name (finished threads
+/// included, see [`thread_done`]).
+pub fn own_threads() -> HashMap<u64, (String, u64)> {
+    let mut out: HashMap<u64, (String, u64)> = FINISHED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(tid, name, ticks)| (*tid, (name.clone(), *ticks)))
+        .collect();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Some((comm, fields)) = split_stat(&stat) {
+            out.insert(
+                tid,
+                (comm.to_owned(), field(&fields, 14) + field(&fields, 15)),
+            );
+        }
+    }
+    out
+}
+
+/// Busy and total jiffies of the whole machine (`/proc/stat`, first line).
+fn machine_jiffies() -> (u64, u64) {
+    let Ok(text) = std::fs::read_to_string("/proc/stat") else {
+        return (0, 0);
+    };
+    let Some(line) = text.lines().next() else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    // idle + iowait
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// The 1-minute load average.
+pub fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|x| x.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// Everything CPU-related at one instant.
+#[derive(Debug, Clone)]
+pub struct CpuSnapshot {
+    at: Instant,
+    server: Option<ProcSample>,
+    bench: Option<ProcSample>,
+    threads: HashMap<u64, (String, u64)>,
+    machine: (u64, u64),
+}
+
+/// CPU used between two snapshots, in cores (1.0 = one core busy the whole time).
+#[derive(Debug, Clone)]
+pub struct CpuUsage {
+    /// Wall time between the snapshots, in seconds.
+    pub wall_s: f64,
+    /// The server process (None when its pid is unknown).
+    pub server_cores: Option<f64>,
+    /// Of which in the kernel (system calls, TCP).
+    pub server_sys_cores: Option<f64>,
+    /// The bench's kernel share.
+    pub bench_sys_cores: f64,
+    /// This process (the load generator).
+    pub bench_cores: f64,
+    /// The busiest bench thread and its share of a core.
+    pub bench_busiest: (String, f64),
+    /// Bench CPU by thread kind (name up to its last `-`).
+    pub bench_by_kind: Vec<(String, f64)>,
+    /// The whole machine (all processes), out of `nproc`.
+    pub machine_cores: f64,
+    /// Cores of the machine.
+    pub nproc: usize,
+}
+
+/// At or above this share of a core, a bench thread (or the whole bench) counts as saturated.
+pub const SATURATED: f64 = 0.9;
+
+impl CpuSnapshot {
+    /// Takes a snapshot; `server_pid` is the server's pid if known.
+    pub fn take(server_pid: Option<u32>) -> Self {
+        Self {
+            at: Instant::now(),
+            server: server_pid.and_then(|p| sample(&p.to_string())),
+            bench: sample("self"),
+            threads: own_threads(),
+            machine: machine_jiffies(),
+        }
+    }
+
+    /// The usage from `self` to `later`.
+    pub fn until(&self, later: &CpuSnapshot) -> CpuUsage {
+        let wall = later.at.duration_since(self.at).as_secs_f64().max(1e-9);
+        let tps = ticks_per_second();
+        let cores = |ticks: u64| ticks as f64 / tps / wall;
+        let server_cores = match (self.server, later.server) {
+            (Some(a), Some(b)) => Some(cores(b.cpu_ticks.saturating_sub(a.cpu_ticks))),
+            _ => None,
+        };
+        let server_sys_cores = match (self.server, later.server) {
+            (Some(a), Some(b)) => Some(cores(b.sys_ticks.saturating_sub(a.sys_ticks))),
+            _ => None,
+        };
+        let bench_cores = match (self.bench, later.bench) {
+            (Some(a), Some(b)) => cores(b.cpu_ticks.saturating_sub(a.cpu_ticks)),
+            _ => 0.0,
+        };
+        let bench_sys_cores = match (self.bench, later.bench) {
+            (Some(a), Some(b)) => cores(b.sys_ticks.saturating_sub(a.sys_ticks)),
+            _ => 0.0,
+        };
+        let mut busiest = (String::new(), 0.0);
+        let mut kinds: HashMap<String, f64> = HashMap::new();
+        for (tid, (name, ticks)) in &later.threads {
+            let before = self.threads.get(tid).map_or(0, |(_, t)| *t);
+            let c = cores(ticks.saturating_sub(before));
+            if c > busiest.1 {
+                busiest = (name.clone(), c);
+            }
+            let kind = name.rsplit_once('-').map_or(name.as_str(), |(k, _)| k);
+            *kinds.entry(kind.to_owned()).or_default() += c;
+        }
+        let mut bench_by_kind: Vec<(String, f64)> = kinds.into_iter().collect();
+        bench_by_kind.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let (busy0, total0) = self.machine;
+        let (busy1, total1) = later.machine;
+        let nproc = nproc();
+        let machine_cores = if total1 > total0 {
+            (busy1 - busy0) as f64 / (total1 - total0) as f64 * nproc as f64
+        } else {
+            0.0
+        };
+        CpuUsage {
+            wall_s: wall,
+            server_cores,
+            server_sys_cores,
+            bench_cores,
+            bench_sys_cores,
+            bench_busiest: busiest,
+            bench_by_kind,
+            machine_cores,
+            nproc,
+        }
+    }
+
+    /// The server's sample at this moment.
+    pub fn server(&self) -> Option<ProcSample> {
+        self.server
+    }
+}
+
+impl CpuUsage {
+    /// The uncertainty of a per-process figure: /proc counts CPU time in clock ticks (10 ms), so
+    /// each figure may be off by up to one tick over the window.
+    pub fn resolution(&self) -> f64 {
+        1.0 / ticks_per_second() / self.wall_s
+    }
+
+    /// Whether the load generator saturated a core: one of its threads, or the bench as a whole
+    /// (beyond the measurement's resolution).
+    pub fn bench_saturated(&self) -> bool {
+        let r = self.resolution();
+        self.bench_busiest.1 - r >= SATURATED || self.bench_cores - r >= SATURATED
+    }
+
+    /// Whether the machine as a whole had no idle CPU left.
+    pub fn machine_saturated(&self) -> bool {
+        self.machine_cores >= SATURATED * self.nproc as f64
+    }
+
+    /// CPU used by everything else on the machine (other engineers' builds, the kernel's
+    /// softirq work is mostly charged to the processes themselves).
+    pub fn others_cores(&self) -> f64 {
+        (self.machine_cores - self.bench_cores - self.server_cores.unwrap_or(0.0)).max(0.0)
+    }
+
+    /// As JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        let kinds: serde_json::Map<String, serde_json::Value> = self
+            .bench_by_kind
+            .iter()
+            .filter(|(_, c)| *c >= 0.005)
+            .map(|(k, c)| (k.clone(), json!(round3(*c))))
+            .collect();
+        json!({
+            "wall_s": round3(self.wall_s),
+            "server_cores": self.server_cores.map(round3),
+            "server_sys_cores": self.server_sys_cores.map(round3),
+            "bench_cores": round3(self.bench_cores),
+            "bench_sys_cores": round3(self.bench_sys_cores),
+            "bench_busiest_thread": self.bench_busiest.0,
+            "bench_busiest_thread_cores": round3(self.bench_busiest.1),
+            "bench_by_thread_kind": kinds,
+            "machine_cores": round3(self.machine_cores),
+            "others_cores": round3(self.others_cores()),
+            "resolution_cores": round3(self.resolution()),
+            "bench_saturated": self.bench_saturated(),
+            "machine_saturated": self.machine_saturated(),
+        })
+    }
+
+    /// One line for the human table.
+    pub fn describe(&self) -> String {
+        let server = self
+            .server_cores
+            .map_or("n/a".to_owned(), |c| format!("{:.0} %", c * 100.0));
+        let mut s = format!(
+            "server {server} · bench {:.0} % (busiest {} {:.0} %) · whole machine {:.0} % of {} cores",
+            self.bench_cores * 100.0,
+            self.bench_busiest.0,
+            self.bench_busiest.1 * 100.0,
+            self.machine_cores * 100.0,
+            self.nproc
+        );
+        if self.resolution() > 0.02 {
+            s.push_str(&format!(
+                " (±{:.0} %: short window)",
+                self.resolution() * 100.0
+            ));
+        }
+        if self.bench_saturated() {
+            s.push_str(" · LOAD GENERATOR SATURATED: rate is a lower bound");
+        } else if self.machine_saturated() {
+            s.push_str(" · machine saturated");
+        }
+        s
+    }
+}
+
+/// Where a process's resident memory is (`/proc/<pid>/smaps`), in KiB: thread stacks (a
+/// read-write anonymous mapping right above a no-access guard page), the heap and other anonymous
+/// mappings (malloc arenas), and files (the binary, libraries).
+pub fn rss_breakdown(pid: &str) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let (mut stacks, mut stack_count, mut heap, mut anon, mut file) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut sigstacks = 0u64;
+    let mut kind = 0u8; // 1 stack, 2 other anonymous, 3 file, 4 heap, 5 signal stack
+    let mut prev_guard_end: Option<u64> = None;
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        let first = parts.next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-')
+            && let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16))
+        {
+            let perms = parts.next().unwrap_or("");
+            let name = parts.nth(3).unwrap_or("");
+            kind = if name.starts_with('/') {
+                3
+            } else if name.is_empty() && perms.starts_with("rw") && prev_guard_end == Some(start) {
+                // Thread stacks are large; Rust also gives every thread a small guarded
+                // alternate signal stack (for stack-overflow reports).
+                if end - start >= 64 * 1024 {
+                    stack_count += 1;
+                    1
+                } else {
+                    5
+                }
+            } else if name == "[heap]" {
+                4
+            } else {
+                2
+            };
+            prev_guard_end = (name.is_empty() && perms.starts_with("---")).then_some(end);
+            continue;
+        }
+        if first == "Rss:" {
+            let kib: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            match kind {
+                1 => stacks += kib,
+                2 => anon += kib,
+                3 => file += kib,
+                4 => heap += kib,
+                5 => sigstacks += kib,
+                _ => {}
+            }
+        }
+    }
+    Some(serde_json::json!({
+        "thread_stacks_kib": stacks,
+        "thread_stacks": stack_count,
+        "signal_stacks_kib": sigstacks,
+        "heap_kib": heap,
+        "other_anon_kib": anon,
+        "file_kib": file,
+    }))
+}
+
+/// Machine-wide kernel memory that RSS does not show, in KiB: kernel stacks (one per thread),
+/// unreclaimable slab (sockets, epoll, …) and TCP buffers. Deltas of these over a run with a quiet
+/// machine are what the run's threads and connections cost the kernel (both ends: the bench's
+/// sockets are counted too).
+pub fn kernel_memory() -> serde_json::Value {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = |key: &str| -> u64 {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let sockstat = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
+    let tcp_pages: u64 = sockstat
+        .lines()
+        .find(|l| l.starts_with("TCP:"))
+        .and_then(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.iter()
+                .position(|&x| x == "mem")
+                .and_then(|i| f.get(i + 1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0);
+    serde_json::json!({
+        "kernel_stack_kib": kib("KernelStack:"),
+        "slab_unreclaimable_kib": kib("SUnreclaim:"),
+        "tcp_buffers_kib": tcp_pages * 4,
+    })
+}
+
+/// Cores available.
+pub fn nproc() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// nproc, kernel, CPU model, load, descriptor limit.
+pub fn machine() -> serde_json::Value {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    json!({
+        "nproc": nproc(),
+        "kernel": kernel,
+        "cpu": cpu,
+        "loadavg_1m": loadavg(),
+        "nofile": nofile,
+    })
+}
+
+/// Raises this process's open-file limit to its hard limit (children inherit it). Returns the
+/// new soft limit.
+pub fn raise_nofile() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        },
+    );
+    getrlimit(Resource::Nofile).current
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_process() {
+        let s = sample("self").expect("/proc/self");
+        assert!(s.rss_kib > 0 && s.threads >= 1);
+        assert!(!own_threads().is_empty());
+        let a = CpuSnapshot::take(Some(std::process::id()));
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let u = a.until(&CpuSnapshot::take(Some(std::process::id())));
+        assert!(u.server_cores.is_some());
+    }
+
+    #[test]
+    fn stat_with_spaces_in_the_name() {
+        let (comm, f) = split_stat("12 (a b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13").expect("parse");
+        assert_eq!(comm, "a b) c");
+        assert_eq!(field(&f, 4), 1);
+        assert_eq!(field(&f, 14), 11);
+    }
+}

@@ -1,0 +1,949 @@
+//! The client side of the callback ports for thousands of clients on a few threads.
+//!
+//! Every signed-in client has a heartbeat and a delivery listener on its own address. The server
+//! connects to them and keeps the connections open. Threads `bc-io-<k>` serve all of them with
+//! non-blocking sockets and one epoll set each (a client belongs to one thread), behaving like a
+//! real client:
+//! - heartbeat: `Ping <token> …` → `Pong <last-id> <client-time>` (`Err session` for a token that
+//!   is not the client's, then close);
+//! - delivery: `Batch <token> <n>`, n × `Rec`, `End` → `Thx <last-id>`; every id is recorded in a
+//!   per-client bitmap (lost and duplicated deliveries) and the send time embedded in bench bodies
+//!   gives the end-to-end latency of every delivery;
+//! - any number of connections per port, accepted whenever the server opens a fresh one, closed
+//!   when the server closes them.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use gc_protocol::{ErrorCode, ErrorFrame, Frame, Timestamp};
+use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
+use rustix::event::{EventfdFlags, Timespec, eventfd};
+
+use crate::client::Session;
+use crate::error::BenchError;
+use crate::hist::Histogram;
+
+/// Largest frame plus room: a line never exceeds 65,536 bytes.
+const MAX_BUF: usize = 2 * 65_536;
+/// Start size of a connection's read buffer.
+const START_BUF: usize = 4096;
+/// Ids tracked per client in its bitmap (beyond: counted as untracked).
+const MAX_TRACKED_IDS: u64 = 16 << 20;
+/// The cursor a `--sink` client reports: far ahead of any store, so nothing is delivered.
+pub const SINK_CURSOR: u64 = 1_000_000_000_000_000_000;
+/// Token of the wake-up eventfd.
+const WAKE: u64 = u64::MAX;
+
+/// Counters shared with the workload driver while the reactor runs.
+#[derive(Debug)]
+pub struct Shared {
+    /// Each slot's cursor (highest id held), updated after every batch.
+    pub last_id: Vec<AtomicU64>,
+    /// Each slot's answered heartbeats.
+    pub slot_pings: Vec<AtomicU32>,
+    /// Heartbeats answered, all clients.
+    pub pings: AtomicU64,
+    /// Connections the server opened to heartbeat ports.
+    pub hb_accepts: AtomicU64,
+    /// Connections the server opened to delivery ports.
+    pub dl_accepts: AtomicU64,
+    /// Batches answered.
+    pub batches: AtomicU64,
+    /// `Rec` frames received.
+    pub records: AtomicU64,
+    /// Frames that broke the protocol (the connection was closed).
+    pub protocol_errors: AtomicU64,
+    /// Connections from the server currently open.
+    pub open_conns: AtomicI64,
+}
+
+impl Shared {
+    fn new(slots: usize) -> Self {
+        Self {
+            last_id: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            slot_pings: (0..slots).map(|_| AtomicU32::new(0)).collect(),
+            pings: AtomicU64::new(0),
+            hb_accepts: AtomicU64::new(0),
+            dl_accepts: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
+            open_conns: AtomicI64::new(0),
+        }
+    }
+
+    /// Slots (among `slots`) whose cursor is below `id`.
+    pub fn behind(&self, slots: &[usize], id: u64) -> usize {
+        slots
+            .iter()
+            .filter(|&&s| self.last_id[s].load(Ordering::Acquire) < id)
+            .count()
+    }
+
+    /// Slots (among `slots`) that have not answered a heartbeat yet.
+    pub fn unpinged(&self, slots: &[usize]) -> usize {
+        slots
+            .iter()
+            .filter(|&&s| self.slot_pings[s].load(Ordering::Acquire) == 0)
+            .count()
+    }
+}
+
+/// How the reactor's clients behave.
+#[derive(Debug, Clone)]
+pub struct ReactorConfig {
+    /// Number of `bc-io-*` threads.
+    pub threads: usize,
+    /// Slots (client indexes) that may be added.
+    pub slots: usize,
+    /// The instant bench bodies count their send time from.
+    pub epoch: Instant,
+    /// The prefix of this run's bodies (`<tag>:<sent-µs>:…`).
+    pub tag: String,
+    /// Report a cursor far ahead of the store, so the server delivers nothing (isolates ingest).
+    pub sink: bool,
+}
+
+enum Cmd {
+    Add(Box<Session>),
+    Stop,
+}
+
+struct IoThread {
+    name: String,
+    handle: Option<JoinHandle<IoReport>>,
+    inbox: Arc<Mutex<Vec<Cmd>>>,
+    wake: Arc<OwnedFd>,
+}
+
+impl IoThread {
+    fn send(&self, cmd: Cmd) {
+        self.inbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(cmd);
+        let _ = rustix::io::write(&*self.wake, &1u64.to_ne_bytes());
+    }
+}
+
+/// The running io threads.
+#[derive(Debug)]
+pub struct Reactor {
+    threads: Vec<IoThread>,
+    /// Live counters.
+    pub shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for IoThread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// What a client saw, returned when the reactor stops.
+#[derive(Debug, Clone)]
+pub struct ClientReport {
+    /// Its slot.
+    pub slot: usize,
+    /// Its starting cursor (ids up to it were not owed).
+    pub start: u64,
+    /// Its final cursor.
+    pub last_id: u64,
+    bits: Vec<u64>,
+    /// Deliveries of an id it already had.
+    pub dups: u64,
+    /// Deliveries of ids at or below its starting cursor.
+    pub old: u64,
+    /// Deliveries beyond the tracked range.
+    pub untracked: u64,
+    /// Heartbeats answered.
+    pub pings: u64,
+}
+
+impl ClientReport {
+    /// How many distinct ids in `(lo, hi]` it received (`lo` at or above its start).
+    pub fn received_in(&self, lo: u64, hi: u64) -> u64 {
+        let lo = lo.max(self.start);
+        if hi <= lo {
+            return 0;
+        }
+        let (a, b) = (lo - self.start, hi - self.start); // bit indexes [a, b)
+        let mut n = 0u64;
+        for i in a..b.min(self.bits.len() as u64 * 64) {
+            if self.bits[(i / 64) as usize] & (1 << (i % 64)) != 0 {
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// What an io thread returns.
+#[derive(Debug, Default)]
+pub struct IoReport {
+    /// Per client.
+    pub clients: Vec<ClientReport>,
+    /// End-to-end latency of every delivery of a bench body, µs.
+    pub latency: Histogram,
+    /// The first few problems seen.
+    pub problems: Vec<String>,
+}
+
+impl Reactor {
+    /// Starts `config.threads` io threads.
+    pub fn start(config: &ReactorConfig) -> Result<Self, BenchError> {
+        let shared = Arc::new(Shared::new(config.slots));
+        let mut threads = Vec::new();
+        for k in 0..config.threads.max(1) {
+            let name = format!("bc-io-{k}");
+            let wake = Arc::new(
+                eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+                    .map_err(|e| BenchError::io("create an eventfd", e.into()))?,
+            );
+            let inbox = Arc::new(Mutex::new(Vec::new()));
+            let (sh, ib, wk, cfg) = (
+                Arc::clone(&shared),
+                Arc::clone(&inbox),
+                Arc::clone(&wake),
+                config.clone(),
+            );
+            let handle = thread::Builder::new()
+                .name(name.clone())
+                .stack_size(256 * 1024)
+                .spawn(move || IoLoop::new(cfg, sh, ib, wk).run())
+                .map_err(|source| BenchError::Thread {
+                    name: name.clone(),
+                    source,
+                })?;
+            threads.push(IoThread {
+                name,
+                handle: Some(handle),
+                inbox,
+                wake,
+            });
+        }
+        Ok(Self { threads, shared })
+    }
+
+    /// Hands a signed-in client to its io thread (slot modulo the thread count).
+    pub fn add(&self, session: Session) {
+        let t = &self.threads[session.slot % self.threads.len()];
+        self.shared.last_id[session.slot].store(session.latest_id, Ordering::Release);
+        t.send(Cmd::Add(Box::new(session)));
+    }
+
+    /// Stops every io thread (closing all connections) and merges what they saw.
+    pub fn stop(mut self) -> Result<IoReport, BenchError> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<IoReport, BenchError> {
+        for t in &self.threads {
+            t.send(Cmd::Stop);
+        }
+        let mut all = IoReport::default();
+        let mut panicked = None;
+        for t in &mut self.threads {
+            if let Some(h) = t.handle.take() {
+                match h.join() {
+                    Ok(r) => {
+                        all.clients.extend(r.clients);
+                        all.latency.merge(&r.latency);
+                        all.problems.extend(r.problems);
+                    }
+                    Err(_) => panicked = Some(t.name.clone()),
+                }
+            }
+        }
+        all.clients.sort_by_key(|c| c.slot);
+        match panicked {
+            Some(name) => Err(BenchError::Panicked(name)),
+            None => Ok(all),
+        }
+    }
+}
+
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Heartbeat,
+    Delivery,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum DlState {
+    Idle,
+    Recs(u32),
+    AwaitEnd,
+}
+
+struct Conn {
+    client: usize,
+    kind: Kind,
+    stream: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    out: Vec<u8>,
+    want_out: bool,
+    dl: DlState,
+    close_after_write: bool,
+}
+
+enum Entry {
+    Listener {
+        client: usize,
+        kind: Kind,
+        listener: TcpListener,
+    },
+    Conn(Conn),
+}
+
+struct ClientState {
+    slot: usize,
+    token: Vec<u8>,
+    start: u64,
+    last_id: u64,
+    bits: Vec<u64>,
+    dups: u64,
+    old: u64,
+    untracked: u64,
+    pings: u64,
+}
+
+struct IoLoop {
+    cfg: ReactorConfig,
+    shared: Arc<Shared>,
+    inbox: Arc<Mutex<Vec<Cmd>>>,
+    wake: Arc<OwnedFd>,
+    entries: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    clients: Vec<ClientState>,
+    latency: Histogram,
+    problems: Vec<String>,
+    scratch: Vec<u8>,
+}
+
+/// Why a connection must close.
+enum Close {
+    /// The peer closed it or it failed.
+    Gone,
+    /// It broke the protocol.
+    Protocol(String),
+}
+
+impl IoLoop {
+    fn new(
+        cfg: ReactorConfig,
+        shared: Arc<Shared>,
+        inbox: Arc<Mutex<Vec<Cmd>>>,
+        wake: Arc<OwnedFd>,
+    ) -> Self {
+        Self {
+            cfg,
+            shared,
+            inbox,
+            wake,
+            entries: Vec::new(),
+            free: Vec::new(),
+            clients: Vec::new(),
+            latency: Histogram::new(),
+            problems: Vec::new(),
+            scratch: Vec::with_capacity(128),
+        }
+    }
+
+    fn problem(&mut self, what: String) {
+        if self.problems.len() < 10 {
+            self.problems.push(what);
+        }
+    }
+
+    fn run(mut self) -> IoReport {
+        let ep = match epoll::create(CreateFlags::CLOEXEC) {
+            Ok(ep) => ep,
+            Err(e) => {
+                self.problem(format!("epoll_create: {e}"));
+                return self.report();
+            }
+        };
+        if let Err(e) = epoll::add(&ep, &*self.wake, EventData::new_u64(WAKE), EventFlags::IN) {
+            self.problem(format!("epoll_ctl(eventfd): {e}"));
+            return self.report();
+        }
+        let mut events: Vec<Event> = Vec::with_capacity(1024);
+        let tick = Timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000_000,
+        };
+        loop {
+            events.clear();
+            match epoll::wait(
+                &ep,
+                rustix::buffer::spare_capacity(&mut events),
+                Some(&tick),
+            ) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    self.problem(format!("epoll_wait: {e}"));
+                    break;
+                }
+            }
+            let now = Instant::now();
+            let mut stop = false;
+            for ev in &events {
+                let flags = ev.flags;
+                let data = ev.data;
+                let token = data.u64();
+                if token == WAKE {
+                    stop |= self.commands(&ep);
+                } else {
+                    self.event(&ep, token as usize, flags, now);
+                }
+            }
+            if stop {
+                break;
+            }
+        }
+        for e in self.entries.iter().flatten() {
+            match e {
+                Entry::Listener { listener, .. } => {
+                    let _ = epoll::delete(&ep, listener);
+                }
+                Entry::Conn(c) => {
+                    let _ = epoll::delete(&ep, &c.stream);
+                }
+            }
+        }
+        self.entries.clear();
+        self.report()
+    }
+
+    fn report(self) -> IoReport {
+        IoReport {
+            clients: self
+                .clients
+                .into_iter()
+                .map(|c| ClientReport {
+                    slot: c.slot,
+                    start: c.start,
+                    last_id: c.last_id,
+                    bits: c.bits,
+                    dups: c.dups,
+                    old: c.old,
+                    untracked: c.untracked,
+                    pings: c.pings,
+                })
+                .collect(),
+            latency: self.latency,
+            problems: self.problems,
+        }
+    }
+
+    /// Handles queued commands; true when told to stop.
+    fn commands(&mut self, ep: &OwnedFd) -> bool {
+        let mut buf = [0u8; 8];
+        let _ = rustix::io::read(&*self.wake, &mut buf);
+        let cmds = std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut stop = false;
+        for cmd in cmds {
+            match cmd {
+                Cmd::Stop => stop = true,
+                Cmd::Add(session) => self.add_client(ep, *session),
+            }
+        }
+        stop
+    }
+
+    fn insert(&mut self, entry: Entry) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.entries[i] = Some(entry);
+                i
+            }
+            None => {
+                self.entries.push(Some(entry));
+                self.entries.len() - 1
+            }
+        }
+    }
+
+    fn add_client(&mut self, ep: &OwnedFd, session: Session) {
+        let client = self.clients.len();
+        self.clients.push(ClientState {
+            slot: session.slot,
+            token: session.token.as_str().as_bytes().to_vec(),
+            start: session.latest_id,
+            last_id: session.latest_id,
+            bits: Vec::new(),
+            dups: 0,
+            old: 0,
+            untracked: 0,
+            pings: 0,
+        });
+        for (kind, listener) in [
+            (Kind::Heartbeat, session.listeners.heartbeat),
+            (Kind::Delivery, session.listeners.delivery),
+        ] {
+            if let Err(e) = listener.set_nonblocking(true) {
+                self.problem(format!("set_nonblocking on a listener: {e}"));
+                continue;
+            }
+            let i = self.insert(Entry::Listener {
+                client,
+                kind,
+                listener,
+            });
+            let res = match &self.entries[i] {
+                Some(Entry::Listener { listener, .. }) => {
+                    epoll::add(ep, listener, EventData::new_u64(i as u64), EventFlags::IN)
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = res {
+                self.problem(format!("epoll_ctl(listener): {e}"));
+            }
+        }
+    }
+
+    fn event(&mut self, ep: &OwnedFd, i: usize, flags: EventFlags, now: Instant) {
+        let (client, kind, is_listener) = match self.entries.get(i) {
+            Some(Some(Entry::Listener { client, kind, .. })) => (*client, *kind, true),
+            Some(Some(Entry::Conn(c))) => (c.client, c.kind, false),
+            _ => return,
+        };
+        if is_listener {
+            self.accept(ep, i, client, kind);
+            return;
+        }
+        let Some(Some(Entry::Conn(mut conn))) = self.entries.get_mut(i).map(Option::take) else {
+            return;
+        };
+        let outcome = self.serve(&mut conn, flags, now);
+        match outcome {
+            Ok(()) => {
+                let want = !conn.out.is_empty();
+                if want != conn.want_out {
+                    let f = if want {
+                        EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP
+                    } else {
+                        EventFlags::IN | EventFlags::RDHUP
+                    };
+                    if epoll::modify(ep, &conn.stream, EventData::new_u64(i as u64), f).is_ok() {
+                        conn.want_out = want;
+                    }
+                }
+                self.entries[i] = Some(Entry::Conn(conn));
+            }
+            Err(close) => {
+                if let Close::Protocol(what) = close {
+                    self.shared.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    let slot = self.clients[client].slot;
+                    self.problem(format!("client {slot} ({kind:?}): {what}"));
+                }
+                let _ = epoll::delete(ep, &conn.stream);
+                self.free.push(i);
+                self.shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    fn accept(&mut self, ep: &OwnedFd, i: usize, client: usize, kind: Kind) {
+        loop {
+            let accepted = match &self.entries[i] {
+                Some(Entry::Listener { listener, .. }) => listener.accept(),
+                _ => return,
+            };
+            let stream = match accepted {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.problem(format!("accept: {e}"));
+                    return;
+                }
+            };
+            let counter = match kind {
+                Kind::Heartbeat => &self.shared.hb_accepts,
+                Kind::Delivery => &self.shared.dl_accepts,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if stream.set_nonblocking(true).is_err() || stream.set_nodelay(true).is_err() {
+                continue;
+            }
+            self.shared.open_conns.fetch_add(1, Ordering::AcqRel);
+            let j = self.insert(Entry::Conn(Conn {
+                client,
+                kind,
+                stream,
+                buf: vec![0; START_BUF],
+                start: 0,
+                end: 0,
+                out: Vec::new(),
+                want_out: false,
+                dl: DlState::Idle,
+                close_after_write: false,
+            }));
+            let res = match &self.entries[j] {
+                Some(Entry::Conn(c)) => epoll::add(
+                    ep,
+                    &c.stream,
+                    EventData::new_u64(j as u64),
+                    EventFlags::IN | EventFlags::RDHUP,
+                ),
+                _ => Ok(()),
+            };
+            if let Err(e) = res {
+                self.problem(format!("epoll_ctl(conn): {e}"));
+                self.entries[j] = None;
+                self.free.push(j);
+                self.shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Reads what is there, answers every complete frame, writes the answers.
+    fn serve(&mut self, conn: &mut Conn, flags: EventFlags, now: Instant) -> Result<(), Close> {
+        let mut eof = false;
+        if flags.intersects(EventFlags::IN | EventFlags::HUP | EventFlags::ERR | EventFlags::RDHUP)
+        {
+            let now_us = now.saturating_duration_since(self.cfg.epoch).as_micros() as u64;
+            loop {
+                if conn.end == conn.buf.len() {
+                    if conn.start > 0 {
+                        conn.buf.copy_within(conn.start..conn.end, 0);
+                        conn.end -= conn.start;
+                        conn.start = 0;
+                    } else if conn.buf.len() < MAX_BUF {
+                        let n = (conn.buf.len() * 2).min(MAX_BUF);
+                        conn.buf.resize(n, 0);
+                    } else {
+                        return Err(Close::Protocol("frame longer than 65,536 bytes".into()));
+                    }
+                }
+                let room = conn.buf.len() - conn.end;
+                match conn.stream.read(&mut conn.buf[conn.end..]) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        conn.end += n;
+                        self.lines(conn, now_us)?;
+                        if n < room {
+                            // Drained: epoll is level-triggered and reports the rest, which
+                            // saves a read that would only say EAGAIN.
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Err(Close::Gone),
+                }
+            }
+        }
+        if !conn.out.is_empty() {
+            loop {
+                match conn.stream.write(&conn.out) {
+                    Ok(0) => return Err(Close::Gone),
+                    Ok(n) => {
+                        conn.out.drain(..n);
+                        if conn.out.is_empty() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Err(Close::Gone),
+                }
+            }
+        }
+        if eof || (conn.close_after_write && conn.out.is_empty()) {
+            return Err(Close::Gone);
+        }
+        Ok(())
+    }
+
+    /// Handles every complete line in the buffer.
+    fn lines(&mut self, conn: &mut Conn, now_us: u64) -> Result<(), Close> {
+        while let Some(pos) = conn.buf[conn.start..conn.end]
+            .iter()
+            .position(|&b| b == b'\n')
+        {
+            let (s, e) = (conn.start, conn.start + pos);
+            conn.start = e + 1;
+            // Borrow the line out of the buffer without copying: swap the buffer out.
+            let buf = std::mem::take(&mut conn.buf);
+            let result = match conn.kind {
+                Kind::Heartbeat => self.heartbeat(conn, &buf[s..e]),
+                Kind::Delivery => self.delivery(conn, &buf[s..e], now_us),
+            };
+            conn.buf = buf;
+            result?;
+            if conn.close_after_write {
+                break;
+            }
+        }
+        if conn.start == conn.end {
+            conn.start = 0;
+            conn.end = 0;
+        }
+        Ok(())
+    }
+
+    fn heartbeat(&mut self, conn: &mut Conn, line: &[u8]) -> Result<(), Close> {
+        let mut f = line.split(|&b| b == b' ');
+        let (Some(b"Ping"), Some(token), Some(_time), Some(_pv), None) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            return Err(Close::Protocol(format!(
+                "not a heartbeat Ping: {}",
+                String::from_utf8_lossy(&line[..line.len().min(80)])
+            )));
+        };
+        let c = &mut self.clients[conn.client];
+        if token != c.token.as_slice() {
+            ErrorFrame::new(ErrorCode::Session, "not this client's session").encode(&mut conn.out);
+            conn.close_after_write = true;
+            return Ok(());
+        }
+        let cursor = if self.cfg.sink {
+            SINK_CURSOR
+        } else {
+            c.last_id
+        };
+        let _ = writeln!(conn.out, "Pong {cursor} {}", Timestamp::now());
+        c.pings += 1;
+        self.shared.slot_pings[c.slot].fetch_add(1, Ordering::Release);
+        self.shared.pings.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn delivery(&mut self, conn: &mut Conn, line: &[u8], now_us: u64) -> Result<(), Close> {
+        let bad = |what: &str| {
+            Close::Protocol(format!(
+                "{what}: {}",
+                String::from_utf8_lossy(&line[..line.len().min(80)])
+            ))
+        };
+        match conn.dl {
+            DlState::Idle => {
+                let mut f = line.split(|&b| b == b' ');
+                let (Some(b"Batch"), Some(token), Some(n), None) =
+                    (f.next(), f.next(), f.next(), f.next())
+                else {
+                    return Err(bad("expected Batch"));
+                };
+                let n = parse_u64(n).ok_or_else(|| bad("bad Batch count"))?;
+                if n == 0 || n > 1000 {
+                    return Err(bad("Batch count outside 1..=1000"));
+                }
+                if token != self.clients[conn.client].token.as_slice() {
+                    ErrorFrame::new(ErrorCode::Session, "not this client's session")
+                        .encode(&mut conn.out);
+                    conn.close_after_write = true;
+                    return Ok(());
+                }
+                conn.dl = DlState::Recs(n as u32);
+            }
+            DlState::Recs(left) => {
+                self.record(conn.client, line, now_us)
+                    .ok_or_else(|| bad("bad Rec"))?;
+                conn.dl = if left > 1 {
+                    DlState::Recs(left - 1)
+                } else {
+                    DlState::AwaitEnd
+                };
+            }
+            DlState::AwaitEnd => {
+                if line != b"End" {
+                    return Err(bad("expected End"));
+                }
+                conn.dl = DlState::Idle;
+                let c = &self.clients[conn.client];
+                let _ = writeln!(conn.out, "Thx {}", c.last_id);
+                self.shared.last_id[c.slot].store(c.last_id, Ordering::Release);
+                self.shared.batches.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// `Rec <id> <timestamp> <username> <body:c16>`: records the id and, for bench bodies, the
+    /// latency. `None` if the frame is malformed.
+    fn record(&mut self, client: usize, line: &[u8], now_us: u64) -> Option<()> {
+        let mut f = line.split(|&b| b == b' ');
+        let (Some(b"Rec"), Some(id), Some(_ts), Some(_user), Some(body), None) =
+            (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            return None;
+        };
+        let id = parse_u64(id)?;
+        self.shared.records.fetch_add(1, Ordering::Relaxed);
+        let c = &mut self.clients[client];
+        if id <= c.start {
+            c.old += 1;
+        } else {
+            let bit = id - c.start - 1;
+            if bit >= MAX_TRACKED_IDS {
+                c.untracked += 1;
+            } else {
+                let word = (bit / 64) as usize;
+                if word >= c.bits.len() {
+                    c.bits.resize(word + 1 + word / 2, 0);
+                }
+                let mask = 1u64 << (bit % 64);
+                if c.bits[word] & mask != 0 {
+                    c.dups += 1;
+                } else {
+                    c.bits[word] |= mask;
+                }
+            }
+        }
+        c.last_id = c.last_id.max(id);
+        // Latency: decode just the start of the body (`<tag>:<sent-µs>:`).
+        let want = 2 * (self.cfg.tag.len() + 22);
+        let head = &body[..body.len().min(want) & !1];
+        self.scratch.clear();
+        for pair in head.chunks_exact(2) {
+            let (lo, hi) = (pair[0].wrapping_sub(b'A'), pair[1].wrapping_sub(b'A'));
+            if lo > 15 || hi > 15 {
+                return None;
+            }
+            self.scratch.push(lo | (hi << 4));
+        }
+        if let Some(rest) = self
+            .scratch
+            .strip_prefix(self.cfg.tag.as_bytes())
+            .and_then(|r| r.strip_prefix(b":"))
+        {
+            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            if let Some(sent) = parse_u64(&rest[..digits]) {
+                self.latency.record(now_us.saturating_sub(sent));
+            }
+        }
+        Some(())
+    }
+}
+
+/// Parses ASCII decimal digits (1 to 20 of them).
+pub fn parse_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(v)
+}
+
+/// Waits until `done()` holds or `timeout` passes, checking every 5 ms. True if it held.
+pub fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gc_protocol::{Record, Username};
+
+    fn io_loop(tag: &str, epoch: Instant) -> IoLoop {
+        let cfg = ReactorConfig {
+            threads: 1,
+            slots: 1,
+            epoch,
+            tag: tag.to_owned(),
+            sink: false,
+        };
+        let wake = Arc::new(eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd"));
+        let mut l = IoLoop::new(cfg, Arc::new(Shared::new(1)), Arc::default(), wake);
+        l.clients.push(ClientState {
+            slot: 0,
+            token: b"t".to_vec(),
+            start: 10,
+            last_id: 10,
+            bits: Vec::new(),
+            dups: 0,
+            old: 0,
+            untracked: 0,
+            pings: 0,
+        });
+        l
+    }
+
+    fn rec(id: u64, body: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        gc_protocol::frame::encode_rec_frame(
+            &Record {
+                id,
+                timestamp: Timestamp::from_micros(1_700_000_000_000_000),
+                username: Username::new("bench00001").expect("name"),
+                body: body.to_owned(),
+            },
+            &mut out,
+        );
+        out.pop(); // the LF
+        out
+    }
+
+    #[test]
+    fn records_ids_duplicates_and_latency() {
+        let epoch = Instant::now();
+        let mut l = io_loop("gcbabc123", epoch);
+        assert!(
+            l.record(0, &rec(12, "gcbabc123:1000:0:7:xxxx"), 3500)
+                .is_some()
+        );
+        assert!(
+            l.record(0, &rec(11, "someone else's message"), 3600)
+                .is_some()
+        );
+        assert!(
+            l.record(0, &rec(12, "gcbabc123:1000:0:7:xxxx"), 3700)
+                .is_some()
+        );
+        assert!(l.record(0, &rec(9, "history"), 3800).is_some());
+        assert!(l.record(0, b"Rec 13 1 bench00001", 0).is_none());
+        let c = &l.clients[0];
+        assert_eq!((c.last_id, c.dups, c.old), (12, 1, 1));
+        // Two bench bodies (the duplicate too) timed, 2,500 and 2,700 µs.
+        assert_eq!(l.latency.count(), 2);
+        assert!(l.latency.quantile(0.5).abs_diff(2500) <= 3);
+        let report = l.report();
+        assert_eq!(report.clients[0].received_in(10, 12), 2);
+        assert_eq!(report.clients[0].received_in(11, 12), 1);
+    }
+
+    #[test]
+    fn parses_decimal() {
+        assert_eq!(parse_u64(b"0"), Some(0));
+        assert_eq!(parse_u64(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_u64(b"18446744073709551616"), None);
+        assert_eq!(parse_u64(b"1a"), None);
+        assert_eq!(parse_u64(b""), None);
+    }
+}

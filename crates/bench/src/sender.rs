@@ -1,0 +1,309 @@
+//! Sending clients: one kept connection to the sending port per sender, `Msg` frames pipelined up
+//! to a window, every `Thx` matched to its `Msg` in order.
+//!
+//! A body is `<tag>:<sent-µs>:<sender>:<seq>:` padded with `x` to the body size; its
+//! client-msg-id is `<tag>-<sender>-<seq>`. The receivers read the send time back out of the body
+//! (latency), and the ingest check finds every (sender, seq) in the store.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use gc_protocol::SessionToken;
+
+use crate::client::connect_from;
+use crate::error::BenchError;
+use crate::hist::Histogram;
+use crate::reactor::parse_u64;
+use crate::server::Addrs;
+
+/// How much a sender sends.
+#[derive(Debug, Clone, Copy)]
+pub enum Pace {
+    /// Exactly this many messages, as fast as the window allows.
+    Count(u64),
+    /// `per_sec` messages a second for `duration`, on a fixed schedule (open loop).
+    Rate {
+        /// Messages per second.
+        per_sec: f64,
+        /// For how long.
+        duration: Duration,
+        /// Delay of this sender's schedule, to spread senders over the period.
+        offset: Duration,
+    },
+    /// As fast as the window allows, for `duration`.
+    Max(Duration),
+}
+
+/// One sender's job.
+#[derive(Debug, Clone)]
+pub struct SenderJob {
+    /// The server.
+    pub addrs: Addrs,
+    /// Which sender this is (in bodies and ids).
+    pub index: usize,
+    /// Its client's address.
+    pub ip: IpAddr,
+    /// Its session.
+    pub token: SessionToken,
+    /// The run's body prefix.
+    pub tag: String,
+    /// Where send times count from.
+    pub epoch: Instant,
+    /// Body size in bytes (at least the prefix).
+    pub body_bytes: usize,
+    /// Most `Msg` frames awaiting `Thx`.
+    pub window: usize,
+    /// How much to send.
+    pub pace: Pace,
+    /// Give up at this instant.
+    pub deadline: Instant,
+}
+
+/// What a sender did.
+#[derive(Debug, Clone, Default)]
+pub struct SenderReport {
+    /// `Msg` frames written.
+    pub sent: u64,
+    /// `Thx` received.
+    pub acked: u64,
+    /// `Err` received.
+    pub errors: u64,
+    /// The first error text.
+    pub first_error: Option<String>,
+    /// The ids of acknowledged messages, in order.
+    pub ids: Vec<u64>,
+    /// `Msg` → `Thx` time.
+    pub ack_latency: Histogram,
+    /// When the first `Msg` went out.
+    pub first_send: Option<Instant>,
+    /// When the last `Thx` came in.
+    pub last_ack: Option<Instant>,
+    /// Rate mode: sends more than 1 ms behind their schedule.
+    pub late: u64,
+    /// Stopped by the deadline with messages unacknowledged or unsent.
+    pub timed_out: bool,
+}
+
+/// Runs one sender to completion (its own thread).
+pub fn run(job: &SenderJob) -> Result<SenderReport, BenchError> {
+    let mut stream = connect_from(job.ip, job.addrs.send)
+        .map_err(|e| BenchError::io(format!("sender {}: connect (9980)", job.index), e))?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .and_then(|()| stream.set_read_timeout(Some(Duration::from_secs(10))))
+        .map_err(|e| BenchError::io("set socket timeouts", e))?;
+    let mut s = State {
+        job,
+        report: SenderReport::default(),
+        outstanding: VecDeque::with_capacity(job.window),
+        wbuf: Vec::with_capacity(job.window * (job.body_bytes * 2 + 120)),
+        rbuf: vec![0; 64 * 1024],
+        start: 0,
+        end: 0,
+        seq: 0,
+    };
+    let begin = Instant::now();
+    loop {
+        let now = Instant::now();
+        if now >= job.deadline {
+            s.report.timed_out = true;
+            break;
+        }
+        let (due, done_sending, next_due) = s.schedule(begin, now);
+        while s.seq < due && s.outstanding.len() < job.window {
+            if let Pace::Rate {
+                per_sec, offset, ..
+            } = job.pace
+            {
+                // Goes out more than 1 ms after its slot: the window was full, or this thread
+                // was not scheduled in time.
+                let slot = begin + offset + Duration::from_secs_f64(s.seq as f64 / per_sec);
+                if now.saturating_duration_since(slot) > Duration::from_millis(1) {
+                    s.report.late += 1;
+                }
+            }
+            s.encode(now);
+        }
+        if !s.wbuf.is_empty() {
+            stream
+                .write_all(&s.wbuf)
+                .map_err(|e| BenchError::io(format!("sender {}: write", job.index), e))?;
+            s.wbuf.clear();
+        }
+        if done_sending && s.outstanding.is_empty() {
+            break;
+        }
+        // Wait for replies, but not past the next scheduled send.
+        let until = next_due.map_or(job.deadline, |t| t.min(job.deadline));
+        s.read_replies(&mut stream, until)?;
+    }
+    Ok(s.report)
+}
+
+struct State<'a> {
+    job: &'a SenderJob,
+    report: SenderReport,
+    outstanding: VecDeque<Instant>,
+    wbuf: Vec<u8>,
+    rbuf: Vec<u8>,
+    start: usize,
+    end: usize,
+    seq: u64,
+}
+
+impl State<'_> {
+    /// How many messages should have been sent by `now`, whether sending is over, and when the
+    /// next one is due (rate mode).
+    fn schedule(&mut self, begin: Instant, now: Instant) -> (u64, bool, Option<Instant>) {
+        match self.job.pace {
+            Pace::Count(n) => (n, self.seq >= n, None),
+            Pace::Max(d) => {
+                let over = now >= begin + d;
+                (if over { self.seq } else { u64::MAX }, over, None)
+            }
+            Pace::Rate {
+                per_sec,
+                duration,
+                offset,
+            } => {
+                let t0 = begin + offset;
+                let total = (duration.as_secs_f64() * per_sec).round() as u64;
+                if now < t0 {
+                    return (0, false, Some(t0));
+                }
+                let elapsed = (now - t0).as_secs_f64();
+                let due = ((elapsed * per_sec).floor() as u64 + 1).min(total);
+                let next =
+                    (due < total).then(|| t0 + Duration::from_secs_f64(due as f64 / per_sec));
+                (due, due >= total && self.seq >= total, next)
+            }
+        }
+    }
+
+    fn encode(&mut self, now: Instant) {
+        let job = self.job;
+        let sent_us = now.saturating_duration_since(job.epoch).as_micros();
+        let mut body = format!("{}:{sent_us}:{}:{}:", job.tag, job.index, self.seq);
+        while body.len() < job.body_bytes {
+            body.push('x');
+        }
+        let w = &mut self.wbuf;
+        w.extend_from_slice(b"Msg ");
+        w.extend_from_slice(job.token.as_str().as_bytes());
+        let _ = write!(w, " {}-{}-{} ", job.tag, job.index, self.seq);
+        c16::encode_into_vec(body.as_bytes(), w);
+        w.push(b'\n');
+        self.outstanding.push_back(now);
+        self.report.sent += 1;
+        self.seq += 1;
+        if self.report.first_send.is_none() {
+            self.report.first_send = Some(now);
+        }
+    }
+
+    /// Reads until at least one reply arrived or `until` passed, then handles every complete line.
+    fn read_replies(&mut self, stream: &mut TcpStream, until: Instant) -> Result<(), BenchError> {
+        let now = Instant::now();
+        if until <= now {
+            return Ok(());
+        }
+        // Socket receive timeouts count in kernel ticks (several ms), far too coarse for a send
+        // schedule: wait with ppoll, which sleeps to the microsecond.
+        let wait = (until - now).max(Duration::from_micros(20));
+        let timeout = rustix::event::Timespec {
+            tv_sec: wait.as_secs() as i64,
+            tv_nsec: i64::from(wait.subsec_nanos()),
+        };
+        let mut fds = [rustix::event::PollFd::new(
+            &*stream,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(BenchError::io(
+                    format!("sender {}: poll", self.job.index),
+                    e.into(),
+                ));
+            }
+        }
+        if self.end == self.rbuf.len() {
+            self.rbuf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        match stream.read(&mut self.rbuf[self.end..]) {
+            Ok(0) => {
+                return Err(BenchError::Refused {
+                    what: format!("sender {}", self.job.index),
+                    answer: "the server closed the sending connection".into(),
+                });
+            }
+            Ok(n) => self.end += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(BenchError::io(
+                    format!("sender {}: read", self.job.index),
+                    e,
+                ));
+            }
+        }
+        let now = Instant::now();
+        while let Some(pos) = self.rbuf[self.start..self.end]
+            .iter()
+            .position(|&b| b == b'\n')
+        {
+            let line = &self.rbuf[self.start..self.start + pos];
+            self.start += pos + 1;
+            let Some(sent) = self.outstanding.pop_front() else {
+                return Err(BenchError::Refused {
+                    what: format!("sender {}", self.job.index),
+                    answer: format!("unsolicited `{}`", String::from_utf8_lossy(line)),
+                });
+            };
+            let mut f = line.split(|&b| b == b' ');
+            match (f.next(), f.next()) {
+                (Some(b"Thx"), Some(id)) => {
+                    let id = parse_u64(id).unwrap_or(0);
+                    self.report.acked += 1;
+                    self.report.ids.push(id);
+                    self.report
+                        .ack_latency
+                        .record(now.saturating_duration_since(sent).as_micros() as u64);
+                    self.report.last_ack = Some(now);
+                }
+                (Some(b"Err"), code) => {
+                    let text = String::from_utf8_lossy(line).into_owned();
+                    if code == Some(b"rate-limited") {
+                        return Err(BenchError::RateLimited(text));
+                    }
+                    self.report.errors += 1;
+                    self.report.first_error.get_or_insert(text);
+                }
+                _ => {
+                    return Err(BenchError::Refused {
+                        what: format!("sender {}: Msg", self.job.index),
+                        answer: String::from_utf8_lossy(line).into_owned(),
+                    });
+                }
+            }
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        Ok(())
+    }
+}

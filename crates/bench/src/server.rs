@@ -1,0 +1,439 @@
+//! The server under test: a `gc-server` child process on a fresh temporary data dir (the default),
+//! or an external server given by address (and pid, for CPU and memory figures).
+//!
+//! A child process rather than an in-process server keeps the figures clean: its CPU, RSS and
+//! thread count are exactly `/proc/<pid>`, with none of the bench's own threads or allocations
+//! mixed in.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use gc_protocol::scram::{Verifier, derive_verifier};
+use gc_protocol::{AuthClient, AuthServer, ErrorCode, Timestamp, Username};
+
+use crate::client::connect_from;
+use crate::error::BenchError;
+
+/// The three listening ports of a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Addrs {
+    /// Connect / version check (10740).
+    pub connect: SocketAddr,
+    /// Authentication (9281).
+    pub auth: SocketAddr,
+    /// Sending and queries (9980).
+    pub send: SocketAddr,
+}
+
+/// A server someone else started.
+#[derive(Clone, Debug)]
+pub struct External {
+    /// Its address.
+    pub ip: IpAddr,
+    /// Connect, auth and send ports.
+    pub ports: [u16; 3],
+    /// Its pid, for /proc figures.
+    pub pid: Option<u32>,
+    /// Its data dir, for the ingest store check.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// How to get a server.
+#[derive(Clone, Debug)]
+pub struct ServerSpec {
+    /// The gc-server binary to start (ignored with `external`).
+    pub bin: PathBuf,
+    /// Use this running server instead of starting one.
+    pub external: Option<External>,
+    /// fsync policy of a started server.
+    pub fsync: String,
+    /// Heartbeat interval of a started server.
+    pub heartbeat_ms: u64,
+    /// More arguments for a started server.
+    pub extra_args: Vec<String>,
+    /// Where temporary data dirs go (default: the system temporary directory).
+    pub data_parent: Option<PathBuf>,
+}
+
+impl ServerSpec {
+    /// The version string of the server: `gc-server --version` of the binary, and for an
+    /// external server the same when the binary is there (it is only a hint then).
+    pub fn version(&self) -> String {
+        let out = Command::new(&self.bin).arg("--version").output();
+        let version = match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+            _ => "unknown".to_owned(),
+        };
+        if self.external.is_some() {
+            format!("external (local binary: {version})")
+        } else {
+            version
+        }
+    }
+
+    /// The arguments a started server gets, for the report.
+    pub fn args(&self, data_dir: &Path) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--data-dir",
+            &data_dir.display().to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--connect-port",
+            "0",
+            "--auth-port",
+            "0",
+            "--send-port",
+            "0",
+            "--fsync",
+            &self.fsync,
+            "--heartbeat-interval-ms",
+            &self.heartbeat_ms.to_string(),
+            // The bench sends far faster than a person; the per-user limit would refuse it.
+            "--rate-burst",
+            "1000000",
+            "--rate-per-sec",
+            "1000000",
+            "--log-level",
+            "info",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+}
+
+/// Log lines of the server, summarised.
+#[derive(Debug, Default)]
+struct LogState {
+    warnings: u64,
+    errors: u64,
+    first_problems: Vec<String>,
+    recent: VecDeque<String>,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    /// Where it listens.
+    pub addrs: Addrs,
+    /// Its pid, when known.
+    pub pid: Option<u32>,
+    /// Its data dir, when known.
+    pub data_dir: Option<PathBuf>,
+    child: Option<Child>,
+    log: Arc<Mutex<LogState>>,
+    drain: Option<JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The accounts every run uses: one password and salt, so the verifier is derived once.
+#[derive(Debug, Clone)]
+pub struct BenchAccounts {
+    /// The password of every bench account.
+    pub password: String,
+    /// Their verifier (salt, iterations, keys).
+    pub verifier: Verifier,
+}
+
+impl BenchAccounts {
+    /// Derives the verifier with `iterations` (the server's minimum, 4,096, by default).
+    pub fn new(iterations: u32) -> Self {
+        let password = "gc-bench-password".to_owned();
+        let salt = *b"gc-bench-salt-16";
+        Self {
+            verifier: derive_verifier(&password, &salt, iterations),
+            password,
+        }
+    }
+
+    /// The name of account `i`.
+    pub fn name(i: usize) -> String {
+        format!("bench{i:05}")
+    }
+
+    /// Writes `usernames.db` with accounts `0..n` into a fresh data dir (the documented format,
+    /// one line each), which is much faster than registering thousands over the network: every
+    /// `Register` rewrites the whole file.
+    pub fn write_file(&self, dir: &Path, n: usize) -> Result<(), BenchError> {
+        let v = &self.verifier;
+        let (salt, stored, server) = (
+            B64.encode(&v.salt),
+            B64.encode(v.stored_key),
+            B64.encode(v.server_key),
+        );
+        let now = Timestamp::now();
+        let mut text = Vec::with_capacity(n * 140);
+        for i in 0..n {
+            let _ = writeln!(
+                text,
+                "{};{salt};{};{stored};{server};{now}",
+                Self::name(i),
+                v.iterations
+            );
+        }
+        let path = dir.join(gc_store::ACCOUNTS_FILE);
+        std::fs::write(&path, text)
+            .map_err(|e| BenchError::io(format!("write {}", path.display()), e))
+    }
+
+    /// Registers accounts `0..n` over the network (external servers); existing ones are fine.
+    pub fn register(&self, addrs: &Addrs, ip: IpAddr, n: usize) -> Result<(), BenchError> {
+        let stream = connect_from(ip, addrs.auth)
+            .map_err(|e| BenchError::io(format!("connect to {}", addrs.auth), e))?;
+        let mut conn = gc_protocol::FramedStream::new(stream, addrs.auth.to_string());
+        let v = &self.verifier;
+        for i in 0..n {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let name = Self::name(i);
+            let frame = AuthClient::Register {
+                username: Username::new(name.clone())
+                    .map_err(|e| BenchError::Invalid(e.to_string()))?,
+                salt: v.salt.clone(),
+                iterations: v.iterations,
+                stored_key: v.stored_key.to_vec(),
+                server_key: v.server_key.to_vec(),
+            };
+            conn.send(&frame, deadline)
+                .map_err(|e| BenchError::protocol("send Register", e))?;
+            match conn.read::<AuthServer>(deadline) {
+                Ok(AuthServer::Registered) => {}
+                Ok(AuthServer::Err(e)) if e.code == ErrorCode::Exists => {}
+                Ok(other) => {
+                    return Err(BenchError::Refused {
+                        what: format!("register {name}"),
+                        answer: format!("{other:?}"),
+                    });
+                }
+                Err(e) => return Err(BenchError::protocol(format!("register {name}"), e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Server {
+    /// Starts (or attaches to) the server with accounts `0..accounts` available.
+    pub fn start(
+        spec: &ServerSpec,
+        bench_accounts: &BenchAccounts,
+        accounts: usize,
+        register_ip: IpAddr,
+    ) -> Result<Self, BenchError> {
+        if let Some(ext) = &spec.external {
+            let at = |port| SocketAddr::new(ext.ip, port);
+            let addrs = Addrs {
+                connect: at(ext.ports[0]),
+                auth: at(ext.ports[1]),
+                send: at(ext.ports[2]),
+            };
+            bench_accounts.register(&addrs, register_ip, accounts)?;
+            return Ok(Self {
+                addrs,
+                pid: ext.pid,
+                data_dir: ext.data_dir.clone(),
+                child: None,
+                log: Arc::default(),
+                drain: None,
+                _dir: None,
+            });
+        }
+        if !spec.bin.is_file() {
+            return Err(BenchError::ServerBinary(spec.bin.clone()));
+        }
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("gc-bench-");
+        let dir = match &spec.data_parent {
+            Some(parent) => builder.tempdir_in(parent),
+            None => builder.tempdir(),
+        }
+        .map_err(|e| BenchError::io("create a temporary data dir", e))?;
+        bench_accounts.write_file(dir.path(), accounts)?;
+        let mut child = Command::new(&spec.bin)
+            .args(spec.args(dir.path()))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| BenchError::SpawnServer {
+                path: spec.bin.clone(),
+                source,
+            })?;
+        let pid = child.id();
+        let log = Arc::new(Mutex::new(LogState::default()));
+        let (tx, rx) = mpsc::channel();
+        let drain = match child.stderr.take() {
+            Some(stderr) => {
+                let log = Arc::clone(&log);
+                let spawned = thread::Builder::new()
+                    .name("bc-server-log".into())
+                    .spawn(move || drain_log(stderr, &log, &tx));
+                match spawned {
+                    Ok(h) => Some(h),
+                    Err(source) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(BenchError::Thread {
+                            name: "bc-server-log".into(),
+                            source,
+                        });
+                    }
+                }
+            }
+            None => None,
+        };
+        let mut server = Self {
+            addrs: Addrs {
+                connect: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
+                auth: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
+                send: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
+            },
+            pid: Some(pid),
+            data_dir: Some(dir.path().to_path_buf()),
+            child: Some(child),
+            log,
+            drain,
+            _dir: Some(dir),
+        };
+        let wait = Duration::from_secs(20);
+        match rx.recv_timeout(wait) {
+            Ok(addrs) => {
+                server.addrs = addrs;
+                Ok(server)
+            }
+            Err(_) => {
+                server.stop();
+                Err(BenchError::ServerStart {
+                    after: wait,
+                    log: server.recent_log(),
+                })
+            }
+        }
+    }
+
+    /// Warnings and errors the server logged so far, with the first few.
+    pub fn problems(&self) -> (u64, u64, Vec<String>) {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        (log.warnings, log.errors, log.first_problems.clone())
+    }
+
+    fn recent_log(&self) -> String {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.recent.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Stops a started server (SIGTERM, then SIGKILL after 10 s) and joins the log thread.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = rustix::process::Pid::from_raw(child.id() as i32);
+            if let Some(pid) = pid {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        thread::sleep(Duration::from_millis(10));
+                    }
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(h) = self.drain.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Removes ANSI colour sequences (in case the server colours its log anyway).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn drain_log(stderr: std::process::ChildStderr, log: &Mutex<LogState>, tx: &mpsc::Sender<Addrs>) {
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { return };
+        let line = strip_ansi(&line);
+        if let Some(addrs) = parse_listening(&line) {
+            let _ = tx.send(addrs);
+        }
+        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+        let warn = line.contains(" WARN ");
+        let error = line.contains(" ERROR ");
+        if warn {
+            log.warnings += 1;
+        }
+        if error {
+            log.errors += 1;
+        }
+        if (warn || error) && log.first_problems.len() < 10 {
+            log.first_problems.push(line.clone());
+        }
+        if log.recent.len() == 30 {
+            log.recent.pop_front();
+        }
+        log.recent.push_back(line);
+    }
+}
+
+/// Parses the server's `listening: connect A, auth B, send C` log line.
+fn parse_listening(line: &str) -> Option<Addrs> {
+    let rest = &line[line.find("listening: ")? + "listening: ".len()..];
+    let mut addrs = rest.split(", ").map(|part| {
+        part.split_once(' ')
+            .and_then(|(_, addr)| addr.trim().parse::<SocketAddr>().ok())
+    });
+    Some(Addrs {
+        connect: addrs.next()??,
+        auth: addrs.next()??,
+        send: addrs.next()??,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_listening_line() {
+        let line = "\u{1b}[2m2026-01-01T00:00:00Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m gc_server::server: \
+                    listening: connect 127.0.0.1:1, auth 127.0.0.1:2, send 127.0.0.1:3";
+        let a = parse_listening(&strip_ansi(line)).expect("parsed");
+        assert_eq!(a.send.port(), 3);
+    }
+}
