@@ -42,6 +42,15 @@ const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 /// thousands of idle connections must stay cheap.
 const SMALL_BUFFER: usize = 512;
 
+/// How far the buffer grows when reads keep filling it (a client pipelining a window of `Msg`
+/// frames): then one read takes the whole window.
+const BURST_BUFFER: usize = 64 * 1024;
+
+/// A socket timeout is set again only when the wanted one differs from the one in force by more
+/// than this: setting it costs a system call per read or write, and a deadline overshot by at most
+/// this much is harmless.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
+
 /// A stream with a read buffer that yields whole frames.
 ///
 /// Bytes after a frame's LF stay buffered for the next call, so pipelined frames (several `Msg`
@@ -56,6 +65,16 @@ pub struct FramedStream<S> {
     /// Bytes of `buf[start..end]` already known to hold no LF.
     scanned: usize,
     max_frame: usize,
+    /// The last read filled all the room there was: the peer is sending faster than one buffer.
+    last_read_filled: bool,
+    /// The socket timeouts in force, as last set by this stream.
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+}
+
+/// Whether a timeout must be set again to get `want`.
+fn differs(set: Option<Duration>, want: Duration) -> bool {
+    set.is_none_or(|s| s.abs_diff(want) > TIMEOUT_SLACK)
 }
 
 impl<S: TimeoutStream> FramedStream<S> {
@@ -74,6 +93,9 @@ impl<S: TimeoutStream> FramedStream<S> {
             end: 0,
             scanned: 0,
             max_frame: max_frame.max(2),
+            last_read_filled: false,
+            read_timeout: None,
+            write_timeout: None,
         }
     }
 
@@ -100,6 +122,24 @@ impl<S: TimeoutStream> FramedStream<S> {
     /// Whether bytes of a next frame are already buffered.
     pub fn has_buffered(&self) -> bool {
         self.end > self.start
+    }
+
+    /// The next frame if it is already buffered whole and `accept` takes it; never reads. Lets a
+    /// server handle pipelined frames together (e.g. store a window of `Msg` with one commit).
+    pub fn take_buffered_line(&mut self, accept: impl Fn(&[u8]) -> bool) -> Option<&[u8]> {
+        let data = &self.buf[self.start..self.end];
+        let pos = data.iter().position(|&b| b == b'\n')?;
+        if !accept(&data[..pos]) {
+            return None;
+        }
+        let (line_start, line_end) = (self.start, self.start + pos);
+        self.start = line_end + 1;
+        self.scanned = 0;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        Some(&self.buf[line_start..line_end])
     }
 
     /// Reads one frame, which must arrive whole before `deadline`. Returns it without its LF.
@@ -148,10 +188,15 @@ impl<S: TimeoutStream> FramedStream<S> {
                     peer: self.peer.clone(),
                 });
             }
-            self.stream
-                .set_read_timeout(Some((deadline - now).max(MIN_TIMEOUT)))
-                .map_err(|source| self.io_error(source))?;
+            let want = (deadline - now).max(MIN_TIMEOUT);
+            if differs(self.read_timeout, want) {
+                self.stream
+                    .set_read_timeout(Some(want))
+                    .map_err(|source| self.io_error(source))?;
+                self.read_timeout = Some(want);
+            }
             let was_empty = self.end == self.start;
+            let room = self.buf.len() - self.end;
             match self.stream.read(&mut self.buf[self.end..]) {
                 Ok(0) => {
                     return Err(ProtocolError::Closed {
@@ -161,6 +206,7 @@ impl<S: TimeoutStream> FramedStream<S> {
                 }
                 Ok(n) => {
                     self.end += n;
+                    self.last_read_filled = n == room;
                     if was_empty && let Some(t) = frame_timeout {
                         // The frame has started: from now on it must complete in time.
                         deadline = Instant::now() + t;
@@ -191,7 +237,13 @@ impl<S: TimeoutStream> FramedStream<S> {
 
     /// Writes `bytes` (one or more encoded frames) in full before `deadline`.
     pub fn write_all(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), ProtocolError> {
-        write_all_deadline(&mut self.stream, bytes, deadline, &self.peer)
+        write_all_with(
+            &mut self.stream,
+            bytes,
+            deadline,
+            &self.peer,
+            &mut self.write_timeout,
+        )
     }
 
     /// Encodes and writes one frame before `deadline`.
@@ -206,11 +258,13 @@ impl<S: TimeoutStream> FramedStream<S> {
             self.end -= self.start;
             self.start = 0;
         }
-        if self.end == self.buf.len() {
-            let grown = (self.buf.len() * 2).clamp(SMALL_BUFFER, self.max_frame);
+        let full = self.end == self.buf.len();
+        if full || (self.last_read_filled && self.buf.len() < BURST_BUFFER) {
+            // No room for a frame, or the peer sends more than a buffer at a time: grow.
+            let grown = (self.buf.len() * 2).clamp(SMALL_BUFFER, self.max_frame.max(BURST_BUFFER));
             self.buf.resize(grown, 0);
-        } else if self.end == 0 && self.buf.len() > 8 * SMALL_BUFFER {
-            // A large frame has gone by; give the memory back.
+        } else if self.end == 0 && !self.last_read_filled && self.buf.len() > SMALL_BUFFER {
+            // A large frame or a burst has gone by; give the memory back.
             self.buf = vec![0; SMALL_BUFFER];
         }
     }
@@ -230,6 +284,17 @@ pub fn write_all_deadline<S: TimeoutStream>(
     deadline: Instant,
     peer: &str,
 ) -> Result<(), ProtocolError> {
+    write_all_with(stream, bytes, deadline, peer, &mut None)
+}
+
+/// [`write_all_deadline`], setting the write timeout only when it differs from `timeout_set`.
+fn write_all_with<S: TimeoutStream>(
+    stream: &mut S,
+    bytes: &[u8],
+    deadline: Instant,
+    peer: &str,
+    timeout_set: &mut Option<Duration>,
+) -> Result<(), ProtocolError> {
     let mut written = 0;
     while written < bytes.len() {
         let now = Instant::now();
@@ -242,9 +307,11 @@ pub fn write_all_deadline<S: TimeoutStream>(
             peer: peer.to_owned(),
             source,
         };
-        stream
-            .set_write_timeout(Some((deadline - now).max(MIN_TIMEOUT)))
-            .map_err(io_err)?;
+        let want = (deadline - now).max(MIN_TIMEOUT);
+        if differs(*timeout_set, want) {
+            stream.set_write_timeout(Some(want)).map_err(io_err)?;
+            *timeout_set = Some(want);
+        }
         match stream.write(&bytes[written..]) {
             Ok(0) => {
                 return Err(ProtocolError::Closed {
@@ -281,6 +348,7 @@ mod tests {
     struct Script {
         chunks: VecDeque<Vec<u8>>,
         written: Vec<u8>,
+        timeouts_set: std::cell::Cell<usize>,
     }
 
     impl Read for Script {
@@ -315,9 +383,11 @@ mod tests {
 
     impl TimeoutStream for Script {
         fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+            self.timeouts_set.set(self.timeouts_set.get() + 1);
             Ok(())
         }
         fn set_write_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+            self.timeouts_set.set(self.timeouts_set.get() + 1);
             Ok(())
         }
     }
@@ -326,7 +396,7 @@ mod tests {
         FramedStream::new(
             Script {
                 chunks: chunks.iter().map(|c| c.to_vec()).collect(),
-                written: Vec::new(),
+                ..Script::default()
             },
             "test-peer",
         )
@@ -398,6 +468,35 @@ mod tests {
         assert_eq!(s.read_line(soon()).unwrap().len(), 40_000);
         assert_eq!(s.read_line(soon()).unwrap(), b"x");
         assert!(s.buf.len() <= SMALL_BUFFER);
+    }
+
+    #[test]
+    fn buffered_frames_are_taken_without_reading() {
+        let mut s = script(&[b"Msg a\nMsg b\nWho c\nMsg d"]);
+        assert_eq!(s.read_line(soon()).unwrap(), b"Msg a");
+        let is_msg = |l: &[u8]| l.starts_with(b"Msg ");
+        assert_eq!(s.take_buffered_line(is_msg), Some(&b"Msg b"[..]));
+        // Not accepted: stays for the next read.
+        assert_eq!(s.take_buffered_line(is_msg), None);
+        assert_eq!(s.read_line(soon()).unwrap(), b"Who c");
+        // Incomplete: never taken.
+        assert_eq!(s.take_buffered_line(is_msg), None);
+    }
+
+    #[test]
+    fn socket_timeouts_are_set_only_when_they_change() {
+        let lines: Vec<Vec<u8>> = (0..50)
+            .map(|i| format!("Ping {i}\n").into_bytes())
+            .collect();
+        let chunks: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        let mut s = script(&chunks);
+        let deadline = soon();
+        for _ in 0..50 {
+            s.read_line(deadline).unwrap();
+            s.write_all(b"Pong\n", deadline).unwrap();
+        }
+        // One read timeout and one write timeout for 50 exchanges with the same deadline.
+        assert_eq!(s.get_ref().timeouts_set.get(), 2);
     }
 
     #[test]

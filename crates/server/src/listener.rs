@@ -60,6 +60,19 @@ fn serve(shared: &Shared, session: &Session, mut conn: Conn) -> Option<(Arc<Sess
         let idle_deadline = Instant::now() + shared.config.idle_timeout;
         out.clear();
         let after = match conn.read_line_idle(idle_deadline, Some(shared.config.io_timeout)) {
+            Ok(line) if line.starts_with(b"Msg ") => {
+                session.slot.set_busy();
+                // A client may pipeline a window of `Msg` frames: take every one already here and
+                // store them with one commit instead of one commit each.
+                let mut lines = vec![line.to_vec()];
+                while lines.len() < MAX_MSGS_PER_COMMIT {
+                    match conn.take_buffered_line(|l| l.starts_with(b"Msg ")) {
+                        Some(l) => lines.push(l.to_vec()),
+                        None => break,
+                    }
+                }
+                handle_msgs(shared, session, peer.ip(), &lines, &mut out)
+            }
             Ok(line) => {
                 session.slot.set_busy();
                 handle(shared, session, peer.ip(), line, &mut out)
@@ -90,6 +103,68 @@ fn serve(shared: &Shared, session: &Session, mut conn: Conn) -> Option<(Arc<Sess
     }
     let _ = conn.get_ref().shutdown(Shutdown::Both);
     None
+}
+
+/// A `Msg` not yet checked: its client-msg-id and raw body.
+type PendingMsg = (ClientMsgId, Vec<u8>);
+
+/// Pipelined `Msg` frames stored with one commit at most (the rest wait for the next round).
+const MAX_MSGS_PER_COMMIT: usize = 256;
+
+/// Handles pipelined `Msg` lines from `ip`, arrived at the listener of `own`: runs of frames of one
+/// session are stored together; anything else (a bad frame, an unknown token, shutdown) is
+/// answered as [`handle`] answers it, in order.
+fn handle_msgs(
+    shared: &Shared,
+    own: &Session,
+    ip: IpAddr,
+    lines: &[Vec<u8>],
+    out: &mut Vec<u8>,
+) -> After {
+    let mut after = After::Continue;
+    let mut run: Option<(Arc<Session>, Vec<PendingMsg>)> = None;
+    for line in lines {
+        let msg = match SendRequest::parse(line) {
+            Ok(SendRequest::Msg {
+                token,
+                client_msg_id,
+                body,
+            }) if !shared.stopping() => shared
+                .registry
+                .by_token(&token, ip)
+                .map(|s| (s, client_msg_id, body)),
+            _ => None,
+        };
+        match msg {
+            Some((session, id, body)) => {
+                if session.id != own.id {
+                    after = After::Forward(Arc::clone(&session));
+                }
+                match &mut run {
+                    Some((s, msgs)) if s.id == session.id => msgs.push((id, body)),
+                    _ => {
+                        if let Some((s, msgs)) = run.take() {
+                            store_msgs(shared, &s, msgs, out);
+                        }
+                        run = Some((session, vec![(id, body)]));
+                    }
+                }
+            }
+            None => {
+                if let Some((s, msgs)) = run.take() {
+                    store_msgs(shared, &s, msgs, out);
+                }
+                // Answered with its error (malformed, session, shutting-down).
+                if let After::Close = handle(shared, own, ip, line, out) {
+                    return After::Close;
+                }
+            }
+        }
+    }
+    if let Some((s, msgs)) = run {
+        store_msgs(shared, &s, msgs, out);
+    }
+    after
 }
 
 /// Handles one request frame from `ip`, arrived at the listener of `own`, appending the reply to
@@ -134,7 +209,7 @@ fn handle(shared: &Shared, own: &Session, ip: IpAddr, line: &[u8], out: &mut Vec
             client_msg_id,
             body,
             ..
-        } => handle_msg(shared, &session, &client_msg_id, body, out),
+        } => store_msgs(shared, &session, vec![(client_msg_id, body)], out),
         SendRequest::History {
             before_id, limit, ..
         } => match shared.store.before(before_id, limit as usize) {
@@ -166,51 +241,101 @@ fn handle(shared: &Shared, own: &Session, ip: IpAddr, line: &[u8], out: &mut Vec
     after
 }
 
-/// `Msg`: dedupe first, then the body, then plugins, then the rate, then store (protocol.md §3.6).
-fn handle_msg(
+/// `Msg` frames of one session, in order: each is checked (dedupe first, then the body, then
+/// plugins, then the rate: protocol.md §3.6), then all that passed are stored with one group
+/// commit, and the replies are appended to `out` in request order.
+fn store_msgs(shared: &Shared, session: &Session, msgs: Vec<PendingMsg>, out: &mut Vec<u8>) {
+    let user = &session.user;
+    let mut replies: Vec<Option<SendReply>> = Vec::with_capacity(msgs.len());
+    let mut to_store: Vec<(usize, ClientMsgId, String)> = Vec::new();
+    for (i, (client_msg_id, body)) in msgs.into_iter().enumerate() {
+        match check_msg(shared, session, &client_msg_id, body) {
+            Ok(text) => {
+                to_store.push((i, client_msg_id, text));
+                replies.push(None);
+            }
+            Err(reply) => replies.push(Some(reply)),
+        }
+    }
+    if !to_store.is_empty() {
+        let items: Vec<_> = to_store
+            .iter()
+            .map(|(_, id, text)| (user, id, text.as_str()))
+            .collect();
+        let results = shared.store.append_many(&items);
+        let mut newest = 0;
+        for ((i, _, _), result) in to_store.iter().zip(results) {
+            replies[*i] = Some(match result {
+                Ok(appended) => {
+                    if !appended.duplicate {
+                        newest = newest.max(appended.id);
+                    }
+                    SendReply::Thx {
+                        id: appended.id,
+                        timestamp: appended.timestamp,
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(user = %user, "cannot store a message: {e}");
+                    SendReply::Err(ErrorFrame::new(
+                        ErrorCode::Internal,
+                        "the server could not store your message; it was not sent; retry later",
+                    ))
+                }
+            });
+        }
+        if newest > 0 {
+            shared.notifier.new_message(newest);
+        }
+    }
+    for reply in replies.into_iter().flatten() {
+        reply.encode(out);
+    }
+}
+
+/// The checks of one `Msg` before it is stored, in protocol order. `Ok`: the text to store (as
+/// plugins left it); `Err`: the reply instead (the first answer for a retry, or a refusal).
+fn check_msg(
     shared: &Shared,
     session: &Session,
     client_msg_id: &ClientMsgId,
     body: Vec<u8>,
-    out: &mut Vec<u8>,
-) {
+) -> Result<String, SendReply> {
+    let refuse = |code, text: String| Err(SendReply::Err(ErrorFrame::new(code, text)));
     let user = &session.user;
     if let Some((id, timestamp)) = shared.store.lookup_msgid(user, client_msg_id) {
-        SendReply::Thx { id, timestamp }.encode(out);
-        return;
+        return Err(SendReply::Thx { id, timestamp });
     }
     if body.is_empty() {
-        return error(
-            out,
+        return refuse(
             ErrorCode::Malformed,
-            "empty message; type something first",
+            "empty message; type something first".into(),
         );
     }
     if body.contains(&0) {
-        return error(out, ErrorCode::Malformed, "message contains a NUL byte");
+        return refuse(ErrorCode::Malformed, "message contains a NUL byte".into());
     }
     let Ok(text) = String::from_utf8(body) else {
-        return error(out, ErrorCode::Malformed, "message is not valid UTF-8");
+        return refuse(ErrorCode::Malformed, "message is not valid UTF-8".into());
     };
     let max = shared.config.max_message_bytes;
     if text.len() > max {
-        return error(out, ErrorCode::TooLarge, too_large(text.len(), max));
+        return refuse(ErrorCode::TooLarge, too_large(text.len(), max));
     }
     let text = match shared.plugins.message_received(user.as_str(), &text) {
+        // A plugin's rewrite must still fit what this server stores.
         Outcome::Deliver(text) if text.len() > max => {
-            // A plugin's rewrite must still fit what this server stores.
-            return error(out, ErrorCode::TooLarge, too_large(text.len(), max));
+            return refuse(ErrorCode::TooLarge, too_large(text.len(), max));
         }
         Outcome::Deliver(text) => text,
         Outcome::Block { plugin, reason } => {
             tracing::info!(user = %user, plugin, "message blocked: {reason}");
-            return error(out, ErrorCode::Blocked, reason);
+            return refuse(ErrorCode::Blocked, reason);
         }
     };
     if let Err(wait) = shared.rate.check(&user.key(), Instant::now()) {
         let c = &shared.config;
-        return error(
-            out,
+        return refuse(
             ErrorCode::RateLimited,
             format!(
                 "too many messages (at most {} at once, then {} per second); retry in {:.1} s",
@@ -220,26 +345,7 @@ fn handle_msg(
             ),
         );
     }
-    match shared.store.append(user, client_msg_id, &text) {
-        Ok(appended) => {
-            SendReply::Thx {
-                id: appended.id,
-                timestamp: appended.timestamp,
-            }
-            .encode(out);
-            if !appended.duplicate {
-                shared.notifier.new_message(appended.id);
-            }
-        }
-        Err(e) => {
-            tracing::error!(user = %user, "cannot store a message: {e}");
-            error(
-                out,
-                ErrorCode::Internal,
-                "the server could not store your message; it was not sent; retry later",
-            );
-        }
-    }
+    Ok(text)
 }
 
 fn too_large(len: usize, max: usize) -> String {

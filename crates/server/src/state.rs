@@ -156,11 +156,11 @@ impl Notifier {
         }
     }
 
-    /// The set of online users changed.
+    /// The set of online users changed. Nobody is woken: the version goes out with each
+    /// session's next interval ping (waking every heartbeat thread at every login would cost a
+    /// round trip per online client per login).
     pub fn presence_changed(&self, version: u64) {
-        let mut s = self.state.lock();
-        s.presence_version = version;
-        self.cv.notify_all();
+        self.state.lock().presence_version = version;
     }
 
     /// A session ended.

@@ -669,6 +669,86 @@ impl MessageStore {
         }
     }
 
+    /// Stores several messages, waiting once: every new one joins the queue before the first
+    /// commit, so one group commit can cover them all (a client pipelining a window of messages
+    /// costs one pair of fsyncs, not one per message). Each item is treated exactly as
+    /// [`MessageStore::append`] would treat it, in order; results come in the order of `items`.
+    pub fn append_many(&self, items: &[(&Username, &ClientMsgId, &str)]) -> Vec<Result<Appended>> {
+        /// What became of an item while the state was locked.
+        enum Slot {
+            Queued(u64, Timestamp),
+            /// Everything else (a duplicate, an in-flight duplicate, a refusal) goes through
+            /// `append` once this call's own records are settled.
+            Single,
+        }
+        let mut slots = Vec::with_capacity(items.len());
+        let mut last_queued = None;
+        let mut st = self.state.lock();
+        for (user, cmid, body) in items {
+            let key = self.keys.key(user.as_str(), cmid.as_str());
+            if body.len() > MAX_BODY_BYTES
+                || st.failed.is_some()
+                || st.dedupe.get(key).is_some()
+                || st.next_id == u64::MAX
+            {
+                slots.push(Slot::Single);
+                continue;
+            }
+            let id = st.next_id;
+            st.next_id += 1;
+            let timestamp = Timestamp::now().max(st.last_ts);
+            st.last_ts = timestamp;
+            st.dedupe.insert(key, id);
+            st.pending.push(Pending {
+                key,
+                client_msg_id: (*cmid).clone(),
+                record: Record {
+                    id,
+                    timestamp,
+                    username: (*user).clone(),
+                    body: (*body).to_owned(),
+                },
+            });
+            slots.push(Slot::Queued(id, timestamp));
+            last_queued = Some(id);
+        }
+        if let Some(last) = last_queued {
+            if st.gathering && st.pending.len() >= st.last_batch {
+                self.arrivals.notify_one();
+            }
+            while st.committed < last && st.failed.is_none() {
+                if st.leader {
+                    self.settled.wait(&mut st);
+                } else {
+                    self.lead(&mut st);
+                }
+            }
+        }
+        let mut out: Vec<Option<Result<Appended>>> = slots
+            .iter()
+            .map(|slot| match *slot {
+                Slot::Queued(id, timestamp) => Some(match st.failed_ids.remove(&id) {
+                    Some(info) => Err(info.to_error()),
+                    None if st.committed >= id => Ok(Appended {
+                        id,
+                        timestamp,
+                        duplicate: false,
+                    }),
+                    None => Err(self.failed_error(st.failed.as_deref().unwrap_or("not stored"))),
+                }),
+                Slot::Single => None,
+            })
+            .collect();
+        drop(st);
+        // This call's own records are settled, so a duplicate among them is answered at once.
+        for ((user, cmid, body), result) in items.iter().zip(&mut out) {
+            if result.is_none() {
+                *result = Some(self.append(user, cmid, body));
+            }
+        }
+        out.into_iter().flatten().collect()
+    }
+
     /// Writes one batch of the queue as leader, then settles it and wakes everyone.
     fn lead(&self, st: &mut MutexGuard<'_, AppendState>) {
         st.leader = true;

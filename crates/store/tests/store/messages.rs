@@ -5,7 +5,7 @@ use std::fs;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use gc_protocol::types::{Record, Timestamp};
+use gc_protocol::types::{ClientMsgId, Record, Timestamp, Username};
 use gc_store::{
     DataDirLock, FsyncPolicy, LineError, MessageStore, StoreError, check, encode_record, repair,
 };
@@ -630,4 +630,109 @@ fn the_last_possible_id_refuses_appends_without_panicking() {
     assert_eq!(s.last_n_start(0), u64::MAX);
     assert!(s.after(u64::MAX, 10, u64::MAX).unwrap().is_empty());
     assert_eq!(s.before(0, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn append_many_stores_a_window_in_order_with_append_semantics() {
+    for policy in [FsyncPolicy::Always, FsyncPolicy::Batch, FsyncPolicy::Never] {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = MessageStore::open(dir.path(), config(policy, 10_000)).unwrap();
+        let (alice, bob) = (user("alice"), user("bob"));
+        let first = s.append(&alice, &cmid("old"), "stored before").unwrap();
+        let ids: Vec<ClientMsgId> = (0..50).map(|i| cmid(&format!("m{i}"))).collect();
+        let bodies: Vec<String> = (0..50).map(|i| format!("message {i}")).collect();
+        let big = "x".repeat(gc_store::MAX_BODY_BYTES + 1);
+        let mut items: Vec<(&Username, &ClientMsgId, &str)> = ids
+            .iter()
+            .zip(&bodies)
+            .map(|(id, b)| (&alice, id, b.as_str()))
+            .collect();
+        let old = cmid("old");
+        let dup = cmid("m3");
+        items.insert(10, (&alice, &old, "a retry of an earlier message"));
+        items.insert(20, (&alice, &dup, "a retry inside the same window"));
+        items.insert(30, (&bob, &dup, "same id, other user: a new message"));
+        items.insert(40, (&alice, &ids[0], big.as_str()));
+        let results = s.append_many(&items);
+        assert_eq!(results.len(), items.len());
+        // The retry of an earlier message gets its first answer back.
+        let r = results[10].as_ref().unwrap();
+        assert_eq!((r.id, r.duplicate), (first.id, true));
+        // A retry of one in this window gets that one's answer.
+        let m3 = results[3].as_ref().unwrap();
+        let r = results[20].as_ref().unwrap();
+        assert_eq!(
+            (r.id, r.timestamp, r.duplicate),
+            (m3.id, m3.timestamp, true)
+        );
+        assert!(!results[30].as_ref().unwrap().duplicate);
+        // A body over the limit is refused before anything else, as `append` refuses it.
+        assert!(matches!(
+            results[40],
+            Err(gc_store::StoreError::TooLarge { .. })
+        ));
+        // New records: ids in item order, contiguous after the first.
+        let new_ids: Vec<u64> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .filter(|a| !a.duplicate)
+            .map(|a| a.id)
+            .collect();
+        assert_eq!(new_ids, (2..=52).collect::<Vec<_>>(), "{policy}");
+        assert_eq!(s.newest_id(), 52);
+        // Stored in item order.
+        let stored: Vec<String> = s
+            .after(1, 1000, u64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.body)
+            .collect();
+        let expected: Vec<&str> = items
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ![10, 20, 40].contains(i))
+            .map(|(_, (_, _, body))| *body)
+            .collect();
+        assert_eq!(stored, expected);
+    }
+}
+
+#[test]
+fn append_many_beside_concurrent_appenders_keeps_ids_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = std::sync::Arc::new(
+        MessageStore::open(dir.path(), config(FsyncPolicy::Batch, 10_000))
+            .unwrap()
+            .0,
+    );
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let s = std::sync::Arc::clone(&s);
+            std::thread::spawn(move || {
+                let u = user(&format!("u{t}"));
+                let mut ids = Vec::new();
+                for w in 0..20 {
+                    if t % 2 == 0 {
+                        let c: Vec<ClientMsgId> =
+                            (0..8).map(|i| cmid(&format!("w{w}i{i}"))).collect();
+                        let items: Vec<_> = c.iter().map(|c| (&u, c, "batched")).collect();
+                        for r in s.append_many(&items) {
+                            ids.push(r.unwrap().id);
+                        }
+                    } else {
+                        ids.push(s.append(&u, &cmid(&format!("w{w}")), "single").unwrap().id);
+                    }
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    let n = all.len() as u64;
+    assert_eq!(all, (1..=n).collect::<Vec<_>>());
+    assert_eq!(n, 4 * 20 * 8 + 4 * 20);
 }
