@@ -248,24 +248,23 @@ fn tui_registers_sends_receives_and_restores_the_terminal() {
     );
 }
 
-#[test]
-fn tui_logs_in_with_a_password_file_and_stops_on_sigterm() {
-    let Some(tmux) = Tmux::start() else {
-        return;
-    };
-    let server = Server::start();
-    register(&server, "dave", "pw-dave");
-    let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, "pw-dave\n").unwrap();
-    let log = dir.path().join("client.log");
-    let pid_file = dir.path().join("pid");
+/// For `user` (registered here with password `pw-<user>`, kept in a file in `dir`): a shell
+/// script that writes its pid to `dir/pid` and becomes a `gc-client` logging in at once against
+/// `server` (in the foreground: it owns the terminal, so a test can signal exactly that process),
+/// logging to `dir/client.log`. Returns the script, the log and the pid file.
+fn password_file_client(server: &Server, user: &str, dir: &Path) -> (String, PathBuf, PathBuf) {
+    let password = format!("pw-{user}");
+    register(server, user, &password);
+    let pw = dir.join("pw");
+    std::fs::write(&pw, format!("{password}\n")).expect("write the password file");
+    let log = dir.join("client.log");
+    let pid_file = dir.join("pid");
     let p = server.ports();
     let args: Vec<String> = [
         env!("CARGO_BIN_EXE_gc-client"),
         "127.0.0.1",
         "--user",
-        "dave",
+        user,
         "--password-file",
         &pw.display().to_string(),
         "--bind",
@@ -283,7 +282,7 @@ fn tui_logs_in_with_a_password_file_and_stops_on_sigterm() {
         "--server-port-send",
         &p.send.to_string(),
         "--config",
-        &dir.path().join("config.toml").display().to_string(),
+        &dir.join("config.toml").display().to_string(),
         "--log-file",
         &log.display().to_string(),
         "--no-cache",
@@ -291,13 +290,22 @@ fn tui_logs_in_with_a_password_file_and_stops_on_sigterm() {
     .iter()
     .map(|a| sh_quote(a))
     .collect();
-    // A shell writes its pid and becomes the client (in the foreground: it owns the terminal),
-    // so the test signals exactly that process.
     let script = format!(
         "echo $$ > {}; exec {}",
         sh_quote(&pid_file.display().to_string()),
         args.join(" ")
     );
+    (script, log, pid_file)
+}
+
+#[test]
+fn tui_logs_in_with_a_password_file_and_stops_on_sigterm() {
+    let Some(tmux) = Tmux::start() else {
+        return;
+    };
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (script, log, pid_file) = password_file_client(&server, "dave", dir.path());
     tmux.type_text(&format!("sh -c {}; echo GC-EXIT-$?", sh_quote(&script)));
     tmux.key("Enter");
     tmux.wait_for(" ACTIVE │ ", &log);
@@ -331,48 +339,8 @@ fn tui_exits_when_its_terminal_disappears() {
         return;
     };
     let server = Server::start();
-    register(&server, "gina", "pw-gina");
     let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, "pw-gina\n").unwrap();
-    let log = dir.path().join("client.log");
-    let pid_file = dir.path().join("pid");
-    let p = server.ports();
-    let args: Vec<String> = [
-        env!("CARGO_BIN_EXE_gc-client"),
-        "127.0.0.1",
-        "--user",
-        "gina",
-        "--password-file",
-        &pw.display().to_string(),
-        "--bind",
-        &client_ip().to_string(),
-        "--port-auth",
-        "0",
-        "--port-heartbeat",
-        "0",
-        "--port-delivery",
-        "0",
-        "--server-port-connect",
-        &p.connect.to_string(),
-        "--server-port-auth",
-        &p.auth.to_string(),
-        "--server-port-send",
-        &p.send.to_string(),
-        "--config",
-        &dir.path().join("config.toml").display().to_string(),
-        "--log-file",
-        &log.display().to_string(),
-        "--no-cache",
-    ]
-    .iter()
-    .map(|a| sh_quote(a))
-    .collect();
-    let script = format!(
-        "echo $$ > {}; exec {}",
-        sh_quote(&pid_file.display().to_string()),
-        args.join(" ")
-    );
+    let (script, log, pid_file) = password_file_client(&server, "gina", dir.path());
     tmux.type_text(&format!("sh -c {}", sh_quote(&script)));
     tmux.key("Enter");
     tmux.wait_for(" ACTIVE │ ", &log);
