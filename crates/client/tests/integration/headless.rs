@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 
-use crate::support::{Server, TestClient, WAIT, client_ip, config, register};
+use crate::support::{Server, TestClient, WAIT, config, connection_args, register};
 
 /// Runs the binary with `args` and `stdin`, bounded by [`WAIT`].
 pub fn run(args: &[String], stdin: &str) -> Output {
@@ -42,36 +42,18 @@ pub fn run(args: &[String], stdin: &str) -> Output {
 }
 
 fn args(server: &Server, user: &str, password_file: &Path, cache: &Path) -> Vec<String> {
-    let p = server.ports();
-    [
-        "127.0.0.1",
-        "--headless",
-        "--user",
-        user,
-        "--password-file",
-        &password_file.display().to_string(),
-        "--bind",
-        &client_ip().to_string(),
-        "--port-auth",
-        "0",
-        "--port-heartbeat",
-        "0",
-        "--port-delivery",
-        "0",
-        "--server-port-connect",
-        &p.connect.to_string(),
-        "--server-port-auth",
-        &p.auth.to_string(),
-        "--server-port-send",
-        &p.send.to_string(),
-        "--cache",
-        &cache.display().to_string(),
-        "--drain-timeout",
-        "20",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect()
+    let mut args: Vec<String> = ["127.0.0.1", "--headless", "--user", user, "--password-file"]
+        .map(str::to_owned)
+        .into();
+    args.push(password_file.display().to_string());
+    args.extend(connection_args(server.ports()));
+    args.extend([
+        "--cache".to_owned(),
+        cache.display().to_string(),
+        "--drain-timeout".into(),
+        "20".into(),
+    ]);
+    args
 }
 
 fn text(bytes: &[u8]) -> String {

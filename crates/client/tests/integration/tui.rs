@@ -9,15 +9,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
-use gc_client::Password;
 use gc_client::tui::scrollback::Entry;
 use gc_client::tui::{App, AppEvent, Flow, Session, Zone, step};
+use gc_client::{Password, ServerPorts};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
 
 use crate::headless::run;
-use crate::support::{Server, TestClient, WAIT, client_ip, config, register};
+use crate::support::{Server, TestClient, WAIT, config, connection_args, register};
 
 /// A tmux server of our own (`tmux -L <socket>`), killed on drop.
 struct Tmux {
@@ -138,32 +138,18 @@ fn tui_registers_sends_receives_and_restores_the_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let settings = dir.path().join("config").join("config.toml");
     let log = dir.path().join("client.log");
-    let p = server.ports();
-    let args: Vec<String> = [
-        env!("CARGO_BIN_EXE_gc-client"),
-        "127.0.0.1",
-        "--bind",
-        &client_ip().to_string(),
-        "--port-auth",
-        "0",
-        "--port-heartbeat",
-        "0",
-        "--port-delivery",
-        "0",
-        "--server-port-connect",
-        &p.connect.to_string(),
-        "--server-port-auth",
-        &p.auth.to_string(),
-        "--server-port-send",
-        &p.send.to_string(),
-        "--config",
-        &settings.display().to_string(),
-        "--log-file",
-        &log.display().to_string(),
-    ]
-    .iter()
-    .map(|a| sh_quote(a))
-    .collect();
+    let mut args = vec![
+        env!("CARGO_BIN_EXE_gc-client").to_owned(),
+        "127.0.0.1".into(),
+    ];
+    args.extend(connection_args(server.ports()));
+    args.extend([
+        "--config".to_owned(),
+        settings.display().to_string(),
+        "--log-file".into(),
+        log.display().to_string(),
+    ]);
+    let args: Vec<String> = args.iter().map(|a| sh_quote(a)).collect();
     let data = sh_quote(&dir.path().join("data").display().to_string());
     tmux.type_text(&format!(
         "env -u GC_PASSWORD XDG_DATA_HOME={data} {}; echo GC-EXIT-$?",
@@ -259,37 +245,23 @@ fn password_file_client(server: &Server, user: &str, dir: &Path) -> (String, Pat
     std::fs::write(&pw, format!("{password}\n")).expect("write the password file");
     let log = dir.join("client.log");
     let pid_file = dir.join("pid");
-    let p = server.ports();
-    let args: Vec<String> = [
-        env!("CARGO_BIN_EXE_gc-client"),
-        "127.0.0.1",
-        "--user",
-        user,
-        "--password-file",
-        &pw.display().to_string(),
-        "--bind",
-        &client_ip().to_string(),
-        "--port-auth",
-        "0",
-        "--port-heartbeat",
-        "0",
-        "--port-delivery",
-        "0",
-        "--server-port-connect",
-        &p.connect.to_string(),
-        "--server-port-auth",
-        &p.auth.to_string(),
-        "--server-port-send",
-        &p.send.to_string(),
-        "--config",
-        &dir.join("config.toml").display().to_string(),
-        "--log-file",
-        &log.display().to_string(),
-        "--no-cache",
-    ]
-    .iter()
-    .map(|a| sh_quote(a))
-    .collect();
+    let mut args = vec![
+        env!("CARGO_BIN_EXE_gc-client").to_owned(),
+        "127.0.0.1".into(),
+        "--user".into(),
+        user.into(),
+        "--password-file".into(),
+        pw.display().to_string(),
+    ];
+    args.extend(connection_args(server.ports()));
+    args.extend([
+        "--config".to_owned(),
+        dir.join("config.toml").display().to_string(),
+        "--log-file".into(),
+        log.display().to_string(),
+        "--no-cache".into(),
+    ]);
+    let args: Vec<String> = args.iter().map(|a| sh_quote(a)).collect();
     let script = format!(
         "echo $$ > {}; exec {}",
         sh_quote(&pid_file.display().to_string()),
@@ -406,38 +378,28 @@ fn with_server_runs_and_stops_the_gc_server_binary() {
     let log = dir.path().join("logs").join("client.log");
     std::fs::create_dir_all(log.parent().unwrap()).unwrap();
     let [connect, auth, send] = free_ports();
-    let args: Vec<String> = [
-        "127.0.0.1",
-        "--with-server",
-        "--server-data-dir",
-        &dir.path().join("server-data").display().to_string(),
-        "--headless",
-        "--register",
-        "--user",
-        "erin",
-        "--password-file",
-        &pw.display().to_string(),
-        "--bind",
-        &client_ip().to_string(),
-        "--port-auth",
-        "0",
-        "--port-heartbeat",
-        "0",
-        "--port-delivery",
-        "0",
-        "--server-port-connect",
-        &connect.to_string(),
-        "--server-port-auth",
-        &auth.to_string(),
-        "--server-port-send",
-        &send.to_string(),
-        "--no-cache",
-        "--log-file",
-        &log.display().to_string(),
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    let mut args = vec![
+        "127.0.0.1".to_owned(),
+        "--with-server".into(),
+        "--server-data-dir".into(),
+        dir.path().join("server-data").display().to_string(),
+        "--headless".into(),
+        "--register".into(),
+        "--user".into(),
+        "erin".into(),
+        "--password-file".into(),
+        pw.display().to_string(),
+    ];
+    args.extend(connection_args(ServerPorts {
+        connect,
+        auth,
+        send,
+    }));
+    args.extend([
+        "--no-cache".to_owned(),
+        "--log-file".into(),
+        log.display().to_string(),
+    ]);
     let out = run(&args, "hello local server\n");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
