@@ -200,17 +200,15 @@ impl ClientError {
     /// transient: reconnect with backoff.
     pub fn is_fatal(&self) -> bool {
         match self {
-            Self::Refused { code, .. } => matches!(
-                code,
-                ErrorCode::Auth
-                    | ErrorCode::UnknownUser
-                    | ErrorCode::Exists
-                    | ErrorCode::RegistrationClosed
-                    | ErrorCode::Throttled
-                    | ErrorCode::Malformed
-                    | ErrorCode::Version
-                    | ErrorCode::TooLong
-            ),
+            // A refused login, or frames the server finds wrong (sending them again changes
+            // nothing).
+            Self::Refused { code, .. } => {
+                self.is_login_refused()
+                    || matches!(
+                        code,
+                        ErrorCode::Malformed | ErrorCode::Version | ErrorCode::TooLong
+                    )
+            }
             Self::Version { .. }
             | Self::ServerSignature(_)
             | Self::Scram(_)
