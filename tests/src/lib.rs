@@ -330,6 +330,7 @@ pub struct RawClient {
     records_tx: mpsc::Sender<Record>,
     last_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
     answering: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    close_deliveries: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RawClient {
@@ -357,6 +358,7 @@ impl RawClient {
             records_tx,
             last_id: Default::default(),
             answering: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            close_deliveries: Default::default(),
         }
     }
 
@@ -473,11 +475,13 @@ impl RawClient {
         if let Some(dl) = self.dl_listener.take() {
             let tx = self.records_tx.clone();
             let last_id = std::sync::Arc::clone(&self.last_id);
+            let close = std::sync::Arc::clone(&self.close_deliveries);
             thread::spawn(move || {
                 for s in dl.incoming() {
                     let Ok(s) = s else { return };
                     let (tx, last_id) = (tx.clone(), std::sync::Arc::clone(&last_id));
-                    thread::spawn(move || serve_deliveries(s, &tx, &last_id));
+                    let close = std::sync::Arc::clone(&close);
+                    thread::spawn(move || serve_deliveries(s, &tx, &last_id, &close));
                 }
             });
         }
@@ -558,6 +562,12 @@ impl RawClient {
         self.answering.store(false, Ordering::SeqCst);
     }
 
+    /// Closes each delivery connection right after its `Thx`, so the server finds its kept
+    /// connection closed at the next delivery.
+    pub fn close_each_delivery(&self) {
+        self.close_deliveries.store(true, Ordering::SeqCst);
+    }
+
     /// The cursor this client reports in `Pong`.
     pub fn last_id(&self) -> u64 {
         self.last_id.load(Ordering::SeqCst)
@@ -594,6 +604,7 @@ fn serve_deliveries(
     s: TcpStream,
     tx: &mpsc::Sender<Record>,
     last_id: &std::sync::atomic::AtomicU64,
+    close: &std::sync::atomic::AtomicBool,
 ) {
     let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let mut conn = FramedStream::new(s, peer);
@@ -623,7 +634,7 @@ fn serve_deliveries(
         let thx = DeliveryReply::Thx {
             last_id: last_id.load(Ordering::SeqCst),
         };
-        if conn.send(&thx, deadline()).is_err() {
+        if conn.send(&thx, deadline()).is_err() || close.load(Ordering::SeqCst) {
             return;
         }
     }

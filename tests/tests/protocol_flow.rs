@@ -182,3 +182,32 @@ fn bye_ends_the_session_and_presence_changes() {
     assert!(after > before);
     assert!(matches!(b.send("x"), SendReply::Err(ref e) if e.code == ErrorCode::Session));
 }
+
+#[test]
+fn deliveries_go_on_when_the_client_closes_each_delivery_connection() {
+    // The server leaves a delivery's `Thx` to be read at the next cycle when its kept connection
+    // is in steady use; a client that closes the connection after each `Thx` makes every next
+    // batch go out on a closed connection. Each must still arrive, once, and the session must
+    // not count it as a missed heartbeat.
+    gc_tests::capture_logs();
+    let server = TestServer::start_with(|c| {
+        c.rate_burst = 100;
+        c.rate_per_sec = 100.0;
+    });
+    let writer = logged_in(&server, "writer");
+    let closer = logged_in(&server, "closer");
+    closer.close_each_delivery();
+    for i in 1..=10 {
+        let reply = writer.send(&format!("message {i}"));
+        assert!(matches!(reply, SendReply::Thx { .. }), "{reply:?}");
+        let got = closer.receive(1);
+        assert_eq!(got[0].body, format!("message {i}"));
+    }
+    assert_eq!(server.sessions(), 2);
+    let logs = gc_tests::captured_logs();
+    let missed: Vec<_> = logs
+        .lines()
+        .filter(|l| l.contains("missed heartbeat") && l.contains("closer@"))
+        .collect();
+    assert!(missed.is_empty(), "{missed:#?}");
+}

@@ -16,6 +16,7 @@ mod auth;
 mod heartbeat;
 mod link;
 mod listener;
+mod notify;
 mod state;
 mod threads;
 

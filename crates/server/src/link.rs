@@ -2,6 +2,7 @@
 //! when reuse is on.
 
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 use gc_protocol::io::connect;
 use gc_protocol::{Frame, FramedStream, ProtocolError};
@@ -15,6 +16,8 @@ pub struct Link {
     /// Which entry of the session's `hb_sockets` mirrors this link's connection.
     slot: usize,
     conn: Option<FramedStream<TcpStream>>,
+    /// When the kept connection last carried a reply.
+    answered_at: Option<Instant>,
 }
 
 impl Link {
@@ -25,7 +28,14 @@ impl Link {
             addr,
             slot,
             conn: None,
+            answered_at: None,
         }
+    }
+
+    /// Whether the kept connection carried a reply within `within`: then the client is taken to
+    /// still have it open (clients close kept connections only after idling much longer).
+    pub fn answered_within(&self, within: Duration) -> bool {
+        self.conn.is_some() && self.answered_at.is_some_and(|t| t.elapsed() < within)
     }
 
     /// Sends `request` (one or more encoded frames) and reads one reply frame.
@@ -42,6 +52,7 @@ impl Link {
             match Self::round_trip(shared, &mut conn, request) {
                 Ok(reply) => {
                     self.conn = Some(conn);
+                    self.answered_at = Some(Instant::now());
                     return Ok(reply);
                 }
                 Err(e) if e.is_stale_connection() => self.close(session),
@@ -51,6 +62,79 @@ impl Link {
                 }
             }
         }
+        let conn = self.connect(shared, session)?;
+        let result = Self::round_trip(shared, conn, request);
+        if result.is_err() || !shared.config.reuse_connections {
+            // One exchange per connection, or a failed one: the connector closes.
+            self.close(session);
+        } else {
+            self.answered_at = Some(Instant::now());
+        }
+        result
+    }
+
+    /// Sends `request` without waiting for the reply, which [`Link::receive`] reads later; the
+    /// connection stays open in between. Only for kept connections (reuse on).
+    ///
+    /// Returns whether it went out on a connection kept from an earlier exchange: if that one
+    /// turns out to have been closed by the client meanwhile (a stale error in `receive`), the
+    /// request should be sent again on a fresh connection, as [`Link::exchange`] does. A kept
+    /// connection already known to be closed is replaced here at once.
+    pub fn send(
+        &mut self,
+        shared: &Shared,
+        session: &Session,
+        request: &[u8],
+    ) -> Result<bool, ProtocolError> {
+        if let Some(mut conn) = self.conn.take() {
+            match conn.write_all(request, shared.io_deadline()) {
+                Ok(()) => {
+                    self.conn = Some(conn);
+                    return Ok(true);
+                }
+                Err(e) if e.is_stale_connection() => self.close(session),
+                Err(e) => {
+                    self.close(session);
+                    return Err(e);
+                }
+            }
+        }
+        let conn = self.connect(shared, session)?;
+        let result = conn.write_all(request, shared.io_deadline());
+        if result.is_err() {
+            self.close(session);
+        }
+        result.map(|()| false)
+    }
+
+    /// Reads the reply to the last [`Link::send`]. Any error closes the connection.
+    pub fn receive<R: Frame>(
+        &mut self,
+        shared: &Shared,
+        session: &Session,
+    ) -> Result<R, ProtocolError> {
+        let result = match self.conn.as_mut() {
+            Some(conn) => conn.read(shared.io_deadline()),
+            // Only after an error, which closed the link: nothing can have been sent on it.
+            None => Err(ProtocolError::Closed {
+                peer: self.addr.to_string(),
+                partial: 0,
+            }),
+        };
+        if result.is_err() {
+            self.close(session);
+        } else {
+            self.answered_at = Some(Instant::now());
+        }
+        result
+    }
+
+    /// Opens a fresh connection, mirrored in the session's socket table.
+    fn connect(
+        &mut self,
+        shared: &Shared,
+        session: &Session,
+    ) -> Result<&mut FramedStream<TcpStream>, ProtocolError> {
         let stream =
             connect(self.addr, shared.connect_timeout()).map_err(|source| ProtocolError::Io {
                 peer: self.addr.to_string(),
@@ -63,16 +147,9 @@ impl Link {
         if session.is_ended() {
             let _ = stream.shutdown(Shutdown::Both);
         }
-        self.conn = Some(FramedStream::new(stream, self.addr.to_string()));
-        let result = match self.conn.as_mut() {
-            Some(conn) => Self::round_trip(shared, conn, request),
-            None => unreachable!("just connected"),
-        };
-        if result.is_err() || !shared.config.reuse_connections {
-            // One exchange per connection, or a failed one: the connector closes.
-            self.close(session);
-        }
-        result
+        Ok(self
+            .conn
+            .insert(FramedStream::new(stream, self.addr.to_string())))
     }
 
     fn round_trip<R: Frame>(
@@ -91,5 +168,6 @@ impl Link {
             *entry = None;
         }
         self.conn = None;
+        self.answered_at = None;
     }
 }

@@ -20,7 +20,8 @@ use parking_lot::Mutex;
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::limits::{LoginThrottle, RateLimiter};
-use crate::state::{Notifier, Registry, Shared};
+use crate::notify::{Doorbell, Notifier};
+use crate::state::{Registry, Shared};
 use crate::threads::ThreadGroup;
 use crate::{auth, paths};
 
@@ -257,6 +258,8 @@ enum Role {
 }
 
 fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, role: Role) {
+    // Only for the back-off after a failed accept, which shutdown must cut short.
+    let registration = shared.notifier.register(Arc::new(Doorbell::default()));
     loop {
         let accepted = listener.accept();
         if shared.stopping() {
@@ -276,7 +279,9 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, role: Role) {
                 // once for shutdown.
                 tracing::warn!("accept failed: {e}");
                 let until = Instant::now() + Duration::from_millis(100);
-                shared.notifier.wait_until(until, |_| false);
+                shared
+                    .notifier
+                    .wait_until(registration.bell(), until, |_| false);
             }
         }
     }

@@ -14,6 +14,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::config::Config;
 use crate::limits::{LoginThrottle, RateLimiter};
+use crate::notify::{Doorbell, Notifier};
 use crate::threads::ThreadGroup;
 
 /// Everything the server's threads share.
@@ -105,90 +106,6 @@ impl Drop for TrackedConn<'_> {
     }
 }
 
-/// What heartbeat threads wait for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Pulse {
-    /// Newest durable message id.
-    pub newest_id: u64,
-    /// Presence version.
-    pub presence_version: u64,
-    /// Shutdown has begun.
-    pub shutdown: bool,
-    /// Bumped when any session ends, so its threads notice at once.
-    pub ended_generation: u64,
-}
-
-/// One shared state + condvar: every heartbeat thread waits here.
-#[derive(Debug, Default)]
-pub struct Notifier {
-    state: Mutex<Pulse>,
-    cv: Condvar,
-}
-
-impl Notifier {
-    /// Starts with the store's newest id.
-    pub fn new(newest_id: u64) -> Self {
-        Self {
-            state: Mutex::new(Pulse {
-                newest_id,
-                ..Pulse::default()
-            }),
-            cv: Condvar::new(),
-        }
-    }
-
-    /// The current state.
-    pub fn pulse(&self) -> Pulse {
-        *self.state.lock()
-    }
-
-    /// Whether shutdown has begun.
-    pub fn is_shutdown(&self) -> bool {
-        self.state.lock().shutdown
-    }
-
-    /// A message up to `id` is durable: wake everyone.
-    pub fn new_message(&self, id: u64) {
-        let mut s = self.state.lock();
-        if id > s.newest_id {
-            s.newest_id = id;
-            self.cv.notify_all();
-        }
-    }
-
-    /// The set of online users changed. Nobody is woken: the version goes out with each
-    /// session's next interval ping (waking every heartbeat thread at every login would cost a
-    /// round trip per online client per login).
-    pub fn presence_changed(&self, version: u64) {
-        self.state.lock().presence_version = version;
-    }
-
-    /// A session ended.
-    pub fn session_ended(&self) {
-        let mut s = self.state.lock();
-        s.ended_generation += 1;
-        self.cv.notify_all();
-    }
-
-    /// Shutdown has begun.
-    pub fn shutdown(&self) {
-        let mut s = self.state.lock();
-        s.shutdown = true;
-        self.cv.notify_all();
-    }
-
-    /// Waits until `wake(&pulse)` is true or `deadline` passes; returns the latest state.
-    pub fn wait_until(&self, deadline: Instant, mut wake: impl FnMut(&Pulse) -> bool) -> Pulse {
-        let mut s = self.state.lock();
-        while !s.shutdown && !wake(&s) {
-            if self.cv.wait_until(&mut s, deadline).timed_out() {
-                break;
-            }
-        }
-        *s
-    }
-}
-
 /// One logged-in session.
 #[derive(Debug)]
 pub struct Session {
@@ -211,6 +128,9 @@ pub struct Session {
     /// Clones of the heartbeat thread's kept connections (heartbeat, delivery), shut down when
     /// the session ends so the thread never waits out a deadline.
     pub hb_sockets: Mutex<[Option<TcpStream>; 2]>,
+    /// Wakes the heartbeat thread (registered with the notifier for new messages; rung directly
+    /// when the session ends).
+    pub bell: Arc<Doorbell>,
 }
 
 impl Session {
@@ -233,6 +153,7 @@ impl Session {
         for s in self.hb_sockets.lock().iter_mut().filter_map(Option::take) {
             let _ = s.shutdown(Shutdown::Both);
         }
+        self.bell.ring();
         true
     }
 }
@@ -418,6 +339,7 @@ impl Registry {
             ended: AtomicBool::new(false),
             slot: ListenerSlot::default(),
             hb_sockets: Mutex::new([None, None]),
+            bell: Arc::new(Doorbell::default()),
         });
         r.by_token
             .insert(session.token.as_str().to_owned(), Arc::clone(&session));
@@ -464,8 +386,6 @@ impl Registry {
             r.presence_version += 1;
             notifier.presence_changed(r.presence_version);
         }
-        drop(r);
-        notifier.session_ended();
         true
     }
 
