@@ -88,16 +88,23 @@ fn serve(shared: &Shared, session: &Session, mut conn: Conn) -> Option<(Arc<Sess
             }
             Err(_) => break,
         };
+        if let After::End(s) = &after {
+            // End the session before answering: a client that closes its listeners as soon as it
+            // has the reply must not find a heartbeat of this session still on its way. Ending our
+            // own session would shut down this connection too, so the slot lets go of it first; the
+            // loop then stops after the reply, as the slot is closed.
+            if s.id == session.id {
+                session.slot.release();
+            }
+            tracing::info!(user = %s.user, addr = %s.ip, "session ended by Bye");
+            shared.end_session(s);
+        }
         if !out.is_empty() && conn.write_all(&out, shared.io_deadline()).is_err() {
             break;
         }
         match after {
-            After::Continue => {}
+            After::Continue | After::End(_) => {}
             After::Close => break,
-            After::End(s) => {
-                tracing::info!(user = %s.user, addr = %s.ip, "session ended by Bye");
-                shared.end_session(&s);
-            }
             After::Forward(target) => return Some((target, conn)),
         }
     }
