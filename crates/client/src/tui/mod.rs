@@ -278,6 +278,10 @@ pub fn step<B: Backend>(
             AppEvent::TerminalError(e) => return Err(ClientError::Terminal(e)),
             AppEvent::Client { generation, event } => {
                 if generation == session.generation {
+                    // The client publishes its status before the events that follow from it
+                    // (the server's registration policy before a refused login): refresh it
+                    // here, not only once per draw, or such an event meets a stale snapshot.
+                    session.refresh(app);
                     app.handle_client(event);
                 }
             }
