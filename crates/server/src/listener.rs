@@ -59,6 +59,7 @@ fn serve(shared: &Shared, session: &Session, mut conn: Conn) -> Option<(Arc<Sess
         }
         let idle_deadline = Instant::now() + shared.config.idle_timeout;
         out.clear();
+        let mut stored = 0;
         let after = match conn.read_line_idle(idle_deadline, Some(shared.config.io_timeout)) {
             Ok(line) if line.starts_with(b"Msg ") => {
                 session.slot.set_busy();
@@ -71,11 +72,11 @@ fn serve(shared: &Shared, session: &Session, mut conn: Conn) -> Option<(Arc<Sess
                         None => break,
                     }
                 }
-                handle_msgs(shared, session, peer.ip(), &lines, &mut out)
+                handle_msgs(shared, session, peer.ip(), &lines, &mut out, &mut stored)
             }
             Ok(line) => {
                 session.slot.set_busy();
-                handle(shared, session, peer.ip(), line, &mut out)
+                handle(shared, session, peer.ip(), line, &mut out, &mut stored)
             }
             Err(ProtocolError::TooLong { limit, .. }) => {
                 tracing::warn!(%peer, "frame over {limit} bytes on the sending port; closing");
@@ -99,7 +100,15 @@ fn serve(shared: &Shared, session: &Session, mut conn: Conn) -> Option<(Arc<Sess
             tracing::info!(user = %s.user, addr = %s.ip, "session ended by Bye");
             shared.end_session(s);
         }
-        if !out.is_empty() && conn.write_all(&out, shared.io_deadline()).is_err() {
+        let written = out.is_empty() || conn.write_all(&out, shared.io_deadline()).is_ok();
+        // The heartbeat threads are rung after the sender has its `Thx`: ringing a few hundred
+        // of them takes a while, and a sender pipelining a window waits for its replies. A
+        // sender that does not read its replies can only delay its own messages this way, and
+        // by at most a heartbeat interval (each cycle also looks at the store's newest id).
+        if stored > 0 {
+            shared.notifier.new_message(stored);
+        }
+        if !written {
             break;
         }
         match after {
@@ -127,6 +136,7 @@ fn handle_msgs(
     ip: IpAddr,
     lines: &[Vec<u8>],
     out: &mut Vec<u8>,
+    stored: &mut u64,
 ) -> After {
     let mut after = After::Continue;
     let mut run: Option<(Arc<Session>, Vec<PendingMsg>)> = None;
@@ -151,7 +161,7 @@ fn handle_msgs(
                     Some((s, msgs)) if s.id == session.id => msgs.push((id, body)),
                     _ => {
                         if let Some((s, msgs)) = run.take() {
-                            store_msgs(shared, &s, msgs, out);
+                            store_msgs(shared, &s, msgs, out, stored);
                         }
                         run = Some((session, vec![(id, body)]));
                     }
@@ -159,24 +169,31 @@ fn handle_msgs(
             }
             None => {
                 if let Some((s, msgs)) = run.take() {
-                    store_msgs(shared, &s, msgs, out);
+                    store_msgs(shared, &s, msgs, out, stored);
                 }
                 // Answered with its error (malformed, session, shutting-down).
-                if let After::Close = handle(shared, own, ip, line, out) {
+                if let After::Close = handle(shared, own, ip, line, out, stored) {
                     return After::Close;
                 }
             }
         }
     }
     if let Some((s, msgs)) = run {
-        store_msgs(shared, &s, msgs, out);
+        store_msgs(shared, &s, msgs, out, stored);
     }
     after
 }
 
 /// Handles one request frame from `ip`, arrived at the listener of `own`, appending the reply to
 /// `out`.
-fn handle(shared: &Shared, own: &Session, ip: IpAddr, line: &[u8], out: &mut Vec<u8>) -> After {
+fn handle(
+    shared: &Shared,
+    own: &Session,
+    ip: IpAddr,
+    line: &[u8],
+    out: &mut Vec<u8>,
+    stored: &mut u64,
+) -> After {
     let request = match SendRequest::parse(line) {
         Ok(r) => r,
         Err(e) => {
@@ -216,7 +233,7 @@ fn handle(shared: &Shared, own: &Session, ip: IpAddr, line: &[u8], out: &mut Vec
             client_msg_id,
             body,
             ..
-        } => store_msgs(shared, &session, vec![(client_msg_id, body)], out),
+        } => store_msgs(shared, &session, vec![(client_msg_id, body)], out, stored),
         SendRequest::History {
             before_id, limit, ..
         } => match shared.store.before(before_id, limit as usize) {
@@ -250,8 +267,15 @@ fn handle(shared: &Shared, own: &Session, ip: IpAddr, line: &[u8], out: &mut Vec
 
 /// `Msg` frames of one session, in order: each is checked (dedupe first, then the body, then
 /// plugins, then the rate: protocol.md §3.6), then all that passed are stored with one group
-/// commit, and the replies are appended to `out` in request order.
-fn store_msgs(shared: &Shared, session: &Session, msgs: Vec<PendingMsg>, out: &mut Vec<u8>) {
+/// commit, and the replies are appended to `out` in request order. `stored` is raised to the
+/// newest id stored, for the caller to announce once the replies are written.
+fn store_msgs(
+    shared: &Shared,
+    session: &Session,
+    msgs: Vec<PendingMsg>,
+    out: &mut Vec<u8>,
+    stored: &mut u64,
+) {
     let user = &session.user;
     let mut replies: Vec<Option<SendReply>> = Vec::with_capacity(msgs.len());
     let mut to_store: Vec<(usize, ClientMsgId, String)> = Vec::new();
@@ -291,9 +315,7 @@ fn store_msgs(shared: &Shared, session: &Session, msgs: Vec<PendingMsg>, out: &m
                 }
             });
         }
-        if newest > 0 {
-            shared.notifier.new_message(newest);
-        }
+        *stored = (*stored).max(newest);
     }
     for reply in replies.into_iter().flatten() {
         reply.encode(out);
