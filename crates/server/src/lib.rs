@@ -13,6 +13,7 @@ pub mod paths;
 pub mod server;
 
 mod auth;
+mod fds;
 mod heartbeat;
 mod link;
 mod listener;
@@ -66,6 +67,19 @@ pub fn run_until_signal(config: Config) -> Result<(), ServerError> {
 
     let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(ServerError::Signals)?;
     let signal_handle = signals.handle();
+    let max_clients = config.max_clients;
+    let fds = fds::prepare(max_clients);
+    match (fds.sessions_allowed(), fds.limit) {
+        (Some(allowed), Some(limit)) => tracing::warn!(
+            "the open-file limit ({limit}) allows about {allowed} sessions, fewer than \
+             --max-clients {max_clients}; raise it (ulimit -n, or LimitNOFILE= for a systemd \
+             service) or lower --max-clients"
+        ),
+        _ => tracing::debug!(
+            limit = ?fds.limit, table = ?fds.table,
+            "open-file limit and descriptor table ready for {max_clients} sessions"
+        ),
+    }
     let server = start(config)?;
     let stopper = server.stopper();
     let watcher = std::thread::Builder::new()
