@@ -138,7 +138,10 @@ impl Ctx {
         client_ip(self.ip_base, slot)
     }
 
-    /// Checks that `clients` clients fit in the descriptor limit (bench and server share it).
+    /// Checks that `clients` clients fit in the descriptor limit (bench and server share it),
+    /// and sizes this process's descriptor table for them up front: growing it while clients
+    /// sign in would stall the sign-in that crosses each power of two (an RCU grace period in a
+    /// multi-threaded process) and show up as the bench's own latency.
     pub fn check_fds(&self, clients: usize) -> Result<(), BenchError> {
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
             .current
@@ -151,6 +154,7 @@ impl Ctx {
                  {limit}: raise it first (e.g. `ulimit -n 65536`)"
             )));
         }
+        procfs::grow_fd_table(need);
         Ok(())
     }
 }

@@ -467,6 +467,20 @@ pub fn raise_nofile() -> Option<u64> {
     getrlimit(Resource::Nofile).current
 }
 
+/// Makes the kernel size this process's descriptor table for `size` descriptors, by taking one
+/// numbered just below it and closing it again (the table never shrinks).
+pub fn grow_fd_table(size: u64) {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::File::open("/dev/null") else {
+        return;
+    };
+    if let Ok(top) = i32::try_from(size.saturating_sub(1))
+        && top > file.as_raw_fd()
+    {
+        let _ = rustix::io::fcntl_dupfd_cloexec(&file, top);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
