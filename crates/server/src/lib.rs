@@ -70,10 +70,18 @@ pub fn run_until_signal(config: Config) -> Result<(), ServerError> {
     let max_clients = config.max_clients;
     let fds = fds::prepare(max_clients);
     match (fds.sessions_allowed(), fds.limit) {
-        (Some(allowed), Some(limit)) => tracing::warn!(
-            "the open-file limit ({limit}) allows about {allowed} sessions, fewer than \
-             --max-clients {max_clients}; raise it (ulimit -n, or LimitNOFILE= for a systemd \
-             service) or lower --max-clients"
+        // Worth a warning when it bites: fewer sessions than asked for, below 1,000 (a default
+        // max-clients of 4,096 on a host with a hard limit of 20,000 is no problem on a LAN).
+        (Some(allowed), Some(limit)) if allowed < (max_clients as u64).min(1000) => {
+            tracing::warn!(
+                "the open-file limit ({limit}) allows about {allowed} sessions, fewer than \
+                 --max-clients {max_clients}; raise it (ulimit -n, or LimitNOFILE= for a systemd \
+                 service) or lower --max-clients"
+            );
+        }
+        (Some(allowed), Some(limit)) => tracing::info!(
+            "the open-file limit ({limit}) allows about {allowed} sessions (--max-clients \
+             {max_clients})"
         ),
         _ => tracing::debug!(
             limit = ?fds.limit, table = ?fds.table,

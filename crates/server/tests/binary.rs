@@ -69,3 +69,50 @@ fn a_low_open_file_limit_is_reported_at_start() {
     );
     assert!(warning.contains("ulimit -n"), "{warning}");
 }
+
+/// A server whose log reader has gone away (`gc-server | head -1`) drops the lines it cannot
+/// write, and still stops cleanly on SIGTERM.
+#[test]
+fn a_closed_log_pipe_does_not_stop_the_server_from_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gc-server"))
+        .args(["--data-dir", &dir.path().display().to_string()])
+        .args(["--bind", "127.0.0.1"])
+        .args([
+            "--connect-port",
+            "0",
+            "--auth-port",
+            "0",
+            "--send-port",
+            "0",
+        ])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = rustix::process::Pid::from_child(&child);
+    // Read up to the "listening" line, then close the pipe: every later log line hits EPIPE.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap_or(0) > 0 && !line.contains("listening: ") {
+        line.clear();
+    }
+    assert!(line.contains("listening: "), "the server did not start");
+    drop(stderr);
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = rx.recv_timeout(Duration::from_secs(20));
+    if status.is_err() {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+    waiter.join().unwrap();
+    let status = status
+        .expect("the server stops within 20 s of SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
