@@ -48,19 +48,12 @@ impl Link {
         session: &Session,
         request: &[u8],
     ) -> Result<R, ProtocolError> {
-        if let Some(mut conn) = self.conn.take() {
-            match Self::round_trip(shared, &mut conn, request) {
-                Ok(reply) => {
-                    self.conn = Some(conn);
-                    self.answered_at = Some(Instant::now());
-                    return Ok(reply);
-                }
-                Err(e) if e.is_stale_connection() => self.close(session),
-                Err(e) => {
-                    self.close(session);
-                    return Err(e);
-                }
+        if let Some(result) = self.on_kept(session, |conn| Self::round_trip(shared, conn, request))
+        {
+            if result.is_ok() {
+                self.answered_at = Some(Instant::now());
             }
+            return result;
         }
         let conn = self.connect(shared, session)?;
         let result = Self::round_trip(shared, conn, request);
@@ -86,18 +79,10 @@ impl Link {
         session: &Session,
         request: &[u8],
     ) -> Result<bool, ProtocolError> {
-        if let Some(mut conn) = self.conn.take() {
-            match conn.write_all(request, shared.io_deadline()) {
-                Ok(()) => {
-                    self.conn = Some(conn);
-                    return Ok(true);
-                }
-                Err(e) if e.is_stale_connection() => self.close(session),
-                Err(e) => {
-                    self.close(session);
-                    return Err(e);
-                }
-            }
+        if let Some(result) = self.on_kept(session, |conn| {
+            conn.write_all(request, shared.io_deadline())
+        }) {
+            return result.map(|()| true);
         }
         let conn = self.connect(shared, session)?;
         let result = conn.write_all(request, shared.io_deadline());
@@ -127,6 +112,27 @@ impl Link {
             self.answered_at = Some(Instant::now());
         }
         result
+    }
+
+    /// Runs `op` on the kept connection, if there is one. `None` when there is none or the client
+    /// had closed it (a stale error): the caller then goes on with a fresh connection. Any other
+    /// error closes it and is returned.
+    fn on_kept<T>(
+        &mut self,
+        session: &Session,
+        op: impl FnOnce(&mut FramedStream<TcpStream>) -> Result<T, ProtocolError>,
+    ) -> Option<Result<T, ProtocolError>> {
+        let mut conn = self.conn.take()?;
+        match op(&mut conn) {
+            Ok(value) => {
+                self.conn = Some(conn);
+                Some(Ok(value))
+            }
+            Err(e) => {
+                self.close(session);
+                (!e.is_stale_connection()).then_some(Err(e))
+            }
+        }
     }
 
     /// Opens a fresh connection, mirrored in the session's socket table.

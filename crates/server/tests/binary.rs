@@ -1,34 +1,34 @@
-//! The `gc-server` binary itself, for what only the process does: its open-file limit.
+//! The `gc-server` binary itself, for what only the process does: its open-file limit and its
+//! log pipe.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// A server on `data_dir`, loopback only, OS-chosen ports, its log on a pipe.
+fn with_server_args<'a>(cmd: &'a mut Command, data_dir: &std::path::Path) -> &'a mut Command {
+    cmd.args(["--data-dir", &data_dir.display().to_string()])
+        .args(["--bind", "127.0.0.1"])
+        .args(["--connect-port", "0", "--auth-port", "0"])
+        .args(["--send-port", "0"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+}
+
 /// With a hard open-file limit too low for `--max-clients`, the server still starts and says at
 /// once how many sessions it can hold and what to do.
 #[test]
 fn a_low_open_file_limit_is_reported_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new("sh")
-        .arg("-c")
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
         .arg(r#"ulimit -n 400 && exec "$0" "$@""#)
-        .arg(env!("CARGO_BIN_EXE_gc-server"))
-        .args(["--data-dir", &dir.path().display().to_string()])
-        .args(["--bind", "127.0.0.1"])
-        .args([
-            "--connect-port",
-            "0",
-            "--auth-port",
-            "0",
-            "--send-port",
-            "0",
-        ])
+        .arg(env!("CARGO_BIN_EXE_gc-server"));
+    let mut child = with_server_args(&mut sh, dir.path())
         .args(["--max-clients", "100"])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
@@ -75,23 +75,8 @@ fn a_low_open_file_limit_is_reported_at_start() {
 #[test]
 fn a_closed_log_pipe_does_not_stop_the_server_from_stopping() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gc-server"))
-        .args(["--data-dir", &dir.path().display().to_string()])
-        .args(["--bind", "127.0.0.1"])
-        .args([
-            "--connect-port",
-            "0",
-            "--auth-port",
-            "0",
-            "--send-port",
-            "0",
-        ])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_gc-server"));
+    let mut child = with_server_args(&mut server, dir.path()).spawn().unwrap();
     let pid = rustix::process::Pid::from_child(&child);
     // Read up to the "listening" line, then close the pipe: every later log line hits EPIPE.
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
