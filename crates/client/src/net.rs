@@ -72,12 +72,37 @@ pub fn connect(addr: SocketAddr, bind: Option<IpAddr>, timeout: Duration) -> io:
     Ok(stream)
 }
 
-/// The address listeners bind to when no local address is configured: every interface of the
-/// server's family.
+/// The address listeners bind to when no local address is configured: every IPv4 interface for
+/// a server given as an IPv4 address; otherwise (an IPv6 address, or a host name that may resolve
+/// to either family) `::`, which [`bind_listener`] makes accept IPv4 as well.
 pub fn unspecified_like(server: Option<IpAddr>) -> IpAddr {
     match server {
-        Some(IpAddr::V6(_)) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Some(IpAddr::V4(_)) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        _ => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+/// Binds a listener to `addr`. On `::` it is dual-stack (IPv6 and IPv4-mapped connections), or,
+/// where the host has no IPv6, an IPv4 listener on `0.0.0.0` instead.
+fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
+    if addr.ip() != IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+        return TcpListener::bind(addr);
+    }
+    let dual = || -> io::Result<TcpListener> {
+        let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_only_v6(false)?;
+        // As `TcpListener::bind` does on Unix: a restarted client can take its ports again at once.
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(128)?;
+        Ok(socket.into())
+    };
+    match dual() {
+        Err(e) if e.kind() != io::ErrorKind::AddrInUse => {
+            tracing::debug!("no IPv6 listener on {addr} ({e}); listening on IPv4 only");
+            TcpListener::bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), addr.port()))
+        }
+        other => other,
     }
 }
 
@@ -91,7 +116,7 @@ pub fn bind_listener(
 ) -> Result<TcpListener, ClientError> {
     let bind = |port: u16| {
         let addr = SocketAddr::new(ip, port);
-        TcpListener::bind(addr).map_err(|source| (addr, source))
+        listen_on(addr).map_err(|source| (addr, source))
     };
     let result = match choice {
         PortChoice::Fixed(port) => bind(port),
@@ -114,11 +139,12 @@ pub fn bind_listener(
     result.map_err(|(addr, source)| ClientError::Bind { role, addr, source })
 }
 
-/// Where to connect to wake an `accept` blocked on a listener bound to `addr`.
+/// Where to connect to wake an `accept` blocked on a listener bound to `addr`. A listener on `::`
+/// is dual-stack ([`bind_listener`]), so IPv4 loopback reaches it even where `::1` is disabled.
 pub fn wake_addr(addr: SocketAddr) -> SocketAddr {
     let ip = match addr.ip() {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         ip => ip,
     };
     SocketAddr::new(ip, addr.port())
@@ -129,6 +155,36 @@ mod tests {
     use super::*;
 
     const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn a_host_name_gets_a_listener_for_both_families() {
+        let ip = unspecified_like(None);
+        assert_eq!(ip, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        assert_eq!(
+            unspecified_like(Some(LOCAL)),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        );
+        let l = bind_listener(ip, PortChoice::Any, 0, "delivery").unwrap();
+        let port = l.local_addr().unwrap().port();
+        // IPv4 reaches it (as an IPv4-mapped peer when the listener is dual-stack), and so does
+        // the address that wakes its accept thread.
+        let from_v4 = TcpStream::connect((LOCAL, port)).unwrap();
+        let (_, peer) = l.accept().unwrap();
+        assert_eq!(
+            peer.ip().to_canonical(),
+            from_v4.local_addr().unwrap().ip().to_canonical()
+        );
+        let wake = wake_addr(l.local_addr().unwrap());
+        let _woken = TcpStream::connect(wake).unwrap();
+        l.accept().unwrap();
+        // IPv6, where this host has it.
+        if l.local_addr().unwrap().is_ipv6()
+            && let Ok(from_v6) = TcpStream::connect((Ipv6Addr::LOCALHOST, port))
+        {
+            let (_, peer) = l.accept().unwrap();
+            assert_eq!(peer.ip(), from_v6.local_addr().unwrap().ip());
+        }
+    }
 
     #[test]
     fn default_port_falls_back_fixed_port_fails() {
