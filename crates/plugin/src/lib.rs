@@ -4,12 +4,15 @@
 //! - [`guest`]: writing a plugin in Rust — implement [`guest::Plugin`] and call
 //!   [`declare_plugin!`]; panics are caught at the boundary.
 //! - [`host`]: loading a `mods/` directory and running hooks ([`host::Plugins`]).
+//! - `build` (feature `build`): compiling a C plugin from a build script.
 //!
 //! A plugin exports `gc_plugin_abi_version` (checked before any other symbol) and
 //! `gc_plugin_describe` (name, version, optional hooks). Strings cross the boundary as UTF-8
 //! pointer + length; memory is freed by the side that allocated it. See `docs/plugins.md`.
 
 pub mod abi;
+#[cfg(feature = "build")]
+pub mod build;
 pub mod guest;
 pub mod host;
 
