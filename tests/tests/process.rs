@@ -1,4 +1,5 @@
-//! The server as a separate process: killed with SIGKILL mid-load, stopped with SIGINT under load.
+//! The server as a separate process: killed with SIGKILL mid-load, stopped with SIGINT under load,
+//! and forced out by a second signal.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -129,4 +130,36 @@ fn sigint_under_load_exits_0_within_5_s() {
     }
     let server = TestServer::open(dir.path());
     assert_all_stored(&server, &acked.lock().unwrap());
+}
+
+#[test]
+fn a_second_signal_exits_at_once_while_the_shutdown_hangs_in_a_plugin() {
+    // A plugin whose disconnect hook hangs for a minute, and a session for it to hang on when
+    // the shutdown ends every session.
+    let dir = tempfile::tempdir().unwrap();
+    let mods = dir.path().join("mods");
+    std::fs::create_dir_all(&mods).unwrap();
+    std::fs::copy(
+        gc_tests::fixture_library("stall_on_disconnect"),
+        mods.join("libstall_on_disconnect.so"),
+    )
+    .unwrap();
+    let mut child = ChildServer::spawn(dir.path());
+    let mut client = RawClient::new(child.addrs);
+    assert_eq!(client.register("stuck", "pw"), AuthServer::Registered);
+    assert!(matches!(client.login("stuck", "pw"), AuthServer::Ok { .. }));
+
+    child.signal("TERM");
+    let first = child.wait_exit(Duration::from_millis(500));
+    assert!(
+        first.is_none(),
+        "the hook should hold the shutdown: {first:?}"
+    );
+    let sent = Instant::now();
+    child.signal("INT");
+    let status = child
+        .wait_exit(Duration::from_secs(10))
+        .expect("the second signal ends the server at once");
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert!(sent.elapsed() < Duration::from_secs(10));
 }

@@ -22,6 +22,9 @@ mod state;
 mod threads;
 
 use std::io::Write;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 pub use config::Config;
 pub use error::ServerError;
@@ -60,14 +63,70 @@ pub fn run(command: Option<&Command>, config: Config) -> Result<i32, ServerError
 }
 
 /// Starts the server and stops it on the first SIGINT or SIGTERM, through the same shutdown the
-/// tests use. A second signal exits at once.
+/// tests use. A second signal exits at once, even while the shutdown hangs in a plugin hook.
 pub fn run_until_signal(config: Config) -> Result<(), ServerError> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     use signal_hook::iterator::Signals;
+    use std::thread::{Builder, JoinHandle};
 
     let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(ServerError::Signals)?;
     let signal_handle = signals.handle();
-    let max_clients = config.max_clients;
+    prepare_fds(config.max_clients);
+    let server = start(config)?;
+    let stopper = server.stopper();
+    // The thread that runs the shutdown a signal asked for. The shutdown runs plugin hooks (each
+    // session's end), and one that hangs must not keep the watcher from seeing a second signal.
+    let stopping: Arc<Mutex<Option<JoinHandle<()>>>> = Arc::default();
+    let watcher = {
+        let stopping = Arc::clone(&stopping);
+        Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let mut received = 0;
+                for signal in signals.forever() {
+                    received += 1;
+                    if received == 1 {
+                        // Held while spawning, so the main thread, woken by this very shutdown,
+                        // finds the handle.
+                        let mut slot = stopping.lock();
+                        let stop = stopper.clone();
+                        match Builder::new()
+                            .name("stopping".into())
+                            .spawn(move || stop.stop())
+                        {
+                            Ok(handle) => *slot = Some(handle),
+                            Err(_) => {
+                                drop(slot);
+                                stopper.stop();
+                            }
+                        }
+                        tracing::info!(signal, "stopping (send the signal again to exit at once)");
+                    } else {
+                        tracing::warn!(signal, "second signal: exiting without a clean shutdown");
+                        std::process::exit(130);
+                    }
+                }
+            })
+            .map_err(|source| ServerError::Thread {
+                name: "signals".into(),
+                source,
+            })?
+    };
+    server.wait();
+    // Waits for a plugin hook still running the shutdown while the watcher still listens, so a
+    // second signal can end the process here.
+    let running = stopping.lock().take();
+    if let Some(handle) = running {
+        let _ = handle.join();
+    }
+    signal_handle.close();
+    let _ = watcher.join();
+    Ok(())
+}
+
+/// Raises the open-file limit and sizes the descriptor table for `max_clients` (fds.rs), and
+/// says what the limit allows.
+fn prepare_fds(max_clients: usize) {
     let fds = fds::prepare(max_clients);
     match (fds.sessions_allowed(), fds.limit) {
         // Worth a warning when it bites: fewer sessions than asked for, below 1,000 (a default
@@ -88,30 +147,4 @@ pub fn run_until_signal(config: Config) -> Result<(), ServerError> {
             "open-file limit and descriptor table ready for {max_clients} sessions"
         ),
     }
-    let server = start(config)?;
-    let stopper = server.stopper();
-    let watcher = std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let mut received = 0;
-            for signal in signals.forever() {
-                received += 1;
-                if received == 1 {
-                    // Stop first: logging can fail (e.g. stderr closed), stopping must not.
-                    stopper.stop();
-                    tracing::info!(signal, "stopping (send the signal again to exit at once)");
-                } else {
-                    tracing::warn!(signal, "second signal: exiting without a clean shutdown");
-                    std::process::exit(130);
-                }
-            }
-        })
-        .map_err(|source| ServerError::Thread {
-            name: "signals".into(),
-            source,
-        })?;
-    server.wait();
-    signal_handle.close();
-    let _ = watcher.join();
-    Ok(())
 }
