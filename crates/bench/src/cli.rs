@@ -10,10 +10,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// Starts a fresh gc-server child process for every run (temporary data dir, bound to
 /// 127.0.0.1, OS-chosen ports, rate limits lifted), drives it with many in-process clients (each
-/// on its own loopback address 127.<ip-base>.x.y, with OS-chosen callback ports, answering
-/// heartbeats and deliveries like a real client) and prints, per run, a table and one JSON line:
-/// parameters, machine, server version, results. Server CPU, RSS and threads come from
-/// /proc/<server pid>; bench CPU from /proc/self (a run where the bench saturated a core is
+/// on its own loopback address 127.N.x.y, N = --ip-base, with OS-chosen callback ports,
+/// answering heartbeats and deliveries like a real client) and prints, per run, a table and one
+/// JSON line: parameters, machine, server version, results. Server CPU, RSS and threads come from
+/// /proc/PID of the server; bench CPU from /proc/self (a run where the bench saturated a core is
 /// flagged: its rate is then only a lower bound).
 ///
 /// Build both binaries first: cargo build --release -p gc-server -p gc-bench. Many clients need
@@ -108,7 +108,7 @@ pub struct CommonArgs {
     #[arg(long, global = true, value_name = "S", default_value_t = 60)]
     pub timeout: u64,
 
-    /// Second octet of the clients' loopback addresses (127.<ip-base>.x.y).
+    /// Second octet of the clients' loopback addresses (127.N.x.y).
     #[arg(long, global = true, value_name = "N", default_value_t = 20)]
     pub ip_base: u8,
 

@@ -1,4 +1,4 @@
-//! The workloads. Each runs once against a fresh server and returns an [`Outcome`].
+//! The workloads. Each runs once against a fresh server and returns an [`Outcome`](crate::report::Outcome).
 
 mod connect;
 mod fanout;
