@@ -85,7 +85,11 @@ PORTS
 #[command(name = "gc-client", version, max_term_width = 100, after_long_help = AFTER_HELP)]
 pub struct Cli {
     /// The server: a host name or an IP address.
-    #[arg(required_unless_present = "list_plugins", default_value = "")]
+    #[arg(
+        required_unless_present = "list_plugins",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub server: String,
 
     /// Directory of client plugins, loaded at start in file-name order [default:

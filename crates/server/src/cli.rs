@@ -75,7 +75,8 @@ pub struct RunArgs {
     /// Lowest SCRAM iteration count accepted for new accounts [default: 4096].
     #[arg(long, value_name = "N")]
     pub scram_min_iterations: Option<u32>,
-    /// Most clients logged in at once [default: 4096].
+    /// Most clients logged in at once [default: 4096]. Each holds about 6 open files: the server
+    /// raises its open-file limit to match, up to the hard limit (`ulimit -Hn`).
     #[arg(long, value_name = "N")]
     pub max_clients: Option<usize>,
     /// Most logins and version checks in progress at once [default: 64].
