@@ -98,15 +98,22 @@ impl Tmux {
     /// Waits until the screen shows `text` (tmux announces nothing: it is looked at every 50 ms,
     /// for at most [`WAIT`]).
     fn wait_for(&self, text: &str, log: &Path) -> String {
+        self.wait_until(&format!("{text:?} on screen"), log, |screen| {
+            screen.contains(text)
+        })
+    }
+
+    /// Waits until `check` holds for the screen, looked at every 50 ms for at most [`WAIT`].
+    fn wait_until(&self, what: &str, log: &Path, check: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
             let screen = self.screen();
-            if screen.contains(text) {
+            if check(&screen) {
                 return screen;
             }
             assert!(
                 Instant::now() < deadline,
-                "timed out waiting for {text:?} on screen:\n{screen}\nclient log:\n{}",
+                "timed out waiting for {what}; screen:\n{screen}\nclient log:\n{}",
                 std::fs::read_to_string(log).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -292,6 +299,52 @@ fn tui_logs_in_with_a_password_file_and_stops_on_sigterm() {
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(log_text.contains("signal 15"), "{log_text}");
     assert!(log_text.contains("session ended with Bye"), "{log_text}");
+}
+
+/// The mouse wheel scrolls the messages in a real terminal: the client turns on SGR mouse
+/// reporting, and the wheel's escape sequences come back as scrolling (three rows a notch).
+#[test]
+fn tui_scrolls_with_the_mouse_wheel() {
+    let Some(tmux) = Tmux::start() else {
+        return;
+    };
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (script, log, _) = password_file_client(&server, "wheel", dir.path());
+    tmux.type_text(&format!("sh -c {}; echo GC-EXIT-$?", sh_quote(&script)));
+    tmux.key("Enter");
+    tmux.wait_for(" ACTIVE │ ", &log);
+
+    // Forty rows of messages, more than the 30-row screen holds.
+    register(&server, "bob", "pw-bob");
+    let mut bob = TestClient::start(config(&server, "bob", "pw-bob"));
+    bob.wait_active();
+    for m in 1..=8 {
+        let lines: Vec<String> = (1..=5).map(|l| format!("m{m} row {l}")).collect();
+        bob.send(&lines.join("\n"));
+    }
+    tmux.wait_for("m8 row 5", &log);
+
+    // Wheel up (SGR button 64) three notches: the last nine rows leave the screen.
+    for _ in 0..3 {
+        tmux.type_text("\x1b[<64;20;10M");
+    }
+    let screen = tmux.wait_until("the newest rows to scroll away", &log, |s| {
+        !s.contains("m8 row 5") && s.contains("m7 row 1")
+    });
+    assert!(
+        !screen.contains("[<64"),
+        "the sequence was typed, not read:\n{screen}"
+    );
+    // Wheel down (button 65) as far: back at the bottom.
+    for _ in 0..3 {
+        tmux.type_text("\x1b[<65;20;10M");
+    }
+    tmux.wait_for("m8 row 5", &log);
+    tmux.type_text("/quit");
+    tmux.key("Enter");
+    tmux.wait_for("GC-EXIT-0", &log);
+    assert_eq!(bob.close(), 0);
 }
 
 /// Whether process `pid` still runs (not gone, not a zombie).
