@@ -532,7 +532,12 @@ impl RawClient {
 
     /// Waits until `n` delivered records have arrived and returns them.
     pub fn receive(&self, n: usize) -> Vec<Record> {
-        let deadline = Instant::now() + WAIT;
+        self.receive_within(n, WAIT)
+    }
+
+    /// Waits at most `within` until `n` delivered records have arrived and returns them.
+    pub fn receive_within(&self, n: usize, within: Duration) -> Vec<Record> {
+        let deadline = Instant::now() + within;
         let mut out = Vec::new();
         while out.len() < n {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -614,12 +619,20 @@ fn serve_deliveries(
         else {
             return;
         };
+        let closing = close.load(Ordering::SeqCst);
+        // A closing client hands its records on only once the connection is closed, so a test
+        // that reacts to them acts after the close, as a slower client would.
+        let mut held = Vec::new();
         for _ in 0..n {
             match conn.read::<DeliveryFrame>(deadline()) {
                 Ok(DeliveryFrame::Rec(r)) => {
                     if r.id > last_id.load(Ordering::SeqCst) {
                         last_id.store(r.id, Ordering::SeqCst);
-                        let _ = tx.send(r);
+                        if closing {
+                            held.push(r);
+                        } else {
+                            let _ = tx.send(r);
+                        }
                     }
                 }
                 _ => return,
@@ -634,7 +647,15 @@ fn serve_deliveries(
         let thx = DeliveryReply::Thx {
             last_id: last_id.load(Ordering::SeqCst),
         };
-        if conn.send(&thx, deadline()).is_err() || close.load(Ordering::SeqCst) {
+        let answered = conn.send(&thx, deadline()).is_ok();
+        if closing {
+            drop(conn);
+            for r in held {
+                let _ = tx.send(r);
+            }
+            return;
+        }
+        if !answered {
             return;
         }
     }

@@ -191,13 +191,14 @@ fn bye_ends_the_session_and_presence_changes() {
 #[test]
 fn deliveries_go_on_when_the_client_closes_each_delivery_connection() {
     // The server leaves a delivery's `Thx` to be read at the next cycle when its kept connection
-    // is in steady use; a client that closes the connection after each `Thx` makes every next
-    // batch go out on a closed connection. Each must still arrive, once, and the session must
-    // not count it as a missed heartbeat.
+    // is in steady use. A client that closes the connection after each `Thx` must still get every
+    // message at once, not a heartbeat interval later (10 s here), and the session must not
+    // count anything as a missed heartbeat.
     gc_tests::capture_logs();
     let server = TestServer::start_with(|c| {
         c.rate_burst = 100;
         c.rate_per_sec = 100.0;
+        c.heartbeat_interval = std::time::Duration::from_secs(10);
     });
     let writer = logged_in(&server, "writer");
     let closer = logged_in(&server, "closer");
@@ -205,7 +206,7 @@ fn deliveries_go_on_when_the_client_closes_each_delivery_connection() {
     for i in 1..=10 {
         let reply = writer.send(&format!("message {i}"));
         assert!(matches!(reply, SendReply::Thx { .. }), "{reply:?}");
-        let got = closer.receive(1);
+        let got = closer.receive_within(1, std::time::Duration::from_secs(5));
         assert_eq!(got[0].body, format!("message {i}"));
     }
     assert_eq!(server.sessions(), 2);

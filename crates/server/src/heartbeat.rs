@@ -20,10 +20,11 @@ use crate::state::{Session, Shared};
 pub const MAX_MISSED: u32 = 3;
 
 /// A delivery's `Thx` is read later (see [`Peer::cycle`]) only on a delivery connection that
-/// answered within this time. A kept connection the client has closed after idling shows up only
-/// when the reply is read, and a deferred read would then resend the batch at the next wake
-/// rather than at once; clients close kept connections after idling for much longer than this
-/// (30 s by default), so a connection in steady use is safe to write to and leave.
+/// answered within this time and does not look closed. A kept connection the client has closed
+/// shows up only when the reply is read, and a deferred read would then resend the batch at the
+/// next wake rather than at once; clients close kept connections after idling for much longer
+/// than this (30 s by default), and one that closes after every reply is seen by the peek in
+/// [`Link::looks_open`], so a connection in steady use is safe to write to and leave.
 const DEFER_WITHIN: Duration = Duration::from_secs(1);
 
 /// Why a cycle failed (counts as a missed heartbeat).
@@ -186,7 +187,7 @@ impl Peer {
         }
         DeliveryFrame::End.encode(&mut self.out);
         let capped = batch_last < shared.store.newest_id();
-        if !capped && self.dl.answered_within(DEFER_WITHIN) {
+        if !capped && self.dl.answered_within(DEFER_WITHIN) && self.dl.looks_open() {
             let reused = self
                 .dl
                 .send(shared, session, &self.out)

@@ -92,6 +92,26 @@ impl Link {
         result.map(|()| false)
     }
 
+    /// Whether the kept connection still looks open: not closed or reset by the client as far as
+    /// this side can tell without waiting (a non-blocking peek). A client that closes its end
+    /// right after each reply is caught here, before a request is written and left on a dead
+    /// connection.
+    pub fn looks_open(&self) -> bool {
+        let Some(conn) = self.conn.as_ref() else {
+            return false;
+        };
+        let mut byte = [0u8; 1];
+        match rustix::net::recv(
+            conn.get_ref(),
+            &mut byte[..],
+            rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+        ) {
+            Err(e) => e == rustix::io::Errno::AGAIN,
+            // Data nobody asked for is left for the next read to report; 0 bytes is end of stream.
+            Ok((received, _)) => received > 0,
+        }
+    }
+
     /// Reads the reply to the last [`Link::send`]. Any error closes the connection.
     pub fn receive<R: Frame>(
         &mut self,
