@@ -138,9 +138,10 @@ impl Peer {
     ///
     /// A delivery that is not capped, on a delivery connection in steady use, is written and
     /// left: its `Thx` is read at the start of the next cycle (the next message, or the next ping
-    /// at most an interval later), by when it has normally arrived. The thread thus sleeps once per delivery instead of twice (once in the
-    /// notifier, once blocked on the client's reply), which halves its context switches. There
-    /// is still at most one batch unacknowledged per client, so the protocol is unchanged.
+    /// at most an interval later), by when it has normally arrived. The thread thus sleeps once
+    /// per delivery instead of twice (on its doorbell, then blocked on the client's reply), which
+    /// halves its context switches. There is still at most one batch unacknowledged per client,
+    /// so the protocol is unchanged.
     fn cycle(
         &mut self,
         shared: &Shared,
