@@ -1,4 +1,4 @@
-//! Helpers for tests that drive the real client library (`gc_client::Client`): configurations
+//! Helpers for tests that drive the real client library (`gc_client_core::Client`): configurations
 //! for a [`TestServer`], and a [`TestClient`] that gathers the client's events and checks that
 //! records arrive exactly once, in id order.
 
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use gc_client::{
+use gc_client_core::{
     BackoffConfig, Client, ClientConfig, ClientError, ConnState, Event, ListenPorts, NoticeLevel,
 };
 use gc_protocol::{ClientMsgId, Record};

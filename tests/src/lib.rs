@@ -85,8 +85,8 @@ impl TestServer {
     }
 
     /// Its ports, as a client configuration takes them.
-    pub fn ports(&self) -> gc_client::ServerPorts {
-        gc_client::ServerPorts {
+    pub fn ports(&self) -> gc_client_core::ServerPorts {
+        gc_client_core::ServerPorts {
             connect: self.config.connect_port,
             auth: self.config.auth_port,
             send: self.config.send_port,

@@ -138,7 +138,7 @@ fn broken_plugins_are_refused_or_disabled_and_the_server_keeps_working() {
 
 #[test]
 fn client_plugins_rewrite_what_is_sent_and_what_is_shown() {
-    use gc_client::{Client, ClientConfig, ClientError, Event, ListenPorts, ServerPorts};
+    use gc_client_core::{Client, ClientConfig, ClientError, Event, ListenPorts, ServerPorts};
     let mods = tempfile::tempdir().unwrap();
     install(mods.path(), &plugin_library("emoji"), "libemoji.so");
     install(

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::config::{
+use crate::error::AppError;
+use crate::headless::HeadlessOptions;
+use gc_client_core::config::{
     ClientConfig, DEFAULT_AUTH_PORT, DEFAULT_CONNECT_PORT, DEFAULT_SEND_PORT, ListenPorts,
     Password, PortChoice, ServerPorts,
 };
-use crate::error::ClientError;
-use crate::headless::HeadlessOptions;
 
 /// The environment variable a password may come from.
 pub const PASSWORD_ENV: &str = "GC_PASSWORD";
@@ -200,14 +200,14 @@ pub struct Cli {
 
 impl Cli {
     /// The username, required in headless mode.
-    pub fn username(&self) -> Result<&str, ClientError> {
+    pub fn username(&self) -> Result<&str, AppError> {
         self.user
             .as_deref()
-            .ok_or_else(|| ClientError::Config("no account name: give --user NAME".into()))
+            .ok_or_else(|| AppError::Config("no account name: give --user NAME".into()))
     }
 
     /// The client configuration these flags describe.
-    pub fn client_config(&self, password: Password) -> Result<ClientConfig, ClientError> {
+    pub fn client_config(&self, password: Password) -> Result<ClientConfig, AppError> {
         self.client_config_for(self.username()?, password, self.register)
     }
 
@@ -218,7 +218,7 @@ impl Cli {
         user: &str,
         password: Password,
         register: bool,
-    ) -> Result<ClientConfig, ClientError> {
+    ) -> Result<ClientConfig, AppError> {
         let mut config = ClientConfig::new(self.server.clone(), user, password);
         config.server_ports = ServerPorts {
             connect: self.server_port_connect,
@@ -252,7 +252,7 @@ impl Cli {
     }
 
     /// The plugin directory in effect (`None`: no HOME to put the default under).
-    pub fn mods_dir(&self) -> Result<Option<PathBuf>, ClientError> {
+    pub fn mods_dir(&self) -> Result<Option<PathBuf>, AppError> {
         if let Some(dir) = &self.mods_dir {
             return Ok(Some(dir.clone()));
         }
@@ -271,7 +271,7 @@ impl Cli {
     }
 
     /// A password given without asking: `--password-file`, else `GC_PASSWORD`.
-    pub fn given_password(&self) -> Result<Option<Password>, ClientError> {
+    pub fn given_password(&self) -> Result<Option<Password>, AppError> {
         if let Some(path) = &self.password_file {
             return read_password_file(path).map(Some);
         }
@@ -279,29 +279,28 @@ impl Cli {
             Some(value) => value
                 .into_string()
                 .map(|v| Some(Password::new(v)))
-                .map_err(|_| ClientError::NoPassword(format!("{PASSWORD_ENV} is not valid UTF-8"))),
+                .map_err(|_| AppError::NoPassword(format!("{PASSWORD_ENV} is not valid UTF-8"))),
             None => Ok(None),
         }
     }
 
     /// The password: `--password-file`, else `GC_PASSWORD`, else a prompt on the terminal.
-    pub fn password(&self) -> Result<Password, ClientError> {
+    pub fn password(&self) -> Result<Password, AppError> {
         if let Some(password) = self.given_password()? {
             return Ok(password);
         }
         let user = self.username()?;
         let prompt = format!("Password for {user} on {}: ", self.server);
         let first = rpassword::prompt_password(&prompt).map_err(|e| {
-            ClientError::NoPassword(format!(
+            AppError::NoPassword(format!(
                 "cannot ask on the terminal ({e}); give --password-file FILE or set {PASSWORD_ENV}"
             ))
         })?;
         if self.register {
-            let again = rpassword::prompt_password("Repeat the password: ").map_err(|e| {
-                ClientError::NoPassword(format!("cannot ask on the terminal ({e})"))
-            })?;
+            let again = rpassword::prompt_password("Repeat the password: ")
+                .map_err(|e| AppError::NoPassword(format!("cannot ask on the terminal ({e})")))?;
             if again != first {
-                return Err(ClientError::NoPassword(
+                return Err(AppError::NoPassword(
                     "the two passwords differ; try again".into(),
                 ));
             }
@@ -311,8 +310,8 @@ impl Cli {
 }
 
 /// The first line of `path`, without its line ending.
-pub fn read_password_file(path: &Path) -> Result<Password, ClientError> {
-    let file = std::fs::File::open(path).map_err(|source| ClientError::Io {
+pub fn read_password_file(path: &Path) -> Result<Password, AppError> {
+    let file = std::fs::File::open(path).map_err(|source| AppError::Io {
         what: "open the password file",
         path: path.to_owned(),
         source,
@@ -320,7 +319,7 @@ pub fn read_password_file(path: &Path) -> Result<Password, ClientError> {
     let mut line = String::new();
     std::io::BufReader::new(file)
         .read_line(&mut line)
-        .map_err(|source| ClientError::Io {
+        .map_err(|source| AppError::Io {
             what: "read the password file",
             path: path.to_owned(),
             source,
@@ -328,7 +327,7 @@ pub fn read_password_file(path: &Path) -> Result<Password, ClientError> {
     let password = line.strip_suffix('\n').unwrap_or(&line);
     let password = password.strip_suffix('\r').unwrap_or(password);
     if password.is_empty() {
-        return Err(ClientError::NoPassword(format!(
+        return Err(AppError::NoPassword(format!(
             "the first line of {} is empty",
             path.display()
         )));
@@ -354,9 +353,9 @@ pub fn default_cache_path(
     user: &str,
     xdg_data_home: Option<OsString>,
     home: Option<OsString>,
-) -> Result<PathBuf, ClientError> {
+) -> Result<PathBuf, AppError> {
     let Some(base) = data_home(xdg_data_home, home) else {
-        return Err(ClientError::Config(
+        return Err(AppError::Config(
             "no place for the cache: neither XDG_DATA_HOME nor HOME is set; give --cache FILE \
              or --no-cache"
                 .into(),

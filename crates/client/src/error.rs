@@ -1,108 +1,23 @@
-//! The client crate's error type.
+//! The `gc-client` binary's error type: the core's [`ClientError`], plus what only the front ends
+//! and the command line meet (the terminal, standard input and output, passwords, files, the
+//! local server of `--with-server`).
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use gc_protocol::scram::ScramError;
-use gc_protocol::{ErrorCode, ProtocolError};
+use gc_client_core::ClientError;
 
-/// Everything that can go wrong in the client. Each message says what happened and, where there
-/// is something to do, what to do.
+/// Everything that can stop the `gc-client` binary. Each message says what happened and, where
+/// there is something to do, what to do.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// A configuration value makes no sense.
+pub enum AppError {
+    /// The client core failed (connecting, logging in, the cache, …).
+    #[error(transparent)]
+    Client(#[from] ClientError),
+
+    /// A command-line or settings value makes no sense.
     #[error("invalid configuration: {0}")]
     Config(String),
-
-    /// A callback port could not be bound.
-    #[error(
-        "cannot listen on {addr} for the {role} callback: {source}; pick another port (0 lets the \
-         system choose one) or stop the program using it"
-    )]
-    Bind {
-        /// Which callback port (auth, heartbeat, delivery).
-        role: &'static str,
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-
-    /// The server's name did not resolve to an address.
-    #[error("cannot find the server {server}: {detail}; check the name or give an IP address")]
-    Resolve {
-        /// The name as given.
-        server: String,
-        /// What went wrong.
-        detail: String,
-    },
-
-    /// A connection to the server could not be opened.
-    #[error("cannot connect to {addr} ({what})")]
-    Connect {
-        /// Which server port.
-        what: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-
-    /// An exchange with the server failed on the wire (closed, timed out, malformed).
-    #[error("{what} failed")]
-    Protocol {
-        /// Which exchange.
-        what: &'static str,
-        /// The cause, naming the peer.
-        #[source]
-        source: ProtocolError,
-    },
-
-    /// The server answered with something that is valid GC/1 but not allowed at this point.
-    #[error("the server at {peer} broke the protocol: {detail}")]
-    Unexpected {
-        /// The server's address.
-        peer: String,
-        /// What it did.
-        detail: String,
-    },
-
-    /// The server speaks another protocol version.
-    #[error("the server does not speak GC/1: {text}; use a gc-client that matches the server")]
-    Version {
-        /// The server's explanation (or the version it announced).
-        text: String,
-    },
-
-    /// The server refused a request with an `Err` reply.
-    #[error("the server refused {during} ({code}): {text}")]
-    Refused {
-        /// What was being done (`the login`, `the registration`, …).
-        during: &'static str,
-        /// The error code.
-        code: ErrorCode,
-        /// The server's text for humans.
-        text: String,
-    },
-
-    /// The server could not prove that it knows the account's secret (SCRAM mutual
-    /// authentication): it is not the server the account was made on, or an impostor.
-    #[error(
-        "the server could not prove it knows your account's secret: it is not the server this \
-         account was registered on, or someone is impersonating it; not logging in"
-    )]
-    ServerSignature(#[source] ScramError),
-
-    /// A SCRAM step failed (e.g. the server offered too few iterations).
-    #[error("the login exchange with the server failed")]
-    Scram(#[source] ScramError),
-
-    /// The client cache could not be opened or written.
-    #[error("client cache")]
-    Cache(#[from] gc_store::StoreError),
 
     /// A file operation failed.
     #[error("cannot {what} {}", path.display())]
@@ -126,31 +41,6 @@ pub enum ClientError {
         source: io::Error,
     },
 
-    /// The operating system's random source failed.
-    #[error("no randomness available from the operating system")]
-    Random,
-
-    /// A message cannot be sent as it is.
-    #[error("cannot send this message: {0}")]
-    InvalidMessage(String),
-
-    /// A client plugin refused the message before it was queued.
-    #[error("the {plugin} plugin refused the message: {reason}")]
-    Blocked {
-        /// Which plugin.
-        plugin: String,
-        /// Its reason.
-        reason: String,
-    },
-
-    /// Too many messages are waiting to be sent.
-    #[error("{0} messages are already waiting to be sent; wait until the server is reachable")]
-    OutboxFull(usize),
-
-    /// Too many requests are waiting for the connection.
-    #[error("too many requests are waiting for the connection; try again in a moment")]
-    Busy,
-
     /// Headless mode ended its input but never got logged in.
     #[error(
         "could not log in within {} s (last problem: {last}); check the server address and ports",
@@ -162,10 +52,6 @@ pub enum ClientError {
         /// The last warning seen.
         last: String,
     },
-
-    /// The client is closing or closed.
-    #[error("the client is closed")]
-    Closed,
 
     /// No password was available.
     #[error("no password: {0}")]
@@ -189,142 +75,18 @@ pub enum ClientError {
     LocalServer(String),
 }
 
-impl ClientError {
-    /// Whether retrying cannot help: the client stops reconnecting and reports the error.
-    ///
-    /// Fatal: wrong password (`auth`), `unknown-user`, `exists`, `registration-closed`,
-    /// `throttled`, `malformed` (the server finds our frames wrong: retrying sends the same),
-    /// `version`, a server signature that does not verify, SCRAM failures, a cache that cannot be
-    /// opened, bad configuration. Everything else (connection refused, reset, timeouts, `full`,
-    /// `shutting-down`, `internal`, `unreachable`, `session`, a server breaking the protocol) is
-    /// transient: reconnect with backoff.
-    pub fn is_fatal(&self) -> bool {
-        match self {
-            // A refused login, or frames the server finds wrong (sending them again changes
-            // nothing).
-            Self::Refused { code, .. } => {
-                self.is_login_refused()
-                    || matches!(
-                        code,
-                        ErrorCode::Malformed | ErrorCode::Version | ErrorCode::TooLong
-                    )
-            }
-            Self::Version { .. }
-            | Self::ServerSignature(_)
-            | Self::Scram(_)
-            | Self::Config(_)
-            | Self::Bind { .. }
-            | Self::Cache(_)
-            | Self::Io { .. }
-            | Self::Thread { .. }
-            | Self::Random
-            | Self::NoPassword(_)
-            | Self::Terminal(_)
-            | Self::LocalServer(_) => true,
-            Self::Resolve { .. }
-            | Self::Unexpected { .. }
-            | Self::Connect { .. }
-            | Self::Protocol { .. }
-            | Self::InvalidMessage(_)
-            | Self::OutboxFull(_)
-            | Self::Blocked { .. }
-            | Self::Busy
-            | Self::NotConnected { .. }
-            | Self::Closed
-            | Self::Stdin(_)
-            | Self::Output(_) => false,
-        }
-    }
-
-    /// Whether the server refused the login or registration itself (wrong password, unknown
-    /// user, …) or could not prove its identity: the binary's exit code 4.
+impl AppError {
+    /// Whether the server refused the login or registration, or could not prove its identity
+    /// (the exit code 4).
     pub fn is_login_refused(&self) -> bool {
-        match self {
-            Self::Refused { code, .. } => matches!(
-                code,
-                ErrorCode::Auth
-                    | ErrorCode::UnknownUser
-                    | ErrorCode::Exists
-                    | ErrorCode::RegistrationClosed
-                    | ErrorCode::Throttled
-            ),
-            Self::Version { .. } | Self::ServerSignature(_) | Self::Scram(_) => true,
-            _ => false,
-        }
+        matches!(self, Self::Client(e) if e.is_login_refused())
     }
 
-    /// The wire error code, when the server refused something.
-    pub fn code(&self) -> Option<ErrorCode> {
-        match self {
-            Self::Refused { code, .. } => Some(*code),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn protocol(what: &'static str, source: ProtocolError) -> Self {
-        Self::Protocol { what, source }
-    }
-}
-
-/// Formats an error and its chain of causes on one line: `a: b: c`.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // Some errors repeat their source's text; don't print it twice.
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chain_joins_causes() {
-        let e = ClientError::Connect {
-            what: "connect port",
-            addr: "127.0.0.1:10740".parse().unwrap(),
-            source: io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused"),
-        };
-        assert_eq!(
-            error_chain(&e),
-            "cannot connect to 127.0.0.1:10740 (connect port): connection refused"
-        );
-        assert!(!e.is_fatal());
-    }
-
-    #[test]
-    fn fatal_codes() {
-        let refused = |code| ClientError::Refused {
-            during: "the login",
-            code,
-            text: String::new(),
-        };
-        for code in [
-            ErrorCode::Auth,
-            ErrorCode::UnknownUser,
-            ErrorCode::Exists,
-            ErrorCode::RegistrationClosed,
-            ErrorCode::Throttled,
-        ] {
-            assert!(refused(code).is_fatal(), "{code}");
-            assert!(refused(code).is_login_refused(), "{code}");
-        }
-        for code in [
-            ErrorCode::Full,
-            ErrorCode::ShuttingDown,
-            ErrorCode::Internal,
-            ErrorCode::Unreachable,
-            ErrorCode::Session,
-        ] {
-            assert!(!refused(code).is_fatal(), "{code}");
-        }
+    /// Whether the command line was wrong (the exit code 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Self::Config(_) | Self::NoPassword(_) | Self::Client(ClientError::Config(_))
+        )
     }
 }

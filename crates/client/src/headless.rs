@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use gc_protocol::Record;
 
-use crate::client::Client;
-use crate::config::ClientConfig;
 use crate::display::{format_json, format_line};
-use crate::error::{ClientError, error_chain};
-use crate::event::{ConnState, Event, NoticeLevel};
+use crate::error::AppError;
+use gc_client_core::Client;
+use gc_client_core::config::ClientConfig;
+use gc_client_core::event::{ConnState, Event, NoticeLevel};
 
 /// How headless mode prints and ends.
 #[derive(Clone, Copy, Debug)]
@@ -129,7 +129,7 @@ pub fn run<R>(
     out: &mut dyn Write,
     status: &mut dyn Write,
     options: HeadlessOptions,
-) -> Result<HeadlessOutcome, ClientError>
+) -> Result<HeadlessOutcome, AppError>
 where
     R: BufRead + Send + 'static,
 {
@@ -147,7 +147,7 @@ where
     let reader = thread::Builder::new()
         .name("gc-stdin".into())
         .spawn(move || read_input(input, &tx))
-        .map_err(|source| ClientError::Thread {
+        .map_err(|source| AppError::Thread {
             name: "gc-stdin".into(),
             source,
         })?;
@@ -250,14 +250,14 @@ where
         let _ = reader.join();
     }
     if let Some(e) = fatal {
-        return Err(e);
+        return Err(e.into());
     }
     if let Some(e) = output_error {
-        return Err(ClientError::Output(e));
+        return Err(AppError::Output(e));
     }
     let unsent = report.unsent.len();
     if unsent == 0 && !ever_active && eof {
-        return Err(ClientError::NotConnected {
+        return Err(AppError::NotConnected {
             waited: options.drain_timeout,
             last: last_warning.unwrap_or_else(|| "no answer yet".into()),
         });
@@ -318,32 +318,6 @@ fn read_input<R: BufRead>(mut input: R, tx: &mpsc::Sender<Input>) {
             }
         }
     }
-}
-
-/// The process exit code for a headless run: 0 done, 1 error, 3 messages left unacknowledged,
-/// 4 login refused (2, usage errors, is clap's and the binary's).
-pub fn exit_code(result: &Result<HeadlessOutcome, ClientError>) -> u8 {
-    match result {
-        Ok(outcome) if outcome.unsent == 0 => 0,
-        Ok(_) => EXIT_UNSENT,
-        Err(e) if e.is_login_refused() => EXIT_LOGIN_REFUSED,
-        Err(ClientError::Config(_) | ClientError::NoPassword(_)) => EXIT_USAGE,
-        Err(_) => EXIT_ERROR,
-    }
-}
-
-/// Exit code: an error (network, files, …).
-pub const EXIT_ERROR: u8 = 1;
-/// Exit code: bad usage (flags, no password source, no terminal UI yet).
-pub const EXIT_USAGE: u8 = 2;
-/// Exit code: messages were still unacknowledged at exit.
-pub const EXIT_UNSENT: u8 = 3;
-/// Exit code: the server refused the login or registration, or could not prove its identity.
-pub const EXIT_LOGIN_REFUSED: u8 = 4;
-
-/// The error line the binary prints: `gc-client: error: <what>: <cause>…`.
-pub fn error_line(e: &ClientError) -> String {
-    format!("gc-client: error: {}", error_chain(e))
 }
 
 #[cfg(test)]
@@ -414,22 +388,5 @@ mod tests {
         let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(first["id"], 1);
         assert_eq!(first["message"], "m1\n\u{1b}");
-    }
-
-    #[test]
-    fn exit_codes() {
-        assert_eq!(exit_code(&Ok(HeadlessOutcome::default())), 0);
-        let unsent = HeadlessOutcome {
-            unsent: 2,
-            bye_sent: true,
-        };
-        assert_eq!(exit_code(&Ok(unsent)), EXIT_UNSENT);
-        let refused = ClientError::Refused {
-            during: "the login",
-            code: gc_protocol::ErrorCode::Auth,
-            text: "wrong password".into(),
-        };
-        assert_eq!(exit_code(&Err(refused)), EXIT_LOGIN_REFUSED);
-        assert_eq!(exit_code(&Err(ClientError::Closed)), EXIT_ERROR);
     }
 }

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use gc_protocol::{ConnectPing, ConnectReply, FramedStream, VERSION};
 use rustix::process::{Pid, Signal, kill_process};
 
-use crate::config::ServerPorts;
-use crate::error::ClientError;
+use crate::error::AppError;
+use gc_client_core::config::ServerPorts;
 
 /// How a local server is started.
 #[derive(Clone, Debug)]
@@ -64,8 +64,8 @@ pub struct LocalServer {
 }
 
 /// `gc-server` in the directory of the running executable.
-pub fn sibling_binary() -> Result<PathBuf, ClientError> {
-    let exe = std::env::current_exe().map_err(|source| ClientError::Io {
+pub fn sibling_binary() -> Result<PathBuf, AppError> {
+    let exe = std::env::current_exe().map_err(|source| AppError::Io {
         what: "find the running executable",
         path: PathBuf::from("gc-client"),
         source,
@@ -74,7 +74,7 @@ pub fn sibling_binary() -> Result<PathBuf, ClientError> {
     if binary.is_file() {
         Ok(binary)
     } else {
-        Err(ClientError::LocalServer(format!(
+        Err(AppError::LocalServer(format!(
             "{} does not exist; build it with `cargo build --release` (it is built next to \
              gc-client)",
             binary.display()
@@ -84,13 +84,13 @@ pub fn sibling_binary() -> Result<PathBuf, ClientError> {
 
 impl LocalServer {
     /// Starts the server and waits until it answers `Ping` on its connect port.
-    pub fn start(options: &LocalServerOptions) -> Result<Self, ClientError> {
+    pub fn start(options: &LocalServerOptions) -> Result<Self, AppError> {
         if let Some(dir) = options
             .log_file
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
         {
-            std::fs::create_dir_all(dir).map_err(|source| ClientError::Io {
+            std::fs::create_dir_all(dir).map_err(|source| AppError::Io {
                 what: "create the directory of",
                 path: options.log_file.clone(),
                 source,
@@ -100,12 +100,12 @@ impl LocalServer {
             .create(true)
             .append(true)
             .open(&options.log_file)
-            .map_err(|source| ClientError::Io {
+            .map_err(|source| AppError::Io {
                 what: "open the server's log file",
                 path: options.log_file.clone(),
                 source,
             })?;
-        let log_err = log.try_clone().map_err(|source| ClientError::Io {
+        let log_err = log.try_clone().map_err(|source| AppError::Io {
             what: "open the server's log file",
             path: options.log_file.clone(),
             source,
@@ -131,7 +131,7 @@ impl LocalServer {
         if let Some(ip) = options.bind {
             command.arg("--bind").arg(ip.to_string());
         }
-        let mut child = command.spawn().map_err(|source| ClientError::Io {
+        let mut child = command.spawn().map_err(|source| AppError::Io {
             what: "start",
             path: options.binary.clone(),
             source,
@@ -143,7 +143,7 @@ impl LocalServer {
             .spawn(move || {
                 let _ = tx.send(child.wait());
             })
-            .map_err(|source| ClientError::Thread {
+            .map_err(|source| AppError::Thread {
                 name: "gc-server-wait".into(),
                 source,
             })?;
@@ -169,7 +169,7 @@ impl LocalServer {
     }
 
     /// Pings until the server answers, it exits, or `timeout` passes.
-    fn wait_ready(&mut self, addr: SocketAddr, timeout: Duration) -> Result<(), ClientError> {
+    fn wait_ready(&mut self, addr: SocketAddr, timeout: Duration) -> Result<(), AppError> {
         let deadline = Instant::now() + timeout;
         loop {
             if ping(addr) {
@@ -177,7 +177,7 @@ impl LocalServer {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(ClientError::LocalServer(format!(
+                return Err(AppError::LocalServer(format!(
                     "gc-server did not answer on {addr} within {} s; see its log {}",
                     timeout.as_secs(),
                     self.log_file.display()
@@ -193,7 +193,7 @@ impl LocalServer {
                     self.done = true;
                     self.join();
                     let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-                    return Err(ClientError::LocalServer(format!(
+                    return Err(AppError::LocalServer(format!(
                         "gc-server exited at once ({status}); see its log {}",
                         self.log_file.display()
                     )));
@@ -202,7 +202,7 @@ impl LocalServer {
                 Err(RecvTimeoutError::Disconnected) => {
                     self.done = true;
                     self.join();
-                    return Err(ClientError::LocalServer("lost track of gc-server".into()));
+                    return Err(AppError::LocalServer("lost track of gc-server".into()));
                 }
             }
         }

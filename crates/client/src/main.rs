@@ -1,12 +1,12 @@
 //! The `gc-client` binary: parse the command line, set up logging, run the client
-//! (`gc_client::app::run`), exit with its code.
+//! (`gc_client::run::run`), exit with its code.
 
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use gc_client::ClientError;
+use gc_client::AppError;
 use gc_client::cli::Cli;
 use gc_client::settings::default_log_path;
 use tracing_subscriber::EnvFilter;
@@ -15,16 +15,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_file = match log_file(&cli) {
         Ok(path) => path,
-        Err(e) => return ExitCode::from(gc_client::app::error_exit(&e)),
+        Err(e) => return ExitCode::from(gc_client::run::error_exit(&e)),
     };
     if let Err(e) = init_logging(&cli, log_file.as_deref()) {
-        return ExitCode::from(gc_client::app::error_exit(&e));
+        return ExitCode::from(gc_client::run::error_exit(&e));
     }
-    ExitCode::from(gc_client::app::run(&cli, log_file.as_deref()))
+    ExitCode::from(gc_client::run::run(&cli, log_file.as_deref()))
 }
 
 /// Where logs go: `--log-file`; the terminal UI's default file; or (headless) standard error.
-fn log_file(cli: &Cli) -> Result<Option<PathBuf>, ClientError> {
+fn log_file(cli: &Cli) -> Result<Option<PathBuf>, AppError> {
     if let Some(path) = &cli.log_file {
         return Ok(Some(path.clone()));
     }
@@ -33,14 +33,14 @@ fn log_file(cli: &Cli) -> Result<Option<PathBuf>, ClientError> {
     }
     let path = default_log_path(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
         .ok_or_else(|| {
-            ClientError::Config(
+            AppError::Config(
                 "no place for the log file: neither XDG_STATE_HOME nor HOME is set; give \
                  --log-file FILE"
                     .into(),
             )
         })?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| ClientError::Io {
+        std::fs::create_dir_all(dir).map_err(|source| AppError::Io {
             what: "create the log directory",
             path: dir.to_owned(),
             source,
@@ -49,11 +49,11 @@ fn log_file(cli: &Cli) -> Result<Option<PathBuf>, ClientError> {
     Ok(Some(path))
 }
 
-fn init_logging(cli: &Cli, file: Option<&Path>) -> Result<(), ClientError> {
+fn init_logging(cli: &Cli, file: Option<&Path>) -> Result<(), AppError> {
     let default_level = if file.is_some() { "info" } else { "error" };
     let level = cli.log_level.as_deref().unwrap_or(default_level);
     let filter = EnvFilter::try_new(level)
-        .map_err(|e| ClientError::Config(format!("bad log level `{level}`: {e}")))?;
+        .map_err(|e| AppError::Config(format!("bad log level `{level}`: {e}")))?;
     // A failed log write (e.g. a closed stderr) must never panic a client thread.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -64,7 +64,7 @@ fn init_logging(cli: &Cli, file: Option<&Path>) -> Result<(), ClientError> {
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|source| ClientError::Io {
+                .map_err(|source| AppError::Io {
                     what: "open the log file",
                     path: path.to_owned(),
                     source,

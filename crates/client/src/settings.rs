@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ClientError;
+use crate::error::AppError;
 
 /// What the settings file holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,12 +55,12 @@ fn xdg_base(var: Option<OsString>, home: Option<OsString>, fallback: &[&str]) ->
 
 impl Settings {
     /// Reads the file; a missing file is empty settings.
-    pub fn load(path: &Path) -> Result<Self, ClientError> {
+    pub fn load(path: &Path) -> Result<Self, AppError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(source) => {
-                return Err(ClientError::Io {
+                return Err(AppError::Io {
                     what: "read the settings file",
                     path: path.to_owned(),
                     source,
@@ -68,7 +68,7 @@ impl Settings {
             }
         };
         toml::from_str(&text).map_err(|e| {
-            ClientError::Config(format!(
+            AppError::Config(format!(
                 "{}: {}; fix or delete the file",
                 path.display(),
                 e.message()
@@ -77,16 +77,16 @@ impl Settings {
     }
 
     /// Writes the file (creating its directory), replacing it atomically.
-    pub fn save(&self, path: &Path) -> Result<(), ClientError> {
+    pub fn save(&self, path: &Path) -> Result<(), AppError> {
         let io = |what: &'static str| {
             let path = path.to_owned();
-            move |source| ClientError::Io { what, path, source }
+            move |source| AppError::Io { what, path, source }
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
         }
         let text = toml::to_string(self)
-            .map_err(|e| ClientError::Config(format!("cannot write settings: {e}")))?;
+            .map_err(|e| AppError::Config(format!("cannot write settings: {e}")))?;
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
@@ -107,7 +107,10 @@ impl Settings {
         }
         settings.user = Some(user.to_owned());
         if let Err(e) = settings.save(path) {
-            tracing::warn!("cannot remember the username: {}", crate::error_chain(&e));
+            tracing::warn!(
+                "cannot remember the username: {}",
+                gc_client_core::error_chain(&e)
+            );
         }
     }
 }

@@ -5,7 +5,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use gc_client::{ClientError, ConnState, ServerPorts};
+use gc_client_core::{ClientError, ConnState, ServerPorts};
 use gc_protocol::scram::{ClientHello, ServerFirst, derive_verifier};
 use gc_protocol::{
     AuthClient, AuthServer, Authed, CallbackReply, ConnectPing, ConnectReply, ErrorCode,
@@ -31,7 +31,7 @@ fn wrong_password_is_fatal_and_not_retried() {
         ),
         "{err:?}"
     );
-    let text = gc_client::error_chain(&err);
+    let text = gc_client_core::error_chain(&err);
     assert!(text.contains("wrong password"), "{text}");
     assert!(err.is_fatal() && err.is_login_refused());
     assert_eq!(c.client().state(), ConnState::Disconnected);
@@ -97,10 +97,10 @@ fn a_server_that_cannot_prove_the_secret_is_refused() {
         .spawn(move || fake_server(&connect_l, &auth_l))
         .unwrap();
 
-    let mut cfg = gc_client::ClientConfig::new("127.0.0.1", "alice", "the-real-password");
+    let mut cfg = gc_client_core::ClientConfig::new("127.0.0.1", "alice", "the-real-password");
     cfg.server_ports = ports;
     cfg.bind_ip = Some(gc_tests::client_ip());
-    cfg.listen_ports = gc_client::ListenPorts::any();
+    cfg.listen_ports = gc_client_core::ListenPorts::any();
     cfg.io_timeout = Duration::from_secs(2);
     let mut c = TestClient::start(cfg);
     let err = c.wait_fatal();

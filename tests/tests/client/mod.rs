@@ -1,4 +1,4 @@
-//! The client library (`gc_client::Client`) against real servers: logins and their failures,
+//! The client library (`gc_client_core::Client`) against real servers: logins and their failures,
 //! chatting, presence, history, restarts of either side.
 
 mod auth;

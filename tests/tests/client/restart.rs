@@ -1,7 +1,7 @@
 //! Restarts: of the client with its cache, of the server under a waiting outbox, and a server
 //! whose store is not the one the cache came from.
 
-use gc_client::{ConnState, NoticeLevel};
+use gc_client_core::{ConnState, NoticeLevel};
 
 use gc_tests::TestServer;
 use gc_tests::client::{TestClient, cache_dir, config, register};

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use gc_client::{ConnState, Event};
+use gc_client_core::{ConnState, Event};
 use gc_protocol::{Frame, HeartbeatReply};
 use gc_protocol::{HeartbeatPing, SessionToken, Timestamp};
 
@@ -332,7 +332,7 @@ fn a_lingering_old_session_on_the_same_address_does_not_disturb_the_new_one() {
     let warnings: Vec<_> = second
         .notices
         .iter()
-        .filter(|(l, _)| *l == gc_client::NoticeLevel::Warning)
+        .filter(|(l, _)| *l == gc_client_core::NoticeLevel::Warning)
         .collect();
     let logins = second
         .states

@@ -17,10 +17,12 @@ use ratatui::crossterm::event::{
 use super::command::{self, HELP, Input};
 use super::input::InputBox;
 use super::scrollback::{Entry, Kind, Level, Scrollback};
-use crate::config::Password;
 use crate::display::{sanitize, utc};
-use crate::error::{ClientError, error_chain};
-use crate::event::{ConnState, Event, NoticeLevel, Status};
+use crate::error::AppError;
+use gc_client_core::ClientError;
+use gc_client_core::config::Password;
+use gc_client_core::error_chain;
+use gc_client_core::event::{ConnState, Event, NoticeLevel, Status};
 
 /// Records loaded at a time when scrolling past the top.
 pub const PAGE: u32 = 200;
@@ -439,7 +441,7 @@ impl App {
     }
 
     /// The client could not be started for a login.
-    pub fn login_error(&mut self, error: &ClientError) {
+    pub fn login_error(&mut self, error: &AppError) {
         if let Screen::Login(form) = &mut self.screen {
             form.busy = false;
             form.message = Some((Level::Error, error_chain(error)));

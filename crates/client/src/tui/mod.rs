@@ -2,11 +2,11 @@
 //!
 //! - [`app`]: the state and what every key, paste, mouse and client event does to it; no I/O.
 //! - [`ui`]: `impl Widget for &App`: draws only what is on screen.
-//! - [`event`]: one channel of [`AppEvent`]s fed by the terminal input thread, the client's
+//! - [`channel`]: one channel of [`AppEvent`]s fed by the terminal input thread, the client's
 //!   threads (through its event sink) and the signal thread.
 //! - [`run_loop`] / [`step`]: generic over the ratatui [`Backend`], so tests drive it with a
 //!   `TestBackend`: draw, wait for events (or a one-second tick for the heartbeat age), apply
-//!   them, carry out the app's [`Action`]s on the client ([`Session`]).
+//!   them, carry out the app's [`Action`]s on the client ([`ClientDriver`]).
 //! - [`run`]: owns the real terminal (`ratatui::try_init`/`restore`, whose panic hook restores it;
 //!   bracketed paste and mouse-wheel reporting on top), the threads, and the client.
 //!
@@ -14,8 +14,8 @@
 //! client's own; all stopped and joined before [`run`] returns.
 
 pub mod app;
+pub mod channel;
 pub mod command;
-pub mod event;
 pub mod input;
 pub mod scrollback;
 pub mod text;
@@ -33,15 +33,17 @@ use ratatui::crossterm::{Command, cursor, execute};
 use ratatui::{DefaultTerminal, Terminal};
 
 pub use app::{Action, App, Zone};
-pub use event::AppEvent;
+pub use channel::AppEvent;
 
-use crate::client::Client;
-use crate::config::{ClientConfig, Password};
-use crate::error::{ClientError, error_chain};
-use crate::event::ConnState;
-use crate::outbox::PendingMessage;
+use crate::error::AppError;
 use crate::settings::Settings;
-use event::{InputThread, SignalThread};
+use channel::{InputThread, SignalThread};
+use gc_client_core::Client;
+use gc_client_core::ClientError;
+use gc_client_core::PendingMessage;
+use gc_client_core::config::{ClientConfig, Password};
+use gc_client_core::error_chain;
+use gc_client_core::event::ConnState;
 use scrollback::Level;
 
 /// How often the screen is redrawn without events (the heartbeat age in the status bar).
@@ -52,7 +54,7 @@ pub const INITIAL_RECORDS: usize = 1000;
 const BATCH: usize = 1024;
 
 /// Makes the client configuration for an account: `(user, password, register)`.
-pub type ConfigFor<'a> = dyn Fn(&str, Password, bool) -> Result<ClientConfig, ClientError> + 'a;
+pub type ConfigFor<'a> = dyn Fn(&str, Password, bool) -> Result<ClientConfig, AppError> + 'a;
 
 /// How the terminal UI starts.
 #[derive(Debug, Default)]
@@ -82,7 +84,7 @@ pub struct TuiOutcome {
 
 /// The client side of the run loop: starts and stops the client for each login attempt and
 /// carries out the app's actions on it.
-pub struct Session<'a> {
+pub struct ClientDriver<'a> {
     client: Option<Client>,
     generation: u64,
     tx: Sender<AppEvent>,
@@ -91,17 +93,17 @@ pub struct Session<'a> {
     signal: Option<i32>,
 }
 
-impl fmt::Debug for Session<'_> {
+impl fmt::Debug for ClientDriver<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
+        f.debug_struct("ClientDriver")
             .field("client", &self.client)
             .field("generation", &self.generation)
             .finish_non_exhaustive()
     }
 }
 
-impl<'a> Session<'a> {
-    /// A session whose clients send their events to `tx`.
+impl<'a> ClientDriver<'a> {
+    /// A driver whose clients send their events to `tx`.
     pub fn new(
         tx: Sender<AppEvent>,
         config_for: &'a ConfigFor<'a>,
@@ -145,7 +147,7 @@ impl<'a> Session<'a> {
                 app.load_initial(&client.cached(0, INITIAL_RECORDS));
                 self.client = Some(client);
             }
-            Err(e) => app.login_error(&e),
+            Err(e) => app.login_error(&e.into()),
         }
     }
 
@@ -155,7 +157,7 @@ impl<'a> Session<'a> {
         action: Action,
         app: &mut App,
         terminal: &mut Terminal<B>,
-    ) -> Result<(), ClientError> {
+    ) -> Result<(), AppError> {
         match action {
             Action::Login {
                 user,
@@ -200,7 +202,7 @@ impl<'a> Session<'a> {
             }
             Action::Redraw => terminal
                 .clear()
-                .map_err(|e| ClientError::Terminal(io::Error::other(e.to_string())))?,
+                .map_err(|e| AppError::Terminal(io::Error::other(e.to_string())))?,
         }
         Ok(())
     }
@@ -228,10 +230,10 @@ impl<'a> Session<'a> {
 pub fn run_loop<B: Backend>(
     terminal: &mut Terminal<B>,
     app: &mut App,
-    session: &mut Session<'_>,
+    driver: &mut ClientDriver<'_>,
     rx: &Receiver<AppEvent>,
-) -> Result<(), ClientError> {
-    while step(terminal, app, session, rx, TICK)? == Flow::Continue {}
+) -> Result<(), AppError> {
+    while step(terminal, app, driver, rx, TICK)? == Flow::Continue {}
     Ok(())
 }
 
@@ -249,21 +251,21 @@ pub enum Flow {
 pub fn step<B: Backend>(
     terminal: &mut Terminal<B>,
     app: &mut App,
-    session: &mut Session<'_>,
+    driver: &mut ClientDriver<'_>,
     rx: &Receiver<AppEvent>,
     wait: Duration,
-) -> Result<Flow, ClientError> {
+) -> Result<Flow, AppError> {
     for action in app.take_actions() {
-        session.apply(action, app, terminal)?;
+        driver.apply(action, app, terminal)?;
     }
     if app.should_quit() {
         return Ok(Flow::Quit);
     }
-    session.refresh(app);
+    driver.refresh(app);
     app.set_now(Instant::now());
     terminal
         .draw(|frame| ui::draw(frame, app))
-        .map_err(|e| ClientError::Terminal(io::Error::other(e.to_string())))?;
+        .map_err(|e| AppError::Terminal(io::Error::other(e.to_string())))?;
     let first = match rx.recv_timeout(wait) {
         Ok(event) => event,
         Err(RecvTimeoutError::Timeout) => return Ok(Flow::Continue),
@@ -275,24 +277,24 @@ pub fn step<B: Backend>(
     for event in batch {
         match event {
             AppEvent::Terminal(event) => app.handle_terminal(event),
-            AppEvent::TerminalError(e) => return Err(ClientError::Terminal(e)),
+            AppEvent::TerminalError(e) => return Err(AppError::Terminal(e)),
             AppEvent::Client { generation, event } => {
-                if generation == session.generation {
+                if generation == driver.generation {
                     // The client publishes its status before the events that follow from it
                     // (the server's registration policy before a refused login): refresh it
                     // here, not only once per draw, or such an event meets a stale snapshot.
-                    session.refresh(app);
+                    driver.refresh(app);
                     app.handle_client(event);
                 }
             }
             AppEvent::Signal(signal) => {
                 tracing::info!("signal {signal}: quitting");
-                session.signal = Some(signal);
+                driver.signal = Some(signal);
                 return Ok(Flow::Quit);
             }
         }
         for action in app.take_actions() {
-            session.apply(action, app, terminal)?;
+            driver.apply(action, app, terminal)?;
         }
         if app.should_quit() {
             return Ok(Flow::Quit);
@@ -337,14 +339,14 @@ struct TerminalGuard {
 }
 
 impl TerminalGuard {
-    fn enter() -> Result<Self, ClientError> {
+    fn enter() -> Result<Self, AppError> {
         // Raw mode, alternate screen, and ratatui's panic hook that restores them.
-        let terminal = ratatui::try_init().map_err(ClientError::Terminal)?;
+        let terminal = ratatui::try_init().map_err(AppError::Terminal)?;
         let guard = Self {
             terminal: Some(terminal),
         };
         execute!(io::stdout(), EnableBracketedPaste, WheelReporting(true))
-            .map_err(ClientError::Terminal)?;
+            .map_err(AppError::Terminal)?;
         // Ours runs first, then ratatui's (restore, then the default message).
         let ratatui_hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
@@ -376,10 +378,10 @@ impl Drop for TerminalGuard {
 /// Runs the terminal UI until the user quits (or a signal, or the terminal fails), then restores
 /// the terminal and closes the client (saying `Bye`, waiting up to `options.drain` for messages
 /// still in the outbox).
-pub fn run(options: TuiOptions, config_for: &ConfigFor<'_>) -> Result<TuiOutcome, ClientError> {
+pub fn run(options: TuiOptions, config_for: &ConfigFor<'_>) -> Result<TuiOutcome, AppError> {
     // crossterm would fall back to /dev/tty: never take over a terminal that is not ours.
     if !io::stdin().is_terminal() || !io::stdout().is_terminal() {
-        return Err(ClientError::Terminal(io::Error::other(
+        return Err(AppError::Terminal(io::Error::other(
             "standard input and output are not a terminal",
         )));
     }
@@ -392,20 +394,20 @@ pub fn run(options: TuiOptions, config_for: &ConfigFor<'_>) -> Result<TuiOutcome
     if let (Some(user), Some(password)) = (&options.user, options.password) {
         app.auto_login(user, password, options.register);
     }
-    let mut session = Session::new(tx, config_for, options.settings);
+    let mut driver = ClientDriver::new(tx, config_for, options.settings);
     let result = match guard.terminal.as_mut() {
-        Some(terminal) => run_loop(terminal, &mut app, &mut session, &rx),
+        Some(terminal) => run_loop(terminal, &mut app, &mut driver, &rx),
         None => Ok(()),
     };
     input.stop();
     guard.leave();
-    let unsent = session.close(options.drain);
+    let unsent = driver.close(options.drain);
     signals.stop();
     if let Err(e) = &result {
         tracing::error!("terminal UI: {}", error_chain(e));
     }
     result.map(|()| TuiOutcome {
         unsent,
-        signal: session.signal,
+        signal: driver.signal,
     })
 }

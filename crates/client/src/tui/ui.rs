@@ -25,7 +25,7 @@ use super::app::{App, Field, LoginForm, Screen};
 use super::scrollback::{INDENT, Level, layout_message};
 use super::text::{Wrapper, text_width, truncate, user_color};
 use crate::display::sanitize;
-use crate::event::ConnState;
+use gc_client_core::event::ConnState;
 
 /// Below this size a notice replaces the screen.
 pub const MIN_WIDTH: u16 = 30;

@@ -5,7 +5,7 @@ pub use gc_tests::{TestServer as Server, WAIT, client_ip};
 
 /// The flags that point a `gc-client` binary at a server on 127.0.0.1 with these ports, from a
 /// fresh loopback address of its own with OS-chosen callback ports.
-pub fn connection_args(ports: gc_client::ServerPorts) -> Vec<String> {
+pub fn connection_args(ports: gc_client_core::ServerPorts) -> Vec<String> {
     [
         "--bind".to_owned(),
         client_ip().to_string(),

@@ -10,8 +10,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use gc_client::tui::scrollback::Entry;
-use gc_client::tui::{App, AppEvent, Flow, Session, Zone, step};
-use gc_client::{Password, ServerPorts};
+use gc_client::tui::{App, AppEvent, ClientDriver, Flow, Zone, step};
+use gc_client_core::{Password, ServerPorts};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
@@ -496,7 +496,7 @@ fn with_server_explains_a_missing_binary() {
 fn pump(
     terminal: &mut Terminal<TestBackend>,
     app: &mut App,
-    session: &mut Session<'_>,
+    driver: &mut ClientDriver<'_>,
     rx: &Receiver<AppEvent>,
     what: &str,
     done: impl Fn(&App) -> bool,
@@ -504,7 +504,7 @@ fn pump(
     let deadline = Instant::now() + WAIT;
     while !done(app) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        let flow = step(terminal, app, session, rx, Duration::from_millis(50)).expect("step");
+        let flow = step(terminal, app, driver, rx, Duration::from_millis(50)).expect("step");
         assert_eq!(flow, Flow::Continue, "quit while waiting for {what}");
     }
 }
@@ -564,33 +564,33 @@ fn run_loop_logs_in_loads_older_history_and_sends() {
         c.register = register;
         Ok(c)
     };
-    let mut session = Session::new(tx.clone(), &config_for, None);
+    let mut driver = ClientDriver::new(tx.clone(), &config_for, None);
     let mut app = App::new("127.0.0.1", Zone::Local);
     app.auto_login("carol", Password::new("pw-carol"), true);
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
     let t = &mut terminal;
 
     // Logged in (registering first): the newest 20 arrive.
-    pump(t, &mut app, &mut session, &rx, "20 records", |a| {
+    pump(t, &mut app, &mut driver, &rx, "20 records", |a| {
         matches!(a.screen, gc_client::tui::app::Screen::Chat) && messages(a) == 20
     });
     assert_eq!(app.log.oldest_id(), Some(281));
 
     // Past the top: older pages come from the server (no cache here), 200 at a time.
     press(&tx, KeyCode::Home, KeyModifiers::NONE);
-    pump(t, &mut app, &mut session, &rx, "220 records", |a| {
+    pump(t, &mut app, &mut driver, &rx, "220 records", |a| {
         messages(a) == 220
     });
     press(&tx, KeyCode::Home, KeyModifiers::NONE);
-    pump(t, &mut app, &mut session, &rx, "300 records", |a| {
+    pump(t, &mut app, &mut driver, &rx, "300 records", |a| {
         messages(a) == 300
     });
     press(&tx, KeyCode::Home, KeyModifiers::NONE);
-    pump(t, &mut app, &mut session, &rx, "the top", |a| {
+    pump(t, &mut app, &mut driver, &rx, "the top", |a| {
         a.history_done && a.log.anchor().is_some_and(|top| top.entry < 30)
     });
     // One more turn draws what the last event did.
-    step(t, &mut app, &mut session, &rx, Duration::ZERO).expect("step");
+    step(t, &mut app, &mut driver, &rx, Duration::ZERO).expect("step");
     let ids: Vec<u64> = app
         .log
         .entries()
@@ -607,7 +607,7 @@ fn run_loop_logs_in_loads_older_history_and_sends() {
     press(&tx, KeyCode::End, KeyModifiers::NONE);
     type_keys(&tx, "hello from the loop");
     press(&tx, KeyCode::Enter, KeyModifiers::NONE);
-    pump(t, &mut app, &mut session, &rx, "the message back", |a| {
+    pump(t, &mut app, &mut driver, &rx, "the message back", |a| {
         messages(a) == 301 && a.pending.is_empty()
     });
     bob.wait_records(301);
@@ -619,7 +619,7 @@ fn run_loop_logs_in_loads_older_history_and_sends() {
     // /who answers with a notice.
     type_keys(&tx, "/who");
     press(&tx, KeyCode::Enter, KeyModifiers::NONE);
-    pump(t, &mut app, &mut session, &rx, "/who", |a| {
+    pump(t, &mut app, &mut driver, &rx, "/who", |a| {
         a.log
             .entries()
             .iter()
@@ -627,9 +627,9 @@ fn run_loop_logs_in_loads_older_history_and_sends() {
     });
 
     press(&tx, KeyCode::Char('c'), KeyModifiers::CONTROL);
-    let flow = step(t, &mut app, &mut session, &rx, WAIT).expect("step");
+    let flow = step(t, &mut app, &mut driver, &rx, WAIT).expect("step");
     assert_eq!(flow, Flow::Quit);
-    assert!(session.close(Duration::from_secs(5)).is_empty());
+    assert!(driver.close(Duration::from_secs(5)).is_empty());
     bob.close();
 }
 
@@ -646,26 +646,26 @@ fn run_loop_keeps_unsent_messages_across_a_server_restart() {
         c.register = register;
         Ok(c)
     };
-    let mut session = Session::new(tx.clone(), &config_for, None);
+    let mut driver = ClientDriver::new(tx.clone(), &config_for, None);
     let mut app = App::new("127.0.0.1", Zone::Local);
     app.auto_login("frank", Password::new("pw-frank"), true);
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
     let t = &mut terminal;
-    pump(t, &mut app, &mut session, &rx, "logged in", |a| {
+    pump(t, &mut app, &mut driver, &rx, "logged in", |a| {
         matches!(a.screen, gc_client::tui::app::Screen::Chat)
-            && a.status.state == gc_client::ConnState::Active
+            && a.status.state == gc_client_core::ConnState::Active
     });
 
     server.stop();
-    pump(t, &mut app, &mut session, &rx, "disconnected", |a| {
-        a.status.state != gc_client::ConnState::Active
+    pump(t, &mut app, &mut driver, &rx, "disconnected", |a| {
+        a.status.state != gc_client_core::ConnState::Active
     });
     type_keys(&tx, "written while the server was down");
     press(&tx, KeyCode::Enter, KeyModifiers::NONE);
-    pump(t, &mut app, &mut session, &rx, "the outbox", |a| {
+    pump(t, &mut app, &mut driver, &rx, "the outbox", |a| {
         a.pending.len() == 1
     });
-    step(t, &mut app, &mut session, &rx, Duration::ZERO).expect("step");
+    step(t, &mut app, &mut driver, &rx, Duration::ZERO).expect("step");
     let rows = screen(&terminal);
     assert!(
         rows.iter()
@@ -678,7 +678,7 @@ fn run_loop_keeps_unsent_messages_across_a_server_restart() {
     pump(
         t,
         &mut app,
-        &mut session,
+        &mut driver,
         &rx,
         "the message delivered",
         |a| a.pending.is_empty() && messages(a) == 1,
@@ -689,5 +689,5 @@ fn run_loop_keeps_unsent_messages_across_a_server_restart() {
         .filter(|l| l.contains("written while the server was down"))
         .collect();
     assert_eq!(stored.len(), 1, "stored once: {stored:?}");
-    assert!(session.close(Duration::from_secs(5)).is_empty());
+    assert!(driver.close(Duration::from_secs(5)).is_empty());
 }

@@ -8,17 +8,17 @@ use gc_protocol::{FramedStream, ProtocolError};
 
 use crate::error::ClientError;
 use crate::net;
-use crate::shared::Shared;
+use crate::state::ClientState;
 
 /// A deadline one I/O timeout from now.
-pub fn io_deadline(shared: &Shared) -> Instant {
+pub fn io_deadline(shared: &ClientState) -> Instant {
     Instant::now() + shared.config.io_timeout
 }
 
 /// Connects (from the configured source address) and registers the socket so `close()` can cut
 /// it short.
 pub fn open(
-    shared: &Shared,
+    shared: &ClientState,
     addr: SocketAddr,
     what: &'static str,
 ) -> Result<FramedStream<TcpStream>, ClientError> {
@@ -48,7 +48,7 @@ impl SendLink {
     /// server before any reply is not an error: the exchange is retried at once on a fresh one.
     pub fn round_trip<R>(
         &mut self,
-        shared: &Shared,
+        shared: &ClientState,
         addr: SocketAddr,
         what: &'static str,
         request: &[u8],
@@ -95,7 +95,7 @@ impl SendLink {
         }
     }
 
-    fn keep(&mut self, shared: &Shared, conn: FramedStream<TcpStream>) {
+    fn keep(&mut self, shared: &ClientState, conn: FramedStream<TcpStream>) {
         if shared.config.reuse_connections {
             self.conn = Some(conn);
             self.last_used = Some(Instant::now());
@@ -114,7 +114,7 @@ impl SendLink {
 }
 
 fn attempt<R>(
-    shared: &Shared,
+    shared: &ClientState,
     conn: &mut FramedStream<TcpStream>,
     request: &[u8],
     read: &mut impl FnMut(&mut FramedStream<TcpStream>) -> Result<R, ReadFail>,

@@ -10,12 +10,12 @@ use gc_protocol::{CallbackPorts, ClientMsgId, Record, Username};
 
 use crate::callbacks::{CallbackServer, Listeners};
 use crate::config::ClientConfig;
-use crate::conn;
+use crate::connection;
 use crate::error::ClientError;
 use crate::event::{ConnState, Event, NoticeLevel, Status};
 use crate::outbox::{MAX_OUTBOX, PendingMessage};
 use crate::records::RecordStore;
-use crate::shared::{Command, EventSink, MAX_COMMANDS, Shared};
+use crate::state::{ClientState, Command, EventSink, MAX_COMMANDS};
 
 /// What [`Client::close`] leaves behind.
 #[derive(Debug, Default)]
@@ -34,7 +34,7 @@ pub struct CloseReport {
 /// and are joined by [`Client::close`] (or on drop).
 #[derive(Debug)]
 pub struct Client {
-    shared: Arc<Shared>,
+    shared: Arc<ClientState>,
     conn_thread: Option<JoinHandle<()>>,
     callbacks: Option<CallbackServer>,
 }
@@ -93,12 +93,14 @@ impl Client {
             Some(dir) => Plugins::load_dir(dir).0,
             None => Plugins::none(),
         };
-        let shared = Arc::new(Shared::new(config, username, ports, records, sink, plugins));
+        let shared = Arc::new(ClientState::new(
+            config, username, ports, records, sink, plugins,
+        ));
         let mut callbacks = CallbackServer::start(&shared, listeners)?;
         let sh = Arc::clone(&shared);
         let conn_thread = thread::Builder::new()
             .name("gc-conn".into())
-            .spawn(move || conn::run(&sh));
+            .spawn(move || connection::run(&sh));
         let conn_thread = match conn_thread {
             Ok(h) => h,
             Err(source) => {

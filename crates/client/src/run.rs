@@ -6,13 +6,15 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::AppError;
 use crate::cli::Cli;
-use crate::config::DEFAULT_CONNECT_PORT;
-use crate::headless::{self, EXIT_ERROR, EXIT_UNSENT};
+use crate::exit::{self, EXIT_ERROR, EXIT_UNSENT, EXIT_USAGE};
+use crate::headless;
 use crate::local_server::{self, LocalServer, LocalServerOptions, StopReport};
 use crate::settings::{Settings, default_log_path, default_settings_path};
 use crate::tui::{self, TuiOptions};
-use crate::{ClientError, ServerPorts};
+use gc_client_core::ServerPorts;
+use gc_client_core::config::DEFAULT_CONNECT_PORT;
 
 /// How long messages still in the outbox may hold up quitting the terminal UI.
 const QUIT_DRAIN: Duration = Duration::from_secs(3);
@@ -63,7 +65,7 @@ pub fn run(cli: &Cli, log_file: Option<&Path>) -> u8 {
     code
 }
 
-fn start_local_server(cli: &Cli, log_file: Option<&Path>) -> Result<LocalServer, ClientError> {
+fn start_local_server(cli: &Cli, log_file: Option<&Path>) -> Result<LocalServer, AppError> {
     let binary = local_server::sibling_binary()?;
     let log_dir = log_file
         .and_then(Path::parent)
@@ -129,7 +131,7 @@ fn run_tui(cli: &Cli) -> u8 {
         .and_then(|path| match Settings::load(path) {
             Ok(s) => s.user,
             Err(e) => {
-                tracing::warn!("{}", crate::error_chain(&e));
+                tracing::warn!("{}", gc_client_core::error_chain(&e));
                 None
             }
         });
@@ -184,7 +186,7 @@ fn list_plugins(cli: &Cli) -> u8 {
         Ok(Some(dir)) => dir,
         Ok(None) => {
             print_error("gc-client: no mods directory: HOME is not set; give --mods-dir DIR");
-            return headless::EXIT_USAGE;
+            return EXIT_USAGE;
         }
         Err(e) => return error_exit(&e),
     };
@@ -205,16 +207,13 @@ fn list_plugins(cli: &Cli) -> u8 {
 }
 
 /// Reports `e` on standard error and picks the exit code (2 for usage, 1 otherwise).
-pub fn error_exit(e: &ClientError) -> u8 {
-    print_error(&headless::error_line(e));
-    match e {
-        ClientError::Config(_) | ClientError::NoPassword(_) => headless::EXIT_USAGE,
-        _ => EXIT_ERROR,
-    }
+pub fn error_exit(e: &AppError) -> u8 {
+    print_error(&exit::error_line(e));
+    exit::for_error(e)
 }
 
 /// Reports a headless outcome on standard error and picks the exit code.
-fn headless_exit(result: &Result<headless::HeadlessOutcome, ClientError>) -> u8 {
+fn headless_exit(result: &Result<headless::HeadlessOutcome, AppError>) -> u8 {
     match result {
         Ok(outcome) if outcome.unsent > 0 => print_error(&format!(
             "gc-client: {} message(s) were not acknowledged by the server before the drain \
@@ -222,9 +221,9 @@ fn headless_exit(result: &Result<headless::HeadlessOutcome, ClientError>) -> u8 
             outcome.unsent
         )),
         Ok(_) => {}
-        Err(e) => print_error(&headless::error_line(e)),
+        Err(e) => print_error(&exit::error_line(e)),
     }
-    headless::exit_code(result)
+    exit::for_headless(result)
 }
 
 /// Writes a line on standard error; a closed or vanished terminal is no reason to panic.

@@ -96,7 +96,7 @@ pub struct Control {
 }
 
 /// The client's shared state.
-pub struct Shared {
+pub struct ClientState {
     /// The configuration.
     pub config: ClientConfig,
     /// The username, validated.
@@ -112,17 +112,17 @@ pub struct Shared {
     listeners_stop: AtomicBool,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for ClientState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
+        f.debug_struct("ClientState")
             .field("username", &self.username)
             .field("ports", &self.ports)
             .finish_non_exhaustive()
     }
 }
 
-impl Shared {
-    /// Shared state for a client.
+impl ClientState {
+    /// ClientState state for a client.
     pub fn new(
         config: ClientConfig,
         username: Username,

@@ -14,8 +14,8 @@ use ratatui::crossterm::event as term;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
-use crate::error::ClientError;
-use crate::event::Event;
+use crate::error::AppError;
+use gc_client_core::event::Event;
 
 /// How long the input thread waits for the terminal before it looks at its stop flag: the bound
 /// on how long stopping it takes (the terminal cannot be woken any other way).
@@ -55,7 +55,7 @@ pub struct InputThread {
 
 impl InputThread {
     /// Starts reading terminal events into `tx`.
-    pub fn start(tx: Sender<AppEvent>) -> Result<Self, ClientError> {
+    pub fn start(tx: Sender<AppEvent>) -> Result<Self, AppError> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let (finished_tx, finished) = mpsc::channel::<()>();
@@ -65,7 +65,7 @@ impl InputThread {
                 let _finished = finished_tx;
                 read_terminal(&flag, &tx);
             })
-            .map_err(|source| ClientError::Thread {
+            .map_err(|source| AppError::Thread {
                 name: "gc-tui-input".into(),
                 source,
             })?;
@@ -141,9 +141,9 @@ pub struct SignalThread {
 
 impl SignalThread {
     /// Starts listening.
-    pub fn start(tx: Sender<AppEvent>) -> Result<Self, ClientError> {
+    pub fn start(tx: Sender<AppEvent>) -> Result<Self, AppError> {
         let mut signals =
-            Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(|source| ClientError::Thread {
+            Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(|source| AppError::Thread {
                 name: "gc-tui-signals (signal handlers)".into(),
                 source,
             })?;
@@ -157,7 +157,7 @@ impl SignalThread {
                     }
                 }
             })
-            .map_err(|source| ClientError::Thread {
+            .map_err(|source| AppError::Thread {
                 name: "gc-tui-signals".into(),
                 source,
             })?;

@@ -23,7 +23,7 @@ use crate::config::{
 use crate::error::ClientError;
 use crate::event::{ConnState, Event, NoticeLevel};
 use crate::net;
-use crate::shared::Shared;
+use crate::state::ClientState;
 
 /// Connection threads per role at once.
 const MAX_CONNS_PER_ROLE: usize = 4;
@@ -104,7 +104,7 @@ pub struct CallbackServer {
 
 impl CallbackServer {
     /// Starts one accept thread per listener.
-    pub fn start(shared: &Arc<Shared>, listeners: Listeners) -> Result<Self, ClientError> {
+    pub fn start(shared: &Arc<ClientState>, listeners: Listeners) -> Result<Self, ClientError> {
         let conns = Arc::new(ConnSet::default());
         let mut server = Self {
             accept: Vec::new(),
@@ -138,7 +138,7 @@ impl CallbackServer {
     }
 
     /// Stops accepting, cuts every connection and joins every thread.
-    pub fn stop(&mut self, shared: &Shared) {
+    pub fn stop(&mut self, shared: &ClientState) {
         shared.stop_listeners();
         for (handle, listener, addr) in self.accept.drain(..) {
             // On Linux, shutting a listening socket down wakes a blocked accept; elsewhere the
@@ -153,7 +153,12 @@ impl CallbackServer {
     }
 }
 
-fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, role: Role, conns: &Arc<ConnSet>) {
+fn accept_loop(
+    shared: &Arc<ClientState>,
+    listener: &TcpListener,
+    role: Role,
+    conns: &Arc<ConnSet>,
+) {
     loop {
         let accepted = listener.accept();
         if shared.listeners_stopping() {
@@ -196,7 +201,7 @@ struct ConnSetInner {
 }
 
 impl ConnSet {
-    fn spawn(&self, shared: &Arc<Shared>, role: Role, stream: TcpStream, peer: SocketAddr) {
+    fn spawn(&self, shared: &Arc<ClientState>, role: Role, stream: TcpStream, peer: SocketAddr) {
         let finished = {
             let mut inner = self.inner.lock();
             if inner.closed {
@@ -273,7 +278,7 @@ fn join_logged(handle: JoinHandle<()>) {
     }
 }
 
-fn serve(shared: &Shared, role: Role, stream: TcpStream, peer: SocketAddr) {
+fn serve(shared: &ClientState, role: Role, stream: TcpStream, peer: SocketAddr) {
     let mut conn = FramedStream::new(stream, peer.to_string());
     match role {
         Role::Auth => serve_auth(shared, &mut conn),
@@ -285,7 +290,7 @@ fn serve(shared: &Shared, role: Role, stream: TcpStream, peer: SocketAddr) {
     let _ = conn.get_ref().shutdown(Shutdown::Both);
 }
 
-fn io_deadline(shared: &Shared) -> Instant {
+fn io_deadline(shared: &ClientState) -> Instant {
     Instant::now() + shared.config.io_timeout
 }
 
@@ -296,7 +301,7 @@ fn err_frame(code: ErrorCode, text: impl Into<String>) -> ErrorFrame {
 // ───────────────────────────── 12090: auth callback ─────────────────────────────
 
 /// One exchange: `Authed` → `Thx` (or `Err auth` when the server's signature does not verify).
-fn serve_auth(shared: &Shared, conn: &mut FramedStream<TcpStream>) {
+fn serve_auth(shared: &ClientState, conn: &mut FramedStream<TcpStream>) {
     let reply = match conn.read::<Authed>(io_deadline(shared)) {
         Ok(authed) => handle_authed(shared, authed),
         Err(ProtocolError::Malformed { error, .. }) => {
@@ -318,7 +323,7 @@ fn serve_auth(shared: &Shared, conn: &mut FramedStream<TcpStream>) {
 }
 
 /// Checks the server signature before trusting the session token.
-pub(crate) fn handle_authed(shared: &Shared, authed: Authed) -> CallbackReply {
+pub(crate) fn handle_authed(shared: &ClientState, authed: Authed) -> CallbackReply {
     let mut ctl = shared.ctl();
     let Some(pending) = ctl.pending_auth.as_mut() else {
         tracing::warn!("an auth callback arrived while no login was in progress; refused");
@@ -350,7 +355,7 @@ pub(crate) fn handle_authed(shared: &Shared, authed: Authed) -> CallbackReply {
 
 // ───────────────────────────── 8070: heartbeat ─────────────────────────────
 
-fn serve_heartbeat(shared: &Shared, conn: &mut FramedStream<TcpStream>) {
+fn serve_heartbeat(shared: &ClientState, conn: &mut FramedStream<TcpStream>) {
     let config = &shared.config;
     loop {
         let idle = Instant::now() + config.idle_timeout;
@@ -385,7 +390,10 @@ fn serve_heartbeat(shared: &Shared, conn: &mut FramedStream<TcpStream>) {
 
 /// Answers one heartbeat: `Pong <cursor> <now>` for this session's token, `Err session` (and
 /// close) for any other.
-pub(crate) fn heartbeat_reply(shared: &Shared, ping: &HeartbeatPing) -> (HeartbeatReply, bool) {
+pub(crate) fn heartbeat_reply(
+    shared: &ClientState,
+    ping: &HeartbeatPing,
+) -> (HeartbeatReply, bool) {
     {
         let mut ctl = shared.ctl();
         let ours = ctl.token.as_ref().is_some_and(|t| t.ct_eq(&ping.token));
@@ -418,7 +426,7 @@ pub(crate) fn heartbeat_reply(shared: &Shared, ping: &HeartbeatPing) -> (Heartbe
 
 // ───────────────────────────── 6090: delivery ─────────────────────────────
 
-fn serve_delivery(shared: &Shared, conn: &mut FramedStream<TcpStream>) {
+fn serve_delivery(shared: &ClientState, conn: &mut FramedStream<TcpStream>) {
     let config = &shared.config;
     loop {
         let idle = Instant::now() + config.idle_timeout;
@@ -493,7 +501,7 @@ fn serve_delivery(shared: &Shared, conn: &mut FramedStream<TcpStream>) {
 
 /// Takes a whole batch: new records (above the cursor) go to the cache and to the UI, in order,
 /// each id once. Returns the cursor for `Thx`.
-pub(crate) fn deliver(shared: &Shared, records: Vec<Record>) -> u64 {
+pub(crate) fn deliver(shared: &ClientState, records: Vec<Record>) -> u64 {
     let (cursor, error) = {
         let mut store = shared.records();
         let (new, error) = store.accept_delivery(records);
@@ -510,7 +518,7 @@ pub(crate) fn deliver(shared: &Shared, records: Vec<Record>) -> u64 {
 }
 
 fn refuse(
-    shared: &Shared,
+    shared: &ClientState,
     conn: &mut FramedStream<TcpStream>,
     code: ErrorCode,
     text: impl Into<String>,
@@ -523,7 +531,7 @@ fn refuse(
     );
 }
 
-fn refuse_read(shared: &Shared, conn: &mut FramedStream<TcpStream>, e: ProtocolError) {
+fn refuse_read(shared: &ClientState, conn: &mut FramedStream<TcpStream>, e: ProtocolError) {
     match e {
         ProtocolError::Malformed { error, .. } => {
             refuse(shared, conn, error.code(), error.to_string());
@@ -548,9 +556,9 @@ mod tests {
     use gc_protocol::{SessionToken, Username};
 
     use crate::records::RecordStore;
-    use crate::shared::PendingAuth;
+    use crate::state::PendingAuth;
 
-    fn shared() -> (Shared, mpsc::Receiver<Event>) {
+    fn shared() -> (ClientState, mpsc::Receiver<Event>) {
         let (tx, rx) = mpsc::channel();
         let config = ClientConfig::new("127.0.0.1", "alice", "right");
         let ports = CallbackPorts {
@@ -563,7 +571,7 @@ mod tests {
         });
         let user = Username::new("alice").unwrap();
         (
-            Shared::new(
+            ClientState::new(
                 config,
                 user,
                 ports,
@@ -576,7 +584,7 @@ mod tests {
     }
 
     /// A real SCRAM exchange up to the proof; returns the genuine server-final.
-    fn pending_login(shared: &Shared) -> String {
+    fn pending_login(shared: &ClientState) -> String {
         let verifier = derive_verifier("right", b"0123456789abcdef", 4096);
         let first = ClientFirst::new("alice").unwrap();
         let hello = ClientHello::parse(first.message()).unwrap();

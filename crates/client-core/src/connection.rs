@@ -19,7 +19,7 @@ use crate::event::{ConnState, Event, NoticeLevel};
 use crate::link::{SendLink, io_deadline, open};
 use crate::net;
 use crate::outbox::{MAX_PIPELINE, MsgReply, Outcome};
-use crate::shared::{Command, PendingAuth, Shared};
+use crate::state::{ClientState, Command, PendingAuth};
 
 /// The wait after `internal` from the server before the outbox tries again.
 const INTERNAL_RETRY: Duration = Duration::from_secs(1);
@@ -44,7 +44,7 @@ enum End {
 }
 
 /// Runs the connection thread until the client closes.
-pub fn run(shared: &Arc<Shared>) {
+pub fn run(shared: &Arc<ClientState>) {
     let mut backoff = Backoff::new(shared.config.backoff);
     let mut registered = !shared.config.register;
     let mut link = SendLink::default();
@@ -114,7 +114,7 @@ pub fn run(shared: &Arc<Shared>) {
 }
 
 /// Forgets the session (its token is refused from now on) and goes DISCONNECTED.
-fn end_session(shared: &Shared) {
+fn end_session(shared: &ClientState) {
     let mut ctl = shared.ctl();
     ctl.token = None;
     ctl.pending_auth = None;
@@ -126,7 +126,7 @@ fn end_session(shared: &Shared) {
 }
 
 /// Waits out a backoff. False when the client is closing.
-fn wait_backoff(shared: &Shared, wait: Duration) -> bool {
+fn wait_backoff(shared: &ClientState, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;
     let mut ctl = shared.ctl();
     loop {
@@ -145,7 +145,7 @@ fn wait_backoff(shared: &Shared, wait: Duration) -> bool {
 }
 
 /// After a fatal error: waits for `reconnect()` (true) or `close()` (false).
-fn wait_after_fatal(shared: &Shared) -> bool {
+fn wait_after_fatal(shared: &ClientState) -> bool {
     let mut ctl = shared.ctl();
     ctl.fatal = true;
     ctl.reconnect = false;
@@ -163,7 +163,7 @@ fn wait_after_fatal(shared: &Shared) -> bool {
     }
 }
 
-fn set_state(shared: &Shared, state: ConnState) {
+fn set_state(shared: &ClientState, state: ConnState) {
     let mut ctl = shared.ctl();
     shared.set_state(&mut ctl, state);
 }
@@ -188,7 +188,7 @@ fn unexpected(peer: &str, detail: impl Into<String>) -> ClientError {
 
 // ───────────────────────────── login ─────────────────────────────
 
-fn login(shared: &Shared, registered: &mut bool) -> Result<Session, ClientError> {
+fn login(shared: &ClientState, registered: &mut bool) -> Result<Session, ClientError> {
     let config = &shared.config;
     set_state(shared, ConnState::Connecting);
     let ips = net::resolve(&config.server, config.server_ports.connect, config.bind_ip)?;
@@ -208,7 +208,10 @@ fn login(shared: &Shared, registered: &mut bool) -> Result<Session, ClientError>
 }
 
 /// `Ping GC/1` → `Pong GC/1 <name> <registration>` on the first address that answers.
-fn version_check(shared: &Shared, ips: &[IpAddr]) -> Result<(IpAddr, Registration), ClientError> {
+fn version_check(
+    shared: &ClientState,
+    ips: &[IpAddr],
+) -> Result<(IpAddr, Registration), ClientError> {
     let port = shared.config.server_ports.connect;
     let mut last_error = None;
     for &ip in ips {
@@ -256,7 +259,7 @@ fn version_check(shared: &Shared, ips: &[IpAddr]) -> Result<(IpAddr, Registratio
 
 /// `Register` with a verifier derived here: the password never leaves the client.
 fn register(
-    shared: &Shared,
+    shared: &ClientState,
     auth: &mut FramedStream<TcpStream>,
     registration: Registration,
 ) -> Result<(), ClientError> {
@@ -329,7 +332,7 @@ fn parse_min_iterations(text: &str) -> Option<u32> {
 /// SCRAM: `AuthRequest` → `Auth1` → `Proof`, while the auth callback checks the server's
 /// signature and takes the token; then `Ok`.
 fn authenticate(
-    shared: &Shared,
+    shared: &ClientState,
     auth: &mut FramedStream<TcpStream>,
     server_ip: IpAddr,
 ) -> Result<Session, ClientError> {
@@ -420,7 +423,7 @@ fn authenticate(
 }
 
 /// After `Ok`: checks the cursor against the server's newest id, and goes ACTIVE.
-fn activate(shared: &Shared, heartbeat: Duration, latest_id: u64, cursor_at_login: u64) {
+fn activate(shared: &ClientState, heartbeat: Duration, latest_id: u64, cursor_at_login: u64) {
     let reset = shared
         .records()
         .check_server_latest(latest_id, cursor_at_login);
@@ -468,7 +471,7 @@ enum Work {
     Send(Vec<(ClientMsgId, String)>),
 }
 
-fn run_active(shared: &Shared, link: &mut SendLink, session: &Session) -> End {
+fn run_active(shared: &ClientState, link: &mut SendLink, session: &Session) -> End {
     let config = &shared.config;
     let watchdog = session.heartbeat * 3 + config.io_timeout;
     let batch_max = if config.reuse_connections {
@@ -554,7 +557,7 @@ fn run_active(shared: &Shared, link: &mut SendLink, session: &Session) -> End {
 
 /// Sends a batch of messages pipelined (one write) and reads the replies in order.
 fn send_batch(
-    shared: &Shared,
+    shared: &ClientState,
     link: &mut SendLink,
     session: &Session,
     batch: &[(ClientMsgId, String)],
@@ -673,7 +676,7 @@ fn send_batch(
 }
 
 /// `Who` → `Online`: a presence event.
-fn who(shared: &Shared, link: &mut SendLink, session: &Session) -> Result<(), End> {
+fn who(shared: &ClientState, link: &mut SendLink, session: &Session) -> Result<(), End> {
     let mut request = Vec::new();
     SendRequest::Who {
         token: session.token.clone(),
@@ -712,7 +715,7 @@ fn who(shared: &Shared, link: &mut SendLink, session: &Session) -> Result<(), En
 
 /// `History` → `Rec`… `End`: a history event; records at or below the cursor go to the cache.
 fn history(
-    shared: &Shared,
+    shared: &ClientState,
     link: &mut SendLink,
     session: &Session,
     before_id: u64,
@@ -763,7 +766,7 @@ fn history(
     }
 }
 
-fn query_error(shared: &Shared, what: &str, e: ErrorFrame) -> Result<(), End> {
+fn query_error(shared: &ClientState, what: &str, e: ErrorFrame) -> Result<(), End> {
     match e.code {
         ErrorCode::Session => Err(End::Relogin(
             "the server no longer knows this session".into(),
@@ -781,7 +784,7 @@ fn query_error(shared: &Shared, what: &str, e: ErrorFrame) -> Result<(), End> {
 
 /// `Bye` → `Thx 0 <ts>`: ends the session on the server at once. Returns whether the server
 /// acknowledged it.
-fn send_bye(shared: &Shared, link: &mut SendLink, session: &Session) -> bool {
+fn send_bye(shared: &ClientState, link: &mut SendLink, session: &Session) -> bool {
     let mut request = Vec::new();
     SendRequest::Bye {
         token: session.token.clone(),

@@ -1,0 +1,44 @@
+//! gc-client-core: the General Communications client without a user interface.
+//!
+//! [`Client::start`] binds the three callback listeners (auth, heartbeat, delivery) *before* it
+//! logs in, then a connection thread runs the GC/1 state machine
+//! (DISCONNECTED → CONNECTING → CONNECTED → AUTHENTICATING → AUTHENTICATED → ACTIVE) and
+//! reconnects with backoff after transient failures. Everything the client learns arrives as
+//! [`Event`]s on one channel; a user interface drives it with method calls
+//! ([`Client::send`], [`Client::history`], [`Client::who`], [`Client::close`], …).
+//!
+//! - Records are delivered in id order, each id once, whatever happens to connections; they are
+//!   kept in a cache file (`cdatabase.db`) so a restart only fetches what was missed.
+//! - Messages go through an outbox: each has a client-msg-id chosen once, so resends after a
+//!   reconnect or a server restart are stored once.
+//! - The server proves its identity (SCRAM server signature) before the client trusts the
+//!   session.
+//!
+//! The front ends (the terminal UI and headless mode) and the `gc-client` binary live in the
+//! `gc-client` crate; nothing here knows about terminals or standard input.
+//!
+//! Modules: [`client`] is the handle a front end holds; `connection` the connection thread
+//! (sign-in, the active session's sending link); `callbacks` the three listeners; `state` what
+//! those threads share; [`outbox`], `records` and [`backoff`] are bookkeeping without I/O.
+
+pub mod backoff;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod outbox;
+
+mod callbacks;
+mod connection;
+mod link;
+mod net;
+mod records;
+mod state;
+
+pub use backoff::Backoff;
+pub use client::{Client, CloseReport, validate_message};
+pub use config::{BackoffConfig, ClientConfig, ListenPorts, Password, PortChoice, ServerPorts};
+pub use error::{ClientError, error_chain};
+pub use event::{ConnState, Event, NoticeLevel, Status};
+pub use outbox::PendingMessage;
+pub use state::EventSink;
