@@ -1,7 +1,10 @@
 //! Byte-exact tests for every frame, round-trip properties, and malformed input.
 
 use super::*;
-use crate::codes::ErrorCode;
+use crate::codes::{ErrorCode, Registration};
+use crate::error::FieldError;
+use crate::limits::MAX_FRAME_BYTES;
+use crate::types::{ClientMsgId, Record, SessionToken, Timestamp, Username};
 use proptest::prelude::*;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
