@@ -217,3 +217,60 @@ impl Frame for AuthServer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codes::ErrorCode;
+    use crate::frame::tests::{exact, user};
+
+    #[test]
+    fn auth_frames() {
+        exact(
+            AuthClient::AuthRequest {
+                username: user("alice"),
+                ports: CallbackPorts {
+                    auth: 12090,
+                    heartbeat: 8070,
+                    delivery: 6090,
+                },
+                client_first: "n,,n=alice,r=abc".into(),
+            },
+            "AuthRequest alice 12090 8070 6090 biwsbj1hbGljZSxyPWFiYw==\n",
+        );
+        exact(
+            AuthClient::Proof {
+                client_final: "c=biws".into(),
+            },
+            "Proof Yz1iaXdz\n",
+        );
+        exact(
+            AuthClient::Register {
+                username: user("bob"),
+                salt: vec![0; 8],
+                iterations: 4096,
+                stored_key: vec![1; 32],
+                server_key: vec![2; 32],
+            },
+            "Register bob AAAAAAAAAAA= 4096 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE= AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\n",
+        );
+        exact(
+            AuthServer::Auth1 {
+                server_first: "r=abc,s=QQ==,i=4096".into(),
+            },
+            "Auth1 cj1hYmMscz1RUT09LGk9NDA5Ng==\n",
+        );
+        exact(
+            AuthServer::Ok {
+                heartbeat_ms: 1000,
+                latest_id: 42,
+            },
+            "Ok 1000 42\n",
+        );
+        exact(AuthServer::Registered, "Registered\n");
+        exact(
+            AuthServer::Err(ErrorFrame::new(ErrorCode::UnknownUser, "")),
+            "Err unknown-user -\n",
+        );
+    }
+}

@@ -65,3 +65,26 @@ impl Frame for CallbackReply {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codes::ErrorCode;
+    use crate::frame::tests::{TOKEN, exact, tok};
+
+    #[test]
+    fn callback_frames() {
+        exact(
+            Authed {
+                server_final: "v=x".into(),
+                token: tok(),
+            },
+            &format!("Authed dj14 {TOKEN}\n"),
+        );
+        exact(CallbackReply::Thx, "Thx\n");
+        exact(
+            CallbackReply::Err(ErrorFrame::new(ErrorCode::Auth, "a")),
+            "Err auth BG\n",
+        );
+    }
+}

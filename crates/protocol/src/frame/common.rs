@@ -93,3 +93,29 @@ pub(super) fn parse_rec(mut f: Fields<'_>) -> Result<Record, ParseError> {
         body,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::tests::rec;
+    use crate::frame::{DeliveryFrame, SendReply};
+
+    #[test]
+    fn every_error_code_round_trips() {
+        for code in ErrorCode::ALL {
+            let frame = ErrorFrame::new(code, "what to do");
+            let bytes = frame.to_bytes();
+            assert_eq!(ErrorFrame::parse(&bytes[..bytes.len() - 1]).unwrap(), frame);
+            assert_eq!(code.as_str().parse::<ErrorCode>(), Ok(code));
+        }
+    }
+
+    #[test]
+    fn rec_frame_encoder_matches_frame_encoding() {
+        let r = rec(9, "1.5", "zed", "hello");
+        let mut a = Vec::new();
+        encode_rec_frame(&r, &mut a);
+        assert_eq!(a, DeliveryFrame::Rec(r.clone()).to_bytes());
+        assert_eq!(a, SendReply::Rec(r).to_bytes());
+    }
+}

@@ -104,3 +104,40 @@ impl Frame for ConnectReply {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codes::ErrorCode;
+    use crate::frame::tests::exact;
+
+    #[test]
+    fn connect_frames() {
+        exact(
+            ConnectPing {
+                version: "GC/1".into(),
+            },
+            "Ping GC/1\n",
+        );
+        exact(
+            ConnectReply::Pong {
+                version: "GC/1".into(),
+                server_name: "hi".into(),
+                registration: Registration::Open,
+            },
+            "Pong GC/1 IGJG open\n",
+        );
+        exact(
+            ConnectReply::Pong {
+                version: "GC/1".into(),
+                server_name: String::new(),
+                registration: Registration::Closed,
+            },
+            "Pong GC/1 - closed\n",
+        );
+        exact(
+            ConnectReply::Err(ErrorFrame::new(ErrorCode::Version, "hi")),
+            "Err version IGJG\n",
+        );
+    }
+}

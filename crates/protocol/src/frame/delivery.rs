@@ -99,3 +99,31 @@ impl Frame for DeliveryReply {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::tests::{TOKEN, exact, rec, tok};
+
+    #[test]
+    fn delivery_frames() {
+        exact(
+            DeliveryFrame::Batch { token: tok(), n: 2 },
+            &format!("Batch {TOKEN} 2\n"),
+        );
+        exact(
+            DeliveryFrame::Rec(rec(1, "1640995200.123", "alice", "a;b\nc")),
+            "Rec 1 1640995200.123 alice BGLDCGKADG\n",
+        );
+        exact(
+            DeliveryFrame::Rec(rec(2, "1", "bob", "é")),
+            "Rec 2 1 bob DMJK\n",
+        );
+        exact(
+            DeliveryFrame::Rec(rec(3, "2", "bob", "\u{1b}[2J")),
+            "Rec 3 2 bob LBLFCDKE\n",
+        );
+        exact(DeliveryFrame::End, "End\n");
+        exact(DeliveryReply::Thx { last_id: 2 }, "Thx 2\n");
+    }
+}

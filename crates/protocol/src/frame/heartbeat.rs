@@ -86,3 +86,33 @@ impl Frame for HeartbeatReply {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codes::ErrorCode;
+    use crate::frame::tests::{TOKEN, exact, tok, ts};
+
+    #[test]
+    fn heartbeat_frames() {
+        exact(
+            HeartbeatPing {
+                token: tok(),
+                server_time: ts("1795733296.088305"),
+                presence_version: 7,
+            },
+            &format!("Ping {TOKEN} 1795733296.088305 7\n"),
+        );
+        exact(
+            HeartbeatReply::Pong {
+                last_id: 0,
+                client_time: ts("1640995200.123"),
+            },
+            "Pong 0 1640995200.123\n",
+        );
+        exact(
+            HeartbeatReply::Err(ErrorFrame::new(ErrorCode::Session, "")),
+            "Err session -\n",
+        );
+    }
+}

@@ -227,3 +227,77 @@ impl Frame for SendReply {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codes::ErrorCode;
+    use crate::frame::tests::{TOKEN, exact, rec, tok, ts, user};
+
+    #[test]
+    fn send_frames() {
+        exact(
+            SendRequest::Msg {
+                token: tok(),
+                client_msg_id: ClientMsgId::new("m-1").unwrap(),
+                body: b"hi".to_vec(),
+            },
+            &format!("Msg {TOKEN} m-1 IGJG\n"),
+        );
+        exact(
+            SendRequest::History {
+                token: tok(),
+                before_id: 0,
+                limit: 1000,
+            },
+            &format!("History {TOKEN} 0 1000\n"),
+        );
+        exact(SendRequest::Who { token: tok() }, &format!("Who {TOKEN}\n"));
+        exact(SendRequest::Bye { token: tok() }, &format!("Bye {TOKEN}\n"));
+        exact(
+            SendReply::Thx {
+                id: 5,
+                timestamp: ts("1795733296.5"),
+            },
+            "Thx 5 1795733296.5\n",
+        );
+        exact(
+            SendReply::Rec(rec(4, "3", "carol", "x")),
+            "Rec 4 3 carol IH\n",
+        );
+        exact(SendReply::End, "End\n");
+        exact(
+            SendReply::Online {
+                presence_version: 3,
+                users: vec![user("alice"), user("bob")],
+            },
+            "Online 3 alice bob\n",
+        );
+        exact(
+            SendReply::Online {
+                presence_version: 0,
+                users: vec![],
+            },
+            "Online 0\n",
+        );
+        exact(
+            SendReply::Err(ErrorFrame::new(ErrorCode::RateLimited, "wait")),
+            "Err rate-limited HHBGJGEH\n",
+        );
+    }
+
+    #[test]
+    fn msg_body_keeps_raw_bytes_for_later_checks() {
+        // NUL and invalid UTF-8 are frame-valid: the server rejects them after its dedupe check.
+        let line = format!("Msg {TOKEN} x AAPP");
+        match SendRequest::parse(line.as_bytes()).unwrap() {
+            SendRequest::Msg { body, .. } => assert_eq!(body, vec![0x00, 0xff]),
+            other => panic!("{other:?}"),
+        }
+        let line = format!("Msg {TOKEN} x -");
+        assert!(matches!(
+            SendRequest::parse(line.as_bytes()).unwrap(),
+            SendRequest::Msg { body, .. } if body.is_empty()
+        ));
+    }
+}
