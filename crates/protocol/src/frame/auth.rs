@@ -3,7 +3,9 @@
 use super::codec::{Fields, Writer};
 use super::{ErrorFrame, Frame, ParseError};
 use crate::codes::token;
-use crate::limits::MAX_SCRAM_ITERATIONS;
+use crate::limits::{
+    MAX_SCRAM_ITERATIONS, MAX_SCRAM_SALT_BYTES, MIN_SCRAM_SALT_BYTES, SCRAM_KEY_BYTES,
+};
 use crate::types::Username;
 
 /// The three ports a client listens on, sent in `AuthRequest`.
@@ -38,13 +40,13 @@ pub enum AuthClient {
     Register {
         /// The account name.
         username: Username,
-        /// The SCRAM salt.
+        /// The SCRAM salt, [`MIN_SCRAM_SALT_BYTES`] to [`MAX_SCRAM_SALT_BYTES`] bytes.
         salt: Vec<u8>,
         /// PBKDF2 iterations.
         iterations: u32,
-        /// SCRAM StoredKey (32 bytes).
+        /// SCRAM StoredKey ([`SCRAM_KEY_BYTES`] bytes).
         stored_key: Vec<u8>,
-        /// SCRAM ServerKey (32 bytes).
+        /// SCRAM ServerKey ([`SCRAM_KEY_BYTES`] bytes).
         server_key: Vec<u8>,
     },
 }
@@ -81,7 +83,7 @@ impl Frame for AuthClient {
                 f.arity(5)?;
                 let username = f.username("username")?;
                 let salt = f.b64("salt")?;
-                if !(8..=64).contains(&salt.len()) {
+                if !(MIN_SCRAM_SALT_BYTES..=MAX_SCRAM_SALT_BYTES).contains(&salt.len()) {
                     return Err(f.value("salt", "must be 8 to 64 bytes"));
                 }
                 let iterations = f.u32("iterations")?;
@@ -89,11 +91,11 @@ impl Frame for AuthClient {
                     return Err(f.value("iterations", "must be 1 to 10,000,000"));
                 }
                 let stored_key = f.b64("stored-key")?;
-                if stored_key.len() != 32 {
+                if stored_key.len() != SCRAM_KEY_BYTES {
                     return Err(f.value("stored-key", "must be 32 bytes (SHA-256)"));
                 }
                 let server_key = f.b64("server-key")?;
-                if server_key.len() != 32 {
+                if server_key.len() != SCRAM_KEY_BYTES {
                     return Err(f.value("server-key", "must be 32 bytes (SHA-256)"));
                 }
                 Ok(Self::Register {

@@ -10,7 +10,7 @@ use crate::types::{Record, SessionToken};
 /// Frames the server sends on the delivery port: `Batch`, then `n` × `Rec`, then `End`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeliveryFrame {
-    /// `Batch <session-token> <n>`, 1 ≤ n ≤ 1000.
+    /// `Batch <session-token> <n>`, 1 ≤ n ≤ [`MAX_BATCH_RECORDS`].
     Batch {
         /// The session the batch is for.
         token: SessionToken,

@@ -20,7 +20,8 @@ pub enum SendRequest {
         /// then emptiness, NUL, UTF-8 and size, in that order.
         body: Vec<u8>,
     },
-    /// `History <session-token> <before-id> <limit>` (limit ≤ 1000; before-id 0 = newest).
+    /// `History <session-token> <before-id> <limit>` (limit ≤ [`MAX_HISTORY_LIMIT`];
+    /// before-id 0 = newest).
     History {
         /// The session.
         token: SessionToken,
