@@ -1,12 +1,25 @@
 //! 9281, the auth port: SCRAM login and registration.
 
+use std::sync::LazyLock;
+
 use super::codec::{Fields, Writer};
+use super::error::thousands;
 use super::{ErrorFrame, Frame, ParseError};
 use crate::codes::token;
 use crate::limits::{
     MAX_SCRAM_ITERATIONS, MAX_SCRAM_SALT_BYTES, MIN_SCRAM_SALT_BYTES, SCRAM_KEY_BYTES,
 };
 use crate::types::Username;
+
+// The rules `Register` checks, as the peer reads them. Formatted from the limits so a text cannot
+// drift from its check, and formatted once, into statics, so `ParseError::Value` keeps its
+// `&'static str` detail.
+static SALT_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be {MIN_SCRAM_SALT_BYTES} to {MAX_SCRAM_SALT_BYTES} bytes"));
+static ITERATIONS_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be 1 to {}", thousands(MAX_SCRAM_ITERATIONS.into())));
+static KEY_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be {SCRAM_KEY_BYTES} bytes (SHA-256)"));
 
 /// The three ports a client listens on, sent in `AuthRequest`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -84,19 +97,19 @@ impl Frame for AuthClient {
                 let username = f.username("username")?;
                 let salt = f.b64("salt")?;
                 if !(MIN_SCRAM_SALT_BYTES..=MAX_SCRAM_SALT_BYTES).contains(&salt.len()) {
-                    return Err(f.value("salt", "must be 8 to 64 bytes"));
+                    return Err(f.value("salt", &SALT_RULE));
                 }
                 let iterations = f.u32("iterations")?;
                 if iterations == 0 || iterations > MAX_SCRAM_ITERATIONS {
-                    return Err(f.value("iterations", "must be 1 to 10,000,000"));
+                    return Err(f.value("iterations", &ITERATIONS_RULE));
                 }
                 let stored_key = f.b64("stored-key")?;
                 if stored_key.len() != SCRAM_KEY_BYTES {
-                    return Err(f.value("stored-key", "must be 32 bytes (SHA-256)"));
+                    return Err(f.value("stored-key", &KEY_RULE));
                 }
                 let server_key = f.b64("server-key")?;
                 if server_key.len() != SCRAM_KEY_BYTES {
-                    return Err(f.value("server-key", "must be 32 bytes (SHA-256)"));
+                    return Err(f.value("server-key", &KEY_RULE));
                 }
                 Ok(Self::Register {
                     username,

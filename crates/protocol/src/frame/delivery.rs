@@ -1,11 +1,18 @@
 //! 6090, the delivery port: batches of records pushed to the client.
 
+use std::sync::LazyLock;
+
 use super::codec::{Fields, Writer};
 use super::common::{encode_rec, parse_rec};
 use super::{ErrorFrame, Frame, ParseError};
 use crate::codes::token;
 use crate::limits::MAX_BATCH_RECORDS;
 use crate::types::{Record, SessionToken};
+
+// The `Batch` size's rule, formatted once from the constant (see auth.rs). Plain digits: the wire
+// text has always read `must be 1 to 1000`.
+static BATCH_SIZE_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be 1 to {MAX_BATCH_RECORDS}"));
 
 /// Frames the server sends on the delivery port: `Batch`, then `n` × `Rec`, then `End`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +40,7 @@ impl Frame for DeliveryFrame {
                 let token = f.session_token("session-token")?;
                 let n = f.u32("n")?;
                 if n == 0 || n as usize > MAX_BATCH_RECORDS {
-                    return Err(f.value("n", "must be 1 to 1000"));
+                    return Err(f.value("n", &BATCH_SIZE_RULE));
                 }
                 Ok(Self::Batch { token, n })
             }

@@ -100,12 +100,48 @@ pub enum ParseError {
     },
 }
 
+/// `n` in decimal with a `,` between groups of three digits (`10,000,000`), as the limit texts
+/// write large numbers.
+pub(super) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 impl ParseError {
     /// The wire error code to answer this with.
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::TooLong => ErrorCode::TooLong,
             _ => ErrorCode::Malformed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thousands;
+
+    #[test]
+    fn thousands_groups_by_three() {
+        for (n, text) in [
+            (0, "0"),
+            (7, "7"),
+            (999, "999"),
+            (1_000, "1,000"),
+            (65_536, "65,536"),
+            (100_000, "100,000"),
+            (1_000_000, "1,000,000"),
+            (10_000_000, "10,000,000"),
+            (u64::MAX, "18,446,744,073,709,551,615"),
+        ] {
+            assert_eq!(thousands(n), text);
         }
     }
 }

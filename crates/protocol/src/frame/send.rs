@@ -1,11 +1,18 @@
 //! 9980, the sending port: messages, history and who is online.
 
+use std::sync::LazyLock;
+
 use super::codec::{Fields, Writer};
 use super::common::{encode_rec, parse_rec};
 use super::{ErrorFrame, Frame, ParseError};
 use crate::codes::token;
 use crate::limits::MAX_HISTORY_LIMIT;
 use crate::types::{ClientMsgId, Record, SessionToken, Timestamp, Username};
+
+// The `History` limit's rule, formatted once from the constant (see auth.rs). Plain digits: the
+// wire text has always read `must be at most 1000`, and clients and tests match it.
+static HISTORY_LIMIT_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be at most {MAX_HISTORY_LIMIT}"));
 
 /// Frames a client sends on the sending port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,7 +81,7 @@ impl Frame for SendRequest {
                 let before_id = f.num("before-id")?;
                 let limit = f.u32("limit")?;
                 if limit > MAX_HISTORY_LIMIT {
-                    return Err(f.value("limit", "must be at most 1000"));
+                    return Err(f.value("limit", &HISTORY_LIMIT_RULE));
                 }
                 Ok(Self::History {
                     token,

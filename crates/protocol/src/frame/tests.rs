@@ -1,10 +1,17 @@
 //! Malformed input, error texts and round-trip properties across all frames. The byte-exact
 //! tests of each port are at the bottom of its file; the helpers they share are here.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use super::error::thousands;
 use super::*;
 use crate::codes::ErrorCode;
 use crate::error::FieldError;
-use crate::limits::MAX_FRAME_BYTES;
+use crate::limits::{
+    MAX_BATCH_RECORDS, MAX_FRAME_BYTES, MAX_HISTORY_LIMIT, MAX_SCRAM_ITERATIONS,
+    MAX_SCRAM_SALT_BYTES, MIN_SCRAM_SALT_BYTES, SCRAM_KEY_BYTES,
+};
 use crate::types::{ClientMsgId, Record, SessionToken, Timestamp, Username};
 use proptest::prelude::*;
 
@@ -252,6 +259,101 @@ fn error_messages_say_which_rule() {
     );
     let err = SendRequest::parse(format!("Msg {TOKEN} id IGJ").as_bytes()).unwrap_err();
     assert!(err.to_string().contains("<body>"), "{err}");
+}
+
+fn history(limit: u32) -> Vec<u8> {
+    format!("History {TOKEN} 0 {limit}").into_bytes()
+}
+
+fn batch(n: usize) -> Vec<u8> {
+    format!("Batch {TOKEN} {n}").into_bytes()
+}
+
+/// A `Register` line, valid but for the sizes given.
+fn register(salt: usize, iterations: u32, stored_key: usize, server_key: usize) -> Vec<u8> {
+    format!(
+        "Register bob {} {iterations} {} {}",
+        B64.encode(vec![0; salt]),
+        B64.encode(vec![1; stored_key]),
+        B64.encode(vec![2; server_key]),
+    )
+    .into_bytes()
+}
+
+/// The text a peer reads for each limit broken just past its edge: `History` limit, `Batch` size
+/// (too big, zero), `Register` salt (short, long), iterations (too many, zero), stored-key,
+/// server-key.
+fn limit_errors() -> Vec<String> {
+    let (salt, iterations, key) = (MIN_SCRAM_SALT_BYTES, MAX_SCRAM_ITERATIONS, SCRAM_KEY_BYTES);
+    let auth = |line: Vec<u8>| malformed::<AuthClient>(&line).to_string();
+    let delivery = |line: Vec<u8>| malformed::<DeliveryFrame>(&line).to_string();
+    vec![
+        malformed::<SendRequest>(&history(MAX_HISTORY_LIMIT + 1)).to_string(),
+        delivery(batch(MAX_BATCH_RECORDS + 1)),
+        delivery(batch(0)),
+        auth(register(salt - 1, iterations, key, key)),
+        auth(register(MAX_SCRAM_SALT_BYTES + 1, iterations, key, key)),
+        auth(register(salt, iterations + 1, key, key)),
+        auth(register(salt, 0, key, key)),
+        auth(register(salt, iterations, key - 1, key)),
+        auth(register(salt, iterations, key, key + 1)),
+    ]
+}
+
+#[test]
+fn limit_texts_follow_their_constants() {
+    // The edges themselves parse, so the numbers in each text are the bounds its check uses.
+    let key = SCRAM_KEY_BYTES;
+    SendRequest::parse(&history(MAX_HISTORY_LIMIT)).unwrap();
+    DeliveryFrame::parse(&batch(1)).unwrap();
+    DeliveryFrame::parse(&batch(MAX_BATCH_RECORDS)).unwrap();
+    for salt in [MIN_SCRAM_SALT_BYTES, MAX_SCRAM_SALT_BYTES] {
+        for iterations in [1, MAX_SCRAM_ITERATIONS] {
+            AuthClient::parse(&register(salt, iterations, key, key)).unwrap();
+        }
+    }
+
+    let batch = format!("`Batch` field <n>: must be 1 to {MAX_BATCH_RECORDS}");
+    let salt = format!(
+        "`Register` field <salt>: must be {MIN_SCRAM_SALT_BYTES} to {MAX_SCRAM_SALT_BYTES} bytes"
+    );
+    let iterations = format!(
+        "`Register` field <iterations>: must be 1 to {}",
+        thousands(MAX_SCRAM_ITERATIONS.into())
+    );
+    assert_eq!(
+        limit_errors(),
+        [
+            format!("`History` field <limit>: must be at most {MAX_HISTORY_LIMIT}"),
+            batch.clone(),
+            batch,
+            salt.clone(),
+            salt,
+            iterations.clone(),
+            iterations,
+            format!("`Register` field <stored-key>: must be {SCRAM_KEY_BYTES} bytes (SHA-256)"),
+            format!("`Register` field <server-key>: must be {SCRAM_KEY_BYTES} bytes (SHA-256)"),
+        ]
+    );
+}
+
+#[test]
+fn limit_texts_are_unchanged_on_the_wire() {
+    // Clients and tests match these texts: building them from the constants must not move a byte.
+    assert_eq!(
+        limit_errors(),
+        [
+            "`History` field <limit>: must be at most 1000",
+            "`Batch` field <n>: must be 1 to 1000",
+            "`Batch` field <n>: must be 1 to 1000",
+            "`Register` field <salt>: must be 8 to 64 bytes",
+            "`Register` field <salt>: must be 8 to 64 bytes",
+            "`Register` field <iterations>: must be 1 to 10,000,000",
+            "`Register` field <iterations>: must be 1 to 10,000,000",
+            "`Register` field <stored-key>: must be 32 bytes (SHA-256)",
+            "`Register` field <server-key>: must be 32 bytes (SHA-256)",
+        ]
+    );
 }
 
 // ───────────── properties ─────────────
