@@ -32,5 +32,11 @@ pub const MAX_NUMBER_DIGITS: usize = 20;
 pub const MIN_SCRAM_ITERATIONS: u32 = 4_096;
 /// Highest SCRAM iteration count accepted, so a hostile server cannot make a client spin for minutes.
 pub const MAX_SCRAM_ITERATIONS: u32 = 10_000_000;
+/// Shortest and longest SCRAM salt a `Register` may carry, in bytes.
+pub const MIN_SCRAM_SALT_BYTES: usize = 8;
+/// See [`MIN_SCRAM_SALT_BYTES`].
+pub const MAX_SCRAM_SALT_BYTES: usize = 64;
+/// Length of a SCRAM StoredKey or ServerKey in `Register`: one SHA-256 digest.
+pub const SCRAM_KEY_BYTES: usize = 32;
 /// Longest base64 field (SCRAM messages, salts, keys) accepted in a frame.
 pub const MAX_B64_FIELD: usize = 4_096;

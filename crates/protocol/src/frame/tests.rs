@@ -1,255 +1,48 @@
-//! Byte-exact tests for every frame, round-trip properties, and malformed input.
+//! Malformed input, error texts and round-trip properties across all frames. The byte-exact
+//! tests of each port are at the bottom of its file; the helpers they share are here.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use super::error::thousands;
 use super::*;
 use crate::codes::ErrorCode;
+use crate::error::FieldError;
+use crate::limits::{
+    MAX_BATCH_RECORDS, MAX_FRAME_BYTES, MAX_HISTORY_LIMIT, MAX_SCRAM_ITERATIONS,
+    MAX_SCRAM_SALT_BYTES, MIN_SCRAM_SALT_BYTES, SCRAM_KEY_BYTES,
+};
+use crate::types::{ClientMsgId, Record, SessionToken, Timestamp, Username};
 use proptest::prelude::*;
 
-const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+pub(super) const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-fn tok() -> SessionToken {
+pub(super) fn tok() -> SessionToken {
     SessionToken::new(TOKEN).unwrap()
 }
 
-fn user(name: &str) -> Username {
+pub(super) fn user(name: &str) -> Username {
     Username::new(name).unwrap()
 }
 
-fn ts(text: &str) -> Timestamp {
+pub(super) fn ts(text: &str) -> Timestamp {
     Timestamp::parse(text).unwrap()
 }
 
 /// Encodes `frame`, compares with `wire` byte for byte, and parses it back.
-fn exact<F: Frame + PartialEq + std::fmt::Debug>(frame: F, wire: &str) {
+pub(super) fn exact<F: Frame + PartialEq + std::fmt::Debug>(frame: F, wire: &str) {
     let bytes = frame.to_bytes();
     assert_eq!(String::from_utf8_lossy(&bytes), wire);
     let line = wire.strip_suffix('\n').expect("wire form ends with LF");
     assert_eq!(F::parse(line.as_bytes()).unwrap(), frame);
 }
 
-fn rec(id: u64, t: &str, u: &str, body: &str) -> Record {
+pub(super) fn rec(id: u64, t: &str, u: &str, body: &str) -> Record {
     Record {
         id,
         timestamp: ts(t),
         username: user(u),
         body: body.to_owned(),
-    }
-}
-
-#[test]
-fn connect_frames() {
-    exact(
-        ConnectPing {
-            version: "GC/1".into(),
-        },
-        "Ping GC/1\n",
-    );
-    exact(
-        ConnectReply::Pong {
-            version: "GC/1".into(),
-            server_name: "hi".into(),
-            registration: Registration::Open,
-        },
-        "Pong GC/1 IGJG open\n",
-    );
-    exact(
-        ConnectReply::Pong {
-            version: "GC/1".into(),
-            server_name: String::new(),
-            registration: Registration::Closed,
-        },
-        "Pong GC/1 - closed\n",
-    );
-    exact(
-        ConnectReply::Err(ErrorFrame::new(ErrorCode::Version, "hi")),
-        "Err version IGJG\n",
-    );
-}
-
-#[test]
-fn auth_frames() {
-    exact(
-        AuthClient::AuthRequest {
-            username: user("alice"),
-            ports: CallbackPorts {
-                auth: 12090,
-                heartbeat: 8070,
-                delivery: 6090,
-            },
-            client_first: "n,,n=alice,r=abc".into(),
-        },
-        "AuthRequest alice 12090 8070 6090 biwsbj1hbGljZSxyPWFiYw==\n",
-    );
-    exact(
-        AuthClient::Proof {
-            client_final: "c=biws".into(),
-        },
-        "Proof Yz1iaXdz\n",
-    );
-    exact(
-        AuthClient::Register {
-            username: user("bob"),
-            salt: vec![0; 8],
-            iterations: 4096,
-            stored_key: vec![1; 32],
-            server_key: vec![2; 32],
-        },
-        "Register bob AAAAAAAAAAA= 4096 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE= AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\n",
-    );
-    exact(
-        AuthServer::Auth1 {
-            server_first: "r=abc,s=QQ==,i=4096".into(),
-        },
-        "Auth1 cj1hYmMscz1RUT09LGk9NDA5Ng==\n",
-    );
-    exact(
-        AuthServer::Ok {
-            heartbeat_ms: 1000,
-            latest_id: 42,
-        },
-        "Ok 1000 42\n",
-    );
-    exact(AuthServer::Registered, "Registered\n");
-    exact(
-        AuthServer::Err(ErrorFrame::new(ErrorCode::UnknownUser, "")),
-        "Err unknown-user -\n",
-    );
-}
-
-#[test]
-fn callback_frames() {
-    exact(
-        Authed {
-            server_final: "v=x".into(),
-            token: tok(),
-        },
-        &format!("Authed dj14 {TOKEN}\n"),
-    );
-    exact(CallbackReply::Thx, "Thx\n");
-    exact(
-        CallbackReply::Err(ErrorFrame::new(ErrorCode::Auth, "a")),
-        "Err auth BG\n",
-    );
-}
-
-#[test]
-fn heartbeat_frames() {
-    exact(
-        HeartbeatPing {
-            token: tok(),
-            server_time: ts("1795733296.088305"),
-            presence_version: 7,
-        },
-        &format!("Ping {TOKEN} 1795733296.088305 7\n"),
-    );
-    exact(
-        HeartbeatReply::Pong {
-            last_id: 0,
-            client_time: ts("1640995200.123"),
-        },
-        "Pong 0 1640995200.123\n",
-    );
-    exact(
-        HeartbeatReply::Err(ErrorFrame::new(ErrorCode::Session, "")),
-        "Err session -\n",
-    );
-}
-
-#[test]
-fn delivery_frames() {
-    exact(
-        DeliveryFrame::Batch { token: tok(), n: 2 },
-        &format!("Batch {TOKEN} 2\n"),
-    );
-    exact(
-        DeliveryFrame::Rec(rec(1, "1640995200.123", "alice", "a;b\nc")),
-        "Rec 1 1640995200.123 alice BGLDCGKADG\n",
-    );
-    exact(
-        DeliveryFrame::Rec(rec(2, "1", "bob", "é")),
-        "Rec 2 1 bob DMJK\n",
-    );
-    exact(
-        DeliveryFrame::Rec(rec(3, "2", "bob", "\u{1b}[2J")),
-        "Rec 3 2 bob LBLFCDKE\n",
-    );
-    exact(DeliveryFrame::End, "End\n");
-    exact(DeliveryReply::Thx { last_id: 2 }, "Thx 2\n");
-}
-
-#[test]
-fn send_frames() {
-    exact(
-        SendRequest::Msg {
-            token: tok(),
-            client_msg_id: ClientMsgId::new("m-1").unwrap(),
-            body: b"hi".to_vec(),
-        },
-        &format!("Msg {TOKEN} m-1 IGJG\n"),
-    );
-    exact(
-        SendRequest::History {
-            token: tok(),
-            before_id: 0,
-            limit: 1000,
-        },
-        &format!("History {TOKEN} 0 1000\n"),
-    );
-    exact(SendRequest::Who { token: tok() }, &format!("Who {TOKEN}\n"));
-    exact(SendRequest::Bye { token: tok() }, &format!("Bye {TOKEN}\n"));
-    exact(
-        SendReply::Thx {
-            id: 5,
-            timestamp: ts("1795733296.5"),
-        },
-        "Thx 5 1795733296.5\n",
-    );
-    exact(
-        SendReply::Rec(rec(4, "3", "carol", "x")),
-        "Rec 4 3 carol IH\n",
-    );
-    exact(SendReply::End, "End\n");
-    exact(
-        SendReply::Online {
-            presence_version: 3,
-            users: vec![user("alice"), user("bob")],
-        },
-        "Online 3 alice bob\n",
-    );
-    exact(
-        SendReply::Online {
-            presence_version: 0,
-            users: vec![],
-        },
-        "Online 0\n",
-    );
-    exact(
-        SendReply::Err(ErrorFrame::new(ErrorCode::RateLimited, "wait")),
-        "Err rate-limited HHBGJGEH\n",
-    );
-}
-
-#[test]
-fn msg_body_keeps_raw_bytes_for_later_checks() {
-    // NUL and invalid UTF-8 are frame-valid: the server rejects them after its dedupe check.
-    let line = format!("Msg {TOKEN} x AAPP");
-    match SendRequest::parse(line.as_bytes()).unwrap() {
-        SendRequest::Msg { body, .. } => assert_eq!(body, vec![0x00, 0xff]),
-        other => panic!("{other:?}"),
-    }
-    let line = format!("Msg {TOKEN} x -");
-    assert!(matches!(
-        SendRequest::parse(line.as_bytes()).unwrap(),
-        SendRequest::Msg { body, .. } if body.is_empty()
-    ));
-}
-
-#[test]
-fn every_error_code_round_trips() {
-    for code in ErrorCode::ALL {
-        let frame = ErrorFrame::new(code, "what to do");
-        let bytes = frame.to_bytes();
-        assert_eq!(ErrorFrame::parse(&bytes[..bytes.len() - 1]).unwrap(), frame);
-        assert_eq!(code.as_str().parse::<ErrorCode>(), Ok(code));
     }
 }
 
@@ -468,13 +261,99 @@ fn error_messages_say_which_rule() {
     assert!(err.to_string().contains("<body>"), "{err}");
 }
 
+fn history(limit: u32) -> Vec<u8> {
+    format!("History {TOKEN} 0 {limit}").into_bytes()
+}
+
+fn batch(n: usize) -> Vec<u8> {
+    format!("Batch {TOKEN} {n}").into_bytes()
+}
+
+/// A `Register` line, valid but for the sizes given.
+fn register(salt: usize, iterations: u32, stored_key: usize, server_key: usize) -> Vec<u8> {
+    format!(
+        "Register bob {} {iterations} {} {}",
+        B64.encode(vec![0; salt]),
+        B64.encode(vec![1; stored_key]),
+        B64.encode(vec![2; server_key]),
+    )
+    .into_bytes()
+}
+
+/// The text a peer reads for each limit broken just past its edge: `History` limit, `Batch` size
+/// (too big, zero), `Register` salt (short, long), iterations (too many, zero), stored-key,
+/// server-key.
+fn limit_errors() -> Vec<String> {
+    let (salt, iterations, key) = (MIN_SCRAM_SALT_BYTES, MAX_SCRAM_ITERATIONS, SCRAM_KEY_BYTES);
+    let auth = |line: Vec<u8>| malformed::<AuthClient>(&line).to_string();
+    let delivery = |line: Vec<u8>| malformed::<DeliveryFrame>(&line).to_string();
+    vec![
+        malformed::<SendRequest>(&history(MAX_HISTORY_LIMIT + 1)).to_string(),
+        delivery(batch(MAX_BATCH_RECORDS + 1)),
+        delivery(batch(0)),
+        auth(register(salt - 1, iterations, key, key)),
+        auth(register(MAX_SCRAM_SALT_BYTES + 1, iterations, key, key)),
+        auth(register(salt, iterations + 1, key, key)),
+        auth(register(salt, 0, key, key)),
+        auth(register(salt, iterations, key - 1, key)),
+        auth(register(salt, iterations, key, key + 1)),
+    ]
+}
+
 #[test]
-fn rec_frame_encoder_matches_frame_encoding() {
-    let r = rec(9, "1.5", "zed", "hello");
-    let mut a = Vec::new();
-    encode_rec_frame(&r, &mut a);
-    assert_eq!(a, DeliveryFrame::Rec(r.clone()).to_bytes());
-    assert_eq!(a, SendReply::Rec(r).to_bytes());
+fn limit_texts_follow_their_constants() {
+    // The edges themselves parse, so the numbers in each text are the bounds its check uses.
+    let key = SCRAM_KEY_BYTES;
+    SendRequest::parse(&history(MAX_HISTORY_LIMIT)).unwrap();
+    DeliveryFrame::parse(&batch(1)).unwrap();
+    DeliveryFrame::parse(&batch(MAX_BATCH_RECORDS)).unwrap();
+    for salt in [MIN_SCRAM_SALT_BYTES, MAX_SCRAM_SALT_BYTES] {
+        for iterations in [1, MAX_SCRAM_ITERATIONS] {
+            AuthClient::parse(&register(salt, iterations, key, key)).unwrap();
+        }
+    }
+
+    let batch = format!("`Batch` field <n>: must be 1 to {MAX_BATCH_RECORDS}");
+    let salt = format!(
+        "`Register` field <salt>: must be {MIN_SCRAM_SALT_BYTES} to {MAX_SCRAM_SALT_BYTES} bytes"
+    );
+    let iterations = format!(
+        "`Register` field <iterations>: must be 1 to {}",
+        thousands(MAX_SCRAM_ITERATIONS.into())
+    );
+    assert_eq!(
+        limit_errors(),
+        [
+            format!("`History` field <limit>: must be at most {MAX_HISTORY_LIMIT}"),
+            batch.clone(),
+            batch,
+            salt.clone(),
+            salt,
+            iterations.clone(),
+            iterations,
+            format!("`Register` field <stored-key>: must be {SCRAM_KEY_BYTES} bytes (SHA-256)"),
+            format!("`Register` field <server-key>: must be {SCRAM_KEY_BYTES} bytes (SHA-256)"),
+        ]
+    );
+}
+
+#[test]
+fn limit_texts_are_unchanged_on_the_wire() {
+    // Clients and tests match these texts: building them from the constants must not move a byte.
+    assert_eq!(
+        limit_errors(),
+        [
+            "`History` field <limit>: must be at most 1000",
+            "`Batch` field <n>: must be 1 to 1000",
+            "`Batch` field <n>: must be 1 to 1000",
+            "`Register` field <salt>: must be 8 to 64 bytes",
+            "`Register` field <salt>: must be 8 to 64 bytes",
+            "`Register` field <iterations>: must be 1 to 10,000,000",
+            "`Register` field <iterations>: must be 1 to 10,000,000",
+            "`Register` field <stored-key>: must be 32 bytes (SHA-256)",
+            "`Register` field <server-key>: must be 32 bytes (SHA-256)",
+        ]
+    );
 }
 
 // ───────────── properties ─────────────

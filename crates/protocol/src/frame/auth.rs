@@ -1,0 +1,291 @@
+//! 9281, the auth port: SCRAM login and registration.
+
+use std::sync::LazyLock;
+
+use super::codec::{Fields, Writer};
+use super::error::thousands;
+use super::{ErrorFrame, Frame, ParseError};
+use crate::codes::token;
+use crate::limits::{
+    MAX_SCRAM_ITERATIONS, MAX_SCRAM_SALT_BYTES, MIN_SCRAM_SALT_BYTES, SCRAM_KEY_BYTES,
+};
+use crate::types::Username;
+
+// The rules `Register` checks, as the peer reads them. Formatted from the limits so a text cannot
+// drift from its check, and formatted once, into statics, so `ParseError::Value` keeps its
+// `&'static str` detail.
+static SALT_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be {MIN_SCRAM_SALT_BYTES} to {MAX_SCRAM_SALT_BYTES} bytes"));
+static ITERATIONS_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be 1 to {}", thousands(MAX_SCRAM_ITERATIONS.into())));
+static KEY_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be {SCRAM_KEY_BYTES} bytes (SHA-256)"));
+
+/// The three ports a client listens on, sent in `AuthRequest`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CallbackPorts {
+    /// Auth callback (`Authed`), default 12090.
+    pub auth: u16,
+    /// Heartbeat (`Ping`), default 8070.
+    pub heartbeat: u16,
+    /// Delivery (`Batch`), default 6090.
+    pub delivery: u16,
+}
+
+/// Frames a client sends on the auth port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthClient {
+    /// `AuthRequest <username> <auth-port> <heartbeat-port> <delivery-port> <client-first:b64>`.
+    AuthRequest {
+        /// Who logs in.
+        username: Username,
+        /// Where the server calls back.
+        ports: CallbackPorts,
+        /// The SCRAM client-first message (decoded from base64).
+        client_first: String,
+    },
+    /// `Proof <client-final:b64>`.
+    Proof {
+        /// The SCRAM client-final message (decoded from base64).
+        client_final: String,
+    },
+    /// `Register <username> <salt:b64> <iterations> <stored-key:b64> <server-key:b64>`.
+    Register {
+        /// The account name.
+        username: Username,
+        /// The SCRAM salt, [`MIN_SCRAM_SALT_BYTES`] to [`MAX_SCRAM_SALT_BYTES`] bytes.
+        salt: Vec<u8>,
+        /// PBKDF2 iterations.
+        iterations: u32,
+        /// SCRAM StoredKey ([`SCRAM_KEY_BYTES`] bytes).
+        stored_key: Vec<u8>,
+        /// SCRAM ServerKey ([`SCRAM_KEY_BYTES`] bytes).
+        server_key: Vec<u8>,
+    },
+}
+
+impl Frame for AuthClient {
+    fn parse(line: &[u8]) -> Result<Self, ParseError> {
+        let f = Fields::split(line)?;
+        match f.token_str() {
+            token::AUTH_REQUEST => {
+                let mut f = f.with_token(token::AUTH_REQUEST);
+                f.arity(5)?;
+                let username = f.username("username")?;
+                let ports = CallbackPorts {
+                    auth: f.port("auth-port")?,
+                    heartbeat: f.port("heartbeat-port")?,
+                    delivery: f.port("delivery-port")?,
+                };
+                let client_first = f.b64_text("client-first")?;
+                Ok(Self::AuthRequest {
+                    username,
+                    ports,
+                    client_first,
+                })
+            }
+            token::PROOF => {
+                let mut f = f.with_token(token::PROOF);
+                f.arity(1)?;
+                Ok(Self::Proof {
+                    client_final: f.b64_text("client-final")?,
+                })
+            }
+            token::REGISTER => {
+                let mut f = f.with_token(token::REGISTER);
+                f.arity(5)?;
+                let username = f.username("username")?;
+                let salt = f.b64("salt")?;
+                if !(MIN_SCRAM_SALT_BYTES..=MAX_SCRAM_SALT_BYTES).contains(&salt.len()) {
+                    return Err(f.value("salt", &SALT_RULE));
+                }
+                let iterations = f.u32("iterations")?;
+                if iterations == 0 || iterations > MAX_SCRAM_ITERATIONS {
+                    return Err(f.value("iterations", &ITERATIONS_RULE));
+                }
+                let stored_key = f.b64("stored-key")?;
+                if stored_key.len() != SCRAM_KEY_BYTES {
+                    return Err(f.value("stored-key", &KEY_RULE));
+                }
+                let server_key = f.b64("server-key")?;
+                if server_key.len() != SCRAM_KEY_BYTES {
+                    return Err(f.value("server-key", &KEY_RULE));
+                }
+                Ok(Self::Register {
+                    username,
+                    salt,
+                    iterations,
+                    stored_key,
+                    server_key,
+                })
+            }
+            _ => Err(f.unexpected("`AuthRequest`, `Proof` or `Register`")),
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::AuthRequest {
+                username,
+                ports,
+                client_first,
+            } => {
+                let mut w = Writer::start(out, token::AUTH_REQUEST);
+                w.word(username.as_str());
+                w.num(ports.auth.into());
+                w.num(ports.heartbeat.into());
+                w.num(ports.delivery.into());
+                w.b64(client_first.as_bytes());
+                w.end();
+            }
+            Self::Proof { client_final } => {
+                let mut w = Writer::start(out, token::PROOF);
+                w.b64(client_final.as_bytes());
+                w.end();
+            }
+            Self::Register {
+                username,
+                salt,
+                iterations,
+                stored_key,
+                server_key,
+            } => {
+                let mut w = Writer::start(out, token::REGISTER);
+                w.word(username.as_str());
+                w.b64(salt);
+                w.num((*iterations).into());
+                w.b64(stored_key);
+                w.b64(server_key);
+                w.end();
+            }
+        }
+    }
+}
+
+/// Frames the server sends on the auth port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthServer {
+    /// `Auth1 <server-first:b64>`.
+    Auth1 {
+        /// The SCRAM server-first message (decoded from base64).
+        server_first: String,
+    },
+    /// `Ok <heartbeat-interval-ms> <latest-id>`: logged in.
+    Ok {
+        /// How often the server will send heartbeats.
+        heartbeat_ms: u32,
+        /// The newest stored message id at login.
+        latest_id: u64,
+    },
+    /// `Registered`: the account exists now.
+    Registered,
+    /// `Err …`.
+    Err(ErrorFrame),
+}
+
+impl Frame for AuthServer {
+    fn parse(line: &[u8]) -> Result<Self, ParseError> {
+        let f = Fields::split(line)?;
+        match f.token_str() {
+            token::AUTH1 => {
+                let mut f = f.with_token(token::AUTH1);
+                f.arity(1)?;
+                Ok(Self::Auth1 {
+                    server_first: f.b64_text("server-first")?,
+                })
+            }
+            token::OK => {
+                let mut f = f.with_token(token::OK);
+                f.arity(2)?;
+                Ok(Self::Ok {
+                    heartbeat_ms: f.u32("heartbeat-interval-ms")?,
+                    latest_id: f.num("latest-id")?,
+                })
+            }
+            token::REGISTERED => {
+                f.with_token(token::REGISTERED).arity(0)?;
+                Ok(Self::Registered)
+            }
+            token::ERR => ErrorFrame::parse_fields(f.with_token(token::ERR)).map(Self::Err),
+            _ => Err(f.unexpected("`Auth1`, `Ok`, `Registered` or `Err`")),
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Auth1 { server_first } => {
+                let mut w = Writer::start(out, token::AUTH1);
+                w.b64(server_first.as_bytes());
+                w.end();
+            }
+            Self::Ok {
+                heartbeat_ms,
+                latest_id,
+            } => {
+                let mut w = Writer::start(out, token::OK);
+                w.num((*heartbeat_ms).into());
+                w.num(*latest_id);
+                w.end();
+            }
+            Self::Registered => Writer::start(out, token::REGISTERED).end(),
+            Self::Err(e) => e.encode_into(out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codes::ErrorCode;
+    use crate::frame::tests::{exact, user};
+
+    #[test]
+    fn auth_frames() {
+        exact(
+            AuthClient::AuthRequest {
+                username: user("alice"),
+                ports: CallbackPorts {
+                    auth: 12090,
+                    heartbeat: 8070,
+                    delivery: 6090,
+                },
+                client_first: "n,,n=alice,r=abc".into(),
+            },
+            "AuthRequest alice 12090 8070 6090 biwsbj1hbGljZSxyPWFiYw==\n",
+        );
+        exact(
+            AuthClient::Proof {
+                client_final: "c=biws".into(),
+            },
+            "Proof Yz1iaXdz\n",
+        );
+        exact(
+            AuthClient::Register {
+                username: user("bob"),
+                salt: vec![0; 8],
+                iterations: 4096,
+                stored_key: vec![1; 32],
+                server_key: vec![2; 32],
+            },
+            "Register bob AAAAAAAAAAA= 4096 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE= AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\n",
+        );
+        exact(
+            AuthServer::Auth1 {
+                server_first: "r=abc,s=QQ==,i=4096".into(),
+            },
+            "Auth1 cj1hYmMscz1RUT09LGk9NDA5Ng==\n",
+        );
+        exact(
+            AuthServer::Ok {
+                heartbeat_ms: 1000,
+                latest_id: 42,
+            },
+            "Ok 1000 42\n",
+        );
+        exact(AuthServer::Registered, "Registered\n");
+        exact(
+            AuthServer::Err(ErrorFrame::new(ErrorCode::UnknownUser, "")),
+            "Err unknown-user -\n",
+        );
+    }
+}
