@@ -11,6 +11,8 @@ pub mod frame;
 pub mod io;
 pub mod limits;
 pub mod scram;
+pub mod signin;
+pub mod texts;
 pub mod types;
 
 pub use codes::{ErrorCode, Registration, VERSION};

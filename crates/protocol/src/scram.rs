@@ -304,7 +304,7 @@ impl<'a> ServerChallenge<'a> {
 }
 
 /// The client after computing its proof, holding the signature it expects from the server.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ClientFinal {
     message: String,
     server_signature: [u8; 32],
