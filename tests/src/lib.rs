@@ -8,13 +8,17 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gc_protocol::scram::{ClientFirst, derive_verifier, random_salt};
+use gc_net::{Conn, Timeouts};
+use gc_protocol::limits::MIN_SCRAM_ITERATIONS;
+use gc_protocol::scram::{derive_verifier, random_salt};
+use gc_protocol::signin::{self, SignInError};
+use gc_protocol::texts::ServerAddrs;
 use gc_protocol::{
-    AuthClient, AuthServer, Authed, CallbackPorts, CallbackReply, ClientMsgId, ConnectPing,
-    ConnectReply, DeliveryFrame, DeliveryReply, ErrorFrame, Frame, FramedStream, HeartbeatPing,
-    HeartbeatReply, Record, SendReply, SendRequest, SessionToken, Timestamp, Username,
+    AuthServer, CallbackPorts, ClientMsgId, ConnectReply, DeliveryFrame, DeliveryReply, ErrorFrame,
+    Frame, FramedStream, HeartbeatPing, HeartbeatReply, Record, SendReply, SendRequest,
+    SessionToken, Timestamp, Username,
 };
-use gc_server::{BoundAddrs, Config, ServerHandle};
+use gc_server::{Config, ServerHandle};
 
 pub mod client;
 
@@ -94,8 +98,8 @@ impl TestServer {
     }
 
     /// Where it listens.
-    pub fn addrs(&self) -> BoundAddrs {
-        BoundAddrs {
+    pub fn addrs(&self) -> ServerAddrs {
+        ServerAddrs {
             connect: SocketAddr::new(self.config.bind, self.config.connect_port),
             auth: SocketAddr::new(self.config.bind, self.config.auth_port),
             send: SocketAddr::new(self.config.bind, self.config.send_port),
@@ -156,62 +160,48 @@ impl TestServer {
 
 // ───────────────────────────── a server in a child process ─────────────────────────────
 
-/// Set in a child process that should run a server on the data dir it names.
-const CHILD_ENV: &str = "GC_E2E_CHILD_SERVER_DIR";
-
-/// The body of the `child_server` test: a no-op normally; in a child started by
-/// [`ChildServer::spawn`] it runs a real server with signal handling until SIGINT/SIGTERM.
-pub fn child_server_main() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
-    let mut config = test_config(Path::new(&dir));
-    // Load tests send as fast as they can.
-    config.rate_burst = 1_000_000;
-    config.rate_per_sec = 1_000_000.0;
-    if let Err(e) = gc_server::run_until_signal(config) {
-        panic!("child server failed: {e}");
-    }
-}
-
-/// A server running in a child process (this test binary, re-executed), so tests can kill it
-/// with SIGKILL or stop it with a real signal.
+/// A server running in a child process (the package's `gc-test-server` binary: the library's
+/// `run_until_signal` with [`test_config`]), so tests can kill it with SIGKILL or stop it with a
+/// real signal.
 #[derive(Debug)]
 pub struct ChildServer {
     pid: u32,
     /// Where it listens.
-    pub addrs: BoundAddrs,
+    pub addrs: ServerAddrs,
     exited: mpsc::Receiver<std::process::ExitStatus>,
     status: Option<std::process::ExitStatus>,
 }
 
 impl ChildServer {
-    /// Starts a server on `data_dir` with OS-chosen ports and waits until it listens.
-    pub fn spawn(data_dir: &Path) -> Self {
+    /// Starts `bin` (the `gc-test-server` binary; integration tests know it as
+    /// `env!("CARGO_BIN_EXE_gc-test-server")`) on `data_dir` with OS-chosen ports, and waits
+    /// until it announces where it listens.
+    pub fn spawn(bin: &Path, data_dir: &Path) -> Self {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
-        let exe = std::env::current_exe().expect("test binary path");
-        let mut child = Command::new(exe)
-            .args(["--exact", "child_server", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, data_dir)
-            .stdout(Stdio::null())
+        let mut child = Command::new(bin)
+            .arg(data_dir)
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn the child server");
         let pid = child.id();
+        let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
         let (addrs_tx, addrs_rx) = mpsc::channel();
-        // Read the "listening" line, then keep draining so the child never blocks on its logs.
+        // The machine-readable listening line on standard output; then keep draining, so the
+        // child never blocks on a full pipe.
+        thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Some(addrs) = ServerAddrs::from_listening_line(&line) {
+                    let _ = addrs_tx.send(addrs);
+                }
+            }
+        });
         thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { return };
-                if let Some(addrs) = parse_listening(&line) {
-                    let _ = addrs_tx.send(addrs);
-                }
                 if std::env::var_os("GC_TEST_LOG").is_some() {
                     // Debugging aid: the child's log beside the test's own output.
                     #[allow(clippy::print_stderr)]
@@ -270,18 +260,14 @@ impl Drop for ChildServer {
     }
 }
 
-/// Parses the server's `listening: connect A, auth B, send C` log line.
-fn parse_listening(line: &str) -> Option<BoundAddrs> {
-    let rest = &line[line.find("listening: ")? + "listening: ".len()..];
-    let mut addrs = rest.split(", ").map(|part| {
-        part.split_once(' ')
-            .and_then(|(_, addr)| addr.trim().parse::<SocketAddr>().ok())
-    });
-    Some(BoundAddrs {
-        connect: addrs.next()??,
-        auth: addrs.next()??,
-        send: addrs.next()??,
-    })
+/// The configuration of [`ChildServer`]s: [`test_config`], with no rate limit (load tests send
+/// as fast as they can) and the listening line on standard output.
+pub fn child_config(data_dir: &Path) -> Config {
+    let mut config = test_config(data_dir);
+    config.rate_burst = 1_000_000;
+    config.rate_per_sec = 1_000_000.0;
+    config.print_addrs = true;
+    config
 }
 
 /// The configuration tests start from.
@@ -318,7 +304,7 @@ pub struct RawClient {
     /// Its address.
     pub ip: IpAddr,
     /// The server.
-    pub server: BoundAddrs,
+    pub server: ServerAddrs,
     /// Its callback ports.
     pub ports: CallbackPorts,
     auth_listener: TcpListener,
@@ -335,7 +321,7 @@ pub struct RawClient {
 
 impl RawClient {
     /// Binds the three listeners on a fresh loopback address.
-    pub fn new(server: BoundAddrs) -> Self {
+    pub fn new(server: ServerAddrs) -> Self {
         let ip = client_ip();
         let bind = || TcpListener::bind((ip, 0)).expect("bind a callback port");
         let (a, h, d) = (bind(), bind(), bind());
@@ -363,97 +349,86 @@ impl RawClient {
     }
 
     /// A connection to one of the server's ports, from this client's address.
-    pub fn connect(&self, to: SocketAddr) -> FramedStream<TcpStream> {
-        FramedStream::new(
+    pub fn connect(&self, to: SocketAddr) -> Conn {
+        Conn::new(
             connect_from(self.ip, to).expect("connect to the server"),
             to.to_string(),
         )
     }
 
-    /// `Ping GC/1` on the connect port.
+    /// `Ping GC/1` on the connect port: the server's `Pong`, or its `Err`.
     pub fn ping(&self) -> ConnectReply {
         let mut c = self.connect(self.server.connect);
-        c.send(
-            &ConnectPing {
+        match signin::version_check(&mut c, STEP) {
+            Ok(hello) => ConnectReply::Pong {
                 version: gc_protocol::VERSION.into(),
+                server_name: hello.name,
+                registration: hello.registration,
             },
-            deadline(),
-        )
-        .expect("send Ping");
-        c.read(deadline()).expect("read Pong")
+            Err(SignInError::Refused { error, .. }) => ConnectReply::Err(error),
+            Err(e) => panic!("version check: {e:?}"),
+        }
     }
 
-    /// Registers `user` with `password`.
+    /// Registers `user` with `password`: `Registered`, or the server's `Err`.
     pub fn register(&self, user: &str, password: &str) -> AuthServer {
         let salt = random_salt().expect("salt");
-        let v = derive_verifier(password, &salt, 4096);
+        let verifier = derive_verifier(password, &salt, MIN_SCRAM_ITERATIONS);
+        let username = Username::new(user).expect("valid username");
         let mut c = self.connect(self.server.auth);
-        c.send(
-            &AuthClient::Register {
-                username: Username::new(user).expect("valid username"),
-                salt: v.salt,
-                iterations: v.iterations,
-                stored_key: v.stored_key.to_vec(),
-                server_key: v.server_key.to_vec(),
-            },
-            deadline(),
-        )
-        .expect("send Register");
-        c.read(deadline()).expect("read the Register reply")
+        match signin::register(&mut c, &username, &verifier, STEP) {
+            Ok(()) => AuthServer::Registered,
+            Err(SignInError::Refused { error, .. }) => AuthServer::Err(error),
+            Err(e) => panic!("registration: {e:?}"),
+        }
     }
 
     /// Logs in; on success starts answering heartbeats and collecting deliveries. Returns the
-    /// server's final answer on the auth port.
+    /// server's final answer on the auth port (`Ok`, or its `Err`).
     pub fn login(&mut self, user: &str, password: &str) -> AuthServer {
-        let first = ClientFirst::new(user).expect("nonce");
+        let username = Username::new(user).expect("valid username");
         let mut c = self.connect(self.server.auth);
-        c.send(
-            &AuthClient::AuthRequest {
-                username: Username::new(user).expect("valid username"),
-                ports: self.ports,
-                client_first: first.message().to_owned(),
-            },
-            deadline(),
-        )
-        .expect("send AuthRequest");
-        let server_first = match c.read::<AuthServer>(deadline()).expect("read Auth1") {
-            AuthServer::Auth1 { server_first } => server_first,
-            other => return other,
+        let challenge = match signin::request_login(&mut c, &username, self.ports, STEP) {
+            Ok(challenge) => challenge,
+            Err(SignInError::Refused { error, .. }) => return AuthServer::Err(error),
+            Err(e) => panic!("login request: {e:?}"),
         };
-        let fin = first
-            .handle_server_first(&server_first, password, 4096)
+        let proof = challenge
+            .prove(password, MIN_SCRAM_ITERATIONS)
             .expect("server-first is valid");
         // The server calls back while we wait for its answer on the auth port.
-        let proof = fin.message().to_owned();
+        let check = proof.callback_check();
         let listener = self.auth_listener.try_clone().expect("clone listener");
-        let callback = thread::spawn(move || -> Option<SessionToken> {
+        let callback = thread::spawn(move || {
             let (s, peer) = listener.accept().ok()?;
-            let mut conn = FramedStream::new(s, peer.to_string());
-            let authed: Authed = conn.read(deadline()).ok()?;
-            fin.verify_server_final(&authed.server_final).ok()?;
-            conn.send(&CallbackReply::Thx, deadline()).ok()?;
-            Some(authed.token)
+            match check.serve(&mut Conn::new(s, peer.to_string()), STEP) {
+                Ok(token) => Some(Ok(token)),
+                Err(SignInError::ServerSignature(e)) => Some(Err(e)),
+                Err(_) => None,
+            }
         });
-        c.send(
-            &AuthClient::Proof {
-                client_final: proof,
-            },
-            deadline(),
-        )
-        .expect("send Proof");
-        let reply: AuthServer = c.read(deadline()).expect("read the login reply");
-        if !matches!(reply, AuthServer::Ok { .. }) {
-            // No callback comes after a failure: unblock the accept by connecting to ourselves.
-            if let Ok(own) = self.auth_listener.local_addr() {
+        let awaiting = proof.send(&mut c, STEP).expect("send Proof");
+        let own = self.auth_listener.local_addr();
+        let finished = awaiting.finish(&mut c, STEP, |ok| {
+            if !ok && let Ok(own) = own {
+                // No callback comes after a failure: unblock the accept by connecting to
+                // ourselves.
                 let _ = TcpStream::connect(own);
             }
+            callback.join().ok().flatten()
+        });
+        match finished {
+            Ok(signed_in) => {
+                self.token = Some(signed_in.token);
+                self.serve_callbacks();
+                AuthServer::Ok {
+                    heartbeat_ms: signed_in.heartbeat_ms,
+                    latest_id: signed_in.latest_id,
+                }
+            }
+            Err(SignInError::Refused { error, .. }) => AuthServer::Err(error),
+            Err(e) => panic!("login: {e:?}"),
         }
-        let token = callback.join().ok().flatten();
-        if matches!(reply, AuthServer::Ok { .. }) {
-            self.token = token;
-            self.serve_callbacks();
-        }
-        reply
     }
 
     fn serve_callbacks(&mut self) {
@@ -661,19 +636,16 @@ fn serve_deliveries(
     }
 }
 
+/// How long each step of the raw client's exchanges may take.
+const STEP: Duration = Duration::from_secs(5);
+
 fn deadline() -> Instant {
-    Instant::now() + Duration::from_secs(5)
+    Timeouts::new(STEP).deadline()
 }
 
 /// Connects from a chosen local address (the server tells sessions apart by address).
 pub fn connect_from(local: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(to), Type::STREAM, None)?;
-    socket.bind(&SocketAddr::new(local, 0).into())?;
-    socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
-    let stream: TcpStream = socket.into();
-    stream.set_nodelay(true)?;
-    Ok(stream)
+    gc_net::connect_from(Some(local), to, STEP)
 }
 
 // ───────────────────────────── plugins ─────────────────────────────

@@ -7,9 +7,3 @@ mod client;
 mod plugins;
 mod process;
 mod protocol_flow;
-
-/// Not a test of its own: when `ChildServer::spawn` re-executes this binary, this runs the server.
-#[test]
-fn child_server() {
-    gc_tests::child_server_main();
-}

@@ -9,9 +9,17 @@ use std::time::{Duration, Instant};
 use gc_protocol::{AuthServer, ErrorCode, SendReply};
 use gc_tests::{ChildServer, RawClient, TestServer};
 
+/// The package's `gc-test-server` binary on `dir`.
+fn child_server(dir: &std::path::Path) -> ChildServer {
+    ChildServer::spawn(
+        std::path::Path::new(env!("CARGO_BIN_EXE_gc-test-server")),
+        dir,
+    )
+}
+
 /// Clients that send as fast as acknowledgements allow until `stop`, recording every `Thx`.
 fn senders(
-    addrs: gc_server::BoundAddrs,
+    addrs: gc_server::ServerAddrs,
     prefix: &str,
     n: usize,
     stop: &Arc<AtomicBool>,
@@ -68,7 +76,7 @@ fn assert_all_stored(server: &TestServer, acked: &[(u64, String)]) {
 fn kill_9_during_sending_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3 {
-        let child = ChildServer::spawn(dir.path());
+        let child = child_server(dir.path());
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let threads = senders(child.addrs, &format!("r{round}s"), 3, &stop, &acked);
@@ -108,7 +116,7 @@ fn kill_9_during_sending_loses_nothing_acknowledged() {
 #[test]
 fn sigint_under_load_exits_0_within_5_s() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = ChildServer::spawn(dir.path());
+    let mut child = child_server(dir.path());
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
     let threads = senders(child.addrs, "s", 4, &stop, &acked);
@@ -144,7 +152,7 @@ fn a_second_signal_exits_at_once_while_the_shutdown_hangs_in_a_plugin() {
         mods.join("libstall_on_disconnect.so"),
     )
     .unwrap();
-    let mut child = ChildServer::spawn(dir.path());
+    let mut child = child_server(dir.path());
     let mut client = RawClient::new(child.addrs);
     assert_eq!(client.register("stuck", "pw"), AuthServer::Registered);
     assert!(matches!(client.login("stuck", "pw"), AuthServer::Ok { .. }));

@@ -409,18 +409,21 @@ pub struct SignedIn {
 
 impl AwaitingOk {
     /// Reads the answer to the proof (within `timeout`: it comes after the callback, which has a
-    /// connect and an exchange of its own). `callback` is what the auth callback gave, if it
-    /// came: a token that verified, or why it did not.
+    /// connect and an exchange of its own). Once it is read, `callback` is asked what the auth
+    /// callback gave: a token that verified, why it did not, or nothing. By then the callback has
+    /// come if it ever will, as the server answers only after it; the argument says whether the
+    /// answer is `Ok` (if not, a caller still waiting for a callback can stop waiting).
     pub fn finish<S: TimeoutStream>(
         self,
         conn: &mut FramedStream<S>,
         timeout: Duration,
-        callback: Option<Result<SessionToken, ScramError>>,
+        callback: impl FnOnce(bool) -> Option<Result<SessionToken, ScramError>>,
     ) -> Result<SignedIn, SignInError> {
-        match conn
+        let answer = conn
             .read::<AuthServer>(due(timeout))
-            .map_err(wire(Step::Login))?
-        {
+            .map_err(wire(Step::Login));
+        let callback = callback(matches!(answer, Ok(AuthServer::Ok { .. })));
+        match answer? {
             AuthServer::Ok {
                 heartbeat_ms,
                 latest_id,

@@ -5,21 +5,21 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
 
-use gc_protocol::io::connect;
+use gc_net::Conn;
 use gc_protocol::scram::{ClientHello, ScramError, ServerFirst, Verifier};
 use gc_protocol::{
     AuthClient, AuthServer, Authed, CallbackPorts, CallbackReply, ErrorCode, ErrorFrame,
-    FramedStream, ProtocolError, SessionToken, Timestamp, Username,
+    ProtocolError, SessionToken, Timestamp, Username, texts,
 };
 use gc_store::{Account, StoreError};
 
-use crate::state::{AddError, NewSession, Shared};
+use crate::state::{AddError, NewSession, ServerState};
 use crate::{heartbeat, listener};
 
 /// Serves one connection on the auth port: any number of `Register` and `AuthRequest` exchanges
 /// until the client closes or stays silent for the I/O timeout.
-pub fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
-    let mut conn = FramedStream::new(stream, peer.to_string());
+pub fn serve(shared: Arc<ServerState>, stream: TcpStream, peer: SocketAddr) {
+    let mut conn = Conn::new(stream, peer.to_string());
     loop {
         let frame = match conn.read::<AuthClient>(shared.io_deadline()) {
             Ok(frame) => frame,
@@ -100,11 +100,7 @@ pub fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     }
 }
 
-fn reply(
-    shared: &Shared,
-    conn: &mut FramedStream<TcpStream>,
-    frame: AuthServer,
-) -> Result<(), ProtocolError> {
+fn reply(shared: &ServerState, conn: &mut Conn, frame: AuthServer) -> Result<(), ProtocolError> {
     conn.send(&frame, shared.io_deadline())
 }
 
@@ -112,7 +108,7 @@ fn err(code: ErrorCode, text: impl Into<String>) -> AuthServer {
     AuthServer::Err(ErrorFrame::new(code, text))
 }
 
-fn register(shared: &Shared, ip: IpAddr, account: Account) -> AuthServer {
+fn register(shared: &ServerState, ip: IpAddr, account: Account) -> AuthServer {
     let name = account.username.clone();
     if !shared.config.registration_open {
         tracing::warn!(%ip, user = %name, "registration refused: registration is closed");
@@ -131,10 +127,7 @@ fn register(shared: &Shared, ip: IpAddr, account: Account) -> AuthServer {
     if account.iterations < min {
         return err(
             ErrorCode::Malformed,
-            format!(
-                "{} SCRAM iterations is below this server's minimum of {min}",
-                account.iterations
-            ),
+            texts::iterations_below_minimum(account.iterations, min),
         );
     }
     match shared.accounts.add(account) {
@@ -157,8 +150,8 @@ fn register(shared: &Shared, ip: IpAddr, account: Account) -> AuthServer {
 }
 
 fn login(
-    shared: &Arc<Shared>,
-    conn: &mut FramedStream<TcpStream>,
+    shared: &Arc<ServerState>,
+    conn: &mut Conn,
     ip: IpAddr,
     username: &Username,
     ports: CallbackPorts,
@@ -305,7 +298,7 @@ fn login(
     }
 }
 
-fn full(shared: &Shared) -> AuthServer {
+fn full(shared: &ServerState) -> AuthServer {
     err(
         ErrorCode::Full,
         format!(
@@ -326,7 +319,7 @@ fn verifier_of(account: &Account) -> Option<Verifier> {
 
 /// Connects to the client's auth port, sends `Authed` and expects `Thx`.
 fn callback(
-    shared: &Shared,
+    shared: &ServerState,
     ip: IpAddr,
     port: u16,
     server_final: String,
@@ -343,10 +336,12 @@ fn callback(
             ),
         )
     };
-    let stream = connect(addr, shared.connect_timeout()).map_err(|e| unreachable(e.to_string()))?;
+    let connect_timeout = shared.connector().timeouts.connect;
+    let stream = gc_net::connect_from(None, addr, connect_timeout)
+        .map_err(|e| unreachable(e.to_string()))?;
     // Shutdown must not wait for a client that stalls the callback.
-    let _registered = shared.track_conn(&stream);
-    let mut conn = FramedStream::new(stream, addr.to_string());
+    let _registered = shared.track(&stream);
+    let mut conn = Conn::new(stream, addr.to_string());
     let deadline = shared.io_deadline();
     let authed = Authed {
         server_final,

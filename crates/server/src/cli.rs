@@ -111,6 +111,10 @@ pub struct RunArgs {
     /// One exchange per connection, as the original prototype did (slower; for comparison).
     #[arg(long)]
     pub no_reuse: bool,
+    /// Once the ports are bound, print `listening: connect ADDR, auth ADDR, send ADDR` on
+    /// standard output (for scripts and tools that start a server on port 0).
+    #[arg(long)]
+    pub print_addrs: bool,
 }
 
 /// Subcommands.
@@ -272,6 +276,7 @@ impl Cli {
         } else if let Some(reuse) = file.reuse_connections {
             c.reuse_connections = reuse;
         }
+        c.print_addrs = r.print_addrs;
         c.validate()?;
         let log = LogSettings {
             level: self

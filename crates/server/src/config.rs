@@ -65,6 +65,9 @@ pub struct Config {
     pub tail_capacity: usize,
     /// Where server plugins are loaded from (`None`: `<data dir>/mods`).
     pub mods_dir: Option<PathBuf>,
+    /// Print the listening addresses on standard output once bound (`--print-addrs`; only
+    /// [`crate::run_until_signal`] does).
+    pub print_addrs: bool,
 }
 
 impl Config {
@@ -101,6 +104,7 @@ impl Default for Config {
             reuse_connections: true,
             tail_capacity: 10_000,
             mods_dir: None,
+            print_addrs: false,
         }
     }
 }

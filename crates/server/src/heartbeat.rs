@@ -2,7 +2,6 @@
 //! stored. A cycle pings the client's heartbeat port, learns its cursor from `Pong`, and delivers
 //! what it is missing on its delivery port.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,8 +12,9 @@ use gc_protocol::{
     Timestamp,
 };
 
-use crate::link::Link;
-use crate::state::{Session, Shared};
+use gc_net::KeptConn;
+
+use crate::state::{ServerState, Session};
 
 /// Missed heartbeats in a row after which a session is dropped.
 pub const MAX_MISSED: u32 = 3;
@@ -24,7 +24,7 @@ pub const MAX_MISSED: u32 = 3;
 /// shows up only when the reply is read, and a deferred read would then resend the batch at the
 /// next wake rather than at once; clients close kept connections after idling for much longer
 /// than this (30 s by default), and one that closes after every reply is seen by the peek in
-/// [`Link::looks_open`], so a connection in steady use is safe to write to and leave.
+/// [`KeptConn::looks_open`], so a connection in steady use is safe to write to and leave.
 const DEFER_WITHIN: Duration = Duration::from_secs(1);
 
 /// Why a cycle failed (counts as a missed heartbeat).
@@ -54,8 +54,8 @@ struct InFlight {
 
 /// The heartbeat thread's connections to one client and what it knows of the client's cursor.
 struct Peer {
-    hb: Link,
-    dl: Link,
+    hb: KeptConn,
+    dl: KeptConn,
     out: Vec<u8>,
     /// The client's cursor as it last reported it (`Pong` or `Thx`); `None` until the first
     /// `Pong` and after any error.
@@ -71,11 +71,11 @@ struct Peer {
 /// The `Thx` of a delivery is read at the start of the next cycle rather than waited for (see
 /// [`Peer::cycle`]). Presence changes do not wake anyone: the new presence version rides on the
 /// next ping.
-pub fn run(shared: Arc<Shared>, session: Arc<Session>) {
+pub fn run(shared: Arc<ServerState>, session: Arc<Session>) {
     let registration = shared.notifier.register(Arc::clone(&session.bell));
     let mut peer = Peer {
-        hb: Link::new(SocketAddr::new(session.ip, session.ports.heartbeat), 0),
-        dl: Link::new(SocketAddr::new(session.ip, session.ports.delivery), 1),
+        hb: shared.link(&session, session.ports.heartbeat),
+        dl: shared.link(&session, session.ports.delivery),
         out: Vec::with_capacity(256),
         cursor: None,
         in_flight: None,
@@ -110,7 +110,7 @@ pub fn run(shared: Arc<Shared>, session: Arc<Session>) {
                 if session.is_ended() || shared.stopping() {
                     break;
                 }
-                peer.forget(&session);
+                peer.forget();
                 missed += 1;
                 tracing::warn!(session = %session.label(), missed, "missed heartbeat: {e}");
                 if missed >= MAX_MISSED {
@@ -144,16 +144,16 @@ impl Peer {
     /// so the protocol is unchanged.
     fn cycle(
         &mut self,
-        shared: &Shared,
+        shared: &ServerState,
         session: &Session,
         presence_version: u64,
         ping: bool,
     ) -> Result<bool, CycleError> {
-        self.settle(shared, session)?;
+        self.settle()?;
         let last_id = match self.cursor {
             Some(cursor) if !ping => cursor,
             _ => {
-                let last_id = self.ping(shared, session, presence_version)?;
+                let last_id = self.ping(session, presence_version)?;
                 self.cursor = Some(last_id);
                 last_id
             }
@@ -191,8 +191,8 @@ impl Peer {
         if !capped && self.dl.answered_within(DEFER_WITHIN) && self.dl.looks_open() {
             let reused = self
                 .dl
-                .send(shared, session, &self.out)
-                .map_err(CycleError::Delivery)?;
+                .send(&self.out)
+                .map_err(|e| CycleError::Delivery(e.into_protocol()))?;
             self.in_flight = Some(InFlight {
                 from: last_id,
                 reused,
@@ -201,7 +201,8 @@ impl Peer {
         }
         match self
             .dl
-            .exchange::<DeliveryReply>(shared, session, &self.out)
+            .exchange::<DeliveryReply>(&self.out)
+            .map_err(gc_net::NetError::into_protocol)
         {
             Ok(DeliveryReply::Thx { last_id }) => {
                 self.cursor = Some(last_id);
@@ -215,11 +216,11 @@ impl Peer {
     }
 
     /// Reads the `Thx` of a delivery left in flight by the last cycle.
-    fn settle(&mut self, shared: &Shared, session: &Session) -> Result<(), CycleError> {
+    fn settle(&mut self) -> Result<(), CycleError> {
         let Some(in_flight) = self.in_flight.take() else {
             return Ok(());
         };
-        match self.dl.receive::<DeliveryReply>(shared, session) {
+        match self.dl.receive::<DeliveryReply>() {
             Ok(DeliveryReply::Thx { last_id }) => self.cursor = Some(last_id),
             Ok(DeliveryReply::Err(e)) => return Err(CycleError::DeliveryRefused(e)),
             // The client had closed the kept connection: deliver again on a fresh one.
@@ -232,12 +233,7 @@ impl Peer {
     }
 
     /// Pings the client; returns the cursor from its `Pong`.
-    fn ping(
-        &mut self,
-        shared: &Shared,
-        session: &Session,
-        presence_version: u64,
-    ) -> Result<u64, CycleError> {
+    fn ping(&mut self, session: &Session, presence_version: u64) -> Result<u64, CycleError> {
         self.out.clear();
         HeartbeatPing {
             token: session.token.clone(),
@@ -247,7 +243,8 @@ impl Peer {
         .encode(&mut self.out);
         match self
             .hb
-            .exchange::<HeartbeatReply>(shared, session, &self.out)
+            .exchange::<HeartbeatReply>(&self.out)
+            .map_err(gc_net::NetError::into_protocol)
         {
             Ok(HeartbeatReply::Pong { last_id, .. }) => Ok(last_id),
             Ok(HeartbeatReply::Err(e)) => Err(CycleError::HeartbeatRefused(e)),
@@ -257,10 +254,10 @@ impl Peer {
 
     /// After an error: forget the cursor and any delivery in flight, and close both connections
     /// (the next cycle starts with a ping on fresh ones).
-    fn forget(&mut self, session: &Session) {
+    fn forget(&mut self) {
         self.cursor = None;
         self.in_flight = None;
-        self.hb.close(session);
-        self.dl.close(session);
+        self.hb.close();
+        self.dl.close();
     }
 }

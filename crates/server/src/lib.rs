@@ -15,7 +15,6 @@ pub mod server;
 mod auth;
 mod fds;
 mod heartbeat;
-mod link;
 mod listener;
 mod notify;
 mod state;
@@ -28,7 +27,8 @@ use parking_lot::Mutex;
 
 pub use config::Config;
 pub use error::ServerError;
-pub use server::{BoundAddrs, ServerHandle, Stopper, start};
+pub use gc_protocol::texts::ServerAddrs;
+pub use server::{ServerHandle, Stopper, start};
 
 use cli::Command;
 
@@ -72,7 +72,14 @@ pub fn run_until_signal(config: Config) -> Result<(), ServerError> {
     let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(ServerError::Signals)?;
     let signal_handle = signals.handle();
     prepare_fds(config.max_clients);
+    let print_addrs = config.print_addrs;
     let server = start(config)?;
+    if print_addrs {
+        // For tools that start a server on port 0: one line on standard output, flushed now.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", server.addrs().listening_line());
+        let _ = out.flush();
+    }
     let stopper = server.stopper();
     // The thread that runs the shutdown a signal asked for. The shutdown runs plugin hooks (each
     // session's end), and one that hangs must not keep the watcher from seeing a second signal.

@@ -1,8 +1,10 @@
-//! Per-user message rate (token bucket) and failed-login throttling (sliding window).
+//! Per-user message rate (token bucket), failed-login throttling (sliding window), and the
+//! bound on connections in progress on the connect and auth ports.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -172,6 +174,75 @@ impl LoginThrottle {
     }
 }
 
+/// Connection threads (connect and auth ports) allowed per client address at once.
+pub const PENDING_PER_IP: usize = 8;
+
+/// Connections in progress on the connect and auth ports: at most [`PENDING_PER_IP`] per client
+/// address, so one address cannot use up every slot, and a configured number in all.
+#[derive(Debug)]
+pub struct PendingConns {
+    counts: Arc<Mutex<PendingCounts>>,
+    max_total: usize,
+}
+
+#[derive(Debug, Default)]
+struct PendingCounts {
+    by_ip: HashMap<IpAddr, usize>,
+    total: usize,
+}
+
+/// A connection's place among those in progress, given back when dropped (however its thread
+/// ends).
+#[derive(Debug)]
+pub struct PendingSlot {
+    counts: Arc<Mutex<PendingCounts>>,
+    ip: IpAddr,
+}
+
+impl PendingConns {
+    /// At most `max_total` in all.
+    pub fn new(max_total: usize) -> Self {
+        Self {
+            counts: Arc::default(),
+            max_total,
+        }
+    }
+
+    /// A place for a connection from `ip`, or `None` when its address or the server is at its
+    /// limit.
+    pub fn begin(&self, ip: IpAddr) -> Option<PendingSlot> {
+        let mut counts = self.counts.lock();
+        let here = counts.by_ip.get(&ip).copied().unwrap_or(0);
+        if here >= PENDING_PER_IP || counts.total >= self.max_total {
+            return None;
+        }
+        counts.by_ip.insert(ip, here + 1);
+        counts.total += 1;
+        Some(PendingSlot {
+            counts: Arc::clone(&self.counts),
+            ip,
+        })
+    }
+
+    /// Connections in progress now.
+    pub fn total(&self) -> usize {
+        self.counts.lock().total
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock();
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(n) = counts.by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +292,29 @@ mod tests {
         th.check("bob", b, t0).unwrap();
         // After the window slides past the failures, allowed again.
         th.check("alice", b, t0 + Duration::from_secs(60)).unwrap();
+    }
+
+    #[test]
+    fn pending_connections_are_bounded_per_address_and_in_all() {
+        let pending = PendingConns::new(10);
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let b: IpAddr = "127.0.0.3".parse().unwrap();
+        let mut slots: Vec<_> = (0..PENDING_PER_IP)
+            .map(|_| pending.begin(a).unwrap())
+            .collect();
+        assert!(pending.begin(a).is_none(), "per address");
+        slots.push(pending.begin(b).unwrap());
+        slots.push(pending.begin(b).unwrap());
+        assert_eq!(pending.total(), 10);
+        assert!(pending.begin(b).is_none(), "in all");
+        slots.truncate(1);
+        assert_eq!(pending.total(), 1);
+        assert!(pending.begin(a).is_some());
+        drop(slots);
+        assert_eq!(pending.total(), 0);
+        assert!(
+            pending.counts.lock().by_ip.is_empty(),
+            "no entry left behind"
+        );
     }
 }

@@ -9,12 +9,14 @@ use gc_protocol::frame::encode_rec_frame;
 use gc_protocol::limits::MAX_FRAME_BYTES;
 use gc_protocol::{
     ClientMsgId, ErrorCode, ErrorFrame, Frame, ParseError, ProtocolError, SendReply, SendRequest,
-    Timestamp,
+    Timestamp, texts,
 };
 
 use gc_plugin::Outcome;
 
-use crate::state::{Conn, NextConn, Session, Shared};
+use gc_net::Conn;
+
+use crate::state::{NextConn, ServerState, Session};
 
 /// Runs the listener of `session` until it ends or the server stops.
 ///
@@ -22,7 +24,7 @@ use crate::state::{Conn, NextConn, Session, Shared};
 /// session of the same address; the first frame's token tells whose it is, and the connection is
 /// then handed to that session's listener. Each listener thus serves its own client, and ending a
 /// session never cuts a connection that another session's client is using.
-pub fn run(shared: Arc<Shared>, session: Arc<Session>) {
+pub fn run(shared: Arc<ServerState>, session: Arc<Session>) {
     while let NextConn::Conn(conn) = session.slot.next() {
         let forward = serve(&shared, &session, conn);
         session.slot.release();
@@ -48,7 +50,7 @@ enum After {
 
 /// Serves `conn` until it closes, idles out, or turns out to belong to another session (then it is
 /// returned with that session, to be handed over).
-fn serve(shared: &Shared, session: &Session, mut conn: Conn) -> Option<(Arc<Session>, Conn)> {
+fn serve(shared: &ServerState, session: &Session, mut conn: Conn) -> Option<(Arc<Session>, Conn)> {
     let Ok(peer) = conn.get_ref().peer_addr() else {
         return None;
     };
@@ -131,7 +133,7 @@ const MAX_MSGS_PER_COMMIT: usize = 256;
 /// session are stored together; anything else (a bad frame, an unknown token, shutdown) is
 /// answered as [`handle`] answers it, in order.
 fn handle_msgs(
-    shared: &Shared,
+    shared: &ServerState,
     own: &Session,
     ip: IpAddr,
     lines: &[Vec<u8>],
@@ -187,7 +189,7 @@ fn handle_msgs(
 /// Handles one request frame from `ip`, arrived at the listener of `own`, appending the reply to
 /// `out`.
 fn handle(
-    shared: &Shared,
+    shared: &ServerState,
     own: &Session,
     ip: IpAddr,
     line: &[u8],
@@ -270,7 +272,7 @@ fn handle(
 /// commit, and the replies are appended to `out` in request order. `stored` is raised to the
 /// newest id stored, for the caller to announce once the replies are written.
 fn store_msgs(
-    shared: &Shared,
+    shared: &ServerState,
     session: &Session,
     msgs: Vec<PendingMsg>,
     out: &mut Vec<u8>,
@@ -325,7 +327,7 @@ fn store_msgs(
 /// The checks of one `Msg` before it is stored, in protocol order. `Ok`: the text to store (as
 /// plugins left it); `Err`: the reply instead (the first answer for a retry, or a refusal).
 fn check_msg(
-    shared: &Shared,
+    shared: &ServerState,
     session: &Session,
     client_msg_id: &ClientMsgId,
     body: Vec<u8>,
@@ -366,12 +368,7 @@ fn check_msg(
         let c = &shared.config;
         return refuse(
             ErrorCode::RateLimited,
-            format!(
-                "too many messages (at most {} at once, then {} per second); retry in {:.1} s",
-                c.rate_burst,
-                c.rate_per_sec,
-                wait.as_secs_f64().max(0.1)
-            ),
+            texts::rate_limited(c.rate_burst, c.rate_per_sec, wait),
         );
     }
     Ok(text)
@@ -382,7 +379,7 @@ fn too_large(len: usize, max: usize) -> String {
 }
 
 /// `Online <pv> <user>…`, shortened to fit one frame if there are very many users.
-fn encode_online(shared: &Shared, out: &mut Vec<u8>) {
+fn encode_online(shared: &ServerState, out: &mut Vec<u8>) {
     let (presence_version, mut users) = shared.registry.online();
     let start = out.len();
     loop {

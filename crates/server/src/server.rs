@@ -1,56 +1,41 @@
 //! Starting and stopping the server: the three listening ports, their accept threads, and the
 //! shutdown that tests and signal handlers share.
 
-use std::collections::HashMap;
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use gc_net::Conn;
 use gc_plugin::Plugins;
+use gc_protocol::texts::ServerAddrs;
 use gc_protocol::{
-    ConnectPing, ConnectReply, ErrorCode, ErrorFrame, Frame, FramedStream, ProtocolError,
-    Registration, VERSION,
+    ConnectPing, ConnectReply, ErrorCode, ErrorFrame, Frame, ProtocolError, Registration, VERSION,
 };
 use gc_store::{Accounts, MessageStore, StoreConfig};
-use parking_lot::Mutex;
 
 use crate::config::Config;
 use crate::error::ServerError;
-use crate::limits::{LoginThrottle, RateLimiter};
-use crate::notify::{Doorbell, Notifier};
-use crate::state::{Registry, Shared};
-use crate::threads::ThreadGroup;
+use crate::notify::Doorbell;
+use crate::state::ServerState;
 use crate::{auth, paths};
 
-/// Connection threads (connect and auth ports) allowed per client address at once.
-const PENDING_PER_IP: usize = 8;
-
-/// The bound addresses of a running server (useful when ports were 0, i.e. OS-chosen).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BoundAddrs {
-    /// Connect / version check.
-    pub connect: SocketAddr,
-    /// Authentication.
-    pub auth: SocketAddr,
-    /// Sending and queries.
-    pub send: SocketAddr,
-}
+/// Pending connections the kernel queues per listening port before the accept threads take them.
+const LISTEN_BACKLOG: i32 = 1024;
 
 /// A running server. Dropping it shuts it down.
 #[derive(Debug)]
 pub struct ServerHandle {
-    shared: Arc<Shared>,
-    addrs: BoundAddrs,
+    shared: Arc<ServerState>,
+    addrs: ServerAddrs,
     accept_threads: Vec<JoinHandle<()>>,
     stopped: bool,
 }
 
 impl ServerHandle {
     /// Where the server listens.
-    pub fn addrs(&self) -> BoundAddrs {
+    pub fn addrs(&self) -> ServerAddrs {
         self.addrs
     }
 
@@ -115,8 +100,8 @@ impl Drop for ServerHandle {
 /// Starts a shutdown from anywhere.
 #[derive(Debug, Clone)]
 pub struct Stopper {
-    shared: Arc<Shared>,
-    addrs: BoundAddrs,
+    shared: Arc<ServerState>,
+    addrs: ServerAddrs,
 }
 
 impl Stopper {
@@ -126,7 +111,7 @@ impl Stopper {
     }
 }
 
-fn begin_shutdown(shared: &Shared, addrs: &BoundAddrs) {
+fn begin_shutdown(shared: &ServerState, addrs: &ServerAddrs) {
     let first = !shared.notifier.is_shutdown();
     shared.notifier.shutdown();
     if first {
@@ -134,24 +119,12 @@ fn begin_shutdown(shared: &Shared, addrs: &BoundAddrs) {
     }
     // Wake the accept threads: each checks the flag after accept returns.
     for addr in [addrs.connect, addrs.auth, addrs.send] {
-        let _ = TcpStream::connect_timeout(&wake_addr(addr), Duration::from_millis(200));
+        gc_net::wake_accept(addr);
     }
     for session in shared.registry.close_all(&shared.notifier) {
         shared.plugins.client_disconnected(session.user.as_str());
     }
-    for (_, s) in shared.open_conns.lock().drain() {
-        let _ = s.shutdown(Shutdown::Both);
-    }
-}
-
-/// Where to connect to wake a listener bound to `addr` (a wildcard address is reached on loopback).
-fn wake_addr(addr: SocketAddr) -> SocketAddr {
-    let ip = match addr.ip() {
-        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, addr.port())
+    shared.cut_connections();
 }
 
 /// Opens the store and accounts, binds the three ports and starts the accept threads.
@@ -178,7 +151,11 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
     let (plugins, _report) = Plugins::load_dir(&config.mods_dir());
     let bind = |port: u16, role: &'static str| {
         let addr = SocketAddr::new(config.bind, port);
-        bind_listener(addr).map_err(|source| ServerError::Bind { addr, role, source })
+        gc_net::listen(addr, LISTEN_BACKLOG).map_err(|source| ServerError::Bind {
+            addr,
+            role,
+            source,
+        })
     };
     let connect_l = bind(config.connect_port, "connect")?;
     let auth_l = bind(config.auth_port, "auth")?;
@@ -187,27 +164,12 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
         l.local_addr()
             .unwrap_or_else(|_| SocketAddr::new(config.bind, port))
     };
-    let addrs = BoundAddrs {
+    let addrs = ServerAddrs {
         connect: local(&connect_l, config.connect_port),
         auth: local(&auth_l, config.auth_port),
         send: local(&send_l, config.send_port),
     };
-    let shared = Arc::new(Shared {
-        notifier: Notifier::new(store.newest_id()),
-        rate: RateLimiter::new(config.rate_burst, config.rate_per_sec),
-        throttle: LoginThrottle::new(config.max_login_failures, Duration::from_secs(60)),
-        plugins,
-        config,
-        store,
-        accounts,
-        registry: Registry::default(),
-        conn_threads: ThreadGroup::default(),
-        session_threads: ThreadGroup::default(),
-        open_conns: Mutex::new(HashMap::new()),
-        next_conn_id: AtomicU64::new(0),
-        pending_by_ip: Mutex::new(HashMap::new()),
-        pending_total: AtomicUsize::new(0),
-    });
+    let shared = Arc::new(ServerState::new(config, store, accounts, plugins));
     let mut accept_threads = Vec::new();
     let mut spawn = |name: &str, listener: TcpListener, role: Role| {
         let sh = Arc::clone(&shared);
@@ -230,24 +192,8 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
         stopped: false,
     };
     started?;
-    tracing::info!(
-        "listening: connect {}, auth {}, send {}",
-        addrs.connect,
-        addrs.auth,
-        addrs.send
-    );
+    tracing::info!("{}", addrs.listening_line());
     Ok(handle)
-}
-
-/// Binds with SO_REUSEADDR so a restarted server can listen again at once, even while old
-/// connections linger in TIME_WAIT.
-fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -257,7 +203,7 @@ enum Role {
     Send,
 }
 
-fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, role: Role) {
+fn accept_loop(shared: &Arc<ServerState>, listener: &TcpListener, role: Role) {
     // Only for the back-off after a failed accept, which shutdown must cut short.
     let registration = shared.notifier.register(Arc::new(Doorbell::default()));
     loop {
@@ -297,80 +243,39 @@ fn refuse(stream: TcpStream, code: ErrorCode, text: &str) {
 
 /// Runs `serve` on its own thread, within the pending-connection limits.
 fn spawn_conn(
-    shared: &Arc<Shared>,
+    shared: &Arc<ServerState>,
     stream: TcpStream,
     peer: SocketAddr,
     kind: &'static str,
-    serve: fn(Arc<Shared>, TcpStream, SocketAddr),
+    serve: fn(Arc<ServerState>, TcpStream, SocketAddr),
 ) {
-    let ip = peer.ip();
-    {
-        let mut by_ip = shared.pending_by_ip.lock();
-        let here = by_ip.entry(ip).or_insert(0);
-        if *here >= PENDING_PER_IP
-            || shared.pending_total.load(Ordering::Acquire) >= shared.config.max_pending_auths
-        {
-            if *here == 0 {
-                by_ip.remove(&ip);
-            }
-            drop(by_ip);
-            tracing::warn!(%peer, "too many connections in progress; refusing");
-            refuse(
-                stream,
-                ErrorCode::Full,
-                "too many connections in progress; try again in a moment",
-            );
-            return;
-        }
-        *here += 1;
-        shared.pending_total.fetch_add(1, Ordering::AcqRel);
-    }
-    let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    if let Ok(clone) = stream.try_clone() {
-        shared.open_conns.lock().insert(id, clone);
-    }
-    let guard = PendingGuard {
-        shared: Arc::clone(shared),
-        ip,
-        id,
+    let Some(slot) = shared.pending.begin(peer.ip()) else {
+        tracing::warn!(%peer, "too many connections in progress; refusing");
+        refuse(
+            stream,
+            ErrorCode::Full,
+            "too many connections in progress; try again in a moment",
+        );
+        return;
     };
+    // Registered before the thread starts, so a shutdown from now on cuts it.
+    let tracked = shared.track(&stream);
     let sh = Arc::clone(shared);
     let spawned = shared
         .conn_threads
         .spawn(format!("{kind}-{peer}"), move || {
-            let _guard = guard;
+            let _held = (slot, tracked);
             serve(sh, stream, peer);
         });
     if let Err(e) = spawned {
-        // The closure (and with it the guard) was dropped: the slot is released.
+        // The closure (and with it the slot and the registration) was dropped: released.
         tracing::error!("{e}");
     }
 }
 
-/// Releases a pending-connection slot when its thread ends, however it ends.
-struct PendingGuard {
-    shared: Arc<Shared>,
-    ip: IpAddr,
-    id: u64,
-}
-
-impl Drop for PendingGuard {
-    fn drop(&mut self) {
-        self.shared.open_conns.lock().remove(&self.id);
-        self.shared.pending_total.fetch_sub(1, Ordering::AcqRel);
-        let mut by_ip = self.shared.pending_by_ip.lock();
-        if let Some(n) = by_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                by_ip.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// The connect port: `Ping GC/1` → `Pong GC/1 <name> <open|closed>`.
-fn serve_connect(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
-    let mut conn = FramedStream::new(stream, peer.to_string());
+fn serve_connect(shared: Arc<ServerState>, stream: TcpStream, peer: SocketAddr) {
+    let mut conn = Conn::new(stream, peer.to_string());
     loop {
         let reply = match conn.read::<ConnectPing>(shared.io_deadline()) {
             Ok(ping) if ping.version == VERSION => ConnectReply::Pong {
@@ -415,8 +320,8 @@ fn serve_connect(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
 }
 
 /// The sending port: hand the connection to a listener of a session at the peer's address.
-fn dispatch_send(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
-    let mut conn = FramedStream::new(stream, peer.to_string());
+fn dispatch_send(shared: &ServerState, stream: TcpStream, peer: SocketAddr) {
+    let mut conn = Conn::new(stream, peer.to_string());
     // A session can end between the choice and the hand-over; try the next one then.
     for _ in 0..4 {
         let Some(session) = shared.registry.listener_for(peer.ip()) else {

@@ -1,25 +1,33 @@
 //! State shared by the server's threads: the store, accounts, the session registry, presence,
-//! the "something changed" notifier, limits and the shutdown signal.
+//! the "something changed" notifier, limits, the sockets a shutdown cuts, and the shutdown
+//! signal.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::{IpAddr, Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
+use gc_net::{Conn, Connector, KeptConn, Registration, Reuse, Timeouts, Unblocker};
 use gc_plugin::Plugins;
-use gc_protocol::{CallbackPorts, FramedStream, SessionToken, Username};
+use gc_protocol::{CallbackPorts, SessionToken, Username};
 use gc_store::{Accounts, MessageStore};
 use parking_lot::{Condvar, Mutex};
 
 use crate::config::Config;
-use crate::limits::{LoginThrottle, RateLimiter};
+use crate::limits::{LoginThrottle, PendingConns, RateLimiter};
 use crate::notify::{Doorbell, Notifier};
 use crate::threads::ThreadGroup;
 
-/// Everything the server's threads share.
+/// How long an outgoing connect may take at most, whatever the I/O timeout: a client behind a
+/// firewall that drops packets must not hold a thread (or the shutdown) for long. On a LAN a
+/// connect is answered in milliseconds, refused, or never.
+const MAX_CONNECT: Duration = Duration::from_secs(2);
+
+/// Everything the server's threads share. The parts are set up once at start; what changes lives
+/// inside them, behind their own methods.
 #[derive(Debug)]
-pub struct Shared {
+pub struct ServerState {
     /// The configuration the server started with.
     pub config: Config,
     /// Messages.
@@ -40,19 +48,39 @@ pub struct Shared {
     pub conn_threads: ThreadGroup,
     /// Session threads (heartbeat and listener).
     pub session_threads: ThreadGroup,
-    /// Sockets of short-lived connection threads, shut down at stop so no thread waits out a
+    /// Connection threads in progress, bounded per client address and in all.
+    pub pending: PendingConns,
+    /// Sockets of connection threads and auth callbacks, cut at stop so no thread waits out a
     /// deadline.
-    pub open_conns: Mutex<HashMap<u64, TcpStream>>,
-    /// Source of ids for `open_conns`.
-    pub next_conn_id: AtomicU64,
-    /// Connection threads in progress per client address (bounded, so one address cannot use up
-    /// every slot).
-    pub pending_by_ip: Mutex<HashMap<IpAddr, usize>>,
-    /// Connection threads in progress in all.
-    pub pending_total: AtomicUsize,
+    sockets: Unblocker,
+    /// How the server connects back to clients.
+    connector: Connector,
 }
 
-impl Shared {
+impl ServerState {
+    /// The shared state of a server about to start.
+    pub fn new(config: Config, store: MessageStore, accounts: Accounts, plugins: Plugins) -> Self {
+        let timeouts = Timeouts {
+            connect: config.io_timeout.min(MAX_CONNECT),
+            io: config.io_timeout,
+        };
+        Self {
+            notifier: Notifier::new(store.newest_id()),
+            rate: RateLimiter::new(config.rate_burst, config.rate_per_sec),
+            throttle: LoginThrottle::new(config.max_login_failures, Duration::from_secs(60)),
+            pending: PendingConns::new(config.max_pending_auths),
+            connector: Connector::new(None, timeouts),
+            plugins,
+            config,
+            store,
+            accounts,
+            registry: Registry::default(),
+            conn_threads: ThreadGroup::default(),
+            session_threads: ThreadGroup::default(),
+            sockets: Unblocker::new(),
+        }
+    }
+
     /// Whether shutdown has begun.
     pub fn stopping(&self) -> bool {
         self.notifier.is_shutdown()
@@ -65,44 +93,39 @@ impl Shared {
         }
     }
 
-    /// How long an outgoing connect may take: the I/O timeout, but at most 2 s, so a client
-    /// behind a firewall that drops packets cannot hold a thread (or the shutdown) for long. On a
-    /// LAN a connect is answered in milliseconds, refused, or never.
-    pub fn connect_timeout(&self) -> std::time::Duration {
-        self.config
-            .io_timeout
-            .min(std::time::Duration::from_secs(2))
+    /// How the server connects back to clients (connect at most 2 s, then the I/O timeout).
+    pub fn connector(&self) -> &Connector {
+        &self.connector
     }
 
-    /// Registers a socket to be shut down when the server stops; unregistered when the guard
-    /// drops.
-    pub fn track_conn(&self, stream: &TcpStream) -> TrackedConn<'_> {
-        let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        if let Ok(clone) = stream.try_clone() {
-            self.open_conns.lock().insert(id, clone);
-        }
-        if self.stopping() {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        TrackedConn { shared: self, id }
+    /// Registers a socket to be shut down when the server stops, while the registration lives.
+    pub fn track(&self, stream: &std::net::TcpStream) -> Registration {
+        self.sockets.register(stream)
+    }
+
+    /// Shuts down every tracked socket, and any tracked from now on (shutdown).
+    pub fn cut_connections(&self) {
+        self.sockets.stop();
     }
 
     /// A deadline `io_timeout` from now.
     pub fn io_deadline(&self) -> Instant {
-        Instant::now() + self.config.io_timeout
+        self.connector.deadline()
     }
-}
 
-/// Keeps a socket in [`Shared::open_conns`] while alive.
-#[derive(Debug)]
-pub struct TrackedConn<'a> {
-    shared: &'a Shared,
-    id: u64,
-}
-
-impl Drop for TrackedConn<'_> {
-    fn drop(&mut self) {
-        self.shared.open_conns.lock().remove(&self.id);
+    /// A link to one of `session`'s callback ports, cut when the session ends.
+    pub fn link(&self, session: &Session, port: u16) -> KeptConn {
+        let reuse = if self.config.reuse_connections {
+            Reuse::Keep
+        } else {
+            Reuse::CloseAfterEach
+        };
+        KeptConn::new(
+            std::net::SocketAddr::new(session.ip, port),
+            self.connector,
+            session.sockets.clone(),
+            reuse,
+        )
     }
 }
 
@@ -125,9 +148,9 @@ pub struct Session {
     ended: AtomicBool,
     /// Connections on the sending port waiting for, or served by, this session's listener.
     pub slot: ListenerSlot,
-    /// Clones of the heartbeat thread's kept connections (heartbeat, delivery), shut down when
-    /// the session ends so the thread never waits out a deadline.
-    pub hb_sockets: Mutex<[Option<TcpStream>; 2]>,
+    /// The sockets this session's threads block on (the heartbeat thread's links, the connection
+    /// its listener serves), cut when the session ends so no thread waits out a deadline.
+    sockets: Unblocker,
     /// Wakes the heartbeat thread (registered with the notifier for new messages; rung directly
     /// when the session ends).
     pub bell: Arc<Doorbell>,
@@ -150,33 +173,30 @@ impl Session {
             return false;
         }
         self.slot.close();
-        for s in self.hb_sockets.lock().iter_mut().filter_map(Option::take) {
-            let _ = s.shutdown(Shutdown::Both);
-        }
+        self.sockets.stop();
         self.bell.ring();
         true
     }
 }
 
 /// Hands connections from the sending-port accept thread to a session's listener thread.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ListenerSlot {
     state: Mutex<SlotState>,
     cv: Condvar,
+    /// The session's sockets: the connection being served is registered there.
+    sockets: Unblocker,
 }
 
 #[derive(Debug, Default)]
 struct SlotState {
     inbox: VecDeque<Conn>,
-    /// A clone of the connection being served, to unblock its read.
-    current: Option<TcpStream>,
+    /// The connection being served, registered so it can be unblocked.
+    current: Option<Registration>,
     /// Since when the listener has been waiting for the next frame on `current`.
     idle_since: Option<Instant>,
     closed: bool,
 }
-
-/// A connection on the sending port, with whatever it has buffered.
-pub type Conn = FramedStream<TcpStream>;
 
 /// How a listener's wait for its next connection ended.
 #[derive(Debug)]
@@ -188,6 +208,14 @@ pub enum NextConn {
 }
 
 impl ListenerSlot {
+    fn new(sockets: Unblocker) -> Self {
+        Self {
+            state: Mutex::default(),
+            cv: Condvar::new(),
+            sockets,
+        }
+    }
+
     /// Whether the listener is free: no connection held, none queued.
     fn is_free(&self) -> bool {
         let s = self.state.lock();
@@ -215,7 +243,7 @@ impl ListenerSlot {
         if s.idle_since.is_some()
             && let Some(current) = &s.current
         {
-            let _ = current.shutdown(Shutdown::Read);
+            current.shutdown(Shutdown::Read);
         }
         self.cv.notify_all();
         Ok(())
@@ -229,7 +257,7 @@ impl ListenerSlot {
                 return NextConn::Closed;
             }
             if let Some(conn) = s.inbox.pop_front() {
-                s.current = conn.get_ref().try_clone().ok();
+                s.current = Some(self.sockets.register(conn.get_ref()));
                 s.idle_since = None;
                 return NextConn::Conn(conn);
             }
@@ -266,7 +294,7 @@ impl ListenerSlot {
         s.closed = true;
         s.inbox.clear();
         if let Some(current) = s.current.take() {
-            let _ = current.shutdown(Shutdown::Both);
+            current.shutdown(Shutdown::Both);
         }
         self.cv.notify_all();
     }
@@ -329,6 +357,7 @@ impl Registry {
             return Err(AddError::Full);
         }
         r.next_id += 1;
+        let sockets = Unblocker::new();
         let session = Arc::new(Session {
             id: r.next_id,
             user: new.user,
@@ -337,8 +366,8 @@ impl Registry {
             token: new.token,
             join_floor: new.join_floor,
             ended: AtomicBool::new(false),
-            slot: ListenerSlot::default(),
-            hb_sockets: Mutex::new([None, None]),
+            slot: ListenerSlot::new(sockets.clone()),
+            sockets,
             bell: Arc::new(Doorbell::default()),
         });
         r.by_token

@@ -191,7 +191,7 @@ fn sign_in(password: &str, forge: bool) -> Result<SignedIn, SignInError> {
     } else {
         None
     };
-    awaiting.finish(&mut conn, T, callback)
+    awaiting.finish(&mut conn, T, |_| callback)
 }
 
 #[test]
@@ -232,9 +232,14 @@ fn ok_without_a_callback_breaks_the_protocol() {
         };
         s.send(&ok, soon()).unwrap();
     });
+    let mut answered_ok = false;
     let err = AwaitingOk { _sent: () }
-        .finish(&mut conn, T, None)
+        .finish(&mut conn, T, |ok| {
+            answered_ok = ok;
+            None
+        })
         .unwrap_err();
+    assert!(answered_ok);
     assert!(
         matches!(&err, SignInError::Unexpected { detail, .. } if detail.contains("never proved")),
         "{err:?}"
