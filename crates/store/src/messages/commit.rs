@@ -157,16 +157,80 @@ impl MessageStore {
         client_msg_id: &ClientMsgId,
         body: &str,
     ) -> Result<Appended> {
+        let pending = self.prepare(username, client_msg_id, body)?;
+        self.append_one(pending)
+    }
+
+    /// Stores several messages, waiting once: every new one joins the queue before the first
+    /// commit, so one group commit can cover them all (a client pipelining a window of messages
+    /// costs one pair of fsyncs, not one per message). Each item is treated exactly as
+    /// [`MessageStore::append`] would treat it, in order; results come in the order of `items`.
+    pub fn append_many(&self, items: &[(&Username, &ClientMsgId, &str)]) -> Vec<Result<Appended>> {
+        /// What became of an item while the state was locked.
+        enum Slot {
+            Queued(u64, Timestamp),
+            /// Too large: refused before the lock was taken.
+            Refused(StoreError),
+            /// Everything else (a duplicate, an in-flight duplicate, a refusal) goes through
+            /// `append_one` once this call's own records are settled.
+            Single(Pending),
+        }
+        let prepared: Vec<Result<Pending>> = items
+            .iter()
+            .map(|(user, cmid, body)| self.prepare(user, cmid, body))
+            .collect();
+        let mut slots = Vec::with_capacity(items.len());
+        let mut last_queued = None;
+        let mut st = self.state.lock();
+        for item in prepared {
+            let slot = match item {
+                Err(e) => Slot::Refused(e),
+                Ok(p) if st.dedupe.get(p.key).is_some() || self.refusal(&st).is_some() => {
+                    Slot::Single(p)
+                }
+                Ok(p) => {
+                    let (id, timestamp) = enqueue(&mut st, p);
+                    last_queued = Some(id);
+                    Slot::Queued(id, timestamp)
+                }
+            };
+            slots.push(slot);
+        }
+        if let Some(last) = last_queued {
+            self.settle(&mut st, last);
+        }
+        // Each item's answer now, or (Err) the append it still needs.
+        let answers: Vec<Result<Result<Appended>, Pending>> = slots
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::Queued(id, timestamp) => Ok(self.outcome(&mut st, id, timestamp)),
+                Slot::Refused(e) => Ok(Err(e)),
+                Slot::Single(pending) => Err(pending),
+            })
+            .collect();
+        drop(st);
+        // This call's own records are settled, so a duplicate among them is answered at once.
+        answers
+            .into_iter()
+            .map(|answer| answer.unwrap_or_else(|pending| self.append_one(pending)))
+            .collect()
+    }
+
+    /// Checks the body's size and allocates the append, before the state lock is taken.
+    fn prepare(
+        &self,
+        username: &Username,
+        client_msg_id: &ClientMsgId,
+        body: &str,
+    ) -> Result<Pending> {
         if body.len() > MAX_BODY_BYTES {
             return Err(StoreError::TooLarge {
                 bytes: body.len(),
                 limit: MAX_BODY_BYTES,
             });
         }
-        let key = self.keys.key(username.as_str(), client_msg_id.as_str());
-        // Allocate before taking the lock.
-        let mut pending = Pending {
-            key,
+        Ok(Pending {
+            key: self.keys.key(username.as_str(), client_msg_id.as_str()),
             client_msg_id: client_msg_id.clone(),
             record: Record {
                 id: 0,
@@ -174,8 +238,13 @@ impl MessageStore {
                 username: username.clone(),
                 body: body.to_owned(),
             },
-        };
+        })
+    }
 
+    /// One append, whatever the dedupe map says: a duplicate of a durable record is answered,
+    /// one still in flight is waited for; otherwise it is queued and committed.
+    fn append_one(&self, pending: Pending) -> Result<Appended> {
+        let key = pending.key;
         let mut st = self.state.lock();
         while let Some(first) = st.dedupe.get(key) {
             if first <= st.committed {
@@ -198,125 +267,50 @@ impl MessageStore {
             // The first append of this pair is in flight: wait for its outcome.
             self.settled.wait(&mut st);
         }
+        if let Some(e) = self.refusal(&st) {
+            return Err(e);
+        }
+        let (id, timestamp) = enqueue(&mut st, pending);
+        self.settle(&mut st, id);
+        self.outcome(&mut st, id, timestamp)
+    }
+
+    /// Why nothing can be queued, if so: the store refuses appends for good, or ids are used up.
+    fn refusal(&self, st: &AppendState) -> Option<StoreError> {
         if let Some(cause) = &st.failed {
-            return Err(self.failed_error(cause));
+            return Some(self.failed_error(cause));
         }
-        let id = st.next_id;
-        if id == u64::MAX {
-            // Only a file whose last id is u64::MAX gets here; no id is left to give.
-            return Err(self.failed_error("every record id up to 18446744073709551615 is used"));
-        }
-        st.next_id += 1;
-        let timestamp = Timestamp::now().max(st.last_ts);
-        st.last_ts = timestamp;
-        pending.record.id = id;
-        pending.record.timestamp = timestamp;
-        st.dedupe.insert(key, id);
-        st.pending.push(pending);
+        // Only a file whose last id is u64::MAX gets here; no id is left to give.
+        (st.next_id == u64::MAX)
+            .then(|| self.failed_error("every record id up to 18446744073709551615 is used"))
+    }
+
+    /// After queueing: returns once every id up to `last` is settled or the store failed,
+    /// leading a commit whenever no one else is.
+    fn settle(&self, st: &mut MutexGuard<'_, AppendState>, last: u64) {
         if st.gathering && st.pending.len() >= st.last_batch {
             self.arrivals.notify_one();
         }
-
-        loop {
-            if st.committed >= id {
-                return match st.failed_ids.remove(&id) {
-                    Some(info) => Err(info.to_error()),
-                    None => Ok(Appended {
-                        id,
-                        timestamp,
-                        duplicate: false,
-                    }),
-                };
-            }
-            if let Some(cause) = &st.failed {
-                return Err(self.failed_error(cause));
-            }
+        while st.committed < last && st.failed.is_none() {
             if st.leader {
-                self.settled.wait(&mut st);
-                continue;
+                self.settled.wait(st);
+            } else {
+                self.lead(st);
             }
-            self.lead(&mut st);
         }
     }
 
-    /// Stores several messages, waiting once: every new one joins the queue before the first
-    /// commit, so one group commit can cover them all (a client pipelining a window of messages
-    /// costs one pair of fsyncs, not one per message). Each item is treated exactly as
-    /// [`MessageStore::append`] would treat it, in order; results come in the order of `items`.
-    pub fn append_many(&self, items: &[(&Username, &ClientMsgId, &str)]) -> Vec<Result<Appended>> {
-        /// What became of an item while the state was locked.
-        enum Slot {
-            Queued(u64, Timestamp),
-            /// Everything else (a duplicate, an in-flight duplicate, a refusal) goes through
-            /// `append` once this call's own records are settled.
-            Single,
+    /// What became of the queued append `id`, once [`Self::settle`] returned.
+    fn outcome(&self, st: &mut AppendState, id: u64, timestamp: Timestamp) -> Result<Appended> {
+        match st.failed_ids.remove(&id) {
+            Some(info) => Err(info.to_error()),
+            None if st.committed >= id => Ok(Appended {
+                id,
+                timestamp,
+                duplicate: false,
+            }),
+            None => Err(self.failed_error(st.failed.as_deref().unwrap_or("not stored"))),
         }
-        let mut slots = Vec::with_capacity(items.len());
-        let mut last_queued = None;
-        let mut st = self.state.lock();
-        for (user, cmid, body) in items {
-            let key = self.keys.key(user.as_str(), cmid.as_str());
-            if body.len() > MAX_BODY_BYTES
-                || st.failed.is_some()
-                || st.dedupe.get(key).is_some()
-                || st.next_id == u64::MAX
-            {
-                slots.push(Slot::Single);
-                continue;
-            }
-            let id = st.next_id;
-            st.next_id += 1;
-            let timestamp = Timestamp::now().max(st.last_ts);
-            st.last_ts = timestamp;
-            st.dedupe.insert(key, id);
-            st.pending.push(Pending {
-                key,
-                client_msg_id: (*cmid).clone(),
-                record: Record {
-                    id,
-                    timestamp,
-                    username: (*user).clone(),
-                    body: (*body).to_owned(),
-                },
-            });
-            slots.push(Slot::Queued(id, timestamp));
-            last_queued = Some(id);
-        }
-        if let Some(last) = last_queued {
-            if st.gathering && st.pending.len() >= st.last_batch {
-                self.arrivals.notify_one();
-            }
-            while st.committed < last && st.failed.is_none() {
-                if st.leader {
-                    self.settled.wait(&mut st);
-                } else {
-                    self.lead(&mut st);
-                }
-            }
-        }
-        let mut out: Vec<Option<Result<Appended>>> = slots
-            .iter()
-            .map(|slot| match *slot {
-                Slot::Queued(id, timestamp) => Some(match st.failed_ids.remove(&id) {
-                    Some(info) => Err(info.to_error()),
-                    None if st.committed >= id => Ok(Appended {
-                        id,
-                        timestamp,
-                        duplicate: false,
-                    }),
-                    None => Err(self.failed_error(st.failed.as_deref().unwrap_or("not stored"))),
-                }),
-                Slot::Single => None,
-            })
-            .collect();
-        drop(st);
-        // This call's own records are settled, so a duplicate among them is answered at once.
-        for ((user, cmid, body), result) in items.iter().zip(&mut out) {
-            if result.is_none() {
-                *result = Some(self.append(user, cmid, body));
-            }
-        }
-        out.into_iter().flatten().collect()
     }
 
     /// Writes one batch of the queue as leader, then settles it and wakes everyone.
@@ -524,6 +518,21 @@ impl MessageStore {
         };
         self.timestamp_of(id).map(|ts| (id, ts))
     }
+}
+
+/// Gives `pending` the next id and a timestamp no earlier than the last record's, enters it in
+/// the dedupe map and queues it. The caller has checked that the pair is new and the store takes
+/// appends.
+fn enqueue(st: &mut AppendState, mut pending: Pending) -> (u64, Timestamp) {
+    let id = st.next_id;
+    st.next_id += 1;
+    let timestamp = Timestamp::now().max(st.last_ts);
+    st.last_ts = timestamp;
+    pending.record.id = id;
+    pending.record.timestamp = timestamp;
+    st.dedupe.insert(pending.key, id);
+    st.pending.push(pending);
+    (id, timestamp)
 }
 
 fn fatal(info: FailInfo) -> CommitFailure {
