@@ -115,9 +115,6 @@ pub struct OpenReport {
     /// The last line was torn or invalid (a crash mid-write): it was appended to
     /// `database.db.corrupt` and cut from `database.db`.
     pub torn_tail: Option<FaultyLine>,
-    /// Whether timestamps never decrease along ids. When not, [`MessageStore::range_time`] scans
-    /// the in-memory index instead of binary-searching it.
-    pub timestamps_monotonic: bool,
     /// What was found in `database.msgids`.
     pub msgids: MsgidsReport,
     /// How long opening took.

@@ -62,7 +62,6 @@ pub(crate) fn moved(line: &Line<'_>, reason: LineError) -> FaultyLine {
 /// What scanning `database.db` found.
 struct DbScan {
     index: Vec<IndexEntry>,
-    monotonic: bool,
     /// The last line, when invalid (any other invalid line is an error).
     bad: Option<FaultyLine>,
     /// The end of the last valid line.
@@ -75,7 +74,6 @@ fn scan_db(file: &File, path: &Path) -> Result<DbScan> {
     // Lines are rarely under 48 bytes: reserve once rather than grow through many copies.
     let mut index: Vec<IndexEntry> =
         Vec::with_capacity(usize::try_from(size / 48).unwrap_or(0).min(1 << 26));
-    let mut monotonic = true;
     let mut bad: Option<FaultyLine> = None;
     let mut end = 0u64;
     scan_records(file, path, |line, verdict| {
@@ -89,12 +87,10 @@ fn scan_db(file: &File, path: &Path) -> Result<DbScan> {
         }
         match verdict {
             Ok(f) => {
-                let micros = f.timestamp.as_micros();
-                monotonic &= index.last().is_none_or(|e| e.micros <= micros);
                 index.push(IndexEntry {
                     id: f.id,
                     offset: line.offset,
-                    micros,
+                    micros: f.timestamp.as_micros(),
                 });
                 end = line.offset + line.len;
             }
@@ -103,12 +99,7 @@ fn scan_db(file: &File, path: &Path) -> Result<DbScan> {
         Ok(())
     })?;
     index.shrink_to_fit();
-    Ok(DbScan {
-        index,
-        monotonic,
-        bad,
-        end,
-    })
+    Ok(DbScan { index, bad, end })
 }
 
 impl MessageStore {
@@ -147,12 +138,7 @@ impl MessageStore {
             };
             (db, msgids)
         });
-        let DbScan {
-            index,
-            monotonic,
-            bad,
-            end,
-        } = db_scan?;
+        let DbScan { index, bad, end } = db_scan?;
 
         if let Some(torn) = bad {
             let corrupt = files::move_aside(file, &db_path, &[torn])?;
@@ -170,8 +156,7 @@ impl MessageStore {
             );
         }
 
-        let published =
-            Published::load(file, &db_path, index, end, config.tail_capacity, monotonic)?;
+        let published = Published::load(file, &db_path, index, end, config.tail_capacity)?;
         let index = published.index();
 
         let msgids::Loaded {
@@ -189,7 +174,6 @@ impl MessageStore {
             first_id: index.first().map_or(0, |e| e.id),
             last_id,
             torn_tail: bad,
-            timestamps_monotonic: monotonic,
             msgids: msgids_report,
             elapsed: Duration::ZERO,
         };

@@ -31,7 +31,6 @@ pub(super) struct Published {
     tail: VecDeque<Record>,
     /// Length of `database.db` covered by `index`.
     end: u64,
-    monotonic: bool,
 }
 
 impl Published {
@@ -44,7 +43,6 @@ impl Published {
         index: Vec<IndexEntry>,
         end: u64,
         tail_capacity: usize,
-        monotonic: bool,
     ) -> Result<Self> {
         let tail_len = index.len().min(tail_capacity);
         let mut tail = VecDeque::with_capacity(tail_capacity.min(1 << 20));
@@ -53,12 +51,7 @@ impl Published {
             let offset = index[first].offset;
             tail.extend(read_records(file, path, first, offset, end - offset)?);
         }
-        Ok(Self {
-            index,
-            tail,
-            end,
-            monotonic,
-        })
+        Ok(Self { index, tail, end })
     }
 
     pub(super) fn index(&self) -> &[IndexEntry] {
@@ -109,36 +102,19 @@ impl Published {
             return Plan::Done(self.tail.range(start - ts..end - ts).cloned().collect());
         }
         let offset = self.index[start].offset;
-        Plan::Read(vec![(start, offset, self.line_end(end - 1) - offset)])
-    }
-
-    /// How to fetch the records at `positions` (ascending).
-    fn plan_scattered(&self, positions: &[usize]) -> Plan {
-        let ts = self.tail_start();
-        if positions.first().is_some_and(|&p| p >= ts) {
-            return Plan::Done(
-                positions
-                    .iter()
-                    .map(|&p| self.tail[p - ts].clone())
-                    .collect(),
-            );
+        Plan::Read {
+            first: start,
+            offset,
+            len: self.line_end(end - 1) - offset,
         }
-        let mut ranges: Vec<(usize, u64, u64)> = Vec::new();
-        for &p in positions {
-            let (offset, len) = (self.index[p].offset, self.line_len(p));
-            match ranges.last_mut() {
-                Some(last) if last.1 + last.2 == offset => last.2 += len,
-                _ => ranges.push((p, offset, len)),
-            }
-        }
-        Plan::Read(ranges)
     }
 }
 
-/// Records to return, or file ranges (first index position, offset, length) to read them from.
+/// Records to return, or the range of `database.db` to read them from (its first line at index
+/// position `first`).
 enum Plan {
     Done(Vec<Record>),
-    Read(Vec<(usize, u64, u64)>),
+    Read { first: usize, offset: u64, len: u64 },
 }
 
 impl MessageStore {
@@ -211,28 +187,6 @@ impl MessageStore {
         Ok(self.run(plan)?.pop())
     }
 
-    /// The first `limit` records with `from <= timestamp <= to`, ascending.
-    pub fn range_time(&self, from: Timestamp, to: Timestamp, limit: usize) -> Result<Vec<Record>> {
-        let (from, to) = (from.as_micros(), to.as_micros());
-        let p = self.published.read();
-        let plan = if from > to || limit == 0 {
-            Plan::Done(Vec::new())
-        } else if p.monotonic {
-            let start = p.index.partition_point(|e| e.micros < from);
-            let end = p.index[start..].partition_point(|e| e.micros <= to) + start;
-            p.plan(start, end.min(start.saturating_add(limit)))
-        } else {
-            // The file's timestamps went backwards somewhere: binary search would be wrong.
-            let positions: Vec<usize> = (0..p.index.len())
-                .filter(|&i| (from..=to).contains(&p.index[i].micros))
-                .take(limit)
-                .collect();
-            p.plan_scattered(&positions)
-        };
-        drop(p);
-        self.run(plan)
-    }
-
     /// The cursor `c` such that `after(c, ..)` yields the newest `n` records (0 when there are
     /// no more than `n`). The server uses it for history-on-join.
     pub fn last_n_start(&self, n: usize) -> u64 {
@@ -244,12 +198,8 @@ impl MessageStore {
     fn run(&self, plan: Plan) -> Result<Vec<Record>> {
         match plan {
             Plan::Done(records) => Ok(records),
-            Plan::Read(ranges) => {
-                let mut out = Vec::new();
-                for (first, offset, len) in ranges {
-                    out.extend(read_records(self.db(), &self.db_path, first, offset, len)?);
-                }
-                Ok(out)
+            Plan::Read { first, offset, len } => {
+                read_records(self.db(), &self.db_path, first, offset, len)
             }
         }
     }
