@@ -174,6 +174,8 @@ pub struct MessageStore {
     writer: Mutex<Writer>,
     published: RwLock<Published>,
     newest: AtomicU64,
+    /// [`MessageStore::close`] has done the final fsync: dropping must not do it again.
+    closed: bool,
     #[cfg(test)]
     faults: Mutex<Vec<Fault>>,
 }
@@ -204,14 +206,22 @@ impl MessageStore {
             .map_err(|e| StoreError::io("fsync", &self.db_path, e))
     }
 
-    /// Fsyncs and closes the store, releasing the data-dir lock.
-    pub fn close(self) -> Result<()> {
-        self.sync()
+    /// Fsyncs and closes the store, releasing the data-dir lock. Dropping the store fsyncs too,
+    /// but can only log a failure; this returns it.
+    pub fn close(mut self) -> Result<()> {
+        let result = self.sync();
+        // The final fsync, even when it failed: the caller has the error, and a second fsync
+        // could report success for pages the kernel dropped after the first failed.
+        self.closed = true;
+        result
     }
 }
 
 impl Drop for MessageStore {
     fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
         if let Err(e) = self.sync() {
             tracing::error!(error = %e, "could not fsync the message store while closing it");
         }
