@@ -50,7 +50,6 @@ proptest! {
                 let n = s.newest_id();
                 let _ = s.after(0, 100, 200);
                 let _ = s.before(n, 3);
-                let _ = s.range_time(gc_protocol::types::Timestamp::from_micros(0), gc_protocol::types::Timestamp::MAX, 5);
                 let _ = s.append(&user("z"), &cmid("q"), "after garbage");
             }
             Err(_) => {

@@ -30,7 +30,6 @@ fn open_creates_dir_and_files() {
         (rep.records, rep.first_id, rep.last_id, rep.torn_tail),
         (0, 0, 0, None)
     );
-    assert!(rep.timestamps_monotonic);
     assert_eq!((s.newest_id(), s.len(), s.is_empty()), (0, 0, true));
     assert!(s.after(0, 10, u64::MAX).unwrap().is_empty());
     assert!(s.before(0, 10).unwrap().is_empty());
@@ -433,13 +432,6 @@ fn query_answers(s: &MessageStore) -> Vec<Vec<Record>> {
     for id in [0, 1, 10, n, n + 1] {
         out.push(s.get(id).unwrap().into_iter().collect());
     }
-    let t = |x: &str| Timestamp::parse(x).unwrap();
-    out.push(s.range_time(t("1000"), t("1004"), 100).unwrap());
-    out.push(s.range_time(t("1000.5"), t("1003.5"), 2).unwrap());
-    out.push(s.range_time(t("0"), Timestamp::MAX, 100).unwrap());
-    out.push(s.range_time(t("1004"), t("1003"), 100).unwrap());
-    out.push(s.range_time(t("1018"), Timestamp::MAX, 0).unwrap());
-    out.push(s.range_time(t("1018"), Timestamp::MAX, 100).unwrap());
     out
 }
 
@@ -491,11 +483,6 @@ fn queries_at_boundaries_tail_and_file_agree() {
             a[19..24].iter().map(|v| ids(v)).collect::<Vec<_>>(),
             vec![vec![], vec![1], vec![10], vec![20], vec![]]
         );
-        assert_eq!(ids(&a[24]), vec![1, 2, 3, 4, 5]);
-        assert_eq!(ids(&a[25]), vec![2, 3]);
-        assert_eq!(a[26].len(), 20);
-        assert!(a[27].is_empty() && a[28].is_empty());
-        assert_eq!(ids(&a[29]), vec![19, 20]);
         // max_bytes counts whole lines.
         assert_eq!(s.after(0, 100, line_len * 3).unwrap().len(), 3);
         assert_eq!(s.after(0, 100, line_len * 3 - 1).unwrap().len(), 2);
@@ -524,7 +511,7 @@ fn appended_records_are_queryable_from_tail_and_file() {
 }
 
 #[test]
-fn non_monotonic_timestamps_fall_back_to_a_scan() {
+fn appends_after_timestamps_that_went_backwards_never_go_back_in_time() {
     let dir = tempfile::tempdir().unwrap();
     let records = [
         rec(1, "100", "u", "a"),
@@ -533,18 +520,8 @@ fn non_monotonic_timestamps_fall_back_to_a_scan() {
         rec(4, "250", "u", "d"),
     ];
     fs::write(dir.path().join("database.db"), encode_all(&records)).unwrap();
-    let (s, rep) = MessageStore::open(dir.path(), config(FsyncPolicy::Never, 1)).unwrap();
-    assert!(!rep.timestamps_monotonic);
+    let (s, _) = MessageStore::open(dir.path(), config(FsyncPolicy::Never, 1)).unwrap();
     let t = |x: &str| Timestamp::parse(x).unwrap();
-    assert_eq!(
-        ids(&s.range_time(t("150"), t("260"), 10).unwrap()),
-        vec![3, 4]
-    );
-    assert_eq!(
-        ids(&s.range_time(t("150"), t("300"), 10).unwrap()),
-        vec![2, 3, 4]
-    );
-    assert_eq!(ids(&s.range_time(t("150"), t("300"), 1).unwrap()), vec![2]);
     // Appends never go back in time from the last record.
     let a = s.append(&user("u"), &cmid("x"), "new").unwrap();
     assert!(a.timestamp >= t("250"));

@@ -1,0 +1,250 @@
+//! The server's message store: `database.db` (records) and `database.msgids` (dedupe), with
+//! group commit, an id → offset index and an in-memory tail.
+//!
+//! This file holds the public types, the [`MessageStore`] itself and its life cycle (sync,
+//! close). The work is split by concern:
+//! - `open`: opening and recovery (validating scan, torn tail, building the index and dedupe map);
+//! - `commit`: appends and group commit, and what a failed write or fsync does;
+//! - `query`: the index and tail readers see, and the queries on them.
+
+mod commit;
+mod open;
+mod query;
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use gc_protocol::types::Timestamp;
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::error::{Result, StoreError};
+use crate::files::FaultyLine;
+use crate::lock::DataDirLock;
+use crate::msgids::{KeyHasher, MsgidsReport};
+#[cfg(test)]
+use commit::Fault;
+use commit::{AppendState, Writer};
+pub(crate) use open::{moved, scan_records};
+pub(crate) use query::IndexEntry;
+use query::Published;
+
+/// When the store fsyncs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FsyncPolicy {
+    /// Every append fsyncs on its own (its msgids line, then its record) before it returns.
+    Always,
+    /// Group commit: concurrent appends share one fsync of each file; each returns after the
+    /// fsync that covers it. As safe as `Always`, and far faster under load.
+    #[default]
+    Batch,
+    /// Never fsync (except in [`MessageStore::sync`]): an acknowledged append survives a crash of
+    /// gc-server but not of the machine.
+    Never,
+}
+
+impl FsyncPolicy {
+    /// The policy's name as written in configuration: `always`, `batch` or `never`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::Batch => "batch",
+            Self::Never => "never",
+        }
+    }
+}
+
+impl fmt::Display for FsyncPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text was not `always`, `batch` or `never`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown fsync policy {0:?}: use always, batch or never")]
+pub struct ParseFsyncPolicyError(pub String);
+
+impl FromStr for FsyncPolicy {
+    type Err = ParseFsyncPolicyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "always" => Ok(Self::Always),
+            "batch" => Ok(Self::Batch),
+            "never" => Ok(Self::Never),
+            other => Err(ParseFsyncPolicyError(other.to_owned())),
+        }
+    }
+}
+
+/// How a [`MessageStore`] behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// When to fsync. Default [`FsyncPolicy::Batch`].
+    pub fsync: FsyncPolicy,
+    /// How many of the newest records to keep in memory for fast delivery. Default 10,000.
+    pub tail_capacity: usize,
+    /// How many of the newest (user, client-msg-id) pairs to remember for dedupe. Default
+    /// 1,000,000. `database.msgids` is compacted to this many on open once it holds twice as many.
+    pub msgid_window: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            fsync: FsyncPolicy::Batch,
+            tail_capacity: 10_000,
+            msgid_window: 1_000_000,
+        }
+    }
+}
+
+/// What [`MessageStore::open`] found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Valid records in `database.db`.
+    pub records: usize,
+    /// The lowest id (0 when empty).
+    pub first_id: u64,
+    /// The highest id (0 when empty); the next append gets a greater one.
+    pub last_id: u64,
+    /// The last line was torn or invalid (a crash mid-write): it was appended to
+    /// `database.db.corrupt` and cut from `database.db`.
+    pub torn_tail: Option<FaultyLine>,
+    /// What was found in `database.msgids`.
+    pub msgids: MsgidsReport,
+    /// How long opening took.
+    pub elapsed: Duration,
+}
+
+/// The outcome of [`MessageStore::append`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The record's id.
+    pub id: u64,
+    /// The record's timestamp (the stored one: send it in `Thx`).
+    pub timestamp: Timestamp,
+    /// The (user, client-msg-id) pair was already stored: this is the first record's id and
+    /// timestamp, and nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// The server's message store: `database.db` and `database.msgids` in a data dir, with the
+/// data-dir lock held while it is open. `Send + Sync`: share it with `Arc`.
+///
+/// # Concurrency
+///
+/// Every method takes `&self`. Appends meet in one small mutex (`state`): there each gets its id
+/// and timestamp, is checked against the dedupe map and queued. One appender at a time is the
+/// *leader*: it takes the queue, writes and fsyncs outside the mutex, publishes the records to
+/// readers, and wakes the others (a condvar). Readers use a separate read-write lock holding the
+/// index and the tail, and never wait for a disk write: a leader takes it only briefly to publish.
+///
+/// Under [`FsyncPolicy::Batch`] the leader takes everything queued (group commit): one write and
+/// one fsync of `database.msgids`, then one write and one fsync of `database.db`, for the whole
+/// batch. A new leader whose queue holds at most half as many appends as the last batch waits up
+/// to 100 µs for more, since the last batch's appenders are usually about to queue again.
+///
+/// # Failures
+///
+/// A failed *write* (say, a full disk) is undone: both files are truncated back to their last
+/// good length, the batch's appenders get the error, their ids are never used (ids may skip, but
+/// never repeat), and later appends go on normally. A failed *fsync*, or a failed undo, leaves the
+/// files' state unknown (after a failed fsync the kernel may have dropped the dirty pages), so the
+/// store then refuses every later append with [`StoreError::Failed`]; reads go on. Restarting
+/// revalidates the files. Nothing is ever acknowledged or shown to readers unless it is durable as
+/// the fsync policy promises.
+#[derive(Debug)]
+pub struct MessageStore {
+    db_path: PathBuf,
+    msgids_path: PathBuf,
+    config: StoreConfig,
+    /// Holds the data-dir lock and the open `database.db`.
+    lock: DataDirLock,
+    msgids: File,
+    keys: KeyHasher,
+    state: Mutex<AppendState>,
+    settled: Condvar,
+    /// Wakes a gathering leader once the queue is full enough.
+    arrivals: Condvar,
+    writer: Mutex<Writer>,
+    published: RwLock<Published>,
+    newest: AtomicU64,
+    /// [`MessageStore::close`] has done the final fsync: dropping must not do it again.
+    closed: bool,
+    #[cfg(test)]
+    faults: Mutex<Vec<Fault>>,
+}
+
+impl MessageStore {
+    /// The path of `database.db`.
+    pub fn path(&self) -> &Path {
+        &self.db_path
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    fn db(&self) -> &File {
+        self.lock.file()
+    }
+
+    /// Fsyncs both files. With [`FsyncPolicy::Never`] this is the only fsync; call it at shutdown.
+    pub fn sync(&self) -> Result<()> {
+        let _w = self.writer.lock();
+        self.msgids
+            .sync_all()
+            .map_err(|e| StoreError::io("fsync", &self.msgids_path, e))?;
+        self.db()
+            .sync_all()
+            .map_err(|e| StoreError::io("fsync", &self.db_path, e))
+    }
+
+    /// Fsyncs and closes the store, releasing the data-dir lock. Dropping the store fsyncs too,
+    /// but can only log a failure; this returns it.
+    pub fn close(mut self) -> Result<()> {
+        let result = self.sync();
+        // The final fsync, even when it failed: the caller has the error, and a second fsync
+        // could report success for pages the kernel dropped after the first failed.
+        self.closed = true;
+        result
+    }
+}
+
+impl Drop for MessageStore {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        if let Err(e) = self.sync() {
+            tracing::error!(error = %e, "could not fsync the message store while closing it");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_text_forms() {
+        for p in [FsyncPolicy::Always, FsyncPolicy::Batch, FsyncPolicy::Never] {
+            assert_eq!(p.to_string().parse::<FsyncPolicy>(), Ok(p));
+        }
+        assert_eq!(FsyncPolicy::default(), FsyncPolicy::Batch);
+        let e = "sometimes".parse::<FsyncPolicy>().unwrap_err();
+        assert!(e.to_string().contains("always, batch or never"));
+    }
+
+    #[test]
+    fn store_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<MessageStore>();
+    }
+}
