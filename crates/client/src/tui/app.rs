@@ -702,7 +702,7 @@ impl App {
                     form.move_focus(true);
                 }
             }
-            _ => edit_line(form.field_mut(), key),
+            _ => form.field_mut().edit_key(key),
         }
     }
 
@@ -786,7 +786,7 @@ impl App {
                 self.input.down();
             }
             KeyCode::Tab => self.complete_name(),
-            _ => edit_line(&mut self.input, key),
+            _ => self.input.edit_key(key),
         }
     }
 
@@ -990,32 +990,6 @@ pub fn mentions(body: &str, user: &str) -> bool {
         from = end;
     }
     false
-}
-
-/// The editing keys shared by every text field.
-fn edit_line(field: &mut InputBox, key: KeyEvent) {
-    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-    let alt = key.modifiers.contains(KeyModifiers::ALT);
-    match key.code {
-        KeyCode::Char('a') if ctrl => field.home(),
-        KeyCode::Char('e') if ctrl => field.end(),
-        KeyCode::Char('w') if ctrl => field.delete_word_before(),
-        KeyCode::Char('u') if ctrl => field.delete_to_line_start(),
-        KeyCode::Char('k') if ctrl => field.delete_to_line_end(),
-        KeyCode::Char('b') if alt => field.word_left(),
-        KeyCode::Char('f') if alt => field.word_right(),
-        KeyCode::Backspace if ctrl || alt => field.delete_word_before(),
-        KeyCode::Char(c) if !ctrl && !alt => field.insert_char(c),
-        KeyCode::Backspace => field.backspace(),
-        KeyCode::Delete => field.delete(),
-        KeyCode::Left if ctrl || alt => field.word_left(),
-        KeyCode::Right if ctrl || alt => field.word_right(),
-        KeyCode::Left => field.left(),
-        KeyCode::Right => field.right(),
-        KeyCode::Home => field.home(),
-        KeyCode::End => field.end(),
-        _ => {}
-    }
 }
 
 #[cfg(test)]
