@@ -8,14 +8,14 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset, Local, Utc};
-use gc_protocol::types::is_valid_username;
-use gc_protocol::{ClientMsgId, ErrorCode, Record, Registration};
+use gc_protocol::{ClientMsgId, Record, Registration};
 use ratatui::crossterm::event::{
     Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind,
 };
 
 use super::command::{self, HELP, Input};
 use super::input::InputBox;
+use super::login::{LoginForm, Request};
 use super::scrollback::{Entry, Kind, Level, Scrollback};
 use crate::display::{sanitize, utc};
 use crate::error::AppError;
@@ -99,73 +99,6 @@ pub struct Pending {
     pub queued: DateTime<FixedOffset>,
     /// Its record id, once the server acknowledged it.
     pub acked: Option<u64>,
-}
-
-/// A field of the login form.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Field {
-    /// Username.
-    User,
-    /// Password (hidden).
-    Password,
-    /// Password again, to create an account (hidden).
-    Repeat,
-}
-
-/// The login form.
-#[derive(Debug, Default)]
-pub struct LoginForm {
-    /// Username.
-    pub user: InputBox,
-    /// Password.
-    pub password: InputBox,
-    /// Password again (registration).
-    pub repeat: InputBox,
-    /// The field being edited.
-    pub focus: Option<Field>,
-    /// Create the account (the repeat field is shown).
-    pub register: bool,
-    /// A client is logging in.
-    pub busy: bool,
-    /// A line for the user: why the last attempt failed, or what is happening.
-    pub message: Option<(Level, String)>,
-}
-
-impl LoginForm {
-    /// The field being edited.
-    pub fn focused(&self) -> Field {
-        self.focus.unwrap_or(Field::User)
-    }
-
-    fn field_mut(&mut self) -> &mut InputBox {
-        match self.focused() {
-            Field::User => &mut self.user,
-            Field::Password => &mut self.password,
-            Field::Repeat => &mut self.repeat,
-        }
-    }
-
-    fn fields(&self) -> &'static [Field] {
-        if self.register {
-            &[Field::User, Field::Password, Field::Repeat]
-        } else {
-            &[Field::User, Field::Password]
-        }
-    }
-
-    fn move_focus(&mut self, forward: bool) {
-        let fields = self.fields();
-        let at = fields
-            .iter()
-            .position(|f| *f == self.focused())
-            .unwrap_or(0);
-        let next = if forward {
-            (at + 1) % fields.len()
-        } else {
-            (at + fields.len() - 1) % fields.len()
-        };
-        self.focus = Some(fields[next]);
-    }
 }
 
 /// Which screen is up.
@@ -291,20 +224,14 @@ impl App {
     /// Fills in the login form: the remembered or given username, and whether to register.
     pub fn prefill(&mut self, user: Option<&str>, register: bool) {
         if let Screen::Login(form) = &mut self.screen {
-            if let Some(user) = user {
-                form.user.set(user);
-                form.focus = Some(Field::Password);
-            }
-            form.register = register;
+            form.prefill(user, register);
         }
     }
 
     /// Starts logging in with a password that was given (file or environment).
     pub fn auto_login(&mut self, user: &str, password: Password, register: bool) {
         if let Screen::Login(form) = &mut self.screen {
-            form.user.set(user);
-            form.register = register;
-            form.busy = true;
+            form.start(user, register);
         }
         self.user = user.to_owned();
         self.actions.push(Action::Login {
@@ -443,8 +370,7 @@ impl App {
     /// The client could not be started for a login.
     pub fn login_error(&mut self, error: &AppError) {
         if let Screen::Login(form) = &mut self.screen {
-            form.busy = false;
-            form.message = Some((Level::Error, error_chain(error)));
+            form.start_failed(error_chain(error));
         }
     }
 
@@ -524,10 +450,8 @@ impl App {
                     NoticeLevel::Info => Level::Info,
                     NoticeLevel::Warning => Level::Warning,
                 };
-                if let Screen::Login(form) = &mut self.screen
-                    && form.busy
-                {
-                    form.message = Some((level, text.clone()));
+                if let Screen::Login(form) = &mut self.screen {
+                    form.progress(level, &text);
                 }
                 self.notice(level, text);
             }
@@ -536,42 +460,9 @@ impl App {
     }
 
     fn fatal(&mut self, error: &ClientError) {
-        let registration = self.status.registration;
-        let user = self.user.clone();
         if let Screen::Login(form) = &mut self.screen {
-            form.busy = false;
+            form.client_failed(error, &self.user, self.status.registration);
             self.actions.push(Action::StopClient);
-            let text = error_chain(error);
-            match error.code() {
-                Some(ErrorCode::UnknownUser) if registration == Some(Registration::Open) => {
-                    form.register = true;
-                    form.focus = Some(Field::Repeat);
-                    form.repeat.take();
-                    form.message = Some((
-                        Level::Info,
-                        format!(
-                            "There is no account \"{user}\" on this server yet. Type the \
-                             password again and press Enter to create it (Esc: back)."
-                        ),
-                    ));
-                }
-                Some(ErrorCode::UnknownUser) => {
-                    form.focus = Some(Field::User);
-                    form.message = Some((
-                        Level::Error,
-                        format!(
-                            "There is no account \"{user}\" and this server does not take \
-                             registrations: ask its operator for one."
-                        ),
-                    ));
-                }
-                Some(ErrorCode::Auth) => {
-                    form.focus = Some(Field::Password);
-                    form.password.take();
-                    form.message = Some((Level::Error, text));
-                }
-                _ => form.message = Some((Level::Error, text)),
-            }
         } else {
             self.notice(
                 Level::Error,
@@ -616,12 +507,7 @@ impl App {
     pub fn handle_paste(&mut self, text: &str) {
         self.esc_pending = false;
         match &mut self.screen {
-            Screen::Login(form) => {
-                if !form.busy {
-                    let line = text.lines().next().unwrap_or_default();
-                    form.field_mut().insert(line);
-                }
-            }
+            Screen::Login(form) => form.paste(text),
             Screen::Chat => self.input.insert(text),
         }
     }
@@ -662,86 +548,23 @@ impl App {
         let Screen::Login(form) = &mut self.screen else {
             return;
         };
-        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        if form.busy {
-            if key.code == KeyCode::Esc {
-                form.busy = false;
-                form.message = Some((Level::Info, "Cancelled.".into()));
-                self.actions.push(Action::StopClient);
+        match form.key(key) {
+            None => {}
+            Some(Request::LogIn {
+                user,
+                password,
+                register,
+            }) => {
+                self.user.clone_from(&user);
+                self.actions.push(Action::Login {
+                    user,
+                    password,
+                    register,
+                });
             }
-            return;
+            Some(Request::Cancel) => self.actions.push(Action::StopClient),
+            Some(Request::Quit) => self.quit = true,
         }
-        match key.code {
-            KeyCode::Esc if form.register => {
-                form.register = false;
-                form.repeat.take();
-                form.focus = Some(Field::User);
-                form.message = None;
-            }
-            KeyCode::Esc => self.quit = true,
-            KeyCode::Tab | KeyCode::Down => form.move_focus(true),
-            KeyCode::BackTab | KeyCode::Up => form.move_focus(false),
-            KeyCode::Char('r') if ctrl => {
-                form.register = !form.register;
-                form.message = None;
-                if !form.register && form.focused() == Field::Repeat {
-                    form.focus = Some(Field::Password);
-                }
-            }
-            KeyCode::Enter => {
-                let last = *form.fields().last().unwrap_or(&Field::Password);
-                // Enter on the last field submits; so does Enter on the username when the
-                // password is already there (logging in again after a refusal).
-                let submit = form.focused() == last
-                    || (form.focused() == Field::User
-                        && !form.register
-                        && !form.password.is_empty());
-                if submit {
-                    self.submit_login();
-                } else {
-                    form.move_focus(true);
-                }
-            }
-            _ => form.field_mut().edit_key(key),
-        }
-    }
-
-    fn submit_login(&mut self) {
-        let Screen::Login(form) = &mut self.screen else {
-            return;
-        };
-        let user = form.user.text().trim().to_owned();
-        let problem = if !is_valid_username(&user) {
-            form.focus = Some(Field::User);
-            Some(if user.is_empty() {
-                "Type your username.".to_owned()
-            } else {
-                "A username is 1 to 32 characters of A-Z a-z 0-9 _ . -".to_owned()
-            })
-        } else if form.password.is_empty() {
-            form.focus = Some(Field::Password);
-            Some("Type your password.".to_owned())
-        } else if form.register && form.repeat.text() != form.password.text() {
-            form.focus = Some(Field::Repeat);
-            form.repeat.take();
-            Some("The two passwords differ; type it again.".to_owned())
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            form.message = Some((Level::Error, problem));
-            return;
-        }
-        form.busy = true;
-        form.message = None;
-        let password = Password::new(form.password.text());
-        let register = form.register;
-        self.user.clone_from(&user);
-        self.actions.push(Action::Login {
-            user,
-            password,
-            register,
-        });
     }
 
     fn chat_key(&mut self, key: KeyEvent) {
@@ -995,7 +818,9 @@ pub fn mentions(body: &str, user: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tui::login::Field;
     use chrono::TimeZone as _;
+    use gc_protocol::ErrorCode;
     use gc_protocol::{Timestamp, Username};
 
     pub(crate) fn key(code: KeyCode) -> KeyEvent {

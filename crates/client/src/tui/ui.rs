@@ -21,7 +21,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
 
-use super::app::{App, Field, LoginForm, Screen};
+use super::app::{App, Screen};
+use super::login::{Field, LoginForm};
 use super::scrollback::{INDENT, Level, layout_message};
 use super::text::{Wrapper, text_width, truncate, user_color};
 use crate::display::sanitize;
