@@ -17,6 +17,7 @@ use super::command::{self, HELP, Input};
 use super::input::InputBox;
 use super::login::{LoginForm, Request};
 use super::scrollback::{Entry, Kind, Level, Scrollback};
+use super::search::{Search, Step};
 use crate::display::{sanitize, utc};
 use crate::error::AppError;
 use gc_client_core::ClientError;
@@ -108,17 +109,6 @@ pub enum Screen {
     Login(Box<LoginForm>),
     /// The conversation.
     Chat,
-}
-
-/// A `/search` in progress.
-#[derive(Debug, Clone)]
-pub struct Search {
-    /// What is searched (as typed).
-    pub query: String,
-    /// Indices of the matching entries, oldest first.
-    pub matches: Vec<usize>,
-    /// The match shown (index into `matches`).
-    pub current: usize,
 }
 
 /// The connection, as the status bar shows it.
@@ -342,9 +332,7 @@ impl App {
         let n = older.len();
         self.log.prepend(older);
         if let Some(search) = &mut self.search {
-            for m in &mut search.matches {
-                *m += n;
-            }
+            search.shift(n);
         }
     }
 
@@ -571,6 +559,10 @@ impl App {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let alt = key.modifiers.contains(KeyModifiers::ALT);
         let esc_before = std::mem::take(&mut self.esc_pending);
+        if let Some(step) = Step::for_key(&key) {
+            self.search_step(step);
+            return;
+        }
         match key.code {
             KeyCode::Esc => {
                 self.esc_pending = true;
@@ -600,8 +592,6 @@ impl App {
                 let wide = self.pane.get().0 >= 60;
                 self.people_pane = Some(!self.people_pane.unwrap_or(wide));
             }
-            KeyCode::Char('n') if ctrl => self.search_step(true),
-            KeyCode::Char('p') if ctrl => self.search_step(false),
             KeyCode::Up => {
                 self.input.up();
             }
@@ -728,52 +718,27 @@ impl App {
             self.search = None;
             return;
         }
-        let needle = if query.is_ascii() {
-            query.to_ascii_lowercase()
-        } else {
-            query.clone()
-        };
-        let matches: Vec<usize> = self
-            .log
-            .entries()
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.matches(&needle))
-            .map(|(i, _)| i)
-            .collect();
-        if matches.is_empty() {
-            self.search = None;
+        self.search = Search::find(&query, self.log.entries());
+        if self.search.is_none() {
             self.notice(
                 Level::Error,
                 format!("no match for \"{query}\" in the loaded messages (PgUp loads older ones)"),
             );
             return;
         }
-        let current = matches.len() - 1;
-        self.search = Some(Search {
-            query,
-            matches,
-            current,
-        });
         self.show_match();
     }
 
-    fn search_step(&mut self, newer: bool) {
+    fn search_step(&mut self, step: Step) {
         let Some(search) = &mut self.search else {
             return;
         };
-        if newer && search.current + 1 < search.matches.len() {
-            search.current += 1;
-        } else if !newer && search.current > 0 {
-            search.current -= 1;
-        }
+        search.step(step);
         self.show_match();
     }
 
     fn show_match(&mut self) {
-        if let Some(search) = &self.search
-            && let Some(&i) = search.matches.get(search.current)
-        {
+        if let Some(i) = self.highlighted() {
             let (w, h) = self.pane.get();
             self.log.show(i, w, usize::from(h));
         }
@@ -781,9 +746,7 @@ impl App {
 
     /// The search match to highlight.
     pub fn highlighted(&self) -> Option<usize> {
-        self.search
-            .as_ref()
-            .and_then(|s| s.matches.get(s.current).copied())
+        self.search.as_ref().and_then(Search::shown)
     }
 }
 
@@ -1136,27 +1099,6 @@ mod tests {
             modifiers: KeyModifiers::NONE,
         });
         assert!(app.log.following());
-    }
-
-    #[test]
-    fn case_blind_search() {
-        let at = Utc.timestamp_opt(0, 0).unwrap().fixed_offset();
-        let entry = |text: &str| {
-            Entry::new(
-                at,
-                Kind::Notice {
-                    level: Level::Info,
-                    text: text.into(),
-                },
-            )
-        };
-        assert!(entry("Hello World").matches("world"));
-        assert!(entry("hello world").matches("WORLD"));
-        assert!(entry("abc").matches(""));
-        assert!(!entry("ab").matches("abc"));
-        assert!(entry("日本語 Text").matches("text"));
-        assert!(entry("ÉCOLE").matches("école"));
-        assert!(!entry("hello").matches("world"));
     }
 
     #[test]
