@@ -126,6 +126,17 @@ pub struct StatusView {
     pub outbox: usize,
 }
 
+/// Loading older messages, past the top of the conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Older {
+    /// Scrolling past the top asks for a page.
+    Idle,
+    /// A page was asked for and has not come (from the cache or the server).
+    Loading,
+    /// The server had nothing older: the beginning is loaded, nothing more is asked.
+    Exhausted,
+}
+
 /// Everything the screen shows, and the input state.
 #[derive(Debug)]
 pub struct App {
@@ -149,10 +160,8 @@ pub struct App {
     pub pending: Vec<Pending>,
     /// A search in progress.
     pub search: Option<Search>,
-    /// Older messages are being fetched from the server.
-    pub loading_older: bool,
-    /// The server had nothing older.
-    pub history_done: bool,
+    /// Where loading older messages stands.
+    older: Older,
     /// The message pane's size at the last draw (width, height), for paging.
     pub pane: Cell<(u16, u16)>,
     /// "Now" for the heartbeat age.
@@ -187,8 +196,7 @@ impl App {
             status: StatusView::default(),
             pending: Vec::new(),
             search: None,
-            loading_older: false,
-            history_done: false,
+            older: Older::Idle,
             pane: Cell::new((80, 20)),
             now: Instant::now(),
             zone,
@@ -316,7 +324,10 @@ impl App {
     /// Adds older records (ascending) at the top; `from_server` with nothing new means the
     /// beginning of the conversation was reached.
     pub fn add_older(&mut self, records: &[Record], from_server: bool) {
-        self.loading_older = false;
+        // The page came: another can be asked for (a beginning already reached stays reached).
+        if self.older == Older::Loading {
+            self.older = Older::Idle;
+        }
         let limit = self.log.oldest_id().or(self.floor);
         let older: Vec<Entry> = records
             .iter()
@@ -325,7 +336,7 @@ impl App {
             .collect();
         if older.is_empty() {
             if from_server {
-                self.history_done = true;
+                self.older = Older::Exhausted;
             }
             return;
         }
@@ -334,6 +345,24 @@ impl App {
         if let Some(search) = &mut self.search {
             search.shift(n);
         }
+    }
+
+    /// The page asked for with [`Action::LoadOlder`] will not come (no client, or the request
+    /// could not be sent): scrolling past the top may ask again.
+    pub fn load_older_failed(&mut self) {
+        if self.older == Older::Loading {
+            self.older = Older::Idle;
+        }
+    }
+
+    /// Older messages are being fetched.
+    pub fn loading_older(&self) -> bool {
+        self.older == Older::Loading
+    }
+
+    /// The server had nothing older: the beginning of the conversation is loaded.
+    pub fn history_done(&self) -> bool {
+        self.older == Older::Exhausted
     }
 
     /// A message was queued with id `id`.
@@ -620,7 +649,7 @@ impl App {
     }
 
     fn load_older(&mut self) {
-        if self.loading_older || self.history_done {
+        if self.older != Older::Idle {
             return;
         }
         let before_id = self
@@ -629,10 +658,10 @@ impl App {
             .or(self.floor)
             .unwrap_or(if self.max_id > 0 { self.max_id + 1 } else { 0 });
         if before_id == 1 {
-            self.history_done = true;
+            self.older = Older::Exhausted;
             return;
         }
-        self.loading_older = true;
+        self.older = Older::Loading;
         self.actions.push(Action::LoadOlder { before_id });
     }
 
@@ -703,7 +732,10 @@ impl App {
                 self.floor = self.log.oldest_id().or(self.floor).map(|_| self.max_id + 1);
                 self.log.clear();
                 self.search = None;
-                self.history_done = false;
+                // Older messages are below the floor now: the beginning is to be found again.
+                if self.older == Older::Exhausted {
+                    self.older = Older::Idle;
+                }
             }
             Input::Reconnect => {
                 self.notice(Level::Info, "logging in again…");
@@ -1079,6 +1111,46 @@ mod tests {
         assert!(app.take_actions().is_empty(), "the beginning was reached");
         app.handle_key(key(KeyCode::End));
         assert!(app.log.following());
+    }
+
+    #[test]
+    fn a_failed_load_or_clear_lets_scrolling_ask_again() {
+        let mut app = chat();
+        app.add_records(
+            &(100..=150)
+                .map(|i| record(i, "bob", "x"))
+                .collect::<Vec<_>>(),
+        );
+        app.handle_key(key(KeyCode::Home));
+        assert!(app.loading_older());
+        assert!(matches!(
+            app.take_actions()[..],
+            [Action::LoadOlder { before_id: 100 }]
+        ));
+        app.handle_key(key(KeyCode::Home));
+        assert!(app.take_actions().is_empty(), "one request at a time");
+        app.load_older_failed();
+        assert!(!app.loading_older());
+        app.handle_key(key(KeyCode::Home));
+        assert!(matches!(
+            app.take_actions()[..],
+            [Action::LoadOlder { before_id: 100 }]
+        ));
+        app.add_older(&[], true);
+        assert!(app.history_done() && !app.loading_older());
+        app.load_older_failed();
+        assert!(
+            app.history_done(),
+            "a late failure does not forget the beginning"
+        );
+        type_str(&mut app, "/clear");
+        app.handle_key(key(KeyCode::Enter));
+        assert!(!app.history_done());
+        app.handle_key(key(KeyCode::Home));
+        assert!(matches!(
+            app.take_actions()[..],
+            [Action::LoadOlder { before_id: 151 }]
+        ));
     }
 
     #[test]

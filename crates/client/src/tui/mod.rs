@@ -187,11 +187,11 @@ impl<'a> ClientDriver<'a> {
                     if !cached.is_empty() {
                         app.add_older(&cached, false);
                     } else if let Err(e) = client.history(before_id, app::PAGE) {
-                        app.loading_older = false;
+                        app.load_older_failed();
                         app.notice(Level::Error, format!("cannot load older messages: {e}"));
                     }
                 }
-                None => app.loading_older = false,
+                None => app.load_older_failed(),
             },
             Action::Who => {
                 if let Some(Err(e)) = self.client.as_ref().map(Client::who) {

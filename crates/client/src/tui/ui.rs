@@ -204,7 +204,7 @@ fn render_messages(app: &App, area: Rect, buf: &mut Buffer) {
         let y = area.y + u16::try_from(i).unwrap_or(u16::MAX);
         buf.set_line(area.x, y, line, width);
     }
-    if app.loading_older {
+    if app.loading_older() {
         let line = Line::from(Span::styled(
             "  loading older messages…",
             Style::default().fg(Color::DarkGray),
