@@ -16,9 +16,10 @@ use ratatui::crossterm::event::{
 use super::command::{self, HELP, Input};
 use super::input::InputBox;
 use super::login::{LoginForm, Request};
+use super::people::{People, PeoplePane};
 use super::scrollback::{Entry, Kind, Level, Scrollback};
 use super::search::{Search, Step};
-use crate::display::{sanitize, utc};
+use crate::display::utc;
 use crate::error::AppError;
 use gc_client_core::ClientError;
 use gc_client_core::config::Password;
@@ -151,9 +152,9 @@ pub struct App {
     /// What is being typed.
     pub input: InputBox,
     /// Who is online, as last heard.
-    pub people: Vec<String>,
-    /// Show the people pane: `None` decides by width.
-    pub people_pane: Option<bool>,
+    pub people: People,
+    /// Whether the people pane is shown.
+    pub people_pane: PeoplePane,
     /// The status bar's data.
     pub status: StatusView,
     /// Messages waiting to be acknowledged, oldest first.
@@ -172,8 +173,8 @@ pub struct App {
     actions: Vec<Action>,
     esc_pending: bool,
     quit: bool,
+    /// `/who` was typed: the next list of people is shown as a notice.
     who_wanted: bool,
-    people_known: bool,
     ever_active: bool,
     /// Ids shown from the cache at start: skipped if the client delivers them again.
     preloaded: HashSet<u64>,
@@ -191,8 +192,8 @@ impl App {
             user: String::new(),
             log: Scrollback::default(),
             input: InputBox::default(),
-            people: Vec::new(),
-            people_pane: None,
+            people: People::Unknown,
+            people_pane: PeoplePane::Auto,
             status: StatusView::default(),
             pending: Vec::new(),
             search: None,
@@ -205,7 +206,6 @@ impl App {
             esc_pending: false,
             quit: false,
             who_wanted: false,
-            people_known: false,
             ever_active: false,
             preloaded: HashSet::new(),
             max_id: 0,
@@ -492,31 +492,13 @@ impl App {
     }
 
     fn presence(&mut self, users: impl Iterator<Item = String>) {
-        let mut users: Vec<String> = users.collect();
-        users.sort_by_key(|u| u.to_ascii_lowercase());
-        if self.people_known {
-            let joined: Vec<&String> = users.iter().filter(|u| !self.people.contains(u)).collect();
-            let left: Vec<&String> = self.people.iter().filter(|u| !users.contains(u)).collect();
-            let mut notes = Vec::new();
-            for u in joined {
-                notes.push(format!("{} joined", sanitize(u)));
-            }
-            for u in left {
-                notes.push(format!("{} left", sanitize(u)));
-            }
-            for note in notes {
-                self.notice(Level::Info, note);
-            }
+        for note in self.people.update(users.collect()) {
+            self.notice(Level::Info, note);
         }
-        self.people_known = true;
-        self.people = users;
-        if self.who_wanted {
-            self.who_wanted = false;
-            let list = self.people.join(", ");
-            self.notice(
-                Level::Info,
-                format!("online ({}): {list}", self.people.len()),
-            );
+        if std::mem::take(&mut self.who_wanted) {
+            let names = self.people.names();
+            let text = format!("online ({}): {}", names.len(), names.join(", "));
+            self.notice(Level::Info, text);
         }
     }
 
@@ -619,7 +601,7 @@ impl App {
             KeyCode::End if !ctrl => self.log.scroll_to_bottom(),
             KeyCode::F(2) => {
                 let wide = self.pane.get().0 >= 60;
-                self.people_pane = Some(!self.people_pane.unwrap_or(wide));
+                self.people_pane.toggle(wide);
             }
             KeyCode::Up => {
                 self.input.up();
@@ -673,13 +655,7 @@ impl App {
         if prefix.is_empty() {
             return;
         }
-        let lower = prefix.to_ascii_lowercase();
-        let Some(name) = self
-            .people
-            .iter()
-            .find(|p| p.to_ascii_lowercase().starts_with(&lower) && p.len() > prefix.len())
-            .cloned()
-        else {
+        let Some(name) = self.people.complete(prefix).map(str::to_owned) else {
             return;
         };
         let suffix = if start == 0 { ": " } else { " " };
@@ -1280,13 +1256,13 @@ mod tests {
         });
         let notes: Vec<&str> = app.log.entries().iter().map(Entry::searchable).collect();
         assert_eq!(notes, ["carol joined", "bob left"]);
-        assert_eq!(app.people, ["alice", "carol"]);
+        assert_eq!(app.people.names(), ["alice", "carol"]);
     }
 
     #[test]
     fn tab_completes_names() {
         let mut app = chat();
-        app.people = vec!["bob".into(), "carol".into()];
+        app.people = People::Known(vec!["bob".into(), "carol".into()]);
         type_str(&mut app, "ca");
         app.handle_key(key(KeyCode::Tab));
         assert_eq!(app.input.text(), "carol: ");

@@ -1,7 +1,8 @@
 //! The terminal UI of `gc-client` (ratatui + crossterm).
 //!
 //! - [`app`]: the state and what every key, paste, mouse and client event does to it; no I/O.
-//!   The login form ([`login`]) handles its own keys; [`search`] finds and steps through matches.
+//!   The login form ([`login`]) handles its own keys; [`search`] finds and steps through matches;
+//!   [`people`] keeps who is online.
 //! - [`ui`]: `impl Widget for &App`: draws only what is on screen.
 //! - [`channel`]: one channel of [`AppEvent`]s fed by the terminal input thread, the client's
 //!   threads (through its event sink) and the signal thread.
@@ -19,6 +20,7 @@ pub mod channel;
 pub mod command;
 pub mod input;
 pub mod login;
+pub mod people;
 pub mod scrollback;
 pub mod search;
 pub mod text;
