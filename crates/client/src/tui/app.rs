@@ -103,12 +103,14 @@ pub struct Pending {
     pub acked: Option<u64>,
 }
 
-/// Which screen is up.
+/// Which screen is up; also how far the session got, as the screen only ever goes from the login
+/// form to the conversation.
 #[derive(Debug)]
 pub enum Screen {
-    /// Asking for the account.
+    /// Asking for the account: no login has reached `ACTIVE` yet.
     Login(Box<LoginForm>),
-    /// The conversation.
+    /// The conversation, from the first `ACTIVE` on (it stays through reconnections; whether the
+    /// client is active now is [`StatusView::state`]).
     Chat,
 }
 
@@ -175,7 +177,6 @@ pub struct App {
     quit: bool,
     /// `/who` was typed: the next list of people is shown as a notice.
     who_wanted: bool,
-    ever_active: bool,
     /// Ids shown from the cache at start: skipped if the client delivers them again.
     preloaded: HashSet<u64>,
     max_id: u64,
@@ -206,7 +207,6 @@ impl App {
             esc_pending: false,
             quit: false,
             who_wanted: false,
-            ever_active: false,
             preloaded: HashSet::new(),
             max_id: 0,
             floor: None,
@@ -417,13 +417,11 @@ impl App {
         match event {
             Event::State(state) => {
                 self.status.state = state;
-                if state == ConnState::Active && !self.ever_active {
-                    self.ever_active = true;
-                    if let Screen::Login(_) = self.screen {
-                        let user = self.user.clone();
-                        self.enter_chat(&user);
-                        self.actions.push(Action::LoggedIn { user });
-                    }
+                // The first ACTIVE ends the login form; later ones are reconnections.
+                if state == ConnState::Active && matches!(self.screen, Screen::Login(_)) {
+                    let user = self.user.clone();
+                    self.enter_chat(&user);
+                    self.actions.push(Action::LoggedIn { user });
                 }
             }
             Event::Records(records) => self.add_records(&records),
@@ -1217,6 +1215,22 @@ mod tests {
         app.handle_client(Event::State(ConnState::Active));
         assert!(matches!(app.screen, Screen::Chat));
         assert!(matches!(&app.take_actions()[..], [Action::LoggedIn { user }] if user == "bob"));
+    }
+
+    #[test]
+    fn only_the_first_active_is_a_login() {
+        let mut app = App::new("srv", Zone::Local);
+        app.auto_login("bob", Password::new("pw"), false);
+        assert!(matches!(app.take_actions()[..], [Action::Login { .. }]));
+        app.handle_client(Event::State(ConnState::Connecting));
+        assert!(matches!(app.screen, Screen::Login(_)));
+        app.handle_client(Event::State(ConnState::Active));
+        assert!(matches!(&app.take_actions()[..], [Action::LoggedIn { user }] if user == "bob"));
+        // A reconnection: the conversation stays, the username is not remembered again.
+        app.handle_client(Event::State(ConnState::Disconnected));
+        app.handle_client(Event::State(ConnState::Active));
+        assert!(matches!(app.screen, Screen::Chat));
+        assert!(app.take_actions().is_empty());
     }
 
     #[test]
