@@ -173,8 +173,10 @@ pub struct App {
     /// A fixed wall clock for notices (tests); `None`: the real one.
     clock: Option<DateTime<Utc>>,
     actions: Vec<Action>,
+    /// The last key in the conversation was Esc: an Enter now adds a line (Esc as Alt).
     esc_pending: bool,
-    quit: bool,
+    /// The user asked to leave; never undone.
+    quitting: bool,
     /// `/who` was typed: the next list of people is shown as a notice.
     who_wanted: bool,
     /// Ids shown from the cache at start: skipped if the client delivers them again.
@@ -205,7 +207,7 @@ impl App {
             clock: None,
             actions: Vec::new(),
             esc_pending: false,
-            quit: false,
+            quitting: false,
             who_wanted: false,
             preloaded: HashSet::new(),
             max_id: 0,
@@ -247,7 +249,12 @@ impl App {
 
     /// Whether the user asked to leave.
     pub fn should_quit(&self) -> bool {
-        self.quit
+        self.quitting
+    }
+
+    /// Leaves: the run loop stops after the actions already asked for.
+    fn quit(&mut self) {
+        self.quitting = true;
     }
 
     /// Takes what the run loop has to do.
@@ -526,7 +533,7 @@ impl App {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         if ctrl && matches!(key.code, KeyCode::Char('c' | 'd')) {
             if key.code == KeyCode::Char('c') || self.input.is_empty() {
-                self.quit = true;
+                self.quit();
             }
             return;
         }
@@ -560,7 +567,7 @@ impl App {
                 });
             }
             Some(Request::Cancel) => self.actions.push(Action::StopClient),
-            Some(Request::Quit) => self.quit = true,
+            Some(Request::Quit) => self.quit(),
         }
     }
 
@@ -696,7 +703,7 @@ impl App {
                 self.actions.push(Action::Send { body, typed });
             }
             Input::Help => self.notice(Level::Info, HELP),
-            Input::Quit => self.quit = true,
+            Input::Quit => self.quit(),
             Input::Who => {
                 self.who_wanted = true;
                 self.actions.push(Action::Who);
