@@ -2,6 +2,11 @@
 //! mouse events and client events go in; what needs the client or the terminal comes out as
 //! [`Action`]s for the run loop ([`super::run_loop`]), and the screen is drawn from the state by
 //! [`super::ui`]. So all of it is tested without a terminal or a server.
+//!
+//! Here: the dispatcher and the conversation (records, outbox, scrolling and loading older
+//! pages, commands). It hands the login form's keys to [`super::login`], `/search` to
+//! [`super::search`] and the list of people to [`super::people`], and turns what they ask for
+//! into actions.
 
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -138,6 +143,24 @@ enum Older {
     Loading,
     /// The server had nothing older: the beginning is loaded, nothing more is asked.
     Exhausted,
+}
+
+impl Older {
+    /// The page asked for came or will not come: another may be asked for. A beginning already
+    /// reached stays reached.
+    fn settle(&mut self) {
+        if *self == Self::Loading {
+            *self = Self::Idle;
+        }
+    }
+
+    /// What was loaded is gone (`/clear`): the beginning is to be found again, unless a page is
+    /// on its way.
+    fn reopen(&mut self) {
+        if *self == Self::Exhausted {
+            *self = Self::Idle;
+        }
+    }
 }
 
 /// Everything the screen shows, and the input state.
@@ -331,10 +354,7 @@ impl App {
     /// Adds older records (ascending) at the top; `from_server` with nothing new means the
     /// beginning of the conversation was reached.
     pub fn add_older(&mut self, records: &[Record], from_server: bool) {
-        // The page came: another can be asked for (a beginning already reached stays reached).
-        if self.older == Older::Loading {
-            self.older = Older::Idle;
-        }
+        self.older.settle();
         let limit = self.log.oldest_id().or(self.floor);
         let older: Vec<Entry> = records
             .iter()
@@ -357,9 +377,7 @@ impl App {
     /// The page asked for with [`Action::LoadOlder`] will not come (no client, or the request
     /// could not be sent): scrolling past the top may ask again.
     pub fn load_older_failed(&mut self) {
-        if self.older == Older::Loading {
-            self.older = Older::Idle;
-        }
+        self.older.settle();
     }
 
     /// Older messages are being fetched.
@@ -713,10 +731,7 @@ impl App {
                 self.floor = self.log.oldest_id().or(self.floor).map(|_| self.max_id + 1);
                 self.log.clear();
                 self.search = None;
-                // Older messages are below the floor now: the beginning is to be found again.
-                if self.older == Older::Exhausted {
-                    self.older = Older::Idle;
-                }
+                self.older.reopen();
             }
             Input::Reconnect => {
                 self.notice(Level::Info, "logging in again…");
