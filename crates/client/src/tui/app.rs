@@ -2,22 +2,29 @@
 //! mouse events and client events go in; what needs the client or the terminal comes out as
 //! [`Action`]s for the run loop ([`super::run_loop`]), and the screen is drawn from the state by
 //! [`super::ui`]. So all of it is tested without a terminal or a server.
+//!
+//! Here: the dispatcher and the conversation (records, outbox, scrolling and loading older
+//! pages, commands). It hands the login form's keys to [`super::login`], `/search` to
+//! [`super::search`] and the list of people to [`super::people`], and turns what they ask for
+//! into actions.
 
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset, Local, Utc};
-use gc_protocol::types::is_valid_username;
-use gc_protocol::{ClientMsgId, ErrorCode, Record, Registration};
+use gc_protocol::{ClientMsgId, Record, Registration};
 use ratatui::crossterm::event::{
     Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind,
 };
 
 use super::command::{self, HELP, Input};
 use super::input::InputBox;
+use super::login::{LoginForm, Request};
+use super::people::{People, PeoplePane};
 use super::scrollback::{Entry, Kind, Level, Scrollback};
-use crate::display::{sanitize, utc};
+use super::search::{Search, Step};
+use crate::display::utc;
 use crate::error::AppError;
 use gc_client_core::ClientError;
 use gc_client_core::config::Password;
@@ -101,91 +108,15 @@ pub struct Pending {
     pub acked: Option<u64>,
 }
 
-/// A field of the login form.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Field {
-    /// Username.
-    User,
-    /// Password (hidden).
-    Password,
-    /// Password again, to create an account (hidden).
-    Repeat,
-}
-
-/// The login form.
-#[derive(Debug, Default)]
-pub struct LoginForm {
-    /// Username.
-    pub user: InputBox,
-    /// Password.
-    pub password: InputBox,
-    /// Password again (registration).
-    pub repeat: InputBox,
-    /// The field being edited.
-    pub focus: Option<Field>,
-    /// Create the account (the repeat field is shown).
-    pub register: bool,
-    /// A client is logging in.
-    pub busy: bool,
-    /// A line for the user: why the last attempt failed, or what is happening.
-    pub message: Option<(Level, String)>,
-}
-
-impl LoginForm {
-    /// The field being edited.
-    pub fn focused(&self) -> Field {
-        self.focus.unwrap_or(Field::User)
-    }
-
-    fn field_mut(&mut self) -> &mut InputBox {
-        match self.focused() {
-            Field::User => &mut self.user,
-            Field::Password => &mut self.password,
-            Field::Repeat => &mut self.repeat,
-        }
-    }
-
-    fn fields(&self) -> &'static [Field] {
-        if self.register {
-            &[Field::User, Field::Password, Field::Repeat]
-        } else {
-            &[Field::User, Field::Password]
-        }
-    }
-
-    fn move_focus(&mut self, forward: bool) {
-        let fields = self.fields();
-        let at = fields
-            .iter()
-            .position(|f| *f == self.focused())
-            .unwrap_or(0);
-        let next = if forward {
-            (at + 1) % fields.len()
-        } else {
-            (at + fields.len() - 1) % fields.len()
-        };
-        self.focus = Some(fields[next]);
-    }
-}
-
-/// Which screen is up.
+/// Which screen is up; also how far the session got, as the screen only ever goes from the login
+/// form to the conversation.
 #[derive(Debug)]
 pub enum Screen {
-    /// Asking for the account.
+    /// Asking for the account: no login has reached `ACTIVE` yet.
     Login(Box<LoginForm>),
-    /// The conversation.
+    /// The conversation, from the first `ACTIVE` on (it stays through reconnections; whether the
+    /// client is active now is [`StatusView::state`]).
     Chat,
-}
-
-/// A `/search` in progress.
-#[derive(Debug, Clone)]
-pub struct Search {
-    /// What is searched (as typed).
-    pub query: String,
-    /// Indices of the matching entries, oldest first.
-    pub matches: Vec<usize>,
-    /// The match shown (index into `matches`).
-    pub current: usize,
 }
 
 /// The connection, as the status bar shows it.
@@ -203,6 +134,35 @@ pub struct StatusView {
     pub outbox: usize,
 }
 
+/// Loading older messages, past the top of the conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Older {
+    /// Scrolling past the top asks for a page.
+    Idle,
+    /// A page was asked for and has not come (from the cache or the server).
+    Loading,
+    /// The server had nothing older: the beginning is loaded, nothing more is asked.
+    Exhausted,
+}
+
+impl Older {
+    /// The page asked for came or will not come: another may be asked for. A beginning already
+    /// reached stays reached.
+    fn settle(&mut self) {
+        if *self == Self::Loading {
+            *self = Self::Idle;
+        }
+    }
+
+    /// What was loaded is gone (`/clear`): the beginning is to be found again, unless a page is
+    /// on its way.
+    fn reopen(&mut self) {
+        if *self == Self::Exhausted {
+            *self = Self::Idle;
+        }
+    }
+}
+
 /// Everything the screen shows, and the input state.
 #[derive(Debug)]
 pub struct App {
@@ -217,19 +177,17 @@ pub struct App {
     /// What is being typed.
     pub input: InputBox,
     /// Who is online, as last heard.
-    pub people: Vec<String>,
-    /// Show the people pane: `None` decides by width.
-    pub people_pane: Option<bool>,
+    pub people: People,
+    /// Whether the people pane is shown.
+    pub people_pane: PeoplePane,
     /// The status bar's data.
     pub status: StatusView,
     /// Messages waiting to be acknowledged, oldest first.
     pub pending: Vec<Pending>,
     /// A search in progress.
     pub search: Option<Search>,
-    /// Older messages are being fetched from the server.
-    pub loading_older: bool,
-    /// The server had nothing older.
-    pub history_done: bool,
+    /// Where loading older messages stands.
+    older: Older,
     /// The message pane's size at the last draw (width, height), for paging.
     pub pane: Cell<(u16, u16)>,
     /// "Now" for the heartbeat age.
@@ -238,11 +196,12 @@ pub struct App {
     /// A fixed wall clock for notices (tests); `None`: the real one.
     clock: Option<DateTime<Utc>>,
     actions: Vec<Action>,
+    /// The last key in the conversation was Esc: an Enter now adds a line (Esc as Alt).
     esc_pending: bool,
-    quit: bool,
+    /// The user asked to leave; never undone.
+    quitting: bool,
+    /// `/who` was typed: the next list of people is shown as a notice.
     who_wanted: bool,
-    people_known: bool,
-    ever_active: bool,
     /// Ids shown from the cache at start: skipped if the client delivers them again.
     preloaded: HashSet<u64>,
     max_id: u64,
@@ -259,23 +218,20 @@ impl App {
             user: String::new(),
             log: Scrollback::default(),
             input: InputBox::default(),
-            people: Vec::new(),
-            people_pane: None,
+            people: People::Unknown,
+            people_pane: PeoplePane::Auto,
             status: StatusView::default(),
             pending: Vec::new(),
             search: None,
-            loading_older: false,
-            history_done: false,
+            older: Older::Idle,
             pane: Cell::new((80, 20)),
             now: Instant::now(),
             zone,
             clock: None,
             actions: Vec::new(),
             esc_pending: false,
-            quit: false,
+            quitting: false,
             who_wanted: false,
-            people_known: false,
-            ever_active: false,
             preloaded: HashSet::new(),
             max_id: 0,
             floor: None,
@@ -291,20 +247,14 @@ impl App {
     /// Fills in the login form: the remembered or given username, and whether to register.
     pub fn prefill(&mut self, user: Option<&str>, register: bool) {
         if let Screen::Login(form) = &mut self.screen {
-            if let Some(user) = user {
-                form.user.set(user);
-                form.focus = Some(Field::Password);
-            }
-            form.register = register;
+            form.prefill(user, register);
         }
     }
 
     /// Starts logging in with a password that was given (file or environment).
     pub fn auto_login(&mut self, user: &str, password: Password, register: bool) {
         if let Screen::Login(form) = &mut self.screen {
-            form.user.set(user);
-            form.register = register;
-            form.busy = true;
+            form.start(user, register);
         }
         self.user = user.to_owned();
         self.actions.push(Action::Login {
@@ -322,7 +272,12 @@ impl App {
 
     /// Whether the user asked to leave.
     pub fn should_quit(&self) -> bool {
-        self.quit
+        self.quitting
+    }
+
+    /// Leaves: the run loop stops after the actions already asked for.
+    fn quit(&mut self) {
+        self.quitting = true;
     }
 
     /// Takes what the run loop has to do.
@@ -399,7 +354,7 @@ impl App {
     /// Adds older records (ascending) at the top; `from_server` with nothing new means the
     /// beginning of the conversation was reached.
     pub fn add_older(&mut self, records: &[Record], from_server: bool) {
-        self.loading_older = false;
+        self.older.settle();
         let limit = self.log.oldest_id().or(self.floor);
         let older: Vec<Entry> = records
             .iter()
@@ -408,17 +363,31 @@ impl App {
             .collect();
         if older.is_empty() {
             if from_server {
-                self.history_done = true;
+                self.older = Older::Exhausted;
             }
             return;
         }
         let n = older.len();
         self.log.prepend(older);
         if let Some(search) = &mut self.search {
-            for m in &mut search.matches {
-                *m += n;
-            }
+            search.shift(n);
         }
+    }
+
+    /// The page asked for with [`Action::LoadOlder`] will not come (no client, or the request
+    /// could not be sent): scrolling past the top may ask again.
+    pub fn load_older_failed(&mut self) {
+        self.older.settle();
+    }
+
+    /// Older messages are being fetched.
+    pub fn loading_older(&self) -> bool {
+        self.older == Older::Loading
+    }
+
+    /// The server had nothing older: the beginning of the conversation is loaded.
+    pub fn history_done(&self) -> bool {
+        self.older == Older::Exhausted
     }
 
     /// A message was queued with id `id`.
@@ -443,8 +412,7 @@ impl App {
     /// The client could not be started for a login.
     pub fn login_error(&mut self, error: &AppError) {
         if let Screen::Login(form) = &mut self.screen {
-            form.busy = false;
-            form.message = Some((Level::Error, error_chain(error)));
+            form.start_failed(error_chain(error));
         }
     }
 
@@ -474,13 +442,11 @@ impl App {
         match event {
             Event::State(state) => {
                 self.status.state = state;
-                if state == ConnState::Active && !self.ever_active {
-                    self.ever_active = true;
-                    if let Screen::Login(_) = self.screen {
-                        let user = self.user.clone();
-                        self.enter_chat(&user);
-                        self.actions.push(Action::LoggedIn { user });
-                    }
+                // The first ACTIVE ends the login form; later ones are reconnections.
+                if state == ConnState::Active && matches!(self.screen, Screen::Login(_)) {
+                    let user = self.user.clone();
+                    self.enter_chat(&user);
+                    self.actions.push(Action::LoggedIn { user });
                 }
             }
             Event::Records(records) => self.add_records(&records),
@@ -524,10 +490,8 @@ impl App {
                     NoticeLevel::Info => Level::Info,
                     NoticeLevel::Warning => Level::Warning,
                 };
-                if let Screen::Login(form) = &mut self.screen
-                    && form.busy
-                {
-                    form.message = Some((level, text.clone()));
+                if let Screen::Login(form) = &mut self.screen {
+                    form.progress(level, &text);
                 }
                 self.notice(level, text);
             }
@@ -536,42 +500,9 @@ impl App {
     }
 
     fn fatal(&mut self, error: &ClientError) {
-        let registration = self.status.registration;
-        let user = self.user.clone();
         if let Screen::Login(form) = &mut self.screen {
-            form.busy = false;
+            form.client_failed(error, &self.user, self.status.registration);
             self.actions.push(Action::StopClient);
-            let text = error_chain(error);
-            match error.code() {
-                Some(ErrorCode::UnknownUser) if registration == Some(Registration::Open) => {
-                    form.register = true;
-                    form.focus = Some(Field::Repeat);
-                    form.repeat.take();
-                    form.message = Some((
-                        Level::Info,
-                        format!(
-                            "There is no account \"{user}\" on this server yet. Type the \
-                             password again and press Enter to create it (Esc: back)."
-                        ),
-                    ));
-                }
-                Some(ErrorCode::UnknownUser) => {
-                    form.focus = Some(Field::User);
-                    form.message = Some((
-                        Level::Error,
-                        format!(
-                            "There is no account \"{user}\" and this server does not take \
-                             registrations: ask its operator for one."
-                        ),
-                    ));
-                }
-                Some(ErrorCode::Auth) => {
-                    form.focus = Some(Field::Password);
-                    form.password.take();
-                    form.message = Some((Level::Error, text));
-                }
-                _ => form.message = Some((Level::Error, text)),
-            }
         } else {
             self.notice(
                 Level::Error,
@@ -584,31 +515,13 @@ impl App {
     }
 
     fn presence(&mut self, users: impl Iterator<Item = String>) {
-        let mut users: Vec<String> = users.collect();
-        users.sort_by_key(|u| u.to_ascii_lowercase());
-        if self.people_known {
-            let joined: Vec<&String> = users.iter().filter(|u| !self.people.contains(u)).collect();
-            let left: Vec<&String> = self.people.iter().filter(|u| !users.contains(u)).collect();
-            let mut notes = Vec::new();
-            for u in joined {
-                notes.push(format!("{} joined", sanitize(u)));
-            }
-            for u in left {
-                notes.push(format!("{} left", sanitize(u)));
-            }
-            for note in notes {
-                self.notice(Level::Info, note);
-            }
+        for note in self.people.update(users.collect()) {
+            self.notice(Level::Info, note);
         }
-        self.people_known = true;
-        self.people = users;
-        if self.who_wanted {
-            self.who_wanted = false;
-            let list = self.people.join(", ");
-            self.notice(
-                Level::Info,
-                format!("online ({}): {list}", self.people.len()),
-            );
+        if std::mem::take(&mut self.who_wanted) {
+            let names = self.people.names();
+            let text = format!("online ({}): {}", names.len(), names.join(", "));
+            self.notice(Level::Info, text);
         }
     }
 
@@ -616,12 +529,7 @@ impl App {
     pub fn handle_paste(&mut self, text: &str) {
         self.esc_pending = false;
         match &mut self.screen {
-            Screen::Login(form) => {
-                if !form.busy {
-                    let line = text.lines().next().unwrap_or_default();
-                    form.field_mut().insert(line);
-                }
-            }
+            Screen::Login(form) => form.paste(text),
             Screen::Chat => self.input.insert(text),
         }
     }
@@ -643,7 +551,7 @@ impl App {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         if ctrl && matches!(key.code, KeyCode::Char('c' | 'd')) {
             if key.code == KeyCode::Char('c') || self.input.is_empty() {
-                self.quit = true;
+                self.quit();
             }
             return;
         }
@@ -662,92 +570,33 @@ impl App {
         let Screen::Login(form) = &mut self.screen else {
             return;
         };
-        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        if form.busy {
-            if key.code == KeyCode::Esc {
-                form.busy = false;
-                form.message = Some((Level::Info, "Cancelled.".into()));
-                self.actions.push(Action::StopClient);
+        match form.key(key) {
+            None => {}
+            Some(Request::LogIn {
+                user,
+                password,
+                register,
+            }) => {
+                self.user.clone_from(&user);
+                self.actions.push(Action::Login {
+                    user,
+                    password,
+                    register,
+                });
             }
-            return;
+            Some(Request::Cancel) => self.actions.push(Action::StopClient),
+            Some(Request::Quit) => self.quit(),
         }
-        match key.code {
-            KeyCode::Esc if form.register => {
-                form.register = false;
-                form.repeat.take();
-                form.focus = Some(Field::User);
-                form.message = None;
-            }
-            KeyCode::Esc => self.quit = true,
-            KeyCode::Tab | KeyCode::Down => form.move_focus(true),
-            KeyCode::BackTab | KeyCode::Up => form.move_focus(false),
-            KeyCode::Char('r') if ctrl => {
-                form.register = !form.register;
-                form.message = None;
-                if !form.register && form.focused() == Field::Repeat {
-                    form.focus = Some(Field::Password);
-                }
-            }
-            KeyCode::Enter => {
-                let last = *form.fields().last().unwrap_or(&Field::Password);
-                // Enter on the last field submits; so does Enter on the username when the
-                // password is already there (logging in again after a refusal).
-                let submit = form.focused() == last
-                    || (form.focused() == Field::User
-                        && !form.register
-                        && !form.password.is_empty());
-                if submit {
-                    self.submit_login();
-                } else {
-                    form.move_focus(true);
-                }
-            }
-            _ => edit_line(form.field_mut(), key),
-        }
-    }
-
-    fn submit_login(&mut self) {
-        let Screen::Login(form) = &mut self.screen else {
-            return;
-        };
-        let user = form.user.text().trim().to_owned();
-        let problem = if !is_valid_username(&user) {
-            form.focus = Some(Field::User);
-            Some(if user.is_empty() {
-                "Type your username.".to_owned()
-            } else {
-                "A username is 1 to 32 characters of A-Z a-z 0-9 _ . -".to_owned()
-            })
-        } else if form.password.is_empty() {
-            form.focus = Some(Field::Password);
-            Some("Type your password.".to_owned())
-        } else if form.register && form.repeat.text() != form.password.text() {
-            form.focus = Some(Field::Repeat);
-            form.repeat.take();
-            Some("The two passwords differ; type it again.".to_owned())
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            form.message = Some((Level::Error, problem));
-            return;
-        }
-        form.busy = true;
-        form.message = None;
-        let password = Password::new(form.password.text());
-        let register = form.register;
-        self.user.clone_from(&user);
-        self.actions.push(Action::Login {
-            user,
-            password,
-            register,
-        });
     }
 
     fn chat_key(&mut self, key: KeyEvent) {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let alt = key.modifiers.contains(KeyModifiers::ALT);
         let esc_before = std::mem::take(&mut self.esc_pending);
+        if let Some(step) = Step::for_key(&key) {
+            self.search_step(step);
+            return;
+        }
         match key.code {
             KeyCode::Esc => {
                 self.esc_pending = true;
@@ -775,10 +624,8 @@ impl App {
             KeyCode::End if !ctrl => self.log.scroll_to_bottom(),
             KeyCode::F(2) => {
                 let wide = self.pane.get().0 >= 60;
-                self.people_pane = Some(!self.people_pane.unwrap_or(wide));
+                self.people_pane.toggle(wide);
             }
-            KeyCode::Char('n') if ctrl => self.search_step(true),
-            KeyCode::Char('p') if ctrl => self.search_step(false),
             KeyCode::Up => {
                 self.input.up();
             }
@@ -786,7 +633,7 @@ impl App {
                 self.input.down();
             }
             KeyCode::Tab => self.complete_name(),
-            _ => edit_line(&mut self.input, key),
+            _ => self.input.edit_key(key),
         }
     }
 
@@ -807,7 +654,7 @@ impl App {
     }
 
     fn load_older(&mut self) {
-        if self.loading_older || self.history_done {
+        if self.older != Older::Idle {
             return;
         }
         let before_id = self
@@ -816,10 +663,10 @@ impl App {
             .or(self.floor)
             .unwrap_or(if self.max_id > 0 { self.max_id + 1 } else { 0 });
         if before_id == 1 {
-            self.history_done = true;
+            self.older = Older::Exhausted;
             return;
         }
-        self.loading_older = true;
+        self.older = Older::Loading;
         self.actions.push(Action::LoadOlder { before_id });
     }
 
@@ -831,13 +678,7 @@ impl App {
         if prefix.is_empty() {
             return;
         }
-        let lower = prefix.to_ascii_lowercase();
-        let Some(name) = self
-            .people
-            .iter()
-            .find(|p| p.to_ascii_lowercase().starts_with(&lower) && p.len() > prefix.len())
-            .cloned()
-        else {
+        let Some(name) = self.people.complete(prefix).map(str::to_owned) else {
             return;
         };
         let suffix = if start == 0 { ": " } else { " " };
@@ -880,7 +721,7 @@ impl App {
                 self.actions.push(Action::Send { body, typed });
             }
             Input::Help => self.notice(Level::Info, HELP),
-            Input::Quit => self.quit = true,
+            Input::Quit => self.quit(),
             Input::Who => {
                 self.who_wanted = true;
                 self.actions.push(Action::Who);
@@ -890,7 +731,7 @@ impl App {
                 self.floor = self.log.oldest_id().or(self.floor).map(|_| self.max_id + 1);
                 self.log.clear();
                 self.search = None;
-                self.history_done = false;
+                self.older.reopen();
             }
             Input::Reconnect => {
                 self.notice(Level::Info, "logging in again…");
@@ -905,52 +746,27 @@ impl App {
             self.search = None;
             return;
         }
-        let needle = if query.is_ascii() {
-            query.to_ascii_lowercase()
-        } else {
-            query.clone()
-        };
-        let matches: Vec<usize> = self
-            .log
-            .entries()
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.matches(&needle))
-            .map(|(i, _)| i)
-            .collect();
-        if matches.is_empty() {
-            self.search = None;
+        self.search = Search::find(&query, self.log.entries());
+        if self.search.is_none() {
             self.notice(
                 Level::Error,
                 format!("no match for \"{query}\" in the loaded messages (PgUp loads older ones)"),
             );
             return;
         }
-        let current = matches.len() - 1;
-        self.search = Some(Search {
-            query,
-            matches,
-            current,
-        });
         self.show_match();
     }
 
-    fn search_step(&mut self, newer: bool) {
+    fn search_step(&mut self, step: Step) {
         let Some(search) = &mut self.search else {
             return;
         };
-        if newer && search.current + 1 < search.matches.len() {
-            search.current += 1;
-        } else if !newer && search.current > 0 {
-            search.current -= 1;
-        }
+        search.step(step);
         self.show_match();
     }
 
     fn show_match(&mut self) {
-        if let Some(search) = &self.search
-            && let Some(&i) = search.matches.get(search.current)
-        {
+        if let Some(i) = self.highlighted() {
             let (w, h) = self.pane.get();
             self.log.show(i, w, usize::from(h));
         }
@@ -958,9 +774,7 @@ impl App {
 
     /// The search match to highlight.
     pub fn highlighted(&self) -> Option<usize> {
-        self.search
-            .as_ref()
-            .and_then(|s| s.matches.get(s.current).copied())
+        self.search.as_ref().and_then(Search::shown)
     }
 }
 
@@ -992,36 +806,12 @@ pub fn mentions(body: &str, user: &str) -> bool {
     false
 }
 
-/// The editing keys shared by every text field.
-fn edit_line(field: &mut InputBox, key: KeyEvent) {
-    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-    let alt = key.modifiers.contains(KeyModifiers::ALT);
-    match key.code {
-        KeyCode::Char('a') if ctrl => field.home(),
-        KeyCode::Char('e') if ctrl => field.end(),
-        KeyCode::Char('w') if ctrl => field.delete_word_before(),
-        KeyCode::Char('u') if ctrl => field.delete_to_line_start(),
-        KeyCode::Char('k') if ctrl => field.delete_to_line_end(),
-        KeyCode::Char('b') if alt => field.word_left(),
-        KeyCode::Char('f') if alt => field.word_right(),
-        KeyCode::Backspace if ctrl || alt => field.delete_word_before(),
-        KeyCode::Char(c) if !ctrl && !alt => field.insert_char(c),
-        KeyCode::Backspace => field.backspace(),
-        KeyCode::Delete => field.delete(),
-        KeyCode::Left if ctrl || alt => field.word_left(),
-        KeyCode::Right if ctrl || alt => field.word_right(),
-        KeyCode::Left => field.left(),
-        KeyCode::Right => field.right(),
-        KeyCode::Home => field.home(),
-        KeyCode::End => field.end(),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tui::login::Field;
     use chrono::TimeZone as _;
+    use gc_protocol::ErrorCode;
     use gc_protocol::{Timestamp, Username};
 
     pub(crate) fn key(code: KeyCode) -> KeyEvent {
@@ -1320,6 +1110,46 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_load_or_clear_lets_scrolling_ask_again() {
+        let mut app = chat();
+        app.add_records(
+            &(100..=150)
+                .map(|i| record(i, "bob", "x"))
+                .collect::<Vec<_>>(),
+        );
+        app.handle_key(key(KeyCode::Home));
+        assert!(app.loading_older());
+        assert!(matches!(
+            app.take_actions()[..],
+            [Action::LoadOlder { before_id: 100 }]
+        ));
+        app.handle_key(key(KeyCode::Home));
+        assert!(app.take_actions().is_empty(), "one request at a time");
+        app.load_older_failed();
+        assert!(!app.loading_older());
+        app.handle_key(key(KeyCode::Home));
+        assert!(matches!(
+            app.take_actions()[..],
+            [Action::LoadOlder { before_id: 100 }]
+        ));
+        app.add_older(&[], true);
+        assert!(app.history_done() && !app.loading_older());
+        app.load_older_failed();
+        assert!(
+            app.history_done(),
+            "a late failure does not forget the beginning"
+        );
+        type_str(&mut app, "/clear");
+        app.handle_key(key(KeyCode::Enter));
+        assert!(!app.history_done());
+        app.handle_key(key(KeyCode::Home));
+        assert!(matches!(
+            app.take_actions()[..],
+            [Action::LoadOlder { before_id: 151 }]
+        ));
+    }
+
+    #[test]
     fn mouse_wheel_scrolls() {
         let mut app = chat();
         app.add_records(&(1..=100).map(|i| record(i, "bob", "x")).collect::<Vec<_>>());
@@ -1337,27 +1167,6 @@ mod tests {
             modifiers: KeyModifiers::NONE,
         });
         assert!(app.log.following());
-    }
-
-    #[test]
-    fn case_blind_search() {
-        let at = Utc.timestamp_opt(0, 0).unwrap().fixed_offset();
-        let entry = |text: &str| {
-            Entry::new(
-                at,
-                Kind::Notice {
-                    level: Level::Info,
-                    text: text.into(),
-                },
-            )
-        };
-        assert!(entry("Hello World").matches("world"));
-        assert!(entry("hello world").matches("WORLD"));
-        assert!(entry("abc").matches(""));
-        assert!(!entry("ab").matches("abc"));
-        assert!(entry("日本語 Text").matches("text"));
-        assert!(entry("ÉCOLE").matches("école"));
-        assert!(!entry("hello").matches("world"));
     }
 
     #[test]
@@ -1431,6 +1240,22 @@ mod tests {
     }
 
     #[test]
+    fn only_the_first_active_is_a_login() {
+        let mut app = App::new("srv", Zone::Local);
+        app.auto_login("bob", Password::new("pw"), false);
+        assert!(matches!(app.take_actions()[..], [Action::Login { .. }]));
+        app.handle_client(Event::State(ConnState::Connecting));
+        assert!(matches!(app.screen, Screen::Login(_)));
+        app.handle_client(Event::State(ConnState::Active));
+        assert!(matches!(&app.take_actions()[..], [Action::LoggedIn { user }] if user == "bob"));
+        // A reconnection: the conversation stays, the username is not remembered again.
+        app.handle_client(Event::State(ConnState::Disconnected));
+        app.handle_client(Event::State(ConnState::Active));
+        assert!(matches!(app.screen, Screen::Chat));
+        assert!(app.take_actions().is_empty());
+    }
+
+    #[test]
     fn wrong_password_clears_the_password_field() {
         let mut app = App::new("srv", Zone::Local);
         app.prefill(Some("bob"), false);
@@ -1467,13 +1292,13 @@ mod tests {
         });
         let notes: Vec<&str> = app.log.entries().iter().map(Entry::searchable).collect();
         assert_eq!(notes, ["carol joined", "bob left"]);
-        assert_eq!(app.people, ["alice", "carol"]);
+        assert_eq!(app.people.names(), ["alice", "carol"]);
     }
 
     #[test]
     fn tab_completes_names() {
         let mut app = chat();
-        app.people = vec!["bob".into(), "carol".into()];
+        app.people = People::Known(vec!["bob".into(), "carol".into()]);
         type_str(&mut app, "ca");
         app.handle_key(key(KeyCode::Tab));
         assert_eq!(app.input.text(), "carol: ");

@@ -1,6 +1,8 @@
-//! The text being typed: a multi-line buffer with a cursor, readline-style editing, a history of
-//! what was sent, and its layout in a box that grows to a few rows and then scrolls.
+//! The text being typed: a multi-line buffer with a cursor, readline-style editing (and the keys
+//! for it, shared by the message input and the login form's fields), a history of what was sent,
+//! and its layout in a box that grows to a few rows and then scrolls.
 
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use unicode_segmentation::UnicodeSegmentation as _;
 
 use super::text::grapheme_width;
@@ -235,6 +237,33 @@ impl InputBox {
                 self.set(draft);
                 true
             }
+        }
+    }
+
+    /// The editing keys every text field shares: characters, deletion, and moves by character,
+    /// word and line. Other keys do nothing.
+    pub fn edit_key(&mut self, key: KeyEvent) {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        match key.code {
+            KeyCode::Char('a') if ctrl => self.home(),
+            KeyCode::Char('e') if ctrl => self.end(),
+            KeyCode::Char('w') if ctrl => self.delete_word_before(),
+            KeyCode::Char('u') if ctrl => self.delete_to_line_start(),
+            KeyCode::Char('k') if ctrl => self.delete_to_line_end(),
+            KeyCode::Char('b') if alt => self.word_left(),
+            KeyCode::Char('f') if alt => self.word_right(),
+            KeyCode::Backspace if ctrl || alt => self.delete_word_before(),
+            KeyCode::Char(c) if !ctrl && !alt => self.insert_char(c),
+            KeyCode::Backspace => self.backspace(),
+            KeyCode::Delete => self.delete(),
+            KeyCode::Left if ctrl || alt => self.word_left(),
+            KeyCode::Right if ctrl || alt => self.word_right(),
+            KeyCode::Left => self.left(),
+            KeyCode::Right => self.right(),
+            KeyCode::Home => self.home(),
+            KeyCode::End => self.end(),
+            _ => {}
         }
     }
 

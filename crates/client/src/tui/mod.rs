@@ -1,6 +1,8 @@
 //! The terminal UI of `gc-client` (ratatui + crossterm).
 //!
 //! - [`app`]: the state and what every key, paste, mouse and client event does to it; no I/O.
+//!   The login form ([`login`]) handles its own keys; [`search`] finds and steps through matches;
+//!   [`people`] keeps who is online.
 //! - [`ui`]: `impl Widget for &App`: draws only what is on screen.
 //! - [`channel`]: one channel of [`AppEvent`]s fed by the terminal input thread, the client's
 //!   threads (through its event sink) and the signal thread.
@@ -17,7 +19,10 @@ pub mod app;
 pub mod channel;
 pub mod command;
 pub mod input;
+pub mod login;
+pub mod people;
 pub mod scrollback;
+pub mod search;
 pub mod text;
 pub mod ui;
 
@@ -184,11 +189,11 @@ impl<'a> ClientDriver<'a> {
                     if !cached.is_empty() {
                         app.add_older(&cached, false);
                     } else if let Err(e) = client.history(before_id, app::PAGE) {
-                        app.loading_older = false;
+                        app.load_older_failed();
                         app.notice(Level::Error, format!("cannot load older messages: {e}"));
                     }
                 }
-                None => app.loading_older = false,
+                None => app.load_older_failed(),
             },
             Action::Who => {
                 if let Some(Err(e)) = self.client.as_ref().map(Client::who) {

@@ -636,6 +636,10 @@ mod tests {
         // "22:13 bob: " takes 11 cells: at 20 the text wraps onto indented rows.
         let rows = s.rows(0, 20);
         let lines = texts(&s.lines(0, 20, false));
+        assert_eq!(
+            rows, 3,
+            "the day's separator and two rows of text: {lines:?}"
+        );
         assert_eq!(rows, lines.len());
         assert_eq!(lines[1], "22:13 bob: aaaa bbbb");
         assert_eq!(lines[2], "      cccc dddd eeee");

@@ -264,8 +264,19 @@ mod tests {
 
     #[test]
     fn user_colours_are_stable_and_case_blind() {
+        // Pinned: a changed hash or palette would give everyone new colours between versions.
+        for (name, colour) in [
+            ("alice", Color::LightCyan),
+            ("bob", Color::LightYellow),
+            ("carol", Color::Yellow),
+            ("dave", Color::LightGreen),
+            ("eve", Color::LightBlue),
+            ("mallory", Color::Green),
+        ] {
+            assert_eq!(user_color(name), colour, "{name}");
+        }
         assert_eq!(user_color("alice"), user_color("ALICE"));
-        assert_eq!(user_color("alice"), user_color("alice"));
+        assert_eq!(user_color("MalLory"), Color::Green, "case-blind");
         let distinct: std::collections::HashSet<_> = ["alice", "bob", "carol", "dave", "eve"]
             .iter()
             .map(|n| format!("{:?}", user_color(n)))

@@ -21,7 +21,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
 
-use super::app::{App, Field, LoginForm, Screen};
+use super::app::{App, Screen};
+use super::login::{Field, LoginForm};
 use super::scrollback::{INDENT, Level, layout_message};
 use super::text::{Wrapper, text_width, truncate, user_color};
 use crate::display::sanitize;
@@ -135,9 +136,15 @@ fn chat_layout(app: &App, area: Rect) -> ChatLayout {
     let main = Rect::new(area.x, area.y, area.width, main_h);
     let status = Rect::new(area.x, area.y + main_h, area.width, 1);
     let input = Rect::new(area.x, area.y + main_h + 1, area.width, input_h);
-    let show_people = app.people_pane.unwrap_or(area.width >= PEOPLE_AUTO_WIDTH);
+    let show_people = app.people_pane.shown(area.width >= PEOPLE_AUTO_WIDTH);
     let (messages, people) = if show_people {
-        let longest = app.people.iter().map(|p| text_width(p)).max().unwrap_or(0);
+        let longest = app
+            .people
+            .names()
+            .iter()
+            .map(|p| text_width(p))
+            .max()
+            .unwrap_or(0);
         let w = u16::try_from(longest + 3)
             .unwrap_or(u16::MAX)
             .clamp(14, 24)
@@ -203,7 +210,7 @@ fn render_messages(app: &App, area: Rect, buf: &mut Buffer) {
         let y = area.y + u16::try_from(i).unwrap_or(u16::MAX);
         buf.set_line(area.x, y, line, width);
     }
-    if app.loading_older {
+    if app.loading_older() {
         let line = Line::from(Span::styled(
             "  loading older messages…",
             Style::default().fg(Color::DarkGray),
@@ -253,7 +260,8 @@ fn render_people(app: &App, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(area);
     block.render(area, buf);
     let inner_w = usize::from(inner.width);
-    let title = format!(" online ({})", app.people.len());
+    let people = app.people.names();
+    let title = format!(" online ({})", people.len());
     buf.set_stringn(
         inner.x,
         inner.y,
@@ -262,15 +270,15 @@ fn render_people(app: &App, area: Rect, buf: &mut Buffer) {
         Style::default().add_modifier(Modifier::BOLD),
     );
     let shown = usize::from(inner.height.saturating_sub(1));
-    for (i, name) in app.people.iter().enumerate().take(shown) {
+    for (i, name) in people.iter().enumerate().take(shown) {
         let y = inner.y + 1 + u16::try_from(i).unwrap_or(0);
         let mut style = Style::default().fg(user_color(name));
         if name.eq_ignore_ascii_case(&app.user) {
             style = style.add_modifier(Modifier::BOLD);
         }
-        let more = app.people.len() > shown && i + 1 == shown;
+        let more = people.len() > shown && i + 1 == shown;
         let label = if more {
-            format!(" … {} more", app.people.len() - i)
+            format!(" … {} more", people.len() - i)
         } else {
             format!(" {}", sanitize(name))
         };
@@ -306,7 +314,7 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
         " {} │  │ {} │ {} online │  │ outbox {}",
         state.as_str(),
         app.user,
-        app.people.len(),
+        app.people.names().len(),
         app.status.outbox
     );
     let room = usize::from(area.width).saturating_sub(text_width(&fixed) + heartbeat_len);
@@ -333,7 +341,7 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
         sep.clone(),
         Span::styled(app.user.clone(), bar.add_modifier(Modifier::BOLD)),
         sep.clone(),
-        Span::styled(format!("{} online", app.people.len()), bar),
+        Span::styled(format!("{} online", app.people.names().len()), bar),
         sep.clone(),
         Span::styled(heartbeat, bar),
         sep,
@@ -550,6 +558,7 @@ mod tests {
     use ratatui::style::{Color, Modifier};
 
     use super::super::app::{App, Zone};
+    use super::super::people::People;
     use super::*;
 
     /// 2023-11-14 22:13:20 UTC.
@@ -716,7 +725,7 @@ mod tests {
     #[test]
     fn narrow_terminals_hide_the_people_pane_until_f2() {
         let mut app = app();
-        app.people = vec!["alice".into(), "bob".into()];
+        app.people = People::Known(vec!["alice".into(), "bob".into()]);
         app.add_records(&[record(1, 0, "bob", "hi")]);
         let wide = draw(&app, 90, 10);
         assert!(rows(&wide)[0].contains("online (2)"), "{:?}", rows(&wide));
@@ -732,7 +741,7 @@ mod tests {
     #[test]
     fn status_bar_shows_each_state() {
         let mut app = app();
-        app.people = vec!["alice".into(), "bob".into(), "carol".into()];
+        app.people = People::Known(vec!["alice".into(), "bob".into(), "carol".into()]);
         app.status.server_name = Some("Office\u{1b}Chat".into());
         app.status.outbox = 2;
         app.now = Instant::now();

@@ -587,7 +587,7 @@ fn run_loop_logs_in_loads_older_history_and_sends() {
     });
     press(&tx, KeyCode::Home, KeyModifiers::NONE);
     pump(t, &mut app, &mut driver, &rx, "the top", |a| {
-        a.history_done && a.log.anchor().is_some_and(|top| top.entry < 30)
+        a.history_done() && a.log.anchor().is_some_and(|top| top.entry < 30)
     });
     // One more turn draws what the last event did.
     step(t, &mut app, &mut driver, &rx, Duration::ZERO).expect("step");

@@ -1,0 +1,127 @@
+//! Who is online: the list as last heard, who joined and left since the one before, completing a
+//! name with Tab, and whether the people pane is shown.
+
+use crate::display::sanitize;
+
+/// Who is online, as last heard.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum People {
+    /// No list has come yet: the first one is not news.
+    #[default]
+    Unknown,
+    /// The last list, sorted without regard to case.
+    Known(Vec<String>),
+}
+
+impl People {
+    /// The names online (none while unknown).
+    pub fn names(&self) -> &[String] {
+        match self {
+            Self::Unknown => &[],
+            Self::Known(names) => names,
+        }
+    }
+
+    /// Takes a new list (any order) and returns the notices for who joined and who left since the
+    /// last one: none for the first list.
+    pub fn update(&mut self, mut users: Vec<String>) -> Vec<String> {
+        users.sort_by_key(|u| u.to_ascii_lowercase());
+        let mut notes = Vec::new();
+        if let Self::Known(old) = self {
+            for u in users.iter().filter(|u| !old.contains(u)) {
+                notes.push(format!("{} joined", sanitize(u)));
+            }
+            for u in old.iter().filter(|u| !users.contains(u)) {
+                notes.push(format!("{} left", sanitize(u)));
+            }
+        }
+        *self = Self::Known(users);
+        notes
+    }
+
+    /// The first name that `prefix` begins (ignoring ASCII case) and that is longer than it.
+    pub fn complete(&self, prefix: &str) -> Option<&str> {
+        let lower = prefix.to_ascii_lowercase();
+        self.names()
+            .iter()
+            .find(|p| p.to_ascii_lowercase().starts_with(&lower) && p.len() > prefix.len())
+            .map(String::as_str)
+    }
+}
+
+/// Whether the people pane is shown.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PeoplePane {
+    /// Decided by the terminal's width.
+    #[default]
+    Auto,
+    /// Shown, whatever the width (F2).
+    Shown,
+    /// Hidden, whatever the width (F2).
+    Hidden,
+}
+
+impl PeoplePane {
+    /// Whether the pane shows, where the width alone would show it if `wide`.
+    pub fn shown(self, wide: bool) -> bool {
+        match self {
+            Self::Auto => wide,
+            Self::Shown => true,
+            Self::Hidden => false,
+        }
+    }
+
+    /// F2: hides the pane if it shows, else shows it (from then on, whatever the width).
+    pub fn toggle(&mut self, wide: bool) {
+        *self = if self.shown(wide) {
+            Self::Hidden
+        } else {
+            Self::Shown
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: &[&str]) -> Vec<String> {
+        n.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_first_list_is_not_news_and_later_ones_are_compared() {
+        let mut people = People::default();
+        assert!(people.names().is_empty());
+        assert!(people.update(names(&["bob", "Alice"])).is_empty());
+        assert_eq!(people.names(), ["Alice", "bob"], "sorted without case");
+        assert_eq!(
+            people.update(names(&["carol", "Alice"])),
+            ["carol joined", "bob left"]
+        );
+        assert!(people.update(names(&["Alice", "carol"])).is_empty());
+    }
+
+    #[test]
+    fn completion_takes_the_first_longer_name() {
+        let people = People::Known(names(&["bob", "Carol", "carl"]));
+        assert_eq!(people.complete("CA"), Some("Carol"));
+        assert_eq!(people.complete("carl"), None, "nothing longer");
+        assert_eq!(People::Unknown.complete("b"), None);
+    }
+
+    #[test]
+    fn f2_flips_what_is_shown() {
+        let mut pane = PeoplePane::default();
+        assert!(pane.shown(true) && !pane.shown(false));
+        pane.toggle(false);
+        assert_eq!(pane, PeoplePane::Shown);
+        assert!(pane.shown(false));
+        pane.toggle(false);
+        assert_eq!(pane, PeoplePane::Hidden);
+        assert!(!pane.shown(true));
+        let mut pane = PeoplePane::Auto;
+        pane.toggle(true);
+        assert_eq!(pane, PeoplePane::Hidden);
+    }
+}
