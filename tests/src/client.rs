@@ -126,9 +126,7 @@ impl TestClient {
                     self.records.push(rec.clone());
                 }
             }
-            Event::Acked {
-                client_msg_id, id, ..
-            } => self.acked.push((client_msg_id, id)),
+            Event::Acked(ack) => self.acked.push((ack.client_msg_id, ack.id)),
             Event::Notice { level, text } => self.notices.push((level, text)),
             Event::State(s) => self.states.push(s),
             other => self.others.push(other),

@@ -12,16 +12,17 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use gc_net::{Conn, Registration, Unblocker};
 use gc_protocol::{
     Authed, CallbackPorts, CallbackReply, DeliveryFrame, DeliveryReply, ErrorCode, ErrorFrame,
-    Frame, FramedStream, HeartbeatPing, HeartbeatReply, ProtocolError, Record, Timestamp,
+    Frame, HeartbeatPing, HeartbeatReply, ProtocolError, Record, Timestamp,
 };
 
 use crate::config::{
     ClientConfig, DEFAULT_CALLBACK_AUTH_PORT, DEFAULT_DELIVERY_PORT, DEFAULT_HEARTBEAT_PORT,
 };
 use crate::error::ClientError;
-use crate::event::{ConnState, Event, NoticeLevel};
+use crate::event::{Event, NoticeLevel};
 use crate::net;
 use crate::state::ClientState;
 
@@ -144,7 +145,7 @@ impl CallbackServer {
             // On Linux, shutting a listening socket down wakes a blocked accept; elsewhere the
             // connection below does.
             let _ = socket2::SockRef::from(&listener).shutdown(Shutdown::Both);
-            let _ = TcpStream::connect_timeout(&net::wake_addr(addr), Duration::from_millis(500));
+            gc_net::wake_accept(addr);
             if handle.join().is_err() {
                 tracing::error!("an accept thread panicked");
             }
@@ -183,70 +184,55 @@ fn accept_loop(
 #[derive(Debug)]
 struct LiveConn {
     role: Role,
-    stream: TcpStream,
+    registration: Registration,
     handle: JoinHandle<()>,
     cut: bool,
 }
 
-/// Connection threads, bounded per role, joined when finished or at stop.
+/// Connection threads, bounded per role, joined when finished or at stop; their sockets are
+/// registered so the stop can cut them.
 #[derive(Debug, Default)]
 struct ConnSet {
-    inner: parking_lot::Mutex<ConnSetInner>,
-}
-
-#[derive(Debug, Default)]
-struct ConnSetInner {
-    live: Vec<LiveConn>,
-    closed: bool,
+    live: parking_lot::Mutex<Vec<LiveConn>>,
+    sockets: Unblocker,
 }
 
 impl ConnSet {
     fn spawn(&self, shared: &Arc<ClientState>, role: Role, stream: TcpStream, peer: SocketAddr) {
+        // Registered first: after `close_all` began, the socket is cut at once.
+        let registration = self.sockets.register(&stream);
+        if self.sockets.is_stopped() {
+            return;
+        }
         let finished = {
-            let mut inner = self.inner.lock();
-            if inner.closed {
-                let _ = stream.shutdown(Shutdown::Both);
-                return;
-            }
-            let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut inner.live)
+            let mut live = self.live.lock();
+            let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut *live)
                 .into_iter()
                 .partition(|c| c.handle.is_finished());
-            inner.live = live;
-            let active = inner
-                .live
-                .iter()
-                .filter(|c| c.role == role && !c.cut)
-                .count();
+            *live = running;
+            let active = live.iter().filter(|c| c.role == role && !c.cut).count();
             if active >= MAX_CONNS_PER_ROLE
-                && let Some(oldest) = inner.live.iter_mut().find(|c| c.role == role && !c.cut)
+                && let Some(oldest) = live.iter_mut().find(|c| c.role == role && !c.cut)
             {
                 tracing::debug!("too many {role} connections; cutting the oldest");
-                let _ = oldest.stream.shutdown(Shutdown::Both);
+                oldest.registration.shutdown(Shutdown::Both);
                 oldest.cut = true;
             }
-            match stream.try_clone() {
-                Ok(keep) => {
-                    let sh = Arc::clone(shared);
-                    let spawned = thread::Builder::new()
-                        .name(format!("gc-{role}-{peer}"))
-                        .stack_size(SMALL_STACK)
-                        .spawn(move || serve(&sh, role, stream, peer));
-                    match spawned {
-                        Ok(handle) => inner.live.push(LiveConn {
-                            role,
-                            stream: keep,
-                            handle,
-                            cut: false,
-                        }),
-                        Err(e) => {
-                            tracing::error!(%peer, "cannot start a {role} connection thread: {e}");
-                            let _ = keep.shutdown(Shutdown::Both);
-                        }
-                    }
-                }
+            let sh = Arc::clone(shared);
+            let spawned = thread::Builder::new()
+                .name(format!("gc-{role}-{peer}"))
+                .stack_size(SMALL_STACK)
+                .spawn(move || serve(&sh, role, stream, peer));
+            match spawned {
+                Ok(handle) => live.push(LiveConn {
+                    role,
+                    registration,
+                    handle,
+                    cut: false,
+                }),
                 Err(e) => {
-                    tracing::warn!(%peer, "cannot track a {role} connection ({e}); closing it");
-                    let _ = stream.shutdown(Shutdown::Both);
+                    tracing::error!(%peer, "cannot start a {role} connection thread: {e}");
+                    registration.shutdown(Shutdown::Both);
                 }
             }
             done
@@ -257,14 +243,8 @@ impl ConnSet {
     }
 
     fn close_all(&self) {
-        let live = {
-            let mut inner = self.inner.lock();
-            inner.closed = true;
-            std::mem::take(&mut inner.live)
-        };
-        for c in &live {
-            let _ = c.stream.shutdown(Shutdown::Both);
-        }
+        self.sockets.stop();
+        let live = std::mem::take(&mut *self.live.lock());
         for c in live {
             join_logged(c.handle);
         }
@@ -279,7 +259,7 @@ fn join_logged(handle: JoinHandle<()>) {
 }
 
 fn serve(shared: &ClientState, role: Role, stream: TcpStream, peer: SocketAddr) {
-    let mut conn = FramedStream::new(stream, peer.to_string());
+    let mut conn = Conn::new(stream, peer.to_string());
     match role {
         Role::Auth => serve_auth(shared, &mut conn),
         Role::Heartbeat => serve_heartbeat(shared, &mut conn),
@@ -301,7 +281,7 @@ fn err_frame(code: ErrorCode, text: impl Into<String>) -> ErrorFrame {
 // ───────────────────────────── 12090: auth callback ─────────────────────────────
 
 /// One exchange: `Authed` → `Thx` (or `Err auth` when the server's signature does not verify).
-fn serve_auth(shared: &ClientState, conn: &mut FramedStream<TcpStream>) {
+fn serve_auth(shared: &ClientState, conn: &mut Conn) {
     let reply = match conn.read::<Authed>(io_deadline(shared)) {
         Ok(authed) => handle_authed(shared, authed),
         Err(ProtocolError::Malformed { error, .. }) => {
@@ -325,37 +305,22 @@ fn serve_auth(shared: &ClientState, conn: &mut FramedStream<TcpStream>) {
 /// Checks the server signature before trusting the session token.
 pub(crate) fn handle_authed(shared: &ClientState, authed: Authed) -> CallbackReply {
     let mut ctl = shared.ctl();
-    let Some(pending) = ctl.pending_auth.as_mut() else {
-        tracing::warn!("an auth callback arrived while no login was in progress; refused");
-        return CallbackReply::Err(err_frame(
-            ErrorCode::Malformed,
-            "this client has no login in progress",
-        ));
-    };
-    match pending
-        .client_final
-        .verify_server_final(&authed.server_final)
-    {
-        Ok(()) => {
-            ctl.pending_auth = None;
-            ctl.token = Some(authed.token);
-            shared.set_state(&mut ctl, ConnState::Authenticated);
-            CallbackReply::Thx
+    let (reply, changed) = ctl.callback(authed);
+    match &reply {
+        CallbackReply::Thx => shared.report(Ok(changed)),
+        CallbackReply::Err(e) if e.code == ErrorCode::Auth => {
+            tracing::warn!("the server's signature on the auth callback does not verify");
         }
-        Err(e) => {
-            tracing::warn!("the server's signature on the auth callback does not verify: {e}");
-            let text = format!(
-                "{e}; this client does not trust this server with its account; not logging in"
-            );
-            pending.signature_error = Some(e);
-            CallbackReply::Err(err_frame(ErrorCode::Auth, text))
+        CallbackReply::Err(_) => {
+            tracing::warn!("an auth callback arrived while no login was in progress; refused");
         }
     }
+    reply
 }
 
 // ───────────────────────────── 8070: heartbeat ─────────────────────────────
 
-fn serve_heartbeat(shared: &ClientState, conn: &mut FramedStream<TcpStream>) {
+fn serve_heartbeat(shared: &ClientState, conn: &mut Conn) {
     let config = &shared.config;
     loop {
         let idle = Instant::now() + config.idle_timeout;
@@ -396,8 +361,7 @@ pub(crate) fn heartbeat_reply(
 ) -> (HeartbeatReply, bool) {
     {
         let mut ctl = shared.ctl();
-        let ours = ctl.token.as_ref().is_some_and(|t| t.ct_eq(&ping.token));
-        if !ours {
+        if !ctl.owns(&ping.token) {
             tracing::debug!("heartbeat for a session that is not ours; answering Err session");
             return (
                 HeartbeatReply::Err(err_frame(
@@ -407,10 +371,7 @@ pub(crate) fn heartbeat_reply(
                 true,
             );
         }
-        ctl.last_heartbeat = Some(Instant::now());
-        if ctl.presence_seen != Some(ping.presence_version) {
-            ctl.presence_seen = Some(ping.presence_version);
-            ctl.presence_wanted = true;
+        if ctl.heartbeat(Instant::now(), ping.presence_version) {
             shared.notify();
         }
     }
@@ -426,7 +387,7 @@ pub(crate) fn heartbeat_reply(
 
 // ───────────────────────────── 6090: delivery ─────────────────────────────
 
-fn serve_delivery(shared: &ClientState, conn: &mut FramedStream<TcpStream>) {
+fn serve_delivery(shared: &ClientState, conn: &mut Conn) {
     let config = &shared.config;
     loop {
         let idle = Instant::now() + config.idle_timeout;
@@ -457,7 +418,7 @@ fn serve_delivery(shared: &ClientState, conn: &mut FramedStream<TcpStream>) {
                 return;
             }
         };
-        let ours = shared.ctl().token.as_ref().is_some_and(|t| t.ct_eq(&token));
+        let ours = shared.ctl().owns(&token);
         if !ours {
             tracing::debug!("delivery for a session that is not ours; answering Err session");
             refuse(
@@ -517,12 +478,7 @@ pub(crate) fn deliver(shared: &ClientState, records: Vec<Record>) -> u64 {
     cursor
 }
 
-fn refuse(
-    shared: &ClientState,
-    conn: &mut FramedStream<TcpStream>,
-    code: ErrorCode,
-    text: impl Into<String>,
-) {
+fn refuse(shared: &ClientState, conn: &mut Conn, code: ErrorCode, text: impl Into<String>) {
     let text = text.into();
     tracing::warn!(peer = conn.peer(), "refusing a delivery ({code}): {text}");
     let _ = conn.send(
@@ -531,7 +487,7 @@ fn refuse(
     );
 }
 
-fn refuse_read(shared: &ClientState, conn: &mut FramedStream<TcpStream>, e: ProtocolError) {
+fn refuse_read(shared: &ClientState, conn: &mut Conn, e: ProtocolError) {
     match e {
         ProtocolError::Malformed { error, .. } => {
             refuse(shared, conn, error.code(), error.to_string());
@@ -555,8 +511,11 @@ mod tests {
     use gc_protocol::scram::{ClientFirst, ClientHello, ServerFirst, derive_verifier};
     use gc_protocol::{SessionToken, Username};
 
+    use gc_protocol::Registration;
+    use gc_protocol::signin::{CallbackCheck, ServerHello};
+
+    use crate::event::ConnState;
     use crate::records::RecordStore;
-    use crate::state::PendingAuth;
 
     fn shared() -> (ClientState, mpsc::Receiver<Event>) {
         let (tx, rx) = mpsc::channel();
@@ -593,11 +552,26 @@ mod tests {
             .handle_server_first(server.message(), "right", 4096)
             .unwrap();
         let server_final = server.handle_client_final(client_final.message()).unwrap();
-        shared.ctl().pending_auth = Some(PendingAuth {
-            client_final,
-            signature_error: None,
-        });
+        // Straight to the step where the callback is expected (no events: the tests look at
+        // what the callback emits).
+        let mut ctl = shared.ctl();
+        ctl.begin_sign_in().unwrap();
+        ctl.connected(ServerHello {
+            name: "test".into(),
+            registration: Registration::Open,
+        })
+        .unwrap();
+        ctl.authenticating().unwrap();
+        ctl.expect_callback(CallbackCheck::new(client_final))
+            .unwrap();
         server_final
+    }
+
+    fn shared_last_heartbeat(ctl: &crate::control::Control) -> Option<Instant> {
+        match ctl.session() {
+            crate::control::Session::Active { last_heartbeat, .. } => Some(*last_heartbeat),
+            _ => None,
+        }
     }
 
     fn token(c: char) -> SessionToken {
@@ -627,16 +601,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(
-            shared.ctl().token.is_none(),
+            !shared.ctl().owns(&token('a')),
             "a forged token is never trusted"
         );
-        assert!(
-            shared
-                .ctl()
-                .pending_auth
-                .as_ref()
-                .is_some_and(|p| p.signature_error.is_some())
-        );
+        assert!(matches!(shared.ctl().callback_outcome(), Some(Err(_))));
         // The real server's callback still verifies.
         let reply = handle_authed(
             &shared,
@@ -646,8 +614,8 @@ mod tests {
             },
         );
         assert_eq!(reply, CallbackReply::Thx);
-        assert_eq!(shared.ctl().token, Some(token('b')));
-        assert_eq!(shared.ctl().state, ConnState::Authenticated);
+        assert!(shared.ctl().owns(&token('b')));
+        assert_eq!(shared.ctl().state(), ConnState::Authenticated);
         assert!(matches!(
             rx.try_recv(),
             Ok(Event::State(ConnState::Authenticated))
@@ -661,7 +629,7 @@ mod tests {
             },
         );
         assert!(matches!(again, CallbackReply::Err(_)));
-        assert_eq!(shared.ctl().token, Some(token('b')));
+        assert!(shared.ctl().owns(&token('b')));
     }
 
     #[test]
@@ -675,15 +643,27 @@ mod tests {
         let (reply, close) = heartbeat_reply(&shared, &ping(token('a')));
         assert!(close);
         assert!(matches!(reply, HeartbeatReply::Err(e) if e.code == ErrorCode::Session));
-        shared.ctl().token = Some(token('a'));
+        let genuine = pending_login(&shared);
+        handle_authed(
+            &shared,
+            Authed {
+                server_final: genuine,
+                token: token('a'),
+            },
+        );
+        let started = Instant::now();
+        shared
+            .ctl()
+            .activate(Duration::from_secs(1), 0, started)
+            .unwrap();
         deliver(&shared, vec![]);
         let (reply, close) = heartbeat_reply(&shared, &ping(token('a')));
         assert!(!close);
         assert!(matches!(reply, HeartbeatReply::Pong { last_id: 0, .. }));
         let ctl = shared.ctl();
-        assert!(ctl.presence_wanted, "a new presence version asks for Who");
-        assert_eq!(ctl.presence_seen, Some(3));
-        assert!(ctl.last_heartbeat.is_some());
+        assert!(ctl.presence.wanted(), "a new presence version asks for Who");
+        assert_eq!(ctl.presence.seen(), Some(3));
+        assert!(shared_last_heartbeat(&ctl) > Some(started));
     }
 
     #[test]

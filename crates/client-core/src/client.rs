@@ -11,11 +11,12 @@ use gc_protocol::{CallbackPorts, ClientMsgId, Record, Username};
 use crate::callbacks::{CallbackServer, Listeners};
 use crate::config::ClientConfig;
 use crate::connection;
+use crate::control::{Command, Lifecycle};
 use crate::error::ClientError;
 use crate::event::{ConnState, Event, NoticeLevel, Status};
-use crate::outbox::{MAX_OUTBOX, PendingMessage};
+use crate::outbox::PendingMessage;
 use crate::records::RecordStore;
-use crate::state::{ClientState, Command, EventSink, MAX_COMMANDS};
+use crate::state::{ClientState, EventSink};
 
 /// What [`Client::close`] leaves behind.
 #[derive(Debug, Default)]
@@ -148,14 +149,7 @@ impl Client {
         };
         validate_message(&text, self.shared.config.max_message_bytes)?;
         let id = ClientMsgId::random().map_err(|_| ClientError::Random)?;
-        let mut ctl = self.shared.ctl();
-        if ctl.close.is_some() {
-            return Err(ClientError::Closed);
-        }
-        if ctl.outbox.len() >= MAX_OUTBOX {
-            return Err(ClientError::OutboxFull(ctl.outbox.len()));
-        }
-        ctl.outbox.push(id.clone(), text);
+        self.shared.ctl().queue_message(id.clone(), text)?;
         self.shared.notify();
         Ok(id)
     }
@@ -172,14 +166,7 @@ impl Client {
     }
 
     fn command(&self, command: Command) -> Result<(), ClientError> {
-        let mut ctl = self.shared.ctl();
-        if ctl.close.is_some() {
-            return Err(ClientError::Closed);
-        }
-        if ctl.commands.len() >= MAX_COMMANDS {
-            return Err(ClientError::Busy);
-        }
-        ctl.commands.push_back(command);
+        self.shared.ctl().queue_command(command)?;
         self.shared.notify();
         Ok(())
     }
@@ -191,13 +178,13 @@ impl Client {
 
     /// Drops the session and logs in again now; after a fatal error, tries again.
     pub fn reconnect(&self) {
-        self.shared.ctl().reconnect = true;
+        self.shared.ctl().request_reconnect();
         self.shared.notify();
     }
 
     /// The connection state.
     pub fn state(&self) -> ConnState {
-        self.shared.ctl().state
+        self.shared.ctl().state()
     }
 
     /// A snapshot for a status bar.
@@ -214,7 +201,7 @@ impl Client {
 
     /// Highest record id the server acknowledged for this client's messages (0: none).
     pub fn acked_max(&self) -> u64 {
-        self.shared.ctl().acked_max
+        self.shared.ctl().acked_max()
     }
 
     /// Waits until the outbox is empty, up to `timeout`, or until the client gives up (fatal
@@ -226,7 +213,7 @@ impl Client {
             if ctl.outbox.is_empty() {
                 return true;
             }
-            if ctl.fatal || ctl.conn_done || Instant::now() >= deadline {
+            if ctl.stopped_trying() || Instant::now() >= deadline {
                 return false;
             }
             self.shared.wait_until(&mut ctl, deadline);
@@ -251,13 +238,10 @@ impl Client {
     fn stop(&mut self, bye: bool) -> CloseReport {
         {
             let mut ctl = self.shared.ctl();
-            if ctl.close.is_none() {
-                ctl.close = Some(bye);
-            }
-            if ctl.close == Some(false)
-                && let Some(s) = &ctl.in_flight
-            {
-                let _ = s.shutdown(std::net::Shutdown::Both);
+            ctl.request_close(bye);
+            if ctl.life() == (Lifecycle::Closing { bye: false }) {
+                // No `Bye` to say: cut whatever the connection thread is waiting on.
+                self.shared.sockets.stop();
             }
             self.shared.notify();
         }
@@ -277,7 +261,7 @@ impl Client {
         }
         CloseReport {
             unsent,
-            bye_sent: ctl.bye_sent,
+            bye_sent: ctl.bye_sent(),
         }
     }
 

@@ -1,34 +1,41 @@
-//! The connection thread: the state machine DISCONNECTED → CONNECTING → CONNECTED →
-//! AUTHENTICATING → AUTHENTICATED → ACTIVE, reconnecting with backoff, and every exchange on the
-//! server's sending port (outbox, `History`, `Who`, `Bye`) on one kept connection.
+//! The connection thread: signs in (DISCONNECTED → CONNECTING → CONNECTED → AUTHENTICATING →
+//! AUTHENTICATED → ACTIVE) through the protocol's sign-in machine, reconnects with backoff, and
+//! carries every exchange on the server's sending port (outbox, `History`, `Who`, `Bye`) over one
+//! kept connection. What to do next while active is [`Control::next_work`]'s decision.
 
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gc_protocol::limits::{MAX_HISTORY_LIMIT, MAX_SCRAM_ITERATIONS};
-use gc_protocol::scram::{ClientFirst, derive_verifier, random_salt};
+use gc_net::{Conn, KeptConn, NetError, Reuse};
+use gc_protocol::limits::MAX_HISTORY_LIMIT;
+use gc_protocol::signin::{self, ServerHello, SignInError, SignedIn};
 use gc_protocol::{
-    AuthClient, AuthServer, ClientMsgId, ConnectPing, ConnectReply, ErrorCode, ErrorFrame, Frame,
-    FramedStream, Record, Registration, SendReply, SendRequest, SessionToken, VERSION,
+    ClientMsgId, ErrorCode, ErrorFrame, Frame, Record, Registration, SendReply, SendRequest,
+    SessionToken,
 };
 
 use crate::backoff::Backoff;
+use crate::control::{Command, Next, Work};
 use crate::error::{ClientError, error_chain};
-use crate::event::{ConnState, Event, NoticeLevel};
-use crate::link::{SendLink, io_deadline, open};
+use crate::event::{Event, NoticeLevel};
 use crate::net;
-use crate::outbox::{MAX_PIPELINE, MsgReply, Outcome};
-use crate::state::{ClientState, Command, PendingAuth};
+use crate::outbox::{MAX_PIPELINE, MsgReply, ReplyEffect};
+use crate::state::ClientState;
 
 /// The wait after `internal` from the server before the outbox tries again.
 const INTERNAL_RETRY: Duration = Duration::from_secs(1);
 
-/// A live session.
+/// Fresh connections one exchange on the sending port may open when each is cut before any
+/// reply: the server hands a new connection to a listener of any session from this address, and
+/// cuts it if that session ends (e.g. our previous one, lingering until it misses three
+/// heartbeats).
+const SEND_FRESH_ATTEMPTS: u32 = 2;
+
+/// A live session, as the connection thread uses it.
 #[derive(Debug)]
-struct Session {
+struct LiveSession {
     token: SessionToken,
-    send_addr: SocketAddr,
     heartbeat: Duration,
 }
 
@@ -36,7 +43,10 @@ struct Session {
 #[derive(Debug)]
 enum End {
     /// `close()`: stop.
-    Closed,
+    Closed {
+        /// Whether the server acknowledged `Bye`.
+        bye_sent: bool,
+    },
     /// The session is gone or was given up: log in again.
     Relogin(String),
     /// An exchange failed.
@@ -47,13 +57,14 @@ enum End {
 pub fn run(shared: &Arc<ClientState>) {
     let mut backoff = Backoff::new(shared.config.backoff);
     let mut registered = !shared.config.register;
-    let mut link = SendLink::default();
+    let mut link = send_link(shared);
     let mut last_warning: Option<String> = None;
+    let mut bye_sent = false;
     loop {
         if shared.closing() {
             break;
         }
-        let end = match login(shared, &mut registered) {
+        let end = match sign_in(shared, &mut registered, &mut link) {
             Ok(session) => {
                 backoff.reset();
                 last_warning = None;
@@ -64,7 +75,10 @@ pub fn run(shared: &Arc<ClientState>) {
         link.close();
         end_session(shared);
         let wait = match end {
-            End::Closed => break,
+            End::Closed { bye_sent: sent } => {
+                bye_sent = sent;
+                break;
+            }
             End::Relogin(why) => {
                 shared.notice(NoticeLevel::Warning, format!("{why}; logging in again"));
                 backoff.next_wait()
@@ -106,23 +120,29 @@ pub fn run(shared: &Arc<ClientState>) {
     }
     link.close();
     let mut ctl = shared.ctl();
-    ctl.token = None;
-    ctl.pending_auth = None;
-    ctl.conn_done = true;
-    shared.set_state(&mut ctl, ConnState::Disconnected);
+    let changed = ctl.disconnect();
+    ctl.finished(bye_sent);
+    shared.report(Ok(changed));
     shared.notify();
+}
+
+/// The link to the server's sending port (its address is set at each sign-in).
+fn send_link(shared: &ClientState) -> KeptConn {
+    let reuse = if shared.config.reuse_connections {
+        Reuse::Keep
+    } else {
+        Reuse::CloseAfterEach
+    };
+    let unspecified = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0);
+    KeptConn::new(unspecified, shared.connector, shared.sockets.clone(), reuse)
+        .with_fresh_attempts(SEND_FRESH_ATTEMPTS)
 }
 
 /// Forgets the session (its token is refused from now on) and goes DISCONNECTED.
 fn end_session(shared: &ClientState) {
     let mut ctl = shared.ctl();
-    ctl.token = None;
-    ctl.pending_auth = None;
-    ctl.last_heartbeat = None;
-    ctl.heartbeat_interval = None;
-    ctl.presence_seen = None;
-    ctl.presence_wanted = false;
-    shared.set_state(&mut ctl, ConnState::Disconnected);
+    let changed = ctl.disconnect();
+    shared.report(Ok(changed));
 }
 
 /// Waits out a backoff. False when the client is closing.
@@ -130,14 +150,10 @@ fn wait_backoff(shared: &ClientState, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;
     let mut ctl = shared.ctl();
     loop {
-        if ctl.close.is_some() {
+        if ctl.is_closing() {
             return false;
         }
-        if ctl.reconnect {
-            ctl.reconnect = false;
-            return true;
-        }
-        if Instant::now() >= deadline {
+        if ctl.take_reconnect() || Instant::now() >= deadline {
             return true;
         }
         shared.wait_until(&mut ctl, deadline);
@@ -147,35 +163,14 @@ fn wait_backoff(shared: &ClientState, wait: Duration) -> bool {
 /// After a fatal error: waits for `reconnect()` (true) or `close()` (false).
 fn wait_after_fatal(shared: &ClientState) -> bool {
     let mut ctl = shared.ctl();
-    ctl.fatal = true;
-    ctl.reconnect = false;
+    ctl.give_up();
     shared.notify();
     loop {
-        if ctl.close.is_some() {
-            return false;
+        match ctl.life() {
+            crate::control::Lifecycle::GaveUp => shared.wait(&mut ctl),
+            crate::control::Lifecycle::Running => return true,
+            _ => return false,
         }
-        if ctl.reconnect {
-            ctl.reconnect = false;
-            ctl.fatal = false;
-            return true;
-        }
-        shared.wait(&mut ctl);
-    }
-}
-
-fn set_state(shared: &ClientState, state: ConnState) {
-    let mut ctl = shared.ctl();
-    shared.set_state(&mut ctl, state);
-}
-
-fn refused(during: &'static str, e: ErrorFrame) -> ClientError {
-    match e.code {
-        ErrorCode::Version => ClientError::Version { text: e.text },
-        code => ClientError::Refused {
-            during,
-            code,
-            text: e.text,
-        },
     }
 }
 
@@ -186,69 +181,76 @@ fn unexpected(peer: &str, detail: impl Into<String>) -> ClientError {
     }
 }
 
-// ───────────────────────────── login ─────────────────────────────
-
-fn login(shared: &ClientState, registered: &mut bool) -> Result<Session, ClientError> {
-    let config = &shared.config;
-    set_state(shared, ConnState::Connecting);
-    let ips = net::resolve(&config.server, config.server_ports.connect, config.bind_ip)?;
-    let (server_ip, registration) = version_check(shared, &ips)?;
-    set_state(shared, ConnState::Connected);
-    let auth_addr = SocketAddr::new(server_ip, config.server_ports.auth);
-    let mut auth = open(shared, auth_addr, "the server's auth port")?;
-    let result = (|| {
-        if !*registered {
-            register(shared, &mut auth, registration)?;
-            *registered = true;
-        }
-        authenticate(shared, &mut auth, server_ip)
-    })();
-    shared.untrack();
-    result
+/// A failure on the link to the server's sending port, during `what`.
+fn link_error(what: &'static str, e: NetError) -> ClientError {
+    match e {
+        NetError::Connect { addr, source } => ClientError::Connect {
+            what: "the server's send port",
+            addr,
+            source,
+        },
+        NetError::Protocol(source) => ClientError::Protocol { what, source },
+    }
 }
 
-/// `Ping GC/1` → `Pong GC/1 <name> <registration>` on the first address that answers.
+// ───────────────────────────── sign-in ─────────────────────────────
+
+/// One sign-in, step by step through `gc_protocol::signin`, with the state machine following.
+fn sign_in(
+    shared: &ClientState,
+    registered: &mut bool,
+    link: &mut KeptConn,
+) -> Result<LiveSession, ClientError> {
+    let config = &shared.config;
+    shared.transition(|c| c.begin_sign_in())?;
+    let ips = net::resolve(&config.server, config.server_ports.connect, config.bind_ip)?;
+    let (server_ip, hello) = version_check(shared, &ips)?;
+    let registration = hello.registration;
+    shared.transition(|c| c.connected(hello))?;
+    let auth_addr = SocketAddr::new(server_ip, config.server_ports.auth);
+    let (mut auth, _registered) = shared
+        .connector
+        .open(auth_addr, &shared.sockets)
+        .map_err(|e| connect_error("the server's auth port", e))?;
+    if !*registered {
+        register(shared, &mut auth, registration)?;
+        *registered = true;
+    }
+    let signed_in = authenticate(shared, &mut auth)?;
+    link.set_addr(SocketAddr::new(server_ip, config.server_ports.send));
+    Ok(signed_in)
+}
+
+fn connect_error(what: &'static str, e: NetError) -> ClientError {
+    match e {
+        NetError::Connect { addr, source } => ClientError::Connect { what, addr, source },
+        NetError::Protocol(source) => ClientError::Protocol { what, source },
+    }
+}
+
+/// `Ping GC/1` → `Pong` on the first address that answers.
 fn version_check(
     shared: &ClientState,
     ips: &[IpAddr],
-) -> Result<(IpAddr, Registration), ClientError> {
+) -> Result<(IpAddr, ServerHello), ClientError> {
     let port = shared.config.server_ports.connect;
     let mut last_error = None;
     for &ip in ips {
         let addr = SocketAddr::new(ip, port);
-        let mut conn = match open(shared, addr, "the server's connect port") {
-            Ok(c) => c,
+        let (mut conn, _registered) = match shared.connector.open(addr, &shared.sockets) {
+            Ok(opened) => opened,
             Err(e) => {
-                last_error = Some(e);
+                last_error = Some(connect_error("the server's connect port", e));
                 continue;
             }
         };
-        let ping = ConnectPing {
-            version: VERSION.to_owned(),
-        };
-        let reply = conn
-            .send(&ping, io_deadline(shared))
-            .and_then(|()| conn.read::<ConnectReply>(io_deadline(shared)));
-        shared.untrack();
-        match reply {
-            Ok(ConnectReply::Pong {
-                version,
-                server_name,
-                registration,
-            }) => {
-                if version != VERSION {
-                    return Err(ClientError::Version {
-                        text: format!("it answered with version {version}, not {VERSION}"),
-                    });
-                }
-                tracing::info!("connected to {server_name:?} at {addr}");
-                let mut ctl = shared.ctl();
-                ctl.server_name = Some(server_name);
-                ctl.registration = Some(registration);
-                return Ok((ip, registration));
+        match signin::version_check(&mut conn, shared.config.io_timeout) {
+            Ok(hello) => {
+                tracing::info!("connected to {:?} at {addr}", hello.name);
+                return Ok((ip, hello));
             }
-            Ok(ConnectReply::Err(e)) => return Err(refused("the version check", e)),
-            Err(e) => last_error = Some(ClientError::protocol("the version check", e)),
+            Err(e @ SignInError::Wire { .. }) => last_error = Some(e.into()),
+            Err(e) => return Err(e.into()),
         }
     }
     Err(last_error.unwrap_or_else(|| ClientError::Resolve {
@@ -260,7 +262,7 @@ fn version_check(
 /// `Register` with a verifier derived here: the password never leaves the client.
 fn register(
     shared: &ClientState,
-    auth: &mut FramedStream<TcpStream>,
+    auth: &mut Conn,
     registration: Registration,
 ) -> Result<(), ClientError> {
     let config = &shared.config;
@@ -273,157 +275,52 @@ fn register(
                 .into(),
         });
     }
-    let mut iterations = config.min_scram_iterations;
-    for attempt in 0..2 {
-        let salt = random_salt().map_err(|_| ClientError::Random)?;
-        let verifier = derive_verifier(config.password.expose(), &salt, iterations);
-        let frame = AuthClient::Register {
-            username: shared.username.clone(),
-            salt: verifier.salt,
-            iterations,
-            stored_key: verifier.stored_key.to_vec(),
-            server_key: verifier.server_key.to_vec(),
-        };
-        auth.send(&frame, io_deadline(shared))
-            .map_err(|e| ClientError::protocol("the registration", e))?;
-        match auth
-            .read::<AuthServer>(io_deadline(shared))
-            .map_err(|e| ClientError::protocol("the registration", e))?
-        {
-            AuthServer::Registered => {
-                shared.notice(
-                    NoticeLevel::Info,
-                    format!("account {} created", shared.username),
-                );
-                return Ok(());
-            }
-            AuthServer::Err(e) => {
-                // A server that wants more iterations says so; meet it once.
-                let wanted = (e.code == ErrorCode::Malformed && attempt == 0)
-                    .then(|| parse_min_iterations(&e.text))
-                    .flatten()
-                    .filter(|&n| n > iterations && n <= MAX_SCRAM_ITERATIONS);
-                match wanted {
-                    Some(n) => iterations = n,
-                    None => return Err(refused("the registration", e)),
-                }
-            }
-            other => {
-                return Err(unexpected(
-                    auth.peer(),
-                    format!("answered `Register` with {other:?}"),
-                ));
-            }
-        }
-    }
-    Err(unexpected(
-        auth.peer(),
-        "refused the registration twice over the iteration count",
-    ))
-}
-
-/// Reads `N` out of a text like "… below this server's minimum of N".
-fn parse_min_iterations(text: &str) -> Option<u32> {
-    let rest = &text[text.find("minimum of ")? + "minimum of ".len()..];
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+    signin::register_with_password(
+        auth,
+        &shared.username,
+        config.password.expose(),
+        config.min_scram_iterations,
+        config.io_timeout,
+    )?;
+    shared.notice(
+        NoticeLevel::Info,
+        format!("account {} created", shared.username),
+    );
+    Ok(())
 }
 
 /// SCRAM: `AuthRequest` → `Auth1` → `Proof`, while the auth callback checks the server's
 /// signature and takes the token; then `Ok`.
-fn authenticate(
-    shared: &ClientState,
-    auth: &mut FramedStream<TcpStream>,
-    server_ip: IpAddr,
-) -> Result<Session, ClientError> {
+fn authenticate(shared: &ClientState, auth: &mut Conn) -> Result<LiveSession, ClientError> {
     let config = &shared.config;
-    set_state(shared, ConnState::Authenticating);
-    let first = ClientFirst::new(shared.username.as_str()).map_err(ClientError::Scram)?;
-    {
-        let mut ctl = shared.ctl();
-        ctl.token = None;
-        ctl.pending_auth = None;
-    }
-    let request = AuthClient::AuthRequest {
-        username: shared.username.clone(),
-        ports: shared.ports,
-        client_first: first.message().to_owned(),
-    };
-    auth.send(&request, io_deadline(shared))
-        .map_err(|e| ClientError::protocol("the login", e))?;
-    let server_first = match auth
-        .read::<AuthServer>(io_deadline(shared))
-        .map_err(|e| ClientError::protocol("the login", e))?
-    {
-        AuthServer::Auth1 { server_first } => server_first,
-        AuthServer::Err(e) => return Err(refused("the login", e)),
-        other => {
-            return Err(unexpected(
-                auth.peer(),
-                format!("answered `AuthRequest` with {other:?}"),
-            ));
-        }
-    };
-    let client_final = first
-        .handle_server_first(
-            &server_first,
-            config.password.expose(),
-            config.min_scram_iterations,
-        )
-        .map_err(ClientError::Scram)?;
-    let proof = AuthClient::Proof {
-        client_final: client_final.message().to_owned(),
-    };
+    shared.transition(|c| c.authenticating())?;
+    let challenge = signin::request_login(auth, &shared.username, shared.ports, config.io_timeout)?;
+    let proof = challenge.prove(config.password.expose(), config.min_scram_iterations)?;
     // The cursor the session's first heartbeats will report (see `activate`).
     let cursor_at_login = shared.records().cursor();
-    shared.ctl().pending_auth = Some(PendingAuth {
-        client_final,
-        signature_error: None,
-    });
+    // Before the proof goes out: the server calls back as soon as it has read it.
+    shared.ctl().expect_callback(proof.callback_check())?;
+    let awaiting = proof.send(auth, config.io_timeout)?;
     // The server calls back (connect + exchange, each within its own deadline) before it answers.
-    let reply = auth
-        .send(&proof, io_deadline(shared))
-        .and_then(|()| auth.read::<AuthServer>(Instant::now() + config.io_timeout * 3));
-    let (signature_error, token) = {
-        let mut ctl = shared.ctl();
-        let pending = ctl.pending_auth.take();
-        (pending.and_then(|p| p.signature_error), ctl.token.clone())
-    };
-    match reply.map_err(|e| ClientError::protocol("the login", e))? {
-        AuthServer::Ok {
-            heartbeat_ms,
-            latest_id,
-        } => {
-            let Some(token) = token else {
-                return Err(unexpected(
-                    auth.peer(),
-                    "it answered `Ok` but never proved its identity on the auth callback",
-                ));
-            };
-            let heartbeat = Duration::from_millis(u64::from(heartbeat_ms.max(1)));
-            activate(shared, heartbeat, latest_id, cursor_at_login);
-            Ok(Session {
-                token,
-                send_addr: SocketAddr::new(server_ip, config.server_ports.send),
-                heartbeat,
-            })
-        }
-        AuthServer::Err(e) if e.code == ErrorCode::Auth && signature_error.is_some() => {
-            match signature_error {
-                Some(s) => Err(ClientError::ServerSignature(s)),
-                None => Err(refused("the login", e)),
-            }
-        }
-        AuthServer::Err(e) => Err(refused("the login", e)),
-        other => Err(unexpected(
-            auth.peer(),
-            format!("answered `Proof` with {other:?}"),
-        )),
-    }
+    let SignedIn {
+        token,
+        heartbeat_ms,
+        latest_id,
+    } = awaiting.finish(auth, config.io_timeout * 3, |_| {
+        shared.ctl().callback_outcome()
+    })?;
+    let heartbeat = Duration::from_millis(u64::from(heartbeat_ms.max(1)));
+    activate(shared, heartbeat, latest_id, cursor_at_login)?;
+    Ok(LiveSession { token, heartbeat })
 }
 
 /// After `Ok`: checks the cursor against the server's newest id, and goes ACTIVE.
-fn activate(shared: &ClientState, heartbeat: Duration, latest_id: u64, cursor_at_login: u64) {
+fn activate(
+    shared: &ClientState,
+    heartbeat: Duration,
+    latest_id: u64,
+    cursor_at_login: u64,
+) -> Result<(), ClientError> {
     let reset = shared
         .records()
         .check_server_latest(latest_id, cursor_at_login);
@@ -445,33 +342,22 @@ fn activate(shared: &ClientState, heartbeat: Duration, latest_id: u64, cursor_at
         }
         shared.notice(NoticeLevel::Warning, text);
     }
-    let mut ctl = shared.ctl();
-    ctl.login_latest = Some(latest_id);
-    ctl.heartbeat_interval = Some(heartbeat);
-    ctl.last_heartbeat = Some(Instant::now());
-    ctl.presence_seen = None;
-    shared.set_state(&mut ctl, ConnState::Active);
-    let server = ctl.server_name.clone().unwrap_or_default();
-    drop(ctl);
+    shared.transition(|c| c.activate(heartbeat, latest_id, Instant::now()))?;
+    let server = shared
+        .ctl()
+        .server()
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
     shared.notice(
         NoticeLevel::Info,
         format!("logged in as {} on {server}", shared.username),
     );
+    Ok(())
 }
 
 // ───────────────────────────── active session ─────────────────────────────
 
-enum Work {
-    Close(bool),
-    Reconnect,
-    Relogin(String),
-    CloseLink,
-    Command(Command),
-    Who,
-    Send(Vec<(ClientMsgId, String)>),
-}
-
-fn run_active(shared: &ClientState, link: &mut SendLink, session: &Session) -> End {
+fn run_active(shared: &ClientState, link: &mut KeptConn, session: &LiveSession) -> End {
     let config = &shared.config;
     let watchdog = session.heartbeat * 3 + config.io_timeout;
     let batch_max = if config.reuse_connections {
@@ -483,58 +369,22 @@ fn run_active(shared: &ClientState, link: &mut SendLink, session: &Session) -> E
         let work = {
             let mut ctl = shared.ctl();
             loop {
-                let now = Instant::now();
-                if let Some(bye) = ctl.close {
-                    break Work::Close(bye);
-                }
-                if ctl.reconnect {
-                    ctl.reconnect = false;
-                    break Work::Reconnect;
-                }
-                let dead_at = ctl.last_heartbeat.unwrap_or(now) + watchdog;
-                if now >= dead_at {
-                    break Work::Relogin(format!(
-                        "no heartbeat from the server for {:.1} s: the session is presumed lost",
-                        watchdog.as_secs_f64()
-                    ));
-                }
-                if let Some(command) = ctl.commands.pop_front() {
-                    break Work::Command(command);
-                }
-                if ctl.presence_wanted {
-                    ctl.presence_wanted = false;
-                    break Work::Who;
-                }
-                if ctl.outbox.ready(now) {
-                    break Work::Send(ctl.outbox.next_batch(now, batch_max));
-                }
                 let idle_at = link.idle_deadline(config.idle_timeout);
-                if idle_at.is_some_and(|t| now >= t) {
-                    break Work::CloseLink;
+                match ctl.next_work(Instant::now(), watchdog, idle_at, batch_max) {
+                    Next::Do(work) => break work,
+                    Next::WaitUntil(deadline) => shared.wait_until(&mut ctl, deadline),
                 }
-                let mut deadline = dead_at;
-                if !ctl.outbox.is_empty()
-                    && let Some(gate) = ctl.outbox.gate()
-                {
-                    deadline = deadline.min(gate);
-                }
-                if let Some(t) = idle_at {
-                    deadline = deadline.min(t);
-                }
-                shared.wait_until(&mut ctl, deadline);
             }
         };
         let step = match work {
-            Work::Close(bye) => {
-                if bye && send_bye(shared, link, session) {
-                    shared.ctl().bye_sent = true;
-                }
-                return End::Closed;
+            Work::Close { bye } => {
+                let bye_sent = bye && send_bye(link, session);
+                return End::Closed { bye_sent };
             }
             Work::Reconnect => {
                 // End this session on the server now rather than leave it to linger until it
                 // misses three heartbeats.
-                send_bye(shared, link, session);
+                send_bye(link, session);
                 return End::Relogin("reconnecting as asked".into());
             }
             Work::Relogin(why) => return End::Relogin(why),
@@ -558,8 +408,8 @@ fn run_active(shared: &ClientState, link: &mut SendLink, session: &Session) -> E
 /// Sends a batch of messages pipelined (one write) and reads the replies in order.
 fn send_batch(
     shared: &ClientState,
-    link: &mut SendLink,
-    session: &Session,
+    link: &mut KeptConn,
+    session: &LiveSession,
     batch: &[(ClientMsgId, String)],
 ) -> Result<(), End> {
     if batch.is_empty() {
@@ -574,17 +424,19 @@ fn send_batch(
         }
         .encode(&mut request);
     }
+    let deadline = || shared.connector.deadline();
     let mut replies: Vec<SendReply> = Vec::with_capacity(batch.len());
-    let result = link.round_trip(shared, session.send_addr, "sending", &request, |conn| {
+    let result = link.exchange_with(&request, |conn| {
         replies.clear();
         while replies.len() < batch.len() {
             let reply = conn
-                .read::<SendReply>(io_deadline(shared))
+                .read::<SendReply>(deadline())
                 .map_err(|e| (e, !replies.is_empty()))?;
             replies.push(reply);
         }
         Ok(())
     });
+    let peer = link.addr().to_string();
     let mut end = None;
     {
         let now = Instant::now();
@@ -597,47 +449,36 @@ fn send_batch(
                 other => {
                     link.close();
                     end = Some(End::Failed(unexpected(
-                        &session.send_addr.to_string(),
+                        &peer,
                         format!("answered `Msg` with {other:?}"),
                     )));
                     break;
                 }
             };
             match ctl.outbox.apply(now, id, reply) {
-                Outcome::Acked {
-                    client_msg_id,
-                    id,
-                    timestamp,
-                } => {
-                    ctl.acked_max = ctl.acked_max.max(id);
-                    shared.emit(Event::Acked {
-                        client_msg_id,
-                        id,
-                        timestamp,
-                    });
+                ReplyEffect::Acked(ack) => {
+                    ctl.acked(ack.id);
+                    shared.emit(Event::Acked(ack));
                 }
-                Outcome::Rejected {
-                    client_msg_id,
-                    code,
-                    text,
-                } => {
-                    tracing::warn!("the server refused message {client_msg_id} ({code}): {text}");
-                    shared.emit(Event::Rejected {
-                        client_msg_id,
-                        code,
-                        text,
-                    });
+                ReplyEffect::Rejected(rejection) => {
+                    tracing::warn!(
+                        "the server refused message {} ({}): {}",
+                        rejection.client_msg_id,
+                        rejection.code,
+                        rejection.text
+                    );
+                    shared.emit(Event::Rejected(rejection));
                 }
-                Outcome::RateLimited(wait) => {
+                ReplyEffect::RateLimited(wait) => {
                     rate_limited = true;
                     tracing::debug!("rate-limited; resending in {:.1} s", wait.as_secs_f64());
                 }
-                Outcome::Session => {
+                ReplyEffect::Session => {
                     end.get_or_insert(End::Relogin(
                         "the server no longer knows this session".into(),
                     ));
                 }
-                Outcome::Retry { code, text } => {
+                ReplyEffect::Retry { code, text } => {
                     if code == ErrorCode::ShuttingDown {
                         end.get_or_insert(End::Failed(ClientError::Refused {
                             during: "the message",
@@ -659,16 +500,14 @@ fn send_batch(
     match result {
         // Cut after some replies: the rest stay in the outbox and go again (same ids) on a new
         // connection; no reason to give up the session.
-        Err(ClientError::Protocol { source, .. })
-            if source.is_stale_connection() && end.is_none() =>
-        {
+        Err(NetError::Protocol(source)) if source.is_stale_connection() && end.is_none() => {
             tracing::debug!(
                 "the sending connection was cut mid-batch ({source}); resending the rest"
             );
             link.close();
         }
         Err(e) => {
-            end.get_or_insert(End::Failed(e));
+            end.get_or_insert(End::Failed(link_error("sending", e)));
         }
         Ok(()) => {}
     }
@@ -676,26 +515,22 @@ fn send_batch(
 }
 
 /// `Who` → `Online`: a presence event.
-fn who(shared: &ClientState, link: &mut SendLink, session: &Session) -> Result<(), End> {
+fn who(shared: &ClientState, link: &mut KeptConn, session: &LiveSession) -> Result<(), End> {
     let mut request = Vec::new();
     SendRequest::Who {
         token: session.token.clone(),
     }
     .encode(&mut request);
     let reply = link
-        .round_trip(shared, session.send_addr, "`Who`", &request, |conn| {
-            conn.read::<SendReply>(io_deadline(shared))
-                .map_err(|e| (e, false))
-        })
-        .map_err(End::Failed)?;
+        .exchange::<SendReply>(&request)
+        .map_err(|e| End::Failed(link_error("`Who`", e)))?;
     match reply {
         SendReply::Online {
             presence_version,
             users,
         } => {
             let mut ctl = shared.ctl();
-            ctl.online = users.clone();
-            ctl.presence_version = Some(presence_version);
+            ctl.presence.fetched(presence_version, users.clone());
             shared.emit(Event::Presence {
                 version: presence_version,
                 users,
@@ -704,9 +539,10 @@ fn who(shared: &ClientState, link: &mut SendLink, session: &Session) -> Result<(
         }
         SendReply::Err(e) => query_error(shared, "`Who`", e),
         other => {
+            let peer = link.addr().to_string();
             link.close();
             Err(End::Failed(unexpected(
-                &session.send_addr.to_string(),
+                &peer,
                 format!("answered `Who` with {other:?}"),
             )))
         }
@@ -716,8 +552,8 @@ fn who(shared: &ClientState, link: &mut SendLink, session: &Session) -> Result<(
 /// `History` → `Rec`… `End`: a history event; records at or below the cursor go to the cache.
 fn history(
     shared: &ClientState,
-    link: &mut SendLink,
-    session: &Session,
+    link: &mut KeptConn,
+    session: &LiveSession,
     before_id: u64,
     limit: u32,
 ) -> Result<(), End> {
@@ -729,11 +565,12 @@ fn history(
         limit: limit.min(MAX_HISTORY_LIMIT),
     }
     .encode(&mut request);
+    let deadline = || shared.connector.deadline();
     let reply = link
-        .round_trip(shared, session.send_addr, "`History`", &request, |conn| {
+        .exchange_with(&request, |conn| {
             let mut records: Vec<Record> = Vec::new();
             loop {
-                match conn.read::<SendReply>(io_deadline(shared)) {
+                match conn.read::<SendReply>(deadline()) {
                     Ok(SendReply::Rec(r)) => records.push(r),
                     Ok(SendReply::End) => return Ok(Ok(records)),
                     Ok(SendReply::Err(e)) if records.is_empty() => return Ok(Err(Ok(e))),
@@ -742,7 +579,7 @@ fn history(
                 }
             }
         })
-        .map_err(End::Failed)?;
+        .map_err(|e| End::Failed(link_error("`History`", e)))?;
     match reply {
         Ok(mut records) => {
             records.sort_by_key(|r| r.id);
@@ -757,9 +594,10 @@ fn history(
         }
         Err(Ok(e)) => query_error(shared, "`History`", e),
         Err(Err(what)) => {
+            let peer = link.addr().to_string();
             link.close();
             Err(End::Failed(unexpected(
-                &session.send_addr.to_string(),
+                &peer,
                 format!("answered `History` with {what}"),
             )))
         }
@@ -771,7 +609,7 @@ fn query_error(shared: &ClientState, what: &str, e: ErrorFrame) -> Result<(), En
         ErrorCode::Session => Err(End::Relogin(
             "the server no longer knows this session".into(),
         )),
-        ErrorCode::ShuttingDown => Err(End::Failed(refused("a query", e))),
+        ErrorCode::ShuttingDown => Err(End::Failed(ClientError::from_refusal("a query", e))),
         code => {
             shared.notice(
                 NoticeLevel::Warning,
@@ -784,20 +622,15 @@ fn query_error(shared: &ClientState, what: &str, e: ErrorFrame) -> Result<(), En
 
 /// `Bye` → `Thx 0 <ts>`: ends the session on the server at once. Returns whether the server
 /// acknowledged it.
-fn send_bye(shared: &ClientState, link: &mut SendLink, session: &Session) -> bool {
+fn send_bye(link: &mut KeptConn, session: &LiveSession) -> bool {
     let mut request = Vec::new();
     SendRequest::Bye {
         token: session.token.clone(),
     }
     .encode(&mut request);
-    let reply = link.round_trip(shared, session.send_addr, "`Bye`", &request, |conn| {
-        conn.read::<SendReply>(io_deadline(shared))
-            .map_err(|e| (e, false))
-    });
-    match reply {
+    match link.exchange::<SendReply>(&request) {
         Ok(SendReply::Thx { .. }) => {
             tracing::info!("session ended with Bye");
-            shared.ctl().token = None;
             true
         }
         Ok(other) => {
@@ -805,22 +638,11 @@ fn send_bye(shared: &ClientState, link: &mut SendLink, session: &Session) -> boo
             false
         }
         Err(e) => {
-            tracing::warn!("could not say Bye: {}", error_chain(&e));
+            tracing::warn!(
+                "could not say Bye: {}",
+                error_chain(&link_error("`Bye`", e))
+            );
             false
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn min_iterations_from_server_text() {
-        assert_eq!(
-            parse_min_iterations("4096 SCRAM iterations is below this server's minimum of 8192"),
-            Some(8192)
-        );
-        assert_eq!(parse_min_iterations("bad username"), None);
     }
 }

@@ -4,7 +4,10 @@ use std::io;
 use std::net::SocketAddr;
 
 use gc_protocol::scram::ScramError;
-use gc_protocol::{ErrorCode, ProtocolError};
+use gc_protocol::signin::SignInError;
+use gc_protocol::{ErrorCode, ErrorFrame, ProtocolError, VERSION};
+
+use crate::control::BadTransition;
 
 /// Everything that can go wrong in the client. Each message says what happened and, where there
 /// is something to do, what to do.
@@ -141,6 +144,11 @@ pub enum ClientError {
     /// The client is closing or closed.
     #[error("the client is closed")]
     Closed,
+
+    /// The connection's state machine refused a transition: a bug in the client. The login is
+    /// tried again.
+    #[error("internal error: {0}")]
+    State(#[from] BadTransition),
 }
 
 impl ClientError {
@@ -179,7 +187,8 @@ impl ClientError {
             | Self::OutboxFull(_)
             | Self::Blocked { .. }
             | Self::Busy
-            | Self::Closed => false,
+            | Self::Closed
+            | Self::State(_) => false,
         }
     }
 
@@ -208,8 +217,35 @@ impl ClientError {
         }
     }
 
-    pub(crate) fn protocol(what: &'static str, source: ProtocolError) -> Self {
-        Self::Protocol { what, source }
+    /// The server's `Err` refusing `during`: a version mismatch, or a refusal with its code.
+    pub(crate) fn from_refusal(during: &'static str, e: ErrorFrame) -> Self {
+        match e.code {
+            ErrorCode::Version => Self::Version { text: e.text },
+            code => Self::Refused {
+                during,
+                code,
+                text: e.text,
+            },
+        }
+    }
+}
+
+impl From<SignInError> for ClientError {
+    fn from(e: SignInError) -> Self {
+        match e {
+            SignInError::Wire { step, source } => Self::Protocol {
+                what: step.as_str(),
+                source,
+            },
+            SignInError::Refused { step, error } => Self::from_refusal(step.as_str(), error),
+            SignInError::Unexpected { peer, detail } => Self::Unexpected { peer, detail },
+            SignInError::Version { announced } => Self::Version {
+                text: format!("it answered with version {announced}, not {VERSION}"),
+            },
+            SignInError::Scram(e) => Self::Scram(e),
+            SignInError::ServerSignature(e) => Self::ServerSignature(e),
+            SignInError::Random => Self::Random,
+        }
     }
 }
 

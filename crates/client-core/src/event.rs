@@ -84,23 +84,9 @@ pub enum Event {
         users: Vec<Username>,
     },
     /// The server stored a message from the outbox.
-    Acked {
-        /// The id [`crate::Client::send`] returned.
-        client_msg_id: ClientMsgId,
-        /// The record's id.
-        id: u64,
-        /// The record's timestamp (UTC).
-        timestamp: Timestamp,
-    },
+    Acked(Ack),
     /// The server refused a message for good; it has left the outbox.
-    Rejected {
-        /// The id [`crate::Client::send`] returned.
-        client_msg_id: ClientMsgId,
-        /// Why (`too-large`, `blocked`, `malformed`, …).
-        code: ErrorCode,
-        /// The server's explanation.
-        text: String,
-    },
+    Rejected(Rejection),
     /// Something for a human to read.
     Notice {
         /// How much it matters.
@@ -111,6 +97,28 @@ pub enum Event {
     /// The client stopped trying: wrong password, unknown user, server signature mismatch, …
     /// [`crate::Client::reconnect`] tries again.
     Fatal(ClientError),
+}
+
+/// The server stored a message from the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// The id [`crate::Client::send`] returned.
+    pub client_msg_id: ClientMsgId,
+    /// The record's id.
+    pub id: u64,
+    /// The record's timestamp (UTC).
+    pub timestamp: Timestamp,
+}
+
+/// The server refused a message for good.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// The id [`crate::Client::send`] returned.
+    pub client_msg_id: ClientMsgId,
+    /// Why (`too-large`, `blocked`, `malformed`, …).
+    pub code: ErrorCode,
+    /// The server's explanation.
+    pub text: String,
 }
 
 /// A snapshot of the connection for a status bar.

@@ -18,19 +18,21 @@
 //! `gc-client` crate; nothing here knows about terminals or standard input.
 //!
 //! Modules: [`client`] is the handle a front end holds; `connection` the connection thread
-//! (sign-in, the active session's sending link); `callbacks` the three listeners; `state` what
-//! those threads share; [`outbox`], `records` and [`backoff`] are bookkeeping without I/O.
+//! (sign-in through `gc_protocol::signin`, the active session's sending link); `callbacks` the
+//! three listeners; `state` what those threads share, and [`control`] the part of it under one
+//! lock (lifecycle, session state machine, presence, outbox, requests, and the connection
+//! thread's "what next"); [`outbox`], `records` and [`backoff`] are bookkeeping without I/O.
 
 pub mod backoff;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod event;
 pub mod outbox;
 
 mod callbacks;
 mod connection;
-mod link;
 mod net;
 mod records;
 mod state;
@@ -39,6 +41,6 @@ pub use backoff::Backoff;
 pub use client::{Client, CloseReport, validate_message};
 pub use config::{BackoffConfig, ClientConfig, ListenPorts, Password, PortChoice, ServerPorts};
 pub use error::{ClientError, error_chain};
-pub use event::{ConnState, Event, NoticeLevel, Status};
+pub use event::{Ack, ConnState, Event, NoticeLevel, Rejection, Status};
 pub use outbox::PendingMessage;
 pub use state::EventSink;

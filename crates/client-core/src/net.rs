@@ -1,11 +1,8 @@
-//! Sockets: resolving the server, connecting from a chosen source address, binding the callback
-//! listeners.
+//! Resolving the server and binding the callback listeners (connections themselves are
+//! `gc-net`'s).
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::time::Duration;
-
-use socket2::{Domain, Protocol, Socket, Type};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
 
 use crate::config::PortChoice;
 use crate::error::ClientError;
@@ -49,29 +46,6 @@ pub fn resolve(server: &str, port: u16, bind: Option<IpAddr>) -> Result<Vec<IpAd
     Ok(ips)
 }
 
-/// Opens a TCP connection to `addr` within `timeout`, from `bind` (port chosen by the OS) when
-/// given, with Nagle's algorithm off.
-pub fn connect(addr: SocketAddr, bind: Option<IpAddr>, timeout: Duration) -> io::Result<TcpStream> {
-    let timeout = timeout.max(Duration::from_millis(1));
-    let Some(local) = bind else {
-        return gc_protocol::io::connect(addr, timeout);
-    };
-    if local.is_ipv4() != addr.is_ipv4() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "the local address {local} and the server address {addr} are of different IP families"
-            ),
-        ));
-    }
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.bind(&SocketAddr::new(local, 0).into())?;
-    socket.connect_timeout(&addr.into(), timeout)?;
-    let stream: TcpStream = socket.into();
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
 /// The address listeners bind to when no local address is configured: every IPv4 interface for
 /// a server given as an IPv4 address; otherwise (an IPv6 address, or a host name that may resolve
 /// to either family) `::`, which [`bind_listener`] makes accept IPv4 as well.
@@ -82,29 +56,8 @@ pub fn unspecified_like(server: Option<IpAddr>) -> IpAddr {
     }
 }
 
-/// Binds a listener to `addr`. On `::` it is dual-stack (IPv6 and IPv4-mapped connections), or,
-/// where the host has no IPv6, an IPv4 listener on `0.0.0.0` instead.
-fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
-    if addr.ip() != IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
-        return TcpListener::bind(addr);
-    }
-    let dual = || -> io::Result<TcpListener> {
-        let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_only_v6(false)?;
-        // As `TcpListener::bind` does on Unix: a restarted client can take its ports again at once.
-        socket.set_reuse_address(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(128)?;
-        Ok(socket.into())
-    };
-    match dual() {
-        Err(e) if e.kind() != io::ErrorKind::AddrInUse => {
-            tracing::debug!("no IPv6 listener on {addr} ({e}); listening on IPv4 only");
-            TcpListener::bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), addr.port()))
-        }
-        other => other,
-    }
-}
+/// Pending callback connections the kernel queues per listener.
+const LISTEN_BACKLOG: i32 = 128;
 
 /// Binds one callback listener. [`PortChoice::Default`] falls back to an OS-chosen port when the
 /// default one is taken (with a log line); a fixed port that is taken is an error.
@@ -116,7 +69,7 @@ pub fn bind_listener(
 ) -> Result<TcpListener, ClientError> {
     let bind = |port: u16| {
         let addr = SocketAddr::new(ip, port);
-        listen_on(addr).map_err(|source| (addr, source))
+        gc_net::listen(addr, LISTEN_BACKLOG).map_err(|source| (addr, source))
     };
     let result = match choice {
         PortChoice::Fixed(port) => bind(port),
@@ -139,19 +92,10 @@ pub fn bind_listener(
     result.map_err(|(addr, source)| ClientError::Bind { role, addr, source })
 }
 
-/// Where to connect to wake an `accept` blocked on a listener bound to `addr`. A listener on `::`
-/// is dual-stack ([`bind_listener`]), so IPv4 loopback reaches it even where `::1` is disabled.
-pub fn wake_addr(addr: SocketAddr) -> SocketAddr {
-    let ip = match addr.ip() {
-        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, addr.port())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::TcpStream;
+
     use super::*;
 
     const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -174,7 +118,7 @@ mod tests {
             peer.ip().to_canonical(),
             from_v4.local_addr().unwrap().ip().to_canonical()
         );
-        let wake = wake_addr(l.local_addr().unwrap());
+        let wake = gc_net::wake_addr(l.local_addr().unwrap());
         let _woken = TcpStream::connect(wake).unwrap();
         l.accept().unwrap();
         // IPv6, where this host has it.
@@ -209,16 +153,5 @@ mod tests {
         );
         let err = resolve("::1", 1, Some(LOCAL)).unwrap_err();
         assert!(err.to_string().contains("same family"), "{err}");
-    }
-
-    #[test]
-    fn connects_from_the_chosen_source() {
-        let l = TcpListener::bind((LOCAL, 0)).unwrap();
-        let src: IpAddr = "127.0.0.9".parse().unwrap();
-        let s = connect(l.local_addr().unwrap(), Some(src), Duration::from_secs(2)).unwrap();
-        assert_eq!(s.local_addr().unwrap().ip(), src);
-        let (_, peer) = l.accept().unwrap();
-        assert_eq!(peer.ip(), src);
-        assert!(s.nodelay().unwrap());
     }
 }

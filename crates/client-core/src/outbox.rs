@@ -6,7 +6,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
-use gc_protocol::{ClientMsgId, ErrorCode, ErrorFrame, Timestamp};
+use gc_protocol::{ClientMsgId, ErrorCode, ErrorFrame, Timestamp, texts};
+
+use crate::event::{Ack, Rejection};
 
 /// Most messages sent in one pipelined write.
 pub const MAX_PIPELINE: usize = 32;
@@ -46,25 +48,11 @@ pub enum MsgReply {
 
 /// What the connection thread should do after a reply, beyond the outbox bookkeeping.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ReplyEffect {
     /// Acknowledged: tell the UI.
-    Acked {
-        /// The message.
-        client_msg_id: ClientMsgId,
-        /// Record id.
-        id: u64,
-        /// Record timestamp.
-        timestamp: Timestamp,
-    },
+    Acked(Ack),
     /// Refused for good: tell the UI.
-    Rejected {
-        /// The message.
-        client_msg_id: ClientMsgId,
-        /// Why.
-        code: ErrorCode,
-        /// The server's text.
-        text: String,
-    },
+    Rejected(Rejection),
     /// Rate-limited: the outbox waits, then resends with the same id.
     RateLimited(Duration),
     /// The session is gone: log in again, then resend.
@@ -168,37 +156,44 @@ impl Outbox {
     }
 
     /// Applies the server's reply to one message.
-    pub fn apply(&mut self, now: Instant, client_msg_id: &ClientMsgId, reply: MsgReply) -> Outcome {
+    pub fn apply(
+        &mut self,
+        now: Instant,
+        client_msg_id: &ClientMsgId,
+        reply: MsgReply,
+    ) -> ReplyEffect {
         match reply {
             MsgReply::Thx { id, timestamp } => {
                 self.remove(client_msg_id);
-                Outcome::Acked {
+                ReplyEffect::Acked(Ack {
                     client_msg_id: client_msg_id.clone(),
                     id,
                     timestamp,
-                }
+                })
             }
             MsgReply::Err(e) => match e.code {
                 ErrorCode::RateLimited => {
                     let wait = parse_retry_after(&e.text).unwrap_or(DEFAULT_RATE_WAIT);
                     self.hold_until(now + wait);
                     self.cautious = true;
-                    Outcome::RateLimited(wait)
+                    ReplyEffect::RateLimited(wait)
                 }
-                ErrorCode::Session => Outcome::Session,
-                ErrorCode::ShuttingDown | ErrorCode::Internal | ErrorCode::Full => Outcome::Retry {
-                    code: e.code,
-                    text: e.text,
-                },
+                ErrorCode::Session => ReplyEffect::Session,
+                ErrorCode::ShuttingDown | ErrorCode::Internal | ErrorCode::Full => {
+                    ReplyEffect::Retry {
+                        code: e.code,
+                        text: e.text,
+                    }
+                }
                 code => {
                     // too-large, malformed, blocked, or a code that makes no sense here: resending
                     // the same bytes cannot help.
                     self.remove(client_msg_id);
-                    Outcome::Rejected {
+                    ReplyEffect::Rejected(Rejection {
                         client_msg_id: client_msg_id.clone(),
                         code,
                         text: e.text,
-                    }
+                    })
                 }
             },
         }
@@ -218,28 +213,10 @@ impl Outbox {
     }
 }
 
-/// Reads the wait out of a `rate-limited` text such as "… retry in 0.2 s".
+/// The wait a `rate-limited` text asks for ([`texts::retry_after`]), at most a minute: a server
+/// cannot park the outbox for longer.
 pub fn parse_retry_after(text: &str) -> Option<Duration> {
-    let rest = &text[text.find("retry in ")? + "retry in ".len()..];
-    let number: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    let unit = rest[number.len()..].trim_start();
-    let value: f64 = number.parse().ok()?;
-    if !value.is_finite() || value < 0.0 {
-        return None;
-    }
-    let secs = if unit.starts_with("ms") {
-        value / 1000.0
-    } else if unit.starts_with('s') {
-        value
-    } else {
-        return None;
-    };
-    Some(Duration::from_secs_f64(
-        secs.min(MAX_RATE_WAIT.as_secs_f64()),
-    ))
+    texts::retry_after(text).map(|wait| wait.min(MAX_RATE_WAIT))
 }
 
 #[cfg(test)]
@@ -277,7 +254,7 @@ mod tests {
                 timestamp: Timestamp::from_micros(1),
             },
         );
-        assert!(matches!(out, Outcome::Acked { id: 9, .. }));
+        assert!(matches!(out, ReplyEffect::Acked(Ack { id: 9, .. })));
         let left: Vec<_> = o.snapshot().into_iter().map(|m| m.text).collect();
         assert_eq!(left, ["text 0", "text 2", "text 3", "text 4"]);
         // Resent messages keep their id and count attempts.
@@ -296,7 +273,7 @@ mod tests {
             &id("m0"),
             err(ErrorCode::RateLimited, "too many messages; retry in 0.3 s"),
         );
-        assert_eq!(out, Outcome::RateLimited(Duration::from_millis(300)));
+        assert_eq!(out, ReplyEffect::RateLimited(Duration::from_millis(300)));
         assert_eq!(o.len(), 4, "kept");
         assert!(o.next_batch(now, 10).is_empty(), "gated");
         assert!(!o.ready(now + Duration::from_millis(299)));
@@ -321,16 +298,16 @@ mod tests {
         .enumerate()
         {
             let out = o.apply(now, &id(&format!("m{i}")), err(code, "no"));
-            assert!(matches!(out, Outcome::Rejected { code: c, .. } if c == code));
+            assert!(matches!(out, ReplyEffect::Rejected(Rejection { code: c, .. }) if c == code));
         }
         assert_eq!(o.len(), 1);
         assert_eq!(
             o.apply(now, &id("m3"), err(ErrorCode::Session, "")),
-            Outcome::Session
+            ReplyEffect::Session
         );
         assert!(matches!(
             o.apply(now, &id("m3"), err(ErrorCode::Internal, "disk")),
-            Outcome::Retry { .. }
+            ReplyEffect::Retry { .. }
         ));
         assert_eq!(o.len(), 1);
         assert_eq!(o.take_all().len(), 1);

@@ -1,99 +1,25 @@
-//! State shared by the client's threads: the control block (state machine, outbox, session,
-//! requests from the UI) under one lock with one condvar, and the record store under another.
+//! State shared by the client's threads: the control block ([`Control`]: lifecycle, session,
+//! presence, outbox, requests) under one lock with one condvar, and the record store under
+//! another.
 //!
 //! Lock order: never hold both. Events are emitted while holding the lock of the state they
 //! describe, so state changes come out in order, and so do records.
 
-use std::collections::VecDeque;
-use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use gc_net::{Connector, Timeouts, Unblocker};
 use gc_plugin::Plugins;
-use gc_protocol::scram::{ClientFinal, ScramError};
-use gc_protocol::{CallbackPorts, Record, Registration, SessionToken, Username};
+use gc_protocol::{CallbackPorts, Record, Username};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::config::ClientConfig;
+use crate::control::{BadTransition, Control};
 use crate::event::{ConnState, Event, NoticeLevel, Status};
-use crate::outbox::Outbox;
 use crate::records::RecordStore;
 
 /// Where events go. Must be quick and must not call back into the [`crate::Client`].
 pub type EventSink = Box<dyn Fn(Event) + Send + Sync>;
-
-/// Requests that need the sending connection, queued for the connection thread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Command {
-    /// `History`.
-    History {
-        /// Records below this id (0: newest).
-        before_id: u64,
-        /// At most this many.
-        limit: u32,
-    },
-    /// `Who`.
-    Who,
-}
-
-/// Most commands waiting at once.
-pub const MAX_COMMANDS: usize = 64;
-
-/// A login waiting for its auth callback.
-#[derive(Debug)]
-pub struct PendingAuth {
-    /// The SCRAM state holding the server signature we expect.
-    pub client_final: ClientFinal,
-    /// A callback whose signature did not verify (kept to explain a following `Err auth`).
-    pub signature_error: Option<ScramError>,
-}
-
-/// Everything the connection thread, the callback handlers and the UI coordinate on.
-#[derive(Debug, Default)]
-pub struct Control {
-    /// The state machine's state.
-    pub state: ConnState,
-    /// Messages waiting for `Thx`.
-    pub outbox: Outbox,
-    /// `History` / `Who` requests.
-    pub commands: VecDeque<Command>,
-    /// `close()` was called: `Some(send_bye)`.
-    pub close: Option<bool>,
-    /// The connection thread has finished (no more sending will happen).
-    pub conn_done: bool,
-    /// `reconnect()` was called.
-    pub reconnect: bool,
-    /// The last login failed fatally; the thread waits for `reconnect()` or `close()`.
-    pub fatal: bool,
-    /// The session token, once the server proved its identity on the auth callback.
-    pub token: Option<SessionToken>,
-    /// A login in progress.
-    pub pending_auth: Option<PendingAuth>,
-    /// The presence version seen in the last heartbeat.
-    pub presence_seen: Option<u64>,
-    /// A presence change asks for `Who`.
-    pub presence_wanted: bool,
-    /// Online users as last fetched, and their presence version.
-    pub online: Vec<Username>,
-    /// See `online`.
-    pub presence_version: Option<u64>,
-    /// When the last heartbeat of this session arrived.
-    pub last_heartbeat: Option<Instant>,
-    /// The server's heartbeat interval.
-    pub heartbeat_interval: Option<Duration>,
-    /// The server's name.
-    pub server_name: Option<String>,
-    /// Whether the server accepts registrations.
-    pub registration: Option<Registration>,
-    /// The socket the connection thread is blocked on, so `close()` can cut it short.
-    pub in_flight: Option<TcpStream>,
-    /// Highest record id the server acknowledged for our messages.
-    pub acked_max: u64,
-    /// The server's newest id when this client last logged in (`Ok <hb> <latest-id>`).
-    pub login_latest: Option<u64>,
-    /// Whether `Bye` was acknowledged.
-    pub bye_sent: bool,
-}
 
 /// The client's shared state.
 pub struct ClientState {
@@ -105,6 +31,12 @@ pub struct ClientState {
     pub ports: CallbackPorts,
     /// Client plugins (display and send hooks).
     pub plugins: Plugins,
+    /// How the connection thread connects to the server (the configured source address and
+    /// timeouts).
+    pub connector: Connector,
+    /// The connection thread's connections to the server, cut at once when the client closes
+    /// without `Bye`.
+    pub sockets: Unblocker,
     sink: EventSink,
     ctl: Mutex<Control>,
     cv: Condvar,
@@ -133,6 +65,8 @@ impl ClientState {
     ) -> Self {
         Self {
             plugins,
+            connector: Connector::new(config.bind_ip, Timeouts::new(config.io_timeout)),
+            sockets: Unblocker::new(),
             config,
             username,
             ports,
@@ -197,19 +131,36 @@ impl ClientState {
         self.emit(Event::Notice { level, text });
     }
 
-    /// Moves the state machine (emitting the change) while the caller holds the control block.
-    pub fn set_state(&self, ctl: &mut Control, state: ConnState) {
-        if ctl.state != state {
-            tracing::debug!("state {} -> {state}", ctl.state);
-            ctl.state = state;
-            self.emit(Event::State(state));
-            self.cv.notify_all();
+    /// Reports a change of the state machine (a transition's result) while the caller holds the
+    /// control block: the event goes out in order, and waiters wake. A transition the machine
+    /// refused is a bug somewhere; it is logged and nothing changes.
+    pub fn report(&self, changed: Result<Option<ConnState>, BadTransition>) {
+        match changed {
+            Ok(Some(state)) => {
+                tracing::debug!("state -> {state}");
+                self.emit(Event::State(state));
+                self.cv.notify_all();
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!("{e}"),
         }
+    }
+
+    /// Runs a transition on the control block and reports it (see [`ClientState::report`]).
+    pub fn transition(
+        &self,
+        step: impl FnOnce(&mut Control) -> Result<Option<ConnState>, BadTransition>,
+    ) -> Result<(), BadTransition> {
+        let mut ctl = self.ctl.lock();
+        let changed = step(&mut ctl);
+        let result = changed.map(|_| ());
+        self.report(changed);
+        result
     }
 
     /// Whether the client is closing.
     pub fn closing(&self) -> bool {
-        self.ctl.lock().close.is_some()
+        self.ctl.lock().is_closing()
     }
 
     /// Tells the accept threads to stop.
@@ -232,38 +183,30 @@ impl ClientState {
         }
     }
 
-    /// Registers the socket the connection thread is about to block on; if the client is closing
-    /// without `Bye` it is cut at once.
-    pub fn track(&self, stream: &TcpStream) {
-        let mut ctl = self.ctl.lock();
-        ctl.in_flight = stream.try_clone().ok();
-        if ctl.close == Some(false)
-            && let Some(s) = &ctl.in_flight
-        {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-    }
-
-    /// Forgets the tracked socket.
-    pub fn untrack(&self) {
-        self.ctl.lock().in_flight = None;
-    }
-
     /// A snapshot for a status bar.
     pub fn status(&self) -> Status {
         let last_id = self.records.lock().cursor();
         let ctl = self.ctl.lock();
+        let (last_heartbeat, heartbeat_interval) = match ctl.session() {
+            crate::control::Session::Active {
+                last_heartbeat,
+                heartbeat_interval,
+                ..
+            } => (Some(*last_heartbeat), Some(*heartbeat_interval)),
+            _ => (None, None),
+        };
+        let (presence_version, online) = ctl.presence.online();
         Status {
-            state: ctl.state,
-            server_name: ctl.server_name.clone(),
-            registration: ctl.registration,
-            last_heartbeat: ctl.last_heartbeat,
-            heartbeat_interval: ctl.heartbeat_interval,
-            online: ctl.online.clone(),
-            presence_version: ctl.presence_version,
+            state: ctl.state(),
+            server_name: ctl.server().map(|s| s.name.clone()),
+            registration: ctl.server().map(|s| s.registration),
+            last_heartbeat,
+            heartbeat_interval,
+            online: online.to_vec(),
+            presence_version,
             last_id,
             outbox_len: ctl.outbox.len(),
-            login_latest: ctl.login_latest,
+            login_latest: ctl.login_latest(),
             ports: self.ports,
         }
     }

@@ -21,7 +21,7 @@ use crate::display::{format_json, format_line};
 use crate::error::AppError;
 use gc_client_core::Client;
 use gc_client_core::config::ClientConfig;
-use gc_client_core::event::{ConnState, Event, NoticeLevel};
+use gc_client_core::event::{ConnState, Event, NoticeLevel, Rejection};
 
 /// How headless mode prints and ends.
 #[derive(Clone, Copy, Debug)]
@@ -217,15 +217,15 @@ where
                     last_warning = Some(text);
                 }
             }
-            Input::Event(Event::Rejected {
+            Input::Event(Event::Rejected(Rejection {
                 client_msg_id,
                 code,
                 text,
-            }) => say(
+            })) => say(
                 status,
                 &format!("the server refused message {client_msg_id} ({code}): {text}"),
             ),
-            Input::Event(Event::Acked { id, .. }) => tracing::debug!("message {id} acknowledged"),
+            Input::Event(Event::Acked(ack)) => tracing::debug!("message {} acknowledged", ack.id),
             Input::Event(Event::Presence { users, .. }) => {
                 tracing::debug!("online: {}", users.len());
             }

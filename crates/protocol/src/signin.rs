@@ -356,6 +356,12 @@ pub struct CallbackCheck {
 }
 
 impl CallbackCheck {
+    /// The check for a proof computed with the SCRAM primitives directly (see
+    /// [`Proof::callback_check`] for the usual way).
+    pub fn new(client_final: ClientFinal) -> Self {
+        Self { client_final }
+    }
+
     /// Checks an `Authed` callback: the token is trusted only if the server's signature proves
     /// that it knows the account's secret. Returns the reply to send on the callback connection
     /// (`Thx`, or `Err auth` saying why) and the token or the reason it is not trusted.

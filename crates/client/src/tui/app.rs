@@ -29,7 +29,7 @@ use crate::error::AppError;
 use gc_client_core::ClientError;
 use gc_client_core::config::Password;
 use gc_client_core::error_chain;
-use gc_client_core::event::{ConnState, Event, NoticeLevel, Status};
+use gc_client_core::event::{Ack, ConnState, Event, NoticeLevel, Rejection, Status};
 
 /// Records loaded at a time when scrolling past the top.
 pub const PAGE: u32 = 200;
@@ -452,9 +452,9 @@ impl App {
             Event::Records(records) => self.add_records(&records),
             Event::History { records, .. } => self.add_older(&records, true),
             Event::Presence { users, .. } => self.presence(users.iter().map(|u| u.to_string())),
-            Event::Acked {
+            Event::Acked(Ack {
                 client_msg_id, id, ..
-            } => {
+            }) => {
                 let max = self.max_id;
                 self.pending.retain_mut(|p| {
                     if p.id == client_msg_id {
@@ -465,11 +465,11 @@ impl App {
                     }
                 });
             }
-            Event::Rejected {
+            Event::Rejected(Rejection {
                 client_msg_id,
                 code,
                 text,
-            } => {
+            }) => {
                 let message = self
                     .pending
                     .iter()
@@ -1018,11 +1018,11 @@ mod tests {
         let id = ClientMsgId::random().unwrap();
         app.queued(id.clone(), "hi".into());
         assert_eq!(app.pending.len(), 1);
-        app.handle_client(Event::Acked {
+        app.handle_client(Event::Acked(Ack {
             client_msg_id: id,
             id: 7,
             timestamp: Timestamp::parse("1700000007").unwrap(),
-        });
+        }));
         assert_eq!(
             app.pending.len(),
             1,
@@ -1035,11 +1035,11 @@ mod tests {
         let id = ClientMsgId::random().unwrap();
         app.queued(id.clone(), "again".into());
         app.add_records(&[record(8, "alice", "again")]);
-        app.handle_client(Event::Acked {
+        app.handle_client(Event::Acked(Ack {
             client_msg_id: id,
             id: 8,
             timestamp: Timestamp::parse("1700000008").unwrap(),
-        });
+        }));
         assert!(app.pending.is_empty());
     }
 
@@ -1048,11 +1048,11 @@ mod tests {
         let mut app = chat();
         let id = ClientMsgId::random().unwrap();
         app.queued(id.clone(), "too big".into());
-        app.handle_client(Event::Rejected {
+        app.handle_client(Event::Rejected(Rejection {
             client_msg_id: id,
             code: ErrorCode::TooLarge,
             text: "message too large".into(),
-        });
+        }));
         assert!(app.pending.is_empty());
         assert_eq!(app.input.text(), "too big");
         assert!(last_notice(&app).contains("refused"));
