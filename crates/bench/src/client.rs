@@ -6,11 +6,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use gc_protocol::scram::{ClientFirst, ClientKeys, ServerChallenge};
-use gc_protocol::{
-    AuthClient, AuthServer, Authed, CallbackPorts, CallbackReply, ConnectPing, ConnectReply,
-    FramedStream, SendReply, SendRequest, SessionToken, Username, VERSION,
-};
+use gc_net::Conn;
+use gc_protocol::scram::ClientKeys;
+use gc_protocol::signin::{self, SignInError};
+use gc_protocol::{CallbackPorts, SendReply, SendRequest, SessionToken, Username};
 use socket2::{Domain, Socket, Type};
 
 use crate::error::BenchError;
@@ -32,14 +31,9 @@ pub fn client_ip(base: u8, i: usize) -> IpAddr {
     ))
 }
 
-/// Connects to `to` from `local` (port chosen by the OS), with Nagle off.
+/// Connects to `to` from `local` (port chosen by the OS) within [`STEP`], with Nagle off.
 pub fn connect_from(local: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = Socket::new(Domain::for_address(to), Type::STREAM, None)?;
-    socket.bind(&SocketAddr::new(local, 0).into())?;
-    socket.connect_timeout(&to.into(), STEP)?;
-    let stream: TcpStream = socket.into();
-    stream.set_nodelay(true)?;
-    Ok(stream)
+    gc_net::connect_from(Some(local), to, STEP)
 }
 
 /// A listener on `ip` with an OS-chosen port.
@@ -155,8 +149,18 @@ fn refused(what: &str, answer: impl std::fmt::Debug) -> BenchError {
     }
 }
 
+/// A sign-in step that failed: a refusal or a protocol break is the server's answer; anything
+/// else is the wire.
+fn sign_in_error(user: &str, step: &str, e: SignInError) -> BenchError {
+    match e {
+        SignInError::Wire { source, .. } => BenchError::protocol(format!("{user}: {step}"), source),
+        other => refused(step, other),
+    }
+}
+
 /// Signs in client `slot` from `ip` as account `account`: binds its three listeners, then
-/// `Ping`/`Pong`, `AuthRequest`/`Auth1`, `Proof`, the callback, `Ok`.
+/// `Ping`/`Pong`, `AuthRequest`/`Auth1`, `Proof`, the callback, `Ok` — through the protocol's
+/// sign-in machine, timing each step.
 pub fn sign_in(
     args: SignInArgs<'_>,
     slot: usize,
@@ -165,7 +169,10 @@ pub fn sign_in(
 ) -> Result<Session, BenchError> {
     let user = BenchAccounts::name(account);
     let io = |what: &str, e| BenchError::io(format!("{user}: {what}"), e);
-    let proto = |what: &str, e| BenchError::protocol(format!("{user}: {what}"), e);
+    let step = |what: &'static str| {
+        let user = user.clone();
+        move |e| sign_in_error(&user, what, e)
+    };
     // Listeners first, so no callback can race ahead of them.
     let auth_l = listen(ip, Some(STEP)).map_err(|e| io("bind the auth listener", e))?;
     let hb_l = listen(ip, None).map_err(|e| io("bind the heartbeat listener", e))?;
@@ -176,66 +183,35 @@ pub fn sign_in(
         heartbeat: port(&hb_l).map_err(|e| io("heartbeat listener address", e))?,
         delivery: port(&dl_l).map_err(|e| io("delivery listener address", e))?,
     };
-    let deadline = || Instant::now() + STEP;
+    let username = Username::new(user.clone()).map_err(|e| BenchError::Invalid(e.to_string()))?;
     let t0 = Instant::now();
 
     // 10740: version check.
     let stream = connect_from(ip, args.addrs.connect).map_err(|e| io("connect (10740)", e))?;
-    let mut c = FramedStream::new(stream, args.addrs.connect.to_string());
-    c.send(
-        &ConnectPing {
-            version: VERSION.into(),
-        },
-        deadline(),
-    )
-    .map_err(|e| proto("send Ping", e))?;
-    match c.read::<ConnectReply>(deadline()) {
-        Ok(ConnectReply::Pong { .. }) => {}
-        Ok(other) => return Err(refused("Ping", other)),
-        Err(e) => return Err(proto("read Pong", e)),
-    }
+    let mut c = Conn::new(stream, args.addrs.connect.to_string());
+    signin::version_check(&mut c, STEP).map_err(step("Ping"))?;
     drop(c);
     let t_ping = Instant::now();
 
     // 9281: SCRAM.
-    let first = ClientFirst::new(&user).map_err(|e| BenchError::Invalid(e.to_string()))?;
     let stream = connect_from(ip, args.addrs.auth).map_err(|e| io("connect (9281)", e))?;
-    let mut a = FramedStream::new(stream, args.addrs.auth.to_string());
-    let username = Username::new(user.clone()).map_err(|e| BenchError::Invalid(e.to_string()))?;
-    a.send(
-        &AuthClient::AuthRequest {
-            username,
-            ports,
-            client_first: first.message().to_owned(),
-        },
-        deadline(),
-    )
-    .map_err(|e| proto("send AuthRequest", e))?;
-    let server_first = match a.read::<AuthServer>(deadline()) {
-        Ok(AuthServer::Auth1 { server_first }) => server_first,
-        Ok(other) => return Err(refused("AuthRequest", other)),
-        Err(e) => return Err(proto("read Auth1", e)),
-    };
+    let mut a = Conn::new(stream, args.addrs.auth.to_string());
+    let challenge =
+        signin::request_login(&mut a, &username, ports, STEP).map_err(step("AuthRequest"))?;
     let t_auth1 = Instant::now();
     let password = &args.accounts.password;
-    let fin = match args.keys {
-        None => first.handle_server_first(&server_first, password, args.min_iterations),
+    let proof = match args.keys {
+        None => challenge.prove(password, args.min_iterations),
         Some(cache) => {
-            let challenge = ServerChallenge::parse(&server_first)
-                .map_err(|e| refused("Auth1", e.to_string()))?;
-            let keys = cache.get(&challenge.salt, challenge.iterations, password);
-            first.handle_server_first_with_keys(&server_first, &keys, args.min_iterations)
+            let (salt, iterations) = challenge.salt_and_iterations().map_err(step("Auth1"))?;
+            let keys = cache.get(&salt, iterations, password);
+            challenge.prove_with_keys(&keys, args.min_iterations)
         }
     }
-    .map_err(|e| refused("Auth1", e.to_string()))?;
+    .map_err(step("Auth1"))?;
     let t_proof = Instant::now();
-    a.send(
-        &AuthClient::Proof {
-            client_final: fin.message().to_owned(),
-        },
-        deadline(),
-    )
-    .map_err(|e| proto("send Proof", e))?;
+    let check = proof.callback_check();
+    let awaiting = proof.send(&mut a, STEP).map_err(step("Proof"))?;
 
     // 12090: the server calls back before it answers the proof.
     let (s, peer) = auth_l
@@ -243,29 +219,20 @@ pub fn sign_in(
         .map_err(|e| io("accept the auth callback", e))?;
     s.set_nodelay(true)
         .map_err(|e| io("set TCP_NODELAY on the callback", e))?;
-    let mut cb = FramedStream::new(s, peer.to_string());
-    let authed: Authed = cb.read(deadline()).map_err(|e| proto("read Authed", e))?;
-    fin.verify_server_final(&authed.server_final)
-        .map_err(|e| refused("Authed (server signature)", e.to_string()))?;
-    cb.send(&CallbackReply::Thx, deadline())
-        .map_err(|e| proto("send Thx", e))?;
-    drop(cb);
+    let token = check
+        .serve(&mut Conn::new(s, peer.to_string()), STEP)
+        .map_err(step("Authed"))?;
     drop(auth_l);
-    let (heartbeat_ms, latest_id) = match a.read::<AuthServer>(deadline()) {
-        Ok(AuthServer::Ok {
-            heartbeat_ms,
-            latest_id,
-        }) => (heartbeat_ms, latest_id),
-        Ok(other) => return Err(refused("Proof", other)),
-        Err(e) => return Err(proto("read Ok", e)),
-    };
+    let signed_in = awaiting
+        .finish(&mut a, STEP, |_| Some(Ok(token)))
+        .map_err(step("Proof"))?;
     let t_ok = Instant::now();
     Ok(Session {
         slot,
         ip,
-        token: authed.token,
-        latest_id,
-        heartbeat_ms,
+        token: signed_in.token,
+        latest_id: signed_in.latest_id,
+        heartbeat_ms: signed_in.heartbeat_ms,
         timing: SignInTiming {
             total: t_ok - t0,
             ping: t_ping - t0,
@@ -283,7 +250,7 @@ pub fn sign_in(
 /// Ends a session with `Bye` on the sending port.
 pub fn bye(addrs: &Addrs, ip: IpAddr, token: &SessionToken) -> Result<(), BenchError> {
     let stream = connect_from(ip, addrs.send).map_err(|e| BenchError::io("connect (9980)", e))?;
-    let mut c = FramedStream::new(stream, addrs.send.to_string());
+    let mut c = Conn::new(stream, addrs.send.to_string());
     let deadline = Instant::now() + STEP;
     c.send(
         &SendRequest::Bye {

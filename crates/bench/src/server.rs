@@ -17,22 +17,17 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use gc_net::Conn;
 use gc_protocol::scram::{Verifier, derive_verifier};
-use gc_protocol::{AuthClient, AuthServer, ErrorCode, Timestamp, Username};
+use gc_protocol::signin::{self, SignInError};
+use gc_protocol::texts::ServerAddrs;
+use gc_protocol::{ErrorCode, Timestamp, Username};
 
 use crate::client::connect_from;
 use crate::error::BenchError;
 
 /// The three listening ports of a server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Addrs {
-    /// Connect / version check (10740).
-    pub connect: SocketAddr,
-    /// Authentication (9281).
-    pub auth: SocketAddr,
-    /// Sending and queries (9980).
-    pub send: SocketAddr,
-}
+pub type Addrs = ServerAddrs;
 
 /// A server someone else started.
 #[derive(Clone, Debug)]
@@ -104,6 +99,8 @@ impl ServerSpec {
             "1000000",
             "--log-level",
             "info",
+            // The listening line on standard output: the ports are OS-chosen.
+            "--print-addrs",
         ]
         .iter()
         .map(|s| (*s).to_owned())
@@ -191,31 +188,28 @@ impl BenchAccounts {
     pub fn register(&self, addrs: &Addrs, ip: IpAddr, n: usize) -> Result<(), BenchError> {
         let stream = connect_from(ip, addrs.auth)
             .map_err(|e| BenchError::io(format!("connect to {}", addrs.auth), e))?;
-        let mut conn = gc_protocol::FramedStream::new(stream, addrs.auth.to_string());
-        let v = &self.verifier;
+        let mut conn = Conn::new(stream, addrs.auth.to_string());
         for i in 0..n {
-            let deadline = Instant::now() + Duration::from_secs(10);
             let name = Self::name(i);
-            let frame = AuthClient::Register {
-                username: Username::new(name.clone())
-                    .map_err(|e| BenchError::Invalid(e.to_string()))?,
-                salt: v.salt.clone(),
-                iterations: v.iterations,
-                stored_key: v.stored_key.to_vec(),
-                server_key: v.server_key.to_vec(),
-            };
-            conn.send(&frame, deadline)
-                .map_err(|e| BenchError::protocol("send Register", e))?;
-            match conn.read::<AuthServer>(deadline) {
-                Ok(AuthServer::Registered) => {}
-                Ok(AuthServer::Err(e)) if e.code == ErrorCode::Exists => {}
-                Ok(other) => {
+            let username =
+                Username::new(name.clone()).map_err(|e| BenchError::Invalid(e.to_string()))?;
+            match signin::register(
+                &mut conn,
+                &username,
+                &self.verifier,
+                Duration::from_secs(10),
+            ) {
+                Ok(()) => {}
+                Err(SignInError::Refused { error, .. }) if error.code == ErrorCode::Exists => {}
+                Err(SignInError::Wire { source, .. }) => {
+                    return Err(BenchError::protocol(format!("register {name}"), source));
+                }
+                Err(other) => {
                     return Err(BenchError::Refused {
                         what: format!("register {name}"),
                         answer: format!("{other:?}"),
                     });
                 }
-                Err(e) => return Err(BenchError::protocol(format!("register {name}"), e)),
             }
         }
         Ok(())
@@ -263,7 +257,7 @@ impl Server {
             .args(spec.args(dir.path()))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|source| BenchError::SpawnServer {
@@ -273,12 +267,12 @@ impl Server {
         let pid = child.id();
         let log = Arc::new(Mutex::new(LogState::default()));
         let (tx, rx) = mpsc::channel();
-        let drain = match child.stderr.take() {
-            Some(stderr) => {
+        let drain = match (child.stdout.take(), child.stderr.take()) {
+            (Some(stdout), Some(stderr)) => {
                 let log = Arc::clone(&log);
                 let spawned = thread::Builder::new()
                     .name("bc-server-log".into())
-                    .spawn(move || drain_log(stderr, &log, &tx));
+                    .spawn(move || drain_output(stdout, stderr, &log, &tx));
                 match spawned {
                     Ok(h) => Some(h),
                     Err(source) => {
@@ -291,7 +285,7 @@ impl Server {
                     }
                 }
             }
-            None => None,
+            _ => None,
         };
         let mut server = Self {
             addrs: Addrs {
@@ -385,13 +379,23 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
-fn drain_log(stderr: std::process::ChildStderr, log: &Mutex<LogState>, tx: &mpsc::Sender<Addrs>) {
+/// Reads the server's listening line (`--print-addrs`, on standard output), then summarises its
+/// log (standard error) until it exits.
+fn drain_output(
+    stdout: std::process::ChildStdout,
+    stderr: std::process::ChildStderr,
+    log: &Mutex<LogState>,
+    tx: &mpsc::Sender<Addrs>,
+) {
+    let mut first = String::new();
+    if BufReader::new(stdout).read_line(&mut first).is_ok()
+        && let Some(addrs) = ServerAddrs::from_listening_line(&first)
+    {
+        let _ = tx.send(addrs);
+    }
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { return };
         let line = strip_ansi(&line);
-        if let Some(addrs) = parse_listening(&line) {
-            let _ = tx.send(addrs);
-        }
         let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
         let warn = line.contains(" WARN ");
         let error = line.contains(" ERROR ");
@@ -411,29 +415,13 @@ fn drain_log(stderr: std::process::ChildStderr, log: &Mutex<LogState>, tx: &mpsc
     }
 }
 
-/// Parses the server's `listening: connect A, auth B, send C` log line.
-fn parse_listening(line: &str) -> Option<Addrs> {
-    let rest = &line[line.find("listening: ")? + "listening: ".len()..];
-    let mut addrs = rest.split(", ").map(|part| {
-        part.split_once(' ')
-            .and_then(|(_, addr)| addr.trim().parse::<SocketAddr>().ok())
-    });
-    Some(Addrs {
-        connect: addrs.next()??,
-        auth: addrs.next()??,
-        send: addrs.next()??,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn parses_the_listening_line() {
-        let line = "\u{1b}[2m2026-01-01T00:00:00Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m gc_server::server: \
-                    listening: connect 127.0.0.1:1, auth 127.0.0.1:2, send 127.0.0.1:3";
-        let a = parse_listening(&strip_ansi(line)).expect("parsed");
-        assert_eq!(a.send.port(), 3);
+    fn colour_sequences_are_stripped_from_log_lines() {
+        let line = "\u{1b}[2m2026-01-01T00:00:00Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m gc_server: hi";
+        assert_eq!(strip_ansi(line), "2026-01-01T00:00:00Z  INFO gc_server: hi");
     }
 }
