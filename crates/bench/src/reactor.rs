@@ -11,6 +11,10 @@
 //!   gives the end-to-end latency of every delivery;
 //! - any number of connections per port, accepted whenever the server opens a fresh one, closed
 //!   when the server closes them.
+//!
+//! Only the framing is done here (splitting non-blocking reads at LF; `FramedStream` blocks).
+//! Every line is parsed and every answer encoded by `gc_protocol`'s frames, as `gc-client` does,
+//! so the bench measures the server against the real codec, limits included.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -20,7 +24,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use gc_protocol::{ErrorCode, ErrorFrame, Frame, Timestamp};
+use gc_protocol::limits::MAX_FRAME_BYTES;
+use gc_protocol::{
+    DeliveryFrame, DeliveryReply, ErrorCode, ErrorFrame, Frame, HeartbeatPing, HeartbeatReply,
+    ParseError, SessionToken, Timestamp,
+};
 use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
 use rustix::event::{EventfdFlags, Timespec, eventfd};
 
@@ -28,8 +36,9 @@ use crate::client::Session;
 use crate::error::BenchError;
 use crate::hist::Histogram;
 
-/// Largest frame plus room: a line never exceeds 65,536 bytes.
-const MAX_BUF: usize = 2 * 65_536;
+/// Largest read buffer: the largest frame, LF included. A full buffer without an LF holds a line
+/// longer than any frame.
+const MAX_BUF: usize = MAX_FRAME_BYTES;
 /// Start size of a connection's read buffer.
 const START_BUF: usize = 4096;
 /// Ids tracked per client in its bitmap (beyond: counted as untracked).
@@ -311,7 +320,7 @@ enum Entry {
 
 struct ClientState {
     slot: usize,
-    token: Vec<u8>,
+    token: SessionToken,
     start: u64,
     last_id: u64,
     bits: Vec<u64>,
@@ -331,7 +340,6 @@ struct IoLoop {
     clients: Vec<ClientState>,
     latency: Histogram,
     problems: Vec<String>,
-    scratch: Vec<u8>,
 }
 
 /// Why a connection must close.
@@ -359,7 +367,6 @@ impl IoLoop {
             clients: Vec::new(),
             latency: Histogram::new(),
             problems: Vec::new(),
-            scratch: Vec::with_capacity(128),
         }
     }
 
@@ -483,7 +490,7 @@ impl IoLoop {
         let client = self.clients.len();
         self.clients.push(ClientState {
             slot: session.slot,
-            token: session.token.as_str().as_bytes().to_vec(),
+            token: session.token.clone(),
             start: session.latest_id,
             last_id: session.latest_id,
             bits: Vec::new(),
@@ -629,7 +636,7 @@ impl IoLoop {
                         let n = (conn.buf.len() * 2).min(MAX_BUF);
                         conn.buf.resize(n, 0);
                     } else {
-                        return Err(Close::Protocol("frame longer than 65,536 bytes".into()));
+                        return Err(Close::Protocol(ParseError::TooLong.to_string()));
                     }
                 }
                 let room = conn.buf.len() - conn.end;
@@ -703,27 +710,24 @@ impl IoLoop {
     }
 
     fn heartbeat(&mut self, conn: &mut Conn, line: &[u8]) -> Result<(), Close> {
-        let mut f = line.split(|&b| b == b' ');
-        let (Some(b"Ping"), Some(token), Some(_time), Some(_pv), None) =
-            (f.next(), f.next(), f.next(), f.next(), f.next())
-        else {
-            return Err(Close::Protocol(format!(
-                "not a heartbeat Ping: {}",
-                String::from_utf8_lossy(&line[..line.len().min(80)])
-            )));
-        };
+        let ping = HeartbeatPing::parse(line)
+            .map_err(|e| protocol_error(&format!("not a heartbeat Ping ({e})"), line))?;
         let c = &mut self.clients[conn.client];
-        if token != c.token.as_slice() {
-            ErrorFrame::new(ErrorCode::Session, "not this client's session").encode(&mut conn.out);
+        if ping.token != c.token {
+            HeartbeatReply::Err(not_this_session()).encode(&mut conn.out);
             conn.close_after_write = true;
             return Ok(());
         }
-        let cursor = if self.cfg.sink {
+        let last_id = if self.cfg.sink {
             SINK_CURSOR
         } else {
             c.last_id
         };
-        let _ = writeln!(conn.out, "Pong {cursor} {}", Timestamp::now());
+        HeartbeatReply::Pong {
+            last_id,
+            client_time: Timestamp::now(),
+        }
+        .encode(&mut conn.out);
         c.pings += 1;
         self.shared.slot_pings[c.slot].fetch_add(1, Ordering::Release);
         self.shared.pings.fetch_add(1, Ordering::Relaxed);
@@ -731,35 +735,24 @@ impl IoLoop {
     }
 
     fn delivery(&mut self, conn: &mut Conn, line: &[u8], now_us: u64) -> Result<(), Close> {
-        let bad = |what: &str| {
-            Close::Protocol(format!(
-                "{what}: {}",
-                String::from_utf8_lossy(&line[..line.len().min(80)])
-            ))
-        };
         match conn.dl {
             DlState::Idle => {
-                let mut f = line.split(|&b| b == b' ');
-                let (Some(b"Batch"), Some(token), Some(n), None) =
-                    (f.next(), f.next(), f.next(), f.next())
-                else {
-                    return Err(bad("expected Batch"));
+                // The codec checks the count against `limits::MAX_BATCH_RECORDS`.
+                let (token, n) = match DeliveryFrame::parse(line) {
+                    Ok(DeliveryFrame::Batch { token, n }) => (token, n),
+                    Ok(_) => return Err(protocol_error("expected Batch", line)),
+                    Err(e) => return Err(protocol_error(&format!("expected Batch ({e})"), line)),
                 };
-                let n = parse_u64(n).ok_or_else(|| bad("bad Batch count"))?;
-                if n == 0 || n > 1000 {
-                    return Err(bad("Batch count outside 1..=1000"));
-                }
-                if token != self.clients[conn.client].token.as_slice() {
-                    ErrorFrame::new(ErrorCode::Session, "not this client's session")
-                        .encode(&mut conn.out);
+                if token != self.clients[conn.client].token {
+                    DeliveryReply::Err(not_this_session()).encode(&mut conn.out);
                     conn.close_after_write = true;
                     return Ok(());
                 }
-                conn.dl = DlState::Recs(n as u32);
+                conn.dl = DlState::Recs(n);
             }
             DlState::Recs(left) => {
                 self.record(conn.client, line, now_us)
-                    .ok_or_else(|| bad("bad Rec"))?;
+                    .ok_or_else(|| protocol_error("bad Rec", line))?;
                 conn.dl = if left > 1 {
                     DlState::Recs(left - 1)
                 } else {
@@ -767,12 +760,14 @@ impl IoLoop {
                 };
             }
             DlState::AwaitEnd => {
-                if line != b"End" {
-                    return Err(bad("expected End"));
+                match DeliveryFrame::parse(line) {
+                    Ok(DeliveryFrame::End) => {}
+                    Ok(_) => return Err(protocol_error("expected End", line)),
+                    Err(e) => return Err(protocol_error(&format!("expected End ({e})"), line)),
                 }
                 conn.dl = DlState::Idle;
                 let c = &self.clients[conn.client];
-                let _ = writeln!(conn.out, "Thx {}", c.last_id);
+                DeliveryReply::Thx { last_id: c.last_id }.encode(&mut conn.out);
                 self.shared.last_id[c.slot].store(c.last_id, Ordering::Release);
                 self.shared.batches.fetch_add(1, Ordering::Relaxed);
             }
@@ -781,15 +776,12 @@ impl IoLoop {
     }
 
     /// `Rec <id> <timestamp> <username> <body:c16>`: records the id and, for bench bodies, the
-    /// latency. `None` if the frame is malformed.
+    /// latency. `None` if the line is not a valid `Rec` frame.
     fn record(&mut self, client: usize, line: &[u8], now_us: u64) -> Option<()> {
-        let mut f = line.split(|&b| b == b' ');
-        let (Some(b"Rec"), Some(id), Some(_ts), Some(_user), Some(body), None) =
-            (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
-        else {
+        let DeliveryFrame::Rec(record) = DeliveryFrame::parse(line).ok()? else {
             return None;
         };
-        let id = parse_u64(id)?;
+        let id = record.id;
         self.shared.records.fetch_add(1, Ordering::Relaxed);
         let c = &mut self.clients[client];
         if id <= c.start {
@@ -812,24 +804,14 @@ impl IoLoop {
             }
         }
         c.last_id = c.last_id.max(id);
-        // Latency: decode just the start of the body (`<tag>:<sent-µs>:`).
-        let want = 2 * (self.cfg.tag.len() + 22);
-        let head = &body[..body.len().min(want) & !1];
-        self.scratch.clear();
-        for pair in head.chunks_exact(2) {
-            let (lo, hi) = (pair[0].wrapping_sub(b'A'), pair[1].wrapping_sub(b'A'));
-            if lo > 15 || hi > 15 {
-                return None;
-            }
-            self.scratch.push(lo | (hi << 4));
-        }
-        if let Some(rest) = self
-            .scratch
-            .strip_prefix(self.cfg.tag.as_bytes())
-            .and_then(|r| r.strip_prefix(b":"))
+        // Latency: bench bodies start with `<tag>:<sent-µs>:`.
+        if let Some(rest) = record
+            .body
+            .strip_prefix(self.cfg.tag.as_str())
+            .and_then(|r| r.strip_prefix(':'))
         {
-            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-            if let Some(sent) = parse_u64(&rest[..digits]) {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if let Ok(sent) = rest[..digits].parse::<u64>() {
                 self.latency.record(now_us.saturating_sub(sent));
             }
         }
@@ -837,19 +819,17 @@ impl IoLoop {
     }
 }
 
-/// Parses ASCII decimal digits (1 to 20 of them).
-pub fn parse_u64(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &b in s {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-    }
-    Some(v)
+/// The reply to a frame for another session.
+fn not_this_session() -> ErrorFrame {
+    ErrorFrame::new(ErrorCode::Session, "not this client's session")
+}
+
+/// A protocol error about `line` (its first 80 bytes are quoted).
+fn protocol_error(what: &str, line: &[u8]) -> Close {
+    Close::Protocol(format!(
+        "{what}: {}",
+        String::from_utf8_lossy(&line[..line.len().min(80)])
+    ))
 }
 
 /// Waits until `done()` holds or `timeout` passes, checking every 5 ms. True if it held.
@@ -871,6 +851,8 @@ mod tests {
     use super::*;
     use gc_protocol::{Record, Username};
 
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
     fn io_loop(tag: &str, epoch: Instant) -> IoLoop {
         let cfg = ReactorConfig {
             threads: 1,
@@ -883,7 +865,7 @@ mod tests {
         let mut l = IoLoop::new(cfg, Arc::new(Shared::new(1)), Arc::default(), wake);
         l.clients.push(ClientState {
             slot: 0,
-            token: b"t".to_vec(),
+            token: SessionToken::new(TOKEN).expect("token"),
             start: 10,
             last_id: 10,
             bits: Vec::new(),
@@ -938,12 +920,166 @@ mod tests {
         assert_eq!(report.clients[0].received_in(11, 12), 1);
     }
 
+    /// A connection of `kind` to client 0 (over loopback: `Conn` owns a real socket).
+    fn conn(kind: Kind) -> (Conn, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let peer = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (stream, _) = listener.accept().expect("accept");
+        let conn = Conn {
+            client: 0,
+            kind,
+            stream,
+            buf: vec![0; START_BUF],
+            start: 0,
+            end: 0,
+            out: Vec::new(),
+            want_out: false,
+            dl: DlState::Idle,
+            close_after_write: false,
+        };
+        (conn, peer)
+    }
+
+    /// Feeds `lines` to `conn` as one read and returns what it would write.
+    fn feed(l: &mut IoLoop, conn: &mut Conn, lines: &[Vec<u8>]) -> Result<Vec<u8>, String> {
+        let mut input = Vec::new();
+        for line in lines {
+            input.extend_from_slice(line);
+            input.push(b'\n');
+        }
+        conn.buf = input;
+        conn.start = 0;
+        conn.end = conn.buf.len();
+        match l.lines(conn, 5000) {
+            Ok(()) => Ok(std::mem::take(&mut conn.out)),
+            Err(Close::Protocol(what)) => Err(what),
+            Err(Close::Gone) => Err("gone".into()),
+        }
+    }
+
+    fn ping(token: &str) -> Vec<u8> {
+        HeartbeatPing {
+            token: SessionToken::new(token).expect("token"),
+            server_time: Timestamp::from_micros(1_700_000_000_000_000),
+            presence_version: 3,
+        }
+        .to_bytes()
+        .strip_suffix(b"\n")
+        .expect("LF")
+        .to_vec()
+    }
+
+    fn batch(token: &str, n: u32) -> Vec<u8> {
+        let frame = DeliveryFrame::Batch {
+            token: SessionToken::new(token).expect("token"),
+            n,
+        };
+        let mut out = frame.to_bytes();
+        out.pop();
+        out
+    }
+
     #[test]
-    fn parses_decimal() {
-        assert_eq!(parse_u64(b"0"), Some(0));
-        assert_eq!(parse_u64(b"18446744073709551615"), Some(u64::MAX));
-        assert_eq!(parse_u64(b"18446744073709551616"), None);
-        assert_eq!(parse_u64(b"1a"), None);
-        assert_eq!(parse_u64(b""), None);
+    fn answers_heartbeats() {
+        let mut l = io_loop("gcbabc123", Instant::now());
+        let (mut c, _peer) = conn(Kind::Heartbeat);
+        let out = feed(&mut l, &mut c, &[ping(TOKEN), ping(TOKEN)]).expect("pongs");
+        let mut replies = out.split(|&b| b == b'\n').filter(|r| !r.is_empty());
+        for _ in 0..2 {
+            let reply = HeartbeatReply::parse(replies.next().expect("a reply")).expect("parses");
+            assert!(matches!(reply, HeartbeatReply::Pong { last_id: 10, .. }));
+        }
+        assert_eq!(l.clients[0].pings, 2);
+        assert_eq!(l.shared.pings.load(Ordering::Relaxed), 2);
+
+        // Another session's token: `Err session`, then the connection closes.
+        let (mut c, _peer) = conn(Kind::Heartbeat);
+        let other = "f".repeat(64);
+        let out = feed(&mut l, &mut c, &[ping(&other)]).expect("an answer");
+        let reply = HeartbeatReply::parse(out.strip_suffix(b"\n").expect("LF")).expect("parses");
+        assert!(matches!(reply, HeartbeatReply::Err(e) if e.code == ErrorCode::Session));
+        assert!(c.close_after_write);
+
+        // Not a heartbeat at all: a protocol error.
+        let (mut c, _peer) = conn(Kind::Heartbeat);
+        let err = feed(&mut l, &mut c, &[b"Ping GC/1".to_vec()]).expect_err("malformed");
+        assert!(err.starts_with("not a heartbeat Ping"), "{err}");
+    }
+
+    #[test]
+    fn answers_batches() {
+        let epoch = Instant::now();
+        let mut l = io_loop("gcbabc123", epoch);
+        let (mut c, _peer) = conn(Kind::Delivery);
+        let lines = [
+            batch(TOKEN, 2),
+            rec(11, "gcbabc123:1000:0:0:xxxx"),
+            rec(12, "gcbabc123:2000:0:1:xxxx"),
+            b"End".to_vec(),
+        ];
+        let out = feed(&mut l, &mut c, &lines).expect("Thx");
+        let reply = DeliveryReply::parse(out.strip_suffix(b"\n").expect("LF")).expect("parses");
+        assert_eq!(reply, DeliveryReply::Thx { last_id: 12 });
+        assert_eq!(l.shared.last_id[0].load(Ordering::Relaxed), 12);
+        assert_eq!(l.shared.batches.load(Ordering::Relaxed), 1);
+        assert_eq!(l.shared.records.load(Ordering::Relaxed), 2);
+        assert_eq!(l.latency.count(), 2);
+
+        // Another session's batch: `Err session`, then close.
+        let (mut c, _peer) = conn(Kind::Delivery);
+        let out = feed(&mut l, &mut c, &[batch(&"f".repeat(64), 1)]).expect("an answer");
+        let reply = DeliveryReply::parse(out.strip_suffix(b"\n").expect("LF")).expect("parses");
+        assert!(matches!(reply, DeliveryReply::Err(e) if e.code == ErrorCode::Session));
+        assert!(c.close_after_write);
+
+        // Out of order, or more records than a batch may hold.
+        for (lines, what) in [
+            (vec![b"End".to_vec()], "expected Batch"),
+            (vec![batch(TOKEN, 1), b"End".to_vec()], "bad Rec"),
+            (
+                vec![batch(TOKEN, 1), rec(13, "x"), rec(14, "x")],
+                "expected End",
+            ),
+            (
+                vec![format!("Batch {TOKEN} 1001").into_bytes()],
+                "expected Batch",
+            ),
+        ] {
+            let (mut c, _peer) = conn(Kind::Delivery);
+            let err = feed(&mut l, &mut c, &lines).expect_err(what);
+            assert!(err.starts_with(what), "{err}");
+        }
+    }
+
+    /// Serves `conn` until it closes (at most 5 s); the protocol error, if any.
+    fn serve_until_closed(l: &mut IoLoop, conn: &mut Conn) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match l.serve(conn, EventFlags::IN, Instant::now()) {
+                Ok(()) => thread::sleep(Duration::from_millis(1)),
+                Err(Close::Protocol(what)) => return Some(what),
+                Err(Close::Gone) => return None,
+            }
+        }
+        Some("still open after 5 s".into())
+    }
+
+    #[test]
+    fn holds_the_largest_frame_and_refuses_longer_lines() {
+        let mut l = io_loop("gcbabc123", Instant::now());
+        // The largest frame (LF included) fits: the codec gets it and says what is wrong with it.
+        let (mut c, mut peer) = conn(Kind::Delivery);
+        c.stream.set_nonblocking(true).expect("nonblocking");
+        let mut line = vec![b'A'; MAX_FRAME_BYTES - 1];
+        line.push(b'\n');
+        peer.write_all(&line).expect("write");
+        let err = serve_until_closed(&mut l, &mut c).expect("a protocol error");
+        assert!(err.starts_with("expected Batch (unexpected token"), "{err}");
+        // One byte more does not fit a frame.
+        let (mut c, mut peer) = conn(Kind::Delivery);
+        c.stream.set_nonblocking(true).expect("nonblocking");
+        peer.write_all(&vec![b'A'; MAX_FRAME_BYTES]).expect("write");
+        let err = serve_until_closed(&mut l, &mut c).expect("a protocol error");
+        assert_eq!(err, ParseError::TooLong.to_string());
     }
 }

@@ -10,12 +10,11 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use gc_protocol::SessionToken;
+use gc_protocol::{ClientMsgId, ErrorCode, Frame, SendReply, SendRequest, SessionToken};
 
 use crate::client::connect_from;
 use crate::error::BenchError;
 use crate::hist::Histogram;
-use crate::reactor::parse_u64;
 use crate::server::Addrs;
 
 /// How much a sender sends.
@@ -124,7 +123,7 @@ pub fn run(job: &SenderJob) -> Result<SenderReport, BenchError> {
                     s.report.late += 1;
                 }
             }
-            s.encode(now);
+            s.encode(now)?;
         }
         if !s.wbuf.is_empty() {
             stream
@@ -182,25 +181,29 @@ impl State<'_> {
         }
     }
 
-    fn encode(&mut self, now: Instant) {
+    fn encode(&mut self, now: Instant) -> Result<(), BenchError> {
         let job = self.job;
         let sent_us = now.saturating_duration_since(job.epoch).as_micros();
         let mut body = format!("{}:{sent_us}:{}:{}:", job.tag, job.index, self.seq);
         while body.len() < job.body_bytes {
             body.push('x');
         }
-        let w = &mut self.wbuf;
-        w.extend_from_slice(b"Msg ");
-        w.extend_from_slice(job.token.as_str().as_bytes());
-        let _ = write!(w, " {}-{}-{} ", job.tag, job.index, self.seq);
-        c16::encode_into_vec(body.as_bytes(), w);
-        w.push(b'\n');
+        let id = format!("{}-{}-{}", job.tag, job.index, self.seq);
+        let client_msg_id = ClientMsgId::new(id.as_str())
+            .map_err(|e| BenchError::Invalid(format!("client-msg-id `{id}`: {e}")))?;
+        SendRequest::Msg {
+            token: job.token.clone(),
+            client_msg_id,
+            body: body.into_bytes(),
+        }
+        .encode(&mut self.wbuf);
         self.outstanding.push_back(now);
         self.report.sent += 1;
         self.seq += 1;
         if self.report.first_send.is_none() {
             self.report.first_send = Some(now);
         }
+        Ok(())
     }
 
     /// Reads until at least one reply arrived or `until` passed, then handles every complete line.
@@ -273,10 +276,8 @@ impl State<'_> {
                     answer: format!("unsolicited `{}`", String::from_utf8_lossy(line)),
                 });
             };
-            let mut f = line.split(|&b| b == b' ');
-            match (f.next(), f.next()) {
-                (Some(b"Thx"), Some(id)) => {
-                    let id = parse_u64(id).unwrap_or(0);
+            match SendReply::parse(line) {
+                Ok(SendReply::Thx { id, .. }) => {
                     self.report.acked += 1;
                     self.report.ids.push(id);
                     self.report
@@ -284,13 +285,12 @@ impl State<'_> {
                         .record(now.saturating_duration_since(sent).as_micros() as u64);
                     self.report.last_ack = Some(now);
                 }
-                (Some(b"Err"), code) => {
-                    let text = String::from_utf8_lossy(line).into_owned();
-                    if code == Some(b"rate-limited") {
-                        return Err(BenchError::RateLimited(text));
+                Ok(SendReply::Err(e)) => {
+                    if e.code == ErrorCode::RateLimited {
+                        return Err(BenchError::RateLimited(e.to_string()));
                     }
                     self.report.errors += 1;
-                    self.report.first_error.get_or_insert(text);
+                    self.report.first_error.get_or_insert_with(|| e.to_string());
                 }
                 _ => {
                     return Err(BenchError::Refused {
