@@ -13,7 +13,9 @@ use gc_protocol::{CallbackPorts, SendReply, SendRequest, SessionToken, Username}
 use socket2::{Domain, Socket, Type};
 
 use crate::error::BenchError;
-use crate::server::{Addrs, BenchAccounts};
+use gc_protocol::texts::ServerAddrs;
+
+use crate::server::BenchAccounts;
 
 /// Deadline of each step of an exchange.
 pub const STEP: Duration = Duration::from_secs(10);
@@ -112,7 +114,7 @@ pub struct CallbackListeners {
 
 /// A signed-in client.
 #[derive(Debug)]
-pub struct Session {
+pub struct SignedInClient {
     /// Its index (slot) in the run.
     pub slot: usize,
     /// Its address.
@@ -133,7 +135,7 @@ pub struct Session {
 #[derive(Debug, Clone, Copy)]
 pub struct SignInArgs<'a> {
     /// The server.
-    pub addrs: &'a Addrs,
+    pub addrs: &'a ServerAddrs,
     /// Accounts and password.
     pub accounts: &'a BenchAccounts,
     /// Cached keys (`None`: derive at every sign-in, as a client without a cache does).
@@ -166,7 +168,7 @@ pub fn sign_in(
     slot: usize,
     ip: IpAddr,
     account: usize,
-) -> Result<Session, BenchError> {
+) -> Result<SignedInClient, BenchError> {
     let user = BenchAccounts::name(account);
     let io = |what: &str, e| BenchError::io(format!("{user}: {what}"), e);
     let step = |what: &'static str| {
@@ -227,7 +229,7 @@ pub fn sign_in(
         .finish(&mut a, STEP, |_| Some(Ok(token)))
         .map_err(step("Proof"))?;
     let t_ok = Instant::now();
-    Ok(Session {
+    Ok(SignedInClient {
         slot,
         ip,
         token: signed_in.token,
@@ -248,7 +250,7 @@ pub fn sign_in(
 }
 
 /// Ends a session with `Bye` on the sending port.
-pub fn bye(addrs: &Addrs, ip: IpAddr, token: &SessionToken) -> Result<(), BenchError> {
+pub fn bye(addrs: &ServerAddrs, ip: IpAddr, token: &SessionToken) -> Result<(), BenchError> {
     let stream = connect_from(ip, addrs.send).map_err(|e| BenchError::io("connect (9980)", e))?;
     let mut c = Conn::new(stream, addrs.send.to_string());
     let deadline = Instant::now() + STEP;

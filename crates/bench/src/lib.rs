@@ -33,13 +33,13 @@ use crate::client::{KeyCache, SignInArgs, SignInTiming, client_ip};
 use crate::error::BenchError;
 use crate::procfs::{CpuSnapshot, CpuUsage};
 use crate::reactor::{IoReport, Reactor, ReactorConfig};
-use crate::report::Outcome;
+use crate::report::RunResult;
 use crate::sender::{SenderJob, SenderReport};
 use crate::server::{BenchAccounts, External, Server, ServerSpec};
 
 pub use error::BenchError as Error;
 
-/// Settings shared by every run of one invocation.
+/// Settings counters by every run of one invocation.
 #[derive(Debug)]
 pub struct Ctx {
     /// How to get a server.
@@ -233,10 +233,10 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// The io threads' shared counters.
-    pub fn shared(&self) -> Arc<reactor::Shared> {
+    /// The io threads' counters counters.
+    pub fn counters(&self) -> Arc<reactor::Counters> {
         match &self.reactor {
-            Some(r) => Arc::clone(&r.shared),
+            Some(r) => Arc::clone(&r.counters),
             None => unreachable!("the reactor lives as long as the run"),
         }
     }
@@ -358,15 +358,15 @@ impl<'a> Run<'a> {
 
     /// Waits until every client of `slots` answered a heartbeat.
     pub fn wait_pinged(&self, slots: &[usize], timeout: Duration) -> Result<(), BenchError> {
-        let shared = self.shared();
+        let counters = self.counters();
         let timeout = timeout.min(self.left());
-        if reactor::wait_for(timeout, || shared.unpinged(slots) == 0) {
+        if reactor::wait_for(timeout, || counters.unpinged(slots) == 0) {
             Ok(())
         } else {
             Err(BenchError::Timeout {
                 what: format!(
                     "a first heartbeat to every client ({} of {} still waiting)",
-                    shared.unpinged(slots),
+                    counters.unpinged(slots),
                     slots.len()
                 ),
                 after: timeout,
@@ -439,9 +439,9 @@ impl<'a> Run<'a> {
 
     /// Waits until every client of `slots` holds `id`; returns how long it took, or `None`.
     pub fn wait_delivered(&self, slots: &[usize], id: u64, timeout: Duration) -> Option<Duration> {
-        let shared = self.shared();
+        let counters = self.counters();
         let t0 = Instant::now();
-        reactor::wait_for(timeout.min(self.left()), || shared.behind(slots, id) == 0)
+        reactor::wait_for(timeout.min(self.left()), || counters.behind(slots, id) == 0)
             .then(|| t0.elapsed())
     }
 
@@ -453,9 +453,9 @@ impl<'a> Run<'a> {
         if lock(&self.held).iter().all(Option::is_none) {
             // The server answers `Bye` just before it ends the session; closing our listeners at
             // once could make a heartbeat in flight fail and be logged as missed.
-            let shared = self.shared();
+            let counters = self.counters();
             reactor::wait_for(Duration::from_secs(2), || {
-                shared.open_conns.load(Ordering::Acquire) <= 0
+                counters.open_conns.load(Ordering::Acquire) <= 0
             });
         }
         failed
@@ -538,7 +538,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), BenchError> {
     for r in 1..=runs {
         let mut machine = ctx.machine.clone();
         machine["loadavg_1m_before"] = json!(procfs::loadavg());
-        let outcome: Outcome = match &cli.workload {
+        let outcome: RunResult = match &cli.workload {
             Workload::Connect(a) => workloads::connect(&ctx, a)?,
             Workload::Ingest(a) => workloads::ingest(&ctx, a)?,
             Workload::Fanout(a) => workloads::fanout(&ctx, a)?,

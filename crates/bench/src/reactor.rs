@@ -32,7 +32,7 @@ use gc_protocol::{
 use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
 use rustix::event::{EventfdFlags, Timespec, eventfd};
 
-use crate::client::Session;
+use crate::client::SignedInClient;
 use crate::error::BenchError;
 use crate::hist::Histogram;
 
@@ -48,9 +48,9 @@ pub const SINK_CURSOR: u64 = 1_000_000_000_000_000_000;
 /// Token of the wake-up eventfd.
 const WAKE: u64 = u64::MAX;
 
-/// Counters shared with the workload driver while the reactor runs.
+/// Counters counters with the workload driver while the reactor runs.
 #[derive(Debug)]
-pub struct Shared {
+pub struct Counters {
     /// Each slot's cursor (highest id held), updated after every batch.
     pub last_id: Vec<AtomicU64>,
     /// Each slot's answered heartbeats.
@@ -71,7 +71,7 @@ pub struct Shared {
     pub open_conns: AtomicI64,
 }
 
-impl Shared {
+impl Counters {
     fn new(slots: usize) -> Self {
         Self {
             last_id: (0..slots).map(|_| AtomicU64::new(0)).collect(),
@@ -119,7 +119,7 @@ pub struct ReactorConfig {
 }
 
 enum Cmd {
-    Add(Box<Session>),
+    Add(Box<SignedInClient>),
     Stop,
 }
 
@@ -145,7 +145,7 @@ impl IoThread {
 pub struct Reactor {
     threads: Vec<IoThread>,
     /// Live counters.
-    pub shared: Arc<Shared>,
+    pub counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for IoThread {
@@ -206,7 +206,7 @@ pub struct IoReport {
 impl Reactor {
     /// Starts `config.threads` io threads.
     pub fn start(config: &ReactorConfig) -> Result<Self, BenchError> {
-        let shared = Arc::new(Shared::new(config.slots));
+        let counters = Arc::new(Counters::new(config.slots));
         let mut threads = Vec::new();
         for k in 0..config.threads.max(1) {
             let name = format!("bc-io-{k}");
@@ -216,7 +216,7 @@ impl Reactor {
             );
             let inbox = Arc::new(Mutex::new(Vec::new()));
             let (sh, ib, wk, cfg) = (
-                Arc::clone(&shared),
+                Arc::clone(&counters),
                 Arc::clone(&inbox),
                 Arc::clone(&wake),
                 config.clone(),
@@ -236,13 +236,13 @@ impl Reactor {
                 wake,
             });
         }
-        Ok(Self { threads, shared })
+        Ok(Self { threads, counters })
     }
 
     /// Hands a signed-in client to its io thread (slot modulo the thread count).
-    pub fn add(&self, session: Session) {
+    pub fn add(&self, session: SignedInClient) {
         let t = &self.threads[session.slot % self.threads.len()];
-        self.shared.last_id[session.slot].store(session.latest_id, Ordering::Release);
+        self.counters.last_id[session.slot].store(session.latest_id, Ordering::Release);
         t.send(Cmd::Add(Box::new(session)));
     }
 
@@ -332,7 +332,7 @@ struct ClientState {
 
 struct IoLoop {
     cfg: ReactorConfig,
-    shared: Arc<Shared>,
+    counters: Arc<Counters>,
     inbox: Arc<Mutex<Vec<Cmd>>>,
     wake: Arc<OwnedFd>,
     entries: Vec<Option<Entry>>,
@@ -353,13 +353,13 @@ enum Close {
 impl IoLoop {
     fn new(
         cfg: ReactorConfig,
-        shared: Arc<Shared>,
+        counters: Arc<Counters>,
         inbox: Arc<Mutex<Vec<Cmd>>>,
         wake: Arc<OwnedFd>,
     ) -> Self {
         Self {
             cfg,
-            shared,
+            counters,
             inbox,
             wake,
             entries: Vec::new(),
@@ -486,7 +486,7 @@ impl IoLoop {
         }
     }
 
-    fn add_client(&mut self, ep: &OwnedFd, session: Session) {
+    fn add_client(&mut self, ep: &OwnedFd, session: SignedInClient) {
         let client = self.clients.len();
         self.clients.push(ClientState {
             slot: session.slot,
@@ -555,13 +555,15 @@ impl IoLoop {
             }
             Err(close) => {
                 if let Close::Protocol(what) = close {
-                    self.shared.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .protocol_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     let slot = self.clients[client].slot;
                     self.problem(format!("client {slot} ({kind:?}): {what}"));
                 }
                 let _ = epoll::delete(ep, &conn.stream);
                 self.free.push(i);
-                self.shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+                self.counters.open_conns.fetch_sub(1, Ordering::AcqRel);
             }
         }
     }
@@ -582,14 +584,14 @@ impl IoLoop {
                 }
             };
             let counter = match kind {
-                Kind::Heartbeat => &self.shared.hb_accepts,
-                Kind::Delivery => &self.shared.dl_accepts,
+                Kind::Heartbeat => &self.counters.hb_accepts,
+                Kind::Delivery => &self.counters.dl_accepts,
             };
             counter.fetch_add(1, Ordering::Relaxed);
             if stream.set_nonblocking(true).is_err() || stream.set_nodelay(true).is_err() {
                 continue;
             }
-            self.shared.open_conns.fetch_add(1, Ordering::AcqRel);
+            self.counters.open_conns.fetch_add(1, Ordering::AcqRel);
             let j = self.insert(Entry::Conn(Conn {
                 client,
                 kind,
@@ -615,7 +617,7 @@ impl IoLoop {
                 self.problem(format!("epoll_ctl(conn): {e}"));
                 self.entries[j] = None;
                 self.free.push(j);
-                self.shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+                self.counters.open_conns.fetch_sub(1, Ordering::AcqRel);
             }
         }
     }
@@ -729,8 +731,8 @@ impl IoLoop {
         }
         .encode(&mut conn.out);
         c.pings += 1;
-        self.shared.slot_pings[c.slot].fetch_add(1, Ordering::Release);
-        self.shared.pings.fetch_add(1, Ordering::Relaxed);
+        self.counters.slot_pings[c.slot].fetch_add(1, Ordering::Release);
+        self.counters.pings.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -768,8 +770,8 @@ impl IoLoop {
                 conn.dl = DlState::Idle;
                 let c = &self.clients[conn.client];
                 DeliveryReply::Thx { last_id: c.last_id }.encode(&mut conn.out);
-                self.shared.last_id[c.slot].store(c.last_id, Ordering::Release);
-                self.shared.batches.fetch_add(1, Ordering::Relaxed);
+                self.counters.last_id[c.slot].store(c.last_id, Ordering::Release);
+                self.counters.batches.fetch_add(1, Ordering::Relaxed);
             }
         }
         Ok(())
@@ -782,7 +784,7 @@ impl IoLoop {
             return None;
         };
         let id = record.id;
-        self.shared.records.fetch_add(1, Ordering::Relaxed);
+        self.counters.records.fetch_add(1, Ordering::Relaxed);
         let c = &mut self.clients[client];
         if id <= c.start {
             c.old += 1;
@@ -862,7 +864,7 @@ mod tests {
             sink: false,
         };
         let wake = Arc::new(eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd"));
-        let mut l = IoLoop::new(cfg, Arc::new(Shared::new(1)), Arc::default(), wake);
+        let mut l = IoLoop::new(cfg, Arc::new(Counters::new(1)), Arc::default(), wake);
         l.clients.push(ClientState {
             slot: 0,
             token: SessionToken::new(TOKEN).expect("token"),
@@ -990,7 +992,7 @@ mod tests {
             assert!(matches!(reply, HeartbeatReply::Pong { last_id: 10, .. }));
         }
         assert_eq!(l.clients[0].pings, 2);
-        assert_eq!(l.shared.pings.load(Ordering::Relaxed), 2);
+        assert_eq!(l.counters.pings.load(Ordering::Relaxed), 2);
 
         // Another session's token: `Err session`, then the connection closes.
         let (mut c, _peer) = conn(Kind::Heartbeat);
@@ -1020,9 +1022,9 @@ mod tests {
         let out = feed(&mut l, &mut c, &lines).expect("Thx");
         let reply = DeliveryReply::parse(out.strip_suffix(b"\n").expect("LF")).expect("parses");
         assert_eq!(reply, DeliveryReply::Thx { last_id: 12 });
-        assert_eq!(l.shared.last_id[0].load(Ordering::Relaxed), 12);
-        assert_eq!(l.shared.batches.load(Ordering::Relaxed), 1);
-        assert_eq!(l.shared.records.load(Ordering::Relaxed), 2);
+        assert_eq!(l.counters.last_id[0].load(Ordering::Relaxed), 12);
+        assert_eq!(l.counters.batches.load(Ordering::Relaxed), 1);
+        assert_eq!(l.counters.records.load(Ordering::Relaxed), 2);
         assert_eq!(l.latency.count(), 2);
 
         // Another session's batch: `Err session`, then close.

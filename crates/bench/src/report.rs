@@ -9,7 +9,7 @@ use crate::error::BenchError;
 
 /// What one run of a workload produced.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct RunResult {
     /// The workload's parameters (also in the JSON line).
     pub params: Value,
     /// Everything measured (also in the JSON line).

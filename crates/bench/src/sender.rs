@@ -15,7 +15,7 @@ use gc_protocol::{ClientMsgId, ErrorCode, Frame, SendReply, SendRequest, Session
 use crate::client::connect_from;
 use crate::error::BenchError;
 use crate::hist::Histogram;
-use crate::server::Addrs;
+use gc_protocol::texts::ServerAddrs;
 
 /// How much a sender sends.
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +39,7 @@ pub enum Pace {
 #[derive(Debug, Clone)]
 pub struct SenderJob {
     /// The server.
-    pub addrs: Addrs,
+    pub addrs: ServerAddrs,
     /// Which sender this is (in bodies and ids).
     pub index: usize,
     /// Its client's address.

@@ -26,9 +26,6 @@ use gc_protocol::{ErrorCode, Timestamp, Username};
 use crate::client::connect_from;
 use crate::error::BenchError;
 
-/// The three listening ports of a server.
-pub type Addrs = ServerAddrs;
-
 /// A server someone else started.
 #[derive(Clone, Debug)]
 pub struct External {
@@ -123,7 +120,7 @@ struct LogState {
 #[derive(Debug)]
 pub struct Server {
     /// Where it listens.
-    pub addrs: Addrs,
+    pub addrs: ServerAddrs,
     /// Its pid, when known.
     pub pid: Option<u32>,
     /// Its data dir, when known.
@@ -185,7 +182,7 @@ impl BenchAccounts {
     }
 
     /// Registers accounts `0..n` over the network (external servers); existing ones are fine.
-    pub fn register(&self, addrs: &Addrs, ip: IpAddr, n: usize) -> Result<(), BenchError> {
+    pub fn register(&self, addrs: &ServerAddrs, ip: IpAddr, n: usize) -> Result<(), BenchError> {
         let stream = connect_from(ip, addrs.auth)
             .map_err(|e| BenchError::io(format!("connect to {}", addrs.auth), e))?;
         let mut conn = Conn::new(stream, addrs.auth.to_string());
@@ -226,7 +223,7 @@ impl Server {
     ) -> Result<Self, BenchError> {
         if let Some(ext) = &spec.external {
             let at = |port| SocketAddr::new(ext.ip, port);
-            let addrs = Addrs {
+            let addrs = ServerAddrs {
                 connect: at(ext.ports[0]),
                 auth: at(ext.ports[1]),
                 send: at(ext.ports[2]),
@@ -288,7 +285,7 @@ impl Server {
             _ => None,
         };
         let mut server = Self {
-            addrs: Addrs {
+            addrs: ServerAddrs {
                 connect: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
                 auth: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
                 send: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
@@ -385,7 +382,7 @@ fn drain_output(
     stdout: std::process::ChildStdout,
     stderr: std::process::ChildStderr,
     log: &Mutex<LogState>,
-    tx: &mpsc::Sender<Addrs>,
+    tx: &mpsc::Sender<ServerAddrs>,
 ) {
     let mut first = String::new();
     if BufReader::new(stdout).read_line(&mut first).is_ok()

@@ -8,11 +8,11 @@ use super::{check_range, durations_json, human, quantile_ms};
 use crate::cli::{ConnectArgs, Keys};
 use crate::client::KeyCache;
 use crate::error::BenchError;
-use crate::report::Outcome;
+use crate::report::RunResult;
 use crate::{Ctx, Run};
 
 /// Runs the workload once.
-pub fn connect(ctx: &Ctx, a: &ConnectArgs) -> Result<Outcome, BenchError> {
+pub fn connect(ctx: &Ctx, a: &ConnectArgs) -> Result<RunResult, BenchError> {
     check_range("--n", a.n, 1, 5000)?;
     // The server allows 64 logins in progress (and 8 per address) by default.
     check_range("--concurrency", a.concurrency, 1, 64)?;
@@ -34,13 +34,13 @@ pub fn connect(ctx: &Ctx, a: &ConnectArgs) -> Result<Outcome, BenchError> {
         let slots = p * n..(p + 1) * n;
         let keys = (mode == Keys::Cached).then_some(&cache);
         let pings0 = run
-            .shared()
+            .counters()
             .pings
             .load(std::sync::atomic::Ordering::Relaxed);
         let s = run.sign_in(slots.clone(), |slot, n| slot % n, n, a.concurrency, keys)?;
         // Every sign-in changes presence, and every online client's heartbeat thread pings it.
         let pings = run
-            .shared()
+            .counters()
             .pings
             .load(std::sync::atomic::Ordering::Relaxed)
             - pings0;
@@ -113,7 +113,7 @@ pub fn connect(ctx: &Ctx, a: &ConnectArgs) -> Result<Outcome, BenchError> {
     }
     let (_io, problems) = run.finish()?;
     results.insert("problems".into(), problems);
-    Ok(Outcome {
+    Ok(RunResult {
         params: json!({
             "n": n,
             "concurrency": a.concurrency,

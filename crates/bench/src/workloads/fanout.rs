@@ -10,12 +10,12 @@ use crate::cli::{FanoutArgs, FanoutMode};
 use crate::client::KeyCache;
 use crate::error::BenchError;
 use crate::hist::round3;
-use crate::report::Outcome;
+use crate::report::RunResult;
 use crate::sender::Pace;
 use crate::{Ctx, Run};
 
 /// Runs the workload once.
-pub fn fanout(ctx: &Ctx, a: &FanoutArgs) -> Result<Outcome, BenchError> {
+pub fn fanout(ctx: &Ctx, a: &FanoutArgs) -> Result<RunResult, BenchError> {
     check_range("--n", a.n, 1, 5000)?;
     check_range("--senders", a.senders, 1, a.n)?;
     check_range("--rate", a.rate, 0.1, 100_000.0)?;
@@ -50,12 +50,12 @@ pub fn fanout(ctx: &Ctx, a: &FanoutArgs) -> Result<Outcome, BenchError> {
             run.job(i, i, a.body_bytes, a.window, pace)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let shared = run.shared();
+    let counters = run.counters();
     let counts = || {
         (
-            shared.pings.load(Ordering::Relaxed),
-            shared.batches.load(Ordering::Relaxed),
-            shared.records.load(Ordering::Relaxed),
+            counters.pings.load(Ordering::Relaxed),
+            counters.batches.load(Ordering::Relaxed),
+            counters.records.load(Ordering::Relaxed),
         )
     };
     let before = run.snapshot();
@@ -70,7 +70,7 @@ pub fn fanout(ctx: &Ctx, a: &FanoutArgs) -> Result<Outcome, BenchError> {
     let cpu = before.until(&after);
     let mem = after.server();
     let accepts =
-        shared.hb_accepts.load(Ordering::Relaxed) + shared.dl_accepts.load(Ordering::Relaxed);
+        counters.hb_accepts.load(Ordering::Relaxed) + counters.dl_accepts.load(Ordering::Relaxed);
     let (pings, batches, records) = (pings1 - pings0, batches1 - batches0, records1 - records0);
     let failed_byes = run.bye(0..n, 8);
     let (io, problems) = run.finish()?;
@@ -130,7 +130,7 @@ pub fn fanout(ctx: &Ctx, a: &FanoutArgs) -> Result<Outcome, BenchError> {
             ),
         ),
     ];
-    Ok(Outcome {
+    Ok(RunResult {
         params: json!({
             "n": n,
             "mode": format!("{:?}", a.mode).to_lowercase(),

@@ -10,11 +10,11 @@ use crate::cli::IdleArgs;
 use crate::client::KeyCache;
 use crate::error::BenchError;
 use crate::hist::round3;
-use crate::report::Outcome;
+use crate::report::RunResult;
 use crate::{Ctx, Run};
 
 /// Runs the workload once.
-pub fn idle(ctx: &Ctx, a: &IdleArgs) -> Result<Outcome, BenchError> {
+pub fn idle(ctx: &Ctx, a: &IdleArgs) -> Result<RunResult, BenchError> {
     check_range("--n", a.n, 1, 5000)?;
     let limit = ctx.timeout.as_secs_f64() - 20.0;
     if !(a.seconds >= 1.0 && a.seconds <= limit) {
@@ -31,11 +31,12 @@ pub fn idle(ctx: &Ctx, a: &IdleArgs) -> Result<Outcome, BenchError> {
     run.wait_pinged(&slots, Duration::from_secs(15))?;
     // Let the sign-in wave settle (presence changes wake every heartbeat thread).
     std::thread::sleep(Duration::from_secs(1));
-    let shared = run.shared();
+    let counters = run.counters();
     let counters = || {
         (
-            shared.hb_accepts.load(Ordering::Relaxed) + shared.dl_accepts.load(Ordering::Relaxed),
-            shared.pings.load(Ordering::Relaxed),
+            counters.hb_accepts.load(Ordering::Relaxed)
+                + counters.dl_accepts.load(Ordering::Relaxed),
+            counters.pings.load(Ordering::Relaxed),
         )
     };
     let before = run.snapshot();
@@ -83,7 +84,7 @@ pub fn idle(ctx: &Ctx, a: &IdleArgs) -> Result<Outcome, BenchError> {
             ),
         ),
     ];
-    Ok(Outcome {
+    Ok(RunResult {
         params: json!({"n": n, "seconds": a.seconds, "heartbeat_ms": ctx.spec.heartbeat_ms}),
         results: json!({
             "server_cpu_pct": server_pct.map(round3),

@@ -13,12 +13,12 @@ use crate::cli::IngestArgs;
 use crate::client::KeyCache;
 use crate::error::BenchError;
 use crate::hist::round3;
-use crate::report::Outcome;
+use crate::report::RunResult;
 use crate::sender::Pace;
 use crate::{Ctx, Run};
 
 /// Runs the workload once.
-pub fn ingest(ctx: &Ctx, a: &IngestArgs) -> Result<Outcome, BenchError> {
+pub fn ingest(ctx: &Ctx, a: &IngestArgs) -> Result<RunResult, BenchError> {
     check_range("--senders", a.senders, 1, 1000)?;
     check_range("--messages", a.messages, a.senders as u64, 5_000_000)?;
     check_range("--window", a.window, 1, 4096)?;
@@ -102,7 +102,7 @@ pub fn ingest(ctx: &Ctx, a: &IngestArgs) -> Result<Outcome, BenchError> {
             ),
         ));
     }
-    Ok(Outcome {
+    Ok(RunResult {
         params: json!({
             "senders": s,
             "messages": a.messages,

@@ -9,12 +9,12 @@ use crate::cli::MemoryArgs;
 use crate::client::KeyCache;
 use crate::error::BenchError;
 use crate::procfs;
-use crate::report::Outcome;
+use crate::report::RunResult;
 use crate::sender::Pace;
 use crate::{Ctx, Run};
 
 /// Runs the workload once.
-pub fn memory(ctx: &Ctx, a: &MemoryArgs) -> Result<Outcome, BenchError> {
+pub fn memory(ctx: &Ctx, a: &MemoryArgs) -> Result<RunResult, BenchError> {
     check_range("--n", a.n, 1, 5000)?;
     check_range("--probes", a.probes, 1, 1000)?;
     let n = a.n;
@@ -104,7 +104,7 @@ pub fn memory(ctx: &Ctx, a: &MemoryArgs) -> Result<Outcome, BenchError> {
             breakdown.as_ref().map_or("n/a".into(), |b| b.to_string()),
         ),
     ];
-    Ok(Outcome {
+    Ok(RunResult {
         params: json!({"n": n, "probes": a.probes}),
         results: json!({
             "idle": {"rss_kib": rss(idle), "threads": threads(idle)},

@@ -1,4 +1,4 @@
-//! The workloads. Each runs once against a fresh server and returns an [`Outcome`](crate::report::Outcome).
+//! The workloads. Each runs once against a fresh server and returns an [`RunResult`](crate::report::RunResult).
 
 mod connect;
 mod fanout;
