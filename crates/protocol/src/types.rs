@@ -50,8 +50,9 @@ impl Timestamp {
     /// Parses `SECONDS[.FRACTION]`: seconds in canonical decimal (no sign, no leading zeros), an
     /// optional fraction of 1 to 6 digits.
     pub fn parse(text: &str) -> Result<Self, FieldError> {
-        let (secs, frac) = match text.split_once('.') {
-            Some((s, f)) => (s, Some(f)),
+        // A short field: a loop beats a search.
+        let (secs, frac) = match text.bytes().position(|b| b == b'.') {
+            Some(i) => (&text[..i], Some(&text[i + 1..])),
             None => (text, None),
         };
         let secs = parse_u64(secs).map_err(|_| FieldError::Timestamp)?;
@@ -127,14 +128,23 @@ impl fmt::Display for Timestamp {
 /// Parses a canonical decimal `u64`: ASCII digits only, no sign, no leading zeros, at most 20 digits.
 pub fn parse_u64(text: &str) -> Result<u64, FieldError> {
     let bytes = text.as_bytes();
-    if bytes.is_empty()
-        || bytes.len() > MAX_NUMBER_DIGITS
-        || !bytes.iter().all(u8::is_ascii_digit)
-        || (bytes.len() > 1 && bytes[0] == b'0')
+    if bytes.is_empty() || bytes.len() > MAX_NUMBER_DIGITS || (bytes.len() > 1 && bytes[0] == b'0')
     {
         return Err(FieldError::Number);
     }
-    text.parse::<u64>().map_err(|_| FieldError::Number)
+    // One pass: each byte a digit, the value within u64.
+    let mut value: u64 = 0;
+    for &b in bytes {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return Err(FieldError::Number);
+        }
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(digit)))
+            .ok_or(FieldError::Number)?;
+    }
+    Ok(value)
 }
 
 /// Parses a canonical decimal that must fit in a `u32`.

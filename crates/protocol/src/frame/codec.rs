@@ -78,8 +78,81 @@ impl<'a> Writer<'a> {
 pub(super) struct Fields<'a> {
     token: &'static str,
     first: &'a str,
-    rest: std::str::Split<'a, char>,
+    /// The fields after the token, not yet read.
+    rest: &'a str,
     remaining: usize,
+}
+
+/// What one pass over a line finds: the bytes every frame must not hold, and its fields.
+#[derive(Default)]
+struct Scan {
+    carriage_return: bool,
+    line_feed: bool,
+    spaces: usize,
+    /// A leading, trailing or doubled space.
+    empty_field: bool,
+}
+
+/// Every byte of an 8-byte word set to `b`.
+const fn splat(b: u8) -> u64 {
+    u64::from_ne_bytes([b; 8])
+}
+
+impl Scan {
+    /// One pass over `line`. Most of a frame is c16 text and digits, none of which is below
+    /// `0x21`, so the scan tests 8 bytes at a time for one below it (space, CR, LF or another
+    /// control byte) and looks at single bytes only in the words that have one. Long message
+    /// bodies are thus crossed quickly, and short lines cost one loop instead of a search each.
+    fn of(line: &[u8]) -> Self {
+        let mut scan = Self::default();
+        let mut last_space: Option<usize> = None;
+        let mut at = 0;
+        let mut words = line.chunks_exact(8);
+        for word in words.by_ref() {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(word);
+            let x = u64::from_ne_bytes(bytes);
+            // Nonzero iff some byte of `x` is below 0x21 (exact for bounds up to 0x80).
+            if x.wrapping_sub(splat(0x21)) & !x & splat(0x80) != 0 {
+                for (i, &b) in word.iter().enumerate() {
+                    scan.byte(b, at + i, &mut last_space);
+                }
+            }
+            at += 8;
+        }
+        for (i, &b) in words.remainder().iter().enumerate() {
+            scan.byte(b, at + i, &mut last_space);
+        }
+        if line.last() == Some(&b' ') {
+            scan.empty_field = true;
+        }
+        scan
+    }
+
+    fn byte(&mut self, b: u8, at: usize, last_space: &mut Option<usize>) {
+        match b {
+            b'\r' => self.carriage_return = true,
+            b'\n' => self.line_feed = true,
+            b' ' => {
+                if at == 0 || *last_space == Some(at - 1) {
+                    self.empty_field = true;
+                }
+                *last_space = Some(at);
+                self.spaces += 1;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Splits `text` at its first space: the part before, and the rest after it (`None` when there
+/// is no space). For the short fields before a frame's last one a plain loop beats a search.
+fn split_at_space(text: &str) -> (&str, Option<&str>) {
+    match text.bytes().position(|b| b == b' ') {
+        // A space is ASCII: both sides are on character boundaries.
+        Some(i) => (&text[..i], Some(&text[i + 1..])),
+        None => (text, None),
+    }
 }
 
 impl<'a> Fields<'a> {
@@ -90,24 +163,23 @@ impl<'a> Fields<'a> {
         if line.len() >= MAX_FRAME_BYTES {
             return Err(ParseError::TooLong);
         }
-        if line.contains(&b'\r') {
+        let scan = Scan::of(line);
+        if scan.carriage_return {
             return Err(ParseError::CarriageReturn);
         }
-        if line.contains(&b'\n') {
+        if scan.line_feed {
             return Err(ParseError::LineFeed);
         }
         let text = std::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
-        let spaces = text.bytes().filter(|&b| b == b' ').count();
-        let mut rest = text.split(' ');
-        let first = rest.next().unwrap_or_default();
-        if text.starts_with(' ') || text.ends_with(' ') || text.contains("  ") {
+        if scan.empty_field {
             return Err(ParseError::EmptyField);
         }
+        let (first, rest) = split_at_space(text);
         Ok(Self {
             token: "",
             first,
-            rest,
-            remaining: spaces,
+            rest: rest.unwrap_or_default(),
+            remaining: scan.spaces,
         })
     }
 
@@ -149,10 +221,22 @@ impl<'a> Fields<'a> {
     }
 
     /// The next field. Callers check the arity first, so a missing field reads as empty and
-    /// fails that field's own rule rather than panicking.
+    /// fails that field's own rule rather than panicking. The last field (a message body, most
+    /// often) is taken whole, without looking at its bytes again.
     pub(super) fn next(&mut self) -> &'a str {
-        self.remaining = self.remaining.saturating_sub(1);
-        self.rest.next().unwrap_or_default()
+        match self.remaining {
+            0 => "",
+            1 => {
+                self.remaining = 0;
+                std::mem::take(&mut self.rest)
+            }
+            _ => {
+                self.remaining -= 1;
+                let (field, rest) = split_at_space(self.rest);
+                self.rest = rest.unwrap_or_default();
+                field
+            }
+        }
     }
 
     fn field_err(&self, field: &'static str, error: FieldError) -> ParseError {
@@ -247,5 +331,89 @@ impl<'a> Fields<'a> {
             token: self.token,
             field,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What splitting must give, written the plain way: a search per rule, in the order of the
+    /// rules (CR, LF, UTF-8, empty fields), then the fields.
+    fn reference(line: &[u8]) -> Result<Vec<String>, ParseError> {
+        if line.is_empty() {
+            return Err(ParseError::Empty);
+        }
+        if line.len() >= MAX_FRAME_BYTES {
+            return Err(ParseError::TooLong);
+        }
+        if line.contains(&b'\r') {
+            return Err(ParseError::CarriageReturn);
+        }
+        if line.contains(&b'\n') {
+            return Err(ParseError::LineFeed);
+        }
+        let text = std::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
+        if text.starts_with(' ') || text.ends_with(' ') || text.contains("  ") {
+            return Err(ParseError::EmptyField);
+        }
+        Ok(text.split(' ').map(str::to_owned).collect())
+    }
+
+    fn fields(line: &[u8]) -> Result<Vec<String>, ParseError> {
+        let mut f = Fields::split(line)?;
+        let mut out = vec![f.token_str().to_owned()];
+        let n = f.remaining();
+        for _ in 0..n {
+            out.push(f.next().to_owned());
+        }
+        assert_eq!(f.next(), "", "nothing after the last field");
+        Ok(out)
+    }
+
+    #[test]
+    fn the_scan_sees_every_rule_at_every_position() {
+        // Each special byte at each offset of a line that spans several 8-byte words.
+        let base = b"Rec 12 1700000000.5 alice BEGEHGHGIGJGKGLGMG".to_vec();
+        for at in 0..base.len() {
+            for special in [b' ', b'\r', b'\n', b'\t', 0u8, 0x20, 0x21, 0x80, 0xC3] {
+                let mut line = base.clone();
+                line[at] = special;
+                assert_eq!(fields(&line), reference(&line), "{special:#x} at {at}");
+                let mut line = base.clone();
+                line.insert(at, special);
+                assert_eq!(
+                    fields(&line),
+                    reference(&line),
+                    "{special:#x} inserted at {at}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_last_field_is_taken_whole() {
+        let mut line = b"Msg t id ".to_vec();
+        line.extend(std::iter::repeat_n(b'A', 40_000));
+        let got = fields(&line).unwrap();
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[3].len(), 40_000);
+    }
+
+    proptest! {
+        #[test]
+        fn splitting_agrees_with_the_plain_rules(
+            line in proptest::collection::vec(
+                prop_oneof![
+                    Just(b' '), Just(b'\r'), Just(b'\n'), Just(b'A'), Just(b'P'), Just(b'7'),
+                    Just(0xC3u8), Just(0xA9u8), Just(0x09u8), any::<u8>(),
+                ],
+                0..80,
+            )
+        ) {
+            prop_assert_eq!(fields(&line), reference(&line));
+        }
     }
 }
