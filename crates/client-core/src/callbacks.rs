@@ -569,7 +569,7 @@ mod tests {
 
     fn shared_last_heartbeat(ctl: &crate::control::Control) -> Option<Instant> {
         match ctl.session() {
-            crate::control::Session::Active { last_heartbeat, .. } => Some(*last_heartbeat),
+            crate::control::SessionPhase::Active { last_heartbeat, .. } => Some(*last_heartbeat),
             _ => None,
         }
     }

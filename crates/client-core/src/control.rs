@@ -2,7 +2,7 @@
 //! coordinate on, under one lock.
 //!
 //! Each part is a type whose methods allow only what can happen: the client's lifetime
-//! ([`Lifecycle`]), the session from the first connect to its end ([`Session`], from which the
+//! ([`Lifecycle`]), the session from the first connect to its end ([`SessionPhase`], from which the
 //! public [`ConnState`] is derived, and whose transitions are checked against
 //! [`ConnState::may_become`]), presence, the outbox and the queued requests. [`Control::next_work`]
 //! is the connection thread's "what to do next" while a session is active: a pure function of
@@ -67,7 +67,7 @@ pub struct PendingCallback {
 /// The session, from the first connect to its end. The public [`ConnState`] is derived from it,
 /// so a token exists only once the server proved itself, and heartbeat data only while active.
 #[derive(Debug)]
-pub enum Session {
+pub enum SessionPhase {
     /// Not logged in: waiting to retry, stopped, or closed.
     Disconnected,
     /// Signing in; `step` is [`ConnState::Connecting`], [`ConnState::Connected`] or
@@ -94,7 +94,7 @@ pub enum Session {
     },
 }
 
-impl Session {
+impl SessionPhase {
     /// The public state.
     pub fn state(&self) -> ConnState {
         match self {
@@ -239,7 +239,7 @@ pub struct Control {
     /// `reconnect()` was called while running: the connection thread starts over as soon as it
     /// looks (at once from a backoff wait, after the exchange in progress when active).
     reconnect_asked: bool,
-    session: Session,
+    session: SessionPhase,
     /// The server as it answered the last version check.
     server: Option<ServerHello>,
     /// The server's newest id when this client last logged in (`Ok <hb> <latest-id>`).
@@ -258,7 +258,7 @@ impl Default for Control {
         Self {
             life: Lifecycle::Running,
             reconnect_asked: false,
-            session: Session::Disconnected,
+            session: SessionPhase::Disconnected,
             server: None,
             login_latest: None,
             acked_max: 0,
@@ -338,7 +338,7 @@ impl Control {
     // ───────────────────────────── session ─────────────────────────────
 
     /// The session.
-    pub fn session(&self) -> &Session {
+    pub fn session(&self) -> &SessionPhase {
         &self.session
     }
 
@@ -347,7 +347,7 @@ impl Control {
         self.session.state()
     }
 
-    fn go(&mut self, next: Session) -> Result<Option<ConnState>, BadTransition> {
+    fn go(&mut self, next: SessionPhase) -> Result<Option<ConnState>, BadTransition> {
         let (from, to) = (self.session.state(), next.state());
         if !from.may_become(to) {
             return Err(BadTransition { from, to });
@@ -358,7 +358,7 @@ impl Control {
 
     /// Starts a sign-in (CONNECTING).
     pub fn begin_sign_in(&mut self) -> Result<Option<ConnState>, BadTransition> {
-        self.go(Session::SigningIn {
+        self.go(SessionPhase::SigningIn {
             step: ConnState::Connecting,
             callback: None,
         })
@@ -366,7 +366,7 @@ impl Control {
 
     /// The server answered the version check (CONNECTED).
     pub fn connected(&mut self, hello: ServerHello) -> Result<Option<ConnState>, BadTransition> {
-        let changed = self.go(Session::SigningIn {
+        let changed = self.go(SessionPhase::SigningIn {
             step: ConnState::Connected,
             callback: None,
         })?;
@@ -376,7 +376,7 @@ impl Control {
 
     /// The SCRAM login starts (AUTHENTICATING); no callback is accepted yet.
     pub fn authenticating(&mut self) -> Result<Option<ConnState>, BadTransition> {
-        self.go(Session::SigningIn {
+        self.go(SessionPhase::SigningIn {
             step: ConnState::Authenticating,
             callback: None,
         })
@@ -386,7 +386,7 @@ impl Control {
     /// expects is accepted.
     pub fn expect_callback(&mut self, check: CallbackCheck) -> Result<(), BadTransition> {
         match &mut self.session {
-            Session::SigningIn {
+            SessionPhase::SigningIn {
                 step: ConnState::Authenticating,
                 callback,
             } => {
@@ -407,7 +407,7 @@ impl Control {
     /// signature verifies. Returns the reply for the callback connection and, when the state
     /// changed, the new state.
     pub fn callback(&mut self, authed: Authed) -> (CallbackReply, Option<ConnState>) {
-        let Session::SigningIn {
+        let SessionPhase::SigningIn {
             step: ConnState::Authenticating,
             callback: Some(pending),
         } = &mut self.session
@@ -423,7 +423,10 @@ impl Control {
         let (reply, result) = pending.check.check(authed);
         match result {
             Ok(token) => {
-                let changed = self.go(Session::Authenticated { token }).ok().flatten();
+                let changed = self
+                    .go(SessionPhase::Authenticated { token })
+                    .ok()
+                    .flatten();
                 (reply, changed)
             }
             Err(e) => {
@@ -437,8 +440,8 @@ impl Control {
     /// verified, why the signature was refused, or nothing.
     pub fn callback_outcome(&self) -> Option<Result<SessionToken, ScramError>> {
         match &self.session {
-            Session::Authenticated { token } => Some(Ok(token.clone())),
-            Session::SigningIn {
+            SessionPhase::Authenticated { token } => Some(Ok(token.clone())),
+            SessionPhase::SigningIn {
                 callback:
                     Some(PendingCallback {
                         refused: Some(e), ..
@@ -456,14 +459,14 @@ impl Control {
         latest_id: u64,
         now: Instant,
     ) -> Result<Option<ConnState>, BadTransition> {
-        let Session::Authenticated { token } = &self.session else {
+        let SessionPhase::Authenticated { token } = &self.session else {
             return Err(BadTransition {
                 from: self.state(),
                 to: ConnState::Active,
             });
         };
         let token = token.clone();
-        let changed = self.go(Session::Active {
+        let changed = self.go(SessionPhase::Active {
             token,
             heartbeat_interval,
             last_heartbeat: now,
@@ -476,7 +479,7 @@ impl Control {
     /// The session ended, or the sign-in failed (DISCONNECTED): its token is refused from now on.
     pub fn disconnect(&mut self) -> Option<ConnState> {
         self.presence.forget_seen();
-        self.go(Session::Disconnected).ok().flatten()
+        self.go(SessionPhase::Disconnected).ok().flatten()
     }
 
     /// Whether `token` is the current session's.
@@ -487,7 +490,7 @@ impl Control {
     /// A heartbeat for this session arrived at `now`, announcing `presence_version`. Returns
     /// whether a `Who` is now wanted.
     pub fn heartbeat(&mut self, now: Instant, presence_version: u64) -> bool {
-        if let Session::Active { last_heartbeat, .. } = &mut self.session {
+        if let SessionPhase::Active { last_heartbeat, .. } = &mut self.session {
             *last_heartbeat = now;
         }
         self.presence.heartbeat(presence_version)
@@ -560,7 +563,7 @@ impl Control {
             return Next::Do(Work::Reconnect);
         }
         let last_heartbeat = match &self.session {
-            Session::Active { last_heartbeat, .. } => *last_heartbeat,
+            SessionPhase::Active { last_heartbeat, .. } => *last_heartbeat,
             _ => now,
         };
         let dead_at = last_heartbeat + watchdog;

@@ -188,7 +188,7 @@ impl ClientState {
         let last_id = self.records.lock().cursor();
         let ctl = self.ctl.lock();
         let (last_heartbeat, heartbeat_interval) = match ctl.session() {
-            crate::control::Session::Active {
+            crate::control::SessionPhase::Active {
                 last_heartbeat,
                 heartbeat_interval,
                 ..
