@@ -116,6 +116,10 @@ pub(super) struct Writer {
     msgids_len: u64,
     msgids_buf: Vec<u8>,
     db_buf: Vec<u8>,
+    /// Something may have been written since the last fsync of both files: the next
+    /// [`MessageStore::sync`] has work to do. True at open (whatever opening changed is synced
+    /// once more at the end), false after a commit that fsynced both files.
+    pub(super) unsynced: bool,
 }
 
 impl Writer {
@@ -125,6 +129,7 @@ impl Writer {
             msgids_len,
             msgids_buf: Vec::new(),
             db_buf: Vec::new(),
+            unsynced: true,
         }
     }
 }
@@ -385,6 +390,8 @@ impl MessageStore {
             encode_record(r, &mut w.db_buf);
         }
         let sync = self.config.fsync != FsyncPolicy::Never;
+        // From the first byte written until both files are fsynced.
+        w.unsynced = true;
 
         // The msgids lines are durable before their records are written: a durable record
         // whose msgid was lost would let a client's retry store it twice.
@@ -407,6 +414,8 @@ impl MessageStore {
         }
         w.msgids_len += w.msgids_buf.len() as u64;
         w.db_len += w.db_buf.len() as u64;
+        // Under `never` the writes wait for `sync`; otherwise both files were just fsynced.
+        w.unsynced = !sync;
 
         self.published.write().publish(
             &entries,

@@ -174,8 +174,6 @@ pub struct MessageStore {
     writer: Mutex<Writer>,
     published: RwLock<Published>,
     newest: AtomicU64,
-    /// [`MessageStore::close`] has done the final fsync: dropping must not do it again.
-    closed: bool,
     #[cfg(test)]
     faults: Mutex<Vec<Fault>>,
 }
@@ -195,9 +193,16 @@ impl MessageStore {
         self.lock.file()
     }
 
-    /// Fsyncs both files. With [`FsyncPolicy::Never`] this is the only fsync; call it at shutdown.
+    /// Fsyncs both files, if anything was written since they last were (with
+    /// [`FsyncPolicy::Never`] this is the only fsync; call it at shutdown). A failed fsync is not
+    /// tried again: a second one could report success for pages the kernel dropped after the
+    /// first failed.
     pub fn sync(&self) -> Result<()> {
-        let _w = self.writer.lock();
+        let mut w = self.writer.lock();
+        if !w.unsynced {
+            return Ok(());
+        }
+        w.unsynced = false;
         self.msgids
             .sync_all()
             .map_err(|e| StoreError::io("fsync", &self.msgids_path, e))?;
@@ -208,20 +213,14 @@ impl MessageStore {
 
     /// Fsyncs and closes the store, releasing the data-dir lock. Dropping the store fsyncs too,
     /// but can only log a failure; this returns it.
-    pub fn close(mut self) -> Result<()> {
-        let result = self.sync();
-        // The final fsync, even when it failed: the caller has the error, and a second fsync
-        // could report success for pages the kernel dropped after the first failed.
-        self.closed = true;
-        result
+    pub fn close(self) -> Result<()> {
+        // The final fsync, even when it fails: dropping finds nothing left to sync.
+        self.sync()
     }
 }
 
 impl Drop for MessageStore {
     fn drop(&mut self) {
-        if self.closed {
-            return;
-        }
         if let Err(e) = self.sync() {
             tracing::error!(error = %e, "could not fsync the message store while closing it");
         }

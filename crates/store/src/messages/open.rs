@@ -192,7 +192,6 @@ impl MessageStore {
             writer: Mutex::new(Writer::new(end, msgids_len)),
             published: RwLock::new(published),
             newest: AtomicU64::new(last_id),
-            closed: false,
             #[cfg(test)]
             faults: Mutex::new(Vec::new()),
             db_path,
