@@ -309,6 +309,24 @@ struct Conn {
     close_after_write: bool,
 }
 
+impl Conn {
+    /// A fresh connection from the server to one of `client`'s ports.
+    fn new(client: usize, kind: Kind, stream: TcpStream) -> Self {
+        Self {
+            client,
+            kind,
+            stream,
+            buf: vec![0; START_BUF],
+            start: 0,
+            end: 0,
+            out: Vec::new(),
+            want_out: false,
+            dl: DlState::Idle,
+            close_after_write: false,
+        }
+    }
+}
+
 enum Entry {
     Listener {
         client: usize,
@@ -592,18 +610,7 @@ impl IoLoop {
                 continue;
             }
             self.counters.open_conns.fetch_add(1, Ordering::AcqRel);
-            let j = self.insert(Entry::Conn(Conn {
-                client,
-                kind,
-                stream,
-                buf: vec![0; START_BUF],
-                start: 0,
-                end: 0,
-                out: Vec::new(),
-                want_out: false,
-                dl: DlState::Idle,
-                close_after_write: false,
-            }));
+            let j = self.insert(Entry::Conn(Conn::new(client, kind, stream)));
             let res = match &self.entries[j] {
                 Some(Entry::Conn(c)) => epoll::add(
                     ep,
@@ -927,19 +934,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let peer = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (stream, _) = listener.accept().expect("accept");
-        let conn = Conn {
-            client: 0,
-            kind,
-            stream,
-            buf: vec![0; START_BUF],
-            start: 0,
-            end: 0,
-            out: Vec::new(),
-            want_out: false,
-            dl: DlState::Idle,
-            close_after_write: false,
-        };
-        (conn, peer)
+        (Conn::new(0, kind, stream), peer)
     }
 
     /// Feeds `lines` to `conn` as one read and returns what it would write.

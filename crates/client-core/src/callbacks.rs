@@ -271,7 +271,7 @@ fn serve(shared: &ClientState, role: Role, stream: TcpStream, peer: SocketAddr) 
 }
 
 fn io_deadline(shared: &ClientState) -> Instant {
-    Instant::now() + shared.config.io_timeout
+    shared.connector.deadline()
 }
 
 fn err_frame(code: ErrorCode, text: impl Into<String>) -> ErrorFrame {
@@ -508,11 +508,10 @@ mod tests {
     use std::sync::mpsc;
 
     use base64::Engine as _;
-    use gc_protocol::scram::{ClientFirst, ClientHello, ServerFirst, derive_verifier};
     use gc_protocol::{SessionToken, Username};
 
     use gc_protocol::Registration;
-    use gc_protocol::signin::{CallbackCheck, ServerHello};
+    use gc_protocol::signin::ServerHello;
 
     use crate::event::ConnState;
     use crate::records::RecordStore;
@@ -542,18 +541,10 @@ mod tests {
         )
     }
 
-    /// A real SCRAM exchange up to the proof; returns the genuine server-final.
+    /// A login expecting its callback (no events: the tests look at what the callback emits);
+    /// returns the genuine server-final.
     fn pending_login(shared: &ClientState) -> String {
-        let verifier = derive_verifier("right", b"0123456789abcdef", 4096);
-        let first = ClientFirst::new("alice").unwrap();
-        let hello = ClientHello::parse(first.message()).unwrap();
-        let server = ServerFirst::new(&hello, &verifier).unwrap();
-        let client_final = first
-            .handle_server_first(server.message(), "right", 4096)
-            .unwrap();
-        let server_final = server.handle_client_final(client_final.message()).unwrap();
-        // Straight to the step where the callback is expected (no events: the tests look at
-        // what the callback emits).
+        let (check, server_final) = crate::control::tests::scram_exchange();
         let mut ctl = shared.ctl();
         ctl.begin_sign_in().unwrap();
         ctl.connected(ServerHello {
@@ -562,8 +553,7 @@ mod tests {
         })
         .unwrap();
         ctl.authenticating().unwrap();
-        ctl.expect_callback(CallbackCheck::new(client_final))
-            .unwrap();
+        ctl.expect_callback(check).unwrap();
         server_final
     }
 

@@ -599,7 +599,7 @@ impl Control {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use gc_protocol::scram::{ClientFirst, ClientHello, ServerFirst, derive_verifier};
     use gc_protocol::{ErrorCode, Registration};
 
@@ -638,7 +638,7 @@ mod tests {
 
     /// A real SCRAM exchange up to the proof: the check the client keeps, and the server-final
     /// the genuine server would send.
-    fn scram_exchange() -> (CallbackCheck, String) {
+    pub(crate) fn scram_exchange() -> (CallbackCheck, String) {
         let verifier = derive_verifier("right", b"0123456789abcdef", 4096);
         let first = ClientFirst::new("alice").unwrap();
         let hello_msg = ClientHello::parse(first.message()).unwrap();

@@ -118,16 +118,7 @@ mod tests {
             peer.ip().to_canonical(),
             from_v4.local_addr().unwrap().ip().to_canonical()
         );
-        let wake = gc_net::wake_addr(l.local_addr().unwrap());
-        let _woken = TcpStream::connect(wake).unwrap();
-        l.accept().unwrap();
-        // IPv6, where this host has it.
-        if l.local_addr().unwrap().is_ipv6()
-            && let Ok(from_v6) = TcpStream::connect((Ipv6Addr::LOCALHOST, port))
-        {
-            let (_, peer) = l.accept().unwrap();
-            assert_eq!(peer.ip(), from_v6.local_addr().unwrap().ip());
-        }
+        // IPv6 too (and the wake-up address) is gc_net::listen's own test.
     }
 
     #[test]
