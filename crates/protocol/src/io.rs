@@ -1,8 +1,9 @@
 //! Small blocking helpers: read one frame with a deadline and a size cap, write frames with a
-//! deadline. The caller owns the socket and decides what a timeout or a bad frame means.
+//! deadline. The caller owns the socket (opening one is `gc-net`'s job) and decides what a
+//! timeout or a bad frame means.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::error::ProtocolError;
@@ -25,14 +26,6 @@ impl TimeoutStream for TcpStream {
     fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         TcpStream::set_write_timeout(self, timeout)
     }
-}
-
-/// Opens a TCP connection within `timeout`, with Nagle's algorithm off (GC/1 exchanges are small
-/// request/reply frames; Nagle plus delayed ACKs would add ~40 ms stalls).
-pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&addr, timeout.max(MIN_TIMEOUT))?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
 }
 
 /// Socket timeouts of zero mean "forever" to the OS; never set one shorter than this.
@@ -277,17 +270,8 @@ impl<S: TimeoutStream> FramedStream<S> {
     }
 }
 
-/// Writes all of `bytes` to `stream` before `deadline`.
-pub fn write_all_deadline<S: TimeoutStream>(
-    stream: &mut S,
-    bytes: &[u8],
-    deadline: Instant,
-    peer: &str,
-) -> Result<(), ProtocolError> {
-    write_all_with(stream, bytes, deadline, peer, &mut None)
-}
-
-/// [`write_all_deadline`], setting the write timeout only when it differs from `timeout_set`.
+/// Writes all of `bytes` to `stream` before `deadline`, setting the write timeout only when it
+/// differs from `timeout_set`.
 fn write_all_with<S: TimeoutStream>(
     stream: &mut S,
     bytes: &[u8],
@@ -330,11 +314,6 @@ fn write_all_with<S: TimeoutStream>(
         }
     }
     Ok(())
-}
-
-/// Returns the address in `name:port` form used in errors and logs.
-pub fn peer_name(addr: &SocketAddr) -> String {
-    addr.to_string()
 }
 
 #[cfg(test)]

@@ -170,7 +170,7 @@ fn fake_server(connect_l: &TcpListener, auth_l: &TcpListener) -> CallbackReply {
     );
     let callback = SocketAddr::new(peer.ip(), ports.auth);
     let stream =
-        gc_protocol::io::connect(callback, Duration::from_secs(2)).expect("fake server step");
+        gc_net::connect_from(None, callback, Duration::from_secs(2)).expect("fake server step");
     let mut cb = FramedStream::new(stream, callback.to_string());
     cb.send(
         &Authed {
