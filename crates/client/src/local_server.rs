@@ -9,7 +9,7 @@
 //! check and the shutdown wait on its channel, not on a sleep.
 
 use std::fs::OpenOptions;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -17,7 +17,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use gc_protocol::{ConnectPing, ConnectReply, FramedStream, VERSION};
+use gc_net::Conn;
+use gc_protocol::signin;
 use rustix::process::{Pid, Signal, kill_process};
 
 use crate::error::AppError;
@@ -260,20 +261,11 @@ impl Drop for LocalServer {
     }
 }
 
-/// Whether a GC/1 server answers `Ping` at `addr` (within a second).
+/// Whether a GC/1 server answers the version check at `addr` (within a second).
 pub fn ping(addr: SocketAddr) -> bool {
     let timeout = Duration::from_secs(1);
-    let Ok(stream) = TcpStream::connect_timeout(&addr, timeout) else {
+    let Ok(stream) = gc_net::connect_from(None, addr, timeout) else {
         return false;
     };
-    let mut framed = FramedStream::new(stream, addr.to_string());
-    let deadline = Instant::now() + timeout;
-    let ping = ConnectPing {
-        version: VERSION.to_owned(),
-    };
-    framed.send(&ping, deadline).is_ok()
-        && matches!(
-            framed.read::<ConnectReply>(deadline),
-            Ok(ConnectReply::Pong { .. })
-        )
+    signin::version_check(&mut Conn::new(stream, addr.to_string()), timeout).is_ok()
 }
