@@ -94,8 +94,6 @@ pub fn bind_listener(
 
 #[cfg(test)]
 mod tests {
-    use std::net::TcpStream;
-
     use super::*;
 
     const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -108,17 +106,10 @@ mod tests {
             unspecified_like(Some(LOCAL)),
             IpAddr::V4(Ipv4Addr::UNSPECIFIED)
         );
+        // `::` listens for both families (gc_net::listen's own test checks that IPv4 and IPv6
+        // reach it), or on hosts without IPv6 it becomes `0.0.0.0`.
         let l = bind_listener(ip, PortChoice::Any, 0, "delivery").unwrap();
-        let port = l.local_addr().unwrap().port();
-        // IPv4 reaches it (as an IPv4-mapped peer when the listener is dual-stack), and so does
-        // the address that wakes its accept thread.
-        let from_v4 = TcpStream::connect((LOCAL, port)).unwrap();
-        let (_, peer) = l.accept().unwrap();
-        assert_eq!(
-            peer.ip().to_canonical(),
-            from_v4.local_addr().unwrap().ip().to_canonical()
-        );
-        // IPv6 too (and the wake-up address) is gc_net::listen's own test.
+        assert!(l.local_addr().unwrap().ip().is_unspecified());
     }
 
     #[test]

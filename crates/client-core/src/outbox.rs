@@ -324,31 +324,22 @@ mod tests {
     }
 
     #[test]
-    fn retry_times_from_server_text() {
+    fn rate_waits_are_read_from_the_text_and_capped_at_a_minute() {
+        // The text's forms are gc_protocol::texts' own tests; the cap is the outbox's.
         let cases = [
             (
                 "too many messages (at most 10 at once, then 5 per second); retry in 0.2 s",
-                200,
+                Some(200),
             ),
-            ("retry in 3 s", 3000),
-            ("retry in 250 ms", 250),
-            ("retry in 100000 s", 60_000),
+            ("retry in 100000 s", Some(60_000)),
+            ("slow down", None),
         ];
         for (text, ms) in cases {
             assert_eq!(
                 parse_retry_after(text),
-                Some(Duration::from_millis(ms)),
+                ms.map(Duration::from_millis),
                 "{text}"
             );
-        }
-        for text in [
-            "",
-            "slow down",
-            "retry in soon",
-            "retry in 1.2.3 s",
-            "retry in 5 min",
-        ] {
-            assert_eq!(parse_retry_after(text), None, "{text}");
         }
     }
 }
