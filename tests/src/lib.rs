@@ -129,6 +129,14 @@ impl TestServer {
         self.handle.as_ref().map_or(0, ServerHandle::sessions)
     }
 
+    /// Waits up to [`WAIT`] until `done(live sessions)` holds; returns whether it did. The server
+    /// wakes it whenever a session starts or ends: nothing polls.
+    pub fn wait_sessions(&self, done: impl FnMut(usize) -> bool) -> bool {
+        self.handle
+            .as_ref()
+            .is_some_and(|h| h.wait_sessions(done, WAIT))
+    }
+
     /// Lines of database.db.
     pub fn stored_lines(&self) -> Vec<String> {
         std::fs::read_to_string(self.config.data_dir.join("database.db"))
@@ -282,15 +290,6 @@ pub fn test_config(data_dir: &Path) -> Config {
         io_timeout: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(5),
         ..Config::default()
-    }
-}
-
-/// Waits until `check` holds, or panics after [`WAIT`] with `what`.
-pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(10));
     }
 }
 
