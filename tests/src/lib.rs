@@ -178,6 +178,8 @@ pub struct ChildServer {
     pub addrs: ServerAddrs,
     exited: mpsc::Receiver<std::process::ExitStatus>,
     status: Option<std::process::ExitStatus>,
+    /// The lines of its log (standard error), as it writes them.
+    log: mpsc::Receiver<String>,
 }
 
 impl ChildServer {
@@ -207,6 +209,7 @@ impl ChildServer {
                 }
             }
         });
+        let (log_tx, log) = mpsc::channel();
         thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { return };
@@ -217,6 +220,7 @@ impl ChildServer {
                         eprintln!("[child {pid}] {line}");
                     }
                 }
+                let _ = log_tx.send(line);
             }
         });
         let (exit_tx, exited) = mpsc::channel();
@@ -233,6 +237,21 @@ impl ChildServer {
             addrs,
             exited,
             status: None,
+            log,
+        }
+    }
+
+    /// Waits up to `timeout` for a line of its log that contains `text`, reading on from the
+    /// lines earlier calls looked at. Whether one came.
+    pub fn wait_log(&self, text: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
         }
     }
 

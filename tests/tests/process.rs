@@ -178,6 +178,12 @@ fn a_second_signal_exits_at_once_while_the_shutdown_hangs_in_a_plugin() {
     assert!(matches!(client.login("stuck", "pw"), AuthServer::Ok { .. }));
 
     child.signal("TERM");
+    // The second signal must come while the shutdown hangs in the hook: the hook says when it
+    // starts to hang (the fixture's log line), rather than the test sleeping and hoping.
+    assert!(
+        child.wait_log("on_client_disconnect stalls for a minute", gc_tests::WAIT),
+        "the shutdown never reached the stalling hook"
+    );
     let first = child.wait_exit(Duration::from_millis(500));
     assert!(
         first.is_none(),
