@@ -10,7 +10,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use gc_client_core::{
-    BackoffConfig, Client, ClientConfig, ClientError, ConnState, Event, ListenPorts, NoticeLevel,
+    BackoffConfig, Client, ClientConfig, ClientError, CloseReport, ConnState, Event, ListenPorts,
+    NoticeLevel,
 };
 use gc_protocol::{ClientMsgId, Record};
 
@@ -188,8 +189,14 @@ impl TestClient {
 
     /// Closes with `Bye`, returning the unsent count.
     pub fn close(&mut self) -> usize {
-        self.client.take().map_or(0, |c| {
-            c.close(true, Some(Duration::from_secs(10))).unsent.len()
+        self.close_report().unsent.len()
+    }
+
+    /// Closes with `Bye` (after up to 10 s for the outbox to drain), returning what was never
+    /// acknowledged and whether the server acknowledged `Bye`.
+    pub fn close_report(&mut self) -> CloseReport {
+        self.client.take().map_or_else(CloseReport::default, |c| {
+            c.close(true, Some(Duration::from_secs(10)))
         })
     }
 }

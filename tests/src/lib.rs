@@ -129,6 +129,14 @@ impl TestServer {
         self.handle.as_ref().map_or(0, ServerHandle::sessions)
     }
 
+    /// Waits up to [`WAIT`] until `done(live sessions)` holds; returns whether it did. The server
+    /// wakes it whenever a session starts or ends: nothing polls.
+    pub fn wait_sessions(&self, done: impl FnMut(usize) -> bool) -> bool {
+        self.handle
+            .as_ref()
+            .is_some_and(|h| h.wait_sessions(done, WAIT))
+    }
+
     /// Lines of database.db.
     pub fn stored_lines(&self) -> Vec<String> {
         std::fs::read_to_string(self.config.data_dir.join("database.db"))
@@ -170,6 +178,8 @@ pub struct ChildServer {
     pub addrs: ServerAddrs,
     exited: mpsc::Receiver<std::process::ExitStatus>,
     status: Option<std::process::ExitStatus>,
+    /// The lines of its log (standard error), as it writes them.
+    log: mpsc::Receiver<String>,
 }
 
 impl ChildServer {
@@ -199,6 +209,7 @@ impl ChildServer {
                 }
             }
         });
+        let (log_tx, log) = mpsc::channel();
         thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { return };
@@ -209,6 +220,7 @@ impl ChildServer {
                         eprintln!("[child {pid}] {line}");
                     }
                 }
+                let _ = log_tx.send(line);
             }
         });
         let (exit_tx, exited) = mpsc::channel();
@@ -225,6 +237,21 @@ impl ChildServer {
             addrs,
             exited,
             status: None,
+            log,
+        }
+    }
+
+    /// Waits up to `timeout` for a line of its log that contains `text`, reading on from the
+    /// lines earlier calls looked at. Whether one came.
+    pub fn wait_log(&self, text: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
         }
     }
 
@@ -282,15 +309,6 @@ pub fn test_config(data_dir: &Path) -> Config {
         io_timeout: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(5),
         ..Config::default()
-    }
-}
-
-/// Waits until `check` holds, or panics after [`WAIT`] with `what`.
-pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -2,7 +2,7 @@
 //! and forced out by a second signal.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,13 +17,42 @@ fn child_server(dir: &std::path::Path) -> ChildServer {
     )
 }
 
+/// Every acknowledged message (record id, body), shared by the sender threads, with a condvar
+/// that tells a waiting test when more arrive.
+#[derive(Debug, Default)]
+struct Acked {
+    list: Mutex<Vec<(u64, String)>>,
+    more: Condvar,
+}
+
+impl Acked {
+    fn push(&self, ack: (u64, String)) {
+        self.list.lock().unwrap().push(ack);
+        self.more.notify_all();
+    }
+
+    /// Waits until at least `n` messages are acknowledged; fails after [`gc_tests::WAIT`].
+    fn wait_for(&self, n: usize) {
+        let list = self.list.lock().unwrap();
+        let (list, _) = self
+            .more
+            .wait_timeout_while(list, gc_tests::WAIT, |l| l.len() < n)
+            .unwrap();
+        assert!(list.len() >= n, "senders too slow: {} of {n}", list.len());
+    }
+
+    fn all(&self) -> Vec<(u64, String)> {
+        self.list.lock().unwrap().clone()
+    }
+}
+
 /// Clients that send as fast as acknowledgements allow until `stop`, recording every `Thx`.
 fn senders(
     addrs: gc_server::ServerAddrs,
     prefix: &str,
     n: usize,
     stop: &Arc<AtomicBool>,
-    acked: &Arc<Mutex<Vec<(u64, String)>>>,
+    acked: &Arc<Acked>,
 ) -> Vec<thread::JoinHandle<()>> {
     (0..n)
         .map(|i| {
@@ -37,7 +66,7 @@ fn senders(
                 while !stop.load(Ordering::SeqCst) {
                     let body = format!("{user} message {k}");
                     match c.try_send(&body) {
-                        Some(SendReply::Thx { id, .. }) => acked.lock().unwrap().push((id, body)),
+                        Some(SendReply::Thx { id, .. }) => acked.push((id, body)),
                         // The server is stopping or gone.
                         Some(SendReply::Err(e)) if e.code == ErrorCode::ShuttingDown => return,
                         None => return,
@@ -78,21 +107,16 @@ fn kill_9_during_sending_loses_nothing_acknowledged() {
     for round in 0..3 {
         let child = child_server(dir.path());
         let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(Mutex::new(Vec::new()));
+        let acked = Arc::new(Acked::default());
         let threads = senders(child.addrs, &format!("r{round}s"), 3, &stop, &acked);
-        let target = 30 + round * 40;
-        let deadline = Instant::now() + gc_tests::WAIT;
-        while acked.lock().unwrap().len() < target {
-            assert!(Instant::now() < deadline, "senders too slow");
-            thread::sleep(Duration::from_millis(5));
-        }
+        acked.wait_for(30 + round * 40);
         child.signal("KILL");
         drop(child);
         stop.store(true, Ordering::SeqCst);
         for t in threads {
             t.join().unwrap();
         }
-        let acked = acked.lock().unwrap().clone();
+        let acked = acked.all();
         // Reopen in this process: every acknowledged record is there once; ids continue.
         let server = TestServer::open(dir.path());
         assert_all_stored(&server, &acked);
@@ -118,13 +142,9 @@ fn sigint_under_load_exits_0_within_5_s() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = child_server(dir.path());
     let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(Vec::new()));
+    let acked = Arc::new(Acked::default());
     let threads = senders(child.addrs, "s", 4, &stop, &acked);
-    let deadline = Instant::now() + gc_tests::WAIT;
-    while acked.lock().unwrap().len() < 100 {
-        assert!(Instant::now() < deadline, "senders too slow");
-        thread::sleep(Duration::from_millis(5));
-    }
+    acked.wait_for(100);
     let sent = Instant::now();
     child.signal("INT");
     let status = child
@@ -137,7 +157,7 @@ fn sigint_under_load_exits_0_within_5_s() {
         t.join().unwrap();
     }
     let server = TestServer::open(dir.path());
-    assert_all_stored(&server, &acked.lock().unwrap());
+    assert_all_stored(&server, &acked.all());
 }
 
 #[test]
@@ -158,6 +178,12 @@ fn a_second_signal_exits_at_once_while_the_shutdown_hangs_in_a_plugin() {
     assert!(matches!(client.login("stuck", "pw"), AuthServer::Ok { .. }));
 
     child.signal("TERM");
+    // The second signal must come while the shutdown hangs in the hook: the hook says when it
+    // starts to hang (the fixture's log line), rather than the test sleeping and hoping.
+    assert!(
+        child.wait_log("on_client_disconnect stalls for a minute", gc_tests::WAIT),
+        "the shutdown never reached the stalling hook"
+    );
     let first = child.wait_exit(Duration::from_millis(500));
     assert!(
         first.is_none(),

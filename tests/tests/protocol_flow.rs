@@ -138,9 +138,14 @@ fn a_client_that_misses_three_heartbeats_is_dropped() {
     let server = TestServer::start();
     let watcher = logged_in(&server, "watcher");
     let hung = logged_in(&server, "hung");
-    gc_tests::wait_for("two sessions", || server.sessions() == 2);
+    // The server adds a session before it answers the login with `Ok`.
+    assert_eq!(server.sessions(), 2);
     hung.stop_answering();
-    gc_tests::wait_for("the hung session to be dropped", || server.sessions() == 1);
+    assert!(
+        server.wait_sessions(|n| n == 1),
+        "the hung session is dropped ({} left)",
+        server.sessions()
+    );
     let who = watcher.request(
         &[SendRequest::Who {
             token: token(&watcher),

@@ -31,6 +31,10 @@ pub struct Pulse {
 pub struct Doorbell {
     sleeping: Mutex<bool>,
     cv: Condvar,
+    /// Tests only: notified whenever the owner goes to sleep, so a test that checks that a ring
+    /// wakes a sleeper can wait until the owner sleeps instead of sleeping itself and hoping.
+    #[cfg(test)]
+    fell_asleep: Condvar,
 }
 
 impl Doorbell {
@@ -181,6 +185,8 @@ impl Notifier {
                 return pulse;
             }
             *sleeping = true;
+            #[cfg(test)]
+            bell.fell_asleep.notify_all();
             if bell.cv.wait_until(&mut sleeping, deadline).timed_out() {
                 *sleeping = false;
                 return self.pulse();
@@ -196,6 +202,30 @@ mod tests {
 
     use super::*;
 
+    /// How long a test waits for a waiter to fall asleep before failing.
+    const ASLEEP: Duration = Duration::from_secs(5);
+
+    impl Doorbell {
+        /// Waits up to `timeout` until the owner sleeps on this bell; false if it does not. Seeing
+        /// `sleeping` set while holding the bell's lock means the owner is blocked in its wait: it
+        /// sets the flag under the lock and lets go of the lock only by waiting (parking_lot's
+        /// condvars do not wake spuriously), and a ring clears the flag.
+        fn wait_asleep(&self, timeout: Duration) -> bool {
+            let deadline = Instant::now() + timeout;
+            let mut sleeping = self.sleeping.lock();
+            while !*sleeping {
+                if self
+                    .fell_asleep
+                    .wait_until(&mut sleeping, deadline)
+                    .timed_out()
+                {
+                    return *sleeping;
+                }
+            }
+            true
+        }
+    }
+
     #[test]
     fn a_new_message_wakes_every_registered_waiter() {
         let notifier = Arc::new(Notifier::new(5));
@@ -204,15 +234,16 @@ mod tests {
         for _ in 0..8 {
             let notifier = Arc::clone(&notifier);
             let tx = tx.clone();
-            let registered = std::sync::mpsc::channel::<()>();
+            let bell = Arc::new(Doorbell::default());
+            let own = Arc::clone(&bell);
             handles.push(thread::spawn(move || {
-                let reg = notifier.register(Arc::new(Doorbell::default()));
-                let _ = registered.0.send(());
+                let reg = notifier.register(own);
                 let deadline = Instant::now() + Duration::from_secs(10);
                 let pulse = notifier.wait_until(reg.bell(), deadline, |p| p.newest_id > 5);
                 let _ = tx.send(pulse.newest_id);
             }));
-            registered.1.recv_timeout(Duration::from_secs(5)).unwrap();
+            // Registered and asleep, so it is the ring that has to wake it.
+            assert!(bell.wait_asleep(ASLEEP), "the waiter sleeps");
         }
         notifier.new_message(7);
         for _ in 0..8 {
@@ -247,17 +278,19 @@ mod tests {
             let bell = Arc::clone(&bell);
             thread::spawn(move || {
                 let reg = notifier.register(bell);
-                notifier
-                    .wait_until(reg.bell(), Instant::now() + Duration::from_secs(10), |_| {
-                        false
-                    })
-                    .shutdown
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let pulse = notifier.wait_until(reg.bell(), deadline, |_| false);
+                // Shutdown is set by then either way: only returning before the deadline shows
+                // that the ring woke it.
+                (pulse.shutdown, Instant::now() < deadline)
             })
         };
-        // Give the waiter time to sleep; a shutdown before that is caught by the check anyway.
-        thread::sleep(Duration::from_millis(20));
+        // Asleep, so it is the shutdown's ring that has to wake it (a shutdown that comes first
+        // is seen by the check before sleeping: the second half of this test).
+        assert!(bell.wait_asleep(ASLEEP), "the waiter sleeps");
         notifier.shutdown();
-        assert!(waiter.join().unwrap());
+        let (shutdown, woken) = waiter.join().unwrap();
+        assert!(shutdown && woken, "the shutdown woke the waiter");
         let reg = notifier.register(Arc::new(Doorbell::default()));
         let start = Instant::now();
         let pulse = notifier.wait_until(reg.bell(), start + Duration::from_secs(10), |_| false);
@@ -280,7 +313,7 @@ mod tests {
                 start.elapsed()
             })
         };
-        thread::sleep(Duration::from_millis(20));
+        assert!(bell.wait_asleep(ASLEEP), "the waiter sleeps");
         ended.store(true, Ordering::Release);
         bell.ring();
         assert!(waiter.join().unwrap() < Duration::from_secs(5));

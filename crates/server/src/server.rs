@@ -44,6 +44,14 @@ impl ServerHandle {
         self.shared.registry.len()
     }
 
+    /// Waits up to `timeout` until `done(number of live sessions)` holds; returns whether it
+    /// did. It wakes whenever a session starts or ends (no polling), and gives up early once the
+    /// server has stopped with no session left. For tests and tools that must know, e.g., that a
+    /// client which stopped answering heartbeats has been dropped.
+    pub fn wait_sessions(&self, done: impl FnMut(usize) -> bool, timeout: Duration) -> bool {
+        self.shared.registry.wait_len(timeout, done)
+    }
+
     /// Starts the shutdown without waiting for it (safe to call from any thread, more than once).
     pub fn begin_shutdown(&self) {
         begin_shutdown(&self.shared, &self.addrs);

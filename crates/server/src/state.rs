@@ -313,6 +313,8 @@ pub enum AddError {
 #[derive(Debug, Default)]
 pub struct Registry {
     inner: Mutex<RegistryInner>,
+    /// Notified whenever a session is added or removed, for [`Registry::wait_len`].
+    changed: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -385,6 +387,7 @@ impl Registry {
             r.presence_version += 1;
             notifier.presence_changed(r.presence_version);
         }
+        self.changed.notify_all();
         Ok(session)
     }
 
@@ -415,6 +418,7 @@ impl Registry {
             r.presence_version += 1;
             notifier.presence_changed(r.presence_version);
         }
+        self.changed.notify_all();
         true
     }
 
@@ -457,16 +461,156 @@ impl Registry {
         self.inner.lock().by_token.len()
     }
 
+    /// Waits until `done(number of live sessions)` holds, and returns true; false if `timeout`
+    /// passes first, or once the registry is closed and empty (stopped: nothing changes any
+    /// more). Woken by every session added or ended and by the close, never by a clock.
+    pub fn wait_len(&self, timeout: Duration, mut done: impl FnMut(usize) -> bool) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut r = self.inner.lock();
+        loop {
+            if done(r.by_token.len()) {
+                return true;
+            }
+            if r.closed && r.by_token.is_empty() {
+                return false;
+            }
+            match deadline {
+                Some(deadline) => {
+                    if self.changed.wait_until(&mut r, deadline).timed_out() {
+                        return done(r.by_token.len());
+                    }
+                }
+                None => self.changed.wait(&mut r),
+            }
+        }
+    }
+
     /// Refuses new sessions and ends every live one (shutdown); returns the sessions it ended.
     pub fn close_all(&self, notifier: &Notifier) -> Vec<Arc<Session>> {
         let sessions: Vec<Arc<Session>> = {
             let mut r = self.inner.lock();
             r.closed = true;
+            self.changed.notify_all();
             r.by_token.values().cloned().collect()
         };
         sessions
             .into_iter()
             .filter(|s| self.end(s, notifier))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::thread;
+
+    use super::*;
+
+    /// Long enough never to pass in a test that works: returning before it shows a wake-up.
+    const LONG: Duration = Duration::from_secs(10);
+
+    fn new_session(user: &str) -> NewSession {
+        NewSession {
+            user: Username::new(user).unwrap(),
+            ip: IpAddr::from([127, 0, 0, 2]),
+            ports: CallbackPorts {
+                auth: 1,
+                heartbeat: 2,
+                delivery: 3,
+            },
+            token: SessionToken::random().unwrap(),
+            join_floor: 0,
+        }
+    }
+
+    /// Runs `change` on another thread once `wait_len` is waiting: the first call of `done`
+    /// runs under the registry's lock, which the waiter lets go of only by waiting, and `change`
+    /// needs that lock. Returns what `wait_len` returned and whether it returned before `LONG`
+    /// (a missed notification would show as a timeout).
+    fn wait_while(
+        registry: &Arc<Registry>,
+        mut done: impl FnMut(usize) -> bool,
+        change: impl FnOnce(&Registry) + Send + 'static,
+    ) -> (bool, bool) {
+        let (go, ready) = mpsc::channel::<()>();
+        let changer = {
+            let registry = Arc::clone(registry);
+            thread::spawn(move || {
+                if ready.recv().is_ok() {
+                    change(&registry);
+                }
+            })
+        };
+        let deadline = Instant::now() + LONG;
+        let mut first = true;
+        let held = registry.wait_len(LONG, |n| {
+            if std::mem::take(&mut first) {
+                let _ = go.send(());
+            }
+            done(n)
+        });
+        let woken = Instant::now() < deadline;
+        changer.join().unwrap();
+        (held, woken)
+    }
+
+    #[test]
+    fn wait_len_wakes_when_a_session_starts_and_ends() {
+        let registry = Arc::new(Registry::default());
+        let notifier = Arc::new(Notifier::new(0));
+        let (tx, rx) = mpsc::channel();
+        let n = Arc::clone(&notifier);
+        let added = wait_while(
+            &registry,
+            |n| n == 1,
+            move |r| {
+                let _ = tx.send(r.add(new_session("ann"), 10, &n).unwrap());
+            },
+        );
+        assert_eq!(added, (true, true), "woken by the add");
+        let session = rx.recv().unwrap();
+        let ended = wait_while(
+            &registry,
+            |n| n == 0,
+            move |r| assert!(r.end(&session, &notifier)),
+        );
+        assert_eq!(ended, (true, true), "woken by the end");
+        assert!(!registry.wait_len(Duration::ZERO, |n| n == 1), "a timeout");
+    }
+
+    #[test]
+    fn wait_len_gives_up_once_closed_and_empty() {
+        let registry = Arc::new(Registry::default());
+        let notifier = Arc::new(Notifier::new(0));
+        registry.add(new_session("ann"), 10, &notifier).unwrap();
+        // Waiting for a second session that will never come: the close ends the first one, and
+        // then nothing can change any more.
+        let closed = wait_while(
+            &registry,
+            |n| n == 2,
+            move |r| {
+                r.close_all(&notifier);
+            },
+        );
+        assert_eq!(
+            closed,
+            (false, true),
+            "given up at the close, not the timeout"
+        );
+        assert!(
+            registry.wait_len(LONG, |n| n == 0),
+            "what holds still holds"
+        );
+        // Closed with no session at all: the close itself wakes the waiter.
+        let empty = Arc::new(Registry::default());
+        let closed = wait_while(
+            &empty,
+            |n| n == 1,
+            |r| {
+                r.close_all(&Notifier::new(0));
+            },
+        );
+        assert_eq!(closed, (false, true), "given up at the close itself");
     }
 }

@@ -8,8 +8,8 @@ use gc_client_core::{ConnState, Event};
 use gc_protocol::{Frame, HeartbeatReply};
 use gc_protocol::{HeartbeatPing, SessionToken, Timestamp};
 
+use gc_tests::TestServer;
 use gc_tests::client::{TestClient, config, heartbeat_addr};
-use gc_tests::{TestServer, wait_for};
 
 #[test]
 fn three_users_chat_and_everyone_gets_every_message_once_in_id_order() {
@@ -143,10 +143,14 @@ fn two_clients_get_every_message_once_in_order() {
     assert_eq!(status.last_id, 5);
     assert!(status.last_heartbeat.is_some());
 
-    assert_eq!(alice.close(), 0);
-    assert_eq!(bob.close(), 0);
-    // Bye ended both sessions at once (no waiting for missed heartbeats).
-    wait_for("sessions ended", || server.sessions() == 0);
+    // Bye ended both sessions at once (no waiting for missed heartbeats): the server ends a
+    // session before it acknowledges its `Bye`, so with both acknowledged none is left now.
+    for c in [&mut alice, &mut bob] {
+        let report = c.close_report();
+        assert!(report.unsent.is_empty(), "unsent: {:?}", report.unsent);
+        assert!(report.bye_sent, "the server acknowledged Bye");
+    }
+    assert_eq!(server.sessions(), 0);
 }
 
 #[test]
@@ -320,7 +324,11 @@ fn a_lingering_old_session_on_the_same_address_does_not_disturb_the_new_one() {
         n += 1;
         second.wait_acked(n);
     }
-    wait_for("old session dropped", || server.sessions() == 1);
+    assert!(
+        server.wait_sessions(|n| n == 1),
+        "the old session is dropped after missed heartbeats ({} left)",
+        server.sessions()
+    );
     second.wait_records(n);
     let warnings: Vec<_> = second
         .notices
@@ -347,8 +355,9 @@ fn reconnect_ends_the_old_session_and_carries_on() {
     lena.wait_records(1);
     lena.client().reconnect();
     lena.wait_active();
-    // The old session said Bye: only the new one is left.
-    wait_for("one session", || server.sessions() == 1);
+    // The old session said Bye before the new login began, and the server ends a session before
+    // it acknowledges its `Bye`: only the new one is left, at once (not after missed heartbeats).
+    assert_eq!(server.sessions(), 1);
     lena.send("two");
     lena.wait_records(2);
     assert_eq!(lena.bodies(), ["one", "two"]);

@@ -3,6 +3,7 @@
 //! `capture-pane`; and `--with-server`, which runs the real `gc-server` binary.
 
 use std::net::TcpListener;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -356,6 +357,32 @@ fn running(pid: &str) -> bool {
     })
 }
 
+/// A pidfd of process `pid`: it turns readable when the process exits, whoever its parent is
+/// (tmux's shell, here), so a test can wait for the exit instead of polling for it.
+fn exit_watch(pid: &str) -> OwnedFd {
+    let raw = pid.parse().expect("a process id");
+    let pid = rustix::process::Pid::from_raw(raw).expect("not 0");
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .unwrap_or_else(|e| panic!("pidfd_open({raw}): {e}"))
+}
+
+/// Whether the process of `pidfd` exits (or has exited: a zombie counts) within `timeout`.
+fn exited_within(pidfd: &OwnedFd, timeout: Duration) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let left = Timespec::try_from(left).expect("a timeout poll takes");
+        let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+        match poll(&mut fds, Some(&left)) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("poll on a pidfd: {e}"),
+        }
+    }
+}
+
 /// Regression: crossterm never returns from `poll` once the terminal is gone, so joining the
 /// input thread hung forever at 100% CPU after the terminal closed.
 #[test]
@@ -373,21 +400,19 @@ fn tui_exits_when_its_terminal_disappears() {
         .unwrap()
         .trim()
         .to_owned();
+    // Opened while it runs, so the descriptor is for this very process.
+    let exit = exit_watch(&pid);
     assert!(running(&pid));
 
     // The terminal goes away under the client.
     let _ = tmux.cmd(&["kill-server"]);
-    let deadline = Instant::now() + WAIT;
-    while running(&pid) {
-        if Instant::now() >= deadline {
-            let _ = Command::new("kill").args(["-KILL", &pid]).status();
-            panic!(
-                "gc-client still runs {} s after its terminal went away; log:\n{}",
-                WAIT.as_secs(),
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if !exited_within(&exit, WAIT) {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        panic!(
+            "gc-client still runs {} s after its terminal went away; log:\n{}",
+            WAIT.as_secs(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     }
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(log_text.contains("session ended with Bye"), "{log_text}");
