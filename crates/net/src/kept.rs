@@ -42,6 +42,9 @@ struct Open {
 #[derive(Debug)]
 pub struct KeptConn {
     addr: SocketAddr,
+    /// `addr` as errors name it, formatted once rather than at every connect (which also kept
+    /// the formatting machinery off the deepest point of a server heartbeat thread's stack).
+    peer: String,
     connector: Connector,
     unblocker: Unblocker,
     reuse: Reuse,
@@ -55,6 +58,7 @@ impl KeptConn {
     pub fn new(addr: SocketAddr, connector: Connector, unblocker: Unblocker, reuse: Reuse) -> Self {
         Self {
             addr,
+            peer: addr.to_string(),
             connector,
             unblocker,
             reuse,
@@ -81,6 +85,7 @@ impl KeptConn {
         if addr != self.addr {
             self.close();
             self.addr = addr;
+            self.peer = addr.to_string();
         }
     }
 
@@ -160,7 +165,7 @@ impl KeptConn {
         let Some(open) = self.open.as_mut() else {
             // Only after an error, which closed the link: nothing can have been sent on it.
             return Err(ProtocolError::Closed {
-                peer: self.addr.to_string(),
+                peer: self.peer.clone(),
                 partial: 0,
             });
         };
@@ -220,7 +225,17 @@ impl KeptConn {
     }
 
     fn connect(&self) -> Result<Open, NetError> {
-        let (conn, registration) = self.connector.open(self.addr, &self.unblocker)?;
+        let stream = crate::connect_from(
+            self.connector.local,
+            self.addr,
+            self.connector.timeouts.connect,
+        )
+        .map_err(|source| NetError::Connect {
+            addr: self.addr,
+            source,
+        })?;
+        let registration = self.unblocker.register(&stream);
+        let conn = Conn::new(stream, self.peer.clone());
         Ok(Open {
             conn,
             _registration: registration,

@@ -6,7 +6,6 @@
 //! dropped. Stopping the unblocker shuts every registered socket down, and any socket registered
 //! afterwards at once: a thread that connects just as its owner stops is never missed.
 
-use std::collections::HashMap;
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 
@@ -14,7 +13,9 @@ use parking_lot::Mutex;
 
 #[derive(Debug, Default)]
 struct Sockets {
-    open: HashMap<u64, TcpStream>,
+    /// A list, not a map: a set holds a handful of sockets (a session's links and its listener's
+    /// connection; a server's connections in progress), and every session has one.
+    open: Vec<(u64, TcpStream)>,
     next_id: u64,
     stopped: bool,
 }
@@ -48,7 +49,7 @@ impl Unblocker {
         if s.stopped {
             let _ = stream.shutdown(Shutdown::Both);
         } else if let Ok(clone) = stream.try_clone() {
-            s.open.insert(id, clone);
+            s.open.push((id, clone));
         }
         Registration {
             sockets: Arc::clone(&self.sockets),
@@ -63,7 +64,7 @@ impl Unblocker {
             s.stopped = true;
             std::mem::take(&mut s.open)
         };
-        for socket in open.values() {
+        for (_, socket) in &open {
             let _ = socket.shutdown(Shutdown::Both);
         }
     }
@@ -88,7 +89,13 @@ impl Registration {
     /// Shuts this one socket down (`Read`: the thread reading it sees the end of the stream and
     /// moves on; `Both`: the connection is cut).
     pub fn shutdown(&self, how: Shutdown) {
-        if let Some(socket) = self.sockets.lock().open.get(&self.id) {
+        if let Some((_, socket)) = self
+            .sockets
+            .lock()
+            .open
+            .iter()
+            .find(|(id, _)| *id == self.id)
+        {
             let _ = socket.shutdown(how);
         }
     }
@@ -96,7 +103,10 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.sockets.lock().open.remove(&self.id);
+        let mut s = self.sockets.lock();
+        if let Some(i) = s.open.iter().position(|(id, _)| *id == self.id) {
+            s.open.swap_remove(i);
+        }
     }
 }
 
