@@ -181,16 +181,24 @@ fn unexpected(peer: &str, detail: impl Into<String>) -> ClientError {
     }
 }
 
-/// A failure on the link to the server's sending port, during `what`.
-fn link_error(what: &'static str, e: NetError) -> ClientError {
+/// A connection failure: opening one to the server's `port`, or the exchange `what` on it.
+fn net_error(port: &'static str, what: &'static str, e: NetError) -> ClientError {
     match e {
         NetError::Connect { addr, source } => ClientError::Connect {
-            what: "the server's send port",
+            what: port,
             addr,
             source,
         },
-        NetError::Protocol(source) => ClientError::Protocol { what, source },
+        other => ClientError::Protocol {
+            what,
+            source: other.into_protocol(),
+        },
     }
+}
+
+/// A failure on the link to the server's sending port, during `what`.
+fn link_error(what: &'static str, e: NetError) -> ClientError {
+    net_error("the server's send port", what, e)
 }
 
 // ───────────────────────────── sign-in ─────────────────────────────
@@ -221,11 +229,8 @@ fn sign_in(
     Ok(signed_in)
 }
 
-fn connect_error(what: &'static str, e: NetError) -> ClientError {
-    match e {
-        NetError::Connect { addr, source } => ClientError::Connect { what, addr, source },
-        NetError::Protocol(source) => ClientError::Protocol { what, source },
-    }
+fn connect_error(port: &'static str, e: NetError) -> ClientError {
+    net_error(port, port, e)
 }
 
 /// `Ping GC/1` → `Pong` on the first address that answers.

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use gc_protocol::ProtocolError;
 
@@ -21,6 +22,14 @@ pub enum NetError {
     /// malformed); the error names the peer.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// A TLS identity (certificate and key) could not be made, read or used.
+    #[error("TLS identity{}: {detail}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Identity {
+        /// The file concerned, if one is.
+        path: Option<PathBuf>,
+        /// What is wrong and what to do.
+        detail: String,
+    },
 }
 
 impl NetError {
@@ -33,6 +42,10 @@ impl NetError {
                 source,
             },
             Self::Protocol(e) => e,
+            Self::Identity { path, detail } => ProtocolError::Io {
+                peer: path.map(|p| p.display().to_string()).unwrap_or_default(),
+                source: io::Error::other(detail),
+            },
         }
     }
 }

@@ -15,11 +15,13 @@
 
 pub mod connect;
 pub mod error;
+pub mod identity;
 pub mod kept;
 pub mod unblock;
 
 pub use connect::{Connector, Timeouts, connect_from, listen, wake_accept, wake_addr};
 pub use error::NetError;
+pub use identity::{Fingerprint, Identity};
 pub use kept::{KeptConn, ReadFail, Reuse};
 pub use unblock::{Registration, Unblocker};
 

@@ -131,6 +131,26 @@ pub enum Command {
     /// Plugins in the mods directory.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// The server's TLS identity.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+/// `gc-server tls …`
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Print the SHA-256 fingerprint of the server's certificate (`SHA256:…`, as OpenSSH writes
+    /// key fingerprints), for users to check against what their client shows on first contact.
+    /// Without --tls-cert/--tls-key it is the identity in DATA_DIR/tls/, made now if there is
+    /// none yet (the server makes the same one at its first start).
+    Fingerprint {
+        /// The operator's certificate chain (PEM, leaf first) instead of the data dir's.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert (PEM; readable by its owner only).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
 }
 
 /// `gc-server plugins …`

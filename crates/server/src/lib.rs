@@ -50,6 +50,14 @@ pub fn run(command: Option<&Command>, config: Config) -> Result<i32, ServerError
             admin::plugins_list(&config, &mut out)?;
             0
         }
+        Some(Command::Tls(cli::TlsCommand::Fingerprint { tls_cert, tls_key })) => {
+            admin::tls_fingerprint(
+                &config,
+                tls_cert.as_deref().zip(tls_key.as_deref()),
+                &mut out,
+            )?;
+            0
+        }
         Some(Command::Db(cmd)) => {
             if admin::db(cmd, &config, &mut out)? {
                 0

@@ -148,3 +148,33 @@ fn db_check_repair_export() {
     );
     assert!(export(ExportFormat::Json).contains(r#""message":"a\nb""#));
 }
+
+#[test]
+fn tls_fingerprint_is_made_once_and_printed_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path());
+    let print = |given: Option<(&std::path::Path, &std::path::Path)>| {
+        let mut out = Vec::new();
+        admin::tls_fingerprint(&c, given, &mut out).map(|()| String::from_utf8(out).unwrap())
+    };
+    let first = print(None).unwrap();
+    assert!(
+        first.starts_with("SHA256:") && first.ends_with('\n'),
+        "{first}"
+    );
+    assert_eq!(
+        print(None).unwrap(),
+        first,
+        "the same identity at every call"
+    );
+    // The operator's own files give their fingerprint, which is the data dir's here.
+    let tls = dir.path().join("tls");
+    let given = print(Some((&tls.join("cert.pem"), &tls.join("key.pem")))).unwrap();
+    assert_eq!(given, first);
+    // A key others may read is refused, saying how to fix it.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(tls.join("key.pem"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let err = print(None).unwrap_err();
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+    assert_eq!(err.exit_code(), 1);
+}
