@@ -6,19 +6,16 @@
 //! an internal CA). A client makes a throwaway one for each run for its callback listeners.
 //! Keys are ECDSA P-256: small certificates, fast handshakes.
 
-use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
+pub use gc_protocol::Fingerprint;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use sha2::{Digest as _, Sha256};
 
 use crate::error::NetError;
 
@@ -28,52 +25,6 @@ pub const IDENTITY_DIR: &str = "tls";
 pub const KEY_FILE: &str = "key.pem";
 /// The certificate's file in [`IDENTITY_DIR`].
 pub const CERT_FILE: &str = "cert.pem";
-
-/// The SHA-256 of a certificate (its DER bytes), written `SHA256:` + unpadded base64 as OpenSSH
-/// writes key fingerprints.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Fingerprint([u8; 32]);
-
-impl Fingerprint {
-    /// The fingerprint of a certificate.
-    pub fn of(cert: &CertificateDer<'_>) -> Self {
-        Self(Sha256::digest(cert.as_ref()).into())
-    }
-
-    /// The digest's bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SHA256:{}", B64.encode(self.0))
-    }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// Text that is not `SHA256:` followed by 43 characters of base64.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("not a certificate fingerprint (SHA256: and 43 characters of base64)")]
-pub struct BadFingerprint;
-
-impl FromStr for Fingerprint {
-    type Err = BadFingerprint;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let b64 = text.strip_prefix("SHA256:").ok_or(BadFingerprint)?;
-        // A padded form is accepted too (tools differ).
-        let b64 = b64.trim_end_matches('=');
-        let bytes = B64.decode(b64).map_err(|_| BadFingerprint)?;
-        bytes.try_into().map(Self).map_err(|_| BadFingerprint)
-    }
-}
 
 /// A certificate chain (leaf first) and the private key of its leaf.
 #[derive(Debug)]
@@ -127,10 +78,8 @@ impl Identity {
     }
 
     fn new(certs: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Self {
-        let fingerprint = certs
-            .first()
-            .map(Fingerprint::of)
-            .unwrap_or(Fingerprint([0; 32]));
+        // Callers never pass an empty chain (`read_certs` refuses one).
+        let fingerprint = Fingerprint::of_der(certs.first().map_or(&[][..], |c| c.as_ref()));
         Self {
             certs,
             key,
@@ -412,7 +361,7 @@ mod tests {
             id.fingerprint()
         );
         for bad in ["", "SHA256:", "sha256:abc", "SHA256:AAAA", &text[7..]] {
-            assert_eq!(bad.parse::<Fingerprint>(), Err(BadFingerprint), "{bad}");
+            assert!(bad.parse::<Fingerprint>().is_err(), "{bad}");
         }
         assert_ne!(
             Identity::generate("gc-test").unwrap().fingerprint(),

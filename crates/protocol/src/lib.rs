@@ -23,4 +23,4 @@ pub use frame::{
     SendReply, SendRequest,
 };
 pub use io::FramedStream;
-pub use types::{ClientMsgId, Record, SessionToken, Timestamp, Username};
+pub use types::{ClientMsgId, Fingerprint, Record, SessionToken, Timestamp, Username};

@@ -1,4 +1,5 @@
-//! SCRAM-SHA-256 (RFC 5802 with SHA-256 as in RFC 7677), both sides, without channel binding.
+//! SCRAM-SHA-256 (RFC 5802 with SHA-256 as in RFC 7677), both sides, unbound over plain GC/1 and
+//! bound to the TLS session over TLS (SCRAM-SHA-256-PLUS with `tls-exporter`, RFC 9266).
 //!
 //! GC/1 carries these messages base64-encoded inside `AuthRequest`, `Auth1`, `Proof` and `Authed`;
 //! this module works on the decoded text. Usernames in GC/1 never contain `,` or `=`, so the
@@ -14,10 +15,51 @@ use crate::limits::{MAX_SCRAM_ITERATIONS, MIN_SCRAM_ITERATIONS};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The only gs2 header GC/1 accepts: no channel binding, no authzid.
+/// The gs2 header of an unbound exchange: no channel binding, no authzid.
 pub const GS2_HEADER: &str = "n,,";
-/// `c=` value of the client-final message: base64 of [`GS2_HEADER`].
-const CHANNEL_BINDING_B64: &str = "biws";
+/// The gs2 header of an exchange bound to its TLS session (RFC 9266), no authzid.
+pub const GS2_TLS_EXPORTER: &str = "p=tls-exporter,,";
+/// The label both ends of a TLS session export the channel binding with (RFC 9266 §2).
+pub const TLS_EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
+
+/// What a SCRAM exchange is bound to.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Binding {
+    /// Nothing (`n,,`): plain GC/1, where there is no channel to bind to.
+    Unbound,
+    /// The TLS session: the 32 bytes its two ends export with [`TLS_EXPORTER_LABEL`] and no
+    /// context. A relay that terminates TLS has two sessions with two different values, so a
+    /// login relayed through it cannot verify.
+    TlsExporter([u8; 32]),
+}
+
+impl std::fmt::Debug for Binding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Unbound => "Unbound",
+            Self::TlsExporter(_) => "TlsExporter(..)",
+        })
+    }
+}
+
+impl Binding {
+    /// The gs2 header this binding is announced with.
+    pub fn gs2_header(&self) -> &'static str {
+        match self {
+            Self::Unbound => GS2_HEADER,
+            Self::TlsExporter(_) => GS2_TLS_EXPORTER,
+        }
+    }
+
+    /// The `c=` value of client-final: base64 of the gs2 header and the binding data.
+    fn c_value(&self) -> String {
+        let mut bytes = self.gs2_header().as_bytes().to_vec();
+        if let Self::TlsExporter(data) = self {
+            bytes.extend_from_slice(data);
+        }
+        B64.encode(bytes)
+    }
+}
 
 /// Why a SCRAM step failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -25,9 +67,28 @@ pub enum ScramError {
     /// A message does not follow RFC 5802 syntax.
     #[error("malformed SCRAM message: {0}")]
     Malformed(&'static str),
-    /// The gs2 header asks for channel binding or an authzid.
+    /// The gs2 header asks for a binding or an authzid this side does not use.
     #[error("unsupported SCRAM gs2 header (only `n,,` is accepted)")]
     Gs2Header,
+    /// The connection is TLS but the client's login is not bound to it (a downgrade).
+    #[error(
+        "this connection is TLS, so the login must be bound to it (SCRAM-SHA-256-PLUS with \
+         tls-exporter), and the client's is not"
+    )]
+    BindingRequired,
+    /// The client bound its login to a TLS session, but this side's connection is plain: TLS
+    /// was terminated between them.
+    #[error(
+        "the client bound its login to a TLS session this server does not see: something \
+         between them terminates TLS"
+    )]
+    UnexpectedBinding,
+    /// The binding data differ: the two ends are in different TLS sessions.
+    #[error(
+        "the login is bound to another TLS session than this server's: something between client \
+         and server terminates TLS with its own certificate (a relay)"
+    )]
+    BindingMismatch,
     /// The server's nonce does not extend the client's, or the client-final nonce is not the
     /// combined one.
     #[error("SCRAM nonce mismatch")]
@@ -185,19 +246,30 @@ fn attributes<'a, const N: usize>(
 pub struct ClientFirst {
     message: String,
     nonce: String,
+    binding: Binding,
 }
 
 impl ClientFirst {
-    /// Starts an exchange for `username` with a random nonce.
+    /// Starts an unbound exchange for `username` with a random nonce.
     pub fn new(username: &str) -> Result<Self, ScramError> {
-        Ok(Self::with_nonce(username, &random_nonce()?))
+        Self::bound(username, Binding::Unbound)
     }
 
-    /// Starts an exchange with a given nonce (tests and test vectors).
+    /// Starts an exchange for `username` bound to `binding`, with a random nonce.
+    pub fn bound(username: &str, binding: Binding) -> Result<Self, ScramError> {
+        Ok(Self::with_nonce_bound(username, &random_nonce()?, binding))
+    }
+
+    /// Starts an unbound exchange with a given nonce (tests and test vectors).
     pub fn with_nonce(username: &str, nonce: &str) -> Self {
+        Self::with_nonce_bound(username, nonce, Binding::Unbound)
+    }
+
+    fn with_nonce_bound(username: &str, nonce: &str, binding: Binding) -> Self {
         Self {
-            message: format!("{GS2_HEADER}n={username},r={nonce}"),
+            message: format!("{}n={username},r={nonce}", binding.gs2_header()),
             nonce: nonce.to_owned(),
+            binding,
         }
     }
 
@@ -207,7 +279,7 @@ impl ClientFirst {
     }
 
     fn bare(&self) -> &str {
-        &self.message[GS2_HEADER.len()..]
+        &self.message[self.binding.gs2_header().len()..]
     }
 
     /// Checks server-first and computes the proof with `password`. Iteration counts outside
@@ -242,7 +314,7 @@ impl ClientFirst {
         challenge: &ServerChallenge<'_>,
         keys: &ClientKeys,
     ) -> ClientFinal {
-        let without_proof = format!("c={CHANNEL_BINDING_B64},r={}", challenge.nonce);
+        let without_proof = format!("c={},r={}", self.binding.c_value(), challenge.nonce);
         let auth_message = format!("{},{server_first},{without_proof}", self.bare());
         let signature = hmac(&keys.stored_key(), auth_message.as_bytes());
         let mut proof = keys.client_key;
@@ -346,15 +418,36 @@ pub struct ClientHello {
     /// The client's nonce.
     pub nonce: String,
     bare: String,
+    /// The `c=` value client-final must carry.
+    c_value: String,
+    /// Whether that value binds the exchange to a TLS session.
+    bound: bool,
 }
 
 impl ClientHello {
-    /// Parses client-first: `n,,n=<user>,r=<nonce>`.
+    /// Parses an unbound client-first: `n,,n=<user>,r=<nonce>`.
     pub fn parse(client_first: &str) -> Result<Self, ScramError> {
+        Self::parse_bound(client_first, &Binding::Unbound)
+    }
+
+    /// Parses client-first on a connection whose binding is `expected` (its TLS session's
+    /// exported value, or none on plain GC/1). A client that does not bind on TLS, or binds on a
+    /// plain connection, is refused: either is what a relay in between would cause.
+    pub fn parse_bound(client_first: &str, expected: &Binding) -> Result<Self, ScramError> {
         const WHAT: &str = "client-first must be n,,n=…,r=…";
-        let bare = client_first
-            .strip_prefix(GS2_HEADER)
-            .ok_or(ScramError::Gs2Header)?;
+        let header = expected.gs2_header();
+        let Some(bare) = client_first.strip_prefix(header) else {
+            let tls = matches!(expected, Binding::TlsExporter(_));
+            return Err(
+                if tls && (client_first.starts_with("n,") || client_first.starts_with("y,")) {
+                    ScramError::BindingRequired
+                } else if !tls && client_first.starts_with(GS2_TLS_EXPORTER) {
+                    ScramError::UnexpectedBinding
+                } else {
+                    ScramError::Gs2Header
+                },
+            );
+        };
         let [username, nonce] = attributes(bare, ['n', 'r'], WHAT)?;
         if username.is_empty() || username.contains('=') || !printable_nonce(nonce) {
             return Err(ScramError::Malformed(WHAT));
@@ -363,6 +456,8 @@ impl ClientHello {
             username: username.to_owned(),
             nonce: nonce.to_owned(),
             bare: bare.to_owned(),
+            c_value: expected.c_value(),
+            bound: matches!(expected, Binding::TlsExporter(_)),
         })
     }
 }
@@ -373,6 +468,8 @@ pub struct ServerFirst {
     message: String,
     auth_prefix: String,
     nonce: String,
+    c_value: String,
+    bound: bool,
     stored_key: [u8; 32],
     server_key: [u8; 32],
 }
@@ -395,6 +492,8 @@ impl ServerFirst {
             auth_prefix: format!("{},{message}", hello.bare),
             message,
             nonce,
+            c_value: hello.c_value.clone(),
+            bound: hello.bound,
             stored_key: verifier.stored_key,
             server_key: verifier.server_key,
         }
@@ -409,8 +508,13 @@ impl ServerFirst {
     pub fn handle_client_final(&self, client_final: &str) -> Result<String, ScramError> {
         const WHAT: &str = "client-final must be c=biws,r=…,p=…";
         let [binding, nonce, proof] = attributes(client_final, ['c', 'r', 'p'], WHAT)?;
-        if binding != CHANNEL_BINDING_B64 {
-            return Err(ScramError::Gs2Header);
+        if binding != self.c_value {
+            // Same header, other data: the client's TLS session is not this one.
+            return Err(if self.bound {
+                ScramError::BindingMismatch
+            } else {
+                ScramError::Gs2Header
+            });
         }
         if nonce != self.nonce {
             return Err(ScramError::NonceMismatch);
@@ -637,5 +741,69 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    fn bound_exchange(client: Binding, server: &Binding, password: &str) -> Result<(), ScramError> {
+        let first = ClientFirst::bound(USER, client)?;
+        let hello = ClientHello::parse_bound(first.message(), server)?;
+        let server_first = ServerFirst::new(&hello, &verifier())?;
+        let fin = first.handle_server_first(server_first.message(), password, 4096)?;
+        let server_final = server_first.handle_client_final(fin.message())?;
+        fin.verify_server_final(&server_final)
+    }
+
+    #[test]
+    fn a_login_bound_to_the_same_tls_session_verifies() {
+        let session = Binding::TlsExporter([7; 32]);
+        bound_exchange(session.clone(), &session, PASSWORD).unwrap();
+        let first = ClientFirst::bound(USER, session).unwrap();
+        assert!(first.message().starts_with("p=tls-exporter,,n=user,r="));
+        // A wrong password is still just that.
+        assert_eq!(
+            bound_exchange(
+                Binding::TlsExporter([7; 32]),
+                &Binding::TlsExporter([7; 32]),
+                "x"
+            ),
+            Err(ScramError::BadProof)
+        );
+    }
+
+    #[test]
+    fn a_relayed_login_fails_whatever_the_relay_does() {
+        // The relay terminates TLS: two sessions, two exported values.
+        assert_eq!(
+            bound_exchange(
+                Binding::TlsExporter([1; 32]),
+                &Binding::TlsExporter([2; 32]),
+                PASSWORD
+            ),
+            Err(ScramError::BindingMismatch)
+        );
+        // It strips the binding (a downgrade) towards a TLS server…
+        assert_eq!(
+            bound_exchange(Binding::Unbound, &Binding::TlsExporter([2; 32]), PASSWORD),
+            Err(ScramError::BindingRequired)
+        );
+        // …or forwards a bound login to the server over plain TCP.
+        assert_eq!(
+            bound_exchange(Binding::TlsExporter([1; 32]), &Binding::Unbound, PASSWORD),
+            Err(ScramError::UnexpectedBinding)
+        );
+        // The `y` flag ("I could bind, but you seem not to") is a downgrade too.
+        assert_eq!(
+            ClientHello::parse_bound("y,,n=user,r=abc", &Binding::TlsExporter([2; 32])),
+            Err(ScramError::BindingRequired)
+        );
+        // A client-final claiming another session's data under the right header.
+        let session = Binding::TlsExporter([3; 32]);
+        let hello = ClientHello::parse_bound("p=tls-exporter,,n=user,r=abc", &session).unwrap();
+        let server_first = ServerFirst::with_nonce(&hello, &verifier(), "xyz");
+        let forged_c = Binding::TlsExporter([4; 32]).c_value();
+        let client_final = format!("c={forged_c},r=abcxyz,p={}", B64.encode([0u8; 32]));
+        assert_eq!(
+            server_first.handle_client_final(&client_final),
+            Err(ScramError::BindingMismatch)
+        );
     }
 }

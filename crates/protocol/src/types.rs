@@ -2,7 +2,12 @@
 //! session tokens and records.
 
 use std::fmt;
+use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD_NO_PAD as B64_NO_PAD;
+use sha2::{Digest as _, Sha256};
 
 use crate::error::FieldError;
 use crate::limits::{
@@ -334,6 +339,54 @@ pub struct Record {
     pub username: Username,
     /// The message text (valid UTF-8, no NUL when it came through the server).
     pub body: String,
+}
+
+// ───────────────────────────── certificate fingerprints ─────────────────────────────
+
+/// The SHA-256 of a certificate (its DER bytes), written `SHA256:` + unpadded base64 as OpenSSH
+/// writes key fingerprints.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of a certificate, from its DER bytes.
+    pub fn of_der(der: &[u8]) -> Self {
+        Self(Sha256::digest(der).into())
+    }
+
+    /// The digest's bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SHA256:{}", B64_NO_PAD.encode(self.0))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Text that is not `SHA256:` followed by 43 characters of base64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a certificate fingerprint (SHA256: and 43 characters of base64)")]
+pub struct BadFingerprint;
+
+impl FromStr for Fingerprint {
+    type Err = BadFingerprint;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let b64 = text.strip_prefix("SHA256:").ok_or(BadFingerprint)?;
+        // A padded form is accepted too (tools differ).
+        let b64 = b64.trim_end_matches('=');
+        let bytes = B64_NO_PAD.decode(b64).map_err(|_| BadFingerprint)?;
+        bytes.try_into().map(Self).map_err(|_| BadFingerprint)
+    }
 }
 
 #[cfg(test)]
