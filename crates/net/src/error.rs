@@ -4,7 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use gc_protocol::ProtocolError;
+use gc_protocol::{Fingerprint, ProtocolError};
 
 /// Why an exchange on a connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,28 @@ pub enum NetError {
     /// malformed); the error names the peer.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// The TLS handshake with the peer failed (it does not speak TLS, or refused ours).
+    #[error("{peer} {detail}")]
+    Tls {
+        /// The peer.
+        peer: String,
+        /// What happened, in words.
+        detail: String,
+    },
+    /// The peer's certificate is not the one pinned for it: not the server (or client) it claims
+    /// to be, or its key was replaced. Nothing was sent to it.
+    #[error(
+        "{peer} presented the certificate {}, not the pinned {expected}",
+        presented.map_or_else(|| "(none)".to_owned(), |p| p.to_string())
+    )]
+    WrongPeer {
+        /// The peer.
+        peer: String,
+        /// The pinned fingerprint.
+        expected: Fingerprint,
+        /// What it presented.
+        presented: Option<Fingerprint>,
+    },
     /// A TLS identity (certificate and key) could not be made, read or used.
     #[error("TLS identity{}: {detail}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
     Identity {
@@ -42,6 +64,16 @@ impl NetError {
                 source,
             },
             Self::Protocol(e) => e,
+            e @ (Self::Tls { .. } | Self::WrongPeer { .. }) => {
+                let peer = match &e {
+                    Self::Tls { peer, .. } | Self::WrongPeer { peer, .. } => peer.clone(),
+                    _ => String::new(),
+                };
+                ProtocolError::Io {
+                    peer,
+                    source: io::Error::new(io::ErrorKind::PermissionDenied, e.to_string()),
+                }
+            }
             Self::Identity { path, detail } => ProtocolError::Io {
                 peer: path.map(|p| p.display().to_string()).unwrap_or_default(),
                 source: io::Error::other(detail),

@@ -17,12 +17,14 @@ pub mod connect;
 pub mod error;
 pub mod identity;
 pub mod kept;
+pub mod tls;
 pub mod unblock;
 
 pub use connect::{Connector, Timeouts, connect_from, listen, wake_accept, wake_addr};
 pub use error::NetError;
 pub use identity::{Fingerprint, Identity};
 pub use kept::{KeptConn, ReadFail, Reuse};
+pub use tls::{ClientAuth, PeerCheck, Stream, TlsConfig};
 pub use unblock::{Registration, Unblocker};
 
 /// A framed connection to a peer, as every exchange reads and writes it.

@@ -211,6 +211,13 @@ impl<S: TimeoutStream> FramedStream<S> {
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) => {}
+                // A TLS peer that closed without saying so first: closed, like end of stream.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Err(ProtocolError::Closed {
+                        peer: self.peer.clone(),
+                        partial: self.end - self.start,
+                    });
+                }
                 Err(source) => return Err(self.io_error(source)),
             }
         }
@@ -313,7 +320,31 @@ fn write_all_with<S: TimeoutStream>(
             Err(source) => return Err(io_err(source)),
         }
     }
-    Ok(())
+    // A stream that buffers (TLS) may still hold some of it: send it, within the deadline.
+    loop {
+        match stream.flush() {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if Instant::now() >= deadline {
+                    return Err(ProtocolError::TimedOut {
+                        peer: peer.to_owned(),
+                    });
+                }
+            }
+            Err(source) => {
+                return Err(ProtocolError::Io {
+                    peer: peer.to_owned(),
+                    source,
+                });
+            }
+        }
+    }
 }
 
 #[cfg(test)]

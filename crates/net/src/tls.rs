@@ -1,0 +1,526 @@
+//! TLS 1.3 on GC/1 connections: one configuration per endpoint, built once at start, and the
+//! handshake of each connection with a deadline.
+//!
+//! GC/1 peers do not use certificate authorities or host names: a client pins the server's
+//! certificate by its fingerprint (first contact shows it and asks), and the server pins each
+//! client's per-run callback certificate by the fingerprint the client announced in its login.
+//! So the verifiers here accept any certificate *whose key signs the handshake*, and the pin is
+//! checked right after the handshake, before a byte of GC/1 goes either way
+//! ([`PeerCheck`]). The client's callback listeners also ask the connecting server for its
+//! certificate (mutual TLS), so only the server the client logged in to can call it back.
+//!
+//! The crypto provider is aws-lc-rs (rustls' default), built from source with the C compiler
+//! alone on the targets it ships bindings for (x86-64 and aarch64 Linux among them); it brings the
+//! hybrid post-quantum key exchange X25519MLKEM768. Only TLS 1.3 is offered.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gc_protocol::Fingerprint;
+use gc_protocol::scram::{Binding, TLS_EXPORTER_LABEL};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    ClientConfig, ClientConnection, Connection, DigitallySignedStruct, DistinguishedName,
+    ServerConfig, ServerConnection, SignatureScheme,
+};
+
+use crate::error::NetError;
+use crate::identity::Identity;
+
+/// The first byte of every TLS connection (a handshake record): how a server that takes both TLS
+/// and plain GC/1 on one port tells them apart. No GC/1 frame starts with it (tokens are letters).
+pub const TLS_HANDSHAKE_BYTE: u8 = 0x16;
+
+/// Socket timeouts of zero mean "forever"; never set one shorter than this.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// What the peer's certificate must be, checked right after the handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerCheck {
+    /// Exactly this one.
+    Pinned(Fingerprint),
+    /// Any (its key still has to sign the handshake): the caller learns its fingerprint from
+    /// [`Stream::peer_fingerprint`] and decides (first contact), or needs none.
+    Any,
+}
+
+/// An endpoint's TLS setup, built once at start and shared by all its connections.
+pub struct TlsConfig {
+    client: Arc<ClientConfig>,
+    server: Option<Arc<ServerConfig>>,
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("accepts", &self.server.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether connections this endpoint accepts must present a certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No (the server's own ports: clients prove themselves with SCRAM).
+    None,
+    /// Yes (a client's callback listeners: only the server it logged in to may call).
+    Required,
+}
+
+impl TlsConfig {
+    /// A configuration for an endpoint with `identity` (needed to accept connections, and shown
+    /// as the client certificate on connections it opens), whose accepted connections must or
+    /// need not present a certificate.
+    pub fn new(identity: Option<&Identity>, client_auth: ClientAuth) -> Result<Self, NetError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let algorithms = provider.signature_verification_algorithms;
+        let failed = |e: rustls::Error| NetError::Identity {
+            path: None,
+            detail: format!("cannot set up TLS: {e}"),
+        };
+        let verifier = Arc::new(SignedBy { algorithms });
+        let client = ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(failed)?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone());
+        let client = match identity {
+            Some(id) => client
+                .with_client_auth_cert(id.certs().to_vec(), id.key().clone_key())
+                .map_err(failed)?,
+            None => client.with_no_client_auth(),
+        };
+        let server = match identity {
+            None => None,
+            Some(id) => {
+                let builder = ServerConfig::builder_with_provider(provider)
+                    .with_protocol_versions(&[&rustls::version::TLS13])
+                    .map_err(failed)?;
+                let builder = match client_auth {
+                    ClientAuth::None => builder.with_no_client_auth(),
+                    ClientAuth::Required => builder.with_client_cert_verifier(verifier),
+                };
+                let config = builder
+                    .with_single_cert(id.certs().to_vec(), id.key().clone_key())
+                    .map_err(failed)?;
+                Some(Arc::new(config))
+            }
+        };
+        Ok(Self {
+            client: Arc::new(client),
+            server,
+        })
+    }
+
+    /// Runs the client side of a handshake on `tcp` (to `peer`, as errors name it) before
+    /// `deadline`, then checks the peer's certificate.
+    pub fn connect(
+        &self,
+        tcp: TcpStream,
+        peer: &str,
+        check: PeerCheck,
+        deadline: Instant,
+    ) -> Result<Stream, NetError> {
+        let ip = tcp.peer_addr().map_err(|e| io_error(peer, e))?.ip();
+        let conn =
+            ClientConnection::new(Arc::clone(&self.client), ServerName::IpAddress(ip.into()))
+                .map_err(|e| tls_error(peer, &e))?;
+        finish(Connection::Client(conn), tcp, peer, check, deadline)
+    }
+
+    /// Runs the server side of a handshake on `tcp` before `deadline`, then checks the peer's
+    /// certificate (when accepted connections must present one).
+    pub fn accept(
+        &self,
+        tcp: TcpStream,
+        peer: &str,
+        check: PeerCheck,
+        deadline: Instant,
+    ) -> Result<Stream, NetError> {
+        let Some(server) = &self.server else {
+            return Err(NetError::Identity {
+                path: None,
+                detail: "this endpoint has no TLS identity to accept connections with".into(),
+            });
+        };
+        let conn = ServerConnection::new(Arc::clone(server)).map_err(|e| tls_error(peer, &e))?;
+        finish(Connection::Server(conn), tcp, peer, check, deadline)
+    }
+}
+
+/// Whether the connection on `tcp` starts a TLS handshake: waits (until `deadline`) for its
+/// first byte and looks at it without taking it. `Ok(None)`: the peer closed without a byte.
+pub fn starts_with_tls(tcp: &TcpStream, deadline: Instant) -> io::Result<Option<bool>> {
+    let mut byte = [0u8; 1];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        tcp.set_read_timeout(Some(left.max(MIN_TIMEOUT)))?;
+        match tcp.peek(&mut byte) {
+            Ok(0) => return Ok(None),
+            Ok(_) => return Ok(Some(byte[0] == TLS_HANDSHAKE_BYTE)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn io_error(peer: &str, source: io::Error) -> NetError {
+    NetError::Protocol(gc_protocol::ProtocolError::Io {
+        peer: peer.to_owned(),
+        source,
+    })
+}
+
+fn tls_error(peer: &str, e: &rustls::Error) -> NetError {
+    NetError::Tls {
+        peer: peer.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+/// Completes the handshake before `deadline`, then applies `check`.
+fn finish(
+    mut conn: Connection,
+    mut tcp: TcpStream,
+    peer: &str,
+    check: PeerCheck,
+    deadline: Instant,
+) -> Result<Stream, NetError> {
+    while conn.is_handshaking() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(NetError::Protocol(gc_protocol::ProtocolError::TimedOut {
+                peer: peer.to_owned(),
+            }));
+        }
+        let left = left.max(MIN_TIMEOUT);
+        tcp.set_read_timeout(Some(left))
+            .and_then(|()| tcp.set_write_timeout(Some(left)))
+            .map_err(|e| io_error(peer, e))?;
+        match conn.complete_io(&mut tcp) {
+            Ok((0, 0)) if conn.is_handshaking() && conn.wants_read() => {
+                return Err(handshake_eof(peer, &mut conn));
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(handshake_failed(peer, e)),
+        }
+    }
+    let stream = Stream::Tls(Box::new(TlsStream { conn, tcp }));
+    if let PeerCheck::Pinned(expected) = check {
+        match stream.peer_fingerprint() {
+            Some(presented) if presented == expected => {}
+            presented => {
+                return Err(NetError::WrongPeer {
+                    peer: peer.to_owned(),
+                    expected,
+                    presented,
+                });
+            }
+        }
+    }
+    Ok(stream)
+}
+
+/// The peer closed during the handshake: say what it most likely is.
+fn handshake_eof(peer: &str, _conn: &mut Connection) -> NetError {
+    NetError::Tls {
+        peer: peer.to_owned(),
+        detail: "closed the connection during the TLS handshake (does it speak TLS? a plain \
+                 GC/1 peer, or a server with --tls off, does not)"
+            .into(),
+    }
+}
+
+/// A handshake error, in words: rustls reports it as `InvalidData` carrying its own error.
+fn handshake_failed(peer: &str, e: io::Error) -> NetError {
+    let detail = match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidMessage(_))
+        | Some(rustls::Error::InappropriateMessage { .. }) => {
+            "did not answer with TLS (a plain GC/1 peer, or a server with --tls off?)".to_owned()
+        }
+        Some(inner) => format!("TLS handshake failed: {inner}"),
+        None => format!("TLS handshake failed: {e}"),
+    };
+    NetError::Tls {
+        peer: peer.to_owned(),
+        detail,
+    }
+}
+
+// ───────────────────────────── verifiers ─────────────────────────────
+
+/// Accepts any certificate whose key signs the handshake (TLS 1.3 only); the fingerprint pin is
+/// checked after the handshake ([`PeerCheck`]).
+#[derive(Debug)]
+struct SignedBy {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl SignedBy {
+    fn verify13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+}
+
+impl ServerCertVerifier for SignedBy {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verify13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for SignedBy {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verify13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+// ───────────────────────────── the stream ─────────────────────────────
+
+/// A connection's byte stream: plain TCP, or TLS over it. The framing above reads and writes
+/// both the same way.
+#[derive(Debug)]
+pub enum Stream {
+    /// Plain GC/1.
+    Plain(TcpStream),
+    /// TLS 1.3, after its handshake.
+    Tls(Box<TlsStream>),
+}
+
+/// A TLS connection and its socket.
+pub struct TlsStream {
+    conn: Connection,
+    tcp: TcpStream,
+}
+
+impl fmt::Debug for TlsStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("tcp", &self.tcp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream {
+    /// The socket underneath (for its addresses, timeouts, and shutting it down).
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(tcp) => tcp,
+            Self::Tls(tls) => &tls.tcp,
+        }
+    }
+
+    /// Whether it is TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls(_))
+    }
+
+    /// The fingerprint of the certificate the peer presented (TLS only, and only when it
+    /// presented one).
+    pub fn peer_fingerprint(&self) -> Option<Fingerprint> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Tls(tls) => tls
+                .conn
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .map(|leaf| Fingerprint::of_der(leaf.as_ref())),
+        }
+    }
+
+    /// What a SCRAM login on this connection is bound to: its TLS session's `tls-exporter`
+    /// value, or nothing on plain GC/1.
+    pub fn binding(&self) -> Binding {
+        match self {
+            Self::Plain(_) => Binding::Unbound,
+            Self::Tls(tls) => tls
+                .conn
+                .export_keying_material([0u8; 32], TLS_EXPORTER_LABEL, None)
+                .map_or(Binding::Unbound, Binding::TlsExporter),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(tcp) => tcp.read(buf),
+            Self::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(tcp) => tcp.write(buf),
+            Self::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(tcp) => tcp.flush(),
+            Self::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
+impl gc_protocol::io::TimeoutStream for Stream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.tcp().set_read_timeout(timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.tcp().set_write_timeout(timeout)
+    }
+}
+
+impl TlsStream {
+    /// Sends what the TLS layer has queued (records, alerts).
+    fn push(&mut self) -> io::Result<()> {
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut self.tcp)?;
+        }
+        Ok(())
+    }
+}
+
+impl Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.conn.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                // No plaintext yet: read more records.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            self.push()?;
+            if self.conn.read_tls(&mut self.tcp)? == 0 {
+                // The peer closed; the reader now reports whether it said so first.
+                self.conn
+                    .process_new_packets()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                return match self.conn.reader().read(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                    other => other,
+                };
+            }
+            self.conn
+                .process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        }
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Records still queued from before go first (an error here has taken nothing).
+        self.push()?;
+        let n = self.conn.writer().write(buf)?;
+        // The data is taken now: a failure to send it yet must not be reported as a failure to
+        // take it, or the caller would send it twice. `flush`, or the next write, sends the rest
+        // and reports what is wrong.
+        let _ = self.push();
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.conn.writer().flush()?;
+        self.push()
+    }
+}
+
+#[cfg(test)]
+mod tests;

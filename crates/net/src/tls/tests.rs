@@ -1,0 +1,256 @@
+//! Handshakes over loopback: pins, mutual TLS, plain peers, silent peers, channel binding.
+
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::thread;
+
+use gc_protocol::{ConnectPing, ConnectReply, FramedStream, Registration};
+
+use super::*;
+use crate::error::NetError;
+
+const T: Duration = Duration::from_secs(5);
+
+fn soon() -> Instant {
+    Instant::now() + T
+}
+
+fn identity(name: &str) -> Identity {
+    Identity::generate(name).unwrap()
+}
+
+fn listener() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    (l, addr)
+}
+
+/// What [`serve_once`] saw of its client: its certificate and the session's binding.
+type Seen = thread::JoinHandle<Result<(Option<Fingerprint>, Binding), NetError>>;
+
+/// A server accepting one TLS connection with `config` and `check`, answering one `Ping` with a
+/// `Pong`; it returns what it saw of the client.
+fn serve_once(config: TlsConfig, check: PeerCheck) -> (SocketAddr, Seen) {
+    let (l, addr) = listener();
+    let handle = thread::spawn(move || {
+        let (tcp, peer) = l.accept().unwrap();
+        let stream = config.accept(tcp, &peer.to_string(), check, soon())?;
+        let seen = (stream.peer_fingerprint(), stream.binding());
+        let mut conn = FramedStream::new(stream, peer.to_string());
+        let _: ConnectPing = conn.read(soon())?;
+        let pong = ConnectReply::Pong {
+            version: "GC/1".into(),
+            server_name: "tls".into(),
+            registration: Registration::Open,
+        };
+        conn.send(&pong, soon())?;
+        Ok(seen)
+    });
+    (addr, handle)
+}
+
+fn ping(stream: Stream) -> ConnectReply {
+    let mut conn = FramedStream::new(stream, "server");
+    conn.send(
+        &ConnectPing {
+            version: "GC/1".into(),
+        },
+        soon(),
+    )
+    .unwrap();
+    conn.read(soon()).unwrap()
+}
+
+#[test]
+fn a_pinned_server_is_reached_and_both_ends_share_the_binding() {
+    let server_id = identity("gc-server");
+    let pin = server_id.fingerprint();
+    let server = TlsConfig::new(Some(&server_id), ClientAuth::None).unwrap();
+    let (addr, handle) = serve_once(server, PeerCheck::Any);
+    let client = TlsConfig::new(None, ClientAuth::None).unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    let stream = client
+        .connect(tcp, "server", PeerCheck::Pinned(pin), soon())
+        .unwrap();
+    assert!(stream.is_tls());
+    assert_eq!(stream.peer_fingerprint(), Some(pin));
+    let client_binding = stream.binding();
+    assert!(matches!(ping(stream), ConnectReply::Pong { .. }));
+    let (client_cert, server_binding) = handle.join().unwrap().unwrap();
+    assert_eq!(client_cert, None, "no client certificate was asked for");
+    assert!(matches!(client_binding, Binding::TlsExporter(_)));
+    assert_eq!(
+        client_binding, server_binding,
+        "the same session, the same value"
+    );
+}
+
+#[test]
+fn another_certificate_than_the_pinned_one_is_refused_before_any_frame() {
+    let server = TlsConfig::new(Some(&identity("impostor")), ClientAuth::None).unwrap();
+    let (addr, handle) = serve_once(server, PeerCheck::Any);
+    let pinned = identity("gc-server").fingerprint();
+    let client = TlsConfig::new(None, ClientAuth::None).unwrap();
+    let err = client
+        .connect(
+            TcpStream::connect(addr).unwrap(),
+            "server",
+            PeerCheck::Pinned(pinned),
+            soon(),
+        )
+        .unwrap_err();
+    match &err {
+        NetError::WrongPeer {
+            expected,
+            presented,
+            ..
+        } => {
+            assert_eq!(*expected, pinned);
+            assert!(presented.is_some_and(|p| p != pinned));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains(&pinned.to_string()), "{err}");
+    // The impostor never got its Ping.
+    assert!(handle.join().unwrap().is_err());
+}
+
+#[test]
+fn a_callback_listener_takes_only_the_certificate_it_pinned() {
+    let listener_id = identity("gc-client");
+    let server_id = identity("gc-server");
+    let accept = TlsConfig::new(Some(&listener_id), ClientAuth::Required).unwrap();
+    // The server calls back with its own certificate: accepted.
+    let (addr, handle) = serve_once(accept, PeerCheck::Pinned(server_id.fingerprint()));
+    let caller = TlsConfig::new(Some(&server_id), ClientAuth::None).unwrap();
+    let stream = caller
+        .connect(
+            TcpStream::connect(addr).unwrap(),
+            "client",
+            PeerCheck::Pinned(listener_id.fingerprint()),
+            soon(),
+        )
+        .unwrap();
+    assert!(matches!(ping(stream), ConnectReply::Pong { .. }));
+    let (seen, _) = handle.join().unwrap().unwrap();
+    assert_eq!(seen, Some(server_id.fingerprint()));
+    // Anyone else, with a certificate or without, is refused.
+    for caller_id in [Some(identity("someone")), None] {
+        let accept = TlsConfig::new(Some(&listener_id), ClientAuth::Required).unwrap();
+        let (addr, handle) = serve_once(accept, PeerCheck::Pinned(server_id.fingerprint()));
+        let caller = TlsConfig::new(caller_id.as_ref(), ClientAuth::None).unwrap();
+        let tcp = TcpStream::connect(addr).unwrap();
+        // The caller may finish its side of the handshake before the listener refuses: what
+        // matters is that nothing it sends is taken.
+        if let Ok(stream) = caller.connect(tcp, "client", PeerCheck::Any, soon()) {
+            let mut conn = FramedStream::new(stream, "client");
+            let _ = conn.send(
+                &ConnectPing {
+                    version: "GC/1".into(),
+                },
+                soon(),
+            );
+            assert!(conn.read::<ConnectReply>(soon()).is_err());
+        }
+        assert!(handle.join().unwrap().is_err());
+    }
+}
+
+#[test]
+fn tls_and_plain_are_told_apart_by_the_first_byte() {
+    let (l, addr) = listener();
+    let mut plain = TcpStream::connect(addr).unwrap();
+    plain.write_all(b"Ping GC/1\n").unwrap();
+    let (accepted, _) = l.accept().unwrap();
+    assert_eq!(starts_with_tls(&accepted, soon()).unwrap(), Some(false));
+    // Looking did not take the byte.
+    let mut conn = FramedStream::new(accepted, "plain");
+    let ping: ConnectPing = conn.read(soon()).unwrap();
+    assert_eq!(ping.version, "GC/1");
+
+    let client = TlsConfig::new(None, ClientAuth::None).unwrap();
+    let tls_side = thread::spawn(move || {
+        let tcp = TcpStream::connect(addr).unwrap();
+        let _ = client.connect(tcp, "server", PeerCheck::Any, Instant::now() + T);
+    });
+    let (accepted, _) = l.accept().unwrap();
+    assert_eq!(starts_with_tls(&accepted, soon()).unwrap(), Some(true));
+    drop(accepted);
+    tls_side.join().unwrap();
+
+    let closed = TcpStream::connect(addr).unwrap();
+    let (accepted, _) = l.accept().unwrap();
+    drop(closed);
+    assert_eq!(starts_with_tls(&accepted, soon()).unwrap(), None);
+}
+
+#[test]
+fn a_plain_server_gets_a_clear_error_not_a_hang() {
+    let (l, addr) = listener();
+    let plain_server = thread::spawn(move || {
+        let (mut tcp, _) = l.accept().unwrap();
+        let mut buf = [0u8; 512];
+        let _ = std::io::Read::read(&mut tcp, &mut buf);
+        // What an old server answers to anything that is not a frame.
+        let _ = tcp.write_all(b"Err malformed GEHGIGJG\n");
+    });
+    let client = TlsConfig::new(None, ClientAuth::None).unwrap();
+    let err = client
+        .connect(
+            TcpStream::connect(addr).unwrap(),
+            "server",
+            PeerCheck::Any,
+            soon(),
+        )
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("did not answer with TLS"), "{text}");
+    plain_server.join().unwrap();
+}
+
+#[test]
+fn a_silent_peer_times_out_the_handshake() {
+    let (l, addr) = listener();
+    let client = TlsConfig::new(None, ClientAuth::None).unwrap();
+    let started = Instant::now();
+    let err = client
+        .connect(
+            TcpStream::connect(addr).unwrap(),
+            "server",
+            PeerCheck::Any,
+            Instant::now() + Duration::from_millis(200),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NetError::Protocol(gc_protocol::ProtocolError::TimedOut { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < T);
+    drop(l);
+}
+
+#[test]
+fn two_sessions_export_two_bindings() {
+    let server_id = identity("gc-server");
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let server = TlsConfig::new(Some(&server_id), ClientAuth::None).unwrap();
+        let (addr, handle) = serve_once(server, PeerCheck::Any);
+        let client = TlsConfig::new(None, ClientAuth::None).unwrap();
+        let stream = client
+            .connect(
+                TcpStream::connect(addr).unwrap(),
+                "server",
+                PeerCheck::Any,
+                soon(),
+            )
+            .unwrap();
+        seen.push(stream.binding());
+        ping(stream);
+        handle.join().unwrap().unwrap();
+    }
+    assert_ne!(seen[0], seen[1], "what a relay's two sessions would show");
+}
