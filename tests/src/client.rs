@@ -10,8 +10,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use gc_client_core::{
-    BackoffConfig, Client, ClientConfig, ClientError, CloseReport, ConnState, Event, ListenPorts,
-    NoticeLevel,
+    BackoffConfig, Client, ClientConfig, ClientError, ClientTls, CloseReport, ConnState, Event,
+    ListenPorts, NoticeLevel, PinSource, ServerPin,
 };
 use gc_protocol::{ClientMsgId, Record};
 
@@ -31,10 +31,18 @@ pub fn init_logging() {
 }
 
 /// A client configuration for `server`: its own loopback address, OS-chosen callback ports,
-/// short timeouts and backoff.
+/// short timeouts and backoff; TLS pinned to the server's certificate unless the server runs
+/// with `--tls off`.
 pub fn config(server: &TestServer, user: &str, password: &str) -> ClientConfig {
     init_logging();
     let mut c = ClientConfig::new("127.0.0.1", user, password);
+    c.tls = match server.fingerprint() {
+        Some(fingerprint) => ClientTls::Pinned(ServerPin {
+            fingerprint,
+            source: PinSource::Given("the test's pin".into()),
+        }),
+        None => ClientTls::Off,
+    };
     c.server_ports = server.ports();
     c.bind_ip = Some(client_ip());
     c.listen_ports = ListenPorts::any();

@@ -8,15 +8,20 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use gc_net::identity::Identity;
+use gc_net::tls::{ClientAuth, PeerCheck, Stream, TlsConfig};
 use gc_net::{Conn, Timeouts};
 use gc_protocol::limits::MIN_SCRAM_ITERATIONS;
+use gc_protocol::scram::Binding;
 use gc_protocol::scram::{derive_verifier, random_salt};
-use gc_protocol::signin::{self, SignInError};
+use gc_protocol::signin::{self, Channel, SignInError};
 use gc_protocol::texts::ServerAddrs;
 use gc_protocol::{
     AuthServer, CallbackPorts, ClientMsgId, ConnectReply, DeliveryFrame, DeliveryReply, ErrorFrame,
-    Frame, FramedStream, HeartbeatPing, HeartbeatReply, Record, SendReply, SendRequest,
-    SessionToken, Timestamp, Username,
+    Fingerprint, Frame, FramedStream, HeartbeatPing, HeartbeatReply, Record, SendReply,
+    SendRequest, SessionToken, Timestamp, Username,
 };
 use gc_server::{Config, ServerHandle};
 
@@ -106,6 +111,20 @@ impl TestServer {
         }
     }
 
+    /// The fingerprint of its certificate (`None` with `--tls off`).
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.handle.as_ref().and_then(ServerHandle::fingerprint)
+    }
+
+    /// Where it listens and how to reach it: over TLS pinned to its certificate, unless it runs
+    /// with `--tls off`.
+    pub fn target(&self) -> Target {
+        Target {
+            addrs: self.addrs(),
+            fingerprint: self.fingerprint(),
+        }
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.config.data_dir
@@ -176,6 +195,8 @@ pub struct ChildServer {
     pid: u32,
     /// Where it listens.
     pub addrs: ServerAddrs,
+    /// Where it listens, and its certificate.
+    pub target: Target,
     exited: mpsc::Receiver<std::process::ExitStatus>,
     status: Option<std::process::ExitStatus>,
     /// The lines of its log (standard error), as it writes them.
@@ -235,6 +256,10 @@ impl ChildServer {
         Self {
             pid,
             addrs,
+            target: Target {
+                addrs,
+                fingerprint: fingerprint_in(data_dir),
+            },
             exited,
             status: None,
             log,
@@ -312,7 +337,62 @@ pub fn test_config(data_dir: &Path) -> Config {
     }
 }
 
+/// The fingerprint of the TLS identity a server made in `data_dir` (`None` if it has none).
+pub fn fingerprint_in(data_dir: &Path) -> Option<Fingerprint> {
+    let dir = data_dir.join(gc_net::identity::IDENTITY_DIR);
+    Identity::load(&dir.join("cert.pem"), &dir.join("key.pem"))
+        .ok()
+        .map(|id| id.fingerprint())
+}
+
 // ───────────────────────────── raw protocol client ─────────────────────────────
+
+/// A server as a raw client reaches it: its ports, and its certificate when it speaks TLS.
+#[derive(Clone, Copy, Debug)]
+pub struct Target {
+    /// Its ports.
+    pub addrs: ServerAddrs,
+    /// Its certificate: connections are TLS, pinned to it. `None`: plain GC/1.
+    pub fingerprint: Option<Fingerprint>,
+}
+
+impl Target {
+    /// The same server, reached with plain GC/1 (as an old client would).
+    pub fn plain(self) -> Self {
+        Self {
+            fingerprint: None,
+            ..self
+        }
+    }
+
+    /// A byte stream to `to` from `local`: TLS pinned to the server's certificate, or plain.
+    /// For tests that write raw bytes past the framing.
+    pub fn stream(&self, local: IpAddr, to: SocketAddr) -> std::io::Result<Stream> {
+        let tcp = connect_from(local, to)?;
+        match self.fingerprint {
+            None => Ok(Stream::Plain(tcp)),
+            Some(pin) => tls_connector()
+                .connect(tcp, &to.to_string(), PeerCheck::Pinned(pin), deadline())
+                .map_err(std::io::Error::other),
+        }
+    }
+}
+
+/// A TLS configuration for connecting only (no certificate of its own).
+fn tls_connector() -> Arc<TlsConfig> {
+    static CONFIG: std::sync::OnceLock<Arc<TlsConfig>> = std::sync::OnceLock::new();
+    Arc::clone(CONFIG.get_or_init(|| {
+        Arc::new(TlsConfig::new(None, ClientAuth::None).expect("a TLS client configuration"))
+    }))
+}
+
+/// A raw client's TLS: its per-run callback certificate, and the server's.
+#[derive(Debug)]
+struct RawTls {
+    config: Arc<TlsConfig>,
+    callback_fingerprint: Fingerprint,
+    server: Fingerprint,
+}
 
 /// A client written frame by frame, with its three callback listeners on its own loopback address.
 /// It answers heartbeats and collects deliveries on background threads, like a real client, but
@@ -325,6 +405,7 @@ pub struct RawClient {
     pub server: ServerAddrs,
     /// Its callback ports.
     pub ports: CallbackPorts,
+    tls: Option<Arc<RawTls>>,
     auth_listener: TcpListener,
     hb_listener: Option<TcpListener>,
     dl_listener: Option<TcpListener>,
@@ -338,8 +419,21 @@ pub struct RawClient {
 }
 
 impl RawClient {
-    /// Binds the three listeners on a fresh loopback address.
-    pub fn new(server: ServerAddrs) -> Self {
+    /// Binds the three listeners on a fresh loopback address; speaks TLS (GC/2) when `target`
+    /// has a certificate, plain GC/1 otherwise.
+    pub fn new(target: Target) -> Self {
+        let server = target.addrs;
+        let tls = target.fingerprint.map(|pin| {
+            let identity = Identity::generate("gc-test-client").expect("a callback identity");
+            Arc::new(RawTls {
+                config: Arc::new(
+                    TlsConfig::new(Some(&identity), ClientAuth::Required)
+                        .expect("a callback TLS configuration"),
+                ),
+                callback_fingerprint: identity.fingerprint(),
+                server: pin,
+            })
+        });
         let ip = client_ip();
         let bind = || TcpListener::bind((ip, 0)).expect("bind a callback port");
         let (a, h, d) = (bind(), bind(), bind());
@@ -354,6 +448,7 @@ impl RawClient {
             ip,
             server,
             ports,
+            tls,
             auth_listener: a,
             hb_listener: Some(h),
             dl_listener: Some(d),
@@ -366,20 +461,46 @@ impl RawClient {
         }
     }
 
-    /// A connection to one of the server's ports, from this client's address.
-    pub fn connect(&self, to: SocketAddr) -> Conn {
-        Conn::new(
-            connect_from(self.ip, to).expect("connect to the server"),
-            to.to_string(),
-        )
+    /// Where it connects to, and how.
+    pub fn target(&self) -> Target {
+        Target {
+            addrs: self.server,
+            fingerprint: self.tls.as_ref().map(|t| t.server),
+        }
     }
 
-    /// `Ping GC/1` on the connect port: the server's `Pong`, or its `Err`.
+    /// Whether it speaks TLS (GC/2).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// A connection to one of the server's ports, from this client's address.
+    pub fn connect(&self, to: SocketAddr) -> Conn {
+        self.try_connect(to).expect("connect to the server")
+    }
+
+    fn try_connect(&self, to: SocketAddr) -> std::io::Result<Conn> {
+        Ok(Conn::new(
+            self.target().stream(self.ip, to)?,
+            to.to_string(),
+        ))
+    }
+
+    /// The version it speaks: `GC/2` over TLS, `GC/1` plain.
+    pub fn version(&self) -> &'static str {
+        if self.is_tls() {
+            gc_protocol::VERSION_TLS
+        } else {
+            gc_protocol::VERSION
+        }
+    }
+
+    /// `Ping` on the connect port: the server's `Pong`, or its `Err`.
     pub fn ping(&self) -> ConnectReply {
         let mut c = self.connect(self.server.connect);
-        match signin::version_check(&mut c, STEP) {
+        match signin::version_check(&mut c, self.version(), STEP) {
             Ok(hello) => ConnectReply::Pong {
-                version: gc_protocol::VERSION.into(),
+                version: self.version().into(),
                 server_name: hello.name,
                 registration: hello.registration,
             },
@@ -406,7 +527,14 @@ impl RawClient {
     pub fn login(&mut self, user: &str, password: &str) -> AuthServer {
         let username = Username::new(user).expect("valid username");
         let mut c = self.connect(self.server.auth);
-        let challenge = match signin::request_login(&mut c, &username, self.ports, STEP) {
+        let channel = match (&self.tls, c.get_ref().binding()) {
+            (Some(tls), Binding::TlsExporter(binding)) => Channel::Tls {
+                binding,
+                callback_fingerprint: tls.callback_fingerprint,
+            },
+            _ => Channel::Plain,
+        };
+        let challenge = match signin::request_login(&mut c, &username, self.ports, &channel, STEP) {
             Ok(challenge) => challenge,
             Err(SignInError::Refused { error, .. }) => return AuthServer::Err(error),
             Err(e) => panic!("login request: {e:?}"),
@@ -417,9 +545,11 @@ impl RawClient {
         // The server calls back while we wait for its answer on the auth port.
         let check = proof.callback_check();
         let listener = self.auth_listener.try_clone().expect("clone listener");
+        let tls = self.tls.clone();
         let callback = thread::spawn(move || {
             let (s, peer) = listener.accept().ok()?;
-            match check.serve(&mut Conn::new(s, peer.to_string()), STEP) {
+            let stream = accept_callback(tls.as_deref(), s, peer)?;
+            match check.serve(&mut Conn::new(stream, peer.to_string()), STEP) {
                 Ok(token) => Some(Ok(token)),
                 Err(SignInError::ServerSignature(e)) => Some(Err(e)),
                 Err(_) => None,
@@ -455,13 +585,20 @@ impl RawClient {
             let last_id = std::sync::Arc::clone(&self.last_id);
             let answering = std::sync::Arc::clone(&self.answering);
             let token = token.clone();
+            let tls = self.tls.clone();
             thread::spawn(move || {
                 for s in hb.incoming() {
                     let Ok(s) = s else { return };
                     let last_id = std::sync::Arc::clone(&last_id);
                     let answering = std::sync::Arc::clone(&answering);
                     let token = token.clone();
-                    thread::spawn(move || serve_heartbeats(s, &token, &last_id, &answering));
+                    let tls = tls.clone();
+                    thread::spawn(move || {
+                        let peer = s.peer_addr().ok()?;
+                        let stream = accept_callback(tls.as_deref(), s, peer)?;
+                        serve_heartbeats(stream, &token, &last_id, &answering);
+                        Some(())
+                    });
                 }
             });
         }
@@ -469,12 +606,19 @@ impl RawClient {
             let tx = self.records_tx.clone();
             let last_id = std::sync::Arc::clone(&self.last_id);
             let close = std::sync::Arc::clone(&self.close_deliveries);
+            let tls = self.tls.clone();
             thread::spawn(move || {
                 for s in dl.incoming() {
                     let Ok(s) = s else { return };
                     let (tx, last_id) = (tx.clone(), std::sync::Arc::clone(&last_id));
                     let close = std::sync::Arc::clone(&close);
-                    thread::spawn(move || serve_deliveries(s, &tx, &last_id, &close));
+                    let tls = tls.clone();
+                    thread::spawn(move || {
+                        let peer = s.peer_addr().ok()?;
+                        let stream = accept_callback(tls.as_deref(), s, peer)?;
+                        serve_deliveries(stream, &tx, &last_id, &close);
+                        Some(())
+                    });
                 }
             });
         }
@@ -505,10 +649,7 @@ impl RawClient {
             client_msg_id: ClientMsgId::random().ok()?,
             body: text.as_bytes().to_vec(),
         };
-        let mut c = FramedStream::new(
-            connect_from(self.ip, self.server.send).ok()?,
-            self.server.send.to_string(),
-        );
+        let mut c = self.try_connect(self.server.send).ok()?;
         c.send(&msg, deadline()).ok()?;
         c.read(deadline()).ok()
     }
@@ -572,13 +713,34 @@ impl RawClient {
     }
 }
 
+/// A callback connection as the raw client takes it: TLS demanding the server's certificate, or
+/// plain. `None` if the handshake fails.
+fn accept_callback(tls: Option<&RawTls>, s: TcpStream, peer: SocketAddr) -> Option<Stream> {
+    match tls {
+        None => Some(Stream::Plain(s)),
+        Some(tls) => tls
+            .config
+            .accept(
+                s,
+                &peer.to_string(),
+                PeerCheck::Pinned(tls.server),
+                deadline(),
+            )
+            .ok(),
+    }
+}
+
 fn serve_heartbeats(
-    s: TcpStream,
+    s: Stream,
     token: &SessionToken,
     last_id: &std::sync::atomic::AtomicU64,
     answering: &std::sync::atomic::AtomicBool,
 ) {
-    let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let peer = s
+        .tcp()
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let mut conn = FramedStream::new(s, peer);
     while let Ok(ping) = conn.read::<HeartbeatPing>(Instant::now() + Duration::from_secs(30)) {
         if !answering.load(Ordering::SeqCst) {
@@ -599,12 +761,16 @@ fn serve_heartbeats(
 }
 
 fn serve_deliveries(
-    s: TcpStream,
+    s: Stream,
     tx: &mpsc::Sender<Record>,
     last_id: &std::sync::atomic::AtomicU64,
     close: &std::sync::atomic::AtomicBool,
 ) {
-    let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let peer = s
+        .tcp()
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let mut conn = FramedStream::new(s, peer);
     loop {
         let Ok(DeliveryFrame::Batch { n, .. }) =

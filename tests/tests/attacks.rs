@@ -10,15 +10,19 @@ use gc_protocol::{
     AuthServer, ClientMsgId, ConnectReply, ErrorCode, ErrorFrame, Frame, SendReply, SendRequest,
     SessionToken,
 };
-use gc_tests::{RawClient, TestServer, client_ip, connect_from};
+use gc_tests::{RawClient, Target, TestServer, client_ip, connect_from};
 
-/// Sends raw bytes to `to` and returns everything the server answers before closing (or 3 s).
-fn raw_exchange(to: SocketAddr, bytes: &[u8]) -> String {
-    let mut s = connect_from(client_ip(), to).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let _ = s.write_all(bytes);
-    let _ = s.shutdown(std::net::Shutdown::Write);
+/// Sends raw bytes to `to` (over TLS unless the server runs without) and returns everything the
+/// server answers before closing (or 3 s).
+fn raw_exchange(target: &Target, to: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = target.stream(client_ip(), to).unwrap();
+    s.tcp()
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let _ = s.write_all(bytes).and_then(|()| s.flush());
+    let _ = s.tcp().shutdown(std::net::Shutdown::Write);
     let mut out = Vec::new();
+    // A TLS peer that closes without `close_notify` ends with an error; what came before is kept.
     let _ = s.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
@@ -29,7 +33,7 @@ fn err_code(reply: &str) -> Option<ErrorCode> {
 }
 
 fn logged_in(server: &TestServer, user: &str) -> RawClient {
-    let mut c = RawClient::new(server.addrs());
+    let mut c = RawClient::new(server.target());
     assert_eq!(c.register(user, "secret"), AuthServer::Registered);
     assert!(matches!(c.login(user, "secret"), AuthServer::Ok { .. }));
     c
@@ -48,7 +52,7 @@ fn garbage_on_every_port_gets_malformed_and_the_server_keeps_serving() {
         (a.auth, b"Proof abc\n"),
         (a.connect, b"Ping GC/1\r\n"),
     ] {
-        let reply = raw_exchange(port, garbage);
+        let reply = raw_exchange(&server.target(), port, garbage);
         assert_eq!(
             err_code(&reply),
             Some(ErrorCode::Malformed),
@@ -56,7 +60,7 @@ fn garbage_on_every_port_gets_malformed_and_the_server_keeps_serving() {
         );
     }
     // The sending port from an address with no session: `Err session`, then closed.
-    let reply = raw_exchange(a.send, b"Msg x y z\n");
+    let reply = raw_exchange(&server.target(), a.send, b"Msg x y z\n");
     assert_eq!(err_code(&reply), Some(ErrorCode::Session), "{reply:?}");
     // Garbage on the sending port from a logged-in address: malformed, connection stays usable.
     let mut c = alice.connect(a.send);
@@ -75,7 +79,7 @@ fn garbage_on_every_port_gets_malformed_and_the_server_keeps_serving() {
         SendReply::Online { .. }
     ));
     // A wrong version is told so.
-    let reply = raw_exchange(a.connect, b"Ping GC/9\n");
+    let reply = raw_exchange(&server.target(), a.connect, b"Ping GC/9\n");
     assert_eq!(err_code(&reply), Some(ErrorCode::Version), "{reply:?}");
     // Everything still works.
     assert!(matches!(
@@ -102,25 +106,26 @@ fn still_open(s: &std::net::TcpStream) -> bool {
 #[test]
 fn silent_and_trickling_peers_do_not_delay_others() {
     let server = TestServer::start();
-    let a = server.addrs();
+    let target = server.target();
+    let a = target.addrs;
     // Half a frame, then silence, on every server port; and a trickler on the auth port.
     let mut silent = Vec::new();
     for port in [a.connect, a.auth, a.send] {
-        let mut s = connect_from(client_ip(), port).unwrap();
-        s.write_all(b"Pi").unwrap();
+        let mut s = target.stream(client_ip(), port).unwrap();
+        s.write_all(b"Pi").and_then(|()| s.flush()).unwrap();
         silent.push(s);
     }
     let trickler = std::thread::spawn(move || {
-        let mut s = connect_from(client_ip(), a.auth).unwrap();
+        let mut s = target.stream(client_ip(), a.auth).unwrap();
         for b in b"AuthRequest" {
-            if s.write_all(&[*b]).is_err() {
+            if s.write_all(&[*b]).and_then(|()| s.flush()).is_err() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(300));
         }
     });
     // Meanwhile a real client signs in and chats without waiting for them.
-    let mut c = RawClient::new(a);
+    let mut c = RawClient::new(target);
     assert!(matches!(c.ping(), ConnectReply::Pong { .. }));
     assert_eq!(c.register("dave", "pw"), AuthServer::Registered);
     assert!(matches!(c.login("dave", "pw"), AuthServer::Ok { .. }));
@@ -137,7 +142,7 @@ fn silent_and_trickling_peers_do_not_delay_others() {
         unreachable!("one per port")
     };
     for s in [on_connect, on_auth] {
-        assert!(still_open(s), "a silent peer held up a real client");
+        assert!(still_open(s.tcp()), "a silent peer held up a real client");
     }
     assert!(
         !trickler.is_finished(),
@@ -145,7 +150,9 @@ fn silent_and_trickling_peers_do_not_delay_others() {
     );
     // The silent connections are closed after the I/O timeout (2 s in tests).
     for mut s in silent {
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.tcp()
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
     }
@@ -156,9 +163,12 @@ fn silent_and_trickling_peers_do_not_delay_others() {
 fn a_100_mb_line_is_refused_with_too_long() {
     let server = TestServer::start();
     let alice = logged_in(&server, "alice");
-    for port in [server.addrs().connect, server.addrs().auth] {
-        let mut s = connect_from(client_ip(), port).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let target = server.target();
+    for port in [target.addrs.connect, target.addrs.auth] {
+        let mut s = target.stream(client_ip(), port).unwrap();
+        s.tcp()
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let chunk = vec![b'A'; 1 << 20];
         let mut sent = 0usize;
         while sent < 100 << 20 {
@@ -174,14 +184,16 @@ fn a_100_mb_line_is_refused_with_too_long() {
         assert_eq!(err_code(&reply), Some(ErrorCode::TooLong), "{reply:?}");
     }
     // Same on the sending port from a logged-in address.
-    let mut s = connect_from(alice.ip, server.addrs().send).unwrap();
+    let mut s = target.stream(alice.ip, target.addrs.send).unwrap();
     let chunk = vec![b'A'; 1 << 20];
     for _ in 0..100 {
         if s.write_all(&chunk).is_err() {
             break;
         }
     }
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.tcp()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     assert_eq!(
@@ -242,7 +254,7 @@ fn bodies_round_trip_byte_exact() {
     // And after a restart, from the file.
     let mut server = server;
     server.restart();
-    let mut bob = RawClient::new(server.addrs());
+    let mut bob = RawClient::new(server.target());
     assert_eq!(bob.register("bob", "pw"), AuthServer::Registered);
     assert!(matches!(bob.login("bob", "pw"), AuthServer::Ok { .. }));
     let got = bob.receive(texts.len());
@@ -327,7 +339,7 @@ fn rate_limit_after_the_burst_says_when_to_retry() {
 #[test]
 fn callback_port_unreachable_names_the_address() {
     let server = TestServer::start();
-    let mut c = RawClient::new(server.addrs());
+    let mut c = RawClient::new(server.target());
     assert_eq!(c.register("erin", "pw"), AuthServer::Registered);
     // Point the auth callback at a port nobody listens on.
     let closed = std::net::TcpListener::bind((c.ip, 0)).unwrap();
@@ -347,7 +359,7 @@ fn callback_port_unreachable_names_the_address() {
 #[test]
 fn registration_rules_and_login_throttling() {
     let closed = TestServer::start_with(|c| c.registration_open = false);
-    let c = RawClient::new(closed.addrs());
+    let c = RawClient::new(closed.target());
     assert!(matches!(
         c.ping(),
         ConnectReply::Pong {
@@ -360,7 +372,7 @@ fn registration_rules_and_login_throttling() {
     );
 
     let server = TestServer::start();
-    let mut c = RawClient::new(server.addrs());
+    let mut c = RawClient::new(server.target());
     assert_eq!(c.register("grace", "pw"), AuthServer::Registered);
     assert!(
         matches!(c.register("GRACE", "other"), AuthServer::Err(ref e) if e.code == ErrorCode::Exists)
@@ -381,12 +393,12 @@ fn registration_rules_and_login_throttling() {
         }
         other => panic!("{other:?}"),
     }
-    let mut elsewhere = RawClient::new(server.addrs());
+    let mut elsewhere = RawClient::new(server.target());
     assert!(
         matches!(elsewhere.login("grace", "pw"), AuthServer::Err(ref e) if e.code == ErrorCode::Throttled)
     );
     // Login is case-insensitive and records keep the registered spelling.
-    let mut h = RawClient::new(server.addrs());
+    let mut h = RawClient::new(server.target());
     assert_eq!(h.register("Heidi", "pw"), AuthServer::Registered);
     assert!(matches!(h.login("heidi", "pw"), AuthServer::Ok { .. }));
     assert!(matches!(h.send("x"), SendReply::Thx { .. }));
@@ -398,7 +410,7 @@ fn client_limit_answers_full() {
     let server = TestServer::start_with(|c| c.max_clients = 2);
     let _a = logged_in(&server, "a1");
     let _b = logged_in(&server, "b1");
-    let mut c = RawClient::new(server.addrs());
+    let mut c = RawClient::new(server.target());
     assert_eq!(c.register("c1", "secret"), AuthServer::Registered);
     match c.login("c1", "secret") {
         AuthServer::Err(e) => {
@@ -424,13 +436,18 @@ fn one_address_cannot_take_every_login_slot() {
         .collect();
     // …so a ninth is refused at once. No waiting for the eight to be accepted first: the accept
     // thread takes connections in the order they were made, and counts each before it accepts
-    // the next, so it has counted all eight when it comes to this one.
-    let mut s = connect_from(ip, server.addrs().auth).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let reply = String::from_utf8_lossy(&out);
-    assert_eq!(err_code(&reply), Some(ErrorCode::Full), "{reply:?}");
+    // the next, so it has counted all eight when it comes to this one. The refusal comes before
+    // any TLS handshake (which is what the limit saves), in plain text the TLS client shows.
+    let refused = server
+        .target()
+        .stream(ip, server.addrs().auth)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("answered in plain text instead of TLS: Err full"),
+        "{refused}"
+    );
     // …while another address still signs in at once: while the eight still hold their slots.
     // That is an order of events, not a time limit a busy machine may miss; a server that made
     // the other address wait for a slot could only have served it after giving up on some of

@@ -12,7 +12,7 @@ fn install(mods: &Path, library: &Path, as_name: &str) {
 }
 
 fn logged_in(server: &TestServer, user: &str) -> RawClient {
-    let mut c = RawClient::new(server.addrs());
+    let mut c = RawClient::new(server.target());
     assert_eq!(c.register(user, "pw"), AuthServer::Registered);
     assert!(matches!(c.login(user, "pw"), AuthServer::Ok { .. }));
     c
@@ -147,7 +147,7 @@ fn broken_plugins_are_refused_or_disabled_and_the_server_keeps_working() {
 
 #[test]
 fn client_plugins_rewrite_what_is_sent_and_what_is_shown() {
-    use gc_client_core::{Client, ClientConfig, ClientError, Event, ListenPorts, ServerPorts};
+    use gc_client_core::{Client, ClientError, Event};
     let mods = tempfile::tempdir().unwrap();
     install(mods.path(), &plugin_library("emoji"), "libemoji.so");
     install(
@@ -156,15 +156,7 @@ fn client_plugins_rewrite_what_is_sent_and_what_is_shown() {
         "libshout.so",
     );
     let server = TestServer::start();
-    let a = server.addrs();
-    let mut config = ClientConfig::new("127.0.0.1", "dora", "pw");
-    config.server_ports = ServerPorts {
-        connect: a.connect.port(),
-        auth: a.auth.port(),
-        send: a.send.port(),
-    };
-    config.bind_ip = Some(gc_tests::client_ip());
-    config.listen_ports = ListenPorts::any();
+    let mut config = gc_tests::client::config(&server, "dora", "pw");
     config.register = true;
     config.mods_dir = Some(mods.path().to_owned());
     let (client, events) = Client::start(config).unwrap();

@@ -48,7 +48,7 @@ impl Acked {
 
 /// Clients that send as fast as acknowledgements allow until `stop`, recording every `Thx`.
 fn senders(
-    addrs: gc_server::ServerAddrs,
+    target: gc_tests::Target,
     prefix: &str,
     n: usize,
     stop: &Arc<AtomicBool>,
@@ -56,7 +56,7 @@ fn senders(
 ) -> Vec<thread::JoinHandle<()>> {
     (0..n)
         .map(|i| {
-            let mut c = RawClient::new(addrs);
+            let mut c = RawClient::new(target);
             let user = format!("{prefix}{i}");
             assert_eq!(c.register(&user, "pw"), AuthServer::Registered);
             assert!(matches!(c.login(&user, "pw"), AuthServer::Ok { .. }));
@@ -108,7 +108,7 @@ fn kill_9_during_sending_loses_nothing_acknowledged() {
         let child = child_server(dir.path());
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Acked::default());
-        let threads = senders(child.addrs, &format!("r{round}s"), 3, &stop, &acked);
+        let threads = senders(child.target, &format!("r{round}s"), 3, &stop, &acked);
         acked.wait_for(30 + round * 40);
         child.signal("KILL");
         drop(child);
@@ -121,7 +121,7 @@ fn kill_9_during_sending_loses_nothing_acknowledged() {
         let server = TestServer::open(dir.path());
         assert_all_stored(&server, &acked);
         let max = acked.iter().map(|(id, _)| *id).max().unwrap();
-        let mut c = RawClient::new(server.addrs());
+        let mut c = RawClient::new(server.target());
         assert_eq!(
             c.register(&format!("check{round}"), "pw"),
             AuthServer::Registered
@@ -143,7 +143,7 @@ fn sigint_under_load_exits_0_within_5_s() {
     let mut child = child_server(dir.path());
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Acked::default());
-    let threads = senders(child.addrs, "s", 4, &stop, &acked);
+    let threads = senders(child.target, "s", 4, &stop, &acked);
     acked.wait_for(100);
     let sent = Instant::now();
     child.signal("INT");
@@ -173,7 +173,7 @@ fn a_second_signal_exits_at_once_while_the_shutdown_hangs_in_a_plugin() {
     )
     .unwrap();
     let mut child = child_server(dir.path());
-    let mut client = RawClient::new(child.addrs);
+    let mut client = RawClient::new(child.target);
     assert_eq!(client.register("stuck", "pw"), AuthServer::Registered);
     assert!(matches!(client.login("stuck", "pw"), AuthServer::Ok { .. }));
 

@@ -6,7 +6,7 @@ use gc_tests::{RawClient, TestServer};
 #[test]
 fn register_login_send_and_receive() {
     let server = TestServer::start();
-    let mut alice = RawClient::new(server.addrs());
+    let mut alice = RawClient::new(server.target());
     assert!(matches!(
         alice.ping(),
         ConnectReply::Pong {
@@ -20,7 +20,7 @@ fn register_login_send_and_receive() {
         AuthServer::Ok { latest_id: 0, .. }
     ));
 
-    let mut bob = RawClient::new(server.addrs());
+    let mut bob = RawClient::new(server.target());
     assert_eq!(bob.register("bob", "pw-bob"), AuthServer::Registered);
     assert!(matches!(bob.login("bob", "pw-bob"), AuthServer::Ok { .. }));
 
@@ -54,7 +54,7 @@ fn register_login_send_and_receive() {
 #[test]
 fn wrong_password_and_unknown_user() {
     let server = TestServer::start();
-    let mut c = RawClient::new(server.addrs());
+    let mut c = RawClient::new(server.target());
     assert_eq!(c.register("carol", "right"), AuthServer::Registered);
     match c.login("carol", "wrong") {
         AuthServer::Err(e) => assert_eq!(e.code, ErrorCode::Auth),
@@ -67,7 +67,7 @@ fn wrong_password_and_unknown_user() {
 }
 
 fn logged_in(server: &TestServer, user: &str) -> RawClient {
-    let mut c = RawClient::new(server.addrs());
+    let mut c = RawClient::new(server.target());
     assert_eq!(c.register(user, "pw"), AuthServer::Registered);
     assert!(matches!(c.login(user, "pw"), AuthServer::Ok { .. }));
     c

@@ -7,9 +7,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use gc_net::Conn;
+use gc_net::tls::Stream;
 use gc_protocol::scram::ClientKeys;
-use gc_protocol::signin::{self, SignInError};
-use gc_protocol::{CallbackPorts, SendReply, SendRequest, SessionToken, Username};
+use gc_protocol::signin::{self, Channel, SignInError};
+use gc_protocol::{CallbackPorts, SendReply, SendRequest, SessionToken, Username, VERSION};
 use socket2::{Domain, Socket, Type};
 
 use crate::error::BenchError;
@@ -190,16 +191,16 @@ pub fn sign_in(
 
     // 10740: version check.
     let stream = connect_from(ip, args.addrs.connect).map_err(|e| io("connect (10740)", e))?;
-    let mut c = Conn::new(stream, args.addrs.connect.to_string());
-    signin::version_check(&mut c, STEP).map_err(step("Ping"))?;
+    let mut c = Conn::new(Stream::Plain(stream), args.addrs.connect.to_string());
+    signin::version_check(&mut c, VERSION, STEP).map_err(step("Ping"))?;
     drop(c);
     let t_ping = Instant::now();
 
     // 9281: SCRAM.
     let stream = connect_from(ip, args.addrs.auth).map_err(|e| io("connect (9281)", e))?;
-    let mut a = Conn::new(stream, args.addrs.auth.to_string());
-    let challenge =
-        signin::request_login(&mut a, &username, ports, STEP).map_err(step("AuthRequest"))?;
+    let mut a = Conn::new(Stream::Plain(stream), args.addrs.auth.to_string());
+    let challenge = signin::request_login(&mut a, &username, ports, &Channel::Plain, STEP)
+        .map_err(step("AuthRequest"))?;
     let t_auth1 = Instant::now();
     let password = &args.accounts.password;
     let proof = match args.keys {
@@ -222,7 +223,7 @@ pub fn sign_in(
     s.set_nodelay(true)
         .map_err(|e| io("set TCP_NODELAY on the callback", e))?;
     let token = check
-        .serve(&mut Conn::new(s, peer.to_string()), STEP)
+        .serve(&mut Conn::new(Stream::Plain(s), peer.to_string()), STEP)
         .map_err(step("Authed"))?;
     drop(auth_l);
     let signed_in = awaiting
@@ -252,7 +253,7 @@ pub fn sign_in(
 /// Ends a session with `Bye` on the sending port.
 pub fn bye(addrs: &ServerAddrs, ip: IpAddr, token: &SessionToken) -> Result<(), BenchError> {
     let stream = connect_from(ip, addrs.send).map_err(|e| BenchError::io("connect (9980)", e))?;
-    let mut c = Conn::new(stream, addrs.send.to_string());
+    let mut c = Conn::new(Stream::Plain(stream), addrs.send.to_string());
     let deadline = Instant::now() + STEP;
     c.send(
         &SendRequest::Bye {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use gc_net::Conn;
+use gc_net::tls::Stream;
 use gc_protocol::scram::{Verifier, derive_verifier};
 use gc_protocol::signin::{self, SignInError};
 use gc_protocol::texts::ServerAddrs;
@@ -98,6 +99,9 @@ impl ServerSpec {
             "info",
             // The listening line on standard output: the ports are OS-chosen.
             "--print-addrs",
+            // Plain GC/1: the bench's clients speak it (TLS figures: see docs/PERFORMANCE.md).
+            "--tls",
+            "off",
         ]
         .iter()
         .map(|s| (*s).to_owned())
@@ -185,7 +189,7 @@ impl BenchAccounts {
     pub fn register(&self, addrs: &ServerAddrs, ip: IpAddr, n: usize) -> Result<(), BenchError> {
         let stream = connect_from(ip, addrs.auth)
             .map_err(|e| BenchError::io(format!("connect to {}", addrs.auth), e))?;
-        let mut conn = Conn::new(stream, addrs.auth.to_string());
+        let mut conn = Conn::new(Stream::Plain(stream), addrs.auth.to_string());
         for i in 0..n {
             let name = Self::name(i);
             let username =

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use gc_net::tls::{PeerCheck, Stream};
 use gc_net::{Conn, Registration, Unblocker};
 use gc_protocol::{
     Authed, CallbackPorts, CallbackReply, DeliveryFrame, DeliveryReply, ErrorCode, ErrorFrame,
@@ -258,8 +259,25 @@ fn join_logged(handle: JoinHandle<()>) {
     }
 }
 
-fn serve(shared: &ClientState, role: Role, stream: TcpStream, peer: SocketAddr) {
-    let mut conn = Conn::new(stream, peer.to_string());
+fn serve(shared: &ClientState, role: Role, tcp: TcpStream, peer: SocketAddr) {
+    let name = peer.to_string();
+    let stream = match &shared.tls {
+        None => Stream::Plain(tcp),
+        // Only the server this client trusts may call back: the handshake demands its
+        // certificate (mutual TLS), and it must be the pinned one.
+        Some(tls) => {
+            let check = PeerCheck::Pinned(tls.server.fingerprint);
+            let deadline = io_deadline(shared);
+            match tls.config.accept(tcp, &name, check, deadline) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(%peer, "{role} callback refused: {e}");
+                    return;
+                }
+            }
+        }
+    };
+    let mut conn = Conn::new(stream, name);
     match role {
         Role::Auth => serve_auth(shared, &mut conn),
         Role::Heartbeat => serve_heartbeat(shared, &mut conn),
@@ -267,7 +285,7 @@ fn serve(shared: &ClientState, role: Role, stream: TcpStream, peer: SocketAddr) 
     }
     // The connection set holds a duplicate of this socket: dropping ours alone would not close
     // the connection.
-    let _ = conn.get_ref().shutdown(Shutdown::Both);
+    let _ = conn.get_ref().tcp().shutdown(Shutdown::Both);
 }
 
 fn io_deadline(shared: &ClientState) -> Instant {
@@ -536,6 +554,7 @@ mod tests {
                 RecordStore::in_memory(),
                 sink,
                 gc_plugin::Plugins::none(),
+                None,
             ),
             rx,
         )

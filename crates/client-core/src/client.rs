@@ -16,7 +16,8 @@ use crate::error::ClientError;
 use crate::event::{ConnState, Event, NoticeLevel, Status};
 use crate::outbox::PendingMessage;
 use crate::records::RecordStore;
-use crate::state::{ClientState, EventSink};
+use crate::state::{ClientState, ClientTlsState, EventSink};
+use crate::trust::ClientTls;
 
 /// What [`Client::close`] leaves behind.
 #[derive(Debug, Default)]
@@ -94,8 +95,12 @@ impl Client {
             Some(dir) => Plugins::load_dir(dir).0,
             None => Plugins::none(),
         };
+        let tls = match &config.tls {
+            ClientTls::Off => None,
+            ClientTls::Pinned(pin) => Some(ClientTlsState::new(pin.clone())?),
+        };
         let shared = Arc::new(ClientState::new(
-            config, username, ports, records, sink, plugins,
+            config, username, ports, records, sink, plugins, tls,
         ));
         let mut callbacks = CallbackServer::start(&shared, listeners)?;
         let sh = Arc::clone(&shared);

@@ -9,6 +9,7 @@ use gc_protocol::limits::{DEFAULT_MAX_MESSAGE_BYTES, MAX_BODY_BYTES, MIN_SCRAM_I
 use gc_protocol::types::is_valid_username;
 
 use crate::error::ClientError;
+use crate::trust::ClientTls;
 
 /// Default server port of the connect / version check exchange.
 pub const DEFAULT_CONNECT_PORT: u16 = 10740;
@@ -178,6 +179,9 @@ pub struct ClientConfig {
     pub max_message_bytes: usize,
     /// Where client plugins are loaded from (`None`: no plugins).
     pub mods_dir: Option<PathBuf>,
+    /// Plain GC/1, or TLS (GC/2) to the server with the pinned certificate. [`ClientConfig::new`]
+    /// starts plain: a pin cannot be guessed; front ends choose it (see [`crate::trust`]).
+    pub tls: ClientTls,
 }
 
 impl ClientConfig {
@@ -203,6 +207,7 @@ impl ClientConfig {
             min_scram_iterations: MIN_SCRAM_ITERATIONS,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             mods_dir: None,
+            tls: ClientTls::Off,
         }
     }
 

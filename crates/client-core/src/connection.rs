@@ -9,19 +9,21 @@ use std::time::{Duration, Instant};
 
 use gc_net::{Conn, KeptConn, NetError, Reuse};
 use gc_protocol::limits::MAX_HISTORY_LIMIT;
-use gc_protocol::signin::{self, ServerHello, SignInError, SignedIn};
+use gc_protocol::scram::Binding;
+use gc_protocol::signin::{self, Channel, ServerHello, SignInError, SignedIn};
 use gc_protocol::{
     ClientMsgId, ErrorCode, ErrorFrame, Frame, Record, Registration, SendReply, SendRequest,
-    SessionToken,
+    SessionToken, VERSION, VERSION_TLS,
 };
 
 use crate::backoff::Backoff;
 use crate::control::{Command, Next, Work};
-use crate::error::{ClientError, error_chain};
+use crate::error::{ClientError, PinMismatch, error_chain};
 use crate::event::{Event, NoticeLevel};
 use crate::net;
 use crate::outbox::{MAX_PIPELINE, MsgReply, ReplyEffect};
 use crate::state::ClientState;
+use crate::trust::ServerPin;
 
 /// The wait after `internal` from the server before the outbox tries again.
 const INTERNAL_RETRY: Duration = Duration::from_secs(1);
@@ -134,8 +136,14 @@ fn send_link(shared: &ClientState) -> KeptConn {
         Reuse::CloseAfterEach
     };
     let unspecified = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0);
-    KeptConn::new(unspecified, shared.connector, shared.sockets.clone(), reuse)
-        .with_fresh_attempts(SEND_FRESH_ATTEMPTS)
+    KeptConn::new(
+        unspecified,
+        shared.connector.clone(),
+        shared.sockets.clone(),
+        reuse,
+    )
+    .with_fresh_attempts(SEND_FRESH_ATTEMPTS)
+    .with_check(shared.server_check())
 }
 
 /// Forgets the session (its token is refused from now on) and goes DISCONNECTED.
@@ -181,15 +189,34 @@ fn unexpected(peer: &str, detail: impl Into<String>) -> ClientError {
     }
 }
 
-/// A connection failure: opening one to the server's `port`, or the exchange `what` on it.
-fn net_error(port: &'static str, what: &'static str, e: NetError) -> ClientError {
-    match e {
-        NetError::Connect { addr, source } => ClientError::Connect {
+/// A connection failure: opening one to the server's `port`, or the exchange `what` on it. A
+/// certificate other than the pinned one (`pin`) is never retried.
+fn net_error(
+    pin: Option<&ServerPin>,
+    port: &'static str,
+    what: &'static str,
+    e: NetError,
+) -> ClientError {
+    match (e, pin) {
+        (NetError::Connect { addr, source }, _) => ClientError::Connect {
             what: port,
             addr,
             source,
         },
-        other => ClientError::Protocol {
+        (
+            NetError::WrongPeer {
+                peer,
+                expected,
+                presented,
+            },
+            Some(pin),
+        ) => ClientError::FingerprintChanged(Box::new(PinMismatch {
+            peer,
+            expected,
+            presented,
+            pin: pin.source.clone(),
+        })),
+        (other, _) => ClientError::Protocol {
             what,
             source: other.into_protocol(),
         },
@@ -197,8 +224,12 @@ fn net_error(port: &'static str, what: &'static str, e: NetError) -> ClientError
 }
 
 /// A failure on the link to the server's sending port, during `what`.
-fn link_error(what: &'static str, e: NetError) -> ClientError {
-    net_error("the server's send port", what, e)
+fn link_error(shared: &ClientState, what: &'static str, e: NetError) -> ClientError {
+    net_error(pin(shared), "the server's send port", what, e)
+}
+
+fn pin(shared: &ClientState) -> Option<&ServerPin> {
+    shared.tls.as_ref().map(|t| &t.server)
 }
 
 // ───────────────────────────── sign-in ─────────────────────────────
@@ -218,8 +249,8 @@ fn sign_in(
     let auth_addr = SocketAddr::new(server_ip, config.server_ports.auth);
     let (mut auth, _registered) = shared
         .connector
-        .open(auth_addr, &shared.sockets)
-        .map_err(|e| connect_error("the server's auth port", e))?;
+        .open(auth_addr, shared.server_check(), &shared.sockets)
+        .map_err(|e| connect_error(pin(shared), "the server's auth port", e))?;
     if !*registered {
         register(shared, &mut auth, registration)?;
         *registered = true;
@@ -229,11 +260,16 @@ fn sign_in(
     Ok(signed_in)
 }
 
-fn connect_error(port: &'static str, e: NetError) -> ClientError {
-    net_error(port, port, e)
+/// A failure opening a connection to the server's `port` (pinned to `pin`).
+pub(crate) fn connect_error(
+    pin: Option<&ServerPin>,
+    port: &'static str,
+    e: NetError,
+) -> ClientError {
+    net_error(pin, port, port, e)
 }
 
-/// `Ping GC/1` → `Pong` on the first address that answers.
+/// `Ping GC/1` → `Pong` (`GC/2` over TLS) on the first address that answers.
 fn version_check(
     shared: &ClientState,
     ips: &[IpAddr],
@@ -242,14 +278,26 @@ fn version_check(
     let mut last_error = None;
     for &ip in ips {
         let addr = SocketAddr::new(ip, port);
-        let (mut conn, _registered) = match shared.connector.open(addr, &shared.sockets) {
+        let opened = shared
+            .connector
+            .open(addr, shared.server_check(), &shared.sockets);
+        let (mut conn, _registered) = match opened {
             Ok(opened) => opened,
             Err(e) => {
-                last_error = Some(connect_error("the server's connect port", e));
+                let e = connect_error(pin(shared), "the server's connect port", e);
+                if e.is_fatal() {
+                    return Err(e);
+                }
+                last_error = Some(e);
                 continue;
             }
         };
-        match signin::version_check(&mut conn, shared.config.io_timeout) {
+        let version = if shared.tls.is_some() {
+            VERSION_TLS
+        } else {
+            VERSION
+        };
+        match signin::version_check(&mut conn, version, shared.config.io_timeout) {
             Ok(hello) => {
                 tracing::info!("connected to {:?} at {addr}", hello.name);
                 return Ok((ip, hello));
@@ -299,7 +347,27 @@ fn register(
 fn authenticate(shared: &ClientState, auth: &mut Conn) -> Result<LiveSession, ClientError> {
     let config = &shared.config;
     shared.transition(|c| c.authenticating())?;
-    let challenge = signin::request_login(auth, &shared.username, shared.ports, config.io_timeout)?;
+    let channel = match &shared.tls {
+        None => Channel::Plain,
+        Some(tls) => match auth.get_ref().binding() {
+            Binding::TlsExporter(binding) => Channel::Tls {
+                binding,
+                callback_fingerprint: tls.callback_fingerprint,
+            },
+            Binding::Unbound => {
+                return Err(ClientError::Tls {
+                    detail: "no channel binding from the TLS session".into(),
+                });
+            }
+        },
+    };
+    let challenge = signin::request_login(
+        auth,
+        &shared.username,
+        shared.ports,
+        &channel,
+        config.io_timeout,
+    )?;
     let proof = challenge.prove(config.password.expose(), config.min_scram_iterations)?;
     // The cursor the session's first heartbeats will report (see `activate`).
     let cursor_at_login = shared.records().cursor();
@@ -383,13 +451,13 @@ fn run_active(shared: &ClientState, link: &mut KeptConn, session: &LiveSession) 
         };
         let step = match work {
             Work::Close { bye } => {
-                let bye_sent = bye && send_bye(link, session);
+                let bye_sent = bye && send_bye(shared, link, session);
                 return End::Closed { bye_sent };
             }
             Work::Reconnect => {
                 // End this session on the server now rather than leave it to linger until it
                 // misses three heartbeats.
-                send_bye(link, session);
+                send_bye(shared, link, session);
                 return End::Relogin("reconnecting as asked".into());
             }
             Work::Relogin(why) => return End::Relogin(why),
@@ -512,7 +580,7 @@ fn send_batch(
             link.close();
         }
         Err(e) => {
-            end.get_or_insert(End::Failed(link_error("sending", e)));
+            end.get_or_insert(End::Failed(link_error(shared, "sending", e)));
         }
         Ok(()) => {}
     }
@@ -528,7 +596,7 @@ fn who(shared: &ClientState, link: &mut KeptConn, session: &LiveSession) -> Resu
     .encode(&mut request);
     let reply = link
         .exchange::<SendReply>(&request)
-        .map_err(|e| End::Failed(link_error("`Who`", e)))?;
+        .map_err(|e| End::Failed(link_error(shared, "`Who`", e)))?;
     match reply {
         SendReply::Online {
             presence_version,
@@ -584,7 +652,7 @@ fn history(
                 }
             }
         })
-        .map_err(|e| End::Failed(link_error("`History`", e)))?;
+        .map_err(|e| End::Failed(link_error(shared, "`History`", e)))?;
     match reply {
         Ok(mut records) => {
             records.sort_by_key(|r| r.id);
@@ -627,7 +695,7 @@ fn query_error(shared: &ClientState, what: &str, e: ErrorFrame) -> Result<(), En
 
 /// `Bye` → `Thx 0 <ts>`: ends the session on the server at once. Returns whether the server
 /// acknowledged it.
-fn send_bye(link: &mut KeptConn, session: &LiveSession) -> bool {
+fn send_bye(shared: &ClientState, link: &mut KeptConn, session: &LiveSession) -> bool {
     let mut request = Vec::new();
     SendRequest::Bye {
         token: session.token.clone(),
@@ -645,7 +713,7 @@ fn send_bye(link: &mut KeptConn, session: &LiveSession) -> bool {
         Err(e) => {
             tracing::warn!(
                 "could not say Bye: {}",
-                error_chain(&link_error("`Bye`", e))
+                error_chain(&link_error(shared, "`Bye`", e))
             );
             false
         }

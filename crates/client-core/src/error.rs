@@ -2,12 +2,14 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use gc_protocol::scram::ScramError;
 use gc_protocol::signin::SignInError;
-use gc_protocol::{ErrorCode, ErrorFrame, ProtocolError, VERSION};
+use gc_protocol::{ErrorCode, ErrorFrame, Fingerprint, ProtocolError, VERSION_TLS};
 
 use crate::control::BadTransition;
+use crate::trust::PinSource;
 
 /// Everything that can go wrong in the client. Each message says what happened and, where there
 /// is something to do, what to do.
@@ -72,8 +74,29 @@ pub enum ClientError {
         detail: String,
     },
 
+    /// The server's certificate is not the pinned one: its key was replaced, or someone is in
+    /// between. Never accepted silently.
+    #[error("{0}")]
+    FingerprintChanged(Box<PinMismatch>),
+
+    /// The `known_servers` file cannot be read or written, or a line of it is damaged.
+    #[error("known servers file {path}: {detail}")]
+    KnownServers {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        detail: String,
+    },
+
+    /// TLS could not be set up (the per-run callback certificate, the configuration).
+    #[error("cannot set up TLS: {detail}")]
+    Tls {
+        /// What failed.
+        detail: String,
+    },
+
     /// The server speaks another protocol version.
-    #[error("the server does not speak GC/1: {text}; use a gc-client that matches the server")]
+    #[error("the server does not speak the expected protocol: {text}")]
     Version {
         /// The server's explanation (or the version it announced).
         text: String,
@@ -174,6 +197,9 @@ impl ClientError {
             Self::Version { .. }
             | Self::ServerSignature(_)
             | Self::Scram(_)
+            | Self::FingerprintChanged(_)
+            | Self::KnownServers { .. }
+            | Self::Tls { .. }
             | Self::Config(_)
             | Self::Bind { .. }
             | Self::Cache(_)
@@ -204,7 +230,10 @@ impl ClientError {
                     | ErrorCode::RegistrationClosed
                     | ErrorCode::Throttled
             ),
-            Self::Version { .. } | Self::ServerSignature(_) | Self::Scram(_) => true,
+            Self::Version { .. }
+            | Self::ServerSignature(_)
+            | Self::Scram(_)
+            | Self::FingerprintChanged(_) => true,
             _ => false,
         }
     }
@@ -239,14 +268,47 @@ impl From<SignInError> for ClientError {
             },
             SignInError::Refused { step, error } => Self::from_refusal(step.as_str(), error),
             SignInError::Unexpected { peer, detail } => Self::Unexpected { peer, detail },
-            SignInError::Version { announced } => Self::Version {
-                text: format!("it answered with version {announced}, not {VERSION}"),
+            SignInError::Version { asked, announced } => Self::Version {
+                text: if asked == VERSION_TLS {
+                    // A server that answers over TLS but does not bind logins to it: refused, or a
+                    // relay could downgrade the login.
+                    format!(
+                        "it answered {announced} over TLS, not {VERSION_TLS} (a login bound to the \
+                         TLS session); refusing a downgrade; update the server"
+                    )
+                } else {
+                    format!(
+                        "it answered {announced}, not {asked}; use a gc-client that matches the \
+                         server"
+                    )
+                },
             },
             SignInError::Scram(e) => Self::Scram(e),
             SignInError::ServerSignature(e) => Self::ServerSignature(e),
             SignInError::Random => Self::Random,
         }
     }
+}
+
+/// A server certificate other than the pinned one.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{peer} presented the certificate {}, but {expected} is pinned for this server ({}): \
+     someone may be intercepting the connection, or the server's key was replaced; confirm the \
+     new fingerprint with its operator (gc-server tls fingerprint), then {}",
+    presented.map_or_else(|| "(none)".to_owned(), |p| p.to_string()),
+    pin.describe(),
+    pin.fix()
+)]
+pub struct PinMismatch {
+    /// The server's address.
+    pub peer: String,
+    /// The pinned fingerprint.
+    pub expected: Fingerprint,
+    /// What it presented.
+    pub presented: Option<Fingerprint>,
+    /// Where the pin came from.
+    pub pin: PinSource,
 }
 
 /// Formats an error and its chain of causes on one line: `a: b: c`.

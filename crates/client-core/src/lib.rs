@@ -30,6 +30,7 @@ pub mod control;
 pub mod error;
 pub mod event;
 pub mod outbox;
+pub mod trust;
 
 mod callbacks;
 mod connection;
@@ -44,3 +45,4 @@ pub use error::{ClientError, error_chain};
 pub use event::{Ack, ConnState, Event, NoticeLevel, Rejection, Status};
 pub use outbox::PendingMessage;
 pub use state::EventSink;
+pub use trust::{ClientTls, KnownServers, PinSource, ServerPin};

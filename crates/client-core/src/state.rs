@@ -8,15 +8,50 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use gc_net::identity::Identity;
+use gc_net::tls::{ClientAuth, PeerCheck, TlsConfig};
 use gc_net::{Connector, Timeouts, Unblocker};
 use gc_plugin::Plugins;
-use gc_protocol::{CallbackPorts, Record, Username};
+use gc_protocol::{CallbackPorts, Fingerprint, Record, Username};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::config::ClientConfig;
 use crate::control::{BadTransition, Control};
+use crate::error::ClientError;
 use crate::event::{ConnState, Event, NoticeLevel, Status};
 use crate::records::RecordStore;
+use crate::trust::ServerPin;
+
+/// A TLS client's setup, made once per run.
+#[derive(Debug)]
+pub struct ClientTlsState {
+    /// Connections to the server and the callback listeners' side of the handshake.
+    pub config: Arc<TlsConfig>,
+    /// The per-run certificate the callback listeners present, announced at login.
+    pub callback_fingerprint: Fingerprint,
+    /// The server certificate accepted on every connection, both ways.
+    pub server: ServerPin,
+}
+
+impl ClientTlsState {
+    /// A fresh per-run identity for the callback listeners, trusting the server `server`.
+    pub fn new(server: ServerPin) -> Result<Self, ClientError> {
+        let failed = |e: gc_net::NetError| ClientError::Tls {
+            detail: e.to_string(),
+        };
+        let identity = Identity::generate("gc-client").map_err(failed)?;
+        // The callback listeners demand the connecting server's certificate: only the server
+        // this client logged in to may call it back.
+        let config = TlsConfig::new(Some(&identity), ClientAuth::Required).map_err(failed)?;
+        Ok(Self {
+            config: Arc::new(config),
+            callback_fingerprint: identity.fingerprint(),
+            server,
+        })
+    }
+}
 
 /// Where events go. Must be quick and must not call back into the [`crate::Client`].
 pub type EventSink = Box<dyn Fn(Event) + Send + Sync>;
@@ -37,6 +72,8 @@ pub struct ClientState {
     /// The connection thread's connections to the server, cut at once when the client closes
     /// without `Bye`.
     pub sockets: Unblocker,
+    /// TLS (GC/2): the per-run callback certificate and the server's pin; `None` for plain GC/1.
+    pub tls: Option<ClientTlsState>,
     sink: EventSink,
     ctl: Mutex<Control>,
     cv: Condvar,
@@ -54,7 +91,15 @@ impl std::fmt::Debug for ClientState {
 }
 
 impl ClientState {
-    /// ClientState state for a client.
+    /// What the server's certificate must be on every connection, both ways.
+    pub fn server_check(&self) -> PeerCheck {
+        match &self.tls {
+            Some(tls) => PeerCheck::Pinned(tls.server.fingerprint),
+            None => PeerCheck::Any,
+        }
+    }
+
+    /// The shared state of a client about to start.
     pub fn new(
         config: ClientConfig,
         username: Username,
@@ -62,10 +107,16 @@ impl ClientState {
         records: RecordStore,
         sink: EventSink,
         plugins: Plugins,
+        tls: Option<ClientTlsState>,
     ) -> Self {
+        let connector = Connector::new(config.bind_ip, Timeouts::new(config.io_timeout));
         Self {
             plugins,
-            connector: Connector::new(config.bind_ip, Timeouts::new(config.io_timeout)),
+            connector: match &tls {
+                Some(tls) => connector.with_tls(Arc::clone(&tls.config)),
+                None => connector,
+            },
+            tls,
             sockets: Unblocker::new(),
             config,
             username,

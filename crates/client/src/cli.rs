@@ -14,6 +14,7 @@ use gc_client_core::config::{
     ClientConfig, DEFAULT_AUTH_PORT, DEFAULT_CONNECT_PORT, DEFAULT_SEND_PORT, ListenPorts,
     Password, PortChoice, ServerPorts,
 };
+use gc_protocol::Fingerprint;
 
 /// The environment variable a password may come from.
 pub const PASSWORD_ENV: &str = "GC_PASSWORD";
@@ -56,15 +57,29 @@ HEADLESS MODE
 EXIT CODES
   0  input ended and every message was acknowledged
   1  an error: files, cache in use by another gc-client, output closed, never logged in, …
-  2  bad usage: unknown flag, no password available (headless), no username (headless)
+  2  bad usage: unknown flag, no password available (headless), no username (headless), a
+     server seen for the first time without --trust-fingerprint or --trust-on-first-use
+     (headless; its fingerprint is printed)
   3  messages were still unacknowledged when the drain timeout passed (their number is printed)
   4  the server refused the login or registration (wrong password, unknown user, name taken,
-     registration closed, too many failures) or could not prove it knows the account's secret
+     registration closed, too many failures), could not prove it knows the account's secret,
+     or presented a certificate other than the pinned one
 
 The terminal UI exits 0 when quit, 1 on an error (e.g. no terminal), 3 when messages were still
 unacknowledged after 3 s (their text is printed), 128+N after signal N (SIGTERM, SIGHUP).
 
 Errors are printed on standard error as one line: `gc-client: error: <what>: <cause>`.
+
+ENCRYPTION
+  Every connection, both ways, is TLS 1.3 (--tls off: plain GC/1, for servers without TLS). The
+  client trusts one certificate per server, by its SHA-256 fingerprint, kept in the known servers
+  file (--known-servers). On first contact the terminal UI shows the server's fingerprint and asks;
+  compare it with what the server's operator sees (`gc-server tls fingerprint`). Headless mode
+  needs --trust-fingerprint SHA256:… (this run) or --trust-on-first-use (remembered). A server
+  whose certificate changed is refused with both fingerprints and the line to remove. The login is
+  bound to the TLS session, so a relay with its own certificate cannot complete it; the server
+  calls back over TLS to a certificate this client makes for each run and announces at login.
+  With --with-server the client trusts the server it started (its DATA_DIR/tls/cert.pem).
 
 PORTS
   The server listens on 10740 (version check), 9281 (login) and 9980 (messages). The client
@@ -196,6 +211,39 @@ pub struct Cli {
     /// With --with-server: the server's data directory [default: ./gc-data].
     #[arg(long, value_name = "DIR", requires = "with_server")]
     pub server_data_dir: Option<PathBuf>,
+
+    /// `required`: TLS (GC/2) with the server's certificate pinned, the login bound to the TLS
+    /// session. `off`: plain, unencrypted GC/1, for servers run with --tls off or optional.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = TlsChoice::Required)]
+    pub tls: TlsChoice,
+
+    /// Trust the server presenting this certificate (`SHA256:…`, as `gc-server tls fingerprint`
+    /// prints it), for this run; a different pin already in the known servers file is an error.
+    #[arg(
+        long,
+        value_name = "FINGERPRINT",
+        conflicts_with = "trust_on_first_use"
+    )]
+    pub trust_fingerprint: Option<Fingerprint>,
+
+    /// On first contact, trust the certificate the server presents and remember it in the known
+    /// servers file, without asking. A server whose certificate later changes is still refused.
+    #[arg(long)]
+    pub trust_on_first_use: bool,
+
+    /// The pins of servers trusted before, one `<server>:<port> SHA256:…` per line [default:
+    /// $XDG_DATA_HOME/gc-client/known_servers or ~/.local/share/gc-client/known_servers].
+    #[arg(long, value_name = "FILE")]
+    pub known_servers: Option<PathBuf>,
+}
+
+/// `--tls`: how the client talks to the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsChoice {
+    /// TLS 1.3 with a pinned server certificate (GC/2).
+    Required,
+    /// Plain GC/1, unencrypted.
+    Off,
 }
 
 impl Cli {
@@ -249,6 +297,22 @@ impl Cli {
         config.mods_dir = self.mods_dir()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The known servers file in effect.
+    pub fn known_servers_path(&self) -> Result<PathBuf, AppError> {
+        if let Some(path) = &self.known_servers {
+            return Ok(path.clone());
+        }
+        data_home(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
+            .map(|base| base.join("gc-client").join("known_servers"))
+            .ok_or_else(|| {
+                AppError::Config(
+                    "no place for the known servers file: neither XDG_DATA_HOME nor HOME is \
+                     set; give --known-servers FILE, or --trust-fingerprint"
+                        .into(),
+                )
+            })
     }
 
     /// The plugin directory in effect (`None`: no HOME to put the default under).

@@ -70,6 +70,21 @@ pub enum AppError {
     #[error("cannot use the terminal (run gc-client in a terminal, or use --headless)")]
     Terminal(#[source] io::Error),
 
+    /// A server seen for the first time, and nothing says to trust it (headless).
+    #[error(
+        "first contact with {contact}; compare it with what the server's operator sees \
+         (gc-server tls fingerprint), then run again with --trust-fingerprint {} (this run) or \
+         --trust-on-first-use (remembered in {})",
+        contact.fingerprint,
+        known.display()
+    )]
+    Untrusted {
+        /// What the server presented.
+        contact: gc_client_core::trust::FirstContact,
+        /// The known servers file.
+        known: PathBuf,
+    },
+
     /// The local server of `--with-server` could not be run.
     #[error("--with-server: {0}")]
     LocalServer(String),
@@ -86,7 +101,10 @@ impl AppError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            Self::Config(_) | Self::NoPassword(_) | Self::Client(ClientError::Config(_))
+            Self::Config(_)
+                | Self::NoPassword(_)
+                | Self::Untrusted { .. }
+                | Self::Client(ClientError::Config(_))
         )
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! and holds what only the binary needs: [`cli`] (the command line and how it becomes a
 //! [`gc_client_core::ClientConfig`]), [`settings`] (the terminal UI's settings file and default
-//! paths), [`local_server`] (`--with-server`), [`exit`] (exit codes) and [`run`] (what `main`
+//! paths), [`trust`] (which server certificate to trust), [`local_server`] (`--with-server`), [`exit`] (exit codes) and [`run`] (what `main`
 //! calls once the command line is parsed). [`error::AppError`] wraps the core's error with the
 //! failures only these meet.
 
@@ -21,6 +21,7 @@ pub mod headless;
 pub mod local_server;
 pub mod run;
 pub mod settings;
+pub mod trust;
 pub mod tui;
 
 pub use error::AppError;

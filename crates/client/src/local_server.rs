@@ -18,7 +18,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use gc_net::Conn;
-use gc_protocol::signin;
+use gc_net::identity::{IDENTITY_DIR, Identity};
+use gc_net::tls::Stream;
+use gc_protocol::{Fingerprint, VERSION, signin};
 use rustix::process::{Pid, Signal, kill_process};
 
 use crate::error::AppError;
@@ -39,6 +41,8 @@ pub struct LocalServerOptions {
     pub ports: ServerPorts,
     /// How long it may take to answer `Ping`.
     pub ready_timeout: Duration,
+    /// Whether it speaks TLS (its default) or runs with `--tls off`.
+    pub tls: bool,
 }
 
 /// How the local server ended.
@@ -61,6 +65,8 @@ pub struct LocalServer {
     exited: Receiver<std::io::Result<ExitStatus>>,
     waiter: Option<JoinHandle<()>>,
     log_file: PathBuf,
+    data_dir: PathBuf,
+    tls: bool,
     done: bool,
 }
 
@@ -132,6 +138,9 @@ impl LocalServer {
         if let Some(ip) = options.bind {
             command.arg("--bind").arg(ip.to_string());
         }
+        if !options.tls {
+            command.arg("--tls").arg("off");
+        }
         let mut child = command.spawn().map_err(|source| AppError::Io {
             what: "start",
             path: options.binary.clone(),
@@ -153,6 +162,8 @@ impl LocalServer {
             exited,
             waiter: Some(waiter),
             log_file: options.log_file.clone(),
+            data_dir: options.data_dir.clone(),
+            tls: options.tls,
             done: false,
         };
         let probe_ip = match options.bind {
@@ -173,7 +184,7 @@ impl LocalServer {
     fn wait_ready(&mut self, addr: SocketAddr, timeout: Duration) -> Result<(), AppError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if ping(addr) {
+            if ping(addr, self.tls) {
                 return Ok(());
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -207,6 +218,20 @@ impl LocalServer {
                 }
             }
         }
+    }
+
+    /// The certificate the server presents (made in its data directory at its first start) and
+    /// its fingerprint; `None` with `--tls off`.
+    pub fn certificate(&self) -> Result<Option<(PathBuf, Fingerprint)>, AppError> {
+        if !self.tls {
+            return Ok(None);
+        }
+        let dir = self.data_dir.join(IDENTITY_DIR);
+        let cert = dir.join("cert.pem");
+        let identity = Identity::load(&cert, &dir.join("key.pem")).map_err(|e| {
+            AppError::LocalServer(format!("cannot read the local server's certificate: {e}"))
+        })?;
+        Ok(Some((cert, identity.fingerprint())))
     }
 
     /// The server's log file.
@@ -261,11 +286,16 @@ impl Drop for LocalServer {
     }
 }
 
-/// Whether a GC/1 server answers the version check at `addr` (within a second).
-pub fn ping(addr: SocketAddr) -> bool {
+/// Whether a gc-server answers the version check at `addr` (within a second), over TLS or plain.
+pub fn ping(addr: SocketAddr, tls: bool) -> bool {
     let timeout = Duration::from_secs(1);
+    if tls {
+        // Its certificate is checked at login, against the one in its data directory.
+        return gc_client_core::trust::probe_addr(addr, None, timeout).is_ok();
+    }
     let Ok(stream) = gc_net::connect_from(None, addr, timeout) else {
         return false;
     };
-    signin::version_check(&mut Conn::new(stream, addr.to_string()), timeout).is_ok()
+    let mut conn = Conn::new(Stream::Plain(stream), addr.to_string());
+    signin::version_check(&mut conn, VERSION, timeout).is_ok()
 }

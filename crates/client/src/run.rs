@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::AppError;
-use crate::cli::Cli;
+use crate::cli::{Cli, TlsChoice};
 use crate::exit::{self, EXIT_ERROR, EXIT_UNSENT, EXIT_USAGE};
 use crate::headless;
 use crate::local_server::{self, LocalServer, LocalServerOptions, StopReport};
 use crate::settings::{Settings, default_log_path, default_settings_path};
+use crate::trust::ServerTrust;
 use crate::tui::{self, TuiOptions};
 use gc_client_core::ServerPorts;
 use gc_client_core::config::DEFAULT_CONNECT_PORT;
@@ -35,10 +36,15 @@ pub fn run(cli: &Cli, log_file: Option<&Path>) -> u8 {
             Err(e) => return error_exit(&e),
         }
     }
-    let code = if cli.headless {
-        run_headless(cli)
-    } else {
-        run_tui(cli)
+    let local_cert = match server.as_ref().map(LocalServer::certificate).transpose() {
+        Ok(cert) => cert.flatten(),
+        Err(e) => return error_exit(&e),
+    };
+    let code = match ServerTrust::decide(cli, local_cert) {
+        Ok(trust) if cli.headless => run_headless(cli, trust),
+        Ok(trust) => run_tui(cli, trust),
+        Err(e) if cli.headless => headless_exit(&Err(e)),
+        Err(e) => error_exit(&e),
     };
     if let Some(mut server) = server {
         match server.stop(LOCAL_SERVER_WAIT) {
@@ -89,6 +95,7 @@ fn start_local_server(cli: &Cli, log_file: Option<&Path>) -> Result<LocalServer,
             send: cli.server_port_send,
         },
         ready_timeout: LOCAL_SERVER_WAIT,
+        tls: cli.tls == TlsChoice::Required,
     };
     tracing::info!(
         "starting {} (data {}, log {})",
@@ -99,8 +106,13 @@ fn start_local_server(cli: &Cli, log_file: Option<&Path>) -> Result<LocalServer,
     LocalServer::start(&options)
 }
 
-fn run_headless(cli: &Cli) -> u8 {
-    let config = match cli.password().and_then(|pw| cli.client_config(pw)) {
+fn run_headless(cli: &Cli, trust: ServerTrust) -> u8 {
+    let config = cli.password().and_then(|pw| {
+        let mut config = cli.client_config(pw)?;
+        config.tls = trust.settle_headless(&config)?;
+        Ok(config)
+    });
+    let config = match config {
         Ok(config) => config,
         Err(e) => return headless_exit(&Err(e)),
     };
@@ -119,7 +131,7 @@ fn run_headless(cli: &Cli) -> u8 {
     headless_exit(&result)
 }
 
-fn run_tui(cli: &Cli) -> u8 {
+fn run_tui(cli: &Cli, trust: ServerTrust) -> u8 {
     let settings = cli.config.clone().or_else(|| {
         default_settings_path(
             std::env::var_os("XDG_CONFIG_HOME"),
@@ -153,6 +165,7 @@ fn run_tui(cli: &Cli) -> u8 {
         register: cli.register,
         settings,
         drain: QUIT_DRAIN,
+        trust,
     };
     let config_for =
         |user: &str, password, register| cli.client_config_for(user, password, register);

@@ -3,12 +3,14 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::Conn;
 use crate::error::NetError;
+use crate::tls::{PeerCheck, Stream, TlsConfig};
 use crate::unblock::{Registration, Unblocker};
 
 /// Socket timeouts of zero mean "forever" to the OS; never set one shorter than this.
@@ -69,39 +71,74 @@ pub fn connect_from(
     Ok(stream)
 }
 
-/// How one endpoint opens its connections: from which local address, within which timeouts.
-/// Built once at start and shared by everything that connects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How one endpoint opens its connections: from which local address, within which timeouts,
+/// plain or over TLS. Built once at start and shared by everything that connects.
+#[derive(Clone, Debug)]
 pub struct Connector {
     /// The source address (`None`: the OS picks).
     pub local: Option<IpAddr>,
     /// Connect and I/O timeouts.
     pub timeouts: Timeouts,
+    /// TLS for every connection it opens, or plain GC/1.
+    tls: Option<Arc<TlsConfig>>,
 }
 
 impl Connector {
-    /// A connector from `local` with `timeouts`.
+    /// A plain connector from `local` with `timeouts`.
     pub fn new(local: Option<IpAddr>, timeouts: Timeouts) -> Self {
-        Self { local, timeouts }
+        Self {
+            local,
+            timeouts,
+            tls: None,
+        }
     }
 
-    /// Opens a framed connection to `addr`.
-    pub fn connect(&self, addr: SocketAddr) -> Result<Conn, NetError> {
-        let stream = connect_from(self.local, addr, self.timeouts.connect)
-            .map_err(|source| NetError::Connect { addr, source })?;
-        Ok(Conn::new(stream, addr.to_string()))
+    /// The same connector, over TLS.
+    pub fn with_tls(mut self, tls: Arc<TlsConfig>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
-    /// Opens a framed connection to `addr` and registers it with `unblocker`, so whoever stops
-    /// that unblocker cuts it short; it stays registered while the registration lives.
+    /// Whether its connections are TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Opens a framed connection to `addr` (named `peer` in errors), its peer checked by `check`
+    /// when it is TLS.
+    pub fn connect(&self, addr: SocketAddr, check: PeerCheck) -> Result<Conn, NetError> {
+        self.open(addr, check, &Unblocker::new())
+            .map(|(conn, _)| conn)
+    }
+
+    /// Opens a framed connection to `addr` and registers it with `unblocker` (before its TLS
+    /// handshake, which a stop can then cut short too), so whoever stops that unblocker cuts it;
+    /// it stays registered while the registration lives.
     pub fn open(
         &self,
         addr: SocketAddr,
+        check: PeerCheck,
         unblocker: &Unblocker,
     ) -> Result<(Conn, Registration), NetError> {
-        let conn = self.connect(addr)?;
-        let registration = unblocker.register(conn.get_ref());
-        Ok((conn, registration))
+        self.open_named(addr, &addr.to_string(), check, unblocker)
+    }
+
+    /// [`Connector::open`] with the peer's name given (callers that keep it formatted).
+    pub fn open_named(
+        &self,
+        addr: SocketAddr,
+        peer: &str,
+        check: PeerCheck,
+        unblocker: &Unblocker,
+    ) -> Result<(Conn, Registration), NetError> {
+        let tcp = connect_from(self.local, addr, self.timeouts.connect)
+            .map_err(|source| NetError::Connect { addr, source })?;
+        let registration = unblocker.register(&tcp);
+        let stream = match &self.tls {
+            None => Stream::Plain(tcp),
+            Some(tls) => tls.connect(tcp, peer, check, self.deadline())?,
+        };
+        Ok((Conn::new(stream, peer.to_owned()), registration))
     }
 
     /// A deadline one I/O timeout from now.
@@ -194,7 +231,9 @@ mod tests {
         let addr = l.local_addr().unwrap();
         drop(l);
         let connector = Connector::new(None, Timeouts::new(Duration::from_secs(1)));
-        let err = connector.connect(addr).unwrap_err();
+        let err = connector
+            .connect(addr, crate::tls::PeerCheck::Any)
+            .unwrap_err();
         assert!(matches!(err, NetError::Connect { addr: a, .. } if a == addr));
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
     }

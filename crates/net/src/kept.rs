@@ -14,6 +14,7 @@ use gc_protocol::{Frame, ProtocolError};
 use crate::Conn;
 use crate::connect::Connector;
 use crate::error::NetError;
+use crate::tls::PeerCheck;
 use crate::unblock::{Registration, Unblocker};
 
 /// Whether a connection stays open after an exchange.
@@ -42,6 +43,8 @@ struct Open {
 #[derive(Debug)]
 pub struct KeptConn {
     addr: SocketAddr,
+    /// What the peer's certificate must be, when the connector speaks TLS.
+    check: PeerCheck,
     /// `addr` as errors name it, formatted once rather than at every connect (which also kept
     /// the formatting machinery off the deepest point of a server heartbeat thread's stack).
     peer: String,
@@ -58,6 +61,7 @@ impl KeptConn {
     pub fn new(addr: SocketAddr, connector: Connector, unblocker: Unblocker, reuse: Reuse) -> Self {
         Self {
             addr,
+            check: PeerCheck::Any,
             peer: addr.to_string(),
             connector,
             unblocker,
@@ -87,6 +91,21 @@ impl KeptConn {
             self.addr = addr;
             self.peer = addr.to_string();
         }
+    }
+
+    /// Makes every TLS connection it opens check its peer so (closing the kept connection if
+    /// the check changes).
+    pub fn set_check(&mut self, check: PeerCheck) {
+        if check != self.check {
+            self.close();
+            self.check = check;
+        }
+    }
+
+    /// The same link, its TLS peers checked so.
+    pub fn with_check(mut self, check: PeerCheck) -> Self {
+        self.check = check;
+        self
     }
 
     /// Writes `request` (one or more encoded frames) and reads the replies with `read`.
@@ -130,9 +149,9 @@ impl KeptConn {
 
     /// Writes `request` and reads one reply frame of type `R`.
     pub fn exchange<R: Frame>(&mut self, request: &[u8]) -> Result<R, NetError> {
-        let connector = self.connector;
+        let timeouts = self.connector.timeouts;
         self.exchange_with(request, |conn| {
-            conn.read(connector.deadline()).map_err(|e| (e, false))
+            conn.read(timeouts.deadline()).map_err(|e| (e, false))
         })
     }
 
@@ -209,7 +228,7 @@ impl KeptConn {
         };
         let mut byte = [0u8; 1];
         match rustix::net::recv(
-            open.conn.get_ref(),
+            open.conn.get_ref().tcp(),
             &mut byte[..],
             rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
         ) {
@@ -225,17 +244,9 @@ impl KeptConn {
     }
 
     fn connect(&self) -> Result<Open, NetError> {
-        let stream = crate::connect_from(
-            self.connector.local,
-            self.addr,
-            self.connector.timeouts.connect,
-        )
-        .map_err(|source| NetError::Connect {
-            addr: self.addr,
-            source,
-        })?;
-        let registration = self.unblocker.register(&stream);
-        let conn = Conn::new(stream, self.peer.clone());
+        let (conn, registration) =
+            self.connector
+                .open_named(self.addr, &self.peer, self.check, &self.unblocker)?;
         Ok(Open {
             conn,
             _registration: registration,

@@ -28,4 +28,4 @@ pub use tls::{ClientAuth, PeerCheck, Stream, TlsConfig};
 pub use unblock::{Registration, Unblocker};
 
 /// A framed connection to a peer, as every exchange reads and writes it.
-pub type Conn = gc_protocol::FramedStream<std::net::TcpStream>;
+pub type Conn = gc_protocol::FramedStream<Stream>;

@@ -90,12 +90,17 @@ impl TlsConfig {
             .map_err(failed)?
             .dangerous()
             .with_custom_certificate_verifier(verifier.clone());
-        let client = match identity {
+        let mut client = match identity {
             Some(id) => client
                 .with_client_auth_cert(id.certs().to_vec(), id.key().clone_key())
                 .map_err(failed)?,
             None => client.with_no_client_auth(),
         };
+        // No session resumption, either way: connections are kept, so full handshakes are
+        // rare, and every handshake then shows the peer's certificate for the pin check. (A
+        // server would otherwise send tickets right after the handshake: bytes nobody asked for
+        // on a connection the client may not read for a while.)
+        client.resumption = rustls::client::Resumption::disabled();
         let server = match identity {
             None => None,
             Some(id) => {
@@ -106,9 +111,11 @@ impl TlsConfig {
                     ClientAuth::None => builder.with_no_client_auth(),
                     ClientAuth::Required => builder.with_client_cert_verifier(verifier),
                 };
-                let config = builder
+                let mut config = builder
                     .with_single_cert(id.certs().to_vec(), id.key().clone_key())
                     .map_err(failed)?;
+                config.send_tls13_tickets = 0;
+                config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
                 Some(Arc::new(config))
             }
         };
@@ -195,11 +202,17 @@ fn tls_error(peer: &str, e: &rustls::Error) -> NetError {
 /// Completes the handshake before `deadline`, then applies `check`.
 fn finish(
     mut conn: Connection,
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     peer: &str,
     check: PeerCheck,
     deadline: Instant,
 ) -> Result<Stream, NetError> {
+    // The first bytes the peer sends are kept: a peer that answers in plain GC/1 (a server with
+    // `--tls off`, or one refusing the connection before any handshake) says why in words.
+    let mut io = Recording {
+        tcp,
+        first: Vec::new(),
+    };
     while conn.is_handshaking() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -208,12 +221,13 @@ fn finish(
             }));
         }
         let left = left.max(MIN_TIMEOUT);
-        tcp.set_read_timeout(Some(left))
-            .and_then(|()| tcp.set_write_timeout(Some(left)))
+        io.tcp
+            .set_read_timeout(Some(left))
+            .and_then(|()| io.tcp.set_write_timeout(Some(left)))
             .map_err(|e| io_error(peer, e))?;
-        match conn.complete_io(&mut tcp) {
+        match conn.complete_io(&mut io) {
             Ok((0, 0)) if conn.is_handshaking() && conn.wants_read() => {
-                return Err(handshake_eof(peer, &mut conn));
+                return Err(handshake_eof(peer, &io.first));
             }
             Ok(_) => {}
             Err(e)
@@ -222,10 +236,10 @@ fn finish(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(handshake_failed(peer, e)),
+            Err(e) => return Err(handshake_failed(peer, e, &io.first)),
         }
     }
-    let stream = Stream::Tls(Box::new(TlsStream { conn, tcp }));
+    let stream = Stream::Tls(Box::new(TlsStream { conn, tcp: io.tcp }));
     if let PeerCheck::Pinned(expected) = check {
         match stream.peer_fingerprint() {
             Some(presented) if presented == expected => {}
@@ -241,26 +255,68 @@ fn finish(
     Ok(stream)
 }
 
+/// The socket during a handshake, keeping the first bytes read from it.
+struct Recording {
+    tcp: TcpStream,
+    first: Vec<u8>,
+}
+
+/// How much of a plain-text answer is kept for the error message.
+const RECORDED: usize = 512;
+
+impl Read for Recording {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.tcp.read(buf)?;
+        let keep = n.min(RECORDED.saturating_sub(self.first.len()));
+        self.first.extend_from_slice(&buf[..keep]);
+        Ok(n)
+    }
+}
+
+impl Write for Recording {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+/// The peer's first line, if it answered in plain GC/1 (`Err <code> <text>`).
+fn plain_answer(first: &[u8]) -> Option<String> {
+    if first.first() == Some(&TLS_HANDSHAKE_BYTE) {
+        return None;
+    }
+    let line = first.split(|&b| b == b'\n').next()?;
+    let text = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
+    text.starts_with("Err ").then(|| text.to_owned())
+}
+
+const NOT_TLS: &str = "does it speak TLS? a plain GC/1 peer, or a server with --tls off, does not";
+
 /// The peer closed during the handshake: say what it most likely is.
-fn handshake_eof(peer: &str, _conn: &mut Connection) -> NetError {
+fn handshake_eof(peer: &str, first: &[u8]) -> NetError {
     NetError::Tls {
         peer: peer.to_owned(),
-        detail: "closed the connection during the TLS handshake (does it speak TLS? a plain \
-                 GC/1 peer, or a server with --tls off, does not)"
-            .into(),
+        detail: match plain_answer(first) {
+            Some(line) => format!("answered in plain text instead of TLS: {line}"),
+            None => format!("closed the connection during the TLS handshake ({NOT_TLS})"),
+        },
     }
 }
 
 /// A handshake error, in words: rustls reports it as `InvalidData` carrying its own error.
-fn handshake_failed(peer: &str, e: io::Error) -> NetError {
+fn handshake_failed(peer: &str, e: io::Error, first: &[u8]) -> NetError {
     let detail = match e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
         Some(rustls::Error::InvalidMessage(_))
-        | Some(rustls::Error::InappropriateMessage { .. }) => {
-            "did not answer with TLS (a plain GC/1 peer, or a server with --tls off?)".to_owned()
-        }
+        | Some(rustls::Error::InappropriateMessage { .. }) => match plain_answer(first) {
+            Some(line) => format!("answered in plain text instead of TLS: {line}"),
+            None => format!("did not answer with TLS ({NOT_TLS})"),
+        },
         Some(inner) => format!("TLS handshake failed: {inner}"),
         None => format!("TLS handshake failed: {e}"),
     };
@@ -486,7 +542,10 @@ impl Read for TlsStream {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
-            self.push()?;
+            // Queued records (an alert, a key update) go first; a peer that stopped reading
+            // may still have sent something to read, so a failure here is for the next write
+            // to report.
+            let _ = self.push();
             if self.conn.read_tls(&mut self.tcp)? == 0 {
                 // The peer closed; the reader now reports whether it said so first.
                 self.conn

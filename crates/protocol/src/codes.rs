@@ -3,8 +3,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// The protocol version this crate speaks, as written in `Ping`/`Pong` on the connect port.
+/// The protocol version of plain GC/1, as written in `Ping`/`Pong` on the connect port.
 pub const VERSION: &str = "GC/1";
+/// The version spoken over TLS: GC/1's frames, with the login bound to the TLS session
+/// (SCRAM-SHA-256-PLUS), `AuthRequest` carrying the client's callback certificate fingerprint,
+/// and the callbacks over mutual TLS.
+pub const VERSION_TLS: &str = "GC/2";
 
 /// Frame tokens (the first field of every frame; case-sensitive).
 pub mod token {

@@ -23,6 +23,9 @@ pub enum FieldError {
     /// Not 64 lowercase hex digits.
     #[error("not a session token (64 lowercase hex digits)")]
     SessionToken,
+    /// Not `SHA256:` and 43 characters of base64.
+    #[error("not a certificate fingerprint (SHA256: and 43 characters of base64)")]
+    Fingerprint,
 }
 
 /// Errors reading or writing frames on a stream. Every variant names the peer concerned.

@@ -15,7 +15,7 @@ pub mod signin;
 pub mod texts;
 pub mod types;
 
-pub use codes::{ErrorCode, Registration, VERSION};
+pub use codes::{ErrorCode, Registration, VERSION, VERSION_TLS};
 pub use error::{FieldError, ProtocolError};
 pub use frame::{
     AuthClient, AuthServer, Authed, CallbackPorts, CallbackReply, ConnectPing, ConnectReply,

@@ -24,7 +24,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::codes::{ErrorCode, Registration, VERSION};
+use crate::codes::{ErrorCode, Registration, VERSION, VERSION_TLS};
 use crate::error::ProtocolError;
 use crate::frame::{
     AuthClient, AuthServer, Authed, CallbackPorts, CallbackReply, ConnectPing, ConnectReply,
@@ -33,11 +33,11 @@ use crate::frame::{
 use crate::io::{FramedStream, TimeoutStream};
 use crate::limits::MAX_SCRAM_ITERATIONS;
 use crate::scram::{
-    ClientFinal, ClientFirst, ClientKeys, ScramError, ServerChallenge, Verifier, derive_verifier,
-    random_salt,
+    Binding, ClientFinal, ClientFirst, ClientKeys, ScramError, ServerChallenge, Verifier,
+    derive_verifier, random_salt,
 };
 use crate::texts;
-use crate::types::{SessionToken, Username};
+use crate::types::{Fingerprint, SessionToken, Username};
 
 /// Which exchange of the sign-in a failure belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,9 +97,11 @@ pub enum SignInError {
         /// What it did.
         detail: String,
     },
-    /// The server announced another protocol version in `Pong`.
-    #[error("the server speaks {announced}, not {VERSION}")]
+    /// The server announced another protocol version in `Pong` than the one asked for.
+    #[error("the server speaks {announced}, not {asked}")]
     Version {
+        /// What was asked for.
+        asked: &'static str,
         /// What it announced.
         announced: String,
     },
@@ -140,14 +142,48 @@ fn due(timeout: Duration) -> Instant {
     Instant::now() + timeout
 }
 
-/// `Ping GC/1` → `Pong GC/1 <name> <open|closed>` on the server's connect port. Each write and
-/// read gets `timeout`.
+/// The connection a login runs on: plain GC/1, or TLS (GC/2), which binds the login to the
+/// session and tells the server which certificate the client's callback listeners present.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Channel {
+    /// Plain GC/1.
+    Plain,
+    /// GC/2 over TLS.
+    Tls {
+        /// The TLS session's `tls-exporter` value (both ends compute the same).
+        binding: [u8; 32],
+        /// The fingerprint of the client's callback certificate.
+        callback_fingerprint: Fingerprint,
+    },
+}
+
+impl Channel {
+    /// The version spoken on it: `GC/1` plain, `GC/2` over TLS.
+    pub fn version(&self) -> &'static str {
+        match self {
+            Self::Plain => VERSION,
+            Self::Tls { .. } => VERSION_TLS,
+        }
+    }
+
+    fn binding(&self) -> Binding {
+        match self {
+            Self::Plain => Binding::Unbound,
+            Self::Tls { binding, .. } => Binding::TlsExporter(*binding),
+        }
+    }
+}
+
+/// `Ping <version>` → `Pong <version> <name> <open|closed>` on the server's connect port, with
+/// `version` [`VERSION`] on plain connections and [`VERSION_TLS`] over TLS. Each write and read
+/// gets `timeout`.
 pub fn version_check<S: TimeoutStream>(
     conn: &mut FramedStream<S>,
+    version: &'static str,
     timeout: Duration,
 ) -> Result<ServerHello, SignInError> {
     let ping = ConnectPing {
-        version: VERSION.to_owned(),
+        version: version.to_owned(),
     };
     conn.send(&ping, due(timeout))
         .map_err(wire(Step::VersionCheck))?;
@@ -155,9 +191,12 @@ pub fn version_check<S: TimeoutStream>(
         .read::<ConnectReply>(due(timeout))
         .map_err(wire(Step::VersionCheck))?
     {
-        ConnectReply::Pong { version, .. } if version != VERSION => {
-            Err(SignInError::Version { announced: version })
-        }
+        ConnectReply::Pong {
+            version: announced, ..
+        } if announced != version => Err(SignInError::Version {
+            asked: version,
+            announced,
+        }),
         ConnectReply::Pong {
             server_name,
             registration,
@@ -245,19 +284,29 @@ pub fn register_with_password<S: TimeoutStream>(
     ))
 }
 
-/// `AuthRequest <username> <callback ports> <client-first>` → `Auth1 <server-first>` on the auth
-/// port: the start of a SCRAM login.
+/// `AuthRequest <username> <callback ports> <client-first>[ <callback-fingerprint>]` →
+/// `Auth1 <server-first>` on the auth port: the start of a SCRAM login, bound to `channel`.
 pub fn request_login<S: TimeoutStream>(
     conn: &mut FramedStream<S>,
     username: &Username,
     ports: CallbackPorts,
+    channel: &Channel,
     timeout: Duration,
 ) -> Result<Challenge, SignInError> {
-    let first = ClientFirst::new(username.as_str()).map_err(|_| SignInError::Random)?;
+    let first = ClientFirst::bound(username.as_str(), channel.binding())
+        .map_err(|_| SignInError::Random)?;
+    let callback_fingerprint = match channel {
+        Channel::Plain => None,
+        Channel::Tls {
+            callback_fingerprint,
+            ..
+        } => Some(*callback_fingerprint),
+    };
     let request = AuthClient::AuthRequest {
         username: username.clone(),
         ports,
         client_first: first.message().to_owned(),
+        callback_fingerprint,
     };
     conn.send(&request, due(timeout))
         .map_err(wire(Step::Login))?;

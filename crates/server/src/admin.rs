@@ -292,25 +292,10 @@ pub fn plugins_list(config: &Config, out: &mut dyn Write) -> Result<(), ServerEr
     Ok(())
 }
 
-/// `gc-server tls fingerprint`: the fingerprint clients pin, of the operator's certificate
-/// (`given`: cert and key files) or of the data dir's own identity (made if missing).
-pub fn tls_fingerprint(
-    config: &Config,
-    given: Option<(&std::path::Path, &std::path::Path)>,
-    out: &mut dyn Write,
-) -> Result<(), ServerError> {
-    use gc_net::identity::{IDENTITY_DIR, Identity, Origin};
-    let identity = match given {
-        Some((cert, key)) => Identity::load(cert, key)?,
-        None => {
-            let (identity, origin) =
-                Identity::load_or_create(&config.data_dir.join(IDENTITY_DIR), "gc-server")?;
-            if let Origin::Created(dir) = origin {
-                tracing::info!("made a new TLS identity in {}", dir.display());
-            }
-            identity
-        }
-    };
+/// `gc-server tls fingerprint`: the fingerprint clients pin, of the configured certificate
+/// (`tls_cert`) or of the data dir's own identity (made if missing).
+pub fn tls_fingerprint(config: &Config, out: &mut dyn Write) -> Result<(), ServerError> {
+    let identity = crate::tls::identity(config)?;
     writeln!(out, "{}", identity.fingerprint()).map_err(|source| ServerError::Io {
         what: "write to",
         path: "standard output".into(),

@@ -1,25 +1,25 @@
 //! The authentication port: SCRAM-SHA-256 login with the callback to the client's auth port, and
 //! registration. One thread per connection, bounded by the pending-auth limit.
 
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use gc_net::Conn;
-use gc_protocol::scram::{ClientHello, ScramError, ServerFirst, Verifier};
+use gc_protocol::scram::{Binding, ClientHello, ScramError, ServerFirst, Verifier};
 use gc_protocol::{
     AuthClient, AuthServer, Authed, CallbackPorts, CallbackReply, ErrorCode, ErrorFrame,
-    ProtocolError, SessionToken, Timestamp, Username, texts,
+    Fingerprint, ProtocolError, SessionToken, Timestamp, Username, texts,
 };
 use gc_store::{Account, StoreError};
 
+use crate::config::TlsMode;
 use crate::state::{AddError, NewSession, ServerState};
 use crate::{heartbeat, listener};
 
 /// Serves one connection on the auth port: any number of `Register` and `AuthRequest` exchanges
 /// until the client closes or stays silent for the I/O timeout.
-pub fn serve(shared: Arc<ServerState>, stream: TcpStream, peer: SocketAddr) {
-    let mut conn = Conn::new(stream, peer.to_string());
+pub fn serve(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
     loop {
         let frame = match conn.read::<AuthClient>(shared.io_deadline()) {
             Ok(frame) => frame,
@@ -80,14 +80,19 @@ pub fn serve(shared: Arc<ServerState>, stream: TcpStream, peer: SocketAddr) {
                 username,
                 ports,
                 client_first,
-            } => login(
-                &shared,
-                &mut conn,
-                peer.ip(),
-                &username,
-                ports,
-                &client_first,
-            ),
+                callback_fingerprint,
+            } => match channel(&shared, &conn, peer.ip(), &username, callback_fingerprint) {
+                Ok(channel) => login(
+                    &shared,
+                    &mut conn,
+                    peer.ip(),
+                    &username,
+                    ports,
+                    &client_first,
+                    channel,
+                ),
+                Err(answer) => answer,
+            },
             AuthClient::Proof { .. } => err(
                 ErrorCode::Malformed,
                 "`Proof` without an `AuthRequest` before it",
@@ -149,6 +154,58 @@ fn register(shared: &ServerState, ip: IpAddr, account: Account) -> AuthServer {
     }
 }
 
+/// What a login is bound to, as its connection says.
+struct LoginChannel {
+    /// The TLS session's `tls-exporter` value, or unbound on plain GC/1.
+    binding: Binding,
+    /// GC/2: the client's callback certificate, the only one the server accepts when it calls
+    /// back.
+    callback_pin: Option<Fingerprint>,
+}
+
+/// Checks that an `AuthRequest` fits its connection: over TLS it must name the client's callback
+/// certificate; plain, it must not (and is logged, as it crosses the network in the clear).
+fn channel(
+    shared: &ServerState,
+    conn: &Conn,
+    ip: IpAddr,
+    username: &Username,
+    callback_fingerprint: Option<Fingerprint>,
+) -> Result<LoginChannel, AuthServer> {
+    let stream = conn.get_ref();
+    if !stream.is_tls() {
+        if callback_fingerprint.is_some() {
+            return Err(err(
+                ErrorCode::Malformed,
+                "a callback certificate is announced over TLS (GC/2) only; this connection is plain",
+            ));
+        }
+        if shared.config.tls == TlsMode::Optional {
+            tracing::warn!(%ip, user = %username, "plain GC/1 login: this session is not encrypted");
+        }
+        return Ok(LoginChannel {
+            binding: Binding::Unbound,
+            callback_pin: None,
+        });
+    }
+    let Some(pin) = callback_fingerprint else {
+        return Err(err(
+            ErrorCode::Malformed,
+            "over TLS (GC/2) an AuthRequest names the fingerprint of the client's callback certificate",
+        ));
+    };
+    match stream.binding() {
+        binding @ Binding::TlsExporter(_) => Ok(LoginChannel {
+            binding,
+            callback_pin: Some(pin),
+        }),
+        Binding::Unbound => Err(err(
+            ErrorCode::Internal,
+            "the server cannot derive this TLS session's channel binding",
+        )),
+    }
+}
+
 fn login(
     shared: &Arc<ServerState>,
     conn: &mut Conn,
@@ -156,6 +213,7 @@ fn login(
     username: &Username,
     ports: CallbackPorts,
     client_first: &str,
+    channel: LoginChannel,
 ) -> AuthServer {
     let key = username.key();
     let now = Instant::now();
@@ -180,9 +238,12 @@ fn login(
     if shared.registry.len() >= shared.config.max_clients {
         return full(shared);
     }
-    let hello = match ClientHello::parse(client_first) {
+    let hello = match ClientHello::parse_bound(client_first, &channel.binding) {
         Ok(h) => h,
-        Err(e) => return err(ErrorCode::Malformed, e.to_string()),
+        Err(e) => {
+            tracing::warn!(%ip, user = %username, "login refused: {e}");
+            return err(ErrorCode::Malformed, e.to_string());
+        }
     };
     if hello.username != username.as_str() {
         return err(
@@ -242,7 +303,11 @@ fn login(
                 format!("wrong password for {}", account.username),
             );
         }
-        Err(e) => return err(ErrorCode::Malformed, e.to_string()),
+        Err(e) => {
+            // E.g. a binding mismatch: somebody relays this login through their own TLS endpoint.
+            tracing::warn!(%ip, user = %account.username, "login refused: {e}");
+            return err(ErrorCode::Malformed, e.to_string());
+        }
     };
     let Ok(token) = SessionToken::random() else {
         return err(
@@ -250,7 +315,14 @@ fn login(
             "the server has no randomness available",
         );
     };
-    if let Err(answer) = callback(shared, ip, ports.auth, server_final, &token) {
+    let pin = channel.callback_pin;
+    if let Err(answer) = callback(
+        shared,
+        pin,
+        SocketAddr::new(ip, ports.auth),
+        server_final,
+        &token,
+    ) {
         return answer;
     }
     let join_floor = shared.store.last_n_start(shared.config.history_on_join);
@@ -261,6 +333,7 @@ fn login(
         ports,
         token,
         join_floor,
+        callback_pin: pin,
     };
     let session = match shared
         .registry
@@ -317,15 +390,15 @@ fn verifier_of(account: &Account) -> Option<Verifier> {
     })
 }
 
-/// Connects to the client's auth port, sends `Authed` and expects `Thx`.
+/// Connects to the client's auth port at `addr` (over TLS to the certificate `pin` when it
+/// logged in over TLS), sends `Authed` and expects `Thx`.
 fn callback(
     shared: &ServerState,
-    ip: IpAddr,
-    port: u16,
+    pin: Option<Fingerprint>,
+    addr: SocketAddr,
     server_final: String,
     token: &SessionToken,
 ) -> Result<(), AuthServer> {
-    let addr = SocketAddr::new(ip, port);
     let unreachable = |why: String| {
         tracing::warn!(%addr, "auth callback failed: {why}");
         err(
@@ -336,12 +409,10 @@ fn callback(
             ),
         )
     };
-    let connect_timeout = shared.connector().timeouts.connect;
-    let stream = gc_net::connect_from(None, addr, connect_timeout)
+    // Registered, so shutdown does not wait for a client that stalls the callback.
+    let (mut conn, _registered) = shared
+        .call_back(pin, addr)
         .map_err(|e| unreachable(e.to_string()))?;
-    // Shutdown must not wait for a client that stalls the callback.
-    let _registered = shared.track(&stream);
-    let mut conn = Conn::new(stream, addr.to_string());
     let deadline = shared.io_deadline();
     let authed = Authed {
         server_final,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{Config, FileConfig, parse_fsync, parse_registration};
+use crate::config::{Config, FileConfig, parse_fsync, parse_registration, parse_tls_mode};
 use crate::error::ServerError;
 
 /// gc-server: the General Communications chat server.
@@ -111,6 +111,18 @@ pub struct RunArgs {
     /// One exchange per connection, as the original prototype did (slower; for comparison).
     #[arg(long)]
     pub no_reuse: bool,
+    /// TLS on every port: `required` (the default), `optional` (TLS and plain GC/1 on the same
+    /// ports, for older clients; plain logins are logged as warnings) or `off` (the original
+    /// plain protocol).
+    #[arg(long, value_name = "MODE")]
+    pub tls: Option<String>,
+    /// The server certificate chain (PEM, leaf first), e.g. from an internal CA, instead of the
+    /// self-signed one made in DATA_DIR/tls/ at the first start.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM; readable by its owner only).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// Once the ports are bound, print `listening: connect ADDR, auth ADDR, send ADDR` on
     /// standard output (for scripts and tools that start a server on port 0).
     #[arg(long)]
@@ -297,6 +309,11 @@ impl Cli {
             c.reuse_connections = reuse;
         }
         c.print_addrs = r.print_addrs;
+        if let Some(mode) = r.tls.as_deref().or(file.tls.as_deref()) {
+            c.tls = parse_tls_mode(mode)?;
+        }
+        c.tls_cert = r.tls_cert.clone().or(file.tls_cert);
+        c.tls_key = r.tls_key.clone().or(file.tls_key);
         c.validate()?;
         let log = LogSettings {
             level: self

@@ -18,6 +18,42 @@ pub const DEFAULT_AUTH_PORT: u16 = 9281;
 /// Default port of sending and queries.
 pub const DEFAULT_SEND_PORT: u16 = 9980;
 
+/// Whether the server's ports speak TLS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TlsMode {
+    /// TLS only: a plain GC/1 client is told to update (`Err version`).
+    #[default]
+    Required,
+    /// TLS and plain GC/1 on the same ports (told apart by the first byte), for older clients;
+    /// every plain login is logged as a warning.
+    Optional,
+    /// Plain GC/1 only, as the original protocol (measurements, the faithful mode).
+    Off,
+}
+
+impl TlsMode {
+    /// As written in flags and files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Required => "required",
+            Self::Optional => "optional",
+            Self::Off => "off",
+        }
+    }
+}
+
+/// Parses `required`, `optional` or `off`.
+pub fn parse_tls_mode(text: &str) -> Result<TlsMode, ServerError> {
+    match text {
+        "required" => Ok(TlsMode::Required),
+        "optional" => Ok(TlsMode::Optional),
+        "off" => Ok(TlsMode::Off),
+        other => Err(ServerError::Config(format!(
+            "tls must be `required`, `optional` or `off`, not `{other}`"
+        ))),
+    }
+}
+
 /// Everything the running server needs to know.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -68,6 +104,12 @@ pub struct Config {
     /// Print the listening addresses on standard output once bound (`--print-addrs`; only
     /// [`crate::run_until_signal`] does).
     pub print_addrs: bool,
+    /// Whether the ports speak TLS.
+    pub tls: TlsMode,
+    /// The operator's certificate chain (PEM) instead of the data dir's own identity.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM, readable by its owner only).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -105,6 +147,10 @@ impl Default for Config {
             tail_capacity: 10_000,
             mods_dir: None,
             print_addrs: false,
+            // Until the client and the tests speak TLS (issue #11 lands in steps).
+            tls: TlsMode::Required,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -140,6 +186,9 @@ impl Config {
         }
         if self.server_name.len() > 200 {
             return bad("server-name must be at most 200 bytes");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("tls-cert and tls-key go together: give both, or neither");
         }
         Ok(())
     }
@@ -191,6 +240,12 @@ pub struct FileConfig {
     pub reuse_connections: Option<bool>,
     /// See [`Config::mods_dir`].
     pub mods_dir: Option<PathBuf>,
+    /// `required`, `optional` or `off` (see [`Config::tls`]).
+    pub tls: Option<String>,
+    /// See [`Config::tls_cert`].
+    pub tls_cert: Option<PathBuf>,
+    /// See [`Config::tls_key`].
+    pub tls_key: Option<PathBuf>,
     /// Log level (`error`, `warn`, `info`, `debug`, `trace`).
     pub log_level: Option<String>,
     /// Log file (default: standard error).

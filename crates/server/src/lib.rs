@@ -19,6 +19,7 @@ mod listener;
 mod notify;
 mod state;
 mod threads;
+mod tls;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -51,11 +52,12 @@ pub fn run(command: Option<&Command>, config: Config) -> Result<i32, ServerError
             0
         }
         Some(Command::Tls(cli::TlsCommand::Fingerprint { tls_cert, tls_key })) => {
-            admin::tls_fingerprint(
-                &config,
-                tls_cert.as_deref().zip(tls_key.as_deref()),
-                &mut out,
-            )?;
+            let mut config = config;
+            if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
+                config.tls_cert = Some(cert.clone());
+                config.tls_key = Some(key.clone());
+            }
+            admin::tls_fingerprint(&config, &mut out)?;
             0
         }
         Some(Command::Db(cmd)) => {

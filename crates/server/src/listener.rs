@@ -9,14 +9,14 @@ use gc_protocol::frame::encode_rec_frame;
 use gc_protocol::limits::MAX_FRAME_BYTES;
 use gc_protocol::{
     ClientMsgId, ErrorCode, ErrorFrame, Frame, ParseError, ProtocolError, SendReply, SendRequest,
-    Timestamp, texts,
+    SessionToken, Timestamp, texts,
 };
 
 use gc_plugin::Outcome;
 
 use gc_net::Conn;
 
-use crate::state::{NextConn, ServerState, Session};
+use crate::state::{Incoming, NextConn, ServerState, Session};
 
 /// Runs the listener of `session` until it ends or the server stops.
 ///
@@ -25,14 +25,43 @@ use crate::state::{NextConn, ServerState, Session};
 /// then handed to that session's listener. Each listener thus serves its own client, and ending a
 /// session never cuts a connection that another session's client is using.
 pub fn run(shared: Arc<ServerState>, session: Arc<Session>) {
-    while let NextConn::Conn(conn) = session.slot.next() {
-        let forward = serve(&shared, &session, conn);
+    while let NextConn::Conn(incoming) = session.slot.next() {
+        let conn = match incoming {
+            // The TLS handshake (if any) runs here: the slot has registered the socket, so the
+            // session's end cuts a stalling one.
+            Incoming::Accepted(tcp, peer) => {
+                let name = peer.to_string();
+                shared
+                    .accept(tcp, &name)
+                    .map(|stream| Conn::new(stream, name))
+            }
+            Incoming::Framed(conn) => Some(*conn),
+        };
+        let forward = conn.and_then(|conn| serve(&shared, &session, conn));
         session.slot.release();
         if let Some((target, conn)) = forward
-            && let Err(conn) = target.slot.offer(conn)
+            && let Err(Incoming::Framed(conn)) = target.slot.offer(Incoming::Framed(Box::new(conn)))
         {
-            let _ = conn.get_ref().shutdown(Shutdown::Both);
+            let _ = conn.get_ref().tcp().shutdown(Shutdown::Both);
         }
+    }
+}
+
+/// Who sent a request: the address, and whether over TLS. A session opened over TLS takes
+/// requests over TLS only, so nothing of it ever crosses the network in the clear.
+#[derive(Clone, Copy)]
+struct Sender {
+    ip: IpAddr,
+    tls: bool,
+}
+
+impl Sender {
+    /// The live session `token` names, if it is this sender's.
+    fn session(self, shared: &ServerState, token: &SessionToken) -> Option<Arc<Session>> {
+        shared
+            .registry
+            .by_token(token, self.ip)
+            .filter(|s| self.tls || s.callback_pin.is_none())
     }
 }
 
@@ -51,8 +80,12 @@ enum After {
 /// Serves `conn` until it closes, idles out, or turns out to belong to another session (then it is
 /// returned with that session, to be handed over).
 fn serve(shared: &ServerState, session: &Session, mut conn: Conn) -> Option<(Arc<Session>, Conn)> {
-    let Ok(peer) = conn.get_ref().peer_addr() else {
+    let Ok(peer) = conn.get_ref().tcp().peer_addr() else {
         return None;
+    };
+    let from = Sender {
+        ip: peer.ip(),
+        tls: conn.get_ref().is_tls(),
     };
     let mut out = Vec::with_capacity(256);
     loop {
@@ -74,11 +107,11 @@ fn serve(shared: &ServerState, session: &Session, mut conn: Conn) -> Option<(Arc
                         None => break,
                     }
                 }
-                handle_msgs(shared, session, peer.ip(), &lines, &mut out, &mut stored)
+                handle_msgs(shared, session, from, &lines, &mut out, &mut stored)
             }
             Ok(line) => {
                 session.slot.set_busy();
-                handle(shared, session, peer.ip(), line, &mut out, &mut stored)
+                handle(shared, session, from, line, &mut out, &mut stored)
             }
             Err(ProtocolError::TooLong { limit, .. }) => {
                 tracing::warn!(%peer, "frame over {limit} bytes on the sending port; closing");
@@ -119,7 +152,7 @@ fn serve(shared: &ServerState, session: &Session, mut conn: Conn) -> Option<(Arc
             After::Forward(target) => return Some((target, conn)),
         }
     }
-    let _ = conn.get_ref().shutdown(Shutdown::Both);
+    let _ = conn.get_ref().tcp().shutdown(Shutdown::Both);
     None
 }
 
@@ -129,13 +162,13 @@ type PendingMsg = (ClientMsgId, Vec<u8>);
 /// Pipelined `Msg` frames stored with one commit at most (the rest wait for the next round).
 const MAX_MSGS_PER_COMMIT: usize = 256;
 
-/// Handles pipelined `Msg` lines from `ip`, arrived at the listener of `own`: runs of frames of one
+/// Handles pipelined `Msg` lines `from` a client, arrived at the listener of `own`: runs of frames of one
 /// session are stored together; anything else (a bad frame, an unknown token, shutdown) is
 /// answered as [`handle`] answers it, in order.
 fn handle_msgs(
     shared: &ServerState,
     own: &Session,
-    ip: IpAddr,
+    from: Sender,
     lines: &[Vec<u8>],
     out: &mut Vec<u8>,
     stored: &mut u64,
@@ -148,9 +181,8 @@ fn handle_msgs(
                 token,
                 client_msg_id,
                 body,
-            }) if !shared.stopping() => shared
-                .registry
-                .by_token(&token, ip)
+            }) if !shared.stopping() => from
+                .session(shared, &token)
                 .map(|s| (s, client_msg_id, body)),
             _ => None,
         };
@@ -174,7 +206,7 @@ fn handle_msgs(
                     store_msgs(shared, &s, msgs, out, stored);
                 }
                 // Answered with its error (malformed, session, shutting-down).
-                if let After::Close = handle(shared, own, ip, line, out, stored) {
+                if let After::Close = handle(shared, own, from, line, out, stored) {
                     return After::Close;
                 }
             }
@@ -186,12 +218,12 @@ fn handle_msgs(
     after
 }
 
-/// Handles one request frame from `ip`, arrived at the listener of `own`, appending the reply to
-/// `out`.
+/// Handles one request frame `from` a client, arrived at the listener of `own`, appending the
+/// reply to `out`.
 fn handle(
     shared: &ServerState,
     own: &Session,
-    ip: IpAddr,
+    from: Sender,
     line: &[u8],
     out: &mut Vec<u8>,
     stored: &mut u64,
@@ -199,7 +231,7 @@ fn handle(
     let request = match SendRequest::parse(line) {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(%ip, "malformed frame on the sending port: {e}");
+            tracing::warn!(ip = %from.ip, "malformed frame on the sending port: {e}");
             error(out, e.code(), e.to_string());
             return if e == ParseError::TooLong {
                 After::Close
@@ -216,8 +248,8 @@ fn handle(
         );
         return After::Close;
     }
-    let Some(session) = shared.registry.by_token(request.token(), ip) else {
-        tracing::warn!(%ip, "request with an unknown or foreign session token");
+    let Some(session) = from.session(shared, request.token()) else {
+        tracing::warn!(ip = %from.ip, "request with an unknown or foreign session token");
         error(
             out,
             ErrorCode::Session,

@@ -1,8 +1,7 @@
 //! Starting and stopping the server: the three listening ports, their accept threads, and the
 //! shutdown that tests and signal handlers share.
 
-use std::io::Write as _;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -11,14 +10,15 @@ use gc_net::Conn;
 use gc_plugin::Plugins;
 use gc_protocol::texts::ServerAddrs;
 use gc_protocol::{
-    ConnectPing, ConnectReply, ErrorCode, ErrorFrame, Frame, ProtocolError, Registration, VERSION,
+    ConnectPing, ConnectReply, ErrorCode, ErrorFrame, Fingerprint, ProtocolError, Registration,
+    VERSION, VERSION_TLS,
 };
 use gc_store::{Accounts, MessageStore, StoreConfig};
 
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::notify::Doorbell;
-use crate::state::ServerState;
+use crate::state::{Incoming, ServerState, refuse};
 use crate::{auth, paths};
 
 /// Pending connections the kernel queues per listening port before the accept threads take them.
@@ -29,6 +29,7 @@ const LISTEN_BACKLOG: i32 = 1024;
 pub struct ServerHandle {
     shared: Arc<ServerState>,
     addrs: ServerAddrs,
+    fingerprint: Option<Fingerprint>,
     accept_threads: Vec<JoinHandle<()>>,
     stopped: bool,
 }
@@ -37,6 +38,11 @@ impl ServerHandle {
     /// Where the server listens.
     pub fn addrs(&self) -> ServerAddrs {
         self.addrs
+    }
+
+    /// The fingerprint of the certificate it presents, unless it runs with `--tls off`.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.fingerprint
     }
 
     /// Number of live sessions.
@@ -177,7 +183,8 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
         auth: local(&auth_l, config.auth_port),
         send: local(&send_l, config.send_port),
     };
-    let shared = Arc::new(ServerState::new(config, store, accounts, plugins));
+    let (tls, fingerprint) = crate::tls::server_config(&config)?.unzip();
+    let shared = Arc::new(ServerState::new(config, store, accounts, plugins, tls));
     let mut accept_threads = Vec::new();
     let mut spawn = |name: &str, listener: TcpListener, role: Role| {
         let sh = Arc::clone(&shared);
@@ -196,6 +203,7 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
     let handle = ServerHandle {
         shared,
         addrs,
+        fingerprint,
         accept_threads,
         stopped: false,
     };
@@ -241,21 +249,13 @@ fn accept_loop(shared: &Arc<ServerState>, listener: &TcpListener, role: Role) {
     }
 }
 
-/// Writes a last error frame to a connection nobody will serve, without waiting on the peer.
-fn refuse(stream: TcpStream, code: ErrorCode, text: &str) {
-    let mut stream = stream;
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-    let _ = stream.write_all(&ErrorFrame::new(code, text).to_bytes());
-    let _ = stream.shutdown(Shutdown::Both);
-}
-
 /// Runs `serve` on its own thread, within the pending-connection limits.
 fn spawn_conn(
     shared: &Arc<ServerState>,
     stream: TcpStream,
     peer: SocketAddr,
     kind: &'static str,
-    serve: fn(Arc<ServerState>, TcpStream, SocketAddr),
+    serve: fn(Arc<ServerState>, Conn, SocketAddr),
 ) {
     let Some(slot) = shared.pending.begin(peer.ip()) else {
         tracing::warn!(%peer, "too many connections in progress; refusing");
@@ -273,7 +273,12 @@ fn spawn_conn(
         .conn_threads
         .spawn(format!("{kind}-{peer}"), move || {
             let _held = (slot, tracked);
-            serve(sh, stream, peer);
+            let name = peer.to_string();
+            // The TLS handshake runs here, on the connection's own thread, never on the accept
+            // thread that a stalling peer must not hold up.
+            if let Some(stream) = sh.accept(stream, &name) {
+                serve(sh, Conn::new(stream, name), peer);
+            }
         });
     if let Err(e) = spawned {
         // The closure (and with it the slot and the registration) was dropped: released.
@@ -281,13 +286,18 @@ fn spawn_conn(
     }
 }
 
-/// The connect port: `Ping GC/1` → `Pong GC/1 <name> <open|closed>`.
-fn serve_connect(shared: Arc<ServerState>, stream: TcpStream, peer: SocketAddr) {
-    let mut conn = Conn::new(stream, peer.to_string());
+/// The connect port: `Ping GC/1` → `Pong GC/1 <name> <open|closed>` on a plain connection,
+/// `GC/2` over TLS.
+fn serve_connect(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
+    let (version, other) = if conn.get_ref().is_tls() {
+        (VERSION_TLS, "over TLS")
+    } else {
+        (VERSION, "without TLS")
+    };
     loop {
         let reply = match conn.read::<ConnectPing>(shared.io_deadline()) {
-            Ok(ping) if ping.version == VERSION => ConnectReply::Pong {
-                version: VERSION.to_owned(),
+            Ok(ping) if ping.version == version => ConnectReply::Pong {
+                version: version.to_owned(),
                 server_name: shared.config.server_name.clone(),
                 registration: if shared.config.registration_open {
                     Registration::Open
@@ -300,7 +310,7 @@ fn serve_connect(shared: Arc<ServerState>, stream: TcpStream, peer: SocketAddr) 
                 ConnectReply::Err(ErrorFrame::new(
                     ErrorCode::Version,
                     format!(
-                        "this server speaks {VERSION}, not {}; use a matching gc-client",
+                        "{other} this server speaks {version}, not {}; use a matching gc-client",
                         ping.version
                     ),
                 ))
@@ -328,8 +338,8 @@ fn serve_connect(shared: Arc<ServerState>, stream: TcpStream, peer: SocketAddr) 
 }
 
 /// The sending port: hand the connection to a listener of a session at the peer's address.
-fn dispatch_send(shared: &ServerState, stream: TcpStream, peer: SocketAddr) {
-    let mut conn = Conn::new(stream, peer.to_string());
+fn dispatch_send(shared: &Arc<ServerState>, stream: TcpStream, peer: SocketAddr) {
+    let mut conn = Incoming::Accepted(stream, peer);
     // A session can end between the choice and the hand-over; try the next one then.
     for _ in 0..4 {
         let Some(session) = shared.registry.listener_for(peer.ip()) else {
@@ -340,11 +350,22 @@ fn dispatch_send(shared: &ServerState, stream: TcpStream, peer: SocketAddr) {
             Err(back) => conn = back,
         }
     }
-    let stream = conn.into_inner();
+    let Incoming::Accepted(stream, _) = conn else {
+        return;
+    };
     tracing::warn!(%peer, "connection on the sending port from an address with no session");
-    refuse(
-        stream,
-        ErrorCode::Session,
-        "no session from this address; log in first",
+    // Refused on a connection thread: over TLS the refusal needs a handshake, which must not
+    // hold up the accept thread.
+    spawn_conn(shared, stream, peer, "send", refuse_no_session);
+}
+
+/// Tells a sender that has no session so, in its own protocol (plain or TLS).
+fn refuse_no_session(shared: Arc<ServerState>, mut conn: Conn, _peer: SocketAddr) {
+    let _ = conn.send(
+        &ErrorFrame::new(
+            ErrorCode::Session,
+            "no session from this address; log in first",
+        ),
+        shared.io_deadline(),
     );
 }

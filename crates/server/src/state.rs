@@ -8,13 +8,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use gc_net::tls::{PeerCheck, Stream, TlsConfig, starts_with_tls};
 use gc_net::{Conn, Connector, KeptConn, Registration, Reuse, Timeouts, Unblocker};
 use gc_plugin::Plugins;
-use gc_protocol::{CallbackPorts, SessionToken, Username};
+use gc_protocol::{
+    CallbackPorts, ErrorCode, ErrorFrame, Fingerprint, Frame, SessionToken, Username,
+};
 use gc_store::{Accounts, MessageStore};
 use parking_lot::{Condvar, Mutex};
 
-use crate::config::Config;
+use crate::config::{Config, TlsMode};
 use crate::limits::{LoginThrottle, PendingConns, RateLimiter};
 use crate::notify::{Doorbell, Notifier};
 use crate::threads::ThreadGroup;
@@ -53,13 +56,21 @@ pub struct ServerState {
     /// Sockets of connection threads and auth callbacks, cut at stop so no thread waits out a
     /// deadline.
     sockets: Unblocker,
-    /// How the server connects back to clients.
+    /// How the server connects back to plain GC/1 clients.
     connector: Connector,
+    /// The server's TLS (its identity), unless `--tls off`.
+    tls: Option<Arc<TlsConfig>>,
 }
 
 impl ServerState {
     /// The shared state of a server about to start.
-    pub fn new(config: Config, store: MessageStore, accounts: Accounts, plugins: Plugins) -> Self {
+    pub fn new(
+        config: Config,
+        store: MessageStore,
+        accounts: Accounts,
+        plugins: Plugins,
+        tls: Option<Arc<TlsConfig>>,
+    ) -> Self {
         let timeouts = Timeouts {
             connect: config.io_timeout.min(MAX_CONNECT),
             io: config.io_timeout,
@@ -78,7 +89,80 @@ impl ServerState {
             conn_threads: ThreadGroup::default(),
             session_threads: ThreadGroup::default(),
             sockets: Unblocker::new(),
+            tls,
         }
+    }
+
+    /// Takes a connection accepted on one of the ports as the TLS mode says: a TLS handshake
+    /// (recognised by its first byte), plain GC/1 where allowed, or a refusal that tells a plain
+    /// client to update. `None`: nothing to serve (closed, silent, refused, failed handshake;
+    /// logged).
+    pub fn accept(&self, tcp: std::net::TcpStream, peer: &str) -> Option<Stream> {
+        let deadline = self.io_deadline();
+        let Some(tls) = &self.tls else {
+            // `--tls off`: a TLS client would wait out its handshake on a server reading its
+            // ClientHello as a frame. It is told in plain text, which it shows.
+            return match starts_with_tls(&tcp, deadline) {
+                Ok(Some(true)) => {
+                    tracing::warn!(%peer, "a TLS client on a server with --tls off; refused");
+                    refuse(
+                        tcp,
+                        ErrorCode::Version,
+                        "this server runs without TLS (--tls off); connect with --tls off to \
+                         talk to it unencrypted, or ask the operator to enable TLS",
+                    );
+                    None
+                }
+                _ => Some(Stream::Plain(tcp)),
+            };
+        };
+        match starts_with_tls(&tcp, deadline) {
+            Ok(Some(true)) => match tls.accept(tcp, peer, PeerCheck::Any, deadline) {
+                Ok(stream) => Some(stream),
+                Err(e) => {
+                    tracing::warn!(%peer, "TLS handshake failed: {e}");
+                    None
+                }
+            },
+            Ok(Some(false)) if self.config.tls == TlsMode::Optional => Some(Stream::Plain(tcp)),
+            Ok(Some(false)) => {
+                tracing::warn!(%peer, "a plain GC/1 client on a server that requires TLS; refused");
+                refuse(
+                    tcp,
+                    ErrorCode::Version,
+                    "this server requires TLS (GC/2); update gc-client, or ask the operator to \
+                     run the server with --tls optional",
+                );
+                None
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(%peer, "no first byte: {e}");
+                None
+            }
+        }
+    }
+
+    /// How the server connects back to a client: over TLS to the callback certificate it
+    /// announced at login (GC/2), or plain (GC/1).
+    fn connector_for(&self, callback_pin: Option<Fingerprint>) -> (Connector, PeerCheck) {
+        match (&self.tls, callback_pin) {
+            (Some(tls), Some(pin)) => (
+                self.connector.clone().with_tls(Arc::clone(tls)),
+                PeerCheck::Pinned(pin),
+            ),
+            _ => (self.connector.clone(), PeerCheck::Any),
+        }
+    }
+
+    /// Opens the auth callback to a client at `addr`, registered so a stop cuts it.
+    pub fn call_back(
+        &self,
+        callback_pin: Option<Fingerprint>,
+        addr: std::net::SocketAddr,
+    ) -> Result<(Conn, Registration), gc_net::NetError> {
+        let (connector, check) = self.connector_for(callback_pin);
+        connector.open(addr, check, &self.sockets)
     }
 
     /// Whether shutdown has begun.
@@ -91,11 +175,6 @@ impl ServerState {
         if self.registry.end(session, &self.notifier) {
             self.plugins.client_disconnected(session.user.as_str());
         }
-    }
-
-    /// How the server connects back to clients (connect at most 2 s, then the I/O timeout).
-    pub fn connector(&self) -> &Connector {
-        &self.connector
     }
 
     /// Registers a socket to be shut down when the server stops, while the registration lives.
@@ -120,13 +199,36 @@ impl ServerState {
         } else {
             Reuse::CloseAfterEach
         };
+        let (connector, check) = self.connector_for(session.callback_pin);
         KeptConn::new(
             std::net::SocketAddr::new(session.ip, port),
-            self.connector,
+            connector,
             session.sockets.clone(),
             reuse,
         )
+        .with_check(check)
     }
+}
+
+/// Answers `Err <code> <text>` in plain text on a connection nobody will serve (which a TLS
+/// client shows too: `gc_net::tls` keeps a plain answer to its handshake), and closes it without
+/// waiting on the peer.
+pub fn refuse(mut tcp: std::net::TcpStream, code: ErrorCode, text: &str) {
+    use std::io::{Read as _, Write as _};
+    let _ = tcp.set_write_timeout(Some(Duration::from_millis(100)));
+    let _ = tcp.write_all(&ErrorFrame::new(code, text).to_bytes());
+    // What the peer already sent (a ClientHello, a Ping) is read first: closing a socket with
+    // unread input resets the connection, and the reset could overtake the answer.
+    if tcp.set_nonblocking(true).is_ok() {
+        let mut scratch = [0u8; 4096];
+        for _ in 0..16 {
+            match tcp.read(&mut scratch) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+    }
+    let _ = tcp.shutdown(Shutdown::Both);
 }
 
 /// One logged-in session.
@@ -144,6 +246,9 @@ pub struct Session {
     pub token: SessionToken,
     /// The id cursor owed to a client that answers `last-id` 0 (history-on-join at login).
     pub join_floor: u64,
+    /// GC/2: the certificate the client's callback listeners present (the server calls back over
+    /// TLS and accepts no other); `None` for a plain GC/1 session.
+    pub callback_pin: Option<Fingerprint>,
     /// Set once when the session ends.
     ended: AtomicBool,
     /// Connections on the sending port waiting for, or served by, this session's listener.
@@ -188,9 +293,28 @@ pub struct ListenerSlot {
     sockets: Unblocker,
 }
 
+/// A connection on the sending port, waiting for a listener.
+#[derive(Debug)]
+pub enum Incoming {
+    /// As accepted: the listener that takes it does its TLS handshake, if any (never the accept
+    /// thread, which a stalling peer must not hold up).
+    Accepted(std::net::TcpStream, std::net::SocketAddr),
+    /// Handed over, ready, by the listener of another session of the same address.
+    Framed(Box<Conn>),
+}
+
+impl Incoming {
+    fn tcp(&self) -> &std::net::TcpStream {
+        match self {
+            Self::Accepted(tcp, _) => tcp,
+            Self::Framed(conn) => conn.get_ref().tcp(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct SlotState {
-    inbox: VecDeque<Conn>,
+    inbox: VecDeque<Incoming>,
     /// The connection being served, registered so it can be unblocked.
     current: Option<Registration>,
     /// Since when the listener has been waiting for the next frame on `current`.
@@ -202,7 +326,7 @@ struct SlotState {
 #[derive(Debug)]
 pub enum NextConn {
     /// A connection to serve.
-    Conn(Conn),
+    Conn(Incoming),
     /// The session ended or the server is stopping.
     Closed,
 }
@@ -234,7 +358,7 @@ impl ListenerSlot {
 
     /// Queues a connection. If the listener is idle on another connection, that one is ended (a
     /// client keeps one connection per session, so the older one is stale) so the listener moves on.
-    pub fn offer(&self, conn: Conn) -> Result<(), Conn> {
+    pub fn offer(&self, conn: Incoming) -> Result<(), Incoming> {
         let mut s = self.state.lock();
         if s.closed {
             return Err(conn);
@@ -257,7 +381,7 @@ impl ListenerSlot {
                 return NextConn::Closed;
             }
             if let Some(conn) = s.inbox.pop_front() {
-                s.current = Some(self.sockets.register(conn.get_ref()));
+                s.current = Some(self.sockets.register(conn.tcp()));
                 s.idle_since = None;
                 return NextConn::Conn(conn);
             }
@@ -341,6 +465,8 @@ pub struct NewSession {
     pub token: SessionToken,
     /// History-on-join cursor.
     pub join_floor: u64,
+    /// See [`Session::callback_pin`].
+    pub callback_pin: Option<Fingerprint>,
 }
 
 impl Registry {
@@ -367,6 +493,7 @@ impl Registry {
             ports: new.ports,
             token: new.token,
             join_floor: new.join_floor,
+            callback_pin: new.callback_pin,
             ended: AtomicBool::new(false),
             slot: ListenerSlot::new(sockets.clone()),
             sockets,
@@ -521,6 +648,7 @@ mod tests {
             },
             token: SessionToken::random().unwrap(),
             join_floor: 0,
+            callback_pin: None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Logged-in clients exchanging messages.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -216,34 +216,70 @@ fn one_connection_per_exchange_works_too() {
 }
 
 #[test]
-fn heartbeat_with_a_foreign_token_gets_err_session_and_close() {
+fn only_the_server_can_call_back_and_a_foreign_token_gets_err_session() {
+    use gc_net::identity::{IDENTITY_DIR, Identity};
+    use gc_net::tls::{ClientAuth, PeerCheck, TlsConfig};
     let server = TestServer::start();
     let mut cfg = config(&server, "erin", "pw");
     cfg.register = true;
     let mut erin = TestClient::start(cfg.clone());
     erin.wait_active();
-
     let addr = heartbeat_addr(&cfg, erin.client());
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
     let ping = HeartbeatPing {
         token: SessionToken::random().unwrap(),
         server_time: Timestamp::now(),
         presence_version: 1,
     };
-    stream.write_all(&ping.to_bytes()).unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let reply = HeartbeatReply::parse(line.trim_end_matches('\n').as_bytes()).unwrap();
+    let soon = || std::time::Instant::now() + Duration::from_secs(5);
+
+    // Plain text on the heartbeat port, even from the client's own address: no TLS, no answer
+    // (at most a TLS alert).
+    let mut plain = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    plain.write_all(&ping.to_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut plain, &mut answer);
+    const TLS_ALERT: u8 = 0x15;
+    assert!(
+        answer.first().is_none_or(|&b| b == TLS_ALERT),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // TLS with any certificate but the server's: the handshake is refused.
+    let stranger = Identity::generate("stranger").unwrap();
+    let tls = TlsConfig::new(Some(&stranger), ClientAuth::None).unwrap();
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    let refused = tls
+        .connect(tcp, "erin", PeerCheck::Any, soon())
+        .and_then(|s| {
+            // TLS 1.3: the client's verdict on our certificate arrives with the first read.
+            let mut conn = gc_net::Conn::new(s, "erin");
+            conn.send(&ping, soon())?;
+            conn.read::<HeartbeatReply>(soon())?;
+            Ok(())
+        });
+    assert!(refused.is_err(), "a stranger's certificate was accepted");
+
+    // With the server's own certificate (its key is on the server's disk), a token that is not
+    // the session's: `Err session`, then closed.
+    let dir = server.data_dir().join(IDENTITY_DIR);
+    let own = Identity::load(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap();
+    let tls = TlsConfig::new(Some(&own), ClientAuth::None).unwrap();
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    let mut conn = gc_net::Conn::new(
+        tls.connect(tcp, "erin", PeerCheck::Any, soon()).unwrap(),
+        "erin",
+    );
+    conn.send(&ping, soon()).unwrap();
+    let reply = conn.read::<HeartbeatReply>(soon()).unwrap();
     assert!(
         matches!(&reply, HeartbeatReply::Err(e) if e.code == gc_protocol::ErrorCode::Session),
         "{reply:?}"
     );
-    line.clear();
-    assert_eq!(reader.read_line(&mut line).unwrap(), 0, "then closed");
+    assert!(conn.read::<HeartbeatReply>(soon()).is_err(), "then closed");
 
     // The real session is unaffected.
     erin.send("still here");

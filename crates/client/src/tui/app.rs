@@ -30,6 +30,7 @@ use gc_client_core::ClientError;
 use gc_client_core::config::Password;
 use gc_client_core::error_chain;
 use gc_client_core::event::{Ack, ConnState, Event, NoticeLevel, Rejection, Status};
+use gc_client_core::trust::FirstContact;
 
 /// Records loaded at a time when scrolling past the top.
 pub const PAGE: u32 = 200;
@@ -67,6 +68,8 @@ pub enum Action {
         /// Create the account first.
         register: bool,
     },
+    /// Trust the certificate the server presented on first contact, then log in as asked.
+    Trust(FirstContact),
     /// Stop the client (a login failed or was cancelled).
     StopClient,
     /// The first login succeeded: remember the username.
@@ -416,6 +419,24 @@ impl App {
         }
     }
 
+    /// The server was seen for the first time: the login form asks whether to trust what it
+    /// presents.
+    pub fn first_contact(&mut self, contact: FirstContact) {
+        if let Screen::Login(form) = &mut self.screen {
+            form.ask_trust(contact);
+        }
+    }
+
+    /// A login is waiting for the server's certificate to be looked at.
+    pub fn checking_server(&mut self) {
+        if let Screen::Login(form) = &mut self.screen {
+            form.progress(
+                Level::Info,
+                "First contact with this server: fetching its certificate…",
+            );
+        }
+    }
+
     /// Copies the client's status snapshot.
     pub fn set_status(&mut self, status: &Status) {
         self.status.state = status.state;
@@ -584,6 +605,7 @@ impl App {
                     register,
                 });
             }
+            Some(Request::Trust(contact)) => self.actions.push(Action::Trust(contact)),
             Some(Request::Cancel) => self.actions.push(Action::StopClient),
             Some(Request::Quit) => self.quit(),
         }

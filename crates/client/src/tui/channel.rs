@@ -15,7 +15,9 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
 use crate::error::AppError;
+use gc_client_core::ClientError;
 use gc_client_core::event::Event;
+use gc_client_core::trust::FirstContact;
 
 /// How long the input thread waits for the terminal before it looks at its stop flag: the bound
 /// on how long stopping it takes (the terminal cannot be woken any other way).
@@ -39,6 +41,14 @@ pub enum AppEvent {
         generation: u64,
         /// What it said.
         event: Event,
+    },
+    /// What the server presented on first contact, for login number `generation` (or why it
+    /// could not be asked).
+    FirstContact {
+        /// Which login.
+        generation: u64,
+        /// The server's certificate and name.
+        result: Result<FirstContact, ClientError>,
     },
     /// SIGTERM, SIGINT or SIGHUP.
     Signal(i32),

@@ -11,6 +11,7 @@ use super::scrollback::Level;
 use gc_client_core::ClientError;
 use gc_client_core::config::Password;
 use gc_client_core::error_chain;
+use gc_client_core::trust::FirstContact;
 
 /// A field of the login form.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,6 +42,9 @@ pub struct LoginForm {
     pub busy: bool,
     /// A line for the user: why the last attempt failed, or what is happening.
     pub message: Option<(Level, String)>,
+    /// First contact: the certificate the server presents, waiting for the user to trust it
+    /// (`y`) or not (`n`, Esc). Every other key waits.
+    pub trust: Option<FirstContact>,
 }
 
 /// What a key on the form asks of the app.
@@ -55,7 +59,9 @@ pub enum Request {
         /// Create the account first.
         register: bool,
     },
-    /// Stop the client that is logging in (Esc while busy).
+    /// Trust this server certificate from now on, and go on logging in.
+    Trust(FirstContact),
+    /// Stop the client that is logging in (Esc while busy, or a certificate not trusted).
     Cancel,
     /// Leave the program (Esc on the form).
     Quit,
@@ -115,6 +121,13 @@ impl LoginForm {
     pub fn start_failed(&mut self, why: String) {
         self.busy = false;
         self.message = Some((Level::Error, why));
+    }
+
+    /// The server was seen for the first time: show what it presents and ask.
+    pub fn ask_trust(&mut self, contact: FirstContact) {
+        self.busy = false;
+        self.message = None;
+        self.trust = Some(contact);
     }
 
     /// What the client reports while logging in is shown on the form.
@@ -178,6 +191,25 @@ impl LoginForm {
     /// A key press (Ctrl+C, Ctrl+D and Ctrl+L are the app's, before this).
     pub fn key(&mut self, key: KeyEvent) -> Option<Request> {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if self.trust.is_some() {
+            return match key.code {
+                KeyCode::Char('y' | 'Y') => {
+                    self.busy = true;
+                    self.trust.take().map(Request::Trust)
+                }
+                KeyCode::Char('n' | 'N') | KeyCode::Esc => {
+                    self.trust = None;
+                    self.message = Some((
+                        Level::Warning,
+                        "Not trusted: not logging in. Check the fingerprint with the server's \
+                         operator."
+                            .into(),
+                    ));
+                    Some(Request::Cancel)
+                }
+                _ => None,
+            };
+        }
         if self.busy {
             if key.code == KeyCode::Esc {
                 self.busy = false;
@@ -306,6 +338,36 @@ mod tests {
         assert!(matches!(form.key(key(KeyCode::Esc)), Some(Request::Cancel)));
         assert!(!form.busy);
         assert!(matches!(form.key(key(KeyCode::Esc)), Some(Request::Quit)));
+    }
+
+    #[test]
+    fn a_first_contact_waits_for_y_or_n() {
+        let contact = FirstContact {
+            addr: "127.0.0.1:10740".parse().unwrap(),
+            fingerprint: gc_protocol::Fingerprint::of_der(b"cert"),
+            name: "gc".into(),
+        };
+        let mut form = LoginForm::default();
+        form.ask_trust(contact.clone());
+        assert!(
+            form.key(key(KeyCode::Enter)).is_none(),
+            "Enter does not trust"
+        );
+        assert!(form.key(key(KeyCode::Char('x'))).is_none());
+        assert!(form.trust.is_some());
+        let Some(Request::Trust(trusted)) = form.key(key(KeyCode::Char('y'))) else {
+            panic!("y trusts");
+        };
+        assert_eq!(trusted, contact);
+        assert!(form.busy && form.trust.is_none());
+        form.ask_trust(contact);
+        assert!(matches!(form.key(key(KeyCode::Esc)), Some(Request::Cancel)));
+        assert!(!form.busy && form.trust.is_none());
+        assert!(
+            form.message
+                .as_ref()
+                .is_some_and(|(_, m)| m.contains("Not trusted"))
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ use std::fmt;
 use std::io::{self, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ratatui::backend::Backend;
@@ -42,13 +43,16 @@ pub use channel::AppEvent;
 
 use crate::error::AppError;
 use crate::settings::Settings;
+use crate::trust::ServerTrust;
 use channel::{InputThread, SignalThread};
 use gc_client_core::Client;
 use gc_client_core::ClientError;
+use gc_client_core::ClientTls;
 use gc_client_core::PendingMessage;
 use gc_client_core::config::{ClientConfig, Password};
 use gc_client_core::error_chain;
 use gc_client_core::event::ConnState;
+use gc_client_core::trust::FirstContact;
 use scrollback::Level;
 
 /// How often the screen is redrawn without events (the heartbeat age in the status bar).
@@ -62,7 +66,7 @@ const BATCH: usize = 1024;
 pub type ConfigFor<'a> = dyn Fn(&str, Password, bool) -> Result<ClientConfig, AppError> + 'a;
 
 /// How the terminal UI starts.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TuiOptions {
     /// The server as shown in the status bar.
     pub server_label: String,
@@ -76,6 +80,8 @@ pub struct TuiOptions {
     pub settings: Option<PathBuf>,
     /// How long to wait at exit for unacknowledged messages (when logged in).
     pub drain: Duration,
+    /// Which server certificate to trust (on first contact the login form asks).
+    pub trust: ServerTrust,
 }
 
 /// How the terminal UI ended.
@@ -96,6 +102,13 @@ pub struct ClientDriver<'a> {
     config_for: &'a ConfigFor<'a>,
     settings: Option<PathBuf>,
     signal: Option<i32>,
+    trust: ServerTrust,
+    /// A login waiting for the user to trust the server's certificate (it holds the password
+    /// until then).
+    waiting: Option<ClientConfig>,
+    /// First-contact probes (`gc-tui-probe`): each ends within the I/O timeout; joined when done,
+    /// and at close.
+    probes: Vec<JoinHandle<()>>,
 }
 
 impl fmt::Debug for ClientDriver<'_> {
@@ -113,6 +126,7 @@ impl<'a> ClientDriver<'a> {
         tx: Sender<AppEvent>,
         config_for: &'a ConfigFor<'a>,
         settings: Option<PathBuf>,
+        trust: ServerTrust,
     ) -> Self {
         Self {
             client: None,
@@ -121,6 +135,9 @@ impl<'a> ClientDriver<'a> {
             config_for,
             settings,
             signal: None,
+            trust,
+            waiting: None,
+            probes: Vec::new(),
         }
     }
 
@@ -130,19 +147,102 @@ impl<'a> ClientDriver<'a> {
     }
 
     fn stop_client(&mut self) {
+        self.waiting = None;
         if let Some(client) = self.client.take() {
             client.close(false, None);
+        }
+        self.join_probes(false);
+    }
+
+    /// Joins the probe threads that are done (all of them, waiting, if `all`).
+    fn join_probes(&mut self, all: bool) {
+        let (done, running) = std::mem::take(&mut self.probes)
+            .into_iter()
+            .partition(|h| all || h.is_finished());
+        self.probes = running;
+        for handle in done {
+            if handle.join().is_err() {
+                tracing::error!("the first-contact probe thread panicked");
+            }
         }
     }
 
     fn start_client(&mut self, app: &mut App, user: &str, password: Password, register: bool) {
         self.stop_client();
         self.generation += 1;
-        let generation = self.generation;
-        let config = match (self.config_for)(user, password, register) {
+        let mut config = match (self.config_for)(user, password, register) {
             Ok(config) => config,
             Err(e) => return app.login_error(&e),
         };
+        match self.trust.client_tls() {
+            Some(tls) => config.tls = tls,
+            None => return self.probe(app, config),
+        }
+        self.launch(app, config);
+    }
+
+    /// First contact: learns the server's certificate on a thread of its own (the screen stays
+    /// live); the answer comes back as [`AppEvent::FirstContact`].
+    fn probe(&mut self, app: &mut App, config: ClientConfig) {
+        let (tx, generation) = (self.tx.clone(), self.generation);
+        let probe_config = config.clone();
+        let spawned = std::thread::Builder::new()
+            .name("gc-tui-probe".into())
+            .spawn(move || {
+                let result = gc_client_core::trust::probe(&probe_config);
+                let _ = tx.send(AppEvent::FirstContact { generation, result });
+            });
+        match spawned {
+            Ok(handle) => {
+                self.probes.push(handle);
+                self.waiting = Some(config);
+                app.checking_server();
+            }
+            Err(source) => app.login_error(&AppError::Thread {
+                name: "gc-tui-probe".into(),
+                source,
+            }),
+        }
+    }
+
+    /// What the server presented on first contact: trusted at once with
+    /// `--trust-on-first-use`, otherwise the login form asks.
+    fn first_contact(&mut self, app: &mut App, result: Result<FirstContact, ClientError>) {
+        if self.waiting.is_none() {
+            return; // cancelled meanwhile
+        }
+        match result {
+            Ok(contact) if matches!(self.trust, ServerTrust::FirstContact { accept: true, .. }) => {
+                self.trust_server(app, &contact);
+            }
+            Ok(contact) => app.first_contact(contact),
+            Err(e) => {
+                self.waiting = None;
+                app.login_error(&e.into());
+            }
+        }
+    }
+
+    /// The user trusts what the server presented: remembered, and the waiting login goes on.
+    fn trust_server(&mut self, app: &mut App, contact: &FirstContact) {
+        let ServerTrust::FirstContact { known, key, .. } = &self.trust else {
+            return;
+        };
+        let pin = match crate::trust::remember(known.clone(), key, contact) {
+            Ok(pin) => pin,
+            Err(e) => return app.login_error(&e),
+        };
+        self.trust = ServerTrust::Pinned(pin.clone());
+        if let Some(mut config) = self.waiting.take() {
+            config.tls = ClientTls::Pinned(pin);
+            self.generation += 1;
+            self.launch(app, config);
+        }
+    }
+
+    /// Starts the client for a login.
+    fn launch(&mut self, app: &mut App, config: ClientConfig) {
+        let generation = self.generation;
         let tx = self.tx.clone();
         let sink = Box::new(move |event| {
             let _ = tx.send(AppEvent::Client { generation, event });
@@ -169,6 +269,7 @@ impl<'a> ClientDriver<'a> {
                 password,
                 register,
             } => self.start_client(app, &user, password, register),
+            Action::Trust(contact) => self.trust_server(app, &contact),
             Action::StopClient => self.stop_client(),
             Action::LoggedIn { user } => {
                 tracing::info!("logged in as {user}");
@@ -221,6 +322,8 @@ impl<'a> ClientDriver<'a> {
 
     /// Closes the client: says `Bye` and, when logged in, waits up to `drain` for the outbox.
     pub fn close(&mut self, drain: Duration) -> Vec<PendingMessage> {
+        self.waiting = None;
+        self.join_probes(true);
         let Some(client) = self.client.take() else {
             return Vec::new();
         };
@@ -290,6 +393,11 @@ pub fn step<B: Backend>(
                     // here, not only once per draw, or such an event meets a stale snapshot.
                     driver.refresh(app);
                     app.handle_client(event);
+                }
+            }
+            AppEvent::FirstContact { generation, result } => {
+                if generation == driver.generation {
+                    driver.first_contact(app, result);
                 }
             }
             AppEvent::Signal(signal) => {
@@ -399,7 +507,7 @@ pub fn run(options: TuiOptions, config_for: &ConfigFor<'_>) -> Result<TuiOutcome
     if let (Some(user), Some(password)) = (&options.user, options.password) {
         app.auto_login(user, password, options.register);
     }
-    let mut driver = ClientDriver::new(tx, config_for, options.settings);
+    let mut driver = ClientDriver::new(tx, config_for, options.settings, options.trust);
     let result = match guard.terminal.as_mut() {
         Some(terminal) => run_loop(terminal, &mut app, &mut driver, &rx),
         None => Ok(()),

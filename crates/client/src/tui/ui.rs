@@ -396,7 +396,14 @@ const LABEL_WIDTH: u16 = 11;
 
 fn login_layout(form: &LoginForm, area: Rect) -> LoginLayout {
     let width = area.width.min(64);
-    let height = area.height.min(if form.register { 14 } else { 13 });
+    let wanted = if form.trust.is_some() {
+        16
+    } else if form.register {
+        14
+    } else {
+        13
+    };
+    let height = area.height.min(wanted);
     let frame = Rect::new(
         area.x + (area.width - width) / 2,
         area.y + (area.height - height) / 2,
@@ -518,6 +525,21 @@ fn render_login(app: &App, form: &LoginForm, area: Rect, buf: &mut Buffer) {
         None
     };
     let mut text: Vec<Line<'_>> = Vec::new();
+    if let Some(contact) = &form.trust {
+        let bold = Style::default().add_modifier(Modifier::BOLD);
+        text.extend([
+            Line::from(format!(
+                "First contact with {} (\"{}\"). Its certificate:",
+                contact.addr,
+                sanitize(&contact.name)
+            )),
+            Line::from(Span::styled(contact.fingerprint.to_string(), bold)),
+            Line::from(
+                "Compare it with what the server's operator sees (gc-server tls fingerprint). \
+                 Trust it and remember it?",
+            ),
+        ]);
+    }
     for (level, message) in status.iter().chain(form.message.iter()) {
         let style = match level {
             Level::Info => Style::default(),
@@ -529,7 +551,9 @@ fn render_login(app: &App, form: &LoginForm, area: Rect, buf: &mut Buffer) {
     Paragraph::new(text)
         .wrap(Wrap { trim: true })
         .render(layout.message, buf);
-    let hint = if form.busy {
+    let hint = if form.trust.is_some() {
+        "y trust and log in · n do not trust"
+    } else if form.busy {
         "Esc cancel · Ctrl+C quit"
     } else if form.register {
         "Enter create · Tab next field · Esc back"
@@ -815,6 +839,25 @@ mod tests {
         app.handle_key(KeyEvent::new(KeyCode::End, KeyModifiers::NONE));
         let r = rows(&draw(&app, 40, 10));
         assert_eq!(r[7], "22:13 carol: new one");
+    }
+
+    #[test]
+    fn first_contact_shows_the_fingerprint_and_asks() {
+        use gc_client_core::trust::FirstContact;
+        let mut app = App::new("10.0.0.5", Zone::Local);
+        let fingerprint = gc_protocol::Fingerprint::of_der(b"cert");
+        app.first_contact(FirstContact {
+            addr: "10.0.0.5:10740".parse().unwrap(),
+            fingerprint,
+            name: "office".into(),
+        });
+        let text = rows(&draw(&app, 70, 20)).join("\n");
+        assert!(text.contains(&fingerprint.to_string()), "{text}");
+        assert!(text.contains("First contact with 10.0.0.5:10740"), "{text}");
+        assert!(
+            text.contains("y trust and log in · n do not trust"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -46,7 +46,7 @@ fn args(server: &Server, user: &str, password_file: &Path, cache: &Path) -> Vec<
         .map(str::to_owned)
         .into();
     args.push(password_file.display().to_string());
-    args.extend(connection_args(server.ports()));
+    args.extend(connection_args(server));
     args.extend([
         "--cache".to_owned(),
         cache.display().to_string(),

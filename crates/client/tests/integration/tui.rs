@@ -18,7 +18,9 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
 
 use crate::headless::run;
-use crate::support::{Server, TestClient, WAIT, config, connection_args, register};
+use crate::support::{
+    Server, TestClient, WAIT, config, connection_args, port_args, register, trust,
+};
 
 /// A tmux server of our own (`tmux -L <socket>`), killed on drop.
 struct Tmux {
@@ -150,7 +152,7 @@ fn tui_registers_sends_receives_and_restores_the_terminal() {
         env!("CARGO_BIN_EXE_gc-client").to_owned(),
         "127.0.0.1".into(),
     ];
-    args.extend(connection_args(server.ports()));
+    args.extend(connection_args(&server));
     args.extend([
         "--config".to_owned(),
         settings.display().to_string(),
@@ -261,7 +263,7 @@ fn password_file_client(server: &Server, user: &str, dir: &Path) -> (String, Pat
         "--password-file".into(),
         pw.display().to_string(),
     ];
-    args.extend(connection_args(server.ports()));
+    args.extend(connection_args(server));
     args.extend([
         "--config".to_owned(),
         dir.join("config.toml").display().to_string(),
@@ -468,7 +470,7 @@ fn with_server_runs_and_stops_the_gc_server_binary() {
         "--password-file".into(),
         pw.display().to_string(),
     ];
-    args.extend(connection_args(ServerPorts {
+    args.extend(port_args(ServerPorts {
         connect,
         auth,
         send,
@@ -495,7 +497,7 @@ fn with_server_runs_and_stops_the_gc_server_binary() {
     assert!(dir.path().join("server-data").join("database.db").is_file());
     // Nobody answers on its port any more.
     let addr = format!("127.0.0.1:{connect}").parse().unwrap();
-    assert!(!gc_client::local_server::ping(addr));
+    assert!(!gc_client::local_server::ping(addr, true));
 }
 
 #[test]
@@ -589,7 +591,7 @@ fn run_loop_logs_in_loads_older_history_and_sends() {
         c.register = register;
         Ok(c)
     };
-    let mut driver = ClientDriver::new(tx.clone(), &config_for, None);
+    let mut driver = ClientDriver::new(tx.clone(), &config_for, None, trust(&server));
     let mut app = App::new("127.0.0.1", Zone::Local);
     app.auto_login("carol", Password::new("pw-carol"), true);
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
@@ -671,7 +673,7 @@ fn run_loop_keeps_unsent_messages_across_a_server_restart() {
         c.register = register;
         Ok(c)
     };
-    let mut driver = ClientDriver::new(tx.clone(), &config_for, None);
+    let mut driver = ClientDriver::new(tx.clone(), &config_for, None, trust(&server));
     let mut app = App::new("127.0.0.1", Zone::Local);
     app.auto_login("frank", Password::new("pw-frank"), true);
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");

@@ -204,7 +204,10 @@ fn a_plain_server_gets_a_clear_error_not_a_hang() {
         )
         .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("did not answer with TLS"), "{text}");
+    assert!(
+        text.contains("answered in plain text instead of TLS: Err malformed GEHGIGJG"),
+        "{text}"
+    );
     plain_server.join().unwrap();
 }
 

@@ -9,6 +9,7 @@ use crate::codes::token;
 use crate::limits::{
     MAX_SCRAM_ITERATIONS, MAX_SCRAM_SALT_BYTES, MIN_SCRAM_SALT_BYTES, SCRAM_KEY_BYTES,
 };
+use crate::types::Fingerprint;
 use crate::types::Username;
 
 // The rules `Register` checks, as the peer reads them. Formatted from the limits so a text cannot
@@ -35,7 +36,8 @@ pub struct CallbackPorts {
 /// Frames a client sends on the auth port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthClient {
-    /// `AuthRequest <username> <auth-port> <heartbeat-port> <delivery-port> <client-first:b64>`.
+    /// `AuthRequest <username> <auth-port> <heartbeat-port> <delivery-port> <client-first:b64>`,
+    /// and over TLS (GC/2) a sixth field, `<callback-fingerprint>`.
     AuthRequest {
         /// Who logs in.
         username: Username,
@@ -43,6 +45,9 @@ pub enum AuthClient {
         ports: CallbackPorts,
         /// The SCRAM client-first message (decoded from base64).
         client_first: String,
+        /// GC/2: the fingerprint of the certificate the client's callback listeners present; the
+        /// server calls back only a listener presenting it.
+        callback_fingerprint: Option<Fingerprint>,
     },
     /// `Proof <client-final:b64>`.
     Proof {
@@ -70,7 +75,10 @@ impl Frame for AuthClient {
         match f.token_str() {
             token::AUTH_REQUEST => {
                 let mut f = f.with_token(token::AUTH_REQUEST);
-                f.arity(5)?;
+                let gc2 = f.remaining() == 6;
+                if !gc2 {
+                    f.arity(5)?;
+                }
                 let username = f.username("username")?;
                 let ports = CallbackPorts {
                     auth: f.port("auth-port")?,
@@ -78,10 +86,16 @@ impl Frame for AuthClient {
                     delivery: f.port("delivery-port")?,
                 };
                 let client_first = f.b64_text("client-first")?;
+                let callback_fingerprint = if gc2 {
+                    Some(f.fingerprint("callback-fingerprint")?)
+                } else {
+                    None
+                };
                 Ok(Self::AuthRequest {
                     username,
                     ports,
                     client_first,
+                    callback_fingerprint,
                 })
             }
             token::PROOF => {
@@ -129,6 +143,7 @@ impl Frame for AuthClient {
                 username,
                 ports,
                 client_first,
+                callback_fingerprint,
             } => {
                 let mut w = Writer::start(out, token::AUTH_REQUEST);
                 w.word(username.as_str());
@@ -136,6 +151,9 @@ impl Frame for AuthClient {
                 w.num(ports.heartbeat.into());
                 w.num(ports.delivery.into());
                 w.b64(client_first.as_bytes());
+                if let Some(fp) = callback_fingerprint {
+                    w.display(fp);
+                }
                 w.end();
             }
             Self::Proof { client_final } => {
@@ -250,9 +268,35 @@ mod tests {
                     delivery: 6090,
                 },
                 client_first: "n,,n=alice,r=abc".into(),
+                callback_fingerprint: None,
             },
             "AuthRequest alice 12090 8070 6090 biwsbj1hbGljZSxyPWFiYw==\n",
         );
+        // GC/2 (over TLS): the callback certificate's fingerprint as a sixth field.
+        let fp = Fingerprint::of_der(b"certificate");
+        exact(
+            AuthClient::AuthRequest {
+                username: user("alice"),
+                ports: CallbackPorts {
+                    auth: 12090,
+                    heartbeat: 8070,
+                    delivery: 6090,
+                },
+                client_first: "p=tls-exporter,,n=alice,r=abc".into(),
+                callback_fingerprint: Some(fp),
+            },
+            &format!(
+                "AuthRequest alice 12090 8070 6090 cD10bHMtZXhwb3J0ZXIsLG49YWxpY2Uscj1hYmM= {fp}\n"
+            ),
+        );
+        let bad = b"AuthRequest alice 12090 8070 6090 biws SHA256:nope";
+        assert!(matches!(
+            AuthClient::parse(bad),
+            Err(ParseError::Field {
+                field: "callback-fingerprint",
+                ..
+            })
+        ));
         exact(
             AuthClient::Proof {
                 client_final: "c=biws".into(),

@@ -10,7 +10,7 @@ use super::ParseError;
 use crate::error::FieldError;
 use crate::limits::{MAX_B64_FIELD, MAX_FRAME_BYTES};
 use crate::types::{
-    ClientMsgId, SessionToken, Timestamp, Username, parse_port, parse_u32, parse_u64,
+    ClientMsgId, Fingerprint, SessionToken, Timestamp, Username, parse_port, parse_u32, parse_u64,
 };
 
 /// Appends one frame to a buffer, field by field: `start` writes the token, each field adds its
@@ -283,6 +283,12 @@ impl<'a> Fields<'a> {
     pub(super) fn client_msg_id(&mut self, field: &'static str) -> Result<ClientMsgId, ParseError> {
         let s = self.next();
         ClientMsgId::new(s).map_err(|e| self.field_err(field, e))
+    }
+
+    pub(super) fn fingerprint(&mut self, field: &'static str) -> Result<Fingerprint, ParseError> {
+        let s = self.next();
+        s.parse()
+            .map_err(|_| self.field_err(field, FieldError::Fingerprint))
     }
 
     pub(super) fn session_token(

@@ -439,7 +439,7 @@ proptest! {
         iterations in 1u32..=10_000_000,
     ) {
         let ports = CallbackPorts { auth: ports.0, heartbeat: ports.1, delivery: ports.2 };
-        round_trip(AuthClient::AuthRequest { username: username.clone(), ports, client_first: scram.clone() })?;
+        round_trip(AuthClient::AuthRequest { username: username.clone(), ports, client_first: scram.clone(), callback_fingerprint: None })?;
         round_trip(AuthClient::Proof { client_final: scram.clone() })?;
         round_trip(AuthClient::Register {
             username, salt, iterations, stored_key: vec![7; 32], server_key: vec![9; 32],

@@ -51,7 +51,7 @@ fn version_check_reads_the_server_hello() {
         };
         s.send(&pong, soon()).unwrap();
     });
-    let hello = version_check(&mut conn, T).unwrap();
+    let hello = version_check(&mut conn, VERSION, T).unwrap();
     assert_eq!(hello.name, "lan chat");
     assert_eq!(hello.registration, Registration::Closed);
 }
@@ -67,8 +67,8 @@ fn another_version_is_an_error_of_its_own() {
         };
         s.send(&pong, soon()).unwrap();
     });
-    let err = version_check(&mut conn, T).unwrap_err();
-    assert!(matches!(&err, SignInError::Version { announced } if announced == "GC/2"));
+    let err = version_check(&mut conn, VERSION, T).unwrap_err();
+    assert!(matches!(&err, SignInError::Version { announced, .. } if announced == "GC/2"));
     assert_eq!(err.to_string(), "the server speaks GC/2, not GC/1");
 }
 
@@ -174,7 +174,7 @@ fn sign_in(password: &str, forge: bool) -> Result<SignedIn, SignInError> {
     let at = callbacks.local_addr().unwrap();
     let account = verifier(PASSWORD);
     let mut conn = serve(move |s| login_server(account, at, forge, s));
-    let challenge = request_login(&mut conn, &user(), PORTS, T)?;
+    let challenge = request_login(&mut conn, &user(), PORTS, &Channel::Plain, T)?;
     assert_eq!(
         challenge.salt_and_iterations()?,
         (b"0123456789abcdef".to_vec(), 4096)
@@ -310,9 +310,40 @@ fn the_request_frames_are_the_protocols() {
         let reply = AuthServer::Err(ErrorFrame::new(ErrorCode::UnknownUser, "no such user"));
         s.write_all(&reply.to_bytes(), soon()).unwrap();
     });
-    let err = request_login(&mut conn, &user(), PORTS, T).unwrap_err();
+    let err = request_login(&mut conn, &user(), PORTS, &Channel::Plain, T).unwrap_err();
     assert!(matches!(
         &err,
         SignInError::Refused { step: Step::Login, error } if error.code == ErrorCode::UnknownUser
     ));
+}
+
+#[test]
+fn over_tls_the_request_binds_the_login_and_names_the_callback_certificate() {
+    let callback = Fingerprint::of_der(b"the client's callback certificate");
+    let mut conn = serve(move |mut s| {
+        let AuthClient::AuthRequest {
+            client_first,
+            callback_fingerprint,
+            ..
+        } = s.read(soon()).unwrap()
+        else {
+            panic!("expected AuthRequest");
+        };
+        assert!(
+            client_first.starts_with("p=tls-exporter,,n=alice,r="),
+            "{client_first}"
+        );
+        assert_eq!(callback_fingerprint, Some(callback));
+        // The server's side of the same session accepts it.
+        ClientHello::parse_bound(&client_first, &Binding::TlsExporter([9; 32])).unwrap();
+        let reply = AuthServer::Err(ErrorFrame::new(ErrorCode::UnknownUser, "no"));
+        s.send(&reply, soon()).unwrap();
+    });
+    let channel = Channel::Tls {
+        binding: [9; 32],
+        callback_fingerprint: callback,
+    };
+    assert_eq!(channel.version(), "GC/2");
+    let err = request_login(&mut conn, &user(), PORTS, &channel, T).unwrap_err();
+    assert!(matches!(err, SignInError::Refused { .. }), "{err:?}");
 }
