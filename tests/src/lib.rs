@@ -406,6 +406,8 @@ pub struct RawClient {
     /// Its callback ports.
     pub ports: CallbackPorts,
     tls: Option<Arc<RawTls>>,
+    /// Announced at login instead of the callback certificate's fingerprint (a test's lie).
+    announced: Option<Fingerprint>,
     auth_listener: TcpListener,
     hb_listener: Option<TcpListener>,
     dl_listener: Option<TcpListener>,
@@ -449,6 +451,7 @@ impl RawClient {
             server,
             ports,
             tls,
+            announced: None,
             auth_listener: a,
             hb_listener: Some(h),
             dl_listener: Some(d),
@@ -467,6 +470,12 @@ impl RawClient {
             addrs: self.server,
             fingerprint: self.tls.as_ref().map(|t| t.server),
         }
+    }
+
+    /// Announces `fingerprint` at login as its callback certificate, which its listeners do not
+    /// present.
+    pub fn announce_callback(&mut self, fingerprint: Fingerprint) {
+        self.announced = Some(fingerprint);
     }
 
     /// Whether it speaks TLS (GC/2).
@@ -530,7 +539,7 @@ impl RawClient {
         let channel = match (&self.tls, c.get_ref().binding()) {
             (Some(tls), Binding::TlsExporter(binding)) => Channel::Tls {
                 binding,
-                callback_fingerprint: tls.callback_fingerprint,
+                callback_fingerprint: self.announced.unwrap_or(tls.callback_fingerprint),
             },
             _ => Channel::Plain,
         };

@@ -7,3 +7,4 @@ mod client;
 mod plugins;
 mod process;
 mod protocol_flow;
+mod tls;

@@ -203,6 +203,11 @@ fn net_error(
             addr,
             source,
         },
+        (NetError::Tls { peer, detail }, _) => ClientError::Handshake {
+            what: port,
+            peer,
+            detail,
+        },
         (
             NetError::WrongPeer {
                 peer,

@@ -79,6 +79,18 @@ pub enum ClientError {
     #[error("{0}")]
     FingerprintChanged(Box<PinMismatch>),
 
+    /// The TLS handshake with the server failed (it does not speak TLS, refused ours, or
+    /// answered in plain text why).
+    #[error("{what} at {peer}: {detail}")]
+    Handshake {
+        /// Which server port.
+        what: &'static str,
+        /// The server's address.
+        peer: String,
+        /// What happened, in words.
+        detail: String,
+    },
+
     /// The `known_servers` file cannot be read or written, or a line of it is damaged.
     #[error("known servers file {path}: {detail}")]
     KnownServers {
@@ -208,6 +220,7 @@ impl ClientError {
             Self::Resolve { .. }
             | Self::Unexpected { .. }
             | Self::Connect { .. }
+            | Self::Handshake { .. }
             | Self::Protocol { .. }
             | Self::InvalidMessage(_)
             | Self::OutboxFull(_)

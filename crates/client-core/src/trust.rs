@@ -231,7 +231,11 @@ pub fn probe(config: &ClientConfig) -> Result<FirstContact, ClientError> {
     for ip in net::resolve(&config.server, port, config.bind_ip)? {
         match probe_addr(SocketAddr::new(ip, port), config.bind_ip, config.io_timeout) {
             Ok(contact) => return Ok(contact),
-            Err(e @ (ClientError::Connect { .. } | ClientError::Protocol { .. })) => {
+            Err(
+                e @ (ClientError::Connect { .. }
+                | ClientError::Handshake { .. }
+                | ClientError::Protocol { .. }),
+            ) => {
                 last_error = Some(e);
             }
             Err(e) => return Err(e),

@@ -19,8 +19,8 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gc_protocol::Fingerprint;
 use gc_protocol::scram::{Binding, TLS_EXPORTER_LABEL};
+use gc_protocol::{ErrorFrame, Fingerprint, Frame as _};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -283,14 +283,13 @@ impl Write for Recording {
     }
 }
 
-/// The peer's first line, if it answered in plain GC/1 (`Err <code> <text>`).
+/// What the peer said, if it answered in plain GC/1 (`Err <code> <text>`): `code: text`.
 fn plain_answer(first: &[u8]) -> Option<String> {
-    if first.first() == Some(&TLS_HANDSHAKE_BYTE) {
-        return None;
-    }
     let line = first.split(|&b| b == b'\n').next()?;
-    let text = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
-    text.starts_with("Err ").then(|| text.to_owned())
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    ErrorFrame::parse(line)
+        .ok()
+        .map(|e| format!("`Err {}`: {}", e.code, e.text))
 }
 
 const NOT_TLS: &str = "does it speak TLS? a plain GC/1 peer, or a server with --tls off, does not";

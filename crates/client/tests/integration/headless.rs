@@ -242,3 +242,127 @@ fn without_a_terminal_the_ui_says_so() {
         "{help}"
     );
 }
+
+/// The flags of a headless run against `server` that say nothing about trust: the known servers
+/// file decides.
+fn untrusting_args(server: &Server, user: &str, dir: &Path) -> Vec<String> {
+    let pw = dir.join("pw");
+    std::fs::write(&pw, format!("pw-{user}\n")).expect("write the password file");
+    let mut a: Vec<String> = ["127.0.0.1", "--headless", "--no-cache", "--user", user]
+        .map(str::to_owned)
+        .into();
+    a.extend(["--password-file".to_owned(), pw.display().to_string()]);
+    a.extend(crate::support::port_args(server.ports()));
+    a.extend([
+        "--known-servers".to_owned(),
+        dir.join("known_servers").display().to_string(),
+    ]);
+    a
+}
+
+#[test]
+fn headless_first_contact_needs_a_decision_then_remembers_it() {
+    let mut server = Server::start();
+    register(&server, "tofu", "pw-tofu");
+    let fingerprint = server.fingerprint().expect("TLS").to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let known = dir.path().join("known_servers");
+    let base = untrusting_args(&server, "tofu", dir.path());
+
+    // A server never seen: refused, with its fingerprint and what to do; nothing remembered.
+    let out = run(&base, "");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&fingerprint), "{stderr}");
+    assert!(stderr.contains("--trust-fingerprint"), "{stderr}");
+    assert!(stderr.contains("gc-server tls fingerprint"), "{stderr}");
+    assert!(!known.exists());
+
+    // --trust-fingerprint: this run only.
+    let mut a = base.clone();
+    a.extend(["--trust-fingerprint".to_owned(), fingerprint.clone()]);
+    let out = run(&a, "pinned by flag\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!known.exists(), "a flag pin is not written down");
+
+    // --trust-on-first-use: remembered; later runs need no flag.
+    let mut a = base.clone();
+    a.push("--trust-on-first-use".into());
+    let out = run(&a, "trusted on first use\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let file = std::fs::read_to_string(&known).unwrap();
+    let line = format!("127.0.0.1:{} {fingerprint}", server.ports().connect);
+    assert!(file.lines().any(|l| l == line), "{file}");
+    let out = run(&base, "from the file\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    // The server's key is replaced: refused, naming both fingerprints and the line to remove,
+    // however the client was started.
+    server.stop();
+    std::fs::remove_dir_all(server.data_dir().join("tls")).unwrap();
+    server.restart();
+    let new = server.fingerprint().expect("TLS").to_string();
+    assert_ne!(new, fingerprint);
+    let line_no = file.lines().position(|l| l == line).unwrap() + 1;
+    for extra in [vec![], vec!["--trust-on-first-use".to_owned()]] {
+        let mut a = base.clone();
+        a.extend(extra);
+        let out = run(&a, "must not be sent\n");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{stderr}");
+        assert!(
+            stderr.contains(&new) && stderr.contains(&fingerprint),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("remove line {line_no} from {}", known.display())),
+            "{stderr}"
+        );
+    }
+    // A flag that contradicts the file is refused too, before any connection.
+    let mut a = base.clone();
+    a.extend(["--trust-fingerprint".to_owned(), new]);
+    let out = run(&a, "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("differs from"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !server
+            .stored_lines()
+            .iter()
+            .any(|l| l.contains("must not be sent")),
+        "{:?}",
+        server.stored_lines()
+    );
+}
+
+#[test]
+fn headless_tls_against_a_plain_server_and_plain_against_a_tls_server_say_why() {
+    let plain = Server::start_with(|c| c.tls = gc_server::config::TlsMode::Off);
+    register(&plain, "pat", "pw-pat");
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = untrusting_args(&plain, "pat", dir.path());
+    a.push("--trust-on-first-use".into());
+    let out = run(&a, "");
+    let stderr = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("this server runs without TLS"), "{stderr}");
+    assert!(stderr.contains("--tls off"), "{stderr}");
+    // With --tls off it works.
+    let mut a = untrusting_args(&plain, "pat", dir.path());
+    a.extend(["--tls".to_owned(), "off".to_owned()]);
+    let out = run(&a, "plain hello\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let tls = Server::start();
+    register(&tls, "pat", "pw-pat");
+    let mut a = untrusting_args(&tls, "pat", dir.path());
+    a.extend(["--tls".to_owned(), "off".to_owned()]);
+    let out = run(&a, "");
+    let stderr = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("this server requires TLS"), "{stderr}");
+}

@@ -718,3 +718,75 @@ fn run_loop_keeps_unsent_messages_across_a_server_restart() {
     assert_eq!(stored.len(), 1, "stored once: {stored:?}");
     assert!(driver.close(Duration::from_secs(5)).is_empty());
 }
+
+/// First contact in the terminal UI: the login form shows the server's fingerprint and waits for
+/// `y` or `n`; `n` logs nobody in and remembers nothing, `y` remembers the pin and logs in.
+#[test]
+fn tui_first_contact_shows_the_fingerprint_and_asks() {
+    let Some(tmux) = Tmux::start() else {
+        return;
+    };
+    let server = Server::start();
+    let fingerprint = server.fingerprint().expect("TLS").to_string();
+    let dir = tempfile::tempdir().unwrap();
+    register(&server, "fay", "pw-fay");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw-fay\n").unwrap();
+    let known = dir.path().join("known_servers");
+    let log = dir.path().join("client.log");
+    let mut args = vec![
+        env!("CARGO_BIN_EXE_gc-client").to_owned(),
+        "127.0.0.1".into(),
+        "--user".into(),
+        "fay".into(),
+        "--password-file".into(),
+        pw.display().to_string(),
+        "--no-cache".into(),
+        "--known-servers".into(),
+        known.display().to_string(),
+        "--config".into(),
+        dir.path().join("config.toml").display().to_string(),
+        "--log-file".into(),
+        log.display().to_string(),
+    ];
+    args.extend(port_args(server.ports()));
+    let command: Vec<String> = args.iter().map(|a| sh_quote(a)).collect();
+    let command = format!("{}; echo GC-EXIT-$?", command.join(" "));
+
+    // Not trusted: nothing is remembered, nobody logs in.
+    tmux.type_text(&command);
+    tmux.key("Enter");
+    let screen = tmux.wait_for("y trust and log in", &log);
+    assert!(screen.contains(&fingerprint), "{screen}");
+    assert!(
+        screen.contains("server's operator sees (gc-server"),
+        "{screen}"
+    );
+    tmux.key("Enter"); // does not trust
+    tmux.key("n");
+    tmux.wait_for("Not trusted", &log);
+    assert!(!known.exists());
+    assert_eq!(server.sessions(), 0);
+    tmux.key("Escape");
+    tmux.wait_for("GC-EXIT-0", &log);
+
+    // Trusted: remembered, and the login goes on.
+    tmux.type_text("clear");
+    tmux.key("Enter");
+    tmux.type_text(&command);
+    tmux.key("Enter");
+    tmux.wait_for("y trust and log in", &log);
+    tmux.key("y");
+    tmux.wait_for(" ACTIVE │ ", &log);
+    let file = std::fs::read_to_string(&known).unwrap();
+    assert!(
+        file.contains(&format!(
+            "127.0.0.1:{} {fingerprint}",
+            server.ports().connect
+        )),
+        "{file}"
+    );
+    tmux.type_text("/quit");
+    tmux.key("Enter");
+    tmux.wait_for("GC-EXIT-0", &log);
+}

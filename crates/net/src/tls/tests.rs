@@ -192,7 +192,8 @@ fn a_plain_server_gets_a_clear_error_not_a_hang() {
         let mut buf = [0u8; 512];
         let _ = std::io::Read::read(&mut tcp, &mut buf);
         // What an old server answers to anything that is not a frame.
-        let _ = tcp.write_all(b"Err malformed GEHGIGJG\n");
+        let answer = gc_protocol::ErrorFrame::new(gc_protocol::ErrorCode::Malformed, "what?");
+        let _ = tcp.write_all(&gc_protocol::Frame::to_bytes(&answer));
     });
     let client = TlsConfig::new(None, ClientAuth::None).unwrap();
     let err = client
@@ -205,7 +206,7 @@ fn a_plain_server_gets_a_clear_error_not_a_hang() {
         .unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains("answered in plain text instead of TLS: Err malformed GEHGIGJG"),
+        text.contains("answered in plain text instead of TLS: `Err malformed`: what?"),
         "{text}"
     );
     plain_server.join().unwrap();
