@@ -445,7 +445,7 @@ fn one_address_cannot_take_every_login_slot() {
         .unwrap_err()
         .to_string();
     assert!(
-        refused.contains("answered in plain text instead of TLS: Err full"),
+        refused.contains("answered in plain text instead of TLS: `Err full`: too many"),
         "{refused}"
     );
     // …while another address still signs in at once: while the eight still hold their slots.
