@@ -68,7 +68,10 @@ pub enum ScramError {
     #[error("malformed SCRAM message: {0}")]
     Malformed(&'static str),
     /// The gs2 header asks for a binding or an authzid this side does not use.
-    #[error("unsupported SCRAM gs2 header (only `n,,` is accepted)")]
+    #[error(
+        "unsupported SCRAM gs2 header (`n,,` on plain GC/1, `p=tls-exporter,,` over TLS; no \
+         authzid)"
+    )]
     Gs2Header,
     /// The connection is TLS but the client's login is not bound to it (a downgrade).
     #[error(
@@ -506,7 +509,7 @@ impl ServerFirst {
 
     /// Checks client-final. On a valid proof returns server-final (`v=<signature>`).
     pub fn handle_client_final(&self, client_final: &str) -> Result<String, ScramError> {
-        const WHAT: &str = "client-final must be c=biws,r=…,p=…";
+        const WHAT: &str = "client-final must be c=…,r=…,p=…";
         let [binding, nonce, proof] = attributes(client_final, ['c', 'r', 'p'], WHAT)?;
         if binding != self.c_value {
             // Same header, other data: the client's TLS session is not this one.
