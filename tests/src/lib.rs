@@ -280,6 +280,14 @@ impl ChildServer {
         }
     }
 
+    /// Its open file descriptors and threads (from /proc).
+    pub fn fds_and_threads(&self) -> (usize, usize) {
+        let count = |what: &str| {
+            std::fs::read_dir(format!("/proc/{}/{what}", self.pid)).map_or(0, Iterator::count)
+        };
+        (count("fd"), count("task"))
+    }
+
     /// Sends a signal (`KILL`, `INT`, `TERM`) with kill(1).
     pub fn signal(&self, name: &str) {
         assert!(self.try_signal(name), "kill -s {name} {} failed", self.pid);

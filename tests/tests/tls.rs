@@ -396,3 +396,71 @@ fn unusable_certificate_files_stop_the_server_with_the_file_named() {
     assert_eq!(server.fingerprint(), None);
     server.shutdown();
 }
+
+// ───────────────────────────── no leaks ─────────────────────────────
+
+/// Bad TLS of every kind, many times, against a server in its own process: afterwards it holds
+/// as many descriptors and threads as before (looked at in /proc, for at most [`WAIT`]).
+#[test]
+fn failed_handshakes_leak_no_descriptor_and_no_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = gc_tests::ChildServer::spawn(
+        std::path::Path::new(env!("CARGO_BIN_EXE_gc-test-server")),
+        dir.path(),
+    );
+    let target = child.target;
+    // Warm up: one full sign-in (its session stays, heartbeats answered), so lazily made
+    // things exist before the baseline.
+    let mut warm = RawClient::new(target);
+    assert_eq!(warm.register("warm", "pw"), AuthServer::Registered);
+    assert!(matches!(warm.login("warm", "pw"), AuthServer::Ok { .. }));
+    assert!(matches!(warm.send("hello"), SendReply::Thx { .. }));
+    assert_eq!(warm.receive(1).len(), 1);
+    let settled = |want: (usize, usize)| {
+        let deadline = Instant::now() + gc_tests::WAIT;
+        loop {
+            let now = child.fds_and_threads();
+            if now.0 <= want.0 && now.1 <= want.1 {
+                return now;
+            }
+            assert!(Instant::now() < deadline, "still {now:?}, was {want:?}");
+            thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let baseline = child.fds_and_threads();
+
+    let stranger = Identity::generate("stranger").unwrap();
+    let strangers = TlsConfig::new(Some(&stranger), ClientAuth::None).unwrap();
+    for round in 0..10 {
+        for port in [target.addrs.connect, target.addrs.auth, target.addrs.send] {
+            // Plain GC/1 to a TLS port.
+            let mut plain = connect_from(client_ip(), port).unwrap();
+            let _ = plain.write_all(b"Ping GC/1\n");
+            let _ = plain.read_to_end(&mut Vec::new());
+            // A handshake cut off half-way.
+            let mut half = connect_from(client_ip(), port).unwrap();
+            let _ = half.write_all(&[0x16, 0x03, 0x01, 0x00, 0x50, 0x01]);
+            drop(half);
+            // A client that pins another certificate gives up after the server's hello.
+            let tcp = connect_from(client_ip(), port).unwrap();
+            let wrong = strangers.connect(
+                tcp,
+                "server",
+                PeerCheck::Pinned(stranger.fingerprint()),
+                soon(),
+            );
+            assert!(wrong.is_err(), "round {round}");
+            // Garbage after a good handshake.
+            if let Ok(mut s) = target.stream(client_ip(), port) {
+                let _ = s.write_all(b"\xff\xfe garbage\n").and_then(|()| s.flush());
+                let _ = s.read(&mut [0u8; 256]);
+            }
+        }
+    }
+    let after = settled((baseline.0, baseline.1));
+    assert!(after.0 <= baseline.0 && after.1 <= baseline.1);
+    // And it still serves.
+    let mut c = RawClient::new(target);
+    assert_eq!(c.register("after", "pw"), AuthServer::Registered);
+    assert!(matches!(c.login("after", "pw"), AuthServer::Ok { .. }));
+}
