@@ -46,11 +46,15 @@ impl ServerTrust {
                 source: PinSource::LocalServer { cert },
             }));
         }
-        let known = KnownServers::load(&cli.known_servers_path()?)?;
         let key = server_key(&cli.server, cli.server_port_connect);
-        let remembered = known.lookup(&key);
+        let path = cli.known_servers_path();
         if let Some(fingerprint) = cli.trust_fingerprint {
-            if let Some(pin) = remembered.filter(|pin| pin.fingerprint != fingerprint) {
+            // Without a place for the file there is nothing to contradict the flag.
+            if let Ok(path) = &path
+                && let Some(pin) = KnownServers::load(path)?
+                    .lookup(&key)
+                    .filter(|pin| pin.fingerprint != fingerprint)
+            {
                 return Err(AppError::Config(format!(
                     "--trust-fingerprint {fingerprint} differs from {} on {}; if the server's \
                      key was replaced, {}",
@@ -64,7 +68,8 @@ impl ServerTrust {
                 source: PinSource::Given("--trust-fingerprint".into()),
             }));
         }
-        Ok(match remembered {
+        let known = KnownServers::load(&path?)?;
+        Ok(match known.lookup(&key) {
             Some(pin) => Self::Pinned(pin),
             None => Self::FirstContact {
                 known,
@@ -113,4 +118,67 @@ pub fn remember(
         pin.source.describe()
     );
     Ok(pin)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn cli(known: &std::path::Path, extra: &[&str]) -> Cli {
+        let mut args = vec![
+            "gc-client",
+            "10.0.0.5",
+            "--known-servers",
+            known.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        Cli::parse_from(args)
+    }
+
+    #[test]
+    fn what_decides_whom_to_trust() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_servers");
+        let (a, b) = (Fingerprint::of_der(b"a"), Fingerprint::of_der(b"b"));
+        let decide = |extra: &[&str], local| ServerTrust::decide(&cli(&path, extra), local);
+
+        assert!(matches!(
+            decide(&["--tls", "off"], None),
+            Ok(ServerTrust::Off)
+        ));
+        assert!(matches!(
+            decide(&[], None),
+            Ok(ServerTrust::FirstContact { accept: false, ref key, .. }) if key == "10.0.0.5:10740"
+        ));
+        assert!(matches!(
+            decide(&["--trust-on-first-use"], None),
+            Ok(ServerTrust::FirstContact { accept: true, .. })
+        ));
+        let given = decide(&["--trust-fingerprint", &a.to_string()], None).unwrap();
+        assert!(
+            matches!(given, ServerTrust::Pinned(ServerPin { fingerprint, source: PinSource::Given(_) }) if fingerprint == a)
+        );
+
+        KnownServers::load(&path)
+            .unwrap()
+            .add("10.0.0.5:10740", a)
+            .unwrap();
+        let known = decide(&["--trust-on-first-use"], None).unwrap();
+        assert!(
+            matches!(known, ServerTrust::Pinned(ServerPin { fingerprint, source: PinSource::KnownServers { .. } }) if fingerprint == a)
+        );
+        let contradicts = decide(&["--trust-fingerprint", &b.to_string()], None).unwrap_err();
+        assert!(
+            contradicts.to_string().contains("differs from"),
+            "{contradicts}"
+        );
+
+        // The local server of --with-server wins over the file: a fresh try-out key is no attack.
+        let local = decide(&[], Some((PathBuf::from("gc-data/tls/cert.pem"), b))).unwrap();
+        assert!(
+            matches!(local, ServerTrust::Pinned(ServerPin { fingerprint, source: PinSource::LocalServer { .. } }) if fingerprint == b)
+        );
+    }
 }
