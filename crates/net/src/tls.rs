@@ -159,6 +159,31 @@ impl TlsConfig {
         let conn = ServerConnection::new(Arc::clone(server)).map_err(|e| tls_error(peer, &e))?;
         finish(Connection::Server(conn), tcp, peer, check, deadline)
     }
+
+    /// The rustls configuration of the connections this endpoint opens, for a caller that runs
+    /// a `rustls::ClientConnection` itself (non-blocking I/O, as gc-bench's load generator does)
+    /// instead of [`TlsConfig::connect`]. Its verifier takes any certificate whose key signs the
+    /// handshake: such a caller must check the pin itself once the handshake is over
+    /// ([`presented_fingerprint`]), before a byte of GC/1 goes either way.
+    pub fn client_config(&self) -> Arc<ClientConfig> {
+        Arc::clone(&self.client)
+    }
+
+    /// The rustls configuration of the connections this endpoint accepts (`None` without an
+    /// identity), for a caller that runs a `rustls::ServerConnection` itself instead of
+    /// [`TlsConfig::accept`]. With [`ClientAuth::Required`] the handshake demands a certificate
+    /// whose key signs it, any certificate: the caller checks the pin ([`presented_fingerprint`]).
+    pub fn server_config(&self) -> Option<Arc<ServerConfig>> {
+        self.server.clone()
+    }
+}
+
+/// The fingerprint of the certificate the peer of a finished handshake presented (its leaf), or
+/// `None` if it presented none: what a [`PeerCheck::Pinned`] is compared with.
+pub fn presented_fingerprint(conn: &rustls::CommonState) -> Option<Fingerprint> {
+    conn.peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|leaf| Fingerprint::of_der(leaf.as_ref()))
 }
 
 /// Whether the connection on `tcp` starts a TLS handshake: waits (until `deadline`) for its
@@ -466,11 +491,7 @@ impl Stream {
     pub fn peer_fingerprint(&self) -> Option<Fingerprint> {
         match self {
             Self::Plain(_) => None,
-            Self::Tls(tls) => tls
-                .conn
-                .peer_certificates()
-                .and_then(|certs| certs.first())
-                .map(|leaf| Fingerprint::of_der(leaf.as_ref())),
+            Self::Tls(tls) => presented_fingerprint(&tls.conn),
         }
     }
 
@@ -534,6 +555,14 @@ impl TlsStream {
 
 impl Read for TlsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Plaintext left over from before, less than the caller takes: what has arrived since
+        // goes with it, as it would from a plain socket.
+        if let Ok(state) = self.conn.process_new_packets() {
+            let have = state.plaintext_bytes_to_read();
+            if have > 0 && have < buf.len() {
+                self.take_arrived(have, buf.len());
+            }
+        }
         loop {
             match self.conn.reader().read(buf) {
                 Ok(n) => return Ok(n),
@@ -545,7 +574,8 @@ impl Read for TlsStream {
             // may still have sent something to read, so a failure here is for the next write
             // to report.
             let _ = self.push();
-            if self.conn.read_tls(&mut self.tcp)? == 0 {
+            let mut socket = SocketRead::waiting(&self.tcp);
+            if self.conn.read_tls(&mut socket)? == 0 {
                 // The peer closed; the reader now reports whether it said so first.
                 self.conn
                     .process_new_packets()
@@ -555,10 +585,84 @@ impl Read for TlsStream {
                     other => other,
                 };
             }
-            self.conn
+            let drained = socket.drained;
+            let have = self
+                .conn
                 .process_new_packets()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+                .plaintext_bytes_to_read();
+            if have > 0 && have < buf.len() && !drained {
+                self.take_arrived(have, buf.len());
+            }
         }
+    }
+}
+
+impl TlsStream {
+    /// With `have` bytes of plaintext, reads on without waiting what else has arrived, up to
+    /// `wanted` bytes: one socket read takes a few KiB of records, and a peer that pipelines
+    /// sends more at a time. So a read returns what has arrived, as on a plain socket (the
+    /// server stores every `Msg` one read brings with one commit, and sizes its buffer by
+    /// whether reads fill it). Whatever stops it (nothing more yet, the end, an error, rustls'
+    /// plaintext limit) is for the next read to find.
+    fn take_arrived(&mut self, mut have: usize, wanted: usize) {
+        while have < wanted {
+            let mut socket = SocketRead::arrived(&self.tcp);
+            match self.conn.read_tls(&mut socket) {
+                Ok(n) if n > 0 => {}
+                _ => return,
+            }
+            match self.conn.process_new_packets() {
+                Ok(state) => have = state.plaintext_bytes_to_read(),
+                Err(_) => return,
+            }
+            if socket.drained {
+                return;
+            }
+        }
+    }
+}
+
+/// One socket read for rustls, waiting as the socket does or not at all, that tells whether it
+/// took all there was (fewer bytes than asked for).
+struct SocketRead<'a> {
+    tcp: &'a TcpStream,
+    wait: bool,
+    drained: bool,
+}
+
+impl<'a> SocketRead<'a> {
+    /// A read that waits (up to the socket's timeout).
+    fn waiting(tcp: &'a TcpStream) -> Self {
+        Self {
+            tcp,
+            wait: true,
+            drained: false,
+        }
+    }
+
+    /// A read of what has arrived only (`WouldBlock` if nothing has).
+    fn arrived(tcp: &'a TcpStream) -> Self {
+        Self {
+            tcp,
+            wait: false,
+            drained: false,
+        }
+    }
+}
+
+impl Read for SocketRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let asked = buf.len();
+        let n = if self.wait {
+            (&mut &*self.tcp).read(buf)?
+        } else {
+            rustix::net::recv(self.tcp, &mut *buf, rustix::net::RecvFlags::DONTWAIT)
+                .map(|(received, _)| received)
+                .map_err(io::Error::from)?
+        };
+        self.drained = n < asked;
+        Ok(n)
     }
 }
 

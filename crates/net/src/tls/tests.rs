@@ -258,3 +258,159 @@ fn two_sessions_export_two_bindings() {
     }
     assert_ne!(seen[0], seen[1], "what a relay's two sessions would show");
 }
+
+/// Runs the handshake of a hand-driven rustls connection on a blocking socket.
+fn handshake_by_hand<C, S>(conn: &mut C, tcp: &mut TcpStream)
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<S>>,
+    S: rustls::SideData,
+{
+    tcp.set_read_timeout(Some(T)).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(tcp).unwrap();
+    }
+}
+
+/// Reads one line of plaintext from a hand-driven connection.
+fn read_line_by_hand<C, S>(conn: &mut C, tcp: &mut TcpStream) -> Vec<u8>
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<S>>,
+    S: rustls::SideData,
+{
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    let mut stream = rustls::Stream::new(conn, tcp);
+    while line.last() != Some(&b'\n') {
+        assert_eq!(std::io::Read::read(&mut stream, &mut byte).unwrap(), 1);
+        line.push(byte[0]);
+    }
+    line
+}
+
+#[test]
+fn the_rustls_configurations_drive_connections_by_hand() {
+    // A callback listener that runs its ServerConnection itself: the handshake demands the
+    // caller's certificate, and `presented_fingerprint` is the one the caller has.
+    let listener_id = identity("gc-client");
+    let caller_id = identity("gc-server");
+    let accepting = TlsConfig::new(Some(&listener_id), ClientAuth::Required).unwrap();
+    let server_config = accepting.server_config().expect("an identity accepts");
+    let (l, addr) = listener();
+    let by_hand = thread::spawn(move || {
+        let (mut tcp, _) = l.accept().unwrap();
+        let mut conn = ServerConnection::new(server_config).unwrap();
+        handshake_by_hand(&mut conn, &mut tcp);
+        let seen = presented_fingerprint(&conn);
+        let ping = read_line_by_hand(&mut conn, &mut tcp);
+        let pong = ConnectReply::Pong {
+            version: "GC/1".into(),
+            server_name: "by hand".into(),
+            registration: Registration::Open,
+        };
+        let mut stream = rustls::Stream::new(&mut conn, &mut tcp);
+        stream
+            .write_all(&gc_protocol::Frame::to_bytes(&pong))
+            .unwrap();
+        stream.flush().unwrap();
+        (seen, ping)
+    });
+    let caller = TlsConfig::new(Some(&caller_id), ClientAuth::None).unwrap();
+    let stream = caller
+        .connect(
+            TcpStream::connect(addr).unwrap(),
+            "listener",
+            PeerCheck::Pinned(listener_id.fingerprint()),
+            soon(),
+        )
+        .unwrap();
+    assert!(matches!(ping(stream), ConnectReply::Pong { .. }));
+    let (seen, ping_line) = by_hand.join().unwrap();
+    assert_eq!(seen, Some(caller_id.fingerprint()));
+    assert!(ping_line.starts_with(b"Ping "), "{ping_line:?}");
+
+    // A client that runs its ClientConnection itself: `presented_fingerprint` is the server's.
+    let server_id = identity("gc-server");
+    let server = TlsConfig::new(Some(&server_id), ClientAuth::None).unwrap();
+    let (addr, handle) = serve_once(server, PeerCheck::Any);
+    let client_config = TlsConfig::new(None, ClientAuth::None)
+        .unwrap()
+        .client_config();
+    let name = ServerName::IpAddress(addr.ip().into());
+    let mut conn = ClientConnection::new(client_config, name).unwrap();
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    handshake_by_hand(&mut conn, &mut tcp);
+    assert_eq!(presented_fingerprint(&conn), Some(server_id.fingerprint()));
+    let ping = ConnectPing {
+        version: "GC/1".into(),
+    };
+    let mut stream = rustls::Stream::new(&mut conn, &mut tcp);
+    stream
+        .write_all(&gc_protocol::Frame::to_bytes(&ping))
+        .unwrap();
+    stream.flush().unwrap();
+    let pong = read_line_by_hand(&mut conn, &mut tcp);
+    assert!(pong.starts_with(b"Pong "), "{pong:?}");
+    let (client_cert, _) = handle.join().unwrap().unwrap();
+    assert_eq!(client_cert, None);
+}
+
+#[test]
+fn only_an_endpoint_with_an_identity_has_a_server_configuration() {
+    assert!(
+        TlsConfig::new(None, ClientAuth::None)
+            .unwrap()
+            .server_config()
+            .is_none()
+    );
+    let id = identity("gc-client");
+    assert!(
+        TlsConfig::new(Some(&id), ClientAuth::Required)
+            .unwrap()
+            .server_config()
+            .is_some()
+    );
+}
+
+#[test]
+fn a_read_returns_what_has_arrived_not_only_what_was_left_over() {
+    // A peer pipelining: three records that have all arrived when the reader reads.
+    let server_id = identity("gc-server");
+    let server = TlsConfig::new(Some(&server_id), ClientAuth::None).unwrap();
+    let (l, addr) = listener();
+    let (sent_tx, sent) = std::sync::mpsc::channel();
+    let writer = thread::spawn(move || {
+        let client = TlsConfig::new(None, ClientAuth::None).unwrap();
+        let mut stream = client
+            .connect(
+                TcpStream::connect(addr).unwrap(),
+                "server",
+                PeerCheck::Any,
+                soon(),
+            )
+            .unwrap();
+        for record in [b'a', b'b', b'c'] {
+            stream.write_all(&[record; 3000]).unwrap();
+            stream.flush().unwrap();
+        }
+        sent_tx.send(()).unwrap();
+        // Keep the connection open until the reader is done.
+        let mut byte = [0u8; 1];
+        let _ = std::io::Read::read(&mut stream, &mut byte);
+    });
+    let (tcp, peer) = l.accept().unwrap();
+    let mut stream = server
+        .accept(tcp, &peer.to_string(), PeerCheck::Any, soon())
+        .unwrap();
+    sent.recv_timeout(T).unwrap();
+    // A small read leaves most of the first record's plaintext behind.
+    let mut small = [0u8; 100];
+    assert_eq!(std::io::Read::read(&mut stream, &mut small).unwrap(), 100);
+    // A large one returns the rest of everything that has arrived, not just that leftover.
+    let mut large = vec![0u8; 64 * 1024];
+    let n = std::io::Read::read(&mut stream, &mut large).unwrap();
+    assert_eq!(n, 9000 - 100);
+    assert!(large[..2900].iter().all(|&b| b == b'a'));
+    assert!(large[5900..n].iter().all(|&b| b == b'c'));
+    drop(stream);
+    writer.join().unwrap();
+}
