@@ -5,6 +5,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use gc_protocol::Fingerprint;
+
+use crate::wire::Mode;
 
 /// gc-bench: load generator for gc-server.
 ///
@@ -15,6 +18,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// JSON line: parameters, machine, server version, results. Server CPU, RSS and threads come from
 /// /proc/PID of the server; bench CPU from /proc/self (a run where the bench saturated a core is
 /// flagged: its rate is then only a lower bound).
+///
+/// By default (--tls both) every run goes twice, on a fresh server each time: plain GC/1 (the
+/// server with --tls off), then GC/2 over TLS 1.3 (--tls required; clients pin its certificate,
+/// bind their logins to the TLS session and take its callbacks over mutual TLS); a last table
+/// puts the two side by side.
 ///
 /// Build both binaries first: cargo build --release -p gc-server -p gc-bench. Many clients need
 /// many descriptors: the bench raises its soft limit to the hard one (see `ulimit -Hn`).
@@ -50,6 +58,28 @@ impl Fsync {
     }
 }
 
+/// Which protocol the clients speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Tls {
+    /// Plain GC/1 only (a started server gets --tls off).
+    Off,
+    /// GC/2 over TLS only (a started server gets --tls required).
+    On,
+    /// Each run plain, then over TLS, and the figures side by side.
+    Both,
+}
+
+impl Tls {
+    /// The modes each run goes through, in order.
+    pub fn modes(self) -> &'static [Mode] {
+        match self {
+            Self::Off => &[Mode::Plain],
+            Self::On => &[Mode::Tls],
+            Self::Both => &[Mode::Plain, Mode::Tls],
+        }
+    }
+}
+
 /// Options of every workload.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
@@ -71,6 +101,11 @@ pub struct CommonArgs {
     )]
     pub server_ports: String,
 
+    /// Certificate fingerprint of --server, which TLS clients pin (`gc-server tls fingerprint`
+    /// prints it); needed with --tls on or both.
+    #[arg(long, global = true, value_name = "SHA256:…")]
+    pub server_fingerprint: Option<Fingerprint>,
+
     /// Process id of --server, for its CPU, RSS and threads (not measured without it).
     #[arg(long, global = true, value_name = "PID")]
     pub server_pid: Option<u32>,
@@ -91,6 +126,11 @@ pub struct CommonArgs {
     /// Heartbeat interval of a started server, in milliseconds.
     #[arg(long, global = true, value_name = "MS", default_value_t = 1000)]
     pub heartbeat_ms: u64,
+
+    /// Plain GC/1, GC/2 over TLS, or both: then each run goes plain, then over TLS (a fresh
+    /// server each), and a table puts the figures side by side.
+    #[arg(long, global = true, value_enum, default_value_t = Tls::Both)]
+    pub tls: Tls,
 
     /// fsync policy of a started server.
     #[arg(long, global = true, value_enum, default_value_t = Fsync::Batch)]
@@ -139,6 +179,19 @@ pub enum Workload {
     /// Server RSS and threads with no clients, then with N clients that all receive a few
     /// messages: bytes per client.
     Memory(MemoryArgs),
+}
+
+impl Workload {
+    /// Its name in reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Connect(_) => "connect",
+            Self::Ingest(_) => "ingest",
+            Self::Fanout(_) => "fanout",
+            Self::Idle(_) => "idle",
+            Self::Memory(_) => "memory",
+        }
+    }
 }
 
 /// Which sign-ins to time.
@@ -242,4 +295,39 @@ pub struct MemoryArgs {
     /// Messages sent once everyone is online; every client must receive each.
     #[arg(long, default_value_t = 5)]
     pub probes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("gc-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn runs_go_plain_then_tls_unless_told() {
+        let cli = parse(&["connect"]).expect("parses");
+        assert_eq!(cli.common.tls.modes(), [Mode::Plain, Mode::Tls]);
+        let cli = parse(&["connect", "--tls", "off"]).expect("a global option");
+        assert_eq!(cli.common.tls.modes(), [Mode::Plain]);
+        let cli = parse(&["--tls", "on", "memory"]).expect("parses");
+        assert_eq!(cli.common.tls.modes(), [Mode::Tls]);
+        assert!(parse(&["--tls", "maybe", "idle"]).is_err());
+    }
+
+    #[test]
+    fn a_server_fingerprint_must_be_one() {
+        let fp = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
+        let cli =
+            parse(&["--server", "10.0.0.1", "--server-fingerprint", fp, "idle"]).expect("parses");
+        assert_eq!(
+            cli.common
+                .server_fingerprint
+                .map(|f| f.to_string())
+                .as_deref(),
+            Some(fp)
+        );
+        assert!(parse(&["--server-fingerprint", "SHA256:nope", "idle"]).is_err());
+    }
 }

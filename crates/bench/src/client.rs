@@ -1,22 +1,21 @@
 //! One bench client: its own loopback address, its callback listeners, and the full sign-in
-//! (Ping/Pong, SCRAM, the auth callback, Ok), timed phase by phase.
+//! (Ping/Pong, SCRAM, the auth callback, Ok), timed phase by phase, plain or over TLS (the
+//! run's [`Wire`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use gc_net::Conn;
-use gc_net::tls::Stream;
 use gc_protocol::scram::ClientKeys;
-use gc_protocol::signin::{self, Channel, SignInError};
-use gc_protocol::{CallbackPorts, SendReply, SendRequest, SessionToken, Username, VERSION};
+use gc_protocol::signin::{self, SignInError};
+use gc_protocol::texts::ServerAddrs;
+use gc_protocol::{CallbackPorts, SendReply, SendRequest, SessionToken, Username};
 use socket2::{Domain, Socket, Type};
 
 use crate::error::BenchError;
-use gc_protocol::texts::ServerAddrs;
-
 use crate::server::BenchAccounts;
+use crate::wire::Wire;
 
 /// Deadline of each step of an exchange.
 pub const STEP: Duration = Duration::from_secs(10);
@@ -94,13 +93,13 @@ impl KeyCache {
 pub struct SignInTiming {
     /// From the first connect to `Ok`.
     pub total: Duration,
-    /// Connect + `Ping` → `Pong`.
+    /// Connect (and TLS handshake) + `Ping` → `Pong`.
     pub ping: Duration,
-    /// Connect + `AuthRequest` → `Auth1`.
+    /// Connect (and TLS handshake) + `AuthRequest` → `Auth1`.
     pub auth1: Duration,
     /// PBKDF2 and the proof (client CPU; near zero with cached keys).
     pub proof: Duration,
-    /// `Proof` → callback (`Authed`/`Thx`) → `Ok`.
+    /// `Proof` → callback (its TLS handshake, `Authed`/`Thx`) → `Ok`.
     pub finish: Duration,
 }
 
@@ -137,6 +136,8 @@ pub struct SignedInClient {
 pub struct SignInArgs<'a> {
     /// The server.
     pub addrs: &'a ServerAddrs,
+    /// Plain or TLS.
+    pub wire: &'a Wire,
     /// Accounts and password.
     pub accounts: &'a BenchAccounts,
     /// Cached keys (`None`: derive at every sign-in, as a client without a cache does).
@@ -189,17 +190,18 @@ pub fn sign_in(
     let username = Username::new(user.clone()).map_err(|e| BenchError::Invalid(e.to_string()))?;
     let t0 = Instant::now();
 
+    let wire = args.wire;
+
     // 10740: version check.
-    let stream = connect_from(ip, args.addrs.connect).map_err(|e| io("connect (10740)", e))?;
-    let mut c = Conn::new(Stream::Plain(stream), args.addrs.connect.to_string());
-    signin::version_check(&mut c, VERSION, STEP).map_err(step("Ping"))?;
+    let mut c = wire.connect(ip, args.addrs.connect, &format!("{user}: connect (10740)"))?;
+    signin::version_check(&mut c, wire.version(), STEP).map_err(step("Ping"))?;
     drop(c);
     let t_ping = Instant::now();
 
-    // 9281: SCRAM.
-    let stream = connect_from(ip, args.addrs.auth).map_err(|e| io("connect (9281)", e))?;
-    let mut a = Conn::new(Stream::Plain(stream), args.addrs.auth.to_string());
-    let challenge = signin::request_login(&mut a, &username, ports, &Channel::Plain, STEP)
+    // 9281: SCRAM, bound to the TLS session if there is one.
+    let mut a = wire.connect(ip, args.addrs.auth, &format!("{user}: connect (9281)"))?;
+    let channel = wire.channel(&a)?;
+    let challenge = signin::request_login(&mut a, &username, ports, &channel, STEP)
         .map_err(step("AuthRequest"))?;
     let t_auth1 = Instant::now();
     let password = &args.accounts.password;
@@ -222,9 +224,8 @@ pub fn sign_in(
         .map_err(|e| io("accept the auth callback", e))?;
     s.set_nodelay(true)
         .map_err(|e| io("set TCP_NODELAY on the callback", e))?;
-    let token = check
-        .serve(&mut Conn::new(Stream::Plain(s), peer.to_string()), STEP)
-        .map_err(step("Authed"))?;
+    let mut callback = wire.accept(s, peer, &format!("{user}: the auth callback"))?;
+    let token = check.serve(&mut callback, STEP).map_err(step("Authed"))?;
     drop(auth_l);
     let signed_in = awaiting
         .finish(&mut a, STEP, |_| Some(Ok(token)))
@@ -251,9 +252,13 @@ pub fn sign_in(
 }
 
 /// Ends a session with `Bye` on the sending port.
-pub fn bye(addrs: &ServerAddrs, ip: IpAddr, token: &SessionToken) -> Result<(), BenchError> {
-    let stream = connect_from(ip, addrs.send).map_err(|e| BenchError::io("connect (9980)", e))?;
-    let mut c = Conn::new(Stream::Plain(stream), addrs.send.to_string());
+pub fn bye(
+    addrs: &ServerAddrs,
+    wire: &Wire,
+    ip: IpAddr,
+    token: &SessionToken,
+) -> Result<(), BenchError> {
+    let mut c = wire.connect(ip, addrs.send, "connect (9980)")?;
     let deadline = Instant::now() + STEP;
     c.send(
         &SendRequest::Bye {

@@ -53,6 +53,15 @@ pub enum BenchError {
         #[source]
         source: ProtocolError,
     },
+    /// A TLS setup or handshake failed (the cause, shown after it, says why).
+    #[error("{what}")]
+    Tls {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: gc_net::NetError,
+    },
     /// The server answered with something other than what the exchange expects.
     #[error("{what}: the server answered `{answer}`")]
     Refused {

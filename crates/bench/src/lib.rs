@@ -3,7 +3,9 @@
 //! Every run starts a fresh `gc-server` child process ([`server`]), signs in many in-process
 //! clients ([`client`]), serves their heartbeat and delivery ports on a few epoll threads
 //! ([`reactor`]), sends with pipelined senders ([`sender`]), and measures with /proc
-//! ([`procfs`]). The workloads are in [`workloads`]; [`run`] is what the binary calls.
+//! ([`procfs`]). Its clients speak plain GC/1 or GC/2 over TLS ([`wire`]); by default each run
+//! goes once each way and the report puts the two side by side. The workloads are in
+//! [`workloads`]; [`run`] is what the binary calls.
 
 pub mod cli;
 pub mod client;
@@ -14,6 +16,7 @@ pub mod reactor;
 pub mod report;
 pub mod sender;
 pub mod server;
+pub mod wire;
 pub mod workloads;
 
 use std::io::Write;
@@ -28,7 +31,7 @@ use std::time::{Duration, Instant};
 use gc_protocol::SessionToken;
 use serde_json::{Value, json};
 
-use crate::cli::{Cli, CommonArgs, Workload};
+use crate::cli::{Cli, CommonArgs};
 use crate::client::{KeyCache, SignInArgs, SignInTiming, client_ip};
 use crate::error::BenchError;
 use crate::procfs::{CpuSnapshot, CpuUsage};
@@ -36,6 +39,7 @@ use crate::reactor::{IoReport, Reactor, ReactorConfig};
 use crate::report::RunResult;
 use crate::sender::{SenderJob, SenderReport};
 use crate::server::{BenchAccounts, External, Server, ServerSpec};
+use crate::wire::{ClientTls, Mode, Wire};
 
 pub use error::BenchError as Error;
 
@@ -44,6 +48,10 @@ pub use error::BenchError as Error;
 pub struct Ctx {
     /// How to get a server.
     pub spec: ServerSpec,
+    /// The protocols each run goes through, in order.
+    pub modes: &'static [Mode],
+    /// The clients' TLS setup and callback identity, when a mode is TLS.
+    pub client_tls: Option<Arc<ClientTls>>,
     /// `bc-io-*` threads.
     pub io_threads: usize,
     /// Bound of one run.
@@ -84,10 +92,20 @@ impl Ctx {
                     ports: [a, b, d],
                     pid: c.server_pid,
                     data_dir: c.server_data_dir.clone(),
+                    fingerprint: c.server_fingerprint,
                 })
             }
             None => None,
         };
+        let modes = c.tls.modes();
+        let tls = modes.iter().any(|m| m.is_tls());
+        if tls && c.server.is_some() && c.server_fingerprint.is_none() {
+            return Err(BenchError::Invalid(
+                "TLS runs against --server pin its certificate: pass --server-fingerprint \
+                 (`gc-server tls fingerprint` prints it), or --tls off"
+                    .into(),
+            ));
+        }
         if c.io_threads == 0 || c.io_threads > 64 {
             return Err(BenchError::Invalid("--io-threads must be 1 to 64".into()));
         }
@@ -121,9 +139,17 @@ impl Ctx {
             "fsync": spec.fsync,
             "heartbeat_ms": spec.heartbeat_ms,
             "extra_args": spec.extra_args,
+            "tls_modes": modes.iter().map(|m| m.server_tls()).collect::<Vec<_>>(),
         });
+        let client_tls = if tls {
+            Some(Arc::new(ClientTls::new()?))
+        } else {
+            None
+        };
         Ok(Self {
             spec,
+            modes,
+            client_tls,
             io_threads: c.io_threads,
             timeout: Duration::from_secs(c.timeout),
             ip_base: c.ip_base,
@@ -131,6 +157,17 @@ impl Ctx {
             machine,
             server_info,
         })
+    }
+
+    /// How clients reach `server` in `mode`.
+    fn wire(&self, mode: Mode, server: &Server) -> Result<Wire, BenchError> {
+        match (mode, &self.client_tls, server.fingerprint) {
+            (Mode::Plain, _, _) => Ok(Wire::plain()),
+            (Mode::Tls, Some(client), Some(server)) => Ok(Wire::tls(Arc::clone(client), server)),
+            (Mode::Tls, _, _) => Err(BenchError::Invalid(
+                "a TLS run without the server's certificate or the clients' identity".into(),
+            )),
+        }
     }
 
     /// The address of client `slot`.
@@ -188,6 +225,8 @@ pub struct Run<'a> {
     pub ctx: &'a Ctx,
     /// The server.
     pub server: Server,
+    /// How the clients reach it.
+    pub wire: Wire,
     /// The io threads.
     pub reactor: Option<Reactor>,
     /// Send times count from here.
@@ -201,15 +240,21 @@ pub struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    /// Starts a server with `accounts` accounts and io threads for `slots` clients.
+    /// Starts a server for `mode` with `accounts` accounts, and io threads for `slots` clients.
     pub fn start(
         ctx: &'a Ctx,
+        mode: Mode,
         accounts: usize,
         slots: usize,
         sink: bool,
     ) -> Result<Self, BenchError> {
         ctx.check_fds(slots)?;
-        let server = Server::start(&ctx.spec, &ctx.accounts, accounts, ctx.ip(slots))?;
+        let server = Server::start(&ctx.spec, mode, &ctx.accounts, accounts)?;
+        let wire = ctx.wire(mode, &server)?;
+        if server.is_external() {
+            ctx.accounts
+                .register(&server.addrs, &wire, ctx.ip(slots), accounts)?;
+        }
         let epoch = Instant::now();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -221,10 +266,12 @@ impl<'a> Run<'a> {
             epoch,
             tag: tag.clone(),
             sink,
+            wire: wire.clone(),
         })?;
         Ok(Self {
             ctx,
             server,
+            wire,
             reactor: Some(reactor),
             epoch,
             tag,
@@ -271,6 +318,7 @@ impl<'a> Run<'a> {
         let first_error: Mutex<Option<BenchError>> = Mutex::new(None);
         let args = SignInArgs {
             addrs: &self.server.addrs,
+            wire: &self.wire,
             accounts: &self.ctx.accounts,
             keys,
             min_iterations: gc_protocol::limits::MIN_SCRAM_ITERATIONS,
@@ -425,6 +473,7 @@ impl<'a> Run<'a> {
             .ok_or_else(|| BenchError::Invalid(format!("client {slot} is not signed in")))?;
         Ok(SenderJob {
             addrs: self.server.addrs,
+            wire: self.wire.clone(),
             index,
             ip: held.ip,
             token: held.token,
@@ -435,6 +484,41 @@ impl<'a> Run<'a> {
             pace,
             deadline: self.deadline,
         })
+    }
+
+    /// Sends one untimed message from `slots[0]` and waits until every client of `slots` holds it:
+    /// after that each has its delivery connection (over TLS: handshaken), so what is timed next
+    /// is the steady state. Returns the message's id and how long it took to reach everyone.
+    pub fn warm_up(&self, slots: &[usize]) -> Result<(u64, Duration), BenchError> {
+        let Some(&first) = slots.first() else {
+            return Ok((self.base_id(), Duration::ZERO));
+        };
+        let mut job = self.job(first, 0, 32, 1, sender::Pace::Count(1))?;
+        // Not this run's tag: the receivers do not time it.
+        job.tag = "warm-up".into();
+        let t0 = Instant::now();
+        let sent = self.send(vec![job])?;
+        let id = sent
+            .first()
+            .and_then(|r| r.ids.first().copied())
+            .ok_or_else(|| BenchError::Refused {
+                what: "the warm-up message".into(),
+                answer: sent
+                    .first()
+                    .and_then(|r| r.first_error.clone())
+                    .unwrap_or_else(|| "no Thx".into()),
+            })?;
+        let timeout = Duration::from_secs(20);
+        self.wait_delivered(slots, id, timeout)
+            .map(|_| (id, t0.elapsed()))
+            .ok_or_else(|| BenchError::Timeout {
+                what: format!(
+                    "the warm-up message to reach every client ({} of {} still waiting)",
+                    self.counters().behind(slots, id),
+                    slots.len()
+                ),
+                after: timeout.min(self.left()),
+            })
     }
 
     /// Waits until every client of `slots` holds `id`; returns how long it took, or `None`.
@@ -478,7 +562,9 @@ impl<'a> Run<'a> {
                                 return;
                             }
                             if let Some(h) = self.held(slot) {
-                                if client::bye(&self.server.addrs, h.ip, &h.token).is_err() {
+                                if client::bye(&self.server.addrs, &self.wire, h.ip, &h.token)
+                                    .is_err()
+                                {
                                     failures.fetch_add(1, Ordering::Relaxed);
                                 }
                                 lock(&self.held)[slot] = None;
@@ -523,92 +609,117 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs the workload of `cli` `--runs` times, writing tables and JSON lines to `out`.
+/// Runs the workload of `cli` `--runs` times in each mode of `--tls` (plain, then TLS, run after
+/// run), writing tables and JSON lines to `out`: one per run and mode, the medians per mode with
+/// `--runs` above 1, and with both modes the headline figures side by side.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), BenchError> {
     let ctx = Ctx::new(&cli.common)?;
     let runs = cli.common.runs;
-    let name = match &cli.workload {
-        Workload::Connect(_) => "connect",
-        Workload::Ingest(_) => "ingest",
-        Workload::Fanout(_) => "fanout",
-        Workload::Idle(_) => "idle",
-        Workload::Memory(_) => "memory",
+    let tables = !cli.common.json_only;
+    let name = cli.workload.name();
+    let line = |extra: Value| {
+        let mut v = json!({
+            "gc_bench": env!("CARGO_PKG_VERSION"),
+            "workload": name,
+            "runs": runs,
+            "server": ctx.server_info,
+        });
+        if let (Some(v), Value::Object(extra)) = (v.as_object_mut(), extra) {
+            v.extend(extra);
+        }
+        v
     };
-    let mut all = Vec::new();
+    let mut all: Vec<(Mode, RunResult)> = Vec::new();
     for r in 1..=runs {
-        let mut machine = ctx.machine.clone();
-        machine["loadavg_1m_before"] = json!(procfs::loadavg());
-        let outcome: RunResult = match &cli.workload {
-            Workload::Connect(a) => workloads::connect(&ctx, a)?,
-            Workload::Ingest(a) => workloads::ingest(&ctx, a)?,
-            Workload::Fanout(a) => workloads::fanout(&ctx, a)?,
-            Workload::Idle(a) => workloads::idle(&ctx, a)?,
-            Workload::Memory(a) => workloads::memory(&ctx, a)?,
-        };
-        if !cli.common.json_only {
-            report::write_table(
+        for &mode in ctx.modes {
+            let mut machine = ctx.machine.clone();
+            machine["loadavg_1m_before"] = json!(procfs::loadavg());
+            let outcome = workloads::run(&ctx, mode, &cli.workload)?;
+            if tables {
+                let title = format!("gc-bench {name}, {} — run {r} of {runs}", mode.name());
+                report::write_table(out, &title, &outcome.table)?;
+            }
+            report::write_json(
                 out,
-                &format!("gc-bench {name} — run {r} of {runs}"),
-                &outcome.table,
+                &line(json!({
+                    "tls": mode.is_tls(),
+                    "run": r,
+                    "params": outcome.params,
+                    "machine": machine,
+                    "results": outcome.results,
+                })),
             )?;
+            let _ = out.flush();
+            all.push((mode, outcome));
         }
-        report::write_json(
-            out,
-            &json!({
-                "gc_bench": env!("CARGO_PKG_VERSION"),
-                "workload": name,
-                "run": r,
-                "runs": runs,
-                "params": outcome.params,
-                "machine": machine,
-                "server": ctx.server_info,
-                "results": outcome.results,
-            }),
-        )?;
-        let _ = out.flush();
-        all.push(outcome);
     }
-    if runs > 1 {
-        let results: Vec<Value> = all.iter().map(|o| o.results.clone()).collect();
+    let Some((_, first)) = all.first() else {
+        return Ok(());
+    };
+    let (params, headline) = (first.params.clone(), first.headline.clone());
+    // Each mode's figures: its one run, or the medians of its runs.
+    let mut figures = Vec::new();
+    for &mode in ctx.modes {
+        let results: Vec<Value> = all
+            .iter()
+            .filter(|(m, _)| *m == mode)
+            .map(|(_, o)| o.results.clone())
+            .collect();
+        if runs == 1 {
+            figures.extend(results.into_iter().map(|r| (mode, r)));
+            continue;
+        }
         let med = report::medians(&results);
-        if !cli.common.json_only {
-            let rows: Vec<(String, String)> = all[0]
-                .headline
-                .iter()
-                .map(|path| {
-                    let each: Vec<String> = results
-                        .iter()
-                        .map(|r| report::num(report::at(r, path)))
-                        .collect();
-                    (
-                        path.clone(),
-                        format!(
-                            "{}   (runs: {})",
-                            report::num(report::at(&med, path)),
-                            each.join(", ")
-                        ),
-                    )
-                })
-                .collect();
-            report::write_table(
-                out,
-                &format!("gc-bench {name} — median of {runs} runs"),
-                &rows,
-            )?;
+        if tables {
+            let title = format!("gc-bench {name}, {} — median of {runs} runs", mode.name());
+            report::write_table(out, &title, &report::median_rows(&headline, &med, &results))?;
         }
         report::write_json(
             out,
-            &json!({
-                "gc_bench": env!("CARGO_PKG_VERSION"),
-                "workload": name,
+            &line(json!({
+                "tls": mode.is_tls(),
                 "summary": "median",
-                "runs": runs,
-                "params": all[0].params,
+                "params": params,
                 "machine": ctx.machine,
-                "server": ctx.server_info,
                 "results": med,
-            }),
+            })),
+        )?;
+        figures.push((mode, med));
+    }
+    if let [(Mode::Plain, plain), (Mode::Tls, tls)] = &figures[..] {
+        if tables {
+            let of = if runs > 1 {
+                format!("medians of {runs} runs")
+            } else {
+                "one run each".to_owned()
+            };
+            let title = format!("gc-bench {name} — plain and TLS side by side ({of})");
+            report::write_table(out, &title, &report::side_by_side(&headline, plain, tls))?;
+        }
+        report::write_json(
+            out,
+            &line(json!({
+                "summary": "plain_and_tls",
+                "params": params,
+                "machine": ctx.machine,
+                "results": report::compare_json(&headline, plain, tls),
+            })),
         )?;
     }
+    let _ = out.flush();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn tls_against_an_external_server_needs_its_fingerprint() {
+        let cli = Cli::try_parse_from(["gc-bench", "--server", "10.0.0.1", "idle"]).expect("args");
+        let err = Ctx::new(&cli.common).expect_err("no fingerprint to pin");
+        assert!(err.to_string().contains("--server-fingerprint"), "{err}");
+    }
 }

@@ -332,16 +332,53 @@ impl CpuUsage {
     }
 }
 
+/// What a mapping of `/proc/<pid>/smaps` holds, as [`rss_breakdown`] counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mapping {
+    Stack,
+    SignalStack,
+    Heap,
+    File,
+    OtherAnon,
+}
+
+/// Largest no-access mapping taken for a thread's guard page (glibc puts one page below every
+/// thread stack). A malloc arena's unused reservation is a no-access mapping too, of megabytes,
+/// and the next arena's used part may follow it: that is not a stack.
+const MAX_GUARD: u64 = 64 * 1024;
+
+/// Classifies the mapping `start..end` with `perms` and `name`, `guard` being the no-access
+/// anonymous mapping right before it, if there is one (its start and end).
+fn classify(start: u64, end: u64, perms: &str, name: &str, guard: Option<(u64, u64)>) -> Mapping {
+    let below_guard = guard.is_some_and(|(g0, g1)| g1 == start && g1 - g0 <= MAX_GUARD);
+    if name.starts_with('/') {
+        Mapping::File
+    } else if name.is_empty() && perms.starts_with("rw") && below_guard {
+        // Thread stacks are large; Rust also gives every thread a small guarded alternate
+        // signal stack (for stack-overflow reports).
+        if end - start >= 64 * 1024 {
+            Mapping::Stack
+        } else {
+            Mapping::SignalStack
+        }
+    } else if name == "[heap]" {
+        Mapping::Heap
+    } else {
+        Mapping::OtherAnon
+    }
+}
+
 /// Where a process's resident memory is (`/proc/<pid>/smaps`), in KiB: thread stacks (a
-/// read-write anonymous mapping right above a no-access guard page), the heap and other anonymous
-/// mappings (malloc arenas), and files (the binary, libraries).
+/// read-write anonymous mapping right above a no-access guard page; the stacks of exited threads
+/// that glibc keeps for new ones included), the heap and other anonymous mappings (malloc's
+/// per-thread arenas), and files (the binary, libraries).
 pub fn rss_breakdown(pid: &str) -> Option<serde_json::Value> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
     let (mut stacks, mut stack_count, mut heap, mut anon, mut file) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut sigstacks = 0u64;
-    let mut kind = 0u8; // 1 stack, 2 other anonymous, 3 file, 4 heap, 5 signal stack
-    let mut prev_guard_end: Option<u64> = None;
+    let mut kind = None;
+    let mut guard: Option<(u64, u64)> = None;
     for line in text.lines() {
         let mut parts = line.split_whitespace();
         let first = parts.next().unwrap_or("");
@@ -350,34 +387,23 @@ pub fn rss_breakdown(pid: &str) -> Option<serde_json::Value> {
         {
             let perms = parts.next().unwrap_or("");
             let name = parts.nth(3).unwrap_or("");
-            kind = if name.starts_with('/') {
-                3
-            } else if name.is_empty() && perms.starts_with("rw") && prev_guard_end == Some(start) {
-                // Thread stacks are large; Rust also gives every thread a small guarded
-                // alternate signal stack (for stack-overflow reports).
-                if end - start >= 64 * 1024 {
-                    stack_count += 1;
-                    1
-                } else {
-                    5
-                }
-            } else if name == "[heap]" {
-                4
-            } else {
-                2
-            };
-            prev_guard_end = (name.is_empty() && perms.starts_with("---")).then_some(end);
+            let mapping = classify(start, end, perms, name, guard);
+            if mapping == Mapping::Stack {
+                stack_count += 1;
+            }
+            kind = Some(mapping);
+            guard = (name.is_empty() && perms.starts_with("---")).then_some((start, end));
             continue;
         }
         if first == "Rss:" {
             let kib: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
             match kind {
-                1 => stacks += kib,
-                2 => anon += kib,
-                3 => file += kib,
-                4 => heap += kib,
-                5 => sigstacks += kib,
-                _ => {}
+                Some(Mapping::Stack) => stacks += kib,
+                Some(Mapping::OtherAnon) => anon += kib,
+                Some(Mapping::File) => file += kib,
+                Some(Mapping::Heap) => heap += kib,
+                Some(Mapping::SignalStack) => sigstacks += kib,
+                None => {}
             }
         }
     }
@@ -484,6 +510,33 @@ pub fn grow_fd_table(size: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stacks_are_told_from_malloc_arenas() {
+        const K: u64 = 1024;
+        let page_guard = Some((100 * K, 104 * K));
+        // A thread's stack above its one-page guard, and its small signal stack.
+        assert_eq!(
+            classify(104 * K, 364 * K, "rw-p", "", page_guard),
+            Mapping::Stack
+        );
+        assert_eq!(
+            classify(104 * K, 116 * K, "rw-p", "", page_guard),
+            Mapping::SignalStack
+        );
+        // An arena's used part right after another arena's unused reservation (megabytes).
+        let reservation = Some((0, 62 * K * K));
+        assert_eq!(
+            classify(62 * K * K, 64 * K * K, "rw-p", "", reservation),
+            Mapping::OtherAnon
+        );
+        assert_eq!(classify(0, 4 * K, "rw-p", "", None), Mapping::OtherAnon);
+        assert_eq!(classify(0, 4 * K, "rw-p", "[heap]", None), Mapping::Heap);
+        assert_eq!(
+            classify(0, 4 * K, "r-xp", "/usr/bin/gc-server", page_guard),
+            Mapping::File
+        );
+    }
 
     #[test]
     fn reads_own_process() {

@@ -10,14 +10,17 @@
 //!   per-client bitmap (lost and duplicated deliveries) and the send time embedded in bench bodies
 //!   gives the end-to-end latency of every delivery;
 //! - any number of connections per port, accepted whenever the server opens a fresh one, closed
-//!   when the server closes them.
+//!   when the server closes them;
+//! - over TLS (a TLS run's [`Wire`]), each connection runs its own rustls session ([`Pipe`]): the
+//!   handshake as the server's bytes come, demanding the server's certificate, checked before a
+//!   frame is read.
 //!
 //! Only the framing is done here (splitting non-blocking reads at LF; `FramedStream` blocks).
 //! Every line is parsed and every answer encoded by `gc_protocol`'s frames, as `gc-client` does,
 //! so the bench measures the server against the real codec, limits included.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,6 +38,7 @@ use rustix::event::{EventfdFlags, Timespec, eventfd};
 use crate::client::SignedInClient;
 use crate::error::BenchError;
 use crate::hist::Histogram;
+use crate::wire::{Pipe, Wire};
 
 /// Largest read buffer: the largest frame, LF included. A full buffer without an LF holds a line
 /// longer than any frame.
@@ -116,6 +120,8 @@ pub struct ReactorConfig {
     pub tag: String,
     /// Report a cursor far ahead of the store, so the server delivers nothing (isolates ingest).
     pub sink: bool,
+    /// Plain or TLS, as the server's callbacks come.
+    pub wire: Wire,
 }
 
 enum Cmd {
@@ -299,7 +305,7 @@ enum DlState {
 struct Conn {
     client: usize,
     kind: Kind,
-    stream: TcpStream,
+    pipe: Pipe,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -311,11 +317,11 @@ struct Conn {
 
 impl Conn {
     /// A fresh connection from the server to one of `client`'s ports.
-    fn new(client: usize, kind: Kind, stream: TcpStream) -> Self {
+    fn new(client: usize, kind: Kind, pipe: Pipe) -> Self {
         Self {
             client,
             kind,
-            stream,
+            pipe,
             buf: vec![0; START_BUF],
             start: 0,
             end: 0,
@@ -447,7 +453,7 @@ impl IoLoop {
                     let _ = epoll::delete(&ep, listener);
                 }
                 Entry::Conn(c) => {
-                    let _ = epoll::delete(&ep, &c.stream);
+                    let _ = epoll::delete(&ep, c.pipe.tcp());
                 }
             }
         }
@@ -558,14 +564,14 @@ impl IoLoop {
         let outcome = self.serve(&mut conn, flags, now);
         match outcome {
             Ok(()) => {
-                let want = !conn.out.is_empty();
+                let want = !conn.out.is_empty() || conn.pipe.wants_write();
                 if want != conn.want_out {
                     let f = if want {
                         EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP
                     } else {
                         EventFlags::IN | EventFlags::RDHUP
                     };
-                    if epoll::modify(ep, &conn.stream, EventData::new_u64(i as u64), f).is_ok() {
+                    if epoll::modify(ep, conn.pipe.tcp(), EventData::new_u64(i as u64), f).is_ok() {
                         conn.want_out = want;
                     }
                 }
@@ -579,7 +585,7 @@ impl IoLoop {
                     let slot = self.clients[client].slot;
                     self.problem(format!("client {slot} ({kind:?}): {what}"));
                 }
-                let _ = epoll::delete(ep, &conn.stream);
+                let _ = epoll::delete(ep, conn.pipe.tcp());
                 self.free.push(i);
                 self.counters.open_conns.fetch_sub(1, Ordering::AcqRel);
             }
@@ -609,12 +615,19 @@ impl IoLoop {
             if stream.set_nonblocking(true).is_err() || stream.set_nodelay(true).is_err() {
                 continue;
             }
+            let pipe = match self.cfg.wire.pipe_from(stream) {
+                Ok(pipe) => pipe,
+                Err(e) => {
+                    self.problem(format!("start a TLS session: {e}"));
+                    continue;
+                }
+            };
             self.counters.open_conns.fetch_add(1, Ordering::AcqRel);
-            let j = self.insert(Entry::Conn(Conn::new(client, kind, stream)));
+            let j = self.insert(Entry::Conn(Conn::new(client, kind, pipe)));
             let res = match &self.entries[j] {
                 Some(Entry::Conn(c)) => epoll::add(
                     ep,
-                    &c.stream,
+                    c.pipe.tcp(),
                     EventData::new_u64(j as u64),
                     EventFlags::IN | EventFlags::RDHUP,
                 ),
@@ -629,7 +642,8 @@ impl IoLoop {
         }
     }
 
-    /// Reads what is there, answers every complete frame, writes the answers.
+    /// Reads what is there, answers every complete frame, writes the answers (and with TLS the
+    /// handshake's records).
     fn serve(&mut self, conn: &mut Conn, flags: EventFlags, now: Instant) -> Result<(), Close> {
         let mut eof = false;
         if flags.intersects(EventFlags::IN | EventFlags::HUP | EventFlags::ERR | EventFlags::RDHUP)
@@ -649,7 +663,7 @@ impl IoLoop {
                     }
                 }
                 let room = conn.buf.len() - conn.end;
-                match conn.stream.read(&mut conn.buf[conn.end..]) {
+                match conn.pipe.read(&mut conn.buf[conn.end..]) {
                     Ok(0) => {
                         eof = true;
                         break;
@@ -657,7 +671,7 @@ impl IoLoop {
                     Ok(n) => {
                         conn.end += n;
                         self.lines(conn, now_us)?;
-                        if n < room {
+                        if conn.pipe.drained(n < room) {
                             // Drained: epoll is level-triggered and reports the rest, which
                             // saves a read that would only say EAGAIN.
                             break;
@@ -665,13 +679,17 @@ impl IoLoop {
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // A TLS error, or a caller that is not the server.
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                        return Err(Close::Protocol(format!("TLS: {e}")));
+                    }
                     Err(_) => return Err(Close::Gone),
                 }
             }
         }
         if !conn.out.is_empty() {
             loop {
-                match conn.stream.write(&conn.out) {
+                match conn.pipe.write(&conn.out) {
                     Ok(0) => return Err(Close::Gone),
                     Ok(n) => {
                         conn.out.drain(..n);
@@ -685,7 +703,19 @@ impl IoLoop {
                 }
             }
         }
-        if eof || (conn.close_after_write && conn.out.is_empty()) {
+        if conn.pipe.wants_write() {
+            match conn.pipe.flush() {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => return Err(Close::Gone),
+            }
+        }
+        let written = conn.out.is_empty() && !conn.pipe.wants_write();
+        if eof || (conn.close_after_write && written) {
             return Err(Close::Gone);
         }
         Ok(())
@@ -859,6 +889,7 @@ pub fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
 mod tests {
     use super::*;
     use gc_protocol::{Record, Username};
+    use std::net::TcpStream;
 
     const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -869,6 +900,7 @@ mod tests {
             epoch,
             tag: tag.to_owned(),
             sink: false,
+            wire: Wire::plain(),
         };
         let wake = Arc::new(eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd"));
         let mut l = IoLoop::new(cfg, Arc::new(Counters::new(1)), Arc::default(), wake);
@@ -934,7 +966,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let peer = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (stream, _) = listener.accept().expect("accept");
-        (Conn::new(0, kind, stream), peer)
+        (Conn::new(0, kind, Pipe::plain(stream)), peer)
     }
 
     /// Feeds `lines` to `conn` as one read and returns what it would write.
@@ -1062,11 +1094,64 @@ mod tests {
     }
 
     #[test]
+    fn answers_heartbeats_over_tls_to_the_pinned_server_only() {
+        use gc_net::tls::{PeerCheck, TlsConfig};
+        use gc_net::{ClientAuth, Identity};
+
+        let client = Arc::new(crate::wire::ClientTls::new().expect("client TLS"));
+        let server_id = Identity::generate("gc-server").expect("identity");
+        let mut l = io_loop("gcbabc123", Instant::now());
+        l.cfg.wire = Wire::tls(Arc::clone(&client), server_id.fingerprint());
+        let callback_pin = client.fingerprint();
+        for (caller, answered) in [
+            (server_id, true),
+            (Identity::generate("x").expect("id"), false),
+        ] {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let ping = ping(TOKEN);
+            let server = thread::spawn(move || {
+                let config = TlsConfig::new(Some(&caller), ClientAuth::None).expect("config");
+                let tcp = TcpStream::connect(addr).expect("connect");
+                let deadline = Instant::now() + Duration::from_secs(5);
+                let mut conn = gc_net::Conn::new(
+                    config
+                        .connect(tcp, "client", PeerCheck::Pinned(callback_pin), deadline)
+                        .ok()?,
+                    "client",
+                );
+                conn.write_all(&[&ping[..], b"\n"].concat(), deadline)
+                    .ok()?;
+                conn.read::<HeartbeatReply>(deadline).ok()
+            });
+            let (stream, _) = listener.accept().expect("accept");
+            stream.set_nonblocking(true).expect("nonblocking");
+            let pipe = l.cfg.wire.pipe_from(stream).expect("a TLS session");
+            let mut c = Conn::new(0, Kind::Heartbeat, pipe);
+            let outcome = serve_until_closed(&mut l, &mut c);
+            drop(c);
+            let reply = server.join().expect("server");
+            if answered {
+                assert!(
+                    matches!(reply, Some(HeartbeatReply::Pong { last_id: 10, .. })),
+                    "{reply:?}"
+                );
+                assert_eq!(outcome, None, "closed by the server, no protocol error");
+            } else {
+                assert!(reply.is_none(), "{reply:?}");
+                let err = outcome.expect("refused");
+                assert!(err.contains("not the pinned"), "{err}");
+            }
+        }
+        assert_eq!(l.clients[0].pings, 1);
+    }
+
+    #[test]
     fn holds_the_largest_frame_and_refuses_longer_lines() {
         let mut l = io_loop("gcbabc123", Instant::now());
         // The largest frame (LF included) fits: the codec gets it and says what is wrong with it.
         let (mut c, mut peer) = conn(Kind::Delivery);
-        c.stream.set_nonblocking(true).expect("nonblocking");
+        c.pipe.tcp().set_nonblocking(true).expect("nonblocking");
         let mut line = vec![b'A'; MAX_FRAME_BYTES - 1];
         line.push(b'\n');
         peer.write_all(&line).expect("write");
@@ -1074,7 +1159,7 @@ mod tests {
         assert!(err.starts_with("expected Batch (unexpected token"), "{err}");
         // One byte more does not fit a frame.
         let (mut c, mut peer) = conn(Kind::Delivery);
-        c.stream.set_nonblocking(true).expect("nonblocking");
+        c.pipe.tcp().set_nonblocking(true).expect("nonblocking");
         peer.write_all(&vec![b'A'; MAX_FRAME_BYTES]).expect("write");
         let err = serve_until_closed(&mut l, &mut c).expect("a protocol error");
         assert_eq!(err, ParseError::TooLong.to_string());

@@ -137,6 +137,58 @@ pub fn num(v: Option<&Value>) -> String {
     }
 }
 
+/// Rows of a median table: each headline figure's median, and every run's value.
+pub fn median_rows(headline: &[String], med: &Value, runs: &[Value]) -> Vec<(String, String)> {
+    headline
+        .iter()
+        .map(|path| {
+            let each: Vec<String> = runs.iter().map(|r| num(at(r, path))).collect();
+            (
+                path.clone(),
+                format!("{}   (runs: {})", num(at(med, path)), each.join(", ")),
+            )
+        })
+        .collect()
+}
+
+/// TLS over plain for one figure, when both are numbers and plain is not zero.
+pub fn ratio(plain: Option<&Value>, tls: Option<&Value>) -> Option<f64> {
+    let (p, t) = (plain?.as_f64()?, tls?.as_f64()?);
+    (p != 0.0).then(|| t / p)
+}
+
+/// Rows putting each headline figure of a plain and a TLS result side by side, with their ratio.
+pub fn side_by_side(headline: &[String], plain: &Value, tls: &Value) -> Vec<(String, String)> {
+    headline
+        .iter()
+        .map(|path| {
+            let (p, t) = (at(plain, path), at(tls, path));
+            let r = ratio(p, t).map_or_else(|| "-".to_owned(), |r| format!("{r:.2}×"));
+            (
+                path.clone(),
+                format!("plain {} · TLS {} · TLS/plain {r}", num(p), num(t)),
+            )
+        })
+        .collect()
+}
+
+/// The same as JSON: `{path: {"plain": …, "tls": …, "tls_over_plain": …}}`.
+pub fn compare_json(headline: &[String], plain: &Value, tls: &Value) -> Value {
+    let mut out = Map::new();
+    for path in headline {
+        let (p, t) = (at(plain, path), at(tls, path));
+        out.insert(
+            path.clone(),
+            json!({
+                "plain": p,
+                "tls": t,
+                "tls_over_plain": ratio(p, t).map(|r| (r * 1000.0).round() / 1000.0),
+            }),
+        );
+    }
+    Value::Object(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +204,37 @@ mod tests {
         assert_eq!(at(&m, "a.x"), Some(&json!(2.0)));
         assert_eq!(at(&m, "a.f"), Some(&json!(true)));
         assert_eq!(at(&m, "b"), Some(&json!(6.0)));
+    }
+
+    #[test]
+    fn plain_and_tls_side_by_side() {
+        let headline = vec!["a.x".to_owned(), "b".to_owned(), "gone".to_owned()];
+        let plain = json!({"a": {"x": 2.0}, "b": 0});
+        let tls = json!({"a": {"x": 3}, "b": 5});
+        let rows = side_by_side(&headline, &plain, &tls);
+        assert_eq!(
+            rows[0],
+            ("a.x".into(), "plain 2 · TLS 3 · TLS/plain 1.50×".into())
+        );
+        // Nothing to divide by, or nothing at all: no ratio.
+        assert_eq!(rows[1].1, "plain 0 · TLS 5 · TLS/plain -");
+        assert_eq!(rows[2].1, "plain - · TLS - · TLS/plain -");
+        let j = compare_json(&headline, &plain, &tls);
+        assert_eq!(
+            j["a.x"],
+            json!({"plain": 2.0, "tls": 3, "tls_over_plain": 1.5})
+        );
+        assert_eq!(j["b"]["tls_over_plain"], Value::Null);
+        assert_eq!(j["gone"]["plain"], Value::Null);
+    }
+
+    #[test]
+    fn median_rows_show_every_run() {
+        let runs = [json!({"x": 1}), json!({"x": 3}), json!({"x": 2})];
+        let rows = median_rows(&["x".to_owned()], &medians(&runs), &runs);
+        assert_eq!(
+            rows,
+            vec![("x".to_owned(), "2   (runs: 1, 3, 2)".to_owned())]
+        );
     }
 }

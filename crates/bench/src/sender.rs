@@ -4,18 +4,22 @@
 //! A body is `<tag>:<sent-µs>:<sender>:<seq>:` padded with `x` to the body size; its
 //! client-msg-id is `<tag>-<sender>-<seq>`. The receivers read the send time back out of the body
 //! (latency), and the ingest check finds every (sender, seq) in the store.
+//!
+//! Over TLS the connection is a [`Pipe`] running its own rustls session: the sender waits for
+//! replies with `poll`, which cannot see replies already read and decrypted, so it asks the pipe
+//! first.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use gc_protocol::texts::ServerAddrs;
 use gc_protocol::{ClientMsgId, ErrorCode, Frame, SendReply, SendRequest, SessionToken};
 
-use crate::client::connect_from;
 use crate::error::BenchError;
 use crate::hist::Histogram;
-use gc_protocol::texts::ServerAddrs;
+use crate::wire::{Pipe, Wire};
 
 /// How much a sender sends.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +44,8 @@ pub enum Pace {
 pub struct SenderJob {
     /// The server.
     pub addrs: ServerAddrs,
+    /// Plain or TLS.
+    pub wire: Wire,
     /// Which sender this is (in bodies and ids).
     pub index: usize,
     /// Its client's address.
@@ -87,11 +93,10 @@ pub struct SenderReport {
 
 /// Runs one sender to completion (its own thread).
 pub fn run(job: &SenderJob) -> Result<SenderReport, BenchError> {
-    let mut stream = connect_from(job.ip, job.addrs.send)
-        .map_err(|e| BenchError::io(format!("sender {}: connect (9980)", job.index), e))?;
-    stream
-        .set_write_timeout(Some(Duration::from_secs(10)))
-        .and_then(|()| stream.set_read_timeout(Some(Duration::from_secs(10))))
+    let mut stream = job.wire.pipe_to(job.ip, job.addrs.send, job.deadline)?;
+    let tcp = stream.tcp();
+    tcp.set_write_timeout(Some(Duration::from_secs(10)))
+        .and_then(|()| tcp.set_read_timeout(Some(Duration::from_secs(10))))
         .map_err(|e| BenchError::io("set socket timeouts", e))?;
     let mut s = State {
         job,
@@ -128,6 +133,7 @@ pub fn run(job: &SenderJob) -> Result<SenderReport, BenchError> {
         if !s.wbuf.is_empty() {
             stream
                 .write_all(&s.wbuf)
+                .and_then(|()| stream.flush())
                 .map_err(|e| BenchError::io(format!("sender {}: write", job.index), e))?;
             s.wbuf.clear();
         }
@@ -207,10 +213,21 @@ impl State<'_> {
     }
 
     /// Reads until at least one reply arrived or `until` passed, then handles every complete line.
-    fn read_replies(&mut self, stream: &mut TcpStream, until: Instant) -> Result<(), BenchError> {
+    fn read_replies(&mut self, stream: &mut Pipe, until: Instant) -> Result<(), BenchError> {
+        let buffered = stream
+            .buffered()
+            .map_err(|e| BenchError::io(format!("sender {}: read", self.job.index), e))?;
+        if buffered || self.wait_readable(stream, until)? {
+            self.read_some(stream)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the socket is readable (true) or `until` passed.
+    fn wait_readable(&self, stream: &Pipe, until: Instant) -> Result<bool, BenchError> {
         let now = Instant::now();
         if until <= now {
-            return Ok(());
+            return Ok(false);
         }
         // Socket receive timeouts count in kernel ticks (several ms), far too coarse for a send
         // schedule: wait with ppoll, which sleeps to the microsecond.
@@ -220,19 +237,21 @@ impl State<'_> {
             tv_nsec: i64::from(wait.subsec_nanos()),
         };
         let mut fds = [rustix::event::PollFd::new(
-            &*stream,
+            stream.tcp(),
             rustix::event::PollFlags::IN,
         )];
         match rustix::event::poll(&mut fds, Some(&timeout)) {
-            Ok(0) | Err(rustix::io::Errno::INTR) => return Ok(()),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(BenchError::io(
-                    format!("sender {}: poll", self.job.index),
-                    e.into(),
-                ));
-            }
+            Ok(0) | Err(rustix::io::Errno::INTR) => Ok(false),
+            Ok(_) => Ok(true),
+            Err(e) => Err(BenchError::io(
+                format!("sender {}: poll", self.job.index),
+                e.into(),
+            )),
         }
+    }
+
+    /// Reads once (replies are there), then handles every complete line.
+    fn read_some(&mut self, stream: &mut Pipe) -> Result<(), BenchError> {
         if self.end == self.rbuf.len() {
             self.rbuf.copy_within(self.start..self.end, 0);
             self.end -= self.start;

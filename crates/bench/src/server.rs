@@ -17,15 +17,15 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use gc_net::Conn;
-use gc_net::tls::Stream;
+use gc_net::Identity;
+use gc_net::identity::{CERT_FILE, IDENTITY_DIR, KEY_FILE};
 use gc_protocol::scram::{Verifier, derive_verifier};
 use gc_protocol::signin::{self, SignInError};
 use gc_protocol::texts::ServerAddrs;
-use gc_protocol::{ErrorCode, Timestamp, Username};
+use gc_protocol::{ErrorCode, Fingerprint, Timestamp, Username};
 
-use crate::client::connect_from;
 use crate::error::BenchError;
+use crate::wire::{Mode, Wire};
 
 /// A server someone else started.
 #[derive(Clone, Debug)]
@@ -38,6 +38,8 @@ pub struct External {
     pub pid: Option<u32>,
     /// Its data dir, for the ingest store check.
     pub data_dir: Option<PathBuf>,
+    /// Its certificate's fingerprint, for TLS runs.
+    pub fingerprint: Option<Fingerprint>,
 }
 
 /// How to get a server.
@@ -73,8 +75,8 @@ impl ServerSpec {
         }
     }
 
-    /// The arguments a started server gets, for the report.
-    pub fn args(&self, data_dir: &Path) -> Vec<String> {
+    /// The arguments a started server gets for a run in `mode`.
+    pub fn args(&self, data_dir: &Path, mode: Mode) -> Vec<String> {
         let mut args: Vec<String> = [
             "--data-dir",
             &data_dir.display().to_string(),
@@ -99,9 +101,8 @@ impl ServerSpec {
             "info",
             // The listening line on standard output: the ports are OS-chosen.
             "--print-addrs",
-            // Plain GC/1: the bench's clients speak it (TLS figures: see docs/PERFORMANCE.md).
             "--tls",
-            "off",
+            mode.server_tls(),
         ]
         .iter()
         .map(|s| (*s).to_owned())
@@ -129,6 +130,8 @@ pub struct Server {
     pub pid: Option<u32>,
     /// Its data dir, when known.
     pub data_dir: Option<PathBuf>,
+    /// Its certificate's fingerprint, in a TLS run.
+    pub fingerprint: Option<Fingerprint>,
     child: Option<Child>,
     log: Arc<Mutex<LogState>>,
     drain: Option<JoinHandle<()>>,
@@ -186,10 +189,14 @@ impl BenchAccounts {
     }
 
     /// Registers accounts `0..n` over the network (external servers); existing ones are fine.
-    pub fn register(&self, addrs: &ServerAddrs, ip: IpAddr, n: usize) -> Result<(), BenchError> {
-        let stream = connect_from(ip, addrs.auth)
-            .map_err(|e| BenchError::io(format!("connect to {}", addrs.auth), e))?;
-        let mut conn = Conn::new(Stream::Plain(stream), addrs.auth.to_string());
+    pub fn register(
+        &self,
+        addrs: &ServerAddrs,
+        wire: &Wire,
+        ip: IpAddr,
+        n: usize,
+    ) -> Result<(), BenchError> {
+        let mut conn = wire.connect(ip, addrs.auth, &format!("connect to {}", addrs.auth))?;
         for i in 0..n {
             let name = Self::name(i);
             let username =
@@ -218,12 +225,14 @@ impl BenchAccounts {
 }
 
 impl Server {
-    /// Starts (or attaches to) the server with accounts `0..accounts` available.
+    /// Starts a server for a run in `mode` with accounts `0..accounts` in its accounts file, or
+    /// attaches to the external one (whose accounts the caller registers: see
+    /// [`Server::is_external`]).
     pub fn start(
         spec: &ServerSpec,
+        mode: Mode,
         bench_accounts: &BenchAccounts,
         accounts: usize,
-        register_ip: IpAddr,
     ) -> Result<Self, BenchError> {
         if let Some(ext) = &spec.external {
             let at = |port| SocketAddr::new(ext.ip, port);
@@ -232,11 +241,21 @@ impl Server {
                 auth: at(ext.ports[1]),
                 send: at(ext.ports[2]),
             };
-            bench_accounts.register(&addrs, register_ip, accounts)?;
+            let fingerprint = match mode {
+                Mode::Plain => None,
+                Mode::Tls => Some(ext.fingerprint.ok_or_else(|| {
+                    BenchError::Invalid(
+                        "TLS runs against --server need its --server-fingerprint (`gc-server \
+                         tls fingerprint` prints it), or --tls off"
+                            .into(),
+                    )
+                })?),
+            };
             return Ok(Self {
                 addrs,
                 pid: ext.pid,
                 data_dir: ext.data_dir.clone(),
+                fingerprint,
                 child: None,
                 log: Arc::default(),
                 drain: None,
@@ -253,9 +272,10 @@ impl Server {
             None => builder.tempdir(),
         }
         .map_err(|e| BenchError::io("create a temporary data dir", e))?;
-        bench_accounts.write_file(dir.path(), accounts)?;
+        let data_dir = dir.path().to_path_buf();
+        bench_accounts.write_file(&data_dir, accounts)?;
         let mut child = Command::new(&spec.bin)
-            .args(spec.args(dir.path()))
+            .args(spec.args(&data_dir, mode))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -295,7 +315,8 @@ impl Server {
                 send: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
             },
             pid: Some(pid),
-            data_dir: Some(dir.path().to_path_buf()),
+            data_dir: Some(data_dir.clone()),
+            fingerprint: None,
             child: Some(child),
             log,
             drain,
@@ -305,6 +326,10 @@ impl Server {
         match rx.recv_timeout(wait) {
             Ok(addrs) => {
                 server.addrs = addrs;
+                if mode.is_tls() {
+                    // Made in the data dir at the start, before the server listens.
+                    server.fingerprint = Some(fingerprint_in(&data_dir)?);
+                }
                 Ok(server)
             }
             Err(_) => {
@@ -315,6 +340,11 @@ impl Server {
                 })
             }
         }
+    }
+
+    /// Whether someone else started it (its accounts are registered over the network).
+    pub fn is_external(&self) -> bool {
+        self._dir.is_none()
     }
 
     /// Warnings and errors the server logged so far, with the first few.
@@ -360,6 +390,17 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The fingerprint of the TLS identity a server made in `data_dir`.
+pub fn fingerprint_in(data_dir: &Path) -> Result<Fingerprint, BenchError> {
+    let dir = data_dir.join(IDENTITY_DIR);
+    Identity::load(&dir.join(CERT_FILE), &dir.join(KEY_FILE))
+        .map(|id| id.fingerprint())
+        .map_err(|source| BenchError::Tls {
+            what: format!("read the server's certificate in {}", dir.display()),
+            source,
+        })
 }
 
 /// Removes ANSI colour sequences (in case the server colours its log anyway).
@@ -424,5 +465,24 @@ mod tests {
     fn colour_sequences_are_stripped_from_log_lines() {
         let line = "\u{1b}[2m2026-01-01T00:00:00Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m gc_server: hi";
         assert_eq!(strip_ansi(line), "2026-01-01T00:00:00Z  INFO gc_server: hi");
+    }
+
+    #[test]
+    fn a_started_server_gets_the_runs_tls_mode_before_the_extra_arguments() {
+        let spec = ServerSpec {
+            bin: PathBuf::from("gc-server"),
+            external: None,
+            fsync: "batch".into(),
+            heartbeat_ms: 1000,
+            extra_args: vec!["--tls".into(), "optional".into()],
+            data_parent: None,
+        };
+        for (mode, tls) in [(Mode::Plain, "off"), (Mode::Tls, "required")] {
+            let args = spec.args(Path::new("/tmp/d"), mode);
+            let at = args.iter().position(|a| a == "--tls").expect("--tls");
+            assert_eq!(args[at + 1], tls);
+            // What the operator adds comes last, so it wins.
+            assert_eq!(&args[args.len() - 2..], ["--tls", "optional"]);
+        }
     }
 }

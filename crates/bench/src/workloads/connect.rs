@@ -9,10 +9,11 @@ use crate::cli::{ConnectArgs, Keys};
 use crate::client::KeyCache;
 use crate::error::BenchError;
 use crate::report::RunResult;
+use crate::wire::Mode;
 use crate::{Ctx, Run};
 
 /// Runs the workload once.
-pub fn connect(ctx: &Ctx, a: &ConnectArgs) -> Result<RunResult, BenchError> {
+pub fn connect(ctx: &Ctx, mode: Mode, a: &ConnectArgs) -> Result<RunResult, BenchError> {
     check_range("--n", a.n, 1, 5000)?;
     // The server allows 64 logins in progress (and 8 per address) by default.
     check_range("--concurrency", a.concurrency, 1, 64)?;
@@ -22,7 +23,7 @@ pub fn connect(ctx: &Ctx, a: &ConnectArgs) -> Result<RunResult, BenchError> {
         Keys::Cached => &[Keys::Cached],
     };
     let n = a.n;
-    let run = Run::start(ctx, n, n * phases.len(), false)?;
+    let run = Run::start(ctx, mode, n, n * phases.len(), false)?;
     let cache = KeyCache::default();
     // A client that signed in before holds its keys for this salt already.
     cache.warm(&ctx.accounts);

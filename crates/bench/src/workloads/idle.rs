@@ -11,10 +11,11 @@ use crate::client::KeyCache;
 use crate::error::BenchError;
 use crate::hist::round3;
 use crate::report::RunResult;
+use crate::wire::Mode;
 use crate::{Ctx, Run};
 
 /// Runs the workload once.
-pub fn idle(ctx: &Ctx, a: &IdleArgs) -> Result<RunResult, BenchError> {
+pub fn idle(ctx: &Ctx, mode: Mode, a: &IdleArgs) -> Result<RunResult, BenchError> {
     check_range("--n", a.n, 1, 5000)?;
     let limit = ctx.timeout.as_secs_f64() - 20.0;
     if !(a.seconds >= 1.0 && a.seconds <= limit) {
@@ -23,7 +24,7 @@ pub fn idle(ctx: &Ctx, a: &IdleArgs) -> Result<RunResult, BenchError> {
         )));
     }
     let n = a.n;
-    let run = Run::start(ctx, n, n, false)?;
+    let run = Run::start(ctx, mode, n, n, false)?;
     let cache = KeyCache::default();
     cache.warm(&ctx.accounts);
     let slots: Vec<usize> = (0..n).collect();

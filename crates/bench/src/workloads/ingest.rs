@@ -15,16 +15,17 @@ use crate::error::BenchError;
 use crate::hist::round3;
 use crate::report::RunResult;
 use crate::sender::Pace;
+use crate::wire::Mode;
 use crate::{Ctx, Run};
 
 /// Runs the workload once.
-pub fn ingest(ctx: &Ctx, a: &IngestArgs) -> Result<RunResult, BenchError> {
+pub fn ingest(ctx: &Ctx, mode: Mode, a: &IngestArgs) -> Result<RunResult, BenchError> {
     check_range("--senders", a.senders, 1, 1000)?;
     check_range("--messages", a.messages, a.senders as u64, 5_000_000)?;
     check_range("--window", a.window, 1, 4096)?;
     check_range("--body-bytes", a.body_bytes, 1, 4096)?;
     let s = a.senders;
-    let run = Run::start(ctx, s, s, a.sink)?;
+    let run = Run::start(ctx, mode, s, s, a.sink)?;
     let cache = KeyCache::default();
     cache.warm(&ctx.accounts);
     let slots: Vec<usize> = (0..s).collect();

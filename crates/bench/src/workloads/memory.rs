@@ -11,14 +11,15 @@ use crate::error::BenchError;
 use crate::procfs;
 use crate::report::RunResult;
 use crate::sender::Pace;
+use crate::wire::Mode;
 use crate::{Ctx, Run};
 
 /// Runs the workload once.
-pub fn memory(ctx: &Ctx, a: &MemoryArgs) -> Result<RunResult, BenchError> {
+pub fn memory(ctx: &Ctx, mode: Mode, a: &MemoryArgs) -> Result<RunResult, BenchError> {
     check_range("--n", a.n, 1, 5000)?;
     check_range("--probes", a.probes, 1, 1000)?;
     let n = a.n;
-    let run = Run::start(ctx, n, n, false)?;
+    let run = Run::start(ctx, mode, n, n, false)?;
     // Idle baseline: the server as started, with no session.
     std::thread::sleep(Duration::from_secs(1));
     let pid = run.server.pid.map(|p| p.to_string());

@@ -16,11 +16,26 @@ pub use idle::idle;
 pub use ingest::ingest;
 pub use memory::memory;
 
+use crate::Ctx;
+use crate::cli::Workload;
 use crate::error::BenchError;
 use crate::hist::{Histogram, round3};
 use crate::procfs::{CpuUsage, ProcSample};
 use crate::reactor::IoReport;
+use crate::report::RunResult;
 use crate::sender::SenderReport;
+use crate::wire::Mode;
+
+/// Runs workload `w` once, its clients speaking `mode`.
+pub fn run(ctx: &Ctx, mode: Mode, w: &Workload) -> Result<RunResult, BenchError> {
+    match w {
+        Workload::Connect(a) => connect(ctx, mode, a),
+        Workload::Ingest(a) => ingest(ctx, mode, a),
+        Workload::Fanout(a) => fanout(ctx, mode, a),
+        Workload::Idle(a) => idle(ctx, mode, a),
+        Workload::Memory(a) => memory(ctx, mode, a),
+    }
+}
 
 /// `q` quantile of durations (sorted in place), in ms.
 pub(crate) fn quantile_ms(v: &mut [Duration], q: f64) -> f64 {
