@@ -54,6 +54,8 @@ pub enum PeerCheck {
 pub struct TlsConfig {
     client: Arc<ClientConfig>,
     server: Option<Arc<ServerConfig>>,
+    /// Run each handshake on a short thread of its own (see [`TlsConfig::with_handshake_threads`]).
+    own_threads: bool,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -122,6 +124,44 @@ impl TlsConfig {
         Ok(Self {
             client: Arc::new(client),
             server,
+            own_threads: false,
+        })
+    }
+
+    /// Runs every handshake on a short thread of its own (`tls-handshake`), the caller waiting
+    /// for it. A handshake's key exchange (the post-quantum part above all) touches some 40 KiB
+    /// of stack; a long-lived thread that ran one keeps those pages for good, so a server whose
+    /// per-session threads make connections would pay them per session. A thread costs some tens
+    /// of microseconds; connections are kept, so handshakes are rare.
+    pub fn with_handshake_threads(mut self) -> Self {
+        self.own_threads = true;
+        self
+    }
+
+    /// Runs `handshake` as configured: here, or on a thread of its own.
+    fn run<F>(&self, peer: &str, handshake: F) -> Result<Stream, NetError>
+    where
+        F: FnOnce() -> Result<Stream, NetError> + Send,
+    {
+        if !self.own_threads {
+            return handshake();
+        }
+        std::thread::scope(|scope| {
+            let spawned = std::thread::Builder::new()
+                .name("tls-handshake".into())
+                .spawn_scoped(scope, handshake);
+            match spawned {
+                Ok(thread) => thread.join().unwrap_or_else(|_| {
+                    Err(NetError::Tls {
+                        peer: peer.to_owned(),
+                        detail: "the handshake thread panicked".into(),
+                    })
+                }),
+                Err(e) => Err(NetError::Tls {
+                    peer: peer.to_owned(),
+                    detail: format!("cannot start a handshake thread: {e}"),
+                }),
+            }
         })
     }
 
@@ -135,10 +175,13 @@ impl TlsConfig {
         deadline: Instant,
     ) -> Result<Stream, NetError> {
         let ip = tcp.peer_addr().map_err(|e| io_error(peer, e))?.ip();
-        let conn =
-            ClientConnection::new(Arc::clone(&self.client), ServerName::IpAddress(ip.into()))
-                .map_err(|e| tls_error(peer, &e))?;
-        finish(Connection::Client(conn), tcp, peer, check, deadline)
+        self.run(peer, || {
+            // The key shares are made here: part of the handshake's stack.
+            let conn =
+                ClientConnection::new(Arc::clone(&self.client), ServerName::IpAddress(ip.into()))
+                    .map_err(|e| tls_error(peer, &e))?;
+            finish(Connection::Client(conn), tcp, peer, check, deadline)
+        })
     }
 
     /// Runs the server side of a handshake on `tcp` before `deadline`, then checks the peer's
@@ -156,8 +199,11 @@ impl TlsConfig {
                 detail: "this endpoint has no TLS identity to accept connections with".into(),
             });
         };
-        let conn = ServerConnection::new(Arc::clone(server)).map_err(|e| tls_error(peer, &e))?;
-        finish(Connection::Server(conn), tcp, peer, check, deadline)
+        self.run(peer, || {
+            let conn =
+                ServerConnection::new(Arc::clone(server)).map_err(|e| tls_error(peer, &e))?;
+            finish(Connection::Server(conn), tcp, peer, check, deadline)
+        })
     }
 
     /// The rustls configuration of the connections this endpoint opens, for a caller that runs

@@ -36,7 +36,9 @@ pub fn server_config(
     // The server never checks client certificates on its own ports: clients prove who they are
     // with SCRAM, bound to the TLS session. It is the client's callback listeners that demand a
     // certificate (the server's, pinned at login).
-    let tls = TlsConfig::new(Some(&identity), ClientAuth::None)?;
+    // Handshakes on threads of their own: the session threads that make callback connections
+    // (and take 9980 ones) live as long as their sessions and would keep a handshake's stack.
+    let tls = TlsConfig::new(Some(&identity), ClientAuth::None)?.with_handshake_threads();
     let fingerprint = identity.fingerprint();
     tracing::info!(
         "TLS {}: server certificate fingerprint {fingerprint}",

@@ -414,3 +414,47 @@ fn a_read_returns_what_has_arrived_not_only_what_was_left_over() {
     drop(stream);
     writer.join().unwrap();
 }
+
+#[test]
+fn handshakes_on_threads_of_their_own_check_the_same_pins() {
+    // Mutual TLS, both ends running their handshakes on `tls-handshake` threads.
+    let server_id = identity("gc-server");
+    let client_id = identity("gc-client");
+    let server = TlsConfig::new(Some(&server_id), ClientAuth::Required)
+        .unwrap()
+        .with_handshake_threads();
+    let (addr, handle) = serve_once(server, PeerCheck::Pinned(client_id.fingerprint()));
+    let client = TlsConfig::new(Some(&client_id), ClientAuth::None)
+        .unwrap()
+        .with_handshake_threads();
+    let stream = client
+        .connect(
+            TcpStream::connect(addr).unwrap(),
+            "server",
+            PeerCheck::Pinned(server_id.fingerprint()),
+            soon(),
+        )
+        .unwrap();
+    assert_eq!(stream.peer_fingerprint(), Some(server_id.fingerprint()));
+    assert!(matches!(ping(stream), ConnectReply::Pong { .. }));
+    let (seen, _) = handle.join().unwrap().unwrap();
+    assert_eq!(seen, Some(client_id.fingerprint()));
+
+    // A wrong pin is refused the same way.
+    let (l, addr) = listener();
+    let other = TlsConfig::new(Some(&identity("other")), ClientAuth::None).unwrap();
+    let accepting = thread::spawn(move || {
+        let (tcp, peer) = l.accept().unwrap();
+        let _ = other.accept(tcp, &peer.to_string(), PeerCheck::Any, soon());
+    });
+    let err = client
+        .connect(
+            TcpStream::connect(addr).unwrap(),
+            "server",
+            PeerCheck::Pinned(server_id.fingerprint()),
+            soon(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, NetError::WrongPeer { .. }), "{err}");
+    accepting.join().unwrap();
+}
