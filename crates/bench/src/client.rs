@@ -192,14 +192,34 @@ pub fn sign_in(
 
     let wire = args.wire;
 
-    // 10740: version check.
-    let mut c = wire.connect(ip, args.addrs.connect, &format!("{user}: connect (10740)"))?;
-    signin::version_check(&mut c, wire.version(), STEP).map_err(step("Ping"))?;
-    drop(c);
+    // 10740: version check. Over TLS the 9281 connection opens beside it, as gc-client's does,
+    // so its handshake does not wait for the first one.
+    let auth_name = format!("{user}: connect (9281)");
+    let open_auth = || wire.connect(ip, args.addrs.auth, &auth_name);
+    let ping = || -> Result<(), BenchError> {
+        let mut c = wire.connect(ip, args.addrs.connect, &format!("{user}: connect (10740)"))?;
+        signin::version_check(&mut c, wire.version(), STEP).map_err(step("Ping"))?;
+        Ok(())
+    };
+    let opened = if wire.mode().is_tls() {
+        std::thread::scope(|scope| {
+            let opening = std::thread::Builder::new()
+                .name("bc-login-auth".into())
+                .spawn_scoped(scope, open_auth)
+                .map_err(|e| io("start a thread", e))?;
+            let checked = ping();
+            let opened = opening
+                .join()
+                .map_err(|_| BenchError::Invalid(format!("{user}: the 9281 opener panicked")))?;
+            checked.map(|()| opened)
+        })?
+    } else {
+        ping()?;
+        open_auth()
+    };
     let t_ping = Instant::now();
-
     // 9281: SCRAM, bound to the TLS session if there is one.
-    let mut a = wire.connect(ip, args.addrs.auth, &format!("{user}: connect (9281)"))?;
+    let mut a = opened?;
     let channel = wire.channel(&a)?;
     let challenge = signin::request_login(&mut a, &username, ports, &channel, STEP)
         .map_err(step("AuthRequest"))?;

@@ -248,14 +248,21 @@ fn sign_in(
     let config = &shared.config;
     shared.transition(|c| c.begin_sign_in())?;
     let ips = net::resolve(&config.server, config.server_ports.connect, config.bind_ip)?;
-    let (server_ip, hello) = version_check(shared, &ips)?;
+    let (checked, early) =
+        with_auth_opening(shared, ips.first().copied(), || version_check(shared, &ips));
+    let (server_ip, hello) = checked?;
     let registration = hello.registration;
     shared.transition(|c| c.connected(hello))?;
     let auth_addr = SocketAddr::new(server_ip, config.server_ports.auth);
-    let (mut auth, _registered) = shared
-        .connector
-        .open(auth_addr, shared.server_check(), &shared.sockets)
-        .map_err(|e| connect_error(pin(shared), "the server's auth port", e))?;
+    let (mut auth, _registered) = match early {
+        Some((addr, Ok(opened))) if addr == auth_addr => opened,
+        // Another address answered, or the early attempt failed: open it now (and report
+        // that attempt's error, if it fails again).
+        _ => shared
+            .connector
+            .open(auth_addr, shared.server_check(), &shared.sockets)
+            .map_err(|e| connect_error(pin(shared), "the server's auth port", e))?,
+    };
     if !*registered {
         register(shared, &mut auth, registration)?;
         *registered = true;
@@ -263,6 +270,40 @@ fn sign_in(
     let signed_in = authenticate(shared, &mut auth)?;
     link.set_addr(SocketAddr::new(server_ip, config.server_ports.send));
     Ok(signed_in)
+}
+
+/// An early attempt to open the auth-port connection: where to, and how it went.
+type EarlyAuth = Option<(SocketAddr, Result<(Conn, gc_net::Registration), NetError>)>;
+
+/// Runs `check` (the version check) while the connection to the auth port at `ip` opens beside
+/// it on a scoped thread: over TLS each connection costs a handshake, and a sign-in would
+/// otherwise wait for two in a row. No frame goes on the auth connection before the version
+/// check has passed; one that is not needed is closed unused.
+fn with_auth_opening<T>(
+    shared: &ClientState,
+    ip: Option<IpAddr>,
+    check: impl FnOnce() -> T,
+) -> (T, EarlyAuth) {
+    let Some(ip) = ip.filter(|_| shared.tls.is_some()) else {
+        // Plain connections open in a round trip: not worth a thread.
+        return (check(), None);
+    };
+    let addr = SocketAddr::new(ip, shared.config.server_ports.auth);
+    std::thread::scope(|scope| {
+        let opening = std::thread::Builder::new()
+            .name("gc-conn-auth".into())
+            .spawn_scoped(scope, || {
+                shared
+                    .connector
+                    .open(addr, shared.server_check(), &shared.sockets)
+            });
+        let checked = check();
+        let early = opening
+            .ok()
+            .and_then(|thread| thread.join().ok())
+            .map(|opened| (addr, opened));
+        (checked, early)
+    })
 }
 
 /// A failure opening a connection to the server's `port` (pinned to `pin`).
