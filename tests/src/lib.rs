@@ -576,11 +576,17 @@ impl RawClient {
         let own = self.auth_listener.local_addr();
         let finished = awaiting.finish(&mut c, STEP, |ok| {
             if !ok && let Ok(own) = own {
-                // No callback comes after a failure: unblock the accept by connecting to
-                // ourselves.
+                // No `Authed` comes after a failure: unblock the accept by connecting to
+                // ourselves. (Over TLS the server may have opened its callback connection
+                // already, and dropped it unused: then the accept has taken that one, and our
+                // own connection waits in the backlog, taken out below.)
                 let _ = TcpStream::connect(own);
             }
-            callback.join().ok().flatten()
+            let called = callback.join().ok().flatten();
+            if !ok {
+                self.drain_auth_backlog();
+            }
+            called
         });
         match finished {
             Ok(signed_in) => {
@@ -593,6 +599,15 @@ impl RawClient {
             }
             Err(SignInError::Refused { error, .. }) => AuthServer::Err(error),
             Err(e) => panic!("login: {e:?}"),
+        }
+    }
+
+    /// Accepts and drops whatever waits on the auth-callback listener, so the next login's
+    /// callback is the first connection it takes.
+    fn drain_auth_backlog(&self) {
+        if self.auth_listener.set_nonblocking(true).is_ok() {
+            while self.auth_listener.accept().is_ok() {}
+            let _ = self.auth_listener.set_nonblocking(false);
         }
     }
 

@@ -331,6 +331,25 @@ fn a_callback_listener_with_another_certificate_is_never_told_the_token() {
     assert_eq!(server.sessions(), 0);
 }
 
+#[test]
+fn a_wrong_password_gets_its_answer_though_the_callback_was_opened_early() {
+    // Over TLS the server opens its callback connection while the client works out its proof;
+    // a wrong proof must still get `Err auth` (not `unreachable`), the early connection must be
+    // dropped without `Authed`, and the next login on the same listener must work.
+    let server = TestServer::start();
+    let mut c = RawClient::new(server.target());
+    assert_eq!(c.register("early", "right"), AuthServer::Registered);
+    for _ in 0..2 {
+        match c.login("early", "wrong") {
+            AuthServer::Err(e) => assert_eq!(e.code, ErrorCode::Auth, "{}", e.text),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(server.sessions(), 0);
+    assert!(matches!(c.login("early", "right"), AuthServer::Ok { .. }));
+    assert!(matches!(c.send("in"), SendReply::Thx { .. }));
+}
+
 // ───────────────────────────── stalls and files ─────────────────────────────
 
 #[test]

@@ -270,61 +270,12 @@ fn login(
             );
         }
     };
-    let challenge = AuthServer::Auth1 {
-        server_first: server_first.message().to_owned(),
-    };
-    if reply(shared, conn, challenge).is_err() {
-        return err(ErrorCode::Malformed, "no proof received");
-    }
-    let client_final = match conn.read::<AuthClient>(shared.io_deadline()) {
-        Ok(AuthClient::Proof { client_final }) => client_final,
-        Ok(_) => return err(ErrorCode::Malformed, "expected `Proof` after `Auth1`"),
-        Err(ProtocolError::Malformed { error, .. }) => {
-            return err(error.code(), error.to_string());
-        }
-        Err(ProtocolError::TooLong { limit, .. }) => {
-            return err(
-                ErrorCode::TooLong,
-                format!("frame longer than {limit} bytes"),
-            );
-        }
-        Err(e) => {
-            tracing::warn!(%ip, user = %username, "no proof: {e}");
-            return err(ErrorCode::Malformed, "no proof received in time");
-        }
-    };
-    let server_final = match server_first.handle_client_final(&client_final) {
-        Ok(f) => f,
-        Err(ScramError::BadProof) => {
-            shared.throttle.record_failure(&key, ip, Instant::now());
-            tracing::warn!(%ip, user = %account.username, "wrong password");
-            return err(
-                ErrorCode::Auth,
-                format!("wrong password for {}", account.username),
-            );
-        }
-        Err(e) => {
-            // E.g. a binding mismatch: somebody relays this login through their own TLS endpoint.
-            tracing::warn!(%ip, user = %account.username, "login refused: {e}");
-            return err(ErrorCode::Malformed, e.to_string());
-        }
-    };
-    let Ok(token) = SessionToken::random() else {
-        return err(
-            ErrorCode::Internal,
-            "the server has no randomness available",
-        );
-    };
     let pin = channel.callback_pin;
-    if let Err(answer) = callback(
-        shared,
-        pin,
-        SocketAddr::new(ip, ports.auth),
-        server_final,
-        &token,
-    ) {
-        return answer;
-    }
+    let addr = SocketAddr::new(ip, ports.auth);
+    let token = match prove_and_call_back(shared, conn, ip, &account, server_first, pin, addr) {
+        Ok(token) => token,
+        Err(answer) => return answer,
+    };
     let join_floor = shared.store.last_n_start(shared.config.history_on_join);
     let latest_id = shared.store.newest_id();
     let new = NewSession {
@@ -371,6 +322,106 @@ fn login(
     }
 }
 
+/// Sends the challenge, checks the proof and calls the client back with `Authed`; the session
+/// token on success, the answer for the client otherwise.
+///
+/// Over TLS the callback connection is opened *while* the client derives and sends its proof:
+/// its mutual handshake is the costliest step of a sign-in, and overlapping it with the client's
+/// PBKDF2 takes it off the sign-in's critical path. Nothing is said on it before the proof
+/// checks out (a failed login drops it unused), and it only ever goes to the address this login
+/// comes from, at the port it names, to the certificate it announced. Plain GC/1 keeps the
+/// original order (connect after the proof), which old clients may expect.
+fn prove_and_call_back(
+    shared: &ServerState,
+    conn: &mut Conn,
+    ip: IpAddr,
+    account: &Account,
+    server_first: ServerFirst,
+    pin: Option<Fingerprint>,
+    addr: SocketAddr,
+) -> Result<SessionToken, AuthServer> {
+    std::thread::scope(|scope| {
+        let early = match pin {
+            Some(_) => std::thread::Builder::new()
+                .name("auth-callback".into())
+                .spawn_scoped(scope, || shared.call_back(pin, addr))
+                .map_err(|e| tracing::warn!("cannot open the auth callback early: {e}"))
+                .ok(),
+            None => None,
+        };
+        let server_final = prove(shared, conn, ip, account, server_first)?;
+        let Ok(token) = SessionToken::random() else {
+            return Err(err(
+                ErrorCode::Internal,
+                "the server has no randomness available",
+            ));
+        };
+        let opened = match early {
+            Some(handle) => handle.join().unwrap_or_else(|_| {
+                Err(gc_net::NetError::Tls {
+                    peer: addr.to_string(),
+                    detail: "the callback thread panicked".into(),
+                })
+            }),
+            None => shared.call_back(pin, addr),
+        };
+        callback(shared, opened, addr, server_final, &token)?;
+        Ok(token)
+    })
+}
+
+/// Sends `Auth1` and checks the client's `Proof`: the server's final SCRAM message on success.
+fn prove(
+    shared: &ServerState,
+    conn: &mut Conn,
+    ip: IpAddr,
+    account: &Account,
+    server_first: ServerFirst,
+) -> Result<String, AuthServer> {
+    let challenge = AuthServer::Auth1 {
+        server_first: server_first.message().to_owned(),
+    };
+    if reply(shared, conn, challenge).is_err() {
+        return Err(err(ErrorCode::Malformed, "no proof received"));
+    }
+    let username = &account.username;
+    let client_final = match conn.read::<AuthClient>(shared.io_deadline()) {
+        Ok(AuthClient::Proof { client_final }) => client_final,
+        Ok(_) => return Err(err(ErrorCode::Malformed, "expected `Proof` after `Auth1`")),
+        Err(ProtocolError::Malformed { error, .. }) => {
+            return Err(err(error.code(), error.to_string()));
+        }
+        Err(ProtocolError::TooLong { limit, .. }) => {
+            return Err(err(
+                ErrorCode::TooLong,
+                format!("frame longer than {limit} bytes"),
+            ));
+        }
+        Err(e) => {
+            tracing::warn!(%ip, user = %username, "no proof: {e}");
+            return Err(err(ErrorCode::Malformed, "no proof received in time"));
+        }
+    };
+    match server_first.handle_client_final(&client_final) {
+        Ok(server_final) => Ok(server_final),
+        Err(ScramError::BadProof) => {
+            shared
+                .throttle
+                .record_failure(&username.key(), ip, Instant::now());
+            tracing::warn!(%ip, user = %username, "wrong password");
+            Err(err(
+                ErrorCode::Auth,
+                format!("wrong password for {username}"),
+            ))
+        }
+        Err(e) => {
+            // E.g. a binding mismatch: somebody relays this login through their own TLS endpoint.
+            tracing::warn!(%ip, user = %username, "login refused: {e}");
+            Err(err(ErrorCode::Malformed, e.to_string()))
+        }
+    }
+}
+
 fn full(shared: &ServerState) -> AuthServer {
     err(
         ErrorCode::Full,
@@ -390,11 +441,11 @@ fn verifier_of(account: &Account) -> Option<Verifier> {
     })
 }
 
-/// Connects to the client's auth port at `addr` (over TLS to the certificate `pin` when it
-/// logged in over TLS), sends `Authed` and expects `Thx`.
+/// On the connection `opened` to the client's auth port at `addr` (over TLS to the certificate
+/// it announced when it logged in over TLS), sends `Authed` and expects `Thx`.
 fn callback(
     shared: &ServerState,
-    pin: Option<Fingerprint>,
+    opened: Result<(Conn, gc_net::Registration), gc_net::NetError>,
     addr: SocketAddr,
     server_final: String,
     token: &SessionToken,
@@ -410,9 +461,7 @@ fn callback(
         )
     };
     // Registered, so shutdown does not wait for a client that stalls the callback.
-    let (mut conn, _registered) = shared
-        .call_back(pin, addr)
-        .map_err(|e| unreachable(e.to_string()))?;
+    let (mut conn, _registered) = opened.map_err(|e| unreachable(e.to_string()))?;
     let deadline = shared.io_deadline();
     let authed = Authed {
         server_final,
