@@ -922,6 +922,7 @@ mod tests {
         let mut out = Vec::new();
         gc_protocol::frame::encode_rec_frame(
             &Record {
+                room: gc_protocol::Room::general(),
                 id,
                 timestamp: Timestamp::from_micros(1_700_000_000_000_000),
                 username: Username::new("bench00001").expect("name"),

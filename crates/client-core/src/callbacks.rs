@@ -679,6 +679,7 @@ mod tests {
     fn deliveries_emit_each_record_once_in_order() {
         let (shared, rx) = shared();
         let rec = |id| Record {
+            room: gc_protocol::Room::general(),
             id,
             timestamp: Timestamp::from_micros(id),
             username: Username::new("bob").unwrap(),

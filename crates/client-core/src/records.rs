@@ -252,6 +252,7 @@ mod tests {
 
     fn rec(id: u64) -> Record {
         Record {
+            room: gc_protocol::Room::general(),
             id,
             timestamp: Timestamp::from_micros(1_700_000_000_000_000 + id),
             username: Username::new("alice").unwrap(),

@@ -36,6 +36,7 @@ fn records() -> Vec<Record> {
     ];
     (1..=MESSAGES)
         .map(|id| Record {
+            room: gc_protocol::Room::general(),
             id,
             timestamp: Timestamp::parse(&format!("{}", 1_700_000_000 + id * 7))
                 .unwrap_or_else(|_| unreachable!()),

@@ -81,6 +81,7 @@ mod tests {
 
     fn rec(body: &str) -> Record {
         Record {
+            room: gc_protocol::Room::general(),
             id: 42,
             timestamp: Timestamp::parse("1700000000.088305").unwrap(),
             username: Username::new("alice").unwrap(),
@@ -131,6 +132,7 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["message"], "a \"quote\"\n\u{1b}[2J é");
         let whole = Record {
+            room: gc_protocol::Room::general(),
             timestamp: Timestamp::parse("1700000000").unwrap(),
             ..rec("x")
         };

@@ -366,6 +366,7 @@ mod tests {
     fn printer_writes_one_line_per_record() {
         let records: Vec<Record> = (1..=2)
             .map(|id| Record {
+                room: gc_protocol::Room::general(),
                 id,
                 timestamp: Timestamp::parse("1700000000.5").unwrap(),
                 username: Username::new("bob").unwrap(),

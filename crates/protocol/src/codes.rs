@@ -9,6 +9,9 @@ pub const VERSION: &str = "GC/1";
 /// (SCRAM-SHA-256-PLUS), `AuthRequest` carrying the client's callback certificate fingerprint,
 /// and the callbacks over mutual TLS.
 pub const VERSION_TLS: &str = "GC/2";
+/// Rooms, direct conversations and their authorization, on either transport (what TLS adds
+/// applies to every TLS connection whatever the version). See docs/rooms.md.
+pub const VERSION_ROOMS: &str = "GC/3";
 
 /// Frame tokens (the first field of every frame; case-sensitive).
 pub mod token {
@@ -87,11 +90,17 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The server failed internally (e.g. storage); the request may be retried.
     Internal,
+    /// GC/3: no such room, or a private one the asker may not know of (the same answer, so that
+    /// nothing reveals a private room).
+    NoRoom,
+    /// GC/3: the asker may see the room but may not do this there (not a member, muted, banned,
+    /// outranked, a limit reached); the text says which.
+    Forbidden,
 }
 
 impl ErrorCode {
     /// Every code, in protocol order.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 18] = [
         Self::Version,
         Self::Malformed,
         Self::TooLong,
@@ -108,6 +117,8 @@ impl ErrorCode {
         Self::Full,
         Self::ShuttingDown,
         Self::Internal,
+        Self::NoRoom,
+        Self::Forbidden,
     ];
 
     /// The code as written on the wire.
@@ -129,6 +140,8 @@ impl ErrorCode {
             Self::Full => "full",
             Self::ShuttingDown => "shutting-down",
             Self::Internal => "internal",
+            Self::NoRoom => "no-room",
+            Self::Forbidden => "forbidden",
         }
     }
 }

@@ -26,6 +26,12 @@ pub enum FieldError {
     /// Not `SHA256:` and 43 characters of base64.
     #[error("not a certificate fingerprint (SHA256: and 43 characters of base64)")]
     Fingerprint,
+    /// Neither a room (`#` and 1-32 of `a-z 0-9 _ . -`) nor a direct conversation (`@` and two
+    /// different lower-case usernames in order, joined by `+`).
+    #[error(
+        "not a room name (# and 1-32 characters of a-z 0-9 _ . -, or @name+name for a direct conversation)"
+    )]
+    Room,
 }
 
 /// Errors reading or writing frames on a stream. Every variant names the peer concerned.

@@ -15,7 +15,7 @@ pub mod signin;
 pub mod texts;
 pub mod types;
 
-pub use codes::{ErrorCode, Registration, VERSION, VERSION_TLS};
+pub use codes::{ErrorCode, Registration, VERSION, VERSION_ROOMS, VERSION_TLS};
 pub use error::{FieldError, ProtocolError};
 pub use frame::{
     AuthClient, AuthServer, Authed, CallbackPorts, CallbackReply, ConnectPing, ConnectReply,
@@ -23,4 +23,6 @@ pub use frame::{
     SendReply, SendRequest,
 };
 pub use io::FramedStream;
-pub use types::{ClientMsgId, Fingerprint, Record, SessionToken, Timestamp, Username};
+pub use types::{
+    ClientMsgId, Fingerprint, Record, Room, RoomKind, SessionToken, Timestamp, Username,
+};

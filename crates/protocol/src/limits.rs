@@ -40,3 +40,7 @@ pub const MAX_SCRAM_SALT_BYTES: usize = 64;
 pub const SCRAM_KEY_BYTES: usize = 32;
 /// Longest base64 field (SCRAM messages, salts, keys) accepted in a frame.
 pub const MAX_B64_FIELD: usize = 4_096;
+/// The longest room name after its `#`.
+pub const ROOM_NAME_MAX: usize = 32;
+/// The room every account is in and GC/1 sessions see.
+pub const GENERAL_ROOM: &str = "#general";

@@ -1,5 +1,5 @@
 //! Value types shared by the wire format and the store: timestamps, usernames, client-msg-ids,
-//! session tokens and records.
+//! session tokens, rooms and records.
 
 use std::fmt;
 use std::str::FromStr;
@@ -11,8 +11,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::FieldError;
 use crate::limits::{
-    CLIENT_MSG_ID_MAX, CLIENT_MSG_ID_MIN, MAX_NUMBER_DIGITS, RESERVED_USERNAME, SESSION_TOKEN_LEN,
-    USERNAME_MAX, USERNAME_MIN,
+    CLIENT_MSG_ID_MAX, CLIENT_MSG_ID_MIN, GENERAL_ROOM, MAX_NUMBER_DIGITS, RESERVED_USERNAME,
+    ROOM_NAME_MAX, SESSION_TOKEN_LEN, USERNAME_MAX, USERNAME_MIN,
 };
 
 /// A point in time: microseconds since the Unix epoch, UTC.
@@ -328,11 +328,146 @@ impl fmt::Display for SessionToken {
     }
 }
 
+// ───────────────────────────── rooms ─────────────────────────────
+
+/// A conversation: a room (`#dev`: `#` and 1–32 of `a-z 0-9 _ . -`) or a direct conversation
+/// between two accounts (`@alice+bob`: their usernames in lower case, in order, joined by `+`,
+/// which no username contains). One spelling per conversation, so names compare as strings.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Room(String);
+
+/// What a [`Room`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RoomKind {
+    /// A room (`#…`), public or private.
+    Room,
+    /// A direct conversation between two accounts (`@…+…`).
+    Direct,
+}
+
+impl Room {
+    /// Validates and wraps a room or direct-conversation name.
+    pub fn new(name: impl Into<String>) -> Result<Self, FieldError> {
+        let name = name.into();
+        if is_valid_room(&name) {
+            Ok(Self(name))
+        } else {
+            Err(FieldError::Room)
+        }
+    }
+
+    /// `#general`, the room every account is in.
+    pub fn general() -> Self {
+        Self(GENERAL_ROOM.to_owned())
+    }
+
+    /// The direct conversation between `a` and `b` (in either order); an error if they are the
+    /// same account.
+    pub fn direct(a: &Username, b: &Username) -> Result<Self, FieldError> {
+        let (a, b) = (a.key(), b.key());
+        let (first, second) = match a.cmp(&b) {
+            std::cmp::Ordering::Less => (a, b),
+            std::cmp::Ordering::Greater => (b, a),
+            std::cmp::Ordering::Equal => return Err(FieldError::Room),
+        };
+        Ok(Self(format!("@{first}+{second}")))
+    }
+
+    /// The name as written on the wire.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is `#general`.
+    pub fn is_general(&self) -> bool {
+        self.0 == GENERAL_ROOM
+    }
+
+    /// A room or a direct conversation.
+    pub fn kind(&self) -> RoomKind {
+        if self.0.starts_with('@') {
+            RoomKind::Direct
+        } else {
+            RoomKind::Room
+        }
+    }
+
+    /// The two accounts of a direct conversation (their username keys, in order).
+    pub fn direct_members(&self) -> Option<(&str, &str)> {
+        self.0.strip_prefix('@')?.split_once('+')
+    }
+
+    /// Whether `user` is one of a direct conversation's two accounts (false for rooms).
+    pub fn is_direct_member(&self, user: &Username) -> bool {
+        let key = user.key();
+        self.direct_members()
+            .is_some_and(|(a, b)| a == key || b == key)
+    }
+
+    /// The name without a room's `#` (a direct conversation keeps its `@`): what a room's file is
+    /// named after. Never empty, never contains `/`.
+    pub fn file_stem(&self) -> &str {
+        self.0.strip_prefix('#').unwrap_or(&self.0)
+    }
+
+    /// Unwraps the string.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl Default for Room {
+    fn default() -> Self {
+        Self::general()
+    }
+}
+
+impl fmt::Display for Room {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for Room {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Room {
+    type Err = FieldError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+/// Whether `name` is a syntactically valid room or direct-conversation name.
+pub fn is_valid_room(name: &str) -> bool {
+    if let Some(rest) = name.strip_prefix('#') {
+        (1..=ROOM_NAME_MAX).contains(&rest.len())
+            && rest.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+            })
+    } else if let Some(rest) = name.strip_prefix('@') {
+        let Some((a, b)) = rest.split_once('+') else {
+            return false;
+        };
+        let lower = |s: &str| is_valid_username(s) && !s.bytes().any(|c| c.is_ascii_uppercase());
+        lower(a) && lower(b) && a < b
+    } else {
+        false
+    }
+}
+
 /// One stored message: what `database.db` holds per line and what `Rec` carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
-    /// Server-assigned id, from 1, strictly increasing.
+    /// Server-assigned id, from 1, strictly increasing across all rooms.
     pub id: u64,
+    /// The conversation it belongs to (a room's file holds only its own records, so the line
+    /// format has no room field).
+    pub room: Room,
     /// When the server stored it (UTC).
     pub timestamp: Timestamp,
     /// Who sent it, as the account was registered.
@@ -499,5 +634,68 @@ mod tests {
         assert!(t.ct_eq(&t.clone()));
         assert!(!t.ct_eq(&u));
         assert!(!format!("{t:?}").contains(t.as_str()));
+    }
+
+    #[test]
+    fn room_names() {
+        for ok in [
+            "#general",
+            "#a",
+            "#dev-ops",
+            "#x.y_z",
+            "#0",
+            &format!("#{}", "a".repeat(32)),
+        ] {
+            let room = Room::new(ok).unwrap();
+            assert_eq!(room.kind(), RoomKind::Room, "{ok}");
+            assert_eq!(room.file_stem(), &ok[1..]);
+            assert_eq!(room.direct_members(), None);
+        }
+        for bad in [
+            "",
+            "#",
+            "general",
+            "#General",
+            "#a b",
+            "#a/b",
+            "#é",
+            "#a;b",
+            "@",
+            "@alice",
+            "@alice+",
+            "@+bob",
+            "@bob+alice",
+            "@alice+alice",
+            "@Alice+bob",
+            "@a+b+c",
+            "#a+b",
+            &format!("#{}", "a".repeat(33)),
+        ] {
+            assert_eq!(Room::new(bad), Err(FieldError::Room), "{bad:?}");
+        }
+        assert!(Room::general().is_general());
+        assert_eq!(Room::default(), Room::general());
+        assert!(!Room::new("#dev").unwrap().is_general());
+    }
+
+    #[test]
+    fn direct_conversations_have_one_name() {
+        let (a, b) = (
+            Username::new("Bob").unwrap(),
+            Username::new("alice").unwrap(),
+        );
+        let dm = Room::direct(&a, &b).unwrap();
+        assert_eq!(dm, Room::direct(&b, &a).unwrap());
+        assert_eq!(dm.as_str(), "@alice+bob");
+        assert_eq!(dm.kind(), RoomKind::Direct);
+        assert_eq!(dm.direct_members(), Some(("alice", "bob")));
+        assert_eq!(dm.file_stem(), "@alice+bob");
+        assert!(dm.is_direct_member(&a) && dm.is_direct_member(&b));
+        assert!(!dm.is_direct_member(&Username::new("carol").unwrap()));
+        assert_eq!(Room::new("@alice+bob").unwrap(), dm);
+        assert_eq!(
+            Room::direct(&a, &Username::new("BOB").unwrap()),
+            Err(FieldError::Room)
+        );
     }
 }

@@ -94,6 +94,7 @@ fn make_store(dir: &Path, n: u64) {
     for id in 1..=n {
         let user = format!("user{}", id % 50);
         let record = Record {
+            room: gc_protocol::Room::general(),
             id,
             timestamp: Timestamp::from_micros(start + id * 1_234),
             username: Username::new(user.as_str()).unwrap(),

@@ -283,6 +283,7 @@ mod tests {
 
     fn rec(body: &str) -> Record {
         Record {
+            room: gc_protocol::Room::general(),
             id: 7,
             timestamp: Timestamp::parse("1640995200.123").unwrap(),
             username: Username::new("alice").unwrap(),

@@ -226,6 +226,7 @@ impl RecordFields<'_> {
     pub(crate) fn to_record(self) -> Result<Record, LineError> {
         let body = String::from_utf8(unescape(self.message)?).map_err(|_| LineError::Utf8)?;
         Ok(Record {
+            room: gc_protocol::Room::general(),
             id: self.id,
             timestamp: self.timestamp,
             username: Username::new(self.username).map_err(|_| LineError::Username)?,
@@ -295,6 +296,7 @@ mod tests {
 
     fn rec(id: u64, ts: &str, user: &str, body: &str) -> Record {
         Record {
+            room: gc_protocol::Room::general(),
             id,
             timestamp: Timestamp::parse(ts).unwrap(),
             username: Username::new(user).unwrap(),
@@ -448,6 +450,7 @@ mod tests {
         #[test]
         fn round_trip_any_string(body in any::<String>(), id in 1u64.., micros in 0u64..) {
             let r = Record {
+                room: gc_protocol::Room::general(),
                 id,
                 timestamp: Timestamp::from_micros(micros),
                 username: Username::new("u_1.x-Y").unwrap(),

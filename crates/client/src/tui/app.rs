@@ -859,6 +859,7 @@ mod tests {
 
     fn record(id: u64, user: &str, body: &str) -> Record {
         Record {
+            room: gc_protocol::Room::general(),
             id,
             timestamp: Timestamp::parse(&format!("{}", 1_700_000_000 + id)).unwrap(),
             username: Username::new(user).unwrap(),

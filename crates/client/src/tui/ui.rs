@@ -597,6 +597,7 @@ mod tests {
 
     fn record(id: u64, secs: i64, user: &str, body: &str) -> Record {
         Record {
+            room: gc_protocol::Room::general(),
             id,
             timestamp: Timestamp::parse(&(T0 + secs).to_string()).unwrap(),
             username: Username::new(user).unwrap(),

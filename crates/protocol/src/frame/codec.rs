@@ -10,7 +10,8 @@ use super::ParseError;
 use crate::error::FieldError;
 use crate::limits::{MAX_B64_FIELD, MAX_FRAME_BYTES};
 use crate::types::{
-    ClientMsgId, Fingerprint, SessionToken, Timestamp, Username, parse_port, parse_u32, parse_u64,
+    ClientMsgId, Fingerprint, Room, SessionToken, Timestamp, Username, parse_port, parse_u32,
+    parse_u64,
 };
 
 /// Appends one frame to a buffer, field by field: `start` writes the token, each field adds its
@@ -220,6 +221,21 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Checks that there are `min` to `max` fields after the token, and says how many of the
+    /// optional ones (the last `max - min`) are there.
+    pub(super) fn arity_between(&self, min: usize, max: usize) -> Result<usize, ParseError> {
+        if (min..=max).contains(&self.remaining) {
+            Ok(self.remaining - min)
+        } else {
+            Err(ParseError::ArityRange {
+                token: self.token,
+                min,
+                max,
+                got: self.remaining,
+            })
+        }
+    }
+
     /// The next field. Callers check the arity first, so a missing field reads as empty and
     /// fails that field's own rule rather than panicking. The last field (a message body, most
     /// often) is taken whole, without looking at its bytes again.
@@ -278,6 +294,11 @@ impl<'a> Fields<'a> {
     pub(super) fn username(&mut self, field: &'static str) -> Result<Username, ParseError> {
         let s = self.next();
         Username::new(s).map_err(|e| self.field_err(field, e))
+    }
+
+    pub(super) fn room(&mut self, field: &'static str) -> Result<Room, ParseError> {
+        let s = self.next();
+        Room::new(s).map_err(|e| self.field_err(field, e))
     }
 
     pub(super) fn client_msg_id(&mut self, field: &'static str) -> Result<ClientMsgId, ParseError> {

@@ -6,7 +6,7 @@ use std::fmt;
 use super::codec::{Fields, Writer};
 use super::{Frame, ParseError};
 use crate::codes::{ErrorCode, token};
-use crate::types::Record;
+use crate::types::{Record, Room};
 
 /// `Err <code> <text:c16>`: an error reply, possible wherever a reply is expected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,12 +65,18 @@ impl Frame for ErrorFrame {
     }
 }
 
+/// `Rec <id> <timestamp> <username> <body:c16> [<room>]`: the room is written only when it is not
+/// `#general`, so `#general`'s records are byte for byte GC/1's (and a GC/1 session, which is
+/// only ever sent those, never sees the field).
 pub(super) fn encode_rec(record: &Record, out: &mut Vec<u8>) {
     let mut w = Writer::start(out, token::REC);
     w.num(record.id);
     w.display(&record.timestamp);
     w.word(record.username.as_str());
     w.text(record.body.as_bytes());
+    if !record.room.is_general() {
+        w.word(record.room.as_str());
+    }
     w.end();
 }
 
@@ -81,13 +87,19 @@ pub fn encode_rec_frame(record: &Record, out: &mut Vec<u8>) {
 }
 
 pub(super) fn parse_rec(mut f: Fields<'_>) -> Result<Record, ParseError> {
-    f.arity(4)?;
+    let with_room = f.arity_between(4, 5)? == 1;
     let id = f.num("id")?;
     let timestamp = f.timestamp("timestamp")?;
     let username = f.username("username")?;
     let body = f.text("body")?;
+    let room = if with_room {
+        f.room("room")?
+    } else {
+        Room::general()
+    };
     Ok(Record {
         id,
+        room,
         timestamp,
         username,
         body,

@@ -44,6 +44,18 @@ pub enum ParseError {
         /// The number received.
         got: usize,
     },
+    /// Wrong number of fields for a token that takes optional trailing fields.
+    #[error("`{token}` takes {min} to {max} field(s) after the token, got {got}")]
+    ArityRange {
+        /// The frame's token.
+        token: &'static str,
+        /// Without the optional fields.
+        min: usize,
+        /// With all of them.
+        max: usize,
+        /// The number received.
+        got: usize,
+    },
     /// A required field is missing (frames with a variable number of fields).
     #[error("`{token}` is missing its <{field}> field")]
     MissingField {

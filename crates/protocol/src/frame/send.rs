@@ -273,6 +273,9 @@ mod tests {
             SendReply::Rec(rec(4, "3", "carol", "x")),
             "Rec 4 3 carol IH\n",
         );
+        let mut in_room = rec(4, "3", "carol", "x");
+        in_room.room = crate::types::Room::new("#dev").unwrap();
+        exact(SendReply::Rec(in_room), "Rec 4 3 carol IH #dev\n");
         exact(SendReply::End, "End\n");
         exact(
             SendReply::Online {

@@ -39,6 +39,7 @@ pub(super) fn exact<F: Frame + PartialEq + std::fmt::Debug>(frame: F, wire: &str
 
 pub(super) fn rec(id: u64, t: &str, u: &str, body: &str) -> Record {
     Record {
+        room: crate::types::Room::general(),
         id,
         timestamp: ts(t),
         username: user(u),
@@ -259,6 +260,17 @@ fn error_messages_say_which_rule() {
     );
     let err = SendRequest::parse(format!("Msg {TOKEN} id IGJ").as_bytes()).unwrap_err();
     assert!(err.to_string().contains("<body>"), "{err}");
+    let err = DeliveryFrame::parse(b"Rec 4 3 carol IH #Dev").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("`Rec` field <room>: not a room name"),
+        "{err}"
+    );
+    let err = DeliveryFrame::parse(b"Rec 4 3 carol IH #dev x").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`Rec` takes 4 to 5 field(s) after the token, got 6"
+    );
 }
 
 fn history(limit: u32) -> Vec<u8> {
@@ -373,6 +385,7 @@ fn arb_token() -> impl Strategy<Value = SessionToken> {
 fn arb_record() -> impl Strategy<Value = Record> {
     (any::<u64>(), arb_timestamp(), arb_username(), ".{0,200}").prop_map(
         |(id, timestamp, username, body)| Record {
+            room: crate::types::Room::general(),
             id,
             timestamp,
             username,

@@ -178,7 +178,7 @@ impl MessageStore {
             Refused(StoreError),
             /// Everything else (a duplicate, an in-flight duplicate, a refusal) goes through
             /// `append_one` once this call's own records are settled.
-            Single(Pending),
+            Single(Box<Pending>),
         }
         let prepared: Vec<Result<Pending>> = items
             .iter()
@@ -191,7 +191,7 @@ impl MessageStore {
             let slot = match item {
                 Err(e) => Slot::Refused(e),
                 Ok(p) if st.dedupe.get(p.key).is_some() || self.refusal(&st).is_some() => {
-                    Slot::Single(p)
+                    Slot::Single(Box::new(p))
                 }
                 Ok(p) => {
                     let (id, timestamp) = enqueue(&mut st, p);
@@ -205,7 +205,7 @@ impl MessageStore {
             self.settle(&mut st, last);
         }
         // Each item's answer now, or (Err) the append it still needs.
-        let answers: Vec<Result<Result<Appended>, Pending>> = slots
+        let answers: Vec<Result<Result<Appended>, Box<Pending>>> = slots
             .into_iter()
             .map(|slot| match slot {
                 Slot::Queued(id, timestamp) => Ok(self.outcome(&mut st, id, timestamp)),
@@ -217,7 +217,7 @@ impl MessageStore {
         // This call's own records are settled, so a duplicate among them is answered at once.
         answers
             .into_iter()
-            .map(|answer| answer.unwrap_or_else(|pending| self.append_one(pending)))
+            .map(|answer| answer.unwrap_or_else(|pending| self.append_one(*pending)))
             .collect()
     }
 
@@ -238,6 +238,7 @@ impl MessageStore {
             key: self.keys.key(username.as_str(), client_msg_id.as_str()),
             client_msg_id: client_msg_id.clone(),
             record: Record {
+                room: gc_protocol::Room::general(),
                 id: 0,
                 timestamp: Timestamp::default(),
                 username: username.clone(),

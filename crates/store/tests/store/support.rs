@@ -15,6 +15,7 @@ pub fn cmid(id: &str) -> ClientMsgId {
 
 pub fn rec(id: u64, ts: &str, user_name: &str, body: &str) -> Record {
     Record {
+        room: gc_protocol::Room::general(),
         id,
         timestamp: Timestamp::parse(ts).unwrap(),
         username: user(user_name),
