@@ -32,6 +32,12 @@ pub enum FieldError {
         "not a room name (# and 1-32 characters of a-z 0-9 _ . -, or @name+name for a direct conversation)"
     )]
     Room,
+    /// Not `public` or `private`.
+    #[error("not public or private")]
+    Visibility,
+    /// Not `member`, `moderator` or `owner`.
+    #[error("not a room role (member, moderator or owner)")]
+    RoomRole,
 }
 
 /// Errors reading or writing frames on a stream. Every variant names the peer concerned.

@@ -24,5 +24,6 @@ pub use frame::{
 };
 pub use io::FramedStream;
 pub use types::{
-    ClientMsgId, Fingerprint, Record, Room, RoomKind, SessionToken, Timestamp, Username,
+    ClientMsgId, Fingerprint, Record, Room, RoomKind, RoomRole, SessionToken, Timestamp, Username,
+    Visibility,
 };

@@ -460,6 +460,86 @@ pub fn is_valid_room(name: &str) -> bool {
     }
 }
 
+/// Who may join a room: anyone (`public`) or the invited (`private`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Visibility {
+    /// Anyone may join.
+    Public,
+    /// Only the invited may join; the room is not listed to others and nothing tells them it
+    /// exists.
+    Private,
+}
+
+impl Visibility {
+    /// The wire and file form: `public` or `private`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Private => "private",
+        }
+    }
+}
+
+impl fmt::Display for Visibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Visibility {
+    type Err = FieldError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "public" => Ok(Self::Public),
+            "private" => Ok(Self::Private),
+            _ => Err(FieldError::Visibility),
+        }
+    }
+}
+
+/// A member's role in a room, lowest first (so `>` compares rank). Server admins rank above
+/// every room role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RoomRole {
+    /// Reads and posts.
+    Member,
+    /// Also invites, kicks, mutes and bans members of lower rank.
+    Moderator,
+    /// Also sets the topic and privacy, and gives roles.
+    Owner,
+}
+
+impl RoomRole {
+    /// The wire and file form: `member`, `moderator` or `owner`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Member => "member",
+            Self::Moderator => "moderator",
+            Self::Owner => "owner",
+        }
+    }
+}
+
+impl fmt::Display for RoomRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RoomRole {
+    type Err = FieldError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "member" => Ok(Self::Member),
+            "moderator" => Ok(Self::Moderator),
+            "owner" => Ok(Self::Owner),
+            _ => Err(FieldError::RoomRole),
+        }
+    }
+}
+
 /// One stored message: what `database.db` holds per line and what `Rec` carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -697,5 +777,18 @@ mod tests {
             Room::direct(&a, &Username::new("BOB").unwrap()),
             Err(FieldError::Room)
         );
+    }
+
+    #[test]
+    fn visibility_and_roles_text_forms() {
+        for v in [Visibility::Public, Visibility::Private] {
+            assert_eq!(v.to_string().parse::<Visibility>(), Ok(v));
+        }
+        for r in [RoomRole::Member, RoomRole::Moderator, RoomRole::Owner] {
+            assert_eq!(r.to_string().parse::<RoomRole>(), Ok(r));
+        }
+        assert!(RoomRole::Owner > RoomRole::Moderator && RoomRole::Moderator > RoomRole::Member);
+        assert_eq!("Public".parse::<Visibility>(), Err(FieldError::Visibility));
+        assert_eq!("admin".parse::<RoomRole>(), Err(FieldError::RoomRole));
     }
 }
