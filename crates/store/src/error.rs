@@ -102,6 +102,35 @@ pub enum StoreError {
         reason: LineError,
     },
 
+    /// Two rooms' files hold the same record id (ids are one sequence across all rooms: an id
+    /// names one record, in one room). Nothing was changed.
+    #[error(
+        "record id {id} is in both {} and {}; ids are one sequence across all rooms — run \
+         `gc-server db check`, and remove the line that does not belong (or restore the files from \
+         a backup)",
+        first.display(),
+        second.display()
+    )]
+    DuplicateId {
+        /// The id.
+        id: u64,
+        /// One file holding it.
+        first: PathBuf,
+        /// The other.
+        second: PathBuf,
+    },
+
+    /// A file in the `rooms` directory is not named after a room.
+    #[error(
+        "{} is not a room's file (rooms/NAME.db, for the room #NAME or the direct conversation \
+         @a+b); move it out of the rooms directory",
+        path.display()
+    )]
+    StrayRoomFile {
+        /// The file.
+        path: PathBuf,
+    },
+
     /// Two lines of `usernames.db` name the same account (usernames are compared without case).
     #[error(
         "lines {first_line} and {line_number} of {} both hold the account {username:?} (names are \

@@ -358,6 +358,8 @@ mod tests {
                 id,
                 offset: 0,
                 micros: 0,
+                room: 0,
+                len: 0,
             })
             .collect()
     }

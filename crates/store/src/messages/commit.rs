@@ -6,19 +6,20 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use gc_protocol::types::{ClientMsgId, Record, Timestamp, Username};
+use gc_protocol::types::{ClientMsgId, Record, Room, Timestamp, Username};
 use parking_lot::MutexGuard;
 
 use super::query::IndexEntry;
 use super::{Appended, FsyncPolicy, MessageStore};
 use crate::codec::{MAX_BODY_BYTES, encode_msgid, encode_record};
 use crate::error::{Result, StoreError};
+use crate::files;
 use crate::msgids::{Dedupe, MsgKey};
 
 /// How long a new group-commit leader waits, at most, for the appenders of the last batch to
@@ -109,29 +110,96 @@ impl AppendState {
     }
 }
 
+/// One room's file as the leader writes it.
+#[derive(Debug)]
+pub(super) struct RoomFile {
+    pub file: Arc<File>,
+    pub path: PathBuf,
+    /// The length of its durable (or, under `never`, written) lines.
+    pub len: u64,
+    /// This batch's lines for it.
+    buf: Vec<u8>,
+}
+
+impl RoomFile {
+    pub(super) fn new(file: Arc<File>, path: PathBuf, len: u64) -> Self {
+        Self {
+            file,
+            path,
+            len,
+            buf: Vec::new(),
+        }
+    }
+}
+
 /// The leader's files' lengths and buffers.
 #[derive(Debug)]
 pub(super) struct Writer {
-    db_len: u64,
     msgids_len: u64,
     msgids_buf: Vec<u8>,
-    db_buf: Vec<u8>,
-    /// Something may have been written since the last fsync of both files: the next
+    /// Every room's file, by number (0: `#general`'s `database.db`).
+    rooms: Vec<RoomFile>,
+    numbers: HashMap<Room, u32>,
+    /// Where rooms' files are made (`<data dir>/rooms`).
+    rooms_dir: PathBuf,
+    /// Something may have been written since the last fsync of every file: the next
     /// [`MessageStore::sync`] has work to do. True at open (whatever opening changed is synced
-    /// once more at the end), false after a commit that fsynced both files.
+    /// once more at the end), false after a commit that fsynced what it wrote.
     pub(super) unsynced: bool,
 }
 
 impl Writer {
-    pub(super) fn new(db_len: u64, msgids_len: u64) -> Self {
+    /// `rooms` in number order, `#general` first.
+    pub(super) fn new(rooms: Vec<(Room, RoomFile)>, msgids_len: u64, rooms_dir: PathBuf) -> Self {
+        let numbers = rooms
+            .iter()
+            .enumerate()
+            .map(|(n, (room, _))| (room.clone(), n as u32))
+            .collect();
         Self {
-            db_len,
             msgids_len,
             msgids_buf: Vec::new(),
-            db_buf: Vec::new(),
+            rooms: rooms.into_iter().map(|(_, f)| f).collect(),
+            numbers,
+            rooms_dir,
             unsynced: true,
         }
     }
+
+    /// Every room file's handle and path (for [`MessageStore::sync`]).
+    pub(super) fn files(&self) -> impl Iterator<Item = (&File, &Path)> {
+        self.rooms.iter().map(|r| (&*r.file, r.path.as_path()))
+    }
+}
+
+/// Makes `room`'s file in `dir` (and `dir` itself, the first time), durable before it is used:
+/// a record is acknowledged only once the file holding it cannot vanish in a crash.
+fn make_room_file(dir: &Path, room: &Room) -> Result<(PathBuf, File)> {
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .or_else(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|e| StoreError::io("make the directory", dir, e))?;
+        files::sync_dir(files::parent_dir(dir))?;
+    }
+    let path = dir.join(format!("{}.db", room.file_stem()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| StoreError::io("make", &path, e))?;
+    files::sync_dir(dir)?;
+    Ok((path, file))
 }
 
 /// Places where tests inject I/O failures.
@@ -140,6 +208,8 @@ pub(super) enum Fault {
     MsgidsWrite,
     MsgidsSync,
     DbWrite,
+    /// The write to the second or a later room file of a batch.
+    LaterRoomWrite,
     DbSync,
     Truncate,
 }
@@ -162,7 +232,19 @@ impl MessageStore {
         client_msg_id: &ClientMsgId,
         body: &str,
     ) -> Result<Appended> {
-        let pending = self.prepare(username, client_msg_id, body)?;
+        self.append_in(&Room::general(), username, client_msg_id, body)
+    }
+
+    /// [`MessageStore::append`] into `room` (its file is made at its first record). Ids are one
+    /// sequence across all rooms; a (user, client-msg-id) pair is stored once whatever the room.
+    pub fn append_in(
+        &self,
+        room: &Room,
+        username: &Username,
+        client_msg_id: &ClientMsgId,
+        body: &str,
+    ) -> Result<Appended> {
+        let pending = self.prepare(room, username, client_msg_id, body)?;
         self.append_one(pending)
     }
 
@@ -171,6 +253,19 @@ impl MessageStore {
     /// costs one pair of fsyncs, not one per message). Each item is treated exactly as
     /// [`MessageStore::append`] would treat it, in order; results come in the order of `items`.
     pub fn append_many(&self, items: &[(&Username, &ClientMsgId, &str)]) -> Vec<Result<Appended>> {
+        let general = Room::general();
+        let items: Vec<_> = items
+            .iter()
+            .map(|&(user, cmid, body)| (&general, user, cmid, body))
+            .collect();
+        self.append_many_in(&items)
+    }
+
+    /// [`MessageStore::append_many`] with each message's room.
+    pub fn append_many_in(
+        &self,
+        items: &[(&Room, &Username, &ClientMsgId, &str)],
+    ) -> Vec<Result<Appended>> {
         /// What became of an item while the state was locked.
         enum Slot {
             Queued(u64, Timestamp),
@@ -182,7 +277,7 @@ impl MessageStore {
         }
         let prepared: Vec<Result<Pending>> = items
             .iter()
-            .map(|(user, cmid, body)| self.prepare(user, cmid, body))
+            .map(|(room, user, cmid, body)| self.prepare(room, user, cmid, body))
             .collect();
         let mut slots = Vec::with_capacity(items.len());
         let mut last_queued = None;
@@ -224,6 +319,7 @@ impl MessageStore {
     /// Checks the body's size and allocates the append, before the state lock is taken.
     fn prepare(
         &self,
+        room: &Room,
         username: &Username,
         client_msg_id: &ClientMsgId,
         body: &str,
@@ -238,7 +334,7 @@ impl MessageStore {
             key: self.keys.key(username.as_str(), client_msg_id.as_str()),
             client_msg_id: client_msg_id.clone(),
             record: Record {
-                room: gc_protocol::Room::general(),
+                room: room.clone(),
                 id: 0,
                 timestamp: Timestamp::default(),
                 username: username.clone(),
@@ -368,30 +464,45 @@ impl MessageStore {
         self.settled.notify_all();
     }
 
-    /// Writes `batch` (msgids first, then records), fsyncs per policy, and publishes it.
+    /// Writes `batch` (msgids first, then each room's records), fsyncs per policy, and
+    /// publishes it.
     fn commit(&self, batch: &mut Vec<Pending>) -> Result<(), CommitFailure> {
         let mut guard = self.writer.lock();
         let w = &mut *guard;
         w.msgids_buf.clear();
-        w.db_buf.clear();
+        let mut touched: Vec<u32> = Vec::new();
         let mut entries = Vec::with_capacity(batch.len());
         for p in batch.iter() {
             let r = &p.record;
+            let n = match self.room_number(w, &r.room) {
+                Ok(n) => n,
+                // Nothing is written yet: the batch fails as a write would, and later ones go on.
+                Err(e) => return Err(self.room_failure(w, &touched, e)),
+            };
             encode_msgid(
                 r.id,
                 r.username.as_str(),
                 p.client_msg_id.as_str(),
                 &mut w.msgids_buf,
             );
+            let file = &mut w.rooms[n as usize];
+            if file.buf.is_empty() {
+                touched.push(n);
+            }
+            let offset = file.len + file.buf.len() as u64;
+            encode_record(r, &mut file.buf);
+            let len = file.len + file.buf.len() as u64 - offset;
             entries.push(IndexEntry {
                 id: r.id,
-                offset: w.db_len + w.db_buf.len() as u64,
+                offset,
                 micros: r.timestamp.as_micros(),
+                room: n,
+                // A line is at most MAX_LINE_BYTES (1 MiB).
+                len: u32::try_from(len).unwrap_or(u32::MAX),
             });
-            encode_record(r, &mut w.db_buf);
         }
         let sync = self.config.fsync != FsyncPolicy::Never;
-        // From the first byte written until both files are fsynced.
+        // From the first byte written until every file is fsynced.
         w.unsynced = true;
 
         // The msgids lines are durable before their records are written: a durable record
@@ -402,25 +513,48 @@ impl MessageStore {
             w.msgids_len,
             Fault::MsgidsWrite,
         ) {
-            return Err(self.undo(w, FailInfo::new("write to", &self.msgids_path, &e)));
+            return Err(self.undo(
+                w,
+                &touched,
+                FailInfo::new("write to", &self.msgids_path, &e),
+            ));
         }
         if sync && let Err(e) = self.sync_file(&self.msgids, Fault::MsgidsSync) {
             return Err(fatal(FailInfo::new("fsync", &self.msgids_path, &e)));
         }
-        if let Err(e) = self.write_at(self.db(), &w.db_buf, w.db_len, Fault::DbWrite) {
-            return Err(self.undo(w, FailInfo::new("write to", &self.db_path, &e)));
+        for (i, &n) in touched.iter().enumerate() {
+            let f = &w.rooms[n as usize];
+            let point = if i == 0 {
+                Fault::DbWrite
+            } else {
+                Fault::LaterRoomWrite
+            };
+            if let Err(e) = self.write_at(&f.file, &f.buf, f.len, point) {
+                let info = FailInfo::new("write to", &f.path, &e);
+                return Err(self.undo(w, &touched, info));
+            }
         }
-        if sync && let Err(e) = self.sync_file(self.db(), Fault::DbSync) {
-            return Err(fatal(FailInfo::new("fsync", &self.db_path, &e)));
+        // Every file of the batch is durable before any of its records is published or
+        // acknowledged: commit order stays id order across rooms.
+        if sync {
+            for &n in &touched {
+                let f = &w.rooms[n as usize];
+                if let Err(e) = self.sync_file(&f.file, Fault::DbSync) {
+                    return Err(fatal(FailInfo::new("fsync", &f.path, &e)));
+                }
+            }
         }
         w.msgids_len += w.msgids_buf.len() as u64;
-        w.db_len += w.db_buf.len() as u64;
-        // Under `never` the writes wait for `sync`; otherwise both files were just fsynced.
+        for &n in &touched {
+            let f = &mut w.rooms[n as usize];
+            f.len += f.buf.len() as u64;
+            f.buf.clear();
+        }
+        // Under `never` the writes wait for `sync`; otherwise every file was just fsynced.
         w.unsynced = !sync;
 
         self.published.write().publish(
             &entries,
-            w.db_len,
             batch.drain(..).map(|p| p.record),
             self.config.tail_capacity,
         );
@@ -430,12 +564,68 @@ impl MessageStore {
         Ok(())
     }
 
-    /// After a failed write: cut both files back to their last good length, so no half line is
-    /// left for later appends to follow. Fatal if that fails too.
-    fn undo(&self, w: &Writer, info: FailInfo) -> CommitFailure {
+    /// The number of `room`'s file, making the file if the room has none yet (and showing it to
+    /// readers, still empty, so the leader's and the readers' numbers always agree).
+    fn room_number(&self, w: &mut Writer, room: &Room) -> Result<u32> {
+        if let Some(&n) = w.numbers.get(room) {
+            return Ok(n);
+        }
+        let (path, file) = make_room_file(&w.rooms_dir, room)?;
+        let file = Arc::new(file);
+        let n = self
+            .published
+            .write()
+            .add_room(room.clone(), path.clone(), Arc::clone(&file));
+        debug_assert_eq!(n as usize, w.rooms.len());
+        w.rooms.push(RoomFile::new(file, path, 0));
+        w.numbers.insert(room.clone(), n);
+        Ok(n)
+    }
+
+    /// A room's file could not be made before anything of the batch was written.
+    fn room_failure(&self, w: &mut Writer, touched: &[u32], e: StoreError) -> CommitFailure {
+        for &n in touched {
+            w.rooms[n as usize].buf.clear();
+        }
+        let (action, path, kind, message) = match &e {
+            StoreError::Io {
+                action,
+                path,
+                source,
+            } => (*action, path.clone(), source.kind(), source.to_string()),
+            other => (
+                "make",
+                w.rooms_dir.clone(),
+                io::ErrorKind::Other,
+                other.to_string(),
+            ),
+        };
+        tracing::warn!(path = %path.display(), error = %message,
+            "cannot make a room's file; the messages were not stored");
+        CommitFailure {
+            info: Arc::new(FailInfo {
+                action,
+                path,
+                kind,
+                message,
+            }),
+            fatal: false,
+        }
+    }
+
+    /// After a failed write: cut every file of the batch back to its last good length, so no
+    /// half line is left for later appends to follow. Fatal if that fails too.
+    fn undo(&self, w: &mut Writer, touched: &[u32], info: FailInfo) -> CommitFailure {
         let sync = self.config.fsync != FsyncPolicy::Never;
-        let undone = self
-            .truncate(self.db(), w.db_len)
+        let mut undone = Ok(());
+        for &n in touched {
+            let f = &mut w.rooms[n as usize];
+            f.buf.clear();
+            if undone.is_ok() {
+                undone = self.truncate(&f.file, f.len);
+            }
+        }
+        let undone = undone
             .and_then(|()| self.truncate(&self.msgids, w.msgids_len))
             .and_then(|()| {
                 if sync {
@@ -609,6 +799,35 @@ mod tests {
                 Some(3)
             );
         }
+    }
+
+    #[test]
+    fn a_failed_write_to_one_room_undoes_the_whole_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), FsyncPolicy::Batch);
+        let dev = Room::new("#dev").unwrap();
+        let general = Room::general();
+        s.append_in(&dev, &user("a"), &cmid("m0"), "zero").unwrap();
+        // One batch for #general and #dev; the second file's write fails half way.
+        s.inject(Fault::LaterRoomWrite);
+        let results = s.append_many_in(&[
+            (&general, &user("a"), &cmid("m1"), "one"),
+            (&dev, &user("a"), &cmid("m2"), "two"),
+        ]);
+        assert!(results.iter().all(|r| r.is_err()), "{results:?}");
+        assert_eq!(s.newest_id(), 1);
+        // Both files are back to their last good length; the store goes on.
+        let ok = s.append_in(&dev, &user("a"), &cmid("m2"), "two").unwrap();
+        assert_eq!(ok.id, 4);
+        drop(s);
+        let dev_file = std::fs::read_to_string(dir.path().join("rooms/dev.db")).unwrap();
+        assert_eq!(dev_file.lines().count(), 2, "{dev_file:?}");
+        assert!(dev_file.ends_with(";a;two\n"));
+        let general_file = std::fs::read_to_string(dir.path().join("database.db")).unwrap();
+        assert_eq!(general_file, "");
+        let (s, rep) = MessageStore::open(dir.path(), StoreConfig::default()).unwrap();
+        assert_eq!((rep.records, rep.torn_tail), (2, None));
+        assert_eq!(s.after(0, 10, u64::MAX).unwrap().len(), 2);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The server's message store: `database.db` (records) and `database.msgids` (dedupe), with
-//! group commit, an id → offset index and an in-memory tail.
+//! The server's message store: `database.db` (`#general`'s records), `rooms/<name>.db` (each
+//! other room's) and `database.msgids` (dedupe), with group commit across them, one id sequence,
+//! an id → (room, offset) index and an in-memory tail.
 //!
 //! This file holds the public types, the [`MessageStore`] itself and its life cycle (sync,
 //! close). The work is split by concern:
@@ -31,6 +32,9 @@ use commit::{AppendState, Writer};
 pub(crate) use open::{moved, scan_records};
 pub(crate) use query::IndexEntry;
 use query::Published;
+
+/// The directory (in the data dir) holding every room's file but `#general`'s.
+pub const ROOMS_DIR: &str = "rooms";
 
 /// When the store fsyncs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -133,8 +137,11 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
-/// The server's message store: `database.db` and `database.msgids` in a data dir, with the
-/// data-dir lock held while it is open. `Send + Sync`: share it with `Arc`.
+/// The server's message store: `database.db`, the rooms' files and `database.msgids` in a data
+/// dir, with the data-dir lock held while it is open. `Send + Sync`: share it with `Arc`.
+///
+/// Every room's records are in its own file, in the record line format; ids are one sequence
+/// across all of them, so one cursor covers every room.
 ///
 /// # Concurrency
 ///
@@ -145,13 +152,13 @@ pub struct Appended {
 /// index and the tail, and never wait for a disk write: a leader takes it only briefly to publish.
 ///
 /// Under [`FsyncPolicy::Batch`] the leader takes everything queued (group commit): one write and
-/// one fsync of `database.msgids`, then one write and one fsync of `database.db`, for the whole
-/// batch. A new leader whose queue holds at most half as many appends as the last batch waits up
+/// one fsync of `database.msgids`, then one write and one fsync of each room file the batch
+/// touches, before any record of it is published. A new leader whose queue holds at most half as many appends as the last batch waits up
 /// to 100 µs for more, since the last batch's appenders are usually about to queue again.
 ///
 /// # Failures
 ///
-/// A failed *write* (say, a full disk) is undone: both files are truncated back to their last
+/// A failed *write* (say, a full disk) is undone: every file is truncated back to its last
 /// good length, the batch's appenders get the error, their ids are never used (ids may skip, but
 /// never repeat), and later appends go on normally. A failed *fsync*, or a failed undo, leaves the
 /// files' state unknown (after a failed fsync the kernel may have dropped the dirty pages), so the
@@ -163,8 +170,8 @@ pub struct MessageStore {
     db_path: PathBuf,
     msgids_path: PathBuf,
     config: StoreConfig,
-    /// Holds the data-dir lock and the open `database.db`.
-    lock: DataDirLock,
+    /// Holds the data-dir lock (on `database.db`) for the store's life.
+    _lock: DataDirLock,
     msgids: File,
     keys: KeyHasher,
     state: Mutex<AppendState>,
@@ -189,11 +196,7 @@ impl MessageStore {
         &self.config
     }
 
-    fn db(&self) -> &File {
-        self.lock.file()
-    }
-
-    /// Fsyncs both files, if anything was written since they last were (with
+    /// Fsyncs every file, if anything was written since they last were (with
     /// [`FsyncPolicy::Never`] this is the only fsync; call it at shutdown). A failed fsync is not
     /// tried again: a second one could report success for pages the kernel dropped after the
     /// first failed.
@@ -206,9 +209,11 @@ impl MessageStore {
         self.msgids
             .sync_all()
             .map_err(|e| StoreError::io("fsync", &self.msgids_path, e))?;
-        self.db()
-            .sync_all()
-            .map_err(|e| StoreError::io("fsync", &self.db_path, e))
+        for (file, path) in w.files() {
+            file.sync_all()
+                .map_err(|e| StoreError::io("fsync", path, e))?;
+        }
+        Ok(())
     }
 
     /// Fsyncs and closes the store, releasing the data-dir lock. Dropping the store fsyncs too,

@@ -4,16 +4,17 @@
 //! `msgids` and `cache` use too.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use gc_protocol::types::Timestamp;
+use gc_protocol::types::{Room, Timestamp};
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::commit::{AppendState, Writer};
-use super::query::{IndexEntry, Published};
-use super::{MessageStore, OpenReport, StoreConfig};
+use super::commit::{AppendState, RoomFile, Writer};
+use super::query::{IndexEntry, Published, RoomView};
+use super::{MessageStore, OpenReport, ROOMS_DIR, StoreConfig};
 use crate::codec::{RecordFields, split_record};
 use crate::error::{LineError, Result, StoreError};
 use crate::files::{self, FaultyLine, Line, LineReader};
@@ -68,8 +69,8 @@ struct DbScan {
     end: u64,
 }
 
-/// Scans `database.db`, building the index without building records.
-fn scan_db(file: &File, path: &Path) -> Result<DbScan> {
+/// Scans one room's file (room number `room`), building its index without building records.
+fn scan_db(file: &File, path: &Path, room: u32) -> Result<DbScan> {
     let size = files::file_len(file, path)?;
     // Lines are rarely under 48 bytes: reserve once rather than grow through many copies.
     let mut index: Vec<IndexEntry> =
@@ -91,6 +92,9 @@ fn scan_db(file: &File, path: &Path) -> Result<DbScan> {
                     id: f.id,
                     offset: line.offset,
                     micros: f.timestamp.as_micros(),
+                    room,
+                    // A valid line is at most MAX_LINE_BYTES (1 MiB).
+                    len: u32::try_from(line.len).unwrap_or(u32::MAX),
                 });
                 end = line.offset + line.len;
             }
@@ -102,15 +106,86 @@ fn scan_db(file: &File, path: &Path) -> Result<DbScan> {
     Ok(DbScan { index, bad, end })
 }
 
+/// The rooms' files in `dir` (`<data dir>/rooms`), sorted by room; none if it does not exist.
+fn find_room_files(dir: &Path) -> Result<Vec<(Room, PathBuf)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io("list", dir, e)),
+    };
+    let mut rooms = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io("list", dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".db")) else {
+            // `.corrupt` files, temporary files: not records.
+            continue;
+        };
+        let room = if stem.starts_with('@') {
+            Room::new(stem)
+        } else {
+            Room::new(format!("#{stem}"))
+        };
+        match room {
+            // `#general`'s records are in `database.db`, never here.
+            Ok(room) if !room.is_general() => rooms.push((room, path)),
+            _ => return Err(StoreError::StrayRoomFile { path }),
+        }
+    }
+    rooms.sort();
+    Ok(rooms)
+}
+
+/// Moves a torn last line aside and cuts it off its file.
+fn cut_torn(file: &File, path: &Path, torn: FaultyLine) -> Result<()> {
+    let corrupt = files::move_aside(file, path, &[torn])?;
+    file.set_len(torn.offset)
+        .map_err(|e| StoreError::io("truncate", path, e))?;
+    file.sync_all()
+        .map_err(|e| StoreError::io("fsync", path, e))?;
+    tracing::warn!(
+        path = %path.display(),
+        line = torn.line_number,
+        bytes = torn.len,
+        reason = %torn.reason,
+        "the last line of a message file was torn (an interrupted write); moved it aside into {}",
+        corrupt.display()
+    );
+    Ok(())
+}
+
+/// Merges the rooms' indexes into one in id order, refusing an id held by two files.
+fn merge(mut parts: Vec<Vec<IndexEntry>>, paths: &[PathBuf]) -> Result<Vec<IndexEntry>> {
+    if parts.len() == 1 {
+        return Ok(parts.pop().unwrap_or_default());
+    }
+    let mut index: Vec<IndexEntry> = parts.concat();
+    index.sort_unstable_by_key(|e| e.id);
+    for pair in index.windows(2) {
+        if pair[0].id == pair[1].id {
+            let path = |e: &IndexEntry| paths.get(e.room as usize).cloned().unwrap_or_default();
+            return Err(StoreError::DuplicateId {
+                id: pair[0].id,
+                first: path(&pair[0]),
+                second: path(&pair[1]),
+            });
+        }
+    }
+    Ok(index)
+}
+
 impl MessageStore {
-    /// Opens the store in `dir` (`database.db`, `database.msgids`), creating the directory and
-    /// files if absent, and holds the data-dir lock until dropped.
+    /// Opens the store in `dir` (`database.db`, `rooms/*.db`, `database.msgids`), creating the
+    /// directory and files if absent, and holds the data-dir lock until dropped.
     ///
-    /// Every line is validated. A torn or invalid *last* line (a crash mid-write) is moved aside
-    /// into `database.db.corrupt`, cut off, logged and reported; an invalid line anywhere else is
-    /// [`StoreError::BadLine`] and nothing is changed. `database.msgids` entries for records that
-    /// do not exist are dropped, and the file is compacted when it holds more than twice
-    /// `msgid_window` entries.
+    /// Every line of every room's file is validated. A torn or invalid *last* line (a crash
+    /// mid-write) is moved aside into `<file>.corrupt`, cut off, logged and reported; an invalid
+    /// line anywhere else is [`StoreError::BadLine`], an id in two files
+    /// [`StoreError::DuplicateId`], a file in `rooms/` not named after a room
+    /// [`StoreError::StrayRoomFile`], and then nothing is changed. `database.msgids` entries
+    /// for records that do not exist are dropped, and the file is compacted when it holds more
+    /// than twice `msgid_window` entries.
     ///
     /// Fails with [`StoreError::Locked`] when another process (or another open store) holds the
     /// data dir.
@@ -118,17 +193,33 @@ impl MessageStore {
         let started = Instant::now();
         let lock = DataDirLock::acquire(dir)?;
         let db_path = lock.path().to_owned();
-        let file = lock.file();
+        let rooms_dir = dir.join(ROOMS_DIR);
+
+        // #general's database.db first, then the other rooms by name: room numbers.
+        let general = lock
+            .file()
+            .try_clone()
+            .map_err(|e| StoreError::io("open", &db_path, e))?;
+        let mut rooms: Vec<(Room, PathBuf, Arc<File>)> =
+            vec![(Room::general(), db_path.clone(), Arc::new(general))];
+        for (room, path) in find_room_files(&rooms_dir)? {
+            let file = files::open_rw(&path)?;
+            rooms.push((room, path, Arc::new(file)));
+        }
 
         let keys = KeyHasher::new();
         let msgids_path = dir.join(MSGIDS_FILE);
-        // The two files are independent until their entries are matched: read them in parallel.
-        let (db_scan, msgids_scan) = std::thread::scope(|s| {
+        // The files are independent until their entries are matched: read msgids in parallel.
+        let (scans, msgids_scan) = std::thread::scope(|s| {
             let scan_msgids = || msgids::scan(&msgids_path, &keys);
             let helper = std::thread::Builder::new()
                 .name("gc-store-open".into())
                 .spawn_scoped(s, scan_msgids);
-            let db = scan_db(file, &db_path);
+            let scans: Vec<Result<DbScan>> = rooms
+                .iter()
+                .enumerate()
+                .map(|(n, (_, path, file))| scan_db(file, path, n as u32))
+                .collect();
             let msgids = match helper {
                 Ok(h) => h
                     .join()
@@ -136,27 +227,37 @@ impl MessageStore {
                 // No thread to be had: read it here instead.
                 Err(_) => scan_msgids(),
             };
-            (db, msgids)
+            (scans, msgids)
         });
-        let DbScan { index, bad, end } = db_scan?;
+        let scans = scans.into_iter().collect::<Result<Vec<_>>>()?;
 
-        if let Some(torn) = bad {
-            let corrupt = files::move_aside(file, &db_path, &[torn])?;
-            file.set_len(torn.offset)
-                .map_err(|e| StoreError::io("truncate", &db_path, e))?;
-            file.sync_all()
-                .map_err(|e| StoreError::io("fsync", &db_path, e))?;
-            tracing::warn!(
-                path = %db_path.display(),
-                line = torn.line_number,
-                bytes = torn.len,
-                reason = %torn.reason,
-                "the last line of the message file was torn (an interrupted write); moved it aside into {}",
-                corrupt.display()
-            );
+        let mut torn_tail = None;
+        let mut parts = Vec::with_capacity(scans.len());
+        let mut lens = Vec::with_capacity(scans.len());
+        for (scan, (_, path, file)) in scans.into_iter().zip(&rooms) {
+            if let Some(torn) = scan.bad {
+                cut_torn(file, path, torn)?;
+                // Reported for #general, as before; any room's is logged.
+                if torn_tail.is_none() {
+                    torn_tail = Some(torn);
+                }
+            }
+            parts.push(scan.index);
+            lens.push(scan.end);
         }
+        let paths: Vec<PathBuf> = rooms.iter().map(|(_, p, _)| p.clone()).collect();
+        let index = merge(parts, &paths)?;
 
-        let published = Published::load(file, &db_path, index, end, config.tail_capacity)?;
+        let views = rooms
+            .iter()
+            .map(|(room, path, file)| RoomView {
+                room: room.clone(),
+                path: path.clone(),
+                file: Arc::clone(file),
+                positions: Vec::new(),
+            })
+            .collect();
+        let published = Published::load(index, views, config.tail_capacity)?;
         let index = published.index();
 
         let msgids::Loaded {
@@ -173,10 +274,15 @@ impl MessageStore {
             records: index.len(),
             first_id: index.first().map_or(0, |e| e.id),
             last_id,
-            torn_tail: bad,
+            torn_tail,
             msgids: msgids_report,
             elapsed: Duration::ZERO,
         };
+        let writer_rooms = rooms
+            .into_iter()
+            .zip(lens)
+            .map(|((room, path, file), len)| (room, RoomFile::new(file, path, len)))
+            .collect();
         let store = Self {
             msgids_path,
             config,
@@ -189,13 +295,13 @@ impl MessageStore {
             )),
             settled: Condvar::new(),
             arrivals: Condvar::new(),
-            writer: Mutex::new(Writer::new(end, msgids_len)),
+            writer: Mutex::new(Writer::new(writer_rooms, msgids_len, rooms_dir)),
             published: RwLock::new(published),
             newest: AtomicU64::new(last_id),
             #[cfg(test)]
             faults: Mutex::new(Vec::new()),
             db_path,
-            lock,
+            _lock: lock,
         };
         report.elapsed = started.elapsed();
         tracing::debug!(records = report.records, last_id, elapsed = ?report.elapsed, "message store opened");

@@ -1,26 +1,45 @@
 //! The read side: the id index and the in-memory tail that readers see (durable records only,
-//! in id order), and the queries on them. A commit extends both under the write lock; queries
-//! take the read lock only to plan, then read the file (if they must) without it.
+//! in id order, across every room's file), and the queries on them. A commit extends both under
+//! the write lock; queries take the read lock only to plan, then read the files (if they must)
+//! without it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use gc_protocol::types::{Record, Timestamp};
+use gc_protocol::types::{Record, Room, Timestamp};
 
 use super::MessageStore;
 use crate::codec::parse_record;
 use crate::error::{Result, StoreError};
 
-/// One record's place in `database.db`.
+/// Half the most a room field adds to a `Rec` frame (` @` + 32 + `+` + 32 characters).
+const ROOM_FIELD_HALF: u64 = 34;
+
+/// One record's place: which room's file, where in it, and how long its line is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct IndexEntry {
     pub id: u64,
     pub offset: u64,
     pub micros: u64,
+    /// The room's number (see [`RoomView`]); 0 is `#general`.
+    pub room: u32,
+    /// The line's length, LF included.
+    pub len: u32,
+}
+
+/// A room's file as readers see it.
+#[derive(Debug)]
+pub(super) struct RoomView {
+    pub room: Room,
+    pub path: PathBuf,
+    pub file: Arc<File>,
+    /// The positions (in the global index) of this room's records, ascending.
+    pub positions: Vec<usize>,
 }
 
 /// What readers see: only durable records, in id order.
@@ -29,46 +48,87 @@ pub(super) struct Published {
     index: Vec<IndexEntry>,
     /// The newest records (at most `tail_capacity`), matching the end of `index`.
     tail: VecDeque<Record>,
-    /// Length of `database.db` covered by `index`.
-    end: u64,
+    /// Every room with a file, by number.
+    rooms: Vec<RoomView>,
+    numbers: HashMap<Room, u32>,
 }
 
 impl Published {
-    /// The index of an opened `database.db` (whose lines end at `end`), with its newest
-    /// `tail_capacity` records read into the tail. Only those are built into records; the rest
-    /// stays on disk behind the index.
+    /// The index of the opened files (`rooms`, numbered by position; each view's `positions`
+    /// is rebuilt here), with the newest `tail_capacity` records read into the tail. Only those
+    /// are built into records; the rest stays on disk behind the index.
     pub(super) fn load(
-        file: &File,
-        path: &Path,
         index: Vec<IndexEntry>,
-        end: u64,
+        mut rooms: Vec<RoomView>,
         tail_capacity: usize,
     ) -> Result<Self> {
-        let tail_len = index.len().min(tail_capacity);
-        let mut tail = VecDeque::with_capacity(tail_capacity.min(1 << 20));
-        if tail_len > 0 {
-            let first = index.len() - tail_len;
-            let offset = index[first].offset;
-            tail.extend(read_records(file, path, first, offset, end - offset)?);
+        for view in &mut rooms {
+            view.positions.clear();
         }
-        Ok(Self { index, tail, end })
+        for (pos, e) in index.iter().enumerate() {
+            if let Some(view) = rooms.get_mut(e.room as usize) {
+                view.positions.push(pos);
+            }
+        }
+        let numbers = rooms
+            .iter()
+            .enumerate()
+            .map(|(n, v)| (v.room.clone(), n as u32))
+            .collect();
+        let mut published = Self {
+            index,
+            tail: VecDeque::with_capacity(tail_capacity.min(1 << 20)),
+            rooms,
+            numbers,
+        };
+        let tail_len = published.index.len().min(tail_capacity);
+        if tail_len > 0 {
+            let start = published.index.len() - tail_len;
+            let positions: Vec<usize> = (start..published.index.len()).collect();
+            let plan = published.plan(&positions);
+            let records = plan.run()?;
+            published.tail.extend(records);
+        }
+        Ok(published)
     }
 
     pub(super) fn index(&self) -> &[IndexEntry] {
         &self.index
     }
 
-    /// Makes a durable batch visible: its index entries, the new end of the file, and its
-    /// records into the tail (oldest dropped beyond `tail_capacity`).
+    /// The number of `room`, if it has a file.
+    pub(super) fn number(&self, room: &Room) -> Option<u32> {
+        self.numbers.get(room).copied()
+    }
+
+    /// Adds a room whose file was just made (numbered next).
+    pub(super) fn add_room(&mut self, room: Room, path: PathBuf, file: Arc<File>) -> u32 {
+        let n = self.rooms.len() as u32;
+        self.numbers.insert(room.clone(), n);
+        self.rooms.push(RoomView {
+            room,
+            path,
+            file,
+            positions: Vec::new(),
+        });
+        n
+    }
+
+    /// Makes a durable batch visible: its index entries and its records into the tail (oldest
+    /// dropped beyond `tail_capacity`).
     pub(super) fn publish(
         &mut self,
         entries: &[IndexEntry],
-        end: u64,
         records: impl Iterator<Item = Record>,
         tail_capacity: usize,
     ) {
-        self.index.extend_from_slice(entries);
-        self.end = end;
+        for e in entries {
+            let pos = self.index.len();
+            self.index.push(*e);
+            if let Some(view) = self.rooms.get_mut(e.room as usize) {
+                view.positions.push(pos);
+            }
+        }
         for record in records {
             if tail_capacity > 0 {
                 if self.tail.len() == tail_capacity {
@@ -79,42 +139,153 @@ impl Published {
         }
     }
 
-    fn line_end(&self, pos: usize) -> u64 {
-        self.index.get(pos + 1).map_or(self.end, |e| e.offset)
-    }
-
-    fn line_len(&self, pos: usize) -> u64 {
-        self.line_end(pos) - self.index[pos].offset
-    }
-
     /// Index position of the first record held in `tail`.
     fn tail_start(&self) -> usize {
         self.index.len() - self.tail.len()
     }
 
-    /// How to fetch the records at positions `start..end`.
-    fn plan(&self, start: usize, end: usize) -> Plan {
-        if start >= end {
-            return Plan::Done(Vec::new());
-        }
+    /// How to fetch the records at `positions` (ascending): from the tail, or as runs of
+    /// adjacent lines of one file each.
+    fn plan(&self, positions: &[usize]) -> Plan {
         let ts = self.tail_start();
-        if start >= ts {
-            return Plan::Done(self.tail.range(start - ts..end - ts).cloned().collect());
+        let mut steps: Vec<Step> = Vec::new();
+        for &pos in positions {
+            if pos >= ts {
+                steps.push(Step::Tail(self.tail[pos - ts].clone()));
+                continue;
+            }
+            let e = self.index[pos];
+            if let Some(Step::Read(run)) = steps.last_mut()
+                && run.room == e.room
+                && run.offset + run.len == e.offset
+            {
+                run.len += u64::from(e.len);
+                continue;
+            }
+            let Some(view) = self.rooms.get(e.room as usize) else {
+                continue;
+            };
+            // For error messages: the line number of the run's first line in its file.
+            let rank = view.positions.partition_point(|&p| p < pos);
+            steps.push(Step::Read(Run {
+                room: e.room,
+                file: Arc::clone(&view.file),
+                path: view.path.clone(),
+                name: view.room.clone(),
+                first_line: rank as u64 + 1,
+                offset: e.offset,
+                len: u64::from(e.len),
+            }));
         }
-        let offset = self.index[start].offset;
-        Plan::Read {
-            first: start,
-            offset,
-            len: self.line_end(end - 1) - offset,
+        Plan { steps }
+    }
+
+    /// Positions of the records with id > `id` in `rooms` (all rooms when `None`), ascending,
+    /// within `max_records` and `max_bytes` (at least one record if any).
+    fn after_positions(
+        &self,
+        id: u64,
+        rooms: Option<&[Room]>,
+        max_records: usize,
+        max_bytes: u64,
+    ) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut bytes = 0u64;
+        let mut take = |pos: usize, out: &mut Vec<usize>| -> bool {
+            if out.len() >= max_records {
+                return false;
+            }
+            let e = &self.index[pos];
+            // A record of another room than #general carries its room in `Rec` too (at most 67
+            // bytes): counted at half, as the line is (see `after`).
+            let len = u64::from(e.len) + if e.room == 0 { 0 } else { ROOM_FIELD_HALF };
+            if !out.is_empty() && bytes + len > max_bytes {
+                return false;
+            }
+            bytes += len;
+            out.push(pos);
+            true
+        };
+        match rooms {
+            None => {
+                let start = self.index.partition_point(|e| e.id <= id);
+                for pos in start..self.index.len() {
+                    if !take(pos, &mut out) {
+                        break;
+                    }
+                }
+            }
+            Some(rooms) => {
+                // A merge of the rooms' own position lists: the work is the records returned
+                // (and a binary search per room), however many other rooms there are.
+                let mut heads: Vec<&[usize]> = rooms
+                    .iter()
+                    .filter_map(|r| self.number(r))
+                    .map(|n| {
+                        let list = &self.rooms[n as usize].positions;
+                        let start = list.partition_point(|&p| self.index[p].id <= id);
+                        &list[start..]
+                    })
+                    .collect();
+                heads.sort_unstable_by_key(|h| h.first().copied());
+                heads.dedup_by_key(|h| h.first().copied());
+                loop {
+                    let next = heads
+                        .iter_mut()
+                        .filter(|h| !h.is_empty())
+                        .min_by_key(|h| h[0]);
+                    let Some(head) = next else { break };
+                    let pos = head[0];
+                    *head = &head[1..];
+                    if !take(pos, &mut out) {
+                        break;
+                    }
+                }
+            }
         }
+        out
     }
 }
 
-/// Records to return, or the range of `database.db` to read them from (its first line at index
-/// position `first`).
-enum Plan {
-    Done(Vec<Record>),
-    Read { first: usize, offset: u64, len: u64 },
+/// How to fetch a list of records, in order.
+struct Plan {
+    steps: Vec<Step>,
+}
+
+enum Step {
+    Tail(Record),
+    Read(Run),
+}
+
+/// Adjacent lines of one room's file.
+struct Run {
+    room: u32,
+    file: Arc<File>,
+    path: PathBuf,
+    name: Room,
+    first_line: u64,
+    offset: u64,
+    len: u64,
+}
+
+impl Plan {
+    fn run(self) -> Result<Vec<Record>> {
+        let mut out = Vec::with_capacity(self.steps.len());
+        for step in self.steps {
+            match step {
+                Step::Tail(r) => out.push(r),
+                Step::Read(run) => {
+                    let records =
+                        read_records(&run.file, &run.path, run.first_line, run.offset, run.len)?;
+                    out.extend(records.into_iter().map(|mut r| {
+                        r.room = run.name.clone();
+                        r
+                    }));
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl MessageStore {
@@ -130,7 +301,7 @@ impl MessageStore {
         self.newest.load(Ordering::Acquire)
     }
 
-    /// The number of durable records.
+    /// The number of durable records, in all rooms.
     pub fn len(&self) -> usize {
         self.published.read().index.len()
     }
@@ -140,30 +311,55 @@ impl MessageStore {
         self.len() == 0
     }
 
-    /// Records with id > `id`, ascending: at most `max_records`, and no more than `max_bytes` of
-    /// `database.db` lines (LF included) — but at least one record if any exists. A `Rec` frame is
-    /// never longer than twice its record's line, so `max_bytes = MAX_BATCH_BYTES / 2` keeps a
-    /// delivery batch within the protocol's limit. `max_records == 0` returns nothing.
-    pub fn after(&self, id: u64, max_records: usize, max_bytes: u64) -> Result<Vec<Record>> {
-        let p = self.published.read();
-        let n = p.index.len();
-        let start = p.index.partition_point(|e| e.id <= id);
-        let mut end = start;
-        let mut bytes = 0u64;
-        while end < n && end - start < max_records {
-            let len = p.line_len(end);
-            if end > start && bytes + len > max_bytes {
-                break;
-            }
-            bytes += len;
-            end += 1;
-        }
-        let plan = p.plan(start, end);
-        drop(p);
-        self.run(plan)
+    /// The rooms that have a file (`#general` first, then in the order their files were made
+    /// or found).
+    pub fn rooms(&self) -> Vec<Room> {
+        self.published
+            .read()
+            .rooms
+            .iter()
+            .map(|v| v.room.clone())
+            .collect()
     }
 
-    /// The newest `limit` records with id < `id` (`id == 0`: the newest records), ascending.
+    /// Records of every room with id > `id`, ascending: at most `max_records`, and no more than
+    /// `max_bytes` of record lines (LF included; a record of a room other than `#general` counts
+    /// 34 bytes more, for its room field) — but at least one record if any exists. A `Rec`
+    /// frame is never longer than twice what is counted for it, so
+    /// `max_bytes = MAX_BATCH_BYTES / 2` keeps a delivery batch within the protocol's limit.
+    /// `max_records == 0` returns nothing.
+    pub fn after(&self, id: u64, max_records: usize, max_bytes: u64) -> Result<Vec<Record>> {
+        self.after_where(id, None, max_records, max_bytes)
+    }
+
+    /// [`MessageStore::after`] for the records of `rooms` only: what one session may see. The
+    /// cost is that of the records returned, not of the other rooms' traffic.
+    pub fn after_in(
+        &self,
+        id: u64,
+        rooms: &[Room],
+        max_records: usize,
+        max_bytes: u64,
+    ) -> Result<Vec<Record>> {
+        self.after_where(id, Some(rooms), max_records, max_bytes)
+    }
+
+    fn after_where(
+        &self,
+        id: u64,
+        rooms: Option<&[Room]>,
+        max_records: usize,
+        max_bytes: u64,
+    ) -> Result<Vec<Record>> {
+        let p = self.published.read();
+        let positions = p.after_positions(id, rooms, max_records, max_bytes);
+        let plan = p.plan(&positions);
+        drop(p);
+        plan.run()
+    }
+
+    /// The newest `limit` records of every room with id < `id` (`id == 0`: the newest
+    /// records), ascending.
     pub fn before(&self, id: u64, limit: usize) -> Result<Vec<Record>> {
         let p = self.published.read();
         let end = if id == 0 {
@@ -171,9 +367,27 @@ impl MessageStore {
         } else {
             p.index.partition_point(|e| e.id < id)
         };
-        let plan = p.plan(end.saturating_sub(limit), end);
+        let positions: Vec<usize> = (end.saturating_sub(limit)..end).collect();
+        let plan = p.plan(&positions);
         drop(p);
-        self.run(plan)
+        plan.run()
+    }
+
+    /// [`MessageStore::before`] in one room: its history page.
+    pub fn before_in(&self, room: &Room, id: u64, limit: usize) -> Result<Vec<Record>> {
+        let p = self.published.read();
+        let Some(n) = p.number(room) else {
+            return Ok(Vec::new());
+        };
+        let list = &p.rooms[n as usize].positions;
+        let end = if id == 0 {
+            list.len()
+        } else {
+            list.partition_point(|&pos| p.index[pos].id < id)
+        };
+        let plan = p.plan(&list[end.saturating_sub(limit)..end]);
+        drop(p);
+        plan.run()
     }
 
     /// The record with this id, if stored.
@@ -182,9 +396,9 @@ impl MessageStore {
         let Ok(pos) = p.index.binary_search_by_key(&id, |e| e.id) else {
             return Ok(None);
         };
-        let plan = p.plan(pos, pos + 1);
+        let plan = p.plan(&[pos]);
         drop(p);
-        Ok(self.run(plan)?.pop())
+        Ok(plan.run()?.pop())
     }
 
     /// The cursor `c` such that `after(c, ..)` yields the newest `n` records (0 when there are
@@ -195,22 +409,40 @@ impl MessageStore {
         if n >= len { 0 } else { p.index[len - n - 1].id }
     }
 
-    fn run(&self, plan: Plan) -> Result<Vec<Record>> {
-        match plan {
-            Plan::Done(records) => Ok(records),
-            Plan::Read { first, offset, len } => {
-                read_records(self.db(), &self.db_path, first, offset, len)
-            }
+    /// [`MessageStore::last_n_start`] counting the records of `rooms` only: `after_in(c, rooms,
+    /// ..)` yields their newest `n`.
+    pub fn last_n_start_in(&self, rooms: &[Room], n: usize) -> u64 {
+        if n == 0 {
+            return self.newest_id();
+        }
+        let p = self.published.read();
+        // The n-th newest of the rooms' records together: each room's newest n, merged.
+        let mut ids: Vec<u64> = rooms
+            .iter()
+            .filter_map(|r| p.number(r))
+            .flat_map(|k| {
+                let list = &p.rooms[k as usize].positions;
+                list[list.len().saturating_sub(n + 1)..]
+                    .iter()
+                    .map(|&pos| p.index[pos].id)
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if n >= ids.len() {
+            0
+        } else {
+            ids[ids.len() - n - 1]
         }
     }
 }
 
-/// Reads and parses the lines in `offset..offset + len` of `file`; the first is at index
-/// position `first` (so line number `first + 1`).
-fn read_records(
+/// Reads and parses the lines in `offset..offset + len` of `file`; the first is line number
+/// `first_line`.
+pub(super) fn read_records(
     file: &File,
     path: &Path,
-    first: usize,
+    first_line: u64,
     offset: u64,
     len: u64,
 ) -> Result<Vec<Record>> {
@@ -223,7 +455,7 @@ fn read_records(
     for (i, line) in buf.split_inclusive(|&b| b == b'\n').enumerate() {
         let record = parse_record(line).map_err(|reason| StoreError::BadLine {
             path: path.to_owned(),
-            line_number: (first + i + 1) as u64,
+            line_number: first_line + i as u64,
             reason,
         })?;
         out.push(record);

@@ -8,4 +8,5 @@ mod admin;
 mod cache;
 mod garbage;
 mod messages;
+mod room_records;
 mod support;
