@@ -1,7 +1,8 @@
 //! Crash test: a child process (this test binary, re-executed in child mode) appends with fsync
 //! `always` and prints each acknowledged id; the parent kills it with SIGKILL at random moments,
 //! reopens the store, and checks that every acknowledged record is there exactly once with its
-//! body, that the files validate, that ids go on increasing, and that dedupe survived.
+//! body, that the files validate, that ids go on increasing, and that dedupe survived. A second
+//! run appends into three rooms in turn (three files, one id sequence), with SIGKILL only.
 
 // Test helpers outside #[test] functions may unwrap too.
 #![allow(clippy::unwrap_used)]
@@ -14,10 +15,10 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use gc_protocol::types::{ClientMsgId, Username};
+use gc_protocol::types::{ClientMsgId, Room, Username};
 use gc_store::{FsyncPolicy, MessageStore, StoreConfig, StoreError, check};
 
-/// Selects child mode; holds `{data dir}|{round}`.
+/// Selects child mode; holds `{data dir}|{round}|{rooms}`.
 const CHILD_ENV: &str = "GC_STORE_CRASH_CHILD";
 /// The test that runs in the child.
 const CHILD_TEST: &str = "crash_child";
@@ -39,6 +40,15 @@ fn cmid(round: u64, i: u64) -> ClientMsgId {
     ClientMsgId::new(format!("r{round}-m{i}")).unwrap()
 }
 
+/// The room of message `i` in the rooms run (`#general` in the other).
+fn room_of(rooms: bool, i: u64) -> Room {
+    match (rooms, i % 3) {
+        (false, _) | (true, 0) => Room::general(),
+        (true, 1) => Room::new("#crash").unwrap(),
+        _ => Room::new("@crash.tester+other").unwrap(),
+    }
+}
+
 fn body(round: u64, i: u64) -> String {
     format!(
         "round {round} message {i}: semi;colon \\ back\nslash\r {}",
@@ -52,14 +62,21 @@ fn crash_child() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let (dir, round) = spec.rsplit_once('|').unwrap();
-    let round: u64 = round.parse().unwrap();
+    let mut parts = spec.rsplitn(3, '|');
+    let rooms = parts.next().unwrap() == "rooms";
+    let round: u64 = parts.next().unwrap().parse().unwrap();
+    let dir = parts.next().unwrap();
     let (store, _) = MessageStore::open(Path::new(dir), config()).unwrap();
     let started = Instant::now();
     let mut out = std::io::stdout().lock();
     for i in 0..100_000 {
         let a = store
-            .append(&user(), &cmid(round, i), &body(round, i))
+            .append_in(
+                &room_of(rooms, i),
+                &user(),
+                &cmid(round, i),
+                &body(round, i),
+            )
             .unwrap();
         // Printed only after append returned: this id is acknowledged.
         writeln!(out, "ACK {round} {i} {}", a.id).unwrap();
@@ -134,6 +151,17 @@ fn power_cut(dir: &Path, last_acked: u64, rng: &mut Rng) {
 
 #[test]
 fn acknowledged_appends_survive_sigkill() {
+    run(false);
+}
+
+#[test]
+fn acknowledged_appends_in_rooms_survive_sigkill() {
+    run(true);
+}
+
+/// The parent: `ROUNDS` children killed at random moments (`rooms`: appending into three rooms in
+/// turn; otherwise into `#general`, with simulated power cuts too).
+fn run(rooms: bool) {
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -151,7 +179,14 @@ fn acknowledged_appends_survive_sigkill() {
     for round in 0..ROUNDS {
         let mut child = Command::new(&exe)
             .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, format!("{}|{round}", dir.display()))
+            .env(
+                CHILD_ENV,
+                format!(
+                    "{}|{round}|{}",
+                    dir.display(),
+                    if rooms { "rooms" } else { "general" }
+                ),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -204,7 +239,8 @@ fn acknowledged_appends_survive_sigkill() {
         reader.join().unwrap();
         // Acks printed before the kill landed count too.
         acked.extend(rx.try_iter());
-        if rng.next(2) == 0 {
+        // (The power cut is simulated on `database.db` alone, so only when everything is there.)
+        if !rooms && rng.next(2) == 0 {
             let last_acked = acked.iter().map(|a| a.2).max().unwrap_or(0).max(max_seen);
             power_cut(dir, last_acked, &mut rng);
         }
@@ -233,6 +269,7 @@ fn acknowledged_appends_survive_sigkill() {
                 .unwrap()
                 .unwrap_or_else(|| panic!("seed {seed}: acknowledged id {id} lost"));
             assert_eq!(rec.body, body(r, i), "seed {seed}: id {id}");
+            assert_eq!(rec.room, room_of(rooms, i), "seed {seed}: id {id}");
             assert_eq!(rec.username, user());
             assert_eq!(
                 store.lookup_msgid(&user(), &cmid(r, i)).map(|x| x.0),
@@ -242,7 +279,9 @@ fn acknowledged_appends_survive_sigkill() {
         max_seen = max_seen.max(report.last_id);
         // A client retrying its last acknowledged message after the crash gets the same id.
         if let Some(&(r, i, id)) = acked.last() {
-            let retry = store.append(&user(), &cmid(r, i), &body(r, i)).unwrap();
+            let retry = store
+                .append_in(&room_of(rooms, i), &user(), &cmid(r, i), &body(r, i))
+                .unwrap();
             assert_eq!((retry.id, retry.duplicate), (id, true), "seed {seed}");
         }
         let fresh = store
@@ -272,7 +311,7 @@ fn acknowledged_appends_survive_sigkill() {
     // What the kills hit, for whoever reads the test output (`--nocapture`).
     let _ = writeln!(
         std::io::stderr(),
-        "crash test (seed {seed}): {ROUNDS} kills, {} acks, {torn_tails} torn tails moved aside, \
+        "crash test (seed {seed}, rooms: {rooms}): {ROUNDS} kills, {} acks, {torn_tails} torn tails moved aside, \
          {msgids_dropped} msgids lines dropped, {unacked_kept} unacknowledged records kept",
         acked.len()
     );
