@@ -56,6 +56,49 @@ pub enum LineError {
     /// The iteration count is not a canonical decimal number from 1 to 4294967295.
     #[error("the iteration count is not a number from 1 to 4294967295")]
     Iterations,
+    /// The room name is neither a room's `#name` (1–32 of `a-z 0-9 _ . -`) nor a direct
+    /// conversation's `@a+b` (two different lower-case usernames in order).
+    #[error(
+        "the room is neither #name (1-32 of a-z 0-9 _ . -) nor @a+b (two lower-case usernames in order)"
+    )]
+    Room,
+    /// A `rooms.db` line for `#general`, which exists on every server and has no line there.
+    #[error("#general exists on every server and has no line in rooms.db")]
+    GeneralLine,
+    /// The kind is not `public`, `private` or `direct`, or does not fit the name (`direct` is
+    /// the kind of an `@a+b` name and of no other).
+    #[error(
+        "the kind is not public, private or direct, or does not fit the name (direct exactly for @a+b)"
+    )]
+    Kind,
+    /// The topic is longer than [`crate::MAX_TOPIC_BYTES`] or holds a NUL.
+    #[error("the topic is longer than 512 bytes or holds a NUL")]
+    Topic,
+    /// The standing is not `owner`, `moderator`, `member`, `invited` or `banned`, or is
+    /// `invited` in `#general` (every account is in it).
+    #[error(
+        "the standing is not owner, moderator, member, invited or banned (and nobody is invited to #general)"
+    )]
+    Standing,
+    /// A mute on an invited or banned user: only members can be muted, so their line ends in `-`.
+    #[error(
+        "a mute on an invited or banned user (only members can be muted: the last field must be -)"
+    )]
+    Mute,
+    /// A `members.db` line for a room `rooms.db` does not hold (removed, or its line was moved
+    /// aside).
+    #[error("the room has no line in rooms.db")]
+    UnknownRoom,
+    /// A `members.db` line for a direct conversation, whose two members are implied by its name.
+    #[error("a direct conversation's members are implied by its name and have no lines")]
+    DirectMember,
+    /// The line names the same thing (room, member of a room, or admin) as an earlier line,
+    /// which is the one kept.
+    #[error("it repeats line {first_line}, which is kept")]
+    Duplicate {
+        /// The line kept.
+        first_line: u64,
+    },
 }
 
 /// Everything that can go wrong in the store. Each variant's message says what happened, names the
@@ -196,6 +239,60 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+
+    /// A room with this name already exists.
+    #[error("the room {room} already exists")]
+    RoomExists {
+        /// The room's name.
+        room: String,
+    },
+
+    /// No room has this name (for a direct conversation: it was never opened).
+    #[error("there is no room {room}")]
+    UnknownRoom {
+        /// The name asked for.
+        room: String,
+    },
+
+    /// The change would break one of the rules every room, `#general` and direct conversation
+    /// keep, whoever asks. Nothing was changed.
+    #[error("{room}: {rule}")]
+    RoomRule {
+        /// The room concerned.
+        room: String,
+        /// The rule.
+        rule: crate::rooms::RoomRule,
+    },
+
+    /// The user is not a member of the room (invited, banned, or no standing at all), and the
+    /// change (a mute) is for members only.
+    #[error("{username} is not a member of {room}")]
+    NotRoomMember {
+        /// The room.
+        room: String,
+        /// The user, as given.
+        username: String,
+    },
+
+    /// A direct conversation was asked for between an account and itself.
+    #[error("a direct conversation needs two different accounts, not {username} twice")]
+    DirectWithSelf {
+        /// The account named twice.
+        username: String,
+    },
+
+    /// A room topic longer than the store accepts.
+    #[error("a topic of {bytes} bytes is longer than the {limit} bytes a topic may hold")]
+    TopicTooLong {
+        /// The topic's size.
+        bytes: usize,
+        /// The longest accepted topic.
+        limit: usize,
+    },
+
+    /// A room topic holding a NUL byte.
+    #[error("a topic may not hold a NUL byte")]
+    TopicNul,
 }
 
 impl StoreError {

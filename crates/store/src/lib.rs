@@ -5,6 +5,7 @@
 //!   Group commit, an id → offset index, an in-memory tail, crash recovery.
 //! - [`Accounts`]: `usernames.db`, one SCRAM verifier per line, rewritten atomically.
 //! - [`ClientCache`]: the client's `cdatabase.db`, in the record format.
+//! - [`Rooms`]: room metadata, `rooms.db`, `members.db` and `admins.db`, rewritten atomically.
 //! - [`check`], [`repair`], [`export`]: what `gc-server db …` runs on a data dir.
 //! - [`encode_record`], [`parse_record`]: the record line codec.
 //!
@@ -26,6 +27,7 @@ mod files;
 mod lock;
 mod messages;
 mod msgids;
+mod rooms;
 
 pub use accounts::{ACCOUNTS_FILE, Account, Accounts};
 pub use admin::{
@@ -43,3 +45,7 @@ pub use messages::{
     Appended, FsyncPolicy, MessageStore, OpenReport, ParseFsyncPolicyError, ROOMS_DIR, StoreConfig,
 };
 pub use msgids::{MSGIDS_FILE, MsgidsReport};
+pub use rooms::{
+    ADMINS_FILE, MAX_TOPIC_BYTES, MEMBERS_FILE, Member, ROOMS_FILE, RoomInfo, RoomRule, Rooms,
+    RoomsReport, Standing,
+};

@@ -9,4 +9,5 @@ mod cache;
 mod garbage;
 mod messages;
 mod room_records;
+mod rooms;
 mod support;
