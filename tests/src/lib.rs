@@ -551,11 +551,12 @@ impl RawClient {
             },
             _ => Channel::Plain,
         };
-        let challenge = match signin::request_login(&mut c, &username, self.ports, &channel, STEP) {
-            Ok(challenge) => challenge,
-            Err(SignInError::Refused { error, .. }) => return AuthServer::Err(error),
-            Err(e) => panic!("login request: {e:?}"),
-        };
+        let challenge =
+            match signin::request_login(&mut c, &username, self.ports, &channel, false, STEP) {
+                Ok(challenge) => challenge,
+                Err(SignInError::Refused { error, .. }) => return AuthServer::Err(error),
+                Err(e) => panic!("login request: {e:?}"),
+            };
         let proof = challenge
             .prove(password, MIN_SCRAM_ITERATIONS)
             .expect("server-first is valid");
@@ -680,6 +681,7 @@ impl RawClient {
             token: self.token.clone()?,
             client_msg_id: ClientMsgId::random().ok()?,
             body: text.as_bytes().to_vec(),
+            room: None,
         };
         let mut c = self.try_connect(self.server.send).ok()?;
         c.send(&msg, deadline()).ok()?;
@@ -692,6 +694,7 @@ impl RawClient {
             token: self.token.clone().expect("logged in"),
             client_msg_id: id.clone(),
             body: text.as_bytes().to_vec(),
+            room: None,
         };
         self.request(&[msg], 1).remove(0)
     }

@@ -72,6 +72,7 @@ fn garbage_on_every_port_gets_malformed_and_the_server_keeps_serving() {
     );
     let who = SendRequest::Who {
         token: alice.token.clone().unwrap(),
+        room: None,
     };
     c.send(&who, deadline()).unwrap();
     assert!(matches!(
@@ -214,11 +215,13 @@ fn foreign_and_made_up_tokens_get_session_errors_and_store_nothing() {
         token: alice.token.clone().unwrap(),
         client_msg_id: ClientMsgId::new("steal").unwrap(),
         body: b"I am alice".to_vec(),
+        room: None,
     };
     let made_up = SendRequest::Msg {
         token: SessionToken::random().unwrap(),
         client_msg_id: ClientMsgId::new("guess").unwrap(),
         body: b"hello".to_vec(),
+        room: None,
     };
     let replies = mallory.request(&[stolen, made_up], 2);
     for r in replies {
@@ -272,6 +275,7 @@ fn invalid_bodies_are_refused_in_protocol_order() {
         token: token.clone(),
         client_msg_id: ClientMsgId::new(id).unwrap(),
         body: body.to_vec(),
+        room: None,
     };
     let big = vec![b'x'; 4097];
     let replies = alice.request(
@@ -322,6 +326,7 @@ fn rate_limit_after_the_burst_says_when_to_retry() {
             token: token.clone(),
             client_msg_id: ClientMsgId::new(format!("m{i}")).unwrap(),
             body: format!("message {i}").into_bytes(),
+            room: None,
         })
         .collect();
     let replies = alice.request(&frames, 12);

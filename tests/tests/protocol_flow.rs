@@ -1,6 +1,8 @@
 //! The GC/1 exchanges driven frame by frame against a real server.
 
-use gc_protocol::{AuthServer, ConnectReply, ErrorCode, Registration, SendReply, SendRequest};
+use gc_protocol::{
+    AuthServer, ClientMsgId, ConnectReply, ErrorCode, Registration, Room, SendReply, SendRequest,
+};
 use gc_tests::{RawClient, TestServer};
 
 #[test]
@@ -39,6 +41,7 @@ fn register_login_send_and_receive() {
     let who = alice.request(
         &[SendRequest::Who {
             token: alice.token.clone().unwrap(),
+            room: None,
         }],
         1,
     );
@@ -89,6 +92,7 @@ fn a_new_client_gets_the_newest_200_then_everything_after() {
             token: token(&writer),
             client_msg_id: gc_protocol::ClientMsgId::new(format!("m{i}")).unwrap(),
             body: format!("message {i}").into_bytes(),
+            room: None,
         })
         .collect();
     let replies = writer.request(&frames, 250);
@@ -109,6 +113,7 @@ fn a_new_client_gets_the_newest_200_then_everything_after() {
             token: token(&fresh),
             before_id: 51,
             limit: 3,
+            room: None,
         }],
         4,
     );
@@ -127,6 +132,7 @@ fn a_new_client_gets_the_newest_200_then_everything_after() {
             token: token(&fresh),
             before_id: 0,
             limit: 0,
+            room: None,
         }],
         1,
     );
@@ -149,6 +155,7 @@ fn a_client_that_misses_three_heartbeats_is_dropped() {
     let who = watcher.request(
         &[SendRequest::Who {
             token: token(&watcher),
+            room: None,
         }],
         1,
     );
@@ -170,7 +177,14 @@ fn bye_ends_the_session_and_presence_changes() {
     let server = TestServer::start();
     let a = logged_in(&server, "a");
     let b = logged_in(&server, "b");
-    let pv = |c: &RawClient| match &c.request(&[SendRequest::Who { token: token(c) }], 1)[0] {
+    let pv = |c: &RawClient| match &c.request(
+        &[SendRequest::Who {
+            token: token(c),
+            room: None,
+        }],
+        1,
+    )[0]
+    {
         SendReply::Online {
             presence_version,
             users,
@@ -191,6 +205,104 @@ fn bye_ends_the_session_and_presence_changes() {
     assert_eq!(n, 1);
     assert!(after > before);
     assert!(matches!(b.send("x"), SendReply::Err(ref e) if e.code == ErrorCode::Session));
+}
+
+#[test]
+fn room_requests_get_version_errors_and_the_session_goes_on() {
+    // No rooms yet: a GC/3 request, or a message to another room than #general, is answered
+    // `Err version`, in order among the others, and stores nothing.
+    let server = TestServer::start();
+    let alice = logged_in(&server, "alice");
+    let dev = Room::new("#dev").unwrap();
+    let msg = |id: &str, body: &str, room: Option<Room>| SendRequest::Msg {
+        token: token(&alice),
+        client_msg_id: ClientMsgId::new(id).unwrap(),
+        body: body.as_bytes().to_vec(),
+        room,
+    };
+    let replies = alice.request(
+        &[
+            msg("m1", "before", None),
+            SendRequest::Join {
+                token: token(&alice),
+                room: dev.clone(),
+            },
+            msg("m2", "in #dev", Some(dev.clone())),
+            msg("m3", "after", Some(Room::general())),
+        ],
+        4,
+    );
+    assert!(
+        matches!(replies[0], SendReply::Thx { id: 1, .. }),
+        "{replies:?}"
+    );
+    for reply in &replies[1..3] {
+        match reply {
+            SendReply::Err(e) => {
+                assert_eq!(e.code, ErrorCode::Version);
+                assert_eq!(e.text, "this server does not serve rooms yet (GC/3)");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        matches!(replies[3], SendReply::Thx { id: 2, .. }),
+        "{replies:?}"
+    );
+    // History and presence of #dev too; of #general, named or not, as before.
+    let replies = alice.request(
+        &[
+            SendRequest::History {
+                token: token(&alice),
+                before_id: 0,
+                limit: 10,
+                room: Some(dev.clone()),
+            },
+            SendRequest::Who {
+                token: token(&alice),
+                room: Some(dev),
+            },
+            SendRequest::Who {
+                token: token(&alice),
+                room: Some(Room::general()),
+            },
+            SendRequest::History {
+                token: token(&alice),
+                before_id: 0,
+                limit: 10,
+                room: Some(Room::general()),
+            },
+        ],
+        6,
+    );
+    assert!(
+        matches!(&replies[..2], [SendReply::Err(a), SendReply::Err(b)]
+            if a.code == ErrorCode::Version && b.code == ErrorCode::Version),
+        "{replies:?}"
+    );
+    assert!(
+        matches!(&replies[2], SendReply::Online { users, .. } if users.len() == 1),
+        "{replies:?}"
+    );
+    let history: Vec<_> = replies[3..5]
+        .iter()
+        .map(|r| match r {
+            SendReply::Rec(r) => r.body.as_str(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(history, ["before", "after"]);
+    assert_eq!(replies[5], SendReply::End);
+
+    // The session still works: messages are stored and delivered, only #general's.
+    assert!(matches!(
+        alice.send("still here"),
+        SendReply::Thx { id: 3, .. }
+    ));
+    let got: Vec<_> = alice.receive(3).into_iter().map(|r| r.body).collect();
+    assert_eq!(got, ["before", "after", "still here"]);
+    assert_eq!(server.stored_lines().len(), 3);
+    assert_eq!(server.sessions(), 1);
 }
 
 #[test]

@@ -257,6 +257,7 @@ fn optional_mode_serves_plain_and_tls_clients_side_by_side() {
         token: secure.token.clone().unwrap(),
         client_msg_id: gc_protocol::ClientMsgId::new("clear").unwrap(),
         body: b"in the clear".to_vec(),
+        room: None,
     };
     clear
         .write_all(&gc_protocol::Frame::to_bytes(&msg))

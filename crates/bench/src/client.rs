@@ -221,7 +221,7 @@ pub fn sign_in(
     // 9281: SCRAM, bound to the TLS session if there is one.
     let mut a = opened?;
     let channel = wire.channel(&a)?;
-    let challenge = signin::request_login(&mut a, &username, ports, &channel, STEP)
+    let challenge = signin::request_login(&mut a, &username, ports, &channel, false, STEP)
         .map_err(step("AuthRequest"))?;
     let t_auth1 = Instant::now();
     let password = &args.accounts.password;

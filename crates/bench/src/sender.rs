@@ -201,6 +201,7 @@ impl State<'_> {
             token: job.token.clone(),
             client_msg_id,
             body: body.into_bytes(),
+            room: None,
         }
         .encode(&mut self.wbuf);
         self.outstanding.push_back(now);

@@ -412,6 +412,7 @@ fn authenticate(shared: &ClientState, auth: &mut Conn) -> Result<LiveSession, Cl
         &shared.username,
         shared.ports,
         &channel,
+        false, // a GC/1 session: this client does not show rooms yet
         config.io_timeout,
     )?;
     let proof = challenge.prove(config.password.expose(), config.min_scram_iterations)?;
@@ -540,6 +541,7 @@ fn send_batch(
             token: session.token.clone(),
             client_msg_id: id.clone(),
             body: text.as_bytes().to_vec(),
+            room: None,
         }
         .encode(&mut request);
     }
@@ -638,6 +640,7 @@ fn who(shared: &ClientState, link: &mut KeptConn, session: &LiveSession) -> Resu
     let mut request = Vec::new();
     SendRequest::Who {
         token: session.token.clone(),
+        room: None,
     }
     .encode(&mut request);
     let reply = link
@@ -682,6 +685,7 @@ fn history(
         token: session.token.clone(),
         before_id: asked,
         limit: limit.min(MAX_HISTORY_LIMIT),
+        room: None,
     }
     .encode(&mut request);
     let deadline = || shared.connector.deadline();

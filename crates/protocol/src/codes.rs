@@ -51,6 +51,32 @@ pub mod token {
     pub const ONLINE: &str = "Online";
     /// End the session (9980).
     pub const BYE: &str = "Bye";
+    /// GC/3: list the session's rooms and the public ones (9980).
+    pub const ROOMS: &str = "Rooms";
+    /// GC/3: one room of a `Rooms` listing (9980).
+    pub const ROOM: &str = "Room";
+    /// GC/3: create a room (9980).
+    pub const CREATE: &str = "Create";
+    /// GC/3: join a room (9980).
+    pub const JOIN: &str = "Join";
+    /// GC/3: leave a room (9980).
+    pub const PART: &str = "Part";
+    /// GC/3: invite someone into a room (9980).
+    pub const INVITE: &str = "Invite";
+    /// GC/3: set a room's topic (9980).
+    pub const TOPIC: &str = "Topic";
+    /// GC/3: make a room public or private (9980).
+    pub const PRIVACY: &str = "Privacy";
+    /// GC/3: give a member a role in a room (9980).
+    pub const ROLE: &str = "Role";
+    /// GC/3: put a member out of a room (9980).
+    pub const KICK: &str = "Kick";
+    /// GC/3: silence a member in a room for a while (9980).
+    pub const MUTE: &str = "Mute";
+    /// GC/3: put a member out of a room and keep them out (9980).
+    pub const BAN: &str = "Ban";
+    /// GC/3: lift a ban (9980).
+    pub const UNBAN: &str = "Unban";
     /// Error reply (any port).
     pub const ERR: &str = "Err";
 }

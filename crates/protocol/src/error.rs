@@ -38,6 +38,12 @@ pub enum FieldError {
     /// Not `member`, `moderator` or `owner`.
     #[error("not a room role (member, moderator or owner)")]
     RoomRole,
+    /// Not `public`, `private` or `direct`.
+    #[error("not a kind of room (public, private or direct)")]
+    ListedKind,
+    /// Not `owner`, `moderator`, `member`, `invited` or `-`.
+    #[error("not a standing in a room (owner, moderator, member, invited or -)")]
+    Standing,
 }
 
 /// Errors reading or writing frames on a stream. Every variant names the peer concerned.

@@ -44,3 +44,10 @@ pub const MAX_B64_FIELD: usize = 4_096;
 pub const ROOM_NAME_MAX: usize = 32;
 /// The room every account is in and GC/1 sessions see.
 pub const GENERAL_ROOM: &str = "#general";
+/// Longest room topic, in bytes of UTF-8 (after c16 decoding): `Create` and `Topic`, and the
+/// topic a `Room` listing carries.
+pub const MAX_TOPIC_BYTES: usize = 512;
+/// Longest reason for a `Kick`, `Mute` or `Ban`, in bytes of UTF-8 (after c16 decoding).
+pub const MAX_REASON_BYTES: usize = 512;
+/// Longest mute a `Mute` may set, in seconds: one year (365 days). `0` lifts a mute.
+pub const MAX_MUTE_SECONDS: u32 = 31_536_000;

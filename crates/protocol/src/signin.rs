@@ -284,13 +284,16 @@ pub fn register_with_password<S: TimeoutStream>(
     ))
 }
 
-/// `AuthRequest <username> <callback ports> <client-first>[ <callback-fingerprint>]` →
+/// `AuthRequest <username> <callback ports> <client-first>[ <callback-fingerprint>][ GC/3]` →
 /// `Auth1 <server-first>` on the auth port: the start of a SCRAM login, bound to `channel`.
+/// `rooms` asks for a GC/3 session, one with rooms; only a server that answered `Ping GC/3`
+/// with `Pong GC/3` takes it.
 pub fn request_login<S: TimeoutStream>(
     conn: &mut FramedStream<S>,
     username: &Username,
     ports: CallbackPorts,
     channel: &Channel,
+    rooms: bool,
     timeout: Duration,
 ) -> Result<Challenge, SignInError> {
     let first = ClientFirst::bound(username.as_str(), channel.binding())
@@ -307,6 +310,7 @@ pub fn request_login<S: TimeoutStream>(
         ports,
         client_first: first.message().to_owned(),
         callback_fingerprint,
+        rooms,
     };
     conn.send(&request, due(timeout))
         .map_err(wire(Step::Login))?;

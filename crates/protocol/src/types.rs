@@ -540,6 +540,127 @@ impl FromStr for RoomRole {
     }
 }
 
+/// What a `Room` listing says a conversation is: a public or a private room, or a direct
+/// conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ListedKind {
+    /// A room anyone may join.
+    Public,
+    /// A room only the invited may join.
+    Private,
+    /// A direct conversation between two accounts.
+    Direct,
+}
+
+impl ListedKind {
+    /// The wire form: `public`, `private` or `direct`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Private => "private",
+            Self::Direct => "direct",
+        }
+    }
+}
+
+impl From<Visibility> for ListedKind {
+    fn from(visibility: Visibility) -> Self {
+        match visibility {
+            Visibility::Public => Self::Public,
+            Visibility::Private => Self::Private,
+        }
+    }
+}
+
+impl fmt::Display for ListedKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ListedKind {
+    type Err = FieldError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "public" => Ok(Self::Public),
+            "private" => Ok(Self::Private),
+            "direct" => Ok(Self::Direct),
+            _ => Err(FieldError::ListedKind),
+        }
+    }
+}
+
+/// Where the asking session's account stands in a room a `Rooms` listing shows: one of the
+/// [`RoomRole`]s, invited, or not in it (a public room listed to everyone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Standing {
+    /// An owner of the room.
+    Owner,
+    /// A moderator of the room.
+    Moderator,
+    /// A member of the room.
+    Member,
+    /// Invited into a private room, not joined yet.
+    Invited,
+    /// Not in the room (`-` on the wire).
+    Outside,
+}
+
+impl Standing {
+    /// The wire form: `owner`, `moderator`, `member`, `invited` or `-`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Moderator => "moderator",
+            Self::Member => "member",
+            Self::Invited => "invited",
+            Self::Outside => "-",
+        }
+    }
+
+    /// The role, for a member of the room.
+    pub fn role(self) -> Option<RoomRole> {
+        match self {
+            Self::Owner => Some(RoomRole::Owner),
+            Self::Moderator => Some(RoomRole::Moderator),
+            Self::Member => Some(RoomRole::Member),
+            Self::Invited | Self::Outside => None,
+        }
+    }
+}
+
+impl From<RoomRole> for Standing {
+    fn from(role: RoomRole) -> Self {
+        match role {
+            RoomRole::Owner => Self::Owner,
+            RoomRole::Moderator => Self::Moderator,
+            RoomRole::Member => Self::Member,
+        }
+    }
+}
+
+impl fmt::Display for Standing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Standing {
+    type Err = FieldError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "owner" => Ok(Self::Owner),
+            "moderator" => Ok(Self::Moderator),
+            "member" => Ok(Self::Member),
+            "invited" => Ok(Self::Invited),
+            "-" => Ok(Self::Outside),
+            _ => Err(FieldError::Standing),
+        }
+    }
+}
+
 /// One stored message: what `database.db` holds per line and what `Rec` carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -790,5 +911,30 @@ mod tests {
         assert!(RoomRole::Owner > RoomRole::Moderator && RoomRole::Moderator > RoomRole::Member);
         assert_eq!("Public".parse::<Visibility>(), Err(FieldError::Visibility));
         assert_eq!("admin".parse::<RoomRole>(), Err(FieldError::RoomRole));
+    }
+
+    #[test]
+    fn listing_kinds_and_standings_text_forms() {
+        for k in [ListedKind::Public, ListedKind::Private, ListedKind::Direct] {
+            assert_eq!(k.to_string().parse::<ListedKind>(), Ok(k));
+        }
+        assert_eq!(ListedKind::from(Visibility::Private), ListedKind::Private);
+        for s in [
+            Standing::Owner,
+            Standing::Moderator,
+            Standing::Member,
+            Standing::Invited,
+            Standing::Outside,
+        ] {
+            assert_eq!(s.to_string().parse::<Standing>(), Ok(s));
+        }
+        for r in [RoomRole::Member, RoomRole::Moderator, RoomRole::Owner] {
+            assert_eq!(Standing::from(r).role(), Some(r));
+            assert_eq!(Standing::from(r).as_str(), r.as_str());
+        }
+        assert_eq!(Standing::Invited.role(), None);
+        assert_eq!(Standing::Outside.as_str(), "-");
+        assert_eq!("room".parse::<ListedKind>(), Err(FieldError::ListedKind));
+        assert_eq!("banned".parse::<Standing>(), Err(FieldError::Standing));
     }
 }

@@ -81,6 +81,9 @@ pub fn serve(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
                 ports,
                 client_first,
                 callback_fingerprint,
+                // Ignored for now: this server does not serve GC/3 yet (it answers `Ping GC/3`
+                // with `Err version`), so a client asking for rooms anyway gets a GC/1 session.
+                rooms: _,
             } => match channel(&shared, &conn, peer.ip(), &username, callback_fingerprint) {
                 Ok(channel) => login(
                     &shared,

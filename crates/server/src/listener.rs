@@ -1,5 +1,6 @@
 //! The per-session listener thread: serves connections on the sending port handed to it by the
-//! accept thread — `Msg`, `History`, `Who` and `Bye`, several frames per connection.
+//! accept thread — `Msg`, `History`, `Who` and `Bye`, several frames per connection. Rooms
+//! (GC/3) are not served yet: their requests are answered `Err version`.
 
 use std::net::{IpAddr, Shutdown};
 use std::sync::Arc;
@@ -8,8 +9,8 @@ use std::time::Instant;
 use gc_protocol::frame::encode_rec_frame;
 use gc_protocol::limits::MAX_FRAME_BYTES;
 use gc_protocol::{
-    ClientMsgId, ErrorCode, ErrorFrame, Frame, ParseError, ProtocolError, SendReply, SendRequest,
-    SessionToken, Timestamp, texts,
+    ClientMsgId, ErrorCode, ErrorFrame, Frame, ParseError, ProtocolError, Room, SendReply,
+    SendRequest, SessionToken, Timestamp, texts,
 };
 
 use gc_plugin::Outcome;
@@ -177,11 +178,13 @@ fn handle_msgs(
     let mut run: Option<(Arc<Session>, Vec<PendingMsg>)> = None;
     for line in lines {
         let msg = match SendRequest::parse(line) {
+            // A `Msg` to another room than #general is answered by `handle`, in order.
             Ok(SendRequest::Msg {
                 token,
                 client_msg_id,
                 body,
-            }) if !shared.stopping() => from
+                room,
+            }) if !shared.stopping() && general(&room) => from
                 .session(shared, &token)
                 .map(|s| (s, client_msg_id, body)),
             _ => None,
@@ -266,11 +269,17 @@ fn handle(
         SendRequest::Msg {
             client_msg_id,
             body,
+            room,
             ..
-        } => store_msgs(shared, &session, vec![(client_msg_id, body)], out, stored),
+        } if general(&room) => {
+            store_msgs(shared, &session, vec![(client_msg_id, body)], out, stored);
+        }
         SendRequest::History {
-            before_id, limit, ..
-        } => match shared.store.before(before_id, limit as usize) {
+            before_id,
+            limit,
+            room,
+            ..
+        } if general(&room) => match shared.store.before(before_id, limit as usize) {
             Ok(records) => {
                 for r in &records {
                     encode_rec_frame(r, out);
@@ -286,7 +295,7 @@ fn handle(
                 );
             }
         },
-        SendRequest::Who { .. } => encode_online(shared, out),
+        SendRequest::Who { room, .. } if general(&room) => encode_online(shared, out),
         SendRequest::Bye { .. } => {
             SendReply::Thx {
                 id: 0,
@@ -295,8 +304,36 @@ fn handle(
             .encode(out);
             return After::End(session);
         }
+        // GC/3: another room than #general, or a room request.
+        SendRequest::Msg { .. }
+        | SendRequest::History { .. }
+        | SendRequest::Who { .. }
+        | SendRequest::Rooms { .. }
+        | SendRequest::Create { .. }
+        | SendRequest::Join { .. }
+        | SendRequest::Part { .. }
+        | SendRequest::Invite { .. }
+        | SendRequest::Topic { .. }
+        | SendRequest::Privacy { .. }
+        | SendRequest::Role { .. }
+        | SendRequest::Kick { .. }
+        | SendRequest::Mute { .. }
+        | SendRequest::Ban { .. }
+        | SendRequest::Unban { .. } => {
+            tracing::debug!(user = %session.user, "GC/3 request refused: rooms are not served yet");
+            error(out, ErrorCode::Version, NO_ROOMS);
+        }
     }
     after
+}
+
+/// The answer to a GC/3 request, until this server serves rooms.
+const NO_ROOMS: &str = "this server does not serve rooms yet (GC/3)";
+
+/// Whether an optional room field means `#general`, the one room this server serves: absent, as
+/// GC/1 clients send it, or named.
+fn general(room: &Option<Room>) -> bool {
+    room.as_ref().is_none_or(Room::is_general)
 }
 
 /// `Msg` frames of one session, in order: each is checked (dedupe first, then the body, then

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use super::codec::{Fields, Writer};
 use super::error::thousands;
 use super::{ErrorFrame, Frame, ParseError};
-use crate::codes::token;
+use crate::codes::{VERSION_ROOMS, token};
 use crate::limits::{
     MAX_SCRAM_ITERATIONS, MAX_SCRAM_SALT_BYTES, MIN_SCRAM_SALT_BYTES, SCRAM_KEY_BYTES,
 };
@@ -21,6 +21,17 @@ static ITERATIONS_RULE: LazyLock<String> =
     LazyLock::new(|| format!("must be 1 to {}", thousands(MAX_SCRAM_ITERATIONS.into())));
 static KEY_RULE: LazyLock<String> =
     LazyLock::new(|| format!("must be {SCRAM_KEY_BYTES} bytes (SHA-256)"));
+// What `AuthRequest`'s last optional field may hold, when it holds something else.
+static VERSION_RULE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "must be {VERSION_ROOMS}; the optional fields are a callback fingerprint (SHA256:...), \
+         then {VERSION_ROOMS}"
+    )
+});
+
+/// How a callback fingerprint starts; [`VERSION_ROOMS`] does not, so the optional fields of
+/// `AuthRequest` are told apart by shape.
+const FINGERPRINT_PREFIX: &str = "SHA256:";
 
 /// The three ports a client listens on, sent in `AuthRequest`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,8 +47,10 @@ pub struct CallbackPorts {
 /// Frames a client sends on the auth port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthClient {
-    /// `AuthRequest <username> <auth-port> <heartbeat-port> <delivery-port> <client-first:b64>`,
-    /// and over TLS (GC/2) a sixth field, `<callback-fingerprint>`.
+    /// `AuthRequest <username> <auth-port> <heartbeat-port> <delivery-port> <client-first:b64>
+    /// [<callback-fingerprint>] [GC/3]`: over TLS (GC/2) the callback fingerprint, and for a
+    /// session with rooms the version `GC/3`, each written only when there is one (the
+    /// fingerprint starts with `SHA256:`, so each optional field is known by its shape).
     AuthRequest {
         /// Who logs in.
         username: Username,
@@ -48,6 +61,9 @@ pub enum AuthClient {
         /// GC/2: the fingerprint of the certificate the client's callback listeners present; the
         /// server calls back only a listener presenting it.
         callback_fingerprint: Option<Fingerprint>,
+        /// GC/3: the session is to be one with rooms (the last field, `GC/3`). Without it the
+        /// session sees `#general` only.
+        rooms: bool,
     },
     /// `Proof <client-final:b64>`.
     Proof {
@@ -75,10 +91,7 @@ impl Frame for AuthClient {
         match f.token_str() {
             token::AUTH_REQUEST => {
                 let mut f = f.with_token(token::AUTH_REQUEST);
-                let gc2 = f.remaining() == 6;
-                if !gc2 {
-                    f.arity(5)?;
-                }
+                let mut optional = f.arity_between(5, 7)?;
                 let username = f.username("username")?;
                 let ports = CallbackPorts {
                     auth: f.port("auth-port")?,
@@ -86,16 +99,25 @@ impl Frame for AuthClient {
                     delivery: f.port("delivery-port")?,
                 };
                 let client_first = f.b64_text("client-first")?;
-                let callback_fingerprint = if gc2 {
+                // Both optional fields: the fingerprint first. One: whichever its shape says.
+                let callback_fingerprint = if optional == 2
+                    || (optional == 1 && f.peek().starts_with(FINGERPRINT_PREFIX))
+                {
+                    optional -= 1;
                     Some(f.fingerprint("callback-fingerprint")?)
                 } else {
                     None
                 };
+                let rooms = optional == 1;
+                if rooms && f.next() != VERSION_ROOMS {
+                    return Err(f.value("version", &VERSION_RULE));
+                }
                 Ok(Self::AuthRequest {
                     username,
                     ports,
                     client_first,
                     callback_fingerprint,
+                    rooms,
                 })
             }
             token::PROOF => {
@@ -144,6 +166,7 @@ impl Frame for AuthClient {
                 ports,
                 client_first,
                 callback_fingerprint,
+                rooms,
             } => {
                 let mut w = Writer::start(out, token::AUTH_REQUEST);
                 w.word(username.as_str());
@@ -153,6 +176,9 @@ impl Frame for AuthClient {
                 w.b64(client_first.as_bytes());
                 if let Some(fp) = callback_fingerprint {
                     w.display(fp);
+                }
+                if *rooms {
+                    w.word(VERSION_ROOMS);
                 }
                 w.end();
             }
@@ -269,6 +295,7 @@ mod tests {
                 },
                 client_first: "n,,n=alice,r=abc".into(),
                 callback_fingerprint: None,
+                rooms: false,
             },
             "AuthRequest alice 12090 8070 6090 biwsbj1hbGljZSxyPWFiYw==\n",
         );
@@ -284,6 +311,7 @@ mod tests {
                 },
                 client_first: "p=tls-exporter,,n=alice,r=abc".into(),
                 callback_fingerprint: Some(fp),
+                rooms: false,
             },
             &format!(
                 "AuthRequest alice 12090 8070 6090 cD10bHMtZXhwb3J0ZXIsLG49YWxpY2Uscj1hYmM= {fp}\n"
@@ -297,6 +325,37 @@ mod tests {
                 ..
             })
         ));
+        // GC/3: the version as the last field, plain and over TLS.
+        exact(
+            AuthClient::AuthRequest {
+                username: user("alice"),
+                ports: CallbackPorts {
+                    auth: 12090,
+                    heartbeat: 8070,
+                    delivery: 6090,
+                },
+                client_first: "n,,n=alice,r=abc".into(),
+                callback_fingerprint: None,
+                rooms: true,
+            },
+            "AuthRequest alice 12090 8070 6090 biwsbj1hbGljZSxyPWFiYw== GC/3\n",
+        );
+        exact(
+            AuthClient::AuthRequest {
+                username: user("alice"),
+                ports: CallbackPorts {
+                    auth: 12090,
+                    heartbeat: 8070,
+                    delivery: 6090,
+                },
+                client_first: "p=tls-exporter,,n=alice,r=abc".into(),
+                callback_fingerprint: Some(fp),
+                rooms: true,
+            },
+            &format!(
+                "AuthRequest alice 12090 8070 6090 cD10bHMtZXhwb3J0ZXIsLG49YWxpY2Uscj1hYmM= {fp} GC/3\n"
+            ),
+        );
         exact(
             AuthClient::Proof {
                 client_final: "c=biws".into(),
@@ -330,6 +389,73 @@ mod tests {
         exact(
             AuthServer::Err(ErrorFrame::new(ErrorCode::UnknownUser, "")),
             "Err unknown-user -\n",
+        );
+    }
+
+    fn parse(tail: &str) -> Result<AuthClient, ParseError> {
+        AuthClient::parse(format!("AuthRequest alice 1 2 3 biws{tail}").as_bytes())
+    }
+
+    fn error(tail: &str) -> String {
+        match parse(tail) {
+            Ok(frame) => panic!("{tail:?} parsed as {frame:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn each_optional_field_is_known_by_its_shape() {
+        let fp = Fingerprint::of_der(b"certificate");
+        for (tail, fingerprint, rooms) in [
+            (String::new(), None, false),
+            (format!(" {fp}"), Some(fp), false),
+            (" GC/3".to_owned(), None, true),
+            (format!(" {fp} GC/3"), Some(fp), true),
+        ] {
+            match parse(&tail) {
+                Ok(AuthClient::AuthRequest {
+                    callback_fingerprint,
+                    rooms: r,
+                    ..
+                }) => assert_eq!((callback_fingerprint, r), (fingerprint, rooms), "{tail}"),
+                other => panic!("{tail}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn any_other_optional_field_is_refused_by_name() {
+        let fp = Fingerprint::of_der(b"certificate");
+        let version = "`AuthRequest` field <version>: must be GC/3; the optional fields are a \
+                       callback fingerprint (SHA256:...), then GC/3";
+        // A sixth field that is neither a fingerprint nor the version.
+        for tail in [" GC/2", " gc/3", " GC/3.0", " -"] {
+            assert_eq!(error(tail), version, "{tail}");
+        }
+        // The version after a fingerprint, and nothing else there.
+        assert_eq!(error(&format!(" {fp} GC/2")), version);
+        assert_eq!(error(&format!(" {fp} {fp}")), version);
+        // Shaped as a fingerprint but not one, alone or first.
+        let not_a_fingerprint = "`AuthRequest` field <callback-fingerprint>: not a certificate \
+                                 fingerprint (SHA256: and 43 characters of base64)";
+        assert_eq!(error(" SHA256:nope"), not_a_fingerprint);
+        assert_eq!(error(" SHA256:nope GC/3"), not_a_fingerprint);
+        // Both, in the wrong order: the first of two must be the fingerprint.
+        assert_eq!(error(&format!(" GC/3 {fp}")), not_a_fingerprint);
+    }
+
+    #[test]
+    fn arity_texts_name_the_optional_fields() {
+        let fp = Fingerprint::of_der(b"certificate");
+        assert_eq!(
+            error(&format!(" {fp} GC/3 x")),
+            "`AuthRequest` takes 5 to 7 field(s) after the token, got 8"
+        );
+        assert_eq!(
+            AuthClient::parse(b"AuthRequest alice 1 2 3")
+                .unwrap_err()
+                .to_string(),
+            "`AuthRequest` takes 5 to 7 field(s) after the token, got 4"
         );
     }
 }

@@ -2,6 +2,7 @@
 //! and parses its fields, with the checks every frame needs done once.
 
 use std::fmt;
+use std::str::FromStr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -255,6 +256,16 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The next field, left to be read: for a frame whose optional fields are told apart by
+    /// their shape.
+    pub(super) fn peek(&self) -> &'a str {
+        match self.remaining {
+            0 => "",
+            1 => self.rest,
+            _ => split_at_space(self.rest).0,
+        }
+    }
+
     fn field_err(&self, field: &'static str, error: FieldError) -> ParseError {
         ParseError::Field {
             token: self.token,
@@ -301,6 +312,15 @@ impl<'a> Fields<'a> {
         Room::new(s).map_err(|e| self.field_err(field, e))
     }
 
+    /// A field of a type with a text form of its own (a visibility, a role, …).
+    pub(super) fn parsed<T: FromStr<Err = FieldError>>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<T, ParseError> {
+        let s = self.next();
+        s.parse().map_err(|e| self.field_err(field, e))
+    }
+
     pub(super) fn client_msg_id(&mut self, field: &'static str) -> Result<ClientMsgId, ParseError> {
         let s = self.next();
         ClientMsgId::new(s).map_err(|e| self.field_err(field, e))
@@ -338,6 +358,20 @@ impl<'a> Fields<'a> {
             token: self.token,
             field,
         })
+    }
+
+    /// A text field of at most `max` bytes; `rule` says so to the peer when it is longer.
+    pub(super) fn text_at_most(
+        &mut self,
+        field: &'static str,
+        max: usize,
+        rule: &'static str,
+    ) -> Result<String, ParseError> {
+        let text = self.text(field)?;
+        if text.len() > max {
+            return Err(self.value(field, rule));
+        }
+        Ok(text)
     }
 
     pub(super) fn b64(&mut self, field: &'static str) -> Result<Vec<u8>, ParseError> {

@@ -1,23 +1,46 @@
-//! 9980, the sending port: messages, history and who is online.
+//! 9980, the sending port: messages, history and who is online; with GC/3, rooms and their
+//! moderation.
 
 use std::sync::LazyLock;
 
 use super::codec::{Fields, Writer};
 use super::common::{encode_rec, parse_rec};
+use super::error::thousands;
 use super::{ErrorFrame, Frame, ParseError};
 use crate::codes::token;
-use crate::limits::MAX_HISTORY_LIMIT;
-use crate::types::{ClientMsgId, Record, SessionToken, Timestamp, Username};
+use crate::limits::{MAX_HISTORY_LIMIT, MAX_MUTE_SECONDS, MAX_REASON_BYTES, MAX_TOPIC_BYTES};
+use crate::types::{
+    ClientMsgId, ListedKind, Record, Room, RoomKind, RoomRole, SessionToken, Standing, Timestamp,
+    Username, Visibility,
+};
 
-// The `History` limit's rule, formatted once from the constant (see auth.rs). Plain digits: the
-// wire text has always read `must be at most 1000`, and clients and tests match it.
+// The rules the peer reads when a field breaks a limit, formatted once from the constants (see
+// auth.rs). Plain digits for `History`: the wire text has always read `must be at most 1000`, and
+// clients and tests match it.
 static HISTORY_LIMIT_RULE: LazyLock<String> =
     LazyLock::new(|| format!("must be at most {MAX_HISTORY_LIMIT}"));
+static TOPIC_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be at most {MAX_TOPIC_BYTES} bytes"));
+static REASON_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be at most {MAX_REASON_BYTES} bytes"));
+static MUTE_RULE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "must be at most {} seconds",
+        thousands(MAX_MUTE_SECONDS.into())
+    )
+});
+const KIND_RULE: &str =
+    "must be direct for a direct conversation (@...), public or private for a room (#...)";
 
 /// Frames a client sends on the sending port.
+///
+/// GC/3 adds an optional last `<room>` field to `Msg`, `History` and `Who` (absent: `#general`,
+/// so `#general`'s frames stay byte for byte GC/1's) and the room requests from `Rooms` on. The
+/// parser checks each field's syntax only; what a session may do in which room (a direct
+/// conversation cannot be joined, `#general` cannot be left, …) is the server's to decide.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SendRequest {
-    /// `Msg <session-token> <client-msg-id> <body:c16>`.
+    /// `Msg <session-token> <client-msg-id> <body:c16> [<room>]`.
     Msg {
         /// The sender's session.
         token: SessionToken,
@@ -26,8 +49,10 @@ pub enum SendRequest {
         /// The body as decoded from c16. Not yet validated as text: the server checks dedupe first,
         /// then emptiness, NUL, UTF-8 and size, in that order.
         body: Vec<u8>,
+        /// GC/3: where to post (`None`: `#general`). Written only when `Some`.
+        room: Option<Room>,
     },
-    /// `History <session-token> <before-id> <limit>` (limit ≤ [`MAX_HISTORY_LIMIT`];
+    /// `History <session-token> <before-id> <limit> [<room>]` (limit ≤ [`MAX_HISTORY_LIMIT`];
     /// before-id 0 = newest).
     History {
         /// The session.
@@ -36,16 +61,134 @@ pub enum SendRequest {
         before_id: u64,
         /// At most this many records.
         limit: u32,
+        /// GC/3: whose records (`None`: `#general`'s). Written only when `Some`.
+        room: Option<Room>,
     },
-    /// `Who <session-token>`.
+    /// `Who <session-token> [<room>]`.
     Who {
         /// The session.
         token: SessionToken,
+        /// GC/3: the room whose online members to list (`None`: `#general`). Written only when
+        /// `Some`.
+        room: Option<Room>,
     },
     /// `Bye <session-token>`.
     Bye {
         /// The session to end.
         token: SessionToken,
+    },
+    /// GC/3 `Rooms <session-token>`: the session's rooms and the public ones, answered with a
+    /// [`SendReply::Room`] per room and [`SendReply::End`].
+    Rooms {
+        /// The session.
+        token: SessionToken,
+    },
+    /// GC/3 `Create <session-token> <room> <public|private> <topic:c16>`.
+    Create {
+        /// The session.
+        token: SessionToken,
+        /// The new room's name.
+        room: Room,
+        /// Who may join it.
+        visibility: Visibility,
+        /// Its topic (at most [`MAX_TOPIC_BYTES`]; empty: none).
+        topic: String,
+    },
+    /// GC/3 `Join <session-token> <room>`.
+    Join {
+        /// The session.
+        token: SessionToken,
+        /// The room to join.
+        room: Room,
+    },
+    /// GC/3 `Part <session-token> <room>`: leave a room.
+    Part {
+        /// The session.
+        token: SessionToken,
+        /// The room to leave.
+        room: Room,
+    },
+    /// GC/3 `Invite <session-token> <room> <username>`.
+    Invite {
+        /// The session.
+        token: SessionToken,
+        /// The room.
+        room: Room,
+        /// Who is invited.
+        username: Username,
+    },
+    /// GC/3 `Topic <session-token> <room> <topic:c16>`.
+    Topic {
+        /// The session.
+        token: SessionToken,
+        /// The room.
+        room: Room,
+        /// The new topic (at most [`MAX_TOPIC_BYTES`]; empty: none).
+        topic: String,
+    },
+    /// GC/3 `Privacy <session-token> <room> <public|private>`.
+    Privacy {
+        /// The session.
+        token: SessionToken,
+        /// The room.
+        room: Room,
+        /// Who may join it from now on.
+        visibility: Visibility,
+    },
+    /// GC/3 `Role <session-token> <room> <username> <member|moderator|owner>`.
+    Role {
+        /// The session.
+        token: SessionToken,
+        /// The room.
+        room: Room,
+        /// Whose role changes.
+        username: Username,
+        /// The new role.
+        role: RoomRole,
+    },
+    /// GC/3 `Kick <session-token> <room> <username> <reason:c16>`.
+    Kick {
+        /// The session.
+        token: SessionToken,
+        /// The room.
+        room: Room,
+        /// Who is put out.
+        username: Username,
+        /// Why (at most [`MAX_REASON_BYTES`]; empty: none given).
+        reason: String,
+    },
+    /// GC/3 `Mute <session-token> <room> <username> <seconds> <reason:c16>`.
+    Mute {
+        /// The session.
+        token: SessionToken,
+        /// The room.
+        room: Room,
+        /// Who is muted.
+        username: Username,
+        /// For how long, at most [`MAX_MUTE_SECONDS`]; `0` lifts the mute.
+        seconds: u32,
+        /// Why (at most [`MAX_REASON_BYTES`]; empty: none given).
+        reason: String,
+    },
+    /// GC/3 `Ban <session-token> <room> <username> <reason:c16>`.
+    Ban {
+        /// The session.
+        token: SessionToken,
+        /// The room.
+        room: Room,
+        /// Who is banned.
+        username: Username,
+        /// Why (at most [`MAX_REASON_BYTES`]; empty: none given).
+        reason: String,
+    },
+    /// GC/3 `Unban <session-token> <room> <username>`.
+    Unban {
+        /// The session.
+        token: SessionToken,
+        /// The room.
+        room: Room,
+        /// Whose ban is lifted.
+        username: Username,
     },
 }
 
@@ -55,10 +198,46 @@ impl SendRequest {
         match self {
             Self::Msg { token, .. }
             | Self::History { token, .. }
-            | Self::Who { token }
-            | Self::Bye { token } => token,
+            | Self::Who { token, .. }
+            | Self::Bye { token }
+            | Self::Rooms { token }
+            | Self::Create { token, .. }
+            | Self::Join { token, .. }
+            | Self::Part { token, .. }
+            | Self::Invite { token, .. }
+            | Self::Topic { token, .. }
+            | Self::Privacy { token, .. }
+            | Self::Role { token, .. }
+            | Self::Kick { token, .. }
+            | Self::Mute { token, .. }
+            | Self::Ban { token, .. }
+            | Self::Unban { token, .. } => token,
         }
     }
+}
+
+/// The optional last `<room>` of `Msg`, `History` and `Who`, once the arity said it is there.
+fn optional_room(f: &mut Fields<'_>, present: bool) -> Result<Option<Room>, ParseError> {
+    if present {
+        f.room("room").map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Starts a request: its token, then the session's.
+fn start<'a>(out: &'a mut Vec<u8>, name: &str, token: &SessionToken) -> Writer<'a> {
+    let mut w = Writer::start(out, name);
+    w.word(token.as_str());
+    w
+}
+
+fn topic(f: &mut Fields<'_>) -> Result<String, ParseError> {
+    f.text_at_most("topic", MAX_TOPIC_BYTES, &TOPIC_RULE)
+}
+
+fn reason(f: &mut Fields<'_>) -> Result<String, ParseError> {
+    f.text_at_most("reason", MAX_REASON_BYTES, &REASON_RULE)
 }
 
 impl Frame for SendRequest {
@@ -67,16 +246,17 @@ impl Frame for SendRequest {
         match f.token_str() {
             token::MSG => {
                 let mut f = f.with_token(token::MSG);
-                f.arity(3)?;
+                let with_room = f.arity_between(3, 4)? == 1;
                 Ok(Self::Msg {
                     token: f.session_token("session-token")?,
                     client_msg_id: f.client_msg_id("client-msg-id")?,
                     body: f.c16("body")?,
+                    room: optional_room(&mut f, with_room)?,
                 })
             }
             token::HISTORY => {
                 let mut f = f.with_token(token::HISTORY);
-                f.arity(3)?;
+                let with_room = f.arity_between(3, 4)? == 1;
                 let token = f.session_token("session-token")?;
                 let before_id = f.num("before-id")?;
                 let limit = f.u32("limit")?;
@@ -87,13 +267,15 @@ impl Frame for SendRequest {
                     token,
                     before_id,
                     limit,
+                    room: optional_room(&mut f, with_room)?,
                 })
             }
             token::WHO => {
                 let mut f = f.with_token(token::WHO);
-                f.arity(1)?;
+                let with_room = f.arity_between(1, 2)? == 1;
                 Ok(Self::Who {
                     token: f.session_token("session-token")?,
+                    room: optional_room(&mut f, with_room)?,
                 })
             }
             token::BYE => {
@@ -103,7 +285,129 @@ impl Frame for SendRequest {
                     token: f.session_token("session-token")?,
                 })
             }
-            _ => Err(f.unexpected("`Msg`, `History`, `Who` or `Bye`")),
+            token::ROOMS => {
+                let mut f = f.with_token(token::ROOMS);
+                f.arity(1)?;
+                Ok(Self::Rooms {
+                    token: f.session_token("session-token")?,
+                })
+            }
+            token::CREATE => {
+                let mut f = f.with_token(token::CREATE);
+                f.arity(4)?;
+                Ok(Self::Create {
+                    token: f.session_token("session-token")?,
+                    room: f.room("room")?,
+                    visibility: f.parsed("visibility")?,
+                    topic: topic(&mut f)?,
+                })
+            }
+            token::JOIN => {
+                let mut f = f.with_token(token::JOIN);
+                f.arity(2)?;
+                Ok(Self::Join {
+                    token: f.session_token("session-token")?,
+                    room: f.room("room")?,
+                })
+            }
+            token::PART => {
+                let mut f = f.with_token(token::PART);
+                f.arity(2)?;
+                Ok(Self::Part {
+                    token: f.session_token("session-token")?,
+                    room: f.room("room")?,
+                })
+            }
+            token::INVITE => {
+                let mut f = f.with_token(token::INVITE);
+                f.arity(3)?;
+                Ok(Self::Invite {
+                    token: f.session_token("session-token")?,
+                    room: f.room("room")?,
+                    username: f.username("username")?,
+                })
+            }
+            token::TOPIC => {
+                let mut f = f.with_token(token::TOPIC);
+                f.arity(3)?;
+                Ok(Self::Topic {
+                    token: f.session_token("session-token")?,
+                    room: f.room("room")?,
+                    topic: topic(&mut f)?,
+                })
+            }
+            token::PRIVACY => {
+                let mut f = f.with_token(token::PRIVACY);
+                f.arity(3)?;
+                Ok(Self::Privacy {
+                    token: f.session_token("session-token")?,
+                    room: f.room("room")?,
+                    visibility: f.parsed("visibility")?,
+                })
+            }
+            token::ROLE => {
+                let mut f = f.with_token(token::ROLE);
+                f.arity(4)?;
+                Ok(Self::Role {
+                    token: f.session_token("session-token")?,
+                    room: f.room("room")?,
+                    username: f.username("username")?,
+                    role: f.parsed("role")?,
+                })
+            }
+            token::KICK => {
+                let mut f = f.with_token(token::KICK);
+                f.arity(4)?;
+                Ok(Self::Kick {
+                    token: f.session_token("session-token")?,
+                    room: f.room("room")?,
+                    username: f.username("username")?,
+                    reason: reason(&mut f)?,
+                })
+            }
+            token::MUTE => {
+                let mut f = f.with_token(token::MUTE);
+                f.arity(5)?;
+                let token = f.session_token("session-token")?;
+                let room = f.room("room")?;
+                let username = f.username("username")?;
+                // Any number is read first, so one too large gets the limit's text, not the
+                // number rule's.
+                let seconds = u32::try_from(f.num("seconds")?)
+                    .ok()
+                    .filter(|&s| s <= MAX_MUTE_SECONDS)
+                    .ok_or_else(|| f.value("seconds", &MUTE_RULE))?;
+                Ok(Self::Mute {
+                    token,
+                    room,
+                    username,
+                    seconds,
+                    reason: reason(&mut f)?,
+                })
+            }
+            token::BAN => {
+                let mut f = f.with_token(token::BAN);
+                f.arity(4)?;
+                Ok(Self::Ban {
+                    token: f.session_token("session-token")?,
+                    room: f.room("room")?,
+                    username: f.username("username")?,
+                    reason: reason(&mut f)?,
+                })
+            }
+            token::UNBAN => {
+                let mut f = f.with_token(token::UNBAN);
+                f.arity(3)?;
+                Ok(Self::Unban {
+                    token: f.session_token("session-token")?,
+                    room: f.room("room")?,
+                    username: f.username("username")?,
+                })
+            }
+            _ => Err(f.unexpected(
+                "`Msg`, `History`, `Who`, `Bye`, `Rooms`, `Create`, `Join`, `Part`, `Invite`, \
+                 `Topic`, `Privacy`, `Role`, `Kick`, `Mute`, `Ban` or `Unban`",
+            )),
         }
     }
 
@@ -113,32 +417,145 @@ impl Frame for SendRequest {
                 token,
                 client_msg_id,
                 body,
+                room,
             } => {
-                let mut w = Writer::start(out, token::MSG);
-                w.word(token.as_str());
+                let mut w = start(out, token::MSG, token);
                 w.word(client_msg_id.as_str());
                 w.text(body);
+                if let Some(room) = room {
+                    w.word(room.as_str());
+                }
                 w.end();
             }
             Self::History {
                 token,
                 before_id,
                 limit,
+                room,
             } => {
-                let mut w = Writer::start(out, token::HISTORY);
-                w.word(token.as_str());
+                let mut w = start(out, token::HISTORY, token);
                 w.num(*before_id);
                 w.num((*limit).into());
+                if let Some(room) = room {
+                    w.word(room.as_str());
+                }
                 w.end();
             }
-            Self::Who { token } => {
-                let mut w = Writer::start(out, token::WHO);
-                w.word(token.as_str());
+            Self::Who { token, room } => {
+                let mut w = start(out, token::WHO, token);
+                if let Some(room) = room {
+                    w.word(room.as_str());
+                }
                 w.end();
             }
-            Self::Bye { token } => {
-                let mut w = Writer::start(out, token::BYE);
-                w.word(token.as_str());
+            Self::Bye { token } => start(out, token::BYE, token).end(),
+            Self::Rooms { token } => start(out, token::ROOMS, token).end(),
+            Self::Create {
+                token,
+                room,
+                visibility,
+                topic,
+            } => {
+                let mut w = start(out, token::CREATE, token);
+                w.word(room.as_str());
+                w.word(visibility.as_str());
+                w.text(topic.as_bytes());
+                w.end();
+            }
+            Self::Join { token, room } => {
+                let mut w = start(out, token::JOIN, token);
+                w.word(room.as_str());
+                w.end();
+            }
+            Self::Part { token, room } => {
+                let mut w = start(out, token::PART, token);
+                w.word(room.as_str());
+                w.end();
+            }
+            Self::Invite {
+                token,
+                room,
+                username,
+            } => {
+                let mut w = start(out, token::INVITE, token);
+                w.word(room.as_str());
+                w.word(username.as_str());
+                w.end();
+            }
+            Self::Topic { token, room, topic } => {
+                let mut w = start(out, token::TOPIC, token);
+                w.word(room.as_str());
+                w.text(topic.as_bytes());
+                w.end();
+            }
+            Self::Privacy {
+                token,
+                room,
+                visibility,
+            } => {
+                let mut w = start(out, token::PRIVACY, token);
+                w.word(room.as_str());
+                w.word(visibility.as_str());
+                w.end();
+            }
+            Self::Role {
+                token,
+                room,
+                username,
+                role,
+            } => {
+                let mut w = start(out, token::ROLE, token);
+                w.word(room.as_str());
+                w.word(username.as_str());
+                w.word(role.as_str());
+                w.end();
+            }
+            Self::Kick {
+                token,
+                room,
+                username,
+                reason,
+            } => {
+                let mut w = start(out, token::KICK, token);
+                w.word(room.as_str());
+                w.word(username.as_str());
+                w.text(reason.as_bytes());
+                w.end();
+            }
+            Self::Mute {
+                token,
+                room,
+                username,
+                seconds,
+                reason,
+            } => {
+                let mut w = start(out, token::MUTE, token);
+                w.word(room.as_str());
+                w.word(username.as_str());
+                w.num((*seconds).into());
+                w.text(reason.as_bytes());
+                w.end();
+            }
+            Self::Ban {
+                token,
+                room,
+                username,
+                reason,
+            } => {
+                let mut w = start(out, token::BAN, token);
+                w.word(room.as_str());
+                w.word(username.as_str());
+                w.text(reason.as_bytes());
+                w.end();
+            }
+            Self::Unban {
+                token,
+                room,
+                username,
+            } => {
+                let mut w = start(out, token::UNBAN, token);
+                w.word(room.as_str());
+                w.word(username.as_str());
                 w.end();
             }
         }
@@ -157,7 +574,7 @@ pub enum SendReply {
     },
     /// `Rec …` in a `History` reply.
     Rec(Record),
-    /// `End` of a `History` reply.
+    /// `End` of a `History` or a `Rooms` reply.
     End,
     /// `Online <presence-version> <username> …`.
     Online {
@@ -165,6 +582,21 @@ pub enum SendReply {
         presence_version: u64,
         /// Who is online, each user once.
         users: Vec<Username>,
+    },
+    /// GC/3 `Room <room> <public|private|direct> <standing> <members> <topic:c16>`: one room of a
+    /// `Rooms` reply. The kind agrees with the name: `direct` for `@…`, `public` or `private`
+    /// for `#…`.
+    Room {
+        /// The room's name.
+        room: Room,
+        /// Public, private or a direct conversation.
+        kind: ListedKind,
+        /// Where the asking session's account stands in it (`owner|moderator|member|invited|-`).
+        role: Standing,
+        /// How many members it has.
+        members: u32,
+        /// Its topic (at most [`MAX_TOPIC_BYTES`]; empty: none).
+        topic: String,
     },
     /// `Err …`.
     Err(ErrorFrame),
@@ -205,8 +637,24 @@ impl Frame for SendReply {
                     users,
                 })
             }
+            token::ROOM => {
+                let mut f = f.with_token(token::ROOM);
+                f.arity(5)?;
+                let room = f.room("room")?;
+                let kind: ListedKind = f.parsed("kind")?;
+                if (kind == ListedKind::Direct) != (room.kind() == RoomKind::Direct) {
+                    return Err(f.value("kind", KIND_RULE));
+                }
+                Ok(Self::Room {
+                    room,
+                    kind,
+                    role: f.parsed("role")?,
+                    members: f.u32("members")?,
+                    topic: topic(&mut f)?,
+                })
+            }
             token::ERR => ErrorFrame::parse_fields(f.with_token(token::ERR)).map(Self::Err),
-            _ => Err(f.unexpected("`Thx`, `Rec`, `End`, `Online` or `Err`")),
+            _ => Err(f.unexpected("`Thx`, `Rec`, `End`, `Online`, `Room` or `Err`")),
         }
     }
 
@@ -231,6 +679,21 @@ impl Frame for SendReply {
                 }
                 w.end();
             }
+            Self::Room {
+                room,
+                kind,
+                role,
+                members,
+                topic,
+            } => {
+                let mut w = Writer::start(out, token::ROOM);
+                w.word(room.as_str());
+                w.word(kind.as_str());
+                w.word(role.as_str());
+                w.num((*members).into());
+                w.text(topic.as_bytes());
+                w.end();
+            }
             Self::Err(e) => e.encode_into(out),
         }
     }
@@ -240,7 +703,7 @@ impl Frame for SendReply {
 mod tests {
     use super::*;
     use crate::codes::ErrorCode;
-    use crate::frame::tests::{TOKEN, exact, rec, tok, ts, user};
+    use crate::frame::tests::{TOKEN, exact, rec, room, tok, ts, user};
 
     #[test]
     fn send_frames() {
@@ -249,6 +712,7 @@ mod tests {
                 token: tok(),
                 client_msg_id: ClientMsgId::new("m-1").unwrap(),
                 body: b"hi".to_vec(),
+                room: None,
             },
             &format!("Msg {TOKEN} m-1 IGJG\n"),
         );
@@ -257,10 +721,17 @@ mod tests {
                 token: tok(),
                 before_id: 0,
                 limit: 1000,
+                room: None,
             },
             &format!("History {TOKEN} 0 1000\n"),
         );
-        exact(SendRequest::Who { token: tok() }, &format!("Who {TOKEN}\n"));
+        exact(
+            SendRequest::Who {
+                token: tok(),
+                room: None,
+            },
+            &format!("Who {TOKEN}\n"),
+        );
         exact(SendRequest::Bye { token: tok() }, &format!("Bye {TOKEN}\n"));
         exact(
             SendReply::Thx {
@@ -310,5 +781,314 @@ mod tests {
             SendRequest::parse(line.as_bytes()).unwrap(),
             SendRequest::Msg { body, .. } if body.is_empty()
         ));
+    }
+
+    #[test]
+    fn msg_history_and_who_name_a_room_last() {
+        exact(
+            SendRequest::Msg {
+                token: tok(),
+                client_msg_id: ClientMsgId::new("m-1").unwrap(),
+                body: b"hi".to_vec(),
+                room: Some(room("#dev")),
+            },
+            &format!("Msg {TOKEN} m-1 IGJG #dev\n"),
+        );
+        exact(
+            SendRequest::Msg {
+                token: tok(),
+                client_msg_id: ClientMsgId::new("m-2").unwrap(),
+                body: Vec::new(),
+                room: Some(room("@alice+bob")),
+            },
+            &format!("Msg {TOKEN} m-2 - @alice+bob\n"),
+        );
+        exact(
+            SendRequest::History {
+                token: tok(),
+                before_id: 7,
+                limit: 50,
+                room: Some(room("#dev")),
+            },
+            &format!("History {TOKEN} 7 50 #dev\n"),
+        );
+        exact(
+            SendRequest::Who {
+                token: tok(),
+                room: Some(room("#dev")),
+            },
+            &format!("Who {TOKEN} #dev\n"),
+        );
+        // Naming #general is allowed, and kept as written.
+        exact(
+            SendRequest::Who {
+                token: tok(),
+                room: Some(room("#general")),
+            },
+            &format!("Who {TOKEN} #general\n"),
+        );
+    }
+
+    #[test]
+    fn room_requests() {
+        exact(
+            SendRequest::Rooms { token: tok() },
+            &format!("Rooms {TOKEN}\n"),
+        );
+        exact(
+            SendRequest::Create {
+                token: tok(),
+                room: room("#dev"),
+                visibility: Visibility::Private,
+                topic: "hi".into(),
+            },
+            &format!("Create {TOKEN} #dev private IGJG\n"),
+        );
+        exact(
+            SendRequest::Create {
+                token: tok(),
+                room: room("#dev"),
+                visibility: Visibility::Public,
+                topic: String::new(),
+            },
+            &format!("Create {TOKEN} #dev public -\n"),
+        );
+        exact(
+            SendRequest::Join {
+                token: tok(),
+                room: room("#dev"),
+            },
+            &format!("Join {TOKEN} #dev\n"),
+        );
+        // A direct conversation's name is a room to the parser; the server says what it allows.
+        exact(
+            SendRequest::Join {
+                token: tok(),
+                room: room("@a+b"),
+            },
+            &format!("Join {TOKEN} @a+b\n"),
+        );
+        exact(
+            SendRequest::Part {
+                token: tok(),
+                room: room("#dev"),
+            },
+            &format!("Part {TOKEN} #dev\n"),
+        );
+        exact(
+            SendRequest::Invite {
+                token: tok(),
+                room: room("#dev"),
+                username: user("Bob"),
+            },
+            &format!("Invite {TOKEN} #dev Bob\n"),
+        );
+        exact(
+            SendRequest::Topic {
+                token: tok(),
+                room: room("#dev"),
+                topic: "é".into(),
+            },
+            &format!("Topic {TOKEN} #dev DMJK\n"),
+        );
+        exact(
+            SendRequest::Topic {
+                token: tok(),
+                room: room("#dev"),
+                topic: String::new(),
+            },
+            &format!("Topic {TOKEN} #dev -\n"),
+        );
+        exact(
+            SendRequest::Privacy {
+                token: tok(),
+                room: room("#dev"),
+                visibility: Visibility::Public,
+            },
+            &format!("Privacy {TOKEN} #dev public\n"),
+        );
+        for (role, word) in [
+            (RoomRole::Member, "member"),
+            (RoomRole::Moderator, "moderator"),
+            (RoomRole::Owner, "owner"),
+        ] {
+            exact(
+                SendRequest::Role {
+                    token: tok(),
+                    room: room("#dev"),
+                    username: user("bob"),
+                    role,
+                },
+                &format!("Role {TOKEN} #dev bob {word}\n"),
+            );
+        }
+        exact(
+            SendRequest::Kick {
+                token: tok(),
+                room: room("#dev"),
+                username: user("bob"),
+                reason: "x".into(),
+            },
+            &format!("Kick {TOKEN} #dev bob IH\n"),
+        );
+        exact(
+            SendRequest::Mute {
+                token: tok(),
+                room: room("#dev"),
+                username: user("bob"),
+                seconds: 600,
+                reason: String::new(),
+            },
+            &format!("Mute {TOKEN} #dev bob 600 -\n"),
+        );
+        exact(
+            SendRequest::Mute {
+                token: tok(),
+                room: room("#dev"),
+                username: user("bob"),
+                seconds: 0,
+                reason: "A".into(),
+            },
+            &format!("Mute {TOKEN} #dev bob 0 BE\n"),
+        );
+        exact(
+            SendRequest::Ban {
+                token: tok(),
+                room: room("#dev"),
+                username: user("bob"),
+                reason: "hi".into(),
+            },
+            &format!("Ban {TOKEN} #dev bob IGJG\n"),
+        );
+        exact(
+            SendRequest::Unban {
+                token: tok(),
+                room: room("#dev"),
+                username: user("bob"),
+            },
+            &format!("Unban {TOKEN} #dev bob\n"),
+        );
+    }
+
+    #[test]
+    fn every_request_names_its_session() {
+        let other = SessionToken::new("f".repeat(64)).unwrap();
+        let (r, u) = (room("#dev"), user("bob"));
+        let requests = [
+            SendRequest::Rooms {
+                token: other.clone(),
+            },
+            SendRequest::Create {
+                token: other.clone(),
+                room: r.clone(),
+                visibility: Visibility::Public,
+                topic: String::new(),
+            },
+            SendRequest::Join {
+                token: other.clone(),
+                room: r.clone(),
+            },
+            SendRequest::Part {
+                token: other.clone(),
+                room: r.clone(),
+            },
+            SendRequest::Invite {
+                token: other.clone(),
+                room: r.clone(),
+                username: u.clone(),
+            },
+            SendRequest::Topic {
+                token: other.clone(),
+                room: r.clone(),
+                topic: String::new(),
+            },
+            SendRequest::Privacy {
+                token: other.clone(),
+                room: r.clone(),
+                visibility: Visibility::Private,
+            },
+            SendRequest::Role {
+                token: other.clone(),
+                room: r.clone(),
+                username: u.clone(),
+                role: RoomRole::Owner,
+            },
+            SendRequest::Kick {
+                token: other.clone(),
+                room: r.clone(),
+                username: u.clone(),
+                reason: String::new(),
+            },
+            SendRequest::Mute {
+                token: other.clone(),
+                room: r.clone(),
+                username: u.clone(),
+                seconds: 1,
+                reason: String::new(),
+            },
+            SendRequest::Ban {
+                token: other.clone(),
+                room: r.clone(),
+                username: u.clone(),
+                reason: String::new(),
+            },
+            SendRequest::Unban {
+                token: other.clone(),
+                room: r,
+                username: u,
+            },
+        ];
+        for request in requests {
+            assert_eq!(request.token(), &other, "{request:?}");
+        }
+    }
+
+    #[test]
+    fn room_listing() {
+        exact(
+            SendReply::Room {
+                room: room("#dev"),
+                kind: ListedKind::Public,
+                role: Standing::Owner,
+                members: 12,
+                topic: "hi".into(),
+            },
+            "Room #dev public owner 12 IGJG\n",
+        );
+        exact(
+            SendReply::Room {
+                room: room("#ops"),
+                kind: ListedKind::Private,
+                role: Standing::Invited,
+                members: 3,
+                topic: String::new(),
+            },
+            "Room #ops private invited 3 -\n",
+        );
+        exact(
+            SendReply::Room {
+                room: room("#lobby"),
+                kind: ListedKind::Public,
+                role: Standing::Outside,
+                members: 0,
+                topic: String::new(),
+            },
+            "Room #lobby public - 0 -\n",
+        );
+        for (role, word) in [
+            (Standing::Moderator, "moderator"),
+            (Standing::Member, "member"),
+        ] {
+            exact(
+                SendReply::Room {
+                    room: room("@alice+bob"),
+                    kind: ListedKind::Direct,
+                    role,
+                    members: 2,
+                    topic: String::new(),
+                },
+                &format!("Room @alice+bob direct {word} 2 -\n"),
+            );
+        }
     }
 }

@@ -9,10 +9,14 @@ use super::*;
 use crate::codes::ErrorCode;
 use crate::error::FieldError;
 use crate::limits::{
-    MAX_BATCH_RECORDS, MAX_FRAME_BYTES, MAX_HISTORY_LIMIT, MAX_SCRAM_ITERATIONS,
-    MAX_SCRAM_SALT_BYTES, MIN_SCRAM_SALT_BYTES, SCRAM_KEY_BYTES,
+    MAX_BATCH_RECORDS, MAX_FRAME_BYTES, MAX_HISTORY_LIMIT, MAX_MUTE_SECONDS, MAX_REASON_BYTES,
+    MAX_SCRAM_ITERATIONS, MAX_SCRAM_SALT_BYTES, MAX_TOPIC_BYTES, MIN_SCRAM_SALT_BYTES,
+    SCRAM_KEY_BYTES,
 };
-use crate::types::{ClientMsgId, Record, SessionToken, Timestamp, Username};
+use crate::types::{
+    ClientMsgId, Fingerprint, ListedKind, Record, Room, RoomKind, RoomRole, SessionToken, Standing,
+    Timestamp, Username, Visibility,
+};
 use proptest::prelude::*;
 
 pub(super) const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -23,6 +27,10 @@ pub(super) fn tok() -> SessionToken {
 
 pub(super) fn user(name: &str) -> Username {
     Username::new(name).unwrap()
+}
+
+pub(super) fn room(name: &str) -> Room {
+    Room::new(name).unwrap()
 }
 
 pub(super) fn ts(text: &str) -> Timestamp {
@@ -102,16 +110,12 @@ fn rejects_wrong_tokens() {
 #[test]
 fn rejects_missing_and_extra_fields() {
     for (line, expected, got) in [
-        (format!("Msg {TOKEN} id"), 3, 2),
-        (format!("Msg {TOKEN} id IGJG extra"), 3, 4),
         ("Ping".to_owned(), 1, 0),
         ("Thx 1".to_owned(), 2, 1),
         ("End x".to_owned(), 0, 1),
     ] {
         let err = if line.starts_with("Ping") {
             malformed::<ConnectPing>(line.as_bytes())
-        } else if line.starts_with("Msg") {
-            malformed::<SendRequest>(line.as_bytes())
         } else {
             malformed::<SendReply>(line.as_bytes())
         };
@@ -124,6 +128,234 @@ fn rejects_missing_and_extra_fields() {
         malformed::<SendReply>(b"Online"),
         ParseError::MissingField { .. }
     ));
+    // A frame with an optional last field says how many it takes.
+    for (line, min, max, got) in [
+        (format!("Msg {TOKEN} id"), 3, 4, 2),
+        (format!("Msg {TOKEN} id IGJG #dev extra"), 3, 4, 5),
+    ] {
+        let err = malformed::<SendRequest>(line.as_bytes());
+        assert!(
+            matches!(err, ParseError::ArityRange { min: a, max: b, got: g, .. } if (a, b, g) == (min, max, got)),
+            "{line}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn optional_room_fields_have_arity_texts() {
+    let text = |line: String| malformed::<SendRequest>(line.as_bytes()).to_string();
+    assert_eq!(
+        text(format!("Msg {TOKEN} id")),
+        "`Msg` takes 3 to 4 field(s) after the token, got 2"
+    );
+    assert_eq!(
+        text(format!("Msg {TOKEN} id IGJG #dev extra")),
+        "`Msg` takes 3 to 4 field(s) after the token, got 5"
+    );
+    assert_eq!(
+        text(format!("History {TOKEN} 0")),
+        "`History` takes 3 to 4 field(s) after the token, got 2"
+    );
+    assert_eq!(
+        text(format!("History {TOKEN} 0 10 #dev x")),
+        "`History` takes 3 to 4 field(s) after the token, got 5"
+    );
+    assert_eq!(
+        text("Who".to_owned()),
+        "`Who` takes 1 to 2 field(s) after the token, got 0"
+    );
+    assert_eq!(
+        text(format!("Who {TOKEN} #dev x")),
+        "`Who` takes 1 to 2 field(s) after the token, got 3"
+    );
+    // The room requests take exact counts.
+    assert_eq!(
+        text(format!("Join {TOKEN}")),
+        "`Join` takes 2 field(s) after the token, got 1"
+    );
+    assert_eq!(
+        text(format!("Mute {TOKEN} #dev bob 60")),
+        "`Mute` takes 5 field(s) after the token, got 4"
+    );
+    assert_eq!(
+        text(format!("Rooms {TOKEN} #dev")),
+        "`Rooms` takes 1 field(s) after the token, got 2"
+    );
+    assert_eq!(
+        malformed::<SendReply>(b"Room #dev public owner 1").to_string(),
+        "`Room` takes 5 field(s) after the token, got 4"
+    );
+}
+
+#[test]
+fn room_fields_name_the_broken_rule() {
+    let request = |line: String| malformed::<SendRequest>(line.as_bytes()).to_string();
+    let not_a_room = FieldError::Room.to_string();
+    for (token, line) in [
+        ("Msg", format!("Msg {TOKEN} id IGJG extra")),
+        ("Msg", format!("Msg {TOKEN} id IGJG #Dev")),
+        ("History", format!("History {TOKEN} 0 10 dev")),
+        ("Who", format!("Who {TOKEN} #a/b")),
+        ("Create", format!("Create {TOKEN} general public -")),
+        ("Join", format!("Join {TOKEN} #")),
+        ("Part", format!("Part {TOKEN} @alice")),
+        ("Invite", format!("Invite {TOKEN} #a;b bob")),
+        ("Topic", format!("Topic {TOKEN} #{} -", "a".repeat(33))),
+        ("Privacy", format!("Privacy {TOKEN} #é public")),
+        ("Role", format!("Role {TOKEN} @bob+alice bob owner")),
+        ("Kick", format!("Kick {TOKEN} @alice+alice bob -")),
+        ("Mute", format!("Mute {TOKEN} @Alice+bob bob 1 -")),
+        ("Ban", format!("Ban {TOKEN} - bob -")),
+        ("Unban", format!("Unban {TOKEN} #a+b bob")),
+    ] {
+        assert_eq!(
+            request(line),
+            format!("`{token}` field <room>: {not_a_room}")
+        );
+    }
+    assert_eq!(
+        malformed::<SendReply>(b"Room dev public owner 1 -").to_string(),
+        format!("`Room` field <room>: {not_a_room}")
+    );
+
+    // The enumerated fields.
+    assert_eq!(
+        request(format!("Create {TOKEN} #dev Public -")),
+        "`Create` field <visibility>: not public or private"
+    );
+    assert_eq!(
+        request(format!("Privacy {TOKEN} #dev secret")),
+        "`Privacy` field <visibility>: not public or private"
+    );
+    assert_eq!(
+        request(format!("Role {TOKEN} #dev bob admin")),
+        "`Role` field <role>: not a room role (member, moderator or owner)"
+    );
+    assert_eq!(
+        request(format!("Role {TOKEN} #dev bob invited")),
+        "`Role` field <role>: not a room role (member, moderator or owner)"
+    );
+    assert_eq!(
+        request(format!("Invite {TOKEN} #dev a;b")),
+        format!("`Invite` field <username>: {}", FieldError::Username)
+    );
+    assert_eq!(
+        request(format!("Mute {TOKEN} #dev bob -1 -")),
+        format!("`Mute` field <seconds>: {}", FieldError::Number)
+    );
+    let reply = |line: &str| malformed::<SendReply>(line.as_bytes()).to_string();
+    assert_eq!(
+        reply("Room #dev room owner 1 -"),
+        "`Room` field <kind>: not a kind of room (public, private or direct)"
+    );
+    assert_eq!(
+        reply("Room #dev public banned 1 -"),
+        "`Room` field <role>: not a standing in a room (owner, moderator, member, invited or -)"
+    );
+    assert_eq!(
+        reply("Room #dev public owner 01 -"),
+        format!("`Room` field <members>: {}", FieldError::Number)
+    );
+    // The kind agrees with the name.
+    let kind = "`Room` field <kind>: must be direct for a direct conversation (@...), public or \
+                private for a room (#...)";
+    assert_eq!(reply("Room #dev direct member 1 -"), kind);
+    assert_eq!(reply("Room @alice+bob public member 2 -"), kind);
+
+    // Text fields: valid c16 of UTF-8.
+    assert!(matches!(
+        malformed::<SendRequest>(format!("Topic {TOKEN} #dev PP").as_bytes()),
+        ParseError::TextNotUtf8 { field: "topic", .. }
+    ));
+    assert!(matches!(
+        malformed::<SendRequest>(format!("Kick {TOKEN} #dev bob IGJ").as_bytes()),
+        ParseError::C16 {
+            field: "reason",
+            ..
+        }
+    ));
+}
+
+fn topic_of(bytes: usize) -> String {
+    c16::encode(&vec![b'a'; bytes])
+}
+
+/// The text a peer reads for each room limit broken just past its edge: the topic of `Create`,
+/// `Topic` and `Room`, the reason of `Kick`, `Mute` and `Ban`, and the seconds of a `Mute`.
+fn room_limit_errors() -> Vec<String> {
+    let request = |line: String| malformed::<SendRequest>(line.as_bytes()).to_string();
+    let topic = topic_of(MAX_TOPIC_BYTES + 1);
+    let reason = topic_of(MAX_REASON_BYTES + 1);
+    vec![
+        request(format!("Create {TOKEN} #dev public {topic}")),
+        request(format!("Topic {TOKEN} #dev {topic}")),
+        malformed::<SendReply>(format!("Room #dev public owner 1 {topic}").as_bytes()).to_string(),
+        request(format!("Kick {TOKEN} #dev bob {reason}")),
+        request(format!("Mute {TOKEN} #dev bob 1 {reason}")),
+        request(format!("Ban {TOKEN} #dev bob {reason}")),
+        request(format!("Mute {TOKEN} #dev bob {} -", MAX_MUTE_SECONDS + 1)),
+        // Beyond u32 too: still the limit's text, not the number rule's.
+        request(format!("Mute {TOKEN} #dev bob {} -", u64::MAX)),
+    ]
+}
+
+#[test]
+fn room_limits_are_their_constants() {
+    // The edges parse: topics and reasons counted in bytes, not characters.
+    let topic = topic_of(MAX_TOPIC_BYTES);
+    let wide = c16::encode("é".repeat(MAX_TOPIC_BYTES / 2).as_bytes());
+    let reason = topic_of(MAX_REASON_BYTES);
+    for line in [
+        format!("Create {TOKEN} #dev public {topic}"),
+        format!("Topic {TOKEN} #dev {wide}"),
+        format!("Kick {TOKEN} #dev bob {reason}"),
+        format!("Mute {TOKEN} #dev bob {MAX_MUTE_SECONDS} {reason}"),
+        format!("Ban {TOKEN} #dev bob {reason}"),
+    ] {
+        SendRequest::parse(line.as_bytes()).unwrap();
+    }
+    SendReply::parse(format!("Room #dev public owner 1 {topic}").as_bytes()).unwrap();
+    let wider = c16::encode("é".repeat(MAX_TOPIC_BYTES / 2 + 1).as_bytes());
+    assert_eq!(
+        malformed::<SendRequest>(format!("Topic {TOKEN} #dev {wider}").as_bytes()).to_string(),
+        format!("`Topic` field <topic>: must be at most {MAX_TOPIC_BYTES} bytes")
+    );
+
+    let topic =
+        |token: &str| format!("`{token}` field <topic>: must be at most {MAX_TOPIC_BYTES} bytes");
+    let reason =
+        |token: &str| format!("`{token}` field <reason>: must be at most {MAX_REASON_BYTES} bytes");
+    let seconds = format!(
+        "`Mute` field <seconds>: must be at most {} seconds",
+        thousands(MAX_MUTE_SECONDS.into())
+    );
+    assert_eq!(
+        room_limit_errors(),
+        [
+            topic("Create"),
+            topic("Topic"),
+            topic("Room"),
+            reason("Kick"),
+            reason("Mute"),
+            reason("Ban"),
+            seconds.clone(),
+            seconds,
+        ]
+    );
+    // As the peer reads them.
+    assert_eq!(
+        room_limit_errors(),
+        [
+            "`Create` field <topic>: must be at most 512 bytes",
+            "`Topic` field <topic>: must be at most 512 bytes",
+            "`Room` field <topic>: must be at most 512 bytes",
+            "`Kick` field <reason>: must be at most 512 bytes",
+            "`Mute` field <reason>: must be at most 512 bytes",
+            "`Ban` field <reason>: must be at most 512 bytes",
+            "`Mute` field <seconds>: must be at most 31,536,000 seconds",
+            "`Mute` field <seconds>: must be at most 31,536,000 seconds",
+        ]
+    );
 }
 
 #[test]
@@ -382,6 +614,14 @@ fn arb_token() -> impl Strategy<Value = SessionToken> {
     "[0-9a-f]{64}".prop_map(|s| SessionToken::new(s).unwrap())
 }
 
+fn arb_room() -> impl Strategy<Value = Room> {
+    prop_oneof![
+        "#[a-z0-9_.-]{1,32}".prop_map(|s| Room::new(s).unwrap()),
+        (arb_username(), arb_username())
+            .prop_filter_map("two accounts", |(a, b)| Room::direct(&a, &b).ok()),
+    ]
+}
+
 fn arb_record() -> impl Strategy<Value = Record> {
     (any::<u64>(), arb_timestamp(), arb_username(), ".{0,200}").prop_map(
         |(id, timestamp, username, body)| Record {
@@ -411,15 +651,60 @@ proptest! {
         body in proptest::collection::vec(any::<u8>(), 0..300),
         before_id in any::<u64>(),
         limit in 0u32..=1000,
+        room in proptest::option::of(arb_room()),
     ) {
         round_trip(SendRequest::Msg {
             token: token.clone(),
             client_msg_id: ClientMsgId::new(cmid).unwrap(),
             body,
+            room: room.clone(),
         })?;
-        round_trip(SendRequest::History { token: token.clone(), before_id, limit })?;
-        round_trip(SendRequest::Who { token: token.clone() })?;
+        round_trip(SendRequest::History { token: token.clone(), before_id, limit, room: room.clone() })?;
+        round_trip(SendRequest::Who { token: token.clone(), room })?;
         round_trip(SendRequest::Bye { token })?;
+    }
+
+    #[test]
+    fn room_requests_round_trip(
+        token in arb_token(),
+        room in arb_room(),
+        username in arb_username(),
+        public in any::<bool>(),
+        role in prop::sample::select(vec![RoomRole::Member, RoomRole::Moderator, RoomRole::Owner]),
+        text in ".{0,128}",
+        seconds in 0..=MAX_MUTE_SECONDS,
+    ) {
+        let visibility = if public { Visibility::Public } else { Visibility::Private };
+        let (t, r, u) = (token, room, username);
+        round_trip(SendRequest::Rooms { token: t.clone() })?;
+        round_trip(SendRequest::Create { token: t.clone(), room: r.clone(), visibility, topic: text.clone() })?;
+        round_trip(SendRequest::Join { token: t.clone(), room: r.clone() })?;
+        round_trip(SendRequest::Part { token: t.clone(), room: r.clone() })?;
+        round_trip(SendRequest::Invite { token: t.clone(), room: r.clone(), username: u.clone() })?;
+        round_trip(SendRequest::Topic { token: t.clone(), room: r.clone(), topic: text.clone() })?;
+        round_trip(SendRequest::Privacy { token: t.clone(), room: r.clone(), visibility })?;
+        round_trip(SendRequest::Role { token: t.clone(), room: r.clone(), username: u.clone(), role })?;
+        round_trip(SendRequest::Kick { token: t.clone(), room: r.clone(), username: u.clone(), reason: text.clone() })?;
+        round_trip(SendRequest::Mute { token: t.clone(), room: r.clone(), username: u.clone(), seconds, reason: text.clone() })?;
+        round_trip(SendRequest::Ban { token: t.clone(), room: r.clone(), username: u.clone(), reason: text })?;
+        round_trip(SendRequest::Unban { token: t, room: r, username: u })?;
+    }
+
+    #[test]
+    fn room_listings_round_trip(
+        room in arb_room(),
+        public in any::<bool>(),
+        role in prop::sample::select(vec![Standing::Owner, Standing::Moderator, Standing::Member,
+            Standing::Invited, Standing::Outside]),
+        members in any::<u32>(),
+        topic in ".{0,128}",
+    ) {
+        let kind = match (room.kind(), public) {
+            (RoomKind::Direct, _) => ListedKind::Direct,
+            (RoomKind::Room, true) => ListedKind::Public,
+            (RoomKind::Room, false) => ListedKind::Private,
+        };
+        round_trip(SendReply::Room { room, kind, role, members, topic })?;
     }
 
     #[test]
@@ -450,9 +735,12 @@ proptest! {
         ms in any::<u32>(),
         salt in proptest::collection::vec(any::<u8>(), 8..=64),
         iterations in 1u32..=10_000_000,
+        certificate in proptest::option::of(proptest::collection::vec(any::<u8>(), 1..64)),
+        rooms in any::<bool>(),
     ) {
         let ports = CallbackPorts { auth: ports.0, heartbeat: ports.1, delivery: ports.2 };
-        round_trip(AuthClient::AuthRequest { username: username.clone(), ports, client_first: scram.clone(), callback_fingerprint: None })?;
+        let callback_fingerprint = certificate.map(|der| Fingerprint::of_der(&der));
+        round_trip(AuthClient::AuthRequest { username: username.clone(), ports, client_first: scram.clone(), callback_fingerprint, rooms })?;
         round_trip(AuthClient::Proof { client_final: scram.clone() })?;
         round_trip(AuthClient::Register {
             username, salt, iterations, stored_key: vec![7; 32], server_key: vec![9; 32],
@@ -482,11 +770,36 @@ proptest! {
     }
 
     #[test]
+    fn parsing_room_frames_with_plausible_fields_never_panics(
+        token in prop::sample::select(vec!["Msg", "History", "Who", "Rooms", "Create", "Join",
+            "Part", "Invite", "Topic", "Privacy", "Role", "Kick", "Mute", "Ban", "Unban"]),
+        fields in proptest::collection::vec(
+            prop_oneof![
+                "[ -~]{0,12}",
+                "#[a-z.]{1,4}",
+                "@[a-c]{1,2}\\+[b-d]{1,2}",
+                "[A-P]{1,8}",
+                "[0-9]{1,11}",
+                prop::sample::select(vec!["-", "public", "private", "direct", "owner",
+                    "moderator", "member", "invited", "GC/3"]).prop_map(str::to_owned),
+            ],
+            0..7,
+        ),
+    ) {
+        // A valid session token first, so the fields after it are reached.
+        let fields = fields.join(" ");
+        let _ = SendRequest::parse(format!("{token} {TOKEN} {fields}").as_bytes());
+        let _ = SendReply::parse(format!("Room {fields}").as_bytes());
+        let _ = SendReply::parse(format!("Room #dev {fields}").as_bytes());
+    }
+
+    #[test]
     fn parsing_token_shaped_lines_never_panics(
         token in prop::sample::select(vec!["Ping", "Pong", "AuthRequest", "Auth1", "Proof", "Ok",
             "Register", "Registered", "Authed", "Thx", "Batch", "Rec", "End", "Msg", "History",
-            "Who", "Online", "Bye", "Err"]),
-        fields in proptest::collection::vec("[ -~]{0,12}", 0..7),
+            "Who", "Online", "Bye", "Err", "Rooms", "Room", "Create", "Join", "Part", "Invite",
+            "Topic", "Privacy", "Role", "Kick", "Mute", "Ban", "Unban"]),
+        fields in proptest::collection::vec("[ -~]{0,12}", 0..9),
     ) {
         let line = std::iter::once(token.to_owned()).chain(fields).collect::<Vec<_>>().join(" ");
         let line = line.as_bytes();
