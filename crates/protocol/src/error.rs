@@ -42,8 +42,8 @@ pub enum FieldError {
     #[error("not a kind of room (public, private or direct)")]
     ListedKind,
     /// Not `owner`, `moderator`, `member`, `invited` or `-`.
-    #[error("not a standing in a room (owner, moderator, member, invited or -)")]
-    Standing,
+    #[error("not a role in a room listing (owner, moderator, member, invited or -)")]
+    ListedRole,
 }
 
 /// Errors reading or writing frames on a stream. Every variant names the peer concerned.

@@ -24,6 +24,6 @@ pub use frame::{
 };
 pub use io::FramedStream;
 pub use types::{
-    ClientMsgId, Fingerprint, ListedKind, Record, Room, RoomKind, RoomRole, SessionToken, Standing,
-    Timestamp, Username, Visibility,
+    ClientMsgId, Fingerprint, ListedKind, ListedRole, Record, Room, RoomKind, RoomRole,
+    SessionToken, Timestamp, Username, Visibility,
 };

@@ -591,10 +591,11 @@ impl FromStr for ListedKind {
     }
 }
 
-/// Where the asking session's account stands in a room a `Rooms` listing shows: one of the
-/// [`RoomRole`]s, invited, or not in it (a public room listed to everyone).
+/// What a `Room` listing says the asking session's account is in that room: one of the
+/// [`RoomRole`]s, invited, or not in it (a public room listed to everyone). Unlike a member's
+/// standing in the store, it has no `banned`: a ban shows as not being in the room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Standing {
+pub enum ListedRole {
     /// An owner of the room.
     Owner,
     /// A moderator of the room.
@@ -607,7 +608,7 @@ pub enum Standing {
     Outside,
 }
 
-impl Standing {
+impl ListedRole {
     /// The wire form: `owner`, `moderator`, `member`, `invited` or `-`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -630,7 +631,7 @@ impl Standing {
     }
 }
 
-impl From<RoomRole> for Standing {
+impl From<RoomRole> for ListedRole {
     fn from(role: RoomRole) -> Self {
         match role {
             RoomRole::Owner => Self::Owner,
@@ -640,13 +641,13 @@ impl From<RoomRole> for Standing {
     }
 }
 
-impl fmt::Display for Standing {
+impl fmt::Display for ListedRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl FromStr for Standing {
+impl FromStr for ListedRole {
     type Err = FieldError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -656,7 +657,7 @@ impl FromStr for Standing {
             "member" => Ok(Self::Member),
             "invited" => Ok(Self::Invited),
             "-" => Ok(Self::Outside),
-            _ => Err(FieldError::Standing),
+            _ => Err(FieldError::ListedRole),
         }
     }
 }
@@ -914,27 +915,27 @@ mod tests {
     }
 
     #[test]
-    fn listing_kinds_and_standings_text_forms() {
+    fn listing_kinds_and_roles_text_forms() {
         for k in [ListedKind::Public, ListedKind::Private, ListedKind::Direct] {
             assert_eq!(k.to_string().parse::<ListedKind>(), Ok(k));
         }
         assert_eq!(ListedKind::from(Visibility::Private), ListedKind::Private);
         for s in [
-            Standing::Owner,
-            Standing::Moderator,
-            Standing::Member,
-            Standing::Invited,
-            Standing::Outside,
+            ListedRole::Owner,
+            ListedRole::Moderator,
+            ListedRole::Member,
+            ListedRole::Invited,
+            ListedRole::Outside,
         ] {
-            assert_eq!(s.to_string().parse::<Standing>(), Ok(s));
+            assert_eq!(s.to_string().parse::<ListedRole>(), Ok(s));
         }
         for r in [RoomRole::Member, RoomRole::Moderator, RoomRole::Owner] {
-            assert_eq!(Standing::from(r).role(), Some(r));
-            assert_eq!(Standing::from(r).as_str(), r.as_str());
+            assert_eq!(ListedRole::from(r).role(), Some(r));
+            assert_eq!(ListedRole::from(r).as_str(), r.as_str());
         }
-        assert_eq!(Standing::Invited.role(), None);
-        assert_eq!(Standing::Outside.as_str(), "-");
+        assert_eq!(ListedRole::Invited.role(), None);
+        assert_eq!(ListedRole::Outside.as_str(), "-");
         assert_eq!("room".parse::<ListedKind>(), Err(FieldError::ListedKind));
-        assert_eq!("banned".parse::<Standing>(), Err(FieldError::Standing));
+        assert_eq!("banned".parse::<ListedRole>(), Err(FieldError::ListedRole));
     }
 }

@@ -10,7 +10,7 @@ use super::{ErrorFrame, Frame, ParseError};
 use crate::codes::token;
 use crate::limits::{MAX_HISTORY_LIMIT, MAX_MUTE_SECONDS, MAX_REASON_BYTES, MAX_TOPIC_BYTES};
 use crate::types::{
-    ClientMsgId, ListedKind, Record, Room, RoomKind, RoomRole, SessionToken, Standing, Timestamp,
+    ClientMsgId, ListedKind, ListedRole, Record, Room, RoomKind, RoomRole, SessionToken, Timestamp,
     Username, Visibility,
 };
 
@@ -583,7 +583,7 @@ pub enum SendReply {
         /// Who is online, each user once.
         users: Vec<Username>,
     },
-    /// GC/3 `Room <room> <public|private|direct> <standing> <members> <topic:c16>`: one room of a
+    /// GC/3 `Room <room> <public|private|direct> <role> <members> <topic:c16>`: one room of a
     /// `Rooms` reply. The kind agrees with the name: `direct` for `@…`, `public` or `private`
     /// for `#…`.
     Room {
@@ -592,7 +592,7 @@ pub enum SendReply {
         /// Public, private or a direct conversation.
         kind: ListedKind,
         /// Where the asking session's account stands in it (`owner|moderator|member|invited|-`).
-        role: Standing,
+        role: ListedRole,
         /// How many members it has.
         members: u32,
         /// Its topic (at most [`MAX_TOPIC_BYTES`]; empty: none).
@@ -1049,7 +1049,7 @@ mod tests {
             SendReply::Room {
                 room: room("#dev"),
                 kind: ListedKind::Public,
-                role: Standing::Owner,
+                role: ListedRole::Owner,
                 members: 12,
                 topic: "hi".into(),
             },
@@ -1059,7 +1059,7 @@ mod tests {
             SendReply::Room {
                 room: room("#ops"),
                 kind: ListedKind::Private,
-                role: Standing::Invited,
+                role: ListedRole::Invited,
                 members: 3,
                 topic: String::new(),
             },
@@ -1069,15 +1069,15 @@ mod tests {
             SendReply::Room {
                 room: room("#lobby"),
                 kind: ListedKind::Public,
-                role: Standing::Outside,
+                role: ListedRole::Outside,
                 members: 0,
                 topic: String::new(),
             },
             "Room #lobby public - 0 -\n",
         );
         for (role, word) in [
-            (Standing::Moderator, "moderator"),
-            (Standing::Member, "member"),
+            (ListedRole::Moderator, "moderator"),
+            (ListedRole::Member, "member"),
         ] {
             exact(
                 SendReply::Room {

@@ -14,8 +14,8 @@ use crate::limits::{
     SCRAM_KEY_BYTES,
 };
 use crate::types::{
-    ClientMsgId, Fingerprint, ListedKind, Record, Room, RoomKind, RoomRole, SessionToken, Standing,
-    Timestamp, Username, Visibility,
+    ClientMsgId, Fingerprint, ListedKind, ListedRole, Record, Room, RoomKind, RoomRole,
+    SessionToken, Timestamp, Username, Visibility,
 };
 use proptest::prelude::*;
 
@@ -250,7 +250,7 @@ fn room_fields_name_the_broken_rule() {
     );
     assert_eq!(
         reply("Room #dev public banned 1 -"),
-        "`Room` field <role>: not a standing in a room (owner, moderator, member, invited or -)"
+        "`Room` field <role>: not a role in a room listing (owner, moderator, member, invited or -)"
     );
     assert_eq!(
         reply("Room #dev public owner 01 -"),
@@ -694,8 +694,8 @@ proptest! {
     fn room_listings_round_trip(
         room in arb_room(),
         public in any::<bool>(),
-        role in prop::sample::select(vec![Standing::Owner, Standing::Moderator, Standing::Member,
-            Standing::Invited, Standing::Outside]),
+        role in prop::sample::select(vec![ListedRole::Owner, ListedRole::Moderator, ListedRole::Member,
+            ListedRole::Invited, ListedRole::Outside]),
         members in any::<u32>(),
         topic in ".{0,128}",
     ) {
