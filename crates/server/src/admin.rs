@@ -143,39 +143,57 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
     match cmd {
         DbCommand::Check => {
             let r = gc_store::check(dir)?;
-            writeln!(
-                out,
-                "{}: {} lines, {} records, ids {}..{}",
-                paths::database(dir).display(),
-                r.lines,
-                r.records,
-                r.first_id,
-                r.last_id
-            )
-            .map_err(write_err)?;
-            for bad in &r.bad_lines {
-                writeln!(out, "  bad line {}: {}", bad.line_number, bad.reason)
-                    .map_err(write_err)?;
-            }
-            if r.bad_line_count as usize > r.bad_lines.len() {
-                writeln!(out, "  … {} bad lines in all", r.bad_line_count).map_err(write_err)?;
-            }
-            if r.torn_tail {
+            for f in &r.files {
+                let name = if f.room.is_general() {
+                    String::new()
+                } else {
+                    format!(" ({})", f.room)
+                };
                 writeln!(
                     out,
-                    "  the last line has no LF: a write in progress, or a torn write the server \
-                     moves aside when it starts"
+                    "{}{name}: {} lines, {} records, ids {}..{}",
+                    f.path.display(),
+                    f.lines,
+                    f.records,
+                    f.first_id,
+                    f.last_id
+                )
+                .map_err(write_err)?;
+                for bad in &f.bad_lines {
+                    writeln!(out, "  bad line {}: {}", bad.line_number, bad.reason)
+                        .map_err(write_err)?;
+                }
+                if f.bad_line_count as usize > f.bad_lines.len() {
+                    writeln!(out, "  … {} bad lines in all", f.bad_line_count)
+                        .map_err(write_err)?;
+                }
+                if f.torn_tail {
+                    writeln!(
+                        out,
+                        "  the last line has no LF: a write in progress, or a torn write the \
+                         server moves aside when it starts"
+                    )
+                    .map_err(write_err)?;
+                }
+            }
+            if r.duplicate_ids > 0 {
+                writeln!(
+                    out,
+                    "{} ids are in more than one room's file (ids are one sequence across rooms); \
+                     the server refuses to start until the copies are removed",
+                    r.duplicate_ids
                 )
                 .map_err(write_err)?;
             }
             if r.is_ok() {
                 writeln!(out, "ok").map_err(write_err)?;
-            } else {
+            } else if r.bad_line_count > u64::from(r.torn_tail) {
+                let torn = r.files.iter().filter(|f| f.torn_tail).count() as u64;
                 writeln!(
                     out,
                     "{} bad lines; stop the server and run `gc-server db repair` to move them \
-                     to database.db.corrupt",
-                    r.bad_line_count - u64::from(r.torn_tail)
+                     to <file>.corrupt",
+                    r.bad_line_count - torn
                 )
                 .map_err(write_err)?;
             }
@@ -183,23 +201,37 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
         }
         DbCommand::Repair => {
             let r = gc_store::repair(dir)?;
-            match &r.corrupt_path {
-                Some(path) => writeln!(
+            if r.corrupt_paths.is_empty() {
+                writeln!(out, "kept {} records; nothing to repair", r.kept)
+            } else {
+                let paths: Vec<String> = r
+                    .corrupt_paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                writeln!(
                     out,
                     "kept {} records; moved {} bad lines to {}",
                     r.kept,
                     r.moved_count,
-                    path.display()
-                ),
-                None => writeln!(out, "kept {} records; nothing to repair", r.kept),
+                    paths.join(", ")
+                )
             }
             .map_err(write_err)?;
             Ok(true)
         }
-        DbCommand::Export { format, output } => {
+        DbCommand::Export {
+            format,
+            output,
+            room,
+        } => {
             let format = match format {
                 ExportFormat::Plain => gc_store::ExportFormat::Plain,
                 ExportFormat::Json => gc_store::ExportFormat::JsonLines,
+            };
+            let export = |out: &mut dyn Write| match room {
+                Some(room) => gc_store::export_room(dir, room, format, out),
+                None => gc_store::export(dir, format, out),
             };
             let report = match output {
                 Some(path) => {
@@ -209,7 +241,7 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
                         source,
                     })?;
                     let mut w = std::io::BufWriter::new(file);
-                    let report = gc_store::export(dir, format, &mut w)?;
+                    let report = export(&mut w)?;
                     w.flush().map_err(|source| ServerError::Io {
                         what: "write",
                         path: path.clone(),
@@ -217,7 +249,7 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
                     })?;
                     report
                 }
-                None => gc_store::export(dir, format, out)?,
+                None => export(out)?,
             };
             tracing::info!("exported {} records", report.records);
             Ok(true)

@@ -204,11 +204,14 @@ pub enum UserCommand {
 /// `gc-server db …`
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
-    /// Validate every line; safe while the server runs. Exit code 1 if a line is bad.
+    /// Validate every line of every room's file (database.db for #general, rooms/*.db for
+    /// the others); safe while the server runs. Exit code 1 if a line is bad.
     Check,
-    /// Move bad lines to database.db.corrupt and rewrite the rest (stop the server first).
+    /// Move bad lines of every room's file to <file>.corrupt and rewrite the rest (stop the
+    /// server first).
     Repair,
-    /// Write every record to standard output (or --output).
+    /// Write every record to standard output (or --output): #general's, then each other
+    /// room's (in plain format after a `# room NAME` line).
     Export {
         /// `plain` (the database.db line format) or `json` (one JSON object per line).
         #[arg(long, value_enum, default_value_t = ExportFormat::Plain)]
@@ -216,7 +219,15 @@ pub enum DbCommand {
         /// Write to this file instead of standard output.
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Only this room (e.g. `#dev`, or `@alice+bob` for a direct conversation); in plain
+        /// format the output is then a clean file of that room.
+        #[arg(long, value_name = "ROOM", value_parser = parse_room)]
+        room: Option<gc_protocol::Room>,
     },
+}
+
+fn parse_room(s: &str) -> Result<gc_protocol::Room, String> {
+    gc_protocol::Room::new(s).map_err(|e| e.to_string())
 }
 
 /// Export formats.

@@ -135,6 +135,7 @@ fn db_check_repair_export() {
             &DbCommand::Export {
                 format,
                 output: None,
+                room: None,
             },
             &c,
             &mut out,
@@ -147,6 +148,42 @@ fn db_check_repair_export() {
         "1;1640995200.123;alice;Hello, world!\n2;1640995201;bob;a\\nb\n"
     );
     assert!(export(ExportFormat::Json).contains(r#""message":"a\nb""#));
+
+    // A second room: check and export cover it, and --room exports it alone.
+    std::fs::create_dir(dir.path().join("rooms")).unwrap();
+    std::fs::write(
+        dir.path().join("rooms/dev.db"),
+        "5;1640995300;carol;in dev\n",
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    assert!(admin::db(&DbCommand::Check, &c, &mut out).unwrap());
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("dev.db (#dev): 1 lines, 1 records, ids 5..5"),
+        "{text}"
+    );
+    assert_eq!(
+        export(ExportFormat::Plain),
+        "1;1640995200.123;alice;Hello, world!\n2;1640995201;bob;a\\nb\n# room #dev\n\
+         5;1640995300;carol;in dev\n"
+    );
+    let mut out = Vec::new();
+    let room = Some(gc_protocol::Room::new("#dev").unwrap());
+    admin::db(
+        &DbCommand::Export {
+            format: ExportFormat::Plain,
+            output: None,
+            room,
+        },
+        &c,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "5;1640995300;carol;in dev\n"
+    );
 }
 
 #[test]

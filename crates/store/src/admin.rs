@@ -1,25 +1,30 @@
-//! What `gc-server db check|repair|export` runs on a data dir's `database.db`.
+//! What `gc-server db check|repair|export` runs on a data dir's rooms' files (`database.db` for
+//! `#general`, `rooms/*.db` for the others).
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use gc_protocol::types::Record;
+use gc_protocol::types::{Record, Room};
 
 use crate::codec::{encode_record, split_msgid};
 use crate::error::{Result, StoreError};
 use crate::files::{self, FaultyLine, LineReader};
 use crate::lock::{DATABASE_FILE, DataDirLock, lock_file};
-use crate::messages::{moved, scan_records};
+use crate::messages::{ROOMS_DIR, find_room_files, moved, scan_records};
 use crate::msgids::MSGIDS_FILE;
 
 /// Reports list at most this many bad lines (all of them are counted, and `repair` moves all).
 pub const MAX_LISTED_BAD_LINES: usize = 1_000;
 
-/// What [`check`] found.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CheckReport {
-    /// Lines in `database.db`.
+/// What [`check`] found in one room's file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileCheck {
+    /// The room whose file it is.
+    pub room: Room,
+    /// The file (`database.db` for `#general`, `rooms/<name>.db` for the others).
+    pub path: PathBuf,
+    /// Lines in the file.
     pub lines: u64,
     /// Valid records.
     pub records: u64,
@@ -34,8 +39,39 @@ pub struct CheckReport {
     /// Whether the last line has no LF. While a server runs this may be a write in progress;
     /// otherwise it is a torn write, which the next open moves aside.
     pub torn_tail: bool,
-    /// Whether timestamps never decrease along ids.
+}
+
+impl FileCheck {
+    /// Whether the file holds no invalid line, a torn last line aside.
+    pub fn is_ok(&self) -> bool {
+        self.bad_line_count == u64::from(self.torn_tail)
+    }
+}
+
+/// What [`check`] found: totals over every room's file, each file's own findings, and what
+/// holds across files.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Lines in all the rooms' files.
+    pub lines: u64,
+    /// Valid records in all of them.
+    pub records: u64,
+    /// The lowest valid id (0 when none).
+    pub first_id: u64,
+    /// The highest valid id (0 when none).
+    pub last_id: u64,
+    /// How many lines are invalid, in all files.
+    pub bad_line_count: u64,
+    /// The first [`MAX_LISTED_BAD_LINES`] invalid lines, file by file (`files` says whose).
+    pub bad_lines: Vec<FaultyLine>,
+    /// Whether some file's last line has no LF (see [`FileCheck::torn_tail`]).
+    pub torn_tail: bool,
+    /// Whether timestamps never decrease along ids, across all rooms.
     pub timestamps_monotonic: bool,
+    /// Ids found in more than one room's file (ids are one sequence across rooms).
+    pub duplicate_ids: u64,
+    /// Each room's file: `#general`'s `database.db` first, then the others by name.
+    pub files: Vec<FileCheck>,
     /// Lines in `database.msgids` (0 when it does not exist).
     pub msgids_lines: u64,
     /// Invalid lines in `database.msgids` (the next open drops or moves them aside).
@@ -45,15 +81,15 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
-    /// Whether `database.db` holds no invalid line, a torn last line aside: that is a write in
-    /// progress (beside a running server) or an interrupted one, which the next open moves to
-    /// `database.db.corrupt` by itself.
+    /// Whether every room's file holds no invalid line (a torn last line aside: that is a write
+    /// in progress beside a running server, or an interrupted one, which the next open moves to
+    /// `<file>.corrupt` by itself) and no id is in two files.
     pub fn is_ok(&self) -> bool {
-        self.bad_line_count == u64::from(self.torn_tail)
+        self.files.iter().all(FileCheck::is_ok) && self.duplicate_ids == 0
     }
 }
 
-/// What [`repair`] did.
+/// What [`repair`] did, in all the rooms' files.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RepairReport {
     /// Lines read.
@@ -62,20 +98,24 @@ pub struct RepairReport {
     pub kept: u64,
     /// How many lines were moved aside.
     pub moved_count: u64,
-    /// The first [`MAX_LISTED_BAD_LINES`] lines moved aside, with their original line numbers.
+    /// The first [`MAX_LISTED_BAD_LINES`] lines moved aside, with their original line numbers
+    /// (file by file, in the order of `corrupt_paths`).
     pub moved: Vec<FaultyLine>,
-    /// Where they went (`database.db.corrupt`), when any moved.
-    pub corrupt_path: Option<PathBuf>,
+    /// Where they went (`<file>.corrupt`), one per file that had any.
+    pub corrupt_paths: Vec<PathBuf>,
 }
 
 /// Export formats for [`export`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ExportFormat {
     /// The `database.db` record format itself: `{id};{timestamp};{username};{escaped message}`,
-    /// only the valid records (so an export of a damaged store is a clean store).
+    /// only the valid records (so an export of a damaged room file is a clean one). With more
+    /// rooms than `#general`, each other room's records follow a `# room <name>` line (no record
+    /// line starts with `#`).
     Plain,
     /// One JSON object per line:
-    /// `{"id":1,"timestamp":"1640995200.123","username":"alice","message":"…"}`.
+    /// `{"id":1,"timestamp":"1640995200.123","username":"alice","message":"…"}`, with a
+    /// `"room"` member for the records of rooms other than `#general`.
     JsonLines,
 }
 
@@ -84,7 +124,8 @@ pub enum ExportFormat {
 pub struct ExportReport {
     /// Records written.
     pub records: u64,
-    /// A torn last line (an interrupted write, or one in progress) that was left out.
+    /// A torn last line (an interrupted write, or one in progress) that was left out (the first
+    /// such, if several rooms' files have one).
     pub skipped_torn_tail: Option<FaultyLine>,
 }
 
@@ -92,39 +133,106 @@ fn open_read(path: &Path) -> Result<File> {
     File::open(path).map_err(|e| StoreError::io("open", path, e))
 }
 
-/// Validates `<dir>/database.db` and `<dir>/database.msgids` without changing anything and
-/// without taking the data-dir lock, so it can run beside a server.
-pub fn check(dir: &Path) -> Result<CheckReport> {
-    let path = dir.join(DATABASE_FILE);
+/// Every room's file in `dir`: `#general`'s `database.db` first, then `rooms/*.db` by name.
+fn room_files(dir: &Path) -> Result<Vec<(Room, PathBuf)>> {
+    let mut all = vec![(Room::general(), dir.join(DATABASE_FILE))];
+    all.extend(find_room_files(&dir.join(ROOMS_DIR))?);
+    Ok(all)
+}
+
+/// Validates one room's file; with `ids`, collects each valid record's (id, microseconds).
+fn check_file(
+    room: Room,
+    path: PathBuf,
+    mut ids: Option<&mut Vec<(u64, u64)>>,
+) -> Result<(FileCheck, bool)> {
     let file = open_read(&path)?;
-    let mut report = CheckReport {
-        timestamps_monotonic: true,
-        ..CheckReport::default()
+    let mut c = FileCheck {
+        room,
+        lines: 0,
+        records: 0,
+        first_id: 0,
+        last_id: 0,
+        bad_line_count: 0,
+        bad_lines: Vec::new(),
+        torn_tail: false,
+        path,
     };
+    let mut monotonic = true;
     let mut last_micros = 0;
-    scan_records(&file, &path, |line, verdict| {
-        report.lines += 1;
-        report.torn_tail = !line.has_lf;
+    scan_records(&file, &c.path.clone(), |line, verdict| {
+        c.lines += 1;
+        c.torn_tail = !line.has_lf;
         match verdict {
             Ok(f) => {
-                if report.records == 0 {
-                    report.first_id = f.id;
+                if c.records == 0 {
+                    c.first_id = f.id;
                 }
-                report.records += 1;
-                report.last_id = f.id;
+                c.records += 1;
+                c.last_id = f.id;
                 let micros = f.timestamp.as_micros();
-                report.timestamps_monotonic &= micros >= last_micros;
+                monotonic &= micros >= last_micros;
                 last_micros = micros;
+                if let Some(ids) = ids.as_deref_mut() {
+                    ids.push((f.id, micros));
+                }
             }
             Err(reason) => {
-                report.bad_line_count += 1;
-                if report.bad_lines.len() < MAX_LISTED_BAD_LINES {
-                    report.bad_lines.push(moved(line, reason));
+                c.bad_line_count += 1;
+                if c.bad_lines.len() < MAX_LISTED_BAD_LINES {
+                    c.bad_lines.push(moved(line, reason));
                 }
             }
         }
         Ok(())
     })?;
+    Ok((c, monotonic))
+}
+
+/// Validates every room's file (`database.db`, `rooms/*.db`) and `database.msgids` of `dir`
+/// without changing anything and without taking the data-dir lock, so it can run beside a
+/// server.
+pub fn check(dir: &Path) -> Result<CheckReport> {
+    let rooms = room_files(dir)?;
+    let several = rooms.len() > 1;
+    let mut report = CheckReport {
+        timestamps_monotonic: true,
+        ..CheckReport::default()
+    };
+    // Across files only when there are several: ids and times of every record, merged.
+    let mut ids: Vec<(u64, u64)> = Vec::new();
+    for (room, path) in rooms {
+        let (c, monotonic) = check_file(room, path, several.then_some(&mut ids))?;
+        report.timestamps_monotonic &= monotonic;
+        report.lines += c.lines;
+        report.records += c.records;
+        if c.records > 0 {
+            report.first_id = if report.first_id == 0 {
+                c.first_id
+            } else {
+                report.first_id.min(c.first_id)
+            };
+            report.last_id = report.last_id.max(c.last_id);
+        }
+        report.bad_line_count += c.bad_line_count;
+        let room_for = MAX_LISTED_BAD_LINES.saturating_sub(report.bad_lines.len());
+        report
+            .bad_lines
+            .extend(c.bad_lines.iter().take(room_for).copied());
+        report.torn_tail |= c.torn_tail;
+        report.files.push(c);
+    }
+    if several {
+        ids.sort_unstable();
+        let mut last_micros = 0;
+        for (i, &(id, micros)) in ids.iter().enumerate() {
+            if i > 0 && ids[i - 1].0 == id {
+                report.duplicate_ids += 1;
+            }
+            report.timestamps_monotonic &= micros >= last_micros;
+            last_micros = micros;
+        }
+    }
 
     let msgids_path = dir.join(MSGIDS_FILE);
     match File::open(&msgids_path) {
@@ -149,20 +257,41 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
     Ok(report)
 }
 
-/// Moves every invalid line of `<dir>/database.db` (torn, malformed, or with an id not above
-/// the previous valid one) aside into `database.db.corrupt`, each with its line number and
-/// reason, and rewrites `database.db` atomically (temporary file, fsync, rename, directory
-/// fsync) with the valid lines, byte for byte. Takes the data-dir lock: fails with
+/// Moves every invalid line of every room's file of `dir` (torn, malformed, or with an id not
+/// above the previous valid one) aside into `<file>.corrupt`, each with its line number and
+/// reason, and rewrites the file atomically (temporary file, fsync, rename, directory fsync)
+/// with the valid lines, byte for byte. Takes the data-dir lock: fails with
 /// [`StoreError::Locked`] while a server runs. `database.msgids` entries of moved records are
-/// dropped by the next open.
+/// dropped by the next open. An id in two files is not something it can decide: [`check`]
+/// reports it, and the store refuses to open until one of the lines is removed.
 pub fn repair(dir: &Path) -> Result<RepairReport> {
     let lock = DataDirLock::acquire(dir)?;
-    let path = lock.path().to_owned();
-    let file = lock.file();
     let mut report = RepairReport::default();
+    for (room, path) in room_files(dir)? {
+        if room.is_general() {
+            // The data-dir lock is on database.db: its replacement is locked before it takes
+            // the old one's name, so no server can slip in between.
+            repair_file(lock.file(), &path, &mut report, |tmp| {
+                lock_file(&tmp, &path).map(|()| tmp)
+            })?;
+        } else {
+            let file = files::open_rw(&path)?;
+            repair_file(&file, &path, &mut report, Ok)?;
+        }
+    }
+    drop(lock);
+    Ok(report)
+}
+
+fn repair_file(
+    file: &File,
+    path: &Path,
+    report: &mut RepairReport,
+    before_rename: impl FnOnce(File) -> Result<File>,
+) -> Result<()> {
     let mut good = Vec::new();
     let mut bad = Vec::new();
-    scan_records(file, &path, |line, verdict| {
+    scan_records(file, path, |line, verdict| {
         report.lines += 1;
         match verdict {
             Ok(_) => {
@@ -174,47 +303,87 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
         Ok(())
     })?;
     if bad.is_empty() {
-        return Ok(report);
+        return Ok(());
     }
-    let corrupt = files::move_aside(file, &path, &bad)?;
-    // Lock the new file before it takes the old one's name, so no server can slip in between.
-    let new_file = files::atomic_rewrite(
-        &path,
-        |w| files::copy_ranges(file, &good, w),
-        |tmp| lock_file(&tmp, &path).map(|()| tmp),
-    )?;
+    let corrupt = files::move_aside(file, path, &bad)?;
+    let new_file =
+        files::atomic_rewrite(path, |w| files::copy_ranges(file, &good, w), before_rename)?;
     for b in &bad {
         tracing::warn!(path = %path.display(), line = b.line_number, reason = %b.reason,
             "moved a bad line aside into {}", corrupt.display());
     }
     drop(new_file);
-    report.moved_count = bad.len() as u64;
-    bad.truncate(MAX_LISTED_BAD_LINES);
-    report.moved = bad;
-    report.corrupt_path = Some(corrupt);
+    report.moved_count += bad.len() as u64;
+    let room_for = MAX_LISTED_BAD_LINES.saturating_sub(report.moved.len());
+    report.moved.extend(bad.into_iter().take(room_for));
+    report.corrupt_paths.push(corrupt);
+    Ok(())
+}
+
+/// Writes every record of every room of `dir` to `out` in `format`: `#general`'s first, then
+/// each other room's, each in id order. Takes no lock (it only reads), so it can run beside a
+/// server. A torn last line is left out and reported; an invalid line elsewhere stops the
+/// export with [`StoreError::BadLine`] (run [`repair`] first).
+pub fn export(dir: &Path, format: ExportFormat, out: &mut dyn Write) -> Result<ExportReport> {
+    let rooms = room_files(dir)?;
+    let mut out = io::BufWriter::with_capacity(1 << 16, out);
+    let mut report = ExportReport::default();
+    let headers = rooms.len() > 1 && format == ExportFormat::Plain;
+    for (room, path) in rooms {
+        if headers && !room.is_general() {
+            writeln!(out, "# room {room}").map_err(|source| StoreError::ExportOutput { source })?;
+        }
+        export_file(&room, &path, format, &mut out, &mut report)?;
+    }
+    out.flush()
+        .map_err(|source| StoreError::ExportOutput { source })?;
     Ok(report)
 }
 
-/// Writes every record of `<dir>/database.db` to `out` in `format`. Takes no lock (it only
-/// reads), so it can run beside a server. A torn last line is left out and reported; an invalid
-/// line elsewhere stops the export with [`StoreError::BadLine`] (run [`repair`] first).
-pub fn export(dir: &Path, format: ExportFormat, out: &mut dyn Write) -> Result<ExportReport> {
-    let path = dir.join(DATABASE_FILE);
-    let file = open_read(&path)?;
+/// [`export`] of one room: with [`ExportFormat::Plain`], a clean file of that room.
+pub fn export_room(
+    dir: &Path,
+    room: &Room,
+    format: ExportFormat,
+    out: &mut dyn Write,
+) -> Result<ExportReport> {
+    let path = room_files(dir)?
+        .into_iter()
+        .find(|(r, _)| r == room)
+        .map(|(_, p)| p)
+        .ok_or_else(|| StoreError::NoRoomFile {
+            room: room.to_string(),
+            dir: dir.to_owned(),
+        })?;
     let mut out = io::BufWriter::with_capacity(1 << 16, out);
     let mut report = ExportReport::default();
+    export_file(room, &path, format, &mut out, &mut report)?;
+    out.flush()
+        .map_err(|source| StoreError::ExportOutput { source })?;
+    Ok(report)
+}
+
+fn export_file(
+    room: &Room,
+    path: &Path,
+    format: ExportFormat,
+    out: &mut impl Write,
+    report: &mut ExportReport,
+) -> Result<()> {
+    let file = open_read(path)?;
     let mut pending_bad: Option<FaultyLine> = None;
     let mut line_buf = Vec::new();
-    scan_records(&file, &path, |line, verdict| {
+    scan_records(&file, path, |line, verdict| {
         if let Some(b) = pending_bad {
             return Err(StoreError::BadLine {
-                path: path.clone(),
+                path: path.to_owned(),
                 line_number: b.line_number,
                 reason: b.reason,
             });
         }
         match verdict.and_then(|f| f.to_record()) {
-            Ok(record) => {
+            Ok(mut record) => {
+                record.room = room.clone();
                 line_buf.clear();
                 match format {
                     ExportFormat::Plain => encode_record(&record, &mut line_buf),
@@ -228,10 +397,10 @@ pub fn export(dir: &Path, format: ExportFormat, out: &mut dyn Write) -> Result<E
         }
         Ok(())
     })?;
-    out.flush()
-        .map_err(|source| StoreError::ExportOutput { source })?;
-    report.skipped_torn_tail = pending_bad;
-    Ok(report)
+    if report.skipped_torn_tail.is_none() {
+        report.skipped_torn_tail = pending_bad;
+    }
+    Ok(())
 }
 
 /// Appends `text` as a JSON string literal.
@@ -273,6 +442,10 @@ fn write_json(r: &Record, out: &mut Vec<u8>) {
     json_string(r.username.as_str(), out);
     out.extend_from_slice(b",\"message\":");
     json_string(&r.body, out);
+    if !r.room.is_general() {
+        out.extend_from_slice(b",\"room\":");
+        json_string(r.room.as_str(), out);
+    }
     out.extend_from_slice(b"}\n");
 }
 

@@ -163,6 +163,15 @@ pub enum StoreError {
         second: PathBuf,
     },
 
+    /// A room asked for by name has no file in the data dir.
+    #[error("the room {room} has no records in {} (no file for it); check the name", dir.display())]
+    NoRoomFile {
+        /// The room.
+        room: String,
+        /// The data dir.
+        dir: PathBuf,
+    },
+
     /// A file in the `rooms` directory is not named after a room.
     #[error(
         "{} is not a room's file (rooms/NAME.db, for the room #NAME or the direct conversation \

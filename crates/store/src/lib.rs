@@ -31,8 +31,8 @@ mod rooms;
 
 pub use accounts::{ACCOUNTS_FILE, Account, Accounts};
 pub use admin::{
-    CheckReport, ExportFormat, ExportReport, MAX_LISTED_BAD_LINES, RepairReport, check, export,
-    repair,
+    CheckReport, ExportFormat, ExportReport, FileCheck, MAX_LISTED_BAD_LINES, RepairReport, check,
+    export, export_room, repair,
 };
 pub use cache::{CacheReport, ClientCache};
 pub use codec::{

@@ -29,7 +29,7 @@ use crate::msgids::{KeyHasher, MsgidsReport};
 #[cfg(test)]
 use commit::Fault;
 use commit::{AppendState, Writer};
-pub(crate) use open::{moved, scan_records};
+pub(crate) use open::{find_room_files, moved, scan_records};
 pub(crate) use query::IndexEntry;
 use query::Published;
 

@@ -107,7 +107,7 @@ fn scan_db(file: &File, path: &Path, room: u32) -> Result<DbScan> {
 }
 
 /// The rooms' files in `dir` (`<data dir>/rooms`), sorted by room; none if it does not exist.
-fn find_room_files(dir: &Path) -> Result<Vec<(Room, PathBuf)>> {
+pub(crate) fn find_room_files(dir: &Path) -> Result<Vec<(Room, PathBuf)>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -99,7 +99,9 @@ fn one_id_sequence_and_per_room_queries_survive_a_reopen() {
         assert_eq!(ids(&s.after_in(2, &seen, 100, u64::MAX).unwrap()), [4, 5]);
         assert_eq!(ids(&s.after_in(0, &seen, 3, u64::MAX).unwrap()), [1, 2, 4]);
         assert_eq!(
-            ids(&s.after_in(0, std::slice::from_ref(&dm), 100, u64::MAX).unwrap()),
+            ids(&s
+                .after_in(0, std::slice::from_ref(&dm), 100, u64::MAX)
+                .unwrap()),
             [3, 6]
         );
         assert!(
@@ -209,4 +211,78 @@ fn room_files_are_private() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir.path().join("rooms")), 0o700);
     assert_eq!(mode(&dir.path().join("rooms/dev.db")), 0o600);
+}
+
+#[test]
+fn check_repair_and_export_cover_every_room() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path());
+    let c = gc_store::check(dir.path()).unwrap();
+    assert!(c.is_ok(), "{c:?}");
+    assert_eq!((c.records, c.first_id, c.last_id), (6, 1, 6));
+    assert_eq!(c.files.len(), 3);
+    assert_eq!(c.files[0].room, Room::general());
+    assert_eq!(c.files[1].room, room("#dev"));
+    assert_eq!((c.files[1].records, c.files[1].last_id), (2, 4));
+    assert!(c.timestamps_monotonic);
+
+    // A bad line in the middle of #dev's file, and an id that #general already has.
+    let dev = dir.path().join("rooms/dev.db");
+    let text = read(&dev);
+    std::fs::write(&dev, format!("garbage\n{text}")).unwrap();
+    let c = gc_store::check(dir.path()).unwrap();
+    assert!(!c.is_ok());
+    assert_eq!((c.bad_line_count, c.files[1].bad_line_count), (1, 1));
+    assert_eq!(c.files[1].bad_lines[0].line_number, 1);
+
+    let r = gc_store::repair(dir.path()).unwrap();
+    assert_eq!((r.kept, r.moved_count), (6, 1));
+    assert_eq!(r.corrupt_paths, [dir.path().join("rooms/dev.db.corrupt")]);
+    assert_eq!(read(&dev), text);
+    assert!(gc_store::check(dir.path()).unwrap().is_ok());
+
+    std::fs::write(&dev, format!("{text}5;1795733296;alice;copied\n")).unwrap();
+    let c = gc_store::check(dir.path()).unwrap();
+    assert_eq!(c.duplicate_ids, 1);
+    assert!(!c.is_ok());
+    std::fs::write(&dev, &text).unwrap();
+
+    // Export: every room, #general first; plain marks where each other room starts.
+    let mut plain = Vec::new();
+    let rep = gc_store::export(dir.path(), gc_store::ExportFormat::Plain, &mut plain).unwrap();
+    assert_eq!(rep.records, 6);
+    let plain = String::from_utf8(plain).unwrap();
+    let heads: Vec<&str> = plain.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(heads, ["# room #dev", "# room @alice+bob"]);
+    let mut json = Vec::new();
+    gc_store::export(dir.path(), gc_store::ExportFormat::JsonLines, &mut json).unwrap();
+    let json = String::from_utf8(json).unwrap();
+    assert!(
+        json.lines()
+            .next()
+            .unwrap()
+            .ends_with("\"message\":\"hello all\"}")
+    );
+    assert!(
+        json.contains(",\"message\":\"fixed\",\"room\":\"#dev\"}"),
+        "{json}"
+    );
+    // One room alone is a clean file of it.
+    let mut one = Vec::new();
+    gc_store::export_room(
+        dir.path(),
+        &room("#dev"),
+        gc_store::ExportFormat::Plain,
+        &mut one,
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8(one).unwrap(), text);
+    let err = gc_store::export_room(
+        dir.path(),
+        &room("#nope"),
+        gc_store::ExportFormat::Plain,
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("#nope"), "{err}");
 }
