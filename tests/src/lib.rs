@@ -416,6 +416,8 @@ pub struct RawClient {
     tls: Option<Arc<RawTls>>,
     /// Announced at login instead of the callback certificate's fingerprint (a test's lie).
     announced: Option<Fingerprint>,
+    /// Logs in as a GC/3 session (rooms).
+    rooms: bool,
     auth_listener: TcpListener,
     hb_listener: Option<TcpListener>,
     dl_listener: Option<TcpListener>,
@@ -460,6 +462,7 @@ impl RawClient {
             ports,
             tls,
             announced: None,
+            rooms: false,
             auth_listener: a,
             hb_listener: Some(h),
             dl_listener: Some(d),
@@ -484,6 +487,12 @@ impl RawClient {
     /// present.
     pub fn announce_callback(&mut self, fingerprint: Fingerprint) {
         self.announced = Some(fingerprint);
+    }
+
+    /// Logs in as a GC/3 session from now on: shown every room it is in, and allowed to name
+    /// rooms in its requests.
+    pub fn speak_rooms(&mut self) {
+        self.rooms = true;
     }
 
     /// Whether it speaks TLS (GC/2).
@@ -551,12 +560,13 @@ impl RawClient {
             },
             _ => Channel::Plain,
         };
-        let challenge =
-            match signin::request_login(&mut c, &username, self.ports, &channel, false, STEP) {
-                Ok(challenge) => challenge,
-                Err(SignInError::Refused { error, .. }) => return AuthServer::Err(error),
-                Err(e) => panic!("login request: {e:?}"),
-            };
+        let challenge = match signin::request_login(
+            &mut c, &username, self.ports, &channel, self.rooms, STEP,
+        ) {
+            Ok(challenge) => challenge,
+            Err(SignInError::Refused { error, .. }) => return AuthServer::Err(error),
+            Err(e) => panic!("login request: {e:?}"),
+        };
         let proof = challenge
             .prove(password, MIN_SCRAM_ITERATIONS)
             .expect("server-first is valid");

@@ -7,4 +7,5 @@ mod client;
 mod plugins;
 mod process;
 mod protocol_flow;
+mod rooms;
 mod tls;

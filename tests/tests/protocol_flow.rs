@@ -208,9 +208,9 @@ fn bye_ends_the_session_and_presence_changes() {
 }
 
 #[test]
-fn room_requests_get_version_errors_and_the_session_goes_on() {
-    // No rooms yet: a GC/3 request, or a message to another room than #general, is answered
-    // `Err version`, in order among the others, and stores nothing.
+fn a_gc1_session_gets_version_errors_for_rooms_and_goes_on() {
+    // A session that logged in without GC/3: a room request, or a message to another room than
+    // #general, is answered `Err version`, in order among the others, and stores nothing.
     let server = TestServer::start();
     let alice = logged_in(&server, "alice");
     let dev = Room::new("#dev").unwrap();
@@ -240,7 +240,10 @@ fn room_requests_get_version_errors_and_the_session_goes_on() {
         match reply {
             SendReply::Err(e) => {
                 assert_eq!(e.code, ErrorCode::Version);
-                assert_eq!(e.text, "this server does not serve rooms yet (GC/3)");
+                assert_eq!(
+                    e.text,
+                    "this session logged in without rooms (GC/1); update gc-client to use them"
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -15,7 +15,7 @@ use gc_store::{Account, StoreError};
 
 use crate::config::TlsMode;
 use crate::state::{AddError, NewSession, ServerState};
-use crate::{heartbeat, listener};
+use crate::{heartbeat, listener, rooms};
 
 /// Serves one connection on the auth port: any number of `Register` and `AuthRequest` exchanges
 /// until the client closes or stays silent for the I/O timeout.
@@ -81,9 +81,7 @@ pub fn serve(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
                 ports,
                 client_first,
                 callback_fingerprint,
-                // Ignored for now: this server does not serve GC/3 yet (it answers `Ping GC/3`
-                // with `Err version`), so a client asking for rooms anyway gets a GC/1 session.
-                rooms: _,
+                rooms,
             } => match channel(&shared, &conn, peer.ip(), &username, callback_fingerprint) {
                 Ok(channel) => login(
                     &shared,
@@ -92,7 +90,7 @@ pub fn serve(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
                     &username,
                     ports,
                     &client_first,
-                    channel,
+                    LoginChannel { rooms, ..channel },
                 ),
                 Err(answer) => answer,
             },
@@ -164,6 +162,8 @@ struct LoginChannel {
     /// GC/2: the client's callback certificate, the only one the server accepts when it calls
     /// back.
     callback_pin: Option<Fingerprint>,
+    /// GC/3: the session speaks rooms (`AuthRequest … GC/3`).
+    rooms: bool,
 }
 
 /// Checks that an `AuthRequest` fits its connection: over TLS it must name the client's callback
@@ -189,6 +189,7 @@ fn channel(
         return Ok(LoginChannel {
             binding: Binding::Unbound,
             callback_pin: None,
+            rooms: false,
         });
     }
     let Some(pin) = callback_fingerprint else {
@@ -201,6 +202,7 @@ fn channel(
         binding @ Binding::TlsExporter(_) => Ok(LoginChannel {
             binding,
             callback_pin: Some(pin),
+            rooms: false,
         }),
         Binding::Unbound => Err(err(
             ErrorCode::Internal,
@@ -274,12 +276,17 @@ fn login(
         }
     };
     let pin = channel.callback_pin;
+    let gc3 = channel.rooms;
     let addr = SocketAddr::new(ip, ports.auth);
     let token = match prove_and_call_back(shared, conn, ip, &account, server_first, pin, addr) {
         Ok(token) => token,
         Err(answer) => return answer,
     };
-    let join_floor = shared.store.last_n_start(shared.config.history_on_join);
+    // History on join counts the records this session will be shown.
+    let visible = rooms::visible(shared, &account.username, gc3);
+    let join_floor = shared
+        .store
+        .last_n_start_in(&visible, shared.config.history_on_join);
     let latest_id = shared.store.newest_id();
     let new = NewSession {
         user: account.username.clone(),
@@ -288,6 +295,7 @@ fn login(
         token,
         join_floor,
         callback_pin: pin,
+        rooms: gc3,
     };
     let session = match shared
         .registry

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{Config, FileConfig, parse_fsync, parse_registration, parse_tls_mode};
+use crate::config::{
+    Config, FileConfig, parse_fsync, parse_registration, parse_room_creation, parse_tls_mode,
+};
 use crate::error::ServerError;
 
 /// gc-server: the General Communications chat server.
@@ -75,6 +77,13 @@ pub struct RunArgs {
     /// Lowest SCRAM iteration count accepted for new accounts [default: 4096].
     #[arg(long, value_name = "N")]
     pub scram_min_iterations: Option<u32>,
+    /// Who may create rooms: `open` (every account) or `admins` (server admins only, see
+    /// `gc-server user admin`) [default: open].
+    #[arg(long, value_name = "open|admins")]
+    pub room_creation: Option<String>,
+    /// Most rooms one account may own; server admins are not limited [default: 20].
+    #[arg(long, value_name = "N")]
+    pub max_rooms_per_user: Option<usize>,
     /// Most clients logged in at once [default: 4096]. Each holds about 6 open files: the server
     /// raises its open-file limit to match, up to the hard limit (`ulimit -Hn`).
     #[arg(long, value_name = "N")]
@@ -282,6 +291,13 @@ impl Cli {
         if let Some(reg) = r.registration.as_deref().or(file.registration.as_deref()) {
             c.registration_open = parse_registration(reg)?;
         }
+        if let Some(rc) = r.room_creation.as_deref().or(file.room_creation.as_deref()) {
+            c.room_creation = parse_room_creation(rc)?;
+        }
+        set(
+            &mut c.max_rooms_per_user,
+            r.max_rooms_per_user.or(file.max_rooms_per_user),
+        );
         set(
             &mut c.scram_min_iterations,
             r.scram_min_iterations.or(file.scram_min_iterations),

@@ -75,6 +75,10 @@ pub struct Config {
     pub fsync: FsyncPolicy,
     /// Whether anyone may register over the network.
     pub registration_open: bool,
+    /// Who may create rooms (GC/3).
+    pub room_creation: RoomCreation,
+    /// Most rooms one account may own (server admins are not limited).
+    pub max_rooms_per_user: usize,
     /// Lowest SCRAM iteration count accepted for new accounts (and used by `user add`).
     pub scram_min_iterations: u32,
     /// Most sessions at once (`Err full` beyond).
@@ -133,6 +137,8 @@ impl Default for Config {
             heartbeat_interval: Duration::from_millis(1000),
             fsync: FsyncPolicy::Batch,
             registration_open: true,
+            room_creation: RoomCreation::Open,
+            max_rooms_per_user: 20,
             scram_min_iterations: MIN_SCRAM_ITERATIONS,
             max_clients: 4096,
             max_pending_auths: 64,
@@ -216,6 +222,10 @@ pub struct FileConfig {
     pub fsync: Option<String>,
     /// `open` or `closed`.
     pub registration: Option<String>,
+    /// `open` or `admins` (see [`Config::room_creation`]).
+    pub room_creation: Option<String>,
+    /// See [`Config::max_rooms_per_user`].
+    pub max_rooms_per_user: Option<usize>,
     /// See [`Config::scram_min_iterations`].
     pub scram_min_iterations: Option<u32>,
     /// See [`Config::max_clients`].
@@ -264,6 +274,26 @@ impl FileConfig {
             path: path.to_owned(),
             message: e.to_string(),
         })
+    }
+}
+
+/// Who may create rooms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoomCreation {
+    /// Every account (up to [`Config::max_rooms_per_user`] owned rooms).
+    Open,
+    /// Server admins only (`gc-server user admin NAME on`).
+    Admins,
+}
+
+/// Parses `open` / `admins`.
+pub fn parse_room_creation(text: &str) -> Result<RoomCreation, ServerError> {
+    match text {
+        "open" => Ok(RoomCreation::Open),
+        "admins" => Ok(RoomCreation::Admins),
+        other => Err(ServerError::Config(format!(
+            "room-creation must be `open` or `admins`, not `{other}`"
+        ))),
     }
 }
 

@@ -14,6 +14,7 @@ use gc_protocol::{
 
 use gc_net::KeptConn;
 
+use crate::rooms;
 use crate::state::{ServerState, Session};
 
 /// Missed heartbeats in a row after which a session is dropped.
@@ -61,6 +62,10 @@ struct Peer {
     /// `Pong` and after any error.
     cursor: Option<u64>,
     in_flight: Option<InFlight>,
+    /// The session's rooms had no record after `.0` up to `.1` when last asked (GC/3: other
+    /// rooms' records are not this session's), so a cursor at `.0` or beyond need not be taken
+    /// further back than `.1`.
+    nothing: (u64, u64),
 }
 
 /// Runs the heartbeat loop of `session` until it ends or the server stops.
@@ -79,6 +84,7 @@ pub fn run(shared: Arc<ServerState>, session: Arc<Session>) {
         out: Vec::with_capacity(256),
         cursor: None,
         in_flight: None,
+        nothing: (0, 0),
     };
     let interval = shared.config.heartbeat_interval;
     let mut missed = 0;
@@ -159,20 +165,33 @@ impl Peer {
             }
         };
         // A client with nothing is owed the history-on-join records fixed at login.
-        let from = if last_id == 0 {
+        let mut from = if last_id == 0 {
             session.join_floor
         } else {
             last_id
         };
+        if from >= self.nothing.0 {
+            from = from.max(self.nothing.1);
+        }
         if from >= shared.store.newest_id() {
             return Ok(false);
         }
-        // The store counts line bytes; a `Rec` frame is at most twice its line (c16 doubles the
-        // body).
-        let records = shared
+        // Only the records of the rooms this session is shown (GC/1: #general). The store counts
+        // line bytes; a `Rec` frame is at most twice what it counts (c16 doubles the body).
+        let visible = rooms::visible(shared, &session.user, session.rooms);
+        let page = shared
             .store
-            .after(from, MAX_BATCH_RECORDS, (MAX_BATCH_BYTES / 2) as u64)
+            .after_in(
+                from,
+                &visible,
+                MAX_BATCH_RECORDS,
+                (MAX_BATCH_BYTES / 2) as u64,
+            )
             .map_err(CycleError::Store)?;
+        let records = page.records;
+        if records.is_empty() {
+            self.nothing = (from, page.through);
+        }
         let Some(last) = records.last() else {
             return Ok(false);
         };
@@ -187,7 +206,8 @@ impl Peer {
             encode_rec_frame(record, &mut self.out);
         }
         DeliveryFrame::End.encode(&mut self.out);
-        let capped = batch_last < shared.store.newest_id();
+        // Cut short by a limit, or more stored since: deliver again at once.
+        let capped = page.through < shared.store.newest_id();
         if !capped && self.dl.answered_within(DEFER_WITHIN) && self.dl.looks_open() {
             let reused = self
                 .dl
@@ -208,7 +228,7 @@ impl Peer {
                 self.cursor = Some(last_id);
                 // A client that did not take the whole batch is asked again next interval rather
                 // than flooded at once.
-                Ok(last_id >= batch_last && batch_last < shared.store.newest_id())
+                Ok(last_id >= batch_last && page.through < shared.store.newest_id())
             }
             Ok(DeliveryReply::Err(e)) => Err(CycleError::DeliveryRefused(e)),
             Err(e) => Err(CycleError::Delivery(e)),
@@ -256,6 +276,7 @@ impl Peer {
     /// (the next cycle starts with a ping on fresh ones).
     fn forget(&mut self) {
         self.cursor = None;
+        self.nothing = (0, 0);
         self.in_flight = None;
         self.hb.close();
         self.dl.close();

@@ -1,12 +1,11 @@
 //! The per-session listener thread: serves connections on the sending port handed to it by the
-//! accept thread — `Msg`, `History`, `Who` and `Bye`, several frames per connection. Rooms
-//! (GC/3) are not served yet: their requests are answered `Err version`.
+//! accept thread — `Msg`, `History`, `Who` and `Bye`, and with GC/3 the room requests (see
+//! `rooms`), several frames per connection.
 
 use std::net::{IpAddr, Shutdown};
 use std::sync::Arc;
 use std::time::Instant;
 
-use gc_protocol::frame::encode_rec_frame;
 use gc_protocol::limits::MAX_FRAME_BYTES;
 use gc_protocol::{
     ClientMsgId, ErrorCode, ErrorFrame, Frame, ParseError, ProtocolError, Room, SendReply,
@@ -17,6 +16,7 @@ use gc_plugin::Outcome;
 
 use gc_net::Conn;
 
+use crate::rooms;
 use crate::state::{Incoming, NextConn, ServerState, Session};
 
 /// Runs the listener of `session` until it ends or the server stops.
@@ -157,8 +157,8 @@ fn serve(shared: &ServerState, session: &Session, mut conn: Conn) -> Option<(Arc
     None
 }
 
-/// A `Msg` not yet checked: its client-msg-id and raw body.
-type PendingMsg = (ClientMsgId, Vec<u8>);
+/// A `Msg` not yet checked: its client-msg-id, raw body and room.
+type PendingMsg = (ClientMsgId, Vec<u8>, Room);
 
 /// Pipelined `Msg` frames stored with one commit at most (the rest wait for the next round).
 const MAX_MSGS_PER_COMMIT: usize = 256;
@@ -178,29 +178,28 @@ fn handle_msgs(
     let mut run: Option<(Arc<Session>, Vec<PendingMsg>)> = None;
     for line in lines {
         let msg = match SendRequest::parse(line) {
-            // A `Msg` to another room than #general is answered by `handle`, in order.
             Ok(SendRequest::Msg {
                 token,
                 client_msg_id,
                 body,
                 room,
-            }) if !shared.stopping() && general(&room) => from
+            }) if !shared.stopping() => from
                 .session(shared, &token)
-                .map(|s| (s, client_msg_id, body)),
+                .map(|s| (s, (client_msg_id, body, room.unwrap_or_else(Room::general)))),
             _ => None,
         };
         match msg {
-            Some((session, id, body)) => {
+            Some((session, msg)) => {
                 if session.id != own.id {
                     after = After::Forward(Arc::clone(&session));
                 }
                 match &mut run {
-                    Some((s, msgs)) if s.id == session.id => msgs.push((id, body)),
+                    Some((s, msgs)) if s.id == session.id => msgs.push(msg),
                     _ => {
                         if let Some((s, msgs)) = run.take() {
                             store_msgs(shared, &s, msgs, out, stored);
                         }
-                        run = Some((session, vec![(id, body)]));
+                        run = Some((session, vec![msg]));
                     }
                 }
             }
@@ -271,31 +270,29 @@ fn handle(
             body,
             room,
             ..
-        } if general(&room) => {
-            store_msgs(shared, &session, vec![(client_msg_id, body)], out, stored);
+        } => {
+            let room = room.unwrap_or_else(Room::general);
+            store_msgs(
+                shared,
+                &session,
+                vec![(client_msg_id, body, room)],
+                out,
+                stored,
+            );
         }
         SendRequest::History {
             before_id,
             limit,
             room,
             ..
-        } if general(&room) => match shared.store.before(before_id, limit as usize) {
-            Ok(records) => {
-                for r in &records {
-                    encode_rec_frame(r, out);
-                }
-                SendReply::End.encode(out);
-            }
-            Err(e) => {
-                tracing::error!("history query failed: {e}");
-                error(
-                    out,
-                    ErrorCode::Internal,
-                    "could not read the history; try again",
-                );
-            }
-        },
-        SendRequest::Who { room, .. } if general(&room) => encode_online(shared, out),
+        } => {
+            let room = room.unwrap_or_else(Room::general);
+            rooms::history(shared, &session, &room, before_id, limit, out);
+        }
+        SendRequest::Who { room: None, .. } => encode_online(shared, out),
+        SendRequest::Who {
+            room: Some(room), ..
+        } => rooms::who(shared, &session, &room, out),
         SendRequest::Bye { .. } => {
             SendReply::Thx {
                 id: 0,
@@ -304,11 +301,7 @@ fn handle(
             .encode(out);
             return After::End(session);
         }
-        // GC/3: another room than #general, or a room request.
-        SendRequest::Msg { .. }
-        | SendRequest::History { .. }
-        | SendRequest::Who { .. }
-        | SendRequest::Rooms { .. }
+        request @ (SendRequest::Rooms { .. }
         | SendRequest::Create { .. }
         | SendRequest::Join { .. }
         | SendRequest::Part { .. }
@@ -319,21 +312,9 @@ fn handle(
         | SendRequest::Kick { .. }
         | SendRequest::Mute { .. }
         | SendRequest::Ban { .. }
-        | SendRequest::Unban { .. } => {
-            tracing::debug!(user = %session.user, "GC/3 request refused: rooms are not served yet");
-            error(out, ErrorCode::Version, NO_ROOMS);
-        }
+        | SendRequest::Unban { .. }) => rooms::handle(shared, &session, request, out, stored),
     }
     after
-}
-
-/// The answer to a GC/3 request, until this server serves rooms.
-const NO_ROOMS: &str = "this server does not serve rooms yet (GC/3)";
-
-/// Whether an optional room field means `#general`, the one room this server serves: absent, as
-/// GC/1 clients send it, or named.
-fn general(room: &Option<Room>) -> bool {
-    room.as_ref().is_none_or(Room::is_general)
 }
 
 /// `Msg` frames of one session, in order: each is checked (dedupe first, then the body, then
@@ -349,11 +330,11 @@ fn store_msgs(
 ) {
     let user = &session.user;
     let mut replies: Vec<Option<SendReply>> = Vec::with_capacity(msgs.len());
-    let mut to_store: Vec<(usize, ClientMsgId, String)> = Vec::new();
-    for (i, (client_msg_id, body)) in msgs.into_iter().enumerate() {
-        match check_msg(shared, session, &client_msg_id, body) {
+    let mut to_store: Vec<(usize, ClientMsgId, String, Room)> = Vec::new();
+    for (i, (client_msg_id, body, room)) in msgs.into_iter().enumerate() {
+        match check_msg(shared, session, &client_msg_id, body, &room) {
             Ok(text) => {
-                to_store.push((i, client_msg_id, text));
+                to_store.push((i, client_msg_id, text, room));
                 replies.push(None);
             }
             Err(reply) => replies.push(Some(reply)),
@@ -362,11 +343,11 @@ fn store_msgs(
     if !to_store.is_empty() {
         let items: Vec<_> = to_store
             .iter()
-            .map(|(_, id, text)| (user, id, text.as_str()))
+            .map(|(_, id, text, room)| (room, user, id, text.as_str()))
             .collect();
-        let results = shared.store.append_many(&items);
+        let results = shared.store.append_many_in(&items);
         let mut newest = 0;
-        for ((i, _, _), result) in to_store.iter().zip(results) {
+        for ((i, _, _, _), result) in to_store.iter().zip(results) {
             replies[*i] = Some(match result {
                 Ok(appended) => {
                     if !appended.duplicate {
@@ -400,12 +381,15 @@ fn check_msg(
     session: &Session,
     client_msg_id: &ClientMsgId,
     body: Vec<u8>,
+    room: &Room,
 ) -> Result<String, SendReply> {
     let refuse = |code, text: String| Err(SendReply::Err(ErrorFrame::new(code, text)));
     let user = &session.user;
     if let Some((id, timestamp)) = shared.store.lookup_msgid(user, client_msg_id) {
         return Err(SendReply::Thx { id, timestamp });
     }
+    // Only a member who is not muted posts (a direct conversation opens here).
+    rooms::may_post(shared, session, room).map_err(|r| r.reply(session))?;
     if body.is_empty() {
         return refuse(
             ErrorCode::Malformed,

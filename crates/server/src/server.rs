@@ -11,9 +11,9 @@ use gc_plugin::Plugins;
 use gc_protocol::texts::ServerAddrs;
 use gc_protocol::{
     ConnectPing, ConnectReply, ErrorCode, ErrorFrame, Fingerprint, ProtocolError, Registration,
-    VERSION, VERSION_TLS,
+    VERSION, VERSION_ROOMS, VERSION_TLS,
 };
-use gc_store::{Accounts, MessageStore, StoreConfig};
+use gc_store::{Accounts, MessageStore, Rooms, StoreConfig};
 
 use crate::config::Config;
 use crate::error::ServerError;
@@ -162,6 +162,13 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
         tracing::warn!("a torn last line was moved to database.db.corrupt (a crash mid-write)");
     }
     let accounts = Accounts::open(&paths::accounts(&config.data_dir))?;
+    let (rooms, rooms_report) = Rooms::open(&config.data_dir)?;
+    if !rooms_report.is_clean() {
+        tracing::warn!(
+            "damaged lines of the room files were moved aside into their .corrupt files: {:?}",
+            rooms_report
+        );
+    }
     let (plugins, _report) = Plugins::load_dir(&config.mods_dir());
     let bind = |port: u16, role: &'static str| {
         let addr = SocketAddr::new(config.bind, port);
@@ -184,7 +191,9 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
         send: local(&send_l, config.send_port),
     };
     let (tls, fingerprint) = crate::tls::server_config(&config)?.unzip();
-    let shared = Arc::new(ServerState::new(config, store, accounts, plugins, tls));
+    let shared = Arc::new(ServerState::new(
+        config, store, accounts, rooms, plugins, tls,
+    ));
     let mut accept_threads = Vec::new();
     let mut spawn = |name: &str, listener: TcpListener, role: Role| {
         let sh = Arc::clone(&shared);
@@ -287,7 +296,7 @@ fn spawn_conn(
 }
 
 /// The connect port: `Ping GC/1` → `Pong GC/1 <name> <open|closed>` on a plain connection,
-/// `GC/2` over TLS.
+/// `GC/2` over TLS, and `GC/3` (rooms) on either: the answer names the version asked for.
 fn serve_connect(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
     let (version, other) = if conn.get_ref().is_tls() {
         (VERSION_TLS, "over TLS")
@@ -296,21 +305,24 @@ fn serve_connect(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
     };
     loop {
         let reply = match conn.read::<ConnectPing>(shared.io_deadline()) {
-            Ok(ping) if ping.version == version => ConnectReply::Pong {
-                version: version.to_owned(),
-                server_name: shared.config.server_name.clone(),
-                registration: if shared.config.registration_open {
-                    Registration::Open
-                } else {
-                    Registration::Closed
-                },
-            },
+            Ok(ping) if ping.version == version || ping.version == VERSION_ROOMS => {
+                ConnectReply::Pong {
+                    version: ping.version,
+                    server_name: shared.config.server_name.clone(),
+                    registration: if shared.config.registration_open {
+                        Registration::Open
+                    } else {
+                        Registration::Closed
+                    },
+                }
+            }
             Ok(ping) => {
                 tracing::warn!(%peer, version = %ping.version, "client speaks another version");
                 ConnectReply::Err(ErrorFrame::new(
                     ErrorCode::Version,
                     format!(
-                        "{other} this server speaks {version}, not {}; use a matching gc-client",
+                        "{other} this server speaks {version} (and {VERSION_ROOMS} with rooms), not \
+                         {}; use a matching gc-client",
                         ping.version
                     ),
                 ))

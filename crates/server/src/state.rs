@@ -14,7 +14,7 @@ use gc_plugin::Plugins;
 use gc_protocol::{
     CallbackPorts, ErrorCode, ErrorFrame, Fingerprint, Frame, SessionToken, Username,
 };
-use gc_store::{Accounts, MessageStore};
+use gc_store::{Accounts, MessageStore, Rooms};
 use parking_lot::{Condvar, Mutex};
 
 use crate::config::{Config, TlsMode};
@@ -37,6 +37,8 @@ pub struct ServerState {
     pub store: MessageStore,
     /// Accounts.
     pub accounts: Accounts,
+    /// Rooms, their members and the server admins (GC/3).
+    pub rooms: Rooms,
     /// Live sessions and presence.
     pub registry: Registry,
     /// Wakes heartbeat threads on new messages, presence changes and shutdown.
@@ -68,6 +70,7 @@ impl ServerState {
         config: Config,
         store: MessageStore,
         accounts: Accounts,
+        rooms: Rooms,
         plugins: Plugins,
         tls: Option<Arc<TlsConfig>>,
     ) -> Self {
@@ -85,6 +88,7 @@ impl ServerState {
             config,
             store,
             accounts,
+            rooms,
             registry: Registry::default(),
             conn_threads: ThreadGroup::default(),
             session_threads: ThreadGroup::default(),
@@ -249,6 +253,9 @@ pub struct Session {
     /// GC/2: the certificate the client's callback listeners present (the server calls back over
     /// TLS and accepts no other); `None` for a plain GC/1 session.
     pub callback_pin: Option<Fingerprint>,
+    /// GC/3: the client speaks rooms (its login said so). A GC/1 session is shown `#general`
+    /// only, and never sent a frame with a room.
+    pub rooms: bool,
     /// Set once when the session ends.
     ended: AtomicBool,
     /// Connections on the sending port waiting for, or served by, this session's listener.
@@ -467,6 +474,8 @@ pub struct NewSession {
     pub join_floor: u64,
     /// See [`Session::callback_pin`].
     pub callback_pin: Option<Fingerprint>,
+    /// See [`Session::rooms`].
+    pub rooms: bool,
 }
 
 impl Registry {
@@ -494,6 +503,7 @@ impl Registry {
             token: new.token,
             join_floor: new.join_floor,
             callback_pin: new.callback_pin,
+            rooms: new.rooms,
             ended: AtomicBool::new(false),
             slot: ListenerSlot::new(sockets.clone()),
             sockets,
@@ -574,6 +584,14 @@ impl Registry {
         sessions.iter().min_by_key(|s| s.slot.queued()).cloned()
     }
 
+    /// A change of who is in which room: clients are told through the presence version, as for a
+    /// login or logout, and ask `Who` again.
+    pub fn membership_changed(&self, notifier: &Notifier) {
+        let mut r = self.inner.lock();
+        r.presence_version += 1;
+        notifier.presence_changed(r.presence_version);
+    }
+
     /// Who is online (each user once, sorted case-insensitively) and the presence version.
     pub fn online(&self) -> (u64, Vec<Username>) {
         let r = self.inner.lock();
@@ -649,6 +667,7 @@ mod tests {
             token: SessionToken::random().unwrap(),
             join_floor: 0,
             callback_pin: None,
+            rooms: false,
         }
     }
 

@@ -42,7 +42,8 @@ pub use error::{LineError, Result, StoreError};
 pub use files::FaultyLine;
 pub use lock::{DATABASE_FILE, DataDirLock};
 pub use messages::{
-    Appended, FsyncPolicy, MessageStore, OpenReport, ParseFsyncPolicyError, ROOMS_DIR, StoreConfig,
+    Appended, FsyncPolicy, MessageStore, OpenReport, Page, ParseFsyncPolicyError, ROOMS_DIR,
+    StoreConfig,
 };
 pub use msgids::{MSGIDS_FILE, MsgidsReport};
 pub use rooms::{

@@ -31,6 +31,7 @@ use commit::Fault;
 use commit::{AppendState, Writer};
 pub(crate) use open::{find_room_files, moved, scan_records};
 pub(crate) use query::IndexEntry;
+pub use query::Page;
 use query::Published;
 
 /// The directory (in the data dir) holding every room's file but `#general`'s.

@@ -188,8 +188,10 @@ impl Published {
         rooms: Option<&[Room]>,
         max_records: usize,
         max_bytes: u64,
-    ) -> Vec<usize> {
+    ) -> (Vec<usize>, bool) {
         let mut out = Vec::new();
+        // Whether a limit stopped the scan (more records may follow the last one).
+        let mut cut = false;
         let mut bytes = 0u64;
         let mut take = |pos: usize, out: &mut Vec<usize>| -> bool {
             if out.len() >= max_records {
@@ -211,6 +213,7 @@ impl Published {
                 let start = self.index.partition_point(|e| e.id <= id);
                 for pos in start..self.index.len() {
                     if !take(pos, &mut out) {
+                        cut = true;
                         break;
                     }
                 }
@@ -238,13 +241,23 @@ impl Published {
                     let pos = head[0];
                     *head = &head[1..];
                     if !take(pos, &mut out) {
+                        cut = true;
                         break;
                     }
                 }
             }
         }
-        out
+        (out, cut)
     }
+}
+
+/// Records of some rooms after a cursor ([`MessageStore::after_in`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    /// The records, ascending.
+    pub records: Vec<Record>,
+    /// The rooms have no record after the cursor up to this id but those in `records`.
+    pub through: u64,
 }
 
 /// How to fetch a list of records, in order.
@@ -333,15 +346,28 @@ impl MessageStore {
     }
 
     /// [`MessageStore::after`] for the records of `rooms` only: what one session may see. The
-    /// cost is that of the records returned, not of the other rooms' traffic.
+    /// cost is that of the records returned, not of the other rooms' traffic. Also says how far
+    /// the answer covers: `through` is the last id returned when a limit cut the answer short,
+    /// or else the newest id stored when it was taken (the rooms have nothing more up to there).
     pub fn after_in(
         &self,
         id: u64,
         rooms: &[Room],
         max_records: usize,
         max_bytes: u64,
-    ) -> Result<Vec<Record>> {
-        self.after_where(id, Some(rooms), max_records, max_bytes)
+    ) -> Result<Page> {
+        let p = self.published.read();
+        let (positions, cut) = p.after_positions(id, Some(rooms), max_records, max_bytes);
+        let through = match positions.last() {
+            Some(&last) if cut => p.index[last].id,
+            _ => p.index.last().map_or(0, |e| e.id).max(id),
+        };
+        let plan = p.plan(&positions);
+        drop(p);
+        Ok(Page {
+            records: plan.run()?,
+            through,
+        })
     }
 
     fn after_where(
@@ -352,7 +378,7 @@ impl MessageStore {
         max_bytes: u64,
     ) -> Result<Vec<Record>> {
         let p = self.published.read();
-        let positions = p.after_positions(id, rooms, max_records, max_bytes);
+        let (positions, _) = p.after_positions(id, rooms, max_records, max_bytes);
         let plan = p.plan(&positions);
         drop(p);
         plan.run()

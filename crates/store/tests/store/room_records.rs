@@ -93,24 +93,36 @@ fn one_id_sequence_and_per_room_queries_survive_a_reopen() {
         // What a session in #general and #dev sees, from any cursor.
         let seen = [Room::general(), room("#dev")];
         assert_eq!(
-            ids(&s.after_in(0, &seen, 100, u64::MAX).unwrap()),
+            ids(&s.after_in(0, &seen, 100, u64::MAX).unwrap().records),
             [1, 2, 4, 5]
         );
-        assert_eq!(ids(&s.after_in(2, &seen, 100, u64::MAX).unwrap()), [4, 5]);
-        assert_eq!(ids(&s.after_in(0, &seen, 3, u64::MAX).unwrap()), [1, 2, 4]);
+        assert_eq!(
+            ids(&s.after_in(2, &seen, 100, u64::MAX).unwrap().records),
+            [4, 5]
+        );
+        assert_eq!(
+            ids(&s.after_in(0, &seen, 3, u64::MAX).unwrap().records),
+            [1, 2, 4]
+        );
         assert_eq!(
             ids(&s
                 .after_in(0, std::slice::from_ref(&dm), 100, u64::MAX)
-                .unwrap()),
+                .unwrap()
+                .records),
             [3, 6]
         );
         assert!(
             s.after_in(0, &[room("#empty")], 100, u64::MAX)
                 .unwrap()
+                .records
                 .is_empty()
         );
+        // How far an answer covers: to the newest id when complete, to its last record when cut.
+        assert_eq!(s.after_in(0, &seen, 100, u64::MAX).unwrap().through, 6);
+        assert_eq!(s.after_in(0, &seen, 3, u64::MAX).unwrap().through, 4);
+        assert_eq!(s.after_in(9, &seen, 3, u64::MAX).unwrap().through, 9);
         // Every record keeps its room, from the tail or from a file.
-        for r in s.after_in(0, &seen, 100, u64::MAX).unwrap() {
+        for r in s.after_in(0, &seen, 100, u64::MAX).unwrap().records {
             assert!(seen.contains(&r.room), "{r:?}");
         }
         // History pages per room.
@@ -120,7 +132,10 @@ fn one_id_sequence_and_per_room_queries_survive_a_reopen() {
         assert_eq!(ids(&s.before(0, 2).unwrap()), [5, 6]);
         // History on join counts the session's rooms only.
         assert_eq!(s.last_n_start_in(&seen, 2), 2);
-        assert_eq!(ids(&s.after_in(2, &seen, 100, u64::MAX).unwrap()), [4, 5]);
+        assert_eq!(
+            ids(&s.after_in(2, &seen, 100, u64::MAX).unwrap().records),
+            [4, 5]
+        );
         assert_eq!(s.last_n_start_in(&seen, 10), 0);
         assert_eq!(s.get(3).unwrap().unwrap().room, dm);
         // The sequence goes on after the highest id of any room.
