@@ -1,13 +1,13 @@
-//! Admin subcommands that work on the data files directly: `user …` and `db …`.
+//! Admin subcommands that work on the data files directly: `user …`, `room …` and `db …`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use gc_protocol::scram::{derive_verifier, random_salt};
-use gc_protocol::{Timestamp, Username};
-use gc_store::{Account, Accounts, DataDirLock, StoreError};
+use gc_protocol::{Timestamp, Username, Visibility};
+use gc_store::{Account, Accounts, DataDirLock, Rooms, StoreError};
 
-use crate::cli::{DbCommand, ExportFormat, UserCommand};
+use crate::cli::{DbCommand, ExportFormat, OnOff, RoomCommand, UserCommand};
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::paths;
@@ -129,7 +129,195 @@ pub fn user(
             writeln!(out, "password changed for {}", existing.username).map_err(write_err)?;
             Ok(())
         }
+        UserCommand::Admin { name, state } => {
+            let _lock = lock(dir)?;
+            let accounts = Accounts::open(&paths::accounts(dir))?;
+            let Some(account) = accounts.get(name) else {
+                return Err(ServerError::Usage(format!("no account named {name}")));
+            };
+            let (rooms, _) = Rooms::open(dir)?;
+            let on = *state == OnOff::On;
+            let changed = rooms.set_admin(&account.username, on)?;
+            let what = match (on, changed) {
+                (true, true) => "is now a server admin",
+                (true, false) => "was a server admin already",
+                (false, true) => "is no longer a server admin",
+                (false, false) => "was not a server admin",
+            };
+            writeln!(out, "{} {what}", account.username).map_err(write_err)?;
+            Ok(())
+        }
     }
+}
+
+/// Runs `gc-server room …`, writing results to `out`.
+pub fn room(cmd: &RoomCommand, config: &Config, out: &mut dyn Write) -> Result<(), ServerError> {
+    let dir = &config.data_dir;
+    let write_err = |source| ServerError::Io {
+        what: "write to",
+        path: "standard output".into(),
+        source,
+    };
+    match cmd {
+        RoomCommand::List => {
+            let (rooms, _) = Rooms::open(dir)?;
+            let accounts = Accounts::open(&paths::accounts(dir))?;
+            for info in rooms.list() {
+                let members = if info.room.is_general() {
+                    accounts.len()
+                } else {
+                    rooms
+                        .members(&info.room)
+                        .iter()
+                        .filter(|m| m.standing.is_member())
+                        .count()
+                };
+                let creator = info
+                    .creator
+                    .as_ref()
+                    .map(|c| format!("by {c} at {} UTC", info.created.utc_datetime()))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "{}\t{}\t{members} members\t{creator}\t{}",
+                    info.room,
+                    info.kind_name(),
+                    info.topic.escape_debug()
+                )
+                .map_err(write_err)?;
+            }
+            Ok(())
+        }
+        RoomCommand::Members { room } => {
+            let (rooms, _) = Rooms::open(dir)?;
+            if rooms.get(room).is_none() {
+                return Err(ServerError::Usage(format!("there is no room {room}")));
+            }
+            if room.is_general() {
+                writeln!(
+                    out,
+                    "every account is a member of #general; these have another standing:"
+                )
+                .map_err(write_err)?;
+            }
+            for m in rooms.members(room) {
+                let muted = m
+                    .muted_until
+                    .filter(|until| *until > Timestamp::now())
+                    .map(|until| format!("\tmuted until {} UTC", until.utc_datetime()))
+                    .unwrap_or_default();
+                writeln!(out, "{}\t{}{muted}", m.username, m.standing).map_err(write_err)?;
+            }
+            Ok(())
+        }
+        RoomCommand::Add {
+            room,
+            owner,
+            private,
+            topic,
+        } => {
+            let _lock = lock(dir)?;
+            let accounts = Accounts::open(&paths::accounts(dir))?;
+            let Some(owner) = accounts.get(owner) else {
+                return Err(ServerError::Usage(format!("no account named {owner}")));
+            };
+            let (rooms, _) = Rooms::open(dir)?;
+            let visibility = if *private {
+                Visibility::Private
+            } else {
+                Visibility::Public
+            };
+            match rooms.create(room, visibility, &owner.username, topic, Timestamp::now()) {
+                Ok(_) => {}
+                Err(StoreError::RoomExists { .. }) => {
+                    return Err(ServerError::Usage(format!(
+                        "the room {room} exists already"
+                    )));
+                }
+                Err(e @ StoreError::RoomRule { .. }) => {
+                    return Err(ServerError::Usage(e.to_string()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            writeln!(
+                out,
+                "added {room} ({visibility}), owned by {}",
+                owner.username
+            )
+            .map_err(write_err)?;
+            Ok(())
+        }
+        RoomCommand::Remove { room } => {
+            // The message store's lock is the data dir's: no server runs meanwhile.
+            let (store, _) = open_store(config)?;
+            let (rooms, _) = Rooms::open(dir)?;
+            if room.is_general() {
+                return Err(ServerError::Usage("#general cannot be removed".into()));
+            }
+            if rooms.get(room).is_none() {
+                return Err(ServerError::Usage(format!("there is no room {room}")));
+            }
+            // The notice first: it is a record newer than every one of the room, so the id
+            // sequence never goes back when the room's file is put aside (a client's cursor may
+            // be beyond the room's last id).
+            let system = Username::new(gc_protocol::limits::RESERVED_USERNAME)
+                .map_err(|_| ServerError::Usage("the reserved name is invalid".into()))?;
+            let id = gc_protocol::ClientMsgId::random().map_err(|e| {
+                ServerError::Usage(format!("no randomness available to make an id: {e}"))
+            })?;
+            store.append_in(
+                &gc_protocol::Room::general(),
+                &system,
+                &id,
+                &format!("the operator removed {room}"),
+            )?;
+            store.close()?;
+            let file = dir
+                .join(gc_store::ROOMS_DIR)
+                .join(format!("{}.db", room.file_stem()));
+            let kept = if file.exists() {
+                let aside = dir.join(gc_store::ROOMS_DIR).join(format!(
+                    "{}.db.removed-{}",
+                    room.file_stem(),
+                    Timestamp::now().as_micros() / 1_000_000
+                ));
+                std::fs::rename(&file, &aside).map_err(|source| ServerError::Io {
+                    what: "move aside",
+                    path: file.clone(),
+                    source,
+                })?;
+                Some(aside)
+            } else {
+                None
+            };
+            rooms.remove(room)?;
+            match kept {
+                Some(aside) => writeln!(
+                    out,
+                    "removed {room}; its messages are kept in {}",
+                    aside.display()
+                ),
+                None => writeln!(out, "removed {room} (it had no messages)"),
+            }
+            .map_err(write_err)?;
+            Ok(())
+        }
+    }
+}
+
+/// Opens the message store for an admin command (which then holds the data dir's lock).
+fn open_store(
+    config: &Config,
+) -> Result<(gc_store::MessageStore, gc_store::OpenReport), ServerError> {
+    gc_store::MessageStore::open(&config.data_dir, gc_store::StoreConfig::default()).map_err(|e| {
+        match e {
+            StoreError::Locked { path } => ServerError::Usage(format!(
+                "{} is locked: a gc-server is running on this data dir; stop it first",
+                path.display()
+            )),
+            other => other.into(),
+        }
+    })
 }
 
 /// Runs `gc-server db …`. Returns whether the store is healthy (for `check`'s exit code).

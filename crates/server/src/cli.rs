@@ -146,9 +146,12 @@ pub enum Command {
     /// Manage accounts (usernames.db). Changes refuse while a server runs on the data dir.
     #[command(subcommand)]
     User(UserCommand),
-    /// Check, repair or export the message store (database.db).
+    /// Check, repair or export the message store (database.db and every room's file).
     #[command(subcommand)]
     Db(DbCommand),
+    /// Manage rooms (rooms.db, members.db). Changes refuse while a server runs on the data dir.
+    #[command(subcommand)]
+    Room(RoomCommand),
     /// Plugins in the mods directory.
     #[command(subcommand)]
     Plugins(PluginsCommand),
@@ -207,6 +210,59 @@ pub enum UserCommand {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+    },
+    /// Make an account a server admin (`on`: may do everything in every room, and create rooms
+    /// when --room-creation is `admins`) or take that away (`off`).
+    Admin {
+        /// The account.
+        name: String,
+        /// `on` or `off`.
+        #[arg(value_enum)]
+        state: OnOff,
+    },
+}
+
+/// `on` / `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// Yes.
+    On,
+    /// No.
+    Off,
+}
+
+/// `gc-server room …`
+#[derive(Debug, Subcommand)]
+pub enum RoomCommand {
+    /// Create a room, owned by an existing account.
+    Add {
+        /// `#` and 1-32 of a-z 0-9 _ . -
+        #[arg(value_parser = parse_room)]
+        room: gc_protocol::Room,
+        /// The account that owns it.
+        #[arg(long, value_name = "USER")]
+        owner: String,
+        /// Invite only, and unlisted for others (default: anyone may join).
+        #[arg(long)]
+        private: bool,
+        /// Its topic.
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        topic: String,
+    },
+    /// Remove a room: its members and settings go; its messages are kept aside in
+    /// rooms/NAME.db.removed-TIME, out of every client's reach, and a notice in #general says so.
+    Remove {
+        /// The room (a direct conversation too, as @a+b).
+        #[arg(value_parser = parse_room)]
+        room: gc_protocol::Room,
+    },
+    /// List every room and direct conversation with its kind, members and topic.
+    List,
+    /// List a room's members and standings (owner, moderator, member, invited, banned; mutes).
+    Members {
+        /// The room.
+        #[arg(value_parser = parse_room)]
+        room: gc_protocol::Room,
     },
 }
 

@@ -61,6 +61,10 @@ pub fn run(command: Option<&Command>, config: Config) -> Result<i32, ServerError
             admin::tls_fingerprint(&config, &mut out)?;
             0
         }
+        Some(Command::Room(cmd)) => {
+            admin::room(cmd, &config, &mut out)?;
+            0
+        }
         Some(Command::Db(cmd)) => {
             if admin::db(cmd, &config, &mut out)? {
                 0

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use gc_server::admin::{self, PasswordSource};
-use gc_server::cli::{DbCommand, ExportFormat, UserCommand};
+use gc_server::cli::{DbCommand, ExportFormat, OnOff, RoomCommand, UserCommand};
 use gc_server::{Config, ServerError};
 
 /// Passwords handed out in order, as a terminal would.
@@ -217,4 +217,107 @@ fn tls_fingerprint_is_made_once_and_printed_the_same() {
     let err = print(None).unwrap_err();
     assert!(err.to_string().contains("chmod 600"), "{err}");
     assert_eq!(err.exit_code(), 1);
+}
+
+fn run_room(cmd: RoomCommand, config: &Config) -> Result<String, ServerError> {
+    let mut out = Vec::new();
+    admin::room(&cmd, config, &mut out)?;
+    Ok(String::from_utf8(out).expect("admin output is UTF-8"))
+}
+
+#[test]
+fn room_add_list_members_remove_and_user_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path());
+    let add_user = |name: &str| UserCommand::Add {
+        name: name.into(),
+        password_stdin: true,
+    };
+    run_user(add_user("alice"), &c, &mut passwords(&["pw"])).unwrap();
+    let room = |name: &str| gc_protocol::Room::new(name).unwrap();
+    let add = |name: &str, owner: &str| RoomCommand::Add {
+        room: room(name),
+        owner: owner.into(),
+        private: true,
+        topic: "plans; and more".into(),
+    };
+    assert_eq!(
+        run_room(add("#dev", "Alice"), &c).unwrap(),
+        "added #dev (private), owned by alice\n"
+    );
+    let err = run_room(add("#dev", "alice"), &c).unwrap_err();
+    assert!(err.to_string().contains("exists already"), "{err}");
+    let err = run_room(add("#ops", "nobody"), &c).unwrap_err();
+    assert!(err.to_string().contains("no account named nobody"), "{err}");
+    let err = run_room(add("#general", "alice"), &c).unwrap_err();
+    assert!(err.to_string().contains("#general"), "{err}");
+
+    let list = run_room(RoomCommand::List, &c).unwrap();
+    assert!(list.starts_with("#general\tpublic\t1 members"), "{list}");
+    assert!(
+        list.contains("#dev\tprivate\t1 members\tby alice at "),
+        "{list}"
+    );
+    let members = run_room(RoomCommand::Members { room: room("#dev") }, &c).unwrap();
+    assert_eq!(members, "alice\towner\n");
+
+    assert_eq!(
+        run_user(
+            UserCommand::Admin {
+                name: "ALICE".into(),
+                state: OnOff::On
+            },
+            &c,
+            &mut passwords(&[])
+        )
+        .unwrap(),
+        "alice is now a server admin\n"
+    );
+    let err = run_user(
+        UserCommand::Admin {
+            name: "nobody".into(),
+            state: OnOff::On,
+        },
+        &c,
+        &mut passwords(&[]),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no account"), "{err}");
+
+    // Removing a room keeps its messages aside and says so in #general, so ids go on upward.
+    {
+        let (store, _) =
+            gc_store::MessageStore::open(dir.path(), gc_store::StoreConfig::default()).unwrap();
+        let a = store
+            .append_in(
+                &room("#dev"),
+                &gc_protocol::Username::new("alice").unwrap(),
+                &gc_protocol::ClientMsgId::new("m1").unwrap(),
+                "secret",
+            )
+            .unwrap();
+        assert_eq!(a.id, 1);
+    }
+    let out = run_room(RoomCommand::Remove { room: room("#dev") }, &c).unwrap();
+    assert!(
+        out.starts_with("removed #dev; its messages are kept in "),
+        "{out}"
+    );
+    assert!(!dir.path().join("rooms/dev.db").exists());
+    let (store, _) =
+        gc_store::MessageStore::open(dir.path(), gc_store::StoreConfig::default()).unwrap();
+    let all = store.after(0, 10, u64::MAX).unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(
+        (all[0].id, all[0].body.as_str()),
+        (2, "the operator removed #dev")
+    );
+    // While the store is open (as a server holds it), changes are refused.
+    let err = run_room(RoomCommand::Remove { room: room("#ops") }, &c).unwrap_err();
+    assert!(err.to_string().contains("stop it first"), "{err}");
+    let err = run_room(add("#ops", "alice"), &c).unwrap_err();
+    assert!(err.to_string().contains("stop it first"), "{err}");
+    drop(store);
+    let list = run_room(RoomCommand::List, &c).unwrap();
+    assert!(!list.contains("#dev"), "{list}");
 }
