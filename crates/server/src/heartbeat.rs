@@ -178,10 +178,10 @@ impl Peer {
         }
         // Only the records of the rooms this session is shown (GC/1: #general). The store counts
         // line bytes; a `Rec` frame is at most twice what it counts (c16 doubles the body).
-        let visible = rooms::visible(shared, &session.user, session.rooms);
+        let visible = rooms::visible_from(shared, &session.user, session.rooms);
         let page = shared
             .store
-            .after_in(
+            .after_in_from(
                 from,
                 &visible,
                 MAX_BATCH_RECORDS,

@@ -95,7 +95,7 @@ fn serve(shared: &ServerState, session: &Session, mut conn: Conn) -> Option<(Arc
         }
         let idle_deadline = Instant::now() + shared.config.idle_timeout;
         out.clear();
-        let mut stored = 0;
+        let mut stored = Stored::default();
         let after = match conn.read_line_idle(idle_deadline, Some(shared.config.io_timeout)) {
             Ok(line) if line.starts_with(b"Msg ") => {
                 session.slot.set_busy();
@@ -141,9 +141,7 @@ fn serve(shared: &ServerState, session: &Session, mut conn: Conn) -> Option<(Arc
         // of them takes a while, and a sender pipelining a window waits for its replies. A
         // sender that does not read its replies can only delay its own messages this way, and
         // by at most a heartbeat interval (each cycle also looks at the store's newest id).
-        if stored > 0 {
-            shared.notifier.new_message(stored);
-        }
+        stored.announce(shared);
         if !written {
             break;
         }
@@ -155,6 +153,53 @@ fn serve(shared: &ServerState, session: &Session, mut conn: Conn) -> Option<(Arc
     }
     let _ = conn.get_ref().tcp().shutdown(Shutdown::Both);
     None
+}
+
+/// What a round of requests stored, to announce once the replies are written: the newest id,
+/// and the rooms it went to.
+#[derive(Debug, Default)]
+pub(crate) struct Stored {
+    newest: u64,
+    rooms: Vec<Room>,
+}
+
+impl Stored {
+    /// Record `id` was stored in `room`.
+    pub(crate) fn add(&mut self, id: u64, room: &Room) {
+        self.newest = self.newest.max(id);
+        if !self.rooms.contains(room) {
+            self.rooms.push(room.clone());
+        }
+    }
+
+    /// Wakes the heartbeat threads that have something new: everyone's for `#general`, else
+    /// only those of the rooms' members (with 50 rooms, a message wakes one fiftieth of the
+    /// sessions). The others see the new id at their next interval and find nothing for them.
+    fn announce(&mut self, shared: &ServerState) {
+        if self.newest == 0 {
+            return;
+        }
+        if self.rooms.iter().any(Room::is_general) {
+            shared.notifier.new_message(self.newest);
+        } else {
+            let mut sessions = Vec::new();
+            for room in &self.rooms {
+                for user in rooms::member_keys(shared, room) {
+                    sessions.extend(
+                        shared
+                            .registry
+                            .sessions_of(&user)
+                            .into_iter()
+                            .filter(|s| s.rooms),
+                    );
+                }
+            }
+            shared
+                .notifier
+                .new_message_for(self.newest, sessions.iter().map(|s| &*s.bell));
+        }
+        *self = Self::default();
+    }
 }
 
 /// A `Msg` not yet checked: its client-msg-id, raw body and room.
@@ -172,7 +217,7 @@ fn handle_msgs(
     from: Sender,
     lines: &[Vec<u8>],
     out: &mut Vec<u8>,
-    stored: &mut u64,
+    stored: &mut Stored,
 ) -> After {
     let mut after = After::Continue;
     let mut run: Option<(Arc<Session>, Vec<PendingMsg>)> = None;
@@ -228,7 +273,7 @@ fn handle(
     from: Sender,
     line: &[u8],
     out: &mut Vec<u8>,
-    stored: &mut u64,
+    stored: &mut Stored,
 ) -> After {
     let request = match SendRequest::parse(line) {
         Ok(r) => r,
@@ -326,7 +371,7 @@ fn store_msgs(
     session: &Session,
     msgs: Vec<PendingMsg>,
     out: &mut Vec<u8>,
-    stored: &mut u64,
+    stored: &mut Stored,
 ) {
     let user = &session.user;
     let mut replies: Vec<Option<SendReply>> = Vec::with_capacity(msgs.len());
@@ -346,12 +391,11 @@ fn store_msgs(
             .map(|(_, id, text, room)| (room, user, id, text.as_str()))
             .collect();
         let results = shared.store.append_many_in(&items);
-        let mut newest = 0;
-        for ((i, _, _, _), result) in to_store.iter().zip(results) {
+        for ((i, _, _, room), result) in to_store.iter().zip(results) {
             replies[*i] = Some(match result {
                 Ok(appended) => {
                     if !appended.duplicate {
-                        newest = newest.max(appended.id);
+                        stored.add(appended.id, room);
                     }
                     SendReply::Thx {
                         id: appended.id,
@@ -367,7 +411,6 @@ fn store_msgs(
                 }
             });
         }
-        *stored = (*stored).max(newest);
     }
     for reply in replies.into_iter().flatten() {
         reply.encode(out);

@@ -146,6 +146,16 @@ impl Notifier {
         }
     }
 
+    /// A message up to `id` is durable, of interest to the owners of `bells` only (the members
+    /// of its room): ring those. The others see the new id at their next interval.
+    pub fn new_message_for<'a>(&self, id: u64, bells: impl IntoIterator<Item = &'a Doorbell>) {
+        if self.newest_id.fetch_max(id, Ordering::AcqRel) < id {
+            for bell in bells {
+                bell.ring();
+            }
+        }
+    }
+
     /// The set of online users changed. Nobody is woken: the version goes out with each
     /// session's next interval ping (waking every heartbeat thread at every login would cost a
     /// round trip per online client per login).

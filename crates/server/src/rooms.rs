@@ -13,6 +13,7 @@ use gc_protocol::{
 use gc_store::{Standing, StoreError};
 
 use crate::config::RoomCreation;
+use crate::listener::Stored;
 use crate::state::{ServerState, Session};
 
 /// The rooms `user` is shown: every room they are a member of with GC/3, `#general` alone
@@ -27,6 +28,49 @@ pub(crate) fn visible(shared: &ServerState, user: &Username, gc3: bool) -> Vec<R
     } else {
         Vec::new()
     }
+}
+
+/// [`visible`] with each room's floor: the records above it are the session's (a room joined
+/// while this server runs: from the join on; what was said before is its history).
+pub(crate) fn visible_from(shared: &ServerState, user: &Username, gc3: bool) -> Vec<(Room, u64)> {
+    let rooms = visible(shared, user, gc3);
+    let joined = shared.joined.lock();
+    let key = user.key();
+    rooms
+        .into_iter()
+        .map(|room| {
+            let floor = joined
+                .get(&(room.clone(), key.clone()))
+                .copied()
+                .unwrap_or(0);
+            (room, floor)
+        })
+        .collect()
+}
+
+/// Notes that `user` joins `room` now.
+fn joins(shared: &ServerState, room: &Room, user: &Username) {
+    let now = shared.store.newest_id();
+    shared.joined.lock().insert((room.clone(), user.key()), now);
+}
+
+/// Notes that `user` left `room` (a later join sets a new floor).
+fn leaves(shared: &ServerState, room: &Room, user: &Username) {
+    shared.joined.lock().remove(&(room.clone(), user.key()));
+}
+
+/// The case-folded names of `room`'s members (not for `#general`, whose members are everyone).
+pub(crate) fn member_keys(shared: &ServerState, room: &Room) -> Vec<String> {
+    if let Some((a, b)) = room.direct_members() {
+        return vec![a.to_owned(), b.to_owned()];
+    }
+    shared
+        .rooms
+        .members(room)
+        .iter()
+        .filter(|m| m.standing.is_member())
+        .map(|m| m.username.key())
+        .collect()
 }
 
 /// How far someone's word goes in a room: server admins above owners above moderators above
@@ -281,7 +325,7 @@ pub(crate) fn handle(
     session: &Session,
     request: SendRequest,
     out: &mut Vec<u8>,
-    stored: &mut u64,
+    stored: &mut Stored,
 ) {
     if !session.rooms {
         SendReply::Err(ErrorFrame::new(
@@ -313,7 +357,7 @@ pub(crate) fn handle(
         Ok(Some((room, text))) => match notice(shared, &room, &text) {
             Ok(reply) => {
                 if let SendReply::Thx { id, .. } = reply {
-                    *stored = (*stored).max(id);
+                    stored.add(id, &room);
                 }
                 reply
             }
@@ -467,6 +511,7 @@ fn change(shared: &ServerState, session: &Session, request: SendRequest) -> Chec
                 .rooms
                 .remove_member(&room, &target)
                 .map_err(|e| internal(&e))?;
+            leaves(shared, &room, &target);
             Ok(Some((
                 room,
                 with_reason(format!("{target} was kicked by {me}"), &reason),
@@ -521,6 +566,7 @@ fn change(shared: &ServerState, session: &Session, request: SendRequest) -> Chec
                 return Ok(None);
             }
             set(shared, &room, &target, Standing::Banned)?;
+            leaves(shared, &room, &target);
             Ok(Some((
                 room,
                 with_reason(format!("{target} was banned by {me}"), &reason),
@@ -580,6 +626,7 @@ fn create(
             "you own {max} rooms, the most this server allows; remove or hand one over first"
         )));
     }
+    joins(shared, room, me);
     match shared
         .rooms
         .create(room, visibility, me, topic, Timestamp::now())
@@ -617,6 +664,7 @@ fn join(shared: &ServerState, session: &Session, room: &Room) -> Checked<Notice>
         )),
         Some(Standing::Banned) => Err(Refusal::forbidden(format!("you are banned from {room}"))),
         Some(Standing::Invited) => {
+            joins(shared, room, me);
             set(shared, room, me, Standing::Role(RoomRole::Member))?;
             Ok(Some((room.clone(), format!("{me} joined"))))
         }
@@ -628,6 +676,7 @@ fn join(shared: &ServerState, session: &Session, room: &Room) -> Checked<Notice>
             if private && !shared.rooms.is_admin(me) {
                 return Err(Refusal::no_room(room));
             }
+            joins(shared, room, me);
             set(shared, room, me, Standing::Role(RoomRole::Member))?;
             Ok(Some((room.clone(), format!("{me} joined"))))
         }
@@ -661,6 +710,7 @@ fn part(shared: &ServerState, session: &Session, room: &Room) -> Checked<Notice>
                 .rooms
                 .remove_member(room, me)
                 .map_err(|e| internal(&e))?;
+            leaves(shared, room, me);
             Ok(Some((room.clone(), format!("{me} left"))))
         }
         _ => Err(Refusal::forbidden(format!("you are not in {room}"))),

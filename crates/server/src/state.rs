@@ -12,7 +12,7 @@ use gc_net::tls::{PeerCheck, Stream, TlsConfig, starts_with_tls};
 use gc_net::{Conn, Connector, KeptConn, Registration, Reuse, Timeouts, Unblocker};
 use gc_plugin::Plugins;
 use gc_protocol::{
-    CallbackPorts, ErrorCode, ErrorFrame, Fingerprint, Frame, SessionToken, Username,
+    CallbackPorts, ErrorCode, ErrorFrame, Fingerprint, Frame, Room, SessionToken, Username,
 };
 use gc_store::{Accounts, MessageStore, Rooms};
 use parking_lot::{Condvar, Mutex};
@@ -39,6 +39,9 @@ pub struct ServerState {
     pub accounts: Accounts,
     /// Rooms, their members and the server admins (GC/3).
     pub rooms: Rooms,
+    /// Where members joined their rooms while this server runs: (room, user key) → the newest
+    /// id when they joined. Their sessions are delivered that room's records above it only.
+    pub joined: Mutex<HashMap<(Room, String), u64>>,
     /// Live sessions and presence.
     pub registry: Registry,
     /// Wakes heartbeat threads on new messages, presence changes and shutdown.
@@ -89,6 +92,7 @@ impl ServerState {
             store,
             accounts,
             rooms,
+            joined: Mutex::new(HashMap::new()),
             registry: Registry::default(),
             conn_threads: ThreadGroup::default(),
             session_threads: ThreadGroup::default(),
@@ -452,6 +456,8 @@ pub struct Registry {
 struct RegistryInner {
     by_token: HashMap<String, Arc<Session>>,
     by_ip: HashMap<IpAddr, Vec<Arc<Session>>>,
+    /// Sessions by case-folded user name (to wake only the members of a room).
+    by_user: HashMap<String, Vec<Arc<Session>>>,
     /// Online users by case-folded name: display name and number of sessions.
     online: BTreeMap<String, (Username, usize)>,
     presence_version: u64,
@@ -515,6 +521,10 @@ impl Registry {
             .entry(session.ip)
             .or_default()
             .push(Arc::clone(&session));
+        r.by_user
+            .entry(session.user.key())
+            .or_default()
+            .push(Arc::clone(&session));
         let entry = r
             .online
             .entry(session.user.key())
@@ -543,6 +553,12 @@ impl Registry {
             }
         }
         let key = session.user.key();
+        if let Some(list) = r.by_user.get_mut(&key) {
+            list.retain(|s| s.id != session.id);
+            if list.is_empty() {
+                r.by_user.remove(&key);
+            }
+        }
         let gone = match r.online.get_mut(&key) {
             Some(entry) => {
                 entry.1 -= 1;
@@ -582,6 +598,16 @@ impl Registry {
             return Some(Arc::clone(idle.1));
         }
         sessions.iter().min_by_key(|s| s.slot.queued()).cloned()
+    }
+
+    /// The live sessions of the user whose case-folded name is `key`.
+    pub fn sessions_of(&self, key: &str) -> Vec<Arc<Session>> {
+        self.inner
+            .lock()
+            .by_user
+            .get(key)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// A change of who is in which room: clients are told through the presence version, as for a

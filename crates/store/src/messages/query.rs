@@ -185,7 +185,7 @@ impl Published {
     fn after_positions(
         &self,
         id: u64,
-        rooms: Option<&[Room]>,
+        rooms: Option<&[(Room, u64)]>,
         max_records: usize,
         max_bytes: u64,
     ) -> (Vec<usize>, bool) {
@@ -223,10 +223,10 @@ impl Published {
                 // (and a binary search per room), however many other rooms there are.
                 let mut heads: Vec<&[usize]> = rooms
                     .iter()
-                    .filter_map(|r| self.number(r))
-                    .map(|n| {
+                    .filter_map(|(r, floor)| Some((self.number(r)?, id.max(*floor))))
+                    .map(|(n, from)| {
                         let list = &self.rooms[n as usize].positions;
-                        let start = list.partition_point(|&p| self.index[p].id <= id);
+                        let start = list.partition_point(|&p| self.index[p].id <= from);
                         &list[start..]
                     })
                     .collect();
@@ -342,7 +342,11 @@ impl MessageStore {
     /// `max_bytes = MAX_BATCH_BYTES / 2` keeps a delivery batch within the protocol's limit.
     /// `max_records == 0` returns nothing.
     pub fn after(&self, id: u64, max_records: usize, max_bytes: u64) -> Result<Vec<Record>> {
-        self.after_where(id, None, max_records, max_bytes)
+        let p = self.published.read();
+        let (positions, _) = p.after_positions(id, None, max_records, max_bytes);
+        let plan = p.plan(&positions);
+        drop(p);
+        plan.run()
     }
 
     /// [`MessageStore::after`] for the records of `rooms` only: what one session may see. The
@@ -353,6 +357,19 @@ impl MessageStore {
         &self,
         id: u64,
         rooms: &[Room],
+        max_records: usize,
+        max_bytes: u64,
+    ) -> Result<Page> {
+        let rooms: Vec<(Room, u64)> = rooms.iter().map(|r| (r.clone(), 0)).collect();
+        self.after_in_from(id, &rooms, max_records, max_bytes)
+    }
+
+    /// [`MessageStore::after_in`] with a floor per room: of each `(room, floor)`, only records
+    /// with ids above `floor` too (what a member is owed of a room they joined at `floor`).
+    pub fn after_in_from(
+        &self,
+        id: u64,
+        rooms: &[(Room, u64)],
         max_records: usize,
         max_bytes: u64,
     ) -> Result<Page> {
@@ -368,20 +385,6 @@ impl MessageStore {
             records: plan.run()?,
             through,
         })
-    }
-
-    fn after_where(
-        &self,
-        id: u64,
-        rooms: Option<&[Room]>,
-        max_records: usize,
-        max_bytes: u64,
-    ) -> Result<Vec<Record>> {
-        let p = self.published.read();
-        let (positions, _) = p.after_positions(id, rooms, max_records, max_bytes);
-        let plan = p.plan(&positions);
-        drop(p);
-        plan.run()
     }
 
     /// The newest `limit` records of every room with id < `id` (`id == 0`: the newest
