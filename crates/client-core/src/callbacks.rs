@@ -481,15 +481,20 @@ fn serve_delivery(shared: &ClientState, conn: &mut Conn) {
 /// Takes a whole batch: new records (above the cursor) go to the cache and to the UI, in order,
 /// each id once. Returns the cursor for `Thx`.
 pub(crate) fn deliver(shared: &ClientState, records: Vec<Record>) -> u64 {
-    let (cursor, error) = {
+    let (cursor, error, arrived) = {
         let mut store = shared.records();
         let (new, error) = store.accept_delivery(records);
-        if !new.is_empty() {
+        let arrived = !new.is_empty();
+        if arrived {
             // Emitted under the store lock, so concurrent batches come out in id order.
             shared.emit(Event::Records(shared.for_display(new)));
         }
-        (store.cursor(), error)
+        (store.cursor(), error, arrived)
     };
+    if arrived {
+        // Before the `Thx`: the server's next `Ping` comes after it.
+        shared.ctl().records_arrived();
+    }
     if let Some(text) = error {
         shared.notice(NoticeLevel::Warning, text);
     }

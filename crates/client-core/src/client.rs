@@ -6,7 +6,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use gc_plugin::{Outcome, Plugins};
-use gc_protocol::{CallbackPorts, ClientMsgId, Record, Username};
+use gc_protocol::{CallbackPorts, ClientMsgId, Record, Room, RoomRole, Username, Visibility};
 
 use crate::callbacks::{CallbackServer, Listeners};
 use crate::config::ClientConfig;
@@ -16,6 +16,7 @@ use crate::error::ClientError;
 use crate::event::{ConnState, Event, NoticeLevel, Status};
 use crate::outbox::PendingMessage;
 use crate::records::RecordStore;
+use crate::rooms::RoomRequest;
 use crate::state::{ClientState, ClientTlsState, EventSink};
 use crate::trust::ClientTls;
 
@@ -67,18 +68,19 @@ impl Client {
         let (listeners, ports) = Listeners::bind(&config)?;
         let records = match &config.cache_path {
             Some(path) => {
-                let (store, report) = RecordStore::open(path)?;
-                if report.torn_tail.is_some() || !report.moved_aside.is_empty() {
+                let (store, summary) = RecordStore::open(path)?;
+                for damaged in &summary.damaged {
                     tracing::warn!(
                         "the cache {} had damaged lines; they were moved to {}.corrupt",
-                        path.display(),
-                        path.display()
+                        damaged.display(),
+                        damaged.display()
                     );
                 }
                 tracing::info!(
-                    "cache {}: {} records, cursor {}",
+                    "cache {}: {} records in {} room(s), cursor {}",
                     path.display(),
-                    report.records,
+                    summary.records,
+                    summary.rooms + 1,
                     store.cursor()
                 );
                 store
@@ -142,11 +144,26 @@ impl Client {
         &self.shared.username
     }
 
-    /// Queues a message and returns its id (the same id is used for every resend, so the server
-    /// stores it once). The plugins' `on_message_send` may rewrite or block it first; then it is
-    /// checked: not empty, no NUL, at most the configured size.
+    /// Queues a message for `#general` and returns its id: [`Client::send_to`] `#general`.
     pub fn send(&self, text: impl Into<String>) -> Result<ClientMsgId, ClientError> {
-        let text = match self.shared.plugins.message_send(&text.into()) {
+        self.send_to(Room::general(), text)
+    }
+
+    /// Queues a message for `room` (a room, or a direct conversation: see
+    /// [`Client::direct_room`]) and returns its id (the same id is used for every resend, into
+    /// the same room, so the server stores it once). The plugins' `on_message_send` may rewrite
+    /// or block it first; then it is checked: not empty, no NUL, at most the configured size.
+    /// A room other than `#general` on a server known to serve none is refused
+    /// ([`ClientError::NoRooms`]); one queued before the server's version was known is given up
+    /// with [`crate::Event::Rejected`] (`version`) if the session turns out to have no rooms.
+    /// The server's refusals (not in the room, muted, banned, no such room) arrive as
+    /// [`crate::Event::Rejected`] with its text.
+    pub fn send_to(&self, room: Room, text: impl Into<String>) -> Result<ClientMsgId, ClientError> {
+        let text = match self
+            .shared
+            .plugins
+            .message_send(room.as_str(), &text.into())
+        {
             Outcome::Deliver(text) => text,
             Outcome::Block { plugin, reason } => {
                 return Err(ClientError::Blocked { plugin, reason });
@@ -154,20 +171,186 @@ impl Client {
         };
         validate_message(&text, self.shared.config.max_message_bytes)?;
         let id = ClientMsgId::random().map_err(|_| ClientError::Random)?;
-        self.shared.ctl().queue_message(id.clone(), text)?;
+        self.shared.ctl().queue_message(id.clone(), room, text)?;
         self.shared.notify();
         Ok(id)
     }
 
-    /// Asks for up to `limit` (at most 1000) records older than `before_id` (0: the newest held
-    /// ones and older). The answer comes as [`Event::History`] once logged in.
-    pub fn history(&self, before_id: u64, limit: u32) -> Result<(), ClientError> {
-        self.command(Command::History { before_id, limit })
+    /// The direct conversation between this account and `user` (`/msg user text` is
+    /// `send_to(direct_room(user)?, text)`); an error for this account itself.
+    pub fn direct_room(&self, user: &Username) -> Result<Room, ClientError> {
+        Room::direct(&self.shared.username, user).map_err(|_| {
+            ClientError::InvalidRequest(format!(
+                "{user} is this account: a direct conversation is between two accounts"
+            ))
+        })
     }
 
-    /// Asks who is online. The answer comes as [`Event::Presence`] once logged in.
+    /// Asks for up to `limit` (at most 1000) records of `#general` older than `before_id` (0:
+    /// the newest held ones and older): [`Client::history_in`] `#general`.
+    pub fn history(&self, before_id: u64, limit: u32) -> Result<(), ClientError> {
+        self.history_in(Room::general(), before_id, limit)
+    }
+
+    /// Asks for up to `limit` (at most 1000) records of `room` older than `before_id` (0: the
+    /// newest held ones and older; never above the cursor: newer ones come by delivery). The
+    /// answer comes as [`crate::Event::History`] once logged in; records at or below the cursor
+    /// go to the room's cache. A front end asks this when it opens a room it has just joined
+    /// (what was said before the join is history, not delivered).
+    pub fn history_in(&self, room: Room, before_id: u64, limit: u32) -> Result<(), ClientError> {
+        self.command(Command::History {
+            room,
+            before_id,
+            limit,
+        })
+    }
+
+    /// Asks who is online. The answer comes as [`crate::Event::Presence`] once logged in.
     pub fn who(&self) -> Result<(), ClientError> {
-        self.command(Command::Who)
+        self.command(Command::Who { room: None })
+    }
+
+    /// Asks which members of `room` are online. The answer comes as
+    /// [`crate::Event::RoomPresence`] once logged in.
+    pub fn who_in(&self, room: Room) -> Result<(), ClientError> {
+        self.command(Command::Who { room: Some(room) })
+    }
+
+    /// Asks again which members of these rooms are online whenever presence changes (a login,
+    /// a logout, someone joining or leaving a room), as [`crate::Event::RoomPresence`]: the
+    /// rooms a front end shows. Replaces the rooms given before; `#general` is always followed
+    /// ([`crate::Event::Presence`]).
+    pub fn watch_presence(&self, rooms: Vec<Room>) {
+        self.shared.ctl().watch(rooms);
+    }
+
+    /// Asks for the list of rooms: this account's rooms and direct conversations, the public
+    /// rooms, and those it is invited to. The answer comes as [`crate::Event::RoomList`].
+    pub fn rooms(&self) -> Result<(), ClientError> {
+        self.command(Command::Rooms)
+    }
+
+    /// Asks the server for a room request (the methods below are shorthands). It is checked
+    /// first ([`RoomRequest::check`]); the answer comes as [`crate::Event::RoomDone`] or
+    /// [`crate::Event::Refused`] (with the server's code and text: `no-room`, `forbidden`,
+    /// `exists`, `unknown-user`, `rate-limited`, …). On a server known to serve no rooms:
+    /// [`ClientError::NoRooms`].
+    pub fn room_request(&self, request: RoomRequest) -> Result<(), ClientError> {
+        request.check()?;
+        self.command(Command::Room(request))
+    }
+
+    /// Creates `room`, public or private, with `topic` (empty: none); this account owns it.
+    pub fn create(
+        &self,
+        room: Room,
+        visibility: Visibility,
+        topic: impl Into<String>,
+    ) -> Result<(), ClientError> {
+        self.room_request(RoomRequest::Create {
+            room,
+            visibility,
+            topic: topic.into(),
+        })
+    }
+
+    /// Joins a public room, or a private one this account is invited to. Its records are
+    /// delivered from now on; what was said before is [`Client::history_in`].
+    pub fn join(&self, room: Room) -> Result<(), ClientError> {
+        self.room_request(RoomRequest::Join { room })
+    }
+
+    /// Leaves `room` (never `#general`).
+    pub fn part(&self, room: Room) -> Result<(), ClientError> {
+        self.room_request(RoomRequest::Part { room })
+    }
+
+    /// Invites `user` into `room` (moderators and owners).
+    pub fn invite(&self, room: Room, user: Username) -> Result<(), ClientError> {
+        self.room_request(RoomRequest::Invite {
+            room,
+            username: user,
+        })
+    }
+
+    /// Sets `room`'s topic (owners); empty clears it.
+    pub fn topic(&self, room: Room, topic: impl Into<String>) -> Result<(), ClientError> {
+        self.room_request(RoomRequest::Topic {
+            room,
+            topic: topic.into(),
+        })
+    }
+
+    /// Makes `room` public or private (owners).
+    pub fn privacy(&self, room: Room, visibility: Visibility) -> Result<(), ClientError> {
+        self.room_request(RoomRequest::Privacy { room, visibility })
+    }
+
+    /// Gives `user` a role in `room` (owners).
+    pub fn role(&self, room: Room, user: Username, role: RoomRole) -> Result<(), ClientError> {
+        self.room_request(RoomRequest::Role {
+            room,
+            username: user,
+            role,
+        })
+    }
+
+    /// Puts `user` out of `room` (moderators and owners, on lower ranks); `reason` may be empty.
+    pub fn kick(
+        &self,
+        room: Room,
+        user: Username,
+        reason: impl Into<String>,
+    ) -> Result<(), ClientError> {
+        self.room_request(RoomRequest::Kick {
+            room,
+            username: user,
+            reason: reason.into(),
+        })
+    }
+
+    /// Keeps `user` from posting in `room` for `seconds` (at most a year); `0` lifts the mute.
+    pub fn mute(
+        &self,
+        room: Room,
+        user: Username,
+        seconds: u32,
+        reason: impl Into<String>,
+    ) -> Result<(), ClientError> {
+        self.room_request(RoomRequest::Mute {
+            room,
+            username: user,
+            seconds,
+            reason: reason.into(),
+        })
+    }
+
+    /// Puts `user` out of `room` and keeps them out.
+    pub fn ban(
+        &self,
+        room: Room,
+        user: Username,
+        reason: impl Into<String>,
+    ) -> Result<(), ClientError> {
+        self.room_request(RoomRequest::Ban {
+            room,
+            username: user,
+            reason: reason.into(),
+        })
+    }
+
+    /// Lifts `user`'s ban from `room`.
+    pub fn unban(&self, room: Room, user: Username) -> Result<(), ClientError> {
+        self.room_request(RoomRequest::Unban {
+            room,
+            username: user,
+        })
+    }
+
+    /// Whether the server serves rooms (GC/3): `None` until the first version check answered
+    /// (then [`crate::Event::Version`] says so too).
+    pub fn rooms_available(&self) -> Option<bool> {
+        self.shared.ctl().rooms()
     }
 
     fn command(&self, command: Command) -> Result<(), ClientError> {
@@ -197,11 +380,22 @@ impl Client {
         self.shared.status()
     }
 
-    /// Records already held (from the cache), newest `limit` below `before_id` (0: the newest),
-    /// ascending: scrollback without asking the server.
+    /// `#general`'s records already held: [`Client::cached_in`] `#general`.
     pub fn cached(&self, before_id: u64, limit: usize) -> Vec<Record> {
-        let records = self.shared.records().before(before_id, limit);
+        self.cached_in(&Room::general(), before_id, limit)
+    }
+
+    /// `room`'s records already held (from the cache), newest `limit` below `before_id` (0: the
+    /// newest), ascending: scrollback without asking the server.
+    pub fn cached_in(&self, room: &Room, before_id: u64, limit: usize) -> Vec<Record> {
+        let records = self.shared.records().before(room, before_id, limit);
         self.shared.for_display(records)
+    }
+
+    /// The rooms of which records are held, `#general` first: what a room list can show before
+    /// the server answers [`Client::rooms`].
+    pub fn cached_rooms(&self) -> Vec<Room> {
+        self.shared.records().rooms()
     }
 
     /// Highest record id the server acknowledged for this client's messages (0: none).

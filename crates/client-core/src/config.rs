@@ -182,6 +182,10 @@ pub struct ClientConfig {
     /// Plain GC/1, or TLS (GC/2) to the server with the pinned certificate. [`ClientConfig::new`]
     /// starts plain: a pin cannot be guessed; front ends choose it (see [`crate::trust`]).
     pub tls: ClientTls,
+    /// Ask for rooms (GC/3) first, falling back to the transport's old version when the server
+    /// is older (the default); `false` speaks GC/1 (GC/2 over TLS) only: a session shown
+    /// `#general` alone, for a front end that shows no rooms.
+    pub rooms: bool,
 }
 
 impl ClientConfig {
@@ -208,6 +212,7 @@ impl ClientConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             mods_dir: None,
             tls: ClientTls::Off,
+            rooms: true,
         }
     }
 

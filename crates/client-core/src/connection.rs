@@ -1,7 +1,14 @@
 //! The connection thread: signs in (DISCONNECTED → CONNECTING → CONNECTED → AUTHENTICATING →
 //! AUTHENTICATED → ACTIVE) through the protocol's sign-in machine, reconnects with backoff, and
-//! carries every exchange on the server's sending port (outbox, `History`, `Who`, `Bye`) over one
-//! kept connection. What to do next while active is [`Control::next_work`]'s decision.
+//! carries every exchange on the server's sending port (outbox, `History`, `Who`, `Rooms`, the
+//! room requests, `Bye`) over one kept connection. What to do next while active is
+//! [`Control::next_work`]'s decision.
+//!
+//! Versions: the client asks `Ping GC/3` (rooms) first on either transport. A server that
+//! answers `Err version` is an older one: the client asks again on a fresh connection with the
+//! transport's old version (`GC/2` over TLS, `GC/1` plain) and logs in without rooms. Any other
+//! answer than `Pong GC/3` or `Err version` is refused, as a `Pong` of another version always was
+//! ([`first_answer`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -12,16 +19,17 @@ use gc_protocol::limits::MAX_HISTORY_LIMIT;
 use gc_protocol::scram::Binding;
 use gc_protocol::signin::{self, Channel, ServerHello, SignInError, SignedIn};
 use gc_protocol::{
-    ClientMsgId, ErrorCode, ErrorFrame, Frame, Record, Registration, SendReply, SendRequest,
-    SessionToken, VERSION, VERSION_TLS,
+    ErrorCode, ErrorFrame, Frame, Record, Registration, Room, SendReply, SendRequest, SessionToken,
+    VERSION, VERSION_ROOMS, VERSION_TLS,
 };
 
 use crate::backoff::Backoff;
 use crate::control::{Command, Next, Work};
 use crate::error::{ClientError, PinMismatch, error_chain};
-use crate::event::{Event, NoticeLevel};
+use crate::event::{Event, NoticeLevel, Refusal, Rejection};
 use crate::net;
-use crate::outbox::{MAX_PIPELINE, MsgReply, ReplyEffect};
+use crate::outbox::{MAX_PIPELINE, MsgReply, PendingMessage, ReplyEffect};
+use crate::rooms::{NO_ROOMS, RoomInfo, RoomRequest, wire_room};
 use crate::state::ClientState;
 use crate::trust::ServerPin;
 
@@ -39,6 +47,8 @@ const SEND_FRESH_ATTEMPTS: u32 = 2;
 struct LiveSession {
     token: SessionToken,
     heartbeat: Duration,
+    /// A GC/3 session: it may name rooms.
+    rooms: bool,
 }
 
 /// How an active session ended.
@@ -250,7 +260,18 @@ fn sign_in(
     let ips = net::resolve(&config.server, config.server_ports.connect, config.bind_ip)?;
     let (checked, early) =
         with_auth_opening(shared, ips.first().copied(), || version_check(shared, &ips));
-    let (server_ip, hello) = checked?;
+    let (server_ip, hello, version) = checked?;
+    let rooms = version == VERSION_ROOMS;
+    {
+        let mut ctl = shared.ctl();
+        let change = ctl.agree_version(version, rooms);
+        if change.changed {
+            shared.emit(Event::Version { version, rooms });
+        }
+        if change.first_without_rooms && config.rooms {
+            shared.notice(NoticeLevel::Info, NO_ROOMS);
+        }
+    }
     let registration = hello.registration;
     shared.transition(|c| c.connected(hello))?;
     let auth_addr = SocketAddr::new(server_ip, config.server_ports.auth);
@@ -267,7 +288,7 @@ fn sign_in(
         register(shared, &mut auth, registration)?;
         *registered = true;
     }
-    let signed_in = authenticate(shared, &mut auth)?;
+    let signed_in = authenticate(shared, &mut auth, rooms)?;
     link.set_addr(SocketAddr::new(server_ip, config.server_ports.send));
     Ok(signed_in)
 }
@@ -315,38 +336,93 @@ pub(crate) fn connect_error(
     net_error(pin, port, port, e)
 }
 
-/// `Ping GC/1` → `Pong` (`GC/2` over TLS) on the first address that answers.
+/// What the answer to `Ping GC/3` means.
+#[derive(Debug)]
+pub(crate) enum FirstAnswer {
+    /// `Pong GC/3`: the server serves rooms.
+    Rooms(ServerHello),
+    /// `Err version`: an older server. Ask again, on a fresh connection, with the transport's
+    /// old version, and work without rooms. Over TLS the answer is authenticated (the pinned
+    /// certificate), so this is no downgrade an attacker can cause.
+    Older(ErrorFrame),
+    /// Anything else, as any failed version check: a connection failure (try the next address,
+    /// or later), or a refusal or a `Pong` of another version than asked (refused for good, as
+    /// a downgrade would be).
+    Failed(SignInError),
+}
+
+/// Sorts out the answer to `Ping GC/3` (see [`FirstAnswer`]).
+pub(crate) fn first_answer(answer: Result<ServerHello, SignInError>) -> FirstAnswer {
+    match answer {
+        Ok(hello) => FirstAnswer::Rooms(hello),
+        Err(SignInError::Refused { error, .. }) if error.code == ErrorCode::Version => {
+            FirstAnswer::Older(error)
+        }
+        Err(e) => FirstAnswer::Failed(e),
+    }
+}
+
+/// The transport's version without rooms: `GC/2` over TLS, `GC/1` plain.
+fn old_version(shared: &ClientState) -> &'static str {
+    if shared.tls.is_some() {
+        VERSION_TLS
+    } else {
+        VERSION
+    }
+}
+
+/// The version check on the first address that answers: `Ping GC/3`, and after `Err version`
+/// `Ping GC/2` (`GC/1` plain) on a fresh connection (see [`first_answer`]); only the latter when
+/// the configuration asks for no rooms. Returns the address, the server's hello and the version
+/// agreed.
 fn version_check(
     shared: &ClientState,
     ips: &[IpAddr],
-) -> Result<(IpAddr, ServerHello), ClientError> {
+) -> Result<(IpAddr, ServerHello, &'static str), ClientError> {
     let port = shared.config.server_ports.connect;
+    let old = old_version(shared);
+    let first = if shared.config.rooms {
+        VERSION_ROOMS
+    } else {
+        old
+    };
     let mut last_error = None;
     for &ip in ips {
         let addr = SocketAddr::new(ip, port);
-        let opened = shared
-            .connector
-            .open(addr, shared.server_check(), &shared.sockets);
-        let (mut conn, _registered) = match opened {
-            Ok(opened) => opened,
+        let mut answer = match ask_version(shared, addr, first) {
+            Ok(answer) => answer,
+            Err(e) if e.is_fatal() => return Err(e),
             Err(e) => {
-                let e = connect_error(pin(shared), "the server's connect port", e);
-                if e.is_fatal() {
-                    return Err(e);
-                }
                 last_error = Some(e);
                 continue;
             }
         };
-        let version = if shared.tls.is_some() {
-            VERSION_TLS
-        } else {
-            VERSION
-        };
-        match signin::version_check(&mut conn, version, shared.config.io_timeout) {
+        let mut agreed = first;
+        if first == VERSION_ROOMS {
+            match first_answer(answer) {
+                FirstAnswer::Rooms(hello) => answer = Ok(hello),
+                FirstAnswer::Older(refusal) => {
+                    tracing::info!(
+                        "{addr} does not speak {VERSION_ROOMS} ({}); asking for {old}",
+                        refusal.text
+                    );
+                    agreed = old;
+                    answer = match ask_version(shared, addr, old) {
+                        Ok(answer) => answer,
+                        Err(e) if e.is_fatal() => return Err(e),
+                        Err(e) => {
+                            last_error = Some(e);
+                            continue;
+                        }
+                    };
+                }
+                FirstAnswer::Failed(e) => answer = Err(e),
+            }
+        }
+        match answer {
             Ok(hello) => {
-                tracing::info!("connected to {:?} at {addr}", hello.name);
-                return Ok((ip, hello));
+                tracing::info!("connected to {:?} at {addr} ({agreed})", hello.name);
+                return Ok((ip, hello, agreed));
             }
             Err(e @ SignInError::Wire { .. }) => last_error = Some(e.into()),
             Err(e) => return Err(e.into()),
@@ -356,6 +432,24 @@ fn version_check(
         server: shared.config.server.clone(),
         detail: "no addresses".into(),
     }))
+}
+
+/// `Ping <version>` on a fresh connection to the server's connect port at `addr`: the answer,
+/// or why the connection could not be opened.
+fn ask_version(
+    shared: &ClientState,
+    addr: SocketAddr,
+    version: &'static str,
+) -> Result<Result<ServerHello, SignInError>, ClientError> {
+    let (mut conn, _registered) = shared
+        .connector
+        .open(addr, shared.server_check(), &shared.sockets)
+        .map_err(|e| connect_error(pin(shared), "the server's connect port", e))?;
+    Ok(signin::version_check(
+        &mut conn,
+        version,
+        shared.config.io_timeout,
+    ))
 }
 
 /// `Register` with a verifier derived here: the password never leaves the client.
@@ -389,8 +483,13 @@ fn register(
 }
 
 /// SCRAM: `AuthRequest` → `Auth1` → `Proof`, while the auth callback checks the server's
-/// signature and takes the token; then `Ok`.
-fn authenticate(shared: &ClientState, auth: &mut Conn) -> Result<LiveSession, ClientError> {
+/// signature and takes the token; then `Ok`. `rooms`: a GC/3 session (the server answered
+/// `Pong GC/3`).
+fn authenticate(
+    shared: &ClientState,
+    auth: &mut Conn,
+    rooms: bool,
+) -> Result<LiveSession, ClientError> {
     let config = &shared.config;
     shared.transition(|c| c.authenticating())?;
     let channel = match &shared.tls {
@@ -412,7 +511,7 @@ fn authenticate(shared: &ClientState, auth: &mut Conn) -> Result<LiveSession, Cl
         &shared.username,
         shared.ports,
         &channel,
-        false, // a GC/1 session: this client does not show rooms yet
+        rooms,
         config.io_timeout,
     )?;
     let proof = challenge.prove(config.password.expose(), config.min_scram_iterations)?;
@@ -430,16 +529,22 @@ fn authenticate(shared: &ClientState, auth: &mut Conn) -> Result<LiveSession, Cl
         shared.ctl().callback_outcome()
     })?;
     let heartbeat = Duration::from_millis(u64::from(heartbeat_ms.max(1)));
-    activate(shared, heartbeat, latest_id, cursor_at_login)?;
-    Ok(LiveSession { token, heartbeat })
+    activate(shared, heartbeat, latest_id, cursor_at_login, rooms)?;
+    Ok(LiveSession {
+        token,
+        heartbeat,
+        rooms,
+    })
 }
 
-/// After `Ok`: checks the cursor against the server's newest id, and goes ACTIVE.
+/// After `Ok`: checks the cursor against the server's newest id, gives up the outbox's messages
+/// for rooms when the session has none, and goes ACTIVE.
 fn activate(
     shared: &ClientState,
     heartbeat: Duration,
     latest_id: u64,
     cursor_at_login: u64,
+    rooms: bool,
 ) -> Result<(), ClientError> {
     let reset = shared
         .records()
@@ -461,6 +566,23 @@ fn activate(
             text.push_str(e);
         }
         shared.notice(NoticeLevel::Warning, text);
+    }
+    if !rooms {
+        // Queued before the client knew, or before the server was replaced by an older one.
+        let mut ctl = shared.ctl();
+        for m in ctl.outbox.take_rooms() {
+            tracing::warn!(
+                "message {} to {} not sent: {NO_ROOMS}",
+                m.client_msg_id,
+                m.room
+            );
+            shared.emit(Event::Rejected(Rejection {
+                client_msg_id: m.client_msg_id,
+                room: m.room,
+                code: ErrorCode::Version,
+                text: NO_ROOMS.into(),
+            }));
+        }
     }
     shared.transition(|c| c.activate(heartbeat, latest_id, Instant::now()))?;
     let server = shared
@@ -513,10 +635,8 @@ fn run_active(shared: &ClientState, link: &mut KeptConn, session: &LiveSession) 
                 link.close();
                 Ok(())
             }
-            Work::Command(Command::Who) | Work::Who => who(shared, link, session),
-            Work::Command(Command::History { before_id, limit }) => {
-                history(shared, link, session, before_id, limit)
-            }
+            Work::Who => run_command(shared, link, session, Command::Who { room: None }),
+            Work::Command(command) => run_command(shared, link, session, command),
             Work::Send(batch) => send_batch(shared, link, session, &batch),
         };
         if let Err(end) = step {
@@ -530,18 +650,18 @@ fn send_batch(
     shared: &ClientState,
     link: &mut KeptConn,
     session: &LiveSession,
-    batch: &[(ClientMsgId, String)],
+    batch: &[PendingMessage],
 ) -> Result<(), End> {
     if batch.is_empty() {
         return Ok(());
     }
     let mut request = Vec::with_capacity(batch.len() * 64);
-    for (id, text) in batch {
+    for m in batch {
         SendRequest::Msg {
             token: session.token.clone(),
-            client_msg_id: id.clone(),
-            body: text.as_bytes().to_vec(),
-            room: None,
+            client_msg_id: m.client_msg_id.clone(),
+            body: m.text.as_bytes().to_vec(),
+            room: wire_room(&m.room),
         }
         .encode(&mut request);
     }
@@ -563,7 +683,8 @@ fn send_batch(
         let now = Instant::now();
         let mut ctl = shared.ctl();
         let mut rate_limited = false;
-        for ((id, _), reply) in batch.iter().zip(replies) {
+        for (m, reply) in batch.iter().zip(replies) {
+            let id = &m.client_msg_id;
             let reply = match reply {
                 SendReply::Thx { id: rid, timestamp } => MsgReply::Thx { id: rid, timestamp },
                 SendReply::Err(e) => MsgReply::Err(e),
@@ -635,111 +756,254 @@ fn send_batch(
     end.map_or(Ok(()), Err)
 }
 
-/// `Who` → `Online`: a presence event.
-fn who(shared: &ClientState, link: &mut KeptConn, session: &LiveSession) -> Result<(), End> {
-    let mut request = Vec::new();
-    SendRequest::Who {
-        token: session.token.clone(),
-        room: None,
+/// How a request on the sending port was answered.
+#[derive(Debug)]
+enum Answer {
+    /// As asked: its event is out.
+    Done,
+    /// `Err`.
+    Refused(ErrorFrame),
+    /// A frame the request does not allow (described).
+    Unexpected(String),
+}
+
+/// Carries out a queued request and reports its answer: an event of its own, or
+/// [`Event::Refused`]. A request needing rooms on a session without them is refused here
+/// (`version`) and never sent. One the session ended under (`Err session`, a failed connection)
+/// goes first in line for the next session.
+fn run_command(
+    shared: &ClientState,
+    link: &mut KeptConn,
+    session: &LiveSession,
+    command: Command,
+) -> Result<(), End> {
+    if command.needs_rooms() && !session.rooms {
+        refused(shared, command, Some(ErrorCode::Version), NO_ROOMS.into());
+        return Ok(());
     }
-    .encode(&mut request);
-    let reply = link
-        .exchange::<SendReply>(&request)
-        .map_err(|e| End::Failed(link_error(shared, "`Who`", e)))?;
-    match reply {
+    let (what, answer) = match &command {
+        Command::Who { room } => ("`Who`", who(shared, link, session, room.as_ref())),
+        Command::History {
+            room,
+            before_id,
+            limit,
+        } => (
+            "`History`",
+            history(shared, link, session, room, *before_id, *limit),
+        ),
+        Command::Rooms => ("`Rooms`", list_rooms(shared, link, session)),
+        Command::Room(request) => (
+            "a room request",
+            room_request(shared, link, session, request),
+        ),
+    };
+    match answer {
+        Ok(Answer::Done) => Ok(()),
+        Ok(Answer::Refused(e)) => match e.code {
+            ErrorCode::Session => {
+                shared.ctl().requeue_command(command);
+                Err(End::Relogin(
+                    "the server no longer knows this session".into(),
+                ))
+            }
+            ErrorCode::ShuttingDown => {
+                shared.ctl().requeue_command(command);
+                Err(End::Failed(ClientError::from_refusal("a request", e)))
+            }
+            code => {
+                tracing::info!("the server refused {command} ({code}): {}", e.text);
+                refused(shared, command, Some(code), e.text);
+                Ok(())
+            }
+        },
+        Ok(Answer::Unexpected(frame)) => {
+            let peer = link.addr().to_string();
+            link.close();
+            let detail = format!("answered {what} with {frame}");
+            refused(
+                shared,
+                command,
+                None,
+                format!("the server broke the protocol: it {detail}"),
+            );
+            Err(End::Failed(unexpected(&peer, detail)))
+        }
+        Err(e) => {
+            shared.ctl().requeue_command(command);
+            Err(End::Failed(link_error(shared, what, e)))
+        }
+    }
+}
+
+fn refused(shared: &ClientState, command: Command, code: Option<ErrorCode>, text: String) {
+    shared.emit(Event::Refused(Refusal {
+        command,
+        code,
+        text,
+    }));
+}
+
+fn encode(request: &SendRequest) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    request.encode(&mut bytes);
+    bytes
+}
+
+/// `Who [<room>]` → `Online`: a presence event (of `#general` as GC/1 asks it, or of `room`).
+fn who(
+    shared: &ClientState,
+    link: &mut KeptConn,
+    session: &LiveSession,
+    room: Option<&Room>,
+) -> Result<Answer, NetError> {
+    let request = encode(&SendRequest::Who {
+        token: session.token.clone(),
+        room: room.and_then(wire_room),
+    });
+    match link.exchange::<SendReply>(&request)? {
         SendReply::Online {
             presence_version,
             users,
         } => {
-            let mut ctl = shared.ctl();
-            ctl.presence.fetched(presence_version, users.clone());
-            shared.emit(Event::Presence {
-                version: presence_version,
-                users,
-            });
-            Ok(())
+            match room {
+                None => {
+                    let mut ctl = shared.ctl();
+                    ctl.presence.fetched(presence_version, users.clone());
+                    shared.emit(Event::Presence {
+                        version: presence_version,
+                        users,
+                    });
+                }
+                Some(room) => shared.emit(Event::RoomPresence {
+                    room: room.clone(),
+                    version: presence_version,
+                    users,
+                }),
+            }
+            Ok(Answer::Done)
         }
-        SendReply::Err(e) => query_error(shared, "`Who`", e),
-        other => {
-            let peer = link.addr().to_string();
-            link.close();
-            Err(End::Failed(unexpected(
-                &peer,
-                format!("answered `Who` with {other:?}"),
-            )))
-        }
+        SendReply::Err(e) => Ok(Answer::Refused(e)),
+        other => Ok(Answer::Unexpected(format!("{other:?}"))),
     }
 }
 
-/// `History` → `Rec`… `End`: a history event; records at or below the cursor go to the cache.
+/// `History … [<room>]` → `Rec`… `End`: a history event; records at or below the cursor go to
+/// the cache.
 fn history(
     shared: &ClientState,
     link: &mut KeptConn,
     session: &LiveSession,
+    room: &Room,
     before_id: u64,
     limit: u32,
-) -> Result<(), End> {
+) -> Result<Answer, NetError> {
     let asked = shared.records().clamp_history(before_id);
-    let mut request = Vec::new();
-    SendRequest::History {
+    let request = encode(&SendRequest::History {
         token: session.token.clone(),
         before_id: asked,
         limit: limit.min(MAX_HISTORY_LIMIT),
-        room: None,
-    }
-    .encode(&mut request);
+        room: wire_room(room),
+    });
     let deadline = || shared.connector.deadline();
-    let reply = link
-        .exchange_with(&request, |conn| {
-            let mut records: Vec<Record> = Vec::new();
-            loop {
-                match conn.read::<SendReply>(deadline()) {
-                    Ok(SendReply::Rec(r)) => records.push(r),
-                    Ok(SendReply::End) => return Ok(Ok(records)),
-                    Ok(SendReply::Err(e)) if records.is_empty() => return Ok(Err(Ok(e))),
-                    Ok(other) => return Ok(Err(Err(format!("{other:?}")))),
-                    Err(e) => return Err((e, !records.is_empty())),
-                }
+    let reply = link.exchange_with(&request, |conn| {
+        let mut records: Vec<Record> = Vec::new();
+        loop {
+            match conn.read::<SendReply>(deadline()) {
+                Ok(SendReply::Rec(r)) => records.push(r),
+                Ok(SendReply::End) => return Ok(Ok(records)),
+                Ok(SendReply::Err(e)) if records.is_empty() => return Ok(Err(Answer::Refused(e))),
+                Ok(other) => return Ok(Err(Answer::Unexpected(format!("{other:?}")))),
+                Err(e) => return Err((e, !records.is_empty())),
             }
-        })
-        .map_err(|e| End::Failed(link_error(shared, "`History`", e)))?;
+        }
+    })?;
+    let mut records = match reply {
+        Ok(records) => records,
+        Err(answer) => return Ok(answer),
+    };
+    records.sort_by_key(|r| r.id);
+    records.dedup_by_key(|r| r.id);
+    if let Some(stray) = records.iter().find(|r| &r.room != room) {
+        return Ok(Answer::Unexpected(format!(
+            "a record of {} in the history of {room}",
+            stray.room
+        )));
+    }
+    let error = shared.records().accept_history(&records);
+    if let Some(text) = error {
+        shared.notice(NoticeLevel::Warning, text);
+    }
+    let records = shared.for_display(records);
+    shared.emit(Event::History {
+        room: room.clone(),
+        before_id,
+        records,
+    });
+    Ok(Answer::Done)
+}
+
+/// `Rooms` → `Room`… `End`: the room list event.
+fn list_rooms(
+    shared: &ClientState,
+    link: &mut KeptConn,
+    session: &LiveSession,
+) -> Result<Answer, NetError> {
+    let request = encode(&SendRequest::Rooms {
+        token: session.token.clone(),
+    });
+    let deadline = || shared.connector.deadline();
+    let reply = link.exchange_with(&request, |conn| {
+        let mut rooms: Vec<RoomInfo> = Vec::new();
+        loop {
+            match conn.read::<SendReply>(deadline()) {
+                Ok(SendReply::Room {
+                    room,
+                    kind,
+                    role,
+                    members,
+                    topic,
+                }) => rooms.push(RoomInfo {
+                    room,
+                    kind,
+                    role,
+                    members,
+                    topic,
+                }),
+                Ok(SendReply::End) => return Ok(Ok(rooms)),
+                Ok(SendReply::Err(e)) if rooms.is_empty() => return Ok(Err(Answer::Refused(e))),
+                Ok(other) => return Ok(Err(Answer::Unexpected(format!("{other:?}")))),
+                Err(e) => return Err((e, !rooms.is_empty())),
+            }
+        }
+    })?;
     match reply {
-        Ok(mut records) => {
-            records.sort_by_key(|r| r.id);
-            records.dedup_by_key(|r| r.id);
-            let error = shared.records().accept_history(&records);
-            if let Some(text) = error {
-                shared.notice(NoticeLevel::Warning, text);
-            }
-            let records = shared.for_display(records);
-            shared.emit(Event::History { before_id, records });
-            Ok(())
+        Ok(rooms) => {
+            shared.emit(Event::RoomList(rooms));
+            Ok(Answer::Done)
         }
-        Err(Ok(e)) => query_error(shared, "`History`", e),
-        Err(Err(what)) => {
-            let peer = link.addr().to_string();
-            link.close();
-            Err(End::Failed(unexpected(
-                &peer,
-                format!("answered `History` with {what}"),
-            )))
-        }
+        Err(answer) => Ok(answer),
     }
 }
 
-fn query_error(shared: &ClientState, what: &str, e: ErrorFrame) -> Result<(), End> {
-    match e.code {
-        ErrorCode::Session => Err(End::Relogin(
-            "the server no longer knows this session".into(),
-        )),
-        ErrorCode::ShuttingDown => Err(End::Failed(ClientError::from_refusal("a query", e))),
-        code => {
-            shared.notice(
-                NoticeLevel::Warning,
-                format!("the server refused {what} ({code}): {}", e.text),
-            );
-            Ok(())
+/// A room request → `Thx <notice-id> <ts>`: the room-done event.
+fn room_request(
+    shared: &ClientState,
+    link: &mut KeptConn,
+    session: &LiveSession,
+    request: &RoomRequest,
+) -> Result<Answer, NetError> {
+    let bytes = encode(&request.frame(session.token.clone()));
+    match link.exchange::<SendReply>(&bytes)? {
+        SendReply::Thx { id, .. } => {
+            tracing::info!("done: {request} (notice {id})");
+            shared.emit(Event::RoomDone {
+                request: request.clone(),
+                notice_id: id,
+            });
+            Ok(Answer::Done)
         }
+        SendReply::Err(e) => Ok(Answer::Refused(e)),
+        other => Ok(Answer::Unexpected(format!("{other:?}"))),
     }
 }
 
@@ -767,5 +1031,183 @@ fn send_bye(shared: &ClientState, link: &mut KeptConn, session: &LiveSession) ->
             );
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::net::{Ipv4Addr, TcpListener};
+    use std::sync::mpsc;
+
+    use gc_protocol::{CallbackPorts, ConnectPing, ConnectReply, Username};
+
+    use super::*;
+    use crate::config::ClientConfig;
+    use crate::records::RecordStore;
+
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    fn pong(version: &str) -> ConnectReply {
+        ConnectReply::Pong {
+            version: version.into(),
+            server_name: "test".into(),
+            registration: Registration::Open,
+        }
+    }
+
+    fn err(code: ErrorCode, text: &str) -> ConnectReply {
+        ConnectReply::Err(ErrorFrame::new(code, text))
+    }
+
+    /// A connect port that answers one `Ping` per connection with `answers`, in order, and
+    /// reports the version each `Ping` asked for.
+    fn fake_connect_port(answers: Vec<ConnectReply>) -> (u16, mpsc::Receiver<String>) {
+        let listener = TcpListener::bind((LOCAL, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("test-connect-port".into())
+            .spawn(move || {
+                for answer in answers {
+                    let Ok((tcp, _)) = listener.accept() else {
+                        return;
+                    };
+                    let mut reader = BufReader::new(tcp.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() {
+                        return;
+                    }
+                    let ping = ConnectPing::parse(line.trim_end().as_bytes()).unwrap();
+                    let _ = tx.send(ping.version);
+                    let mut bytes = Vec::new();
+                    answer.encode(&mut bytes);
+                    let _ = (&tcp).write_all(&bytes);
+                }
+            })
+            .unwrap();
+        (port, rx)
+    }
+
+    fn client(port: u16, rooms: bool) -> ClientState {
+        let mut config = ClientConfig::new("127.0.0.1", "alice", "pw");
+        config.server_ports.connect = port;
+        config.io_timeout = Duration::from_secs(2);
+        config.rooms = rooms;
+        let ports = CallbackPorts {
+            auth: 1,
+            heartbeat: 2,
+            delivery: 3,
+        };
+        ClientState::new(
+            config,
+            Username::new("alice").unwrap(),
+            ports,
+            RecordStore::in_memory(),
+            Box::new(|_| {}),
+            gc_plugin::Plugins::none(),
+            None,
+        )
+    }
+
+    fn check(
+        answers: Vec<ConnectReply>,
+        rooms: bool,
+    ) -> (Result<&'static str, ClientError>, Vec<String>) {
+        let (port, asked) = fake_connect_port(answers);
+        let shared = client(port, rooms);
+        let result = version_check(&shared, &[LOCAL]).map(|(_, _, version)| version);
+        (result, asked.try_iter().collect())
+    }
+
+    #[test]
+    fn the_first_answer_decides_between_rooms_an_older_server_and_a_refusal() {
+        let hello = ServerHello {
+            name: "x".into(),
+            registration: Registration::Open,
+        };
+        assert!(matches!(first_answer(Ok(hello)), FirstAnswer::Rooms(_)));
+        let refused = |code| SignInError::Refused {
+            step: signin::Step::VersionCheck,
+            error: ErrorFrame::new(code, "no"),
+        };
+        assert!(matches!(
+            first_answer(Err(refused(ErrorCode::Version))),
+            FirstAnswer::Older(_)
+        ));
+        for code in [
+            ErrorCode::Full,
+            ErrorCode::Malformed,
+            ErrorCode::ShuttingDown,
+        ] {
+            assert!(matches!(
+                first_answer(Err(refused(code))),
+                FirstAnswer::Failed(SignInError::Refused { .. })
+            ));
+        }
+        // A Pong of another version than asked: as refused as it always was.
+        let other = SignInError::Version {
+            asked: VERSION_ROOMS,
+            announced: "GC/2".into(),
+        };
+        assert!(matches!(
+            first_answer(Err(other)),
+            FirstAnswer::Failed(SignInError::Version { .. })
+        ));
+    }
+
+    #[test]
+    fn a_server_with_rooms_is_asked_once() {
+        let (result, asked) = check(vec![pong("GC/3")], true);
+        assert_eq!(result.unwrap(), VERSION_ROOMS);
+        assert_eq!(asked, ["GC/3"]);
+    }
+
+    #[test]
+    fn an_older_server_is_asked_again_on_a_fresh_connection_with_the_old_version() {
+        let (result, asked) = check(
+            vec![
+                err(ErrorCode::Version, "this server speaks GC/1, not GC/3"),
+                pong("GC/1"),
+            ],
+            true,
+        );
+        assert_eq!(result.unwrap(), VERSION);
+        assert_eq!(asked, ["GC/3", "GC/1"]);
+    }
+
+    #[test]
+    fn anything_but_pong_gc3_or_err_version_is_refused() {
+        // A Pong of the old version to `Ping GC/3`: refused for good, not taken as a fallback.
+        let (result, asked) = check(vec![pong("GC/1")], true);
+        let e = result.unwrap_err();
+        assert!(e.is_fatal(), "{e}");
+        assert!(error_chain(&e).contains("when asked for GC/3"), "{e}");
+        assert_eq!(asked, ["GC/3"]);
+        // The fallback's answer is checked as the old version check was.
+        let (result, _) = check(vec![err(ErrorCode::Version, "no"), pong("GC/3")], true);
+        assert!(matches!(result, Err(ClientError::Version { .. })));
+        let (result, _) = check(
+            vec![
+                err(ErrorCode::Version, "no"),
+                err(ErrorCode::Version, "speaks GC/9 only"),
+            ],
+            true,
+        );
+        assert!(
+            matches!(&result, Err(ClientError::Version { text }) if text.contains("GC/9")),
+            "{result:?}"
+        );
+        // Other refusals are what they were.
+        let (result, asked) = check(vec![err(ErrorCode::Full, "busy")], true);
+        assert_eq!(result.unwrap_err().code(), Some(ErrorCode::Full));
+        assert_eq!(asked, ["GC/3"]);
+    }
+
+    #[test]
+    fn without_rooms_configured_only_the_old_version_is_asked() {
+        let (result, asked) = check(vec![pong("GC/1")], false);
+        assert_eq!(result.unwrap(), VERSION);
+        assert_eq!(asked, ["GC/1"]);
     }
 }

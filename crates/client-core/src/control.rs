@@ -13,24 +13,71 @@ use std::time::{Duration, Instant};
 
 use gc_protocol::scram::ScramError;
 use gc_protocol::signin::{CallbackCheck, ServerHello};
-use gc_protocol::{Authed, CallbackReply, ClientMsgId, SessionToken, Username};
+use gc_protocol::{Authed, CallbackReply, ClientMsgId, Room, SessionToken, Username};
 
 use crate::error::ClientError;
 use crate::event::ConnState;
-use crate::outbox::{MAX_OUTBOX, Outbox};
+use crate::outbox::{MAX_OUTBOX, Outbox, PendingMessage};
+use crate::rooms::RoomRequest;
 
-/// Requests that need the sending connection, queued for the connection thread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Requests that need the sending connection, queued for the connection thread. Each is
+/// answered by an event that carries it back ([`crate::Event::History`],
+/// [`crate::Event::Presence`], [`crate::Event::RoomPresence`], [`crate::Event::RoomList`],
+/// [`crate::Event::RoomDone`]), or by [`crate::Event::Refused`].
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// `History`.
+    /// `History`, of one room.
     History {
+        /// Whose records (`#general`: the frame names no room, as in GC/1).
+        room: Room,
         /// Records below this id (0: newest).
         before_id: u64,
         /// At most this many.
         limit: u32,
     },
-    /// `Who`.
-    Who,
+    /// `Who`: who is online (`None`: as GC/1 asks it, answered by [`crate::Event::Presence`]),
+    /// or which members of a room are (answered by [`crate::Event::RoomPresence`]).
+    Who {
+        /// The room, if any.
+        room: Option<Room>,
+    },
+    /// `Rooms`: the session's rooms and the public ones.
+    Rooms,
+    /// A room request (`Create`, `Join`, …).
+    Room(RoomRequest),
+}
+
+impl Command {
+    /// Whether only a session with rooms (GC/3) may ask it: anything naming a room other than
+    /// `#general`, the room list, and the room requests.
+    pub fn needs_rooms(&self) -> bool {
+        match self {
+            Self::History { room, .. } | Self::Who { room: Some(room) } => !room.is_general(),
+            Self::Who { room: None } => false,
+            Self::Rooms | Self::Room(_) => true,
+        }
+    }
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::History { room, .. } => write!(f, "the history of {room}"),
+            Self::Who { room: None } => f.write_str("who is online"),
+            Self::Who { room: Some(room) } => write!(f, "who is online in {room}"),
+            Self::Rooms => f.write_str("the list of rooms"),
+            Self::Room(request) => write!(f, "to {request}"),
+        }
+    }
+}
+
+/// What the version check agreed, as [`Control::agree_version`] reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VersionChange {
+    /// The agreement differs from the last one (or is the first): tell the front end.
+    pub changed: bool,
+    /// The first session without rooms of this client: say so once.
+    pub first_without_rooms: bool,
 }
 
 /// Most commands waiting at once.
@@ -215,12 +262,12 @@ pub enum Work {
     Relogin(String),
     /// The kept sending connection has idled long enough: close it.
     CloseLink,
-    /// A queued `History` or `Who`.
+    /// A queued request.
     Command(Command),
     /// A presence change: ask `Who`.
     Who,
-    /// Send these messages (pipelined).
-    Send(Vec<(ClientMsgId, String)>),
+    /// Send these messages (pipelined), each into its room.
+    Send(Vec<PendingMessage>),
 }
 
 /// The connection thread's next step.
@@ -251,6 +298,14 @@ pub struct Control {
     /// Messages waiting for `Thx`.
     pub outbox: Outbox,
     commands: VecDeque<Command>,
+    /// The version the last version check agreed, and whether it serves rooms (GC/3).
+    version: Option<(&'static str, bool)>,
+    /// The first session without rooms was told so (once per client).
+    told_without_rooms: bool,
+    /// Rooms whose online members are asked again at each presence change.
+    watched: Vec<Room>,
+    /// Heartbeats of the active session since it began or last delivered new records.
+    quiet_heartbeats: u32,
 }
 
 impl Default for Control {
@@ -265,6 +320,10 @@ impl Default for Control {
             presence: Presence::default(),
             outbox: Outbox::new(),
             commands: VecDeque::new(),
+            version: None,
+            told_without_rooms: false,
+            watched: Vec::new(),
+            quiet_heartbeats: 0,
         }
     }
 }
@@ -472,6 +531,7 @@ impl Control {
             last_heartbeat: now,
         })?;
         self.login_latest = Some(latest_id);
+        self.quiet_heartbeats = 0;
         self.presence.forget_seen();
         Ok(changed)
     }
@@ -492,8 +552,27 @@ impl Control {
     pub fn heartbeat(&mut self, now: Instant, presence_version: u64) -> bool {
         if let SessionPhase::Active { last_heartbeat, .. } = &mut self.session {
             *last_heartbeat = now;
+            self.quiet_heartbeats = self.quiet_heartbeats.saturating_add(1);
         }
         self.presence.heartbeat(presence_version)
+    }
+
+    /// A delivery brought new records.
+    pub fn records_arrived(&mut self) {
+        self.quiet_heartbeats = 0;
+    }
+
+    /// Whether this session has received everything the server held for it when it logged in,
+    /// with `cursor` the highest id held: the cursor reached the server's newest id at login,
+    /// or two heartbeats came without new records since. (With rooms the newest records may be
+    /// of rooms this account is not in: they never arrive, and the cursor stays below them. The
+    /// server delivers within the heartbeat cycle that follows a `Pong`, and settles a delivery
+    /// before its next `Ping`, so a whole cycle without records means there was nothing more.)
+    pub fn caught_up(&self, cursor: u64) -> bool {
+        let SessionPhase::Active { .. } = self.session else {
+            return false;
+        };
+        self.login_latest.is_some_and(|latest| cursor >= latest) || self.quiet_heartbeats >= 2
     }
 
     /// The server as it answered the last version check.
@@ -506,30 +585,86 @@ impl Control {
         self.login_latest
     }
 
-    // ───────────────────────────── sending ─────────────────────────────
+    /// The version check agreed on `version`, with rooms (GC/3) or without. Kept until the next
+    /// version check, so a front end's room list stays put while the client reconnects.
+    pub fn agree_version(&mut self, version: &'static str, rooms: bool) -> VersionChange {
+        let changed = self.version != Some((version, rooms));
+        self.version = Some((version, rooms));
+        let first_without_rooms = !rooms && !std::mem::replace(&mut self.told_without_rooms, true);
+        VersionChange {
+            changed,
+            first_without_rooms,
+        }
+    }
 
-    /// Queues a message (refused once closing, or when the outbox is full).
-    pub fn queue_message(&mut self, id: ClientMsgId, text: String) -> Result<(), ClientError> {
-        if self.is_closing() {
-            return Err(ClientError::Closed);
+    /// Whether the server serves rooms: `None` until a version check answered, then whether
+    /// the last one agreed on GC/3.
+    pub fn rooms(&self) -> Option<bool> {
+        self.version.map(|(_, rooms)| rooms)
+    }
+
+    /// The protocol version the last version check agreed on.
+    pub fn version(&self) -> Option<&'static str> {
+        self.version.map(|(version, _)| version)
+    }
+
+    /// Refuses what needs rooms once the server is known to have none.
+    fn check_rooms(&self, needs_rooms: bool) -> Result<(), ClientError> {
+        if needs_rooms && self.rooms() == Some(false) {
+            return Err(ClientError::NoRooms);
         }
-        if self.outbox.len() >= MAX_OUTBOX {
-            return Err(ClientError::OutboxFull(self.outbox.len()));
-        }
-        self.outbox.push(id, text);
         Ok(())
     }
 
-    /// Queues a `History` or `Who` (refused once closing, or when too many wait).
+    /// Asks again who is online in `rooms` (besides `#general`) at each presence change.
+    pub fn watch(&mut self, rooms: Vec<Room>) {
+        self.watched = rooms;
+        self.watched.retain(|r| !r.is_general());
+        self.watched.sort();
+        self.watched.dedup();
+    }
+
+    // ───────────────────────────── sending ─────────────────────────────
+
+    /// Queues a message for `room` (refused once closing, when the outbox is full, or for a
+    /// room other than `#general` once the server is known to serve none).
+    pub fn queue_message(
+        &mut self,
+        id: ClientMsgId,
+        room: Room,
+        text: String,
+    ) -> Result<(), ClientError> {
+        if self.is_closing() {
+            return Err(ClientError::Closed);
+        }
+        self.check_rooms(!room.is_general())?;
+        if self.outbox.len() >= MAX_OUTBOX {
+            return Err(ClientError::OutboxFull(self.outbox.len()));
+        }
+        self.outbox.push(id, room, text);
+        Ok(())
+    }
+
+    /// Queues a request (refused once closing, when too many wait, or when it needs rooms and
+    /// the server is known to serve none).
     pub fn queue_command(&mut self, command: Command) -> Result<(), ClientError> {
         if self.is_closing() {
             return Err(ClientError::Closed);
         }
+        self.check_rooms(command.needs_rooms())?;
         if self.commands.len() >= MAX_COMMANDS {
             return Err(ClientError::Busy);
         }
         self.commands.push_back(command);
         Ok(())
+    }
+
+    /// Puts a request that could not be answered (the session ended under it) first in line
+    /// again, for the next session.
+    pub fn requeue_command(&mut self, command: Command) {
+        if !self.is_closing() {
+            self.commands.push_front(command);
+        }
     }
 
     /// The server stored one of our messages as record `id`.
@@ -577,6 +712,17 @@ impl Control {
             return Next::Do(Work::Command(command));
         }
         if self.presence.take_wanted() {
+            if self.rooms() == Some(true) {
+                // The watched rooms' lists follow #general's.
+                for room in &self.watched {
+                    let who = Command::Who {
+                        room: Some(room.clone()),
+                    };
+                    if self.commands.len() < MAX_COMMANDS && !self.commands.contains(&who) {
+                        self.commands.push_back(who);
+                    }
+                }
+            }
             return Next::Do(Work::Who);
         }
         if self.outbox.ready(now) {
@@ -775,13 +921,10 @@ pub(crate) mod tests {
         c.give_up();
         assert_eq!(c.life(), Lifecycle::Closing { bye: true }, "closing wins");
         assert!(matches!(
-            c.queue_message(ClientMsgId::new("m").unwrap(), "x".into()),
+            c.queue_message(ClientMsgId::new("m").unwrap(), Room::general(), "x".into()),
             Err(ClientError::Closed)
         ));
-        assert!(matches!(
-            c.queue_command(Command::Who),
-            Err(ClientError::Closed)
-        ));
+        assert!(matches!(c.queue_command(who()), Err(ClientError::Closed)));
         c.finished(true);
         assert!(c.bye_sent() && c.stopped_trying());
     }
@@ -790,16 +933,100 @@ pub(crate) mod tests {
     fn requests_are_bounded() {
         let mut c = Control::default();
         for _ in 0..MAX_COMMANDS {
-            c.queue_command(Command::Who).unwrap();
+            c.queue_command(who()).unwrap();
         }
-        assert!(matches!(
-            c.queue_command(Command::Who),
-            Err(ClientError::Busy)
-        ));
+        assert!(matches!(c.queue_command(who()), Err(ClientError::Busy)));
     }
 
     fn id(s: &str) -> ClientMsgId {
         ClientMsgId::new(s).unwrap()
+    }
+
+    fn who() -> Command {
+        Command::Who { room: None }
+    }
+
+    fn room(name: &str) -> Room {
+        Room::new(name).unwrap()
+    }
+
+    #[test]
+    fn rooms_are_refused_once_the_server_is_known_to_serve_none() {
+        let mut c = Control::default();
+        let join = Command::Room(RoomRequest::Join { room: room("#dev") });
+        // Not known yet: queued, and the connection thread answers once it knows.
+        c.queue_command(join.clone()).unwrap();
+        c.queue_message(id("m0"), room("#dev"), "x".into()).unwrap();
+        assert_eq!(
+            c.agree_version("GC/2", false),
+            VersionChange {
+                changed: true,
+                first_without_rooms: true
+            }
+        );
+        assert!(matches!(c.queue_command(join), Err(ClientError::NoRooms)));
+        assert!(matches!(
+            c.queue_command(Command::Rooms),
+            Err(ClientError::NoRooms)
+        ));
+        assert!(matches!(
+            c.queue_message(id("m1"), room("@a+b"), "x".into()),
+            Err(ClientError::NoRooms)
+        ));
+        // #general needs no rooms, even named.
+        c.queue_message(id("m2"), Room::general(), "x".into())
+            .unwrap();
+        c.queue_command(Command::History {
+            room: Room::general(),
+            before_id: 0,
+            limit: 10,
+        })
+        .unwrap();
+        c.queue_command(Command::Who {
+            room: Some(Room::general()),
+        })
+        .unwrap();
+        // Said once per client; a server that comes back with rooms is news again.
+        assert_eq!(
+            c.agree_version("GC/2", false),
+            VersionChange {
+                changed: false,
+                first_without_rooms: false
+            }
+        );
+        assert_eq!(c.rooms(), Some(false));
+        assert!(c.agree_version("GC/3", true).changed);
+        assert_eq!(c.rooms(), Some(true));
+        assert!(!c.agree_version("GC/2", false).first_without_rooms);
+    }
+
+    #[test]
+    fn a_presence_change_asks_for_the_watched_rooms_too() {
+        let t0 = Instant::now();
+        let watchdog = Duration::from_secs(3);
+        let mut c = Control::default();
+        c.agree_version("GC/3", true);
+        active(&mut c, t0);
+        c.watch(vec![
+            room("#dev"),
+            Room::general(),
+            room("#dev"),
+            room("@a+b"),
+        ]);
+        assert!(c.heartbeat(t0, 4));
+        assert_eq!(c.next_work(t0, watchdog, None, 32), Next::Do(Work::Who));
+        for r in ["#dev", "@a+b"] {
+            assert_eq!(
+                c.next_work(t0, watchdog, None, 32),
+                Next::Do(Work::Command(Command::Who {
+                    room: Some(room(r))
+                }))
+            );
+        }
+        assert!(matches!(
+            c.next_work(t0, watchdog, None, 32),
+            Next::WaitUntil(_)
+        ));
     }
 
     #[test]
@@ -825,7 +1052,7 @@ pub(crate) mod tests {
         );
         // Messages before closing the link; at most `batch_max`.
         for i in 0..3 {
-            c.queue_message(id(&format!("m{i}")), format!("{i}"))
+            c.queue_message(id(&format!("m{i}")), Room::general(), format!("{i}"))
                 .unwrap();
         }
         match c.next_work(idle_at, watchdog, Some(idle_at), 2) {
@@ -835,6 +1062,7 @@ pub(crate) mod tests {
         // A presence change before messages; a queued request before that.
         assert!(c.heartbeat(t0, 7));
         c.queue_command(Command::History {
+            room: Room::general(),
             before_id: 0,
             limit: 50,
         })
@@ -851,7 +1079,7 @@ pub(crate) mod tests {
         // The same presence version again asks for nothing.
         assert!(!c.heartbeat(t0, 7));
         // A lost session before any of that.
-        c.queue_command(Command::Who).unwrap();
+        c.queue_command(who()).unwrap();
         let late = t0 + watchdog;
         assert!(matches!(
             c.next_work(late, watchdog, None, 32),
@@ -861,11 +1089,11 @@ pub(crate) mod tests {
         c.heartbeat(late, 7);
         assert_eq!(
             c.next_work(late, watchdog, None, 32),
-            Next::Do(Work::Command(Command::Who))
+            Next::Do(Work::Command(who()))
         );
         // A reconnect request before that, and closing before everything.
         c.request_reconnect();
-        c.queue_command(Command::Who).unwrap();
+        c.queue_command(who()).unwrap();
         assert_eq!(
             c.next_work(late, watchdog, None, 32),
             Next::Do(Work::Reconnect)
@@ -884,7 +1112,8 @@ pub(crate) mod tests {
         let watchdog = Duration::from_secs(3);
         let mut c = Control::default();
         active(&mut c, t0);
-        c.queue_message(id("m"), "x".into()).unwrap();
+        c.queue_message(id("m"), Room::general(), "x".into())
+            .unwrap();
         let gate = t0 + Duration::from_millis(300);
         c.outbox.hold_until(gate);
         assert_eq!(c.next_work(t0, watchdog, None, 32), Next::WaitUntil(gate));
@@ -892,6 +1121,25 @@ pub(crate) mod tests {
             c.next_work(gate, watchdog, None, 32),
             Next::Do(Work::Send(batch)) if batch.len() == 1
         ));
+    }
+
+    #[test]
+    fn caught_up_at_the_newest_id_or_after_a_quiet_heartbeat_cycle() {
+        let t0 = Instant::now();
+        let mut c = Control::default();
+        assert!(!c.caught_up(100), "not logged in");
+        active(&mut c, t0); // the server's newest id at login: 5
+        assert!(!c.caught_up(4));
+        assert!(c.caught_up(5));
+        // The newest records are a room's this account is not in: two heartbeats without news.
+        c.heartbeat(t0, 1);
+        c.records_arrived();
+        c.heartbeat(t0, 1);
+        assert!(!c.caught_up(4));
+        c.heartbeat(t0, 1);
+        assert!(c.caught_up(4));
+        c.disconnect();
+        assert!(!c.caught_up(5));
     }
 
     #[test]

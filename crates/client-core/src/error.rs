@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use gc_protocol::scram::ScramError;
 use gc_protocol::signin::SignInError;
-use gc_protocol::{ErrorCode, ErrorFrame, Fingerprint, ProtocolError, VERSION_TLS};
+use gc_protocol::{ErrorCode, ErrorFrame, Fingerprint, ProtocolError, VERSION_ROOMS, VERSION_TLS};
 
 use crate::control::BadTransition;
 use crate::trust::PinSource;
@@ -176,6 +176,14 @@ pub enum ClientError {
     #[error("too many requests are waiting for the connection; try again in a moment")]
     Busy,
 
+    /// Rooms were asked of a server that serves none (older than GC/3).
+    #[error("{}", crate::rooms::NO_ROOMS)]
+    NoRooms,
+
+    /// A request cannot be sent as it is (a name that is no room, a topic too long, …).
+    #[error("cannot ask the server this: {0}")]
+    InvalidRequest(String),
+
     /// The client is closing or closed.
     #[error("the client is closed")]
     Closed,
@@ -226,6 +234,8 @@ impl ClientError {
             | Self::OutboxFull(_)
             | Self::Blocked { .. }
             | Self::Busy
+            | Self::NoRooms
+            | Self::InvalidRequest(_)
             | Self::Closed
             | Self::State(_) => false,
         }
@@ -282,7 +292,15 @@ impl From<SignInError> for ClientError {
             SignInError::Refused { step, error } => Self::from_refusal(step.as_str(), error),
             SignInError::Unexpected { peer, detail } => Self::Unexpected { peer, detail },
             SignInError::Version { asked, announced } => Self::Version {
-                text: if asked == VERSION_TLS {
+                text: if asked == VERSION_ROOMS {
+                    // Asked for rooms, a server answers GC/3 or `Err version`: anything else
+                    // could be someone rewriting the answer to keep the client from what it asked.
+                    format!(
+                        "it answered {announced} when asked for {VERSION_ROOMS}, instead of \
+                         {VERSION_ROOMS} or `Err version`; refusing (over TLS this would be a \
+                         downgrade); update the server"
+                    )
+                } else if asked == VERSION_TLS {
                     // A server that answers over TLS but does not bind logins to it: refused, or a
                     // relay could downgrade the login.
                     format!(

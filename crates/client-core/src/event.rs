@@ -5,10 +5,12 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use gc_protocol::{
-    CallbackPorts, ClientMsgId, ErrorCode, Record, Registration, Timestamp, Username,
+    CallbackPorts, ClientMsgId, ErrorCode, Record, Registration, Room, Timestamp, Username,
 };
 
+use crate::control::Command;
 use crate::error::ClientError;
+use crate::rooms::{RoomInfo, RoomRequest};
 
 /// The connection state machine (the original design's states).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -62,15 +64,32 @@ pub enum NoticeLevel {
 /// (unless the server turns out to be another one, or its store was reset: then a warning notice
 /// says so and ids start again). Records may arrive just before [`ConnState::Active`]: the
 /// server's first delivery can overtake its `Ok`.
+///
+/// With rooms (GC/3, see [`Event::Version`]) records of every room the account is in come in
+/// one stream, in id order across rooms; each [`Record::room`] says where it belongs. Joins,
+/// parts, kicks and other changes of a room arrive as records from `System` in that room.
 #[derive(Debug)]
 pub enum Event {
     /// The connection state changed.
     State(ConnState),
-    /// New records from the server, ascending by id, each id once (own messages included).
+    /// The version check agreed on a protocol version: with rooms (`GC/3`) or without (an older
+    /// server: `GC/2` over TLS, `GC/1` plain; only `#general` then). Sent before
+    /// [`ConnState::Connected`] at the first login, and again only when the agreement changes
+    /// (the server was replaced by an older or a newer one).
+    Version {
+        /// `GC/3`, `GC/2` or `GC/1`.
+        version: &'static str,
+        /// Whether the server serves rooms: the room methods of [`crate::Client`] work.
+        rooms: bool,
+    },
+    /// New records from the server, ascending by id, each id once (own messages included), of
+    /// every room the account is in.
     Records(Vec<Record>),
-    /// The answer to [`crate::Client::history`]: older records, ascending. May overlap records
-    /// already shown; a UI merges by id.
+    /// The answer to [`crate::Client::history`] or [`crate::Client::history_in`]: older records
+    /// of one room, ascending. May overlap records already shown; a UI merges by id.
     History {
+        /// The room asked for.
+        room: Room,
         /// The `before_id` asked for.
         before_id: u64,
         /// The page, ascending.
@@ -83,6 +102,32 @@ pub enum Event {
         /// Each online user once.
         users: Vec<Username>,
     },
+    /// Which members of a room are online (the answer to [`crate::Client::who_in`], and after
+    /// each presence change for the rooms given to [`crate::Client::watch_presence`]).
+    RoomPresence {
+        /// The room.
+        room: Room,
+        /// The server's presence version.
+        version: u64,
+        /// Each online member once.
+        users: Vec<Username>,
+    },
+    /// The answer to [`crate::Client::rooms`]: the account's rooms and direct conversations,
+    /// the public rooms, and those it is invited to, in the server's order.
+    RoomList(Vec<RoomInfo>),
+    /// The server did a room request ([`crate::Client::join`], [`crate::Client::kick`], …).
+    RoomDone {
+        /// What was asked.
+        request: RoomRequest,
+        /// The id of the notice record the server stored in the room (it arrives as a record
+        /// to the room's members, e.g. `alice joined`); `0` when nothing had to change (inviting
+        /// someone invited already, lifting a ban that was not there, …).
+        notice_id: u64,
+    },
+    /// A request other than a message was refused: by the server (`no-room`, `forbidden`,
+    /// `exists`, `unknown-user`, `rate-limited`, …, with its text), or by the client when the
+    /// session has no rooms (`version`).
+    Refused(Refusal),
     /// The server stored a message from the outbox.
     Acked(Ack),
     /// The server refused a message for good; it has left the outbox.
@@ -115,10 +160,38 @@ pub struct Ack {
 pub struct Rejection {
     /// The id [`crate::Client::send`] returned.
     pub client_msg_id: ClientMsgId,
-    /// Why (`too-large`, `blocked`, `malformed`, …).
+    /// The room it was for.
+    pub room: Room,
+    /// Why (`too-large`, `blocked`, `malformed`, `forbidden`, `no-room`, …).
     pub code: ErrorCode,
     /// The server's explanation.
     pub text: String,
+}
+
+/// A request refused ([`Event::Refused`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// What was asked.
+    pub command: Command,
+    /// Why: the server's error code (`version` when the client refused it itself, on a session
+    /// without rooms); `None` when the server answered something else than the request allows.
+    pub code: Option<ErrorCode>,
+    /// The explanation for a human: the server's text, as it wrote it.
+    pub text: String,
+}
+
+/// `could not get the list of rooms (forbidden): …`, as a front end shows it.
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match &self.command {
+            Command::Room(request) => format!("could not {request}"),
+            other => format!("could not get {other}"),
+        };
+        match self.code {
+            Some(code) => write!(f, "{what} ({code}): {}", self.text),
+            None => write!(f, "{what}: {}", self.text),
+        }
+    }
 }
 
 /// A snapshot of the connection for a status bar.
@@ -142,9 +215,16 @@ pub struct Status {
     pub last_id: u64,
     /// Messages waiting to be acknowledged.
     pub outbox_len: usize,
-    /// The server's newest id at the last login: once `last_id` reaches it, the client has caught
-    /// up with everything that existed when it logged in.
+    /// The server's newest id at the last login.
     pub login_latest: Option<u64>,
+    /// Whether the session has received everything that existed for it when it logged in:
+    /// `last_id` reached `login_latest`, or (with rooms, whose newest records may be of rooms
+    /// this account is not in, which never arrive) a whole heartbeat cycle brought nothing more.
+    pub caught_up: bool,
     /// The ports the client listens on.
     pub ports: CallbackPorts,
+    /// Whether the server serves rooms (GC/3): `None` until a version check answered.
+    pub rooms: Option<bool>,
+    /// The protocol version the last version check agreed on (`GC/3`, `GC/2`, `GC/1`).
+    pub version: Option<&'static str>,
 }

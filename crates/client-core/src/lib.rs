@@ -10,7 +10,13 @@
 //! - Records are delivered in id order, each id once, whatever happens to connections; they are
 //!   kept in a cache file (`cdatabase.db`) so a restart only fetches what was missed.
 //! - Messages go through an outbox: each has a client-msg-id chosen once, so resends after a
-//!   reconnect or a server restart are stored once.
+//!   reconnect or a server restart are stored once, in the room it was written to.
+//! - Rooms (GC/3): the client asks for them first and falls back to GC/1 (GC/2 over TLS) with
+//!   an older server ([`Event::Version`]). Records of every room the account is in arrive in one
+//!   stream, each naming its room; [`Client::send_to`], [`Client::history_in`],
+//!   [`Client::who_in`], [`Client::cached_in`] and the room requests ([`Client::rooms`],
+//!   [`Client::join`], [`Client::kick`], …) take a room. The cache keeps one file per room and
+//!   one cursor across them.
 //! - The server proves its identity (SCRAM server signature) before the client trusts the
 //!   session.
 //!
@@ -30,6 +36,7 @@ pub mod control;
 pub mod error;
 pub mod event;
 pub mod outbox;
+pub mod rooms;
 pub mod trust;
 
 mod callbacks;
@@ -42,7 +49,8 @@ pub use backoff::Backoff;
 pub use client::{Client, CloseReport, validate_message};
 pub use config::{BackoffConfig, ClientConfig, ListenPorts, Password, PortChoice, ServerPorts};
 pub use error::{ClientError, error_chain};
-pub use event::{Ack, ConnState, Event, NoticeLevel, Rejection, Status};
+pub use event::{Ack, ConnState, Event, NoticeLevel, Refusal, Rejection, Status};
 pub use outbox::PendingMessage;
+pub use rooms::{NO_ROOMS, RoomInfo, RoomRequest, parse_room};
 pub use state::EventSink;
 pub use trust::{ClientTls, KnownServers, PinSource, ServerPin};

@@ -1,12 +1,13 @@
 //! Messages waiting for the server's `Thx`: order, retry gates and what each reply means.
 //!
 //! Pure bookkeeping, no I/O: the connection thread asks for the next batch, sends it pipelined,
-//! and feeds the replies back in order.
+//! and feeds the replies back in order. Each message remembers its room and is resent into that
+//! same room; one batch may hold messages of several rooms (each `Msg` names its own).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
-use gc_protocol::{ClientMsgId, ErrorCode, ErrorFrame, Timestamp, texts};
+use gc_protocol::{ClientMsgId, ErrorCode, ErrorFrame, Room, Timestamp, texts};
 
 use crate::event::{Ack, Rejection};
 
@@ -24,6 +25,8 @@ const MAX_RATE_WAIT: Duration = Duration::from_secs(60);
 pub struct PendingMessage {
     /// Its idempotency key: every resend uses the same one, so the server stores it once.
     pub client_msg_id: ClientMsgId,
+    /// Where it goes: `#general`, another room, or a direct conversation.
+    pub room: Room,
     /// The text.
     pub text: String,
     /// When it was queued.
@@ -92,10 +95,11 @@ impl Outbox {
         }
     }
 
-    /// Queues a message under a fresh id.
-    pub fn push(&mut self, client_msg_id: ClientMsgId, text: String) {
+    /// Queues a message for `room` under a fresh id.
+    pub fn push(&mut self, client_msg_id: ClientMsgId, room: Room, text: String) {
         self.items.push_back(PendingMessage {
             client_msg_id,
+            room,
             text,
             queued_at: SystemTime::now(),
             attempts: 0,
@@ -122,6 +126,14 @@ impl Outbox {
         self.items.drain(..).collect()
     }
 
+    /// Removes and returns the messages for rooms other than `#general` (a session without
+    /// rooms cannot send them), oldest first.
+    pub fn take_rooms(&mut self) -> Vec<PendingMessage> {
+        let (general, rooms) = self.items.drain(..).partition(|m| m.room.is_general());
+        self.items = general;
+        rooms.into()
+    }
+
     /// When sending may resume, if it is held back.
     pub fn gate(&self) -> Option<Instant> {
         self.gate
@@ -139,7 +151,7 @@ impl Outbox {
 
     /// The next messages to send (oldest first, at most `max`, fewer after a rate limit), or none
     /// while gated. Counts an attempt for each.
-    pub fn next_batch(&mut self, now: Instant, max: usize) -> Vec<(ClientMsgId, String)> {
+    pub fn next_batch(&mut self, now: Instant, max: usize) -> Vec<PendingMessage> {
         if !self.ready(now) {
             return Vec::new();
         }
@@ -150,7 +162,7 @@ impl Outbox {
             .take(n)
             .map(|m| {
                 m.attempts += 1;
-                (m.client_msg_id.clone(), m.text.clone())
+                m.clone()
             })
             .collect()
     }
@@ -186,11 +198,15 @@ impl Outbox {
                     }
                 }
                 code => {
-                    // too-large, malformed, blocked, or a code that makes no sense here: resending
-                    // the same bytes cannot help.
-                    self.remove(client_msg_id);
+                    // too-large, malformed, blocked, no-room, forbidden (muted, banned, not in
+                    // the room), version, or a code that makes no sense here: resending the same
+                    // bytes cannot help.
+                    let room = self
+                        .remove(client_msg_id)
+                        .map_or_else(Room::general, |m| m.room);
                     ReplyEffect::Rejected(Rejection {
                         client_msg_id: client_msg_id.clone(),
+                        room,
                         code,
                         text: e.text,
                     })
@@ -230,7 +246,7 @@ mod tests {
     fn outbox(n: usize) -> Outbox {
         let mut o = Outbox::new();
         for i in 0..n {
-            o.push(id(&format!("m{i}")), format!("text {i}"));
+            o.push(id(&format!("m{i}")), Room::general(), format!("text {i}"));
         }
         o
     }
@@ -244,7 +260,7 @@ mod tests {
         let now = Instant::now();
         let mut o = outbox(5);
         let batch = o.next_batch(now, 3);
-        let ids: Vec<_> = batch.iter().map(|(i, _)| i.as_str()).collect();
+        let ids: Vec<_> = batch.iter().map(|m| m.client_msg_id.as_str()).collect();
         assert_eq!(ids, ["m0", "m1", "m2"]);
         let out = o.apply(
             now,
@@ -259,7 +275,7 @@ mod tests {
         assert_eq!(left, ["text 0", "text 2", "text 3", "text 4"]);
         // Resent messages keep their id and count attempts.
         let again = o.next_batch(now, 10);
-        assert_eq!(again[0].0, id("m0"));
+        assert_eq!(again[0].client_msg_id, id("m0"));
         assert_eq!(o.snapshot()[0].attempts, 2);
     }
 
@@ -280,7 +296,7 @@ mod tests {
         let later = now + Duration::from_millis(300);
         let batch = o.next_batch(later, 10);
         assert_eq!(batch.len(), 1, "cautious after a rate limit");
-        assert_eq!(batch[0].0, id("m0"), "same id resent");
+        assert_eq!(batch[0].client_msg_id, id("m0"), "same id resent");
         o.round_ok();
         assert_eq!(o.next_batch(later, 10).len(), 4);
     }
@@ -312,6 +328,43 @@ mod tests {
         assert_eq!(o.len(), 1);
         assert_eq!(o.take_all().len(), 1);
         assert!(o.is_empty());
+    }
+
+    #[test]
+    fn each_message_keeps_its_room_through_resends_and_refusals() {
+        let now = Instant::now();
+        let dev = Room::new("#dev").unwrap();
+        let dm = Room::new("@alice+bob").unwrap();
+        let mut o = Outbox::new();
+        o.push(id("g"), Room::general(), "in general".into());
+        o.push(id("d"), dev.clone(), "in dev".into());
+        o.push(id("p"), dm.clone(), "to bob".into());
+        let rooms = |batch: &[PendingMessage]| -> Vec<Room> {
+            batch.iter().map(|m| m.room.clone()).collect()
+        };
+        let first = o.next_batch(now, 10);
+        assert_eq!(rooms(&first), [Room::general(), dev.clone(), dm.clone()]);
+        // Cut before any reply: the resend names the same rooms with the same ids.
+        let again = o.next_batch(now, 10);
+        assert_eq!(rooms(&again), rooms(&first));
+        assert_eq!(again[1].client_msg_id, id("d"));
+        // A refusal says which room it was for.
+        let out = o.apply(
+            now,
+            &id("d"),
+            err(
+                ErrorCode::Forbidden,
+                "you are muted in #dev for another 10 min",
+            ),
+        );
+        assert!(
+            matches!(&out, ReplyEffect::Rejected(r) if r.room == dev && r.code == ErrorCode::Forbidden),
+            "{out:?}"
+        );
+        // A session without rooms takes the rooms' messages out, keeping #general's.
+        let taken = o.take_rooms();
+        assert_eq!(rooms(&taken), [dm]);
+        assert_eq!(rooms(&o.snapshot()), [Room::general()]);
     }
 
     #[test]

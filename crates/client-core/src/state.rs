@@ -134,7 +134,9 @@ impl ClientState {
     pub fn for_display(&self, mut records: Vec<Record>) -> Vec<Record> {
         if !self.plugins.is_empty() {
             for r in &mut records {
-                r.body = self.plugins.message_display(r.username.as_str(), &r.body);
+                r.body =
+                    self.plugins
+                        .message_display(r.username.as_str(), r.room.as_str(), &r.body);
             }
         }
         records
@@ -258,7 +260,10 @@ impl ClientState {
             last_id,
             outbox_len: ctl.outbox.len(),
             login_latest: ctl.login_latest(),
+            caught_up: ctl.caught_up(last_id),
             ports: self.ports,
+            rooms: ctl.rooms(),
+            version: ctl.version(),
         }
     }
 }

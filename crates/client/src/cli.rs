@@ -14,7 +14,7 @@ use gc_client_core::config::{
     ClientConfig, DEFAULT_AUTH_PORT, DEFAULT_CONNECT_PORT, DEFAULT_SEND_PORT, ListenPorts,
     Password, PortChoice, ServerPorts,
 };
-use gc_protocol::Fingerprint;
+use gc_protocol::{Fingerprint, Room, Username};
 
 /// The environment variable a password may come from.
 pub const PASSWORD_ENV: &str = "GC_PASSWORD";
@@ -49,6 +49,14 @@ HEADLESS MODE
   in local time, with newlines shown as ⏎ and control characters as visible symbols (ESC as ␛),
   or as one JSON object per line with --json:
       {\"id\":1,\"timestamp\":\"1700000000.5\",\"time\":\"2023-11-14T22:13:20.5Z\",\"username\":\"alice\",\"message\":\"hi\"}
+  With a server that serves rooms (GC/3), the messages of every room the account is in are
+  printed; those of rooms other than #general name their room, before the user in text
+      [YYYY-MM-DD HH:MM:SS] #dev user: text
+  and as a last \"room\":\"#dev\" member in JSON (a direct conversation is @alice+bob).
+  --room NAME sends the input into that room instead of #general (NAME or #NAME; a direct
+  conversation as @alice+bob); --to USER into the direct conversation with USER. The account
+  must be in the room (the server's refusal is printed otherwise); with a server older than
+  rooms nothing is sent and gc-client exits with an error.
   Status and warnings go to standard error. At the end of input the client waits (up to
   --drain-timeout) until it has received everything the server held when it logged in, and the
   server has acknowledged every message and sent it back; then it says Bye and exits. So
@@ -139,6 +147,20 @@ pub struct Cli {
     /// Print one JSON object per received message instead of text lines.
     #[arg(long)]
     pub json: bool,
+
+    /// Headless: send the input's messages into this room (`dev` or `#dev`; a direct
+    /// conversation as `@alice+bob`) instead of #general.
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "headless",
+        conflicts_with = "to"
+    )]
+    pub room: Option<String>,
+
+    /// Headless: send the input's messages to USER, in your direct conversation.
+    #[arg(long, value_name = "USER", requires = "headless")]
+    pub to: Option<String>,
 
     /// At the end of input, wait at most this long for the server to acknowledge the messages
     /// still waiting.
@@ -326,12 +348,39 @@ impl Cli {
         )
     }
 
-    /// Headless printing and draining.
-    pub fn headless_options(&self) -> HeadlessOptions {
-        HeadlessOptions {
+    /// Headless printing, draining, and where the messages go.
+    pub fn headless_options(&self) -> Result<HeadlessOptions, AppError> {
+        Ok(HeadlessOptions {
             json: self.json,
             drain_timeout: Duration::from_secs(self.drain_timeout),
+            room: self.target_room()?,
+        })
+    }
+
+    /// The room of `--room NAME`, or the direct conversation of `--to USER`.
+    pub fn target_room(&self) -> Result<Option<Room>, AppError> {
+        if let Some(name) = &self.room {
+            return gc_client_core::parse_room(name)
+                .map(Some)
+                .map_err(|e| AppError::Config(format!("--room: {e}")));
         }
+        let Some(to) = &self.to else {
+            return Ok(None);
+        };
+        let bad = |what: String| AppError::Config(format!("--to: {what}"));
+        let me = Username::new(self.username()?)
+            .map_err(|_| bad("your own account name is not valid".into()))?;
+        let them = Username::new(to.as_str()).map_err(|_| {
+            bad(format!(
+                "`{}` is not a username: 1 to 32 characters of A-Z a-z 0-9 _ . -",
+                to.escape_debug()
+            ))
+        })?;
+        Room::direct(&me, &them).map(Some).map_err(|_| {
+            bad(format!(
+                "{them} is your own account: a direct conversation is between two accounts"
+            ))
+        })
     }
 
     /// A password given without asking: `--password-file`, else `GC_PASSWORD`.
@@ -500,6 +549,41 @@ mod tests {
         assert!(Cli::try_parse_from(["gc-client", "h", "--cache", "x", "--no-cache"]).is_err());
         let no_user = Cli::parse_from(["gc-client", "h"]);
         assert!(no_user.client_config(Password::new("pw")).is_err());
+    }
+
+    #[test]
+    fn rooms_and_direct_conversations_to_write_to() {
+        let room = |args: &[&str]| {
+            let mut all = vec!["gc-client", "h", "--headless", "-u", "Alice"];
+            all.extend_from_slice(args);
+            Cli::parse_from(all).headless_options().map(|o| o.room)
+        };
+        let dev = Room::new("#dev").unwrap();
+        assert_eq!(room(&[]).unwrap(), None);
+        assert_eq!(room(&["--room", "dev"]).unwrap(), Some(dev.clone()));
+        assert_eq!(room(&["--room", "#dev"]).unwrap(), Some(dev));
+        assert_eq!(
+            room(&["--room", "@alice+bob"]).unwrap(),
+            Some(Room::new("@alice+bob").unwrap())
+        );
+        assert_eq!(
+            room(&["--to", "Bob"]).unwrap(),
+            Some(Room::new("@alice+bob").unwrap())
+        );
+        for bad in [
+            &["--room", "Dev"][..],
+            &["--room", "@bob+alice"],
+            &["--to", "alice"],
+            &["--to", "no body"],
+        ] {
+            let e = room(bad).unwrap_err();
+            assert!(e.is_usage(), "{bad:?}: {e}");
+        }
+        assert!(
+            Cli::try_parse_from(["gc-client", "h", "--headless", "--room", "a", "--to", "b"])
+                .is_err()
+        );
+        assert!(Cli::try_parse_from(["gc-client", "h", "--room", "a"]).is_err());
     }
 
     #[test]

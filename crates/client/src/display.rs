@@ -35,14 +35,20 @@ pub fn utc(timestamp: Timestamp) -> DateTime<Utc> {
 }
 
 /// `[YYYY-MM-DD HH:MM:SS] user: text` with the time in `tz` (the local zone in the program) and
-/// the text made harmless by [`sanitize`].
+/// the text made harmless by [`sanitize`]; a record of another room than `#general` names it
+/// before the user: `[…] #dev user: text` (`@alice+bob` for a direct conversation).
 pub fn format_line<Tz: TimeZone>(record: &Record, tz: &Tz) -> String
 where
     Tz::Offset: std::fmt::Display,
 {
     let time = utc(record.timestamp).with_timezone(tz);
+    let room = if record.room.is_general() {
+        String::new()
+    } else {
+        format!("{} ", record.room)
+    };
     format!(
-        "[{}] {}: {}",
+        "[{}] {room}{}: {}",
         time.format("%Y-%m-%d %H:%M:%S"),
         record.username,
         sanitize(&record.body)
@@ -56,11 +62,15 @@ struct JsonRecord<'a> {
     time: String,
     username: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<&'a str>,
 }
 
 /// One JSON object: `{"id":…,"timestamp":"<as on the wire>","time":"<RFC 3339 UTC>",
-/// "username":…,"message":…}` (the keys of `gc-server db export --format json`, plus `time`).
-/// The message is the raw body, JSON-escaped.
+/// "username":…,"message":…}` (the keys of `gc-server db export --format json`, plus `time`),
+/// and for a record of another room than `#general` a last `"room":"#dev"` member, as the
+/// export writes it (so `#general`'s objects are exactly what they were before rooms). The
+/// message is the raw body, JSON-escaped.
 pub fn format_json(record: &Record) -> String {
     let json = JsonRecord {
         id: record.id,
@@ -68,6 +78,7 @@ pub fn format_json(record: &Record) -> String {
         time: utc(record.timestamp).to_rfc3339_opts(SecondsFormat::AutoSi, true),
         username: record.username.as_str(),
         message: &record.body,
+        room: (!record.room.is_general()).then(|| record.room.as_str()),
     };
     // Serializing plain strings and numbers cannot fail; keep a valid line regardless.
     serde_json::to_string(&json).unwrap_or_else(|_| format!("{{\"id\":{}}}", record.id))
@@ -119,6 +130,34 @@ mod tests {
         assert_eq!(
             format_line(&rec("日本"), &plus_two),
             "[2023-11-15 00:13:20] alice: 日本"
+        );
+    }
+
+    #[test]
+    fn other_rooms_are_named_and_general_is_as_it_was() {
+        let dev = Record {
+            room: gc_protocol::Room::new("#dev").unwrap(),
+            ..rec("hi")
+        };
+        assert_eq!(
+            format_line(&dev, &Utc),
+            "[2023-11-14 22:13:20] #dev alice: hi"
+        );
+        assert_eq!(
+            format_json(&dev),
+            r##"{"id":42,"timestamp":"1700000000.088305","time":"2023-11-14T22:13:20.088305Z","username":"alice","message":"hi","room":"#dev"}"##
+        );
+        let dm = Record {
+            room: gc_protocol::Room::new("@alice+bob").unwrap(),
+            ..rec("psst")
+        };
+        assert_eq!(
+            format_line(&dm, &Utc),
+            "[2023-11-14 22:13:20] @alice+bob alice: psst"
+        );
+        assert_eq!(
+            format_line(&rec("hi"), &Utc),
+            "[2023-11-14 22:13:20] alice: hi"
         );
     }
 

@@ -85,6 +85,16 @@ pub enum AppError {
         known: PathBuf,
     },
 
+    /// `--room`/`--to` with a server that serves no rooms.
+    #[error(
+        "{}: cannot write into {room}; leave out --room and --to to write in #general",
+        gc_client_core::NO_ROOMS
+    )]
+    NoRooms {
+        /// The room asked for.
+        room: gc_protocol::Room,
+    },
+
     /// The local server of `--with-server` could not be run.
     #[error("--with-server: {0}")]
     LocalServer(String),

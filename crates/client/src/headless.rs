@@ -5,17 +5,23 @@
 //!   is dropped.
 //! - Each received record is printed once, in id order: `[YYYY-MM-DD HH:MM:SS] user: text` in
 //!   local time with control characters made visible, or one JSON object per line (`--json`).
+//!   Records of rooms other than `#general` (with a GC/3 server, every room the account is in)
+//!   name their room: `[…] #dev user: text`, and a `"room"` member in JSON.
+//! - With a room (`--room`, `--to`), the messages go into it. Nothing is sent before the server
+//!   is known to serve rooms; one that serves none (an older gc-server) ends the run with an
+//!   error, nothing sent.
 //! - Status and warnings go to the status writer (standard error), never to the output.
 //! - At the end of input: wait until logged in, caught up with what the server held at login,
 //!   and every message is acknowledged and has come back, bounded by the drain timeout; say
 //!   `Bye`, and report what was never acknowledged.
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, Write};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gc_protocol::Record;
+use gc_protocol::{Record, Room};
 
 use crate::display::{format_json, format_line};
 use crate::error::AppError;
@@ -23,13 +29,19 @@ use gc_client_core::Client;
 use gc_client_core::config::ClientConfig;
 use gc_client_core::event::{ConnState, Event, NoticeLevel, Rejection};
 
-/// How headless mode prints and ends.
-#[derive(Clone, Copy, Debug)]
+/// How often the end of input looks whether everything is drained, between events.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
+
+/// How headless mode prints and ends, and where it writes.
+#[derive(Clone, Debug)]
 pub struct HeadlessOptions {
     /// One JSON object per record instead of text lines.
     pub json: bool,
     /// How long to wait at the end of input for the outbox to be acknowledged.
     pub drain_timeout: Duration,
+    /// Where the input's messages go: a room or a direct conversation (`--room`, `--to`);
+    /// `None` (or `#general`): `#general`.
+    pub room: Option<Room>,
 }
 
 impl Default for HeadlessOptions {
@@ -37,6 +49,7 @@ impl Default for HeadlessOptions {
         Self {
             json: false,
             drain_timeout: Duration::from_secs(60),
+            room: None,
         }
     }
 }
@@ -153,6 +166,11 @@ where
         })?;
 
     let printer = Printer::new(options.json);
+    // A room other than #general: its messages wait until the server is known to serve rooms.
+    let room = options.room.clone().filter(|r| !r.is_general());
+    let mut may_send = room.is_none();
+    let mut held: VecDeque<String> = VecDeque::new();
+    let mut no_rooms = None;
     let mut eof = false;
     let mut deadline: Option<Instant> = None;
     let mut ever_active = false;
@@ -160,7 +178,7 @@ where
     let mut fatal = None;
     let mut output_error = None;
     loop {
-        if eof && ever_active && drained(&client) {
+        if eof && ever_active && held.is_empty() && drained(&client) {
             break;
         }
         let input = match deadline {
@@ -168,17 +186,19 @@ where
                 Ok(i) => i,
                 Err(_) => break,
             },
-            Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
-                Ok(i) => i,
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-            },
-        };
-        match input {
-            Input::Line(text) => {
-                if let Err(e) = client.send(text) {
-                    say(status, &format!("not sent: {e}"));
+            // Draining: look again now and then, as catching up can come without an event (a
+            // quiet heartbeat cycle, see `Status::caught_up`).
+            Some(d) => {
+                match rx.recv_timeout(d.saturating_duration_since(Instant::now()).min(DRAIN_POLL)) {
+                    Ok(i) => i,
+                    Err(RecvTimeoutError::Timeout) if Instant::now() < d => continue,
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
                 }
             }
+        };
+        match input {
+            Input::Line(text) if may_send => send(&client, room.as_ref(), text, status),
+            Input::Line(text) => held.push_back(text),
             Input::Eof => {
                 eof = true;
                 deadline = Some(Instant::now() + options.drain_timeout);
@@ -217,19 +237,45 @@ where
                     last_warning = Some(text);
                 }
             }
+            Input::Event(Event::Version { rooms, .. }) => {
+                if let Some(room) = &room {
+                    if !rooms {
+                        no_rooms = Some(room.clone());
+                        break;
+                    }
+                    may_send = true;
+                    for text in held.drain(..) {
+                        send(&client, Some(room), text, status);
+                    }
+                }
+            }
             Input::Event(Event::Rejected(Rejection {
                 client_msg_id,
+                room,
                 code,
                 text,
-            })) => say(
-                status,
-                &format!("the server refused message {client_msg_id} ({code}): {text}"),
-            ),
+            })) => {
+                let place = if room.is_general() {
+                    String::new()
+                } else {
+                    format!(" in {room}")
+                };
+                say(
+                    status,
+                    &format!("the server refused message {client_msg_id}{place} ({code}): {text}"),
+                );
+            }
+            Input::Event(Event::Refused(refusal)) => say(status, &refusal.to_string()),
             Input::Event(Event::Acked(ack)) => tracing::debug!("message {} acknowledged", ack.id),
             Input::Event(Event::Presence { users, .. }) => {
                 tracing::debug!("online: {}", users.len());
             }
-            Input::Event(Event::History { .. }) => {}
+            Input::Event(
+                Event::History { .. }
+                | Event::RoomPresence { .. }
+                | Event::RoomList(_)
+                | Event::RoomDone { .. },
+            ) => {}
         }
     }
 
@@ -252,6 +298,9 @@ where
     if let Some(e) = fatal {
         return Err(e.into());
     }
+    if let Some(room) = no_rooms {
+        return Err(AppError::NoRooms { room });
+    }
     if let Some(e) = output_error {
         return Err(AppError::Output(e));
     }
@@ -268,12 +317,22 @@ where
     })
 }
 
+/// Queues `text` for `room` (`None`: `#general`); says why when it cannot be.
+fn send(client: &Client, room: Option<&Room>, text: String, status: &mut dyn Write) {
+    let queued = match room {
+        Some(room) => client.send_to(room.clone(), text),
+        None => client.send(text),
+    };
+    if let Err(e) = queued {
+        say(status, &format!("not sent: {e}"));
+    }
+}
+
 /// Everything sent is acknowledged and has come back (so it is printed too), and everything that
 /// existed at login has arrived.
 fn drained(client: &Client) -> bool {
     let status = client.status();
-    let caught_up = status.last_id >= status.login_latest.unwrap_or(0);
-    status.outbox_len == 0 && caught_up && status.last_id >= client.acked_max()
+    status.outbox_len == 0 && status.caught_up && status.last_id >= client.acked_max()
 }
 
 fn say(status: &mut dyn Write, text: &str) {
@@ -389,5 +448,24 @@ mod tests {
         let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(first["id"], 1);
         assert_eq!(first["message"], "m1\n\u{1b}");
+        assert!(
+            first.get("room").is_none(),
+            "#general's objects are as before rooms"
+        );
+        // Another room's record says where it was said.
+        let dev = Record {
+            room: Room::new("#dev").unwrap(),
+            ..records[0].clone()
+        };
+        let mut out = Vec::new();
+        Printer::new(true)
+            .print(&mut out, std::slice::from_ref(&dev))
+            .unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["room"], "#dev");
+        let mut out = Vec::new();
+        Printer::new(false).print(&mut out, &[dev]).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        assert!(line.contains("] #dev bob: m1"), "{line}");
     }
 }

@@ -116,6 +116,10 @@ fn run_headless(cli: &Cli, trust: ServerTrust) -> u8 {
         Ok(config) => config,
         Err(e) => return headless_exit(&Err(e)),
     };
+    let options = match cli.headless_options() {
+        Ok(options) => options,
+        Err(e) => return headless_exit(&Err(e)),
+    };
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let mut status = io::stderr();
@@ -124,7 +128,7 @@ fn run_headless(cli: &Cli, trust: ServerTrust) -> u8 {
         BufReader::new(io::stdin()),
         &mut out,
         &mut status,
-        cli.headless_options(),
+        options,
     );
     let _ = out.flush();
     drop(out);
@@ -167,8 +171,14 @@ fn run_tui(cli: &Cli, trust: ServerTrust) -> u8 {
         drain: QUIT_DRAIN,
         trust,
     };
-    let config_for =
-        |user: &str, password, register| cli.client_config_for(user, password, register);
+    let config_for = |user: &str, password, register| {
+        let mut config = cli.client_config_for(user, password, register)?;
+        // The terminal UI shows one conversation, #general, so far: a session with rooms would
+        // mix every room's and direct conversation's records into it. It logs in without rooms
+        // until it has a room view.
+        config.rooms = false;
+        Ok(config)
+    };
     match tui::run(options, &config_for) {
         Ok(outcome) => {
             if !outcome.unsent.is_empty() {

@@ -9,7 +9,7 @@ use gc_client_core::{ClientError, ConnState, ServerPorts};
 use gc_protocol::scram::{ClientHello, ServerFirst, derive_verifier};
 use gc_protocol::{
     AuthClient, AuthServer, Authed, CallbackReply, ConnectPing, ConnectReply, ErrorCode,
-    ErrorFrame, FramedStream, Registration, SessionToken, VERSION,
+    ErrorFrame, FramedStream, Registration, SessionToken, VERSION_ROOMS,
 };
 
 use gc_tests::TestServer;
@@ -124,10 +124,11 @@ fn fake_server(connect_l: &TcpListener, auth_l: &TcpListener) -> CallbackReply {
     let (stream, peer) = connect_l.accept().expect("fake server step");
     let mut conn = FramedStream::new(stream, peer.to_string());
     let ping: ConnectPing = conn.read(deadline()).expect("fake server step");
-    assert_eq!(ping.version, VERSION);
+    // The client asks for rooms first; this impostor claims to serve them.
+    assert_eq!(ping.version, VERSION_ROOMS);
     conn.send(
         &ConnectReply::Pong {
-            version: VERSION.into(),
+            version: VERSION_ROOMS.into(),
             server_name: "impostor".into(),
             registration: Registration::Open,
         },

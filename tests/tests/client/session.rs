@@ -177,6 +177,7 @@ fn history_who_and_history_on_join() {
         Event::History {
             before_id: 4,
             records,
+            ..
         } => Some(records.clone()),
         _ => None,
     });

@@ -486,10 +486,12 @@ impl App {
                     }
                 });
             }
+            // `room`: the terminal UI logs in without rooms for now (run.rs), so it is #general.
             Event::Rejected(Rejection {
                 client_msg_id,
                 code,
                 text,
+                ..
             }) => {
                 let message = self
                     .pending
@@ -517,6 +519,13 @@ impl App {
                 self.notice(level, text);
             }
             Event::Fatal(error) => self.fatal(&error),
+            // A refused `History` or `Who` (a notice, as before rooms came).
+            Event::Refused(refusal) => self.notice(Level::Warning, refusal.to_string()),
+            // Rooms (GC/3): not shown by the terminal UI yet, which logs in without them.
+            Event::Version { .. }
+            | Event::RoomPresence { .. }
+            | Event::RoomList(_)
+            | Event::RoomDone { .. } => {}
         }
     }
 
@@ -1073,6 +1082,7 @@ mod tests {
         app.queued(id.clone(), "too big".into());
         app.handle_client(Event::Rejected(Rejection {
             client_msg_id: id,
+            room: gc_protocol::Room::general(),
             code: ErrorCode::TooLarge,
             text: "message too large".into(),
         }));
