@@ -232,3 +232,106 @@ pub fn heartbeat_addr(config: &ClientConfig, client: &Client) -> SocketAddr {
         client.ports().heartbeat,
     )
 }
+
+/// The connect port of a server older than rooms (GC/3), in front of a real one: it answers
+/// `Ping GC/3` with `Err version`, as a gc-server before rooms did, and the transport's old
+/// version (`GC/2` over TLS, with the real server's certificate; `GC/1` plain) with `Pong`. Point
+/// a client's connect port at it and its auth and send ports at the real server: the client
+/// falls back and logs in as a session without rooms, which the real server serves as GC/1's.
+#[derive(Debug)]
+pub struct OlderConnectPort {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// The versions asked, in order.
+    asked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OlderConnectPort {
+    /// In front of `server` (TLS with its certificate when it has one).
+    pub fn start(server: &TestServer) -> Self {
+        use gc_net::identity::{IDENTITY_DIR, Identity};
+        use gc_net::tls::{ClientAuth, PeerCheck, Stream, TlsConfig};
+        use std::sync::atomic::Ordering;
+
+        let tls = server.fingerprint().map(|_| {
+            let dir = server.data_dir().join(IDENTITY_DIR);
+            let identity = Identity::load(&dir.join("cert.pem"), &dir.join("key.pem"))
+                .expect("the server's identity");
+            std::sync::Arc::new(
+                TlsConfig::new(Some(&identity), ClientAuth::None).expect("a TLS configuration"),
+            )
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("local addr").port();
+        let asked: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, stopping) = (std::sync::Arc::clone(&asked), std::sync::Arc::clone(&stop));
+        let thread = std::thread::Builder::new()
+            .name("older-connect-port".into())
+            .spawn(move || {
+                let old = if tls.is_some() {
+                    gc_protocol::VERSION_TLS
+                } else {
+                    gc_protocol::VERSION
+                };
+                for tcp in listener.incoming() {
+                    if stopping.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(tcp) = tcp else { return };
+                    let deadline = || Instant::now() + Duration::from_secs(5);
+                    let stream = match &tls {
+                        Some(tls) => match tls.accept(tcp, "client", PeerCheck::Any, deadline()) {
+                            Ok(stream) => stream,
+                            Err(_) => continue,
+                        },
+                        None => Stream::Plain(tcp),
+                    };
+                    let mut conn = gc_net::Conn::new(stream, "client");
+                    let Ok(ping) = conn.read::<gc_protocol::ConnectPing>(deadline()) else {
+                        continue;
+                    };
+                    if let Ok(mut seen) = seen.lock() {
+                        seen.push(ping.version.clone());
+                    }
+                    let reply = if ping.version == old {
+                        gc_protocol::ConnectReply::Pong {
+                            version: old.into(),
+                            server_name: "an older server".into(),
+                            registration: gc_protocol::Registration::Open,
+                        }
+                    } else {
+                        gc_protocol::ConnectReply::Err(gc_protocol::ErrorFrame::new(
+                            gc_protocol::ErrorCode::Version,
+                            format!("this server speaks {old}, not {}", ping.version),
+                        ))
+                    };
+                    let _ = conn.send(&reply, deadline());
+                }
+            })
+            .expect("spawn");
+        Self {
+            port,
+            asked,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The versions asked so far, in order.
+    pub fn asked(&self) -> Vec<String> {
+        self.asked.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for OlderConnectPort {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

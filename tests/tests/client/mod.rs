@@ -1,6 +1,7 @@
 //! The client library (`gc_client_core::Client`) against real servers: logins and their failures,
-//! chatting, presence, history, restarts of either side.
+//! chatting, presence, history, restarts of either side, rooms.
 
 mod auth;
 mod restart;
+mod rooms;
 mod session;

@@ -366,3 +366,200 @@ fn headless_tls_against_a_plain_server_and_plain_against_a_tls_server_say_why() 
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("this server requires TLS"), "{stderr}");
 }
+
+// ───────────────────────────── rooms ─────────────────────────────
+
+/// A logged-in client of an account registered just now.
+fn member(server: &Server, user: &str) -> TestClient {
+    register(server, user, "pw");
+    let mut client = TestClient::start(config(server, user, "pw"));
+    client.wait_active();
+    client
+}
+
+/// Asks for a room request and waits until the server did it.
+fn ask(c: &mut TestClient, request: gc_client_core::RoomRequest) {
+    c.client()
+        .room_request(request.clone())
+        .expect("the request is queued");
+    c.wait_other("the room request", |e| match e {
+        gc_client_core::Event::RoomDone { request: r, .. } if *r == request => Some(()),
+        _ => None,
+    });
+}
+
+fn create(room: &str, visibility: gc_protocol::Visibility) -> gc_client_core::RoomRequest {
+    gc_client_core::RoomRequest::Create {
+        room: gc_protocol::Room::new(room).expect("a room name"),
+        visibility,
+        topic: String::new(),
+    }
+}
+
+/// Waits until `c` has a record with `body`; returns it.
+fn arrived(c: &mut TestClient, body: &str) -> gc_protocol::Record {
+    let mut n = c.records.len();
+    loop {
+        if let Some(r) = c.records.iter().find(|r| r.body == body) {
+            return r.clone();
+        }
+        n += 1;
+        c.wait_records(n);
+    }
+}
+
+/// Headless arguments for `user` (password `pw`) with a fresh cache in `dir`.
+fn member_args(server: &Server, user: &str, dir: &Path) -> Vec<String> {
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "pw\n").expect("write the password file");
+    args(server, user, &pw, &dir.join(format!("{user}.db")))
+}
+
+#[test]
+fn headless_room_sends_into_the_room_and_json_names_only_other_rooms() {
+    let server = Server::start();
+    let mut alice = member(&server, "alice");
+    ask(&mut alice, create("#dev", gc_protocol::Visibility::Public));
+    let mut bob = member(&server, "bob");
+    ask(
+        &mut bob,
+        gc_client_core::RoomRequest::Join {
+            room: gc_protocol::Room::new("#dev").unwrap(),
+        },
+    );
+    bob.close();
+    alice.send("in general");
+    alice.wait_acked(1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = member_args(&server, "bob", dir.path());
+    a.extend(["--json".to_owned(), "--room".to_owned(), "dev".to_owned()]);
+    let out = run(&a, "hello dev\n");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let values: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let find = |message: &str| {
+        values
+            .iter()
+            .find(|v| v["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} in {stdout}"))
+    };
+    let mine = find("hello dev");
+    assert_eq!(
+        (&mine["username"], &mine["room"]),
+        (&"bob".into(), &"#dev".into())
+    );
+    // #general's objects are as they always were: no room member.
+    let general = find("in general");
+    assert!(general.get("room").is_none(), "{general}");
+    let keys: Vec<&str> = general
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys.len(), 5, "{keys:?}");
+
+    let got = arrived(&mut alice, "hello dev");
+    assert_eq!(got.room.as_str(), "#dev");
+    alice.close();
+}
+
+#[test]
+fn headless_to_a_user_writes_a_direct_message_and_text_names_its_room() {
+    let server = Server::start();
+    let mut alice = member(&server, "alice");
+    register(&server, "bob", "pw");
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = member_args(&server, "bob", dir.path());
+    a.extend(["--to".to_owned(), "Alice".to_owned()]);
+    let out = run(&a, "psst\n");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.ends_with("] @alice+bob bob: psst")),
+        "{stdout}"
+    );
+    let got = arrived(&mut alice, "psst");
+    assert_eq!(got.room.as_str(), "@alice+bob");
+    alice.close();
+}
+
+#[test]
+fn headless_room_refusals_show_the_servers_text() {
+    let server = Server::start();
+    let mut alice = member(&server, "alice");
+    ask(
+        &mut alice,
+        create("#secret", gc_protocol::Visibility::Private),
+    );
+    ask(&mut alice, create("#dev", gc_protocol::Visibility::Public));
+    register(&server, "mallory", "pw");
+    let dir = tempfile::tempdir().unwrap();
+    for (room, code, words) in [
+        ("secret", "no-room", "there is no room #secret you can see"),
+        ("#dev", "forbidden", "you are not in #dev: /join #dev first"),
+    ] {
+        let mut a = member_args(&server, "mallory", dir.path());
+        a.extend(["--room".to_owned(), room.to_owned()]);
+        let out = run(&a, "let me in\n");
+        let stderr = text(&out.stderr);
+        let full = if room.starts_with('#') {
+            room.to_owned()
+        } else {
+            format!("#{room}")
+        };
+        assert!(
+            stderr.contains(&format!("in {full} ({code}): {words}")),
+            "{stderr}"
+        );
+        // Refused for good: nothing is left waiting.
+        assert_ne!(out.status.code(), Some(3), "{stderr}");
+    }
+    // A name that is no room's is refused before anything is sent.
+    let mut a = member_args(&server, "mallory", dir.path());
+    a.extend(["--room".to_owned(), "Dev".to_owned()]);
+    let out = run(&a, "x\n");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("lower case"));
+    alice.close();
+}
+
+#[test]
+fn headless_room_with_a_server_older_than_rooms_refuses_at_start() {
+    let server = Server::start();
+    register(&server, "olga", "pw");
+    let older = gc_tests::client::OlderConnectPort::start(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = member_args(&server, "olga", dir.path());
+    let at = a.iter().position(|f| f == "--server-port-connect").unwrap();
+    a[at + 1] = older.port.to_string();
+    let mut with_room = a.clone();
+    with_room.extend(["--room".to_owned(), "dev".to_owned()]);
+    let out = run(&with_room, "into dev\n");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("does not serve rooms") && stderr.contains("cannot write into #dev"),
+        "{stderr}"
+    );
+    assert!(
+        !server.stored_lines().iter().any(|l| l.contains("into dev")),
+        "nothing sent"
+    );
+    // Without a room it works as it always did, saying once that there are no rooms.
+    let out = run(&a, "in general\n");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr.matches("does not serve rooms").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(text(&out.stdout).contains("] olga: in general"));
+}
