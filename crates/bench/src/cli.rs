@@ -238,6 +238,15 @@ pub struct IngestArgs {
     /// ingest alone. Without it every sender also receives every message, as real clients do.
     #[arg(long)]
     pub sink: bool,
+    /// Split the senders into N rooms of equal size (GC/3 sessions; sender i in #bench-<i % N>,
+    /// posting there): each receives its room's messages only, and the store check finds each
+    /// message in its room's file. 1: everything in #general, GC/1 sign-ins.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub rooms: usize,
+    /// GC/3 sessions in created rooms even with --rooms 1 (one room #bench-0 instead of
+    /// #general).
+    #[arg(long)]
+    pub gc3: bool,
 }
 
 /// Fanout modes.
@@ -273,6 +282,20 @@ pub struct FanoutArgs {
     /// Message body size in bytes.
     #[arg(long, value_name = "B", default_value_t = 32)]
     pub body_bytes: usize,
+    /// Split the N clients into this many rooms of equal size (GC/3 sessions; client i in
+    /// #bench-<i % rooms>, created by its lowest client and joined by the others): each sender
+    /// posts into its own room, and every delivery is checked to reach exactly that room's
+    /// members. 1: everything in #general, GC/1 sign-ins, as before rooms.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub rooms: usize,
+    /// GC/3 sessions in created rooms even with --rooms 1 (all N clients in #bench-0 instead of
+    /// #general), to tell a created room's cost from #general's.
+    #[arg(long)]
+    pub gc3: bool,
+    /// Measure the server's CPU for this many seconds with everyone online and nothing sent,
+    /// before sending, and report its CPU per delivery also net of that idle rate (heartbeats).
+    #[arg(long, value_name = "S", default_value_t = 0.0)]
+    pub idle_window: f64,
 }
 
 /// `idle` options.
@@ -314,6 +337,34 @@ mod tests {
         let cli = parse(&["--tls", "on", "memory"]).expect("parses");
         assert_eq!(cli.common.tls.modes(), [Mode::Tls]);
         assert!(parse(&["--tls", "maybe", "idle"]).is_err());
+    }
+
+    #[test]
+    fn rooms_default_to_general() {
+        let cli = parse(&["fanout"]).expect("parses");
+        let Workload::Fanout(a) = cli.workload else {
+            panic!("fanout")
+        };
+        assert_eq!((a.rooms, a.gc3, a.idle_window), (1, false, 0.0));
+        let cli = parse(&[
+            "fanout",
+            "--n",
+            "1000",
+            "--rooms",
+            "50",
+            "--idle-window",
+            "3",
+        ])
+        .expect("parses");
+        let Workload::Fanout(a) = cli.workload else {
+            panic!("fanout")
+        };
+        assert_eq!((a.n, a.rooms, a.idle_window), (1000, 50, 3.0));
+        let cli = parse(&["ingest", "--rooms", "4", "--gc3"]).expect("parses");
+        let Workload::Ingest(a) = cli.workload else {
+            panic!("ingest")
+        };
+        assert_eq!((a.rooms, a.gc3), (4, true));
     }
 
     #[test]

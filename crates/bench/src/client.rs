@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use gc_protocol::scram::ClientKeys;
 use gc_protocol::signin::{self, SignInError};
 use gc_protocol::texts::ServerAddrs;
-use gc_protocol::{CallbackPorts, SendReply, SendRequest, SessionToken, Username};
+use gc_protocol::{CallbackPorts, SendReply, SendRequest, SessionToken, Username, VERSION_ROOMS};
 use socket2::{Domain, Socket, Type};
 
 use crate::error::BenchError;
@@ -144,6 +144,9 @@ pub struct SignInArgs<'a> {
     pub keys: Option<&'a KeyCache>,
     /// The lowest iteration count the client accepts.
     pub min_iterations: u32,
+    /// GC/3: `Ping GC/3`, then `AuthRequest … GC/3`, for a session with rooms. `false`: the GC/1
+    /// sign-in (GC/2 over TLS) exactly as before rooms.
+    pub rooms: bool,
 }
 
 fn refused(what: &str, answer: impl std::fmt::Debug) -> BenchError {
@@ -164,7 +167,8 @@ fn sign_in_error(user: &str, step: &str, e: SignInError) -> BenchError {
 
 /// Signs in client `slot` from `ip` as account `account`: binds its three listeners, then
 /// `Ping`/`Pong`, `AuthRequest`/`Auth1`, `Proof`, the callback, `Ok` — through the protocol's
-/// sign-in machine, timing each step.
+/// sign-in machine, timing each step. With `args.rooms` the session is a GC/3 one (`Ping GC/3`
+/// and `AuthRequest … GC/3`, plain or over TLS).
 pub fn sign_in(
     args: SignInArgs<'_>,
     slot: usize,
@@ -198,7 +202,12 @@ pub fn sign_in(
     let open_auth = || wire.connect(ip, args.addrs.auth, &auth_name);
     let ping = || -> Result<(), BenchError> {
         let mut c = wire.connect(ip, args.addrs.connect, &format!("{user}: connect (10740)"))?;
-        signin::version_check(&mut c, wire.version(), STEP).map_err(step("Ping"))?;
+        let version = if args.rooms {
+            VERSION_ROOMS
+        } else {
+            wire.version()
+        };
+        signin::version_check(&mut c, version, STEP).map_err(step("Ping"))?;
         Ok(())
     };
     let opened = if wire.mode().is_tls() {
@@ -221,7 +230,7 @@ pub fn sign_in(
     // 9281: SCRAM, bound to the TLS session if there is one.
     let mut a = opened?;
     let channel = wire.channel(&a)?;
-    let challenge = signin::request_login(&mut a, &username, ports, &channel, false, STEP)
+    let challenge = signin::request_login(&mut a, &username, ports, &channel, args.rooms, STEP)
         .map_err(step("AuthRequest"))?;
     let t_auth1 = Instant::now();
     let password = &args.accounts.password;
@@ -271,6 +280,37 @@ pub fn sign_in(
     })
 }
 
+/// Sends `request` on a fresh connection to the sending port and reads its one reply; `what`
+/// names the request in errors.
+pub fn ask(
+    addrs: &ServerAddrs,
+    wire: &Wire,
+    ip: IpAddr,
+    request: &SendRequest,
+    what: &str,
+) -> Result<SendReply, BenchError> {
+    let mut c = wire.connect(ip, addrs.send, "connect (9980)")?;
+    let deadline = Instant::now() + STEP;
+    c.send(request, deadline)
+        .map_err(|e| BenchError::protocol(format!("send {what}"), e))?;
+    c.read::<SendReply>(deadline)
+        .map_err(|e| BenchError::protocol(format!("read the {what} reply"), e))
+}
+
+/// Sends `request` as [`ask`] does and expects `Thx`: returns its id.
+pub fn ask_thx(
+    addrs: &ServerAddrs,
+    wire: &Wire,
+    ip: IpAddr,
+    request: &SendRequest,
+    what: &str,
+) -> Result<u64, BenchError> {
+    match ask(addrs, wire, ip, request, what)? {
+        SendReply::Thx { id, .. } => Ok(id),
+        other => Err(refused(what, other)),
+    }
+}
+
 /// Ends a session with `Bye` on the sending port.
 pub fn bye(
     addrs: &ServerAddrs,
@@ -278,20 +318,10 @@ pub fn bye(
     ip: IpAddr,
     token: &SessionToken,
 ) -> Result<(), BenchError> {
-    let mut c = wire.connect(ip, addrs.send, "connect (9980)")?;
-    let deadline = Instant::now() + STEP;
-    c.send(
-        &SendRequest::Bye {
-            token: token.clone(),
-        },
-        deadline,
-    )
-    .map_err(|e| BenchError::protocol("send Bye", e))?;
-    match c.read::<SendReply>(deadline) {
-        Ok(SendReply::Thx { .. }) => Ok(()),
-        Ok(other) => Err(refused("Bye", other)),
-        Err(e) => Err(BenchError::protocol("read the Bye reply", e)),
-    }
+    let bye = SendRequest::Bye {
+        token: token.clone(),
+    };
+    ask_thx(addrs, wire, ip, &bye, "Bye").map(|_| ())
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! clients ([`client`]), serves their heartbeat and delivery ports on a few epoll threads
 //! ([`reactor`]), sends with pipelined senders ([`sender`]), and measures with /proc
 //! ([`procfs`]). Its clients speak plain GC/1 or GC/2 over TLS ([`wire`]); by default each run
-//! goes once each way and the report puts the two side by side. The workloads are in
+//! goes once each way and the report puts the two side by side. With rooms ([`rooms`]) they are
+//! GC/3 sessions spread over rooms of equal size. The workloads are in
 //! [`workloads`]; [`run`] is what the binary calls.
 
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod hist;
 pub mod procfs;
 pub mod reactor;
 pub mod report;
+pub mod rooms;
 pub mod sender;
 pub mod server;
 pub mod wire;
@@ -37,6 +39,7 @@ use crate::error::BenchError;
 use crate::procfs::{CpuSnapshot, CpuUsage};
 use crate::reactor::{IoReport, Reactor, ReactorConfig};
 use crate::report::RunResult;
+use crate::rooms::RoomPlan;
 use crate::sender::{SenderJob, SenderReport};
 use crate::server::{BenchAccounts, External, Server, ServerSpec};
 use crate::wire::{ClientTls, Mode, Wire};
@@ -237,16 +240,32 @@ pub struct Run<'a> {
     pub deadline: Instant,
     /// Sessions by slot.
     pub held: Arc<Mutex<Vec<Option<Held>>>>,
+    /// Which room each client is in, and whether its session is a GC/3 one.
+    pub rooms: RoomPlan,
 }
 
 impl<'a> Run<'a> {
-    /// Starts a server for `mode` with `accounts` accounts, and io threads for `slots` clients.
+    /// Starts a server for `mode` with `accounts` accounts, and io threads for `slots` clients,
+    /// all in `#general` (GC/1 sessions).
     pub fn start(
         ctx: &'a Ctx,
         mode: Mode,
         accounts: usize,
         slots: usize,
         sink: bool,
+    ) -> Result<Self, BenchError> {
+        Self::start_in(ctx, mode, accounts, slots, sink, RoomPlan::GENERAL)
+    }
+
+    /// [`Run::start`] for clients placed in rooms as `rooms` says (with rooms: GC/3 sessions,
+    /// which [`rooms::set_up`] puts in their rooms once signed in).
+    pub fn start_in(
+        ctx: &'a Ctx,
+        mode: Mode,
+        accounts: usize,
+        slots: usize,
+        sink: bool,
+        rooms: RoomPlan,
     ) -> Result<Self, BenchError> {
         ctx.check_fds(slots)?;
         let server = Server::start(&ctx.spec, mode, &ctx.accounts, accounts)?;
@@ -267,6 +286,7 @@ impl<'a> Run<'a> {
             tag: tag.clone(),
             sink,
             wire: wire.clone(),
+            rooms,
         })?;
         Ok(Self {
             ctx,
@@ -277,6 +297,7 @@ impl<'a> Run<'a> {
             tag,
             deadline: epoch + ctx.timeout,
             held: Arc::new(Mutex::new(vec![None; slots])),
+            rooms,
         })
     }
 
@@ -322,6 +343,7 @@ impl<'a> Run<'a> {
             accounts: &self.ctx.accounts,
             keys,
             min_iterations: gc_protocol::limits::MIN_SCRAM_ITERATIONS,
+            rooms: self.rooms.gc3(),
         };
         let before = self.snapshot();
         let t0 = Instant::now();
@@ -459,7 +481,7 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// A sender job for the client in `slot`.
+    /// A sender job for the client in `slot`, posting into its room.
     pub fn job(
         &self,
         slot: usize,
@@ -482,11 +504,13 @@ impl<'a> Run<'a> {
             body_bytes,
             window,
             pace,
+            room: self.rooms.msg_room(self.rooms.room_of(slot)),
             deadline: self.deadline,
         })
     }
 
-    /// Sends one untimed message from `slots[0]` and waits until every client of `slots` holds it:
+    /// Sends one untimed message into `#general` (every account's room) from `slots[0]` and waits
+    /// until every client of `slots` holds it:
     /// after that each has its delivery connection (over TLS: handshaken), so what is timed next
     /// is the steady state. Returns the message's id and how long it took to reach everyone.
     pub fn warm_up(&self, slots: &[usize]) -> Result<(u64, Duration), BenchError> {
@@ -496,6 +520,7 @@ impl<'a> Run<'a> {
         let mut job = self.job(first, 0, 32, 1, sender::Pace::Count(1))?;
         // Not this run's tag: the receivers do not time it.
         job.tag = "warm-up".into();
+        job.room = None;
         let t0 = Instant::now();
         let sent = self.send(vec![job])?;
         let id = sent
@@ -527,6 +552,20 @@ impl<'a> Run<'a> {
         let t0 = Instant::now();
         reactor::wait_for(timeout.min(self.left()), || counters.behind(slots, id) == 0)
             .then(|| t0.elapsed())
+    }
+
+    /// Waits until every `(slot, id)` of `targets` holds its `id`; how long it took, or `None`.
+    pub fn wait_delivered_each(
+        &self,
+        targets: &[(usize, u64)],
+        timeout: Duration,
+    ) -> Option<Duration> {
+        let counters = self.counters();
+        let t0 = Instant::now();
+        reactor::wait_for(timeout.min(self.left()), || {
+            counters.behind_each(targets) == 0
+        })
+        .then(|| t0.elapsed())
     }
 
     /// Ends the sessions of `slots` with `Bye`, `concurrency` at a time, then waits (up to 2 s)

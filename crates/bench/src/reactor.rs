@@ -8,7 +8,9 @@
 //!   is not the client's, then close);
 //! - delivery: `Batch <token> <n>`, n × `Rec`, `End` → `Thx <last-id>`; every id is recorded in a
 //!   per-client bitmap (lost and duplicated deliveries) and the send time embedded in bench bodies
-//!   gives the end-to-end latency of every delivery;
+//!   gives the end-to-end latency of every delivery. A `Rec` may name its room (GC/3): frames are
+//!   counted per client and room, and a bench message whose room is not its sender's (see
+//!   [`RoomPlan`]) is counted as mislabelled;
 //! - any number of connections per port, accepted whenever the server opens a fresh one, closed
 //!   when the server closes them;
 //! - over TLS (a TLS run's [`Wire`]), each connection runs its own rustls session ([`Pipe`]): the
@@ -30,7 +32,7 @@ use std::time::{Duration, Instant};
 use gc_protocol::limits::MAX_FRAME_BYTES;
 use gc_protocol::{
     DeliveryFrame, DeliveryReply, ErrorCode, ErrorFrame, Frame, HeartbeatPing, HeartbeatReply,
-    ParseError, SessionToken, Timestamp,
+    ParseError, Room, SessionToken, Timestamp,
 };
 use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
 use rustix::event::{EventfdFlags, Timespec, eventfd};
@@ -38,6 +40,7 @@ use rustix::event::{EventfdFlags, Timespec, eventfd};
 use crate::client::SignedInClient;
 use crate::error::BenchError;
 use crate::hist::Histogram;
+use crate::rooms::RoomPlan;
 use crate::wire::{Pipe, Wire};
 
 /// Largest read buffer: the largest frame, LF included. A full buffer without an LF holds a line
@@ -98,6 +101,14 @@ impl Counters {
             .count()
     }
 
+    /// Slots that have not reached their target: `(slot, id)` pairs whose cursor is below `id`.
+    pub fn behind_each(&self, targets: &[(usize, u64)]) -> usize {
+        targets
+            .iter()
+            .filter(|&&(s, id)| self.last_id[s].load(Ordering::Acquire) < id)
+            .count()
+    }
+
     /// Slots (among `slots`) that have not answered a heartbeat yet.
     pub fn unpinged(&self, slots: &[usize]) -> usize {
         slots
@@ -122,6 +133,8 @@ pub struct ReactorConfig {
     pub sink: bool,
     /// Plain or TLS, as the server's callbacks come.
     pub wire: Wire,
+    /// Which room each sender posts into, to check the room of every bench message delivered.
+    pub rooms: RoomPlan,
 }
 
 enum Cmd {
@@ -178,9 +191,24 @@ pub struct ClientReport {
     pub untracked: u64,
     /// Heartbeats answered.
     pub pings: u64,
+    /// `Rec` frames by the room they named (`#general` when they named none).
+    pub by_room: Vec<(Room, u64)>,
+    /// Bench messages whose `Rec` named another room than their sender's.
+    pub mislabelled: u64,
 }
 
 impl ClientReport {
+    /// Whether it received `id` (above its start, in the tracked range).
+    pub fn has(&self, id: u64) -> bool {
+        if id <= self.start {
+            return false;
+        }
+        let bit = id - self.start - 1;
+        self.bits
+            .get((bit / 64) as usize)
+            .is_some_and(|w| w & (1 << (bit % 64)) != 0)
+    }
+
     /// How many distinct ids in `(lo, hi]` it received (`lo` at or above its start).
     pub fn received_in(&self, lo: u64, hi: u64) -> u64 {
         let lo = lo.max(self.start);
@@ -352,6 +380,34 @@ struct ClientState {
     old: u64,
     untracked: u64,
     pings: u64,
+    by_room: Vec<(Room, u64)>,
+    mislabelled: u64,
+}
+
+impl ClientState {
+    fn new(slot: usize, token: SessionToken, start: u64) -> Self {
+        Self {
+            slot,
+            token,
+            start,
+            last_id: start,
+            bits: Vec::new(),
+            dups: 0,
+            old: 0,
+            untracked: 0,
+            pings: 0,
+            by_room: Vec::new(),
+            mislabelled: 0,
+        }
+    }
+
+    /// Counts a frame of `room` (most frames are of the room of the one before).
+    fn count_room(&mut self, room: Room) {
+        match self.by_room.iter_mut().rev().find(|(r, _)| *r == room) {
+            Some((_, n)) => *n += 1,
+            None => self.by_room.push((room, 1)),
+        }
+    }
 }
 
 struct IoLoop {
@@ -475,6 +531,8 @@ impl IoLoop {
                     old: c.old,
                     untracked: c.untracked,
                     pings: c.pings,
+                    by_room: c.by_room,
+                    mislabelled: c.mislabelled,
                 })
                 .collect(),
             latency: self.latency,
@@ -512,17 +570,11 @@ impl IoLoop {
 
     fn add_client(&mut self, ep: &OwnedFd, session: SignedInClient) {
         let client = self.clients.len();
-        self.clients.push(ClientState {
-            slot: session.slot,
-            token: session.token.clone(),
-            start: session.latest_id,
-            last_id: session.latest_id,
-            bits: Vec::new(),
-            dups: 0,
-            old: 0,
-            untracked: 0,
-            pings: 0,
-        });
+        self.clients.push(ClientState::new(
+            session.slot,
+            session.token.clone(),
+            session.latest_id,
+        ));
         for (kind, listener) in [
             (Kind::Heartbeat, session.listeners.heartbeat),
             (Kind::Delivery, session.listeners.delivery),
@@ -814,8 +866,9 @@ impl IoLoop {
         Ok(())
     }
 
-    /// `Rec <id> <timestamp> <username> <body:c16>`: records the id and, for bench bodies, the
-    /// latency. `None` if the line is not a valid `Rec` frame.
+    /// `Rec <id> <timestamp> <username> <body:c16> [<room>]`: records the id and its room and,
+    /// for bench bodies, the latency and whether the room is the sender's. `None` if the line is
+    /// not a valid `Rec` frame.
     fn record(&mut self, client: usize, line: &[u8], now_us: u64) -> Option<()> {
         let DeliveryFrame::Rec(record) = DeliveryFrame::parse(line).ok()? else {
             return None;
@@ -843,7 +896,8 @@ impl IoLoop {
             }
         }
         c.last_id = c.last_id.max(id);
-        // Latency: bench bodies start with `<tag>:<sent-µs>:`.
+        // Bench bodies start with `<tag>:<sent-µs>:<sender>:`: the latency, and the room the
+        // message must be in.
         if let Some(rest) = record
             .body
             .strip_prefix(self.cfg.tag.as_str())
@@ -853,7 +907,15 @@ impl IoLoop {
             if let Ok(sent) = rest[..digits].parse::<u64>() {
                 self.latency.record(now_us.saturating_sub(sent));
             }
+            let sender = rest[digits..]
+                .strip_prefix(':')
+                .and_then(|r| r.split(':').next())
+                .and_then(|r| r.parse::<usize>().ok());
+            if sender.is_none_or(|i| !self.cfg.rooms.labelled(i, &record.room)) {
+                c.mislabelled += 1;
+            }
         }
+        c.count_room(record.room);
         Some(())
     }
 }
@@ -901,28 +963,27 @@ mod tests {
             tag: tag.to_owned(),
             sink: false,
             wire: Wire::plain(),
+            rooms: RoomPlan::GENERAL,
         };
         let wake = Arc::new(eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd"));
         let mut l = IoLoop::new(cfg, Arc::new(Counters::new(1)), Arc::default(), wake);
-        l.clients.push(ClientState {
-            slot: 0,
-            token: SessionToken::new(TOKEN).expect("token"),
-            start: 10,
-            last_id: 10,
-            bits: Vec::new(),
-            dups: 0,
-            old: 0,
-            untracked: 0,
-            pings: 0,
-        });
+        l.clients.push(ClientState::new(
+            0,
+            SessionToken::new(TOKEN).expect("token"),
+            10,
+        ));
         l
     }
 
     fn rec(id: u64, body: &str) -> Vec<u8> {
+        rec_in(Room::general(), id, body)
+    }
+
+    fn rec_in(room: Room, id: u64, body: &str) -> Vec<u8> {
         let mut out = Vec::new();
         gc_protocol::frame::encode_rec_frame(
             &Record {
-                room: gc_protocol::Room::general(),
+                room,
                 id,
                 timestamp: Timestamp::from_micros(1_700_000_000_000_000),
                 username: Username::new("bench00001").expect("name"),
@@ -960,6 +1021,51 @@ mod tests {
         let report = l.report();
         assert_eq!(report.clients[0].received_in(10, 12), 2);
         assert_eq!(report.clients[0].received_in(11, 12), 1);
+    }
+
+    #[test]
+    fn attributes_records_to_their_rooms() {
+        let mut l = io_loop("gcbabc123", Instant::now());
+        l.cfg.rooms = RoomPlan::new(50, false, 1000).expect("a plan");
+        let room = |n: &str| Room::new(n).expect("room");
+        // Sender 57 posts into #bench-7; a notice has no bench body; the warm-up is in #general.
+        for (id, r, body) in [
+            (11, "#bench-7", "gcbabc123:1000:57:0:xx"),
+            (12, "#bench-7", "bench00007 joined"),
+            (13, "#general", "warm-up:1:0:0:"),
+            (14, "#bench-8", "gcbabc123:1000:57:1:xx"),
+            (15, "#general", "gcbabc123:1000:7:0:xx"),
+            (16, "#bench-7", "gcbabc123:1000:x:0:xx"),
+        ] {
+            assert!(l.record(0, &rec_in(room(r), id, body), 2000).is_some());
+        }
+        let c = &l.clients[0];
+        assert_eq!(
+            c.mislabelled, 3,
+            "14 in #bench-8, 15 in #general, 16 without a sender"
+        );
+        assert_eq!(
+            c.by_room,
+            [
+                (room("#bench-7"), 3),
+                (Room::general(), 2),
+                (room("#bench-8"), 1)
+            ]
+        );
+        let report = l.report();
+        let c = &report.clients[0];
+        assert!(c.has(11) && c.has(16) && !c.has(17) && !c.has(10) && !c.has(9));
+        assert_eq!(c.mislabelled, 3);
+
+        // Without rooms a bench message must be in #general: a GC/1 session's frames name none.
+        let mut l = io_loop("gcbabc123", Instant::now());
+        assert!(
+            l.record(0, &rec(11, "gcbabc123:1000:3:0:xx"), 2000)
+                .is_some()
+        );
+        let in_room = rec_in(room("#bench-0"), 12, "gcbabc123:1000:0:0:xx");
+        assert!(l.record(0, &in_room, 2000).is_some());
+        assert_eq!(l.clients[0].mislabelled, 1);
     }
 
     /// A connection of `kind` to client 0 (over loopback: `Conn` owns a real socket).
@@ -1164,5 +1270,43 @@ mod tests {
         peer.write_all(&vec![b'A'; MAX_FRAME_BYTES]).expect("write");
         let err = serve_until_closed(&mut l, &mut c).expect("a protocol error");
         assert_eq!(err, ParseError::TooLong.to_string());
+    }
+}
+
+/// Building client reports in other modules' tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A report of the client in `slot` that started at `start` and received `ids`, with `dups`
+    /// duplicates and `by_room` frames per room.
+    pub(crate) fn client_report(
+        slot: usize,
+        start: u64,
+        ids: &[u64],
+        dups: u64,
+        by_room: &[(&Room, u64)],
+    ) -> ClientReport {
+        let mut bits = Vec::new();
+        for &id in ids {
+            let bit = id - start - 1;
+            let word = (bit / 64) as usize;
+            if word >= bits.len() {
+                bits.resize(word + 1, 0u64);
+            }
+            bits[word] |= 1 << (bit % 64);
+        }
+        ClientReport {
+            slot,
+            start,
+            last_id: ids.iter().copied().max().unwrap_or(start),
+            bits,
+            dups,
+            old: 0,
+            untracked: 0,
+            pings: 0,
+            by_room: by_room.iter().map(|(r, n)| ((*r).clone(), *n)).collect(),
+            mislabelled: 0,
+        }
     }
 }

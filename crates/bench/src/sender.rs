@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use gc_protocol::texts::ServerAddrs;
-use gc_protocol::{ClientMsgId, ErrorCode, Frame, SendReply, SendRequest, SessionToken};
+use gc_protocol::{ClientMsgId, ErrorCode, Frame, Room, SendReply, SendRequest, SessionToken};
 
 use crate::error::BenchError;
 use crate::hist::Histogram;
@@ -62,6 +62,8 @@ pub struct SenderJob {
     pub window: usize,
     /// How much to send.
     pub pace: Pace,
+    /// GC/3: the room its messages go to (`None`: `#general`, a GC/1 `Msg`).
+    pub room: Option<Room>,
     /// Give up at this instant.
     pub deadline: Instant,
 }
@@ -69,6 +71,8 @@ pub struct SenderJob {
 /// What a sender did.
 #[derive(Debug, Clone, Default)]
 pub struct SenderReport {
+    /// Which sender this was ([`SenderJob::index`]).
+    pub index: usize,
     /// `Msg` frames written.
     pub sent: u64,
     /// `Thx` received.
@@ -100,7 +104,10 @@ pub fn run(job: &SenderJob) -> Result<SenderReport, BenchError> {
         .map_err(|e| BenchError::io("set socket timeouts", e))?;
     let mut s = State {
         job,
-        report: SenderReport::default(),
+        report: SenderReport {
+            index: job.index,
+            ..SenderReport::default()
+        },
         outstanding: VecDeque::with_capacity(job.window),
         wbuf: Vec::with_capacity(job.window * (job.body_bytes * 2 + 120)),
         rbuf: vec![0; 64 * 1024],
@@ -201,7 +208,7 @@ impl State<'_> {
             token: job.token.clone(),
             client_msg_id,
             body: body.into_bytes(),
-            room: None,
+            room: job.room.clone(),
         }
         .encode(&mut self.wbuf);
         self.outstanding.push_back(now);

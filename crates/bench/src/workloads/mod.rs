@@ -151,6 +151,8 @@ pub(crate) struct Deliveries {
     pub dups: u64,
     pub old: u64,
     pub clients_missing: usize,
+    /// Bench messages whose `Rec` named a room (a GC/1 session must never see one).
+    pub mislabelled: u64,
 }
 
 pub(crate) fn deliveries(io: &IoReport, slots: &[usize], base: u64, top: u64) -> Deliveries {
@@ -162,6 +164,7 @@ pub(crate) fn deliveries(io: &IoReport, slots: &[usize], base: u64, top: u64) ->
         dups: 0,
         old: 0,
         clients_missing: 0,
+        mislabelled: 0,
     };
     for &s in slots {
         match io.clients.iter().find(|c| c.slot == s) {
@@ -171,6 +174,7 @@ pub(crate) fn deliveries(io: &IoReport, slots: &[usize], base: u64, top: u64) ->
                 d.lost += per - got;
                 d.dups += c.dups;
                 d.old += c.old;
+                d.mislabelled += c.mislabelled;
                 if got < per {
                     d.clients_missing += 1;
                 }
@@ -193,17 +197,23 @@ impl Deliveries {
             "duplicated": self.dups,
             "history_deliveries": self.old,
             "clients_missing_some": self.clients_missing,
+            "mislabelled": self.mislabelled,
         })
     }
 
     pub(crate) fn row(&self) -> String {
         format!(
-            "{} of {} received · lost {} · duplicated {}{}",
+            "{} of {} received · lost {} · duplicated {}{}{}",
             human(self.received as f64),
             human(self.expected as f64),
             self.lost,
             self.dups,
-            if self.lost == 0 && self.dups == 0 {
+            if self.mislabelled > 0 {
+                format!(" · {} in a room", self.mislabelled)
+            } else {
+                String::new()
+            },
+            if self.lost == 0 && self.dups == 0 && self.mislabelled == 0 {
                 " ✔"
             } else {
                 " ✘"
