@@ -23,10 +23,11 @@ static gc_verdict with_text(uint32_t kind, char *text, size_t len)
 	return v;
 }
 
-static gc_verdict on_message_send(void *state, gc_str text)
+static gc_verdict on_message_send(void *state, gc_str room, gc_str text)
 {
 	const size_t plen = sizeof PREFIX - 1;
 	(void)state;
+	(void)room;
 	if (text.len < plen || memcmp(text.ptr, PREFIX, plen) != 0)
 		return pass();
 	size_t n = text.len - plen;

@@ -1,5 +1,9 @@
 /*
- * gc_plugin.h -- the C ABI of General Communications plugins (ABI version 1).
+ * gc_plugin.h -- the C ABI of General Communications plugins (ABI version 2).
+ *
+ * Version 2 (rooms): the message hooks get the conversation the message belongs to, as its wire
+ * name (`#general`, `#dev`, `@alice+bob`). A plugin built for version 1 is refused, with a
+ * message saying to rebuild it.
  *
  * A plugin is a shared library in a mods/ directory that exports two functions:
  *
@@ -24,7 +28,7 @@
 extern "C" {
 #endif
 
-#define GC_PLUGIN_ABI_VERSION 1u
+#define GC_PLUGIN_ABI_VERSION 2u
 
 /* A UTF-8 string slice. */
 typedef struct gc_str {
@@ -74,12 +78,14 @@ typedef struct gc_plugin_descriptor {
 
 	/* Server hooks. */
 	gc_verdict (*on_client_connect)(void *state, gc_str user, gc_str address); /* PASS or FAIL */
-	gc_verdict (*on_message_received)(void *state, gc_str user, gc_str text);   /* any */
+	gc_verdict (*on_message_received)(void *state, gc_str user, gc_str room,
+	                                  gc_str text); /* any */
 	gc_verdict (*on_client_disconnect)(void *state, gc_str user);              /* PASS or FAIL */
 
 	/* Client hooks. */
-	gc_verdict (*on_message_display)(void *state, gc_str user, gc_str text); /* PASS, REWRITE */
-	gc_verdict (*on_message_send)(void *state, gc_str text);                 /* any */
+	gc_verdict (*on_message_display)(void *state, gc_str user, gc_str room,
+	                                 gc_str text);                      /* PASS, REWRITE */
+	gc_verdict (*on_message_send)(void *state, gc_str room, gc_str text); /* any */
 
 	/* Releases text returned in a verdict. Required if any hook returns text. */
 	void (*free_text)(gc_str text);

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_void};
 
 /// The plugin ABI version this crate speaks. A plugin built for another version is refused.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Name of the exported function returning the plugin's ABI version.
 pub const ABI_VERSION_SYMBOL: &[u8] = b"gc_plugin_abi_version";
@@ -102,17 +102,30 @@ pub struct GcDescriptor {
     /// A client logged in.
     pub on_client_connect:
         Option<unsafe extern "C" fn(state: *mut c_void, user: GcStr, address: GcStr) -> GcVerdict>,
-    /// A message arrived at the server.
-    pub on_message_received:
-        Option<unsafe extern "C" fn(state: *mut c_void, user: GcStr, text: GcStr) -> GcVerdict>,
+    /// A message arrived at the server (in the room named).
+    pub on_message_received: Option<
+        unsafe extern "C" fn(
+            state: *mut c_void,
+            user: GcStr,
+            room: GcStr,
+            text: GcStr,
+        ) -> GcVerdict,
+    >,
     /// A client's session ended.
     pub on_client_disconnect:
         Option<unsafe extern "C" fn(state: *mut c_void, user: GcStr) -> GcVerdict>,
-    /// A client is about to show a message.
-    pub on_message_display:
-        Option<unsafe extern "C" fn(state: *mut c_void, user: GcStr, text: GcStr) -> GcVerdict>,
-    /// A client is about to send a message.
-    pub on_message_send: Option<unsafe extern "C" fn(state: *mut c_void, text: GcStr) -> GcVerdict>,
+    /// A client is about to show a message (of the room named).
+    pub on_message_display: Option<
+        unsafe extern "C" fn(
+            state: *mut c_void,
+            user: GcStr,
+            room: GcStr,
+            text: GcStr,
+        ) -> GcVerdict,
+    >,
+    /// A client is about to send a message (into the room named).
+    pub on_message_send:
+        Option<unsafe extern "C" fn(state: *mut c_void, room: GcStr, text: GcStr) -> GcVerdict>,
     /// Releases verdict text.
     pub free_text: Option<unsafe extern "C" fn(text: GcStr)>,
 }

@@ -34,8 +34,14 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         Ok(())
     }
 
-    /// Server: a message arrived; pass, rewrite or block it.
-    fn on_message_received(&self, _user: &str, _text: &str) -> Result<Verdict, String> {
+    /// Server: a message from `user` arrived for `room` (`#general`, `#dev`, `@alice+bob`);
+    /// pass, rewrite or block it.
+    fn on_message_received(
+        &self,
+        _user: &str,
+        _room: &str,
+        _text: &str,
+    ) -> Result<Verdict, String> {
         Ok(Verdict::Pass)
     }
 
@@ -44,13 +50,13 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         Ok(())
     }
 
-    /// Client: a message is about to be shown; pass or rewrite it.
-    fn on_message_display(&self, _user: &str, _text: &str) -> Result<Verdict, String> {
+    /// Client: a message of `user` in `room` is about to be shown; pass or rewrite it.
+    fn on_message_display(&self, _user: &str, _room: &str, _text: &str) -> Result<Verdict, String> {
         Ok(Verdict::Pass)
     }
 
-    /// Client: the user is sending a message; pass, rewrite or block it.
-    fn on_message_send(&self, _text: &str) -> Result<Verdict, String> {
+    /// Client: the user is sending a message into `room`; pass, rewrite or block it.
+    fn on_message_send(&self, _room: &str, _text: &str) -> Result<Verdict, String> {
         Ok(Verdict::Pass)
     }
 }
@@ -279,12 +285,14 @@ extern "C" fn on_client_connect<T: Plugin>(s: *mut c_void, user: GcStr, addr: Gc
 extern "C" fn on_message_received<T: Plugin>(
     s: *mut c_void,
     user: GcStr,
+    room: GcStr,
     text: GcStr,
 ) -> GcVerdict {
     guard(|| {
         // SAFETY: host contract: valid state and strings for the call.
-        let (p, user, text) = unsafe { (state::<T>(s)?, borrow(user)?, borrow(text)?) };
-        p.on_message_received(user, text)
+        let (p, user, room, text) =
+            unsafe { (state::<T>(s)?, borrow(user)?, borrow(room)?, borrow(text)?) };
+        p.on_message_received(user, room, text)
     })
 }
 
@@ -296,19 +304,25 @@ extern "C" fn on_client_disconnect<T: Plugin>(s: *mut c_void, user: GcStr) -> Gc
     })
 }
 
-extern "C" fn on_message_display<T: Plugin>(s: *mut c_void, user: GcStr, text: GcStr) -> GcVerdict {
+extern "C" fn on_message_display<T: Plugin>(
+    s: *mut c_void,
+    user: GcStr,
+    room: GcStr,
+    text: GcStr,
+) -> GcVerdict {
     guard(|| {
         // SAFETY: host contract: valid state and strings for the call.
-        let (p, user, text) = unsafe { (state::<T>(s)?, borrow(user)?, borrow(text)?) };
-        p.on_message_display(user, text)
+        let (p, user, room, text) =
+            unsafe { (state::<T>(s)?, borrow(user)?, borrow(room)?, borrow(text)?) };
+        p.on_message_display(user, room, text)
     })
 }
 
-extern "C" fn on_message_send<T: Plugin>(s: *mut c_void, text: GcStr) -> GcVerdict {
+extern "C" fn on_message_send<T: Plugin>(s: *mut c_void, room: GcStr, text: GcStr) -> GcVerdict {
     guard(|| {
         // SAFETY: host contract: valid state and strings for the call.
-        let (p, text) = unsafe { (state::<T>(s)?, borrow(text)?) };
-        p.on_message_send(text)
+        let (p, room, text) = unsafe { (state::<T>(s)?, borrow(room)?, borrow(text)?) };
+        p.on_message_send(room, text)
     })
 }
 
@@ -321,7 +335,7 @@ extern "C" fn on_message_send<T: Plugin>(s: *mut c_void, text: GcStr) -> GcVerdi
 /// struct Upper;
 /// impl Plugin for Upper {
 ///     fn init(_host: Host) -> Result<Self, String> { Ok(Upper) }
-///     fn on_message_send(&self, text: &str) -> Result<Verdict, String> {
+///     fn on_message_send(&self, _room: &str, text: &str) -> Result<Verdict, String> {
 ///         Ok(Verdict::Rewrite(text.to_uppercase()))
 ///     }
 /// }

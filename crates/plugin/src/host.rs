@@ -470,33 +470,44 @@ impl Plugins {
         }
     }
 
-    /// Server: runs `on_message_received` through the chain.
-    pub fn message_received(&self, user: &str, text: &str) -> Outcome {
+    /// Server: runs `on_message_received` through the chain (a message from `user` to `room`,
+    /// its wire name: `#general`, `#dev`, `@alice+bob`).
+    pub fn message_received(&self, user: &str, room: &str, text: &str) -> Outcome {
         self.chain("on_message_received", text, true, |p, text| {
             let hook = p.desc.on_message_received?;
+            let (user, room, text) = (
+                GcStr::borrowed(user),
+                GcStr::borrowed(room),
+                GcStr::borrowed(text),
+            );
             // SAFETY: state from init; strings valid for the call.
-            Some(unsafe { hook(p.state, GcStr::borrowed(user), GcStr::borrowed(text)) })
+            Some(unsafe { hook(p.state, user, room, text) })
         })
     }
 
-    /// Client: runs `on_message_display`; the text to show.
-    pub fn message_display(&self, user: &str, text: &str) -> String {
+    /// Client: runs `on_message_display` (a message of `user` in `room`); the text to show.
+    pub fn message_display(&self, user: &str, room: &str, text: &str) -> String {
         match self.chain("on_message_display", text, false, |p, text| {
             let hook = p.desc.on_message_display?;
+            let (user, room, text) = (
+                GcStr::borrowed(user),
+                GcStr::borrowed(room),
+                GcStr::borrowed(text),
+            );
             // SAFETY: state from init; strings valid for the call.
-            Some(unsafe { hook(p.state, GcStr::borrowed(user), GcStr::borrowed(text)) })
+            Some(unsafe { hook(p.state, user, room, text) })
         }) {
             Outcome::Deliver(text) => text,
             Outcome::Block { .. } => text.to_owned(),
         }
     }
 
-    /// Client: runs `on_message_send` through the chain.
-    pub fn message_send(&self, text: &str) -> Outcome {
+    /// Client: runs `on_message_send` through the chain (a message into `room`).
+    pub fn message_send(&self, room: &str, text: &str) -> Outcome {
         self.chain("on_message_send", text, true, |p, text| {
             let hook = p.desc.on_message_send?;
-            // SAFETY: state from init; string valid for the call.
-            Some(unsafe { hook(p.state, GcStr::borrowed(text)) })
+            // SAFETY: state from init; strings valid for the call.
+            Some(unsafe { hook(p.state, GcStr::borrowed(room), GcStr::borrowed(text)) })
         })
     }
 

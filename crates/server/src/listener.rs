@@ -449,7 +449,10 @@ fn check_msg(
     if text.len() > max {
         return refuse(ErrorCode::TooLarge, too_large(text.len(), max));
     }
-    let text = match shared.plugins.message_received(user.as_str(), &text) {
+    let text = match shared
+        .plugins
+        .message_received(user.as_str(), room.as_str(), &text)
+    {
         // A plugin's rewrite must still fit what this server stores.
         Outcome::Deliver(text) if text.len() > max => {
             return refuse(ErrorCode::TooLarge, too_large(text.len(), max));

@@ -50,7 +50,7 @@ impl Plugin for Emoji {
         Ok(Self)
     }
 
-    fn on_message_display(&self, _user: &str, text: &str) -> Result<Verdict, String> {
+    fn on_message_display(&self, _user: &str, _room: &str, text: &str) -> Result<Verdict, String> {
         Ok(expand(text).map_or(Verdict::Pass, Verdict::Rewrite))
     }
 }

@@ -91,7 +91,7 @@ impl Plugin for WordFilter {
         }
     }
 
-    fn on_message_received(&self, _user: &str, text: &str) -> Result<Verdict, String> {
+    fn on_message_received(&self, _user: &str, _room: &str, text: &str) -> Result<Verdict, String> {
         Ok(self.check(text))
     }
 }
