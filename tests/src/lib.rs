@@ -427,6 +427,9 @@ pub struct RawClient {
     records_tx: mpsc::Sender<Record>,
     last_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
     answering: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The token heartbeats are answered for: the latest login's (a client that logs in again,
+    /// after a server restart say, answers for its new session).
+    live_token: std::sync::Arc<std::sync::Mutex<Option<SessionToken>>>,
     close_deliveries: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -471,6 +474,7 @@ impl RawClient {
             records_tx,
             last_id: Default::default(),
             answering: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            live_token: std::sync::Arc::default(),
             close_deliveries: Default::default(),
         }
     }
@@ -623,7 +627,10 @@ impl RawClient {
     }
 
     fn serve_callbacks(&mut self) {
-        let token = self.token.clone().expect("logged in");
+        let token = std::sync::Arc::clone(&self.live_token);
+        if let Ok(mut live) = token.lock() {
+            live.clone_from(&self.token);
+        }
         if let Some(hb) = self.hb_listener.take() {
             let last_id = std::sync::Arc::clone(&self.last_id);
             let answering = std::sync::Arc::clone(&self.answering);
@@ -746,6 +753,11 @@ impl RawClient {
         self.answering.store(false, Ordering::SeqCst);
     }
 
+    /// Answers heartbeats and takes deliveries again (after [`RawClient::stop_answering`]).
+    pub fn answer_again(&self) {
+        self.answering.store(true, Ordering::SeqCst);
+    }
+
     /// Closes each delivery connection right after its `Thx`, so the server finds its kept
     /// connection closed at the next delivery.
     pub fn close_each_delivery(&self) {
@@ -777,7 +789,7 @@ fn accept_callback(tls: Option<&RawTls>, s: TcpStream, peer: SocketAddr) -> Opti
 
 fn serve_heartbeats(
     s: Stream,
-    token: &SessionToken,
+    token: &std::sync::Mutex<Option<SessionToken>>,
     last_id: &std::sync::atomic::AtomicU64,
     answering: &std::sync::atomic::AtomicBool,
 ) {
@@ -791,7 +803,10 @@ fn serve_heartbeats(
         if !answering.load(Ordering::SeqCst) {
             return; // a client that hung: the server sees the connection close unanswered
         }
-        let reply = if ping.token.ct_eq(token) {
+        let mine = token
+            .lock()
+            .is_ok_and(|t| t.as_ref().is_some_and(|t| ping.token.ct_eq(t)));
+        let reply = if mine {
             HeartbeatReply::Pong {
                 last_id: last_id.load(Ordering::SeqCst),
                 client_time: Timestamp::now(),

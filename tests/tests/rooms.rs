@@ -520,3 +520,65 @@ fn room_creation_is_limited_per_account_and_can_be_kept_to_admins() {
         "only its admins",
     );
 }
+
+#[test]
+fn every_member_gets_every_record_of_its_rooms_once_across_a_restart() {
+    let mut server = server();
+    let alice = member(&server, "alice");
+    let mut bob = member(&server, "bob");
+    let dev = room("#dev");
+    stored(create(&alice, &dev, Visibility::Public));
+    stored(join(&bob, &dev));
+    stored(msg(&alice, Some(&dev), "one"));
+    let before: Vec<u64> = bob.receive(2).iter().map(|r| r.id).collect();
+    // bob's client is away while more is said in his rooms and another.
+    bob.stop_answering();
+    let carol = member(&server, "carol");
+    stored(create(&carol, &room("#other"), Visibility::Public));
+    stored(msg(&alice, Some(&dev), "two"));
+    stored(msg(&carol, Some(&room("#other")), "not for bob"));
+    stored(msg(&alice, None, "three"));
+    server.restart();
+    // Back with his cursor: the rest of his rooms, once, in order; nothing of #other.
+    bob.answer_again();
+    assert!(matches!(bob.login("bob", "pw"), AuthServer::Ok { .. }));
+    let after = bob.receive(2);
+    assert_eq!(
+        bodies(&after),
+        [
+            ("#dev".to_owned(), "two".to_owned()),
+            ("#general".into(), "three".into())
+        ]
+    );
+    assert!(after[0].id > *before.last().unwrap());
+    assert!(drain(&bob).is_empty());
+}
+
+#[test]
+fn an_existing_single_room_data_dir_is_general() {
+    // A data dir from before rooms: database.db alone, with the original prototype's line.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("database.db"),
+        "1;1640995200.123;alice;Hello, world!\n",
+    )
+    .unwrap();
+    let mut server = TestServer::start_with(|c| c.data_dir = dir.path().to_owned());
+    let bob = member(&server, "bob");
+    let got = bob.receive(1);
+    assert_eq!(
+        bodies(&got),
+        [("#general".to_owned(), "Hello, world!".to_owned())]
+    );
+    let dev = room("#dev");
+    stored(create(&bob, &dev, Visibility::Public));
+    stored(msg(&bob, None, "still here"));
+    server.stop();
+    // database.db is still #general's, line for line; #dev is beside it.
+    let general = std::fs::read_to_string(dir.path().join("database.db")).unwrap();
+    assert!(general.starts_with("1;1640995200.123;alice;Hello, world!\n"));
+    assert!(general.ends_with(";bob;still here\n"), "{general}");
+    assert!(dir.path().join("rooms/dev.db").exists());
+    let check = gc_store::check(dir.path()).unwrap();
+    assert!(check.is_ok() && check.files.len() == 2, "{check:?}");
+}
