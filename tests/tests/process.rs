@@ -197,3 +197,93 @@ fn a_second_signal_exits_at_once_while_the_shutdown_hangs_in_a_plugin() {
     assert_eq!(status.code(), Some(130), "{status}");
     assert!(sent.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn kill_9_with_rooms_loses_nothing_and_leaks_nothing() {
+    use gc_protocol::{ClientMsgId, Room, SendRequest, Visibility};
+    let dir = tempfile::tempdir().unwrap();
+    let child = child_server(dir.path());
+    let gc3 = |target, user: &str| {
+        let mut c = RawClient::new(target);
+        c.speak_rooms();
+        assert_eq!(c.register(user, "pw"), AuthServer::Registered);
+        assert!(matches!(c.login(user, "pw"), AuthServer::Ok { .. }));
+        c
+    };
+    let ask = |c: &RawClient, r: SendRequest| c.request(&[r], 1).remove(0);
+    let thx = |reply: SendReply| match reply {
+        SendReply::Thx { id, .. } => id,
+        other => panic!("{other:?}"),
+    };
+    let alice = gc3(child.target, "alice");
+    let mut bob = gc3(child.target, "bob");
+    let carol = gc3(child.target, "carol");
+    let (dev, other) = (Room::new("#dev").unwrap(), Room::new("#other").unwrap());
+    for (c, room) in [(&alice, &dev), (&carol, &other)] {
+        thx(ask(
+            c,
+            SendRequest::Create {
+                token: c.token.clone().unwrap(),
+                room: room.clone(),
+                visibility: Visibility::Public,
+                topic: String::new(),
+            },
+        ));
+    }
+    thx(ask(
+        &bob,
+        SendRequest::Join {
+            token: bob.token.clone().unwrap(),
+            room: dev.clone(),
+        },
+    ));
+    let msg = |c: &RawClient, room: &Room, text: &str| {
+        thx(ask(
+            c,
+            SendRequest::Msg {
+                token: c.token.clone().unwrap(),
+                client_msg_id: ClientMsgId::random().unwrap(),
+                body: text.as_bytes().to_vec(),
+                room: Some(room.clone()),
+            },
+        ))
+    };
+    // Acknowledged messages in bob's rooms (#dev, #general) and in one he is not in.
+    let mut his = Vec::new();
+    for k in 0..30 {
+        his.push(msg(&alice, &dev, &format!("dev {k}")));
+        his.push(msg(&alice, &Room::general(), &format!("general {k}")));
+        msg(&carol, &other, &format!("other {k}"));
+        if k == 10 {
+            bob.stop_answering();
+        }
+    }
+    child.signal("KILL");
+    drop(child);
+
+    // The server comes back on the same data dir; bob logs in again with his cursor.
+    let child = child_server(dir.path());
+    bob.server = child.target.addrs;
+    bob.answer_again();
+    assert!(matches!(bob.login("bob", "pw"), AuthServer::Ok { .. }));
+    let deadline = Instant::now() + gc_tests::WAIT;
+    let mut got = Vec::new();
+    while Instant::now() < deadline
+        && !his
+            .iter()
+            .all(|id| got.iter().any(|r: &gc_protocol::Record| r.id == *id))
+    {
+        got.extend(bob.receive_more(Duration::from_millis(200)));
+    }
+    for id in &his {
+        assert!(
+            got.iter().any(|r| r.id == *id),
+            "acknowledged record {id} never reached bob"
+        );
+    }
+    assert!(got.windows(2).all(|w| w[0].id < w[1].id), "out of order");
+    assert!(
+        got.iter().all(|r| r.room != other),
+        "a record of a room bob is not in reached him"
+    );
+}
