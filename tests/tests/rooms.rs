@@ -373,7 +373,13 @@ fn moderators_act_downwards_only_and_mutes_and_bans_hold() {
             reason: "spam".into(),
         },
     ));
-    drain(&mallory);
+    // She is told, by the notice itself, and gets nothing of #dev after it.
+    let told = mallory.receive_more(QUIET);
+    assert_eq!(
+        told.last().map(|r| r.body.as_str()),
+        Some("mallory was banned by bob: spam"),
+        "{told:?}"
+    );
     refused(
         msg(&mallory, Some(&dev), "x"),
         ErrorCode::Forbidden,

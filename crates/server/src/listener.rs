@@ -9,7 +9,7 @@ use std::time::Instant;
 use gc_protocol::limits::MAX_FRAME_BYTES;
 use gc_protocol::{
     ClientMsgId, ErrorCode, ErrorFrame, Frame, ParseError, ProtocolError, Room, SendReply,
-    SendRequest, SessionToken, Timestamp, texts,
+    SendRequest, SessionToken, Timestamp, Username, texts,
 };
 
 use gc_plugin::Outcome;
@@ -161,6 +161,8 @@ fn serve(shared: &ServerState, session: &Session, mut conn: Conn) -> Option<(Arc
 pub(crate) struct Stored {
     newest: u64,
     rooms: Vec<Room>,
+    /// Users to wake besides the rooms' members (one just put out of a room, owed its notice).
+    users: Vec<String>,
 }
 
 impl Stored {
@@ -170,6 +172,11 @@ impl Stored {
         if !self.rooms.contains(room) {
             self.rooms.push(room.clone());
         }
+    }
+
+    /// Someone who is no longer a member must hear of it: wake their sessions too.
+    pub(crate) fn add_user(&mut self, user: &Username) {
+        self.users.push(user.key());
     }
 
     /// Wakes the heartbeat threads that have something new: everyone's for `#general`, else
@@ -183,16 +190,18 @@ impl Stored {
             shared.notifier.new_message(self.newest);
         } else {
             let mut sessions = Vec::new();
-            for room in &self.rooms {
-                for user in rooms::member_keys(shared, room) {
-                    sessions.extend(
-                        shared
-                            .registry
-                            .sessions_of(&user)
-                            .into_iter()
-                            .filter(|s| s.rooms),
-                    );
-                }
+            let members = self
+                .rooms
+                .iter()
+                .flat_map(|r| rooms::member_keys(shared, r));
+            for user in members.chain(self.users.drain(..)) {
+                sessions.extend(
+                    shared
+                        .registry
+                        .sessions_of(&user)
+                        .into_iter()
+                        .filter(|s| s.rooms),
+                );
             }
             shared
                 .notifier

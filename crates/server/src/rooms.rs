@@ -10,7 +10,7 @@ use gc_protocol::{
     ClientMsgId, ErrorCode, ErrorFrame, Frame, ListedKind, ListedRole, Room, RoomKind, RoomRole,
     SendReply, SendRequest, Timestamp, Username, Visibility, texts,
 };
-use gc_store::{Standing, StoreError};
+use gc_store::{RoomSpan, Standing, StoreError};
 
 use crate::config::RoomCreation;
 use crate::listener::Stored;
@@ -30,33 +30,59 @@ pub(crate) fn visible(shared: &ServerState, user: &Username, gc3: bool) -> Vec<R
     }
 }
 
-/// [`visible`] with each room's floor: the records above it are the session's (a room joined
-/// while this server runs: from the join on; what was said before is its history).
-pub(crate) fn visible_from(shared: &ServerState, user: &Username, gc3: bool) -> Vec<(Room, u64)> {
+/// [`visible`] as the spans of records the session is owed: a room joined while this server
+/// runs from the join on (what was said before is its history); a room the user left meanwhile
+/// (GC/3) up to the notice that says so, so they learn they were kicked or banned.
+pub(crate) fn visible_from(shared: &ServerState, user: &Username, gc3: bool) -> Vec<RoomSpan> {
     let rooms = visible(shared, user, gc3);
-    let joined = shared.joined.lock();
-    let key = user.key();
-    rooms
-        .into_iter()
+    let spans = shared.spans.lock();
+    let mine = spans.get(&user.key());
+    let mut out: Vec<RoomSpan> = rooms
+        .iter()
         .map(|room| {
-            let floor = joined
-                .get(&(room.clone(), key.clone()))
+            let (after, _) = mine
+                .and_then(|m| m.get(room))
                 .copied()
-                .unwrap_or(0);
-            (room, floor)
+                .unwrap_or((0, u64::MAX));
+            RoomSpan {
+                room: room.clone(),
+                after,
+                until: u64::MAX,
+            }
         })
-        .collect()
+        .collect();
+    if gc3 && let Some(mine) = mine {
+        out.extend(
+            mine.iter()
+                .filter(|(room, (_, until))| *until != u64::MAX && !rooms.contains(room))
+                .map(|(room, &(after, until))| RoomSpan {
+                    room: room.clone(),
+                    after,
+                    until,
+                }),
+        );
+    }
+    out
 }
 
 /// Notes that `user` joins `room` now.
 fn joins(shared: &ServerState, room: &Room, user: &Username) {
     let now = shared.store.newest_id();
-    shared.joined.lock().insert((room.clone(), user.key()), now);
+    shared
+        .spans
+        .lock()
+        .entry(user.key())
+        .or_default()
+        .insert(room.clone(), (now, u64::MAX));
 }
 
-/// Notes that `user` left `room` (a later join sets a new floor).
-fn leaves(shared: &ServerState, room: &Room, user: &Username) {
-    shared.joined.lock().remove(&(room.clone(), user.key()));
+/// Notes that `user` left `room` (or was put out of it) with the notice `id`: they are owed the
+/// room up to it.
+fn left(shared: &ServerState, room: &Room, user: &Username, id: u64) {
+    let mut spans = shared.spans.lock();
+    let mine = spans.entry(user.key()).or_default();
+    let after = mine.get(room).map_or(0, |&(after, _)| after);
+    mine.insert(room.clone(), (after, id));
 }
 
 /// The case-folded names of `room`'s members (not for `#general`, whose members are everyone).
@@ -354,10 +380,14 @@ pub(crate) fn handle(
         shared.registry.membership_changed(&shared.notifier);
     }
     let reply = match result {
-        Ok(Some((room, text))) => match notice(shared, &room, &text) {
+        Ok(Some((room, text, removed))) => match notice(shared, &room, &text) {
             Ok(reply) => {
                 if let SendReply::Thx { id, .. } = reply {
                     stored.add(id, &room);
+                    if let Some(user) = removed {
+                        left(shared, &room, &user, id);
+                        stored.add_user(&user);
+                    }
                 }
                 reply
             }
@@ -430,7 +460,7 @@ fn change(shared: &ServerState, session: &Session, request: SendRequest) -> Chec
                 _ => {}
             }
             set(shared, &room, &target, Standing::Invited)?;
-            Ok(Some((room, format!("{me} invited {target}"))))
+            Ok(Some((room, format!("{me} invited {target}"), None)))
         }
         SendRequest::Topic { room, topic, .. } => {
             seen(shared, session, &room)?;
@@ -448,7 +478,7 @@ fn change(shared: &ServerState, session: &Session, request: SendRequest) -> Chec
             } else {
                 format!("{me} set the topic: {topic}")
             };
-            Ok(Some((room, text)))
+            Ok(Some((room, text, None)))
         }
         SendRequest::Privacy {
             room, visibility, ..
@@ -466,6 +496,7 @@ fn change(shared: &ServerState, session: &Session, request: SendRequest) -> Chec
             Ok(Some((
                 room.clone(),
                 format!("{me} made {room} {visibility}"),
+                None,
             )))
         }
         SendRequest::Role {
@@ -490,7 +521,7 @@ fn change(shared: &ServerState, session: &Session, request: SendRequest) -> Chec
                 )));
             }
             set(shared, &room, &target, Standing::Role(role))?;
-            Ok(Some((room, format!("{me} made {target} {role}"))))
+            Ok(Some((room, format!("{me} made {target} {role}"), None)))
         }
         SendRequest::Kick {
             room,
@@ -511,11 +542,8 @@ fn change(shared: &ServerState, session: &Session, request: SendRequest) -> Chec
                 .rooms
                 .remove_member(&room, &target)
                 .map_err(|e| internal(&e))?;
-            leaves(shared, &room, &target);
-            Ok(Some((
-                room,
-                with_reason(format!("{target} was kicked by {me}"), &reason),
-            )))
+            let text = with_reason(format!("{target} was kicked by {me}"), &reason);
+            Ok(Some((room, text, Some(target))))
         }
         SendRequest::Mute {
             room,
@@ -533,7 +561,11 @@ fn change(shared: &ServerState, session: &Session, request: SendRequest) -> Chec
                     .rooms
                     .set_muted(&room, &target, None)
                     .map_err(|e| internal(&e))?;
-                return Ok(Some((room, format!("{me} lifted the mute of {target}"))));
+                return Ok(Some((
+                    room,
+                    format!("{me} lifted the mute of {target}"),
+                    None,
+                )));
             }
             let until = Timestamp::from_micros(
                 Timestamp::now()
@@ -553,6 +585,7 @@ fn change(shared: &ServerState, session: &Session, request: SendRequest) -> Chec
                     ),
                     &reason,
                 ),
+                None,
             )))
         }
         SendRequest::Ban {
@@ -566,11 +599,8 @@ fn change(shared: &ServerState, session: &Session, request: SendRequest) -> Chec
                 return Ok(None);
             }
             set(shared, &room, &target, Standing::Banned)?;
-            leaves(shared, &room, &target);
-            Ok(Some((
-                room,
-                with_reason(format!("{target} was banned by {me}"), &reason),
-            )))
+            let text = with_reason(format!("{target} was banned by {me}"), &reason);
+            Ok(Some((room, text, Some(target))))
         }
         SendRequest::Unban { room, username, .. } => {
             let target = moderate(shared, session, &room, &username, "unban")?;
@@ -581,7 +611,7 @@ fn change(shared: &ServerState, session: &Session, request: SendRequest) -> Chec
                 .rooms
                 .remove_member(&room, &target)
                 .map_err(|e| internal(&e))?;
-            Ok(Some((room, format!("{target} was unbanned by {me}"))))
+            Ok(Some((room, format!("{target} was unbanned by {me}"), None)))
         }
         // Not changes: served by the listener.
         SendRequest::Msg { .. }
@@ -592,8 +622,9 @@ fn change(shared: &ServerState, session: &Session, request: SendRequest) -> Chec
     }
 }
 
-/// The room and text of a notice to store, if anything changed.
-type Notice = Option<(Room, String)>;
+/// The room and text of a notice to store, if anything changed, and whom it put out of the
+/// room (they are owed the room up to that notice).
+type Notice = Option<(Room, String, Option<Username>)>;
 
 fn create(
     shared: &ServerState,
@@ -645,6 +676,7 @@ fn create(
     Ok(Some((
         room.clone(),
         format!("{me} created {room} ({visibility})"),
+        None,
     )))
 }
 
@@ -666,7 +698,7 @@ fn join(shared: &ServerState, session: &Session, room: &Room) -> Checked<Notice>
         Some(Standing::Invited) => {
             joins(shared, room, me);
             set(shared, room, me, Standing::Role(RoomRole::Member))?;
-            Ok(Some((room.clone(), format!("{me} joined"))))
+            Ok(Some((room.clone(), format!("{me} joined"), None)))
         }
         _ => {
             let private = shared
@@ -678,7 +710,7 @@ fn join(shared: &ServerState, session: &Session, room: &Room) -> Checked<Notice>
             }
             joins(shared, room, me);
             set(shared, room, me, Standing::Role(RoomRole::Member))?;
-            Ok(Some((room.clone(), format!("{me} joined"))))
+            Ok(Some((room.clone(), format!("{me} joined"), None)))
         }
     }
 }
@@ -710,8 +742,7 @@ fn part(shared: &ServerState, session: &Session, room: &Room) -> Checked<Notice>
                 .rooms
                 .remove_member(room, me)
                 .map_err(|e| internal(&e))?;
-            leaves(shared, room, me);
-            Ok(Some((room.clone(), format!("{me} left"))))
+            Ok(Some((room.clone(), format!("{me} left"), Some(me.clone()))))
         }
         _ => Err(Refusal::forbidden(format!("you are not in {room}"))),
     }

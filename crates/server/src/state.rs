@@ -27,6 +27,10 @@ use crate::threads::ThreadGroup;
 /// connect is answered in milliseconds, refused, or never.
 const MAX_CONNECT: Duration = Duration::from_secs(2);
 
+/// Per user key, per room: the `(after, until)` ids of the records owed (see
+/// [`ServerState::spans`]).
+pub type Spans = HashMap<String, HashMap<Room, (u64, u64)>>;
+
 /// Everything the server's threads share. The parts are set up once at start; what changes lives
 /// inside them, behind their own methods.
 #[derive(Debug)]
@@ -39,9 +43,11 @@ pub struct ServerState {
     pub accounts: Accounts,
     /// Rooms, their members and the server admins (GC/3).
     pub rooms: Rooms,
-    /// Where members joined their rooms while this server runs: (room, user key) → the newest
-    /// id when they joined. Their sessions are delivered that room's records above it only.
-    pub joined: Mutex<HashMap<(Room, String), u64>>,
+    /// Which records of a room a user is owed, where that changed while this server runs: by
+    /// user key, per room, `(after, until)` ids. A join sets `(newest id, MAX)`: the room from
+    /// then on; leaving (or being kicked or banned) sets `until` to the notice that says so,
+    /// so the user still gets that notice and nothing after it.
+    pub spans: Mutex<Spans>,
     /// Live sessions and presence.
     pub registry: Registry,
     /// Wakes heartbeat threads on new messages, presence changes and shutdown.
@@ -92,7 +98,7 @@ impl ServerState {
             store,
             accounts,
             rooms,
-            joined: Mutex::new(HashMap::new()),
+            spans: Mutex::new(HashMap::new()),
             registry: Registry::default(),
             conn_threads: ThreadGroup::default(),
             session_threads: ThreadGroup::default(),

@@ -43,7 +43,7 @@ pub use files::FaultyLine;
 pub use lock::{DATABASE_FILE, DataDirLock};
 pub use messages::{
     Appended, FsyncPolicy, MessageStore, OpenReport, Page, ParseFsyncPolicyError, ROOMS_DIR,
-    StoreConfig,
+    RoomSpan, StoreConfig,
 };
 pub use msgids::{MSGIDS_FILE, MsgidsReport};
 pub use rooms::{

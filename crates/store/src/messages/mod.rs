@@ -31,8 +31,8 @@ use commit::Fault;
 use commit::{AppendState, Writer};
 pub(crate) use open::{find_room_files, moved, scan_records};
 pub(crate) use query::IndexEntry;
-pub use query::Page;
 use query::Published;
+pub use query::{Page, RoomSpan};
 
 /// The directory (in the data dir) holding every room's file but `#general`'s.
 pub const ROOMS_DIR: &str = "rooms";

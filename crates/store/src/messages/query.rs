@@ -185,7 +185,7 @@ impl Published {
     fn after_positions(
         &self,
         id: u64,
-        rooms: Option<&[(Room, u64)]>,
+        rooms: Option<&[RoomSpan]>,
         max_records: usize,
         max_bytes: u64,
     ) -> (Vec<usize>, bool) {
@@ -223,11 +223,13 @@ impl Published {
                 // (and a binary search per room), however many other rooms there are.
                 let mut heads: Vec<&[usize]> = rooms
                     .iter()
-                    .filter_map(|(r, floor)| Some((self.number(r)?, id.max(*floor))))
-                    .map(|(n, from)| {
+                    .filter_map(|span| Some((self.number(&span.room)?, span)))
+                    .map(|(n, span)| {
                         let list = &self.rooms[n as usize].positions;
+                        let from = id.max(span.after);
                         let start = list.partition_point(|&p| self.index[p].id <= from);
-                        &list[start..]
+                        let end = list.partition_point(|&p| self.index[p].id <= span.until);
+                        &list[start..end.max(start)]
                     })
                     .collect();
                 heads.sort_unstable_by_key(|h| h.first().copied());
@@ -248,6 +250,28 @@ impl Published {
             }
         }
         (out, cut)
+    }
+}
+
+/// Which of a room's records a reader is owed: those with `after < id <= until`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomSpan {
+    /// The room.
+    pub room: Room,
+    /// Records with ids above this (0: from the first).
+    pub after: u64,
+    /// Records with ids up to this (`u64::MAX`: to the last).
+    pub until: u64,
+}
+
+impl RoomSpan {
+    /// All of `room`'s records.
+    pub fn all(room: Room) -> Self {
+        Self {
+            room,
+            after: 0,
+            until: u64::MAX,
+        }
     }
 }
 
@@ -360,16 +384,16 @@ impl MessageStore {
         max_records: usize,
         max_bytes: u64,
     ) -> Result<Page> {
-        let rooms: Vec<(Room, u64)> = rooms.iter().map(|r| (r.clone(), 0)).collect();
+        let rooms: Vec<RoomSpan> = rooms.iter().cloned().map(RoomSpan::all).collect();
         self.after_in_from(id, &rooms, max_records, max_bytes)
     }
 
-    /// [`MessageStore::after_in`] with a floor per room: of each `(room, floor)`, only records
-    /// with ids above `floor` too (what a member is owed of a room they joined at `floor`).
+    /// [`MessageStore::after_in`] with a span per room: of each room, only the records its
+    /// [`RoomSpan`] covers (what a member is owed of a room they joined, or left, meanwhile).
     pub fn after_in_from(
         &self,
         id: u64,
-        rooms: &[(Room, u64)],
+        rooms: &[RoomSpan],
         max_records: usize,
         max_bytes: u64,
     ) -> Result<Page> {

@@ -117,10 +117,21 @@ fn one_id_sequence_and_per_room_queries_survive_a_reopen() {
                 .records
                 .is_empty()
         );
-        // A floor per room: #dev's records above 3 only, #general's all.
-        let from = [(Room::general(), 0), (room("#dev"), 3)];
-        let page = s.after_in_from(0, &from, 100, u64::MAX).unwrap();
-        assert_eq!(ids(&page.records), [1, 4, 5]);
+        // A span per room: #dev's records above 3 only, #general's up to 4.
+        let spans = [
+            gc_store::RoomSpan {
+                room: Room::general(),
+                after: 0,
+                until: 4,
+            },
+            gc_store::RoomSpan {
+                room: room("#dev"),
+                after: 3,
+                until: u64::MAX,
+            },
+        ];
+        let page = s.after_in_from(0, &spans, 100, u64::MAX).unwrap();
+        assert_eq!(ids(&page.records), [1, 4]);
         // How far an answer covers: to the newest id when complete, to its last record when cut.
         assert_eq!(s.after_in(0, &seen, 100, u64::MAX).unwrap().through, 6);
         assert_eq!(s.after_in(0, &seen, 3, u64::MAX).unwrap().through, 4);
