@@ -148,7 +148,7 @@ fn main() -> io::Result<()> {
          entries laid out so far: {}",
         load.as_secs_f64() * 1e3,
         first.as_secs_f64() * 1e3,
-        app.log.work()
+        app.log().work()
     )?;
     let mut all = Vec::new();
     for (name, samples) in [

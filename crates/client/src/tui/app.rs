@@ -3,17 +3,19 @@
 //! [`Action`]s for the run loop ([`super::run_loop`]), and the screen is drawn from the state by
 //! [`super::ui`]. So all of it is tested without a terminal or a server.
 //!
-//! Here: the dispatcher and the conversation (records, outbox, scrolling and loading older
-//! pages, commands). It hands the login form's keys to [`super::login`], `/search` to
-//! [`super::search`] and the list of people to [`super::people`], and turns what they ask for
-//! into actions.
+//! Here: the dispatcher and the conversations (records routed to their room's view, the outbox,
+//! scrolling and loading older pages, switching rooms, commands). It hands the login form's keys
+//! to [`super::login`], `/search` to [`super::search`], the views to [`super::rooms`] and the
+//! lists of people to [`super::people`], and turns what they ask for into actions.
 
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset, Local, Utc};
-use gc_protocol::{ClientMsgId, Record, Registration};
+use gc_protocol::{
+    ClientMsgId, ListedKind, ListedRole, Record, Registration, Room, RoomKind, Username,
+};
 use ratatui::crossterm::event::{
     Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind,
 };
@@ -21,21 +23,26 @@ use ratatui::crossterm::event::{
 use super::command::{self, HELP, Input};
 use super::input::InputBox;
 use super::login::{LoginForm, Request};
-use super::people::{People, PeoplePane};
+use super::people::{People, SidePane};
+use super::rooms::{Membership, Older, RoomView, Rooms};
 use super::scrollback::{Entry, Kind, Level, Scrollback};
 use super::search::{Search, Step};
-use crate::display::utc;
+use crate::display::{sanitize, utc};
 use crate::error::AppError;
 use gc_client_core::ClientError;
 use gc_client_core::config::Password;
+use gc_client_core::control::Command;
 use gc_client_core::error_chain;
-use gc_client_core::event::{Ack, ConnState, Event, NoticeLevel, Rejection, Status};
+use gc_client_core::event::{Ack, ConnState, Event, NoticeLevel, Refusal, Rejection, Status};
+use gc_client_core::rooms::{NO_ROOMS, RoomInfo, RoomRequest, parse_room};
 use gc_client_core::trust::FirstContact;
 
 /// Records loaded at a time when scrolling past the top.
 pub const PAGE: u32 = 200;
 /// Rows one mouse wheel step scrolls.
 pub const WHEEL_ROWS: usize = 3;
+/// From this width on, the side panes are shown unless toggled off (F2, F3).
+pub const SIDE_PANES_WIDTH: u16 = 80;
 
 /// The zone times are shown in: the local one, or a fixed offset (tests).
 #[derive(Clone, Copy, Debug)]
@@ -79,30 +86,45 @@ pub enum Action {
     },
     /// Queue a message; report with [`App::queued`] or [`App::send_failed`].
     Send {
+        /// The room or direct conversation it goes into.
+        room: Room,
         /// The message body.
         body: String,
         /// What was typed (put back if it cannot be queued).
         typed: String,
     },
-    /// Load records older than `before_id` (0: the newest), from the cache or else the server,
-    /// into [`App::add_older`].
+    /// Load `room`'s records older than `before_id` (0: the newest), from the cache or else the
+    /// server, into [`App::add_older`].
     LoadOlder {
+        /// Whose records.
+        room: Room,
         /// The oldest id held.
         before_id: u64,
     },
-    /// Ask who is online.
-    Who,
+    /// Ask who is online in a room (`#general`: who is online at all).
+    Who {
+        /// The room.
+        room: Room,
+    },
+    /// Ask for the list of rooms (the account's, and the public ones).
+    Rooms,
+    /// Ask the server to change a room (join, part, kick, …).
+    Room(RoomRequest),
+    /// Follow the presence of these rooms (those shown in the room list).
+    Watch(Vec<Room>),
     /// Log in again now.
     Reconnect,
     /// Repaint the whole terminal (Ctrl+L).
     Redraw,
 }
 
-/// A message in the outbox, shown dimmed below the conversation until it comes back.
+/// A message in the outbox, shown dimmed below its room's conversation until it comes back.
 #[derive(Clone, Debug)]
 pub struct Pending {
     /// Its id.
     pub id: ClientMsgId,
+    /// The room it was written in.
+    pub room: Room,
     /// The text.
     pub text: String,
     /// When it was queued, in the display zone.
@@ -117,8 +139,8 @@ pub struct Pending {
 pub enum Screen {
     /// Asking for the account: no login has reached `ACTIVE` yet.
     Login(Box<LoginForm>),
-    /// The conversation, from the first `ACTIVE` on (it stays through reconnections; whether the
-    /// client is active now is [`StatusView::state`]).
+    /// The conversations, from the first `ACTIVE` on (they stay through reconnections; whether
+    /// the client is active now is [`StatusView::state`]).
     Chat,
 }
 
@@ -135,35 +157,36 @@ pub struct StatusView {
     pub last_heartbeat: Option<Instant>,
     /// Messages not yet acknowledged.
     pub outbox: usize,
+    /// Whether the server serves rooms (GC/3): `None` until a version check answered.
+    pub rooms: Option<bool>,
 }
 
-/// Loading older messages, past the top of the conversation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Older {
-    /// Scrolling past the top asks for a page.
-    Idle,
-    /// A page was asked for and has not come (from the cache or the server).
-    Loading,
-    /// The server had nothing older: the beginning is loaded, nothing more is asked.
-    Exhausted,
-}
-
-impl Older {
-    /// The page asked for came or will not come: another may be asked for. A beginning already
-    /// reached stays reached.
-    fn settle(&mut self) {
-        if *self == Self::Loading {
-            *self = Self::Idle;
-        }
-    }
-
-    /// What was loaded is gone (`/clear`): the beginning is to be found again, unless a page is
-    /// on its way.
-    fn reopen(&mut self) {
-        if *self == Self::Exhausted {
-            *self = Self::Idle;
-        }
-    }
+/// A typed line, understood and checked: what to do with it.
+#[derive(Debug)]
+enum Plan {
+    Send {
+        room: Room,
+        body: String,
+    },
+    Help,
+    Quit,
+    Who,
+    Search(String),
+    Clear,
+    Reconnect,
+    /// Show view `i` (a room joined already).
+    Show(usize),
+    /// Open the direct conversation `room` (titled `title`) and send `text` into it if any.
+    Direct {
+        room: Room,
+        title: String,
+        text: String,
+    },
+    /// Close a view without asking the server (a direct conversation, a room left already).
+    Close(Room),
+    ShowTopic,
+    Rooms,
+    Request(RoomRequest),
 }
 
 /// Everything the screen shows, and the input state.
@@ -175,24 +198,24 @@ pub struct App {
     pub server: String,
     /// The account (once submitted).
     pub user: String,
-    /// The conversation.
-    pub log: Scrollback,
+    /// The conversations, one view per room, and which is shown.
+    pub rooms: Rooms,
     /// What is being typed.
     pub input: InputBox,
-    /// Who is online, as last heard.
-    pub people: People,
-    /// Whether the people pane is shown.
-    pub people_pane: PeoplePane,
+    /// Whether the people pane is shown (F2).
+    pub people_pane: SidePane,
+    /// Whether the room list is shown (F3).
+    pub room_pane: SidePane,
     /// The status bar's data.
     pub status: StatusView,
     /// Messages waiting to be acknowledged, oldest first.
     pub pending: Vec<Pending>,
-    /// A search in progress.
+    /// A search in progress, in the view shown.
     pub search: Option<Search>,
-    /// Where loading older messages stands.
-    older: Older,
     /// The message pane's size at the last draw (width, height), for paging.
     pub pane: Cell<(u16, u16)>,
+    /// The terminal's width at the last draw, for the side panes' toggles.
+    pub width: Cell<u16>,
     /// "Now" for the heartbeat age.
     pub now: Instant,
     zone: Zone,
@@ -203,13 +226,17 @@ pub struct App {
     esc_pending: bool,
     /// The user asked to leave; never undone.
     quitting: bool,
-    /// `/who` was typed: the next list of people is shown as a notice.
-    who_wanted: bool,
-    /// Ids shown from the cache at start: skipped if the client delivers them again.
-    preloaded: HashSet<u64>,
+    /// `/who` was typed in this room: its next list of people is shown as a notice.
+    who_wanted: Option<Room>,
+    /// `/rooms` was typed: the next room list is shown as a notice.
+    rooms_wanted: bool,
+    /// Rooms the account was told it is invited to (each said once).
+    invited: HashSet<Room>,
+    /// The rooms whose presence the client was last asked to follow.
+    watched: Vec<Room>,
+    /// The rooms of the last room list (for Tab after `/join`).
+    listed: Vec<Room>,
     max_id: u64,
-    /// After `/clear`: older messages are below this id.
-    floor: Option<u64>,
 }
 
 impl App {
@@ -219,25 +246,27 @@ impl App {
             screen: Screen::Login(Box::default()),
             server: server.into(),
             user: String::new(),
-            log: Scrollback::default(),
+            rooms: Rooms::default(),
             input: InputBox::default(),
-            people: People::Unknown,
-            people_pane: PeoplePane::Auto,
+            people_pane: SidePane::Auto,
+            room_pane: SidePane::Auto,
             status: StatusView::default(),
             pending: Vec::new(),
             search: None,
-            older: Older::Idle,
             pane: Cell::new((80, 20)),
+            width: Cell::new(100),
             now: Instant::now(),
             zone,
             clock: None,
             actions: Vec::new(),
             esc_pending: false,
             quitting: false,
-            who_wanted: false,
-            preloaded: HashSet::new(),
+            who_wanted: None,
+            rooms_wanted: false,
+            invited: HashSet::new(),
+            watched: Vec::new(),
+            listed: Vec::new(),
             max_id: 0,
-            floor: None,
         }
     }
 
@@ -283,8 +312,10 @@ impl App {
         self.quitting = true;
     }
 
-    /// Takes what the run loop has to do.
+    /// Takes what the run loop has to do. The rooms whose presence is followed are brought up
+    /// to date with the room list first.
     pub fn take_actions(&mut self) -> Vec<Action> {
+        self.sync_watch();
         std::mem::take(&mut self.actions)
     }
 
@@ -297,8 +328,34 @@ impl App {
         self.zone.convert(self.clock.unwrap_or_else(Utc::now))
     }
 
-    /// Adds a notice to the conversation.
+    /// The messages and notices of the view shown.
+    pub fn log(&self) -> &Scrollback {
+        &self.rooms.current().log
+    }
+
+    /// Who is online in the view shown.
+    pub fn people(&self) -> &People {
+        &self.rooms.current().people
+    }
+
+    /// The view shown.
+    pub fn view(&self) -> &RoomView {
+        self.rooms.current()
+    }
+
+    /// Whether the server is known to serve rooms.
+    pub fn has_rooms(&self) -> bool {
+        self.status.rooms == Some(true)
+    }
+
+    /// Adds a notice to the view shown.
     pub fn notice(&mut self, level: Level, text: impl Into<String>) {
+        let i = self.rooms.index();
+        self.notice_at(i, level, text);
+    }
+
+    /// Adds a notice to view `i`.
+    fn notice_at(&mut self, i: usize, level: Level, text: impl Into<String>) {
         let entry = Entry::new(
             self.wall(),
             Kind::Notice {
@@ -306,14 +363,27 @@ impl App {
                 text: text.into(),
             },
         );
-        self.log.push(entry);
+        if let Some(view) = self.rooms.at_mut(i) {
+            view.log.push(entry);
+        }
     }
 
-    fn message_entry(&self, record: &Record) -> Entry {
+    /// A record as shown: a message, or the server's notice when it is from `System`.
+    fn entry_for(&self, record: &Record) -> Entry {
+        let time = self.zone.convert(utc(record.timestamp));
+        if record.username.is_reserved() {
+            return Entry::new(
+                time,
+                Kind::System {
+                    id: record.id,
+                    text: record.body.clone(),
+                },
+            );
+        }
         let user = record.username.as_str();
         let own = user.eq_ignore_ascii_case(&self.user);
         Entry::new(
-            self.zone.convert(utc(record.timestamp)),
+            time,
             Kind::Message {
                 id: record.id,
                 user: user.to_owned(),
@@ -324,80 +394,127 @@ impl App {
         )
     }
 
-    /// Shows records from the cache at start (replacing whatever was shown).
+    /// Shows records from the cache at start (replacing whatever was shown): each room's, in
+    /// ascending order per room, each into its view (`#general` first, the others in the order
+    /// they come). The server's room list confirms them or drops those the account left.
     pub fn load_initial(&mut self, records: &[Record]) {
-        self.log.clear();
+        self.rooms = Rooms::new(&self.user);
         self.search = None;
-        self.preloaded = records.iter().map(|r| r.id).collect();
         for record in records {
             self.max_id = self.max_id.max(record.id);
-            let entry = self.message_entry(record);
-            self.log.push(entry);
+            let entry = self.entry_for(record);
+            let (i, _) = self
+                .rooms
+                .open(&record.room, &self.user, Membership::Cached);
+            if let Some(view) = self.rooms.at_mut(i) {
+                if view.has_record(record.id) {
+                    continue;
+                }
+                if record.username.is_reserved() {
+                    view.topic_from_notice(&record.body);
+                }
+                view.saw(&record.username);
+                view.push(entry, true);
+            }
         }
     }
 
-    /// Adds new records (ascending) at the bottom.
+    /// Adds new records (ascending) at the bottom of their rooms' views; a record of a room
+    /// without a view (a new direct conversation, a room joined elsewhere) opens one at the end
+    /// of the list. Records of views not shown count as unread.
     pub fn add_records(&mut self, records: &[Record]) {
+        let mut joined = Vec::new();
         for record in records {
-            if !self.preloaded.is_empty() {
-                if self.preloaded.contains(&record.id) {
+            self.max_id = self.max_id.max(record.id);
+            let entry = self.entry_for(record);
+            let (i, _) = self
+                .rooms
+                .open(&record.room, &self.user, Membership::Joined);
+            let shown = i == self.rooms.index();
+            if let Some(view) = self.rooms.at_mut(i) {
+                if view.has_record(record.id) {
                     continue;
                 }
-                // Past what the cache held: no more duplicates can come.
-                self.preloaded.clear();
+                // Delivered: the account is in the room.
+                view.membership = Membership::Joined;
+                if record.username.is_reserved() {
+                    view.topic_from_notice(&record.body);
+                }
+                view.saw(&record.username);
+                view.push(entry, shown);
+                if view.history_after.is_some_and(|id| record.id >= id) {
+                    view.history_after = None;
+                    joined.push(i);
+                }
             }
-            self.max_id = self.max_id.max(record.id);
-            let entry = self.message_entry(record);
-            self.log.push(entry);
+        }
+        for i in joined {
+            self.load_older_at(i);
         }
         let max = self.max_id;
         self.pending.retain(|p| p.acked.is_none_or(|id| id > max));
     }
 
-    /// Adds older records (ascending) at the top; `from_server` with nothing new means the
-    /// beginning of the conversation was reached.
-    pub fn add_older(&mut self, records: &[Record], from_server: bool) {
-        self.older.settle();
-        let limit = self.log.oldest_id().or(self.floor);
-        let older: Vec<Entry> = records
-            .iter()
-            .filter(|r| limit.is_none_or(|l| r.id < l))
-            .map(|r| self.message_entry(r))
-            .collect();
+    /// Adds older records of `room` (ascending) at the top of its view; `from_server` with
+    /// nothing new means the beginning of the conversation was reached.
+    pub fn add_older(&mut self, room: &Room, records: &[Record], from_server: bool) {
+        let Some(i) = self.rooms.find(room) else {
+            return; // closed meanwhile
+        };
+        let older: Vec<Entry> = {
+            let view = &self.rooms.views()[i];
+            let limit = view.log.oldest_id().or(view.floor);
+            records
+                .iter()
+                .filter(|r| limit.is_none_or(|l| r.id < l))
+                .map(|r| self.entry_for(r))
+                .collect()
+        };
+        let shown = i == self.rooms.index();
+        let Some(view) = self.rooms.at_mut(i) else {
+            return;
+        };
+        view.older.settle();
         if older.is_empty() {
             if from_server {
-                self.older = Older::Exhausted;
+                view.older = Older::Exhausted;
             }
             return;
         }
         let n = older.len();
-        self.log.prepend(older);
-        if let Some(search) = &mut self.search {
+        if let Some(newest) = older.iter().filter_map(Entry::message_id).max() {
+            view.newest = view.newest.max(newest);
+        }
+        view.log.prepend(older);
+        if shown && let Some(search) = &mut self.search {
             search.shift(n);
         }
     }
 
-    /// The page asked for with [`Action::LoadOlder`] will not come (no client, or the request
-    /// could not be sent): scrolling past the top may ask again.
-    pub fn load_older_failed(&mut self) {
-        self.older.settle();
+    /// The page of `room` asked for with [`Action::LoadOlder`] will not come (no client, or the
+    /// request could not be sent): scrolling past the top may ask again.
+    pub fn load_older_failed(&mut self, room: &Room) {
+        if let Some(view) = self.rooms.get_mut(room) {
+            view.older.settle();
+        }
     }
 
-    /// Older messages are being fetched.
+    /// Older messages of the view shown are being fetched.
     pub fn loading_older(&self) -> bool {
-        self.older == Older::Loading
+        self.view().older == Older::Loading
     }
 
-    /// The server had nothing older: the beginning of the conversation is loaded.
+    /// The server had nothing older: the beginning of the view shown is loaded.
     pub fn history_done(&self) -> bool {
-        self.older == Older::Exhausted
+        self.view().older == Older::Exhausted
     }
 
-    /// A message was queued with id `id`.
-    pub fn queued(&mut self, id: ClientMsgId, text: String) {
+    /// A message for `room` was queued with id `id`.
+    pub fn queued(&mut self, id: ClientMsgId, room: Room, text: String) {
         let queued = self.wall();
         self.pending.push(Pending {
             id,
+            room,
             text,
             queued,
             acked: None,
@@ -444,6 +561,49 @@ impl App {
         self.status.registration = status.registration;
         self.status.last_heartbeat = status.last_heartbeat;
         self.status.outbox = status.outbox_len;
+        if let Some(rooms) = status.rooms {
+            self.set_rooms(rooms);
+        }
+    }
+
+    /// Whether the server serves rooms. Without them (an older server) only `#general` is
+    /// shown: views of other rooms (from a cache of a newer server) are closed.
+    fn set_rooms(&mut self, available: bool) {
+        if self.status.rooms == Some(available) {
+            return;
+        }
+        self.status.rooms = Some(available);
+        if !available {
+            let others: Vec<Room> = self.rooms.views()[1..]
+                .iter()
+                .map(|v| v.room.clone())
+                .collect();
+            for room in &others {
+                self.rooms.remove(room);
+            }
+            if !others.is_empty() {
+                self.search = None;
+            }
+        }
+    }
+
+    /// Asks the client to follow the presence of the rooms listed, when they changed; and, once
+    /// logged in, who is in the rooms new to the list (later changes come by themselves).
+    fn sync_watch(&mut self) {
+        if !self.has_rooms() {
+            return;
+        }
+        let rooms = self.rooms.watched();
+        if rooms == self.watched {
+            return;
+        }
+        if self.status.state == ConnState::Active {
+            for room in rooms.iter().filter(|r| !self.watched.contains(r)) {
+                self.actions.push(Action::Who { room: room.clone() });
+            }
+        }
+        self.watched.clone_from(&rooms);
+        self.actions.push(Action::Watch(rooms));
     }
 
     // ─────────────────────────────── events ───────────────────────────────
@@ -469,10 +629,25 @@ impl App {
                     self.enter_chat(&user);
                     self.actions.push(Action::LoggedIn { user });
                 }
+                if state == ConnState::Active && self.has_rooms() {
+                    // Which rooms the account is in now (joins, kicks while away).
+                    self.actions.push(Action::Rooms);
+                }
             }
+            Event::Version { rooms, .. } => self.set_rooms(rooms),
             Event::Records(records) => self.add_records(&records),
-            Event::History { records, .. } => self.add_older(&records, true),
-            Event::Presence { users, .. } => self.presence(users.iter().map(|u| u.to_string())),
+            Event::History { room, records, .. } => self.add_older(&room, &records, true),
+            Event::Presence { users, .. } => {
+                self.presence(users.iter().map(ToString::to_string));
+                if self.has_rooms() {
+                    // Presence changes with every join, part, kick and ban too: one may be ours.
+                    self.actions.push(Action::Rooms);
+                }
+            }
+            Event::RoomPresence { room, users, .. } => self.room_presence(&room, &users),
+            Event::RoomList(list) => self.room_list(&list),
+            Event::RoomDone { request, notice_id } => self.room_done(request, notice_id),
+            Event::Refused(refusal) => self.refused(&refusal),
             Event::Acked(Ack {
                 client_msg_id, id, ..
             }) => {
@@ -486,21 +661,31 @@ impl App {
                     }
                 });
             }
-            // `room`: the terminal UI logs in without rooms for now (run.rs), so it is #general.
             Event::Rejected(Rejection {
                 client_msg_id,
+                room,
                 code,
                 text,
-                ..
             }) => {
                 let message = self
                     .pending
                     .iter()
                     .position(|p| p.id == client_msg_id)
                     .map(|i| self.pending.remove(i).text);
+                let place = if room == self.view().room {
+                    String::new()
+                } else {
+                    format!(
+                        " in {}",
+                        self.rooms.find(&room).map_or_else(
+                            || room.to_string(),
+                            |i| self.rooms.views()[i].title.clone(),
+                        )
+                    )
+                };
                 self.notice(
                     Level::Error,
-                    format!("the server refused your message ({code}): {text}"),
+                    format!("the server refused your message{place} ({code}): {text}"),
                 );
                 if let Some(message) = message
                     && self.input.is_empty()
@@ -519,13 +704,6 @@ impl App {
                 self.notice(level, text);
             }
             Event::Fatal(error) => self.fatal(&error),
-            // A refused `History` or `Who` (a notice, as before rooms came).
-            Event::Refused(refusal) => self.notice(Level::Warning, refusal.to_string()),
-            // Rooms (GC/3): not shown by the terminal UI yet, which logs in without them.
-            Event::Version { .. }
-            | Event::RoomPresence { .. }
-            | Event::RoomList(_)
-            | Event::RoomDone { .. } => {}
         }
     }
 
@@ -544,14 +722,171 @@ impl App {
         }
     }
 
+    /// Who is online at all: `#general`'s people; logins and logouts are notices there.
     fn presence(&mut self, users: impl Iterator<Item = String>) {
-        for note in self.people.update(users.collect()) {
-            self.notice(Level::Info, note);
+        let notes = self.rooms.general_mut().people.update(users.collect());
+        for note in notes {
+            self.notice_at(0, Level::Info, note);
         }
-        if std::mem::take(&mut self.who_wanted) {
-            let names = self.people.names();
+        if self.who_wanted.as_ref().is_some_and(Room::is_general) {
+            self.who_wanted = None;
+            let names = self.rooms.views()[0].people.names();
             let text = format!("online ({}): {}", names.len(), names.join(", "));
             self.notice(Level::Info, text);
+        }
+    }
+
+    /// Who is online in a room (its joins and parts are the server's notices, so the list
+    /// changes quietly).
+    fn room_presence(&mut self, room: &Room, users: &[Username]) {
+        let Some(view) = self.rooms.get_mut(room) else {
+            return;
+        };
+        view.people
+            .update(users.iter().map(ToString::to_string).collect());
+        if self.who_wanted.as_ref() == Some(room) {
+            self.who_wanted = None;
+            let text = format!(
+                "online in {} ({}): {}",
+                view.title,
+                view.people.names().len(),
+                view.people.names().join(", ")
+            );
+            self.notice(Level::Info, text);
+        }
+    }
+
+    /// The server's room list: views for the rooms the account is in, topics, rooms it was put
+    /// out of, invitations; shown as a notice after `/rooms`.
+    fn room_list(&mut self, list: &[RoomInfo]) {
+        self.listed = list.iter().map(|r| r.room.clone()).collect();
+        let mut member: HashSet<&Room> = HashSet::new();
+        let mut invitations = Vec::new();
+        for info in list {
+            if info.is_member() || info.kind == ListedKind::Direct {
+                member.insert(&info.room);
+                let (i, _) = self.rooms.open(&info.room, &self.user, Membership::Joined);
+                if let Some(view) = self.rooms.at_mut(i) {
+                    view.membership = Membership::Joined;
+                    if info.kind != ListedKind::Direct {
+                        view.topic.clone_from(&info.topic);
+                    }
+                }
+            } else if info.role == ListedRole::Invited && self.invited.insert(info.room.clone()) {
+                invitations.push(info.room.clone());
+            }
+        }
+        // Rooms the list does not have the account in: from the cache (left long ago, dropped
+        // unless shown), or put out of since (kept to read, marked).
+        let current = self.rooms.index();
+        let mut gone = Vec::new();
+        let mut put_out = Vec::new();
+        for (i, view) in self.rooms.views_mut().iter_mut().enumerate() {
+            if view.room.is_general()
+                || view.room.kind() == RoomKind::Direct
+                || member.contains(&view.room)
+            {
+                continue;
+            }
+            match view.membership {
+                Membership::Cached if i != current => gone.push(view.room.clone()),
+                Membership::Cached | Membership::Joined => {
+                    view.membership = Membership::Left;
+                    view.people = People::Unknown;
+                    put_out.push(i);
+                }
+                Membership::Left => {}
+            }
+        }
+        for i in put_out {
+            let name = self.rooms.views()[i].room.clone();
+            self.notice_at(
+                i,
+                Level::Warning,
+                format!(
+                    "you are not in {name} any more (put out, or left elsewhere): /join {name} \
+                     to go back, /part to close it"
+                ),
+            );
+        }
+        for room in gone {
+            self.rooms.remove(&room);
+        }
+        for room in invitations {
+            self.notice(
+                Level::Info,
+                format!("you are invited to {room}: /join {room} to go in"),
+            );
+        }
+        if std::mem::take(&mut self.rooms_wanted) {
+            let text = rooms_text(list, &self.user);
+            self.notice(Level::Info, text);
+        }
+    }
+
+    /// The server did a room request of this UI.
+    fn room_done(&mut self, request: RoomRequest, notice_id: u64) {
+        match &request {
+            RoomRequest::Join { room } | RoomRequest::Create { room, .. } => {
+                self.invited.remove(room);
+                let (i, _) = self.rooms.open(room, &self.user, Membership::Joined);
+                if let Some(view) = self.rooms.at_mut(i) {
+                    view.membership = Membership::Joined;
+                    // Scrolling up may find more now that the account is in.
+                    view.older.reopen();
+                    if notice_id > view.newest {
+                        view.history_after = Some(notice_id);
+                    }
+                }
+                self.show(i);
+                // Its topic and kind.
+                self.actions.push(Action::Rooms);
+            }
+            RoomRequest::Part { room } => {
+                if self.rooms.find(room) == Some(self.rooms.index()) {
+                    self.search = None;
+                }
+                self.rooms.remove(room);
+            }
+            RoomRequest::Topic { room, topic } => {
+                if let Some(view) = self.rooms.get_mut(room) {
+                    view.topic.clone_from(topic);
+                }
+            }
+            _ => {}
+        }
+        if notice_id == 0 {
+            self.notice(
+                Level::Info,
+                format!("nothing to change: {request} is so already"),
+            );
+        }
+    }
+
+    /// A request was refused: the server's words, in the view shown.
+    fn refused(&mut self, refusal: &Refusal) {
+        match &refusal.command {
+            Command::History { room, .. } => {
+                self.load_older_failed(room);
+                self.notice(Level::Warning, refusal.to_string());
+            }
+            Command::Who { room } => {
+                let room = room.clone().unwrap_or_else(Room::general);
+                if self.who_wanted.as_ref() == Some(&room) {
+                    self.who_wanted = None;
+                    self.notice(Level::Warning, refusal.to_string());
+                } else {
+                    tracing::debug!("{refusal}");
+                }
+            }
+            Command::Rooms => {
+                if std::mem::take(&mut self.rooms_wanted) {
+                    self.notice(Level::Warning, refusal.to_string());
+                } else {
+                    tracing::debug!("{refusal}");
+                }
+            }
+            Command::Room(_) => self.notice(Level::Error, refusal.to_string()),
         }
     }
 
@@ -625,10 +960,21 @@ impl App {
         let alt = key.modifiers.contains(KeyModifiers::ALT);
         let esc_before = std::mem::take(&mut self.esc_pending);
         if let Some(step) = Step::for_key(&key) {
-            self.search_step(step);
+            // Ctrl+P / Ctrl+N step through a search's matches; otherwise they switch rooms.
+            if self.search.is_some() {
+                self.search_step(step);
+            } else {
+                let i = self.rooms.neighbour(step == Step::Newer);
+                self.show(i);
+            }
             return;
         }
         match key.code {
+            KeyCode::Char(c @ '1'..='9') if alt && !ctrl => {
+                if let Some(n) = c.to_digit(10).and_then(|n| usize::try_from(n).ok()) {
+                    self.show(n - 1);
+                }
+            }
             KeyCode::Esc => {
                 self.esc_pending = true;
                 self.search = None;
@@ -648,14 +994,23 @@ impl App {
             }
             KeyCode::Home if !ctrl => {
                 let (w, h) = self.pane.get();
-                if self.log.scroll_to_top(w, usize::from(h)) {
+                if self
+                    .rooms
+                    .current_mut()
+                    .log
+                    .scroll_to_top(w, usize::from(h))
+                {
                     self.load_older();
                 }
             }
-            KeyCode::End if !ctrl => self.log.scroll_to_bottom(),
+            KeyCode::End if !ctrl => self.rooms.current_mut().log.scroll_to_bottom(),
             KeyCode::F(2) => {
-                let wide = self.pane.get().0 >= 60;
+                let wide = self.width.get() >= SIDE_PANES_WIDTH;
                 self.people_pane.toggle(wide);
+            }
+            KeyCode::F(3) => {
+                let auto = self.width.get() >= SIDE_PANES_WIDTH && self.has_rooms();
+                self.room_pane.toggle(auto);
             }
             KeyCode::Up => {
                 self.input.up();
@@ -663,8 +1018,27 @@ impl App {
             KeyCode::Down => {
                 self.input.down();
             }
-            KeyCode::Tab => self.complete_name(),
+            KeyCode::Tab => self.complete(),
             _ => self.input.edit_key(key),
+        }
+    }
+
+    /// Shows view `i` (if there is one): a search ends, and a view with fewer entries than the
+    /// pane has rows loads older messages, as scrolling up would.
+    fn show(&mut self, i: usize) {
+        if i >= self.rooms.views().len() {
+            return;
+        }
+        if self.rooms.switch(i) {
+            self.search = None;
+        }
+        let rows = usize::from(self.pane.get().1);
+        let view = self.rooms.current();
+        if view.membership != Membership::Left
+            && view.history_after.is_none()
+            && view.log.len() < rows
+        {
+            self.load_older();
         }
     }
 
@@ -674,50 +1048,110 @@ impl App {
 
     fn scroll_up(&mut self, rows: usize) {
         let (w, h) = self.pane.get();
-        if self.log.scroll_up(rows, w, usize::from(h)) {
+        if self
+            .rooms
+            .current_mut()
+            .log
+            .scroll_up(rows, w, usize::from(h))
+        {
             self.load_older();
         }
     }
 
     fn scroll_down(&mut self, rows: usize) {
         let w = self.pane.get().0;
-        self.log.scroll_down(rows, w);
+        self.rooms.current_mut().log.scroll_down(rows, w);
     }
 
+    /// Asks for a page of older records of the view shown, unless one is on its way or the
+    /// beginning was reached.
     fn load_older(&mut self) {
-        if self.older != Older::Idle {
+        self.load_older_at(self.rooms.index());
+    }
+
+    /// Asks for a page of older records of view `i`.
+    fn load_older_at(&mut self, i: usize) {
+        let Some(view) = self.rooms.at_mut(i) else {
+            return;
+        };
+        if view.older != Older::Idle {
             return;
         }
-        let before_id = self
+        let before_id = view
             .log
             .oldest_id()
-            .or(self.floor)
-            .unwrap_or(if self.max_id > 0 { self.max_id + 1 } else { 0 });
+            .or(view.floor)
+            .unwrap_or(if view.newest > 0 { view.newest + 1 } else { 0 });
         if before_id == 1 {
-            self.older = Older::Exhausted;
+            view.older = Older::Exhausted;
             return;
         }
-        self.older = Older::Loading;
-        self.actions.push(Action::LoadOlder { before_id });
+        view.older = Older::Loading;
+        let room = view.room.clone();
+        self.actions.push(Action::LoadOlder { room, before_id });
     }
 
-    /// Tab: completes the username being typed before the cursor.
-    fn complete_name(&mut self) {
-        let text = &self.input.text()[..self.input.cursor()];
-        let start = text.rfind(|c: char| c.is_whitespace()).map_or(0, |i| i + 1);
-        let prefix = &text[start..];
+    /// Tab: completes the word before the cursor: a command at the start of a line (listing
+    /// them when several fit), a room after `/join` or `/part` (or a word starting with `#`),
+    /// else the name of someone online here or anywhere.
+    fn complete(&mut self) {
+        let before = &self.input.text()[..self.input.cursor()];
+        let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        let prefix = &before[start..];
         if prefix.is_empty() {
             return;
         }
-        let Some(name) = self.people.complete(prefix).map(str::to_owned) else {
-            return;
-        };
-        let suffix = if start == 0 { ": " } else { " " };
         let typed = prefix.chars().count();
+        let command_line = before.starts_with('/');
+        let (completion, suffix) = if start == 0 && command_line {
+            let fits = command::commands_starting(prefix);
+            match fits.as_slice() {
+                [] => return,
+                [one] => ((*one).to_owned(), " "),
+                several => {
+                    let common = common_prefix(several);
+                    if common.len() > prefix.len() {
+                        (common, "")
+                    } else {
+                        let text = format!("commands: {}", several.join(" "));
+                        self.notice(Level::Info, text);
+                        return;
+                    }
+                }
+            }
+        } else if prefix.starts_with('#') || command::takes_room(before) {
+            let lower = prefix.to_ascii_lowercase();
+            let found = self
+                .rooms
+                .views()
+                .iter()
+                .map(|v| &v.room)
+                .chain(self.listed.iter())
+                .filter(|r| r.kind() == RoomKind::Room)
+                .map(Room::as_str)
+                .find(|r| {
+                    (r.starts_with(&lower) || r[1..].starts_with(&lower)) && r.len() > prefix.len()
+                });
+            match found {
+                Some(room) => (room.to_owned(), " "),
+                None => return,
+            }
+        } else {
+            let here = self.people().names();
+            let everyone = self.rooms.views()[0].people.names();
+            let names: Vec<String> = here.iter().chain(everyone).cloned().collect();
+            match People::Known(names).complete(prefix) {
+                Some(name) => {
+                    let suffix = if start == 0 { ": " } else { " " };
+                    (name.to_owned(), suffix)
+                }
+                None => return,
+            }
+        };
         for _ in 0..typed {
             self.input.backspace();
         }
-        self.input.insert(&format!("{name}{suffix}"));
+        self.input.insert(&format!("{completion}{suffix}"));
     }
 
     fn submit(&mut self) {
@@ -725,50 +1159,194 @@ impl App {
         if typed.trim().is_empty() {
             return;
         }
-        let parsed = command::parse(&typed);
-        match parsed {
-            Input::Usage(usage) => {
-                self.notice(Level::Error, format!("usage: {usage}"));
+        // Checked before the input is cleared: a mistake stays there to be fixed.
+        let plan = match self.plan(command::parse(&typed)) {
+            Ok(plan) => plan,
+            Err(problem) => {
+                self.notice(Level::Error, problem);
                 return;
             }
-            Input::Unknown(name) => {
-                self.notice(
-                    Level::Error,
-                    format!(
-                        "unknown command {name}: /help lists the commands; to send a message \
-                         that starts with /, type // (//{} sends {name}…)",
-                        name.trim_start_matches('/')
-                    ),
-                );
-                return;
-            }
-            _ => {}
-        }
+        };
         self.input.remember(&typed);
         self.input.take();
-        match parsed {
-            Input::Message(body) => {
-                self.log.scroll_to_bottom();
-                self.actions.push(Action::Send { body, typed });
+        self.carry_out(plan, typed);
+    }
+
+    /// What a typed line asks for, with its names checked; or what is wrong with it.
+    fn plan(&self, input: Input) -> Result<Plan, String> {
+        let here = self.view();
+        let room = here.room.clone();
+        Ok(match input {
+            Input::Usage(usage) => return Err(format!("usage: {usage}")),
+            Input::Unknown(name) => {
+                return Err(format!(
+                    "unknown command {name}: /help lists the commands; to send a message \
+                     that starts with /, type // (//{} sends {name}…)",
+                    name.trim_start_matches('/')
+                ));
             }
-            Input::Help => self.notice(Level::Info, HELP),
-            Input::Quit => self.quit(),
-            Input::Who => {
-                self.who_wanted = true;
-                self.actions.push(Action::Who);
+            Input::Message(_) if here.membership == Membership::Left => {
+                return Err(format!(
+                    "you are not in {} any more: /join {} to go back",
+                    here.title, here.room
+                ));
             }
-            Input::Search(query) => self.start_search(query),
-            Input::Clear => {
-                self.floor = self.log.oldest_id().or(self.floor).map(|_| self.max_id + 1);
-                self.log.clear();
+            Input::Message(body) => Plan::Send { room, body },
+            Input::Help => Plan::Help,
+            Input::Quit => Plan::Quit,
+            Input::Who => Plan::Who,
+            Input::Search(query) => Plan::Search(query),
+            Input::Clear => Plan::Clear,
+            Input::Reconnect => Plan::Reconnect,
+            Input::Rooms => Plan::Rooms,
+            Input::Join(name) => {
+                let room = room_arg(&name)?;
+                if room.kind() == RoomKind::Direct {
+                    return Err(format!(
+                        "{room} is a direct conversation: /msg NAME opens one"
+                    ));
+                }
+                match self.rooms.find(&room) {
+                    Some(i) if self.rooms.views()[i].membership != Membership::Left => {
+                        Plan::Show(i)
+                    }
+                    _ => Plan::Request(RoomRequest::Join { room }),
+                }
+            }
+            Input::Part(name) => {
+                let room = match name {
+                    Some(name) => room_arg(&name)?,
+                    None => room,
+                };
+                let view = self.rooms.find(&room).map(|i| &self.rooms.views()[i]);
+                match view {
+                    Some(v) if v.is_direct() || v.membership == Membership::Left => {
+                        Plan::Close(room)
+                    }
+                    _ => Plan::Request(RoomRequest::Part { room }),
+                }
+            }
+            Input::Msg { user, text } => {
+                if self.status.rooms == Some(false) {
+                    return Err(NO_ROOMS.to_owned());
+                }
+                let other = user_arg(&user)?;
+                let me = Username::new(self.user.as_str())
+                    .map_err(|_| format!("`{}` is not a username", sanitize(&self.user)))?;
+                let room = Room::direct(&me, &other)
+                    .map_err(|_| "that is you: a direct conversation is with someone else")?;
+                Plan::Direct {
+                    room,
+                    title: other.into_string(),
+                    text,
+                }
+            }
+            Input::Invite(user) => Plan::Request(RoomRequest::Invite {
+                room,
+                username: user_arg(&user)?,
+            }),
+            Input::Topic(None) => Plan::ShowTopic,
+            Input::Topic(Some(topic)) => Plan::Request(RoomRequest::Topic { room, topic }),
+            Input::Kick { user, reason } => Plan::Request(RoomRequest::Kick {
+                room,
+                username: user_arg(&user)?,
+                reason,
+            }),
+            Input::Mute {
+                user,
+                minutes,
+                reason,
+            } => Plan::Request(RoomRequest::Mute {
+                room,
+                username: user_arg(&user)?,
+                // Too long for the server either way: the request's check says how long may be.
+                seconds: minutes.saturating_mul(60),
+                reason,
+            }),
+            Input::Ban { user, reason } => Plan::Request(RoomRequest::Ban {
+                room,
+                username: user_arg(&user)?,
+                reason,
+            }),
+            Input::Unban(user) => Plan::Request(RoomRequest::Unban {
+                room,
+                username: user_arg(&user)?,
+            }),
+            Input::Role { user, role } => Plan::Request(RoomRequest::Role {
+                room,
+                username: user_arg(&user)?,
+                role,
+            }),
+            Input::Privacy(visibility) => Plan::Request(RoomRequest::Privacy { room, visibility }),
+            Input::Create { room, visibility } => Plan::Request(RoomRequest::Create {
+                room: room_arg(&room)?,
+                visibility,
+                topic: String::new(),
+            }),
+        })
+    }
+
+    fn carry_out(&mut self, plan: Plan, typed: String) {
+        match plan {
+            Plan::Send { room, body } => {
+                self.rooms.current_mut().log.scroll_to_bottom();
+                self.actions.push(Action::Send { room, body, typed });
+            }
+            Plan::Help => self.notice(Level::Info, HELP),
+            Plan::Quit => self.quit(),
+            Plan::Who => {
+                let room = self.view().room.clone();
+                self.who_wanted = Some(room.clone());
+                self.actions.push(Action::Who { room });
+            }
+            Plan::Search(query) => self.start_search(query),
+            Plan::Clear => {
+                let view = self.rooms.current_mut();
+                view.floor = view.log.oldest_id().or(view.floor).map(|_| view.newest + 1);
+                view.log.clear();
+                view.older.reopen();
                 self.search = None;
-                self.older.reopen();
             }
-            Input::Reconnect => {
+            Plan::Reconnect => {
                 self.notice(Level::Info, "logging in again…");
                 self.actions.push(Action::Reconnect);
             }
-            Input::Usage(_) | Input::Unknown(_) => {}
+            Plan::Show(i) => self.show(i),
+            Plan::Direct { room, title, text } => {
+                let (i, made) = self.rooms.open(&room, &self.user, Membership::Joined);
+                if made && let Some(view) = self.rooms.at_mut(i) {
+                    view.title = title;
+                }
+                self.show(i);
+                if !text.is_empty() {
+                    self.rooms.current_mut().log.scroll_to_bottom();
+                    self.actions.push(Action::Send {
+                        room,
+                        body: text,
+                        typed,
+                    });
+                }
+            }
+            Plan::Close(room) => {
+                self.search = None;
+                self.rooms.remove(&room);
+            }
+            Plan::ShowTopic => {
+                let view = self.view();
+                let text = if view.is_direct() {
+                    format!("a direct conversation with {} has no topic", view.title)
+                } else if view.topic.is_empty() {
+                    format!("{} has no topic", view.title)
+                } else {
+                    format!("the topic of {}: {}", view.title, view.topic)
+                };
+                self.notice(Level::Info, text);
+            }
+            Plan::Rooms => {
+                self.rooms_wanted = true;
+                self.actions.push(Action::Rooms);
+            }
+            Plan::Request(request) => self.actions.push(Action::Room(request)),
         }
     }
 
@@ -777,7 +1355,7 @@ impl App {
             self.search = None;
             return;
         }
-        self.search = Search::find(&query, self.log.entries());
+        self.search = Search::find(&query, self.log().entries());
         if self.search.is_none() {
             self.notice(
                 Level::Error,
@@ -799,7 +1377,7 @@ impl App {
     fn show_match(&mut self) {
         if let Some(i) = self.highlighted() {
             let (w, h) = self.pane.get();
-            self.log.show(i, w, usize::from(h));
+            self.rooms.current_mut().log.show(i, w, usize::from(h));
         }
     }
 
@@ -807,6 +1385,79 @@ impl App {
     pub fn highlighted(&self) -> Option<usize> {
         self.search.as_ref().and_then(Search::shown)
     }
+}
+
+/// A room name as typed (`#dev`, `dev`), or what is wrong with it.
+fn room_arg(name: &str) -> Result<Room, String> {
+    parse_room(name).map_err(|e| match e {
+        ClientError::InvalidRequest(text) => text,
+        other => other.to_string(),
+    })
+}
+
+/// A username as typed (an `@` before it is allowed), or what is wrong with it.
+fn user_arg(name: &str) -> Result<Username, String> {
+    let bare = name.strip_prefix('@').unwrap_or(name);
+    Username::new(bare).map_err(|_| {
+        format!(
+            "`{}` is not a username: 1 to 32 of A-Z a-z 0-9 _ . -",
+            sanitize(name)
+        )
+    })
+}
+
+/// The longest start all of `words` share.
+fn common_prefix(words: &[&str]) -> String {
+    let Some(first) = words.first() else {
+        return String::new();
+    };
+    let mut len = first.len();
+    for w in &words[1..] {
+        len = len.min(
+            first
+                .bytes()
+                .zip(w.bytes())
+                .take_while(|(a, b)| a == b)
+                .count(),
+        );
+    }
+    first[..len].to_owned()
+}
+
+/// `/rooms`' answer as a notice: one line per room, with its kind, where the account stands,
+/// its members and topic.
+fn rooms_text(list: &[RoomInfo], me: &str) -> String {
+    let name = |info: &RoomInfo| match info.kind {
+        ListedKind::Direct => format!("{} (direct)", super::rooms::title(&info.room, me)),
+        _ => info.room.to_string(),
+    };
+    let width = list.iter().map(|i| name(i).len()).max().unwrap_or(0);
+    let mut text = format!("rooms ({}):", list.len());
+    for info in list {
+        let standing = match info.role {
+            ListedRole::Outside => "-",
+            role => role.as_str(),
+        };
+        let s = if info.members == 1 { "" } else { "s" };
+        text.push_str(&format!(
+            "\n  {:<width$}  {:<7}  {:<9}  {:>3} member{s}",
+            name(info),
+            info.kind.as_str(),
+            standing,
+            info.members,
+        ));
+        if !info.topic.is_empty() {
+            text.push_str(" · ");
+            text.push_str(&info.topic);
+        }
+        if info.role == ListedRole::Invited {
+            text.push_str(&format!(" · invited: /join {}", info.room));
+        }
+    }
+    if list.is_empty() {
+        text.push_str(" none");
+    }
+    text
 }
 
 /// Whether `body` names `user` as a word (not inside a longer name).
@@ -843,7 +1494,7 @@ mod tests {
     use crate::tui::login::Field;
     use chrono::TimeZone as _;
     use gc_protocol::ErrorCode;
-    use gc_protocol::{Timestamp, Username};
+    use gc_protocol::{Room, Timestamp, Username};
 
     pub(crate) fn key(code: KeyCode) -> KeyEvent {
         KeyEvent::new(code, KeyModifiers::NONE)
@@ -887,13 +1538,13 @@ mod tests {
     }
 
     fn last_notice(app: &App) -> String {
-        app.log
+        app.log()
             .entries()
             .iter()
             .rev()
             .find_map(|e| match &e.kind {
                 Kind::Notice { text, .. } => Some(text.clone()),
-                Kind::Message { .. } => None,
+                Kind::Message { .. } | Kind::System { .. } => None,
             })
             .unwrap_or_default()
     }
@@ -990,7 +1641,7 @@ mod tests {
 
         type_str(&mut app, "/who");
         app.handle_key(key(KeyCode::Enter));
-        assert!(matches!(app.take_actions()[..], [Action::Who]));
+        assert!(matches!(app.take_actions()[..], [Action::Who { .. }]));
         app.handle_client(Event::Presence {
             version: 1,
             users: vec![
@@ -1006,7 +1657,7 @@ mod tests {
 
         type_str(&mut app, "/clear");
         app.handle_key(key(KeyCode::Enter));
-        assert!(app.log.is_empty());
+        assert!(app.log().is_empty());
 
         type_str(&mut app, "/quit");
         app.handle_key(key(KeyCode::Enter));
@@ -1033,7 +1684,7 @@ mod tests {
         assert_eq!(app.highlighted(), Some(199));
         app.handle_key(with(KeyCode::Char('p'), KeyModifiers::CONTROL));
         assert_eq!(app.highlighted(), Some(159));
-        assert!(!app.log.following(), "scrolled to the older match");
+        assert!(!app.log().following(), "scrolled to the older match");
         app.handle_key(with(KeyCode::Char('n'), KeyModifiers::CONTROL));
         app.handle_key(with(KeyCode::Char('n'), KeyModifiers::CONTROL));
         assert_eq!(app.highlighted(), Some(199));
@@ -1048,7 +1699,7 @@ mod tests {
     fn outbox_entries_leave_when_their_record_arrives() {
         let mut app = chat();
         let id = ClientMsgId::random().unwrap();
-        app.queued(id.clone(), "hi".into());
+        app.queued(id.clone(), Room::general(), "hi".into());
         assert_eq!(app.pending.len(), 1);
         app.handle_client(Event::Acked(Ack {
             client_msg_id: id,
@@ -1065,7 +1716,7 @@ mod tests {
 
         // Record first, then the acknowledgement.
         let id = ClientMsgId::random().unwrap();
-        app.queued(id.clone(), "again".into());
+        app.queued(id.clone(), Room::general(), "again".into());
         app.add_records(&[record(8, "alice", "again")]);
         app.handle_client(Event::Acked(Ack {
             client_msg_id: id,
@@ -1079,7 +1730,7 @@ mod tests {
     fn rejected_text_comes_back_to_the_input() {
         let mut app = chat();
         let id = ClientMsgId::random().unwrap();
-        app.queued(id.clone(), "too big".into());
+        app.queued(id.clone(), Room::general(), "too big".into());
         app.handle_client(Event::Rejected(Rejection {
             client_msg_id: id,
             room: gc_protocol::Room::general(),
@@ -1097,7 +1748,7 @@ mod tests {
         app.load_initial(&[record(1, "bob", "a"), record(2, "bob", "b")]);
         app.add_records(&[record(2, "bob", "b"), record(3, "bob", "c")]);
         let ids: Vec<u64> = app
-            .log
+            .log()
             .entries()
             .iter()
             .filter_map(Entry::message_id)
@@ -1120,26 +1771,27 @@ mod tests {
         }
         let actions = app.take_actions();
         assert!(
-            matches!(actions[..], [Action::LoadOlder { before_id: 100 }]),
+            matches!(actions[..], [Action::LoadOlder { before_id: 100, .. }]),
             "{actions:?}"
         );
         app.add_older(
+            &Room::general(),
             &(50..100)
                 .map(|i| record(i, "bob", "old"))
                 .collect::<Vec<_>>(),
             false,
         );
-        assert_eq!(app.log.oldest_id(), Some(50));
+        assert_eq!(app.log().oldest_id(), Some(50));
         app.handle_key(key(KeyCode::Home));
         assert!(matches!(
             app.take_actions()[..],
-            [Action::LoadOlder { before_id: 50 }]
+            [Action::LoadOlder { before_id: 50, .. }]
         ));
-        app.add_older(&[], true);
+        app.add_older(&Room::general(), &[], true);
         app.handle_key(key(KeyCode::Home));
         assert!(app.take_actions().is_empty(), "the beginning was reached");
         app.handle_key(key(KeyCode::End));
-        assert!(app.log.following());
+        assert!(app.log().following());
     }
 
     #[test]
@@ -1154,20 +1806,20 @@ mod tests {
         assert!(app.loading_older());
         assert!(matches!(
             app.take_actions()[..],
-            [Action::LoadOlder { before_id: 100 }]
+            [Action::LoadOlder { before_id: 100, .. }]
         ));
         app.handle_key(key(KeyCode::Home));
         assert!(app.take_actions().is_empty(), "one request at a time");
-        app.load_older_failed();
+        app.load_older_failed(&Room::general());
         assert!(!app.loading_older());
         app.handle_key(key(KeyCode::Home));
         assert!(matches!(
             app.take_actions()[..],
-            [Action::LoadOlder { before_id: 100 }]
+            [Action::LoadOlder { before_id: 100, .. }]
         ));
-        app.add_older(&[], true);
+        app.add_older(&Room::general(), &[], true);
         assert!(app.history_done() && !app.loading_older());
-        app.load_older_failed();
+        app.load_older_failed(&Room::general());
         assert!(
             app.history_done(),
             "a late failure does not forget the beginning"
@@ -1178,7 +1830,7 @@ mod tests {
         app.handle_key(key(KeyCode::Home));
         assert!(matches!(
             app.take_actions()[..],
-            [Action::LoadOlder { before_id: 151 }]
+            [Action::LoadOlder { before_id: 151, .. }]
         ));
     }
 
@@ -1192,14 +1844,14 @@ mod tests {
             row: 0,
             modifiers: KeyModifiers::NONE,
         });
-        assert!(!app.log.following());
+        assert!(!app.log().following());
         app.handle_mouse(MouseEvent {
             kind: MouseEventKind::ScrollDown,
             column: 0,
             row: 0,
             modifiers: KeyModifiers::NONE,
         });
-        assert!(app.log.following());
+        assert!(app.log().following());
     }
 
     #[test]
@@ -1318,25 +1970,633 @@ mod tests {
             version: 1,
             users: names(&["alice", "bob"]),
         });
-        assert!(app.log.is_empty(), "the first list is not news");
+        assert!(app.log().is_empty(), "the first list is not news");
         app.handle_client(Event::Presence {
             version: 2,
             users: names(&["alice", "carol"]),
         });
-        let notes: Vec<&str> = app.log.entries().iter().map(Entry::searchable).collect();
+        let notes: Vec<&str> = app.log().entries().iter().map(Entry::searchable).collect();
         assert_eq!(notes, ["carol joined", "bob left"]);
-        assert_eq!(app.people.names(), ["alice", "carol"]);
+        assert_eq!(app.people().names(), ["alice", "carol"]);
     }
 
     #[test]
     fn tab_completes_names() {
         let mut app = chat();
-        app.people = People::Known(vec!["bob".into(), "carol".into()]);
+        app.rooms.current_mut().people = People::Known(vec!["bob".into(), "carol".into()]);
         type_str(&mut app, "ca");
         app.handle_key(key(KeyCode::Tab));
         assert_eq!(app.input.text(), "carol: ");
         type_str(&mut app, "ask b");
         app.handle_key(key(KeyCode::Tab));
         assert_eq!(app.input.text(), "carol: ask bob ");
+    }
+
+    // ─────────────────────────────── rooms ───────────────────────────────
+
+    fn room(name: &str) -> Room {
+        Room::new(name).unwrap()
+    }
+
+    fn record_in(id: u64, room_name: &str, user: &str, body: &str) -> Record {
+        Record {
+            room: room(room_name),
+            ..record(id, user, body)
+        }
+    }
+
+    /// A conversation with a server that serves rooms, logged in.
+    fn rooms_chat() -> App {
+        let mut app = chat();
+        app.handle_client(Event::Version {
+            version: "GC/3",
+            rooms: true,
+        });
+        app.handle_client(Event::State(ConnState::Active));
+        app.take_actions();
+        app
+    }
+
+    fn titles(app: &App) -> Vec<String> {
+        app.rooms.views().iter().map(|v| v.title.clone()).collect()
+    }
+
+    fn alt(c: char) -> KeyEvent {
+        with(KeyCode::Char(c), KeyModifiers::ALT)
+    }
+
+    fn ctrl(c: char) -> KeyEvent {
+        with(KeyCode::Char(c), KeyModifiers::CONTROL)
+    }
+
+    fn submit(app: &mut App, line: &str) -> Vec<Action> {
+        type_str(app, line);
+        app.handle_key(key(KeyCode::Enter));
+        app.take_actions()
+    }
+
+    #[test]
+    fn records_go_to_their_rooms_and_count_as_unread_elsewhere() {
+        let mut app = rooms_chat();
+        app.add_records(&[
+            record(1, "bob", "in general"),
+            record_in(2, "#dev", "bob", "a build is red"),
+            record_in(3, "#dev", "bob", "alice: can you look?"),
+            record_in(4, "#dev", "System", "carol joined"),
+            record_in(5, "#dev", "alice", "my own, from another client"),
+            record_in(6, "@alice+bob", "Bob", "psst"),
+        ]);
+        assert_eq!(titles(&app), ["#general", "#dev", "Bob"]);
+        assert_eq!(app.log().len(), 1, "#general holds its own only");
+        let dev = &app.rooms.views()[1];
+        assert_eq!(
+            (dev.unread, dev.mention),
+            (2, true),
+            "notices and own words are read"
+        );
+        let direct = &app.rooms.views()[2];
+        assert_eq!(
+            (direct.unread, direct.mention),
+            (1, true),
+            "a direct message is for you"
+        );
+
+        app.handle_key(alt('2'));
+        assert_eq!(app.view().room, room("#dev"));
+        assert_eq!((app.view().unread, app.view().mention), (0, false));
+        let kinds: Vec<&Kind> = app.log().entries().iter().map(|e| &e.kind).collect();
+        assert!(
+            matches!(kinds[2], Kind::System { id: 4, text } if text == "carol joined"),
+            "the server's notice is a notice: {kinds:?}"
+        );
+        // Shown: what comes now is read.
+        app.add_records(&[record_in(7, "#dev", "bob", "thanks")]);
+        assert_eq!(app.view().unread, 0);
+        app.add_records(&[record(8, "bob", "general again")]);
+        assert_eq!(app.rooms.views()[0].unread, 1);
+
+        // Ctrl+N / Ctrl+P go round; Alt+9 with no ninth room does nothing.
+        app.handle_key(ctrl('n'));
+        assert_eq!(app.view().title, "Bob");
+        app.handle_key(ctrl('n'));
+        assert_eq!(app.view().room, Room::general());
+        assert_eq!(app.view().unread, 0);
+        app.handle_key(ctrl('p'));
+        assert_eq!(app.view().title, "Bob");
+        app.handle_key(alt('9'));
+        assert_eq!(app.view().title, "Bob");
+        assert!(app.input.is_empty(), "Alt+digit types nothing");
+    }
+
+    #[test]
+    fn each_room_keeps_its_scroll_position() {
+        let mut app = rooms_chat();
+        app.pane.set((40, 10));
+        let many: Vec<Record> = (1..=50)
+            .map(|i| record_in(i, "#dev", "bob", &format!("m{i}")))
+            .collect();
+        app.add_records(&many);
+        app.add_records(&(51..=60).map(|i| record(i, "bob", "g")).collect::<Vec<_>>());
+        app.handle_key(alt('2'));
+        app.handle_key(key(KeyCode::PageUp));
+        let anchor = app.log().anchor();
+        assert!(anchor.is_some(), "scrolled up");
+        app.handle_key(alt('1'));
+        assert!(app.log().following(), "#general still follows");
+        app.handle_key(alt('2'));
+        assert_eq!(app.log().anchor(), anchor, "back where it was");
+    }
+
+    #[test]
+    fn ctrl_n_and_ctrl_p_step_a_search_and_otherwise_switch_rooms() {
+        let mut app = rooms_chat();
+        app.add_records(&[
+            record(1, "bob", "needle one"),
+            record(2, "bob", "needle two"),
+            record_in(3, "#dev", "bob", "x"),
+        ]);
+        submit(&mut app, "/search needle");
+        assert_eq!(app.highlighted(), Some(1));
+        app.handle_key(ctrl('p'));
+        assert_eq!(app.highlighted(), Some(0), "a step, not a switch");
+        assert_eq!(app.view().room, Room::general());
+        app.handle_key(key(KeyCode::Esc));
+        app.handle_key(ctrl('n'));
+        assert_eq!(app.view().room, room("#dev"));
+        submit(&mut app, "/search x");
+        app.handle_key(alt('1'));
+        assert!(app.search.is_none(), "a switch ends the search");
+    }
+
+    #[test]
+    fn messages_go_into_the_room_shown_and_msg_opens_a_direct_conversation() {
+        let mut app = rooms_chat();
+        app.add_records(&[record_in(1, "#dev", "bob", "x")]);
+        app.handle_key(alt('2'));
+        app.take_actions();
+        let actions = submit(&mut app, "hi dev");
+        assert!(
+            matches!(&actions[..], [Action::Send { room, body, .. }] if *room == self::room("#dev") && body == "hi dev"),
+            "{actions:?}"
+        );
+        app.queued(
+            ClientMsgId::random().unwrap(),
+            room("#dev"),
+            "hi dev".into(),
+        );
+
+        let actions = submit(&mut app, "/msg Carol lunch at 12?");
+        assert_eq!(app.view().room, room("@alice+carol"));
+        assert_eq!(app.view().title, "Carol");
+        let sends: Vec<_> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { room, body, typed } => Some((room, body, typed)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            sends,
+            [(
+                &room("@alice+carol"),
+                &"lunch at 12?".to_owned(),
+                &"/msg Carol lunch at 12?".to_owned()
+            )]
+        );
+        // Only open it: switches, sends nothing.
+        app.handle_key(alt('1'));
+        assert!(
+            submit(&mut app, "/msg carol")
+                .iter()
+                .all(|a| !matches!(a, Action::Send { .. }))
+        );
+        assert_eq!(app.view().room, room("@alice+carol"));
+        assert_eq!(app.rooms.views().len(), 3, "the same conversation");
+
+        // Mistakes stay in the input.
+        submit(&mut app, "/msg alice hi");
+        assert!(
+            last_notice(&app).contains("that is you"),
+            "{}",
+            last_notice(&app)
+        );
+        assert_eq!(app.input.take(), "/msg alice hi");
+        submit(&mut app, "/msg b/d hi");
+        assert!(
+            last_notice(&app).contains("not a username"),
+            "{}",
+            last_notice(&app)
+        );
+        assert_eq!(app.input.take(), "/msg b/d hi");
+    }
+
+    #[test]
+    fn room_commands_ask_the_server_about_the_room_shown() {
+        let mut app = rooms_chat();
+        app.add_records(&[record_in(1, "#dev", "bob", "x")]);
+        app.handle_key(alt('2'));
+        app.take_actions();
+        let request = |app: &mut App, line: &str| {
+            let actions = submit(app, line);
+            match &actions[..] {
+                [Action::Room(request)] => request.clone(),
+                other => panic!("{line}: {other:?}"),
+            }
+        };
+        let bob = Username::new("bob").unwrap();
+        let dev = room("#dev");
+        assert_eq!(
+            request(&mut app, "/join ops"),
+            RoomRequest::Join { room: room("#ops") }
+        );
+        assert_eq!(
+            request(&mut app, "/kick bob spam"),
+            RoomRequest::Kick {
+                room: dev.clone(),
+                username: bob.clone(),
+                reason: "spam".into()
+            }
+        );
+        assert_eq!(
+            request(&mut app, "/mute @bob 5 calm down"),
+            RoomRequest::Mute {
+                room: dev.clone(),
+                username: bob.clone(),
+                seconds: 300,
+                reason: "calm down".into()
+            }
+        );
+        assert_eq!(
+            request(&mut app, "/ban bob"),
+            RoomRequest::Ban {
+                room: dev.clone(),
+                username: bob.clone(),
+                reason: String::new()
+            }
+        );
+        assert_eq!(
+            request(&mut app, "/unban bob"),
+            RoomRequest::Unban {
+                room: dev.clone(),
+                username: bob.clone()
+            }
+        );
+        assert_eq!(
+            request(&mut app, "/invite carol"),
+            RoomRequest::Invite {
+                room: dev.clone(),
+                username: Username::new("carol").unwrap()
+            }
+        );
+        assert_eq!(
+            request(&mut app, "/topic ship it"),
+            RoomRequest::Topic {
+                room: dev.clone(),
+                topic: "ship it".into()
+            }
+        );
+        assert_eq!(
+            request(&mut app, "/create #ops private"),
+            RoomRequest::Create {
+                room: room("#ops"),
+                visibility: gc_protocol::Visibility::Private,
+                topic: String::new()
+            }
+        );
+        assert_eq!(
+            request(&mut app, "/part"),
+            RoomRequest::Part { room: dev.clone() }
+        );
+        // A room shown already: /join only switches to it.
+        app.handle_key(alt('1'));
+        let actions = submit(&mut app, "/join #dev");
+        assert!(
+            actions.iter().all(|a| !matches!(a, Action::Room(_))),
+            "{actions:?}"
+        );
+        assert_eq!(app.view().room, dev);
+        submit(&mut app, "/topic");
+        assert_eq!(last_notice(&app), "#dev has no topic");
+        // Not a room name: said, and kept.
+        assert!(submit(&mut app, "/join Dev!").is_empty());
+        assert!(
+            last_notice(&app).contains("not a room name"),
+            "{}",
+            last_notice(&app)
+        );
+        app.input.take();
+        // /rooms: the answer is shown.
+        assert!(matches!(submit(&mut app, "/rooms")[..], [Action::Rooms]));
+        app.handle_client(Event::RoomList(vec![RoomInfo {
+            room: dev.clone(),
+            kind: ListedKind::Public,
+            role: ListedRole::Owner,
+            members: 3,
+            topic: "ship it".into(),
+        }]));
+        let text = last_notice(&app);
+        assert!(text.starts_with("rooms (1):"), "{text}");
+        assert!(
+            text.contains("#dev  public   owner        3 members · ship it"),
+            "{text}"
+        );
+        assert_eq!(app.view().topic, "ship it");
+    }
+
+    #[test]
+    fn the_servers_answers_open_close_and_explain() {
+        let mut app = rooms_chat();
+        app.handle_client(Event::RoomDone {
+            request: RoomRequest::Join { room: room("#ops") },
+            notice_id: 9,
+        });
+        assert_eq!(app.view().room, room("#ops"), "joined: shown");
+        let actions = app.take_actions();
+        assert!(actions.iter().any(|a| matches!(a, Action::Rooms)));
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Watch(rooms) if *rooms == [self::room("#ops")])),
+            "{actions:?}"
+        );
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Who { room } if *room == self::room("#ops")))
+        );
+        // What was said before is asked for once the join's notice is there (the client asks
+        // history only below the records it holds).
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::LoadOlder { .. })),
+            "{actions:?}"
+        );
+        app.add_records(&[record_in(9, "#ops", "System", "alice joined")]);
+        let actions = app.take_actions();
+        assert!(
+            matches!(&actions[..], [Action::LoadOlder { room, before_id: 9 }] if *room == self::room("#ops")),
+            "{actions:?}"
+        );
+        app.add_older(
+            &room("#ops"),
+            &[record_in(5, "#ops", "System", "bob created #ops (public)")],
+            true,
+        );
+        assert_eq!(app.log().len(), 2);
+        // The notice first, then the answer: asked at once.
+        app.add_records(&[record_in(11, "#web", "System", "alice joined")]);
+        app.handle_client(Event::RoomDone {
+            request: RoomRequest::Join { room: room("#web") },
+            notice_id: 11,
+        });
+        assert!(app.take_actions().iter().any(
+            |a| matches!(a, Action::LoadOlder { room, before_id: 11 } if *room == self::room("#web"))
+        ));
+        app.handle_key(alt('2'));
+
+        app.handle_client(Event::Refused(Refusal {
+            command: Command::Room(RoomRequest::Ban {
+                room: room("#ops"),
+                username: Username::new("bob").unwrap(),
+                reason: String::new(),
+            }),
+            code: Some(ErrorCode::Forbidden),
+            text: "only a moderator of #ops can ban".into(),
+        }));
+        assert_eq!(
+            last_notice(&app),
+            "could not ban bob from #ops (forbidden): only a moderator of #ops can ban"
+        );
+        app.handle_client(Event::RoomDone {
+            request: RoomRequest::Invite {
+                room: room("#ops"),
+                username: Username::new("carol").unwrap(),
+            },
+            notice_id: 0,
+        });
+        assert!(
+            last_notice(&app).contains("nothing to change"),
+            "{}",
+            last_notice(&app)
+        );
+
+        app.handle_client(Event::RoomDone {
+            request: RoomRequest::Part { room: room("#ops") },
+            notice_id: 12,
+        });
+        assert_eq!(titles(&app), ["#general", "#web"]);
+        assert_eq!(app.view().room, Room::general(), "the one before");
+    }
+
+    #[test]
+    fn the_room_list_confirms_drops_and_marks_rooms() {
+        let mut app = chat();
+        app.load_initial(&[
+            record(1, "bob", "g"),
+            record_in(2, "#old", "bob", "long ago"),
+            record_in(3, "#dev", "System", "bob set the topic: from the cache"),
+        ]);
+        assert_eq!(titles(&app), ["#general", "#old", "#dev"]);
+        assert_eq!(app.rooms.views()[2].topic, "from the cache");
+        app.handle_client(Event::Version {
+            version: "GC/3",
+            rooms: true,
+        });
+        let listed = |dev: bool| {
+            let mut list = vec![
+                RoomInfo {
+                    room: Room::general(),
+                    kind: ListedKind::Public,
+                    role: ListedRole::Member,
+                    members: 4,
+                    topic: String::new(),
+                },
+                RoomInfo {
+                    room: room("#old"),
+                    kind: ListedKind::Public,
+                    role: ListedRole::Outside,
+                    members: 2,
+                    topic: String::new(),
+                },
+                RoomInfo {
+                    room: room("#secret"),
+                    kind: ListedKind::Private,
+                    role: ListedRole::Invited,
+                    members: 2,
+                    topic: String::new(),
+                },
+                RoomInfo {
+                    room: room("@alice+bob"),
+                    kind: ListedKind::Direct,
+                    role: ListedRole::Outside,
+                    members: 2,
+                    topic: String::new(),
+                },
+            ];
+            if dev {
+                list.push(RoomInfo {
+                    room: room("#dev"),
+                    kind: ListedKind::Public,
+                    role: ListedRole::Member,
+                    members: 2,
+                    topic: "now".into(),
+                });
+            }
+            list
+        };
+        app.handle_client(Event::RoomList(listed(true)));
+        assert_eq!(
+            titles(&app),
+            ["#general", "#dev", "bob"],
+            "#old was left long ago"
+        );
+        assert_eq!(app.rooms.views()[1].topic, "now");
+        assert_eq!(app.rooms.views()[1].membership, Membership::Joined);
+        assert_eq!(
+            last_notice(&app),
+            "you are invited to #secret: /join #secret to go in"
+        );
+        app.handle_client(Event::RoomList(listed(true)));
+        let invitations = app
+            .log()
+            .entries()
+            .iter()
+            .filter(|e| e.searchable().contains("invited"))
+            .count();
+        assert_eq!(invitations, 1, "said once");
+
+        // Put out of #dev: the view stays to read, marked; writing there is refused here.
+        app.handle_client(Event::RoomList(listed(false)));
+        let dev = &app.rooms.views()[1];
+        assert_eq!(dev.membership, Membership::Left);
+        assert!(
+            dev.log
+                .entries()
+                .last()
+                .unwrap()
+                .searchable()
+                .contains("not in #dev any more")
+        );
+        app.handle_key(alt('2'));
+        let actions = submit(&mut app, "still here?");
+        assert!(
+            actions.iter().all(|a| !matches!(a, Action::Send { .. })),
+            "{actions:?}"
+        );
+        assert_eq!(app.input.take(), "still here?");
+        // /part closes it without asking.
+        let actions = submit(&mut app, "/part");
+        assert!(
+            actions.iter().all(|a| !matches!(a, Action::Room(_))),
+            "{actions:?}"
+        );
+        assert_eq!(titles(&app), ["#general", "bob"]);
+    }
+
+    #[test]
+    fn an_older_server_shows_general_alone() {
+        let mut app = chat();
+        app.load_initial(&[record(1, "bob", "g"), record_in(2, "#dev", "bob", "x")]);
+        app.handle_client(Event::Version {
+            version: "GC/2",
+            rooms: false,
+        });
+        app.handle_client(Event::State(ConnState::Active));
+        assert_eq!(titles(&app), ["#general"]);
+        let actions = app.take_actions();
+        assert!(
+            actions
+                .iter()
+                .all(|a| !matches!(a, Action::Rooms | Action::Watch(_) | Action::Who { .. })),
+            "{actions:?}"
+        );
+        submit(&mut app, "/msg bob hi");
+        assert_eq!(last_notice(&app), NO_ROOMS);
+        app.input.take();
+        let actions = submit(&mut app, "hello");
+        assert!(matches!(&actions[..], [Action::Send { room, .. }] if room.is_general()));
+        // Presence is #general's, with its notices, as before rooms.
+        app.handle_client(Event::Presence {
+            version: 1,
+            users: vec![Username::new("bob").unwrap()],
+        });
+        assert!(app.take_actions().is_empty(), "no room list to ask for");
+    }
+
+    #[test]
+    fn presence_is_per_room() {
+        let mut app = rooms_chat();
+        app.add_records(&[record_in(1, "#dev", "bob", "x")]);
+        let names = |n: &[&str]| {
+            n.iter()
+                .map(|u| Username::new(*u).unwrap())
+                .collect::<Vec<_>>()
+        };
+        app.handle_client(Event::Presence {
+            version: 1,
+            users: names(&["alice", "bob", "carol"]),
+        });
+        let actions = app.take_actions();
+        assert!(
+            actions.iter().any(|a| matches!(a, Action::Rooms)),
+            "membership may have changed"
+        );
+        app.handle_client(Event::RoomPresence {
+            room: room("#dev"),
+            version: 1,
+            users: names(&["bob", "alice"]),
+        });
+        assert_eq!(app.people().names().len(), 3, "#general: everyone online");
+        app.handle_key(alt('2'));
+        assert_eq!(app.people().names(), ["alice", "bob"]);
+        let actions = submit(&mut app, "/who");
+        assert!(matches!(&actions[..], [Action::Who { room }] if *room == self::room("#dev")));
+        app.handle_client(Event::RoomPresence {
+            room: room("#dev"),
+            version: 2,
+            users: names(&["bob"]),
+        });
+        assert_eq!(last_notice(&app), "online in #dev (1): bob");
+        // Logins and logouts are told in #general only.
+        app.handle_client(Event::Presence {
+            version: 3,
+            users: names(&["alice", "bob"]),
+        });
+        assert_eq!(last_notice(&app), "online in #dev (1): bob");
+        assert_eq!(
+            app.rooms.views()[0]
+                .log
+                .entries()
+                .last()
+                .unwrap()
+                .searchable(),
+            "carol left"
+        );
+    }
+
+    #[test]
+    fn tab_completes_commands_and_rooms() {
+        let mut app = rooms_chat();
+        app.add_records(&[record_in(1, "#dev", "bob", "x")]);
+        type_str(&mut app, "/jo");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "/join ");
+        type_str(&mut app, "d");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "/join #dev ");
+        app.input.take();
+        type_str(&mut app, "/m");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "/m", "several fit: listed");
+        assert_eq!(last_notice(&app), "commands: /me /msg /mute");
+        type_str(&mut app, "s");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "/msg ");
+        // After /msg, names of people online anywhere.
+        app.rooms.general_mut().people = People::Known(vec!["bob".into(), "carol".into()]);
+        type_str(&mut app, "ca");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "/msg carol ");
     }
 }

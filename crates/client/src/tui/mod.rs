@@ -1,8 +1,9 @@
 //! The terminal UI of `gc-client` (ratatui + crossterm).
 //!
 //! - [`app`]: the state and what every key, paste, mouse and client event does to it; no I/O.
-//!   The login form ([`login`]) handles its own keys; [`search`] finds and steps through matches;
-//!   [`people`] keeps who is online.
+//!   The login form ([`login`]) handles its own keys; [`rooms`] keeps one view per room (its
+//!   scrollback, people, unread count); [`command`] reads the `/commands`; [`search`] finds and
+//!   steps through matches; [`people`] keeps who is online.
 //! - [`ui`]: `impl Widget for &App`: draws only what is on screen.
 //! - [`channel`]: one channel of [`AppEvent`]s fed by the terminal input thread, the client's
 //!   threads (through its event sink) and the signal thread.
@@ -21,6 +22,7 @@ pub mod command;
 pub mod input;
 pub mod login;
 pub mod people;
+pub mod rooms;
 pub mod scrollback;
 pub mod search;
 pub mod text;
@@ -57,7 +59,7 @@ use scrollback::Level;
 
 /// How often the screen is redrawn without events (the heartbeat age in the status bar).
 pub const TICK: Duration = Duration::from_secs(1);
-/// Records shown from the cache when a client starts.
+/// Records shown from the cache when a client starts, per room.
 pub const INITIAL_RECORDS: usize = 1000;
 /// Most events handled between two draws (a flood still gets drawn now and then).
 const BATCH: usize = 1024;
@@ -249,7 +251,12 @@ impl<'a> ClientDriver<'a> {
         });
         match Client::start_with_sink(config, sink) {
             Ok(client) => {
-                app.load_initial(&client.cached(0, INITIAL_RECORDS));
+                let records: Vec<_> = client
+                    .cached_rooms()
+                    .iter()
+                    .flat_map(|room| client.cached_in(room, 0, INITIAL_RECORDS))
+                    .collect();
+                app.load_initial(&records);
                 self.client = Some(client);
             }
             Err(e) => app.login_error(&e.into()),
@@ -277,28 +284,51 @@ impl<'a> ClientDriver<'a> {
                     Settings::remember_user(path, &user);
                 }
             }
-            Action::Send { body, typed } => match &self.client {
-                Some(client) => match client.send(body.clone()) {
-                    Ok(id) => app.queued(id, body),
+            Action::Send { room, body, typed } => match &self.client {
+                Some(client) => match client.send_to(room.clone(), body.clone()) {
+                    Ok(id) => app.queued(id, room, body),
                     Err(e) => app.send_failed(typed, &e),
                 },
                 None => app.send_failed(typed, &ClientError::Closed),
             },
-            Action::LoadOlder { before_id } => match &self.client {
+            Action::LoadOlder { room, before_id } => match &self.client {
                 Some(client) => {
-                    let cached = client.cached(before_id, app::PAGE as usize);
+                    let cached = client.cached_in(&room, before_id, app::PAGE as usize);
                     if !cached.is_empty() {
-                        app.add_older(&cached, false);
-                    } else if let Err(e) = client.history(before_id, app::PAGE) {
-                        app.load_older_failed();
+                        app.add_older(&room, &cached, false);
+                    } else if let Err(e) = client.history_in(room.clone(), before_id, app::PAGE) {
+                        app.load_older_failed(&room);
                         app.notice(Level::Error, format!("cannot load older messages: {e}"));
                     }
                 }
-                None => app.load_older_failed(),
+                None => app.load_older_failed(&room),
             },
-            Action::Who => {
-                if let Some(Err(e)) = self.client.as_ref().map(Client::who) {
+            Action::Who { room } => {
+                let asked = self.client.as_ref().map(|client| {
+                    if room.is_general() {
+                        client.who()
+                    } else {
+                        client.who_in(room.clone())
+                    }
+                });
+                if let Some(Err(e)) = asked {
                     app.notice(Level::Error, format!("cannot ask who is online: {e}"));
+                }
+            }
+            Action::Rooms => {
+                if let Some(Err(e)) = self.client.as_ref().map(Client::rooms) {
+                    app.notice(Level::Error, format!("cannot ask for the rooms: {e}"));
+                }
+            }
+            Action::Room(request) => {
+                let what = request.to_string();
+                if let Some(Err(e)) = self.client.as_ref().map(|c| c.room_request(request)) {
+                    app.notice(Level::Error, format!("could not {what}: {e}"));
+                }
+            }
+            Action::Watch(rooms) => {
+                if let Some(client) = &self.client {
+                    client.watch_presence(rooms);
                 }
             }
             Action::Reconnect => {

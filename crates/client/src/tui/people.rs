@@ -1,5 +1,5 @@
 //! Who is online: the list as last heard, who joined and left since the one before, completing a
-//! name with Tab, and whether the people pane is shown.
+//! name with Tab, and whether a side pane (the people pane, the room list) is shown.
 
 use crate::display::sanitize;
 
@@ -49,19 +49,19 @@ impl People {
     }
 }
 
-/// Whether the people pane is shown.
+/// Whether a side pane is shown: the people pane (F2) or the room list (F3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum PeoplePane {
+pub enum SidePane {
     /// Decided by the terminal's width.
     #[default]
     Auto,
-    /// Shown, whatever the width (F2).
+    /// Shown, whatever the width (toggled on).
     Shown,
-    /// Hidden, whatever the width (F2).
+    /// Hidden, whatever the width (toggled off).
     Hidden,
 }
 
-impl PeoplePane {
+impl SidePane {
     /// Whether the pane shows, where the width alone would show it if `wide`.
     pub fn shown(self, wide: bool) -> bool {
         match self {
@@ -71,7 +71,7 @@ impl PeoplePane {
         }
     }
 
-    /// F2: hides the pane if it shows, else shows it (from then on, whatever the width).
+    /// F2 / F3: hides the pane if it shows, else shows it (from then on, whatever the width).
     pub fn toggle(&mut self, wide: bool) {
         *self = if self.shown(wide) {
             Self::Hidden
@@ -112,16 +112,16 @@ mod tests {
 
     #[test]
     fn f2_flips_what_is_shown() {
-        let mut pane = PeoplePane::default();
+        let mut pane = SidePane::default();
         assert!(pane.shown(true) && !pane.shown(false));
         pane.toggle(false);
-        assert_eq!(pane, PeoplePane::Shown);
+        assert_eq!(pane, SidePane::Shown);
         assert!(pane.shown(false));
         pane.toggle(false);
-        assert_eq!(pane, PeoplePane::Hidden);
+        assert_eq!(pane, SidePane::Hidden);
         assert!(!pane.shown(true));
-        let mut pane = PeoplePane::Auto;
+        let mut pane = SidePane::Auto;
         pane.toggle(true);
-        assert_eq!(pane, PeoplePane::Hidden);
+        assert_eq!(pane, SidePane::Hidden);
     }
 }

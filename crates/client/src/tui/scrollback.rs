@@ -46,6 +46,15 @@ pub enum Kind {
         /// Mentions the user of this client.
         mention: bool,
     },
+    /// A notice the server stored as a record from `System` (`bob joined`, `mallory was banned
+    /// by bob: spam`): shown like the client's own notices, but it has a record id (so paging
+    /// older messages counts it) and the server's words.
+    System {
+        /// The record id.
+        id: u64,
+        /// The server's text (made harmless when laid out).
+        text: String,
+    },
     /// Something the client says.
     Notice {
         /// How it is shown.
@@ -74,7 +83,7 @@ impl Entry {
     pub fn new(time: DateTime<FixedOffset>, kind: Kind) -> Self {
         let text = match &kind {
             Kind::Message { body, .. } => body,
-            Kind::Notice { text, .. } => text,
+            Kind::System { text, .. } | Kind::Notice { text, .. } => text,
         };
         let folded = text
             .bytes()
@@ -88,10 +97,10 @@ impl Entry {
         }
     }
 
-    /// The record id of a message.
+    /// The record id of a message or of a server's notice.
     pub fn message_id(&self) -> Option<u64> {
         match self.kind {
-            Kind::Message { id, .. } => Some(id),
+            Kind::Message { id, .. } | Kind::System { id, .. } => Some(id),
             Kind::Notice { .. } => None,
         }
     }
@@ -104,7 +113,7 @@ impl Entry {
     pub fn searchable(&self) -> &str {
         match &self.kind {
             Kind::Message { body, .. } => body,
-            Kind::Notice { text, .. } => text,
+            Kind::System { text, .. } | Kind::Notice { text, .. } => text,
         }
     }
 
@@ -141,21 +150,32 @@ pub fn layout_entry(w: &mut Wrapper, entry: &Entry, dim: bool) {
             mention,
             ..
         } => layout_message(w, &time, user, body, *own, *mention, dim),
+        Kind::System { text, .. } => {
+            let style = notice_style(Level::Info);
+            w.push(&time, time_style);
+            w.push("-- ", style);
+            push_paragraphs(w, text, style);
+        }
         Kind::Notice { level, text } => {
             let (mark, style) = match level {
-                Level::Info => (
-                    "-- ",
-                    Style::default()
-                        .fg(Color::DarkGray)
-                        .add_modifier(Modifier::DIM),
-                ),
-                Level::Warning => ("!! ", Style::default().fg(Color::Yellow)),
-                Level::Error => ("!! ", Style::default().fg(Color::Red)),
+                Level::Info => ("-- ", notice_style(Level::Info)),
+                Level::Warning | Level::Error => ("!! ", notice_style(*level)),
             };
             w.push(&time, time_style);
             w.push(mark, style);
             push_paragraphs(w, text, style);
         }
+    }
+}
+
+/// How a notice of `level` is drawn: dimmed, yellow, red.
+pub fn notice_style(level: Level) -> Style {
+    match level {
+        Level::Info => Style::default()
+            .fg(Color::DarkGray)
+            .add_modifier(Modifier::DIM),
+        Level::Warning => Style::default().fg(Color::Yellow),
+        Level::Error => Style::default().fg(Color::Red),
     }
 }
 

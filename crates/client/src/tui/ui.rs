@@ -2,15 +2,19 @@
 //! is laid out: the message pane asks the scrollback for the rows it shows.
 //!
 //! ```text
-//! ┌───────────────────────────────────────────────┬──────────────┐
-//! │ messages (date separators, HH:MM user: text)  │ online (3)   │
-//! │ … outbox, dimmed, at the bottom               │ people       │
-//! │ ▼ marker row while scrolled up / searching    │              │
-//! ├───────────────────────────────────────────────┴──────────────┤
-//! │ status: STATE · server · user · N online · ♥ age · outbox N   │
-//! │ > input (1 to 5 rows, then it scrolls)                        │
-//! └───────────────────────────────────────────────────────────────┘
+//! ┌────────────┬──────────────────────────────────────┬──────────────┐
+//! │ rooms      │ messages of the room shown (date     │ online (3)   │
+//! │  1 #general│ separators, HH:MM user: text)        │ people       │
+//! │  2 #dev   3│ … outbox, dimmed, at the bottom      │              │
+//! │  3 bob   !1│ ▼ marker row while scrolled up / …   │              │
+//! ├────────────┴──────────────────────────────────────┴──────────────┤
+//! │ status: STATE · room: topic · server · user · N online · ♥ · outbox│
+//! │ > input (1 to 5 rows, then it scrolls)                            │
+//! └───────────────────────────────────────────────────────────────────┘
 //! ```
+//!
+//! The room list shows once the server is known to serve rooms; with an older server the screen
+//! is as it was before rooms.
 
 use std::time::Duration;
 
@@ -21,8 +25,9 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
 
-use super::app::{App, Screen};
+use super::app::{App, SIDE_PANES_WIDTH, Screen};
 use super::login::{Field, LoginForm};
+use super::rooms::{Membership, RoomView};
 use super::scrollback::{INDENT, Level, layout_message};
 use super::text::{Wrapper, text_width, truncate, user_color};
 use crate::display::sanitize;
@@ -33,7 +38,10 @@ pub const MIN_WIDTH: u16 = 30;
 /// Below this size a notice replaces the screen.
 pub const MIN_HEIGHT: u16 = 8;
 /// From this width on, the people pane is shown unless toggled off (F2).
-pub const PEOPLE_AUTO_WIDTH: u16 = 80;
+pub const PEOPLE_AUTO_WIDTH: u16 = SIDE_PANES_WIDTH;
+/// From this width on, the room list is shown unless toggled off (F3), once the server is known
+/// to serve rooms.
+pub const ROOMS_AUTO_WIDTH: u16 = SIDE_PANES_WIDTH;
 /// The input box grows up to this many rows, then scrolls.
 pub const INPUT_MAX_ROWS: usize = 5;
 const PROMPT: &str = "> ";
@@ -117,6 +125,7 @@ fn too_small(area: Rect, buf: &mut Buffer) {
 // ───────────────────────────────── chat ─────────────────────────────────
 
 struct ChatLayout {
+    rooms: Option<Rect>,
     messages: Rect,
     people: Option<Rect>,
     status: Rect,
@@ -136,10 +145,33 @@ fn chat_layout(app: &App, area: Rect) -> ChatLayout {
     let main = Rect::new(area.x, area.y, area.width, main_h);
     let status = Rect::new(area.x, area.y + main_h, area.width, 1);
     let input = Rect::new(area.x, area.y + main_h + 1, area.width, input_h);
+    let show_rooms = app
+        .room_pane
+        .shown(area.width >= ROOMS_AUTO_WIDTH && app.has_rooms());
+    let (rooms, main) = if show_rooms {
+        let longest = app
+            .rooms
+            .views()
+            .iter()
+            .map(|v| text_width(&sanitize(&v.title)))
+            .max()
+            .unwrap_or(0);
+        // " 1 " before the name, " !99" after it, the border.
+        let w = u16::try_from(longest + 8)
+            .unwrap_or(u16::MAX)
+            .clamp(14, 24)
+            .min(area.width / 4);
+        (
+            Some(Rect::new(main.x, main.y, w, main.height)),
+            Rect::new(main.x + w, main.y, main.width - w, main.height),
+        )
+    } else {
+        (None, main)
+    };
     let show_people = app.people_pane.shown(area.width >= PEOPLE_AUTO_WIDTH);
     let (messages, people) = if show_people {
         let longest = app
-            .people
+            .people()
             .names()
             .iter()
             .map(|p| text_width(p))
@@ -148,7 +180,8 @@ fn chat_layout(app: &App, area: Rect) -> ChatLayout {
         let w = u16::try_from(longest + 3)
             .unwrap_or(u16::MAX)
             .clamp(14, 24)
-            .min(area.width / 3);
+            .min(area.width / 3)
+            .min(main.width / 2);
         (
             Rect::new(main.x, main.y, main.width - w, main.height),
             Some(Rect::new(main.x + main.width - w, main.y, w, main.height)),
@@ -157,6 +190,7 @@ fn chat_layout(app: &App, area: Rect) -> ChatLayout {
         (main, None)
     };
     ChatLayout {
+        rooms,
         messages,
         people,
         status,
@@ -168,7 +202,11 @@ fn chat_layout(app: &App, area: Rect) -> ChatLayout {
 }
 
 fn render_chat(app: &App, area: Rect, buf: &mut Buffer) {
+    app.width.set(area.width);
     let layout = chat_layout(app, area);
+    if let Some(rooms) = layout.rooms {
+        render_rooms(app, rooms, buf);
+    }
     render_messages(app, layout.messages, buf);
     if let Some(people) = layout.people {
         render_people(app, people, buf);
@@ -185,8 +223,9 @@ fn render_messages(app: &App, area: Rect, buf: &mut Buffer) {
     let marker = marker(app);
     let rows = height - usize::from(marker.is_some());
     let mut pending: Vec<Line<'static>> = Vec::new();
-    if app.log.following() {
-        for p in &app.pending {
+    let room = &app.view().room;
+    if app.log().following() {
+        for p in app.pending.iter().filter(|p| &p.room == room) {
             let mut w = Wrapper::new(usize::from(width), INDENT, true);
             let time = p.queued.format("%H:%M ").to_string();
             layout_message(&mut w, &time, &app.user, &p.text, true, false, true);
@@ -203,7 +242,7 @@ fn render_messages(app: &App, area: Rect, buf: &mut Buffer) {
         }
     }
     let mut lines = app
-        .log
+        .log()
         .visible(width, rows - pending.len(), app.highlighted());
     lines.append(&mut pending);
     for (i, line) in lines.iter().enumerate() {
@@ -239,10 +278,10 @@ fn marker(app: &App) -> Option<Line<'static>> {
         );
         return Some(Line::from(text).style(Style::default().fg(Color::Black).bg(Color::Cyan)));
     }
-    if app.log.following() {
+    if app.log().following() {
         return None;
     }
-    let unseen = app.log.unseen();
+    let unseen = app.log().unseen();
     Some(if unseen > 0 {
         let s = if unseen == 1 { "" } else { "s" };
         Line::from(format!(" ▼ {unseen} new message{s} below · End to jump"))
@@ -253,6 +292,89 @@ fn marker(app: &App) -> Option<Line<'static>> {
     })
 }
 
+/// The room list: each view's number (Alt+1…9), its title (a direct conversation by the other
+/// person's name), and what came while it was not shown: a count, with `!` before it when one of
+/// them names you (or is a direct message). The view shown is reversed, views with something
+/// unread bold, views of rooms left dimmed. The list scrolls to keep the view shown on screen.
+fn render_rooms(app: &App, area: Rect, buf: &mut Buffer) {
+    let block = Block::default()
+        .borders(ratatui::widgets::Borders::RIGHT)
+        .border_style(Style::default().fg(Color::DarkGray));
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let width = usize::from(inner.width);
+    buf.set_stringn(
+        inner.x,
+        inner.y,
+        " rooms",
+        width,
+        Style::default().add_modifier(Modifier::BOLD),
+    );
+    let rows = usize::from(inner.height.saturating_sub(1));
+    let current = app.rooms.index();
+    let skip = (current + 1).saturating_sub(rows);
+    let views = app.rooms.views().iter().enumerate().skip(skip).take(rows);
+    for (row, (i, view)) in views.enumerate() {
+        let y = inner.y + 1 + u16::try_from(row).unwrap_or(0);
+        render_room_row(
+            view,
+            i,
+            i == current,
+            Rect::new(inner.x, y, inner.width, 1),
+            buf,
+        );
+    }
+}
+
+/// One row of the room list.
+fn render_room_row(view: &RoomView, i: usize, current: bool, row: Rect, buf: &mut Buffer) {
+    let width = usize::from(row.width);
+    let mut base = Style::default();
+    if view.membership == Membership::Left {
+        base = base.fg(Color::DarkGray).add_modifier(Modifier::DIM);
+    } else if view.unread > 0 || view.mention {
+        base = base.add_modifier(Modifier::BOLD);
+    }
+    if current {
+        base = base.add_modifier(Modifier::REVERSED);
+    }
+    buf.set_style(row, base);
+    let number = format!("{:>2} ", i + 1);
+    let number_style = if current {
+        base
+    } else {
+        base.fg(Color::DarkGray)
+    };
+    buf.set_stringn(row.x, row.y, &number, width, number_style);
+    let mark = match (view.unread.min(999), view.mention) {
+        (0, false) => String::new(),
+        (0, true) => "!".to_owned(),
+        (n, mention) => format!("{}{n}", if mention { "!" } else { "" }),
+    };
+    let mark_width = text_width(&mark);
+    let name_width = width.saturating_sub(text_width(&number) + mark_width + 2);
+    let title = sanitize(&view.title);
+    let name = if text_width(&title) > name_width {
+        format!(
+            "{}…",
+            truncate(&title, name_width.saturating_sub(1)).trim_end()
+        )
+    } else {
+        title
+    };
+    let x = row.x + u16::try_from(text_width(&number)).unwrap_or(0);
+    buf.set_stringn(x, row.y, &name, name_width, base);
+    if !mark.is_empty() {
+        let mark_style = if view.mention {
+            base.fg(Color::Yellow).add_modifier(Modifier::BOLD)
+        } else {
+            base
+        };
+        let x = row.x + u16::try_from(width.saturating_sub(mark_width + 1)).unwrap_or(0);
+        buf.set_stringn(x, row.y, &mark, mark_width, mark_style);
+    }
+}
+
 fn render_people(app: &App, area: Rect, buf: &mut Buffer) {
     let block = Block::default()
         .borders(ratatui::widgets::Borders::LEFT)
@@ -260,7 +382,7 @@ fn render_people(app: &App, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(area);
     block.render(area, buf);
     let inner_w = usize::from(inner.width);
-    let people = app.people.names();
+    let people = app.people().names();
     let title = format!(" online ({})", people.len());
     buf.set_stringn(
         inner.x,
@@ -310,17 +432,46 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
     .add_modifier(Modifier::BOLD);
     let sep = Span::styled(" │ ", bar.fg(Color::Gray));
     let heartbeat_len = 8;
+    let online = app.people().names().len();
+    // With rooms, the room shown comes first: its name always, its topic as space allows.
+    let view = app.view();
+    let room = app.has_rooms().then(|| {
+        let title = sanitize(&view.title);
+        if view.membership == Membership::Left {
+            format!("{title} (left)")
+        } else if view.is_direct() {
+            format!("{title} (direct)")
+        } else {
+            title
+        }
+    });
     let fixed = format!(
-        " {} │  │ {} │ {} online │  │ outbox {}",
+        " {} │ {}{} │ {} online │  │ outbox {}",
         state.as_str(),
+        room.as_ref().map_or(String::new(), |r| format!("{r} │ ")),
         app.user,
-        app.people.names().len(),
+        online,
         app.status.outbox
     );
-    let room = usize::from(area.width).saturating_sub(text_width(&fixed) + heartbeat_len);
+    let mut left = usize::from(area.width)
+        .saturating_sub(text_width(&fixed) + heartbeat_len + text_width(&app.server));
+    let topic = match &room {
+        Some(_) if !view.topic.is_empty() && left >= 8 => {
+            let topic = sanitize(&view.topic);
+            let max = left - 2;
+            let shown = if text_width(&topic) > max {
+                format!("{}…", truncate(&topic, max - 1).trim_end())
+            } else {
+                topic
+            };
+            left = left.saturating_sub(text_width(&shown) + 2);
+            format!(": {shown}")
+        }
+        _ => String::new(),
+    };
     // The server's name goes first when space is short; the address stays.
     let server = match &app.status.server_name {
-        Some(name) if text_width(&app.server) + text_width(name) + 3 <= room => {
+        Some(name) if text_width(name) + 3 <= left => {
             format!("{} ({})", app.server, sanitize(name))
         }
         _ => app.server.clone(),
@@ -334,20 +485,29 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
     } else {
         bar
     };
-    let line = Line::from(vec![
+    let mut spans = vec![
         Span::styled(format!(" {}", state.as_str()), state_style),
         sep.clone(),
+    ];
+    if let Some(room) = room {
+        spans.extend([
+            Span::styled(room, bar.add_modifier(Modifier::BOLD)),
+            Span::styled(topic, bar),
+            sep.clone(),
+        ]);
+    }
+    spans.extend([
         Span::styled(server, bar),
         sep.clone(),
         Span::styled(app.user.clone(), bar.add_modifier(Modifier::BOLD)),
         sep.clone(),
-        Span::styled(format!("{} online", app.people.names().len()), bar),
+        Span::styled(format!("{online} online"), bar),
         sep.clone(),
         Span::styled(heartbeat, bar),
         sep,
         Span::styled(format!("outbox {}", app.status.outbox), outbox_style),
     ]);
-    buf.set_line(area.x, area.y, &line, area.width);
+    buf.set_line(area.x, area.y, &Line::from(spans), area.width);
 }
 
 fn render_input(layout: &ChatLayout, buf: &mut Buffer) {
@@ -750,7 +910,7 @@ mod tests {
     #[test]
     fn narrow_terminals_hide_the_people_pane_until_f2() {
         let mut app = app();
-        app.people = People::Known(vec!["alice".into(), "bob".into()]);
+        app.rooms.current_mut().people = People::Known(vec!["alice".into(), "bob".into()]);
         app.add_records(&[record(1, 0, "bob", "hi")]);
         let wide = draw(&app, 90, 10);
         assert!(rows(&wide)[0].contains("online (2)"), "{:?}", rows(&wide));
@@ -766,7 +926,8 @@ mod tests {
     #[test]
     fn status_bar_shows_each_state() {
         let mut app = app();
-        app.people = People::Known(vec!["alice".into(), "bob".into(), "carol".into()]);
+        app.rooms.current_mut().people =
+            People::Known(vec!["alice".into(), "bob".into(), "carol".into()]);
         app.status.server_name = Some("Office\u{1b}Chat".into());
         app.status.outbox = 2;
         app.now = Instant::now();
@@ -805,7 +966,11 @@ mod tests {
     fn unsent_messages_are_dimmed_below_and_the_input_grows() {
         let mut app = app();
         app.add_records(&[record(1, 0, "bob", "hi")]);
-        app.queued(ClientMsgId::random().unwrap(), "still waiting".into());
+        app.queued(
+            ClientMsgId::random().unwrap(),
+            gc_protocol::Room::general(),
+            "still waiting".into(),
+        );
         app.input.insert("line one\nline two\nthree");
         let buf = draw(&app, 60, 10);
         let r = rows(&buf);
@@ -878,5 +1043,169 @@ mod tests {
         terminal.draw(|f| super::draw(f, &app)).unwrap();
         let (x, y) = find(&buf, "•••••••");
         terminal.backend_mut().assert_cursor_position((x + 7, y));
+    }
+
+    // ─────────────────────────────── rooms ───────────────────────────────
+
+    fn rooms_app() -> App {
+        let mut app = app();
+        app.status.rooms = Some(true);
+        app
+    }
+
+    fn record_in(id: u64, room: &str, user: &str, body: &str) -> Record {
+        Record {
+            room: gc_protocol::Room::new(room).unwrap(),
+            ..record(id, 0, user, body)
+        }
+    }
+
+    #[test]
+    fn room_list_shows_numbers_unread_counts_mentions_and_the_room_shown() {
+        let mut app = rooms_app();
+        app.add_records(&[
+            record(1, 0, "bob", "in general"),
+            record_in(2, "#dev", "bob", "a build is red"),
+            record_in(3, "#dev", "bob", "alice: can you look?"),
+            record_in(4, "#ops", "carol", "deploy at 5"),
+            record_in(5, "#a-very-long-room-name", "carol", "x"),
+        ]);
+        let buf = draw(&app, 100, 10);
+        let r = rows(&buf);
+        assert_eq!(
+            r[..5],
+            [
+                " rooms                 │────────────────────── Tue 14 Nov 2023 ───────────────────────│ online (0)",
+                " 1 #general            │22:13 bob: in general                                         │",
+                " 2 #dev             !2 │                                                              │",
+                " 3 #ops              1 │                                                              │",
+                " 4 #a-very-long-roo… 1 │                                                              │",
+            ]
+        );
+        // The room shown is reversed; a mention is yellow; unread rooms are bold.
+        let (x, y) = find(&buf, "1 #general");
+        assert!(buf[(x + 2, y)].modifier.contains(Modifier::REVERSED));
+        let (x, y) = find(&buf, "!2");
+        assert_eq!(buf[(x, y)].fg, Color::Yellow);
+        let (x, y) = find(&buf, "#ops");
+        assert!(buf[(x, y)].modifier.contains(Modifier::BOLD));
+        assert!(!buf[(x, y)].modifier.contains(Modifier::REVERSED));
+        // The status bar names the room.
+        assert!(
+            r[8].starts_with(" DISCONNECTED │ #general │ 10.0.0.5 │"),
+            "{:?}",
+            r[8]
+        );
+
+        // Alt+2: #dev is shown, its marks are gone.
+        app.handle_key(KeyEvent::new(KeyCode::Char('2'), KeyModifiers::ALT));
+        let buf = draw(&app, 100, 10);
+        let r = rows(&buf);
+        assert!(r[2].starts_with(" 2 #dev                │"), "{r:?}");
+        assert!(r[1].contains("22:13 bob: a build is red"), "{r:?}");
+        let (x, y) = find(&buf, "2 #dev");
+        assert!(buf[(x + 2, y)].modifier.contains(Modifier::REVERSED));
+
+        // Narrow: hidden; F3 shows it.
+        let narrow = rows(&draw(&app, 60, 10));
+        assert!(
+            !narrow.iter().any(|row| row.contains(" rooms")),
+            "{narrow:?}"
+        );
+        app.handle_key(KeyEvent::new(KeyCode::F(3), KeyModifiers::NONE));
+        let narrow = rows(&draw(&app, 60, 10));
+        assert!(narrow[0].starts_with(" rooms        │"), "{narrow:?}");
+        assert!(
+            narrow[2].starts_with(" 2 #dev       │22:13 bob: alice"),
+            "{narrow:?}"
+        );
+    }
+
+    #[test]
+    fn a_server_without_rooms_gets_the_screen_of_before() {
+        let mut app = app();
+        app.status.rooms = Some(false);
+        app.add_records(&[record(1, 0, "bob", "hi")]);
+        let r = rows(&draw(&app, 100, 8));
+        assert!(r[1].starts_with("22:13 bob: hi"), "no room list: {r:?}");
+        assert!(
+            r[6].starts_with(" DISCONNECTED │ 10.0.0.5 │ alice │"),
+            "{:?}",
+            r[6]
+        );
+    }
+
+    #[test]
+    fn a_direct_conversation_is_titled_with_the_other_name() {
+        let mut app = rooms_app();
+        app.add_records(&[record_in(1, "@alice+bob", "Bob", "psst")]);
+        let r = rows(&draw(&app, 100, 8));
+        assert!(r[2].starts_with(" 2 Bob      !1 │"), "{r:?}");
+        app.handle_key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL));
+        let r = rows(&draw(&app, 100, 8));
+        assert!(r[1].contains("│22:13 Bob: psst"), "{r:?}");
+        assert!(
+            r[6].starts_with(" DISCONNECTED │ Bob (direct) │ 10.0.0.5 │ alice │"),
+            "{:?}",
+            r[6]
+        );
+    }
+
+    #[test]
+    fn the_servers_notices_are_dimmed_notices() {
+        let mut app = rooms_app();
+        app.add_records(&[
+            record_in(1, "#dev", "System", "bob joined"),
+            record_in(
+                2,
+                "#dev",
+                "System",
+                "mallory was banned by bob: spam \u{1b}[2J",
+            ),
+            record_in(3, "#dev", "bob", "hi"),
+        ]);
+        app.handle_key(KeyEvent::new(KeyCode::Char('2'), KeyModifiers::ALT));
+        let buf = draw(&app, 60, 8);
+        let r = rows(&buf);
+        assert_eq!(
+            &r[1..4],
+            [
+                "22:13 -- bob joined",
+                "22:13 -- mallory was banned by bob: spam ␛[2J",
+                "22:13 bob: hi",
+            ]
+        );
+        let (x, y) = find(&buf, "-- mallory");
+        assert!(buf[(x, y)].modifier.contains(Modifier::DIM));
+        assert_eq!(app.view().unread, 0);
+    }
+
+    #[test]
+    fn status_bar_shows_the_topic_as_space_allows() {
+        let mut app = rooms_app();
+        app.add_records(&[record_in(
+            1,
+            "#dev",
+            "System",
+            "bob set the topic: ship the release on friday, then celebrate",
+        )]);
+        app.status.server_name = Some("Office".into());
+        app.handle_key(KeyEvent::new(KeyCode::Char('2'), KeyModifiers::ALT));
+        let status = |width| rows(&draw(&app, width, 8))[6].clone();
+        assert_eq!(
+            status(140),
+            " DISCONNECTED │ #dev: ship the release on friday, then celebrate │ 10.0.0.5 (Office) │ \
+             alice │ 0 online │ ♥ – │ outbox 0"
+        );
+        assert_eq!(
+            status(100),
+            " DISCONNECTED │ #dev: ship the release on friday,… │ 10.0.0.5 │ alice │ 0 online │ ♥ – │ \
+             outbox 0"
+        );
+        assert!(
+            status(60).starts_with(" DISCONNECTED │ #dev │ 10.0.0.5 │ alice"),
+            "{}",
+            status(60)
+        );
     }
 }

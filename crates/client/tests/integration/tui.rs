@@ -550,7 +550,7 @@ fn type_keys(tx: &Sender<AppEvent>, text: &str) {
 }
 
 fn messages(app: &App) -> usize {
-    app.log
+    app.log()
         .entries()
         .iter()
         .filter(|e| e.message_id().is_some())
@@ -601,7 +601,7 @@ fn run_loop_logs_in_loads_older_history_and_sends() {
     pump(t, &mut app, &mut driver, &rx, "20 records", |a| {
         matches!(a.screen, gc_client::tui::app::Screen::Chat) && messages(a) == 20
     });
-    assert_eq!(app.log.oldest_id(), Some(281));
+    assert_eq!(app.log().oldest_id(), Some(281));
 
     // Past the top: older pages come from the server (no cache here), 200 at a time.
     press(&tx, KeyCode::Home, KeyModifiers::NONE);
@@ -614,12 +614,12 @@ fn run_loop_logs_in_loads_older_history_and_sends() {
     });
     press(&tx, KeyCode::Home, KeyModifiers::NONE);
     pump(t, &mut app, &mut driver, &rx, "the top", |a| {
-        a.history_done() && a.log.anchor().is_some_and(|top| top.entry < 30)
+        a.history_done() && a.log().anchor().is_some_and(|top| top.entry < 30)
     });
     // One more turn draws what the last event did.
     step(t, &mut app, &mut driver, &rx, Duration::ZERO).expect("step");
     let ids: Vec<u64> = app
-        .log
+        .log()
         .entries()
         .iter()
         .filter_map(Entry::message_id)
@@ -647,7 +647,7 @@ fn run_loop_logs_in_loads_older_history_and_sends() {
     type_keys(&tx, "/who");
     press(&tx, KeyCode::Enter, KeyModifiers::NONE);
     pump(t, &mut app, &mut driver, &rx, "/who", |a| {
-        a.log
+        a.log()
             .entries()
             .iter()
             .any(|e| e.searchable() == "online (2): bob, carol")
@@ -676,7 +676,7 @@ fn run_loop_keeps_unsent_messages_across_a_server_restart() {
     let mut driver = ClientDriver::new(tx.clone(), &config_for, None, trust(&server));
     let mut app = App::new("127.0.0.1", Zone::Local);
     app.auto_login("frank", Password::new("pw-frank"), true);
-    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+    let mut terminal = Terminal::new(TestBackend::new(100, 24)).expect("test terminal");
     let t = &mut terminal;
     pump(t, &mut app, &mut driver, &rx, "logged in", |a| {
         matches!(a.screen, gc_client::tui::app::Screen::Chat)
