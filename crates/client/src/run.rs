@@ -171,14 +171,10 @@ fn run_tui(cli: &Cli, trust: ServerTrust) -> u8 {
         drain: QUIT_DRAIN,
         trust,
     };
-    let config_for = |user: &str, password, register| {
-        let mut config = cli.client_config_for(user, password, register)?;
-        // The terminal UI shows one conversation, #general, so far: a session with rooms would
-        // mix every room's and direct conversation's records into it. It logs in without rooms
-        // until it has a room view.
-        config.rooms = false;
-        Ok(config)
-    };
+    // With rooms (GC/3) each room and direct conversation gets its own view; an older server is
+    // served #general only, as before rooms, and the client says so once.
+    let config_for =
+        |user: &str, password, register| cli.client_config_for(user, password, register);
     match tui::run(options, &config_for) {
         Ok(outcome) => {
             if !outcome.unsent.is_empty() {

@@ -654,7 +654,7 @@ fn run_loop_logs_in_loads_older_history_and_sends() {
     });
 
     press(&tx, KeyCode::Char('c'), KeyModifiers::CONTROL);
-    let flow = step(t, &mut app, &mut driver, &rx, WAIT).expect("step");
+    let flow = step(&mut terminal, &mut app, &mut driver, &rx, WAIT).expect("step");
     assert_eq!(flow, Flow::Quit);
     assert!(driver.close(Duration::from_secs(5)).is_empty());
     bob.close();
@@ -789,4 +789,165 @@ fn tui_first_contact_shows_the_fingerprint_and_asks() {
     tmux.type_text("/quit");
     tmux.key("Enter");
     tmux.wait_for("GC-EXIT-0", &log);
+}
+
+/// Issue #12 in a real terminal: two users in tmux, one creates a room and the other joins it,
+/// they talk there; one goes to `#general` and back with Alt+1 / Alt+2 and writes to the other
+/// with `/msg`; the other sees the direct conversation appear in the room list with a mention
+/// mark, goes to it with Ctrl+N and reads it there, not in the rooms.
+#[test]
+fn tui_two_users_talk_in_a_room_and_write_directly() {
+    let (Some(alice), Some(bob)) = (Tmux::start(), Tmux::start()) else {
+        return;
+    };
+    let server = Server::start();
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (script_a, log_a, _) = password_file_client(&server, "alice", dir_a.path());
+    let (script_b, log_b, _) = password_file_client(&server, "bob", dir_b.path());
+    alice.type_text(&format!("sh -c {}; echo GC-EXIT-$?", sh_quote(&script_a)));
+    alice.key("Enter");
+    bob.type_text(&format!("sh -c {}; echo GC-EXIT-$?", sh_quote(&script_b)));
+    bob.key("Enter");
+    alice.wait_for(" ACTIVE │ #general │ ", &log_a);
+    let screen = bob.wait_for(" ACTIVE │ #general │ ", &log_b);
+    assert!(screen.contains(" 1 #general"), "the room list:\n{screen}");
+
+    // Alice makes #dev and is shown it; bob joins and is shown it with what was said before.
+    alice.type_text("/create #dev");
+    alice.key("Enter");
+    let screen = alice.wait_for(" ACTIVE │ #dev │ ", &log_a);
+    assert!(screen.contains(" 2 #dev"), "{screen}");
+    alice.type_text("/topic the dev room");
+    alice.key("Enter");
+    alice.wait_for(" ACTIVE │ #dev: the dev room │ ", &log_a);
+    bob.type_text("/join dev");
+    bob.key("Enter");
+    let screen = bob.wait_for(" ACTIVE │ #dev: the dev room │ ", &log_b);
+    assert!(screen.contains(" 2 #dev"), "{screen}");
+    bob.wait_for("-- alice created #dev (public)", &log_b);
+    bob.wait_for("-- bob joined", &log_b);
+    alice.wait_for("-- bob joined", &log_a);
+
+    // They talk in #dev.
+    alice.type_text("hello dev");
+    alice.key("Enter");
+    bob.wait_for("alice: hello dev", &log_b);
+    bob.type_text("hi alice");
+    bob.key("Enter");
+    alice.wait_for("bob: hi alice", &log_a);
+
+    // Alice looks at #general (where none of it is) and comes back.
+    alice.key("M-1");
+    let screen = alice.wait_for(" ACTIVE │ #general │ ", &log_a);
+    assert!(
+        !screen.contains("hello dev"),
+        "#general shows its own:\n{screen}"
+    );
+    alice.key("M-2");
+    let screen = alice.wait_for(" ACTIVE │ #dev: the dev room │ ", &log_a);
+    assert!(screen.contains("bob: hi alice"), "{screen}");
+
+    // A direct message: alice is shown the conversation with bob.
+    alice.type_text("/msg bob psst, a secret");
+    alice.key("Enter");
+    let screen = alice.wait_for(" ACTIVE │ bob (direct) │ ", &log_a);
+    assert!(screen.contains(" 3 bob"), "{screen}");
+    alice.wait_for("alice: psst, a secret", &log_a);
+    // Bob, still in #dev, sees it arrive in the list: unread, with a mention mark.
+    let screen = bob.wait_until("the direct conversation in bob's list", &log_b, |s| {
+        s.lines()
+            .any(|l| l.starts_with(" 3 alice") && l.contains("!1 │"))
+    });
+    assert!(!screen.contains("psst"), "not in #dev:\n{screen}");
+    bob.key("C-n");
+    let screen = bob.wait_for(" ACTIVE │ alice (direct) │ ", &log_b);
+    assert!(screen.contains("alice: psst, a secret"), "{screen}");
+    assert!(
+        !screen
+            .lines()
+            .any(|l| l.starts_with(" 3 alice") && l.contains('!')),
+        "read now:\n{screen}"
+    );
+    bob.type_text("got it");
+    bob.key("Enter");
+    alice.wait_for("bob: got it", &log_a);
+    bob.key("M-1");
+    let screen = bob.wait_for(" ACTIVE │ #general │ ", &log_b);
+    assert!(!screen.contains("psst"), "{screen}");
+
+    for (tmux, log) in [(&alice, &log_a), (&bob, &log_b)] {
+        tmux.type_text("/quit");
+        tmux.key("Enter");
+        tmux.wait_for("GC-EXIT-0", log);
+    }
+}
+
+/// Against a server older than rooms the terminal UI is what it was: `#general` alone, no room
+/// list, no room in the status bar, messages go and come, and it says once that there are no
+/// rooms.
+#[test]
+fn run_loop_with_a_server_older_than_rooms_shows_general_alone() {
+    let server = Server::start();
+    let older = gc_tests::client::OlderConnectPort::start(&server);
+    register(&server, "bob", "pw-bob");
+    let mut bob = TestClient::start(config(&server, "bob", "pw-bob"));
+    bob.wait_active();
+    let (tx, rx) = mpsc::channel();
+    let config_for = |user: &str, password: Password, register: bool| {
+        let mut c = config(&server, user, password.expose());
+        c.server_ports.connect = older.port;
+        c.register = register;
+        Ok(c)
+    };
+    let mut driver = ClientDriver::new(tx.clone(), &config_for, None, trust(&server));
+    let mut app = App::new("127.0.0.1", Zone::Local);
+    app.auto_login("olga", Password::new("pw-olga"), true);
+    let mut terminal = Terminal::new(TestBackend::new(100, 12)).expect("test terminal");
+    let t = &mut terminal;
+    pump(t, &mut app, &mut driver, &rx, "logged in", |a| {
+        matches!(a.screen, gc_client::tui::app::Screen::Chat)
+            && a.status.state == gc_client_core::ConnState::Active
+    });
+    type_keys(&tx, "hello from an old session");
+    press(&tx, KeyCode::Enter, KeyModifiers::NONE);
+    pump(t, &mut app, &mut driver, &rx, "the message back", |a| {
+        messages(a) == 1 && a.pending.is_empty()
+    });
+    bob.wait_records(1);
+    assert_eq!(bob.bodies(), ["hello from an old session"]);
+    // Alt+2 and Ctrl+N have nowhere to go; /msg says why.
+    press(&tx, KeyCode::Char('2'), KeyModifiers::ALT);
+    press(&tx, KeyCode::Char('n'), KeyModifiers::CONTROL);
+    type_keys(&tx, "/msg bob hi");
+    press(&tx, KeyCode::Enter, KeyModifiers::NONE);
+    let said = |a: &App| {
+        a.log()
+            .entries()
+            .iter()
+            .filter(|e| e.searchable() == gc_client_core::NO_ROOMS)
+            .count()
+    };
+    pump(t, &mut app, &mut driver, &rx, "the /msg refused", |a| {
+        said(a) == 2
+    });
+    step(t, &mut app, &mut driver, &rx, Duration::ZERO).expect("step");
+    let rows = screen(&terminal);
+    assert!(rows[0].starts_with("──"), "no room list: {rows:?}");
+    assert!(
+        rows[10].starts_with(" ACTIVE │ 127.0.0.1 (an older server) │ olga │ "),
+        "no room in the status bar: {:?}",
+        rows[10]
+    );
+    assert_eq!(app.rooms.views().len(), 1);
+    assert!(
+        older.asked().iter().any(|v| v == "GC/3"),
+        "{:?}",
+        older.asked()
+    );
+    press(&tx, KeyCode::Char('c'), KeyModifiers::CONTROL);
+    let flow = step(&mut terminal, &mut app, &mut driver, &rx, WAIT).expect("step");
+    assert_eq!(flow, Flow::Quit);
+    assert!(driver.close(Duration::from_secs(5)).is_empty());
+    bob.close();
 }
