@@ -24,7 +24,7 @@ use super::command::{self, HELP, Input};
 use super::input::InputBox;
 use super::login::{LoginForm, Request};
 use super::people::{People, SidePane};
-use super::rooms::{Membership, Older, RoomView, Rooms};
+use super::rooms::{Membership, Older, RoomView, Rooms, puts_out};
 use super::scrollback::{Entry, Kind, Level, Scrollback};
 use super::search::{Search, Step};
 use crate::display::{sanitize, utc};
@@ -424,8 +424,14 @@ impl App {
     /// of the list. Records of views not shown count as unread.
     pub fn add_records(&mut self, records: &[Record]) {
         let mut joined = Vec::new();
+        let mut put_out = Vec::new();
         for record in records {
             self.max_id = self.max_id.max(record.id);
+            let out = record.username.is_reserved() && puts_out(&record.body, &self.user);
+            if out && self.rooms.find(&record.room).is_none() {
+                // The notice of a part whose view is closed already: nothing to reopen.
+                continue;
+            }
             let entry = self.entry_for(record);
             let (i, _) = self
                 .rooms
@@ -435,8 +441,13 @@ impl App {
                 if view.has_record(record.id) {
                     continue;
                 }
-                // Delivered: the account is in the room.
+                // Delivered: the account is in the room, unless this says it is no more.
                 view.membership = Membership::Joined;
+                if out {
+                    view.membership = Membership::Left;
+                    view.people = People::Unknown;
+                    put_out.push(i);
+                }
                 if record.username.is_reserved() {
                     view.topic_from_notice(&record.body);
                 }
@@ -450,6 +461,20 @@ impl App {
         }
         for i in joined {
             self.load_older_at(i);
+        }
+        for i in put_out {
+            let still_out = self
+                .rooms
+                .views()
+                .get(i)
+                .filter(|v| v.membership == Membership::Left);
+            if let Some(room) = still_out.map(|v| v.room.clone()) {
+                self.notice_at(
+                    i,
+                    Level::Info,
+                    format!("/join {room} to go back in, /part to close this view"),
+                );
+            }
         }
         let max = self.max_id;
         self.pending.retain(|p| p.acked.is_none_or(|id| id > max));
@@ -2492,6 +2517,34 @@ mod tests {
             "{actions:?}"
         );
         assert_eq!(titles(&app), ["#general", "bob"]);
+    }
+
+    #[test]
+    fn the_notice_that_puts_you_out_marks_the_room_at_once() {
+        let mut app = rooms_chat();
+        app.add_records(&[
+            record_in(1, "#dev", "bob", "x"),
+            record_in(2, "#dev", "System", "alice was banned by bob: spam"),
+        ]);
+        let dev = &app.rooms.views()[1];
+        assert_eq!(dev.membership, Membership::Left);
+        assert!(
+            dev.log
+                .entries()
+                .last()
+                .unwrap()
+                .searchable()
+                .contains("/join #dev")
+        );
+        assert_eq!(dev.unread, 1, "the message counts, the notices do not");
+        // Its own part: the notice may come after the view is closed; it does not reopen it.
+        app.add_records(&[record_in(3, "#ops", "bob", "y")]);
+        app.handle_client(Event::RoomDone {
+            request: RoomRequest::Part { room: room("#ops") },
+            notice_id: 4,
+        });
+        app.add_records(&[record_in(4, "#ops", "System", "alice left")]);
+        assert_eq!(titles(&app), ["#general", "#dev"]);
     }
 
     #[test]

@@ -159,6 +159,20 @@ impl RoomView {
     }
 }
 
+/// Whether the server's notice `text` says that `me` is out of the room it is in: kicked, banned,
+/// or left (from any client). The server delivers that notice to the one it puts out too, and
+/// nothing of the room after it.
+pub fn puts_out(text: &str, me: &str) -> bool {
+    if me.is_empty() || text.len() < me.len() || !text.is_char_boundary(me.len()) {
+        return false;
+    }
+    let (name, rest) = text.split_at(me.len());
+    name.eq_ignore_ascii_case(me)
+        && (rest == " left"
+            || rest.starts_with(" was kicked by ")
+            || rest.starts_with(" was banned by "))
+}
+
 /// What a conversation is called: a room by its name, a direct conversation by the other
 /// person's name.
 pub fn title(room: &Room, me: &str) -> String {
@@ -356,6 +370,19 @@ mod tests {
         let mut direct = RoomView::new(room("@alice+bob"), "alice", Membership::Joined);
         direct.push(message(5, false, false), false);
         assert!(direct.mention, "a direct message is for you");
+    }
+
+    #[test]
+    fn notices_that_put_you_out() {
+        assert!(puts_out("alice left", "alice"));
+        assert!(puts_out("Alice was kicked by bob: spam", "alice"));
+        assert!(puts_out("alice was banned by bob", "ALICE"));
+        assert!(!puts_out("alice joined", "alice"));
+        assert!(!puts_out("alicia left", "alice"));
+        assert!(!puts_out("bob was kicked by alice", "alice"));
+        assert!(!puts_out("alice lifted the mute of bob", "alice"));
+        assert!(!puts_out("é left", "e"));
+        assert!(!puts_out("anything", ""));
     }
 
     #[test]
