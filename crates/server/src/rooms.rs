@@ -468,7 +468,7 @@ fn change(shared: &ServerState, session: &Session, request: SendRequest) -> Chec
             if room.is_general() {
                 return Err(Refusal::forbidden("#general has no topic to set"));
             }
-            at_least(shared, &room, me, Rank::Owner, "set the topic of")?;
+            at_least(shared, &room, me, Rank::Owner, "set the topic")?;
             shared
                 .rooms
                 .set_topic(&room, &topic)
@@ -488,7 +488,7 @@ fn change(shared: &ServerState, session: &Session, request: SendRequest) -> Chec
             if room.is_general() {
                 return Err(Refusal::forbidden("#general is public for everyone"));
             }
-            at_least(shared, &room, me, Rank::Owner, "change the privacy of")?;
+            at_least(shared, &room, me, Rank::Owner, "change the privacy")?;
             shared
                 .rooms
                 .set_visibility(&room, visibility)
@@ -507,7 +507,7 @@ fn change(shared: &ServerState, session: &Session, request: SendRequest) -> Chec
         } => {
             seen(shared, session, &room)?;
             plain_room(&room, "given roles")?;
-            at_least(shared, &room, me, Rank::Owner, "give roles in")?;
+            at_least(shared, &room, me, Rank::Owner, "give roles")?;
             let target = account(shared, &username)?;
             let Some(Standing::Role(current)) = shared.rooms.standing(&room, &target) else {
                 return Err(Refusal::forbidden(format!("{target} is not in {room}")));
@@ -801,7 +801,7 @@ fn at_least(
         _ => "a moderator",
     };
     Err(Refusal::forbidden(format!(
-        "only {needed} of {room} can {what} it"
+        "only {needed} of {room} may {what} there"
     )))
 }
 
