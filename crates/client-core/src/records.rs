@@ -416,12 +416,7 @@ fn room_files(dir: &Path, strays: &mut Vec<PathBuf>) -> Result<Vec<(Room, PathBu
             // `.corrupt` files and the like: not records.
             continue;
         };
-        let room = if stem.starts_with('@') {
-            Room::new(stem)
-        } else {
-            Room::new(format!("#{stem}"))
-        };
-        match room {
+        match Room::from_file_stem(stem) {
             Ok(room) if !room.is_general() && path.is_file() => rooms.push((room, path)),
             _ => {
                 tracing::warn!(

@@ -410,6 +410,16 @@ impl Room {
         self.0.strip_prefix('#').unwrap_or(&self.0)
     }
 
+    /// The room whose [`Room::file_stem`] is `stem` (`dev` → `#dev`, `@alice+bob` as is): how a
+    /// room's file name is read back.
+    pub fn from_file_stem(stem: &str) -> Result<Self, FieldError> {
+        if stem.starts_with('@') {
+            Self::new(stem)
+        } else {
+            Self::new(format!("#{stem}"))
+        }
+    }
+
     /// Unwraps the string.
     pub fn into_string(self) -> String {
         self.0
@@ -892,6 +902,9 @@ mod tests {
         assert_eq!(dm.kind(), RoomKind::Direct);
         assert_eq!(dm.direct_members(), Some(("alice", "bob")));
         assert_eq!(dm.file_stem(), "@alice+bob");
+        assert_eq!(Room::from_file_stem(dm.file_stem()), Ok(dm.clone()));
+        assert_eq!(Room::from_file_stem("dev"), Room::new("#dev"));
+        assert_eq!(Room::from_file_stem("Dev"), Err(FieldError::Room));
         assert!(dm.is_direct_member(&a) && dm.is_direct_member(&b));
         assert!(!dm.is_direct_member(&Username::new("carol").unwrap()));
         assert_eq!(Room::new("@alice+bob").unwrap(), dm);

@@ -122,12 +122,7 @@ pub(crate) fn find_room_files(dir: &Path) -> Result<Vec<(Room, PathBuf)>> {
             // `.corrupt` files, temporary files: not records.
             continue;
         };
-        let room = if stem.starts_with('@') {
-            Room::new(stem)
-        } else {
-            Room::new(format!("#{stem}"))
-        };
-        match room {
+        match Room::from_file_stem(stem) {
             // `#general`'s records are in `database.db`, never here.
             Ok(room) if !room.is_general() => rooms.push((room, path)),
             _ => return Err(StoreError::StrayRoomFile { path }),
