@@ -148,11 +148,15 @@ impl Notifier {
 
     /// A message up to `id` is durable, of interest to the owners of `bells` only (the members
     /// of its room): ring those. The others see the new id at their next interval.
+    ///
+    /// Rung even when `id` is not the newest: another room's later record may have been
+    /// announced first, without waking these members. (A woken thread whose pulse has not changed
+    /// sleeps again: it already delivered this record with that later one, as ids are published
+    /// in order.)
     pub fn new_message_for<'a>(&self, id: u64, bells: impl IntoIterator<Item = &'a Doorbell>) {
-        if self.newest_id.fetch_max(id, Ordering::AcqRel) < id {
-            for bell in bells {
-                bell.ring();
-            }
+        self.newest_id.fetch_max(id, Ordering::AcqRel);
+        for bell in bells {
+            bell.ring();
         }
     }
 
