@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -201,7 +202,7 @@ impl Username {
 
     /// Unwraps the string.
     pub fn into_string(self) -> String {
-        self.0
+        self.0.to_string()
     }
 }
 
@@ -333,8 +334,14 @@ impl fmt::Display for SessionToken {
 /// A conversation: a room (`#dev`: `#` and 1–32 of `a-z 0-9 _ . -`) or a direct conversation
 /// between two accounts (`@alice+bob`: their usernames in lower case, in order, joined by `+`,
 /// which no username contains). One spelling per conversation, so names compare as strings.
+///
+/// Shared, not owned: every stored record and every delivery carries its room, so a clone is a
+/// reference count, not an allocation.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Room(String);
+pub struct Room(Arc<str>);
+
+/// `#general`'s name, made once.
+static GENERAL: LazyLock<Room> = LazyLock::new(|| Room(Arc::from(GENERAL_ROOM)));
 
 /// What a [`Room`] names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -350,7 +357,7 @@ impl Room {
     pub fn new(name: impl Into<String>) -> Result<Self, FieldError> {
         let name = name.into();
         if is_valid_room(&name) {
-            Ok(Self(name))
+            Ok(Self(Arc::from(name)))
         } else {
             Err(FieldError::Room)
         }
@@ -358,7 +365,7 @@ impl Room {
 
     /// `#general`, the room every account is in.
     pub fn general() -> Self {
-        Self(GENERAL_ROOM.to_owned())
+        GENERAL.clone()
     }
 
     /// The direct conversation between `a` and `b` (in either order); an error if they are the
@@ -370,7 +377,7 @@ impl Room {
             std::cmp::Ordering::Greater => (b, a),
             std::cmp::Ordering::Equal => return Err(FieldError::Room),
         };
-        Ok(Self(format!("@{first}+{second}")))
+        Ok(Self(Arc::from(format!("@{first}+{second}"))))
     }
 
     /// The name as written on the wire.
@@ -380,7 +387,7 @@ impl Room {
 
     /// Whether this is `#general`.
     pub fn is_general(&self) -> bool {
-        self.0 == GENERAL_ROOM
+        &*self.0 == GENERAL_ROOM
     }
 
     /// A room or a direct conversation.
@@ -422,7 +429,7 @@ impl Room {
 
     /// Unwraps the string.
     pub fn into_string(self) -> String {
-        self.0
+        self.0.to_string()
     }
 }
 

@@ -13,6 +13,7 @@ use gc_protocol::{
 };
 
 use gc_net::KeptConn;
+use gc_store::RoomSpan;
 
 use crate::rooms;
 use crate::state::{ServerState, Session};
@@ -66,6 +67,17 @@ struct Peer {
     /// rooms' records are not this session's), so a cursor at `.0` or beyond need not be taken
     /// further back than `.1`.
     nothing: (u64, u64),
+    /// The session's rooms as last worked out, and the generations they were worked out at.
+    visible: Option<Visible>,
+}
+
+/// What [`rooms::visible_from`] answered for a session, kept while nothing it depends on
+/// changes: working it out at every cycle (a membership look-up, a lock, a vector) cost as much
+/// as the rest of a delivery to a GC/1 session (docs/PERFORMANCE.md).
+struct Visible {
+    /// `(rooms generation, spans generation)` when worked out.
+    at: (u64, u64),
+    spans: Vec<RoomSpan>,
 }
 
 /// Runs the heartbeat loop of `session` until it ends or the server stops.
@@ -85,6 +97,7 @@ pub fn run(shared: Arc<ServerState>, session: Arc<Session>) {
         cursor: None,
         in_flight: None,
         nothing: (0, 0),
+        visible: None,
     };
     let interval = shared.config.heartbeat_interval;
     let mut missed = 0;
@@ -178,12 +191,20 @@ impl Peer {
         }
         // Only the records of the rooms this session is shown (GC/1: #general). The store counts
         // line bytes; a `Rec` frame is at most twice what it counts (c16 doubles the body).
-        let visible = rooms::visible_from(shared, &session.user, session.rooms);
+        // The generations are read before what they guard (see `Rooms::generation`).
+        let at = (shared.rooms.generation(), shared.spans.generation());
+        let visible = match &mut self.visible {
+            Some(v) if v.at == at => &v.spans,
+            slot => {
+                let spans = rooms::visible_from(shared, &session.user, session.rooms);
+                &slot.insert(Visible { at, spans }).spans
+            }
+        };
         let page = shared
             .store
             .after_in_from(
                 from,
-                &visible,
+                visible,
                 MAX_BATCH_RECORDS,
                 (MAX_BATCH_BYTES / 2) as u64,
             )

@@ -189,23 +189,22 @@ impl Stored {
         if self.rooms.iter().any(Room::is_general) {
             shared.notifier.new_message(self.newest);
         } else {
-            let mut sessions = Vec::new();
-            let members = self
+            let members: Vec<_> = self
                 .rooms
                 .iter()
-                .flat_map(|r| rooms::member_keys(shared, r));
-            for user in members.chain(self.users.drain(..)) {
-                sessions.extend(
-                    shared
-                        .registry
-                        .sessions_of(&user)
-                        .into_iter()
-                        .filter(|s| s.rooms),
-                );
-            }
+                .map(|r| shared.rooms.member_keys(r))
+                .collect();
+            let mut bells = Vec::new();
+            shared.registry.gc3_bells_of(
+                members
+                    .iter()
+                    .flat_map(|m| m.iter())
+                    .chain(self.users.iter().map(String::as_str)),
+                &mut bells,
+            );
             shared
                 .notifier
-                .new_message_for(self.newest, sessions.iter().map(|s| &*s.bell));
+                .new_message_for(self.newest, bells.iter().map(|b| &**b));
         }
         *self = Self::default();
     }

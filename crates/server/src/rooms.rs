@@ -3,7 +3,11 @@
 //! (`Rooms`), then announced by an ordinary record from `System` in the room, so every member
 //! sees it once, in order with the messages; the request's `Thx` carries that record's id.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+use parking_lot::Mutex;
 
 use gc_protocol::frame::encode_rec_frame;
 use gc_protocol::{
@@ -30,12 +34,45 @@ pub(crate) fn visible(shared: &ServerState, user: &Username, gc3: bool) -> Vec<R
     }
 }
 
+/// One user's spans: per room, the `(after, until)` ids of the records owed.
+type UserSpans = HashMap<Room, (u64, u64)>;
+
+/// Which records of a room each user is owed, where that changed while this server runs (see
+/// [`ServerState::spans`]), with a number raised by every change so a heartbeat thread can keep
+/// its session's rooms until they change (as [`gc_store::Rooms::generation`]).
+#[derive(Debug, Default)]
+pub struct Spans {
+    /// Per user key, per room: the `(after, until)` ids of the records owed.
+    by_user: Mutex<HashMap<String, UserSpans>>,
+    generation: AtomicU64,
+}
+
+impl Spans {
+    /// Changes only when a span does; raised under the lock that guards the spans (read it
+    /// before them, as [`gc_store::Rooms::generation`]).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Sets `user`'s span of `room` to what `f` makes of the current one (`None` if unset).
+    fn set(&self, user: &Username, room: &Room, f: impl FnOnce(Option<(u64, u64)>) -> (u64, u64)) {
+        let mut by_user = self.by_user.lock();
+        let mine = by_user.entry(user.key()).or_default();
+        let span = f(mine.get(room).copied());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        mine.insert(room.clone(), span);
+    }
+}
+
 /// [`visible`] as the spans of records the session is owed: a room joined while this server
 /// runs from the join on (what was said before is its history); a room the user left meanwhile
 /// (GC/3) up to the notice that says so, so they learn they were kicked or banned.
+///
+/// It depends only on `shared.rooms` and `shared.spans`: the same answer while their
+/// generations stay the same.
 pub(crate) fn visible_from(shared: &ServerState, user: &Username, gc3: bool) -> Vec<RoomSpan> {
     let rooms = visible(shared, user, gc3);
-    let spans = shared.spans.lock();
+    let spans = shared.spans.by_user.lock();
     let mine = spans.get(&user.key());
     let mut out: Vec<RoomSpan> = rooms
         .iter()
@@ -68,35 +105,15 @@ pub(crate) fn visible_from(shared: &ServerState, user: &Username, gc3: bool) -> 
 /// Notes that `user` joins `room` now.
 fn joins(shared: &ServerState, room: &Room, user: &Username) {
     let now = shared.store.newest_id();
-    shared
-        .spans
-        .lock()
-        .entry(user.key())
-        .or_default()
-        .insert(room.clone(), (now, u64::MAX));
+    shared.spans.set(user, room, |_| (now, u64::MAX));
 }
 
 /// Notes that `user` left `room` (or was put out of it) with the notice `id`: they are owed the
 /// room up to it.
 fn left(shared: &ServerState, room: &Room, user: &Username, id: u64) {
-    let mut spans = shared.spans.lock();
-    let mine = spans.entry(user.key()).or_default();
-    let after = mine.get(room).map_or(0, |&(after, _)| after);
-    mine.insert(room.clone(), (after, id));
-}
-
-/// The case-folded names of `room`'s members (not for `#general`, whose members are everyone).
-pub(crate) fn member_keys(shared: &ServerState, room: &Room) -> Vec<String> {
-    if let Some((a, b)) = room.direct_members() {
-        return vec![a.to_owned(), b.to_owned()];
-    }
     shared
-        .rooms
-        .members(room)
-        .iter()
-        .filter(|m| m.standing.is_member())
-        .map(|m| m.username.key())
-        .collect()
+        .spans
+        .set(user, room, |old| (old.map_or(0, |(after, _)| after), id));
 }
 
 /// How far someone's word goes in a room: server admins above owners above moderators above

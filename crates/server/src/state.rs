@@ -12,7 +12,7 @@ use gc_net::tls::{PeerCheck, Stream, TlsConfig, starts_with_tls};
 use gc_net::{Conn, Connector, KeptConn, Registration, Reuse, Timeouts, Unblocker};
 use gc_plugin::Plugins;
 use gc_protocol::{
-    CallbackPorts, ErrorCode, ErrorFrame, Fingerprint, Frame, Room, SessionToken, Username,
+    CallbackPorts, ErrorCode, ErrorFrame, Fingerprint, Frame, SessionToken, Username,
 };
 use gc_store::{Accounts, MessageStore, Rooms};
 use parking_lot::{Condvar, Mutex};
@@ -20,16 +20,13 @@ use parking_lot::{Condvar, Mutex};
 use crate::config::{Config, TlsMode};
 use crate::limits::{LoginThrottle, PendingConns, RateLimiter};
 use crate::notify::{Doorbell, Notifier};
+use crate::rooms::Spans;
 use crate::threads::ThreadGroup;
 
 /// How long an outgoing connect may take at most, whatever the I/O timeout: a client behind a
 /// firewall that drops packets must not hold a thread (or the shutdown) for long. On a LAN a
 /// connect is answered in milliseconds, refused, or never.
 const MAX_CONNECT: Duration = Duration::from_secs(2);
-
-/// Per user key, per room: the `(after, until)` ids of the records owed (see
-/// [`ServerState::spans`]).
-pub type Spans = HashMap<String, HashMap<Room, (u64, u64)>>;
 
 /// Everything the server's threads share. The parts are set up once at start; what changes lives
 /// inside them, behind their own methods.
@@ -47,7 +44,7 @@ pub struct ServerState {
     /// user key, per room, `(after, until)` ids. A join sets `(newest id, MAX)`: the room from
     /// then on; leaving (or being kicked or banned) sets `until` to the notice that says so,
     /// so the user still gets that notice and nothing after it.
-    pub spans: Mutex<Spans>,
+    pub spans: Spans,
     /// Live sessions and presence.
     pub registry: Registry,
     /// Wakes heartbeat threads on new messages, presence changes and shutdown.
@@ -98,7 +95,7 @@ impl ServerState {
             store,
             accounts,
             rooms,
-            spans: Mutex::new(HashMap::new()),
+            spans: Spans::default(),
             registry: Registry::default(),
             conn_threads: ThreadGroup::default(),
             session_threads: ThreadGroup::default(),
@@ -606,14 +603,24 @@ impl Registry {
         sessions.iter().min_by_key(|s| s.slot.queued()).cloned()
     }
 
-    /// The live sessions of the user whose case-folded name is `key`.
-    pub fn sessions_of(&self, key: &str) -> Vec<Arc<Session>> {
-        self.inner
-            .lock()
-            .by_user
-            .get(key)
-            .cloned()
-            .unwrap_or_default()
+    /// Appends to `out` the doorbells of the GC/3 sessions of the users whose case-folded names
+    /// `keys` yields, under one lock (a message to a room wakes its members through this).
+    pub fn gc3_bells_of<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k str>,
+        out: &mut Vec<Arc<Doorbell>>,
+    ) {
+        let r = self.inner.lock();
+        for key in keys {
+            if let Some(sessions) = r.by_user.get(key) {
+                out.extend(
+                    sessions
+                        .iter()
+                        .filter(|s| s.rooms)
+                        .map(|s| Arc::clone(&s.bell)),
+                );
+            }
+        }
     }
 
     /// A change of who is in which room: clients are told through the presence version, as for a

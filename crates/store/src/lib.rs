@@ -47,6 +47,6 @@ pub use messages::{
 };
 pub use msgids::{MSGIDS_FILE, MsgidsReport};
 pub use rooms::{
-    ADMINS_FILE, MAX_TOPIC_BYTES, MEMBERS_FILE, Member, ROOMS_FILE, RoomInfo, RoomRule, Rooms,
-    RoomsReport, Standing,
+    ADMINS_FILE, MAX_TOPIC_BYTES, MEMBERS_FILE, Member, MemberKeys, ROOMS_FILE, RoomInfo, RoomRule,
+    Rooms, RoomsReport, Standing,
 };

@@ -553,11 +553,11 @@ impl MessageStore {
         // Under `never` the writes wait for `sync`; otherwise every file was just fsynced.
         w.unsynced = !sync;
 
-        self.published.write().publish(
-            &entries,
-            batch.drain(..).map(|p| p.record),
-            self.config.tail_capacity,
-        );
+        // The records are wrapped before the readers' lock is taken: it is held only to publish.
+        let records: Vec<Arc<Record>> = batch.drain(..).map(|p| Arc::new(p.record)).collect();
+        self.published
+            .write()
+            .publish(&entries, records.into_iter(), self.config.tail_capacity);
         if let Some(last) = entries.last() {
             self.newest.store(last.id, Ordering::Release);
         }

@@ -46,8 +46,9 @@ pub(super) struct RoomView {
 #[derive(Debug)]
 pub(super) struct Published {
     index: Vec<IndexEntry>,
-    /// The newest records (at most `tail_capacity`), matching the end of `index`.
-    tail: VecDeque<Record>,
+    /// The newest records (at most `tail_capacity`), matching the end of `index`. Shared: a
+    /// delivery to a thousand sessions takes a thousand references, not a thousand copies.
+    tail: VecDeque<Arc<Record>>,
     /// Every room with a file, by number.
     rooms: Vec<RoomView>,
     numbers: HashMap<Room, u32>,
@@ -119,7 +120,7 @@ impl Published {
     pub(super) fn publish(
         &mut self,
         entries: &[IndexEntry],
-        records: impl Iterator<Item = Record>,
+        records: impl Iterator<Item = Arc<Record>>,
         tail_capacity: usize,
     ) {
         for e in entries {
@@ -151,7 +152,7 @@ impl Published {
         let mut steps: Vec<Step> = Vec::new();
         for &pos in positions {
             if pos >= ts {
-                steps.push(Step::Tail(self.tail[pos - ts].clone()));
+                steps.push(Step::Tail(Arc::clone(&self.tail[pos - ts])));
                 continue;
             }
             let e = self.index[pos];
@@ -278,8 +279,8 @@ impl RoomSpan {
 /// Records of some rooms after a cursor ([`MessageStore::after_in`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Page {
-    /// The records, ascending.
-    pub records: Vec<Record>,
+    /// The records, ascending (shared with the store's tail where they come from it).
+    pub records: Vec<Arc<Record>>,
     /// The rooms have no record after the cursor up to this id but those in `records`.
     pub through: u64,
 }
@@ -290,7 +291,7 @@ struct Plan {
 }
 
 enum Step {
-    Tail(Record),
+    Tail(Arc<Record>),
     Read(Run),
 }
 
@@ -306,7 +307,7 @@ struct Run {
 }
 
 impl Plan {
-    fn run(self) -> Result<Vec<Record>> {
+    fn run(self) -> Result<Vec<Arc<Record>>> {
         let mut out = Vec::with_capacity(self.steps.len());
         for step in self.steps {
             match step {
@@ -316,12 +317,17 @@ impl Plan {
                         read_records(&run.file, &run.path, run.first_line, run.offset, run.len)?;
                     out.extend(records.into_iter().map(|mut r| {
                         r.room = run.name.clone();
-                        r
+                        Arc::new(r)
                     }));
                 }
             }
         }
         Ok(out)
+    }
+
+    /// [`Plan::run`] for callers that own their records (a record still in the tail is copied).
+    fn run_owned(self) -> Result<Vec<Record>> {
+        Ok(self.run()?.into_iter().map(Arc::unwrap_or_clone).collect())
     }
 }
 
@@ -370,7 +376,7 @@ impl MessageStore {
         let (positions, _) = p.after_positions(id, None, max_records, max_bytes);
         let plan = p.plan(&positions);
         drop(p);
-        plan.run()
+        plan.run_owned()
     }
 
     /// [`MessageStore::after`] for the records of `rooms` only: what one session may see. The
@@ -423,7 +429,7 @@ impl MessageStore {
         let positions: Vec<usize> = (end.saturating_sub(limit)..end).collect();
         let plan = p.plan(&positions);
         drop(p);
-        plan.run()
+        plan.run_owned()
     }
 
     /// [`MessageStore::before`] in one room: its history page.
@@ -440,7 +446,7 @@ impl MessageStore {
         };
         let plan = p.plan(&list[end.saturating_sub(limit)..end]);
         drop(p);
-        plan.run()
+        plan.run_owned()
     }
 
     /// The record with this id, if stored.
@@ -451,7 +457,7 @@ impl MessageStore {
         };
         let plan = p.plan(&[pos]);
         drop(p);
-        Ok(plan.run()?.pop())
+        Ok(plan.run_owned()?.pop())
     }
 
     /// The cursor `c` such that `after(c, ..)` yields the newest `n` records (0 when there are

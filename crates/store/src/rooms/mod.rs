@@ -32,6 +32,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use gc_protocol::types::{Room, RoomKind, RoomRole, Timestamp, Username, Visibility};
 use parking_lot::{Mutex, RwLock};
@@ -203,6 +204,37 @@ pub struct Rooms {
     /// Serialises changes (each rewrites whole files).
     writing: Mutex<()>,
     table: RwLock<Arc<Table>>,
+    /// Raised by every change, before readers can see it (see [`Rooms::generation`]).
+    generation: AtomicU64,
+}
+
+/// A room's member keys as of one moment ([`Rooms::member_keys`]).
+#[derive(Debug)]
+pub struct MemberKeys {
+    table: Arc<Table>,
+    room: Room,
+}
+
+impl MemberKeys {
+    /// The keys, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let state = &self.table.state;
+        let direct = match self.room.direct_members() {
+            Some(pair) if state.rooms.contains_key(&self.room) => Some(pair),
+            _ => None,
+        };
+        let listed = match self.room.kind() {
+            RoomKind::Room if !self.room.is_general() => state.members.get(&self.room),
+            _ => None,
+        };
+        direct.into_iter().flat_map(|(a, b)| [a, b]).chain(
+            listed
+                .into_iter()
+                .flatten()
+                .filter(|(_, m)| m.standing.is_member())
+                .map(|(key, _)| key.as_str()),
+        )
+    }
 }
 
 impl Rooms {
@@ -221,6 +253,7 @@ impl Rooms {
             dir: dir.to_owned(),
             writing: Mutex::new(()),
             table: RwLock::new(Arc::new(Table::new(state))),
+            generation: AtomicU64::new(0),
         };
         if !report.is_clean() {
             // Write the files without the lines moved aside.
@@ -246,6 +279,26 @@ impl Rooms {
 
     fn table(&self) -> Arc<Table> {
         Arc::clone(&self.table.read())
+    }
+
+    /// A number that changes with every change of rooms, memberships or admins, so a reader can
+    /// keep what it derived (a session's rooms) until it changes. Read it before what it guards:
+    /// it is raised under the lock that publishes the change, so whoever reads the new number
+    /// sees the change, and a number read before a change only makes a reader work it out
+    /// again.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The username keys of `room`'s members (owners, moderators and members; not the invited or
+    /// banned): for a direct conversation that exists, its two accounts. Not for `#general`,
+    /// whose members are every account. Read without copying a name: a message to a room
+    /// wakes its members through this.
+    pub fn member_keys(&self, room: &Room) -> MemberKeys {
+        MemberKeys {
+            table: self.table(),
+            room: room.clone(),
+        }
     }
 
     /// The room with this name: `#general` always; a direct conversation once opened.
@@ -634,7 +687,12 @@ impl Rooms {
             written.push((file, old));
         }
         if !written.is_empty() {
-            *self.table.write() = Arc::new(Table::new(next));
+            let next = Arc::new(Table::new(next));
+            // Raised under the lock readers take: a reader that reads the new number cannot
+            // then read the old table.
+            let mut table = self.table.write();
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            *table = next;
         }
         Ok(out)
     }

@@ -113,3 +113,56 @@ fn rooms_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Rooms>();
 }
+
+#[test]
+fn generation_moves_with_every_change_and_member_keys_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rooms, _) = Rooms::open(dir.path()).unwrap();
+    let now = Timestamp::from_micros(1_000_000);
+    let keys = |r: &Room| {
+        let mut k: Vec<String> = rooms.member_keys(r).iter().map(str::to_owned).collect();
+        k.sort();
+        k
+    };
+    let g0 = rooms.generation();
+    rooms
+        .create(&room("#dev"), Visibility::Private, &user("Amy"), "", now)
+        .unwrap();
+    let g1 = rooms.generation();
+    assert!(g1 > g0);
+    assert_eq!(keys(&room("#dev")), ["amy"]);
+    // An invitation is not membership; joining is.
+    rooms
+        .set_standing(&room("#dev"), &user("Bob"), Standing::Invited)
+        .unwrap();
+    assert_eq!(keys(&room("#dev")), ["amy"]);
+    rooms
+        .set_standing(
+            &room("#dev"),
+            &user("Bob"),
+            Standing::Role(RoomRole::Member),
+        )
+        .unwrap();
+    rooms
+        .set_standing(&room("#dev"), &user("Cy"), Standing::Banned)
+        .unwrap();
+    assert_eq!(keys(&room("#dev")), ["amy", "bob"]);
+    let g2 = rooms.generation();
+    assert!(g2 > g1);
+    // A refused change changes nothing, the number included.
+    assert!(
+        rooms
+            .create(&room("#dev"), Visibility::Public, &user("Bob"), "", now)
+            .is_err()
+    );
+    assert_eq!(rooms.generation(), g2);
+    // A direct conversation: its two accounts, once it exists.
+    let dm = Room::direct(&user("Amy"), &user("Bob")).unwrap();
+    assert!(keys(&dm).is_empty());
+    rooms.open_direct(&user("Amy"), &user("Bob"), now).unwrap();
+    assert_eq!(keys(&dm), ["amy", "bob"]);
+    assert!(rooms.generation() > g2);
+    // #general's members are everyone: not listed here.
+    assert!(keys(&Room::general()).is_empty());
+    assert!(keys(&room("#nowhere")).is_empty());
+}

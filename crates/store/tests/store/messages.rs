@@ -401,8 +401,9 @@ fn concurrent_duplicates_store_one_record() {
     }
 }
 
-fn ids(records: &[Record]) -> Vec<u64> {
-    records.iter().map(|r| r.id).collect()
+/// The ids of `records` (owned, or shared as the store's pages hold them).
+fn ids<R: std::borrow::Borrow<Record>>(records: &[R]) -> Vec<u64> {
+    records.iter().map(|r| r.borrow().id).collect()
 }
 
 /// Runs every query at its boundaries; the answers must not depend on the tail capacity.

@@ -12,8 +12,9 @@ fn room(name: &str) -> Room {
     Room::new(name).unwrap()
 }
 
-fn ids(records: &[Record]) -> Vec<u64> {
-    records.iter().map(|r| r.id).collect()
+/// The ids of `records` (owned, or shared as the store's pages hold them).
+fn ids<R: std::borrow::Borrow<Record>>(records: &[R]) -> Vec<u64> {
+    records.iter().map(|r| r.borrow().id).collect()
 }
 
 /// #general, #dev and a DM, interleaved: ids 1..=6.
