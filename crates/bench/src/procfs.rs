@@ -98,7 +98,15 @@ pub fn own_threads() -> HashMap<u64, (String, u64)> {
         .iter()
         .map(|(tid, name, ticks)| (*tid, (name.clone(), *ticks)))
         .collect();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+    out.extend(threads_of("self"));
+    out
+}
+
+/// CPU ticks of each live thread of process `pid` (`self` for this one), by thread id, with
+/// its name.
+fn threads_of(pid: &str) -> HashMap<u64, (String, u64)> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return out;
     };
     for entry in dir.flatten() {
@@ -113,6 +121,32 @@ pub fn own_threads() -> HashMap<u64, (String, u64)> {
                 tid,
                 (comm.to_owned(), field(&fields, 14) + field(&fields, 15)),
             );
+        }
+    }
+    out
+}
+
+/// CPU time of each live thread of process `pid`, in nanoseconds, by thread id, with its name:
+/// from `schedstat`, which counts every run exactly. The tick counts of `stat` miss threads
+/// that run for microseconds at a time: a server's heartbeat threads showed 0 ticks each while
+/// the process used most of a core.
+fn threads_ns(pid: u32) -> HashMap<u64, (String, u64)> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        let (Ok(comm), Ok(sched)) = (
+            std::fs::read_to_string(entry.path().join("comm")),
+            std::fs::read_to_string(entry.path().join("schedstat")),
+        ) else {
+            continue;
+        };
+        if let Some(ns) = sched.split_whitespace().next().and_then(|v| v.parse().ok()) {
+            out.insert(tid, (comm.trim_end().to_owned(), ns));
         }
     }
     out
@@ -152,6 +186,8 @@ pub struct CpuSnapshot {
     server: Option<ProcSample>,
     bench: Option<ProcSample>,
     threads: HashMap<u64, (String, u64)>,
+    /// The server's threads, CPU in nanoseconds.
+    server_threads: HashMap<u64, (String, u64)>,
     machine: (u64, u64),
 }
 
@@ -172,6 +208,10 @@ pub struct CpuUsage {
     pub bench_busiest: (String, f64),
     /// Bench CPU by thread kind (name up to its last `-`).
     pub bench_by_kind: Vec<(String, f64)>,
+    /// Server CPU by thread kind (name up to its first `-`: `hb` for the heartbeat threads,
+    /// which deliver; `listen` for the sending-port listeners, which store), threads that ran
+    /// all through the window only.
+    pub server_by_kind: Vec<(String, f64)>,
     /// The whole machine (all processes), out of `nproc`.
     pub machine_cores: f64,
     /// Cores of the machine.
@@ -189,6 +229,7 @@ impl CpuSnapshot {
             server: server_pid.and_then(|p| sample(&p.to_string())),
             bench: sample("self"),
             threads: own_threads(),
+            server_threads: server_pid.map_or_else(HashMap::new, threads_ns),
             machine: machine_jiffies(),
         }
     }
@@ -227,6 +268,17 @@ impl CpuSnapshot {
         }
         let mut bench_by_kind: Vec<(String, f64)> = kinds.into_iter().collect();
         bench_by_kind.sort_by(|a, b| b.1.total_cmp(&a.1));
+        // A server thread that started during the window is counted from 0, one that ended is
+        // lost (/proc forgets it): in the measured windows the sessions stay.
+        let mut server_kinds: HashMap<String, f64> = HashMap::new();
+        for (tid, (name, ns)) in &later.server_threads {
+            let before = self.server_threads.get(tid).map_or(0, |(_, t)| *t);
+            let kind = name.split_once('-').map_or(name.as_str(), |(k, _)| k);
+            *server_kinds.entry(kind.to_owned()).or_default() +=
+                ns.saturating_sub(before) as f64 / 1e9 / wall;
+        }
+        let mut server_by_kind: Vec<(String, f64)> = server_kinds.into_iter().collect();
+        server_by_kind.sort_by(|a, b| b.1.total_cmp(&a.1));
         let (busy0, total0) = self.machine;
         let (busy1, total1) = later.machine;
         let nproc = nproc();
@@ -243,6 +295,7 @@ impl CpuSnapshot {
             bench_sys_cores,
             bench_busiest: busiest,
             bench_by_kind,
+            server_by_kind,
             machine_cores,
             nproc,
         }
@@ -279,14 +332,30 @@ impl CpuUsage {
         (self.machine_cores - self.bench_cores - self.server_cores.unwrap_or(0.0)).max(0.0)
     }
 
+    /// The server's CPU in threads of `kind` (see [`CpuUsage::server_by_kind`]), in cores: 0 when
+    /// none of its threads is of that kind.
+    pub fn server_kind_cores(&self, kind: &str) -> Option<f64> {
+        // No threads seen (no server pid, or /proc unreadable): no figure, rather than 0.
+        if self.server_cores.is_none() || self.server_by_kind.is_empty() {
+            return None;
+        }
+        Some(
+            self.server_by_kind
+                .iter()
+                .find(|(k, _)| k == kind)
+                .map_or(0.0, |(_, c)| *c),
+        )
+    }
+
     /// As JSON.
     pub fn to_json(&self) -> serde_json::Value {
-        let kinds: serde_json::Map<String, serde_json::Value> = self
-            .bench_by_kind
-            .iter()
-            .filter(|(_, c)| *c >= 0.005)
-            .map(|(k, c)| (k.clone(), json!(round3(*c))))
-            .collect();
+        let by_kind = |list: &[(String, f64)]| -> serde_json::Map<String, serde_json::Value> {
+            list.iter()
+                .filter(|(_, c)| *c >= 0.005)
+                .map(|(k, c)| (k.clone(), json!(round3(*c))))
+                .collect()
+        };
+        let kinds = by_kind(&self.bench_by_kind);
         json!({
             "wall_s": round3(self.wall_s),
             "server_cores": self.server_cores.map(round3),
@@ -296,6 +365,7 @@ impl CpuUsage {
             "bench_busiest_thread": self.bench_busiest.0,
             "bench_busiest_thread_cores": round3(self.bench_busiest.1),
             "bench_by_thread_kind": kinds,
+            "server_by_thread_kind": by_kind(&self.server_by_kind),
             "machine_cores": round3(self.machine_cores),
             "others_cores": round3(self.others_cores()),
             "resolution_cores": round3(self.resolution()),

@@ -221,6 +221,8 @@ pub fn fanout(ctx: &Ctx, mode: Mode, a: &FanoutArgs) -> Result<RunResult, BenchE
             "deliveries": check_json,
             "server_cpu_us_per_delivery": cost.gross_us,
             "server_cpu_us_per_delivery_net_of_idle": cost.net_us,
+            "server_hb_cpu_us_per_delivery": cost.hb_us,
+            "server_hb_cpu_us_per_delivery_net_of_idle": cost.hb_net_us,
             "idle_cpu": idle.as_ref().map(CpuUsage::to_json),
             "rooms_setup_s": round3(setup.wall.as_secs_f64()),
             "caught_up": caught_up.is_some(),
@@ -249,17 +251,26 @@ pub fn fanout(ctx: &Ctx, mode: Mode, a: &FanoutArgs) -> Result<RunResult, BenchE
             "cpu.bench_cores".into(),
             "server_cpu_us_per_delivery".into(),
             "server_cpu_us_per_delivery_net_of_idle".into(),
+            "server_hb_cpu_us_per_delivery_net_of_idle".into(),
         ],
     })
 }
 
+/// The server's heartbeat threads are named `hb-<user>` (crates/server/src/auth.rs).
+const HEARTBEAT_THREADS: &str = "hb";
+
 /// The server's CPU per delivery over the measured window: all of it (`gross_us`), and without
-/// what the same clients cost it doing nothing (`net_us`, with an idle window).
+/// what the same clients cost it doing nothing (`net_us`, with an idle window). The delivery
+/// path alone (`hb_us`, `hb_net_us`): the heartbeat threads' CPU, which wake, read the store,
+/// encode and send, without the listeners' (checking and storing each message once, whatever
+/// the number of receivers), so that figures with different receivers per message compare.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct DeliveryCost {
     gross_us: Option<f64>,
     net_us: Option<f64>,
     idle_cores: Option<f64>,
+    hb_us: Option<f64>,
+    hb_net_us: Option<f64>,
 }
 
 impl DeliveryCost {
@@ -268,6 +279,8 @@ impl DeliveryCost {
             (deliveries > 0).then(|| round3(cores * cpu.wall_s / deliveries as f64 * 1e6))
         };
         let idle_cores = idle.and_then(|i| i.server_cores);
+        let hb = cpu.server_kind_cores(HEARTBEAT_THREADS);
+        let idle_hb = idle.and_then(|i| i.server_kind_cores(HEARTBEAT_THREADS));
         Self {
             gross_us: cpu.server_cores.and_then(per),
             net_us: cpu
@@ -275,12 +288,14 @@ impl DeliveryCost {
                 .zip(idle_cores)
                 .and_then(|(c, i)| per((c - i).max(0.0))),
             idle_cores,
+            hb_us: hb.and_then(per),
+            hb_net_us: hb.zip(idle_hb).and_then(|(c, i)| per((c - i).max(0.0))),
         }
     }
 
     fn row(&self) -> String {
         let us = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.2} µs"));
-        match self.idle_cores {
+        let all = match self.idle_cores {
             Some(idle) => format!(
                 "{} ({} net of the {:.1} % of a core it takes idle)",
                 us(self.gross_us),
@@ -288,6 +303,15 @@ impl DeliveryCost {
                 idle * 100.0
             ),
             None => us(self.gross_us),
+        };
+        match (self.hb_us, self.hb_net_us) {
+            (Some(_), Some(_)) => format!(
+                "{all}; heartbeat threads {} ({} net)",
+                us(self.hb_us),
+                us(self.hb_net_us)
+            ),
+            (Some(_), None) => format!("{all}; heartbeat threads {}", us(self.hb_us)),
+            _ => all,
         }
     }
 }
@@ -305,6 +329,7 @@ mod tests {
             bench_cores: 0.0,
             bench_busiest: (String::new(), 0.0),
             bench_by_kind: Vec::new(),
+            server_by_kind: Vec::new(),
             machine_cores: 0.0,
             nproc: 2,
         }
@@ -323,6 +348,20 @@ mod tests {
             (c.gross_us, c.net_us, c.row().as_str()),
             (Some(24.0), None, "24.00 µs")
         );
+        // The heartbeat threads' share: 0.6 cores busy, 0.1 idle: 12 and 10 µs.
+        let mut cpu = usage(Some(1.2), 10.0);
+        cpu.server_by_kind = vec![("listen".into(), 0.5), ("hb".into(), 0.6)];
+        let mut idle = usage(Some(0.2), 3.0);
+        idle.server_by_kind = vec![("hb".into(), 0.1)];
+        let c = DeliveryCost::new(&cpu, Some(&idle), 500_000);
+        assert_eq!((c.hb_us, c.hb_net_us), (Some(12.0), Some(10.0)));
+        assert!(
+            c.row()
+                .ends_with("; heartbeat threads 12.00 µs (10.00 µs net)"),
+            "{}",
+            c.row()
+        );
+        let cpu = usage(Some(1.2), 10.0);
         // Nothing delivered, or no server to measure: no figure.
         assert_eq!(DeliveryCost::new(&cpu, Some(&idle), 0).gross_us, None);
         assert_eq!(DeliveryCost::new(&usage(None, 10.0), None, 9).row(), "n/a");
