@@ -72,6 +72,8 @@ EXIT CODES
   4  the server refused the login or registration (wrong password, unknown user, name taken,
      registration closed, too many failures), could not prove it knows the account's secret,
      or presented a certificate other than the pinned one
+  5  the server refused one or more messages for good (a room you are not in, a mute, a ban,
+     a message too long, …); each refusal and its reason is printed
 
 The terminal UI exits 0 when quit, 1 on an error (e.g. no terminal), 3 when messages were still
 unacknowledged after 3 s (their text is printed), 128+N after signal N (SIGTERM, SIGHUP).

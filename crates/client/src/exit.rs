@@ -1,8 +1,8 @@
 //! The exit codes of the `gc-client` binary and the error line it prints.
 //!
 //! 0 done; 1 an error; 2 bad usage; 3 messages left unacknowledged; 4 the server refused the login
-//! or registration, or could not prove its identity. The terminal UI also exits 128+N after
-//! signal N.
+//! or registration, or could not prove its identity; 5 the server refused a message. The terminal
+//! UI also exits 128+N after signal N.
 
 use gc_client_core::error_chain;
 
@@ -17,18 +17,23 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_UNSENT: u8 = 3;
 /// Exit code: the server refused the login or registration, or could not prove its identity.
 pub const EXIT_LOGIN_REFUSED: u8 = 4;
+/// Exit code: the server refused one or more messages for good (a room the user is not in, a
+/// mute, a ban, …); a script must not take them as delivered.
+pub const EXIT_MESSAGE_REFUSED: u8 = 5;
 
 /// The exit code for an error that stopped the binary: 2 for bad usage, else 1.
 pub fn for_error(e: &AppError) -> u8 {
     if e.is_usage() { EXIT_USAGE } else { EXIT_ERROR }
 }
 
-/// The exit code for a headless run: 0 done, 3 messages left unacknowledged, 4 a refused login,
-/// else as [`for_error`].
+/// The exit code for a headless run: 0 done, 3 messages left unacknowledged (before 5: those
+/// may still go out on a later run), 4 a refused login, 5 a refused message, else as
+/// [`for_error`].
 pub fn for_headless(result: &Result<HeadlessOutcome, AppError>) -> u8 {
     match result {
-        Ok(outcome) if outcome.unsent == 0 => 0,
-        Ok(_) => EXIT_UNSENT,
+        Ok(outcome) if outcome.unsent > 0 => EXIT_UNSENT,
+        Ok(outcome) if outcome.refused > 0 => EXIT_MESSAGE_REFUSED,
+        Ok(_) => 0,
         Err(e) if e.is_login_refused() => EXIT_LOGIN_REFUSED,
         Err(e) => for_error(e),
     }
@@ -51,8 +56,21 @@ mod tests {
         let unsent = HeadlessOutcome {
             unsent: 2,
             bye_sent: true,
+            refused: 0,
         };
         assert_eq!(for_headless(&Ok(unsent)), EXIT_UNSENT);
+        let rejected = HeadlessOutcome {
+            refused: 1,
+            ..HeadlessOutcome::default()
+        };
+        assert_eq!(for_headless(&Ok(rejected)), EXIT_MESSAGE_REFUSED);
+        // Messages that may still go out on a later run say more than refused ones.
+        let both = HeadlessOutcome {
+            unsent: 1,
+            refused: 1,
+            bye_sent: false,
+        };
+        assert_eq!(for_headless(&Ok(both)), EXIT_UNSENT);
         let refused = ClientError::Refused {
             during: "the login",
             code: gc_protocol::ErrorCode::Auth,

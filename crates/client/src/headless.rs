@@ -61,6 +61,9 @@ pub struct HeadlessOutcome {
     pub unsent: usize,
     /// Whether `Bye` was acknowledged.
     pub bye_sent: bool,
+    /// Messages the server refused for good (not a member of the room, muted, banned, …): not
+    /// sent, and not to be retried as they are.
+    pub refused: usize,
 }
 
 /// Joins continued lines into messages.
@@ -169,6 +172,7 @@ where
     // A room other than #general: its messages wait until the server is known to serve rooms.
     let room = options.room.clone().filter(|r| !r.is_general());
     let mut may_send = room.is_none();
+    let mut refused = 0;
     let mut held: VecDeque<String> = VecDeque::new();
     let mut no_rooms = None;
     let mut eof = false;
@@ -255,6 +259,7 @@ where
                 code,
                 text,
             })) => {
+                refused += 1;
                 let place = if room.is_general() {
                     String::new()
                 } else {
@@ -314,6 +319,7 @@ where
     Ok(HeadlessOutcome {
         unsent,
         bye_sent: report.bye_sent,
+        refused,
     })
 }
 

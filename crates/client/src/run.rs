@@ -239,6 +239,11 @@ fn headless_exit(result: &Result<headless::HeadlessOutcome, AppError>) -> u8 {
              timeout; they were not sent (or not confirmed)",
             outcome.unsent
         )),
+        Ok(outcome) if outcome.refused > 0 => print_error(&format!(
+            "gc-client: the server refused {} message(s) (the reasons are above); they were not \
+             sent",
+            outcome.refused
+        )),
         Ok(_) => {}
         Err(e) => print_error(&exit::error_line(e)),
     }

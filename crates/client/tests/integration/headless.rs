@@ -518,8 +518,12 @@ fn headless_room_refusals_show_the_servers_text() {
             stderr.contains(&format!("in {full} ({code}): {words}")),
             "{stderr}"
         );
-        // Refused for good: nothing is left waiting.
-        assert_ne!(out.status.code(), Some(3), "{stderr}");
+        // Refused for good: nothing is left waiting, and the exit code says it was refused.
+        assert_eq!(out.status.code(), Some(5), "{stderr}");
+        assert!(
+            stderr.contains("the server refused 1 message(s)"),
+            "{stderr}"
+        );
     }
     // A name that is no room's is refused before anything is sent.
     let mut a = member_args(&server, "mallory", dir.path());
