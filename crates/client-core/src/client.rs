@@ -1,5 +1,6 @@
 //! The handle a user interface holds: start, send, query, close.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use gc_plugin::{Outcome, Plugins};
 use gc_protocol::{CallbackPorts, ClientMsgId, Record, Room, RoomRole, Username, Visibility};
+use gc_store::{KeptMessage, load_outbox, outbox_path, save_outbox};
 
 use crate::callbacks::{CallbackServer, Listeners};
 use crate::config::ClientConfig;
@@ -101,9 +103,30 @@ impl Client {
             ClientTls::Off => None,
             ClientTls::Pinned(pin) => Some(ClientTlsState::new(pin.clone())?),
         };
+        let kept = config
+            .cache_path
+            .as_deref()
+            .map(load_kept)
+            .unwrap_or_default();
         let shared = Arc::new(ClientState::new(
             config, username, ports, records, sink, plugins, tls,
         ));
+        if !kept.is_empty() {
+            // First in the outbox, under their first ids: the server stores each once, also one
+            // whose earlier attempt did reach it.
+            let mut ctl = shared.ctl();
+            let n = kept.len();
+            for m in kept {
+                if let Err(e) = ctl.queue_message(m.client_msg_id, m.room, m.text) {
+                    tracing::warn!("a message kept from the last run cannot be queued: {e}");
+                }
+            }
+            drop(ctl);
+            shared.notice(
+                NoticeLevel::Info,
+                format!("{n} message(s) kept unacknowledged by the last run will be sent now"),
+            );
+        }
         let mut callbacks = CallbackServer::start(&shared, listeners)?;
         let sh = Arc::clone(&shared);
         let conn_thread = thread::Builder::new()
@@ -458,6 +481,9 @@ impl Client {
         if !unsent.is_empty() {
             tracing::warn!("{} message(s) were never acknowledged", unsent.len());
         }
+        if let Some(cache) = &self.shared.config.cache_path {
+            keep(cache, &unsent);
+        }
         CloseReport {
             unsent,
             bye_sent: ctl.bye_sent(),
@@ -476,6 +502,52 @@ impl Drop for Client {
         if self.conn_thread.is_some() || self.callbacks.is_some() {
             self.stop(false);
         }
+    }
+}
+
+/// The messages the last run on the cache at `cache` kept unacknowledged (none if it kept none
+/// or its file cannot be read: that is said in the log, and the file is left as it is).
+fn load_kept(cache: &Path) -> Vec<KeptMessage> {
+    let path = outbox_path(cache);
+    match load_outbox(&path) {
+        Ok((kept, unread)) => {
+            for line in &unread {
+                tracing::warn!(
+                    "{} line {}: {}; that message is not sent again",
+                    path.display(),
+                    line.line_number,
+                    line.reason
+                );
+            }
+            kept
+        }
+        Err(e) => {
+            tracing::warn!("the messages kept from the last run cannot be read: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Keeps `unsent` beside the cache at `cache` for the next run (or forgets what was kept when
+/// everything went out).
+fn keep(cache: &Path, unsent: &[PendingMessage]) {
+    let kept: Vec<KeptMessage> = unsent
+        .iter()
+        .map(|m| KeptMessage {
+            client_msg_id: m.client_msg_id.clone(),
+            room: m.room.clone(),
+            text: m.text.clone(),
+        })
+        .collect();
+    let path = outbox_path(cache);
+    match save_outbox(&path, &kept) {
+        Ok(()) if !kept.is_empty() => tracing::info!(
+            "{} unacknowledged message(s) kept in {} for the next run",
+            kept.len(),
+            path.display()
+        ),
+        Ok(()) => {}
+        Err(e) => tracing::error!("cannot keep the unacknowledged messages for the next run: {e}"),
     }
 }
 

@@ -68,7 +68,9 @@ EXIT CODES
   2  bad usage: unknown flag, no password available (headless), no username (headless), a
      server seen for the first time without --trust-fingerprint or --trust-on-first-use
      (headless; its fingerprint is printed)
-  3  messages were still unacknowledged when the drain timeout passed (their number is printed)
+  3  messages were still unacknowledged when the drain timeout passed (their number is printed);
+     they are kept beside the cache (FILE.outbox) and sent on the next run under the same ids,
+     so the server stores each once (not with --no-cache)
   4  the server refused the login or registration (wrong password, unknown user, name taken,
      registration closed, too many failures), could not prove it knows the account's secret,
      or presented a certificate other than the pinned one

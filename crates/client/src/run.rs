@@ -187,6 +187,10 @@ fn run_tui(cli: &Cli, trust: ServerTrust) -> u8 {
                     text.push_str("\n  ");
                     text.push_str(&crate::display::sanitize(&message.text));
                 }
+                text.push_str(
+                    "\nthey are kept beside the cache and sent on the next start, once (with \
+                     --no-cache they are lost)",
+                );
                 print_error(&text);
                 return EXIT_UNSENT;
             }
@@ -236,7 +240,8 @@ fn headless_exit(result: &Result<headless::HeadlessOutcome, AppError>) -> u8 {
     match result {
         Ok(outcome) if outcome.unsent > 0 => print_error(&format!(
             "gc-client: {} message(s) were not acknowledged by the server before the drain \
-             timeout; they were not sent (or not confirmed)",
+             timeout; they are kept beside the cache and sent on the next run, once (with \
+             --no-cache they are lost)",
             outcome.unsent
         )),
         Ok(outcome) if outcome.refused > 0 => print_error(&format!(

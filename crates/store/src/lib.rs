@@ -4,7 +4,8 @@
 //!   `database.msgids` (which client-msg-id produced which record, so retries never duplicate).
 //!   Group commit, an id → offset index, an in-memory tail, crash recovery.
 //! - [`Accounts`]: `usernames.db`, one SCRAM verifier per line, rewritten atomically.
-//! - [`ClientCache`]: the client's `cdatabase.db`, in the record format.
+//! - [`ClientCache`]: the client's `cdatabase.db`, in the record format; [`load_outbox`] and
+//!   [`save_outbox`]: the messages it kept unacknowledged for its next run, beside it.
 //! - [`Rooms`]: room metadata, `rooms.db`, `members.db` and `admins.db`, rewritten atomically.
 //! - [`check`], [`repair`], [`export`]: what `gc-server db …` runs on a data dir.
 //! - [`encode_record`], [`parse_record`]: the record line codec.
@@ -27,6 +28,7 @@ mod files;
 mod lock;
 mod messages;
 mod msgids;
+mod outbox;
 mod rooms;
 
 pub use accounts::{ACCOUNTS_FILE, Account, Accounts};
@@ -46,6 +48,7 @@ pub use messages::{
     RoomSpan, StoreConfig,
 };
 pub use msgids::{MSGIDS_FILE, MsgidsReport};
+pub use outbox::{KeptMessage, UnreadLine, load_outbox, outbox_path, save_outbox};
 pub use rooms::{
     ADMINS_FILE, MAX_TOPIC_BYTES, MEMBERS_FILE, Member, MemberKeys, ROOMS_FILE, RoomInfo, RoomRule,
     Rooms, RoomsReport, Standing,

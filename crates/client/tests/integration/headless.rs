@@ -215,6 +215,22 @@ fn headless_unacknowledged_messages_exit_3() {
         stderr.contains("1 message(s) were not acknowledged"),
         "{stderr}"
     );
+    // Kept beside the cache, and sent exactly once by the next run, input or not.
+    let kept = dir.path().join("c.db.outbox");
+    assert!(kept.exists(), "{stderr}");
+    let server = Server::start();
+    register(&server, "fred", "pw");
+    let mut a = args(&server, "fred", &pw, &dir.path().join("c.db"));
+    a.push("--json".into());
+    let out = run(&a, "");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout.matches("\"lost\"").count(), 1, "{stdout}");
+    assert!(stderr.contains("1 message(s) kept"), "{stderr}");
+    assert!(!kept.exists(), "nothing kept any more");
+    let out = run(&a, "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("lost"), "sent once, shown once");
 }
 
 #[test]
