@@ -75,6 +75,17 @@ impl InputBox {
         self.cursor += s.len();
     }
 
+    /// Replaces the text from `start` to the cursor with `with`, the cursor after it (Tab puts a
+    /// completion in place of the word, or of the previous completion). Nothing happens when
+    /// `start` is not a character boundary before the cursor.
+    pub fn replace_before_cursor(&mut self, start: usize, with: &str) {
+        if start > self.cursor || !self.text.is_char_boundary(start) {
+            return;
+        }
+        self.text.replace_range(start..self.cursor, with);
+        self.cursor = start + with.len();
+    }
+
     /// Inserts one character.
     pub fn insert_char(&mut self, c: char) {
         self.text.insert(self.cursor, c);
@@ -357,6 +368,24 @@ mod tests {
         b.word_right();
         b.delete_to_line_end();
         assert_eq!(b.text(), "first");
+    }
+
+    #[test]
+    fn replacing_the_word_before_the_cursor() {
+        let mut b = typed("hi bo and");
+        for _ in 0.." and".len() {
+            b.left();
+        }
+        b.replace_before_cursor(3, "bobby ");
+        assert_eq!(b.text(), "hi bobby  and");
+        assert_eq!(b.cursor(), "hi bobby ".len());
+        b.replace_before_cursor(3, "bob ");
+        assert_eq!(b.text(), "hi bob  and");
+        let mut b = typed("é");
+        b.replace_before_cursor(1, "x");
+        assert_eq!(b.text(), "é", "not a character boundary: left alone");
+        b.replace_before_cursor(5, "x");
+        assert_eq!(b.text(), "é", "after the cursor: left alone");
     }
 
     #[test]
