@@ -937,13 +937,14 @@ impl App {
         }
     }
 
-    /// Handles a pasted text: inserted as it is, newlines included; never sends.
+    /// Handles a pasted text: inserted as it is, inner newlines included, less a final line
+    /// end; never sends.
     pub fn handle_paste(&mut self, text: &str) {
         self.esc_pending = false;
         self.completion = None;
         match &mut self.screen {
             Screen::Login(form) => form.paste(text),
-            Screen::Chat => self.input.insert(text),
+            Screen::Chat => self.input.paste(text),
         }
     }
 
@@ -1698,11 +1699,33 @@ mod tests {
     #[test]
     fn paste_keeps_newlines_and_never_sends() {
         let mut app = chat();
-        app.handle_terminal(TermEvent::Paste("line 1\r\nline 2\n".into()));
-        assert_eq!(app.input.text(), "line 1\nline 2\n");
+        app.handle_terminal(TermEvent::Paste("line 1\r\nline 2".into()));
+        assert_eq!(app.input.text(), "line 1\nline 2");
         assert!(sent(&mut app).is_empty());
         app.handle_key(key(KeyCode::Enter));
-        assert_eq!(sent(&mut app), ["line 1\nline 2\n"]);
+        assert_eq!(sent(&mut app), ["line 1\nline 2"]);
+    }
+
+    #[test]
+    fn a_paste_loses_its_final_line_end_only() {
+        let mut app = chat();
+        app.handle_terminal(TermEvent::Paste(
+            "fn main() {\r\n    run();\r\n}\r\n".into(),
+        ));
+        assert_eq!(app.input.text(), "fn main() {\n    run();\n}");
+        app.handle_key(key(KeyCode::Enter));
+        assert_eq!(sent(&mut app), ["fn main() {\n    run();\n}"]);
+        // One line end goes, not every one; a terminal's CR counts as one.
+        for (pasted, kept) in [
+            ("one\n", "one"),
+            ("one\r", "one"),
+            ("two\n\n", "two\n"),
+            ("\n", ""),
+        ] {
+            app.input.take();
+            app.handle_terminal(TermEvent::Paste(pasted.into()));
+            assert_eq!(app.input.text(), kept, "{pasted:?}");
+        }
     }
 
     #[test]

@@ -86,6 +86,18 @@ impl InputBox {
         self.cursor = start + with.len();
     }
 
+    /// Inserts a bracketed paste: its line ends as [`InputBox::insert`] makes them, less the
+    /// last one (copying whole lines takes it along, and it would be sent as part of the
+    /// message); the inner ones stay.
+    pub fn paste(&mut self, text: &str) {
+        let text = text
+            .strip_suffix("\r\n")
+            .or_else(|| text.strip_suffix('\n'))
+            .or_else(|| text.strip_suffix('\r'))
+            .unwrap_or(text);
+        self.insert(text);
+    }
+
     /// Inserts one character.
     pub fn insert_char(&mut self, c: char) {
         self.text.insert(self.cursor, c);
@@ -392,6 +404,23 @@ mod tests {
     fn paste_normalises_line_ends() {
         let b = typed("a\r\nb\rc\nd");
         assert_eq!(b.text(), "a\nb\nc\nd");
+    }
+
+    #[test]
+    fn a_paste_drops_one_final_line_end() {
+        for (pasted, kept) in [
+            ("a\r\nb\r\n", "a\nb"),
+            ("a\rb\r", "a\nb"),
+            ("a\n\n", "a\n"),
+            ("a\r\n\r\n", "a\n"),
+            ("a", "a"),
+            ("\r\n", ""),
+        ] {
+            let mut b = InputBox::default();
+            b.paste(pasted);
+            assert_eq!(b.text(), kept, "{pasted:?}");
+            assert_eq!(b.cursor(), kept.len());
+        }
     }
 
     #[test]
