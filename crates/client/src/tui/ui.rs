@@ -853,11 +853,61 @@ mod tests {
     }
 
     #[test]
+    fn tabs_are_drawn_as_spaces_to_the_next_stop() {
+        let mut app = app();
+        // A pasted bit of code: each line's tab stops count from where its text starts.
+        app.add_records(&[record(
+            1,
+            0,
+            "bob",
+            "if x {\n\treturn;\n}\na\tb\tc\nab\tcd\n日本\t語",
+        )]);
+        let buf = draw(&app, 40, 10);
+        let r = rows(&buf);
+        assert_eq!(r[1], "22:13 bob: if x {");
+        assert_eq!(r[2], "              return;");
+        assert_eq!(r[3], "      }");
+        assert_eq!(r[4], "      a       b       c");
+        assert_eq!(r[5], "      ab      cd");
+        assert_eq!(r[6], "      日本    語");
+        // The first row's stops count from after `bob: `, not from the pane's edge.
+        app.add_records(&[record(2, 1, "bob", "x\ty")]);
+        let r = rows(&draw(&app, 40, 10));
+        assert_eq!(r[7], "22:13 bob: x       y");
+        // What is stored and searched is the text as it came.
+        assert_eq!(app.log().entries()[1].searchable(), "x\ty");
+    }
+
+    #[test]
+    fn tabs_wrap_like_spaces_and_rows_are_counted_as_drawn() {
+        let mut app = app();
+        // At 30 cells, `22:13 bob: ` leaves 19: the third tab would end past the edge, so it
+        // breaks the row like a space would, and `d` starts the next one.
+        app.add_records(&[
+            record(1, 0, "bob", "a\tb\tc\td"),
+            record(2, 1, "bob", "end"),
+        ]);
+        let r = rows(&draw(&app, 30, 8));
+        assert_eq!(
+            &r[1..4],
+            ["22:13 bob: a       b       c", "      d", "22:13 bob: end"]
+        );
+        for row in &r {
+            assert!(crate::tui::text::text_width(row) <= 30, "{row}");
+        }
+        // The height used for scrolling is the height drawn.
+        let log = app.log();
+        assert_eq!(log.rows(0, 30), log.lines(0, 30, false).len());
+        assert_eq!(log.rows(0, 30), 3, "the day's separator and two rows");
+    }
+
+    #[test]
     fn remote_control_characters_are_shown_not_obeyed() {
         let mut app = app();
         app.add_records(&[record(1, 0, "mallory", "\u{1b}[2J\u{1b}]0;pwned\u{7}\tx\r")]);
         let buf = draw(&app, 50, 8);
-        assert_eq!(rows(&buf)[1], "22:13 mallory: ␛[2J␛]0;pwned␇␉x␍");
+        // A tab is laid out as spaces (to the stop 16 cells into the text), never sent on.
+        assert_eq!(rows(&buf)[1], "22:13 mallory: ␛[2J␛]0;pwned␇  x␍");
         for cell in buf.content() {
             assert!(
                 !cell.symbol().contains(char::is_control),
