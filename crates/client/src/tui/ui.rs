@@ -554,8 +554,11 @@ struct LoginLayout {
 
 const LABEL_WIDTH: u16 = 11;
 
+/// The login form's widest frame: its longest key hint fits on one row inside it.
+const LOGIN_WIDTH: u16 = 68;
+
 fn login_layout(form: &LoginForm, area: Rect) -> LoginLayout {
-    let width = area.width.min(64);
+    let width = area.width.min(LOGIN_WIDTH);
     let wanted = if form.trust.is_some() {
         16
     } else if form.register {
@@ -720,13 +723,40 @@ fn render_login(app: &App, form: &LoginForm, area: Rect, buf: &mut Buffer) {
     } else {
         "Enter log in · Tab next field · Ctrl+R new account · Esc quit"
     };
-    buf.set_stringn(
-        inner.x,
-        layout.hint,
-        truncate(hint, iw),
-        iw,
-        Style::default().fg(Color::DarkGray),
-    );
+    // Narrower than the hint, it takes the spare row above it too (when the form is tall
+    // enough to have one), broken between keys.
+    let spare = layout.hint >= layout.message.y + 2;
+    let mut rows = hint_rows(hint, iw);
+    if rows.len() > 2 || (rows.len() == 2 && !spare) {
+        rows = vec![hint.to_owned()];
+    }
+    let above = u16::try_from(rows.len().saturating_sub(1)).unwrap_or(0);
+    let top = layout.hint.saturating_sub(above);
+    for (y, row) in (top..).zip(&rows) {
+        buf.set_stringn(
+            inner.x,
+            y,
+            truncate(row, iw),
+            iw,
+            Style::default().fg(Color::DarkGray),
+        );
+    }
+}
+
+/// A key hint (`Enter log in · Tab next field · …`) in rows of at most `width` cells, broken
+/// between keys.
+fn hint_rows(hint: &str, width: usize) -> Vec<String> {
+    let mut rows: Vec<String> = Vec::new();
+    for key in hint.split(" · ") {
+        match rows.last_mut() {
+            Some(row) if text_width(row) + 3 + text_width(key) <= width => {
+                row.push_str(" · ");
+                row.push_str(key);
+            }
+            _ => rows.push(key.to_owned()),
+        }
+    }
+    rows
 }
 
 #[cfg(test)]
@@ -1074,6 +1104,42 @@ mod tests {
             text.contains("y trust and log in · n do not trust"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_login_hint_fits_at_80_columns_and_wraps_when_narrower() {
+        fn form(app: &mut App) -> &mut LoginForm {
+            match &mut app.screen {
+                Screen::Login(form) => form,
+                Screen::Chat => unreachable!("the login form is up"),
+            }
+        }
+        let mut app = App::new("10.0.0.5", Zone::Local);
+        let mut register = App::new("10.0.0.5", Zone::Local);
+        register.prefill(None, true);
+        let mut busy = App::new("10.0.0.5", Zone::Local);
+        form(&mut busy).start("alice", false);
+        let hints = [
+            (
+                &mut app,
+                "Enter log in · Tab next field · Ctrl+R new account · Esc quit",
+            ),
+            (&mut register, "Enter create · Tab next field · Esc back"),
+            (&mut busy, "Esc cancel · Ctrl+C quit"),
+        ];
+        for (app, hint) in hints {
+            let text = rows(&draw(app, 80, 24)).join("\n");
+            assert!(text.contains(hint), "{hint:?} cut:\n{text}");
+            // Narrower, it takes two rows, breaking between keys.
+            let r = rows(&draw(app, 44, 24));
+            let shown: Vec<&str> = r
+                .iter()
+                .filter_map(|row| row.strip_prefix("│ "))
+                .map(|row| row.trim_end_matches('│').trim())
+                .collect();
+            let joined = shown.join(" · ");
+            assert!(joined.contains(hint), "{hint:?} at 44 columns:\n{r:#?}");
+        }
     }
 
     #[test]
