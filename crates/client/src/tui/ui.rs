@@ -601,12 +601,19 @@ fn login_layout(form: &LoginForm, area: Rect) -> LoginLayout {
     }
 }
 
-/// A field as shown: a password as one `•` per character.
+/// What a hidden field shows once something is typed: always as long, so that neither a
+/// glance nor a screen capture tells how long the password is.
+const PASSWORD_MASK: &str = "••••••••";
+
+/// A field as shown: a password as [`PASSWORD_MASK`] (nothing while empty). Its part before the
+/// cursor is then the mask too, unless the cursor is at the start: the cursor shows no more.
 fn field_text(text: &str, hidden: bool) -> String {
-    if hidden {
-        "•".repeat(text.chars().count())
-    } else {
+    if !hidden {
         sanitize(text)
+    } else if text.is_empty() {
+        String::new()
+    } else {
+        PASSWORD_MASK.to_owned()
     }
 }
 
@@ -1143,6 +1150,30 @@ mod tests {
     }
 
     #[test]
+    fn the_password_mask_does_not_tell_its_length() {
+        let shown = |password: &str| {
+            let mut app = App::new("10.0.0.5", Zone::Local);
+            app.prefill(Some("alice"), false);
+            for c in password.chars() {
+                app.handle_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+            }
+            let row = rows(&draw(&app, 80, 24))
+                .into_iter()
+                .find(|r| r.contains("Password"))
+                .unwrap_or_default();
+            (row, cursor(&app, Rect::new(0, 0, 80, 24)))
+        };
+        let (empty, at) = shown("");
+        assert!(!empty.contains('•'), "{empty}");
+        let one = shown("x");
+        assert!(one.0.contains("Password   •••••••• "), "{one:?}");
+        assert_ne!(one.1, at, "the cursor moved on at the first character");
+        for password in ["hunter2", "pw-carol", "correct horse battery staple"] {
+            assert_eq!(shown(password), one, "{password}");
+        }
+    }
+
+    #[test]
     fn login_screen_hides_the_password() {
         let mut app = App::new("10.0.0.5", Zone::Local);
         app.prefill(Some("alice"), false);
@@ -1157,8 +1188,9 @@ mod tests {
         assert!(text.contains("Ctrl+R new account"), "{text}");
         let mut terminal = Terminal::new(TestBackend::new(70, 16)).unwrap();
         terminal.draw(|f| super::draw(f, &app)).unwrap();
+        // The cursor after the mask, which is as long whatever the password.
         let (x, y) = find(&buf, "•••••••");
-        terminal.backend_mut().assert_cursor_position((x + 7, y));
+        terminal.backend_mut().assert_cursor_position((x + 8, y));
     }
 
     // ─────────────────────────────── rooms ───────────────────────────────
