@@ -211,7 +211,33 @@ fn render_chat(app: &App, area: Rect, buf: &mut Buffer) {
     if let Some(people) = layout.people {
         render_people(app, people, buf);
     }
-    render_status(app, layout.status, buf);
+    // The input's overflow hint takes the status bar's end, which shortens the rest (the topic
+    // first) rather than covering it.
+    let status = layout.status;
+    let hint = input_overflow(&layout).map(|text| {
+        let width = u16::try_from(text_width(&text))
+            .unwrap_or(u16::MAX)
+            .min(status.width);
+        (text, width)
+    });
+    let hint_width = hint.as_ref().map_or(0, |(_, w)| *w);
+    render_status(
+        app,
+        Rect {
+            width: status.width - hint_width,
+            ..status
+        },
+        buf,
+    );
+    if let Some((text, width)) = hint {
+        buf.set_stringn(
+            status.x + status.width - width,
+            status.y,
+            truncate(&text, usize::from(width)),
+            usize::from(width),
+            Style::default().fg(Color::Black).bg(Color::Cyan),
+        );
+    }
     render_input(&layout, buf);
 }
 
@@ -508,6 +534,25 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
         Span::styled(format!("outbox {}", app.status.outbox), outbox_style),
     ]);
     buf.set_line(area.x, area.y, &Line::from(spans), area.width);
+}
+
+/// When the input has more rows than its box shows: how many are hidden above and below, for
+/// the end of the status bar, the box's top edge (` ↑ 2 more lines `).
+fn input_overflow(layout: &ChatLayout) -> Option<String> {
+    let shown = usize::from(layout.input.height);
+    let above = layout.input_scroll;
+    let below = layout
+        .input_rows
+        .len()
+        .saturating_sub(layout.input_scroll + shown);
+    let counts = match (above, below) {
+        (0, 0) => return None,
+        (above, 0) => format!("↑ {above}"),
+        (0, below) => format!("↓ {below}"),
+        (above, below) => format!("↑ {above} · ↓ {below}"),
+    };
+    let lines = if above + below == 1 { "line" } else { "lines" };
+    Some(format!(" {counts} more {lines} "))
 }
 
 fn render_input(layout: &ChatLayout, buf: &mut Buffer) {
@@ -1073,6 +1118,38 @@ mod tests {
         let r = rows(&draw(&app, 60, 12));
         assert_eq!(&r[7..], ["  three", "  4", "  5", "  6", "  7"]);
         assert!(r[6].starts_with(" DISCONNECTED"), "{r:?}");
+    }
+
+    #[test]
+    fn a_tall_input_says_how_many_lines_are_hidden() {
+        let mut app = app();
+        app.input.insert("1\n2\n3\n4\n5");
+        let r = rows(&draw(&app, 60, 12));
+        assert!(!r[6].contains("more line"), "all five shown: {r:?}");
+        app.input.insert("\n6\n7");
+        let buf = draw(&app, 60, 12);
+        let r = rows(&buf);
+        assert_eq!(&r[7..], ["  3", "  4", "  5", "  6", "  7"]);
+        // On the status bar, the input box's top edge, at its end.
+        assert!(r[6].starts_with(" DISCONNECTED"), "{r:?}");
+        assert!(r[6].ends_with(" ↑ 2 more lines"), "{r:?}");
+        let (x, y) = find(&buf, "↑ 2 more lines");
+        assert_eq!(buf[(x, y)].bg, Color::Cyan);
+        for _ in 0..5 {
+            app.handle_key(KeyEvent::new(KeyCode::Up, KeyModifiers::NONE));
+        }
+        let r = rows(&draw(&app, 60, 12));
+        assert_eq!(&r[7..], ["> 1", "  2", "  3", "  4", "  5"]);
+        assert!(r[6].ends_with(" ↓ 2 more lines"), "{r:?}");
+        for _ in 0..4 {
+            app.handle_key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE));
+        }
+        let r = rows(&draw(&app, 60, 12));
+        assert_eq!(&r[7..], ["  2", "  3", "  4", "  5", "  6"]);
+        assert!(r[6].ends_with(" ↑ 1 · ↓ 1 more lines"), "{r:?}");
+        app.input.set("1\n2\n3\n4\n5\n6");
+        let r = rows(&draw(&app, 60, 12));
+        assert!(r[6].ends_with(" ↑ 1 more line"), "{r:?}");
     }
 
     #[test]
