@@ -236,7 +236,28 @@ pub struct App {
     watched: Vec<Room>,
     /// The rooms of the last room list (for Tab after `/join`).
     listed: Vec<Room>,
+    /// The Tab completion that the next Tab carries on, if nothing else came in between.
+    completion: Option<Completion>,
     max_id: u64,
+}
+
+/// Entries of the room shown that Tab looks back over to find who wrote last.
+const RECENT_SCAN: usize = 200;
+
+/// A Tab completion in progress.
+#[derive(Debug)]
+struct Completion {
+    /// Where the completed word starts in the input.
+    start: usize,
+    /// What Tab puts in, each with what follows it (`bob: `, `#dev `), in the order offered.
+    candidates: Vec<String>,
+    /// Several commands fit: the first Tab lists them rather than picking one.
+    list_first: bool,
+    /// The candidate in place (`None`: none yet).
+    index: Option<usize>,
+    /// The input as this completion left it: if it is not so at the next Tab, that starts anew.
+    left_text: String,
+    left_cursor: usize,
 }
 
 impl App {
@@ -266,6 +287,7 @@ impl App {
             invited: HashSet::new(),
             watched: Vec::new(),
             listed: Vec::new(),
+            completion: None,
             max_id: 0,
         }
     }
@@ -915,12 +937,14 @@ impl App {
         }
     }
 
-    /// Handles a pasted text: inserted as it is, newlines included; never sends.
+    /// Handles a pasted text: inserted as it is, inner newlines included, less a final line
+    /// end; never sends.
     pub fn handle_paste(&mut self, text: &str) {
         self.esc_pending = false;
+        self.completion = None;
         match &mut self.screen {
             Screen::Login(form) => form.paste(text),
-            Screen::Chat => self.input.insert(text),
+            Screen::Chat => self.input.paste(text),
         }
     }
 
@@ -984,6 +1008,10 @@ impl App {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let alt = key.modifiers.contains(KeyModifiers::ALT);
         let esc_before = std::mem::take(&mut self.esc_pending);
+        if !matches!(key.code, KeyCode::Tab | KeyCode::BackTab) {
+            // Any other key ends a Tab cycle: the next Tab completes afresh.
+            self.completion = None;
+        }
         if let Some(step) = Step::for_key(&key) {
             // Ctrl+P / Ctrl+N step through a search's matches; otherwise they switch rooms.
             if self.search.is_some() {
@@ -1043,7 +1071,8 @@ impl App {
             KeyCode::Down => {
                 self.input.down();
             }
-            KeyCode::Tab => self.complete(),
+            KeyCode::Tab => self.complete(true),
+            KeyCode::BackTab => self.complete(false),
             _ => self.input.edit_key(key),
         }
     }
@@ -1116,67 +1145,155 @@ impl App {
         self.actions.push(Action::LoadOlder { room, before_id });
     }
 
-    /// Tab: completes the word before the cursor: a command at the start of a line (listing
-    /// them when several fit), a room after `/join` or `/part` (or a word starting with `#`),
-    /// else the name of someone online here or anywhere.
-    fn complete(&mut self) {
-        let before = &self.input.text()[..self.input.cursor()];
-        let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
-        let prefix = &before[start..];
-        if prefix.is_empty() {
-            return;
-        }
-        let typed = prefix.chars().count();
-        let command_line = before.starts_with('/');
-        let (completion, suffix) = if start == 0 && command_line {
-            let fits = command::commands_starting(prefix);
-            match fits.as_slice() {
-                [] => return,
-                [one] => ((*one).to_owned(), " "),
-                several => {
-                    let common = common_prefix(several);
-                    if common.len() > prefix.len() {
-                        (common, "")
-                    } else {
-                        let text = format!("commands: {}", several.join(" "));
-                        self.notice(Level::Info, text);
-                        return;
-                    }
+    /// Tab (`forward`) or Shift+Tab: completes the word before the cursor: a command at the
+    /// start of a line, a room after `/join` or `/part` (or a word starting with `#`), else the
+    /// name of someone online here or anywhere. Pressed again (nothing else in between), it puts
+    /// the next candidate (Shift+Tab: the previous one) in place of the last, round the list.
+    /// When several commands fit, the first Tab lists them and puts none in yet.
+    fn complete(&mut self, forward: bool) {
+        let resumed = self.completion.take().filter(|c| {
+            // Anything that changed the input since (a paste, a reply coming back) ends it too.
+            c.left_text == self.input.text() && c.left_cursor == self.input.cursor()
+        });
+        let mut cycle = match resumed {
+            Some(cycle) => cycle,
+            None => {
+                let Some(cycle) = self.new_completion() else {
+                    return;
+                };
+                if cycle.list_first && cycle.candidates.len() > 1 {
+                    let names: Vec<&str> = cycle.candidates.iter().map(|c| c.trim_end()).collect();
+                    let text = format!("commands: {}", names.join(" "));
+                    self.notice(Level::Info, text);
+                    self.completion = Some(cycle);
+                    return;
                 }
-            }
-        } else if prefix.starts_with('#') || command::takes_room(before) {
-            let lower = prefix.to_ascii_lowercase();
-            let found = self
-                .rooms
-                .views()
-                .iter()
-                .map(|v| &v.room)
-                .chain(self.listed.iter())
-                .filter(|r| r.kind() == RoomKind::Room)
-                .map(Room::as_str)
-                .find(|r| {
-                    (r.starts_with(&lower) || r[1..].starts_with(&lower)) && r.len() > prefix.len()
-                });
-            match found {
-                Some(room) => (room.to_owned(), " "),
-                None => return,
-            }
-        } else {
-            let here = self.people().names();
-            let everyone = self.rooms.views()[0].people.names();
-            let names: Vec<String> = here.iter().chain(everyone).cloned().collect();
-            match People::Known(names).complete(prefix) {
-                Some(name) => {
-                    let suffix = if start == 0 { ": " } else { " " };
-                    (name.to_owned(), suffix)
-                }
-                None => return,
+                cycle
             }
         };
-        for _ in 0..typed {
-            self.input.backspace();
+        let n = cycle.candidates.len();
+        let i = match (cycle.index, forward) {
+            (None, true) => 0,
+            (None, false) => n - 1,
+            (Some(i), true) => (i + 1) % n,
+            (Some(i), false) => (i + n - 1) % n,
+        };
+        cycle.index = Some(i);
+        self.input
+            .replace_before_cursor(cycle.start, &cycle.candidates[i]);
+        self.input.text().clone_into(&mut cycle.left_text);
+        cycle.left_cursor = self.input.cursor();
+        self.completion = Some(cycle);
+    }
+
+    /// What Tab can put in place of the word before the cursor, or `None` when nothing fits.
+    fn new_completion(&self) -> Option<Completion> {
+        let before = &self.input.text()[..self.input.cursor()];
+        // The word starts after the last whitespace (which may be wider than a byte).
+        let start = before
+            .char_indices()
+            .rev()
+            .find(|(_, c)| c.is_whitespace())
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let prefix = &before[start..];
+        if prefix.is_empty() {
+            return None;
         }
-        self.input.insert(&format!("{completion}{suffix}"));
+        let command_line = before.starts_with('/');
+        let (candidates, list_first): (Vec<String>, bool) = if start == 0 && command_line {
+            let fits = command::commands_starting(prefix);
+            (fits.iter().map(|c| format!("{c} ")).collect(), true)
+        } else if prefix.starts_with('#') || command::takes_room(before) {
+            let rooms = self.room_candidates(prefix);
+            (rooms.iter().map(|r| format!("{r} ")).collect(), false)
+        } else {
+            let suffix = if start == 0 { ": " } else { " " };
+            let names = self.name_candidates(prefix);
+            (
+                names.iter().map(|n| format!("{n}{suffix}")).collect(),
+                false,
+            )
+        };
+        (!candidates.is_empty()).then(|| Completion {
+            start,
+            candidates,
+            list_first,
+            index: None,
+            left_text: self.input.text().to_owned(),
+            left_cursor: self.input.cursor(),
+        })
+    }
+
+    /// The rooms `prefix` begins (with or without its `#`), in the room list's order, then
+    /// those of the last `/rooms` list.
+    fn room_candidates(&self, prefix: &str) -> Vec<&str> {
+        let lower = prefix.to_ascii_lowercase();
+        let mut found: Vec<&str> = Vec::new();
+        let rooms = self
+            .rooms
+            .views()
+            .iter()
+            .map(|v| &v.room)
+            .chain(self.listed.iter())
+            .filter(|r| r.kind() == RoomKind::Room)
+            .map(Room::as_str);
+        for r in rooms {
+            let bare = r.strip_prefix('#').unwrap_or(r);
+            if (r.starts_with(&lower) || bare.starts_with(&lower)) && !found.contains(&r) {
+                found.push(r);
+            }
+        }
+        found
+    }
+
+    /// The people online whose names `prefix` begins (any case): those who wrote last in the
+    /// room shown first (the usual ones to answer), then those in the room, then the others
+    /// online, each alphabetically; your own name last.
+    fn name_candidates(&self, prefix: &str) -> Vec<&str> {
+        let here = self.people().matching(prefix);
+        let everyone = self
+            .rooms
+            .views()
+            .first()
+            .map(|general| general.people.matching(prefix))
+            .unwrap_or_default();
+        let mut names: Vec<(&str, bool)> = Vec::new();
+        for (name, is_here) in here
+            .into_iter()
+            .map(|n| (n, true))
+            .chain(everyone.into_iter().map(|n| (n, false)))
+        {
+            if !names.iter().any(|(n, _)| *n == name) {
+                names.push((name, is_here));
+            }
+        }
+        let recent = self.recent_writers();
+        names.sort_by_cached_key(|(name, is_here)| {
+            (
+                name.eq_ignore_ascii_case(&self.user),
+                recent
+                    .iter()
+                    .position(|r| r.eq_ignore_ascii_case(name))
+                    .unwrap_or(usize::MAX),
+                !is_here,
+                name.to_ascii_lowercase(),
+            )
+        });
+        names.into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// Who wrote the newest messages of the room shown, newest first (looking back over the
+    /// last [`RECENT_SCAN`] entries only, so Tab stays instant in a long history).
+    fn recent_writers(&self) -> Vec<&str> {
+        let mut writers: Vec<&str> = Vec::new();
+        for entry in self.log().entries().iter().rev().take(RECENT_SCAN) {
+            if let Kind::Message { user, .. } = &entry.kind
+                && !writers.contains(&user.as_str())
+            {
+                writers.push(user);
+            }
+        }
+        writers
     }
 
     fn submit(&mut self) {
@@ -1431,24 +1548,6 @@ fn user_arg(name: &str) -> Result<Username, String> {
     })
 }
 
-/// The longest start all of `words` share.
-fn common_prefix(words: &[&str]) -> String {
-    let Some(first) = words.first() else {
-        return String::new();
-    };
-    let mut len = first.len();
-    for w in &words[1..] {
-        len = len.min(
-            first
-                .bytes()
-                .zip(w.bytes())
-                .take_while(|(a, b)| a == b)
-                .count(),
-        );
-    }
-    first[..len].to_owned()
-}
-
 /// `/rooms`' answer as a notice: one line per room, with its kind, where the account stands,
 /// its members and topic.
 fn rooms_text(list: &[RoomInfo], me: &str) -> String {
@@ -1600,11 +1699,33 @@ mod tests {
     #[test]
     fn paste_keeps_newlines_and_never_sends() {
         let mut app = chat();
-        app.handle_terminal(TermEvent::Paste("line 1\r\nline 2\n".into()));
-        assert_eq!(app.input.text(), "line 1\nline 2\n");
+        app.handle_terminal(TermEvent::Paste("line 1\r\nline 2".into()));
+        assert_eq!(app.input.text(), "line 1\nline 2");
         assert!(sent(&mut app).is_empty());
         app.handle_key(key(KeyCode::Enter));
-        assert_eq!(sent(&mut app), ["line 1\nline 2\n"]);
+        assert_eq!(sent(&mut app), ["line 1\nline 2"]);
+    }
+
+    #[test]
+    fn a_paste_loses_its_final_line_end_only() {
+        let mut app = chat();
+        app.handle_terminal(TermEvent::Paste(
+            "fn main() {\r\n    run();\r\n}\r\n".into(),
+        ));
+        assert_eq!(app.input.text(), "fn main() {\n    run();\n}");
+        app.handle_key(key(KeyCode::Enter));
+        assert_eq!(sent(&mut app), ["fn main() {\n    run();\n}"]);
+        // One line end goes, not every one; a terminal's CR counts as one.
+        for (pasted, kept) in [
+            ("one\n", "one"),
+            ("one\r", "one"),
+            ("two\n\n", "two\n"),
+            ("\n", ""),
+        ] {
+            app.input.take();
+            app.handle_terminal(TermEvent::Paste(pasted.into()));
+            assert_eq!(app.input.text(), kept, "{pasted:?}");
+        }
     }
 
     #[test]
@@ -2015,6 +2136,54 @@ mod tests {
         type_str(&mut app, "ask b");
         app.handle_key(key(KeyCode::Tab));
         assert_eq!(app.input.text(), "carol: ask bob ");
+    }
+
+    #[test]
+    fn tab_cycles_through_every_name_with_your_own_last() {
+        let mut app = chat();
+        app.rooms.current_mut().people = People::Known(vec![
+            "alice".into(),
+            "Albert".into(),
+            "bob".into(),
+            "bobby".into(),
+        ]);
+        type_str(&mut app, "bo");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "bob: ");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "bobby: ", "Tab again: the next name");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "bob: ", "round the list");
+        app.handle_key(key(KeyCode::BackTab));
+        assert_eq!(app.input.text(), "bobby: ", "Shift+Tab goes back");
+        // Another key ends the cycle; the next Tab completes the new word.
+        type_str(&mut app, "a");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "bobby: Albert ", "your own name last");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "bobby: alice ");
+        app.handle_key(key(KeyCode::Left));
+        app.handle_key(key(KeyCode::Right));
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "bobby: alice ", "the cycle ended at Left");
+        // A word after a space wider than a byte.
+        app.input.take();
+        type_str(&mut app, "hi\u{3000}bobb");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "hi\u{3000}bobby ");
+    }
+
+    #[test]
+    fn tab_offers_who_wrote_last_first() {
+        let mut app = chat();
+        app.rooms.current_mut().people =
+            People::Known(vec!["bob".into(), "bobby".into(), "boris".into()]);
+        app.add_records(&[record(1, "bob", "one"), record(2, "bobby", "two")]);
+        type_str(&mut app, "bo");
+        for expected in ["bobby: ", "bob: ", "boris: ", "bobby: "] {
+            app.handle_key(key(KeyCode::Tab));
+            assert_eq!(app.input.text(), expected);
+        }
     }
 
     // ─────────────────────────────── rooms ───────────────────────────────
@@ -2651,5 +2820,34 @@ mod tests {
         type_str(&mut app, "ca");
         app.handle_key(key(KeyCode::Tab));
         assert_eq!(app.input.text(), "/msg carol ");
+    }
+
+    #[test]
+    fn tab_cycles_through_commands_and_rooms() {
+        let mut app = rooms_chat();
+        app.add_records(&[
+            record_in(1, "#dev", "bob", "x"),
+            record_in(2, "#devops", "bob", "y"),
+        ]);
+        type_str(&mut app, "/m");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "/m", "several fit: listed first");
+        assert_eq!(last_notice(&app), "commands: /me /msg /mute");
+        for expected in ["/me ", "/msg ", "/mute ", "/me "] {
+            app.handle_key(key(KeyCode::Tab));
+            assert_eq!(app.input.text(), expected);
+        }
+        app.handle_key(key(KeyCode::BackTab));
+        assert_eq!(app.input.text(), "/mute ");
+        app.input.take();
+        type_str(&mut app, "/join d");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "/join #dev ");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "/join #devops ");
+        // A paste ends the cycle too.
+        app.handle_paste("x");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "/join #devops x");
     }
 }

@@ -75,6 +75,29 @@ impl InputBox {
         self.cursor += s.len();
     }
 
+    /// Replaces the text from `start` to the cursor with `with`, the cursor after it (Tab puts a
+    /// completion in place of the word, or of the previous completion). Nothing happens when
+    /// `start` is not a character boundary before the cursor.
+    pub fn replace_before_cursor(&mut self, start: usize, with: &str) {
+        if start > self.cursor || !self.text.is_char_boundary(start) {
+            return;
+        }
+        self.text.replace_range(start..self.cursor, with);
+        self.cursor = start + with.len();
+    }
+
+    /// Inserts a bracketed paste: its line ends as [`InputBox::insert`] makes them, less the
+    /// last one (copying whole lines takes it along, and it would be sent as part of the
+    /// message); the inner ones stay.
+    pub fn paste(&mut self, text: &str) {
+        let text = text
+            .strip_suffix("\r\n")
+            .or_else(|| text.strip_suffix('\n'))
+            .or_else(|| text.strip_suffix('\r'))
+            .unwrap_or(text);
+        self.insert(text);
+    }
+
     /// Inserts one character.
     pub fn insert_char(&mut self, c: char) {
         self.text.insert(self.cursor, c);
@@ -360,9 +383,44 @@ mod tests {
     }
 
     #[test]
+    fn replacing_the_word_before_the_cursor() {
+        let mut b = typed("hi bo and");
+        for _ in 0.." and".len() {
+            b.left();
+        }
+        b.replace_before_cursor(3, "bobby ");
+        assert_eq!(b.text(), "hi bobby  and");
+        assert_eq!(b.cursor(), "hi bobby ".len());
+        b.replace_before_cursor(3, "bob ");
+        assert_eq!(b.text(), "hi bob  and");
+        let mut b = typed("é");
+        b.replace_before_cursor(1, "x");
+        assert_eq!(b.text(), "é", "not a character boundary: left alone");
+        b.replace_before_cursor(5, "x");
+        assert_eq!(b.text(), "é", "after the cursor: left alone");
+    }
+
+    #[test]
     fn paste_normalises_line_ends() {
         let b = typed("a\r\nb\rc\nd");
         assert_eq!(b.text(), "a\nb\nc\nd");
+    }
+
+    #[test]
+    fn a_paste_drops_one_final_line_end() {
+        for (pasted, kept) in [
+            ("a\r\nb\r\n", "a\nb"),
+            ("a\rb\r", "a\nb"),
+            ("a\n\n", "a\n"),
+            ("a\r\n\r\n", "a\n"),
+            ("a", "a"),
+            ("\r\n", ""),
+        ] {
+            let mut b = InputBox::default();
+            b.paste(pasted);
+            assert_eq!(b.text(), kept, "{pasted:?}");
+            assert_eq!(b.cursor(), kept.len());
+        }
     }
 
     #[test]

@@ -39,13 +39,15 @@ impl People {
         notes
     }
 
-    /// The first name that `prefix` begins (ignoring ASCII case) and that is longer than it.
-    pub fn complete(&self, prefix: &str) -> Option<&str> {
+    /// The names that `prefix` begins (ignoring ASCII case), itself included, in the list's
+    /// order.
+    pub fn matching(&self, prefix: &str) -> Vec<&str> {
         let lower = prefix.to_ascii_lowercase();
         self.names()
             .iter()
-            .find(|p| p.to_ascii_lowercase().starts_with(&lower) && p.len() > prefix.len())
+            .filter(|p| p.to_ascii_lowercase().starts_with(&lower))
             .map(String::as_str)
+            .collect()
     }
 }
 
@@ -103,11 +105,16 @@ mod tests {
     }
 
     #[test]
-    fn completion_takes_the_first_longer_name() {
+    fn completion_finds_every_name_the_prefix_begins() {
         let people = People::Known(names(&["bob", "Carol", "carl"]));
-        assert_eq!(people.complete("CA"), Some("Carol"));
-        assert_eq!(people.complete("carl"), None, "nothing longer");
-        assert_eq!(People::Unknown.complete("b"), None);
+        assert_eq!(people.matching("CA"), ["Carol", "carl"]);
+        assert_eq!(
+            people.matching("carl"),
+            ["carl"],
+            "a whole name fits itself"
+        );
+        assert!(people.matching("carlo").is_empty());
+        assert!(People::Unknown.matching("b").is_empty());
     }
 
     #[test]

@@ -219,13 +219,20 @@ pub fn layout_message(
     }
 }
 
-/// Each line of `text` made harmless, on its own row.
+/// Each line of `text` made harmless, on its own row; tabs as spaces to the next tab stop,
+/// counted from where the text starts on its row (so pasted code keeps its columns).
 fn push_paragraphs(w: &mut Wrapper, text: &str, style: Style) {
+    w.mark_origin();
     for (i, line) in text.split('\n').enumerate() {
         if i > 0 {
             w.break_line();
         }
-        w.push(&sanitize(line), style);
+        for (j, part) in line.split('\t').enumerate() {
+            if j > 0 {
+                w.tab(style);
+            }
+            w.push(&sanitize(part), style);
+        }
     }
 }
 

@@ -62,6 +62,9 @@ pub fn user_color(name: &str) -> Color {
     PALETTE[(hash % PALETTE.len() as u32) as usize]
 }
 
+/// Cells between tab stops in a message's text.
+pub const TAB_WIDTH: usize = 8;
+
 /// Greedy word wrap into rows of at most `width` cells. Rows after the first start with `indent`
 /// spaces. Spaces where a row breaks are dropped; a word longer than a row is broken between
 /// graphemes (which is also how CJK text, which has no spaces, wraps).
@@ -80,6 +83,8 @@ pub struct Wrapper {
     run_style: Style,
     /// The current row holds nothing but its indent.
     fresh: bool,
+    /// The column tab stops count from on the current row: where its text starts.
+    origin: usize,
 }
 
 impl Wrapper {
@@ -97,6 +102,7 @@ impl Wrapper {
             run: String::new(),
             run_style: Style::default(),
             fresh: true,
+            origin: 0,
         }
     }
 
@@ -140,6 +146,19 @@ impl Wrapper {
         self.new_row();
     }
 
+    /// Tab stops on this row count from here (after `HH:MM user: `); on the next rows, from the
+    /// indent.
+    pub fn mark_origin(&mut self) {
+        self.origin = self.col;
+    }
+
+    /// A tab: spaces up to the next stop, every [`TAB_WIDTH`] cells from the origin. Like other
+    /// spaces they vanish where the row breaks (the next row starts on a stop anyway).
+    pub fn tab(&mut self, style: Style) {
+        let n = TAB_WIDTH - self.col.saturating_sub(self.origin) % TAB_WIDTH;
+        self.push(&" ".repeat(n), style);
+    }
+
     fn put(&mut self, s: &str, w: usize, style: Style) {
         if self.build {
             if style != self.run_style && !self.run.is_empty() {
@@ -171,6 +190,7 @@ impl Wrapper {
             }
         }
         self.col = self.indent;
+        self.origin = self.indent;
         self.fresh = true;
     }
 
@@ -253,6 +273,38 @@ mod tests {
         assert_eq!(text_width("👍🏽"), 2);
         assert_eq!(text_width("e\u{301}"), 1);
         assert_eq!(wrap("ab 👍👍👍", 5, 0), ["ab 👍", "👍👍"]);
+    }
+
+    #[test]
+    fn tabs_go_to_the_next_stop_from_the_origin() {
+        let build = |width: usize| {
+            let mut w = Wrapper::new(width, 2, true);
+            w.push("> ", Style::default());
+            w.mark_origin();
+            for (i, part) in ["a", "bcdefgh", "12345678", "x"].iter().enumerate() {
+                if i > 0 {
+                    w.tab(Style::default());
+                }
+                w.push(part, Style::default());
+            }
+            w.break_line();
+            w.tab(Style::default());
+            w.push("y", Style::default());
+            let rows = w.rows();
+            let lines: Vec<String> = w.finish().iter().map(ToString::to_string).collect();
+            assert_eq!(lines.len(), rows);
+            lines
+        };
+        // `a` then 7 spaces; `bcdefgh` then 1; `12345678` fills its 8 and the tab takes 8 more.
+        assert_eq!(
+            build(40),
+            ["> a       bcdefgh 12345678        x", "          y"]
+        );
+        // A tab that would cross the edge breaks the row and vanishes, like a space.
+        assert_eq!(
+            build(30),
+            ["> a       bcdefgh 12345678", "  x", "          y"]
+        );
     }
 
     #[test]

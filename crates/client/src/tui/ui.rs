@@ -211,7 +211,33 @@ fn render_chat(app: &App, area: Rect, buf: &mut Buffer) {
     if let Some(people) = layout.people {
         render_people(app, people, buf);
     }
-    render_status(app, layout.status, buf);
+    // The input's overflow hint takes the status bar's end, which shortens the rest (the topic
+    // first) rather than covering it.
+    let status = layout.status;
+    let hint = input_overflow(&layout).map(|text| {
+        let width = u16::try_from(text_width(&text))
+            .unwrap_or(u16::MAX)
+            .min(status.width);
+        (text, width)
+    });
+    let hint_width = hint.as_ref().map_or(0, |(_, w)| *w);
+    render_status(
+        app,
+        Rect {
+            width: status.width - hint_width,
+            ..status
+        },
+        buf,
+    );
+    if let Some((text, width)) = hint {
+        buf.set_stringn(
+            status.x + status.width - width,
+            status.y,
+            truncate(&text, usize::from(width)),
+            usize::from(width),
+            Style::default().fg(Color::Black).bg(Color::Cyan),
+        );
+    }
     render_input(&layout, buf);
 }
 
@@ -510,6 +536,25 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
     buf.set_line(area.x, area.y, &Line::from(spans), area.width);
 }
 
+/// When the input has more rows than its box shows: how many are hidden above and below, for
+/// the end of the status bar, the box's top edge (` ↑ 2 more lines `).
+fn input_overflow(layout: &ChatLayout) -> Option<String> {
+    let shown = usize::from(layout.input.height);
+    let above = layout.input_scroll;
+    let below = layout
+        .input_rows
+        .len()
+        .saturating_sub(layout.input_scroll + shown);
+    let counts = match (above, below) {
+        (0, 0) => return None,
+        (above, 0) => format!("↑ {above}"),
+        (0, below) => format!("↓ {below}"),
+        (above, below) => format!("↑ {above} · ↓ {below}"),
+    };
+    let lines = if above + below == 1 { "line" } else { "lines" };
+    Some(format!(" {counts} more {lines} "))
+}
+
 fn render_input(layout: &ChatLayout, buf: &mut Buffer) {
     let area = layout.input;
     let rows = layout
@@ -554,8 +599,11 @@ struct LoginLayout {
 
 const LABEL_WIDTH: u16 = 11;
 
+/// The login form's widest frame: its longest key hint fits on one row inside it.
+const LOGIN_WIDTH: u16 = 68;
+
 fn login_layout(form: &LoginForm, area: Rect) -> LoginLayout {
-    let width = area.width.min(64);
+    let width = area.width.min(LOGIN_WIDTH);
     let wanted = if form.trust.is_some() {
         16
     } else if form.register {
@@ -598,12 +646,19 @@ fn login_layout(form: &LoginForm, area: Rect) -> LoginLayout {
     }
 }
 
-/// A field as shown: a password as one `•` per character.
+/// What a hidden field shows once something is typed: always as long, so that neither a
+/// glance nor a screen capture tells how long the password is.
+const PASSWORD_MASK: &str = "••••••••";
+
+/// A field as shown: a password as [`PASSWORD_MASK`] (nothing while empty). Its part before the
+/// cursor is then the mask too, unless the cursor is at the start: the cursor shows no more.
 fn field_text(text: &str, hidden: bool) -> String {
-    if hidden {
-        "•".repeat(text.chars().count())
-    } else {
+    if !hidden {
         sanitize(text)
+    } else if text.is_empty() {
+        String::new()
+    } else {
+        PASSWORD_MASK.to_owned()
     }
 }
 
@@ -720,13 +775,40 @@ fn render_login(app: &App, form: &LoginForm, area: Rect, buf: &mut Buffer) {
     } else {
         "Enter log in · Tab next field · Ctrl+R new account · Esc quit"
     };
-    buf.set_stringn(
-        inner.x,
-        layout.hint,
-        truncate(hint, iw),
-        iw,
-        Style::default().fg(Color::DarkGray),
-    );
+    // Narrower than the hint, it takes the spare row above it too (when the form is tall
+    // enough to have one), broken between keys.
+    let spare = layout.hint >= layout.message.y + 2;
+    let mut rows = hint_rows(hint, iw);
+    if rows.len() > 2 || (rows.len() == 2 && !spare) {
+        rows = vec![hint.to_owned()];
+    }
+    let above = u16::try_from(rows.len().saturating_sub(1)).unwrap_or(0);
+    let top = layout.hint.saturating_sub(above);
+    for (y, row) in (top..).zip(&rows) {
+        buf.set_stringn(
+            inner.x,
+            y,
+            truncate(row, iw),
+            iw,
+            Style::default().fg(Color::DarkGray),
+        );
+    }
+}
+
+/// A key hint (`Enter log in · Tab next field · …`) in rows of at most `width` cells, broken
+/// between keys.
+fn hint_rows(hint: &str, width: usize) -> Vec<String> {
+    let mut rows: Vec<String> = Vec::new();
+    for key in hint.split(" · ") {
+        match rows.last_mut() {
+            Some(row) if text_width(row) + 3 + text_width(key) <= width => {
+                row.push_str(" · ");
+                row.push_str(key);
+            }
+            _ => rows.push(key.to_owned()),
+        }
+    }
+    rows
 }
 
 #[cfg(test)]
@@ -853,11 +935,61 @@ mod tests {
     }
 
     #[test]
+    fn tabs_are_drawn_as_spaces_to_the_next_stop() {
+        let mut app = app();
+        // A pasted bit of code: each line's tab stops count from where its text starts.
+        app.add_records(&[record(
+            1,
+            0,
+            "bob",
+            "if x {\n\treturn;\n}\na\tb\tc\nab\tcd\n日本\t語",
+        )]);
+        let buf = draw(&app, 40, 10);
+        let r = rows(&buf);
+        assert_eq!(r[1], "22:13 bob: if x {");
+        assert_eq!(r[2], "              return;");
+        assert_eq!(r[3], "      }");
+        assert_eq!(r[4], "      a       b       c");
+        assert_eq!(r[5], "      ab      cd");
+        assert_eq!(r[6], "      日本    語");
+        // The first row's stops count from after `bob: `, not from the pane's edge.
+        app.add_records(&[record(2, 1, "bob", "x\ty")]);
+        let r = rows(&draw(&app, 40, 10));
+        assert_eq!(r[7], "22:13 bob: x       y");
+        // What is stored and searched is the text as it came.
+        assert_eq!(app.log().entries()[1].searchable(), "x\ty");
+    }
+
+    #[test]
+    fn tabs_wrap_like_spaces_and_rows_are_counted_as_drawn() {
+        let mut app = app();
+        // At 30 cells, `22:13 bob: ` leaves 19: the third tab would end past the edge, so it
+        // breaks the row like a space would, and `d` starts the next one.
+        app.add_records(&[
+            record(1, 0, "bob", "a\tb\tc\td"),
+            record(2, 1, "bob", "end"),
+        ]);
+        let r = rows(&draw(&app, 30, 8));
+        assert_eq!(
+            &r[1..4],
+            ["22:13 bob: a       b       c", "      d", "22:13 bob: end"]
+        );
+        for row in &r {
+            assert!(crate::tui::text::text_width(row) <= 30, "{row}");
+        }
+        // The height used for scrolling is the height drawn.
+        let log = app.log();
+        assert_eq!(log.rows(0, 30), log.lines(0, 30, false).len());
+        assert_eq!(log.rows(0, 30), 3, "the day's separator and two rows");
+    }
+
+    #[test]
     fn remote_control_characters_are_shown_not_obeyed() {
         let mut app = app();
         app.add_records(&[record(1, 0, "mallory", "\u{1b}[2J\u{1b}]0;pwned\u{7}\tx\r")]);
         let buf = draw(&app, 50, 8);
-        assert_eq!(rows(&buf)[1], "22:13 mallory: ␛[2J␛]0;pwned␇␉x␍");
+        // A tab is laid out as spaces (to the stop 16 cells into the text), never sent on.
+        assert_eq!(rows(&buf)[1], "22:13 mallory: ␛[2J␛]0;pwned␇  x␍");
         for cell in buf.content() {
             assert!(
                 !cell.symbol().contains(char::is_control),
@@ -989,6 +1121,38 @@ mod tests {
     }
 
     #[test]
+    fn a_tall_input_says_how_many_lines_are_hidden() {
+        let mut app = app();
+        app.input.insert("1\n2\n3\n4\n5");
+        let r = rows(&draw(&app, 60, 12));
+        assert!(!r[6].contains("more line"), "all five shown: {r:?}");
+        app.input.insert("\n6\n7");
+        let buf = draw(&app, 60, 12);
+        let r = rows(&buf);
+        assert_eq!(&r[7..], ["  3", "  4", "  5", "  6", "  7"]);
+        // On the status bar, the input box's top edge, at its end.
+        assert!(r[6].starts_with(" DISCONNECTED"), "{r:?}");
+        assert!(r[6].ends_with(" ↑ 2 more lines"), "{r:?}");
+        let (x, y) = find(&buf, "↑ 2 more lines");
+        assert_eq!(buf[(x, y)].bg, Color::Cyan);
+        for _ in 0..5 {
+            app.handle_key(KeyEvent::new(KeyCode::Up, KeyModifiers::NONE));
+        }
+        let r = rows(&draw(&app, 60, 12));
+        assert_eq!(&r[7..], ["> 1", "  2", "  3", "  4", "  5"]);
+        assert!(r[6].ends_with(" ↓ 2 more lines"), "{r:?}");
+        for _ in 0..4 {
+            app.handle_key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE));
+        }
+        let r = rows(&draw(&app, 60, 12));
+        assert_eq!(&r[7..], ["  2", "  3", "  4", "  5", "  6"]);
+        assert!(r[6].ends_with(" ↑ 1 · ↓ 1 more lines"), "{r:?}");
+        app.input.set("1\n2\n3\n4\n5\n6");
+        let r = rows(&draw(&app, 60, 12));
+        assert!(r[6].ends_with(" ↑ 1 more line"), "{r:?}");
+    }
+
+    #[test]
     fn scrolled_up_shows_the_new_messages_marker() {
         let mut app = app();
         app.add_records(
@@ -1027,6 +1191,66 @@ mod tests {
     }
 
     #[test]
+    fn the_login_hint_fits_at_80_columns_and_wraps_when_narrower() {
+        fn form(app: &mut App) -> &mut LoginForm {
+            match &mut app.screen {
+                Screen::Login(form) => form,
+                Screen::Chat => unreachable!("the login form is up"),
+            }
+        }
+        let mut app = App::new("10.0.0.5", Zone::Local);
+        let mut register = App::new("10.0.0.5", Zone::Local);
+        register.prefill(None, true);
+        let mut busy = App::new("10.0.0.5", Zone::Local);
+        form(&mut busy).start("alice", false);
+        let hints = [
+            (
+                &mut app,
+                "Enter log in · Tab next field · Ctrl+R new account · Esc quit",
+            ),
+            (&mut register, "Enter create · Tab next field · Esc back"),
+            (&mut busy, "Esc cancel · Ctrl+C quit"),
+        ];
+        for (app, hint) in hints {
+            let text = rows(&draw(app, 80, 24)).join("\n");
+            assert!(text.contains(hint), "{hint:?} cut:\n{text}");
+            // Narrower, it takes two rows, breaking between keys.
+            let r = rows(&draw(app, 44, 24));
+            let shown: Vec<&str> = r
+                .iter()
+                .filter_map(|row| row.strip_prefix("│ "))
+                .map(|row| row.trim_end_matches('│').trim())
+                .collect();
+            let joined = shown.join(" · ");
+            assert!(joined.contains(hint), "{hint:?} at 44 columns:\n{r:#?}");
+        }
+    }
+
+    #[test]
+    fn the_password_mask_does_not_tell_its_length() {
+        let shown = |password: &str| {
+            let mut app = App::new("10.0.0.5", Zone::Local);
+            app.prefill(Some("alice"), false);
+            for c in password.chars() {
+                app.handle_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+            }
+            let row = rows(&draw(&app, 80, 24))
+                .into_iter()
+                .find(|r| r.contains("Password"))
+                .unwrap_or_default();
+            (row, cursor(&app, Rect::new(0, 0, 80, 24)))
+        };
+        let (empty, at) = shown("");
+        assert!(!empty.contains('•'), "{empty}");
+        let one = shown("x");
+        assert!(one.0.contains("Password   •••••••• "), "{one:?}");
+        assert_ne!(one.1, at, "the cursor moved on at the first character");
+        for password in ["hunter2", "pw-carol", "correct horse battery staple"] {
+            assert_eq!(shown(password), one, "{password}");
+        }
+    }
+
+    #[test]
     fn login_screen_hides_the_password() {
         let mut app = App::new("10.0.0.5", Zone::Local);
         app.prefill(Some("alice"), false);
@@ -1041,8 +1265,9 @@ mod tests {
         assert!(text.contains("Ctrl+R new account"), "{text}");
         let mut terminal = Terminal::new(TestBackend::new(70, 16)).unwrap();
         terminal.draw(|f| super::draw(f, &app)).unwrap();
+        // The cursor after the mask, which is as long whatever the password.
         let (x, y) = find(&buf, "•••••••");
-        terminal.backend_mut().assert_cursor_position((x + 7, y));
+        terminal.backend_mut().assert_cursor_position((x + 8, y));
     }
 
     // ─────────────────────────────── rooms ───────────────────────────────

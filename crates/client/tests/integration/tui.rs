@@ -205,8 +205,9 @@ fn tui_registers_sends_receives_and_restores_the_terminal() {
         "not cleared:\n{screen}"
     );
 
-    // A bracketed paste keeps its newlines and does not send: Enter does, as one message.
-    let out = tmux.cmd(&["set-buffer", "--", "pasted line 1\npasted line 2"]);
+    // A bracketed paste keeps its newlines and does not send: Enter does, as one message. The
+    // paste's final line end (tmux pastes it as CR) is not part of the message.
+    let out = tmux.cmd(&["set-buffer", "--", "pasted line 1\npasted line 2\n"]);
     assert!(out.status.success(), "{out:?}");
     let out = tmux.cmd(&["paste-buffer", "-p", "-t", "gc"]);
     assert!(out.status.success(), "{out:?}");
@@ -215,6 +216,29 @@ fn tui_registers_sends_receives_and_restores_the_terminal() {
     tmux.key("Enter");
     bob.wait_records(4);
     assert_eq!(bob.bodies()[3], "pasted line 1\npasted line 2");
+
+    // A tab in a message is drawn as spaces to the next tab stop, not as a symbol.
+    bob.send("col\tumn");
+    tmux.wait_for("bob: col     umn", &log);
+
+    // Tab completes a name, and again the next one (bob wrote last: he comes first); Shift+Tab
+    // goes back.
+    register(&server, "bobby", "pw-bobby");
+    let mut bobby = TestClient::start(config(&server, "bobby", "pw-bobby"));
+    bobby.wait_active();
+    let input_is =
+        |text: &'static str| move |screen: &str| screen.lines().any(|l| l.trim_end() == text);
+    tmux.wait_until("bobby in the people pane", &log, |screen| {
+        screen.lines().any(|l| l.trim_end().ends_with("│ bobby"))
+    });
+    tmux.type_text("bo");
+    tmux.key("Tab");
+    tmux.wait_until("bob completed", &log, input_is("> bob:"));
+    tmux.key("Tab");
+    tmux.wait_until("bobby completed", &log, input_is("> bobby:"));
+    tmux.key("BTab");
+    tmux.wait_until("back to bob", &log, input_is("> bob:"));
+    tmux.key("C-u");
 
     // Unknown commands are never sent.
     tmux.type_text("/frobnicate");
@@ -236,6 +260,7 @@ fn tui_registers_sends_receives_and_restores_the_terminal() {
     assert!(remembered.contains("user = \"carol\""), "{remembered}");
     assert!(!remembered.contains("pw-carol"), "{remembered}");
     assert_eq!(bob.close(), 0);
+    assert_eq!(bobby.close(), 0);
     // "/frobnicate" was never sent.
     let stored = server.stored_lines();
     assert!(
