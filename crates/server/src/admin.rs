@@ -442,7 +442,82 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
             tracing::info!("exported {} records", report.records);
             Ok(true)
         }
+        DbCommand::Import { original } => {
+            let r = gc_store::import_original(dir, original).map_err(|e| match e {
+                StoreError::Locked { .. } => ServerError::Usage(format!(
+                    "a server is running on {}: stop it before importing",
+                    dir.display()
+                )),
+                e => e.into(),
+            })?;
+            import_report(&r, original, dir, out).map_err(write_err)?;
+            Ok(true)
+        }
     }
+}
+
+/// What `db import` says: what came in, what was changed on the way, and each line left out.
+fn import_report(
+    r: &gc_store::ImportReport,
+    original: &Path,
+    dir: &Path,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "imported {} of {} lines of {} into {} as #general (ids 1-{})",
+        r.imported,
+        r.lines,
+        original.display(),
+        dir.join(gc_store::DATABASE_FILE).display(),
+        r.imported
+    )?;
+    let notes = [
+        (r.blank, "blank lines skipped"),
+        (
+            r.repeated_ids,
+            "original ids repeated an earlier one (the prototype restarted them)",
+        ),
+        (r.renumbered, "records renumbered"),
+        (r.truncated_timestamps, "timestamps cut to the microsecond"),
+        (
+            r.earlier_timestamps,
+            "timestamps earlier than the record before (kept as they were)",
+        ),
+        (
+            r.kept_backslashes,
+            "backslashes without a known escape, kept as written",
+        ),
+    ];
+    for (n, what) in notes {
+        if n > 0 {
+            writeln!(out, "  {n} {what}")?;
+        }
+    }
+    if r.no_final_newline {
+        writeln!(
+            out,
+            "  the last line had no newline; it was read all the same"
+        )?;
+    }
+    if r.unread_count > 0 {
+        writeln!(
+            out,
+            "{} lines could not be read and were left out:",
+            r.unread_count
+        )?;
+        for (line, why) in &r.unread {
+            writeln!(out, "  line {line}: {why}")?;
+        }
+        if r.unread_count > r.unread.len() as u64 {
+            writeln!(
+                out,
+                "  … and {} more",
+                r.unread_count - r.unread.len() as u64
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn lock(dir: &Path) -> Result<DataDirLock, ServerError> {

@@ -289,6 +289,15 @@ pub enum DbCommand {
         #[arg(long, value_name = "ROOM", value_parser = parse_room)]
         room: Option<gc_protocol::Room>,
     },
+    /// Bring in the history of the original Python prototype: its database.db (7-decimal
+    /// timestamps, repeated ids, a leading blank line, no final newline are all fine) becomes
+    /// #general's, renumbered 1, 2, 3, … in the file's order. The data dir must hold no messages
+    /// yet (stop the server first). Lines that cannot be read are left out and listed with why.
+    Import {
+        /// The prototype's database.db.
+        #[arg(long, value_name = "FILE")]
+        original: PathBuf,
+    },
 }
 
 fn parse_room(s: &str) -> Result<gc_protocol::Room, String> {

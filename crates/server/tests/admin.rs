@@ -321,3 +321,58 @@ fn room_add_list_members_remove_and_user_admin() {
     let list = run_room(RoomCommand::List, &c).unwrap();
     assert!(!list.contains("#dev"), "{list}");
 }
+
+#[test]
+fn db_import_brings_in_a_prototype_history_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("original.db");
+    // Shaped like the prototype's file: a blank first line, time.time() with 7 decimals, ids
+    // restarting at 2, an unreadable line, no final newline.
+    std::fs::write(
+        &original,
+        "\n2;1640995200.1234567;Bob;Hello\\nthere\n3;1640995201.25;Bob;second; with a semicolon\n\
+         2;1640995300.0000001;Bob;after a restart\n3;not-a-time;Bob;lost\n4;1640995400;Bob;the end",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let c = config(&data);
+    let import = DbCommand::Import {
+        original: original.clone(),
+    };
+    let mut out = Vec::new();
+    assert!(admin::db(&import, &c, &mut out).unwrap());
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("imported 4 of 6 lines"), "{text}");
+    assert!(text.contains("1 original ids repeated"), "{text}");
+    assert!(
+        text.contains("line 5: the timestamp is not seconds"),
+        "{text}"
+    );
+    assert!(text.contains("no newline"), "{text}");
+
+    let mut out = Vec::new();
+    assert!(admin::db(&DbCommand::Check, &c, &mut out).unwrap());
+    let export = DbCommand::Export {
+        format: ExportFormat::Plain,
+        output: None,
+        room: None,
+    };
+    let mut out = Vec::new();
+    admin::db(&export, &c, &mut out).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "1;1640995200.123456;Bob;Hello\\nthere\n\
+         2;1640995201.25;Bob;second; with a semicolon\n\
+         3;1640995300;Bob;after a restart\n\
+         4;1640995400;Bob;the end\n"
+    );
+    // A server opens it; a second import refuses to mix histories.
+    let mut running = c.clone();
+    running.bind = [127, 0, 0, 1].into();
+    running.connect_port = 0;
+    running.auth_port = 0;
+    running.send_port = 0;
+    gc_server::start(running).unwrap().shutdown();
+    let err = admin::db(&import, &c, &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("already holds messages"), "{err}");
+}

@@ -172,6 +172,19 @@ pub enum StoreError {
         dir: PathBuf,
     },
 
+    /// An import needs a data dir without messages.
+    #[error(
+        "{} already holds messages ({what}): import into a new, empty data dir (--data-dir), \
+         then move it into place",
+        dir.display()
+    )]
+    ImportTarget {
+        /// The data dir.
+        dir: PathBuf,
+        /// What is in it.
+        what: String,
+    },
+
     /// A file in the `rooms` directory is not named after a room.
     #[error(
         "{} is not a room's file (rooms/NAME.db, for the room #NAME or the direct conversation \

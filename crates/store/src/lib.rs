@@ -7,7 +7,8 @@
 //! - [`ClientCache`]: the client's `cdatabase.db`, in the record format; [`load_outbox`] and
 //!   [`save_outbox`]: the messages it kept unacknowledged for its next run, beside it.
 //! - [`Rooms`]: room metadata, `rooms.db`, `members.db` and `admins.db`, rewritten atomically.
-//! - [`check`], [`repair`], [`export`]: what `gc-server db …` runs on a data dir.
+//! - [`check`], [`repair`], [`export`], [`import_original`]: what `gc-server db …` runs on a
+//!   data dir.
 //! - [`encode_record`], [`parse_record`]: the record line codec.
 //!
 //! Formats are described in the protocol notes (§4 Storage): a record line is
@@ -25,6 +26,7 @@ mod cache;
 mod codec;
 mod error;
 mod files;
+mod import;
 mod lock;
 mod messages;
 mod msgids;
@@ -42,6 +44,7 @@ pub use codec::{
 };
 pub use error::{LineError, Result, StoreError};
 pub use files::FaultyLine;
+pub use import::{ImportReport, MAX_LISTED_UNREAD, import_original};
 pub use lock::{DATABASE_FILE, DataDirLock};
 pub use messages::{
     Appended, FsyncPolicy, MessageStore, OpenReport, Page, ParseFsyncPolicyError, ROOMS_DIR,
