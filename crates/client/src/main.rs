@@ -55,8 +55,10 @@ fn init_logging(cli: &Cli, file: Option<&Path>) -> Result<(), AppError> {
     let filter = EnvFilter::try_new(level)
         .map_err(|e| AppError::Config(format!("bad log level `{level}`: {e}")))?;
     // A failed log write (e.g. a closed stderr) must never panic a client thread.
+    // Peers' text is escaped in every field: nobody can forge a log line.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .fmt_fields(gc_net::logfmt::escaped_fields())
         .log_internal_errors(false);
     match file {
         Some(path) => {

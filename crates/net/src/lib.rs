@@ -6,6 +6,8 @@
 //!   `accept` ([`wake_accept`]); [`Timeouts`] turns the I/O timeout into deadlines.
 //! - [`kept`]: [`KeptConn`], a connection to one peer kept open between exchanges, retried on a
 //!   fresh connection when the kept one turns out to have been closed by the peer.
+//! - [`logfmt`]: the log fields formatter both programs use, which escapes whatever a peer may
+//!   have put in a field.
 //! - [`unblock`]: [`Unblocker`], the sockets a shutdown (of the server, a session or a client) must
 //!   cut short so that no thread waits out a deadline.
 //!
@@ -17,6 +19,7 @@ pub mod connect;
 pub mod error;
 pub mod identity;
 pub mod kept;
+pub mod logfmt;
 pub mod tls;
 pub mod unblock;
 

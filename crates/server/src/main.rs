@@ -27,8 +27,10 @@ fn init_logging(log: &LogSettings) -> Result<(), gc_server::ServerError> {
         gc_server::ServerError::Logging(format!("bad log level `{}`: {e}", log.level))
     })?;
     // A failed log write must never panic a server thread (e.g. stderr closed by a supervisor).
+    // Peers' text is escaped in every field: nobody can forge a log line.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .fmt_fields(gc_net::logfmt::escaped_fields())
         .log_internal_errors(false);
     match &log.file {
         Some(path) => {
