@@ -437,6 +437,11 @@ impl RawClient {
     /// Binds the three listeners on a fresh loopback address; speaks TLS (GC/2) when `target`
     /// has a certificate, plain GC/1 otherwise.
     pub fn new(target: Target) -> Self {
+        Self::on(target, client_ip())
+    }
+
+    /// [`RawClient::new`] on the loopback address `ip` (several clients of one host).
+    pub fn on(target: Target, ip: IpAddr) -> Self {
         let server = target.addrs;
         let tls = target.fingerprint.map(|pin| {
             let identity = Identity::generate("gc-test-client").expect("a callback identity");
@@ -449,7 +454,6 @@ impl RawClient {
                 server: pin,
             })
         });
-        let ip = client_ip();
         let bind = || TcpListener::bind((ip, 0)).expect("bind a callback port");
         let (a, h, d) = (bind(), bind(), bind());
         let port = |l: &TcpListener| l.local_addr().expect("local addr").port();

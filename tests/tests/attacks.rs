@@ -427,6 +427,49 @@ fn client_limit_answers_full() {
 }
 
 #[test]
+fn one_account_or_one_address_cannot_take_every_session() {
+    let server = TestServer::start_with(|c| {
+        c.max_sessions_per_user = 2;
+        c.max_sessions_per_address = 2;
+    });
+    let refused = |c: &mut RawClient, user: &str| match c.login(user, "secret") {
+        AuthServer::Err(e) => {
+            assert_eq!(e.code, ErrorCode::Full, "{}", e.text);
+            e.text
+        }
+        other => panic!("{other:?}"),
+    };
+    // One account, from three addresses: the third session is refused, whatever the case.
+    let _ann = logged_in(&server, "ann");
+    let mut again = RawClient::new(server.target());
+    assert!(matches!(
+        again.login("ann", "secret"),
+        AuthServer::Ok { .. }
+    ));
+    let text = refused(&mut RawClient::new(server.target()), "ANN");
+    assert!(text.contains("already has 2 sessions"), "{text}");
+    assert!(text.contains("one account"), "{text}");
+    // One address, three accounts: the third is refused, and names the address.
+    let ip = client_ip();
+    let mut clients = Vec::new();
+    for user in ["bob", "cy", "dee"] {
+        let c = RawClient::on(server.target(), ip);
+        assert_eq!(c.register(user, "secret"), AuthServer::Registered);
+        clients.push(c);
+    }
+    for (c, user) in clients.iter_mut().zip(["bob", "cy"]) {
+        assert!(matches!(c.login(user, "secret"), AuthServer::Ok { .. }));
+    }
+    let text = refused(&mut clients[2], "dee");
+    assert!(
+        text.contains(&format!("{ip} already has 2 sessions")) && text.contains("one address"),
+        "{text}"
+    );
+    // Others still get in.
+    let _eve = logged_in(&server, "eve");
+}
+
+#[test]
 fn one_address_cannot_take_every_login_slot() {
     // The silent connections below hold their slots until the server's I/O timeout: make that
     // longer than anything here may take, however busy the machine (they are closed at the end).

@@ -107,8 +107,24 @@ impl ServerSpec {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
+        // Every bench client comes from 127.0.0.1: lift the per-address session cap, on servers
+        // that have one (the bench also drives older binaries, which would refuse the flag).
+        if self.knows_flag("--max-sessions-per-address") {
+            args.extend([
+                "--max-sessions-per-address".to_owned(),
+                "1000000".to_owned(),
+            ]);
+        }
         args.extend(self.extra_args.iter().cloned());
         args
+    }
+
+    /// Whether the server binary's `--help` lists `flag`.
+    fn knows_flag(&self, flag: &str) -> bool {
+        Command::new(&self.bin)
+            .arg("--help")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(flag))
     }
 }
 

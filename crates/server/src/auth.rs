@@ -14,7 +14,7 @@ use gc_protocol::{
 use gc_store::{Account, StoreError};
 
 use crate::config::TlsMode;
-use crate::state::{AddError, NewSession, ServerState};
+use crate::state::{AddError, NewSession, ServerState, SessionLimits};
 use crate::{heartbeat, listener, rooms};
 
 /// Serves one connection on the auth port: any number of `Register` and `AuthRequest` exchanges
@@ -297,12 +297,33 @@ fn login(
         callback_pin: pin,
         rooms: gc3,
     };
-    let session = match shared
-        .registry
-        .add(new, shared.config.max_clients, &shared.notifier)
-    {
+    let session = match shared.registry.add(
+        new,
+        SessionLimits::of(&shared.config),
+        &shared.notifier,
+    ) {
         Ok(s) => s,
         Err(AddError::Full) => return full(shared),
+        Err(AddError::UserFull(n)) => {
+            tracing::warn!(%ip, user = %username, "login refused: the account has {n} sessions");
+            return err(
+                ErrorCode::Full,
+                format!(
+                    "{username} already has {n} sessions, the most one account may have on this \
+                     server; log out one of them first"
+                ),
+            );
+        }
+        Err(AddError::AddressFull(n)) => {
+            tracing::warn!(%ip, user = %username, "login refused: the address has {n} sessions");
+            return err(
+                ErrorCode::Full,
+                format!(
+                    "{ip} already has {n} sessions, the most one address may have on this \
+                     server; try again later or ask the operator (--max-sessions-per-address)"
+                ),
+            );
+        }
         Err(AddError::ShuttingDown) => {
             return err(ErrorCode::ShuttingDown, "the server is shutting down");
         }

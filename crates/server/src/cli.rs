@@ -88,6 +88,13 @@ pub struct RunArgs {
     /// raises its open-file limit to match, up to the hard limit (`ulimit -Hn`).
     #[arg(long, value_name = "N")]
     pub max_clients: Option<usize>,
+    /// Most sessions one account may have at once [default: 16].
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_user: Option<usize>,
+    /// Most sessions from one IP address at once [default: 256]; raise it for a big shared
+    /// host or NAT.
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_address: Option<usize>,
     /// Most logins and version checks in progress at once [default: 64].
     #[arg(long, value_name = "N")]
     pub max_pending_auths: Option<usize>,
@@ -368,6 +375,14 @@ impl Cli {
             r.scram_min_iterations.or(file.scram_min_iterations),
         );
         set(&mut c.max_clients, r.max_clients.or(file.max_clients));
+        set(
+            &mut c.max_sessions_per_user,
+            r.max_sessions_per_user.or(file.max_sessions_per_user),
+        );
+        set(
+            &mut c.max_sessions_per_address,
+            r.max_sessions_per_address.or(file.max_sessions_per_address),
+        );
         set(
             &mut c.max_pending_auths,
             r.max_pending_auths.or(file.max_pending_auths),

@@ -83,6 +83,11 @@ pub struct Config {
     pub scram_min_iterations: u32,
     /// Most sessions at once (`Err full` beyond).
     pub max_clients: usize,
+    /// Most sessions of one account at once (`Err full` beyond): one account cannot take every
+    /// slot.
+    pub max_sessions_per_user: usize,
+    /// Most sessions from one address at once (`Err full` beyond).
+    pub max_sessions_per_address: usize,
     /// Most authentications in progress at once (`Err full` beyond).
     pub max_pending_auths: usize,
     /// Largest message body in bytes (`Err too-large` beyond).
@@ -141,6 +146,8 @@ impl Default for Config {
             max_rooms_per_user: 20,
             scram_min_iterations: MIN_SCRAM_ITERATIONS,
             max_clients: 4096,
+            max_sessions_per_user: 16,
+            max_sessions_per_address: 256,
             max_pending_auths: 64,
             max_message_bytes: gc_protocol::limits::DEFAULT_MAX_MESSAGE_BYTES,
             rate_burst: 10,
@@ -176,8 +183,15 @@ impl Config {
                 "scram-min-iterations must be {MIN_SCRAM_ITERATIONS} to {MAX_SCRAM_ITERATIONS}"
             ));
         }
-        if self.max_clients == 0 || self.max_pending_auths == 0 {
-            return bad("max-clients and max-pending-auths must be at least 1");
+        if self.max_clients == 0
+            || self.max_pending_auths == 0
+            || self.max_sessions_per_user == 0
+            || self.max_sessions_per_address == 0
+        {
+            return bad(
+                "max-clients, max-sessions-per-user, max-sessions-per-address and \
+                 max-pending-auths must be at least 1",
+            );
         }
         if self.rate_burst == 0 || !(self.rate_per_sec > 0.0 && self.rate_per_sec.is_finite()) {
             return bad("rate-burst must be at least 1 and rate-per-sec above 0");
@@ -230,6 +244,10 @@ pub struct FileConfig {
     pub scram_min_iterations: Option<u32>,
     /// See [`Config::max_clients`].
     pub max_clients: Option<usize>,
+    /// See [`Config::max_sessions_per_user`].
+    pub max_sessions_per_user: Option<usize>,
+    /// See [`Config::max_sessions_per_address`].
+    pub max_sessions_per_address: Option<usize>,
     /// See [`Config::max_pending_auths`].
     pub max_pending_auths: Option<usize>,
     /// See [`Config::max_message_bytes`].

@@ -443,8 +443,34 @@ impl ListenerSlot {
 pub enum AddError {
     /// The client limit is reached.
     Full,
+    /// The account has as many sessions as allowed.
+    UserFull(usize),
+    /// The address has as many sessions as allowed.
+    AddressFull(usize),
     /// The server is stopping.
     ShuttingDown,
+}
+
+/// The most sessions [`Registry::add`] allows: in all, per account, per address.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// In all.
+    pub total: usize,
+    /// Of one account.
+    pub per_user: usize,
+    /// From one address.
+    pub per_address: usize,
+}
+
+impl SessionLimits {
+    /// The limits `config` sets.
+    pub fn of(config: &Config) -> Self {
+        Self {
+            total: config.max_clients,
+            per_user: config.max_sessions_per_user,
+            per_address: config.max_sessions_per_address,
+        }
+    }
 }
 
 /// Live sessions, indexed by token and by address, and who is online.
@@ -492,15 +518,23 @@ impl Registry {
     pub fn add(
         &self,
         new: NewSession,
-        max_clients: usize,
+        limits: SessionLimits,
         notifier: &Notifier,
     ) -> Result<Arc<Session>, AddError> {
         let mut r = self.inner.lock();
         if r.closed {
             return Err(AddError::ShuttingDown);
         }
-        if r.by_token.len() >= max_clients {
+        if r.by_token.len() >= limits.total {
             return Err(AddError::Full);
+        }
+        let of_user = r.by_user.get(&new.user.key()).map_or(0, Vec::len);
+        if of_user >= limits.per_user {
+            return Err(AddError::UserFull(of_user));
+        }
+        let of_address = r.by_ip.get(&new.ip).map_or(0, Vec::len);
+        if of_address >= limits.per_address {
+            return Err(AddError::AddressFull(of_address));
         }
         r.next_id += 1;
         let sockets = Unblocker::new();
@@ -710,6 +744,44 @@ mod tests {
         }
     }
 
+    /// Ten sessions in all, per account and per address.
+    const TEN: SessionLimits = SessionLimits {
+        total: 10,
+        per_user: 10,
+        per_address: 10,
+    };
+
+    #[test]
+    fn one_account_or_one_address_cannot_take_every_slot() {
+        let registry = Registry::default();
+        let notifier = Notifier::new(0);
+        let limits = SessionLimits {
+            total: 10,
+            per_user: 2,
+            per_address: 3,
+        };
+        let from = |user: &str, last: u8| NewSession {
+            ip: IpAddr::from([127, 0, 0, last]),
+            ..new_session(user)
+        };
+        for _ in 0..2 {
+            registry.add(from("ann", 2), limits, &notifier).unwrap();
+        }
+        // Case does not make another account.
+        assert!(matches!(
+            registry.add(from("ANN", 3), limits, &notifier),
+            Err(AddError::UserFull(2))
+        ));
+        registry.add(from("bob", 2), limits, &notifier).unwrap();
+        assert!(matches!(
+            registry.add(from("cy", 2), limits, &notifier),
+            Err(AddError::AddressFull(3))
+        ));
+        // Another address still gets in.
+        registry.add(from("cy", 3), limits, &notifier).unwrap();
+        assert_eq!(registry.len(), 4);
+    }
+
     /// Runs `change` on another thread once `wait_len` is waiting: the first call of `done`
     /// runs under the registry's lock, which the waiter lets go of only by waiting, and `change`
     /// needs that lock. Returns what `wait_len` returned and whether it returned before `LONG`
@@ -751,7 +823,7 @@ mod tests {
             &registry,
             |n| n == 1,
             move |r| {
-                let _ = tx.send(r.add(new_session("ann"), 10, &n).unwrap());
+                let _ = tx.send(r.add(new_session("ann"), TEN, &n).unwrap());
             },
         );
         assert_eq!(added, (true, true), "woken by the add");
@@ -769,7 +841,7 @@ mod tests {
     fn wait_len_gives_up_once_closed_and_empty() {
         let registry = Arc::new(Registry::default());
         let notifier = Arc::new(Notifier::new(0));
-        registry.add(new_session("ann"), 10, &notifier).unwrap();
+        registry.add(new_session("ann"), TEN, &notifier).unwrap();
         // Waiting for a second session that will never come: the close ends the first one, and
         // then nothing can change any more.
         let closed = wait_while(
