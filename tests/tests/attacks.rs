@@ -59,6 +59,16 @@ fn garbage_on_every_port_gets_malformed_and_the_server_keeps_serving() {
             "{garbage:?} → {reply:?}"
         );
     }
+    // Before a login, the first malformed frame is the last: one answer, then the connection is
+    // closed (what follows is not read), so garbage cannot hold a slot or fill the log.
+    for (port, bytes) in [
+        (a.connect, &b"HELLO\nPing GC/1\n"[..]),
+        (a.auth, b"\xff\nAuthRequest x\n"),
+    ] {
+        let reply = raw_exchange(&server.target(), port, bytes);
+        assert_eq!(reply.lines().count(), 1, "{bytes:?} → {reply:?}");
+        assert_eq!(err_code(&reply), Some(ErrorCode::Malformed), "{reply:?}");
+    }
     // The sending port from an address with no session: `Err session`, then closed.
     let reply = raw_exchange(&server.target(), a.send, b"Msg x y z\n");
     assert_eq!(err_code(&reply), Some(ErrorCode::Session), "{reply:?}");

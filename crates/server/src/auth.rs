@@ -24,13 +24,11 @@ pub fn serve(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
         let frame = match conn.read::<AuthClient>(shared.io_deadline()) {
             Ok(frame) => frame,
             Err(ProtocolError::Malformed { error, .. }) => {
-                tracing::warn!(%peer, "malformed frame on the auth port: {error}");
-                let close = error.code() == ErrorCode::TooLong;
+                // Before a login: one answer, then the connection is closed (a garbage stream
+                // must not hold a pending-auth slot or fill the log line by line).
+                tracing::warn!(%peer, "malformed frame on the auth port: {error}; closing");
                 let _ = reply(&shared, &mut conn, err(error.code(), error.to_string()));
-                if close {
-                    return;
-                }
-                continue;
+                return;
             }
             Err(ProtocolError::TooLong { limit, .. }) => {
                 tracing::warn!(%peer, "frame over {limit} bytes on the auth port; closing");

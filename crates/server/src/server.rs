@@ -328,8 +328,12 @@ fn serve_connect(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
                 ))
             }
             Err(ProtocolError::Malformed { error, .. }) => {
-                tracing::warn!(%peer, "malformed frame on the connect port: {error}");
-                ConnectReply::Err(ErrorFrame::new(error.code(), error.to_string()))
+                // Nobody has signed in on this port: a peer that sends garbage gets one answer
+                // and the connection closed, not a slot and a log line per line it sends.
+                tracing::warn!(%peer, "malformed frame on the connect port: {error}; closing");
+                let reply = ConnectReply::Err(ErrorFrame::new(error.code(), error.to_string()));
+                let _ = conn.send(&reply, shared.io_deadline());
+                return;
             }
             Err(ProtocolError::TooLong { limit, .. }) => {
                 let _ = conn.send(
