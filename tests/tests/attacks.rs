@@ -115,6 +115,54 @@ fn still_open(s: &std::net::TcpStream) -> bool {
 }
 
 #[test]
+fn a_pre_login_connection_has_a_bounded_life_however_steadily_it_sends() {
+    // I/O timeout 1 s: a connect or auth connection lives at most 3 s.
+    let server = TestServer::start_with(|c| c.io_timeout = Duration::from_secs(1));
+    let target = server.target();
+    let mut s = target.stream(client_ip(), target.addrs.connect).unwrap();
+    s.tcp()
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let started = Instant::now();
+    let mut pongs = 0;
+    // A valid Ping (GC/3: either transport) every 200 ms, each well within the I/O timeout: before, this was served for
+    // as long as it went on. Bounded: 15 s at most.
+    while started.elapsed() < Duration::from_secs(15) {
+        if s.write_all(b"Ping GC/3\n")
+            .and_then(|()| s.flush())
+            .is_err()
+        {
+            break;
+        }
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        let closed = loop {
+            match s.read(&mut byte) {
+                Ok(1) if byte[0] == b'\n' => break false,
+                Ok(1) => line.push(byte[0]),
+                _ => break true,
+            }
+        };
+        if closed {
+            break;
+        }
+        assert!(
+            line.starts_with(b"Pong"),
+            "{:?}",
+            String::from_utf8_lossy(&line)
+        );
+        pongs += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let lived = started.elapsed();
+    assert!(pongs > 0, "served at first");
+    assert!(
+        lived < Duration::from_secs(10),
+        "closed after about 3 s, not kept for {lived:?} ({pongs} pongs)"
+    );
+}
+
+#[test]
 fn silent_and_trickling_peers_do_not_delay_others() {
     let server = TestServer::start();
     let target = server.target();

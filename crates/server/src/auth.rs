@@ -20,8 +20,13 @@ use crate::{heartbeat, listener, rooms};
 /// Serves one connection on the auth port: any number of `Register` and `AuthRequest` exchanges
 /// until the client closes or stays silent for the I/O timeout.
 pub fn serve(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
+    let end = shared.pending_end();
     loop {
-        let frame = match conn.read::<AuthClient>(shared.io_deadline()) {
+        if Instant::now() >= end {
+            tracing::debug!(%peer, "auth connection open too long; closing");
+            return;
+        }
+        let frame = match conn.read::<AuthClient>(shared.io_deadline().min(end)) {
             Ok(frame) => frame,
             Err(ProtocolError::Malformed { error, .. }) => {
                 // Before a login: one answer, then the connection is closed (a garbage stream

@@ -303,8 +303,13 @@ fn serve_connect(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
     } else {
         (VERSION, "without TLS")
     };
+    let end = shared.pending_end();
     loop {
-        let reply = match conn.read::<ConnectPing>(shared.io_deadline()) {
+        if Instant::now() >= end {
+            tracing::debug!(%peer, "connect connection open too long; closing");
+            return;
+        }
+        let reply = match conn.read::<ConnectPing>(shared.io_deadline().min(end)) {
             Ok(ping) if ping.version == version || ping.version == VERSION_ROOMS => {
                 ConnectReply::Pong {
                     version: ping.version,

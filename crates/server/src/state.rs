@@ -28,6 +28,10 @@ use crate::threads::ThreadGroup;
 /// connect is answered in milliseconds, refused, or never.
 const MAX_CONNECT: Duration = Duration::from_secs(2);
 
+/// A connection on the connect or auth port lives at most this many I/O timeouts
+/// ([`ServerState::pending_end`]).
+const PENDING_LIFETIME_IN_TIMEOUTS: u32 = 3;
+
 /// Everything the server's threads share. The parts are set up once at start; what changes lives
 /// inside them, behind their own methods.
 #[derive(Debug)]
@@ -201,6 +205,18 @@ impl ServerState {
     /// A deadline `io_timeout` from now.
     pub fn io_deadline(&self) -> Instant {
         self.connector.deadline()
+    }
+
+    /// When a connection that starts now on the connect or auth port is closed, however
+    /// steadily it sends: a sign-in takes milliseconds, and a peer trickling frames (or bytes)
+    /// must not hold a pending slot for ever. Three I/O timeouts: room for a registration, a
+    /// login and a retry on a slow link.
+    pub fn pending_end(&self) -> Instant {
+        Instant::now()
+            + self
+                .config
+                .io_timeout
+                .saturating_mul(PENDING_LIFETIME_IN_TIMEOUTS)
     }
 
     /// A link to one of `session`'s callback ports, cut when the session ends.
