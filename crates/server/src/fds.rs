@@ -41,6 +41,18 @@ impl FdReport {
         let limit = self.limit?;
         (limit < self.wanted).then(|| limit.saturating_sub(FDS_BASE) / FDS_PER_SESSION)
     }
+
+    /// The most sessions to allow: `max_clients`, or what the limit allows when that is fewer
+    /// (at least 1). Past the limit a login would fail for want of a descriptor, with errors
+    /// that point elsewhere (an unreachable client, an internal error); `Err full` says it.
+    pub fn max_clients(&self, max_clients: usize) -> usize {
+        match self.sessions_allowed() {
+            Some(allowed) => usize::try_from(allowed)
+                .unwrap_or(usize::MAX)
+                .clamp(1, max_clients),
+            None => max_clients,
+        }
+    }
 }
 
 /// Descriptors `max_clients` sessions need.
@@ -127,5 +139,12 @@ mod tests {
             ..report
         };
         assert_eq!(enough.sessions_allowed(), None);
+        assert_eq!(report.max_clients(4096), 128);
+        assert_eq!(enough.max_clients(4096), 4096);
+        let tiny = FdReport {
+            limit: Some(100),
+            ..report
+        };
+        assert_eq!(tiny.max_clients(4096), 1, "never 0");
     }
 }

@@ -86,7 +86,8 @@ pub fn run_until_signal(config: Config) -> Result<(), ServerError> {
 
     let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(ServerError::Signals)?;
     let signal_handle = signals.handle();
-    prepare_fds(config.max_clients);
+    let mut config = config;
+    config.max_clients = prepare_fds(config.max_clients);
     let print_addrs = config.print_addrs;
     let server = start(config)?;
     if print_addrs {
@@ -146,27 +147,31 @@ pub fn run_until_signal(config: Config) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Raises the open-file limit and sizes the descriptor table for `max_clients` (fds.rs), and
-/// says what the limit allows.
-fn prepare_fds(max_clients: usize) {
+/// Raises the open-file limit and sizes the descriptor table for `max_clients` (fds.rs), says
+/// what the limit allows, and returns the number of sessions to allow: fewer than
+/// `max_clients` when the limit cannot hold them.
+fn prepare_fds(max_clients: usize) -> usize {
     let fds = fds::prepare(max_clients);
+    let allowed_clients = fds.max_clients(max_clients);
     match (fds.sessions_allowed(), fds.limit) {
-        // Worth a warning when it bites: fewer sessions than asked for, below 1,000 (a default
-        // max-clients of 4,096 on a host with a hard limit of 20,000 is no problem on a LAN).
+        // A warning when it bites: below 1,000 sessions (a default max-clients of 4,096 on a
+        // host with a hard limit of 20,000 is no problem on a LAN: said at info).
         (Some(allowed), Some(limit)) if allowed < (max_clients as u64).min(1000) => {
             tracing::warn!(
                 "the open-file limit ({limit}) allows about {allowed} sessions, fewer than \
-                 --max-clients {max_clients}; raise it (ulimit -n, or LimitNOFILE= for a systemd \
-                 service) or lower --max-clients"
+                 --max-clients {max_clients}: serving at most {allowed_clients} (beyond, logins \
+                 get `Err full`); raise the limit (ulimit -n, or LimitNOFILE= for a systemd \
+                 service) to serve more"
             );
         }
         (Some(allowed), Some(limit)) => tracing::info!(
-            "the open-file limit ({limit}) allows about {allowed} sessions (--max-clients \
-             {max_clients})"
+            "the open-file limit ({limit}) allows about {allowed} sessions: serving at most \
+             {allowed_clients} (--max-clients {max_clients})"
         ),
         _ => tracing::debug!(
             limit = ?fds.limit, table = ?fds.table,
             "open-file limit and descriptor table ready for {max_clients} sessions"
         ),
     }
+    allowed_clients
 }
