@@ -27,6 +27,7 @@ pub mod scrollback;
 pub mod search;
 pub mod text;
 pub mod ui;
+pub mod urls;
 
 use std::fmt;
 use std::io::{self, IsTerminal as _, Write as _};
