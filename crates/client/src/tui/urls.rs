@@ -8,10 +8,13 @@ use std::ops::Range;
 /// The schemes recognised, lower case, with what must follow the scheme name.
 const SCHEMES: &[&str] = &["https://", "http://", "ftp://", "mailto:"];
 
-/// Characters that end a URL wherever they are: whitespace, and those RFC 3986 never allows
-/// unencoded (`<https://x>` and `"https://x"` are how people quote a URL).
+/// Characters that end a URL wherever they are: whitespace, controls, the bidi controls (which
+/// could make a URL read as another), and those RFC 3986 never allows unencoded (`<https://x>`
+/// and `"https://x"` are how people quote a URL).
 fn ends_url(c: char) -> bool {
-    c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"')
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(c, '<' | '>' | '"' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Byte ranges of the URLs in `text`, in order.
@@ -129,6 +132,11 @@ mod tests {
             ["https://a.org", "https://b.org"]
         );
         assert_eq!(urls("\"https://a.org/q\""), ["https://a.org/q"]);
+        // Controls end a URL: what follows them is never part of a link.
+        assert_eq!(
+            urls("https://a.org/x\u{1b}[31m https://b.org/\u{202e}gpj.exe"),
+            ["https://a.org/x", "https://b.org/"]
+        );
     }
 
     #[test]
