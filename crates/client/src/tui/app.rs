@@ -216,6 +216,8 @@ pub struct App {
     pub pane: Cell<(u16, u16)>,
     /// The terminal's width at the last draw, for the side panes' toggles.
     pub width: Cell<u16>,
+    /// URLs in the message pane are written as OSC 8 hyperlinks (setting `hyperlinks`).
+    pub hyperlinks: bool,
     /// "Now" for the heartbeat age.
     pub now: Instant,
     zone: Zone,
@@ -276,6 +278,7 @@ impl App {
             search: None,
             pane: Cell::new((80, 20)),
             width: Cell::new(100),
+            hyperlinks: true,
             now: Instant::now(),
             zone,
             clock: None,
