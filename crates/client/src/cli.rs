@@ -29,9 +29,13 @@ TERMINAL UI
   Keys: Enter send · Alt+Enter or Esc then Enter new line · Up/Down recall sent lines ·
   PgUp/PgDn or mouse wheel scroll (past the top loads older messages) · Home/End oldest/newest ·
   Tab complete a name · F2 people pane · Ctrl+W/Ctrl+U delete word/line · Ctrl+C quit.
-  Commands: /help /who /me ACTION /search TEXT (Ctrl+P/Ctrl+N older/newer match) /clear
+  Commands: /help /who /me ACTION /search TEXT (Ctrl+P/Ctrl+N older/newer match) /urls /clear
   /reconnect /quit; //TEXT sends TEXT starting with one /. A message starting with \"/me \" is an
   action, shown as \"* user ACTION\".
+  URLs are underlined and written as OSC 8 hyperlinks (--no-hyperlinks, or hyperlinks = false in
+  the settings file, turns that off); /urls lists those of the room shown. The mouse wheel needs
+  mouse reporting, so selecting text takes Shift+drag in most terminals; --no-mouse (or
+  mouse = false in the settings file) leaves the mouse to the terminal.
   With --with-server, the gc-server next to gc-client is started first (data in ./gc-data or
   --server-data-dir, logs in a file) and stopped at exit: a local try-out in one command.
 
@@ -227,6 +231,17 @@ pub struct Cli {
     /// [default: $XDG_CONFIG_HOME/gc-client/config.toml or ~/.config/gc-client/config.toml].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Terminal UI: leave the mouse to the terminal (plain drag selects text, the wheel scrolls
+    /// the terminal); PgUp/PgDn still scroll the messages. Also `mouse = false` in the settings
+    /// file.
+    #[arg(long)]
+    pub no_mouse: bool,
+
+    /// Terminal UI: do not write URLs as OSC 8 hyperlinks (for a terminal that shows the escape
+    /// sequences instead of obeying them). Also `hyperlinks = false` in the settings file.
+    #[arg(long)]
+    pub no_hyperlinks: bool,
 
     /// Start the gc-server that sits next to this gc-client first (its defaults, the ports of
     /// --server-port-*, bound to SERVER when it is an IP address), and stop it at exit: for trying
@@ -509,6 +524,12 @@ mod tests {
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("EXIT CODES"));
         assert!(help.contains("--drain-timeout"));
+        assert!(help.contains("--no-mouse") && help.contains("mouse = false"));
+        assert!(help.contains("--no-hyperlinks") && help.contains("hyperlinks = false"));
+        let cli = Cli::parse_from(["gc-client", "h", "--no-mouse", "--no-hyperlinks"]);
+        assert!(cli.no_mouse && cli.no_hyperlinks);
+        let cli = Cli::parse_from(["gc-client", "h"]);
+        assert!(!cli.no_mouse && !cli.no_hyperlinks);
     }
 
     #[test]

@@ -142,15 +142,15 @@ fn run_tui(cli: &Cli, trust: ServerTrust) -> u8 {
             std::env::var_os("HOME"),
         )
     });
-    let remembered = settings
+    let loaded = settings
         .as_deref()
-        .and_then(|path| match Settings::load(path) {
-            Ok(s) => s.user,
-            Err(e) => {
+        .map(|path| {
+            Settings::load(path).unwrap_or_else(|e| {
                 tracing::warn!("{}", gc_client_core::error_chain(&e));
-                None
-            }
-        });
+                Settings::default()
+            })
+        })
+        .unwrap_or_default();
     let password = match cli.given_password() {
         Ok(password) => password,
         Err(e) => return error_exit(&e),
@@ -164,7 +164,9 @@ fn run_tui(cli: &Cli, trust: ServerTrust) -> u8 {
     };
     let options = TuiOptions {
         server_label,
-        user: cli.user.clone().or(remembered),
+        mouse: loaded.mouse_on(cli.no_mouse),
+        hyperlinks: loaded.hyperlinks_on(cli.no_hyperlinks),
+        user: cli.user.clone().or(loaded.user),
         password,
         register: cli.register,
         settings,

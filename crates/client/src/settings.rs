@@ -1,8 +1,8 @@
 //! The terminal UI's settings file and its other default places (XDG base directories):
 //!
-//! - `$XDG_CONFIG_HOME/gc-client/config.toml` (or `~/.config/…`): remembers the last username.
-//!   Never a password: the only way to keep one on disk is a file the user made and passes with
-//!   `--password-file`.
+//! - `$XDG_CONFIG_HOME/gc-client/config.toml` (or `~/.config/…`): remembers the last username,
+//!   and holds the user's choices `mouse = false` and `hyperlinks = false`. Never a password: the
+//!   only way to keep one on disk is a file the user made and passes with `--password-file`.
 //! - `$XDG_STATE_HOME/gc-client/gc-client.log` (or `~/.local/state/…`): the log while the
 //!   terminal UI owns the screen.
 
@@ -20,6 +20,14 @@ use crate::error::AppError;
 pub struct Settings {
     /// The last username that logged in: the login form starts with it.
     pub user: Option<String>,
+    /// `false`: no mouse reporting, so the terminal keeps the mouse (drag selects, the wheel
+    /// scrolls the terminal's own history). Unset means on. Written only when the user set it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mouse: Option<bool>,
+    /// `false`: URLs are not written as OSC 8 hyperlinks (for a terminal that shows the escape
+    /// sequences instead of obeying them). Unset means on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hyperlinks: Option<bool>,
 }
 
 /// `$XDG_CONFIG_HOME/gc-client/config.toml`, or `$HOME/.config/gc-client/config.toml`.
@@ -54,6 +62,18 @@ fn xdg_base(var: Option<OsString>, home: Option<OsString>, fallback: &[&str]) ->
 }
 
 impl Settings {
+    /// Whether the terminal UI reports the mouse: not with `--no-mouse` (`no_flag`), else as the
+    /// file says, on by default.
+    pub fn mouse_on(&self, no_flag: bool) -> bool {
+        !no_flag && self.mouse.unwrap_or(true)
+    }
+
+    /// Whether URLs are written as hyperlinks: not with `--no-hyperlinks` (`no_flag`), else as
+    /// the file says, on by default.
+    pub fn hyperlinks_on(&self, no_flag: bool) -> bool {
+        !no_flag && self.hyperlinks.unwrap_or(true)
+    }
+
     /// Reads the file; a missing file is empty settings.
     pub fn load(path: &Path) -> Result<Self, AppError> {
         let text = match std::fs::read_to_string(path) {
@@ -92,16 +112,31 @@ impl Settings {
         let tmp = PathBuf::from(tmp);
         let mut file = std::fs::File::create(&tmp).map_err(io("create the settings file"))?;
         file.write_all(
-            format!("# Written by gc-client: the last username that logged in.\n{text}").as_bytes(),
+            format!(
+                "# Written by gc-client: the last username that logged in (your other settings \
+                 are kept).\n{text}"
+            )
+            .as_bytes(),
         )
         .and_then(|()| file.sync_all())
         .map_err(io("write the settings file"))?;
         std::fs::rename(&tmp, path).map_err(io("replace the settings file"))
     }
 
-    /// Remembers `user` in the file at `path` (a failure is logged: it only costs typing).
+    /// Remembers `user` in the file at `path` (a failure is logged: it only costs typing). A file
+    /// that cannot be read is left alone: it holds the user's choices, and rewriting it would
+    /// lose them.
     pub fn remember_user(path: &Path, user: &str) {
-        let mut settings = Self::load(path).unwrap_or_default();
+        let mut settings = match Self::load(path) {
+            Ok(settings) => settings,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot remember the username: {}",
+                    gc_client_core::error_chain(&e)
+                );
+                return;
+            }
+        };
         if settings.user.as_deref() == Some(user) {
             return;
         }
@@ -154,5 +189,46 @@ mod tests {
         // Unknown keys (a newer version's) are ignored.
         std::fs::write(&path, "user = \"bob\"\ntheme = \"dark\"\n").unwrap();
         assert_eq!(Settings::load(&path).unwrap().user.as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn mouse_and_hyperlinks_are_on_unless_turned_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let unset = Settings::load(&path).unwrap();
+        assert!(unset.mouse_on(false) && unset.hyperlinks_on(false));
+        assert!(
+            !unset.mouse_on(true) && !unset.hyperlinks_on(true),
+            "the flags win"
+        );
+
+        std::fs::write(&path, "mouse = false\nhyperlinks = false\n").unwrap();
+        let off = Settings::load(&path).unwrap();
+        assert!(!off.mouse_on(false) && !off.hyperlinks_on(false));
+        // Remembering the username keeps the choices; unset ones are not written.
+        Settings::remember_user(&path, "alice");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("mouse = false"), "{text}");
+        let again = Settings::load(&path).unwrap();
+        assert_eq!(
+            (again.user.as_deref(), again.mouse, again.hyperlinks),
+            (Some("alice"), Some(false), Some(false))
+        );
+        std::fs::write(&path, "user = \"bob\"\n").unwrap();
+        Settings::remember_user(&path, "carol");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("mouse") && !text.contains("hyperlinks"),
+            "{text}"
+        );
+
+        // A file with a mistake is not rewritten (it would lose what the user wrote).
+        std::fs::write(&path, "user = \"bob\"\nmouse = \"no\"\n").unwrap();
+        assert!(Settings::load(&path).is_err());
+        Settings::remember_user(&path, "dave");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "user = \"bob\"\nmouse = \"no\"\n"
+        );
     }
 }

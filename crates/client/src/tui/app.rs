@@ -27,6 +27,7 @@ use super::people::{People, SidePane};
 use super::rooms::{Membership, Older, RoomView, Rooms, puts_out};
 use super::scrollback::{Entry, Kind, Level, Scrollback};
 use super::search::{Search, Step};
+use super::urls;
 use crate::display::{sanitize, utc};
 use crate::error::AppError;
 use gc_client_core::ClientError;
@@ -172,6 +173,7 @@ enum Plan {
     Quit,
     Who,
     Search(String),
+    Urls,
     Clear,
     Reconnect,
     /// Show view `i` (a room joined already).
@@ -216,6 +218,8 @@ pub struct App {
     pub pane: Cell<(u16, u16)>,
     /// The terminal's width at the last draw, for the side panes' toggles.
     pub width: Cell<u16>,
+    /// URLs in the message pane are written as OSC 8 hyperlinks (setting `hyperlinks`).
+    pub hyperlinks: bool,
     /// "Now" for the heartbeat age.
     pub now: Instant,
     zone: Zone,
@@ -240,6 +244,9 @@ pub struct App {
     completion: Option<Completion>,
     max_id: u64,
 }
+
+/// The most URLs `/urls` lists (the newest).
+pub const URLS_LISTED: usize = 50;
 
 /// Entries of the room shown that Tab looks back over to find who wrote last.
 const RECENT_SCAN: usize = 200;
@@ -276,6 +283,7 @@ impl App {
             search: None,
             pane: Cell::new((80, 20)),
             width: Cell::new(100),
+            hyperlinks: true,
             now: Instant::now(),
             zone,
             clock: None,
@@ -374,6 +382,38 @@ impl App {
     pub fn notice(&mut self, level: Level, text: impl Into<String>) {
         let i = self.rooms.index();
         self.notice_at(i, level, text);
+    }
+
+    /// `/urls`: the URLs in the loaded messages of the room shown, numbered, newest last (at
+    /// most [`URLS_LISTED`]), each on a line of its own so it can be selected and copied.
+    fn urls_listing(&self) -> String {
+        let view = self.view();
+        let mut found: Vec<(String, &str)> = Vec::new();
+        for entry in view.log.entries() {
+            let (text, who) = match &entry.kind {
+                Kind::Message { user, body, .. } => (body.as_str(), user.as_str()),
+                Kind::System { text, .. } => (text.as_str(), "server"),
+                // The client's own words: earlier listings would repeat themselves.
+                Kind::Notice { .. } => continue,
+            };
+            for range in urls::find(text) {
+                let when = entry.time.format("%H:%M");
+                found.push((format!("{who} {when}"), &text[range]));
+            }
+        }
+        if found.is_empty() {
+            return format!("no URLs in the loaded messages of {}", view.title);
+        }
+        let total = found.len();
+        let skipped = total.saturating_sub(URLS_LISTED);
+        let mut out = format!("URLs in {} (newest last):", view.title);
+        if skipped > 0 {
+            out.push_str(&format!(" the last {URLS_LISTED} of {total}"));
+        }
+        for (n, (from, url)) in found.iter().enumerate().skip(skipped) {
+            out.push_str(&format!("\n{:>3}  {url}  ({from})", n + 1));
+        }
+        out
     }
 
     /// Adds a notice to view `i`.
@@ -1338,6 +1378,7 @@ impl App {
             Input::Quit => Plan::Quit,
             Input::Who => Plan::Who,
             Input::Search(query) => Plan::Search(query),
+            Input::Urls => Plan::Urls,
             Input::Clear => Plan::Clear,
             Input::Reconnect => Plan::Reconnect,
             Input::Rooms => Plan::Rooms,
@@ -1435,6 +1476,10 @@ impl App {
                 self.actions.push(Action::Send { room, body, typed });
             }
             Plan::Help => self.notice(Level::Info, HELP),
+            Plan::Urls => {
+                let text = self.urls_listing();
+                self.notice(Level::Info, text);
+            }
             Plan::Quit => self.quit(),
             Plan::Who => {
                 let room = self.view().room.clone();
@@ -2227,6 +2272,68 @@ mod tests {
         type_str(app, line);
         app.handle_key(key(KeyCode::Enter));
         app.take_actions()
+    }
+
+    #[test]
+    fn slash_urls_lists_the_urls_of_the_room_shown() {
+        let mut app = rooms_chat();
+        assert!(
+            submit(&mut app, "/urls").is_empty(),
+            "nothing asked of the server"
+        );
+        assert_eq!(
+            last_notice(&app),
+            "no URLs in the loaded messages of #general"
+        );
+        app.add_records(&[
+            record(
+                1,
+                "bob",
+                "see https://a.example/x, and (https://b.example/y).",
+            ),
+            record_in(2, "#dev", "bob", "https://dev.example/ only in #dev"),
+            record(
+                3,
+                "System",
+                "carol set the topic: notes at https://wiki.example/2.4",
+            ),
+            record(4, "carol", "no link here, just mailto:carol@lan.example!"),
+        ]);
+        submit(&mut app, "/urls");
+        assert_eq!(
+            last_notice(&app),
+            "URLs in #general (newest last):\n  \
+               1  https://a.example/x  (bob 22:13)\n  \
+               2  https://b.example/y  (bob 22:13)\n  \
+               3  https://wiki.example/2.4  (server 22:13)\n  \
+               4  mailto:carol@lan.example  (carol 22:13)"
+        );
+        // The listing itself is a notice: listing again does not count its URLs twice.
+        submit(&mut app, "/urls");
+        assert_eq!(last_notice(&app).lines().count(), 5);
+
+        app.handle_key(alt('2'));
+        submit(&mut app, "/urls");
+        assert!(last_notice(&app).contains("1  https://dev.example/  (bob"));
+        assert_eq!(last_notice(&app).lines().count(), 2);
+
+        // Only the newest are listed, numbered as they count.
+        let many: Vec<Record> = (10..=70)
+            .map(|i| record_in(i, "#dev", "bob", &format!("https://x.example/{i}")))
+            .collect();
+        app.add_records(&many);
+        submit(&mut app, "/urls");
+        let text = last_notice(&app);
+        assert!(
+            text.starts_with("URLs in #dev (newest last): the last 50 of 62"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(" 62  https://x.example/70  (bob 22:14)"),
+            "{text}"
+        );
+        assert!(text.contains("\n 13  https://x.example/21  "), "{text}");
+        assert_eq!(text.lines().count(), 51);
     }
 
     #[test]

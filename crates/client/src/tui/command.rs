@@ -21,6 +21,8 @@ pub enum Input {
     Who,
     /// `/search TEXT`; empty ends the search.
     Search(String),
+    /// `/urls`: the URLs of the room shown.
+    Urls,
     /// `/clear`.
     Clear,
     /// `/reconnect`.
@@ -108,6 +110,7 @@ pub const COMMANDS: &[&str] = &[
     "/role",
     "/privacy",
     "/search",
+    "/urls",
     "/clear",
     "/reconnect",
     "/quit",
@@ -133,6 +136,7 @@ commands:
   /role USER ROLE           make USER owner, moderator or member (owners)
   /privacy public|private   who may join this room (owners)
   /search TEXT              find TEXT in this room's loaded messages (Ctrl+P/N, Esc ends)
+  /urls                     list the URLs in this room's loaded messages, newest last
   /clear                    clear the pane (scroll up to see the messages again)
   /reconnect                log in again now
   /quit                     leave (also Ctrl+C, or Ctrl+D on an empty line)
@@ -171,6 +175,8 @@ pub fn parse(line: &str) -> Input {
         "quit" | "exit" | "q" => Input::Quit,
         "who" | "names" => Input::Who,
         "clear" => Input::Clear,
+        "urls" | "links" if args.trim().is_empty() => Input::Urls,
+        "urls" | "links" => Input::Usage("/urls"),
         "reconnect" => Input::Reconnect,
         "search" | "find" => Input::Search(args.trim().to_owned()),
         "me" if args.trim().is_empty() => Input::Usage("/me ACTION, e.g. /me waves"),
@@ -292,6 +298,8 @@ mod tests {
         assert_eq!(parse("/who"), Input::Who);
         assert_eq!(parse("/help"), Input::Help);
         assert_eq!(parse("/clear"), Input::Clear);
+        assert_eq!(parse("/URLS"), Input::Urls);
+        assert!(matches!(parse("/urls now"), Input::Usage(_)));
         assert_eq!(parse("/reconnect"), Input::Reconnect);
         assert_eq!(
             parse("/search  two words "),
@@ -412,6 +420,7 @@ mod tests {
     #[test]
     fn tab_knows_every_command_and_help_lists_them() {
         assert_eq!(commands_starting("/jo"), ["/join"]);
+        assert_eq!(commands_starting("/u"), ["/unban", "/urls"]);
         assert_eq!(commands_starting("/M"), ["/me", "/msg", "/mute"]);
         assert!(commands_starting("/zz").is_empty());
         for command in COMMANDS {

@@ -27,6 +27,7 @@ pub mod scrollback;
 pub mod search;
 pub mod text;
 pub mod ui;
+pub mod urls;
 
 use std::fmt;
 use std::io::{self, IsTerminal as _, Write as _};
@@ -84,6 +85,11 @@ pub struct TuiOptions {
     pub drain: Duration,
     /// Which server certificate to trust (on first contact the login form asks).
     pub trust: ServerTrust,
+    /// Turn on mouse reporting (the wheel scrolls the messages); off leaves the mouse to the
+    /// terminal.
+    pub mouse: bool,
+    /// Write URLs as OSC 8 hyperlinks.
+    pub hyperlinks: bool,
 }
 
 /// How the terminal UI ended.
@@ -466,7 +472,8 @@ impl Command for WheelReporting {
     }
 }
 
-/// Undoes what [`TerminalGuard::enter`] added on top of ratatui's setup.
+/// Undoes what [`TerminalGuard::enter`] added on top of ratatui's setup (turning off mouse
+/// reporting that was never on is harmless).
 fn leave_extras() {
     let _ = execute!(
         io::stdout(),
@@ -482,14 +489,16 @@ struct TerminalGuard {
 }
 
 impl TerminalGuard {
-    fn enter() -> Result<Self, AppError> {
+    fn enter(mouse: bool) -> Result<Self, AppError> {
         // Raw mode, alternate screen, and ratatui's panic hook that restores them.
         let terminal = ratatui::try_init().map_err(AppError::Terminal)?;
         let guard = Self {
             terminal: Some(terminal),
         };
-        execute!(io::stdout(), EnableBracketedPaste, WheelReporting(true))
-            .map_err(AppError::Terminal)?;
+        execute!(io::stdout(), EnableBracketedPaste).map_err(AppError::Terminal)?;
+        if mouse {
+            execute!(io::stdout(), WheelReporting(true)).map_err(AppError::Terminal)?;
+        }
         // Ours runs first, then ratatui's (restore, then the default message).
         let ratatui_hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
@@ -530,9 +539,10 @@ pub fn run(options: TuiOptions, config_for: &ConfigFor<'_>) -> Result<TuiOutcome
     }
     let (tx, rx) = mpsc::channel();
     let mut signals = SignalThread::start(tx.clone())?;
-    let mut guard = TerminalGuard::enter()?;
+    let mut guard = TerminalGuard::enter(options.mouse)?;
     let mut input = InputThread::start(tx.clone())?;
     let mut app = App::new(options.server_label, Zone::Local);
+    app.hyperlinks = options.hyperlinks;
     app.prefill(options.user.as_deref(), options.register);
     if let (Some(user), Some(password)) = (&options.user, options.password) {
         app.auto_login(user, password, options.register);

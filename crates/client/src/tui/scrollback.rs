@@ -13,7 +13,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 
-use super::text::{Wrapper, text_width, user_color};
+use super::text::{Row, Wrapper, text_width, user_color};
+use super::urls;
 use crate::display::sanitize;
 
 /// Cells before a message's text on continuation rows: the `HH:MM ` column.
@@ -231,9 +232,25 @@ fn push_paragraphs(w: &mut Wrapper, text: &str, style: Style) {
             if j > 0 {
                 w.tab(style);
             }
-            w.push(&sanitize(part), style);
+            push_text(w, part, style);
         }
     }
+}
+
+/// `text` made harmless, its URLs underlined and laid out as links.
+fn push_text(w: &mut Wrapper, text: &str, style: Style) {
+    let mut at = 0;
+    for url in urls::find(text) {
+        w.push(&sanitize(&text[at..url.start]), style);
+        // A URL holds no control characters (they end it): sanitising changes nothing, but
+        // costs nothing either.
+        w.push_link(
+            &sanitize(&text[url.clone()]),
+            style.add_modifier(Modifier::UNDERLINED),
+        );
+        at = url.end;
+    }
+    w.push(&sanitize(&text[at..]), style);
 }
 
 /// The date separator row.
@@ -361,22 +378,34 @@ impl Scrollback {
 
     /// The rows of entry `i`, separator included; `highlight` marks a search match.
     pub fn lines(&self, i: usize, width: u16, highlight: bool) -> Vec<Line<'static>> {
+        self.laid_out(i, width, highlight)
+            .into_iter()
+            .map(|row| row.line)
+            .collect()
+    }
+
+    /// The rows of entry `i` with their links, separator included; `highlight` marks a search
+    /// match.
+    pub fn laid_out(&self, i: usize, width: u16, highlight: bool) -> Vec<Row> {
         self.work.set(self.work.get() + 1);
         let entry = &self.entries[i];
         let mut wrapper = Wrapper::new(usize::from(width), INDENT, true);
         layout_entry(&mut wrapper, entry, false);
-        let mut body = wrapper.finish();
+        let mut body = wrapper.finish_rows();
         if highlight {
-            for line in &mut body {
-                for span in &mut line.spans {
+            for row in &mut body {
+                for span in &mut row.line.spans {
                     span.style = span.style.add_modifier(Modifier::REVERSED);
                 }
             }
         }
         if self.has_separator(i) {
-            let mut lines = vec![separator(entry.day(), usize::from(width))];
-            lines.append(&mut body);
-            lines
+            let mut rows = vec![Row {
+                line: separator(entry.day(), usize::from(width)),
+                links: Vec::new(),
+            }];
+            rows.append(&mut body);
+            rows
         } else {
             body
         }
@@ -406,6 +435,14 @@ impl Scrollback {
         height: usize,
         highlight: Option<usize>,
     ) -> Vec<Line<'static>> {
+        self.visible_rows(width, height, highlight)
+            .into_iter()
+            .map(|row| row.line)
+            .collect()
+    }
+
+    /// [`Scrollback::visible`], with the links of each row.
+    pub fn visible_rows(&self, width: u16, height: usize, highlight: Option<usize>) -> Vec<Row> {
         let start = match self.anchor {
             Some(a) if !self.entries.is_empty() => self.clamp(a, width),
             _ => match self.bottom(width) {
@@ -413,11 +450,11 @@ impl Scrollback {
                 None => return Vec::new(),
             },
         };
-        let mut out: Vec<Line<'static>> = Vec::with_capacity(height);
+        let mut out: Vec<Row> = Vec::with_capacity(height);
         let mut i = start.entry;
         let mut last_row = Some(start.row);
         while out.len() < height {
-            let mut lines = self.lines(i, width, highlight == Some(i));
+            let mut lines = self.laid_out(i, width, highlight == Some(i));
             if let Some(row) = last_row.take() {
                 lines.truncate(row + 1);
             }
@@ -675,6 +712,45 @@ mod tests {
         assert_eq!(s.work(), work, "cached");
         assert!(s.rows(0, 60) < rows);
         assert_eq!(s.work(), work + 1, "measured again for a new width");
+    }
+
+    #[test]
+    fn a_url_is_not_broken_when_it_fits_on_a_row() {
+        let mut s = Scrollback::default();
+        // `this:https://…` is one word too long for what is left of the first row: it used to
+        // be broken at the edge, cutting the URL in two. The URL fits on a row of its own.
+        s.push(msg(1, "read this:https://example.com/some/long/path."));
+        let rows = s.laid_out(0, 40, false);
+        let lines: Vec<String> = rows.iter().map(|r| r.line.to_string()).collect();
+        assert_eq!(
+            lines[1..],
+            [
+                "22:13 bob: read this:",
+                "      https://example.com/some/long/path",
+                "      ."
+            ]
+        );
+        assert_eq!(s.rows(0, 40), rows.len(), "measured as laid out");
+        assert_eq!(rows[2].links.len(), 1);
+        assert_eq!(&*rows[2].links[0].url, "https://example.com/some/long/path");
+        assert_eq!((rows[2].links[0].start, rows[2].links[0].end), (6, 40));
+        assert!(rows[1].links.is_empty() && rows[3].links.is_empty());
+        let underlined = rows[2].line.spans.iter().any(|span| {
+            span.content.starts_with("https://")
+                && span.style.add_modifier.contains(Modifier::UNDERLINED)
+        });
+        assert!(underlined, "{:?}", rows[2].line);
+
+        // Longer than a row: broken, every piece a link to the whole URL.
+        let long = format!("https://example.com/{}", "a".repeat(40));
+        s.push(msg(2, &format!("x {long}")));
+        let rows = s.laid_out(1, 40, false);
+        assert_eq!(rows.len(), 2);
+        for row in &rows {
+            assert_eq!(row.links.len(), 1, "{row:?}");
+            assert_eq!(&*row.links[0].url, long);
+        }
+        assert_eq!(rows[0].links[0].start, 13, "after `22:13 bob: x `");
     }
 
     #[test]

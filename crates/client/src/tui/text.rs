@@ -2,6 +2,8 @@
 //! wrapped line never overflows or leaves a gap), word wrap with a hard break for words longer than
 //! a line, and a stable colour per username.
 
+use std::sync::Arc;
+
 use ratatui::buffer::CellWidth as _;
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
@@ -65,6 +67,26 @@ pub fn user_color(name: &str) -> Color {
 /// Cells between tab stops in a message's text.
 pub const TAB_WIDTH: usize = 8;
 
+/// Cells `start..end` of a row show part of the URL `url` (which may go on over other rows).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// The first cell.
+    pub start: usize,
+    /// The cell after the last.
+    pub end: usize,
+    /// The whole URL, as shown.
+    pub url: Arc<str>,
+}
+
+/// A laid-out row: what it shows, and which of its cells are links.
+#[derive(Clone, Debug, Default)]
+pub struct Row {
+    /// The text.
+    pub line: Line<'static>,
+    /// The links, left to right.
+    pub links: Vec<Link>,
+}
+
 /// Greedy word wrap into rows of at most `width` cells. Rows after the first start with `indent`
 /// spaces. Spaces where a row breaks are dropped; a word longer than a row is broken between
 /// graphemes (which is also how CJK text, which has no spaces, wraps).
@@ -85,6 +107,11 @@ pub struct Wrapper {
     fresh: bool,
     /// The column tab stops count from on the current row: where its text starts.
     origin: usize,
+    /// The URL being put, while [`Wrapper::push_link`] runs.
+    link: Option<Arc<str>>,
+    /// The links of the rows done, and of the current row.
+    links: Vec<Vec<Link>>,
+    row_links: Vec<Link>,
 }
 
 impl Wrapper {
@@ -103,6 +130,9 @@ impl Wrapper {
             run_style: Style::default(),
             fresh: true,
             origin: 0,
+            link: None,
+            links: Vec::new(),
+            row_links: Vec::new(),
         }
     }
 
@@ -141,6 +171,18 @@ impl Wrapper {
         }
     }
 
+    /// Adds a URL (no spaces, no control characters). Like a word, it goes to the next row when
+    /// it does not fit on this one but does on a row of its own, so terminals that find URLs in
+    /// the text see it whole; only a URL longer than a row is broken. Its cells are recorded as
+    /// a [`Link`] on each row it takes.
+    pub fn push_link(&mut self, url: &str, style: Style) {
+        if self.build {
+            self.link = Some(Arc::from(url));
+        }
+        self.push(url, style);
+        self.link = None;
+    }
+
     /// Ends the row: what follows starts on the next one (after the indent).
     pub fn break_line(&mut self) {
         self.new_row();
@@ -160,6 +202,16 @@ impl Wrapper {
     }
 
     fn put(&mut self, s: &str, w: usize, style: Style) {
+        if let Some(url) = &self.link {
+            match self.row_links.last_mut() {
+                Some(last) if last.end == self.col && Arc::ptr_eq(&last.url, url) => last.end += w,
+                _ => self.row_links.push(Link {
+                    start: self.col,
+                    end: self.col + w,
+                    url: Arc::clone(url),
+                }),
+            }
+        }
         if self.build {
             if style != self.run_style && !self.run.is_empty() {
                 self.flush_run();
@@ -185,6 +237,7 @@ impl Wrapper {
         if self.build {
             self.flush_run();
             self.lines.push(Line::from(std::mem::take(&mut self.spans)));
+            self.links.push(std::mem::take(&mut self.row_links));
             if self.indent > 0 {
                 self.spans.push(Span::raw(" ".repeat(self.indent)));
             }
@@ -200,10 +253,20 @@ impl Wrapper {
     }
 
     /// The rows, built.
-    pub fn finish(mut self) -> Vec<Line<'static>> {
+    pub fn finish(self) -> Vec<Line<'static>> {
+        self.finish_rows().into_iter().map(|row| row.line).collect()
+    }
+
+    /// The rows, built, with their links.
+    pub fn finish_rows(mut self) -> Vec<Row> {
         self.flush_run();
         self.lines.push(Line::from(std::mem::take(&mut self.spans)));
+        self.links.push(std::mem::take(&mut self.row_links));
         self.lines
+            .into_iter()
+            .zip(self.links)
+            .map(|(line, links)| Row { line, links })
+            .collect()
     }
 }
 
@@ -305,6 +368,45 @@ mod tests {
             build(30),
             ["> a       bcdefgh 12345678", "  x", "          y"]
         );
+    }
+
+    #[test]
+    fn links_record_their_cells_on_every_row() {
+        let mut w = Wrapper::new(12, 2, true);
+        w.push("ab ", Style::default());
+        w.push_link("http://x.y/z", Style::default());
+        w.push(" c", Style::default());
+        // 12 cells: longer than a row after the indent (10), so it is broken like a long word,
+        // filling the first row.
+        let rows = w.finish_rows();
+        let texts: Vec<String> = rows.iter().map(|r| r.line.to_string()).collect();
+        assert_eq!(texts, ["ab http://x.", "  y/z c"]);
+        let url: Arc<str> = Arc::from("http://x.y/z");
+        assert_eq!(
+            rows[0].links,
+            [Link {
+                start: 3,
+                end: 12,
+                url: Arc::clone(&url)
+            }]
+        );
+        assert_eq!(
+            rows[1].links,
+            [Link {
+                start: 2,
+                end: 5,
+                url
+            }]
+        );
+
+        // One that fits on a row of its own moves there whole.
+        let mut w = Wrapper::new(20, 2, true);
+        w.push("see ", Style::default());
+        w.push_link("https://x.org/abc", Style::default());
+        let rows = w.finish_rows();
+        let texts: Vec<String> = rows.iter().map(|r| r.line.to_string()).collect();
+        assert_eq!(texts, ["see ", "  https://x.org/abc"]);
+        assert_eq!((rows[1].links[0].start, rows[1].links[0].end), (2, 19));
     }
 
     #[test]

@@ -16,10 +16,11 @@
 //! The room list shows once the server is known to serve rooms; with an older server the screen
 //! is as it was before rooms.
 
+use std::num::NonZeroU16;
 use std::time::Duration;
 
 use ratatui::Frame;
-use ratatui::buffer::Buffer;
+use ratatui::buffer::{Buffer, CellDiffOption, CellWidth as _};
 use ratatui::layout::{Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -29,7 +30,8 @@ use super::app::{App, SIDE_PANES_WIDTH, Screen};
 use super::login::{Field, LoginForm};
 use super::rooms::{Membership, RoomView};
 use super::scrollback::{INDENT, Level, layout_message};
-use super::text::{Wrapper, text_width, truncate, user_color};
+use super::text::{Link, Row, Wrapper, text_width, truncate, user_color};
+use super::urls::osc8_target;
 use crate::display::sanitize;
 use gc_client_core::event::ConnState;
 
@@ -248,7 +250,7 @@ fn render_messages(app: &App, area: Rect, buf: &mut Buffer) {
     app.pane.set((width, area.height.saturating_sub(1).max(1)));
     let marker = marker(app);
     let rows = height - usize::from(marker.is_some());
-    let mut pending: Vec<Line<'static>> = Vec::new();
+    let mut pending: Vec<Row> = Vec::new();
     let room = &app.view().room;
     if app.log().following() {
         for p in app.pending.iter().filter(|p| &p.room == room) {
@@ -261,7 +263,7 @@ fn render_messages(app: &App, area: Rect, buf: &mut Buffer) {
                     .fg(Color::DarkGray)
                     .add_modifier(Modifier::DIM | Modifier::ITALIC),
             );
-            pending.extend(w.finish());
+            pending.extend(w.finish_rows());
         }
         if pending.len() > rows {
             pending.drain(..pending.len() - rows);
@@ -269,13 +271,14 @@ fn render_messages(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let mut lines = app
         .log()
-        .visible(width, rows - pending.len(), app.highlighted());
+        .visible_rows(width, rows - pending.len(), app.highlighted());
     lines.append(&mut pending);
-    for (i, line) in lines.iter().enumerate() {
+    for (i, row) in lines.iter().enumerate() {
         let y = area.y + u16::try_from(i).unwrap_or(u16::MAX);
-        buf.set_line(area.x, y, line, width);
+        buf.set_line(area.x, y, &row.line, width);
     }
-    if app.loading_older() {
+    let loading = app.loading_older();
+    if loading {
         let line = Line::from(Span::styled(
             "  loading older messages…",
             Style::default().fg(Color::DarkGray),
@@ -291,6 +294,40 @@ fn render_messages(app: &App, area: Rect, buf: &mut Buffer) {
         let style = line.style;
         buf.set_style(Rect::new(area.x, y, width, 1), style);
         buf.set_line(area.x, y, &line, width);
+    }
+    if app.hyperlinks {
+        // Last, and not on the row the loading line covers.
+        for (i, row) in lines.iter().enumerate() {
+            let Ok(dy) = u16::try_from(i) else { break };
+            if !(loading && i == 0) {
+                for link in &row.links {
+                    hyperlink(buf, area, area.y + dy, link);
+                }
+            }
+        }
+    }
+}
+
+/// Writes the cells of `link` on row `y` as OSC 8 hyperlinks (`ESC ] 8 ; ; URL ESC \`), each
+/// cell opening and closing its own, so a cell redrawn alone is still a link; terminals join
+/// neighbouring cells with the same target into one link. The sequences take no room on the
+/// screen, so each cell's width is forced to its character's, or ratatui would count the
+/// sequence's characters as cells and leave the rest of the row unwritten.
+fn hyperlink(buf: &mut Buffer, area: Rect, y: u16, link: &Link) {
+    let target = osc8_target(&link.url);
+    let end = area
+        .x
+        .saturating_add(u16::try_from(link.end).unwrap_or(u16::MAX));
+    let mut x = area
+        .x
+        .saturating_add(u16::try_from(link.start).unwrap_or(u16::MAX));
+    while x < end.min(area.right()) {
+        let cell = &mut buf[(x, y)];
+        let width = NonZeroU16::new(cell.symbol().cell_width()).unwrap_or(NonZeroU16::MIN);
+        let symbol = format!("\x1b]8;;{target}\x1b\\{}\x1b]8;;\x1b\\", cell.symbol());
+        cell.set_symbol(&symbol)
+            .set_diff_option(CellDiffOption::ForcedWidth(width));
+        x = x.saturating_add(width.get());
     }
 }
 
@@ -853,7 +890,8 @@ mod tests {
         terminal.backend().buffer().clone()
     }
 
-    /// The rows as text, wide characters once (the cell they cover is skipped).
+    /// The rows as text, wide characters once (the cell they cover is skipped), hyperlinks as
+    /// the text they show.
     fn rows(buf: &Buffer) -> Vec<String> {
         let area = buf.area;
         (0..area.height)
@@ -865,13 +903,36 @@ mod tests {
                         skip -= 1;
                         continue;
                     }
-                    let symbol = buf[(x, y)].symbol();
-                    skip = usize::from(symbol.cell_width()).saturating_sub(1);
-                    row.push_str(symbol);
+                    let cell = &buf[(x, y)];
+                    skip = usize::from(cell.cell_width()).saturating_sub(1);
+                    row.push_str(&shown(cell.symbol()));
                 }
                 row.trim_end().to_owned()
             })
             .collect()
+    }
+
+    /// What a cell shows: its symbol without OSC 8 sequences (`ESC ] 8 ; params ; URL ESC \`).
+    fn shown(symbol: &str) -> String {
+        let mut out = String::new();
+        let mut rest = symbol;
+        while let Some(i) = rest.find("\x1b]8;") {
+            out.push_str(&rest[..i]);
+            let Some(end) = rest[i..].find("\x1b\\") else {
+                panic!("an unterminated OSC 8 in {symbol:?}");
+            };
+            rest = &rest[i + end + 2..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// The OSC 8 target of the cell at (x, y), if it is a link.
+    fn link_at(buf: &Buffer, x: u16, y: u16) -> Option<String> {
+        let symbol = buf[(x, y)].symbol();
+        let target = symbol.strip_prefix("\x1b]8;;")?;
+        let end = target.find("\x1b\\")?;
+        Some(target[..end].to_owned())
     }
 
     fn find(buf: &Buffer, text: &str) -> (u16, u16) {
@@ -981,6 +1042,108 @@ mod tests {
         let log = app.log();
         assert_eq!(log.rows(0, 30), log.lines(0, 30, false).len());
         assert_eq!(log.rows(0, 30), 3, "the day's separator and two rows");
+    }
+
+    #[test]
+    fn urls_are_written_as_hyperlinks_without_shifting_the_text() {
+        let mut app = app();
+        let url = "https://example.com/a/b";
+        app.add_records(&[
+            record(1, 0, "bob", &format!("see ({url}). ok")),
+            // 16 cells of `22:13 bob: long ` leave 34 of 50 for a URL of 36: it goes below.
+            record(2, 1, "bob", "long https://example.com/0123456789abcdef"),
+        ]);
+        let buf = draw(&app, 50, 10);
+        let r = rows(&buf);
+        assert_eq!(r[1], format!("22:13 bob: see ({url}). ok"));
+        assert_eq!(r[2], "22:13 bob: long");
+        assert_eq!(r[3], "      https://example.com/0123456789abcdef");
+        let (x, y) = find(&buf, "https://example.com/a/b");
+        let len = u16::try_from(url.len()).unwrap();
+        for dx in 0..len {
+            assert_eq!(link_at(&buf, x + dx, y).as_deref(), Some(url), "cell {dx}");
+            assert_eq!(
+                buf[(x + dx, y)].symbol(),
+                format!(
+                    "\x1b]8;;{url}\x1b\\{}\x1b]8;;\x1b\\",
+                    &url[dx as usize..=dx as usize]
+                )
+            );
+        }
+        assert_eq!(link_at(&buf, x - 1, y), None, "the `(` is no link");
+        assert_eq!(link_at(&buf, x + len, y), None, "nor the `)`");
+        assert!(buf[(x, y)].modifier.contains(Modifier::UNDERLINED));
+        assert_eq!(
+            link_at(&buf, 6, 3).as_deref(),
+            Some("https://example.com/0123456789abcdef")
+        );
+        // What goes to the terminal: every cell of the row that differs from a blank, each once,
+        // at its own column (the sequence's characters are not counted as cells, which would
+        // skip the rest of the row).
+        let blank = Buffer::empty(buf.area);
+        let written: Vec<u16> = blank
+            .diff(&buf)
+            .into_iter()
+            .filter(|&(_, row, _)| row == y)
+            .map(|(col, _, _)| col)
+            .collect();
+        let shown_len = u16::try_from(text_width(&r[1])).unwrap();
+        let expected: Vec<u16> = (0..shown_len)
+            .filter(|&col| buf[(col, y)] != blank[(col, y)])
+            .collect();
+        assert!(expected.len() > url.len(), "{expected:?}");
+        assert_eq!(written, expected);
+
+        // Switched off: plain text, still underlined.
+        app.hyperlinks = false;
+        let buf = draw(&app, 50, 10);
+        assert_eq!(rows(&buf)[1], r[1]);
+        assert_eq!(link_at(&buf, x, y), None);
+        assert!(buf.content().iter().all(|c| !c.symbol().contains('\x1b')));
+        assert!(buf[(x, y)].modifier.contains(Modifier::UNDERLINED));
+    }
+
+    #[test]
+    fn a_peer_cannot_inject_escapes_through_a_url() {
+        let mut app = app();
+        app.add_records(&[record(
+            1,
+            0,
+            "mallory",
+            "https://x.org/\u{1b}]8;;https://evil\u{1b}\\a\u{7} https://y.org/\u{9b}31m https://z.org/é\"x",
+        )]);
+        let buf = draw(&app, 79, 8);
+        assert_eq!(
+            rows(&buf)[1..3],
+            [
+                "22:13 mallory: https://x.org/␛]8;;https://evil␛\\a␇ https://y.org/�31m",
+                "      https://z.org/é\"x"
+            ]
+        );
+        for cell in buf.content() {
+            let symbol = cell.symbol();
+            if let Some(target) = symbol.strip_prefix("\x1b]8;;") {
+                let end = target.find("\x1b\\").unwrap();
+                let (target, rest) = (&target[..end], &target[end + 2..]);
+                assert!(target.bytes().all(|b| b.is_ascii_graphic()), "{symbol:?}");
+                // One shown character, then the closing sequence: no other escape.
+                let shown = rest.strip_suffix("\x1b]8;;\x1b\\").unwrap();
+                assert!(!shown.contains(char::is_control), "{symbol:?}");
+                // `https://evil` is a URL the peer wrote as text, shown as such: linking it is fine.
+                assert!(
+                    [
+                        "https://x.org/",
+                        "https://evil",
+                        "https://y.org/",
+                        "https://z.org/%C3%A9"
+                    ]
+                    .contains(&target),
+                    "{target}"
+                );
+            } else {
+                assert!(!symbol.contains(char::is_control), "{symbol:?}");
+            }
+        }
     }
 
     #[test]

@@ -93,6 +93,19 @@ impl Tmux {
         String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "gc"]).stdout).into_owned()
     }
 
+    /// Whether the program in the pane asked for mouse reporting, and in SGR encoding:
+    /// `"1 1"` or `"0 0"`.
+    fn mouse_flags(&self) -> String {
+        let out = self.cmd(&[
+            "display-message",
+            "-p",
+            "-t",
+            "gc",
+            "#{mouse_standard_flag} #{mouse_sgr_flag}",
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     fn alternate_screen(&self) -> bool {
         let out = self.cmd(&["display-message", "-p", "-t", "gc", "#{alternate_on}"]);
         String::from_utf8_lossy(&out.stdout).trim() == "1"
@@ -342,6 +355,7 @@ fn tui_scrolls_with_the_mouse_wheel() {
     tmux.type_text(&format!("sh -c {}; echo GC-EXIT-$?", sh_quote(&script)));
     tmux.key("Enter");
     tmux.wait_for(" ACTIVE │ ", &log);
+    assert_eq!(tmux.mouse_flags(), "1 1", "button and wheel reporting, SGR");
 
     // Forty rows of messages, more than the 30-row screen holds.
     register(&server, "bob", "pw-bob");
@@ -372,6 +386,37 @@ fn tui_scrolls_with_the_mouse_wheel() {
     tmux.type_text("/quit");
     tmux.key("Enter");
     tmux.wait_for("GC-EXIT-0", &log);
+    assert_eq!(bob.close(), 0);
+}
+
+/// `mouse = false` in the settings file leaves the mouse to the terminal; and a URL written as
+/// an OSC 8 hyperlink leaves the text around it where it belongs (the sequences take no cells).
+#[test]
+fn tui_mouse_can_be_left_to_the_terminal_and_urls_keep_their_place() {
+    let Some(tmux) = Tmux::start() else {
+        return;
+    };
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (script, log, _) = password_file_client(&server, "erin", dir.path());
+    std::fs::write(dir.path().join("config.toml"), "mouse = false\n").unwrap();
+    tmux.type_text(&format!("sh -c {}; echo GC-EXIT-$?", sh_quote(&script)));
+    tmux.key("Enter");
+    tmux.wait_for(" ACTIVE │ ", &log);
+    assert_eq!(tmux.mouse_flags(), "0 0", "no mouse reporting");
+
+    register(&server, "bob", "pw-bob");
+    let mut bob = TestClient::start(config(&server, "bob", "pw-bob"));
+    bob.wait_active();
+    bob.send("see (https://example.com/a/b?c=d) then the rest");
+    tmux.wait_for("bob: see (https://example.com/a/b?c=d) then the rest", &log);
+    tmux.type_text("/quit");
+    tmux.key("Enter");
+    tmux.wait_for("GC-EXIT-0", &log);
+    // The username was remembered next to the setting, which stays.
+    let config = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
+    assert!(config.contains("mouse = false"), "{config}");
+    assert!(config.contains("user = \"erin\""), "{config}");
     assert_eq!(bob.close(), 0);
 }
 
