@@ -92,6 +92,8 @@ fn broken_plugins_are_refused_or_disabled_and_the_server_keeps_working() {
     install(m, &plugin_library("word_filter"), "f_word_filter.so");
     std::fs::write(m.join("word-filter.txt"), "replace bad good\n").unwrap();
     std::fs::write(m.join("notes.txt"), "not a library, ignored").unwrap();
+    // A client plugin in the server's mods directory: it loads and does nothing there.
+    install(m, Path::new(gc_mod_shout::LIBRARY), "g_shout.so");
 
     // `gc-server plugins list` explains each file.
     let mut config = gc_tests::test_config(Path::new("/nonexistent"));
@@ -126,7 +128,16 @@ fn broken_plugins_are_refused_or_disabled_and_the_server_keeps_working() {
         "{listing}"
     );
     assert!(line("d_panicky.so").starts_with("load"), "{listing}");
-    assert!(line("f_word_filter.so").starts_with("load"), "{listing}");
+    let filter = line("f_word_filter.so");
+    assert!(
+        filter.starts_with("load") && !filter.contains("does nothing"),
+        "{listing}"
+    );
+    let shout = line("g_shout.so");
+    assert!(
+        shout.starts_with("load") && shout.contains("no server hooks: it does nothing"),
+        "{shout}"
+    );
     assert!(!listing.contains("notes.txt"));
 
     // The server starts with the good ones; the panicking and the non-UTF-8 hooks get their

@@ -215,7 +215,7 @@ fn list_plugins(cli: &Cli) -> u8 {
         }
         Err(e) => return error_exit(&e),
     };
-    let lines = match gc_plugin::Plugins::listing(&dir) {
+    let lines = match gc_plugin::Plugins::listing(&dir, gc_plugin::Side::Client) {
         Ok(lines) => lines,
         Err(e) => {
             print_error(&format!("gc-client: error: {e}"));

@@ -107,6 +107,36 @@ impl fmt::Display for PluginInfo {
     }
 }
 
+/// Which program a plugin is listed for: each runs only its own side's hooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// `gc-server`: `on_client_connect`, `on_message_received`, `on_client_disconnect`.
+    Server,
+    /// `gc-client`: `on_message_display`, `on_message_send`.
+    Client,
+}
+
+impl Side {
+    /// The hooks this side runs.
+    pub fn hooks(self) -> &'static [&'static str] {
+        match self {
+            Self::Server => &[
+                "on_client_connect",
+                "on_message_received",
+                "on_client_disconnect",
+            ],
+            Self::Client => &["on_message_display", "on_message_send"],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Client => "client",
+        }
+    }
+}
+
 /// The result of the hook chain for a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -354,9 +384,10 @@ impl Plugins {
             .collect())
     }
 
-    /// `inspect_dir` as text for people: one `load  …` or `skip  …` line per candidate file, or
-    /// one line saying the directory holds none.
-    pub fn listing(dir: &Path) -> Result<Vec<String>, PluginError> {
+    /// `inspect_dir` as text for people, for the program on `side`: one `load  …` or `skip  …`
+    /// line per candidate file (a plugin with none of `side`'s hooks loads but does nothing
+    /// there, which the line says), or one line saying the directory holds none.
+    pub fn listing(dir: &Path, side: Side) -> Result<Vec<String>, PluginError> {
         let candidates = Self::inspect_dir(dir)?;
         if candidates.is_empty() {
             return Ok(vec![format!(
@@ -368,6 +399,10 @@ impl Plugins {
         Ok(candidates
             .into_iter()
             .map(|c| match c.result {
+                Ok(info) if !info.hooks.iter().any(|h| side.hooks().contains(h)) => format!(
+                    "load  {info} — no {side} hooks: it does nothing in the {side}",
+                    side = side.name()
+                ),
                 Ok(info) => format!("load  {info}"),
                 Err(e) => format!("skip  {e}"),
             })

@@ -17,4 +17,4 @@ pub mod guest;
 pub mod host;
 
 pub use abi::ABI_VERSION;
-pub use host::{Candidate, Outcome, PluginError, PluginInfo, Plugins};
+pub use host::{Candidate, Outcome, PluginError, PluginInfo, Plugins, Side};

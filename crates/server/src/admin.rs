@@ -580,7 +580,8 @@ pub fn plugins_list(config: &Config, out: &mut dyn Write) -> Result<(), ServerEr
         path: "standard output".into(),
         source,
     };
-    let lines = gc_plugin::Plugins::listing(&dir).map_err(|e| ServerError::Usage(e.to_string()))?;
+    let lines = gc_plugin::Plugins::listing(&dir, gc_plugin::Side::Server)
+        .map_err(|e| ServerError::Usage(e.to_string()))?;
     for line in lines {
         writeln!(out, "{line}").map_err(write_err)?;
     }
