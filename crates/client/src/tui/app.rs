@@ -358,6 +358,34 @@ impl App {
         self.zone.convert(self.clock.unwrap_or_else(Utc::now))
     }
 
+    /// A message just written by someone the online list does not have yet: they are online
+    /// (they just sent it), and the list learns so only at the next heartbeat's presence
+    /// version, up to a second later, which put their "joined" after their first words. Said
+    /// now, before the message, and the later list then finds nothing new. Only for a message
+    /// written in the last minute (not history, not a backlog), and only once the list is known.
+    fn arrived_by_message(&mut self, record: &Record) {
+        const RECENT_SECS: i64 = 60;
+        if record.username.is_reserved()
+            || record.username.as_str().eq_ignore_ascii_case(&self.user)
+        {
+            return;
+        }
+        let age = self.wall().with_timezone(&Utc) - utc(record.timestamp);
+        if age.num_seconds().abs() > RECENT_SECS {
+            return;
+        }
+        let name = record.username.as_str();
+        let People::Known(online) = &mut self.rooms.general_mut().people else {
+            return;
+        };
+        if online.iter().any(|u| u.eq_ignore_ascii_case(name)) {
+            return;
+        }
+        online.push(name.to_owned());
+        online.sort_by_key(|u| u.to_ascii_lowercase());
+        self.notice_at(0, Level::Info, format!("{} joined", sanitize(name)));
+    }
+
     /// The messages and notices of the view shown.
     pub fn log(&self) -> &Scrollback {
         &self.rooms.current().log
@@ -489,6 +517,7 @@ impl App {
         let mut put_out = Vec::new();
         for record in records {
             self.max_id = self.max_id.max(record.id);
+            self.arrived_by_message(record);
             let out = record.username.is_reserved() && puts_out(&record.body, &self.user);
             if out && self.rooms.find(&record.room).is_none() {
                 // The notice of a part whose view is closed already: nothing to reopen.
@@ -2169,6 +2198,34 @@ mod tests {
         let notes: Vec<&str> = app.log().entries().iter().map(Entry::searchable).collect();
         assert_eq!(notes, ["carol joined", "bob left"]);
         assert_eq!(app.people().names(), ["alice", "carol"]);
+    }
+
+    #[test]
+    fn a_first_message_follows_its_writers_joined_notice() {
+        let mut app = chat();
+        let names = |n: &[&str]| n.iter().map(|u| Username::new(*u).unwrap()).collect();
+        app.handle_client(Event::Presence {
+            version: 1,
+            users: names(&["alice"]),
+        });
+        // Bob logs in and speaks at once: his message comes before the next presence list.
+        app.add_records(&[record(1, "bob", "hi all")]);
+        app.handle_client(Event::Presence {
+            version: 2,
+            users: names(&["alice", "bob"]),
+        });
+        let notes: Vec<&str> = app.log().entries().iter().map(Entry::searchable).collect();
+        assert_eq!(notes, ["bob joined", "hi all"], "once, and first");
+        // An old record (history, a backlog) says nothing about who is online now.
+        let mut old = record(2, "carol", "said long ago");
+        old.timestamp = Timestamp::parse("1600000000").unwrap();
+        app.add_records(&[old]);
+        assert!(
+            !app.log()
+                .entries()
+                .iter()
+                .any(|e| e.searchable() == "carol joined")
+        );
     }
 
     #[test]
