@@ -10,7 +10,7 @@
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Local, Utc};
 use gc_protocol::{
@@ -242,11 +242,16 @@ pub struct App {
     listed: Vec<Room>,
     /// The Tab completion that the next Tab carries on, if nothing else came in between.
     completion: Option<Completion>,
+    /// Who went off the online list, and when: "left" waits for [`LEAVE_GRACE`].
+    leaving: Vec<(String, Instant)>,
     max_id: u64,
 }
 
 /// The most URLs `/urls` lists (the newest).
 pub const URLS_LISTED: usize = 50;
+
+/// How long someone is off the online list before "left" is said (see `App::say_who_left`).
+const LEAVE_GRACE: Duration = Duration::from_secs(10);
 
 /// Entries of the room shown that Tab looks back over to find who wrote last.
 const RECENT_SCAN: usize = 200;
@@ -296,6 +301,7 @@ impl App {
             watched: Vec::new(),
             listed: Vec::new(),
             completion: None,
+            leaving: Vec::new(),
             max_id: 0,
         }
     }
@@ -349,13 +355,28 @@ impl App {
         std::mem::take(&mut self.actions)
     }
 
-    /// Updates "now" (heartbeat age).
+    /// Updates "now" (heartbeat age, who left for good).
     pub fn set_now(&mut self, now: Instant) {
         self.now = now;
+        self.say_who_left();
     }
 
     fn wall(&self) -> DateTime<FixedOffset> {
         self.zone.convert(self.clock.unwrap_or_else(Utc::now))
+    }
+
+    /// Says "… left" for those gone from the online list for [`LEAVE_GRACE`]: a client that
+    /// reconnects (a server restart, a network blip) is back within it, and its leaving and
+    /// joining again are not news.
+    fn say_who_left(&mut self) {
+        let now = self.now;
+        let (gone, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.leaving)
+            .into_iter()
+            .partition(|(_, since)| now.saturating_duration_since(*since) >= LEAVE_GRACE);
+        self.leaving = waiting;
+        for (name, _) in gone {
+            self.notice_at(0, Level::Info, format!("{} left", sanitize(&name)));
+        }
     }
 
     /// A message just written by someone the online list does not have yet: they are online
@@ -383,7 +404,13 @@ impl App {
         }
         online.push(name.to_owned());
         online.sort_by_key(|u| u.to_ascii_lowercase());
-        self.notice_at(0, Level::Info, format!("{} joined", sanitize(name)));
+        match self.leaving.iter().position(|(n, _)| n == name) {
+            // Back before their "left" was said.
+            Some(i) => {
+                self.leaving.remove(i);
+            }
+            None => self.notice_at(0, Level::Info, format!("{} joined", sanitize(name))),
+        }
     }
 
     /// The messages and notices of the view shown.
@@ -840,10 +867,20 @@ impl App {
 
     /// Who is online at all: `#general`'s people; logins and logouts are notices there.
     fn presence(&mut self, users: impl Iterator<Item = String>) {
-        let notes = self.rooms.general_mut().people.update(users.collect());
-        for note in notes {
-            self.notice_at(0, Level::Info, note);
+        let changes = self.rooms.general_mut().people.update(users.collect());
+        for name in changes.joined {
+            match self.leaving.iter().position(|(n, _)| *n == name) {
+                // Back before their "left" was said: a reconnect, not news.
+                Some(i) => {
+                    self.leaving.remove(i);
+                }
+                None => self.notice_at(0, Level::Info, format!("{} joined", sanitize(&name))),
+            }
         }
+        let now = self.now;
+        self.leaving
+            .extend(changes.left.into_iter().map(|name| (name, now)));
+        self.say_who_left();
         if self.who_wanted.as_ref().is_some_and(Room::is_general) {
             self.who_wanted = None;
             let names = self.rooms.views()[0].people.names();
@@ -2196,8 +2233,46 @@ mod tests {
             users: names(&["alice", "carol"]),
         });
         let notes: Vec<&str> = app.log().entries().iter().map(Entry::searchable).collect();
-        assert_eq!(notes, ["carol joined", "bob left"]);
+        assert_eq!(notes, ["carol joined"], "a leaving is said after a grace");
         assert_eq!(app.people().names(), ["alice", "carol"]);
+        let t0 = app.now;
+        app.set_now(t0 + LEAVE_GRACE);
+        let notes: Vec<&str> = app.log().entries().iter().map(Entry::searchable).collect();
+        assert_eq!(notes, ["carol joined", "bob left"]);
+    }
+
+    #[test]
+    fn a_reconnect_is_not_told_as_left_and_joined() {
+        let mut app = chat();
+        let names = |n: &[&str]| n.iter().map(|u| Username::new(*u).unwrap()).collect();
+        let t0 = app.now;
+        app.handle_client(Event::Presence {
+            version: 1,
+            users: names(&["alice", "bob", "carol"]),
+        });
+        // A server restart: everyone drops off, and comes back within seconds.
+        app.handle_client(Event::Presence {
+            version: 2,
+            users: names(&["alice"]),
+        });
+        app.set_now(t0 + Duration::from_secs(3));
+        app.handle_client(Event::Presence {
+            version: 3,
+            users: names(&["alice", "bob"]),
+        });
+        // Carol is back by her first message.
+        app.add_records(&[record(1, "carol", "back")]);
+        app.set_now(t0 + LEAVE_GRACE * 3);
+        let notes: Vec<&str> = app.log().entries().iter().map(Entry::searchable).collect();
+        assert_eq!(notes, ["back"], "no churn");
+        // Someone gone for good is still told, once the grace has passed.
+        app.handle_client(Event::Presence {
+            version: 4,
+            users: names(&["alice", "carol"]),
+        });
+        app.set_now(t0 + LEAVE_GRACE * 5);
+        let notes: Vec<&str> = app.log().entries().iter().map(Entry::searchable).collect();
+        assert_eq!(notes, ["back", "bob left"]);
     }
 
     #[test]
@@ -2949,6 +3024,8 @@ mod tests {
             version: 3,
             users: names(&["alice", "bob"]),
         });
+        let later = app.now + LEAVE_GRACE;
+        app.set_now(later);
         assert_eq!(last_notice(&app), "online in #dev (1): bob");
         assert_eq!(
             app.rooms.views()[0]

@@ -1,8 +1,6 @@
 //! Who is online: the list as last heard, who joined and left since the one before, completing a
 //! name with Tab, and whether a side pane (the people pane, the room list) is shown.
 
-use crate::display::sanitize;
-
 /// Who is online, as last heard.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum People {
@@ -22,21 +20,17 @@ impl People {
         }
     }
 
-    /// Takes a new list (any order) and returns the notices for who joined and who left since the
-    /// last one: none for the first list.
-    pub fn update(&mut self, mut users: Vec<String>) -> Vec<String> {
+    /// Takes a new list (any order) and returns who joined and who left since the last one:
+    /// nobody for the first list.
+    pub fn update(&mut self, mut users: Vec<String>) -> Changes {
         users.sort_by_key(|u| u.to_ascii_lowercase());
-        let mut notes = Vec::new();
+        let mut changes = Changes::default();
         if let Self::Known(old) = self {
-            for u in users.iter().filter(|u| !old.contains(u)) {
-                notes.push(format!("{} joined", sanitize(u)));
-            }
-            for u in old.iter().filter(|u| !users.contains(u)) {
-                notes.push(format!("{} left", sanitize(u)));
-            }
+            changes.joined = users.iter().filter(|u| !old.contains(u)).cloned().collect();
+            changes.left = old.iter().filter(|u| !users.contains(u)).cloned().collect();
         }
         *self = Self::Known(users);
-        notes
+        changes
     }
 
     /// The names that `prefix` begins (ignoring ASCII case), itself included, in the list's
@@ -49,6 +43,15 @@ impl People {
             .map(String::as_str)
             .collect()
     }
+}
+
+/// Who came and went between two lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// On the new list only.
+    pub joined: Vec<String>,
+    /// On the old list only.
+    pub left: Vec<String>,
 }
 
 /// Whether a side pane is shown: the people pane (F2) or the room list (F3).
@@ -95,13 +98,19 @@ mod tests {
     fn the_first_list_is_not_news_and_later_ones_are_compared() {
         let mut people = People::default();
         assert!(people.names().is_empty());
-        assert!(people.update(names(&["bob", "Alice"])).is_empty());
+        assert_eq!(people.update(names(&["bob", "Alice"])), Changes::default());
         assert_eq!(people.names(), ["Alice", "bob"], "sorted without case");
         assert_eq!(
             people.update(names(&["carol", "Alice"])),
-            ["carol joined", "bob left"]
+            Changes {
+                joined: names(&["carol"]),
+                left: names(&["bob"]),
+            }
         );
-        assert!(people.update(names(&["Alice", "carol"])).is_empty());
+        assert_eq!(
+            people.update(names(&["Alice", "carol"])),
+            Changes::default()
+        );
     }
 
     #[test]
