@@ -115,6 +115,49 @@ fn still_open(s: &std::net::TcpStream) -> bool {
 }
 
 #[test]
+fn garbage_from_one_address_cannot_flood_the_log() {
+    gc_tests::capture_logs();
+    let server = TestServer::start();
+    let target = server.target();
+    let ip = client_ip();
+    for _ in 0..40 {
+        let mut s = target.stream(ip, target.addrs.connect).unwrap();
+        s.tcp()
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let _ = s.write_all(b"HELLO\n").and_then(|()| s.flush());
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        assert_eq!(
+            err_code(&String::from_utf8_lossy(&out)),
+            Some(ErrorCode::Malformed)
+        );
+    }
+    let logs = gc_tests::captured_logs();
+    let about = logs
+        .lines()
+        .filter(|l| l.contains(&format!("{ip}:")) && l.contains("malformed frame"))
+        .count();
+    assert!(
+        (1..=10).contains(&about),
+        "{about} warnings for 40 garbage connections from {ip}"
+    );
+    // The address is still served.
+    let reply = {
+        let mut s = target.stream(ip, target.addrs.connect).unwrap();
+        s.tcp()
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let _ = s.write_all(b"Ping GC/3\n").and_then(|()| s.flush());
+        let _ = s.tcp().shutdown(std::net::Shutdown::Write);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    assert!(reply.starts_with("Pong"), "{reply}");
+}
+
+#[test]
 fn a_pre_login_connection_has_a_bounded_life_however_steadily_it_sends() {
     // I/O timeout 1 s: a connect or auth connection lives at most 3 s.
     let server = TestServer::start_with(|c| c.io_timeout = Duration::from_secs(1));

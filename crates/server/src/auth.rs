@@ -15,6 +15,7 @@ use gc_store::{Account, StoreError};
 
 use crate::config::TlsMode;
 use crate::state::{AddError, NewSession, ServerState, SessionLimits};
+use crate::warnings::peer_warn;
 use crate::{heartbeat, listener, rooms};
 
 /// Serves one connection on the auth port: any number of `Register` and `AuthRequest` exchanges
@@ -31,12 +32,12 @@ pub fn serve(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
             Err(ProtocolError::Malformed { error, .. }) => {
                 // Before a login: one answer, then the connection is closed (a garbage stream
                 // must not hold a pending-auth slot or fill the log line by line).
-                tracing::warn!(%peer, "malformed frame on the auth port: {error}; closing");
+                peer_warn!(shared, peer.ip(), %peer, "malformed frame on the auth port: {error}; closing");
                 let _ = reply(&shared, &mut conn, err(error.code(), error.to_string()));
                 return;
             }
             Err(ProtocolError::TooLong { limit, .. }) => {
-                tracing::warn!(%peer, "frame over {limit} bytes on the auth port; closing");
+                peer_warn!(shared, peer.ip(), %peer, "frame over {limit} bytes on the auth port; closing");
                 let _ = reply(
                     &shared,
                     &mut conn,
@@ -120,7 +121,7 @@ fn err(code: ErrorCode, text: impl Into<String>) -> AuthServer {
 fn register(shared: &ServerState, ip: IpAddr, account: Account) -> AuthServer {
     let name = account.username.clone();
     if !shared.config.registration_open {
-        tracing::warn!(%ip, user = %name, "registration refused: registration is closed");
+        peer_warn!(shared, ip, %ip, user = %name, "registration refused: registration is closed");
         return err(
             ErrorCode::RegistrationClosed,
             "this server only has accounts made by its operator (gc-server user add); ask them for one",
@@ -226,7 +227,7 @@ fn login(
     let key = username.key();
     let now = Instant::now();
     if let Err(wait) = shared.throttle.check(&key, ip, now) {
-        tracing::warn!(%ip, user = %username, "login throttled");
+        peer_warn!(shared, ip, %ip, user = %username, "login throttled");
         return err(
             ErrorCode::Throttled,
             format!(
@@ -237,7 +238,7 @@ fn login(
     }
     let Some(account) = shared.accounts.get(username.as_str()) else {
         shared.throttle.record_failure(&key, ip, now);
-        tracing::warn!(%ip, user = %username, "login for an unknown user");
+        peer_warn!(shared, ip, %ip, user = %username, "login for an unknown user");
         return err(
             ErrorCode::UnknownUser,
             format!("no account named {username}; register it first, or check the spelling"),
@@ -249,7 +250,7 @@ fn login(
     let hello = match ClientHello::parse_bound(client_first, &channel.binding) {
         Ok(h) => h,
         Err(e) => {
-            tracing::warn!(%ip, user = %username, "login refused: {e}");
+            peer_warn!(shared, ip, %ip, user = %username, "login refused: {e}");
             return err(ErrorCode::Malformed, e.to_string());
         }
     };
@@ -433,7 +434,7 @@ fn prove(
             ));
         }
         Err(e) => {
-            tracing::warn!(%ip, user = %username, "no proof: {e}");
+            peer_warn!(shared, ip, %ip, user = %username, "no proof: {e}");
             return Err(err(ErrorCode::Malformed, "no proof received in time"));
         }
     };
@@ -443,7 +444,7 @@ fn prove(
             shared
                 .throttle
                 .record_failure(&username.key(), ip, Instant::now());
-            tracing::warn!(%ip, user = %username, "wrong password");
+            peer_warn!(shared, ip, %ip, user = %username, "wrong password");
             Err(err(
                 ErrorCode::Auth,
                 format!("wrong password for {username}"),
@@ -451,7 +452,7 @@ fn prove(
         }
         Err(e) => {
             // E.g. a binding mismatch: somebody relays this login through their own TLS endpoint.
-            tracing::warn!(%ip, user = %username, "login refused: {e}");
+            peer_warn!(shared, ip, %ip, user = %username, "login refused: {e}");
             Err(err(ErrorCode::Malformed, e.to_string()))
         }
     }

@@ -21,6 +21,7 @@ mod rooms;
 mod state;
 mod threads;
 mod tls;
+mod warnings;
 
 use std::io::Write;
 use std::sync::Arc;

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::error::ServerError;
 use crate::notify::Doorbell;
 use crate::state::{Incoming, ServerState, refuse};
+use crate::warnings::peer_warn;
 use crate::{auth, paths};
 
 /// Pending connections the kernel queues per listening port before the accept threads take them.
@@ -267,7 +268,7 @@ fn spawn_conn(
     serve: fn(Arc<ServerState>, Conn, SocketAddr),
 ) {
     let Some(slot) = shared.pending.begin(peer.ip()) else {
-        tracing::warn!(%peer, "too many connections in progress; refusing");
+        peer_warn!(shared, peer.ip(), %peer, "too many connections in progress; refusing");
         refuse(
             stream,
             ErrorCode::Full,
@@ -322,7 +323,7 @@ fn serve_connect(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
                 }
             }
             Ok(ping) => {
-                tracing::warn!(%peer, version = %ping.version, "client speaks another version");
+                peer_warn!(shared, peer.ip(), %peer, version = %ping.version, "client speaks another version");
                 ConnectReply::Err(ErrorFrame::new(
                     ErrorCode::Version,
                     format!(
@@ -335,7 +336,7 @@ fn serve_connect(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
             Err(ProtocolError::Malformed { error, .. }) => {
                 // Nobody has signed in on this port: a peer that sends garbage gets one answer
                 // and the connection closed, not a slot and a log line per line it sends.
-                tracing::warn!(%peer, "malformed frame on the connect port: {error}; closing");
+                peer_warn!(shared, peer.ip(), %peer, "malformed frame on the connect port: {error}; closing");
                 let reply = ConnectReply::Err(ErrorFrame::new(error.code(), error.to_string()));
                 let _ = conn.send(&reply, shared.io_deadline());
                 return;
@@ -374,7 +375,7 @@ fn dispatch_send(shared: &Arc<ServerState>, stream: TcpStream, peer: SocketAddr)
     let Incoming::Accepted(stream, _) = conn else {
         return;
     };
-    tracing::warn!(%peer, "connection on the sending port from an address with no session");
+    peer_warn!(shared, peer.ip(), %peer, "connection on the sending port from an address with no session");
     // Refused on a connection thread: over TLS the refusal needs a handshake, which must not
     // hold up the accept thread.
     spawn_conn(shared, stream, peer, "send", refuse_no_session);

@@ -22,6 +22,7 @@ use crate::limits::{LoginThrottle, PendingConns, RateLimiter};
 use crate::notify::{Doorbell, Notifier};
 use crate::rooms::Spans;
 use crate::threads::ThreadGroup;
+use crate::warnings::{WarnLimiter, peer_warn};
 
 /// How long an outgoing connect may take at most, whatever the I/O timeout: a client behind a
 /// firewall that drops packets must not hold a thread (or the shutdown) for long. On a LAN a
@@ -59,6 +60,8 @@ pub struct ServerState {
     pub plugins: Plugins,
     /// Failed-login throttle.
     pub throttle: LoginThrottle,
+    /// How many warnings each address that has not signed in may put in the log.
+    pub peer_warnings: WarnLimiter,
     /// Short-lived connection threads (connect and auth ports).
     pub conn_threads: ThreadGroup,
     /// Session threads (heartbeat and listener).
@@ -92,6 +95,7 @@ impl ServerState {
             notifier: Notifier::new(store.newest_id()),
             rate: RateLimiter::new(config.rate_burst, config.rate_per_sec),
             throttle: LoginThrottle::new(config.max_login_failures, Duration::from_secs(60)),
+            peer_warnings: WarnLimiter::default(),
             pending: PendingConns::new(config.max_pending_auths),
             connector: Connector::new(None, timeouts),
             plugins,
@@ -114,12 +118,16 @@ impl ServerState {
     /// logged).
     pub fn accept(&self, tcp: std::net::TcpStream, peer: &str) -> Option<Stream> {
         let deadline = self.io_deadline();
+        // For the warnings' budget (an address that cannot be read shares one).
+        let ip = tcp
+            .peer_addr()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
         let Some(tls) = &self.tls else {
             // `--tls off`: a TLS client would wait out its handshake on a server reading its
             // ClientHello as a frame. It is told in plain text, which it shows.
             return match starts_with_tls(&tcp, deadline) {
                 Ok(Some(true)) => {
-                    tracing::warn!(%peer, "a TLS client on a server with --tls off; refused");
+                    peer_warn!(self, ip, %peer, "a TLS client on a server with --tls off; refused");
                     refuse(
                         tcp,
                         ErrorCode::Version,
@@ -135,13 +143,13 @@ impl ServerState {
             Ok(Some(true)) => match tls.accept(tcp, peer, PeerCheck::Any, deadline) {
                 Ok(stream) => Some(stream),
                 Err(e) => {
-                    tracing::warn!(%peer, "TLS handshake failed: {e}");
+                    peer_warn!(self, ip, %peer, "TLS handshake failed: {e}");
                     None
                 }
             },
             Ok(Some(false)) if self.config.tls == TlsMode::Optional => Some(Stream::Plain(tcp)),
             Ok(Some(false)) => {
-                tracing::warn!(%peer, "a plain GC/1 client on a server that requires TLS; refused");
+                peer_warn!(self, ip, %peer, "a plain GC/1 client on a server that requires TLS; refused");
                 refuse(
                     tcp,
                     ErrorCode::Version,
