@@ -244,8 +244,8 @@ pub struct Cli {
     pub no_hyperlinks: bool,
 
     /// Start the gc-server that sits next to this gc-client first (its defaults, the ports of
-    /// --server-port-*, bound to SERVER when it is an IP address), and stop it at exit: for trying
-    /// things out on one machine.
+    /// --server-port-*, listening on SERVER's address only: a name is resolved, never all
+    /// interfaces), and stop it at exit: for trying things out on one machine.
     #[arg(long)]
     pub with_server: bool,
 

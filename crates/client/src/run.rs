@@ -88,7 +88,7 @@ fn start_local_server(cli: &Cli, log_file: Option<&Path>) -> Result<LocalServer,
             .clone()
             .unwrap_or_else(|| PathBuf::from("gc-data")),
         log_file: log_dir.join("gc-server.log"),
-        bind: cli.server.parse::<IpAddr>().ok(),
+        bind: Some(bind_for(&cli.server)?),
         ports: ServerPorts {
             connect: cli.server_port_connect,
             auth: cli.server_port_auth,
@@ -104,6 +104,30 @@ fn start_local_server(cli: &Cli, log_file: Option<&Path>) -> Result<LocalServer,
         options.log_file.display()
     );
     LocalServer::start(&options)
+}
+
+/// The one address the local server listens on: SERVER's (a name is resolved, IPv4 first), so
+/// `--with-server` never opens a server with open registration on every interface.
+fn bind_for(server: &str) -> Result<IpAddr, AppError> {
+    if let Ok(ip) = server.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    use std::net::ToSocketAddrs as _;
+    let addrs: Vec<IpAddr> = (server, 0)
+        .to_socket_addrs()
+        .map_err(|e| AppError::Config(format!("cannot resolve {server:?} for --with-server: {e}")))?
+        .map(|a| a.ip())
+        .collect();
+    addrs
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| {
+            AppError::Config(format!(
+                "{server:?} resolves to no address for --with-server"
+            ))
+        })
 }
 
 fn run_headless(cli: &Cli, trust: ServerTrust) -> u8 {
@@ -260,4 +284,18 @@ fn headless_exit(result: &Result<headless::HeadlessOutcome, AppError>) -> u8 {
 /// Writes a line on standard error; a closed or vanished terminal is no reason to panic.
 fn print_error(line: &str) {
     let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_server_listens_on_the_servers_address_only() {
+        assert_eq!(bind_for("127.0.0.1").unwrap(), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(bind_for("::1").unwrap(), "::1".parse::<IpAddr>().unwrap());
+        // A name: what it resolves to, never 0.0.0.0.
+        // (Resolved from /etc/hosts: no lookup leaves the machine.)
+        assert!(bind_for("localhost").unwrap().is_loopback());
+    }
 }
