@@ -423,7 +423,15 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
             };
             let report = match output {
                 Some(path) => {
-                    let file = std::fs::File::create(path).map_err(|source| ServerError::Io {
+                    // Every message of the server: as private as the data dir it comes from.
+                    let file = gc_store::private::open(
+                        path,
+                        gc_store::private::options()
+                            .write(true)
+                            .create(true)
+                            .truncate(true),
+                    )
+                    .map_err(|source| ServerError::Io {
                         what: "create",
                         path: path.clone(),
                         source,

@@ -376,3 +376,44 @@ fn db_import_brings_in_a_prototype_history_once() {
     let err = admin::db(&import, &c, &mut Vec::new()).unwrap_err();
     assert!(err.to_string().contains("already holds messages"), "{err}");
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).map_or(0, |m| m.permissions().mode() & 0o7777)
+}
+
+#[test]
+fn accounts_and_exports_are_the_owners_alone_whatever_the_umask() {
+    // What most systems start with: files made without a mode would be readable by all.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("gc-data");
+    let c = config(&data);
+    let add = UserCommand::Add {
+        name: "alice".into(),
+        password_stdin: true,
+    };
+    run_user(add, &c, &mut passwords(&["correct-horse-9"])).unwrap();
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("usernames.db")), 0o600);
+    assert_eq!(mode(&data.join("database.db")), 0o600);
+
+    let output = dir.path().join("export.txt");
+    let export = DbCommand::Export {
+        format: ExportFormat::Plain,
+        output: Some(output.clone()),
+        room: None,
+    };
+    admin::db(&export, &c, &mut Vec::new()).unwrap();
+    assert_eq!(mode(&output), 0o600);
+
+    // An accounts file left readable by an older version is tightened by the next command.
+    use std::os::unix::fs::PermissionsExt as _;
+    let loose = std::fs::Permissions::from_mode(0o644);
+    std::fs::set_permissions(data.join("usernames.db"), loose.clone()).unwrap();
+    std::fs::set_permissions(&output, loose).unwrap();
+    run_user(UserCommand::List, &c, &mut passwords(&[])).unwrap();
+    assert_eq!(mode(&data.join("usernames.db")), 0o600);
+    admin::db(&export, &c, &mut Vec::new()).unwrap();
+    assert_eq!(mode(&output), 0o600);
+}
