@@ -301,7 +301,8 @@ impl Cli {
     }
 
     /// The client configuration these flags describe, for account `user` (the terminal UI asks
-    /// for it), registering first if `register`.
+    /// for it), registering first if `register`. The default cache's directories are tightened
+    /// if an older version left them open to others.
     pub fn client_config_for(
         &self,
         user: &str,
@@ -327,26 +328,29 @@ impl Cli {
         } else if let Some(path) = &self.cache {
             Some(path.clone())
         } else {
-            Some(default_cache_path(
+            let path = default_cache_path(
                 &self.server,
                 self.server_port_connect,
                 user,
                 std::env::var_os("XDG_DATA_HOME"),
                 std::env::var_os("HOME"),
-            )?)
+            )?;
+            crate::settings::tighten_default_place(&path);
+            Some(path)
         };
         config.mods_dir = self.mods_dir()?;
         config.validate()?;
         Ok(config)
     }
 
-    /// The known servers file in effect.
+    /// The known servers file in effect (the default's directory tightened if open to others).
     pub fn known_servers_path(&self) -> Result<PathBuf, AppError> {
         if let Some(path) = &self.known_servers {
             return Ok(path.clone());
         }
         data_home(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
             .map(|base| base.join("gc-client").join("known_servers"))
+            .inspect(|path| crate::settings::tighten_default_place(path))
             .ok_or_else(|| {
                 AppError::Config(
                     "no place for the known servers file: neither XDG_DATA_HOME nor HOME is \

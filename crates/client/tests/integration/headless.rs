@@ -10,7 +10,19 @@ use crate::support::{Server, TestClient, WAIT, config, connection_args, register
 
 /// Runs the binary with `args` and `stdin`, bounded by [`WAIT`].
 pub fn run(args: &[String], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gc-client"))
+    run_in(args, stdin, None)
+}
+
+/// [`run`] with `home` as HOME (and no XDG variables), when given.
+fn run_in(args: &[String], stdin: &str, home: Option<&Path>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gc-client"));
+    if let Some(home) = home {
+        command.env("HOME", home);
+        for var in ["XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"] {
+            command.env_remove(var);
+        }
+    }
+    let mut child = command
         .args(args)
         .env_remove("GC_PASSWORD")
         .stdin(Stdio::piped())
@@ -177,6 +189,65 @@ fn headless_json_output() {
     let value: serde_json::Value = serde_json::from_str(stdout.trim_end()).expect("one line");
     assert_eq!(value["id"], 4);
     assert_eq!(value["message"], "while dora was away");
+}
+
+/// The cache and known servers in their default places, which an older version made under
+/// umask 022: the client tightens them, says so, and works as before.
+#[test]
+fn headless_tightens_its_default_places_an_older_version_left_open() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let set = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    let server = Server::start();
+    register(&server, "gina", "correct-horse-9");
+    let home = tempfile::tempdir().unwrap();
+    let ours = home.path().join(".local/share/gc-client");
+    let server_dir = ours.join(format!("127.0.0.1_{}-gina", server.ports().connect));
+    std::fs::create_dir_all(&server_dir).unwrap();
+    let cache = server_dir.join("cdatabase.db");
+    std::fs::write(&cache, "").unwrap();
+    let known = ours.join("known_servers");
+    std::fs::write(&known, "# gc-client known servers\n").unwrap();
+    for (path, loose) in [
+        (&ours, 0o755),
+        (&server_dir, 0o755),
+        (&cache, 0o644),
+        (&known, 0o644),
+    ] {
+        set(path, loose);
+    }
+    let pw = home.path().join("pw");
+    std::fs::write(&pw, "correct-horse-9\n").unwrap();
+    let mut a: Vec<String> = [
+        "127.0.0.1",
+        "--headless",
+        "--user",
+        "gina",
+        "--password-file",
+    ]
+    .map(str::to_owned)
+    .into();
+    a.push(pw.display().to_string());
+    a.extend(connection_args(&server));
+    a.extend(["--log-level".to_owned(), "warn".to_owned()]);
+    let out = run_in(&a, "from a tightened cache\n", Some(home.path()));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for (path, tight) in [
+        (&ours, 0o700),
+        (&server_dir, 0o700),
+        (&cache, 0o600),
+        (&known, 0o600),
+    ] {
+        assert_eq!(mode(path), tight, "{}: {stderr}", path.display());
+        let old = if tight == 0o700 { "0755" } else { "0644" };
+        let said = format!("{} was mode {old}", path.display());
+        assert!(stderr.contains(&said), "no `{said}` in:\n{stderr}");
+    }
+    let records = std::fs::read_to_string(&cache).unwrap();
+    assert!(records.contains("from a tightened cache"), "{records}");
 }
 
 #[test]

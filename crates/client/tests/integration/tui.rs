@@ -522,6 +522,8 @@ fn with_server_runs_and_stops_the_gc_server_binary() {
         }
         return;
     }
+    // Inherited by gc-client and its gc-server: files made without a mode would be 0644.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "pw-erin\n").unwrap();
@@ -565,6 +567,14 @@ fn with_server_runs_and_stops_the_gc_server_binary() {
     // Stopped by SIGTERM, gracefully; its data is where it was told.
     assert!(server_log.contains("server stopped"), "{server_log}");
     assert!(dir.path().join("server-data").join("database.db").is_file());
+    // Both logs and the data dir are the user's alone, whatever the umask (022, set above).
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&log), 0o600);
+        assert_eq!(mode(&dir.path().join("logs").join("gc-server.log")), 0o600);
+        assert_eq!(mode(&dir.path().join("server-data")), 0o700);
+    }
     // Nobody answers on its port any more.
     let addr = format!("127.0.0.1:{connect}").parse().unwrap();
     assert!(!gc_client::local_server::ping(addr, true));
