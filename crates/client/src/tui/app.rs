@@ -2184,7 +2184,7 @@ mod tests {
     #[test]
     fn only_the_first_active_is_a_login() {
         let mut app = App::new("srv", Zone::Local);
-        app.auto_login("bob", Password::new("pw"), false);
+        app.auto_login("bob", Password::new("correct-horse-9"), false);
         assert!(matches!(app.take_actions()[..], [Action::Login { .. }]));
         app.handle_client(Event::State(ConnState::Connecting));
         assert!(matches!(app.screen, Screen::Login(_)));

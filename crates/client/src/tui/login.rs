@@ -311,7 +311,7 @@ mod tests {
         );
         type_str(&mut form, "no spaces");
         form.key(key(KeyCode::Tab));
-        type_str(&mut form, "pw");
+        type_str(&mut form, "correct-horse-9");
         assert!(form.key(key(KeyCode::Enter)).is_none());
         assert_eq!(form.focused(), Field::User);
         assert!(!form.busy);
@@ -321,7 +321,7 @@ mod tests {
     fn enter_on_the_username_submits_when_the_password_is_there() {
         let mut form = LoginForm::default();
         form.prefill(Some("bob"), false);
-        type_str(&mut form, "pw");
+        type_str(&mut form, "correct-horse-9");
         form.key(key(KeyCode::Up));
         assert_eq!(form.focused(), Field::User);
         let request = form.key(key(KeyCode::Enter));
@@ -333,7 +333,10 @@ mod tests {
         else {
             panic!("{request:?}");
         };
-        assert_eq!((user.as_str(), password.expose()), ("bob", "pw"));
+        assert_eq!(
+            (user.as_str(), password.expose()),
+            ("bob", "correct-horse-9")
+        );
         assert!(form.busy);
         assert!(matches!(form.key(key(KeyCode::Esc)), Some(Request::Cancel)));
         assert!(!form.busy);

@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 
-use crate::support::{Server, TestClient, WAIT, config, connection_args, register};
+use crate::support::{PASSWORD, Server, TestClient, WAIT, config, connection_args, register};
 
 /// Runs the binary with `args` and `stdin`, bounded by [`WAIT`].
 pub fn run(args: &[String], stdin: &str) -> Output {
@@ -75,8 +75,8 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn headless_sends_stdin_lines_and_prints_every_record() {
     let server = Server::start();
-    register(&server, "bob", "pw-bob");
-    let mut bob = TestClient::start(config(&server, "bob", "pw-bob"));
+    register(&server, "bob", "bob-password");
+    let mut bob = TestClient::start(config(&server, "bob", "bob-password"));
     bob.wait_active();
     bob.send("before carol");
     bob.wait_records(1);
@@ -126,7 +126,7 @@ fn headless_json_output() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "pw\n").unwrap();
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
     let mut a = args(&server, "dora", &pw, &dir.path().join("c.db"));
     a.push("--register".into());
     a.push("--json".into());
@@ -173,7 +173,7 @@ fn headless_json_output() {
     assert_eq!(ids, [3]);
 
     // Without input, a run prints what was missed since the last one, and exits.
-    let mut other = TestClient::start(config(&server, "dora", "pw"));
+    let mut other = TestClient::start(config(&server, "dora", PASSWORD));
     other.wait_active();
     other.send("while dora was away");
     other.wait_acked(1);
@@ -253,7 +253,7 @@ fn headless_tightens_its_default_places_an_older_version_left_open() {
 #[test]
 fn headless_wrong_password_exits_4_with_an_error_line() {
     let server = Server::start();
-    register(&server, "erin", "right");
+    register(&server, "erin", "right-password");
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "wrong\n").unwrap();
@@ -275,7 +275,7 @@ fn headless_unacknowledged_messages_exit_3() {
     server.stop();
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "pw\n").unwrap();
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
     let mut a = args(&server, "fred", &pw, &dir.path().join("c.db"));
     let n = a.len();
     a[n - 1] = "1".into(); // --drain-timeout 1
@@ -290,7 +290,7 @@ fn headless_unacknowledged_messages_exit_3() {
     let kept = dir.path().join("c.db.outbox");
     assert!(kept.exists(), "{stderr}");
     let server = Server::start();
-    register(&server, "fred", "pw");
+    register(&server, "fred", PASSWORD);
     let mut a = args(&server, "fred", &pw, &dir.path().join("c.db"));
     a.push("--json".into());
     let out = run(&a, "");
@@ -334,7 +334,7 @@ fn without_a_terminal_the_ui_says_so() {
 /// file decides.
 fn untrusting_args(server: &Server, user: &str, dir: &Path) -> Vec<String> {
     let pw = dir.join("pw");
-    std::fs::write(&pw, format!("pw-{user}\n")).expect("write the password file");
+    std::fs::write(&pw, format!("{user}-password\n")).expect("write the password file");
     let mut a: Vec<String> = ["127.0.0.1", "--headless", "--no-cache", "--user", user]
         .map(str::to_owned)
         .into();
@@ -350,7 +350,7 @@ fn untrusting_args(server: &Server, user: &str, dir: &Path) -> Vec<String> {
 #[test]
 fn headless_first_contact_needs_a_decision_then_remembers_it() {
     let mut server = Server::start();
-    register(&server, "tofu", "pw-tofu");
+    register(&server, "tofu", "tofu-password");
     let fingerprint = server.fingerprint().expect("TLS").to_string();
     let dir = tempfile::tempdir().unwrap();
     let known = dir.path().join("known_servers");
@@ -429,7 +429,7 @@ fn headless_first_contact_needs_a_decision_then_remembers_it() {
 #[test]
 fn headless_tls_against_a_plain_server_and_plain_against_a_tls_server_say_why() {
     let plain = Server::start_with(|c| c.tls = gc_server::config::TlsMode::Off);
-    register(&plain, "pat", "pw-pat");
+    register(&plain, "pat", "pat-password");
     let dir = tempfile::tempdir().unwrap();
     let mut a = untrusting_args(&plain, "pat", dir.path());
     a.push("--trust-on-first-use".into());
@@ -445,7 +445,7 @@ fn headless_tls_against_a_plain_server_and_plain_against_a_tls_server_say_why() 
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
     let tls = Server::start();
-    register(&tls, "pat", "pw-pat");
+    register(&tls, "pat", "pat-password");
     let mut a = untrusting_args(&tls, "pat", dir.path());
     a.extend(["--tls".to_owned(), "off".to_owned()]);
     let out = run(&a, "");
@@ -458,8 +458,8 @@ fn headless_tls_against_a_plain_server_and_plain_against_a_tls_server_say_why() 
 
 /// A logged-in client of an account registered just now.
 fn member(server: &Server, user: &str) -> TestClient {
-    register(server, user, "pw");
-    let mut client = TestClient::start(config(server, user, "pw"));
+    register(server, user, PASSWORD);
+    let mut client = TestClient::start(config(server, user, PASSWORD));
     client.wait_active();
     client
 }
@@ -498,7 +498,7 @@ fn arrived(c: &mut TestClient, body: &str) -> gc_protocol::Record {
 /// Headless arguments for `user` (password `pw`) with a fresh cache in `dir`.
 fn member_args(server: &Server, user: &str, dir: &Path) -> Vec<String> {
     let pw = dir.join("pw");
-    std::fs::write(&pw, "pw\n").expect("write the password file");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).expect("write the password file");
     args(server, user, &pw, &dir.join(format!("{user}.db")))
 }
 
@@ -559,7 +559,7 @@ fn headless_room_sends_into_the_room_and_json_names_only_other_rooms() {
 fn headless_to_a_user_writes_a_direct_message_and_text_names_its_room() {
     let server = Server::start();
     let mut alice = member(&server, "alice");
-    register(&server, "bob", "pw");
+    register(&server, "bob", PASSWORD);
     let dir = tempfile::tempdir().unwrap();
     let mut a = member_args(&server, "bob", dir.path());
     a.extend(["--to".to_owned(), "Alice".to_owned()]);
@@ -586,7 +586,7 @@ fn headless_room_refusals_show_the_servers_text() {
         create("#secret", gc_protocol::Visibility::Private),
     );
     ask(&mut alice, create("#dev", gc_protocol::Visibility::Public));
-    register(&server, "mallory", "pw");
+    register(&server, "mallory", PASSWORD);
     let dir = tempfile::tempdir().unwrap();
     for (room, code, words) in [
         ("secret", "no-room", "there is no room #secret you can see"),
@@ -624,7 +624,7 @@ fn headless_room_refusals_show_the_servers_text() {
 #[test]
 fn headless_room_with_a_server_older_than_rooms_refuses_at_start() {
     let server = Server::start();
-    register(&server, "olga", "pw");
+    register(&server, "olga", PASSWORD);
     let older = gc_tests::client::OlderConnectPort::start(&server);
     let dir = tempfile::tempdir().unwrap();
     let mut a = member_args(&server, "olga", dir.path());
