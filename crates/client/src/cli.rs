@@ -557,7 +557,15 @@ mod tests {
             "--no-reuse",
             "--register",
         ]);
-        let c = cli.client_config(Password::new("pw")).unwrap();
+        let short = cli.client_config(Password::new("seven-7")).unwrap_err();
+        assert!(
+            short
+                .to_string()
+                .contains("password too short: at least 8 characters"),
+            "{short}"
+        );
+        assert_eq!(crate::exit::for_error(&short), crate::exit::EXIT_USAGE);
+        let c = cli.client_config(Password::new("correct-horse-9")).unwrap();
         assert_eq!(c.username, "Alice");
         assert_eq!(c.bind_ip, Some("127.0.0.7".parse().unwrap()));
         assert_eq!(c.listen_ports.auth, PortChoice::Any);
@@ -570,14 +578,18 @@ mod tests {
         let no_cache = Cli::parse_from(["gc-client", "h", "-u", "bob", "--no-cache"]);
         assert_eq!(
             no_cache
-                .client_config(Password::new("pw"))
+                .client_config(Password::new("correct-horse-9"))
                 .unwrap()
                 .cache_path,
             None
         );
         assert!(Cli::try_parse_from(["gc-client", "h", "--cache", "x", "--no-cache"]).is_err());
         let no_user = Cli::parse_from(["gc-client", "h"]);
-        assert!(no_user.client_config(Password::new("pw")).is_err());
+        assert!(
+            no_user
+                .client_config(Password::new("correct-horse-9"))
+                .is_err()
+        );
     }
 
     #[test]

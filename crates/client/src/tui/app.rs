@@ -2128,7 +2128,7 @@ mod tests {
         type_str(&mut app, "bob");
         app.handle_key(key(KeyCode::Enter));
         assert!(app.take_actions().is_empty());
-        type_str(&mut app, "secret");
+        type_str(&mut app, "correct-horse-9");
         app.handle_key(key(KeyCode::Enter));
         let actions = app.take_actions();
         let [
@@ -2143,7 +2143,7 @@ mod tests {
         };
         assert_eq!(
             (user.as_str(), password.expose(), *register),
-            ("bob", "secret", false)
+            ("bob", "correct-horse-9", false)
         );
         // Keys are ignored while logging in; Esc cancels.
         type_str(&mut app, "zz");
@@ -2169,7 +2169,7 @@ mod tests {
         type_str(&mut app, "wrong");
         app.handle_key(key(KeyCode::Enter));
         assert!(app.take_actions().is_empty(), "passwords differ");
-        type_str(&mut app, "secret");
+        type_str(&mut app, "correct-horse-9");
         app.handle_key(key(KeyCode::Enter));
         let actions = app.take_actions();
         assert!(
