@@ -163,3 +163,46 @@ fn an_old_data_dir_and_log_open_to_others_are_tightened_at_start() {
     );
     assert_eq!(mode(&data.join("database.msgids")), 0o600, "made at start");
 }
+
+/// `gc-server user add` with a password of fewer than 8 characters from standard input: exit 2,
+/// the minimum named, no account written. A long enough one is added, into a 0600 file.
+#[test]
+fn user_add_refuses_a_password_under_8_characters() {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let add = |password: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gc-server"))
+            .args(["--data-dir", &dir.path().display().to_string()])
+            .args(["user", "add", "alice", "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let accounts = dir.path().join("usernames.db");
+    let out = add("short");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("password too short: at least 8 characters; nothing was changed"),
+        "{stderr}"
+    );
+    assert!(!accounts.exists());
+
+    let out = add("correct-horse-9");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "added alice\n");
+    let mode = std::fs::metadata(&accounts).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600);
+}

@@ -250,6 +250,44 @@ fn headless_tightens_its_default_places_an_older_version_left_open() {
     assert!(records.contains("from a tightened cache"), "{records}");
 }
 
+/// A new account's password of fewer than 8 characters (counted as characters, not bytes) is
+/// refused before anything is sent: exit 2 with the minimum named, and neither an account on the
+/// server nor a cache here. A long enough one then creates the account.
+#[test]
+fn headless_register_refuses_a_password_under_8_characters_and_creates_nothing() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    let cache = dir.path().join("c.db");
+    // Seven characters, fourteen bytes.
+    std::fs::write(&pw, "ééééééé\n").unwrap();
+    let mut a = args(&server, "shorty", &pw, &cache);
+    a.push("--register".into());
+    let out = run(&a, "must not be sent\n");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("password too short: at least 8 characters"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    assert!(!cache.exists(), "no cache made");
+    let accounts = server.data_dir().join("usernames.db");
+    let held = std::fs::read_to_string(&accounts).unwrap_or_default();
+    assert!(!held.contains("shorty"), "{held}");
+    assert!(
+        server.stored_lines().is_empty(),
+        "{:?}",
+        server.stored_lines()
+    );
+
+    std::fs::write(&pw, "éééééééé\n").unwrap();
+    let out = run(&a, "now long enough\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let held = std::fs::read_to_string(&accounts).unwrap();
+    assert!(held.starts_with("shorty;"), "{held}");
+}
+
 #[test]
 fn headless_wrong_password_exits_4_with_an_error_line() {
     let server = Server::start();
