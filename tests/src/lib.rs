@@ -30,6 +30,10 @@ pub mod client;
 /// How long any test waits for anything before failing.
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// A password long enough for a new account (`gc_protocol::limits::MIN_PASSWORD_CHARS`), for
+/// tests where any valid password will do.
+pub const PASSWORD: &str = "correct-horse-9";
+
 /// A fresh loopback address per client, so many clients can run at once (Linux routes all of
 /// 127.0.0.0/8 to loopback). Each test process starts from its own second octet, so test
 /// binaries running side by side rarely share an address.

@@ -10,7 +10,7 @@ use gc_protocol::{
     AuthServer, ClientMsgId, ConnectReply, ErrorCode, ErrorFrame, Frame, SendReply, SendRequest,
     SessionToken,
 };
-use gc_tests::{RawClient, Target, TestServer, client_ip, connect_from};
+use gc_tests::{PASSWORD, RawClient, Target, TestServer, client_ip, connect_from};
 
 /// Sends raw bytes to `to` (over TLS unless the server runs without) and returns everything the
 /// server answers before closing (or 3 s).
@@ -34,8 +34,8 @@ fn err_code(reply: &str) -> Option<ErrorCode> {
 
 fn logged_in(server: &TestServer, user: &str) -> RawClient {
     let mut c = RawClient::new(server.target());
-    assert_eq!(c.register(user, "secret"), AuthServer::Registered);
-    assert!(matches!(c.login(user, "secret"), AuthServer::Ok { .. }));
+    assert_eq!(c.register(user, PASSWORD), AuthServer::Registered);
+    assert!(matches!(c.login(user, PASSWORD), AuthServer::Ok { .. }));
     c
 }
 
@@ -229,8 +229,8 @@ fn silent_and_trickling_peers_do_not_delay_others() {
     // Meanwhile a real client signs in and chats without waiting for them.
     let mut c = RawClient::new(target);
     assert!(matches!(c.ping(), ConnectReply::Pong { .. }));
-    assert_eq!(c.register("dave", "pw"), AuthServer::Registered);
-    assert!(matches!(c.login("dave", "pw"), AuthServer::Ok { .. }));
+    assert_eq!(c.register("dave", PASSWORD), AuthServer::Registered);
+    assert!(matches!(c.login("dave", PASSWORD), AuthServer::Ok { .. }));
     assert!(matches!(c.send("hi"), SendReply::Thx { .. }));
     assert_eq!(c.receive(1)[0].body, "hi");
     // "Without waiting for them" as an order of events, not a time limit a busy machine may
@@ -359,8 +359,8 @@ fn bodies_round_trip_byte_exact() {
     let mut server = server;
     server.restart();
     let mut bob = RawClient::new(server.target());
-    assert_eq!(bob.register("bob", "pw"), AuthServer::Registered);
-    assert!(matches!(bob.login("bob", "pw"), AuthServer::Ok { .. }));
+    assert_eq!(bob.register("bob", PASSWORD), AuthServer::Registered);
+    assert!(matches!(bob.login("bob", PASSWORD), AuthServer::Ok { .. }));
     let got = bob.receive(texts.len());
     for (r, t) in got.iter().zip(texts) {
         assert_eq!(r.body, t);
@@ -446,12 +446,12 @@ fn rate_limit_after_the_burst_says_when_to_retry() {
 fn callback_port_unreachable_names_the_address() {
     let server = TestServer::start();
     let mut c = RawClient::new(server.target());
-    assert_eq!(c.register("erin", "pw"), AuthServer::Registered);
+    assert_eq!(c.register("erin", PASSWORD), AuthServer::Registered);
     // Point the auth callback at a port nobody listens on.
     let closed = std::net::TcpListener::bind((c.ip, 0)).unwrap();
     c.ports.auth = closed.local_addr().unwrap().port();
     drop(closed);
-    match c.login("erin", "pw") {
+    match c.login("erin", PASSWORD) {
         AuthServer::Err(e) => {
             assert_eq!(e.code, ErrorCode::Unreachable);
             let addr = format!("{}:{}", c.ip, c.ports.auth);
@@ -474,17 +474,17 @@ fn registration_rules_and_login_throttling() {
         }
     ));
     assert!(
-        matches!(c.register("frank", "pw"), AuthServer::Err(ref e) if e.code == ErrorCode::RegistrationClosed)
+        matches!(c.register("frank", PASSWORD), AuthServer::Err(ref e) if e.code == ErrorCode::RegistrationClosed)
     );
 
     let server = TestServer::start();
     let mut c = RawClient::new(server.target());
-    assert_eq!(c.register("grace", "pw"), AuthServer::Registered);
+    assert_eq!(c.register("grace", PASSWORD), AuthServer::Registered);
     assert!(
-        matches!(c.register("GRACE", "other"), AuthServer::Err(ref e) if e.code == ErrorCode::Exists)
+        matches!(c.register("GRACE", "other-password"), AuthServer::Err(ref e) if e.code == ErrorCode::Exists)
     );
     assert!(
-        matches!(c.register("system", "pw"), AuthServer::Err(ref e) if e.code == ErrorCode::Malformed)
+        matches!(c.register("system", PASSWORD), AuthServer::Err(ref e) if e.code == ErrorCode::Malformed)
     );
     for _ in 0..5 {
         assert!(
@@ -492,7 +492,7 @@ fn registration_rules_and_login_throttling() {
         );
     }
     // Now even the right password is refused, from this address and for this user elsewhere.
-    match c.login("grace", "pw") {
+    match c.login("grace", PASSWORD) {
         AuthServer::Err(e) => {
             assert_eq!(e.code, ErrorCode::Throttled);
             assert!(e.text.contains("try again in"), "{}", e.text);
@@ -501,12 +501,12 @@ fn registration_rules_and_login_throttling() {
     }
     let mut elsewhere = RawClient::new(server.target());
     assert!(
-        matches!(elsewhere.login("grace", "pw"), AuthServer::Err(ref e) if e.code == ErrorCode::Throttled)
+        matches!(elsewhere.login("grace", PASSWORD), AuthServer::Err(ref e) if e.code == ErrorCode::Throttled)
     );
     // Login is case-insensitive and records keep the registered spelling.
     let mut h = RawClient::new(server.target());
-    assert_eq!(h.register("Heidi", "pw"), AuthServer::Registered);
-    assert!(matches!(h.login("heidi", "pw"), AuthServer::Ok { .. }));
+    assert_eq!(h.register("Heidi", PASSWORD), AuthServer::Registered);
+    assert!(matches!(h.login("heidi", PASSWORD), AuthServer::Ok { .. }));
     assert!(matches!(h.send("x"), SendReply::Thx { .. }));
     assert_eq!(h.receive(1)[0].username.as_str(), "Heidi");
 }
@@ -517,8 +517,8 @@ fn client_limit_answers_full() {
     let _a = logged_in(&server, "a1");
     let _b = logged_in(&server, "b1");
     let mut c = RawClient::new(server.target());
-    assert_eq!(c.register("c1", "secret"), AuthServer::Registered);
-    match c.login("c1", "secret") {
+    assert_eq!(c.register("c1", PASSWORD), AuthServer::Registered);
+    match c.login("c1", PASSWORD) {
         AuthServer::Err(e) => {
             assert_eq!(e.code, ErrorCode::Full);
             assert!(e.text.contains("full"), "{}", e.text);
@@ -533,7 +533,7 @@ fn one_account_or_one_address_cannot_take_every_session() {
         c.max_sessions_per_user = 2;
         c.max_sessions_per_address = 2;
     });
-    let refused = |c: &mut RawClient, user: &str| match c.login(user, "secret") {
+    let refused = |c: &mut RawClient, user: &str| match c.login(user, PASSWORD) {
         AuthServer::Err(e) => {
             assert_eq!(e.code, ErrorCode::Full, "{}", e.text);
             e.text
@@ -544,7 +544,7 @@ fn one_account_or_one_address_cannot_take_every_session() {
     let _ann = logged_in(&server, "ann");
     let mut again = RawClient::new(server.target());
     assert!(matches!(
-        again.login("ann", "secret"),
+        again.login("ann", PASSWORD),
         AuthServer::Ok { .. }
     ));
     let text = refused(&mut RawClient::new(server.target()), "ANN");
@@ -555,11 +555,11 @@ fn one_account_or_one_address_cannot_take_every_session() {
     let mut clients = Vec::new();
     for user in ["bob", "cy", "dee"] {
         let c = RawClient::on(server.target(), ip);
-        assert_eq!(c.register(user, "secret"), AuthServer::Registered);
+        assert_eq!(c.register(user, PASSWORD), AuthServer::Registered);
         clients.push(c);
     }
     for (c, user) in clients.iter_mut().zip(["bob", "cy"]) {
-        assert!(matches!(c.login(user, "secret"), AuthServer::Ok { .. }));
+        assert!(matches!(c.login(user, PASSWORD), AuthServer::Ok { .. }));
     }
     let text = refused(&mut clients[2], "dee");
     assert!(

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use gc_protocol::{AuthServer, ErrorCode, SendReply, SendRequest};
-use gc_tests::{RawClient, TestServer, fixture_library, plugin_library};
+use gc_tests::{PASSWORD, RawClient, TestServer, fixture_library, plugin_library};
 
 fn install(mods: &Path, library: &Path, as_name: &str) {
     std::fs::create_dir_all(mods).unwrap();
@@ -13,8 +13,8 @@ fn install(mods: &Path, library: &Path, as_name: &str) {
 
 fn logged_in(server: &TestServer, user: &str) -> RawClient {
     let mut c = RawClient::new(server.target());
-    assert_eq!(c.register(user, "pw"), AuthServer::Registered);
-    assert!(matches!(c.login(user, "pw"), AuthServer::Ok { .. }));
+    assert_eq!(c.register(user, PASSWORD), AuthServer::Registered);
+    assert!(matches!(c.login(user, PASSWORD), AuthServer::Ok { .. }));
     c
 }
 
@@ -174,7 +174,7 @@ fn client_plugins_rewrite_what_is_sent_and_what_is_shown() {
         "libshout.so",
     );
     let server = TestServer::start();
-    let mut config = gc_tests::client::config(&server, "dora", "pw");
+    let mut config = gc_tests::client::config(&server, "dora", PASSWORD);
     config.register = true;
     config.mods_dir = Some(mods.path().to_owned());
     let (client, events) = Client::start(config).unwrap();

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use gc_protocol::{AuthServer, ErrorCode, SendReply};
-use gc_tests::{ChildServer, RawClient, TestServer};
+use gc_tests::{ChildServer, PASSWORD, RawClient, TestServer};
 
 /// The package's `gc-test-server` binary on `dir`.
 fn child_server(dir: &std::path::Path) -> ChildServer {
@@ -58,8 +58,8 @@ fn senders(
         .map(|i| {
             let mut c = RawClient::new(target);
             let user = format!("{prefix}{i}");
-            assert_eq!(c.register(&user, "pw"), AuthServer::Registered);
-            assert!(matches!(c.login(&user, "pw"), AuthServer::Ok { .. }));
+            assert_eq!(c.register(&user, PASSWORD), AuthServer::Registered);
+            assert!(matches!(c.login(&user, PASSWORD), AuthServer::Ok { .. }));
             let (stop, acked) = (Arc::clone(stop), Arc::clone(acked));
             thread::spawn(move || {
                 let mut k = 0u64;
@@ -123,11 +123,11 @@ fn kill_9_during_sending_loses_nothing_acknowledged() {
         let max = acked.iter().map(|(id, _)| *id).max().unwrap();
         let mut c = RawClient::new(server.target());
         assert_eq!(
-            c.register(&format!("check{round}"), "pw"),
+            c.register(&format!("check{round}"), PASSWORD),
             AuthServer::Registered
         );
         assert!(matches!(
-            c.login(&format!("check{round}"), "pw"),
+            c.login(&format!("check{round}"), PASSWORD),
             AuthServer::Ok { .. }
         ));
         match c.send("after the crash") {
@@ -174,8 +174,11 @@ fn a_second_signal_exits_at_once_while_the_shutdown_hangs_in_a_plugin() {
     .unwrap();
     let mut child = child_server(dir.path());
     let mut client = RawClient::new(child.target);
-    assert_eq!(client.register("stuck", "pw"), AuthServer::Registered);
-    assert!(matches!(client.login("stuck", "pw"), AuthServer::Ok { .. }));
+    assert_eq!(client.register("stuck", PASSWORD), AuthServer::Registered);
+    assert!(matches!(
+        client.login("stuck", PASSWORD),
+        AuthServer::Ok { .. }
+    ));
 
     child.signal("TERM");
     // The second signal must come while the shutdown hangs in the hook: the hook says when it
@@ -206,8 +209,8 @@ fn kill_9_with_rooms_loses_nothing_and_leaks_nothing() {
     let gc3 = |target, user: &str| {
         let mut c = RawClient::new(target);
         c.speak_rooms();
-        assert_eq!(c.register(user, "pw"), AuthServer::Registered);
-        assert!(matches!(c.login(user, "pw"), AuthServer::Ok { .. }));
+        assert_eq!(c.register(user, PASSWORD), AuthServer::Registered);
+        assert!(matches!(c.login(user, PASSWORD), AuthServer::Ok { .. }));
         c
     };
     let ask = |c: &RawClient, r: SendRequest| c.request(&[r], 1).remove(0);
@@ -265,7 +268,7 @@ fn kill_9_with_rooms_loses_nothing_and_leaks_nothing() {
     let child = child_server(dir.path());
     bob.server = child.target.addrs;
     bob.answer_again();
-    assert!(matches!(bob.login("bob", "pw"), AuthServer::Ok { .. }));
+    assert!(matches!(bob.login("bob", PASSWORD), AuthServer::Ok { .. }));
     let deadline = Instant::now() + gc_tests::WAIT;
     let mut got = Vec::new();
     while Instant::now() < deadline

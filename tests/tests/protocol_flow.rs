@@ -3,7 +3,7 @@
 use gc_protocol::{
     AuthServer, ClientMsgId, ConnectReply, ErrorCode, Registration, Room, SendReply, SendRequest,
 };
-use gc_tests::{RawClient, TestServer};
+use gc_tests::{PASSWORD, RawClient, TestServer};
 
 #[test]
 fn register_login_send_and_receive() {
@@ -23,8 +23,11 @@ fn register_login_send_and_receive() {
     ));
 
     let mut bob = RawClient::new(server.target());
-    assert_eq!(bob.register("bob", "pw-bob"), AuthServer::Registered);
-    assert!(matches!(bob.login("bob", "pw-bob"), AuthServer::Ok { .. }));
+    assert_eq!(bob.register("bob", "bob-password"), AuthServer::Registered);
+    assert!(matches!(
+        bob.login("bob", "bob-password"),
+        AuthServer::Ok { .. }
+    ));
 
     let reply = alice.send("hello; world\\ \n line two");
     assert!(matches!(reply, SendReply::Thx { id: 1, .. }), "{reply:?}");
@@ -58,7 +61,10 @@ fn register_login_send_and_receive() {
 fn wrong_password_and_unknown_user() {
     let server = TestServer::start();
     let mut c = RawClient::new(server.target());
-    assert_eq!(c.register("carol", "right"), AuthServer::Registered);
+    assert_eq!(
+        c.register("carol", "right-password"),
+        AuthServer::Registered
+    );
     match c.login("carol", "wrong") {
         AuthServer::Err(e) => assert_eq!(e.code, ErrorCode::Auth),
         other => panic!("{other:?}"),
@@ -71,8 +77,8 @@ fn wrong_password_and_unknown_user() {
 
 fn logged_in(server: &TestServer, user: &str) -> RawClient {
     let mut c = RawClient::new(server.target());
-    assert_eq!(c.register(user, "pw"), AuthServer::Registered);
-    assert!(matches!(c.login(user, "pw"), AuthServer::Ok { .. }));
+    assert_eq!(c.register(user, PASSWORD), AuthServer::Registered);
+    assert!(matches!(c.login(user, PASSWORD), AuthServer::Ok { .. }));
     c
 }
 

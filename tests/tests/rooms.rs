@@ -7,7 +7,7 @@ use gc_protocol::{
     AuthServer, ClientMsgId, ErrorCode, ListedKind, ListedRole, Record, Room, RoomRole, SendReply,
     SendRequest, Username, Visibility,
 };
-use gc_tests::{RawClient, TestServer};
+use gc_tests::{PASSWORD, RawClient, TestServer};
 
 /// Long enough for a delivery that is not coming to have come.
 const QUIET: Duration = Duration::from_millis(400);
@@ -23,8 +23,8 @@ fn server() -> TestServer {
 fn member(server: &TestServer, user: &str) -> RawClient {
     let mut c = RawClient::new(server.target());
     c.speak_rooms();
-    assert_eq!(c.register(user, "pw"), AuthServer::Registered);
-    assert!(matches!(c.login(user, "pw"), AuthServer::Ok { .. }));
+    assert_eq!(c.register(user, PASSWORD), AuthServer::Registered);
+    assert!(matches!(c.login(user, PASSWORD), AuthServer::Ok { .. }));
     c
 }
 
@@ -473,7 +473,10 @@ fn a_gc1_session_of_a_member_is_shown_general_only() {
     stored(create(&alice, &dev, Visibility::Public));
     // alice's second device speaks GC/1 only.
     let mut old = RawClient::new(server.target());
-    assert!(matches!(old.login("alice", "pw"), AuthServer::Ok { .. }));
+    assert!(matches!(
+        old.login("alice", PASSWORD),
+        AuthServer::Ok { .. }
+    ));
     stored(msg(&alice, Some(&dev), "in dev"));
     stored(msg(&alice, None, "in general"));
     let got = old.receive(1);
@@ -547,7 +550,7 @@ fn every_member_gets_every_record_of_its_rooms_once_across_a_restart() {
     server.restart();
     // Back with his cursor: the rest of his rooms, once, in order; nothing of #other.
     bob.answer_again();
-    assert!(matches!(bob.login("bob", "pw"), AuthServer::Ok { .. }));
+    assert!(matches!(bob.login("bob", PASSWORD), AuthServer::Ok { .. }));
     let after = bob.receive(2);
     assert_eq!(
         bodies(&after),

@@ -15,7 +15,7 @@ use gc_net::tls::{ClientAuth, PeerCheck, Stream, TlsConfig};
 use gc_protocol::{AuthServer, ConnectReply, ErrorCode, Fingerprint, SendReply};
 use gc_server::config::TlsMode;
 use gc_tests::client::{TestClient, config};
-use gc_tests::{RawClient, TestServer, client_ip, connect_from};
+use gc_tests::{PASSWORD, RawClient, TestServer, client_ip, connect_from};
 
 fn soon() -> Instant {
     Instant::now() + Duration::from_secs(5)
@@ -188,7 +188,7 @@ fn a_relay_with_its_own_certificate_cannot_complete_a_login() {
 #[test]
 fn a_replaced_server_key_is_refused_with_both_fingerprints_and_the_line() {
     let mut server = TestServer::start();
-    gc_tests::client::register(&server, "rita", "pw");
+    gc_tests::client::register(&server, "rita", PASSWORD);
     let old = server.fingerprint().expect("TLS");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("known_servers");
@@ -205,7 +205,7 @@ fn a_replaced_server_key_is_refused_with_both_fingerprints_and_the_line() {
     let new = server.fingerprint().expect("TLS");
     assert_ne!(new, old);
 
-    let mut c = config(&server, "rita", "pw");
+    let mut c = config(&server, "rita", PASSWORD);
     c.tls = ClientTls::Pinned(pin);
     let mut client = TestClient::start(c);
     let e = client.wait_fatal();
@@ -234,8 +234,8 @@ fn optional_mode_serves_plain_and_tls_clients_side_by_side() {
     assert!(matches!(old.ping(), ConnectReply::Pong { ref version, .. } if version == "GC/1"));
     assert!(matches!(secure.ping(), ConnectReply::Pong { ref version, .. } if version == "GC/2"));
     for (c, user) in [(&mut secure, "sec"), (&mut old, "oldtimer")] {
-        assert_eq!(c.register(user, "pw"), AuthServer::Registered);
-        assert!(matches!(c.login(user, "pw"), AuthServer::Ok { .. }));
+        assert_eq!(c.register(user, PASSWORD), AuthServer::Registered);
+        assert!(matches!(c.login(user, PASSWORD), AuthServer::Ok { .. }));
     }
     assert!(matches!(old.send("from GC/1"), SendReply::Thx { .. }));
     assert!(matches!(secure.send("from GC/2"), SendReply::Thx { .. }));
@@ -276,8 +276,8 @@ fn off_mode_is_plain_gc1_and_tells_a_tls_client_so() {
     assert_eq!(server.fingerprint(), None);
     let mut c = RawClient::new(server.target());
     assert!(!c.is_tls());
-    assert_eq!(c.register("plain", "pw"), AuthServer::Registered);
-    assert!(matches!(c.login("plain", "pw"), AuthServer::Ok { .. }));
+    assert_eq!(c.register("plain", PASSWORD), AuthServer::Registered);
+    assert!(matches!(c.login("plain", PASSWORD), AuthServer::Ok { .. }));
     assert!(matches!(c.send("hello"), SendReply::Thx { .. }));
     // A TLS client gets, in words, why not.
     let mut with_tls = server.target();
@@ -306,7 +306,7 @@ fn required_mode_tells_a_plain_client_to_update() {
         }
         other => panic!("{other:?}"),
     }
-    match old.register("x", "pw") {
+    match old.register("x", PASSWORD) {
         AuthServer::Err(e) => assert_eq!(e.code, ErrorCode::Version),
         other => panic!("{other:?}"),
     }
@@ -318,11 +318,11 @@ fn required_mode_tells_a_plain_client_to_update() {
 fn a_callback_listener_with_another_certificate_is_never_told_the_token() {
     let server = TestServer::start();
     let mut c = RawClient::new(server.target());
-    assert_eq!(c.register("cal", "pw"), AuthServer::Registered);
+    assert_eq!(c.register("cal", PASSWORD), AuthServer::Registered);
     // The login announces a certificate the listener does not present (as if someone else
     // had taken the callback port).
     c.announce_callback(Fingerprint::of_der(b"another certificate"));
-    match c.login("cal", "pw") {
+    match c.login("cal", PASSWORD) {
         AuthServer::Err(e) => {
             assert_eq!(e.code, ErrorCode::Unreachable);
             assert!(e.text.contains("not the pinned"), "{}", e.text);
@@ -339,7 +339,10 @@ fn a_wrong_password_gets_its_answer_though_the_callback_was_opened_early() {
     // dropped without `Authed`, and the next login on the same listener must work.
     let server = TestServer::start();
     let mut c = RawClient::new(server.target());
-    assert_eq!(c.register("early", "right"), AuthServer::Registered);
+    assert_eq!(
+        c.register("early", "right-password"),
+        AuthServer::Registered
+    );
     for _ in 0..2 {
         match c.login("early", "wrong") {
             AuthServer::Err(e) => assert_eq!(e.code, ErrorCode::Auth, "{}", e.text),
@@ -347,7 +350,10 @@ fn a_wrong_password_gets_its_answer_though_the_callback_was_opened_early() {
         }
     }
     assert_eq!(server.sessions(), 0);
-    assert!(matches!(c.login("early", "right"), AuthServer::Ok { .. }));
+    assert!(matches!(
+        c.login("early", "right-password"),
+        AuthServer::Ok { .. }
+    ));
     assert!(matches!(c.send("in"), SendReply::Thx { .. }));
 }
 
@@ -368,8 +374,8 @@ fn a_stalled_handshake_is_cut_at_the_io_timeout_and_holds_nobody_up() {
         .collect();
     // Meanwhile others sign in.
     let mut c = RawClient::new(server.target());
-    assert_eq!(c.register("busy", "pw"), AuthServer::Registered);
-    assert!(matches!(c.login("busy", "pw"), AuthServer::Ok { .. }));
+    assert_eq!(c.register("busy", PASSWORD), AuthServer::Registered);
+    assert!(matches!(c.login("busy", PASSWORD), AuthServer::Ok { .. }));
     // The stalled ones are closed by the server, within its I/O timeout (and well within 10 s).
     for mut s in stalled {
         let started = Instant::now();
@@ -432,8 +438,11 @@ fn failed_handshakes_leak_no_descriptor_and_no_thread() {
     // Warm up: one full sign-in (its session stays, heartbeats answered), so lazily made
     // things exist before the baseline.
     let mut warm = RawClient::new(target);
-    assert_eq!(warm.register("warm", "pw"), AuthServer::Registered);
-    assert!(matches!(warm.login("warm", "pw"), AuthServer::Ok { .. }));
+    assert_eq!(warm.register("warm", PASSWORD), AuthServer::Registered);
+    assert!(matches!(
+        warm.login("warm", PASSWORD),
+        AuthServer::Ok { .. }
+    ));
     assert!(matches!(warm.send("hello"), SendReply::Thx { .. }));
     assert_eq!(warm.receive(1).len(), 1);
     let settled = |want: (usize, usize)| {
@@ -481,6 +490,6 @@ fn failed_handshakes_leak_no_descriptor_and_no_thread() {
     assert!(after.0 <= baseline.0 && after.1 <= baseline.1);
     // And it still serves.
     let mut c = RawClient::new(target);
-    assert_eq!(c.register("after", "pw"), AuthServer::Registered);
-    assert!(matches!(c.login("after", "pw"), AuthServer::Ok { .. }));
+    assert_eq!(c.register("after", PASSWORD), AuthServer::Registered);
+    assert!(matches!(c.login("after", PASSWORD), AuthServer::Ok { .. }));
 }

@@ -5,7 +5,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gc_protocol::limits::{DEFAULT_MAX_MESSAGE_BYTES, MAX_BODY_BYTES, MIN_SCRAM_ITERATIONS};
+use gc_protocol::limits::{
+    DEFAULT_MAX_MESSAGE_BYTES, MAX_BODY_BYTES, MIN_SCRAM_ITERATIONS, check_new_password,
+};
 use gc_protocol::types::is_valid_username;
 
 use crate::error::ClientError;
@@ -160,7 +162,8 @@ pub struct ClientConfig {
     pub username: String,
     /// The account's password (never sent: SCRAM-SHA-256).
     pub password: Password,
-    /// Create the account first (once per client run).
+    /// Create the account first (once per client run); the password must then have at least
+    /// [`gc_protocol::limits::MIN_PASSWORD_CHARS`] characters.
     pub register: bool,
     /// The cache file (`cdatabase.db`); `None` keeps records and the cursor in memory only.
     pub cache_path: Option<PathBuf>,
@@ -228,6 +231,11 @@ impl ClientConfig {
                 self.username.escape_debug()
             ));
         }
+        // Only a new account's: the server cannot check what it never sees (SCRAM), and an
+        // older, shorter password must still log in.
+        if self.register {
+            check_new_password(self.password.expose()).or_else(bad)?;
+        }
         if self.io_timeout < Duration::from_millis(10) {
             return bad("the I/O timeout must be at least 10 ms".into());
         }
@@ -273,8 +281,24 @@ mod tests {
     }
 
     #[test]
+    fn a_new_account_needs_8_characters_an_old_one_logs_in_with_fewer() {
+        let mut c = ClientConfig::new("host", "alice", "seven-7");
+        c.validate().unwrap();
+        c.register = true;
+        let err = c.validate().unwrap_err();
+        assert!(matches!(err, ClientError::Config(_)), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("password too short: at least 8 characters"),
+            "{err}"
+        );
+        c.password = Password::new("eight-88");
+        c.validate().unwrap();
+    }
+
+    #[test]
     fn validation() {
-        let ok = ClientConfig::new("host", "alice", "pw");
+        let ok = ClientConfig::new("host", "alice", "correct-horse-9");
         ok.validate().unwrap();
         let mut c = ok.clone();
         c.username = "bad name".into();

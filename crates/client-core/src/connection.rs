@@ -1090,7 +1090,7 @@ mod tests {
     }
 
     fn client(port: u16, rooms: bool) -> ClientState {
-        let mut config = ClientConfig::new("127.0.0.1", "alice", "pw");
+        let mut config = ClientConfig::new("127.0.0.1", "alice", "correct-horse-9");
         config.server_ports.connect = port;
         config.io_timeout = Duration::from_secs(2);
         config.rooms = rooms;

@@ -97,6 +97,8 @@ impl RecordStore {
         let (cache, report) = ClientCache::open(path)?;
         summary.add(path, &report);
         let rooms_dir = gc_store_parent(path).join(ROOMS_DIR);
+        // The rooms' files are tightened as they open; their directory here.
+        gc_store::private::tighten_path(&rooms_dir);
         let mut rooms = BTreeMap::new();
         for (room, file) in room_files(&rooms_dir, &mut summary.strays)? {
             let (room_cache, report) = ClientCache::open(&file)?;
@@ -382,15 +384,10 @@ fn room_file(dir: &Path, room: &Room) -> PathBuf {
 /// Makes the rooms directory (0700) and an empty `path` (0600) if they do not exist, so the
 /// cache never holds a conversation readable by others.
 fn prepare_room_file(dir: &Path, path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    match std::fs::OpenOptions::new()
+    gc_store::private::dir(dir)?;
+    match gc_store::private::options()
         .write(true)
         .create_new(true)
-        .mode(0o600)
         .open(path)
     {
         Ok(_) => Ok(()),
@@ -612,6 +609,29 @@ mod tests {
         assert_eq!(ids(&s.before(&room("@a+b"), 0, 10)), [3]);
         assert_eq!(ids(&s.before(&general(), 0, 10)), [1]);
         assert_eq!(s.rooms(), [general(), room("#dev"), room("@a+b")]);
+    }
+
+    #[test]
+    fn a_cache_an_older_version_left_open_to_others_is_tightened() {
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cdatabase.db");
+        {
+            let (mut s, _) = RecordStore::open(&path).unwrap();
+            s.accept_delivery(vec![rec(1), rec_in("#dev", 2)]);
+        }
+        let (rooms, dev) = (dir.path().join("rooms"), dir.path().join("rooms/dev.db"));
+        set(&path, 0o644);
+        set(&rooms, 0o755);
+        set(&dev, 0o664);
+        RecordStore::open(&path).unwrap();
+        assert_eq!(
+            (mode(&path), mode(&rooms), mode(&dev)),
+            (0o600, 0o700, 0o600)
+        );
     }
 
     #[test]

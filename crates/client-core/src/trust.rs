@@ -7,7 +7,7 @@
 //! refused with an error naming both fingerprints and the line to remove.
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -114,10 +114,15 @@ const HEADER: &str = "# gc-client known servers: <server>:<connect port> <certif
 
 impl KnownServers {
     /// Reads the file; a missing file has no entries. A line that does not parse is an error
-    /// naming it (a damaged pin file must not silently trust nothing, or anything).
+    /// naming it (a damaged pin file must not silently trust nothing, or anything). A file that
+    /// others may read is tightened to 0600 with a warning.
     pub fn load(path: &Path) -> Result<Self, ClientError> {
         let text = match fs::read_to_string(path) {
-            Ok(text) => text,
+            Ok(text) => {
+                // Which servers this user uses, and the pins that decide whom the client trusts.
+                gc_store::private::tighten_path(path);
+                text
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
             Err(source) => {
                 return Err(ClientError::KnownServers {
@@ -170,8 +175,8 @@ impl KnownServers {
             })
     }
 
-    /// Trusts `fingerprint` for `key` from now on: appends a line (creating the file and its
-    /// directory) and syncs it, so a pin the user accepted is never lost.
+    /// Trusts `fingerprint` for `key` from now on: appends a line (creating the file, 0600, and
+    /// its directory, 0700) and syncs it, so a pin the user accepted is never lost.
     pub fn add(&mut self, key: &str, fingerprint: Fingerprint) -> Result<ServerPin, ClientError> {
         if let Some(pin) = self.lookup(key) {
             return Ok(pin);
@@ -181,7 +186,7 @@ impl KnownServers {
             detail: format!("cannot {what}: {e}"),
         };
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| failed("create its directory", e))?;
+            gc_store::private::create_dirs(dir).map_err(|e| failed("create its directory", e))?;
         }
         let existing = fs::read_to_string(&self.path).unwrap_or_default();
         let mut text = String::new();
@@ -191,11 +196,11 @@ impl KnownServers {
             text.push('\n');
         }
         text.push_str(&format!("{key} {fingerprint}\n"));
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| failed("open it", e))?;
+        let mut file = gc_store::private::open(
+            &self.path,
+            gc_store::private::options().create(true).append(true),
+        )
+        .map_err(|e| failed("open it", e))?;
         file.write_all(text.as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(|e| failed("write it", e))?;
@@ -322,6 +327,25 @@ mod tests {
             format!("b:2 {}", fp(2))
         );
         assert!(a.source.fix().contains("remove line"), "{}", a.source.fix());
+    }
+
+    #[test]
+    fn the_file_is_the_users_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gc-client").join("known_servers");
+        KnownServers::load(&path)
+            .unwrap()
+            .add("a:1", fp(1))
+            .unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        // One an older version wrote under the umask is tightened when read.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        KnownServers::load(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
     }
 
     #[test]

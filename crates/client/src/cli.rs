@@ -301,7 +301,8 @@ impl Cli {
     }
 
     /// The client configuration these flags describe, for account `user` (the terminal UI asks
-    /// for it), registering first if `register`.
+    /// for it), registering first if `register`. The default cache's directories are tightened
+    /// if an older version left them open to others.
     pub fn client_config_for(
         &self,
         user: &str,
@@ -327,26 +328,29 @@ impl Cli {
         } else if let Some(path) = &self.cache {
             Some(path.clone())
         } else {
-            Some(default_cache_path(
+            let path = default_cache_path(
                 &self.server,
                 self.server_port_connect,
                 user,
                 std::env::var_os("XDG_DATA_HOME"),
                 std::env::var_os("HOME"),
-            )?)
+            )?;
+            crate::settings::tighten_default_place(&path);
+            Some(path)
         };
         config.mods_dir = self.mods_dir()?;
         config.validate()?;
         Ok(config)
     }
 
-    /// The known servers file in effect.
+    /// The known servers file in effect (the default's directory tightened if open to others).
     pub fn known_servers_path(&self) -> Result<PathBuf, AppError> {
         if let Some(path) = &self.known_servers {
             return Ok(path.clone());
         }
         data_home(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
             .map(|base| base.join("gc-client").join("known_servers"))
+            .inspect(|path| crate::settings::tighten_default_place(path))
             .ok_or_else(|| {
                 AppError::Config(
                     "no place for the known servers file: neither XDG_DATA_HOME nor HOME is \
@@ -553,7 +557,15 @@ mod tests {
             "--no-reuse",
             "--register",
         ]);
-        let c = cli.client_config(Password::new("pw")).unwrap();
+        let short = cli.client_config(Password::new("seven-7")).unwrap_err();
+        assert!(
+            short
+                .to_string()
+                .contains("password too short: at least 8 characters"),
+            "{short}"
+        );
+        assert_eq!(crate::exit::for_error(&short), crate::exit::EXIT_USAGE);
+        let c = cli.client_config(Password::new("correct-horse-9")).unwrap();
         assert_eq!(c.username, "Alice");
         assert_eq!(c.bind_ip, Some("127.0.0.7".parse().unwrap()));
         assert_eq!(c.listen_ports.auth, PortChoice::Any);
@@ -566,14 +578,18 @@ mod tests {
         let no_cache = Cli::parse_from(["gc-client", "h", "-u", "bob", "--no-cache"]);
         assert_eq!(
             no_cache
-                .client_config(Password::new("pw"))
+                .client_config(Password::new("correct-horse-9"))
                 .unwrap()
                 .cache_path,
             None
         );
         assert!(Cli::try_parse_from(["gc-client", "h", "--cache", "x", "--no-cache"]).is_err());
         let no_user = Cli::parse_from(["gc-client", "h"]);
-        assert!(no_user.client_config(Password::new("pw")).is_err());
+        assert!(
+            no_user
+                .client_config(Password::new("correct-horse-9"))
+                .is_err()
+        );
     }
 
     #[test]

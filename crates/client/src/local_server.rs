@@ -8,7 +8,6 @@
 //! One thread, `gc-server-wait`, owns the child and waits for it to exit: both the readiness
 //! check and the shutdown wait on its channel, not on a sleep.
 
-use std::fs::OpenOptions;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -97,21 +96,21 @@ impl LocalServer {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
         {
-            std::fs::create_dir_all(dir).map_err(|source| AppError::Io {
+            gc_store::private::create_dirs(dir).map_err(|source| AppError::Io {
                 what: "create the directory of",
                 path: options.log_file.clone(),
                 source,
             })?;
         }
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&options.log_file)
-            .map_err(|source| AppError::Io {
-                what: "open the server's log file",
-                path: options.log_file.clone(),
-                source,
-            })?;
+        let log = gc_store::private::open(
+            &options.log_file,
+            gc_store::private::options().create(true).append(true),
+        )
+        .map_err(|source| AppError::Io {
+            what: "open the server's log file",
+            path: options.log_file.clone(),
+            source,
+        })?;
         let log_err = log.try_clone().map_err(|source| AppError::Io {
             what: "open the server's log file",
             path: options.log_file.clone(),

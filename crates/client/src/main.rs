@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use gc_client::AppError;
 use gc_client::cli::Cli;
-use gc_client::settings::default_log_path;
+use gc_client::settings::{default_log_path, tighten_default_place};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -17,8 +17,19 @@ fn main() -> ExitCode {
         Ok(path) => path,
         Err(e) => return ExitCode::from(gc_client::run::error_exit(&e)),
     };
-    if let Err(e) = init_logging(&cli, log_file.as_deref()) {
-        return ExitCode::from(gc_client::run::error_exit(&e));
+    match init_logging(&cli, log_file.as_deref()) {
+        // Only now can the log say that its file was open to others.
+        Ok(loose) => {
+            if let Some(warning) = loose {
+                tracing::warn!("{warning}");
+            }
+            if cli.log_file.is_none()
+                && let Some(path) = &log_file
+            {
+                tighten_default_place(path);
+            }
+        }
+        Err(e) => return ExitCode::from(gc_client::run::error_exit(&e)),
     }
     ExitCode::from(gc_client::run::run(&cli, log_file.as_deref()))
 }
@@ -40,7 +51,7 @@ fn log_file(cli: &Cli) -> Result<Option<PathBuf>, AppError> {
             )
         })?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| AppError::Io {
+        gc_store::private::create_dirs(dir).map_err(|source| AppError::Io {
             what: "create the log directory",
             path: dir.to_owned(),
             source,
@@ -49,7 +60,9 @@ fn log_file(cli: &Cli) -> Result<Option<PathBuf>, AppError> {
     Ok(Some(path))
 }
 
-fn init_logging(cli: &Cli, file: Option<&Path>) -> Result<(), AppError> {
+/// Sets up logging; returns the warning to log once it is up, if the log file was open to
+/// others.
+fn init_logging(cli: &Cli, file: Option<&Path>) -> Result<Option<String>, AppError> {
     let default_level = if file.is_some() { "info" } else { "error" };
     let level = cli.log_level.as_deref().unwrap_or(default_level);
     let filter = EnvFilter::try_new(level)
@@ -62,7 +75,7 @@ fn init_logging(cli: &Cli, file: Option<&Path>) -> Result<(), AppError> {
         .log_internal_errors(false);
     match file {
         Some(path) => {
-            let file = std::fs::OpenOptions::new()
+            let file = gc_store::private::options()
                 .create(true)
                 .append(true)
                 .open(path)
@@ -71,16 +84,20 @@ fn init_logging(cli: &Cli, file: Option<&Path>) -> Result<(), AppError> {
                     path: path.to_owned(),
                     source,
                 })?;
+            let loose = gc_store::private::tighten_quietly(&file, path);
             builder
                 .with_ansi(false)
                 .with_writer(std::sync::Mutex::new(file))
                 .init();
+            Ok(loose)
         }
         // Never standard output: it carries the messages.
-        None => builder
-            .with_ansi(io::stderr().is_terminal())
-            .with_writer(io::stderr)
-            .init(),
+        None => {
+            builder
+                .with_ansi(io::stderr().is_terminal())
+                .with_writer(io::stderr)
+                .init();
+            Ok(None)
+        }
     }
-    Ok(())
 }

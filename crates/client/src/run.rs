@@ -11,7 +11,7 @@ use crate::cli::{Cli, TlsChoice};
 use crate::exit::{self, EXIT_ERROR, EXIT_UNSENT, EXIT_USAGE};
 use crate::headless;
 use crate::local_server::{self, LocalServer, LocalServerOptions, StopReport};
-use crate::settings::{Settings, default_log_path, default_settings_path};
+use crate::settings::{Settings, default_log_path, default_settings_path, tighten_default_place};
 use crate::trust::ServerTrust;
 use crate::tui::{self, TuiOptions};
 use gc_client_core::ServerPorts;
@@ -165,6 +165,7 @@ fn run_tui(cli: &Cli, trust: ServerTrust) -> u8 {
             std::env::var_os("XDG_CONFIG_HOME"),
             std::env::var_os("HOME"),
         )
+        .inspect(|path| tighten_default_place(path))
     });
     let loaded = settings
         .as_deref()

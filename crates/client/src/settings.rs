@@ -5,6 +5,9 @@
 //!   only way to keep one on disk is a file the user made and passes with `--password-file`.
 //! - `$XDG_STATE_HOME/gc-client/gc-client.log` (or `~/.local/state/…`): the log while the
 //!   terminal UI owns the screen.
+//!
+//! Files gc-client writes are 0600 and the directories it makes 0700 ([`gc_store::private`]);
+//! [`tighten_default_place`] fixes the `gc-client` directories an older version left open.
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -47,6 +50,19 @@ pub fn default_log_path(
         .map(|d| d.join("gc-client").join("gc-client.log"))
 }
 
+/// Tightens the directories of `path`, a default place under a `gc-client` directory (log,
+/// settings, cache, known servers), from that `gc-client` directory down, where an older version
+/// left them open to others (with a warning each). A path the user gave is never passed here:
+/// its directories are the user's business.
+pub fn tighten_default_place(path: &Path) {
+    for dir in path.ancestors().skip(1) {
+        gc_store::private::tighten_path(dir);
+        if dir.file_name().is_some_and(|n| n == "gc-client") {
+            return;
+        }
+    }
+}
+
 /// An XDG base directory: the variable if it is an absolute path (the spec ignores relative
 /// ones), else `$HOME/<fallback>`.
 fn xdg_base(var: Option<OsString>, home: Option<OsString>, fallback: &[&str]) -> Option<PathBuf> {
@@ -74,10 +90,13 @@ impl Settings {
         !no_flag && self.hyperlinks.unwrap_or(true)
     }
 
-    /// Reads the file; a missing file is empty settings.
+    /// Reads the file; a missing file is empty settings. A file others may read is tightened.
     pub fn load(path: &Path) -> Result<Self, AppError> {
         let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
+            Ok(text) => {
+                gc_store::private::tighten_path(path);
+                text
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(source) => {
                 return Err(AppError::Io {
@@ -96,21 +115,28 @@ impl Settings {
         })
     }
 
-    /// Writes the file (creating its directory), replacing it atomically.
+    /// Writes the file (0600, creating its directory, 0700), replacing it atomically.
     pub fn save(&self, path: &Path) -> Result<(), AppError> {
         let io = |what: &'static str| {
             let path = path.to_owned();
             move |source| AppError::Io { what, path, source }
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
+            gc_store::private::create_dirs(dir).map_err(io("create the directory of"))?;
         }
         let text = toml::to_string(self)
             .map_err(|e| AppError::Config(format!("cannot write settings: {e}")))?;
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let mut file = std::fs::File::create(&tmp).map_err(io("create the settings file"))?;
+        let mut file = gc_store::private::open(
+            &tmp,
+            gc_store::private::options()
+                .write(true)
+                .create(true)
+                .truncate(true),
+        )
+        .map_err(io("create the settings file"))?;
         file.write_all(
             format!(
                 "# Written by gc-client: the last username that logged in (your other settings \
@@ -169,6 +195,33 @@ mod tests {
             Some(PathBuf::from("/h/.local/state/gc-client/gc-client.log"))
         );
         assert_eq!(default_log_path(None, None), None);
+    }
+
+    #[test]
+    fn the_file_is_the_users_alone_and_old_default_places_are_tightened() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        };
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gc-client").join("config.toml");
+        Settings::remember_user(&path, "alice");
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+
+        // As an older version left a cache: `…/gc-client/<server>-<user>/cdatabase.db`.
+        let base = dir.path().join("share");
+        let server_dir = base.join("gc-client").join("h-alice");
+        std::fs::create_dir_all(&server_dir).unwrap();
+        for d in [&base, &base.join("gc-client"), &server_dir] {
+            set(d, 0o755);
+        }
+        tighten_default_place(&server_dir.join("cdatabase.db"));
+        assert_eq!(mode(&server_dir), 0o700);
+        assert_eq!(mode(&base.join("gc-client")), 0o700);
+        assert_eq!(mode(&base), 0o755, "above gc-client is not ours");
     }
 
     #[test]

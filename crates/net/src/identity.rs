@@ -8,7 +8,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write as _};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -117,12 +117,16 @@ impl Identity {
     }
 
     /// The identity kept in `dir` (a data dir's [`IDENTITY_DIR`]): read it, or on the first start
-    /// make it (the directory 0700, the key 0600, written with `O_EXCL` so two starts cannot
-    /// both make one). A key file without its certificate, or the other way round, is an error.
+    /// make it (the directory and any missing parent 0700, the key and certificate 0600, written
+    /// with `O_EXCL` so two starts cannot both make one). A key file without its certificate, or
+    /// the other way round, is an error, and so is a key others may read; a directory or
+    /// certificate others may read is tightened with a warning.
     pub fn load_or_create(dir: &Path, name: &str) -> Result<(Self, Origin), NetError> {
         let (key_path, cert_path) = (dir.join(KEY_FILE), dir.join(CERT_FILE));
         match (key_path.exists(), cert_path.exists()) {
             (true, true) => {
+                tighten(dir);
+                tighten(&cert_path);
                 return Self::load(&cert_path, &key_path)
                     .map(|id| (id, Origin::Loaded(dir.to_owned())));
             }
@@ -150,8 +154,13 @@ impl Identity {
                 detail: e.to_string(),
             }
         };
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
+        // The data dir too, when this comes first (`gc-server tls fingerprint`).
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(dir)
+            .map_err(io_err(dir))?;
+        tighten(dir);
         let identity = Self::generate(name)?;
         let key_pem = rustls_pem("PRIVATE KEY", identity.key.secret_der());
         let cert_pem = rustls_pem("CERTIFICATE", identity.certs[0].as_ref());
@@ -164,7 +173,7 @@ impl Identity {
             file.write_all(text.as_bytes())?;
             file.sync_all()
         };
-        match write(&key_path, &key_pem, 0o600) {
+        match write(&key_path, &key_pem, FILE_MODE) {
             Ok(()) => {}
             // Another start made it meanwhile: use that one.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -173,11 +182,42 @@ impl Identity {
             }
             Err(e) => return Err(io_err(&key_path)(e)),
         }
-        write(&cert_path, &cert_pem, 0o644).map_err(io_err(&cert_path))?;
+        write(&cert_path, &cert_pem, FILE_MODE).map_err(io_err(&cert_path))?;
         if let Ok(d) = fs::File::open(dir) {
             let _ = d.sync_all();
         }
         Ok((identity, Origin::Created(dir.to_owned())))
+    }
+}
+
+/// The mode of the files of a data dir's identity (as of every file gc makes).
+const FILE_MODE: u32 = 0o600;
+/// The mode of [`IDENTITY_DIR`] (as of every directory gc makes).
+const DIR_MODE: u32 = 0o700;
+
+/// Takes the group and other bits off a file or directory of a data dir's identity that has
+/// them (made by hand, or copied), with a warning naming it and its old mode. Never fails: what
+/// cannot be changed is warned about. (The key is the exception: [`check_private`] refuses it.)
+fn tighten(path: &Path) {
+    let Ok(meta) = fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return;
+    }
+    let new = mode & !0o077;
+    match fs::set_permissions(path, fs::Permissions::from_mode(new)) {
+        Ok(()) => tracing::warn!(
+            "{} was mode {mode:04o}, open to others; changed it to {new:04o}",
+            path.display()
+        ),
+        Err(e) => tracing::warn!(
+            "{} is mode {mode:04o}, open to others, and could not be changed ({e}); run \
+             `chmod go= {}`",
+            path.display(),
+            path.display()
+        ),
     }
 }
 
@@ -382,6 +422,25 @@ mod tests {
         assert_eq!(origin, Origin::Loaded(tls.clone()));
         assert_eq!(again.fingerprint(), first.fingerprint());
         assert_eq!(again.certs(), first.certs());
+    }
+
+    #[test]
+    fn an_identity_and_its_data_dir_are_the_owners_alone_whatever_the_umask() {
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("gc-data");
+        let tls = data.join(IDENTITY_DIR);
+        Identity::load_or_create(&tls, "gc-server").unwrap();
+        assert_eq!(mode(&data), 0o700, "made first by `tls fingerprint`");
+        assert_eq!(mode(&tls), 0o700);
+        assert_eq!(mode(&tls.join(KEY_FILE)), 0o600);
+        assert_eq!(mode(&tls.join(CERT_FILE)), 0o600);
+        // As an older version, or a copy, left them: tightened at the next start.
+        fs::set_permissions(&tls, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(tls.join(CERT_FILE), fs::Permissions::from_mode(0o644)).unwrap();
+        Identity::load_or_create(&tls, "gc-server").unwrap();
+        assert_eq!(mode(&tls), 0o700);
+        assert_eq!(mode(&tls.join(CERT_FILE)), 0o600);
     }
 
     #[test]

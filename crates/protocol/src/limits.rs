@@ -1,4 +1,5 @@
-//! Limits of GC/1 as named constants (protocol.md §1, §3).
+//! Limits of GC/1 as named constants (protocol.md §1, §3), and the shortest password gc takes
+//! for a new account ([`MIN_PASSWORD_CHARS`]).
 
 /// Largest frame, in bytes, including its terminating LF.
 pub const MAX_FRAME_BYTES: usize = 65_536;
@@ -51,3 +52,39 @@ pub const MAX_TOPIC_BYTES: usize = 512;
 pub const MAX_REASON_BYTES: usize = 512;
 /// Longest mute a `Mute` may set, in seconds: one year (365 days). `0` lifts a mute.
 pub const MAX_MUTE_SECONDS: u32 = 31_536_000;
+/// Shortest password for a new account or a password change, in characters (Unicode scalar
+/// values, not bytes). Checked where the password is known: by `gc-server user add` and
+/// `user passwd`, and by the client before it registers. A `Register` carries only the SCRAM
+/// verifier (the password never crosses the wire), so the server cannot check what clients
+/// register; a server whose every password must meet it runs with registration closed.
+/// Logging in with an older, shorter password still works.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// Whether `password` may be chosen for a new account or a password change: `Err` with the
+/// message to show (`password too short: at least 8 characters`).
+pub fn check_new_password(password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(format!(
+            "password too short: at least {MIN_PASSWORD_CHARS} characters"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_counted_in_characters_not_bytes() {
+        assert_eq!(
+            check_new_password("seven-7"),
+            Err("password too short: at least 8 characters".into())
+        );
+        check_new_password("eight-88").unwrap();
+        // Seven characters, fourteen bytes: too short.
+        assert!(check_new_password("ééééééé").is_err());
+        check_new_password("éééééééé").unwrap();
+        assert!(check_new_password("").is_err());
+    }
+}

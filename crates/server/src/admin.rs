@@ -94,7 +94,7 @@ pub fn user(
                     "an account named {username} already exists (names ignore case)"
                 )));
             }
-            let password = non_empty(passwords.new_password(name, *password_stdin)?)?;
+            let password = acceptable(passwords.new_password(name, *password_stdin)?)?;
             accounts.add(make_account(username.clone(), &password, config)?)?;
             writeln!(out, "added {username}").map_err(write_err)?;
             Ok(())
@@ -122,7 +122,7 @@ pub fn user(
             let Some(existing) = accounts.get(name) else {
                 return Err(ServerError::Usage(format!("no account named {name}")));
             };
-            let password = non_empty(passwords.new_password(name, *password_stdin)?)?;
+            let password = acceptable(passwords.new_password(name, *password_stdin)?)?;
             let mut updated = make_account(existing.username.clone(), &password, config)?;
             updated.created = existing.created;
             accounts.update(updated)?;
@@ -423,7 +423,15 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
             };
             let report = match output {
                 Some(path) => {
-                    let file = std::fs::File::create(path).map_err(|source| ServerError::Io {
+                    // Every message of the server: as private as the data dir it comes from.
+                    let file = gc_store::private::open(
+                        path,
+                        gc_store::private::options()
+                            .write(true)
+                            .create(true)
+                            .truncate(true),
+                    )
+                    .map_err(|source| ServerError::Io {
                         what: "create",
                         path: path.clone(),
                         source,
@@ -545,14 +553,18 @@ fn valid_name(name: &str) -> Result<Username, ServerError> {
     Ok(username)
 }
 
-fn non_empty(password: String) -> Result<String, ServerError> {
+/// Refuses a password that may not be chosen: empty, or shorter than
+/// [`gc_protocol::limits::MIN_PASSWORD_CHARS`]. Here the server sees the password, so this check
+/// is authoritative (unlike a `Register`, which carries only the verifier).
+fn acceptable(password: String) -> Result<String, ServerError> {
     if password.is_empty() {
-        Err(ServerError::Usage(
+        return Err(ServerError::Usage(
             "the password is empty; nothing was changed".into(),
-        ))
-    } else {
-        Ok(password)
+        ));
     }
+    gc_protocol::limits::check_new_password(&password)
+        .map_err(|why| ServerError::Usage(format!("{why}; nothing was changed")))?;
+    Ok(password)
 }
 
 fn make_account(

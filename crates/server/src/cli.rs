@@ -195,7 +195,7 @@ pub enum PluginsCommand {
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create an account. Asks for the password twice (hidden), or reads one line from
-    /// standard input with --password-stdin.
+    /// standard input with --password-stdin. A password has at least 8 characters.
     Add {
         /// Username: 1-32 characters of A-Z a-z 0-9 _ . -
         name: String,
@@ -210,7 +210,7 @@ pub enum UserCommand {
     },
     /// List accounts with their creation time (UTC).
     List,
-    /// Set a new password.
+    /// Set a new password (at least 8 characters).
     Passwd {
         /// The account.
         name: String,

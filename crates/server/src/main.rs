@@ -34,7 +34,8 @@ fn init_logging(log: &LogSettings) -> Result<(), gc_server::ServerError> {
         .log_internal_errors(false);
     match &log.file {
         Some(path) => {
-            let file = std::fs::OpenOptions::new()
+            // Logs name users and addresses: the owner's alone, like the data dir.
+            let file = gc_store::private::options()
                 .create(true)
                 .append(true)
                 .open(path)
@@ -43,10 +44,14 @@ fn init_logging(log: &LogSettings) -> Result<(), gc_server::ServerError> {
                     path: path.clone(),
                     source,
                 })?;
+            let loose = gc_store::private::tighten_quietly(&file, path);
             builder
                 .with_ansi(false)
                 .with_writer(std::sync::Mutex::new(file))
                 .init();
+            if let Some(warning) = loose {
+                tracing::warn!("{warning}");
+            }
         }
         None => builder
             .with_ansi(std::io::stderr().is_terminal())

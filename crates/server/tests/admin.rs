@@ -18,6 +18,9 @@ impl PasswordSource for Scripted {
     }
 }
 
+/// A password long enough for a new account.
+const PASSWORD: &str = "correct-horse-9";
+
 fn passwords(list: &[&str]) -> Scripted {
     Scripted(list.iter().map(|s| (*s).to_owned()).collect())
 }
@@ -44,14 +47,14 @@ fn user_add_list_passwd_remove() {
         password_stdin: true,
     };
     assert_eq!(
-        run_user(add("alice"), &c, &mut passwords(&["pw"])).unwrap(),
+        run_user(add("alice"), &c, &mut passwords(&[PASSWORD])).unwrap(),
         "added alice\n"
     );
-    let err = run_user(add("ALICE"), &c, &mut passwords(&["pw"])).unwrap_err();
+    let err = run_user(add("ALICE"), &c, &mut passwords(&[PASSWORD])).unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
-    let err = run_user(add("bad name"), &c, &mut passwords(&["pw"])).unwrap_err();
+    let err = run_user(add("bad name"), &c, &mut passwords(&[PASSWORD])).unwrap_err();
     assert!(err.to_string().contains("not a valid username"), "{err}");
-    let err = run_user(add("system"), &c, &mut passwords(&["pw"])).unwrap_err();
+    let err = run_user(add("system"), &c, &mut passwords(&[PASSWORD])).unwrap_err();
     assert!(err.to_string().contains("reserved"), "{err}");
     let err = run_user(add("bob"), &c, &mut passwords(&[""])).unwrap_err();
     assert!(err.to_string().contains("empty"), "{err}");
@@ -65,7 +68,7 @@ fn user_add_list_passwd_remove() {
         password_stdin: true,
     };
     assert_eq!(
-        run_user(passwd, &c, &mut passwords(&["new"])).unwrap(),
+        run_user(passwd, &c, &mut passwords(&["a-new-password"])).unwrap(),
         "password changed for alice\n"
     );
     let remove = |n: &str| UserCommand::Remove { name: n.into() };
@@ -90,7 +93,7 @@ fn writes_are_refused_while_a_server_runs_but_reads_work() {
         name: "carol".into(),
         password_stdin: true,
     };
-    let err = run_user(add, &c, &mut passwords(&["pw"])).unwrap_err();
+    let err = run_user(add, &c, &mut passwords(&[PASSWORD])).unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("database.db") && text.contains("running"),
@@ -233,7 +236,7 @@ fn room_add_list_members_remove_and_user_admin() {
         name: name.into(),
         password_stdin: true,
     };
-    run_user(add_user("alice"), &c, &mut passwords(&["pw"])).unwrap();
+    run_user(add_user("alice"), &c, &mut passwords(&[PASSWORD])).unwrap();
     let room = |name: &str| gc_protocol::Room::new(name).unwrap();
     let add = |name: &str, owner: &str| RoomCommand::Add {
         room: room(name),
@@ -375,4 +378,85 @@ fn db_import_brings_in_a_prototype_history_once() {
     gc_server::start(running).unwrap().shutdown();
     let err = admin::db(&import, &c, &mut Vec::new()).unwrap_err();
     assert!(err.to_string().contains("already holds messages"), "{err}");
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).map_or(0, |m| m.permissions().mode() & 0o7777)
+}
+
+#[test]
+fn accounts_and_exports_are_the_owners_alone_whatever_the_umask() {
+    // What most systems start with: files made without a mode would be readable by all.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("gc-data");
+    let c = config(&data);
+    let add = UserCommand::Add {
+        name: "alice".into(),
+        password_stdin: true,
+    };
+    run_user(add, &c, &mut passwords(&[PASSWORD])).unwrap();
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("usernames.db")), 0o600);
+    assert_eq!(mode(&data.join("database.db")), 0o600);
+
+    let output = dir.path().join("export.txt");
+    let export = DbCommand::Export {
+        format: ExportFormat::Plain,
+        output: Some(output.clone()),
+        room: None,
+    };
+    admin::db(&export, &c, &mut Vec::new()).unwrap();
+    assert_eq!(mode(&output), 0o600);
+
+    // An accounts file left readable by an older version is tightened by the next command.
+    use std::os::unix::fs::PermissionsExt as _;
+    let loose = std::fs::Permissions::from_mode(0o644);
+    std::fs::set_permissions(data.join("usernames.db"), loose.clone()).unwrap();
+    std::fs::set_permissions(&output, loose).unwrap();
+    run_user(UserCommand::List, &c, &mut passwords(&[])).unwrap();
+    assert_eq!(mode(&data.join("usernames.db")), 0o600);
+    admin::db(&export, &c, &mut Vec::new()).unwrap();
+    assert_eq!(mode(&output), 0o600);
+}
+
+#[test]
+fn a_password_shorter_than_8_characters_is_refused_and_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path());
+    let add = |name: &str| UserCommand::Add {
+        name: name.into(),
+        password_stdin: true,
+    };
+    // Seven characters (fourteen bytes) is too short; eight are enough.
+    let err = run_user(add("alice"), &c, &mut passwords(&["ééééééé"])).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("password too short: at least 8 characters"),
+        "{text}"
+    );
+    assert!(text.contains("nothing was changed"), "{text}");
+    assert_eq!(err.exit_code(), 2);
+    assert!(!dir.path().join("usernames.db").exists());
+    let listing = run_user(UserCommand::List, &c, &mut passwords(&[])).unwrap();
+    assert!(listing.starts_with("no accounts"), "{listing}");
+
+    run_user(add("alice"), &c, &mut passwords(&["éééééééé"])).unwrap();
+    let before = std::fs::read(dir.path().join("usernames.db")).unwrap();
+    let passwd = UserCommand::Passwd {
+        name: "alice".into(),
+        password_stdin: true,
+    };
+    let err = run_user(passwd, &c, &mut passwords(&["short"])).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("password too short: at least 8 characters"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("usernames.db")).unwrap(),
+        before,
+        "the old password stays"
+    );
 }

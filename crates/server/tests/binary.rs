@@ -101,3 +101,108 @@ fn a_closed_log_pipe_does_not_stop_the_server_from_stopping() {
         .unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// A data dir and log file that an older version left readable by others (umask 022) are
+/// tightened at start, each with a warning in the log naming it and its old mode; the server
+/// starts all the same.
+#[test]
+fn an_old_data_dir_and_log_open_to_others_are_tightened_at_start() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let set = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("gc-data");
+    std::fs::create_dir(&data).unwrap();
+    set(&data, 0o755);
+    let db = data.join("database.db");
+    std::fs::write(&db, "1;1640995200;alice;hello\n").unwrap();
+    set(&db, 0o644);
+    let accounts = data.join("usernames.db");
+    std::fs::write(&accounts, "").unwrap();
+    set(&accounts, 0o644);
+    let log = dir.path().join("gc-server.log");
+    std::fs::write(&log, "an older run\n").unwrap();
+    set(&log, 0o644);
+
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"umask 022 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_gc-server"));
+    let mut child = with_server_args(&mut sh, &data)
+        .args(["--tls", "off", "--log-file", &log.display().to_string()])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline && !text.contains("listening: ") {
+        std::thread::sleep(Duration::from_millis(50));
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        text.contains("listening: "),
+        "the server did not start:\n{text}"
+    );
+    for path in [&log, &db, &accounts] {
+        assert_eq!(mode(path), 0o600, "{}", path.display());
+        let name = path.display().to_string();
+        assert!(
+            text.lines()
+                .any(|l| l.contains("WARN") && l.contains(&name) && l.contains("0644")),
+            "no warning for {name}:\n{text}"
+        );
+    }
+    assert_eq!(mode(&data), 0o700);
+    assert!(
+        text.lines().any(|l| l.contains("WARN")
+            && l.contains(&format!("{} was mode 0755", data.display()))),
+        "{text}"
+    );
+    assert_eq!(mode(&data.join("database.msgids")), 0o600, "made at start");
+}
+
+/// `gc-server user add` with a password of fewer than 8 characters from standard input: exit 2,
+/// the minimum named, no account written. A long enough one is added, into a 0600 file.
+#[test]
+fn user_add_refuses_a_password_under_8_characters() {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let add = |password: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gc-server"))
+            .args(["--data-dir", &dir.path().display().to_string()])
+            .args(["user", "add", "alice", "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let accounts = dir.path().join("usernames.db");
+    let out = add("short");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("password too short: at least 8 characters; nothing was changed"),
+        "{stderr}"
+    );
+    assert!(!accounts.exists());
+
+    let out = add("correct-horse-9");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "added alice\n");
+    let mode = std::fs::metadata(&accounts).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600);
+}

@@ -122,10 +122,15 @@ impl Accounts {
     /// Loads `path` (usually `<data-dir>/usernames.db`); a missing file is no accounts (it is
     /// created by the first change). Every line is validated: a bad line is
     /// [`StoreError::BadLine`] with its number, two lines with one name (ignoring case)
-    /// [`StoreError::DuplicateAccount`]. A missing LF after the last line is accepted.
+    /// [`StoreError::DuplicateAccount`]. A missing LF after the last line is accepted. A file
+    /// that others may read is tightened to 0600 with a warning; the first change writes one.
     pub fn open(path: &Path) -> Result<Self> {
         let accounts = match File::open(path) {
-            Ok(file) => read_accounts(&file, path)?,
+            Ok(file) => {
+                // The keys let whoever reads them pose as the server: the owner's alone.
+                crate::private::tighten(&file, path);
+                read_accounts(&file, path)?
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(StoreError::io("open", path, e)),
         };
@@ -219,7 +224,8 @@ impl Accounts {
             a.encode(&mut buf);
         }
         let dir = files::parent_dir(&self.path);
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::io("create the directory", dir, e))?;
+        crate::private::create_dirs(dir)
+            .map_err(|e| StoreError::io("create the directory", dir, e))?;
         files::atomic_rewrite(&self.path, |w| w.write_all(&buf), |_| Ok(()))?;
         *self.table.write() = Arc::new(Table::new(next));
         Ok(())

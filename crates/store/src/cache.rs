@@ -41,11 +41,14 @@ pub struct ClientCache {
 }
 
 impl ClientCache {
-    /// Opens (creating it and its directory if absent) and locks the cache at `path`. Invalid
-    /// lines are moved aside into `<path>.corrupt` with a warning and reported, never fatal.
+    /// Opens (creating it, 0600, and its directories, 0700, if absent) and locks the cache at
+    /// `path`; a cache that others may read is tightened. Invalid lines are moved aside into
+    /// `<path>.corrupt` with a warning and reported, never fatal.
     pub fn open(path: &Path) -> Result<(Self, CacheReport)> {
         let dir = files::parent_dir(path);
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::io("create the directory", dir, e))?;
+        // The user may have named the directory (`--cache /tmp/x.db`): only made, never changed.
+        crate::private::create_dirs(dir)
+            .map_err(|e| StoreError::io("create the directory", dir, e))?;
         let mut lock = DataDirLock::acquire_file(path)?;
         let mut report = CacheReport::default();
         let mut records = Vec::new();

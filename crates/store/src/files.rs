@@ -1,15 +1,17 @@
 //! File plumbing shared by the stores: a chunked line reader, moving bad lines aside into a
-//! `.corrupt` file, atomic rewrites, and directory fsync.
+//! `.corrupt` file, atomic rewrites, and directory fsync. Every file made here is 0600
+//! ([`crate::private`]).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write as _};
-use std::os::unix::fs::FileExt as _;
+use std::os::unix::fs::{FileExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use gc_protocol::types::Timestamp;
 
 use crate::codec::{MAX_LINE_BYTES, find_byte};
 use crate::error::{LineError, Result, StoreError};
+use crate::private;
 
 /// `path` with `suffix` appended to its file name (`database.db` → `database.db.corrupt`).
 pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -33,15 +35,25 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| StoreError::io("fsync the directory", dir, e))
 }
 
-/// Opens `path` for reading and writing, creating it if absent.
+/// Opens `path` for reading and writing, creating it (0600) if absent; it and the lines moved
+/// aside from it are tightened if others may read them.
 pub(crate) fn open_rw(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| StoreError::io("open", path, e))
+    let file = private::open(
+        path,
+        private::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+    )
+    .map_err(|e| StoreError::io("open", path, e))?;
+    tighten_corrupt(path);
+    Ok(file)
+}
+
+/// Tightens `<path>.corrupt`, if it exists and others may read it: it holds lines of `path`.
+pub(crate) fn tighten_corrupt(path: &Path) {
+    private::tighten_path(&with_suffix(path, ".corrupt"));
 }
 
 /// The length of an open file.
@@ -239,10 +251,7 @@ pub(crate) fn move_aside(
         return Ok(corrupt_path);
     }
     let existed = corrupt_path.exists();
-    let mut out = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(&corrupt_path)
+    let mut out = private::open(&corrupt_path, private::options().append(true).create(true))
         .map_err(|e| StoreError::io("open", &corrupt_path, e))?;
     let name = source_path.file_name().map_or_else(
         || source_path.display().to_string(),
@@ -282,9 +291,10 @@ pub(crate) fn move_aside(
     Ok(corrupt_path)
 }
 
-/// Writes a new version of `path` atomically: `fill` writes into `<path>.tmp`, which is fsynced,
-/// optionally handed to `before_rename` (e.g. to lock it), renamed over `path`, and the directory
-/// fsynced. On error the temporary file is removed and `path` is untouched.
+/// Writes a new version of `path` atomically: `fill` writes into `<path>.tmp` (mode 0600, so the
+/// new `path` is too), which is fsynced, optionally handed to `before_rename` (e.g. to lock it),
+/// renamed over `path`, and the directory fsynced. On error the temporary file is removed and
+/// `path` is untouched.
 pub(crate) fn atomic_rewrite<T>(
     path: &Path,
     fill: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
@@ -292,13 +302,16 @@ pub(crate) fn atomic_rewrite<T>(
 ) -> Result<T> {
     let tmp = with_suffix(path, ".tmp");
     let result = (|| {
-        let file = OpenOptions::new()
+        let file = private::options()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .open(&tmp)
             .map_err(|e| StoreError::io("create", &tmp, e))?;
+        // A temporary file left by a crash keeps its mode through the truncation: set it.
+        file.set_permissions(fs::Permissions::from_mode(private::FILE_MODE))
+            .map_err(|e| StoreError::io("set the mode of", &tmp, e))?;
         let mut w = io::BufWriter::with_capacity(1 << 20, &file);
         fill(&mut w)
             .and_then(|()| w.flush())

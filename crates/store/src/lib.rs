@@ -10,6 +10,7 @@
 //! - [`check`], [`repair`], [`export`], [`import_original`]: what `gc-server db …` runs on a
 //!   data dir.
 //! - [`encode_record`], [`parse_record`]: the record line codec.
+//! - [`private`]: files 0600 and directories 0700, looser ones tightened at open.
 //!
 //! Formats are described in the protocol notes (§4 Storage): a record line is
 //! `{id};{timestamp};{username};{message}` + LF, with `\`, LF and CR in the message escaped as
@@ -31,6 +32,7 @@ mod lock;
 mod messages;
 mod msgids;
 mod outbox;
+pub mod private;
 mod rooms;
 
 pub use accounts::{ACCOUNTS_FILE, Account, Accounts};

@@ -21,10 +21,11 @@ pub struct DataDirLock {
 }
 
 impl DataDirLock {
-    /// Takes the lock on `<dir>/database.db`, creating the directory and an empty file if absent.
-    /// Fails at once with [`StoreError::Locked`] if another process or handle holds it.
+    /// Takes the lock on `<dir>/database.db`, creating the directory (0700) and an empty file
+    /// (0600) if absent, and tightening them if others may read them. Fails at once with
+    /// [`StoreError::Locked`] if another process or handle holds it.
     pub fn acquire(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::io("create the directory", dir, e))?;
+        crate::private::dir(dir).map_err(|e| StoreError::io("create the directory", dir, e))?;
         Self::acquire_file(&dir.join(DATABASE_FILE))
     }
 

@@ -46,10 +46,14 @@ pub fn outbox_path(cache: &Path) -> PathBuf {
 }
 
 /// Reads the kept outbox at `path` (none if the file does not exist). Lines that cannot be read
-/// back are skipped and returned, so the caller can say so; the others are kept in order.
+/// back are skipped and returned, so the caller can say so; the others are kept in order. A file
+/// that others may read is tightened to 0600 with a warning.
 pub fn load_outbox(path: &Path) -> Result<(Vec<KeptMessage>, Vec<UnreadLine>)> {
     let file = match fs::File::open(path) {
-        Ok(f) => f,
+        Ok(f) => {
+            crate::private::tighten(&f, path);
+            f
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(e) => return Err(StoreError::io("open", path, e)),
     };
@@ -89,16 +93,7 @@ pub fn save_outbox(path: &Path, messages: &[KeptMessage]) -> Result<()> {
         escape_into(m.text.as_bytes(), &mut buf);
         buf.push(b'\n');
     }
-    files::atomic_rewrite(
-        path,
-        |w| w.write_all(&buf),
-        |file| {
-            use std::os::unix::fs::PermissionsExt as _;
-            // Messages not yet sent are as private as the cache they come from.
-            file.set_permissions(fs::Permissions::from_mode(0o600))
-                .map_err(|e| StoreError::io("set the mode of", path, e))
-        },
-    )
+    files::atomic_rewrite(path, |w| w.write_all(&buf), |_| Ok(()))
 }
 
 fn parse_line(line: &[u8]) -> std::result::Result<KeptMessage, &'static str> {

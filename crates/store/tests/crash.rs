@@ -127,6 +127,12 @@ fn end_of_line_with_id(content: &[u8], id: u64) -> usize {
 /// are durable before their records are written, so that one must stay).
 fn power_cut(dir: &Path, last_acked: u64, rng: &mut Rng) {
     let db_path = dir.join("database.db");
+    let ids_path = dir.join("database.msgids");
+    // A child killed while it was opening a new store may not have made both files yet; then
+    // nothing was appended, and there is nothing a power cut could take.
+    if !db_path.exists() || !ids_path.exists() {
+        return;
+    }
     let db = std::fs::read(&db_path).unwrap();
     let keep = end_of_line_with_id(&db, last_acked);
     let cut = keep + rng.next((db.len() - keep) as u64 + 1) as usize;
@@ -142,7 +148,6 @@ fn power_cut(dir: &Path, last_acked: u64, rng: &mut Rng) {
                 .ok()
         })
         .unwrap_or(0);
-    let ids_path = dir.join("database.msgids");
     let ids = std::fs::read(&ids_path).unwrap();
     let keep = end_of_line_with_id(&ids, last_complete);
     let cut = keep + rng.next((ids.len() - keep) as u64 + 1) as usize;

@@ -12,13 +12,13 @@ use gc_protocol::{
     ErrorFrame, FramedStream, Registration, SessionToken, VERSION_ROOMS,
 };
 
-use gc_tests::TestServer;
 use gc_tests::client::{TestClient, config, register};
+use gc_tests::{PASSWORD, TestServer};
 
 #[test]
 fn wrong_password_is_fatal_and_not_retried() {
     let server = TestServer::start();
-    register(&server, "alice", "right");
+    register(&server, "alice", "right-password");
     let mut c = TestClient::start(config(&server, "alice", "wrong"));
     let err = c.wait_fatal();
     assert!(
@@ -47,7 +47,7 @@ fn wrong_password_is_fatal_and_not_retried() {
 #[test]
 fn unknown_user_is_fatal() {
     let server = TestServer::start();
-    let mut c = TestClient::start(config(&server, "nobody", "pw"));
+    let mut c = TestClient::start(config(&server, "nobody", PASSWORD));
     let err = c.wait_fatal();
     assert_eq!(err.code(), Some(ErrorCode::UnknownUser), "{err:?}");
 }
@@ -55,8 +55,8 @@ fn unknown_user_is_fatal() {
 #[test]
 fn registering_a_taken_name_is_fatal() {
     let server = TestServer::start();
-    register(&server, "frank", "one");
-    let mut cfg = config(&server, "FRANK", "two");
+    register(&server, "frank", "password-one");
+    let mut cfg = config(&server, "FRANK", "password-two");
     cfg.register = true;
     let mut c = TestClient::start(cfg);
     let err = c.wait_fatal();

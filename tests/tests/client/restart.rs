@@ -3,14 +3,14 @@
 
 use gc_client_core::{ConnState, NoticeLevel};
 
-use gc_tests::TestServer;
 use gc_tests::client::{TestClient, cache_dir, config, register};
+use gc_tests::{PASSWORD, TestServer};
 
 #[test]
 fn a_restarted_client_gets_only_what_it_missed() {
     let server = TestServer::start();
     let (_dir, cache) = cache_dir();
-    let mut alice_cfg = config(&server, "alice", "pw");
+    let mut alice_cfg = config(&server, "alice", PASSWORD);
     alice_cfg.register = true;
     alice_cfg.cache_path = Some(cache.clone());
     let mut alice = TestClient::start(alice_cfg.clone());
@@ -22,8 +22,8 @@ fn a_restarted_client_gets_only_what_it_missed() {
     assert_eq!(alice.close(), 0);
 
     // While alice is away.
-    register(&server, "bob", "pw");
-    let mut bob = TestClient::start(config(&server, "bob", "pw"));
+    register(&server, "bob", PASSWORD);
+    let mut bob = TestClient::start(config(&server, "bob", PASSWORD));
     bob.wait_active();
     bob.send("missed 1");
     bob.send("missed 2");
@@ -47,7 +47,7 @@ fn a_restarted_client_gets_only_what_it_missed() {
 #[test]
 fn messages_written_while_the_server_is_down_arrive_once_after_it_returns() {
     let mut server = TestServer::start();
-    let mut alice_cfg = config(&server, "alice", "pw");
+    let mut alice_cfg = config(&server, "alice", PASSWORD);
     alice_cfg.register = true;
     let mut alice = TestClient::start(alice_cfg);
     alice.wait_active();
@@ -91,7 +91,7 @@ fn messages_written_while_the_server_is_down_arrive_once_after_it_returns() {
 fn a_cache_from_another_server_is_moved_aside() {
     let a = TestServer::start();
     let (dir, cache) = cache_dir();
-    let mut cfg = config(&a, "alice", "pw");
+    let mut cfg = config(&a, "alice", PASSWORD);
     cfg.register = true;
     cfg.cache_path = Some(cache.clone());
     let mut alice = TestClient::start(cfg.clone());
@@ -104,7 +104,7 @@ fn a_cache_from_another_server_is_moved_aside() {
 
     // Another server (fresh store), same cache: its newest id (0) is below the cache's (3).
     let b = TestServer::start();
-    let mut cfg_b = config(&b, "alice", "pw");
+    let mut cfg_b = config(&b, "alice", PASSWORD);
     cfg_b.register = true;
     cfg_b.cache_path = Some(cache.clone());
     let mut alice = TestClient::start(cfg_b);
@@ -135,7 +135,7 @@ fn a_cache_from_another_server_is_moved_aside() {
 #[test]
 fn an_idle_client_logs_in_again_after_a_server_restart() {
     let mut server = TestServer::start();
-    let mut cfg = config(&server, "ivan", "pw");
+    let mut cfg = config(&server, "ivan", PASSWORD);
     cfg.register = true;
     let mut ivan = TestClient::start(cfg);
     ivan.wait_active();
@@ -149,8 +149,8 @@ fn an_idle_client_logs_in_again_after_a_server_restart() {
         "{:?}",
         ivan.notices
     );
-    register(&server, "judy", "pw");
-    let mut judy = TestClient::start(config(&server, "judy", "pw"));
+    register(&server, "judy", PASSWORD);
+    let mut judy = TestClient::start(config(&server, "judy", PASSWORD));
     judy.wait_active();
     judy.send("welcome back");
     ivan.wait_records(1);

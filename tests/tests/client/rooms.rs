@@ -8,8 +8,8 @@ use gc_client_core::{
 };
 use gc_protocol::{ErrorCode, ListedKind, ListedRole, Record, Room, Username, Visibility};
 use gc_server::config::TlsMode;
-use gc_tests::TestServer;
 use gc_tests::client::{OlderConnectPort, TestClient, cache_dir, config, register};
+use gc_tests::{PASSWORD, TestServer};
 
 fn room(name: &str) -> Room {
     Room::new(name).unwrap()
@@ -21,7 +21,7 @@ fn user(name: &str) -> Username {
 
 /// A logged-in client of an account registered just now.
 fn member(server: &TestServer, name: &str) -> TestClient {
-    let mut c = config(server, name, "pw");
+    let mut c = config(server, name, PASSWORD);
     c.register = true;
     let mut client = TestClient::start(c);
     client.wait_active();
@@ -313,7 +313,7 @@ fn refusals_come_back_with_the_servers_code_and_text() {
 fn the_cache_keeps_each_room_under_one_cursor_across_restarts() {
     let server = TestServer::start();
     let (_dir, cache) = cache_dir();
-    let mut alice_cfg = config(&server, "alice", "pw");
+    let mut alice_cfg = config(&server, "alice", PASSWORD);
     alice_cfg.register = true;
     alice_cfg.cache_path = Some(cache.clone());
     let mut alice = TestClient::start(alice_cfg.clone());
@@ -439,9 +439,9 @@ fn an_older_server_is_spoken_to_without_rooms() {
         } else {
             TestServer::start_with(|c| c.tls = TlsMode::Off)
         };
-        register(&server, "alice", "pw");
+        register(&server, "alice", PASSWORD);
         let older = OlderConnectPort::start(&server);
-        let mut cfg = config(&server, "alice", "pw");
+        let mut cfg = config(&server, "alice", PASSWORD);
         cfg.server_ports.connect = older.port;
         let mut alice = TestClient::start(cfg);
         // Queued before the client knows: given up once the session turns out to have none.

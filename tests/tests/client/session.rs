@@ -8,8 +8,8 @@ use gc_client_core::{ConnState, Event};
 use gc_protocol::{Frame, HeartbeatReply};
 use gc_protocol::{HeartbeatPing, SessionToken, Timestamp};
 
-use gc_tests::TestServer;
 use gc_tests::client::{TestClient, config, heartbeat_addr};
+use gc_tests::{PASSWORD, TestServer};
 
 #[test]
 fn three_users_chat_and_everyone_gets_every_message_once_in_id_order() {
@@ -21,7 +21,7 @@ fn three_users_chat_and_everyone_gets_every_message_once_in_id_order() {
     let mut clients: Vec<TestClient> = names
         .iter()
         .map(|n| {
-            let mut cfg = config(&server, n, "pw");
+            let mut cfg = config(&server, n, PASSWORD);
             cfg.register = true;
             TestClient::start(cfg)
         })
@@ -86,7 +86,7 @@ fn two_clients_get_every_message_once_in_order() {
     let server = TestServer::start();
     let mut alice_cfg = config(&server, "alice", "pw-alice");
     alice_cfg.register = true;
-    let mut bob_cfg = config(&server, "bob", "pw-bob");
+    let mut bob_cfg = config(&server, "bob", "bob-password");
     bob_cfg.register = true;
     let mut alice = TestClient::start(alice_cfg);
     let mut bob = TestClient::start(bob_cfg);
@@ -156,7 +156,7 @@ fn two_clients_get_every_message_once_in_order() {
 #[test]
 fn history_who_and_history_on_join() {
     let server = TestServer::start();
-    let mut alice_cfg = config(&server, "alice", "pw");
+    let mut alice_cfg = config(&server, "alice", PASSWORD);
     alice_cfg.register = true;
     let mut alice = TestClient::start(alice_cfg);
     alice.wait_active();
@@ -166,7 +166,7 @@ fn history_who_and_history_on_join() {
     alice.wait_records(5);
 
     // A fresh client is owed the newest records at login (here all five).
-    let mut carol_cfg = config(&server, "carol", "pw");
+    let mut carol_cfg = config(&server, "carol", PASSWORD);
     carol_cfg.register = true;
     let mut carol = TestClient::start(carol_cfg);
     carol.wait_records(5);
@@ -199,7 +199,7 @@ fn history_who_and_history_on_join() {
 #[test]
 fn one_connection_per_exchange_works_too() {
     let server = TestServer::start_with(|c| c.reuse_connections = false);
-    let mut cfg = config(&server, "dave", "pw");
+    let mut cfg = config(&server, "dave", PASSWORD);
     cfg.register = true;
     cfg.reuse_connections = false;
     let mut dave = TestClient::start(cfg);
@@ -221,7 +221,7 @@ fn only_the_server_can_call_back_and_a_foreign_token_gets_err_session() {
     use gc_net::identity::{IDENTITY_DIR, Identity};
     use gc_net::tls::{ClientAuth, PeerCheck, TlsConfig};
     let server = TestServer::start();
-    let mut cfg = config(&server, "erin", "pw");
+    let mut cfg = config(&server, "erin", PASSWORD);
     cfg.register = true;
     let mut erin = TestClient::start(cfg.clone());
     erin.wait_active();
@@ -294,7 +294,7 @@ fn rate_limited_messages_are_resent_in_order() {
         c.rate_burst = 2;
         c.rate_per_sec = 20.0;
     });
-    let mut cfg = config(&server, "gina", "pw");
+    let mut cfg = config(&server, "gina", PASSWORD);
     cfg.register = true;
     let mut gina = TestClient::start(cfg);
     gina.wait_active();
@@ -317,7 +317,7 @@ fn rate_limited_messages_are_resent_in_order() {
 #[test]
 fn refusals_leave_the_outbox_with_the_server_text() {
     let server = TestServer::start_with(|c| c.max_message_bytes = 10);
-    let mut cfg = config(&server, "hank", "pw");
+    let mut cfg = config(&server, "hank", PASSWORD);
     cfg.register = true;
     let mut hank = TestClient::start(cfg);
     hank.wait_active();
@@ -345,7 +345,7 @@ fn refusals_leave_the_outbox_with_the_server_text() {
 #[test]
 fn a_lingering_old_session_on_the_same_address_does_not_disturb_the_new_one() {
     let server = TestServer::start_with(|c| c.rate_burst = 10_000);
-    let mut cfg = config(&server, "kim", "pw");
+    let mut cfg = config(&server, "kim", PASSWORD);
     cfg.register = true;
     let mut first = TestClient::start(cfg.clone());
     first.wait_active();
@@ -384,7 +384,7 @@ fn a_lingering_old_session_on_the_same_address_does_not_disturb_the_new_one() {
 #[test]
 fn reconnect_ends_the_old_session_and_carries_on() {
     let server = TestServer::start();
-    let mut cfg = config(&server, "lena", "pw");
+    let mut cfg = config(&server, "lena", PASSWORD);
     cfg.register = true;
     let mut lena = TestClient::start(cfg);
     lena.wait_active();

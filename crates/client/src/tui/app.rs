@@ -2128,7 +2128,7 @@ mod tests {
         type_str(&mut app, "bob");
         app.handle_key(key(KeyCode::Enter));
         assert!(app.take_actions().is_empty());
-        type_str(&mut app, "secret");
+        type_str(&mut app, "correct-horse-9");
         app.handle_key(key(KeyCode::Enter));
         let actions = app.take_actions();
         let [
@@ -2143,7 +2143,7 @@ mod tests {
         };
         assert_eq!(
             (user.as_str(), password.expose(), *register),
-            ("bob", "secret", false)
+            ("bob", "correct-horse-9", false)
         );
         // Keys are ignored while logging in; Esc cancels.
         type_str(&mut app, "zz");
@@ -2169,7 +2169,7 @@ mod tests {
         type_str(&mut app, "wrong");
         app.handle_key(key(KeyCode::Enter));
         assert!(app.take_actions().is_empty(), "passwords differ");
-        type_str(&mut app, "secret");
+        type_str(&mut app, "correct-horse-9");
         app.handle_key(key(KeyCode::Enter));
         let actions = app.take_actions();
         assert!(
@@ -2184,7 +2184,7 @@ mod tests {
     #[test]
     fn only_the_first_active_is_a_login() {
         let mut app = App::new("srv", Zone::Local);
-        app.auto_login("bob", Password::new("pw"), false);
+        app.auto_login("bob", Password::new("correct-horse-9"), false);
         assert!(matches!(app.take_actions()[..], [Action::Login { .. }]));
         app.handle_client(Event::State(ConnState::Connecting));
         assert!(matches!(app.screen, Screen::Login(_)));

@@ -2,6 +2,7 @@
 //! login fails. Like the [`super::app::App`] it does no I/O: a key that needs the client (log in,
 //! cancel) or ends the program comes back as a [`Request`] for the app to turn into actions.
 
+use gc_protocol::limits::{MIN_PASSWORD_CHARS, check_new_password};
 use gc_protocol::types::is_valid_username;
 use gc_protocol::{ErrorCode, Registration};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -268,6 +269,15 @@ impl LoginForm {
             self.focus = Field::Repeat;
             self.repeat.take();
             Some("The two passwords differ; type it again.".to_owned())
+        } else if self.register && check_new_password(self.password.text()).is_err() {
+            // Before anything is sent: the server never sees the password, so it cannot.
+            self.focus = Field::Password;
+            self.password.take();
+            self.repeat.take();
+            Some(format!(
+                "Password too short: at least {MIN_PASSWORD_CHARS} characters for a new \
+                 account; choose a longer one."
+            ))
         } else {
             None
         };
@@ -311,7 +321,7 @@ mod tests {
         );
         type_str(&mut form, "no spaces");
         form.key(key(KeyCode::Tab));
-        type_str(&mut form, "pw");
+        type_str(&mut form, "correct-horse-9");
         assert!(form.key(key(KeyCode::Enter)).is_none());
         assert_eq!(form.focused(), Field::User);
         assert!(!form.busy);
@@ -321,7 +331,7 @@ mod tests {
     fn enter_on_the_username_submits_when_the_password_is_there() {
         let mut form = LoginForm::default();
         form.prefill(Some("bob"), false);
-        type_str(&mut form, "pw");
+        type_str(&mut form, "correct-horse-9");
         form.key(key(KeyCode::Up));
         assert_eq!(form.focused(), Field::User);
         let request = form.key(key(KeyCode::Enter));
@@ -333,7 +343,10 @@ mod tests {
         else {
             panic!("{request:?}");
         };
-        assert_eq!((user.as_str(), password.expose()), ("bob", "pw"));
+        assert_eq!(
+            (user.as_str(), password.expose()),
+            ("bob", "correct-horse-9")
+        );
         assert!(form.busy);
         assert!(matches!(form.key(key(KeyCode::Esc)), Some(Request::Cancel)));
         assert!(!form.busy);
@@ -367,6 +380,51 @@ mod tests {
             form.message
                 .as_ref()
                 .is_some_and(|(_, m)| m.contains("Not trusted"))
+        );
+    }
+
+    #[test]
+    fn a_new_account_needs_a_password_of_8_characters() {
+        let mut form = LoginForm::default();
+        form.prefill(Some("carol"), true);
+        type_str(&mut form, "seven-7");
+        form.key(key(KeyCode::Tab));
+        type_str(&mut form, "seven-7");
+        assert!(form.key(key(KeyCode::Enter)).is_none(), "nothing is sent");
+        assert!(!form.busy);
+        assert_eq!(form.focused(), Field::Password);
+        let (level, text) = form.message.clone().unwrap();
+        assert_eq!(level, Level::Error);
+        assert!(
+            text.contains("Password too short: at least 8 characters"),
+            "{text}"
+        );
+        assert!(form.password.is_empty() && form.repeat.is_empty());
+        type_str(&mut form, "eight-88");
+        form.key(key(KeyCode::Tab));
+        type_str(&mut form, "eight-88");
+        let request = form.key(key(KeyCode::Enter));
+        assert!(
+            matches!(request, Some(Request::LogIn { register: true, .. })),
+            "{request:?}"
+        );
+    }
+
+    #[test]
+    fn an_existing_account_logs_in_with_a_shorter_password() {
+        let mut form = LoginForm::default();
+        form.prefill(Some("bob"), false);
+        type_str(&mut form, "old");
+        let request = form.key(key(KeyCode::Enter));
+        assert!(
+            matches!(
+                request,
+                Some(Request::LogIn {
+                    register: false,
+                    ..
+                })
+            ),
+            "{request:?}"
         );
     }
 

@@ -6,11 +6,23 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 
-use crate::support::{Server, TestClient, WAIT, config, connection_args, register};
+use crate::support::{PASSWORD, Server, TestClient, WAIT, config, connection_args, register};
 
 /// Runs the binary with `args` and `stdin`, bounded by [`WAIT`].
 pub fn run(args: &[String], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gc-client"))
+    run_in(args, stdin, None)
+}
+
+/// [`run`] with `home` as HOME (and no XDG variables), when given.
+fn run_in(args: &[String], stdin: &str, home: Option<&Path>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gc-client"));
+    if let Some(home) = home {
+        command.env("HOME", home);
+        for var in ["XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"] {
+            command.env_remove(var);
+        }
+    }
+    let mut child = command
         .args(args)
         .env_remove("GC_PASSWORD")
         .stdin(Stdio::piped())
@@ -63,8 +75,8 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn headless_sends_stdin_lines_and_prints_every_record() {
     let server = Server::start();
-    register(&server, "bob", "pw-bob");
-    let mut bob = TestClient::start(config(&server, "bob", "pw-bob"));
+    register(&server, "bob", "bob-password");
+    let mut bob = TestClient::start(config(&server, "bob", "bob-password"));
     bob.wait_active();
     bob.send("before carol");
     bob.wait_records(1);
@@ -114,7 +126,7 @@ fn headless_json_output() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "pw\n").unwrap();
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
     let mut a = args(&server, "dora", &pw, &dir.path().join("c.db"));
     a.push("--register".into());
     a.push("--json".into());
@@ -161,7 +173,7 @@ fn headless_json_output() {
     assert_eq!(ids, [3]);
 
     // Without input, a run prints what was missed since the last one, and exits.
-    let mut other = TestClient::start(config(&server, "dora", "pw"));
+    let mut other = TestClient::start(config(&server, "dora", PASSWORD));
     other.wait_active();
     other.send("while dora was away");
     other.wait_acked(1);
@@ -179,10 +191,107 @@ fn headless_json_output() {
     assert_eq!(value["message"], "while dora was away");
 }
 
+/// The cache and known servers in their default places, which an older version made under
+/// umask 022: the client tightens them, says so, and works as before.
+#[test]
+fn headless_tightens_its_default_places_an_older_version_left_open() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let set = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    let server = Server::start();
+    register(&server, "gina", "correct-horse-9");
+    let home = tempfile::tempdir().unwrap();
+    let ours = home.path().join(".local/share/gc-client");
+    let server_dir = ours.join(format!("127.0.0.1_{}-gina", server.ports().connect));
+    std::fs::create_dir_all(&server_dir).unwrap();
+    let cache = server_dir.join("cdatabase.db");
+    std::fs::write(&cache, "").unwrap();
+    let known = ours.join("known_servers");
+    std::fs::write(&known, "# gc-client known servers\n").unwrap();
+    for (path, loose) in [
+        (&ours, 0o755),
+        (&server_dir, 0o755),
+        (&cache, 0o644),
+        (&known, 0o644),
+    ] {
+        set(path, loose);
+    }
+    let pw = home.path().join("pw");
+    std::fs::write(&pw, "correct-horse-9\n").unwrap();
+    let mut a: Vec<String> = [
+        "127.0.0.1",
+        "--headless",
+        "--user",
+        "gina",
+        "--password-file",
+    ]
+    .map(str::to_owned)
+    .into();
+    a.push(pw.display().to_string());
+    a.extend(connection_args(&server));
+    a.extend(["--log-level".to_owned(), "warn".to_owned()]);
+    let out = run_in(&a, "from a tightened cache\n", Some(home.path()));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for (path, tight) in [
+        (&ours, 0o700),
+        (&server_dir, 0o700),
+        (&cache, 0o600),
+        (&known, 0o600),
+    ] {
+        assert_eq!(mode(path), tight, "{}: {stderr}", path.display());
+        let old = if tight == 0o700 { "0755" } else { "0644" };
+        let said = format!("{} was mode {old}", path.display());
+        assert!(stderr.contains(&said), "no `{said}` in:\n{stderr}");
+    }
+    let records = std::fs::read_to_string(&cache).unwrap();
+    assert!(records.contains("from a tightened cache"), "{records}");
+}
+
+/// A new account's password of fewer than 8 characters (counted as characters, not bytes) is
+/// refused before anything is sent: exit 2 with the minimum named, and neither an account on the
+/// server nor a cache here. A long enough one then creates the account.
+#[test]
+fn headless_register_refuses_a_password_under_8_characters_and_creates_nothing() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    let cache = dir.path().join("c.db");
+    // Seven characters, fourteen bytes.
+    std::fs::write(&pw, "ééééééé\n").unwrap();
+    let mut a = args(&server, "shorty", &pw, &cache);
+    a.push("--register".into());
+    let out = run(&a, "must not be sent\n");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("password too short: at least 8 characters"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    assert!(!cache.exists(), "no cache made");
+    let accounts = server.data_dir().join("usernames.db");
+    let held = std::fs::read_to_string(&accounts).unwrap_or_default();
+    assert!(!held.contains("shorty"), "{held}");
+    assert!(
+        server.stored_lines().is_empty(),
+        "{:?}",
+        server.stored_lines()
+    );
+
+    std::fs::write(&pw, "éééééééé\n").unwrap();
+    let out = run(&a, "now long enough\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let held = std::fs::read_to_string(&accounts).unwrap();
+    assert!(held.starts_with("shorty;"), "{held}");
+}
+
 #[test]
 fn headless_wrong_password_exits_4_with_an_error_line() {
     let server = Server::start();
-    register(&server, "erin", "right");
+    register(&server, "erin", "right-password");
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "wrong\n").unwrap();
@@ -204,7 +313,7 @@ fn headless_unacknowledged_messages_exit_3() {
     server.stop();
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "pw\n").unwrap();
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
     let mut a = args(&server, "fred", &pw, &dir.path().join("c.db"));
     let n = a.len();
     a[n - 1] = "1".into(); // --drain-timeout 1
@@ -219,7 +328,7 @@ fn headless_unacknowledged_messages_exit_3() {
     let kept = dir.path().join("c.db.outbox");
     assert!(kept.exists(), "{stderr}");
     let server = Server::start();
-    register(&server, "fred", "pw");
+    register(&server, "fred", PASSWORD);
     let mut a = args(&server, "fred", &pw, &dir.path().join("c.db"));
     a.push("--json".into());
     let out = run(&a, "");
@@ -263,7 +372,7 @@ fn without_a_terminal_the_ui_says_so() {
 /// file decides.
 fn untrusting_args(server: &Server, user: &str, dir: &Path) -> Vec<String> {
     let pw = dir.join("pw");
-    std::fs::write(&pw, format!("pw-{user}\n")).expect("write the password file");
+    std::fs::write(&pw, format!("{user}-password\n")).expect("write the password file");
     let mut a: Vec<String> = ["127.0.0.1", "--headless", "--no-cache", "--user", user]
         .map(str::to_owned)
         .into();
@@ -279,7 +388,7 @@ fn untrusting_args(server: &Server, user: &str, dir: &Path) -> Vec<String> {
 #[test]
 fn headless_first_contact_needs_a_decision_then_remembers_it() {
     let mut server = Server::start();
-    register(&server, "tofu", "pw-tofu");
+    register(&server, "tofu", "tofu-password");
     let fingerprint = server.fingerprint().expect("TLS").to_string();
     let dir = tempfile::tempdir().unwrap();
     let known = dir.path().join("known_servers");
@@ -358,7 +467,7 @@ fn headless_first_contact_needs_a_decision_then_remembers_it() {
 #[test]
 fn headless_tls_against_a_plain_server_and_plain_against_a_tls_server_say_why() {
     let plain = Server::start_with(|c| c.tls = gc_server::config::TlsMode::Off);
-    register(&plain, "pat", "pw-pat");
+    register(&plain, "pat", "pat-password");
     let dir = tempfile::tempdir().unwrap();
     let mut a = untrusting_args(&plain, "pat", dir.path());
     a.push("--trust-on-first-use".into());
@@ -374,7 +483,7 @@ fn headless_tls_against_a_plain_server_and_plain_against_a_tls_server_say_why() 
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
     let tls = Server::start();
-    register(&tls, "pat", "pw-pat");
+    register(&tls, "pat", "pat-password");
     let mut a = untrusting_args(&tls, "pat", dir.path());
     a.extend(["--tls".to_owned(), "off".to_owned()]);
     let out = run(&a, "");
@@ -387,8 +496,8 @@ fn headless_tls_against_a_plain_server_and_plain_against_a_tls_server_say_why() 
 
 /// A logged-in client of an account registered just now.
 fn member(server: &Server, user: &str) -> TestClient {
-    register(server, user, "pw");
-    let mut client = TestClient::start(config(server, user, "pw"));
+    register(server, user, PASSWORD);
+    let mut client = TestClient::start(config(server, user, PASSWORD));
     client.wait_active();
     client
 }
@@ -427,7 +536,7 @@ fn arrived(c: &mut TestClient, body: &str) -> gc_protocol::Record {
 /// Headless arguments for `user` (password `pw`) with a fresh cache in `dir`.
 fn member_args(server: &Server, user: &str, dir: &Path) -> Vec<String> {
     let pw = dir.join("pw");
-    std::fs::write(&pw, "pw\n").expect("write the password file");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).expect("write the password file");
     args(server, user, &pw, &dir.join(format!("{user}.db")))
 }
 
@@ -488,7 +597,7 @@ fn headless_room_sends_into_the_room_and_json_names_only_other_rooms() {
 fn headless_to_a_user_writes_a_direct_message_and_text_names_its_room() {
     let server = Server::start();
     let mut alice = member(&server, "alice");
-    register(&server, "bob", "pw");
+    register(&server, "bob", PASSWORD);
     let dir = tempfile::tempdir().unwrap();
     let mut a = member_args(&server, "bob", dir.path());
     a.extend(["--to".to_owned(), "Alice".to_owned()]);
@@ -515,7 +624,7 @@ fn headless_room_refusals_show_the_servers_text() {
         create("#secret", gc_protocol::Visibility::Private),
     );
     ask(&mut alice, create("#dev", gc_protocol::Visibility::Public));
-    register(&server, "mallory", "pw");
+    register(&server, "mallory", PASSWORD);
     let dir = tempfile::tempdir().unwrap();
     for (room, code, words) in [
         ("secret", "no-room", "there is no room #secret you can see"),
@@ -553,7 +662,7 @@ fn headless_room_refusals_show_the_servers_text() {
 #[test]
 fn headless_room_with_a_server_older_than_rooms_refuses_at_start() {
     let server = Server::start();
-    register(&server, "olga", "pw");
+    register(&server, "olga", PASSWORD);
     let older = gc_tests::client::OlderConnectPort::start(&server);
     let dir = tempfile::tempdir().unwrap();
     let mut a = member_args(&server, "olga", dir.path());

@@ -1,7 +1,7 @@
 //! The workspace's end-to-end helpers (`tests/`), under the names these tests use.
 
 pub use gc_tests::client::{TestClient, config, register};
-pub use gc_tests::{TestServer as Server, WAIT, client_ip};
+pub use gc_tests::{PASSWORD, TestServer as Server, WAIT, client_ip};
 
 /// The flags that point a `gc-client` binary at `server` on 127.0.0.1, from a fresh loopback
 /// address of its own with OS-chosen callback ports, trusting the server's certificate (or plain,

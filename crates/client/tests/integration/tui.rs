@@ -154,8 +154,8 @@ fn tui_registers_sends_receives_and_restores_the_terminal() {
         return;
     };
     let server = Server::start();
-    register(&server, "bob", "pw-bob");
-    let mut bob = TestClient::start(config(&server, "bob", "pw-bob"));
+    register(&server, "bob", "bob-password");
+    let mut bob = TestClient::start(config(&server, "bob", "bob-password"));
     bob.wait_active();
 
     let dir = tempfile::tempdir().unwrap();
@@ -282,12 +282,12 @@ fn tui_registers_sends_receives_and_restores_the_terminal() {
     );
 }
 
-/// For `user` (registered here with password `pw-<user>`, kept in a file in `dir`): a shell
+/// For `user` (registered here with password `<user>-password`, kept in a file in `dir`): a shell
 /// script that writes its pid to `dir/pid` and becomes a `gc-client` logging in at once against
 /// `server` (in the foreground: it owns the terminal, so a test can signal exactly that process),
 /// logging to `dir/client.log`. Returns the script, the log and the pid file.
 fn password_file_client(server: &Server, user: &str, dir: &Path) -> (String, PathBuf, PathBuf) {
-    let password = format!("pw-{user}");
+    let password = format!("{user}-password");
     register(server, user, &password);
     let pw = dir.join("pw");
     std::fs::write(&pw, format!("{password}\n")).expect("write the password file");
@@ -358,8 +358,8 @@ fn tui_scrolls_with_the_mouse_wheel() {
     assert_eq!(tmux.mouse_flags(), "1 1", "button and wheel reporting, SGR");
 
     // Forty rows of messages, more than the 30-row screen holds.
-    register(&server, "bob", "pw-bob");
-    let mut bob = TestClient::start(config(&server, "bob", "pw-bob"));
+    register(&server, "bob", "bob-password");
+    let mut bob = TestClient::start(config(&server, "bob", "bob-password"));
     bob.wait_active();
     for m in 1..=8 {
         let lines: Vec<String> = (1..=5).map(|l| format!("m{m} row {l}")).collect();
@@ -405,8 +405,8 @@ fn tui_mouse_can_be_left_to_the_terminal_and_urls_keep_their_place() {
     tmux.wait_for(" ACTIVE │ ", &log);
     assert_eq!(tmux.mouse_flags(), "0 0", "no mouse reporting");
 
-    register(&server, "bob", "pw-bob");
-    let mut bob = TestClient::start(config(&server, "bob", "pw-bob"));
+    register(&server, "bob", "bob-password");
+    let mut bob = TestClient::start(config(&server, "bob", "bob-password"));
     bob.wait_active();
     bob.send("see (https://example.com/a/b?c=d) then the rest");
     tmux.wait_for("bob: see (https://example.com/a/b?c=d) then the rest", &log);
@@ -522,9 +522,11 @@ fn with_server_runs_and_stops_the_gc_server_binary() {
         }
         return;
     }
+    // Inherited by gc-client and its gc-server: files made without a mode would be 0644.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "pw-erin\n").unwrap();
+    std::fs::write(&pw, "erin-password\n").unwrap();
     let log = dir.path().join("logs").join("client.log");
     std::fs::create_dir_all(log.parent().unwrap()).unwrap();
     let [connect, auth, send] = free_ports();
@@ -565,6 +567,14 @@ fn with_server_runs_and_stops_the_gc_server_binary() {
     // Stopped by SIGTERM, gracefully; its data is where it was told.
     assert!(server_log.contains("server stopped"), "{server_log}");
     assert!(dir.path().join("server-data").join("database.db").is_file());
+    // Both logs and the data dir are the user's alone, whatever the umask (022, set above).
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&log), 0o600);
+        assert_eq!(mode(&dir.path().join("logs").join("gc-server.log")), 0o600);
+        assert_eq!(mode(&dir.path().join("server-data")), 0o700);
+    }
     // Nobody answers on its port any more.
     let addr = format!("127.0.0.1:{connect}").parse().unwrap();
     assert!(!gc_client::local_server::ping(addr, true));
@@ -647,8 +657,8 @@ fn run_loop_logs_in_loads_older_history_and_sends() {
         c.rate_burst = 1000;
         c.rate_per_sec = 1000.0;
     });
-    register(&server, "bob", "pw-bob");
-    let mut bob = TestClient::start(config(&server, "bob", "pw-bob"));
+    register(&server, "bob", "bob-password");
+    let mut bob = TestClient::start(config(&server, "bob", "bob-password"));
     bob.wait_active();
     for i in 1..=300 {
         bob.send(&format!("old {i}"));
@@ -799,9 +809,9 @@ fn tui_first_contact_shows_the_fingerprint_and_asks() {
     let server = Server::start();
     let fingerprint = server.fingerprint().expect("TLS").to_string();
     let dir = tempfile::tempdir().unwrap();
-    register(&server, "fay", "pw-fay");
+    register(&server, "fay", "fay-password");
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "pw-fay\n").unwrap();
+    std::fs::write(&pw, "fay-password\n").unwrap();
     let known = dir.path().join("known_servers");
     let log = dir.path().join("client.log");
     let mut args = vec![
@@ -960,8 +970,8 @@ fn tui_two_users_talk_in_a_room_and_write_directly() {
 fn run_loop_with_a_server_older_than_rooms_shows_general_alone() {
     let server = Server::start();
     let older = gc_tests::client::OlderConnectPort::start(&server);
-    register(&server, "bob", "pw-bob");
-    let mut bob = TestClient::start(config(&server, "bob", "pw-bob"));
+    register(&server, "bob", "bob-password");
+    let mut bob = TestClient::start(config(&server, "bob", "bob-password"));
     bob.wait_active();
     let (tx, rx) = mpsc::channel();
     let config_for = |user: &str, password: Password, register: bool| {
@@ -972,7 +982,7 @@ fn run_loop_with_a_server_older_than_rooms_shows_general_alone() {
     };
     let mut driver = ClientDriver::new(tx.clone(), &config_for, None, trust(&server));
     let mut app = App::new("127.0.0.1", Zone::Local);
-    app.auto_login("olga", Password::new("pw-olga"), true);
+    app.auto_login("olga", Password::new("olga-password"), true);
     let mut terminal = Terminal::new(TestBackend::new(100, 12)).expect("test terminal");
     let t = &mut terminal;
     pump(t, &mut app, &mut driver, &rx, "logged in", |a| {

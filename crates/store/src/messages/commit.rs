@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt as _, FileExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,6 +21,7 @@ use crate::codec::{MAX_BODY_BYTES, encode_msgid, encode_record};
 use crate::error::{Result, StoreError};
 use crate::files;
 use crate::msgids::{Dedupe, MsgKey};
+use crate::private;
 
 /// How long a new group-commit leader waits, at most, for the appenders of the last batch to
 /// queue again (only when fewer than half of them have). Small beside an fsync pair (~350 µs on
@@ -176,26 +177,15 @@ impl Writer {
 /// a record is acknowledged only once the file holding it cannot vanish in a crash.
 fn make_room_file(dir: &Path, room: &Room) -> Result<(PathBuf, File)> {
     if !dir.is_dir() {
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(dir)
-            .or_else(|e| {
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(|e| StoreError::io("make the directory", dir, e))?;
+        private::create_dirs(dir).map_err(|e| StoreError::io("make the directory", dir, e))?;
         files::sync_dir(files::parent_dir(dir))?;
     }
     let path = dir.join(format!("{}.db", room.file_stem()));
-    let file = std::fs::OpenOptions::new()
+    let file = private::options()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(0o600)
         .open(&path)
         .map_err(|e| StoreError::io("make", &path, e))?;
     files::sync_dir(dir)?;

@@ -172,7 +172,9 @@ fn merge(mut parts: Vec<Vec<IndexEntry>>, paths: &[PathBuf]) -> Result<Vec<Index
 
 impl MessageStore {
     /// Opens the store in `dir` (`database.db`, `rooms/*.db`, `database.msgids`), creating the
-    /// directory and files if absent, and holds the data-dir lock until dropped.
+    /// directory (0700) and files (0600) if absent, and holds the data-dir lock until dropped.
+    /// Any of them (or `rooms/`, or a `.corrupt` file beside them) that others may read or enter
+    /// is tightened, with a warning naming it and its old mode.
     ///
     /// Every line of every room's file is validated. A torn or invalid *last* line (a crash
     /// mid-write) is moved aside into `<file>.corrupt`, cut off, logged and reported; an invalid
@@ -189,6 +191,7 @@ impl MessageStore {
         let lock = DataDirLock::acquire(dir)?;
         let db_path = lock.path().to_owned();
         let rooms_dir = dir.join(ROOMS_DIR);
+        crate::private::tighten_path(&rooms_dir);
 
         // #general's database.db first, then the other rooms by name: room numbers.
         let general = lock

@@ -1,9 +1,8 @@
 //! Loading the three metadata files: every line validated, bad ones moved aside.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use gc_protocol::types::Room;
@@ -99,7 +98,11 @@ fn scan(
     mut accept: impl FnMut(u64, &[u8]) -> Result<(), LineError>,
 ) -> Result<Vec<FaultyLine>> {
     let file = match File::open(path) {
-        Ok(file) => file,
+        Ok(file) => {
+            crate::private::tighten(&file, path);
+            files::tighten_corrupt(path);
+            file
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(StoreError::io("open", path, e)),
     };
@@ -123,15 +126,7 @@ fn scan(
         }
     }
     if !bad.is_empty() {
-        let corrupt = files::with_suffix(path, ".corrupt");
-        // Created here so that it gets mode 0600 (`move_aside` appends to it).
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&corrupt)
-            .map_err(|e| StoreError::io("create", &corrupt, e))?;
-        files::move_aside(&file, path, &bad)?;
+        let corrupt = files::move_aside(&file, path, &bad)?;
         for b in &bad {
             tracing::warn!(
                 path = %path.display(),

@@ -27,9 +27,7 @@ mod state;
 
 use std::collections::btree_map;
 use std::fmt;
-use std::fs::{self, Permissions};
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -700,19 +698,9 @@ impl Rooms {
     /// Rewrites `file` atomically with `content`, mode 0600.
     fn write(&self, file: DbFile, content: &[u8]) -> Result<()> {
         let path = self.dir.join(file.name());
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
+        crate::private::create_dirs(&self.dir)
             .map_err(|e| StoreError::io("create the directory", &self.dir, e))?;
-        files::atomic_rewrite(
-            &path,
-            |w| {
-                w.get_ref().set_permissions(Permissions::from_mode(0o600))?;
-                w.write_all(content)
-            },
-            |_| Ok(()),
-        )
+        files::atomic_rewrite(&path, |w| w.write_all(content), |_| Ok(()))
     }
 }
 
