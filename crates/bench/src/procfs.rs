@@ -7,6 +7,7 @@
 //! (threads are named `bc-*`), which shows whether one load-generator thread was the bottleneck.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -102,54 +103,43 @@ pub fn own_threads() -> HashMap<u64, (String, u64)> {
     out
 }
 
-/// CPU ticks of each live thread of process `pid` (`self` for this one), by thread id, with
-/// its name.
-fn threads_of(pid: &str) -> HashMap<u64, (String, u64)> {
-    let mut out = HashMap::new();
+/// Each live thread of process `pid` (`self` for this one) that `read` makes something of
+/// (given its `/proc/<pid>/task/<tid>` directory): its name and CPU figure, by thread id.
+fn per_thread(
+    pid: &str,
+    read: impl Fn(&Path) -> Option<(String, u64)>,
+) -> HashMap<u64, (String, u64)> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
+        return HashMap::new();
     };
-    for entry in dir.flatten() {
-        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        if let Some((comm, fields)) = split_stat(&stat) {
-            out.insert(
-                tid,
-                (comm.to_owned(), field(&fields, 14) + field(&fields, 15)),
-            );
-        }
-    }
-    out
+    dir.flatten()
+        .filter_map(|entry| {
+            let tid = entry.file_name().to_str()?.parse().ok()?;
+            Some((tid, read(&entry.path())?))
+        })
+        .collect()
 }
 
-/// CPU time of each live thread of process `pid`, in nanoseconds, by thread id, with its name:
-/// from `schedstat`, which counts every run exactly. The tick counts of `stat` miss threads
-/// that run for microseconds at a time: a server's heartbeat threads showed 0 ticks each while
-/// the process used most of a core.
+/// CPU ticks of each live thread of process `pid` (`self` for this one), with its name.
+fn threads_of(pid: &str) -> HashMap<u64, (String, u64)> {
+    per_thread(pid, |task| {
+        let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+        let (comm, fields) = split_stat(&stat)?;
+        Some((comm.to_owned(), field(&fields, 14) + field(&fields, 15)))
+    })
+}
+
+/// CPU time of each live thread of process `pid`, in nanoseconds, with its name: from
+/// `schedstat`, which counts every run exactly. The tick counts of `stat` miss threads that run
+/// for microseconds at a time: a server's heartbeat threads showed 0 ticks each while the
+/// process used most of a core.
 fn threads_ns(pid: u32) -> HashMap<u64, (String, u64)> {
-    let mut out = HashMap::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-            continue;
-        };
-        let (Ok(comm), Ok(sched)) = (
-            std::fs::read_to_string(entry.path().join("comm")),
-            std::fs::read_to_string(entry.path().join("schedstat")),
-        ) else {
-            continue;
-        };
-        if let Some(ns) = sched.split_whitespace().next().and_then(|v| v.parse().ok()) {
-            out.insert(tid, (comm.trim_end().to_owned(), ns));
-        }
-    }
-    out
+    per_thread(&pid.to_string(), |task| {
+        let comm = std::fs::read_to_string(task.join("comm")).ok()?;
+        let sched = std::fs::read_to_string(task.join("schedstat")).ok()?;
+        let ns = sched.split_whitespace().next()?.parse().ok()?;
+        Some((comm.trim_end().to_owned(), ns))
+    })
 }
 
 /// Busy and total jiffies of the whole machine (`/proc/stat`, first line).

@@ -309,9 +309,9 @@ fn login(
         Ok(s) => s,
         Err(AddError::Full) => return full(shared),
         Err(AddError::UserFull(n)) => {
-            tracing::warn!(%ip, user = %username, "login refused: the account has {n} sessions");
-            return err(
-                ErrorCode::Full,
+            return capped(
+                ip,
+                &username,
                 format!(
                     "{username} already has {n} sessions, the most one account may have on this \
                      server; log out one of them first"
@@ -319,9 +319,9 @@ fn login(
             );
         }
         Err(AddError::AddressFull(n)) => {
-            tracing::warn!(%ip, user = %username, "login refused: the address has {n} sessions");
-            return err(
-                ErrorCode::Full,
+            return capped(
+                ip,
+                &username,
                 format!(
                     "{ip} already has {n} sessions, the most one address may have on this \
                      server; try again later or ask the operator (--max-sessions-per-address)"
@@ -456,6 +456,13 @@ fn prove(
             Err(err(ErrorCode::Malformed, e.to_string()))
         }
     }
+}
+
+/// A login refused by a per-account or per-address session cap: logged, and `Err full` with
+/// `text`.
+fn capped(ip: IpAddr, username: &Username, text: String) -> AuthServer {
+    tracing::warn!(%ip, user = %username, "login refused: {text}");
+    err(ErrorCode::Full, text)
 }
 
 fn full(shared: &ServerState) -> AuthServer {
