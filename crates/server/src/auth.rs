@@ -311,7 +311,7 @@ fn login(
         Err(AddError::UserFull(n)) => {
             return capped(
                 ip,
-                &username,
+                username,
                 format!(
                     "{username} already has {n} sessions, the most one account may have on this \
                      server; log out one of them first"
@@ -321,7 +321,7 @@ fn login(
         Err(AddError::AddressFull(n)) => {
             return capped(
                 ip,
-                &username,
+                username,
                 format!(
                     "{ip} already has {n} sessions, the most one address may have on this \
                      server; try again later or ask the operator (--max-sessions-per-address)"
