@@ -34,16 +34,25 @@ pub fn init_logging() {
 /// short timeouts and backoff; TLS pinned to the server's certificate unless the server runs
 /// with `--tls off`.
 pub fn config(server: &TestServer, user: &str, password: &str) -> ClientConfig {
+    config_for(&server.target(), user, password)
+}
+
+/// [`config`] for the server at `target` (one in another process, say).
+pub fn config_for(target: &crate::Target, user: &str, password: &str) -> ClientConfig {
     init_logging();
     let mut c = ClientConfig::new("127.0.0.1", user, password);
-    c.tls = match server.fingerprint() {
+    c.tls = match target.fingerprint {
         Some(fingerprint) => ClientTls::Pinned(ServerPin {
             fingerprint,
             source: PinSource::Given("the test's pin".into()),
         }),
         None => ClientTls::Off,
     };
-    c.server_ports = server.ports();
+    c.server_ports = gc_client_core::ServerPorts {
+        connect: target.addrs.connect.port(),
+        auth: target.addrs.auth.port(),
+        send: target.addrs.send.port(),
+    };
     c.bind_ip = Some(client_ip());
     c.listen_ports = ListenPorts::any();
     c.io_timeout = Duration::from_secs(2);
@@ -145,6 +154,18 @@ impl TestClient {
     pub fn wait_active(&mut self) {
         let since = self.states.len();
         self.pump("ACTIVE", |c| c.states[since..].contains(&ConnState::Active));
+    }
+
+    /// Waits for a state other than `from` among those after the `since`-th, and returns it.
+    pub fn wait_state_other_than(&mut self, since: usize, from: ConnState) -> ConnState {
+        self.pump("a state change", |c| {
+            c.states[since..].iter().any(|s| *s != from)
+        });
+        self.states[since..]
+            .iter()
+            .copied()
+            .find(|s| *s != from)
+            .expect("found")
     }
 
     pub fn wait_records(&mut self, n: usize) {

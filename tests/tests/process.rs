@@ -290,3 +290,29 @@ fn kill_9_with_rooms_loses_nothing_and_leaks_nothing() {
         "a record of a room bob is not in reached him"
     );
 }
+
+#[test]
+fn a_killed_server_is_seen_at_once_not_at_the_watchdog() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = child_server(dir.path());
+    let mut cfg = gc_tests::client::config_for(&child.target, "kim", PASSWORD);
+    cfg.register = true;
+    // A watchdog of 3 heartbeats (3 s) + 10 s: a client that noticed only by the missing
+    // heartbeats would stay ACTIVE for 13 s after its server died. The connections the dead
+    // process held are closed by the kernel, and the client sees that.
+    cfg.io_timeout = std::time::Duration::from_secs(10);
+    cfg.idle_timeout = cfg.idle_timeout.max(cfg.io_timeout);
+    let mut kim = gc_tests::client::TestClient::start(cfg);
+    kim.wait_active();
+    let since = kim.states.len();
+    child.signal("KILL");
+    let killed = std::time::Instant::now();
+    drop(child);
+    let left = kim.wait_state_other_than(since, gc_client_core::ConnState::Active);
+    let after = killed.elapsed();
+    assert!(
+        after < std::time::Duration::from_secs(8),
+        "left ACTIVE ({left:?}) only {after:?} after the kill"
+    );
+    kim.close();
+}
