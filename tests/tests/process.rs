@@ -292,14 +292,15 @@ fn kill_9_with_rooms_loses_nothing_and_leaks_nothing() {
 }
 
 #[test]
-fn a_killed_server_is_seen_at_once_not_at_the_watchdog() {
+fn a_killed_server_is_seen_at_the_first_late_heartbeat_not_the_watchdog() {
     let dir = tempfile::tempdir().unwrap();
     let child = child_server(dir.path());
     let mut cfg = gc_tests::client::config_for(&child.target, "kim", PASSWORD);
     cfg.register = true;
     // A watchdog of 3 heartbeats (3 s) + 10 s: a client that noticed only by the missing
-    // heartbeats would stay ACTIVE for 13 s after its server died. The connections the dead
-    // process held are closed by the kernel, and the client sees that.
+    // heartbeats would stay ACTIVE for 13 s after its server died (it often sees the dead
+    // process's connections close, but not always: under load it took 10 s). At the first late
+    // heartbeat it probes the connect port, which refuses.
     cfg.io_timeout = std::time::Duration::from_secs(10);
     cfg.idle_timeout = cfg.idle_timeout.max(cfg.io_timeout);
     let mut kim = gc_tests::client::TestClient::start(cfg);
@@ -311,7 +312,7 @@ fn a_killed_server_is_seen_at_once_not_at_the_watchdog() {
     let left = kim.wait_state_other_than(since, gc_client_core::ConnState::Active);
     let after = killed.elapsed();
     assert!(
-        after < std::time::Duration::from_secs(8),
+        after < std::time::Duration::from_secs(6),
         "left ACTIVE ({left:?}) only {after:?} after the kill"
     );
     kim.close();

@@ -452,6 +452,21 @@ fn ask_version(
     ))
 }
 
+/// A heartbeat is late: opens (and closes) a connection to the server's connect port at the
+/// address of the sending link. Refused means the server is gone: log in again (with backoff)
+/// now rather than at the watchdog. Anything else (accepted, slow) says nothing: a busy server
+/// or a lost packet is left to the watchdog.
+fn probe(shared: &ClientState, send_addr: SocketAddr) -> Result<(), End> {
+    let addr = SocketAddr::new(send_addr.ip(), shared.config.server_ports.connect);
+    let wait = shared.config.io_timeout.min(Duration::from_secs(1));
+    match gc_net::connect_from(shared.config.bind_ip, addr, wait) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(End::Relogin(format!(
+            "the server at {addr} refuses connections: it has stopped"
+        ))),
+        Ok(_) | Err(_) => Ok(()),
+    }
+}
+
 /// `Register` with a verifier derived here: the password never leaves the client.
 fn register(
     shared: &ClientState,
@@ -602,6 +617,9 @@ fn activate(
 fn run_active(shared: &ClientState, link: &mut KeptConn, session: &LiveSession) -> End {
     let config = &shared.config;
     let watchdog = session.heartbeat * 3 + config.io_timeout;
+    // A heartbeat and a half without one: is the server still there? A dead server's port
+    // refuses the connection at once, and the client need not wait for the watchdog to know.
+    shared.ctl().probe_when_late(session.heartbeat * 3 / 2);
     let batch_max = if config.reuse_connections {
         MAX_PIPELINE
     } else {
@@ -636,6 +654,7 @@ fn run_active(shared: &ClientState, link: &mut KeptConn, session: &LiveSession) 
                 Ok(())
             }
             Work::Who => run_command(shared, link, session, Command::Who { room: None }),
+            Work::Probe => probe(shared, link.addr()),
             Work::Command(command) => run_command(shared, link, session, command),
             Work::Send(batch) => send_batch(shared, link, session, &batch),
         };

@@ -266,6 +266,8 @@ pub enum Work {
     Command(Command),
     /// A presence change: ask `Who`.
     Who,
+    /// A heartbeat is late: see whether the server still accepts connections.
+    Probe,
     /// Send these messages (pipelined), each into its room.
     Send(Vec<PendingMessage>),
 }
@@ -306,6 +308,10 @@ pub struct Control {
     watched: Vec<Room>,
     /// Heartbeats of the active session since it began or last delivered new records.
     quiet_heartbeats: u32,
+    /// How late a heartbeat may be before the server is probed ([`Work::Probe`]); `None`: never.
+    probe_after: Option<Duration>,
+    /// The heartbeat after which the last probe ran (one probe per silence).
+    probed_since: Option<Instant>,
 }
 
 impl Default for Control {
@@ -324,6 +330,8 @@ impl Default for Control {
             told_without_rooms: false,
             watched: Vec::new(),
             quiet_heartbeats: 0,
+            probe_after: None,
+            probed_since: None,
         }
     }
 }
@@ -547,6 +555,12 @@ impl Control {
         self.session.token().is_some_and(|t| t.ct_eq(token))
     }
 
+    /// Probes the server once a heartbeat is `after` late (see [`Work::Probe`]): a server that
+    /// died is seen in about that time instead of at the watchdog.
+    pub fn probe_when_late(&mut self, after: Duration) {
+        self.probe_after = Some(after);
+    }
+
     /// A heartbeat for this session arrived at `now`, announcing `presence_version`. Returns
     /// whether a `Who` is now wanted.
     pub fn heartbeat(&mut self, now: Instant, presence_version: u64) -> bool {
@@ -708,6 +722,14 @@ impl Control {
                 watchdog.as_secs_f64()
             )));
         }
+        let probe_at = self.probe_after.and_then(|after| {
+            let active = matches!(self.session, SessionPhase::Active { .. });
+            (active && self.probed_since != Some(last_heartbeat)).then_some(last_heartbeat + after)
+        });
+        if probe_at.is_some_and(|t| now >= t) {
+            self.probed_since = Some(last_heartbeat);
+            return Next::Do(Work::Probe);
+        }
         if let Some(command) = self.commands.pop_front() {
             return Next::Do(Work::Command(command));
         }
@@ -731,7 +753,7 @@ impl Control {
         if link_idle_at.is_some_and(|t| now >= t) {
             return Next::Do(Work::CloseLink);
         }
-        let mut deadline = dead_at;
+        let mut deadline = probe_at.map_or(dead_at, |t| dead_at.min(t));
         if !self.outbox.is_empty()
             && let Some(gate) = self.outbox.gate()
         {
@@ -804,6 +826,34 @@ pub(crate) mod tests {
         });
         assert_eq!(reply, CallbackReply::Thx);
         c.activate(Duration::from_secs(1), 5, now).unwrap();
+    }
+
+    #[test]
+    fn a_late_heartbeat_asks_for_one_probe_then_the_watchdog_decides() {
+        let t0 = Instant::now();
+        let watchdog = Duration::from_secs(13);
+        let mut c = Control::default();
+        active(&mut c, t0);
+        c.probe_when_late(Duration::from_millis(1500));
+        // Until then: wait for the probe's time, not the watchdog's.
+        assert_eq!(
+            c.next_work(t0, watchdog, None, 32),
+            Next::WaitUntil(t0 + Duration::from_millis(1500))
+        );
+        let late = t0 + Duration::from_secs(2);
+        assert_eq!(c.next_work(late, watchdog, None, 32), Next::Do(Work::Probe));
+        // One probe per silence: then the watchdog.
+        assert_eq!(
+            c.next_work(late, watchdog, None, 32),
+            Next::WaitUntil(t0 + watchdog)
+        );
+        // A heartbeat starts a new silence.
+        c.heartbeat(late, 0);
+        let later = late + Duration::from_secs(2);
+        assert!(matches!(
+            c.next_work(later, watchdog, None, 32),
+            Next::Do(Work::Probe | Work::Who)
+        ));
     }
 
     #[test]
