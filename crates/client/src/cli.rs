@@ -28,10 +28,13 @@ TERMINAL UI
   password). Logs go to --log-file, never to the screen.
   Keys: Enter send · Alt+Enter or Esc then Enter new line · Up/Down recall sent lines ·
   PgUp/PgDn or mouse wheel scroll (past the top loads older messages) · Home/End oldest/newest ·
-  Tab complete a name · F2 people pane · Ctrl+W/Ctrl+U delete word/line · Ctrl+C quit.
+  Tab complete a name, command or room (again: the next one; Shift+Tab back) · F2 people pane ·
+  F3 room list · Alt+1…9 or Ctrl+N/Ctrl+P switch rooms · Ctrl+W/Ctrl+U delete word/line ·
+  Ctrl+C quit.
   Commands: /help /who /me ACTION /search TEXT (Ctrl+P/Ctrl+N older/newer match) /urls /clear
-  /reconnect /quit; //TEXT sends TEXT starting with one /. A message starting with \"/me \" is an
-  action, shown as \"* user ACTION\".
+  /reconnect /quit; with rooms /rooms /join /part /msg /invite /topic /kick /mute /ban (see
+  /help); //TEXT sends TEXT starting with one /. A message starting with \"/me \" is an action,
+  shown as \"* user ACTION\".
   URLs are underlined and written as OSC 8 hyperlinks (--no-hyperlinks, or hyperlinks = false in
   the settings file, turns that off); /urls lists those of the room shown. The mouse wheel needs
   mouse reporting, so selecting text takes Shift+drag in most terminals; --no-mouse (or
