@@ -33,7 +33,7 @@ pub fn run(shared: Arc<ServerState>, session: Arc<Session>) {
             Incoming::Accepted(tcp, peer) => {
                 let name = peer.to_string();
                 shared
-                    .accept(tcp, &name)
+                    .accept(tcp, peer)
                     .map(|stream| Conn::new(stream, name))
             }
             Incoming::Framed(conn) => Some(*conn),

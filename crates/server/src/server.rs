@@ -286,7 +286,7 @@ fn spawn_conn(
             let name = peer.to_string();
             // The TLS handshake runs here, on the connection's own thread, never on the accept
             // thread that a stalling peer must not hold up.
-            if let Some(stream) = sh.accept(stream, &name) {
+            if let Some(stream) = sh.accept(stream, peer) {
                 serve(sh, Conn::new(stream, name), peer);
             }
         });

@@ -3,7 +3,7 @@
 //! signal.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::{IpAddr, Shutdown};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -116,12 +116,9 @@ impl ServerState {
     /// (recognised by its first byte), plain GC/1 where allowed, or a refusal that tells a plain
     /// client to update. `None`: nothing to serve (closed, silent, refused, failed handshake;
     /// logged).
-    pub fn accept(&self, tcp: std::net::TcpStream, peer: &str) -> Option<Stream> {
+    pub fn accept(&self, tcp: std::net::TcpStream, peer: SocketAddr) -> Option<Stream> {
         let deadline = self.io_deadline();
-        // For the warnings' budget (an address that cannot be read shares one).
-        let ip = tcp
-            .peer_addr()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        let ip = peer.ip();
         let Some(tls) = &self.tls else {
             // `--tls off`: a TLS client would wait out its handshake on a server reading its
             // ClientHello as a frame. It is told in plain text, which it shows.
@@ -140,7 +137,7 @@ impl ServerState {
             };
         };
         match starts_with_tls(&tcp, deadline) {
-            Ok(Some(true)) => match tls.accept(tcp, peer, PeerCheck::Any, deadline) {
+            Ok(Some(true)) => match tls.accept(tcp, &peer.to_string(), PeerCheck::Any, deadline) {
                 Ok(stream) => Some(stream),
                 Err(e) => {
                     peer_warn!(self, ip, %peer, "TLS handshake failed: {e}");
