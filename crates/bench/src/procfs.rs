@@ -142,6 +142,36 @@ fn threads_ns(pid: u32) -> HashMap<u64, (String, u64)> {
     })
 }
 
+/// Each thread of `later` with the cores it used since `before` (`cores` turns the difference of
+/// their CPU figures into cores).
+fn per_thread_cores<'a>(
+    before: &HashMap<u64, (String, u64)>,
+    later: &'a HashMap<u64, (String, u64)>,
+    cores: impl Fn(u64) -> f64,
+) -> Vec<(&'a str, f64)> {
+    later
+        .iter()
+        .map(|(tid, (name, now))| {
+            let then = before.get(tid).map_or(0, |(_, t)| *t);
+            (name.as_str(), cores(now.saturating_sub(then)))
+        })
+        .collect()
+}
+
+/// `threads` summed by the kind `kind` reads from each name, busiest first.
+fn by_kind<'a>(
+    threads: &[(&'a str, f64)],
+    kind: impl Fn(&'a str) -> &'a str,
+) -> Vec<(String, f64)> {
+    let mut kinds: HashMap<&str, f64> = HashMap::new();
+    for &(name, c) in threads {
+        *kinds.entry(kind(name)).or_default() += c;
+    }
+    let mut out: Vec<(String, f64)> = kinds.into_iter().map(|(k, c)| (k.to_owned(), c)).collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
+}
+
 /// Busy and total jiffies of the whole machine (`/proc/stat`, first line).
 fn machine_jiffies() -> (u64, u64) {
     let Ok(text) = std::fs::read_to_string("/proc/stat") else {
@@ -245,30 +275,25 @@ impl CpuSnapshot {
             (Some(a), Some(b)) => cores(b.sys_ticks.saturating_sub(a.sys_ticks)),
             _ => 0.0,
         };
-        let mut busiest = (String::new(), 0.0);
-        let mut kinds: HashMap<String, f64> = HashMap::new();
-        for (tid, (name, ticks)) in &later.threads {
-            let before = self.threads.get(tid).map_or(0, |(_, t)| *t);
-            let c = cores(ticks.saturating_sub(before));
-            if c > busiest.1 {
-                busiest = (name.clone(), c);
-            }
-            let kind = name.rsplit_once('-').map_or(name.as_str(), |(k, _)| k);
-            *kinds.entry(kind.to_owned()).or_default() += c;
-        }
-        let mut bench_by_kind: Vec<(String, f64)> = kinds.into_iter().collect();
-        bench_by_kind.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let bench_threads = per_thread_cores(&self.threads, &later.threads, cores);
+        let busiest = bench_threads
+            .iter()
+            .filter(|(_, c)| *c > 0.0)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or((String::new(), 0.0), |(name, c)| ((*name).to_owned(), *c));
+        // Bench threads are `bc-io-0`…: their kind is the name up to its last `-`.
+        let bench_by_kind = by_kind(&bench_threads, |name| {
+            name.rsplit_once('-').map_or(name, |(k, _)| k)
+        });
         // A server thread that started during the window is counted from 0, one that ended is
-        // lost (/proc forgets it): in the measured windows the sessions stay.
-        let mut server_kinds: HashMap<String, f64> = HashMap::new();
-        for (tid, (name, ns)) in &later.server_threads {
-            let before = self.server_threads.get(tid).map_or(0, |(_, t)| *t);
-            let kind = name.split_once('-').map_or(name.as_str(), |(k, _)| k);
-            *server_kinds.entry(kind.to_owned()).or_default() +=
-                ns.saturating_sub(before) as f64 / 1e9 / wall;
-        }
-        let mut server_by_kind: Vec<(String, f64)> = server_kinds.into_iter().collect();
-        server_by_kind.sort_by(|a, b| b.1.total_cmp(&a.1));
+        // lost (/proc forgets it): in the measured windows the sessions stay. Server threads are
+        // `hb-<user>`…, and a user name may hold a `-`: the kind is up to the first one.
+        let server_threads = per_thread_cores(&self.server_threads, &later.server_threads, |ns| {
+            ns as f64 / 1e9 / wall
+        });
+        let server_by_kind = by_kind(&server_threads, |name| {
+            name.split_once('-').map_or(name, |(k, _)| k)
+        });
         let (busy0, total0) = self.machine;
         let (busy1, total1) = later.machine;
         let nproc = nproc();
