@@ -236,7 +236,17 @@ fn login(
             ),
         );
     }
-    let Some(account) = shared.accounts.get(username.as_str()) else {
+    let account = match shared.accounts.get(username.as_str()) {
+        Ok(account) => account,
+        Err(e) => {
+            tracing::error!(user = %username, "cannot read the accounts: {e}");
+            return err(
+                ErrorCode::Internal,
+                "the server cannot read its accounts right now; try again later",
+            );
+        }
+    };
+    let Some(account) = account else {
         shared.throttle.record_failure(&key, ip, now);
         peer_warn!(shared, ip, %ip, user = %username, "login for an unknown user");
         return err(

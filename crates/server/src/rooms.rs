@@ -230,7 +230,7 @@ pub(crate) fn may_post(shared: &ServerState, session: &Session, room: &Room) -> 
             return Err(Refusal::no_room(room));
         };
         let other = if a == user.key() { b } else { a };
-        let Some(account) = shared.accounts.get(other) else {
+        let Some(account) = shared.accounts.get(other).map_err(|e| internal(&e))? else {
             return Err(Refusal(
                 ErrorCode::UnknownUser,
                 format!("there is no account named {other} to write to"),
@@ -339,7 +339,7 @@ fn list(shared: &ServerState, session: &Session, out: &mut Vec<u8>) {
                 .iter()
                 .filter(|m| m.standing == Standing::Banned)
                 .count();
-            shared.accounts.len().saturating_sub(banned)
+            shared.accounts.count().unwrap_or(0).saturating_sub(banned)
         } else {
             shared
                 .rooms
@@ -827,6 +827,7 @@ fn account(shared: &ServerState, name: &Username) -> Checked<Username> {
     shared
         .accounts
         .get(name.as_str())
+        .map_err(|e| internal(&e))?
         .map(|a| a.username)
         .ok_or_else(|| {
             Refusal(

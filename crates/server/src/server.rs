@@ -193,7 +193,12 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
     };
     let (tls, fingerprint) = crate::tls::server_config(&config)?.unzip();
     let shared = Arc::new(ServerState::new(
-        config, store, accounts, rooms, plugins, tls,
+        config,
+        Arc::new(store),
+        Arc::new(accounts),
+        rooms,
+        plugins,
+        tls,
     ));
     let mut accept_threads = Vec::new();
     let mut spawn = |name: &str, listener: TcpListener, role: Role| {

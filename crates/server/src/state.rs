@@ -14,7 +14,7 @@ use gc_plugin::Plugins;
 use gc_protocol::{
     CallbackPorts, ErrorCode, ErrorFrame, Fingerprint, Frame, SessionToken, Username,
 };
-use gc_store::{Accounts, MessageStore, Rooms};
+use gc_store::{AccountStore, MessageLog, Rooms};
 use parking_lot::{Condvar, Mutex};
 
 use crate::config::{Config, TlsMode};
@@ -40,9 +40,9 @@ pub struct ServerState {
     /// The configuration the server started with.
     pub config: Config,
     /// Messages.
-    pub store: MessageStore,
+    pub store: Arc<dyn MessageLog>,
     /// Accounts.
-    pub accounts: Accounts,
+    pub accounts: Arc<dyn AccountStore>,
     /// Rooms, their members and the server admins (GC/3).
     pub rooms: Rooms,
     /// Which records of a room a user is owed, where that changed while this server runs: by
@@ -81,8 +81,8 @@ impl ServerState {
     /// The shared state of a server about to start.
     pub fn new(
         config: Config,
-        store: MessageStore,
-        accounts: Accounts,
+        store: Arc<dyn MessageLog>,
+        accounts: Arc<dyn AccountStore>,
         rooms: Rooms,
         plugins: Plugins,
         tls: Option<Arc<TlsConfig>>,

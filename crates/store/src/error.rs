@@ -244,6 +244,26 @@ pub enum StoreError {
         cause: String,
     },
 
+    /// A shared database (PostgreSQL) cannot be reached or failed a request. Messages are not
+    /// lost: the client keeps what was not acknowledged and sends it again.
+    #[error("the database {store} is unavailable: {cause}")]
+    Unavailable {
+        /// The database, its URL without password.
+        store: String,
+        /// What failed.
+        cause: String,
+    },
+
+    /// A shared database refused what it was asked in a way retrying does not fix (a schema
+    /// from a newer gc-server, a violated constraint).
+    #[error("the database {store} refused: {cause}")]
+    Database {
+        /// The database, its URL without password.
+        store: String,
+        /// What it said.
+        cause: String,
+    },
+
     /// A message too large to store as one line.
     #[error("a message of {bytes} bytes is larger than the store accepts ({limit} bytes)")]
     TooLarge {

@@ -34,6 +34,7 @@ mod msgids;
 mod outbox;
 pub mod private;
 mod rooms;
+mod seam;
 
 pub use accounts::{ACCOUNTS_FILE, Account, Accounts};
 pub use admin::{
@@ -58,3 +59,4 @@ pub use rooms::{
     ADMINS_FILE, MAX_TOPIC_BYTES, MEMBERS_FILE, Member, MemberKeys, ROOMS_FILE, RoomInfo, RoomRule,
     Rooms, RoomsReport, Standing,
 };
+pub use seam::{AccountStore, Arrived, MessageLog, Waker};
