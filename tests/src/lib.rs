@@ -26,6 +26,7 @@ use gc_protocol::{
 use gc_server::{Config, ServerHandle};
 
 pub mod client;
+pub mod pg;
 
 /// How long any test waits for anything before failing.
 pub const WAIT: Duration = Duration::from_secs(30);

@@ -1,0 +1,108 @@
+//! What can go wrong with the database.
+
+use gc_store::StoreError;
+
+/// An error of the PostgreSQL store.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The URL could not be parsed.
+    #[error("bad database URL: {reason}")]
+    BadUrl {
+        /// Why.
+        reason: String,
+    },
+
+    /// The database could not be reached, or the connection broke.
+    #[error(
+        "cannot reach the database {url}: {cause}; check that PostgreSQL runs there and that the \
+         URL's host, port, user, password and database are right"
+    )]
+    Unreachable {
+        /// The URL without password.
+        url: String,
+        /// The driver's error.
+        cause: String,
+    },
+
+    /// The database answered with an error.
+    #[error("the database {url} refused {what}: {cause}")]
+    Refused {
+        /// The URL without password.
+        url: String,
+        /// What was asked.
+        what: &'static str,
+        /// Its answer.
+        cause: String,
+    },
+
+    /// The schema was made by a newer gc-server.
+    #[error(
+        "the database {url} has schema version {found}, newer than this gc-server knows \
+         ({known}); run the newer gc-server, or restore a backup made before the upgrade"
+    )]
+    NewerSchema {
+        /// The URL without password.
+        url: String,
+        /// The version found.
+        found: i32,
+        /// The newest this build knows.
+        known: i32,
+    },
+
+    /// A value read from the database breaks a rule gc relies on.
+    #[error("the database {url} holds an invalid {what}: {reason}")]
+    BadRow {
+        /// The URL without password.
+        url: String,
+        /// What was read.
+        what: &'static str,
+        /// Which rule it broke.
+        reason: String,
+    },
+
+    /// A thread could not be started.
+    #[error("cannot start the database thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+impl PgError {
+    /// Whether retrying later may succeed (the database or the network is away).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unreachable { .. })
+    }
+
+    /// From a driver error: a closed connection or I/O failure is [`PgError::Unreachable`],
+    /// anything the server answered is [`PgError::Refused`].
+    pub(crate) fn from_driver(url: &str, what: &'static str, e: &postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => Self::Refused {
+                url: url.to_owned(),
+                what,
+                cause: format!("{} ({})", db.message(), db.code().code()),
+            },
+            None => Self::Unreachable {
+                url: url.to_owned(),
+                cause: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<PgError> for StoreError {
+    fn from(e: PgError) -> Self {
+        match e {
+            PgError::Unreachable { url, cause } => StoreError::Unavailable { store: url, cause },
+            PgError::Refused { url, what, cause } => StoreError::Database {
+                store: url,
+                cause: format!("{what}: {cause}"),
+            },
+            other @ (PgError::NewerSchema { .. }
+            | PgError::BadRow { .. }
+            | PgError::BadUrl { .. }
+            | PgError::Thread(_)) => StoreError::Database {
+                store: String::new(),
+                cause: other.to_string(),
+            },
+        }
+    }
+}

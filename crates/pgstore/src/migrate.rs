@@ -1,0 +1,115 @@
+//! Versioned schema migrations, run at start and by `gc-server db migrate`.
+//!
+//! Each migration runs once, in order, inside one transaction that first takes a
+//! transaction-scoped advisory lock: two instances starting at once migrate one after the
+//! other (the second finds nothing left to do), and a failed migration leaves nothing behind.
+//! A database whose schema is newer than this build is refused rather than guessed at.
+
+use postgres::Client;
+
+use crate::error::PgError;
+
+/// The advisory lock key that serialises migrations (any constant unlikely to clash).
+const MIGRATION_LOCK: i64 = 0x6763_5f6d_6967_7261; // "gc_migra"
+
+/// The migrations, in order: (version, what it adds, SQL).
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "messages with dedupe, the id sequence, accounts",
+    "
+    -- One row: the next id and the newest timestamp. Every append locks it until commit, so
+    -- ids are dense and commit order is id order, across all instances.
+    CREATE TABLE gc_sequence (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        next_id bigint NOT NULL CHECK (next_id > 0),
+        last_ts bigint NOT NULL CHECK (last_ts >= 0)
+    );
+    INSERT INTO gc_sequence (next_id, last_ts) VALUES (1, 0);
+
+    -- The records; ts is microseconds since the Unix epoch (UTC). A (user, client-msg-id)
+    -- pair is stored once: the unique index is the dedupe.
+    CREATE TABLE gc_messages (
+        id bigint PRIMARY KEY CHECK (id > 0),
+        ts bigint NOT NULL,
+        username text NOT NULL,
+        user_key text NOT NULL,
+        room text NOT NULL,
+        client_msg_id text NOT NULL,
+        body text NOT NULL
+    );
+    CREATE UNIQUE INDEX gc_messages_msgid ON gc_messages (user_key, client_msg_id);
+    CREATE INDEX gc_messages_room ON gc_messages (room, id);
+
+    -- SCRAM-SHA-256 verifiers; user_key is the name in lower case (names are unique without
+    -- regard to case).
+    CREATE TABLE gc_accounts (
+        user_key text PRIMARY KEY,
+        username text NOT NULL,
+        salt bytea NOT NULL,
+        iterations integer NOT NULL CHECK (iterations > 0),
+        stored_key bytea NOT NULL,
+        server_key bytea NOT NULL,
+        created bigint NOT NULL
+    );
+    ",
+)];
+
+/// The newest schema version this build knows.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// What [`migrate`] found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrateReport {
+    /// The schema version before.
+    pub from: i32,
+    /// The schema version now.
+    pub to: i32,
+    /// The migrations applied: (version, what it adds).
+    pub applied: Vec<(i32, &'static str)>,
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`]. `url` is for errors.
+pub(crate) fn migrate(client: &mut Client, url: &str) -> Result<MigrateReport, PgError> {
+    let fail = |what| move |e: postgres::Error| PgError::from_driver(url, what, &e);
+    let mut tx = client.transaction().map_err(fail("a transaction"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(fail("the migration lock"))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS gc_migrations (
+            version integer PRIMARY KEY,
+            name text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )",
+    )
+    .map_err(fail("the migrations table"))?;
+    let from: i32 = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM gc_migrations", &[])
+        .and_then(|row| row.try_get(0))
+        .map_err(fail("the schema version"))?;
+    if from > SCHEMA_VERSION {
+        return Err(PgError::NewerSchema {
+            url: url.to_owned(),
+            found: from,
+            known: SCHEMA_VERSION,
+        });
+    }
+    let mut applied = Vec::new();
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > from) {
+        tx.batch_execute(sql).map_err(fail("a schema migration"))?;
+        tx.execute(
+            "INSERT INTO gc_migrations (version, name) VALUES ($1, $2)",
+            &[&version, &name],
+        )
+        .map_err(fail("the schema version"))?;
+        applied.push((version, name));
+    }
+    tx.commit().map_err(fail("the migration"))?;
+    if !applied.is_empty() {
+        tracing::info!(from, to = SCHEMA_VERSION, "database schema migrated");
+    }
+    Ok(MigrateReport {
+        from,
+        to: SCHEMA_VERSION,
+        applied,
+    })
+}
