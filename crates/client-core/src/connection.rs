@@ -91,8 +91,7 @@ pub fn run(shared: &Arc<ClientState>) {
                 backoff.reset();
                 last_warning = None;
                 let end = run_active(shared, &mut link, &session);
-                if matches!(&end, End::Lost(_)) || matches!(&end, End::Failed(e) if !e.is_fatal())
-                {
+                if matches!(&end, End::Lost(_)) || matches!(&end, End::Failed(e) if !e.is_fatal()) {
                     // This instance failed: the next attempt starts with another.
                     rotation.failed(link.addr().ip());
                 }
@@ -1214,8 +1213,7 @@ mod tests {
             ip: LOCAL,
             addresses: 1,
         };
-        let result =
-            version_check(&shared, &rotation, &[target]).map(|(_, _, version)| version);
+        let result = version_check(&shared, &rotation, &[target]).map(|(_, _, version)| version);
         (result, asked.try_iter().collect())
     }
 

@@ -44,7 +44,11 @@ impl fmt::Display for Instance {
     /// `host2 (2/3)` in a list; `127.0.0.2` for one address; `chat.example 10.0.0.2` for one of
     /// a name's several addresses.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let literal = self.entry.trim_matches(['[', ']']).parse::<IpAddr>().is_ok();
+        let literal = self
+            .entry
+            .trim_matches(['[', ']'])
+            .parse::<IpAddr>()
+            .is_ok();
         if literal {
             f.write_str(&self.entry)?;
         } else if self.addresses > 1 || self.count == 1 {

@@ -142,7 +142,9 @@ impl ClientState {
 
     /// Whether the server list's entry `entry` may be connected to (it has a pin, or TLS is off).
     pub fn usable(&self, entry: usize) -> bool {
-        self.tls.as_ref().is_none_or(|tls| tls.pins.get(entry).is_some())
+        self.tls
+            .as_ref()
+            .is_none_or(|tls| tls.pins.get(entry).is_some())
     }
 
     /// The instance the client is on, or trying.
