@@ -302,15 +302,16 @@ fn sign_in(
     match &result {
         Ok(_) => {
             let now = rotation.instance(target);
+            let mut label = now.to_string();
+            if !label.contains(&target.ip.to_string()) {
+                label.push_str(&format!(" (at {})", target.ip));
+            }
             if let Some(before) = rotation.logged_in(target) {
                 if before.ip != target.ip {
-                    shared.notice(
-                        NoticeLevel::Info,
-                        format!("moved from {before} to {now} (at {})", target.ip),
-                    );
+                    shared.notice(NoticeLevel::Info, format!("moved from {before} to {label}"));
                 }
             } else if now.has_alternatives() {
-                shared.notice(NoticeLevel::Info, format!("on {now} (at {})", target.ip));
+                shared.notice(NoticeLevel::Info, format!("on {label}"));
             }
         }
         Err(e) if !e.is_fatal() => rotation.failed(target.ip),

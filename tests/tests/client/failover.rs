@@ -100,7 +100,10 @@ fn a_client_moves_to_the_next_instance_when_its_own_stops_mid_traffic() {
     assert_eq!(on.to_string(), "127.0.0.2 (2/2)");
     assert_eq!(on.ip, B_IP);
     assert!(
-        alice.notices.iter().any(|(_, t)| t.contains("moved from 127.0.0.1 (1/2) to 127.0.0.2 (2/2)")),
+        alice
+            .notices
+            .iter()
+            .any(|(_, t)| t.contains("moved from 127.0.0.1 (1/2) to 127.0.0.2 (2/2)")),
         "{:?}",
         alice.notices
     );
