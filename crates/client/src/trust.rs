@@ -267,7 +267,10 @@ impl ServerTrust {
                     Err(e) => {
                         let e = AppError::from(e);
                         if let Some(text) = self.skip_instance(index, &e) {
-                            eprintln!("gc-client: warning: {text}");
+                            use std::io::Write as _;
+                            // A closed standard error is no reason to fail.
+                            let _ =
+                                writeln!(std::io::stderr().lock(), "gc-client: warning: {text}");
                         }
                         last_error = Some(e);
                     }
