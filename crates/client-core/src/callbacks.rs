@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use gc_net::tls::{PeerCheck, Stream};
+use gc_net::tls::Stream;
 use gc_net::{Conn, Registration, Unblocker};
 use gc_protocol::{
     Authed, CallbackPorts, CallbackReply, DeliveryFrame, DeliveryReply, ErrorCode, ErrorFrame,
@@ -53,6 +53,22 @@ impl fmt::Display for Role {
     }
 }
 
+/// The address whose family the listeners take when no local address is configured: the
+/// server's, when every entry of the server list is an IP address of one family (IPv4 listeners
+/// then); otherwise none (`::`, both families).
+fn listen_family(config: &ClientConfig) -> Option<std::net::IpAddr> {
+    let ips: Vec<std::net::IpAddr> = config
+        .servers()
+        .ok()?
+        .iter()
+        .map(|s| s.parse().ok())
+        .collect::<Option<_>>()?;
+    let first = *ips.first()?;
+    ips.iter()
+        .all(|ip| ip.is_ipv4() == first.is_ipv4())
+        .then_some(first)
+}
+
 /// The three bound listeners (bound before any login, so no callback can race them).
 #[derive(Debug)]
 pub struct Listeners {
@@ -64,7 +80,7 @@ pub struct Listeners {
 impl Listeners {
     /// Binds the three listeners as configured; returns them and their ports.
     pub fn bind(config: &ClientConfig) -> Result<(Self, CallbackPorts), ClientError> {
-        let server_ip = config.server.trim().parse().ok();
+        let server_ip = listen_family(config);
         let ip = config
             .bind_ip
             .unwrap_or_else(|| net::unspecified_like(server_ip));
@@ -266,7 +282,7 @@ fn serve(shared: &ClientState, role: Role, tcp: TcpStream, peer: SocketAddr) {
         // Only the server this client trusts may call back: the handshake demands its
         // certificate (mutual TLS), and it must be the pinned one.
         Some(tls) => {
-            let check = PeerCheck::Pinned(tls.server.fingerprint);
+            let check = shared.server_check();
             let deadline = io_deadline(shared);
             match tls.config.accept(tcp, &name, check, deadline) {
                 Ok(stream) => stream,

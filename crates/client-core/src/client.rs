@@ -19,7 +19,7 @@ use crate::event::{ConnState, Event, NoticeLevel, Status};
 use crate::outbox::PendingMessage;
 use crate::records::RecordStore;
 use crate::rooms::RoomRequest;
-use crate::state::{ClientState, ClientTlsState, EventSink};
+use crate::state::{ClientState, ClientTlsState, EventSink, Pins};
 use crate::trust::ClientTls;
 
 /// What [`Client::close`] leaves behind.
@@ -64,6 +64,7 @@ impl Client {
     /// call back into the client.
     pub fn start_with_sink(config: ClientConfig, sink: EventSink) -> Result<Self, ClientError> {
         config.validate()?;
+        let servers = config.servers()?;
         let username = Username::new(config.username.clone())
             .map_err(|e| ClientError::Config(e.to_string()))?;
         // Listeners first: the server's first callback can never race them.
@@ -101,7 +102,17 @@ impl Client {
         };
         let tls = match &config.tls {
             ClientTls::Off => None,
-            ClientTls::Pinned(pin) => Some(ClientTlsState::new(pin.clone())?),
+            ClientTls::Pinned(pin) => Some(ClientTlsState::new(Pins::All(pin.clone()))?),
+            ClientTls::PerInstance(pins) => {
+                if pins.len() != servers.len() {
+                    return Err(ClientError::Config(format!(
+                        "{} certificate pins for {} servers",
+                        pins.len(),
+                        servers.len()
+                    )));
+                }
+                Some(ClientTlsState::new(Pins::Each(pins.clone()))?)
+            }
         };
         let kept = config
             .cache_path

@@ -148,7 +148,9 @@ impl From<String> for Password {
 /// Everything a [`crate::Client`] needs.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// The server: an IP address or a host name (resolved at every login attempt).
+    /// The server: an IP address or a host name (resolved at every login attempt), or several
+    /// instances of one service separated by commas (`host1,host2,10.0.0.7`), which the client
+    /// moves between when the one it is on stops answering (see [`crate::failover`]).
     pub server: String,
     /// The server's ports.
     pub server_ports: ServerPorts,
@@ -219,12 +221,18 @@ impl ClientConfig {
         }
     }
 
+    /// The server's instances: the entries of [`ClientConfig::server`] (one for a single server).
+    pub fn servers(&self) -> Result<Vec<String>, ClientError> {
+        parse_server_list(&self.server)
+    }
+
     /// Checks values that would make no sense, with a message saying what is allowed.
     pub fn validate(&self) -> Result<(), ClientError> {
         let bad = |what: String| Err(ClientError::Config(what));
         if self.server.trim().is_empty() {
             return bad("the server address is empty".into());
         }
+        self.servers()?;
         if !is_valid_username(&self.username) {
             return bad(format!(
                 "`{}` is not a valid username: use 1 to 32 characters of A-Z a-z 0-9 _ . -",
@@ -268,9 +276,76 @@ impl ClientConfig {
     }
 }
 
+/// Splits `host1,host2,…` into its entries (spaces around an entry are dropped). An empty entry
+/// and an entry given twice (`Host` and `host`, `::1` and `[::1]` are the same) are errors naming
+/// the entry: a list with a typo in it should not quietly lose an instance.
+pub fn parse_server_list(text: &str) -> Result<Vec<String>, ClientError> {
+    let mut entries: Vec<String> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    let count = text.split(',').count();
+    for (i, raw) in text.split(',').enumerate() {
+        let entry = raw.trim();
+        if entry.is_empty() {
+            return Err(ClientError::Config(if count == 1 {
+                "the server address is empty".into()
+            } else {
+                format!(
+                    "entry {} of the server list `{}` is empty: separate servers with one comma",
+                    i + 1,
+                    text.escape_debug()
+                )
+            }));
+        }
+        if entry.chars().any(char::is_whitespace) {
+            return Err(ClientError::Config(format!(
+                "`{}` in the server list is not a host name or an IP address (separate servers \
+                 with commas, without spaces inside a name)",
+                entry.escape_debug()
+            )));
+        }
+        let key = crate::trust::server_key(entry, 0);
+        if seen.contains(&key) {
+            return Err(ClientError::Config(format!(
+                "`{}` is in the server list twice",
+                entry.escape_debug()
+            )));
+        }
+        seen.push(key);
+        entries.push(entry.to_owned());
+    }
+    Ok(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_lists() {
+        assert_eq!(parse_server_list("host").unwrap(), ["host"]);
+        assert_eq!(
+            parse_server_list("a, 127.0.0.2 ,[::1]").unwrap(),
+            ["a", "127.0.0.2", "[::1]"]
+        );
+        for (bad, says) in [
+            ("a,,b", "entry 2"),
+            ("a,", "entry 2"),
+            (",a", "entry 1"),
+            ("", "empty"),
+            ("a,b,A", "twice"),
+            ("::1,[::1]", "twice"),
+            ("127.0.0.1,127.0.0.1", "twice"),
+            ("a b,c", "not a host name"),
+        ] {
+            let e = parse_server_list(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+        let mut c = ClientConfig::new("a,,b", "alice", "correct-horse-9");
+        assert!(c.validate().is_err());
+        c.server = "a,b".into();
+        c.validate().unwrap();
+        assert_eq!(c.servers().unwrap(), ["a", "b"]);
+    }
 
     #[test]
     fn password_is_not_printed() {

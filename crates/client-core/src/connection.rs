@@ -27,6 +27,7 @@ use crate::backoff::Backoff;
 use crate::control::{Command, Next, Work};
 use crate::error::{ClientError, PinMismatch, error_chain};
 use crate::event::{Event, NoticeLevel, Refusal, Rejection};
+use crate::failover::{Rotation, Target};
 use crate::net;
 use crate::outbox::{MAX_PIPELINE, MsgReply, PendingMessage, ReplyEffect};
 use crate::rooms::{NO_ROOMS, RoomInfo, RoomRequest, wire_room};
@@ -61,6 +62,9 @@ enum End {
     },
     /// The session is gone or was given up: log in again.
     Relogin(String),
+    /// The instance stopped answering (a late heartbeat's probe was refused, or the watchdog
+    /// fired): log in again, on the next instance of the list first, at once.
+    Lost(String),
     /// An exchange failed.
     Failed(ClientError),
 }
@@ -68,6 +72,12 @@ enum End {
 /// Runs the connection thread until the client closes.
 pub fn run(shared: &Arc<ClientState>) {
     let mut backoff = Backoff::new(shared.config.backoff);
+    let mut rotation = Rotation::new(
+        shared
+            .config
+            .servers()
+            .unwrap_or_else(|_| vec![shared.config.server.clone()]),
+    );
     let mut registered = !shared.config.register;
     let mut link = send_link(shared);
     let mut last_warning: Option<String> = None;
@@ -76,11 +86,16 @@ pub fn run(shared: &Arc<ClientState>) {
         if shared.closing() {
             break;
         }
-        let end = match sign_in(shared, &mut registered, &mut link) {
+        let end = match sign_in(shared, &mut rotation, &mut registered, &mut link) {
             Ok(session) => {
                 backoff.reset();
                 last_warning = None;
-                run_active(shared, &mut link, &session)
+                let end = run_active(shared, &mut link, &session);
+                if matches!(&end, End::Lost(_)) || matches!(&end, End::Failed(e) if !e.is_fatal()) {
+                    // This instance failed: the next attempt starts with another.
+                    rotation.failed(link.addr().ip());
+                }
+                end
             }
             Err(e) => End::Failed(e),
         };
@@ -92,6 +107,19 @@ pub fn run(shared: &Arc<ClientState>) {
                 break;
             }
             End::Relogin(why) => {
+                shared.notice(NoticeLevel::Warning, format!("{why}; logging in again"));
+                backoff.next_wait()
+            }
+            End::Lost(why) if rotation.has_alternatives() => {
+                // Another instance may well answer: try it now. If none does, the failed
+                // sign-in backs off as usual.
+                shared.notice(
+                    NoticeLevel::Warning,
+                    format!("{why}; moving to the next server"),
+                );
+                Duration::ZERO
+            }
+            End::Lost(why) => {
                 shared.notice(NoticeLevel::Warning, format!("{why}; logging in again"));
                 backoff.next_wait()
             }
@@ -244,23 +272,66 @@ fn link_error(shared: &ClientState, what: &'static str, e: NetError) -> ClientEr
 }
 
 fn pin(shared: &ClientState) -> Option<&ServerPin> {
-    shared.tls.as_ref().map(|t| &t.server)
+    shared.server_pin()
 }
 
 // ───────────────────────────── sign-in ─────────────────────────────
 
-/// One sign-in, step by step through `gc_protocol::signin`, with the state machine following.
+/// One sign-in, step by step through `gc_protocol::signin`, with the state machine following: on
+/// the first instance of `rotation`'s order that answers the version check.
 fn sign_in(
     shared: &ClientState,
+    rotation: &mut Rotation,
     registered: &mut bool,
     link: &mut KeptConn,
 ) -> Result<LiveSession, ClientError> {
     let config = &shared.config;
     shared.transition(|c| c.begin_sign_in())?;
-    let ips = net::resolve(&config.server, config.server_ports.connect, config.bind_ip)?;
-    let (checked, early) =
-        with_auth_opening(shared, ips.first().copied(), || version_check(shared, &ips));
-    let (server_ip, hello, version) = checked?;
+    let (targets, warnings) = rotation.targets(
+        |server| net::resolve(server, config.server_ports.connect, config.bind_ip),
+        |entry| shared.usable(entry),
+    )?;
+    for warning in rotation.fresh_warnings(warnings) {
+        shared.notice(NoticeLevel::Warning, warning);
+    }
+    let (checked, early) = with_auth_opening(shared, targets.first().copied(), || {
+        version_check(shared, rotation, &targets)
+    });
+    let (target, hello, version) = checked?;
+    let result = sign_in_on(shared, target, hello, version, early, registered, link);
+    match &result {
+        Ok(_) => {
+            let now = rotation.instance(target);
+            let mut label = now.to_string();
+            if !label.contains(&target.ip.to_string()) {
+                label.push_str(&format!(" (at {})", target.ip));
+            }
+            if let Some(before) = rotation.logged_in(target) {
+                if before.ip != target.ip {
+                    shared.notice(NoticeLevel::Info, format!("moved from {before} to {label}"));
+                }
+            } else if now.has_alternatives() {
+                shared.notice(NoticeLevel::Info, format!("on {label}"));
+            }
+        }
+        Err(e) if !e.is_fatal() => rotation.failed(target.ip),
+        Err(_) => {}
+    }
+    result
+}
+
+/// The rest of a sign-in once `target` answered the version check.
+fn sign_in_on(
+    shared: &ClientState,
+    target: Target,
+    hello: ServerHello,
+    version: &'static str,
+    early: EarlyAuth,
+    registered: &mut bool,
+    link: &mut KeptConn,
+) -> Result<LiveSession, ClientError> {
+    let config = &shared.config;
+    let server_ip = target.ip;
     let rooms = version == VERSION_ROOMS;
     {
         let mut ctl = shared.ctl();
@@ -290,6 +361,7 @@ fn sign_in(
     }
     let signed_in = authenticate(shared, &mut auth, rooms)?;
     link.set_addr(SocketAddr::new(server_ip, config.server_ports.send));
+    link.set_check(shared.server_check());
     Ok(signed_in)
 }
 
@@ -302,21 +374,20 @@ type EarlyAuth = Option<(SocketAddr, Result<(Conn, gc_net::Registration), NetErr
 /// check has passed; one that is not needed is closed unused.
 fn with_auth_opening<T>(
     shared: &ClientState,
-    ip: Option<IpAddr>,
+    target: Option<Target>,
     check: impl FnOnce() -> T,
 ) -> (T, EarlyAuth) {
-    let Some(ip) = ip.filter(|_| shared.tls.is_some()) else {
+    let Some(target) = target.filter(|_| shared.tls.is_some()) else {
         // Plain connections open in a round trip: not worth a thread.
         return (check(), None);
     };
-    let addr = SocketAddr::new(ip, shared.config.server_ports.auth);
+    let addr = SocketAddr::new(target.ip, shared.config.server_ports.auth);
+    let server_check = shared.server_check_for(target.entry);
     std::thread::scope(|scope| {
         let opening = std::thread::Builder::new()
             .name("gc-conn-auth".into())
             .spawn_scoped(scope, || {
-                shared
-                    .connector
-                    .open(addr, shared.server_check(), &shared.sockets)
+                shared.connector.open(addr, server_check, &shared.sockets)
             });
         let checked = check();
         let early = opening
@@ -371,14 +442,15 @@ fn old_version(shared: &ClientState) -> &'static str {
     }
 }
 
-/// The version check on the first address that answers: `Ping GC/3`, and after `Err version`
-/// `Ping GC/2` (`GC/1` plain) on a fresh connection (see [`first_answer`]); only the latter when
-/// the configuration asks for no rooms. Returns the address, the server's hello and the version
-/// agreed.
+/// The version check on the first of `targets` that answers (each checked against its own
+/// instance's pin): `Ping GC/3`, and after `Err version` `Ping GC/2` (`GC/1` plain) on a fresh
+/// connection (see [`first_answer`]); only the latter when the configuration asks for no rooms.
+/// Returns the target, the server's hello and the version agreed.
 fn version_check(
     shared: &ClientState,
-    ips: &[IpAddr],
-) -> Result<(IpAddr, ServerHello, &'static str), ClientError> {
+    rotation: &Rotation,
+    targets: &[Target],
+) -> Result<(Target, ServerHello, &'static str), ClientError> {
     let port = shared.config.server_ports.connect;
     let old = old_version(shared);
     let first = if shared.config.rooms {
@@ -387,8 +459,9 @@ fn version_check(
         old
     };
     let mut last_error = None;
-    for &ip in ips {
-        let addr = SocketAddr::new(ip, port);
+    for &target in targets {
+        shared.set_instance(rotation.instance(target));
+        let addr = SocketAddr::new(target.ip, port);
         let mut answer = match ask_version(shared, addr, first) {
             Ok(answer) => answer,
             Err(e) if e.is_fatal() => return Err(e),
@@ -422,7 +495,7 @@ fn version_check(
         match answer {
             Ok(hello) => {
                 tracing::info!("connected to {:?} at {addr} ({agreed})", hello.name);
-                return Ok((ip, hello, agreed));
+                return Ok((target, hello, agreed));
             }
             Err(e @ SignInError::Wire { .. }) => last_error = Some(e.into()),
             Err(e) => return Err(e.into()),
@@ -460,7 +533,7 @@ fn probe(shared: &ClientState, send_addr: SocketAddr) -> Result<(), End> {
     let addr = SocketAddr::new(send_addr.ip(), shared.config.server_ports.connect);
     let wait = shared.config.io_timeout.min(Duration::from_secs(1));
     match gc_net::connect_from(shared.config.bind_ip, addr, wait) {
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(End::Relogin(format!(
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(End::Lost(format!(
             "the server at {addr} refuses connections: it has stopped"
         ))),
         Ok(_) | Err(_) => Ok(()),
@@ -647,7 +720,7 @@ fn run_active(shared: &ClientState, link: &mut KeptConn, session: &LiveSession) 
                 send_bye(shared, link, session);
                 return End::Relogin("reconnecting as asked".into());
             }
-            Work::Relogin(why) => return End::Relogin(why),
+            Work::Relogin(why) => return End::Lost(why),
             Work::CloseLink => {
                 tracing::trace!("closing the idle sending connection");
                 link.close();
@@ -1135,7 +1208,13 @@ mod tests {
     ) -> (Result<&'static str, ClientError>, Vec<String>) {
         let (port, asked) = fake_connect_port(answers);
         let shared = client(port, rooms);
-        let result = version_check(&shared, &[LOCAL]).map(|(_, _, version)| version);
+        let rotation = Rotation::new(vec!["127.0.0.1".into()]);
+        let target = Target {
+            entry: 0,
+            ip: LOCAL,
+            addresses: 1,
+        };
+        let result = version_check(&shared, &rotation, &[target]).map(|(_, _, version)| version);
         (result, asked.try_iter().collect())
     }
 

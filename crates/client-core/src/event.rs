@@ -227,4 +227,6 @@ pub struct Status {
     pub rooms: Option<bool>,
     /// The protocol version the last version check agreed on (`GC/3`, `GC/2`, `GC/1`).
     pub version: Option<&'static str>,
+    /// The instance of the server (list) the client is on, or trying.
+    pub instance: Option<crate::failover::Instance>,
 }

@@ -21,6 +21,7 @@ use crate::config::ClientConfig;
 use crate::control::{BadTransition, Control};
 use crate::error::ClientError;
 use crate::event::{ConnState, Event, NoticeLevel, Status};
+use crate::failover::Instance;
 use crate::records::RecordStore;
 use crate::trust::ServerPin;
 
@@ -31,13 +32,33 @@ pub struct ClientTlsState {
     pub config: Arc<TlsConfig>,
     /// The per-run certificate the callback listeners present, announced at login.
     pub callback_fingerprint: Fingerprint,
-    /// The server certificate accepted on every connection, both ways.
-    pub server: ServerPin,
+    /// The server certificate accepted on every connection, both ways: one for all instances, or
+    /// one per entry of the server list.
+    pub pins: Pins,
+}
+
+/// The server certificates a TLS client accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pins {
+    /// The same for every instance.
+    All(ServerPin),
+    /// One per entry of the server list (`None`: not trusted, never tried).
+    Each(Vec<Option<ServerPin>>),
+}
+
+impl Pins {
+    /// The pin of the list's entry `entry`.
+    pub fn get(&self, entry: usize) -> Option<&ServerPin> {
+        match self {
+            Self::All(pin) => Some(pin),
+            Self::Each(pins) => pins.get(entry).and_then(Option::as_ref),
+        }
+    }
 }
 
 impl ClientTlsState {
-    /// A fresh per-run identity for the callback listeners, trusting the server `server`.
-    pub fn new(server: ServerPin) -> Result<Self, ClientError> {
+    /// A fresh per-run identity for the callback listeners, trusting the servers of `pins`.
+    pub fn new(pins: Pins) -> Result<Self, ClientError> {
         let failed = |e: gc_net::NetError| ClientError::Tls {
             detail: e.to_string(),
         };
@@ -48,7 +69,7 @@ impl ClientTlsState {
         Ok(Self {
             config: Arc::new(config),
             callback_fingerprint: identity.fingerprint(),
-            server,
+            pins,
         })
     }
 }
@@ -79,6 +100,9 @@ pub struct ClientState {
     cv: Condvar,
     records: Mutex<RecordStore>,
     listeners_stop: AtomicBool,
+    /// The instance of the server list the client is on, or trying (its pin is the one
+    /// connections and callbacks check).
+    instance: Mutex<Option<Instance>>,
 }
 
 impl std::fmt::Debug for ClientState {
@@ -91,12 +115,50 @@ impl std::fmt::Debug for ClientState {
 }
 
 impl ClientState {
-    /// What the server's certificate must be on every connection, both ways.
+    /// What the server's certificate must be on every connection, both ways: the pin of the
+    /// instance the client is on.
     pub fn server_check(&self) -> PeerCheck {
+        self.server_check_for(self.instance_entry())
+    }
+
+    /// What the certificate of the server list's entry `entry` must be.
+    pub fn server_check_for(&self, entry: usize) -> PeerCheck {
         match &self.tls {
-            Some(tls) => PeerCheck::Pinned(tls.server.fingerprint),
+            Some(tls) => match tls.pins.get(entry) {
+                Some(pin) => PeerCheck::Pinned(pin.fingerprint),
+                // No certificate has this fingerprint: an entry never confirmed is not tried
+                // (see `Rotation::targets`), and were it tried, nothing it presents would do.
+                None => PeerCheck::Pinned(Fingerprint::of_der(&[])),
+            },
             None => PeerCheck::Any,
         }
+    }
+
+    /// The pin of the instance the client is on (`None` for plain GC/1).
+    pub fn server_pin(&self) -> Option<&ServerPin> {
+        let entry = self.instance_entry();
+        self.tls.as_ref().and_then(|tls| tls.pins.get(entry))
+    }
+
+    /// Whether the server list's entry `entry` may be connected to (it has a pin, or TLS is off).
+    pub fn usable(&self, entry: usize) -> bool {
+        self.tls
+            .as_ref()
+            .is_none_or(|tls| tls.pins.get(entry).is_some())
+    }
+
+    /// The instance the client is on, or trying.
+    pub fn instance(&self) -> Option<Instance> {
+        self.instance.lock().clone()
+    }
+
+    fn instance_entry(&self) -> usize {
+        self.instance.lock().as_ref().map_or(0, |i| i.index)
+    }
+
+    /// The client moves to (or tries) `instance`; returns the one it was on.
+    pub fn set_instance(&self, instance: Instance) -> Option<Instance> {
+        self.instance.lock().replace(instance)
     }
 
     /// The shared state of a client about to start.
@@ -126,6 +188,7 @@ impl ClientState {
             cv: Condvar::new(),
             records: Mutex::new(records),
             listeners_stop: AtomicBool::new(false),
+            instance: Mutex::new(None),
         }
     }
 
@@ -264,6 +327,7 @@ impl ClientState {
             ports: self.ports,
             rooms: ctl.rooms(),
             version: ctl.version(),
+            instance: self.instance(),
         }
     }
 }

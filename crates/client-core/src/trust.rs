@@ -77,14 +77,19 @@ impl PinSource {
     }
 }
 
-/// How a client connects: plain GC/1, or TLS (GC/2) trusting one server certificate.
+/// How a client connects: plain GC/1, or TLS (GC/2) trusting one server certificate, or one per
+/// instance of a server list.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum ClientTls {
     /// Plain GC/1, unencrypted (`--tls off`; servers in `optional` or `off` mode).
     #[default]
     Off,
-    /// GC/2 over TLS to the server with this certificate.
+    /// GC/2 over TLS to the server with this certificate (every instance of a list, e.g.
+    /// `--trust-fingerprint`).
     Pinned(ServerPin),
+    /// GC/2 over TLS, one pin per entry of the server list, in its order. An entry without one
+    /// (never confirmed) is never connected to.
+    PerInstance(Vec<Option<ServerPin>>),
 }
 
 /// The key of a server in `known_servers`: `host:port`, `[v6]:port`; host names in lower case.
@@ -230,10 +235,21 @@ pub struct FirstContact {
 /// Connects to the server's connect port over TLS without a pin, and learns its certificate's
 /// fingerprint and name (`Ping GC/2` → `Pong`), from the first of its addresses that answers.
 /// Nothing secret is sent.
+///
+/// A server list is probed entry by entry, in order (the first that answers); a front end that
+/// asks about each instance probes one entry at a time (a configuration whose `server` is that
+/// entry).
 pub fn probe(config: &ClientConfig) -> Result<FirstContact, ClientError> {
     let port = config.server_ports.connect;
     let mut last_error = None;
-    for ip in net::resolve(&config.server, port, config.bind_ip)? {
+    let mut ips = Vec::new();
+    for server in config.servers()? {
+        match net::resolve(&server, port, config.bind_ip) {
+            Ok(found) => ips.extend(found),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    for ip in ips {
         match probe_addr(SocketAddr::new(ip, port), config.bind_ip, config.io_timeout) {
             Ok(contact) => return Ok(contact),
             Err(

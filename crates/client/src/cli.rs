@@ -100,6 +100,27 @@ ENCRYPTION
   calls back over TLS to a certificate this client makes for each run and announces at login.
   With --with-server the client trusts the server it started (its DATA_DIR/tls/cert.pem).
 
+SEVERAL SERVERS
+  SERVER may list several instances of one service, separated by commas: gc-client
+  host1,host2,10.0.0.7 (no spaces inside an entry; an empty or repeated entry is an error). A name
+  that resolves to several addresses is treated the same way. The instances must share one store
+  (the same accounts and one id sequence), and all use the --server-port-* ports. The client logs
+  in on the first that answers; when the one it is on stops answering (a late heartbeat finds its
+  port closed, or no heartbeat for three intervals), it logs in on the next one at once, going
+  round the list, and backs off as for one server when none answers. Nothing is lost or shown
+  twice: waiting messages are resent under their ids (the store keeps each once) and delivery
+  resumes after the last message held. The status bar shows the instance (on host2 (2/3));
+  headless mode prints a line on standard error when the client moves. An entry that does not
+  resolve is skipped with a warning while others do.
+  Certificates: each instance has its own line in the known servers file. --trust-fingerprint
+  applies to every instance; --trust-on-first-use remembers each new instance that answers at
+  start; without it headless mode refuses a new one (its fingerprint is printed) and the terminal
+  UI asks about each new instance in turn. A new instance that does not answer at start is left
+  out of that run (with a warning), never trusted blindly. A changed certificate on any instance
+  is refused as for one server.
+  The cache is shared by the instances of a list: its directory is named after the entries,
+  sorted, joined with + (one server keeps its usual name).
+
 PORTS
   The server listens on 10740 (version check), 9281 (login) and 9980 (messages). The client
   listens on 12090 (login callback), 8070 (heartbeat) and 6090 (delivery), and the server must be
@@ -118,7 +139,8 @@ PORTS
 #[derive(Debug, Parser)]
 #[command(name = "gc-client", version, max_term_width = 100, after_long_help = AFTER_HELP)]
 pub struct Cli {
-    /// The server: a host name or an IP address.
+    /// The server: a host name or an IP address; or several instances of one service, separated
+    /// by commas (host1,host2,10.0.0.7: see SEVERAL SERVERS below).
     #[arg(
         required_unless_present = "list_plugins",
         default_value = "",
@@ -248,7 +270,8 @@ pub struct Cli {
 
     /// Start the gc-server that sits next to this gc-client first (its defaults, the ports of
     /// --server-port-*, listening on SERVER's address only: a name is resolved, never all
-    /// interfaces), and stop it at exit: for trying things out on one machine.
+    /// interfaces), and stop it at exit: for trying things out on one machine. Refused with a
+    /// server list: it starts one server, on one address.
     #[arg(long)]
     pub with_server: bool,
 
@@ -344,6 +367,11 @@ impl Cli {
         config.mods_dir = self.mods_dir()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The entries of the server argument: one server, or the instances of a list.
+    pub fn servers(&self) -> Result<Vec<String>, AppError> {
+        Ok(gc_client_core::config::parse_server_list(&self.server)?)
     }
 
     /// The known servers file in effect (the default's directory tightened if open to others).
@@ -485,7 +513,9 @@ fn data_home(xdg_data_home: Option<OsString>, home: Option<OsString>) -> Option<
 
 /// `$XDG_DATA_HOME/gc-client/<server>-<user>/cdatabase.db`, or `$HOME/.local/share/…`. The
 /// server part keeps `A-Z a-z 0-9 . -` (others become `_`) and gets `_<port>` when the connect
-/// port is not the default; the user part is lower-cased (names are unique without case).
+/// port is not the default; the user part is lower-cased (names are unique without case). A
+/// server list `b,a` is `a+b`: its instances share one store, so they share one cache, whatever
+/// their order.
 pub fn default_cache_path(
     server: &str,
     connect_port: u16,
@@ -500,7 +530,33 @@ pub fn default_cache_path(
                 .into(),
         ));
     };
-    let mut host: String = server
+    // One server: as it always was, so existing caches still load. A list (instances sharing
+    // one store, so one history): its entries sorted and joined with `+` (which no single
+    // server's part has), the same cache in whatever order they are given.
+    let mut host = if server.contains(',') {
+        let mut entries: Vec<String> = server
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| sanitize_host(&e.to_ascii_lowercase()))
+            .collect();
+        entries.sort();
+        entries.join("+")
+    } else {
+        sanitize_host(server)
+    };
+    if connect_port != DEFAULT_CONNECT_PORT {
+        host.push_str(&format!("_{connect_port}"));
+    }
+    Ok(base
+        .join("gc-client")
+        .join(format!("{host}-{}", user.to_ascii_lowercase()))
+        .join("cdatabase.db"))
+}
+
+/// A host in a file name: `A-Z a-z 0-9 . -` kept, others `_`.
+fn sanitize_host(server: &str) -> String {
+    server
         .trim()
         .chars()
         .map(|c| {
@@ -510,14 +566,7 @@ pub fn default_cache_path(
                 '_'
             }
         })
-        .collect();
-    if connect_port != DEFAULT_CONNECT_PORT {
-        host.push_str(&format!("_{connect_port}"));
-    }
-    Ok(base
-        .join("gc-client")
-        .join(format!("{host}-{}", user.to_ascii_lowercase()))
-        .join("cdatabase.db"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -531,6 +580,7 @@ mod tests {
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("EXIT CODES"));
         assert!(help.contains("--drain-timeout"));
+        assert!(help.contains("SEVERAL SERVERS") && help.contains("host1,host2"));
         assert!(help.contains("--no-mouse") && help.contains("mouse = false"));
         assert!(help.contains("--no-hyperlinks") && help.contains("hyperlinks = false"));
         let cli = Cli::parse_from(["gc-client", "h", "--no-mouse", "--no-hyperlinks"]);
@@ -667,6 +717,20 @@ mod tests {
         .unwrap();
         assert!(p.starts_with("/h/.local/share"));
         assert!(default_cache_path("h", 1, "c", None, None).is_err());
+        // A list: one cache for its instances, in any order; one server's key is unchanged.
+        let home = || Some("/h".into());
+        let list = default_cache_path("host2, Host1,::1", 1, "c", None, home()).unwrap();
+        assert_eq!(
+            list,
+            PathBuf::from("/h/.local/share/gc-client/__1+host1+host2_1-c/cdatabase.db")
+        );
+        let reordered = default_cache_path("::1,host2,host1", 1, "c", None, home()).unwrap();
+        assert_eq!(list, reordered);
+        let one = default_cache_path("host1", DEFAULT_CONNECT_PORT, "c", None, home()).unwrap();
+        assert_eq!(
+            one,
+            PathBuf::from("/h/.local/share/gc-client/host1-c/cdatabase.db")
+        );
     }
 
     #[test]

@@ -72,6 +72,12 @@ pub fn run(cli: &Cli, log_file: Option<&Path>) -> u8 {
 }
 
 fn start_local_server(cli: &Cli, log_file: Option<&Path>) -> Result<LocalServer, AppError> {
+    if cli.servers()?.len() > 1 {
+        return Err(AppError::Config(format!(
+            "--with-server starts one local server, on one address: give one, not the list {}",
+            cli.server
+        )));
+    }
     let binary = local_server::sibling_binary()?;
     let log_dir = log_file
         .and_then(Path::parent)
@@ -180,13 +186,16 @@ fn run_tui(cli: &Cli, trust: ServerTrust) -> u8 {
         Ok(password) => password,
         Err(e) => return error_exit(&e),
     };
-    let server_label = if cli.server_port_connect == DEFAULT_CONNECT_PORT {
-        cli.server.clone()
-    } else if cli.server.contains(':') {
-        format!("[{}]:{}", cli.server, cli.server_port_connect)
-    } else {
-        format!("{}:{}", cli.server, cli.server_port_connect)
-    };
+    // A list is shown as given until the client is on one of its instances (then `on host2
+    // (2/3)`, see `ui.rs`).
+    let server_label =
+        if cli.server_port_connect == DEFAULT_CONNECT_PORT || cli.server.contains(',') {
+            cli.server.clone()
+        } else if cli.server.contains(':') {
+            format!("[{}]:{}", cli.server, cli.server_port_connect)
+        } else {
+            format!("{}:{}", cli.server, cli.server_port_connect)
+        };
     let options = TuiOptions {
         server_label,
         mouse: loaded.mouse_on(cli.no_mouse),

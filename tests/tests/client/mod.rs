@@ -2,6 +2,7 @@
 //! chatting, presence, history, restarts of either side, rooms.
 
 mod auth;
+mod failover;
 mod restart;
 mod rooms;
 mod session;

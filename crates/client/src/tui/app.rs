@@ -158,6 +158,8 @@ pub struct StatusView {
     pub last_heartbeat: Option<Instant>,
     /// Messages not yet acknowledged.
     pub outbox: usize,
+    /// The instance the client is on (`host2 (2/3)`), when there are several to move between.
+    pub instance: Option<String>,
     /// Whether the server serves rooms (GC/3): `None` until a version check answered.
     pub rooms: Option<bool>,
 }
@@ -704,6 +706,11 @@ impl App {
         self.status.registration = status.registration;
         self.status.last_heartbeat = status.last_heartbeat;
         self.status.outbox = status.outbox_len;
+        self.status.instance = status
+            .instance
+            .as_ref()
+            .filter(|i| i.has_alternatives())
+            .map(|i| format!("on {i}"));
         if let Some(rooms) = status.rooms {
             self.set_rooms(rooms);
         }

@@ -117,6 +117,8 @@ pub struct ClientDriver<'a> {
     /// First-contact probes (`gc-tui-probe`): each ends within the I/O timeout; joined when done,
     /// and at close.
     probes: Vec<JoinHandle<()>>,
+    /// With a server list: the instance being probed (each new one is asked about in turn).
+    probing: Option<usize>,
 }
 
 impl fmt::Debug for ClientDriver<'_> {
@@ -146,6 +148,7 @@ impl<'a> ClientDriver<'a> {
             trust,
             waiting: None,
             probes: Vec::new(),
+            probing: None,
         }
     }
 
@@ -193,7 +196,12 @@ impl<'a> ClientDriver<'a> {
     /// live); the answer comes back as [`AppEvent::FirstContact`].
     fn probe(&mut self, app: &mut App, config: ClientConfig) {
         let (tx, generation) = (self.tx.clone(), self.generation);
-        let probe_config = config.clone();
+        let mut probe_config = config.clone();
+        // A list: its next new instance, alone.
+        self.probing = self.trust.next_unknown().map(|(index, server)| {
+            probe_config.server = server;
+            index
+        });
         let spawned = std::thread::Builder::new()
             .name("gc-tui-probe".into())
             .spawn(move || {
@@ -220,19 +228,61 @@ impl<'a> ClientDriver<'a> {
             return; // cancelled meanwhile
         }
         match result {
-            Ok(contact) if matches!(self.trust, ServerTrust::FirstContact { accept: true, .. }) => {
+            Ok(contact) if self.trust.accepts_first_use() => {
                 self.trust_server(app, &contact);
             }
             Ok(contact) => app.first_contact(contact),
-            Err(e) => {
-                self.waiting = None;
-                app.login_error(&e.into());
+            Err(e) => match self.probing.take() {
+                // An instance of a list that does not answer: left out of this run; the others
+                // go on.
+                Some(index) => {
+                    let e = AppError::from(e);
+                    if let Some(text) = self.trust.skip_instance(index, &e) {
+                        app.notice(Level::Warning, text);
+                    }
+                    if self.trust.none_trusted() && self.trust.next_unknown().is_none() {
+                        self.waiting = None;
+                        app.login_error(&e);
+                    } else {
+                        self.go_on(app);
+                    }
+                }
+                None => {
+                    self.waiting = None;
+                    app.login_error(&e.into());
+                }
+            },
+        }
+    }
+
+    /// A list whose instance was just settled: the next new one is probed, or the waiting login
+    /// goes on.
+    fn go_on(&mut self, app: &mut App) {
+        let Some(mut config) = self.waiting.take() else {
+            return;
+        };
+        match self.trust.client_tls() {
+            Some(tls) => {
+                config.tls = tls;
+                self.generation += 1;
+                self.launch(app, config);
+            }
+            None => {
+                self.generation += 1;
+                self.probe(app, config);
             }
         }
     }
 
     /// The user trusts what the server presented: remembered, and the waiting login goes on.
     fn trust_server(&mut self, app: &mut App, contact: &FirstContact) {
+        if let Some(index) = self.probing.take() {
+            if let Err(e) = self.trust.trust_instance(index, contact) {
+                self.waiting = None;
+                return app.login_error(&e);
+            }
+            return self.go_on(app);
+        }
         let ServerTrust::FirstContact { known, key, .. } = &self.trust else {
             return;
         };

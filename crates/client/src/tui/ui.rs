@@ -516,8 +516,10 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
         online,
         app.status.outbox
     );
+    // With several instances, the one the client is on (`on host2 (2/3)`) instead of the list.
+    let address = app.status.instance.as_ref().map_or(&app.server, |on| on);
     let mut left = usize::from(area.width)
-        .saturating_sub(text_width(&fixed) + heartbeat_len + text_width(&app.server));
+        .saturating_sub(text_width(&fixed) + heartbeat_len + text_width(address));
     let topic = match &room {
         Some(_) if !view.topic.is_empty() && left >= 8 => {
             let topic = sanitize(&view.topic);
@@ -535,9 +537,9 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
     // The server's name goes first when space is short; the address stays.
     let server = match &app.status.server_name {
         Some(name) if text_width(name) + 3 <= left => {
-            format!("{} ({})", app.server, sanitize(name))
+            format!("{address} ({})", sanitize(name))
         }
-        _ => app.server.clone(),
+        _ => address.clone(),
     };
     let heartbeat = match app.status.last_heartbeat {
         Some(at) => format!("♥ {}", age(app.now.saturating_duration_since(at))),
@@ -1244,6 +1246,23 @@ mod tests {
             );
             assert_eq!(buf[(1, 6)].fg, color, "{state}");
         }
+    }
+
+    #[test]
+    fn status_bar_names_the_instance_of_a_server_list() {
+        let mut app = app();
+        app.server = "10.0.0.5,10.0.0.6".into();
+        app.status.state = ConnState::Active;
+        app.status.server_name = Some("Office".into());
+        app.status.instance = Some("on 10.0.0.6 (2/2)".into());
+        let status = &rows(&draw(&app, 100, 8))[6];
+        assert!(
+            status.starts_with(" ACTIVE │ on 10.0.0.6 (2/2) (Office) │ alice │"),
+            "{status}"
+        );
+        // Narrow: the instance stays, the server's name goes.
+        let status = &rows(&draw(&app, 60, 8))[6];
+        assert!(status.contains("on 10.0.0.6 (2/2) │"), "{status}");
     }
 
     #[test]

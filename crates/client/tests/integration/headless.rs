@@ -121,6 +121,30 @@ fn headless_sends_stdin_lines_and_prints_every_record() {
     bob.close();
 }
 
+/// A server list whose first instance is down: the client logs in on the second, says where on
+/// standard error, and sends; a list with an empty entry is a usage error.
+#[test]
+fn headless_with_a_server_list_logs_in_on_the_instance_that_answers() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "frank's password\n").unwrap();
+    let mut a = args(&server, "frank", &pw, &dir.path().join("f.db"));
+    a[0] = "127.0.0.3,127.0.0.1".into();
+    a.push("--register".into());
+    let out = run(&a, "over there\n");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stderr.contains("on 127.0.0.1 (2/2)"), "{stderr}");
+    assert!(stdout.ends_with("] frank: over there\n"), "{stdout}");
+
+    a[0] = "127.0.0.1,,127.0.0.2".into();
+    let out = run(&a, "");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("entry 2 of the server list"), "{stderr}");
+}
+
 #[test]
 fn headless_json_output() {
     let server = Server::start();

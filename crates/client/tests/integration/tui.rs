@@ -287,6 +287,16 @@ fn tui_registers_sends_receives_and_restores_the_terminal() {
 /// `server` (in the foreground: it owns the terminal, so a test can signal exactly that process),
 /// logging to `dir/client.log`. Returns the script, the log and the pid file.
 fn password_file_client(server: &Server, user: &str, dir: &Path) -> (String, PathBuf, PathBuf) {
+    password_file_client_of(server, "127.0.0.1", user, dir)
+}
+
+/// [`password_file_client`] with `server_arg` as the server argument (a list, say).
+fn password_file_client_of(
+    server: &Server,
+    server_arg: &str,
+    user: &str,
+    dir: &Path,
+) -> (String, PathBuf, PathBuf) {
     let password = format!("{user}-password");
     register(server, user, &password);
     let pw = dir.join("pw");
@@ -295,7 +305,7 @@ fn password_file_client(server: &Server, user: &str, dir: &Path) -> (String, Pat
     let pid_file = dir.join("pid");
     let mut args = vec![
         env!("CARGO_BIN_EXE_gc-client").to_owned(),
-        "127.0.0.1".into(),
+        server_arg.into(),
         "--user".into(),
         user.into(),
         "--password-file".into(),
@@ -340,6 +350,27 @@ fn tui_logs_in_with_a_password_file_and_stops_on_sigterm() {
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(log_text.contains("signal 15"), "{log_text}");
     assert!(log_text.contains("session ended with Bye"), "{log_text}");
+}
+
+/// With a server list whose first instance is down, the client logs in on the second and the
+/// status bar says so.
+#[test]
+fn tui_status_bar_names_the_instance_of_a_server_list() {
+    let Some(tmux) = Tmux::start() else {
+        return;
+    };
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on 127.0.0.3 at the server's ports.
+    let (script, log, _pid) =
+        password_file_client_of(&server, "127.0.0.3,127.0.0.1", "erin", dir.path());
+    tmux.type_text(&format!("sh -c {}; echo GC-EXIT-$?", sh_quote(&script)));
+    tmux.key("Enter");
+    let screen = tmux.wait_for("│ on 127.0.0.1 (2/2) │", &log);
+    assert!(!screen.contains("127.0.0.3,"), "{screen}");
+    tmux.type_text("/quit");
+    tmux.key("Enter");
+    tmux.wait_for("GC-EXIT-0", &log);
 }
 
 /// The mouse wheel scrolls the messages in a real terminal: the client turns on SGR mouse
