@@ -40,7 +40,8 @@ pub fn config(server: &TestServer, user: &str, password: &str) -> ClientConfig {
 /// [`config`] for the server at `target` (one in another process, say).
 pub fn config_for(target: &crate::Target, user: &str, password: &str) -> ClientConfig {
     init_logging();
-    let mut c = ClientConfig::new("127.0.0.1", user, password);
+    let ip = target.addrs.connect.ip().to_string();
+    let mut c = ClientConfig::new(ip.as_str(), user, password);
     c.tls = match target.fingerprint {
         Some(fingerprint) => ClientTls::Pinned(ServerPin {
             fingerprint,

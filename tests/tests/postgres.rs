@@ -391,3 +391,322 @@ fn accounts_are_shared_and_unique_without_regard_to_case() {
     assert_eq!(one.remove("BOB").expect("remove").username.as_str(), "bob");
     assert!(two.get("bob").expect("get").is_none());
 }
+
+// ───────────────────────────── instances end to end ─────────────────────────────
+
+mod instances {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use gc_tests::client::{TestClient, config};
+    use gc_tests::{PASSWORD, TestServer};
+
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+    }
+
+    /// An instance on 127.0.0.`last` over the database `db`. With `like`, it takes the same
+    /// ports and TLS identity (what a client's server list shares).
+    fn instance(db: &TestDb, last: u8, like: Option<&TestServer>) -> TestServer {
+        let identity = like.map(|s| s.data_dir().join(gc_net::identity::IDENTITY_DIR));
+        let ports = like.map(TestServer::ports);
+        TestServer::start_with(|c| {
+            c.bind = ip(last);
+            c.store = Some(db.url.clone());
+            if let (Some(dir), Some(p)) = (identity, ports) {
+                c.tls_cert = Some(dir.join("cert.pem"));
+                c.tls_key = Some(dir.join("key.pem"));
+                c.connect_port = p.connect;
+                c.auth_port = p.auth;
+                c.send_port = p.send;
+            }
+        })
+    }
+
+    fn bodies_in_db(db: &TestDb) -> Vec<(i64, String)> {
+        let mut c = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+        c.query("SELECT id, body FROM gc_messages ORDER BY id", &[])
+            .expect("query")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    }
+
+    #[test]
+    fn three_instances_deliver_every_message_to_everyone_once_in_id_order() {
+        let Some(db) = pg::database() else { return };
+        let servers: Vec<TestServer> = (1..=3).map(|n| instance(&db, n, None)).collect();
+        // Each user registers on one instance; the account is everyone's.
+        let mut clients: Vec<TestClient> = ["alice", "bob", "carol"]
+            .iter()
+            .zip(&servers)
+            .map(|(name, server)| {
+                let mut cfg = config(server, name, PASSWORD);
+                cfg.register = true;
+                let mut c = TestClient::start(cfg);
+                c.wait_active();
+                c
+            })
+            .collect();
+        let mut sent = Vec::new();
+        for round in 0..15 {
+            for (i, c) in clients.iter().enumerate() {
+                let text = format!("{} says {round}", ["alice", "bob", "carol"][i]);
+                c.send(&text);
+                sent.push(text);
+            }
+        }
+        let n = sent.len();
+        for c in &mut clients {
+            c.wait_records(n);
+            c.wait_acked(n / 3);
+        }
+        let mut want = sent.clone();
+        want.sort();
+        for c in &clients {
+            // `TestClient` already checks that every record's id is above the one before.
+            let mut got = c.bodies();
+            got.sort();
+            assert_eq!(got, want, "every message, once");
+            assert_eq!(c.ids(), (1..=n as u64).collect::<Vec<_>>());
+        }
+        let stored = bodies_in_db(&db);
+        assert_eq!(stored.len(), n, "stored once each");
+        assert_eq!(
+            stored.iter().map(|r| r.0).collect::<Vec<_>>(),
+            (1..=n as i64).collect::<Vec<_>>()
+        );
+
+        // An account made through one instance logs in through another.
+        let mut cfg = config(&servers[2], "alice", PASSWORD);
+        cfg.cache_path = None;
+        let mut again = TestClient::start(cfg);
+        again.wait_active();
+        assert_eq!(again.close(), 0);
+        for c in &mut clients {
+            assert_eq!(c.close(), 0);
+        }
+    }
+
+    #[test]
+    fn a_client_fails_over_when_its_instance_stops_and_nothing_is_lost_or_doubled() {
+        let Some(db) = pg::database() else { return };
+        let mut a = instance(&db, 1, None);
+        let b = instance(&db, 2, Some(&a));
+        let list = "127.0.0.1,127.0.0.2";
+        let mut alice_cfg = config(&a, "alice", PASSWORD);
+        alice_cfg.server = list.into();
+        alice_cfg.register = true;
+        let mut alice = TestClient::start(alice_cfg);
+        alice.wait_active();
+        let mut bob_cfg = config(&b, "bob", PASSWORD);
+        bob_cfg.register = true;
+        let mut bob = TestClient::start(bob_cfg);
+        bob.wait_active();
+
+        let mut sent = Vec::new();
+        for i in 1..=30 {
+            let text = format!("through the failover {i}");
+            alice.send(&text);
+            sent.push(text);
+            if i == 10 {
+                alice.wait_acked(5);
+                a.stop();
+            }
+        }
+        let n = sent.len();
+        alice.wait_records(n);
+        alice.wait_acked(n);
+        bob.wait_records(n);
+        for c in [&alice, &bob] {
+            let mut got = c.bodies();
+            got.sort();
+            let mut want = sent.clone();
+            want.sort();
+            assert_eq!(got, want, "every message once");
+        }
+        let stored = bodies_in_db(&db);
+        assert_eq!(stored.len(), n, "nothing stored twice: {stored:?}");
+        let on = alice.client().status().instance.expect("instance");
+        assert_eq!(on.ip, ip(2));
+        assert_eq!(alice.close(), 0);
+        assert_eq!(bob.close(), 0);
+        drop(b);
+    }
+}
+
+// ───────────────────────────── the database goes away ─────────────────────────────
+
+mod outage {
+    use std::io;
+    use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use gc_client_core::ConnState;
+    use gc_tests::client::{TestClient, config};
+    use gc_tests::{PASSWORD, TestServer};
+
+    use super::*;
+
+    /// A TCP relay in front of PostgreSQL that the test cuts (every connection closed, new ones
+    /// closed at once) and restores: the database "goes away" for one server only, without
+    /// touching the cluster the other tests share.
+    struct Relay {
+        addr: SocketAddr,
+        up: Arc<AtomicBool>,
+        stop: Arc<AtomicBool>,
+        conns: Arc<Mutex<Vec<TcpStream>>>,
+        accept: Option<thread::JoinHandle<()>>,
+    }
+
+    impl Relay {
+        fn to(upstream: SocketAddr) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let up = Arc::new(AtomicBool::new(true));
+            let stop = Arc::new(AtomicBool::new(false));
+            let conns = Arc::new(Mutex::new(Vec::new()));
+            let accept = {
+                let (up, stop, conns) = (Arc::clone(&up), Arc::clone(&stop), Arc::clone(&conns));
+                thread::Builder::new()
+                    .name("relay-accept".into())
+                    .spawn(move || {
+                        for client in listener.incoming() {
+                            if stop.load(Ordering::Acquire) {
+                                return;
+                            }
+                            let Ok(client) = client else { continue };
+                            if !up.load(Ordering::Acquire) {
+                                continue; // dropped: closed at once
+                            }
+                            let Ok(server) = TcpStream::connect(upstream) else {
+                                continue;
+                            };
+                            let pipes = [
+                                (client.try_clone(), server.try_clone()),
+                                (server.try_clone(), client.try_clone()),
+                            ];
+                            if let Ok(mut list) = conns.lock() {
+                                list.push(client);
+                                list.push(server);
+                            }
+                            for (from, to) in pipes {
+                                if let (Ok(mut from), Ok(mut to)) = (from, to) {
+                                    let _ = thread::Builder::new().name("relay-pipe".into()).spawn(
+                                        move || {
+                                            let _ = io::copy(&mut from, &mut to);
+                                            let _ = to.shutdown(Shutdown::Both);
+                                            let _ = from.shutdown(Shutdown::Both);
+                                        },
+                                    );
+                                }
+                            }
+                        }
+                    })
+                    .expect("relay thread")
+            };
+            Self {
+                addr,
+                up,
+                stop,
+                conns,
+                accept: Some(accept),
+            }
+        }
+
+        fn cut(&self) {
+            self.up.store(false, Ordering::Release);
+            if let Ok(mut list) = self.conns.lock() {
+                for c in list.drain(..) {
+                    let _ = c.shutdown(Shutdown::Both);
+                }
+            }
+        }
+
+        fn restore(&self) {
+            self.up.store(true, Ordering::Release);
+        }
+    }
+
+    impl Drop for Relay {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Release);
+            self.cut();
+            let _ = TcpStream::connect(self.addr);
+            if let Some(h) = self.accept.take() {
+                let _ = h.join();
+            }
+        }
+    }
+
+    /// `url` with its host and port replaced by `addr`.
+    fn through(url: &str, addr: SocketAddr) -> String {
+        let (scheme_user, rest) = url.split_once('@').expect("user@host");
+        let (_, path) = rest.split_once('/').expect("host/db");
+        format!("{scheme_user}@{addr}/{path}")
+    }
+
+    fn upstream(url: &str) -> SocketAddr {
+        let (_, rest) = url.split_once('@').expect("user@host");
+        let (host, _) = rest.split_once('/').expect("host/db");
+        host.parse().expect("host:port")
+    }
+
+    #[test]
+    fn while_the_database_is_away_sessions_stay_and_messages_wait_then_go_once() {
+        let Some(db) = pg::database() else { return };
+        let relay = Relay::to(upstream(&db.url));
+        let relayed = through(&db.url, relay.addr);
+        let server = TestServer::start_with(|c| c.store = Some(relayed));
+        let mut cfg = config(&server, "alice", PASSWORD);
+        cfg.register = true;
+        let mut alice = TestClient::start(cfg);
+        alice.wait_active();
+        for i in 1..=3 {
+            alice.send(&format!("before {i}"));
+        }
+        alice.wait_records(3);
+
+        relay.cut();
+        alice.send("while the database is away");
+        // The server answers `internal` and the client keeps the message; the session stays.
+        // (Time has to pass here: what is checked is that nothing changes meanwhile.)
+        thread::sleep(Duration::from_secs(2));
+        let count = || -> i64 {
+            let mut c = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+            c.query_one("SELECT count(*) FROM gc_messages", &[])
+                .expect("count")
+                .get(0)
+        };
+        assert_eq!(count(), 3, "nothing could be stored");
+        assert_eq!(
+            alice.client().state(),
+            ConnState::Active,
+            "the session stayed"
+        );
+        assert_eq!(
+            alice.client().outbox().len(),
+            1,
+            "the message waits in the outbox"
+        );
+
+        relay.restore();
+        alice.wait_records(4);
+        alice.wait_acked(4);
+        assert_eq!(
+            alice.bodies(),
+            [
+                "before 1",
+                "before 2",
+                "before 3",
+                "while the database is away"
+            ]
+        );
+        assert_eq!(alice.ids(), vec![1, 2, 3, 4]);
+        assert_eq!(count(), 4, "stored once");
+        assert_eq!(alice.close(), 0);
+        drop(server);
+    }
+}

@@ -299,10 +299,12 @@ impl PgMessages {
             .run("the stop notification", |c, _| {
                 c.execute("SELECT pg_notify($1, '')", &[&channel])
             });
-        if let Some(handle) = self.follower.lock().take()
-            && handle.join().is_err()
-        {
-            tracing::error!("the database follower thread panicked");
+        if let Some(handle) = self.follower.lock().take() {
+            // The follower itself may drop the last reference (through its waker): it ends on
+            // its own then, and must not wait for itself.
+            if handle.thread().id() != thread::current().id() && handle.join().is_err() {
+                tracing::error!("the database follower thread panicked");
+            }
         }
     }
 }
@@ -857,6 +859,10 @@ impl MessageLog for PgMessages {
     fn sync(&self) -> Result<(), StoreError> {
         // Every acknowledged append was committed; PostgreSQL made it durable then.
         Ok(())
+    }
+
+    fn stop(&self) {
+        self.close();
     }
 
     fn set_waker(&self, waker: Waker) {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use gc_protocol::scram::{derive_verifier, random_salt};
 use gc_protocol::{Timestamp, Username, Visibility};
-use gc_store::{Account, Accounts, DataDirLock, Rooms, StoreError};
+use gc_store::{Account, AccountStore, Accounts, DataDirLock, Rooms, StoreError};
 
 use crate::cli::{DbCommand, ExportFormat, OnOff, RoomCommand, UserCommand};
 use crate::config::Config;
@@ -64,11 +64,10 @@ pub fn user(
     };
     match cmd {
         UserCommand::List => {
-            let accounts = Accounts::open(&paths::accounts(dir))?;
-            let list = accounts.list();
+            let (accounts, _lock, place) = open_accounts(config, false)?;
+            let list = accounts.list()?;
             if list.is_empty() {
-                writeln!(out, "no accounts in {}", paths::accounts(dir).display())
-                    .map_err(write_err)?;
+                writeln!(out, "no accounts in {place}").map_err(write_err)?;
             }
             for a in list {
                 writeln!(
@@ -87,9 +86,8 @@ pub fn user(
             password_stdin,
         } => {
             let username = valid_name(name)?;
-            let _lock = lock(dir)?;
-            let accounts = Accounts::open(&paths::accounts(dir))?;
-            if accounts.get(username.as_str()).is_some() {
+            let (accounts, _lock, _) = open_accounts(config, true)?;
+            if accounts.get(username.as_str())?.is_some() {
                 return Err(ServerError::Usage(format!(
                     "an account named {username} already exists (names ignore case)"
                 )));
@@ -100,8 +98,7 @@ pub fn user(
             Ok(())
         }
         UserCommand::Remove { name } => {
-            let _lock = lock(dir)?;
-            let accounts = Accounts::open(&paths::accounts(dir))?;
+            let (accounts, _lock, _) = open_accounts(config, true)?;
             match accounts.remove(name) {
                 Ok(removed) => {
                     writeln!(out, "removed {}", removed.username).map_err(write_err)?;
@@ -117,9 +114,8 @@ pub fn user(
             name,
             password_stdin,
         } => {
-            let _lock = lock(dir)?;
-            let accounts = Accounts::open(&paths::accounts(dir))?;
-            let Some(existing) = accounts.get(name) else {
+            let (accounts, _lock, _) = open_accounts(config, true)?;
+            let Some(existing) = accounts.get(name)? else {
                 return Err(ServerError::Usage(format!("no account named {name}")));
             };
             let password = acceptable(passwords.new_password(name, *password_stdin)?)?;
@@ -130,9 +126,10 @@ pub fn user(
             Ok(())
         }
         UserCommand::Admin { name, state } => {
+            // The rooms' files are in the data dir whatever holds the accounts: lock it.
             let _lock = lock(dir)?;
-            let accounts = Accounts::open(&paths::accounts(dir))?;
-            let Some(account) = accounts.get(name) else {
+            let (accounts, _, _) = open_accounts(config, false)?;
+            let Some(account) = accounts.get(name)? else {
                 return Err(ServerError::Usage(format!("no account named {name}")));
             };
             let (rooms, _) = Rooms::open(dir)?;
@@ -320,6 +317,32 @@ fn open_store(
     })
 }
 
+/// What [`open_accounts`] gives: the accounts, the data dir's lock if taken, where they are.
+type OpenedAccounts = (Box<dyn AccountStore>, Option<DataDirLock>, String);
+
+/// The accounts the configuration names, where they are (for messages), and the data dir's
+/// lock when they are its file and `change` is asked (a running server must not be changed
+/// under; a shared database is made for it).
+fn open_accounts(config: &Config, change: bool) -> Result<OpenedAccounts, ServerError> {
+    if let Some(url) = &config.store {
+        let url = config.database_url(url)?;
+        gc_pgstore::migrate(&url)?;
+        return Ok((
+            Box::new(gc_pgstore::PgAccounts::new(&url)),
+            None,
+            url.to_string(),
+        ));
+    }
+    let dir = &config.data_dir;
+    let held = if change { Some(lock(dir)?) } else { None };
+    let path = paths::accounts(dir);
+    Ok((
+        Box::new(Accounts::open(&path)?),
+        held,
+        path.display().to_string(),
+    ))
+}
+
 /// Runs `gc-server db …`. Returns whether the store is healthy (for `check`'s exit code).
 pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool, ServerError> {
     let dir = &config.data_dir;
@@ -329,6 +352,29 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
         source,
     };
     match cmd {
+        DbCommand::Migrate => {
+            let Some(url) = &config.store else {
+                return Err(ServerError::Usage(
+                    "db migrate is for a PostgreSQL store: give its URL with --store URL, \
+                     GC_STORE=URL or store = \"URL\" in the config file (the flat files need no \
+                     migration)"
+                        .into(),
+                ));
+            };
+            let url = config.database_url(url)?;
+            let r = gc_pgstore::migrate(&url)?;
+            if r.applied.is_empty() {
+                writeln!(out, "{url}: schema version {}, up to date", r.to)
+            } else {
+                for (version, name) in &r.applied {
+                    writeln!(out, "{url}: applied migration {version} ({name})")
+                        .map_err(write_err)?;
+                }
+                writeln!(out, "{url}: schema version {} (was {})", r.to, r.from)
+            }
+            .map_err(write_err)?;
+            Ok(true)
+        }
         DbCommand::Check => {
             let r = gc_store::check(dir)?;
             for f in &r.files {

@@ -66,6 +66,13 @@ pub struct RunArgs {
     /// regardless [default: 1000].
     #[arg(long, value_name = "MS")]
     pub heartbeat_interval_ms: Option<u64>,
+    /// Keep messages and accounts in PostgreSQL, shared by every instance given the same URL:
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (the schema is created or upgraded at
+    /// start). Better given in the environment (GC_STORE) or the config file than on the
+    /// command line, where other users of the machine can read the password [default: the data
+    /// dir's flat files].
+    #[arg(long, value_name = "URL", env = "GC_STORE", hide_env_values = true)]
+    pub store: Option<String>,
     /// When an acknowledged message is on disk: `always` (fsync each), `batch` (group commit,
     /// acknowledged after the fsync) or `never` (leave it to the OS) [default: batch].
     #[arg(long, value_name = "POLICY")]
@@ -276,6 +283,9 @@ pub enum RoomCommand {
 /// `gc-server db …`
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
+    /// Create or upgrade the PostgreSQL schema of --store (also done at every start; two
+    /// instances doing it at once take turns). Refuses a schema made by a newer gc-server.
+    Migrate,
     /// Validate every line of every room's file (database.db for #general, rooms/*.db for
     /// the others); safe while the server runs. Exit code 1 if a line is bad.
     Check,
@@ -357,6 +367,9 @@ impl Cli {
                 .or(file.heartbeat_interval_ms)
                 .map(ms),
         );
+        if let Some(url) = r.store.clone().or(file.store) {
+            c.store = Some(url);
+        }
         if let Some(f) = r.fsync.as_deref().or(file.fsync.as_deref()) {
             c.fsync = parse_fsync(f)?;
         }

@@ -108,6 +108,9 @@ pub struct Config {
     pub reuse_connections: bool,
     /// Records kept in memory for delivery.
     pub tail_capacity: usize,
+    /// Where messages and accounts live: `None` for the flat files of the data dir, or a
+    /// `postgres://` URL shared by several instances (issue #13).
+    pub store: Option<String>,
     /// Where server plugins are loaded from (`None`: `<data dir>/mods`).
     pub mods_dir: Option<PathBuf>,
     /// Print the listening addresses on standard output once bound (`--print-addrs`; only
@@ -158,6 +161,7 @@ impl Default for Config {
             history_on_join: 200,
             reuse_connections: true,
             tail_capacity: 10_000,
+            store: None,
             mods_dir: None,
             print_addrs: false,
             // Until the client and the tests speak TLS (issue #11 lands in steps).
@@ -170,8 +174,21 @@ impl Default for Config {
 
 impl Config {
     /// Checks values that parse but make no sense, with a message that says what is allowed.
+    /// The store URL, parsed (`store` must be a `postgres://` URL or libpq key=value string).
+    pub fn database_url(&self, url: &str) -> Result<gc_pgstore::DbUrl, ServerError> {
+        url.parse().map_err(|e: gc_pgstore::PgError| {
+            ServerError::Config(format!(
+                "store: {e} (give a postgres://USER:PASSWORD@HOST:PORT/DATABASE URL, or leave \
+                 store unset for the data dir's flat files)"
+            ))
+        })
+    }
+
     pub fn validate(&self) -> Result<(), ServerError> {
         let bad = |what: &str| Err(ServerError::Config(what.to_owned()));
+        if let Some(url) = &self.store {
+            self.database_url(url)?;
+        }
         if self.heartbeat_interval < Duration::from_millis(10) {
             return bad("heartbeat-interval-ms must be at least 10");
         }
@@ -234,6 +251,8 @@ pub struct FileConfig {
     pub heartbeat_interval_ms: Option<u64>,
     /// See [`Config::fsync`].
     pub fsync: Option<String>,
+    /// See [`Config::store`].
+    pub store: Option<String>,
     /// `open` or `closed`.
     pub registration: Option<String>,
     /// `open` or `admins` (see [`Config::room_creation`]).

@@ -45,6 +45,9 @@ pub enum ServerError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] gc_store::StoreError),
+    /// The shared database (PostgreSQL) failed.
+    #[error(transparent)]
+    Database(#[from] gc_pgstore::PgError),
     /// The TLS identity could not be made or read.
     #[error(transparent)]
     Tls(#[from] gc_net::NetError),

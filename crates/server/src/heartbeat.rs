@@ -130,8 +130,14 @@ pub fn run(shared: Arc<ServerState>, session: Arc<Session>) {
                     break;
                 }
                 peer.forget();
-                missed += 1;
-                tracing::warn!(session = %session.label(), missed, "missed heartbeat: {e}");
+                // The store failing (a shared database away) is not the client's fault: its
+                // session stays, and delivery resumes when the store answers again.
+                if matches!(e, CycleError::Store(_)) {
+                    tracing::warn!(session = %session.label(), "delivery postponed: {e}");
+                } else {
+                    missed += 1;
+                    tracing::warn!(session = %session.label(), missed, "missed heartbeat: {e}");
+                }
                 if missed >= MAX_MISSED {
                     tracing::info!(
                         user = %session.user, addr = %session.ip,

@@ -186,27 +186,31 @@ impl Stored {
         if self.newest == 0 {
             return;
         }
-        if self.rooms.iter().any(Room::is_general) {
-            shared.notifier.new_message(self.newest);
-        } else {
-            let members: Vec<_> = self
-                .rooms
-                .iter()
-                .map(|r| shared.rooms.member_keys(r))
-                .collect();
-            let mut bells = Vec::new();
-            shared.registry.gc3_bells_of(
-                members
-                    .iter()
-                    .flat_map(|m| m.iter())
-                    .chain(self.users.iter().map(String::as_str)),
-                &mut bells,
-            );
-            shared
-                .notifier
-                .new_message_for(self.newest, bells.iter().map(|b| &**b));
-        }
+        wake_for(shared, self.newest, &self.rooms, &self.users);
         *self = Self::default();
+    }
+}
+
+/// Wakes the heartbeat threads owed records up to `newest` in `rooms` (and those of `users`):
+/// everyone's for `#general`, else only the rooms' members' (with 50 rooms, a message wakes one
+/// fiftieth of the sessions). The others see the new id at their next interval and find nothing
+/// for them. For this instance's own appends and for those another instance stored.
+pub(crate) fn wake_for(shared: &ServerState, newest: u64, rooms: &[Room], users: &[String]) {
+    if rooms.iter().any(Room::is_general) {
+        shared.notifier.new_message(newest);
+    } else {
+        let members: Vec<_> = rooms.iter().map(|r| shared.rooms.member_keys(r)).collect();
+        let mut bells = Vec::new();
+        shared.registry.gc3_bells_of(
+            members
+                .iter()
+                .flat_map(|m| m.iter())
+                .chain(users.iter().map(String::as_str)),
+            &mut bells,
+        );
+        shared
+            .notifier
+            .new_message_for(newest, bells.iter().map(|b| &**b));
     }
 }
 
@@ -412,10 +416,15 @@ fn store_msgs(
                 }
                 Err(e) => {
                     tracing::error!(user = %user, "cannot store a message: {e}");
-                    SendReply::Err(ErrorFrame::new(
-                        ErrorCode::Internal,
-                        "the server could not store your message; it was not sent; retry later",
-                    ))
+                    // `internal` (not a new code) so that every client, old ones included,
+                    // keeps the message and sends it again.
+                    let text = if matches!(e, gc_store::StoreError::Unavailable { .. }) {
+                        "the message store is unavailable; your message was not stored yet; \
+                         retry later"
+                    } else {
+                        "the server could not store your message; it was not sent; retry later"
+                    };
+                    SendReply::Err(ErrorFrame::new(ErrorCode::Internal, text))
                 }
             });
         }

@@ -13,7 +13,7 @@ use gc_protocol::{
     ConnectPing, ConnectReply, ErrorCode, ErrorFrame, Fingerprint, ProtocolError, Registration,
     VERSION, VERSION_ROOMS, VERSION_TLS,
 };
-use gc_store::{Accounts, MessageStore, Rooms, StoreConfig};
+use gc_store::{AccountStore, Accounts, DataDirLock, MessageLog, MessageStore, Rooms, StoreConfig};
 
 use crate::config::Config;
 use crate::error::ServerError;
@@ -33,6 +33,8 @@ pub struct ServerHandle {
     fingerprint: Option<Fingerprint>,
     accept_threads: Vec<JoinHandle<()>>,
     stopped: bool,
+    /// The data dir's lock when the store does not hold it (PostgreSQL).
+    _lock: Option<DataDirLock>,
 }
 
 impl ServerHandle {
@@ -98,6 +100,7 @@ impl ServerHandle {
         if let Err(e) = self.shared.store.sync() {
             tracing::error!("final fsync of the store failed: {e}");
         }
+        self.shared.store.stop();
         self.stopped = true;
         tracing::info!("server stopped");
     }
@@ -142,9 +145,30 @@ fn begin_shutdown(shared: &ServerState, addrs: &ServerAddrs) {
     shared.cut_connections();
 }
 
-/// Opens the store and accounts, binds the three ports and starts the accept threads.
-pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
-    config.validate()?;
+/// What [`open_storage`] opens: the messages, the accounts, and the data dir's lock when the
+/// messages are elsewhere (the flat-file store holds it itself).
+type Storage = (
+    Arc<dyn MessageLog>,
+    Arc<dyn AccountStore>,
+    Option<DataDirLock>,
+);
+
+/// Opens the messages and accounts where the configuration says: the data dir's flat files, or
+/// the PostgreSQL database shared with other instances (migrated first).
+fn open_storage(config: &Config) -> Result<Storage, ServerError> {
+    if let Some(url) = &config.store {
+        let url = config.database_url(url)?;
+        // The data dir still holds this instance's own files (TLS identity, rooms, plugins):
+        // one instance per data dir.
+        let lock = DataDirLock::acquire(&config.data_dir)?;
+        let (messages, accounts) = gc_pgstore::open(
+            &url,
+            &gc_pgstore::PgConfig {
+                tail_capacity: config.tail_capacity,
+            },
+        )?;
+        return Ok((Arc::new(messages), Arc::new(accounts), Some(lock)));
+    }
     let (store, report) = MessageStore::open(
         &config.data_dir,
         StoreConfig {
@@ -153,16 +177,23 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
             ..StoreConfig::default()
         },
     )?;
-    tracing::info!(
-        "opened {} ({} messages, newest id {})",
-        paths::database(&config.data_dir).display(),
-        store.len(),
-        store.newest_id()
-    );
     if report.torn_tail.is_some() {
         tracing::warn!("a torn last line was moved to database.db.corrupt (a crash mid-write)");
     }
     let accounts = Accounts::open(&paths::accounts(&config.data_dir))?;
+    Ok((Arc::new(store), Arc::new(accounts), None))
+}
+
+/// Opens the store and accounts, binds the three ports and starts the accept threads.
+pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
+    config.validate()?;
+    let (store, accounts, lock) = open_storage(&config)?;
+    tracing::info!(
+        "opened {} ({} messages, newest id {})",
+        store.describe(),
+        store.len(),
+        store.newest_id()
+    );
     let (rooms, rooms_report) = Rooms::open(&config.data_dir)?;
     if !rooms_report.is_clean() {
         tracing::warn!(
@@ -193,13 +224,15 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
     };
     let (tls, fingerprint) = crate::tls::server_config(&config)?.unzip();
     let shared = Arc::new(ServerState::new(
-        config,
-        Arc::new(store),
-        Arc::new(accounts),
-        rooms,
-        plugins,
-        tls,
+        config, store, accounts, rooms, plugins, tls,
     ));
+    // Records another instance stored wake the heartbeat threads owed them, as our own do.
+    let weak = Arc::downgrade(&shared);
+    shared.store.set_waker(Arc::new(move |arrived| {
+        if let Some(shared) = weak.upgrade() {
+            crate::listener::wake_for(&shared, arrived.newest, &arrived.rooms, &[]);
+        }
+    }));
     let mut accept_threads = Vec::new();
     let mut spawn = |name: &str, listener: TcpListener, role: Role| {
         let sh = Arc::clone(&shared);
@@ -221,6 +254,7 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
         fingerprint,
         accept_threads,
         stopped: false,
+        _lock: lock,
     };
     started?;
     tracing::info!("{}", addrs.listening_line());

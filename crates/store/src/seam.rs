@@ -71,6 +71,8 @@ pub trait MessageLog: Send + Sync + fmt::Debug {
     fn last_n_start_in(&self, rooms: &[Room], n: usize) -> u64;
     /// Makes everything acknowledged durable (at shutdown).
     fn sync(&self) -> Result<()>;
+    /// Stops the store's own threads, if it has any (at shutdown; reads still work after).
+    fn stop(&self) {}
     /// Registers what to call when records arrive from elsewhere (another instance). A store
     /// that only this process writes never calls it: the server announces its own appends.
     fn set_waker(&self, _waker: Waker) {}
