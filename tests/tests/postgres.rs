@@ -710,3 +710,182 @@ mod outage {
         drop(server);
     }
 }
+
+// ───────────────────────────── shared room metadata ─────────────────────────────
+
+mod rooms {
+    use gc_client_core::Event;
+    use gc_pgstore::PgRooms;
+    use gc_protocol::Visibility;
+    use gc_store::{Rooms, Standing};
+    use gc_tests::client::{TestClient, config};
+    use gc_tests::{PASSWORD, TestServer};
+
+    use super::*;
+
+    fn shared(db: &TestDb, dir: &std::path::Path) -> Rooms {
+        Rooms::open_shared(dir, Arc::new(PgRooms::new(&url(db))))
+            .expect("open shared rooms")
+            .0
+    }
+
+    #[test]
+    fn two_instances_never_overwrite_each_others_room_changes() {
+        let Some(db) = pg::database() else { return };
+        gc_pgstore::migrate(&url(&db)).expect("migrate");
+        let dir = tempfile::tempdir().expect("dir");
+        let (a, b) = (shared(&db, dir.path()), shared(&db, dir.path()));
+        let dev = Room::new("#dev").expect("room");
+        let now = Timestamp::from_micros(1_750_000_000_000_000);
+        a.create(
+            &dev,
+            Visibility::Public,
+            &user("alice"),
+            "semi;colons \\ and\nlines",
+            now,
+        )
+        .expect("create");
+        // b's copy is stale: its change is applied to the newer state, not over it.
+        b.set_standing(
+            &dev,
+            &user("bob"),
+            Standing::Role(gc_protocol::RoomRole::Member),
+        )
+        .expect("join through b");
+        assert!(b.is_member(&dev, &user("alice")), "b reloaded a's change");
+        assert!(
+            a.refresh().expect("refresh"),
+            "a sees that b changed something"
+        );
+        assert!(a.is_member(&dev, &user("bob")));
+        assert_eq!(
+            a.get(&dev).expect("room").topic,
+            "semi;colons \\ and\nlines"
+        );
+        assert!(!a.refresh().expect("refresh"), "nothing new");
+
+        // Concurrent changes through both: every one of them is kept.
+        let a = Arc::new(a);
+        let b = Arc::new(b);
+        let threads: Vec<_> = (0..2)
+            .map(|t| {
+                let rooms = if t == 0 {
+                    Arc::clone(&a)
+                } else {
+                    Arc::clone(&b)
+                };
+                let dev = dev.clone();
+                thread::spawn(move || {
+                    for i in 0..15 {
+                        rooms
+                            .set_standing(
+                                &dev,
+                                &user(&format!("u{t}x{i}")),
+                                Standing::Role(gc_protocol::RoomRole::Member),
+                            )
+                            .expect("join");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        a.refresh().expect("refresh");
+        b.refresh().expect("refresh");
+        for rooms in [&a, &b] {
+            assert_eq!(rooms.members(&dev).len(), 2 + 30, "no change lost");
+        }
+        b.set_admin(&user("carol"), true).expect("admin");
+        a.refresh().expect("refresh");
+        assert!(a.is_admin(&user("CAROL")));
+        a.remove(&dev).expect("remove");
+        b.refresh().expect("refresh");
+        assert!(b.get(&dev).is_none());
+        assert!(b.members(&dev).is_empty());
+    }
+
+    #[test]
+    fn a_room_made_on_one_instance_is_joined_and_used_on_another() {
+        let Some(db) = pg::database() else { return };
+        let a = TestServer::start_with(|c| {
+            c.store = Some(db.url.clone());
+        });
+        let b = TestServer::start_with(|c| {
+            c.bind = "127.0.0.2".parse().expect("ip");
+            c.store = Some(db.url.clone());
+        });
+        let start = |server: &TestServer, name: &str| {
+            let mut cfg = config(server, name, PASSWORD);
+            cfg.register = true;
+            let mut c = TestClient::start(cfg);
+            c.wait_active();
+            c
+        };
+        let (mut alice, mut bob, mut carol) =
+            (start(&a, "alice"), start(&b, "bob"), start(&b, "carol"));
+        let dev = Room::new("#dev").expect("room");
+        alice
+            .client()
+            .create(dev.clone(), Visibility::Public, "")
+            .expect("create");
+        alice.wait_other("created", |e| {
+            matches!(e, Event::RoomDone { .. }).then_some(())
+        });
+        // bob, on the other instance, finds and joins it.
+        let deadline = Instant::now() + gc_tests::WAIT;
+        loop {
+            bob.client().join(dev.clone()).expect("join");
+            let done = bob.wait_other("an answer", |e| match e {
+                Event::RoomDone { .. } => Some(true),
+                Event::Refused(_) => Some(false),
+                _ => None,
+            });
+            if done {
+                break;
+            }
+            assert!(Instant::now() < deadline, "bob never saw #dev");
+            bob.others.clear();
+            thread::sleep(Duration::from_millis(50));
+        }
+        bob.client()
+            .send_to(dev.clone(), "hello dev")
+            .expect("send");
+        alice.client().send_to(dev.clone(), "hi bob").expect("send");
+        let room_bodies = |c: &mut TestClient, n: usize| {
+            let deadline = Instant::now() + gc_tests::WAIT;
+            loop {
+                let got: Vec<String> = c
+                    .records
+                    .iter()
+                    .filter(|r| r.room == dev && r.username.as_str() != "gc")
+                    .map(|r| r.body.clone())
+                    .filter(|b| b == "hello dev" || b == "hi bob")
+                    .collect();
+                if got.len() >= n || Instant::now() >= deadline {
+                    return got;
+                }
+                let have = c.records.len();
+                c.wait_records(have + 1);
+            }
+        };
+        let mut seen_a = room_bodies(&mut alice, 2);
+        let mut seen_b = room_bodies(&mut bob, 2);
+        seen_a.sort();
+        seen_b.sort();
+        assert_eq!(seen_a, ["hello dev", "hi bob"]);
+        assert_eq!(seen_b, ["hello dev", "hi bob"]);
+        // carol, on bob's instance but not in #dev, sees none of it.
+        carol.client().send("general for all").expect("send");
+        carol.wait_records(1);
+        alice.wait_records(alice.records.len() + 1);
+        assert!(
+            carol.records.iter().all(|r| r.room != dev),
+            "{:?}",
+            carol.records
+        );
+        for c in [&mut alice, &mut bob, &mut carol] {
+            assert_eq!(c.close(), 0);
+        }
+    }
+}

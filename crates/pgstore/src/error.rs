@@ -88,6 +88,13 @@ impl PgError {
     }
 }
 
+impl PgError {
+    /// As the storage seam's error.
+    pub(crate) fn into_store(self) -> StoreError {
+        self.into()
+    }
+}
+
 impl From<PgError> for StoreError {
     fn from(e: PgError) -> Self {
         match e {

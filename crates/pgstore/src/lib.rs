@@ -17,12 +17,14 @@ mod conn;
 mod error;
 mod messages;
 mod migrate;
+mod rooms;
 mod url;
 
 pub use accounts::PgAccounts;
 pub use error::PgError;
 pub use messages::{PgConfig, PgMessages};
 pub use migrate::{MigrateReport, SCHEMA_VERSION};
+pub use rooms::PgRooms;
 pub use url::DbUrl;
 
 /// Connects to the database at `url` and brings its schema to [`SCHEMA_VERSION`] (two

@@ -38,6 +38,7 @@ use postgres::{Client, Row};
 
 use crate::conn::Conn;
 use crate::error::PgError;
+use crate::rooms::CHANNEL as ROOMS_CHANNEL;
 use crate::url::DbUrl;
 
 /// The channel commits are announced on.
@@ -138,6 +139,7 @@ struct Inner {
     /// Serialises publishing into the tail, so records enter it in id order and once.
     publishing: Mutex<()>,
     waker: RwLock<Option<Waker>>,
+    rooms_waker: RwLock<Option<Arc<dyn Fn() + Send + Sync>>>,
     group: Mutex<Group>,
     settled: Condvar,
     stop: Mutex<bool>,
@@ -256,6 +258,7 @@ impl PgMessages {
             count: AtomicUsize::new(usize::try_from(count).unwrap_or(0)),
             publishing: Mutex::new(()),
             waker: RwLock::new(None),
+            rooms_waker: RwLock::new(None),
             group: Mutex::new(Group::default()),
             settled: Condvar::new(),
             stop: Mutex::new(false),
@@ -263,9 +266,7 @@ impl PgMessages {
             stop_channel: format!("gc_stop_{}_{:x}", std::process::id(), unique()),
         });
         let mut listen = Conn::connect(url)?;
-        listen.run("LISTEN", |c, _| {
-            c.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {}", inner.stop_channel))
-        })?;
+        listen.run("LISTEN", |c, _| c.batch_execute(&listen_sql(&inner)))?;
         let follower = {
             let inner = Arc::clone(&inner);
             thread::Builder::new()
@@ -526,6 +527,14 @@ fn commit_batch(
     Ok((results, entries))
 }
 
+/// What the follower listens to: new messages, room metadata changes, and its stop signal.
+fn listen_sql(inner: &Inner) -> String {
+    format!(
+        "LISTEN {CHANNEL}; LISTEN {ROOMS_CHANNEL}; LISTEN {}",
+        inner.stop_channel
+    )
+}
+
 /// The follower thread: waits for commit notifications and catches the tail up; reconnects
 /// with a growing pause while the database is away.
 fn follow(inner: &Inner, mut conn: Conn) {
@@ -533,9 +542,7 @@ fn follow(inner: &Inner, mut conn: Conn) {
     let mut listening = true;
     while !inner.stopping() {
         if !listening {
-            let r = conn.run("LISTEN", |c, _| {
-                c.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {}", inner.stop_channel))
-            });
+            let r = conn.run("LISTEN", |c, _| c.batch_execute(&listen_sql(inner)));
             if let Err(e) = r {
                 tracing::warn!(
                     "database follower: {e}; retrying in {} ms",
@@ -564,14 +571,26 @@ fn follow(inner: &Inner, mut conn: Conn) {
             let mut notes = c.notifications();
             let first = notes.timeout_iter(LISTEN_BACKSTOP).next()?;
             // Drain whatever else is pending: one catch-up covers them all.
+            let mut rooms = first.as_ref().is_none_or(|n| n.channel() == ROOMS_CHANNEL);
             let mut more = notes.iter();
-            while more.next()?.is_some() {}
-            Ok(first.is_some())
+            while let Some(n) = more.next()? {
+                rooms |= n.channel() == ROOMS_CHANNEL;
+            }
+            Ok(rooms)
         });
-        if let Err(e) = waited {
-            tracing::warn!("database follower: {e}");
-            conn.reset();
-            listening = false;
+        match waited {
+            // A change of the room metadata, or the backstop (which also asks: cheaply).
+            Ok(true) => {
+                if let Some(waker) = inner.rooms_waker.read().as_ref() {
+                    waker();
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!("database follower: {e}");
+                conn.reset();
+                listening = false;
+            }
         }
     }
 }
@@ -867,6 +886,10 @@ impl MessageLog for PgMessages {
 
     fn set_waker(&self, waker: Waker) {
         *self.inner.waker.write() = Some(waker);
+    }
+
+    fn set_rooms_waker(&self, waker: Arc<dyn Fn() + Send + Sync>) {
+        *self.inner.rooms_waker.write() = Some(waker);
     }
 }
 

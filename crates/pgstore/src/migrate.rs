@@ -13,10 +13,11 @@ use crate::error::PgError;
 const MIGRATION_LOCK: i64 = 0x6763_5f6d_6967_7261; // "gc_migra"
 
 /// The migrations, in order: (version, what it adds, SQL).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "messages with dedupe, the id sequence, accounts",
-    "
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "messages with dedupe, the id sequence, accounts",
+        "
     -- One row: the next id and the newest timestamp. Every append locks it until commit, so
     -- ids are dense and commit order is id order, across all instances.
     CREATE TABLE gc_sequence (
@@ -52,7 +53,42 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[(
         created bigint NOT NULL
     );
     ",
-)];
+    ),
+    (
+        2,
+        "room metadata: rooms, members, server admins",
+        "
+    -- One row: raised by every change of the three tables below. A change locks it, checks
+    -- that it still has the version its instance loaded, and raises it: instances never
+    -- overwrite each other's changes (compare-and-swap), and NOTIFY gc_rooms tells the others.
+    CREATE TABLE gc_rooms_version (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        version bigint NOT NULL
+    );
+    INSERT INTO gc_rooms_version (version) VALUES (0);
+
+    -- The fields of the data dir's rooms.db, members.db and admins.db lines (docs/rooms.md),
+    -- as text exactly as in the files (the topic escaped), so both stores share one validator.
+    CREATE TABLE gc_rooms (
+        room text PRIMARY KEY,
+        kind text NOT NULL,
+        created text NOT NULL,
+        creator text NOT NULL,
+        topic text NOT NULL
+    );
+    CREATE TABLE gc_members (
+        room text NOT NULL,
+        username text NOT NULL,
+        standing text NOT NULL,
+        muted_until text NOT NULL,
+        PRIMARY KEY (room, username)
+    );
+    CREATE TABLE gc_admins (
+        username text PRIMARY KEY
+    );
+    ",
+    ),
+];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

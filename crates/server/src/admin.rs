@@ -5,7 +5,7 @@ use std::path::Path;
 
 use gc_protocol::scram::{derive_verifier, random_salt};
 use gc_protocol::{Timestamp, Username, Visibility};
-use gc_store::{Account, AccountStore, Accounts, DataDirLock, Rooms, StoreError};
+use gc_store::{Account, AccountStore, Accounts, DataDirLock, StoreError};
 
 use crate::cli::{DbCommand, ExportFormat, OnOff, RoomCommand, UserCommand};
 use crate::config::Config;
@@ -56,7 +56,6 @@ pub fn user(
     passwords: &mut dyn PasswordSource,
     out: &mut dyn Write,
 ) -> Result<(), ServerError> {
-    let dir = &config.data_dir;
     let write_err = |source| ServerError::Io {
         what: "write to",
         path: "standard output".into(),
@@ -126,13 +125,12 @@ pub fn user(
             Ok(())
         }
         UserCommand::Admin { name, state } => {
-            // The rooms' files are in the data dir whatever holds the accounts: lock it.
-            let _lock = lock(dir)?;
+            let _lock = files_lock(config)?;
             let (accounts, _, _) = open_accounts(config, false)?;
             let Some(account) = accounts.get(name)? else {
                 return Err(ServerError::Usage(format!("no account named {name}")));
             };
-            let (rooms, _) = Rooms::open(dir)?;
+            let (rooms, _) = crate::server::open_rooms(config)?;
             let on = *state == OnOff::On;
             let changed = rooms.set_admin(&account.username, on)?;
             let what = match (on, changed) {
@@ -157,11 +155,12 @@ pub fn room(cmd: &RoomCommand, config: &Config, out: &mut dyn Write) -> Result<(
     };
     match cmd {
         RoomCommand::List => {
-            let (rooms, _) = Rooms::open(dir)?;
-            let accounts = Accounts::open(&paths::accounts(dir))?;
+            let (rooms, _) = crate::server::open_rooms(config)?;
+            let (accounts, _, _) = open_accounts(config, false)?;
+            let everyone = accounts.count()?;
             for info in rooms.list() {
                 let members = if info.room.is_general() {
-                    accounts.len()
+                    everyone
                 } else {
                     rooms
                         .members(&info.room)
@@ -186,7 +185,7 @@ pub fn room(cmd: &RoomCommand, config: &Config, out: &mut dyn Write) -> Result<(
             Ok(())
         }
         RoomCommand::Members { room } => {
-            let (rooms, _) = Rooms::open(dir)?;
+            let (rooms, _) = crate::server::open_rooms(config)?;
             if rooms.get(room).is_none() {
                 return Err(ServerError::Usage(format!("there is no room {room}")));
             }
@@ -213,12 +212,12 @@ pub fn room(cmd: &RoomCommand, config: &Config, out: &mut dyn Write) -> Result<(
             private,
             topic,
         } => {
-            let _lock = lock(dir)?;
-            let accounts = Accounts::open(&paths::accounts(dir))?;
-            let Some(owner) = accounts.get(owner) else {
+            let _lock = files_lock(config)?;
+            let (accounts, _, _) = open_accounts(config, false)?;
+            let Some(owner) = accounts.get(owner)? else {
                 return Err(ServerError::Usage(format!("no account named {owner}")));
             };
-            let (rooms, _) = Rooms::open(dir)?;
+            let (rooms, _) = crate::server::open_rooms(config)?;
             let visibility = if *private {
                 Visibility::Private
             } else {
@@ -247,7 +246,7 @@ pub fn room(cmd: &RoomCommand, config: &Config, out: &mut dyn Write) -> Result<(
         RoomCommand::Remove { room } => {
             // The message store's lock is the data dir's: no server runs meanwhile.
             let (store, _) = open_store(config)?;
-            let (rooms, _) = Rooms::open(dir)?;
+            let (rooms, _) = crate::server::open_rooms(config)?;
             if room.is_general() {
                 return Err(ServerError::Usage("#general cannot be removed".into()));
             }
@@ -572,6 +571,15 @@ fn import_report(
         }
     }
     Ok(())
+}
+
+/// The data dir's lock when the metadata to change is in its files (a shared database is made
+/// to be changed while instances run).
+fn files_lock(config: &Config) -> Result<Option<DataDirLock>, ServerError> {
+    match config.store {
+        Some(_) => Ok(None),
+        None => lock(&config.data_dir).map(Some),
+    }
 }
 
 fn lock(dir: &Path) -> Result<DataDirLock, ServerError> {

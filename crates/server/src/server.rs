@@ -184,6 +184,18 @@ fn open_storage(config: &Config) -> Result<Storage, ServerError> {
     Ok((Arc::new(store), Arc::new(accounts), None))
 }
 
+/// Opens the room metadata where the configuration says: the data dir's files, or the shared
+/// database's tables.
+pub(crate) fn open_rooms(config: &Config) -> Result<(Rooms, gc_store::RoomsReport), ServerError> {
+    Ok(match &config.store {
+        Some(url) => {
+            let url = config.database_url(url)?;
+            Rooms::open_shared(&config.data_dir, Arc::new(gc_pgstore::PgRooms::new(&url)))?
+        }
+        None => Rooms::open(&config.data_dir)?,
+    })
+}
+
 /// Opens the store and accounts, binds the three ports and starts the accept threads.
 pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
     config.validate()?;
@@ -194,7 +206,7 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
         store.len(),
         store.newest_id()
     );
-    let (rooms, rooms_report) = Rooms::open(&config.data_dir)?;
+    let (rooms, rooms_report) = open_rooms(&config)?;
     if !rooms_report.is_clean() {
         tracing::warn!(
             "damaged lines of the room files were moved aside into their .corrupt files: {:?}",
@@ -231,6 +243,16 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
     shared.store.set_waker(Arc::new(move |arrived| {
         if let Some(shared) = weak.upgrade() {
             crate::listener::wake_for(&shared, arrived.newest, &arrived.rooms, &[]);
+        }
+    }));
+    // Room changes made through another instance: reloaded here (heartbeat threads see the new
+    // generation at their next cycle).
+    let weak = Arc::downgrade(&shared);
+    shared.store.set_rooms_waker(Arc::new(move || {
+        if let Some(shared) = weak.upgrade()
+            && let Err(e) = shared.rooms.refresh()
+        {
+            tracing::warn!("cannot reload the shared room metadata: {e}");
         }
     }));
     let mut accept_threads = Vec::new();

@@ -57,6 +57,6 @@ pub use msgids::{MSGIDS_FILE, MsgidsReport};
 pub use outbox::{KeptMessage, UnreadLine, load_outbox, outbox_path, save_outbox};
 pub use rooms::{
     ADMINS_FILE, MAX_TOPIC_BYTES, MEMBERS_FILE, Member, MemberKeys, ROOMS_FILE, RoomInfo, RoomRule,
-    Rooms, RoomsReport, Standing,
+    Rooms, RoomsBackend, RoomsFile, RoomsReport, RoomsSnapshot, Standing,
 };
 pub use seam::{AccountStore, Arrived, MessageLog, Waker};

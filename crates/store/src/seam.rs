@@ -76,6 +76,9 @@ pub trait MessageLog: Send + Sync + fmt::Debug {
     /// Registers what to call when records arrive from elsewhere (another instance). A store
     /// that only this process writes never calls it: the server announces its own appends.
     fn set_waker(&self, _waker: Waker) {}
+    /// Registers what to call when another instance may have changed the shared room metadata
+    /// (the caller reloads it if it did). A store only this process writes never calls it.
+    fn set_rooms_waker(&self, _waker: Arc<dyn Fn() + Send + Sync>) {}
 }
 
 impl MessageLog for MessageStore {

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use gc_protocol::types::Room;
 
-use super::{ADMINS_FILE, MEMBERS_FILE, ROOMS_FILE, lines, state::State};
+use super::lines;
+use super::state::{DbFile, State};
 use crate::error::{LineError, Result, StoreError};
 use crate::files::{self, FaultyLine, LineReader};
 
@@ -38,14 +39,51 @@ impl RoomsReport {
     }
 }
 
+/// What hands each line of one file, with its number, to a check, and returns the lines the
+/// check refused.
+type Accept<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<(), LineError>;
+
 /// Reads the three files of `dir` into a state, moving bad lines aside (the caller rewrites the
 /// files that had some).
 pub(super) fn load(dir: &Path) -> Result<(State, RoomsReport)> {
+    build(|file, accept| scan(&dir.join(file.name()), accept))
+}
+
+/// Reads the three files' lines as a shared store holds them ([`super::RoomsSnapshot`]). Bad
+/// lines are left out and listed in the report (there is no file to move them aside into).
+pub(super) fn load_lines(snapshot: &super::RoomsSnapshot) -> (State, RoomsReport) {
+    let result = build(|file, accept| {
+        let mut bad = Vec::new();
+        for (i, line) in snapshot.lines(file).iter().enumerate() {
+            if let Err(reason) = accept(i as u64 + 1, line) {
+                tracing::warn!(
+                    file = file.name(),
+                    line = i + 1,
+                    %reason,
+                    "left out an invalid room metadata line of the shared store"
+                );
+                bad.push(FaultyLine {
+                    line_number: i as u64 + 1,
+                    offset: 0,
+                    len: line.len() as u64,
+                    reason,
+                });
+            }
+        }
+        Ok(bad)
+    });
+    // `build` fails only when a source does, and these never do.
+    result.unwrap_or_default()
+}
+
+fn build(
+    mut scan: impl FnMut(DbFile, Accept<'_>) -> Result<Vec<FaultyLine>>,
+) -> Result<(State, RoomsReport)> {
     let mut state = State::default();
     let mut report = RoomsReport::default();
 
     let mut first_room_line: HashMap<Room, u64> = HashMap::new();
-    report.rooms_db = scan(&dir.join(ROOMS_FILE), |number, bytes| {
+    report.rooms_db = scan(DbFile::Rooms, &mut |number, bytes| {
         let (room, entry) = lines::parse_room(bytes)?;
         if let Some(&first_line) = first_room_line.get(&room) {
             return Err(LineError::Duplicate { first_line });
@@ -56,7 +94,7 @@ pub(super) fn load(dir: &Path) -> Result<(State, RoomsReport)> {
     })?;
 
     let mut first_member_line: HashMap<(Room, String), u64> = HashMap::new();
-    report.members_db = scan(&dir.join(MEMBERS_FILE), |number, bytes| {
+    report.members_db = scan(DbFile::Members, &mut |number, bytes| {
         let (room, member) = lines::parse_member(bytes)?;
         if !room.is_general() && !state.rooms.contains_key(&room) {
             return Err(LineError::UnknownRoom);
@@ -74,7 +112,7 @@ pub(super) fn load(dir: &Path) -> Result<(State, RoomsReport)> {
     })?;
 
     let mut first_admin_line: HashMap<String, u64> = HashMap::new();
-    report.admins_db = scan(&dir.join(ADMINS_FILE), |number, bytes| {
+    report.admins_db = scan(DbFile::Admins, &mut |number, bytes| {
         let admin = lines::parse_admin(bytes)?;
         let key = admin.key();
         if let Some(&first_line) = first_admin_line.get(&key) {
@@ -93,10 +131,7 @@ pub(super) fn load(dir: &Path) -> Result<(State, RoomsReport)> {
 
 /// Hands each line of `path` (if it exists) to `accept` with its number; moves those it refuses,
 /// and those too long to read, aside into `<path>.corrupt`, and returns them.
-fn scan(
-    path: &Path,
-    mut accept: impl FnMut(u64, &[u8]) -> Result<(), LineError>,
-) -> Result<Vec<FaultyLine>> {
+fn scan(path: &Path, accept: Accept<'_>) -> Result<Vec<FaultyLine>> {
     let file = match File::open(path) {
         Ok(file) => {
             crate::private::tighten(&file, path);

@@ -39,6 +39,7 @@ use crate::error::{Result, StoreError};
 use crate::files;
 use lines::{MemberEntry, RoomEntry};
 pub use load::RoomsReport;
+pub use state::DbFile as RoomsFile;
 use state::{DbFile, State, Table};
 
 /// Name of the rooms file inside a data dir.
@@ -204,7 +205,52 @@ pub struct Rooms {
     table: RwLock<Arc<Table>>,
     /// Raised by every change, before readers can see it (see [`Rooms::generation`]).
     generation: AtomicU64,
+    /// Where the metadata lives when it is shared by several instances (a database), with the
+    /// version of it that `table` holds; `None`: the data dir's files.
+    shared: Option<(Arc<dyn RoomsBackend>, Mutex<u64>)>,
 }
+
+/// The three files' lines as a shared store holds them, at one version.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoomsSnapshot {
+    /// Raised by every change of any of them.
+    pub version: u64,
+    /// `rooms.db`'s lines (no LF).
+    pub rooms: Vec<Vec<u8>>,
+    /// `members.db`'s lines.
+    pub members: Vec<Vec<u8>>,
+    /// `admins.db`'s lines.
+    pub admins: Vec<Vec<u8>>,
+}
+
+impl RoomsSnapshot {
+    /// The lines of `file`.
+    pub fn lines(&self, file: RoomsFile) -> &[Vec<u8>] {
+        match file {
+            RoomsFile::Rooms => &self.rooms,
+            RoomsFile::Members => &self.members,
+            RoomsFile::Admins => &self.admins,
+        }
+    }
+}
+
+/// Room metadata kept where several instances share it (PostgreSQL), as the lines of the three
+/// files, changed with compare-and-swap on a version: an instance whose copy is stale reloads
+/// and applies its change again, so two instances never overwrite each other's changes.
+pub trait RoomsBackend: Send + Sync + fmt::Debug {
+    /// Where it is, for logs and errors (no password).
+    fn describe(&self) -> String;
+    /// Everything, at one version.
+    fn load(&self) -> Result<RoomsSnapshot>;
+    /// The current version (cheap: to tell whether [`RoomsBackend::load`] is needed).
+    fn version(&self) -> Result<u64>;
+    /// Replaces the lines of each file in `changed` if the stored version is still `version`,
+    /// atomically: `Some(new version)`, or `None` if another instance changed it first.
+    fn replace(&self, version: u64, changed: &[(RoomsFile, Vec<Vec<u8>>)]) -> Result<Option<u64>>;
+}
+
+/// How many times a change is tried against a shared store that others keep changing first.
+const MAX_SHARED_TRIES: usize = 20;
 
 /// A room's member keys as of one moment ([`Rooms::member_keys`]).
 #[derive(Debug)]
@@ -252,6 +298,7 @@ impl Rooms {
             writing: Mutex::new(()),
             table: RwLock::new(Arc::new(Table::new(state))),
             generation: AtomicU64::new(0),
+            shared: None,
         };
         if !report.is_clean() {
             // Write the files without the lines moved aside.
@@ -268,6 +315,50 @@ impl Rooms {
             }
         }
         Ok((rooms, report))
+    }
+
+    /// The metadata of a shared store (PostgreSQL): loaded now, changed there, reloaded by
+    /// [`Rooms::refresh`] when another instance changed it. `dir` is only for messages.
+    pub fn open_shared(dir: &Path, backend: Arc<dyn RoomsBackend>) -> Result<(Self, RoomsReport)> {
+        let snapshot = backend.load()?;
+        let (state, report) = load::load_lines(&snapshot);
+        Ok((
+            Self {
+                dir: dir.to_owned(),
+                writing: Mutex::new(()),
+                table: RwLock::new(Arc::new(Table::new(state))),
+                generation: AtomicU64::new(0),
+                shared: Some((backend, Mutex::new(snapshot.version))),
+            },
+            report,
+        ))
+    }
+
+    /// Reloads a shared store's metadata if another instance changed it (a no-op for files):
+    /// whether anything changed.
+    pub fn refresh(&self) -> Result<bool> {
+        let Some((backend, version)) = &self.shared else {
+            return Ok(false);
+        };
+        let _writing = self.writing.lock();
+        let mut held = version.lock();
+        if backend.version()? == *held {
+            return Ok(false);
+        }
+        let snapshot = backend.load()?;
+        let (state, _) = load::load_lines(&snapshot);
+        self.publish(state);
+        *held = snapshot.version;
+        Ok(true)
+    }
+
+    /// Makes `state` what readers see, raising the generation under the lock they take: a reader
+    /// that reads the new number cannot then read the old table.
+    fn publish(&self, state: State) {
+        let next = Arc::new(Table::new(state));
+        let mut table = self.table.write();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        *table = next;
     }
 
     /// The data dir.
@@ -657,7 +748,77 @@ impl Rooms {
     /// Applies `f` to a copy of the state, writes those of `files` whose content changed, in that
     /// order, then publishes the copy. If `f` refuses or a write fails, memory does not change;
     /// a file already written is restored.
-    fn change<T>(&self, files: &[DbFile], f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
+    fn change<T>(&self, files: &[DbFile], f: impl FnMut(&mut State) -> Result<T>) -> Result<T> {
+        match &self.shared {
+            Some((backend, version)) => self.change_shared(&**backend, version, files, f),
+            None => self.change_files(files, f),
+        }
+    }
+
+    /// [`Rooms::change`] on a shared store: compare-and-swap on its version; on a conflict,
+    /// reload and apply `f` again to the newer state.
+    fn change_shared<T>(
+        &self,
+        backend: &dyn RoomsBackend,
+        version: &Mutex<u64>,
+        files: &[DbFile],
+        mut f: impl FnMut(&mut State) -> Result<T>,
+    ) -> Result<T> {
+        let _writing = self.writing.lock();
+        let mut held = version.lock();
+        // Rules are checked against the state the change applies to: make it the newest (a
+        // room made through another instance a moment ago exists here too).
+        if backend.version()? != *held {
+            let snapshot = backend.load()?;
+            let (state, _) = load::load_lines(&snapshot);
+            self.publish(state);
+            *held = snapshot.version;
+        }
+        for _ in 0..MAX_SHARED_TRIES {
+            let current = self.table();
+            let mut next = current.state.clone();
+            let out = f(&mut next)?;
+            let changed: Vec<(DbFile, Vec<Vec<u8>>)> = files
+                .iter()
+                .filter(|&&file| current.state.encode(file) != next.encode(file))
+                .map(|&file| {
+                    let lines = next
+                        .encode(file)
+                        .split(|&b| b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .map(<[u8]>::to_vec)
+                        .collect();
+                    (file, lines)
+                })
+                .collect();
+            if changed.is_empty() {
+                return Ok(out);
+            }
+            if let Some(v) = backend.replace(*held, &changed)? {
+                self.publish(next);
+                *held = v;
+                return Ok(out);
+            }
+            // Another instance changed it first: start again from what it holds now.
+            let snapshot = backend.load()?;
+            let (state, _) = load::load_lines(&snapshot);
+            self.publish(state);
+            *held = snapshot.version;
+        }
+        Err(StoreError::Database {
+            store: backend.describe(),
+            cause: format!(
+                "the room metadata kept changing under this change ({MAX_SHARED_TRIES} tries); \
+                 try again"
+            ),
+        })
+    }
+
+    fn change_files<T>(
+        &self,
+        files: &[DbFile],
+        f: impl FnOnce(&mut State) -> Result<T>,
+    ) -> Result<T> {
         let _writing = self.writing.lock();
         let current = self.table();
         let mut next = current.state.clone();
@@ -685,12 +846,7 @@ impl Rooms {
             written.push((file, old));
         }
         if !written.is_empty() {
-            let next = Arc::new(Table::new(next));
-            // Raised under the lock readers take: a reader that reads the new number cannot
-            // then read the old table.
-            let mut table = self.table.write();
-            self.generation.fetch_add(1, Ordering::AcqRel);
-            *table = next;
+            self.publish(next);
         }
         Ok(out)
     }

@@ -9,16 +9,20 @@ use super::lines::{self, MemberEntry, RoomEntry};
 use super::{ADMINS_FILE, MEMBERS_FILE, ROOMS_FILE, Standing};
 use crate::error::{Result, StoreError};
 
-/// The three metadata files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum DbFile {
+/// The three metadata files (or, in a shared store, the three tables that hold their lines).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DbFile {
+    /// `rooms.db`.
     Rooms,
+    /// `members.db`.
     Members,
+    /// `admins.db`.
     Admins,
 }
 
 impl DbFile {
-    pub(super) fn name(self) -> &'static str {
+    /// The file's name in a data dir.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Rooms => ROOMS_FILE,
             Self::Members => MEMBERS_FILE,
