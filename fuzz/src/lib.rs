@@ -8,8 +8,8 @@
 
 use std::fmt::Debug;
 
-use gc_protocol::Timestamp;
 use gc_protocol::frame::Frame;
+use gc_protocol::{Fingerprint, Timestamp};
 
 /// Parses `line` as a frame of type `F`; when it parses, checks that it encodes back to `line`
 /// (see the crate doc) and that the encoding parses to the same frame.
@@ -31,16 +31,13 @@ pub fn frame_round_trip<F: Frame + PartialEq + Debug>(line: &[u8]) {
 }
 
 /// Checks that `written`, a line written back from what `line` parsed to, has the same fields
-/// (split at `sep`) as `line`: equal bytes, or equal timestamps.
+/// (split at `sep`) as `line`: equal bytes, or equal timestamps or fingerprints.
 pub fn same_fields(line: &[u8], written: &[u8], sep: u8) {
     fn fields(line: &[u8], sep: u8) -> Vec<&[u8]> {
         line.split(|&b| b == sep).collect()
     }
     let (a, b) = (fields(line, sep), fields(written, sep));
-    let same = a.len() == b.len()
-        && a.iter()
-            .zip(&b)
-            .all(|(x, y)| x == y || same_timestamp(x, y));
+    let same = a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x == y || same_value(x, y));
     assert!(
         same,
         "not written back as read:\n  read    {}\n  written {}",
@@ -49,13 +46,15 @@ pub fn same_fields(line: &[u8], written: &[u8], sep: u8) {
     );
 }
 
-fn same_timestamp(a: &[u8], b: &[u8]) -> bool {
-    let parse = |t| {
-        std::str::from_utf8(t)
-            .ok()
-            .and_then(|t| Timestamp::parse(t).ok())
+/// Whether `a` and `b` are two forms of one timestamp or of one fingerprint.
+fn same_value(a: &[u8], b: &[u8]) -> bool {
+    let (Ok(a), Ok(b)) = (std::str::from_utf8(a), std::str::from_utf8(b)) else {
+        return false;
     };
-    parse(a).is_some() && parse(a) == parse(b)
+    let timestamp = |t| Timestamp::parse(t).ok();
+    let fingerprint = |t: &str| t.parse::<Fingerprint>().ok();
+    (timestamp(a).is_some() && timestamp(a) == timestamp(b))
+        || (fingerprint(a).is_some() && fingerprint(a) == fingerprint(b))
 }
 
 /// `line` with each raw CR escaped as the store writes it (`\r`). The store's escaped fields (a
