@@ -8,7 +8,7 @@ use c16::DecodeError;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &[u8]| {
-    let valid = text.len() % 2 == 0 && text.iter().all(|b| (b'A'..=b'P').contains(b));
+    let valid = text.len().is_multiple_of(2) && text.iter().all(|b| (b'A'..=b'P').contains(b));
     match c16::decode_bytes(text) {
         Ok(bytes) => {
             assert!(valid, "decoded invalid text");

@@ -93,12 +93,13 @@ fuzz_target!(|data: &[u8]| {
         let want = expected.next().unwrap_or_default();
         let complete = rest > want.len();
         // Now and then take a buffered line instead of reading.
-        if modes >> (i % 8) & 1 == 1 && framed.has_buffered() {
-            if let Some(line) = framed.take_buffered_line(|_| true) {
-                assert_eq!(show(line), show(want), "taken line {i}");
-                rest -= want.len() + 1;
-                continue;
-            }
+        if modes >> (i % 8) & 1 == 1
+            && framed.has_buffered()
+            && let Some(line) = framed.take_buffered_line(|_| true)
+        {
+            assert_eq!(show(line), show(want), "taken line {i}");
+            rest -= want.len() + 1;
+            continue;
         }
         match framed.read_line(deadline) {
             Ok(line) => {
