@@ -122,7 +122,8 @@ impl<S: TimeoutStream> FramedStream<S> {
     pub fn take_buffered_line(&mut self, accept: impl Fn(&[u8]) -> bool) -> Option<&[u8]> {
         let data = &self.buf[self.start..self.end];
         let pos = data.iter().position(|&b| b == b'\n')?;
-        if !accept(&data[..pos]) {
+        // A line over the cap is left for `read_line` to refuse.
+        if pos >= self.max_frame || !accept(&data[..pos]) {
             return None;
         }
         let (line_start, line_end) = (self.start, self.start + pos);
@@ -159,6 +160,13 @@ impl<S: TimeoutStream> FramedStream<S> {
             {
                 let line_start = self.start;
                 let line_end = self.start + self.scanned + pos;
+                // A line that arrived whole in one read has not met the check below.
+                if line_end - line_start >= self.max_frame {
+                    return Err(ProtocolError::TooLong {
+                        peer: self.peer.clone(),
+                        limit: self.max_frame,
+                    });
+                }
                 self.start = line_end + 1;
                 self.scanned = 0;
                 if self.start == self.end {
@@ -460,6 +468,35 @@ mod tests {
         ok.push(b'\n');
         let mut s = script(&[&ok]);
         assert_eq!(s.read_line(soon()).unwrap().len(), MAX_FRAME_BYTES - 1);
+    }
+
+    #[test]
+    fn a_smaller_cap_holds_when_the_line_arrives_in_one_read() {
+        // Found by fuzzing (`fuzz/`, target `framed`): the cap was checked only while a line
+        // was incomplete, so one that arrived whole with its LF in one read passed any cap
+        // below the buffer's size.
+        let capped = |cap| {
+            FramedStream::with_max_frame(
+                Script {
+                    chunks: VecDeque::from([b"Ping GC/1\nPong\n".to_vec()]),
+                    ..Script::default()
+                },
+                "test-peer",
+                cap,
+            )
+        };
+        let mut s = capped(9);
+        assert!(matches!(
+            s.read_line(soon()),
+            Err(ProtocolError::TooLong { limit: 9, .. })
+        ));
+        let mut s = capped(9);
+        assert_eq!(s.read_line(soon()).ok(), None);
+        assert_eq!(s.take_buffered_line(|_| true), None);
+        // Exactly at the cap (9 bytes + LF) is fine, read or taken while buffered.
+        let mut s = capped(10);
+        assert_eq!(s.read_line(soon()).unwrap(), b"Ping GC/1");
+        assert_eq!(s.take_buffered_line(|_| true), Some(&b"Pong"[..]));
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl fmt::Debug for Account {
 }
 
 impl Account {
-    fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         let _ = writeln!(
             out,
             "{};{};{};{};{};{}",
@@ -63,7 +63,7 @@ impl Account {
         );
     }
 
-    fn parse(line: &[u8]) -> Result<Self, LineError> {
+    pub(crate) fn parse(line: &[u8]) -> Result<Self, LineError> {
         let text = std::str::from_utf8(line).map_err(|_| LineError::Utf8)?;
         let fields: Vec<&str> = text.split(';').collect();
         let [user, salt, iterations, stored, server, created] = fields[..] else {

@@ -27,6 +27,9 @@ mod cache;
 mod codec;
 mod error;
 mod files;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod import;
 mod lock;
 mod messages;

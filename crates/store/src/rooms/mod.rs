@@ -42,6 +42,38 @@ pub use load::RoomsReport;
 pub use state::DbFile as RoomsFile;
 use state::{DbFile, State, Table};
 
+/// A `rooms.db`, `members.db` and `admins.db` line parsed and written back (with its LF), for
+/// the fuzz targets.
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing {
+    use super::lines;
+    use crate::error::LineError;
+
+    /// A `rooms.db` line.
+    pub fn room_line(line: &[u8]) -> Result<Vec<u8>, LineError> {
+        let (room, entry) = lines::parse_room(line)?;
+        let mut out = Vec::new();
+        lines::encode_room(&room, &entry, &mut out);
+        Ok(out)
+    }
+
+    /// A `members.db` line.
+    pub fn member_line(line: &[u8]) -> Result<Vec<u8>, LineError> {
+        let (room, member) = lines::parse_member(line)?;
+        let mut out = Vec::new();
+        lines::encode_member(&room, &member, &mut out);
+        Ok(out)
+    }
+
+    /// An `admins.db` line.
+    pub fn admin_line(line: &[u8]) -> Result<Vec<u8>, LineError> {
+        let admin = lines::parse_admin(line)?;
+        let mut out = Vec::new();
+        lines::encode_admin(&admin, &mut out);
+        Ok(out)
+    }
+}
+
 /// Name of the rooms file inside a data dir.
 pub const ROOMS_FILE: &str = "rooms.db";
 /// Name of the room members file inside a data dir.
