@@ -889,3 +889,115 @@ mod rooms {
         }
     }
 }
+
+// ───────────────────────────── presence across instances ─────────────────────────────
+
+mod presence {
+    use gc_client_core::Event;
+    use gc_pgstore::PgPresence;
+    use gc_store::PresenceShare;
+    use gc_tests::client::{TestClient, config};
+    use gc_tests::{PASSWORD, TestServer};
+
+    use super::*;
+
+    fn names(users: &[Username]) -> Vec<String> {
+        let mut v: Vec<String> = users.iter().map(|u| u.as_str().to_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn presence_is_the_union_and_a_silent_instance_drops_out_after_its_lease() {
+        let Some(db) = pg::database() else { return };
+        gc_pgstore::migrate(&url(&db)).expect("migrate");
+        let lease = Duration::from_secs(2);
+        let a = PgPresence::with_lease(&url(&db), lease).expect("a");
+        let b = PgPresence::with_lease(&url(&db), lease).expect("b");
+        assert_ne!(a.instance(), b.instance());
+        assert!(
+            a.exchange(&[user("alice"), user("Zed")])
+                .expect("a")
+                .is_empty()
+        );
+        assert_eq!(
+            names(&b.exchange(&[user("bob")]).expect("b")),
+            ["Zed", "alice"]
+        );
+        assert_eq!(names(&a.exchange(&[user("alice")]).expect("a")), ["bob"]);
+        assert_eq!(
+            names(&b.exchange(&[user("bob")]).expect("b")),
+            ["alice"],
+            "Zed left a"
+        );
+        // a goes silent (as if killed): within its lease it still counts, then not.
+        let silent_since = Instant::now();
+        let deadline = silent_since + gc_tests::WAIT;
+        loop {
+            let seen = b.exchange(&[user("bob")]).expect("b");
+            if seen.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "a never dropped out");
+            thread::sleep(Duration::from_millis(200));
+        }
+        let gone_after = silent_since.elapsed();
+        assert!(
+            gone_after >= lease - Duration::from_millis(300),
+            "dropped too early: {gone_after:?}"
+        );
+        // a comes back (a pause, not a crash): it counts again at its next renewal.
+        a.exchange(&[user("alice")]).expect("a");
+        assert_eq!(names(&b.exchange(&[user("bob")]).expect("b")), ["alice"]);
+        b.withdraw();
+        assert!(
+            a.exchange(&[user("alice")]).expect("a").is_empty(),
+            "withdrawn at once"
+        );
+    }
+
+    #[test]
+    fn who_lists_the_users_of_every_instance() {
+        let Some(db) = pg::database() else { return };
+        let a = TestServer::start_with(|c| c.store = Some(db.url.clone()));
+        let b = TestServer::start_with(|c| {
+            c.bind = "127.0.0.2".parse().expect("ip");
+            c.store = Some(db.url.clone());
+        });
+        let start = |server: &TestServer, name: &str| {
+            let mut cfg = config(server, name, PASSWORD);
+            cfg.register = true;
+            let mut c = TestClient::start(cfg);
+            c.wait_active();
+            c
+        };
+        let mut alice = start(&a, "alice");
+        let mut bob = start(&b, "bob");
+        let everyone = |c: &mut TestClient, want: &[&str]| {
+            let deadline = Instant::now() + gc_tests::WAIT;
+            loop {
+                c.others.clear();
+                c.client().who().expect("who");
+                let users = c.wait_other("presence", |e| match e {
+                    Event::Presence { users, .. } => Some(names(users)),
+                    _ => None,
+                });
+                if users == want {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "presence stayed {users:?}, want {want:?}"
+                );
+                thread::sleep(Duration::from_millis(100));
+            }
+        };
+        everyone(&mut alice, &["alice", "bob"]);
+        everyone(&mut bob, &["alice", "bob"]);
+        // bob's instance stops: he is gone from alice's list at once (it withdraws).
+        assert_eq!(bob.close(), 0);
+        drop(b);
+        everyone(&mut alice, &["alice"]);
+        assert_eq!(alice.close(), 0);
+    }
+}

@@ -80,12 +80,33 @@ impl PgError {
                 what,
                 cause: format!("{} ({})", db.message(), db.code().code()),
             },
-            None => Self::Unreachable {
+            // A broken or impossible connection; anything else (a value the driver could
+            // not convert, say) is a refusal that retrying does not fix.
+            None if e.is_closed() || io_cause(e) => Self::Unreachable {
                 url: url.to_owned(),
+                cause: e.to_string(),
+            },
+            None => Self::Refused {
+                url: url.to_owned(),
+                what,
                 cause: e.to_string(),
             },
         }
     }
+}
+
+/// Whether an I/O error is among the causes of `e` (the network, not the request).
+fn io_cause(e: &postgres::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<std::io::Error>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    // The driver reports a connect or read timeout without an io::Error source.
+    let text = e.to_string();
+    text.contains("timeout") || text.contains("timed out") || text.contains("connect")
 }
 
 impl PgError {

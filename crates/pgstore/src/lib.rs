@@ -17,6 +17,7 @@ mod conn;
 mod error;
 mod messages;
 mod migrate;
+mod presence;
 mod rooms;
 mod url;
 
@@ -24,6 +25,7 @@ pub use accounts::PgAccounts;
 pub use error::PgError;
 pub use messages::{PgConfig, PgMessages};
 pub use migrate::{MigrateReport, SCHEMA_VERSION};
+pub use presence::{LEASE, PgPresence};
 pub use rooms::PgRooms;
 pub use url::DbUrl;
 

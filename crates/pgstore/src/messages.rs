@@ -38,6 +38,7 @@ use postgres::{Client, Row};
 
 use crate::conn::Conn;
 use crate::error::PgError;
+use crate::presence::{CHANNEL as PRESENCE_CHANNEL, PgPresence};
 use crate::rooms::CHANNEL as ROOMS_CHANNEL;
 use crate::url::DbUrl;
 
@@ -140,6 +141,8 @@ struct Inner {
     publishing: Mutex<()>,
     waker: RwLock<Option<Waker>>,
     rooms_waker: RwLock<Option<Arc<dyn Fn() + Send + Sync>>>,
+    presence_waker: RwLock<Option<Arc<dyn Fn() + Send + Sync>>>,
+    presence: RwLock<Option<Arc<PgPresence>>>,
     group: Mutex<Group>,
     settled: Condvar,
     stop: Mutex<bool>,
@@ -259,6 +262,8 @@ impl PgMessages {
             publishing: Mutex::new(()),
             waker: RwLock::new(None),
             rooms_waker: RwLock::new(None),
+            presence_waker: RwLock::new(None),
+            presence: RwLock::new(None),
             group: Mutex::new(Group::default()),
             settled: Condvar::new(),
             stop: Mutex::new(false),
@@ -267,6 +272,7 @@ impl PgMessages {
         });
         let mut listen = Conn::connect(url)?;
         listen.run("LISTEN", |c, _| c.batch_execute(&listen_sql(&inner)))?;
+        *inner.presence.write() = Some(Arc::new(PgPresence::new(url)?));
         let follower = {
             let inner = Arc::clone(&inner);
             thread::Builder::new()
@@ -530,7 +536,7 @@ fn commit_batch(
 /// What the follower listens to: new messages, room metadata changes, and its stop signal.
 fn listen_sql(inner: &Inner) -> String {
     format!(
-        "LISTEN {CHANNEL}; LISTEN {ROOMS_CHANNEL}; LISTEN {}",
+        "LISTEN {CHANNEL}; LISTEN {ROOMS_CHANNEL}; LISTEN {PRESENCE_CHANNEL}; LISTEN {}",
         inner.stop_channel
     )
 }
@@ -572,20 +578,26 @@ fn follow(inner: &Inner, mut conn: Conn) {
             let first = notes.timeout_iter(LISTEN_BACKSTOP).next()?;
             // Drain whatever else is pending: one catch-up covers them all.
             let mut rooms = first.as_ref().is_none_or(|n| n.channel() == ROOMS_CHANNEL);
+            let mut presence = first
+                .as_ref()
+                .is_some_and(|n| n.channel() == PRESENCE_CHANNEL);
             let mut more = notes.iter();
             while let Some(n) = more.next()? {
                 rooms |= n.channel() == ROOMS_CHANNEL;
+                presence |= n.channel() == PRESENCE_CHANNEL;
             }
-            Ok(rooms)
+            Ok((rooms, presence))
         });
         match waited {
             // A change of the room metadata, or the backstop (which also asks: cheaply).
-            Ok(true) => {
-                if let Some(waker) = inner.rooms_waker.read().as_ref() {
+            Ok((rooms, presence)) => {
+                if rooms && let Some(waker) = inner.rooms_waker.read().as_ref() {
+                    waker();
+                }
+                if presence && let Some(waker) = inner.presence_waker.read().as_ref() {
                     waker();
                 }
             }
-            Ok(false) => {}
             Err(e) => {
                 tracing::warn!("database follower: {e}");
                 conn.reset();
@@ -890,6 +902,15 @@ impl MessageLog for PgMessages {
 
     fn set_rooms_waker(&self, waker: Arc<dyn Fn() + Send + Sync>) {
         *self.inner.rooms_waker.write() = Some(waker);
+    }
+
+    fn presence(&self) -> Option<Arc<dyn gc_store::PresenceShare>> {
+        let p = self.inner.presence.read().clone()?;
+        Some(p)
+    }
+
+    fn set_presence_waker(&self, waker: Arc<dyn Fn() + Send + Sync>) {
+        *self.inner.presence_waker.write() = Some(waker);
     }
 }
 

@@ -88,6 +88,24 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     );
     ",
     ),
+    (
+        3,
+        "presence: instances with leases, and who is online through each",
+        "
+    -- seen is the database's clock (seconds since the epoch), so instances on hosts whose
+    -- clocks differ still agree on whose lease ran out.
+    CREATE TABLE gc_instances (
+        instance text PRIMARY KEY,
+        seen double precision NOT NULL
+    );
+    CREATE TABLE gc_presence (
+        instance text NOT NULL REFERENCES gc_instances ON DELETE CASCADE,
+        user_key text NOT NULL,
+        username text NOT NULL,
+        PRIMARY KEY (instance, user_key)
+    );
+    ",
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -17,6 +17,7 @@ mod fds;
 mod heartbeat;
 mod listener;
 mod notify;
+mod presence;
 mod rooms;
 mod state;
 mod threads;

@@ -35,6 +35,8 @@ pub struct ServerHandle {
     stopped: bool,
     /// The data dir's lock when the store does not hold it (PostgreSQL).
     _lock: Option<DataDirLock>,
+    /// Presence across instances, with a shared store.
+    presence_thread: Option<JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -97,6 +99,11 @@ impl ServerHandle {
         begin_shutdown(&self.shared, &self.addrs);
         self.shared.session_threads.join_all();
         self.shared.conn_threads.join_all();
+        if let Some(handle) = self.presence_thread.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("the presence thread panicked");
+        }
         if let Err(e) = self.shared.store.sync() {
             tracing::error!("final fsync of the store failed: {e}");
         }
@@ -270,14 +277,18 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
     let started = spawn("accept-connect", connect_l, Role::Connect)
         .and_then(|()| spawn("accept-auth", auth_l, Role::Auth))
         .and_then(|()| spawn("accept-send", send_l, Role::Send));
-    let handle = ServerHandle {
+    let presence = crate::presence::start(&shared);
+    let mut handle = ServerHandle {
         shared,
         addrs,
         fingerprint,
         accept_threads,
         stopped: false,
         _lock: lock,
+        presence_thread: None,
     };
+    // On an error, dropping the handle stops and joins what started.
+    handle.presence_thread = presence?;
     started?;
     tracing::info!("{}", addrs.listening_line());
     Ok(handle)

@@ -510,6 +510,8 @@ struct RegistryInner {
     by_user: HashMap<String, Vec<Arc<Session>>>,
     /// Online users by case-folded name: display name and number of sessions.
     online: BTreeMap<String, (Username, usize)>,
+    /// Online through other instances sharing the store, by case-folded name.
+    remote: BTreeMap<String, Username>,
     presence_version: u64,
     next_id: u64,
     closed: bool,
@@ -686,13 +688,51 @@ impl Registry {
         notifier.presence_changed(r.presence_version);
     }
 
-    /// Who is online (each user once, sorted case-insensitively) and the presence version.
+    /// Who is online, here or through another instance (each user once, sorted
+    /// case-insensitively), and the presence version.
     pub fn online(&self) -> (u64, Vec<Username>) {
         let r = self.inner.lock();
-        (
-            r.presence_version,
-            r.online.values().map(|(u, _)| u.clone()).collect(),
-        )
+        if r.remote.is_empty() {
+            return (
+                r.presence_version,
+                r.online.values().map(|(u, _)| u.clone()).collect(),
+            );
+        }
+        let mut all: BTreeMap<&str, &Username> =
+            r.remote.iter().map(|(k, u)| (k.as_str(), u)).collect();
+        all.extend(r.online.iter().map(|(k, (u, _))| (k.as_str(), u)));
+        (r.presence_version, all.into_values().cloned().collect())
+    }
+
+    /// Who is online through this instance.
+    pub fn local_online(&self) -> Vec<Username> {
+        let r = self.inner.lock();
+        r.online.values().map(|(u, _)| u.clone()).collect()
+    }
+
+    /// Replaces who is online through the other instances; raises the presence version if that
+    /// changes the list clients see.
+    pub fn set_remote(&self, users: Vec<Username>, notifier: &Notifier) {
+        let remote: BTreeMap<String, Username> = users.into_iter().map(|u| (u.key(), u)).collect();
+        let mut r = self.inner.lock();
+        if r.remote == remote {
+            return;
+        }
+        let before: Vec<&String> = r
+            .remote
+            .keys()
+            .filter(|k| !r.online.contains_key(*k))
+            .collect();
+        let after: Vec<&String> = remote
+            .keys()
+            .filter(|k| !r.online.contains_key(*k))
+            .collect();
+        let visible = before != after;
+        r.remote = remote;
+        if visible {
+            r.presence_version += 1;
+            notifier.presence_changed(r.presence_version);
+        }
     }
 
     /// Number of live sessions.

@@ -62,4 +62,4 @@ pub use rooms::{
     ADMINS_FILE, MAX_TOPIC_BYTES, MEMBERS_FILE, Member, MemberKeys, ROOMS_FILE, RoomInfo, RoomRule,
     Rooms, RoomsBackend, RoomsFile, RoomsReport, RoomsSnapshot, Standing,
 };
-pub use seam::{AccountStore, Arrived, MessageLog, Waker};
+pub use seam::{AccountStore, Arrived, MessageLog, PresenceShare, Waker};

@@ -79,6 +79,12 @@ pub trait MessageLog: Send + Sync + fmt::Debug {
     /// Registers what to call when another instance may have changed the shared room metadata
     /// (the caller reloads it if it did). A store only this process writes never calls it.
     fn set_rooms_waker(&self, _waker: Arc<dyn Fn() + Send + Sync>) {}
+    /// Who is online through the other instances sharing this store, if it is shared.
+    fn presence(&self) -> Option<Arc<dyn PresenceShare>> {
+        None
+    }
+    /// Registers what to call when another instance's online users may have changed.
+    fn set_presence_waker(&self, _waker: Arc<dyn Fn() + Send + Sync>) {}
 }
 
 impl MessageLog for MessageStore {
@@ -131,6 +137,19 @@ impl MessageLog for MessageStore {
     fn sync(&self) -> Result<()> {
         MessageStore::sync(self)
     }
+}
+
+/// Presence across instances: each publishes who is online through it, under a lease it renews;
+/// an instance that stops renewing (killed, cut off) drops out of everyone's list when the lease
+/// runs out.
+pub trait PresenceShare: Send + Sync + fmt::Debug {
+    /// Renews this instance's lease, publishes `local` (this instance's online users) if it
+    /// changed since the last call, and returns the online users of the other live instances.
+    fn exchange(&self, local: &[Username]) -> Result<Vec<Username>>;
+    /// Withdraws this instance at once (at shutdown).
+    fn withdraw(&self);
+    /// How long an instance that stopped renewing still counts as online.
+    fn lease(&self) -> std::time::Duration;
 }
 
 /// The accounts: SCRAM verifiers by name, names unique without regard to case.
