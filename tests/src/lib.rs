@@ -213,9 +213,16 @@ impl ChildServer {
     /// `env!("CARGO_BIN_EXE_gc-test-server")`) on `data_dir` with OS-chosen ports, and waits
     /// until it announces where it listens.
     pub fn spawn(bin: &Path, data_dir: &Path) -> Self {
+        Self::spawn_with(bin, data_dir, &[])
+    }
+
+    /// [`ChildServer::spawn`] with variables added to the child's environment (e.g.
+    /// `GC_TEST_CHILD_STORE`: a shared store URL).
+    pub fn spawn_with(bin: &Path, data_dir: &Path, envs: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
         let mut child = Command::new(bin)
+            .envs(envs.iter().copied())
             .arg(data_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -332,6 +339,9 @@ pub fn child_config(data_dir: &Path) -> Config {
     config.rate_burst = 1_000_000;
     config.rate_per_sec = 1_000_000.0;
     config.print_addrs = true;
+    // A shared store, for the tests that kill an instance of several ([`ChildServer::spawn_with`]
+    // sets it in the child's environment only).
+    config.store = std::env::var("GC_TEST_CHILD_STORE").ok();
     config
 }
 

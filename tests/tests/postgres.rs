@@ -1001,3 +1001,81 @@ mod presence {
         assert_eq!(alice.close(), 0);
     }
 }
+
+// ───────────────────────────── an instance killed ─────────────────────────────
+
+mod killed {
+    use gc_tests::client::{TestClient, config, config_for};
+    use gc_tests::{ChildServer, PASSWORD, TestServer};
+
+    use super::*;
+
+    #[test]
+    fn an_instance_killed_mid_traffic_loses_nothing_acknowledged_and_stores_nothing_twice() {
+        let Some(db) = pg::database() else { return };
+        let dir_a = tempfile::tempdir().expect("dir");
+        let a = ChildServer::spawn_with(
+            std::path::Path::new(env!("CARGO_BIN_EXE_gc-test-server")),
+            dir_a.path(),
+            &[("GC_TEST_CHILD_STORE", db.url.as_str())],
+        );
+        // B: the same ports and certificate as A (one service to clients), on 127.0.0.2.
+        let identity = dir_a.path().join(gc_net::identity::IDENTITY_DIR);
+        let addrs = a.addrs;
+        let b = TestServer::start_with(|c| {
+            c.bind = "127.0.0.2".parse().expect("ip");
+            c.store = Some(db.url.clone());
+            c.tls_cert = Some(identity.join("cert.pem"));
+            c.tls_key = Some(identity.join("key.pem"));
+            c.connect_port = addrs.connect.port();
+            c.auth_port = addrs.auth.port();
+            c.send_port = addrs.send.port();
+        });
+        let mut alice_cfg = config_for(&a.target, "alice", PASSWORD);
+        alice_cfg.server = "127.0.0.1,127.0.0.2".into();
+        alice_cfg.register = true;
+        let mut alice = TestClient::start(alice_cfg);
+        alice.wait_active();
+        let mut bob_cfg = config(&b, "bob", PASSWORD);
+        bob_cfg.register = true;
+        let mut bob = TestClient::start(bob_cfg);
+        bob.wait_active();
+
+        let mut sent = Vec::new();
+        for i in 1..=60 {
+            let text = format!("kill test {i}");
+            alice.send(&text);
+            sent.push(text);
+            if i == 20 {
+                alice.wait_acked(3);
+                a.signal("KILL");
+            }
+        }
+        let n = sent.len();
+        alice.wait_acked(n);
+        alice.wait_records(n);
+        bob.wait_records(n);
+        let mut want = sent.clone();
+        want.sort();
+        for c in [&alice, &bob] {
+            let mut got = c.bodies();
+            got.sort();
+            assert_eq!(got, want, "every message once");
+        }
+        let mut c = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+        let rows = c
+            .query("SELECT id, body FROM gc_messages ORDER BY id", &[])
+            .expect("query");
+        let mut bodies: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
+        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(
+            ids,
+            (1..=n as i64).collect::<Vec<_>>(),
+            "dense ids, nothing twice"
+        );
+        bodies.sort();
+        assert_eq!(bodies, want);
+        assert_eq!(alice.close(), 0);
+        assert_eq!(bob.close(), 0);
+    }
+}
