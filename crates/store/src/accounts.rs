@@ -50,7 +50,7 @@ impl fmt::Debug for Account {
 }
 
 impl Account {
-    fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         let _ = writeln!(
             out,
             "{};{};{};{};{};{}",
