@@ -243,7 +243,7 @@ fn a_target_that_holds_data_is_refused_and_left_alone() {
 
     // A database with accounts only is refused too.
     let Some(db2) = pg::database() else { return };
-    let url2 = url(&db2);
+    let url2: DbUrl = db2.url.parse().expect("test URL");
     let (_m, accounts) = gc_pgstore::open(&url2, &PgConfig::default()).expect("open");
     gc_store::AccountStore::add(&accounts, account("dave", 4)).expect("add");
     let e = gc_pgstore::load_dir(&src, &url2).expect_err("into accounts");
