@@ -32,7 +32,7 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn account(url: &str, row: &Row) -> Result<Account, PgError> {
+pub(crate) fn account(url: &str, row: &Row) -> Result<Account, PgError> {
     let bad = |reason: String| PgError::BadRow {
         url: url.to_owned(),
         what: "account",

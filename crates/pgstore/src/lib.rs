@@ -5,6 +5,8 @@
 //!   commit order is id order, exactly-once by (user, client-msg-id) across instances, an
 //!   in-memory tail per instance and `LISTEN/NOTIFY` wake-ups.
 //! - [`PgAccounts`]: the accounts ([`gc_store::AccountStore`]).
+//! - [`export`], [`load_dir`], [`unload_to_dir`], [`summary`]: `gc-server db export` on the
+//!   database, and moving a data dir's contents into it and back, checked by count and hash.
 //! - [`migrate`]: versioned schema migrations (run at start and by `gc-server db migrate`).
 //!
 //! Everything goes through the synchronous `postgres` crate, so the server's thread-per-client
@@ -19,6 +21,7 @@ mod messages;
 mod migrate;
 mod presence;
 mod rooms;
+mod transfer;
 mod url;
 
 pub use accounts::PgAccounts;
@@ -27,6 +30,9 @@ pub use messages::{PgConfig, PgMessages};
 pub use migrate::{MigrateReport, SCHEMA_VERSION};
 pub use presence::{LEASE, PgPresence};
 pub use rooms::PgRooms;
+pub use transfer::{
+    SYNTHETIC_MSGID_PREFIX, Transfer, TransferError, export, load_dir, summary, unload_to_dir,
+};
 pub use url::DbUrl;
 
 /// Connects to the database at `url` and brings its schema to [`SCHEMA_VERSION`] (two

@@ -74,8 +74,8 @@ impl Default for PgConfig {
 
 /// A record in the tail, with the pair that produced it (for [`MessageLog::lookup_msgid`]).
 #[derive(Debug)]
-struct Entry {
-    record: Arc<Record>,
+pub(crate) struct Entry {
+    pub(crate) record: Arc<Record>,
     key: (String, String),
 }
 
@@ -175,7 +175,7 @@ fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-fn entry(url: &str, row: &Row) -> Result<Entry, PgError> {
+pub(crate) fn entry(url: &str, row: &Row) -> Result<Entry, PgError> {
     let bad = |reason: String| PgError::BadRow {
         url: url.to_owned(),
         what: "message",

@@ -462,9 +462,16 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
                 ExportFormat::Plain => gc_store::ExportFormat::Plain,
                 ExportFormat::Json => gc_store::ExportFormat::JsonLines,
             };
-            let export = |out: &mut dyn Write| match room {
-                Some(room) => gc_store::export_room(dir, room, format, out),
-                None => gc_store::export(dir, format, out),
+            let pg = match &config.store {
+                Some(url) => Some(config.database_url(url)?),
+                None => None,
+            };
+            let export = |out: &mut dyn Write| -> Result<gc_store::ExportReport, ServerError> {
+                Ok(match (&pg, room) {
+                    (Some(url), room) => gc_pgstore::export(url, room.as_ref(), format, out)?,
+                    (None, Some(room)) => gc_store::export_room(dir, room, format, out)?,
+                    (None, None) => gc_store::export(dir, format, out)?,
+                })
             };
             let report = match output {
                 Some(path) => {
@@ -495,18 +502,124 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
             tracing::info!("exported {} records", report.records);
             Ok(true)
         }
-        DbCommand::Import { original } => {
-            let r = gc_store::import_original(dir, original).map_err(|e| match e {
-                StoreError::Locked { .. } => ServerError::Usage(format!(
-                    "a server is running on {}: stop it before importing",
-                    dir.display()
-                )),
-                e => e.into(),
-            })?;
-            import_report(&r, original, dir, out).map_err(write_err)?;
+        DbCommand::Import {
+            original,
+            from_dir,
+            from_postgres,
+        } => {
+            if let Some(original) = original {
+                let r = gc_store::import_original(dir, original).map_err(|e| match e {
+                    StoreError::Locked { .. } => ServerError::Usage(format!(
+                        "a server is running on {}: stop it before importing",
+                        dir.display()
+                    )),
+                    e => e.into(),
+                })?;
+                import_report(&r, original, dir, out).map_err(write_err)?;
+                return Ok(true);
+            }
+            let url = pg_url(
+                config,
+                if *from_postgres {
+                    "--from-postgres"
+                } else {
+                    "--from-dir"
+                },
+            )?;
+            let (r, source, target) = match from_dir {
+                Some(from) => (
+                    gc_pgstore::load_dir(from, &url).map_err(|e| locked(e, from))?,
+                    from.display().to_string(),
+                    url.to_string(),
+                ),
+                None => (
+                    gc_pgstore::unload_to_dir(&url, dir).map_err(|e| locked(e, dir))?,
+                    url.to_string(),
+                    dir.display().to_string(),
+                ),
+            };
+            transfer_report(&r, &source, &target, out).map_err(write_err)?;
+            Ok(true)
+        }
+        DbCommand::Summary => {
+            let summary = match &config.store {
+                Some(url) => {
+                    let url = config.database_url(url)?;
+                    let s = gc_pgstore::summary(&url)?;
+                    format!("{url}: {s}")
+                }
+                None => {
+                    let (s, report) = gc_store::summary(dir)?;
+                    if let Some(torn) = report.skipped_torn_tail {
+                        writeln!(
+                            out,
+                            "(left out a torn last line, line {}: a write in progress, or one \
+                             the server moves aside when it starts)",
+                            torn.line_number
+                        )
+                        .map_err(write_err)?;
+                    }
+                    format!("{}: {s}", dir.display())
+                }
+            };
+            writeln!(out, "{summary}").map_err(write_err)?;
             Ok(true)
         }
     }
+}
+
+/// A transfer's error, saying what to do when it met a running server's lock on `dir`.
+fn locked(e: gc_pgstore::TransferError, dir: &Path) -> ServerError {
+    match e {
+        gc_pgstore::TransferError::Files(StoreError::Locked { .. }) => ServerError::Usage(format!(
+            "a server is running on {}: stop it before importing",
+            dir.display()
+        )),
+        e => e.into(),
+    }
+}
+
+/// The PostgreSQL store's URL, which `flag` needs.
+fn pg_url(config: &Config, flag: &str) -> Result<gc_pgstore::DbUrl, ServerError> {
+    let Some(url) = &config.store else {
+        return Err(ServerError::Usage(format!(
+            "db import {flag} needs the PostgreSQL store: give its URL with --store URL, \
+             GC_STORE=URL or store = \"URL\" in the config file"
+        )));
+    };
+    config.database_url(url)
+}
+
+/// What a transfer says: both sides' counts and hashes (equal, or it failed), and notes.
+fn transfer_report(
+    r: &gc_pgstore::Transfer,
+    source: &str,
+    target: &str,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    writeln!(out, "source {source}: {}", r.source)?;
+    writeln!(out, "target {target}: {}", r.target)?;
+    writeln!(
+        out,
+        "copied and checked; {} client-msg-ids carried over (retries of those messages stay \
+         duplicates)",
+        r.client_msg_ids
+    )?;
+    if r.skipped_msgids > 0 {
+        writeln!(
+            out,
+            "  {} invalid database.msgids lines skipped",
+            r.skipped_msgids
+        )?;
+    }
+    if let Some(torn) = &r.skipped_torn_tail {
+        writeln!(
+            out,
+            "  a torn last line (line {}: {}) was left out, as the server would",
+            torn.line_number, torn.reason
+        )?;
+    }
+    Ok(())
 }
 
 /// What `db import` says: what came in, what was changed on the way, and each line left out.

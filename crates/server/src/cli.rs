@@ -160,7 +160,8 @@ pub enum Command {
     /// Manage accounts (usernames.db). Changes refuse while a server runs on the data dir.
     #[command(subcommand)]
     User(UserCommand),
-    /// Check, repair or export the message store (database.db and every room's file).
+    /// Check, repair, export, import or summarise the message store (database.db and every
+    /// room's file, or PostgreSQL with --store for export, import and summary).
     #[command(subcommand)]
     Db(DbCommand),
     /// Manage rooms (rooms.db, members.db). Changes refuse while a server runs on the data dir.
@@ -293,7 +294,8 @@ pub enum DbCommand {
     /// server first).
     Repair,
     /// Write every record to standard output (or --output): #general's, then each other
-    /// room's (in plain format after a `# room NAME` line).
+    /// room's (in plain format after a `# room NAME` line). From the PostgreSQL store when
+    /// --store is given (one consistent snapshot, streamed), else from the data dir.
     Export {
         /// `plain` (the database.db line format) or `json` (one JSON object per line).
         #[arg(long, value_enum, default_value_t = ExportFormat::Plain)]
@@ -306,15 +308,38 @@ pub enum DbCommand {
         #[arg(long, value_name = "ROOM", value_parser = parse_room)]
         room: Option<gc_protocol::Room>,
     },
-    /// Bring in the history of the original Python prototype: its database.db (7-decimal
-    /// timestamps, repeated ids, a leading blank line, no final newline are all fine) becomes
-    /// #general's, renumbered 1, 2, 3, … in the file's order. The data dir must hold no messages
-    /// yet (stop the server first). Lines that cannot be read are left out and listed with why.
+    /// Bring data in: the original prototype's history (--original FILE), a flat-file data
+    /// dir into the PostgreSQL store of --store (--from-dir DIR), or that PostgreSQL store into
+    /// the data dir (--from-postgres). The target must hold no messages or accounts; stop the
+    /// servers on it first. A transfer prints `N messages, M accounts, sha256 …` for source and
+    /// target and keeps nothing unless they are equal.
+    #[command(group(clap::ArgGroup::new("source").required(true)))]
     Import {
-        /// The prototype's database.db.
-        #[arg(long, value_name = "FILE")]
-        original: PathBuf,
+        /// The original Python prototype's database.db: it becomes #general's history
+        /// (7-decimal timestamps, repeated ids, a leading blank line, no final newline are all
+        /// fine), renumbered 1, 2, 3, … in the file's order, into the data dir. Lines that
+        /// cannot be read are left out and listed with why.
+        #[arg(long, value_name = "FILE", group = "source")]
+        original: Option<PathBuf>,
+        /// A flat-file data dir (stopped) to load into the PostgreSQL store given by --store,
+        /// GC_STORE or `store =` (an empty database; its schema is created): every room's
+        /// messages with their ids and timestamps, the client-msg-ids (so retries of them stay
+        /// duplicates), the accounts. One transaction, committed only if the database then
+        /// holds what DIR holds.
+        #[arg(long, value_name = "DIR", group = "source")]
+        from_dir: Option<PathBuf>,
+        /// Copy the PostgreSQL store given by --store, GC_STORE or `store =` (a consistent
+        /// snapshot; instances may run) into the data dir (--data-dir), which must hold no
+        /// messages or accounts. Staged in DATA_DIR/.import-staging, checked, then moved into
+        /// place.
+        #[arg(long, group = "source")]
+        from_postgres: bool,
     },
+    /// Print what the message store holds: `N messages, M accounts, sha256 …`, the hash taken
+    /// over the canonical export (a `# room NAME` line before each room's records, #general
+    /// first, then the accounts). The PostgreSQL store with --store, else the data dir. Equal
+    /// lines mean equal contents: compare a data dir and a database after a move.
+    Summary,
 }
 
 fn parse_room(s: &str) -> Result<gc_protocol::Room, String> {

@@ -48,6 +48,9 @@ pub enum ServerError {
     /// The shared database (PostgreSQL) failed.
     #[error(transparent)]
     Database(#[from] gc_pgstore::PgError),
+    /// Moving data between a data dir and PostgreSQL, or exporting from it, failed.
+    #[error(transparent)]
+    Transfer(#[from] gc_pgstore::TransferError),
     /// The TLS identity could not be made or read.
     #[error(transparent)]
     Tls(#[from] gc_net::NetError),

@@ -340,7 +340,9 @@ fn db_import_brings_in_a_prototype_history_once() {
     let data = dir.path().join("data");
     let c = config(&data);
     let import = DbCommand::Import {
-        original: original.clone(),
+        original: Some(original.clone()),
+        from_dir: None,
+        from_postgres: false,
     };
     let mut out = Vec::new();
     assert!(admin::db(&import, &c, &mut out).unwrap());

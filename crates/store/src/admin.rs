@@ -370,9 +370,26 @@ fn export_file(
     out: &mut impl Write,
     report: &mut ExportReport,
 ) -> Result<()> {
+    let mut line_buf = Vec::new();
+    visit_file(room, path, report, |record| {
+        line_buf.clear();
+        export_line(record, format, &mut line_buf);
+        out.write_all(&line_buf)
+            .map_err(|source| StoreError::ExportOutput { source })
+    })
+}
+
+/// Hands every valid record of one room's file to `f`, in id order, counting them in `report`.
+/// A torn last line is left out (noted in `report`); an invalid line elsewhere is
+/// [`StoreError::BadLine`].
+fn visit_file(
+    room: &Room,
+    path: &Path,
+    report: &mut ExportReport,
+    mut f: impl FnMut(&Record) -> Result<()>,
+) -> Result<()> {
     let file = open_read(path)?;
     let mut pending_bad: Option<FaultyLine> = None;
-    let mut line_buf = Vec::new();
     scan_records(&file, path, |line, verdict| {
         if let Some(b) = pending_bad {
             return Err(StoreError::BadLine {
@@ -384,13 +401,7 @@ fn export_file(
         match verdict.and_then(|f| f.to_record()) {
             Ok(mut record) => {
                 record.room = room.clone();
-                line_buf.clear();
-                match format {
-                    ExportFormat::Plain => encode_record(&record, &mut line_buf),
-                    ExportFormat::JsonLines => write_json(&record, &mut line_buf),
-                }
-                out.write_all(&line_buf)
-                    .map_err(|source| StoreError::ExportOutput { source })?;
+                f(&record)?;
                 report.records += 1;
             }
             Err(reason) => pending_bad = Some(moved(line, reason)),
@@ -401,6 +412,27 @@ fn export_file(
         report.skipped_torn_tail = pending_bad;
     }
     Ok(())
+}
+
+/// Hands every valid record of every room of `dir` to `f`, in [`export`]'s order (`#general`'s
+/// first, then each other room's by name, each in id order), with the same rules: a torn last
+/// line is left out and reported, an invalid line elsewhere stops with
+/// [`StoreError::BadLine`]. Takes no lock.
+pub fn visit_records(dir: &Path, mut f: impl FnMut(&Record) -> Result<()>) -> Result<ExportReport> {
+    let mut report = ExportReport::default();
+    for (room, path) in room_files(dir)? {
+        visit_file(&room, &path, &mut report, &mut f)?;
+    }
+    Ok(report)
+}
+
+/// One record as [`export`] writes it in `format` (with its LF), appended to `out`; the room
+/// header lines of [`ExportFormat::Plain`] are the caller's.
+pub fn export_line(record: &Record, format: ExportFormat, out: &mut Vec<u8>) {
+    match format {
+        ExportFormat::Plain => encode_record(record, out),
+        ExportFormat::JsonLines => write_json(record, out),
+    }
 }
 
 /// Appends `text` as a JSON string literal.

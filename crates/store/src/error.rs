@@ -185,6 +185,37 @@ pub enum StoreError {
         what: String,
     },
 
+    /// A transfer's target (a data dir, or a database) already holds data.
+    #[error(
+        "{target} is not empty ({what}): a transfer goes into an empty store only; use a new \
+         data dir (--data-dir) or a new database"
+    )]
+    TransferTarget {
+        /// The data dir or database (without password).
+        target: String,
+        /// What is in it.
+        what: String,
+    },
+
+    /// A transfer's source gave something a data dir cannot hold as it came.
+    #[error("cannot transfer: {what}")]
+    Transfer {
+        /// What, and where.
+        what: String,
+    },
+
+    /// A transfer's target does not hold what its source holds (count or hash differ).
+    #[error(
+        "the copy differs from its source: {source_summary} (source) against {target_summary} \
+         (target); nothing was kept"
+    )]
+    TransferMismatch {
+        /// What the source holds.
+        source_summary: String,
+        /// What the target holds.
+        target_summary: String,
+    },
+
     /// A file in the `rooms` directory is not named after a room.
     #[error(
         "{} is not a room's file (rooms/NAME.db, for the room #NAME or the direct conversation \

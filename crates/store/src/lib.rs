@@ -9,6 +9,8 @@
 //! - [`Rooms`]: room metadata, `rooms.db`, `members.db` and `admins.db`, rewritten atomically.
 //! - [`check`], [`repair`], [`export`], [`import_original`]: what `gc-server db …` runs on a
 //!   data dir.
+//! - [`Digest`], [`summary`], [`DirImport`], [`visit_records`], [`visit_msgids`]: moving a data
+//!   dir's contents to another store and back, checked by count and hash.
 //! - [`encode_record`], [`parse_record`]: the record line codec.
 //! - [`private`]: files 0600 and directories 0700, looser ones tightened at open.
 //!
@@ -38,11 +40,12 @@ mod outbox;
 pub mod private;
 mod rooms;
 mod seam;
+mod transfer;
 
 pub use accounts::{ACCOUNTS_FILE, Account, Accounts};
 pub use admin::{
     CheckReport, ExportFormat, ExportReport, FileCheck, MAX_LISTED_BAD_LINES, RepairReport, check,
-    export, export_room, repair,
+    export, export_line, export_room, repair, visit_records,
 };
 pub use cache::{CacheReport, ClientCache};
 pub use codec::{
@@ -63,3 +66,4 @@ pub use rooms::{
     Rooms, RoomsBackend, RoomsFile, RoomsReport, RoomsSnapshot, Standing,
 };
 pub use seam::{AccountStore, Arrived, MessageLog, PresenceShare, Waker};
+pub use transfer::{Digest, DirImport, STAGING_DIR, Summary, summary, visit_msgids};
