@@ -80,6 +80,55 @@ impl Tls {
     }
 }
 
+/// Where a started server keeps its messages and accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreChoice {
+    /// The data dir's flat files (the default store).
+    Flat,
+    /// PostgreSQL: a fresh database of the --postgres cluster per run.
+    Postgres,
+    /// Each run on the flat files, then on PostgreSQL, and the figures side by side.
+    Both,
+}
+
+impl StoreChoice {
+    /// The stores each run goes through, in order.
+    pub fn stores(self) -> &'static [StoreKind] {
+        match self {
+            Self::Flat => &[StoreKind::Flat],
+            Self::Postgres => &[StoreKind::Postgres],
+            Self::Both => &[StoreKind::Flat, StoreKind::Postgres],
+        }
+    }
+}
+
+/// One store a run goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Flat files.
+    Flat,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl StoreKind {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Flat => "flat file",
+            Self::Postgres => "PostgreSQL",
+        }
+    }
+
+    /// Its key in JSON.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Flat => "flat",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
 /// Options of every workload.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
@@ -132,9 +181,29 @@ pub struct CommonArgs {
     #[arg(long, global = true, value_enum, default_value_t = Tls::Both)]
     pub tls: Tls,
 
-    /// fsync policy of a started server.
+    /// fsync policy of a started server (its flat files; on PostgreSQL the database's own
+    /// settings decide).
     #[arg(long, global = true, value_enum, default_value_t = Fsync::Batch)]
     pub fsync: Fsync,
+
+    /// A PostgreSQL cluster for runs on the shared store: the URL of a role that may create
+    /// databases (each run gets a fresh one, dropped at its end). `source .ci/postgres &&
+    /// GC_PG_FSYNC=on gc_pg_start` starts a private one and exports its URL as
+    /// GC_TEST_POSTGRES.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "GC_BENCH_POSTGRES",
+        hide_env_values = true
+    )]
+    pub postgres: Option<String>,
+
+    /// Flat files, PostgreSQL, or both: then each run goes on the flat files, then on
+    /// PostgreSQL (a fresh server and database each), and a table puts the figures side by side
+    /// [default: both with --postgres, else flat].
+    #[arg(long, global = true, value_enum, value_name = "STORE")]
+    pub store: Option<StoreChoice>,
 
     /// Threads serving all clients' heartbeat and delivery connections (epoll).
     #[arg(long, global = true, value_name = "N", default_value_t = 2)]
@@ -179,6 +248,10 @@ pub enum Workload {
     /// Server RSS and threads with no clients, then with N clients that all receive a few
     /// messages: bytes per client.
     Memory(MemoryArgs),
+    /// Two instances of one service on one PostgreSQL database (needs --postgres): senders on
+    /// instance A, receivers on A and on instance B; the latency of every delivery, on A
+    /// (same instance) and on B (across instances, through LISTEN/NOTIFY).
+    Instances(InstancesArgs),
 }
 
 impl Workload {
@@ -190,6 +263,7 @@ impl Workload {
             Self::Fanout(_) => "fanout",
             Self::Idle(_) => "idle",
             Self::Memory(_) => "memory",
+            Self::Instances(_) => "instances",
         }
     }
 }
@@ -296,6 +370,29 @@ pub struct FanoutArgs {
     /// before sending, and report its CPU per delivery also net of that idle rate (heartbeats).
     #[arg(long, value_name = "S", default_value_t = 0.0)]
     pub idle_window: f64,
+}
+
+/// `instances` options.
+#[derive(Debug, Args)]
+pub struct InstancesArgs {
+    /// Clients on instance A (the senders among them).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub n_a: usize,
+    /// Clients on instance B (receivers only).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub n_b: usize,
+    /// Sending clients (the first of instance A's).
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub senders: usize,
+    /// Messages per second per sender.
+    #[arg(long, value_name = "R", default_value_t = 100.0)]
+    pub rate: f64,
+    /// Seconds of sending.
+    #[arg(long, value_name = "T", default_value_t = 10.0)]
+    pub duration: f64,
+    /// Message body size in bytes.
+    #[arg(long, value_name = "B", default_value_t = 32)]
+    pub body_bytes: usize,
 }
 
 /// `idle` options.

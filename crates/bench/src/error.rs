@@ -70,6 +70,15 @@ pub enum BenchError {
         /// The server's answer.
         answer: String,
     },
+    /// A PostgreSQL operation of the bench itself failed (creating a run's database, reading
+    /// it back for the store check).
+    #[error("PostgreSQL: {what}: {cause}")]
+    Postgres {
+        /// What was being done.
+        what: String,
+        /// The driver's error (never the password).
+        cause: String,
+    },
     /// The server refused a message because of its rate limit.
     #[error(
         "the server rate-limits the bench's messages ({0}); a started server gets \

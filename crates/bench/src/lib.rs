@@ -12,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod error;
 pub mod hist;
+pub mod pg;
 pub mod procfs;
 pub mod reactor;
 pub mod report;
@@ -22,7 +23,7 @@ pub mod wire;
 pub mod workloads;
 
 use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,9 +34,10 @@ use std::time::{Duration, Instant};
 use gc_protocol::SessionToken;
 use serde_json::{Value, json};
 
-use crate::cli::{Cli, CommonArgs};
+use crate::cli::{Cli, CommonArgs, StoreChoice, StoreKind, Workload};
 use crate::client::{KeyCache, SignInArgs, SignInTiming, client_ip};
 use crate::error::BenchError;
+use crate::pg::PgCluster;
 use crate::procfs::{CpuSnapshot, CpuUsage};
 use crate::reactor::{IoReport, Reactor, ReactorConfig};
 use crate::report::RunResult;
@@ -47,12 +49,16 @@ use crate::wire::{ClientTls, Mode, Wire};
 pub use error::BenchError as Error;
 
 /// Settings counters by every run of one invocation.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Ctx {
     /// How to get a server.
     pub spec: ServerSpec,
     /// The protocols each run goes through, in order.
     pub modes: &'static [Mode],
+    /// The stores each run goes on, in order.
+    pub stores: &'static [StoreKind],
+    /// The PostgreSQL cluster of `--postgres`.
+    pub postgres: Option<PgCluster>,
     /// The clients' TLS setup and callback identity, when a mode is TLS.
     pub client_tls: Option<Arc<ClientTls>>,
     /// `bc-io-*` threads.
@@ -118,6 +124,27 @@ impl Ctx {
         if !(5..=600).contains(&c.timeout) {
             return Err(BenchError::Invalid("--timeout must be 5 to 600 s".into()));
         }
+        let postgres = c.postgres.as_deref().map(PgCluster::new).transpose()?;
+        let store = c.store.unwrap_or(if postgres.is_some() {
+            StoreChoice::Both
+        } else {
+            StoreChoice::Flat
+        });
+        let stores = store.stores();
+        if stores.contains(&StoreKind::Postgres) {
+            if postgres.is_none() {
+                return Err(BenchError::Invalid(
+                    "--store postgres or both needs --postgres URL (or GC_BENCH_POSTGRES):                      `source .ci/postgres && GC_PG_FSYNC=on gc_pg_start` starts a private                      cluster and exports its URL as GC_TEST_POSTGRES"
+                        .into(),
+                ));
+            }
+            if external.is_some() {
+                return Err(BenchError::Invalid(
+                    "--store postgres starts its servers; against --server use --store flat                      (the external server keeps whatever store it was started with)"
+                        .into(),
+                ));
+            }
+        }
         let spec = ServerSpec {
             bin,
             external,
@@ -125,6 +152,7 @@ impl Ctx {
             heartbeat_ms: c.heartbeat_ms,
             extra_args: c.server_args.clone(),
             data_parent: c.data_parent.clone(),
+            postgres: None,
         };
         let nofile = procfs::raise_nofile();
         let git = std::process::Command::new("git")
@@ -135,6 +163,10 @@ impl Ctx {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
         let mut machine = procfs::machine();
         machine["nofile"] = json!(nofile);
+        let pg_settings = match &postgres {
+            Some(cluster) => cluster.settings()?,
+            None => Value::Null,
+        };
         let server_info = json!({
             "version": spec.version(),
             "git": git,
@@ -143,6 +175,8 @@ impl Ctx {
             "heartbeat_ms": spec.heartbeat_ms,
             "extra_args": spec.extra_args,
             "tls_modes": modes.iter().map(|m| m.server_tls()).collect::<Vec<_>>(),
+            "stores": stores.iter().map(|s| s.key()).collect::<Vec<_>>(),
+            "postgres": pg_settings,
         });
         let client_tls = if tls {
             Some(Arc::new(ClientTls::new()?))
@@ -152,6 +186,8 @@ impl Ctx {
         Ok(Self {
             spec,
             modes,
+            stores,
+            postgres,
             client_tls,
             io_threads: c.io_threads,
             timeout: Duration::from_secs(c.timeout),
@@ -160,6 +196,21 @@ impl Ctx {
             machine,
             server_info,
         })
+    }
+
+    /// The same settings for runs on `store`.
+    pub fn on(&self, store: StoreKind) -> Self {
+        let mut ctx = self.clone();
+        ctx.spec.postgres = match store {
+            StoreKind::Flat => None,
+            StoreKind::Postgres => self.postgres.clone(),
+        };
+        ctx
+    }
+
+    /// Whether runs of this context are on PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.spec.postgres.is_some()
     }
 
     /// How clients reach `server` in `mode`.
@@ -226,8 +277,12 @@ pub struct SignIns {
 pub struct Run<'a> {
     /// The invocation's settings.
     pub ctx: &'a Ctx,
-    /// The server.
+    /// The server (instance A of a pair).
     pub server: Server,
+    /// Instance B of a pair ([`Run::start_pair`]): the same service on the same database.
+    pub other: Option<Server>,
+    /// Clients from this slot on are on instance B (`usize::MAX`: one instance).
+    pub split: usize,
     /// How the clients reach it.
     pub wire: Wire,
     /// The io threads.
@@ -269,6 +324,79 @@ impl<'a> Run<'a> {
     ) -> Result<Self, BenchError> {
         ctx.check_fds(slots)?;
         let server = Server::start(&ctx.spec, mode, &ctx.accounts, accounts)?;
+        Self::with_servers(
+            ctx,
+            mode,
+            (server, None),
+            (accounts, slots),
+            usize::MAX,
+            sink,
+            rooms,
+        )
+    }
+
+    /// Two instances of one service on one PostgreSQL database: A on 127.0.0.1, B on
+    /// 127.0.0.2 with A's TLS identity (one service, one certificate to pin); clients
+    /// `0..split` on A, `split..slots` on B, all in `#general`.
+    pub fn start_pair(
+        ctx: &'a Ctx,
+        mode: Mode,
+        accounts: usize,
+        slots: usize,
+        split: usize,
+    ) -> Result<Self, BenchError> {
+        if !ctx.on_postgres() {
+            return Err(BenchError::Invalid(
+                "two instances of one service share a PostgreSQL database: give --postgres URL"
+                    .into(),
+            ));
+        }
+        ctx.check_fds(slots)?;
+        let a = Server::start(&ctx.spec, mode, &ctx.accounts, accounts)?;
+        let mut spec = ctx.spec.clone();
+        if let Some(dir) = &a.data_dir {
+            let identity = dir.join(gc_net::identity::IDENTITY_DIR);
+            spec.extra_args.extend([
+                "--tls-cert".to_owned(),
+                identity
+                    .join(gc_net::identity::CERT_FILE)
+                    .display()
+                    .to_string(),
+                "--tls-key".to_owned(),
+                identity
+                    .join(gc_net::identity::KEY_FILE)
+                    .display()
+                    .to_string(),
+            ]);
+        }
+        let b = Server::start_on(
+            &spec,
+            mode,
+            &ctx.accounts,
+            accounts,
+            Ipv4Addr::new(127, 0, 0, 2).into(),
+            a.db.clone(),
+        )?;
+        Self::with_servers(
+            ctx,
+            mode,
+            (a, Some(b)),
+            (accounts, slots),
+            split,
+            false,
+            RoomPlan::GENERAL,
+        )
+    }
+
+    fn with_servers(
+        ctx: &'a Ctx,
+        mode: Mode,
+        (server, other): (Server, Option<Server>),
+        (accounts, slots): (usize, usize),
+        split: usize,
+        sink: bool,
+        rooms: RoomPlan,
+    ) -> Result<Self, BenchError> {
         let wire = ctx.wire(mode, &server)?;
         if server.is_external() {
             ctx.accounts
@@ -287,10 +415,13 @@ impl<'a> Run<'a> {
             sink,
             wire: wire.clone(),
             rooms,
+            split,
         })?;
         Ok(Self {
             ctx,
             server,
+            other,
+            split,
             wire,
             reactor: Some(reactor),
             epoch,
@@ -299,6 +430,14 @@ impl<'a> Run<'a> {
             held: Arc::new(Mutex::new(vec![None; slots])),
             rooms,
         })
+    }
+
+    /// The instance client `slot` is on.
+    pub fn server_of(&self, slot: usize) -> &Server {
+        match &self.other {
+            Some(b) if slot >= self.split => b,
+            _ => &self.server,
+        }
     }
 
     /// The io threads' counters counters.
@@ -333,12 +472,17 @@ impl<'a> Run<'a> {
             || Err(BenchError::Invalid("run already finished".into())),
             Ok,
         )?;
+        if slots.start < self.split && slots.end > self.split {
+            return Err(BenchError::Invalid(
+                "one batch of sign-ins goes to one instance".into(),
+            ));
+        }
         let next = AtomicUsize::new(slots.start);
         let failed = AtomicBool::new(false);
         let timings = Mutex::new(Vec::with_capacity(slots.len()));
         let first_error: Mutex<Option<BenchError>> = Mutex::new(None);
         let args = SignInArgs {
-            addrs: &self.server.addrs,
+            addrs: &self.server_of(slots.start).addrs,
             wire: &self.wire,
             accounts: &self.ctx.accounts,
             keys,
@@ -494,7 +638,7 @@ impl<'a> Run<'a> {
             .held(slot)
             .ok_or_else(|| BenchError::Invalid(format!("client {slot} is not signed in")))?;
         Ok(SenderJob {
-            addrs: self.server.addrs,
+            addrs: self.server_of(slot).addrs,
             wire: self.wire.clone(),
             index,
             ip: held.ip,
@@ -601,9 +745,8 @@ impl<'a> Run<'a> {
                                 return;
                             }
                             if let Some(h) = self.held(slot) {
-                                if client::bye(&self.server.addrs, &self.wire, h.ip, &h.token)
-                                    .is_err()
-                                {
+                                let addrs = &self.server_of(slot).addrs;
+                                if client::bye(addrs, &self.wire, h.ip, &h.token).is_err() {
                                     failures.fetch_add(1, Ordering::Relaxed);
                                 }
                                 lock(&self.held)[slot] = None;
@@ -626,7 +769,14 @@ impl<'a> Run<'a> {
             None => IoReport::default(),
         };
         self.server.stop();
-        let (warnings, errors, first) = self.server.problems();
+        let (mut warnings, mut errors, mut first) = self.server.problems();
+        if let Some(b) = &mut self.other {
+            b.stop();
+            let (w, e, f) = b.problems();
+            warnings += w;
+            errors += e;
+            first.extend(f.into_iter().map(|l| format!("instance B: {l}")));
+        }
         let mut problems = json!({
             "server_pid": self.server.pid.map(|p| p.to_string()),
             "server_warnings": warnings,
@@ -648,11 +798,23 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs the workload of `cli` `--runs` times in each mode of `--tls` (plain, then TLS, run after
-/// run), writing tables and JSON lines to `out`: one per run and mode, the medians per mode with
-/// `--runs` above 1, and with both modes the headline figures side by side.
+/// Runs the workload of `cli` `--runs` times on each store of `--store` and in each mode of
+/// `--tls` (flat files, then PostgreSQL; plain, then TLS; run after run), writing tables and
+/// JSON lines to `out`: one per run and variant, the medians per variant with `--runs` above 1,
+/// and with two stores (else two modes) the headline figures side by side.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), BenchError> {
-    let ctx = Ctx::new(&cli.common)?;
+    let mut ctx = Ctx::new(&cli.common)?;
+    if matches!(cli.workload, Workload::Instances(_)) {
+        // Two instances share one database: there is no flat-file counterpart.
+        if ctx.postgres.is_none() {
+            return Err(BenchError::Invalid(
+                "instances runs two gc-server instances on one PostgreSQL database: give \
+                 --postgres URL (or GC_BENCH_POSTGRES)"
+                    .into(),
+            ));
+        }
+        ctx.stores = &[StoreKind::Postgres];
+    }
     let runs = cli.common.runs;
     let tables = !cli.common.json_only;
     let name = cli.workload.name();
@@ -668,20 +830,37 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), BenchError> {
         }
         v
     };
-    let mut all: Vec<(Mode, RunResult)> = Vec::new();
+    let variants: Vec<(StoreKind, Mode)> = ctx
+        .stores
+        .iter()
+        .flat_map(|&s| ctx.modes.iter().map(move |&m| (s, m)))
+        .collect();
+    let several_stores = ctx.stores.len() > 1;
+    let label = |(store, mode): (StoreKind, Mode)| {
+        if several_stores || store == StoreKind::Postgres {
+            format!("{} on {}", mode.name(), store.name())
+        } else {
+            mode.name().to_owned()
+        }
+    };
+    let mut all: Vec<((StoreKind, Mode), RunResult)> = Vec::new();
     for r in 1..=runs {
-        for &mode in ctx.modes {
+        for &(store, mode) in &variants {
             let mut machine = ctx.machine.clone();
             machine["loadavg_1m_before"] = json!(procfs::loadavg());
-            let outcome = workloads::run(&ctx, mode, &cli.workload)?;
+            let outcome = workloads::run(&ctx.on(store), mode, &cli.workload)?;
             if tables {
-                let title = format!("gc-bench {name}, {} — run {r} of {runs}", mode.name());
+                let title = format!(
+                    "gc-bench {name}, {} — run {r} of {runs}",
+                    label((store, mode))
+                );
                 report::write_table(out, &title, &outcome.table)?;
             }
             report::write_json(
                 out,
                 &line(json!({
                     "tls": mode.is_tls(),
+                    "store": store.key(),
                     "run": r,
                     "params": outcome.params,
                     "machine": machine,
@@ -689,61 +868,97 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), BenchError> {
                 })),
             )?;
             let _ = out.flush();
-            all.push((mode, outcome));
+            all.push(((store, mode), outcome));
         }
     }
     let Some((_, first)) = all.first() else {
         return Ok(());
     };
     let (params, headline) = (first.params.clone(), first.headline.clone());
-    // Each mode's figures: its one run, or the medians of its runs.
+    // Each variant's figures: its one run, or the medians of its runs.
     let mut figures = Vec::new();
-    for &mode in ctx.modes {
+    for &variant in &variants {
         let results: Vec<Value> = all
             .iter()
-            .filter(|(m, _)| *m == mode)
+            .filter(|(v, _)| *v == variant)
             .map(|(_, o)| o.results.clone())
             .collect();
         if runs == 1 {
-            figures.extend(results.into_iter().map(|r| (mode, r)));
+            figures.extend(results.into_iter().map(|r| (variant, r)));
             continue;
         }
         let med = report::medians(&results);
         if tables {
-            let title = format!("gc-bench {name}, {} — median of {runs} runs", mode.name());
+            let title = format!(
+                "gc-bench {name}, {} — median of {runs} runs",
+                label(variant)
+            );
             report::write_table(out, &title, &report::median_rows(&headline, &med, &results))?;
         }
         report::write_json(
             out,
             &line(json!({
-                "tls": mode.is_tls(),
+                "tls": variant.1.is_tls(),
+                "store": variant.0.key(),
                 "summary": "median",
                 "params": params,
                 "machine": ctx.machine,
                 "results": med,
             })),
         )?;
-        figures.push((mode, med));
+        figures.push((variant, med));
     }
-    if let [(Mode::Plain, plain), (Mode::Tls, tls)] = &figures[..] {
-        if tables {
-            let of = if runs > 1 {
-                format!("medians of {runs} runs")
-            } else {
-                "one run each".to_owned()
-            };
-            let title = format!("gc-bench {name} — plain and TLS side by side ({of})");
-            report::write_table(out, &title, &report::side_by_side(&headline, plain, tls))?;
+    let of = if runs > 1 {
+        format!("medians of {runs} runs")
+    } else {
+        "one run each".to_owned()
+    };
+    let find = |v: (StoreKind, Mode)| figures.iter().find(|(w, _)| *w == v).map(|(_, r)| r);
+    // Two stores: flat file beside PostgreSQL, per mode; else two modes: plain beside TLS.
+    let mut pairs = Vec::new();
+    if several_stores {
+        for &mode in ctx.modes {
+            pairs.push((
+                (StoreKind::Flat, mode),
+                (StoreKind::Postgres, mode),
+                report::Sides::STORES,
+                format!("flat file and PostgreSQL side by side, {}", mode.name()),
+                "flat_and_postgres",
+            ));
         }
-        report::write_json(
-            out,
-            &line(json!({
-                "summary": "plain_and_tls",
-                "params": params,
-                "machine": ctx.machine,
-                "results": report::compare_json(&headline, plain, tls),
-            })),
-        )?;
+    } else if let [store] = ctx.stores[..]
+        && ctx.modes.len() == 2
+    {
+        pairs.push((
+            (store, Mode::Plain),
+            (store, Mode::Tls),
+            report::Sides::TLS,
+            "plain and TLS side by side".to_owned(),
+            "plain_and_tls",
+        ));
+    }
+    for (a, b, sides, what, summary) in pairs {
+        let (Some(ra), Some(rb)) = (find(a), find(b)) else {
+            continue;
+        };
+        if tables {
+            let title = format!("gc-bench {name} — {what} ({of})");
+            report::write_table(
+                out,
+                &title,
+                &report::side_by_side_as(sides, &headline, ra, rb),
+            )?;
+        }
+        let mut extra = json!({
+            "summary": summary,
+            "params": params,
+            "machine": ctx.machine,
+            "results": report::compare_json_as(sides, &headline, ra, rb),
+        });
+        if several_stores {
+            extra["tls"] = json!(a.1.is_tls());
+        }
+        report::write_json(out, &line(extra))?;
     }
     let _ = out.flush();
     Ok(())

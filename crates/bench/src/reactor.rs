@@ -135,6 +135,10 @@ pub struct ReactorConfig {
     pub wire: Wire,
     /// Which room each sender posts into, to check the room of every bench message delivered.
     pub rooms: RoomPlan,
+    /// Clients from this slot on are on a second instance: their deliveries' latency also goes
+    /// into [`IoReport::latency_b`], the others' into [`IoReport::latency_a`] (`usize::MAX`:
+    /// one instance).
+    pub split: usize,
 }
 
 enum Cmd {
@@ -233,6 +237,10 @@ pub struct IoReport {
     pub clients: Vec<ClientReport>,
     /// End-to-end latency of every delivery of a bench body, µs.
     pub latency: Histogram,
+    /// The same for the clients before [`ReactorConfig::split`] (the first instance).
+    pub latency_a: Histogram,
+    /// The same for the clients from [`ReactorConfig::split`] on (the second instance).
+    pub latency_b: Histogram,
     /// The first few problems seen.
     pub problems: Vec<String>,
 }
@@ -297,6 +305,8 @@ impl Reactor {
                     Ok(r) => {
                         all.clients.extend(r.clients);
                         all.latency.merge(&r.latency);
+                        all.latency_a.merge(&r.latency_a);
+                        all.latency_b.merge(&r.latency_b);
                         all.problems.extend(r.problems);
                     }
                     Err(_) => panicked = Some(t.name.clone()),
@@ -419,6 +429,8 @@ struct IoLoop {
     free: Vec<usize>,
     clients: Vec<ClientState>,
     latency: Histogram,
+    latency_a: Histogram,
+    latency_b: Histogram,
     problems: Vec<String>,
 }
 
@@ -446,6 +458,8 @@ impl IoLoop {
             free: Vec::new(),
             clients: Vec::new(),
             latency: Histogram::new(),
+            latency_a: Histogram::new(),
+            latency_b: Histogram::new(),
             problems: Vec::new(),
         }
     }
@@ -536,6 +550,8 @@ impl IoLoop {
                 })
                 .collect(),
             latency: self.latency,
+            latency_a: self.latency_a,
+            latency_b: self.latency_b,
             problems: self.problems,
         }
     }
@@ -905,7 +921,13 @@ impl IoLoop {
         {
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
             if let Ok(sent) = rest[..digits].parse::<u64>() {
-                self.latency.record(now_us.saturating_sub(sent));
+                let us = now_us.saturating_sub(sent);
+                self.latency.record(us);
+                if c.slot >= self.cfg.split {
+                    self.latency_b.record(us);
+                } else {
+                    self.latency_a.record(us);
+                }
             }
             let sender = rest[digits..]
                 .strip_prefix(':')
@@ -964,6 +986,7 @@ mod tests {
             sink: false,
             wire: Wire::plain(),
             rooms: RoomPlan::GENERAL,
+            split: usize::MAX,
         };
         let wake = Arc::new(eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd"));
         let mut l = IoLoop::new(cfg, Arc::new(Counters::new(1)), Arc::default(), wake);

@@ -151,6 +151,32 @@ pub fn median_rows(headline: &[String], med: &Value, runs: &[Value]) -> Vec<(Str
         .collect()
 }
 
+/// The names of the two sides of a comparison: in tables, in JSON, and of their ratio.
+#[derive(Debug, Clone, Copy)]
+pub struct Sides {
+    /// Table labels.
+    pub labels: (&'static str, &'static str),
+    /// JSON keys.
+    pub keys: (&'static str, &'static str),
+    /// The ratio's table label and JSON key.
+    pub ratio: (&'static str, &'static str),
+}
+
+impl Sides {
+    /// Plain GC/1 beside TLS.
+    pub const TLS: Self = Self {
+        labels: ("plain", "TLS"),
+        keys: ("plain", "tls"),
+        ratio: ("TLS/plain", "tls_over_plain"),
+    };
+    /// The flat file beside PostgreSQL.
+    pub const STORES: Self = Self {
+        labels: ("flat", "PG"),
+        keys: ("flat", "postgres"),
+        ratio: ("PG/flat", "postgres_over_flat"),
+    };
+}
+
 /// TLS over plain for one figure, when both are numbers and plain is not zero.
 pub fn ratio(plain: Option<&Value>, tls: Option<&Value>) -> Option<f64> {
     let (p, t) = (plain?.as_f64()?, tls?.as_f64()?);
@@ -159,14 +185,25 @@ pub fn ratio(plain: Option<&Value>, tls: Option<&Value>) -> Option<f64> {
 
 /// Rows putting each headline figure of a plain and a TLS result side by side, with their ratio.
 pub fn side_by_side(headline: &[String], plain: &Value, tls: &Value) -> Vec<(String, String)> {
+    side_by_side_as(Sides::TLS, headline, plain, tls)
+}
+
+/// Rows putting each headline figure of two results side by side, with their ratio (b / a).
+pub fn side_by_side_as(
+    sides: Sides,
+    headline: &[String],
+    a: &Value,
+    b: &Value,
+) -> Vec<(String, String)> {
+    let (la, lb) = sides.labels;
     headline
         .iter()
         .map(|path| {
-            let (p, t) = (at(plain, path), at(tls, path));
+            let (p, t) = (at(a, path), at(b, path));
             let r = ratio(p, t).map_or_else(|| "-".to_owned(), |r| format!("{r:.2}×"));
             (
                 path.clone(),
-                format!("plain {} · TLS {} · TLS/plain {r}", num(p), num(t)),
+                format!("{la} {} · {lb} {} · {} {r}", num(p), num(t), sides.ratio.0),
             )
         })
         .collect()
@@ -174,17 +211,22 @@ pub fn side_by_side(headline: &[String], plain: &Value, tls: &Value) -> Vec<(Str
 
 /// The same as JSON: `{path: {"plain": …, "tls": …, "tls_over_plain": …}}`.
 pub fn compare_json(headline: &[String], plain: &Value, tls: &Value) -> Value {
+    compare_json_as(Sides::TLS, headline, plain, tls)
+}
+
+/// The same as JSON with `sides`' keys: `{path: {a: …, b: …, ratio: …}}`.
+pub fn compare_json_as(sides: Sides, headline: &[String], a: &Value, b: &Value) -> Value {
     let mut out = Map::new();
     for path in headline {
-        let (p, t) = (at(plain, path), at(tls, path));
-        out.insert(
-            path.clone(),
-            json!({
-                "plain": p,
-                "tls": t,
-                "tls_over_plain": ratio(p, t).map(|r| (r * 1000.0).round() / 1000.0),
-            }),
+        let (p, t) = (at(a, path), at(b, path));
+        let mut m = Map::new();
+        m.insert(sides.keys.0.into(), json!(p));
+        m.insert(sides.keys.1.into(), json!(t));
+        m.insert(
+            sides.ratio.1.into(),
+            json!(ratio(p, t).map(|r| (r * 1000.0).round() / 1000.0)),
         );
+        out.insert(path.clone(), Value::Object(m));
     }
     Value::Object(out)
 }

@@ -25,6 +25,7 @@ use gc_protocol::texts::ServerAddrs;
 use gc_protocol::{ErrorCode, Fingerprint, Timestamp, Username};
 
 use crate::error::BenchError;
+use crate::pg::{PgCluster, PgDb};
 use crate::wire::{Mode, Wire};
 
 /// A server someone else started.
@@ -57,6 +58,9 @@ pub struct ServerSpec {
     pub extra_args: Vec<String>,
     /// Where temporary data dirs go (default: the system temporary directory).
     pub data_parent: Option<PathBuf>,
+    /// Store the messages and accounts in PostgreSQL (a fresh database of this cluster per
+    /// run) instead of the data dir's flat files.
+    pub postgres: Option<PgCluster>,
 }
 
 impl ServerSpec {
@@ -75,13 +79,13 @@ impl ServerSpec {
         }
     }
 
-    /// The arguments a started server gets for a run in `mode`.
-    pub fn args(&self, data_dir: &Path, mode: Mode) -> Vec<String> {
+    /// The arguments a started server bound to `bind` gets for a run in `mode`.
+    pub fn args(&self, data_dir: &Path, mode: Mode, bind: IpAddr) -> Vec<String> {
         let mut args: Vec<String> = [
             "--data-dir",
             &data_dir.display().to_string(),
             "--bind",
-            "127.0.0.1",
+            &bind.to_string(),
             "--connect-port",
             "0",
             "--auth-port",
@@ -148,6 +152,8 @@ pub struct Server {
     pub data_dir: Option<PathBuf>,
     /// Its certificate's fingerprint, in a TLS run.
     pub fingerprint: Option<Fingerprint>,
+    /// Its PostgreSQL database, on the shared store (dropped after the last server using it).
+    pub db: Option<Arc<PgDb>>,
     child: Option<Child>,
     log: Arc<Mutex<LogState>>,
     drain: Option<JoinHandle<()>>,
@@ -250,6 +256,26 @@ impl Server {
         bench_accounts: &BenchAccounts,
         accounts: usize,
     ) -> Result<Self, BenchError> {
+        Self::start_on(
+            spec,
+            mode,
+            bench_accounts,
+            accounts,
+            Ipv4Addr::LOCALHOST.into(),
+            None,
+        )
+    }
+
+    /// [`Server::start`] bound to `bind`; on PostgreSQL (`spec.postgres`) over `db` when given
+    /// (another instance of the same service), else over a fresh database with the accounts.
+    pub fn start_on(
+        spec: &ServerSpec,
+        mode: Mode,
+        bench_accounts: &BenchAccounts,
+        accounts: usize,
+        bind: IpAddr,
+        db: Option<Arc<PgDb>>,
+    ) -> Result<Self, BenchError> {
         if let Some(ext) = &spec.external {
             let at = |port| SocketAddr::new(ext.ip, port);
             let addrs = ServerAddrs {
@@ -272,6 +298,7 @@ impl Server {
                 pid: ext.pid,
                 data_dir: ext.data_dir.clone(),
                 fingerprint,
+                db: None,
                 child: None,
                 log: Arc::default(),
                 drain: None,
@@ -290,8 +317,19 @@ impl Server {
         .map_err(|e| BenchError::io("create a temporary data dir", e))?;
         let data_dir = dir.path().to_path_buf();
         bench_accounts.write_file(&data_dir, accounts)?;
-        let mut child = Command::new(&spec.bin)
-            .args(spec.args(&data_dir, mode))
+        let db = match (&spec.postgres, db) {
+            (Some(_), Some(db)) => Some(db),
+            (Some(cluster), None) => Some(Arc::new(cluster.create(bench_accounts, accounts)?)),
+            (None, _) => None,
+        };
+        let mut command = Command::new(&spec.bin);
+        command.args(spec.args(&data_dir, mode, bind));
+        // Through the environment, not the command line, which any local user can read.
+        match &db {
+            Some(db) => command.env("GC_STORE", &db.url),
+            None => command.env_remove("GC_STORE"),
+        };
+        let mut child = command
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -326,13 +364,14 @@ impl Server {
         };
         let mut server = Self {
             addrs: ServerAddrs {
-                connect: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
-                auth: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
-                send: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
+                connect: SocketAddr::new(bind, 0),
+                auth: SocketAddr::new(bind, 0),
+                send: SocketAddr::new(bind, 0),
             },
             pid: Some(pid),
             data_dir: Some(data_dir.clone()),
             fingerprint: None,
+            db,
             child: Some(child),
             log,
             drain,
@@ -492,9 +531,10 @@ mod tests {
             heartbeat_ms: 1000,
             extra_args: vec!["--tls".into(), "optional".into()],
             data_parent: None,
+            postgres: None,
         };
         for (mode, tls) in [(Mode::Plain, "off"), (Mode::Tls, "required")] {
-            let args = spec.args(Path::new("/tmp/d"), mode);
+            let args = spec.args(Path::new("/tmp/d"), mode, Ipv4Addr::LOCALHOST.into());
             let at = args.iter().position(|a| a == "--tls").expect("--tls");
             assert_eq!(args[at + 1], tls);
             // What the operator adds comes last, so it wins.

@@ -205,7 +205,7 @@ pub fn fanout(ctx: &Ctx, mode: Mode, a: &FanoutArgs) -> Result<RunResult, BenchE
             "duration_s": a.duration,
             "window": a.window,
             "body_bytes": a.body_bytes,
-            "fsync": ctx.spec.fsync,
+            "fsync": if ctx.on_postgres() { "postgres" } else { ctx.spec.fsync.as_str() },
         }),
         results: json!({
             "deliveries_per_s": per_s.round(),

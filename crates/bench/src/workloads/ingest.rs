@@ -17,6 +17,7 @@ use crate::cli::IngestArgs;
 use crate::client::KeyCache;
 use crate::error::BenchError;
 use crate::hist::round3;
+use crate::pg::PgDb;
 use crate::report::RunResult;
 use crate::rooms::{self, RoomPlan};
 use crate::sender::Pace;
@@ -63,9 +64,10 @@ pub fn ingest(ctx: &Ctx, mode: Mode, a: &IngestArgs) -> Result<RunResult, BenchE
     } else {
         run.wait_delivered(&slots, sent.max_id, Duration::from_secs(20))
     };
-    let check = match &run.server.data_dir {
-        Some(dir) => check_store(dir, &run.tag, &plan, &reports_quotas(a, s), &sent.ids)?,
-        None => json!({"checked": false, "why": "no data dir (pass --server-data-dir)"}),
+    let check = match (&run.server.db, &run.server.data_dir) {
+        (Some(db), _) => check_database(db, &run.tag, &plan, &reports_quotas(a, s), &sent.ids)?,
+        (None, Some(dir)) => check_store(dir, &run.tag, &plan, &reports_quotas(a, s), &sent.ids)?,
+        (None, None) => json!({"checked": false, "why": "no data dir (pass --server-data-dir)"}),
     };
     let failed_byes = run.bye(0..s, 8);
     let (io, problems) = run.finish()?;
@@ -139,7 +141,7 @@ pub fn ingest(ctx: &Ctx, mode: Mode, a: &IngestArgs) -> Result<RunResult, BenchE
             "senders": s,
             "messages": a.messages,
             "window": a.window,
-            "fsync": ctx.spec.fsync,
+            "fsync": if ctx.on_postgres() { "postgres" } else { ctx.spec.fsync.as_str() },
             "body_bytes": a.body_bytes,
             "sink": a.sink,
             "rooms": plan.json(s),
@@ -200,79 +202,163 @@ fn check_store(
     if plan.gc3() {
         files.extend((0..plan.rooms()).map(|k| (Some(k), room_file(dir, &plan.name(k)))));
     }
-    let prefix = format!("{tag}:");
-    let mut seen: HashMap<(usize, u64), u32> = HashMap::new();
-    let mut ids = Vec::new();
-    let (mut bad_lines, mut foreign, mut misplaced) = (0u64, 0u64, 0u64);
+    let mut tally = Tally::new(tag, plan);
     for (k, path) in &files {
         let file = std::fs::File::open(path)
             .map_err(|e| BenchError::io(format!("open {}", path.display()), e))?;
         for line in BufReader::with_capacity(1 << 20, file).split(b'\n') {
             let line = line.map_err(|e| BenchError::io(format!("read {}", path.display()), e))?;
-            let Ok(record) = gc_store::parse_record(&line) else {
-                bad_lines += 1;
-                continue;
-            };
-            let Some(rest) = record.body.strip_prefix(&prefix) else {
-                foreign += 1;
-                continue;
-            };
-            // <sent-µs>:<sender>:<seq>:
-            let mut f = rest.split(':');
-            let (_, Some(sender), Some(seq)) = (f.next(), f.next(), f.next()) else {
-                bad_lines += 1;
-                continue;
-            };
-            let (Ok(sender), Ok(seq)) = (sender.parse::<usize>(), seq.parse::<u64>()) else {
-                bad_lines += 1;
-                continue;
-            };
-            // Without rooms everything is #general's; with rooms nothing of the bench is.
-            let home = plan.gc3().then(|| plan.room_of(sender));
-            if *k != home {
-                misplaced += 1;
-            }
-            *seen.entry((sender, seq)).or_default() += 1;
-            ids.push(record.id);
-        }
-    }
-    let expected: u64 = quotas.iter().sum();
-    let mut missing = 0u64;
-    for (i, &q) in quotas.iter().enumerate() {
-        for seq in 0..q {
-            if !seen.contains_key(&(i, seq)) {
-                missing += 1;
+            match gc_store::parse_record(&line) {
+                Ok(record) => tally.add(*k, record.id, &record.body),
+                Err(_) => tally.bad_lines += 1,
             }
         }
     }
-    let duplicated: u64 = seen.values().map(|&c| u64::from(c.saturating_sub(1))).sum();
-    let unexpected = seen
-        .keys()
-        .filter(|(i, seq)| quotas.get(*i).is_none_or(|q| seq >= q))
-        .count();
-    ids.sort_unstable();
-    let mut acked = acked_ids.to_vec();
-    acked.sort_unstable();
-    let ids_match = ids == acked;
-    Ok(json!({
-        "checked": true,
-        "ok": missing == 0
-            && duplicated == 0
-            && unexpected == 0
-            && bad_lines == 0
-            && misplaced == 0
-            && ids_match,
-        "files": files.len(),
-        "expected": expected,
-        "found": seen.len(),
-        "missing": missing,
-        "duplicated": duplicated,
-        "unexpected": unexpected,
-        "bad_lines": bad_lines,
-        "other_records": foreign,
-        "in_another_rooms_file": misplaced,
-        "ids_match_acks": ids_match,
-    }))
+    Ok(tally.verdict(files.len(), quotas, acked_ids))
+}
+
+/// [`check_store`] for a run on PostgreSQL: reads every row of `gc_messages` of the run's
+/// database, each in its room (`#general`, or the plan's room of that name).
+fn check_database(
+    db: &PgDb,
+    tag: &str,
+    plan: &RoomPlan,
+    quotas: &[u64],
+    acked_ids: &[u64],
+) -> Result<Value, BenchError> {
+    let rows = db
+        .client()?
+        .query("SELECT id, room, body FROM gc_messages ORDER BY id", &[])
+        .map_err(|e| BenchError::Postgres {
+            what: format!("read the messages of {}", db.name),
+            cause: e.to_string(),
+        })?;
+    let general = Room::general();
+    let names: Vec<Room> = (0..plan.rooms()).map(|k| plan.name(k)).collect();
+    let mut tally = Tally::new(tag, plan);
+    for row in &rows {
+        let (Ok(id), Ok(room), Ok(body)) = (
+            row.try_get::<_, i64>(0),
+            row.try_get::<_, String>(1),
+            row.try_get::<_, String>(2),
+        ) else {
+            tally.bad_lines += 1;
+            continue;
+        };
+        let k = if room == general.as_str() {
+            None
+        } else {
+            // A room outside the plan counts as misplaced for bench records.
+            Some(
+                names
+                    .iter()
+                    .position(|r| r.as_str() == room)
+                    .unwrap_or(usize::MAX),
+            )
+        };
+        tally.add(k, u64::try_from(id).unwrap_or(0), &body);
+    }
+    let mut out = tally.verdict(1, quotas, acked_ids);
+    out["database"] = json!(db.name);
+    Ok(out)
+}
+
+/// Bench records found in a store, by (sender, seq), with what did not fit.
+struct Tally<'a> {
+    prefix: String,
+    plan: &'a RoomPlan,
+    seen: HashMap<(usize, u64), u32>,
+    ids: Vec<u64>,
+    bad_lines: u64,
+    foreign: u64,
+    misplaced: u64,
+}
+
+impl<'a> Tally<'a> {
+    fn new(tag: &str, plan: &'a RoomPlan) -> Self {
+        Self {
+            prefix: format!("{tag}:"),
+            plan,
+            seen: HashMap::new(),
+            ids: Vec::new(),
+            bad_lines: 0,
+            foreign: 0,
+            misplaced: 0,
+        }
+    }
+
+    /// A record with `id` and `body` found in room `k` (`None`: `#general`).
+    fn add(&mut self, k: Option<usize>, id: u64, body: &str) {
+        let Some(rest) = body.strip_prefix(&self.prefix) else {
+            self.foreign += 1;
+            return;
+        };
+        // <sent-µs>:<sender>:<seq>:
+        let mut f = rest.split(':');
+        let (_, Some(sender), Some(seq)) = (f.next(), f.next(), f.next()) else {
+            self.bad_lines += 1;
+            return;
+        };
+        let (Ok(sender), Ok(seq)) = (sender.parse::<usize>(), seq.parse::<u64>()) else {
+            self.bad_lines += 1;
+            return;
+        };
+        // Without rooms everything is #general's; with rooms nothing of the bench is.
+        let home = self.plan.gc3().then(|| self.plan.room_of(sender));
+        if k != home {
+            self.misplaced += 1;
+        }
+        *self.seen.entry((sender, seq)).or_default() += 1;
+        self.ids.push(id);
+    }
+
+    fn verdict(self, files: usize, quotas: &[u64], acked_ids: &[u64]) -> Value {
+        let Self {
+            seen,
+            mut ids,
+            bad_lines,
+            foreign,
+            misplaced,
+            ..
+        } = self;
+        let expected: u64 = quotas.iter().sum();
+        let mut missing = 0u64;
+        for (i, &q) in quotas.iter().enumerate() {
+            for seq in 0..q {
+                if !seen.contains_key(&(i, seq)) {
+                    missing += 1;
+                }
+            }
+        }
+        let duplicated: u64 = seen.values().map(|&c| u64::from(c.saturating_sub(1))).sum();
+        let unexpected = seen
+            .keys()
+            .filter(|(i, seq)| quotas.get(*i).is_none_or(|q| seq >= q))
+            .count();
+        ids.sort_unstable();
+        let mut acked = acked_ids.to_vec();
+        acked.sort_unstable();
+        let ids_match = ids == acked;
+        json!({
+            "checked": true,
+            "ok": missing == 0
+                && duplicated == 0
+                && unexpected == 0
+                && bad_lines == 0
+                && misplaced == 0
+                && ids_match,
+            "files": files,
+            "expected": expected,
+            "found": seen.len(),
+            "missing": missing,
+            "duplicated": duplicated,
+            "unexpected": unexpected,
+            "bad_lines": bad_lines,
+            "other_records": foreign,
+            "in_another_rooms_file": misplaced,
+            "ids_match_acks": ids_match,
+        })
+    }
 }
 
 #[cfg(test)]

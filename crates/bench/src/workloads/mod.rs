@@ -4,6 +4,7 @@ mod connect;
 mod fanout;
 mod idle;
 mod ingest;
+mod instances;
 mod memory;
 
 use std::time::Duration;
@@ -14,6 +15,7 @@ pub use connect::connect;
 pub use fanout::fanout;
 pub use idle::idle;
 pub use ingest::ingest;
+pub use instances::instances;
 pub use memory::memory;
 
 use crate::Ctx;
@@ -34,6 +36,7 @@ pub fn run(ctx: &Ctx, mode: Mode, w: &Workload) -> Result<RunResult, BenchError>
         Workload::Fanout(a) => fanout(ctx, mode, a),
         Workload::Idle(a) => idle(ctx, mode, a),
         Workload::Memory(a) => memory(ctx, mode, a),
+        Workload::Instances(a) => instances(ctx, mode, a),
     }
 }
 
