@@ -58,6 +58,30 @@ fn flat_dir(dir: &Path) {
     let accounts = Accounts::open(&dir.join("usernames.db")).expect("accounts");
     accounts.add(account("alice", 1)).expect("add");
     accounts.add(account("Bob", 2)).expect("add");
+    // Room metadata: a public room with a topic that needs escaping, a direct conversation, an
+    // admin.
+    let (rooms, _) = gc_store::Rooms::open(dir).expect("rooms");
+    let alice = Username::new("alice").expect("name");
+    let bob = Username::new("Bob").expect("name");
+    let now = Timestamp::from_micros(1_700_000_003_250_000);
+    rooms
+        .create(
+            &Room::new("#dev").expect("room"),
+            gc_protocol::Visibility::Public,
+            &alice,
+            "builds; tests \\ and\nlines",
+            now,
+        )
+        .expect("create");
+    rooms
+        .set_standing(
+            &Room::new("#dev").expect("room"),
+            &bob,
+            gc_store::Standing::Role(gc_protocol::RoomRole::Moderator),
+        )
+        .expect("standing");
+    rooms.open_direct(&alice, &bob, now).expect("direct");
+    rooms.set_admin(&bob, true).expect("admin");
 }
 
 fn export_flat(dir: &Path, format: ExportFormat) -> String {
@@ -97,6 +121,17 @@ fn flat_to_postgres_and_back_keeps_everything() {
     assert_eq!(t.skipped_msgids, 1);
     assert_eq!(t.source, gc_store::summary(&src).expect("summary").0);
     assert_eq!(t.target, gc_pgstore::summary(&url).expect("summary"));
+    // The room metadata is shared by the instances now.
+    let (shared, report) = gc_store::Rooms::open_shared(
+        tmp.path(),
+        std::sync::Arc::new(gc_pgstore::PgRooms::new(&url)),
+    )
+    .expect("shared rooms");
+    assert!(report.is_clean(), "{report:?}");
+    let dev = shared.get(&Room::new("#dev").expect("room")).expect("#dev");
+    assert_eq!(dev.topic, "builds; tests \\ and\nlines");
+    assert!(shared.is_admin(&Username::new("bob").expect("name")));
+    assert_eq!(shared.list().len(), 3, "#general, #dev, the direct one");
     // Ids go on after the highest; the newest timestamp is known.
     assert_eq!(sequence(&db), (10, 1_700_000_009_000_000));
 
@@ -129,7 +164,14 @@ fn flat_to_postgres_and_back_keeps_everything() {
     assert_eq!(t2.target, t.source);
     assert_eq!(t2.client_msg_ids, 6);
     assert_eq!(export_flat(&back, ExportFormat::Plain), plain);
-    for file in ["database.db", "rooms/dev.db", "rooms/@alice+bob.db"] {
+    for file in [
+        "database.db",
+        "rooms/dev.db",
+        "rooms/@alice+bob.db",
+        "rooms.db",
+        "members.db",
+        "admins.db",
+    ] {
         assert_eq!(
             fs::read(src.join(file)).expect("src"),
             fs::read(back.join(file)).expect("back"),

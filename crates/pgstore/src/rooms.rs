@@ -59,6 +59,80 @@ fn fields(line: &[u8], n: usize) -> Option<Vec<&str>> {
     (parts.len() == n).then_some(parts)
 }
 
+/// Every line of `file` as the tables hold it, sorted.
+pub(crate) fn read_lines(
+    c: &mut impl postgres::GenericClient,
+    file: RoomsFile,
+) -> Result<Vec<Vec<u8>>, postgres::Error> {
+    let (name, columns, n) = table(file);
+    // The order gc-store writes the files in (names without regard to case, byte order).
+    let order = match file {
+        RoomsFile::Rooms => "room COLLATE \"C\"",
+        RoomsFile::Members => "room COLLATE \"C\", lower(username) COLLATE \"C\"",
+        RoomsFile::Admins => "lower(username) COLLATE \"C\"",
+    };
+    let rows = c.query(
+        &format!("SELECT {columns} FROM {name} ORDER BY {order}"),
+        &[],
+    )?;
+    rows.iter().map(|r| line(r, n)).collect()
+}
+
+/// Splits `lines` of `file` into its table's columns; a line that cannot be stored is an error
+/// naming it (checked before anything is written).
+pub(crate) fn split_lines(file: RoomsFile, lines: &[Vec<u8>]) -> Result<Vec<Vec<String>>, String> {
+    let (_, _, n) = table(file);
+    let mut columns: Vec<Vec<String>> = vec![Vec::with_capacity(lines.len()); n];
+    for l in lines {
+        let parts = fields(l, n).ok_or_else(|| {
+            format!(
+                "a {} line cannot be stored: {:?}",
+                file.name(),
+                String::from_utf8_lossy(l)
+            )
+        })?;
+        for (column, part) in columns.iter_mut().zip(parts) {
+            column.push(part.to_owned());
+        }
+    }
+    Ok(columns)
+}
+
+/// Replaces every row of `file`'s table with `columns` (from [`split_lines`]).
+pub(crate) fn write_columns(
+    c: &mut impl postgres::GenericClient,
+    file: RoomsFile,
+    columns: &[Vec<String>],
+) -> Result<(), postgres::Error> {
+    let (name, list, n) = table(file);
+    c.execute(&format!("DELETE FROM {name}"), &[])?;
+    let params: Vec<&(dyn postgres::types::ToSql + Sync)> = columns
+        .iter()
+        .map(|c| c as &(dyn postgres::types::ToSql + Sync))
+        .collect();
+    let unnest: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
+    c.execute(
+        &format!(
+            "INSERT INTO {name} ({list}) SELECT * FROM unnest({})",
+            unnest.join(", ")
+        ),
+        &params,
+    )?;
+    Ok(())
+}
+
+/// Raises the metadata version and tells the instances (inside the caller's transaction).
+pub(crate) fn bump_version(c: &mut impl postgres::GenericClient) -> Result<i64, postgres::Error> {
+    let v: i64 = c
+        .query_one(
+            "UPDATE gc_rooms_version SET version = version + 1 RETURNING version",
+            &[],
+        )?
+        .try_get(0)?;
+    c.execute(&format!("NOTIFY {CHANNEL}"), &[])?;
+    Ok(v)
+}
+
 impl RoomsBackend for PgRooms {
     fn describe(&self) -> String {
         self.shown.clone()
@@ -79,19 +153,9 @@ impl RoomsBackend for PgRooms {
                 version: u64::try_from(version).unwrap_or(0),
                 ..RoomsSnapshot::default()
             };
-            for file in [RoomsFile::Rooms, RoomsFile::Members, RoomsFile::Admins] {
-                let (name, columns, n) = table(file);
-                let rows = tx.query(
-                    &format!("SELECT {columns} FROM {name} ORDER BY {columns}"),
-                    &[],
-                )?;
-                let lines = rows.iter().map(|r| line(r, n)).collect::<Result<_, _>>()?;
-                match file {
-                    RoomsFile::Rooms => snapshot.rooms = lines,
-                    RoomsFile::Members => snapshot.members = lines,
-                    RoomsFile::Admins => snapshot.admins = lines,
-                }
-            }
+            snapshot.rooms = read_lines(&mut tx, RoomsFile::Rooms)?;
+            snapshot.members = read_lines(&mut tx, RoomsFile::Members)?;
+            snapshot.admins = read_lines(&mut tx, RoomsFile::Admins)?;
             tx.commit()?;
             Ok(snapshot)
         })?;
@@ -114,21 +178,10 @@ impl RoomsBackend for PgRooms {
         // Split every line first: a line that cannot be stored is refused before anything is.
         let mut columns_of: Vec<(RoomsFile, Vec<Vec<String>>)> = Vec::new();
         for (file, lines) in changed {
-            let (_, _, n) = table(*file);
-            let mut columns: Vec<Vec<String>> = vec![Vec::with_capacity(lines.len()); n];
-            for l in lines {
-                let parts = fields(l, n).ok_or_else(|| StoreError::Database {
-                    store: self.shown.clone(),
-                    cause: format!(
-                        "a {} line cannot be stored: {:?}",
-                        file.name(),
-                        String::from_utf8_lossy(l)
-                    ),
-                })?;
-                for (column, part) in columns.iter_mut().zip(parts) {
-                    column.push(part.to_owned());
-                }
-            }
+            let columns = split_lines(*file, lines).map_err(|cause| StoreError::Database {
+                store: self.shown.clone(),
+                cause,
+            })?;
             columns_of.push((*file, columns));
         }
         let expected = i64::try_from(version).unwrap_or(i64::MAX);
@@ -142,24 +195,9 @@ impl RoomsBackend for PgRooms {
                 return Ok(None);
             }
             for (file, columns) in &columns_of {
-                let (name, list, n) = table(*file);
-                tx.execute(&format!("DELETE FROM {name}"), &[])?;
-                let params: Vec<&(dyn postgres::types::ToSql + Sync)> = columns
-                    .iter()
-                    .map(|c| c as &(dyn postgres::types::ToSql + Sync))
-                    .collect();
-                let unnest: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
-                tx.execute(
-                    &format!(
-                        "INSERT INTO {name} ({list}) SELECT * FROM unnest({})",
-                        unnest.join(", ")
-                    ),
-                    &params,
-                )?;
+                write_columns(&mut tx, *file, columns)?;
             }
-            let next = now + 1;
-            tx.execute("UPDATE gc_rooms_version SET version = $1", &[&next])?;
-            tx.execute(&format!("NOTIFY {CHANNEL}"), &[])?;
+            let next = bump_version(&mut tx)?;
             tx.commit()?;
             Ok(Some(next))
         });

@@ -29,7 +29,8 @@ use std::path::Path;
 use gc_protocol::types::{Record, Room, is_valid_client_msg_id};
 use gc_store::{
     ACCOUNTS_FILE, Account, Accounts, DATABASE_FILE, DataDirLock, Digest, DirImport, ExportFormat,
-    ExportReport, FaultyLine, StoreError, Summary, export_line, visit_msgids, visit_records,
+    ExportReport, FaultyLine, RoomsFile, StoreError, Summary, export_line, visit_msgids,
+    visit_records,
 };
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
@@ -280,21 +281,26 @@ pub fn load_dir(dir: &Path, url: &DbUrl) -> Result<Transfer, TransferError> {
     // time out (lock_timeout) rather than hang.
     tx.batch_execute(
         "SET LOCAL statement_timeout = 0; \
-         LOCK TABLE gc_sequence, gc_messages, gc_accounts IN EXCLUSIVE MODE",
+         LOCK TABLE gc_sequence, gc_messages, gc_accounts, gc_rooms_version IN EXCLUSIVE MODE",
     )
     .map_err(driver(&shown, "the table locks"))?;
     let row = tx
         .query_one(
-            "SELECT (SELECT count(*) FROM gc_messages), (SELECT count(*) FROM gc_accounts)",
+            "SELECT (SELECT count(*) FROM gc_messages), (SELECT count(*) FROM gc_accounts), \
+             (SELECT count(*) FROM gc_rooms) + (SELECT count(*) FROM gc_members) \
+             + (SELECT count(*) FROM gc_admins)",
             &[],
         )
         .map_err(driver(&shown, "the row counts"))?;
     let messages: i64 = row.try_get(0).map_err(driver(&shown, "the row counts"))?;
     let accounts: i64 = row.try_get(1).map_err(driver(&shown, "the row counts"))?;
-    if messages > 0 || accounts > 0 {
+    let metadata: i64 = row.try_get(2).map_err(driver(&shown, "the row counts"))?;
+    if messages > 0 || accounts > 0 || metadata > 0 {
         return Err(TransferError::NotEmpty {
             url: shown,
-            what: format!("{messages} messages, {accounts} accounts"),
+            what: format!(
+                "{messages} messages, {accounts} accounts, {metadata} room metadata rows"
+            ),
         });
     }
 
@@ -428,6 +434,42 @@ pub fn load_dir(dir: &Path, url: &DbUrl) -> Result<Transfer, TransferError> {
     }
     let source = digest.finish(&accounts);
 
+    // The room metadata, line for line, read back before it counts.
+    for file in [RoomsFile::Rooms, RoomsFile::Members, RoomsFile::Admins] {
+        let path = dir.join(file.name());
+        let mut lines: Vec<Vec<u8>> = match std::fs::read(&path) {
+            Ok(bytes) => bytes
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    action: "read",
+                    path,
+                    source,
+                }
+                .into());
+            }
+        };
+        let columns = crate::rooms::split_lines(file, &lines)
+            .map_err(|what| StoreError::Transfer { what })?;
+        crate::rooms::write_columns(&mut tx, file, &columns)
+            .map_err(driver(&shown, "the room metadata"))?;
+        let mut stored =
+            crate::rooms::read_lines(&mut tx, file).map_err(driver(&shown, "the room metadata"))?;
+        lines.sort();
+        stored.sort();
+        if stored != lines {
+            return Err(StoreError::Transfer {
+                what: format!("{} did not read back as written", file.name()),
+            }
+            .into());
+        }
+    }
+    crate::rooms::bump_version(&mut tx).map_err(driver(&shown, "the room metadata version"))?;
+
     // Ids go on after the highest imported one (never backwards).
     tx.execute(
         "UPDATE gc_sequence SET next_id = GREATEST(next_id, $1), last_ts = GREATEST(last_ts, $2)",
@@ -507,6 +549,11 @@ pub fn unload_to_dir(url: &DbUrl, dir: &Path) -> Result<Transfer, TransferError>
     }
     let accounts = all_accounts(&mut tx, &shown)?;
     writer.accounts(&accounts)?;
+    for file in [RoomsFile::Rooms, RoomsFile::Members, RoomsFile::Admins] {
+        let lines =
+            crate::rooms::read_lines(&mut tx, file).map_err(driver(&shown, "the room metadata"))?;
+        writer.room_metadata(file, &lines)?;
+    }
     let source = digest.finish(&accounts);
     drop(tx);
 

@@ -24,6 +24,7 @@ use crate::lock::{DATABASE_FILE, DataDirLock, lock_file};
 use crate::messages::ROOMS_DIR;
 use crate::msgids::MSGIDS_FILE;
 use crate::private;
+use crate::rooms::{ADMINS_FILE, MEMBERS_FILE, ROOMS_FILE, RoomsFile};
 
 /// The staging directory [`DirImport`] writes into, inside the target data dir.
 pub const STAGING_DIR: &str = ".import-staging";
@@ -346,6 +347,18 @@ impl DirImport {
         close(w, &path)
     }
 
+    /// Writes one room metadata file (`rooms.db`, `members.db`, `admins.db`) from its lines.
+    pub fn room_metadata(&mut self, file: RoomsFile, lines: &[Vec<u8>]) -> Result<()> {
+        let path = self.staging.join(file.name());
+        let mut w = create(&path)?;
+        for line in lines {
+            w.write_all(line)
+                .and_then(|()| w.write_all(b"\n"))
+                .map_err(|e| StoreError::io("write to", &path, e))?;
+        }
+        close(w, &path)
+    }
+
     /// Flushes and fsyncs everything written, then reads it back from the staging directory:
     /// what the data dir will hold once committed.
     pub fn staged_summary(&mut self) -> Result<Summary> {
@@ -368,7 +381,7 @@ impl DirImport {
     }
 
     /// Moves the staged files into the data dir: the rooms' files, `database.msgids`,
-    /// `usernames.db`, and last `database.db` (locked before it takes the old one's name, so
+    /// `usernames.db`, the room metadata files, and last `database.db` (locked before it takes the old one's name, so
     /// the data dir stays locked), then removes the staging directory.
     pub fn commit(mut self) -> Result<()> {
         self.staged_summary()?;
@@ -390,7 +403,13 @@ impl DirImport {
         if any_room {
             files::sync_dir(&rooms)?;
         }
-        for name in [MSGIDS_FILE, ACCOUNTS_FILE] {
+        for name in [
+            MSGIDS_FILE,
+            ACCOUNTS_FILE,
+            ROOMS_FILE,
+            MEMBERS_FILE,
+            ADMINS_FILE,
+        ] {
             let from = self.staging.join(name);
             if from.exists() {
                 let to = self.dir.join(name);
