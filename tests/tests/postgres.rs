@@ -1079,3 +1079,29 @@ mod killed {
         assert_eq!(bob.close(), 0);
     }
 }
+
+#[test]
+fn a_server_whose_database_is_unreachable_says_which_without_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = gc_tests::test_config(dir.path());
+    config.store = Some(format!(
+        "postgres://gc:sw0rdfish-secret@127.0.0.1:{port}/chat"
+    ));
+    let e = gc_server::start(config).expect_err("no database");
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("postgres://gc@127.0.0.1:{port}/chat")),
+        "{text}"
+    );
+    assert!(text.contains("cannot reach the database"), "{text}");
+    assert!(!text.contains("sw0rdfish"), "{text}");
+
+    let mut config = gc_tests::test_config(dir.path());
+    config.store = Some("mysql://nope".into());
+    let text = gc_server::start(config).expect_err("bad url").to_string();
+    assert!(text.contains("store:"), "{text}");
+}
