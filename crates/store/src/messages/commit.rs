@@ -75,6 +75,8 @@ struct CommitFailure {
 pub(super) struct AppendState {
     next_id: u64,
     last_ts: Timestamp,
+    /// Whether `next_id` may still be given (false once `u64::MAX` itself was).
+    ids_left: bool,
     dedupe: Dedupe,
     /// Queued appends in id order.
     pending: Vec<Pending>,
@@ -96,8 +98,9 @@ impl AppendState {
     /// The state of a store whose last record has `last_id` and `last_ts` (0 when empty).
     pub(super) fn new(last_id: u64, last_ts: Timestamp, dedupe: Dedupe) -> Self {
         Self {
-            // At u64::MAX, ids are used up: append refuses (see there).
+            // After u64::MAX, ids are used up: append refuses (see there).
             next_id: last_id.saturating_add(1),
+            ids_left: last_id < u64::MAX,
             last_ts,
             dedupe,
             pending: Vec::new(),
@@ -372,8 +375,8 @@ impl MessageStore {
         if let Some(cause) = &st.failed {
             return Some(self.failed_error(cause));
         }
-        // Only a file whose last id is u64::MAX gets here; no id is left to give.
-        (st.next_id == u64::MAX)
+        // Only once u64::MAX itself is given: no id is left.
+        (!st.ids_left)
             .then(|| self.failed_error("every record id up to 18446744073709551615 is used"))
     }
 
@@ -715,7 +718,11 @@ impl MessageStore {
 /// appends.
 fn enqueue(st: &mut AppendState, mut pending: Pending) -> (u64, Timestamp) {
     let id = st.next_id;
-    st.next_id += 1;
+    if id == u64::MAX {
+        st.ids_left = false;
+    } else {
+        st.next_id += 1;
+    }
     let timestamp = Timestamp::now().max(st.last_ts);
     st.last_ts = timestamp;
     pending.record.id = id;
@@ -750,6 +757,51 @@ mod tests {
             ..StoreConfig::default()
         };
         MessageStore::open(dir, config).unwrap().0
+    }
+
+    #[test]
+    fn a_far_future_timestamp_is_reported_and_a_sane_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let future = Timestamp::now().as_secs() + 86_400 * 365;
+        std::fs::write(
+            dir.path().join("database.db"),
+            format!("1;1700000000;alice;old\n2;{future};alice;from the future\n"),
+        )
+        .unwrap();
+        let (s, report) = MessageStore::open(dir.path(), StoreConfig::default()).unwrap();
+        let ahead = report.newest_ahead.expect("reported");
+        assert!(ahead.as_secs() > 86_400 * 364, "{ahead:?}");
+        // Never backwards: the next record gets that timestamp (the warning says so).
+        let next = s.append(&user("bob"), &cmid("n"), "now").unwrap();
+        assert_eq!(next.timestamp.as_secs(), future);
+        drop(s);
+        let dir = tempfile::tempdir().unwrap();
+        let (s, report) = MessageStore::open(dir.path(), StoreConfig::default()).unwrap();
+        assert_eq!(report.newest_ahead, None);
+        s.append(&user("bob"), &cmid("n"), "now").unwrap();
+        drop(s);
+        let (_, report) = MessageStore::open(dir.path(), StoreConfig::default()).unwrap();
+        assert_eq!(report.newest_ahead, None);
+    }
+
+    #[test]
+    fn the_last_id_u64_max_is_given_then_appends_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("database.db"),
+            format!("{};1700000000;alice;almost full\n", u64::MAX - 1),
+        )
+        .unwrap();
+        let s = open(dir.path(), FsyncPolicy::Batch);
+        let last = s
+            .append(&user("alice"), &cmid("a"), "the last one")
+            .unwrap();
+        assert_eq!(last.id, u64::MAX);
+        let e = s
+            .append(&user("alice"), &cmid("b"), "one too many")
+            .unwrap_err();
+        assert!(e.to_string().contains("is used"), "{e}");
+        assert_eq!(s.newest_id(), u64::MAX);
     }
 
     #[test]

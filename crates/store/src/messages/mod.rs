@@ -122,6 +122,10 @@ pub struct OpenReport {
     pub torn_tail: Option<FaultyLine>,
     /// What was found in `database.msgids`.
     pub msgids: MsgidsReport,
+    /// How far the newest record's timestamp is ahead of this machine's clock, when more than a
+    /// minute (a clock that was wrong, or a hand-edited line): new records get that timestamp
+    /// until the clock passes it, since timestamps never go backwards. Logged as a warning.
+    pub newest_ahead: Option<Duration>,
     /// How long opening took.
     pub elapsed: Duration,
 }

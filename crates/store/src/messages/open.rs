@@ -188,6 +188,9 @@ impl MessageStore {
     /// data dir.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<(Self, OpenReport)> {
         let started = Instant::now();
+        // Files made now exist for sure only once the directory is fsynced too.
+        let fresh =
+            !dir.join(crate::lock::DATABASE_FILE).exists() || !dir.join(MSGIDS_FILE).exists();
         let lock = DataDirLock::acquire(dir)?;
         let db_path = lock.path().to_owned();
         let rooms_dir = dir.join(ROOMS_DIR);
@@ -267,13 +270,35 @@ impl MessageStore {
         let dedupe = Dedupe::new(config.msgid_window, entries);
 
         let last = index.last().copied();
+        if fresh {
+            files::sync_dir(dir)?;
+        }
         let last_id = last.map_or(0, |e| e.id);
+        let last_ts = Timestamp::from_micros(last.map_or(0, |e| e.micros));
+        let ahead = Duration::from_micros(
+            last_ts
+                .as_micros()
+                .saturating_sub(Timestamp::now().as_micros()),
+        );
+        let newest_ahead = (ahead > Duration::from_secs(60)).then_some(ahead);
+        if let Some(ahead) = newest_ahead {
+            tracing::warn!(
+                id = last_id,
+                timestamp = %last_ts,
+                "the newest record's timestamp is {} s ahead of this machine's clock: new \
+                 messages get that timestamp until the clock passes it (timestamps never go \
+                 backwards); check the system clock, and that record's line in {}",
+                ahead.as_secs(),
+                db_path.display()
+            );
+        }
         let mut report = OpenReport {
             records: index.len(),
             first_id: index.first().map_or(0, |e| e.id),
             last_id,
             torn_tail,
             msgids: msgids_report,
+            newest_ahead,
             elapsed: Duration::ZERO,
         };
         let writer_rooms = rooms
@@ -286,11 +311,7 @@ impl MessageStore {
             config,
             msgids,
             keys,
-            state: Mutex::new(AppendState::new(
-                last_id,
-                Timestamp::from_micros(last.map_or(0, |e| e.micros)),
-                dedupe,
-            )),
+            state: Mutex::new(AppendState::new(last_id, last_ts, dedupe)),
             settled: Condvar::new(),
             arrivals: Condvar::new(),
             writer: Mutex::new(Writer::new(writer_rooms, msgids_len, rooms_dir)),
