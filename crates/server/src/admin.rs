@@ -418,6 +418,31 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
                 )
                 .map_err(write_err)?;
             }
+            let accounts = paths::accounts(dir);
+            if r.accounts_lines > 0 || !r.accounts_bad_lines.is_empty() {
+                writeln!(
+                    out,
+                    "{}: {} lines, {} bad",
+                    accounts.display(),
+                    r.accounts_lines,
+                    r.accounts_bad_lines.len()
+                )
+                .map_err(write_err)?;
+            }
+            for b in &r.accounts_bad_lines {
+                writeln!(out, "  line {}: {}", b.line_number, b.reason).map_err(write_err)?;
+            }
+            if !r.accounts_bad_lines.is_empty() {
+                writeln!(
+                    out,
+                    "{} bad account lines: the server refuses to start; stop it and run `gc-server \
+                     db repair` to move them to {}.corrupt (those accounts must register again or \
+                     be restored)",
+                    r.accounts_bad_lines.len(),
+                    accounts.display()
+                )
+                .map_err(write_err)?;
+            }
             if r.is_ok() {
                 writeln!(out, "ok").map_err(write_err)?;
             } else if r.bad_line_count > u64::from(r.torn_tail) {

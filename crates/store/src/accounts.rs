@@ -232,6 +232,57 @@ impl Accounts {
     }
 }
 
+/// Every line of an accounts file, judged: the good lines (as read, without LF) and the bad
+/// ones (invalid, or a name an earlier line holds), for `db check` and `db repair`.
+pub(crate) struct AccountsScan {
+    /// Lines read.
+    pub lines: u64,
+    /// The valid lines, in order.
+    pub good: Vec<Vec<u8>>,
+    /// The others.
+    pub bad: Vec<crate::files::FaultyLine>,
+}
+
+/// Reads `path` (a missing file is empty) and judges every line, as [`Accounts::open`] would.
+pub(crate) fn scan_accounts(path: &Path) -> Result<Option<(File, AccountsScan)>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io("open", path, e)),
+    };
+    let mut scan = AccountsScan {
+        lines: 0,
+        good: Vec::new(),
+        bad: Vec::new(),
+    };
+    let mut lines_of: HashMap<String, u64> = HashMap::new();
+    let mut reader = LineReader::new(&file, path);
+    while let Some(line) = reader.next_line()? {
+        scan.lines += 1;
+        let verdict = if line.too_long {
+            Err(LineError::TooLong)
+        } else {
+            Account::parse(line.bytes).and_then(|a| match lines_of.get(&a.username.key()) {
+                Some(&first_line) => Err(LineError::Duplicate { first_line }),
+                None => {
+                    lines_of.insert(a.username.key(), line.number);
+                    Ok(())
+                }
+            })
+        };
+        match verdict {
+            Ok(()) => scan.good.push(line.bytes.to_vec()),
+            Err(reason) => scan.bad.push(crate::files::FaultyLine {
+                line_number: line.number,
+                offset: line.offset,
+                len: line.len,
+                reason,
+            }),
+        }
+    }
+    Ok(Some((file, scan)))
+}
+
 fn read_accounts(file: &File, path: &Path) -> Result<Vec<Account>> {
     let mut accounts: Vec<Account> = Vec::new();
     let mut lines_of: HashMap<String, u64> = HashMap::new();

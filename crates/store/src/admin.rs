@@ -78,6 +78,11 @@ pub struct CheckReport {
     pub msgids_bad_lines: u64,
     /// `database.msgids` entries for ids beyond the last valid record (the next open drops them).
     pub msgids_beyond_last: u64,
+    /// Lines in `usernames.db` (0 when it does not exist).
+    pub accounts_lines: u64,
+    /// Its invalid lines, and those naming an account an earlier line holds (the server refuses
+    /// to start with any; `repair` moves them aside).
+    pub accounts_bad_lines: Vec<FaultyLine>,
 }
 
 impl CheckReport {
@@ -85,7 +90,9 @@ impl CheckReport {
     /// in progress beside a running server, or an interrupted one, which the next open moves to
     /// `<file>.corrupt` by itself) and no id is in two files.
     pub fn is_ok(&self) -> bool {
-        self.files.iter().all(FileCheck::is_ok) && self.duplicate_ids == 0
+        self.files.iter().all(FileCheck::is_ok)
+            && self.duplicate_ids == 0
+            && self.accounts_bad_lines.is_empty()
     }
 }
 
@@ -254,6 +261,12 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(StoreError::io("open", &msgids_path, e)),
     }
+    if let Some((_, scan)) =
+        crate::accounts::scan_accounts(&dir.join(crate::accounts::ACCOUNTS_FILE))?
+    {
+        report.accounts_lines = scan.lines;
+        report.accounts_bad_lines = scan.bad;
+    }
     Ok(report)
 }
 
@@ -267,6 +280,7 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
 pub fn repair(dir: &Path) -> Result<RepairReport> {
     let lock = DataDirLock::acquire(dir)?;
     let mut report = RepairReport::default();
+    repair_accounts(dir, &mut report)?;
     for (room, path) in room_files(dir)? {
         if room.is_general() {
             // The data-dir lock is on database.db: its replacement is locked before it takes
@@ -281,6 +295,37 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
     }
     drop(lock);
     Ok(report)
+}
+
+/// Moves `usernames.db`'s bad lines aside into `usernames.db.corrupt` and rewrites it with the
+/// others (under the data-dir lock the caller holds).
+fn repair_accounts(dir: &Path, report: &mut RepairReport) -> Result<()> {
+    let path = dir.join(crate::accounts::ACCOUNTS_FILE);
+    let Some((file, scan)) = crate::accounts::scan_accounts(&path)? else {
+        return Ok(());
+    };
+    report.lines += scan.lines;
+    report.kept += scan.good.len() as u64;
+    if scan.bad.is_empty() {
+        return Ok(());
+    }
+    let corrupt = files::move_aside(&file, &path, &scan.bad)?;
+    files::atomic_rewrite(
+        &path,
+        |w| {
+            for line in &scan.good {
+                w.write_all(line)?;
+                w.write_all(b"\n")?;
+            }
+            Ok(())
+        },
+        |_| Ok(()),
+    )?;
+    report.moved_count += scan.bad.len() as u64;
+    let room_for = MAX_LISTED_BAD_LINES.saturating_sub(report.moved.len());
+    report.moved.extend(scan.bad.iter().take(room_for).copied());
+    report.corrupt_paths.push(corrupt);
+    Ok(())
 }
 
 fn repair_file(
@@ -485,6 +530,54 @@ fn write_json(r: &Record, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use gc_protocol::types::{Timestamp, Username};
+
+    #[test]
+    fn check_and_repair_cover_the_accounts_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(DATABASE_FILE), "").unwrap();
+        let path = dir.path().join(crate::accounts::ACCOUNTS_FILE);
+        let accounts = crate::Accounts::open(&path).unwrap();
+        accounts
+            .add(crate::Account {
+                username: Username::new("alice").unwrap(),
+                salt: vec![1; 16],
+                iterations: 4096,
+                stored_key: vec![2; 32],
+                server_key: vec![3; 32],
+                created: Timestamp::parse("1640995200").unwrap(),
+            })
+            .unwrap();
+        drop(accounts);
+        let good = std::fs::read_to_string(&path).unwrap();
+        let alice_again = good.replacen("alice", "ALICE", 1);
+        std::fs::write(&path, format!("{good}garbage line\n{alice_again}")).unwrap();
+        assert!(
+            crate::Accounts::open(&path).is_err(),
+            "the server would refuse to start"
+        );
+
+        let r = check(dir.path()).unwrap();
+        assert_eq!(r.accounts_lines, 3);
+        assert_eq!(
+            r.accounts_bad_lines
+                .iter()
+                .map(|b| b.line_number)
+                .collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        assert!(!r.is_ok());
+
+        let fixed = repair(dir.path()).unwrap();
+        assert_eq!(fixed.moved_count, 2);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), good);
+        let corrupt = std::fs::read_to_string(dir.path().join("usernames.db.corrupt")).unwrap();
+        assert!(
+            corrupt.contains("garbage line") && corrupt.contains("ALICE"),
+            "{corrupt}"
+        );
+        assert!(check(dir.path()).unwrap().is_ok());
+        assert_eq!(crate::Accounts::open(&path).unwrap().len(), 1);
+    }
 
     fn rec(body: &str) -> Record {
         Record {
