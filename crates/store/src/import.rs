@@ -92,23 +92,29 @@ pub fn import_original(dir: &Path, source: &Path) -> Result<ImportReport> {
 /// Refuses a data dir that holds records, or a `database.msgids` (its entries would name the
 /// imported records' ids).
 fn check_empty(dir: &Path, lock: &DataDirLock) -> Result<()> {
-    let refuse = |what: String| {
-        Err(StoreError::ImportTarget {
+    match messages_in(dir, lock)? {
+        Some(what) => Err(StoreError::ImportTarget {
             dir: dir.to_owned(),
             what,
-        })
-    };
+        }),
+        None => Ok(()),
+    }
+}
+
+/// What says that the data dir (whose lock is `lock`) holds messages: bytes in `database.db` or
+/// `database.msgids`, or room files. `None` when it holds none.
+pub(crate) fn messages_in(dir: &Path, lock: &DataDirLock) -> Result<Option<String>> {
     let len = lock
         .file()
         .metadata()
         .map_err(|e| StoreError::io("read the size of", lock.path(), e))?
         .len();
     if len > 0 {
-        return refuse(format!("database.db has {len} bytes"));
+        return Ok(Some(format!("database.db has {len} bytes")));
     }
     let msgids = dir.join(MSGIDS_FILE);
     match fs::metadata(&msgids) {
-        Ok(m) if m.len() > 0 => return refuse(format!("{MSGIDS_FILE} has {} bytes", m.len())),
+        Ok(m) if m.len() > 0 => return Ok(Some(format!("{MSGIDS_FILE} has {} bytes", m.len()))),
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(StoreError::io("look at", msgids, e)),
@@ -116,13 +122,13 @@ fn check_empty(dir: &Path, lock: &DataDirLock) -> Result<()> {
     match fs::read_dir(dir.join(ROOMS_DIR)) {
         Ok(mut entries) => {
             if entries.next().is_some() {
-                return refuse(format!("{ROOMS_DIR}/ has room files"));
+                return Ok(Some(format!("{ROOMS_DIR}/ has room files")));
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(StoreError::io("list", dir.join(ROOMS_DIR), e)),
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The records of an original file's bytes, numbered from 1, and the report.

@@ -156,29 +156,8 @@ fn check_empty(dir: &Path, lock: &DataDirLock) -> Result<()> {
             what,
         })
     };
-    let len = lock
-        .file()
-        .metadata()
-        .map_err(|e| StoreError::io("read the size of", lock.path(), e))?
-        .len();
-    if len > 0 {
-        return refuse(format!("{DATABASE_FILE} has {len} bytes"));
-    }
-    let msgids = dir.join(MSGIDS_FILE);
-    match fs::metadata(&msgids) {
-        Ok(m) if m.len() > 0 => return refuse(format!("{MSGIDS_FILE} has {} bytes", m.len())),
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(StoreError::io("look at", msgids, e)),
-    }
-    match fs::read_dir(dir.join(ROOMS_DIR)) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                return refuse(format!("{ROOMS_DIR}/ is not empty"));
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(StoreError::io("list", dir.join(ROOMS_DIR), e)),
+    if let Some(what) = crate::import::messages_in(dir, lock)? {
+        return refuse(what);
     }
     let accounts = Accounts::open(&dir.join(ACCOUNTS_FILE))?.len();
     if accounts > 0 {
