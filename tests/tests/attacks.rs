@@ -502,6 +502,30 @@ fn what_answers_on_a_named_callback_port_is_never_relayed() {
 }
 
 #[test]
+fn one_address_cannot_register_accounts_without_end() {
+    let server = TestServer::start_with(|c| c.max_registrations_per_address = 3);
+    let c = RawClient::new(server.target());
+    for i in 0..3 {
+        assert_eq!(
+            c.register(&format!("bulk{i}"), PASSWORD),
+            AuthServer::Registered
+        );
+    }
+    match c.register("bulk3", PASSWORD) {
+        AuthServer::Err(e) => {
+            assert_eq!(e.code, ErrorCode::RateLimited);
+            let wait = gc_protocol::texts::retry_after(&e.text).expect("a wait");
+            assert!(wait > std::time::Duration::from_secs(3000), "{}", e.text);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Another address registers as usual (the refused name was not taken).
+    let other = RawClient::new(server.target());
+    assert_ne!(other.ip, c.ip);
+    assert_eq!(other.register("bulk3", PASSWORD), AuthServer::Registered);
+}
+
+#[test]
 fn registration_rules_and_login_throttling() {
     let closed = TestServer::start_with(|c| c.registration_open = false);
     let c = RawClient::new(closed.target());

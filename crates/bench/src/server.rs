@@ -119,6 +119,10 @@ impl ServerSpec {
                 "1000000".to_owned(),
             ]);
         }
+        // The bench registers its accounts from one address too.
+        if self.knows_flag("--max-registrations-per-address") {
+            args.extend(["--max-registrations-per-address".to_owned(), "0".to_owned()]);
+        }
         args.extend(self.extra_args.iter().cloned());
         args
     }

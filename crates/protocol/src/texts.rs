@@ -22,6 +22,15 @@ pub fn rate_limited(burst: u32, per_sec: f64, wait: Duration) -> String {
     )
 }
 
+/// The `rate-limited` text of a registration refused because the address registered `max`
+/// accounts within the hour; [`retry_after`] reads the wait back.
+pub fn registrations_limited(max: usize, wait: Duration) -> String {
+    format!(
+        "too many accounts registered from this address (at most {max} an hour); {RETRY_IN}{:.0} s",
+        wait.as_secs_f64().ceil().max(1.0)
+    )
+}
+
 /// Reads the wait out of a `rate-limited` text such as "… retry in 0.2 s" (also `ms`).
 pub fn retry_after(text: &str) -> Option<Duration> {
     let rest = &text[text.find(RETRY_IN)? + RETRY_IN.len()..];
@@ -130,6 +139,16 @@ impl ServerAddrs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_registration_limit_says_when_to_retry() {
+        let text = registrations_limited(30, Duration::from_millis(1_200_500));
+        assert_eq!(
+            text,
+            "too many accounts registered from this address (at most 30 an hour); retry in 1201 s"
+        );
+        assert_eq!(retry_after(&text), Some(Duration::from_secs(1201)));
+    }
 
     #[test]
     fn the_rate_limit_wait_round_trips() {

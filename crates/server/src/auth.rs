@@ -140,8 +140,17 @@ fn register(shared: &ServerState, ip: IpAddr, account: Account) -> AuthServer {
             texts::iterations_below_minimum(account.iterations, min),
         );
     }
+    let now = Instant::now();
+    if let Err(wait) = shared.registrations.check(ip, now) {
+        peer_warn!(shared, ip, %ip, user = %name, "registration refused: too many from this address");
+        return err(
+            ErrorCode::RateLimited,
+            texts::registrations_limited(shared.config.max_registrations_per_address, wait),
+        );
+    }
     match shared.accounts.add(account) {
         Ok(()) => {
+            shared.registrations.record(ip, now);
             tracing::info!(%ip, user = %name, "account registered");
             AuthServer::Registered
         }

@@ -102,6 +102,10 @@ pub struct RunArgs {
     /// host or NAT.
     #[arg(long, value_name = "N")]
     pub max_sessions_per_address: Option<usize>,
+    /// Most accounts one IP address (an IPv6 /64) may register per hour [default: 30]; 0: no
+    /// limit (a trusted network, or a bench).
+    #[arg(long, value_name = "N")]
+    pub max_registrations_per_address: Option<usize>,
     /// Most logins and version checks in progress at once [default: 64].
     #[arg(long, value_name = "N")]
     pub max_pending_auths: Option<usize>,
@@ -420,6 +424,11 @@ impl Cli {
         set(
             &mut c.max_sessions_per_address,
             r.max_sessions_per_address.or(file.max_sessions_per_address),
+        );
+        set(
+            &mut c.max_registrations_per_address,
+            r.max_registrations_per_address
+                .or(file.max_registrations_per_address),
         );
         set(
             &mut c.max_pending_auths,

@@ -88,6 +88,9 @@ pub struct Config {
     pub max_sessions_per_user: usize,
     /// Most sessions from one address at once (`Err full` beyond).
     pub max_sessions_per_address: usize,
+    /// Most accounts registered from one address (an IPv6 /64) per hour (`Err rate-limited`
+    /// beyond); 0: no limit.
+    pub max_registrations_per_address: usize,
     /// Most authentications in progress at once (`Err full` beyond).
     pub max_pending_auths: usize,
     /// Largest message body in bytes (`Err too-large` beyond).
@@ -151,6 +154,7 @@ impl Default for Config {
             max_clients: 4096,
             max_sessions_per_user: 16,
             max_sessions_per_address: 256,
+            max_registrations_per_address: 30,
             max_pending_auths: 64,
             max_message_bytes: gc_protocol::limits::DEFAULT_MAX_MESSAGE_BYTES,
             rate_burst: 10,
@@ -267,6 +271,8 @@ pub struct FileConfig {
     pub max_sessions_per_user: Option<usize>,
     /// See [`Config::max_sessions_per_address`].
     pub max_sessions_per_address: Option<usize>,
+    /// See [`Config::max_registrations_per_address`].
+    pub max_registrations_per_address: Option<usize>,
     /// See [`Config::max_pending_auths`].
     pub max_pending_auths: Option<usize>,
     /// See [`Config::max_message_bytes`].

@@ -174,6 +174,66 @@ impl LoginThrottle {
     }
 }
 
+/// Accounts registered per address over the last hour, an IPv6 address counted by its /64 (one
+/// host usually has a whole /64 to pick from).
+#[derive(Debug)]
+pub struct RegistrationLimit {
+    max: usize,
+    by_addr: Mutex<Window<IpAddr>>,
+}
+
+/// The window [`RegistrationLimit`] counts over.
+pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(3600);
+
+impl RegistrationLimit {
+    /// At most `max` per hour and address; 0: no limit.
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            by_addr: Mutex::new(Window {
+                failures: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Whether `addr` may register now; if not, how long until it may.
+    pub fn check(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+        if self.max == 0 {
+            return Ok(());
+        }
+        match self
+            .by_addr
+            .lock()
+            .blocked_until(&prefix(addr), now, REGISTRATION_WINDOW, self.max)
+        {
+            Some(until) => Err(until.saturating_duration_since(now)),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a registration made from `addr`.
+    pub fn record(&self, addr: IpAddr, now: Instant) {
+        if self.max > 0 {
+            self.by_addr
+                .lock()
+                .record(&prefix(addr), now, REGISTRATION_WINDOW, self.max);
+        }
+    }
+}
+
+/// The address an IPv4 client is counted by, or the /64 of an IPv6 one.
+fn prefix(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !u128::from(u64::MAX),
+            )),
+        },
+    }
+}
+
 /// Connection threads (connect and auth ports) allowed per client address at once.
 pub const PENDING_PER_IP: usize = 8;
 

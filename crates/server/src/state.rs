@@ -60,6 +60,8 @@ pub struct ServerState {
     pub plugins: Plugins,
     /// Failed-login throttle.
     pub throttle: LoginThrottle,
+    /// Registrations per address.
+    pub registrations: crate::limits::RegistrationLimit,
     /// How many warnings each address that has not signed in may put in the log.
     pub peer_warnings: WarnLimiter,
     /// Short-lived connection threads (connect and auth ports).
@@ -95,6 +97,9 @@ impl ServerState {
             notifier: Notifier::new(store.newest_id()),
             rate: RateLimiter::new(config.rate_burst, config.rate_per_sec),
             throttle: LoginThrottle::new(config.max_login_failures, Duration::from_secs(60)),
+            registrations: crate::limits::RegistrationLimit::new(
+                config.max_registrations_per_address,
+            ),
             peer_warnings: WarnLimiter::default(),
             pending: PendingConns::new(config.max_pending_auths),
             connector: Connector::new(None, timeouts),
