@@ -78,9 +78,11 @@ impl Conn {
                 }
             };
             // Timestamps are numbers of microseconds, so the session's time zone does not
-            // matter; the statement timeout keeps a stuck lock from hanging a thread.
+            // matter; the statement timeout keeps a stuck lock from hanging a thread; notices
+            // ("already exists, skipping") are not worth a log line.
             if let Err(e) = client.batch_execute(&format!(
-                "SET statement_timeout = {STATEMENT_TIMEOUT_MS}; SET lock_timeout = {STATEMENT_TIMEOUT_MS}"
+                "SET statement_timeout = {STATEMENT_TIMEOUT_MS}; SET lock_timeout = {STATEMENT_TIMEOUT_MS}; \
+                 SET client_min_messages = warning"
             )) {
                 self.pause_until = Some(Instant::now() + RECONNECT_PAUSE);
                 return Err(PgError::from_driver(&self.shown(), "the session settings", &e));

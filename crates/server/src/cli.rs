@@ -66,7 +66,8 @@ pub struct RunArgs {
     /// regardless [default: 1000].
     #[arg(long, value_name = "MS")]
     pub heartbeat_interval_ms: Option<u64>,
-    /// Keep messages and accounts in PostgreSQL, shared by every instance given the same URL:
+    /// Keep messages, accounts, rooms and presence in PostgreSQL, shared by every instance given
+    /// the same URL:
     /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (the schema is created or upgraded at
     /// start). Better given in the environment (GC_STORE) or the config file than on the
     /// command line, where other users of the machine can read the password [default: the data
@@ -161,14 +162,16 @@ pub struct RunArgs {
 pub enum Command {
     /// Run the server (the default); takes the same options as gc-server itself.
     Run(Box<RunArgs>),
-    /// Manage accounts (usernames.db). Changes refuse while a server runs on the data dir.
+    /// Manage accounts (usernames.db, or PostgreSQL with --store). With the data dir's files,
+    /// changes refuse while a server runs on it; a shared database takes them at any time.
     #[command(subcommand)]
     User(UserCommand),
     /// Check, repair, export, import or summarise the message store (database.db and every
     /// room's file, or PostgreSQL with --store for export, import and summary).
     #[command(subcommand)]
     Db(DbCommand),
-    /// Manage rooms (rooms.db, members.db). Changes refuse while a server runs on the data dir.
+    /// Manage rooms (rooms.db, members.db, or PostgreSQL with --store). With the data dir's
+    /// files, changes refuse while a server runs on it; a shared database takes them at any time.
     #[command(subcommand)]
     Room(RoomCommand),
     /// Plugins in the mods directory.
