@@ -248,6 +248,32 @@ fn appends_get_dense_ids_dedupe_and_read_back_in_every_way() {
         .expect("append");
     assert_eq!(next.id, 21);
     assert!(next.timestamp >= results[19].timestamp);
+
+    // One batch mixing a stored pair, a new pair twice and another new pair: each new pair is
+    // stored once, in order, and the repeats answer with the first's id.
+    let (fresh_a, fresh_b) = (cmid(22), cmid(23));
+    let mixed = store
+        .append_many_in(&[
+            (&general, &alice, &fresh_a, "new a"),
+            (&general, &alice, &ids[0], "a retry of 1"),
+            (&general, &user("alice"), &fresh_a, "new a again"),
+            (&general, &alice, &fresh_b, "new b"),
+        ])
+        .into_iter()
+        .map(|r| r.expect("append"))
+        .map(|a| (a.id, a.duplicate))
+        .collect::<Vec<_>>();
+    assert_eq!(mixed, vec![(22, false), (1, true), (22, true), (23, false)]);
+    assert_eq!(
+        store
+            .after_in_from(21, &[RoomSpan::all(general.clone())], 100, u64::MAX)
+            .expect("read")
+            .records
+            .iter()
+            .map(|r| (r.id, r.body.clone()))
+            .collect::<Vec<_>>(),
+        vec![(22, "new a".to_owned()), (23, "new b".to_owned())]
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Messages in PostgreSQL, shared by every instance: `gc_messages` and `gc_sequence`.
 //!
 //! # Ids and order
-//! An append locks the one row of `gc_sequence` for the rest of its transaction: it takes its
+//! An append (the database function `gc_append`, schema version 4, called once per group
+//! commit) locks the one row of `gc_sequence` for the rest of its transaction: it takes its
 //! ids from there, and the next appender (of any instance) gets the row only after this one
 //! committed or rolled back. So ids are dense, and commit order is id order — a reader never
 //! sees id N+1 while N is still to come.
@@ -439,141 +440,100 @@ impl Inner {
     /// One group commit: stores `items` in one transaction. Per item: its outcome.
     fn commit(&self, items: &[&Item]) -> Result<(Vec<Appended>, Vec<Entry>), PgError> {
         let mut writer = self.writer.lock();
-        writer.run("the messages", |c, p| commit_batch(c, p, items))
+        let answer = writer.run("the messages", |c, p| commit_batch(c, p, items))?;
+        answer.map_err(|reason| PgError::BadRow {
+            url: writer.shown(),
+            what: "answer of gc_append",
+            reason,
+        })
     }
 }
 
-/// The transaction of one group commit (see the module documentation for why it is correct),
-/// in four round trips: `BEGIN` with the sequence's lock, the dedupe lookup, the rows with the
-/// sequence's advance and the notification, `COMMIT`. Each waits for the database process to
-/// be scheduled, which on a busy host costs more than the work: fewer is faster.
+/// Per item its outcome, and the records stored (in id order).
+type Committed = (Vec<Appended>, Vec<Entry>);
+
+/// One group commit in one round trip: `gc_append` (schema version 4) takes the sequence's
+/// lock, looks up earlier copies, stores the rest, advances the sequence and notifies, in its
+/// own implicit transaction (see the module documentation for why that is correct). Each round
+/// trip waits for the database process to be scheduled, which on a busy host costs more than
+/// the work: fewer is faster.
 fn commit_batch(
     c: &mut Client,
     p: &mut crate::conn::Prepared<'_>,
     items: &[&Item],
-) -> Result<(Vec<Appended>, Vec<Entry>), postgres::Error> {
-    let result = commit_batch_in(c, p, items);
-    if result.is_err() && !c.is_closed() {
-        // A statement failed inside the transaction: end it, so the connection can be used
-        // again (a broken connection is dropped by the caller anyway).
-        let _ = c.batch_execute("ROLLBACK");
+) -> Result<Result<Committed, String>, postgres::Error> {
+    // Repeats of one (user, client-msg-id) pair within the batch are answered here, with the
+    // outcome of its first occurrence; the function sees each pair once.
+    let keys: Vec<String> = items.iter().map(|i| i.user.key()).collect();
+    let mut first: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut unique: Vec<usize> = Vec::with_capacity(items.len());
+    let mut slot: Vec<usize> = Vec::with_capacity(items.len());
+    for (i, (item, key)) in items.iter().zip(&keys).enumerate() {
+        let n = *first
+            .entry((key.as_str(), item.cmid.as_str()))
+            .or_insert_with(|| {
+                unique.push(i);
+                unique.len() - 1
+            });
+        slot.push(n);
     }
-    result
-}
-
-fn commit_batch_in(
-    tx: &mut Client,
-    p: &mut crate::conn::Prepared<'_>,
-    items: &[&Item],
-) -> Result<(Vec<Appended>, Vec<Entry>), postgres::Error> {
-    // One simple-query message: the transaction and the lock on the sequence row. The lookup
-    // below is a statement of its own, so (read committed) its snapshot is taken after the lock
-    // is held and sees every row committed by whoever held it before.
-    let mut locked = None;
-    for m in tx.simple_query("BEGIN; SELECT next_id, last_ts FROM gc_sequence FOR UPDATE")? {
-        if let postgres::SimpleQueryMessage::Row(row) = m {
-            let num = |i| {
-                row.try_get(i)
-                    .map(|v| v.and_then(|t: &str| t.parse::<i64>().ok()).unwrap_or(0))
-            };
-            locked = Some((num(0)?, num(1)?));
+    let names: Vec<&str> = unique.iter().map(|&i| items[i].user.as_str()).collect();
+    let user_keys: Vec<&str> = unique.iter().map(|&i| keys[i].as_str()).collect();
+    let rooms: Vec<&str> = unique.iter().map(|&i| items[i].room.as_str()).collect();
+    let msgids: Vec<&str> = unique.iter().map(|&i| items[i].cmid.as_str()).collect();
+    let bodies: Vec<&str> = unique.iter().map(|&i| items[i].body.as_str()).collect();
+    let now = to_i64(Timestamp::now().as_micros());
+    let append = p.get(
+        c,
+        "SELECT n, id, ts, duplicate FROM gc_append($1, $2, $3, $4, $5, $6)",
+    )?;
+    let rows = c.query(
+        &append,
+        &[&names, &user_keys, &rooms, &msgids, &bodies, &now],
+    )?;
+    let mut outcome: Vec<Option<Appended>> = vec![None; unique.len()];
+    for row in rows {
+        let n: i64 = row.try_get(0)?;
+        let id: i64 = row.try_get(1)?;
+        let ts: i64 = row.try_get(2)?;
+        let duplicate: bool = row.try_get(3)?;
+        if let Some(o) = usize::try_from(n - 1).ok().and_then(|n| outcome.get_mut(n)) {
+            *o = Some(Appended {
+                id: to_u64(id),
+                timestamp: Timestamp::from_micros(to_u64(ts)),
+                duplicate,
+            });
         }
     }
-    let Some((next, last_ts)) = locked else {
-        // The migration inserts the one row; without it nothing can be stored.
-        let _ = tx.batch_execute("ROLLBACK");
-        return tx
-            .query_one("SELECT next_id, last_ts FROM gc_sequence WHERE false", &[])
-            .map(|_| (Vec::new(), Vec::new()));
-    };
-    let mut next_id = to_u64(next);
-    let last_ts = to_u64(last_ts);
-    let keys: Vec<String> = items.iter().map(|i| i.user.key()).collect();
-    let cmids: Vec<&str> = items.iter().map(|i| i.cmid.as_str()).collect();
-    let lookup = p.get(
-        tx,
-        "SELECT m.user_key, m.client_msg_id, m.id, m.ts FROM gc_messages m \
-         JOIN unnest($1::text[], $2::text[]) AS k(user_key, client_msg_id) \
-         ON m.user_key = k.user_key AND m.client_msg_id = k.client_msg_id",
-    )?;
-    let mut known: HashMap<(String, String), (u64, Timestamp)> = HashMap::new();
-    for row in tx.query(&lookup, &[&keys, &cmids])? {
-        let id: i64 = row.try_get(2)?;
-        let ts: i64 = row.try_get(3)?;
-        known.insert(
-            (row.try_get(0)?, row.try_get(1)?),
-            (to_u64(id), Timestamp::from_micros(to_u64(ts))),
-        );
-    }
-    let timestamp = Timestamp::now().max(Timestamp::from_micros(last_ts));
     let mut results = Vec::with_capacity(items.len());
     let mut entries = Vec::new();
-    for (item, key) in items.iter().zip(keys) {
-        let pair = (key, item.cmid.as_str().to_owned());
-        if let Some(&(id, ts)) = known.get(&pair) {
-            results.push(Appended {
-                id,
-                timestamp: ts,
-                duplicate: true,
-            });
-            continue;
-        }
-        let id = next_id;
-        next_id += 1;
-        known.insert(pair.clone(), (id, timestamp));
+    for (i, (item, key)) in items.iter().zip(keys).enumerate() {
+        let Some(Some(stored)) = outcome.get(slot[i]).copied() else {
+            // The function answers every element; a missing one means a schema that is not
+            // ours. The transaction is committed, so report it rather than guess.
+            return Ok(Err(format!("no row for element {}", slot[i] + 1)));
+        };
+        let first_time = !stored.duplicate && unique[slot[i]] == i;
         results.push(Appended {
-            id,
-            timestamp,
-            duplicate: false,
+            duplicate: !first_time,
+            ..stored
         });
-        entries.push(Entry {
-            record: Arc::new(Record {
-                id,
-                room: item.room.clone(),
-                timestamp,
-                username: item.user.clone(),
-                body: item.body.clone(),
-            }),
-            key: pair,
-        });
+        if first_time {
+            entries.push(Entry {
+                record: Arc::new(Record {
+                    id: stored.id,
+                    room: item.room.clone(),
+                    timestamp: stored.timestamp,
+                    username: item.user.clone(),
+                    body: item.body.clone(),
+                }),
+                key: (key, item.cmid.as_str().to_owned()),
+            });
+        }
     }
-    if !entries.is_empty() {
-        let ids: Vec<i64> = entries.iter().map(|e| to_i64(e.record.id)).collect();
-        let ts = to_i64(timestamp.as_micros());
-        let names: Vec<&str> = entries.iter().map(|e| e.record.username.as_str()).collect();
-        let user_keys: Vec<&str> = entries.iter().map(|e| e.key.0.as_str()).collect();
-        let rooms: Vec<&str> = entries.iter().map(|e| e.record.room.as_str()).collect();
-        let msgids: Vec<&str> = entries.iter().map(|e| e.key.1.as_str()).collect();
-        let bodies: Vec<&str> = entries.iter().map(|e| e.record.body.as_str()).collect();
-        // One statement: the rows, the sequence's advance and the notification (a WITH's
-        // data-modifying parts run to completion whatever the outer query reads).
-        let write = p.get(
-            tx,
-            "WITH rows AS (INSERT INTO gc_messages \
-             (id, ts, username, user_key, room, client_msg_id, body) \
-             SELECT i, $2, u, k, r, c, b FROM unnest($1::int8[], $3::text[], $4::text[], \
-             $5::text[], $6::text[], $7::text[]) AS t(i, u, k, r, c, b)), \
-             advance AS (UPDATE gc_sequence SET next_id = $8, last_ts = $2) \
-             SELECT pg_notify('gc_messages', $9::text)",
-        )?;
-        let newest = (next_id - 1).to_string();
-        tx.execute(
-            &write,
-            &[
-                &ids,
-                &ts,
-                &names,
-                &user_keys,
-                &rooms,
-                &msgids,
-                &bodies,
-                &to_i64(next_id),
-                &newest,
-            ],
-        )?;
-    }
-    tx.batch_execute("COMMIT")?;
-    Ok((results, entries))
+    // Rows come back in no particular order; the tail wants id order.
+    entries.sort_by_key(|e| e.record.id);
+    Ok(Ok((results, entries)))
 }
 
 /// What the follower listens to: new messages, room metadata changes, and its stop signal.

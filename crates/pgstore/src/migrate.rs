@@ -106,6 +106,64 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     );
     ",
     ),
+    (
+        4,
+        "gc_append: a group commit in one round trip",
+        "
+    -- One group commit as one statement (SELECT * FROM gc_append(...) in its own implicit
+    -- transaction): the sequence's lock, the dedupe lookup, the rows, the sequence's advance and
+    -- the notification, run by the database without waiting for the instance between them.
+    -- On a busy host each round trip waits for the database process to get a core, so this is
+    -- what makes a commit quick (docs/PERFORMANCE.md). The caller removes repeats of one
+    -- (user_key, client_msg_id) pair within a batch; p_now is its clock (microseconds, UTC).
+    -- Returns one row per input element: its ordinal (1-based), id, timestamp, and whether it
+    -- was stored before (then id and ts are the earlier record's).
+    CREATE FUNCTION gc_append(
+        p_names text[], p_keys text[], p_rooms text[], p_msgids text[], p_bodies text[],
+        p_now bigint
+    ) RETURNS TABLE (n bigint, id bigint, ts bigint, duplicate boolean)
+    LANGUAGE plpgsql VOLATILE AS $fn$
+    DECLARE
+        v_next bigint;
+        v_last bigint;
+        v_ts bigint;
+        v_newest bigint;
+    BEGIN
+        SELECT s.next_id, s.last_ts INTO v_next, v_last FROM gc_sequence s FOR UPDATE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'gc_sequence has no row: the schema is damaged';
+        END IF;
+        v_ts := greatest(p_now, v_last);
+        -- A statement of its own after the lock: under read committed a volatile function's
+        -- statements each take a fresh snapshot, so the lookup sees every row committed by
+        -- whoever held the lock before.
+        RETURN QUERY
+        WITH t AS (
+            SELECT * FROM unnest(p_names, p_keys, p_rooms, p_msgids, p_bodies)
+                WITH ORDINALITY AS t(u, k, r, c, b, n)
+        ), old AS (
+            SELECT t.n, m.id, m.ts FROM t
+            JOIN gc_messages m ON m.user_key = t.k AND m.client_msg_id = t.c
+        ), fresh AS (
+            SELECT t.*, v_next - 1 + row_number() OVER (ORDER BY t.n) AS id FROM t
+            WHERE NOT EXISTS (SELECT 1 FROM old WHERE old.n = t.n)
+        ), ins AS (
+            INSERT INTO gc_messages (id, ts, username, user_key, room, client_msg_id, body)
+            SELECT fresh.id, v_ts, fresh.u, fresh.k, fresh.r, fresh.c, fresh.b FROM fresh
+        )
+        SELECT old.n, old.id, old.ts, true FROM old
+        UNION ALL
+        SELECT fresh.n, fresh.id, v_ts, false FROM fresh;
+        -- The new rows are this transaction's own, visible to the next statement.
+        SELECT max(m.id) INTO v_newest FROM gc_messages m WHERE m.id >= v_next;
+        IF v_newest IS NOT NULL THEN
+            UPDATE gc_sequence SET next_id = v_newest + 1, last_ts = v_ts;
+            PERFORM pg_notify('gc_messages', v_newest::text);
+        END IF;
+    END
+    $fn$;
+    ",
+    ),
 ];
 
 /// The newest schema version this build knows.
