@@ -1050,8 +1050,8 @@ impl App {
         }
     }
 
-    /// Handles a pasted text: inserted as it is, inner newlines included, less a final line
-    /// end; never sends.
+    /// Handles a pasted text: inserted as it is, inner newlines included, less its final line
+    /// ends; never sends.
     pub fn handle_paste(&mut self, text: &str) {
         self.esc_pending = false;
         self.completion = None;
@@ -1825,7 +1825,7 @@ mod tests {
     }
 
     #[test]
-    fn a_paste_loses_its_final_line_end_only() {
+    fn a_paste_loses_its_final_line_ends() {
         let mut app = chat();
         app.handle_terminal(TermEvent::Paste(
             "fn main() {\r\n    run();\r\n}\r\n".into(),
@@ -1833,11 +1833,12 @@ mod tests {
         assert_eq!(app.input.text(), "fn main() {\n    run();\n}");
         app.handle_key(key(KeyCode::Enter));
         assert_eq!(sent(&mut app), ["fn main() {\n    run();\n}"]);
-        // One line end goes, not every one; a terminal's CR counts as one.
+        // Every final line end goes (a terminal's CR counts as one), so none is sent.
         for (pasted, kept) in [
             ("one\n", "one"),
             ("one\r", "one"),
-            ("two\n\n", "two\n"),
+            ("two\n\n", "two"),
+            ("two\r\r", "two"),
             ("\n", ""),
         ] {
             app.input.take();

@@ -87,15 +87,9 @@ impl InputBox {
     }
 
     /// Inserts a bracketed paste: its line ends as [`InputBox::insert`] makes them, less the
-    /// last one (copying whole lines takes it along, and it would be sent as part of the
-    /// message); the inner ones stay.
+    /// final ones (see `without_final_line_ends`); the inner ones stay.
     pub fn paste(&mut self, text: &str) {
-        let text = text
-            .strip_suffix("\r\n")
-            .or_else(|| text.strip_suffix('\n'))
-            .or_else(|| text.strip_suffix('\r'))
-            .unwrap_or(text);
-        self.insert(text);
+        self.insert(without_final_line_ends(text));
     }
 
     /// Inserts one character.
@@ -332,6 +326,19 @@ impl InputBox {
     }
 }
 
+/// A paste without what copying whole lines takes along after its last line of text: the final
+/// line ends (LF, CR LF, or the CR a terminal sends for one) and the blank lines among them (an
+/// editor's indentation), which would be sent and stored as part of the message. The last line's
+/// own trailing spaces stay, as does a paste with no line end at its end.
+fn without_final_line_ends(text: &str) -> &str {
+    let content = text.trim_end();
+    let tail = &text[content.len()..];
+    match tail.find(['\n', '\r']) {
+        Some(i) => &text[..content.len() + i],
+        None => text,
+    }
+}
+
 /// The offset `col` graphemes after `from`, at most `limit`.
 fn advance(text: &str, from: usize, limit: usize, col: usize) -> usize {
     text[from..limit]
@@ -407,12 +414,19 @@ mod tests {
     }
 
     #[test]
-    fn a_paste_drops_one_final_line_end() {
+    fn a_paste_drops_its_final_line_ends() {
         for (pasted, kept) in [
             ("a\r\nb\r\n", "a\nb"),
             ("a\rb\r", "a\nb"),
-            ("a\n\n", "a\n"),
-            ("a\r\n\r\n", "a\n"),
+            ("a\n\n", "a"),
+            ("a\r\n\r\n", "a"),
+            ("a\r\r", "a"),
+            ("a\n\nb\n", "a\n\nb"),
+            // Blank lines at the end (an editor's indentation) go too; the last line's own
+            // spaces, inner blank lines and a paste without a line end stay as they are.
+            ("fn x() {\n    y();\n}\n    \n", "fn x() {\n    y();\n}"),
+            ("a  \n", "a  "),
+            ("a  ", "a  "),
             ("a", "a"),
             ("\r\n", ""),
         ] {

@@ -181,10 +181,11 @@ impl LoginForm {
         }
     }
 
-    /// A paste: its first line goes into the field (nothing while logging in).
+    /// A paste: its first line goes into the field, without its line end, be it LF, CR LF or
+    /// the CR terminals paste for one (nothing while logging in).
     pub fn paste(&mut self, text: &str) {
         if !self.busy {
-            let line = text.lines().next().unwrap_or_default();
+            let line = text.split(['\n', '\r']).next().unwrap_or_default();
             self.field_mut().insert(line);
         }
     }
@@ -439,5 +440,23 @@ mod tests {
         assert!(form.key(key(KeyCode::Esc)).is_none(), "back, not quit");
         assert!(!form.register);
         assert_eq!(form.focused(), Field::User);
+    }
+
+    #[test]
+    fn a_paste_puts_its_first_line_in_the_field_whatever_ends_it() {
+        // tmux and other terminals paste a line end as CR: "pw\r" must not put a line end, or
+        // the text of a second line, into the password.
+        for pasted in [
+            "secret-pw\r",
+            "secret-pw\n",
+            "secret-pw\r\n",
+            "secret-pw\rmore",
+            "secret-pw",
+        ] {
+            let mut form = LoginForm::default();
+            form.prefill(Some("bob"), false);
+            form.paste(pasted);
+            assert_eq!(form.password.text(), "secret-pw", "{pasted:?}");
+        }
     }
 }
