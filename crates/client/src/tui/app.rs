@@ -162,6 +162,13 @@ pub struct StatusView {
     pub instance: Option<String>,
     /// Whether the server serves rooms (GC/3): `None` until a version check answered.
     pub rooms: Option<bool>,
+    /// The server's newest id when the session began: what it held for the session then (the
+    /// backlog) goes up to it.
+    pub login_latest: Option<u64>,
+    /// The client has received the session's backlog (see [`Status::caught_up`]).
+    pub caught_up: bool,
+    /// The highest id the client holds.
+    pub last_id: u64,
 }
 
 /// A typed line, understood and checked: what to do with it.
@@ -246,6 +253,12 @@ pub struct App {
     completion: Option<Completion>,
     /// Who went off the online list, and when: "left" waits for [`LEAVE_GRACE`].
     leaving: Vec<(String, Instant)>,
+    /// While a session's backlog is coming (from ACTIVE until what the server held at login is
+    /// shown): the notices stamped with the time they came (the client's "logged in as …", who
+    /// joined or left meanwhile), each with the room it is for. They are shown after the
+    /// backlog, whose records are older, not above it (see [`App::backlog_shown`]).
+    held: Option<Vec<(Room, Entry)>>,
+    /// The highest record id shown.
     max_id: u64,
 }
 
@@ -304,6 +317,7 @@ impl App {
             listed: Vec::new(),
             completion: None,
             leaving: Vec::new(),
+            held: None,
             max_id: 0,
         }
     }
@@ -377,7 +391,7 @@ impl App {
             .partition(|(_, since)| now.saturating_duration_since(*since) >= LEAVE_GRACE);
         self.leaving = waiting;
         for (name, _) in gone {
-            self.notice_at(0, Level::Info, format!("{} left", sanitize(&name)));
+            self.session_notice(0, Level::Info, format!("{} left", sanitize(&name)));
         }
     }
 
@@ -473,6 +487,60 @@ impl App {
         out
     }
 
+    /// A notice of what happened to the session or the people online (stamped now): to view
+    /// `i` at once, or after the backlog while a session's backlog is coming.
+    fn session_notice(&mut self, i: usize, level: Level, text: String) {
+        let room = self.rooms.views().get(i).map(|v| v.room.clone());
+        let now = self.wall();
+        match (&mut self.held, room) {
+            (Some(held), Some(room)) => {
+                held.push((room, Entry::new(now, Kind::Notice { level, text })));
+            }
+            _ => self.notice_at(i, level, text),
+        }
+    }
+
+    /// A session began (ACTIVE): what the server held for it when it logged in, the backlog,
+    /// comes now, and its records are older than the session. The notices of now wait for it
+    /// (when the status says where it ends).
+    fn session_began(&mut self) {
+        self.show_held();
+        if self.status.login_latest.is_some() {
+            self.held = Some(Vec::new());
+            self.check_backlog();
+        }
+    }
+
+    /// Whether the session's backlog is shown: the server's newest id at login is (the records
+    /// up to it are all there, in id order), or the client says it received the whole backlog
+    /// (with rooms the newest id may be of a room the account is not in, which never comes) and
+    /// every record it holds is shown (the status runs ahead of the events).
+    fn backlog_shown(&self) -> bool {
+        let status = &self.status;
+        status
+            .login_latest
+            .is_some_and(|latest| self.max_id >= latest)
+            || (status.caught_up && status.last_id <= self.max_id)
+    }
+
+    /// Shows the held notices once the backlog is shown.
+    fn check_backlog(&mut self) {
+        if self.held.is_some() && self.backlog_shown() {
+            self.show_held();
+        }
+    }
+
+    /// Shows the held notices, with the time they came, in their rooms (closed meanwhile: the
+    /// one shown), and holds no more.
+    fn show_held(&mut self) {
+        for (room, entry) in self.held.take().unwrap_or_default() {
+            let i = self.rooms.find(&room).unwrap_or_else(|| self.rooms.index());
+            if let Some(view) = self.rooms.at_mut(i) {
+                view.log.push(entry);
+            }
+        }
+    }
+
     /// Adds a notice to view `i`.
     fn notice_at(&mut self, i: usize, level: Level, text: impl Into<String>) {
         let entry = Entry::new(
@@ -545,6 +613,15 @@ impl App {
         let mut joined = Vec::new();
         let mut put_out = Vec::new();
         for record in records {
+            if self.held.is_some()
+                && self
+                    .status
+                    .login_latest
+                    .is_some_and(|latest| record.id > latest)
+            {
+                // Written after the login: the backlog is in.
+                self.show_held();
+            }
             self.max_id = self.max_id.max(record.id);
             self.arrived_by_message(record);
             let out = record.username.is_reserved() && puts_out(&record.body, &self.user);
@@ -598,6 +675,7 @@ impl App {
         }
         let max = self.max_id;
         self.pending.retain(|p| p.acked.is_none_or(|id| id > max));
+        self.check_backlog();
     }
 
     /// Adds older records of `room` (ascending) at the top of its view; `from_server` with
@@ -711,9 +789,13 @@ impl App {
             .as_ref()
             .filter(|i| i.has_alternatives())
             .map(|i| format!("on {i}"));
+        self.status.login_latest = status.login_latest;
+        self.status.caught_up = status.caught_up;
+        self.status.last_id = status.last_id;
         if let Some(rooms) = status.rooms {
             self.set_rooms(rooms);
         }
+        self.check_backlog();
     }
 
     /// Whether the server serves rooms. Without them (an older server) only `#general` is
@@ -772,6 +854,13 @@ impl App {
     pub fn handle_client(&mut self, event: Event) {
         match event {
             Event::State(state) => {
+                if state == ConnState::Active {
+                    self.session_began();
+                } else {
+                    // A session that ended before its backlog came: its notices before what
+                    // follows.
+                    self.show_held();
+                }
                 self.status.state = state;
                 // The first ACTIVE ends the login form; later ones are reconnections.
                 if state == ConnState::Active && matches!(self.screen, Screen::Login(_)) {
@@ -851,7 +940,14 @@ impl App {
                 if let Screen::Login(form) = &mut self.screen {
                     form.progress(level, &text);
                 }
-                self.notice(level, text);
+                if level == Level::Info {
+                    // "logged in as …": after the backlog it came before.
+                    let i = self.rooms.index();
+                    self.session_notice(i, level, text);
+                    self.check_backlog();
+                } else {
+                    self.notice(level, text);
+                }
             }
             Event::Fatal(error) => self.fatal(&error),
         }
@@ -881,7 +977,9 @@ impl App {
                 Some(i) => {
                     self.leaving.remove(i);
                 }
-                None => self.notice_at(0, Level::Info, format!("{} joined", sanitize(&name))),
+                None => {
+                    self.session_notice(0, Level::Info, format!("{} joined", sanitize(&name)));
+                }
             }
         }
         let now = self.now;
@@ -2308,6 +2406,146 @@ mod tests {
                 .entries()
                 .iter()
                 .any(|e| e.searchable() == "carol joined")
+        );
+    }
+
+    /// The client's status in a session that logged in when the server's newest id was
+    /// `latest`, holding up to `last_id`.
+    fn session_status(latest: u64, last_id: u64, caught_up: bool) -> Status {
+        Status {
+            state: ConnState::Active,
+            server_name: Some("gc".into()),
+            registration: None,
+            last_heartbeat: None,
+            heartbeat_interval: None,
+            online: Vec::new(),
+            presence_version: None,
+            last_id,
+            outbox_len: 0,
+            login_latest: Some(latest),
+            caught_up,
+            ports: gc_protocol::CallbackPorts {
+                auth: 0,
+                heartbeat: 0,
+                delivery: 0,
+            },
+            rooms: None,
+            version: None,
+            instance: None,
+        }
+    }
+
+    fn logged_in(app: &mut App) {
+        app.handle_client(Event::State(ConnState::Active));
+        app.handle_client(Event::Notice {
+            level: NoticeLevel::Info,
+            text: "logged in as alice on gc".into(),
+        });
+    }
+
+    fn shown(app: &App) -> Vec<&str> {
+        app.log().entries().iter().map(Entry::searchable).collect()
+    }
+
+    #[test]
+    fn logged_in_follows_the_backlog_it_came_before() {
+        // Alice is back a day later: her cache holds 1; 2 and 3 were written while she was away.
+        let now = 1_700_000_000 + 86_400;
+        let mut app = chat().with_clock(Utc.timestamp_opt(now, 0).unwrap());
+        app.load_initial(&[record(1, "bob", "cached")]);
+        app.set_status(&session_status(3, 1, false));
+        logged_in(&mut app);
+        // The client has them already (the status says so) but the UI has not shown them yet.
+        app.set_status(&session_status(3, 3, true));
+        app.handle_client(Event::Records(vec![
+            record(2, "bob", "missed"),
+            record(3, "carol", "missed too"),
+        ]));
+        let mut live = record(4, "bob", "live");
+        live.timestamp = Timestamp::parse(&format!("{}", now + 5)).unwrap();
+        app.handle_client(Event::Records(vec![live]));
+        assert_eq!(
+            shown(&app),
+            [
+                "cached",
+                "missed",
+                "missed too",
+                "logged in as alice on gc",
+                "live"
+            ],
+            "what was missed, then the login, then what came since"
+        );
+        let times: Vec<_> = app.log().entries().iter().map(|e| e.time).collect();
+        assert!(
+            times.is_sorted(),
+            "each at its own time, in order (one date line per day): {times:?}"
+        );
+        assert_eq!(times[3].timestamp(), now, "the notice keeps its time");
+    }
+
+    #[test]
+    fn logged_in_is_shown_once_nothing_more_of_the_backlog_comes() {
+        // Nothing missed: at once.
+        let mut app = chat();
+        app.load_initial(&[record(1, "bob", "cached")]);
+        app.set_status(&session_status(1, 1, true));
+        logged_in(&mut app);
+        assert_eq!(shown(&app), ["cached", "logged in as alice on gc"]);
+
+        // The newest record is of a room the account is not in: it never comes, and the
+        // client's word that it caught up (a quiet heartbeat cycle) shows the notice, once the
+        // records it holds are shown.
+        let mut app = chat();
+        app.set_status(&session_status(9, 0, false));
+        logged_in(&mut app);
+        assert!(shown(&app).is_empty(), "held while the backlog comes");
+        app.set_status(&session_status(9, 2, true));
+        assert!(shown(&app).is_empty(), "record 2 is not shown yet");
+        app.handle_client(Event::Records(vec![record(2, "bob", "missed")]));
+        app.set_status(&session_status(9, 2, true));
+        assert_eq!(shown(&app), ["missed", "logged in as alice on gc"]);
+
+        // A record newer than the login goes after it.
+        let mut app = chat();
+        app.set_status(&session_status(9, 0, false));
+        logged_in(&mut app);
+        app.handle_client(Event::Records(vec![
+            record(8, "bob", "missed"),
+            record(10, "bob", "new"),
+        ]));
+        assert_eq!(shown(&app), ["missed", "logged in as alice on gc", "new"]);
+
+        // A session that ends before its backlog is in: said before what follows.
+        let mut app = chat();
+        app.set_status(&session_status(9, 0, false));
+        logged_in(&mut app);
+        app.handle_client(Event::State(ConnState::Disconnected));
+        app.handle_client(Event::Notice {
+            level: NoticeLevel::Warning,
+            text: "connection lost".into(),
+        });
+        assert_eq!(shown(&app), ["logged in as alice on gc", "connection lost"]);
+    }
+
+    #[test]
+    fn who_came_while_away_is_told_after_the_backlog() {
+        let names = |n: &[&str]| n.iter().map(|u| Username::new(*u).unwrap()).collect();
+        let mut app = chat();
+        app.handle_client(Event::Presence {
+            version: 1,
+            users: names(&["alice", "bob"]),
+        });
+        // A reconnect: the new session's first list has carol, who came meanwhile.
+        app.set_status(&session_status(5, 0, false));
+        logged_in(&mut app);
+        app.handle_client(Event::Presence {
+            version: 2,
+            users: names(&["alice", "bob", "carol"]),
+        });
+        app.handle_client(Event::Records(vec![record(5, "bob", "missed")]));
+        assert_eq!(
+            shown(&app),
+            ["missed", "logged in as alice on gc", "carol joined"]
         );
     }
 

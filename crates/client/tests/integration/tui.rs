@@ -771,6 +771,78 @@ fn run_loop_logs_in_loads_older_history_and_sends() {
     bob.close();
 }
 
+/// Back after a while: what was written meanwhile comes first, then "logged in", each at its
+/// own time, then what is written after the login.
+#[test]
+fn run_loop_says_logged_in_after_the_messages_missed() {
+    let server = Server::start();
+    register(&server, "bob", "bob-password");
+    let (_dir, cache) = gc_tests::client::cache_dir();
+    let (tx, rx) = mpsc::channel();
+    let base = config(&server, "carol", "pw-carol-1");
+    let config_for = move |user: &str, password: Password, register: bool| {
+        let mut c = base.clone();
+        c.username = user.to_owned();
+        c.password = password;
+        c.register = register;
+        c.cache_path = Some(cache.clone());
+        Ok(c)
+    };
+    let logged_in = |a: &App| {
+        a.log()
+            .entries()
+            .iter()
+            .any(|e| e.searchable().starts_with("logged in as carol"))
+    };
+    // Carol's first run: she registers and leaves.
+    let mut driver = ClientDriver::new(tx.clone(), &config_for, None, trust(&server));
+    let mut app = App::new("127.0.0.1", Zone::Local);
+    app.auto_login("carol", Password::new("pw-carol-1"), true);
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+    let t = &mut terminal;
+    pump(t, &mut app, &mut driver, &rx, "logged in", logged_in);
+    assert!(driver.close(Duration::from_secs(5)).is_empty());
+
+    // Meanwhile bob writes.
+    let mut bob = TestClient::start(config(&server, "bob", "bob-password"));
+    bob.wait_active();
+    for i in 1..=3 {
+        bob.send(&format!("while carol was away {i}"));
+    }
+    bob.wait_acked(3);
+
+    // Her second run (the same cache).
+    let mut driver = ClientDriver::new(tx.clone(), &config_for, None, trust(&server));
+    let mut app = App::new("127.0.0.1", Zone::Local);
+    app.auto_login("carol", Password::new("pw-carol-1"), false);
+    let t = &mut terminal;
+    pump(t, &mut app, &mut driver, &rx, "logged in", logged_in);
+    bob.send("after carol came back");
+    pump(t, &mut app, &mut driver, &rx, "the new message", |a| {
+        messages(a) == 4
+    });
+    let entries = app.log().entries();
+    let shown: Vec<&str> = entries
+        .iter()
+        .map(Entry::searchable)
+        .filter(|e| !e.ends_with(" joined"))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "while carol was away 1",
+            "while carol was away 2",
+            "while carol was away 3",
+            "logged in as carol on General Communications",
+            "after carol came back"
+        ]
+    );
+    let times: Vec<_> = entries.iter().map(|e| e.time).collect();
+    assert!(times.is_sorted(), "{times:?}");
+    assert!(driver.close(Duration::from_secs(5)).is_empty());
+    bob.close();
+}
+
 #[test]
 fn run_loop_keeps_unsent_messages_across_a_server_restart() {
     let mut server = Server::start();
