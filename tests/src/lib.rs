@@ -949,7 +949,8 @@ fn log_buffer() -> &'static std::sync::Mutex<Vec<u8>> {
     BUFFER.get_or_init(|| std::sync::Mutex::new(Vec::new()))
 }
 
-/// Starts capturing this process's logs (idempotent).
+/// Starts capturing this process's logs (idempotent), formatted as the binaries format them
+/// (`gc_net::logfmt`: peers' text escaped).
 pub fn capture_logs() {
     struct Sink;
     impl std::io::Write for Sink {
@@ -966,6 +967,7 @@ pub fn capture_logs() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = tracing_subscriber::fmt()
+            .fmt_fields(gc_net::logfmt::escaped_fields())
             .with_writer(|| Sink)
             .with_ansi(false)
             .try_init();

@@ -502,6 +502,57 @@ fn what_answers_on_a_named_callback_port_is_never_relayed() {
 }
 
 #[test]
+fn what_answers_on_a_callback_port_cannot_forge_or_colour_a_server_log_line() {
+    // The log as the binaries write it (gc_net::logfmt): the text of an `Err` answered on the
+    // auth callback port, and a service's banner, each stay inside their own event.
+    gc_tests::capture_logs();
+    let server = TestServer::start_with(|c| c.tls = gc_server::config::TlsMode::Off);
+    let mut c = RawClient::new(server.target());
+    assert_eq!(c.register("forger", PASSWORD), AuthServer::Registered);
+    let forged = "2026-12-05T00:00:00.000000Z  INFO gc_server::auth: logged in user=admin";
+    let hostile = format!("busy\n{forged}\r\u{1b}[2J\u{1b}]0;pwned\u{7}\u{9b}31m\u{202e}\u{2028}");
+    // Not a frame: its first word is quoted in the warning.
+    let banner = "\u{1b}[2J\u{202e}\u{9b}SSH-2.0-x\n".as_bytes().to_vec();
+    for answer in [
+        ErrorFrame::new(ErrorCode::Internal, hostile.clone()).to_bytes(),
+        banner,
+    ] {
+        let service = std::net::TcpListener::bind((c.ip, 0)).unwrap();
+        c.ports.auth = service.local_addr().unwrap().port();
+        let answering = std::thread::spawn(move || {
+            if let Ok((mut s, _)) = service.accept() {
+                let _ = s.write_all(&answer);
+                let mut sink = [0u8; 4096];
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = s.read(&mut sink);
+            }
+        });
+        assert!(matches!(c.login("forger", PASSWORD), AuthServer::Err(_)));
+        answering.join().unwrap();
+    }
+    let logs = gc_tests::captured_logs();
+    let failed: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("auth callback failed") && l.contains(&c.ip.to_string()))
+        .collect();
+    assert_eq!(failed.len(), 2, "{logs}");
+    assert!(
+        failed[0].contains("logged in user=admin"),
+        "the peer's words are in the log, on the warning's line: {failed:#?}"
+    );
+    for line in logs.lines() {
+        assert!(
+            !line.starts_with("2026-12-05T00:00:00"),
+            "a forged line: {line}"
+        );
+        assert!(
+            !line.contains(|c| c != '\t' && gc_protocol::sanitize::is_unsafe(c)),
+            "a raw control or invisible character: {line:?}"
+        );
+    }
+}
+
+#[test]
 fn one_address_cannot_register_accounts_without_end() {
     let server = TestServer::start_with(|c| c.max_registrations_per_address = 3);
     let c = RawClient::new(server.target());

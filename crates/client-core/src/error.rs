@@ -4,6 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use gc_protocol::sanitize::{Sanitized, sanitize};
 use gc_protocol::scram::ScramError;
 use gc_protocol::signin::SignInError;
 use gc_protocol::{ErrorCode, ErrorFrame, Fingerprint, ProtocolError, VERSION_ROOMS, VERSION_TLS};
@@ -66,7 +67,7 @@ pub enum ClientError {
     },
 
     /// The server answered with something that is valid GC/1 but not allowed at this point.
-    #[error("the server at {peer} broke the protocol: {detail}")]
+    #[error("the server at {peer} broke the protocol: {}", Sanitized(detail))]
     Unexpected {
         /// The server's address.
         peer: String,
@@ -81,7 +82,7 @@ pub enum ClientError {
 
     /// The TLS handshake with the server failed (it does not speak TLS, refused ours, or
     /// answered in plain text why).
-    #[error("{what} at {peer}: {detail}")]
+    #[error("{what} at {peer}: {}", Sanitized(detail))]
     Handshake {
         /// Which server port.
         what: &'static str,
@@ -108,14 +109,14 @@ pub enum ClientError {
     },
 
     /// The server speaks another protocol version.
-    #[error("the server does not speak the expected protocol: {text}")]
+    #[error("the server does not speak the expected protocol: {}", Sanitized(text))]
     Version {
         /// The server's explanation (or the version it announced).
         text: String,
     },
 
     /// The server refused a request with an `Err` reply.
-    #[error("the server refused {during} ({code}): {text}")]
+    #[error("the server refused {during} ({code}): {}", Sanitized(text))]
     Refused {
         /// What was being done (`the login`, `the registration`, …).
         during: &'static str,
@@ -160,7 +161,11 @@ pub enum ClientError {
     InvalidMessage(String),
 
     /// A client plugin refused the message before it was queued.
-    #[error("the {plugin} plugin refused the message: {reason}")]
+    #[error(
+        "the {} plugin refused the message: {}",
+        Sanitized(plugin),
+        Sanitized(reason)
+    )]
     Blocked {
         /// Which plugin.
         plugin: String,
@@ -342,7 +347,9 @@ pub struct PinMismatch {
     pub pin: PinSource,
 }
 
-/// Formats an error and its chain of causes on one line: `a: b: c`.
+/// Formats an error and its chain of causes on one line: `a: b: c`, sanitised (any cause may
+/// quote a peer: an `Err` text, what a non-TLS server answered, an I/O error's message), so the
+/// line is safe to print on a terminal as it is.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -355,7 +362,10 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         }
         source = cause.source();
     }
-    text
+    match sanitize(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(safe) => safe,
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use gc_protocol::sanitize::Sanitized;
 use gc_protocol::{
     CallbackPorts, ClientMsgId, ErrorCode, Record, Registration, Room, Timestamp, Username,
 };
@@ -136,7 +137,7 @@ pub enum Event {
     Notice {
         /// How much it matters.
         level: NoticeLevel,
-        /// The text.
+        /// The text: one line, sanitised (`gc_protocol::sanitize`) as it may quote the server.
         text: String,
     },
     /// The client stopped trying: wrong password, unknown user, server signature mismatch, …
@@ -164,7 +165,7 @@ pub struct Rejection {
     pub room: Room,
     /// Why (`too-large`, `blocked`, `malformed`, `forbidden`, `no-room`, …).
     pub code: ErrorCode,
-    /// The server's explanation.
+    /// The server's explanation, as it wrote it: sanitise it to show it.
     pub text: String,
 }
 
@@ -176,7 +177,8 @@ pub struct Refusal {
     /// Why: the server's error code (`version` when the client refused it itself, on a session
     /// without rooms); `None` when the server answered something else than the request allows.
     pub code: Option<ErrorCode>,
-    /// The explanation for a human: the server's text, as it wrote it.
+    /// The explanation for a human: the server's text, as it wrote it (sanitised when the
+    /// refusal is formatted).
     pub text: String,
 }
 
@@ -188,8 +190,8 @@ impl fmt::Display for Refusal {
             other => format!("could not get {other}"),
         };
         match self.code {
-            Some(code) => write!(f, "{what} ({code}): {}", self.text),
-            None => write!(f, "{what}: {}", self.text),
+            Some(code) => write!(f, "{what} ({code}): {}", Sanitized(&self.text)),
+            None => write!(f, "{what}: {}", Sanitized(&self.text)),
         }
     }
 }
@@ -199,7 +201,7 @@ impl fmt::Display for Refusal {
 pub struct Status {
     /// The state.
     pub state: ConnState,
-    /// The server's name as it announced it (once connected).
+    /// The server's name as it announced it (once connected): any text, sanitise it to show it.
     pub server_name: Option<String>,
     /// Whether the server accepts registrations.
     pub registration: Option<Registration>,

@@ -31,7 +31,7 @@ pub struct RoomInfo {
     pub role: ListedRole,
     /// How many members it has.
     pub members: u32,
-    /// Its topic (empty: none).
+    /// Its topic (empty: none), as the server sent it: sanitise it to show it.
     pub topic: String,
 }
 

@@ -237,9 +237,14 @@ impl ClientState {
         (self.sink)(event);
     }
 
-    /// Logs and emits a notice.
+    /// Logs and emits a notice. A notice is one line, and often quotes the server (its name, an
+    /// `Err` text): it is sanitised here, once for every front end.
     pub fn notice(&self, level: NoticeLevel, text: impl Into<String>) {
         let text = text.into();
+        let text = match gc_protocol::sanitize::sanitize(&text) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(safe) => safe,
+        };
         match level {
             NoticeLevel::Info => tracing::info!("{text}"),
             NoticeLevel::Warning => tracing::warn!("{text}"),

@@ -300,8 +300,10 @@ impl fmt::Display for FirstContact {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ({:?}) presents the certificate {}",
-            self.addr, self.name, self.fingerprint
+            "{} (\"{}\") presents the certificate {}",
+            self.addr,
+            gc_protocol::sanitize::Sanitized(&self.name),
+            self.fingerprint
         )
     }
 }

@@ -1,29 +1,43 @@
-//! Showing records to people: text from the network made harmless for a terminal, local time,
-//! and the JSON form for scripts.
+//! Showing records to people: text from the network made harmless for a terminal (through the
+//! one sanitiser, `gc_protocol::sanitize`), local time, and the JSON form for scripts.
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use gc_protocol::{Record, Timestamp};
 use serde::Serialize;
 
-/// Makes remote text safe to print on a terminal, one line:
-/// - LF becomes `⏎`;
-/// - other C0 controls become their Control Pictures (U+2400 + code: ESC → `␛`, TAB → `␉`,
-///   CR → `␍`), DEL becomes `␡`;
-/// - C1 controls (U+0080–U+009F, which some terminals obey like ESC sequences) and the bidi
-///   embedding, override and isolate controls (which can make text read differently than it
-///   is) become `�`.
+use crate::tui::text::{TAB_WIDTH, text_width};
+
+/// Makes remote text safe to print on a terminal, on one line: [`gc_protocol::sanitize`], the one
+/// sanitiser (its documentation lists what is replaced, and by what: `⏎` for LF, Control
+/// Pictures such as `␛` and `␉` for the other C0 controls, `␡` for DEL, `�` for C1 controls,
+/// bidirectional controls, zero-width and tag characters and line separators), as a `String`.
 ///
-/// Everything else, wide characters and emoji included, is kept as is.
+/// Everything else, wide characters, emoji and combining marks included, is kept as is.
 pub fn sanitize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        out.push(match c {
-            '\n' => '⏎',
-            '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + u32::from(c)).unwrap_or('�'),
-            '\u{7f}' => '␡',
-            '\u{80}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => '�',
-            c => c,
-        });
+    gc_protocol::sanitize::sanitize(text).into_owned()
+}
+
+/// A message body for one line of plain output: [`sanitize`]d (a LF shows as `⏎`), and each tab
+/// written as spaces up to the next stop, every [`TAB_WIDTH`] cells counted from the start of the
+/// body or of its line after a `⏎`, as the terminal UI lays tabs out. So a line holds no control
+/// character at all, and pasted code keeps its columns.
+pub fn plain_text(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    for (i, line) in body.split('\n').enumerate() {
+        if i > 0 {
+            out.push('⏎');
+        }
+        let mut col = 0;
+        for (j, part) in line.split('\t').enumerate() {
+            if j > 0 {
+                let n = TAB_WIDTH - col % TAB_WIDTH;
+                out.extend(std::iter::repeat_n(' ', n));
+                col += n;
+            }
+            let part = gc_protocol::sanitize::sanitize(part);
+            col += text_width(&part);
+            out.push_str(&part);
+        }
     }
     out
 }
@@ -35,8 +49,9 @@ pub fn utc(timestamp: Timestamp) -> DateTime<Utc> {
 }
 
 /// `[YYYY-MM-DD HH:MM:SS] user: text` with the time in `tz` (the local zone in the program) and
-/// the text made harmless by [`sanitize`]; a record of another room than `#general` names it
-/// before the user: `[…] #dev user: text` (`@alice+bob` for a direct conversation).
+/// the text made harmless by [`plain_text`] (tabs as spaces); a record of another room than
+/// `#general` names it before the user: `[…] #dev user: text` (`@alice+bob` for a direct
+/// conversation).
 pub fn format_line<Tz: TimeZone>(record: &Record, tz: &Tz) -> String
 where
     Tz::Offset: std::fmt::Display,
@@ -51,7 +66,7 @@ where
         "[{}] {room}{}: {}",
         time.format("%Y-%m-%d %H:%M:%S"),
         record.username,
-        sanitize(&record.body)
+        plain_text(&record.body)
     )
 }
 
@@ -108,6 +123,7 @@ mod tests {
         assert_eq!(sanitize("x\u{7f}"), "x␡");
         assert_eq!(sanitize("\u{9b}31m"), "�31m");
         assert_eq!(sanitize("abc\u{202e}fed"), "abc�fed");
+        assert_eq!(sanitize("a\u{200b}b\u{2028}c\u{e0041}"), "a�b�c�");
         for s in sanitize("\u{1b}]0;title\u{7}\u{9d}\u{84}").chars() {
             assert!(!s.is_control(), "{s:?} is a control character");
         }
@@ -115,16 +131,33 @@ mod tests {
 
     #[test]
     fn wide_characters_and_emoji_are_kept() {
-        let text = "日本語 👍🏽 e\u{301} ﬁ";
+        let text = "日本語 👍🏽 e\u{301} ﬁ 👩\u{200d}💻";
         assert_eq!(sanitize(text), text);
     }
 
     #[test]
+    fn plain_text_expands_tabs_from_the_start_of_each_line() {
+        assert_eq!(plain_text("a\tb\tc"), "a       b       c");
+        assert_eq!(plain_text("\tx"), "        x");
+        assert_eq!(plain_text("12345678\tx"), "12345678        x");
+        // Stops count again after a line break; wide characters take two cells.
+        assert_eq!(
+            plain_text("if x {\n\treturn;\n}"),
+            "if x {⏎        return;⏎}"
+        );
+        assert_eq!(plain_text("日本\t語"), "日本    語");
+        // Nothing else changes: controls are still shown, not obeyed.
+        assert_eq!(plain_text("\u{1b}[2J\tz\r"), "␛[2J    z␍");
+        let hostile = plain_text("\u{1b}]52;c;eA==\u{7}\t\u{85}\u{2028}\u{202e}\n");
+        assert!(!hostile.contains(|c: char| c.is_control()), "{hostile:?}");
+    }
+
+    #[test]
     fn line_format_in_a_given_zone() {
-        let r = rec("hello\nworld\u{1b}[31m");
+        let r = rec("hello\nworld\u{1b}[31m\tx");
         assert_eq!(
             format_line(&r, &Utc),
-            "[2023-11-14 22:13:20] alice: hello⏎world␛[31m"
+            "[2023-11-14 22:13:20] alice: hello⏎world␛[31m      x"
         );
         let plus_two = FixedOffset::east_opt(2 * 3600).unwrap();
         assert_eq!(

@@ -4,13 +4,15 @@
 //!   dropped and the lines are joined with a LF). Empty messages are not sent. A CR before the LF
 //!   is dropped.
 //! - Each received record is printed once, in id order: `[YYYY-MM-DD HH:MM:SS] user: text` in
-//!   local time with control characters made visible, or one JSON object per line (`--json`).
+//!   local time with control characters made visible and tabs as spaces
+//!   ([`crate::display::plain_text`]), or one JSON object per line (`--json`, the text exact).
 //!   Records of rooms other than `#general` (with a GC/3 server, every room the account is in)
 //!   name their room: `[…] #dev user: text`, and a `"room"` member in JSON.
 //! - With a room (`--room`, `--to`), the messages go into it. Nothing is sent before the server
 //!   is known to serve rooms; one that serves none (an older gc-server) ends the run with an
 //!   error, nothing sent.
-//! - Status and warnings go to the status writer (standard error), never to the output.
+//! - Status and warnings go to the status writer (standard error), never to the output, one
+//!   sanitised line each.
 //! - At the end of input: wait until logged in, caught up with what the server held at login,
 //!   and every message is acknowledged and has come back, bounded by the drain timeout; say
 //!   `Bye`, and report what was never acknowledged.
@@ -341,7 +343,10 @@ fn drained(client: &Client) -> bool {
     status.outbox_len == 0 && status.caught_up && status.last_id >= client.acked_max()
 }
 
+/// Writes one status line. Most quote the server (an `Err` text, a refusal, its name): the whole
+/// line is sanitised, so nothing in it can drive the terminal or start another line.
 fn say(status: &mut dyn Write, text: &str) {
+    let text = gc_protocol::sanitize::sanitize(text);
     let _ = writeln!(status, "gc-client: {text}");
     let _ = status.flush();
 }

@@ -258,6 +258,8 @@ fn list_plugins(cli: &Cli) -> u8 {
     };
     let mut out = io::stdout().lock();
     for line in lines {
+        // A library's descriptor names it and says what it does: its words, sanitised.
+        let line = gc_protocol::sanitize::sanitize(&line);
         if writeln!(out, "{line}").is_err() {
             return EXIT_ERROR;
         }

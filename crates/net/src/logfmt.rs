@@ -28,8 +28,10 @@ pub fn escaped_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static
 /// `text` with every character that could change how a log line reads escaped: line breaks as
 /// `\n` and `\r`, other control characters (C0, DEL, C1: escape sequences start with ESC or
 /// CSI) and the characters that reorder or hide text (bidirectional controls, zero-width
-/// characters, line and paragraph separators, tag characters) as `\u{…}`. A backslash that
-/// could be read as the start of such an escape is written `\\`. Tabs and printable text stay.
+/// characters, line and paragraph separators, tag characters) as `\u{…}`: the characters
+/// [`gc_protocol::sanitize::is_unsafe`] names, which the client shows as stand-ins. A backslash
+/// that could be read as the start of such an escape is written `\\`. Tabs and printable text
+/// stay.
 pub fn escape_for_log(text: &str) -> Cow<'_, str> {
     if !text.chars().any(needs_escape) {
         return Cow::Borrowed(text);
@@ -49,20 +51,11 @@ pub fn escape_for_log(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The characters [`gc_protocol::sanitize`] neutralises for a terminal, less the tab (a lone
+/// backslash is harmless: it is only doubled when something else is escaped). In a log even a
+/// joiner inside an emoji is written out.
 fn needs_escape(c: char) -> bool {
-    match c {
-        '\t' => false,
-        // Only worth escaping when something else is: a lone backslash is harmless.
-        '\\' => false,
-        c if c.is_control() => true,
-        '\u{200b}'..='\u{200f}'
-        | '\u{2028}'..='\u{202e}'
-        | '\u{2060}'..='\u{2069}'
-        | '\u{061c}'
-        | '\u{feff}'
-        | '\u{e0000}'..='\u{e007f}' => true,
-        _ => false,
-    }
+    c != '\t' && gc_protocol::sanitize::is_unsafe(c)
 }
 
 #[cfg(test)]
@@ -79,6 +72,11 @@ mod tests {
         assert_eq!(
             escape_for_log("a\nb\r\u{1b}[2J\u{7}\u{9b}\u{202e}\u{200b}\u{2028}\u{e0041}\\"),
             r"a\nb\r\u{1b}[2J\u{7}\u{9b}\u{202e}\u{200b}\u{2028}\u{e0041}\\"
+        );
+        // Every character the terminal sanitiser replaces, from the same list.
+        assert_eq!(
+            escape_for_log("\u{61c}\u{180e}\u{2066}\u{206f}\u{fff9}\u{1d173}\u{85}"),
+            r"\u{61c}\u{180e}\u{2066}\u{206f}\u{fff9}\u{1d173}\u{85}"
         );
     }
 

@@ -4,12 +4,16 @@
 //! tokens and error codes ([`codes`]), SCRAM-SHA-256 ([`scram`]), and small blocking helpers that
 //! read or write frames with a deadline ([`io`]). No socket policy lives here: callers decide whom
 //! to connect to, when to retry and when to give up.
+//!
+//! Every text field may decode to any character: [`sanitize`] is the one place that makes a peer's
+//! text safe to show on a terminal or in a log, for the client and the server alike.
 
 pub mod codes;
 pub mod error;
 pub mod frame;
 pub mod io;
 pub mod limits;
+pub mod sanitize;
 pub mod scram;
 pub mod signin;
 pub mod texts;

@@ -115,7 +115,7 @@ pub enum ScramError {
     )]
     BadServerSignature,
     /// The server sent `e=…` in its final message.
-    #[error("the server refused the SCRAM exchange: {0}")]
+    #[error("the server refused the SCRAM exchange: {}", crate::sanitize::Sanitized(.0))]
     ServerError(String),
     /// The operating system's random source failed.
     #[error("no randomness available for a SCRAM nonce")]

@@ -32,6 +32,7 @@ use crate::frame::{
 };
 use crate::io::{FramedStream, TimeoutStream};
 use crate::limits::MAX_SCRAM_ITERATIONS;
+use crate::sanitize::Sanitized;
 use crate::scram::{
     Binding, ClientFinal, ClientFirst, ClientKeys, ScramError, ServerChallenge, Verifier,
     derive_verifier, random_salt,
@@ -82,7 +83,7 @@ pub enum SignInError {
         source: ProtocolError,
     },
     /// The server answered `Err` (wrong password, unknown user, name taken, full, …).
-    #[error("the server refused {step} ({}): {}", error.code, error.text)]
+    #[error("the server refused {step} ({}): {}", error.code, Sanitized(&error.text))]
     Refused {
         /// Where.
         step: Step,
@@ -90,7 +91,7 @@ pub enum SignInError {
         error: ErrorFrame,
     },
     /// The server answered with a valid frame that is not allowed at this point.
-    #[error("the server at {peer} broke the protocol: {detail}")]
+    #[error("the server at {peer} broke the protocol: {}", Sanitized(detail))]
     Unexpected {
         /// The server's address.
         peer: String,
@@ -98,7 +99,7 @@ pub enum SignInError {
         detail: String,
     },
     /// The server announced another protocol version in `Pong` than the one asked for.
-    #[error("the server speaks {announced}, not {asked}")]
+    #[error("the server speaks {}, not {asked}", Sanitized(announced))]
     Version {
         /// What was asked for.
         asked: &'static str,

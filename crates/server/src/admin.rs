@@ -787,6 +787,8 @@ pub fn plugins_list(config: &Config, out: &mut dyn Write) -> Result<(), ServerEr
     let lines = gc_plugin::Plugins::listing(&dir, gc_plugin::Side::Server)
         .map_err(|e| ServerError::Usage(e.to_string()))?;
     for line in lines {
+        // A library's descriptor names it and says what it does: its words, sanitised.
+        let line = gc_protocol::sanitize::sanitize(&line);
         writeln!(out, "{line}").map_err(write_err)?;
     }
     Ok(())

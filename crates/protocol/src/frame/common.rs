@@ -6,6 +6,7 @@ use std::fmt;
 use super::codec::{Fields, Writer};
 use super::{Frame, ParseError};
 use crate::codes::{ErrorCode, token};
+use crate::sanitize::Sanitized;
 use crate::types::{Record, Room};
 
 /// `Err <code> <text:c16>`: an error reply, possible wherever a reply is expected.
@@ -47,7 +48,8 @@ impl ErrorFrame {
 
 impl fmt::Display for ErrorFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code, self.text)
+        // The text is the peer's: shown safely wherever the frame is formatted.
+        write!(f, "{}: {}", self.code, Sanitized(&self.text))
     }
 }
 
