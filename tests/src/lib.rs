@@ -573,6 +573,25 @@ impl RawClient {
 
     /// Logs in; on success starts answering heartbeats and collecting deliveries. Returns the
     /// server's final answer on the auth port (`Ok`, or its `Err`).
+    /// Asks to log in as `user` and stops at the challenge: its salt and iteration count, or
+    /// the server's refusal.
+    pub fn challenge(&self, user: &str) -> Result<(Vec<u8>, u32), ErrorFrame> {
+        let username = Username::new(user).expect("valid username");
+        let mut c = self.connect(self.server.auth);
+        let channel = match (&self.tls, c.get_ref().binding()) {
+            (Some(tls), Binding::TlsExporter(binding)) => Channel::Tls {
+                binding,
+                callback_fingerprint: self.announced.unwrap_or(tls.callback_fingerprint),
+            },
+            _ => Channel::Plain,
+        };
+        match signin::request_login(&mut c, &username, self.ports, &channel, self.rooms, STEP) {
+            Ok(challenge) => Ok(challenge.salt_and_iterations().expect("a valid challenge")),
+            Err(SignInError::Refused { error, .. }) => Err(error),
+            Err(e) => panic!("login request: {e:?}"),
+        }
+    }
+
     pub fn login(&mut self, user: &str, password: &str) -> AuthServer {
         let username = Username::new(user).expect("valid username");
         let mut c = self.connect(self.server.auth);

@@ -605,18 +605,40 @@ fn registration_rules_and_login_throttling() {
             matches!(c.login("grace", "wrong"), AuthServer::Err(ref e) if e.code == ErrorCode::Auth)
         );
     }
-    // Now even the right password is refused, from this address and for this user elsewhere.
+    // Now this address must wait before trying grace again, even with the right password; the
+    // text says how long (the client waits and tries again).
     match c.login("grace", PASSWORD) {
         AuthServer::Err(e) => {
             assert_eq!(e.code, ErrorCode::Throttled);
-            assert!(e.text.contains("try again in"), "{}", e.text);
+            assert_eq!(
+                gc_protocol::texts::retry_after(&e.text),
+                Some(Duration::from_secs(1)),
+                "{}",
+                e.text
+            );
         }
         other => panic!("{other:?}"),
     }
+    // Nobody else is locked out: grace from her own machine, another user behind the same
+    // address (a shared host, a NAT).
     let mut elsewhere = RawClient::new(server.target());
-    assert!(
-        matches!(elsewhere.login("grace", PASSWORD), AuthServer::Err(ref e) if e.code == ErrorCode::Throttled)
+    assert_ne!(elsewhere.ip, c.ip);
+    assert!(matches!(
+        elsewhere.login("grace", PASSWORD),
+        AuthServer::Ok { .. }
+    ));
+    let mut same_address = RawClient::on(server.target(), c.ip);
+    assert_eq!(
+        same_address.register("ivan", PASSWORD),
+        AuthServer::Registered
     );
+    assert!(matches!(
+        same_address.login("ivan", PASSWORD),
+        AuthServer::Ok { .. }
+    ));
+    // After the wait, grace gets in from the first address too.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(matches!(c.login("grace", PASSWORD), AuthServer::Ok { .. }));
     // Login is case-insensitive and records keep the registered spelling.
     let mut h = RawClient::new(server.target());
     assert_eq!(h.register("Heidi", PASSWORD), AuthServer::Registered);

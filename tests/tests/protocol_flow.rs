@@ -69,6 +69,48 @@ fn wrong_password_and_unknown_user() {
         AuthServer::Err(e) => assert_eq!(e.code, ErrorCode::Auth),
         other => panic!("{other:?}"),
     }
+    // A name without an account is answered like an account (a decoy salt, the same every
+    // time) and refused at the proof, with the text of a wrong password: a login does not
+    // tell which names exist.
+    let wrong = match c.login("carol", "wrong-again") {
+        AuthServer::Err(e) => e,
+        other => panic!("{other:?}"),
+    };
+    let decoy = c
+        .challenge("nobody")
+        .expect("a challenge for a name without an account");
+    let real = c.challenge("carol").expect("a challenge");
+    assert_eq!(decoy.0.len(), real.0.len(), "salts of one length");
+    assert_eq!(decoy.1, real.1, "the iterations clients register with");
+    assert_ne!(decoy.0, real.0);
+    assert_eq!(c.challenge("NOBODY").expect("challenge").0, decoy.0);
+    match c.login("nobody", "some-password") {
+        AuthServer::Err(e) => {
+            assert_eq!(e.code, ErrorCode::Auth);
+            assert_eq!(
+                e.text.replace("nobody", "carol"),
+                wrong.text,
+                "the same answer as a wrong password"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The decoy salt survives a restart (its secret is kept in the data dir, 0600).
+    let mut server = server;
+    server.restart();
+    let c = RawClient::new(server.target());
+    assert_eq!(c.challenge("nobody").expect("challenge").0, decoy.0);
+    let key = server.data_dir().join("decoy.key");
+    let mode = std::fs::metadata(&key).expect("decoy.key").permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+
+    // An operator with open registration may choose to tell (the client then offers to
+    // create the account).
+    let telling = TestServer::start_with(|c| c.tell_unknown_users = true);
+    let mut c = RawClient::new(telling.target());
     match c.login("nobody", "x") {
         AuthServer::Err(e) => assert_eq!(e.code, ErrorCode::UnknownUser),
         other => panic!("{other:?}"),

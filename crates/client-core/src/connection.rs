@@ -134,7 +134,8 @@ pub fn run(shared: &Arc<ClientState>) {
                 continue;
             }
             End::Failed(e) => {
-                let wait = backoff.next_wait();
+                // A server that says how long to wait (`throttled`) is not asked sooner.
+                let wait = backoff.next_wait().max(e.retry_after().unwrap_or_default());
                 let text = error_chain(&e);
                 if last_warning.as_deref() == Some(text.as_str()) {
                     tracing::debug!("{text}; retrying in {:.1} s", wait.as_secs_f64());
@@ -145,10 +146,11 @@ pub fn run(shared: &Arc<ClientState>) {
                     } else {
                         ""
                     };
-                    shared.notice(
-                        NoticeLevel::Warning,
-                        format!("{text}{hint}; retrying with backoff"),
-                    );
+                    let when = match e.retry_after() {
+                        Some(_) => format!("trying again in {:.0} s", wait.as_secs_f64().ceil()),
+                        None => "retrying with backoff".to_owned(),
+                    };
+                    shared.notice(NoticeLevel::Warning, format!("{text}{hint}; {when}"));
                     last_warning = Some(text);
                 }
                 wait

@@ -3,6 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use gc_protocol::sanitize::{Sanitized, sanitize};
 use gc_protocol::scram::ScramError;
@@ -11,6 +12,10 @@ use gc_protocol::{ErrorCode, ErrorFrame, Fingerprint, ProtocolError, VERSION_ROO
 
 use crate::control::BadTransition;
 use crate::trust::PinSource;
+
+/// The longest wait a server's `throttled` or `rate-limited` text is taken at: a server asking
+/// for more is waited for this long, then asked again.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// Everything that can go wrong in the client. Each message says what happened and, where there
 /// is something to do, what to do.
@@ -203,15 +208,22 @@ impl ClientError {
     /// Whether retrying cannot help: the client stops reconnecting and reports the error.
     ///
     /// Fatal: wrong password (`auth`), `unknown-user`, `exists`, `registration-closed`,
-    /// `throttled`, `malformed` (the server finds our frames wrong: retrying sends the same),
+    /// `malformed` (the server finds our frames wrong: retrying sends the same),
     /// `version`, a server signature that does not verify, SCRAM failures, a cache that cannot be
     /// opened, bad configuration. Everything else (connection refused, reset, timeouts, `full`,
     /// `shutting-down`, `internal`, `unreachable`, `session`, a server breaking the protocol) is
-    /// transient: reconnect with backoff.
+    /// transient: reconnect with backoff; `throttled` too, after the wait it states
+    /// ([`ClientError::retry_after`]).
     pub fn is_fatal(&self) -> bool {
         match self {
             // A refused login, or frames the server finds wrong (sending them again changes
             // nothing).
+            // `throttled` says when to try again: the client waits that long and does
+            // (docs/security.md), rather than give up for good.
+            Self::Refused {
+                code: ErrorCode::Throttled,
+                ..
+            } => false,
             Self::Refused { code, .. } => {
                 self.is_login_refused()
                     || matches!(
@@ -263,6 +275,18 @@ impl ClientError {
             | Self::Scram(_)
             | Self::FingerprintChanged(_) => true,
             _ => false,
+        }
+    }
+
+    /// How long the server asked to wait before trying again (`throttled`, `rate-limited`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Refused {
+                code: ErrorCode::Throttled | ErrorCode::RateLimited,
+                text,
+                ..
+            } => gc_protocol::texts::retry_after(text).map(|w| w.min(MAX_RETRY_AFTER)),
+            _ => None,
         }
     }
 
@@ -398,11 +422,19 @@ mod tests {
             ErrorCode::UnknownUser,
             ErrorCode::Exists,
             ErrorCode::RegistrationClosed,
-            ErrorCode::Throttled,
         ] {
             assert!(refused(code).is_fatal(), "{code}");
             assert!(refused(code).is_login_refused(), "{code}");
         }
+        // Throttled: a refused login, but one to try again after the wait the server states.
+        let throttled = ClientError::Refused {
+            during: "the login",
+            code: ErrorCode::Throttled,
+            text: gc_protocol::texts::login_throttled(Duration::from_secs(4)),
+        };
+        assert!(!throttled.is_fatal() && throttled.is_login_refused());
+        assert_eq!(throttled.retry_after(), Some(Duration::from_secs(4)));
+        assert_eq!(refused(ErrorCode::Throttled).retry_after(), None);
         for code in [
             ErrorCode::Full,
             ErrorCode::ShuttingDown,

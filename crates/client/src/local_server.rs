@@ -128,6 +128,11 @@ impl LocalServer {
             .arg(options.ports.auth.to_string())
             .arg("--send-port")
             .arg(options.ports.send.to_string())
+            // The user runs this server for themselves, with open registration (which tells
+            // which names are taken anyway): a login for a new name is told so, and the login
+            // form offers to create the account.
+            .arg("--unknown-users")
+            .arg("tell")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

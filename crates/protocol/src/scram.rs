@@ -185,6 +185,23 @@ pub fn derive_verifier(password: &str, salt: &[u8], iterations: u32) -> Verifier
     }
 }
 
+/// The verifier of a name that has no account, answered in its place so that a login attempt
+/// cannot tell which names exist (RFC 5802 §9 suggests this): a salt and keys derived from the
+/// server's `secret` and the name's `user_key` (the same on every attempt, and the same on every
+/// instance that shares the secret, as a real account's are), 16 bytes of salt like a real one,
+/// `iterations` like the accounts clients register. No password gives its `stored_key`, so
+/// the proof fails as a wrong password does.
+pub fn decoy_verifier(secret: &[u8], user_key: &str, iterations: u32) -> Verifier {
+    let part = |what: &str| hmac(secret, format!("gc decoy {what}\0{user_key}").as_bytes());
+    let salt = part("salt");
+    Verifier {
+        salt: salt[..16].to_vec(),
+        iterations,
+        stored_key: part("stored key"),
+        server_key: part("server key"),
+    }
+}
+
 /// 16 random bytes for a new account's salt.
 pub fn random_salt() -> Result<[u8; 16], ScramError> {
     let mut salt = [0u8; 16];
@@ -608,6 +625,29 @@ mod tests {
         assert_eq!(
             server.handle_client_final(fin.message()),
             Err(ScramError::BadProof)
+        );
+    }
+
+    #[test]
+    fn a_decoy_looks_like_an_account_and_takes_no_password() {
+        let decoy = decoy_verifier(b"secret", "nobody", 4096);
+        assert_eq!(
+            decoy,
+            decoy_verifier(b"secret", "nobody", 4096),
+            "the same every time"
+        );
+        assert_eq!((decoy.salt.len(), decoy.iterations), (16, 4096));
+        assert_ne!(decoy.salt, decoy_verifier(b"secret", "nobody2", 4096).salt);
+        assert_ne!(decoy.salt, decoy_verifier(b"other", "nobody", 4096).salt);
+        let hello = ClientHello::parse(CLIENT_FIRST).unwrap();
+        let server = ServerFirst::with_nonce(&hello, &decoy, SERVER_NONCE);
+        let fin = ClientFirst::with_nonce(USER, CLIENT_NONCE)
+            .handle_server_first(server.message(), PASSWORD, 4096)
+            .unwrap();
+        assert_eq!(
+            server.handle_client_final(fin.message()),
+            Err(ScramError::BadProof),
+            "fails as a wrong password does"
         );
     }
 

@@ -31,6 +31,21 @@ pub fn registrations_limited(max: usize, wait: Duration) -> String {
     )
 }
 
+/// The `throttled` text of a login refused until `wait` has passed; [`retry_after`] reads the
+/// wait back, and clients try again then.
+pub fn login_throttled(wait: Duration) -> String {
+    format!(
+        "too many failed logins for this user from this address; {RETRY_IN}{:.0} s",
+        wait.as_secs_f64().ceil().max(1.0)
+    )
+}
+
+/// The `auth` text of a failed login when the server does not tell which names exist: the same
+/// for a wrong password and for a name without an account.
+pub fn login_failed(username: &str) -> String {
+    format!("wrong password for {username}, or no account by that name")
+}
+
 /// Reads the wait out of a `rate-limited` text such as "… retry in 0.2 s" (also `ms`).
 pub fn retry_after(text: &str) -> Option<Duration> {
     let rest = &text[text.find(RETRY_IN)? + RETRY_IN.len()..];

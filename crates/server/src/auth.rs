@@ -15,6 +15,7 @@ use gc_store::{Account, StoreError};
 
 use crate::config::TlsMode;
 use crate::state::{AddError, NewSession, ServerState, SessionLimits};
+use crate::throttle::Failure;
 use crate::warnings::peer_warn;
 use crate::{heartbeat, listener, rooms};
 
@@ -237,13 +238,7 @@ fn login(
     let now = Instant::now();
     if let Err(wait) = shared.throttle.check(&key, ip, now) {
         peer_warn!(shared, ip, %ip, user = %username, "login throttled");
-        return err(
-            ErrorCode::Throttled,
-            format!(
-                "too many failed logins for this user or address; try again in {} s",
-                wait.as_secs().max(1)
-            ),
-        );
+        return err(ErrorCode::Throttled, texts::login_throttled(wait));
     }
     let account = match shared.accounts.get(username.as_str()) {
         Ok(account) => account,
@@ -255,13 +250,21 @@ fn login(
             );
         }
     };
-    let Some(account) = account else {
-        shared.throttle.record_failure(&key, ip, now);
-        peer_warn!(shared, ip, %ip, user = %username, "login for an unknown user");
-        return err(
-            ErrorCode::UnknownUser,
-            format!("no account named {username}; register it first, or check the spelling"),
-        );
+    let (account, decoy) = match account {
+        Some(account) => (account, false),
+        None if shared.config.tell_unknown_users => {
+            shared
+                .throttle
+                .record_failure(&key, ip, Failure::UnknownUser, now);
+            peer_warn!(shared, ip, %ip, user = %username, "login for an unknown user");
+            return err(
+                ErrorCode::UnknownUser,
+                format!("no account named {username}; register it first, or check the spelling"),
+            );
+        }
+        // Answered like an account, refused at the proof like a wrong password: a login does
+        // not tell which names exist.
+        None => (decoy_account(shared, username), true),
     };
     if shared.registry.len() >= shared.config.max_clients {
         return full(shared);
@@ -301,10 +304,16 @@ fn login(
     let pin = channel.callback_pin;
     let gc3 = channel.rooms;
     let addr = SocketAddr::new(ip, ports.auth);
-    let token = match prove_and_call_back(shared, conn, ip, &account, server_first, pin, addr) {
+    let proving = Proving {
+        account: &account,
+        asked: username,
+        decoy,
+    };
+    let token = match prove_and_call_back(shared, conn, ip, &proving, server_first, pin, addr) {
         Ok(token) => token,
         Err(answer) => return answer,
     };
+    shared.throttle.record_success(&key, ip, Instant::now());
     // History on join counts the records this session will be shown.
     let visible = rooms::visible(shared, &account.username, gc3);
     let join_floor = shared
@@ -390,7 +399,7 @@ fn prove_and_call_back(
     shared: &ServerState,
     conn: &mut Conn,
     ip: IpAddr,
-    account: &Account,
+    proving: &Proving<'_>,
     server_first: ServerFirst,
     pin: Option<Fingerprint>,
     addr: SocketAddr,
@@ -404,7 +413,7 @@ fn prove_and_call_back(
                 .ok(),
             None => None,
         };
-        let server_final = prove(shared, conn, ip, account, server_first)?;
+        let server_final = prove(shared, conn, ip, proving, server_first)?;
         let Ok(token) = SessionToken::random() else {
             return Err(err(
                 ErrorCode::Internal,
@@ -425,12 +434,39 @@ fn prove_and_call_back(
     })
 }
 
+/// The account a login is proving, or the decoy of a name without one.
+struct Proving<'a> {
+    account: &'a Account,
+    /// The name as the client wrote it (an answer never shows the registered spelling, which a
+    /// decoy could not).
+    asked: &'a Username,
+    decoy: bool,
+}
+
+/// A stand-in account for `username`, which has none: the decoy verifier, so the challenge
+/// looks like a real account's and no proof passes.
+fn decoy_account(shared: &ServerState, username: &Username) -> Account {
+    let verifier = gc_protocol::scram::decoy_verifier(
+        &shared.decoy_secret,
+        &username.key(),
+        shared.config.scram_min_iterations,
+    );
+    Account {
+        username: username.clone(),
+        salt: verifier.salt,
+        iterations: verifier.iterations,
+        stored_key: verifier.stored_key.to_vec(),
+        server_key: verifier.server_key.to_vec(),
+        created: Timestamp::now(),
+    }
+}
+
 /// Sends `Auth1` and checks the client's `Proof`: the server's final SCRAM message on success.
 fn prove(
     shared: &ServerState,
     conn: &mut Conn,
     ip: IpAddr,
-    account: &Account,
+    proving: &Proving<'_>,
     server_first: ServerFirst,
 ) -> Result<String, AuthServer> {
     let challenge = AuthServer::Auth1 {
@@ -439,7 +475,7 @@ fn prove(
     if reply(shared, conn, challenge).is_err() {
         return Err(err(ErrorCode::Malformed, "no proof received"));
     }
-    let username = &account.username;
+    let username = &proving.account.username;
     let client_final = match conn.read::<AuthClient>(shared.io_deadline()) {
         Ok(AuthClient::Proof { client_final }) => client_final,
         Ok(_) => return Err(err(ErrorCode::Malformed, "expected `Proof` after `Auth1`")),
@@ -458,15 +494,25 @@ fn prove(
         }
     };
     match server_first.handle_client_final(&client_final) {
-        Ok(server_final) => Ok(server_final),
-        Err(ScramError::BadProof) => {
+        Ok(server_final) if !proving.decoy => Ok(server_final),
+        Ok(_) | Err(ScramError::BadProof) => {
+            let (failure, what) = if proving.decoy {
+                (Failure::UnknownUser, "login for an unknown user")
+            } else {
+                (Failure::WrongPassword, "wrong password")
+            };
             shared
                 .throttle
-                .record_failure(&username.key(), ip, Instant::now());
-            peer_warn!(shared, ip, %ip, user = %username, "wrong password");
+                .record_failure(&username.key(), ip, failure, Instant::now());
+            peer_warn!(shared, ip, %ip, user = %username, "{what}");
+            let asked = proving.asked;
             Err(err(
                 ErrorCode::Auth,
-                format!("wrong password for {username}"),
+                if shared.config.tell_unknown_users {
+                    format!("wrong password for {asked}")
+                } else {
+                    texts::login_failed(asked.as_str())
+                },
             ))
         }
         Err(e) => {

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
     Config, FileConfig, parse_fsync, parse_registration, parse_room_creation, parse_tls_mode,
+    parse_unknown_users,
 };
 use crate::error::ServerError;
 
@@ -82,6 +83,12 @@ pub struct RunArgs {
     /// [default: open].
     #[arg(long, value_name = "open|closed")]
     pub registration: Option<String>,
+    /// A login for a name that has no account: `hide` answers it like an account (a decoy salt)
+    /// and refuses it as a wrong password, so logins do not tell which names exist; `tell`
+    /// answers `unknown-user`, so the client can offer to create the account (needs open
+    /// registration, which tells anyway) [default: hide].
+    #[arg(long, value_name = "hide|tell")]
+    pub unknown_users: Option<String>,
     /// Lowest SCRAM iteration count accepted for new accounts [default: 4096].
     #[arg(long, value_name = "N")]
     pub scram_min_iterations: Option<u32>,
@@ -119,7 +126,8 @@ pub struct RunArgs {
     /// Sustained messages per second per user [default: 5].
     #[arg(long, value_name = "N")]
     pub rate_per_sec: Option<f64>,
-    /// Failed logins per user and per address within a minute before logins are refused
+    /// Failed logins of one user from one address (an IPv6 /64) that cost nothing; each further
+    /// one doubles the wait before that address may try that user again, 1 s up to 5 min
     /// [default: 5].
     #[arg(long, value_name = "N")]
     pub max_login_failures: Option<u32>,
@@ -407,6 +415,9 @@ impl Cli {
         }
         if let Some(reg) = r.registration.as_deref().or(file.registration.as_deref()) {
             c.registration_open = parse_registration(reg)?;
+        }
+        if let Some(u) = r.unknown_users.as_deref().or(file.unknown_users.as_deref()) {
+            c.tell_unknown_users = parse_unknown_users(u)?;
         }
         if let Some(rc) = r.room_creation.as_deref().or(file.room_creation.as_deref()) {
             c.room_creation = parse_room_creation(rc)?;

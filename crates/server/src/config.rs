@@ -75,6 +75,11 @@ pub struct Config {
     pub fsync: FsyncPolicy,
     /// Whether anyone may register over the network.
     pub registration_open: bool,
+    /// Whether a login for a name without an account is told so (`unknown-user`) or answered
+    /// like an account with a decoy salt and refused at the proof (`auth`), so that logins do
+    /// not reveal which names exist. Telling needs open registration (registering reveals it
+    /// anyway).
+    pub tell_unknown_users: bool,
     /// Who may create rooms (GC/3).
     pub room_creation: RoomCreation,
     /// Most rooms one account may own (server admins are not limited).
@@ -99,7 +104,8 @@ pub struct Config {
     pub rate_burst: u32,
     /// Sustained messages per second per user.
     pub rate_per_sec: f64,
-    /// Failed logins per user and per address within a minute before `Err throttled`.
+    /// Failed logins of one user from one address that cost nothing before waits begin (see
+    /// `throttle.rs`).
     pub max_login_failures: u32,
     /// Deadline of every connect, read and write.
     pub io_timeout: Duration,
@@ -148,6 +154,7 @@ impl Default for Config {
             heartbeat_interval: Duration::from_millis(1000),
             fsync: FsyncPolicy::Batch,
             registration_open: true,
+            tell_unknown_users: false,
             room_creation: RoomCreation::Open,
             max_rooms_per_user: 20,
             scram_min_iterations: MIN_SCRAM_ITERATIONS,
@@ -217,6 +224,12 @@ impl Config {
         if self.rate_burst == 0 || !(self.rate_per_sec > 0.0 && self.rate_per_sec.is_finite()) {
             return bad("rate-burst must be at least 1 and rate-per-sec above 0");
         }
+        if self.tell_unknown_users && !self.registration_open {
+            return bad(
+                "unknown-users = tell needs registration = open: with registration closed, \
+                 nobody needs to learn which names are free, so logins never tell",
+            );
+        }
         if self.max_login_failures == 0 {
             return bad("max-login-failures must be at least 1");
         }
@@ -259,6 +272,8 @@ pub struct FileConfig {
     pub store: Option<String>,
     /// `open` or `closed`.
     pub registration: Option<String>,
+    /// `hide` or `tell` (see [`Config::tell_unknown_users`]).
+    pub unknown_users: Option<String>,
     /// `open` or `admins` (see [`Config::room_creation`]).
     pub room_creation: Option<String>,
     /// See [`Config::max_rooms_per_user`].
@@ -347,6 +362,17 @@ pub fn parse_registration(text: &str) -> Result<bool, ServerError> {
         "closed" => Ok(false),
         other => Err(ServerError::Config(format!(
             "registration must be `open` or `closed`, not `{other}`"
+        ))),
+    }
+}
+
+/// Parses `unknown-users`: whether a login for a name without an account is told so.
+pub fn parse_unknown_users(text: &str) -> Result<bool, ServerError> {
+    match text {
+        "hide" => Ok(false),
+        "tell" => Ok(true),
+        other => Err(ServerError::Config(format!(
+            "unknown-users must be `hide` or `tell`, not `{other}`"
         ))),
     }
 }

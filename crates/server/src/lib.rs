@@ -21,6 +21,7 @@ mod presence;
 mod rooms;
 mod state;
 mod threads;
+mod throttle;
 mod tls;
 mod warnings;
 

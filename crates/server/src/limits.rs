@@ -1,5 +1,5 @@
-//! Per-user message rate (token bucket), failed-login throttling (sliding window), and the
-//! bound on connections in progress on the connect and auth ports.
+//! Per-user message rate (token bucket), registrations per address, and the bound on
+//! connections in progress on the connect and auth ports (failed logins: `throttle.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -68,15 +68,7 @@ fn refill(bucket: Bucket, now: Instant, burst: f64, per_sec: f64) -> f64 {
     (bucket.tokens + elapsed * per_sec).min(burst)
 }
 
-/// Failed logins per username and per address over a sliding window.
-#[derive(Debug)]
-pub struct LoginThrottle {
-    max_failures: usize,
-    window: Duration,
-    by_user: Mutex<Window<String>>,
-    by_addr: Mutex<Window<IpAddr>>,
-}
-
+/// Events per key over a sliding window (registrations per address).
 #[derive(Debug)]
 struct Window<K> {
     failures: HashMap<K, VecDeque<Instant>>,
@@ -134,46 +126,6 @@ impl<K: Hash + Eq + Clone> Window<K> {
     }
 }
 
-impl LoginThrottle {
-    /// Allows `max_failures` failures per key within `window`.
-    pub fn new(max_failures: u32, window: Duration) -> Self {
-        Self {
-            max_failures: max_failures as usize,
-            window,
-            by_user: Mutex::new(Window {
-                failures: HashMap::new(),
-            }),
-            by_addr: Mutex::new(Window {
-                failures: HashMap::new(),
-            }),
-        }
-    }
-
-    /// Whether a login attempt for `user_key` from `addr` must be refused; if so, returns how long
-    /// until the oldest counted failure leaves the window.
-    pub fn check(&self, user_key: &str, addr: IpAddr, now: Instant) -> Result<(), Duration> {
-        let (max, window) = (self.max_failures, self.window);
-        let by_user = self
-            .by_user
-            .lock()
-            .blocked_until(&user_key.to_owned(), now, window, max);
-        let by_addr = self.by_addr.lock().blocked_until(&addr, now, window, max);
-        match by_user.max(by_addr) {
-            Some(until) => Err(until.saturating_duration_since(now)),
-            None => Ok(()),
-        }
-    }
-
-    /// Counts a failed attempt against both the user and the address.
-    pub fn record_failure(&self, user_key: &str, addr: IpAddr, now: Instant) {
-        let max = self.max_failures;
-        self.by_user
-            .lock()
-            .record(&user_key.to_owned(), now, self.window, max);
-        self.by_addr.lock().record(&addr, now, self.window, max);
-    }
-}
-
 /// Accounts registered per address over the last hour, an IPv6 address counted by its /64 (one
 /// host usually has a whole /64 to pick from).
 #[derive(Debug)]
@@ -222,7 +174,7 @@ impl RegistrationLimit {
 }
 
 /// The address an IPv4 client is counted by, or the /64 of an IPv6 one.
-fn prefix(addr: IpAddr) -> IpAddr {
+pub(crate) fn prefix(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V4(_) => addr,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -331,27 +283,6 @@ mod tests {
             rl.check("alice", t2).unwrap();
         }
         assert!(rl.check("alice", t2).is_err());
-    }
-
-    #[test]
-    fn throttle_after_five_failures_per_user_and_per_address() {
-        let th = LoginThrottle::new(5, Duration::from_secs(60));
-        let a: IpAddr = [127, 0, 0, 2].into();
-        let b: IpAddr = [127, 0, 0, 3].into();
-        let t0 = Instant::now();
-        for _ in 0..5 {
-            th.check("alice", a, t0).unwrap();
-            th.record_failure("alice", a, t0);
-        }
-        // Same user from another address: refused (per user).
-        let wait = th.check("alice", b, t0).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(60));
-        // Another user from the same address: refused (per address).
-        assert!(th.check("bob", a, t0).is_err());
-        // Another user from another address: fine.
-        th.check("bob", b, t0).unwrap();
-        // After the window slides past the failures, allowed again.
-        th.check("alice", b, t0 + Duration::from_secs(60)).unwrap();
     }
 
     #[test]

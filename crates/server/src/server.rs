@@ -242,8 +242,15 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
         send: local(&send_l, config.send_port),
     };
     let (tls, fingerprint) = crate::tls::server_config(&config)?.unzip();
+    let decoy_secret = crate::throttle::decoy_secret(&config.data_dir)?;
     let shared = Arc::new(ServerState::new(
-        config, store, accounts, rooms, plugins, tls,
+        config,
+        store,
+        accounts,
+        rooms,
+        plugins,
+        tls,
+        decoy_secret,
     ));
     // Records another instance stored wake the heartbeat threads owed them, as our own do.
     let weak = Arc::downgrade(&shared);

@@ -18,10 +18,11 @@ use gc_store::{AccountStore, MessageLog, Rooms};
 use parking_lot::{Condvar, Mutex};
 
 use crate::config::{Config, TlsMode};
-use crate::limits::{LoginThrottle, PendingConns, RateLimiter};
+use crate::limits::{PendingConns, RateLimiter};
 use crate::notify::{Doorbell, Notifier};
 use crate::rooms::Spans;
 use crate::threads::ThreadGroup;
+use crate::throttle::LoginThrottle;
 use crate::warnings::{WarnLimiter, peer_warn};
 
 /// How long an outgoing connect may take at most, whatever the I/O timeout: a client behind a
@@ -60,6 +61,8 @@ pub struct ServerState {
     pub plugins: Plugins,
     /// Failed-login throttle.
     pub throttle: LoginThrottle,
+    /// The secret of the decoy verifiers answered for names without an account.
+    pub decoy_secret: Vec<u8>,
     /// Registrations per address.
     pub registrations: crate::limits::RegistrationLimit,
     /// How many warnings each address that has not signed in may put in the log.
@@ -88,6 +91,7 @@ impl ServerState {
         rooms: Rooms,
         plugins: Plugins,
         tls: Option<Arc<TlsConfig>>,
+        decoy_secret: Vec<u8>,
     ) -> Self {
         let timeouts = Timeouts {
             connect: config.io_timeout.min(MAX_CONNECT),
@@ -96,7 +100,8 @@ impl ServerState {
         Self {
             notifier: Notifier::new(store.newest_id()),
             rate: RateLimiter::new(config.rate_burst, config.rate_per_sec),
-            throttle: LoginThrottle::new(config.max_login_failures, Duration::from_secs(60)),
+            throttle: LoginThrottle::new(config.max_login_failures),
+            decoy_secret,
             registrations: crate::limits::RegistrationLimit::new(
                 config.max_registrations_per_address,
             ),

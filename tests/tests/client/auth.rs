@@ -46,10 +46,46 @@ fn wrong_password_is_fatal_and_not_retried() {
 
 #[test]
 fn unknown_user_is_fatal() {
+    // By default a server does not tell: the name fails like a wrong password.
     let server = TestServer::start();
     let mut c = TestClient::start(config(&server, "nobody", PASSWORD));
     let err = c.wait_fatal();
+    assert_eq!(err.code(), Some(ErrorCode::Auth), "{err:?}");
+    let telling = TestServer::start_with(|c| c.tell_unknown_users = true);
+    let mut c = TestClient::start(config(&telling, "nobody", PASSWORD));
+    let err = c.wait_fatal();
     assert_eq!(err.code(), Some(ErrorCode::UnknownUser), "{err:?}");
+}
+
+#[test]
+fn a_throttled_client_waits_the_stated_time_and_logs_in() {
+    let server = TestServer::start();
+    register(&server, "bot", PASSWORD);
+    let cfg = config(&server, "bot", PASSWORD);
+    let ip = cfg.bind_ip.expect("a test client address");
+    // Typos from this address: the next login must wait 1 s.
+    let mut typist = gc_tests::RawClient::on(server.target(), ip);
+    for _ in 0..5 {
+        assert!(
+            matches!(typist.login("bot", "wrong"), AuthServer::Err(ref e) if e.code == ErrorCode::Auth)
+        );
+    }
+    let started = Instant::now();
+    let mut c = TestClient::start(cfg);
+    c.wait_active();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "logged in after {took:?}: before the wait"
+    );
+    assert!(c.client().state() == ConnState::Active);
+    let said = c
+        .notices
+        .iter()
+        .map(|(_, text)| text.clone())
+        .find(|text| text.contains("throttled"))
+        .expect("a notice of the wait");
+    assert!(said.contains("trying again in 1 s"), "{said}");
 }
 
 #[test]

@@ -175,6 +175,13 @@ impl LoginForm {
             Some(ErrorCode::Auth) => {
                 self.focus = Field::Password;
                 self.password.take();
+                // A server that does not tell which names exist answers a name without an
+                // account like a wrong password: say how to make the account.
+                let text = if registration == Some(Registration::Open) && !self.register {
+                    format!("{text}. If this is a new account, press Ctrl+R to create it.")
+                } else {
+                    text
+                };
                 self.message = Some((Level::Error, text));
             }
             _ => self.message = Some((Level::Error, text)),
@@ -326,6 +333,27 @@ mod tests {
         assert!(form.key(key(KeyCode::Enter)).is_none());
         assert_eq!(form.focused(), Field::User);
         assert!(!form.busy);
+    }
+
+    #[test]
+    fn a_failed_login_on_an_open_server_says_how_to_create_the_account() {
+        let refused = ClientError::Refused {
+            during: "the login",
+            code: ErrorCode::Auth,
+            text: gc_protocol::texts::login_failed("carol"),
+        };
+        let mut form = LoginForm::default();
+        type_str(&mut form, "carol");
+        form.client_failed(&refused, "carol", Some(Registration::Open));
+        let (level, text) = form.message.clone().expect("a message");
+        assert_eq!(level, Level::Error);
+        assert!(text.contains("or no account by that name"), "{text}");
+        assert!(text.ends_with("press Ctrl+R to create it."), "{text}");
+        assert_eq!(form.focused(), Field::Password);
+        // A closed server: nothing to create.
+        form.client_failed(&refused, "carol", Some(Registration::Closed));
+        let (_, text) = form.message.clone().expect("a message");
+        assert!(!text.contains("Ctrl+R"), "{text}");
     }
 
     #[test]

@@ -153,7 +153,9 @@ fn tui_registers_sends_receives_and_restores_the_terminal() {
     let Some(tmux) = Tmux::start() else {
         return;
     };
-    let server = Server::start();
+    // A server that tells which names exist (as `--with-server` runs one): the login form can
+    // offer to create the account.
+    let server = Server::start_with(|c| c.tell_unknown_users = true);
     register(&server, "bob", "bob-password");
     let mut bob = TestClient::start(config(&server, "bob", "bob-password"));
     bob.wait_active();
