@@ -148,6 +148,13 @@ impl TestServer {
         self.run();
     }
 
+    /// Connections in progress on the connect and auth ports.
+    pub fn pending_connections(&self) -> usize {
+        self.handle
+            .as_ref()
+            .map_or(0, ServerHandle::pending_connections)
+    }
+
     /// Live sessions.
     pub fn sessions(&self) -> usize {
         self.handle.as_ref().map_or(0, ServerHandle::sessions)

@@ -159,8 +159,11 @@ fn garbage_from_one_address_cannot_flood_the_log() {
 
 #[test]
 fn a_pre_login_connection_has_a_bounded_life_however_steadily_it_sends() {
-    // I/O timeout 1 s: a connect or auth connection lives at most 3 s.
-    let server = TestServer::start_with(|c| c.io_timeout = Duration::from_secs(1));
+    // A connect or auth connection lives at most 3 s from its accept.
+    let server = TestServer::start_with(|c| {
+        c.io_timeout = Duration::from_secs(1);
+        c.pending_timeout = Duration::from_secs(3);
+    });
     let target = server.target();
     let mut s = target.stream(client_ip(), target.addrs.connect).unwrap();
     s.tcp()
@@ -713,6 +716,7 @@ fn one_address_cannot_take_every_login_slot() {
     let server = TestServer::start_with(|c| {
         c.io_timeout = gc_tests::WAIT;
         c.idle_timeout = gc_tests::WAIT;
+        c.pending_timeout = gc_tests::WAIT;
     });
     let ip = client_ip();
     // Eight silent connections from one address fill its share of pending logins…

@@ -4,6 +4,7 @@
 
 mod attacks;
 mod client;
+mod flood;
 mod plugins;
 mod process;
 mod protocol_flow;

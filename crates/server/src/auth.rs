@@ -14,22 +14,26 @@ use gc_protocol::{
 use gc_store::{Account, StoreError};
 
 use crate::config::TlsMode;
+use crate::limits::PendingSlot;
 use crate::state::{AddError, NewSession, ServerState, SessionLimits};
 use crate::throttle::Failure;
 use crate::warnings::peer_warn;
 use crate::{heartbeat, listener, rooms};
 
 /// Serves one connection on the auth port: any number of `Register` and `AuthRequest` exchanges
-/// until the client closes or stays silent for the I/O timeout.
-pub fn serve(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
-    let end = shared.pending_end();
+/// until the client closes, stays silent for the I/O timeout, sends a malformed frame, or reaches
+/// the end of its pending time (`slot`).
+pub fn serve(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr, slot: &PendingSlot) {
     loop {
-        if Instant::now() >= end {
+        if Instant::now() >= slot.end() {
             tracing::debug!(%peer, "auth connection open too long; closing");
             return;
         }
-        let frame = match conn.read::<AuthClient>(shared.io_deadline().min(end)) {
-            Ok(frame) => frame,
+        let frame = match conn.read::<AuthClient>(slot.within(shared.io_deadline())) {
+            Ok(frame) => {
+                slot.progress();
+                frame
+            }
             Err(ProtocolError::Malformed { error, .. }) => {
                 // Before a login: one answer, then the connection is closed (a garbage stream
                 // must not hold a pending-auth slot or fill the log line by line).
@@ -49,7 +53,10 @@ pub fn serve(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
                 );
                 return;
             }
-            Err(_) => return,
+            Err(_) => {
+                crate::server::tell_dropped(&shared, &mut conn, slot);
+                return;
+            }
         };
         if shared.stopping() {
             let _ = reply(
@@ -91,7 +98,7 @@ pub fn serve(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
                 Ok(channel) => login(
                     &shared,
                     &mut conn,
-                    peer.ip(),
+                    slot,
                     &username,
                     ports,
                     &client_first,
@@ -104,7 +111,12 @@ pub fn serve(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
                 "`Proof` without an `AuthRequest` before it",
             ),
         };
-        let close = matches!(&answer, AuthServer::Err(e) if e.code == ErrorCode::TooLong);
+        // Before a login, a malformed request is the connection's last (as a malformed frame).
+        let close = slot.dropped()
+            || matches!(
+                &answer,
+                AuthServer::Err(e) if matches!(e.code, ErrorCode::TooLong | ErrorCode::Malformed)
+            );
         if reply(&shared, &mut conn, answer).is_err() || close {
             return;
         }
@@ -228,12 +240,13 @@ fn channel(
 fn login(
     shared: &Arc<ServerState>,
     conn: &mut Conn,
-    ip: IpAddr,
+    slot: &PendingSlot,
     username: &Username,
     ports: CallbackPorts,
     client_first: &str,
     channel: LoginChannel,
 ) -> AuthServer {
+    let ip = slot.ip();
     let key = username.key();
     let now = Instant::now();
     if let Err(wait) = shared.throttle.check(&key, ip, now) {
@@ -309,7 +322,12 @@ fn login(
         asked: username,
         decoy,
     };
-    let token = match prove_and_call_back(shared, conn, ip, &proving, server_first, pin, addr) {
+    // From `Auth1` to the callback's answer the client works (its PBKDF2) or is called back: a
+    // full pool drops this connection last.
+    let busy = slot.busy();
+    let proven = prove_and_call_back(shared, conn, slot, &proving, server_first, pin, addr);
+    drop(busy);
+    let token = match proven {
         Ok(token) => token,
         Err(answer) => return answer,
     };
@@ -398,7 +416,7 @@ fn login(
 fn prove_and_call_back(
     shared: &ServerState,
     conn: &mut Conn,
-    ip: IpAddr,
+    slot: &PendingSlot,
     proving: &Proving<'_>,
     server_first: ServerFirst,
     pin: Option<Fingerprint>,
@@ -413,7 +431,7 @@ fn prove_and_call_back(
                 .ok(),
             None => None,
         };
-        let server_final = prove(shared, conn, ip, proving, server_first)?;
+        let server_final = prove(shared, conn, slot, proving, server_first)?;
         let Ok(token) = SessionToken::random() else {
             return Err(err(
                 ErrorCode::Internal,
@@ -429,7 +447,7 @@ fn prove_and_call_back(
             }),
             None => shared.call_back(pin, addr),
         };
-        callback(shared, opened, addr, server_final, &token)?;
+        callback(shared, opened, slot, addr, server_final, &token)?;
         Ok(token)
     })
 }
@@ -465,10 +483,11 @@ fn decoy_account(shared: &ServerState, username: &Username) -> Account {
 fn prove(
     shared: &ServerState,
     conn: &mut Conn,
-    ip: IpAddr,
+    slot: &PendingSlot,
     proving: &Proving<'_>,
     server_first: ServerFirst,
 ) -> Result<String, AuthServer> {
+    let ip = slot.ip();
     let challenge = AuthServer::Auth1 {
         server_first: server_first.message().to_owned(),
     };
@@ -476,7 +495,7 @@ fn prove(
         return Err(err(ErrorCode::Malformed, "no proof received"));
     }
     let username = &proving.account.username;
-    let client_final = match conn.read::<AuthClient>(shared.io_deadline()) {
+    let client_final = match conn.read::<AuthClient>(slot.within(shared.io_deadline())) {
         Ok(AuthClient::Proof { client_final }) => client_final,
         Ok(_) => return Err(err(ErrorCode::Malformed, "expected `Proof` after `Auth1`")),
         Err(ProtocolError::Malformed { error, .. }) => {
@@ -488,6 +507,9 @@ fn prove(
                 format!("frame longer than {limit} bytes"),
             ));
         }
+        // Dropped from a full pool while the client worked out its proof: `full`, which the
+        // client retries (`malformed` would make it give up).
+        Err(_) if slot.dropped() => return Err(AuthServer::Err(crate::server::dropped())),
         Err(e) => {
             peer_warn!(shared, ip, %ip, user = %username, "no proof: {e}");
             return Err(err(ErrorCode::Malformed, "no proof received in time"));
@@ -554,6 +576,7 @@ fn verifier_of(account: &Account) -> Option<Verifier> {
 fn callback(
     shared: &ServerState,
     opened: Result<(Conn, gc_net::Registration), gc_net::NetError>,
+    slot: &PendingSlot,
     addr: SocketAddr,
     server_final: String,
     token: &SessionToken,
@@ -573,7 +596,7 @@ fn callback(
     let failed = |e: gc_net::NetError| unreachable(net_reason(&e), e.to_string());
     // Registered, so shutdown does not wait for a client that stalls the callback.
     let (mut conn, _registered) = opened.map_err(failed)?;
-    let deadline = shared.io_deadline();
+    let deadline = slot.within(shared.io_deadline());
     let authed = Authed {
         server_final,
         token: token.clone(),

@@ -114,9 +114,14 @@ pub struct RunArgs {
     /// limit (a trusted network, or a bench).
     #[arg(long, value_name = "N")]
     pub max_registrations_per_address: Option<usize>,
-    /// Most logins and version checks in progress at once [default: 64].
+    /// Most logins and version checks in progress at once [default: 64]; a newcomer beyond
+    /// drops one of them (a stalled one first), and 8 per address (an IPv6 /64) at most.
     #[arg(long, value_name = "N")]
     pub max_pending_auths: Option<usize>,
+    /// How long a connection on the connect or auth port may stay open in all, from its
+    /// accept, however steadily it sends, in milliseconds [default: 10000].
+    #[arg(long, value_name = "MS")]
+    pub pending_timeout_ms: Option<u64>,
     /// Largest message in bytes [default: 4096].
     #[arg(long, value_name = "BYTES")]
     pub max_message_bytes: Option<usize>,
@@ -447,6 +452,10 @@ impl Cli {
         set(
             &mut c.max_pending_auths,
             r.max_pending_auths.or(file.max_pending_auths),
+        );
+        set(
+            &mut c.pending_timeout,
+            r.pending_timeout_ms.or(file.pending_timeout_ms).map(ms),
         );
         set(
             &mut c.max_message_bytes,

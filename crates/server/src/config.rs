@@ -96,8 +96,13 @@ pub struct Config {
     /// Most accounts registered from one address (an IPv6 /64) per hour (`Err rate-limited`
     /// beyond); 0: no limit.
     pub max_registrations_per_address: usize,
-    /// Most authentications in progress at once (`Err full` beyond).
+    /// Most connections in progress at once on the connect and auth ports (version checks,
+    /// registrations, logins). A newcomer beyond drops one of them, a stalled one first
+    /// (`limits::PendingConns`).
     pub max_pending_auths: usize,
+    /// How long a connection on the connect or auth port may stay open in all, from its accept,
+    /// however steadily it sends: a sign-in takes milliseconds.
+    pub pending_timeout: Duration,
     /// Largest message body in bytes (`Err too-large` beyond).
     pub max_message_bytes: usize,
     /// Messages a user may send at once before the rate applies.
@@ -163,6 +168,7 @@ impl Default for Config {
             max_sessions_per_address: 256,
             max_registrations_per_address: 30,
             max_pending_auths: 64,
+            pending_timeout: Duration::from_secs(10),
             max_message_bytes: gc_protocol::limits::DEFAULT_MAX_MESSAGE_BYTES,
             rate_burst: 10,
             rate_per_sec: 5.0,
@@ -233,6 +239,9 @@ impl Config {
         if self.max_login_failures == 0 {
             return bad("max-login-failures must be at least 1");
         }
+        if self.pending_timeout < Duration::from_millis(10) {
+            return bad("pending-timeout-ms must be at least 10");
+        }
         if self.io_timeout < Duration::from_millis(10) || self.idle_timeout < self.io_timeout {
             return bad(
                 "io-timeout-ms must be at least 10 and idle-timeout-ms at least io-timeout-ms",
@@ -290,6 +299,8 @@ pub struct FileConfig {
     pub max_registrations_per_address: Option<usize>,
     /// See [`Config::max_pending_auths`].
     pub max_pending_auths: Option<usize>,
+    /// See [`Config::pending_timeout`].
+    pub pending_timeout_ms: Option<u64>,
     /// See [`Config::max_message_bytes`].
     pub max_message_bytes: Option<usize>,
     /// See [`Config::rate_burst`].

@@ -18,6 +18,7 @@ use gc_net::Conn;
 
 use crate::rooms;
 use crate::state::{Incoming, NextConn, ServerState, Session};
+use crate::warnings::peer_warn;
 
 /// Runs the listener of `session` until it ends or the server stops.
 ///
@@ -33,7 +34,7 @@ pub fn run(shared: Arc<ServerState>, session: Arc<Session>) {
             Incoming::Accepted(tcp, peer) => {
                 let name = peer.to_string();
                 shared
-                    .accept(tcp, peer)
+                    .accept(tcp, peer, shared.io_deadline())
                     .map(|stream| Conn::new(stream, name))
             }
             Incoming::Framed(conn) => Some(*conn),
@@ -115,7 +116,7 @@ fn serve(shared: &ServerState, session: &Session, mut conn: Conn) -> Option<(Arc
                 handle(shared, session, from, line, &mut out, &mut stored)
             }
             Err(ProtocolError::TooLong { limit, .. }) => {
-                tracing::warn!(%peer, "frame over {limit} bytes on the sending port; closing");
+                peer_warn!(shared, peer.ip(), %peer, "frame over {limit} bytes on the sending port; closing");
                 ErrorFrame::new(
                     ErrorCode::TooLong,
                     format!("frame longer than {limit} bytes; closing the connection"),
@@ -290,7 +291,7 @@ fn handle(
     let request = match SendRequest::parse(line) {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(ip = %from.ip, "malformed frame on the sending port: {e}");
+            peer_warn!(shared, from.ip, ip = %from.ip, "malformed frame on the sending port: {e}");
             error(out, e.code(), e.to_string());
             return if e == ParseError::TooLong {
                 After::Close
@@ -308,7 +309,7 @@ fn handle(
         return After::Close;
     }
     let Some(session) = from.session(shared, request.token()) else {
-        tracing::warn!(ip = %from.ip, "request with an unknown or foreign session token");
+        peer_warn!(shared, from.ip, ip = %from.ip, "request with an unknown or foreign session token");
         error(
             out,
             ErrorCode::Session,

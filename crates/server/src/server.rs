@@ -17,6 +17,7 @@ use gc_store::{AccountStore, Accounts, DataDirLock, MessageLog, MessageStore, Ro
 
 use crate::config::Config;
 use crate::error::ServerError;
+use crate::limits::{PendingSlot, Refusal};
 use crate::notify::Doorbell;
 use crate::state::{Incoming, ServerState, refuse};
 use crate::warnings::peer_warn;
@@ -53,6 +54,12 @@ impl ServerHandle {
     /// Number of live sessions.
     pub fn sessions(&self) -> usize {
         self.shared.registry.len()
+    }
+
+    /// Connections in progress on the connect and auth ports (version checks, registrations,
+    /// logins): at most `max-pending-auths`.
+    pub fn pending_connections(&self) -> usize {
+        self.shared.pending.total()
     }
 
     /// Waits up to `timeout` until `done(number of live sessions)` holds; returns whether it
@@ -338,35 +345,61 @@ fn accept_loop(shared: &Arc<ServerState>, listener: &TcpListener, role: Role) {
     }
 }
 
-/// Runs `serve` on its own thread, within the pending-connection limits.
+/// What serves a connection on the connect or auth port, within its place among the connections
+/// in progress.
+type Serve = fn(Arc<ServerState>, Conn, SocketAddr, &PendingSlot);
+
+/// Runs `serve` on its own thread, within the pending-connection limits: a place in the pool
+/// (which may drop another connection to make room), and a deadline from now.
 fn spawn_conn(
     shared: &Arc<ServerState>,
     stream: TcpStream,
     peer: SocketAddr,
     kind: &'static str,
-    serve: fn(Arc<ServerState>, Conn, SocketAddr),
+    serve: Serve,
 ) {
-    let Some(slot) = shared.pending.begin(peer.ip()) else {
-        peer_warn!(shared, peer.ip(), %peer, "too many connections in progress; refusing");
-        refuse(
-            stream,
-            ErrorCode::Full,
-            "too many connections in progress; try again in a moment",
-        );
-        return;
+    let now = Instant::now();
+    let admitted = match shared.pending.begin(&stream, peer.ip(), now) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            let text = match refusal {
+                Refusal::Address => {
+                    "too many connections in progress from this address; try again in a moment"
+                }
+                Refusal::Full => "too many connections in progress; try again in a moment",
+            };
+            peer_warn!(shared, peer.ip(), %peer, "{text}; refused");
+            refuse(stream, ErrorCode::Full, text);
+            return;
+        }
     };
+    if let Some((dropped, expired)) =
+        shared
+            .drop_notice
+            .add(admitted.dropped, admitted.expired, now)
+    {
+        tracing::warn!(
+            "connections in progress on the connect and auth ports: {dropped} dropped to make \
+             room for new ones (max-pending-auths {} reached) and {expired} past \
+             pending-timeout-ms since the last such warning; a connection flood, or a limit too \
+             low for this server's load",
+            shared.config.max_pending_auths
+        );
+    }
+    let slot = admitted.slot;
     // Registered before the thread starts, so a shutdown from now on cuts it.
     let tracked = shared.track(&stream);
     let sh = Arc::clone(shared);
     let spawned = shared
         .conn_threads
         .spawn(format!("{kind}-{peer}"), move || {
-            let _held = (slot, tracked);
+            let _tracked = tracked;
             let name = peer.to_string();
             // The TLS handshake runs here, on the connection's own thread, never on the accept
-            // thread that a stalling peer must not hold up.
-            if let Some(stream) = sh.accept(stream, peer) {
-                serve(sh, Conn::new(stream, name), peer);
+            // thread that a stalling peer must not hold up; within the connection's deadline.
+            let deadline = slot.within(sh.io_deadline());
+            if let Some(stream) = sh.accept(stream, peer, deadline) {
+                serve(sh, Conn::new(stream, name), peer, &slot);
             }
         });
     if let Err(e) = spawned {
@@ -375,21 +408,41 @@ fn spawn_conn(
     }
 }
 
+/// After a read on the connect or auth port failed: if the pool dropped this connection to make
+/// room for another, the peer is told (`Err full`), so a real client tries again.
+pub(crate) fn tell_dropped(shared: &ServerState, conn: &mut Conn, slot: &PendingSlot) {
+    if slot.dropped() {
+        let _ = conn.send(&dropped(), shared.io_deadline());
+    }
+}
+
+/// What a connection dropped from a full pool is told: `full`, which clients retry.
+pub(crate) fn dropped() -> ErrorFrame {
+    ErrorFrame::new(
+        ErrorCode::Full,
+        "the server has too many connections in progress and closed this one to make room; try \
+         again in a moment",
+    )
+}
+
 /// The connect port: `Ping GC/1` → `Pong GC/1 <name> <open|closed>` on a plain connection,
 /// `GC/2` over TLS, and `GC/3` (rooms) on either: the answer names the version asked for.
-fn serve_connect(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
+fn serve_connect(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr, slot: &PendingSlot) {
     let (version, other) = if conn.get_ref().is_tls() {
         (VERSION_TLS, "over TLS")
     } else {
         (VERSION, "without TLS")
     };
-    let end = shared.pending_end();
     loop {
-        if Instant::now() >= end {
+        if Instant::now() >= slot.end() {
             tracing::debug!(%peer, "connect connection open too long; closing");
             return;
         }
-        let reply = match conn.read::<ConnectPing>(shared.io_deadline().min(end)) {
+        let read = conn.read::<ConnectPing>(slot.within(shared.io_deadline()));
+        if read.is_ok() {
+            slot.progress();
+        }
+        let reply = match read {
             Ok(ping) if ping.version == version || ping.version == VERSION_ROOMS => {
                 ConnectReply::Pong {
                     version: ping.version,
@@ -430,7 +483,10 @@ fn serve_connect(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr) {
                 );
                 return;
             }
-            Err(_) => return,
+            Err(_) => {
+                tell_dropped(&shared, &mut conn, slot);
+                return;
+            }
         };
         if conn.send(&reply, shared.io_deadline()).is_err() {
             return;
@@ -461,7 +517,12 @@ fn dispatch_send(shared: &Arc<ServerState>, stream: TcpStream, peer: SocketAddr)
 }
 
 /// Tells a sender that has no session so, in its own protocol (plain or TLS).
-fn refuse_no_session(shared: Arc<ServerState>, mut conn: Conn, _peer: SocketAddr) {
+fn refuse_no_session(
+    shared: Arc<ServerState>,
+    mut conn: Conn,
+    _peer: SocketAddr,
+    _slot: &PendingSlot,
+) {
     let _ = conn.send(
         &ErrorFrame::new(
             ErrorCode::Session,

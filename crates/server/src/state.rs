@@ -23,16 +23,12 @@ use crate::notify::{Doorbell, Notifier};
 use crate::rooms::Spans;
 use crate::threads::ThreadGroup;
 use crate::throttle::LoginThrottle;
-use crate::warnings::{WarnLimiter, peer_warn};
+use crate::warnings::{DropNotice, WarnLimiter, peer_warn};
 
 /// How long an outgoing connect may take at most, whatever the I/O timeout: a client behind a
 /// firewall that drops packets must not hold a thread (or the shutdown) for long. On a LAN a
 /// connect is answered in milliseconds, refused, or never.
 const MAX_CONNECT: Duration = Duration::from_secs(2);
-
-/// A connection on the connect or auth port lives at most this many I/O timeouts
-/// ([`ServerState::pending_end`]).
-const PENDING_LIFETIME_IN_TIMEOUTS: u32 = 3;
 
 /// Everything the server's threads share. The parts are set up once at start; what changes lives
 /// inside them, behind their own methods.
@@ -67,6 +63,8 @@ pub struct ServerState {
     pub registrations: crate::limits::RegistrationLimit,
     /// How many warnings each address that has not signed in may put in the log.
     pub peer_warnings: WarnLimiter,
+    /// The one warning a minute that says connections in progress were dropped for room.
+    pub drop_notice: DropNotice,
     /// Short-lived connection threads (connect and auth ports).
     pub conn_threads: ThreadGroup,
     /// Session threads (heartbeat and listener).
@@ -106,7 +104,8 @@ impl ServerState {
                 config.max_registrations_per_address,
             ),
             peer_warnings: WarnLimiter::default(),
-            pending: PendingConns::new(config.max_pending_auths),
+            drop_notice: DropNotice::default(),
+            pending: PendingConns::new(config.max_pending_auths, config.pending_timeout),
             connector: Connector::new(None, timeouts),
             plugins,
             config,
@@ -124,10 +123,14 @@ impl ServerState {
 
     /// Takes a connection accepted on one of the ports as the TLS mode says: a TLS handshake
     /// (recognised by its first byte), plain GC/1 where allowed, or a refusal that tells a plain
-    /// client to update. `None`: nothing to serve (closed, silent, refused, failed handshake;
-    /// logged).
-    pub fn accept(&self, tcp: std::net::TcpStream, peer: SocketAddr) -> Option<Stream> {
-        let deadline = self.io_deadline();
+    /// client to update, all before `deadline`. `None`: nothing to serve (closed, silent,
+    /// refused, failed handshake; logged).
+    pub fn accept(
+        &self,
+        tcp: std::net::TcpStream,
+        peer: SocketAddr,
+        deadline: Instant,
+    ) -> Option<Stream> {
         let ip = peer.ip();
         let Some(tls) = &self.tls else {
             // `--tls off`: a TLS client would wait out its handshake on a server reading its
@@ -220,18 +223,6 @@ impl ServerState {
     /// A deadline `io_timeout` from now.
     pub fn io_deadline(&self) -> Instant {
         self.connector.deadline()
-    }
-
-    /// When a connection that starts now on the connect or auth port is closed, however
-    /// steadily it sends: a sign-in takes milliseconds, and a peer trickling frames (or bytes)
-    /// must not hold a pending slot for ever. Three I/O timeouts: room for a registration, a
-    /// login and a retry on a slow link.
-    pub fn pending_end(&self) -> Instant {
-        Instant::now()
-            + self
-                .config
-                .io_timeout
-                .saturating_mul(PENDING_LIFETIME_IN_TIMEOUTS)
     }
 
     /// A link to one of `session`'s callback ports, cut when the session ends.
