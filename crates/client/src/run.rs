@@ -173,15 +173,12 @@ fn run_tui(cli: &Cli, trust: ServerTrust) -> u8 {
         )
         .inspect(|path| tighten_default_place(path))
     });
-    let loaded = settings
-        .as_deref()
-        .map(|path| {
-            Settings::load(path).unwrap_or_else(|e| {
-                tracing::warn!("{}", gc_client_core::error_chain(&e));
-                Settings::default()
-            })
-        })
-        .unwrap_or_default();
+    // A mistake in the file stops the start with what is wrong and where, rather than a
+    // screen that quietly does not do what the file says.
+    let loaded = match settings.as_deref().map(Settings::load).transpose() {
+        Ok(loaded) => loaded.unwrap_or_default(),
+        Err(e) => return error_exit(&e),
+    };
     let password = match cli.given_password() {
         Ok(password) => password,
         Err(e) => return error_exit(&e),
@@ -200,6 +197,8 @@ fn run_tui(cli: &Cli, trust: ServerTrust) -> u8 {
         server_label,
         mouse: loaded.mouse_on(cli.no_mouse),
         hyperlinks: loaded.hyperlinks_on(cli.no_hyperlinks),
+        look: loaded.look(),
+        rules: loaded.rules(),
         user: cli.user.clone().or(loaded.user),
         password,
         register: cli.register,

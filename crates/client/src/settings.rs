@@ -1,8 +1,10 @@
 //! The terminal UI's settings file and its other default places (XDG base directories):
 //!
 //! - `$XDG_CONFIG_HOME/gc-client/config.toml` (or `~/.config/…`): remembers the last username,
-//!   and holds the user's choices `mouse = false` and `hyperlinks = false`. Never a password: the
-//!   only way to keep one on disk is a file the user made and passes with `--password-file`.
+//!   and holds the user's choices: `mouse = false`, `hyperlinks = false`, the notification rules
+//!   (`bell`, `title`, `notify-command`, `notify-on`), `timestamp-format` and `theme`. Never a
+//!   password: the only way to keep one on disk is a file the user made and passes with
+//!   `--password-file`.
 //! - `$XDG_STATE_HOME/gc-client/gc-client.log` (or `~/.local/state/…`): the log while the
 //!   terminal UI owns the screen.
 //!
@@ -16,10 +18,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
+use crate::tui::look::{Look, Theme, ThemeName, TimeColumn};
+use crate::tui::notify::Rules;
 
-/// What the settings file holds.
+/// What the settings file holds. Every choice is written back only when the user set it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct Settings {
     /// The last username that logged in: the login form starts with it.
     pub user: Option<String>,
@@ -31,6 +35,73 @@ pub struct Settings {
     /// sequences instead of obeying them). Unset means on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hyperlinks: Option<bool>,
+    /// When to ring the terminal's bell: `mentions` (a message naming you, or a direct
+    /// message; the default), `all` (every message from someone else), `off`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bell: Option<Bell>,
+    /// `false`: the terminal's title is left alone. Unset means on (`gc (3) #dev`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<bool>,
+    /// A program run for each notification, with the sender, the room and the text as
+    /// arguments (see [`NotifyCommand`]); never through a shell. Unset: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify_command: Option<NotifyCommand>,
+    /// Which messages `notify-command` is run for: `mentions` (the default) or `all`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify_on: Option<NotifyOn>,
+    /// The time column's strftime format (default `%H:%M`; `%H:%M:%S` adds seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp_format: Option<String>,
+    /// The colours: `default` (dark backgrounds), `light`, `mono`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub theme: Option<ThemeName>,
+}
+
+/// `bell`: which messages ring the terminal's bell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bell {
+    /// A message naming you, or a direct message.
+    #[default]
+    Mentions,
+    /// Every message from someone else.
+    All,
+    /// Never.
+    Off,
+}
+
+/// `notify-on`: which messages run `notify-command`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyOn {
+    /// A message naming you, or a direct message.
+    #[default]
+    Mentions,
+    /// Every message from someone else.
+    All,
+}
+
+/// `notify-command`: a program (`"notify-send"`), or a program and its arguments
+/// (`["notify-send", "--", "{sender} in {room}", "{text}"]`). In the arguments `{sender}`,
+/// `{room}` and `{text}` are replaced; when none of them names one, the three are added at the
+/// end as separate arguments. Nothing is split or given to a shell.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NotifyCommand {
+    /// The program alone.
+    Program(String),
+    /// The program and its arguments.
+    Argv(Vec<String>),
+}
+
+impl NotifyCommand {
+    /// The program and its arguments, as given.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Self::Program(p) => vec![p.clone()],
+            Self::Argv(v) => v.clone(),
+        }
+    }
 }
 
 /// `$XDG_CONFIG_HOME/gc-client/config.toml`, or `$HOME/.config/gc-client/config.toml`.
@@ -106,13 +177,56 @@ impl Settings {
                 });
             }
         };
-        toml::from_str(&text).map_err(|e| {
+        let settings: Self = toml::from_str(&text).map_err(|e| {
             AppError::Config(format!(
                 "{}: {}; fix or delete the file",
                 path.display(),
                 e.message()
             ))
-        })
+        })?;
+        settings.check().map_err(|e| {
+            AppError::Config(format!("{}: {e}; fix or delete the file", path.display()))
+        })?;
+        Ok(settings)
+    }
+
+    /// What the file says that cannot be used: a timestamp format chrono does not know (or one
+    /// that would break the time column), an empty notify command.
+    fn check(&self) -> Result<(), String> {
+        self.time_column()?;
+        if let Some(command) = &self.notify_command
+            && command.argv().first().is_none_or(|p| p.trim().is_empty())
+        {
+            return Err("notify-command names no program".into());
+        }
+        Ok(())
+    }
+
+    /// The time column `timestamp-format` asks for (`%H:%M` when unset).
+    pub fn time_column(&self) -> Result<TimeColumn, String> {
+        match &self.timestamp_format {
+            Some(format) => TimeColumn::parse(format),
+            None => Ok(TimeColumn::default()),
+        }
+    }
+
+    /// How the message pane looks: the time column and the colours.
+    pub fn look(&self) -> Look {
+        Look {
+            // Checked at load: a file that got here has a valid format.
+            time: self.time_column().unwrap_or_default(),
+            theme: Theme::new(self.theme.unwrap_or_default()),
+        }
+    }
+
+    /// The notification rules: the bell, the title, and the command.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            bell: self.bell.unwrap_or_default(),
+            title: self.title.unwrap_or(true),
+            command: self.notify_command.as_ref().map(NotifyCommand::argv),
+            command_on: self.notify_on.unwrap_or_default(),
+        }
     }
 
     /// Writes the file (0600, creating its directory, 0700), replacing it atomically.
@@ -240,7 +354,7 @@ mod tests {
         let err = Settings::load(&path).unwrap_err().to_string();
         assert!(err.contains("config.toml"), "{err}");
         // Unknown keys (a newer version's) are ignored.
-        std::fs::write(&path, "user = \"bob\"\ntheme = \"dark\"\n").unwrap();
+        std::fs::write(&path, "user = \"bob\"\ncolour-scheme = \"dark\"\n").unwrap();
         assert_eq!(Settings::load(&path).unwrap().user.as_deref(), Some("bob"));
     }
 
@@ -283,5 +397,71 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "user = \"bob\"\nmouse = \"no\"\n"
         );
+    }
+
+    #[test]
+    fn notification_time_and_theme_settings_are_read_checked_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let unset = Settings::load(&path).unwrap();
+        assert_eq!(unset.rules(), Rules::default());
+        assert_eq!(unset.look().time.indent(), 6);
+        assert_eq!(unset.look().theme, Theme::default());
+
+        std::fs::write(
+            &path,
+            "bell = \"all\"\ntitle = false\nnotify-command = [\"notify-send\", \"--\", \
+             \"{sender} in {room}\", \"{text}\"]\nnotify-on = \"all\"\n\
+             timestamp-format = \"%H:%M:%S\"\ntheme = \"mono\"\n",
+        )
+        .unwrap();
+        let set = Settings::load(&path).unwrap();
+        let rules = set.rules();
+        assert_eq!(
+            (rules.bell, rules.title, rules.command_on),
+            (Bell::All, false, NotifyOn::All)
+        );
+        assert_eq!(
+            rules.command.unwrap(),
+            ["notify-send", "--", "{sender} in {room}", "{text}"]
+        );
+        assert_eq!(set.look().time.indent(), 9);
+        assert_eq!(set.look().theme, Theme::new(ThemeName::Mono));
+        // Remembering the username keeps every choice.
+        Settings::remember_user(&path, "alice");
+        let again = Settings::load(&path).unwrap();
+        assert_eq!(
+            again,
+            Settings {
+                user: Some("alice".into()),
+                ..set
+            }
+        );
+
+        // A program alone is a program, not a command line to split.
+        std::fs::write(&path, "notify-command = \"notify-send -u critical\"\n").unwrap();
+        assert_eq!(
+            Settings::load(&path).unwrap().rules().command.unwrap(),
+            ["notify-send -u critical"]
+        );
+
+        // Mistakes are refused at load, saying where and what.
+        for (text, says) in [
+            (
+                "timestamp-format = \"%H:%Q\"\n",
+                "not a valid strftime format",
+            ),
+            ("timestamp-format = \"%H%n%M\"\n", "one line"),
+            ("bell = \"loud\"\n", "unknown variant"),
+            ("notify-on = \"none\"\n", "unknown variant"),
+            ("theme = \"dark\"\n", "unknown variant"),
+            ("notify-command = []\n", "names no program"),
+            ("notify-command = \" \"\n", "names no program"),
+            ("title = \"yes\"\n", "invalid type"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = Settings::load(&path).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("config.toml"), "{text}: {e}");
+        }
     }
 }

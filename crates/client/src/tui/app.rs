@@ -10,6 +10,7 @@
 
 use std::cell::Cell;
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Local, Utc};
@@ -23,6 +24,9 @@ use ratatui::crossterm::event::{
 use super::command::{self, HELP, Input};
 use super::input::InputBox;
 use super::login::{LoginForm, Request};
+use super::look::Look;
+use super::marks::Marks;
+use super::notify::{Alerts, Notification};
 use super::people::{People, SidePane};
 use super::rooms::{Membership, Older, RoomView, Rooms, puts_out};
 use super::scrollback::{Entry, Kind, Level, Scrollback};
@@ -260,6 +264,14 @@ pub struct App {
     held: Option<Vec<(Room, Entry)>>,
     /// The highest record id shown.
     max_id: u64,
+    /// How the message pane looks (settings `timestamp-format`, `theme`).
+    look: Arc<Look>,
+    /// The bell, title and notify command: what new messages call for.
+    pub alerts: Alerts,
+    /// The read markers: the newest record seen in each conversation.
+    marks: Marks,
+    /// The markers changed since they were last taken to be saved.
+    marks_changed: bool,
 }
 
 /// The most URLs `/urls` lists (the newest).
@@ -319,6 +331,90 @@ impl App {
             leaving: Vec::new(),
             held: None,
             max_id: 0,
+            look: Arc::default(),
+            alerts: Alerts::default(),
+            marks: Marks::new(),
+            marks_changed: false,
+        }
+    }
+
+    /// Draws the message pane as `look` says (the time column, the colours).
+    pub fn set_look(&mut self, look: Look) {
+        self.look = Arc::new(look);
+        self.rooms = Rooms::with_look(&self.user, Arc::clone(&self.look), Marks::new());
+    }
+
+    /// How the message pane looks.
+    pub fn look(&self) -> &Look {
+        &self.look
+    }
+
+    /// The read markers of the last run (from the file beside the cache): each view draws its
+    /// "new since you left" line after its marker, and the markers go on from there. Before
+    /// [`App::load_initial`].
+    pub fn set_marks(&mut self, marks: Marks) {
+        self.marks = marks;
+        self.marks_changed = false;
+    }
+
+    /// The read markers, if they changed since last taken (to be saved).
+    pub fn take_changed_marks(&mut self) -> Option<&Marks> {
+        std::mem::take(&mut self.marks_changed).then_some(&self.marks)
+    }
+
+    /// The read markers.
+    pub fn marks(&self) -> &Marks {
+        &self.marks
+    }
+
+    /// The view shown has been seen when it is on screen and at its bottom: its read marker
+    /// moves up to its newest record. (The run loop calls this before each draw.)
+    pub fn mark_seen(&mut self) {
+        if !matches!(self.screen, Screen::Chat) {
+            return;
+        }
+        let view = self.rooms.current();
+        if !view.log.following() || view.newest == 0 {
+            return;
+        }
+        let marker = self.marks.entry(view.room.clone()).or_insert(0);
+        if view.newest > *marker {
+            *marker = view.newest;
+            self.marks_changed = true;
+        }
+    }
+
+    /// The terminal's title: `gc`, the messages unread in the views not shown (`(3)`), how many
+    /// of them name you or are direct (`[1 mention]`), and the view shown.
+    pub fn title(&self) -> String {
+        if !matches!(self.screen, Screen::Chat) {
+            return "gc".to_owned();
+        }
+        let (unread, mentions) = self
+            .rooms
+            .views()
+            .iter()
+            .fold((0, 0), |(u, m), v| (u + v.unread, m + v.mentions));
+        let mut title = "gc".to_owned();
+        if unread > 0 {
+            title.push_str(&format!(" ({unread})"));
+        }
+        if mentions > 0 {
+            let s = if mentions == 1 { "" } else { "s" };
+            title.push_str(&format!(" [{mentions} mention{s}]"));
+        }
+        title.push(' ');
+        title.push_str(&sanitize(&self.view().title));
+        title
+    }
+
+    /// The clock the bell's rate limit counts with: the real one, or [`App::now`] with a fixed
+    /// wall clock (tests).
+    fn instant(&self) -> Instant {
+        if self.clock.is_some() {
+            self.now
+        } else {
+            Instant::now()
         }
     }
 
@@ -585,7 +681,7 @@ impl App {
     /// ascending order per room, each into its view (`#general` first, the others in the order
     /// they come). The server's room list confirms them or drops those the account left.
     pub fn load_initial(&mut self, records: &[Record]) {
-        self.rooms = Rooms::new(&self.user);
+        self.rooms = Rooms::with_look(&self.user, Arc::clone(&self.look), self.marks.clone());
         self.search = None;
         for record in records {
             self.max_id = self.max_id.max(record.id);
@@ -612,6 +708,7 @@ impl App {
     pub fn add_records(&mut self, records: &[Record]) {
         let mut joined = Vec::new();
         let mut put_out = Vec::new();
+        let now = self.instant();
         for record in records {
             if self.held.is_some()
                 && self
@@ -647,6 +744,26 @@ impl App {
                 }
                 if record.username.is_reserved() {
                     view.topic_from_notice(&record.body);
+                }
+                // Written by someone else after the login: news now (the backlog of a login
+                // is what was missed, not what is happening).
+                let live = self
+                    .status
+                    .login_latest
+                    .is_some_and(|latest| record.id > latest);
+                if live
+                    && let Kind::Message {
+                        own: false,
+                        mention,
+                        ..
+                    } = &entry.kind
+                {
+                    let mention = *mention || view.is_direct();
+                    self.alerts.message(now, mention, || Notification {
+                        sender: record.username.to_string(),
+                        room: record.room.to_string(),
+                        text: record.body.clone(),
+                    });
                 }
                 view.saw(&record.username);
                 view.push(entry, shown);

@@ -13,14 +13,21 @@
 //! - [`run`]: owns the real terminal (`ratatui::try_init`/`restore`, whose panic hook restores it;
 //!   bracketed paste and mouse-wheel reporting on top), the threads, and the client.
 //!
-//! Threads: `gc-tui-input` (terminal events), `gc-tui-signals` (SIGTERM, SIGINT, SIGHUP) and the
-//! client's own; all stopped and joined before [`run`] returns.
+//! - [`notify`]: the bell, the terminal's title and the notify command; [`marks`]: the read
+//!   markers kept beside the cache; [`look`]: the time column and colours.
+//!
+//! Threads: `gc-tui-input` (terminal events), `gc-tui-signals` (SIGTERM, SIGINT, SIGHUP),
+//! `gc-notify` (one per notify command running, with its `gc-notify-wait`) and the client's own;
+//! all stopped and joined before [`run`] returns.
 
 pub mod app;
 pub mod channel;
 pub mod command;
 pub mod input;
 pub mod login;
+pub mod look;
+pub mod marks;
+pub mod notify;
 pub mod people;
 pub mod rooms;
 pub mod scrollback;
@@ -64,6 +71,9 @@ pub const TICK: Duration = Duration::from_secs(1);
 pub const INITIAL_RECORDS: usize = 1000;
 /// Most events handled between two draws (a flood still gets drawn now and then).
 const BATCH: usize = 1024;
+/// The read markers are written at most this often while running (and at the end): seeing a
+/// busy room is not a file write per message.
+pub const MARKS_EVERY: Duration = Duration::from_secs(5);
 
 /// Makes the client configuration for an account: `(user, password, register)`.
 pub type ConfigFor<'a> = dyn Fn(&str, Password, bool) -> Result<ClientConfig, AppError> + 'a;
@@ -90,6 +100,10 @@ pub struct TuiOptions {
     pub mouse: bool,
     /// Write URLs as OSC 8 hyperlinks.
     pub hyperlinks: bool,
+    /// The time column and colours.
+    pub look: look::Look,
+    /// The bell, the title, the notify command.
+    pub rules: notify::Rules,
 }
 
 /// How the terminal UI ended.
@@ -119,6 +133,12 @@ pub struct ClientDriver<'a> {
     probes: Vec<JoinHandle<()>>,
     /// With a server list: the instance being probed (each new one is asked about in turn).
     probing: Option<usize>,
+    /// Rings the bell, sets the title, runs the notify command (none: nothing is done).
+    notifier: Option<notify::Notifier>,
+    /// Where the read markers are kept (beside the cache; none without one).
+    marks_path: Option<PathBuf>,
+    /// When they were last written.
+    marks_saved: Option<Instant>,
 }
 
 impl fmt::Debug for ClientDriver<'_> {
@@ -149,6 +169,49 @@ impl<'a> ClientDriver<'a> {
             waiting: None,
             probes: Vec::new(),
             probing: None,
+            notifier: None,
+            marks_path: None,
+            marks_saved: None,
+        }
+    }
+
+    /// Rings the bell, sets the title and runs the notify command with `notifier`.
+    pub fn set_notifier(&mut self, notifier: notify::Notifier) {
+        self.notifier = Some(notifier);
+    }
+
+    /// Carries out what the app's new messages call for, and shows its title.
+    pub fn notify(&mut self, app: &mut App) {
+        match &mut self.notifier {
+            Some(notifier) => {
+                let title = app.title();
+                notifier.apply(&mut app.alerts, &title);
+            }
+            None => {
+                app.alerts.take_bell();
+                app.alerts.take_calls();
+            }
+        }
+    }
+
+    /// Writes the app's read markers if they changed, at most every [`MARKS_EVERY`] unless
+    /// `now` (at the end). A failure is logged: it costs a "new since you left" line.
+    pub fn save_marks(&mut self, app: &mut App, now: bool) {
+        let Some(path) = &self.marks_path else {
+            return;
+        };
+        if !now
+            && self
+                .marks_saved
+                .is_some_and(|at| at.elapsed() < MARKS_EVERY)
+        {
+            return;
+        }
+        if let Some(marks) = app.take_changed_marks() {
+            if let Err(e) = marks::save(path, marks) {
+                tracing::warn!("cannot write the read markers {}: {e}", path.display());
+            }
+            self.marks_saved = Some(Instant::now());
         }
     }
 
@@ -305,8 +368,12 @@ impl<'a> ClientDriver<'a> {
         let sink = Box::new(move |event| {
             let _ = tx.send(AppEvent::Client { generation, event });
         });
+        let marks_path = config.cache_path.as_deref().map(marks::path_for);
         match Client::start_with_sink(config, sink) {
             Ok(client) => {
+                // Read once the cache is locked: only this client writes them.
+                app.set_marks(marks_path.as_deref().map(marks::load).unwrap_or_default());
+                self.marks_path = marks_path;
                 let records: Vec<_> = client
                     .cached_rooms()
                     .iter()
@@ -410,6 +477,9 @@ impl<'a> ClientDriver<'a> {
     pub fn close(&mut self, drain: Duration) -> Vec<PendingMessage> {
         self.waiting = None;
         self.join_probes(true);
+        if let Some(notifier) = &mut self.notifier {
+            notifier.finish();
+        }
         let Some(client) = self.client.take() else {
             return Vec::new();
         };
@@ -440,9 +510,22 @@ pub enum Flow {
     Quit,
 }
 
-/// One turn of the run loop: carry out pending actions, draw, wait up to `wait` for events, and
-/// handle those that have come (at most 1024 before the next draw).
+/// One turn of the run loop: carry out pending actions, draw, ring and title, wait up to `wait`
+/// for events, and handle those that have come (at most 1024 before the next draw). The read
+/// markers are written now and then, and when the loop ends.
 pub fn step<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    driver: &mut ClientDriver<'_>,
+    rx: &Receiver<AppEvent>,
+    wait: Duration,
+) -> Result<Flow, AppError> {
+    let flow = turn(terminal, app, driver, rx, wait);
+    driver.save_marks(app, !matches!(flow, Ok(Flow::Continue)));
+    flow
+}
+
+fn turn<B: Backend>(
     terminal: &mut Terminal<B>,
     app: &mut App,
     driver: &mut ClientDriver<'_>,
@@ -457,9 +540,11 @@ pub fn step<B: Backend>(
     }
     driver.refresh(app);
     app.set_now(Instant::now());
+    app.mark_seen();
     terminal
         .draw(|frame| ui::draw(frame, app))
         .map_err(|e| AppError::Terminal(io::Error::other(e.to_string())))?;
+    driver.notify(app);
     let first = match rx.recv_timeout(wait) {
         Ok(event) => event,
         Err(RecvTimeoutError::Timeout) => return Ok(Flow::Continue),
@@ -593,11 +678,17 @@ pub fn run(options: TuiOptions, config_for: &ConfigFor<'_>) -> Result<TuiOutcome
     let mut input = InputThread::start(tx.clone())?;
     let mut app = App::new(options.server_label, Zone::Local);
     app.hyperlinks = options.hyperlinks;
+    app.set_look(options.look);
+    app.alerts = notify::Alerts::new(options.rules.clone());
     app.prefill(options.user.as_deref(), options.register);
     if let (Some(user), Some(password)) = (&options.user, options.password) {
         app.auto_login(user, password, options.register);
     }
     let mut driver = ClientDriver::new(tx, config_for, options.settings, options.trust);
+    driver.set_notifier(notify::Notifier::new(
+        Box::new(io::stdout()),
+        &options.rules,
+    ));
     let result = match guard.terminal.as_mut() {
         Some(terminal) => run_loop(terminal, &mut app, &mut driver, &rx),
         None => Ok(()),

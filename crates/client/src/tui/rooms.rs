@@ -5,8 +5,12 @@
 //! which one is shown: switching is changing an index, so it is instant and every view stays as
 //! it was left.
 
+use std::sync::Arc;
+
 use gc_protocol::{Room, RoomKind, Username};
 
+use super::look::Look;
+use super::marks::Marks;
 use super::people::People;
 use super::scrollback::{Entry, Kind, Scrollback};
 
@@ -71,6 +75,8 @@ pub struct RoomView {
     pub unread: usize,
     /// One of them names this account (or is a direct message).
     pub mention: bool,
+    /// How many of them name this account (or are direct messages).
+    pub mentions: usize,
     /// Whether the account is in it.
     pub membership: Membership,
     /// Where loading older messages stands.
@@ -96,6 +102,7 @@ impl RoomView {
             topic: String::new(),
             unread: 0,
             mention: false,
+            mentions: 0,
             membership,
             older: Older::Idle,
             floor: None,
@@ -136,7 +143,10 @@ impl RoomView {
             } = &entry.kind
         {
             self.unread += 1;
-            self.mention |= *mention || self.is_direct();
+            if *mention || self.is_direct() {
+                self.mention = true;
+                self.mentions += 1;
+            }
         }
         self.log.push(entry);
     }
@@ -188,6 +198,10 @@ pub fn title(room: &Room, me: &str) -> String {
 pub struct Rooms {
     views: Vec<RoomView>,
     current: usize,
+    /// How every view is drawn.
+    look: Arc<Look>,
+    /// The read markers of the last run: each view made draws its "new since you left" line.
+    since: Marks,
 }
 
 impl Default for Rooms {
@@ -199,10 +213,25 @@ impl Default for Rooms {
 impl Rooms {
     /// `#general` alone, shown.
     pub fn new(me: &str) -> Self {
-        Self {
-            views: vec![RoomView::new(Room::general(), me, Membership::Joined)],
+        Self::with_look(me, Arc::default(), Marks::new())
+    }
+
+    /// `#general` alone, shown; views drawn as `look` says, with the "new since you left" line
+    /// after the read markers `since`.
+    pub fn with_look(me: &str, look: Arc<Look>, since: Marks) -> Self {
+        let mut rooms = Self {
+            views: Vec::new(),
             current: 0,
-        }
+            look,
+            since,
+        };
+        rooms.open(&Room::general(), me, Membership::Joined);
+        rooms
+    }
+
+    /// The read markers of the last run.
+    pub fn since(&self) -> &Marks {
+        &self.since
     }
 
     /// The views, in order.
@@ -259,7 +288,10 @@ impl Rooms {
         if let Some(i) = self.find(room) {
             return (i, false);
         }
-        self.views.push(RoomView::new(room.clone(), me, membership));
+        let mut view = RoomView::new(room.clone(), me, membership);
+        view.log = Scrollback::with_look(Arc::clone(&self.look));
+        view.log.set_read_line(self.since.get(room).copied());
+        self.views.push(view);
         (self.views.len() - 1, true)
     }
 
@@ -269,10 +301,17 @@ impl Rooms {
         if i >= self.views.len() || i == self.current {
             return false;
         }
+        // The one left behind was seen: its "new since you left" line has done its work.
+        if let Some(left) = self.views.get_mut(self.current)
+            && left.log.following()
+        {
+            left.log.set_read_line(None);
+        }
         self.current = i;
         let view = &mut self.views[i];
         view.unread = 0;
         view.mention = false;
+        view.mentions = 0;
         true
     }
 
@@ -301,6 +340,7 @@ impl Rooms {
         let view = &mut self.views[current];
         view.unread = 0;
         view.mention = false;
+        view.mentions = 0;
         true
     }
 

@@ -8,17 +8,23 @@
 //! appended while scrolled up are counted for the "new messages below" marker.
 
 use std::cell::Cell;
+use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 
-use super::text::{Row, Wrapper, text_width, user_color};
+use super::look::{Look, Theme};
+use super::text::{Row, Wrapper, text_width};
 use super::urls;
 use crate::display::sanitize;
 
-/// Cells before a message's text on continuation rows: the `HH:MM ` column.
+/// Cells before a message's text on continuation rows with the default time column (`HH:MM `;
+/// another `timestamp-format` makes it [`super::look::TimeColumn::indent`]).
 pub const INDENT: usize = 6;
+
+/// The line drawn before the first record that came since the user last saw a conversation.
+pub const NEW_SINCE_LEFT: &str = " new since you left ";
 
 /// How a notice is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,10 +145,12 @@ impl Entry {
 /// The `/me` prefix: a body starting with it is an action, shown as `* user rest`.
 pub const ME_PREFIX: &str = "/me ";
 
-/// Lays out one message or notice (without its date separator) into `w`.
-pub fn layout_entry(w: &mut Wrapper, entry: &Entry, dim: bool) {
-    let time = entry.time.format("%H:%M ").to_string();
-    let time_style = Style::default().fg(Color::DarkGray);
+/// Lays out one message or notice (without its date separator) into `w`, its time as `look`
+/// says.
+pub fn layout_entry(w: &mut Wrapper, entry: &Entry, dim: bool, look: &Look) {
+    let time = look.time.stamp(entry.time);
+    let theme = &look.theme;
+    let time_style = theme.dim;
     match &entry.kind {
         Kind::Message {
             user,
@@ -150,17 +158,17 @@ pub fn layout_entry(w: &mut Wrapper, entry: &Entry, dim: bool) {
             own,
             mention,
             ..
-        } => layout_message(w, &time, user, body, *own, *mention, dim),
+        } => layout_message(w, &time, user, body, *own, *mention, dim, theme),
         Kind::System { text, .. } => {
-            let style = notice_style(Level::Info);
+            let style = notice_style(Level::Info, theme);
             w.push(&time, time_style);
             w.push("-- ", style);
             push_paragraphs(w, text, style);
         }
         Kind::Notice { level, text } => {
             let (mark, style) = match level {
-                Level::Info => ("-- ", notice_style(Level::Info)),
-                Level::Warning | Level::Error => ("!! ", notice_style(*level)),
+                Level::Info => ("-- ", notice_style(Level::Info, theme)),
+                Level::Warning | Level::Error => ("!! ", notice_style(*level, theme)),
             };
             w.push(&time, time_style);
             w.push(mark, style);
@@ -169,18 +177,17 @@ pub fn layout_entry(w: &mut Wrapper, entry: &Entry, dim: bool) {
     }
 }
 
-/// How a notice of `level` is drawn: dimmed, yellow, red.
-pub fn notice_style(level: Level) -> Style {
+/// How a notice of `level` is drawn: dimmed, yellow, red (in the default theme).
+pub fn notice_style(level: Level, theme: &Theme) -> Style {
     match level {
-        Level::Info => Style::default()
-            .fg(Color::DarkGray)
-            .add_modifier(Modifier::DIM),
-        Level::Warning => Style::default().fg(Color::Yellow),
-        Level::Error => Style::default().fg(Color::Red),
+        Level::Info => theme.dim.add_modifier(Modifier::DIM),
+        Level::Warning => theme.warning,
+        Level::Error => theme.error,
     }
 }
 
 /// Lays out a message: `HH:MM user: text`, or `HH:MM * user action` for `/me`.
+#[allow(clippy::too_many_arguments)]
 pub fn layout_message(
     w: &mut Wrapper,
     time: &str,
@@ -189,17 +196,16 @@ pub fn layout_message(
     own: bool,
     mention: bool,
     dim: bool,
+    theme: &Theme,
 ) {
-    let time_style = Style::default().fg(Color::DarkGray);
-    let mut nick = Style::default()
-        .fg(user_color(user))
-        .add_modifier(Modifier::BOLD);
+    let time_style = theme.dim;
+    let mut nick = theme.nick(user);
     if own {
         nick = nick.add_modifier(Modifier::REVERSED);
     }
     let mut text = Style::default();
     if mention && !own {
-        text = text.fg(Color::Yellow).add_modifier(Modifier::BOLD);
+        text = theme.mention;
     }
     if dim {
         nick = nick.add_modifier(Modifier::DIM);
@@ -254,14 +260,24 @@ fn push_text(w: &mut Wrapper, text: &str, style: Style) {
 }
 
 /// The date separator row.
-pub fn separator(day: NaiveDate, width: usize) -> Line<'static> {
+pub fn separator(day: NaiveDate, width: usize, theme: &Theme) -> Line<'static> {
     let label = format!(" {} ", day.format("%a %-d %b %Y"));
-    let side = width.saturating_sub(text_width(&label)) / 2;
-    let rest = width.saturating_sub(text_width(&label) + side);
+    rule(&label, width, theme.dim)
+}
+
+/// A row of `─` with `label` in its middle.
+fn rule(label: &str, width: usize, style: Style) -> Line<'static> {
+    let side = width.saturating_sub(text_width(label)) / 2;
+    let rest = width.saturating_sub(text_width(label) + side);
     Line::from(Span::styled(
         format!("{}{label}{}", "─".repeat(side), "─".repeat(rest)),
-        Style::default().fg(Color::DarkGray),
+        style,
     ))
+}
+
+/// The "new since you left" row.
+pub fn read_line(width: usize, theme: &Theme) -> Line<'static> {
+    rule(NEW_SINCE_LEFT, width, theme.mention)
 }
 
 /// The bottom row shown: `row` of `entry`, counting its date separator.
@@ -281,9 +297,53 @@ pub struct Scrollback {
     unseen: usize,
     /// How many entries were measured or laid out (work done: tests check it stays O(screen)).
     work: Cell<u64>,
+    /// The time column and colours.
+    look: Arc<Look>,
+    /// The read marker of the last run: the "new since you left" line goes before the first
+    /// record above it.
+    read_line: Option<u64>,
 }
 
 impl Scrollback {
+    /// An empty scrollback drawn as `look` says.
+    pub fn with_look(look: Arc<Look>) -> Self {
+        Self {
+            look,
+            ..Self::default()
+        }
+    }
+
+    /// How it is drawn.
+    pub fn look(&self) -> &Look {
+        &self.look
+    }
+
+    /// Draws the "new since you left" line before the first record above `seen` (`None`: no
+    /// line). (The cached heights are of the entries' own rows: they stay right.)
+    pub fn set_read_line(&mut self, seen: Option<u64>) {
+        self.read_line = seen;
+    }
+
+    /// The read marker the "new since you left" line is drawn after.
+    pub fn read_line(&self) -> Option<u64> {
+        self.read_line
+    }
+
+    /// Whether the "new since you left" line goes before entry `i`: it is the first record
+    /// above the marker (the record before it, if any is loaded, is not).
+    fn has_read_line(&self, i: usize) -> bool {
+        let Some(seen) = self.read_line else {
+            return false;
+        };
+        if self.entries[i].message_id().is_none_or(|id| id <= seen) {
+            return false;
+        }
+        self.entries[..i]
+            .iter()
+            .rev()
+            .find_map(Entry::message_id)
+            .is_none_or(|before| before <= seen)
+    }
     /// The entries, oldest first.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
@@ -365,15 +425,15 @@ impl Scrollback {
             rows as usize
         } else {
             self.work.set(self.work.get() + 1);
-            let mut wrapper = Wrapper::new(usize::from(width), INDENT, false);
-            layout_entry(&mut wrapper, entry, false);
+            let mut wrapper = Wrapper::new(usize::from(width), self.look.time.indent(), false);
+            layout_entry(&mut wrapper, entry, false, &self.look);
             let rows = wrapper.rows();
             entry
                 .cache
                 .set((width, u32::try_from(rows).unwrap_or(u32::MAX)));
             rows
         };
-        body + usize::from(self.has_separator(i))
+        body + usize::from(self.has_separator(i)) + usize::from(self.has_read_line(i))
     }
 
     /// The rows of entry `i`, separator included; `highlight` marks a search match.
@@ -389,8 +449,8 @@ impl Scrollback {
     pub fn laid_out(&self, i: usize, width: u16, highlight: bool) -> Vec<Row> {
         self.work.set(self.work.get() + 1);
         let entry = &self.entries[i];
-        let mut wrapper = Wrapper::new(usize::from(width), INDENT, true);
-        layout_entry(&mut wrapper, entry, false);
+        let mut wrapper = Wrapper::new(usize::from(width), self.look.time.indent(), true);
+        layout_entry(&mut wrapper, entry, false, &self.look);
         let mut body = wrapper.finish_rows();
         if highlight {
             for row in &mut body {
@@ -399,16 +459,21 @@ impl Scrollback {
                 }
             }
         }
+        let mut rows = Vec::with_capacity(body.len() + 2);
         if self.has_separator(i) {
-            let mut rows = vec![Row {
-                line: separator(entry.day(), usize::from(width)),
+            rows.push(Row {
+                line: separator(entry.day(), usize::from(width), &self.look.theme),
                 links: Vec::new(),
-            }];
-            rows.append(&mut body);
-            rows
-        } else {
-            body
+            });
         }
+        if self.has_read_line(i) {
+            rows.push(Row {
+                line: read_line(usize::from(width), &self.look.theme),
+                links: Vec::new(),
+            });
+        }
+        rows.append(&mut body);
+        rows
     }
 
     fn bottom(&self, width: u16) -> Option<Anchor> {

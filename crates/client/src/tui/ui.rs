@@ -28,9 +28,10 @@ use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
 
 use super::app::{App, SIDE_PANES_WIDTH, Screen};
 use super::login::{Field, LoginForm};
+use super::look::{Theme, ThemeName};
 use super::rooms::{Membership, RoomView};
-use super::scrollback::{INDENT, Level, layout_message};
-use super::text::{Link, Row, Wrapper, text_width, truncate, user_color};
+use super::scrollback::{Level, layout_message};
+use super::text::{Link, Row, Wrapper, text_width, truncate};
 use super::urls::osc8_target;
 use crate::display::sanitize;
 use gc_client_core::event::ConnState;
@@ -252,15 +253,25 @@ fn render_messages(app: &App, area: Rect, buf: &mut Buffer) {
     let rows = height - usize::from(marker.is_some());
     let mut pending: Vec<Row> = Vec::new();
     let room = &app.view().room;
+    let look = app.look();
     if app.log().following() {
         for p in app.pending.iter().filter(|p| &p.room == room) {
-            let mut w = Wrapper::new(usize::from(width), INDENT, true);
-            let time = p.queued.format("%H:%M ").to_string();
-            layout_message(&mut w, &time, &app.user, &p.text, true, false, true);
+            let mut w = Wrapper::new(usize::from(width), look.time.indent(), true);
+            let time = look.time.stamp(p.queued);
+            layout_message(
+                &mut w,
+                &time,
+                &app.user,
+                &p.text,
+                true,
+                false,
+                true,
+                &look.theme,
+            );
             w.push(
                 " (not sent yet)",
-                Style::default()
-                    .fg(Color::DarkGray)
+                look.theme
+                    .dim
                     .add_modifier(Modifier::DIM | Modifier::ITALIC),
             );
             pending.extend(w.finish_rows());
@@ -279,10 +290,7 @@ fn render_messages(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let loading = app.loading_older();
     if loading {
-        let line = Line::from(Span::styled(
-            "  loading older messages…",
-            Style::default().fg(Color::DarkGray),
-        ));
+        let line = Line::from(Span::styled("  loading older messages…", look.theme.dim));
         buf.set_style(Rect::new(area.x, area.y, width, 1), Style::reset());
         for x in area.x..area.x + width {
             buf[(x, area.y)].set_symbol(" ");
@@ -332,6 +340,7 @@ fn hyperlink(buf: &mut Buffer, area: Rect, y: u16, link: &Link) {
 }
 
 fn marker(app: &App) -> Option<Line<'static>> {
+    let theme = &app.look().theme;
     if let Some(search) = &app.search {
         let text = format!(
             " search \"{}\": {} of {} · Ctrl+P older · Ctrl+N newer · Esc ends",
@@ -339,7 +348,11 @@ fn marker(app: &App) -> Option<Line<'static>> {
             search.current + 1,
             search.matches.len()
         );
-        return Some(Line::from(text).style(Style::default().fg(Color::Black).bg(Color::Cyan)));
+        let style = match theme.name {
+            ThemeName::Default => Style::default().fg(Color::Black).bg(Color::Cyan),
+            _ => theme.marker,
+        };
+        return Some(Line::from(text).style(style));
     }
     if app.log().following() {
         return None;
@@ -347,11 +360,13 @@ fn marker(app: &App) -> Option<Line<'static>> {
     let unseen = app.log().unseen();
     Some(if unseen > 0 {
         let s = if unseen == 1 { "" } else { "s" };
-        Line::from(format!(" ▼ {unseen} new message{s} below · End to jump"))
-            .style(Style::default().fg(Color::Black).bg(Color::Yellow))
+        Line::from(format!(" ▼ {unseen} new message{s} below · End to jump")).style(theme.marker)
     } else {
-        Line::from(" ▼ more below · End to jump")
-            .style(Style::default().fg(Color::Black).bg(Color::Gray))
+        let style = match theme.name {
+            ThemeName::Default => Style::default().fg(Color::Black).bg(Color::Gray),
+            _ => theme.marker,
+        };
+        Line::from(" ▼ more below · End to jump").style(style)
     })
 }
 
@@ -362,7 +377,7 @@ fn marker(app: &App) -> Option<Line<'static>> {
 fn render_rooms(app: &App, area: Rect, buf: &mut Buffer) {
     let block = Block::default()
         .borders(ratatui::widgets::Borders::RIGHT)
-        .border_style(Style::default().fg(Color::DarkGray));
+        .border_style(app.look().theme.dim);
     let inner = block.inner(area);
     block.render(area, buf);
     let width = usize::from(inner.width);
@@ -384,17 +399,25 @@ fn render_rooms(app: &App, area: Rect, buf: &mut Buffer) {
             i,
             i == current,
             Rect::new(inner.x, y, inner.width, 1),
+            &app.look().theme,
             buf,
         );
     }
 }
 
 /// One row of the room list.
-fn render_room_row(view: &RoomView, i: usize, current: bool, row: Rect, buf: &mut Buffer) {
+fn render_room_row(
+    view: &RoomView,
+    i: usize,
+    current: bool,
+    row: Rect,
+    theme: &Theme,
+    buf: &mut Buffer,
+) {
     let width = usize::from(row.width);
     let mut base = Style::default();
     if view.membership == Membership::Left {
-        base = base.fg(Color::DarkGray).add_modifier(Modifier::DIM);
+        base = base.patch(theme.dim).add_modifier(Modifier::DIM);
     } else if view.unread > 0 || view.mention {
         base = base.add_modifier(Modifier::BOLD);
     }
@@ -403,11 +426,7 @@ fn render_room_row(view: &RoomView, i: usize, current: bool, row: Rect, buf: &mu
     }
     buf.set_style(row, base);
     let number = format!("{:>2} ", i + 1);
-    let number_style = if current {
-        base
-    } else {
-        base.fg(Color::DarkGray)
-    };
+    let number_style = if current { base } else { base.patch(theme.dim) };
     buf.set_stringn(row.x, row.y, &number, width, number_style);
     let mark = match (view.unread.min(999), view.mention) {
         (0, false) => String::new(),
@@ -429,7 +448,7 @@ fn render_room_row(view: &RoomView, i: usize, current: bool, row: Rect, buf: &mu
     buf.set_stringn(x, row.y, &name, name_width, base);
     if !mark.is_empty() {
         let mark_style = if view.mention {
-            base.fg(Color::Yellow).add_modifier(Modifier::BOLD)
+            base.patch(theme.mention)
         } else {
             base
         };
@@ -441,7 +460,7 @@ fn render_room_row(view: &RoomView, i: usize, current: bool, row: Rect, buf: &mu
 fn render_people(app: &App, area: Rect, buf: &mut Buffer) {
     let block = Block::default()
         .borders(ratatui::widgets::Borders::LEFT)
-        .border_style(Style::default().fg(Color::DarkGray));
+        .border_style(app.look().theme.dim);
     let inner = block.inner(area);
     block.render(area, buf);
     let inner_w = usize::from(inner.width);
@@ -457,7 +476,7 @@ fn render_people(app: &App, area: Rect, buf: &mut Buffer) {
     let shown = usize::from(inner.height.saturating_sub(1));
     for (i, name) in people.iter().enumerate().take(shown) {
         let y = inner.y + 1 + u16::try_from(i).unwrap_or(0);
-        let mut style = Style::default().fg(user_color(name));
+        let mut style = app.look().theme.name(name);
         if name.eq_ignore_ascii_case(&app.user) {
             style = style.add_modifier(Modifier::BOLD);
         }
@@ -484,16 +503,22 @@ fn age(d: Duration) -> String {
 }
 
 fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
-    let bar = Style::default().fg(Color::White).bg(Color::DarkGray);
+    let theme = &app.look().theme;
+    let bar = theme.bar;
     buf.set_style(area, bar);
     let state = app.status.state;
-    let state_style = match state {
-        ConnState::Active => bar.fg(Color::LightGreen),
-        ConnState::Disconnected => bar.fg(Color::LightRed),
-        _ => bar.fg(Color::LightYellow),
-    }
-    .add_modifier(Modifier::BOLD);
-    let sep = Span::styled(" │ ", bar.fg(Color::Gray));
+    let state_style = bar
+        .patch(match state {
+            ConnState::Active => theme.state_ok,
+            ConnState::Disconnected => theme.state_down,
+            _ => theme.state_wait,
+        })
+        .add_modifier(Modifier::BOLD);
+    let sep_style = match theme.name {
+        ThemeName::Default => bar.fg(Color::Gray),
+        _ => bar,
+    };
+    let sep = Span::styled(" │ ", sep_style);
     let heartbeat_len = 8;
     let online = app.people().names().len();
     // With rooms, the room shown comes first: its name always, its topic as space allows.
@@ -544,7 +569,7 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
         None => "♥ –".to_owned(),
     };
     let outbox_style = if app.status.outbox > 0 {
-        bar.fg(Color::LightYellow).add_modifier(Modifier::BOLD)
+        bar.patch(theme.state_wait).add_modifier(Modifier::BOLD)
     } else {
         bar
     };
