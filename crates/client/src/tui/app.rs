@@ -1955,6 +1955,7 @@ pub fn mentions(body: &str, user: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::marks::Marks;
     use super::*;
     use crate::tui::login::Field;
     use chrono::TimeZone as _;
@@ -3461,5 +3462,158 @@ mod tests {
         app.handle_paste("x");
         app.handle_key(key(KeyCode::Tab));
         assert_eq!(app.input.text(), "/join #devops x");
+    }
+
+    /// A rooms chat with these notification rules, logged in when the server's newest id was
+    /// `latest` (records up to it are the login's backlog).
+    fn notifying(rules: super::super::notify::Rules, latest: u64) -> App {
+        let mut app = rooms_chat();
+        app.alerts = Alerts::new(rules);
+        app.set_status(&session_status(latest, latest, true));
+        app
+    }
+
+    #[test]
+    fn live_mentions_and_direct_messages_ring_once_a_second_and_the_backlog_does_not() {
+        use super::super::notify::Rules;
+        let mut app = notifying(
+            Rules {
+                command: Some(vec!["notify".into()]),
+                ..Rules::default()
+            },
+            10,
+        );
+        // The login's backlog (ids up to 10): missed, not news; no bell, no command.
+        app.add_records(&[
+            record(9, "bob", "alice: while you were away"),
+            record_in(10, "@alice+bob", "bob", "psst"),
+        ]);
+        assert!(!app.alerts.take_bell());
+        assert!(app.alerts.take_calls().is_empty());
+        // Live: a plain message and one's own do nothing; a mention rings and is told.
+        app.add_records(&[
+            record(11, "bob", "hello all"),
+            record(12, "alice", "alice here"),
+            record(13, "carol", "ALICE: look \u{1b}[2J"),
+        ]);
+        assert!(app.alerts.take_bell());
+        let calls = app.alerts.take_calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(
+            (calls[0].sender.as_str(), calls[0].room.as_str()),
+            ("carol", "#general")
+        );
+        assert_eq!(
+            calls[0].text, "ALICE: look \u{1b}[2J",
+            "raw: made harmless when run"
+        );
+        // A direct message half a second later is told, but the bell waits a second.
+        app.now += Duration::from_millis(500);
+        app.add_records(&[record_in(14, "@alice+bob", "bob", "are you there?")]);
+        assert!(!app.alerts.take_bell(), "at most once a second");
+        assert_eq!(app.alerts.take_calls()[0].room, "@alice+bob");
+        app.now += Duration::from_millis(500);
+        app.add_records(&[record_in(15, "@alice+bob", "bob", "hello?")]);
+        assert!(app.alerts.take_bell());
+        assert_eq!(app.alerts.take_calls().len(), 1);
+        // A record seen already (delivered again) and older pages are not news.
+        app.add_records(&[record_in(15, "@alice+bob", "bob", "hello?")]);
+        app.add_older(&Room::general(), &[record(5, "bob", "alice: old")], true);
+        app.now += Duration::from_secs(5);
+        assert!(!app.alerts.take_bell());
+        assert!(app.alerts.take_calls().is_empty());
+
+        // bell = all: every live message from someone else; off: none.
+        let mut all = notifying(
+            Rules {
+                bell: crate::settings::Bell::All,
+                ..Rules::default()
+            },
+            0,
+        );
+        all.add_records(&[record(1, "alice", "mine")]);
+        assert!(!all.alerts.take_bell(), "not one's own");
+        all.add_records(&[record(2, "bob", "hi")]);
+        assert!(all.alerts.take_bell());
+        let mut off = notifying(
+            Rules {
+                bell: crate::settings::Bell::Off,
+                ..Rules::default()
+            },
+            0,
+        );
+        off.add_records(&[record(1, "bob", "alice!")]);
+        assert!(!off.alerts.take_bell());
+    }
+
+    #[test]
+    fn the_title_counts_what_is_unread_elsewhere() {
+        let mut app = notifying(super::super::notify::Rules::default(), 0);
+        assert_eq!(app.title(), "gc #general");
+        app.add_records(&[
+            record_in(1, "#dev", "bob", "hi"),
+            record_in(2, "#dev", "bob", "alice: ping"),
+            record_in(3, "@alice+bob", "bob", "psst"),
+            record(4, "bob", "here, shown"),
+        ]);
+        assert_eq!(app.title(), "gc (3) [2 mentions] #general");
+        app.handle_key(alt('2'));
+        assert_eq!(app.title(), "gc (1) [1 mention] #dev");
+        app.handle_key(alt('3'));
+        assert_eq!(app.title(), "gc bob");
+        let mut login = App::new("h", Zone::Local);
+        login.prefill(Some("x\u{1b}"), false);
+        assert_eq!(
+            login.title(),
+            "gc",
+            "nothing remote before the conversation"
+        );
+    }
+
+    #[test]
+    fn the_read_marker_moves_when_the_view_is_seen_at_its_bottom() {
+        let mut app = chat();
+        let mut marks = Marks::new();
+        marks.insert(Room::general(), 3);
+        marks.insert(room("#dev"), 2);
+        app.set_marks(marks);
+        app.load_initial(&(1..=5).map(|i| record(i, "bob", "x")).collect::<Vec<_>>());
+        // The line goes before the first record above the marker.
+        assert_eq!(app.log().read_line(), Some(3));
+        app.add_records(&[record_in(6, "#dev", "bob", "new in dev")]);
+        let dev = app.rooms.find(&room("#dev")).unwrap();
+        assert_eq!(
+            app.rooms.views()[dev].log.read_line(),
+            Some(2),
+            "a view made later too"
+        );
+        assert!(app.take_changed_marks().is_none());
+
+        // Shown and at the bottom: seen.
+        app.mark_seen();
+        assert_eq!(
+            app.take_changed_marks().map(|m| m[&Room::general()]),
+            Some(5)
+        );
+        assert!(app.take_changed_marks().is_none(), "taken");
+        // Scrolled up, newer records are not seen.
+        app.add_records(
+            &(7..=60)
+                .map(|i| record(i, "bob", "more"))
+                .collect::<Vec<_>>(),
+        );
+        app.handle_key(key(KeyCode::PageUp));
+        app.mark_seen();
+        assert!(app.take_changed_marks().is_none());
+        app.handle_key(key(KeyCode::End));
+        app.mark_seen();
+        assert_eq!(app.marks()[&Room::general()], 60);
+        assert_eq!(app.marks()[&room("#dev")], 2, "not shown: not seen");
+        // Leaving a view it was seen in takes its line away; the other keeps its own.
+        app.show(dev);
+        assert_eq!(app.rooms.views()[0].log.read_line(), None);
+        assert_eq!(app.log().read_line(), Some(2));
+        app.mark_seen();
+        assert_eq!(app.marks()[&room("#dev")], 6);
     }
 }

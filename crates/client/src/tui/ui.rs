@@ -238,10 +238,17 @@ fn render_chat(app: &App, area: Rect, buf: &mut Buffer) {
             status.y,
             truncate(&text, usize::from(width)),
             usize::from(width),
-            Style::default().fg(Color::Black).bg(Color::Cyan),
+            match app.look().theme.name {
+                ThemeName::Default => Style::default().fg(Color::Black).bg(Color::Cyan),
+                _ => app.look().theme.marker,
+            },
         );
     }
-    render_input(&layout, buf);
+    let prompt = match app.look().theme.name {
+        ThemeName::Mono => Style::default().add_modifier(Modifier::BOLD),
+        _ => Style::default().fg(Color::Cyan),
+    };
+    render_input(&layout, prompt, buf);
 }
 
 fn render_messages(app: &App, area: Rect, buf: &mut Buffer) {
@@ -617,7 +624,7 @@ fn input_overflow(layout: &ChatLayout) -> Option<String> {
     Some(format!(" {counts} more {lines} "))
 }
 
-fn render_input(layout: &ChatLayout, buf: &mut Buffer) {
+fn render_input(layout: &ChatLayout, prompt: Style, buf: &mut Buffer) {
     let area = layout.input;
     let rows = layout
         .input_rows
@@ -628,13 +635,7 @@ fn render_input(layout: &ChatLayout, buf: &mut Buffer) {
     for (i, (n, row)) in rows.enumerate() {
         let y = area.y + u16::try_from(i).unwrap_or(0);
         let prefix = if n == 0 { PROMPT } else { "  " };
-        buf.set_stringn(
-            area.x,
-            y,
-            prefix,
-            usize::from(area.width),
-            Style::default().fg(Color::Cyan),
-        );
+        buf.set_stringn(area.x, y, prefix, usize::from(area.width), prompt);
         buf.set_stringn(
             area.x + 2,
             y,
@@ -1776,6 +1777,101 @@ mod tests {
             status(60).starts_with(" DISCONNECTED │ #dev │ 10.0.0.5 │ alice"),
             "{}",
             status(60)
+        );
+    }
+
+    #[test]
+    fn new_since_you_left_is_drawn_before_the_first_newer_record() {
+        let mut app = app();
+        let mut marks = crate::tui::marks::Marks::new();
+        marks.insert(gc_protocol::Room::general(), 2);
+        app.set_marks(marks);
+        app.load_initial(&[
+            record(1, 0, "bob", "read before"),
+            record(2, 1, "bob", "read too"),
+            record(3, 2, "carol", "written while away"),
+        ]);
+        app.add_records(&[record(4, 3, "bob", "and now")]);
+        let buf = draw(&app, 60, 10);
+        let r = rows(&buf);
+        let at = r
+            .iter()
+            .position(|row| row.contains(" new since you left "))
+            .unwrap_or_else(|| panic!("{r:#?}"));
+        assert!(r[at].starts_with('─') && r[at].ends_with('─'), "{}", r[at]);
+        assert!(r[at - 1].contains("bob: read too"), "{r:#?}");
+        assert!(r[at + 1].contains("carol: written while away"), "{r:#?}");
+        assert_eq!(r.iter().filter(|row| row.contains("new since")).count(), 1);
+        // Scrolling counts its row: the pane's rows are what is drawn.
+        let height = app.log().rows(2, 60);
+        assert_eq!(height, 2, "the line and the record's row");
+    }
+
+    #[test]
+    fn the_time_column_follows_the_timestamp_format() {
+        let mut app = app();
+        app.set_look(crate::tui::look::Look {
+            time: crate::tui::look::TimeColumn::parse("%H:%M:%S").unwrap(),
+            ..Default::default()
+        });
+        app.enter_chat("alice");
+        app.add_records(&[record(1, 0, "bob", "aaaa bbbb cccc dddd eeee ffff gggg")]);
+        app.queued(
+            ClientMsgId::new("m1").unwrap(),
+            gc_protocol::Room::general(),
+            "mine".into(),
+        );
+        let buf = draw(&app, 40, 8);
+        let r = rows(&buf);
+        assert!(r[1].starts_with("22:13:20 bob: aaaa"), "{r:#?}");
+        assert!(
+            r[2].starts_with("         ") && !r[2].starts_with("          "),
+            "{r:#?}"
+        );
+        assert!(
+            r[3].starts_with("22:23:20 alice: mine (not sent yet)"),
+            "{r:#?}"
+        );
+    }
+
+    #[test]
+    fn themes_colour_the_screen_or_leave_it_plain() {
+        use crate::tui::look::{Look, Theme, ThemeName};
+        let themed = |name| {
+            let mut app = app();
+            app.set_look(Look {
+                theme: Theme::new(name),
+                ..Default::default()
+            });
+            app.enter_chat("alice");
+            app.add_records(&[
+                record(1, 0, "bob", "hey alice, look"),
+                record(2, 1, "carol", "plain"),
+            ]);
+            app.notice(Level::Warning, "connection trouble");
+            app
+        };
+        let light = themed(ThemeName::Light);
+        let buf = draw(&light, 90, 10);
+        let (x, y) = find(&buf, "hey alice");
+        assert_eq!(buf[(x, y)].fg, Color::Blue, "no yellow on white");
+        let (x, y) = find(&buf, "connection trouble");
+        assert_eq!(buf[(x, y)].fg, Color::Magenta);
+        let mono = themed(ThemeName::Mono);
+        let buf = draw(&mono, 90, 10);
+        for cell in buf.content() {
+            assert_eq!((cell.fg, cell.bg), (Color::Reset, Color::Reset), "{cell:?}");
+        }
+        let (x, y) = find(&buf, "hey alice");
+        assert!(
+            buf[(x, y)]
+                .modifier
+                .contains(Modifier::UNDERLINED | Modifier::BOLD)
+        );
+        let (x, y) = find(&buf, " DISCONNECTED");
+        assert!(
+            buf[(x + 1, y)].modifier.contains(Modifier::REVERSED),
+            "the bar"
         );
     }
 }
