@@ -39,6 +39,26 @@ TERMINAL UI
   the settings file, turns that off); /urls lists those of the room shown. The mouse wheel needs
   mouse reporting, so selecting text takes Shift+drag in most terminals; --no-mouse (or
   mouse = false in the settings file) leaves the mouse to the terminal.
+  SETTINGS FILE (--config; every key optional):
+    user = \"alice\"                the last username that logged in (written by gc-client)
+    mouse = false                 leave the mouse to the terminal (--no-mouse)
+    hyperlinks = false            URLs as plain text (--no-hyperlinks)
+    bell = \"mentions\"             ring the terminal's bell (BEL) for a message naming you or a
+                                  direct message; \"all\": any message from someone else;
+                                  \"off\". Live messages only (not those missed while away),
+                                  at most once a second
+    title = true                  the terminal's title shows unread counts: gc (3) [1 mention]
+                                  #dev; the one before is restored at exit
+    notify-command = [\"notify-send\", \"--\", \"{sender} in {room}\", \"{text}\"]
+                                  run for each notification, never through a shell: a program
+                                  alone gets the sender, room and text as three arguments; in
+                                  a list, {sender} {room} {text} are replaced.
+                                  Killed after 5 s; at most 2 at once; failures are logged
+    notify-on = \"mentions\"        which messages run it: \"mentions\" or \"all\"
+    timestamp-format = \"%H:%M\"    the time column (strftime; \"%H:%M:%S\" adds seconds)
+    theme = \"default\"             colours: \"default\" (dark background), \"light\", \"mono\"
+  A mistake in the file stops the start with what is wrong. Read markers (the newest message
+  seen in each room, kept in CACHE.read) put a \"new since you left\" line in each room.
   With --with-server, the gc-server next to gc-client is started first (data in ./gc-data or
   --server-data-dir, logs in a file) and stopped at exit: a local try-out in one command.
 
@@ -252,8 +272,9 @@ pub struct Cli {
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
-    /// The terminal UI's settings file, where the last username is remembered
-    /// [default: $XDG_CONFIG_HOME/gc-client/config.toml or ~/.config/gc-client/config.toml].
+    /// The terminal UI's settings file: the last username, and the choices listed under
+    /// SETTINGS FILE below [default: $XDG_CONFIG_HOME/gc-client/config.toml or
+    /// ~/.config/gc-client/config.toml].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -583,6 +604,17 @@ mod tests {
         assert!(help.contains("SEVERAL SERVERS") && help.contains("host1,host2"));
         assert!(help.contains("--no-mouse") && help.contains("mouse = false"));
         assert!(help.contains("--no-hyperlinks") && help.contains("hyperlinks = false"));
+        for key in [
+            "bell = ",
+            "title = ",
+            "notify-command = ",
+            "notify-on = ",
+            "timestamp-format = ",
+            "theme = ",
+            "new since you left",
+        ] {
+            assert!(help.contains(key), "{key} in --help");
+        }
         let cli = Cli::parse_from(["gc-client", "h", "--no-mouse", "--no-hyperlinks"]);
         assert!(cli.no_mouse && cli.no_hyperlinks);
         let cli = Cli::parse_from(["gc-client", "h"]);
