@@ -424,20 +424,15 @@ fn run_one(
             return;
         }
     };
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(HookMsg::Exited(status)) => break Some(status),
-            Ok(HookMsg::Stop) => break None,
-            Err(RecvTimeoutError::Timeout) => {
-                tracing::warn!(
-                    "notify-command {program:?} still ran after {} s: killed",
-                    timeout.as_secs_f32()
-                );
-                break None;
-            }
-            Err(RecvTimeoutError::Disconnected) => break None,
+    let status = match rx.recv_timeout(timeout) {
+        Ok(HookMsg::Exited(status)) => Some(status),
+        Ok(HookMsg::Stop) | Err(RecvTimeoutError::Disconnected) => None,
+        Err(RecvTimeoutError::Timeout) => {
+            tracing::warn!(
+                "notify-command {program:?} still ran after {} s: killed",
+                timeout.as_secs_f32()
+            );
+            None
         }
     };
     let status = match status {

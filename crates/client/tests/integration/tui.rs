@@ -1136,3 +1136,180 @@ fn run_loop_with_a_server_older_than_rooms_shows_general_alone() {
     assert!(driver.close(Duration::from_secs(5)).is_empty());
     bob.close();
 }
+
+/// Waits until the file at `path` holds at least `lines` lines (another process writes it:
+/// looked at every 50 ms, for at most [`WAIT`]).
+fn wait_lines(path: &Path, lines: usize, log: &Path) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().count() >= lines {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {lines} lines in {}: {text:?}\nclient log:\n{}",
+            path.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// In a real terminal: a mention rings the bell (tmux counts it) and runs the notify command
+/// with separate arguments, while a plain message and one's own do not; the title counts what
+/// is unread elsewhere, and the title from before comes back at exit.
+#[test]
+fn tui_rings_for_mentions_runs_the_notify_command_and_titles_the_terminal() {
+    let Some(tmux) = Tmux::start() else {
+        return;
+    };
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (script, log, _) = password_file_client(&server, "erin", dir.path());
+    let bells = dir.path().join("bells");
+    let hook_out = dir.path().join("hook-out");
+    let hook = dir.path().join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> {}; done\n",
+            sh_quote(&hook_out.display().to_string())
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!("notify-command = {:?}\n", hook.display().to_string()),
+    )
+    .unwrap();
+    let out = tmux.cmd(&[
+        "set-hook",
+        "-t",
+        "gc",
+        "alert-bell",
+        &format!(
+            "run-shell {}",
+            sh_quote(&format!(
+                "echo bell >> {}",
+                sh_quote(&bells.display().to_string())
+            ))
+        ),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let pane_title = || {
+        let out = tmux.cmd(&["display-message", "-p", "-t", "gc", "#{pane_title}"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    tmux.type_text(&format!(
+        "printf '\\033]2;before gc\\033\\\\'; sh -c {}; echo GC-EXIT-$?",
+        sh_quote(&script)
+    ));
+    tmux.key("Enter");
+    tmux.wait_for(" ACTIVE │ ", &log);
+    tmux.wait_until("the title", &log, |_| pane_title() == "gc #general");
+
+    register(&server, "bob", "bob-password");
+    let mut bob = TestClient::start(config(&server, "bob", "bob-password"));
+    bob.wait_active();
+    // Neither a plain message nor one's own naming oneself rings.
+    bob.send("hello everyone");
+    tmux.wait_for("bob: hello everyone", &log);
+    tmux.type_text("erin here, talking to myself");
+    tmux.key("Enter");
+    tmux.wait_for("erin: erin here, talking to myself", &log);
+    // A mention does, once; the command gets sender, room and text as three arguments, the
+    // escape sequence shown, not passed on.
+    bob.send("erin: lunch? $(touch pwned) \u{1b}[2J");
+    let rang = wait_lines(&bells, 1, &log);
+    assert_eq!(rang, "bell\n");
+    let told = wait_lines(&hook_out, 3, &log);
+    assert_eq!(told, "bob\n#general\nerin: lunch? $(touch pwned) ␛[2J\n");
+
+    // A direct message, while #general is shown: counted in the title.
+    let direct = gc_protocol::Room::new("@bob+erin").unwrap();
+    bob.client().send_to(direct, "psst").expect("queued");
+    tmux.wait_until("the title to count it", &log, |_| {
+        pane_title() == "gc (1) [1 mention] #general"
+    });
+
+    tmux.type_text("/quit");
+    tmux.key("Enter");
+    tmux.wait_for("GC-EXIT-0", &log);
+    assert_eq!(pane_title(), "before gc", "the title from before is back");
+    assert_eq!(bob.close(), 0);
+}
+
+/// Read, quit, messages come meanwhile, start again (the same cache): the "new since you left"
+/// line stands between what was read and what was missed; the markers file is the user's alone.
+#[test]
+fn run_loop_marks_what_is_new_since_the_last_run() {
+    let server = Server::start();
+    register(&server, "bob", "bob-password");
+    let mut bob = TestClient::start(config(&server, "bob", "bob-password"));
+    bob.wait_active();
+    for i in 1..=2 {
+        bob.send(&format!("read before {i}"));
+    }
+    bob.wait_acked(2);
+    let (_dir, cache) = gc_tests::client::cache_dir();
+    let marks_file = gc_client::tui::marks::path_for(&cache);
+    let (tx, rx) = mpsc::channel();
+    let base = config(&server, "carol", "pw-carol-1");
+    let config_for = move |user: &str, password: Password, register: bool| {
+        let mut c = base.clone();
+        c.username = user.to_owned();
+        c.password = password;
+        c.register = register;
+        c.cache_path = Some(cache.clone());
+        Ok(c)
+    };
+    let run = |register: bool, until: &str, done: &dyn Fn(&App) -> bool| {
+        let mut driver = ClientDriver::new(tx.clone(), &config_for, None, trust(&server));
+        let mut app = App::new("127.0.0.1", Zone::Local);
+        app.auto_login("carol", Password::new("pw-carol-1"), register);
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+        pump(&mut terminal, &mut app, &mut driver, &rx, until, done);
+        // One more turn draws (and so sees) what came last; then Ctrl+C ends the loop.
+        step(&mut terminal, &mut app, &mut driver, &rx, Duration::ZERO).expect("step");
+        let shown = screen(&terminal);
+        press(&tx, KeyCode::Char('c'), KeyModifiers::CONTROL);
+        let flow = step(&mut terminal, &mut app, &mut driver, &rx, WAIT).expect("step");
+        assert_eq!(flow, Flow::Quit);
+        assert!(driver.close(Duration::from_secs(5)).is_empty());
+        shown
+    };
+    // The first run reads both (a first run has no marker, so no line).
+    let first = run(true, "2 messages", &|a| messages(a) == 2);
+    assert!(!first.iter().any(|r| r.contains("new since")), "{first:#?}");
+    let saved = std::fs::read_to_string(&marks_file).expect("the markers were written");
+    assert!(saved.lines().any(|l| l.starts_with("#general ")), "{saved}");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&marks_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    for i in 1..=2 {
+        bob.send(&format!("while away {i}"));
+    }
+    bob.wait_acked(4);
+    let second = run(false, "4 messages", &|a| messages(a) == 4);
+    let line = second
+        .iter()
+        .position(|r| r.contains(" new since you left "))
+        .unwrap_or_else(|| panic!("no line: {second:#?}"));
+    assert!(
+        second[line - 1].contains("bob: read before 2"),
+        "{second:#?}"
+    );
+    assert!(
+        second[line + 1].contains("bob: while away 1"),
+        "{second:#?}"
+    );
+    bob.close();
+}
