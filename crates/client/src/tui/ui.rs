@@ -1316,7 +1316,8 @@ mod tests {
                 assert!(pane[1].starts_with("22:13 mallory:"), "{body:?}: {pane:#?}");
                 for row in &pane[2..] {
                     assert!(
-                        row.is_empty() || row.starts_with(&" ".repeat(INDENT)),
+                        row.is_empty()
+                            || row.starts_with(&" ".repeat(crate::tui::scrollback::INDENT)),
                         "{body:?} at {width}: {row:?} in {pane:#?}"
                     );
                 }
