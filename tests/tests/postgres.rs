@@ -416,6 +416,11 @@ fn accounts_are_shared_and_unique_without_regard_to_case() {
     assert_eq!(two.list().expect("list").len(), 2);
     assert_eq!(one.remove("BOB").expect("remove").username.as_str(), "bob");
     assert!(two.get("bob").expect("get").is_none());
+
+    // A shared secret: the first offer is kept, later ones get it.
+    let first = one.shared_secret("decoy", &[7; 32]).expect("secret");
+    assert_eq!(first, Some(vec![7; 32]));
+    assert_eq!(two.shared_secret("decoy", &[9; 32]).expect("secret"), first);
 }
 
 // ───────────────────────────── instances end to end ─────────────────────────────
@@ -457,6 +462,19 @@ mod instances {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect()
+    }
+
+    #[test]
+    fn every_instance_answers_a_name_without_an_account_with_the_same_decoy() {
+        let Some(db) = pg::database() else { return };
+        let a = instance(&db, 1, None);
+        let b = instance(&db, 2, None);
+        let challenge = |s: &TestServer| {
+            gc_tests::RawClient::new(s.target())
+                .challenge("nobody")
+                .expect("a decoy challenge")
+        };
+        assert_eq!(challenge(&a), challenge(&b));
     }
 
     #[test]

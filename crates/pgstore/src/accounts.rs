@@ -54,6 +54,24 @@ pub(crate) fn account(url: &str, row: &Row) -> Result<Account, PgError> {
 }
 
 impl AccountStore for PgAccounts {
+    fn shared_secret(&self, name: &str, offer: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.lock();
+        let row = conn.run("a shared secret", |c, _| {
+            c.execute(
+                "INSERT INTO gc_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &offer],
+            )?;
+            c.query_one("SELECT value FROM gc_secrets WHERE name = $1", &[&name])
+        })?;
+        let url = conn.shown();
+        let value: Vec<u8> = row.try_get(0).map_err(|e| PgError::BadRow {
+            url,
+            what: "secret",
+            reason: e.to_string(),
+        })?;
+        Ok(Some(value))
+    }
+
     fn get(&self, name: &str) -> Result<Option<Account>, StoreError> {
         let mut conn = self.conn.lock();
         let url = conn.shown();

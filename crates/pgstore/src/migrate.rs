@@ -108,7 +108,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         4,
-        "gc_append: a group commit in one round trip",
+        "gc_append: a group commit in one round trip; shared secrets",
         "
     -- One group commit as one statement (SELECT * FROM gc_append(...) in its own implicit
     -- transaction): the sequence's lock, the dedupe lookup, the rows, the sequence's advance and
@@ -118,6 +118,13 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     -- (user_key, client_msg_id) pair within a batch; p_now is its clock (microseconds, UTC).
     -- Returns one row per input element: its ordinal (1-based), id, timestamp, and whether it
     -- was stored before (then id and ts are the earlier record's).
+    -- Secrets every instance must share, e.g. the one the decoy salts of names without an
+    -- account derive from (the first instance to start stores its own).
+    CREATE TABLE gc_secrets (
+        name text PRIMARY KEY,
+        value bytea NOT NULL
+    );
+
     CREATE FUNCTION gc_append(
         p_names text[], p_keys text[], p_rooms text[], p_msgids text[], p_bodies text[],
         p_now bigint

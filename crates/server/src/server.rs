@@ -249,7 +249,7 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
         send: local(&send_l, config.send_port),
     };
     let (tls, fingerprint) = crate::tls::server_config(&config)?.unzip();
-    let decoy_secret = crate::throttle::decoy_secret(&config.data_dir)?;
+    let decoy_secret = crate::throttle::decoy_secret(&config.data_dir, accounts.as_ref())?;
     let shared = Arc::new(ServerState::new(
         config,
         store,

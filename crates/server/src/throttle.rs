@@ -35,12 +35,42 @@ pub const DECOY_KEY_FILE: &str = "decoy.key";
 /// Its length in bytes.
 const DECOY_KEY_LEN: usize = 32;
 
+/// A fresh random secret.
+fn random_secret() -> Result<Vec<u8>, ServerError> {
+    let mut secret = Vec::with_capacity(DECOY_KEY_LEN);
+    while secret.len() < DECOY_KEY_LEN {
+        let part = gc_protocol::scram::random_salt()
+            .map_err(|_| ServerError::Config("no randomness available for the decoy key".into()))?;
+        secret.extend_from_slice(&part);
+    }
+    secret.truncate(DECOY_KEY_LEN);
+    Ok(secret)
+}
+
 /// The secret the decoy verifiers of names without an account are derived from
-/// ([`gc_protocol::scram::decoy_verifier`]): read from `DATA_DIR/decoy.key`, made (0600, random)
-/// at the first start. Kept across restarts so a name's decoy salt never changes (a salt that
-/// changed at a restart would tell it apart from a real account's); instances sharing one
-/// database should share the file too, like the TLS identity.
-pub fn decoy_secret(data_dir: &Path) -> Result<Vec<u8>, ServerError> {
+/// ([`gc_protocol::scram::decoy_verifier`]). Kept across restarts so a name's decoy salt never
+/// changes (a salt that changed at a restart would tell it apart from a real account's): in a
+/// shared store (PostgreSQL), the one all instances share, stored by the first to start; with
+/// the flat files, `DATA_DIR/decoy.key`, made (0600, random) at the first start.
+pub fn decoy_secret(
+    data_dir: &Path,
+    accounts: &dyn gc_store::AccountStore,
+) -> Result<Vec<u8>, ServerError> {
+    if let Some(shared) = accounts.shared_secret("decoy", &random_secret()?)? {
+        if shared.len() >= DECOY_KEY_LEN {
+            return Ok(shared);
+        }
+        return Err(ServerError::Config(format!(
+            "the database's decoy secret holds {} bytes, not {DECOY_KEY_LEN}: delete its row \
+             (DELETE FROM gc_secrets WHERE name = 'decoy') and start again",
+            shared.len()
+        )));
+    }
+    decoy_file(data_dir)
+}
+
+/// The flat-file decoy secret: `DATA_DIR/decoy.key`.
+fn decoy_file(data_dir: &Path) -> Result<Vec<u8>, ServerError> {
     let path = data_dir.join(DECOY_KEY_FILE);
     let io = |what, source| ServerError::Io {
         what,
@@ -62,14 +92,7 @@ pub fn decoy_secret(data_dir: &Path) -> Result<Vec<u8>, ServerError> {
             Ok(secret)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut secret = Vec::with_capacity(DECOY_KEY_LEN);
-            while secret.len() < DECOY_KEY_LEN {
-                let part = gc_protocol::scram::random_salt().map_err(|_| {
-                    ServerError::Config("no randomness available for the decoy key".into())
-                })?;
-                secret.extend_from_slice(&part);
-            }
-            secret.truncate(DECOY_KEY_LEN);
+            let secret = random_secret()?;
             // Written whole under a temporary name, then renamed: a crash leaves no short file.
             let tmp = data_dir.join(format!("{DECOY_KEY_FILE}.tmp"));
             let mut file = gc_store::private::open(

@@ -166,6 +166,13 @@ pub trait AccountStore: Send + Sync + fmt::Debug {
     fn update(&self, account: Account) -> Result<()>;
     /// Removes and returns it; [`crate::StoreError::UnknownAccount`] if none.
     fn remove(&self, name: &str) -> Result<Account>;
+    /// The secret named `name` that every instance sharing this store uses: the one stored,
+    /// or `offer` stored now if there is none yet (whoever offers first wins). `None`: the store
+    /// is one instance's own and keeps no secrets (the server keeps them in its data dir).
+    fn shared_secret(&self, name: &str, offer: &[u8]) -> Result<Option<Vec<u8>>> {
+        let _ = (name, offer);
+        Ok(None)
+    }
 }
 
 impl AccountStore for Accounts {
