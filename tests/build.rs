@@ -12,6 +12,8 @@ fn main() {
         "no_symbols",
         "bad_utf8",
         "stall_on_disconnect",
+        "slow_hooks",
+        "runs_on_load",
     ] {
         let source = manifest.join("fixtures").join(format!("{name}.c"));
         let library = out.join(gc_plugin::build::library_file_name(name));

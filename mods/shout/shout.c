@@ -63,7 +63,8 @@ static void free_text(gc_str text)
 	free((void *)text.ptr);
 }
 
-static const gc_plugin_descriptor DESCRIPTOR = {
+/* Exported as data too, so that `plugins list` reads it without running this library. */
+const gc_plugin_descriptor gc_plugin_static_descriptor = {
 	.abi_version = GC_PLUGIN_ABI_VERSION,
 	.name = { "shout", 5 },
 	.version = { "1.0.0", 5 },
@@ -84,5 +85,5 @@ uint32_t gc_plugin_abi_version(void)
 
 const gc_plugin_descriptor *gc_plugin_describe(void)
 {
-	return &DESCRIPTOR;
+	return &gc_plugin_static_descriptor;
 }

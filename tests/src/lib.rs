@@ -349,6 +349,13 @@ pub fn child_config(data_dir: &Path) -> Config {
     // A shared store, for the tests that kill an instance of several ([`ChildServer::spawn_with`]
     // sets it in the child's environment only).
     config.store = std::env::var("GC_TEST_CHILD_STORE").ok();
+    // For the tests that need a plugin hook to hold the server longer than the default limit.
+    if let Some(ms) = std::env::var("GC_TEST_CHILD_PLUGIN_HOOK_LIMIT_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        config.plugin_hook_limit = Duration::from_millis(ms);
+    }
     config
 }
 

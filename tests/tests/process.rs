@@ -172,7 +172,12 @@ fn a_second_signal_exits_at_once_while_the_shutdown_hangs_in_a_plugin() {
         mods.join("libstall_on_disconnect.so"),
     )
     .unwrap();
-    let mut child = child_server(dir.path());
+    // The hook must hold the stop longer than the default limit on hooks (1 s) would let it.
+    let mut child = ChildServer::spawn_with(
+        std::path::Path::new(env!("CARGO_BIN_EXE_gc-test-server")),
+        dir.path(),
+        &[("GC_TEST_CHILD_PLUGIN_HOOK_LIMIT_MS", "120000")],
+    );
     let mut client = RawClient::new(child.target);
     assert_eq!(client.register("stuck", PASSWORD), AuthServer::Registered);
     assert!(matches!(
@@ -199,6 +204,42 @@ fn a_second_signal_exits_at_once_while_the_shutdown_hangs_in_a_plugin() {
         .expect("the second signal ends the server at once");
     assert_eq!(status.code(), Some(130), "{status}");
     assert!(sent.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn the_stop_gives_up_a_hanging_disconnect_hook_and_exits_by_itself() {
+    // As above, with the default limit on hooks: the stop gives the hook 1 s, then goes on
+    // without it and exits 0; the thread stuck in the hook is left behind, not waited for.
+    let dir = tempfile::tempdir().unwrap();
+    let mods = dir.path().join("mods");
+    std::fs::create_dir_all(&mods).unwrap();
+    std::fs::copy(
+        gc_tests::fixture_library("stall_on_disconnect"),
+        mods.join("libstall_on_disconnect.so"),
+    )
+    .unwrap();
+    let mut child = child_server(dir.path());
+    let mut client = RawClient::new(child.target);
+    assert_eq!(client.register("stuck", PASSWORD), AuthServer::Registered);
+    assert!(matches!(
+        client.login("stuck", PASSWORD),
+        AuthServer::Ok { .. }
+    ));
+    let sent = Instant::now();
+    child.signal("TERM");
+    let status = child
+        .wait_exit(Duration::from_secs(10))
+        .expect("the server exits by itself despite the hanging hook");
+    assert!(status.success(), "exit status {status}");
+    assert!(sent.elapsed() < Duration::from_secs(10));
+    assert!(child.wait_log(
+        "plugin disabled: on_client_disconnect: did not return within 1000 ms",
+        Duration::from_secs(1)
+    ));
+    assert!(child.wait_log(
+        "1 hook call(s) still running at the stop are left behind",
+        Duration::from_secs(1)
+    ));
 }
 
 #[test]

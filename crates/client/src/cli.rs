@@ -174,9 +174,15 @@ pub struct Cli {
     pub mods_dir: Option<PathBuf>,
 
     /// Show which files in the mods directory would load as plugins (and why the others would
-    /// not), then exit.
+    /// not), then exit. The files are read, not run: no plugin code runs (a library built
+    /// without gc_plugin_static_descriptor is listed as `load?`).
     #[arg(long)]
     pub list_plugins: bool,
+
+    /// With --list-plugins: load each library to read it, as a start does (its initialisers run
+    /// in this process), for libraries built before the static descriptor.
+    #[arg(long, requires = "list_plugins")]
+    pub load: bool,
 
     /// Read messages from standard input and print received messages on standard output
     /// (for scripts, bots and tests).

@@ -248,7 +248,12 @@ fn list_plugins(cli: &Cli) -> u8 {
         }
         Err(e) => return error_exit(&e),
     };
-    let lines = match gc_plugin::Plugins::listing(&dir, gc_plugin::Side::Client) {
+    let listing = if cli.load {
+        gc_plugin::Plugins::listing_loading(&dir, gc_plugin::Side::Client)
+    } else {
+        gc_plugin::Plugins::listing(&dir, gc_plugin::Side::Client)
+    };
+    let lines = match listing {
         Ok(lines) => lines,
         Err(e) => {
             print_error(&format!("gc-client: error: {e}"));

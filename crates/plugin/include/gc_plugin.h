@@ -10,8 +10,18 @@
  *   uint32_t gc_plugin_abi_version(void);                 -- checked before anything else
  *   const gc_plugin_descriptor *gc_plugin_describe(void);  -- name, version, hooks
  *
+ * and, so that `plugins list` can tell what it is from the file without running any of its code,
+ * the descriptor itself as data (optional; without it a listing says it cannot read the library):
+ *
+ *   const gc_plugin_descriptor gc_plugin_static_descriptor = { ... };
+ *
+ * Its first field is the ABI version, in every version of this ABI.
+ *
  * Every hook is optional (NULL = not implemented). Hooks may be called from several threads at
- * once: a plugin's state must be thread-safe.
+ * once: a plugin's state must be thread-safe. Hooks run on threads of the host's own, and should
+ * return quickly: one that runs over the host's budget (50 ms by default) is logged, three such
+ * within a minute disable the plugin, and a call that has not returned within the host's limit
+ * (1 s by default) is given up and disables the plugin at once.
  *
  * Strings are UTF-8, passed as pointer + length (never NUL-terminated, never NULL when len > 0).
  * Memory is freed by the side that allocated it: strings the host passes are valid only during the
@@ -93,6 +103,7 @@ typedef struct gc_plugin_descriptor {
 
 uint32_t gc_plugin_abi_version(void);
 const gc_plugin_descriptor *gc_plugin_describe(void);
+extern const gc_plugin_descriptor gc_plugin_static_descriptor; /* optional, see above */
 
 #ifdef __cplusplus
 }

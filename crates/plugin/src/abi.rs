@@ -9,6 +9,9 @@ pub const ABI_VERSION: u32 = 2;
 pub const ABI_VERSION_SYMBOL: &[u8] = b"gc_plugin_abi_version";
 /// Name of the exported function returning the plugin's descriptor.
 pub const DESCRIBE_SYMBOL: &[u8] = b"gc_plugin_describe";
+/// Name of the exported data symbol holding the descriptor (optional, but without it a listing
+/// cannot tell what the library is without running it).
+pub const STATIC_DESCRIPTOR_SYMBOL: &[u8] = b"gc_plugin_static_descriptor";
 
 /// A UTF-8 string slice (`gc_str`).
 #[repr(C)]

@@ -326,8 +326,10 @@ extern "C" fn on_message_send<T: Plugin>(s: *mut c_void, room: GcStr, text: GcSt
     })
 }
 
-/// Declares a Rust type as a gc plugin: writes the two C exports (`gc_plugin_abi_version`,
-/// `gc_plugin_describe`) with a descriptor listing the hooks the type implements.
+/// Declares a Rust type as a gc plugin: writes the C exports (`gc_plugin_abi_version`,
+/// `gc_plugin_describe`, and the descriptor itself as `gc_plugin_static_descriptor`, which
+/// listings read without running the library) with a descriptor listing the hooks the type
+/// implements.
 ///
 /// ```ignore
 /// use gc_plugin::guest::{Host, Plugin, Verdict};
@@ -345,12 +347,12 @@ extern "C" fn on_message_send<T: Plugin>(s: *mut c_void, room: GcStr, text: GcSt
 #[macro_export]
 macro_rules! declare_plugin {
     ($ty:ty, name = $name:expr, version = $version:expr, hooks = [$($hook:ident),* $(,)?] $(,)?) => {
-        #[doc(hidden)]
-        static __GC_PLUGIN_DESCRIPTOR: $crate::abi::GcDescriptor = $crate::guest::descriptor::<$ty>(
-            $name,
-            $version,
-            0 $(| $crate::guest::hook::$hook)*,
-        );
+        /// This plugin's descriptor as exported data, so that a host can read it from the file
+        /// without running the library (`plugins list`).
+        #[allow(unsafe_code, non_upper_case_globals)]
+        #[unsafe(no_mangle)]
+        pub static gc_plugin_static_descriptor: $crate::abi::GcDescriptor =
+            $crate::guest::descriptor::<$ty>($name, $version, 0 $(| $crate::guest::hook::$hook)*);
 
         /// The plugin ABI version this library was built for.
         #[allow(unsafe_code)]
@@ -363,7 +365,7 @@ macro_rules! declare_plugin {
         #[allow(unsafe_code)]
         #[unsafe(no_mangle)]
         pub extern "C" fn gc_plugin_describe() -> *const $crate::abi::GcDescriptor {
-            &__GC_PLUGIN_DESCRIPTOR
+            &gc_plugin_static_descriptor
         }
     };
 }

@@ -1,16 +1,22 @@
 //! Loading plugins and running their hooks: in name order, a rewrite feeding the next plugin, a
 //! block stopping the chain. A plugin that fails to load is skipped with a reason; a hook that
-//! fails, panics or breaks the contract disables its plugin; the host carries on.
+//! fails, panics, breaks the contract or takes too long disables its plugin; the host carries on.
+//! Hooks run on their plugin's worker threads ([`crate::pool`]), so a caller waits for one at
+//! most [`HookLimits::limit`].
 
 #![allow(unsafe_code)] // the host side of the C boundary
 
+use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use libloading::Library;
+
+use crate::pool::{Answer, Pool};
 
 use crate::abi::{
     ABI_VERSION, ABI_VERSION_SYMBOL, DESCRIBE_SYMBOL, GcDescriptor, GcHost, GcStr, GcVerdict, kind,
@@ -75,7 +81,88 @@ pub enum PluginError {
         /// Its reason.
         reason: String,
     },
+    /// A plugin of the same name was loaded before it (from an earlier file).
+    #[error("{path}: skipped: a plugin named {name} is already loaded from {other}")]
+    Duplicate {
+        /// The file.
+        path: PathBuf,
+        /// The name both declare.
+        name: String,
+        /// The file the first one came from.
+        other: PathBuf,
+    },
+    /// The directory or the library could be changed by someone else than the account running
+    /// the program (or root): loading it would run their code.
+    #[error("{path}: refused: {reason}")]
+    Unsafe {
+        /// The directory or file.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
+    /// A symbolic link in the mods directory that leads out of it.
+    #[error(
+        "{path}: refused: a symbolic link to {target}, outside the mods directory {dir}; copy \
+         the library into the mods directory instead"
+    )]
+    SymlinkOutside {
+        /// The link.
+        path: PathBuf,
+        /// Where it leads.
+        target: PathBuf,
+        /// The mods directory (resolved).
+        dir: PathBuf,
+    },
+    /// The library exports no `gc_plugin_static_descriptor`, so what it is cannot be read without
+    /// running its code (listing only; a start loads it and finds out).
+    #[error(
+        "{path}: cannot be read without running its code: it exports no \
+         gc_plugin_static_descriptor (built against an older gc_plugin.h?); a start loads it to \
+         find out, and so does listing with --load; rebuilding it against this release's \
+         gc_plugin.h / gc-plugin crate lets listing read it"
+    )]
+    NotInspectable {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A worker thread for the plugin's hooks could not be started.
+    #[error("{path}: cannot start a thread for plugin {name}: {source}")]
+    Thread {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
+
+/// How long hooks may take (the server's `plugin-hook-budget-ms` and `plugin-hook-limit-ms`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HookLimits {
+    /// A call that runs longer is logged, with the plugin and the hook;
+    /// [`OVERRUNS_TO_DISABLE`] of them within [`OVERRUN_WINDOW`] disable the plugin.
+    pub budget: Duration,
+    /// The caller waits this long at most (queueing included). A call without an answer by then
+    /// disables the plugin at once and counts as no opinion: a message being filtered is refused
+    /// (it was not checked), a display rewrite keeps the text, a notification is done.
+    pub limit: Duration,
+}
+
+impl Default for HookLimits {
+    fn default() -> Self {
+        Self {
+            budget: Duration::from_millis(50),
+            limit: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Budget overruns within [`OVERRUN_WINDOW`] that disable a plugin.
+pub const OVERRUNS_TO_DISABLE: usize = 3;
+/// The window [`OVERRUNS_TO_DISABLE`] counts in.
+pub const OVERRUN_WINDOW: Duration = Duration::from_secs(60);
 
 /// What a plugin is, as listed by `gc-server plugins list` / `gc-client --list-plugins`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,19 +241,33 @@ pub enum Outcome {
 /// The loaded plugins of one host (a server or a client).
 #[derive(Debug, Default)]
 pub struct Plugins {
-    loaded: Vec<Loaded>,
+    loaded: Vec<Entry>,
+    limits: HookLimits,
+}
+
+/// A loaded plugin and the threads its hooks run on.
+#[derive(Debug)]
+struct Entry {
+    plugin: Arc<Loaded>,
+    /// `None` for a plugin without hooks: nothing to run.
+    pool: Option<Pool>,
 }
 
 /// One loaded plugin. The library is never unloaded (see `Drop`), so the descriptor and code it
-/// points into stay valid for the life of the process.
-struct Loaded {
-    info: PluginInfo,
+/// points into stay valid for the life of the process. Shared with its worker threads: the last
+/// one to let go calls `destroy`, so a hook still running (left behind by a stop) never sees its
+/// state freed.
+pub(crate) struct Loaded {
+    pub(crate) info: PluginInfo,
     desc: &'static GcDescriptor,
     state: *mut c_void,
     /// Backs the `gc_host` the plugin may keep; boxed so its address is stable.
     _host: Box<HostBlock>,
     disabled: Mutex<Option<String>>,
-    _lib: ManuallyDrop<Library>,
+    /// When its hooks ran over the budget, within the last [`OVERRUN_WINDOW`].
+    overruns: Mutex<VecDeque<Instant>>,
+    /// `None` only for the descriptors of unit tests, which live in the test binary.
+    _lib: Option<ManuallyDrop<Library>>,
 }
 
 // SAFETY: the plugin contract (gc_plugin.h) requires hooks to be callable from several threads at
@@ -193,12 +294,79 @@ struct HostBlock {
 impl Drop for Loaded {
     fn drop(&mut self) {
         if let Some(destroy) = self.desc.destroy {
-            // SAFETY: `state` came from this plugin's init and no hook runs any more (we own
-            // `self` mutably); destroy is called once.
+            // SAFETY: `state` came from this plugin's init and no hook runs any more (this is the
+            // last reference: every worker has let go); destroy is called once.
             unsafe { destroy(self.state) };
         }
         // The library stays mapped: unloading a library whose code registered thread-local
         // destructors (any Rust plugin that panicked, for one) can crash the process later.
+    }
+}
+
+/// The hooks a host calls while it runs (init and destroy are not among them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hook {
+    Connect,
+    Received,
+    Disconnect,
+    Display,
+    Send,
+}
+
+impl Hook {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Connect => "on_client_connect",
+            Self::Received => "on_message_received",
+            Self::Disconnect => "on_client_disconnect",
+            Self::Display => "on_message_display",
+            Self::Send => "on_message_send",
+        }
+    }
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One hook call with its arguments, owned: it runs on a worker thread that may outlive the
+/// caller's wait.
+#[derive(Debug)]
+pub(crate) enum Call {
+    Connect {
+        user: String,
+        address: String,
+    },
+    Disconnect {
+        user: String,
+    },
+    Received {
+        user: String,
+        room: String,
+        text: String,
+    },
+    Display {
+        user: String,
+        room: String,
+        text: String,
+    },
+    Send {
+        room: String,
+        text: String,
+    },
+}
+
+impl Call {
+    pub(crate) fn hook(&self) -> Hook {
+        match self {
+            Self::Connect { .. } => Hook::Connect,
+            Self::Disconnect { .. } => Hook::Disconnect,
+            Self::Received { .. } => Hook::Received,
+            Self::Display { .. } => Hook::Display,
+            Self::Send { .. } => Hook::Send,
+        }
     }
 }
 
@@ -233,36 +401,12 @@ unsafe fn copy(s: GcStr) -> Vec<u8> {
     unsafe { std::slice::from_raw_parts(s.ptr.cast::<u8>(), s.len) }.to_vec()
 }
 
-/// A library file's candidates in `dir`: files with the platform's shared-library extension, in
-/// name order.
-fn candidates(dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(PluginError::ReadDir {
-                path: dir.to_owned(),
-                source,
-            });
-        }
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .is_some_and(|e| e == std::env::consts::DLL_EXTENSION)
-        })
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-/// Opens a library and checks it is a plugin of our ABI; returns it with its descriptor.
+/// Opens a library and checks it is a plugin of our ABI; returns it with its descriptor. This
+/// runs the library's code (its initialisers, `gc_plugin_abi_version`, `gc_plugin_describe`).
 fn open(path: &Path) -> Result<(Library, &'static GcDescriptor, PluginInfo), PluginError> {
     // SAFETY: loading runs the library's initialisers; a file in the mods directory is trusted
-    // code by the operator's choice (documented in docs/plugins.md).
+    // code by the operator's choice (documented in docs/plugins.md), and `files::candidates`
+    // refused it if anyone else could have changed it.
     let lib = unsafe { Library::new(path) }.map_err(|e| PluginError::Load {
         path: path.to_owned(),
         reason: e.to_string(),
@@ -307,28 +451,43 @@ fn open(path: &Path) -> Result<(Library, &'static GcDescriptor, PluginInfo), Plu
     }
     // SAFETY: name and version are static strings of the plugin (header contract).
     let (name, version) = unsafe { (copy(desc.name), copy(desc.version)) };
-    let name = String::from_utf8(name).map_err(|_| bad("its name is not UTF-8"))?;
-    let version = String::from_utf8(version).map_err(|_| bad("its version is not UTF-8"))?;
-    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-        return Err(bad("its name must be 1 to 64 printable characters"));
-    }
     let hooks = [
         ("on_client_connect", desc.on_client_connect.is_some()),
         ("on_message_received", desc.on_message_received.is_some()),
         ("on_client_disconnect", desc.on_client_disconnect.is_some()),
         ("on_message_display", desc.on_message_display.is_some()),
         ("on_message_send", desc.on_message_send.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(n, present)| present.then_some(n))
-    .collect();
-    let info = PluginInfo {
+    ];
+    let info = plugin_info(path, name, version, hooks)?;
+    Ok((lib, desc, info))
+}
+
+/// A plugin's description from its descriptor's fields (read by loading it, or from its file),
+/// checked as every host checks it.
+pub(crate) fn plugin_info(
+    path: &Path,
+    name: Vec<u8>,
+    version: Vec<u8>,
+    hooks: [(&'static str, bool); 5],
+) -> Result<PluginInfo, PluginError> {
+    let bad = |reason: &str| PluginError::BadDescriptor {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let name = String::from_utf8(name).map_err(|_| bad("its name is not UTF-8"))?;
+    let version = String::from_utf8(version).map_err(|_| bad("its version is not UTF-8"))?;
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(bad("its name must be 1 to 64 printable characters"));
+    }
+    Ok(PluginInfo {
         name,
         version,
         path: path.to_owned(),
-        hooks,
-    };
-    Ok((lib, desc, info))
+        hooks: hooks
+            .into_iter()
+            .filter_map(|(n, present)| present.then_some(n))
+            .collect(),
+    })
 }
 
 /// One file of a mods directory and what became of it.
@@ -340,18 +499,56 @@ pub struct Candidate {
     pub result: Result<PluginInfo, PluginError>,
 }
 
+/// The second and later plugins of one name are skipped, as a start skips them.
+fn mark_duplicates(candidates: Vec<Candidate>) -> Vec<Candidate> {
+    let mut first: Vec<(String, PathBuf)> = Vec::new();
+    candidates
+        .into_iter()
+        .map(|c| match c.result {
+            Ok(info) => {
+                if let Some((_, other)) = first.iter().find(|(n, _)| *n == info.name) {
+                    let result = Err(PluginError::Duplicate {
+                        path: c.path.clone(),
+                        name: info.name,
+                        other: other.clone(),
+                    });
+                    return Candidate { result, ..c };
+                }
+                first.push((info.name.clone(), c.path.clone()));
+                Candidate {
+                    result: Ok(info),
+                    ..c
+                }
+            }
+            Err(e) => Candidate {
+                result: Err(e),
+                ..c
+            },
+        })
+        .collect()
+}
+
 impl Plugins {
     /// No plugins.
     pub fn none() -> Self {
         Self::default()
     }
 
-    /// Loads every plugin in `dir` (absent: none), in file-name order, and starts each. Files that
-    /// are not plugins, have another ABI, fail to load or refuse to start are skipped with a
-    /// warning; the report lists every candidate file.
+    /// [`Plugins::load_dir_with`] with the default [`HookLimits`].
     pub fn load_dir(dir: &Path) -> (Self, Vec<Candidate>) {
-        let mut plugins = Self::default();
-        let files = match candidates(dir) {
+        Self::load_dir_with(dir, HookLimits::default())
+    }
+
+    /// Loads every plugin in `dir` (absent: none), in file-name order, and starts each, its
+    /// hooks held to `limits`. A directory or file someone else could have changed is refused;
+    /// files that are not plugins, have another ABI, fail to load or refuse to start are skipped
+    /// with a warning; the report lists every candidate file.
+    pub fn load_dir_with(dir: &Path, limits: HookLimits) -> (Self, Vec<Candidate>) {
+        let mut plugins = Self {
+            loaded: Vec::new(),
+            limits,
+        };
+        let files = match crate::files::candidates(dir) {
             Ok(files) => files,
             Err(e) => {
                 tracing::warn!("{e}; no plugins loaded");
@@ -359,8 +556,8 @@ impl Plugins {
             }
         };
         let mut report = Vec::new();
-        for path in files {
-            let result = plugins.load_one(&path);
+        for (path, allowed) in files {
+            let result = allowed.and_then(|()| plugins.load_one(&path));
             match &result {
                 Ok(info) => tracing::info!("loaded plugin {info}"),
                 Err(e) => tracing::warn!("skipped {e}"),
@@ -370,33 +567,68 @@ impl Plugins {
         (plugins, report)
     }
 
-    /// What `load_dir` would load, without starting anything: for `plugins list`.
+    /// What `load_dir` would load, read from the files without running any of their code (the
+    /// ELF symbol table and the exported `gc_plugin_static_descriptor`): for `plugins list`. A
+    /// library without that descriptor is reported as [`PluginError::NotInspectable`].
     pub fn inspect_dir(dir: &Path) -> Result<Vec<Candidate>, PluginError> {
-        Ok(candidates(dir)?
+        let candidates = crate::files::candidates(dir)?
             .into_iter()
-            .map(|path| {
-                let result = open(&path).map(|(lib, _, info)| {
-                    let _ = ManuallyDrop::new(lib);
-                    info
+            .map(|(path, allowed)| {
+                let result = allowed.and_then(|()| crate::inspect::inspect(&path));
+                Candidate { path, result }
+            })
+            .collect();
+        Ok(mark_duplicates(candidates))
+    }
+
+    /// As [`Plugins::inspect_dir`], but by loading each library the checks allow (running its
+    /// initialisers, `gc_plugin_abi_version` and `gc_plugin_describe`, not `init`): for
+    /// `plugins list --load`, which also reads libraries built before the static descriptor.
+    pub fn inspect_dir_loading(dir: &Path) -> Result<Vec<Candidate>, PluginError> {
+        let candidates = crate::files::candidates(dir)?
+            .into_iter()
+            .map(|(path, allowed)| {
+                let result = allowed.and_then(|()| {
+                    open(&path).map(|(lib, _, info)| {
+                        // Never unloaded, as at a start (see `Loaded`).
+                        let _ = ManuallyDrop::new(lib);
+                        info
+                    })
                 });
                 Candidate { path, result }
             })
-            .collect())
+            .collect();
+        Ok(mark_duplicates(candidates))
     }
 
     /// `inspect_dir` as text for people, for the program on `side`: one `load  …` or `skip  …`
     /// line per candidate file (a plugin with none of `side`'s hooks loads but does nothing
-    /// there, which the line says), or one line saying the directory holds none.
+    /// there, which the line says; `load? …` for a library that cannot be read without running
+    /// it), or one line saying the directory holds none. No plugin code runs.
     pub fn listing(dir: &Path, side: Side) -> Result<Vec<String>, PluginError> {
-        let candidates = Self::inspect_dir(dir)?;
+        Ok(Self::lines(dir, Self::inspect_dir(dir)?, side))
+    }
+
+    /// `listing` by loading the libraries (`--load`); its first line says that their code ran.
+    pub fn listing_loading(dir: &Path, side: Side) -> Result<Vec<String>, PluginError> {
+        let candidates = Self::inspect_dir_loading(dir)?;
+        let mut lines = vec![format!(
+            "(--load: the libraries below were loaded to read them, so their initialisers ran \
+             in this process; their init was not called)"
+        )];
+        lines.extend(Self::lines(dir, candidates, side));
+        Ok(lines)
+    }
+
+    fn lines(dir: &Path, candidates: Vec<Candidate>, side: Side) -> Vec<String> {
         if candidates.is_empty() {
-            return Ok(vec![format!(
+            return vec![format!(
                 "no plugins in {} (put .{} files there)",
                 dir.display(),
                 std::env::consts::DLL_EXTENSION
-            )]);
+            )];
         }
-        Ok(candidates
+        candidates
             .into_iter()
             .map(|c| match c.result {
                 Ok(info) if !info.hooks.iter().any(|h| side.hooks().contains(h)) => format!(
@@ -404,22 +636,20 @@ impl Plugins {
                     side = side.name()
                 ),
                 Ok(info) => format!("load  {info}"),
+                Err(e @ PluginError::NotInspectable { .. }) => format!("load? {e}"),
                 Err(e) => format!("skip  {e}"),
             })
-            .collect())
+            .collect()
     }
 
     fn load_one(&mut self, path: &Path) -> Result<PluginInfo, PluginError> {
         let (lib, desc, info) = open(path)?;
         let lib = ManuallyDrop::new(lib);
-        if let Some(other) = self.loaded.iter().find(|p| p.info.name == info.name) {
-            return Err(PluginError::BadDescriptor {
+        if let Some(other) = self.loaded.iter().find(|e| e.plugin.info.name == info.name) {
+            return Err(PluginError::Duplicate {
                 path: path.to_owned(),
-                reason: format!(
-                    "a plugin named {} is already loaded from {}",
-                    info.name,
-                    other.info.path.display()
-                ),
+                name: info.name,
+                other: other.plugin.info.path.clone(),
             });
         }
         let mut block = Box::new(HostBlock {
@@ -451,29 +681,64 @@ impl Plugins {
                 });
             }
         }
-        self.loaded.push(Loaded {
+        self.start(path, info, desc, state, block, Some(lib))
+    }
+
+    /// Adds an initialised plugin and starts the threads its hooks run on.
+    fn start(
+        &mut self,
+        path: &Path,
+        info: PluginInfo,
+        desc: &'static GcDescriptor,
+        state: *mut c_void,
+        block: Box<HostBlock>,
+        lib: Option<ManuallyDrop<Library>>,
+    ) -> Result<PluginInfo, PluginError> {
+        let plugin = Arc::new(Loaded {
             info: info.clone(),
             desc,
             state,
             _host: block,
             disabled: Mutex::new(None),
+            overruns: Mutex::new(VecDeque::new()),
             _lib: lib,
         });
+        let hooks = [
+            Hook::Connect,
+            Hook::Received,
+            Hook::Disconnect,
+            Hook::Display,
+            Hook::Send,
+        ];
+        let pool = if hooks.iter().any(|&h| plugin.has(h)) {
+            // On an error, dropping `plugin` (the only reference) destroys it.
+            let pool = Pool::start(&plugin, crate::pool::pool_size(), self.limits.budget).map_err(
+                |source| PluginError::Thread {
+                    path: path.to_owned(),
+                    name: info.name.clone(),
+                    source,
+                },
+            )?;
+            Some(pool)
+        } else {
+            None
+        };
+        self.loaded.push(Entry { plugin, pool });
         Ok(info)
     }
 
     /// The plugins loaded (including ones disabled since).
     pub fn infos(&self) -> Vec<PluginInfo> {
-        self.loaded.iter().map(|p| p.info.clone()).collect()
+        self.loaded.iter().map(|e| e.plugin.info.clone()).collect()
     }
 
     /// Plugins disabled since loading, with the reason.
     pub fn disabled(&self) -> Vec<(String, String)> {
         self.loaded
             .iter()
-            .filter_map(|p| {
-                let reason = p.disabled.lock().ok()?.clone()?;
-                Some((p.info.name.clone(), reason))
+            .filter_map(|e| {
+                let reason = e.plugin.disabled.lock().ok()?.clone()?;
+                Some((e.plugin.info.name.clone(), reason))
             })
             .collect()
     }
@@ -483,55 +748,44 @@ impl Plugins {
         self.loaded.is_empty()
     }
 
+    /// The limits hooks are held to.
+    pub fn limits(&self) -> HookLimits {
+        self.limits
+    }
+
     /// Server: a client logged in.
     pub fn client_connected(&self, user: &str, address: &str) {
-        for p in self.active() {
-            if let Some(hook) = p.desc.on_client_connect {
-                // SAFETY: state from init; strings valid for the call.
-                let v = unsafe { hook(p.state, GcStr::borrowed(user), GcStr::borrowed(address)) };
-                p.expect_pass("on_client_connect", v);
-            }
-        }
+        self.notify(Hook::Connect, || Call::Connect {
+            user: user.to_owned(),
+            address: address.to_owned(),
+        });
     }
 
     /// Server: a client's session ended.
     pub fn client_disconnected(&self, user: &str) {
-        for p in self.active() {
-            if let Some(hook) = p.desc.on_client_disconnect {
-                // SAFETY: state from init; string valid for the call.
-                let v = unsafe { hook(p.state, GcStr::borrowed(user)) };
-                p.expect_pass("on_client_disconnect", v);
-            }
-        }
+        self.notify(Hook::Disconnect, || Call::Disconnect {
+            user: user.to_owned(),
+        });
     }
 
     /// Server: runs `on_message_received` through the chain (a message from `user` to `room`,
     /// its wire name: `#general`, `#dev`, `@alice+bob`).
     pub fn message_received(&self, user: &str, room: &str, text: &str) -> Outcome {
-        self.chain("on_message_received", text, true, |p, text| {
-            let hook = p.desc.on_message_received?;
-            let (user, room, text) = (
-                GcStr::borrowed(user),
-                GcStr::borrowed(room),
-                GcStr::borrowed(text),
-            );
-            // SAFETY: state from init; strings valid for the call.
-            Some(unsafe { hook(p.state, user, room, text) })
+        self.chain(Hook::Received, text, true, |text| Call::Received {
+            user: user.to_owned(),
+            room: room.to_owned(),
+            text: text.to_owned(),
         })
     }
 
     /// Client: runs `on_message_display` (a message of `user` in `room`); the text to show.
     pub fn message_display(&self, user: &str, room: &str, text: &str) -> String {
-        match self.chain("on_message_display", text, false, |p, text| {
-            let hook = p.desc.on_message_display?;
-            let (user, room, text) = (
-                GcStr::borrowed(user),
-                GcStr::borrowed(room),
-                GcStr::borrowed(text),
-            );
-            // SAFETY: state from init; strings valid for the call.
-            Some(unsafe { hook(p.state, user, room, text) })
-        }) {
+        let shown = self.chain(Hook::Display, text, false, |text| Call::Display {
+            user: user.to_owned(),
+            room: room.to_owned(),
+            text: text.to_owned(),
+        });
+        match shown {
             Outcome::Deliver(text) => text,
             Outcome::Block { .. } => text.to_owned(),
         }
@@ -539,35 +793,85 @@ impl Plugins {
 
     /// Client: runs `on_message_send` through the chain (a message into `room`).
     pub fn message_send(&self, room: &str, text: &str) -> Outcome {
-        self.chain("on_message_send", text, true, |p, text| {
-            let hook = p.desc.on_message_send?;
-            // SAFETY: state from init; strings valid for the call.
-            Some(unsafe { hook(p.state, GcStr::borrowed(room), GcStr::borrowed(text)) })
+        self.chain(Hook::Send, text, true, |text| Call::Send {
+            room: room.to_owned(),
+            text: text.to_owned(),
         })
     }
 
-    fn active(&self) -> impl Iterator<Item = &Loaded> {
+    /// The plugins that are not disabled and implement `hook`.
+    fn active(&self, hook: Hook) -> impl Iterator<Item = &Entry> {
         self.loaded
             .iter()
-            .filter(|p| p.disabled.lock().map(|d| d.is_none()).unwrap_or(false))
+            .filter(move |e| e.plugin.has(hook) && !e.plugin.is_disabled())
+    }
+
+    /// Runs `call` on `entry`'s workers. `None`: no answer within the limit (or no workers left),
+    /// and the plugin is disabled.
+    fn ask(&self, entry: &Entry, call: Call) -> Option<(u32, Option<String>)> {
+        let hook = call.hook();
+        let pool = entry.pool.as_ref()?;
+        match pool.ask(call, self.limits.limit) {
+            Answer::Verdict(kind, text) => Some((kind, text)),
+            Answer::TimedOut => {
+                entry.plugin.disable(
+                    hook,
+                    format!(
+                        "did not return within {} ms; the call was given up, and the thread \
+                         running it is left to it",
+                        self.limits.limit.as_millis()
+                    ),
+                );
+                None
+            }
+            Answer::Gone => {
+                entry
+                    .plugin
+                    .disable(hook, "its worker threads are gone".to_owned());
+                None
+            }
+        }
+    }
+
+    /// Runs a hook that may only pass (a notification) on every active plugin in order.
+    fn notify(&self, hook: Hook, call: impl Fn() -> Call) {
+        for e in self.active(hook) {
+            // No answer in time: nothing was to be decided, so carry on (`ask` disabled it).
+            if let Some(verdict) = self.ask(e, call()) {
+                e.plugin.expect_pass(hook, verdict);
+            }
+        }
     }
 
     /// Runs a text hook over every active plugin in order: a rewrite feeds the next one, a block
     /// stops the chain (where `can_block`).
     fn chain(
         &self,
-        hook: &'static str,
+        hook: Hook,
         text: &str,
         can_block: bool,
-        call: impl Fn(&Loaded, &str) -> Option<GcVerdict>,
+        call: impl Fn(&str) -> Call,
     ) -> Outcome {
         let mut current = text.to_owned();
-        for p in self.active() {
-            let Some(verdict) = call(p, &current) else {
+        for e in self.active(hook) {
+            let p = &e.plugin;
+            let Some((kind, text)) = self.ask(e, call(&current)) else {
+                // No verdict in time. A filter that can block has not approved the message:
+                // refuse it (the sender can send it again, and it goes on without the now
+                // disabled plugin), since a stored and delivered message cannot be recalled. A
+                // display rewrite just does not happen.
+                if can_block {
+                    return Outcome::Block {
+                        plugin: p.info.name.clone(),
+                        reason: format!(
+                            "plugin {} did not check the message in time and is now disabled; \
+                             the message was not sent: send it again",
+                            p.info.name
+                        ),
+                    };
+                }
                 continue;
             };
-            // SAFETY: the verdict comes from this plugin's hook.
-            let (kind, text) = unsafe { take(p.desc, verdict) };
             match (kind, text) {
                 (kind::PASS, None) => {}
                 (kind::REWRITE, Some(new)) if !new.is_empty() => current = new,
@@ -589,10 +893,125 @@ impl Plugins {
     }
 }
 
+impl Drop for Plugins {
+    /// Stops the workers, waiting at most the hook limit for calls still running; a worker inside
+    /// a hook that has not returned by then is left behind (no thread can be stopped from
+    /// outside), and its plugin's `destroy` waits for it (it may never come).
+    fn drop(&mut self) {
+        for e in &mut self.loaded {
+            if let Some(pool) = &mut e.pool {
+                pool.close();
+            }
+        }
+        let deadline = Instant::now() + self.limits.limit;
+        for e in &mut self.loaded {
+            let Some(pool) = &mut e.pool else {
+                continue;
+            };
+            let left = pool.stop_until(deadline);
+            if left > 0 {
+                let name = &e.plugin.info.name;
+                tracing::warn!(
+                    plugin = %name,
+                    "plugin {name}: {left} hook call(s) still running at the stop are left \
+                     behind on their threads; its destroy waits until they return"
+                );
+            }
+        }
+        // Dropping the entries now destroys each plugin no hook holds any more (`Loaded::drop`).
+    }
+}
+
 impl Loaded {
-    fn expect_pass(&self, hook: &'static str, verdict: GcVerdict) {
-        // SAFETY: the verdict comes from this plugin's hook.
-        match unsafe { take(self.desc, verdict) } {
+    /// Whether the plugin implements `hook`.
+    fn has(&self, hook: Hook) -> bool {
+        let d = self.desc;
+        match hook {
+            Hook::Connect => d.on_client_connect.is_some(),
+            Hook::Received => d.on_message_received.is_some(),
+            Hook::Disconnect => d.on_client_disconnect.is_some(),
+            Hook::Display => d.on_message_display.is_some(),
+            Hook::Send => d.on_message_send.is_some(),
+        }
+    }
+
+    fn is_disabled(&self) -> bool {
+        self.disabled.lock().map(|d| d.is_some()).unwrap_or(true)
+    }
+
+    /// Calls the hook of `call` (on a worker thread) and takes its verdict's text out of plugin
+    /// memory. A hook the plugin lacks passes.
+    pub(crate) fn run(&self, call: &Call) -> (u32, Option<String>) {
+        let s = GcStr::borrowed;
+        let d = self.desc;
+        // SAFETY: `state` came from this plugin's init, and destroy has not run (it runs only
+        // once every worker has let go of the plugin); the strings are owned by `call`, alive for
+        // the call; each pointer is the hook the plugin declared with this signature.
+        let verdict = unsafe {
+            match call {
+                Call::Connect { user, address } => d
+                    .on_client_connect
+                    .map(|hook| hook(self.state, s(user), s(address))),
+                Call::Disconnect { user } => {
+                    d.on_client_disconnect.map(|hook| hook(self.state, s(user)))
+                }
+                Call::Received { user, room, text } => d
+                    .on_message_received
+                    .map(|hook| hook(self.state, s(user), s(room), s(text))),
+                Call::Display { user, room, text } => d
+                    .on_message_display
+                    .map(|hook| hook(self.state, s(user), s(room), s(text))),
+                Call::Send { room, text } => d
+                    .on_message_send
+                    .map(|hook| hook(self.state, s(room), s(text))),
+            }
+        };
+        match verdict {
+            // SAFETY: the verdict comes from this plugin's hook.
+            Some(v) => unsafe { take(d, v) },
+            None => (kind::PASS, None),
+        }
+    }
+
+    /// A hook ran for `took`, over `budget`: logged; the third time within a minute disables
+    /// the plugin.
+    pub(crate) fn overran(&self, hook: Hook, took: Duration, budget: Duration) {
+        if self.is_disabled() {
+            return;
+        }
+        let now = Instant::now();
+        let recent = {
+            let mut overruns = self.overruns.lock().unwrap_or_else(PoisonError::into_inner);
+            while overruns
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= OVERRUN_WINDOW)
+            {
+                overruns.pop_front();
+            }
+            overruns.push_back(now);
+            overruns.len()
+        };
+        let name = &self.info.name;
+        tracing::warn!(
+            plugin = %name,
+            "plugin {name}: {hook} took {} ms, over the {} ms budget for a hook ({recent} of \
+             {OVERRUNS_TO_DISABLE} within a minute disable it)",
+            took.as_millis(),
+            budget.as_millis()
+        );
+        if recent >= OVERRUNS_TO_DISABLE {
+            self.disable(
+                hook,
+                format!(
+                    "ran over the {} ms budget for a hook {recent} times within a minute",
+                    budget.as_millis()
+                ),
+            );
+        }
+    }
+
+    fn expect_pass(&self, hook: Hook, verdict: (u32, Option<String>)) {
+        match verdict {
             (kind::PASS, _) => {}
             (kind::FAIL, reason) => {
                 self.disable(hook, reason.unwrap_or_else(|| "failed".to_owned()));
@@ -602,7 +1021,7 @@ impl Loaded {
         }
     }
 
-    fn disable(&self, hook: &str, reason: String) {
+    fn disable(&self, hook: Hook, reason: String) {
         if let Ok(mut d) = self.disabled.lock()
             && d.is_none()
         {
@@ -642,5 +1061,293 @@ unsafe fn take(desc: &GcDescriptor, verdict: GcVerdict) -> (u32, Option<String>)
             u32::MAX,
             Some("returned text that is not valid UTF-8".into()),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Hook time limits with descriptors of this test binary (no library to load): a hook that
+    //! hangs until the test lets it go, one that is slow, one that is quick.
+
+    use std::sync::Condvar;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// What the test hooks share with a test: a gate a hanging hook waits at, and what happened.
+    #[derive(Default)]
+    struct State {
+        open: Mutex<bool>,
+        opened: Condvar,
+        destroyed: Mutex<bool>,
+        destroyed_cv: Condvar,
+        calls: AtomicUsize,
+    }
+
+    impl State {
+        fn let_go(&self) {
+            *self.open.lock().expect("gate") = true;
+            self.opened.notify_all();
+        }
+
+        fn wait_destroyed(&self, within: Duration) -> bool {
+            let d = self.destroyed.lock().expect("destroyed");
+            *self
+                .destroyed_cv
+                .wait_timeout_while(d, within, |d| !*d)
+                .expect("destroyed")
+                .0
+        }
+    }
+
+    const SLOW: Duration = Duration::from_millis(40);
+
+    /// Hangs (until let go) on "hang", takes [`SLOW`] on "slow", passes at once otherwise.
+    ///
+    /// # Safety
+    /// `state` is a `State` that outlives the plugin; `text` is valid for the call.
+    unsafe fn behave(state: *mut c_void, text: GcStr) -> GcVerdict {
+        // SAFETY: see the function's contract.
+        let (state, text) = unsafe { (&*state.cast::<State>(), copy(text)) };
+        state.calls.fetch_add(1, Ordering::SeqCst);
+        if text.windows(4).any(|w| w == b"hang") {
+            let open = state.open.lock().expect("gate");
+            drop(state.opened.wait_while(open, |o| !*o).expect("gate"));
+        } else if text.windows(4).any(|w| w == b"slow") {
+            std::thread::sleep(SLOW);
+        }
+        GcVerdict {
+            kind: kind::PASS,
+            text: GcStr::EMPTY,
+        }
+    }
+
+    unsafe extern "C" fn connect(state: *mut c_void, user: GcStr, _address: GcStr) -> GcVerdict {
+        // SAFETY: the host passes the state and a string valid for the call.
+        unsafe { behave(state, user) }
+    }
+    unsafe extern "C" fn received(
+        state: *mut c_void,
+        _user: GcStr,
+        _room: GcStr,
+        text: GcStr,
+    ) -> GcVerdict {
+        // SAFETY: as above.
+        unsafe { behave(state, text) }
+    }
+    unsafe extern "C" fn display(
+        state: *mut c_void,
+        _user: GcStr,
+        _room: GcStr,
+        text: GcStr,
+    ) -> GcVerdict {
+        // SAFETY: as above.
+        unsafe { behave(state, text) }
+    }
+    unsafe extern "C" fn send(state: *mut c_void, _room: GcStr, text: GcStr) -> GcVerdict {
+        // SAFETY: as above.
+        unsafe { behave(state, text) }
+    }
+    unsafe extern "C" fn destroy(state: *mut c_void) {
+        // SAFETY: the state outlives the plugin.
+        let state = unsafe { &*state.cast::<State>() };
+        *state.destroyed.lock().expect("destroyed") = true;
+        state.destroyed_cv.notify_all();
+    }
+
+    static DESCRIPTOR: GcDescriptor = GcDescriptor {
+        abi_version: ABI_VERSION,
+        name: GcStr::EMPTY,
+        version: GcStr::EMPTY,
+        init: None,
+        destroy: Some(destroy),
+        on_client_connect: Some(connect),
+        on_message_received: Some(received),
+        on_client_disconnect: None,
+        on_message_display: Some(display),
+        on_message_send: Some(send),
+        free_text: None,
+    };
+
+    /// One test plugin named `timed`, with its own state (leaked: a hung hook may outlive the
+    /// test's plugins).
+    fn plugins(limits: HookLimits) -> (Plugins, &'static State) {
+        let state: &'static State = Box::leak(Box::default());
+        let mut plugins = Plugins {
+            loaded: Vec::new(),
+            limits,
+        };
+        let path = Path::new("timed.so");
+        let info = PluginInfo {
+            name: "timed".to_owned(),
+            version: "1".to_owned(),
+            path: path.to_owned(),
+            hooks: Vec::new(),
+        };
+        let block = Box::new(HostBlock {
+            host: GcHost {
+                abi_version: ABI_VERSION,
+                plugin_path: GcStr::EMPTY,
+                ctx: std::ptr::null_mut(),
+                log: host_log,
+            },
+            name: info.name.clone(),
+            path: String::new(),
+        });
+        let raw = std::ptr::from_ref(state).cast_mut().cast();
+        plugins
+            .start(path, info, &DESCRIPTOR, raw, block, None)
+            .expect("start");
+        (plugins, state)
+    }
+
+    fn limits(budget_ms: u64, limit_ms: u64) -> HookLimits {
+        HookLimits {
+            budget: Duration::from_millis(budget_ms),
+            limit: Duration::from_millis(limit_ms),
+        }
+    }
+
+    #[test]
+    fn plugins_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Plugins>();
+    }
+
+    #[test]
+    fn a_filter_that_never_returns_is_given_up_at_the_limit_and_refuses_that_message_only() {
+        let (plugins, state) = plugins(limits(20, 200));
+        let asked = Instant::now();
+        let outcome = plugins.message_received("alice", "#general", "please hang");
+        let waited = asked.elapsed();
+        assert!(
+            waited >= Duration::from_millis(200) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
+        match outcome {
+            Outcome::Block { plugin, reason } => {
+                assert_eq!(plugin, "timed");
+                assert!(
+                    reason.contains("did not check the message in time"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let disabled = plugins.disabled();
+        assert_eq!(disabled.len(), 1);
+        assert!(
+            disabled[0]
+                .1
+                .contains("on_message_received: did not return within 200 ms"),
+            "{disabled:?}"
+        );
+        // The next message goes through at once, without the plugin.
+        let calls = state.calls.load(Ordering::SeqCst);
+        let asked = Instant::now();
+        assert_eq!(
+            plugins.message_received("alice", "#general", "hello"),
+            Outcome::Deliver("hello".to_owned())
+        );
+        assert!(asked.elapsed() < Duration::from_millis(100));
+        assert_eq!(state.calls.load(Ordering::SeqCst), calls);
+
+        // Stopping does not wait for the stuck hook beyond the limit, and does not destroy the
+        // state it still uses; once the hook returns, its thread ends and destroys the plugin.
+        let stopping = Instant::now();
+        drop(plugins);
+        assert!(stopping.elapsed() < Duration::from_secs(2));
+        assert!(!*state.destroyed.lock().expect("destroyed"));
+        state.let_go();
+        assert!(state.wait_destroyed(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn each_hook_kind_gets_a_safe_answer_when_it_times_out() {
+        let (plugins, state) = plugins(limits(20, 100));
+        // A send filter refuses the message it did not check.
+        assert!(matches!(
+            plugins.message_send("#general", "hang on"),
+            Outcome::Block { .. }
+        ));
+        state.let_go();
+        let (plugins, state) = self::plugins(limits(20, 100));
+        // A display rewrite that does not come shows the text as it was.
+        assert_eq!(
+            plugins.message_display("bob", "#general", "hang on"),
+            "hang on"
+        );
+        state.let_go();
+        let (plugins, state) = self::plugins(limits(20, 100));
+        // A notification just ends.
+        let asked = Instant::now();
+        plugins.client_connected("hang", "127.0.0.1");
+        assert!(asked.elapsed() < Duration::from_secs(2));
+        assert_eq!(plugins.disabled().len(), 1);
+        state.let_go();
+        drop(plugins);
+        assert!(state.wait_destroyed(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn three_overruns_within_a_minute_disable_the_plugin_and_quick_calls_do_not_count() {
+        let (plugins, state) = plugins(limits(10, 2000));
+        for _ in 0..5 {
+            plugins.message_received("alice", "#general", "quick");
+        }
+        for n in 1..=OVERRUNS_TO_DISABLE {
+            assert!(plugins.disabled().is_empty(), "disabled before overrun {n}");
+            // A slow hook's verdict still counts: it answered within the limit.
+            assert_eq!(
+                plugins.message_received("alice", "#general", "slow"),
+                Outcome::Deliver("slow".to_owned())
+            );
+        }
+        let disabled = plugins.disabled();
+        assert_eq!(disabled.len(), 1, "{disabled:?}");
+        assert!(
+            disabled[0]
+                .1
+                .contains("ran over the 10 ms budget for a hook 3 times within a minute"),
+            "{disabled:?}"
+        );
+        let calls = state.calls.load(Ordering::SeqCst);
+        plugins.message_received("alice", "#general", "slow");
+        assert_eq!(
+            state.calls.load(Ordering::SeqCst),
+            calls,
+            "a disabled plugin ran"
+        );
+        drop(plugins);
+        assert!(state.wait_destroyed(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn hooks_of_one_plugin_run_in_parallel() {
+        let (plugins, state) = plugins(limits(1000, 5000));
+        let plugins = Arc::new(plugins);
+        let started = Instant::now();
+        let threads: Vec<_> = (0..crate::pool::pool_size())
+            .map(|i| {
+                let plugins = Arc::clone(&plugins);
+                std::thread::Builder::new()
+                    .name(format!("caller-{i}"))
+                    .spawn(move || plugins.message_received("a", "#general", "slow"))
+                    .expect("spawn")
+            })
+            .collect();
+        for t in threads {
+            assert!(matches!(t.join().expect("join"), Outcome::Deliver(_)));
+        }
+        // Serialised, they would take pool_size × SLOW.
+        if crate::pool::pool_size() > 1 {
+            assert!(
+                started.elapsed() < SLOW * u32::try_from(crate::pool::pool_size()).unwrap_or(1),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+        drop(plugins);
+        assert!(state.wait_destroyed(Duration::from_secs(10)));
     }
 }

@@ -13,8 +13,14 @@
 pub mod abi;
 #[cfg(feature = "build")]
 pub mod build;
+mod files;
 pub mod guest;
 pub mod host;
+mod inspect;
+mod pool;
 
 pub use abi::ABI_VERSION;
-pub use host::{Candidate, Outcome, PluginError, PluginInfo, Plugins, Side};
+pub use host::{
+    Candidate, HookLimits, OVERRUN_WINDOW, OVERRUNS_TO_DISABLE, Outcome, PluginError, PluginInfo,
+    Plugins, Side,
+};

@@ -776,16 +776,30 @@ fn make_account(
     })
 }
 
-/// `gc-server plugins list`: what would load from the mods directory, and why not.
+/// `gc-server plugins list`: what would load from the mods directory, and why not, read from
+/// the files without running any plugin code.
 pub fn plugins_list(config: &Config, out: &mut dyn Write) -> Result<(), ServerError> {
     let dir = config.mods_dir();
+    let lines = gc_plugin::Plugins::listing(&dir, gc_plugin::Side::Server)
+        .map_err(|e| ServerError::Usage(e.to_string()))?;
+    write_listing(lines, out)
+}
+
+/// `gc-server plugins list --load`: as [`plugins_list`], by loading each library (its
+/// initialisers run here), which also reads libraries built without a static descriptor.
+pub fn plugins_list_loading(config: &Config, out: &mut dyn Write) -> Result<(), ServerError> {
+    let dir = config.mods_dir();
+    let lines = gc_plugin::Plugins::listing_loading(&dir, gc_plugin::Side::Server)
+        .map_err(|e| ServerError::Usage(e.to_string()))?;
+    write_listing(lines, out)
+}
+
+fn write_listing(lines: Vec<String>, out: &mut dyn Write) -> Result<(), ServerError> {
     let write_err = |source| ServerError::Io {
         what: "write to",
         path: "standard output".into(),
         source,
     };
-    let lines = gc_plugin::Plugins::listing(&dir, gc_plugin::Side::Server)
-        .map_err(|e| ServerError::Usage(e.to_string()))?;
     for line in lines {
         // A library's descriptor names it and says what it does: its words, sanitised.
         let line = gc_protocol::sanitize::sanitize(&line);

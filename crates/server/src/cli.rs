@@ -149,6 +149,15 @@ pub struct RunArgs {
     /// Directory of server plugins, loaded at start in name order [default: DATA_DIR/mods].
     #[arg(long, value_name = "DIR")]
     pub mods_dir: Option<PathBuf>,
+    /// A plugin hook that runs longer is logged, naming the plugin and the hook; three such
+    /// within a minute disable the plugin, in milliseconds [default: 50].
+    #[arg(long, value_name = "MS")]
+    pub plugin_hook_budget_ms: Option<u64>,
+    /// The longest a session waits for a plugin hook, in milliseconds [default: 1000]; a hook
+    /// without an answer by then is given up (a message it was checking is refused: the sender
+    /// may send it again) and its plugin disabled.
+    #[arg(long, value_name = "MS")]
+    pub plugin_hook_limit_ms: Option<u64>,
     /// One exchange per connection, as the original prototype did (slower; for comparison).
     #[arg(long)]
     pub no_reuse: bool,
@@ -215,8 +224,15 @@ pub enum TlsCommand {
 /// `gc-server plugins …`
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
-    /// Show which files in the mods directory would load, and why the others would not.
-    List,
+    /// Show which files in the mods directory would load, and why the others would not. The
+    /// files are read, not run: no plugin code runs (a library built without
+    /// gc_plugin_static_descriptor is listed as `load?`).
+    List {
+        /// Load each library to read it, as a start does (its initialisers run in this process;
+        /// its init is not called): for libraries built before the static descriptor.
+        #[arg(long)]
+        load: bool,
+    },
 }
 
 /// `gc-server user …`
@@ -480,6 +496,16 @@ impl Cli {
             r.history_on_join.or(file.history_on_join),
         );
         c.mods_dir = r.mods_dir.clone().or(file.mods_dir);
+        set(
+            &mut c.plugin_hook_budget,
+            r.plugin_hook_budget_ms
+                .or(file.plugin_hook_budget_ms)
+                .map(ms),
+        );
+        set(
+            &mut c.plugin_hook_limit,
+            r.plugin_hook_limit_ms.or(file.plugin_hook_limit_ms).map(ms),
+        );
         if r.no_reuse {
             c.reuse_connections = false;
         } else if let Some(reuse) = file.reuse_connections {

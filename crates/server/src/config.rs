@@ -17,6 +17,8 @@ pub const DEFAULT_CONNECT_PORT: u16 = 10740;
 pub const DEFAULT_AUTH_PORT: u16 = 9281;
 /// Default port of sending and queries.
 pub const DEFAULT_SEND_PORT: u16 = 9980;
+/// Longest `plugin-hook-limit-ms`: a session waits no longer than this for a plugin.
+pub const MAX_PLUGIN_HOOK_LIMIT: Duration = Duration::from_secs(600);
 
 /// Whether the server's ports speak TLS.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -127,6 +129,11 @@ pub struct Config {
     pub store: Option<String>,
     /// Where server plugins are loaded from (`None`: `<data dir>/mods`).
     pub mods_dir: Option<PathBuf>,
+    /// A plugin hook running longer is logged; three such within a minute disable the plugin.
+    pub plugin_hook_budget: Duration,
+    /// How long a session waits for a plugin hook at most: then the hook is given up (a message
+    /// it was checking is refused) and its plugin disabled.
+    pub plugin_hook_limit: Duration,
     /// Print the listening addresses on standard output once bound (`--print-addrs`; only
     /// [`crate::run_until_signal`] does).
     pub print_addrs: bool,
@@ -144,6 +151,14 @@ impl Config {
         self.mods_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("mods"))
+    }
+
+    /// The time plugin hooks are held to.
+    pub fn plugin_hook_limits(&self) -> gc_plugin::HookLimits {
+        gc_plugin::HookLimits {
+            budget: self.plugin_hook_budget,
+            limit: self.plugin_hook_limit,
+        }
     }
 }
 
@@ -180,6 +195,8 @@ impl Default for Config {
             tail_capacity: 10_000,
             store: None,
             mods_dir: None,
+            plugin_hook_budget: Duration::from_millis(50),
+            plugin_hook_limit: Duration::from_secs(1),
             print_addrs: false,
             // Until the client and the tests speak TLS (issue #11 lands in steps).
             tls: TlsMode::Required,
@@ -250,6 +267,16 @@ impl Config {
         if self.server_name.len() > 200 {
             return bad("server-name must be at most 200 bytes");
         }
+        if self.plugin_hook_budget < Duration::from_millis(1)
+            || self.plugin_hook_limit < self.plugin_hook_budget
+            || self.plugin_hook_limit > MAX_PLUGIN_HOOK_LIMIT
+        {
+            return bad(&format!(
+                "plugin-hook-budget-ms must be at least 1, and plugin-hook-limit-ms at least \
+                 plugin-hook-budget-ms and at most {}",
+                MAX_PLUGIN_HOOK_LIMIT.as_millis()
+            ));
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls-cert and tls-key go together: give both, or neither");
         }
@@ -319,6 +346,10 @@ pub struct FileConfig {
     pub reuse_connections: Option<bool>,
     /// See [`Config::mods_dir`].
     pub mods_dir: Option<PathBuf>,
+    /// See [`Config::plugin_hook_budget`].
+    pub plugin_hook_budget_ms: Option<u64>,
+    /// See [`Config::plugin_hook_limit`].
+    pub plugin_hook_limit_ms: Option<u64>,
     /// `required`, `optional` or `off` (see [`Config::tls`]).
     pub tls: Option<String>,
     /// See [`Config::tls_cert`].

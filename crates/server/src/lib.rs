@@ -51,8 +51,12 @@ pub fn run(command: Option<&Command>, config: Config) -> Result<i32, ServerError
             admin::user(cmd, &config, &mut admin::Terminal, &mut out)?;
             0
         }
-        Some(Command::Plugins(cli::PluginsCommand::List)) => {
-            admin::plugins_list(&config, &mut out)?;
+        Some(Command::Plugins(cli::PluginsCommand::List { load })) => {
+            if *load {
+                admin::plugins_list_loading(&config, &mut out)?;
+            } else {
+                admin::plugins_list(&config, &mut out)?;
+            }
             0
         }
         Some(Command::Tls(cli::TlsCommand::Fingerprint { tls_cert, tls_key })) => {

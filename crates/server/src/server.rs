@@ -227,7 +227,8 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
             rooms_report
         );
     }
-    let (plugins, _report) = Plugins::load_dir(&config.mods_dir());
+    let (plugins, _report) =
+        Plugins::load_dir_with(&config.mods_dir(), config.plugin_hook_limits());
     let bind = |port: u16, role: &'static str| {
         let addr = SocketAddr::new(config.bind, port);
         gc_net::listen(addr, LISTEN_BACKLOG).map_err(|source| ServerError::Bind {
