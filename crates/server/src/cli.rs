@@ -593,4 +593,51 @@ mod tests {
         let cli = Cli::parse_from(["gc-server", "--max-message-bytes", "0"]);
         assert!(cli.resolve().is_err());
     }
+
+    #[test]
+    fn plugin_hook_times_come_from_flags_or_the_file_and_must_make_sense() {
+        let (c, _) = Cli::parse_from(["gc-server"]).resolve().unwrap();
+        assert_eq!(c.plugin_hook_budget, Duration::from_millis(50));
+        assert_eq!(c.plugin_hook_limit, Duration::from_secs(1));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gc.toml");
+        std::fs::write(
+            &path,
+            "plugin-hook-budget-ms = 20\nplugin-hook-limit-ms = 300\n",
+        )
+        .unwrap();
+        let file = path.to_str().unwrap();
+        let (c, _) = Cli::parse_from(["gc-server", "--config", file])
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            c.plugin_hook_limits(),
+            gc_plugin::HookLimits {
+                budget: Duration::from_millis(20),
+                limit: Duration::from_millis(300)
+            }
+        );
+        let cli = Cli::parse_from([
+            "gc-server",
+            "--config",
+            file,
+            "--plugin-hook-limit-ms",
+            "400",
+        ]);
+        assert_eq!(
+            cli.resolve().unwrap().0.plugin_hook_limit,
+            Duration::from_millis(400)
+        );
+        for bad in [
+            ["--plugin-hook-budget-ms", "0"],
+            ["--plugin-hook-limit-ms", "10"],
+            ["--plugin-hook-limit-ms", "600001"],
+        ] {
+            let err = Cli::parse_from(["gc-server", bad[0], bad[1]])
+                .resolve()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("plugin-hook-limit-ms"), "{err}");
+        }
+    }
 }
