@@ -810,7 +810,10 @@ impl Plugins {
     /// and the plugin is disabled.
     fn ask(&self, entry: &Entry, call: Call) -> Option<(u32, Option<String>)> {
         let hook = call.hook();
-        let pool = entry.pool.as_ref()?;
+        // Every plugin with a hook has workers; one without has nothing to say.
+        let Some(pool) = entry.pool.as_ref() else {
+            return Some((kind::PASS, None));
+        };
         match pool.ask(call, self.limits.limit) {
             Answer::Verdict(kind, text) => Some((kind, text)),
             Answer::TimedOut => {
