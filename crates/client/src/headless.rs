@@ -44,6 +44,9 @@ pub struct HeadlessOptions {
     /// Where the input's messages go: a room or a direct conversation (`--room`, `--to`);
     /// `None` (or `#general`): `#general`.
     pub room: Option<Room>,
+    /// The output is a terminal: text lines are wrapped to its width with indented continuation
+    /// rows ([`crate::display::wrap_rows`]).
+    pub terminal: bool,
 }
 
 impl Default for HeadlessOptions {
@@ -52,6 +55,7 @@ impl Default for HeadlessOptions {
             json: false,
             drain_timeout: Duration::from_secs(60),
             room: None,
+            terminal: false,
         }
     }
 }
@@ -108,12 +112,22 @@ impl LineAssembler {
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
     json: bool,
+    terminal: bool,
 }
 
 impl Printer {
     /// A printer for `--json` or text.
     pub fn new(json: bool) -> Self {
-        Self { json }
+        Self {
+            json,
+            terminal: false,
+        }
+    }
+
+    /// The same, for output to a terminal (text is wrapped to its width, read at each print).
+    pub fn on_terminal(mut self, terminal: bool) -> Self {
+        self.terminal = terminal;
+        self
     }
 
     /// Writes each record on its own line and flushes.
@@ -122,7 +136,11 @@ impl Printer {
             let line = if self.json {
                 format_json(record)
             } else {
-                format_line(record, &chrono::Local)
+                let line = format_line(record, &chrono::Local);
+                match self.terminal.then(ratatui::crossterm::terminal::size) {
+                    Some(Ok((width, _))) => crate::display::wrap_rows(&line, usize::from(width)),
+                    _ => line,
+                }
             };
             out.write_all(line.as_bytes())?;
             out.write_all(b"\n")?;
@@ -170,7 +188,7 @@ where
             source,
         })?;
 
-    let printer = Printer::new(options.json);
+    let printer = Printer::new(options.json).on_terminal(options.terminal);
     // A room other than #general: its messages wait until the server is known to serve rooms.
     let room = options.room.clone().filter(|r| !r.is_general());
     let mut may_send = room.is_none();
