@@ -93,6 +93,8 @@ pub fn user(
             }
             let password = acceptable(passwords.new_password(name, *password_stdin)?)?;
             accounts.add(make_account(username.clone(), &password, config)?)?;
+            // An operator's change to an account, for the log's audit trail (never the password).
+            tracing::info!(user = %username, "account added by the operator");
             writeln!(out, "added {username}").map_err(write_err)?;
             Ok(())
         }
@@ -100,6 +102,7 @@ pub fn user(
             let (accounts, _lock, _) = open_accounts(config, true)?;
             match accounts.remove(name) {
                 Ok(removed) => {
+                    tracing::info!(user = %removed.username, "account removed by the operator");
                     writeln!(out, "removed {}", removed.username).map_err(write_err)?;
                     Ok(())
                 }
@@ -121,6 +124,7 @@ pub fn user(
             let mut updated = make_account(existing.username.clone(), &password, config)?;
             updated.created = existing.created;
             accounts.update(updated)?;
+            tracing::info!(user = %existing.username, "password changed by the operator");
             writeln!(out, "password changed for {}", existing.username).map_err(write_err)?;
             Ok(())
         }
@@ -139,6 +143,9 @@ pub fn user(
                 (false, true) => "is no longer a server admin",
                 (false, false) => "was not a server admin",
             };
+            if changed {
+                tracing::info!(user = %account.username, admin = on, "server admin changed by the operator");
+            }
             writeln!(out, "{} {what}", account.username).map_err(write_err)?;
             Ok(())
         }

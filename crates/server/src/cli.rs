@@ -11,6 +11,7 @@ use crate::config::{
     parse_unknown_users,
 };
 use crate::error::ServerError;
+use crate::logging::{LogFormat, parse_log_format};
 
 /// gc-server: the General Communications chat server.
 ///
@@ -34,9 +35,15 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
-    /// Append logs to this file instead of standard error.
+    /// Append logs to this file instead of standard error. SIGHUP reopens it at this path
+    /// (for logrotate), and reads the log level again from --config unless --log-level is given.
     #[arg(long, global = true, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+
+    /// Log lines as `text` (for people) or `json` (one object per line, for log collectors)
+    /// [default: text].
+    #[arg(long, global = true, value_name = "text|json")]
+    pub log_format: Option<String>,
 
     #[command(flatten)]
     pub run: RunArgs,
@@ -232,6 +239,10 @@ pub enum PluginsCommand {
         /// its init is not called): for libraries built before the static descriptor.
         #[arg(long)]
         load: bool,
+        /// The directory the server would load from: the same option as the server's
+        /// [default: DATA_DIR/mods, or `mods-dir` in the config file].
+        #[arg(long, value_name = "DIR")]
+        mods_dir: Option<PathBuf>,
     },
 }
 
@@ -391,14 +402,7 @@ pub enum ExportFormat {
     Json,
 }
 
-/// Where logs go and how much.
-#[derive(Debug, Clone)]
-pub struct LogSettings {
-    /// Level filter.
-    pub level: String,
-    /// File to append to (standard error if none).
-    pub file: Option<PathBuf>,
-}
+pub use crate::logging::LogSettings;
 
 impl Cli {
     /// Combines defaults, the config file and flags, in that order of precedence (flags win).
@@ -495,7 +499,13 @@ impl Cli {
             &mut c.history_on_join,
             r.history_on_join.or(file.history_on_join),
         );
-        c.mods_dir = r.mods_dir.clone().or(file.mods_dir);
+        c.mods_dir = match &self.command {
+            Some(Command::Plugins(PluginsCommand::List {
+                mods_dir: Some(dir),
+                ..
+            })) => Some(dir.clone()),
+            _ => r.mods_dir.clone().or(file.mods_dir),
+        };
         set(
             &mut c.plugin_hook_budget,
             r.plugin_hook_budget_ms
@@ -525,6 +535,14 @@ impl Cli {
                 .or(file.log_level)
                 .unwrap_or_else(|| "info".to_owned()),
             file: self.log_file.clone().or(file.log_file),
+            format: match self.log_format.as_deref().or(file.log_format.as_deref()) {
+                Some(format) => parse_log_format(format)?,
+                None => LogFormat::Text,
+            },
+            level_from: match self.log_level {
+                Some(_) => None,
+                None => self.config.clone(),
+            },
         };
         Ok((c, log))
     }
@@ -592,6 +610,66 @@ mod tests {
         assert!(err.contains("open") && err.contains("maybe"), "{err}");
         let cli = Cli::parse_from(["gc-server", "--max-message-bytes", "0"]);
         assert!(cli.resolve().is_err());
+        let cli = Cli::parse_from(["gc-server", "--log-format", "xml"]);
+        let err = cli.resolve().unwrap_err().to_string();
+        assert!(err.contains("xml") && err.contains("json"), "{err}");
+    }
+
+    #[test]
+    fn log_settings_from_flags_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gc.toml");
+        std::fs::write(&path, "log-format = \"json\"\nlog-level = \"debug\"\n").unwrap();
+        let config = path.to_str().unwrap();
+        let (_, log) = Cli::parse_from(["gc-server", "--config", config])
+            .resolve()
+            .unwrap();
+        assert_eq!(log.format, LogFormat::Json);
+        assert_eq!(log.level, "debug");
+        // SIGHUP reads the level from the file again, unless a flag fixed it.
+        assert_eq!(log.level_from.as_deref(), Some(path.as_path()));
+        let (_, log) = Cli::parse_from([
+            "gc-server",
+            "--config",
+            config,
+            "--log-level",
+            "warn",
+            "--log-format",
+            "text",
+        ])
+        .resolve()
+        .unwrap();
+        assert_eq!((log.format, log.level.as_str()), (LogFormat::Text, "warn"));
+        assert_eq!(log.level_from, None);
+        let (_, log) = Cli::parse_from(["gc-server"]).resolve().unwrap();
+        assert_eq!((log.format, log.level_from), (LogFormat::Text, None));
+    }
+
+    #[test]
+    fn plugins_list_takes_the_servers_mods_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gc.toml");
+        std::fs::write(&path, "mods-dir = \"/from/file\"\n").unwrap();
+        let config = path.to_str().unwrap();
+        let mods = |args: &[&str]| {
+            let mut all = vec!["gc-server", "--config", config];
+            all.extend_from_slice(args);
+            Cli::parse_from(all).resolve().unwrap().0.mods_dir
+        };
+        let dir = |d: &str| Some(PathBuf::from(d));
+        assert_eq!(mods(&["plugins", "list"]), dir("/from/file"));
+        assert_eq!(
+            mods(&["--mods-dir", "/before", "plugins", "list"]),
+            dir("/before")
+        );
+        assert_eq!(
+            mods(&["plugins", "list", "--mods-dir", "/after"]),
+            dir("/after")
+        );
+        let (c, _) = Cli::parse_from(["gc-server", "--data-dir", "/d", "plugins", "list"])
+            .resolve()
+            .unwrap();
+        assert_eq!(c.mods_dir(), PathBuf::from("/d/mods"));
     }
 
     #[test]

@@ -360,6 +360,8 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     /// Log file (default: standard error).
     pub log_file: Option<PathBuf>,
+    /// `text` or `json` (default: text).
+    pub log_format: Option<String>,
 }
 
 impl FileConfig {

@@ -9,7 +9,9 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod limits;
+pub mod logging;
 pub mod paths;
+pub mod sd_notify;
 pub mod server;
 
 mod auth;
@@ -51,7 +53,7 @@ pub fn run(command: Option<&Command>, config: Config) -> Result<i32, ServerError
             admin::user(cmd, &config, &mut admin::Terminal, &mut out)?;
             0
         }
-        Some(Command::Plugins(cli::PluginsCommand::List { load })) => {
+        Some(Command::Plugins(cli::PluginsCommand::List { load, .. })) => {
             if *load {
                 admin::plugins_list_loading(&config, &mut out)?;
             } else {
@@ -86,36 +88,59 @@ pub fn run(command: Option<&Command>, config: Config) -> Result<i32, ServerError
 
 /// Starts the server and stops it on the first SIGINT or SIGTERM, through the same shutdown the
 /// tests use. A second signal exits at once, even while the shutdown hangs in a plugin hook.
+/// SIGHUP reloads what can be reloaded ([`logging::reload`]: the log file is reopened, the log
+/// level read again). A service manager waiting in `NOTIFY_SOCKET` is told `READY=1` once the
+/// ports listen and `STOPPING=1` when the stop begins ([`sd_notify`]).
 pub fn run_until_signal(config: Config) -> Result<(), ServerError> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use signal_hook::iterator::Signals;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::thread::{Builder, JoinHandle};
 
-    let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(ServerError::Signals)?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(ServerError::Signals)?;
     let signal_handle = signals.handle();
     let mut config = config;
     config.max_clients = prepare_fds(config.max_clients);
     let print_addrs = config.print_addrs;
     let server = start(config)?;
+    let listening = server.addrs().listening_line();
     if print_addrs {
         // For tools that start a server on port 0: one line on standard output, flushed now.
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", server.addrs().listening_line());
+        let _ = writeln!(out, "{listening}");
         let _ = out.flush();
     }
+    // After the listening line: whoever waits for either may connect at once.
+    sd_notify::notify(&format!("READY=1\nSTATUS={listening}"));
+    // Said once, whether a signal or the server itself (a failed store) ends the run.
+    let told_stopping = Arc::new(AtomicBool::new(false));
+    let tell_stopping = {
+        let told = Arc::clone(&told_stopping);
+        move || {
+            if !told.swap(true, Ordering::SeqCst) {
+                sd_notify::notify("STOPPING=1");
+            }
+        }
+    };
     let stopper = server.stopper();
     // The thread that runs the shutdown a signal asked for. The shutdown runs plugin hooks (each
     // session's end), and one that hangs must not keep the watcher from seeing a second signal.
     let stopping: Arc<Mutex<Option<JoinHandle<()>>>> = Arc::default();
     let watcher = {
         let stopping = Arc::clone(&stopping);
+        let tell_stopping = tell_stopping.clone();
         Builder::new()
             .name("signals".into())
             .spawn(move || {
                 let mut received = 0;
                 for signal in signals.forever() {
+                    if signal == SIGHUP {
+                        logging::reload();
+                        continue;
+                    }
                     received += 1;
                     if received == 1 {
+                        tell_stopping();
                         // Held while spawning, so the main thread, woken by this very shutdown,
                         // finds the handle.
                         let mut slot = stopping.lock();
@@ -143,6 +168,7 @@ pub fn run_until_signal(config: Config) -> Result<(), ServerError> {
             })?
     };
     server.wait();
+    tell_stopping();
     // Waits for a plugin hook still running the shutdown while the watcher still listens, so a
     // second signal can end the process here.
     let running = stopping.lock().take();
