@@ -226,11 +226,23 @@ impl ChildServer {
     /// [`ChildServer::spawn`] with variables added to the child's environment (e.g.
     /// `GC_TEST_CHILD_STORE`: a shared store URL).
     pub fn spawn_with(bin: &Path, data_dir: &Path, envs: &[(&str, &str)]) -> Self {
+        Self::spawn_args(bin, data_dir, std::iter::empty::<&str>(), envs)
+    }
+
+    /// [`ChildServer::spawn_with`] with gc-server's options after the data dir (those about
+    /// logs take effect: see `gc-test-server`).
+    pub fn spawn_args(
+        bin: &Path,
+        data_dir: &Path,
+        args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
+        envs: &[(&str, &str)],
+    ) -> Self {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
         let mut child = Command::new(bin)
             .envs(envs.iter().copied())
             .arg(data_dir)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
