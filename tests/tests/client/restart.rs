@@ -53,6 +53,9 @@ fn messages_written_while_the_server_is_down_arrive_once_after_it_returns() {
     alice.wait_active();
     alice.send("before");
     alice.wait_records(1);
+    // Its record can come before its `Thx` is handled: wait for both, or the outbox may still
+    // hold it below.
+    alice.wait_acked(1);
 
     server.stop();
     alice.send("while down 1");
