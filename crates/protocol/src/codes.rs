@@ -12,6 +12,55 @@ pub const VERSION_TLS: &str = "GC/2";
 /// Rooms, direct conversations and their authorization, on either transport (what TLS adds
 /// applies to every TLS connection whatever the version). See docs/rooms.md.
 pub const VERSION_ROOMS: &str = "GC/3";
+/// GC/3 and, for the session's own account and its peers, a password change (`Challenge`,
+/// `Passwd`), an away state (`Away`, `Back`, and `Away` lines in the answer to `Who`), and the
+/// server's notice that it stops (`Stopping` on the heartbeat port). See docs/protocol.md §5.8.
+pub const VERSION_GC4: &str = "GC/4";
+
+/// What a session speaks beyond its transport's own version (GC/1 plain, GC/2 over TLS), as the
+/// last field of `AuthRequest` says: nothing, `GC/3` or `GC/4`. Each level has every frame of
+/// the one before it; a session is only ever sent frames its level knows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SessionLevel {
+    /// GC/1 (GC/2 over TLS): `#general` only.
+    #[default]
+    Base,
+    /// GC/3: rooms.
+    Rooms,
+    /// GC/4: rooms, `/passwd`, `/away` and the stop notice.
+    Gc4,
+}
+
+impl SessionLevel {
+    /// Whether the session speaks rooms (GC/3 or later).
+    pub const fn rooms(self) -> bool {
+        matches!(self, Self::Rooms | Self::Gc4)
+    }
+
+    /// Whether the session speaks GC/4.
+    pub const fn gc4(self) -> bool {
+        matches!(self, Self::Gc4)
+    }
+
+    /// The version `AuthRequest` names for it (`None`: the field is left out).
+    pub const fn version(self) -> Option<&'static str> {
+        match self {
+            Self::Base => None,
+            Self::Rooms => Some(VERSION_ROOMS),
+            Self::Gc4 => Some(VERSION_GC4),
+        }
+    }
+
+    /// The level a version named in `Ping` or `AuthRequest` asks for (`None`: not one of
+    /// GC/3, GC/4).
+    pub fn of_version(version: &str) -> Option<Self> {
+        match version {
+            VERSION_ROOMS => Some(Self::Rooms),
+            VERSION_GC4 => Some(Self::Gc4),
+            _ => None,
+        }
+    }
+}
 
 /// Frame tokens (the first field of every frame; case-sensitive).
 pub mod token {
@@ -77,6 +126,17 @@ pub mod token {
     pub const BAN: &str = "Ban";
     /// GC/3: lift a ban (9980).
     pub const UNBAN: &str = "Unban";
+    /// GC/4: ask for a password-change challenge (9980, both directions).
+    pub const CHALLENGE: &str = "Challenge";
+    /// GC/4: replace one's own password's verifier (9980).
+    pub const PASSWD: &str = "Passwd";
+    /// GC/4: set one's away message (9980, client → server), and one away user in the answer to
+    /// `Who` (server → client).
+    pub const AWAY: &str = "Away";
+    /// GC/4: clear one's away state (9980).
+    pub const BACK: &str = "Back";
+    /// GC/4: the server stops (8070, server → client).
+    pub const STOPPING: &str = "Stopping";
     /// Error reply (any port).
     pub const ERR: &str = "Err";
 }

@@ -19,12 +19,14 @@ pub mod signin;
 pub mod texts;
 pub mod types;
 
-pub use codes::{ErrorCode, Registration, VERSION, VERSION_ROOMS, VERSION_TLS};
+pub use codes::{
+    ErrorCode, Registration, SessionLevel, VERSION, VERSION_GC4, VERSION_ROOMS, VERSION_TLS,
+};
 pub use error::{FieldError, ProtocolError};
 pub use frame::{
     AuthClient, AuthServer, Authed, CallbackPorts, CallbackReply, ConnectPing, ConnectReply,
-    DeliveryFrame, DeliveryReply, ErrorFrame, Frame, HeartbeatPing, HeartbeatReply, ParseError,
-    SendReply, SendRequest,
+    DeliveryFrame, DeliveryReply, ErrorFrame, Frame, HeartbeatPing, HeartbeatReply,
+    HeartbeatRequest, ParseError, SendReply, SendRequest, Stopping,
 };
 pub use io::FramedStream;
 pub use types::{

@@ -52,6 +52,11 @@ pub const MAX_TOPIC_BYTES: usize = 512;
 pub const MAX_REASON_BYTES: usize = 512;
 /// Longest mute a `Mute` may set, in seconds: one year (365 days). `0` lifts a mute.
 pub const MAX_MUTE_SECONDS: u32 = 31_536_000;
+/// The length of a server's password-change nonce (GC/4 `Challenge`), in bytes (24 characters of
+/// base64).
+pub const CHALLENGE_NONCE_BYTES: usize = 18;
+/// Longest away message (GC/4 `Away`), in bytes of UTF-8 (after c16 decoding).
+pub const MAX_AWAY_BYTES: usize = 256;
 /// Shortest password for a new account or a password change, in characters (Unicode scalar
 /// values, not bytes). Checked where the password is known: by `gc-server user add` and
 /// `user passwd`, and by the client before it registers. A `Register` carries only the SCRAM

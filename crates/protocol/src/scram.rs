@@ -562,6 +562,48 @@ impl ServerFirst {
     }
 }
 
+// ───────────────────────────── password change (GC/4) ─────────────────────────────
+
+/// What a password change's proof covers: the account (its case-folded name), the server's
+/// single-use nonce, and the whole new verifier. A proof thus counts for that one change only:
+/// it cannot be replayed (the nonce is spent), nor moved onto another verifier.
+pub fn passwd_message(user_key: &str, nonce: &[u8], new: &Verifier) -> String {
+    format!(
+        "gc-passwd,n={user_key},r={},s={},i={},k={},v={}",
+        B64.encode(nonce),
+        B64.encode(&new.salt),
+        new.iterations,
+        B64.encode(new.stored_key),
+        B64.encode(new.server_key)
+    )
+}
+
+/// The proof of the current password for a password change: as a SCRAM proof (RFC 5802 §3),
+/// `ClientKey XOR HMAC(StoredKey, message)` with the keys of the current password and
+/// [`passwd_message`] as the AuthMessage.
+pub fn passwd_proof(current: &ClientKeys, message: &str) -> [u8; 32] {
+    let signature = hmac(&current.stored_key(), message.as_bytes());
+    let mut proof = current.client_key;
+    for (p, s) in proof.iter_mut().zip(signature) {
+        *p ^= s;
+    }
+    proof
+}
+
+/// Whether `proof` proves the password whose StoredKey is `stored_key` over `message`: the
+/// ClientKey it gives back hashes to the StoredKey (compared in constant time). Only someone
+/// who knows the password (or its ClientKey) can make one; the StoredKey the server holds is
+/// not enough.
+pub fn verify_passwd_proof(stored_key: &[u8; 32], message: &str, proof: &[u8]) -> bool {
+    if proof.len() != 32 {
+        return false;
+    }
+    let signature = hmac(stored_key, message.as_bytes());
+    let client_key: Vec<u8> = proof.iter().zip(signature).map(|(p, s)| p ^ s).collect();
+    let digest: [u8; 32] = Sha256::digest(&client_key).into();
+    ct_eq(&digest, stored_key)
+}
+
 /// Length of the `,p=…` suffix of a client-final message that `attributes` accepted.
 fn proof_suffix_len(client_final: &str) -> usize {
     client_final
@@ -590,6 +632,38 @@ mod tests {
 
     fn verifier() -> Verifier {
         derive_verifier(PASSWORD, &B64.decode(SALT_B64).unwrap(), 4096)
+    }
+
+    #[test]
+    fn a_password_change_is_proved_by_the_current_password_only() {
+        let salt = B64.decode(SALT_B64).unwrap();
+        let current = verifier();
+        let new = derive_verifier("new password", b"another salt 16b", 4096);
+        let message = passwd_message("user", b"nonce", &new);
+        assert_eq!(
+            message,
+            format!(
+                "gc-passwd,n=user,r=bm9uY2U=,s=YW5vdGhlciBzYWx0IDE2Yg==,i=4096,k={},v={}",
+                B64.encode(new.stored_key),
+                B64.encode(new.server_key)
+            )
+        );
+        let keys = ClientKeys::derive(PASSWORD, &salt, 4096);
+        let proof = passwd_proof(&keys, &message);
+        assert!(verify_passwd_proof(&current.stored_key, &message, &proof));
+        // Another password, another nonce, another new verifier, a cut proof: refused.
+        let wrong = passwd_proof(&ClientKeys::derive("guess", &salt, 4096), &message);
+        assert!(!verify_passwd_proof(&current.stored_key, &message, &wrong));
+        let replayed = passwd_message("user", b"other", &new);
+        assert!(!verify_passwd_proof(&current.stored_key, &replayed, &proof));
+        let swapped = derive_verifier("mallory's", b"another salt 16b", 4096);
+        let moved = passwd_message("user", b"nonce", &swapped);
+        assert!(!verify_passwd_proof(&current.stored_key, &moved, &proof));
+        assert!(!verify_passwd_proof(&current.stored_key, &message, &proof[..31]));
+        // The StoredKey alone (what the server holds) does not make a proof: without the
+        // ClientKey, the best guess is the signature itself, which is refused.
+        let from_stored = hmac(&current.stored_key, message.as_bytes());
+        assert!(!verify_passwd_proof(&current.stored_key, &message, &from_stored));
     }
 
     #[test]

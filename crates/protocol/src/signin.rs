@@ -24,7 +24,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::codes::{ErrorCode, Registration, VERSION, VERSION_TLS};
+use crate::codes::{ErrorCode, Registration, SessionLevel, VERSION, VERSION_TLS};
 use crate::error::ProtocolError;
 use crate::frame::{
     AuthClient, AuthServer, Authed, CallbackPorts, CallbackReply, ConnectPing, ConnectReply,
@@ -285,16 +285,16 @@ pub fn register_with_password<S: TimeoutStream>(
     ))
 }
 
-/// `AuthRequest <username> <callback ports> <client-first>[ <callback-fingerprint>][ GC/3]` →
-/// `Auth1 <server-first>` on the auth port: the start of a SCRAM login, bound to `channel`.
-/// `rooms` asks for a GC/3 session, one with rooms; only a server that answered `Ping GC/3`
-/// with `Pong GC/3` takes it.
+/// `AuthRequest <username> <callback ports> <client-first>[ <callback-fingerprint>][ GC/3|GC/4]`
+/// → `Auth1 <server-first>` on the auth port: the start of a SCRAM login, bound to `channel`.
+/// `level` asks for a GC/3 session (rooms) or a GC/4 one; only a server that answered `Ping` of
+/// that version with its `Pong` takes it.
 pub fn request_login<S: TimeoutStream>(
     conn: &mut FramedStream<S>,
     username: &Username,
     ports: CallbackPorts,
     channel: &Channel,
-    rooms: bool,
+    level: SessionLevel,
     timeout: Duration,
 ) -> Result<Challenge, SignInError> {
     let first = ClientFirst::bound(username.as_str(), channel.binding())
@@ -311,7 +311,7 @@ pub fn request_login<S: TimeoutStream>(
         ports,
         client_first: first.message().to_owned(),
         callback_fingerprint,
-        rooms,
+        level,
     };
     conn.send(&request, due(timeout))
         .map_err(wire(Step::Login))?;

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use super::codec::{Fields, Writer};
 use super::error::thousands;
 use super::{ErrorFrame, Frame, ParseError};
-use crate::codes::{VERSION_ROOMS, token};
+use crate::codes::{SessionLevel, VERSION_GC4, VERSION_ROOMS, token};
 use crate::limits::{
     MAX_SCRAM_ITERATIONS, MAX_SCRAM_SALT_BYTES, MIN_SCRAM_SALT_BYTES, SCRAM_KEY_BYTES,
 };
@@ -24,12 +24,12 @@ static KEY_RULE: LazyLock<String> =
 // What `AuthRequest`'s last optional field may hold, when it holds something else.
 static VERSION_RULE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "must be {VERSION_ROOMS}; the optional fields are a callback fingerprint (SHA256:...), \
-         then {VERSION_ROOMS}"
+        "must be {VERSION_ROOMS} or {VERSION_GC4}; the optional fields are a callback \
+         fingerprint (SHA256:...), then {VERSION_ROOMS} or {VERSION_GC4}"
     )
 });
 
-/// How a callback fingerprint starts; [`VERSION_ROOMS`] does not, so the optional fields of
+/// How a callback fingerprint starts; [`VERSION_ROOMS`] and [`VERSION_GC4`] do not, so the optional fields of
 /// `AuthRequest` are told apart by shape.
 const FINGERPRINT_PREFIX: &str = "SHA256:";
 
@@ -48,9 +48,10 @@ pub struct CallbackPorts {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthClient {
     /// `AuthRequest <username> <auth-port> <heartbeat-port> <delivery-port> <client-first:b64>
-    /// [<callback-fingerprint>] [GC/3]`: over TLS (GC/2) the callback fingerprint, and for a
-    /// session with rooms the version `GC/3`, each written only when there is one (the
-    /// fingerprint starts with `SHA256:`, so each optional field is known by its shape).
+    /// [<callback-fingerprint>] [GC/3|GC/4]`: over TLS (GC/2) the callback fingerprint, and for
+    /// a session with rooms the version `GC/3` (or `GC/4`, rooms and the GC/4 frames), each
+    /// written only when there is one (the fingerprint starts with `SHA256:`, so each optional
+    /// field is known by its shape).
     AuthRequest {
         /// Who logs in.
         username: Username,
@@ -61,9 +62,9 @@ pub enum AuthClient {
         /// GC/2: the fingerprint of the certificate the client's callback listeners present; the
         /// server calls back only a listener presenting it.
         callback_fingerprint: Option<Fingerprint>,
-        /// GC/3: the session is to be one with rooms (the last field, `GC/3`). Without it the
-        /// session sees `#general` only.
-        rooms: bool,
+        /// What the session speaks beyond its transport's version (the last field, `GC/3` or
+        /// `GC/4`). Without it ([`SessionLevel::Base`]) the session sees `#general` only.
+        level: SessionLevel,
     },
     /// `Proof <client-final:b64>`.
     Proof {
@@ -108,16 +109,18 @@ impl Frame for AuthClient {
                 } else {
                     None
                 };
-                let rooms = optional == 1;
-                if rooms && f.next() != VERSION_ROOMS {
-                    return Err(f.value("version", &VERSION_RULE));
-                }
+                let level = if optional == 1 {
+                    SessionLevel::of_version(f.next())
+                        .ok_or_else(|| f.value("version", &VERSION_RULE))?
+                } else {
+                    SessionLevel::Base
+                };
                 Ok(Self::AuthRequest {
                     username,
                     ports,
                     client_first,
                     callback_fingerprint,
-                    rooms,
+                    level,
                 })
             }
             token::PROOF => {
@@ -166,7 +169,7 @@ impl Frame for AuthClient {
                 ports,
                 client_first,
                 callback_fingerprint,
-                rooms,
+                level,
             } => {
                 let mut w = Writer::start(out, token::AUTH_REQUEST);
                 w.word(username.as_str());
@@ -177,8 +180,8 @@ impl Frame for AuthClient {
                 if let Some(fp) = callback_fingerprint {
                     w.display(fp);
                 }
-                if *rooms {
-                    w.word(VERSION_ROOMS);
+                if let Some(version) = level.version() {
+                    w.word(version);
                 }
                 w.end();
             }
@@ -295,7 +298,7 @@ mod tests {
                 },
                 client_first: "n,,n=alice,r=abc".into(),
                 callback_fingerprint: None,
-                rooms: false,
+                level: SessionLevel::Base,
             },
             "AuthRequest alice 12090 8070 6090 biwsbj1hbGljZSxyPWFiYw==\n",
         );
@@ -311,7 +314,7 @@ mod tests {
                 },
                 client_first: "p=tls-exporter,,n=alice,r=abc".into(),
                 callback_fingerprint: Some(fp),
-                rooms: false,
+                level: SessionLevel::Base,
             },
             &format!(
                 "AuthRequest alice 12090 8070 6090 cD10bHMtZXhwb3J0ZXIsLG49YWxpY2Uscj1hYmM= {fp}\n"
@@ -336,7 +339,7 @@ mod tests {
                 },
                 client_first: "n,,n=alice,r=abc".into(),
                 callback_fingerprint: None,
-                rooms: true,
+                level: SessionLevel::Rooms,
             },
             "AuthRequest alice 12090 8070 6090 biwsbj1hbGljZSxyPWFiYw== GC/3\n",
         );
@@ -350,10 +353,41 @@ mod tests {
                 },
                 client_first: "p=tls-exporter,,n=alice,r=abc".into(),
                 callback_fingerprint: Some(fp),
-                rooms: true,
+                level: SessionLevel::Rooms,
             },
             &format!(
                 "AuthRequest alice 12090 8070 6090 cD10bHMtZXhwb3J0ZXIsLG49YWxpY2Uscj1hYmM= {fp} GC/3\n"
+            ),
+        );
+        // GC/4: the same place, the newer version.
+        exact(
+            AuthClient::AuthRequest {
+                username: user("alice"),
+                ports: CallbackPorts {
+                    auth: 12090,
+                    heartbeat: 8070,
+                    delivery: 6090,
+                },
+                client_first: "n,,n=alice,r=abc".into(),
+                callback_fingerprint: None,
+                level: SessionLevel::Gc4,
+            },
+            "AuthRequest alice 12090 8070 6090 biwsbj1hbGljZSxyPWFiYw== GC/4\n",
+        );
+        exact(
+            AuthClient::AuthRequest {
+                username: user("alice"),
+                ports: CallbackPorts {
+                    auth: 12090,
+                    heartbeat: 8070,
+                    delivery: 6090,
+                },
+                client_first: "p=tls-exporter,,n=alice,r=abc".into(),
+                callback_fingerprint: Some(fp),
+                level: SessionLevel::Gc4,
+            },
+            &format!(
+                "AuthRequest alice 12090 8070 6090 cD10bHMtZXhwb3J0ZXIsLG49YWxpY2Uscj1hYmM= {fp} GC/4\n"
             ),
         );
         exact(
@@ -406,18 +440,20 @@ mod tests {
     #[test]
     fn each_optional_field_is_known_by_its_shape() {
         let fp = Fingerprint::of_der(b"certificate");
-        for (tail, fingerprint, rooms) in [
-            (String::new(), None, false),
-            (format!(" {fp}"), Some(fp), false),
-            (" GC/3".to_owned(), None, true),
-            (format!(" {fp} GC/3"), Some(fp), true),
+        for (tail, fingerprint, level) in [
+            (String::new(), None, SessionLevel::Base),
+            (format!(" {fp}"), Some(fp), SessionLevel::Base),
+            (" GC/3".to_owned(), None, SessionLevel::Rooms),
+            (format!(" {fp} GC/3"), Some(fp), SessionLevel::Rooms),
+            (" GC/4".to_owned(), None, SessionLevel::Gc4),
+            (format!(" {fp} GC/4"), Some(fp), SessionLevel::Gc4),
         ] {
             match parse(&tail) {
                 Ok(AuthClient::AuthRequest {
                     callback_fingerprint,
-                    rooms: r,
+                    level: l,
                     ..
-                }) => assert_eq!((callback_fingerprint, r), (fingerprint, rooms), "{tail}"),
+                }) => assert_eq!((callback_fingerprint, l), (fingerprint, level), "{tail}"),
                 other => panic!("{tail}: {other:?}"),
             }
         }
@@ -426,10 +462,10 @@ mod tests {
     #[test]
     fn any_other_optional_field_is_refused_by_name() {
         let fp = Fingerprint::of_der(b"certificate");
-        let version = "`AuthRequest` field <version>: must be GC/3; the optional fields are a \
-                       callback fingerprint (SHA256:...), then GC/3";
+        let version = "`AuthRequest` field <version>: must be GC/3 or GC/4; the optional fields \
+                       are a callback fingerprint (SHA256:...), then GC/3 or GC/4";
         // A sixth field that is neither a fingerprint nor the version.
-        for tail in [" GC/2", " gc/3", " GC/3.0", " -"] {
+        for tail in [" GC/2", " gc/3", " GC/3.0", " GC/5", " -"] {
             assert_eq!(error(tail), version, "{tail}");
         }
         // The version after a fingerprint, and nothing else there.

@@ -40,6 +40,67 @@ impl Frame for HeartbeatPing {
     }
 }
 
+/// GC/4 `Stopping <session-token> <text:c16>` (server → client on the heartbeat port): the server
+/// is stopping and this session ends now; the client answers `Pong` as to a heartbeat, and
+/// should log in again later (with its backoff), or at once on another instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stopping {
+    /// The session that ends.
+    pub token: SessionToken,
+    /// For a human: why, and what to expect.
+    pub text: String,
+}
+
+/// What a client may be sent on its heartbeat port: a heartbeat, or (GC/4 sessions only) the
+/// notice that the server stops.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeartbeatRequest {
+    /// `Ping …`.
+    Ping(HeartbeatPing),
+    /// `Stopping …`.
+    Stopping(Stopping),
+}
+
+impl HeartbeatRequest {
+    /// The session the frame is for.
+    pub fn token(&self) -> &SessionToken {
+        match self {
+            Self::Ping(p) => &p.token,
+            Self::Stopping(s) => &s.token,
+        }
+    }
+}
+
+impl Frame for HeartbeatRequest {
+    fn parse(line: &[u8]) -> Result<Self, ParseError> {
+        let f = Fields::split(line)?;
+        match f.token_str() {
+            token::PING => HeartbeatPing::parse(line).map(Self::Ping),
+            token::STOPPING => {
+                let mut f = f.with_token(token::STOPPING);
+                f.arity(2)?;
+                Ok(Self::Stopping(Stopping {
+                    token: f.session_token("session-token")?,
+                    text: f.text("text")?,
+                }))
+            }
+            _ => Err(f.unexpected("`Ping` or `Stopping`")),
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Ping(p) => p.encode(out),
+            Self::Stopping(s) => {
+                let mut w = Writer::start(out, token::STOPPING);
+                w.word(s.token.as_str());
+                w.text(s.text.as_bytes());
+                w.end();
+            }
+        }
+    }
+}
+
 /// The client's answer to a heartbeat.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HeartbeatReply {
@@ -113,6 +174,33 @@ mod tests {
         exact(
             HeartbeatReply::Err(ErrorFrame::new(ErrorCode::Session, "")),
             "Err session -\n",
+        );
+    }
+
+    #[test]
+    fn stopping_is_a_gc4_heartbeat_frame() {
+        exact(
+            HeartbeatRequest::Stopping(Stopping {
+                token: tok(),
+                text: "hi".into(),
+            }),
+            &format!("Stopping {TOKEN} IGJG\n"),
+        );
+        // A ping reads the same either way.
+        let ping = HeartbeatPing {
+            token: tok(),
+            server_time: ts("1795733296.088305"),
+            presence_version: 7,
+        };
+        exact(
+            HeartbeatRequest::Ping(ping),
+            &format!("Ping {TOKEN} 1795733296.088305 7\n"),
+        );
+        // A GC/1 client's parser does not take it.
+        assert!(HeartbeatPing::parse(format!("Stopping {TOKEN} -").as_bytes()).is_err());
+        assert_eq!(
+            HeartbeatRequest::parse(b"Pong 1 2").unwrap_err().to_string(),
+            "unexpected token `Pong`, expected `Ping` or `Stopping`"
         );
     }
 }

@@ -25,7 +25,7 @@ pub use common::{ErrorFrame, encode_rec_frame};
 pub use connect::{ConnectPing, ConnectReply};
 pub use delivery::{DeliveryFrame, DeliveryReply};
 pub use error::ParseError;
-pub use heartbeat::{HeartbeatPing, HeartbeatReply};
+pub use heartbeat::{HeartbeatPing, HeartbeatReply, HeartbeatRequest, Stopping};
 pub use send::{SendReply, SendRequest};
 
 /// A typed group of frames that can be parsed from and encoded to one line.

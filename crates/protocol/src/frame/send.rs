@@ -8,7 +8,11 @@ use super::common::{encode_rec, parse_rec};
 use super::error::thousands;
 use super::{ErrorFrame, Frame, ParseError};
 use crate::codes::token;
-use crate::limits::{MAX_HISTORY_LIMIT, MAX_MUTE_SECONDS, MAX_REASON_BYTES, MAX_TOPIC_BYTES};
+use crate::limits::{
+    MAX_AWAY_BYTES, MAX_HISTORY_LIMIT, MAX_MUTE_SECONDS, MAX_REASON_BYTES, MAX_SCRAM_ITERATIONS,
+    MAX_SCRAM_SALT_BYTES, MAX_TOPIC_BYTES, MIN_SCRAM_SALT_BYTES, SCRAM_KEY_BYTES,
+    CHALLENGE_NONCE_BYTES,
+};
 use crate::types::{
     ClientMsgId, ListedKind, ListedRole, Record, Room, RoomKind, RoomRole, SessionToken, Timestamp,
     Username, Visibility,
@@ -29,6 +33,17 @@ static MUTE_RULE: LazyLock<String> = LazyLock::new(|| {
         thousands(MAX_MUTE_SECONDS.into())
     )
 });
+static AWAY_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be at most {MAX_AWAY_BYTES} bytes"));
+// `Passwd` carries a verifier as `Register` does, under the same rules (see auth.rs).
+static SALT_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be {MIN_SCRAM_SALT_BYTES} to {MAX_SCRAM_SALT_BYTES} bytes"));
+static ITERATIONS_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be 1 to {}", thousands(MAX_SCRAM_ITERATIONS.into())));
+static KEY_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be {SCRAM_KEY_BYTES} bytes (SHA-256)"));
+static NONCE_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be {CHALLENGE_NONCE_BYTES} bytes"));
 const KIND_RULE: &str =
     "must be direct for a direct conversation (@...), public or private for a room (#...)";
 
@@ -190,6 +205,43 @@ pub enum SendRequest {
         /// Whose ban is lifted.
         username: Username,
     },
+    /// GC/4 `Challenge <session-token>`: the start of a password change, answered with
+    /// [`SendReply::Challenge`].
+    Challenge {
+        /// The session.
+        token: SessionToken,
+    },
+    /// GC/4 `Passwd <session-token> <salt:b64> <iterations> <stored-key:b64> <server-key:b64>
+    /// <proof:b64>`: replace the account's verifier with this one (derived by the client; the
+    /// password never crosses the wire), proved with the current password over the nonce of the
+    /// last `Challenge` (`gc_protocol::scram::passwd_proof`).
+    Passwd {
+        /// The session.
+        token: SessionToken,
+        /// The new salt, [`MIN_SCRAM_SALT_BYTES`] to [`MAX_SCRAM_SALT_BYTES`] bytes.
+        salt: Vec<u8>,
+        /// The new PBKDF2 iteration count.
+        iterations: u32,
+        /// The new StoredKey ([`SCRAM_KEY_BYTES`] bytes).
+        stored_key: Vec<u8>,
+        /// The new ServerKey ([`SCRAM_KEY_BYTES`] bytes).
+        server_key: Vec<u8>,
+        /// The proof of the current password ([`SCRAM_KEY_BYTES`] bytes).
+        proof: Vec<u8>,
+    },
+    /// GC/4 `Away <session-token> <message:c16>`: the account is away (the message may be
+    /// empty, at most [`MAX_AWAY_BYTES`]).
+    Away {
+        /// The session.
+        token: SessionToken,
+        /// What others see beside the name.
+        message: String,
+    },
+    /// GC/4 `Back <session-token>`: the account is no longer away.
+    Back {
+        /// The session.
+        token: SessionToken,
+    },
 }
 
 impl SendRequest {
@@ -211,7 +263,11 @@ impl SendRequest {
             | Self::Kick { token, .. }
             | Self::Mute { token, .. }
             | Self::Ban { token, .. }
-            | Self::Unban { token, .. } => token,
+            | Self::Unban { token, .. }
+            | Self::Challenge { token }
+            | Self::Passwd { token, .. }
+            | Self::Away { token, .. }
+            | Self::Back { token } => token,
         }
     }
 }
@@ -238,6 +294,10 @@ fn topic(f: &mut Fields<'_>) -> Result<String, ParseError> {
 
 fn reason(f: &mut Fields<'_>) -> Result<String, ParseError> {
     f.text_at_most("reason", MAX_REASON_BYTES, &REASON_RULE)
+}
+
+fn away_message(f: &mut Fields<'_>) -> Result<String, ParseError> {
+    f.text_at_most("message", MAX_AWAY_BYTES, &AWAY_RULE)
 }
 
 impl Frame for SendRequest {
@@ -404,9 +464,60 @@ impl Frame for SendRequest {
                     username: f.username("username")?,
                 })
             }
+            token::CHALLENGE => {
+                let mut f = f.with_token(token::CHALLENGE);
+                f.arity(1)?;
+                Ok(Self::Challenge {
+                    token: f.session_token("session-token")?,
+                })
+            }
+            token::PASSWD => {
+                let mut f = f.with_token(token::PASSWD);
+                f.arity(6)?;
+                let token = f.session_token("session-token")?;
+                let salt = f.b64("salt")?;
+                if !(MIN_SCRAM_SALT_BYTES..=MAX_SCRAM_SALT_BYTES).contains(&salt.len()) {
+                    return Err(f.value("salt", &SALT_RULE));
+                }
+                let iterations = f.u32("iterations")?;
+                if iterations == 0 || iterations > MAX_SCRAM_ITERATIONS {
+                    return Err(f.value("iterations", &ITERATIONS_RULE));
+                }
+                let key = |f: &mut Fields<'_>, field| {
+                    let key = f.b64(field)?;
+                    if key.len() != SCRAM_KEY_BYTES {
+                        return Err(f.value(field, &KEY_RULE));
+                    }
+                    Ok(key)
+                };
+                Ok(Self::Passwd {
+                    token,
+                    salt,
+                    iterations,
+                    stored_key: key(&mut f, "stored-key")?,
+                    server_key: key(&mut f, "server-key")?,
+                    proof: key(&mut f, "proof")?,
+                })
+            }
+            token::AWAY => {
+                let mut f = f.with_token(token::AWAY);
+                f.arity(2)?;
+                Ok(Self::Away {
+                    token: f.session_token("session-token")?,
+                    message: away_message(&mut f)?,
+                })
+            }
+            token::BACK => {
+                let mut f = f.with_token(token::BACK);
+                f.arity(1)?;
+                Ok(Self::Back {
+                    token: f.session_token("session-token")?,
+                })
+            }
             _ => Err(f.unexpected(
                 "`Msg`, `History`, `Who`, `Bye`, `Rooms`, `Create`, `Join`, `Part`, `Invite`, \
-                 `Topic`, `Privacy`, `Role`, `Kick`, `Mute`, `Ban` or `Unban`",
+                 `Topic`, `Privacy`, `Role`, `Kick`, `Mute`, `Ban`, `Unban`, `Challenge`, \
+                 `Passwd`, `Away` or `Back`",
             )),
         }
     }
@@ -558,6 +669,29 @@ impl Frame for SendRequest {
                 w.word(username.as_str());
                 w.end();
             }
+            Self::Challenge { token } => start(out, token::CHALLENGE, token).end(),
+            Self::Passwd {
+                token,
+                salt,
+                iterations,
+                stored_key,
+                server_key,
+                proof,
+            } => {
+                let mut w = start(out, token::PASSWD, token);
+                w.b64(salt);
+                w.num((*iterations).into());
+                w.b64(stored_key);
+                w.b64(server_key);
+                w.b64(proof);
+                w.end();
+            }
+            Self::Away { token, message } => {
+                let mut w = start(out, token::AWAY, token);
+                w.text(message.as_bytes());
+                w.end();
+            }
+            Self::Back { token } => start(out, token::BACK, token).end(),
         }
     }
 }
@@ -597,6 +731,25 @@ pub enum SendReply {
         members: u32,
         /// Its topic (at most [`MAX_TOPIC_BYTES`]; empty: none).
         topic: String,
+    },
+    /// GC/4 `Challenge <nonce:b64> <salt:b64> <iterations>`: the answer to
+    /// [`SendRequest::Challenge`]: a fresh single-use nonce, and the salt and iteration count of
+    /// the account's current password (to derive the keys that prove it).
+    Challenge {
+        /// [`CHALLENGE_NONCE_BYTES`] random bytes.
+        nonce: Vec<u8>,
+        /// The current verifier's salt.
+        salt: Vec<u8>,
+        /// The current verifier's iteration count.
+        iterations: u32,
+    },
+    /// GC/4 `Away <username> <message:c16>`: in the answer to `Who` of a GC/4 session, after
+    /// `Online`, one per listed user who is away; then `End`.
+    Away {
+        /// Who is away.
+        username: Username,
+        /// Their away message (may be empty).
+        message: String,
     },
     /// `Err …`.
     Err(ErrorFrame),
@@ -653,8 +806,39 @@ impl Frame for SendReply {
                     topic: topic(&mut f)?,
                 })
             }
+            token::CHALLENGE => {
+                let mut f = f.with_token(token::CHALLENGE);
+                f.arity(3)?;
+                let nonce = f.b64("nonce")?;
+                if nonce.len() != CHALLENGE_NONCE_BYTES {
+                    return Err(f.value("nonce", &NONCE_RULE));
+                }
+                let salt = f.b64("salt")?;
+                if !(MIN_SCRAM_SALT_BYTES..=MAX_SCRAM_SALT_BYTES).contains(&salt.len()) {
+                    return Err(f.value("salt", &SALT_RULE));
+                }
+                let iterations = f.u32("iterations")?;
+                if iterations == 0 || iterations > MAX_SCRAM_ITERATIONS {
+                    return Err(f.value("iterations", &ITERATIONS_RULE));
+                }
+                Ok(Self::Challenge {
+                    nonce,
+                    salt,
+                    iterations,
+                })
+            }
+            token::AWAY => {
+                let mut f = f.with_token(token::AWAY);
+                f.arity(2)?;
+                Ok(Self::Away {
+                    username: f.username("username")?,
+                    message: away_message(&mut f)?,
+                })
+            }
             token::ERR => ErrorFrame::parse_fields(f.with_token(token::ERR)).map(Self::Err),
-            _ => Err(f.unexpected("`Thx`, `Rec`, `End`, `Online`, `Room` or `Err`")),
+            _ => Err(f.unexpected(
+                "`Thx`, `Rec`, `End`, `Online`, `Room`, `Challenge`, `Away` or `Err`",
+            )),
         }
     }
 
@@ -692,6 +876,23 @@ impl Frame for SendReply {
                 w.word(role.as_str());
                 w.num((*members).into());
                 w.text(topic.as_bytes());
+                w.end();
+            }
+            Self::Challenge {
+                nonce,
+                salt,
+                iterations,
+            } => {
+                let mut w = Writer::start(out, token::CHALLENGE);
+                w.b64(nonce);
+                w.b64(salt);
+                w.num((*iterations).into());
+                w.end();
+            }
+            Self::Away { username, message } => {
+                let mut w = Writer::start(out, token::AWAY);
+                w.word(username.as_str());
+                w.text(message.as_bytes());
                 w.end();
             }
             Self::Err(e) => e.encode_into(out),
@@ -1041,6 +1242,94 @@ mod tests {
         for request in requests {
             assert_eq!(request.token(), &other, "{request:?}");
         }
+    }
+
+    #[test]
+    fn gc4_requests_and_replies() {
+        exact(
+            SendRequest::Challenge { token: tok() },
+            &format!("Challenge {TOKEN}\n"),
+        );
+        exact(
+            SendReply::Challenge {
+                nonce: vec![0; CHALLENGE_NONCE_BYTES],
+                salt: b"salt-bytes".to_vec(),
+                iterations: 4096,
+            },
+            "Challenge AAAAAAAAAAAAAAAAAAAAAAAA c2FsdC1ieXRlcw== 4096\n",
+        );
+        exact(
+            SendRequest::Passwd {
+                token: tok(),
+                salt: vec![0; 8],
+                iterations: 4096,
+                stored_key: vec![1; 32],
+                server_key: vec![2; 32],
+                proof: vec![3; 32],
+            },
+            &format!(
+                "Passwd {TOKEN} AAAAAAAAAAA= 4096 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE= \
+                 AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI= \
+                 AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=\n"
+            ),
+        );
+        exact(
+            SendRequest::Away {
+                token: tok(),
+                message: "hi".into(),
+            },
+            &format!("Away {TOKEN} IGJG\n"),
+        );
+        exact(
+            SendRequest::Away {
+                token: tok(),
+                message: String::new(),
+            },
+            &format!("Away {TOKEN} -\n"),
+        );
+        exact(SendRequest::Back { token: tok() }, &format!("Back {TOKEN}\n"));
+        exact(
+            SendReply::Away {
+                username: user("bob"),
+                message: "hi".into(),
+            },
+            "Away bob IGJG\n",
+        );
+        exact(
+            SendReply::Away {
+                username: user("bob"),
+                message: String::new(),
+            },
+            "Away bob -\n",
+        );
+    }
+
+    #[test]
+    fn gc4_fields_keep_their_limits() {
+        let error = |line: String| SendRequest::parse(line.as_bytes()).unwrap_err().to_string();
+        let long = "A".repeat(2 * (MAX_AWAY_BYTES + 1));
+        assert_eq!(
+            error(format!("Away {TOKEN} {long}")),
+            "`Away` field <message>: must be at most 256 bytes"
+        );
+        let key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        assert_eq!(
+            error(format!("Passwd {TOKEN} AAAAAAAAAAA= 4096 {key} {key} AQ==")),
+            "`Passwd` field <proof>: must be 32 bytes (SHA-256)"
+        );
+        assert_eq!(
+            error(format!("Passwd {TOKEN} AAAA 4096 {key} {key} {key}")),
+            "`Passwd` field <salt>: must be 8 to 64 bytes"
+        );
+        assert_eq!(
+            error(format!("Passwd {TOKEN} AAAAAAAAAAA= 0 {key} {key} {key}")),
+            "`Passwd` field <iterations>: must be 1 to 10,000,000"
+        );
+        let reply = SendReply::parse(b"Challenge AAAA c2FsdC1ieXRlcw== 4096").unwrap_err();
+        assert_eq!(
+            reply.to_string(),
+            "`Challenge` field <nonce>: must be 18 bytes"
+        );
     }
 
     #[test]

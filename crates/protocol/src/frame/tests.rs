@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use super::error::thousands;
 use super::*;
-use crate::codes::ErrorCode;
+use crate::codes::{ErrorCode, SessionLevel};
 use crate::error::FieldError;
 use crate::limits::{
     MAX_BATCH_RECORDS, MAX_FRAME_BYTES, MAX_HISTORY_LIMIT, MAX_MUTE_SECONDS, MAX_REASON_BYTES,
@@ -736,11 +736,11 @@ proptest! {
         salt in proptest::collection::vec(any::<u8>(), 8..=64),
         iterations in 1u32..=10_000_000,
         certificate in proptest::option::of(proptest::collection::vec(any::<u8>(), 1..64)),
-        rooms in any::<bool>(),
+        level in prop_oneof![Just(SessionLevel::Base), Just(SessionLevel::Rooms), Just(SessionLevel::Gc4)],
     ) {
         let ports = CallbackPorts { auth: ports.0, heartbeat: ports.1, delivery: ports.2 };
         let callback_fingerprint = certificate.map(|der| Fingerprint::of_der(&der));
-        round_trip(AuthClient::AuthRequest { username: username.clone(), ports, client_first: scram.clone(), callback_fingerprint, rooms })?;
+        round_trip(AuthClient::AuthRequest { username: username.clone(), ports, client_first: scram.clone(), callback_fingerprint, level })?;
         round_trip(AuthClient::Proof { client_final: scram.clone() })?;
         round_trip(AuthClient::Register {
             username, salt, iterations, stored_key: vec![7; 32], server_key: vec![9; 32],

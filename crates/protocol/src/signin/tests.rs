@@ -174,7 +174,7 @@ fn sign_in(password: &str, forge: bool) -> Result<SignedIn, SignInError> {
     let at = callbacks.local_addr().unwrap();
     let account = verifier(PASSWORD);
     let mut conn = serve(move |s| login_server(account, at, forge, s));
-    let challenge = request_login(&mut conn, &user(), PORTS, &Channel::Plain, false, T)?;
+    let challenge = request_login(&mut conn, &user(), PORTS, &Channel::Plain, SessionLevel::Base, T)?;
     assert_eq!(
         challenge.salt_and_iterations()?,
         (b"0123456789abcdef".to_vec(), 4096)
@@ -310,7 +310,7 @@ fn the_request_frames_are_the_protocols() {
         let reply = AuthServer::Err(ErrorFrame::new(ErrorCode::UnknownUser, "no such user"));
         s.write_all(&reply.to_bytes(), soon()).unwrap();
     });
-    let err = request_login(&mut conn, &user(), PORTS, &Channel::Plain, false, T).unwrap_err();
+    let err = request_login(&mut conn, &user(), PORTS, &Channel::Plain, SessionLevel::Base, T).unwrap_err();
     assert!(matches!(
         &err,
         SignInError::Refused { step: Step::Login, error } if error.code == ErrorCode::UnknownUser
@@ -324,7 +324,7 @@ fn over_tls_the_request_binds_the_login_and_names_the_callback_certificate() {
         let AuthClient::AuthRequest {
             client_first,
             callback_fingerprint,
-            rooms,
+            level,
             ..
         } = s.read(soon()).unwrap()
         else {
@@ -335,7 +335,7 @@ fn over_tls_the_request_binds_the_login_and_names_the_callback_certificate() {
             "{client_first}"
         );
         assert_eq!(callback_fingerprint, Some(callback));
-        assert!(!rooms, "no GC/3 unless asked for");
+        assert_eq!(level, SessionLevel::Base, "no GC/3 unless asked for");
         // The server's side of the same session accepts it.
         ClientHello::parse_bound(&client_first, &Binding::TlsExporter([9; 32])).unwrap();
         let reply = AuthServer::Err(ErrorFrame::new(ErrorCode::UnknownUser, "no"));
@@ -346,41 +346,53 @@ fn over_tls_the_request_binds_the_login_and_names_the_callback_certificate() {
         callback_fingerprint: callback,
     };
     assert_eq!(channel.version(), "GC/2");
-    let err = request_login(&mut conn, &user(), PORTS, &channel, false, T).unwrap_err();
+    let err = request_login(&mut conn, &user(), PORTS, &channel, SessionLevel::Base, T).unwrap_err();
     assert!(matches!(err, SignInError::Refused { .. }), "{err:?}");
 }
 
 #[test]
 fn asking_for_rooms_ends_the_request_with_the_version() {
     // A GC/3 session is asked for with `GC/3` as the request's last field, after the callback
-    // fingerprint over TLS.
+    // fingerprint over TLS; a GC/4 one with `GC/4` in the same place.
     let callback = Fingerprint::of_der(b"the client's callback certificate");
-    for channel in [
-        Channel::Plain,
-        Channel::Tls {
-            binding: [9; 32],
-            callback_fingerprint: callback,
-        },
+    for (channel, level) in [
+        (Channel::Plain, SessionLevel::Rooms),
+        (Channel::Plain, SessionLevel::Gc4),
+        (
+            Channel::Tls {
+                binding: [9; 32],
+                callback_fingerprint: callback,
+            },
+            SessionLevel::Rooms,
+        ),
+        (
+            Channel::Tls {
+                binding: [9; 32],
+                callback_fingerprint: callback,
+            },
+            SessionLevel::Gc4,
+        ),
     ] {
         let tls = channel != Channel::Plain;
+        let version = level.version().unwrap();
         let mut conn = serve(move |mut s| {
             let line = s.read_line(soon()).unwrap().to_vec();
             let text = String::from_utf8(line).unwrap();
             let ending = if tls {
-                format!(" {callback} GC/3")
+                format!(" {callback} {version}")
             } else {
-                " GC/3".to_owned()
+                format!(" {version}")
             };
             assert!(text.ends_with(&ending), "{text}");
             let request = AuthClient::parse(text.as_bytes()).unwrap();
             assert!(matches!(
                 request,
-                AuthClient::AuthRequest { rooms: true, .. }
+                AuthClient::AuthRequest { level: l, .. } if l == level
             ));
             let reply = AuthServer::Err(ErrorFrame::new(ErrorCode::UnknownUser, "no"));
             s.send(&reply, soon()).unwrap();
         });
-        let err = request_login(&mut conn, &user(), PORTS, &channel, true, T).unwrap_err();
+        let err = request_login(&mut conn, &user(), PORTS, &channel, level, T).unwrap_err();
         assert!(matches!(err, SignInError::Refused { .. }), "{err:?}");
     }
 }
