@@ -20,8 +20,8 @@ use gc_protocol::signin::{self, Channel, SignInError};
 use gc_protocol::texts::ServerAddrs;
 use gc_protocol::{
     AuthServer, CallbackPorts, ClientMsgId, ConnectReply, DeliveryFrame, DeliveryReply, ErrorFrame,
-    Fingerprint, Frame, FramedStream, HeartbeatPing, HeartbeatReply, Record, SendReply,
-    SendRequest, SessionToken, Timestamp, Username,
+    Fingerprint, Frame, FramedStream, HeartbeatReply, HeartbeatRequest, Record, SendReply,
+    SendRequest, SessionLevel, SessionToken, Timestamp, Username,
 };
 use gc_server::{Config, ServerHandle};
 
@@ -457,8 +457,8 @@ pub struct RawClient {
     tls: Option<Arc<RawTls>>,
     /// Announced at login instead of the callback certificate's fingerprint (a test's lie).
     announced: Option<Fingerprint>,
-    /// Logs in as a GC/3 session (rooms).
-    rooms: bool,
+    /// Logs in as a GC/3 session (rooms), or a GC/4 one.
+    level: SessionLevel,
     auth_listener: TcpListener,
     hb_listener: Option<TcpListener>,
     dl_listener: Option<TcpListener>,
@@ -472,6 +472,9 @@ pub struct RawClient {
     /// after a server restart say, answers for its new session).
     live_token: std::sync::Arc<std::sync::Mutex<Option<SessionToken>>>,
     close_deliveries: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The texts of the `Stopping` notices its heartbeat port was sent (GC/4).
+    stops: mpsc::Receiver<String>,
+    stops_tx: mpsc::Sender<String>,
 }
 
 impl RawClient {
@@ -504,13 +507,14 @@ impl RawClient {
             delivery: port(&d),
         };
         let (records_tx, records) = mpsc::channel();
+        let (stops_tx, stops) = mpsc::channel();
         Self {
             ip,
             server,
             ports,
             tls,
             announced: None,
-            rooms: false,
+            level: SessionLevel::Base,
             auth_listener: a,
             hb_listener: Some(h),
             dl_listener: Some(d),
@@ -521,6 +525,8 @@ impl RawClient {
             answering: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             live_token: std::sync::Arc::default(),
             close_deliveries: Default::default(),
+            stops,
+            stops_tx,
         }
     }
 
@@ -541,7 +547,18 @@ impl RawClient {
     /// Logs in as a GC/3 session from now on: shown every room it is in, and allowed to name
     /// rooms in its requests.
     pub fn speak_rooms(&mut self) {
-        self.rooms = true;
+        self.level = SessionLevel::Rooms;
+    }
+
+    /// Logs in as a GC/4 session from now on: rooms, and the password change, the away state and
+    /// the stop notice.
+    pub fn speak_gc4(&mut self) {
+        self.level = SessionLevel::Gc4;
+    }
+
+    /// The text of a `Stopping` notice sent to its heartbeat port within `within`, if one comes.
+    pub fn stop_notice(&self, within: Duration) -> Option<String> {
+        self.stops.recv_timeout(within).ok()
     }
 
     /// Whether it speaks TLS (GC/2).
@@ -611,7 +628,7 @@ impl RawClient {
             },
             _ => Channel::Plain,
         };
-        match signin::request_login(&mut c, &username, self.ports, &channel, self.rooms, STEP) {
+        match signin::request_login(&mut c, &username, self.ports, &channel, self.level, STEP) {
             Ok(challenge) => Ok(challenge.salt_and_iterations().expect("a valid challenge")),
             Err(SignInError::Refused { error, .. }) => Err(error),
             Err(e) => panic!("login request: {e:?}"),
@@ -629,7 +646,7 @@ impl RawClient {
             _ => Channel::Plain,
         };
         let challenge = match signin::request_login(
-            &mut c, &username, self.ports, &channel, self.rooms, STEP,
+            &mut c, &username, self.ports, &channel, self.level, STEP,
         ) {
             Ok(challenge) => challenge,
             Err(SignInError::Refused { error, .. }) => return AuthServer::Err(error),
@@ -700,6 +717,7 @@ impl RawClient {
             let answering = std::sync::Arc::clone(&self.answering);
             let token = token.clone();
             let tls = self.tls.clone();
+            let stops = self.stops_tx.clone();
             thread::spawn(move || {
                 for s in hb.incoming() {
                     let Ok(s) = s else { return };
@@ -707,10 +725,11 @@ impl RawClient {
                     let answering = std::sync::Arc::clone(&answering);
                     let token = token.clone();
                     let tls = tls.clone();
+                    let stops = stops.clone();
                     thread::spawn(move || {
                         let peer = s.peer_addr().ok()?;
                         let stream = accept_callback(tls.as_deref(), s, peer)?;
-                        serve_heartbeats(stream, &token, &last_id, &answering);
+                        serve_heartbeats(stream, &token, &last_id, &answering, &stops);
                         Some(())
                     });
                 }
@@ -856,6 +875,7 @@ fn serve_heartbeats(
     token: &std::sync::Mutex<Option<SessionToken>>,
     last_id: &std::sync::atomic::AtomicU64,
     answering: &std::sync::atomic::AtomicBool,
+    stops: &mpsc::Sender<String>,
 ) {
     let peer = s
         .tcp()
@@ -863,13 +883,18 @@ fn serve_heartbeats(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let mut conn = FramedStream::new(s, peer);
-    while let Ok(ping) = conn.read::<HeartbeatPing>(Instant::now() + Duration::from_secs(30)) {
+    // Any frame is taken (a GC/1 client would refuse `Stopping`), so a test sees what was sent.
+    while let Ok(request) = conn.read::<HeartbeatRequest>(Instant::now() + Duration::from_secs(30))
+    {
         if !answering.load(Ordering::SeqCst) {
             return; // a client that hung: the server sees the connection close unanswered
         }
+        if let HeartbeatRequest::Stopping(stopping) = &request {
+            let _ = stops.send(stopping.text.clone());
+        }
         let mine = token
             .lock()
-            .is_ok_and(|t| t.as_ref().is_some_and(|t| ping.token.ct_eq(t)));
+            .is_ok_and(|t| t.as_ref().is_some_and(|t| request.token().ct_eq(t)));
         let reply = if mine {
             HeartbeatReply::Pong {
                 last_id: last_id.load(Ordering::SeqCst),

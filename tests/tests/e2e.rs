@@ -5,6 +5,7 @@
 mod attacks;
 mod client;
 mod flood;
+mod gc4;
 mod plugins;
 mod process;
 mod protocol_flow;

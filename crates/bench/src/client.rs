@@ -230,7 +230,12 @@ pub fn sign_in(
     // 9281: SCRAM, bound to the TLS session if there is one.
     let mut a = opened?;
     let channel = wire.channel(&a)?;
-    let challenge = signin::request_login(&mut a, &username, ports, &channel, args.rooms, STEP)
+    let level = if args.rooms {
+        gc_protocol::SessionLevel::Rooms
+    } else {
+        gc_protocol::SessionLevel::Base
+    };
+    let challenge = signin::request_login(&mut a, &username, ports, &channel, level, STEP)
         .map_err(step("AuthRequest"))?;
     let t_auth1 = Instant::now();
     let password = &args.accounts.password;

@@ -564,6 +564,14 @@ impl ServerFirst {
 
 // ───────────────────────────── password change (GC/4) ─────────────────────────────
 
+/// A fresh nonce for a password change's `Challenge`.
+pub fn random_challenge_nonce() -> Result<[u8; crate::limits::CHALLENGE_NONCE_BYTES], ScramError>
+{
+    let mut nonce = [0u8; crate::limits::CHALLENGE_NONCE_BYTES];
+    getrandom::fill(&mut nonce).map_err(|_| ScramError::Random)?;
+    Ok(nonce)
+}
+
 /// What a password change's proof covers: the account (its case-folded name), the server's
 /// single-use nonce, and the whole new verifier. A proof thus counts for that one change only:
 /// it cannot be replayed (the nonce is spent), nor moved onto another verifier.

@@ -9,7 +9,7 @@ use gc_net::Conn;
 use gc_protocol::scram::{Binding, ClientHello, ScramError, ServerFirst, Verifier};
 use gc_protocol::{
     AuthClient, AuthServer, Authed, CallbackPorts, CallbackReply, ErrorCode, ErrorFrame,
-    Fingerprint, ProtocolError, SessionToken, Timestamp, Username, texts,
+    Fingerprint, ProtocolError, SessionLevel, SessionToken, Timestamp, Username, texts,
 };
 use gc_store::{Account, StoreError};
 
@@ -93,7 +93,7 @@ pub fn serve(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr, slot: &
                 ports,
                 client_first,
                 callback_fingerprint,
-                rooms,
+                level,
             } => match channel(&shared, &conn, peer.ip(), &username, callback_fingerprint) {
                 Ok(channel) => login(
                     &shared,
@@ -102,7 +102,7 @@ pub fn serve(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr, slot: &
                     &username,
                     ports,
                     &client_first,
-                    LoginChannel { rooms, ..channel },
+                    LoginChannel { level, ..channel },
                 ),
                 Err(answer) => answer,
             },
@@ -188,8 +188,8 @@ struct LoginChannel {
     /// GC/2: the client's callback certificate, the only one the server accepts when it calls
     /// back.
     callback_pin: Option<Fingerprint>,
-    /// GC/3: the session speaks rooms (`AuthRequest … GC/3`).
-    rooms: bool,
+    /// GC/3: the session speaks rooms (`AuthRequest … GC/3`); GC/4: and the GC/4 frames.
+    level: SessionLevel,
 }
 
 /// Checks that an `AuthRequest` fits its connection: over TLS it must name the client's callback
@@ -215,7 +215,7 @@ fn channel(
         return Ok(LoginChannel {
             binding: Binding::Unbound,
             callback_pin: None,
-            rooms: false,
+            level: SessionLevel::Base,
         });
     }
     let Some(pin) = callback_fingerprint else {
@@ -228,7 +228,7 @@ fn channel(
         binding @ Binding::TlsExporter(_) => Ok(LoginChannel {
             binding,
             callback_pin: Some(pin),
-            rooms: false,
+            level: SessionLevel::Base,
         }),
         Binding::Unbound => Err(err(
             ErrorCode::Internal,
@@ -315,7 +315,8 @@ fn login(
         }
     };
     let pin = channel.callback_pin;
-    let gc3 = channel.rooms;
+    let level = channel.level;
+    let gc3 = level.rooms();
     let addr = SocketAddr::new(ip, ports.auth);
     let proving = Proving {
         account: &account,
@@ -346,6 +347,7 @@ fn login(
         join_floor,
         callback_pin: pin,
         rooms: gc3,
+        gc4: level.gc4(),
     };
     let session = match shared.registry.add(
         new,
@@ -562,7 +564,7 @@ fn full(shared: &ServerState) -> AuthServer {
     )
 }
 
-fn verifier_of(account: &Account) -> Option<Verifier> {
+pub(crate) fn verifier_of(account: &Account) -> Option<Verifier> {
     Some(Verifier {
         salt: account.salt.clone(),
         iterations: account.iterations,

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use gc_protocol::frame::encode_rec_frame;
 use gc_protocol::limits::{MAX_BATCH_BYTES, MAX_BATCH_RECORDS};
 use gc_protocol::{
-    DeliveryFrame, DeliveryReply, ErrorFrame, Frame, HeartbeatPing, HeartbeatReply, ProtocolError,
-    Timestamp,
+    DeliveryFrame, DeliveryReply, ErrorFrame, Frame, HeartbeatPing, HeartbeatReply,
+    HeartbeatRequest, ProtocolError, Stopping, Timestamp,
 };
 
 use gc_net::KeptConn;
@@ -154,6 +154,12 @@ pub fn run(shared: Arc<ServerState>, session: Arc<Session>) {
             }
         }
     }
+    // A GC/4 session that the shutdown left running is told first (the shutdown ends it anyway
+    // once its short wait is over, cutting this exchange if the client is slow).
+    if shared.stopping() && session.gc4 && !session.is_ended() {
+        peer.tell_stopping(&session);
+        shared.end_session(&session);
+    }
 }
 
 impl Peer {
@@ -296,6 +302,23 @@ impl Peer {
             Ok(HeartbeatReply::Pong { last_id, .. }) => Ok(last_id),
             Ok(HeartbeatReply::Err(e)) => Err(CycleError::HeartbeatRefused(e)),
             Err(e) => Err(CycleError::Heartbeat(e)),
+        }
+    }
+
+    /// GC/4: `Stopping` on the heartbeat connection (the kept one if open), answered `Pong`.
+    /// Whatever the client answers, the session ends next.
+    fn tell_stopping(&mut self, session: &Session) {
+        self.out.clear();
+        HeartbeatRequest::Stopping(Stopping {
+            token: session.token.clone(),
+            text: "the server is stopping; your client will log in again when it is back".into(),
+        })
+        .encode(&mut self.out);
+        match self.hb.exchange::<HeartbeatReply>(&self.out) {
+            Ok(_) => tracing::debug!(session = %session.label(), "told that the server stops"),
+            Err(e) => {
+                tracing::debug!(session = %session.label(), "could not tell that the server stops: {e}");
+            }
         }
     }
 

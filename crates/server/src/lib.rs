@@ -14,6 +14,7 @@ pub mod paths;
 pub mod sd_notify;
 pub mod server;
 
+mod account;
 mod auth;
 mod fds;
 mod heartbeat;

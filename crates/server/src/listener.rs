@@ -13,11 +13,12 @@ use gc_protocol::{
 };
 
 use gc_plugin::Outcome;
+use gc_protocol::scram::Verifier;
 
 use gc_net::Conn;
 
-use crate::rooms;
 use crate::state::{Incoming, NextConn, ServerState, Session};
+use crate::{account, rooms};
 use crate::warnings::peer_warn;
 
 /// Runs the listener of `session` until it ends or the server stops.
@@ -347,10 +348,17 @@ fn handle(
             let room = room.unwrap_or_else(Room::general);
             rooms::history(shared, &session, &room, before_id, limit, out);
         }
-        SendRequest::Who { room: None, .. } => encode_online(shared, out),
+        SendRequest::Who { room: None, .. } => {
+            let users = encode_online(shared, out);
+            account::away_lines(shared, &session, &users, out);
+        }
         SendRequest::Who {
             room: Some(room), ..
-        } => rooms::who(shared, &session, &room, out),
+        } => {
+            if let Some(users) = rooms::who(shared, &session, &room, out) {
+                account::away_lines(shared, &session, &users, out);
+            }
+        }
         SendRequest::Bye { .. } => {
             SendReply::Thx {
                 id: 0,
@@ -371,6 +379,29 @@ fn handle(
         | SendRequest::Mute { .. }
         | SendRequest::Ban { .. }
         | SendRequest::Unban { .. }) => rooms::handle(shared, &session, request, out, stored),
+        SendRequest::Challenge { .. } => account::challenge(shared, &session, out),
+        SendRequest::Passwd {
+            salt,
+            iterations,
+            stored_key,
+            server_key,
+            proof,
+            ..
+        } => match (stored_key.try_into(), server_key.try_into()) {
+            (Ok(stored_key), Ok(server_key)) => {
+                let new = Verifier {
+                    salt,
+                    iterations,
+                    stored_key,
+                    server_key,
+                };
+                account::passwd(shared, &session, from.ip, new, &proof, out);
+            }
+            // The parser took exactly 32 bytes each: unreachable, but answered all the same.
+            _ => error(out, ErrorCode::Malformed, "keys must be 32 bytes"),
+        },
+        SendRequest::Away { message, .. } => account::away(shared, &session, Some(message), out),
+        SendRequest::Back { .. } => account::away(shared, &session, None, out),
     }
     after
 }
@@ -495,8 +526,9 @@ fn too_large(len: usize, max: usize) -> String {
     format!("message is {len} bytes; this server takes at most {max}; split it into parts")
 }
 
-/// `Online <pv> <user>…`, shortened to fit one frame if there are very many users.
-fn encode_online(shared: &ServerState, out: &mut Vec<u8>) {
+/// `Online <pv> <user>…`, shortened to fit one frame if there are very many users; returns the
+/// users it lists.
+fn encode_online(shared: &ServerState, out: &mut Vec<u8>) -> Vec<Username> {
     let (presence_version, mut users) = shared.registry.online();
     let start = out.len();
     loop {
@@ -507,7 +539,7 @@ fn encode_online(shared: &ServerState, out: &mut Vec<u8>) {
         }
         .encode(out);
         if out.len() - start <= MAX_FRAME_BYTES {
-            return;
+            return users;
         }
         let excess = out.len() - start - MAX_FRAME_BYTES;
         // Each name costs its length plus a space; drop enough of the tail at once.

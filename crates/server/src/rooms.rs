@@ -261,22 +261,28 @@ pub(crate) fn may_post(shared: &ServerState, session: &Session, room: &Room) -> 
     Ok(())
 }
 
-/// `Who <room>`: the room's members who are online.
-pub(crate) fn who(shared: &ServerState, session: &Session, room: &Room, out: &mut Vec<u8>) {
+/// `Who <room>`: the room's members who are online; returns them (`None`: refused).
+pub(crate) fn who(
+    shared: &ServerState,
+    session: &Session,
+    room: &Room,
+    out: &mut Vec<u8>,
+) -> Option<Vec<Username>> {
     if let Err(r) = may_read(shared, session, room) {
         r.reply(session).encode(out);
-        return;
+        return None;
     }
     let (presence_version, users) = shared.registry.online();
-    let users = users
+    let users: Vec<Username> = users
         .into_iter()
         .filter(|u| room.is_direct_member(u) || shared.rooms.is_member(room, u))
         .collect();
     SendReply::Online {
         presence_version,
-        users,
+        users: users.clone(),
     }
     .encode(out);
+    Some(users)
 }
 
 /// `History … <room>`: a page of the room's records.
@@ -635,7 +641,11 @@ fn change(shared: &ServerState, session: &Session, request: SendRequest) -> Chec
         | SendRequest::History { .. }
         | SendRequest::Who { .. }
         | SendRequest::Bye { .. }
-        | SendRequest::Rooms { .. } => Ok(None),
+        | SendRequest::Rooms { .. }
+        | SendRequest::Challenge { .. }
+        | SendRequest::Passwd { .. }
+        | SendRequest::Away { .. }
+        | SendRequest::Back { .. } => Ok(None),
     }
 }
 

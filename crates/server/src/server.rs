@@ -11,7 +11,7 @@ use gc_plugin::Plugins;
 use gc_protocol::texts::ServerAddrs;
 use gc_protocol::{
     ConnectPing, ConnectReply, ErrorCode, ErrorFrame, Fingerprint, ProtocolError, Registration,
-    VERSION, VERSION_ROOMS, VERSION_TLS,
+    SessionLevel, VERSION, VERSION_GC4, VERSION_ROOMS, VERSION_TLS,
 };
 use gc_store::{AccountStore, Accounts, DataDirLock, MessageLog, MessageStore, Rooms, StoreConfig};
 
@@ -25,6 +25,11 @@ use crate::{auth, paths};
 
 /// Pending connections the kernel queues per listening port before the accept threads take them.
 const LISTEN_BACKLOG: i32 = 1024;
+
+/// How long a shutdown waits at most, in all, for the heartbeat threads of GC/4 sessions to tell
+/// their clients that the server stops (each on its own thread, so in parallel); sessions not
+/// told by then are ended anyway, cutting any exchange still under way.
+const STOP_NOTICE_WAIT: Duration = Duration::from_secs(1);
 
 /// A running server. Dropping it shuts it down.
 #[derive(Debug)]
@@ -104,6 +109,17 @@ impl ServerHandle {
         }
         // Accept threads only return once shutdown has begun; make sure it has in every case.
         begin_shutdown(&self.shared, &self.addrs);
+        // The GC/4 sessions are being told by their heartbeat threads: wait for that (woken as
+        // each ends), then end whatever is left.
+        let wait = STOP_NOTICE_WAIT.min(self.shared.config.io_timeout);
+        if !self.shared.registry.wait_len(wait, |n| n == 0) {
+            tracing::info!("ending the sessions that were not told in time that the server stops");
+        }
+        for session in self.shared.registry.close_all(&self.shared.notifier) {
+            self.shared
+                .plugins
+                .client_disconnected(session.user.as_str());
+        }
         self.shared.session_threads.join_all();
         self.shared.conn_threads.join_all();
         if let Some(handle) = self.presence_thread.take()
@@ -153,7 +169,9 @@ fn begin_shutdown(shared: &ServerState, addrs: &ServerAddrs) {
     for addr in [addrs.connect, addrs.auth, addrs.send] {
         gc_net::wake_accept(addr);
     }
-    for session in shared.registry.close_all(&shared.notifier) {
+    // GC/4 sessions are ended by their heartbeat threads once they have told their clients
+    // (wakened by the shutdown above); `finish` ends any left after a short wait.
+    for session in shared.registry.close_but(&shared.notifier, |s| s.gc4) {
         shared.plugins.client_disconnected(session.user.as_str());
     }
     shared.cut_connections();
@@ -427,7 +445,8 @@ pub(crate) fn dropped() -> ErrorFrame {
 }
 
 /// The connect port: `Ping GC/1` → `Pong GC/1 <name> <open|closed>` on a plain connection,
-/// `GC/2` over TLS, and `GC/3` (rooms) on either: the answer names the version asked for.
+/// `GC/2` over TLS, and `GC/3` (rooms) or `GC/4` on either: the answer names the version asked
+/// for.
 fn serve_connect(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr, slot: &PendingSlot) {
     let (version, other) = if conn.get_ref().is_tls() {
         (VERSION_TLS, "over TLS")
@@ -444,7 +463,9 @@ fn serve_connect(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr, slo
             slot.progress();
         }
         let reply = match read {
-            Ok(ping) if ping.version == version || ping.version == VERSION_ROOMS => {
+            Ok(ping)
+                if ping.version == version || SessionLevel::of_version(&ping.version).is_some() =>
+            {
                 ConnectReply::Pong {
                     version: ping.version,
                     server_name: shared.config.server_name.clone(),
@@ -460,8 +481,8 @@ fn serve_connect(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr, slo
                 ConnectReply::Err(ErrorFrame::new(
                     ErrorCode::Version,
                     format!(
-                        "{other} this server speaks {version} (and {VERSION_ROOMS} with rooms), not \
-                         {}; use a matching gc-client",
+                        "{other} this server speaks {version} (and {VERSION_ROOMS} with rooms, \
+                         {VERSION_GC4}), not {}; use a matching gc-client",
                         ping.version
                     ),
                 ))

@@ -285,6 +285,11 @@ pub struct Session {
     /// GC/3: the client speaks rooms (its login said so). A GC/1 session is shown `#general`
     /// only, and never sent a frame with a room.
     pub rooms: bool,
+    /// GC/4: the client also speaks the password change, the away state and the stop notice
+    /// (its login said so; always with rooms).
+    pub gc4: bool,
+    /// GC/4: the nonce of the last `Challenge` and when it was given, until a `Passwd` spends it.
+    pub challenge: Mutex<Option<(Vec<u8>, Instant)>>,
     /// Set once when the session ends.
     ended: AtomicBool,
     /// Connections on the sending port waiting for, or served by, this session's listener.
@@ -513,6 +518,9 @@ struct RegistryInner {
     online: BTreeMap<String, (Username, usize)>,
     /// Online through other instances sharing the store, by case-folded name.
     remote: BTreeMap<String, Username>,
+    /// GC/4: the away messages of users online here, by case-folded name. Kept per instance,
+    /// and only while the user has a session here: a client sets it again after a new login.
+    away: HashMap<String, String>,
     presence_version: u64,
     next_id: u64,
     closed: bool,
@@ -535,6 +543,8 @@ pub struct NewSession {
     pub callback_pin: Option<Fingerprint>,
     /// See [`Session::rooms`].
     pub rooms: bool,
+    /// See [`Session::gc4`].
+    pub gc4: bool,
 }
 
 impl Registry {
@@ -571,6 +581,8 @@ impl Registry {
             join_floor: new.join_floor,
             callback_pin: new.callback_pin,
             rooms: new.rooms,
+            gc4: new.gc4,
+            challenge: Mutex::new(None),
             ended: AtomicBool::new(false),
             slot: ListenerSlot::new(sockets.clone()),
             sockets,
@@ -629,6 +641,7 @@ impl Registry {
         };
         if gone {
             r.online.remove(&key);
+            r.away.remove(&key);
             r.presence_version += 1;
             notifier.presence_changed(r.presence_version);
         }
@@ -705,6 +718,38 @@ impl Registry {
         (r.presence_version, all.into_values().cloned().collect())
     }
 
+    /// GC/4: sets (`Some`) or clears `user`'s away message; a change raises the presence
+    /// version, so clients ask `Who` again. Returns whether anything changed. Ignored for a user
+    /// with no session here (it ended meanwhile).
+    pub fn set_away(&self, user: &Username, message: Option<String>, notifier: &Notifier) -> bool {
+        let key = user.key();
+        let mut r = self.inner.lock();
+        if !r.online.contains_key(&key) {
+            return false;
+        }
+        let changed = match message {
+            Some(message) => r.away.insert(key, message.clone()).as_ref() != Some(&message),
+            None => r.away.remove(&key).is_some(),
+        };
+        if changed {
+            r.presence_version += 1;
+            notifier.presence_changed(r.presence_version);
+        }
+        changed
+    }
+
+    /// GC/4: the away messages of those of `users` who are away here, in the order given.
+    pub fn away_of(&self, users: &[Username]) -> Vec<(Username, String)> {
+        let r = self.inner.lock();
+        if r.away.is_empty() {
+            return Vec::new();
+        }
+        users
+            .iter()
+            .filter_map(|u| r.away.get(&u.key()).map(|m| (u.clone(), m.clone())))
+            .collect()
+    }
+
     /// Who is online through this instance.
     pub fn local_online(&self) -> Vec<Username> {
         let r = self.inner.lock();
@@ -767,6 +812,17 @@ impl Registry {
 
     /// Refuses new sessions and ends every live one (shutdown); returns the sessions it ended.
     pub fn close_all(&self, notifier: &Notifier) -> Vec<Arc<Session>> {
+        self.close_but(notifier, |_| false)
+    }
+
+    /// Refuses new sessions and ends every live one but those `keep` picks (at shutdown: the
+    /// GC/4 sessions, which their heartbeat threads first tell that the server stops); returns
+    /// the sessions it ended.
+    pub fn close_but(
+        &self,
+        notifier: &Notifier,
+        keep: impl Fn(&Session) -> bool,
+    ) -> Vec<Arc<Session>> {
         let sessions: Vec<Arc<Session>> = {
             let mut r = self.inner.lock();
             r.closed = true;
@@ -775,7 +831,7 @@ impl Registry {
         };
         sessions
             .into_iter()
-            .filter(|s| self.end(s, notifier))
+            .filter(|s| !keep(s) && self.end(s, notifier))
             .collect()
     }
 }
@@ -803,6 +859,7 @@ mod tests {
             join_floor: 0,
             callback_pin: None,
             rooms: false,
+            gc4: false,
         }
     }
 
