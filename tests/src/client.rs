@@ -169,6 +169,18 @@ impl TestClient {
             .expect("found")
     }
 
+    /// Waits for a notice whose text contains `words`; returns its level.
+    pub fn wait_notice(&mut self, words: &str) -> NoticeLevel {
+        self.pump(&format!("a notice with {words:?}"), |c| {
+            c.notices.iter().any(|(_, t)| t.contains(words))
+        });
+        self.notices
+            .iter()
+            .find(|(_, t)| t.contains(words))
+            .map(|(level, _)| *level)
+            .expect("found")
+    }
+
     pub fn wait_records(&mut self, n: usize) {
         self.pump(&format!("{n} records"), |c| c.records.len() >= n);
     }

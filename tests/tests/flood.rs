@@ -481,7 +481,15 @@ fn a_login_dropped_while_its_client_works_out_its_proof_is_told_full() {
     };
     let user = Username::new("waiting").unwrap();
     let step = Duration::from_secs(5);
-    signin::request_login(&mut conn, &user, ports, &Channel::Plain, gc_protocol::SessionLevel::Base, step).unwrap();
+    signin::request_login(
+        &mut conn,
+        &user,
+        ports,
+        &Channel::Plain,
+        gc_protocol::SessionLevel::Base,
+        step,
+    )
+    .unwrap();
     // …so a newcomer, with nothing else to drop, drops it…
     let mut other = connect_from(client_ip(), a.connect).unwrap();
     other.write_all(b"Ping GC/1\n").unwrap();

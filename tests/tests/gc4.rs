@@ -146,7 +146,13 @@ fn who(c: &RawClient) -> (Vec<String>, Vec<(String, String)>) {
     let soon = || Instant::now() + Duration::from_secs(5);
     let mut conn = c.connect(c.server.send);
     let mut bytes = Vec::new();
-    gc_protocol::Frame::encode(&SendRequest::Who { token: token(c), room: None }, &mut bytes);
+    gc_protocol::Frame::encode(
+        &SendRequest::Who {
+            token: token(c),
+            room: None,
+        },
+        &mut bytes,
+    );
     conn.write_all(&bytes, soon()).unwrap();
     let SendReply::Online { users, .. } = conn.read(soon()).unwrap() else {
         panic!("expected Online");
@@ -169,13 +175,15 @@ fn away_is_shown_to_gc4_sessions_until_back_and_older_ones_see_the_old_answer() 
     let alice = session(&server, "alice", true);
     let bob = session(&server, "bob", true);
     let carol = session(&server, "carol", false);
-    thx0(&alice.request(
-        &[SendRequest::Away {
-            token: token(&alice),
-            message: "at lunch".into(),
-        }],
-        1,
-    )[0]);
+    thx0(
+        &alice.request(
+            &[SendRequest::Away {
+                token: token(&alice),
+                message: "at lunch".into(),
+            }],
+            1,
+        )[0],
+    );
     let (online, away) = who(&bob);
     assert_eq!(online, ["alice", "bob", "carol"]);
     assert_eq!(away, [("alice".to_owned(), "at lunch".to_owned())]);
@@ -193,12 +201,22 @@ fn away_is_shown_to_gc4_sessions_until_back_and_older_ones_see_the_old_answer() 
         ],
         2,
     );
-    assert!(matches!(replies[0], SendReply::Online { .. }), "{replies:?}");
+    assert!(
+        matches!(replies[0], SendReply::Online { .. }),
+        "{replies:?}"
+    );
     assert!(matches!(replies[1], SendReply::Thx { .. }), "{replies:?}");
     // Sending a message does not clear it; `Back` does.
     assert!(matches!(alice.send("back soon"), SendReply::Thx { .. }));
     assert_eq!(who(&bob).1.len(), 1);
-    thx0(&alice.request(&[SendRequest::Back { token: token(&alice) }], 1)[0]);
+    thx0(
+        &alice.request(
+            &[SendRequest::Back {
+                token: token(&alice),
+            }],
+            1,
+        )[0],
+    );
     assert_eq!(who(&bob).1, []);
 }
 
@@ -209,7 +227,10 @@ fn a_stopping_server_tells_its_gc4_sessions_and_nobody_else_and_does_not_wait_lo
     let gc3 = session(&server, "bob", false);
     let mut plain = RawClient::new(server.target());
     assert_eq!(plain.register("carol", PASSWORD), AuthServer::Registered);
-    assert!(matches!(plain.login("carol", PASSWORD), AuthServer::Ok { .. }));
+    assert!(matches!(
+        plain.login("carol", PASSWORD),
+        AuthServer::Ok { .. }
+    ));
     // A GC/4 client that hung: the shutdown does not wait for it for long.
     let hung = session(&server, "dave", true);
     hung.stop_answering();

@@ -16,7 +16,8 @@ use gc_net::tls::Stream;
 use gc_net::{Conn, Registration, Unblocker};
 use gc_protocol::{
     Authed, CallbackPorts, CallbackReply, DeliveryFrame, DeliveryReply, ErrorCode, ErrorFrame,
-    Frame, HeartbeatPing, HeartbeatReply, ProtocolError, Record, Timestamp,
+    Frame, HeartbeatPing, HeartbeatReply, HeartbeatRequest, ProtocolError, Record, Stopping,
+    Timestamp,
 };
 
 use crate::config::{
@@ -359,8 +360,9 @@ fn serve_heartbeat(shared: &ClientState, conn: &mut Conn) {
     loop {
         let idle = Instant::now() + config.idle_timeout;
         let (reply, close) = match conn.read_line_idle(idle, Some(config.io_timeout)) {
-            Ok(line) => match HeartbeatPing::parse(line) {
-                Ok(ping) => heartbeat_reply(shared, &ping),
+            Ok(line) => match HeartbeatRequest::parse(line) {
+                Ok(HeartbeatRequest::Ping(ping)) => heartbeat_reply(shared, &ping),
+                Ok(HeartbeatRequest::Stopping(stopping)) => stopping_reply(shared, stopping),
                 Err(e) => {
                     tracing::warn!(peer = conn.peer(), "malformed heartbeat: {e}");
                     (
@@ -416,6 +418,35 @@ pub(crate) fn heartbeat_reply(
             client_time: Timestamp::now(),
         },
         false,
+    )
+}
+
+/// GC/4: the server stops. For this session's token: the session ends at once (the connection
+/// thread logs in again with its backoff, or moves to another instance), answered `Pong` like a
+/// heartbeat; any other token gets `Err session`.
+pub(crate) fn stopping_reply(shared: &ClientState, stopping: Stopping) -> (HeartbeatReply, bool) {
+    {
+        let mut ctl = shared.ctl();
+        if !ctl.owns(&stopping.token) {
+            tracing::debug!("a stop notice for a session that is not ours; answering Err session");
+            return (
+                HeartbeatReply::Err(err_frame(
+                    ErrorCode::Session,
+                    "not this client's current session",
+                )),
+                true,
+            );
+        }
+        tracing::info!("the server says it stops");
+        ctl.server_stopping(stopping.text);
+    }
+    shared.notify();
+    (
+        HeartbeatReply::Pong {
+            last_id: shared.records().cursor(),
+            client_time: Timestamp::now(),
+        },
+        true,
     )
 }
 

@@ -11,9 +11,9 @@ use gc_protocol::{CallbackPorts, ClientMsgId, Record, Room, RoomRole, Username, 
 use gc_store::{KeptMessage, load_outbox, outbox_path, save_outbox};
 
 use crate::callbacks::{CallbackServer, Listeners};
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, Password};
 use crate::connection;
-use crate::control::{Command, Lifecycle};
+use crate::control::{Command, Lifecycle, PasswordChange};
 use crate::error::ClientError;
 use crate::event::{ConnState, Event, NoticeLevel, Status};
 use crate::outbox::PendingMessage;
@@ -379,6 +379,52 @@ impl Client {
             room,
             username: user,
         })
+    }
+
+    /// GC/4: marks the account away with `message` (may be empty; at most 256 bytes), shown
+    /// beside the name in everyone's `Who`. Kept and set again after each login until
+    /// [`Client::back`]; sending a message does not clear it. The answer comes as
+    /// [`crate::Event::AccountDone`]; on a server without GC/4, [`ClientError::NotSupported`]
+    /// (or [`crate::Event::Refused`] when that was not known yet).
+    pub fn away(&self, message: impl Into<String>) -> Result<(), ClientError> {
+        let message = message.into();
+        if message.len() > gc_protocol::limits::MAX_AWAY_BYTES {
+            return Err(ClientError::InvalidRequest(format!(
+                "an away message is at most {} bytes",
+                gc_protocol::limits::MAX_AWAY_BYTES
+            )));
+        }
+        self.command(Command::Away {
+            message: Some(message),
+        })
+    }
+
+    /// GC/4: the account is no longer away (see [`Client::away`]).
+    pub fn back(&self) -> Result<(), ClientError> {
+        self.command(Command::Away { message: None })
+    }
+
+    /// GC/4: changes the account's password from `current` to `new` over the session: the
+    /// client derives the new verifier (fresh salt) and proves `current` over a nonce of the
+    /// server's; neither password is sent. `new` must have at least 8 characters. The answer
+    /// comes as [`crate::Event::AccountDone`] (the next logins use `new`) or
+    /// [`crate::Event::Refused`] (`auth`: `current` is wrong). Other sessions of the account
+    /// keep running.
+    pub fn passwd(&self, current: Password, new: Password) -> Result<(), ClientError> {
+        gc_protocol::limits::check_new_password(new.expose())
+            .map_err(ClientError::InvalidRequest)?;
+        self.command(Command::Passwd(PasswordChange { current, new }))
+    }
+
+    /// The away message set with [`Client::away`] (`None`: not away).
+    pub fn away_message(&self) -> Option<String> {
+        self.shared.ctl().away().map(str::to_owned)
+    }
+
+    /// Whether the server speaks GC/4 (`/passwd`, `/away`): `None` until the first version
+    /// check answered.
+    pub fn gc4_available(&self) -> Option<bool> {
+        self.shared.ctl().gc4()
     }
 
     /// Whether the server serves rooms (GC/3): `None` until the first version check answered

@@ -4,11 +4,12 @@
 //! room requests, `Bye`) over one kept connection. What to do next while active is
 //! [`Control::next_work`]'s decision.
 //!
-//! Versions: the client asks `Ping GC/3` (rooms) first on either transport. A server that
-//! answers `Err version` is an older one: the client asks again on a fresh connection with the
-//! transport's old version (`GC/2` over TLS, `GC/1` plain) and logs in without rooms. Any other
-//! answer than `Pong GC/3` or `Err version` is refused, as a `Pong` of another version always was
-//! ([`first_answer`]).
+//! Versions: the client asks `Ping GC/4` first on either transport. A server that answers
+//! `Err version` is an older one: the client asks again on a fresh connection with `GC/3`
+//! (rooms, without `/passwd`, `/away` and the stop notice), and after another `Err version` with
+//! the transport's old version (`GC/2` over TLS, `GC/1` plain), without rooms. Any other answer
+//! than a `Pong` of the version asked or `Err version` is refused, as a `Pong` of another version
+//! always was ([`first_answer`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -16,17 +17,19 @@ use std::time::{Duration, Instant};
 
 use gc_net::{Conn, KeptConn, NetError, Reuse};
 use gc_protocol::limits::MAX_HISTORY_LIMIT;
+use gc_protocol::limits::MAX_SCRAM_ITERATIONS;
 use gc_protocol::scram::Binding;
+use gc_protocol::scram::{ClientKeys, derive_verifier, passwd_message, passwd_proof, random_salt};
 use gc_protocol::signin::{self, Channel, ServerHello, SignInError, SignedIn};
 use gc_protocol::{
-    ErrorCode, ErrorFrame, Frame, Record, Registration, Room, SendReply, SendRequest, SessionToken,
-    VERSION, VERSION_ROOMS, VERSION_TLS,
+    ErrorCode, ErrorFrame, Frame, Record, Registration, Room, SendReply, SendRequest, SessionLevel,
+    SessionToken, Username, VERSION, VERSION_GC4, VERSION_ROOMS, VERSION_TLS,
 };
 
 use crate::backoff::Backoff;
-use crate::control::{Command, Next, Work};
+use crate::control::{Command, Next, PasswordChange, Work, no_gc4};
 use crate::error::{ClientError, PinMismatch, error_chain};
-use crate::event::{Event, NoticeLevel, Refusal, Rejection};
+use crate::event::{AccountChange, Event, NoticeLevel, Refusal, Rejection};
 use crate::failover::{Rotation, Target};
 use crate::net;
 use crate::outbox::{MAX_PIPELINE, MsgReply, PendingMessage, ReplyEffect};
@@ -50,6 +53,8 @@ struct LiveSession {
     heartbeat: Duration,
     /// A GC/3 session: it may name rooms.
     rooms: bool,
+    /// A GC/4 session: `/passwd`, `/away`, and `Away` lines after `Online`.
+    gc4: bool,
 }
 
 /// How an active session ended.
@@ -334,7 +339,8 @@ fn sign_in_on(
 ) -> Result<LiveSession, ClientError> {
     let config = &shared.config;
     let server_ip = target.ip;
-    let rooms = version == VERSION_ROOMS;
+    let level = SessionLevel::of_version(version).unwrap_or_default();
+    let rooms = level.rooms();
     {
         let mut ctl = shared.ctl();
         let change = ctl.agree_version(version, rooms);
@@ -361,7 +367,7 @@ fn sign_in_on(
         register(shared, &mut auth, registration)?;
         *registered = true;
     }
-    let signed_in = authenticate(shared, &mut auth, rooms)?;
+    let signed_in = authenticate(shared, &mut auth, level)?;
     link.set_addr(SocketAddr::new(server_ip, config.server_ports.send));
     link.set_check(shared.server_check());
     Ok(signed_in)
@@ -409,14 +415,15 @@ pub(crate) fn connect_error(
     net_error(pin, port, port, e)
 }
 
-/// What the answer to `Ping GC/3` means.
+/// What the answer to `Ping GC/4` (or, after it, `Ping GC/3`) means.
 #[derive(Debug)]
 pub(crate) enum FirstAnswer {
-    /// `Pong GC/3`: the server serves rooms.
+    /// The `Pong` of the version asked: the server speaks it.
     Rooms(ServerHello),
-    /// `Err version`: an older server. Ask again, on a fresh connection, with the transport's
-    /// old version, and work without rooms. Over TLS the answer is authenticated (the pinned
-    /// certificate), so this is no downgrade an attacker can cause.
+    /// `Err version`: an older server. Ask again, on a fresh connection, with the next older
+    /// version (`GC/3`, then the transport's old one), and work without what it lacks. Over TLS
+    /// the answer is authenticated (the pinned certificate), so this is no downgrade an attacker
+    /// can cause.
     Older(ErrorFrame),
     /// Anything else, as any failed version check: a connection failure (try the next address,
     /// or later), or a refusal or a `Pong` of another version than asked (refused for good, as
@@ -424,7 +431,7 @@ pub(crate) enum FirstAnswer {
     Failed(SignInError),
 }
 
-/// Sorts out the answer to `Ping GC/3` (see [`FirstAnswer`]).
+/// Sorts out the answer to `Ping GC/4` or `Ping GC/3` (see [`FirstAnswer`]).
 pub(crate) fn first_answer(answer: Result<ServerHello, SignInError>) -> FirstAnswer {
     match answer {
         Ok(hello) => FirstAnswer::Rooms(hello),
@@ -445,9 +452,10 @@ fn old_version(shared: &ClientState) -> &'static str {
 }
 
 /// The version check on the first of `targets` that answers (each checked against its own
-/// instance's pin): `Ping GC/3`, and after `Err version` `Ping GC/2` (`GC/1` plain) on a fresh
-/// connection (see [`first_answer`]); only the latter when the configuration asks for no rooms.
-/// Returns the target, the server's hello and the version agreed.
+/// instance's pin): `Ping GC/4`, after `Err version` `Ping GC/3`, and after another `Ping GC/2`
+/// (`GC/1` plain), each on a fresh connection (see [`first_answer`]); only the last when the
+/// configuration asks for no rooms. Returns the target, the server's hello and the version
+/// agreed.
 fn version_check(
     shared: &ClientState,
     rotation: &Rotation,
@@ -455,16 +463,17 @@ fn version_check(
 ) -> Result<(Target, ServerHello, &'static str), ClientError> {
     let port = shared.config.server_ports.connect;
     let old = old_version(shared);
-    let first = if shared.config.rooms {
-        VERSION_ROOMS
+    let ladder: &[&'static str] = if shared.config.rooms {
+        &[VERSION_GC4, VERSION_ROOMS]
     } else {
-        old
+        &[]
     };
     let mut last_error = None;
-    for &target in targets {
+    'targets: for &target in targets {
         shared.set_instance(rotation.instance(target));
         let addr = SocketAddr::new(target.ip, port);
-        let mut answer = match ask_version(shared, addr, first) {
+        let mut agreed = ladder.first().copied().unwrap_or(old);
+        let mut answer = match ask_version(shared, addr, agreed) {
             Ok(answer) => answer,
             Err(e) if e.is_fatal() => return Err(e),
             Err(e) => {
@@ -472,26 +481,33 @@ fn version_check(
                 continue;
             }
         };
-        let mut agreed = first;
-        if first == VERSION_ROOMS {
+        // Down the ladder while the server says it speaks an older version.
+        for (i, &asked) in ladder.iter().enumerate() {
             match first_answer(answer) {
-                FirstAnswer::Rooms(hello) => answer = Ok(hello),
+                FirstAnswer::Rooms(hello) => {
+                    answer = Ok(hello);
+                    break;
+                }
                 FirstAnswer::Older(refusal) => {
+                    let next = ladder.get(i + 1).copied().unwrap_or(old);
                     tracing::info!(
-                        "{addr} does not speak {VERSION_ROOMS} ({}); asking for {old}",
+                        "{addr} does not speak {asked} ({}); asking for {next}",
                         refusal.text
                     );
-                    agreed = old;
-                    answer = match ask_version(shared, addr, old) {
+                    agreed = next;
+                    answer = match ask_version(shared, addr, next) {
                         Ok(answer) => answer,
                         Err(e) if e.is_fatal() => return Err(e),
                         Err(e) => {
                             last_error = Some(e);
-                            continue;
+                            continue 'targets;
                         }
                     };
                 }
-                FirstAnswer::Failed(e) => answer = Err(e),
+                FirstAnswer::Failed(e) => {
+                    answer = Err(e);
+                    break;
+                }
             }
         }
         match answer {
@@ -558,10 +574,11 @@ fn register(
                 .into(),
         });
     }
+    let password = shared.ctl().password(&config.password).clone();
     signin::register_with_password(
         auth,
         &shared.username,
-        config.password.expose(),
+        password.expose(),
         config.min_scram_iterations,
         config.io_timeout,
     )?;
@@ -573,13 +590,14 @@ fn register(
 }
 
 /// SCRAM: `AuthRequest` → `Auth1` → `Proof`, while the auth callback checks the server's
-/// signature and takes the token; then `Ok`. `rooms`: a GC/3 session (the server answered
-/// `Pong GC/3`).
+/// signature and takes the token; then `Ok`. `level`: a GC/3 or GC/4 session (the server
+/// answered `Pong` of that version), or neither.
 fn authenticate(
     shared: &ClientState,
     auth: &mut Conn,
-    rooms: bool,
+    level: SessionLevel,
 ) -> Result<LiveSession, ClientError> {
+    let rooms = level.rooms();
     let config = &shared.config;
     shared.transition(|c| c.authenticating())?;
     let channel = match &shared.tls {
@@ -601,10 +619,11 @@ fn authenticate(
         &shared.username,
         shared.ports,
         &channel,
-        rooms,
+        level,
         config.io_timeout,
     )?;
-    let proof = challenge.prove(config.password.expose(), config.min_scram_iterations)?;
+    let password = shared.ctl().password(&config.password).clone();
+    let proof = challenge.prove(password.expose(), config.min_scram_iterations)?;
     // The cursor the session's first heartbeats will report (see `activate`).
     let cursor_at_login = shared.records().cursor();
     // Before the proof goes out: the server calls back as soon as it has read it.
@@ -624,6 +643,7 @@ fn authenticate(
         token,
         heartbeat,
         rooms,
+        gc4: level.gc4(),
     })
 }
 
@@ -734,6 +754,13 @@ fn run_active(shared: &ClientState, link: &mut KeptConn, session: &LiveSession) 
             Work::Send(batch) => send_batch(shared, link, session, &batch),
         };
         if let Err(end) = step {
+            // An exchange cut by a server that said it stops: say that, not the cut.
+            if let Some(text) = shared.ctl().take_stopping() {
+                return End::Lost(format!(
+                    "the server is stopping ({})",
+                    gc_protocol::sanitize::Sanitized(&text)
+                ));
+            }
             return end;
         }
     }
@@ -871,6 +898,11 @@ fn run_command(
     session: &LiveSession,
     command: Command,
 ) -> Result<(), End> {
+    if command.needs_gc4() && !session.gc4 {
+        let text = no_gc4(command.feature(), shared.ctl().version());
+        refused(shared, command, Some(ErrorCode::Version), text);
+        return Ok(());
+    }
     if command.needs_rooms() && !session.rooms {
         refused(shared, command, Some(ErrorCode::Version), NO_ROOMS.into());
         return Ok(());
@@ -890,6 +922,8 @@ fn run_command(
             "a room request",
             room_request(shared, link, session, request),
         ),
+        Command::Away { message } => ("`Away`", away(shared, link, session, message)),
+        Command::Passwd(change) => ("`Passwd`", passwd(shared, link, session, change)),
     };
     match answer {
         Ok(Answer::Done) => Ok(()),
@@ -930,6 +964,14 @@ fn run_command(
 }
 
 fn refused(shared: &ClientState, command: Command, code: Option<ErrorCode>, text: String) {
+    // The passwords go no further than the exchange that needed them.
+    let command = match command {
+        Command::Passwd(_) => Command::Passwd(PasswordChange {
+            current: Default::default(),
+            new: Default::default(),
+        }),
+        other => other,
+    };
     shared.emit(Event::Refused(Refusal {
         command,
         code,
@@ -954,7 +996,25 @@ fn who(
         token: session.token.clone(),
         room: room.and_then(wire_room),
     });
-    match link.exchange::<SendReply>(&request)? {
+    // A GC/4 session's `Online` is followed by an `Away` line per away user, then `End`.
+    let deadline = || shared.connector.deadline();
+    let gc4 = session.gc4;
+    let (reply, away) = link.exchange_with(&request, |conn| {
+        let first = conn.read::<SendReply>(deadline()).map_err(|e| (e, false))?;
+        let mut away: Vec<(Username, String)> = Vec::new();
+        if gc4 && matches!(first, SendReply::Online { .. }) {
+            loop {
+                match conn.read::<SendReply>(deadline()) {
+                    Ok(SendReply::Away { username, message }) => away.push((username, message)),
+                    Ok(SendReply::End) => break,
+                    Ok(other) => return Ok((other, away)),
+                    Err(e) => return Err((e, true)),
+                }
+            }
+        }
+        Ok((first, away))
+    })?;
+    match reply {
         SendReply::Online {
             presence_version,
             users,
@@ -963,6 +1023,10 @@ fn who(
                 None => {
                     let mut ctl = shared.ctl();
                     ctl.presence.fetched(presence_version, users.clone());
+                    // The away states first: a front end showing the list has them then.
+                    if gc4 {
+                        shared.emit(Event::Away(away));
+                    }
                     shared.emit(Event::Presence {
                         version: presence_version,
                         users,
@@ -1094,6 +1158,99 @@ fn room_request(
                 request: request.clone(),
                 notice_id: id,
             });
+            Ok(Answer::Done)
+        }
+        SendReply::Err(e) => Ok(Answer::Refused(e)),
+        other => Ok(Answer::Unexpected(format!("{other:?}"))),
+    }
+}
+
+/// GC/4 `Away <message>` or `Back` → `Thx 0`: the account-done event; the state is kept, to be
+/// set again after each login.
+fn away(
+    shared: &ClientState,
+    link: &mut KeptConn,
+    session: &LiveSession,
+    message: &Option<String>,
+) -> Result<Answer, NetError> {
+    let token = session.token.clone();
+    let request = match message {
+        Some(message) => SendRequest::Away {
+            token,
+            message: message.clone(),
+        },
+        None => SendRequest::Back { token },
+    };
+    match link.exchange::<SendReply>(&encode(&request))? {
+        SendReply::Thx { .. } => {
+            shared.ctl().away_done(message.clone());
+            shared.emit(Event::AccountDone(match message {
+                Some(message) => AccountChange::Away(message.clone()),
+                None => AccountChange::Back,
+            }));
+            Ok(Answer::Done)
+        }
+        SendReply::Err(e) => Ok(Answer::Refused(e)),
+        other => Ok(Answer::Unexpected(format!("{other:?}"))),
+    }
+}
+
+/// GC/4 password change: `Challenge` → the current password's salt and iteration count and a
+/// fresh nonce; the client derives the current keys and the new verifier (fresh salt) here,
+/// proves the current password over the nonce and the new verifier, and sends `Passwd` →
+/// `Thx 0`. Neither password leaves the client.
+fn passwd(
+    shared: &ClientState,
+    link: &mut KeptConn,
+    session: &LiveSession,
+    change: &PasswordChange,
+) -> Result<Answer, NetError> {
+    let challenge = encode(&SendRequest::Challenge {
+        token: session.token.clone(),
+    });
+    let (nonce, salt, iterations) = match link.exchange::<SendReply>(&challenge)? {
+        SendReply::Challenge {
+            nonce,
+            salt,
+            iterations,
+        } => (nonce, salt, iterations),
+        SendReply::Err(e) => return Ok(Answer::Refused(e)),
+        other => return Ok(Answer::Unexpected(format!("{other:?}"))),
+    };
+    let min = shared.config.min_scram_iterations;
+    // Checked before any PBKDF2, as at login: a hostile server cannot make the client spin.
+    if !(min..=MAX_SCRAM_ITERATIONS).contains(&iterations) {
+        return Ok(Answer::Unexpected(format!(
+            "a challenge of {iterations} iterations (this client takes {min} to \
+             {MAX_SCRAM_ITERATIONS})"
+        )));
+    }
+    let current = ClientKeys::derive(change.current.expose(), &salt, iterations);
+    let Ok(new_salt) = random_salt() else {
+        return Ok(Answer::Refused(ErrorFrame::new(
+            ErrorCode::Internal,
+            "no randomness available from the operating system",
+        )));
+    };
+    // As strong as the account was, and at least what this client registers with.
+    let new = derive_verifier(change.new.expose(), &new_salt, iterations.max(min));
+    let proof = passwd_proof(
+        &current,
+        &passwd_message(&shared.username.key(), &nonce, &new),
+    );
+    let request = encode(&SendRequest::Passwd {
+        token: session.token.clone(),
+        salt: new.salt.clone(),
+        iterations: new.iterations,
+        stored_key: new.stored_key.to_vec(),
+        server_key: new.server_key.to_vec(),
+        proof: proof.to_vec(),
+    });
+    match link.exchange::<SendReply>(&request)? {
+        SendReply::Thx { .. } => {
+            tracing::info!("password changed");
+            shared.ctl().password_changed(change.new.clone());
+            shared.emit(Event::AccountDone(AccountChange::Password));
             Ok(Answer::Done)
         }
         SendReply::Err(e) => Ok(Answer::Refused(e)),
@@ -1257,38 +1414,68 @@ mod tests {
     }
 
     #[test]
-    fn a_server_with_rooms_is_asked_once() {
-        let (result, asked) = check(vec![pong("GC/3")], true);
+    fn a_server_with_gc4_is_asked_once() {
+        let (result, asked) = check(vec![pong("GC/4")], true);
+        assert_eq!(result.unwrap(), VERSION_GC4);
+        assert_eq!(asked, ["GC/4"]);
+    }
+
+    #[test]
+    fn a_gc3_server_is_asked_again_for_gc3_on_a_fresh_connection() {
+        let (result, asked) = check(
+            vec![
+                err(
+                    ErrorCode::Version,
+                    "this server speaks GC/1 (and GC/3 with rooms), not GC/4",
+                ),
+                pong("GC/3"),
+            ],
+            true,
+        );
         assert_eq!(result.unwrap(), VERSION_ROOMS);
-        assert_eq!(asked, ["GC/3"]);
+        assert_eq!(asked, ["GC/4", "GC/3"]);
     }
 
     #[test]
     fn an_older_server_is_asked_again_on_a_fresh_connection_with_the_old_version() {
         let (result, asked) = check(
             vec![
+                err(ErrorCode::Version, "this server speaks GC/1, not GC/4"),
                 err(ErrorCode::Version, "this server speaks GC/1, not GC/3"),
                 pong("GC/1"),
             ],
             true,
         );
         assert_eq!(result.unwrap(), VERSION);
-        assert_eq!(asked, ["GC/3", "GC/1"]);
+        assert_eq!(asked, ["GC/4", "GC/3", "GC/1"]);
     }
 
     #[test]
-    fn anything_but_pong_gc3_or_err_version_is_refused() {
-        // A Pong of the old version to `Ping GC/3`: refused for good, not taken as a fallback.
-        let (result, asked) = check(vec![pong("GC/1")], true);
-        let e = result.unwrap_err();
-        assert!(e.is_fatal(), "{e}");
-        assert!(error_chain(&e).contains("when asked for GC/3"), "{e}");
-        assert_eq!(asked, ["GC/3"]);
-        // The fallback's answer is checked as the old version check was.
-        let (result, _) = check(vec![err(ErrorCode::Version, "no"), pong("GC/3")], true);
+    fn anything_but_the_pong_asked_for_or_err_version_is_refused() {
+        // A Pong of an older version to `Ping GC/4`: refused for good, not taken as a fallback.
+        for old in ["GC/1", "GC/3"] {
+            let (result, asked) = check(vec![pong(old)], true);
+            let e = result.unwrap_err();
+            assert!(e.is_fatal(), "{e}");
+            assert!(error_chain(&e).contains("when asked for GC/4"), "{e}");
+            assert_eq!(asked, ["GC/4"]);
+        }
+        // Nor is GC/1 to `Ping GC/3`.
+        let (result, _) = check(vec![err(ErrorCode::Version, "no"), pong("GC/1")], true);
+        assert!(matches!(result, Err(ClientError::Version { .. })));
+        // The last fallback's answer is checked as the old version check was.
+        let (result, _) = check(
+            vec![
+                err(ErrorCode::Version, "no"),
+                err(ErrorCode::Version, "no"),
+                pong("GC/3"),
+            ],
+            true,
+        );
         assert!(matches!(result, Err(ClientError::Version { .. })));
         let (result, _) = check(
             vec![
+                err(ErrorCode::Version, "no"),
                 err(ErrorCode::Version, "no"),
                 err(ErrorCode::Version, "speaks GC/9 only"),
             ],
@@ -1301,7 +1488,7 @@ mod tests {
         // Other refusals are what they were.
         let (result, asked) = check(vec![err(ErrorCode::Full, "busy")], true);
         assert_eq!(result.unwrap_err().code(), Some(ErrorCode::Full));
-        assert_eq!(asked, ["GC/3"]);
+        assert_eq!(asked, ["GC/4"]);
     }
 
     #[test]

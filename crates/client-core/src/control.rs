@@ -11,10 +11,14 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use gc_protocol::sanitize::Sanitized;
 use gc_protocol::scram::ScramError;
 use gc_protocol::signin::{CallbackCheck, ServerHello};
-use gc_protocol::{Authed, CallbackReply, ClientMsgId, Room, SessionToken, Username};
+use gc_protocol::{
+    Authed, CallbackReply, ClientMsgId, Room, SessionToken, Username, VERSION, VERSION_GC4,
+};
 
+use crate::config::Password;
 use crate::error::ClientError;
 use crate::event::ConnState;
 use crate::outbox::{MAX_OUTBOX, Outbox, PendingMessage};
@@ -45,15 +49,48 @@ pub enum Command {
     Rooms,
     /// A room request (`Create`, `Join`, …).
     Room(RoomRequest),
+    /// GC/4: be away with this message (`Some`, may be empty), or back (`None`). Answered by
+    /// [`crate::Event::AccountDone`].
+    Away {
+        /// The away message, or `None` for back.
+        message: Option<String>,
+    },
+    /// GC/4: change the account's password. Answered by [`crate::Event::AccountDone`].
+    Passwd(PasswordChange),
+}
+
+/// A password change: the current password (to prove), and the new one (whose verifier the
+/// client derives; neither crosses the wire).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasswordChange {
+    /// The password the account has now.
+    pub current: Password,
+    /// The password it is to have.
+    pub new: Password,
 }
 
 impl Command {
+    /// Whether only a GC/4 session may ask it (`/away`, `/back`, `/passwd`).
+    pub fn needs_gc4(&self) -> bool {
+        matches!(self, Self::Away { .. } | Self::Passwd(_))
+    }
+
+    /// The feature a GC/4 request is, as a refusal names it (`/away`, `/passwd`).
+    pub fn feature(&self) -> &'static str {
+        match self {
+            Self::Away { message: Some(_) } => "/away",
+            Self::Away { message: None } => "/back",
+            Self::Passwd(_) => "/passwd",
+            _ => "this request",
+        }
+    }
+
     /// Whether only a session with rooms (GC/3) may ask it: anything naming a room other than
     /// `#general`, the room list, and the room requests.
     pub fn needs_rooms(&self) -> bool {
         match self {
             Self::History { room, .. } | Self::Who { room: Some(room) } => !room.is_general(),
-            Self::Who { room: None } => false,
+            Self::Who { room: None } | Self::Away { .. } | Self::Passwd(_) => false,
             Self::Rooms | Self::Room(_) => true,
         }
     }
@@ -67,8 +104,21 @@ impl std::fmt::Display for Command {
             Self::Who { room: Some(room) } => write!(f, "who is online in {room}"),
             Self::Rooms => f.write_str("the list of rooms"),
             Self::Room(request) => write!(f, "to {request}"),
+            Self::Away { message: Some(_) } => f.write_str("to be away"),
+            Self::Away { message: None } => f.write_str("to be back"),
+            Self::Passwd(_) => f.write_str("to change the password"),
         }
     }
+}
+
+/// What a client that has GC/4 only is told on a server without it: the server version, and
+/// what to do.
+pub fn no_gc4(what: &str, version: Option<&str>) -> String {
+    let speaks = version.unwrap_or(VERSION);
+    format!(
+        "this server does not support {what}: it speaks {speaks}, and {what} needs \
+         {VERSION_GC4}; ask the operator to update gc-server"
+    )
 }
 
 /// What the version check agreed, as [`Control::agree_version`] reports it.
@@ -312,6 +362,12 @@ pub struct Control {
     probe_after: Option<Duration>,
     /// The heartbeat after which the last probe ran (one probe per silence).
     probed_since: Option<Instant>,
+    /// GC/4: the away message the user set (`None`: not away), set again at each login.
+    away: Option<String>,
+    /// GC/4: the server said it stops (its text), ending the active session.
+    stopping: Option<String>,
+    /// The password changed with `/passwd` while running: the next logins use it.
+    password: Option<Password>,
 }
 
 impl Default for Control {
@@ -332,6 +388,9 @@ impl Default for Control {
             quiet_heartbeats: 0,
             probe_after: None,
             probed_since: None,
+            away: None,
+            stopping: None,
+            password: None,
         }
     }
 }
@@ -541,7 +600,53 @@ impl Control {
         self.login_latest = Some(latest_id);
         self.quiet_heartbeats = 0;
         self.presence.forget_seen();
+        self.stopping = None;
+        // The away state is the user's, not the session's: a new GC/4 session is told again.
+        if self.gc4() == Some(true)
+            && let Some(message) = &self.away
+        {
+            let away = Command::Away {
+                message: Some(message.clone()),
+            };
+            if !self.commands.contains(&away) {
+                self.commands.push_front(away);
+            }
+        }
         Ok(changed)
+    }
+
+    /// GC/4: the server said on the heartbeat port that it stops (`text`, its words): the
+    /// active session ends at once ([`Control::next_work`]). Only the current session's notice
+    /// counts (the caller checked the token).
+    pub fn server_stopping(&mut self, text: String) {
+        if matches!(self.session, SessionPhase::Active { .. }) {
+            self.stopping = Some(text);
+        }
+    }
+
+    /// Takes the server's stop notice, if one came for this session.
+    pub fn take_stopping(&mut self) -> Option<String> {
+        self.stopping.take()
+    }
+
+    /// The away message the user set last (`None`: not away).
+    pub fn away(&self) -> Option<&str> {
+        self.away.as_deref()
+    }
+
+    /// An away or back request the server did: kept, to set again after each login.
+    pub fn away_done(&mut self, message: Option<String>) {
+        self.away = message;
+    }
+
+    /// The password to log in with: the one `/passwd` changed to, else the configured one.
+    pub fn password<'a>(&'a self, configured: &'a Password) -> &'a Password {
+        self.password.as_ref().unwrap_or(configured)
+    }
+
+    /// `/passwd` succeeded: log in with `new` from now on.
+    pub fn password_changed(&mut self, new: Password) {
+        self.password = Some(new);
     }
 
     /// The session ended, or the sign-in failed (DISCONNECTED): its token is refused from now on.
@@ -611,8 +716,14 @@ impl Control {
         }
     }
 
+    /// Whether the server speaks GC/4 (`/passwd`, `/away`, the stop notice): `None` until a
+    /// version check answered.
+    pub fn gc4(&self) -> Option<bool> {
+        self.version.map(|(version, _)| version == VERSION_GC4)
+    }
+
     /// Whether the server serves rooms: `None` until a version check answered, then whether
-    /// the last one agreed on GC/3.
+    /// the last one agreed on GC/3 (or GC/4).
     pub fn rooms(&self) -> Option<bool> {
         self.version.map(|(_, rooms)| rooms)
     }
@@ -626,6 +737,17 @@ impl Control {
     fn check_rooms(&self, needs_rooms: bool) -> Result<(), ClientError> {
         if needs_rooms && self.rooms() == Some(false) {
             return Err(ClientError::NoRooms);
+        }
+        Ok(())
+    }
+
+    /// Refuses what needs GC/4 once the server is known to lack it.
+    fn check_gc4(&self, command: &Command) -> Result<(), ClientError> {
+        if command.needs_gc4() && self.gc4() == Some(false) {
+            return Err(ClientError::NotSupported(no_gc4(
+                command.feature(),
+                self.version(),
+            )));
         }
         Ok(())
     }
@@ -665,6 +787,7 @@ impl Control {
         if self.is_closing() {
             return Err(ClientError::Closed);
         }
+        self.check_gc4(&command)?;
         self.check_rooms(command.needs_rooms())?;
         if self.commands.len() >= MAX_COMMANDS {
             return Err(ClientError::Busy);
@@ -710,6 +833,12 @@ impl Control {
         }
         if self.take_reconnect() {
             return Next::Do(Work::Reconnect);
+        }
+        if let Some(text) = self.stopping.take() {
+            return Next::Do(Work::Relogin(format!(
+                "the server is stopping ({})",
+                Sanitized(&text)
+            )));
         }
         let last_heartbeat = match &self.session {
             SessionPhase::Active { last_heartbeat, .. } => *last_heartbeat,
@@ -998,6 +1127,65 @@ pub(crate) mod tests {
 
     fn room(name: &str) -> Room {
         Room::new(name).unwrap()
+    }
+
+    #[test]
+    fn gc4_requests_say_plainly_that_an_older_server_does_not_support_them() {
+        let mut c = Control::default();
+        let away = Command::Away {
+            message: Some("lunch".into()),
+        };
+        // Not known yet: queued, and the connection thread answers once it knows.
+        c.queue_command(away.clone()).unwrap();
+        c.agree_version("GC/3", true);
+        assert_eq!(c.gc4(), Some(false));
+        let e = c.queue_command(away).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "this server does not support /away: it speaks GC/3, and /away needs GC/4; ask the \
+             operator to update gc-server"
+        );
+        let passwd = Command::Passwd(PasswordChange {
+            current: Password::new("a"),
+            new: Password::new("b"),
+        });
+        assert!(
+            c.queue_command(passwd)
+                .unwrap_err()
+                .to_string()
+                .contains("does not support /passwd")
+        );
+        c.agree_version("GC/4", true);
+        assert_eq!(c.gc4(), Some(true));
+        c.queue_command(Command::Away { message: None }).unwrap();
+    }
+
+    #[test]
+    fn a_stop_notice_ends_the_active_session_and_the_away_state_is_set_again_at_each_login() {
+        let mut c = Control::default();
+        c.agree_version("GC/4", true);
+        active(&mut c, Instant::now());
+        c.away_done(Some("lunch".into()));
+        c.server_stopping("bye".into());
+        let now = Instant::now();
+        assert_eq!(
+            c.next_work(now, Duration::from_secs(60), None, 32),
+            Next::Do(Work::Relogin("the server is stopping (bye)".into()))
+        );
+        // The next session is told the away state first; a notice for no session is ignored.
+        c.disconnect();
+        c.server_stopping("late".into());
+        active(&mut c, now);
+        assert_eq!(
+            c.next_work(now, Duration::from_secs(60), None, 32),
+            Next::Do(Work::Command(Command::Away {
+                message: Some("lunch".into())
+            }))
+        );
+        assert!(matches!(
+            c.next_work(now, Duration::from_secs(60), None, 32),
+            Next::Do(Work::Who) | Next::WaitUntil(_)
+        ));
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::time::Duration;
 use gc_protocol::sanitize::{Sanitized, sanitize};
 use gc_protocol::scram::ScramError;
 use gc_protocol::signin::SignInError;
-use gc_protocol::{ErrorCode, ErrorFrame, Fingerprint, ProtocolError, VERSION_ROOMS, VERSION_TLS};
+use gc_protocol::{
+    ErrorCode, ErrorFrame, Fingerprint, ProtocolError, VERSION_GC4, VERSION_ROOMS, VERSION_TLS,
+};
 
 use crate::control::BadTransition;
 use crate::trust::PinSource;
@@ -190,6 +192,11 @@ pub enum ClientError {
     #[error("{}", crate::rooms::NO_ROOMS)]
     NoRooms,
 
+    /// A GC/4 request (`/passwd`, `/away`) was asked of a server without GC/4; the text says
+    /// which, and what the server speaks.
+    #[error("{0}")]
+    NotSupported(String),
+
     /// A request cannot be sent as it is (a name that is no room, a topic too long, …).
     #[error("cannot ask the server this: {0}")]
     InvalidRequest(String),
@@ -252,6 +259,7 @@ impl ClientError {
             | Self::Blocked { .. }
             | Self::Busy
             | Self::NoRooms
+            | Self::NotSupported(_)
             | Self::InvalidRequest(_)
             | Self::Closed
             | Self::State(_) => false,
@@ -321,13 +329,14 @@ impl From<SignInError> for ClientError {
             SignInError::Refused { step, error } => Self::from_refusal(step.as_str(), error),
             SignInError::Unexpected { peer, detail } => Self::Unexpected { peer, detail },
             SignInError::Version { asked, announced } => Self::Version {
-                text: if asked == VERSION_ROOMS {
-                    // Asked for rooms, a server answers GC/3 or `Err version`: anything else
-                    // could be someone rewriting the answer to keep the client from what it asked.
+                text: if asked == VERSION_ROOMS || asked == VERSION_GC4 {
+                    // Asked for GC/3 or GC/4, a server answers that version or `Err version`:
+                    // anything else could be someone rewriting the answer to keep the client from
+                    // what it asked.
                     format!(
-                        "it answered {announced} when asked for {VERSION_ROOMS}, instead of \
-                         {VERSION_ROOMS} or `Err version`; refusing (over TLS this would be a \
-                         downgrade); update the server"
+                        "it answered {announced} when asked for {asked}, instead of {asked} or \
+                         `Err version`; refusing (over TLS this would be a downgrade); update the \
+                         server"
                     )
                 } else if asked == VERSION_TLS {
                     // A server that answers over TLS but does not bind logins to it: refused, or a

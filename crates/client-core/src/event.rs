@@ -113,6 +113,12 @@ pub enum Event {
         /// Each online member once.
         users: Vec<Username>,
     },
+    /// GC/4: who of those online is away, and their messages (right before each
+    /// [`Event::Presence`] of a GC/4 session; an empty list: nobody).
+    Away(Vec<(Username, String)>),
+    /// GC/4: the server did an account request ([`crate::Client::away`],
+    /// [`crate::Client::back`], [`crate::Client::passwd`]).
+    AccountDone(AccountChange),
     /// The answer to [`crate::Client::rooms`]: the account's rooms and direct conversations,
     /// the public rooms, and those it is invited to, in the server's order.
     RoomList(Vec<RoomInfo>),
@@ -143,6 +149,18 @@ pub enum Event {
     /// The client stopped trying: wrong password, unknown user, server signature mismatch, …
     /// [`crate::Client::reconnect`] tries again.
     Fatal(ClientError),
+}
+
+/// An account request the server did (GC/4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountChange {
+    /// Away, with this message, for as long as the client runs (it is set again after each
+    /// login) or until [`crate::Client::back`].
+    Away(String),
+    /// No longer away.
+    Back,
+    /// The password was changed; the next logins use the new one.
+    Password,
 }
 
 /// The server stored a message from the outbox.
@@ -187,6 +205,7 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match &self.command {
             Command::Room(request) => format!("could not {request}"),
+            command @ (Command::Away { .. } | Command::Passwd(_)) => format!("could not {command}"),
             other => format!("could not get {other}"),
         };
         match self.code {

@@ -299,7 +299,9 @@ where
                 Event::History { .. }
                 | Event::RoomPresence { .. }
                 | Event::RoomList(_)
-                | Event::RoomDone { .. },
+                | Event::RoomDone { .. }
+                | Event::Away(_)
+                | Event::AccountDone(_),
             ) => {}
         }
     }

@@ -9,7 +9,7 @@ use gc_client_core::{ClientError, ConnState, ServerPorts};
 use gc_protocol::scram::{ClientHello, ServerFirst, derive_verifier};
 use gc_protocol::{
     AuthClient, AuthServer, Authed, CallbackReply, ConnectPing, ConnectReply, ErrorCode,
-    ErrorFrame, FramedStream, Registration, SessionToken, VERSION_ROOMS,
+    ErrorFrame, FramedStream, Registration, SessionToken, VERSION_GC4,
 };
 
 use gc_tests::client::{TestClient, config, register};
@@ -160,11 +160,11 @@ fn fake_server(connect_l: &TcpListener, auth_l: &TcpListener) -> CallbackReply {
     let (stream, peer) = connect_l.accept().expect("fake server step");
     let mut conn = FramedStream::new(stream, peer.to_string());
     let ping: ConnectPing = conn.read(deadline()).expect("fake server step");
-    // The client asks for rooms first; this impostor claims to serve them.
-    assert_eq!(ping.version, VERSION_ROOMS);
+    // The client asks for the newest version first; this impostor claims to speak it.
+    assert_eq!(ping.version, VERSION_GC4);
     conn.send(
         &ConnectReply::Pong {
-            version: VERSION_ROOMS.into(),
+            version: VERSION_GC4.into(),
             server_name: "impostor".into(),
             registration: Registration::Open,
         },

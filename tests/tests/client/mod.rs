@@ -3,6 +3,7 @@
 
 mod auth;
 mod failover;
+mod gc4;
 mod restart;
 mod rooms;
 mod session;

@@ -9,7 +9,7 @@
 //! lists of people to [`super::people`], and turns what they ask for into actions.
 
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use super::login::{LoginForm, Request};
 use super::look::Look;
 use super::marks::Marks;
 use super::notify::{Alerts, Notification};
+use super::passwd::{Outcome, PasswdPrompt};
 use super::people::{People, SidePane};
 use super::rooms::{Membership, Older, RoomView, Rooms, puts_out};
 use super::scrollback::{Entry, Kind, Level, Scrollback};
@@ -38,7 +39,9 @@ use gc_client_core::ClientError;
 use gc_client_core::config::Password;
 use gc_client_core::control::Command;
 use gc_client_core::error_chain;
-use gc_client_core::event::{Ack, ConnState, Event, NoticeLevel, Refusal, Rejection, Status};
+use gc_client_core::event::{
+    AccountChange, Ack, ConnState, Event, NoticeLevel, Refusal, Rejection, Status,
+};
 use gc_client_core::rooms::{NO_ROOMS, RoomInfo, RoomRequest, parse_room};
 use gc_client_core::trust::FirstContact;
 
@@ -115,6 +118,15 @@ pub enum Action {
     Rooms,
     /// Ask the server to change a room (join, part, kick, …).
     Room(RoomRequest),
+    /// Be away with this message (`Some`), or back (`None`).
+    Away(Option<String>),
+    /// Change the password.
+    Passwd {
+        /// The password now.
+        current: Password,
+        /// The one to have.
+        new: Password,
+    },
     /// Follow the presence of these rooms (those shown in the room list).
     Watch(Vec<Room>),
     /// Log in again now.
@@ -202,6 +214,8 @@ enum Plan {
     ShowTopic,
     Rooms,
     Request(RoomRequest),
+    Away(Option<String>),
+    Passwd,
 }
 
 /// Everything the screen shows, and the input state.
@@ -272,6 +286,10 @@ pub struct App {
     marks: Marks,
     /// The markers changed since they were last taken to be saved.
     marks_changed: bool,
+    /// `/passwd` asking for the passwords, in place of the input line.
+    pub passwd: Option<PasswdPrompt>,
+    /// Who is away (GC/4), by lower-case name: their messages.
+    away: HashMap<String, String>,
 }
 
 /// The most URLs `/urls` lists (the newest).
@@ -335,7 +353,16 @@ impl App {
             alerts: Alerts::default(),
             marks: Marks::new(),
             marks_changed: false,
+            passwd: None,
+            away: HashMap::new(),
         }
+    }
+
+    /// The away message of `name` (GC/4), if they are away.
+    pub fn away_of(&self, name: &str) -> Option<&str> {
+        self.away
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// Draws the message pane as `look` says (the time column, the colours).
@@ -1001,6 +1028,30 @@ impl App {
                 }
             }
             Event::RoomPresence { room, users, .. } => self.room_presence(&room, &users),
+            Event::Away(list) => {
+                self.away = list
+                    .into_iter()
+                    .map(|(user, message)| (user.key(), message))
+                    .collect();
+            }
+            Event::AccountDone(change) => {
+                let text = match change {
+                    AccountChange::Away(message) if message.is_empty() => {
+                        "you are away (/back when you are back)".to_owned()
+                    }
+                    AccountChange::Away(message) => {
+                        format!(
+                            "you are away: {} (/back when you are back)",
+                            sanitize(&message)
+                        )
+                    }
+                    AccountChange::Back => "you are back".to_owned(),
+                    AccountChange::Password => {
+                        "password changed: the next logins use the new one".to_owned()
+                    }
+                };
+                self.notice(Level::Info, text);
+            }
             Event::RoomList(list) => self.room_list(&list),
             Event::RoomDone { request, notice_id } => self.room_done(request, notice_id),
             Event::Refused(refusal) => self.refused(&refusal),
@@ -1112,8 +1163,18 @@ impl App {
         if self.who_wanted.as_ref().is_some_and(Room::is_general) {
             self.who_wanted = None;
             let names = self.rooms.views()[0].people.names();
-            let text = format!("online ({}): {}", names.len(), names.join(", "));
+            let shown: Vec<String> = names.iter().map(|n| self.with_away(n)).collect();
+            let text = format!("online ({}): {}", names.len(), shown.join(", "));
             self.notice(Level::Info, text);
+        }
+    }
+
+    /// A name as `/who` lists it: `bob (away: at lunch)` when away.
+    fn with_away(&self, name: &str) -> String {
+        match self.away_of(name) {
+            Some("") => format!("{name} (away)"),
+            Some(message) => format!("{name} (away: {})", sanitize(message)),
+            None => name.to_owned(),
         }
     }
 
@@ -1127,12 +1188,9 @@ impl App {
             .update(users.iter().map(ToString::to_string).collect());
         if self.who_wanted.as_ref() == Some(room) {
             self.who_wanted = None;
-            let text = format!(
-                "online in {} ({}): {}",
-                view.title,
-                view.people.names().len(),
-                view.people.names().join(", ")
-            );
+            let (title, names) = (view.title.clone(), view.people.names().to_vec());
+            let shown: Vec<String> = names.iter().map(|n| self.with_away(n)).collect();
+            let text = format!("online in {title} ({}): {}", names.len(), shown.join(", "));
             self.notice(Level::Info, text);
         }
     }
@@ -1267,7 +1325,9 @@ impl App {
                     tracing::debug!("{refusal}");
                 }
             }
-            Command::Room(_) => self.notice(Level::Error, refusal.to_string()),
+            Command::Room(_) | Command::Away { .. } | Command::Passwd(_) => {
+                self.notice(Level::Error, refusal.to_string());
+            }
         }
     }
 
@@ -1278,7 +1338,10 @@ impl App {
         self.completion = None;
         match &mut self.screen {
             Screen::Login(form) => form.paste(text),
-            Screen::Chat => self.input.paste(text),
+            Screen::Chat => match &mut self.passwd {
+                Some(prompt) => prompt.paste(text),
+                None => self.input.paste(text),
+            },
         }
     }
 
@@ -1339,6 +1402,10 @@ impl App {
     }
 
     fn chat_key(&mut self, key: KeyEvent) {
+        if self.passwd.is_some() {
+            self.passwd_key(key);
+            return;
+        }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let alt = key.modifiers.contains(KeyModifiers::ALT);
         let esc_before = std::mem::take(&mut self.esc_pending);
@@ -1676,6 +1743,9 @@ impl App {
             Input::Clear => Plan::Clear,
             Input::Reconnect => Plan::Reconnect,
             Input::Rooms => Plan::Rooms,
+            Input::Away(message) => Plan::Away(Some(message)),
+            Input::Back => Plan::Away(None),
+            Input::Passwd => Plan::Passwd,
             Input::Join(name) => {
                 let room = room_arg(&name)?;
                 if room.kind() == RoomKind::Direct {
@@ -1829,6 +1899,37 @@ impl App {
                 self.actions.push(Action::Rooms);
             }
             Plan::Request(request) => self.actions.push(Action::Room(request)),
+            Plan::Away(message) => self.actions.push(Action::Away(message)),
+            Plan::Passwd => {
+                self.notice(
+                    Level::Info,
+                    "changing your password: type the current one, then the new one twice \
+                     (nothing shows; Esc cancels)",
+                );
+                self.passwd = Some(PasswdPrompt::default());
+            }
+        }
+    }
+
+    /// A key while `/passwd` asks.
+    fn passwd_key(&mut self, key: KeyEvent) {
+        let Some(prompt) = &mut self.passwd else {
+            return;
+        };
+        match prompt.key(key) {
+            Outcome::Asking => {}
+            Outcome::Done { current, new } => {
+                self.passwd = None;
+                self.notice(Level::Info, "changing the password…");
+                self.actions.push(Action::Passwd { current, new });
+            }
+            Outcome::Cancelled => {
+                self.passwd = None;
+                self.notice(Level::Info, "the password was not changed");
+            }
+            Outcome::Again(problem) => {
+                self.notice(Level::Error, format!("{problem}; type the new one again"));
+            }
         }
     }
 
@@ -2069,6 +2170,83 @@ mod tests {
             app.handle_terminal(TermEvent::Paste(pasted.into()));
             assert_eq!(app.input.text(), kept, "{pasted:?}");
         }
+    }
+
+    #[test]
+    fn passwd_asks_without_echo_and_hands_the_passwords_on() {
+        let mut app = chat();
+        type_str(&mut app, "/passwd");
+        app.handle_key(key(KeyCode::Enter));
+        assert!(app.passwd.is_some());
+        assert!(app.take_actions().is_empty());
+        for typed in ["old-password", "new-password-1", "new-password-1"] {
+            type_str(&mut app, typed);
+            // Nothing typed reaches the input line.
+            assert_eq!(app.input.text(), "");
+            app.handle_key(key(KeyCode::Enter));
+        }
+        assert!(app.passwd.is_none());
+        let actions = app.take_actions();
+        assert!(
+            matches!(
+                &actions[..],
+                [Action::Passwd { current, new }]
+                    if current.expose() == "old-password" && new.expose() == "new-password-1"
+            ),
+            "{actions:?}"
+        );
+        // Nor the input history: Up recalls nothing of it.
+        app.handle_key(key(KeyCode::Up));
+        assert_eq!(app.input.text(), "/passwd");
+        // A password on the command line is refused, and Esc cancels.
+        app.input.take();
+        type_str(&mut app, "/passwd secret");
+        app.handle_key(key(KeyCode::Enter));
+        assert!(last_notice(&app).contains("usage: /passwd alone"));
+        app.input.take();
+        type_str(&mut app, "/passwd");
+        app.handle_key(key(KeyCode::Enter));
+        app.handle_key(key(KeyCode::Esc));
+        assert!(app.passwd.is_none());
+        assert_eq!(last_notice(&app), "the password was not changed");
+        assert!(app.take_actions().is_empty());
+    }
+
+    #[test]
+    fn away_and_back_are_asked_and_who_shows_the_away() {
+        let mut app = chat();
+        type_str(&mut app, "/away at lunch");
+        app.handle_key(key(KeyCode::Enter));
+        type_str(&mut app, "/back");
+        app.handle_key(key(KeyCode::Enter));
+        let actions = app.take_actions();
+        assert!(
+            matches!(
+                &actions[..],
+                [Action::Away(Some(m)), Action::Away(None)] if m == "at lunch"
+            ),
+            "{actions:?}"
+        );
+        app.handle_client(Event::AccountDone(AccountChange::Away("at lunch".into())));
+        assert_eq!(
+            last_notice(&app),
+            "you are away: at lunch (/back when you are back)"
+        );
+        type_str(&mut app, "/who");
+        app.handle_key(key(KeyCode::Enter));
+        app.handle_client(Event::Away(vec![(
+            Username::new("bob").unwrap(),
+            "at lunch".into(),
+        )]));
+        app.handle_client(Event::Presence {
+            version: 1,
+            users: vec![
+                Username::new("alice").unwrap(),
+                Username::new("bob").unwrap(),
+            ],
+        });
+        assert_eq!(last_notice(&app), "online (2): alice, bob (away: at lunch)");
+        assert_eq!(app.away_of("BOB"), Some("at lunch"));
     }
 
     #[test]

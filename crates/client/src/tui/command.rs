@@ -85,6 +85,12 @@ pub enum Input {
     },
     /// `/rooms`: the public rooms and this account's.
     Rooms,
+    /// `/away [MESSAGE]` (GC/4).
+    Away(String),
+    /// `/back` (GC/4).
+    Back,
+    /// `/passwd` (GC/4): the passwords are asked for next, without echo.
+    Passwd,
     /// A command used the wrong way: how to use it.
     Usage(&'static str),
     /// Not a command we know: never sent.
@@ -109,6 +115,9 @@ pub const COMMANDS: &[&str] = &[
     "/unban",
     "/role",
     "/privacy",
+    "/away",
+    "/back",
+    "/passwd",
     "/search",
     "/urls",
     "/clear",
@@ -135,6 +144,9 @@ commands:
   /unban USER               let USER back in
   /role USER ROLE           make USER owner, moderator or member (owners)
   /privacy public|private   who may join this room (owners)
+  /away [MESSAGE]           be away (shown beside your name in /who and the people list)
+  /back                     no longer away
+  /passwd                   change your password (asked without echo; Esc cancels)
   /search TEXT              find TEXT in this room's loaded messages (Ctrl+P/N, Esc ends)
   /urls                     list the URLs in this room's loaded messages, newest last
   /clear                    clear the pane (scroll up to see the messages again)
@@ -254,6 +266,14 @@ pub fn parse(line: &str) -> Input {
         }
         "rooms" | "list" if args.trim().is_empty() => Input::Rooms,
         "rooms" | "list" => Input::Usage("/rooms"),
+        "away" => Input::Away(args.trim().to_owned()),
+        "back" if args.trim().is_empty() => Input::Back,
+        "back" => Input::Usage("/back"),
+        "passwd" | "password" if args.trim().is_empty() => Input::Passwd,
+        // A password typed on the command line would be echoed and kept in the input history.
+        "passwd" | "password" => {
+            Input::Usage("/passwd alone: the passwords are asked for next, without echo")
+        }
         _ => Input::Unknown(format!("/{name}")),
     }
 }
@@ -281,6 +301,16 @@ pub fn takes_room(line: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn away_back_and_passwd() {
+        assert_eq!(parse("/away"), Input::Away(String::new()));
+        assert_eq!(parse("/away  at lunch "), Input::Away("at lunch".into()));
+        assert_eq!(parse("/back"), Input::Back);
+        assert!(matches!(parse("/back now"), Input::Usage(_)));
+        assert_eq!(parse("/passwd"), Input::Passwd);
+        assert!(matches!(parse("/passwd hunter2"), Input::Usage(_)));
+    }
 
     #[test]
     fn messages_and_commands() {

@@ -28,6 +28,7 @@ pub mod login;
 pub mod look;
 pub mod marks;
 pub mod notify;
+pub mod passwd;
 pub mod people;
 pub mod rooms;
 pub mod scrollback;
@@ -447,6 +448,20 @@ impl<'a> ClientDriver<'a> {
                 let what = request.to_string();
                 if let Some(Err(e)) = self.client.as_ref().map(|c| c.room_request(request)) {
                     app.notice(Level::Error, format!("could not {what}: {e}"));
+                }
+            }
+            Action::Away(message) => {
+                let asked = self.client.as_ref().map(|client| match message {
+                    Some(message) => client.away(message),
+                    None => client.back(),
+                });
+                if let Some(Err(e)) = asked {
+                    app.notice(Level::Error, e.to_string());
+                }
+            }
+            Action::Passwd { current, new } => {
+                if let Some(Err(e)) = self.client.as_ref().map(|c| c.passwd(current, new)) {
+                    app.notice(Level::Error, format!("could not change the password: {e}"));
                 }
             }
             Action::Watch(rooms) => {

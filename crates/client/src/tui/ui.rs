@@ -140,7 +140,16 @@ struct ChatLayout {
 
 fn chat_layout(app: &App, area: Rect) -> ChatLayout {
     let prompt = text_width(PROMPT);
-    let (input_rows, cursor) = app.input.layout(usize::from(area.width), prompt);
+    let (input_rows, cursor) = match &app.passwd {
+        // `/passwd` asks here, masked: the mask is as long whatever was typed.
+        Some(asking) => {
+            let mask = if asking.typed() { PASSWORD_MASK } else { "" };
+            let row = format!("{}{mask}", asking.label());
+            let col = prompt + text_width(&row);
+            (vec![row], (0, col))
+        }
+        None => app.input.layout(usize::from(area.width), prompt),
+    };
     let shown = input_rows.len().clamp(1, INPUT_MAX_ROWS);
     let input_scroll = (cursor.0 + 1).saturating_sub(shown);
     let input_h = u16::try_from(shown).unwrap_or(1);
@@ -490,6 +499,10 @@ fn render_people(app: &App, area: Rect, buf: &mut Buffer) {
         let more = people.len() > shown && i + 1 == shown;
         let label = if more {
             format!(" … {} more", people.len() - i)
+        } else if app.away_of(name).is_some() {
+            // Away (GC/4): the name dimmed, after a mark; /who gives the message.
+            style = style.patch(app.look().theme.dim);
+            format!(" {} (away)", sanitize(name))
         } else {
             format!(" {}", sanitize(name))
         };
@@ -1367,6 +1380,29 @@ mod tests {
         assert!(r[4].contains("Tue 14 Nov 2023"), "{r:?}");
         let (x, y) = find(&buf, "-- carol joined");
         assert!(buf[(x, y)].modifier.contains(Modifier::DIM));
+    }
+
+    #[test]
+    fn passwd_asks_in_the_input_line_behind_a_mask_and_away_people_are_marked() {
+        let mut app = app();
+        app.rooms.current_mut().people = People::Known(vec!["alice".into(), "bob".into()]);
+        app.handle_client(gc_client_core::Event::Away(vec![(
+            gc_protocol::Username::new("bob").unwrap(),
+            "lunch".into(),
+        )]));
+        app.passwd = Some(crate::tui::passwd::PasswdPrompt::default());
+        let r = rows(&draw(&app, 90, 10));
+        assert!(r[9].starts_with("> current password:"), "{r:?}");
+        assert!(!r[9].contains('•'), "nothing typed yet: {r:?}");
+        assert!(r.iter().any(|row| row.contains(" bob (away)")), "{r:?}");
+        for c in "a-long-secret".chars() {
+            app.handle_key(ratatui::crossterm::event::KeyEvent::from(
+                ratatui::crossterm::event::KeyCode::Char(c),
+            ));
+        }
+        let r = rows(&draw(&app, 90, 10));
+        assert!(r[9].starts_with("> current password: ••••••••"), "{r:?}");
+        assert!(!r.iter().any(|row| row.contains("secret")), "{r:?}");
     }
 
     #[test]
