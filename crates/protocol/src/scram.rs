@@ -565,8 +565,7 @@ impl ServerFirst {
 // ───────────────────────────── password change (GC/4) ─────────────────────────────
 
 /// A fresh nonce for a password change's `Challenge`.
-pub fn random_challenge_nonce() -> Result<[u8; crate::limits::CHALLENGE_NONCE_BYTES], ScramError>
-{
+pub fn random_challenge_nonce() -> Result<[u8; crate::limits::CHALLENGE_NONCE_BYTES], ScramError> {
     let mut nonce = [0u8; crate::limits::CHALLENGE_NONCE_BYTES];
     getrandom::fill(&mut nonce).map_err(|_| ScramError::Random)?;
     Ok(nonce)
@@ -667,11 +666,19 @@ mod tests {
         let swapped = derive_verifier("mallory's", b"another salt 16b", 4096);
         let moved = passwd_message("user", b"nonce", &swapped);
         assert!(!verify_passwd_proof(&current.stored_key, &moved, &proof));
-        assert!(!verify_passwd_proof(&current.stored_key, &message, &proof[..31]));
+        assert!(!verify_passwd_proof(
+            &current.stored_key,
+            &message,
+            &proof[..31]
+        ));
         // The StoredKey alone (what the server holds) does not make a proof: without the
         // ClientKey, the best guess is the signature itself, which is refused.
         let from_stored = hmac(&current.stored_key, message.as_bytes());
-        assert!(!verify_passwd_proof(&current.stored_key, &message, &from_stored));
+        assert!(!verify_passwd_proof(
+            &current.stored_key,
+            &message,
+            &from_stored
+        ));
     }
 
     #[test]

@@ -11,8 +11,8 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use gc_protocol::scram::{passwd_message, random_challenge_nonce, verify_passwd_proof};
 use gc_protocol::scram::Verifier;
+use gc_protocol::scram::{passwd_message, random_challenge_nonce, verify_passwd_proof};
 use gc_protocol::{ErrorCode, ErrorFrame, Frame, SendReply, Timestamp, Username, texts};
 use gc_store::{Account, StoreError};
 

@@ -18,8 +18,8 @@ use gc_protocol::scram::Verifier;
 use gc_net::Conn;
 
 use crate::state::{Incoming, NextConn, ServerState, Session};
-use crate::{account, rooms};
 use crate::warnings::peer_warn;
+use crate::{account, rooms};
 
 /// Runs the listener of `session` until it ends or the server stops.
 ///

@@ -199,7 +199,9 @@ mod tests {
         // A GC/1 client's parser does not take it.
         assert!(HeartbeatPing::parse(format!("Stopping {TOKEN} -").as_bytes()).is_err());
         assert_eq!(
-            HeartbeatRequest::parse(b"Pong 1 2").unwrap_err().to_string(),
+            HeartbeatRequest::parse(b"Pong 1 2")
+                .unwrap_err()
+                .to_string(),
             "unexpected token `Pong`, expected `Ping` or `Stopping`"
         );
     }

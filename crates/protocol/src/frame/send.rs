@@ -9,9 +9,9 @@ use super::error::thousands;
 use super::{ErrorFrame, Frame, ParseError};
 use crate::codes::token;
 use crate::limits::{
-    MAX_AWAY_BYTES, MAX_HISTORY_LIMIT, MAX_MUTE_SECONDS, MAX_REASON_BYTES, MAX_SCRAM_ITERATIONS,
-    MAX_SCRAM_SALT_BYTES, MAX_TOPIC_BYTES, MIN_SCRAM_SALT_BYTES, SCRAM_KEY_BYTES,
-    CHALLENGE_NONCE_BYTES,
+    CHALLENGE_NONCE_BYTES, MAX_AWAY_BYTES, MAX_HISTORY_LIMIT, MAX_MUTE_SECONDS, MAX_REASON_BYTES,
+    MAX_SCRAM_ITERATIONS, MAX_SCRAM_SALT_BYTES, MAX_TOPIC_BYTES, MIN_SCRAM_SALT_BYTES,
+    SCRAM_KEY_BYTES,
 };
 use crate::types::{
     ClientMsgId, ListedKind, ListedRole, Record, Room, RoomKind, RoomRole, SessionToken, Timestamp,
@@ -836,9 +836,9 @@ impl Frame for SendReply {
                 })
             }
             token::ERR => ErrorFrame::parse_fields(f.with_token(token::ERR)).map(Self::Err),
-            _ => Err(f.unexpected(
-                "`Thx`, `Rec`, `End`, `Online`, `Room`, `Challenge`, `Away` or `Err`",
-            )),
+            _ => Err(
+                f.unexpected("`Thx`, `Rec`, `End`, `Online`, `Room`, `Challenge`, `Away` or `Err`")
+            ),
         }
     }
 
@@ -1287,7 +1287,10 @@ mod tests {
             },
             &format!("Away {TOKEN} -\n"),
         );
-        exact(SendRequest::Back { token: tok() }, &format!("Back {TOKEN}\n"));
+        exact(
+            SendRequest::Back { token: tok() },
+            &format!("Back {TOKEN}\n"),
+        );
         exact(
             SendReply::Away {
                 username: user("bob"),

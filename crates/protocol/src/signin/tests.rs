@@ -174,7 +174,14 @@ fn sign_in(password: &str, forge: bool) -> Result<SignedIn, SignInError> {
     let at = callbacks.local_addr().unwrap();
     let account = verifier(PASSWORD);
     let mut conn = serve(move |s| login_server(account, at, forge, s));
-    let challenge = request_login(&mut conn, &user(), PORTS, &Channel::Plain, SessionLevel::Base, T)?;
+    let challenge = request_login(
+        &mut conn,
+        &user(),
+        PORTS,
+        &Channel::Plain,
+        SessionLevel::Base,
+        T,
+    )?;
     assert_eq!(
         challenge.salt_and_iterations()?,
         (b"0123456789abcdef".to_vec(), 4096)
@@ -310,7 +317,15 @@ fn the_request_frames_are_the_protocols() {
         let reply = AuthServer::Err(ErrorFrame::new(ErrorCode::UnknownUser, "no such user"));
         s.write_all(&reply.to_bytes(), soon()).unwrap();
     });
-    let err = request_login(&mut conn, &user(), PORTS, &Channel::Plain, SessionLevel::Base, T).unwrap_err();
+    let err = request_login(
+        &mut conn,
+        &user(),
+        PORTS,
+        &Channel::Plain,
+        SessionLevel::Base,
+        T,
+    )
+    .unwrap_err();
     assert!(matches!(
         &err,
         SignInError::Refused { step: Step::Login, error } if error.code == ErrorCode::UnknownUser
@@ -346,7 +361,8 @@ fn over_tls_the_request_binds_the_login_and_names_the_callback_certificate() {
         callback_fingerprint: callback,
     };
     assert_eq!(channel.version(), "GC/2");
-    let err = request_login(&mut conn, &user(), PORTS, &channel, SessionLevel::Base, T).unwrap_err();
+    let err =
+        request_login(&mut conn, &user(), PORTS, &channel, SessionLevel::Base, T).unwrap_err();
     assert!(matches!(err, SignInError::Refused { .. }), "{err:?}");
 }
 
