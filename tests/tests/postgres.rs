@@ -1001,6 +1001,47 @@ mod presence {
     }
 
     #[test]
+    fn a_password_changed_through_one_instance_counts_at_once_on_every_instance() {
+        let Some(db) = pg::database() else { return };
+        let a = TestServer::start_with(|c| c.store = Some(db.url.clone()));
+        let b = TestServer::start_with(|c| {
+            c.bind = "127.0.0.2".parse().expect("ip");
+            c.store = Some(db.url.clone());
+        });
+        let mut cfg = config(&a, "alice", PASSWORD);
+        cfg.register = true;
+        let mut alice = TestClient::start(cfg);
+        alice.wait_active();
+        let new = "battery-staple-7";
+        alice
+            .client()
+            .passwd(
+                gc_client_core::Password::new(PASSWORD),
+                gc_client_core::Password::new(new),
+            )
+            .expect("passwd");
+        alice.wait_other("the change", |e| {
+            matches!(
+                e,
+                Event::AccountDone(gc_client_core::AccountChange::Password)
+            )
+            .then_some(())
+        });
+        // The shared accounts table holds the new verifier: the other instance takes it.
+        let mut old = TestClient::start(config(&b, "alice", PASSWORD));
+        assert!(old.wait_fatal().is_login_refused());
+        let mut cfg = config(&b, "alice", new);
+        cfg.cache_path = None;
+        let mut other = TestClient::start(cfg);
+        other.wait_active();
+        // The session that changed it runs on.
+        alice.send("still here");
+        alice.wait_acked(1);
+        assert_eq!(other.close(), 0);
+        assert_eq!(alice.close(), 0);
+    }
+
+    #[test]
     fn who_lists_the_users_of_every_instance() {
         let Some(db) = pg::database() else { return };
         let a = TestServer::start_with(|c| c.store = Some(db.url.clone()));
