@@ -901,6 +901,34 @@ mod tests {
         assert_eq!(registry.len(), 4);
     }
 
+    #[test]
+    fn away_is_the_users_raises_the_presence_version_and_ends_with_the_last_session() {
+        let registry = Registry::default();
+        let notifier = Notifier::new(0);
+        let first = registry.add(new_session("ann"), TEN, &notifier).unwrap();
+        let second = registry.add(new_session("ann"), TEN, &notifier).unwrap();
+        let ann = Username::new("Ann").unwrap();
+        let (before, users) = registry.online();
+        assert!(registry.set_away(&ann, Some("lunch".into()), &notifier));
+        assert!(registry.online().0 > before, "a change is news");
+        assert!(
+            !registry.set_away(&ann, Some("lunch".into()), &notifier),
+            "no change"
+        );
+        assert_eq!(
+            registry.away_of(&users),
+            [(Username::new("ann").unwrap(), "lunch".to_owned())]
+        );
+        // Kept while one of the user's sessions lives, forgotten with the last.
+        assert!(registry.end(&first, &notifier));
+        assert_eq!(registry.away_of(&users).len(), 1);
+        assert!(registry.end(&second, &notifier));
+        assert!(registry.away_of(&users).is_empty());
+        // Nobody online here: nothing to set.
+        assert!(!registry.set_away(&ann, Some("x".into()), &notifier));
+        assert!(!registry.set_away(&ann, None, &notifier));
+    }
+
     /// Runs `change` on another thread once `wait_len` is waiting: the first call of `done`
     /// runs under the registry's lock, which the waiter lets go of only by waiting, and `change`
     /// needs that lock. Returns what `wait_len` returned and whether it returned before `LONG`
