@@ -285,6 +285,16 @@ pub struct OlderConnectPort {
 impl OlderConnectPort {
     /// In front of `server` (TLS with its certificate when it has one).
     pub fn start(server: &TestServer) -> Self {
+        Self::speaking(server, false)
+    }
+
+    /// [`OlderConnectPort::start`] for a GC/3 server: it answers `Ping GC/3` too (rooms), and
+    /// only `GC/4` with `Err version`.
+    pub fn start_gc3(server: &TestServer) -> Self {
+        Self::speaking(server, true)
+    }
+
+    fn speaking(server: &TestServer, gc3: bool) -> Self {
         use gc_net::identity::{IDENTITY_DIR, Identity};
         use gc_net::tls::{ClientAuth, PeerCheck, Stream, TlsConfig};
         use std::sync::atomic::Ordering;
@@ -330,9 +340,11 @@ impl OlderConnectPort {
                     if let Ok(mut seen) = seen.lock() {
                         seen.push(ping.version.clone());
                     }
-                    let reply = if ping.version == old {
+                    let known =
+                        ping.version == old || (gc3 && ping.version == gc_protocol::VERSION_ROOMS);
+                    let reply = if known {
                         gc_protocol::ConnectReply::Pong {
-                            version: old.into(),
+                            version: ping.version.clone(),
                             server_name: "an older server".into(),
                             registration: gc_protocol::Registration::Open,
                         }

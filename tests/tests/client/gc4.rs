@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use gc_client_core::{AccountChange, ClientError, ConnState, Event, NoticeLevel, Password};
-use gc_tests::client::{TestClient, config};
+use gc_tests::client::{OlderConnectPort, TestClient, config, register};
 use gc_tests::{PASSWORD, TestServer};
 
 const NEW_PASSWORD: &str = "battery-staple-7";
@@ -146,4 +146,34 @@ fn away_is_seen_by_others_until_back_and_set_again_after_a_new_login() {
     alice.client().back().unwrap();
     away_list(&mut bob, &[]);
     assert_eq!(alice.client().away_message(), None);
+}
+
+#[test]
+fn against_a_gc3_server_the_client_keeps_its_rooms_and_says_what_is_not_supported() {
+    let server = TestServer::start();
+    register(&server, "dave", PASSWORD);
+    let older = OlderConnectPort::start_gc3(&server);
+    let mut cfg = config(&server, "dave", PASSWORD);
+    cfg.server_ports.connect = older.port;
+    let mut dave = TestClient::start(cfg);
+    dave.wait_active();
+    assert_eq!(older.asked(), ["GC/4", "GC/3"]);
+    assert_eq!(dave.client().status().version, Some("GC/3"));
+    assert_eq!(dave.client().rooms_available(), Some(true));
+    assert_eq!(dave.client().gc4_available(), Some(false));
+    for refused in [
+        dave.client().away("lunch"),
+        dave.client().back(),
+        dave.client()
+            .passwd(Password::new(PASSWORD), Password::new(NEW_PASSWORD)),
+    ] {
+        let text = refused.unwrap_err().to_string();
+        assert!(
+            text.starts_with("this server does not support /") && text.contains("speaks GC/3"),
+            "{text}"
+        );
+    }
+    // The rest works as against any GC/3 server.
+    dave.send("hello");
+    dave.wait_acked(1);
 }

@@ -90,11 +90,12 @@ fn two_members_of_a_room_talk_and_an_outsider_never_gets_its_records() {
     let mut bob = member(&server, "bob");
     let mut carol = member(&server, "carol");
     assert_eq!(alice.client().rooms_available(), Some(true));
-    assert_eq!(alice.client().status().version, Some("GC/3"));
+    // GC/4 is GC/3 and more: rooms.
+    assert_eq!(alice.client().status().version, Some("GC/4"));
     assert!(alice.others.iter().any(|e| matches!(
         e,
         Event::Version {
-            version: "GC/3",
+            version: "GC/4",
             rooms: true
         }
     )));
@@ -428,9 +429,9 @@ fn the_cache_keeps_each_room_under_one_cursor_across_restarts() {
     carol.close();
 }
 
-/// Against a server older than rooms, over TLS and plain: the client asks GC/3, is told
-/// `Err version`, asks again with the old version on a fresh connection, logs in without rooms,
-/// says so once, and refuses rooms itself.
+/// Against a server older than rooms, over TLS and plain: the client asks GC/4 and GC/3, is told
+/// `Err version` each time, asks again with the old version on a fresh connection, logs in
+/// without rooms, says so once, and refuses rooms itself.
 #[test]
 fn an_older_server_is_spoken_to_without_rooms() {
     for tls in [true, false] {
@@ -448,7 +449,7 @@ fn an_older_server_is_spoken_to_without_rooms() {
         let early = alice.client().send_to(room("#dev"), "too early");
         alice.wait_active();
         let old = if tls { "GC/2" } else { "GC/1" };
-        assert_eq!(older.asked(), ["GC/3", old], "tls {tls}");
+        assert_eq!(older.asked(), ["GC/4", "GC/3", old], "tls {tls}");
         assert_eq!(alice.client().rooms_available(), Some(false));
         assert!(alice.others.iter().any(|e| matches!(
             e,
