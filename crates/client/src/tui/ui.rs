@@ -481,6 +481,8 @@ fn render_people(app: &App, area: Rect, buf: &mut Buffer) {
     block.render(area, buf);
     let inner_w = usize::from(inner.width);
     let people = app.people().names();
+    // Out of a session the list is only the last one the server sent: dimmed.
+    let live = app.status.state == ConnState::Active;
     let title = format!(" online ({})", people.len());
     buf.set_stringn(
         inner.x,
@@ -495,6 +497,9 @@ fn render_people(app: &App, area: Rect, buf: &mut Buffer) {
         let mut style = app.look().theme.name(name);
         if name.eq_ignore_ascii_case(&app.user) {
             style = style.add_modifier(Modifier::BOLD);
+        }
+        if !live {
+            style = style.patch(app.look().theme.dim);
         }
         let more = people.len() > shown && i + 1 == shown;
         let label = if more {
@@ -540,7 +545,12 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
     };
     let sep = Span::styled(" │ ", sep_style);
     let heartbeat_len = 8;
-    let online = app.people().names().len();
+    // How many are online is known only in a session: out of one, the last count would be stale.
+    let online = if state == ConnState::Active {
+        format!("{} online", app.people().names().len())
+    } else {
+        "– online".to_owned()
+    };
     // With rooms, the room shown comes first: its name always, its topic as space allows.
     let view = app.view();
     let room = app.has_rooms().then(|| {
@@ -554,7 +564,7 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
         }
     });
     let fixed = format!(
-        " {} │ {}{} │ {} online │  │ outbox {}",
+        " {} │ {}{} │ {} │  │ outbox {}",
         state.as_str(),
         room.as_ref().map_or(String::new(), |r| format!("{r} │ ")),
         app.user,
@@ -609,7 +619,7 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
         sep.clone(),
         Span::styled(app.user.clone(), bar.add_modifier(Modifier::BOLD)),
         sep.clone(),
-        Span::styled(format!("{online} online"), bar),
+        Span::styled(online, bar),
         sep.clone(),
         Span::styled(heartbeat, bar),
         sep,
@@ -1009,7 +1019,7 @@ mod tests {
                 "",
                 "",
                 "",
-                " DISCONNECTED │ 10.0.0.5 │ alice │ 0 onl",
+                " DISCONNECTED │ 10.0.0.5 │ alice │ – onl",
                 ">",
             ]
         );
@@ -1441,9 +1451,16 @@ mod tests {
             app.status.state = state;
             let buf = draw(&app, 100, 8);
             let status = &rows(&buf)[6];
+            // Only a session knows who is online: out of one, the count is not shown (the last
+            // one would be stale) and the people pane is dimmed.
+            let online = if state == ConnState::Active {
+                "3 online"
+            } else {
+                "– online"
+            };
             assert_eq!(
                 status,
-                &format!(" {state} │ 10.0.0.5 (Office␛Chat) │ alice │ 3 online │ ♥ 3s │ outbox 2")
+                &format!(" {state} │ 10.0.0.5 (Office␛Chat) │ alice │ {online} │ ♥ 3s │ outbox 2")
             );
             assert_eq!(buf[(1, 6)].fg, color, "{state}");
         }
@@ -1803,11 +1820,11 @@ mod tests {
         assert_eq!(
             status(140),
             " DISCONNECTED │ #dev: ship the release on friday, then celebrate │ 10.0.0.5 (Office) │ \
-             alice │ 0 online │ ♥ – │ outbox 0"
+             alice │ – online │ ♥ – │ outbox 0"
         );
         assert_eq!(
             status(100),
-            " DISCONNECTED │ #dev: ship the release on friday,… │ 10.0.0.5 │ alice │ 0 online │ ♥ – │ \
+            " DISCONNECTED │ #dev: ship the release on friday,… │ 10.0.0.5 │ alice │ – online │ ♥ – │ \
              outbox 0"
         );
         assert!(
