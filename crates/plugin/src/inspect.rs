@@ -47,7 +47,7 @@ pub(crate) fn inspect(path: &Path) -> Result<PluginInfo, PluginError> {
     read(path, &data)
 }
 
-fn read(path: &Path, data: &[u8]) -> Result<PluginInfo, PluginError> {
+pub(crate) fn read(path: &Path, data: &[u8]) -> Result<PluginInfo, PluginError> {
     let not_loadable = |reason: String| PluginError::Load {
         path: path.to_owned(),
         reason,

@@ -17,6 +17,8 @@ mod files;
 pub mod guest;
 pub mod host;
 mod inspect;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod pool;
 
 pub use abi::ABI_VERSION;
