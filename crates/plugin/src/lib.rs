@@ -14,11 +14,11 @@ pub mod abi;
 #[cfg(feature = "build")]
 pub mod build;
 mod files;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod guest;
 pub mod host;
 mod inspect;
-#[cfg(feature = "fuzzing")]
-pub mod fuzzing;
 mod pool;
 
 pub use abi::ABI_VERSION;
