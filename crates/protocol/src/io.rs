@@ -39,6 +39,12 @@ const SMALL_BUFFER: usize = 512;
 /// frames): then one read takes the whole window.
 const BURST_BUFFER: usize = 64 * 1024;
 
+/// A buffer grown past [`SMALL_BUFFER`] that is empty waits only this long for the next frame
+/// before it is given back: a peer that stopped after a burst exactly filled it leaves a
+/// connection that may idle for long (a kept connection), and a peer still sending is not
+/// slowed by a shrink between two of its reads.
+const SHRINK_AFTER: Duration = Duration::from_millis(200);
+
 /// A socket timeout is set again only when the wanted one differs from the one in force by more
 /// than this: setting it costs a system call per read or write, and a deadline overshot by at most
 /// this much is harmless.
@@ -189,14 +195,18 @@ impl<S: TimeoutStream> FramedStream<S> {
                     peer: self.peer.clone(),
                 });
             }
-            let want = (deadline - now).max(MIN_TIMEOUT);
+            let was_empty = self.end == self.start;
+            let idle_large = was_empty && self.buf.len() > SMALL_BUFFER;
+            let mut want = (deadline - now).max(MIN_TIMEOUT);
+            if idle_large {
+                want = want.min(SHRINK_AFTER);
+            }
             if differs(self.read_timeout, want) {
                 self.stream
                     .set_read_timeout(Some(want))
                     .map_err(|source| self.io_error(source))?;
                 self.read_timeout = Some(want);
             }
-            let was_empty = self.end == self.start;
             let room = self.buf.len() - self.end;
             match self.stream.read(&mut self.buf[self.end..]) {
                 Ok(0) => {
@@ -218,7 +228,13 @@ impl<S: TimeoutStream> FramedStream<S> {
                     if matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
+                    ) =>
+                {
+                    if idle_large {
+                        // Silence after a burst: give the memory back before the long wait.
+                        self.shrink();
+                    }
+                }
                 // A TLS peer that closed without saying so first: closed, like end of stream.
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     return Err(ProtocolError::Closed {
@@ -273,8 +289,18 @@ impl<S: TimeoutStream> FramedStream<S> {
             self.buf.resize(grown, 0);
         } else if self.end == 0 && !self.last_read_filled && self.buf.len() > SMALL_BUFFER {
             // A large frame or a burst has gone by; give the memory back.
-            self.buf = vec![0; SMALL_BUFFER];
+            self.shrink();
         }
+    }
+
+    /// Replaces an empty buffer with a small one.
+    fn shrink(&mut self) {
+        debug_assert_eq!(self.start, self.end);
+        self.buf = vec![0; SMALL_BUFFER];
+        self.start = 0;
+        self.end = 0;
+        self.scanned = 0;
+        self.last_read_filled = false;
     }
 
     fn io_error(&self, source: io::Error) -> ProtocolError {
@@ -515,6 +541,33 @@ mod tests {
         assert_eq!(s.read_line(soon()).unwrap().len(), 40_000);
         assert_eq!(s.read_line(soon()).unwrap(), b"x");
         assert!(s.buf.len() <= SMALL_BUFFER);
+    }
+
+    #[test]
+    fn buffer_shrinks_while_idle_after_bursts_that_filled_it() {
+        // Each burst fills the buffer exactly and ends with a whole frame, so the buffer grows
+        // for the next one; then the peer goes quiet (a kept connection, idle).
+        let mut bursts = Vec::new();
+        let mut size = SMALL_BUFFER;
+        while size <= BURST_BUFFER {
+            let mut burst = vec![b'A'; size - 1];
+            burst.push(b'\n');
+            bursts.push(burst);
+            size *= 2;
+        }
+        let mut chunks: Vec<&[u8]> = bursts.iter().map(Vec::as_slice).collect();
+        chunks.push(b"");
+        chunks.push(b"x\n");
+        let mut s = script(&chunks);
+        for burst in &bursts {
+            assert_eq!(s.read_line(soon()).unwrap().len(), burst.len() - 1);
+        }
+        assert_eq!(s.read_line(soon()).unwrap(), b"x");
+        assert!(
+            s.buf.len() <= SMALL_BUFFER,
+            "{} bytes kept after the peer went quiet",
+            s.buf.len()
+        );
     }
 
     #[test]
