@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gc_protocol::frame::encode_rec_frame;
-use gc_protocol::limits::{MAX_BATCH_BYTES, MAX_BATCH_RECORDS};
+use gc_protocol::limits::MAX_BATCH_RECORDS;
 use gc_protocol::{
     DeliveryFrame, DeliveryReply, ErrorFrame, Frame, HeartbeatPing, HeartbeatReply,
     HeartbeatRequest, ProtocolError, Stopping, Timestamp,
@@ -28,6 +28,17 @@ pub const MAX_MISSED: u32 = 3;
 /// than this (30 s by default), and one that closes after every reply is seen by the peek in
 /// [`KeptConn::looks_open`], so a connection in steady use is safe to write to and leave.
 const DEFER_WITHIN: Duration = Duration::from_secs(1);
+
+/// Line bytes (as the store counts them) of the records of one delivery batch at most, besides
+/// the protocol's 1,000 records. c16 doubles a body, so a batch's frames stay near 64 KiB (one
+/// record more at most): a client far behind (its history on join, a catch-up after a long
+/// absence) gets several bounded batches rather than one of up to 1 MiB, which the buffer below
+/// would have to hold. Steady deliveries are far smaller.
+const BATCH_LINE_BYTES: u64 = 32 * 1024;
+
+/// The delivery buffer kept between cycles at most; one that grew past it for a large batch is
+/// given back, so an idle session stays cheap.
+const OUT_KEEP: usize = 4 * 1024;
 
 /// Why a cycle failed (counts as a missed heartbeat).
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +120,9 @@ pub fn run(shared: Arc<ServerState>, session: Arc<Session>) {
         let started = Instant::now();
         let seen = shared.notifier.pulse();
         let ping = started >= next_ping || peer.cursor.is_none();
-        match peer.cycle(&shared, &session, seen.presence_version, ping) {
+        let result = peer.cycle(&shared, &session, seen.presence_version, ping);
+        peer.trim();
+        match result {
             Ok(behind) => {
                 missed = 0;
                 if ping {
@@ -214,12 +227,7 @@ impl Peer {
         };
         let page = shared
             .store
-            .after_in_from(
-                from,
-                visible,
-                MAX_BATCH_RECORDS,
-                (MAX_BATCH_BYTES / 2) as u64,
-            )
+            .after_in_from(from, visible, MAX_BATCH_RECORDS, BATCH_LINE_BYTES)
             .map_err(CycleError::Store)?;
         let records = page.records;
         if records.is_empty() {
@@ -265,6 +273,14 @@ impl Peer {
             }
             Ok(DeliveryReply::Err(e)) => Err(CycleError::DeliveryRefused(e)),
             Err(e) => Err(CycleError::Delivery(e)),
+        }
+    }
+
+    /// Gives back a delivery buffer that a large batch grew (see [`OUT_KEEP`]).
+    fn trim(&mut self) {
+        self.out.clear();
+        if self.out.capacity() > OUT_KEEP {
+            self.out = Vec::with_capacity(256);
         }
     }
 

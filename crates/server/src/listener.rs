@@ -6,6 +6,7 @@ use std::net::{IpAddr, Shutdown};
 use std::sync::Arc;
 use std::time::Instant;
 
+use gc_protocol::frame::encode_rec_frame;
 use gc_protocol::limits::MAX_FRAME_BYTES;
 use gc_protocol::{
     ClientMsgId, ErrorCode, ErrorFrame, Frame, ParseError, ProtocolError, Room, SendReply,
@@ -80,6 +81,20 @@ enum After {
     Forward(Arc<Session>),
 }
 
+/// A `History` page is read from the store and written in pieces of at most this many records
+/// and this many line bytes (as the store counts them; c16 doubles a body, so a piece's frames
+/// stay near 64 KiB), each written before the next is read. A page of 1,000 large records thus
+/// never needs all of its records (up to 32 MB) or its reply (up to 64 MB) in memory at once,
+/// however many sessions ask at the same time; and malloc, which keeps the memory of large
+/// transient allocations in its arenas, has none to keep.
+const PIECE_RECORDS: usize = 64;
+/// See [`PIECE_RECORDS`].
+const PIECE_LINE_BYTES: u64 = 32 * 1024;
+
+/// The reply buffer kept between requests at most: one that grew past it for a large reply is
+/// given back, so a connection kept open idle stays cheap (thousands of sessions keep one).
+const REPLY_KEEP: usize = 4 * 1024;
+
 /// Serves `conn` until it closes, idles out, or turns out to belong to another session (then it is
 /// returned with that session, to be handed over).
 fn serve(shared: &ServerState, session: &Session, mut conn: Conn) -> Option<(Arc<Session>, Conn)> {
@@ -91,12 +106,16 @@ fn serve(shared: &ServerState, session: &Session, mut conn: Conn) -> Option<(Arc
         tls: conn.get_ref().is_tls(),
     };
     let mut out = Vec::with_capacity(256);
+    let mut page = None;
     loop {
         if !session.slot.set_idle() {
             break;
         }
         let idle_deadline = Instant::now() + shared.config.idle_timeout;
         out.clear();
+        if out.capacity() > REPLY_KEEP {
+            out = Vec::with_capacity(256);
+        }
         let mut stored = Stored::default();
         let after = match conn.read_line_idle(idle_deadline, Some(shared.config.io_timeout)) {
             Ok(line) if line.starts_with(b"Msg ") => {
@@ -114,7 +133,15 @@ fn serve(shared: &ServerState, session: &Session, mut conn: Conn) -> Option<(Arc
             }
             Ok(line) => {
                 session.slot.set_busy();
-                handle(shared, session, from, line, &mut out, &mut stored)
+                handle(
+                    shared,
+                    session,
+                    from,
+                    line,
+                    &mut out,
+                    &mut stored,
+                    &mut page,
+                )
             }
             Err(ProtocolError::TooLong { limit, .. }) => {
                 peer_warn!(shared, peer.ip(), %peer, "frame over {limit} bytes on the sending port; closing");
@@ -138,7 +165,10 @@ fn serve(shared: &ServerState, session: &Session, mut conn: Conn) -> Option<(Arc
             tracing::info!(user = %s.user, addr = %s.ip, "session ended by Bye");
             shared.end_session(s);
         }
-        let written = out.is_empty() || conn.write_all(&out, shared.io_deadline()).is_ok();
+        let mut written = out.is_empty() || conn.write_all(&out, shared.io_deadline()).is_ok();
+        if let Some(page) = page.take() {
+            written = written && write_page(shared, &mut conn, &page, &mut out);
+        }
         // The heartbeat threads are rung after the sender has its `Thx`: ringing a few hundred
         // of them takes a while, and a sender pipelining a window waits for its replies. A
         // sender that does not read its replies can only delay its own messages this way, and
@@ -266,8 +296,10 @@ fn handle_msgs(
                 if let Some((s, msgs)) = run.take() {
                     store_msgs(shared, &s, msgs, out, stored);
                 }
-                // Answered with its error (malformed, session, shutting-down).
-                if let After::Close = handle(shared, own, from, line, out, stored) {
+                // Answered with its error (malformed, session, shutting-down); a line that
+                // starts with `Msg ` is never a `History`, so no page comes back.
+                let mut no_page = None;
+                if let After::Close = handle(shared, own, from, line, out, stored, &mut no_page) {
                     return After::Close;
                 }
             }
@@ -281,6 +313,9 @@ fn handle_msgs(
 
 /// Handles one request frame `from` a client, arrived at the listener of `own`, appending the
 /// reply to `out`.
+///
+/// A `History` page is left in `page`, for the caller to read and write after `out` a piece
+/// at a time ([`write_page`]); anything else is answered in `out`.
 fn handle(
     shared: &ServerState,
     own: &Session,
@@ -288,6 +323,7 @@ fn handle(
     line: &[u8],
     out: &mut Vec<u8>,
     stored: &mut Stored,
+    page: &mut Option<rooms::HistoryPage>,
 ) -> After {
     let request = match SendRequest::parse(line) {
         Ok(r) => r,
@@ -346,7 +382,7 @@ fn handle(
             ..
         } => {
             let room = room.unwrap_or_else(Room::general);
-            rooms::history(shared, &session, &room, before_id, limit, out);
+            *page = rooms::history(shared, &session, &room, before_id, limit, out);
         }
         SendRequest::Who { room: None, .. } => {
             let users = encode_online(shared, out);
@@ -404,6 +440,65 @@ fn handle(
         SendRequest::Back { .. } => account::away(shared, &session, None, out),
     }
     after
+}
+
+/// Reads a `History` page from the store and writes its `Rec` frames and its `End`, a piece
+/// ([`PIECE_RECORDS`]) at a time, each written (within its own I/O deadline) before the next is
+/// read; `out` is the buffer, empty before and after. Whether all of it was written. A store
+/// error before anything was written is answered with `Err internal`; after, the connection is
+/// closed (the client asks again).
+fn write_page(
+    shared: &ServerState,
+    conn: &mut Conn,
+    page: &rooms::HistoryPage,
+    out: &mut Vec<u8>,
+) -> bool {
+    let spans = std::slice::from_ref(&page.span);
+    let mut from = page.from;
+    let mut left = page.limit;
+    let mut started = false;
+    out.clear();
+    while left > 0 {
+        let piece =
+            match shared
+                .store
+                .after_in_from(from, spans, PIECE_RECORDS.min(left), PIECE_LINE_BYTES)
+            {
+                Ok(piece) => piece,
+                Err(e) => {
+                    tracing::error!("history query failed: {e}");
+                    if started {
+                        return false;
+                    }
+                    rooms::history_failed(out);
+                    let written = conn.write_all(out, shared.io_deadline()).is_ok();
+                    out.clear();
+                    return written;
+                }
+            };
+        let Some(last) = piece.records.last() else {
+            break;
+        };
+        from = last.id;
+        left = left.saturating_sub(piece.records.len());
+        for record in &piece.records {
+            encode_rec_frame(record, out);
+        }
+        // A piece cut short by its caps ends at its last record; one that is not reaches past.
+        let more = piece.through == from && from < page.span.until && left > 0;
+        if !more {
+            break;
+        }
+        started = true;
+        if conn.write_all(out, shared.io_deadline()).is_err() {
+            return false;
+        }
+        out.clear();
+    }
+    SendReply::End.encode(out);
+    let written = conn.write_all(out, shared.io_deadline()).is_ok();
+    out.clear();
+    written
 }
 
 /// `Msg` frames of one session, in order: each is checked (dedupe first, then the body, then

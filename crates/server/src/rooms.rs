@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use gc_protocol::frame::encode_rec_frame;
 use gc_protocol::{
     ClientMsgId, ErrorCode, ErrorFrame, Frame, ListedKind, ListedRole, Room, RoomKind, RoomRole,
     SendReply, SendRequest, Timestamp, Username, Visibility, texts,
@@ -285,7 +284,21 @@ pub(crate) fn who(
     Some(users)
 }
 
-/// `History … <room>`: a page of the room's records.
+/// A `History` page to write: `room`'s records after `from` up to `span.until`, at most
+/// `limit` of them, oldest first.
+#[derive(Debug)]
+pub(crate) struct HistoryPage {
+    /// The room, and the newest id the page may hold.
+    pub span: RoomSpan,
+    /// The cursor the page starts after.
+    pub from: u64,
+    /// Most records.
+    pub limit: usize,
+}
+
+/// `History … <room>`: where the page of the room's records starts and ends, for the caller to
+/// read and write (with its `End`) a piece at a time. `None` when the answer is a refusal or an
+/// error, which is then encoded in `out`.
 pub(crate) fn history(
     shared: &ServerState,
     session: &Session,
@@ -293,27 +306,41 @@ pub(crate) fn history(
     before_id: u64,
     limit: u32,
     out: &mut Vec<u8>,
-) {
+) -> Option<HistoryPage> {
     if let Err(r) = may_read(shared, session, room) {
         r.reply(session).encode(out);
-        return;
+        return None;
     }
-    match shared.store.before_in(room, before_id, limit as usize) {
-        Ok(records) => {
-            for r in &records {
-                encode_rec_frame(r, out);
-            }
-            SendReply::End.encode(out);
-        }
+    // The newest record now is the page's end: what is stored meanwhile is not in it.
+    let below = match before_id {
+        0 => shared.store.newest_id().saturating_add(1),
+        id => id,
+    };
+    match shared.store.before_start_in(room, below, limit as usize) {
+        Ok(from) => Some(HistoryPage {
+            span: RoomSpan {
+                room: room.clone(),
+                after: 0,
+                until: below - 1,
+            },
+            from,
+            limit: limit as usize,
+        }),
         Err(e) => {
             tracing::error!("history query failed: {e}");
-            SendReply::Err(ErrorFrame::new(
-                ErrorCode::Internal,
-                "could not read the history; try again",
-            ))
-            .encode(out);
+            history_failed(out);
+            None
         }
     }
+}
+
+/// The answer to a `History` whose records could not be read.
+pub(crate) fn history_failed(out: &mut Vec<u8>) {
+    SendReply::Err(ErrorFrame::new(
+        ErrorCode::Internal,
+        "could not read the history; try again",
+    ))
+    .encode(out);
 }
 
 /// `Rooms`: the session's rooms, the public ones, and those it is invited to.

@@ -67,6 +67,15 @@ pub trait MessageLog: Send + Sync + fmt::Debug {
     ) -> Result<Page>;
     /// The newest `limit` records of `room` below `id` (0: the newest), ascending.
     fn before_in(&self, room: &Room, id: u64, limit: usize) -> Result<Vec<Record>>;
+    /// The cursor from which the page [`MessageLog::before_in`] gives starts, so that
+    /// [`MessageLog::after_in_from`] can yield it a piece at a time (see
+    /// [`MessageStore::before_start_in`]). By default it reads the page to learn its first id.
+    fn before_start_in(&self, room: &Room, id: u64, limit: usize) -> Result<u64> {
+        Ok(self
+            .before_in(room, id, limit)?
+            .first()
+            .map_or(0, |r| r.id.saturating_sub(1)))
+    }
     /// The cursor from which `rooms` have their newest `n` records.
     fn last_n_start_in(&self, rooms: &[Room], n: usize) -> u64;
     /// Makes everything acknowledged durable (at shutdown).
@@ -130,6 +139,9 @@ impl MessageLog for MessageStore {
     }
     fn before_in(&self, room: &Room, id: u64, limit: usize) -> Result<Vec<Record>> {
         MessageStore::before_in(self, room, id, limit)
+    }
+    fn before_start_in(&self, room: &Room, id: u64, limit: usize) -> Result<u64> {
+        Ok(MessageStore::before_start_in(self, room, id, limit))
     }
     fn last_n_start_in(&self, rooms: &[Room], n: usize) -> u64 {
         MessageStore::last_n_start_in(self, rooms, n)

@@ -449,6 +449,27 @@ impl MessageStore {
         plan.run_owned()
     }
 
+    /// The cursor from which `room`'s newest `limit` records below `id` (0: the newest) start:
+    /// [`MessageStore::after_in_from`] from it, up to `id`, yields the page
+    /// [`MessageStore::before_in`] does, a piece at a time (the server writes a large
+    /// `History` page so, never holding all of it).
+    pub fn before_start_in(&self, room: &Room, id: u64, limit: usize) -> u64 {
+        let p = self.published.read();
+        let Some(n) = p.number(room) else {
+            return 0;
+        };
+        let list = &p.rooms[n as usize].positions;
+        let end = if id == 0 {
+            list.len()
+        } else {
+            list.partition_point(|&pos| p.index[pos].id < id)
+        };
+        match end.saturating_sub(limit) {
+            0 => 0,
+            start => p.index[list[start - 1]].id,
+        }
+    }
+
     /// The record with this id, if stored.
     pub fn get(&self, id: u64) -> Result<Option<Record>> {
         let p = self.published.read();

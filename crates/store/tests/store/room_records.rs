@@ -146,6 +146,38 @@ fn one_id_sequence_and_per_room_queries_survive_a_reopen() {
         assert_eq!(ids(&s.before_in(&room("#dev"), 4, 10).unwrap()), [2]);
         assert_eq!(ids(&s.before_in(&Room::general(), 0, 1).unwrap()), [5]);
         assert_eq!(ids(&s.before(0, 2).unwrap()), [5, 6]);
+        // The same pages read forward a piece at a time from where they start (the server
+        // writes large History pages so).
+        for (r, below, limit) in [
+            (room("#dev"), 0, 10),
+            (room("#dev"), 5, 1),
+            (room("#dev"), 4, 10),
+            (Room::general(), 0, 1),
+            (Room::general(), 6, 2),
+            (room("#none"), 0, 5),
+        ] {
+            let until = if below == 0 { u64::MAX } else { below - 1 };
+            let span = [gc_store::RoomSpan {
+                room: r.clone(),
+                after: 0,
+                until,
+            }];
+            let mut from = s.before_start_in(&r, below, limit);
+            let mut got = Vec::new();
+            loop {
+                let piece = s.after_in_from(from, &span, 1, u64::MAX).unwrap();
+                let Some(last) = piece.records.last() else {
+                    break;
+                };
+                from = last.id;
+                got.push(last.id);
+            }
+            assert_eq!(
+                got,
+                ids(&s.before_in(&r, below, limit).unwrap()),
+                "{r} {below} {limit}"
+            );
+        }
         // History on join counts the session's rooms only.
         assert_eq!(s.last_n_start_in(&seen, 2), 2);
         assert_eq!(
