@@ -188,6 +188,61 @@ fn a_new_client_gets_the_newest_200_then_everything_after() {
 }
 
 #[test]
+fn large_history_pages_and_join_deliveries_arrive_whole_and_in_order() {
+    // Records of 4,000 bytes: a join delivery of 200 and a page of 300 take many of the
+    // bounded pieces the server writes them in (issue #16).
+    let server = TestServer::start_with(|c| {
+        c.rate_burst = 10_000;
+        c.rate_per_sec = 10_000.0;
+    });
+    let writer = logged_in(&server, "writer");
+    let body = |i: u32| format!("{i:05}{}", "é".repeat(1_995)).into_bytes();
+    let frames: Vec<_> = (1..=320)
+        .map(|i| SendRequest::Msg {
+            token: token(&writer),
+            client_msg_id: gc_protocol::ClientMsgId::new(format!("m{i}")).unwrap(),
+            body: body(i),
+            room: None,
+        })
+        .collect();
+    for chunk in frames.chunks(40) {
+        let replies = writer.request(chunk, chunk.len());
+        assert!(replies.iter().all(|r| matches!(r, SendReply::Thx { .. })));
+    }
+    let fresh = logged_in(&server, "fresh");
+    let got = fresh.receive(200);
+    assert_eq!(
+        got.iter().map(|r| r.id).collect::<Vec<_>>(),
+        (121..=320).collect::<Vec<_>>()
+    );
+    assert!(got.iter().all(|r| r.body.as_bytes() == body(r.id as u32)));
+    for (before_id, limit, want) in [(0, 300, 21..=320), (301, 1000, 1..=300), (20, 7, 13..=19)] {
+        let n = want.clone().count();
+        let page = fresh.request(
+            &[SendRequest::History {
+                token: token(&fresh),
+                before_id,
+                limit,
+                room: None,
+            }],
+            n + 1,
+        );
+        let ids: Vec<u64> = page
+            .iter()
+            .filter_map(|r| match r {
+                SendReply::Rec(r) => {
+                    assert_eq!(r.body.as_bytes(), body(r.id as u32));
+                    Some(r.id)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, want.collect::<Vec<_>>(), "History {before_id} {limit}");
+        assert_eq!(page[n], SendReply::End);
+    }
+}
+
+#[test]
 fn a_client_that_misses_three_heartbeats_is_dropped() {
     let server = TestServer::start();
     let watcher = logged_in(&server, "watcher");
