@@ -342,11 +342,12 @@ fn open_accounts(config: &Config, change: bool) -> Result<OpenedAccounts, Server
     let dir = &config.data_dir;
     let held = if change { Some(lock(dir)?) } else { None };
     let path = paths::accounts(dir);
-    Ok((
-        Box::new(Accounts::open(&path)?),
-        held,
-        path.display().to_string(),
-    ))
+    let accounts = Accounts::open(&path)?;
+    if held.is_some() {
+        // Under the lock, a torn last line (a crash mid-append) is ours to cut.
+        accounts.recover()?;
+    }
+    Ok((Box::new(accounts), held, path.display().to_string()))
 }
 
 /// Runs `gc-server db …`. Returns whether the store is healthy (for `check`'s exit code).

@@ -213,6 +213,8 @@ fn open_storage(config: &Config) -> Result<Storage, ServerError> {
         tracing::warn!("a torn last line was moved to database.db.corrupt (a crash mid-write)");
     }
     let accounts = Accounts::open(&paths::accounts(&config.data_dir))?;
+    // The store holds the data-dir lock: a torn last line (a crash mid-append) is ours to cut.
+    accounts.recover()?;
     Ok((Arc::new(store), Arc::new(accounts), None))
 }
 

@@ -1,14 +1,15 @@
 //! `usernames.db`: one account (a SCRAM-SHA-256 verifier) per line.
 //!
 //! `{username};{salt:b64};{iterations};{stored-key:b64};{server-key:b64};{created-timestamp}`,
-//! base64 in the standard alphabet with padding. Every change rewrites the whole file atomically.
+//! base64 in the standard alphabet with padding. A new account is appended (one write, one
+//! fsync); a removal or a new password rewrites the whole file atomically. A crash in the middle
+//! of an append leaves a torn last line, which the lock holder moves aside, as `database.db`'s.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -16,7 +17,7 @@ use gc_protocol::types::{Timestamp, Username, parse_u32};
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{LineError, Result, StoreError};
-use crate::files::{self, LineReader};
+use crate::files::{self, FaultyLine, LineReader};
 
 /// Name of the accounts file inside a data dir.
 pub const ACCOUNTS_FILE: &str = "usernames.db";
@@ -104,41 +105,79 @@ impl Table {
     fn position(&self, name: &str) -> Option<usize> {
         self.by_key.get(&name.to_ascii_lowercase()).copied()
     }
+
+    fn push(&mut self, account: Account) {
+        self.by_key
+            .insert(account.username.key(), self.accounts.len());
+        self.accounts.push(account);
+    }
+}
+
+/// What the writer knows of the file on disk beyond the accounts in memory.
+#[derive(Debug, Default)]
+struct OnDisk {
+    /// An invalid last line without its LF (a crash in the middle of an append), left out of
+    /// memory and still in the file: moved aside before anything else is written.
+    torn: Option<FaultyLine>,
+    /// The last line is valid but has no LF (a hand-edited file): an append writes one first.
+    missing_lf: bool,
+    /// A failed append may have left part of a line that could not be cut off again: the next
+    /// change rewrites the whole file from memory instead of appending.
+    unsure: bool,
 }
 
 /// The accounts file, loaded in memory. `Send + Sync`; readers never wait for a disk write.
 ///
-/// It takes no lock on the data dir itself: admin commands that change accounts while no server
-/// runs should hold a [`crate::DataDirLock`] first.
+/// A new account is appended to the file (one write and one fsync); a removal or a changed
+/// verifier rewrites the whole file atomically. So the file holds exactly one line per account,
+/// in any version, and a registration costs the same with 10 accounts or 100,000.
+///
+/// It takes no lock on the data dir itself: whoever changes accounts holds the
+/// [`crate::DataDirLock`] (a server through its message store, admin commands by taking it).
+/// Opening reads only, so a reader without the lock never changes the file.
 #[derive(Debug)]
 pub struct Accounts {
     path: PathBuf,
-    /// Serialises changes (each rewrites the whole file).
-    writing: Mutex<()>,
-    table: RwLock<Arc<Table>>,
+    /// Serialises changes, and knows the state of the file.
+    writing: Mutex<OnDisk>,
+    /// Taken for writing only to publish a change already on disk.
+    table: RwLock<Table>,
 }
 
 impl Accounts {
     /// Loads `path` (usually `<data-dir>/usernames.db`); a missing file is no accounts (it is
     /// created by the first change). Every line is validated: a bad line is
     /// [`StoreError::BadLine`] with its number, two lines with one name (ignoring case)
-    /// [`StoreError::DuplicateAccount`]. A missing LF after the last line is accepted. A file
-    /// that others may read is tightened to 0600 with a warning; the first change writes one.
+    /// [`StoreError::DuplicateAccount`]. A valid last line without its LF is accepted. An
+    /// invalid last line without its LF is a torn append (a crash while writing it): it is left
+    /// out, and moved aside into `usernames.db.corrupt` and cut off by [`Accounts::recover`]
+    /// or the next change (both for the holder of the data-dir lock only). A file that others
+    /// may read is tightened to 0600 with a warning; the first change writes one.
     pub fn open(path: &Path) -> Result<Self> {
-        let accounts = match File::open(path) {
+        let (accounts, on_disk) = match File::open(path) {
             Ok(file) => {
                 // The keys let whoever reads them pose as the server: the owner's alone.
                 crate::private::tighten(&file, path);
                 read_accounts(&file, path)?
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), OnDisk::default()),
             Err(e) => return Err(StoreError::io("open", path, e)),
         };
         Ok(Self {
             path: path.to_owned(),
-            writing: Mutex::new(()),
-            table: RwLock::new(Arc::new(Table::new(accounts))),
+            writing: Mutex::new(on_disk),
+            table: RwLock::new(Table::new(accounts)),
         })
+    }
+
+    /// Moves a torn last line found at open (a crash in the middle of an append) aside into
+    /// `usernames.db.corrupt`, cuts it off the file, fsyncs, and logs it; returns it, or `None`
+    /// if there was none. Only for the holder of the data-dir lock (a server at start, an admin
+    /// command that changes accounts): a reader without it could take a line being written for
+    /// a torn one.
+    pub fn recover(&self) -> Result<Option<FaultyLine>> {
+        let mut on_disk = self.writing.lock();
+        self.cut_torn(&mut on_disk)
     }
 
     /// The accounts file's path.
@@ -148,7 +187,7 @@ impl Accounts {
 
     /// The account with this name, compared without regard to case.
     pub fn get(&self, name: &str) -> Option<Account> {
-        let t = Arc::clone(&self.table.read());
+        let t = self.table.read();
         t.position(name).map(|i| t.accounts[i].clone())
     }
 
@@ -167,59 +206,114 @@ impl Accounts {
         self.len() == 0
     }
 
-    /// Adds an account; [`StoreError::Exists`] if the name (ignoring case) is taken.
+    /// Adds an account; [`StoreError::Exists`] if the name (ignoring case) is taken. Its line is
+    /// appended to the file and fsynced before anyone sees it; if that fails, neither the file
+    /// nor memory changes.
     pub fn add(&self, account: Account) -> Result<()> {
-        self.change(|accounts, table| {
+        let mut on_disk = self.writing.lock();
+        {
+            // Only changes take `writing`: the table cannot change until it is let go.
+            let table = self.table.read();
             if let Some(i) = table.position(account.username.as_str()) {
                 return Err(StoreError::Exists {
-                    username: accounts[i].username.to_string(),
+                    username: table.accounts[i].username.to_string(),
                 });
             }
-            accounts.push(account);
-            Ok(())
-        })
+        }
+        self.cut_torn(&mut on_disk)?;
+        if on_disk.unsure {
+            // The file may hold part of a line memory does not: write it whole.
+            let mut next = self.table.read().accounts.clone();
+            next.push(account);
+            return self.rewrite(&mut on_disk, next);
+        }
+        self.append(&mut on_disk, &account)?;
+        self.table.write().push(account);
+        Ok(())
     }
 
     /// Removes the account with this name (ignoring case) and returns it;
-    /// [`StoreError::UnknownAccount`] if there is none.
+    /// [`StoreError::UnknownAccount`] if there is none. Rewrites the file atomically.
     pub fn remove(&self, name: &str) -> Result<Account> {
-        let mut removed = None;
-        self.change(|accounts, table| {
-            let i = table
-                .position(name)
-                .ok_or_else(|| StoreError::UnknownAccount {
-                    username: name.to_owned(),
-                })?;
-            removed = Some(accounts.remove(i));
-            Ok(())
-        })?;
-        removed.ok_or_else(|| StoreError::UnknownAccount {
+        let mut on_disk = self.writing.lock();
+        let unknown = || StoreError::UnknownAccount {
             username: name.to_owned(),
-        })
+        };
+        let (i, mut next) = {
+            let table = self.table.read();
+            let i = table.position(name).ok_or_else(unknown)?;
+            (i, table.accounts.clone())
+        };
+        let removed = next.remove(i);
+        self.cut_torn(&mut on_disk)?;
+        self.rewrite(&mut on_disk, next)?;
+        Ok(removed)
     }
 
     /// Replaces the account with the same name (ignoring case), e.g. after a password change;
     /// [`StoreError::UnknownAccount`] if there is none. Every field is replaced as given.
+    /// Rewrites the file atomically.
     pub fn update(&self, account: Account) -> Result<()> {
-        self.change(|accounts, table| {
+        let mut on_disk = self.writing.lock();
+        let next = {
+            let table = self.table.read();
             let i = table.position(account.username.as_str()).ok_or_else(|| {
                 StoreError::UnknownAccount {
                     username: account.username.to_string(),
                 }
             })?;
-            accounts[i] = account;
-            Ok(())
-        })
+            let mut next = table.accounts.clone();
+            next[i] = account;
+            next
+        };
+        self.cut_torn(&mut on_disk)?;
+        self.rewrite(&mut on_disk, next)
     }
 
-    /// Applies `f` to a copy of the accounts, writes the file, then publishes the copy. If
-    /// anything fails, neither the file nor memory changes.
-    fn change(&self, f: impl FnOnce(&mut Vec<Account>, &Table) -> Result<()>) -> Result<()> {
-        let _writing = self.writing.lock();
-        let current = Arc::clone(&self.table.read());
-        let mut next = current.accounts.clone();
-        f(&mut next, &current)?;
-        let mut buf = Vec::new();
+    /// Appends `account`'s line with one write and one fsync. A failed write or fsync is undone
+    /// (the file cut back to its length before); if even that fails, the file is marked for a
+    /// rewrite at the next change.
+    fn append(&self, on_disk: &mut OnDisk, account: &Account) -> Result<()> {
+        let mut line = Vec::with_capacity(192);
+        if on_disk.missing_lf {
+            line.push(b'\n');
+        }
+        account.encode(&mut line);
+        let dir = files::parent_dir(&self.path);
+        crate::private::create_dirs(dir)
+            .map_err(|e| StoreError::io("create the directory", dir, e))?;
+        let created = !self.path.exists();
+        let mut file = crate::private::open(
+            &self.path,
+            crate::private::options().append(true).create(true),
+        )
+        .map_err(|e| StoreError::io("open", &self.path, e))?;
+        let before = files::file_len(&file, &self.path)?;
+        if let Err(e) = file.write_all(&line).and_then(|()| file.sync_data()) {
+            // A part of a line left at the end would glue itself to the next one.
+            if file
+                .set_len(before)
+                .and_then(|()| file.sync_data())
+                .is_err()
+            {
+                on_disk.unsure = true;
+            }
+            return Err(StoreError::io("append to", &self.path, e));
+        }
+        if created && let Err(e) = files::sync_dir(dir) {
+            // The line is in the file, but the file may not survive a crash: memory does not
+            // take the account, and the next change writes the file whole from memory.
+            on_disk.unsure = true;
+            return Err(e);
+        }
+        on_disk.missing_lf = false;
+        Ok(())
+    }
+
+    /// Writes `next` as the whole file atomically (`.tmp`, fsync, rename, directory fsync), then
+    /// publishes it. If anything fails, neither the file nor memory changes.
+    fn rewrite(&self, on_disk: &mut OnDisk, next: Vec<Account>) -> Result<()> {
+        let mut buf = Vec::with_capacity(next.len() * 160);
         for a in &next {
             a.encode(&mut buf);
         }
@@ -227,8 +321,49 @@ impl Accounts {
         crate::private::create_dirs(dir)
             .map_err(|e| StoreError::io("create the directory", dir, e))?;
         files::atomic_rewrite(&self.path, |w| w.write_all(&buf), |_| Ok(()))?;
-        *self.table.write() = Arc::new(Table::new(next));
+        on_disk.missing_lf = false;
+        on_disk.unsure = false;
+        *self.table.write() = Table::new(next);
         Ok(())
+    }
+
+    /// Moves the torn last line found at open, if any, aside and cuts it off (see
+    /// [`Accounts::recover`]).
+    fn cut_torn(&self, on_disk: &mut OnDisk) -> Result<Option<FaultyLine>> {
+        let Some(torn) = on_disk.torn else {
+            return Ok(None);
+        };
+        let file =
+            crate::private::open(&self.path, crate::private::options().read(true).write(true))
+                .map_err(|e| StoreError::io("open", &self.path, e))?;
+        if files::file_len(&file, &self.path)? != torn.offset + torn.len {
+            // Not the file read at open (changed by hand since?): leave its bytes alone, and
+            // write the file whole from memory at the next change.
+            tracing::warn!(
+                path = %self.path.display(),
+                "the accounts file changed since it was read; it will be rewritten from the \
+                 accounts read"
+            );
+            on_disk.torn = None;
+            on_disk.unsure = true;
+            return Ok(None);
+        }
+        let corrupt = files::move_aside(&file, &self.path, &[torn])?;
+        file.set_len(torn.offset)
+            .map_err(|e| StoreError::io("truncate", &self.path, e))?;
+        file.sync_all()
+            .map_err(|e| StoreError::io("fsync", &self.path, e))?;
+        tracing::warn!(
+            path = %self.path.display(),
+            line = torn.line_number,
+            bytes = torn.len,
+            reason = %torn.reason,
+            "the last line of the accounts file was torn (an interrupted write); moved it aside \
+             into {}",
+            corrupt.display()
+        );
+        on_disk.torn = None;
+        Ok(Some(torn))
     }
 }
 
@@ -283,8 +418,12 @@ pub(crate) fn scan_accounts(path: &Path) -> Result<Option<(File, AccountsScan)>>
     Ok(Some((file, scan)))
 }
 
-fn read_accounts(file: &File, path: &Path) -> Result<Vec<Account>> {
+/// Reads every account of `file`, and what the writer must know of it. An invalid line is
+/// [`StoreError::BadLine`] unless it is the last one and has no LF: then it is the end of an
+/// interrupted append, left out and reported in [`OnDisk::torn`].
+fn read_accounts(file: &File, path: &Path) -> Result<(Vec<Account>, OnDisk)> {
     let mut accounts: Vec<Account> = Vec::new();
+    let mut on_disk = OnDisk::default();
     let mut lines_of: HashMap<String, u64> = HashMap::new();
     let mut reader = LineReader::new(file, path);
     while let Some(line) = reader.next_line()? {
@@ -293,10 +432,25 @@ fn read_accounts(file: &File, path: &Path) -> Result<Vec<Account>> {
             line_number: line.number,
             reason,
         };
-        if line.too_long {
-            return Err(bad(LineError::TooLong));
-        }
-        let account = Account::parse(line.bytes).map_err(bad)?;
+        let parsed = if line.too_long {
+            Err(LineError::TooLong)
+        } else {
+            Account::parse(line.bytes)
+        };
+        let account = match parsed {
+            Ok(account) => account,
+            // Only the file's last line can lack its LF.
+            Err(reason) if !line.has_lf => {
+                on_disk.torn = Some(FaultyLine {
+                    line_number: line.number,
+                    offset: line.offset,
+                    len: line.len,
+                    reason,
+                });
+                break;
+            }
+            Err(reason) => return Err(bad(reason)),
+        };
         if let Some(&first_line) = lines_of.get(&account.username.key()) {
             return Err(StoreError::DuplicateAccount {
                 path: path.to_owned(),
@@ -305,10 +459,11 @@ fn read_accounts(file: &File, path: &Path) -> Result<Vec<Account>> {
                 username: account.username.to_string(),
             });
         }
+        on_disk.missing_lf = !line.has_lf;
         lines_of.insert(account.username.key(), line.number);
         accounts.push(account);
     }
-    Ok(accounts)
+    Ok((accounts, on_disk))
 }
 
 #[cfg(test)]
