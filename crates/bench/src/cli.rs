@@ -245,9 +245,13 @@ pub enum Workload {
     Fanout(FanoutArgs),
     /// N clients connected and silent for T seconds: server CPU, RSS, threads, connections/s.
     Idle(IdleArgs),
-    /// Server RSS and threads with no clients, then with N clients that all receive a few
-    /// messages: bytes per client.
+    /// Server RSS and threads with no session, then with N idle sessions that have each had a
+    /// history-on-join delivery, a large `History` page (on a sending connection still open) and
+    /// a few live messages: bytes per session.
     Memory(MemoryArgs),
+    /// Registrations one after the other on one connection, with E accounts there already:
+    /// registrations per second.
+    Register(RegisterArgs),
     /// Two instances of one service on one PostgreSQL database (needs --postgres): senders on
     /// instance A, receivers on A and on instance B; the latency of every delivery, on A
     /// (same instance) and on B (across instances, through LISTEN/NOTIFY).
@@ -263,6 +267,7 @@ impl Workload {
             Self::Fanout(_) => "fanout",
             Self::Idle(_) => "idle",
             Self::Memory(_) => "memory",
+            Self::Register(_) => "register",
             Self::Instances(_) => "instances",
         }
     }
@@ -415,6 +420,28 @@ pub struct MemoryArgs {
     /// Messages sent once everyone is online; every client must receive each.
     #[arg(long, default_value_t = 5)]
     pub probes: u64,
+    /// Messages stored before the clients sign in (by one more client, signed out again before
+    /// the baseline is taken), so each sign-in gets a full history-on-join delivery (0: none).
+    #[arg(long, value_name = "K", default_value_t = 1000)]
+    pub history: u64,
+    /// Body size of those messages, in bytes (the server's default maximum).
+    #[arg(long, value_name = "B", default_value_t = 4096)]
+    pub body_bytes: usize,
+    /// Then every client asks `History <token> 0 <L>` on a sending connection it keeps open
+    /// while the memory is measured (0: no request).
+    #[arg(long, value_name = "L", default_value_t = 1000)]
+    pub history_limit: u32,
+}
+
+/// `register` options.
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// Accounts to register.
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    /// Accounts in the accounts file before the start.
+    #[arg(long, value_name = "E", default_value_t = 0)]
+    pub existing: usize,
 }
 
 #[cfg(test)]

@@ -222,8 +222,20 @@ impl BenchAccounts {
         ip: IpAddr,
         n: usize,
     ) -> Result<(), BenchError> {
+        self.register_range(addrs, wire, ip, 0..n)
+    }
+
+    /// Registers accounts `range` over the network, one after the other on one connection;
+    /// existing ones are fine.
+    pub fn register_range(
+        &self,
+        addrs: &ServerAddrs,
+        wire: &Wire,
+        ip: IpAddr,
+        range: std::ops::Range<usize>,
+    ) -> Result<(), BenchError> {
         let mut conn = wire.connect(ip, addrs.auth, &format!("connect to {}", addrs.auth))?;
-        for i in 0..n {
+        for i in range {
             let name = Self::name(i);
             let username =
                 Username::new(name.clone()).map_err(|e| BenchError::Invalid(e.to_string()))?;

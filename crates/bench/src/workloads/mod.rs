@@ -6,6 +6,7 @@ mod idle;
 mod ingest;
 mod instances;
 mod memory;
+mod register;
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ pub use idle::idle;
 pub use ingest::ingest;
 pub use instances::instances;
 pub use memory::memory;
+pub use register::register;
 
 use crate::Ctx;
 use crate::cli::Workload;
@@ -36,6 +38,7 @@ pub fn run(ctx: &Ctx, mode: Mode, w: &Workload) -> Result<RunResult, BenchError>
         Workload::Fanout(a) => fanout(ctx, mode, a),
         Workload::Idle(a) => idle(ctx, mode, a),
         Workload::Memory(a) => memory(ctx, mode, a),
+        Workload::Register(a) => register(ctx, mode, a),
         Workload::Instances(a) => instances(ctx, mode, a),
     }
 }
