@@ -1,6 +1,10 @@
 /*
  * shout.c -- a gc client plugin in C: "/shout text" is sent as "TEXT!".
  *
+ * It adds the command /shout (listed in the terminal UI's /help, completed by Tab), and keeps
+ * its on_message_send hook for front ends without commands (headless mode, the library): there a
+ * message starting with "/shout " is shouted as it is sent.
+ *
  * Build it on its own with:
  *   cc -shared -fPIC -O2 -I crates/plugin/include mods/shout/shout.c -o libshout.so
  */
@@ -23,14 +27,9 @@ static gc_verdict with_text(uint32_t kind, char *text, size_t len)
 	return v;
 }
 
-static gc_verdict on_message_send(void *state, gc_str room, gc_str text)
+/* `text` (n bytes) in capitals with a "!", or a block/failure verdict. */
+static gc_verdict shout(const char *text, size_t n)
 {
-	const size_t plen = sizeof PREFIX - 1;
-	(void)state;
-	(void)room;
-	if (text.len < plen || memcmp(text.ptr, PREFIX, plen) != 0)
-		return pass();
-	size_t n = text.len - plen;
 	if (n == 0) {
 		static const char why[] = "/shout needs something to shout";
 		char *reason = malloc(sizeof why - 1);
@@ -50,7 +49,7 @@ static gc_verdict on_message_send(void *state, gc_str room, gc_str text)
 		return with_text(GC_FAIL, msg, sizeof oom - 1);
 	}
 	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)text.ptr[plen + i];
+		unsigned char c = (unsigned char)text[i];
 		/* ASCII only: bytes of multi-byte UTF-8 sequences are >= 0x80 and stay as they are. */
 		out[i] = (char)(c >= 'a' && c <= 'z' ? c - ('a' - 'A') : c);
 	}
@@ -58,10 +57,44 @@ static gc_verdict on_message_send(void *state, gc_str room, gc_str text)
 	return with_text(GC_REWRITE, out, n + 1);
 }
 
+static gc_verdict on_message_send(void *state, gc_str room, gc_str text)
+{
+	const size_t plen = sizeof PREFIX - 1;
+	(void)state;
+	(void)room;
+	if (text.len < plen || memcmp(text.ptr, PREFIX, plen) != 0)
+		return pass();
+	return shout(text.ptr + plen, text.len - plen);
+}
+
+/* "/shout TEXT": the host passes TEXT (its leading blanks removed) as args. */
+static gc_verdict on_command(void *state, gc_str room, gc_str name, gc_str args)
+{
+	(void)state;
+	(void)room;
+	(void)name; /* the only command this plugin declares */
+	return shout(args.ptr, args.len);
+}
+
 static void free_text(gc_str text)
 {
 	free((void *)text.ptr);
 }
+
+/* A gc_str of a string literal. */
+#define LIT(s) { s, sizeof s - 1 }
+
+static const gc_command COMMANDS[] = {
+	{ LIT("shout"), LIT("TEXT"), LIT("send TEXT in capitals, with a !") },
+};
+
+/* The command table: its own exported symbol (a host that predates it ignores it). */
+const gc_plugin_commands gc_plugin_static_commands = {
+	.version = GC_PLUGIN_COMMANDS_VERSION,
+	.count = sizeof COMMANDS / sizeof COMMANDS[0],
+	.commands = COMMANDS,
+	.on_command = on_command,
+};
 
 /* Exported as data too, so that `plugins list` reads it without running this library. */
 const gc_plugin_descriptor gc_plugin_static_descriptor = {

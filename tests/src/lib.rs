@@ -1000,6 +1000,12 @@ pub fn plugin_library(lib_name: &str) -> std::path::PathBuf {
         .unwrap_or_else(|| panic!("{file} was not built next to {}", dir.display()))
 }
 
+/// The `shout` example plugin (C, built by its crate's build script), for tests of other
+/// packages that load it (the terminal UI's).
+pub fn shout_library() -> &'static Path {
+    Path::new(gc_mod_shout::LIBRARY)
+}
+
 /// A broken plugin built from `tests/fixtures/<name>.c`.
 pub fn fixture_library(name: &str) -> std::path::PathBuf {
     Path::new(env!("GC_FIXTURES_DIR")).join(format!(

@@ -476,6 +476,54 @@ fn listing_reads_plugins_from_their_files_without_running_them() {
     );
 }
 
+/// The `shout` example adds `/shout` through its command table (issue #18): a start runs it, and
+/// a listing reads it from the file, as the loaded library says it, without running it.
+#[test]
+fn a_plugin_command_is_read_from_the_file_and_run_when_loaded() {
+    let mods = tempfile::tempdir().unwrap();
+    let m = mods.path();
+    install(m, Path::new(gc_mod_shout::LIBRARY), "libshout.so");
+    let client = gc_plugin::Plugins::listing(m, gc_plugin::Side::Client).unwrap();
+    assert_eq!(client.len(), 1, "{client:?}");
+    assert!(
+        client[0].starts_with("load  shout 1.0.0")
+            && client[0].contains("hooks: on_message_send, on_command; commands: /shout"),
+        "{client:?}"
+    );
+    let loading = gc_plugin::Plugins::listing_loading(m, gc_plugin::Side::Client).unwrap();
+    assert_eq!(
+        loading[1], client[0],
+        "the file and the loaded library disagree"
+    );
+    // The server has no commands: the plugin does nothing there.
+    let server = listing(m);
+    assert!(
+        line_of(&server, "libshout.so").contains("no server hooks"),
+        "{server}"
+    );
+
+    let (plugins, _) = gc_plugin::Plugins::load_dir(m);
+    let commands = plugins.commands();
+    assert_eq!(commands.len(), 1);
+    assert_eq!(
+        (commands[0].name.as_str(), commands[0].args.as_str()),
+        ("shout", "TEXT")
+    );
+    assert_eq!(
+        plugins.run_command("#general", "shout", "hello, wörld"),
+        Some(gc_plugin::CommandOutcome::Send("HELLO, WöRLD!".into()))
+    );
+    match plugins.run_command("#general", "shout", "") {
+        Some(gc_plugin::CommandOutcome::Failed { plugin, reason }) => {
+            assert_eq!(plugin, "shout");
+            assert!(reason.contains("something to shout"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(plugins.run_command("#general", "whisper", "x"), None);
+    assert!(plugins.disabled().is_empty());
+}
+
 #[test]
 fn a_second_plugin_of_one_name_is_listed_as_skipped_as_a_start_skips_it() {
     gc_tests::capture_logs();

@@ -17,6 +17,15 @@
  *
  * Its first field is the ABI version, in every version of this ABI.
  *
+ * A client plugin may also add commands (`/shout TEXT`, listed in the client's /help and completed
+ * by Tab) by exporting a command table as data, a symbol of its own (optional):
+ *
+ *   const gc_plugin_commands gc_plugin_static_commands = { ... };
+ *
+ * It is not a descriptor field, so the ABI version is unchanged by it: a plugin without the symbol
+ * adds no commands, and a host that predates it never looks for it (the plugin's hooks still
+ * work there). The table carries its own layout version, GC_PLUGIN_COMMANDS_VERSION.
+ *
  * Every hook is optional (NULL = not implemented). Hooks may be called from several threads at
  * once: a plugin's state must be thread-safe. Hooks run on threads of the host's own, and should
  * return quickly: one that runs over the host's budget (50 ms by default) is logged, three such
@@ -51,7 +60,8 @@ enum gc_verdict_kind {
 	GC_PASS = 0,    /* carry on unchanged (text: empty) */
 	GC_REWRITE = 1, /* replace the text with `text` */
 	GC_BLOCK = 2,   /* refuse the message; `text` is the reason shown to the sender */
-	GC_FAIL = 3     /* the hook failed; `text` says why. The host disables the plugin. */
+	GC_FAIL = 3,    /* the hook failed; `text` says why. The host disables the plugin. */
+	GC_NOTICE = 4   /* on_command only: show `text` to the user, send nothing */
 };
 
 typedef struct gc_verdict {
@@ -101,9 +111,32 @@ typedef struct gc_plugin_descriptor {
 	void (*free_text)(gc_str text);
 } gc_plugin_descriptor;
 
+/* Commands a client plugin adds (optional; see the top of this file). */
+#define GC_PLUGIN_COMMANDS_VERSION 1u
+#define GC_PLUGIN_MAX_COMMANDS 32u
+
+typedef struct gc_command {
+	gc_str name; /* without the slash: "shout"; 1-32 of a-z 0-9 - _, starting with a letter */
+	gc_str args; /* the arguments' hint for /help: "TEXT" (may be empty) */
+	gc_str help; /* one line for /help: "send TEXT in capitals" */
+} gc_command;
+
+typedef struct gc_plugin_commands {
+	uint32_t version;           /* GC_PLUGIN_COMMANDS_VERSION */
+	uint32_t count;             /* entries in `commands`, at most GC_PLUGIN_MAX_COMMANDS */
+	const gc_command *commands;
+	/* The user typed `/name args` in `room` (`name` as declared; `args` as typed after it, leading
+	 * blanks removed). Returns GC_REWRITE (send `text` into the room; the send hooks run on it
+	 * as on a typed message), GC_NOTICE (show `text`, send nothing), GC_BLOCK (show `text` as an
+	 * error, e.g. how to use the command), GC_PASS (nothing more) or GC_FAIL (the host disables
+	 * the plugin). Required when count > 0. */
+	gc_verdict (*on_command)(void *state, gc_str room, gc_str name, gc_str args);
+} gc_plugin_commands;
+
 uint32_t gc_plugin_abi_version(void);
 const gc_plugin_descriptor *gc_plugin_describe(void);
 extern const gc_plugin_descriptor gc_plugin_static_descriptor; /* optional, see above */
+extern const gc_plugin_commands gc_plugin_static_commands;     /* optional, see above */
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,15 @@ pub const DESCRIBE_SYMBOL: &[u8] = b"gc_plugin_describe";
 /// Name of the exported data symbol holding the descriptor (optional, but without it a listing
 /// cannot tell what the library is without running it).
 pub const STATIC_DESCRIPTOR_SYMBOL: &[u8] = b"gc_plugin_static_descriptor";
+/// Name of the optional exported data symbol holding a client plugin's commands
+/// ([`GcCommands`]). A plugin without it adds no commands; the descriptor is not changed by it,
+/// so it needs no new ABI version (see `docs/plugins.md`).
+pub const COMMANDS_SYMBOL: &[u8] = b"gc_plugin_static_commands";
+/// The layout of [`GcCommands`] this crate reads (its own version, so that the table can grow
+/// without touching the descriptor's ABI version).
+pub const COMMANDS_VERSION: u32 = 1;
+/// Most commands one plugin may add.
+pub const MAX_COMMANDS: u32 = 32;
 
 /// A UTF-8 string slice (`gc_str`).
 #[repr(C)]
@@ -49,6 +58,8 @@ pub mod kind {
     pub const BLOCK: u32 = 2;
     /// The hook failed; the host disables the plugin.
     pub const FAIL: u32 = 3;
+    /// `on_command` only: show the text to the user, send nothing.
+    pub const NOTICE: u32 = 4;
 }
 
 /// `gc_verdict`: what a hook decided, with text allocated by the plugin.
@@ -132,6 +143,54 @@ pub struct GcDescriptor {
     /// Releases verdict text.
     pub free_text: Option<unsafe extern "C" fn(text: GcStr)>,
 }
+
+/// `gc_command`: one command a client plugin adds (`/name args`).
+#[repr(C)]
+#[derive(Debug)]
+pub struct GcCommand {
+    /// The name without its slash: 1 to 32 of `a-z 0-9 - _`.
+    pub name: GcStr,
+    /// The arguments' hint for `/help` (`TEXT`), possibly empty.
+    pub args: GcStr,
+    /// What it does, one line for `/help`.
+    pub help: GcStr,
+}
+
+/// `on_command`: the user typed `/name args` in `room`. Verdicts: `REWRITE` sends its text into
+/// the room (through the `on_message_send` chain, as a typed message), `NOTICE` shows its text
+/// and sends nothing, `BLOCK` shows its text as an error, `PASS` does nothing more, `FAIL`
+/// disables the plugin.
+pub type OnCommand =
+    unsafe extern "C" fn(state: *mut c_void, room: GcStr, name: GcStr, args: GcStr) -> GcVerdict;
+
+/// `gc_plugin_commands`: the commands a client plugin adds, exported as the data symbol
+/// [`COMMANDS_SYMBOL`].
+#[repr(C)]
+#[derive(Debug)]
+pub struct GcCommands {
+    /// [`COMMANDS_VERSION`].
+    pub version: u32,
+    /// How many entries `commands` points to (at most [`MAX_COMMANDS`]).
+    pub count: u32,
+    /// The commands.
+    pub commands: *const GcCommand,
+    /// Runs one of them (required when `count` > 0).
+    pub on_command: Option<OnCommand>,
+}
+
+#[allow(unsafe_code)]
+// SAFETY: a command table is static, read-only data of the plugin (header contract), and its
+// on_command may be called from several threads at once like every hook.
+unsafe impl Sync for GcCommand {}
+#[allow(unsafe_code)]
+// SAFETY: as above.
+unsafe impl Send for GcCommand {}
+#[allow(unsafe_code)]
+// SAFETY: as above.
+unsafe impl Sync for GcCommands {}
+#[allow(unsafe_code)]
+// SAFETY: as above.
+unsafe impl Send for GcCommands {}
 
 #[allow(unsafe_code)]
 // SAFETY: the descriptor is read-only after the plugin returns it, and the ABI contract (header:

@@ -8,7 +8,7 @@ use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use crate::abi::{GcDescriptor, GcHost, GcStr, GcVerdict, kind, level};
+use crate::abi::{GcCommand, GcCommands, GcDescriptor, GcHost, GcStr, GcVerdict, kind, level};
 
 /// What a hook decides about a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +20,21 @@ pub enum Verdict {
     /// Refuse it; the reason is shown to the sender (`Err blocked`). Only for
     /// `on_message_received` and `on_message_send`.
     Block(String),
+}
+
+/// What a plugin command (`/name args`, declared with `commands = [...]` in
+/// [`declare_plugin!`](crate::declare_plugin)) asks the client to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Send this text into the room the command was typed in (the send hooks run on it, as on
+    /// a typed message).
+    Send(String),
+    /// Show this text to the user; send nothing.
+    Notice(String),
+    /// Refuse, with a reason shown to the user as an error (e.g. how to use the command).
+    Refuse(String),
+    /// Nothing more to do.
+    Done,
 }
 
 /// A plugin written in Rust. Every hook has a default that does nothing; list the hooks you
@@ -58,6 +73,15 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     /// Client: the user is sending a message into `room`; pass, rewrite or block it.
     fn on_message_send(&self, _room: &str, _text: &str) -> Result<Verdict, String> {
         Ok(Verdict::Pass)
+    }
+
+    /// Client: the user typed `/name args` in `room`, one of the commands this plugin declares
+    /// (`name` without its slash, in lower case; `args` as typed after it, leading blanks
+    /// removed).
+    fn on_command(&self, _room: &str, name: &str, _args: &str) -> Result<Reply, String> {
+        Err(format!(
+            "/{name} is declared but on_command is not implemented"
+        ))
     }
 }
 
@@ -170,12 +194,53 @@ pub const fn descriptor<T: Plugin>(
     }
 }
 
+/// Builds the command table of plugin type `T` over `commands` (a static list the macro
+/// writes).
+pub const fn command_table<T: Plugin>(commands: &'static [GcCommand]) -> GcCommands {
+    GcCommands {
+        version: crate::abi::COMMANDS_VERSION,
+        // The host refuses more than MAX_COMMANDS; a count that does not fit is refused too.
+        count: if commands.len() > u32::MAX as usize {
+            u32::MAX
+        } else {
+            commands.len() as u32
+        },
+        commands: commands.as_ptr(),
+        on_command: Some(on_command::<T>),
+    }
+}
+
+/// One entry of a command table: `/name args`, with its help line.
+pub const fn command(name: &'static str, args: &'static str, help: &'static str) -> GcCommand {
+    const fn s(text: &'static str) -> GcStr {
+        GcStr {
+            ptr: text.as_ptr().cast(),
+            len: text.len(),
+        }
+    }
+    GcCommand {
+        name: s(name),
+        args: s(args),
+        help: s(help),
+    }
+}
+
 /// Runs `f`, turning its error or panic into a `GC_FAIL` verdict.
 fn guard(f: impl FnOnce() -> Result<Verdict, String>) -> GcVerdict {
+    guard_kind(|| {
+        f().map(|v| match v {
+            Verdict::Pass => (kind::PASS, String::new()),
+            Verdict::Rewrite(text) => (kind::REWRITE, text),
+            Verdict::Block(reason) => (kind::BLOCK, reason),
+        })
+    })
+}
+
+/// Runs `f`, whose answer is a verdict kind and its text, turning its error or panic into a
+/// `GC_FAIL` verdict.
+fn guard_kind(f: impl FnOnce() -> Result<(u32, String), String>) -> GcVerdict {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(Verdict::Pass)) => verdict(kind::PASS, String::new()),
-        Ok(Ok(Verdict::Rewrite(text))) => verdict(kind::REWRITE, text),
-        Ok(Ok(Verdict::Block(reason))) => verdict(kind::BLOCK, reason),
+        Ok(Ok((kind, text))) => verdict(kind, text),
         Ok(Err(reason)) => verdict(kind::FAIL, reason),
         Err(payload) => {
             let what = payload
@@ -318,6 +383,25 @@ extern "C" fn on_message_display<T: Plugin>(
     })
 }
 
+extern "C" fn on_command<T: Plugin>(
+    s: *mut c_void,
+    room: GcStr,
+    name: GcStr,
+    args: GcStr,
+) -> GcVerdict {
+    guard_kind(|| {
+        // SAFETY: host contract: valid state and strings for the call.
+        let (p, room, name, args) =
+            unsafe { (state::<T>(s)?, borrow(room)?, borrow(name)?, borrow(args)?) };
+        Ok(match p.on_command(room, name, args)? {
+            Reply::Send(text) => (kind::REWRITE, text),
+            Reply::Notice(text) => (kind::NOTICE, text),
+            Reply::Refuse(reason) => (kind::BLOCK, reason),
+            Reply::Done => (kind::PASS, String::new()),
+        })
+    })
+}
+
 extern "C" fn on_message_send<T: Plugin>(s: *mut c_void, room: GcStr, text: GcStr) -> GcVerdict {
     guard(|| {
         // SAFETY: host contract: valid state and strings for the call.
@@ -344,8 +428,31 @@ extern "C" fn on_message_send<T: Plugin>(s: *mut c_void, room: GcStr, text: GcSt
 ///
 /// gc_plugin::declare_plugin!(Upper, name = "upper", version = "1.0.0", hooks = [on_message_send]);
 /// ```
+///
+/// A client plugin may add commands: `commands = [("shout", "TEXT", "send TEXT in capitals")]`
+/// (name without its slash, argument hint, one help line) after the hooks, and implement
+/// [`Plugin::on_command`]. They are exported as `gc_plugin_static_commands`, a symbol of its
+/// own that older hosts do not look for.
 #[macro_export]
 macro_rules! declare_plugin {
+    (
+        $ty:ty,
+        name = $name:expr,
+        version = $version:expr,
+        hooks = [$($hook:ident),* $(,)?],
+        commands = [$(($cname:expr, $cargs:expr, $chelp:expr)),* $(,)?] $(,)?
+    ) => {
+        $crate::declare_plugin!($ty, name = $name, version = $version, hooks = [$($hook),*]);
+
+        /// The commands this plugin adds, as exported data (read by loading and by listings).
+        #[allow(unsafe_code, non_upper_case_globals)]
+        #[unsafe(no_mangle)]
+        pub static gc_plugin_static_commands: $crate::abi::GcCommands = {
+            const LIST: &[$crate::abi::GcCommand] =
+                &[$($crate::guest::command($cname, $cargs, $chelp)),*];
+            $crate::guest::command_table::<$ty>(LIST)
+        };
+    };
     ($ty:ty, name = $name:expr, version = $version:expr, hooks = [$($hook:ident),* $(,)?] $(,)?) => {
         /// This plugin's descriptor as exported data, so that a host can read it from the file
         /// without running the library (`plugins list`).
@@ -368,4 +475,76 @@ macro_rules! declare_plugin {
             &gc_plugin_static_descriptor
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    //! The command table a Rust plugin exports, called as a host calls it.
+
+    use super::*;
+
+    struct Loud;
+
+    impl Plugin for Loud {
+        fn init(_host: Host) -> Result<Self, String> {
+            Ok(Loud)
+        }
+
+        fn on_command(&self, room: &str, name: &str, args: &str) -> Result<Reply, String> {
+            match args {
+                "" => Ok(Reply::Refuse(format!("usage: /{name} TEXT"))),
+                "where" => Ok(Reply::Notice(format!("in {room}"))),
+                "quiet" => Ok(Reply::Done),
+                "panic" => panic!("boom"),
+                text => Ok(Reply::Send(text.to_uppercase())),
+            }
+        }
+    }
+
+    // As `declare_plugin!` writes it (without exporting anything from the test binary).
+    static TABLE: GcCommands = {
+        const LIST: &[GcCommand] = &[command("yell", "TEXT", "say TEXT loudly")];
+        command_table::<Loud>(LIST)
+    };
+
+    /// Calls `/yell args` in `#dev` and takes the verdict's text out (freeing it as a host does).
+    fn yell(args: &str) -> (u32, String) {
+        let mut plugin = Loud;
+        let state = std::ptr::from_mut(&mut plugin).cast::<c_void>();
+        let on_command = TABLE.on_command.expect("on_command");
+        // SAFETY: the state is a `Loud`, the strings are valid for the call.
+        let v = unsafe {
+            on_command(
+                state,
+                GcStr::borrowed("#dev"),
+                GcStr::borrowed("yell"),
+                GcStr::borrowed(args),
+            )
+        };
+        let text = if v.text.len == 0 {
+            String::new()
+        } else {
+            // SAFETY: the plugin's text is readable for its length until freed.
+            let bytes = unsafe { std::slice::from_raw_parts(v.text.ptr.cast::<u8>(), v.text.len) };
+            String::from_utf8(bytes.to_vec()).expect("UTF-8")
+        };
+        free_text(v.text);
+        (v.kind, text)
+    }
+
+    #[test]
+    fn commands_are_exported_as_a_table_and_each_reply_is_a_verdict() {
+        assert_eq!(TABLE.version, crate::abi::COMMANDS_VERSION);
+        assert_eq!(TABLE.count, 1);
+        // SAFETY: the table's list is static data of one entry.
+        let first = unsafe { &*TABLE.commands };
+        assert_eq!(first.name.len, 4);
+        assert_eq!(yell("hi"), (kind::REWRITE, "HI".into()));
+        assert_eq!(yell("where"), (kind::NOTICE, "in #dev".into()));
+        assert_eq!(yell(""), (kind::BLOCK, "usage: /yell TEXT".into()));
+        assert_eq!(yell("quiet"), (kind::PASS, String::new()));
+        let (k, why) = yell("panic");
+        assert_eq!(k, kind::FAIL);
+        assert!(why.contains("boom"), "{why}");
+    }
 }

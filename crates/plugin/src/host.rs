@@ -19,8 +19,8 @@ use libloading::Library;
 use crate::pool::{Answer, Pool};
 
 use crate::abi::{
-    ABI_VERSION, ABI_VERSION_SYMBOL, DESCRIBE_SYMBOL, GcDescriptor, GcHost, GcStr, GcVerdict, kind,
-    level,
+    ABI_VERSION, ABI_VERSION_SYMBOL, COMMANDS_SYMBOL, COMMANDS_VERSION, DESCRIBE_SYMBOL,
+    GcCommands, GcDescriptor, GcHost, GcStr, GcVerdict, MAX_COMMANDS, kind, level,
 };
 
 /// Why a file in a mods directory was not loaded.
@@ -173,8 +173,10 @@ pub struct PluginInfo {
     pub version: String,
     /// Its file.
     pub path: PathBuf,
-    /// The hooks it implements.
+    /// The hooks it implements (`on_command` when it adds commands).
     pub hooks: Vec<&'static str>,
+    /// The commands it adds (client plugins), as it declares them.
+    pub commands: Vec<CommandInfo>,
 }
 
 impl fmt::Display for PluginInfo {
@@ -190,8 +192,53 @@ impl fmt::Display for PluginInfo {
             } else {
                 self.hooks.join(", ")
             }
-        )
+        )?;
+        if !self.commands.is_empty() {
+            let names: Vec<String> = self
+                .commands
+                .iter()
+                .map(|c| format!("/{}", c.name))
+                .collect();
+            write!(f, "; commands: {}", names.join(", "))?;
+        }
+        Ok(())
     }
+}
+
+/// A command a client plugin adds: `/name args`, listed in `/help` and completed by Tab.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandInfo {
+    /// The name without its slash, lower case (1 to 32 of `a-z 0-9 - _`, starting with a
+    /// letter).
+    pub name: String,
+    /// The arguments' hint (`TEXT`), possibly empty.
+    pub args: String,
+    /// What it does, one line.
+    pub help: String,
+    /// The plugin that adds it.
+    pub plugin: String,
+}
+
+/// Longest argument hint and help line a plugin command may declare.
+const MAX_COMMAND_ARGS: usize = 64;
+const MAX_COMMAND_HELP: usize = 200;
+
+/// What running a plugin command came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandOutcome {
+    /// Send this text into the room, as if typed (the send hooks still run on it).
+    Send(String),
+    /// Show this text to the user; nothing is sent.
+    Notice(String),
+    /// Nothing more to do.
+    Done,
+    /// The plugin refused (its reason), failed, or did not answer in time.
+    Failed {
+        /// Which plugin.
+        plugin: String,
+        /// Why, for the user.
+        reason: String,
+    },
 }
 
 /// Which program a plugin is listed for: each runs only its own side's hooks.
@@ -199,7 +246,7 @@ impl fmt::Display for PluginInfo {
 pub enum Side {
     /// `gc-server`: `on_client_connect`, `on_message_received`, `on_client_disconnect`.
     Server,
-    /// `gc-client`: `on_message_display`, `on_message_send`.
+    /// `gc-client`: `on_message_display`, `on_message_send`, `on_command`.
     Client,
 }
 
@@ -212,7 +259,7 @@ impl Side {
                 "on_message_received",
                 "on_client_disconnect",
             ],
-            Self::Client => &["on_message_display", "on_message_send"],
+            Self::Client => &["on_message_display", "on_message_send", "on_command"],
         }
     }
 
@@ -251,6 +298,8 @@ struct Entry {
     plugin: Arc<Loaded>,
     /// `None` for a plugin without hooks: nothing to run.
     pool: Option<Pool>,
+    /// Its commands that were accepted (a name another plugin added first is refused).
+    commands: Vec<CommandInfo>,
 }
 
 /// One loaded plugin. The library is never unloaded (see `Drop`), so the descriptor and code it
@@ -260,6 +309,8 @@ struct Entry {
 pub(crate) struct Loaded {
     pub(crate) info: PluginInfo,
     desc: &'static GcDescriptor,
+    /// Its command table (`gc_plugin_static_commands`), if it exports one.
+    commands: Option<&'static GcCommands>,
     state: *mut c_void,
     /// Backs the `gc_host` the plugin may keep; boxed so its address is stable.
     _host: Box<HostBlock>,
@@ -311,6 +362,7 @@ pub(crate) enum Hook {
     Disconnect,
     Display,
     Send,
+    Command,
 }
 
 impl Hook {
@@ -321,6 +373,7 @@ impl Hook {
             Self::Disconnect => "on_client_disconnect",
             Self::Display => "on_message_display",
             Self::Send => "on_message_send",
+            Self::Command => "on_command",
         }
     }
 }
@@ -356,6 +409,11 @@ pub(crate) enum Call {
         room: String,
         text: String,
     },
+    Command {
+        room: String,
+        name: String,
+        args: String,
+    },
 }
 
 impl Call {
@@ -366,6 +424,7 @@ impl Call {
             Self::Received { .. } => Hook::Received,
             Self::Display { .. } => Hook::Display,
             Self::Send { .. } => Hook::Send,
+            Self::Command { .. } => Hook::Command,
         }
     }
 }
@@ -403,7 +462,18 @@ unsafe fn copy(s: GcStr) -> Vec<u8> {
 
 /// Opens a library and checks it is a plugin of our ABI; returns it with its descriptor. This
 /// runs the library's code (its initialisers, `gc_plugin_abi_version`, `gc_plugin_describe`).
-fn open(path: &Path) -> Result<(Library, &'static GcDescriptor, PluginInfo), PluginError> {
+#[allow(clippy::type_complexity)]
+fn open(
+    path: &Path,
+) -> Result<
+    (
+        Library,
+        &'static GcDescriptor,
+        Option<&'static GcCommands>,
+        PluginInfo,
+    ),
+    PluginError,
+> {
     // SAFETY: loading runs the library's initialisers; a file in the mods directory is trusted
     // code by the operator's choice (documented in docs/plugins.md), and `files::candidates`
     // refused it if anyone else could have changed it.
@@ -451,15 +521,91 @@ fn open(path: &Path) -> Result<(Library, &'static GcDescriptor, PluginInfo), Plu
     }
     // SAFETY: name and version are static strings of the plugin (header contract).
     let (name, version) = unsafe { (copy(desc.name), copy(desc.version)) };
+    // The command table is its own exported symbol, not a descriptor field: a library built
+    // before it existed simply lacks the symbol, and its descriptor is never read past its end.
+    // SAFETY: declared in gc_plugin.h as `const gc_plugin_commands gc_plugin_static_commands`;
+    // the symbol's address is the table's.
+    let table = unsafe { lib.get::<*const GcCommands>(COMMANDS_SYMBOL) }
+        .ok()
+        .map(|symbol| *symbol)
+        .filter(|p| !p.is_null())
+        // SAFETY: a non-null table is the plugin's static data, mapped as long as the
+        // descriptor (libraries are never unloaded).
+        .map(|p| unsafe { &*p });
+    let (commands, on_command) = match table {
+        Some(table) => (
+            // SAFETY: the table is the plugin's static data, its list and strings too (header
+            // contract); read_commands checks the count and pointer before following them.
+            unsafe { read_commands(table) }.map_err(|r| bad(&r))?,
+            table.on_command.is_some(),
+        ),
+        None => (Vec::new(), false),
+    };
     let hooks = [
         ("on_client_connect", desc.on_client_connect.is_some()),
         ("on_message_received", desc.on_message_received.is_some()),
         ("on_client_disconnect", desc.on_client_disconnect.is_some()),
         ("on_message_display", desc.on_message_display.is_some()),
         ("on_message_send", desc.on_message_send.is_some()),
+        ("on_command", on_command),
     ];
-    let info = plugin_info(path, name, version, hooks)?;
-    Ok((lib, desc, info))
+    let info = plugin_info(path, name, version, hooks, commands)?;
+    Ok((lib, desc, table, info))
+}
+
+/// A command as declared: name, argument hint and help, as bytes.
+pub(crate) type RawCommand = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// Copies the commands out of a plugin's table, checking its version, size and pointers.
+///
+/// # Safety
+/// `table` must be a plugin's `gc_plugin_commands`, whose `commands` (when `count` is within
+/// bounds and it is not NULL) points to `count` entries with valid strings.
+unsafe fn read_commands(table: &GcCommands) -> Result<Vec<RawCommand>, String> {
+    if table.version != COMMANDS_VERSION {
+        return Err(format!(
+            "its gc_plugin_static_commands is version {}, but this program reads version \
+             {COMMANDS_VERSION}",
+            table.version
+        ));
+    }
+    check_command_table(
+        table.count,
+        table.commands.is_null(),
+        table.on_command.is_some(),
+    )?;
+    if table.count == 0 {
+        return Ok(Vec::new());
+    }
+    let count = usize::try_from(table.count).map_err(|_| "too many commands".to_owned())?;
+    // SAFETY: guaranteed by the caller; `count` is at most MAX_COMMANDS and the pointer is not
+    // NULL (checked above).
+    let entries = unsafe { std::slice::from_raw_parts(table.commands, count) };
+    Ok(entries
+        .iter()
+        // SAFETY: the entries' strings are the plugin's static data (header contract).
+        .map(|c| unsafe { (copy(c.name), copy(c.args), copy(c.help)) })
+        .collect())
+}
+
+/// The shape of a command table, as every reader checks it.
+pub(crate) fn check_command_table(
+    count: u32,
+    commands_null: bool,
+    on_command: bool,
+) -> Result<(), String> {
+    if count > MAX_COMMANDS {
+        return Err(format!(
+            "it declares {count} commands; at most {MAX_COMMANDS} are allowed"
+        ));
+    }
+    if count > 0 && commands_null {
+        return Err("its command table has commands but a NULL list".to_owned());
+    }
+    if count > 0 && !on_command {
+        return Err("it declares commands but no on_command to run them".to_owned());
+    }
+    Ok(())
 }
 
 /// A plugin's description from its descriptor's fields (read by loading it, or from its file),
@@ -468,7 +614,8 @@ pub(crate) fn plugin_info(
     path: &Path,
     name: Vec<u8>,
     version: Vec<u8>,
-    hooks: [(&'static str, bool); 5],
+    hooks: [(&'static str, bool); 6],
+    commands: Vec<RawCommand>,
 ) -> Result<PluginInfo, PluginError> {
     let bad = |reason: &str| PluginError::BadDescriptor {
         path: path.to_owned(),
@@ -479,6 +626,17 @@ pub(crate) fn plugin_info(
     if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
         return Err(bad("its name must be 1 to 64 printable characters"));
     }
+    let mut infos: Vec<CommandInfo> = Vec::with_capacity(commands.len());
+    for (cname, args, help) in commands {
+        let command = command_info(&name, cname, args, help).map_err(|r| bad(&r))?;
+        if infos.iter().any(|c| c.name == command.name) {
+            return Err(bad(&format!(
+                "it declares the command /{} twice",
+                command.name
+            )));
+        }
+        infos.push(command);
+    }
     Ok(PluginInfo {
         name,
         version,
@@ -487,6 +645,45 @@ pub(crate) fn plugin_info(
             .into_iter()
             .filter_map(|(n, present)| present.then_some(n))
             .collect(),
+        commands: infos,
+    })
+}
+
+/// One declared command, checked: a name of `a-z 0-9 - _` (1 to 32, starting with a letter: it
+/// is typed, and completed, after a slash), a hint and a help line of printable text.
+fn command_info(
+    plugin: &str,
+    name: Vec<u8>,
+    args: Vec<u8>,
+    help: Vec<u8>,
+) -> Result<CommandInfo, String> {
+    let name = String::from_utf8(name).map_err(|_| "a command name is not UTF-8".to_owned())?;
+    let valid = (1..=32).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid {
+        return Err(format!(
+            "the command name {:?} is not 1 to 32 of a-z 0-9 - _ starting with a letter",
+            name.escape_debug().to_string()
+        ));
+    }
+    let text = |bytes: Vec<u8>, what: &str, max: usize| -> Result<String, String> {
+        let text =
+            String::from_utf8(bytes).map_err(|_| format!("the {what} of /{name} is not UTF-8"))?;
+        if text.len() > max || text.chars().any(char::is_control) {
+            return Err(format!(
+                "the {what} of /{name} must be at most {max} bytes of printable text on one line"
+            ));
+        }
+        Ok(text)
+    };
+    Ok(CommandInfo {
+        args: text(args, "argument hint", MAX_COMMAND_ARGS)?,
+        help: text(help, "help", MAX_COMMAND_HELP)?,
+        plugin: plugin.to_owned(),
+        name,
     })
 }
 
@@ -589,7 +786,7 @@ impl Plugins {
             .into_iter()
             .map(|(path, allowed)| {
                 let result = allowed.and_then(|()| {
-                    open(&path).map(|(lib, _, info)| {
+                    open(&path).map(|(lib, _, _, info)| {
                         // Never unloaded, as at a start (see `Loaded`).
                         let _ = ManuallyDrop::new(lib);
                         info
@@ -628,6 +825,8 @@ impl Plugins {
                 std::env::consts::DLL_EXTENSION
             )];
         }
+        // As a start does: a command another plugin added first is refused.
+        let mut added: Vec<(String, String)> = Vec::new();
         candidates
             .into_iter()
             .map(|c| match c.result {
@@ -635,7 +834,19 @@ impl Plugins {
                     "load  {info} — no {side} hooks: it does nothing in the {side}",
                     side = side.name()
                 ),
-                Ok(info) => format!("load  {info}"),
+                Ok(info) => {
+                    let mut line = format!("load  {info}");
+                    for command in &info.commands {
+                        match added.iter().find(|(n, _)| *n == command.name) {
+                            Some((_, first)) => line.push_str(&format!(
+                                " — /{} is refused: plugin {first} adds it first",
+                                command.name
+                            )),
+                            None => added.push((command.name.clone(), info.name.clone())),
+                        }
+                    }
+                    line
+                }
                 Err(e @ PluginError::NotInspectable { .. }) => format!("load? {e}"),
                 Err(e) => format!("skip  {e}"),
             })
@@ -643,7 +854,7 @@ impl Plugins {
     }
 
     fn load_one(&mut self, path: &Path) -> Result<PluginInfo, PluginError> {
-        let (lib, desc, info) = open(path)?;
+        let (lib, desc, commands, info) = open(path)?;
         let lib = ManuallyDrop::new(lib);
         if let Some(other) = self.loaded.iter().find(|e| e.plugin.info.name == info.name) {
             return Err(PluginError::Duplicate {
@@ -681,15 +892,18 @@ impl Plugins {
                 });
             }
         }
-        self.start(path, info, desc, state, block, Some(lib))
+        self.start(path, info, desc, commands, state, block, Some(lib))
     }
 
-    /// Adds an initialised plugin and starts the threads its hooks run on.
+    /// Adds an initialised plugin and starts the threads its hooks run on. Its commands that
+    /// another plugin added first are refused, with a warning.
+    #[allow(clippy::too_many_arguments)]
     fn start(
         &mut self,
         path: &Path,
         info: PluginInfo,
         desc: &'static GcDescriptor,
+        commands: Option<&'static GcCommands>,
         state: *mut c_void,
         block: Box<HostBlock>,
         lib: Option<ManuallyDrop<Library>>,
@@ -697,6 +911,7 @@ impl Plugins {
         let plugin = Arc::new(Loaded {
             info: info.clone(),
             desc,
+            commands,
             state,
             _host: block,
             disabled: Mutex::new(None),
@@ -709,6 +924,7 @@ impl Plugins {
             Hook::Disconnect,
             Hook::Display,
             Hook::Send,
+            Hook::Command,
         ];
         let pool = if hooks.iter().any(|&h| plugin.has(h)) {
             // On an error, dropping `plugin` (the only reference) destroys it.
@@ -723,8 +939,94 @@ impl Plugins {
         } else {
             None
         };
-        self.loaded.push(Entry { plugin, pool });
+        let mut accepted = Vec::new();
+        for command in &info.commands {
+            match self.command(&command.name) {
+                Some((_, first)) => tracing::warn!(
+                    plugin = %info.name,
+                    "plugin {}: its command /{} is refused: plugin {} adds it first",
+                    info.name,
+                    command.name,
+                    first.plugin
+                ),
+                None => accepted.push(command.clone()),
+            }
+        }
+        self.loaded.push(Entry {
+            plugin,
+            pool,
+            commands: accepted,
+        });
         Ok(info)
+    }
+
+    /// The plugin and entry of the accepted command `name` (lower case, no slash).
+    fn command(&self, name: &str) -> Option<(&Entry, &CommandInfo)> {
+        self.loaded
+            .iter()
+            .find_map(|e| e.commands.iter().find(|c| c.name == name).map(|c| (e, c)))
+    }
+
+    /// The commands the plugins add (client side), in load order; a name a plugin added first
+    /// is not listed again for a later one. Those of plugins disabled since are left out.
+    pub fn commands(&self) -> Vec<CommandInfo> {
+        self.loaded
+            .iter()
+            .filter(|e| !e.plugin.is_disabled())
+            .flat_map(|e| e.commands.iter().cloned())
+            .collect()
+    }
+
+    /// Client: runs the plugin command `/name args` typed in `room` (`name` without its slash,
+    /// any case). `None`: no plugin adds it. A plugin that refuses, fails, breaks the contract
+    /// or does not answer within the limit comes back as [`CommandOutcome::Failed`] (all but a
+    /// refusal also disable it).
+    pub fn run_command(&self, room: &str, name: &str, args: &str) -> Option<CommandOutcome> {
+        let name = name.to_ascii_lowercase();
+        let (entry, command) = self.command(&name)?;
+        let p = &entry.plugin;
+        let failed = |reason: String| CommandOutcome::Failed {
+            plugin: p.info.name.clone(),
+            reason,
+        };
+        if let Some(why) = p.disabled.lock().ok().and_then(|d| d.clone()) {
+            return Some(failed(format!(
+                "plugin {} is disabled ({why}); /{} is not available until gc-client restarts",
+                p.info.name, command.name
+            )));
+        }
+        let call = Call::Command {
+            room: room.to_owned(),
+            name: command.name.clone(),
+            args: args.to_owned(),
+        };
+        let Some(verdict) = self.ask(entry, call) else {
+            return Some(failed(format!(
+                "plugin {} did not answer /{} in time and is now disabled",
+                p.info.name, command.name
+            )));
+        };
+        let hook = Hook::Command;
+        Some(match verdict {
+            (kind::PASS, _) => CommandOutcome::Done,
+            (kind::REWRITE, Some(text)) if !text.is_empty() => CommandOutcome::Send(text),
+            (kind::NOTICE, Some(text)) => CommandOutcome::Notice(text),
+            (kind::NOTICE, None) => CommandOutcome::Done,
+            (kind::BLOCK, reason) => failed(reason.unwrap_or_else(|| "refused".to_owned())),
+            (kind, text) => {
+                let why = match (kind, text) {
+                    (kind::REWRITE, _) => "asked to send nothing".to_owned(),
+                    (kind::FAIL, reason) => reason.unwrap_or_else(|| "failed".to_owned()),
+                    (u32::MAX, Some(why)) => why,
+                    (kind, _) => format!("returned verdict {kind}, not allowed here"),
+                };
+                p.disable(hook, why.clone());
+                failed(format!(
+                    "plugin {} failed and is now disabled: {why}",
+                    p.info.name
+                ))
+            }
+        })
     }
 
     /// The plugins loaded (including ones disabled since).
@@ -935,6 +1237,7 @@ impl Loaded {
             Hook::Disconnect => d.on_client_disconnect.is_some(),
             Hook::Display => d.on_message_display.is_some(),
             Hook::Send => d.on_message_send.is_some(),
+            Hook::Command => self.commands.is_some_and(|c| c.on_command.is_some()),
         }
     }
 
@@ -967,6 +1270,10 @@ impl Loaded {
                 Call::Send { room, text } => d
                     .on_message_send
                     .map(|hook| hook(self.state, s(room), s(text))),
+                Call::Command { room, name, args } => self
+                    .commands
+                    .and_then(|c| c.on_command)
+                    .map(|hook| hook(self.state, s(room), s(name), s(args))),
             }
         };
         match verdict {
@@ -1072,7 +1379,10 @@ mod tests {
     //! Hook time limits with descriptors of this test binary (no library to load): a hook that
     //! hangs until the test lets it go, one that is slow, one that is quick.
 
+    use std::ffi::c_char;
     use std::sync::Condvar;
+
+    use crate::abi::{GcCommands, MAX_COMMANDS};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
@@ -1175,18 +1485,36 @@ mod tests {
     /// One test plugin named `timed`, with its own state (leaked: a hung hook may outlive the
     /// test's plugins).
     fn plugins(limits: HookLimits) -> (Plugins, &'static State) {
-        let state: &'static State = Box::leak(Box::default());
         let mut plugins = Plugins {
             loaded: Vec::new(),
             limits,
         };
+        let state = add(&mut plugins, "timed", &DESCRIPTOR, None);
+        (plugins, state)
+    }
+
+    /// Adds a test plugin named `name` with its own (leaked) state.
+    fn add(
+        plugins: &mut Plugins,
+        name: &str,
+        desc: &'static GcDescriptor,
+        commands: Option<&'static GcCommands>,
+    ) -> &'static State {
+        let state: &'static State = Box::leak(Box::default());
         let path = Path::new("timed.so");
-        let info = PluginInfo {
-            name: "timed".to_owned(),
-            version: "1".to_owned(),
-            path: path.to_owned(),
-            hooks: Vec::new(),
+        let declared = match commands {
+            // SAFETY: the tables of these tests are static data of this binary.
+            Some(table) => unsafe { read_commands(table) }.expect("a valid table"),
+            None => Vec::new(),
         };
+        let info = plugin_info(
+            path,
+            name.as_bytes().to_vec(),
+            b"1".to_vec(),
+            only_commands(commands.is_some()),
+            declared,
+        )
+        .expect("valid");
         let block = Box::new(HostBlock {
             host: GcHost {
                 abi_version: ABI_VERSION,
@@ -1199,9 +1527,282 @@ mod tests {
         });
         let raw = std::ptr::from_ref(state).cast_mut().cast();
         plugins
-            .start(path, info, &DESCRIPTOR, raw, block, None)
+            .start(path, info, desc, commands, raw, block, None)
             .expect("start");
-        (plugins, state)
+        state
+    }
+
+    /// The hook list of a plugin that has (or not) `on_command` and no other hook.
+    fn only_commands(present: bool) -> [(&'static str, bool); 6] {
+        [
+            ("on_client_connect", false),
+            ("on_message_received", false),
+            ("on_client_disconnect", false),
+            ("on_message_display", false),
+            ("on_message_send", false),
+            ("on_command", present),
+        ]
+    }
+
+    /// Text a test hook hands back: boxed, released by [`free`].
+    fn give(kind: u32, text: &str) -> GcVerdict {
+        let boxed: Box<[u8]> = text.as_bytes().into();
+        let len = boxed.len();
+        GcVerdict {
+            kind,
+            text: GcStr {
+                ptr: Box::into_raw(boxed).cast::<c_char>().cast_const(),
+                len,
+            },
+        }
+    }
+
+    unsafe extern "C" fn free(text: GcStr) {
+        // SAFETY: made by `give` from a boxed slice of exactly this pointer and length.
+        drop(unsafe {
+            Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                text.ptr.cast_mut().cast::<u8>(),
+                text.len,
+            ))
+        });
+    }
+
+    /// `/NAME ARGS`: hangs on `hang`, shows a notice naming the room on `notice`, refuses on
+    /// `refuse`, fails on `fail`, asks to send nothing on `nothing`, does nothing on `done`,
+    /// else sends `NAME: ARGS` in capitals.
+    unsafe extern "C" fn command(
+        state: *mut c_void,
+        room: GcStr,
+        name: GcStr,
+        args: GcStr,
+    ) -> GcVerdict {
+        // SAFETY: the host passes strings valid for the call.
+        let (room, name, text) = unsafe { (copy(room), copy(name), copy(args)) };
+        let (room, name, text) = (
+            String::from_utf8_lossy(&room),
+            String::from_utf8_lossy(&name),
+            String::from_utf8_lossy(&text),
+        );
+        match &*text {
+            // SAFETY: as for the other hooks.
+            "hang" => unsafe { behave(state, args) },
+            "notice" => give(kind::NOTICE, &format!("you are in {room}")),
+            "refuse" => give(kind::BLOCK, &format!("usage: /{name} TEXT")),
+            "fail" => give(kind::FAIL, "broken"),
+            "nothing" => give(kind::REWRITE, ""),
+            "done" => give(kind::PASS, ""),
+            _ => give(kind::REWRITE, &format!("{name}: {text}").to_uppercase()),
+        }
+    }
+
+    static WITH_FREE: GcDescriptor = GcDescriptor {
+        abi_version: ABI_VERSION,
+        name: GcStr::EMPTY,
+        version: GcStr::EMPTY,
+        init: None,
+        destroy: Some(destroy),
+        on_client_connect: None,
+        on_message_received: None,
+        on_client_disconnect: None,
+        on_message_display: None,
+        on_message_send: None,
+        free_text: Some(free),
+    };
+
+    const fn text(s: &'static str) -> GcStr {
+        GcStr {
+            ptr: s.as_ptr().cast(),
+            len: s.len(),
+        }
+    }
+
+    const LIST: &[crate::abi::GcCommand] = &[
+        crate::abi::GcCommand {
+            name: text("yell"),
+            args: text("TEXT"),
+            help: text("say TEXT loudly"),
+        },
+        crate::abi::GcCommand {
+            name: text("whisper"),
+            args: GcStr::EMPTY,
+            help: text("say it quietly"),
+        },
+    ];
+
+    static COMMANDS: GcCommands = GcCommands {
+        version: COMMANDS_VERSION,
+        count: 2,
+        commands: LIST.as_ptr(),
+        on_command: Some(command),
+    };
+
+    #[test]
+    fn plugin_commands_are_listed_run_and_answer_in_every_way() {
+        let mut plugins = Plugins {
+            loaded: Vec::new(),
+            limits: limits(1000, 300),
+        };
+        let state = add(&mut plugins, "loud", &WITH_FREE, Some(&COMMANDS));
+        let listed: Vec<(String, String, String, String)> = plugins
+            .commands()
+            .into_iter()
+            .map(|c| (c.name, c.args, c.help, c.plugin))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (
+                    "yell".into(),
+                    "TEXT".into(),
+                    "say TEXT loudly".into(),
+                    "loud".into()
+                ),
+                (
+                    "whisper".into(),
+                    String::new(),
+                    "say it quietly".into(),
+                    "loud".into()
+                ),
+            ]
+        );
+        assert_eq!(plugins.run_command("#dev", "nope", "x"), None);
+        // Any case, as the built-in commands.
+        assert_eq!(
+            plugins.run_command("#dev", "YELL", "hi there"),
+            Some(CommandOutcome::Send("YELL: HI THERE".into()))
+        );
+        assert_eq!(
+            plugins.run_command("@a+b", "yell", "notice"),
+            Some(CommandOutcome::Notice("you are in @a+b".into()))
+        );
+        assert_eq!(
+            plugins.run_command("#dev", "whisper", "done"),
+            Some(CommandOutcome::Done)
+        );
+        assert_eq!(
+            plugins.run_command("#dev", "yell", "refuse"),
+            Some(CommandOutcome::Failed {
+                plugin: "loud".into(),
+                reason: "usage: /yell TEXT".into()
+            })
+        );
+        assert!(plugins.disabled().is_empty(), "a refusal is an answer");
+        // Asking to send nothing breaks the contract: disabled, and its commands go away.
+        match plugins.run_command("#dev", "yell", "nothing") {
+            Some(CommandOutcome::Failed { reason, .. }) => {
+                assert!(reason.contains("asked to send nothing"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(plugins.commands().is_empty());
+        match plugins.run_command("#dev", "yell", "hi") {
+            Some(CommandOutcome::Failed { reason, .. }) => {
+                assert!(reason.contains("is disabled"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(plugins);
+        assert!(state.wait_destroyed(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_command_that_fails_or_hangs_disables_its_plugin() {
+        let mut plugins = Plugins {
+            loaded: Vec::new(),
+            limits: limits(1000, 200),
+        };
+        add(&mut plugins, "loud", &WITH_FREE, Some(&COMMANDS));
+        match plugins.run_command("#dev", "yell", "fail") {
+            Some(CommandOutcome::Failed { plugin, reason }) => {
+                assert_eq!(plugin, "loud");
+                assert!(reason.contains("broken"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(plugins.disabled().len(), 1);
+
+        let mut plugins = Plugins {
+            loaded: Vec::new(),
+            limits: limits(1000, 200),
+        };
+        let state = add(&mut plugins, "loud", &WITH_FREE, Some(&COMMANDS));
+        let asked = Instant::now();
+        match plugins.run_command("#dev", "yell", "hang") {
+            Some(CommandOutcome::Failed { reason, .. }) => {
+                assert!(reason.contains("did not answer /yell in time"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(asked.elapsed() < Duration::from_secs(2));
+        assert!(plugins.disabled()[0].1.contains("on_command"));
+        state.let_go();
+    }
+
+    #[test]
+    fn a_command_another_plugin_added_first_is_refused() {
+        let mut plugins = Plugins {
+            loaded: Vec::new(),
+            limits: limits(1000, 1000),
+        };
+        add(&mut plugins, "first", &WITH_FREE, Some(&COMMANDS));
+        add(&mut plugins, "second", &WITH_FREE, Some(&COMMANDS));
+        let owners: Vec<(String, String)> = plugins
+            .commands()
+            .into_iter()
+            .map(|c| (c.name, c.plugin))
+            .collect();
+        assert_eq!(
+            owners,
+            [
+                ("yell".into(), "first".into()),
+                ("whisper".into(), "first".into())
+            ]
+        );
+        // The second plugin still loaded, and lists what it declares.
+        assert_eq!(plugins.infos()[1].commands.len(), 2);
+    }
+
+    #[test]
+    fn declared_commands_are_checked() {
+        let info = |commands: Vec<RawCommand>| {
+            plugin_info(
+                Path::new("x.so"),
+                b"x".to_vec(),
+                b"1".to_vec(),
+                only_commands(true),
+                commands,
+            )
+        };
+        let cmd = |n: &str, a: &str, h: &str| (n.into(), a.into(), h.into());
+        let ok = info(vec![
+            cmd("shout", "TEXT", "send TEXT in capitals"),
+            cmd("a-b_2", "", ""),
+        ])
+        .expect("valid");
+        assert_eq!(ok.commands[1].name, "a-b_2");
+        assert!(
+            ok.to_string().ends_with("; commands: /shout, /a-b_2"),
+            "{ok}"
+        );
+        for (bad, says) in [
+            (cmd("Shout", "", ""), "not 1 to 32"),
+            (cmd("/shout", "", ""), "not 1 to 32"),
+            (cmd("", "", ""), "not 1 to 32"),
+            (cmd("2x", "", ""), "not 1 to 32"),
+            (cmd(&"x".repeat(33), "", ""), "not 1 to 32"),
+            (cmd("x", "A\nB", ""), "argument hint"),
+            (cmd("x", "", "two\nlines"), "help"),
+            (cmd("x", "", &"h".repeat(201)), "help"),
+        ] {
+            let e = info(vec![bad]).expect_err("refused").to_string();
+            assert!(e.contains(says), "{e}");
+        }
+        let twice = info(vec![cmd("x", "", ""), cmd("x", "", "")]).expect_err("refused");
+        assert!(twice.to_string().contains("/x twice"), "{twice}");
+        assert!(check_command_table(MAX_COMMANDS + 1, false, true).is_err());
+        assert!(check_command_table(1, true, true).is_err());
+        assert!(check_command_table(1, false, false).is_err());
+        assert!(check_command_table(0, true, false).is_ok());
     }
 
     fn limits(budget_ms: u64, limit_ms: u64) -> HookLimits {

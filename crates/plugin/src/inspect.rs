@@ -15,9 +15,10 @@ use std::path::Path;
 use object::{Object, ObjectSegment, ObjectSymbol, RelocationTarget};
 
 use crate::abi::{
-    ABI_VERSION, ABI_VERSION_SYMBOL, DESCRIBE_SYMBOL, GcDescriptor, GcStr, STATIC_DESCRIPTOR_SYMBOL,
+    ABI_VERSION, ABI_VERSION_SYMBOL, COMMANDS_SYMBOL, COMMANDS_VERSION, DESCRIBE_SYMBOL, GcCommand,
+    GcCommands, GcDescriptor, GcStr, STATIC_DESCRIPTOR_SYMBOL,
 };
-use crate::host::{PluginError, PluginInfo, plugin_info};
+use crate::host::{PluginError, PluginInfo, RawCommand, check_command_table, plugin_info};
 
 /// Larger files are not read whole (no plugin is this large).
 const MAX_LIBRARY_BYTES: u64 = 512 << 20;
@@ -119,28 +120,13 @@ pub(crate) fn read(path: &Path, data: &[u8]) -> Result<PluginInfo, PluginError> 
         )));
     }
     let base = symbol.address();
-    let string = |field: usize, what: &str| -> Result<Vec<u8>, PluginError> {
-        let unreadable = || bad(format!("its {what} cannot be read from the file"));
-        let len = image
-            .word(base + (field + offset_of!(GcStr, len)) as u64)
-            .ok_or_else(unreadable)?;
-        let len = usize::try_from(len).map_err(|_| unreadable())?;
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        if len > MAX_STRING_BYTES {
-            return Err(bad(format!("its {what} is {len} bytes long")));
-        }
-        match image.pointer(base + (field + offset_of!(GcStr, ptr)) as u64) {
-            Pointer::At(address) => image
-                .bytes(address, len)
-                .map(<[u8]>::to_vec)
-                .ok_or_else(unreadable),
-            Pointer::Null | Pointer::Symbol => Err(unreadable()),
-        }
-    };
+    let string = |field: usize, what: &str| image.string(base + field as u64, what, &bad);
     let name = string(offset_of!(GcDescriptor, name), "name")?;
     let version = string(offset_of!(GcDescriptor, version), "version")?;
+    let (commands, on_command) = match exported(COMMANDS_SYMBOL) {
+        Some(table) => commands(&elf, table.address(), &bad)?,
+        None => (Vec::new(), false),
+    };
     let hook = |field: usize| image.pointer(base + field as u64) != Pointer::Null;
     let hooks = [
         (
@@ -163,8 +149,60 @@ pub(crate) fn read(path: &Path, data: &[u8]) -> Result<PluginInfo, PluginError> 
             "on_message_send",
             hook(offset_of!(GcDescriptor, on_message_send)),
         ),
+        ("on_command", on_command),
     ];
-    plugin_info(path, name, version, hooks)
+    plugin_info(path, name, version, hooks, commands)
+}
+
+/// The commands of the table `gc_plugin_static_commands` at `address`, and whether it has an
+/// `on_command`.
+fn commands(
+    elf: &object::File<'_>,
+    address: u64,
+    bad: &dyn Fn(String) -> PluginError,
+) -> Result<(Vec<RawCommand>, bool), PluginError> {
+    let image = Image::new(elf, address, size_of::<GcCommands>() as u64);
+    let unreadable = || bad("its gc_plugin_static_commands cannot be read".to_owned());
+    let u32_at = |field: usize| {
+        image
+            .bytes(address + field as u64, 4)
+            .and_then(|b| Some(u32::from_ne_bytes(b.try_into().ok()?)))
+            .ok_or_else(unreadable)
+    };
+    let version = u32_at(offset_of!(GcCommands, version))?;
+    if version != COMMANDS_VERSION {
+        return Err(bad(format!(
+            "its gc_plugin_static_commands is version {version}, but this program reads version \
+             {COMMANDS_VERSION}"
+        )));
+    }
+    let count = u32_at(offset_of!(GcCommands, count))?;
+    let list = image.pointer(address + offset_of!(GcCommands, commands) as u64);
+    let on_command =
+        image.pointer(address + offset_of!(GcCommands, on_command) as u64) != Pointer::Null;
+    check_command_table(count, list == Pointer::Null, on_command).map_err(bad)?;
+    if count == 0 {
+        return Ok((Vec::new(), on_command));
+    }
+    let Pointer::At(list) = list else {
+        return Err(unreadable());
+    };
+    let size = size_of::<GcCommand>() as u64;
+    let entries = Image::new(elf, list, size * u64::from(count));
+    let mut out = Vec::new();
+    for i in 0..u64::from(count) {
+        let at = |field: usize| list + i * size + field as u64;
+        out.push((
+            entries.string(at(offset_of!(GcCommand, name)), "command name", bad)?,
+            entries.string(
+                at(offset_of!(GcCommand, args)),
+                "command argument hint",
+                bad,
+            )?,
+            entries.string(at(offset_of!(GcCommand, help)), "command help", bad)?,
+        ));
+    }
+    Ok((out, on_command))
 }
 
 /// The architecture this program runs on, as `object` names it (`None`: not checked).
@@ -230,6 +268,34 @@ impl<'a, 'data> Image<'a, 'data> {
             4 => u64::from(u32::from_ne_bytes(bytes.try_into().ok()?)),
             _ => return None,
         })
+    }
+
+    /// The bytes of the `gc_str` at `address` (its pointer followed as relocated), at most
+    /// [`MAX_STRING_BYTES`].
+    fn string(
+        &self,
+        address: u64,
+        what: &str,
+        bad: &dyn Fn(String) -> PluginError,
+    ) -> Result<Vec<u8>, PluginError> {
+        let unreadable = || bad(format!("its {what} cannot be read from the file"));
+        let len = self
+            .word(address + offset_of!(GcStr, len) as u64)
+            .ok_or_else(unreadable)?;
+        let len = usize::try_from(len).map_err(|_| unreadable())?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        if len > MAX_STRING_BYTES {
+            return Err(bad(format!("its {what} is {len} bytes long")));
+        }
+        match self.pointer(address + offset_of!(GcStr, ptr) as u64) {
+            Pointer::At(target) => self
+                .bytes(target, len)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(unreadable),
+            Pointer::Null | Pointer::Symbol => Err(unreadable()),
+        }
     }
 
     /// The pointer at `address` once relocated: a relative relocation's target, or the value in

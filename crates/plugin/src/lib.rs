@@ -23,6 +23,6 @@ mod pool;
 
 pub use abi::ABI_VERSION;
 pub use host::{
-    Candidate, HookLimits, OVERRUN_WINDOW, OVERRUNS_TO_DISABLE, Outcome, PluginError, PluginInfo,
-    Plugins, Side,
+    Candidate, CommandInfo, CommandOutcome, HookLimits, OVERRUN_WINDOW, OVERRUNS_TO_DISABLE,
+    Outcome, PluginError, PluginInfo, Plugins, Side,
 };
