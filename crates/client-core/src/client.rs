@@ -210,6 +210,26 @@ impl Client {
         Ok(id)
     }
 
+    /// The commands the client plugins add (`/shout TEXT`), in load order: for a front end's
+    /// help and completion. A front end that has commands of its own keeps those first (a
+    /// plugin's command of the same name is never run).
+    pub fn plugin_commands(&self) -> Vec<gc_plugin::CommandInfo> {
+        self.shared.plugins.commands()
+    }
+
+    /// Runs the plugin command `/name args` typed in `room` (`name` without its slash): `None`
+    /// when no plugin adds it. What it asks for is for the front end to do: a
+    /// [`gc_plugin::CommandOutcome::Send`] text goes through [`Client::send_to`] like a typed
+    /// message. Waits for the plugin at most its hook limit.
+    pub fn run_command(
+        &self,
+        room: &Room,
+        name: &str,
+        args: &str,
+    ) -> Option<gc_plugin::CommandOutcome> {
+        self.shared.plugins.run_command(room.as_str(), name, args)
+    }
+
     /// The direct conversation between this account and `user` (`/msg user text` is
     /// `send_to(direct_room(user)?, text)`); an error for this account itself.
     pub fn direct_room(&self, user: &Username) -> Result<Room, ClientError> {

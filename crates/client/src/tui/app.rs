@@ -44,6 +44,7 @@ use gc_client_core::event::{
 };
 use gc_client_core::rooms::{NO_ROOMS, RoomInfo, RoomRequest, parse_room};
 use gc_client_core::trust::FirstContact;
+use gc_plugin::CommandInfo;
 
 /// Records loaded at a time when scrolling past the top.
 pub const PAGE: u32 = 200;
@@ -133,6 +134,18 @@ pub enum Action {
     Reconnect,
     /// Repaint the whole terminal (Ctrl+L).
     Redraw,
+    /// Run a plugin's command; report what it asks for with [`App::queued`],
+    /// [`App::send_failed`], [`App::command_failed`] or a notice.
+    Command {
+        /// The room shown, where it was typed.
+        room: Room,
+        /// Its name (lower case, no slash).
+        name: String,
+        /// What was typed after it.
+        args: String,
+        /// The whole line (put back if the command fails).
+        typed: String,
+    },
 }
 
 /// A message in the outbox, shown dimmed below its room's conversation until it comes back.
@@ -216,6 +229,12 @@ enum Plan {
     Request(RoomRequest),
     Away(Option<String>),
     Passwd,
+    /// A plugin's command.
+    Plugin {
+        room: Room,
+        name: String,
+        args: String,
+    },
 }
 
 /// Everything the screen shows, and the input state.
@@ -290,6 +309,8 @@ pub struct App {
     pub passwd: Option<PasswdPrompt>,
     /// Who is away (GC/4), by lower-case name: their messages.
     away: HashMap<String, String>,
+    /// The commands the client plugins add (none shadowing a built-in one).
+    plugin_commands: Vec<CommandInfo>,
 }
 
 /// The most URLs `/urls` lists (the newest).
@@ -355,6 +376,7 @@ impl App {
             marks_changed: false,
             passwd: None,
             away: HashMap::new(),
+            plugin_commands: Vec::new(),
         }
     }
 
@@ -363,6 +385,108 @@ impl App {
         self.away
             .get(&name.to_ascii_lowercase())
             .map(String::as_str)
+    }
+
+    /// The commands the client's plugins add (at each client start, after
+    /// [`App::load_initial`]): listed in `/help`, completed by Tab, run when typed. One with the
+    /// name of a built-in command (or an alias) is refused, with a warning in the log and the
+    /// pane: it would never run.
+    pub fn set_plugin_commands(&mut self, commands: Vec<CommandInfo>) {
+        let (refused, kept): (Vec<_>, Vec<_>) = commands
+            .into_iter()
+            .partition(|c| command::BUILTIN_NAMES.contains(&c.name.as_str()));
+        for c in refused {
+            let text = format!(
+                "plugin {}: its command /{} is refused: gc-client has a built-in /{}",
+                sanitize(&c.plugin),
+                c.name,
+                c.name
+            );
+            tracing::warn!("{text}");
+            self.notice(Level::Warning, text);
+        }
+        self.plugin_commands = kept;
+    }
+
+    /// The commands the plugins add, as kept.
+    pub fn plugin_commands(&self) -> &[CommandInfo] {
+        &self.plugin_commands
+    }
+
+    /// `/help`: the built-in commands, then those the plugins add, then the keys.
+    fn help_text(&self) -> String {
+        if self.plugin_commands.is_empty() {
+            return HELP.to_owned();
+        }
+        let (commands, keys) = HELP.split_once("\nkeys:").unwrap_or((HELP, ""));
+        let mut text = commands.to_owned();
+        text.push_str("\nplugin commands:");
+        for c in &self.plugin_commands {
+            let usage = format!("/{} {}", c.name, sanitize(&c.args));
+            text.push_str(&format!(
+                "\n  {:<25} {} ({})",
+                usage.trim_end(),
+                sanitize(&c.help),
+                sanitize(&c.plugin)
+            ));
+        }
+        if !keys.is_empty() {
+            text.push_str("\nkeys:");
+            text.push_str(keys);
+        }
+        text
+    }
+
+    /// The commands (built-in, then the plugins') that `prefix` (`/` and the start of a name)
+    /// begins.
+    fn commands_starting(&self, prefix: &str) -> Vec<String> {
+        let lower = prefix.to_ascii_lowercase();
+        let mut found: Vec<String> = command::commands_starting(prefix)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        for c in &self.plugin_commands {
+            let name = format!("/{}", c.name);
+            if name.starts_with(&lower) && !found.contains(&name) {
+                found.push(name);
+            }
+        }
+        found
+    }
+
+    /// A plugin command the user typed (`/shout hi`), if `typed` is one.
+    fn plugin_plan(&self, typed: &str) -> Option<Plan> {
+        let (name, args) = command::name_and_args(typed)?;
+        self.plugin_commands
+            .iter()
+            .any(|c| c.name == name)
+            .then(|| Plan::Plugin {
+                room: self.view().room.clone(),
+                name,
+                args: args.to_owned(),
+            })
+    }
+
+    /// A plugin command failed (refused, or its plugin failed): say so, and give the line
+    /// back if nothing else was typed.
+    pub fn command_failed(&mut self, typed: String, name: &str, plugin: &str, reason: &str) {
+        self.notice(
+            Level::Error,
+            format!(
+                "/{name} (plugin {}): {}",
+                sanitize(plugin),
+                sanitize(reason)
+            ),
+        );
+        if self.input.is_empty() {
+            self.input.set(typed);
+        }
+    }
+
+    /// What a plugin command had to say: shown, each line made harmless.
+    pub fn plugin_notice(&mut self, text: &str) {
+        let safe: Vec<String> = text.lines().map(sanitize).collect();
+        self.notice(Level::Info, safe.join("\n"));
     }
 
     /// Draws the message pane as `look` says (the time column, the colours).
@@ -1602,7 +1726,7 @@ impl App {
         }
         let command_line = before.starts_with('/');
         let (candidates, list_first): (Vec<String>, bool) = if start == 0 && command_line {
-            let fits = command::commands_starting(prefix);
+            let fits = self.commands_starting(prefix);
             (fits.iter().map(|c| format!("{c} ")).collect(), true)
         } else if prefix.starts_with('#') || command::takes_room(before) {
             let rooms = self.room_candidates(prefix);
@@ -1702,8 +1826,16 @@ impl App {
         if typed.trim().is_empty() {
             return;
         }
-        // Checked before the input is cleared: a mistake stays there to be fixed.
-        let plan = match self.plan(command::parse(&typed)) {
+        // Checked before the input is cleared: a mistake stays there to be fixed. A name the
+        // built-in commands do not know may be a plugin's.
+        let planned = match command::parse(&typed) {
+            Input::Unknown(name) => match self.plugin_plan(&typed) {
+                Some(plan) => Ok(plan),
+                None => self.plan(Input::Unknown(name)),
+            },
+            input => self.plan(input),
+        };
+        let plan = match planned {
             Ok(plan) => plan,
             Err(problem) => {
                 self.notice(Level::Error, problem);
@@ -1839,7 +1971,19 @@ impl App {
                 self.rooms.current_mut().log.scroll_to_bottom();
                 self.actions.push(Action::Send { room, body, typed });
             }
-            Plan::Help => self.notice(Level::Info, HELP),
+            Plan::Help => {
+                let text = self.help_text();
+                self.notice(Level::Info, text);
+            }
+            Plan::Plugin { room, name, args } => {
+                self.rooms.current_mut().log.scroll_to_bottom();
+                self.actions.push(Action::Command {
+                    room,
+                    name,
+                    args,
+                    typed,
+                });
+            }
             Plan::Urls => {
                 let text = self.urls_listing();
                 self.notice(Level::Info, text);
@@ -3611,6 +3755,100 @@ mod tests {
         type_str(&mut app, "ca");
         app.handle_key(key(KeyCode::Tab));
         assert_eq!(app.input.text(), "/msg carol ");
+    }
+
+    fn plugin_command(name: &str, args: &str, help: &str, plugin: &str) -> CommandInfo {
+        CommandInfo {
+            name: name.into(),
+            args: args.into(),
+            help: help.into(),
+            plugin: plugin.into(),
+        }
+    }
+
+    #[test]
+    fn plugin_commands_run_are_in_help_and_complete_and_never_shadow_built_ins() {
+        let mut app = rooms_chat();
+        app.set_plugin_commands(vec![
+            plugin_command("shout", "TEXT", "send TEXT in capitals", "shout"),
+            plugin_command("help", "", "my own help", "rogue"),
+            plugin_command("j", "", "an alias too", "rogue"),
+        ]);
+        // Refused at load, with a warning: built-in names and aliases stay built in.
+        let names: Vec<&str> = app
+            .plugin_commands()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["shout"]);
+        assert!(
+            last_notice(&app).contains("plugin rogue: its command /j is refused"),
+            "{}",
+            last_notice(&app)
+        );
+
+        // Typed (any case): run by the plugin, in the room shown.
+        let actions = submit(&mut app, "/SHOUT  hi there");
+        match &actions[..] {
+            [
+                Action::Command {
+                    room,
+                    name,
+                    args,
+                    typed,
+                },
+            ] => {
+                assert_eq!(room, &Room::general());
+                assert_eq!((name.as_str(), args.as_str()), ("shout", "hi there"));
+                assert_eq!(typed, "/SHOUT  hi there");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(app.input.is_empty());
+        // `//` still sends the text as it is.
+        assert_eq!(sent(&mut app), Vec::<String>::new());
+        type_str(&mut app, "//shout hi");
+        app.handle_key(key(KeyCode::Enter));
+        assert_eq!(sent(&mut app), ["/shout hi"]);
+        // A built-in name runs the built-in command.
+        submit(&mut app, "/help");
+        let help = last_notice(&app);
+        assert!(help.starts_with("commands:"), "{help}");
+        assert!(
+            help.contains("\nplugin commands:\n  /shout TEXT               send TEXT in capitals (shout)\nkeys:"),
+            "{help}"
+        );
+        assert!(!help.contains("my own help"), "{help}");
+
+        // Tab completes it, and lists it among others that fit.
+        type_str(&mut app, "/sh");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "/shout ");
+        app.input.take();
+        type_str(&mut app, "/s");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(last_notice(&app), "commands: /search /shout");
+
+        // A failure says which plugin, and gives the line back.
+        app.input.take();
+        app.command_failed(
+            "/shout".into(),
+            "shout",
+            "shout",
+            "/shout needs something to shout",
+        );
+        assert_eq!(
+            last_notice(&app),
+            "/shout (plugin shout): /shout needs something to shout"
+        );
+        assert_eq!(app.input.text(), "/shout");
+        // Unknown to the plugins too: still unknown.
+        app.input.take();
+        assert!(submit(&mut app, "/frobnicate").is_empty());
+        assert!(last_notice(&app).starts_with("unknown command /frobnicate"));
+        // A plugin's notice is shown line by line, made harmless.
+        app.plugin_notice("one\ntwo\u{1b}[31m");
+        assert_eq!(last_notice(&app), "one\ntwo␛[31m");
     }
 
     #[test]

@@ -125,6 +125,44 @@ pub const COMMANDS: &[&str] = &[
     "/quit",
 ];
 
+/// Every command name [`parse`] knows, aliases included, without the slash: a plugin may not add
+/// a command of one of these names (it would never run, and would mislead `/help`).
+pub const BUILTIN_NAMES: &[&str] = &[
+    "help",
+    "h",
+    "?",
+    "quit",
+    "exit",
+    "q",
+    "who",
+    "names",
+    "clear",
+    "urls",
+    "links",
+    "reconnect",
+    "search",
+    "find",
+    "me",
+    "join",
+    "j",
+    "part",
+    "leave",
+    "msg",
+    "query",
+    "m",
+    "invite",
+    "topic",
+    "kick",
+    "ban",
+    "unban",
+    "mute",
+    "role",
+    "privacy",
+    "create",
+    "rooms",
+    "list",
+];
+
 /// The commands, for `/help`.
 pub const HELP: &str = "\
 commands:
@@ -166,6 +204,20 @@ fn word(s: &str) -> (&str, &str) {
         Some(i) => (&s[..i], s[i..].trim_start_matches([' ', '\t'])),
         None => (s, ""),
     }
+}
+
+/// A typed `/command args` split into the command's name (lower case, no slash) and its
+/// arguments (leading blanks removed); `None` for a message (`//` included).
+pub fn name_and_args(line: &str) -> Option<(String, &str)> {
+    if line.starts_with("//") {
+        return None;
+    }
+    let command = line.strip_prefix('/')?;
+    let (name, args) = match command.find(char::is_whitespace) {
+        Some(i) => (&command[..i], command[i..].trim_start_matches([' ', '\t'])),
+        None => (command, ""),
+    };
+    Some((name.to_ascii_lowercase(), args))
 }
 
 /// Parses what was typed (already known not to be blank).
@@ -463,6 +515,23 @@ mod tests {
                 "{command} is parsed"
             );
         }
+        for name in BUILTIN_NAMES {
+            assert!(
+                !matches!(parse(&format!("/{name} a b")), Input::Unknown(_)),
+                "/{name} is built in"
+            );
+        }
+        for command in COMMANDS {
+            let bare = command.trim_start_matches('/');
+            assert!(BUILTIN_NAMES.contains(&bare), "{command} is reserved");
+        }
+        assert_eq!(
+            name_and_args("/Shout  hi there "),
+            Some(("shout".into(), "hi there "))
+        );
+        assert_eq!(name_and_args("/shout"), Some(("shout".into(), "")));
+        assert_eq!(name_and_args("//shout hi"), None);
+        assert_eq!(name_and_args("shout"), None);
         assert!(takes_room("/join #d"));
         assert!(takes_room("/part "));
         assert!(!takes_room("/msg b"));

@@ -64,6 +64,7 @@ use gc_client_core::config::{ClientConfig, Password};
 use gc_client_core::error_chain;
 use gc_client_core::event::ConnState;
 use gc_client_core::trust::FirstContact;
+use gc_plugin::CommandOutcome;
 use scrollback::Level;
 
 /// How often the screen is redrawn without events (the heartbeat age in the status bar).
@@ -381,6 +382,7 @@ impl<'a> ClientDriver<'a> {
                     .flat_map(|room| client.cached_in(room, 0, INITIAL_RECORDS))
                     .collect();
                 app.load_initial(&records);
+                app.set_plugin_commands(client.plugin_commands());
                 self.client = Some(client);
             }
             Err(e) => app.login_error(&e.into()),
@@ -412,6 +414,30 @@ impl<'a> ClientDriver<'a> {
                 Some(client) => match client.send_to(room.clone(), body.clone()) {
                     Ok(id) => app.queued(id, room, body),
                     Err(e) => app.send_failed(typed, &e),
+                },
+                None => app.send_failed(typed, &ClientError::Closed),
+            },
+            Action::Command {
+                room,
+                name,
+                args,
+                typed,
+            } => match &self.client {
+                Some(client) => match client.run_command(&room, &name, &args) {
+                    // What the command makes is sent as a typed message is: through the send
+                    // hooks and the outbox.
+                    Some(CommandOutcome::Send(text)) => {
+                        match client.send_to(room.clone(), text.clone()) {
+                            Ok(id) => app.queued(id, room, text),
+                            Err(e) => app.send_failed(typed, &e),
+                        }
+                    }
+                    Some(CommandOutcome::Notice(text)) => app.plugin_notice(&text),
+                    Some(CommandOutcome::Done) => {}
+                    Some(CommandOutcome::Failed { plugin, reason }) => {
+                        app.command_failed(typed, &name, &plugin, &reason);
+                    }
+                    None => app.command_failed(typed, &name, "?", "no plugin adds it any more"),
                 },
                 None => app.send_failed(typed, &ClientError::Closed),
             },

@@ -773,6 +773,87 @@ fn run_loop_logs_in_loads_older_history_and_sends() {
     bob.close();
 }
 
+/// A client plugin's command (the C `shout` example) in the terminal UI: `/shout hi` is sent
+/// as `HI!`, `/help` lists it, Tab completes it, and a refusal comes back as an error with the
+/// line given back (issue #18).
+#[test]
+fn run_loop_runs_a_plugin_command_lists_it_and_completes_it() {
+    let server = Server::start();
+    register(&server, "bob", "bob-password");
+    let mut bob = TestClient::start(config(&server, "bob", "bob-password"));
+    bob.wait_active();
+    let mods = tempfile::tempdir().unwrap();
+    std::fs::copy(gc_tests::shout_library(), mods.path().join("libshout.so")).unwrap();
+
+    let (tx, rx) = mpsc::channel();
+    let config_for = |user: &str, password: Password, register: bool| {
+        let mut c = config(&server, user, password.expose());
+        c.register = register;
+        c.mods_dir = Some(mods.path().to_owned());
+        Ok(c)
+    };
+    let mut driver = ClientDriver::new(tx.clone(), &config_for, None, trust(&server));
+    let mut app = App::new("127.0.0.1", Zone::Local);
+    app.auto_login("carol", Password::new("pw-carol"), true);
+    let mut terminal = Terminal::new(TestBackend::new(100, 30)).expect("test terminal");
+    let t = &mut terminal;
+    pump(t, &mut app, &mut driver, &rx, "the conversation", |a| {
+        matches!(a.screen, gc_client::tui::app::Screen::Chat)
+            && a.status.state == gc_client_core::ConnState::Active
+    });
+    let names: Vec<&str> = app
+        .plugin_commands()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["shout"]);
+
+    // Tab completes the plugin's command.
+    type_keys(&tx, "/sh");
+    press(&tx, KeyCode::Tab, KeyModifiers::NONE);
+    pump(t, &mut app, &mut driver, &rx, "/sh completed", |a| {
+        a.input.text() == "/shout "
+    });
+    // Typed: the plugin makes the message, and it is sent (and comes back) as any other.
+    type_keys(&tx, "hi");
+    press(&tx, KeyCode::Enter, KeyModifiers::NONE);
+    pump(t, &mut app, &mut driver, &rx, "HI! back", |a| {
+        messages(a) == 1 && a.pending.is_empty()
+    });
+    bob.wait_records(1);
+    assert_eq!(bob.bodies(), ["HI!"]);
+
+    // /help lists it.
+    type_keys(&tx, "/help");
+    press(&tx, KeyCode::Enter, KeyModifiers::NONE);
+    pump(t, &mut app, &mut driver, &rx, "/help", |a| {
+        a.log().entries().iter().any(|e| {
+            e.searchable().contains("plugin commands:")
+                && e.searchable().contains("/shout TEXT")
+                && e.searchable()
+                    .contains("send TEXT in capitals, with a ! (shout)")
+        })
+    });
+
+    // Refused by the plugin: said, nothing sent, the line given back to fix.
+    type_keys(&tx, "/shout");
+    press(&tx, KeyCode::Enter, KeyModifiers::NONE);
+    pump(t, &mut app, &mut driver, &rx, "the refusal", |a| {
+        a.log()
+            .entries()
+            .iter()
+            .any(|e| e.searchable() == "/shout (plugin shout): /shout needs something to shout")
+    });
+    assert_eq!(app.input.text(), "/shout");
+    assert_eq!(messages(&app), 1);
+
+    press(&tx, KeyCode::Char('c'), KeyModifiers::CONTROL);
+    let flow = step(&mut terminal, &mut app, &mut driver, &rx, WAIT).expect("step");
+    assert_eq!(flow, Flow::Quit);
+    assert!(driver.close(Duration::from_secs(5)).is_empty());
+    bob.close();
+}
+
 /// Back after a while: what was written meanwhile comes first, then "logged in", each at its
 /// own time, then what is written after the login.
 #[test]
