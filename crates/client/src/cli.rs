@@ -32,7 +32,7 @@ TERMINAL UI
   F3 room list · Alt+1…9 or Ctrl+N/Ctrl+P switch rooms · Ctrl+W/Ctrl+U delete word/line ·
   Ctrl+C quit.
   Commands: /help /who /me ACTION /search TEXT (Ctrl+P/Ctrl+N older/newer match) /urls /clear
-  /reconnect /quit; with rooms /rooms /join /part /msg /invite /topic /kick /mute /ban (see
+  /ignore [USER] /unignore USER /reconnect /quit; client plugins may add more (in /help); with rooms /rooms /join /part /msg /invite /topic /kick /mute /ban (see
   /help); //TEXT sends TEXT starting with one /. A message starting with \"/me \" is an action,
   shown as \"* user ACTION\".
   URLs are underlined and written as OSC 8 hyperlinks (--no-hyperlinks, or hyperlinks = false in
@@ -57,6 +57,9 @@ TERMINAL UI
     notify-on = \"mentions\"        which messages run it: \"mentions\" or \"all\"
     timestamp-format = \"%H:%M\"    the time column (strftime; \"%H:%M:%S\" adds seconds)
     theme = \"default\"             colours: \"default\" (dark background), \"light\", \"mono\"
+    ignore = [\"mallory\"]          whose messages are hidden (/ignore and /unignore write it);
+                                  they are still kept in the cache. Headless output is not
+                                  filtered
   A mistake in the file stops the start with what is wrong. Read markers (the newest message
   seen in each room, kept in CACHE.read) put a \"new since you left\" line in each room.
   With --with-server, the gc-server next to gc-client is started first (data in ./gc-data or
@@ -618,6 +621,7 @@ mod tests {
             "notify-on = ",
             "timestamp-format = ",
             "theme = ",
+            "ignore = ",
             "new since you left",
         ] {
             assert!(help.contains(key), "{key} in --help");

@@ -199,6 +199,7 @@ fn run_tui(cli: &Cli, trust: ServerTrust) -> u8 {
         hyperlinks: loaded.hyperlinks_on(cli.no_hyperlinks),
         look: loaded.look(),
         rules: loaded.rules(),
+        ignore: loaded.ignore.clone(),
         user: cli.user.clone().or(loaded.user),
         password,
         register: cli.register,

@@ -55,6 +55,9 @@ pub struct Settings {
     /// The colours: `default` (dark backgrounds), `light`, `mono`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub theme: Option<ThemeName>,
+    /// Whose messages the terminal UI hides (`/ignore`, `/unignore` write it), lower case.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<String>,
 }
 
 /// `bell`: which messages ring the terminal's bell.
@@ -194,6 +197,16 @@ impl Settings {
     /// that would break the time column), an empty notify command.
     fn check(&self) -> Result<(), String> {
         self.time_column()?;
+        if let Some(bad) = self
+            .ignore
+            .iter()
+            .find(|n| gc_protocol::Username::new(n.as_str()).is_err())
+        {
+            return Err(format!(
+                "ignore: `{}` is not a username (1 to 32 of A-Z a-z 0-9 _ . -)",
+                bad.escape_debug()
+            ));
+        }
         if let Some(command) = &self.notify_command
             && command.argv().first().is_none_or(|p| p.trim().is_empty())
         {
@@ -253,14 +266,22 @@ impl Settings {
         .map_err(io("create the settings file"))?;
         file.write_all(
             format!(
-                "# Written by gc-client: the last username that logged in (your other settings \
-                 are kept).\n{text}"
+                "# Written by gc-client: the last username that logged in and the ignore list \
+                 (your other settings are kept).\n{text}"
             )
             .as_bytes(),
         )
         .and_then(|()| file.sync_all())
         .map_err(io("write the settings file"))?;
         std::fs::rename(&tmp, path).map_err(io("replace the settings file"))
+    }
+
+    /// Keeps `ignored` as the file's `ignore` list (lower case), keeping every other choice. A
+    /// file that cannot be read is left alone (rewriting it would lose what the user wrote).
+    pub fn save_ignored(path: &Path, ignored: &[String]) -> Result<(), AppError> {
+        let mut settings = Self::load(path)?;
+        settings.ignore = ignored.iter().map(|n| n.to_ascii_lowercase()).collect();
+        settings.save(path)
     }
 
     /// Remembers `user` in the file at `path` (a failure is logged: it only costs typing). A file
@@ -356,6 +377,39 @@ mod tests {
         // Unknown keys (a newer version's) are ignored.
         std::fs::write(&path, "user = \"bob\"\ncolour-scheme = \"dark\"\n").unwrap();
         assert_eq!(Settings::load(&path).unwrap().user.as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn the_ignore_list_is_kept_with_the_other_choices_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "theme = \"mono\"\nuser = \"alice\"\n").unwrap();
+        Settings::save_ignored(&path, &["Bob".into(), "mallory".into()]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("ignore = [\"bob\", \"mallory\"]"), "{text}");
+        let again = Settings::load(&path).unwrap();
+        assert_eq!(again.ignore, ["bob", "mallory"]);
+        assert_eq!(
+            (again.user.as_deref(), again.theme),
+            (Some("alice"), Some(ThemeName::Mono))
+        );
+        // Remembering the username keeps it.
+        Settings::remember_user(&path, "carol");
+        assert_eq!(Settings::load(&path).unwrap().ignore, ["bob", "mallory"]);
+        // Emptied: the key goes.
+        Settings::save_ignored(&path, &[]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("ignore ="), "{text}");
+        // A name that cannot be one is a mistake in the file, said at load.
+        std::fs::write(&path, "ignore = [\"no body\"]\n").unwrap();
+        let e = Settings::load(&path).unwrap_err().to_string();
+        assert!(e.contains("ignore: `no body` is not a username"), "{e}");
+        assert!(Settings::save_ignored(&path, &["bob".into()]).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "ignore = [\"no body\"]\n",
+            "not rewritten"
+        );
     }
 
     #[test]

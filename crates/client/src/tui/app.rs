@@ -134,6 +134,8 @@ pub enum Action {
     Reconnect,
     /// Repaint the whole terminal (Ctrl+L).
     Redraw,
+    /// Keep the ignore list (lower case) in the settings file.
+    SaveIgnored(Vec<String>),
     /// Run a plugin's command; report what it asks for with [`App::queued`],
     /// [`App::send_failed`], [`App::command_failed`] or a notice.
     Command {
@@ -229,6 +231,9 @@ enum Plan {
     Request(RoomRequest),
     Away(Option<String>),
     Passwd,
+    Ignore(Username),
+    Unignore(Username),
+    ListIgnored,
     /// A plugin's command.
     Plugin {
         room: Room,
@@ -311,6 +316,8 @@ pub struct App {
     away: HashMap<String, String>,
     /// The commands the client plugins add (none shadowing a built-in one).
     plugin_commands: Vec<CommandInfo>,
+    /// Whose messages are not shown (`/ignore`), lower case, sorted.
+    ignored: Vec<String>,
 }
 
 /// The most URLs `/urls` lists (the newest).
@@ -377,6 +384,33 @@ impl App {
             passwd: None,
             away: HashMap::new(),
             plugin_commands: Vec::new(),
+            ignored: Vec::new(),
+        }
+    }
+
+    /// Whose messages are not shown (the settings file's `ignore`), before
+    /// [`App::load_initial`]. Names are compared without case; your own is never ignored.
+    pub fn set_ignored(&mut self, names: &[String]) {
+        let mut ignored: Vec<String> = names
+            .iter()
+            .map(|n| n.to_ascii_lowercase())
+            .filter(|n| !n.is_empty())
+            .collect();
+        ignored.sort();
+        ignored.dedup();
+        self.ignored = ignored;
+    }
+
+    /// Whose messages are not shown, lower case, sorted.
+    pub fn ignored(&self) -> &[String] {
+        &self.ignored
+    }
+
+    /// Whether `record` is a message of someone ignored (never a server notice, never yours).
+    fn hides(&self, record: &Record) -> bool {
+        !self.ignored.is_empty() && !record.username.is_reserved() && {
+            let name = record.username.as_str().to_ascii_lowercase();
+            name != self.user.to_ascii_lowercase() && self.ignored.binary_search(&name).is_ok()
         }
     }
 
@@ -836,6 +870,14 @@ impl App {
         self.search = None;
         for record in records {
             self.max_id = self.max_id.max(record.id);
+            if self.hides(record) {
+                // Kept in the cache; its view pages below it (a conversation of nothing but
+                // ignored messages is not opened).
+                if let Some(view) = self.rooms.get_mut(&record.room) {
+                    view.hid(record.id);
+                }
+                continue;
+            }
             let entry = self.entry_for(record);
             let (i, _) = self
                 .rooms
@@ -871,6 +913,17 @@ impl App {
                 self.show_held();
             }
             self.max_id = self.max_id.max(record.id);
+            if self.hides(record) {
+                // Not shown, not counted, no bell: kept in the cache (the client stored it).
+                if let Some(view) = self.rooms.get_mut(&record.room)
+                    && view.history_after.is_some_and(|id| record.id >= id)
+                {
+                    view.history_after = None;
+                    let i = self.rooms.find(&record.room).unwrap_or(0);
+                    joined.push(i);
+                }
+                continue;
+            }
             self.arrived_by_message(record);
             let out = record.username.is_reserved() && puts_out(&record.body, &self.user);
             if out && self.rooms.find(&record.room).is_none() {
@@ -952,22 +1005,31 @@ impl App {
         let Some(i) = self.rooms.find(room) else {
             return; // closed meanwhile
         };
-        let older: Vec<Entry> = {
+        let (older, hidden): (Vec<Entry>, Option<u64>) = {
             let view = &self.rooms.views()[i];
-            let limit = view.log.oldest_id().or(view.floor);
-            records
+            let limit = view.oldest_loaded();
+            let new: Vec<&Record> = records
                 .iter()
                 .filter(|r| limit.is_none_or(|l| r.id < l))
+                .collect();
+            let hidden = new.iter().filter(|r| self.hides(r)).map(|r| r.id).min();
+            let older = new
+                .into_iter()
+                .filter(|r| !self.hides(r))
                 .map(|r| self.entry_for(r))
-                .collect()
+                .collect();
+            (older, hidden)
         };
         let shown = i == self.rooms.index();
         let Some(view) = self.rooms.at_mut(i) else {
             return;
         };
         view.older.settle();
+        if let Some(id) = hidden {
+            view.hid(id);
+        }
         if older.is_empty() {
-            if from_server {
+            if from_server && hidden.is_none() {
                 view.older = Older::Exhausted;
             }
             return;
@@ -1656,11 +1718,9 @@ impl App {
         if view.older != Older::Idle {
             return;
         }
-        let before_id = view
-            .log
-            .oldest_id()
-            .or(view.floor)
-            .unwrap_or(if view.newest > 0 { view.newest + 1 } else { 0 });
+        let before_id =
+            view.oldest_loaded()
+                .unwrap_or(if view.newest > 0 { view.newest + 1 } else { 0 });
         if before_id == 1 {
             view.older = Older::Exhausted;
             return;
@@ -1878,6 +1938,15 @@ impl App {
             Input::Away(message) => Plan::Away(Some(message)),
             Input::Back => Plan::Away(None),
             Input::Passwd => Plan::Passwd,
+            Input::Ignore(None) => Plan::ListIgnored,
+            Input::Ignore(Some(name)) => {
+                let user = user_arg(&name)?;
+                if user.as_str().eq_ignore_ascii_case(&self.user) {
+                    return Err("that is you: you cannot ignore yourself".to_owned());
+                }
+                Plan::Ignore(user)
+            }
+            Input::Unignore(name) => Plan::Unignore(user_arg(&name)?),
             Input::Join(name) => {
                 let room = room_arg(&name)?;
                 if room.kind() == RoomKind::Direct {
@@ -1975,6 +2044,20 @@ impl App {
                 let text = self.help_text();
                 self.notice(Level::Info, text);
             }
+            Plan::ListIgnored => {
+                let text = if self.ignored.is_empty() {
+                    "you ignore no one (/ignore USER hides USER's messages)".to_owned()
+                } else {
+                    format!(
+                        "ignored ({}): {}",
+                        self.ignored.len(),
+                        self.ignored.join(", ")
+                    )
+                };
+                self.notice(Level::Info, text);
+            }
+            Plan::Ignore(user) => self.ignore(&user),
+            Plan::Unignore(user) => self.unignore(&user),
             Plan::Plugin { room, name, args } => {
                 self.rooms.current_mut().log.scroll_to_bottom();
                 self.actions.push(Action::Command {
@@ -1997,7 +2080,8 @@ impl App {
             Plan::Search(query) => self.start_search(query),
             Plan::Clear => {
                 let view = self.rooms.current_mut();
-                view.floor = view.log.oldest_id().or(view.floor).map(|_| view.newest + 1);
+                view.floor = view.oldest_loaded().map(|_| view.newest + 1);
+                view.oldest_hidden = None;
                 view.log.clear();
                 view.older.reopen();
                 self.search = None;
@@ -2075,6 +2159,55 @@ impl App {
                 self.notice(Level::Error, format!("{problem}; type the new one again"));
             }
         }
+    }
+
+    /// `/ignore USER`: their messages leave every view now and are not shown from now on (the
+    /// cache keeps them); the list is saved in the settings file.
+    fn ignore(&mut self, user: &Username) {
+        let name = user.as_str().to_ascii_lowercase();
+        let Err(at) = self.ignored.binary_search(&name) else {
+            self.notice(Level::Info, format!("you already ignore {user}"));
+            return;
+        };
+        self.ignored.insert(at, name.clone());
+        self.search = None;
+        for i in 0..self.rooms.views().len() {
+            if let Some(view) = self.rooms.at_mut(i) {
+                let removed = view.log.remove_where(|e| {
+                    matches!(&e.kind, Kind::Message { user, .. } if user.eq_ignore_ascii_case(&name))
+                });
+                if let Some(&id) = removed.iter().min() {
+                    view.hid(id);
+                }
+            }
+        }
+        self.notice(
+            Level::Info,
+            format!(
+                "ignoring {user}: their messages are hidden (the cache keeps them); /unignore \
+                 {user} shows them again"
+            ),
+        );
+        self.actions.push(Action::SaveIgnored(self.ignored.clone()));
+    }
+
+    /// `/unignore USER`: their messages are shown from now on; those hidden before come back
+    /// with the views' next load from the cache (the next start).
+    fn unignore(&mut self, user: &Username) {
+        let name = user.as_str().to_ascii_lowercase();
+        let Ok(at) = self.ignored.binary_search(&name) else {
+            self.notice(Level::Error, format!("you do not ignore {user}"));
+            return;
+        };
+        self.ignored.remove(at);
+        self.notice(
+            Level::Info,
+            format!(
+                "no longer ignoring {user}: their new messages are shown; those hidden so far \
+                 come back from the cache at the next start"
+            ),
+        );
+        self.actions.push(Action::SaveIgnored(self.ignored.clone()));
     }
 
     fn start_search(&mut self, query: String) {
@@ -3755,6 +3888,89 @@ mod tests {
         type_str(&mut app, "ca");
         app.handle_key(key(KeyCode::Tab));
         assert_eq!(app.input.text(), "/msg carol ");
+    }
+
+    fn bodies(app: &App) -> Vec<String> {
+        app.log()
+            .entries()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                Kind::Message { body, .. } => Some(body.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ignored_people_are_hidden_not_you_and_the_list_is_saved() {
+        let mut app = rooms_chat();
+        app.set_ignored(&["Mallory".into()]);
+        assert_eq!(app.ignored(), ["mallory"]);
+        app.add_records(&[
+            record(1, "bob", "hi"),
+            record(2, "MALLORY", "spam"),
+            record(3, "alice", "mine"),
+        ]);
+        assert_eq!(bodies(&app), ["hi", "mine"], "any case");
+        // No bell, no unread count, no view for a conversation of nothing but theirs.
+        app.add_records(&[record_in(4, "@alice+mallory", "mallory", "psst")]);
+        assert_eq!(titles(&app), ["#general"]);
+
+        // /ignore: their messages leave the views now, and the list is to be saved.
+        let actions = submit(&mut app, "/ignore BOB");
+        assert!(
+            matches!(&actions[..], [Action::SaveIgnored(list)] if list == &["bob", "mallory"]),
+            "{actions:?}"
+        );
+        assert_eq!(bodies(&app), ["mine"]);
+        assert!(last_notice(&app).starts_with("ignoring BOB: their messages are hidden"));
+        app.add_records(&[record(5, "bob", "still here")]);
+        assert_eq!(bodies(&app), ["mine"]);
+        assert!(submit(&mut app, "/ignore bob").is_empty());
+        assert_eq!(last_notice(&app), "you already ignore bob");
+        // Never yourself.
+        assert!(submit(&mut app, "/ignore Alice").is_empty());
+        assert_eq!(last_notice(&app), "that is you: you cannot ignore yourself");
+        assert_eq!(app.input.text(), "/ignore Alice", "left to fix");
+        app.input.take();
+        submit(&mut app, "/ignore");
+        assert_eq!(last_notice(&app), "ignored (2): bob, mallory");
+
+        // /unignore: their new messages are shown again.
+        let actions = submit(&mut app, "/unignore bob");
+        assert!(
+            matches!(&actions[..], [Action::SaveIgnored(list)] if list == &["mallory"]),
+            "{actions:?}"
+        );
+        app.add_records(&[record(6, "bob", "back")]);
+        assert_eq!(bodies(&app), ["mine", "back"]);
+        assert!(submit(&mut app, "/unignore bob").is_empty());
+        assert_eq!(last_notice(&app), "you do not ignore bob");
+    }
+
+    #[test]
+    fn a_page_of_ignored_messages_is_not_the_beginning_of_the_conversation() {
+        let mut app = rooms_chat();
+        app.set_ignored(&["mallory".into()]);
+        app.add_records(&[record(300, "bob", "newest")]);
+        app.handle_key(key(KeyCode::Home));
+        let asked = |app: &mut App| {
+            app.take_actions().into_iter().find_map(|a| match a {
+                Action::LoadOlder { before_id, .. } => Some(before_id),
+                _ => None,
+            })
+        };
+        assert_eq!(asked(&mut app), Some(300));
+        // A whole page from mallory: nothing shown, but the next page is asked below it.
+        let page: Vec<Record> = (100..300).map(|id| record(id, "mallory", "x")).collect();
+        app.add_older(&Room::general(), &page, true);
+        assert!(!app.history_done());
+        app.handle_key(key(KeyCode::Home));
+        assert_eq!(asked(&mut app), Some(100));
+        app.add_older(&Room::general(), &[record(1, "bob", "first")], true);
+        assert_eq!(bodies(&app), ["first", "newest"]);
+        app.add_older(&Room::general(), &[], true);
+        assert!(app.history_done());
     }
 
     fn plugin_command(name: &str, args: &str, help: &str, plugin: &str) -> CommandInfo {

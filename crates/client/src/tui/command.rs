@@ -91,6 +91,10 @@ pub enum Input {
     Back,
     /// `/passwd` (GC/4): the passwords are asked for next, without echo.
     Passwd,
+    /// `/ignore [USER]`: hide USER's messages; without a name, list who is ignored.
+    Ignore(Option<String>),
+    /// `/unignore USER`.
+    Unignore(String),
     /// A command used the wrong way: how to use it.
     Usage(&'static str),
     /// Not a command we know: never sent.
@@ -119,6 +123,8 @@ pub const COMMANDS: &[&str] = &[
     "/back",
     "/passwd",
     "/search",
+    "/ignore",
+    "/unignore",
     "/urls",
     "/clear",
     "/reconnect",
@@ -161,6 +167,8 @@ pub const BUILTIN_NAMES: &[&str] = &[
     "create",
     "rooms",
     "list",
+    "ignore",
+    "unignore",
 ];
 
 /// The commands, for `/help`.
@@ -185,6 +193,8 @@ commands:
   /away [MESSAGE]           be away (shown beside your name in /who and the people list)
   /back                     no longer away
   /passwd                   change your password (asked without echo; Esc cancels)
+  /ignore [USER]            hide USER's messages (kept in the cache); alone: who is ignored
+  /unignore USER            show USER's messages again
   /search TEXT              find TEXT in this room's loaded messages (Ctrl+P/N, Esc ends)
   /urls                     list the URLs in this room's loaded messages, newest last
   /clear                    clear the pane (scroll up to see the messages again)
@@ -316,6 +326,12 @@ pub fn parse(line: &str) -> Input {
                 _ => Input::Usage("/create #ROOM [private], e.g. /create #dev"),
             }
         }
+        "ignore" if !rest_trimmed.is_empty() => Input::Usage("/ignore [USER]"),
+        "ignore" => Input::Ignore((!first.is_empty()).then(|| first.to_owned())),
+        "unignore" if first.is_empty() || !rest_trimmed.is_empty() => {
+            Input::Usage("/unignore USER")
+        }
+        "unignore" => Input::Unignore(first.to_owned()),
         "rooms" | "list" if args.trim().is_empty() => Input::Rooms,
         "rooms" | "list" => Input::Usage("/rooms"),
         "away" => Input::Away(args.trim().to_owned()),
@@ -497,12 +513,17 @@ mod tests {
         assert!(matches!(parse("/create #ops secret"), Input::Usage(_)));
         assert!(matches!(parse("/create"), Input::Usage(_)));
         assert_eq!(parse("/rooms"), Input::Rooms);
+        assert_eq!(parse("/ignore"), Input::Ignore(None));
+        assert_eq!(parse("/IGNORE Bob"), Input::Ignore(Some("Bob".into())));
+        assert!(matches!(parse("/ignore bob carol"), Input::Usage(_)));
+        assert_eq!(parse("/unignore bob"), Input::Unignore("bob".into()));
+        assert!(matches!(parse("/unignore"), Input::Usage(_)));
     }
 
     #[test]
     fn tab_knows_every_command_and_help_lists_them() {
         assert_eq!(commands_starting("/jo"), ["/join"]);
-        assert_eq!(commands_starting("/u"), ["/unban", "/urls"]);
+        assert_eq!(commands_starting("/u"), ["/unban", "/unignore", "/urls"]);
         assert_eq!(commands_starting("/M"), ["/me", "/msg", "/mute"]);
         assert!(commands_starting("/zz").is_empty());
         for command in COMMANDS {

@@ -106,6 +106,8 @@ pub struct TuiOptions {
     pub look: look::Look,
     /// The bell, the title, the notify command.
     pub rules: notify::Rules,
+    /// Whose messages are hidden (the settings file's `ignore`).
+    pub ignore: Vec<String>,
 }
 
 /// How the terminal UI ended.
@@ -417,6 +419,19 @@ impl<'a> ClientDriver<'a> {
                 },
                 None => app.send_failed(typed, &ClientError::Closed),
             },
+            Action::SaveIgnored(ignored) => {
+                if let Some(path) = &self.settings
+                    && let Err(e) = Settings::save_ignored(path, &ignored)
+                {
+                    let text = format!(
+                        "cannot keep the ignore list in the settings file (it holds for this \
+                         run): {}",
+                        error_chain(&e)
+                    );
+                    tracing::warn!("{text}");
+                    app.notice(Level::Warning, text);
+                }
+            }
             Action::Command {
                 room,
                 name,
@@ -721,6 +736,7 @@ pub fn run(options: TuiOptions, config_for: &ConfigFor<'_>) -> Result<TuiOutcome
     app.hyperlinks = options.hyperlinks;
     app.set_look(options.look);
     app.alerts = notify::Alerts::new(options.rules.clone());
+    app.set_ignored(&options.ignore);
     app.prefill(options.user.as_deref(), options.register);
     if let (Some(user), Some(password)) = (&options.user, options.password) {
         app.auto_login(user, password, options.register);

@@ -85,6 +85,9 @@ pub struct RoomView {
     pub floor: Option<u64>,
     /// The highest record id shown in it.
     pub newest: u64,
+    /// The oldest record loaded for it but not shown (its writer is ignored): older pages are
+    /// asked for below it, not again from the oldest one shown.
+    pub oldest_hidden: Option<u64>,
     /// Just joined: what was said before is loaded once the join's notice (this record id) has
     /// arrived. (The client asks history only up to the records it holds, so asking sooner
     /// would find nothing.)
@@ -107,8 +110,23 @@ impl RoomView {
             older: Older::Idle,
             floor: None,
             newest: 0,
+            oldest_hidden: None,
             history_after: None,
         }
+    }
+
+    /// The record below which older pages are asked for: the oldest loaded, shown or hidden
+    /// (after `/clear`, the floor).
+    pub fn oldest_loaded(&self) -> Option<u64> {
+        match (self.log.oldest_id(), self.oldest_hidden) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b).or(self.floor),
+        }
+    }
+
+    /// A record of it was loaded but is not shown.
+    pub fn hid(&mut self, id: u64) {
+        self.oldest_hidden = Some(self.oldest_hidden.map_or(id, |o| o.min(id)));
     }
 
     /// Whether it is a direct conversation.

@@ -408,6 +408,35 @@ impl Scrollback {
         self.unseen = 0;
     }
 
+    /// Removes the entries `hide` picks (`/ignore`), keeping the view where it was: the anchor
+    /// moves with its entry, or to the next one kept when its own goes. Returns the record ids
+    /// removed.
+    pub fn remove_where(&mut self, hide: impl Fn(&Entry) -> bool) -> Vec<u64> {
+        let mut removed = Vec::new();
+        let mut kept = Vec::with_capacity(self.entries.len());
+        let mut anchor = self.anchor;
+        for (i, entry) in std::mem::take(&mut self.entries).into_iter().enumerate() {
+            if hide(&entry) {
+                removed.extend(entry.message_id());
+                if let Some(a) = &mut anchor {
+                    if a.entry == i {
+                        // Its rows are gone: the bottom line is now the next entry's first.
+                        a.row = 0;
+                    } else if a.entry > i {
+                        a.entry -= 1;
+                    }
+                }
+                continue;
+            }
+            // A separator or read line may have come or gone with a neighbour: measure again.
+            entry.cache.set((0, 0));
+            kept.push(entry);
+        }
+        self.entries = kept;
+        self.anchor = anchor.filter(|a| a.entry < self.entries.len());
+        removed
+    }
+
     /// The oldest record id held.
     pub fn oldest_id(&self) -> Option<u64> {
         self.entries.iter().find_map(Entry::message_id)
