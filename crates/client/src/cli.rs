@@ -60,6 +60,9 @@ TERMINAL UI
     ignore = [\"mallory\"]          whose messages are hidden (/ignore and /unignore write it);
                                   they are still kept in the cache. Headless output is not
                                   filtered
+    log-conversations = true      append each message shown to a plain-text log per room,
+                                  $XDG_STATE_HOME/gc-client/logs/SERVER-USER/ROOM.log:
+                                  \"YYYY-MM-DD HH:MM:SS <user> text\", UTC, one line each
   A mistake in the file stops the start with what is wrong. Read markers (the newest message
   seen in each room, kept in CACHE.read) put a \"new since you left\" line in each room.
   With --with-server, the gc-server next to gc-client is started first (data in ./gc-data or
@@ -622,6 +625,7 @@ mod tests {
             "timestamp-format = ",
             "theme = ",
             "ignore = ",
+            "log-conversations = ",
             "new since you left",
         ] {
             assert!(help.contains(key), "{key} in --help");

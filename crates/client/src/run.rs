@@ -11,7 +11,9 @@ use crate::cli::{Cli, TlsChoice};
 use crate::exit::{self, EXIT_ERROR, EXIT_UNSENT, EXIT_USAGE};
 use crate::headless;
 use crate::local_server::{self, LocalServer, LocalServerOptions, StopReport};
-use crate::settings::{Settings, default_log_path, default_settings_path, tighten_default_place};
+use crate::settings::{
+    Settings, default_log_path, default_logs_dir, default_settings_path, tighten_default_place,
+};
 use crate::trust::ServerTrust;
 use crate::tui::{self, TuiOptions};
 use gc_client_core::ServerPorts;
@@ -200,6 +202,20 @@ fn run_tui(cli: &Cli, trust: ServerTrust) -> u8 {
         look: loaded.look(),
         rules: loaded.rules(),
         ignore: loaded.ignore.clone(),
+        logs: if loaded.log_conversations == Some(true) {
+            match default_logs_dir(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME")) {
+                Some(dir) => Some(dir),
+                None => {
+                    return error_exit(&AppError::Config(
+                        "log-conversations: no place for the logs: neither XDG_STATE_HOME nor \
+                         HOME is set"
+                            .into(),
+                    ));
+                }
+            }
+        } else {
+            None
+        },
         user: cli.user.clone().or(loaded.user),
         password,
         register: cli.register,

@@ -6,7 +6,8 @@
 //!   password: the only way to keep one on disk is a file the user made and passes with
 //!   `--password-file`.
 //! - `$XDG_STATE_HOME/gc-client/gc-client.log` (or `~/.local/state/…`): the log while the
-//!   terminal UI owns the screen.
+//!   terminal UI owns the screen; and with `log-conversations = true`, the conversation logs in
+//!   `logs/` beside it ([`crate::tui::convlog`]).
 //!
 //! Files gc-client writes are 0600 and the directories it makes 0700 ([`gc_store::private`]);
 //! [`tighten_default_place`] fixes the `gc-client` directories an older version left open.
@@ -55,6 +56,10 @@ pub struct Settings {
     /// The colours: `default` (dark backgrounds), `light`, `mono`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub theme: Option<ThemeName>,
+    /// `true`: the terminal UI writes each conversation to a plain-text log under
+    /// `$XDG_STATE_HOME/gc-client/logs/` (see `tui::convlog`). Unset means off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_conversations: Option<bool>,
     /// Whose messages the terminal UI hides (`/ignore`, `/unignore` write it), lower case.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignore: Vec<String>,
@@ -122,6 +127,15 @@ pub fn default_log_path(
 ) -> Option<PathBuf> {
     xdg_base(xdg_state_home, home, &[".local", "state"])
         .map(|d| d.join("gc-client").join("gc-client.log"))
+}
+
+/// `$XDG_STATE_HOME/gc-client/logs`, or `$HOME/.local/state/gc-client/logs`: where conversation
+/// logs go.
+pub fn default_logs_dir(
+    xdg_state_home: Option<OsString>,
+    home: Option<OsString>,
+) -> Option<PathBuf> {
+    xdg_base(xdg_state_home, home, &[".local", "state"]).map(|d| d.join("gc-client").join("logs"))
 }
 
 /// Tightens the directories of `path`, a default place under a `gc-client` directory (log,

@@ -318,6 +318,10 @@ pub struct App {
     plugin_commands: Vec<CommandInfo>,
     /// Whose messages are not shown (`/ignore`), lower case, sorted.
     ignored: Vec<String>,
+    /// Keep the records shown for the conversation logs (setting `log-conversations`).
+    pub log_shown: bool,
+    /// The records shown since last taken, for the conversation logs.
+    shown: Vec<Record>,
 }
 
 /// The most URLs `/urls` lists (the newest).
@@ -385,7 +389,14 @@ impl App {
             away: HashMap::new(),
             plugin_commands: Vec::new(),
             ignored: Vec::new(),
+            log_shown: false,
+            shown: Vec::new(),
         }
+    }
+
+    /// The records shown since last taken (with `log_shown`), in the order shown.
+    pub fn take_shown(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.shown)
     }
 
     /// Whose messages are not shown (the settings file's `ignore`), before
@@ -891,6 +902,9 @@ impl App {
                 }
                 view.saw(&record.username);
                 view.push(entry, true);
+                if self.log_shown {
+                    self.shown.push(record.clone());
+                }
             }
         }
     }
@@ -971,6 +985,9 @@ impl App {
                 }
                 view.saw(&record.username);
                 view.push(entry, shown);
+                if self.log_shown {
+                    self.shown.push(record.clone());
+                }
                 if view.history_after.is_some_and(|id| record.id >= id) {
                     view.history_after = None;
                     joined.push(i);

@@ -23,6 +23,7 @@
 pub mod app;
 pub mod channel;
 pub mod command;
+pub mod convlog;
 pub mod input;
 pub mod login;
 pub mod look;
@@ -108,6 +109,9 @@ pub struct TuiOptions {
     pub rules: notify::Rules,
     /// Whose messages are hidden (the settings file's `ignore`).
     pub ignore: Vec<String>,
+    /// Where conversation logs go (`…/gc-client/logs`; setting `log-conversations`), `None`:
+    /// none are written.
+    pub logs: Option<PathBuf>,
 }
 
 /// How the terminal UI ended.
@@ -143,6 +147,10 @@ pub struct ClientDriver<'a> {
     marks_path: Option<PathBuf>,
     /// When they were last written.
     marks_saved: Option<Instant>,
+    /// Where conversation logs go (a directory per server and account is made under it).
+    logs_base: Option<PathBuf>,
+    /// The logs of the account logged in.
+    logs: Option<convlog::ConvLogs>,
 }
 
 impl fmt::Debug for ClientDriver<'_> {
@@ -176,6 +184,35 @@ impl<'a> ClientDriver<'a> {
             notifier: None,
             marks_path: None,
             marks_saved: None,
+            logs_base: None,
+            logs: None,
+        }
+    }
+
+    /// Writes the conversations to plain-text logs under `base` (`log-conversations`).
+    pub fn log_conversations(&mut self, app: &mut App, base: PathBuf) {
+        self.logs_base = Some(base);
+        app.log_shown = true;
+    }
+
+    /// Appends what the app showed since the last call to the conversation logs. A failure is
+    /// said once, in the log and the pane, and logging stops for the run.
+    pub fn write_logs(&mut self, app: &mut App) {
+        let shown = app.take_shown();
+        let Some(logs) = &mut self.logs else {
+            return;
+        };
+        if shown.is_empty() {
+            return;
+        }
+        if let Err(e) = logs.write(&shown) {
+            let text = format!(
+                "cannot write the conversation logs in {}: {e}; they are off for this run",
+                logs.dir().display()
+            );
+            tracing::warn!("{text}");
+            app.notice(Level::Warning, text);
+            self.logs = None;
         }
     }
 
@@ -373,6 +410,21 @@ impl<'a> ClientDriver<'a> {
             let _ = tx.send(AppEvent::Client { generation, event });
         });
         let marks_path = config.cache_path.as_deref().map(marks::path_for);
+        if let Some(base) = &self.logs_base {
+            let dir = convlog::dir_for(base, &config.server, &config.username);
+            self.logs = match convlog::ConvLogs::open(dir.clone()) {
+                Ok(logs) => Some(logs),
+                Err(e) => {
+                    let text = format!(
+                        "cannot open the conversation logs in {}: {e}; they are off for this run",
+                        dir.display()
+                    );
+                    tracing::warn!("{text}");
+                    app.notice(Level::Warning, text);
+                    None
+                }
+            };
+        }
         match Client::start_with_sink(config, sink) {
             Ok(client) => {
                 // Read once the cache is locked: only this client writes them.
@@ -577,6 +629,7 @@ pub fn step<B: Backend>(
     wait: Duration,
 ) -> Result<Flow, AppError> {
     let flow = turn(terminal, app, driver, rx, wait);
+    driver.write_logs(app);
     driver.save_marks(app, !matches!(flow, Ok(Flow::Continue)));
     flow
 }
@@ -742,6 +795,9 @@ pub fn run(options: TuiOptions, config_for: &ConfigFor<'_>) -> Result<TuiOutcome
         app.auto_login(user, password, options.register);
     }
     let mut driver = ClientDriver::new(tx, config_for, options.settings, options.trust);
+    if let Some(base) = options.logs {
+        driver.log_conversations(&mut app, base);
+    }
     driver.set_notifier(notify::Notifier::new(
         Box::new(io::stdout()),
         &options.rules,

@@ -1394,3 +1394,61 @@ fn run_loop_marks_what_is_new_since_the_last_run() {
     );
     bob.close();
 }
+
+/// `log-conversations`: each record shown goes once to its conversation's plain-text log; a
+/// restart that shows the cached backlog again writes only what is new (issue #18).
+#[test]
+fn run_loop_logs_each_conversation_once_across_a_restart() {
+    let server = Server::start();
+    register(&server, "bob", "bob-password");
+    let mut bob = TestClient::start(config(&server, "bob", "bob-password"));
+    bob.wait_active();
+    bob.send("first\nof two lines");
+    bob.wait_acked(1);
+    let (_dir, cache) = gc_tests::client::cache_dir();
+    let logs = tempfile::tempdir().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let base = config(&server, "carol", "pw-carol-1");
+    let server_name = base.server.clone();
+    let config_for = move |user: &str, password: Password, register: bool| {
+        let mut c = base.clone();
+        c.username = user.to_owned();
+        c.password = password;
+        c.register = register;
+        c.cache_path = Some(cache.clone());
+        Ok(c)
+    };
+    let run = |register: bool, until: &str, done: &dyn Fn(&App) -> bool| {
+        let mut driver = ClientDriver::new(tx.clone(), &config_for, None, trust(&server));
+        let mut app = App::new("127.0.0.1", Zone::Local);
+        driver.log_conversations(&mut app, logs.path().to_owned());
+        app.auto_login("carol", Password::new("pw-carol-1"), register);
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+        pump(&mut terminal, &mut app, &mut driver, &rx, until, done);
+        press(&tx, KeyCode::Char('c'), KeyModifiers::CONTROL);
+        let flow = step(&mut terminal, &mut app, &mut driver, &rx, WAIT).expect("step");
+        assert_eq!(flow, Flow::Quit);
+        assert!(driver.close(Duration::from_secs(5)).is_empty());
+    };
+    run(true, "1 message", &|a| messages(a) == 1);
+    bob.send("second");
+    bob.wait_acked(2);
+    run(false, "2 messages", &|a| messages(a) == 2);
+
+    let dir = gc_client::tui::convlog::dir_for(logs.path(), &server_name, "carol");
+    let text = std::fs::read_to_string(dir.join("general.log")).expect("the log");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "each record once:\n{text}");
+    assert!(lines[0].ends_with(" <bob> first⏎of two lines"), "{text}");
+    assert!(lines[1].ends_with(" <bob> second"), "{text}");
+    // `YYYY-MM-DD HH:MM:SS ` first.
+    assert_eq!(lines[0].as_bytes()[4], b'-');
+    assert_eq!(lines[0].as_bytes()[19], b' ');
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.join("general.log")), 0o600);
+        assert_eq!(mode(&dir), 0o700);
+    }
+    bob.close();
+}
