@@ -135,6 +135,9 @@ pub const COMMANDS: &[&str] = &[
 /// a command of one of these names (it would never run, and would mislead `/help`).
 pub const BUILTIN_NAMES: &[&str] = &[
     "help",
+    "away",
+    "back",
+    "passwd",
     "h",
     "?",
     "quit",
