@@ -94,18 +94,26 @@ pub fn serve(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr, slot: &
                 client_first,
                 callback_fingerprint,
                 level,
-            } => match channel(&shared, &conn, peer.ip(), &username, callback_fingerprint) {
-                Ok(channel) => login(
-                    &shared,
-                    &mut conn,
-                    slot,
-                    &username,
-                    ports,
-                    &client_first,
-                    LoginChannel { level, ..channel },
-                ),
-                Err(answer) => answer,
-            },
+            } => {
+                let answer =
+                    match channel(&shared, &conn, peer.ip(), &username, callback_fingerprint) {
+                        Ok(channel) => login(
+                            &shared,
+                            &mut conn,
+                            slot,
+                            &username,
+                            ports,
+                            &client_first,
+                            LoginChannel { level, ..channel },
+                        ),
+                        Err(answer) => answer,
+                    };
+                shared.metrics.login(match &answer {
+                    AuthServer::Err(e) => e.code.as_str(),
+                    _ => "ok",
+                });
+                answer
+            }
             AuthClient::Proof { .. } => err(
                 ErrorCode::Malformed,
                 "`Proof` without an `AuthRequest` before it",
@@ -124,6 +132,9 @@ pub fn serve(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr, slot: &
 }
 
 fn reply(shared: &ServerState, conn: &mut Conn, frame: AuthServer) -> Result<(), ProtocolError> {
+    if let AuthServer::Err(e) = &frame {
+        shared.metrics.error(e.code);
+    }
     conn.send(&frame, shared.io_deadline())
 }
 
@@ -396,9 +407,13 @@ fn login(
         user = %session.user, %ip, session = session.id,
         "logged in (callback ports {}/{}/{})", ports.auth, ports.heartbeat, ports.delivery
     );
+    let hook_started = Instant::now();
     shared
         .plugins
         .client_connected(session.user.as_str(), &ip.to_string());
+    shared
+        .metrics
+        .hook("client_connected", hook_started.elapsed());
     AuthServer::Ok {
         heartbeat_ms: u32::try_from(shared.config.heartbeat_interval.as_millis())
             .unwrap_or(u32::MAX),

@@ -184,6 +184,11 @@ pub struct RunArgs {
     /// standard output (for scripts and tools that start a server on port 0).
     #[arg(long)]
     pub print_addrs: bool,
+    /// Serve Prometheus metrics on `http://IP:PORT/metrics` and a health check on `/healthz`
+    /// (200 while logins and store writes are taken, 503 otherwise) [default: off]. Bind it to
+    /// a loopback or management address: it has no authentication.
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Subcommands.
@@ -522,6 +527,7 @@ impl Cli {
             c.reuse_connections = reuse;
         }
         c.print_addrs = r.print_addrs;
+        c.metrics_addr = r.metrics_addr.or(file.metrics_addr);
         if let Some(mode) = r.tls.as_deref().or(file.tls.as_deref()) {
             c.tls = parse_tls_mode(mode)?;
         }
@@ -587,6 +593,32 @@ mod tests {
         assert!(!c.registration_open);
         assert_eq!(c.fsync, gc_store::FsyncPolicy::Never);
         assert_eq!(log.level, "info");
+    }
+
+    #[test]
+    fn metrics_addr_is_off_unless_a_flag_or_the_file_sets_it() {
+        let (c, _) = Cli::parse_from(["gc-server"]).resolve().unwrap();
+        assert_eq!(c.metrics_addr, None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gc.toml");
+        std::fs::write(&path, "metrics-addr = \"127.0.0.1:9100\"\n").unwrap();
+        let config = path.to_str().unwrap();
+        let (c, _) = Cli::parse_from(["gc-server", "--config", config])
+            .resolve()
+            .unwrap();
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
+        let (c, _) = Cli::parse_from([
+            "gc-server",
+            "--config",
+            config,
+            "--metrics-addr",
+            "[::1]:9200",
+        ])
+        .resolve()
+        .unwrap();
+        assert_eq!(c.metrics_addr, Some("[::1]:9200".parse().unwrap()));
+        // An address without a port is refused by the parser, naming the flag.
+        assert!(Cli::try_parse_from(["gc-server", "--metrics-addr", "127.0.0.1"]).is_err());
     }
 
     #[test]

@@ -137,6 +137,8 @@ pub struct Config {
     /// Print the listening addresses on standard output once bound (`--print-addrs`; only
     /// [`crate::run_until_signal`] does).
     pub print_addrs: bool,
+    /// Where to serve `/metrics` and `/healthz` over HTTP (`None`: nowhere, the default).
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Whether the ports speak TLS.
     pub tls: TlsMode,
     /// The operator's certificate chain (PEM) instead of the data dir's own identity.
@@ -198,6 +200,7 @@ impl Default for Config {
             plugin_hook_budget: Duration::from_millis(50),
             plugin_hook_limit: Duration::from_secs(1),
             print_addrs: false,
+            metrics_addr: None,
             // Until the client and the tests speak TLS (issue #11 lands in steps).
             tls: TlsMode::Required,
             tls_cert: None,
@@ -350,6 +353,8 @@ pub struct FileConfig {
     pub plugin_hook_budget_ms: Option<u64>,
     /// See [`Config::plugin_hook_limit`].
     pub plugin_hook_limit_ms: Option<u64>,
+    /// See [`Config::metrics_addr`].
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// `required`, `optional` or `off` (see [`Config::tls`]).
     pub tls: Option<String>,
     /// See [`Config::tls_cert`].

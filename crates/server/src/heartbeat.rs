@@ -247,6 +247,15 @@ impl Peer {
             encode_rec_frame(record, &mut self.out);
         }
         DeliveryFrame::End.encode(&mut self.out);
+        // Counted when written (below); latency from each record's store timestamp, both UTC.
+        let delivered = |shared: &ServerState| {
+            let now = gc_protocol::Timestamp::now().as_micros();
+            shared.metrics.deliveries.inc_by(records.len() as u64);
+            for record in &records {
+                let took = now.saturating_sub(record.timestamp.as_micros());
+                shared.metrics.delivery_latency.observe_us(took);
+            }
+        };
         // Cut short by a limit, or more stored since: deliver again at once.
         let capped = page.through < shared.store.newest_id();
         if !capped && self.dl.answered_within(DEFER_WITHIN) && self.dl.looks_open() {
@@ -254,6 +263,7 @@ impl Peer {
                 .dl
                 .send(&self.out)
                 .map_err(|e| CycleError::Delivery(e.into_protocol()))?;
+            delivered(shared);
             self.in_flight = Some(InFlight {
                 from: last_id,
                 reused,
@@ -266,6 +276,7 @@ impl Peer {
             .map_err(gc_net::NetError::into_protocol)
         {
             Ok(DeliveryReply::Thx { last_id }) => {
+                delivered(shared);
                 self.cursor = Some(last_id);
                 // A client that did not take the whole batch is asked again next interval rather
                 // than flooded at once.

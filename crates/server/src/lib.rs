@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod paths;
 pub mod sd_notify;
 pub mod server;

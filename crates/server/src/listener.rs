@@ -529,12 +529,19 @@ fn store_msgs(
             .iter()
             .map(|(_, id, text, room)| (room, user, id, text.as_str()))
             .collect();
+        let commit_started = Instant::now();
         let results = shared.store.append_many_in(&items);
+        shared
+            .metrics
+            .store_commit
+            .observe(commit_started.elapsed());
         for ((i, _, _, room), result) in to_store.iter().zip(results) {
+            shared.metrics.store_wrote(result.is_ok());
             replies[*i] = Some(match result {
                 Ok(appended) => {
                     if !appended.duplicate {
                         stored.add(appended.id, room);
+                        shared.metrics.messages_stored.inc();
                     }
                     SendReply::Thx {
                         id: appended.id,
@@ -557,6 +564,9 @@ fn store_msgs(
         }
     }
     for reply in replies.into_iter().flatten() {
+        if let SendReply::Err(e) = &reply {
+            shared.metrics.error(e.code);
+        }
         reply.encode(out);
     }
 }
@@ -593,10 +603,14 @@ fn check_msg(
     if text.len() > max {
         return refuse(ErrorCode::TooLarge, too_large(text.len(), max));
     }
-    let text = match shared
+    let hook_started = Instant::now();
+    let outcome = shared
         .plugins
-        .message_received(user.as_str(), room.as_str(), &text)
-    {
+        .message_received(user.as_str(), room.as_str(), &text);
+    shared
+        .metrics
+        .hook("message_received", hook_started.elapsed());
+    let text = match outcome {
         // A plugin's rewrite must still fit what this server stores.
         Outcome::Deliver(text) if text.len() > max => {
             return refuse(ErrorCode::TooLarge, too_large(text.len(), max));

@@ -18,6 +18,7 @@ use gc_store::{AccountStore, Accounts, DataDirLock, MessageLog, MessageStore, Ro
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::limits::{PendingSlot, Refusal};
+use crate::metrics::MetricsServer;
 use crate::notify::Doorbell;
 use crate::state::{Incoming, ServerState, refuse};
 use crate::warnings::peer_warn;
@@ -43,6 +44,8 @@ pub struct ServerHandle {
     _lock: Option<DataDirLock>,
     /// Presence across instances, with a shared store.
     presence_thread: Option<JoinHandle<()>>,
+    /// The `/metrics` and `/healthz` endpoint, with `--metrics-addr`.
+    metrics: Option<MetricsServer>,
 }
 
 impl ServerHandle {
@@ -54,6 +57,11 @@ impl ServerHandle {
     /// The fingerprint of the certificate it presents, unless it runs with `--tls off`.
     pub fn fingerprint(&self) -> Option<Fingerprint> {
         self.fingerprint
+    }
+
+    /// Where `/metrics` is served, with `--metrics-addr`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::addr)
     }
 
     /// Number of live sessions.
@@ -122,6 +130,11 @@ impl ServerHandle {
         }
         self.shared.session_threads.join_all();
         self.shared.conn_threads.join_all();
+        // Stopped once the sessions are gone: until then a scrape says 503 on `/healthz` and
+        // still shows the shutdown's counts.
+        if let Some(mut metrics) = self.metrics.take() {
+            metrics.stop();
+        }
         if let Some(handle) = self.presence_thread.take()
             && handle.join().is_err()
         {
@@ -172,7 +185,11 @@ fn begin_shutdown(shared: &ServerState, addrs: &ServerAddrs) {
     // GC/4 sessions are ended by their heartbeat threads once they have told their clients
     // (wakened by the shutdown above); `finish` ends any left after a short wait.
     for session in shared.registry.close_but(&shared.notifier, |s| s.gc4) {
+        let hook_started = Instant::now();
         shared.plugins.client_disconnected(session.user.as_str());
+        shared
+            .metrics
+            .hook("client_disconnected", hook_started.elapsed());
     }
     shared.cut_connections();
 }
@@ -233,6 +250,8 @@ pub(crate) fn open_rooms(config: &Config) -> Result<(Rooms, gc_store::RoomsRepor
 /// Opens the store and accounts, binds the three ports and starts the accept threads.
 pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
     config.validate()?;
+    // First, so that a metrics port already taken stops the start before anything opens.
+    let metrics_listener = config.metrics_addr.map(crate::metrics::bind).transpose()?;
     let (store, accounts, lock) = open_storage(&config)?;
     tracing::info!(
         "opened {} ({} messages, newest id {})",
@@ -321,10 +340,16 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
         stopped: false,
         _lock: lock,
         presence_thread: None,
+        metrics: None,
     };
     // On an error, dropping the handle stops and joins what started.
     handle.presence_thread = presence?;
     started?;
+    if let Some(listener) = metrics_listener {
+        let metrics = MetricsServer::start(listener, Arc::clone(&handle.shared))?;
+        tracing::info!("metrics on http://{}/metrics", metrics.addr());
+        handle.metrics = Some(metrics);
+    }
     tracing::info!("{}", addrs.listening_line());
     Ok(handle)
 }

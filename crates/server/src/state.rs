@@ -57,6 +57,8 @@ pub struct ServerState {
     pub plugins: Plugins,
     /// Failed-login throttle.
     pub throttle: LoginThrottle,
+    /// Counters for `--metrics-addr` (kept whether served or not: atomic adds).
+    pub metrics: crate::metrics::Metrics,
     /// The secret of the decoy verifiers answered for names without an account.
     pub decoy_secret: Vec<u8>,
     /// Registrations per address.
@@ -99,6 +101,7 @@ impl ServerState {
             notifier: Notifier::new(store.newest_id()),
             rate: RateLimiter::new(config.rate_burst, config.rate_per_sec),
             throttle: LoginThrottle::new(config.max_login_failures),
+            metrics: crate::metrics::Metrics::default(),
             decoy_secret,
             registrations: crate::limits::RegistrationLimit::new(
                 config.max_registrations_per_address,
@@ -206,7 +209,10 @@ impl ServerState {
     /// Ends a session (Bye, missed heartbeats, failed start) and tells the plugins.
     pub fn end_session(&self, session: &Session) {
         if self.registry.end(session, &self.notifier) {
+            let hook_started = Instant::now();
             self.plugins.client_disconnected(session.user.as_str());
+            self.metrics
+                .hook("client_disconnected", hook_started.elapsed());
         }
     }
 
