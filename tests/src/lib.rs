@@ -135,6 +135,18 @@ impl TestServer {
         &self.config.data_dir
     }
 
+    /// Where it serves `/metrics` and `/healthz` (with `metrics_addr` set).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.handle.as_ref().and_then(ServerHandle::metrics_addr)
+    }
+
+    /// Starts its shutdown without waiting for it ([`TestServer::stop`] then waits).
+    pub fn begin_shutdown(&self) {
+        if let Some(h) = &self.handle {
+            h.begin_shutdown();
+        }
+    }
+
     /// Stops it (graceful shutdown), keeping the data dir.
     pub fn stop(&mut self) {
         if let Some(h) = self.handle.take() {
