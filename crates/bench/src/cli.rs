@@ -172,6 +172,12 @@ pub struct CommonArgs {
     )]
     pub server_args: Vec<String>,
 
+    /// Fetch http://ADDR/metrics every 100 ms during each run (give the server
+    /// --server-arg=--metrics-addr=ADDR), to measure what scraping costs; the counts are in the
+    /// run's JSON line under `scrapes`.
+    #[arg(long, global = true, value_name = "IP:PORT")]
+    pub scrape: Option<std::net::SocketAddr>,
+
     /// Heartbeat interval of a started server, in milliseconds.
     #[arg(long, global = true, value_name = "MS", default_value_t = 1000)]
     pub heartbeat_ms: u64,

@@ -17,6 +17,7 @@ pub mod procfs;
 pub mod reactor;
 pub mod report;
 pub mod rooms;
+pub mod scrape;
 pub mod sender;
 pub mod server;
 pub mod wire;
@@ -848,7 +849,13 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), BenchError> {
         for &(store, mode) in &variants {
             let mut machine = ctx.machine.clone();
             machine["loadavg_1m_before"] = json!(procfs::loadavg());
-            let outcome = workloads::run(&ctx.on(store), mode, &cli.workload)?;
+            let scraper = cli.common.scrape.map(scrape::Scraper::start).transpose()?;
+            let mut outcome = workloads::run(&ctx.on(store), mode, &cli.workload)?;
+            if let Some(scraper) = scraper
+                && let Value::Object(results) = &mut outcome.results
+            {
+                results.insert("scrapes".into(), scraper.finish());
+            }
             if tables {
                 let title = format!(
                     "gc-bench {name}, {} — run {r} of {runs}",
