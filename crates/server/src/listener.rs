@@ -329,7 +329,7 @@ fn handle(
         Ok(r) => r,
         Err(e) => {
             peer_warn!(shared, from.ip, ip = %from.ip, "malformed frame on the sending port: {e}");
-            error(out, e.code(), e.to_string());
+            error(shared, out, e.code(), e.to_string());
             return if e == ParseError::TooLong {
                 After::Close
             } else {
@@ -339,6 +339,7 @@ fn handle(
     };
     if shared.stopping() {
         error(
+            shared,
             out,
             ErrorCode::ShuttingDown,
             "the server is shutting down; your client will reconnect when it is back",
@@ -348,6 +349,7 @@ fn handle(
     let Some(session) = from.session(shared, request.token()) else {
         peer_warn!(shared, from.ip, ip = %from.ip, "request with an unknown or foreign session token");
         error(
+            shared,
             out,
             ErrorCode::Session,
             "unknown or ended session for this address; log in again",
@@ -663,6 +665,7 @@ fn encode_online(shared: &ServerState, out: &mut Vec<u8>) -> Vec<Username> {
     }
 }
 
-fn error(out: &mut Vec<u8>, code: ErrorCode, text: impl Into<String>) {
+fn error(shared: &ServerState, out: &mut Vec<u8>, code: ErrorCode, text: impl Into<String>) {
+    shared.metrics.error(code);
     SendReply::Err(ErrorFrame::new(code, text)).encode(out);
 }
