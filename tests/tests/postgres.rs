@@ -753,6 +753,61 @@ mod outage {
         assert_eq!(alice.close(), 0);
         drop(server);
     }
+
+    /// `GET /healthz` on the metrics address: the status code and body.
+    fn healthz(addr: SocketAddr) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.set_write_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(b"GET /healthz HTTP/1.1\r\n\r\n")
+            .expect("write");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read");
+        let status = text.split(' ').nth(1).and_then(|c| c.parse().ok());
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+        (status.unwrap_or(0), body.unwrap_or_default())
+    }
+
+    #[test]
+    fn healthz_says_503_while_the_database_refuses_writes_and_200_once_it_takes_them() {
+        let Some(db) = pg::database() else { return };
+        let relay = Relay::to(upstream(&db.url));
+        let relayed = through(&db.url, relay.addr);
+        let server = TestServer::start_with(|c| {
+            c.store = Some(relayed);
+            c.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        });
+        let metrics = server.metrics_addr().expect("metrics served");
+        let mut cfg = config(&server, "alice", PASSWORD);
+        cfg.register = true;
+        let mut alice = TestClient::start(cfg);
+        alice.wait_active();
+        alice.send("before");
+        alice.wait_acked(1);
+        assert_eq!(healthz(metrics).0, 200);
+
+        relay.cut();
+        alice.send("while the database is away");
+        // The refusal (`internal`) is the server's first sign of the outage; wait for it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut health = healthz(metrics);
+        while health.0 != 503 && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+            health = healthz(metrics);
+        }
+        assert_eq!(health.0, 503, "{}", health.1);
+        assert!(health.1.contains("store"), "{}", health.1);
+
+        relay.restore();
+        // The client sends the message again; once stored, the store takes writes again.
+        alice.wait_acked(2);
+        assert_eq!(healthz(metrics).0, 200);
+        assert_eq!(alice.close(), 0);
+        drop(server);
+    }
 }
 
 // ───────────────────────────── shared room metadata ─────────────────────────────
