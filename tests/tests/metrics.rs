@@ -162,6 +162,37 @@ fn the_counters_follow_logins_messages_and_deliveries() {
 }
 
 #[test]
+fn a_silent_or_trickling_connection_delays_a_scrape_by_at_most_its_deadline() {
+    let server = TestServer::start_with(with_metrics);
+    let addr = server.metrics_addr().expect("metrics served");
+    // A connection that sends one byte of its head a second: the endpoint answers one request at
+    // a time, so this one is dropped at its 2 s deadline rather than kept for a timeout per byte.
+    let trickle = std::thread::Builder::new()
+        .name("trickle".into())
+        .spawn(move || {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+            for b in b"GET /metrics HTTP/1.1" {
+                if s.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+        .unwrap();
+    // Give the trickler the thread first.
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    assert_eq!(get(addr, "/healthz").0, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    trickle.join().unwrap();
+}
+
+#[test]
 fn a_metrics_port_already_taken_stops_the_start_before_anything_opens() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_addr = taken.local_addr().unwrap();

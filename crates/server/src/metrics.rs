@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -26,8 +26,8 @@ use crate::state::ServerState;
 
 /// Largest request head read from a scraper; a longer one is refused.
 const MAX_REQUEST_BYTES: usize = 4096;
-/// Deadline of every read and write on a metrics connection: a scraper that stalls holds the
-/// (single) metrics thread no longer than this.
+/// Deadline of reading a request head, and of each write: a scraper that stalls holds the
+/// (single) metrics thread no longer than about this.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Upper bounds of the latency histograms, in seconds: 100 µs to 10 s.
@@ -417,9 +417,17 @@ fn answer(shared: &ServerState, head: &str) -> (u16, &'static str, String) {
 /// Reads the request head (through the empty line), at most [`MAX_REQUEST_BYTES`]; `None` when
 /// it is longer, not text, or the peer stalls or closes first.
 fn read_head(stream: &mut TcpStream) -> Option<String> {
+    // One deadline for the whole head: a peer trickling a byte at a time cannot hold the thread
+    // for a timeout per byte.
+    let deadline = Instant::now() + IO_TIMEOUT;
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 512];
     loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        if left.is_zero() {
+            return None;
+        }
+        stream.set_read_timeout(Some(left)).ok()?;
         let n = stream.read(&mut chunk).ok()?;
         if n == 0 {
             return None;
