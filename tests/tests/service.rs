@@ -29,6 +29,49 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+// ───────────────────────────── metrics ─────────────────────────────
+
+#[test]
+fn a_taken_metrics_port_ends_the_process_with_a_clear_error_before_it_listens() {
+    use std::process::{Command, Stdio};
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(test_server())
+        .arg(dir.path())
+        .arg(format!("--metrics-addr={addr}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Waited for on a thread, so that a server that keeps running fails the test in time
+    // instead of hanging it.
+    let (done, exited) = std::sync::mpsc::channel();
+    let waiter = std::thread::Builder::new()
+        .name("wait-child".into())
+        .spawn(move || {
+            let _ = done.send(child.wait_with_output());
+        })
+        .unwrap();
+    let output = exited
+        .recv_timeout(WAIT)
+        .expect("the server exits at once")
+        .unwrap();
+    waiter.join().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr} (metrics port)")),
+        "{stderr}"
+    );
+    // It never said it listens: no half-started server.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("listening"), "{stdout}");
+    drop(taken);
+}
+
 // ───────────────────────────── readiness ─────────────────────────────
 
 #[test]

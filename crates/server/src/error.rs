@@ -25,7 +25,7 @@ pub enum ServerError {
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// Which port (connect, auth, send).
+        /// Which port (connect, auth, send, metrics).
         role: &'static str,
         /// The cause.
         #[source]

@@ -4,9 +4,9 @@
 //! through the same `run_until_signal` as `gc-server`, and prints its listening line on standard
 //! output once bound.
 //!
-//! Options after DATA_DIR are gc-server's own. Only those about logs (`--log-file`,
-//! `--log-format`, `--log-level`, and `--config` for the level SIGHUP reads again) change
-//! anything: given any, logging is set up by `gc_server::logging`, as gc-server does it. A
+//! Options after DATA_DIR are gc-server's own. Only `--metrics-addr` and those about logs
+//! (`--log-file`, `--log-format`, `--log-level`, and `--config` for the level SIGHUP reads again)
+//! change anything: given any, logging is set up by `gc_server::logging`, as gc-server does it. A
 //! subcommand (`user passwd NAME --password-stdin`) runs as gc-server would run it on DATA_DIR.
 
 use std::path::PathBuf;
@@ -39,7 +39,9 @@ fn main() -> ExitCode {
             return usage(&e.to_string());
         }
     }
-    let config = gc_tests::child_config(&dir);
+    let mut config = gc_tests::child_config(&dir);
+    // The metrics endpoint, for the tests of a taken port and of a scrape in a real process.
+    config.metrics_addr = cli.run.metrics_addr;
     let result = match &cli.command {
         None | Some(Command::Run(_)) => gc_server::run_until_signal(config).map(|()| 0),
         Some(command) => gc_server::run(Some(command), config),
