@@ -411,9 +411,10 @@ fn login(
     shared
         .plugins
         .client_connected(session.user.as_str(), &ip.to_string());
-    shared
-        .metrics
-        .hook("client_connected", hook_started.elapsed());
+    shared.metrics.hook(
+        crate::metrics::HookKind::ClientConnected,
+        hook_started.elapsed(),
+    );
     AuthServer::Ok {
         heartbeat_ms: u32::try_from(shared.config.heartbeat_interval.as_millis())
             .unwrap_or(u32::MAX),

@@ -609,9 +609,10 @@ fn check_msg(
     let outcome = shared
         .plugins
         .message_received(user.as_str(), room.as_str(), &text);
-    shared
-        .metrics
-        .hook("message_received", hook_started.elapsed());
+    shared.metrics.hook(
+        crate::metrics::HookKind::MessageReceived,
+        hook_started.elapsed(),
+    );
     let text = match outcome {
         // A plugin's rewrite must still fit what this server stores.
         Outcome::Deliver(text) if text.len() > max => {

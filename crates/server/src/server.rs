@@ -187,9 +187,10 @@ fn begin_shutdown(shared: &ServerState, addrs: &ServerAddrs) {
     for session in shared.registry.close_but(&shared.notifier, |s| s.gc4) {
         let hook_started = Instant::now();
         shared.plugins.client_disconnected(session.user.as_str());
-        shared
-            .metrics
-            .hook("client_disconnected", hook_started.elapsed());
+        shared.metrics.hook(
+            crate::metrics::HookKind::ClientDisconnected,
+            hook_started.elapsed(),
+        );
     }
     shared.cut_connections();
 }

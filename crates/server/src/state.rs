@@ -211,8 +211,10 @@ impl ServerState {
         if self.registry.end(session, &self.notifier) {
             let hook_started = Instant::now();
             self.plugins.client_disconnected(session.user.as_str());
-            self.metrics
-                .hook("client_disconnected", hook_started.elapsed());
+            self.metrics.hook(
+                crate::metrics::HookKind::ClientDisconnected,
+                hook_started.elapsed(),
+            );
         }
     }
 
