@@ -2,7 +2,7 @@
 //! them with `/healthz` (`--metrics-addr`, issue #15; docs/operations.md lists each metric).
 //!
 //! The counters live in [`ServerState`] whether or not they are served: each update is an atomic
-//! add (a label lookup under a read lock for logins and errors, neither of them per message),
+//! add (a label lookup under a read lock for logins, which are not per message),
 //! so the message path takes no new lock. What is cheaper to read than to count (sessions,
 //! descriptors, threads) is read at each scrape.
 
@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use gc_protocol::ErrorCode;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
@@ -102,6 +103,49 @@ impl EncodeMetric for HookTimes {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), fmt::Error> {
         for (hook, counter) in HookKind::ALL.iter().zip(self.seconds.iter()) {
             let label = Hook { hook: hook.name() };
+            counter.encode(encoder.encode_family(&label)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+/// Errors answered, one counter per protocol code, fixed: counting a refused message takes no
+/// lock, and every code has its series (at 0) from the start.
+#[derive(Clone, Debug)]
+pub struct ErrorCounts {
+    counts: Arc<[Counter; ErrorCode::ALL.len()]>,
+}
+
+impl Default for ErrorCounts {
+    fn default() -> Self {
+        Self {
+            counts: Arc::new(std::array::from_fn(|_| Counter::default())),
+        }
+    }
+}
+
+impl ErrorCounts {
+    fn inc(&self, code: ErrorCode) {
+        if let Some(counter) = ErrorCode::ALL
+            .iter()
+            .position(|c| *c == code)
+            .and_then(|i| self.counts.get(i))
+        {
+            counter.inc();
+        }
+    }
+}
+
+impl EncodeMetric for ErrorCounts {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), fmt::Error> {
+        for (code, counter) in ErrorCode::ALL.iter().zip(self.counts.iter()) {
+            let label = Code {
+                code: code.as_str(),
+            };
             counter.encode(encoder.encode_family(&label)?)?;
         }
         Ok(())
@@ -214,7 +258,7 @@ pub struct Metrics {
     /// From a record's timestamp (taken when it was stored) to its delivery being written.
     pub delivery_latency: Latency,
     /// Errors answered to clients, by code.
-    pub errors: Family<Code, Counter>,
+    pub errors: ErrorCounts,
     /// Time spent in plugin hooks, by hook (seconds).
     pub plugin_hook_seconds: HookTimes,
     /// Open file descriptors (read at each scrape).
@@ -235,7 +279,7 @@ impl Default for Metrics {
             store_commit: Latency::default(),
             deliveries: Counter::default(),
             delivery_latency: Latency::default(),
-            errors: Family::default(),
+            errors: ErrorCounts::default(),
             plugin_hook_seconds: HookTimes::default(),
             open_fds: Gauge::default(),
             threads: Gauge::default(),
@@ -295,12 +339,8 @@ impl Metrics {
     }
 
     /// Counts an error answered to a client.
-    pub fn error(&self, code: gc_protocol::ErrorCode) {
-        self.errors
-            .get_or_create(&Code {
-                code: code.as_str(),
-            })
-            .inc();
+    pub fn error(&self, code: ErrorCode) {
+        self.errors.inc(code);
     }
 
     /// Adds the time of one plugin hook call.
@@ -526,7 +566,7 @@ mod tests {
         m.login("ok");
         m.login("auth");
         m.messages_stored.inc();
-        m.error(gc_protocol::ErrorCode::RateLimited);
+        m.error(ErrorCode::RateLimited);
         m.hook(HookKind::MessageReceived, Duration::from_millis(3));
         m.store_commit.observe(Duration::from_micros(300));
         m.delivery_latency.observe(Duration::from_secs(20));
@@ -538,6 +578,7 @@ mod tests {
             "gc_logins_total{reason=\"auth\"} 1",
             "gc_messages_stored_total 1",
             "gc_errors_total{code=\"rate-limited\"} 1",
+            "gc_errors_total{code=\"auth\"} 0",
             "# TYPE gc_store_commit_seconds histogram",
             "gc_store_commit_seconds_bucket{le=\"0.00025\"} 0",
             "gc_store_commit_seconds_bucket{le=\"0.0005\"} 1",
