@@ -436,7 +436,7 @@ fn handle(
                 account::passwd(shared, &session, from.ip, new, &proof, out);
             }
             // The parser took exactly 32 bytes each: unreachable, but answered all the same.
-            _ => error(out, ErrorCode::Malformed, "keys must be 32 bytes"),
+            _ => error(shared, out, ErrorCode::Malformed, "keys must be 32 bytes"),
         },
         SendRequest::Away { message, .. } => account::away(shared, &session, Some(message), out),
         SendRequest::Back { .. } => account::away(shared, &session, None, out),
