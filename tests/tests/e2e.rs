@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod attacks;
+mod backup;
 mod client;
 mod flood;
 mod gc4;

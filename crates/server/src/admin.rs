@@ -382,7 +382,16 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
             .map_err(write_err)?;
             Ok(true)
         }
-        DbCommand::Check => {
+        DbCommand::Check { backup } => {
+            let dir = backup.as_deref().unwrap_or(dir);
+            // A backup is first held to its manifest: a partial copy has none and is refused.
+            let verified = match backup {
+                Some(b) => Some(gc_store::verify_backup(b).map_err(|e| match e {
+                    e @ StoreError::NotABackup { .. } => ServerError::Usage(e.to_string()),
+                    e => e.into(),
+                })?),
+                None => None,
+            };
             let r = gc_store::check(dir)?;
             for f in &r.files {
                 let name = if f.room.is_general() {
@@ -451,7 +460,39 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
                 )
                 .map_err(write_err)?;
             }
-            if r.is_ok() {
+            let mut intact = true;
+            if let Some(v) = &verified {
+                writeln!(
+                    out,
+                    "backup taken {}: {} records, {} files listed in {}",
+                    v.taken,
+                    v.records,
+                    v.files.len(),
+                    gc_store::MANIFEST_FILE
+                )
+                .map_err(write_err)?;
+                if r.records != v.records {
+                    writeln!(
+                        out,
+                        "  the message files hold {} records, the manifest says {}",
+                        r.records, v.records
+                    )
+                    .map_err(write_err)?;
+                    intact = false;
+                }
+                for p in &v.problems {
+                    writeln!(out, "  {p}").map_err(write_err)?;
+                }
+                intact &= v.problems.is_empty();
+                if !intact {
+                    writeln!(
+                        out,
+                        "the backup differs from what was copied: do not restore from it"
+                    )
+                    .map_err(write_err)?;
+                }
+            }
+            if r.is_ok() && intact {
                 writeln!(out, "ok").map_err(write_err)?;
             } else if r.bad_line_count > u64::from(r.torn_tail) {
                 let torn = r.files.iter().filter(|f| f.torn_tail).count() as u64;
@@ -463,7 +504,40 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
                 )
                 .map_err(write_err)?;
             }
-            Ok(r.is_ok())
+            Ok(r.is_ok() && intact)
+        }
+        DbCommand::Backup { dest } => {
+            if config.store.is_some() {
+                return Err(ServerError::Usage(
+                    "db backup copies a data dir's files; a PostgreSQL store (--store) is backed \
+                     up with PostgreSQL's own tools: `pg_dump -Fc DBNAME > gc.dump` while the \
+                     instances run (one consistent snapshot), `pg_restore` to restore (see \
+                     docs/operations.md, \"Several instances on one PostgreSQL\")"
+                        .into(),
+                ));
+            }
+            let started = std::time::Instant::now();
+            let r = gc_store::backup(dir, dest).map_err(|e| match e {
+                e @ StoreError::BackupTarget { .. } => ServerError::Usage(e.to_string()),
+                e => e.into(),
+            })?;
+            let took = started.elapsed();
+            tracing::info!(dest = %r.dest.display(), records = r.records, bytes = r.bytes(),
+                ms = took.as_millis() as u64, "backup made");
+            writeln!(
+                out,
+                "backed up {} records ({} files, {} bytes) into {} in {:.2} s (appends waited \
+                 at most {} µs for the cut); check it with `gc-server db check {}`",
+                r.records,
+                r.files.len(),
+                r.bytes(),
+                r.dest.display(),
+                took.as_secs_f64(),
+                r.lock_held.as_micros(),
+                r.dest.display()
+            )
+            .map_err(write_err)?;
+            Ok(true)
         }
         DbCommand::Repair => {
             let r = gc_store::repair(dir)?;

@@ -340,8 +340,24 @@ pub enum DbCommand {
     /// instances doing it at once take turns). Refuses a schema made by a newer gc-server.
     Migrate,
     /// Validate every line of every room's file (database.db for #general, rooms/*.db for
-    /// the others); safe while the server runs. Exit code 1 if a line is bad.
-    Check,
+    /// the others); safe while the server runs. Exit code 1 if a line is bad. With BACKUP, the
+    /// same on a backup made by `db backup`, and every file against its BACKUP-COMPLETE
+    /// manifest (size and SHA-256); exit code 1 if anything differs or the manifest is missing.
+    Check {
+        /// A backup directory to check instead of the data dir.
+        #[arg(value_name = "BACKUP")]
+        backup: Option<PathBuf>,
+    },
+    /// Copy the data dir into BACKUP (new, or an empty directory) while the server runs: every
+    /// room's messages, database.msgids, the accounts, the rooms metadata, decoy.key and the
+    /// TLS identity, as one consistent snapshot. Written beside BACKUP and renamed into place
+    /// once complete and on disk; check it with `db check BACKUP`. Not for --store (PostgreSQL):
+    /// use pg_dump.
+    Backup {
+        /// Where the copy goes (must not exist, or be an empty directory).
+        #[arg(value_name = "BACKUP")]
+        dest: PathBuf,
+    },
     /// Move bad lines of every room's file to <file>.corrupt and rewrite the rest (stop the
     /// server first).
     Repair,

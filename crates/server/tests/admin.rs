@@ -101,7 +101,7 @@ fn writes_are_refused_while_a_server_runs_but_reads_work() {
     );
     assert!(run_user(UserCommand::List, &c, &mut passwords(&[])).is_ok());
     let mut out = Vec::new();
-    assert!(admin::db(&DbCommand::Check, &c, &mut out).unwrap());
+    assert!(admin::db(&DbCommand::Check { backup: None }, &c, &mut out).unwrap());
     let err = admin::db(&DbCommand::Repair, &c, &mut Vec::new()).unwrap_err();
     assert!(err.to_string().contains("locked"), "{err}");
     server.shutdown();
@@ -117,7 +117,7 @@ fn db_check_repair_export() {
     )
     .unwrap();
     let mut out = Vec::new();
-    assert!(!admin::db(&DbCommand::Check, &c, &mut out).unwrap());
+    assert!(!admin::db(&DbCommand::Check { backup: None }, &c, &mut out).unwrap());
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("bad line 2"), "{text}");
     assert!(text.contains("1 bad lines; stop the server"), "{text}");
@@ -131,7 +131,7 @@ fn db_check_repair_export() {
     );
 
     let mut out = Vec::new();
-    assert!(admin::db(&DbCommand::Check, &c, &mut out).unwrap());
+    assert!(admin::db(&DbCommand::Check { backup: None }, &c, &mut out).unwrap());
     let export = |format| {
         let mut out = Vec::new();
         admin::db(
@@ -160,7 +160,7 @@ fn db_check_repair_export() {
     )
     .unwrap();
     let mut out = Vec::new();
-    assert!(admin::db(&DbCommand::Check, &c, &mut out).unwrap());
+    assert!(admin::db(&DbCommand::Check { backup: None }, &c, &mut out).unwrap());
     let text = String::from_utf8(out).unwrap();
     assert!(
         text.contains("dev.db (#dev): 1 lines, 1 records, ids 5..5"),
@@ -356,7 +356,7 @@ fn db_import_brings_in_a_prototype_history_once() {
     assert!(text.contains("no newline"), "{text}");
 
     let mut out = Vec::new();
-    assert!(admin::db(&DbCommand::Check, &c, &mut out).unwrap());
+    assert!(admin::db(&DbCommand::Check { backup: None }, &c, &mut out).unwrap());
     let export = DbCommand::Export {
         format: ExportFormat::Plain,
         output: None,

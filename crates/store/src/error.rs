@@ -366,6 +366,54 @@ pub enum StoreError {
     /// A room topic holding a NUL byte.
     #[error("a topic may not hold a NUL byte")]
     TopicNul,
+
+    /// A backup cannot be made at this destination (it is not empty, not a directory, …).
+    /// Nothing was written.
+    #[error("cannot back up into {}: {why}", path.display())]
+    BackupTarget {
+        /// The destination given.
+        path: PathBuf,
+        /// Why not.
+        why: String,
+    },
+
+    /// Writing the backup failed (a full or read-only destination, …). The partial copy was
+    /// removed; the destination was left as it was.
+    #[error(
+        "could not {action} {} while backing up: {source}{}; nothing was kept (the partial copy \
+         was removed)",
+        path.display(),
+        backup_hint(source)
+    )]
+    BackupOutput {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory written.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A directory given as a backup is not a complete, intact one.
+    #[error("{} is not a complete backup: {why}", path.display())]
+    NotABackup {
+        /// The directory.
+        path: PathBuf,
+        /// What is missing or differs.
+        why: String,
+    },
+}
+
+/// What a backup's write error most likely means, in the operator's words.
+fn backup_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::StorageFull => " (the destination is full)",
+        io::ErrorKind::QuotaExceeded => " (over the disk quota there)",
+        io::ErrorKind::ReadOnlyFilesystem => " (the destination is read-only)",
+        io::ErrorKind::PermissionDenied => " (no permission to write there)",
+        _ => "",
+    }
 }
 
 impl StoreError {

@@ -9,6 +9,7 @@
 //! - [`Rooms`]: room metadata, `rooms.db`, `members.db` and `admins.db`, rewritten atomically.
 //! - [`check`], [`repair`], [`export`], [`import_original`]: what `gc-server db …` runs on a
 //!   data dir.
+//! - [`backup`], [`verify_backup`]: `gc-server db backup` of a running server's data dir.
 //! - [`Digest`], [`summary`], [`DirImport`], [`visit_records`], [`visit_msgids`]: moving a data
 //!   dir's contents to another store and back, checked by count and hash.
 //! - [`encode_record`], [`parse_record`]: the record line codec.
@@ -25,6 +26,7 @@
 
 mod accounts;
 mod admin;
+mod backup;
 mod cache;
 mod codec;
 mod error;
@@ -47,6 +49,7 @@ pub use admin::{
     CheckReport, ExportFormat, ExportReport, FileCheck, MAX_LISTED_BAD_LINES, RepairReport, check,
     export, export_line, export_room, repair, visit_records,
 };
+pub use backup::{BackupCheck, BackupFile, BackupReport, MANIFEST_FILE, backup, verify_backup};
 pub use cache::{CacheReport, ClientCache};
 pub use codec::{
     MAX_BODY_BYTES, MAX_LINE_BYTES, encode_record, encoded_len, escape_into, parse_record, unescape,

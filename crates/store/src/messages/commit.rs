@@ -195,6 +195,31 @@ fn make_room_file(dir: &Path, room: &Room) -> Result<(PathBuf, File)> {
     Ok((path, file))
 }
 
+/// A shared `flock` on `database.msgids` held while one batch is written (released on drop).
+/// `db backup` takes it exclusively for a moment to read a consistent cut of every file.
+struct BatchLock<'a>(Option<&'a File>);
+
+impl<'a> BatchLock<'a> {
+    fn take(file: &'a File, path: &Path) -> Self {
+        match file.lock_shared() {
+            Ok(()) => Self(Some(file)),
+            Err(e) => {
+                // Only a backup taken now loses its guarantee; the messages go on being stored.
+                tracing::debug!(path = %path.display(), error = %e, "cannot take the batch lock");
+                Self(None)
+            }
+        }
+    }
+}
+
+impl Drop for BatchLock<'_> {
+    fn drop(&mut self) {
+        if let Some(file) = self.0 {
+            let _ = file.unlock();
+        }
+    }
+}
+
 /// Places where tests inject I/O failures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Fault {
@@ -462,6 +487,9 @@ impl MessageStore {
     fn commit(&self, batch: &mut Vec<Pending>) -> Result<(), CommitFailure> {
         let mut guard = self.writer.lock();
         let w = &mut *guard;
+        // `db backup` (another process) takes this lock exclusively for the moment it reads the
+        // files' lengths: it then sees every file at a batch boundary, never half a batch.
+        let _cut = BatchLock::take(&self.msgids, &self.msgids_path);
         w.msgids_buf.clear();
         let mut touched: Vec<u32> = Vec::new();
         let mut entries = Vec::with_capacity(batch.len());
