@@ -399,8 +399,10 @@ struct Budgeted<'a>(&'a File);
 
 #[cfg(test)]
 thread_local! {
-    /// Bytes the backup may still write in this thread before "the disk is full".
+    /// Bytes the backup may still write in this thread before it fails, and how.
     static BUDGET: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+    static FAILS_AS: std::cell::Cell<io::ErrorKind> =
+        const { std::cell::Cell::new(io::ErrorKind::StorageFull) };
 }
 
 impl io::Write for Budgeted<'_> {
@@ -408,10 +410,7 @@ impl io::Write for Budgeted<'_> {
         #[cfg(test)]
         if let Some(left) = BUDGET.get() {
             if left == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::StorageFull,
-                    "No space left on device (simulated)",
-                ));
+                return Err(io::Error::new(FAILS_AS.get(), "simulated in a unit test"));
             }
             let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
             BUDGET.set(Some(left - n as u64));

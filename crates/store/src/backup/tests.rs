@@ -167,15 +167,24 @@ fn a_read_only_destination_is_a_clear_error() {
     let ro = dir.path().join("ro");
     std::fs::create_dir(&ro).unwrap();
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500)).unwrap();
-    if std::fs::write(ro.join("probe"), "").is_ok() {
-        // Privileged (root ignores modes): this case cannot be made here.
-        eprintln!("skipped: this user may write into a 0500 directory");
-        return;
+    if std::fs::write(ro.join("probe"), "").is_err() {
+        let e = backup(&data, &ro.join("b")).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("no permission to write there"), "{text}");
+        assert!(!ro.join("b").exists());
+    } else {
+        // Privileged (root ignores modes, and mounting a read-only file system needs more):
+        // the file system's own answer, EROFS, is simulated at the first write instead.
+        eprintln!("this user may write into a 0500 directory: simulating a read-only one");
+        FAILS_AS.set(io::ErrorKind::ReadOnlyFilesystem);
+        BUDGET.set(Some(0));
+        let e = backup(&data, &dir.path().join("b"));
+        BUDGET.set(None);
+        FAILS_AS.set(io::ErrorKind::StorageFull);
+        let text = e.unwrap_err().to_string();
+        assert!(text.contains("the destination is read-only"), "{text}");
+        assert!(!dir.path().join("b").exists());
     }
-    let e = backup(&data, &ro.join("b")).unwrap_err();
-    let text = e.to_string();
-    assert!(text.contains("no permission to write there"), "{text}");
-    assert!(!ro.join("b").exists());
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o700)).unwrap();
 }
 
@@ -222,4 +231,28 @@ fn verification_finds_a_missing_manifest_a_cut_one_and_a_changed_file() {
     std::fs::remove_file(&manifest).unwrap();
     let e = verify_backup(&dest).unwrap_err();
     assert!(e.to_string().contains("no BACKUP-COMPLETE"), "{e}");
+}
+
+#[test]
+fn a_backup_killed_half_way_is_never_taken_for_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (store, _) = MessageStore::open(&data, StoreConfig::default()).unwrap();
+    for n in 0..20 {
+        store.append(&user("bob"), &cmid(n), "text").unwrap();
+    }
+    // What a backup killed while copying leaves: the sibling, some files, no manifest.
+    let dest = dir.path().join("b");
+    let partial = dir.path().join(".b.backup-partial");
+    std::fs::create_dir(&partial).unwrap();
+    let db = std::fs::read(data.join(DATABASE_FILE)).unwrap();
+    std::fs::write(partial.join(DATABASE_FILE), &db[..db.len() / 2]).unwrap();
+    assert!(!dest.exists(), "no DEST until the copy is complete");
+    let e = verify_backup(&partial).unwrap_err();
+    assert!(matches!(e, StoreError::NotABackup { .. }), "{e}");
+    // The next backup to the same place starts afresh.
+    let report = backup(&data, &dest).unwrap();
+    assert_eq!(report.records, 20);
+    assert!(!partial.exists());
+    assert!(verify_backup(&dest).unwrap().problems.is_empty());
 }
