@@ -462,3 +462,22 @@ fn a_password_shorter_than_8_characters_is_refused_and_nothing_changes() {
         "the old password stays"
     );
 }
+
+#[test]
+fn db_backup_refuses_a_postgresql_store_and_points_to_pg_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    // Never connected to: the refusal comes first.
+    c.store = Some("postgres://gc@127.0.0.1:1/gc".into());
+    let dest = dir.path().join("b");
+    let e = admin::db(
+        &DbCommand::Backup { dest: dest.clone() },
+        &c,
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ServerError::Usage(_)), "{text}");
+    assert!(text.contains("pg_dump"), "{text}");
+    assert!(!dest.exists());
+}
