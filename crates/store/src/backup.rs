@@ -227,17 +227,8 @@ fn copy_all(dir: &Path, tmp: &Path) -> Result<BackupReport> {
 /// the lock was held.
 fn cut(dir: &Path) -> Result<(Vec<Source>, Duration)> {
     let msgids_path = dir.join(MSGIDS_FILE);
-    let msgids = open_source(&msgids_path)?;
-    let lock = match &msgids {
-        Some(file) => {
-            // Waits for the batch being written, if any (a few fsyncs at most).
-            file.lock()
-                .map_err(|e| StoreError::io("lock", &msgids_path, e))?;
-            Some(file)
-        }
-        // No server ever opened this data dir (it makes the file at once): nothing to wait for.
-        None => None,
-    };
+    let msgids = locked_msgids(&msgids_path)?;
+    let lock = msgids.as_ref();
     let locked_at = Instant::now();
     let taken = (|| {
         let mut sources = Vec::new();
@@ -274,6 +265,32 @@ fn cut(dir: &Path) -> Result<(Vec<Source>, Duration)> {
         let _ = file.unlock();
     }
     Ok((taken?, held))
+}
+
+/// `database.msgids`, opened and locked exclusively (waiting for the batch being written, if
+/// any: a few fsyncs at most); `None` when no server ever opened this data dir (it makes the
+/// file at once), so there is no writer to wait for. A server starting up may replace the file
+/// (a compaction, by rename) after it was opened here: the lock is then on a file no writer
+/// uses, so it is taken again on the one at the path.
+fn locked_msgids(path: &Path) -> Result<Option<File>> {
+    use std::os::unix::fs::MetadataExt as _;
+    let id = |m: &fs::Metadata| (m.dev(), m.ino());
+    loop {
+        let Some(file) = open_source(path)? else {
+            return Ok(None);
+        };
+        file.lock().map_err(|e| StoreError::io("lock", path, e))?;
+        let held = file
+            .metadata()
+            .map_err(|e| StoreError::io("read the metadata of", path, e))?;
+        match fs::metadata(path) {
+            Ok(now) if id(&now) == id(&held) => return Ok(Some(file)),
+            // Replaced meanwhile: drop this lock and take the new file's.
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io("read the metadata of", path, e)),
+        }
+    }
 }
 
 /// The `.corrupt` files and removed rooms' files (`rooms/NAME.db.removed-TIME`): `(sub dir, name)`.
