@@ -3,24 +3,12 @@
 use std::sync::LazyLock;
 
 use super::codec::{Fields, Writer};
-use super::error::thousands;
 use super::{ErrorFrame, Frame, ParseError};
 use crate::codes::{SessionLevel, VERSION_GC4, VERSION_ROOMS, token};
-use crate::limits::{
-    MAX_SCRAM_ITERATIONS, MAX_SCRAM_SALT_BYTES, MIN_SCRAM_SALT_BYTES, SCRAM_KEY_BYTES,
-};
+
 use crate::types::Fingerprint;
 use crate::types::Username;
 
-// The rules `Register` checks, as the peer reads them. Formatted from the limits so a text cannot
-// drift from its check, and formatted once, into statics, so `ParseError::Value` keeps its
-// `&'static str` detail.
-static SALT_RULE: LazyLock<String> =
-    LazyLock::new(|| format!("must be {MIN_SCRAM_SALT_BYTES} to {MAX_SCRAM_SALT_BYTES} bytes"));
-static ITERATIONS_RULE: LazyLock<String> =
-    LazyLock::new(|| format!("must be 1 to {}", thousands(MAX_SCRAM_ITERATIONS.into())));
-static KEY_RULE: LazyLock<String> =
-    LazyLock::new(|| format!("must be {SCRAM_KEY_BYTES} bytes (SHA-256)"));
 // What `AuthRequest`'s last optional field may hold, when it holds something else.
 static VERSION_RULE: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -75,13 +63,13 @@ pub enum AuthClient {
     Register {
         /// The account name.
         username: Username,
-        /// The SCRAM salt, [`MIN_SCRAM_SALT_BYTES`] to [`MAX_SCRAM_SALT_BYTES`] bytes.
+        /// The SCRAM salt, [`MIN_SCRAM_SALT_BYTES`](crate::limits::MIN_SCRAM_SALT_BYTES) to [`MAX_SCRAM_SALT_BYTES`](crate::limits::MAX_SCRAM_SALT_BYTES) bytes.
         salt: Vec<u8>,
         /// PBKDF2 iterations.
         iterations: u32,
-        /// SCRAM StoredKey ([`SCRAM_KEY_BYTES`] bytes).
+        /// SCRAM StoredKey ([`SCRAM_KEY_BYTES`](crate::limits::SCRAM_KEY_BYTES) bytes).
         stored_key: Vec<u8>,
-        /// SCRAM ServerKey ([`SCRAM_KEY_BYTES`] bytes).
+        /// SCRAM ServerKey ([`SCRAM_KEY_BYTES`](crate::limits::SCRAM_KEY_BYTES) bytes).
         server_key: Vec<u8>,
     },
 }
@@ -134,28 +122,12 @@ impl Frame for AuthClient {
                 let mut f = f.with_token(token::REGISTER);
                 f.arity(5)?;
                 let username = f.username("username")?;
-                let salt = f.b64("salt")?;
-                if !(MIN_SCRAM_SALT_BYTES..=MAX_SCRAM_SALT_BYTES).contains(&salt.len()) {
-                    return Err(f.value("salt", &SALT_RULE));
-                }
-                let iterations = f.u32("iterations")?;
-                if iterations == 0 || iterations > MAX_SCRAM_ITERATIONS {
-                    return Err(f.value("iterations", &ITERATIONS_RULE));
-                }
-                let stored_key = f.b64("stored-key")?;
-                if stored_key.len() != SCRAM_KEY_BYTES {
-                    return Err(f.value("stored-key", &KEY_RULE));
-                }
-                let server_key = f.b64("server-key")?;
-                if server_key.len() != SCRAM_KEY_BYTES {
-                    return Err(f.value("server-key", &KEY_RULE));
-                }
                 Ok(Self::Register {
                     username,
-                    salt,
-                    iterations,
-                    stored_key,
-                    server_key,
+                    salt: f.scram_salt("salt")?,
+                    iterations: f.scram_iterations("iterations")?,
+                    stored_key: f.scram_key("stored-key")?,
+                    server_key: f.scram_key("server-key")?,
                 })
             }
             _ => Err(f.unexpected("`AuthRequest`, `Proof` or `Register`")),

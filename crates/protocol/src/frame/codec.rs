@@ -3,17 +3,32 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::ParseError;
+use super::error::thousands;
 use crate::error::FieldError;
-use crate::limits::{MAX_B64_FIELD, MAX_FRAME_BYTES};
+use crate::limits::{
+    MAX_B64_FIELD, MAX_FRAME_BYTES, MAX_SCRAM_ITERATIONS, MAX_SCRAM_SALT_BYTES,
+    MIN_SCRAM_SALT_BYTES, SCRAM_KEY_BYTES,
+};
 use crate::types::{
     ClientMsgId, Fingerprint, Room, SessionToken, Timestamp, Username, parse_port, parse_u32,
     parse_u64,
 };
+
+// The rules of a SCRAM verifier's fields (`Register`, `Passwd`, the `Challenge` answer), as the
+// peer reads them. Formatted from the limits so a text cannot drift from its check, and formatted
+// once, into statics, so `ParseError::Value` keeps its `&'static str` detail.
+static SALT_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be {MIN_SCRAM_SALT_BYTES} to {MAX_SCRAM_SALT_BYTES} bytes"));
+static ITERATIONS_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be 1 to {}", thousands(MAX_SCRAM_ITERATIONS.into())));
+static KEY_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be {SCRAM_KEY_BYTES} bytes (SHA-256)"));
 
 /// Appends one frame to a buffer, field by field: `start` writes the token, each field adds its
 /// separating space, `end` the LF.
@@ -384,6 +399,33 @@ impl<'a> Fields<'a> {
             return Err(err());
         }
         B64.decode(s).map_err(|_| err())
+    }
+
+    /// A SCRAM salt: base64 of [`MIN_SCRAM_SALT_BYTES`] to [`MAX_SCRAM_SALT_BYTES`] bytes.
+    pub(super) fn scram_salt(&mut self, field: &'static str) -> Result<Vec<u8>, ParseError> {
+        let salt = self.b64(field)?;
+        if !(MIN_SCRAM_SALT_BYTES..=MAX_SCRAM_SALT_BYTES).contains(&salt.len()) {
+            return Err(self.value(field, &SALT_RULE));
+        }
+        Ok(salt)
+    }
+
+    /// A SCRAM iteration count: 1 to [`MAX_SCRAM_ITERATIONS`].
+    pub(super) fn scram_iterations(&mut self, field: &'static str) -> Result<u32, ParseError> {
+        let iterations = self.u32(field)?;
+        if iterations == 0 || iterations > MAX_SCRAM_ITERATIONS {
+            return Err(self.value(field, &ITERATIONS_RULE));
+        }
+        Ok(iterations)
+    }
+
+    /// A SCRAM key or proof: base64 of exactly [`SCRAM_KEY_BYTES`] bytes.
+    pub(super) fn scram_key(&mut self, field: &'static str) -> Result<Vec<u8>, ParseError> {
+        let key = self.b64(field)?;
+        if key.len() != SCRAM_KEY_BYTES {
+            return Err(self.value(field, &KEY_RULE));
+        }
+        Ok(key)
     }
 
     pub(super) fn b64_text(&mut self, field: &'static str) -> Result<String, ParseError> {

@@ -10,8 +10,7 @@ use super::{ErrorFrame, Frame, ParseError};
 use crate::codes::token;
 use crate::limits::{
     CHALLENGE_NONCE_BYTES, MAX_AWAY_BYTES, MAX_HISTORY_LIMIT, MAX_MUTE_SECONDS, MAX_REASON_BYTES,
-    MAX_SCRAM_ITERATIONS, MAX_SCRAM_SALT_BYTES, MAX_TOPIC_BYTES, MIN_SCRAM_SALT_BYTES,
-    SCRAM_KEY_BYTES,
+    MAX_TOPIC_BYTES,
 };
 use crate::types::{
     ClientMsgId, ListedKind, ListedRole, Record, Room, RoomKind, RoomRole, SessionToken, Timestamp,
@@ -35,13 +34,6 @@ static MUTE_RULE: LazyLock<String> = LazyLock::new(|| {
 });
 static AWAY_RULE: LazyLock<String> =
     LazyLock::new(|| format!("must be at most {MAX_AWAY_BYTES} bytes"));
-// `Passwd` carries a verifier as `Register` does, under the same rules (see auth.rs).
-static SALT_RULE: LazyLock<String> =
-    LazyLock::new(|| format!("must be {MIN_SCRAM_SALT_BYTES} to {MAX_SCRAM_SALT_BYTES} bytes"));
-static ITERATIONS_RULE: LazyLock<String> =
-    LazyLock::new(|| format!("must be 1 to {}", thousands(MAX_SCRAM_ITERATIONS.into())));
-static KEY_RULE: LazyLock<String> =
-    LazyLock::new(|| format!("must be {SCRAM_KEY_BYTES} bytes (SHA-256)"));
 static NONCE_RULE: LazyLock<String> =
     LazyLock::new(|| format!("must be {CHALLENGE_NONCE_BYTES} bytes"));
 const KIND_RULE: &str =
@@ -218,15 +210,15 @@ pub enum SendRequest {
     Passwd {
         /// The session.
         token: SessionToken,
-        /// The new salt, [`MIN_SCRAM_SALT_BYTES`] to [`MAX_SCRAM_SALT_BYTES`] bytes.
+        /// The new salt, [`MIN_SCRAM_SALT_BYTES`](crate::limits::MIN_SCRAM_SALT_BYTES) to [`MAX_SCRAM_SALT_BYTES`](crate::limits::MAX_SCRAM_SALT_BYTES) bytes.
         salt: Vec<u8>,
         /// The new PBKDF2 iteration count.
         iterations: u32,
-        /// The new StoredKey ([`SCRAM_KEY_BYTES`] bytes).
+        /// The new StoredKey ([`SCRAM_KEY_BYTES`](crate::limits::SCRAM_KEY_BYTES) bytes).
         stored_key: Vec<u8>,
-        /// The new ServerKey ([`SCRAM_KEY_BYTES`] bytes).
+        /// The new ServerKey ([`SCRAM_KEY_BYTES`](crate::limits::SCRAM_KEY_BYTES) bytes).
         server_key: Vec<u8>,
-        /// The proof of the current password ([`SCRAM_KEY_BYTES`] bytes).
+        /// The proof of the current password ([`SCRAM_KEY_BYTES`](crate::limits::SCRAM_KEY_BYTES) bytes).
         proof: Vec<u8>,
     },
     /// GC/4 `Away <session-token> <message:c16>`: the account is away (the message may be
@@ -475,28 +467,13 @@ impl Frame for SendRequest {
                 let mut f = f.with_token(token::PASSWD);
                 f.arity(6)?;
                 let token = f.session_token("session-token")?;
-                let salt = f.b64("salt")?;
-                if !(MIN_SCRAM_SALT_BYTES..=MAX_SCRAM_SALT_BYTES).contains(&salt.len()) {
-                    return Err(f.value("salt", &SALT_RULE));
-                }
-                let iterations = f.u32("iterations")?;
-                if iterations == 0 || iterations > MAX_SCRAM_ITERATIONS {
-                    return Err(f.value("iterations", &ITERATIONS_RULE));
-                }
-                let key = |f: &mut Fields<'_>, field| {
-                    let key = f.b64(field)?;
-                    if key.len() != SCRAM_KEY_BYTES {
-                        return Err(f.value(field, &KEY_RULE));
-                    }
-                    Ok(key)
-                };
                 Ok(Self::Passwd {
                     token,
-                    salt,
-                    iterations,
-                    stored_key: key(&mut f, "stored-key")?,
-                    server_key: key(&mut f, "server-key")?,
-                    proof: key(&mut f, "proof")?,
+                    salt: f.scram_salt("salt")?,
+                    iterations: f.scram_iterations("iterations")?,
+                    stored_key: f.scram_key("stored-key")?,
+                    server_key: f.scram_key("server-key")?,
+                    proof: f.scram_key("proof")?,
                 })
             }
             token::AWAY => {
@@ -813,18 +790,10 @@ impl Frame for SendReply {
                 if nonce.len() != CHALLENGE_NONCE_BYTES {
                     return Err(f.value("nonce", &NONCE_RULE));
                 }
-                let salt = f.b64("salt")?;
-                if !(MIN_SCRAM_SALT_BYTES..=MAX_SCRAM_SALT_BYTES).contains(&salt.len()) {
-                    return Err(f.value("salt", &SALT_RULE));
-                }
-                let iterations = f.u32("iterations")?;
-                if iterations == 0 || iterations > MAX_SCRAM_ITERATIONS {
-                    return Err(f.value("iterations", &ITERATIONS_RULE));
-                }
                 Ok(Self::Challenge {
                     nonce,
-                    salt,
-                    iterations,
+                    salt: f.scram_salt("salt")?,
+                    iterations: f.scram_iterations("iterations")?,
                 })
             }
             token::AWAY => {
