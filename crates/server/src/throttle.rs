@@ -20,7 +20,7 @@
 //! map holds at most [`MAX_TRACKED`] keys, the stalest dropped first.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -94,22 +94,7 @@ fn decoy_file(data_dir: &Path) -> Result<Vec<u8>, ServerError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let secret = random_secret()?;
             // Written whole under a temporary name, then renamed: a crash leaves no short file.
-            let tmp = data_dir.join(format!("{DECOY_KEY_FILE}.tmp"));
-            let mut file = gc_store::private::open(
-                &tmp,
-                gc_store::private::options()
-                    .write(true)
-                    .create(true)
-                    .truncate(true),
-            )
-            .map_err(|e| io("create", e))?;
-            file.write_all(&secret)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| io("write", e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| io("rename to", e))?;
-            if let Ok(dir) = std::fs::File::open(data_dir) {
-                let _ = dir.sync_all();
-            }
+            gc_store::private::replace(&path, &secret).map_err(|e| io("write", e))?;
             Ok(secret)
         }
         Err(e) => Err(io("open", e)),

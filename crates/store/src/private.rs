@@ -56,6 +56,29 @@ pub fn tighten(file: &File, path: &Path) {
     }
 }
 
+/// Replaces the file at `path` with `bytes` atomically: written whole to `path.tmp` (0600),
+/// fsynced, renamed over `path`, and the directory fsynced, so a crash leaves the old file or the
+/// new one, never a short one. For the small files gc rewrites whole (settings, read markers,
+/// secrets); the stores' own files go through their rewrite with its error context.
+pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let written = open(&tmp, options().write(true).create(true).truncate(true))
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return written;
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir).and_then(|d| d.sync_all())
+}
+
 /// [`tighten`] for a file or directory named by `path`, if it exists.
 pub fn tighten_path(path: &Path) {
     let warning = match std::fs::metadata(path) {

@@ -5,7 +5,7 @@
 //! The cache's lock keeps it to one client at a time.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use gc_protocol::Room;
@@ -63,19 +63,7 @@ pub fn save(path: &Path, marks: &Marks) -> io::Result<()> {
     for (room, id) in marks {
         text.push_str(&format!("{room} {id}\n"));
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = gc_store::private::open(
-        &tmp,
-        gc_store::private::options()
-            .write(true)
-            .create(true)
-            .truncate(true),
-    )?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    gc_store::private::replace(path, text.as_bytes())
 }
 
 #[cfg(test)]
