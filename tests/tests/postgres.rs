@@ -381,6 +381,88 @@ fn instances_share_one_sequence_exactly_once_and_commit_order_is_id_order() {
     );
 }
 
+/// Group commits of one instance overlap (two writer connections): rounds answered out of
+/// order must still enter the tail in id order, with no hole — also while another instance's
+/// commits interleave.
+#[test]
+fn overlapping_group_commits_publish_in_id_order_with_no_hole() {
+    let Some(db) = pg::database() else { return };
+    let a = Arc::new(open(&db, 100_000));
+    let b = Arc::new(open(&db, 100_000));
+    let woken = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    {
+        let woken = Arc::clone(&woken);
+        a.set_waker(Arc::new(move |arrived: &gc_store::Arrived| {
+            if let Ok(mut w) = woken.lock() {
+                w.push(arrived.newest);
+            }
+        }));
+    }
+    const WRITERS: usize = 12;
+    const PER_WRITER: usize = 60;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (a, stop) = (Arc::clone(&a), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut cursor = 0;
+            loop {
+                let done = stop.load(std::sync::atomic::Ordering::Acquire);
+                let page = a
+                    .after_in_from(cursor, &[RoomSpan::all(Room::general())], 256, u64::MAX)
+                    .expect("read");
+                for r in &page.records {
+                    assert_eq!(r.id, cursor + 1, "id {} appeared after {cursor}", r.id);
+                    cursor = r.id;
+                }
+                if done && page.records.is_empty() {
+                    return cursor;
+                }
+                thread::yield_now();
+            }
+        })
+    };
+    let start = Arc::new(Barrier::new(WRITERS + 1));
+    let writers: Vec<_> = (0..=WRITERS)
+        .map(|w| {
+            // The last writer is another instance's, so foreign ids fall between ours.
+            let store = if w == WRITERS {
+                Arc::clone(&b)
+            } else {
+                Arc::clone(&a)
+            };
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                let me = user(&format!("burst{w}"));
+                start.wait();
+                (0..PER_WRITER)
+                    .map(|i| {
+                        store
+                            .append_in(&Room::general(), &me, &cmid(i), &format!("{w}/{i}"))
+                            .expect("append")
+                            .id
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut ids: Vec<u64> = writers
+        .into_iter()
+        .flat_map(|h| h.join().expect("writer"))
+        .collect();
+    ids.sort_unstable();
+    let total = ((WRITERS + 1) * PER_WRITER) as u64;
+    assert_eq!(ids, (1..=total).collect::<Vec<u64>>(), "dense, each once");
+    wait_newest(&a, total);
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    assert_eq!(reader.join().expect("reader"), total, "read all, in order");
+    // The waker is for records from elsewhere (the server wakes for its own appends): b's.
+    assert!(
+        !woken.lock().expect("woken").is_empty(),
+        "b's records woke a"
+    );
+    assert_eq!(everything(&a), everything(&b));
+}
+
 #[test]
 fn accounts_are_shared_and_unique_without_regard_to_case() {
     let Some(db) = pg::database() else { return };

@@ -5,7 +5,10 @@
 //! commit) locks the one row of `gc_sequence` for the rest of its transaction: it takes its
 //! ids from there, and the next appender (of any instance) gets the row only after this one
 //! committed or rolled back. So ids are dense, and commit order is id order — a reader never
-//! sees id N+1 while N is still to come.
+//! sees id N+1 while N is still to come. An instance keeps up to two group commits at the
+//! database at once (two writer connections): the second waits on that lock while the first
+//! flushes its WAL, so the database never idles between commits waiting for the instance.
+//! Either may be answered first; their records enter the tail in id order all the same.
 //!
 //! # Exactly once
 //! A unique index on (user, client-msg-id) is the dedupe: inside the locked transaction each
@@ -16,7 +19,9 @@
 //! older cursors are answered by a query. A commit sends `NOTIFY gc_messages`; each instance's
 //! follower thread `LISTEN`s, fetches what is new in id order, adds it to the tail and calls the
 //! [`Waker`] so the heartbeat threads that are owed the records wake within milliseconds. The
-//! instance that appended publishes its own records at once (after any it had not seen yet).
+//! instance that appended publishes its own records at once (after any it had not seen yet);
+//! its follower reads the newest id from the notification's payload and fetches nothing when
+//! the tail already has it, so a commit is not read back by the instance that made it.
 //!
 //! # When the database is away
 //! Appends fail with [`StoreError::Unavailable`] (the client keeps the message and retries with
@@ -27,7 +32,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gc_protocol::types::{ClientMsgId, Record, Room, Timestamp, Username};
 use gc_store::{
@@ -54,6 +59,16 @@ const ROOM_FIELD_HALF: u64 = 34;
 const LISTEN_BACKSTOP: Duration = Duration::from_secs(2);
 /// The follower's longest pause between reconnection attempts.
 const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(5);
+/// Writer connections, so group commits overlap: while one waits for its WAL flush the next
+/// is already at the database, queued on the sequence row's lock, and runs the moment the
+/// first commits (the lock still orders them, so ids stay dense and commit order id order).
+const WRITERS: usize = 2;
+/// How long an answered round waits for rounds with lower ids to publish first; a safety net
+/// (each of those rounds ends on its own), after which it fetches what it lacks itself.
+const PUBLISH_ORDER_WAIT: Duration = Duration::from_millis(500);
+/// How long the follower, announced ids it lacks while this instance's own commits are in
+/// flight, waits for them to be published instead of fetching them from the database.
+const OWN_COMMIT_WAIT: Duration = Duration::from_millis(200);
 
 const SELECT: &str =
     "SELECT id, ts, username, room, body, user_key, client_msg_id FROM gc_messages";
@@ -126,13 +141,23 @@ struct Group {
     jobs: Vec<(u64, Job)>,
     done: HashMap<u64, Vec<Result<Appended, StoreError>>>,
     next_ticket: u64,
-    leading: bool,
+    /// Which writer connections a round is using (sent, answer not read yet).
+    busy: [bool; WRITERS],
+    /// The first ids of rounds answered but not yet published to the tail.
+    unpublished: Vec<u64>,
+}
+
+impl Group {
+    /// Rounds sent whose answer has not come back yet.
+    fn awaiting(&self) -> usize {
+        self.busy.iter().filter(|b| **b).count()
+    }
 }
 
 struct Inner {
     shown: String,
     capacity: usize,
-    writer: Mutex<Conn>,
+    writers: [Mutex<Conn>; WRITERS],
     reader: Mutex<Conn>,
     tail: RwLock<Tail>,
     /// The newest visible id (the tail's newest), read without a lock.
@@ -255,7 +280,7 @@ impl PgMessages {
         let inner = Arc::new(Inner {
             shown,
             capacity,
-            writer: Mutex::new(Conn::new(url)),
+            writers: std::array::from_fn(|_| Mutex::new(Conn::new(url))),
             reader: Mutex::new(reader),
             tail: RwLock::new(loaded),
             newest: AtomicU64::new(newest),
@@ -300,9 +325,7 @@ impl PgMessages {
         // Wake the follower from its wait for a notification (best effort: when the database
         // is away it is waiting on `stop_cv`, or its wait times out).
         let channel = self.inner.stop_channel.clone();
-        let _ = self
-            .inner
-            .writer
+        let _ = self.inner.writers[0]
             .lock()
             .run("the stop notification", |c, _| {
                 c.execute("SELECT pg_notify($1, '')", &[&channel])
@@ -399,9 +422,40 @@ impl Inner {
             let n = entries.len();
             let rooms = self.publish(entries);
             drop(guard);
+            if n > 0 {
+                // A round waiting to publish after these ids may go now.
+                self.settled.notify_all();
+            }
             self.wake(rooms);
             if (n as i64) < CATCH_UP_BATCH {
                 return Ok(());
+            }
+        }
+    }
+
+    /// Whether an answered round whose records start at `first` may enter the tail now: the
+    /// tail reaches just before them, or no round of ours that could hold lower ids is left
+    /// (then what is missing is another instance's, which [`Self::publish_own`] fetches).
+    fn may_publish(&self, g: &Group, first: u64) -> bool {
+        self.newest.load(Ordering::Acquire) + 1 >= first
+            || (g.awaiting() == 0 && !g.unpublished.iter().any(|&f| f < first))
+    }
+
+    /// Whether the tail still lacks records through `announced` once this instance's own
+    /// rounds in flight are published: the follower fetches only then, so a commit of ours is
+    /// not read back from the database by every instance including this one.
+    fn lacks(&self, announced: u64) -> bool {
+        let deadline = Instant::now() + OWN_COMMIT_WAIT;
+        let mut g = self.group.lock();
+        loop {
+            if self.newest.load(Ordering::Acquire) >= announced {
+                return false;
+            }
+            if g.awaiting() == 0 && g.unpublished.is_empty() {
+                return true;
+            }
+            if self.settled.wait_until(&mut g, deadline).timed_out() {
+                return self.newest.load(Ordering::Acquire) < announced;
             }
         }
     }
@@ -437,9 +491,10 @@ impl Inner {
         self.wake(foreign_rooms);
     }
 
-    /// One group commit: stores `items` in one transaction. Per item: its outcome.
-    fn commit(&self, items: &[&Item]) -> Result<(Vec<Appended>, Vec<Entry>), PgError> {
-        let mut writer = self.writer.lock();
+    /// One group commit through writer connection `slot`: stores `items` in one transaction.
+    /// Per item: its outcome.
+    fn commit(&self, slot: usize, items: &[&Item]) -> Result<Committed, PgError> {
+        let mut writer = self.writers[slot].lock();
         let answer = writer.run("the messages", |c, p| commit_batch(c, p, items))?;
         answer.map_err(|reason| PgError::BadRow {
             url: writer.shown(),
@@ -544,11 +599,23 @@ fn listen_sql(inner: &Inner) -> String {
     )
 }
 
+/// What the follower's wait for notifications brought.
+struct Noted {
+    /// The room metadata changed (or the wait timed out: asking is cheap).
+    rooms: bool,
+    /// Presence changed.
+    presence: bool,
+    /// Whether the tail may lack committed records: the backstop timed out, or a commit was
+    /// announced with a newest id the tail does not have (or a payload that is not an id).
+    behind: bool,
+}
+
 /// The follower thread: waits for commit notifications and catches the tail up; reconnects
 /// with a growing pause while the database is away.
 fn follow(inner: &Inner, mut conn: Conn) {
     let mut pause = Duration::from_millis(100);
     let mut listening = true;
+    let mut behind = true;
     while !inner.stopping() {
         if !listening {
             let r = conn.run("LISTEN", |c, _| c.batch_execute(&listen_sql(inner)));
@@ -566,38 +633,63 @@ fn follow(inner: &Inner, mut conn: Conn) {
             }
             tracing::info!("database follower: listening again on {}", inner.shown);
             listening = true;
+            behind = true;
         }
         // Catch up first: whatever was committed before LISTEN took effect is fetched here,
         // whatever after is announced to this connection.
-        if let Err(e) = inner.catch_up(&mut conn) {
-            tracing::warn!("database follower: {e}");
-            conn.reset();
-            listening = false;
-            continue;
+        if behind {
+            if let Err(e) = inner.catch_up(&mut conn) {
+                tracing::warn!("database follower: {e}");
+                conn.reset();
+                listening = false;
+                continue;
+            }
+            pause = Duration::from_millis(100);
         }
-        pause = Duration::from_millis(100);
         let waited = conn.run("the notifications", |c, _| {
             let mut notes = c.notifications();
-            let first = notes.timeout_iter(LISTEN_BACKSTOP).next()?;
+            let Some(first) = notes.timeout_iter(LISTEN_BACKSTOP).next()? else {
+                return Ok(Noted {
+                    rooms: true,
+                    presence: false,
+                    behind: true,
+                });
+            };
             // Drain whatever else is pending: one catch-up covers them all.
-            let mut rooms = first.as_ref().is_none_or(|n| n.channel() == ROOMS_CHANNEL);
-            let mut presence = first
-                .as_ref()
-                .is_some_and(|n| n.channel() == PRESENCE_CHANNEL);
+            let mut noted = Noted {
+                rooms: false,
+                presence: false,
+                behind: false,
+            };
+            // The newest id announced; `u64::MAX` when a payload is not an id.
+            let mut announced = 0u64;
+            let mut note = |n: &postgres::Notification| {
+                let channel = n.channel();
+                noted.rooms |= channel == ROOMS_CHANNEL;
+                noted.presence |= channel == PRESENCE_CHANNEL;
+                if channel == CHANNEL {
+                    announced = announced.max(n.payload().parse().unwrap_or(u64::MAX));
+                }
+            };
+            note(&first);
             let mut more = notes.iter();
             while let Some(n) = more.next()? {
-                rooms |= n.channel() == ROOMS_CHANNEL;
-                presence |= n.channel() == PRESENCE_CHANNEL;
+                note(&n);
             }
-            Ok((rooms, presence))
+            noted.behind = announced > 0 && inner.lacks(announced);
+            Ok(noted)
         });
         match waited {
-            // A change of the room metadata, or the backstop (which also asks: cheaply).
-            Ok((rooms, presence)) => {
-                if rooms && let Some(waker) = inner.rooms_waker.read().as_ref() {
+            Ok(noted) => {
+                behind = noted.behind;
+                if noted.rooms
+                    && let Some(waker) = inner.rooms_waker.read().as_ref()
+                {
                     waker();
                 }
-                if presence && let Some(waker) = inner.presence_waker.read().as_ref() {
+                if noted.presence
+                    && let Some(waker) = inner.presence_waker.read().as_ref()
+                {
                     waker();
                 }
             }
@@ -918,8 +1010,9 @@ impl MessageLog for PgMessages {
 }
 
 impl PgMessages {
-    /// Queues `items` for the next group commit and waits for their outcome. One caller at a
-    /// time leads: it commits everything queued, in rounds, while the others wait.
+    /// Queues `items` for the next group commit and waits for their outcome. A caller that
+    /// finds queued work and a free writer connection leads a round: it commits everything
+    /// queued, while the others wait. Up to [`WRITERS`] rounds are at the database at once.
     fn group_commit(&self, items: Vec<Item>) -> Vec<Result<Appended, StoreError>> {
         let inner = &self.inner;
         let mut g = inner.group.lock();
@@ -936,31 +1029,52 @@ impl PgMessages {
             if let Some(done) = g.done.remove(&ticket) {
                 return done;
             }
-            if !g.leading {
-                g.leading = true;
-                while !g.jobs.is_empty() {
-                    let mut jobs = std::mem::take(&mut g.jobs);
-                    drop(g);
-                    self.commit_round(&mut jobs);
-                    g = inner.group.lock();
-                    for (t, job) in jobs {
-                        g.done.insert(t, job.results.unwrap_or_default());
-                    }
-                    inner.settled.notify_all();
+            if !g.jobs.is_empty()
+                && let Some(slot) = g.busy.iter().position(|busy| !busy)
+            {
+                g.busy[slot] = true;
+                let mut jobs = std::mem::take(&mut g.jobs);
+                drop(g);
+                g = self.commit_round(slot, &mut jobs);
+                for (t, job) in jobs {
+                    g.done.insert(t, job.results.unwrap_or_default());
                 }
-                g.leading = false;
+                inner.settled.notify_all();
                 continue;
             }
             inner.settled.wait(&mut g);
         }
     }
 
-    fn commit_round(&self, jobs: &mut [(u64, Job)]) {
+    /// Commits `jobs` through writer `slot` (which the caller marked busy), publishes what it
+    /// stored in id order with the other rounds, and fills in each job's results. Returns with
+    /// the group locked again.
+    fn commit_round(
+        &self,
+        slot: usize,
+        jobs: &mut [(u64, Job)],
+    ) -> parking_lot::MutexGuard<'_, Group> {
         let inner = &self.inner;
         let items: Vec<&Item> = jobs.iter().flat_map(|(_, j)| j.items.iter()).collect();
-        match inner.commit(&items) {
+        let outcome = inner.commit(slot, &items);
+        let mut g = inner.group.lock();
+        g.busy[slot] = false;
+        match outcome {
             Ok((results, entries)) => {
-                inner.publish_own(entries);
+                if let Some(first) = entries.first().map(|e| e.record.id) {
+                    g.unpublished.push(first);
+                    // Into the tail in id order: a round answered first may hold the later
+                    // ids (the other one's backend got the sequence's lock first).
+                    let deadline = Instant::now() + PUBLISH_ORDER_WAIT;
+                    while !inner.may_publish(&g, first)
+                        && !inner.settled.wait_until(&mut g, deadline).timed_out()
+                    {
+                    }
+                    drop(g);
+                    inner.publish_own(entries);
+                    g = inner.group.lock();
+                    g.unpublished.retain(|&f| f != first);
+                }
                 let mut results = results.into_iter();
                 for (_, job) in jobs.iter_mut() {
                     job.results = Some(results.by_ref().take(job.items.len()).map(Ok).collect());
@@ -975,6 +1089,7 @@ impl PgMessages {
                 }
             }
         }
+        g
     }
 }
 
