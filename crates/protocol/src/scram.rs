@@ -528,7 +528,9 @@ impl ServerFirst {
     pub fn handle_client_final(&self, client_final: &str) -> Result<String, ScramError> {
         const WHAT: &str = "client-final must be c=…,r=…,p=…";
         let [binding, nonce, proof] = attributes(client_final, ['c', 'r', 'p'], WHAT)?;
-        if binding != self.c_value {
+        // Constant time like the other comparisons, though whoever could time it already
+        // knows both TLS sessions' exporter values (it is an end of each).
+        if !ct_eq(binding.as_bytes(), self.c_value.as_bytes()) {
             // Same header, other data: the client's TLS session is not this one.
             return Err(if self.bound {
                 ScramError::BindingMismatch
