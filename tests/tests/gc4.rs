@@ -141,6 +141,54 @@ fn a_session_of_an_older_version_is_told_to_update() {
     }
 }
 
+#[test]
+fn file_transfer_frames_are_refused_until_the_server_serves_gc5() {
+    let server = TestServer::start();
+    let alice = session(&server, "alice", true);
+    let hash: gc_protocol::ContentHash = gc_protocol::ContentHash::of(b"content");
+    let offer = SendRequest::Offer {
+        token: token(&alice),
+        room: gc_protocol::Room::general(),
+        hash,
+        size: 7,
+        name: "notes.txt".into(),
+        client_msg_id: gc_protocol::ClientMsgId::new("f1").unwrap(),
+    };
+    let fetch = SendRequest::Fetch {
+        token: token(&alice),
+        hash,
+        offset: 0,
+    };
+    let replies = alice.request(&[offer, fetch], 2);
+    for reply in &replies {
+        refused(reply, ErrorCode::Version, "file transfer (GC/5)");
+    }
+    // A `Chunk` header is followed by raw bytes that are not frames: refused, then closed, so
+    // they are never read as requests.
+    let mut conn = alice.connect(alice.server.send);
+    let mut bytes = Vec::new();
+    gc_protocol::Frame::encode(
+        &SendRequest::Chunk {
+            token: token(&alice),
+            hash,
+            offset: 0,
+            length: 7,
+        },
+        &mut bytes,
+    );
+    bytes.extend_from_slice(b"Bye x\n");
+    let soon = || Instant::now() + Duration::from_secs(5);
+    conn.write_all(&bytes, soon()).unwrap();
+    let reply: SendReply = conn.read(soon()).unwrap();
+    refused(&reply, ErrorCode::Version, "GC/5");
+    assert!(
+        conn.read::<SendReply>(soon()).is_err(),
+        "closed after the refusal"
+    );
+    // The session itself goes on.
+    assert!(matches!(alice.send("still here"), SendReply::Thx { .. }));
+}
+
 /// `Who` of a GC/4 session: the `Online` list and each away user's message.
 fn who(c: &RawClient) -> (Vec<String>, Vec<(String, String)>) {
     let soon = || Instant::now() + Duration::from_secs(5);

@@ -137,6 +137,16 @@ pub mod token {
     pub const BACK: &str = "Back";
     /// GC/4: the server stops (8070, server → client).
     pub const STOPPING: &str = "Stopping";
+    /// GC/5: announce an upload (9980).
+    pub const OFFER: &str = "Offer";
+    /// GC/5: where an upload goes on (9980, server → client).
+    pub const RESUME: &str = "Resume";
+    /// GC/5: a piece of an upload, raw bytes after the line (9980).
+    pub const CHUNK: &str = "Chunk";
+    /// GC/5: ask for a file's content (9980).
+    pub const FETCH: &str = "Fetch";
+    /// GC/5: a file's content follows, raw bytes after the line (9980, server → client).
+    pub const DATA: &str = "Data";
     /// Error reply (any port).
     pub const ERR: &str = "Err";
 }
@@ -182,11 +192,21 @@ pub enum ErrorCode {
     /// GC/3: the asker may see the room but may not do this there (not a member, muted, banned,
     /// outranked, a limit reached); the text says which.
     Forbidden,
+    /// GC/5: a `Chunk` does not start where the upload stands; `Offer` again to learn where.
+    Offset,
+    /// GC/5: the uploaded content does not have the announced hash; the upload is discarded.
+    Corrupt,
+    /// GC/5: the upload would take the user over their storage quota.
+    Quota,
+    /// GC/5: the server keeps too little free disk space to take the upload.
+    DiskFull,
+    /// GC/5: no such file, or none the session may fetch (one answer for both).
+    UnknownFile,
 }
 
 impl ErrorCode {
     /// Every code, in protocol order.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 23] = [
         Self::Version,
         Self::Malformed,
         Self::TooLong,
@@ -205,6 +225,11 @@ impl ErrorCode {
         Self::Internal,
         Self::NoRoom,
         Self::Forbidden,
+        Self::Offset,
+        Self::Corrupt,
+        Self::Quota,
+        Self::DiskFull,
+        Self::UnknownFile,
     ];
 
     /// The code as written on the wire.
@@ -228,6 +253,11 @@ impl ErrorCode {
             Self::Internal => "internal",
             Self::NoRoom => "no-room",
             Self::Forbidden => "forbidden",
+            Self::Offset => "offset",
+            Self::Corrupt => "corrupt",
+            Self::Quota => "quota",
+            Self::DiskFull => "disk-full",
+            Self::UnknownFile => "unknown-file",
         }
     }
 }

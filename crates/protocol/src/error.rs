@@ -44,6 +44,9 @@ pub enum FieldError {
     /// Not `owner`, `moderator`, `member`, `invited` or `-`.
     #[error("not a role in a room listing (owner, moderator, member, invited or -)")]
     ListedRole,
+    /// Not 64 lowercase hex digits (a SHA-256).
+    #[error("not a content hash (64 lowercase hex digits of a SHA-256)")]
+    ContentHash,
 }
 
 /// Errors reading or writing frames on a stream. Every variant names the peer concerned.

@@ -10,6 +10,7 @@
 
 pub mod codes;
 pub mod error;
+pub mod files;
 pub mod frame;
 pub mod io;
 pub mod limits;
@@ -30,6 +31,6 @@ pub use frame::{
 };
 pub use io::FramedStream;
 pub use types::{
-    ClientMsgId, Fingerprint, ListedKind, ListedRole, Record, Room, RoomKind, RoomRole,
-    SessionToken, Timestamp, Username, Visibility,
+    ClientMsgId, ContentHash, Fingerprint, ListedKind, ListedRole, Record, Room, RoomKind,
+    RoomRole, SessionToken, Timestamp, Username, Visibility,
 };

@@ -57,6 +57,12 @@ pub const MAX_MUTE_SECONDS: u32 = 31_536_000;
 pub const CHALLENGE_NONCE_BYTES: usize = 18;
 /// Longest away message (GC/4 `Away`), in bytes of UTF-8 (after c16 decoding).
 pub const MAX_AWAY_BYTES: usize = 256;
+/// Most content bytes one GC/5 `Chunk` carries (1 MiB): large enough that the header is noise
+/// at hundreds of MB/s, small enough that a reader's buffer stays bounded.
+pub const MAX_CHUNK_BYTES: u64 = 1024 * 1024;
+/// Longest file name in a GC/5 `Offer`, in bytes of UTF-8 (after c16 decoding), as most file
+/// systems allow.
+pub const MAX_FILE_NAME_BYTES: usize = 255;
 /// Shortest password for a new account or a password change, in characters (Unicode scalar
 /// values, not bytes). Checked where the password is known: by `gc-server user add` and
 /// `user passwd`, and by the client before it registers. A `Register` carries only the SCRAM

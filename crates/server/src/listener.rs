@@ -311,6 +311,9 @@ fn handle_msgs(
     after
 }
 
+/// The answer to file-transfer frames while this server does not serve them.
+const NO_FILES: &str = "this server does not support file transfer (GC/5) yet";
+
 /// Handles one request frame `from` a client, arrived at the listener of `own`, appending the
 /// reply to `out`.
 ///
@@ -440,6 +443,15 @@ fn handle(
         },
         SendRequest::Away { message, .. } => account::away(shared, &session, Some(message), out),
         SendRequest::Back { .. } => account::away(shared, &session, None, out),
+        // GC/5 (docs/files.md) is not served yet, so no session speaks it.
+        SendRequest::Offer { .. } | SendRequest::Fetch { .. } => {
+            error(shared, out, ErrorCode::Version, NO_FILES);
+        }
+        SendRequest::Chunk { .. } => {
+            // Raw bytes follow the header: the rest of the stream is not frames.
+            error(shared, out, ErrorCode::Version, NO_FILES);
+            return After::Close;
+        }
     }
     after
 }

@@ -672,7 +672,10 @@ fn change(shared: &ServerState, session: &Session, request: SendRequest) -> Chec
         | SendRequest::Challenge { .. }
         | SendRequest::Passwd { .. }
         | SendRequest::Away { .. }
-        | SendRequest::Back { .. } => Ok(None),
+        | SendRequest::Back { .. }
+        | SendRequest::Offer { .. }
+        | SendRequest::Chunk { .. }
+        | SendRequest::Fetch { .. } => Ok(None),
     }
 }
 

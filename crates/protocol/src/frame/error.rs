@@ -114,7 +114,7 @@ pub enum ParseError {
 
 /// `n` in decimal with a `,` between groups of three digits (`10,000,000`), as the limit texts
 /// write large numbers.
-pub(super) fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {

@@ -25,6 +25,7 @@ pub use common::{ErrorFrame, encode_rec_frame};
 pub use connect::{ConnectPing, ConnectReply};
 pub use delivery::{DeliveryFrame, DeliveryReply};
 pub use error::ParseError;
+pub(crate) use error::thousands;
 pub use heartbeat::{HeartbeatPing, HeartbeatReply, HeartbeatRequest, Stopping};
 pub use send::{SendReply, SendRequest};
 

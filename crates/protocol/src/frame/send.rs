@@ -9,12 +9,12 @@ use super::error::thousands;
 use super::{ErrorFrame, Frame, ParseError};
 use crate::codes::token;
 use crate::limits::{
-    CHALLENGE_NONCE_BYTES, MAX_AWAY_BYTES, MAX_HISTORY_LIMIT, MAX_MUTE_SECONDS, MAX_REASON_BYTES,
-    MAX_TOPIC_BYTES,
+    CHALLENGE_NONCE_BYTES, MAX_AWAY_BYTES, MAX_CHUNK_BYTES, MAX_FILE_NAME_BYTES, MAX_HISTORY_LIMIT,
+    MAX_MUTE_SECONDS, MAX_REASON_BYTES, MAX_TOPIC_BYTES,
 };
 use crate::types::{
-    ClientMsgId, ListedKind, ListedRole, Record, Room, RoomKind, RoomRole, SessionToken, Timestamp,
-    Username, Visibility,
+    ClientMsgId, ContentHash, ListedKind, ListedRole, Record, Room, RoomKind, RoomRole,
+    SessionToken, Timestamp, Username, Visibility,
 };
 
 // The rules the peer reads when a field breaks a limit, formatted once from the constants (see
@@ -36,6 +36,11 @@ static AWAY_RULE: LazyLock<String> =
     LazyLock::new(|| format!("must be at most {MAX_AWAY_BYTES} bytes"));
 static NONCE_RULE: LazyLock<String> =
     LazyLock::new(|| format!("must be {CHALLENGE_NONCE_BYTES} bytes"));
+static FILE_NAME_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be 1 to {MAX_FILE_NAME_BYTES} bytes of UTF-8 without NUL"));
+static CHUNK_RULE: LazyLock<String> =
+    LazyLock::new(|| format!("must be 1 to {} bytes", thousands(MAX_CHUNK_BYTES)));
+const DATA_OFFSET_RULE: &str = "must be at most the size";
 const KIND_RULE: &str =
     "must be direct for a direct conversation (@...), public or private for a room (#...)";
 
@@ -234,6 +239,46 @@ pub enum SendRequest {
         /// The session.
         token: SessionToken,
     },
+    /// GC/5 `Offer <session-token> <room> <sha256> <size> <name:c16> <client-msg-id>`: the
+    /// start (or resumption) of an upload into `room`, answered `Resume`, or `Thx` when nothing
+    /// is left to send (docs/files.md §4).
+    Offer {
+        /// The session.
+        token: SessionToken,
+        /// Where the file is shared.
+        room: Room,
+        /// The SHA-256 of the whole content.
+        hash: ContentHash,
+        /// The content's length in bytes (0 allowed).
+        size: u64,
+        /// The file's name: display text only (1–[`MAX_FILE_NAME_BYTES`] bytes, no NUL).
+        name: String,
+        /// The idempotency key of the record that will announce the file.
+        client_msg_id: ClientMsgId,
+    },
+    /// GC/5 `Chunk <session-token> <sha256> <offset> <length>`: the header of a piece of an
+    /// upload. Exactly `length` raw bytes (1–[`MAX_CHUNK_BYTES`]) follow the line; the reader
+    /// takes them itself, so they are neither scanned for LF nor decoded.
+    Chunk {
+        /// The session.
+        token: SessionToken,
+        /// The upload's content hash.
+        hash: ContentHash,
+        /// Where in the content these bytes go.
+        offset: u64,
+        /// How many raw bytes follow.
+        length: u64,
+    },
+    /// GC/5 `Fetch <session-token> <sha256> <offset>`: a file's content from `offset` on,
+    /// answered `Data` and the bytes.
+    Fetch {
+        /// The session.
+        token: SessionToken,
+        /// The content asked for.
+        hash: ContentHash,
+        /// Where to start (what the client has already).
+        offset: u64,
+    },
 }
 
 impl SendRequest {
@@ -259,7 +304,10 @@ impl SendRequest {
             | Self::Challenge { token }
             | Self::Passwd { token, .. }
             | Self::Away { token, .. }
-            | Self::Back { token } => token,
+            | Self::Back { token }
+            | Self::Offer { token, .. }
+            | Self::Chunk { token, .. }
+            | Self::Fetch { token, .. } => token,
         }
     }
 }
@@ -491,10 +539,56 @@ impl Frame for SendRequest {
                     token: f.session_token("session-token")?,
                 })
             }
+            token::OFFER => {
+                let mut f = f.with_token(token::OFFER);
+                f.arity(6)?;
+                let token = f.session_token("session-token")?;
+                let room = f.room("room")?;
+                let hash = f.parsed("sha256")?;
+                let size = f.num("size")?;
+                let name = f.text_at_most("name", MAX_FILE_NAME_BYTES, &FILE_NAME_RULE)?;
+                if name.is_empty() || name.contains('\0') {
+                    return Err(f.value("name", &FILE_NAME_RULE));
+                }
+                Ok(Self::Offer {
+                    token,
+                    room,
+                    hash,
+                    size,
+                    name,
+                    client_msg_id: f.client_msg_id("client-msg-id")?,
+                })
+            }
+            token::CHUNK => {
+                let mut f = f.with_token(token::CHUNK);
+                f.arity(4)?;
+                let token = f.session_token("session-token")?;
+                let hash = f.parsed("sha256")?;
+                let offset = f.num("offset")?;
+                let length = f.num("length")?;
+                if !(1..=MAX_CHUNK_BYTES).contains(&length) {
+                    return Err(f.value("length", &CHUNK_RULE));
+                }
+                Ok(Self::Chunk {
+                    token,
+                    hash,
+                    offset,
+                    length,
+                })
+            }
+            token::FETCH => {
+                let mut f = f.with_token(token::FETCH);
+                f.arity(3)?;
+                Ok(Self::Fetch {
+                    token: f.session_token("session-token")?,
+                    hash: f.parsed("sha256")?,
+                    offset: f.num("offset")?,
+                })
+            }
             _ => Err(f.unexpected(
                 "`Msg`, `History`, `Who`, `Bye`, `Rooms`, `Create`, `Join`, `Part`, `Invite`, \
                  `Topic`, `Privacy`, `Role`, `Kick`, `Mute`, `Ban`, `Unban`, `Challenge`, \
-                 `Passwd`, `Away` or `Back`",
+                 `Passwd`, `Away`, `Back`, `Offer`, `Chunk` or `Fetch`",
             )),
         }
     }
@@ -669,6 +763,44 @@ impl Frame for SendRequest {
                 w.end();
             }
             Self::Back { token } => start(out, token::BACK, token).end(),
+            Self::Offer {
+                token,
+                room,
+                hash,
+                size,
+                name,
+                client_msg_id,
+            } => {
+                let mut w = start(out, token::OFFER, token);
+                w.word(room.as_str());
+                w.display(hash);
+                w.num(*size);
+                w.text(name.as_bytes());
+                w.word(client_msg_id.as_str());
+                w.end();
+            }
+            Self::Chunk {
+                token,
+                hash,
+                offset,
+                length,
+            } => {
+                let mut w = start(out, token::CHUNK, token);
+                w.display(hash);
+                w.num(*offset);
+                w.num(*length);
+                w.end();
+            }
+            Self::Fetch {
+                token,
+                hash,
+                offset,
+            } => {
+                let mut w = start(out, token::FETCH, token);
+                w.display(hash);
+                w.num(*offset);
+                w.end();
+            }
         }
     }
 }
@@ -727,6 +859,24 @@ pub enum SendReply {
         username: Username,
         /// Their away message (may be empty).
         message: String,
+    },
+    /// GC/5 `Resume <sha256> <offset>`: the answer to `Offer`: send the content from
+    /// `offset` on (0: all of it).
+    Resume {
+        /// The upload's content hash.
+        hash: ContentHash,
+        /// How many bytes the server already has.
+        offset: u64,
+    },
+    /// GC/5 `Data <sha256> <size> <offset>`: the answer to `Fetch`; exactly `size − offset`
+    /// raw bytes follow the line, which the reader takes itself.
+    Data {
+        /// The content's hash.
+        hash: ContentHash,
+        /// The whole content's length.
+        size: u64,
+        /// Where the bytes that follow start (at most `size`).
+        offset: u64,
     },
     /// `Err …`.
     Err(ErrorFrame),
@@ -804,10 +954,30 @@ impl Frame for SendReply {
                     message: away_message(&mut f)?,
                 })
             }
+            token::RESUME => {
+                let mut f = f.with_token(token::RESUME);
+                f.arity(2)?;
+                Ok(Self::Resume {
+                    hash: f.parsed("sha256")?,
+                    offset: f.num("offset")?,
+                })
+            }
+            token::DATA => {
+                let mut f = f.with_token(token::DATA);
+                f.arity(3)?;
+                let hash = f.parsed("sha256")?;
+                let size = f.num("size")?;
+                let offset = f.num("offset")?;
+                if offset > size {
+                    return Err(f.value("offset", DATA_OFFSET_RULE));
+                }
+                Ok(Self::Data { hash, size, offset })
+            }
             token::ERR => ErrorFrame::parse_fields(f.with_token(token::ERR)).map(Self::Err),
-            _ => Err(
-                f.unexpected("`Thx`, `Rec`, `End`, `Online`, `Room`, `Challenge`, `Away` or `Err`")
-            ),
+            _ => Err(f.unexpected(
+                "`Thx`, `Rec`, `End`, `Online`, `Room`, `Challenge`, `Away`, `Resume`, `Data` \
+                 or `Err`",
+            )),
         }
     }
 
@@ -862,6 +1032,19 @@ impl Frame for SendReply {
                 let mut w = Writer::start(out, token::AWAY);
                 w.word(username.as_str());
                 w.text(message.as_bytes());
+                w.end();
+            }
+            Self::Resume { hash, offset } => {
+                let mut w = Writer::start(out, token::RESUME);
+                w.display(hash);
+                w.num(*offset);
+                w.end();
+            }
+            Self::Data { hash, size, offset } => {
+                let mut w = Writer::start(out, token::DATA);
+                w.display(hash);
+                w.num(*size);
+                w.num(*offset);
                 w.end();
             }
             Self::Err(e) => e.encode_into(out),
@@ -1274,6 +1457,127 @@ mod tests {
             },
             "Away bob -\n",
         );
+    }
+
+    const HASH: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn gc5_file_frames() {
+        let hash: ContentHash = HASH.parse().unwrap();
+        exact(
+            SendRequest::Offer {
+                token: tok(),
+                room: room("#dev"),
+                hash,
+                size: 1_482_213,
+                name: "hi".into(),
+                client_msg_id: ClientMsgId::new("up-1").unwrap(),
+            },
+            &format!("Offer {TOKEN} #dev {HASH} 1482213 IGJG up-1\n"),
+        );
+        exact(
+            SendRequest::Chunk {
+                token: tok(),
+                hash,
+                offset: 1_048_576,
+                length: 4096,
+            },
+            &format!("Chunk {TOKEN} {HASH} 1048576 4096\n"),
+        );
+        exact(
+            SendRequest::Fetch {
+                token: tok(),
+                hash,
+                offset: 0,
+            },
+            &format!("Fetch {TOKEN} {HASH} 0\n"),
+        );
+        exact(
+            SendReply::Resume { hash, offset: 42 },
+            &format!("Resume {HASH} 42\n"),
+        );
+        exact(
+            SendReply::Data {
+                hash,
+                size: 10,
+                offset: 10,
+            },
+            &format!("Data {HASH} 10 10\n"),
+        );
+        exact(
+            SendReply::Err(ErrorFrame::new(ErrorCode::UnknownFile, "no such file")),
+            &format!("Err unknown-file {}\n", c16::encode(b"no such file")),
+        );
+        assert_eq!(
+            tok(),
+            *SendRequest::Fetch {
+                token: tok(),
+                hash,
+                offset: 0
+            }
+            .token()
+        );
+    }
+
+    #[test]
+    fn gc5_fields_keep_their_limits() {
+        let error = |line: String| SendRequest::parse(line.as_bytes()).unwrap_err().to_string();
+        let name = |text: &[u8]| c16::encode(text);
+        assert_eq!(
+            error(format!("Chunk {TOKEN} {HASH} 0 0")),
+            "`Chunk` field <length>: must be 1 to 1,048,576 bytes"
+        );
+        assert_eq!(
+            error(format!("Chunk {TOKEN} {HASH} 0 1048577")),
+            "`Chunk` field <length>: must be 1 to 1,048,576 bytes"
+        );
+        assert!(SendRequest::parse(format!("Chunk {TOKEN} {HASH} 0 1048576").as_bytes()).is_ok());
+        assert_eq!(
+            error(format!("Offer {TOKEN} #dev {HASH} 1 - up-1")),
+            "`Offer` field <name>: must be 1 to 255 bytes of UTF-8 without NUL"
+        );
+        assert_eq!(
+            error(format!(
+                "Offer {TOKEN} #dev {HASH} 1 {} up-1",
+                name(b"a\0b")
+            )),
+            "`Offer` field <name>: must be 1 to 255 bytes of UTF-8 without NUL"
+        );
+        assert_eq!(
+            error(format!(
+                "Offer {TOKEN} #dev {HASH} 1 {} up-1",
+                name(&[b'x'; 256])
+            )),
+            "`Offer` field <name>: must be 1 to 255 bytes of UTF-8 without NUL"
+        );
+        assert!(
+            SendRequest::parse(
+                format!("Offer {TOKEN} #dev {HASH} 0 {} up-1", name(&[b'x'; 255])).as_bytes()
+            )
+            .is_ok()
+        );
+        for bad_hash in [&HASH[1..], &HASH.to_uppercase()] {
+            assert!(
+                error(format!("Fetch {TOKEN} {bad_hash} 0")).contains("not a content hash"),
+                "{bad_hash}"
+            );
+        }
+        assert_eq!(
+            SendReply::parse(format!("Data {HASH} 10 11").as_bytes())
+                .unwrap_err()
+                .to_string(),
+            "`Data` field <offset>: must be at most the size"
+        );
+        // Every new code reads back as itself.
+        for code in [
+            ErrorCode::Offset,
+            ErrorCode::Corrupt,
+            ErrorCode::Quota,
+            ErrorCode::DiskFull,
+            ErrorCode::UnknownFile,
+        ] {
+            assert_eq!(code.as_str().parse::<ErrorCode>(), Ok(code));
+        }
     }
 
     #[test]
