@@ -41,6 +41,12 @@ pub enum LineError {
     /// frame.
     #[error("the message is longer than the 32,000 bytes a record may hold")]
     BodyTooLarge,
+    /// Not 64 lowercase hex digits (a file's SHA-256).
+    #[error("the content hash is not 64 lowercase hex digits")]
+    ContentHash,
+    /// The size is not a canonical decimal number.
+    #[error("the size is not a canonical decimal number")]
+    Size,
     /// The file's last line has no terminating LF: a write was interrupted (a crash mid-write).
     #[error("the last line has no terminating LF (an interrupted write)")]
     Torn,
@@ -273,6 +279,59 @@ pub enum StoreError {
         path: PathBuf,
         /// The error that stopped it.
         cause: String,
+    },
+
+    /// The same user is uploading the same content on another connection already.
+    #[error(
+        "an upload of {hash} by the same user is in progress on another connection; wait for it \
+         to end (or to time out) and offer the file again"
+    )]
+    UploadBusy {
+        /// The content.
+        hash: String,
+    },
+
+    /// The content is stored with another size than the one announced: the announcement is
+    /// wrong.
+    #[error("{hash} is stored with {stored} bytes, not the {announced} announced")]
+    UploadSize {
+        /// The content.
+        hash: String,
+        /// The size announced.
+        announced: u64,
+        /// The size stored.
+        stored: u64,
+    },
+
+    /// A piece of an upload does not start where the upload stands.
+    #[error(
+        "the upload stands at byte {expected}, not {got}; offer the file again to resume from \
+         where it stands"
+    )]
+    UploadOffset {
+        /// Where the upload stands.
+        expected: u64,
+        /// Where the piece starts.
+        got: u64,
+    },
+
+    /// A piece of an upload goes past the announced size.
+    #[error("the upload goes past its announced size of {size} bytes (to byte {end})")]
+    UploadPastEnd {
+        /// The announced size.
+        size: u64,
+        /// Where the piece ends.
+        end: u64,
+    },
+
+    /// An upload's content does not have the announced hash; what arrived was discarded.
+    #[error(
+        "the uploaded content is not {hash} (it was damaged or is another file); it was \
+             discarded: upload it again"
+    )]
+    Corrupt {
+        /// The announced hash.
+        hash: String,
     },
 
     /// A shared database (PostgreSQL) cannot be reached or failed a request. Messages are not

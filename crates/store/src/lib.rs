@@ -13,6 +13,8 @@
 //! - [`Digest`], [`summary`], [`DirImport`], [`visit_records`], [`visit_msgids`]: moving a data
 //!   dir's contents to another store and back, checked by count and hash.
 //! - [`encode_record`], [`parse_record`]: the record line codec.
+//! - [`ContentStore`]: shared files' content (`files/`), uploads verified before they are
+//!   offered, and their index (GC/5, docs/files.md).
 //! - [`private`]: files 0600 and directories 0700, looser ones tightened at open.
 //!
 //! Formats are described in the protocol notes (§4 Storage): a record line is
@@ -29,6 +31,7 @@ mod admin;
 mod backup;
 mod cache;
 mod codec;
+mod content;
 mod error;
 mod files;
 #[cfg(feature = "fuzzing")]
@@ -53,6 +56,9 @@ pub use backup::{BackupCheck, BackupFile, BackupReport, MANIFEST_FILE, backup, v
 pub use cache::{CacheReport, ClientCache};
 pub use codec::{
     MAX_BODY_BYTES, MAX_LINE_BYTES, encode_record, encoded_len, escape_into, parse_record, unescape,
+};
+pub use content::{
+    ContentStore, FILE_INDEX, FILES_DIR, FileEntry, GarbageReport, StoredFile, Upload,
 };
 pub use error::{LineError, Result, StoreError};
 pub use files::FaultyLine;
