@@ -331,7 +331,7 @@ impl OlderConnectPort {
                             Ok(stream) => stream,
                             Err(_) => continue,
                         },
-                        None => Stream::Plain(tcp),
+                        None => Stream::plain(tcp),
                     };
                     let mut conn = gc_net::Conn::new(stream, "client");
                     let Ok(ping) = conn.read::<gc_protocol::ConnectPing>(deadline()) else {

@@ -431,7 +431,7 @@ impl Target {
     pub fn stream(&self, local: IpAddr, to: SocketAddr) -> std::io::Result<Stream> {
         let tcp = connect_from(local, to)?;
         match self.fingerprint {
-            None => Ok(Stream::Plain(tcp)),
+            None => Ok(Stream::plain(tcp)),
             Some(pin) => tls_connector()
                 .connect(tcp, &to.to_string(), PeerCheck::Pinned(pin), deadline())
                 .map_err(std::io::Error::other),
@@ -869,7 +869,7 @@ impl RawClient {
 /// plain. `None` if the handshake fails.
 fn accept_callback(tls: Option<&RawTls>, s: TcpStream, peer: SocketAddr) -> Option<Stream> {
     match tls {
-        None => Some(Stream::Plain(s)),
+        None => Some(Stream::plain(s)),
         Some(tls) => tls
             .config
             .accept(

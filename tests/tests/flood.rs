@@ -471,7 +471,7 @@ fn a_login_dropped_while_its_client_works_out_its_proof_is_told_full() {
     assert_eq!(c.register("waiting", PASSWORD), A::Registered);
     // A login that has its `Auth1`: the pool's one place is this login in progress…
     let mut conn = gc_net::Conn::new(
-        Stream::Plain(connect_from(client_ip(), a.auth).unwrap()),
+        Stream::plain(connect_from(client_ip(), a.auth).unwrap()),
         a.auth.to_string(),
     );
     let ports = CallbackPorts {

@@ -245,3 +245,77 @@ fn healthz_says_200_while_serving_then_503_during_shutdown_and_never_hangs() {
     assert!(started.elapsed() < Duration::from_secs(2));
     alice.close();
 }
+
+/// `gc_bytes_{received,sent}_total{port="…"}` in an exposition (0 when absent).
+fn bytes(text: &str, way: &str, port: &str) -> f64 {
+    sample(text, &format!("gc_bytes_{way}_total{{port=\"{port}\"}}")).unwrap_or(0.0)
+}
+
+#[test]
+fn bytes_in_and_out_follow_a_login_and_a_message_on_each_port() {
+    let server = TestServer::start_with(with_metrics);
+    let addr = server.metrics_addr().expect("metrics served");
+    let (_, before) = get(addr, "/metrics");
+    for port in [
+        "connect",
+        "auth",
+        "send",
+        "callback",
+        "heartbeat",
+        "delivery",
+    ] {
+        for way in ["received", "sent"] {
+            assert_eq!(bytes(&before, way, port), 0.0, "{way} {port}\n{before}");
+        }
+    }
+
+    let mut alice_cfg = config(&server, "alice", PASSWORD);
+    alice_cfg.register = true;
+    let mut alice = TestClient::start(alice_cfg);
+    alice.wait_active();
+    let (_, logged_in) = get(addr, "/metrics");
+    // The login's exchanges: the connect port, the auth port and the callback to the client,
+    // each way; a TLS handshake alone is a few hundred bytes.
+    for port in ["connect", "auth", "callback"] {
+        for way in ["received", "sent"] {
+            assert!(
+                bytes(&logged_in, way, port) > 0.0,
+                "{way} {port}\n{logged_in}"
+            );
+        }
+    }
+
+    // A body (near the 4096-byte default limit) far larger than any frame the login or a
+    // heartbeat exchanges, so what the message adds is told apart from what runs beside it.
+    let body = "x".repeat(4000);
+    let body_len = body.len() as f64;
+    alice.send(&body);
+    alice.wait_acked(1);
+    alice.wait_records(1);
+    // Heartbeats go every 100 ms in tests: some have been answered by now, or soon.
+    let after = scrape_until(addr, |b| {
+        bytes(b, "sent", "delivery") >= body_len && bytes(b, "received", "heartbeat") > 0.0
+    });
+    let grew = |way: &str, port: &str| bytes(&after, way, port) - bytes(&logged_in, way, port);
+    assert!(
+        grew("received", "send") >= body_len,
+        "the send port took the message: {}\n{after}",
+        grew("received", "send")
+    );
+    assert!(
+        grew("sent", "send") > 0.0,
+        "the send port answered\n{after}"
+    );
+    assert!(
+        grew("sent", "delivery") >= body_len,
+        "the delivery port got the record: {}\n{after}",
+        grew("sent", "delivery")
+    );
+    // Plausible: the message crosses each way once (framing and TLS records add a little), not
+    // many times over.
+    assert!(grew("received", "send") < 3.0 * body_len, "{after}");
+    assert!(
+        bytes(&after, "sent", "heartbeat") > 0.0 && bytes(&after, "received", "heartbeat") > 0.0,
+        "heartbeats went out and were answered\n{after}"
+    );
+}

@@ -159,7 +159,7 @@ impl Wire {
     pub fn connect(&self, ip: IpAddr, to: SocketAddr, what: &str) -> Result<Conn, BenchError> {
         let tcp = connect_from(ip, to).map_err(|e| BenchError::io(what, e))?;
         let stream = match &self.tls {
-            None => Stream::Plain(tcp),
+            None => Stream::plain(tcp),
             Some(t) => t
                 .client
                 .config
@@ -197,7 +197,7 @@ impl Wire {
     /// TLS after the handshake, which demands the server's certificate.
     pub fn accept(&self, tcp: TcpStream, peer: SocketAddr, what: &str) -> Result<Conn, BenchError> {
         let stream = match &self.tls {
-            None => Stream::Plain(tcp),
+            None => Stream::plain(tcp),
             Some(t) => t
                 .client
                 .config

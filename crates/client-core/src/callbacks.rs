@@ -279,7 +279,7 @@ fn join_logged(handle: JoinHandle<()>) {
 fn serve(shared: &ClientState, role: Role, tcp: TcpStream, peer: SocketAddr) {
     let name = peer.to_string();
     let stream = match &shared.tls {
-        None => Stream::Plain(tcp),
+        None => Stream::plain(tcp),
         // Only the server this client trusts may call back: the handshake demands its
         // certificate (mutual TLS), and it must be the pinned one.
         Some(tls) => {

@@ -300,6 +300,6 @@ pub fn ping(addr: SocketAddr, tls: bool) -> bool {
     let Ok(stream) = gc_net::connect_from(None, addr, timeout) else {
         return false;
     };
-    let mut conn = Conn::new(Stream::Plain(stream), addr.to_string());
+    let mut conn = Conn::new(Stream::plain(stream), addr.to_string());
     signin::version_check(&mut conn, VERSION, timeout).is_ok()
 }

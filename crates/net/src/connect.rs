@@ -10,7 +10,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::Conn;
 use crate::error::NetError;
-use crate::tls::{PeerCheck, Stream, TlsConfig};
+use crate::tls::{ByteCount, PeerCheck, Stream, TlsConfig};
 use crate::unblock::{Registration, Unblocker};
 
 /// Socket timeouts of zero mean "forever" to the OS; never set one shorter than this.
@@ -81,6 +81,8 @@ pub struct Connector {
     pub timeouts: Timeouts,
     /// TLS for every connection it opens, or plain GC/1.
     tls: Option<Arc<TlsConfig>>,
+    /// Where its connections count the bytes crossing their sockets, if anywhere.
+    count: Option<Arc<ByteCount>>,
 }
 
 impl Connector {
@@ -90,12 +92,20 @@ impl Connector {
             local,
             timeouts,
             tls: None,
+            count: None,
         }
     }
 
     /// The same connector, over TLS.
     pub fn with_tls(mut self, tls: Arc<TlsConfig>) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// The same connector, its connections counting the bytes crossing their sockets (TLS
+    /// handshake included) into `count`.
+    pub fn with_count(mut self, count: Arc<ByteCount>) -> Self {
+        self.count = Some(count);
         self
     }
 
@@ -134,10 +144,13 @@ impl Connector {
         let tcp = connect_from(self.local, addr, self.timeouts.connect)
             .map_err(|source| NetError::Connect { addr, source })?;
         let registration = unblocker.register(&tcp);
-        let stream = match &self.tls {
-            None => Stream::Plain(tcp),
+        let mut stream = match &self.tls {
+            None => Stream::plain(tcp),
             Some(tls) => tls.connect(tcp, peer, check, self.deadline())?,
         };
+        if let Some(count) = &self.count {
+            stream.count_into(Arc::clone(count));
+        }
         Ok((Conn::new(stream, peer.to_owned()), registration))
     }
 

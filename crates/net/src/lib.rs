@@ -27,7 +27,7 @@ pub use connect::{Connector, Timeouts, connect_from, listen, wake_accept, wake_a
 pub use error::NetError;
 pub use identity::{Fingerprint, Identity};
 pub use kept::{KeptConn, ReadFail, Reuse};
-pub use tls::{ClientAuth, PeerCheck, Stream, TlsConfig};
+pub use tls::{ByteCount, ClientAuth, PeerCheck, Stream, TlsConfig};
 pub use unblock::{Registration, Unblocker};
 
 /// A framed connection to a peer, as every exchange reads and writes it.

@@ -17,6 +17,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gc_protocol::scram::{Binding, TLS_EXPORTER_LABEL};
@@ -283,6 +284,7 @@ fn finish(
     let mut io = Recording {
         tcp,
         first: Vec::new(),
+        handshake: Handshake::default(),
     };
     while conn.is_handshaking() {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -310,7 +312,14 @@ fn finish(
             Err(e) => return Err(handshake_failed(peer, e, &io.first)),
         }
     }
-    let stream = Stream::Tls(Box::new(TlsStream { conn, tcp: io.tcp }));
+    let stream = Stream {
+        inner: Inner::Tls(Box::new(TlsStream {
+            conn,
+            tcp: io.tcp,
+            handshake: io.handshake,
+        })),
+        count: None,
+    };
     if let PeerCheck::Pinned(expected) = check {
         match stream.peer_fingerprint() {
             Some(presented) if presented == expected => {}
@@ -330,6 +339,14 @@ fn finish(
 struct Recording {
     tcp: TcpStream,
     first: Vec<u8>,
+    handshake: Handshake,
+}
+
+/// The bytes a handshake moved over the socket, added to a [`ByteCount`] given later.
+#[derive(Clone, Copy, Debug, Default)]
+struct Handshake {
+    received: u64,
+    sent: u64,
 }
 
 /// How much of a plain-text answer is kept for the error message.
@@ -340,13 +357,16 @@ impl Read for Recording {
         let n = self.tcp.read(buf)?;
         let keep = n.min(RECORDED.saturating_sub(self.first.len()));
         self.first.extend_from_slice(&buf[..keep]);
+        self.handshake.received += n as u64;
         Ok(n)
     }
 }
 
 impl Write for Recording {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tcp.write(buf)
+        let n = self.tcp.write(buf)?;
+        self.handshake.sent += n as u64;
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -495,19 +515,56 @@ impl ClientCertVerifier for SignedBy {
 // ───────────────────────────── the stream ─────────────────────────────
 
 /// A connection's byte stream: plain TCP, or TLS over it. The framing above reads and writes
-/// both the same way.
+/// both the same way. With a [`ByteCount`] ([`Stream::count_into`]) it adds up the bytes that
+/// cross its socket: one atomic add per socket read or write, ciphertext under TLS.
 #[derive(Debug)]
-pub enum Stream {
+pub struct Stream {
+    inner: Inner,
+    count: Option<Arc<ByteCount>>,
+}
+
+#[derive(Debug)]
+enum Inner {
     /// Plain GC/1.
     Plain(TcpStream),
     /// TLS 1.3, after its handshake.
     Tls(Box<TlsStream>),
 }
 
+/// Bytes that crossed the sockets of the streams counted into it, each way: shared by many
+/// streams, and read at any time (a metrics scrape).
+#[derive(Debug, Default)]
+pub struct ByteCount {
+    received: AtomicU64,
+    sent: AtomicU64,
+}
+
+impl ByteCount {
+    /// Bytes read from the sockets so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Bytes written to the sockets so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    fn add_received(&self, n: u64) {
+        self.received.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn add_sent(&self, n: u64) {
+        self.sent.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 /// A TLS connection and its socket.
 pub struct TlsStream {
     conn: Connection,
     tcp: TcpStream,
+    /// What the handshake moved, for the count given after it.
+    handshake: Handshake,
 }
 
 impl fmt::Debug for TlsStream {
@@ -519,34 +576,52 @@ impl fmt::Debug for TlsStream {
 }
 
 impl Stream {
+    /// Plain GC/1 on `tcp`.
+    pub fn plain(tcp: TcpStream) -> Self {
+        Self {
+            inner: Inner::Plain(tcp),
+            count: None,
+        }
+    }
+
+    /// Counts the bytes crossing the socket from now on into `count`, and those of the TLS
+    /// handshake already done (replacing any count given before).
+    pub fn count_into(&mut self, count: Arc<ByteCount>) {
+        if let Inner::Tls(tls) = &self.inner {
+            count.add_received(tls.handshake.received);
+            count.add_sent(tls.handshake.sent);
+        }
+        self.count = Some(count);
+    }
+
     /// The socket underneath (for its addresses, timeouts, and shutting it down).
     pub fn tcp(&self) -> &TcpStream {
-        match self {
-            Self::Plain(tcp) => tcp,
-            Self::Tls(tls) => &tls.tcp,
+        match &self.inner {
+            Inner::Plain(tcp) => tcp,
+            Inner::Tls(tls) => &tls.tcp,
         }
     }
 
     /// Whether it is TLS.
     pub fn is_tls(&self) -> bool {
-        matches!(self, Self::Tls(_))
+        matches!(self.inner, Inner::Tls(_))
     }
 
     /// The fingerprint of the certificate the peer presented (TLS only, and only when it
     /// presented one).
     pub fn peer_fingerprint(&self) -> Option<Fingerprint> {
-        match self {
-            Self::Plain(_) => None,
-            Self::Tls(tls) => presented_fingerprint(&tls.conn),
+        match &self.inner {
+            Inner::Plain(_) => None,
+            Inner::Tls(tls) => presented_fingerprint(&tls.conn),
         }
     }
 
     /// What a SCRAM login on this connection is bound to: its TLS session's `tls-exporter`
     /// value, or nothing on plain GC/1.
     pub fn binding(&self) -> Binding {
-        match self {
-            Self::Plain(_) => Binding::Unbound,
-            Self::Tls(tls) => tls
+        match &self.inner {
+            Inner::Plain(_) => Binding::Unbound,
+            Inner::Tls(tls) => tls
                 .conn
                 .export_keying_material([0u8; 32], TLS_EXPORTER_LABEL, None)
                 .map_or(Binding::Unbound, Binding::TlsExporter),
@@ -556,25 +631,40 @@ impl Stream {
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Self::Plain(tcp) => tcp.read(buf),
-            Self::Tls(tls) => tls.read(buf),
+        let count = self.count.as_deref();
+        match &mut self.inner {
+            Inner::Plain(tcp) => {
+                let n = tcp.read(buf)?;
+                if let Some(count) = count {
+                    count.add_received(n as u64);
+                }
+                Ok(n)
+            }
+            Inner::Tls(tls) => tls.read_counted(buf, count),
         }
     }
 }
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Self::Plain(tcp) => tcp.write(buf),
-            Self::Tls(tls) => tls.write(buf),
+        let count = self.count.as_deref();
+        match &mut self.inner {
+            Inner::Plain(tcp) => {
+                let n = tcp.write(buf)?;
+                if let Some(count) = count {
+                    count.add_sent(n as u64);
+                }
+                Ok(n)
+            }
+            Inner::Tls(tls) => tls.write_counted(buf, count),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Self::Plain(tcp) => tcp.flush(),
-            Self::Tls(tls) => tls.flush(),
+        let count = self.count.as_deref();
+        match &mut self.inner {
+            Inner::Plain(tcp) => tcp.flush(),
+            Inner::Tls(tls) => tls.flush_counted(count),
         }
     }
 }
@@ -591,22 +681,24 @@ impl gc_protocol::io::TimeoutStream for Stream {
 
 impl TlsStream {
     /// Sends what the TLS layer has queued (records, alerts).
-    fn push(&mut self) -> io::Result<()> {
+    fn push(&mut self, count: Option<&ByteCount>) -> io::Result<()> {
         while self.conn.wants_write() {
-            self.conn.write_tls(&mut self.tcp)?;
+            let n = self.conn.write_tls(&mut self.tcp)?;
+            if let Some(count) = count {
+                count.add_sent(n as u64);
+            }
         }
         Ok(())
     }
-}
 
-impl Read for TlsStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads plaintext, as `Read::read` on a socket would.
+    fn read_counted(&mut self, buf: &mut [u8], count: Option<&ByteCount>) -> io::Result<usize> {
         // Plaintext left over from before, less than the caller takes: what has arrived since
         // goes with it, as it would from a plain socket.
         if let Ok(state) = self.conn.process_new_packets() {
             let have = state.plaintext_bytes_to_read();
             if have > 0 && have < buf.len() {
-                self.take_arrived(have, buf.len());
+                self.take_arrived(have, buf.len(), count);
             }
         }
         loop {
@@ -619,9 +711,13 @@ impl Read for TlsStream {
             // Queued records (an alert, a key update) go first; a peer that stopped reading
             // may still have sent something to read, so a failure here is for the next write
             // to report.
-            let _ = self.push();
+            let _ = self.push(count);
             let mut socket = SocketRead::waiting(&self.tcp);
-            if self.conn.read_tls(&mut socket)? == 0 {
+            let n = self.conn.read_tls(&mut socket)?;
+            if let Some(count) = count {
+                count.add_received(n as u64);
+            }
+            if n == 0 {
                 // The peer closed; the reader now reports whether it said so first.
                 self.conn
                     .process_new_packets()
@@ -638,7 +734,7 @@ impl Read for TlsStream {
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
                 .plaintext_bytes_to_read();
             if have > 0 && have < buf.len() && !drained {
-                self.take_arrived(have, buf.len());
+                self.take_arrived(have, buf.len(), count);
             }
         }
     }
@@ -651,11 +747,15 @@ impl TlsStream {
     /// server stores every `Msg` one read brings with one commit, and sizes its buffer by
     /// whether reads fill it). Whatever stops it (nothing more yet, the end, an error, rustls'
     /// plaintext limit) is for the next read to find.
-    fn take_arrived(&mut self, mut have: usize, wanted: usize) {
+    fn take_arrived(&mut self, mut have: usize, wanted: usize, count: Option<&ByteCount>) {
         while have < wanted {
             let mut socket = SocketRead::arrived(&self.tcp);
             match self.conn.read_tls(&mut socket) {
-                Ok(n) if n > 0 => {}
+                Ok(n) if n > 0 => {
+                    if let Some(count) = count {
+                        count.add_received(n as u64);
+                    }
+                }
                 _ => return,
             }
             match self.conn.process_new_packets() {
@@ -712,21 +812,22 @@ impl Read for SocketRead<'_> {
     }
 }
 
-impl Write for TlsStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+impl TlsStream {
+    /// Takes plaintext to send, as `Write::write` on a socket would.
+    fn write_counted(&mut self, buf: &[u8], count: Option<&ByteCount>) -> io::Result<usize> {
         // Records still queued from before go first (an error here has taken nothing).
-        self.push()?;
+        self.push(count)?;
         let n = self.conn.writer().write(buf)?;
         // The data is taken now: a failure to send it yet must not be reported as a failure to
         // take it, or the caller would send it twice. `flush`, or the next write, sends the rest
         // and reports what is wrong.
-        let _ = self.push();
+        let _ = self.push(count);
         Ok(n)
     }
 
-    fn flush(&mut self) -> io::Result<()> {
+    fn flush_counted(&mut self, count: Option<&ByteCount>) -> io::Result<()> {
         self.conn.writer().flush()?;
-        self.push()
+        self.push(count)
     }
 }
 

@@ -15,6 +15,7 @@ use gc_protocol::{
 use gc_net::KeptConn;
 use gc_store::RoomSpan;
 
+use crate::metrics::PortRole;
 use crate::rooms;
 use crate::state::{ServerState, Session};
 
@@ -102,8 +103,8 @@ struct Visible {
 pub fn run(shared: Arc<ServerState>, session: Arc<Session>) {
     let registration = shared.notifier.register(Arc::clone(&session.bell));
     let mut peer = Peer {
-        hb: shared.link(&session, session.ports.heartbeat),
-        dl: shared.link(&session, session.ports.delivery),
+        hb: shared.link(&session, session.ports.heartbeat, PortRole::Heartbeat),
+        dl: shared.link(&session, session.ports.delivery, PortRole::Delivery),
         out: Vec::with_capacity(256),
         cursor: None,
         in_flight: None,

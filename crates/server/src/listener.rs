@@ -18,6 +18,7 @@ use gc_protocol::scram::Verifier;
 
 use gc_net::Conn;
 
+use crate::metrics::PortRole;
 use crate::state::{Incoming, NextConn, ServerState, Session};
 use crate::warnings::peer_warn;
 use crate::{account, rooms};
@@ -36,7 +37,7 @@ pub fn run(shared: Arc<ServerState>, session: Arc<Session>) {
             Incoming::Accepted(tcp, peer) => {
                 let name = peer.to_string();
                 shared
-                    .accept(tcp, peer, shared.io_deadline())
+                    .accept(tcp, peer, PortRole::Send, shared.io_deadline())
                     .map(|stream| Conn::new(stream, name))
             }
             Incoming::Framed(conn) => Some(*conn),

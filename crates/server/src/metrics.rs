@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use gc_net::ByteCount;
 use gc_protocol::ErrorCode;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -156,6 +157,116 @@ impl EncodeMetric for ErrorCounts {
     }
 }
 
+/// A label naming a port role.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Port {
+    /// `connect`, `auth`, `send` (the server's ports), `callback`, `heartbeat`, `delivery` (the
+    /// client's ports the server connects to).
+    pub port: &'static str,
+}
+
+/// The connections whose bytes are counted, by the port they go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortRole {
+    /// The server's connect port.
+    Connect,
+    /// The server's auth port.
+    Auth,
+    /// The server's send port.
+    Send,
+    /// The auth callback, to the client's auth port.
+    Callback,
+    /// To the client's heartbeat port.
+    Heartbeat,
+    /// To the client's delivery port.
+    Delivery,
+}
+
+impl PortRole {
+    const ALL: [Self; 6] = [
+        Self::Connect,
+        Self::Auth,
+        Self::Send,
+        Self::Callback,
+        Self::Heartbeat,
+        Self::Delivery,
+    ];
+
+    /// The label value (and the word for it in thread names).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Auth => "auth",
+            Self::Send => "send",
+            Self::Callback => "callback",
+            Self::Heartbeat => "heartbeat",
+            Self::Delivery => "delivery",
+        }
+    }
+}
+
+/// Bytes crossing the server's sockets with its peers, by port role: one [`ByteCount`] per role,
+/// fixed, that each connection adds to with an atomic add per socket read or write (ciphertext
+/// under TLS, handshake included), so the message path takes no lock.
+#[derive(Clone, Debug)]
+pub struct PortBytes {
+    counts: Arc<[Arc<ByteCount>; PortRole::ALL.len()]>,
+}
+
+impl Default for PortBytes {
+    fn default() -> Self {
+        Self {
+            counts: Arc::new(std::array::from_fn(|_| Arc::default())),
+        }
+    }
+}
+
+impl PortBytes {
+    /// The count of the connections of `role`, to give each of them.
+    pub fn of(&self, role: PortRole) -> Arc<ByteCount> {
+        // `ALL` lists the roles in declaration order, so the index is in bounds.
+        self.counts
+            .get(role as usize)
+            .map_or_else(Arc::default, Arc::clone)
+    }
+
+    /// Bytes received from peers of `role` so far.
+    pub fn received(&self, role: PortRole) -> u64 {
+        self.of(role).received()
+    }
+
+    /// Bytes sent to peers of `role` so far.
+    pub fn sent(&self, role: PortRole) -> u64 {
+        self.of(role).sent()
+    }
+}
+
+/// One direction of [`PortBytes`], as one metric family.
+#[derive(Clone, Debug)]
+struct BytesWay {
+    bytes: PortBytes,
+    received: bool,
+}
+
+impl EncodeMetric for BytesWay {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), fmt::Error> {
+        for (role, count) in PortRole::ALL.iter().zip(self.bytes.counts.iter()) {
+            let n = if self.received {
+                count.received()
+            } else {
+                count.sent()
+            };
+            let label = Port { port: role.name() };
+            ConstCounter::new(n).encode(encoder.encode_family(&label)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
 /// A histogram of durations kept in atomics: the crate's own histogram takes a lock per
 /// observation, which the delivery path (one observation per record) should not.
 #[derive(Clone, Debug)]
@@ -261,6 +372,8 @@ pub struct Metrics {
     pub errors: ErrorCounts,
     /// Time spent in plugin hooks, by hook (seconds).
     pub plugin_hook_seconds: HookTimes,
+    /// Bytes read from and written to peers' sockets, by port role.
+    pub bytes: PortBytes,
     /// Open file descriptors (read at each scrape).
     pub open_fds: Gauge,
     /// Threads of the process (read at each scrape).
@@ -281,6 +394,7 @@ impl Default for Metrics {
             delivery_latency: Latency::default(),
             errors: ErrorCounts::default(),
             plugin_hook_seconds: HookTimes::default(),
+            bytes: PortBytes::default(),
             open_fds: Gauge::default(),
             threads: Gauge::default(),
             store_writable: AtomicBool::new(true),
@@ -321,6 +435,22 @@ impl Default for Metrics {
             "plugin_hook_seconds",
             "Time spent in plugin hooks, by hook",
             m.plugin_hook_seconds.clone(),
+        );
+        r.register(
+            "bytes_received",
+            "Bytes read from peers' sockets (TLS records as sent, handshake included), by port",
+            BytesWay {
+                bytes: m.bytes.clone(),
+                received: true,
+            },
+        );
+        r.register(
+            "bytes_sent",
+            "Bytes written to peers' sockets (TLS records as sent, handshake included), by port",
+            BytesWay {
+                bytes: m.bytes.clone(),
+                received: false,
+            },
         );
         r.register("open_fds", "Open file descriptors", m.open_fds.clone());
         r.register(
@@ -570,6 +700,11 @@ mod tests {
         m.hook(HookKind::MessageReceived, Duration::from_millis(3));
         m.store_commit.observe(Duration::from_micros(300));
         m.delivery_latency.observe(Duration::from_secs(20));
+        let send = m.bytes.of(PortRole::Send);
+        let (tcp, _peer) = loopback_pair();
+        let mut stream = gc_net::Stream::plain(tcp);
+        stream.count_into(send);
+        stream.write_all(b"hello").expect("writes");
         let text = m.encode(7).expect("encodes");
         for line in [
             "# TYPE gc_sessions gauge",
@@ -591,6 +726,9 @@ mod tests {
             "gc_delivery_latency_seconds_bucket{le=\"+Inf\"} 1",
             "gc_plugin_hook_seconds_total{hook=\"message_received\"} 0.003",
             "gc_plugin_hook_seconds_total{hook=\"client_connected\"} 0.0",
+            "gc_bytes_sent_total{port=\"send\"} 5",
+            "gc_bytes_received_total{port=\"send\"} 0",
+            "gc_bytes_sent_total{port=\"delivery\"} 0",
             "# EOF",
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
@@ -601,6 +739,15 @@ mod tests {
             .find_map(|l| l.strip_prefix("gc_open_fds "))
             .and_then(|v| v.parse::<i64>().ok());
         assert!(fds.is_some_and(|n| n > 0), "{text}");
+    }
+
+    /// Both ends of a fresh loopback connection.
+    fn loopback_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("binds");
+        let addr = listener.local_addr().expect("has an address");
+        let stream = TcpStream::connect(addr).expect("connects");
+        let (accepted, _) = listener.accept().expect("accepts");
+        (stream, accepted)
     }
 
     #[test]

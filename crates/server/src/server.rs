@@ -18,7 +18,7 @@ use gc_store::{AccountStore, Accounts, DataDirLock, MessageLog, MessageStore, Ro
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::limits::{PendingSlot, Refusal};
-use crate::metrics::MetricsServer;
+use crate::metrics::{MetricsServer, PortRole};
 use crate::notify::Doorbell;
 use crate::state::{Incoming, ServerState, refuse};
 use crate::warnings::peer_warn;
@@ -374,8 +374,10 @@ fn accept_loop(shared: &Arc<ServerState>, listener: &TcpListener, role: Role) {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 match role {
-                    Role::Connect => spawn_conn(shared, stream, peer, "connect", serve_connect),
-                    Role::Auth => spawn_conn(shared, stream, peer, "auth", auth::serve),
+                    Role::Connect => {
+                        spawn_conn(shared, stream, peer, PortRole::Connect, serve_connect);
+                    }
+                    Role::Auth => spawn_conn(shared, stream, peer, PortRole::Auth, auth::serve),
                     Role::Send => dispatch_send(shared, stream, peer),
                 }
             }
@@ -402,7 +404,7 @@ fn spawn_conn(
     shared: &Arc<ServerState>,
     stream: TcpStream,
     peer: SocketAddr,
-    kind: &'static str,
+    role: PortRole,
     serve: Serve,
 ) {
     let now = Instant::now();
@@ -439,13 +441,13 @@ fn spawn_conn(
     let sh = Arc::clone(shared);
     let spawned = shared
         .conn_threads
-        .spawn(format!("{kind}-{peer}"), move || {
+        .spawn(format!("{}-{peer}", role.name()), move || {
             let _tracked = tracked;
             let name = peer.to_string();
             // The TLS handshake runs here, on the connection's own thread, never on the accept
             // thread that a stalling peer must not hold up; within the connection's deadline.
             let deadline = slot.within(sh.io_deadline());
-            if let Some(stream) = sh.accept(stream, peer, deadline) {
+            if let Some(stream) = sh.accept(stream, peer, role, deadline) {
                 serve(sh, Conn::new(stream, name), peer, &slot);
             }
         });
@@ -563,7 +565,7 @@ fn dispatch_send(shared: &Arc<ServerState>, stream: TcpStream, peer: SocketAddr)
     peer_warn!(shared, peer.ip(), %peer, "connection on the sending port from an address with no session");
     // Refused on a connection thread: over TLS the refusal needs a handshake, which must not
     // hold up the accept thread.
-    spawn_conn(shared, stream, peer, "send", refuse_no_session);
+    spawn_conn(shared, stream, peer, PortRole::Send, refuse_no_session);
 }
 
 /// Tells a sender that has no session so, in its own protocol (plain or TLS).

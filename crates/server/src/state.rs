@@ -19,6 +19,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::config::{Config, TlsMode};
 use crate::limits::{PendingConns, RateLimiter};
+use crate::metrics::PortRole;
 use crate::notify::{Doorbell, Notifier};
 use crate::rooms::Spans;
 use crate::threads::ThreadGroup;
@@ -127,8 +128,21 @@ impl ServerState {
     /// Takes a connection accepted on one of the ports as the TLS mode says: a TLS handshake
     /// (recognised by its first byte), plain GC/1 where allowed, or a refusal that tells a plain
     /// client to update, all before `deadline`. `None`: nothing to serve (closed, silent,
-    /// refused, failed handshake; logged).
+    /// refused, failed handshake; logged). Its bytes count as `role`'s, handshake included.
     pub fn accept(
+        &self,
+        tcp: std::net::TcpStream,
+        peer: SocketAddr,
+        role: PortRole,
+        deadline: Instant,
+    ) -> Option<Stream> {
+        let mut stream = self.take(tcp, peer, deadline)?;
+        stream.count_into(self.metrics.bytes.of(role));
+        Some(stream)
+    }
+
+    /// [`ServerState::accept`] before the stream is counted.
+    fn take(
         &self,
         tcp: std::net::TcpStream,
         peer: SocketAddr,
@@ -149,7 +163,7 @@ impl ServerState {
                     );
                     None
                 }
-                _ => Some(Stream::Plain(tcp)),
+                _ => Some(Stream::plain(tcp)),
             };
         };
         match starts_with_tls(&tcp, deadline) {
@@ -160,7 +174,7 @@ impl ServerState {
                     None
                 }
             },
-            Ok(Some(false)) if self.config.tls == TlsMode::Optional => Some(Stream::Plain(tcp)),
+            Ok(Some(false)) if self.config.tls == TlsMode::Optional => Some(Stream::plain(tcp)),
             Ok(Some(false)) => {
                 peer_warn!(self, ip, %peer, "a plain GC/1 client on a server that requires TLS; refused");
                 refuse(
@@ -181,13 +195,19 @@ impl ServerState {
 
     /// How the server connects back to a client: over TLS to the callback certificate it
     /// announced at login (GC/2), or plain (GC/1).
-    fn connector_for(&self, callback_pin: Option<Fingerprint>) -> (Connector, PeerCheck) {
+    /// Its connections count their bytes as `role`'s.
+    fn connector_for(
+        &self,
+        callback_pin: Option<Fingerprint>,
+        role: PortRole,
+    ) -> (Connector, PeerCheck) {
+        let connector = self
+            .connector
+            .clone()
+            .with_count(self.metrics.bytes.of(role));
         match (&self.tls, callback_pin) {
-            (Some(tls), Some(pin)) => (
-                self.connector.clone().with_tls(Arc::clone(tls)),
-                PeerCheck::Pinned(pin),
-            ),
-            _ => (self.connector.clone(), PeerCheck::Any),
+            (Some(tls), Some(pin)) => (connector.with_tls(Arc::clone(tls)), PeerCheck::Pinned(pin)),
+            _ => (connector, PeerCheck::Any),
         }
     }
 
@@ -197,7 +217,7 @@ impl ServerState {
         callback_pin: Option<Fingerprint>,
         addr: std::net::SocketAddr,
     ) -> Result<(Conn, Registration), gc_net::NetError> {
-        let (connector, check) = self.connector_for(callback_pin);
+        let (connector, check) = self.connector_for(callback_pin, PortRole::Callback);
         connector.open(addr, check, &self.sockets)
     }
 
@@ -233,14 +253,15 @@ impl ServerState {
         self.connector.deadline()
     }
 
-    /// A link to one of `session`'s callback ports, cut when the session ends.
-    pub fn link(&self, session: &Session, port: u16) -> KeptConn {
+    /// A link to one of `session`'s callback ports (`role`: heartbeat or delivery), cut when
+    /// the session ends.
+    pub fn link(&self, session: &Session, port: u16, role: PortRole) -> KeptConn {
         let reuse = if self.config.reuse_connections {
             Reuse::Keep
         } else {
             Reuse::CloseAfterEach
         };
-        let (connector, check) = self.connector_for(session.callback_pin);
+        let (connector, check) = self.connector_for(session.callback_pin, role);
         KeptConn::new(
             std::net::SocketAddr::new(session.ip, port),
             connector,
