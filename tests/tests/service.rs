@@ -654,3 +654,224 @@ fn systemd_analyze() -> Option<PathBuf> {
         .map(PathBuf::from)
         .find(|p| p.is_file())
 }
+
+/// The directory of the real programs (`gc-server`, `gc-client`, `gc-packaging`) that
+/// `GC_BIN_DIR` names (`.ci/test` builds them and sets it), or `None` when it is not set and not
+/// required (`GC_REQUIRE_INSTALL` unset): then the installed-server test is skipped with a note.
+fn real_programs() -> Option<PathBuf> {
+    let Some(dir) = std::env::var_os("GC_BIN_DIR").map(PathBuf::from) else {
+        assert!(
+            std::env::var_os("GC_REQUIRE_INSTALL").is_none(),
+            "GC_REQUIRE_INSTALL is set but GC_BIN_DIR is not: run the tests with `bash .ci/test`, \
+             or build the programs (cargo build --workspace --bins --locked) and point \
+             GC_BIN_DIR at them"
+        );
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "skipping the installed-server test: GC_BIN_DIR does not name the built programs"
+            );
+        }
+        return None;
+    };
+    for program in ["gc-server", "gc-client", "gc-packaging"] {
+        assert!(
+            dir.join(program).is_file(),
+            "GC_BIN_DIR={} has no {program}: build it (cargo build --workspace --bins --locked)",
+            dir.display()
+        );
+    }
+    Some(dir)
+}
+
+/// A server process started by a test, killed if the test ends (fails) before it exits.
+struct Running {
+    pid: u32,
+    exited: bool,
+}
+
+impl Running {
+    /// Sends a signal with kill(1); whether it was sent.
+    fn signal(&self, name: &str) -> bool {
+        Command::new("kill")
+            .args(["-s", name, &self.pid.to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.exited {
+            self.signal("KILL");
+        }
+    }
+}
+
+/// Runs an installed program to its end with `stdin`; its output, or a failure after [`WAIT`].
+fn run_installed(program: &Path, args: &[&std::ffi::OsStr], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(WAIT)
+        .unwrap_or_else(|_| panic!("{} ends in time", program.display()))
+        .unwrap()
+}
+
+#[test]
+fn the_installed_server_starts_serves_and_stops_as_a_service() {
+    use std::os::linux::net::SocketAddrExt as _;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+    let Some(bin) = real_programs() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("root");
+    let envs = [
+        ("DESTDIR", dest.as_os_str()),
+        ("PREFIX", "/usr/local".as_ref()),
+        ("BUILD_DIR", bin.as_os_str()),
+    ];
+    // The script renders the pages, completions and C example with the real gc-packaging.
+    let run = |script: &str| {
+        let out = run_script(&repo().join("packaging").join(script), &envs);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{script}: {text}");
+    };
+    run("install.sh");
+    let at = |path: &str| dest.join(path.trim_start_matches('/'));
+    let server_bin = at("/usr/local/bin/gc-server");
+    for program in ["gc-server", "gc-client"] {
+        assert_eq!(
+            read_bytes(&at(&format!("/usr/local/bin/{program}"))),
+            read_bytes(&bin.join(program)),
+            "the real {program} is installed"
+        );
+    }
+    let version = run_installed(&at("/usr/local/bin/gc-client"), &["--version".as_ref()], "");
+    assert!(version.status.success(), "{version:?}");
+
+    // The installed configuration, changed only where a test must differ from a machine's
+    // service: its data dir, loopback, ports the OS picks, a log file.
+    let config = at("/etc/gc/gc-server.toml");
+    let data = dir.path().join("data");
+    let log = dir.path().join("gc-server.log");
+    let installed = read(&config);
+    assert!(
+        installed.contains("data-dir = \"/var/lib/gc\""),
+        "{installed}"
+    );
+    let adjusted = installed.replace(
+        "data-dir = \"/var/lib/gc\"",
+        &format!(
+            "data-dir = {:?}\nbind = \"127.0.0.1\"\nconnect-port = 0\nauth-port = 0\n\
+             send-port = 0\nlog-file = {:?}",
+            data.display().to_string(),
+            log.display().to_string()
+        ),
+    );
+    std::fs::write(&config, adjusted).unwrap();
+    let with_config = |args: &[&str]| -> Vec<std::ffi::OsString> {
+        let mut all: Vec<std::ffi::OsString> = vec!["--config".into(), config.clone().into()];
+        all.extend(args.iter().map(Into::into));
+        all
+    };
+
+    // An account made as an operator makes one, with the installed program.
+    let args = with_config(&["user", "add", "alice", "--password-stdin"]);
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let added = run_installed(&server_bin, &args, &format!("{PASSWORD}\n"));
+    assert!(added.status.success(), "user add: {added:?}");
+
+    // Started as systemd starts it (Type=notify), with a notify socket.
+    let name = format!("gc-installed-test-{}", std::process::id());
+    let manager =
+        UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
+    manager.set_read_timeout(Some(WAIT)).unwrap();
+    let receive = || {
+        let mut buf = [0u8; 512];
+        let n = manager.recv(&mut buf).expect("a notification in time");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let child = Command::new(&server_bin)
+        .args(with_config(&[]))
+        .env("NOTIFY_SOCKET", format!("@{name}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, exited) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("wait-installed-server".into())
+        .spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        })
+        .unwrap();
+    let mut running = Running { pid, exited: false };
+
+    let ready = receive();
+    let status = ready
+        .strip_prefix("READY=1\nSTATUS=")
+        .unwrap_or_else(|| panic!("ready first, saying where: {ready:?}"));
+    let addrs = gc_protocol::texts::ServerAddrs::from_listening_line(status)
+        .unwrap_or_else(|| panic!("the listening line: {status:?}"));
+    let target = gc_tests::Target {
+        addrs,
+        fingerprint: gc_tests::fingerprint_in(&data),
+    };
+    assert!(target.fingerprint.is_some(), "TLS with its own certificate");
+    assert!(matches!(
+        RawClient::new(target).ping(),
+        ConnectReply::Pong { .. }
+    ));
+    let mut alice = TestClient::start(config_for(&target, "alice", PASSWORD));
+    alice.wait_active();
+    alice.send("hello from the installed server's test");
+    alice.wait_acked(1);
+    alice.wait_records(1);
+    drop(alice);
+
+    assert!(running.signal("TERM"), "SIGTERM sent");
+    assert_eq!(receive(), "STOPPING=1");
+    let output = exited
+        .recv_timeout(WAIT)
+        .expect("the server exits after SIGTERM")
+        .unwrap();
+    running.exited = true;
+    assert!(
+        output.status.success(),
+        "a clean exit: {:?} {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(read(&log).contains("listening"), "it logged to its file");
+
+    run("uninstall.sh");
+    for gone in [
+        "/usr/local/bin/gc-server",
+        "/usr/local/bin/gc-client",
+        "/usr/local/lib/systemd/system/gc-server.service",
+    ] {
+        assert!(!at(gone).exists(), "{gone} is still there");
+    }
+}
