@@ -584,12 +584,14 @@ impl Stream {
         }
     }
 
-    /// Counts the bytes crossing the socket from now on into `count`, and those of the TLS
-    /// handshake already done (replacing any count given before).
+    /// Counts the bytes crossing the socket from now on into `count` (instead of any count
+    /// given before), and those of the TLS handshake not counted yet.
     pub fn count_into(&mut self, count: Arc<ByteCount>) {
-        if let Inner::Tls(tls) = &self.inner {
-            count.add_received(tls.handshake.received);
-            count.add_sent(tls.handshake.sent);
+        if let Inner::Tls(tls) = &mut self.inner {
+            // Taken, so that a second count_into does not count the handshake twice.
+            let handshake = std::mem::take(&mut tls.handshake);
+            count.add_received(handshake.received);
+            count.add_sent(handshake.sent);
         }
         self.count = Some(count);
     }

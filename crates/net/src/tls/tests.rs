@@ -458,3 +458,63 @@ fn handshakes_on_threads_of_their_own_check_the_same_pins() {
     assert!(matches!(err, NetError::WrongPeer { .. }), "{err}");
     accepting.join().unwrap();
 }
+
+#[test]
+fn both_ends_count_the_same_socket_bytes_handshake_included() {
+    for tls in [true, false] {
+        let server_id = identity("gc-server");
+        let server = TlsConfig::new(Some(&server_id), ClientAuth::None).unwrap();
+        let (l, addr) = listener();
+        let server_count = Arc::new(ByteCount::default());
+        let counted = Arc::clone(&server_count);
+        let handle = thread::spawn(move || {
+            let (tcp, peer) = l.accept().unwrap();
+            let mut stream = if tls {
+                server
+                    .accept(tcp, &peer.to_string(), PeerCheck::Any, soon())
+                    .unwrap()
+            } else {
+                Stream::plain(tcp)
+            };
+            stream.count_into(Arc::clone(&counted));
+            // A second count_into does not count the handshake again.
+            stream.count_into(counted);
+            let mut conn = FramedStream::new(stream, peer.to_string());
+            let _: ConnectPing = conn.read(soon()).unwrap();
+            let pong = ConnectReply::Pong {
+                version: "GC/1".into(),
+                server_name: "x".repeat(100),
+                registration: Registration::Open,
+            };
+            conn.send(&pong, soon()).unwrap();
+            conn
+        });
+        let client_count = Arc::new(ByteCount::default());
+        let mut connector = crate::Connector::new(None, crate::Timeouts::new(T))
+            .with_count(Arc::clone(&client_count));
+        if tls {
+            let client = TlsConfig::new(None, ClientAuth::None).unwrap();
+            connector = connector.with_tls(Arc::new(client));
+        }
+        let mut conn = connector
+            .connect(addr, PeerCheck::Pinned(server_id.fingerprint()))
+            .unwrap();
+        conn.send(
+            &ConnectPing {
+                version: "GC/1".into(),
+            },
+            soon(),
+        )
+        .unwrap();
+        let _: ConnectReply = conn.read(soon()).unwrap();
+        // Both ends still open: nothing more is on its way.
+        let _server_conn = handle.join().unwrap();
+        assert_eq!(server_count.received(), client_count.sent(), "tls {tls}");
+        assert_eq!(server_count.sent(), client_count.received(), "tls {tls}");
+        assert!(server_count.sent() > 100, "tls {tls}");
+        if tls {
+            // Ciphertext, with the handshake: far more than the two frames' plaintext.
+            assert!(server_count.sent() > 1000, "{}", server_count.sent());
+        }
+    }
+}
