@@ -331,7 +331,7 @@ type OpenedAccounts = (Box<dyn AccountStore>, Option<DataDirLock>, String);
 /// under; a shared database is made for it).
 fn open_accounts(config: &Config, change: bool) -> Result<OpenedAccounts, ServerError> {
     if let Some(url) = &config.store {
-        let url = config.database_url(url)?;
+        let url = crate::config::database_url(url)?;
         gc_pgstore::migrate(&url)?;
         return Ok((
             Box::new(gc_pgstore::PgAccounts::new(&url)),
@@ -368,7 +368,7 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
                         .into(),
                 ));
             };
-            let url = config.database_url(url)?;
+            let url = crate::config::database_url(url)?;
             let r = gc_pgstore::migrate(&url)?;
             if r.applied.is_empty() {
                 writeln!(out, "{url}: schema version {}, up to date", r.to)
@@ -570,7 +570,7 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
                 ExportFormat::Json => gc_store::ExportFormat::JsonLines,
             };
             let pg = match &config.store {
-                Some(url) => Some(config.database_url(url)?),
+                Some(url) => Some(crate::config::database_url(url)?),
                 None => None,
             };
             let export = |out: &mut dyn Write| -> Result<gc_store::ExportReport, ServerError> {
@@ -651,7 +651,7 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
         DbCommand::Summary => {
             let summary = match &config.store {
                 Some(url) => {
-                    let url = config.database_url(url)?;
+                    let url = crate::config::database_url(url)?;
                     let s = gc_pgstore::summary(&url)?;
                     format!("{url}: {s}")
                 }
@@ -694,7 +694,7 @@ fn pg_url(config: &Config, flag: &str) -> Result<gc_pgstore::DbUrl, ServerError>
              GC_STORE=URL or store = \"URL\" in the config file"
         )));
     };
-    config.database_url(url)
+    crate::config::database_url(url)
 }
 
 /// What a transfer says: both sides' counts and hashes (equal, or it failed), and notes.

@@ -2,14 +2,10 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{
-    Config, FileConfig, parse_fsync, parse_registration, parse_room_creation, parse_tls_mode,
-    parse_unknown_users,
-};
+use crate::config::{Config, FileConfig};
 use crate::error::ServerError;
 use crate::logging::{LogFormat, parse_log_format};
 
@@ -429,127 +425,65 @@ impl Cli {
     /// Combines defaults, the config file and flags, in that order of precedence (flags win).
     pub fn resolve(&self) -> Result<(Config, LogSettings), ServerError> {
         let file = match &self.config {
-            Some(path) => FileConfig::load(path)?,
+            Some(path) => crate::config::load_file(path)?,
             None => FileConfig::default(),
         };
-        let mut c = Config::default();
         let r = match &self.command {
             Some(Command::Run(args)) => args,
             _ => &self.run,
         };
-        let ms = Duration::from_millis;
-        set(&mut c.bind, r.bind.or(file.bind));
-        set(&mut c.connect_port, r.connect_port.or(file.connect_port));
-        set(&mut c.auth_port, r.auth_port.or(file.auth_port));
-        set(&mut c.send_port, r.send_port.or(file.send_port));
-        set(&mut c.data_dir, self.data_dir.clone().or(file.data_dir));
-        set(
-            &mut c.server_name,
-            r.server_name.clone().or(file.server_name),
-        );
-        set(
-            &mut c.heartbeat_interval,
-            r.heartbeat_interval_ms
-                .or(file.heartbeat_interval_ms)
-                .map(ms),
-        );
-        if let Some(url) = r.store.clone().or(file.store) {
-            c.store = Some(url);
-        }
-        if let Some(f) = r.fsync.as_deref().or(file.fsync.as_deref()) {
-            c.fsync = parse_fsync(f)?;
-        }
-        if let Some(reg) = r.registration.as_deref().or(file.registration.as_deref()) {
-            c.registration_open = parse_registration(reg)?;
-        }
-        if let Some(u) = r.unknown_users.as_deref().or(file.unknown_users.as_deref()) {
-            c.tell_unknown_users = parse_unknown_users(u)?;
-        }
-        if let Some(rc) = r.room_creation.as_deref().or(file.room_creation.as_deref()) {
-            c.room_creation = parse_room_creation(rc)?;
-        }
-        set(
-            &mut c.max_rooms_per_user,
-            r.max_rooms_per_user.or(file.max_rooms_per_user),
-        );
-        set(
-            &mut c.scram_min_iterations,
-            r.scram_min_iterations.or(file.scram_min_iterations),
-        );
-        set(&mut c.max_clients, r.max_clients.or(file.max_clients));
-        set(
-            &mut c.max_sessions_per_user,
-            r.max_sessions_per_user.or(file.max_sessions_per_user),
-        );
-        set(
-            &mut c.max_sessions_per_address,
-            r.max_sessions_per_address.or(file.max_sessions_per_address),
-        );
-        set(
-            &mut c.max_registrations_per_address,
-            r.max_registrations_per_address
-                .or(file.max_registrations_per_address),
-        );
-        set(
-            &mut c.max_pending_auths,
-            r.max_pending_auths.or(file.max_pending_auths),
-        );
-        set(
-            &mut c.pending_timeout,
-            r.pending_timeout_ms.or(file.pending_timeout_ms).map(ms),
-        );
-        set(
-            &mut c.max_message_bytes,
-            r.max_message_bytes.or(file.max_message_bytes),
-        );
-        set(&mut c.rate_burst, r.rate_burst.or(file.rate_burst));
-        set(&mut c.rate_per_sec, r.rate_per_sec.or(file.rate_per_sec));
-        set(
-            &mut c.max_login_failures,
-            r.max_login_failures.or(file.max_login_failures),
-        );
-        set(
-            &mut c.io_timeout,
-            r.io_timeout_ms.or(file.io_timeout_ms).map(ms),
-        );
-        set(
-            &mut c.idle_timeout,
-            r.idle_timeout_ms.or(file.idle_timeout_ms).map(ms),
-        );
-        set(
-            &mut c.history_on_join,
-            r.history_on_join.or(file.history_on_join),
-        );
-        c.mods_dir = match &self.command {
-            Some(Command::Plugins(PluginsCommand::List {
-                mods_dir: Some(dir),
-                ..
-            })) => Some(dir.clone()),
-            _ => r.mods_dir.clone().or(file.mods_dir),
+        // The flags in the file's shape, applied over it.
+        let flags = FileConfig {
+            bind: r.bind,
+            connect_port: r.connect_port,
+            auth_port: r.auth_port,
+            send_port: r.send_port,
+            data_dir: self.data_dir.clone(),
+            server_name: r.server_name.clone(),
+            heartbeat_interval_ms: r.heartbeat_interval_ms,
+            fsync: r.fsync.clone(),
+            store: r.store.clone(),
+            registration: r.registration.clone(),
+            unknown_users: r.unknown_users.clone(),
+            room_creation: r.room_creation.clone(),
+            max_rooms_per_user: r.max_rooms_per_user,
+            scram_min_iterations: r.scram_min_iterations,
+            max_clients: r.max_clients,
+            max_sessions_per_user: r.max_sessions_per_user,
+            max_sessions_per_address: r.max_sessions_per_address,
+            max_registrations_per_address: r.max_registrations_per_address,
+            max_pending_auths: r.max_pending_auths,
+            pending_timeout_ms: r.pending_timeout_ms,
+            max_message_bytes: r.max_message_bytes,
+            rate_burst: r.rate_burst,
+            rate_per_sec: r.rate_per_sec,
+            max_login_failures: r.max_login_failures,
+            io_timeout_ms: r.io_timeout_ms,
+            idle_timeout_ms: r.idle_timeout_ms,
+            history_on_join: r.history_on_join,
+            reuse_connections: r.no_reuse.then_some(false),
+            mods_dir: match &self.command {
+                Some(Command::Plugins(PluginsCommand::List {
+                    mods_dir: Some(dir),
+                    ..
+                })) => Some(dir.clone()),
+                _ => r.mods_dir.clone(),
+            },
+            plugin_hook_budget_ms: r.plugin_hook_budget_ms,
+            plugin_hook_limit_ms: r.plugin_hook_limit_ms,
+            metrics_addr: r.metrics_addr,
+            tls: r.tls.clone(),
+            tls_cert: r.tls_cert.clone(),
+            tls_key: r.tls_key.clone(),
+            log_level: None,
+            log_file: None,
+            log_format: None,
         };
-        set(
-            &mut c.plugin_hook_budget,
-            r.plugin_hook_budget_ms
-                .or(file.plugin_hook_budget_ms)
-                .map(ms),
-        );
-        set(
-            &mut c.plugin_hook_limit,
-            r.plugin_hook_limit_ms.or(file.plugin_hook_limit_ms).map(ms),
-        );
-        if r.no_reuse {
-            c.reuse_connections = false;
-        } else if let Some(reuse) = file.reuse_connections {
-            c.reuse_connections = reuse;
-        }
+        let mut c = Config::default();
+        c.apply(&file)?;
+        c.apply(&flags)?;
         c.print_addrs = r.print_addrs;
-        c.metrics_addr = r.metrics_addr.or(file.metrics_addr);
-        if let Some(mode) = r.tls.as_deref().or(file.tls.as_deref()) {
-            c.tls = parse_tls_mode(mode)?;
-        }
-        c.tls_cert = r.tls_cert.clone().or(file.tls_cert);
-        c.tls_key = r.tls_key.clone().or(file.tls_key);
-        c.validate()?;
+        crate::config::check(&c)?;
         let log = LogSettings {
             level: self
                 .log_level
@@ -570,16 +504,11 @@ impl Cli {
     }
 }
 
-fn set<T>(slot: &mut T, value: Option<T>) {
-    if let Some(v) = value {
-        *slot = v;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::time::Duration;
 
     #[test]
     fn cli_is_well_formed() {
@@ -737,7 +666,7 @@ mod tests {
             .resolve()
             .unwrap();
         assert_eq!(
-            c.plugin_hook_limits(),
+            crate::config::plugin_hook_limits(&c),
             gc_plugin::HookLimits {
                 budget: Duration::from_millis(20),
                 limit: Duration::from_millis(300)

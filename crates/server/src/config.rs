@@ -1,436 +1,58 @@
 //! Server configuration: built-in defaults, overridden by an optional TOML file, overridden by
-//! command-line flags.
+//! command-line flags. The settings, their checks and the file's format are the `gc-config`
+//! crate's (re-exported here); this adds what needs the server's I/O and stores.
 
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use gc_protocol::limits::{MAX_BODY_BYTES, MAX_SCRAM_ITERATIONS, MIN_SCRAM_ITERATIONS};
-use gc_store::FsyncPolicy;
-use serde::Deserialize;
+pub use gc_config::*;
 
 use crate::error::ServerError;
 
-/// Default port of the connect / version check exchange.
-pub const DEFAULT_CONNECT_PORT: u16 = 10740;
-/// Default port of authentication and registration.
-pub const DEFAULT_AUTH_PORT: u16 = 9281;
-/// Default port of sending and queries.
-pub const DEFAULT_SEND_PORT: u16 = 9980;
-/// Longest `plugin-hook-limit-ms`: a session waits no longer than this for a plugin.
-pub const MAX_PLUGIN_HOOK_LIMIT: Duration = Duration::from_secs(600);
-
-/// Whether the server's ports speak TLS.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum TlsMode {
-    /// TLS only: a plain GC/1 client is told to update (`Err version`).
-    #[default]
-    Required,
-    /// TLS and plain GC/1 on the same ports (told apart by the first byte), for older clients;
-    /// every plain login is logged as a warning.
-    Optional,
-    /// Plain GC/1 only, as the original protocol (measurements, the faithful mode).
-    Off,
-}
-
-impl TlsMode {
-    /// As written in flags and files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Required => "required",
-            Self::Optional => "optional",
-            Self::Off => "off",
+impl From<ConfigError> for ServerError {
+    fn from(e: ConfigError) -> Self {
+        match e {
+            ConfigError::Invalid(what) => Self::Config(what),
+            // Only `load` parses files, and it names the file.
+            ConfigError::Parse(message) => Self::Config(message),
         }
     }
 }
 
-/// Parses `required`, `optional` or `off`.
-pub fn parse_tls_mode(text: &str) -> Result<TlsMode, ServerError> {
-    match text {
-        "required" => Ok(TlsMode::Required),
-        "optional" => Ok(TlsMode::Optional),
-        "off" => Ok(TlsMode::Off),
-        other => Err(ServerError::Config(format!(
-            "tls must be `required`, `optional` or `off`, not `{other}`"
-        ))),
+/// Reads and parses a TOML configuration file.
+pub fn load_file(path: &Path) -> Result<FileConfig, ServerError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ServerError::Io {
+        what: "read the configuration file",
+        path: path.to_owned(),
+        source,
+    })?;
+    FileConfig::parse(&text).map_err(|e| ServerError::ConfigFile {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Checks a configuration as [`Config::validate`] does, and its store URL too.
+pub fn check(config: &Config) -> Result<(), ServerError> {
+    if let Some(url) = &config.store {
+        database_url(url)?;
     }
+    Ok(config.validate()?)
 }
 
-/// Everything the running server needs to know.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Address the three listening ports bind to.
-    pub bind: IpAddr,
-    /// Connect / version check port (10740).
-    pub connect_port: u16,
-    /// Authentication port (9281).
-    pub auth_port: u16,
-    /// Sending and queries port (9980).
-    pub send_port: u16,
-    /// Where `database.db`, `database.msgids` and `usernames.db` live.
-    pub data_dir: PathBuf,
-    /// Name shown to clients in `Pong`.
-    pub server_name: String,
-    /// How often each session's heartbeat runs when nothing else wakes it.
-    pub heartbeat_interval: Duration,
-    /// When an acknowledged message is on disk.
-    pub fsync: FsyncPolicy,
-    /// Whether anyone may register over the network.
-    pub registration_open: bool,
-    /// Whether a login for a name without an account is told so (`unknown-user`) or answered
-    /// like an account with a decoy salt and refused at the proof (`auth`), so that logins do
-    /// not reveal which names exist. Telling needs open registration (registering reveals it
-    /// anyway).
-    pub tell_unknown_users: bool,
-    /// Who may create rooms (GC/3).
-    pub room_creation: RoomCreation,
-    /// Most rooms one account may own (server admins are not limited).
-    pub max_rooms_per_user: usize,
-    /// Lowest SCRAM iteration count accepted for new accounts (and used by `user add`).
-    pub scram_min_iterations: u32,
-    /// Most sessions at once (`Err full` beyond).
-    pub max_clients: usize,
-    /// Most sessions of one account at once (`Err full` beyond): one account cannot take every
-    /// slot.
-    pub max_sessions_per_user: usize,
-    /// Most sessions from one address at once (`Err full` beyond).
-    pub max_sessions_per_address: usize,
-    /// Most accounts registered from one address (an IPv6 /64) per hour (`Err rate-limited`
-    /// beyond); 0: no limit.
-    pub max_registrations_per_address: usize,
-    /// Most connections in progress at once on the connect and auth ports (version checks,
-    /// registrations, logins). A newcomer beyond drops one of them, a stalled one first
-    /// (`limits::PendingConns`).
-    pub max_pending_auths: usize,
-    /// How long a connection on the connect or auth port may stay open in all, from its accept,
-    /// however steadily it sends: a sign-in takes milliseconds.
-    pub pending_timeout: Duration,
-    /// Largest message body in bytes (`Err too-large` beyond).
-    pub max_message_bytes: usize,
-    /// Messages a user may send at once before the rate applies.
-    pub rate_burst: u32,
-    /// Sustained messages per second per user.
-    pub rate_per_sec: f64,
-    /// Failed logins of one user from one address that cost nothing before waits begin (see
-    /// `throttle.rs`).
-    pub max_login_failures: u32,
-    /// Deadline of every connect, read and write.
-    pub io_timeout: Duration,
-    /// How long a kept-alive connection may sit idle between exchanges.
-    pub idle_timeout: Duration,
-    /// Records owed to a session that starts with no cursor.
-    pub history_on_join: usize,
-    /// Keep heartbeat, delivery and sending connections open between exchanges.
-    pub reuse_connections: bool,
-    /// Records kept in memory for delivery.
-    pub tail_capacity: usize,
-    /// Where messages and accounts live: `None` for the flat files of the data dir, or a
-    /// `postgres://` URL shared by several instances (issue #13).
-    pub store: Option<String>,
-    /// Where server plugins are loaded from (`None`: `<data dir>/mods`).
-    pub mods_dir: Option<PathBuf>,
-    /// A plugin hook running longer is logged; three such within a minute disable the plugin.
-    pub plugin_hook_budget: Duration,
-    /// How long a session waits for a plugin hook at most: then the hook is given up (a message
-    /// it was checking is refused) and its plugin disabled.
-    pub plugin_hook_limit: Duration,
-    /// Print the listening addresses on standard output once bound (`--print-addrs`; only
-    /// [`crate::run_until_signal`] does).
-    pub print_addrs: bool,
-    /// Where to serve `/metrics` and `/healthz` over HTTP (`None`: nowhere, the default).
-    pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Whether the ports speak TLS.
-    pub tls: TlsMode,
-    /// The operator's certificate chain (PEM) instead of the data dir's own identity.
-    pub tls_cert: Option<PathBuf>,
-    /// The private key of `tls_cert` (PEM, readable by its owner only).
-    pub tls_key: Option<PathBuf>,
-}
-
-impl Config {
-    /// The plugin directory in effect.
-    pub fn mods_dir(&self) -> PathBuf {
-        self.mods_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("mods"))
-    }
-
-    /// The time plugin hooks are held to.
-    pub fn plugin_hook_limits(&self) -> gc_plugin::HookLimits {
-        gc_plugin::HookLimits {
-            budget: self.plugin_hook_budget,
-            limit: self.plugin_hook_limit,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            bind: IpAddr::from([0, 0, 0, 0]),
-            connect_port: DEFAULT_CONNECT_PORT,
-            auth_port: DEFAULT_AUTH_PORT,
-            send_port: DEFAULT_SEND_PORT,
-            data_dir: PathBuf::from("gc-data"),
-            server_name: "General Communications".to_owned(),
-            heartbeat_interval: Duration::from_millis(1000),
-            fsync: FsyncPolicy::Batch,
-            registration_open: true,
-            tell_unknown_users: false,
-            room_creation: RoomCreation::Open,
-            max_rooms_per_user: 20,
-            scram_min_iterations: MIN_SCRAM_ITERATIONS,
-            max_clients: 4096,
-            max_sessions_per_user: 16,
-            max_sessions_per_address: 256,
-            max_registrations_per_address: 30,
-            max_pending_auths: 64,
-            pending_timeout: Duration::from_secs(10),
-            max_message_bytes: gc_protocol::limits::DEFAULT_MAX_MESSAGE_BYTES,
-            rate_burst: 10,
-            rate_per_sec: 5.0,
-            max_login_failures: 5,
-            io_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(30),
-            history_on_join: 200,
-            reuse_connections: true,
-            tail_capacity: 10_000,
-            store: None,
-            mods_dir: None,
-            plugin_hook_budget: Duration::from_millis(50),
-            plugin_hook_limit: Duration::from_secs(1),
-            print_addrs: false,
-            metrics_addr: None,
-            // Until the client and the tests speak TLS (issue #11 lands in steps).
-            tls: TlsMode::Required,
-            tls_cert: None,
-            tls_key: None,
-        }
-    }
-}
-
-impl Config {
-    /// Checks values that parse but make no sense, with a message that says what is allowed.
-    /// The store URL, parsed (`store` must be a `postgres://` URL or libpq key=value string).
-    pub fn database_url(&self, url: &str) -> Result<gc_pgstore::DbUrl, ServerError> {
-        url.parse().map_err(|e: gc_pgstore::PgError| {
-            ServerError::Config(format!(
-                "store: {e} (give a postgres://USER:PASSWORD@HOST:PORT/DATABASE URL, or leave \
-                 store unset for the data dir's flat files)"
-            ))
-        })
-    }
-
-    pub fn validate(&self) -> Result<(), ServerError> {
-        let bad = |what: &str| Err(ServerError::Config(what.to_owned()));
-        if let Some(url) = &self.store {
-            self.database_url(url)?;
-        }
-        if self.heartbeat_interval < Duration::from_millis(10) {
-            return bad("heartbeat-interval-ms must be at least 10");
-        }
-        if !(1..=MAX_BODY_BYTES).contains(&self.max_message_bytes) {
-            return bad(&format!("max-message-bytes must be 1 to {MAX_BODY_BYTES}"));
-        }
-        if !(MIN_SCRAM_ITERATIONS..=MAX_SCRAM_ITERATIONS).contains(&self.scram_min_iterations) {
-            return bad(&format!(
-                "scram-min-iterations must be {MIN_SCRAM_ITERATIONS} to {MAX_SCRAM_ITERATIONS}"
-            ));
-        }
-        if self.max_clients == 0
-            || self.max_pending_auths == 0
-            || self.max_sessions_per_user == 0
-            || self.max_sessions_per_address == 0
-        {
-            return bad(
-                "max-clients, max-sessions-per-user, max-sessions-per-address and \
-                 max-pending-auths must be at least 1",
-            );
-        }
-        if self.rate_burst == 0 || !(self.rate_per_sec > 0.0 && self.rate_per_sec.is_finite()) {
-            return bad("rate-burst must be at least 1 and rate-per-sec above 0");
-        }
-        if self.tell_unknown_users && !self.registration_open {
-            return bad(
-                "unknown-users = tell needs registration = open: with registration closed, \
-                 nobody needs to learn which names are free, so logins never tell",
-            );
-        }
-        if self.max_login_failures == 0 {
-            return bad("max-login-failures must be at least 1");
-        }
-        if self.pending_timeout < Duration::from_millis(10) {
-            return bad("pending-timeout-ms must be at least 10");
-        }
-        if self.io_timeout < Duration::from_millis(10) || self.idle_timeout < self.io_timeout {
-            return bad(
-                "io-timeout-ms must be at least 10 and idle-timeout-ms at least io-timeout-ms",
-            );
-        }
-        if self.server_name.len() > 200 {
-            return bad("server-name must be at most 200 bytes");
-        }
-        if self.plugin_hook_budget < Duration::from_millis(1)
-            || self.plugin_hook_limit < self.plugin_hook_budget
-            || self.plugin_hook_limit > MAX_PLUGIN_HOOK_LIMIT
-        {
-            return bad(&format!(
-                "plugin-hook-budget-ms must be at least 1, and plugin-hook-limit-ms at least \
-                 plugin-hook-budget-ms and at most {}",
-                MAX_PLUGIN_HOOK_LIMIT.as_millis()
-            ));
-        }
-        if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return bad("tls-cert and tls-key go together: give both, or neither");
-        }
-        Ok(())
-    }
-}
-
-/// The TOML configuration file: every key optional, names as the long flags.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct FileConfig {
-    /// See [`Config::bind`].
-    pub bind: Option<IpAddr>,
-    /// See [`Config::connect_port`].
-    pub connect_port: Option<u16>,
-    /// See [`Config::auth_port`].
-    pub auth_port: Option<u16>,
-    /// See [`Config::send_port`].
-    pub send_port: Option<u16>,
-    /// See [`Config::data_dir`].
-    pub data_dir: Option<PathBuf>,
-    /// See [`Config::server_name`].
-    pub server_name: Option<String>,
-    /// See [`Config::heartbeat_interval`].
-    pub heartbeat_interval_ms: Option<u64>,
-    /// See [`Config::fsync`].
-    pub fsync: Option<String>,
-    /// See [`Config::store`].
-    pub store: Option<String>,
-    /// `open` or `closed`.
-    pub registration: Option<String>,
-    /// `hide` or `tell` (see [`Config::tell_unknown_users`]).
-    pub unknown_users: Option<String>,
-    /// `open` or `admins` (see [`Config::room_creation`]).
-    pub room_creation: Option<String>,
-    /// See [`Config::max_rooms_per_user`].
-    pub max_rooms_per_user: Option<usize>,
-    /// See [`Config::scram_min_iterations`].
-    pub scram_min_iterations: Option<u32>,
-    /// See [`Config::max_clients`].
-    pub max_clients: Option<usize>,
-    /// See [`Config::max_sessions_per_user`].
-    pub max_sessions_per_user: Option<usize>,
-    /// See [`Config::max_sessions_per_address`].
-    pub max_sessions_per_address: Option<usize>,
-    /// See [`Config::max_registrations_per_address`].
-    pub max_registrations_per_address: Option<usize>,
-    /// See [`Config::max_pending_auths`].
-    pub max_pending_auths: Option<usize>,
-    /// See [`Config::pending_timeout`].
-    pub pending_timeout_ms: Option<u64>,
-    /// See [`Config::max_message_bytes`].
-    pub max_message_bytes: Option<usize>,
-    /// See [`Config::rate_burst`].
-    pub rate_burst: Option<u32>,
-    /// See [`Config::rate_per_sec`].
-    pub rate_per_sec: Option<f64>,
-    /// See [`Config::max_login_failures`].
-    pub max_login_failures: Option<u32>,
-    /// See [`Config::io_timeout`].
-    pub io_timeout_ms: Option<u64>,
-    /// See [`Config::idle_timeout`].
-    pub idle_timeout_ms: Option<u64>,
-    /// See [`Config::history_on_join`].
-    pub history_on_join: Option<usize>,
-    /// See [`Config::reuse_connections`].
-    pub reuse_connections: Option<bool>,
-    /// See [`Config::mods_dir`].
-    pub mods_dir: Option<PathBuf>,
-    /// See [`Config::plugin_hook_budget`].
-    pub plugin_hook_budget_ms: Option<u64>,
-    /// See [`Config::plugin_hook_limit`].
-    pub plugin_hook_limit_ms: Option<u64>,
-    /// See [`Config::metrics_addr`].
-    pub metrics_addr: Option<std::net::SocketAddr>,
-    /// `required`, `optional` or `off` (see [`Config::tls`]).
-    pub tls: Option<String>,
-    /// See [`Config::tls_cert`].
-    pub tls_cert: Option<PathBuf>,
-    /// See [`Config::tls_key`].
-    pub tls_key: Option<PathBuf>,
-    /// Log level (`error`, `warn`, `info`, `debug`, `trace`).
-    pub log_level: Option<String>,
-    /// Log file (default: standard error).
-    pub log_file: Option<PathBuf>,
-    /// `text` or `json` (default: text).
-    pub log_format: Option<String>,
-}
-
-impl FileConfig {
-    /// Reads and parses a TOML file.
-    pub fn load(path: &Path) -> Result<Self, ServerError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ServerError::Io {
-            what: "read the configuration file",
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ServerError::ConfigFile {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
-    }
-}
-
-/// Who may create rooms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RoomCreation {
-    /// Every account (up to [`Config::max_rooms_per_user`] owned rooms).
-    Open,
-    /// Server admins only (`gc-server user admin NAME on`).
-    Admins,
-}
-
-/// Parses `open` / `admins`.
-pub fn parse_room_creation(text: &str) -> Result<RoomCreation, ServerError> {
-    match text {
-        "open" => Ok(RoomCreation::Open),
-        "admins" => Ok(RoomCreation::Admins),
-        other => Err(ServerError::Config(format!(
-            "room-creation must be `open` or `admins`, not `{other}`"
-        ))),
-    }
-}
-
-/// Parses `open` / `closed`.
-pub fn parse_registration(text: &str) -> Result<bool, ServerError> {
-    match text {
-        "open" => Ok(true),
-        "closed" => Ok(false),
-        other => Err(ServerError::Config(format!(
-            "registration must be `open` or `closed`, not `{other}`"
-        ))),
-    }
-}
-
-/// Parses `unknown-users`: whether a login for a name without an account is told so.
-pub fn parse_unknown_users(text: &str) -> Result<bool, ServerError> {
-    match text {
-        "hide" => Ok(false),
-        "tell" => Ok(true),
-        other => Err(ServerError::Config(format!(
-            "unknown-users must be `hide` or `tell`, not `{other}`"
-        ))),
-    }
-}
-
-/// Parses an fsync policy name.
-pub fn parse_fsync(text: &str) -> Result<FsyncPolicy, ServerError> {
-    text.parse().map_err(|_| {
+/// The store URL, parsed (`store` must be a `postgres://` URL or libpq key=value string).
+pub fn database_url(url: &str) -> Result<gc_pgstore::DbUrl, ServerError> {
+    url.parse().map_err(|e: gc_pgstore::PgError| {
         ServerError::Config(format!(
-            "fsync must be `always`, `batch` or `never`, not `{text}`"
+            "store: {e} (give a postgres://USER:PASSWORD@HOST:PORT/DATABASE URL, or leave \
+             store unset for the data dir's flat files)"
         ))
     })
+}
+
+/// The time plugin hooks are held to.
+pub fn plugin_hook_limits(config: &Config) -> gc_plugin::HookLimits {
+    gc_plugin::HookLimits {
+        budget: config.plugin_hook_budget,
+        limit: config.plugin_hook_limit,
+    }
 }

@@ -19,7 +19,6 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Registry, reload as filter_reload};
 
-use crate::config::FileConfig;
 use crate::error::ServerError;
 
 /// The shape of log lines.
@@ -147,7 +146,7 @@ pub fn reload() {
     let Some(path) = &r.level_from else {
         return;
     };
-    let level = match FileConfig::load(path) {
+    let level = match crate::config::load_file(path) {
         Ok(config) => config.log_level.unwrap_or_else(|| "info".to_owned()),
         Err(e) => {
             tracing::warn!("SIGHUP: the log level stays as it was: {e}");

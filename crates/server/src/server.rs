@@ -207,7 +207,7 @@ type Storage = (
 /// the PostgreSQL database shared with other instances (migrated first).
 fn open_storage(config: &Config) -> Result<Storage, ServerError> {
     if let Some(url) = &config.store {
-        let url = config.database_url(url)?;
+        let url = crate::config::database_url(url)?;
         // The data dir still holds this instance's own files (TLS identity, rooms, plugins):
         // one instance per data dir.
         let lock = DataDirLock::acquire(&config.data_dir)?;
@@ -241,7 +241,7 @@ fn open_storage(config: &Config) -> Result<Storage, ServerError> {
 pub(crate) fn open_rooms(config: &Config) -> Result<(Rooms, gc_store::RoomsReport), ServerError> {
     Ok(match &config.store {
         Some(url) => {
-            let url = config.database_url(url)?;
+            let url = crate::config::database_url(url)?;
             Rooms::open_shared(&config.data_dir, Arc::new(gc_pgstore::PgRooms::new(&url)))?
         }
         None => Rooms::open(&config.data_dir)?,
@@ -250,7 +250,7 @@ pub(crate) fn open_rooms(config: &Config) -> Result<(Rooms, gc_store::RoomsRepor
 
 /// Opens the store and accounts, binds the three ports and starts the accept threads.
 pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
-    config.validate()?;
+    crate::config::check(&config)?;
     // First, so that a metrics port already taken stops the start before anything opens.
     let metrics_listener = config.metrics_addr.map(crate::metrics::bind).transpose()?;
     let (store, accounts, lock) = open_storage(&config)?;
@@ -267,8 +267,10 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
             rooms_report
         );
     }
-    let (plugins, _report) =
-        Plugins::load_dir_with(&config.mods_dir(), config.plugin_hook_limits());
+    let (plugins, _report) = Plugins::load_dir_with(
+        &config.mods_dir(),
+        crate::config::plugin_hook_limits(&config),
+    );
     let bind = |port: u16, role: &'static str| {
         let addr = SocketAddr::new(config.bind, port);
         gc_net::listen(addr, LISTEN_BACKLOG).map_err(|source| ServerError::Bind {
