@@ -28,6 +28,9 @@ pub const DEFAULT_CONNECT_PORT: u16 = 10740;
 pub const DEFAULT_AUTH_PORT: u16 = 9281;
 /// Default port of sending and queries.
 pub const DEFAULT_SEND_PORT: u16 = 9980;
+/// Lowest `rate-per-sec`: one message in 1,000 s. A wait at a rate much lower is longer than a
+/// `Duration` holds (`1e-300` was accepted, and the rate limiter panicked on it).
+pub const MIN_RATE_PER_SEC: f64 = 0.001;
 /// Longest `plugin-hook-limit-ms`: a session waits no longer than this for a plugin.
 pub const MAX_PLUGIN_HOOK_LIMIT: Duration = Duration::from_secs(600);
 
@@ -238,8 +241,12 @@ impl Config {
                  max-pending-auths must be at least 1",
             );
         }
-        if self.rate_burst == 0 || !(self.rate_per_sec > 0.0 && self.rate_per_sec.is_finite()) {
-            return bad("rate-burst must be at least 1 and rate-per-sec above 0");
+        if self.rate_burst == 0
+            || !(self.rate_per_sec >= MIN_RATE_PER_SEC && self.rate_per_sec.is_finite())
+        {
+            return bad(&format!(
+                "rate-burst must be at least 1 and rate-per-sec at least {MIN_RATE_PER_SEC}"
+            ));
         }
         if self.tell_unknown_users && !self.registration_open {
             return bad(
@@ -502,4 +509,56 @@ pub fn parse_fsync(text: &str) -> Result<FsyncPolicy, ConfigError> {
             "fsync must be `always`, `batch` or `never`, not `{text}`"
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(text: &str) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        c.apply(&FileConfig::parse(text)?)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn the_documented_example_is_accepted() {
+        let c = with("max-clients = 100\nrate-per-sec = 0.5\ntls = \"off\"\n").unwrap();
+        assert_eq!(c.max_clients, 100);
+        assert_eq!(c.tls, TlsMode::Off);
+    }
+
+    // Caught by the `config_file` fuzz target's check: a rate this low was accepted, and the rate
+    // limiter's wait (one message at that rate, 1e300 s) then panicked in
+    // `Duration::from_secs_f64`.
+    #[test]
+    fn a_rate_too_low_for_a_wait_is_refused() {
+        for rate in ["1e-300", "0.0", "-1.0", "nan", "inf", "0.0009"] {
+            let err = with(&format!("rate-per-sec = {rate}\n")).unwrap_err();
+            assert!(err.to_string().contains("rate-per-sec"), "{rate}: {err}");
+        }
+        let c = with("rate-per-sec = 0.001\n").unwrap();
+        assert!(Duration::try_from_secs_f64(1.0 / c.rate_per_sec).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_words_are_errors() {
+        assert!(matches!(with("sendport = 1\n"), Err(ConfigError::Parse(_))));
+        assert!(matches!(
+            with("fsync = \"sometimes\"\n"),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(with("\u{0}"), Err(ConfigError::Parse(_))));
+    }
+
+    #[test]
+    fn a_second_layer_wins_and_leaves_the_rest() {
+        let mut c = Config::default();
+        c.apply(&FileConfig::parse("send-port = 1\nauth-port = 2\n").unwrap())
+            .unwrap();
+        c.apply(&FileConfig::parse("send-port = 3\n").unwrap())
+            .unwrap();
+        assert_eq!((c.send_port, c.auth_port), (3, 2));
+    }
 }

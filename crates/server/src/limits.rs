@@ -59,7 +59,9 @@ impl RateLimiter {
             Ok(())
         } else {
             *bucket = Bucket { tokens, at: now };
-            Err(Duration::from_secs_f64((1.0 - tokens) / self.per_sec))
+            // Saturated: a rate too low for the wait to be a `Duration` (the configuration
+            // refuses one) must not panic the session.
+            Err(Duration::try_from_secs_f64((1.0 - tokens) / self.per_sec).unwrap_or(Duration::MAX))
         }
     }
 }
@@ -525,6 +527,16 @@ impl Drop for PendingSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The `config_file` fuzz target's check caught such a rate accepted by the configuration; the
+    // wait (1e300 s) then panicked here. The configuration refuses it now; the limiter saturates.
+    #[test]
+    fn a_rate_too_low_for_a_wait_saturates() {
+        let rl = RateLimiter::new(1, 1e-300);
+        let now = Instant::now();
+        assert!(rl.check("a", now).is_ok());
+        assert_eq!(rl.check("a", now), Err(Duration::MAX));
+    }
 
     #[test]
     fn bucket_allows_burst_then_rate() {
