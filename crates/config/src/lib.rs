@@ -33,6 +33,9 @@ pub const DEFAULT_SEND_PORT: u16 = 9980;
 pub const MIN_RATE_PER_SEC: f64 = 0.001;
 /// Longest `plugin-hook-limit-ms`: a session waits no longer than this for a plugin.
 pub const MAX_PLUGIN_HOOK_LIMIT: Duration = Duration::from_secs(600);
+/// The longest `abandoned-upload-hours` (a year).
+pub const MAX_ABANDONED_UPLOAD_HOURS: u64 = 24 * 365;
+const MIB: u64 = 1024 * 1024;
 
 /// Whether the server's ports speak TLS.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -121,6 +124,16 @@ pub struct Config {
     pub pending_timeout: Duration,
     /// Largest message body in bytes (`Err too-large` beyond).
     pub max_message_bytes: usize,
+    /// Largest shared file in bytes (GC/5; `Err too-large` at its `Offer`).
+    pub max_file_bytes: u64,
+    /// Bytes of distinct shared files one account may have stored (`Err quota`); 0: no quota.
+    pub user_quota_bytes: u64,
+    /// An upload is refused (`Err disk-full`) when the disk holding the shared files would have
+    /// less free space than this after it.
+    pub min_free_disk_bytes: u64,
+    /// A partial upload untouched this long is removed (by the server's cleaner and by
+    /// `gc-server files gc`).
+    pub abandoned_upload: Duration,
     /// Messages a user may send at once before the rate applies.
     pub rate_burst: u32,
     /// Sustained messages per second per user.
@@ -193,6 +206,10 @@ impl Default for Config {
             max_pending_auths: 64,
             pending_timeout: Duration::from_secs(10),
             max_message_bytes: gc_protocol::limits::DEFAULT_MAX_MESSAGE_BYTES,
+            max_file_bytes: 100 * MIB,
+            user_quota_bytes: 1024 * MIB,
+            min_free_disk_bytes: 1024 * MIB,
+            abandoned_upload: Duration::from_secs(24 * 3600),
             rate_burst: 10,
             rate_per_sec: 5.0,
             max_login_failures: 5,
@@ -225,6 +242,16 @@ impl Config {
         }
         if !(1..=MAX_BODY_BYTES).contains(&self.max_message_bytes) {
             return bad(&format!("max-message-bytes must be 1 to {MAX_BODY_BYTES}"));
+        }
+        if self.max_file_bytes == 0 {
+            return bad("max-file-bytes must be at least 1");
+        }
+        if self.abandoned_upload < Duration::from_secs(3600)
+            || self.abandoned_upload > Duration::from_secs(MAX_ABANDONED_UPLOAD_HOURS * 3600)
+        {
+            return bad(&format!(
+                "abandoned-upload-hours must be 1 to {MAX_ABANDONED_UPLOAD_HOURS}"
+            ));
         }
         if !(MIN_SCRAM_ITERATIONS..=MAX_SCRAM_ITERATIONS).contains(&self.scram_min_iterations) {
             return bad(&format!(
@@ -331,6 +358,14 @@ pub struct FileConfig {
     pub pending_timeout_ms: Option<u64>,
     /// See [`Config::max_message_bytes`].
     pub max_message_bytes: Option<usize>,
+    /// See [`Config::max_file_bytes`].
+    pub max_file_bytes: Option<u64>,
+    /// See [`Config::user_quota_bytes`].
+    pub user_quota_bytes: Option<u64>,
+    /// See [`Config::min_free_disk_bytes`].
+    pub min_free_disk_bytes: Option<u64>,
+    /// See [`Config::abandoned_upload`].
+    pub abandoned_upload_hours: Option<u64>,
     /// See [`Config::rate_burst`].
     pub rate_burst: Option<u32>,
     /// See [`Config::rate_per_sec`].
@@ -420,6 +455,14 @@ impl Config {
         set(&mut self.max_pending_auths, file.max_pending_auths);
         set(&mut self.pending_timeout, file.pending_timeout_ms.map(ms));
         set(&mut self.max_message_bytes, file.max_message_bytes);
+        set(&mut self.max_file_bytes, file.max_file_bytes);
+        set(&mut self.user_quota_bytes, file.user_quota_bytes);
+        set(&mut self.min_free_disk_bytes, file.min_free_disk_bytes);
+        set(
+            &mut self.abandoned_upload,
+            file.abandoned_upload_hours
+                .map(|h| Duration::from_secs(h.saturating_mul(3600))),
+        );
         set(&mut self.rate_burst, file.rate_burst);
         set(&mut self.rate_per_sec, file.rate_per_sec);
         set(&mut self.max_login_failures, file.max_login_failures);

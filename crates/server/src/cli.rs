@@ -128,6 +128,20 @@ pub struct RunArgs {
     /// Largest message in bytes [default: 4096].
     #[arg(long, value_name = "BYTES")]
     pub max_message_bytes: Option<usize>,
+    /// Largest shared file in bytes (GC/5) [default: 104857600, 100 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub max_file_bytes: Option<u64>,
+    /// Bytes of distinct shared files one account may have stored; 0 for no quota
+    /// [default: 1073741824, 1 GiB].
+    #[arg(long, value_name = "BYTES")]
+    pub user_quota_bytes: Option<u64>,
+    /// Refuse an upload that would leave less free space than this on the disk of the shared
+    /// files [default: 1073741824, 1 GiB].
+    #[arg(long, value_name = "BYTES")]
+    pub min_free_disk_bytes: Option<u64>,
+    /// Remove a partial upload untouched this long (1 to 8760) [default: 24].
+    #[arg(long, value_name = "HOURS")]
+    pub abandoned_upload_hours: Option<u64>,
     /// Messages a user may send in a burst [default: 10].
     #[arg(long, value_name = "N")]
     pub rate_burst: Option<u32>,
@@ -455,6 +469,10 @@ impl Cli {
             max_pending_auths: r.max_pending_auths,
             pending_timeout_ms: r.pending_timeout_ms,
             max_message_bytes: r.max_message_bytes,
+            max_file_bytes: r.max_file_bytes,
+            user_quota_bytes: r.user_quota_bytes,
+            min_free_disk_bytes: r.min_free_disk_bytes,
+            abandoned_upload_hours: r.abandoned_upload_hours,
             rate_burst: r.rate_burst,
             rate_per_sec: r.rate_per_sec,
             max_login_failures: r.max_login_failures,
