@@ -16,9 +16,11 @@ pub const VERSION_ROOMS: &str = "GC/3";
 /// `Passwd`), an away state (`Away`, `Back`, and `Away` lines in the answer to `Who`), and the
 /// server's notice that it stops (`Stopping` on the heartbeat port). See docs/protocol.md §5.8.
 pub const VERSION_GC4: &str = "GC/4";
+/// GC/4 and file transfer on the sending port (`Offer`, `Chunk`, `Fetch`; docs/files.md).
+pub const VERSION_GC5: &str = "GC/5";
 
 /// What a session speaks beyond its transport's own version (GC/1 plain, GC/2 over TLS), as the
-/// last field of `AuthRequest` says: nothing, `GC/3` or `GC/4`. Each level has every frame of
+/// last field of `AuthRequest` says: nothing, `GC/3`, `GC/4` or `GC/5`. Each level has every frame of
 /// the one before it; a session is only ever sent frames its level knows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SessionLevel {
@@ -29,17 +31,24 @@ pub enum SessionLevel {
     Rooms,
     /// GC/4: rooms, `/passwd`, `/away` and the stop notice.
     Gc4,
+    /// GC/5: GC/4 and file transfer.
+    Gc5,
 }
 
 impl SessionLevel {
     /// Whether the session speaks rooms (GC/3 or later).
     pub const fn rooms(self) -> bool {
-        matches!(self, Self::Rooms | Self::Gc4)
+        matches!(self, Self::Rooms | Self::Gc4 | Self::Gc5)
     }
 
     /// Whether the session speaks GC/4.
     pub const fn gc4(self) -> bool {
-        matches!(self, Self::Gc4)
+        matches!(self, Self::Gc4 | Self::Gc5)
+    }
+
+    /// Whether the session speaks GC/5 (file transfer).
+    pub const fn files(self) -> bool {
+        matches!(self, Self::Gc5)
     }
 
     /// The version `AuthRequest` names for it (`None`: the field is left out).
@@ -48,15 +57,17 @@ impl SessionLevel {
             Self::Base => None,
             Self::Rooms => Some(VERSION_ROOMS),
             Self::Gc4 => Some(VERSION_GC4),
+            Self::Gc5 => Some(VERSION_GC5),
         }
     }
 
     /// The level a version named in `Ping` or `AuthRequest` asks for (`None`: not one of
-    /// GC/3, GC/4).
+    /// GC/3, GC/4, GC/5).
     pub fn of_version(version: &str) -> Option<Self> {
         match version {
             VERSION_ROOMS => Some(Self::Rooms),
             VERSION_GC4 => Some(Self::Gc4),
+            VERSION_GC5 => Some(Self::Gc5),
             _ => None,
         }
     }

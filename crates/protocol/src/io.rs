@@ -142,6 +142,66 @@ impl<S: TimeoutStream> FramedStream<S> {
         Some(&self.buf[line_start..line_end])
     }
 
+    /// Reads raw bytes that follow a frame (a GC/5 `Chunk`'s or `Data`'s content) into `out`:
+    /// what is buffered first, then straight from the stream, never more than `out.len()` and
+    /// never past what the caller asks for, so the next frame stays where it is. At least one
+    /// byte, before `deadline`; end of stream is [`ProtocolError::Closed`].
+    pub fn read_raw(&mut self, out: &mut [u8], deadline: Instant) -> Result<usize, ProtocolError> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        if self.has_buffered() {
+            let n = out.len().min(self.end - self.start);
+            out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+            self.start += n;
+            self.scanned = self.scanned.saturating_sub(n);
+            if self.start == self.end {
+                self.start = 0;
+                self.end = 0;
+                self.scanned = 0;
+            }
+            return Ok(n);
+        }
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ProtocolError::TimedOut {
+                    peer: self.peer.clone(),
+                });
+            }
+            let want = (deadline - now).max(MIN_TIMEOUT);
+            if differs(self.read_timeout, want) {
+                self.stream
+                    .set_read_timeout(Some(want))
+                    .map_err(|source| self.io_error(source))?;
+                self.read_timeout = Some(want);
+            }
+            match self.stream.read(out) {
+                Ok(0) => {
+                    return Err(ProtocolError::Closed {
+                        peer: self.peer.clone(),
+                        partial: 0,
+                    });
+                }
+                Ok(n) => return Ok(n),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Err(ProtocolError::Closed {
+                        peer: self.peer.clone(),
+                        partial: 0,
+                    });
+                }
+                Err(source) => return Err(self.io_error(source)),
+            }
+        }
+    }
+
     /// Reads one frame, which must arrive whole before `deadline`. Returns it without its LF.
     pub fn read_line(&mut self, deadline: Instant) -> Result<&[u8], ProtocolError> {
         self.read_line_idle(deadline, None)
@@ -448,6 +508,30 @@ mod tests {
 
     fn soon() -> Instant {
         Instant::now() + Duration::from_secs(5)
+    }
+
+    #[test]
+    fn raw_bytes_come_from_the_buffer_then_the_stream_and_leave_the_next_frame() {
+        let mut s = script(&[b"Chunk a\nxyz", b"uvw", b"Ping GC/1\n"]);
+        assert_eq!(s.read_line(soon()).unwrap(), b"Chunk a");
+        let mut raw = [0u8; 6];
+        let mut got = 0;
+        while got < raw.len() {
+            got += s.read_raw(&mut raw[got..], soon()).unwrap();
+        }
+        assert_eq!(&raw, b"xyzuvw");
+        assert_eq!(s.read_line(soon()).unwrap(), b"Ping GC/1");
+        assert!(matches!(
+            s.read_raw(&mut raw, soon()),
+            Err(ProtocolError::Closed { .. })
+        ));
+        // Buffered bytes beyond what is asked for stay for the next frame.
+        let mut s = script(&[b"Data\nabPong\n"]);
+        assert_eq!(s.read_line(soon()).unwrap(), b"Data");
+        let mut two = [0u8; 2];
+        assert_eq!(s.read_raw(&mut two, soon()).unwrap(), 2);
+        assert_eq!(&two, b"ab");
+        assert_eq!(s.read_line(soon()).unwrap(), b"Pong");
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub mod texts;
 pub mod types;
 
 pub use codes::{
-    ErrorCode, Registration, SessionLevel, VERSION, VERSION_GC4, VERSION_ROOMS, VERSION_TLS,
+    ErrorCode, Registration, SessionLevel, VERSION, VERSION_GC4, VERSION_GC5, VERSION_ROOMS,
+    VERSION_TLS,
 };
 pub use error::{FieldError, ProtocolError};
 pub use frame::{

@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 
 use super::codec::{Fields, Writer};
 use super::{ErrorFrame, Frame, ParseError};
-use crate::codes::{SessionLevel, VERSION_GC4, VERSION_ROOMS, token};
+use crate::codes::{SessionLevel, VERSION_GC4, VERSION_GC5, VERSION_ROOMS, token};
 
 use crate::types::Fingerprint;
 use crate::types::Username;
@@ -12,8 +12,8 @@ use crate::types::Username;
 // What `AuthRequest`'s last optional field may hold, when it holds something else.
 static VERSION_RULE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "must be {VERSION_ROOMS} or {VERSION_GC4}; the optional fields are a callback \
-         fingerprint (SHA256:...), then {VERSION_ROOMS} or {VERSION_GC4}"
+        "must be {VERSION_ROOMS}, {VERSION_GC4} or {VERSION_GC5}; the optional fields are a \
+         callback fingerprint (SHA256:...), then {VERSION_ROOMS}, {VERSION_GC4} or {VERSION_GC5}"
     )
 });
 
@@ -419,6 +419,8 @@ mod tests {
             (format!(" {fp} GC/3"), Some(fp), SessionLevel::Rooms),
             (" GC/4".to_owned(), None, SessionLevel::Gc4),
             (format!(" {fp} GC/4"), Some(fp), SessionLevel::Gc4),
+            (" GC/5".to_owned(), None, SessionLevel::Gc5),
+            (format!(" {fp} GC/5"), Some(fp), SessionLevel::Gc5),
         ] {
             match parse(&tail) {
                 Ok(AuthClient::AuthRequest {
@@ -434,10 +436,10 @@ mod tests {
     #[test]
     fn any_other_optional_field_is_refused_by_name() {
         let fp = Fingerprint::of_der(b"certificate");
-        let version = "`AuthRequest` field <version>: must be GC/3 or GC/4; the optional fields \
-                       are a callback fingerprint (SHA256:...), then GC/3 or GC/4";
+        let version = "`AuthRequest` field <version>: must be GC/3, GC/4 or GC/5; the optional \
+                       fields are a callback fingerprint (SHA256:...), then GC/3, GC/4 or GC/5";
         // A sixth field that is neither a fingerprint nor the version.
-        for tail in [" GC/2", " gc/3", " GC/3.0", " GC/5", " -"] {
+        for tail in [" GC/2", " gc/3", " GC/3.0", " GC/6", " -"] {
             assert_eq!(error(tail), version, "{tail}");
         }
         // The version after a fingerprint, and nothing else there.

@@ -736,7 +736,7 @@ proptest! {
         salt in proptest::collection::vec(any::<u8>(), 8..=64),
         iterations in 1u32..=10_000_000,
         certificate in proptest::option::of(proptest::collection::vec(any::<u8>(), 1..64)),
-        level in prop_oneof![Just(SessionLevel::Base), Just(SessionLevel::Rooms), Just(SessionLevel::Gc4)],
+        level in prop_oneof![Just(SessionLevel::Base), Just(SessionLevel::Rooms), Just(SessionLevel::Gc4), Just(SessionLevel::Gc5)],
     ) {
         let ports = CallbackPorts { auth: ports.0, heartbeat: ports.1, delivery: ports.2 };
         let callback_fingerprint = certificate.map(|der| Fingerprint::of_der(&der));
