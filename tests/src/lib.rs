@@ -568,6 +568,11 @@ impl RawClient {
         self.level = SessionLevel::Gc4;
     }
 
+    /// Logs in as a GC/5 session from now on: GC/4 and file transfer.
+    pub fn speak_gc5(&mut self) {
+        self.level = SessionLevel::Gc5;
+    }
+
     /// The text of a `Stopping` notice sent to its heartbeat port within `within`, if one comes.
     pub fn stop_notice(&self, within: Duration) -> Option<String> {
         self.stops.recv_timeout(within).ok()

@@ -5,6 +5,7 @@
 mod attacks;
 mod backup;
 mod client;
+mod files;
 mod flood;
 mod gc4;
 mod plugins;

@@ -142,7 +142,7 @@ fn a_session_of_an_older_version_is_told_to_update() {
 }
 
 #[test]
-fn file_transfer_frames_are_refused_until_the_server_serves_gc5() {
+fn file_transfer_frames_are_refused_to_a_session_without_gc5() {
     let server = TestServer::start();
     let alice = session(&server, "alice", true);
     let hash: gc_protocol::ContentHash = gc_protocol::ContentHash::of(b"content");
@@ -161,7 +161,7 @@ fn file_transfer_frames_are_refused_until_the_server_serves_gc5() {
     };
     let replies = alice.request(&[offer, fetch], 2);
     for reply in &replies {
-        refused(reply, ErrorCode::Version, "file transfer (GC/5)");
+        refused(reply, ErrorCode::Version, "did not log in with GC/5");
     }
     // A `Chunk` header is followed by raw bytes that are not frames: refused, then closed, so
     // they are never read as requests.

@@ -359,6 +359,7 @@ fn login(
         callback_pin: pin,
         rooms: gc3,
         gc4: level.gc4(),
+        files: level.files(),
     };
     let session = match shared.registry.add(
         new,

@@ -27,6 +27,7 @@ mod state;
 mod threads;
 mod throttle;
 mod tls;
+mod transfer;
 mod warnings;
 
 use std::io::Write;

@@ -80,6 +80,8 @@ enum After {
     End(Arc<Session>),
     /// The connection belongs to another session of this address: hand it over.
     Forward(Arc<Session>),
+    /// A file transfer (GC/5) of this session starts: the connection goes to a transfer thread.
+    Transfer(Arc<Session>, SendRequest),
 }
 
 /// A `History` page is read from the store and written in pieces of at most this many records
@@ -98,7 +100,11 @@ const REPLY_KEEP: usize = 4 * 1024;
 
 /// Serves `conn` until it closes, idles out, or turns out to belong to another session (then it is
 /// returned with that session, to be handed over).
-fn serve(shared: &ServerState, session: &Session, mut conn: Conn) -> Option<(Arc<Session>, Conn)> {
+fn serve(
+    shared: &Arc<ServerState>,
+    session: &Session,
+    mut conn: Conn,
+) -> Option<(Arc<Session>, Conn)> {
     let Ok(peer) = conn.get_ref().tcp().peer_addr() else {
         return None;
     };
@@ -182,6 +188,10 @@ fn serve(shared: &ServerState, session: &Session, mut conn: Conn) -> Option<(Arc
             After::Continue | After::End(_) => {}
             After::Close => break,
             After::Forward(target) => return Some((target, conn)),
+            After::Transfer(owner, request) => {
+                crate::transfer::start(shared, owner, conn, request);
+                return None;
+            }
         }
     }
     let _ = conn.get_ref().tcp().shutdown(Shutdown::Both);
@@ -312,8 +322,9 @@ fn handle_msgs(
     after
 }
 
-/// The answer to file-transfer frames while this server does not serve them.
-const NO_FILES: &str = "this server does not support file transfer (GC/5) yet";
+/// The answer to file-transfer frames from a session that did not log in with GC/5.
+const NO_FILES: &str = "this session did not log in with GC/5, which file transfer needs; \
+                        update gc-client";
 
 /// Handles one request frame `from` a client, arrived at the listener of `own`, appending the
 /// reply to `out`.
@@ -444,13 +455,27 @@ fn handle(
         },
         SendRequest::Away { message, .. } => account::away(shared, &session, Some(message), out),
         SendRequest::Back { .. } => account::away(shared, &session, None, out),
-        // GC/5 (docs/files.md) is not served yet, so no session speaks it.
+        // A transfer runs on a thread of its own (docs/files.md §4), so a large file never
+        // holds up this session's messages.
+        request @ (SendRequest::Offer { .. } | SendRequest::Fetch { .. }) if session.files => {
+            return After::Transfer(session, request);
+        }
         SendRequest::Offer { .. } | SendRequest::Fetch { .. } => {
             error(shared, out, ErrorCode::Version, NO_FILES);
         }
         SendRequest::Chunk { .. } => {
             // Raw bytes follow the header: the rest of the stream is not frames.
-            error(shared, out, ErrorCode::Version, NO_FILES);
+            let text = if session.files {
+                "a Chunk with no upload in progress on this connection; send Offer first"
+            } else {
+                NO_FILES
+            };
+            let code = if session.files {
+                ErrorCode::Malformed
+            } else {
+                ErrorCode::Version
+            };
+            error(shared, out, code, text);
             return After::Close;
         }
     }
@@ -614,6 +639,13 @@ fn check_msg(
     let Ok(text) = String::from_utf8(body) else {
         return refuse(ErrorCode::Malformed, "message is not valid UTF-8".into());
     };
+    // Only a completed, verified upload writes a file's record (docs/files.md §5).
+    if crate::transfer::looks_like_file_notice(&text) {
+        return refuse(
+            ErrorCode::Malformed,
+            "a message cannot start with [file]: use /upload to share a file".into(),
+        );
+    }
     let max = shared.config.max_message_bytes;
     if text.len() > max {
         return refuse(ErrorCode::TooLarge, too_large(text.len(), max));

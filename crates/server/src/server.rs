@@ -11,7 +11,7 @@ use gc_plugin::Plugins;
 use gc_protocol::texts::ServerAddrs;
 use gc_protocol::{
     ConnectPing, ConnectReply, ErrorCode, ErrorFrame, Fingerprint, ProtocolError, Registration,
-    SessionLevel, VERSION, VERSION_GC4, VERSION_ROOMS, VERSION_TLS,
+    SessionLevel, VERSION, VERSION_GC4, VERSION_GC5, VERSION_ROOMS, VERSION_TLS,
 };
 use gc_store::{AccountStore, Accounts, DataDirLock, MessageLog, MessageStore, Rooms, StoreConfig};
 
@@ -20,7 +20,7 @@ use crate::error::ServerError;
 use crate::limits::{PendingSlot, Refusal};
 use crate::metrics::{MetricsServer, PortRole};
 use crate::notify::Doorbell;
-use crate::state::{Incoming, ServerState, refuse};
+use crate::state::{Incoming, ServerState, Stores, refuse};
 use crate::warnings::peer_warn;
 use crate::{auth, paths};
 
@@ -175,6 +175,7 @@ impl Stopper {
 fn begin_shutdown(shared: &ServerState, addrs: &ServerAddrs) {
     let first = !shared.notifier.is_shutdown();
     shared.notifier.shutdown();
+    shared.transfers.stop();
     if first {
         tracing::info!("shutting down");
     }
@@ -293,11 +294,15 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
     };
     let (tls, fingerprint) = crate::tls::server_config(&config)?.unzip();
     let decoy_secret = crate::throttle::decoy_secret(&config.data_dir, accounts.as_ref())?;
+    let files = gc_store::ContentStore::open(&config.data_dir)?;
     let shared = Arc::new(ServerState::new(
         config,
-        store,
-        accounts,
-        rooms,
+        Stores {
+            store,
+            accounts,
+            rooms,
+            files,
+        },
         plugins,
         tls,
         decoy_secret,
@@ -335,6 +340,7 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
         .and_then(|()| spawn("accept-auth", auth_l, Role::Auth))
         .and_then(|()| spawn("accept-send", send_l, Role::Send));
     let presence = crate::presence::start(&shared);
+    let cleaner = crate::transfer::start_cleaner(&shared);
     let mut handle = ServerHandle {
         shared,
         addrs,
@@ -348,6 +354,7 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
     // On an error, dropping the handle stops and joins what started.
     handle.presence_thread = presence?;
     started?;
+    cleaner?;
     if let Some(listener) = metrics_listener {
         let metrics = MetricsServer::start(listener, Arc::clone(&handle.shared))?;
         tracing::info!("metrics on http://{}/metrics", metrics.addr());
@@ -514,7 +521,7 @@ fn serve_connect(shared: Arc<ServerState>, mut conn: Conn, peer: SocketAddr, slo
                     ErrorCode::Version,
                     format!(
                         "{other} this server speaks {version} (and {VERSION_ROOMS} with rooms, \
-                         {VERSION_GC4}), not {}; use a matching gc-client",
+                         {VERSION_GC4}, {VERSION_GC5} with files), not {}; use a matching gc-client",
                         ping.version
                     ),
                 ))

@@ -74,6 +74,10 @@ pub struct ServerState {
     pub session_threads: ThreadGroup,
     /// Connection threads in progress, bounded per client address and in all.
     pub pending: PendingConns,
+    /// Shared files' content (GC/5), under the data dir.
+    pub files: gc_store::ContentStore,
+    /// File transfers in progress (GC/5).
+    pub transfers: crate::transfer::Transfers,
     /// Sockets of connection threads and auth callbacks, cut at stop so no thread waits out a
     /// deadline.
     sockets: Unblocker,
@@ -83,17 +87,34 @@ pub struct ServerState {
     tls: Option<Arc<TlsConfig>>,
 }
 
+/// What a server keeps its data in, opened before it starts.
+#[derive(Debug)]
+pub struct Stores {
+    /// Messages.
+    pub store: Arc<dyn MessageLog>,
+    /// Accounts.
+    pub accounts: Arc<dyn AccountStore>,
+    /// Rooms.
+    pub rooms: Rooms,
+    /// Shared files' content.
+    pub files: gc_store::ContentStore,
+}
+
 impl ServerState {
     /// The shared state of a server about to start.
     pub fn new(
         config: Config,
-        store: Arc<dyn MessageLog>,
-        accounts: Arc<dyn AccountStore>,
-        rooms: Rooms,
+        stores: Stores,
         plugins: Plugins,
         tls: Option<Arc<TlsConfig>>,
         decoy_secret: Vec<u8>,
     ) -> Self {
+        let Stores {
+            store,
+            accounts,
+            rooms,
+            files,
+        } = stores;
         let timeouts = Timeouts {
             connect: config.io_timeout.min(MAX_CONNECT),
             io: config.io_timeout,
@@ -110,6 +131,8 @@ impl ServerState {
             peer_warnings: WarnLimiter::default(),
             drop_notice: DropNotice::default(),
             pending: PendingConns::new(config.max_pending_auths, config.pending_timeout),
+            files,
+            transfers: crate::transfer::Transfers::default(),
             connector: Connector::new(None, timeouts),
             plugins,
             config,
@@ -317,6 +340,8 @@ pub struct Session {
     /// GC/4: the client also speaks the password change, the away state and the stop notice
     /// (its login said so; always with rooms).
     pub gc4: bool,
+    /// GC/5: the client also shares and fetches files (`Offer`, `Chunk`, `Fetch`).
+    pub files: bool,
     /// GC/4: the nonce of the last `Challenge` and when it was given, until a `Passwd` spends it.
     pub challenge: Mutex<Option<(Vec<u8>, Instant)>>,
     /// Set once when the session ends.
@@ -574,6 +599,8 @@ pub struct NewSession {
     pub rooms: bool,
     /// See [`Session::gc4`].
     pub gc4: bool,
+    /// See [`Session::files`].
+    pub files: bool,
 }
 
 impl Registry {
@@ -611,6 +638,7 @@ impl Registry {
             callback_pin: new.callback_pin,
             rooms: new.rooms,
             gc4: new.gc4,
+            files: new.files,
             challenge: Mutex::new(None),
             ended: AtomicBool::new(false),
             slot: ListenerSlot::new(sockets.clone()),
@@ -889,6 +917,7 @@ mod tests {
             callback_pin: None,
             rooms: false,
             gc4: false,
+            files: false,
         }
     }
 
