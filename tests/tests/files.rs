@@ -104,7 +104,11 @@ fn upload(c: &RawClient, room: &Room, data: &[u8], name: &str, id: &str) -> u64 
 }
 
 /// Fetches `hash` from `offset`: the whole size and the bytes, or the server's `Err`.
-fn fetch(c: &RawClient, hash: ContentHash, offset: u64) -> Result<(u64, Vec<u8>), (ErrorCode, String)> {
+fn fetch(
+    c: &RawClient,
+    hash: ContentHash,
+    offset: u64,
+) -> Result<(u64, Vec<u8>), (ErrorCode, String)> {
     let mut conn = c.connect(c.server.send);
     write(
         &mut conn,
@@ -157,7 +161,10 @@ fn a_file_goes_up_in_chunks_is_announced_to_everyone_and_comes_down_whole() {
     // An old client sees the record too, as text.
     let mut old = RawClient::new(server.target());
     assert_eq!(old.register("carol", PASSWORD), AuthServer::Registered);
-    assert!(matches!(old.login("carol", PASSWORD), AuthServer::Ok { .. }));
+    assert!(matches!(
+        old.login("carol", PASSWORD),
+        AuthServer::Ok { .. }
+    ));
     let data = content(3 * 1024 * 1024 + 17);
     let id = upload(&alice, &Room::general(), &data, "build log.txt", "up-1");
     let expected = FileNotice {
@@ -170,7 +177,10 @@ fn a_file_goes_up_in_chunks_is_announced_to_everyone_and_comes_down_whole() {
         let records = c.receive(1);
         assert_eq!(records[0].id, id);
         assert_eq!(records[0].body, expected);
-        assert_eq!(FileNotice::parse(&records[0].body).unwrap().size, data.len() as u64);
+        assert_eq!(
+            FileNotice::parse(&records[0].body).unwrap().size,
+            data.len() as u64
+        );
     }
     let (size, bytes) = fetch(&bob, ContentHash::of(&data), 0).unwrap();
     assert_eq!(size, data.len() as u64);
@@ -189,7 +199,10 @@ fn a_file_goes_up_in_chunks_is_announced_to_everyone_and_comes_down_whole() {
         0
     );
     // A session still sends messages meanwhile and after.
-    assert!(matches!(alice.send("after the file"), SendReply::Thx { .. }));
+    assert!(matches!(
+        alice.send("after the file"),
+        SendReply::Thx { .. }
+    ));
 }
 
 #[test]
@@ -199,10 +212,16 @@ fn a_retried_offer_after_the_thx_stores_nothing_twice() {
     let data = content(10_000);
     let first = upload(&alice, &Room::general(), &data, "a.bin", "same-id");
     let (_, again) = offer(&alice, &Room::general(), &data, "a.bin", "same-id");
-    assert!(matches!(again, SendReply::Thx { id, .. } if id == first), "{again:?}");
+    assert!(
+        matches!(again, SendReply::Thx { id, .. } if id == first),
+        "{again:?}"
+    );
     // The same content under a new id: a new record, and no byte sent (the server has it).
     let (_, other) = offer(&alice, &Room::general(), &data, "copy.bin", "other-id");
-    assert!(matches!(other, SendReply::Thx { id, .. } if id > first), "{other:?}");
+    assert!(
+        matches!(other, SendReply::Thx { id, .. } if id > first),
+        "{other:?}"
+    );
     let records = alice.receive(2);
     assert_eq!(records.len(), 2);
     assert!(alice.receive_more(Duration::from_millis(300)).is_empty());
@@ -214,7 +233,10 @@ fn an_interrupted_upload_resumes_where_it_stopped_even_after_a_restart() {
     let mut alice = session(&server, "alice");
     let data = content(2 * 1024 * 1024);
     let (mut conn, reply) = offer(&alice, &Room::general(), &data, "big.bin", "resume-1");
-    assert!(matches!(reply, SendReply::Resume { offset: 0, .. }), "{reply:?}");
+    assert!(
+        matches!(reply, SendReply::Resume { offset: 0, .. }),
+        "{reply:?}"
+    );
     send_chunks(&alice, &mut conn, &data, 0, 700_000, 100_000);
     // The client dies mid-transfer; its next Offer takes the upload over.
     drop(conn);
@@ -224,7 +246,14 @@ fn an_interrupted_upload_resumes_where_it_stopped_even_after_a_restart() {
     };
     // What arrived before the cut is kept (how much of it the server read first varies).
     assert!(offset <= 700_000, "resumes at {offset}");
-    send_chunks(&alice, &mut conn, &data, offset as usize, 1_500_000, 100_000);
+    send_chunks(
+        &alice,
+        &mut conn,
+        &data,
+        offset as usize,
+        1_500_000,
+        100_000,
+    );
     drop(conn);
     let (conn, probe) = offer(&alice, &Room::general(), &data, "big.bin", "resume-1");
     let SendReply::Resume { offset: had, .. } = probe else {
@@ -234,7 +263,10 @@ fn an_interrupted_upload_resumes_where_it_stopped_even_after_a_restart() {
     drop(conn);
     // A restart loses nothing the server had.
     server.restart();
-    assert!(matches!(alice.login("alice", PASSWORD), AuthServer::Ok { .. }));
+    assert!(matches!(
+        alice.login("alice", PASSWORD),
+        AuthServer::Ok { .. }
+    ));
     let (mut conn, reply) = offer(&alice, &Room::general(), &data, "big.bin", "resume-1");
     assert!(
         matches!(reply, SendReply::Resume { offset, .. } if offset == had),
@@ -259,7 +291,10 @@ fn chunks_out_of_place_past_the_end_or_with_the_wrong_content_are_refused() {
     assert!(closed(&mut conn));
     // Past the announced size.
     let (mut conn, reply) = offer(&alice, &Room::general(), &data, "a", "bad-1");
-    assert!(matches!(reply, SendReply::Resume { offset: 0, .. }), "{reply:?}");
+    assert!(
+        matches!(reply, SendReply::Resume { offset: 0, .. }),
+        "{reply:?}"
+    );
     write(
         &mut conn,
         &SendRequest::Chunk {
@@ -269,7 +304,11 @@ fn chunks_out_of_place_past_the_end_or_with_the_wrong_content_are_refused() {
             length: 50_001,
         },
     );
-    refused(&read(&mut conn), ErrorCode::TooLarge, "past the 50000 announced");
+    refused(
+        &read(&mut conn),
+        ErrorCode::TooLarge,
+        "past the 50000 announced",
+    );
     assert!(closed(&mut conn));
     // Other content than the hash says: refused at the end, nothing kept or announced.
     let mut wrong = data.clone();
@@ -292,7 +331,10 @@ fn chunks_out_of_place_past_the_end_or_with_the_wrong_content_are_refused() {
     );
     // It starts again from nothing, and the right content goes through.
     let (_, reply) = offer(&alice, &Room::general(), &data, "a", "bad-1");
-    assert!(matches!(reply, SendReply::Resume { offset: 0, .. }), "{reply:?}");
+    assert!(
+        matches!(reply, SendReply::Resume { offset: 0, .. }),
+        "{reply:?}"
+    );
     upload(&alice, &Room::general(), &data, "a", "bad-1");
     // A Chunk with no upload: refused and closed, its raw bytes never read as frames.
     let mut conn = alice.connect(alice.server.send);
@@ -316,10 +358,20 @@ fn names_are_display_text_and_a_message_cannot_pose_as_a_file() {
     let server = TestServer::start();
     let alice = session(&server, "alice");
     let data = content(100);
-    upload(&alice, &Room::general(), &data, "../../etc/pass\u{1b}[2Jwd", "n-1");
+    upload(
+        &alice,
+        &Room::general(),
+        &data,
+        "../../etc/pass\u{1b}[2Jwd",
+        "n-1",
+    );
     let record = &alice.receive(1)[0];
     let notice = FileNotice::parse(&record.body).expect("a file notice");
-    assert!(!notice.name.contains('/') && !notice.name.contains('\u{1b}'), "{:?}", notice.name);
+    assert!(
+        !notice.name.contains('/') && !notice.name.contains('\u{1b}'),
+        "{:?}",
+        notice.name
+    );
     refused(
         &alice.send(&record.body),
         ErrorCode::Malformed,
@@ -343,7 +395,10 @@ fn content_is_fetched_only_where_it_was_shared_and_unknown_hashes_look_alike() {
     assert!(fetch(&bob, ContentHash::of(&data), 0).is_ok());
     let hidden = fetch(&carol, ContentHash::of(&data), 0).unwrap_err();
     let unknown = fetch(&carol, ContentHash::of(b"never shared"), 0).unwrap_err();
-    assert_eq!(hidden, unknown, "one answer for both, so hashes cannot be probed");
+    assert_eq!(
+        hidden, unknown,
+        "one answer for both, so hashes cannot be probed"
+    );
     assert_eq!(hidden.0, ErrorCode::UnknownFile);
     // An offset past the end.
     let (code, _) = fetch(&bob, ContentHash::of(&data), 5001).unwrap_err();
@@ -409,7 +464,10 @@ fn an_upload_does_not_hold_up_the_uploaders_messages() {
     send_chunks(&alice, &mut conn, &data, 0, 300_000, 100_000);
     // Mid-upload, with the transfer connection open and silent, messages still go through.
     for i in 0..3 {
-        assert!(matches!(alice.send(&format!("meanwhile {i}")), SendReply::Thx { .. }));
+        assert!(matches!(
+            alice.send(&format!("meanwhile {i}")),
+            SendReply::Thx { .. }
+        ));
     }
     send_chunks(&alice, &mut conn, &data, 300_000, data.len(), 100_000);
     assert!(matches!(read(&mut conn), SendReply::Thx { .. }));

@@ -42,6 +42,7 @@ pub struct Client {
     shared: Arc<ClientState>,
     conn_thread: Option<JoinHandle<()>>,
     callbacks: Option<CallbackServer>,
+    transfers: crate::transfer::Transfers,
 }
 
 impl Client {
@@ -157,6 +158,7 @@ impl Client {
             shared,
             conn_thread: Some(conn_thread),
             callbacks: Some(callbacks),
+            transfers: crate::transfer::Transfers::default(),
         })
     }
 
@@ -208,6 +210,80 @@ impl Client {
         self.shared.ctl().queue_message(id.clone(), room, text)?;
         self.shared.notify();
         Ok(id)
+    }
+
+    /// Shares the file at `path` in `room` (GC/5): hashes it, uploads it on a connection of its
+    /// own (resuming after a lost connection), and the server announces it with a record.
+    /// Returns the transfer's id; progress and the outcome arrive as [`Event::Transfer`].
+    pub fn upload(
+        &self,
+        room: Room,
+        path: impl Into<std::path::PathBuf>,
+    ) -> Result<u64, ClientError> {
+        let path = path.into();
+        let meta = std::fs::metadata(&path).map_err(|source| ClientError::File {
+            action: "read",
+            path: path.clone(),
+            source,
+        })?;
+        if !meta.is_file() {
+            return Err(ClientError::InvalidRequest(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        self.check_files()?;
+        let job = crate::transfer::UploadJob { path, room };
+        self.transfers.start(
+            &self.shared,
+            crate::transfer::Direction::Upload,
+            move |shared, id, cancel| crate::transfer::upload(shared, id, cancel, job),
+        )
+    }
+
+    /// Downloads the shared file `hash` to `target` (GC/5), which must not exist: it is written
+    /// to `target.part` and renamed when complete and verified; a `.part` an earlier run left is
+    /// resumed. Returns the transfer's id; progress and the outcome arrive as
+    /// [`Event::Transfer`].
+    pub fn download(
+        &self,
+        hash: gc_protocol::ContentHash,
+        target: impl Into<std::path::PathBuf>,
+    ) -> Result<u64, ClientError> {
+        let target = target.into();
+        if target.exists() {
+            return Err(ClientError::FileExists(target));
+        }
+        self.check_files()?;
+        let job = crate::transfer::DownloadJob { hash, target };
+        self.transfers.start(
+            &self.shared,
+            crate::transfer::Direction::Download,
+            move |shared, id, cancel| crate::transfer::download(shared, id, cancel, job),
+        )
+    }
+
+    /// Cancels transfer `id` (an upload keeps what the server has, a download its `.part`, for
+    /// a later resume); whether it was running.
+    pub fn cancel_transfer(&self, id: u64) -> bool {
+        self.transfers.cancel(id)
+    }
+
+    /// Whether the server shares files (GC/5): `None` until a version check answered.
+    pub fn files_available(&self) -> Option<bool> {
+        self.shared.ctl().files()
+    }
+
+    fn check_files(&self) -> Result<(), ClientError> {
+        let ctl = self.shared.ctl();
+        if ctl.files() == Some(false) {
+            return Err(ClientError::NotSupported(format!(
+                "the server does not share files (it speaks {}; file transfer needs GC/5); ask \
+                 the operator to update gc-server",
+                ctl.version().unwrap_or("an older version")
+            )));
+        }
+        Ok(())
     }
 
     /// The commands the client plugins add (`/shout TEXT`), in load order: for a front end's
@@ -535,6 +611,8 @@ impl Client {
     }
 
     fn stop(&mut self, bye: bool) -> CloseReport {
+        // Transfers first: they use the session, and each keeps what it did for a resume.
+        self.transfers.stop();
         {
             let mut ctl = self.shared.ctl();
             ctl.request_close(bye);

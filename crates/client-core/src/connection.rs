@@ -23,7 +23,7 @@ use gc_protocol::scram::{ClientKeys, derive_verifier, passwd_message, passwd_pro
 use gc_protocol::signin::{self, Channel, ServerHello, SignInError, SignedIn};
 use gc_protocol::{
     ErrorCode, ErrorFrame, Frame, Record, Registration, Room, SendReply, SendRequest, SessionLevel,
-    SessionToken, Username, VERSION, VERSION_GC4, VERSION_ROOMS, VERSION_TLS,
+    SessionToken, Username, VERSION, VERSION_GC4, VERSION_GC5, VERSION_ROOMS, VERSION_TLS,
 };
 
 use crate::backoff::Backoff;
@@ -452,8 +452,8 @@ fn old_version(shared: &ClientState) -> &'static str {
 }
 
 /// The version check on the first of `targets` that answers (each checked against its own
-/// instance's pin): `Ping GC/4`, after `Err version` `Ping GC/3`, and after another `Ping GC/2`
-/// (`GC/1` plain), each on a fresh connection (see [`first_answer`]); only the last when the
+/// instance's pin): `Ping GC/5`, after `Err version` `Ping GC/4`, then `Ping GC/3`, then
+/// `Ping GC/2` (`GC/1` plain), each on a fresh connection (see [`first_answer`]); only the last when the
 /// configuration asks for no rooms. Returns the target, the server's hello and the version
 /// agreed.
 fn version_check(
@@ -464,7 +464,7 @@ fn version_check(
     let port = shared.config.server_ports.connect;
     let old = old_version(shared);
     let ladder: &[&'static str] = if shared.config.rooms {
-        &[VERSION_GC4, VERSION_ROOMS]
+        &[VERSION_GC5, VERSION_GC4, VERSION_ROOMS]
     } else {
         &[]
     };
@@ -1414,16 +1414,33 @@ mod tests {
     }
 
     #[test]
-    fn a_server_with_gc4_is_asked_once() {
-        let (result, asked) = check(vec![pong("GC/4")], true);
+    fn a_server_with_gc5_is_asked_once() {
+        let (result, asked) = check(vec![pong("GC/5")], true);
+        assert_eq!(result.unwrap(), VERSION_GC5);
+        assert_eq!(asked, ["GC/5"]);
+    }
+
+    #[test]
+    fn a_gc4_server_is_asked_again_for_gc4_on_a_fresh_connection() {
+        let (result, asked) = check(
+            vec![
+                err(
+                    ErrorCode::Version,
+                    "this server speaks GC/1 (and GC/3 with rooms, GC/4), not GC/5",
+                ),
+                pong("GC/4"),
+            ],
+            true,
+        );
         assert_eq!(result.unwrap(), VERSION_GC4);
-        assert_eq!(asked, ["GC/4"]);
+        assert_eq!(asked, ["GC/5", "GC/4"]);
     }
 
     #[test]
     fn a_gc3_server_is_asked_again_for_gc3_on_a_fresh_connection() {
         let (result, asked) = check(
             vec![
+                err(ErrorCode::Version, "not GC/5"),
                 err(
                     ErrorCode::Version,
                     "this server speaks GC/1 (and GC/3 with rooms), not GC/4",
@@ -1433,13 +1450,14 @@ mod tests {
             true,
         );
         assert_eq!(result.unwrap(), VERSION_ROOMS);
-        assert_eq!(asked, ["GC/4", "GC/3"]);
+        assert_eq!(asked, ["GC/5", "GC/4", "GC/3"]);
     }
 
     #[test]
     fn an_older_server_is_asked_again_on_a_fresh_connection_with_the_old_version() {
         let (result, asked) = check(
             vec![
+                err(ErrorCode::Version, "this server speaks GC/1, not GC/5"),
                 err(ErrorCode::Version, "this server speaks GC/1, not GC/4"),
                 err(ErrorCode::Version, "this server speaks GC/1, not GC/3"),
                 pong("GC/1"),
@@ -1447,25 +1465,26 @@ mod tests {
             true,
         );
         assert_eq!(result.unwrap(), VERSION);
-        assert_eq!(asked, ["GC/4", "GC/3", "GC/1"]);
+        assert_eq!(asked, ["GC/5", "GC/4", "GC/3", "GC/1"]);
     }
 
     #[test]
     fn anything_but_the_pong_asked_for_or_err_version_is_refused() {
-        // A Pong of an older version to `Ping GC/4`: refused for good, not taken as a fallback.
-        for old in ["GC/1", "GC/3"] {
+        // A Pong of an older version to `Ping GC/5`: refused for good, not taken as a fallback.
+        for old in ["GC/1", "GC/3", "GC/4"] {
             let (result, asked) = check(vec![pong(old)], true);
             let e = result.unwrap_err();
             assert!(e.is_fatal(), "{e}");
-            assert!(error_chain(&e).contains("when asked for GC/4"), "{e}");
-            assert_eq!(asked, ["GC/4"]);
+            assert!(error_chain(&e).contains("when asked for GC/5"), "{e}");
+            assert_eq!(asked, ["GC/5"]);
         }
-        // Nor is GC/1 to `Ping GC/3`.
+        // Nor is GC/1 to `Ping GC/4`.
         let (result, _) = check(vec![err(ErrorCode::Version, "no"), pong("GC/1")], true);
         assert!(matches!(result, Err(ClientError::Version { .. })));
         // The last fallback's answer is checked as the old version check was.
         let (result, _) = check(
             vec![
+                err(ErrorCode::Version, "no"),
                 err(ErrorCode::Version, "no"),
                 err(ErrorCode::Version, "no"),
                 pong("GC/3"),
@@ -1475,6 +1494,7 @@ mod tests {
         assert!(matches!(result, Err(ClientError::Version { .. })));
         let (result, _) = check(
             vec![
+                err(ErrorCode::Version, "no"),
                 err(ErrorCode::Version, "no"),
                 err(ErrorCode::Version, "no"),
                 err(ErrorCode::Version, "speaks GC/9 only"),
@@ -1488,7 +1508,7 @@ mod tests {
         // Other refusals are what they were.
         let (result, asked) = check(vec![err(ErrorCode::Full, "busy")], true);
         assert_eq!(result.unwrap_err().code(), Some(ErrorCode::Full));
-        assert_eq!(asked, ["GC/4"]);
+        assert_eq!(asked, ["GC/5"]);
     }
 
     #[test]

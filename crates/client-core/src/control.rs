@@ -15,7 +15,8 @@ use gc_protocol::sanitize::Sanitized;
 use gc_protocol::scram::ScramError;
 use gc_protocol::signin::{CallbackCheck, ServerHello};
 use gc_protocol::{
-    Authed, CallbackReply, ClientMsgId, Room, SessionToken, Username, VERSION, VERSION_GC4,
+    Authed, CallbackReply, ClientMsgId, Room, SessionLevel, SessionToken, Username, VERSION,
+    VERSION_GC4,
 };
 
 use crate::config::Password;
@@ -719,7 +720,14 @@ impl Control {
     /// Whether the server speaks GC/4 (`/passwd`, `/away`, the stop notice): `None` until a
     /// version check answered.
     pub fn gc4(&self) -> Option<bool> {
-        self.version.map(|(version, _)| version == VERSION_GC4)
+        self.version
+            .map(|(version, _)| SessionLevel::of_version(version).is_some_and(SessionLevel::gc4))
+    }
+
+    /// Whether the server shares files (GC/5): `None` until a version check answered.
+    pub fn files(&self) -> Option<bool> {
+        self.version
+            .map(|(version, _)| SessionLevel::of_version(version).is_some_and(SessionLevel::files))
     }
 
     /// Whether the server serves rooms: `None` until a version check answered, then whether

@@ -9,7 +9,8 @@ use gc_protocol::sanitize::{Sanitized, sanitize};
 use gc_protocol::scram::ScramError;
 use gc_protocol::signin::SignInError;
 use gc_protocol::{
-    ErrorCode, ErrorFrame, Fingerprint, ProtocolError, VERSION_GC4, VERSION_ROOMS, VERSION_TLS,
+    ErrorCode, ErrorFrame, Fingerprint, ProtocolError, VERSION_GC4, VERSION_GC5, VERSION_ROOMS,
+    VERSION_TLS,
 };
 
 use crate::control::BadTransition;
@@ -205,6 +206,53 @@ pub enum ClientError {
     #[error("the client is closed")]
     Closed,
 
+    /// A local file of a transfer could not be read or written.
+    #[error("cannot {action} {}", path.display())]
+    File {
+        /// What was being done (`open`, `read`, `write`, …).
+        action: &'static str,
+        /// Which file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The server refused a file transfer (too large, over quota, disk full, unknown file, …).
+    #[error("the server refused the transfer ({code}): {}", Sanitized(text))]
+    FileRefused {
+        /// The error code.
+        code: ErrorCode,
+        /// The server's text.
+        text: String,
+    },
+
+    /// A download would replace a file that exists: never done.
+    #[error("{} exists; not replacing it (choose another name)", .0.display())]
+    FileExists(PathBuf),
+
+    /// A download's content does not have the hash asked for: nothing is kept.
+    #[error("the file received has SHA-256 {got}, not {expected}; nothing was kept; try again")]
+    FileCorrupt {
+        /// The hash asked for.
+        expected: gc_protocol::ContentHash,
+        /// What arrived.
+        got: gc_protocol::ContentHash,
+    },
+
+    /// A transfer's connection kept failing.
+    #[error(
+        "the transfer stopped after {attempts} attempts (last: {}); what was done is kept: \
+             try again to resume",
+        Sanitized(last)
+    )]
+    TransferGaveUp {
+        /// How many connections were tried.
+        attempts: u32,
+        /// Why the last one stopped.
+        last: String,
+    },
+
     /// The connection's state machine refused a transition: a bug in the client. The login is
     /// tried again.
     #[error("internal error: {0}")]
@@ -262,6 +310,11 @@ impl ClientError {
             | Self::NotSupported(_)
             | Self::InvalidRequest(_)
             | Self::Closed
+            | Self::File { .. }
+            | Self::FileRefused { .. }
+            | Self::FileExists(_)
+            | Self::FileCorrupt { .. }
+            | Self::TransferGaveUp { .. }
             | Self::State(_) => false,
         }
     }
@@ -329,7 +382,7 @@ impl From<SignInError> for ClientError {
             SignInError::Refused { step, error } => Self::from_refusal(step.as_str(), error),
             SignInError::Unexpected { peer, detail } => Self::Unexpected { peer, detail },
             SignInError::Version { asked, announced } => Self::Version {
-                text: if asked == VERSION_ROOMS || asked == VERSION_GC4 {
+                text: if asked == VERSION_ROOMS || asked == VERSION_GC4 || asked == VERSION_GC5 {
                     // Asked for GC/3 or GC/4, a server answers that version or `Err version`:
                     // anything else could be someone rewriting the answer to keep the client from
                     // what it asked.

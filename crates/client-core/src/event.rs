@@ -149,6 +149,8 @@ pub enum Event {
     /// The client stopped trying: wrong password, unknown user, server signature mismatch, …
     /// [`crate::Client::reconnect`] tries again.
     Fatal(ClientError),
+    /// A file transfer (GC/5) moved on: progress, done, failed or cancelled.
+    Transfer(crate::transfer::TransferEvent),
 }
 
 /// An account request the server did (GC/4).

@@ -38,6 +38,7 @@ pub mod event;
 pub mod failover;
 pub mod outbox;
 pub mod rooms;
+pub mod transfer;
 pub mod trust;
 
 mod callbacks;
@@ -56,4 +57,5 @@ pub use failover::Instance;
 pub use outbox::PendingMessage;
 pub use rooms::{NO_ROOMS, RoomInfo, RoomRequest, parse_room};
 pub use state::EventSink;
+pub use transfer::{Direction, TransferEvent, free_path, part_path};
 pub use trust::{ClientTls, KnownServers, PinSource, ServerPin};

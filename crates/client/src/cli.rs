@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::error::AppError;
-use crate::headless::HeadlessOptions;
+use crate::headless::{HeadlessOptions, Transfer};
 use gc_client_core::config::{
     ClientConfig, DEFAULT_AUTH_PORT, DEFAULT_CONNECT_PORT, DEFAULT_SEND_PORT, ListenPorts,
     Password, PortChoice, ServerPorts,
@@ -108,7 +108,9 @@ EXIT CODES
      registration closed, too many failures), could not prove it knows the account's secret,
      or presented a certificate other than the pinned one
   5  the server refused one or more messages for good (a room you are not in, a mute, a ban,
-     a message too long, …); each refusal and its reason is printed
+     a message too long, …), or refused the file of --upload/--download (too large, over the
+     quota, its disk full, no such file where you can read); each refusal and its reason is
+     printed
 
 The terminal UI exits 0 when quit, 1 on an error (e.g. no terminal), 3 when messages were still
 unacknowledged after 3 s (their text is printed), 128+N after signal N (SIGTERM, SIGHUP).
@@ -226,6 +228,26 @@ pub struct Cli {
     /// Headless: send the input's messages to USER, in your direct conversation.
     #[arg(long, value_name = "USER", requires = "headless")]
     pub to: Option<String>,
+
+    /// Headless: share FILE (in --room/--to, else #general) instead of sending standard input;
+    /// prints `shared NAME (SIZE bytes) sha256:HASH as message ID` when the server has it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "headless",
+        conflicts_with = "download"
+    )]
+    pub upload: Option<PathBuf>,
+
+    /// Headless: save the shared file whose SHA-256 is HASH (64 hex digits, as its `[file]`
+    /// line shows them) at --output; prints `saved PATH (SIZE bytes)`. An interrupted download
+    /// resumes from PATH.part on the next run.
+    #[arg(long, value_name = "HASH", requires_all = ["headless", "output"])]
+    pub download: Option<String>,
+
+    /// Where --download saves the file; an existing file is never replaced.
+    #[arg(long, value_name = "PATH", requires = "download")]
+    pub output: Option<PathBuf>,
 
     /// At the end of input, wait at most this long for the server to acknowledge the messages
     /// still waiting.
@@ -442,7 +464,30 @@ impl Cli {
             drain_timeout: Duration::from_secs(self.drain_timeout),
             room: self.target_room()?,
             terminal: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            transfer: self.transfer()?,
         })
+    }
+
+    /// The file of `--upload`, or the hash and path of `--download`/`--output`.
+    pub fn transfer(&self) -> Result<Option<Transfer>, AppError> {
+        if let Some(path) = &self.upload {
+            return Ok(Some(Transfer::Upload(path.clone())));
+        }
+        let (Some(hash), Some(output)) = (&self.download, &self.output) else {
+            return Ok(None);
+        };
+        let text = hash.trim();
+        let text = text.strip_prefix("sha256:").unwrap_or(text);
+        let hash = text.to_ascii_lowercase().parse().map_err(|_| {
+            AppError::Config(format!(
+                "--download: `{}` is not a SHA-256: 64 hex digits, as a [file] line shows them",
+                hash.escape_debug()
+            ))
+        })?;
+        Ok(Some(Transfer::Download {
+            hash,
+            output: output.clone(),
+        }))
     }
 
     /// The room of `--room NAME`, or the direct conversation of `--to USER`.

@@ -27,9 +27,9 @@ use gc_protocol::{Record, Room};
 
 use crate::display::{format_json, format_line};
 use crate::error::AppError;
-use gc_client_core::Client;
 use gc_client_core::config::ClientConfig;
 use gc_client_core::event::{ConnState, Event, NoticeLevel, Rejection};
+use gc_client_core::{Client, ClientError, TransferEvent};
 
 /// How often the end of input looks whether everything is drained, between events.
 const DRAIN_POLL: Duration = Duration::from_millis(100);
@@ -47,6 +47,23 @@ pub struct HeadlessOptions {
     /// The output is a terminal: text lines are wrapped to its width with indented continuation
     /// rows ([`crate::display::wrap_rows`]).
     pub terminal: bool,
+    /// Share or fetch one file instead of sending standard input's lines (`--upload`,
+    /// `--download`).
+    pub transfer: Option<Transfer>,
+}
+
+/// The one file transfer of a headless run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transfer {
+    /// Share this file (in `--room`/`--to`, else `#general`).
+    Upload(std::path::PathBuf),
+    /// Save the shared file with this hash at `output` (which must not exist).
+    Download {
+        /// The content.
+        hash: gc_protocol::ContentHash,
+        /// Where to save it.
+        output: std::path::PathBuf,
+    },
 }
 
 impl Default for HeadlessOptions {
@@ -56,6 +73,7 @@ impl Default for HeadlessOptions {
             drain_timeout: Duration::from_secs(60),
             room: None,
             terminal: false,
+            transfer: None,
         }
     }
 }
@@ -177,16 +195,39 @@ where
             let _ = events.send(Input::Event(event));
         }),
     )?;
+    // A transfer run reads no input: it shares or fetches its file, then ends.
+    let mut transfer_done = true;
+    if let Some(transfer) = &options.transfer {
+        let started = match transfer {
+            Transfer::Upload(path) => client.upload(
+                options.room.clone().unwrap_or_else(Room::general),
+                path.clone(),
+            ),
+            Transfer::Download { hash, output } => client.download(*hash, output.clone()),
+        };
+        if let Err(e) = started {
+            client.close(false, None);
+            return Err(e.into());
+        }
+        transfer_done = false;
+    }
     // Standard input cannot be interrupted portably while a read blocks: this thread is joined
     // once the input has ended; if the client stops first (fatal error), it is left to end with
     // the process.
-    let reader = thread::Builder::new()
-        .name("gc-stdin".into())
-        .spawn(move || read_input(input, &tx))
-        .map_err(|source| AppError::Thread {
-            name: "gc-stdin".into(),
-            source,
-        })?;
+    let reader = if options.transfer.is_none() {
+        Some(
+            thread::Builder::new()
+                .name("gc-stdin".into())
+                .spawn(move || read_input(input, &tx))
+                .map_err(|source| AppError::Thread {
+                    name: "gc-stdin".into(),
+                    source,
+                })?,
+        )
+    } else {
+        drop((input, tx));
+        None
+    };
 
     let printer = Printer::new(options.json).on_terminal(options.terminal);
     // A room other than #general: its messages wait until the server is known to serve rooms.
@@ -195,14 +236,16 @@ where
     let mut refused = 0;
     let mut held: VecDeque<String> = VecDeque::new();
     let mut no_rooms = None;
-    let mut eof = false;
+    let mut eof = options.transfer.is_some();
     let mut deadline: Option<Instant> = None;
+    let mut transfer_error = None;
+    let mut shown_percent = None;
     let mut ever_active = false;
     let mut last_warning: Option<String> = None;
     let mut fatal = None;
     let mut output_error = None;
     loop {
-        if eof && ever_active && held.is_empty() && drained(&client) {
+        if eof && ever_active && held.is_empty() && transfer_done && drained(&client) {
             break;
         }
         let input = match deadline {
@@ -235,10 +278,73 @@ where
                 eof = true;
                 deadline = Some(Instant::now() + options.drain_timeout);
             }
+            // A transfer run prints its result only.
+            Input::Event(Event::Records(_)) if options.transfer.is_some() => {}
             Input::Event(Event::Records(records)) => {
                 if let Err(e) = printer.print(out, &records) {
                     output_error = Some(e);
                     break;
+                }
+            }
+            Input::Event(Event::Transfer(event)) => {
+                let end = match event {
+                    TransferEvent::Progress {
+                        name,
+                        done,
+                        total,
+                        hashing,
+                        ..
+                    } => {
+                        // A line each tenth, not one per event.
+                        let percent = (done * 10).checked_div(total).unwrap_or(10) * 10;
+                        if shown_percent != Some((hashing, percent)) {
+                            shown_percent = Some((hashing, percent));
+                            let doing = if hashing { "hashing" } else { "sending" };
+                            say(
+                                status,
+                                &format!("{name}: {doing} {percent}% of {total} bytes"),
+                            );
+                        }
+                        None
+                    }
+                    TransferEvent::Uploaded {
+                        name,
+                        hash,
+                        size,
+                        record_id,
+                        ..
+                    } => Some(writeln!(
+                        out,
+                        "shared {} ({size} bytes) sha256:{hash} as message {record_id}",
+                        gc_protocol::sanitize::sanitize(&name)
+                    )),
+                    TransferEvent::Downloaded { path, size, .. } => {
+                        Some(writeln!(out, "saved {} ({size} bytes)", path.display()))
+                    }
+                    TransferEvent::Failed { error, .. } => {
+                        if let ClientError::FileRefused { .. } = &error {
+                            say(status, &error.to_string());
+                            refused += 1;
+                        } else {
+                            transfer_error = Some(error);
+                        }
+                        Some(Ok(()))
+                    }
+                    TransferEvent::Cancelled { name, .. } => {
+                        say(status, &format!("{name}: cancelled"));
+                        Some(Ok(()))
+                    }
+                };
+                if let Some(written) = end {
+                    transfer_done = true;
+                    if let Err(e) = written.and_then(|()| out.flush()) {
+                        output_error = Some(e);
+                        break;
+                    }
+                    if transfer_error.is_some() {
+                        break;
+                    }
+                    deadline = Some(Instant::now() + options.drain_timeout);
                 }
             }
             Input::Event(Event::Fatal(e)) => {
@@ -319,10 +425,10 @@ where
             }
         }
     }
-    if eof {
+    if eof && let Some(reader) = reader {
         let _ = reader.join();
     }
-    if let Some(e) = fatal {
+    if let Some(e) = fatal.or(transfer_error) {
         return Err(e.into());
     }
     if let Some(room) = no_rooms {

@@ -9,7 +9,7 @@ use gc_client_core::{ClientError, ConnState, ServerPorts};
 use gc_protocol::scram::{ClientHello, ServerFirst, derive_verifier};
 use gc_protocol::{
     AuthClient, AuthServer, Authed, CallbackReply, ConnectPing, ConnectReply, ErrorCode,
-    ErrorFrame, FramedStream, Registration, SessionToken, VERSION_GC4,
+    ErrorFrame, FramedStream, Registration, SessionToken, VERSION_GC5,
 };
 
 use gc_tests::client::{TestClient, config, register};
@@ -161,10 +161,10 @@ fn fake_server(connect_l: &TcpListener, auth_l: &TcpListener) -> CallbackReply {
     let mut conn = FramedStream::new(stream, peer.to_string());
     let ping: ConnectPing = conn.read(deadline()).expect("fake server step");
     // The client asks for the newest version first; this impostor claims to speak it.
-    assert_eq!(ping.version, VERSION_GC4);
+    assert_eq!(ping.version, VERSION_GC5);
     conn.send(
         &ConnectReply::Pong {
-            version: VERSION_GC4.into(),
+            version: VERSION_GC5.into(),
             server_name: "impostor".into(),
             registration: Registration::Open,
         },

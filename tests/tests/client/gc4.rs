@@ -157,7 +157,7 @@ fn against_a_gc3_server_the_client_keeps_its_rooms_and_says_what_is_not_supporte
     cfg.server_ports.connect = older.port;
     let mut dave = TestClient::start(cfg);
     dave.wait_active();
-    assert_eq!(older.asked(), ["GC/4", "GC/3"]);
+    assert_eq!(older.asked(), ["GC/5", "GC/4", "GC/3"]);
     assert_eq!(dave.client().status().version, Some("GC/3"));
     assert_eq!(dave.client().rooms_available(), Some(true));
     assert_eq!(dave.client().gc4_available(), Some(false));

@@ -3,6 +3,7 @@
 
 mod auth;
 mod failover;
+mod files;
 mod gc4;
 mod restart;
 mod rooms;

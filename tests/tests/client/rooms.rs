@@ -90,12 +90,12 @@ fn two_members_of_a_room_talk_and_an_outsider_never_gets_its_records() {
     let mut bob = member(&server, "bob");
     let mut carol = member(&server, "carol");
     assert_eq!(alice.client().rooms_available(), Some(true));
-    // GC/4 is GC/3 and more: rooms.
-    assert_eq!(alice.client().status().version, Some("GC/4"));
+    // GC/5 is GC/4 and GC/3 and more: rooms.
+    assert_eq!(alice.client().status().version, Some("GC/5"));
     assert!(alice.others.iter().any(|e| matches!(
         e,
         Event::Version {
-            version: "GC/4",
+            version: "GC/5",
             rooms: true
         }
     )));
@@ -449,7 +449,7 @@ fn an_older_server_is_spoken_to_without_rooms() {
         let early = alice.client().send_to(room("#dev"), "too early");
         alice.wait_active();
         let old = if tls { "GC/2" } else { "GC/1" };
-        assert_eq!(older.asked(), ["GC/4", "GC/3", old], "tls {tls}");
+        assert_eq!(older.asked(), ["GC/5", "GC/4", "GC/3", old], "tls {tls}");
         assert_eq!(alice.client().rooms_available(), Some(false));
         assert!(alice.others.iter().any(|e| matches!(
             e,

@@ -1327,7 +1327,29 @@ impl App {
                 }
             }
             Event::Fatal(error) => self.fatal(&error),
+            Event::Transfer(event) => self.transfer(event),
         }
+    }
+
+    /// A file transfer moved on: its end is said in the conversation.
+    fn transfer(&mut self, event: gc_client_core::TransferEvent) {
+        use gc_client_core::TransferEvent as T;
+        let (level, text) = match event {
+            T::Progress { .. } => return,
+            T::Uploaded { name, size, .. } => {
+                (Level::Info, format!("shared {name} ({size} bytes)"))
+            }
+            T::Downloaded { path, size, .. } => (
+                Level::Info,
+                format!("saved {} ({size} bytes)", path.display()),
+            ),
+            T::Failed { name, error, .. } => (
+                Level::Warning,
+                format!("{name}: {}", gc_client_core::error_chain(&error)),
+            ),
+            T::Cancelled { name, .. } => (Level::Info, format!("{name}: cancelled")),
+        };
+        self.notice(level, sanitize(&text));
     }
 
     fn fatal(&mut self, error: &ClientError) {

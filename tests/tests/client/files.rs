@@ -1,0 +1,198 @@
+//! File transfer through the client library (GC/5): an upload announced to another client,
+//! whose download is saved and verified; a download that must not replace a file; a server
+//! without GC/5; an upload resumed after the server restarted mid-way.
+
+use std::path::Path;
+
+use gc_client_core::{ClientError, Event, TransferEvent, free_path, part_path};
+use gc_protocol::files::FileNotice;
+use gc_protocol::{ContentHash, Room};
+use gc_tests::client::{OlderConnectPort, TestClient, config, register};
+use gc_tests::{PASSWORD, TestServer};
+
+fn started(server: &TestServer, user: &str) -> TestClient {
+    let mut cfg = config(server, user, PASSWORD);
+    cfg.register = true;
+    let mut c = TestClient::start(cfg);
+    c.wait_active();
+    c
+}
+
+fn content(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 + i / 509) as u8).collect()
+}
+
+/// Waits for the end of transfer `id`, and takes it out of the events seen.
+fn finished(c: &mut TestClient, id: u64) -> TransferEvent {
+    let is_end = |e: &Event| {
+        matches!(
+            e,
+            Event::Transfer(
+                TransferEvent::Uploaded { id: t, .. }
+                    | TransferEvent::Downloaded { id: t, .. }
+                    | TransferEvent::Failed { id: t, .. }
+                    | TransferEvent::Cancelled { id: t, .. },
+            ) if *t == id
+        )
+    };
+    c.wait_other("the end of a transfer", |e| is_end(e).then_some(()));
+    let pos = c.others.iter().position(is_end).unwrap();
+    match c.others.remove(pos) {
+        Event::Transfer(t) => t,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn write_file(dir: &Path, name: &str, data: &[u8]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, data).unwrap();
+    path
+}
+
+#[test]
+fn a_shared_file_reaches_another_client_and_is_saved_verified_without_replacing_anything() {
+    let server = TestServer::start();
+    let mut alice = started(&server, "alice");
+    let mut bob = started(&server, "bob");
+    assert_eq!(alice.client().files_available(), Some(true));
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(2 * 1024 * 1024 + 3);
+    let path = write_file(dir.path(), "report.pdf", &data);
+    let id = alice.client().upload(Room::general(), &path).unwrap();
+    let TransferEvent::Uploaded {
+        hash, size, name, ..
+    } = finished(&mut alice, id)
+    else {
+        panic!("upload failed: {:?}", alice.others);
+    };
+    assert_eq!(
+        (hash, size, name.as_str()),
+        (ContentHash::of(&data), data.len() as u64, "report.pdf")
+    );
+    // Bob sees the record and fetches what it names.
+    bob.wait_records(1);
+    let notice = FileNotice::parse(&bob.records.last().unwrap().body).expect("a [file] record");
+    assert_eq!(notice.hash, hash);
+    let downloads = tempfile::tempdir().unwrap();
+    let target = free_path(downloads.path(), &notice.name);
+    let id = bob.client().download(notice.hash, &target).unwrap();
+    let TransferEvent::Downloaded { path, size, .. } = finished(&mut bob, id) else {
+        panic!("download failed: {:?}", bob.others);
+    };
+    assert_eq!(
+        (path.as_path(), size),
+        (target.as_path(), data.len() as u64)
+    );
+    assert!(std::fs::read(&target).unwrap() == data);
+    assert!(!part_path(&target).exists());
+    // The next download of it goes beside, never over it.
+    let again = free_path(downloads.path(), &notice.name);
+    assert_ne!(again, target);
+    assert!(matches!(
+        bob.client().download(notice.hash, &target),
+        Err(ClientError::FileExists(_))
+    ));
+    // An unknown hash: refused by the server, nothing left behind.
+    let missing = downloads.path().join("missing.bin");
+    let id = bob
+        .client()
+        .download(ContentHash::of(b"nothing"), &missing)
+        .unwrap();
+    let TransferEvent::Failed { error, .. } = finished(&mut bob, id) else {
+        panic!("expected a failure");
+    };
+    assert!(
+        matches!(&error, ClientError::FileRefused { code, .. } if *code == gc_protocol::ErrorCode::UnknownFile),
+        "{error}"
+    );
+    assert!(!missing.exists());
+}
+
+#[test]
+fn a_download_resumes_from_its_part_file_and_a_wrong_one_is_not_kept() {
+    let server = TestServer::start();
+    let mut alice = started(&server, "alice");
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(300_000);
+    let path = write_file(dir.path(), "a.bin", &data);
+    let id = alice.client().upload(Room::general(), &path).unwrap();
+    assert!(matches!(
+        finished(&mut alice, id),
+        TransferEvent::Uploaded { .. }
+    ));
+    // What an interrupted run left: the first 100,000 bytes.
+    let target = dir.path().join("copy.bin");
+    std::fs::write(part_path(&target), &data[..100_000]).unwrap();
+    let id = alice
+        .client()
+        .download(ContentHash::of(&data), &target)
+        .unwrap();
+    assert!(matches!(
+        finished(&mut alice, id),
+        TransferEvent::Downloaded { .. }
+    ));
+    assert!(std::fs::read(&target).unwrap() == data);
+    // A part file that is not a prefix of the content: the result fails its hash, nothing kept.
+    let wrong = dir.path().join("wrong.bin");
+    let mut bad = data[..100_000].to_vec();
+    bad[5] ^= 0xff;
+    std::fs::write(part_path(&wrong), &bad).unwrap();
+    let id = alice
+        .client()
+        .download(ContentHash::of(&data), &wrong)
+        .unwrap();
+    let TransferEvent::Failed { error, .. } = finished(&mut alice, id) else {
+        panic!("expected a failure");
+    };
+    assert!(matches!(error, ClientError::FileCorrupt { .. }), "{error}");
+    assert!(!wrong.exists() && !part_path(&wrong).exists());
+}
+
+#[test]
+fn an_upload_survives_a_server_restart() {
+    let mut server = TestServer::start();
+    let mut alice = started(&server, "alice");
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(8 * 1024 * 1024);
+    let path = write_file(dir.path(), "big.bin", &data);
+    let id = alice.client().upload(Room::general(), &path).unwrap();
+    // Some bytes move, then the server goes away and comes back.
+    alice.wait_other("some progress", |e| match e {
+        Event::Transfer(TransferEvent::Progress {
+            done,
+            hashing: false,
+            ..
+        }) if *done > 0 => Some(()),
+        _ => None,
+    });
+    server.restart();
+    let TransferEvent::Uploaded { size, .. } = finished(&mut alice, id) else {
+        panic!("upload failed: {:?}", alice.others);
+    };
+    assert_eq!(size, data.len() as u64);
+    let hex = ContentHash::of(&data).to_string();
+    assert!(
+        server
+            .data_dir()
+            .join("files/objects")
+            .join(&hex[..2])
+            .join(&hex)
+            .is_file()
+    );
+}
+
+#[test]
+fn a_server_without_gc5_is_told_apart() {
+    let server = TestServer::start();
+    register(&server, "dave", PASSWORD);
+    let older = OlderConnectPort::start_gc3(&server);
+    let mut cfg = config(&server, "dave", PASSWORD);
+    cfg.server_ports.connect = older.port;
+    let mut dave = TestClient::start(cfg);
+    dave.wait_active();
+    assert_eq!(dave.client().files_available(), Some(false));
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(dir.path(), "x", b"x");
+    let err = dave.client().upload(Room::general(), &path).unwrap_err();
+    assert!(err.to_string().contains("GC/5"), "{err}");
+}
