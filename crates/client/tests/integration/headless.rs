@@ -857,3 +857,81 @@ fn headless_room_with_a_server_older_than_rooms_refuses_at_start() {
     );
     assert!(text(&out.stdout).contains("] olga: in general"));
 }
+
+/// `--upload FILE` shares a file and prints what it became; `--download HASH --output PATH`
+/// saves it, refuses to replace a file, and says which exit code a refusal gets.
+#[test]
+fn headless_uploads_and_downloads_a_file() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "dana's password\n").unwrap();
+    let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, &data).unwrap();
+    let mut up = args(&server, "dana", &pw, &dir.path().join("d.db"));
+    up.push("--register".into());
+    up.extend(["--upload".into(), file.display().to_string()]);
+    let out = run(&up, "");
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let hash = gc_protocol::ContentHash::of(&data).to_string();
+    assert!(
+        stdout.starts_with("shared notes.txt (700000 bytes) sha256:") && stdout.contains(&hash),
+        "{stdout}"
+    );
+
+    let target = dir.path().join("copy.txt");
+    let mut down = args(&server, "dana", &pw, &dir.path().join("d.db"));
+    down.extend([
+        "--download".into(),
+        format!("sha256:{hash}"),
+        "--output".into(),
+        target.display().to_string(),
+    ]);
+    let out = run(&down, "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("saved "),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(std::fs::read(&target).unwrap() == data);
+    // Never over an existing file: an error (1), the file untouched.
+    let out = run(&down, "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not replacing it"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A hash nobody shared: the server's refusal (5).
+    let mut unknown = args(&server, "dana", &pw, &dir.path().join("d.db"));
+    unknown.extend([
+        "--download".into(),
+        gc_protocol::ContentHash::of(b"none").to_string(),
+        "--output".into(),
+        dir.path().join("none").display().to_string(),
+    ]);
+    let out = run(&unknown, "");
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("unknown-file"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A malformed hash is bad usage (2).
+    let mut bad = args(&server, "dana", &pw, &dir.path().join("d.db"));
+    bad.extend([
+        "--download".into(),
+        "xyz".into(),
+        "--output".into(),
+        "o".into(),
+    ]);
+    assert_eq!(run(&bad, "").status.code(), Some(2));
+}
