@@ -616,3 +616,43 @@ fn writable_mods_and_links_out_of_the_directory_are_refused_by_listing_and_start
     assert!(plugins.is_empty());
     chmod(m, 0o700);
 }
+
+/// A file offer passes `on_message_received` as the record it would become, before any byte:
+/// a plugin refuses a file by its name, size or type as it refuses a message.
+#[test]
+fn a_plugin_refuses_a_file_before_its_bytes_are_sent() {
+    let mods = tempfile::tempdir().unwrap();
+    install(
+        mods.path(),
+        &plugin_library("word_filter"),
+        "libword_filter.so",
+    );
+    std::fs::write(mods.path().join("word-filter.txt"), "block \\.exe \\(\n").unwrap();
+    let server = TestServer::start_with(|c| c.mods_dir = Some(mods.path().to_owned()));
+    let mut alice = RawClient::new(server.target());
+    alice.speak_gc5();
+    assert_eq!(alice.register("alice", PASSWORD), AuthServer::Registered);
+    assert!(matches!(
+        alice.login("alice", PASSWORD),
+        AuthServer::Ok { .. }
+    ));
+    let offer = |name: &str, id: &str| SendRequest::Offer {
+        token: alice.token.clone().unwrap(),
+        room: gc_protocol::Room::general(),
+        hash: gc_protocol::ContentHash::of(b"MZ"),
+        size: 2,
+        name: name.into(),
+        client_msg_id: gc_protocol::ClientMsgId::new(id).unwrap(),
+    };
+    match &alice.request(&[offer("setup.exe", "f1")], 1)[0] {
+        SendReply::Err(e) => {
+            assert_eq!(e.code, ErrorCode::Blocked);
+            assert!(e.text.contains("blocked pattern"), "{}", e.text);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        alice.request(&[offer("notes.txt", "f2")], 1)[0],
+        SendReply::Resume { offset: 0, .. }
+    ));
+}

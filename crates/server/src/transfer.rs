@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use gc_net::Conn;
+use gc_plugin::Outcome;
 use gc_protocol::files::{FileNotice, display_name};
 use gc_protocol::limits::MAX_CHUNK_BYTES;
 use gc_protocol::{
@@ -427,6 +428,27 @@ fn check_offer(
             Ok(_) => {}
             Err(e) => tracing::warn!("cannot read the free space of the shared files' disk: {e}"),
         }
+    }
+    // Plugins see the offer as the record it will become (`[file] name (size) sha256:…`), in
+    // `on_message_received`, before any byte moves: one may refuse a file by its size or type
+    // as it refuses a message. The record's text is the server's: a rewrite is not taken.
+    let text = FileNotice {
+        name: display_name(&offer.name),
+        size: offer.size,
+        hash: offer.hash,
+    }
+    .text();
+    let hook_started = Instant::now();
+    let outcome = shared
+        .plugins
+        .message_received(user.as_str(), offer.room.as_str(), &text);
+    shared.metrics.hook(
+        crate::metrics::HookKind::MessageReceived,
+        hook_started.elapsed(),
+    );
+    if let Outcome::Block { plugin, reason } = outcome {
+        tracing::info!(user = %user, plugin, "file blocked: {reason}");
+        return Err((ErrorCode::Blocked, reason));
     }
     if let Err(wait) = shared.rate.check(&user.key(), Instant::now()) {
         let c = &shared.config;
