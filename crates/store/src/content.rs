@@ -208,6 +208,50 @@ impl ContentStore {
         })
     }
 
+    /// Opens the shared files under `data_dir` to read them only, changing nothing: for listings
+    /// and checks while a server may run on the data dir. No directory is made, a torn last
+    /// index line (a write in progress, or one the next start cuts off) is skipped and left as it
+    /// is, and the index is opened read-only, so the changing methods fail. `None` when the data
+    /// dir has no `files/` (nothing was ever shared).
+    pub fn open_read_only(data_dir: &Path) -> Result<Option<Self>, StoreError> {
+        let root = data_dir.join(FILES_DIR);
+        let path = root.join(FILE_INDEX);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !root.exists() => return Ok(None),
+            Err(e) => return Err(io_err("open", &path)(e)),
+        };
+        let mut index = Index::default();
+        let mut reader = BufReader::new(&file);
+        let mut line = Vec::new();
+        let mut number = 0u64;
+        loop {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(io_err("read", &path))?;
+            if n == 0 {
+                break;
+            }
+            number += 1;
+            let Some(content) = line.strip_suffix(b"\n") else {
+                break;
+            };
+            let entry = parse_entry(content).map_err(|reason| StoreError::BadLine {
+                path: path.clone(),
+                line_number: number,
+                reason,
+            })?;
+            index.entries.push(entry);
+        }
+        drop(reader);
+        Ok(Some(Self {
+            root,
+            index: Mutex::new((index, file)),
+            active: Arc::default(),
+        }))
+    }
+
     /// Where the shared files are (`<data dir>/files`).
     pub fn root(&self) -> &Path {
         &self.root

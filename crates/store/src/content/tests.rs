@@ -352,3 +352,43 @@ fn verify_finds_damaged_objects() {
     std::fs::write(store.object_path(&hash), &damaged).unwrap();
     assert_eq!(store.verify().unwrap(), [hash]);
 }
+
+#[test]
+fn a_read_only_store_lists_without_changing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(ContentStore::open_read_only(dir.path()).unwrap().is_none());
+    assert!(!dir.path().join(FILES_DIR).exists(), "nothing made");
+
+    let store = ContentStore::open(dir.path()).unwrap();
+    let data = content(1000);
+    let hash = ContentHash::of(&data);
+    let mut up = store.begin(&user("alice"), hash, 1000).unwrap();
+    up.write(0, &data).unwrap();
+    up.finish().unwrap();
+    store
+        .announce(&entry(hash, 1000, "alice", 1, "#general"))
+        .unwrap();
+    // A line being written (or torn): skipped, and left as it is.
+    let index = dir.path().join(FILES_DIR).join(FILE_INDEX);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&index)
+        .unwrap();
+    file.write_all(b"0123").unwrap();
+    let before = std::fs::read(&index).unwrap();
+
+    let read = ContentStore::open_read_only(dir.path()).unwrap().unwrap();
+    assert_eq!(read.announcements(&hash).len(), 1);
+    assert_eq!(read.list().unwrap().0.len(), 1);
+    assert!(read.verify().unwrap().is_empty());
+    assert!(
+        read.announce(&entry(hash, 1000, "bob", 2, "#general"))
+            .is_err(),
+        "read only"
+    );
+    assert_eq!(
+        std::fs::read(&index).unwrap(),
+        before,
+        "the index is untouched"
+    );
+}
