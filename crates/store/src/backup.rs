@@ -11,11 +11,24 @@
 //! decoy key, TLS identity) are replaced by rename when they change: each is read from one open
 //! file, as it was at one moment.
 //!
+//! Shared files (`files/`, docs/files.md §6): `files/index.db` is appended to after the record
+//! that announces a file is stored, so its length is read under the same lock as the message
+//! files': every index line in the copy names a record in the copy (a record whose line came
+//! later is what a crash at that moment leaves, and the store handles it). Then every object
+//! the copied index names is copied. An object is renamed into `files/objects/` before its
+//! index line is written and never changes afterwards, so each one named is there, complete,
+//! whenever it is copied; objects no copied line names (an upload finishing during the backup,
+//! or garbage) are left out, and `files/partial/` (uploads in progress) is never copied. So the
+//! copy needs no lock on the content, however large it is. An object named but absent, or
+//! whose content is not its name's hash, is copied as it is (or not at all) and reported: the
+//! backup still holds every message, and `db check` on it names the object.
+//!
 //! Safety of the result: the copy is written into a temporary sibling directory, each file
 //! fsynced, a `BACKUP-COMPLETE` manifest (sizes, line counts, SHA-256) written and fsynced last,
 //! and only then renamed to DEST. An interrupted backup leaves no DEST (or DEST as empty as it
 //! was), never a partial copy under that name.
 
+use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, Read as _, Write as _};
@@ -23,9 +36,10 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use gc_protocol::types::Timestamp;
+use gc_protocol::types::{ContentHash, Timestamp};
 use sha2::{Digest as _, Sha256};
 
+use crate::content::{FILE_INDEX, FILES_DIR, parse_entry};
 use crate::error::{Result, StoreError};
 use crate::files::{parent_dir, sync_dir};
 use crate::lock::DATABASE_FILE;
@@ -74,6 +88,12 @@ pub struct BackupReport {
     pub files: Vec<BackupFile>,
     /// How long the cut's lock was held (appends waited at most this long for it).
     pub lock_held: Duration,
+    /// Shared files' objects copied (each is also in [`BackupReport::files`]).
+    pub objects: u64,
+    /// Objects the copied `files/index.db` names that were not in the data dir (not copied).
+    pub missing_objects: Vec<ContentHash>,
+    /// Objects copied whose content is not their name's hash (damaged in the data dir).
+    pub damaged_objects: Vec<ContentHash>,
 }
 
 impl BackupReport {
@@ -165,18 +185,21 @@ struct Source {
 
 /// Takes the cut (under the batch lock) and copies everything into `tmp`.
 fn copy_all(dir: &Path, tmp: &Path) -> Result<BackupReport> {
-    let (sources, lock_held) = cut(dir)?;
+    let (sources, index, lock_held) = cut(dir)?;
     let mut report = BackupReport {
         dest: PathBuf::new(),
         records: 0,
         files: Vec::new(),
         lock_held,
+        objects: 0,
+        missing_objects: Vec::new(),
+        damaged_objects: Vec::new(),
     };
     for s in &sources {
         // Whole records only (a batch boundary ends with an LF; this also keeps out a torn
         // line a failed server left behind).
         let end = last_lf_end(&s.file, s.len, &dir.join(&s.name))?;
-        let f = copy_range(&s.file, &dir.join(&s.name), end, &tmp.join(&s.name))?;
+        let f = copy_range(&s.file, &dir.join(&s.name), end, tmp, &s.name)?;
         if s.name != MSGIDS_FILE {
             report.records += f.lines;
         }
@@ -196,9 +219,7 @@ fn copy_all(dir: &Path, tmp: &Path) -> Result<BackupReport> {
         } else {
             len
         };
-        report
-            .files
-            .push(copy_range(&file, &path, end, &tmp.join(name))?);
+        report.files.push(copy_range(&file, &path, end, tmp, name)?);
     }
     // What the server set aside: kept with the data, as the operations notes promise.
     for (sub, extra) in aside_files(dir)? {
@@ -217,15 +238,68 @@ fn copy_all(dir: &Path, tmp: &Path) -> Result<BackupReport> {
         };
         report
             .files
-            .push(copy_range(&file, &path, len, &tmp.join(&name))?);
+            .push(copy_range(&file, &path, len, tmp, &name)?);
+    }
+    if let Some(index) = index {
+        copy_shared_files(dir, tmp, &index, &mut report)?;
     }
     Ok(report)
+}
+
+/// The path of an object inside a data dir or a backup, relative to it.
+fn object_name(hash: &ContentHash) -> String {
+    let hex = hash.to_string();
+    format!("{FILES_DIR}/objects/{}/{hex}", &hex[..2])
+}
+
+/// The hashes `files/index.db` text names, each once, in order.
+fn named_objects(text: &[u8]) -> BTreeSet<ContentHash> {
+    text.split(|&b| b == b'\n')
+        .filter_map(|line| parse_entry(line).ok())
+        .map(|e| e.hash)
+        .collect()
+}
+
+/// Copies `files/index.db` up to the cut's length (whole lines), then every object it names
+/// (see the module's notes for why that is consistent).
+fn copy_shared_files(
+    dir: &Path,
+    tmp: &Path,
+    index: &Source,
+    report: &mut BackupReport,
+) -> Result<()> {
+    let index_path = dir.join(&index.name);
+    let end = last_lf_end(&index.file, index.len, &index_path)?;
+    report
+        .files
+        .push(copy_range(&index.file, &index_path, end, tmp, &index.name)?);
+    let copied = tmp.join(&index.name);
+    let text = fs::read(&copied).map_err(|e| out_err("read back", &copied, e))?;
+    for hash in named_objects(&text) {
+        let name = object_name(&hash);
+        let path = dir.join(&name);
+        let Some(file) = open_source(&path)? else {
+            report.missing_objects.push(hash);
+            continue;
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| StoreError::io("read the metadata of", &path, e))?
+            .len();
+        let f = copy_range(&file, &path, len, tmp, &name)?;
+        if f.sha256 != hash.to_string() {
+            report.damaged_objects.push(hash);
+        }
+        report.objects += 1;
+        report.files.push(f);
+    }
+    Ok(())
 }
 
 /// Opens every message file and reads its length under the exclusive batch lock: a cut at a
 /// batch boundary. Returns the open files (later renames do not matter to them) and how long
 /// the lock was held.
-fn cut(dir: &Path) -> Result<(Vec<Source>, Duration)> {
+fn cut(dir: &Path) -> Result<(Vec<Source>, Option<Source>, Duration)> {
     let msgids_path = dir.join(MSGIDS_FILE);
     let msgids = locked_msgids(&msgids_path)?;
     let lock = msgids.as_ref();
@@ -258,13 +332,31 @@ fn cut(dir: &Path) -> Result<(Vec<Source>, Duration)> {
                 .map_err(|e| StoreError::io("open", &msgids_path, e))?;
             push(MSGIDS_FILE.to_owned(), copy)?;
         }
-        Ok(sources)
+        // Last: a line appended after its record was stored is in only if that record is.
+        let index_name = format!("{FILES_DIR}/{FILE_INDEX}");
+        let index_path = dir.join(&index_name);
+        let index = match open_source(&index_path)? {
+            Some(file) => {
+                let len = file
+                    .metadata()
+                    .map_err(|e| StoreError::io("read the metadata of", &index_path, e))?
+                    .len();
+                Some(Source {
+                    name: index_name,
+                    file,
+                    len,
+                })
+            }
+            None => None,
+        };
+        Ok((sources, index))
     })();
     let held = locked_at.elapsed();
     if let Some(file) = lock {
         let _ = file.unlock();
     }
-    Ok((taken?, held))
+    let (sources, index) = taken?;
+    Ok((sources, index, held))
 }
 
 /// `database.msgids`, opened and locked exclusively (waiting for the batch being written, if
@@ -353,9 +445,10 @@ fn out_err(action: &'static str, path: &Path, source: io::Error) -> StoreError {
     }
 }
 
-/// Copies the first `len` bytes of `src` into a new file `dest` (0600), fsynced; its size, LF
-/// count and SHA-256.
-fn copy_range(src: &File, src_path: &Path, len: u64, dest: &Path) -> Result<BackupFile> {
+/// Copies the first `len` bytes of `src` into a new file `name` (0600) under `tmp`, fsynced;
+/// its manifest entry: name, size, LF count and SHA-256.
+fn copy_range(src: &File, src_path: &Path, len: u64, tmp: &Path, name: &str) -> Result<BackupFile> {
+    let dest = &tmp.join(name);
     let dir = parent_dir(dest);
     private::create_dirs(dir).map_err(|e| out_err("create the directory", dir, e))?;
     let out = private::options()
@@ -383,31 +476,11 @@ fn copy_range(src: &File, src_path: &Path, len: u64, dest: &Path) -> Result<Back
     }
     out.0.sync_all().map_err(|e| out_err("fsync", dest, e))?;
     Ok(BackupFile {
-        name: String::new(),
+        name: name.to_owned(),
         bytes: len,
         lines,
         sha256: hex(&hash.finalize()),
-    }
-    .named(dest))
-}
-
-impl BackupFile {
-    /// Names the entry by `dest`'s last one or two components (`rooms/dev.db`).
-    fn named(mut self, dest: &Path) -> Self {
-        let file = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let sub = dest
-            .parent()
-            .and_then(Path::file_name)
-            .map(|n| n.to_string_lossy().into_owned());
-        self.name = match sub.as_deref() {
-            Some(s @ (ROOMS_DIR | "tls")) => format!("{s}/{file}"),
-            _ => file,
-        };
-        self
-    }
+    })
 }
 
 /// Writes through to the file; in unit tests, fails like a full disk once a set number of
@@ -474,8 +547,13 @@ fn finish(tmp: &Path, dest: &Path, mut report: BackupReport) -> Result<BackupRep
         .write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| out_err("write to", &manifest, e))?;
-    for sub in [ROOMS_DIR, "tls", ""] {
-        let d = tmp.join(sub);
+    let mut dirs: Vec<PathBuf> = [ROOMS_DIR, "tls"].iter().map(|s| tmp.join(s)).collect();
+    let objects = tmp.join(FILES_DIR).join("objects");
+    if let Ok(shards) = fs::read_dir(&objects) {
+        dirs.extend(shards.filter_map(|e| e.ok()).map(|e| e.path()));
+    }
+    dirs.extend([objects, tmp.join(FILES_DIR), tmp.to_owned()]);
+    for d in dirs {
         if d.is_dir() {
             sync_dir(&d).map_err(|e| match e {
                 StoreError::Io { source, .. } => out_err("fsync the directory", &d, source),
@@ -584,7 +662,11 @@ pub fn verify_backup(dir: &Path) -> Result<BackupCheck> {
     }
     // A message file the manifest does not know was not part of the copy.
     let listed: Vec<&str> = check.files.iter().map(|f| f.name.as_str()).collect();
-    let mut present = vec![DATABASE_FILE.to_owned()];
+    check_shared_files(dir, &check.files, &mut check.problems);
+    let mut present = vec![
+        DATABASE_FILE.to_owned(),
+        format!("{FILES_DIR}/{FILE_INDEX}"),
+    ];
     if let Ok(rooms) = find_room_files(&dir.join(ROOMS_DIR)) {
         for (_, path) in rooms {
             if let Some(n) = path.file_name() {
@@ -600,6 +682,85 @@ pub fn verify_backup(dir: &Path) -> Result<BackupCheck> {
         }
     }
     Ok(check)
+}
+
+/// The shared files' part of a backup's check: each object the manifest lists has its name's
+/// hash (its content was held to the manifest's SHA-256 already), every object
+/// `files/index.db` names is in the backup, and no object is there that the manifest does not
+/// list. Differences go to `problems`.
+fn check_shared_files(dir: &Path, files: &[BackupFile], problems: &mut Vec<String>) {
+    let prefix = format!("{FILES_DIR}/objects/");
+    let names: HashSet<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    let mut listed = HashSet::new();
+    for f in files {
+        let Some(rest) = f.name.strip_prefix(&prefix) else {
+            continue;
+        };
+        match rest.rsplit('/').next().map(str::parse::<ContentHash>) {
+            Some(Ok(hash)) if object_name(&hash) == f.name => {
+                if f.sha256 != hash.to_string() {
+                    problems.push(format!(
+                        "{}: its content's SHA-256 is {}, not its name: it was damaged in the \
+                         data dir before the backup (`gc-server files verify` there lists such)",
+                        f.name, f.sha256
+                    ));
+                }
+                listed.insert(hash);
+            }
+            _ => problems.push(format!("{}: not the name of an object", f.name)),
+        }
+    }
+    let index_name = format!("{FILES_DIR}/{FILE_INDEX}");
+    match fs::read(dir.join(&index_name)) {
+        Ok(text) => {
+            let mut reported = HashSet::new();
+            for (i, line) in text.split_inclusive(|&b| b == b'\n').enumerate() {
+                let number = i + 1;
+                let Some(line) = line.strip_suffix(b"\n") else {
+                    problems.push(format!("{index_name}: line {number} has no LF"));
+                    continue;
+                };
+                match parse_entry(line) {
+                    Ok(e) if !listed.contains(&e.hash) && reported.insert(e.hash) => {
+                        problems.push(format!(
+                            "{index_name} line {number} names {}, which the backup does not \
+                             hold (it was missing from the data dir when the backup was made): \
+                             after a restore it cannot be fetched",
+                            e.hash
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(reason) => {
+                        problems.push(format!("{index_name} line {number}: {reason}"));
+                    }
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => problems.push(format!("{index_name}: {e}")),
+    }
+    // Objects in the directory that were not part of the copy.
+    let objects = dir.join(FILES_DIR).join("objects");
+    let mut found = Vec::new();
+    if let Ok(shards) = fs::read_dir(&objects) {
+        for shard in shards.filter_map(|e| e.ok()) {
+            if let Ok(entries) = fs::read_dir(shard.path()) {
+                for entry in entries.filter_map(|e| e.ok()) {
+                    found.push(format!(
+                        "{prefix}{}/{}",
+                        shard.file_name().to_string_lossy(),
+                        entry.file_name().to_string_lossy()
+                    ));
+                }
+            }
+        }
+    }
+    found.sort();
+    for name in found {
+        if !names.contains(name.as_str()) {
+            problems.push(format!("{name} is not in the manifest"));
+        }
+    }
 }
 
 fn sha256_of(file: &File, len: u64, path: &Path) -> Result<String> {

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use gc_protocol::types::{ClientMsgId, Room, Username};
+use gc_protocol::types::{ClientMsgId, ContentHash, Room, Timestamp, Username};
 
 use super::*;
 use crate::{MessageStore, StoreConfig};
@@ -254,5 +254,148 @@ fn a_backup_killed_half_way_is_never_taken_for_one() {
     let report = backup(&data, &dest).unwrap();
     assert_eq!(report.records, 20);
     assert!(!partial.exists());
+    assert!(verify_backup(&dest).unwrap().problems.is_empty());
+}
+
+/// Stores `data` as `who`'s upload and announces it in `room` by record `id`.
+fn share(files: &crate::ContentStore, who: &str, data: &[u8], id: u64, room: &str) -> ContentHash {
+    let hash = ContentHash::of(data);
+    let mut up = files.begin(&user(who), hash, data.len() as u64).unwrap();
+    let offset = up.offset();
+    up.write(offset, &data[usize::try_from(offset).unwrap()..])
+        .unwrap();
+    up.finish().unwrap();
+    files
+        .announce(&crate::FileEntry {
+            hash,
+            size: data.len() as u64,
+            username: user(who),
+            timestamp: Timestamp::from_micros(1_700_000_000_000_000 + id),
+            id,
+            room: Room::new(room).unwrap(),
+        })
+        .unwrap();
+    hash
+}
+
+#[test]
+fn shared_files_are_copied_by_the_index_and_checked_by_their_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(MessageStore::open(&data, StoreConfig::default()).unwrap());
+    let files = crate::ContentStore::open(&data).unwrap();
+    let a = share(&files, "alice", b"the build log", 1, "#general");
+    let b = share(&files, "bob", &vec![7u8; 3 * 1024 * 1024 + 5], 2, "#dev");
+    share(&files, "carol", b"the build log", 3, "#dev");
+    // An upload in progress, and an object no line announces: neither is copied.
+    let mut up = files
+        .begin(&user("dave"), ContentHash::of(b"half"), 4)
+        .unwrap();
+    up.write(0, b"ha").unwrap();
+    drop(up);
+    let orphan = ContentHash::of(b"orphan");
+    let mut up = files.begin(&user("erin"), orphan, 6).unwrap();
+    up.write(0, b"orphan").unwrap();
+    up.finish().unwrap();
+
+    let dest = dir.path().join("b");
+    let report = backup(&data, &dest).unwrap();
+    assert_eq!(report.objects, 2);
+    assert!(report.missing_objects.is_empty() && report.damaged_objects.is_empty());
+    let names: Vec<&str> = report.files.iter().map(|f| f.name.as_str()).collect();
+    assert!(names.contains(&"files/index.db"), "{names:?}");
+    for hash in [a, b] {
+        let name = object_name(&hash);
+        assert!(names.contains(&name.as_str()), "{name} in {names:?}");
+        assert_eq!(
+            std::fs::read(dest.join(&name)).unwrap(),
+            std::fs::read(data.join(&name)).unwrap()
+        );
+    }
+    assert!(!dest.join(object_name(&orphan)).exists(), "not announced");
+    assert!(
+        !dest.join("files/partial").exists(),
+        "uploads in progress stay"
+    );
+    assert_eq!(
+        std::fs::read(dest.join("files/index.db")).unwrap(),
+        std::fs::read(data.join("files/index.db")).unwrap()
+    );
+    let check = verify_backup(&dest).unwrap();
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
+
+    // A damaged object in the copy is named.
+    let damaged = dest.join(object_name(&b));
+    let mut body = std::fs::read(&damaged).unwrap();
+    body[1000] ^= 1;
+    std::fs::write(&damaged, &body).unwrap();
+    let found = verify_backup(&dest).unwrap().problems;
+    assert!(
+        found.len() == 1 && found[0].contains(&format!("{}: SHA-256", object_name(&b))),
+        "{found:?}"
+    );
+    // A missing one too.
+    std::fs::remove_file(&damaged).unwrap();
+    let found = verify_backup(&dest).unwrap().problems;
+    assert!(
+        found.len() == 1 && found[0].starts_with(&format!("{}: ", object_name(&b))),
+        "{found:?}"
+    );
+    // An object that was not part of the copy.
+    body[1000] ^= 1;
+    std::fs::write(&damaged, &body).unwrap();
+    let extra = dest
+        .join(object_name(&a))
+        .with_file_name(orphan.to_string());
+    std::fs::write(&extra, b"orphan").unwrap();
+    let found = verify_backup(&dest).unwrap().problems;
+    assert!(
+        found
+            .iter()
+            .any(|p| p.ends_with("is not in the manifest") && p.contains(&orphan.to_string())),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn an_announced_object_missing_or_damaged_in_the_data_dir_is_reported_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(MessageStore::open(&data, StoreConfig::default()).unwrap());
+    let files = crate::ContentStore::open(&data).unwrap();
+    let gone = share(&files, "alice", b"removed by hand", 1, "#general");
+    let rotten = share(&files, "alice", b"bit rot", 2, "#general");
+    std::fs::remove_file(data.join(object_name(&gone))).unwrap();
+    std::fs::write(data.join(object_name(&rotten)), b"bit rut").unwrap();
+
+    let dest = dir.path().join("b");
+    let report = backup(&data, &dest).unwrap();
+    assert_eq!(report.missing_objects, vec![gone]);
+    assert_eq!(report.damaged_objects, vec![rotten]);
+    let found = verify_backup(&dest).unwrap().problems;
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("line 1 names") && p.contains(&gone.to_string()))
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with(&object_name(&rotten)) && p.contains("damaged in the data dir")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_data_dir_without_shared_files_backs_up_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(MessageStore::open(&data, StoreConfig::default()).unwrap());
+    let dest = dir.path().join("b");
+    let report = backup(&data, &dest).unwrap();
+    assert_eq!(report.objects, 0);
+    assert!(report.files.iter().all(|f| !f.name.starts_with("files/")));
+    assert!(!dest.join("files").exists());
     assert!(verify_backup(&dest).unwrap().problems.is_empty());
 }
