@@ -537,6 +537,32 @@ pub fn db(cmd: &DbCommand, config: &Config, out: &mut dyn Write) -> Result<bool,
                 r.dest.display()
             )
             .map_err(write_err)?;
+            if r.objects > 0 || !r.missing_objects.is_empty() {
+                writeln!(
+                    out,
+                    "shared files: files/index.db and the {} stored files it names",
+                    r.objects
+                )
+                .map_err(write_err)?;
+            }
+            for hash in &r.missing_objects {
+                writeln!(
+                    out,
+                    "warning: files/index.db names {hash}, which is not stored in {}: the backup \
+                     cannot hold it (`gc-server files verify` lists such)",
+                    dir.display()
+                )
+                .map_err(write_err)?;
+            }
+            for hash in &r.damaged_objects {
+                writeln!(
+                    out,
+                    "warning: the stored file {hash} in {} does not have that SHA-256 (damaged); \
+                     it was copied as it is (`gc-server files verify` lists such)",
+                    dir.display()
+                )
+                .map_err(write_err)?;
+            }
             Ok(true)
         }
         DbCommand::Repair => {

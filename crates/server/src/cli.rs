@@ -218,6 +218,11 @@ pub enum Command {
     /// files, changes refuse while a server runs on it; a shared database takes them at any time.
     #[command(subcommand)]
     Room(RoomCommand),
+    /// Shared files (GC/5) in DATA_DIR/files: list, remove, collect garbage, verify. `list` and
+    /// `verify` only read and may run while a server runs on the data dir; `remove` and `gc`
+    /// refuse then. Not for --store (PostgreSQL).
+    #[command(subcommand)]
+    Files(FilesCommand),
     /// Plugins in the mods directory.
     #[command(subcommand)]
     Plugins(PluginsCommand),
@@ -343,6 +348,53 @@ pub enum RoomCommand {
     },
 }
 
+/// `gc-server files …`
+#[derive(Debug, Subcommand)]
+pub enum FilesCommand {
+    /// List the stored files, one per line, tab-separated:
+    /// SHA256, BYTES, SIZE (the same, for people: 1.4 MiB), USERS (who announced it, by commas),
+    /// ROOMS (where, by commas), FIRST (the first announcement, UTC, 2026-01-02T12:04:05Z) and
+    /// ANNOUNCEMENTS (how many records shared it). Content no record announces shows `-` for
+    /// USERS, ROOMS and FIRST and 0 announcements (`files gc` removes it a day after it was
+    /// stored). With --partial, the uploads in progress instead: SHA256, USER, BYTES (arrived so
+    /// far), SIZE, TOUCHED (last written, UTC) and AGE. Then summary lines, each starting with
+    /// `# ` (`grep -v '^#'` leaves the files): the totals, and for each user the bytes of distinct
+    /// content they shared against --user-quota-bytes. Only reads: safe while a server runs.
+    List {
+        /// The uploads in progress (files/partial/) instead of the stored files.
+        #[arg(long)]
+        partial: bool,
+        /// Only what this account announced (or, with --partial, is uploading).
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+    },
+    /// Remove a stored file's content and its lines in files/index.db (stop the server first).
+    /// The records that announced it stay in their conversations, and fetching it is then
+    /// answered `unknown-file`; its uploader's quota no longer counts it.
+    Remove {
+        /// The content's SHA-256: 64 hex digits, as `files list` shows (`sha256:` before it, as
+        /// in a record, is fine).
+        #[arg(value_name = "HASH")]
+        hash: String,
+    },
+    /// Remove partial uploads untouched for longer than --abandoned-upload-hours and stored
+    /// content that no line of files/index.db announces, stored more than a day ago (a crash
+    /// between storing and announcing leaves such). Prints one line per file, tab-separated:
+    /// KIND (`partial` or `unannounced`), SHA256, USER (`-` for content), BYTES, TOUCHED (UTC),
+    /// then a `# ` line with the count and the bytes freed. Stop the server first: while it
+    /// runs, its own cleaner removes abandoned uploads.
+    Gc {
+        /// Only print what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Read every stored file and check that its content has its name's SHA-256, and that every
+    /// content files/index.db announces is stored. Prints `damaged\tSHA256\tPATH` and
+    /// `missing\tSHA256\tANNOUNCEMENTS` lines, then a `# ` summary; exit code 1 if any. Only
+    /// reads: safe while a server runs.
+    Verify,
+}
+
 /// `gc-server db …`
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
@@ -352,15 +404,18 @@ pub enum DbCommand {
     /// Validate every line of every room's file (database.db for #general, rooms/*.db for
     /// the others); safe while the server runs. Exit code 1 if a line is bad. With BACKUP, the
     /// same on a backup made by `db backup`, and every file against its BACKUP-COMPLETE
-    /// manifest (size and SHA-256); exit code 1 if anything differs or the manifest is missing.
+    /// manifest (size and SHA-256), each shared file's content against its name's SHA-256 and
+    /// every line of files/index.db against a copied file; exit code 1 if anything differs or
+    /// the manifest is missing.
     Check {
         /// A backup directory to check instead of the data dir.
         #[arg(value_name = "BACKUP")]
         backup: Option<PathBuf>,
     },
     /// Copy the data dir into BACKUP (new, or an empty directory) while the server runs: every
-    /// room's messages, database.msgids, the accounts, the rooms metadata, decoy.key and the
-    /// TLS identity, as one consistent snapshot. Written beside BACKUP and renamed into place
+    /// room's messages, database.msgids, the accounts, the rooms metadata, decoy.key, the
+    /// TLS identity and the shared files (files/index.db and the content it names; not the
+    /// uploads in progress), as one consistent snapshot. Written beside BACKUP and renamed into place
     /// once complete and on disk; check it with `db check BACKUP`. Not for --store (PostgreSQL):
     /// use pg_dump.
     Backup {

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod files_admin;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
@@ -43,7 +44,7 @@ pub use server::{ServerHandle, Stopper, start};
 use cli::Command;
 
 /// Runs what the command line asked for: the server (until SIGINT/SIGTERM) or an admin command.
-/// Returns the process exit code for commands that report a state (`db check`).
+/// Returns the process exit code for commands that report a state (`db check`, `files verify`).
 pub fn run(command: Option<&Command>, config: Config) -> Result<i32, ServerError> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -76,6 +77,13 @@ pub fn run(command: Option<&Command>, config: Config) -> Result<i32, ServerError
         Some(Command::Room(cmd)) => {
             admin::room(cmd, &config, &mut out)?;
             0
+        }
+        Some(Command::Files(cmd)) => {
+            if files_admin::files(cmd, &config, &mut out)? {
+                0
+            } else {
+                1
+            }
         }
         Some(Command::Db(cmd)) => {
             if admin::db(cmd, &config, &mut out)? {
