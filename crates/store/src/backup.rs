@@ -18,7 +18,7 @@
 //! the copied index names is copied. An object is renamed into `files/objects/` before its
 //! index line is written and never changes afterwards, so each one named is there, complete,
 //! whenever it is copied; objects no copied line names (an upload finishing during the backup,
-//! or garbage) are left out, and `files/partial/` (uploads in progress) is never copied. So the
+//! or garbage) are left out, and `files/partial/` (uploads in progress) is copied empty. So the
 //! copy needs no lock on the content, however large it is. An object named but absent, or
 //! whose content is not its name's hash, is copied as it is (or not at all) and reported: the
 //! backup still holds every message, and `db check` on it names the object.
@@ -273,6 +273,11 @@ fn copy_shared_files(
     report
         .files
         .push(copy_range(&index.file, &index_path, end, tmp, &index.name)?);
+    // The whole layout, empty where nothing is copied, as the store expects to find it.
+    for sub in ["objects", "partial"] {
+        let d = tmp.join(FILES_DIR).join(sub);
+        private::create_dirs(&d).map_err(|e| out_err("create the directory", &d, e))?;
+    }
     let copied = tmp.join(&index.name);
     let text = fs::read(&copied).map_err(|e| out_err("read back", &copied, e))?;
     for hash in named_objects(&text) {
