@@ -29,7 +29,7 @@ fn wait_acked(acked: &Acked, n: usize) {
 }
 
 /// The documented restore: copy the backup's files into a new data dir (the manifest aside).
-fn restore(backup: &Path, into: &Path) {
+pub(crate) fn restore(backup: &Path, into: &Path) {
     for entry in std::fs::read_dir(backup).unwrap() {
         let entry = entry.unwrap();
         let to = into.join(entry.file_name());

@@ -6,6 +6,7 @@ mod attacks;
 mod backup;
 mod client;
 mod files;
+mod files_admin;
 mod flood;
 mod gc4;
 mod plugins;
