@@ -351,8 +351,9 @@ pub enum RoomCommand {
 /// `gc-server files …`
 #[derive(Debug, Subcommand)]
 pub enum FilesCommand {
-    /// List the stored files, one per line, tab-separated:
-    /// SHA256, BYTES, SIZE (the same, for people: 1.4 MiB), USERS (who announced it, by commas),
+    /// List the stored files (or the uploads in progress) and each user's quota use.
+    ///
+    /// One line per stored file, tab-separated: SHA256, BYTES, SIZE (the same, for people: 1.4 MiB), USERS (who announced it, by commas),
     /// ROOMS (where, by commas), FIRST (the first announcement, UTC, 2026-01-02T12:04:05Z) and
     /// ANNOUNCEMENTS (how many records shared it). Content no record announces shows `-` for
     /// USERS, ROOMS and FIRST and 0 announcements (`files gc` removes it a day after it was
@@ -369,6 +370,7 @@ pub enum FilesCommand {
         user: Option<String>,
     },
     /// Remove a stored file's content and its lines in files/index.db (stop the server first).
+    ///
     /// The records that announced it stay in their conversations, and fetching it is then
     /// answered `unknown-file`; its uploader's quota no longer counts it.
     Remove {
@@ -377,7 +379,9 @@ pub enum FilesCommand {
         #[arg(value_name = "HASH")]
         hash: String,
     },
-    /// Remove partial uploads untouched for longer than --abandoned-upload-hours and stored
+    /// Remove abandoned uploads and unannounced content (stop the server first).
+    ///
+    /// Removes partial uploads untouched for longer than --abandoned-upload-hours and stored
     /// content that no line of files/index.db announces, stored more than a day ago (a crash
     /// between storing and announcing leaves such). Prints one line per file, tab-separated:
     /// KIND (`partial` or `unannounced`), SHA256, USER (`-` for content), BYTES, TOUCHED (UTC),
@@ -388,10 +392,12 @@ pub enum FilesCommand {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Read every stored file and check that its content has its name's SHA-256, and that every
-    /// content files/index.db announces is stored. Prints `damaged\tSHA256\tPATH` and
-    /// `missing\tSHA256\tANNOUNCEMENTS` lines, then a `# ` summary; exit code 1 if any. Only
-    /// reads: safe while a server runs.
+    /// Re-hash every stored file; exit code 1 if one is damaged or missing.
+    ///
+    /// Reads every stored file and checks that its content has its name's SHA-256, and that
+    /// every content files/index.db announces is stored. Prints tab-separated lines `damaged`,
+    /// SHA256, PATH and `missing`, SHA256, ANNOUNCEMENTS, then a `# ` summary; exit code 1 if
+    /// there is any. Only reads: safe while a server runs.
     Verify,
 }
 

@@ -364,7 +364,10 @@ fn remove(store: &ContentStore, hash: &ContentHash, dir: &Path) -> Result<String
     let (_, partial) = store.list()?;
     store.remove(hash)?;
     tracing::info!(%hash, lines = announcements.len(), "shared file removed by the operator");
-    let lines = plural(announcements.len(), "line", "lines");
+    let lines = match announcements.len() {
+        1 => "line".to_owned(),
+        n => format!("{n} lines"),
+    };
     let mut text = match size {
         Some(size) => format!(
             "removed {hash}: {size} bytes ({}) and its {lines} in files/index.db\n",
@@ -374,11 +377,14 @@ fn remove(store: &ContentStore, hash: &ContentHash, dir: &Path) -> Result<String
             "removed the {lines} of {hash} in files/index.db (its content was not stored)\n"
         ),
     };
-    if !announcements.is_empty() {
-        text.push_str(&format!(
-            "the {} that announced it stay; fetching it is now answered unknown-file\n",
-            plural(announcements.len(), "record", "records")
-        ));
+    match announcements.len() {
+        0 => {}
+        1 => text.push_str(
+            "the record that announced it stays; fetching it is now answered unknown-file\n",
+        ),
+        n => text.push_str(&format!(
+            "the {n} records that announced it stay; fetching it is now answered unknown-file\n"
+        )),
     }
     let uploading: Vec<String> = partial
         .iter()
