@@ -12,7 +12,8 @@ use crate::exit::{self, EXIT_ERROR, EXIT_UNSENT, EXIT_USAGE};
 use crate::headless;
 use crate::local_server::{self, LocalServer, LocalServerOptions, StopReport};
 use crate::settings::{
-    Settings, default_log_path, default_logs_dir, default_settings_path, tighten_default_place,
+    Settings, SettingsFile as _, default_log_path, default_logs_dir, default_settings_path,
+    tighten_default_place,
 };
 use crate::trust::ServerTrust;
 use crate::tui::{self, TuiOptions};

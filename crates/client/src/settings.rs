@@ -11,106 +11,22 @@
 //!
 //! Files gc-client writes are 0600 and the directories it makes 0700 ([`gc_store::private`]);
 //! [`tighten_default_place`] fixes the `gc-client` directories an older version left open.
+//!
+//! The settings' keys, their checks and the file's text are the `gc-client-settings` crate's
+//! (re-exported here), so the fuzz targets reach them without the terminal; reading and writing
+//! the file, and what the terminal UI makes of it, are [`SettingsFile`]'s.
 
 use std::ffi::OsString;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+pub use gc_client_settings::{
+    Bell, FILE_HEADER, NotifyCommand, NotifyOn, Settings, SettingsError, ThemeName,
+};
 
 use crate::error::AppError;
-use crate::tui::look::{Look, Theme, ThemeName, TimeColumn};
+use crate::tui::look::{Look, Theme};
 use crate::tui::notify::Rules;
-
-/// What the settings file holds. Every choice is written back only when the user set it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, rename_all = "kebab-case")]
-pub struct Settings {
-    /// The last username that logged in: the login form starts with it.
-    pub user: Option<String>,
-    /// `false`: no mouse reporting, so the terminal keeps the mouse (drag selects, the wheel
-    /// scrolls the terminal's own history). Unset means on. Written only when the user set it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mouse: Option<bool>,
-    /// `false`: URLs are not written as OSC 8 hyperlinks (for a terminal that shows the escape
-    /// sequences instead of obeying them). Unset means on.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hyperlinks: Option<bool>,
-    /// When to ring the terminal's bell: `mentions` (a message naming you, or a direct
-    /// message; the default), `all` (every message from someone else), `off`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bell: Option<Bell>,
-    /// `false`: the terminal's title is left alone. Unset means on (`gc (3) #dev`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub title: Option<bool>,
-    /// A program run for each notification, with the sender, the room and the text as
-    /// arguments (see [`NotifyCommand`]); never through a shell. Unset: none.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub notify_command: Option<NotifyCommand>,
-    /// Which messages `notify-command` is run for: `mentions` (the default) or `all`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub notify_on: Option<NotifyOn>,
-    /// The time column's strftime format (default `%H:%M`; `%H:%M:%S` adds seconds).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub timestamp_format: Option<String>,
-    /// The colours: `default` (dark backgrounds), `light`, `mono`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub theme: Option<ThemeName>,
-    /// `true`: the terminal UI writes each conversation to a plain-text log under
-    /// `$XDG_STATE_HOME/gc-client/logs/` (see `tui::convlog`). Unset means off.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_conversations: Option<bool>,
-    /// Whose messages the terminal UI hides (`/ignore`, `/unignore` write it), lower case.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ignore: Vec<String>,
-}
-
-/// `bell`: which messages ring the terminal's bell.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Bell {
-    /// A message naming you, or a direct message.
-    #[default]
-    Mentions,
-    /// Every message from someone else.
-    All,
-    /// Never.
-    Off,
-}
-
-/// `notify-on`: which messages run `notify-command`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NotifyOn {
-    /// A message naming you, or a direct message.
-    #[default]
-    Mentions,
-    /// Every message from someone else.
-    All,
-}
-
-/// `notify-command`: a program (`"notify-send"`), or a program and its arguments
-/// (`["notify-send", "--", "{sender} in {room}", "{text}"]`). In the arguments `{sender}`,
-/// `{room}` and `{text}` are replaced; when none of them names one, the three are added at the
-/// end as separate arguments. Nothing is split or given to a shell.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum NotifyCommand {
-    /// The program alone.
-    Program(String),
-    /// The program and its arguments.
-    Argv(Vec<String>),
-}
-
-impl NotifyCommand {
-    /// The program and its arguments, as given.
-    pub fn argv(&self) -> Vec<String> {
-        match self {
-            Self::Program(p) => vec![p.clone()],
-            Self::Argv(v) => v.clone(),
-        }
-    }
-}
 
 /// `$XDG_CONFIG_HOME/gc-client/config.toml`, or `$HOME/.config/gc-client/config.toml`.
 pub fn default_settings_path(
@@ -165,21 +81,29 @@ fn xdg_base(var: Option<OsString>, home: Option<OsString>, fallback: &[&str]) ->
     }
 }
 
-impl Settings {
-    /// Whether the terminal UI reports the mouse: not with `--no-mouse` (`no_flag`), else as the
-    /// file says, on by default.
-    pub fn mouse_on(&self, no_flag: bool) -> bool {
-        !no_flag && self.mouse.unwrap_or(true)
-    }
-
-    /// Whether URLs are written as hyperlinks: not with `--no-hyperlinks` (`no_flag`), else as
-    /// the file says, on by default.
-    pub fn hyperlinks_on(&self, no_flag: bool) -> bool {
-        !no_flag && self.hyperlinks.unwrap_or(true)
-    }
-
+/// What gc-client does with [`Settings`] (the keys, their checks and the text are the
+/// `gc-client-settings` crate's): reads and writes the file, and makes the terminal UI's look
+/// and notification rules of them.
+pub trait SettingsFile: Sized {
     /// Reads the file; a missing file is empty settings. A file others may read is tightened.
-    pub fn load(path: &Path) -> Result<Self, AppError> {
+    fn load(path: &Path) -> Result<Self, AppError>;
+    /// Writes the file (0600, creating its directory, 0700), replacing it atomically.
+    fn save(&self, path: &Path) -> Result<(), AppError>;
+    /// Keeps `ignored` as the file's `ignore` list (lower case), keeping every other choice. A
+    /// file that cannot be read is left alone (rewriting it would lose what the user wrote).
+    fn save_ignored(path: &Path, ignored: &[String]) -> Result<(), AppError>;
+    /// Remembers `user` in the file at `path` (a failure is logged: it only costs typing). A file
+    /// that cannot be read is left alone: it holds the user's choices, and rewriting it would
+    /// lose them.
+    fn remember_user(path: &Path, user: &str);
+    /// How the message pane looks: the time column and the colours.
+    fn look(&self) -> Look;
+    /// The notification rules: the bell, the title, and the command.
+    fn rules(&self) -> Rules;
+}
+
+impl SettingsFile for Settings {
+    fn load(path: &Path) -> Result<Self, AppError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => {
                 gc_store::private::tighten_path(path);
@@ -194,70 +118,12 @@ impl Settings {
                 });
             }
         };
-        let settings: Self = toml::from_str(&text).map_err(|e| {
-            AppError::Config(format!(
-                "{}: {}; fix or delete the file",
-                path.display(),
-                e.message()
-            ))
-        })?;
-        settings.check().map_err(|e| {
+        Self::parse(&text).map_err(|e| {
             AppError::Config(format!("{}: {e}; fix or delete the file", path.display()))
-        })?;
-        Ok(settings)
+        })
     }
 
-    /// What the file says that cannot be used: a timestamp format chrono does not know (or one
-    /// that would break the time column), an empty notify command.
-    fn check(&self) -> Result<(), String> {
-        self.time_column()?;
-        if let Some(bad) = self
-            .ignore
-            .iter()
-            .find(|n| gc_protocol::Username::new(n.as_str()).is_err())
-        {
-            return Err(format!(
-                "ignore: `{}` is not a username (1 to 32 of A-Z a-z 0-9 _ . -)",
-                bad.escape_debug()
-            ));
-        }
-        if let Some(command) = &self.notify_command
-            && command.argv().first().is_none_or(|p| p.trim().is_empty())
-        {
-            return Err("notify-command names no program".into());
-        }
-        Ok(())
-    }
-
-    /// The time column `timestamp-format` asks for (`%H:%M` when unset).
-    pub fn time_column(&self) -> Result<TimeColumn, String> {
-        match &self.timestamp_format {
-            Some(format) => TimeColumn::parse(format),
-            None => Ok(TimeColumn::default()),
-        }
-    }
-
-    /// How the message pane looks: the time column and the colours.
-    pub fn look(&self) -> Look {
-        Look {
-            // Checked at load: a file that got here has a valid format.
-            time: self.time_column().unwrap_or_default(),
-            theme: Theme::new(self.theme.unwrap_or_default()),
-        }
-    }
-
-    /// The notification rules: the bell, the title, and the command.
-    pub fn rules(&self) -> Rules {
-        Rules {
-            bell: self.bell.unwrap_or_default(),
-            title: self.title.unwrap_or(true),
-            command: self.notify_command.as_ref().map(NotifyCommand::argv),
-            command_on: self.notify_on.unwrap_or_default(),
-        }
-    }
-
-    /// Writes the file (0600, creating its directory, 0700), replacing it atomically.
-    pub fn save(&self, path: &Path) -> Result<(), AppError> {
+    fn save(&self, path: &Path) -> Result<(), AppError> {
         let io = |what: &'static str| {
             let path = path.to_owned();
             move |source| AppError::Io { what, path, source }
@@ -265,8 +131,9 @@ impl Settings {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             gc_store::private::create_dirs(dir).map_err(io("create the directory of"))?;
         }
-        let text = toml::to_string(self)
-            .map_err(|e| AppError::Config(format!("cannot write settings: {e}")))?;
+        let text = self
+            .to_text()
+            .map_err(|e| AppError::Config(e.to_string()))?;
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
@@ -278,30 +145,19 @@ impl Settings {
                 .truncate(true),
         )
         .map_err(io("create the settings file"))?;
-        file.write_all(
-            format!(
-                "# Written by gc-client: the last username that logged in and the ignore list \
-                 (your other settings are kept).\n{text}"
-            )
-            .as_bytes(),
-        )
-        .and_then(|()| file.sync_all())
-        .map_err(io("write the settings file"))?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io("write the settings file"))?;
         std::fs::rename(&tmp, path).map_err(io("replace the settings file"))
     }
 
-    /// Keeps `ignored` as the file's `ignore` list (lower case), keeping every other choice. A
-    /// file that cannot be read is left alone (rewriting it would lose what the user wrote).
-    pub fn save_ignored(path: &Path, ignored: &[String]) -> Result<(), AppError> {
+    fn save_ignored(path: &Path, ignored: &[String]) -> Result<(), AppError> {
         let mut settings = Self::load(path)?;
         settings.ignore = ignored.iter().map(|n| n.to_ascii_lowercase()).collect();
         settings.save(path)
     }
 
-    /// Remembers `user` in the file at `path` (a failure is logged: it only costs typing). A file
-    /// that cannot be read is left alone: it holds the user's choices, and rewriting it would
-    /// lose them.
-    pub fn remember_user(path: &Path, user: &str) {
+    fn remember_user(path: &Path, user: &str) {
         let mut settings = match Self::load(path) {
             Ok(settings) => settings,
             Err(e) => {
@@ -321,6 +177,23 @@ impl Settings {
                 "cannot remember the username: {}",
                 gc_client_core::error_chain(&e)
             );
+        }
+    }
+
+    fn look(&self) -> Look {
+        Look {
+            // Checked at load: a file that got here has a valid format.
+            time: self.time_column().unwrap_or_default(),
+            theme: Theme::new(self.theme.unwrap_or_default()),
+        }
+    }
+
+    fn rules(&self) -> Rules {
+        Rules {
+            bell: self.bell.unwrap_or_default(),
+            title: self.title.unwrap_or(true),
+            command: self.notify_command.as_ref().map(NotifyCommand::argv),
+            command_on: self.notify_on.unwrap_or_default(),
         }
     }
 }

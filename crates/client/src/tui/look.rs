@@ -1,120 +1,13 @@
 //! How the message pane looks, as the settings file chooses: the time column's format
 //! (`timestamp-format`) and the colours (`theme`). One [`Look`] is shared by every view's
-//! scrollback and by the drawing code.
+//! scrollback and by the drawing code. The time column ([`TimeColumn`]) and the theme's name are
+//! the `gc-client-settings` crate's, which checks the settings file.
 
-use std::fmt::Write as _;
-
-use chrono::format::{Item, StrftimeItems};
-use chrono::{DateTime, FixedOffset, TimeZone as _};
 use ratatui::style::{Color, Modifier, Style};
-use serde::{Deserialize, Serialize};
 
-use super::text::{text_width, user_color};
+pub use gc_client_settings::{DEFAULT_TIME_FORMAT, MAX_TIME_WIDTH, ThemeName, TimeColumn};
 
-/// The time column's default format: hours and minutes.
-pub const DEFAULT_TIME_FORMAT: &str = "%H:%M";
-/// The widest time column allowed, in cells: the text must keep most of a narrow pane.
-pub const MAX_TIME_WIDTH: usize = 20;
-
-/// The time column: a strftime format and the cells it takes (the widest it can be, so every
-/// row's text starts in the same column).
-#[derive(Clone, Debug)]
-pub struct TimeColumn {
-    items: Vec<Item<'static>>,
-    width: usize,
-}
-
-impl Default for TimeColumn {
-    fn default() -> Self {
-        // The default format is valid: this cannot fail.
-        Self::parse(DEFAULT_TIME_FORMAT).unwrap_or(Self {
-            items: Vec::new(),
-            width: 0,
-        })
-    }
-}
-
-impl TimeColumn {
-    /// `format` (strftime, as chrono knows it), checked: every field known, the result on one
-    /// line and at most [`MAX_TIME_WIDTH`] cells. The error says what is wrong.
-    pub fn parse(format: &str) -> Result<Self, String> {
-        if format.is_empty() {
-            return Err("timestamp-format is empty (e.g. \"%H:%M\" or \"%H:%M:%S\")".into());
-        }
-        let items = StrftimeItems::new(format)
-            .parse_to_owned()
-            .map_err(|_| bad_format(format))?;
-        let mut column = Self { items, width: 0 };
-        // Names of days and months differ in length: the widest of a year's worth of samples.
-        let mut width = 0;
-        for month in 1..=12 {
-            for day in 1..=7 {
-                let sample = FixedOffset::east_opt(0)
-                    .and_then(|z| z.with_ymd_and_hms(2023, month, day, 23, 59, 59).single())
-                    .ok_or_else(|| bad_format(format))?;
-                let text = column.format(sample).ok_or_else(|| bad_format(format))?;
-                if text.chars().any(char::is_control) {
-                    return Err(format!(
-                        "timestamp-format {format:?} must stay on one line (no %n, %t or control \
-                         characters)"
-                    ));
-                }
-                width = width.max(text_width(&text));
-            }
-        }
-        if width > MAX_TIME_WIDTH {
-            return Err(format!(
-                "timestamp-format {format:?} is {width} cells wide; at most {MAX_TIME_WIDTH}"
-            ));
-        }
-        column.width = width;
-        Ok(column)
-    }
-
-    fn format(&self, t: DateTime<FixedOffset>) -> Option<String> {
-        let mut out = String::new();
-        write!(out, "{}", t.format_with_items(self.items.iter())).ok()?;
-        Some(out)
-    }
-
-    /// The column's cells, without the space after it.
-    pub fn width(&self) -> usize {
-        self.width
-    }
-
-    /// Where the text of a row after an entry's first starts: under the text of its first.
-    pub fn indent(&self) -> usize {
-        self.width + 1
-    }
-
-    /// `t` as the column shows it: padded to the column's width, and a space.
-    pub fn stamp(&self, t: DateTime<FixedOffset>) -> String {
-        let mut text = self.format(t).unwrap_or_default();
-        let pad = self.width.saturating_sub(text_width(&text)) + 1;
-        text.extend(std::iter::repeat_n(' ', pad));
-        text
-    }
-}
-
-fn bad_format(format: &str) -> String {
-    format!(
-        "timestamp-format {format:?} is not a valid strftime format (e.g. \"%H:%M\", \"%H:%M:%S\", \
-         \"%a %H:%M\"; see chrono's strftime fields)"
-    )
-}
-
-/// The colour sets (`theme` in the settings file).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ThemeName {
-    /// For dark backgrounds (the terminal's usual).
-    #[default]
-    Default,
-    /// For light backgrounds: no yellow or pale colours.
-    Light,
-    /// No colours at all: bold, dim, underline and reverse only.
-    Mono,
-}
+use super::text::user_color;
 
 /// Name colours readable on a light background.
 const LIGHT_NAMES: [Color; 6] = [
@@ -242,45 +135,6 @@ pub struct Look {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(h: u32, m: u32, s: u32) -> DateTime<FixedOffset> {
-        FixedOffset::east_opt(0)
-            .and_then(|z| z.with_ymd_and_hms(2023, 11, 14, h, m, s).single())
-            .unwrap()
-    }
-
-    #[test]
-    fn the_default_time_column_is_hours_and_minutes() {
-        let t = TimeColumn::default();
-        assert_eq!((t.width(), t.indent()), (5, 6));
-        assert_eq!(t.stamp(at(9, 5, 7)), "09:05 ");
-    }
-
-    #[test]
-    fn seconds_and_names_make_a_wider_column_every_row_shares() {
-        let t = TimeColumn::parse("%H:%M:%S").unwrap();
-        assert_eq!(t.stamp(at(22, 13, 20)), "22:13:20 ");
-        assert_eq!(t.indent(), 9);
-        // Day names differ in length: padded to the longest (Wednesday).
-        let t = TimeColumn::parse("%A %-H:%M").unwrap();
-        assert_eq!(t.width(), "Wednesday 23:59".len());
-        assert_eq!(t.stamp(at(9, 5, 0)), "Tuesday 9:05    ");
-    }
-
-    #[test]
-    fn bad_formats_are_refused_with_a_reason() {
-        for (format, says) in [
-            ("%Q", "not a valid strftime"),
-            ("%H:%", "not a valid strftime"),
-            ("", "empty"),
-            ("%H%n%M", "one line"),
-            ("%H\t%M", "one line"),
-            ("%A %B %d %Y %H:%M:%S", "cells wide"),
-        ] {
-            let e = TimeColumn::parse(format).unwrap_err();
-            assert!(e.contains(says), "{format:?}: {e}");
-        }
-    }
 
     #[test]
     fn themes_differ_where_they_should() {

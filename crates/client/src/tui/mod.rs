@@ -54,7 +54,7 @@ pub use app::{Action, App, Zone};
 pub use channel::AppEvent;
 
 use crate::error::AppError;
-use crate::settings::Settings;
+use crate::settings::{Settings, SettingsFile as _};
 use crate::trust::ServerTrust;
 use channel::{InputThread, SignalThread};
 use gc_client_core::Client;

@@ -274,6 +274,30 @@ impl Wrapper {
 mod tests {
     use super::*;
 
+    /// The time column is measured by `gc-client-settings` (which checks `timestamp-format`
+    /// without ratatui): its measure must be ratatui's, or the column would be padded wrong.
+    #[test]
+    fn the_settings_measure_text_as_ratatui_does() {
+        let mut s = String::new();
+        for c in (0..=0x10_FFFF).filter_map(char::from_u32) {
+            s.clear();
+            s.push(c);
+            assert_eq!(gc_client_settings::text_width(&s), text_width(&s), "{c:?}");
+        }
+        for s in [
+            "e\u{301}",
+            "ｶﾞﾟ",
+            "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}",
+            "\u{2764}\u{FE0F}",
+            "\u{1F1EB}\u{1F1F7}",
+            "水曜日 23:59",
+            "a\r\nb",
+            "\u{1100}\u{1161}\u{11A8}",
+        ] {
+            assert_eq!(gc_client_settings::text_width(s), text_width(s), "{s:?}");
+        }
+    }
+
     fn wrap(text: &str, width: usize, indent: usize) -> Vec<String> {
         let mut w = Wrapper::new(width, indent, true);
         for (i, part) in text.split('\n').enumerate() {
