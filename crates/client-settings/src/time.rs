@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use chrono::format::{Item, StrftimeItems};
-use chrono::{DateTime, FixedOffset, TimeZone as _};
+use chrono::{DateTime, FixedOffset, TimeZone as _, Timelike as _};
 use unicode_segmentation::UnicodeSegmentation as _;
 use unicode_width::UnicodeWidthStr as _;
 
@@ -46,12 +46,15 @@ impl TimeColumn {
             .parse_to_owned()
             .map_err(|_| bad_format(format))?;
         let mut column = Self { items, width: 0 };
-        // Names of days and months differ in length: the widest of a year's worth of samples.
+        // Names of days and months differ in length, and so do unpadded numbers (`%-d`) and
+        // fractions of a second (`%.f`): the widest of a year's worth of samples, each month's
+        // first seven days (every weekday) and a two-digit day with nine digits of fraction.
         let mut width = 0;
         for month in 1..=12 {
-            for day in 1..=7 {
+            for (day, nanos) in (1..=7).map(|d| (d, 0)).chain([(28, 999_999_999)]) {
                 let sample = FixedOffset::east_opt(0)
                     .and_then(|z| z.with_ymd_and_hms(2023, month, day, 23, 59, 59).single())
+                    .and_then(|t| t.with_nanosecond(nanos))
                     .ok_or_else(|| bad_format(format))?;
                 let text = column.format(sample).ok_or_else(|| bad_format(format))?;
                 if text.chars().any(char::is_control) {
@@ -153,6 +156,29 @@ mod tests {
         let t = TimeColumn::parse("%A %-H:%M").unwrap();
         assert_eq!(t.width(), "Wednesday 23:59".len());
         assert_eq!(t.stamp(at(9, 5, 0)), "Tuesday 9:05    ");
+    }
+
+    /// Found by the `client_settings` fuzz target's check that every stamp fits the column (on
+    /// inputs written after reading how the width was sampled): only the first seven days of
+    /// each month at a whole second were measured, so a two-digit day (`%-d`) or a fraction of
+    /// a second (`%.f`, up to nine digits) stamped wider than the column, and the text of those
+    /// rows started later than the rows it wraps under.
+    #[test]
+    fn unpadded_days_and_fractions_of_a_second_fit_the_column() {
+        let late = FixedOffset::east_opt(0)
+            .and_then(|z| z.with_ymd_and_hms(2023, 12, 31, 23, 59, 59).single())
+            .and_then(|t| t.with_nanosecond(123_456_789))
+            .unwrap();
+        for (format, widest) in [
+            ("%-d %H:%M", "31 23:59"),
+            ("%H:%M:%S%.f", "23:59:59.123456789"),
+            ("%-j", "365"),
+        ] {
+            let t = TimeColumn::parse(format).unwrap();
+            assert_eq!(t.width(), widest.len(), "{format:?}");
+            assert_eq!(t.stamp(late), format!("{widest} "), "{format:?}");
+            assert_eq!(t.stamp(at(9, 5, 7)).len(), t.indent(), "{format:?}");
+        }
     }
 
     #[test]
