@@ -10,18 +10,22 @@
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Local, Utc};
+use gc_protocol::files::FileNotice;
 use gc_protocol::{
-    ClientMsgId, ListedKind, ListedRole, Record, Registration, Room, RoomKind, Username,
+    ClientMsgId, ContentHash, ListedKind, ListedRole, Record, Registration, Room, RoomKind,
+    Username,
 };
 use ratatui::crossterm::event::{
     Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind,
 };
 
 use super::command::{self, HELP, Input};
+use super::files::{self, Transfer, Transfers, human_size};
 use super::input::InputBox;
 use super::login::{LoginForm, Request};
 use super::look::Look;
@@ -44,6 +48,7 @@ use gc_client_core::event::{
 };
 use gc_client_core::rooms::{NO_ROOMS, RoomInfo, RoomRequest, parse_room};
 use gc_client_core::trust::FirstContact;
+use gc_client_core::{Direction, TransferEvent};
 use gc_plugin::CommandInfo;
 
 /// Records loaded at a time when scrolling past the top.
@@ -136,6 +141,29 @@ pub enum Action {
     Redraw,
     /// Keep the ignore list (lower case) in the settings file.
     SaveIgnored(Vec<String>),
+    /// Share the file at `path` in `room` (GC/5); report with [`App::transfer_started`] or a
+    /// notice.
+    Upload {
+        /// The conversation.
+        room: Room,
+        /// The file (`~` expanded; a relative path is from the working directory).
+        path: PathBuf,
+    },
+    /// Save the shared file `hash` into the download directory, under a free path for `name`
+    /// (or at `resume`, when its `.part` is still there and the file is not); report with
+    /// [`App::transfer_started`] or a notice.
+    Download {
+        /// The content.
+        hash: ContentHash,
+        /// Its name, from its line (made safe for a path by the client).
+        name: String,
+        /// Its size, from its line.
+        size: u64,
+        /// Where an earlier download of it in this run was cut short.
+        resume: Option<PathBuf>,
+    },
+    /// Cancel transfer `id` (Esc).
+    CancelTransfer(u64),
     /// Run a plugin's command; report what it asks for with [`App::queued`],
     /// [`App::send_failed`], [`App::command_failed`] or a notice.
     Command {
@@ -234,6 +262,11 @@ enum Plan {
     Ignore(Username),
     Unignore(Username),
     ListIgnored,
+    Upload {
+        room: Room,
+        path: PathBuf,
+    },
+    Download(FileNotice),
     /// A plugin's command.
     Plugin {
         room: Room,
@@ -322,6 +355,11 @@ pub struct App {
     pub log_shown: bool,
     /// The records shown since last taken, for the conversation logs.
     shown: Vec<Record>,
+    /// The file transfers running (GC/5), oldest first.
+    pub transfers: Transfers,
+    /// Downloads of this run cut short (cancelled, failed): where each was being saved, so a
+    /// `/download` of the same content resumes its `.part`.
+    interrupted: HashMap<ContentHash, PathBuf>,
 }
 
 /// The most URLs `/urls` lists (the newest).
@@ -340,8 +378,11 @@ struct Completion {
     start: usize,
     /// What Tab puts in, each with what follows it (`bob: `, `#dev `), in the order offered.
     candidates: Vec<String>,
-    /// Several commands fit: the first Tab lists them rather than picking one.
+    /// Several commands (or files) fit: the first Tab lists them rather than picking one.
     list_first: bool,
+    /// Completing a path after `/upload`: the first Tab also puts in what all candidates
+    /// share, and one candidate (a directory) is not cycled, so the next Tab goes into it.
+    path: bool,
     /// The candidate in place (`None`: none yet).
     index: Option<usize>,
     /// The input as this completion left it: if it is not so at the next Tab, that starts anew.
@@ -391,6 +432,8 @@ impl App {
             ignored: Vec::new(),
             log_shown: false,
             shown: Vec::new(),
+            transfers: Transfers::default(),
+            interrupted: HashMap::new(),
         }
     }
 
@@ -1331,25 +1374,101 @@ impl App {
         }
     }
 
-    /// A file transfer moved on: its end is said in the conversation.
-    fn transfer(&mut self, event: gc_client_core::TransferEvent) {
-        use gc_client_core::TransferEvent as T;
-        let (level, text) = match event {
-            T::Progress { .. } => return,
-            T::Uploaded { name, size, .. } => {
-                (Level::Info, format!("shared {name} ({size} bytes)"))
+    /// A file transfer moved on: its progress goes to the status area, its end into the
+    /// conversation it was started in.
+    fn transfer(&mut self, event: TransferEvent) {
+        let now = self.instant();
+        // (the transfer, how it is said, what, whether a download's `.part` is left to resume)
+        let (id, level, text, cut_short) = match event {
+            TransferEvent::Progress {
+                id,
+                direction,
+                name,
+                done,
+                total,
+                hashing,
+            } => {
+                match self.transfers.get_mut(id) {
+                    Some(t) => t.progress(done, total, hashing, now),
+                    None => {
+                        let mut t =
+                            Transfer::new(id, direction, name, total, self.view().room.clone());
+                        t.progress(done, total, hashing, now);
+                        self.transfers.start(t);
+                    }
+                }
+                return;
             }
-            T::Downloaded { path, size, .. } => (
+            TransferEvent::Uploaded { id, name, size, .. } => (
+                id,
                 Level::Info,
-                format!("saved {} ({size} bytes)", path.display()),
+                format!("shared {} ({})", sanitize(&name), human_size(size)),
+                false,
             ),
-            T::Failed { name, error, .. } => (
-                Level::Warning,
-                format!("{name}: {}", gc_client_core::error_chain(&error)),
+            TransferEvent::Downloaded {
+                id,
+                hash,
+                path,
+                size,
+            } => {
+                self.interrupted.remove(&hash);
+                (
+                    id,
+                    Level::Info,
+                    format!(
+                        "saved {} ({}) to {}",
+                        sanitize(&path.file_name().unwrap_or_default().to_string_lossy()),
+                        human_size(size),
+                        sanitize(&path.display().to_string())
+                    ),
+                    false,
+                )
+            }
+            TransferEvent::Failed {
+                id,
+                direction,
+                name,
+                error,
+            } => (
+                id,
+                Level::Error,
+                format!(
+                    "{} of {} failed: {}",
+                    way(direction),
+                    sanitize(&name),
+                    sanitize(&gc_client_core::error_chain(&error))
+                ),
+                true,
             ),
-            T::Cancelled { name, .. } => (Level::Info, format!("{name}: cancelled")),
+            TransferEvent::Cancelled {
+                id,
+                direction,
+                name,
+            } => (
+                id,
+                Level::Info,
+                format!(
+                    "{} of {} cancelled (starting it again goes on from where it stopped)",
+                    way(direction),
+                    sanitize(&name)
+                ),
+                true,
+            ),
         };
-        self.notice(level, sanitize(&text));
+        let ended = self.transfers.end(id);
+        if cut_short && let Some((hash, target)) = ended.as_ref().and_then(|t| t.download.clone()) {
+            self.interrupted.insert(hash, target);
+        }
+        let i = ended
+            .and_then(|t| self.rooms.find(&t.room))
+            .unwrap_or(self.rooms.index());
+        self.notice_at(i, level, text);
+    }
+
+    /// A transfer the run loop started for an [`Action::Upload`] or [`Action::Download`]: its
+    /// progress is shown from now on.
+    pub fn transfer_started(&mut self, transfer: Transfer) {
+        self.transfers.start(transfer);
     }
 
     fn fatal(&mut self, error: &ClientError) {
@@ -1654,9 +1773,18 @@ impl App {
                     self.show(n - 1);
                 }
             }
+            // Esc ends a search; else, with nothing typed (where Esc Enter would only start the
+            // line with a line break), it cancels the newest transfer; else it is Alt for Enter.
             KeyCode::Esc => {
-                self.esc_pending = true;
-                self.search = None;
+                if self.search.is_none()
+                    && self.input.is_empty()
+                    && let Some(id) = self.transfers.cancel_newest()
+                {
+                    self.actions.push(Action::CancelTransfer(id));
+                } else {
+                    self.esc_pending = true;
+                    self.search = None;
+                }
             }
             KeyCode::Enter if esc_before || alt || key.modifiers.contains(KeyModifiers::SHIFT) => {
                 self.input.insert_char('\n');
@@ -1782,12 +1910,22 @@ impl App {
         let mut cycle = match resumed {
             Some(cycle) => cycle,
             None => {
-                let Some(cycle) = self.new_completion() else {
+                let Some(mut cycle) = self.new_completion() else {
                     return;
                 };
                 if cycle.list_first && cycle.candidates.len() > 1 {
-                    let names: Vec<&str> = cycle.candidates.iter().map(|c| c.trim_end()).collect();
-                    let text = format!("commands: {}", names.join(" "));
+                    let text = if cycle.path {
+                        // What all of them share goes in at once, as a shell does.
+                        let shared = files::common_prefix(&cycle.candidates).to_owned();
+                        self.input.replace_before_cursor(cycle.start, &shared);
+                        self.input.text().clone_into(&mut cycle.left_text);
+                        cycle.left_cursor = self.input.cursor();
+                        files_listing(&cycle.candidates)
+                    } else {
+                        let names: Vec<&str> =
+                            cycle.candidates.iter().map(|c| c.trim_end()).collect();
+                        format!("commands: {}", names.join(" "))
+                    };
                     self.notice(Level::Info, text);
                     self.completion = Some(cycle);
                     return;
@@ -1807,12 +1945,26 @@ impl App {
             .replace_before_cursor(cycle.start, &cycle.candidates[i]);
         self.input.text().clone_into(&mut cycle.left_text);
         cycle.left_cursor = self.input.cursor();
-        self.completion = Some(cycle);
+        if !(cycle.path && n == 1) {
+            self.completion = Some(cycle);
+        }
     }
 
     /// What Tab can put in place of the word before the cursor, or `None` when nothing fits.
     fn new_completion(&self) -> Option<Completion> {
         let before = &self.input.text()[..self.input.cursor()];
+        if let Some(start) = command::upload_path_start(before) {
+            let candidates = files::path_candidates(&before[start..], files::home().as_deref());
+            return (!candidates.is_empty()).then(|| Completion {
+                start,
+                list_first: candidates.len() > 1,
+                candidates,
+                path: true,
+                index: None,
+                left_text: self.input.text().to_owned(),
+                left_cursor: self.input.cursor(),
+            });
+        }
         // The word starts after the last whitespace (which may be wider than a byte).
         let start = before
             .char_indices()
@@ -1842,6 +1994,7 @@ impl App {
             start,
             candidates,
             list_first,
+            path: false,
             index: None,
             left_text: self.input.text().to_owned(),
             left_cursor: self.input.cursor(),
@@ -1923,6 +2076,10 @@ impl App {
     fn submit(&mut self) {
         let typed = self.input.text().to_owned();
         if typed.trim().is_empty() {
+            // Enter on the file line a search shows downloads it.
+            if let Some(file) = self.searched_file() {
+                self.carry_out(Plan::Download(file), typed);
+            }
             return;
         }
         // Checked before the input is cleared: a mistake stays there to be fixed. A name the
@@ -1986,6 +2143,17 @@ impl App {
                 Plan::Ignore(user)
             }
             Input::Unignore(name) => Plan::Unignore(user_arg(&name)?),
+            Input::Upload(_) if here.membership == Membership::Left => {
+                return Err(format!(
+                    "you are not in {} any more: /join {} to go back",
+                    here.title, here.room
+                ));
+            }
+            Input::Upload(path) => Plan::Upload {
+                room,
+                path: files::expand_tilde(&path, files::home().as_deref()),
+            },
+            Input::Download(which) => Plan::Download(self.file_to_download(which.as_deref())?),
             Input::Join(name) => {
                 let room = room_arg(&name)?;
                 if room.kind() == RoomKind::Direct {
@@ -2096,6 +2264,16 @@ impl App {
                 self.notice(Level::Info, text);
             }
             Plan::Ignore(user) => self.ignore(&user),
+            Plan::Upload { room, path } => self.actions.push(Action::Upload { room, path }),
+            Plan::Download(file) => {
+                let resume = self.interrupted.get(&file.hash).cloned();
+                self.actions.push(Action::Download {
+                    hash: file.hash,
+                    name: file.name,
+                    size: file.size,
+                    resume,
+                });
+            }
             Plan::Unignore(user) => self.unignore(&user),
             Plan::Plugin { room, name, args } => {
                 self.rooms.current_mut().log.scroll_to_bottom();
@@ -2280,9 +2458,132 @@ impl App {
         }
     }
 
+    /// The file line a search shows, if it shows one.
+    fn searched_file(&self) -> Option<FileNotice> {
+        let i = self.highlighted()?;
+        self.log().entries().get(i).and_then(file_of)
+    }
+
+    /// Which file `/download` means: the one a search shows, else the newest here (`None`); the
+    /// `N`th newest here (`N` of at most 7 digits); a hash (`sha256:` before it or not), or a
+    /// start of one of at least 4 hex digits, of a file shown in any conversation.
+    fn file_to_download(&self, which: Option<&str>) -> Result<FileNotice, String> {
+        let here = || self.log().entries().iter().rev().filter_map(file_of);
+        let none_here = || {
+            format!(
+                "no file shared in {} is loaded (PgUp loads older messages; /download HASH \
+                 takes any)",
+                self.view().title
+            )
+        };
+        let Some(which) = which else {
+            return self
+                .searched_file()
+                .or_else(|| here().next())
+                .ok_or_else(none_here);
+        };
+        if which.len() < 8 && which.bytes().all(|b| b.is_ascii_digit()) {
+            let n: usize = which.parse().unwrap_or(0);
+            let count = here().count();
+            if count == 0 {
+                return Err(none_here());
+            }
+            return n.checked_sub(1).and_then(|i| here().nth(i)).ok_or_else(|| {
+                format!(
+                    "/download N: N from 1 (the newest) to {count}, the files shared in {} \
+                         that are loaded",
+                    self.view().title
+                )
+            });
+        }
+        let hex = which
+            .strip_prefix("sha256:")
+            .unwrap_or(which)
+            .to_ascii_lowercase();
+        if hex.len() < 4 || hex.len() > 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(
+                "usage: /download [N|HASH]: N a number (1: the newest file here), HASH the \
+                 file's sha256 or a start of it (4 hex digits or more)"
+                    .to_owned(),
+            );
+        }
+        // The files shown anywhere, the room shown first.
+        let current = self.rooms.index();
+        let views = self.rooms.views();
+        let shown = std::iter::once(&views[current])
+            .chain(
+                views
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != current)
+                    .map(|(_, v)| v),
+            )
+            .flat_map(|v| v.log.entries().iter().rev().filter_map(file_of));
+        let mut found: Vec<FileNotice> = Vec::new();
+        for file in shown {
+            if file.hash.to_string().starts_with(&hex) && !found.iter().any(|f| f.hash == file.hash)
+            {
+                found.push(file);
+            }
+        }
+        match (found.len(), hex.parse::<ContentHash>()) {
+            (1, _) => Ok(found.remove(0)),
+            // A whole hash of a file not loaded: saved under the hash's start.
+            (0, Ok(hash)) => Ok(FileNotice {
+                name: format!("sha256-{}", &hex[..16]),
+                size: 0,
+                hash,
+            }),
+            (0, Err(_)) => Err(format!(
+                "no file shown here starts with sha256:{hex} (give the whole hash to fetch one \
+                 not loaded)"
+            )),
+            (n, _) => Err(format!(
+                "{n} files start with sha256:{hex}: type more of the hash"
+            )),
+        }
+    }
+
     /// The search match to highlight.
     pub fn highlighted(&self) -> Option<usize> {
         self.search.as_ref().and_then(Search::shown)
+    }
+}
+
+/// Most names a Tab after `/upload` lists.
+const FILES_LISTED: usize = 40;
+
+/// The candidates of a path completion as Tab lists them: their names, without the directory.
+fn files_listing(candidates: &[String]) -> String {
+    let names: Vec<&str> = candidates
+        .iter()
+        .take(FILES_LISTED)
+        .map(|c| {
+            let bare = c.strip_suffix('/').unwrap_or(c);
+            bare.rfind('/').map_or(c.as_str(), |i| &c[i + 1..])
+        })
+        .collect();
+    let more = candidates.len().saturating_sub(FILES_LISTED);
+    let mut text = format!("files: {}", sanitize(&names.join("  ")));
+    if more > 0 {
+        text.push_str(&format!("  … {more} more"));
+    }
+    text
+}
+
+/// The file an entry announces, if it is a file line.
+fn file_of(entry: &Entry) -> Option<FileNotice> {
+    match &entry.kind {
+        Kind::Message { body, .. } => FileNotice::parse(body),
+        Kind::System { .. } | Kind::Notice { .. } => None,
+    }
+}
+
+/// A transfer's way, for its notices.
+fn way(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Upload => "upload",
+        Direction::Download => "download",
     }
 }
 
@@ -4286,5 +4587,238 @@ mod tests {
         assert_eq!(app.log().read_line(), Some(2));
         app.mark_seen();
         assert_eq!(app.marks()[&room("#dev")], 6);
+    }
+
+    fn file_line(name: &str, size: &str, hash: &ContentHash) -> String {
+        format!("[file] {name} ({size} bytes) sha256:{hash}")
+    }
+
+    fn downloads(actions: Vec<Action>) -> Vec<(String, String, u64, Option<PathBuf>)> {
+        actions
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Download {
+                    hash,
+                    name,
+                    size,
+                    resume,
+                } => Some((hash.to_string(), name, size, resume)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn upload_asks_for_the_file_in_the_room_shown_and_tab_completes_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().display().to_string();
+        std::fs::create_dir(dir.path().join("docs")).unwrap();
+        std::fs::write(dir.path().join("docs").join("report 2024.pdf"), b"x").unwrap();
+        std::fs::write(dir.path().join("docs").join("report.txt"), b"x").unwrap();
+        let mut app = rooms_chat();
+        app.add_records(&[record_in(1, "#dev", "bob", "x")]);
+        app.handle_key(alt('2'));
+        assert_eq!(app.view().room, room("#dev"));
+        app.take_actions();
+        type_str(&mut app, &format!("/upload {base}/d"));
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), format!("/upload {base}/docs/"));
+        // Into the directory at the next Tab: two fit, what they share goes in, they are listed.
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), format!("/upload {base}/docs/report"));
+        assert_eq!(last_notice(&app), "files: report 2024.pdf  report.txt");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(
+            app.input.text(),
+            format!("/upload {base}/docs/report 2024.pdf")
+        );
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), format!("/upload {base}/docs/report.txt"));
+        app.handle_key(key(KeyCode::BackTab));
+        let actions = submit(&mut app, "");
+        let [Action::Upload { room: r, path }] = &actions[..] else {
+            panic!("{actions:?}");
+        };
+        assert_eq!(*r, room("#dev"));
+        assert_eq!(*path, dir.path().join("docs").join("report 2024.pdf"));
+        assert!(matches!(
+            &submit(&mut app, "/upload")[..],
+            [] if last_notice(&app).starts_with("usage: /upload PATH")
+        ));
+        app.input.take();
+        // Tab completes the command names too.
+        type_str(&mut app, "/up");
+        app.handle_key(key(KeyCode::Tab));
+        assert_eq!(app.input.text(), "/upload ");
+    }
+
+    /// `/download …` typed: what it asks for (the line cleared even when refused).
+    fn dl(app: &mut App, line: &str) -> Vec<(String, String, u64, Option<PathBuf>)> {
+        let actions = submit(app, line);
+        app.input.take();
+        downloads(actions)
+    }
+
+    #[test]
+    fn download_takes_the_newest_file_here_the_nth_a_hash_or_the_one_a_search_shows() {
+        let a = ContentHash::of(b"a");
+        let b = ContentHash::of(b"b");
+        let elsewhere = ContentHash::of(b"c");
+        let mut app = rooms_chat();
+        assert!(dl(&mut app, "/download").is_empty());
+        assert!(last_notice(&app).starts_with("no file shared in #general is loaded"));
+        app.add_records(&[
+            record_in(1, "#general", "bob", &file_line("a.txt", "1", &a)),
+            record_in(2, "#general", "bob", "not a file"),
+            record_in(3, "#general", "carol", &file_line("b.bin", "2,000", &b)),
+            record_in(4, "#dev", "carol", &file_line("c.iso", "3", &elsewhere)),
+        ]);
+        let newest = (b.to_string(), "b.bin".to_owned(), 2000, None);
+        assert_eq!(dl(&mut app, "/download"), std::slice::from_ref(&newest));
+        assert_eq!(dl(&mut app, "/download 1"), std::slice::from_ref(&newest));
+        assert_eq!(
+            dl(&mut app, "/download 2"),
+            [(a.to_string(), "a.txt".to_owned(), 1, None)]
+        );
+        assert!(dl(&mut app, "/download 3").is_empty());
+        assert!(last_notice(&app).contains("N from 1 (the newest) to 2"));
+        // A hash, whole or its start, of a file shown in any conversation.
+        let c = (elsewhere.to_string(), "c.iso".to_owned(), 3, None);
+        let start = &elsewhere.to_string()[..10];
+        assert_eq!(
+            dl(&mut app, &format!("/download sha256:{start}")),
+            std::slice::from_ref(&c)
+        );
+        assert_eq!(
+            dl(
+                &mut app,
+                &format!("/download {}", elsewhere.to_string().to_uppercase())
+            ),
+            [c]
+        );
+        // A whole hash not shown: saved under its start.
+        let other = ContentHash::of(b"d").to_string();
+        assert_eq!(
+            dl(&mut app, &format!("/download {other}")),
+            [(other.clone(), format!("sha256-{}", &other[..16]), 0, None)]
+        );
+        assert!(dl(&mut app, "/download xyz!").is_empty());
+        assert!(last_notice(&app).starts_with("usage: /download [N|HASH]"));
+        assert!(dl(&mut app, &format!("/download {}", &other[..12])).is_empty());
+        assert!(last_notice(&app).starts_with("no file shown here starts with"));
+        // A search that shows a file line: /download and Enter take that one.
+        submit(&mut app, "/search a.txt");
+        let a_line = (a.to_string(), "a.txt".to_owned(), 1, None);
+        assert_eq!(dl(&mut app, "/download"), std::slice::from_ref(&a_line));
+        submit(&mut app, "/search a.txt");
+        assert_eq!(dl(&mut app, ""), [a_line]);
+        // Enter on an empty line does nothing otherwise.
+        submit(&mut app, "/search not a file");
+        assert!(submit(&mut app, "").is_empty());
+    }
+
+    #[test]
+    fn esc_cancels_the_newest_transfer_only_when_nothing_else_wants_it() {
+        let mut app = rooms_chat();
+        for (id, name) in [(1, "one"), (2, "two")] {
+            app.transfer_started(Transfer::new(
+                id,
+                Direction::Upload,
+                name.into(),
+                10,
+                Room::general(),
+            ));
+        }
+        let cancels = |app: &mut App| -> Vec<u64> {
+            app.take_actions()
+                .into_iter()
+                .filter_map(|a| match a {
+                    Action::CancelTransfer(id) => Some(id),
+                    _ => None,
+                })
+                .collect()
+        };
+        app.add_records(&[record_in(1, "#general", "bob", "hello")]);
+        // A search: Esc ends it, and cancels nothing.
+        submit(&mut app, "/search hello");
+        app.handle_key(key(KeyCode::Esc));
+        assert!(app.search.is_none());
+        assert!(cancels(&mut app).is_empty());
+        // Something typed: Esc stays Alt for Enter.
+        type_str(&mut app, "draft");
+        app.handle_key(key(KeyCode::Esc));
+        app.handle_key(key(KeyCode::Enter));
+        assert_eq!(app.input.text(), "draft\n");
+        assert!(cancels(&mut app).is_empty());
+        app.input.take();
+        // Nothing typed: the newest transfer, then the next.
+        app.handle_key(key(KeyCode::Esc));
+        assert_eq!(cancels(&mut app), [2]);
+        app.handle_key(key(KeyCode::Esc));
+        assert_eq!(cancels(&mut app), [1]);
+        app.handle_key(key(KeyCode::Esc));
+        assert!(cancels(&mut app).is_empty());
+        assert!(app.input.is_empty());
+    }
+
+    #[test]
+    fn a_transfers_end_is_said_where_it_began_and_a_cut_download_resumes() {
+        let hash = ContentHash::of(b"x");
+        let mut app = rooms_chat();
+        app.add_records(&[record_in(1, "#dev", "bob", &file_line("x.bin", "1", &hash))]);
+        app.handle_key(alt('2'));
+        app.transfer_started(Transfer::new(
+            7,
+            Direction::Upload,
+            "up.txt".into(),
+            0,
+            room("#dev"),
+        ));
+        let target = PathBuf::from("/tmp/dl/x.bin");
+        app.transfer_started(
+            Transfer::new(8, Direction::Download, "x.bin".into(), 1, room("#dev"))
+                .saving(hash, target.clone()),
+        );
+        app.handle_key(alt('1'));
+        app.handle_client(Event::Transfer(TransferEvent::Uploaded {
+            id: 7,
+            name: "up.txt".into(),
+            hash,
+            size: 2_100_000,
+            record_id: 9,
+        }));
+        app.handle_client(Event::Transfer(TransferEvent::Failed {
+            id: 8,
+            direction: Direction::Download,
+            name: "x.bin".into(),
+            error: ClientError::Closed,
+        }));
+        assert!(app.transfers.is_empty());
+        let dev = &app.rooms.views()[1];
+        let said: Vec<&str> = dev.log.entries().iter().map(Entry::searchable).collect();
+        assert_eq!(said[1], "shared up.txt (2.1 MB)");
+        assert!(
+            said[2].starts_with("download of x.bin failed: "),
+            "{said:?}"
+        );
+        // The next /download of it goes on where that one stopped.
+        app.handle_key(alt('2'));
+        assert_eq!(
+            dl(&mut app, "/download"),
+            [(
+                hash.to_string(),
+                "x.bin".to_owned(),
+                1,
+                Some(target.clone())
+            )]
+        );
+        app.handle_client(Event::Transfer(TransferEvent::Downloaded {
+            id: 9,
+            hash,
+            path: target,
+            size: 1,
+        }));
+        assert_eq!(last_notice(&app), "saved x.bin (1 B) to /tmp/dl/x.bin");
+        assert_eq!(dl(&mut app, "/download")[0].3, None);
     }
 }

@@ -95,6 +95,12 @@ pub enum Input {
     Ignore(Option<String>),
     /// `/unignore USER`.
     Unignore(String),
+    /// `/upload PATH` (GC/5): share a file in the room shown. The path is the rest of the line
+    /// (blanks at its end left out).
+    Upload(String),
+    /// `/download [N|HASH]` (GC/5): a file shared in the room shown (`None`: the selected or
+    /// the newest one).
+    Download(Option<String>),
     /// A command used the wrong way: how to use it.
     Usage(&'static str),
     /// Not a command we know: never sent.
@@ -122,6 +128,8 @@ pub const COMMANDS: &[&str] = &[
     "/away",
     "/back",
     "/passwd",
+    "/upload",
+    "/download",
     "/search",
     "/ignore",
     "/unignore",
@@ -172,6 +180,8 @@ pub const BUILTIN_NAMES: &[&str] = &[
     "list",
     "ignore",
     "unignore",
+    "upload",
+    "download",
 ];
 
 /// The commands, for `/help`.
@@ -198,6 +208,10 @@ commands:
   /passwd                   change your password (asked without echo; Esc cancels)
   /ignore [USER]            hide USER's messages (kept in the cache); alone: who is ignored
   /unignore USER            show USER's messages again
+  /upload PATH              share a file here (Tab completes the path; Esc cancels)
+  /download [N|HASH]        save a shared file: the one a search shows, else the newest
+                            here (N: the Nth newest; HASH: its sha256 or a start of it) into
+                            $XDG_DOWNLOAD_DIR, else ~/Downloads, else ~ (never over a file)
   /search TEXT              find TEXT in this room's loaded messages (Ctrl+P/N, Esc ends)
   /urls                     list the URLs in this room's loaded messages, newest last
   /clear                    clear the pane (scroll up to see the messages again)
@@ -206,6 +220,8 @@ commands:
   //TEXT                    send TEXT starting with a single /
 keys:
   Enter send · Alt+Enter or Esc Enter new line · Up/Down recall sent lines · Tab complete
+  Esc with an empty line: cancel the newest transfer · Enter on an empty line during a search
+  downloads the file line it shows
   Alt+1…9 room 1 to 9 · Ctrl+N/Ctrl+P next/previous room (match, while searching)
   PgUp/PgDn or wheel scroll · Home/End oldest/newest · F2 people · F3 rooms · Ctrl+L redraw
   Ctrl+A/E line start/end · Ctrl+W word · Ctrl+U/K delete to line start/end";
@@ -335,6 +351,10 @@ pub fn parse(line: &str) -> Input {
             Input::Usage("/unignore USER")
         }
         "unignore" => Input::Unignore(first.to_owned()),
+        "upload" if args.trim().is_empty() => Input::Usage("/upload PATH (Tab completes it)"),
+        "upload" => Input::Upload(args.trim_end().to_owned()),
+        "download" if !rest_trimmed.is_empty() => Input::Usage("/download [N|HASH]"),
+        "download" => Input::Download((!first.is_empty()).then(|| first.to_owned())),
         "rooms" | "list" if args.trim().is_empty() => Input::Rooms,
         "rooms" | "list" => Input::Usage("/rooms"),
         "away" => Input::Away(args.trim().to_owned()),
@@ -357,6 +377,19 @@ pub fn commands_starting(prefix: &str) -> Vec<&'static str> {
         .copied()
         .filter(|c| c.starts_with(&lower))
         .collect()
+}
+
+/// Where the path being typed after `/upload ` starts in `line` (the whole rest of the line is
+/// the path: names may hold spaces), when `line` is one.
+pub fn upload_path_start(line: &str) -> Option<usize> {
+    let rest = line.strip_prefix('/')?;
+    let end = rest.find([' ', '\t'])?;
+    if !rest[..end].eq_ignore_ascii_case("upload") {
+        return None;
+    }
+    let after = &rest[end..];
+    let blanks = after.len() - after.trim_start_matches([' ', '\t']).len();
+    Some(1 + end + blanks)
 }
 
 /// Whether the word being typed after `line`'s command is a room name (`/join`, `/part`): then
@@ -524,9 +557,32 @@ mod tests {
     }
 
     #[test]
+    fn upload_and_download() {
+        assert_eq!(
+            parse("/upload  ~/my notes.txt "),
+            Input::Upload("~/my notes.txt".into()),
+            "the path is the rest of the line, inner spaces and all"
+        );
+        assert!(matches!(parse("/upload"), Input::Usage(_)));
+        assert!(matches!(parse("/upload   "), Input::Usage(_)));
+        assert_eq!(parse("/download"), Input::Download(None));
+        assert_eq!(parse("/DOWNLOAD 2"), Input::Download(Some("2".into())));
+        assert!(matches!(parse("/download 1 2"), Input::Usage(_)));
+        assert_eq!(upload_path_start("/upload ~/a b"), Some(8));
+        assert_eq!(upload_path_start("/UPLOAD \t x"), Some(10));
+        assert_eq!(upload_path_start("/upload"), None);
+        assert_eq!(upload_path_start("/uploads x"), None);
+        assert_eq!(upload_path_start("upload x"), None);
+    }
+
+    #[test]
     fn tab_knows_every_command_and_help_lists_them() {
         assert_eq!(commands_starting("/jo"), ["/join"]);
-        assert_eq!(commands_starting("/u"), ["/unban", "/unignore", "/urls"]);
+        assert_eq!(
+            commands_starting("/u"),
+            ["/unban", "/upload", "/unignore", "/urls"]
+        );
+        assert_eq!(commands_starting("/do"), ["/download"]);
         assert_eq!(commands_starting("/M"), ["/me", "/msg", "/mute"]);
         assert!(commands_starting("/zz").is_empty());
         for command in COMMANDS {

@@ -42,6 +42,8 @@ pub struct Theme {
     pub state_wait: Style,
     /// The bars across the message pane: a search, "new messages below", "new since you left".
     pub marker: Style,
+    /// A shared file's name in its line, and the bar of a transfer in the status area.
+    pub file: Style,
 }
 
 impl Default for Theme {
@@ -66,6 +68,7 @@ impl Theme {
                 state_down: plain.fg(Color::LightRed),
                 state_wait: plain.fg(Color::LightYellow),
                 marker: plain.fg(Color::Black).bg(Color::Yellow),
+                file: plain.fg(Color::LightCyan).add_modifier(Modifier::BOLD),
             },
             ThemeName::Light => Self {
                 name,
@@ -78,6 +81,7 @@ impl Theme {
                 state_down: plain.fg(Color::Red),
                 state_wait: plain.fg(Color::Magenta),
                 marker: plain.fg(Color::White).bg(Color::Blue),
+                file: plain.fg(Color::Green).add_modifier(Modifier::BOLD),
             },
             ThemeName::Mono => Self {
                 name,
@@ -90,6 +94,7 @@ impl Theme {
                 state_down: plain.add_modifier(Modifier::UNDERLINED),
                 state_wait: plain,
                 marker: plain.add_modifier(Modifier::REVERSED),
+                file: plain.add_modifier(Modifier::BOLD),
             },
         }
     }

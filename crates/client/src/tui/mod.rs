@@ -24,6 +24,7 @@ pub mod app;
 pub mod channel;
 pub mod command;
 pub mod convlog;
+pub mod files;
 pub mod input;
 pub mod login;
 pub mod look;
@@ -40,7 +41,7 @@ pub mod urls;
 
 use std::fmt;
 use std::io::{self, IsTerminal as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -60,12 +61,14 @@ use channel::{InputThread, SignalThread};
 use gc_client_core::Client;
 use gc_client_core::ClientError;
 use gc_client_core::ClientTls;
+use gc_client_core::Direction;
 use gc_client_core::PendingMessage;
 use gc_client_core::config::{ClientConfig, Password};
 use gc_client_core::error_chain;
 use gc_client_core::event::ConnState;
 use gc_client_core::trust::FirstContact;
 use gc_plugin::CommandOutcome;
+use gc_protocol::{ContentHash, Room};
 use scrollback::Level;
 
 /// How often the screen is redrawn without events (the heartbeat age in the status bar).
@@ -457,7 +460,10 @@ impl<'a> ClientDriver<'a> {
                 register,
             } => self.start_client(app, &user, password, register),
             Action::Trust(contact) => self.trust_server(app, &contact),
-            Action::StopClient => self.stop_client(),
+            Action::StopClient => {
+                self.stop_client();
+                app.transfers.clear();
+            }
             Action::LoggedIn { user } => {
                 tracing::info!("logged in as {user}");
                 if let Some(path) = &self.settings {
@@ -471,6 +477,18 @@ impl<'a> ClientDriver<'a> {
                 },
                 None => app.send_failed(typed, &ClientError::Closed),
             },
+            Action::Upload { room, path } => self.upload(app, room, &path),
+            Action::Download {
+                hash,
+                name,
+                size,
+                resume,
+            } => self.download(app, hash, &name, size, resume),
+            Action::CancelTransfer(id) => {
+                if let Some(client) = &self.client {
+                    client.cancel_transfer(id);
+                }
+            }
             Action::SaveIgnored(ignored) => {
                 if let Some(path) = &self.settings
                     && let Err(e) = Settings::save_ignored(path, &ignored)
@@ -574,6 +592,69 @@ impl<'a> ClientDriver<'a> {
         Ok(())
     }
 
+    /// `/upload`: starts sharing the file at `path` in `room`.
+    fn upload(&self, app: &mut App, room: Room, path: &Path) {
+        let Some(client) = &self.client else {
+            return app.notice(
+                Level::Error,
+                format!("cannot upload: {}", ClientError::Closed),
+            );
+        };
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        match client.upload(room.clone(), path) {
+            Ok(id) => {
+                app.transfer_started(files::Transfer::new(id, Direction::Upload, name, 0, room))
+            }
+            Err(e) => app.notice(Level::Error, cannot("upload", &name, &e)),
+        }
+    }
+
+    /// `/download`: starts saving the file `hash` into the download directory, under a name
+    /// no file has there yet (or at `resume`, where a download of it was cut short).
+    fn download(
+        &self,
+        app: &mut App,
+        hash: ContentHash,
+        name: &str,
+        size: u64,
+        resume: Option<PathBuf>,
+    ) {
+        let Some(client) = &self.client else {
+            return app.notice(
+                Level::Error,
+                format!("cannot download: {}", ClientError::Closed),
+            );
+        };
+        let target = match resume.filter(|t| !t.exists() && gc_client_core::part_path(t).exists()) {
+            Some(target) => target,
+            None => {
+                let Some(dir) = files::download_dir_from_env() else {
+                    return app.notice(
+                        Level::Error,
+                        "cannot download: no download directory (set XDG_DOWNLOAD_DIR or HOME)",
+                    );
+                };
+                gc_client_core::free_path(&dir, name)
+            }
+        };
+        let shown = target
+            .file_name()
+            .map_or_else(|| name.to_owned(), |n| n.to_string_lossy().into_owned());
+        match client.download(hash, target.clone()) {
+            Ok(id) => {
+                let room = app.view().room.clone();
+                app.transfer_started(
+                    files::Transfer::new(id, Direction::Download, shown, size, room)
+                        .saving(hash, target),
+                );
+            }
+            Err(e) => app.notice(Level::Error, cannot("download", &shown, &e)),
+        }
+    }
+
     /// Copies the client's status into the app.
     pub fn refresh(&self, app: &mut App) {
         if let Some(client) = &self.client {
@@ -595,6 +676,12 @@ impl<'a> ClientDriver<'a> {
             .then_some(drain);
         client.close(true, drain).unsent
     }
+}
+
+/// Why a transfer did not start, for the pane, on one line: the library's words (for a server
+/// without GC/5, its `NotSupported` text says what the server speaks).
+fn cannot(what: &str, name: &str, error: &ClientError) -> String {
+    crate::display::sanitize(&format!("cannot {what} {name}: {}", error_chain(error)))
 }
 
 /// Draws, waits for events, applies them, and carries out the actions, until the user quits, a

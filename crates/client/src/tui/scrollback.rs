@@ -14,6 +14,10 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 
+use gc_protocol::ContentHash;
+use gc_protocol::files::FileNotice;
+
+use super::files::human_size;
 use super::look::{Look, Theme};
 use super::text::{Row, Wrapper, text_width};
 use super::urls;
@@ -213,7 +217,12 @@ pub fn layout_message(
     }
     w.push(time, time_style);
     let user = sanitize(user);
-    if let Some(action) = body.strip_prefix(ME_PREFIX) {
+    if let Some(file) = FileNotice::parse(body) {
+        w.push(&user, nick);
+        w.push(": ", Style::default());
+        w.mark_origin();
+        layout_file(w, &file, text, theme);
+    } else if let Some(action) = body.strip_prefix(ME_PREFIX) {
         let text = text.add_modifier(Modifier::ITALIC);
         w.push("* ", text);
         w.push(&user, nick);
@@ -224,6 +233,28 @@ pub fn layout_message(
         w.push(": ", Style::default());
         push_paragraphs(w, body, text);
     }
+}
+
+/// The marker before a shared file's name.
+pub const FILE_MARK: &str = "📎 ";
+
+/// A file shared (a record [`FileNotice::parse`] recognises): `📎 report.pdf (2.1 MB)
+/// sha256:3f5c…e1a9`, the name highlighted, the size for people, the hash shortened and dimmed
+/// (`/download` takes the line itself, or a start of the hash).
+fn layout_file(w: &mut Wrapper, file: &FileNotice, text: Style, theme: &Theme) {
+    w.push(FILE_MARK, text);
+    w.push(&sanitize(&file.name), theme.file.patch(text));
+    w.push(&format!(" ({})", human_size(file.size)), text);
+    w.push(
+        &format!(" sha256:{}", short_hash(&file.hash)),
+        theme.dim.patch(text),
+    );
+}
+
+/// A content hash as lines show it: its first and last four hex digits (`3f5c…e1a9`).
+pub fn short_hash(hash: &ContentHash) -> String {
+    let hex = hash.to_string();
+    format!("{}…{}", &hex[..4], &hex[hex.len() - 4..])
 }
 
 /// Each line of `text` made harmless, on its own row; tabs as spaces to the next tab stop,

@@ -8,6 +8,7 @@
 //! │  2 #dev   3│ … outbox, dimmed, at the bottom      │              │
 //! │  3 bob   !1│ ▼ marker row while scrolled up / …   │              │
 //! ├────────────┴──────────────────────────────────────┴──────────────┤
+//! │ ↑ report.pdf ▕████▌    ▏ 45% … (only while files are transferred)  │
 //! │ status: STATE · room: topic · server · user · N online · ♥ · outbox│
 //! │ > input (1 to 5 rows, then it scrolls)                            │
 //! └───────────────────────────────────────────────────────────────────┘
@@ -27,6 +28,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
 
 use super::app::{App, SIDE_PANES_WIDTH, Screen};
+use super::files::{Transfers, human_size};
 use super::login::{Field, LoginForm};
 use super::look::{Theme, ThemeName};
 use super::rooms::{Membership, RoomView};
@@ -34,6 +36,7 @@ use super::scrollback::{Level, layout_message};
 use super::text::{Link, Row, Wrapper, text_width, truncate};
 use super::urls::osc8_target;
 use crate::display::sanitize;
+use gc_client_core::Direction;
 use gc_client_core::event::ConnState;
 
 /// Below this size a notice replaces the screen.
@@ -131,6 +134,8 @@ struct ChatLayout {
     rooms: Option<Rect>,
     messages: Rect,
     people: Option<Rect>,
+    /// The transfer row, while files are transferred.
+    transfer: Option<Rect>,
     status: Rect,
     input: Rect,
     input_rows: Vec<String>,
@@ -153,8 +158,12 @@ fn chat_layout(app: &App, area: Rect) -> ChatLayout {
     let shown = input_rows.len().clamp(1, INPUT_MAX_ROWS);
     let input_scroll = (cursor.0 + 1).saturating_sub(shown);
     let input_h = u16::try_from(shown).unwrap_or(1);
-    let main_h = area.height.saturating_sub(input_h + 1);
+    let transfer_h = u16::from(!app.transfers.is_empty());
+    let main_h = area.height.saturating_sub(input_h + 1 + transfer_h);
     let main = Rect::new(area.x, area.y, area.width, main_h);
+    let transfer =
+        (transfer_h > 0).then(|| Rect::new(area.x, area.y + main_h, area.width, transfer_h));
+    let main_h = main_h + transfer_h;
     let status = Rect::new(area.x, area.y + main_h, area.width, 1);
     let input = Rect::new(area.x, area.y + main_h + 1, area.width, input_h);
     let show_rooms = app
@@ -205,6 +214,7 @@ fn chat_layout(app: &App, area: Rect) -> ChatLayout {
         rooms,
         messages,
         people,
+        transfer,
         status,
         input,
         input_rows,
@@ -222,6 +232,10 @@ fn render_chat(app: &App, area: Rect, buf: &mut Buffer) {
     render_messages(app, layout.messages, buf);
     if let Some(people) = layout.people {
         render_people(app, people, buf);
+    }
+    if let Some(row) = layout.transfer {
+        let line = transfer_line(&app.transfers, usize::from(row.width), &app.look().theme);
+        buf.set_line(row.x, row.y, &line, row.width);
     }
     // The input's overflow hint takes the status bar's end, which shortens the rest (the topic
     // first) rather than covering it.
@@ -628,6 +642,117 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
     buf.set_line(area.x, area.y, &Line::from(spans), area.width);
 }
 
+/// Cells inside a transfer's progress bar.
+const BAR_CELLS: usize = 12;
+/// A bar cell filled by eighths.
+const EIGHTHS: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
+
+/// A progress bar of `cells` cells, `fraction` of it filled (to an eighth of a cell):
+/// `▕████▌    ▏`.
+pub fn progress_bar(fraction: f64, cells: usize) -> String {
+    // Display only: at most a few hundred eighths.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let eighths = (fraction.clamp(0.0, 1.0) * (cells * 8) as f64).round() as usize;
+    let full = eighths / 8;
+    let part = EIGHTHS[eighths % 8];
+    let used = full + usize::from(!part.is_empty());
+    format!(
+        "▕{}{part}{}▏",
+        "█".repeat(full),
+        " ".repeat(cells.saturating_sub(used))
+    )
+}
+
+/// The transfer row: the newest transfer's way, name, bar, percent, bytes and speed (or that
+/// it is hashing its file, or being cancelled), how many more run, and that Esc cancels; the
+/// optional parts dropped, then the name shortened, as the width requires.
+pub fn transfer_line(transfers: &Transfers, width: usize, theme: &Theme) -> Line<'static> {
+    let Some(t) = transfers.newest() else {
+        return Line::default();
+    };
+    let arrow = match t.direction {
+        Direction::Upload => "↑",
+        Direction::Download => "↓",
+    };
+    let percent = format!("{:>3.0}%", (t.fraction() * 100.0).floor());
+    let state = if t.cancelling {
+        "cancelling…".to_owned()
+    } else if t.hashing {
+        "hashing ".to_owned()
+    } else {
+        String::new()
+    };
+    let bar = if t.cancelling {
+        String::new()
+    } else {
+        format!("{} {percent}", progress_bar(t.fraction(), BAR_CELLS))
+    };
+    let bytes = (!t.cancelling && t.total > 0)
+        .then(|| format!(" {} / {}", human_size(t.done), human_size(t.total)));
+    let speed = (!t.cancelling).then(|| t.speed()).flatten().map(|bps| {
+        // Display only.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let bps = bps.max(0.0) as u64;
+        format!(" {}/s", human_size(bps))
+    });
+    let more = (transfers.len() > 1).then(|| format!(" · {} more", transfers.len() - 1));
+    let hint = (!t.cancelling).then(|| " · Esc cancels".to_owned());
+    let name = sanitize(&t.name);
+    // Dropped in this order when the row is short: the hint, the bytes, the count, the speed.
+    let mut optional = [hint, bytes, more, speed];
+    let fixed = |optional: &[Option<String>; 4], name_w: usize| {
+        3 + name_w
+            + 1
+            + text_width(&state)
+            + text_width(&bar)
+            + optional
+                .iter()
+                .flatten()
+                .map(|s| text_width(s))
+                .sum::<usize>()
+    };
+    let name_w = text_width(&name).min(40);
+    for i in 0..optional.len() {
+        if fixed(&optional, name_w.min(12)) <= width {
+            break;
+        }
+        optional[i] = None;
+    }
+    let room_for_name = width.saturating_sub(fixed(&optional, 0)).max(1);
+    let shown_name = if text_width(&name) > room_for_name {
+        format!(
+            "{}…",
+            truncate(&name, room_for_name.saturating_sub(1)).trim_end()
+        )
+    } else {
+        name
+    };
+    let [hint, bytes, more, speed] = optional;
+    let plain = Style::default();
+    let mut spans = vec![
+        Span::styled(format!(" {arrow} "), theme.file),
+        Span::styled(shown_name, theme.file),
+        Span::styled(" ", plain),
+        Span::styled(state, theme.dim),
+        Span::styled(bar, plain),
+    ];
+    for (part, style) in [
+        (bytes, plain),
+        (speed, plain),
+        (more, plain),
+        (hint, theme.dim),
+    ] {
+        if let Some(part) = part {
+            spans.push(Span::styled(part, style));
+        }
+    }
+    Line::from(spans)
+}
+
 /// When the input has more rows than its box shows: how many are hidden above and below, for
 /// the end of the status bar, the box's top edge (` ↑ 2 more lines `).
 fn input_overflow(layout: &ChatLayout) -> Option<String> {
@@ -912,6 +1037,7 @@ mod tests {
     use super::super::app::{App, Zone};
     use super::super::people::People;
     use super::*;
+    use gc_client_core::{Event, TransferEvent};
 
     /// 2023-11-14 22:13:20 UTC.
     const T0: i64 = 1_700_000_000;
@@ -1927,5 +2053,143 @@ mod tests {
             buf[(x + 1, y)].modifier.contains(Modifier::REVERSED),
             "the bar"
         );
+    }
+
+    /// `3f5c…e1a9`.
+    fn hash() -> String {
+        format!("3f5c{}e1a9", "0".repeat(56))
+    }
+
+    #[test]
+    fn file_lines_show_the_name_the_size_for_people_and_a_short_hash() {
+        let mut app = app();
+        app.add_records(&[
+            record(
+                1,
+                0,
+                "bob",
+                &format!("[file] report.pdf (2,100,000 bytes) sha256:{}", hash()),
+            ),
+            // Not the record's exact shape: text as it is.
+            record(2, 60, "bob", "[file] fake.txt (12 bytes) sha256:abc"),
+            record(3, 120, "bob", "a shared file is [file] x"),
+        ]);
+        let buf = draw(&app, 60, 8);
+        let r = rows(&buf);
+        assert_eq!(r[1], "22:13 bob: 📎 report.pdf (2.1 MB) sha256:3f5c…e1a9");
+        assert_eq!(r[2], "22:14 bob: [file] fake.txt (12 bytes) sha256:abc");
+        assert_eq!(r[3], "22:15 bob: a shared file is [file] x");
+        let (x, y) = find(&buf, "report.pdf");
+        assert_eq!(buf[(x, y)].fg, Color::LightCyan, "the name highlighted");
+        assert!(buf[(x, y)].modifier.contains(Modifier::BOLD));
+        let (x, y) = find(&buf, "(2.1 MB)");
+        assert_eq!(buf[(x, y)].fg, Color::Reset);
+        let (x, y) = find(&buf, "sha256:3f5c");
+        assert_eq!(buf[(x, y)].fg, Color::DarkGray, "the hash dimmed");
+        // A long name wraps under the text like any message.
+        app.add_records(&[record(
+            4,
+            180,
+            "carol",
+            &format!(
+                "[file] quarterly report for the board.pdf (999 bytes) sha256:{}",
+                hash()
+            ),
+        )]);
+        let r = rows(&draw(&app, 40, 8));
+        assert_eq!(r[4], "22:16 carol: 📎 quarterly report for the");
+        assert_eq!(r[5], "      board.pdf (999 B) sha256:3f5c…e1a9");
+    }
+
+    #[test]
+    fn progress_bars_fill_by_eighths() {
+        assert_eq!(progress_bar(0.0, 4), "▕    ▏");
+        assert_eq!(progress_bar(0.5, 4), "▕██  ▏");
+        assert_eq!(progress_bar(0.45, 10), "▕████▌     ▏");
+        assert_eq!(progress_bar(1.0, 4), "▕████▏");
+        assert_eq!(progress_bar(7.0, 2), "▕██▏", "never past its end");
+        assert_eq!(progress_bar(-1.0, 2), "▕  ▏");
+    }
+
+    fn progress(id: u64, name: &str, done: u64, total: u64, hashing: bool) -> Event {
+        Event::Transfer(TransferEvent::Progress {
+            id,
+            direction: if name.ends_with(".iso") {
+                Direction::Download
+            } else {
+                Direction::Upload
+            },
+            name: name.into(),
+            done,
+            total,
+            hashing,
+        })
+    }
+
+    #[test]
+    fn transfers_show_a_bar_with_percent_bytes_and_speed_above_the_status_bar() {
+        let mut app = app();
+        let t0 = app.now;
+        app.handle_client(progress(1, "report.pdf", 1_000_000, 10_000_000, true));
+        let r = rows(&draw(&app, 100, 8));
+        assert_eq!(
+            r[5],
+            " ↑ report.pdf hashing ▕█▎          ▏  10% 1.0 MB / 10.0 MB · Esc cancels"
+        );
+        assert!(r[6].starts_with(" DISCONNECTED │"), "{r:?}");
+        app.set_now(t0 + Duration::from_secs(1));
+        app.handle_client(progress(1, "report.pdf", 0, 10_000_000, false));
+        app.set_now(t0 + Duration::from_secs(2));
+        app.handle_client(progress(1, "report.pdf", 4_500_000, 10_000_000, false));
+        let buf = draw(&app, 100, 8);
+        assert_eq!(
+            rows(&buf)[5],
+            " ↑ report.pdf ▕█████▍      ▏  45% 4.5 MB / 10.0 MB 4.5 MB/s · Esc cancels"
+        );
+        let (x, y) = find(&buf, "report.pdf ▕");
+        assert_eq!(buf[(x, y)].fg, Color::LightCyan);
+        // A second transfer: the newest is shown, and how many more run.
+        app.handle_client(progress(2, "debian.iso", 0, 0, false));
+        let r = rows(&draw(&app, 100, 8));
+        assert_eq!(
+            r[5],
+            " ↓ debian.iso ▕            ▏   0% · 1 more · Esc cancels"
+        );
+        // Narrow: a long name is shortened, the hint goes, then the bytes, the count and the
+        // speed.
+        app.handle_client(progress(
+            3,
+            "a very long name of a file to upload.tar.gz",
+            50,
+            100,
+            false,
+        ));
+        let r = rows(&draw(&app, 60, 8));
+        assert_eq!(
+            r[5],
+            " ↑ a very long na… ▕██████      ▏  50% 50 B / 100 B · 2 more"
+        );
+        let r = rows(&draw(&app, 40, 8));
+        assert_eq!(r[5], " ↑ a very long name… ▕██████      ▏  50%");
+        let r = rows(&draw(&app, 30, 8));
+        assert_eq!(r[5], " ↑ a very… ▕██████      ▏  50%");
+        // Esc cancels the newest; its row says so until its end comes.
+        app.handle_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+        let r = rows(&draw(&app, 100, 8));
+        assert_eq!(
+            r[5],
+            " ↑ a very long name of a file to upload.tar.gz cancelling… · 2 more"
+        );
+        // Ends take them away; with none left, the row goes.
+        for id in [1, 2, 3] {
+            app.handle_client(Event::Transfer(TransferEvent::Cancelled {
+                id,
+                direction: Direction::Upload,
+                name: "x".into(),
+            }));
+        }
+        let r = rows(&draw(&app, 100, 8));
+        assert!(r[6].starts_with(" DISCONNECTED │"), "{r:?}");
+        assert!(r[3].contains("-- upload of x cancelled"), "{r:?}");
     }
 }
