@@ -644,8 +644,8 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
 
 /// Cells inside a transfer's progress bar.
 const BAR_CELLS: usize = 12;
-/// A bar cell filled by eighths.
-const EIGHTHS: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
+/// A bar cell filled by eighths (an eighth shows as nothing: `▏` would pass for the bar's end).
+const EIGHTHS: [&str; 8] = ["", "", "▎", "▍", "▌", "▋", "▊", "▉"];
 
 /// A progress bar of `cells` cells, `fraction` of it filled (to an eighth of a cell):
 /// `▕████▌    ▏`.
@@ -2107,6 +2107,7 @@ mod tests {
         assert_eq!(progress_bar(0.5, 4), "▕██  ▏");
         assert_eq!(progress_bar(0.45, 10), "▕████▌     ▏");
         assert_eq!(progress_bar(1.0, 4), "▕████▏");
+        assert_eq!(progress_bar(0.53, 4), "▕██  ▏", "an eighth is not drawn");
         assert_eq!(progress_bar(7.0, 2), "▕██▏", "never past its end");
         assert_eq!(progress_bar(-1.0, 2), "▕  ▏");
     }
