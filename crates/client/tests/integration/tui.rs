@@ -1452,3 +1452,75 @@ fn run_loop_logs_each_conversation_once_across_a_restart() {
     }
     bob.close();
 }
+
+/// Files (GC/5) in the terminal UI: alice types `/upload` and a start of the path, Tab
+/// completes it, and the conversation says it was shared; bob sees the file line, `/download`
+/// saves it into his download directory (`XDG_DOWNLOAD_DIR`) with the same bytes, and a second
+/// `/download` does not overwrite it but saves beside it.
+#[test]
+fn tui_uploads_with_tab_completion_and_downloads_a_file_line() {
+    let (Some(alice), Some(bob)) = (Tmux::start(), Tmux::start()) else {
+        return;
+    };
+    let server = Server::start();
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (script_a, log_a, _) = password_file_client(&server, "alice", dir_a.path());
+    let (script_b, log_b, _) = password_file_client(&server, "bob", dir_b.path());
+    let files = dir_a.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    let data: Vec<u8> = (0..1_500_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(files.join("report.bin"), &data).unwrap();
+    std::fs::write(files.join("notes.txt"), b"other").unwrap();
+    let downloads = dir_b.path().join("downloads");
+    std::fs::create_dir(&downloads).unwrap();
+    alice.type_text(&format!("sh -c {}; echo GC-EXIT-$?", sh_quote(&script_a)));
+    alice.key("Enter");
+    bob.type_text(&format!(
+        "XDG_DOWNLOAD_DIR={} sh -c {}; echo GC-EXIT-$?",
+        sh_quote(&downloads.display().to_string()),
+        sh_quote(&script_b)
+    ));
+    bob.key("Enter");
+    alice.wait_for(" ACTIVE │ #general │ ", &log_a);
+    bob.wait_for(" ACTIVE │ #general │ ", &log_b);
+
+    // The command name and the path complete with Tab.
+    alice.type_text("/uplo");
+    alice.key("Tab");
+    alice.type_text(&format!("{}/re", files.display()));
+    alice.key("Tab");
+    let typed = format!("> /upload {}/report.bin", files.display());
+    alice.wait_for(&typed, &log_a);
+    alice.key("Enter");
+    alice.wait_for("-- shared report.bin (1.5 MB)", &log_a);
+    // Its record comes like any message (the upload's answer may come first).
+    alice.wait_for("alice: 📎 report.bin (1.5 MB) sha256:", &log_a);
+    // Bob sees the file line, and saves it.
+    let hash = gc_protocol::ContentHash::of(&data).to_string();
+    let short = format!("sha256:{}…{}", &hash[..4], &hash[60..]);
+    let screen = bob.wait_for("alice: 📎 report.bin (1.5 MB)", &log_b);
+    assert!(screen.contains(&short), "{screen}");
+    bob.type_text("/download");
+    bob.key("Enter");
+    let saved = downloads.join("report.bin");
+    bob.wait_for("-- saved report.bin (1.5 MB) to ", &log_b);
+    assert!(std::fs::read(&saved).unwrap() == data);
+    // Again: beside it, never over it.
+    bob.type_text(&format!("/download {}", &hash[..12]));
+    bob.key("Enter");
+    bob.wait_for("-- saved report (1).bin (1.5 MB) to ", &log_b);
+    assert!(std::fs::read(downloads.join("report (1).bin")).unwrap() == data);
+    assert!(std::fs::read(&saved).unwrap() == data);
+    // A file that is not there: said on one line, nothing starts.
+    alice.type_text(&format!("/upload {}/missing.bin", files.display()));
+    alice.key("Enter");
+    let screen = alice.wait_for("!! cannot upload missing.bin: ", &log_a);
+    assert!(!screen.contains("▕"), "no transfer runs:\n{screen}");
+
+    for (tmux, log) in [(&alice, &log_a), (&bob, &log_b)] {
+        tmux.type_text("/quit");
+        tmux.key("Enter");
+        tmux.wait_for("GC-EXIT-0", log);
+    }
+}
