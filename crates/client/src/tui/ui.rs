@@ -32,12 +32,13 @@ use super::files::{Transfers, human_size};
 use super::login::{Field, LoginForm};
 use super::look::{Theme, ThemeName};
 use super::rooms::{Membership, RoomView};
-use super::scrollback::{Level, layout_message};
+use super::scrollback::{Kind, Level, layout_message};
 use super::text::{Link, Row, Wrapper, text_width, truncate};
 use super::urls::osc8_target;
 use crate::display::sanitize;
 use gc_client_core::Direction;
 use gc_client_core::event::ConnState;
+use gc_protocol::files::FileNotice;
 
 /// Below this size a notice replaces the screen.
 pub const MIN_WIDTH: u16 = 30;
@@ -372,11 +373,20 @@ fn hyperlink(buf: &mut Buffer, area: Rect, y: u16, link: &Link) {
 fn marker(app: &App) -> Option<Line<'static>> {
     let theme = &app.look().theme;
     if let Some(search) = &app.search {
+        // On a file line, Enter (on an empty input) downloads it.
+        let file = app
+            .highlighted()
+            .and_then(|i| app.log().entries().get(i))
+            .is_some_and(|e| match &e.kind {
+                Kind::Message { body, .. } => FileNotice::parse(body).is_some(),
+                Kind::System { .. } | Kind::Notice { .. } => false,
+            });
         let text = format!(
-            " search \"{}\": {} of {} · Ctrl+P older · Ctrl+N newer · Esc ends",
+            " search \"{}\": {} of {} · Ctrl+P older · Ctrl+N newer · {}Esc ends",
             sanitize(&search.query),
             search.current + 1,
-            search.matches.len()
+            search.matches.len(),
+            if file { "Enter downloads · " } else { "" }
         );
         let style = match theme.name {
             ThemeName::Default => Style::default().fg(Color::Black).bg(Color::Cyan),
@@ -2099,6 +2109,20 @@ mod tests {
         let r = rows(&draw(&app, 40, 8));
         assert_eq!(r[4], "22:16 carol: 📎 quarterly report for the");
         assert_eq!(r[5], "      board.pdf (999 B) sha256:3f5c…e1a9");
+        // A search showing a file line says Enter downloads it.
+        for key in "/search report.pdf\r".chars() {
+            let code = if key == '\r' {
+                KeyCode::Enter
+            } else {
+                KeyCode::Char(key)
+            };
+            app.handle_key(KeyEvent::new(code, KeyModifiers::NONE));
+        }
+        let r = rows(&draw(&app, 120, 8));
+        assert!(
+            r[5].contains("1 of 1 · Ctrl+P older · Ctrl+N newer · Enter downloads · Esc ends"),
+            "{r:?}"
+        );
     }
 
     #[test]
