@@ -35,6 +35,11 @@ TERMINAL UI
   /ignore [USER] /unignore USER /reconnect /quit; client plugins may add more (in /help); with rooms /rooms /join /part /msg /invite /topic /kick /mute /ban (see
   /help); //TEXT sends TEXT starting with one /. A message starting with \"/me \" is an action,
   shown as \"* user ACTION\".
+  Files (GC/5): /upload PATH shares a file in the room shown (Tab completes the path; a row
+  above the status bar shows progress and speed; Esc with nothing typed cancels the newest
+  transfer). Shared files show as \"📎 NAME (SIZE) sha256:3f5c…e1a9\"; /download saves the
+  newest (or the one a search shows; /download N the Nth newest, /download HASH by hash) into
+  $XDG_DOWNLOAD_DIR, else ~/Downloads, else ~, never over an existing file.
   URLs are underlined and written as OSC 8 hyperlinks (--no-hyperlinks, or hyperlinks = false in
   the settings file, turns that off); /urls lists those of the room shown. The mouse wheel needs
   mouse reporting, so selecting text takes Shift+drag in most terminals; --no-mouse (or
