@@ -1197,6 +1197,22 @@ fn run_loop_with_a_server_older_than_rooms_shows_general_alone() {
     pump(t, &mut app, &mut driver, &rx, "the /msg refused", |a| {
         said(a) == 2
     });
+    // No files either (GC/5): /upload says so on one line, the library's words.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, b"notes").unwrap();
+    // (The refused /msg is still in the input, to be fixed.)
+    press(&tx, KeyCode::Char('u'), KeyModifiers::CONTROL);
+    type_keys(&tx, &format!("/upload {}", file.display()));
+    press(&tx, KeyCode::Enter, KeyModifiers::NONE);
+    pump(t, &mut app, &mut driver, &rx, "the /upload refused", |a| {
+        a.log().entries().iter().any(|e| {
+            e.searchable()
+                .starts_with("cannot upload notes.txt: the server does not share files (it speaks ")
+                && e.searchable().contains("file transfer needs GC/5")
+        })
+    });
+    assert!(app.transfers.is_empty());
     step(t, &mut app, &mut driver, &rx, Duration::ZERO).expect("step");
     let rows = screen(&terminal);
     assert!(rows[0].starts_with("──"), "no room list: {rows:?}");
