@@ -351,6 +351,18 @@ struct Offer {
     client_msg_id: ClientMsgId,
 }
 
+impl Offer {
+    /// The record that announces the file, its name made display text.
+    fn record_text(&self) -> String {
+        FileNotice {
+            name: display_name(&self.name),
+            size: self.size,
+            hash: self.hash,
+        }
+        .text()
+    }
+}
+
 /// The answer to an `Offer` that refuses it before any byte moves, in the order of
 /// docs/files.md §4; `Ok(Some(reply))` when the record exists already (a retry after a lost
 /// `Thx`).
@@ -432,12 +444,7 @@ fn check_offer(
     // Plugins see the offer as the record it will become (`[file] name (size) sha256:…`), in
     // `on_message_received`, before any byte moves: one may refuse a file by its size or type
     // as it refuses a message. The record's text is the server's: a rewrite is not taken.
-    let text = FileNotice {
-        name: display_name(&offer.name),
-        size: offer.size,
-        hash: offer.hash,
-    }
-    .text();
+    let text = offer.record_text();
     let hook_started = Instant::now();
     let outcome = shared
         .plugins
@@ -674,12 +681,7 @@ fn finish(
         return Next::Close;
     }
     let user = &session.user;
-    let text = FileNotice {
-        name: display_name(&offer.name),
-        size: offer.size,
-        hash: offer.hash,
-    }
-    .text();
+    let text = offer.record_text();
     let started = Instant::now();
     let result = shared
         .store

@@ -167,36 +167,7 @@ impl ContentStore {
             private::options().read(true).append(true).create(true),
         )
         .map_err(io_err("open", &path))?;
-        let mut index = Index::default();
-        let mut good_len = 0u64;
-        let mut reader = BufReader::new(&mut file);
-        let mut line = Vec::new();
-        let mut number = 0u64;
-        loop {
-            line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(io_err("read", &path))?;
-            if n == 0 {
-                break;
-            }
-            number += 1;
-            let Some(content) = line.strip_suffix(b"\n") else {
-                tracing::warn!(
-                    "{}: line {number} has no LF (an interrupted write); cutting it off",
-                    path.display()
-                );
-                break;
-            };
-            let entry = parse_entry(content).map_err(|reason| StoreError::BadLine {
-                path: path.clone(),
-                line_number: number,
-                reason,
-            })?;
-            index.entries.push(entry);
-            good_len += n as u64;
-        }
-        drop(reader);
+        let (index, good_len) = read_index(&mut file, &path)?;
         if file.metadata().map_err(io_err("read", &path))?.len() != good_len {
             file.set_len(good_len).map_err(io_err("truncate", &path))?;
             file.sync_all().map_err(io_err("fsync", &path))?;
@@ -216,35 +187,14 @@ impl ContentStore {
     pub fn open_read_only(data_dir: &Path) -> Result<Option<Self>, StoreError> {
         let root = data_dir.join(FILES_DIR);
         let path = root.join(FILE_INDEX);
-        let file = match File::open(&path) {
+        let mut file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound && !root.exists() => return Ok(None),
             Err(e) => return Err(io_err("open", &path)(e)),
         };
-        let mut index = Index::default();
-        let mut reader = BufReader::new(&file);
-        let mut line = Vec::new();
-        let mut number = 0u64;
-        loop {
-            line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(io_err("read", &path))?;
-            if n == 0 {
-                break;
-            }
-            number += 1;
-            let Some(content) = line.strip_suffix(b"\n") else {
-                break;
-            };
-            let entry = parse_entry(content).map_err(|reason| StoreError::BadLine {
-                path: path.clone(),
-                line_number: number,
-                reason,
-            })?;
-            index.entries.push(entry);
-        }
-        drop(reader);
+        // A torn last line (a write in progress) is skipped, not cut: this opening changes
+        // nothing.
+        let (index, _) = read_index(&mut file, &path)?;
         Ok(Some(Self {
             root,
             index: Mutex::new((index, file)),
@@ -535,6 +485,42 @@ impl ContentStore {
         }
         by
     }
+}
+
+/// Reads `files/index.db` from `file`: its entries and the length of its whole lines. A last line
+/// without its LF (a crash mid-append, or an append in progress) ends the reading, logged; any
+/// other line that does not parse is an error naming it.
+fn read_index(file: &mut File, path: &Path) -> Result<(Index, u64), StoreError> {
+    let mut index = Index::default();
+    let mut good_len = 0u64;
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    let mut number = 0u64;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(io_err("read", path))?;
+        if n == 0 {
+            break;
+        }
+        number += 1;
+        let Some(content) = line.strip_suffix(b"\n") else {
+            tracing::warn!(
+                "{}: line {number} has no LF (an interrupted write)",
+                path.display()
+            );
+            break;
+        };
+        let entry = parse_entry(content).map_err(|reason| StoreError::BadLine {
+            path: path.to_owned(),
+            line_number: number,
+            reason,
+        })?;
+        index.entries.push(entry);
+        good_len += n as u64;
+    }
+    Ok((index, good_len))
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
