@@ -414,8 +414,8 @@ where
 
     let report = client.close(fatal.is_none() && output_error.is_none(), None);
     // Records that arrived after the loop ended are in the cache (the cursor is past them): print
-    // them now, or they would never be shown.
-    if output_error.is_none() {
+    // them now, or they would never be shown (a transfer run prints its result only).
+    if output_error.is_none() && options.transfer.is_none() {
         for input in rx.try_iter() {
             if let Input::Event(Event::Records(records)) = input
                 && let Err(e) = printer.print(out, &records)

@@ -885,6 +885,8 @@ fn headless_uploads_and_downloads_a_file() {
         stdout.starts_with("shared notes.txt (700000 bytes) sha256:") && stdout.contains(&hash),
         "{stdout}"
     );
+    // The result line only: no record is printed by a transfer run.
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
 
     let target = dir.path().join("copy.txt");
     let mut down = args(&server, "dana", &pw, &dir.path().join("d.db"));
