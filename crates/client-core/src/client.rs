@@ -275,15 +275,7 @@ impl Client {
     }
 
     fn check_files(&self) -> Result<(), ClientError> {
-        let ctl = self.shared.ctl();
-        if ctl.files() == Some(false) {
-            return Err(ClientError::NotSupported(format!(
-                "the server does not share files (it speaks {}; file transfer needs GC/5); ask \
-                 the operator to update gc-server",
-                ctl.version().unwrap_or("an older version")
-            )));
-        }
-        Ok(())
+        self.shared.ctl().check_files()
     }
 
     /// The commands the client plugins add (`/shout TEXT`), in load order: for a front end's

@@ -16,7 +16,7 @@ use gc_protocol::scram::ScramError;
 use gc_protocol::signin::{CallbackCheck, ServerHello};
 use gc_protocol::{
     Authed, CallbackReply, ClientMsgId, Room, SessionLevel, SessionToken, Username, VERSION,
-    VERSION_GC4,
+    VERSION_GC4, VERSION_GC5,
 };
 
 use crate::config::Password;
@@ -745,6 +745,18 @@ impl Control {
     fn check_rooms(&self, needs_rooms: bool) -> Result<(), ClientError> {
         if needs_rooms && self.rooms() == Some(false) {
             return Err(ClientError::NoRooms);
+        }
+        Ok(())
+    }
+
+    /// Refuses a file transfer once the server is known to lack GC/5.
+    pub fn check_files(&self) -> Result<(), ClientError> {
+        if self.files() == Some(false) {
+            return Err(ClientError::NotSupported(format!(
+                "the server does not share files (it speaks {}; file transfer needs \
+                 {VERSION_GC5}); ask the operator to update gc-server",
+                self.version().unwrap_or("an older version")
+            )));
         }
         Ok(())
     }

@@ -257,13 +257,7 @@ fn session(shared: &ClientState, cancel: &Cancel) -> Result<(SessionToken, Socke
         if ctl.is_closing() || ctl.stopped_trying() {
             return Err(Stop::Fail(ClientError::Closed));
         }
-        if ctl.files() == Some(false) {
-            return Err(Stop::Fail(ClientError::NotSupported(format!(
-                "the server does not share files (it speaks {}, file transfer needs GC/5); ask \
-                 the operator to update gc-server",
-                ctl.version().unwrap_or("an older version")
-            ))));
-        }
+        ctl.check_files().map_err(Stop::Fail)?;
         if let SessionPhase::Active { token, .. } = ctl.session()
             && ctl.files() == Some(true)
             && let Some(instance) = shared.instance()

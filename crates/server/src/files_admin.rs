@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use gc_protocol::{ContentHash, Timestamp, Username};
 use gc_store::{ContentStore, DataDirLock, FileEntry, StoreError, StoredFile};
@@ -19,9 +19,7 @@ use crate::cli::FilesCommand;
 use crate::config::Config;
 use crate::error::ServerError;
 
-/// How long content no index line announces is kept before `files gc` removes it: an upload
-/// whose record is still being stored is younger (docs/files.md §6).
-pub const UNANNOUNCED_GRACE: Duration = Duration::from_secs(24 * 3600);
+use gc_store::UNANNOUNCED_GRACE;
 
 /// Runs `gc-server files …`, writing results to `out`. Returns whether everything was in order
 /// (`verify`'s exit code).

@@ -22,7 +22,7 @@ use gc_protocol::{
     ClientMsgId, ContentHash, ErrorCode, ErrorFrame, Frame as _, ProtocolError, Room, SendReply,
     SendRequest, texts,
 };
-use gc_store::{ContentStore, FileEntry, StoreError, Upload};
+use gc_store::{ContentStore, FileEntry, StoreError, UNANNOUNCED_GRACE, Upload};
 use parking_lot::{Condvar, Mutex};
 
 use crate::listener::wake_for;
@@ -40,9 +40,6 @@ const PIECE: usize = 64 * 1024;
 const TAKEOVER_WAIT: Duration = Duration::from_secs(2);
 /// How often the cleaner looks for abandoned partial uploads.
 const CLEAN_EVERY: Duration = Duration::from_secs(3600);
-/// An object no index line announces is removed by the cleaner once older than this: younger,
-/// its upload may still be storing its record.
-pub const UNANNOUNCED_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// The transfers in progress, their connections (cut at shutdown, or when a newer `Offer` takes
 /// an upload over) and the cleaner's stop signal.
@@ -127,11 +124,6 @@ impl Transfers {
         }
         drop(s);
         self.changed.notify_all();
-    }
-
-    /// Whether [`Transfers::stop`] was called.
-    fn stopped(&self) -> bool {
-        self.inner.lock().stopped
     }
 
     /// Registers the upload of `key` on the connection of transfer `number`. Another connection
@@ -848,7 +840,7 @@ pub(crate) fn start_cleaner(shared: &Arc<ServerState>) -> Result<(), crate::erro
                     }
                     Err(e) => tracing::warn!("cannot clean up the shared files: {e}"),
                 }
-                if sh.transfers.stopped() || sh.transfers.wait_stop(CLEAN_EVERY) {
+                if sh.transfers.wait_stop(CLEAN_EVERY) {
                     return;
                 }
             }

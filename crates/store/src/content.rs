@@ -33,6 +33,10 @@ pub const FILES_DIR: &str = "files";
 pub const FILE_INDEX: &str = "index.db";
 const OBJECTS: &str = "objects";
 const PARTIAL: &str = "partial";
+/// How long content no index line announces is kept before garbage collection removes it (the
+/// server's cleaner and `gc-server files gc`): an upload whose record is still being stored is
+/// younger (docs/files.md §6).
+pub const UNANNOUNCED_GRACE: Duration = Duration::from_secs(24 * 3600);
 /// Read and hashed at a time when a partial file is resumed or an object checked.
 const READ_PIECE: usize = 1024 * 1024;
 

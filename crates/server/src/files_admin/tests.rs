@@ -1,4 +1,5 @@
 use std::fs::File;
+use std::time::Duration;
 
 use gc_protocol::Room;
 
