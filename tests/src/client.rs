@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use gc_client_core::{
     BackoffConfig, Client, ClientConfig, ClientError, ClientTls, CloseReport, ConnState, Event,
-    ListenPorts, NoticeLevel, PinSource, ServerPin,
+    ListenPorts, NoticeLevel, PinSource, ServerPin, TransferEvent,
 };
 use gc_protocol::{ClientMsgId, Record};
 
@@ -199,6 +199,28 @@ impl TestClient {
             found.is_some()
         });
         found.expect("found")
+    }
+
+    /// Waits for the end of transfer `id` (uploaded, downloaded, failed or cancelled) and takes
+    /// it out of the events seen.
+    pub fn finished_transfer(&mut self, id: u64) -> TransferEvent {
+        let is_end = |e: &Event| {
+            matches!(
+                e,
+                Event::Transfer(
+                    TransferEvent::Uploaded { id: t, .. }
+                        | TransferEvent::Downloaded { id: t, .. }
+                        | TransferEvent::Failed { id: t, .. }
+                        | TransferEvent::Cancelled { id: t, .. },
+                ) if *t == id
+            )
+        };
+        self.wait_other("the end of a transfer", |e| is_end(e).then_some(()));
+        let pos = self.others.iter().position(is_end).expect("found");
+        match self.others.remove(pos) {
+            Event::Transfer(t) => t,
+            other => panic!("not a transfer: {other:?}"),
+        }
     }
 
     /// Waits for the fatal error that stops the client.

@@ -82,6 +82,22 @@ fn flat_dir(dir: &Path) {
         .expect("standing");
     rooms.open_direct(&alice, &bob, now).expect("direct");
     rooms.set_admin(&bob, true).expect("admin");
+    // Two shared files announced by records 5 and 4 (one content twice): the index goes along,
+    // the content stays in the files directory.
+    let files = gc_store::ContentStore::open(dir).expect("files");
+    let hash = gc_protocol::ContentHash::of(b"shared");
+    for (id, user, room) in [(5, &alice, "#general"), (4, &bob, "@alice+bob")] {
+        files
+            .announce(&gc_store::FileEntry {
+                hash,
+                size: 6,
+                username: user.clone(),
+                timestamp: Timestamp::from_micros(1_700_000_000_000_000 + id),
+                id,
+                room: Room::new(room).expect("room"),
+            })
+            .expect("announce");
+    }
 }
 
 fn export_flat(dir: &Path, format: ExportFormat) -> String {
@@ -119,6 +135,16 @@ fn flat_to_postgres_and_back_keeps_everything() {
     assert_eq!((t.source.messages, t.source.accounts), (7, 2));
     assert_eq!(t.client_msg_ids, 6);
     assert_eq!(t.skipped_msgids, 1);
+    assert_eq!(t.file_announcements, 2);
+    let index = gc_pgstore::PgFileIndex::new(&url);
+    let hash = gc_protocol::ContentHash::of(b"shared");
+    assert_eq!(
+        gc_store::FileIndex::announcements(&index, &hash)
+            .expect("announcements")
+            .len(),
+        2,
+        "the index is shared by the instances now"
+    );
     assert_eq!(t.source, gc_store::summary(&src).expect("summary").0);
     assert_eq!(t.target, gc_pgstore::summary(&url).expect("summary"));
     // The room metadata is shared by the instances now.
@@ -163,6 +189,7 @@ fn flat_to_postgres_and_back_keeps_everything() {
     assert_eq!(t2.source, t.source);
     assert_eq!(t2.target, t.source);
     assert_eq!(t2.client_msg_ids, 6);
+    assert_eq!(t2.file_announcements, 2);
     assert_eq!(export_flat(&back, ExportFormat::Plain), plain);
     for file in [
         "database.db",
@@ -171,6 +198,7 @@ fn flat_to_postgres_and_back_keeps_everything() {
         "rooms.db",
         "members.db",
         "admins.db",
+        "files/index.db",
     ] {
         assert_eq!(
             fs::read(src.join(file)).expect("src"),

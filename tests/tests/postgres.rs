@@ -986,6 +986,113 @@ mod rooms {
         assert!(b.members(&dev).is_empty());
     }
 
+    /// GC/5 over two instances sharing a database and a files directory: a file shared through
+    /// one is fetched through the other, the quota counts what a user stored through both, and
+    /// an instance without the shared directory answers unknown-file.
+    #[test]
+    fn a_file_shared_through_one_instance_is_fetched_through_another() {
+        use gc_client_core::TransferEvent;
+        use gc_protocol::files::FileNotice;
+
+        let Some(db) = pg::database() else { return };
+        let tmp = tempfile::tempdir().expect("tmp");
+        let shared = tmp.path().join("shared-files");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 13 + i / 997) as u8).collect();
+        let with_files = |last: u8| {
+            let shared = shared.clone();
+            let url = db.url.clone();
+            TestServer::start_with(move |c| {
+                c.bind = format!("127.0.0.{last}").parse().expect("ip");
+                c.store = Some(url);
+                c.files_dir = Some(shared);
+                c.user_quota_bytes = 450_000;
+            })
+        };
+        let a = with_files(1);
+        let b = with_files(2);
+        let start = |server: &TestServer, name: &str| {
+            let mut cfg = config(server, name, PASSWORD);
+            cfg.register = true;
+            let mut c = TestClient::start(cfg);
+            c.wait_active();
+            c
+        };
+        let (mut alice, mut bob) = (start(&a, "alice"), start(&b, "bob"));
+        let path = tmp.path().join("build.log");
+        std::fs::write(&path, &data).expect("write");
+        let id = alice
+            .client()
+            .upload(Room::general(), &path)
+            .expect("upload");
+        let TransferEvent::Uploaded { hash, .. } = alice.finished_transfer(id) else {
+            panic!("upload failed: {:?}", alice.others);
+        };
+        bob.wait_records(1);
+        let notice = FileNotice::parse(&bob.records[0].body).expect("a [file] record");
+        assert_eq!(notice.hash, hash);
+        let target = tmp.path().join("fetched.log");
+        let id = bob.client().download(hash, &target).expect("download");
+        assert!(
+            matches!(bob.finished_transfer(id), TransferEvent::Downloaded { .. }),
+            "{:?}",
+            bob.others
+        );
+        assert!(std::fs::read(&target).expect("read") == data);
+        // The operator's listing reads the database's index and the shared directory, beside
+        // the running instances.
+        let admin = gc_server::Config {
+            data_dir: tmp.path().join("admin-data"),
+            store: Some(db.url.clone()),
+            files_dir: Some(shared.clone()),
+            ..gc_server::Config::default()
+        };
+        let mut out = Vec::new();
+        let list = gc_server::cli::FilesCommand::List {
+            partial: false,
+            user: None,
+        };
+        gc_server::files_admin::files(&list, &admin, &mut out).expect("files list");
+        let listing = String::from_utf8(out).expect("utf8");
+        assert!(listing.contains(&hash.to_string()), "{listing}");
+        assert!(listing.contains("alice"), "{listing}");
+
+        // Alice's quota counts this file through the other instance too.
+        let other = tmp.path().join("other.log");
+        std::fs::write(&other, &data[..200_000]).expect("write");
+        drop(alice);
+        let mut alice_b = TestClient::start(config(&b, "alice", PASSWORD));
+        alice_b.wait_active();
+        let id = alice_b
+            .client()
+            .upload(Room::general(), &other)
+            .expect("upload");
+        let TransferEvent::Failed { error, .. } = alice_b.finished_transfer(id) else {
+            panic!("over the quota, yet stored");
+        };
+        assert!(
+            matches!(&error, gc_client_core::ClientError::FileRefused { code, .. }
+                if *code == gc_protocol::ErrorCode::Quota),
+            "{error}"
+        );
+
+        // An instance that keeps its files elsewhere has no content to send.
+        let c = TestServer::start_with(|c| {
+            c.bind = "127.0.0.3".parse().expect("ip");
+            c.store = Some(db.url.clone());
+        });
+        let mut carol = start(&c, "carol");
+        let elsewhere = tmp.path().join("elsewhere.log");
+        let id = carol.client().download(hash, &elsewhere).expect("download");
+        let TransferEvent::Failed { error, .. } = carol.finished_transfer(id) else {
+            panic!("fetched content this instance does not have");
+        };
+        assert!(
+            matches!(&error, gc_client_core::ClientError::FileRefused { code, .. }
+                if *code == gc_protocol::ErrorCode::UnknownFile),
+            "{error}"
+        );
+    }
+
     #[test]
     fn a_room_made_on_one_instance_is_joined_and_used_on_another() {
         let Some(db) = pg::database() else { return };

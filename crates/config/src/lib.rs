@@ -154,6 +154,11 @@ pub struct Config {
     /// Where messages and accounts live: `None` for the flat files of the data dir, or a
     /// `postgres://` URL shared by several instances (issue #13).
     pub store: Option<String>,
+    /// Where shared files' content is kept (`None`: `<data dir>/files`). With PostgreSQL, every
+    /// instance of one service is given the same directory (a network file system), so a file
+    /// shared through one can be fetched through another; the flat file store keeps its files in
+    /// its data dir.
+    pub files_dir: Option<PathBuf>,
     /// Where server plugins are loaded from (`None`: `<data dir>/mods`).
     pub mods_dir: Option<PathBuf>,
     /// A plugin hook running longer is logged; three such within a minute disable the plugin.
@@ -175,6 +180,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// The shared files' directory in effect.
+    pub fn files_dir(&self) -> PathBuf {
+        self.files_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("files"))
+    }
+
     /// The plugin directory in effect.
     pub fn mods_dir(&self) -> PathBuf {
         self.mods_dir
@@ -219,6 +231,7 @@ impl Default for Config {
             reuse_connections: true,
             tail_capacity: 10_000,
             store: None,
+            files_dir: None,
             mods_dir: None,
             plugin_hook_budget: Duration::from_millis(50),
             plugin_hook_limit: Duration::from_secs(1),
@@ -380,6 +393,8 @@ pub struct FileConfig {
     pub history_on_join: Option<usize>,
     /// See [`Config::reuse_connections`].
     pub reuse_connections: Option<bool>,
+    /// See [`Config::files_dir`].
+    pub files_dir: Option<PathBuf>,
     /// See [`Config::mods_dir`].
     pub mods_dir: Option<PathBuf>,
     /// See [`Config::plugin_hook_budget`].
@@ -470,6 +485,9 @@ impl Config {
         set(&mut self.idle_timeout, file.idle_timeout_ms.map(ms));
         set(&mut self.history_on_join, file.history_on_join);
         set(&mut self.reuse_connections, file.reuse_connections);
+        if let Some(dir) = &file.files_dir {
+            self.files_dir = Some(dir.clone());
+        }
         if let Some(dir) = &file.mods_dir {
             self.mods_dir = Some(dir.clone());
         }

@@ -5,6 +5,7 @@
 //!   commit order is id order, exactly-once by (user, client-msg-id) across instances, an
 //!   in-memory tail per instance and `LISTEN/NOTIFY` wake-ups.
 //! - [`PgAccounts`]: the accounts ([`gc_store::AccountStore`]).
+//! - [`PgFileIndex`]: the announcements of shared files ([`gc_store::FileIndex`]).
 //! - [`export`], [`load_dir`], [`unload_to_dir`], [`summary`]: `gc-server db export` on the
 //!   database, and moving a data dir's contents into it and back, checked by count and hash.
 //! - [`migrate`]: versioned schema migrations (run at start and by `gc-server db migrate`).
@@ -17,6 +18,7 @@
 mod accounts;
 mod conn;
 mod error;
+mod files;
 mod messages;
 mod migrate;
 mod presence;
@@ -26,6 +28,7 @@ mod url;
 
 pub use accounts::PgAccounts;
 pub use error::PgError;
+pub use files::PgFileIndex;
 pub use messages::{PgConfig, PgMessages};
 pub use migrate::{MigrateReport, SCHEMA_VERSION};
 pub use presence::{LEASE, PgPresence};

@@ -171,6 +171,28 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     $fn$;
     ",
     ),
+    (
+        5,
+        "the index of shared files",
+        "
+    -- The data dir's files/index.db as a table: one row per announcement of a shared file
+    -- (GC/5, docs/files.md §6), for quotas and for who may fetch what. The content itself stays
+    -- in the files directory every instance shares. hash is the SHA-256 in lower-case hex, ts
+    -- microseconds since the Unix epoch (UTC), id the record that announced the file.
+    CREATE TABLE gc_files (
+        hash text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
+        size bigint NOT NULL CHECK (size >= 0),
+        username text NOT NULL,
+        user_key text NOT NULL,
+        ts bigint NOT NULL,
+        id bigint NOT NULL CHECK (id > 0),
+        room text NOT NULL,
+        seq bigserial NOT NULL,
+        PRIMARY KEY (hash, user_key, id)
+    );
+    CREATE INDEX gc_files_user ON gc_files (user_key);
+    ",
+    ),
 ];
 
 /// The newest schema version this build knows.

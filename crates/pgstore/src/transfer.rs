@@ -2,6 +2,9 @@
 //! `gc-server db export` with `--store`, `db import --from-dir DIR` and `db import
 //! --from-postgres`.
 //!
+//! The index of shared files (`files/index.db`, `gc_files`) goes along, read back and compared
+//! line for line; the files' content stays in the files directory, which both stores use.
+//!
 //! Both directions are checked the same way: each side's [`Summary`] (count of messages and
 //! accounts, SHA-256 over the canonical export, see [`gc_store::Digest`]) is computed, the
 //! source's while it is read and the target's from what was written, and the copy is kept only
@@ -28,9 +31,9 @@ use std::path::Path;
 
 use gc_protocol::types::{Record, Room, is_valid_client_msg_id};
 use gc_store::{
-    ACCOUNTS_FILE, Account, Accounts, DATABASE_FILE, DataDirLock, Digest, DirImport, ExportFormat,
-    ExportReport, FaultyLine, RoomsFile, StoreError, Summary, export_line, visit_msgids,
-    visit_records,
+    ACCOUNTS_FILE, Account, Accounts, ContentStore, DATABASE_FILE, DataDirLock, Digest, DirImport,
+    ExportFormat, ExportReport, FILE_INDEX, FILES_DIR, FaultyLine, FileEntry, RoomsFile,
+    StoreError, Summary, export_line, visit_msgids, visit_records,
 };
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
@@ -106,10 +109,22 @@ pub struct Transfer {
     pub skipped_msgids: u64,
     /// A torn last line of a room's file, left out (into PostgreSQL only).
     pub skipped_torn_tail: Option<FaultyLine>,
+    /// Announcements of shared files carried over (the index; the content stays in the files
+    /// directory).
+    pub file_announcements: u64,
 }
 
 fn driver<'a>(url: &'a str, what: &'static str) -> impl Fn(postgres::Error) -> PgError + 'a {
     move |e| PgError::from_driver(url, what, &e)
+}
+
+/// Every announcement of a shared file, in the order they were made.
+fn read_file_index(tx: &mut Transaction<'_>, url: &str) -> Result<Vec<FileEntry>, PgError> {
+    crate::files::all(tx)
+        .map_err(driver(url, "the shared files' index"))?
+        .iter()
+        .map(|row| crate::files::entry(url, row))
+        .collect()
 }
 
 /// The rooms that have records, in export order: `#general` first, then by name (byte order,
@@ -281,25 +296,28 @@ pub fn load_dir(dir: &Path, url: &DbUrl) -> Result<Transfer, TransferError> {
     // time out (lock_timeout) rather than hang.
     tx.batch_execute(
         "SET LOCAL statement_timeout = 0; \
-         LOCK TABLE gc_sequence, gc_messages, gc_accounts, gc_rooms_version IN EXCLUSIVE MODE",
+         LOCK TABLE gc_sequence, gc_messages, gc_accounts, gc_rooms_version, gc_files \
+         IN EXCLUSIVE MODE",
     )
     .map_err(driver(&shown, "the table locks"))?;
     let row = tx
         .query_one(
             "SELECT (SELECT count(*) FROM gc_messages), (SELECT count(*) FROM gc_accounts), \
              (SELECT count(*) FROM gc_rooms) + (SELECT count(*) FROM gc_members) \
-             + (SELECT count(*) FROM gc_admins)",
+             + (SELECT count(*) FROM gc_admins), (SELECT count(*) FROM gc_files)",
             &[],
         )
         .map_err(driver(&shown, "the row counts"))?;
     let messages: i64 = row.try_get(0).map_err(driver(&shown, "the row counts"))?;
     let accounts: i64 = row.try_get(1).map_err(driver(&shown, "the row counts"))?;
     let metadata: i64 = row.try_get(2).map_err(driver(&shown, "the row counts"))?;
-    if messages > 0 || accounts > 0 || metadata > 0 {
+    let announced: i64 = row.try_get(3).map_err(driver(&shown, "the row counts"))?;
+    if messages > 0 || accounts > 0 || metadata > 0 || announced > 0 {
         return Err(TransferError::NotEmpty {
             url: shown,
             what: format!(
-                "{messages} messages, {accounts} accounts, {metadata} room metadata rows"
+                "{messages} messages, {accounts} accounts, {metadata} room metadata rows, \
+                 {announced} shared files' announcements"
             ),
         });
     }
@@ -470,6 +488,31 @@ pub fn load_dir(dir: &Path, url: &DbUrl) -> Result<Transfer, TransferError> {
     }
     crate::rooms::bump_version(&mut tx).map_err(driver(&shown, "the room metadata version"))?;
 
+    // The index of shared files, read back before it counts (the content stays where it is:
+    // the files directory of the instances, by default the data dir's files/).
+    let mut announcements = match ContentStore::open_read_only(dir)? {
+        Some(files) => files.index().entries()?,
+        None => Vec::new(),
+    };
+    for e in &announcements {
+        crate::files::insert(&mut tx, e).map_err(driver(&shown, "the shared files' index"))?;
+    }
+    let mut stored = read_file_index(&mut tx, &shown)?;
+    let line = |e: &FileEntry| e.line();
+    announcements.sort_by_key(line);
+    announcements.dedup();
+    stored.sort_by_key(line);
+    if stored != announcements {
+        return Err(StoreError::Transfer {
+            what: format!(
+                "{FILES_DIR}/{FILE_INDEX} did not read back as written ({} lines, {} rows)",
+                announcements.len(),
+                stored.len()
+            ),
+        }
+        .into());
+    }
+
     // Ids go on after the highest imported one (never backwards).
     tx.execute(
         "UPDATE gc_sequence SET next_id = GREATEST(next_id, $1), last_ts = GREATEST(last_ts, $2)",
@@ -498,6 +541,7 @@ pub fn load_dir(dir: &Path, url: &DbUrl) -> Result<Transfer, TransferError> {
         client_msg_ids,
         skipped_msgids,
         skipped_torn_tail: report.skipped_torn_tail,
+        file_announcements: stored.len() as u64,
     })
 }
 
@@ -554,6 +598,10 @@ pub fn unload_to_dir(url: &DbUrl, dir: &Path) -> Result<Transfer, TransferError>
             crate::rooms::read_lines(&mut tx, file).map_err(driver(&shown, "the room metadata"))?;
         writer.room_metadata(file, &lines)?;
     }
+    let announcements = read_file_index(&mut tx, &shown)?;
+    if !announcements.is_empty() {
+        writer.file_index(&announcements)?;
+    }
     let source = digest.finish(&accounts);
     drop(tx);
 
@@ -572,5 +620,6 @@ pub fn unload_to_dir(url: &DbUrl, dir: &Path) -> Result<Transfer, TransferError>
         client_msg_ids,
         skipped_msgids: 0,
         skipped_torn_tail: None,
+        file_announcements: announcements.len() as u64,
     })
 }

@@ -738,6 +738,14 @@ fn transfer_report(
          duplicates)",
         r.client_msg_ids
     )?;
+    if r.file_announcements > 0 {
+        writeln!(
+            out,
+            "  {} announcements of shared files carried over (their content stays in the files \
+             directory)",
+            r.file_announcements
+        )?;
+    }
     if r.skipped_msgids > 0 {
         writeln!(
             out,

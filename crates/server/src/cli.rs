@@ -78,6 +78,12 @@ pub struct RunArgs {
     /// dir's flat files].
     #[arg(long, value_name = "URL", env = "GC_STORE", hide_env_values = true)]
     pub store: Option<String>,
+    /// Directory of shared files' content (GC/5). With --store, give every instance of one
+    /// service the same directory (a network file system) so a file shared through one can be
+    /// fetched through another; the flat file store keeps them in its data dir
+    /// [default: DATA_DIR/files].
+    #[arg(long, value_name = "DIR")]
+    pub files_dir: Option<PathBuf>,
     /// When an acknowledged message is on disk: `always` (fsync each), `batch` (group commit,
     /// acknowledged after the fsync) or `never` (leave it to the OS) [default: batch].
     #[arg(long, value_name = "POLICY")]
@@ -371,6 +377,7 @@ pub enum FilesCommand {
     },
     /// Remove a stored file's content and its lines in files/index.db (stop the server first).
     ///
+    /// With --store (PostgreSQL), its rows of the database's index; the instances may run.
     /// The records that announced it stay in their conversations, and fetching it is then
     /// answered `unknown-file`; its uploader's quota no longer counts it.
     Remove {
@@ -386,7 +393,8 @@ pub enum FilesCommand {
     /// between storing and announcing leaves such). Prints one line per file, tab-separated:
     /// KIND (`partial` or `unannounced`), SHA256, USER (`-` for content), BYTES, TOUCHED (UTC),
     /// then a `# ` line with the count and the bytes freed. Stop the server first: while it
-    /// runs, its own cleaner removes abandoned uploads.
+    /// runs, its own cleaner removes abandoned uploads. (With --store, the database's index and
+    /// --files-dir; the instances may run: an upload in progress is left alone.)
     Gc {
         /// Only print what would be removed.
         #[arg(long)]
@@ -518,6 +526,7 @@ impl Cli {
             heartbeat_interval_ms: r.heartbeat_interval_ms,
             fsync: r.fsync.clone(),
             store: r.store.clone(),
+            files_dir: r.files_dir.clone(),
             registration: r.registration.clone(),
             unknown_users: r.unknown_users.clone(),
             room_creation: r.room_creation.clone(),

@@ -1,11 +1,15 @@
 //! `gc-server files list|remove|gc|verify`: the operator's side of shared files (GC/5,
 //! docs/files.md §6 and §8), on the data dir's `files/` directly, as the other admin commands
-//! work on its other files.
+//! work on its other files; with `--store` (PostgreSQL), on `files-dir` and the database's
+//! index.
 //!
 //! `list` and `verify` only read (through [`ContentStore::open_read_only`], which makes no
 //! directory and leaves a line being appended to the index alone), so they may run beside a
-//! server. `remove` and `gc` change the files and take the data dir's lock first: they refuse
-//! while a server runs, which may be sending the content (and has its own cleaner).
+//! server. With the flat file store, `remove` and `gc` change the files and take the data
+//! dir's lock first: they refuse while a server runs, which may be sending the content (and has
+//! its own cleaner). With PostgreSQL the instances run on other data dirs, so nothing can be
+//! refused that way; there both run beside them: an upload in progress holds its partial
+//! file's lock (gc leaves it), and a removed file's fetches in progress end with an error.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -28,19 +32,15 @@ pub fn files(
     config: &Config,
     out: &mut dyn Write,
 ) -> Result<bool, ServerError> {
-    if config.store.is_some() {
-        return Err(ServerError::Usage(
-            "files commands work on the data dir's files/; with --store (PostgreSQL) the index \
-             of shared files is not kept in the data dir, and these commands do not read it yet"
-                .into(),
-        ));
-    }
     let dir = &config.data_dir;
+    let shared = config.store.is_some();
+    // The data dir's lock, with the flat file store (see the module's notes).
+    let lock = |why: &str| (!shared).then(|| lock(dir, why)).transpose();
     let now = SystemTime::now();
     match cmd {
         FilesCommand::List { partial, user } => {
             let user = user.as_deref().map(username).transpose()?;
-            let store = ContentStore::open_read_only(dir)?;
+            let store = crate::config::open_files_read_only(config)?;
             let listing = Listing::read(store.as_ref(), user.as_ref())?;
             let text = if *partial {
                 listing.partial_lines(now)
@@ -53,18 +53,15 @@ pub fn files(
         }
         FilesCommand::Remove { hash } => {
             let hash = content_hash(hash)?;
-            let _lock = lock(dir, "it may be sending that file")?;
-            let store = ContentStore::open(dir)?;
-            let text = remove(&store, &hash, dir)?;
+            let _lock = lock("it may be sending that file")?;
+            let store = crate::config::open_files(config)?;
+            let text = remove(&store, &hash, shared)?;
             write_out(out, &text)?;
             Ok(true)
         }
         FilesCommand::Gc { dry_run } => {
-            let _lock = lock(
-                dir,
-                "while it runs, its own cleaner removes abandoned uploads",
-            )?;
-            let store = ContentStore::open(dir)?;
+            let _lock = lock("while it runs, its own cleaner removes abandoned uploads")?;
+            let store = crate::config::open_files(config)?;
             let report =
                 store.collect_garbage(now, config.abandoned_upload, UNANNOUNCED_GRACE, *dry_run)?;
             let text = garbage_lines(&report, *dry_run);
@@ -78,7 +75,7 @@ pub fn files(
             Ok(true)
         }
         FilesCommand::Verify => {
-            let (text, healthy) = match ContentStore::open_read_only(dir)? {
+            let (text, healthy) = match crate::config::open_files_read_only(config)? {
                 Some(store) => verify(&store)?,
                 None => ("# checked 0 stored files: ok\n".to_owned(), true),
             };
@@ -226,7 +223,7 @@ impl Listing {
     /// Reads `store` into the listing, keeping only what the user keyed `key` has to do with.
     fn fill(&mut self, store: &ContentStore, key: Option<&String>) -> Result<(), ServerError> {
         let (objects, partial) = store.list()?;
-        let mut index = store.index_by_hash();
+        let mut index = store.index_by_hash()?;
         let mine = |e: &FileEntry| key.is_none_or(|k| e.username.key() == *k);
         for entries in index.values() {
             let mut counted = BTreeSet::new();
@@ -321,7 +318,7 @@ impl Listing {
         if !self.not_stored.is_empty() {
             let lines: usize = self.not_stored.iter().map(|(_, n)| n).sum();
             text.push_str(&format!(
-                "# {} in files/index.db name content that is not stored ({}): fetching it is \
+                "# {} of the index name content that is not stored ({}): fetching it is \
                  answered unknown-file; `gc-server files remove HASH` drops the lines\n",
                 plural(lines, "line", "lines"),
                 joined(self.not_stored.iter().map(|(h, _)| h.to_string()))
@@ -349,16 +346,22 @@ impl Listing {
     }
 }
 
-/// `files remove`: the content and its index lines; what was done, for the operator.
-fn remove(store: &ContentStore, hash: &ContentHash, dir: &Path) -> Result<String, ServerError> {
-    let announcements = store.announcements(hash);
+/// `files remove`: the content and its index lines (in the database's index when `shared`);
+/// what was done, for the operator.
+fn remove(store: &ContentStore, hash: &ContentHash, shared: bool) -> Result<String, ServerError> {
+    let announcements = store.announcements(hash)?;
     let size = store.size_of(hash);
     if size.is_none() && announcements.is_empty() {
         return Err(ServerError::Usage(format!(
             "no shared file has the SHA-256 {hash} in {}: `gc-server files list` shows them",
-            dir.display()
+            store.root().display()
         )));
     }
+    let index = if shared {
+        "the database's index"
+    } else {
+        "files/index.db"
+    };
     let (_, partial) = store.list()?;
     store.remove(hash)?;
     tracing::info!(%hash, lines = announcements.len(), "shared file removed by the operator");
@@ -368,12 +371,10 @@ fn remove(store: &ContentStore, hash: &ContentHash, dir: &Path) -> Result<String
     };
     let mut text = match size {
         Some(size) => format!(
-            "removed {hash}: {size} bytes ({}) and its {lines} in files/index.db\n",
+            "removed {hash}: {size} bytes ({}) and its {lines} in {index}\n",
             human_size(size)
         ),
-        None => format!(
-            "removed the {lines} of {hash} in files/index.db (its content was not stored)\n"
-        ),
+        None => format!("removed the {lines} of {hash} in {index} (its content was not stored)\n"),
     };
     match announcements.len() {
         0 => {}
@@ -452,7 +453,7 @@ fn verify(store: &ContentStore) -> Result<(String, bool), ServerError> {
     }
     let stored: BTreeSet<ContentHash> = objects.iter().map(|f| f.hash).collect();
     let mut missing: Vec<(ContentHash, usize)> = store
-        .index_by_hash()
+        .index_by_hash()?
         .into_iter()
         .filter(|(hash, _)| !stored.contains(hash))
         .map(|(hash, entries)| (hash, entries.len()))

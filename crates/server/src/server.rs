@@ -294,7 +294,7 @@ pub fn start(config: Config) -> Result<ServerHandle, ServerError> {
     };
     let (tls, fingerprint) = crate::tls::server_config(&config)?.unzip();
     let decoy_secret = crate::throttle::decoy_secret(&config.data_dir, accounts.as_ref())?;
-    let files = gc_store::ContentStore::open(&config.data_dir)?;
+    let files = crate::config::open_files(&config)?;
     let shared = Arc::new(ServerState::new(
         config,
         Stores {

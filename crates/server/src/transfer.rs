@@ -401,10 +401,11 @@ fn check_offer(
     let have = files.size_of(&offer.hash);
     let announced_by_user = files
         .announcements(&offer.hash)
+        .map_err(index_failed)?
         .iter()
         .any(|e| e.username.key() == user.key());
     if quota > 0 && !announced_by_user {
-        let used = files.quota_used(user);
+        let used = files.quota_used(user).map_err(index_failed)?;
         if used.saturating_add(offer.size) > quota {
             return Err((
                 ErrorCode::Quota,
@@ -457,6 +458,16 @@ fn check_offer(
         ));
     }
     Ok(None)
+}
+
+/// The answer when the index of shared files cannot be read (the database is away): `internal`,
+/// as for a message the store cannot take.
+fn index_failed(e: StoreError) -> (ErrorCode, String) {
+    tracing::error!("cannot read the index of shared files: {e}");
+    (
+        ErrorCode::Internal,
+        "the server cannot read its index of shared files right now; try again later".into(),
+    )
 }
 
 /// Free bytes for an unprivileged user on the file system holding `path`.
@@ -751,9 +762,15 @@ fn download(
         );
         Next::Continue
     };
-    let visible = shared
-        .files
-        .announcements(&hash)
+    let announcements = match shared.files.announcements(&hash) {
+        Ok(entries) => entries,
+        Err(e) => {
+            let (code, text) = index_failed(e);
+            reply_err(shared, conn, code, &text);
+            return Next::Continue;
+        }
+    };
+    let visible = announcements
         .iter()
         .any(|e| rooms::may_read(shared, session, &e.room).is_ok());
     if !visible {

@@ -12,6 +12,11 @@
 //! An upload hashes what it writes as it goes, so finishing costs no second read; a resumed one
 //! (after a reconnect or a restart) hashes its partial file's prefix once when it is opened.
 //! Nothing here holds a file's content in memory beyond the caller's chunk.
+//!
+//! The index is a [`FileIndex`]: `index.db` ([`FlatFileIndex`]) with the flat file store, a
+//! table with PostgreSQL (`gc-pgstore`), where the instances share one index and one files
+//! directory. An upload's partial file is locked (`flock`) while it is written, so two
+//! instances sharing the directory never write one partial file at once.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -102,17 +107,148 @@ pub(crate) fn parse_entry(line: &[u8]) -> Result<FileEntry, LineError> {
     })
 }
 
-/// What the index holds, in memory.
-#[derive(Default)]
-struct Index {
-    entries: Vec<FileEntry>,
+/// The index of shared files: which record announced which content. It answers who may fetch
+/// a content (the rooms of its announcements) and how much each user stores (the quota).
+pub trait FileIndex: Send + Sync + std::fmt::Debug {
+    /// The announcements of `hash`.
+    fn announcements(&self, hash: &ContentHash) -> Result<Vec<FileEntry>, StoreError>;
+    /// The bytes `user` uses: the sizes of the distinct contents they announced.
+    fn quota_used(&self, user: &Username) -> Result<u64, StoreError>;
+    /// Adds `entry` (durably), unless an entry for the same content, user and record is there:
+    /// so a retried completion adds nothing twice.
+    fn announce(&self, entry: &FileEntry) -> Result<(), StoreError>;
+    /// Removes every announcement of `hash`; whether there was one.
+    fn forget(&self, hash: &ContentHash) -> Result<bool, StoreError>;
+    /// Every announcement, in the order they were made.
+    fn entries(&self) -> Result<Vec<FileEntry>, StoreError>;
 }
 
-impl Index {
-    fn has(&self, hash: &ContentHash, user_key: &str, id: u64) -> bool {
-        self.entries
+/// `files/index.db`: one line per announcement, appended and fsynced; read whole at opening.
+pub struct FlatFileIndex {
+    path: PathBuf,
+    /// The entries, and the file to append to (`None`: opened to read only).
+    inner: Mutex<(Vec<FileEntry>, Option<File>)>,
+}
+
+impl std::fmt::Debug for FlatFileIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlatFileIndex")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FlatFileIndex {
+    /// Opens (creating if needed) `path`. A line that is not the last and does not parse is an
+    /// error naming it; a torn last line (a crash mid-append) is cut off.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut file = private::open(
+            path,
+            private::options().read(true).append(true).create(true),
+        )
+        .map_err(io_err("open", path))?;
+        let (entries, good_len) = read_index(&mut file, path)?;
+        if file.metadata().map_err(io_err("read", path))?.len() != good_len {
+            file.set_len(good_len).map_err(io_err("truncate", path))?;
+            file.sync_all().map_err(io_err("fsync", path))?;
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            inner: Mutex::new((entries, Some(file))),
+        })
+    }
+
+    /// Opens `path` to read it only: a torn last line (a write in progress) is skipped and left
+    /// as it is, and the changing methods fail. A missing file reads as empty when `missing_ok`.
+    fn open_read_only(path: &Path, missing_ok: bool) -> Result<Self, StoreError> {
+        let entries = match File::open(path) {
+            Ok(mut file) => read_index(&mut file, path)?.0,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && missing_ok => Vec::new(),
+            Err(e) => return Err(io_err("open", path)(e)),
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            inner: Mutex::new((entries, None)),
+        })
+    }
+
+    fn read_only(&self, action: &'static str) -> StoreError {
+        io_err(action, &self.path)(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "opened to read only",
+        ))
+    }
+}
+
+impl FileIndex for FlatFileIndex {
+    fn announcements(&self, hash: &ContentHash) -> Result<Vec<FileEntry>, StoreError> {
+        let guard = self.inner.lock();
+        Ok(guard
+            .0
             .iter()
-            .any(|e| e.hash == *hash && e.id == id && e.username.key() == user_key)
+            .filter(|e| e.hash == *hash)
+            .cloned()
+            .collect())
+    }
+
+    fn quota_used(&self, user: &Username) -> Result<u64, StoreError> {
+        let key = user.key();
+        let guard = self.inner.lock();
+        let mut seen = HashSet::new();
+        Ok(guard
+            .0
+            .iter()
+            .filter(|e| e.username.key() == key && seen.insert(e.hash))
+            .map(|e| e.size)
+            .sum())
+    }
+
+    fn announce(&self, entry: &FileEntry) -> Result<(), StoreError> {
+        let mut guard = self.inner.lock();
+        let (entries, file) = &mut *guard;
+        let key = entry.username.key();
+        if entries
+            .iter()
+            .any(|e| e.hash == entry.hash && e.id == entry.id && e.username.key() == key)
+        {
+            return Ok(());
+        }
+        let Some(file) = file.as_mut() else {
+            return Err(self.read_only("append to"));
+        };
+        file.write_all(entry.line().as_bytes())
+            .and_then(|()| file.sync_data())
+            .map_err(io_err("append to", &self.path))?;
+        entries.push(entry.clone());
+        Ok(())
+    }
+
+    fn forget(&self, hash: &ContentHash) -> Result<bool, StoreError> {
+        let mut guard = self.inner.lock();
+        let (entries, file) = &mut *guard;
+        if !entries.iter().any(|e| e.hash == *hash) {
+            return Ok(false);
+        }
+        if file.is_none() {
+            return Err(self.read_only("rewrite"));
+        }
+        let kept: Vec<FileEntry> = entries
+            .iter()
+            .filter(|e| e.hash != *hash)
+            .cloned()
+            .collect();
+        let text: String = kept.iter().map(FileEntry::line).collect();
+        private::replace(&self.path, text.as_bytes()).map_err(io_err("rewrite", &self.path))?;
+        *file = Some(
+            private::open(&self.path, private::options().read(true).append(true))
+                .map_err(io_err("open", &self.path))?,
+        );
+        *entries = kept;
+        Ok(true)
+    }
+
+    fn entries(&self) -> Result<Vec<FileEntry>, StoreError> {
+        Ok(self.inner.lock().0.clone())
     }
 }
 
@@ -138,11 +274,11 @@ pub struct GarbageReport {
     pub unannounced: Vec<StoredFile>,
 }
 
-/// The shared files of one data dir. `Send + Sync`: one per server, shared by its transfer
-/// threads.
+/// The shared files of one server (or of every instance sharing a files directory). `Send +
+/// Sync`: one per server, shared by its transfer threads.
 pub struct ContentStore {
     root: PathBuf,
-    index: Mutex<(Index, File)>,
+    index: Arc<dyn FileIndex>,
     /// Uploads in progress, by (user key, hash): one at a time each.
     active: Arc<Mutex<HashSet<(String, ContentHash)>>>,
 }
@@ -151,36 +287,48 @@ impl std::fmt::Debug for ContentStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ContentStore")
             .field("root", &self.root)
+            .field("index", &self.index)
             .finish_non_exhaustive()
     }
 }
 
 impl ContentStore {
-    /// Opens (creating if needed) the shared files under `data_dir`. An index line that is not
-    /// the last and does not parse is an error naming it; a torn last line (a crash mid-append)
-    /// is cut off.
+    /// Opens (creating if needed) the shared files under `data_dir`, with the data dir's own
+    /// index (`files/index.db`, see [`FlatFileIndex::open`]).
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let root = data_dir.join(FILES_DIR);
+        Self::make_dirs(&root)?;
+        let index = FlatFileIndex::open(&root.join(FILE_INDEX))?;
+        Ok(Self::with_index(root, Arc::new(index)))
+    }
+
+    /// Opens (creating if needed) the shared files in the directory `root`, announced in
+    /// `index` (the database's, shared by several instances).
+    pub fn open_shared(root: &Path, index: Arc<dyn FileIndex>) -> Result<Self, StoreError> {
+        Self::make_dirs(root)?;
+        Ok(Self::with_index(root.to_owned(), index))
+    }
+
+    /// The shared files in `root`, announced in `index`, to read only: no directory is made (a
+    /// missing one lists as empty).
+    pub fn open_shared_read_only(root: &Path, index: Arc<dyn FileIndex>) -> Self {
+        Self::with_index(root.to_owned(), index)
+    }
+
+    fn make_dirs(root: &Path) -> Result<(), StoreError> {
         for dir in [root.join(OBJECTS), root.join(PARTIAL)] {
             private::dir(&dir).map_err(io_err("create", &dir))?;
         }
-        private::tighten_path(&root);
-        let path = root.join(FILE_INDEX);
-        let mut file = private::open(
-            &path,
-            private::options().read(true).append(true).create(true),
-        )
-        .map_err(io_err("open", &path))?;
-        let (index, good_len) = read_index(&mut file, &path)?;
-        if file.metadata().map_err(io_err("read", &path))?.len() != good_len {
-            file.set_len(good_len).map_err(io_err("truncate", &path))?;
-            file.sync_all().map_err(io_err("fsync", &path))?;
-        }
-        Ok(Self {
+        private::tighten_path(root);
+        Ok(())
+    }
+
+    fn with_index(root: PathBuf, index: Arc<dyn FileIndex>) -> Self {
+        Self {
             root,
-            index: Mutex::new((index, file)),
+            index,
             active: Arc::default(),
-        })
+        }
     }
 
     /// Opens the shared files under `data_dir` to read them only, changing nothing: for listings
@@ -190,23 +338,21 @@ impl ContentStore {
     /// dir has no `files/` (nothing was ever shared).
     pub fn open_read_only(data_dir: &Path) -> Result<Option<Self>, StoreError> {
         let root = data_dir.join(FILES_DIR);
-        let path = root.join(FILE_INDEX);
-        let mut file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !root.exists() => return Ok(None),
-            Err(e) => return Err(io_err("open", &path)(e)),
-        };
-        // A torn last line (a write in progress) is skipped, not cut: this opening changes
-        // nothing.
-        let (index, _) = read_index(&mut file, &path)?;
-        Ok(Some(Self {
-            root,
-            index: Mutex::new((index, file)),
-            active: Arc::default(),
-        }))
+        if !root.exists() {
+            return Ok(None);
+        }
+        // `files/` without its index: nothing was announced yet (the server makes the
+        // directories before the index).
+        let index = FlatFileIndex::open_read_only(&root.join(FILE_INDEX), true)?;
+        Ok(Some(Self::with_index(root, Arc::new(index))))
     }
 
-    /// Where the shared files are (`<data dir>/files`).
+    /// The index in use.
+    pub fn index(&self) -> &Arc<dyn FileIndex> {
+        &self.index
+    }
+
+    /// Where the shared files are (`<data dir>/files`, or the shared files directory).
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -241,30 +387,14 @@ impl ContentStore {
         }
     }
 
-    /// The index lines announcing `hash` (whose rooms say who may fetch it).
-    pub fn announcements(&self, hash: &ContentHash) -> Vec<FileEntry> {
-        let guard = self.index.lock();
-        guard
-            .0
-            .entries
-            .iter()
-            .filter(|e| e.hash == *hash)
-            .cloned()
-            .collect()
+    /// The announcements of `hash` (whose rooms say who may fetch it).
+    pub fn announcements(&self, hash: &ContentHash) -> Result<Vec<FileEntry>, StoreError> {
+        self.index.announcements(hash)
     }
 
     /// The bytes `user` uses: the sizes of the distinct contents they announced.
-    pub fn quota_used(&self, user: &Username) -> u64 {
-        let key = user.key();
-        let guard = self.index.lock();
-        let mut seen = HashSet::new();
-        guard
-            .0
-            .entries
-            .iter()
-            .filter(|e| e.username.key() == key && seen.insert(e.hash))
-            .map(|e| e.size)
-            .sum()
+    pub fn quota_used(&self, user: &Username) -> Result<u64, StoreError> {
+        self.index.quota_used(user)
     }
 
     /// Starts or resumes `user`'s upload of `size` bytes with content `hash`. If the content is
@@ -312,6 +442,13 @@ impl ContentStore {
             private::options().read(true).write(true).create(true),
         )
         .map_err(io_err("open", &path))?;
+        // Another instance sharing the files directory may be writing this partial file (this
+        // process's own uploads are kept apart by `active`); the lock ends with the handle.
+        if !lock_partial(&file, &path) {
+            return Err(StoreError::UploadBusy {
+                hash: hash.to_string(),
+            });
+        }
         let mut have = file.metadata().map_err(io_err("read", &path))?.len();
         if have > size {
             file.set_len(0).map_err(io_err("truncate", &path))?;
@@ -334,41 +471,16 @@ impl ContentStore {
         Ok(upload)
     }
 
-    /// Appends `entry` to the index (fsynced), unless a line for the same content, user and
+    /// Adds `entry` to the index (durably), unless an entry for the same content, user and
     /// record is there: so a retried completion adds nothing twice.
     pub fn announce(&self, entry: &FileEntry) -> Result<(), StoreError> {
-        let mut guard = self.index.lock();
-        let (index, file) = &mut *guard;
-        if index.has(&entry.hash, &entry.username.key(), entry.id) {
-            return Ok(());
-        }
-        let path = self.root.join(FILE_INDEX);
-        file.write_all(entry.line().as_bytes())
-            .and_then(|()| file.sync_data())
-            .map_err(io_err("append to", &path))?;
-        index.entries.push(entry.clone());
-        Ok(())
+        self.index.announce(entry)
     }
 
-    /// Removes the content `hash` and its index lines (the records that announced it stay;
+    /// Removes the content `hash` and its announcements (the records that announced it stay;
     /// fetching it is answered as for an unknown file). Whether it was stored.
     pub fn remove(&self, hash: &ContentHash) -> Result<bool, StoreError> {
-        let mut guard = self.index.lock();
-        let (index, file) = &mut *guard;
-        let path = self.root.join(FILE_INDEX);
-        if index.entries.iter().any(|e| e.hash == *hash) {
-            let kept: Vec<FileEntry> = index
-                .entries
-                .iter()
-                .filter(|e| e.hash != *hash)
-                .cloned()
-                .collect();
-            let text: String = kept.iter().map(FileEntry::line).collect();
-            private::replace(&path, text.as_bytes()).map_err(io_err("rewrite", &path))?;
-            *file = private::open(&path, private::options().read(true).append(true))
-                .map_err(io_err("open", &path))?;
-            index.entries = kept;
-        }
+        self.index.forget(hash)?;
         let object = self.object_path(hash);
         match std::fs::remove_file(&object) {
             Ok(()) => Ok(true),
@@ -429,8 +541,13 @@ impl ContentStore {
             if !older(&f, abandoned_after) || self.active.lock().contains(&(user.clone(), f.hash)) {
                 continue;
             }
+            let path = self.partial_path(&user, &f.hash);
+            // Written by another instance right now (its lock is held): not abandoned.
+            let in_use = File::open(&path).is_ok_and(|file| !lock_partial(&file, &path));
+            if in_use {
+                continue;
+            }
             if !dry_run {
-                let path = self.partial_path(&user, &f.hash);
                 match std::fs::remove_file(&path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -440,7 +557,7 @@ impl ContentStore {
             report.abandoned.push(f);
         }
         let announced: HashSet<ContentHash> =
-            self.index.lock().0.entries.iter().map(|e| e.hash).collect();
+            self.index.entries()?.iter().map(|e| e.hash).collect();
         for f in objects {
             if announced.contains(&f.hash) || !older(&f, grace) {
                 continue;
@@ -481,21 +598,21 @@ impl ContentStore {
         Ok(damaged)
     }
 
-    /// Index lines per content, for listings: (hash → its announcements).
-    pub fn index_by_hash(&self) -> HashMap<ContentHash, Vec<FileEntry>> {
+    /// Announcements per content, for listings: (hash → its announcements).
+    pub fn index_by_hash(&self) -> Result<HashMap<ContentHash, Vec<FileEntry>>, StoreError> {
         let mut by: HashMap<ContentHash, Vec<FileEntry>> = HashMap::new();
-        for e in &self.index.lock().0.entries {
-            by.entry(e.hash).or_default().push(e.clone());
+        for e in self.index.entries()? {
+            by.entry(e.hash).or_default().push(e);
         }
-        by
+        Ok(by)
     }
 }
 
 /// Reads `files/index.db` from `file`: its entries and the length of its whole lines. A last line
 /// without its LF (a crash mid-append, or an append in progress) ends the reading, logged; any
 /// other line that does not parse is an error naming it.
-fn read_index(file: &mut File, path: &Path) -> Result<(Index, u64), StoreError> {
-    let mut index = Index::default();
+fn read_index(file: &mut File, path: &Path) -> Result<(Vec<FileEntry>, u64), StoreError> {
+    let mut index = Vec::new();
     let mut good_len = 0u64;
     let mut reader = BufReader::new(file);
     let mut line = Vec::new();
@@ -521,15 +638,34 @@ fn read_index(file: &mut File, path: &Path) -> Result<(Index, u64), StoreError> 
             line_number: number,
             reason,
         })?;
-        index.entries.push(entry);
+        index.push(entry);
         good_len += n as u64;
     }
     Ok((index, good_len))
 }
 
+/// Takes `file`'s exclusive lock without waiting: false if another process holds it. A file
+/// system without locks counts as unlocked (uploads are still one at a time per process).
+fn lock_partial(file: &File, path: &Path) -> bool {
+    match file.try_lock() {
+        Ok(()) => true,
+        Err(std::fs::TryLockError::WouldBlock) => false,
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::debug!("cannot lock {}: {e}", path.display());
+            true
+        }
+    }
+}
+
+/// The entries of `dir`; none if it does not exist (nothing was stored there yet).
 fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_err("list", dir))? {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err("list", dir)(e)),
+    };
+    for entry in entries {
         out.push(entry.map_err(io_err("list", dir))?.path());
     }
     Ok(out)
@@ -645,8 +781,9 @@ impl Upload {
         let Some(file) = self.file.take() else {
             return Ok(());
         };
+        // The handle (and its lock) is kept until the file is renamed, so no other instance
+        // starts on it in between.
         file.sync_all().map_err(io_err("fsync", &self.path))?;
-        drop(file);
         let digest = std::mem::take(&mut self.hasher).finalize();
         if ContentHash::from_digest(digest.into()) != self.hash {
             let _ = std::fs::remove_file(&self.path);
@@ -665,6 +802,7 @@ impl Upload {
             return Ok(());
         }
         std::fs::rename(&self.path, &self.object).map_err(io_err("rename into", &self.object))?;
+        drop(file);
         for dir in [&shard, &self.store_root.join(PARTIAL)] {
             File::open(dir)
                 .and_then(|d| d.sync_all())

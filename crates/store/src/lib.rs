@@ -58,8 +58,8 @@ pub use codec::{
     MAX_BODY_BYTES, MAX_LINE_BYTES, encode_record, encoded_len, escape_into, parse_record, unescape,
 };
 pub use content::{
-    ContentStore, FILE_INDEX, FILES_DIR, FileEntry, GarbageReport, StoredFile, UNANNOUNCED_GRACE,
-    Upload,
+    ContentStore, FILE_INDEX, FILES_DIR, FileEntry, FileIndex, FlatFileIndex, GarbageReport,
+    StoredFile, UNANNOUNCED_GRACE, Upload,
 };
 pub use error::{LineError, Result, StoreError};
 pub use files::FaultyLine;

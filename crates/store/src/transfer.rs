@@ -18,6 +18,7 @@ use sha2::{Digest as _, Sha256};
 use crate::accounts::{ACCOUNTS_FILE, Account, Accounts};
 use crate::admin::{ExportReport, visit_records};
 use crate::codec::{encode_msgid, encode_record, split_msgid};
+use crate::content::{FILE_INDEX, FILES_DIR, FileEntry};
 use crate::error::{Result, StoreError};
 use crate::files::{self, LineReader};
 use crate::lock::{DATABASE_FILE, DataDirLock, lock_file};
@@ -162,6 +163,10 @@ fn check_empty(dir: &Path, lock: &DataDirLock) -> Result<()> {
     let accounts = Accounts::open(&dir.join(ACCOUNTS_FILE))?.len();
     if accounts > 0 {
         return refuse(format!("{ACCOUNTS_FILE} has {accounts} accounts"));
+    }
+    let index = dir.join(FILES_DIR).join(FILE_INDEX);
+    if fs::metadata(&index).is_ok_and(|m| m.len() > 0) {
+        return refuse(format!("{FILES_DIR}/{FILE_INDEX} announces shared files"));
     }
     Ok(())
 }
@@ -338,6 +343,20 @@ impl DirImport {
         close(w, &path)
     }
 
+    /// Writes the index of shared files (`files/index.db`) from its entries; the files' content
+    /// is not copied (it stays in the files directory).
+    pub fn file_index(&mut self, entries: &[FileEntry]) -> Result<()> {
+        let dir = self.staging.join(FILES_DIR);
+        private::dir(&dir).map_err(|e| StoreError::io("create the directory", &dir, e))?;
+        let path = dir.join(FILE_INDEX);
+        let mut w = create(&path)?;
+        for e in entries {
+            w.write_all(e.line().as_bytes())
+                .map_err(|e| StoreError::io("write to", &path, e))?;
+        }
+        close(w, &path)
+    }
+
     /// Flushes and fsyncs everything written, then reads it back from the staging directory:
     /// what the data dir will hold once committed.
     pub fn staged_summary(&mut self) -> Result<Summary> {
@@ -360,7 +379,7 @@ impl DirImport {
     }
 
     /// Moves the staged files into the data dir: the rooms' files, `database.msgids`,
-    /// `usernames.db`, the room metadata files, and last `database.db` (locked before it takes the old one's name, so
+    /// `usernames.db`, the room metadata files, `files/index.db`, and last `database.db` (locked before it takes the old one's name, so
     /// the data dir stays locked), then removes the staging directory.
     pub fn commit(mut self) -> Result<()> {
         self.staged_summary()?;
@@ -394,6 +413,15 @@ impl DirImport {
                 let to = self.dir.join(name);
                 fs::rename(&from, &to).map_err(|e| StoreError::io("move into place", to, e))?;
             }
+        }
+        let index = self.staging.join(FILES_DIR).join(FILE_INDEX);
+        if index.exists() {
+            let shared = self.dir.join(FILES_DIR);
+            private::dir(&shared)
+                .map_err(|e| StoreError::io("create the directory", &shared, e))?;
+            let to = shared.join(FILE_INDEX);
+            fs::rename(&index, &to).map_err(|e| StoreError::io("move into place", &to, e))?;
+            files::sync_dir(&shared)?;
         }
         let general = self.staging.join(DATABASE_FILE);
         let file = File::open(&general).map_err(|e| StoreError::io("open", &general, e))?;

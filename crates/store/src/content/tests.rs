@@ -178,11 +178,12 @@ fn the_index_counts_quota_once_per_content_and_survives_a_torn_line() {
         store
             .announce(&entry(h2, 300, "bob", 15, "#general"))
             .unwrap();
-        assert_eq!(store.quota_used(&user("ALICE")), 303);
-        assert_eq!(store.quota_used(&user("bob")), 300);
-        assert_eq!(store.quota_used(&user("carol")), 0);
+        assert_eq!(store.quota_used(&user("ALICE")).unwrap(), 303);
+        assert_eq!(store.quota_used(&user("bob")).unwrap(), 300);
+        assert_eq!(store.quota_used(&user("carol")).unwrap(), 0);
         let rooms: Vec<String> = store
             .announcements(&h1)
+            .unwrap()
             .iter()
             .map(|e| e.room.to_string())
             .collect();
@@ -201,20 +202,20 @@ fn the_index_counts_quota_once_per_content_and_survives_a_torn_line() {
     f.write_all(format!("{h1};3;carol;17").as_bytes()).unwrap();
     drop(f);
     let store = ContentStore::open(dir.path()).unwrap();
-    assert_eq!(store.announcements(&h1).len(), 2);
-    assert_eq!(store.quota_used(&user("carol")), 0);
+    assert_eq!(store.announcements(&h1).unwrap().len(), 2);
+    assert_eq!(store.quota_used(&user("carol")).unwrap(), 0);
     let text = std::fs::read_to_string(&index).unwrap();
     assert!(text.ends_with('\n') && text.lines().count() == 4, "{text}");
     // Removing content takes its lines with it.
     assert!(!store.remove(&h1).unwrap(), "announced, never stored");
-    assert!(store.announcements(&h1).is_empty());
+    assert!(store.announcements(&h1).unwrap().is_empty());
     store
         .announce(&entry(h1, 3, "carol", 20, "#general"))
         .unwrap();
     drop(store);
     let store = ContentStore::open(dir.path()).unwrap();
-    assert_eq!(store.quota_used(&user("carol")), 3);
-    assert_eq!(store.quota_used(&user("alice")), 300);
+    assert_eq!(store.quota_used(&user("carol")).unwrap(), 3);
+    assert_eq!(store.quota_used(&user("alice")).unwrap(), 300);
 }
 
 #[test]
@@ -378,7 +379,7 @@ fn a_read_only_store_lists_without_changing_anything() {
     let before = std::fs::read(&index).unwrap();
 
     let read = ContentStore::open_read_only(dir.path()).unwrap().unwrap();
-    assert_eq!(read.announcements(&hash).len(), 1);
+    assert_eq!(read.announcements(&hash).unwrap().len(), 1);
     assert_eq!(read.list().unwrap().0.len(), 1);
     assert!(read.verify().unwrap().is_empty());
     assert!(
@@ -391,4 +392,50 @@ fn a_read_only_store_lists_without_changing_anything() {
         before,
         "the index is untouched"
     );
+}
+
+/// Two stores on one directory with one index stand for two instances sharing a files
+/// directory: a partial file one of them writes is neither written nor collected by the other.
+#[test]
+fn instances_sharing_a_directory_never_write_one_partial_file_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("shared");
+    let index: Arc<dyn FileIndex> =
+        Arc::new(FlatFileIndex::open(&dir.path().join("index.db")).unwrap());
+    let reader = ContentStore::open_shared_read_only(&root, Arc::clone(&index));
+    assert_eq!(
+        reader.list().unwrap(),
+        (vec![], vec![]),
+        "a directory not made yet lists as empty"
+    );
+    let one = ContentStore::open_shared(&root, Arc::clone(&index)).unwrap();
+    let two = ContentStore::open_shared(&root, Arc::clone(&index)).unwrap();
+    let data = content(1000);
+    let hash = ContentHash::of(&data);
+    let mut up = one.begin(&user("alice"), hash, 1000).unwrap();
+    up.write(0, &data[..10]).unwrap();
+    assert!(
+        matches!(
+            two.begin(&user("alice"), hash, 1000),
+            Err(StoreError::UploadBusy { .. })
+        ),
+        "the other instance's upload holds the partial file"
+    );
+    let later = SystemTime::now() + Duration::from_secs(10 * 86_400);
+    let day = Duration::from_secs(86_400);
+    let report = two.collect_garbage(later, day, day, false).unwrap();
+    assert!(report.abandoned.is_empty(), "a partial file in use is kept");
+    drop(up);
+    let mut up = two.begin(&user("alice"), hash, 1000).unwrap();
+    assert_eq!(
+        up.offset(),
+        10,
+        "the other instance resumes it once it is free"
+    );
+    up.write(10, &data[10..]).unwrap();
+    up.finish().unwrap();
+    two.announce(&entry(hash, 1000, "alice", 1, "#general"))
+        .unwrap();
+    assert_eq!(one.announcements(&hash).unwrap().len(), 1, "one index");
+    assert_eq!(read_object(&one, &hash), data);
 }
