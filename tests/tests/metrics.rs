@@ -321,3 +321,80 @@ fn bytes_in_and_out_follow_a_login_and_a_message_on_each_port() {
         "heartbeats went out and were answered\n{after}"
     );
 }
+
+/// GC/5 transfers are counted by direction and outcome, with their content bytes.
+#[test]
+fn file_transfers_are_counted_by_outcome_with_their_bytes() {
+    use gc_client_core::TransferEvent;
+
+    let server = TestServer::start_with(with_metrics);
+    let addr = server.metrics_addr().expect("metrics served");
+    let mut cfg = config(&server, "alice", PASSWORD);
+    cfg.register = true;
+    let mut alice = TestClient::start(cfg);
+    alice.wait_active();
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..700_001u32).map(|i| (i % 253) as u8).collect();
+    let path = dir.path().join("notes.bin");
+    std::fs::write(&path, &data).unwrap();
+    let id = alice
+        .client()
+        .upload(gc_protocol::Room::general(), &path)
+        .unwrap();
+    let TransferEvent::Uploaded { hash, .. } = alice.finished_transfer(id) else {
+        panic!("upload failed: {:?}", alice.others);
+    };
+    let target = dir.path().join("copy.bin");
+    let id = alice.client().download(hash, &target).unwrap();
+    assert!(matches!(
+        alice.finished_transfer(id),
+        TransferEvent::Downloaded { .. }
+    ));
+    let unknown = gc_protocol::ContentHash::of(b"never shared");
+    let id = alice
+        .client()
+        .download(unknown, dir.path().join("none.bin"))
+        .unwrap();
+    assert!(matches!(
+        alice.finished_transfer(id),
+        TransferEvent::Failed { .. }
+    ));
+    let line = |direction: &str, outcome: &str| {
+        format!("gc_file_transfers_total{{direction=\"{direction}\",outcome=\"{outcome}\"}}")
+    };
+    let body = scrape_until(addr, |b| {
+        sample(b, &line("download", "refused")) == Some(1.0)
+            && sample(b, "gc_file_transfer_connections") == Some(0.0)
+    });
+    assert_eq!(
+        sample(&body, &line("upload", "completed")),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, &line("download", "completed")),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, &line("download", "refused")),
+        Some(1.0),
+        "{body}"
+    );
+    let size = data.len() as f64;
+    assert_eq!(
+        sample(&body, "gc_file_bytes_received_total"),
+        Some(size),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "gc_file_bytes_sent_total"),
+        Some(size),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "gc_file_transfer_connections"),
+        Some(0.0),
+        "{body}"
+    );
+}

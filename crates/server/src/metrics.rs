@@ -44,6 +44,17 @@ pub struct Reason {
     pub reason: &'static str,
 }
 
+/// A label naming a file transfer's direction and how it ended (GC/5).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransferOutcome {
+    /// `upload` or `download`.
+    pub direction: &'static str,
+    /// `completed`; `refused` (an `Err` before any content byte: a limit, a right, an unknown
+    /// file); `failed` (an `Err` after: corrupt content, a full disk, a store that failed);
+    /// `interrupted` (the connection ended mid-way; the client resumes).
+    pub outcome: &'static str,
+}
+
 /// A label naming a protocol error code.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Code {
@@ -374,6 +385,14 @@ pub struct Metrics {
     pub plugin_hook_seconds: HookTimes,
     /// Bytes read from and written to peers' sockets, by port role.
     pub bytes: PortBytes,
+    /// File transfers that ended, by direction and outcome.
+    pub file_transfers: Family<TransferOutcome, Counter>,
+    /// Connections serving file transfers (each serves one transfer at a time).
+    pub file_transfer_connections: Gauge,
+    /// Shared files' content bytes received in uploads (not counting frames or TLS).
+    pub file_bytes_received: Counter,
+    /// Shared files' content bytes sent in downloads.
+    pub file_bytes_sent: Counter,
     /// Open file descriptors (read at each scrape).
     pub open_fds: Gauge,
     /// Threads of the process (read at each scrape).
@@ -395,6 +414,10 @@ impl Default for Metrics {
             errors: ErrorCounts::default(),
             plugin_hook_seconds: HookTimes::default(),
             bytes: PortBytes::default(),
+            file_transfers: Family::default(),
+            file_transfer_connections: Gauge::default(),
+            file_bytes_received: Counter::default(),
+            file_bytes_sent: Counter::default(),
             open_fds: Gauge::default(),
             threads: Gauge::default(),
             store_writable: AtomicBool::new(true),
@@ -452,6 +475,27 @@ impl Default for Metrics {
                 received: false,
             },
         );
+        r.register(
+            "file_transfers",
+            "File transfers that ended, by direction (upload, download) and outcome (completed, \
+             refused, failed, interrupted)",
+            m.file_transfers.clone(),
+        );
+        r.register(
+            "file_transfer_connections",
+            "Connections serving file transfers (one transfer at a time each)",
+            m.file_transfer_connections.clone(),
+        );
+        r.register(
+            "file_bytes_received",
+            "Shared files' content bytes received in uploads",
+            m.file_bytes_received.clone(),
+        );
+        r.register(
+            "file_bytes_sent",
+            "Shared files' content bytes sent in downloads",
+            m.file_bytes_sent.clone(),
+        );
         r.register("open_fds", "Open file descriptors", m.open_fds.clone());
         r.register(
             "threads",
@@ -466,6 +510,13 @@ impl Metrics {
     /// Counts a login's outcome: `ok` or the error code.
     pub fn login(&self, reason: &'static str) {
         self.logins.get_or_create(&Reason { reason }).inc();
+    }
+
+    /// Counts a file transfer that ended (see [`TransferOutcome`]).
+    pub fn transfer(&self, direction: &'static str, outcome: &'static str) {
+        self.file_transfers
+            .get_or_create(&TransferOutcome { direction, outcome })
+            .inc();
     }
 
     /// Counts an error answered to a client.

@@ -38,6 +38,9 @@ const PIECE: usize = 64 * 1024;
 /// How long a new `Offer` waits for the connection it takes over (the same user's upload of the
 /// same content) to let go of the partial file.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(2);
+/// The direction labels of `gc_file_transfers`.
+const UPLOAD: &str = "upload";
+const DOWNLOAD: &str = "download";
 /// How often the cleaner looks for abandoned partial uploads.
 const CLEAN_EVERY: Duration = Duration::from_secs(3600);
 
@@ -73,6 +76,7 @@ struct Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        self.shared.metrics.file_transfer_connections.dec();
         let mut s = self.shared.transfers.inner.lock();
         s.total = s.total.saturating_sub(1);
         if let Some(n) = s.per_session.get_mut(&self.session) {
@@ -196,6 +200,7 @@ pub(crate) fn start(
             return;
         }
     };
+    shared.metrics.file_transfer_connections.inc();
     let ticket = Ticket {
         shared: Arc::clone(shared),
         session: session.id,
@@ -494,10 +499,14 @@ fn upload(
 ) -> Next {
     let files = &shared.files;
     match check_offer(shared, session, files, offer) {
-        Ok(Some(thx)) => return reply(shared, conn, &thx),
+        Ok(Some(thx)) => {
+            shared.metrics.transfer(UPLOAD, "completed");
+            return reply(shared, conn, &thx);
+        }
         Ok(None) => {}
         Err((code, text)) => {
             tracing::info!(user = %session.user, hash = %offer.hash, "upload refused: {text}");
+            shared.metrics.transfer(UPLOAD, "refused");
             reply_err(shared, conn, code, &text);
             return Next::Continue;
         }
@@ -510,10 +519,14 @@ fn upload(
         Ok(upload) => finish(shared, session, conn, offer, upload),
         Err(Failed::Reply(code, text)) => {
             tracing::info!(user = %session.user, hash = %offer.hash, "upload ended: {text}");
+            shared.metrics.transfer(UPLOAD, "failed");
             reply_err(shared, conn, code, &text);
             Next::Close
         }
-        Err(Failed::Gone) => Next::Close,
+        Err(Failed::Gone) => {
+            shared.metrics.transfer(UPLOAD, "interrupted");
+            Next::Close
+        }
     }
 }
 
@@ -660,6 +673,7 @@ fn receive(
                 .read_raw(&mut buf[..want], deadline)
                 .map_err(|_| Failed::Gone)?;
             upload.write(at, &buf[..n]).map_err(|e| store_failed(&e))?;
+            shared.metrics.file_bytes_received.inc_by(n as u64);
             at += n as u64;
             left -= n as u64;
         }
@@ -675,7 +689,10 @@ fn finish(
     offer: &Offer,
     upload: Upload,
 ) -> Next {
+    // Any early return is a failure; the end counts a completion.
+    let failed = || shared.metrics.transfer(UPLOAD, "failed");
     if let Err(e) = upload.finish() {
+        failed();
         let Failed::Reply(code, text) = store_failed(&e) else {
             return Next::Close;
         };
@@ -695,6 +712,7 @@ fn finish(
     let appended = match result {
         Some(Ok(a)) => a,
         Some(Err(e)) => {
+            failed();
             shared.metrics.store_wrote(false);
             tracing::error!(user = %user, "cannot store a shared file's record: {e}");
             reply_err(
@@ -705,7 +723,10 @@ fn finish(
             );
             return Next::Close;
         }
-        None => return Next::Close,
+        None => {
+            failed();
+            return Next::Close;
+        }
     };
     shared.metrics.store_wrote(true);
     let entry = FileEntry {
@@ -718,6 +739,7 @@ fn finish(
     };
     if let Err(e) = shared.files.announce(&entry) {
         // The record is stored: the retried `Offer` (same client-msg-id) adds the line.
+        failed();
         tracing::error!(user = %user, "cannot index a shared file: {e}");
         reply_err(
             shared,
@@ -728,6 +750,7 @@ fn finish(
         return Next::Close;
     }
     tracing::info!(user = %user, room = %offer.room, hash = %offer.hash, size = offer.size, id = appended.id, "file shared");
+    shared.metrics.transfer(UPLOAD, "completed");
     let next = reply(
         shared,
         conn,
@@ -753,6 +776,20 @@ fn download(
     offset: u64,
     buf: &mut Vec<u8>,
 ) -> Next {
+    let (next, outcome) = send_file(shared, session, conn, hash, offset, buf);
+    shared.metrics.transfer(DOWNLOAD, outcome);
+    next
+}
+
+/// [`download`]'s work, and how it ended (the outcome label of `gc_file_transfers`).
+fn send_file(
+    shared: &ServerState,
+    session: &Session,
+    conn: &mut Conn,
+    hash: ContentHash,
+    offset: u64,
+    buf: &mut Vec<u8>,
+) -> (Next, &'static str) {
     let unknown = |conn: &mut Conn| {
         reply_err(
             shared,
@@ -767,18 +804,18 @@ fn download(
         Err(e) => {
             let (code, text) = index_failed(e);
             reply_err(shared, conn, code, &text);
-            return Next::Continue;
+            return (Next::Continue, "failed");
         }
     };
     let visible = announcements
         .iter()
         .any(|e| rooms::may_read(shared, session, &e.room).is_ok());
     if !visible {
-        return unknown(conn);
+        return (unknown(conn), "refused");
     }
     let (mut file, size) = match shared.files.open_object(&hash) {
         Ok(Some(found)) => found,
-        Ok(None) => return unknown(conn),
+        Ok(None) => return (unknown(conn), "refused"),
         Err(e) => {
             tracing::error!("cannot open a shared file: {e}");
             reply_err(
@@ -787,7 +824,7 @@ fn download(
                 ErrorCode::Internal,
                 "the server could not read the file; try again later",
             );
-            return Next::Continue;
+            return (Next::Continue, "failed");
         }
     };
     if offset > size {
@@ -797,7 +834,7 @@ fn download(
             ErrorCode::Offset,
             &format!("the file has {size} bytes; you asked from byte {offset}"),
         );
-        return Next::Continue;
+        return (Next::Continue, "refused");
     }
     if file.seek(SeekFrom::Start(offset)).is_err() {
         reply_err(
@@ -806,10 +843,10 @@ fn download(
             ErrorCode::Internal,
             "the server could not read the file; try again later",
         );
-        return Next::Continue;
+        return (Next::Continue, "failed");
     }
     if let Next::Close = reply(shared, conn, &SendReply::Data { hash, size, offset }) {
-        return Next::Close;
+        return (Next::Close, "interrupted");
     }
     buf.resize(PIECE, 0);
     let mut left = size - offset;
@@ -820,17 +857,18 @@ fn download(
                 // The object shrank under us (removed by an operator): the client sees the
                 // stream end early and asks again.
                 tracing::error!(%hash, "a shared file ended before its size while being sent");
-                return Next::Close;
+                return (Next::Close, "failed");
             }
             Ok(n) => n,
         };
         if conn.write_all(&buf[..n], shared.io_deadline()).is_err() {
-            return Next::Close;
+            return (Next::Close, "interrupted");
         }
+        shared.metrics.file_bytes_sent.inc_by(n as u64);
         left -= n as u64;
     }
     tracing::debug!(user = %session.user, %hash, from = offset, size, "file sent");
-    Next::Continue
+    (Next::Continue, "completed")
 }
 
 /// Starts the thread that removes partial uploads abandoned for longer than the setting, once
