@@ -64,9 +64,50 @@ pub struct LocalServer {
     exited: Receiver<std::io::Result<ExitStatus>>,
     waiter: Option<JoinHandle<()>>,
     log_file: PathBuf,
+    /// The log file's length when this server was started: what it wrote since starts there.
+    log_start: u64,
     data_dir: PathBuf,
     tls: bool,
     done: bool,
+}
+
+/// Most of a failed server's last words repeated in the client's error.
+const SAID_LINES: usize = 3;
+
+/// What the server wrote to its log since `start` that says why it stopped: its last few
+/// lines other than routine ones (its error chain comes last), as `: line; line`, or nothing.
+fn said(log_file: &Path, start: u64) -> String {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    // A server that fails at start writes a few lines; a huge log is not read whole.
+    const MOST: u64 = 64 * 1024;
+    let Ok(mut file) = std::fs::File::open(log_file) else {
+        return String::new();
+    };
+    let end = file.metadata().map_or(start, |m| m.len());
+    let from = start.max(end.saturating_sub(MOST));
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(from)).is_err() || file.take(MOST).read_to_end(&mut bytes).is_err()
+    {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    // Log lines of no concern (`TIME  INFO target: …`) are left out: the error chain is wanted.
+    let routine = |l: &str| {
+        l.split_whitespace()
+            .nth(1)
+            .is_some_and(|level| matches!(level, "INFO" | "DEBUG" | "TRACE"))
+    };
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !routine(l))
+        .collect();
+    let last = &lines[lines.len().saturating_sub(SAID_LINES)..];
+    if last.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", last.join("; "))
+    }
 }
 
 /// `gc-server` in the directory of the running executable.
@@ -111,6 +152,7 @@ impl LocalServer {
             path: options.log_file.clone(),
             source,
         })?;
+        let log_start = log.metadata().map_or(0, |m| m.len());
         let log_err = log.try_clone().map_err(|source| AppError::Io {
             what: "open the server's log file",
             path: options.log_file.clone(),
@@ -166,6 +208,7 @@ impl LocalServer {
             exited,
             waiter: Some(waiter),
             log_file: options.log_file.clone(),
+            log_start,
             data_dir: options.data_dir.clone(),
             tls: options.tls,
             done: false,
@@ -210,7 +253,8 @@ impl LocalServer {
                     self.join();
                     let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
                     return Err(AppError::LocalServer(format!(
-                        "gc-server exited at once ({status}); see its log {}",
+                        "gc-server exited at once ({status}){}; see its log {}",
+                        said(&self.log_file, self.log_start),
                         self.log_file.display()
                     )));
                 }
@@ -302,4 +346,31 @@ pub fn ping(addr: SocketAddr, tls: bool) -> bool {
     };
     let mut conn = Conn::new(Stream::plain(stream), addr.to_string());
     signin::version_check(&mut conn, VERSION, timeout).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_servers_last_lines_since_its_start_are_repeated() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("gc-server.log");
+        std::fs::write(&log, "an older run's line\n").unwrap();
+        let start = std::fs::metadata(&log).unwrap().len();
+        assert_eq!(said(&log, start), "", "nothing new: nothing said");
+        let mut more = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        std::io::Write::write_all(
+            &mut more,
+            b"2026-12-06T21:33:22Z  INFO gc_server: routine\n2026-12-06T21:33:22Z  WARN \
+              gc_server: odd\n\ngc-server: cannot open gc-data\n  caused by: locked\n",
+        )
+        .unwrap();
+        assert_eq!(
+            said(&log, start),
+            ": 2026-12-06T21:33:22Z  WARN gc_server: odd; gc-server: cannot open gc-data; caused \
+             by: locked"
+        );
+        assert_eq!(said(&dir.path().join("missing.log"), 0), "");
+    }
 }
