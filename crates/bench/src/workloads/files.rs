@@ -833,22 +833,35 @@ fn transfers_row(moved: &[Moved], share: f64, window: Duration) -> String {
             .filter(|m| m.direction == d && m.completed)
             .collect::<Vec<_>>()
     };
-    let (ups, downs) = (done(Direction::Upload), done(Direction::Download));
-    let mean =
-        |v: &[&Moved]| v.iter().map(|m| m.flowing_mb_per_s()).sum::<f64>() / v.len().max(1) as f64;
-    let cancelled = moved.iter().filter(|m| !m.completed).count();
+    let each = |v: &[&Moved], what: &str| {
+        let mean = v.iter().map(|m| m.flowing_mb_per_s()).sum::<f64>() / v.len().max(1) as f64;
+        match v.len() {
+            0 => None,
+            1 => Some(format!("1 {what} ({mean:.0} MB/s)")),
+            n => Some(format!("{n} {what}s ({mean:.0} MB/s on average)")),
+        }
+    };
+    let mut parts: Vec<String> = [
+        each(&done(Direction::Upload), "upload"),
+        each(&done(Direction::Download), "download"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    parts.extend(moved.iter().filter(|m| !m.completed).map(|m| {
+        format!(
+            "{} cancelled at the end after {} MB ({:.0} MB/s)",
+            match m.direction {
+                Direction::Upload => "an upload",
+                Direction::Download => "a download",
+            },
+            human(m.bytes as f64 / 1e6),
+            m.flowing_mb_per_s()
+        )
+    }));
     format!(
-        "{} upload(s) ({:.0} MB/s) + {} download(s) ({:.0} MB/s on average){}; a transfer's \
-         bytes in flight for {:.0} % of the {:.1} s sending window",
-        ups.len(),
-        mean(&ups),
-        downs.len(),
-        mean(&downs),
-        if cancelled > 0 {
-            format!(" + {cancelled} cancelled at the end")
-        } else {
-            String::new()
-        },
+        "{}; a transfer's bytes in flight for {:.0} % of the {:.1} s sending window",
+        parts.join(", then "),
         share * 100.0,
         window.as_secs_f64()
     )
