@@ -274,7 +274,8 @@ pub enum Workload {
     /// fanout during a transfer; the client that transfers is signed in on both fanout servers.
     /// --timeout bounds each server's part and each transfer. The test file and the downloads go
     /// in a temporary directory beside the servers' data dirs (--data-parent, else the system
-    /// temp dir), removed at the end: a run needs about three times --file-mib free there.
+    /// temp dir; the downloads under --download-dir if given), removed at the end: a run needs
+    /// about three times --file-mib free there.
     Files(FilesArgs),
 }
 
@@ -446,6 +447,12 @@ pub struct FilesArgs {
     /// Message body size in bytes.
     #[arg(long, value_name = "B", default_value_t = 32)]
     pub body_bytes: usize,
+    /// Where the client library saves its downloads (in a temporary directory made there)
+    /// [default: beside the test file]. A directory on another disk, or a tmpfs such as
+    /// /dev/shm, keeps the client's writes and fsync off the server's disk, as when client and
+    /// server are different machines.
+    #[arg(long, value_name = "DIR")]
+    pub download_dir: Option<PathBuf>,
 }
 
 /// `idle` options.

@@ -16,7 +16,8 @@
 //!
 //! The content differs at every run, so an external server that already holds an earlier run's
 //! file cannot answer the upload at once. The test file and the downloads live in a temporary
-//! directory, removed when the run ends, also on an error.
+//! directory (the downloads in one under `--download-dir`, if given), removed when the run
+//! ends, also on an error.
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
@@ -101,21 +102,38 @@ pub fn files(ctx: &Ctx, mode: Mode, a: &FilesArgs) -> Result<RunResult, BenchErr
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
         ^ u64::from(std::process::id());
+    let downloads = a
+        .download_dir
+        .as_ref()
+        .map(|parent| {
+            tempfile::Builder::new()
+                .prefix("gc-bench-downloads-")
+                .tempdir_in(parent)
+                .map_err(|e| {
+                    BenchError::io(format!("create a directory in {}", parent.display()), e)
+                })
+        })
+        .transpose()?;
+    let down_dir = downloads.as_ref().map_or(dir.path(), |d| d.path());
     let path = dir.path().join(format!("gc-bench-{}mib.bin", a.file_mib));
     let t0 = Instant::now();
     let file = TestFile::write(&path, bytes, seed)?;
     let write_s = t0.elapsed().as_secs_f64();
 
-    let alone = transfers_alone(ctx, mode, &file, dir.path())?;
+    let alone = transfers_alone(ctx, mode, &file, down_dir)?;
     let (chat_alone, chat_during) = if a.n > 0 {
         (
             Some(chat(ctx, mode, a, None)?),
-            Some(chat(ctx, mode, a, Some((&file, dir.path())))?),
+            Some(chat(ctx, mode, a, Some((&file, down_dir)))?),
         )
     } else {
         (None, None)
     };
-    // Everything written goes with the directory (here, or by its drop on an error above).
+    // Everything written goes with the directories (here, or by their drop on an error above).
+    if let Some(d) = downloads {
+        d.close()
+            .map_err(|e| BenchError::io("remove the downloads' directory", e))?;
+    }
     dir.close()
         .map_err(|e| BenchError::io("remove the test file's directory", e))?;
     Ok(report(
@@ -1035,6 +1053,7 @@ fn report(
             "rate_per_sender": a.rate,
             "duration_s": a.duration,
             "body_bytes": a.body_bytes,
+            "download_dir": a.download_dir.as_ref().map(|d| d.display().to_string()),
             "fsync": if ctx.on_postgres() { "postgres" } else { ctx.spec.fsync.as_str() },
             "mb": "10^6 bytes",
         }),
