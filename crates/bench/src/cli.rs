@@ -262,6 +262,21 @@ pub enum Workload {
     /// instance A, receivers on A and on instance B; the latency of every delivery, on A
     /// (same instance) and on B (across instances, through LISTEN/NOTIFY).
     Instances(InstancesArgs),
+    /// Shared files (GC/5) through the real client library: a test file of --file-mib MiB
+    /// uploaded, then downloaded to a new path and its SHA-256 checked against the source's
+    /// (MB/s, 1 MB = 10^6 bytes), with the server's RSS growth during each transfer; then the
+    /// fanout of N clients without a transfer and during one (an upload, then downloads back to
+    /// back): its p99 latency in both, and their ratio.
+    ///
+    /// Each run (plain, then TLS) starts three servers, each with --max-file-bytes the file's
+    /// size, --user-quota-bytes 0 and --min-free-disk-bytes 0 (--server-arg comes after, and
+    /// wins): one for the upload and the download alone, one for the fanout alone, one for the
+    /// fanout during a transfer; the client that transfers is signed in on both fanout servers.
+    /// --timeout bounds each server's part and each transfer. The test file and the downloads go
+    /// in a temporary directory beside the servers' data dirs (--data-parent, else the system
+    /// temp dir; the downloads under --download-dir if given), removed at the end: a run needs
+    /// about three times --file-mib free there.
+    Files(FilesArgs),
 }
 
 impl Workload {
@@ -275,6 +290,7 @@ impl Workload {
             Self::Memory(_) => "memory",
             Self::Register(_) => "register",
             Self::Instances(_) => "instances",
+            Self::Files(_) => "files",
         }
     }
 }
@@ -406,6 +422,39 @@ pub struct InstancesArgs {
     pub body_bytes: usize,
 }
 
+/// `files` options.
+#[derive(Debug, Args)]
+pub struct FilesArgs {
+    /// Size of the test file in MiB (1 MiB = 1,048,576 bytes) of pseudo-random bytes, written
+    /// (and fsynced) before each run; the rates are in MB/s, 1 MB = 10^6 bytes.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub file_mib: u64,
+    /// Clients online in the two fanout runs (all receive every message; the transferring
+    /// client is one more, in both); 0 skips the fanout part.
+    #[arg(long, default_value_t = 200)]
+    pub n: usize,
+    /// Sending clients (among the N).
+    #[arg(long, value_name = "S", default_value_t = 5)]
+    pub senders: usize,
+    /// Messages per second per sender.
+    #[arg(long, value_name = "R", default_value_t = 100.0)]
+    pub rate: f64,
+    /// Seconds of sending in each fanout run. During the transfer, the senders start once the
+    /// upload's bytes flow (after the client's hashing pass), and downloads follow the upload
+    /// back to back until the senders stop (the last one is then cancelled).
+    #[arg(long, value_name = "T", default_value_t = 10.0)]
+    pub duration: f64,
+    /// Message body size in bytes.
+    #[arg(long, value_name = "B", default_value_t = 32)]
+    pub body_bytes: usize,
+    /// Where the client library saves its downloads (in a temporary directory made there)
+    /// [default: beside the test file]. A directory on another disk, or a tmpfs such as
+    /// /dev/shm, keeps the client's writes and fsync off the server's disk, as when client and
+    /// server are different machines.
+    #[arg(long, value_name = "DIR")]
+    pub download_dir: Option<PathBuf>,
+}
+
 /// `idle` options.
 #[derive(Debug, Args)]
 pub struct IdleArgs {
@@ -495,6 +544,25 @@ mod tests {
             panic!("ingest")
         };
         assert_eq!((a.rooms, a.gc3), (4, true));
+    }
+
+    #[test]
+    fn files_move_a_gibibyte_beside_the_fanouts_defaults() {
+        let cli = parse(&["files"]).expect("parses");
+        assert_eq!(cli.workload.name(), "files");
+        let Workload::Files(a) = cli.workload else {
+            panic!("files")
+        };
+        assert_eq!(
+            (a.file_mib, a.n, a.senders, a.body_bytes),
+            (1024, 200, 5, 32)
+        );
+        assert_eq!((a.rate, a.duration), (100.0, 10.0));
+        let cli = parse(&["--tls", "off", "files", "--file-mib", "8", "--n", "0"]).expect("parses");
+        let Workload::Files(a) = cli.workload else {
+            panic!("files")
+        };
+        assert_eq!((a.file_mib, a.n), (8, 0));
     }
 
     #[test]

@@ -85,6 +85,15 @@ pub enum BenchError {
          --rate-burst/--rate-per-sec 1000000, start an external one with the same"
     )]
     RateLimited(String),
+    /// The client library (gc-client-core) failed: starting, logging in, or a transfer.
+    #[error("{what}")]
+    Client {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: gc_client_core::ClientError,
+    },
     /// A thread could not be started.
     #[error("cannot start thread {name}: {source}")]
     Thread {
@@ -114,6 +123,14 @@ impl BenchError {
     /// An [`BenchError::Io`] with a description.
     pub fn io(what: impl Into<String>, source: io::Error) -> Self {
         Self::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// A [`BenchError::Client`] with a description.
+    pub fn client(what: impl Into<String>, source: gc_client_core::ClientError) -> Self {
+        Self::Client {
             what: what.into(),
             source,
         }

@@ -8,11 +8,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::error::BenchError;
 use crate::hist::round3;
 
 /// CPU and memory figures of one process at one moment.
@@ -535,6 +537,163 @@ pub fn kernel_memory() -> serde_json::Value {
     })
 }
 
+/// How often [`RssPeak`] samples.
+pub const RSS_EVERY: Duration = Duration::from_millis(10);
+
+/// `VmRSS` and `VmHWM` (the peak since the start, or since [`reset_peak`]) of process `pid`
+/// (`self` for this one), in KiB.
+fn rss_and_hwm(pid: &str) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |key: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    Some((kib("VmRSS:")?, kib("VmHWM:")?))
+}
+
+/// Sets the peak RSS the kernel keeps for process `pid` (`VmHWM`) back to its RSS now
+/// (`/proc/<pid>/clear_refs`, proc(5)); whether that worked (a process of another user's: no).
+pub fn reset_peak(pid: &str) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), b"5").is_ok()
+}
+
+/// RSS figures of one process over a window, in KiB.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RssWindow {
+    /// RSS at the start.
+    pub before_kib: u64,
+    /// The largest RSS sampled (every [`RSS_EVERY`]).
+    pub peak_kib: u64,
+    /// RSS at the end.
+    pub after_kib: u64,
+    /// The kernel's own peak (`VmHWM`) over the window, when it could be reset at the start:
+    /// exact, where sampling may miss a short spike.
+    pub hwm_kib: Option<u64>,
+}
+
+impl RssWindow {
+    /// The growth: the peak (the larger of sampled and kernel's) less the RSS at the start.
+    pub fn growth_kib(&self) -> u64 {
+        self.peak_kib
+            .max(self.hwm_kib.unwrap_or(0))
+            .saturating_sub(self.before_kib)
+    }
+
+    /// As JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "before_kib": self.before_kib,
+            "peak_kib": self.peak_kib,
+            "after_kib": self.after_kib,
+            "kernel_peak_kib": self.hwm_kib,
+            "growth_kib": self.growth_kib(),
+        })
+    }
+}
+
+/// One process's sampling state.
+#[derive(Debug)]
+struct Watched {
+    pid: String,
+    window: RssWindow,
+    reset: bool,
+}
+
+impl Watched {
+    fn start(pid: String) -> Option<Self> {
+        let reset = reset_peak(&pid);
+        let (rss, _) = rss_and_hwm(&pid)?;
+        Some(Self {
+            pid,
+            window: RssWindow {
+                before_kib: rss,
+                peak_kib: rss,
+                after_kib: rss,
+                hwm_kib: None,
+            },
+            reset,
+        })
+    }
+
+    fn sample(&mut self) {
+        if let Some((rss, hwm)) = rss_and_hwm(&self.pid) {
+            self.window.peak_kib = self.window.peak_kib.max(rss);
+            self.window.after_kib = rss;
+            if self.reset {
+                self.window.hwm_kib = Some(hwm);
+            }
+        }
+    }
+}
+
+/// The peak RSS of the server (when its pid is known) and of this process from
+/// [`RssPeak::start`] to [`RssPeak::finish`], sampled every [`RSS_EVERY`] on a thread of its own
+/// (`bc-rss`), and read from the kernel's own peak where it can be reset. A transfer's growth is
+/// its peak less the RSS before it.
+#[derive(Debug)]
+pub struct RssPeak {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<(Option<RssWindow>, Option<RssWindow>)>>,
+}
+
+impl RssPeak {
+    /// Takes the RSS now and starts sampling.
+    pub fn start(server_pid: Option<u32>) -> Result<Self, BenchError> {
+        let server = server_pid.and_then(|p| Watched::start(p.to_string()));
+        let own = Watched::start("self".to_owned());
+        let (stop, stopped) = mpsc::channel::<()>();
+        let name = "bc-rss".to_owned();
+        let thread = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let (mut server, mut own) = (server, own);
+                // Until told (or the handle is gone), a sample each time the wait runs out.
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(RSS_EVERY) {
+                    if let Some(s) = &mut server {
+                        s.sample();
+                    }
+                    if let Some(s) = &mut own {
+                        s.sample();
+                    }
+                }
+                // One last sample at the end of the window.
+                for s in [&mut server, &mut own].into_iter().flatten() {
+                    s.sample();
+                }
+                thread_done();
+                (server.map(|s| s.window), own.map(|s| s.window))
+            })
+            .map_err(|source| BenchError::Thread { name, source })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops sampling: the server's window (`None` without its pid, or when /proc could not be
+    /// read) and this process's.
+    pub fn finish(mut self) -> Result<(Option<RssWindow>, Option<RssWindow>), BenchError> {
+        self.stop.take();
+        match self.thread.take() {
+            Some(h) => h.join().map_err(|_| BenchError::Panicked("bc-rss".into())),
+            None => Ok((None, None)),
+        }
+    }
+}
+
+impl Drop for RssPeak {
+    fn drop(&mut self) {
+        // Dropping the sender ends the thread's wait at once.
+        self.stop.take();
+        if let Some(h) = self.thread.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// Cores available.
 pub fn nproc() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
@@ -636,6 +795,21 @@ mod tests {
         std::hint::black_box(x);
         let u = a.until(&CpuSnapshot::take(Some(std::process::id())));
         assert!(u.server_cores.is_some());
+    }
+
+    #[test]
+    fn rss_peak_sees_memory_touched_and_freed_within_the_window() {
+        let peak = RssPeak::start(Some(std::process::id())).expect("sampler");
+        // 32 MiB touched, held for a few samples, then freed again before the window ends.
+        let block = vec![1u8; 32 << 20];
+        std::hint::black_box(&block);
+        std::thread::sleep(RSS_EVERY * 5);
+        drop(block);
+        let (server, own) = peak.finish().expect("joined");
+        for w in [server.expect("by pid"), own.expect("self")] {
+            assert!(w.growth_kib() >= 30 << 10, "{w:?}");
+            assert!(w.peak_kib >= w.before_kib, "{w:?}");
+        }
     }
 
     #[test]

@@ -128,7 +128,7 @@ impl ServerSpec {
     }
 
     /// Whether the server binary's `--help` lists `flag`.
-    fn knows_flag(&self, flag: &str) -> bool {
+    pub(crate) fn knows_flag(&self, flag: &str) -> bool {
         Command::new(&self.bin)
             .arg("--help")
             .output()

@@ -2,6 +2,7 @@
 
 mod connect;
 mod fanout;
+mod files;
 mod idle;
 mod ingest;
 mod instances;
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 
 pub use connect::connect;
 pub use fanout::fanout;
+pub use files::files;
 pub use idle::idle;
 pub use ingest::ingest;
 pub use instances::instances;
@@ -40,6 +42,7 @@ pub fn run(ctx: &Ctx, mode: Mode, w: &Workload) -> Result<RunResult, BenchError>
         Workload::Memory(a) => memory(ctx, mode, a),
         Workload::Register(a) => register(ctx, mode, a),
         Workload::Instances(a) => instances(ctx, mode, a),
+        Workload::Files(a) => files(ctx, mode, a),
     }
 }
 
