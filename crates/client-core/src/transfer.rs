@@ -81,6 +81,10 @@ pub enum TransferEvent {
         size: u64,
         /// The record that announces it.
         record_id: u64,
+        /// How many bytes the server held already when the upload began (what an earlier,
+        /// interrupted upload of it left; they were not sent again): 0 for an upload from the
+        /// start, `size` when the content was there whole.
+        resumed_from: u64,
     },
     /// A download is complete, verified, and saved at `path`.
     Downloaded {
@@ -92,6 +96,9 @@ pub enum TransferEvent {
         path: PathBuf,
         /// Its size.
         size: u64,
+        /// How many bytes a `.part` from before held when the download began (it went on from
+        /// there): 0 for a download from the start.
+        resumed_from: u64,
     },
     /// A transfer failed for good (what was done is kept for a later resume where that helps).
     Failed {
@@ -444,12 +451,18 @@ pub(crate) fn upload(shared: &ClientState, id: u64, cancel: &Cancel, job: Upload
     let name = shared_name(&job.path);
     let outcome = upload_inner(shared, id, cancel, &job, &name);
     let event = match outcome {
-        Ok((hash, size, record_id)) => TransferEvent::Uploaded {
+        Ok(Sent {
+            hash,
+            size,
+            record_id,
+            resumed_from,
+        }) => TransferEvent::Uploaded {
             id,
             name,
             hash,
             size,
             record_id,
+            resumed_from,
         },
         Err(None) => TransferEvent::Cancelled {
             id,
@@ -466,13 +479,21 @@ pub(crate) fn upload(shared: &ClientState, id: u64, cancel: &Cancel, job: Upload
     shared.emit(Event::Transfer(event));
 }
 
+/// A finished upload.
+struct Sent {
+    hash: ContentHash,
+    size: u64,
+    record_id: u64,
+    resumed_from: u64,
+}
+
 fn upload_inner(
     shared: &ClientState,
     id: u64,
     cancel: &Cancel,
     job: &UploadJob,
     name: &str,
-) -> Result<(ContentHash, u64, u64), Option<ClientError>> {
+) -> Result<Sent, Option<ClientError>> {
     let path = &job.path;
     let mut file = File::open(path).map_err(|e| Some(file_error("open", path, e)))?;
     let meta = file
@@ -501,6 +522,8 @@ fn upload_inner(
     progress.total = size;
     let client_msg_id = ClientMsgId::random().map_err(|_| Some(ClientError::Random))?;
     let mut buf = vec![0u8; PIECE];
+    // Where the server stood when the first attempt asked.
+    let mut resumed_from = None;
     let record_id = with_retries(cancel, || {
         let (token, addr) = session(shared, cancel)?;
         let (mut conn, _cut_on_cancel) = connect(shared, addr, cancel)?;
@@ -516,8 +539,14 @@ fn upload_inner(
         .encode(&mut out);
         write(shared, &mut conn, &out, cancel)?;
         let offset = match read(shared, &mut conn, Duration::ZERO, cancel)? {
-            SendReply::Thx { id, .. } => return Ok(id),
-            SendReply::Resume { hash: h, offset } if h == hash && offset <= size => offset,
+            SendReply::Thx { id, .. } => {
+                resumed_from.get_or_insert(size);
+                return Ok(id);
+            }
+            SendReply::Resume { hash: h, offset } if h == hash && offset <= size => {
+                resumed_from.get_or_insert(offset);
+                offset
+            }
             SendReply::Err(e) => return Err(refusal(e.code, e.text)),
             other => {
                 return Err(Stop::Fail(ClientError::Unexpected {
@@ -578,7 +607,12 @@ fn upload_inner(
             })),
         }
     })?;
-    Ok((hash, size, record_id))
+    Ok(Sent {
+        hash,
+        size,
+        record_id,
+        resumed_from: resumed_from.unwrap_or(0),
+    })
 }
 
 /// A download's plan.
@@ -625,11 +659,12 @@ pub(crate) fn download(shared: &ClientState, id: u64, cancel: &Cancel, job: Down
     );
     let outcome = download_inner(shared, id, cancel, &job, &name);
     let event = match outcome {
-        Ok(size) => TransferEvent::Downloaded {
+        Ok((size, resumed_from)) => TransferEvent::Downloaded {
             id,
             hash: job.hash,
             path: job.target.clone(),
             size,
+            resumed_from,
         },
         Err(None) => TransferEvent::Cancelled {
             id,
@@ -652,7 +687,7 @@ fn download_inner(
     cancel: &Cancel,
     job: &DownloadJob,
     name: &str,
-) -> Result<u64, Option<ClientError>> {
+) -> Result<(u64, u64), Option<ClientError>> {
     let target = &job.target;
     if target.exists() {
         return Err(Some(ClientError::FileExists(target.clone())));
@@ -679,6 +714,7 @@ fn download_inner(
             Stop::Fail(e) => Some(e),
             _ => None,
         })?;
+    let mut resumed_from = have;
     let size = with_retries(cancel, || {
         let (token, addr) = session(shared, cancel)?;
         let (mut conn, _cut_on_cancel) = connect(shared, addr, cancel)?;
@@ -697,6 +733,7 @@ fn download_inner(
                 file.set_len(0)
                     .map_err(|e| Stop::Fail(file_error("truncate", &part, e)))?;
                 have = 0;
+                resumed_from = 0;
                 hasher = Sha256::new();
                 return Err(Stop::Retry(e.text));
             }
@@ -749,7 +786,7 @@ fn download_inner(
         }
         Err(e) => return Err(Some(file_error("save", target, e))),
     }
-    Ok(size)
+    Ok((size, resumed_from))
 }
 
 #[cfg(test)]

@@ -1410,6 +1410,7 @@ impl App {
                 hash,
                 path,
                 size,
+                ..
             } => {
                 self.interrupted.remove(&hash);
                 (
@@ -4786,6 +4787,7 @@ mod tests {
             hash,
             size: 2_100_000,
             record_id: 9,
+            resumed_from: 0,
         }));
         app.handle_client(Event::Transfer(TransferEvent::Failed {
             id: 8,
@@ -4817,6 +4819,7 @@ mod tests {
             hash,
             path: target,
             size: 1,
+            resumed_from: 0,
         }));
         assert_eq!(last_notice(&app), "saved x.bin (1 B) to /tmp/dl/x.bin");
         assert_eq!(dl(&mut app, "/download")[0].3, None);
