@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use gc_client_core::{ClientError, Event, TransferEvent, free_path, part_path};
+use gc_client_core::{ClientError, Event, TransferEvent, download_path, part_path};
 use gc_protocol::files::FileNotice;
 use gc_protocol::{ContentHash, Room};
 use gc_tests::client::{OlderConnectPort, TestClient, config, register};
@@ -74,7 +74,7 @@ fn a_shared_file_reaches_another_client_and_is_saved_verified_without_replacing_
     let notice = FileNotice::parse(&bob.records.last().unwrap().body).expect("a [file] record");
     assert_eq!(notice.hash, hash);
     let downloads = tempfile::tempdir().unwrap();
-    let target = free_path(downloads.path(), &notice.name);
+    let target = download_path(downloads.path(), &notice.name, &notice.hash).path;
     let id = bob.client().download(notice.hash, &target).unwrap();
     let TransferEvent::Downloaded { path, size, .. } = finished(&mut bob, id) else {
         panic!("download failed: {:?}", bob.others);
@@ -84,10 +84,11 @@ fn a_shared_file_reaches_another_client_and_is_saved_verified_without_replacing_
         (target.as_path(), data.len() as u64)
     );
     assert!(std::fs::read(&target).unwrap() == data);
-    assert!(!part_path(&target).exists());
+    assert!(!part_path(&target, &hash).exists());
     // The next download of it goes beside, never over it.
-    let again = free_path(downloads.path(), &notice.name);
-    assert_ne!(again, target);
+    let again = download_path(downloads.path(), &notice.name, &notice.hash);
+    assert_ne!(again.path, target);
+    assert_eq!(again.resumes, None);
     assert!(matches!(
         bob.client().download(notice.hash, &target),
         Err(ClientError::FileExists(_))
@@ -120,23 +121,29 @@ fn a_download_resumes_from_its_part_file_and_a_wrong_one_is_not_kept() {
         finished(&mut alice, id),
         TransferEvent::Uploaded { .. }
     ));
-    // What an interrupted run left: the first 100,000 bytes.
-    let target = dir.path().join("copy.bin");
-    std::fs::write(part_path(&target), &data[..100_000]).unwrap();
-    let id = alice
-        .client()
-        .download(ContentHash::of(&data), &target)
-        .unwrap();
-    assert!(matches!(
-        finished(&mut alice, id),
-        TransferEvent::Downloaded { .. }
-    ));
+    // What an interrupted run left: the first 100,000 bytes, which the next run finds.
+    let hash = ContentHash::of(&data);
+    std::fs::write(
+        part_path(&dir.path().join("copy.bin"), &hash),
+        &data[..100_000],
+    )
+    .unwrap();
+    let save = download_path(dir.path(), "copy.bin", &hash);
+    assert_eq!(save.resumes, Some(100_000));
+    let target = save.path;
+    assert_eq!(target, dir.path().join("copy.bin"));
+    let id = alice.client().download(hash, &target).unwrap();
+    let TransferEvent::Downloaded { resumed_from, .. } = finished(&mut alice, id) else {
+        panic!("download failed: {:?}", alice.others);
+    };
+    assert_eq!(resumed_from, 100_000);
     assert!(std::fs::read(&target).unwrap() == data);
+    assert!(!part_path(&target, &hash).exists());
     // A part file that is not a prefix of the content: the result fails its hash, nothing kept.
     let wrong = dir.path().join("wrong.bin");
     let mut bad = data[..100_000].to_vec();
     bad[5] ^= 0xff;
-    std::fs::write(part_path(&wrong), &bad).unwrap();
+    std::fs::write(part_path(&wrong, &hash), &bad).unwrap();
     let id = alice
         .client()
         .download(ContentHash::of(&data), &wrong)
@@ -145,7 +152,7 @@ fn a_download_resumes_from_its_part_file_and_a_wrong_one_is_not_kept() {
         panic!("expected a failure");
     };
     assert!(matches!(error, ClientError::FileCorrupt { .. }), "{error}");
-    assert!(!wrong.exists() && !part_path(&wrong).exists());
+    assert!(!wrong.exists() && !part_path(&wrong, &hash).exists());
 }
 
 #[test]
