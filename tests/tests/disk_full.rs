@@ -4,17 +4,15 @@
 //! Mounting needs root (CI runs as root); without it the tests say why they are skipped, unless
 //! `GC_REQUIRE_MOUNT` is set (as `.ci/test` sets it): then they fail.
 
-use std::io::{Read as _, Write as _};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gc_client_core::{ClientError, Event, TransferEvent};
 use gc_protocol::files::FileNotice;
 use gc_protocol::{ContentHash, ErrorCode, Room};
 use gc_tests::client::{TestClient, config};
+use gc_tests::relay::{Relay, Way};
 use gc_tests::{PASSWORD, TestServer, WAIT};
 use rustix::mount::{MountFlags, UnmountFlags};
 
@@ -108,211 +106,6 @@ impl Drop for Tmpfs {
             {
                 eprintln!("cannot unmount {}: {e}", self.path().display());
             }
-        }
-    }
-}
-
-// ─────────────── a relay that can hold back what the client sends ───────────────
-
-/// A relay in front of the server's sending port, which the client's `server_ports.send` names:
-/// each connection goes on to the server from the client's own address (so the server finds its
-/// session by address, as if the client had come straight), and what clients send may be held
-/// back after an allowance, so the test knows where an upload stands when the disk fills.
-struct Relay {
-    port: u16,
-    shared: Arc<RelayShared>,
-    accept: Option<JoinHandle<()>>,
-}
-
-#[derive(Default)]
-struct RelayShared {
-    gate: Mutex<Gate>,
-    changed: Condvar,
-    /// Both sockets of every relayed connection, shut down when the relay stops.
-    sockets: Mutex<Vec<TcpStream>>,
-    pumps: Mutex<Vec<JoinHandle<()>>>,
-}
-
-#[derive(Default)]
-struct Gate {
-    /// Bytes clients may still send; `None`: no limit.
-    allowance: Option<u64>,
-    /// A client's bytes wait for more allowance.
-    holding: bool,
-    stopped: bool,
-}
-
-impl Relay {
-    fn start(server: SocketAddr) -> Self {
-        let listener = TcpListener::bind((server.ip(), 0)).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let shared = Arc::new(RelayShared::default());
-        let sh = Arc::clone(&shared);
-        let accept = std::thread::Builder::new()
-            .name("relay-accept".into())
-            .spawn(move || {
-                for client in listener.incoming() {
-                    if sh.gate.lock().unwrap().stopped {
-                        return;
-                    }
-                    let Ok(client) = client else { continue };
-                    if let Err(e) = relay(&sh, client, server) {
-                        #[allow(clippy::print_stderr)]
-                        {
-                            eprintln!("relay: {e}");
-                        }
-                    }
-                }
-            })
-            .unwrap();
-        Self {
-            port,
-            shared,
-            accept: Some(accept),
-        }
-    }
-
-    /// From now on, clients may send `bytes` more; then they wait for [`Relay::open`].
-    fn limit(&self, bytes: u64) {
-        let mut gate = self.shared.gate.lock().unwrap();
-        gate.allowance = Some(bytes);
-        gate.holding = false;
-    }
-
-    /// Waits until a client's bytes are held back (its allowance is spent).
-    fn wait_holding(&self) {
-        let deadline = Instant::now() + WAIT;
-        let mut gate = self.shared.gate.lock().unwrap();
-        while !gate.holding {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "the relay never held anything back");
-            gate = self.shared.changed.wait_timeout(gate, left).unwrap().0;
-        }
-    }
-
-    /// Lets everything through.
-    fn open(&self) {
-        self.shared.gate.lock().unwrap().allowance = None;
-        self.shared.changed.notify_all();
-    }
-}
-
-impl RelayShared {
-    /// Takes up to `want` bytes of allowance, waiting while there is none: how many may go
-    /// (`None`: the relay stops).
-    fn take(&self, want: u64) -> Option<u64> {
-        let deadline = Instant::now() + WAIT;
-        let mut gate = self.gate.lock().unwrap();
-        loop {
-            if gate.stopped {
-                return None;
-            }
-            match gate.allowance {
-                None => return Some(want),
-                Some(0) => {
-                    gate.holding = true;
-                    self.changed.notify_all();
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return None;
-                    }
-                    gate = self.changed.wait_timeout(gate, left).unwrap().0;
-                }
-                Some(left) => {
-                    let k = left.min(want);
-                    gate.allowance = Some(left - k);
-                    return Some(k);
-                }
-            }
-        }
-    }
-}
-
-/// Connects to `server` from the client's address and starts a pump each way.
-fn relay(shared: &Arc<RelayShared>, client: TcpStream, server: SocketAddr) -> std::io::Result<()> {
-    let from = client.peer_addr()?.ip();
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    socket.bind(&SocketAddr::new(from, 0).into())?;
-    socket.connect_timeout(&server.into(), Duration::from_secs(5))?;
-    let upstream: TcpStream = socket.into();
-    {
-        let mut sockets = shared.sockets.lock().unwrap();
-        sockets.push(client.try_clone()?);
-        sockets.push(upstream.try_clone()?);
-    }
-    let n = shared.pumps.lock().unwrap().len();
-    let mut pumps = Vec::new();
-    for (name, from, to, gated) in [
-        (
-            format!("relay-up-{n}"),
-            client.try_clone()?,
-            upstream.try_clone()?,
-            true,
-        ),
-        (format!("relay-down-{n}"), upstream, client, false),
-    ] {
-        let sh = Arc::clone(shared);
-        pumps.push(
-            std::thread::Builder::new()
-                .name(name)
-                .spawn(move || pump(&sh, from, to, gated))?,
-        );
-    }
-    shared.pumps.lock().unwrap().extend(pumps);
-    Ok(())
-}
-
-/// Copies `from` to `to` (through the gate when `gated`) until either end closes, then closes
-/// both.
-fn pump(shared: &RelayShared, mut from: TcpStream, mut to: TcpStream, gated: bool) {
-    let mut buf = vec![0u8; 16 * 1024];
-    'copy: loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let mut at = 0;
-        while at < n {
-            let k = if gated {
-                match shared.take((n - at) as u64) {
-                    Some(k) => k as usize,
-                    None => break 'copy,
-                }
-            } else {
-                n - at
-            };
-            if to.write_all(&buf[at..at + k]).is_err() {
-                break 'copy;
-            }
-            at += k;
-        }
-    }
-    let _ = from.shutdown(std::net::Shutdown::Both);
-    let _ = to.shutdown(std::net::Shutdown::Both);
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.shared.gate.lock().unwrap().stopped = true;
-        self.shared.changed.notify_all();
-        // Wake the accept loop (if that cannot be done, it is left to end with the process
-        // rather than waited for).
-        let woken = TcpStream::connect_timeout(
-            &SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.port),
-            Duration::from_secs(5),
-        )
-        .is_ok();
-        for s in self.shared.sockets.lock().unwrap().iter() {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
-        if let Some(t) = self.accept.take()
-            && woken
-        {
-            let _ = t.join();
-        }
-        let pumps: Vec<_> = self.shared.pumps.lock().unwrap().drain(..).collect();
-        for t in pumps {
-            let _ = t.join();
         }
     }
 }
@@ -469,11 +262,11 @@ fn a_disk_filling_up_mid_upload_keeps_what_arrived_and_the_upload_resumes_once_t
     );
 
     // About a MiB goes through, then the client is held back while the disk fills up.
-    relay.limit(MIB + 64 * 1024);
+    relay.limit(Way::Up, MIB + 64 * 1024);
     let id = alice.client().upload(Room::general(), &path).unwrap();
     let kept_path = partial(disk.path(), "alice", &hash);
     wait_size(&kept_path, MIB / 2);
-    relay.wait_holding();
+    relay.wait_holding(Way::Up);
     disk.fill();
     relay.open();
 
