@@ -27,6 +27,7 @@ use gc_server::{Config, ServerHandle};
 
 pub mod client;
 pub mod pg;
+pub mod relay;
 
 /// How long any test waits for anything before failing.
 pub const WAIT: Duration = Duration::from_secs(30);

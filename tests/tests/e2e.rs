@@ -5,6 +5,7 @@
 mod attacks;
 mod backup;
 mod client;
+mod disk_full;
 mod files;
 mod files_admin;
 mod flood;

@@ -242,8 +242,9 @@ impl Client {
     }
 
     /// Downloads the shared file `hash` to `target` (GC/5), which must not exist: it is written
-    /// to `target.part` and renamed when complete and verified; a `.part` an earlier run left is
-    /// resumed. Returns the transfer's id; progress and the outcome arrive as
+    /// to [`crate::part_path`] beside it (`target.<16 hex digits of the hash>.part`) and renamed
+    /// when complete and verified; a `.part` an earlier download of it left there, in this run or
+    /// another, is resumed ([`crate::download_path`] finds one). Returns the transfer's id; progress and the outcome arrive as
     /// [`Event::Transfer`].
     pub fn download(
         &self,

@@ -231,6 +231,15 @@ pub enum ClientError {
     #[error("{} exists; not replacing it (choose another name)", .0.display())]
     FileExists(PathBuf),
 
+    /// Another download (of this client or another process) is writing to the same `.part`:
+    /// two would corrupt it.
+    #[error(
+        "{} is being downloaded already (by this or another gc-client); wait for that download \
+         to end",
+        .0.display()
+    )]
+    DownloadInProgress(PathBuf),
+
     /// A download's content does not have the hash asked for: nothing is kept.
     #[error("the file received has SHA-256 {got}, not {expected}; nothing was kept; try again")]
     FileCorrupt {
@@ -313,6 +322,7 @@ impl ClientError {
             | Self::File { .. }
             | Self::FileRefused { .. }
             | Self::FileExists(_)
+            | Self::DownloadInProgress(_)
             | Self::FileCorrupt { .. }
             | Self::TransferGaveUp { .. }
             | Self::State(_) => false,

@@ -57,5 +57,5 @@ pub use failover::Instance;
 pub use outbox::PendingMessage;
 pub use rooms::{NO_ROOMS, RoomInfo, RoomRequest, parse_room};
 pub use state::EventSink;
-pub use transfer::{Direction, TransferEvent, free_path, part_path};
+pub use transfer::{Direction, SavePath, TransferEvent, download_path, part_path};
 pub use trust::{ClientTls, KnownServers, PinSource, ServerPin};

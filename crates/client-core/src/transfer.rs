@@ -81,6 +81,10 @@ pub enum TransferEvent {
         size: u64,
         /// The record that announces it.
         record_id: u64,
+        /// How many bytes the server held already when the upload began (what an earlier,
+        /// interrupted upload of it left; they were not sent again): 0 for an upload from the
+        /// start, `size` when the content was there whole.
+        resumed_from: u64,
     },
     /// A download is complete, verified, and saved at `path`.
     Downloaded {
@@ -92,6 +96,9 @@ pub enum TransferEvent {
         path: PathBuf,
         /// Its size.
         size: u64,
+        /// How many bytes a `.part` from before held when the download began (it went on from
+        /// there): 0 for a download from the start.
+        resumed_from: u64,
     },
     /// A transfer failed for good (what was done is kept for a later resume where that helps).
     Failed {
@@ -444,12 +451,18 @@ pub(crate) fn upload(shared: &ClientState, id: u64, cancel: &Cancel, job: Upload
     let name = shared_name(&job.path);
     let outcome = upload_inner(shared, id, cancel, &job, &name);
     let event = match outcome {
-        Ok((hash, size, record_id)) => TransferEvent::Uploaded {
+        Ok(Sent {
+            hash,
+            size,
+            record_id,
+            resumed_from,
+        }) => TransferEvent::Uploaded {
             id,
             name,
             hash,
             size,
             record_id,
+            resumed_from,
         },
         Err(None) => TransferEvent::Cancelled {
             id,
@@ -466,13 +479,21 @@ pub(crate) fn upload(shared: &ClientState, id: u64, cancel: &Cancel, job: Upload
     shared.emit(Event::Transfer(event));
 }
 
+/// A finished upload.
+struct Sent {
+    hash: ContentHash,
+    size: u64,
+    record_id: u64,
+    resumed_from: u64,
+}
+
 fn upload_inner(
     shared: &ClientState,
     id: u64,
     cancel: &Cancel,
     job: &UploadJob,
     name: &str,
-) -> Result<(ContentHash, u64, u64), Option<ClientError>> {
+) -> Result<Sent, Option<ClientError>> {
     let path = &job.path;
     let mut file = File::open(path).map_err(|e| Some(file_error("open", path, e)))?;
     let meta = file
@@ -501,6 +522,8 @@ fn upload_inner(
     progress.total = size;
     let client_msg_id = ClientMsgId::random().map_err(|_| Some(ClientError::Random))?;
     let mut buf = vec![0u8; PIECE];
+    // Where the server stood when the first attempt asked.
+    let mut resumed_from = None;
     let record_id = with_retries(cancel, || {
         let (token, addr) = session(shared, cancel)?;
         let (mut conn, _cut_on_cancel) = connect(shared, addr, cancel)?;
@@ -516,8 +539,14 @@ fn upload_inner(
         .encode(&mut out);
         write(shared, &mut conn, &out, cancel)?;
         let offset = match read(shared, &mut conn, Duration::ZERO, cancel)? {
-            SendReply::Thx { id, .. } => return Ok(id),
-            SendReply::Resume { hash: h, offset } if h == hash && offset <= size => offset,
+            SendReply::Thx { id, .. } => {
+                resumed_from.get_or_insert(size);
+                return Ok(id);
+            }
+            SendReply::Resume { hash: h, offset } if h == hash && offset <= size => {
+                resumed_from.get_or_insert(offset);
+                offset
+            }
             SendReply::Err(e) => return Err(refusal(e.code, e.text)),
             other => {
                 return Err(Stop::Fail(ClientError::Unexpected {
@@ -578,7 +607,12 @@ fn upload_inner(
             })),
         }
     })?;
-    Ok((hash, size, record_id))
+    Ok(Sent {
+        hash,
+        size,
+        record_id,
+        resumed_from: resumed_from.unwrap_or(0),
+    })
 }
 
 /// A download's plan.
@@ -588,33 +622,143 @@ pub(crate) struct DownloadJob {
     pub target: PathBuf,
 }
 
-/// The path beside `target` that a download writes to until it is complete.
-pub fn part_path(target: &Path) -> PathBuf {
+/// Hex digits of the content's hash in a `.part` file's name: enough to tell contents apart (a
+/// clash only costs a download that fails its hash check and starts again), short enough that
+/// `<a 200-byte name> (99).<hex>.part` stays within the usual 255 bytes of a file name.
+const PART_HASH_HEX: usize = 16;
+const PART_SUFFIX: &str = ".part";
+
+/// The path beside `target` that a download of content `hash` writes to until it is complete
+/// and verified: `<target's name>.<the hash's first 16 hex digits>.part`, so a later download of
+/// the same content (in this run or another) recognises it and goes on from it.
+pub fn part_path(target: &Path, hash: &ContentHash) -> PathBuf {
     let mut name = target
         .file_name()
         .map(std::ffi::OsStr::to_os_string)
         .unwrap_or_default();
-    name.push(".part");
+    let hex = hash.to_string();
+    name.push(format!(".{}{PART_SUFFIX}", &hex[..PART_HASH_HEX]));
     target.with_file_name(name)
 }
 
-/// A path in `dir` for a file called `name` (made safe with [`local_file_name`]) that exists
-/// neither as a file nor as a download in progress: `name`, `name (1)`, `name (2)`, …
-pub fn free_path(dir: &Path, name: &str) -> PathBuf {
+/// Where a download is saved: see [`download_path`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavePath {
+    /// The file it is saved as (its [`part_path`] beside it until it is complete).
+    pub path: PathBuf,
+    /// The bytes the `.part` of an earlier download of the same content holds, there already:
+    /// the download goes on from them. `None`: it starts from nothing.
+    pub resumes: Option<u64>,
+}
+
+/// Where to save content `hash`, a file called `name` (made safe with [`local_file_name`]), in
+/// `dir`, never over an existing file. Where a download of the same content was cut short (in
+/// this run or an earlier one: its `.part` is there, no download is writing it, and the file
+/// is not there) under `name` or one of the names below, it goes on there. Otherwise the first
+/// of `name`, `name (1)`, `name (2)`, … that is neither a file nor the name of a download in
+/// progress or cut short (of any content: a `.part` file).
+pub fn download_path(dir: &Path, name: &str, hash: &ContentHash) -> SavePath {
     let safe = local_file_name(name);
     let (stem, ext) = match safe.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() => (stem.to_owned(), format!(".{ext}")),
         _ => (safe.clone(), String::new()),
     };
-    let taken = |p: &Path| p.exists() || part_path(p).exists();
-    let first = dir.join(&safe);
-    if !taken(&first) {
-        return first;
+    let candidate = |n: u32| {
+        if n == 0 {
+            safe.clone()
+        } else {
+            format!("{stem} ({n}){ext}")
+        }
+    };
+    // The number of the candidate `base` is, if it is one.
+    let number = |base: &str| -> Option<u32> {
+        if base == safe {
+            return Some(0);
+        }
+        let digits = base
+            .strip_prefix(stem.as_str())?
+            .strip_prefix(" (")?
+            .strip_suffix(ext.as_str())?
+            .strip_suffix(')')?;
+        let canonical = !digits.is_empty()
+            && !digits.starts_with('0')
+            && digits.bytes().all(|b| b.is_ascii_digit());
+        canonical.then(|| digits.parse().ok()).flatten()
+    };
+    let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    let parts = parts_in(dir);
+    let hex = hash.to_string();
+    let tag = &hex[..PART_HASH_HEX];
+    let mut ours: Vec<(u32, &str)> = parts
+        .iter()
+        .filter(|(_, tags)| tags.iter().any(|t| t.as_deref() == Some(tag)))
+        .filter_map(|(base, _)| number(base).map(|n| (n, base.as_str())))
+        .collect();
+    ours.sort_unstable();
+    for (_, base) in ours {
+        let path = dir.join(base);
+        if exists(&path) {
+            // Finished (a `.part` left beside a saved file): never written over.
+            continue;
+        }
+        let part = part_path(&path, hash);
+        if let Ok(meta) = std::fs::metadata(&part)
+            && meta.is_file()
+            && !being_written(&part)
+        {
+            return SavePath {
+                path,
+                resumes: Some(meta.len()),
+            };
+        }
     }
-    (1u32..)
-        .map(|n| dir.join(format!("{stem} ({n}){ext}")))
-        .find(|p| !taken(p))
-        .unwrap_or(first)
+    let path = (0u32..)
+        .map(candidate)
+        .find(|c| !parts.contains_key(c) && !exists(&dir.join(c)))
+        .map_or_else(|| dir.join(&safe), |c| dir.join(c));
+    SavePath {
+        path,
+        resumes: None,
+    }
+}
+
+/// Whether a download (of this process or another) is writing the `.part` at `path` now: each
+/// holds a lock on its `.part` until it is saved.
+fn being_written(path: &Path) -> bool {
+    File::open(path).is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+}
+
+/// The downloads in progress in `dir`, by the name each is to be saved as: the hash digits of
+/// each of its `.part` files (`None` for a `.part` without them, as older clients named them).
+/// Names that are not UTF-8 are left out: no name [`download_path`] makes is one of them.
+fn parts_in(dir: &Path) -> HashMap<String, Vec<Option<String>>> {
+    let mut parts: HashMap<String, Vec<Option<String>>> = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return parts;
+    };
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let Some(rest) = name.strip_suffix(PART_SUFFIX) else {
+            continue;
+        };
+        let tagged = rest
+            .len()
+            .checked_sub(PART_HASH_HEX + 1)
+            .filter(|&dot| rest.is_char_boundary(dot) && rest[dot..].starts_with('.'))
+            .map(|dot| (&rest[..dot], &rest[dot + 1..]))
+            .filter(|(_, hex)| {
+                hex.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            });
+        let (base, tag) = match tagged {
+            Some((base, hex)) => (base, Some(hex.to_owned())),
+            None => (rest, None),
+        };
+        parts.entry(base.to_owned()).or_default().push(tag);
+    }
+    parts
 }
 
 /// Runs a download to its end, reporting it.
@@ -625,11 +769,12 @@ pub(crate) fn download(shared: &ClientState, id: u64, cancel: &Cancel, job: Down
     );
     let outcome = download_inner(shared, id, cancel, &job, &name);
     let event = match outcome {
-        Ok(size) => TransferEvent::Downloaded {
+        Ok((size, resumed_from)) => TransferEvent::Downloaded {
             id,
             hash: job.hash,
             path: job.target.clone(),
             size,
+            resumed_from,
         },
         Err(None) => TransferEvent::Cancelled {
             id,
@@ -652,18 +797,30 @@ fn download_inner(
     cancel: &Cancel,
     job: &DownloadJob,
     name: &str,
-) -> Result<u64, Option<ClientError>> {
+) -> Result<(u64, u64), Option<ClientError>> {
     let target = &job.target;
     if target.exists() {
         return Err(Some(ClientError::FileExists(target.clone())));
     }
-    let part = part_path(target);
+    let part = part_path(target, &job.hash);
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
         .open(&part)
         .map_err(|e| Some(file_error("create", &part, e)))?;
+    // Held until the file is saved: a second download of the same content to the same place
+    // (a `/download` while this one runs, another process) would append to it as well.
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(Some(ClientError::DownloadInProgress(target.clone())));
+        }
+        // A file system without locks: go on unguarded.
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::debug!("cannot lock {}: {e}", part.display());
+        }
+    }
     let mut progress = Progress {
         shared,
         id,
@@ -679,6 +836,7 @@ fn download_inner(
             Stop::Fail(e) => Some(e),
             _ => None,
         })?;
+    let mut resumed_from = have;
     let size = with_retries(cancel, || {
         let (token, addr) = session(shared, cancel)?;
         let (mut conn, _cut_on_cancel) = connect(shared, addr, cancel)?;
@@ -697,6 +855,7 @@ fn download_inner(
                 file.set_len(0)
                     .map_err(|e| Stop::Fail(file_error("truncate", &part, e)))?;
                 have = 0;
+                resumed_from = 0;
                 hasher = Sha256::new();
                 return Err(Stop::Retry(e.text));
             }
@@ -749,29 +908,93 @@ fn download_inner(
         }
         Err(e) => return Err(Some(file_error("save", target, e))),
     }
-    Ok(size)
+    Ok((size, resumed_from))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn new_at(path: PathBuf) -> SavePath {
+        SavePath {
+            path,
+            resumes: None,
+        }
+    }
+
     #[test]
-    fn free_paths_never_name_an_existing_file_or_a_download_in_progress() {
+    fn a_new_download_never_names_an_existing_file_or_a_download_in_progress() {
         let dir = tempfile::tempdir().unwrap();
-        let first = free_path(dir.path(), "notes.txt");
-        assert_eq!(first, dir.path().join("notes.txt"));
-        std::fs::write(&first, b"x").unwrap();
-        let second = free_path(dir.path(), "notes.txt");
-        assert_eq!(second, dir.path().join("notes (1).txt"));
-        std::fs::write(part_path(&second), b"x").unwrap();
+        let d = dir.path();
+        let hash = ContentHash::of(b"notes");
+        let other = ContentHash::of(b"other notes");
+        let first = download_path(d, "notes.txt", &hash);
+        assert_eq!(first, new_at(d.join("notes.txt")));
+        std::fs::write(&first.path, b"x").unwrap();
+        let second = download_path(d, "notes.txt", &hash);
+        assert_eq!(second, new_at(d.join("notes (1).txt")));
+        // Another content's download in progress there, and one as older clients named it.
+        std::fs::write(part_path(&second.path, &other), b"x").unwrap();
+        std::fs::write(d.join("notes (2).txt.part"), b"x").unwrap();
         assert_eq!(
-            free_path(dir.path(), "notes.txt"),
-            dir.path().join("notes (2).txt")
+            download_path(d, "notes.txt", &hash),
+            new_at(d.join("notes (3).txt"))
         );
         // A name with a path in it stays in the directory.
-        let p = free_path(dir.path(), "../../etc/passwd");
-        assert_eq!(p.parent(), Some(dir.path()));
+        let p = download_path(d, "../../etc/passwd", &hash).path;
+        assert_eq!(p.parent(), Some(d));
+    }
+
+    #[test]
+    fn a_download_of_the_same_content_goes_on_from_the_part_an_earlier_one_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let hash = ContentHash::of(b"report");
+        let other = ContentHash::of(b"another report");
+        // `report.pdf` is another file; an earlier run was saving ours as `report (2).pdf`.
+        std::fs::write(d.join("report.pdf"), b"someone else's").unwrap();
+        std::fs::write(part_path(&d.join("report (1).pdf"), &other), b"o").unwrap();
+        std::fs::write(part_path(&d.join("report (2).pdf"), &hash), b"12345").unwrap();
+        assert_eq!(
+            download_path(d, "report.pdf", &hash),
+            SavePath {
+                path: d.join("report (2).pdf"),
+                resumes: Some(5),
+            }
+        );
+        // Another content of the same name does not take it over.
+        assert_eq!(
+            download_path(d, "report.pdf", &ContentHash::of(b"third")),
+            new_at(d.join("report (3).pdf"))
+        );
+        // Freed names are not preferred to the leftover: it still goes on there.
+        std::fs::remove_file(d.join("report.pdf")).unwrap();
+        assert_eq!(
+            download_path(d, "report.pdf", &hash).resumes,
+            Some(5),
+            "resumed, not started again under the freed name"
+        );
+        // A leftover beside a finished file is never a reason to write over the file.
+        std::fs::write(d.join("report (2).pdf"), b"done").unwrap();
+        assert_eq!(
+            download_path(d, "report.pdf", &hash),
+            new_at(d.join("report.pdf"))
+        );
+        // Another name for the same content starts afresh (its own name is what was asked).
+        assert_eq!(
+            download_path(d, "summary.pdf", &hash),
+            new_at(d.join("summary.pdf"))
+        );
+        // A `.part` a download is writing now (it holds its lock) is left to it.
+        let running = part_path(&d.join("summary.pdf"), &hash);
+        let writer = File::create(&running).unwrap();
+        writer.lock().unwrap();
+        assert_eq!(
+            download_path(d, "summary.pdf", &hash),
+            new_at(d.join("summary (1).pdf"))
+        );
+        drop(writer);
+        assert_eq!(download_path(d, "summary.pdf", &hash).resumes, Some(0));
     }
 
     #[test]
@@ -784,10 +1007,20 @@ mod tests {
     }
 
     #[test]
-    fn part_paths_sit_beside_the_target() {
+    fn part_paths_sit_beside_the_target_and_name_the_content() {
+        let hash: ContentHash = "3f5c0e1a9b7d2c4f6e8a0b1c2d3e4f5061728394a5b6c7d8e9f00112233445e1"
+            .parse()
+            .unwrap();
         assert_eq!(
-            part_path(Path::new("/d/x.bin")),
-            PathBuf::from("/d/x.bin.part")
+            part_path(Path::new("/d/x.bin"), &hash),
+            PathBuf::from("/d/x.bin.3f5c0e1a9b7d2c4f.part")
         );
+        // The longest name a download is given, numbered, still fits a file system's 255 bytes.
+        let longest = format!(
+            "{} (99).txt",
+            "é".repeat(gc_protocol::files::MAX_LOCAL_NAME_BYTES / 2)
+        );
+        let part = part_path(Path::new(&longest), &hash);
+        assert!(part.as_os_str().len() <= 255, "{}", part.display());
     }
 }

@@ -246,7 +246,8 @@ pub struct Cli {
 
     /// Headless: save the shared file whose SHA-256 is HASH (64 hex digits, as its `[file]`
     /// line shows them) at --output; prints `saved PATH (SIZE bytes)`. An interrupted download
-    /// resumes from PATH.part on the next run.
+    /// resumes on the next run from `PATH.<the hash's first 16 hex digits>.part`, which it writes
+    /// to until the file is complete and verified.
     #[arg(long, value_name = "HASH", requires_all = ["headless", "output"])]
     pub download: Option<String>,
 

@@ -312,13 +312,24 @@ where
                         hash,
                         size,
                         record_id,
+                        resumed_from,
                         ..
-                    } => Some(writeln!(
-                        out,
-                        "shared {} ({size} bytes) sha256:{hash} as message {record_id}",
-                        gc_protocol::sanitize::sanitize(&name)
-                    )),
-                    TransferEvent::Downloaded { path, size, .. } => {
+                    } => {
+                        say_resumed(status, &name, resumed_from, size);
+                        Some(writeln!(
+                            out,
+                            "shared {} ({size} bytes) sha256:{hash} as message {record_id}",
+                            gc_protocol::sanitize::sanitize(&name)
+                        ))
+                    }
+                    TransferEvent::Downloaded {
+                        path,
+                        size,
+                        resumed_from,
+                        ..
+                    } => {
+                        let name = path.file_name().unwrap_or_default().to_string_lossy();
+                        say_resumed(status, &name, resumed_from, size);
                         Some(writeln!(out, "saved {} ({size} bytes)", path.display()))
                     }
                     TransferEvent::Failed { error, .. } => {
@@ -471,6 +482,17 @@ fn drained(client: &Client) -> bool {
 
 /// Writes one status line. Most quote the server (an `Err` text, a refusal, its name): the whole
 /// line is sanitised, so nothing in it can drive the terminal or start another line.
+/// On the status stream: a transfer went on from what was there before (a partial upload on
+/// the server, a `.part` here), not from its first byte.
+fn say_resumed(status: &mut dyn Write, name: &str, from: u64, size: u64) {
+    if from > 0 && from < size {
+        say(
+            status,
+            &format!("{name}: resumed at {from} of {size} bytes"),
+        );
+    }
+}
+
 fn say(status: &mut dyn Write, text: &str) {
     let text = gc_protocol::sanitize::sanitize(text);
     let _ = writeln!(status, "gc-client: {text}");

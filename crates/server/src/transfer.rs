@@ -423,15 +423,29 @@ fn check_offer(
         }
     }
     if have.is_none() {
-        let needed = offer.size.saturating_add(shared.config.min_free_disk_bytes);
+        // What a partial file kept from before (a lost connection, a full disk) holds is on the
+        // disk already: only the rest must fit.
+        let kept = files.partial_size(user, &offer.hash);
+        let kept = if kept <= offer.size { kept } else { 0 };
+        let missing = offer.size - kept;
+        let reserve = shared.config.min_free_disk_bytes;
         match free_bytes(files.root()) {
-            Ok(free) if free < needed => {
+            Ok(free) if free < missing.saturating_add(reserve) => {
+                let what = if kept > 0 {
+                    format!(
+                        "the {missing} bytes this file still needs ({kept} of its {} are kept \
+                         from before)",
+                        offer.size
+                    )
+                } else {
+                    format!("this file ({} bytes)", offer.size)
+                };
                 return Err((
                     ErrorCode::DiskFull,
                     format!(
-                        "the server's disk has {free} bytes free and keeps {} in reserve; this \
-                         file ({} bytes) does not fit; tell the operator",
-                        shared.config.min_free_disk_bytes, offer.size
+                        "the server's disk has {free} bytes free and keeps {reserve} in reserve; \
+                         {what} does not fit; tell the operator, and send it again once they \
+                         have freed space"
                     ),
                 ));
             }
@@ -543,7 +557,9 @@ fn store_failed(e: &StoreError) -> Failed {
         tracing::error!("the shared files' disk is full: {e}");
         return Failed::Reply(
             ErrorCode::DiskFull,
-            "the server's disk is full; what arrived is kept: resume later".into(),
+            "the server's disk is full; what arrived is kept: tell the operator, and send the \
+             file again once they have freed space (it goes on from where it stopped)"
+                .into(),
         );
     }
     match e {
@@ -715,12 +731,22 @@ fn finish(
             failed();
             shared.metrics.store_wrote(false);
             tracing::error!(user = %user, "cannot store a shared file's record: {e}");
-            reply_err(
-                shared,
-                conn,
-                ErrorCode::Internal,
-                "the file is kept but its message could not be stored; send Offer again later",
-            );
+            // The message store took nothing (a failed write is undone), and the content is
+            // kept: sending the file again stores the record and moves no byte.
+            let (code, text) = if is_disk_full(&e) {
+                (
+                    ErrorCode::DiskFull,
+                    "the server's disk is full: the file arrived and is kept, but its message \
+                     could not be stored; tell the operator, and send the file again once they \
+                     have freed space (no byte needs to move again)",
+                )
+            } else {
+                (
+                    ErrorCode::Internal,
+                    "the file is kept but its message could not be stored; send it again later",
+                )
+            };
+            reply_err(shared, conn, code, text);
             return Next::Close;
         }
         None => {

@@ -378,6 +378,15 @@ impl ContentStore {
             .map(|m| m.len())
     }
 
+    /// How many bytes of `user`'s upload of `hash` are kept in its partial file (0: none), so
+    /// the server can tell how much a resumed upload still needs.
+    pub fn partial_size(&self, user: &Username, hash: &ContentHash) -> u64 {
+        std::fs::metadata(self.partial_path(&user.key(), hash))
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .map_or(0, |m| m.len())
+    }
+
     /// The stored content `hash`, opened for reading, and its size; `None` if it is not stored.
     pub fn open_object(&self, hash: &ContentHash) -> Result<Option<(File, u64)>, StoreError> {
         let path = self.object_path(hash);

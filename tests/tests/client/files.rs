@@ -1,14 +1,18 @@
 //! File transfer through the client library (GC/5): an upload announced to another client,
 //! whose download is saved and verified; a download that must not replace a file; a server
-//! without GC/5; an upload resumed after the server restarted mid-way.
+//! without GC/5; an upload resumed after the server restarted mid-way; a download cut short
+//! that a new run of the client resumes from its `.part`.
 
 use std::path::Path;
 
-use gc_client_core::{ClientError, Event, TransferEvent, free_path, part_path};
+use std::time::{Duration, Instant};
+
+use gc_client_core::{ClientError, Event, SavePath, TransferEvent, download_path, part_path};
 use gc_protocol::files::FileNotice;
 use gc_protocol::{ContentHash, Room};
 use gc_tests::client::{OlderConnectPort, TestClient, config, register};
-use gc_tests::{PASSWORD, TestServer};
+use gc_tests::relay::{Relay, Way};
+use gc_tests::{PASSWORD, TestServer, WAIT};
 
 fn started(server: &TestServer, user: &str) -> TestClient {
     let mut cfg = config(server, user, PASSWORD);
@@ -74,7 +78,7 @@ fn a_shared_file_reaches_another_client_and_is_saved_verified_without_replacing_
     let notice = FileNotice::parse(&bob.records.last().unwrap().body).expect("a [file] record");
     assert_eq!(notice.hash, hash);
     let downloads = tempfile::tempdir().unwrap();
-    let target = free_path(downloads.path(), &notice.name);
+    let target = download_path(downloads.path(), &notice.name, &notice.hash).path;
     let id = bob.client().download(notice.hash, &target).unwrap();
     let TransferEvent::Downloaded { path, size, .. } = finished(&mut bob, id) else {
         panic!("download failed: {:?}", bob.others);
@@ -84,10 +88,11 @@ fn a_shared_file_reaches_another_client_and_is_saved_verified_without_replacing_
         (target.as_path(), data.len() as u64)
     );
     assert!(std::fs::read(&target).unwrap() == data);
-    assert!(!part_path(&target).exists());
+    assert!(!part_path(&target, &hash).exists());
     // The next download of it goes beside, never over it.
-    let again = free_path(downloads.path(), &notice.name);
-    assert_ne!(again, target);
+    let again = download_path(downloads.path(), &notice.name, &notice.hash);
+    assert_ne!(again.path, target);
+    assert_eq!(again.resumes, None);
     assert!(matches!(
         bob.client().download(notice.hash, &target),
         Err(ClientError::FileExists(_))
@@ -120,23 +125,29 @@ fn a_download_resumes_from_its_part_file_and_a_wrong_one_is_not_kept() {
         finished(&mut alice, id),
         TransferEvent::Uploaded { .. }
     ));
-    // What an interrupted run left: the first 100,000 bytes.
-    let target = dir.path().join("copy.bin");
-    std::fs::write(part_path(&target), &data[..100_000]).unwrap();
-    let id = alice
-        .client()
-        .download(ContentHash::of(&data), &target)
-        .unwrap();
-    assert!(matches!(
-        finished(&mut alice, id),
-        TransferEvent::Downloaded { .. }
-    ));
+    // What an interrupted run left: the first 100,000 bytes, which the next run finds.
+    let hash = ContentHash::of(&data);
+    std::fs::write(
+        part_path(&dir.path().join("copy.bin"), &hash),
+        &data[..100_000],
+    )
+    .unwrap();
+    let save = download_path(dir.path(), "copy.bin", &hash);
+    assert_eq!(save.resumes, Some(100_000));
+    let target = save.path;
+    assert_eq!(target, dir.path().join("copy.bin"));
+    let id = alice.client().download(hash, &target).unwrap();
+    let TransferEvent::Downloaded { resumed_from, .. } = finished(&mut alice, id) else {
+        panic!("download failed: {:?}", alice.others);
+    };
+    assert_eq!(resumed_from, 100_000);
     assert!(std::fs::read(&target).unwrap() == data);
+    assert!(!part_path(&target, &hash).exists());
     // A part file that is not a prefix of the content: the result fails its hash, nothing kept.
     let wrong = dir.path().join("wrong.bin");
     let mut bad = data[..100_000].to_vec();
     bad[5] ^= 0xff;
-    std::fs::write(part_path(&wrong), &bad).unwrap();
+    std::fs::write(part_path(&wrong, &hash), &bad).unwrap();
     let id = alice
         .client()
         .download(ContentHash::of(&data), &wrong)
@@ -145,7 +156,77 @@ fn a_download_resumes_from_its_part_file_and_a_wrong_one_is_not_kept() {
         panic!("expected a failure");
     };
     assert!(matches!(error, ClientError::FileCorrupt { .. }), "{error}");
-    assert!(!wrong.exists() && !part_path(&wrong).exists());
+    assert!(!wrong.exists() && !part_path(&wrong, &hash).exists());
+}
+
+/// A download cut short (cancelled half way, the relay holding the rest back) leaves its `.part`,
+/// named after the content; the next run of the client finds it with `download_path`, as the
+/// terminal UI's `/download` does, and goes on from it under the same name.
+#[test]
+fn a_download_cut_short_goes_on_from_its_part_after_the_client_restarts() {
+    let server = TestServer::start();
+    let mut alice = started(&server, "alice");
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(2 * 1024 * 1024);
+    let path = write_file(dir.path(), "big.bin", &data);
+    let id = alice.client().upload(Room::general(), &path).unwrap();
+    let TransferEvent::Uploaded { hash, .. } = finished(&mut alice, id) else {
+        panic!("upload failed: {:?}", alice.others);
+    };
+    // Bob's first run fetches through a relay that lets 512 KiB come, then holds the rest.
+    let relay = Relay::start(server.addrs().send);
+    let mut cfg = config(&server, "bob", PASSWORD);
+    cfg.register = true;
+    cfg.server_ports.send = relay.port;
+    let mut bob = TestClient::start(cfg.clone());
+    bob.wait_active();
+    let downloads = tempfile::tempdir().unwrap();
+    let first = download_path(downloads.path(), "big.bin", &hash);
+    assert_eq!(first.resumes, None);
+    relay.limit(Way::Down, 512 * 1024);
+    let id = bob.client().download(hash, &first.path).unwrap();
+    relay.wait_holding(Way::Down);
+    let part = part_path(&first.path, &hash);
+    let deadline = Instant::now() + WAIT;
+    while std::fs::metadata(&part).map_or(0, |m| m.len()) < 256 * 1024 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing arrived in {}",
+            part.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(bob.client().cancel_transfer(id));
+    assert!(matches!(
+        finished(&mut bob, id),
+        TransferEvent::Cancelled { .. }
+    ));
+    bob.close();
+    drop(bob);
+    relay.open();
+    let kept = std::fs::metadata(&part).unwrap().len();
+    assert!(kept < data.len() as u64, "{kept} bytes kept");
+
+    // The next run: the same name, on from the kept bytes.
+    cfg.register = false;
+    let mut bob = TestClient::start(cfg);
+    bob.wait_active();
+    let again = download_path(downloads.path(), "big.bin", &hash);
+    assert_eq!(
+        again,
+        SavePath {
+            path: first.path.clone(),
+            resumes: Some(kept),
+        }
+    );
+    let id = bob.client().download(hash, &again.path).unwrap();
+    let TransferEvent::Downloaded { resumed_from, .. } = finished(&mut bob, id) else {
+        panic!("download failed: {:?}", bob.others);
+    };
+    assert_eq!(resumed_from, kept);
+    assert!(std::fs::read(&first.path).unwrap() == data);
+    assert!(!part.exists());
+    assert_eq!(std::fs::read_dir(downloads.path()).unwrap().count(), 1);
 }
 
 #[test]

@@ -150,8 +150,8 @@ pub enum Action {
         path: PathBuf,
     },
     /// Save the shared file `hash` into the download directory, under a free path for `name`
-    /// (or at `resume`, when its `.part` is still there and the file is not); report with
-    /// [`App::transfer_started`] or a notice.
+    /// (or where a download of it was cut short, in this run or an earlier one: its `.part` is
+    /// still there, and it goes on from it); report with [`App::transfer_started`] or a notice.
     Download {
         /// The content.
         hash: ContentHash,
@@ -159,8 +159,6 @@ pub enum Action {
         name: String,
         /// Its size, from its line.
         size: u64,
-        /// Where an earlier download of it in this run was cut short.
-        resume: Option<PathBuf>,
     },
     /// Cancel transfer `id` (Esc).
     CancelTransfer(u64),
@@ -357,9 +355,6 @@ pub struct App {
     shown: Vec<Record>,
     /// The file transfers running (GC/5), oldest first.
     pub transfers: Transfers,
-    /// Downloads of this run cut short (cancelled, failed): where each was being saved, so a
-    /// `/download` of the same content resumes its `.part`.
-    interrupted: HashMap<ContentHash, PathBuf>,
 }
 
 /// The most URLs `/urls` lists (the newest).
@@ -433,7 +428,6 @@ impl App {
             log_shown: false,
             shown: Vec::new(),
             transfers: Transfers::default(),
-            interrupted: HashMap::new(),
         }
     }
 
@@ -1378,8 +1372,8 @@ impl App {
     /// conversation it was started in.
     fn transfer(&mut self, event: TransferEvent) {
         let now = self.instant();
-        // (the transfer, how it is said, what, whether a download's `.part` is left to resume)
-        let (id, level, text, cut_short) = match event {
+        // (the transfer, how it is said, what)
+        let (id, level, text) = match event {
             TransferEvent::Progress {
                 id,
                 direction,
@@ -1399,31 +1393,39 @@ impl App {
                 }
                 return;
             }
-            TransferEvent::Uploaded { id, name, size, .. } => (
+            TransferEvent::Uploaded {
+                id,
+                name,
+                size,
+                resumed_from,
+                ..
+            } => (
                 id,
                 Level::Info,
-                format!("shared {} ({})", sanitize(&name), human_size(size)),
-                false,
+                format!(
+                    "shared {} ({}{})",
+                    sanitize(&name),
+                    human_size(size),
+                    files::resumed_at(resumed_from, size)
+                ),
             ),
             TransferEvent::Downloaded {
                 id,
-                hash,
                 path,
                 size,
-            } => {
-                self.interrupted.remove(&hash);
-                (
-                    id,
-                    Level::Info,
-                    format!(
-                        "saved {} ({}) to {}",
-                        sanitize(&path.file_name().unwrap_or_default().to_string_lossy()),
-                        human_size(size),
-                        sanitize(&path.display().to_string())
-                    ),
-                    false,
-                )
-            }
+                resumed_from,
+                ..
+            } => (
+                id,
+                Level::Info,
+                format!(
+                    "saved {} ({}{}) to {}",
+                    sanitize(&path.file_name().unwrap_or_default().to_string_lossy()),
+                    human_size(size),
+                    files::resumed_at(resumed_from, size),
+                    sanitize(&path.display().to_string())
+                ),
+            ),
             TransferEvent::Failed {
                 id,
                 direction,
@@ -1438,7 +1440,6 @@ impl App {
                     sanitize(&name),
                     sanitize(&gc_client_core::error_chain(&error))
                 ),
-                true,
             ),
             TransferEvent::Cancelled {
                 id,
@@ -1452,13 +1453,9 @@ impl App {
                     way(direction),
                     sanitize(&name)
                 ),
-                true,
             ),
         };
         let ended = self.transfers.end(id);
-        if cut_short && let Some((hash, target)) = ended.as_ref().and_then(|t| t.download.clone()) {
-            self.interrupted.insert(hash, target);
-        }
         let i = ended
             .and_then(|t| self.rooms.find(&t.room))
             .unwrap_or(self.rooms.index());
@@ -2265,15 +2262,11 @@ impl App {
             }
             Plan::Ignore(user) => self.ignore(&user),
             Plan::Upload { room, path } => self.actions.push(Action::Upload { room, path }),
-            Plan::Download(file) => {
-                let resume = self.interrupted.get(&file.hash).cloned();
-                self.actions.push(Action::Download {
-                    hash: file.hash,
-                    name: file.name,
-                    size: file.size,
-                    resume,
-                });
-            }
+            Plan::Download(file) => self.actions.push(Action::Download {
+                hash: file.hash,
+                name: file.name,
+                size: file.size,
+            }),
             Plan::Unignore(user) => self.unignore(&user),
             Plan::Plugin { room, name, args } => {
                 self.rooms.current_mut().log.scroll_to_bottom();
@@ -4593,16 +4586,11 @@ mod tests {
         format!("[file] {name} ({size} bytes) sha256:{hash}")
     }
 
-    fn downloads(actions: Vec<Action>) -> Vec<(String, String, u64, Option<PathBuf>)> {
+    fn downloads(actions: Vec<Action>) -> Vec<(String, String, u64)> {
         actions
             .into_iter()
             .filter_map(|a| match a {
-                Action::Download {
-                    hash,
-                    name,
-                    size,
-                    resume,
-                } => Some((hash.to_string(), name, size, resume)),
+                Action::Download { hash, name, size } => Some((hash.to_string(), name, size)),
                 _ => None,
             })
             .collect()
@@ -4653,7 +4641,7 @@ mod tests {
     }
 
     /// `/download …` typed: what it asks for (the line cleared even when refused).
-    fn dl(app: &mut App, line: &str) -> Vec<(String, String, u64, Option<PathBuf>)> {
+    fn dl(app: &mut App, line: &str) -> Vec<(String, String, u64)> {
         let actions = submit(app, line);
         app.input.take();
         downloads(actions)
@@ -4673,17 +4661,17 @@ mod tests {
             record_in(3, "#general", "carol", &file_line("b.bin", "2,000", &b)),
             record_in(4, "#dev", "carol", &file_line("c.iso", "3", &elsewhere)),
         ]);
-        let newest = (b.to_string(), "b.bin".to_owned(), 2000, None);
+        let newest = (b.to_string(), "b.bin".to_owned(), 2000);
         assert_eq!(dl(&mut app, "/download"), std::slice::from_ref(&newest));
         assert_eq!(dl(&mut app, "/download 1"), std::slice::from_ref(&newest));
         assert_eq!(
             dl(&mut app, "/download 2"),
-            [(a.to_string(), "a.txt".to_owned(), 1, None)]
+            [(a.to_string(), "a.txt".to_owned(), 1)]
         );
         assert!(dl(&mut app, "/download 3").is_empty());
         assert!(last_notice(&app).contains("N from 1 (the newest) to 2"));
         // A hash, whole or its start, of a file shown in any conversation.
-        let c = (elsewhere.to_string(), "c.iso".to_owned(), 3, None);
+        let c = (elsewhere.to_string(), "c.iso".to_owned(), 3);
         let start = &elsewhere.to_string()[..10];
         assert_eq!(
             dl(&mut app, &format!("/download sha256:{start}")),
@@ -4700,7 +4688,7 @@ mod tests {
         let other = ContentHash::of(b"d").to_string();
         assert_eq!(
             dl(&mut app, &format!("/download {other}")),
-            [(other.clone(), format!("sha256-{}", &other[..16]), 0, None)]
+            [(other.clone(), format!("sha256-{}", &other[..16]), 0)]
         );
         assert!(dl(&mut app, "/download xyz!").is_empty());
         assert!(last_notice(&app).starts_with("usage: /download [N|HASH]"));
@@ -4708,7 +4696,7 @@ mod tests {
         assert!(last_notice(&app).starts_with("no file shown here starts with"));
         // A search that shows a file line: /download and Enter take that one.
         submit(&mut app, "/search a.txt");
-        let a_line = (a.to_string(), "a.txt".to_owned(), 1, None);
+        let a_line = (a.to_string(), "a.txt".to_owned(), 1);
         assert_eq!(dl(&mut app, "/download"), std::slice::from_ref(&a_line));
         submit(&mut app, "/search a.txt");
         assert_eq!(dl(&mut app, ""), [a_line]);
@@ -4762,7 +4750,7 @@ mod tests {
     }
 
     #[test]
-    fn a_transfers_end_is_said_where_it_began_and_a_cut_download_resumes() {
+    fn a_transfers_end_is_said_where_it_began_and_a_resumed_one_says_so() {
         let hash = ContentHash::of(b"x");
         let mut app = rooms_chat();
         app.add_records(&[record_in(1, "#dev", "bob", &file_line("x.bin", "1", &hash))]);
@@ -4774,11 +4762,13 @@ mod tests {
             0,
             room("#dev"),
         ));
-        let target = PathBuf::from("/tmp/dl/x.bin");
-        app.transfer_started(
-            Transfer::new(8, Direction::Download, "x.bin".into(), 1, room("#dev"))
-                .saving(hash, target.clone()),
-        );
+        app.transfer_started(Transfer::new(
+            8,
+            Direction::Download,
+            "x.bin".into(),
+            1,
+            room("#dev"),
+        ));
         app.handle_key(alt('1'));
         app.handle_client(Event::Transfer(TransferEvent::Uploaded {
             id: 7,
@@ -4786,6 +4776,7 @@ mod tests {
             hash,
             size: 2_100_000,
             record_id: 9,
+            resumed_from: 0,
         }));
         app.handle_client(Event::Transfer(TransferEvent::Failed {
             id: 8,
@@ -4801,24 +4792,39 @@ mod tests {
             said[2].starts_with("download of x.bin failed: "),
             "{said:?}"
         );
-        // The next /download of it goes on where that one stopped.
-        app.handle_key(alt('2'));
-        assert_eq!(
-            dl(&mut app, "/download"),
-            [(
-                hash.to_string(),
-                "x.bin".to_owned(),
-                1,
-                Some(target.clone())
-            )]
-        );
+        // Transfers that went on from what was there before say from where.
         app.handle_client(Event::Transfer(TransferEvent::Downloaded {
             id: 9,
             hash,
-            path: target,
-            size: 1,
+            path: PathBuf::from("/tmp/dl/x.bin"),
+            size: 1_500_000,
+            resumed_from: 600_000,
         }));
-        assert_eq!(last_notice(&app), "saved x.bin (1 B) to /tmp/dl/x.bin");
-        assert_eq!(dl(&mut app, "/download")[0].3, None);
+        assert_eq!(
+            last_notice(&app),
+            "saved x.bin (1.5 MB, resumed at 600 kB) to /tmp/dl/x.bin"
+        );
+        app.handle_client(Event::Transfer(TransferEvent::Uploaded {
+            id: 10,
+            name: "big.bin".into(),
+            hash,
+            size: 3_100_000,
+            record_id: 11,
+            resumed_from: 1_000_000,
+        }));
+        assert_eq!(
+            last_notice(&app),
+            "shared big.bin (3.1 MB, resumed at 1.0 MB)"
+        );
+        // Content the server had whole moved nothing: nothing to say about resuming.
+        app.handle_client(Event::Transfer(TransferEvent::Uploaded {
+            id: 12,
+            name: "big.bin".into(),
+            hash,
+            size: 3_100_000,
+            record_id: 13,
+            resumed_from: 3_100_000,
+        }));
+        assert_eq!(last_notice(&app), "shared big.bin (3.1 MB)");
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gc_client_core::transfer::Direction;
-use gc_protocol::{ContentHash, Room};
+use gc_protocol::Room;
 
 /// Directory entries one Tab looks at, at most (a huge directory stays instant).
 pub const MAX_LISTED: usize = 5000;
@@ -37,6 +37,32 @@ pub fn human_size(bytes: u64) -> String {
         format!("{value:.0} {}", UNITS[unit])
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// What a `/download` that goes on from an earlier one's `.part` says when it starts (`size`
+/// 0: not known, for a hash no file line shows).
+pub fn resuming(name: &str, have: u64, size: u64) -> String {
+    let of = if size > 0 {
+        format!(" of {}", human_size(size))
+    } else {
+        String::new()
+    };
+    format!(
+        "resuming {} from its .part ({}{of})",
+        crate::display::sanitize(name),
+        human_size(have)
+    )
+}
+
+/// What the end of a transfer adds when it went on from what was there before (a `.part` here,
+/// a partial upload on the server): `, resumed at 1.2 MB`; nothing when it started from the
+/// beginning, or had nothing to move.
+pub fn resumed_at(from: u64, size: u64) -> String {
+    if from > 0 && from < size {
+        format!(", resumed at {}", human_size(from))
+    } else {
+        String::new()
     }
 }
 
@@ -159,8 +185,6 @@ pub struct Transfer {
     pub cancelling: bool,
     /// The conversation it was started in: its end is said there.
     pub room: Room,
-    /// A download's content and where it is saved (its `.part` beside it until the end).
-    pub download: Option<(ContentHash, PathBuf)>,
     /// Recent progress, for the speed: (when, bytes done), oldest first.
     samples: VecDeque<(Instant, u64)>,
 }
@@ -177,15 +201,8 @@ impl Transfer {
             hashing: direction == Direction::Upload,
             cancelling: false,
             room,
-            download: None,
             samples: VecDeque::new(),
         }
-    }
-
-    /// A download of `hash` into `target`.
-    pub fn saving(mut self, hash: ContentHash, target: PathBuf) -> Self {
-        self.download = Some((hash, target));
-        self
     }
 
     /// Progress came at `now`.
@@ -287,6 +304,21 @@ impl Transfers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_download_says_how_much_was_there() {
+        assert_eq!(
+            resuming("report.bin", 600_000, 1_500_000),
+            "resuming report.bin from its .part (600 kB of 1.5 MB)"
+        );
+        assert_eq!(
+            resuming("x", 2_000, 0),
+            "resuming x from its .part (2.0 kB)"
+        );
+        assert_eq!(resumed_at(0, 10), "");
+        assert_eq!(resumed_at(10, 10), "");
+        assert_eq!(resumed_at(1_200, 5_000), ", resumed at 1.2 kB");
+    }
 
     #[test]
     fn sizes_read_like_people_write_them() {

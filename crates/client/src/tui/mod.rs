@@ -478,12 +478,7 @@ impl<'a> ClientDriver<'a> {
                 None => app.send_failed(typed, &ClientError::Closed),
             },
             Action::Upload { room, path } => self.upload(app, room, &path),
-            Action::Download {
-                hash,
-                name,
-                size,
-                resume,
-            } => self.download(app, hash, &name, size, resume),
+            Action::Download { hash, name, size } => self.download(app, hash, &name, size),
             Action::CancelTransfer(id) => {
                 if let Some(client) = &self.client {
                     client.cancel_transfer(id);
@@ -612,44 +607,40 @@ impl<'a> ClientDriver<'a> {
         }
     }
 
-    /// `/download`: starts saving the file `hash` into the download directory, under a name
-    /// no file has there yet (or at `resume`, where a download of it was cut short).
-    fn download(
-        &self,
-        app: &mut App,
-        hash: ContentHash,
-        name: &str,
-        size: u64,
-        resume: Option<PathBuf>,
-    ) {
+    /// `/download`: starts saving the file `hash` into the download directory: where a download
+    /// of it was cut short (its `.part` is still there, from this run or an earlier one), going on
+    /// from there, else under a name no file has there yet.
+    fn download(&self, app: &mut App, hash: ContentHash, name: &str, size: u64) {
         let Some(client) = &self.client else {
             return app.notice(
                 Level::Error,
                 format!("cannot download: {}", ClientError::Closed),
             );
         };
-        let target = match resume.filter(|t| !t.exists() && gc_client_core::part_path(t).exists()) {
-            Some(target) => target,
-            None => {
-                let Some(dir) = files::download_dir_from_env() else {
-                    return app.notice(
-                        Level::Error,
-                        "cannot download: no download directory (set XDG_DOWNLOAD_DIR or HOME)",
-                    );
-                };
-                gc_client_core::free_path(&dir, name)
-            }
+        let Some(dir) = files::download_dir_from_env() else {
+            return app.notice(
+                Level::Error,
+                "cannot download: no download directory (set XDG_DOWNLOAD_DIR or HOME)",
+            );
         };
+        let save = gc_client_core::download_path(&dir, name, &hash);
+        let target = save.path;
         let shown = target
             .file_name()
             .map_or_else(|| name.to_owned(), |n| n.to_string_lossy().into_owned());
-        match client.download(hash, target.clone()) {
+        match client.download(hash, target) {
             Ok(id) => {
+                if let Some(have) = save.resumes.filter(|&have| have > 0) {
+                    app.notice(Level::Info, files::resuming(&shown, have, size));
+                }
                 let room = app.view().room.clone();
-                app.transfer_started(
-                    files::Transfer::new(id, Direction::Download, shown, size, room)
-                        .saving(hash, target),
-                );
+                app.transfer_started(files::Transfer::new(
+                    id,
+                    Direction::Download,
+                    shown,
+                    size,
+                    room,
+                ));
             }
             Err(e) => app.notice(Level::Error, cannot("download", &shown, &e)),
         }

@@ -904,6 +904,27 @@ fn headless_uploads_and_downloads_a_file() {
         text(&out.stdout)
     );
     assert!(std::fs::read(&target).unwrap() == data);
+    // What an interrupted run left (the content's start, in the `.part` beside the output) is
+    // where the next run goes on from, and it says so.
+    let resumed = dir.path().join("resumed.txt");
+    let part = gc_client_core::part_path(&resumed, &gc_protocol::ContentHash::of(&data));
+    std::fs::write(&part, &data[..300_000]).unwrap();
+    let mut again = args(&server, "dana", &pw, &dir.path().join("d.db"));
+    again.extend([
+        "--download".into(),
+        hash.clone(),
+        "--output".into(),
+        resumed.display().to_string(),
+    ]);
+    let out = run(&again, "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("resumed.txt: resumed at 300000 of 700000 bytes"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(std::fs::read(&resumed).unwrap() == data);
+    assert!(!part.exists());
     // Never over an existing file: an error (1), the file untouched.
     let out = run(&down, "");
     assert_eq!(out.status.code(), Some(1));

@@ -1471,8 +1471,9 @@ fn run_loop_logs_each_conversation_once_across_a_restart() {
 
 /// Files (GC/5) in the terminal UI: alice types `/upload` and a start of the path, Tab
 /// completes it, and the conversation says it was shared; bob sees the file line, `/download`
-/// saves it into his download directory (`XDG_DOWNLOAD_DIR`) with the same bytes, and a second
-/// `/download` does not overwrite it but saves beside it.
+/// saves it into his download directory (`XDG_DOWNLOAD_DIR`) with the same bytes, going on from
+/// the `.part` an earlier run left there, and a second `/download` does not overwrite it but
+/// saves beside it.
 #[test]
 fn tui_uploads_with_tab_completion_and_downloads_a_file_line() {
     let (Some(alice), Some(bob)) = (Tmux::start(), Tmux::start()) else {
@@ -1517,11 +1518,24 @@ fn tui_uploads_with_tab_completion_and_downloads_a_file_line() {
     let short = format!("sha256:{}…{}", &hash[..4], &hash[60..]);
     let screen = bob.wait_for("alice: 📎 report.bin (1.5 MB)", &log_b);
     assert!(screen.contains(&short), "{screen}");
+    // An earlier run of bob's was cut short saving it: its `.part` holds the first 600 kB. The
+    // download goes on from there, under the same name, and says so.
+    let saved = downloads.join("report.bin");
+    let content = gc_protocol::ContentHash::of(&data);
+    let part = gc_client_core::part_path(&saved, &content);
+    std::fs::write(&part, &data[..600_000]).unwrap();
     bob.type_text("/download");
     bob.key("Enter");
-    let saved = downloads.join("report.bin");
-    bob.wait_for("-- saved report.bin (1.5 MB) to ", &log_b);
+    bob.wait_for(
+        "-- resuming report.bin from its .part (600 kB of 1.5 MB)",
+        &log_b,
+    );
+    bob.wait_for(
+        "-- saved report.bin (1.5 MB, resumed at 600 kB) to ",
+        &log_b,
+    );
     assert!(std::fs::read(&saved).unwrap() == data);
+    assert!(!part.exists());
     // Again: beside it, never over it.
     bob.type_text(&format!("/download {}", &hash[..12]));
     bob.key("Enter");

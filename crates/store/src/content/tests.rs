@@ -81,6 +81,11 @@ fn an_interrupted_upload_resumes_where_it_stopped_also_after_a_restart() {
         up.write(1000, &data[1000..READ_PIECE + 3]).unwrap();
     } // the server stopped
     let store = ContentStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store.partial_size(&user("ALICE"), &hash),
+        READ_PIECE as u64 + 3
+    );
+    assert_eq!(store.partial_size(&user("bob"), &hash), 0);
     let mut up = store.begin(&user("alice"), hash, size).unwrap();
     assert_eq!(up.offset(), READ_PIECE as u64 + 3);
     up.write(up.offset(), &data[READ_PIECE + 3..]).unwrap();
