@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use gc_client_core::{ClientError, Event, TransferEvent};
+use gc_client_core::{ClientError, TransferEvent};
 use gc_protocol::files::FileNotice;
 use gc_protocol::{ContentHash, ErrorCode, Room};
 use gc_tests::client::{TestClient, config};
@@ -142,27 +142,6 @@ fn content(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 13 + i / 4093) as u8).collect()
 }
 
-/// Waits for the end of transfer `id`, and takes it out of the events seen.
-fn finished(c: &mut TestClient, id: u64) -> TransferEvent {
-    let is_end = |e: &Event| {
-        matches!(
-            e,
-            Event::Transfer(
-                TransferEvent::Uploaded { id: t, .. }
-                    | TransferEvent::Downloaded { id: t, .. }
-                    | TransferEvent::Failed { id: t, .. }
-                    | TransferEvent::Cancelled { id: t, .. },
-            ) if *t == id
-        )
-    };
-    c.wait_other("the end of a transfer", |e| is_end(e).then_some(()));
-    let pos = c.others.iter().position(is_end).unwrap();
-    match c.others.remove(pos) {
-        Event::Transfer(t) => t,
-        other => panic!("{other:?}"),
-    }
-}
-
 /// The server's partial file of `user`'s upload of `hash`.
 fn partial(data_dir: &Path, user: &str, hash: &ContentHash) -> PathBuf {
     data_dir
@@ -211,7 +190,7 @@ fn download(c: &mut TestClient, hash: ContentHash) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("copy.bin");
     let id = c.client().download(hash, &target).unwrap();
-    match finished(c, id) {
+    match c.finished_transfer(id) {
         TransferEvent::Downloaded { .. } => std::fs::read(&target).unwrap(),
         other => panic!("download failed: {other:?}"),
     }
@@ -270,7 +249,7 @@ fn a_disk_filling_up_mid_upload_keeps_what_arrived_and_the_upload_resumes_once_t
     disk.fill();
     relay.open();
 
-    let (code, text) = refusal(finished(&mut alice, id));
+    let (code, text) = refusal(alice.finished_transfer(id));
     assert_eq!(code, ErrorCode::DiskFull, "{text}");
     assert!(
         text.contains("tell the operator") && text.contains("again"),
@@ -285,7 +264,7 @@ fn a_disk_filling_up_mid_upload_keeps_what_arrived_and_the_upload_resumes_once_t
         .client()
         .download(hash, missing.path().join("x"))
         .unwrap();
-    let (code, text) = refusal(finished(&mut alice, id));
+    let (code, text) = refusal(alice.finished_transfer(id));
     assert_eq!(code, ErrorCode::UnknownFile, "{text}");
     // What arrived is kept: a prefix of the content.
     let kept = std::fs::read(&kept_path).unwrap();
@@ -308,7 +287,7 @@ fn a_disk_filling_up_mid_upload_keeps_what_arrived_and_the_upload_resumes_once_t
     let id = alice.client().upload(Room::general(), &path).unwrap();
     let TransferEvent::Uploaded {
         size, resumed_from, ..
-    } = finished(&mut alice, id)
+    } = alice.finished_transfer(id)
     else {
         panic!("the upload did not resume: {:?}", alice.others);
     };
@@ -354,7 +333,7 @@ fn a_disk_too_full_for_the_record_announces_nothing_and_sending_again_stores_it_
     let path = dir.path().join("exact.bin");
     std::fs::write(&path, &data).unwrap();
     let id = alice.client().upload(Room::general(), &path).unwrap();
-    let (code, text) = refusal(finished(&mut alice, id));
+    let (code, text) = refusal(alice.finished_transfer(id));
     assert_eq!(code, ErrorCode::DiskFull, "{text}");
     assert!(
         text.contains("tell the operator") && text.contains("again"),
@@ -364,11 +343,14 @@ fn a_disk_too_full_for_the_record_announces_nothing_and_sending_again_stores_it_
     assert_eq!(index_lines(disk.path(), &hash), 0);
     assert!(object(disk.path(), &hash).is_file(), "the content is kept");
     let id = alice.client().download(hash, dir.path().join("x")).unwrap();
-    assert_eq!(refusal(finished(&mut alice, id)).0, ErrorCode::UnknownFile);
+    assert_eq!(
+        refusal(alice.finished_transfer(id)).0,
+        ErrorCode::UnknownFile
+    );
 
     disk.resize(32 * MIB);
     let id = alice.client().upload(Room::general(), &path).unwrap();
-    let TransferEvent::Uploaded { resumed_from, .. } = finished(&mut alice, id) else {
+    let TransferEvent::Uploaded { resumed_from, .. } = alice.finished_transfer(id) else {
         panic!("sending again failed: {:?}", alice.others);
     };
     assert_eq!(resumed_from, data.len() as u64, "no byte moved again");

@@ -26,27 +26,6 @@ fn content(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 + i / 509) as u8).collect()
 }
 
-/// Waits for the end of transfer `id`, and takes it out of the events seen.
-fn finished(c: &mut TestClient, id: u64) -> TransferEvent {
-    let is_end = |e: &Event| {
-        matches!(
-            e,
-            Event::Transfer(
-                TransferEvent::Uploaded { id: t, .. }
-                    | TransferEvent::Downloaded { id: t, .. }
-                    | TransferEvent::Failed { id: t, .. }
-                    | TransferEvent::Cancelled { id: t, .. },
-            ) if *t == id
-        )
-    };
-    c.wait_other("the end of a transfer", |e| is_end(e).then_some(()));
-    let pos = c.others.iter().position(is_end).unwrap();
-    match c.others.remove(pos) {
-        Event::Transfer(t) => t,
-        other => panic!("{other:?}"),
-    }
-}
-
 fn write_file(dir: &Path, name: &str, data: &[u8]) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, data).unwrap();
@@ -65,7 +44,7 @@ fn a_shared_file_reaches_another_client_and_is_saved_verified_without_replacing_
     let id = alice.client().upload(Room::general(), &path).unwrap();
     let TransferEvent::Uploaded {
         hash, size, name, ..
-    } = finished(&mut alice, id)
+    } = alice.finished_transfer(id)
     else {
         panic!("upload failed: {:?}", alice.others);
     };
@@ -80,7 +59,7 @@ fn a_shared_file_reaches_another_client_and_is_saved_verified_without_replacing_
     let downloads = tempfile::tempdir().unwrap();
     let target = download_path(downloads.path(), &notice.name, &notice.hash).path;
     let id = bob.client().download(notice.hash, &target).unwrap();
-    let TransferEvent::Downloaded { path, size, .. } = finished(&mut bob, id) else {
+    let TransferEvent::Downloaded { path, size, .. } = bob.finished_transfer(id) else {
         panic!("download failed: {:?}", bob.others);
     };
     assert_eq!(
@@ -103,7 +82,7 @@ fn a_shared_file_reaches_another_client_and_is_saved_verified_without_replacing_
         .client()
         .download(ContentHash::of(b"nothing"), &missing)
         .unwrap();
-    let TransferEvent::Failed { error, .. } = finished(&mut bob, id) else {
+    let TransferEvent::Failed { error, .. } = bob.finished_transfer(id) else {
         panic!("expected a failure");
     };
     assert!(
@@ -122,7 +101,7 @@ fn a_download_resumes_from_its_part_file_and_a_wrong_one_is_not_kept() {
     let path = write_file(dir.path(), "a.bin", &data);
     let id = alice.client().upload(Room::general(), &path).unwrap();
     assert!(matches!(
-        finished(&mut alice, id),
+        alice.finished_transfer(id),
         TransferEvent::Uploaded { .. }
     ));
     // What an interrupted run left: the first 100,000 bytes, which the next run finds.
@@ -137,7 +116,7 @@ fn a_download_resumes_from_its_part_file_and_a_wrong_one_is_not_kept() {
     let target = save.path;
     assert_eq!(target, dir.path().join("copy.bin"));
     let id = alice.client().download(hash, &target).unwrap();
-    let TransferEvent::Downloaded { resumed_from, .. } = finished(&mut alice, id) else {
+    let TransferEvent::Downloaded { resumed_from, .. } = alice.finished_transfer(id) else {
         panic!("download failed: {:?}", alice.others);
     };
     assert_eq!(resumed_from, 100_000);
@@ -152,7 +131,7 @@ fn a_download_resumes_from_its_part_file_and_a_wrong_one_is_not_kept() {
         .client()
         .download(ContentHash::of(&data), &wrong)
         .unwrap();
-    let TransferEvent::Failed { error, .. } = finished(&mut alice, id) else {
+    let TransferEvent::Failed { error, .. } = alice.finished_transfer(id) else {
         panic!("expected a failure");
     };
     assert!(matches!(error, ClientError::FileCorrupt { .. }), "{error}");
@@ -170,7 +149,7 @@ fn a_download_cut_short_goes_on_from_its_part_after_the_client_restarts() {
     let data = content(2 * 1024 * 1024);
     let path = write_file(dir.path(), "big.bin", &data);
     let id = alice.client().upload(Room::general(), &path).unwrap();
-    let TransferEvent::Uploaded { hash, .. } = finished(&mut alice, id) else {
+    let TransferEvent::Uploaded { hash, .. } = alice.finished_transfer(id) else {
         panic!("upload failed: {:?}", alice.others);
     };
     // Bob's first run fetches through a relay that lets 512 KiB come, then holds the rest.
@@ -198,7 +177,7 @@ fn a_download_cut_short_goes_on_from_its_part_after_the_client_restarts() {
     }
     assert!(bob.client().cancel_transfer(id));
     assert!(matches!(
-        finished(&mut bob, id),
+        bob.finished_transfer(id),
         TransferEvent::Cancelled { .. }
     ));
     bob.close();
@@ -220,7 +199,7 @@ fn a_download_cut_short_goes_on_from_its_part_after_the_client_restarts() {
         }
     );
     let id = bob.client().download(hash, &again.path).unwrap();
-    let TransferEvent::Downloaded { resumed_from, .. } = finished(&mut bob, id) else {
+    let TransferEvent::Downloaded { resumed_from, .. } = bob.finished_transfer(id) else {
         panic!("download failed: {:?}", bob.others);
     };
     assert_eq!(resumed_from, kept);
@@ -247,7 +226,7 @@ fn an_upload_survives_a_server_restart() {
         _ => None,
     });
     server.restart();
-    let TransferEvent::Uploaded { size, .. } = finished(&mut alice, id) else {
+    let TransferEvent::Uploaded { size, .. } = alice.finished_transfer(id) else {
         panic!("upload failed: {:?}", alice.others);
     };
     assert_eq!(size, data.len() as u64);

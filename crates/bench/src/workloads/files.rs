@@ -247,9 +247,9 @@ fn hash_file(path: &Path) -> Result<(ContentHash, u64), BenchError> {
     Ok((ContentHash::from_digest(hasher.finalize().into()), len))
 }
 
-/// Removes a download and its `.part` (a cancelled one leaves that), if there.
-fn remove_download(target: &Path) -> Result<(), BenchError> {
-    for p in [target.to_owned(), part_path(target)] {
+/// Removes a download of `hash` and its `.part` (a cancelled one leaves that), if there.
+fn remove_download(target: &Path, hash: &ContentHash) -> Result<(), BenchError> {
+    for p in [target.to_owned(), part_path(target, hash)] {
         match std::fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -612,7 +612,7 @@ fn transfers_alone(
     let target = dir.join("downloaded.bin");
     let download = measure(&run, || lib.download(file.hash, &target, timeout, None))?;
     let copy = hash_file(&target)?;
-    remove_download(&target)?;
+    remove_download(&target, &file.hash)?;
     lib.close();
     let (_io, problems) = run.finish()?;
     Ok(Alone {
@@ -771,7 +771,7 @@ fn transfer_loop(
         }
         let target = dir.join(format!("during-{k}.bin"));
         let m = lib.download(file.hash, &target, timeout, Some(stop));
-        remove_download(&target)?;
+        remove_download(&target, &file.hash)?;
         moved.push(m?);
     }
     Ok(moved)
@@ -1115,8 +1115,8 @@ mod tests {
         assert_ne!(other.hash, a.hash);
         // Never over an existing file.
         assert!(TestFile::write(&a.path, 1, 3).is_err());
-        remove_download(&a.path).expect("removed");
-        remove_download(&a.path).expect("gone already is fine");
+        remove_download(&a.path, &a.hash).expect("removed");
+        remove_download(&a.path, &a.hash).expect("gone already is fine");
     }
 
     #[test]
