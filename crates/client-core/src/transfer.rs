@@ -192,7 +192,11 @@ impl Transfers {
         let (sh, c) = (Arc::clone(shared), Arc::clone(&cancel));
         let thread = std::thread::Builder::new()
             .name(name.clone())
-            .spawn(move || job(&sh, id, &c))
+            .spawn(move || {
+                // The screen and the chat's own exchanges come first.
+                gc_net::lower_thread_priority();
+                job(&sh, id, &c);
+            })
             .map_err(|source| ClientError::Thread { name, source })?;
         let mut running = self.running.lock();
         // Join what has finished, so the map stays as small as what runs.
@@ -333,10 +337,14 @@ fn read(
 fn refusal(code: ErrorCode, text: String) -> Stop {
     match code {
         // The session ended under us, the server stops, or is busy: the next attempt logs in
-        // again or waits.
-        ErrorCode::Session | ErrorCode::ShuttingDown | ErrorCode::Full | ErrorCode::RateLimited => {
-            Stop::Retry(text)
-        }
+        // again or waits. `internal` too (its database away, a write that failed), as a message
+        // is sent again: an upload's retry carries the same client-msg-id, so a record stored
+        // before the failure is answered, not stored twice.
+        ErrorCode::Session
+        | ErrorCode::ShuttingDown
+        | ErrorCode::Full
+        | ErrorCode::RateLimited
+        | ErrorCode::Internal => Stop::Retry(text),
         code => Stop::Fail(ClientError::FileRefused { code, text }),
     }
 }
@@ -837,6 +845,9 @@ fn download_inner(
             _ => None,
         })?;
     let mut resumed_from = have;
+    // To the disk as it arrives, so the fsync at the end does not hold up this machine's other
+    // writers (a local server's message store, say) with a whole gigabyte at once.
+    let mut behind = gc_store::WriteBehind::from(have);
     let size = with_retries(cancel, || {
         let (token, addr) = session(shared, cancel)?;
         let (mut conn, _cut_on_cancel) = connect(shared, addr, cancel)?;
@@ -857,6 +868,7 @@ fn download_inner(
                 have = 0;
                 resumed_from = 0;
                 hasher = Sha256::new();
+                behind = gc_store::WriteBehind::default();
                 return Err(Stop::Retry(e.text));
             }
             SendReply::Err(e) => return Err(refusal(e.code, e.text)),
@@ -881,6 +893,9 @@ fn download_inner(
                 .map_err(|e| Stop::Fail(file_error("write", &part, e)))?;
             hasher.update(&buf[..n]);
             have += n as u64;
+            behind
+                .wrote(&file, have)
+                .map_err(|e| Stop::Fail(file_error("fsync", &part, e)))?;
             progress.report(have, false);
         }
         Ok(size)

@@ -209,6 +209,23 @@ pub fn wake_accept(addr: SocketAddr) {
     let _ = TcpStream::connect_timeout(&wake_addr(addr), WAKE_TIMEOUT);
 }
 
+/// How much lower than chat a bulk transfer's thread runs (a nice value: with the CPU taken,
+/// such a thread gets about a tenth of what a chat thread gets; with the CPU free, all of it).
+pub const BULK_NICENESS: i32 = 10;
+
+/// Lowers the calling thread's CPU priority by [`BULK_NICENESS`], for a thread that moves a
+/// file: a big transfer must not slow the conversation down, on the server (heartbeat and
+/// delivery threads) or in a client (its screen). On Linux a nice value is a thread's own, so
+/// nothing else of the process changes. Only a preference: if it cannot be set, the thread
+/// goes on as it is.
+pub fn lower_thread_priority() {
+    let tid = rustix::thread::gettid();
+    let now = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), now + BULK_NICENESS) {
+        tracing::debug!("cannot lower a transfer thread's priority: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,5 +296,30 @@ mod tests {
         assert_eq!(wake_addr(v4), "127.0.0.1:7".parse().unwrap());
         assert_eq!(wake_addr(v6), "127.0.0.1:7".parse().unwrap());
         assert_eq!(wake_addr(fixed), fixed);
+    }
+
+    #[test]
+    fn a_transfer_thread_runs_below_the_others() {
+        // The nice value of a thread, as the kernel shows it (field 19 of its stat line).
+        fn nice(tid: rustix::process::Pid) -> i32 {
+            let stat =
+                std::fs::read_to_string(format!("/proc/self/task/{}/stat", tid.as_raw_nonzero()))
+                    .unwrap();
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            after.split(' ').nth(16).unwrap().parse().unwrap()
+        }
+        let before = nice(rustix::thread::gettid());
+        let lowered = std::thread::spawn(|| {
+            lower_thread_priority();
+            nice(rustix::thread::gettid())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, (before + BULK_NICENESS).min(19));
+        assert_eq!(
+            nice(rustix::thread::gettid()),
+            before,
+            "the other threads keep theirs"
+        );
     }
 }

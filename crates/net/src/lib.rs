@@ -23,7 +23,9 @@ pub mod logfmt;
 pub mod tls;
 pub mod unblock;
 
-pub use connect::{Connector, Timeouts, connect_from, listen, wake_accept, wake_addr};
+pub use connect::{
+    Connector, Timeouts, connect_from, listen, lower_thread_priority, wake_accept, wake_addr,
+};
 pub use error::NetError;
 pub use identity::{Fingerprint, Identity};
 pub use kept::{KeptConn, ReadFail, Reuse};

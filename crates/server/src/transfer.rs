@@ -208,6 +208,8 @@ pub(crate) fn start(
     };
     let name = format!("xfer-{}", session.label());
     let spawned = shared.conn_threads.spawn(name, move || {
+        // A file must not slow the conversation: heartbeat and delivery threads come first.
+        gc_net::lower_thread_priority();
         serve(&ticket.shared, &session, &mut conn, request, ticket.number);
         let _ = conn.get_ref().tcp().shutdown(Shutdown::Both);
         drop(ticket);

@@ -44,10 +44,56 @@ const PARTIAL: &str = "partial";
 pub const UNANNOUNCED_GRACE: Duration = Duration::from_secs(24 * 3600);
 /// Read and hashed at a time when a partial file is resumed or an object checked.
 const READ_PIECE: usize = 1024 * 1024;
-/// An upload's bytes are handed to the disk every this many bytes (write-back started), ...
+/// A large file's bytes are handed to the disk every this many bytes (write-back started), ...
 const WRITE_BACK_EVERY: u64 = 8 * 1024 * 1024;
-/// ... and waited for every this many, so an upload never has more than this much unwritten.
+/// ... and waited for every this many, so it never has more than this much unwritten.
 const SYNC_EVERY: u64 = 64 * 1024 * 1024;
+
+/// Hands a file being written in one go (an upload here, a download in the client) to the disk
+/// as it grows: write-back is started every [`WRITE_BACK_EVERY`] bytes and waited for every
+/// [`SYNC_EVERY`]. Left to the kernel, a large file stays in memory and reaches the disk in one
+/// fsync at its end (a gigabyte: half a second on the reference machine), which every other
+/// fsync on that file system (the message store's above all) waits behind: chat would stall.
+/// Written back as it comes, the final fsync has little left to do.
+#[derive(Debug, Default)]
+pub struct WriteBehind {
+    /// Where write-back was last started, and where the file was last synced.
+    kicked: u64,
+    synced: u64,
+}
+
+impl WriteBehind {
+    /// For a file whose first `written` bytes are there already (a resumed one).
+    pub fn from(written: u64) -> Self {
+        Self {
+            kicked: written,
+            synced: written,
+        }
+    }
+
+    /// Called after each write, with how long the file is now.
+    pub fn wrote(&mut self, file: &File, written: u64) -> io::Result<()> {
+        if written.saturating_sub(self.kicked) < WRITE_BACK_EVERY {
+            return Ok(());
+        }
+        // POSIX_FADV_DONTNEED starts write-back of the range's dirty pages without waiting (it
+        // would drop clean ones, but these were just written: they stay cached for the reads
+        // that tend to follow). Only advice: a file system that ignores it still gets the
+        // periodic sync below.
+        let _ = rustix::fs::fadvise(
+            file,
+            self.kicked,
+            std::num::NonZeroU64::new(written - self.kicked),
+            rustix::fs::Advice::DontNeed,
+        );
+        self.kicked = written;
+        if written.saturating_sub(self.synced) >= SYNC_EVERY {
+            file.sync_data()?;
+            self.synced = written;
+        }
+        Ok(())
+    }
+}
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
@@ -434,8 +480,7 @@ impl ContentStore {
             size,
             offset: 0,
             hasher: Sha256::new(),
-            kicked: 0,
-            synced: 0,
+            behind: WriteBehind::default(),
             file: None,
             path: self.partial_path(&user.key(), &hash),
             object: self.object_path(&hash),
@@ -482,8 +527,7 @@ impl ContentStore {
         file.seek(SeekFrom::Start(have))
             .map_err(io_err("seek in", &path))?;
         upload.offset = have;
-        upload.kicked = have;
-        upload.synced = have;
+        upload.behind = WriteBehind::from(have);
         upload.file = Some(file);
         Ok(upload)
     }
@@ -719,10 +763,8 @@ pub struct Upload {
     size: u64,
     offset: u64,
     hasher: Sha256,
-    /// Where write-back was last started, and where the file was last synced (see
-    /// [`Upload::write_back`]).
-    kicked: u64,
-    synced: u64,
+    /// Hands the partial file to the disk as it grows.
+    behind: WriteBehind,
     /// The partial file; `None` when the content was stored already.
     file: Option<File>,
     path: PathBuf,
@@ -785,36 +827,9 @@ impl Upload {
             .map_err(io_err("write to", &self.path))?;
         self.hasher.update(bytes);
         self.offset = end;
-        if self.offset - self.kicked >= WRITE_BACK_EVERY {
-            self.write_back()?;
-        }
-        Ok(())
-    }
-
-    /// Hands what arrived since the last call to the disk now, and every [`SYNC_EVERY`] waits
-    /// for it. Left to the kernel, a large upload would stay in memory and reach the disk in one
-    /// fsync at its end (a gigabyte: half a second here), which every other fsync on that file
-    /// system, the message store's above all, would wait behind: chat would stall. Written back
-    /// as it comes, the final fsync has little left to do.
-    fn write_back(&mut self) -> Result<(), StoreError> {
-        let Some(file) = self.file.as_ref() else {
-            return Ok(());
-        };
-        // POSIX_FADV_DONTNEED starts write-back of the range's dirty pages without waiting (it
-        // would drop clean ones, but these were just written: they stay cached for the
-        // downloads that tend to follow). Only advice: a file system that ignores it still gets
-        // the periodic sync below.
-        let _ = rustix::fs::fadvise(
-            file,
-            self.kicked,
-            std::num::NonZeroU64::new(self.offset - self.kicked),
-            rustix::fs::Advice::DontNeed,
-        );
-        self.kicked = self.offset;
-        if self.offset - self.synced >= SYNC_EVERY {
-            file.sync_data().map_err(io_err("fsync", &self.path))?;
-            self.synced = self.offset;
-        }
+        self.behind
+            .wrote(file, end)
+            .map_err(io_err("fsync", &self.path))?;
         Ok(())
     }
 

@@ -59,7 +59,7 @@ pub use codec::{
 };
 pub use content::{
     ContentStore, FILE_INDEX, FILES_DIR, FileEntry, FileIndex, FlatFileIndex, GarbageReport,
-    StoredFile, UNANNOUNCED_GRACE, Upload,
+    StoredFile, UNANNOUNCED_GRACE, Upload, WriteBehind,
 };
 pub use error::{LineError, Result, StoreError};
 pub use files::FaultyLine;
