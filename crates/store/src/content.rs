@@ -45,12 +45,12 @@ pub const UNANNOUNCED_GRACE: Duration = Duration::from_secs(24 * 3600);
 /// Read and hashed at a time when a partial file is resumed or an object checked.
 const READ_PIECE: usize = 1024 * 1024;
 /// A large file's bytes are handed to the disk every this many bytes (write-back started), ...
-const WRITE_BACK_EVERY: u64 = 2 * 1024 * 1024;
+const WRITE_BACK_EVERY: u64 = 1024 * 1024;
 /// ... and waited for every this many, so it never has more than this much unwritten. Every
 /// fsync on the file system (a chat message's) flushes the disk's cache, with whatever of an
-/// upload is in it: small windows keep that small (8/64 MiB left chat p99 2.7-4.1x slower
-/// during a 1 GiB upload, 2/8 MiB 1.9x, at the same upload rate; docs/PERFORMANCE.md).
-const SYNC_EVERY: u64 = 8 * 1024 * 1024;
+/// upload is in it: small windows keep that small (with 8/64 MiB chat p99 was 2.7-4.1x slower
+/// during a 1 GiB upload, with 1/4 MiB 1.5-2.3x, at the same upload rate; docs/PERFORMANCE.md).
+const SYNC_EVERY: u64 = 4 * 1024 * 1024;
 
 /// Hands a file being written in one go (an upload here, a download in the client) to the disk
 /// as it grows: write-back is started every [`WRITE_BACK_EVERY`] bytes and waited for every
