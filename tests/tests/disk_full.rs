@@ -185,6 +185,16 @@ fn refusal(event: TransferEvent) -> (ErrorCode, String) {
     }
 }
 
+/// Checks that `event` is a `disk-full` refusal that tells the user what to do.
+fn told_disk_full(event: TransferEvent) {
+    let (code, text) = refusal(event);
+    assert_eq!(code, ErrorCode::DiskFull, "{text}");
+    assert!(
+        text.contains("tell the operator") && text.contains("again"),
+        "the client is told what to do: {text}"
+    );
+}
+
 /// Downloads `hash` into a fresh directory (not the small disk): the bytes saved.
 fn download(c: &mut TestClient, hash: ContentHash) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
@@ -249,12 +259,7 @@ fn a_disk_filling_up_mid_upload_keeps_what_arrived_and_the_upload_resumes_once_t
     disk.fill();
     relay.open();
 
-    let (code, text) = refusal(alice.finished_transfer(id));
-    assert_eq!(code, ErrorCode::DiskFull, "{text}");
-    assert!(
-        text.contains("tell the operator") && text.contains("again"),
-        "the client is told what to do: {text}"
-    );
+    told_disk_full(alice.finished_transfer(id));
     // Nothing announced, nothing offered: the content is unknown to a fetch.
     assert_eq!(announcing(&server, &hash), 0);
     assert_eq!(index_lines(disk.path(), &hash), 0);
@@ -333,12 +338,7 @@ fn a_disk_too_full_for_the_record_announces_nothing_and_sending_again_stores_it_
     let path = dir.path().join("exact.bin");
     std::fs::write(&path, &data).unwrap();
     let id = alice.client().upload(Room::general(), &path).unwrap();
-    let (code, text) = refusal(alice.finished_transfer(id));
-    assert_eq!(code, ErrorCode::DiskFull, "{text}");
-    assert!(
-        text.contains("tell the operator") && text.contains("again"),
-        "the client is told what to do: {text}"
-    );
+    told_disk_full(alice.finished_transfer(id));
     assert_eq!(announcing(&server, &hash), 0);
     assert_eq!(index_lines(disk.path(), &hash), 0);
     assert!(object(disk.path(), &hash).is_file(), "the content is kept");

@@ -35,7 +35,9 @@ use gc_protocol::{ContentHash, Room};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use super::{Deliveries, check_range, deliveries, human, latency_row, merge_senders};
+use super::{
+    Deliveries, check_duration, check_range, deliveries, human, latency_row, merge_senders,
+};
 use crate::cli::FilesArgs;
 use crate::client::KeyCache;
 use crate::error::BenchError;
@@ -82,12 +84,7 @@ pub fn files(ctx: &Ctx, mode: Mode, a: &FilesArgs) -> Result<RunResult, BenchErr
         check_range("--senders", a.senders, 1, a.n)?;
         check_range("--rate", a.rate, 0.1, 100_000.0)?;
         check_range("--body-bytes", a.body_bytes, 1, 4096)?;
-        let limit = ctx.timeout.as_secs_f64() - 20.0;
-        if !(a.duration > 0.0 && a.duration <= limit) {
-            return Err(BenchError::Invalid(format!(
-                "--duration must be above 0 and at most --timeout minus 20 s ({limit} s)"
-            )));
-        }
+        check_duration(ctx, a.duration)?;
     }
     let bytes = a.file_mib * MIB;
     let ctx = &with_file_limits(ctx, bytes)?;

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{check_range, deliveries, human, latency_row, merge_senders, proc_json};
+use super::{
+    check_duration, check_range, deliveries, human, latency_row, merge_senders, proc_json,
+};
 use crate::cli::InstancesArgs;
 use crate::client::KeyCache;
 use crate::error::BenchError;
@@ -25,12 +27,7 @@ pub fn instances(ctx: &Ctx, mode: Mode, a: &InstancesArgs) -> Result<RunResult, 
     check_range("--senders", a.senders, 1, a.n_a)?;
     check_range("--rate", a.rate, 0.1, 100_000.0)?;
     check_range("--body-bytes", a.body_bytes, 1, 4096)?;
-    let limit = ctx.timeout.as_secs_f64() - 20.0;
-    if !(a.duration > 0.0 && a.duration <= limit) {
-        return Err(BenchError::Invalid(format!(
-            "--duration must be above 0 and at most --timeout minus 20 s ({limit} s)"
-        )));
-    }
+    check_duration(ctx, a.duration)?;
     let n = a.n_a + a.n_b;
     let run = Run::start_pair(ctx, mode, n, n, a.n_a)?;
     let cache = KeyCache::default();

@@ -232,6 +232,18 @@ impl Deliveries {
 }
 
 /// Checks a numeric argument's range.
+/// `--duration` of a sending window: above 0, and leaving the run 20 s of `--timeout` for its
+/// setup and catch-up.
+pub(crate) fn check_duration(ctx: &crate::Ctx, duration: f64) -> Result<(), BenchError> {
+    let limit = ctx.timeout.as_secs_f64() - 20.0;
+    if !(duration > 0.0 && duration <= limit) {
+        return Err(BenchError::Invalid(format!(
+            "--duration must be above 0 and at most --timeout minus 20 s ({limit} s)"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_range<T: PartialOrd + std::fmt::Display>(
     name: &str,
     v: T,
