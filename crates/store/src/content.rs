@@ -646,7 +646,13 @@ impl ContentStore {
         let mut buf = vec![0u8; READ_PIECE];
         for f in objects {
             let path = self.object_path(&f.hash);
-            let mut file = File::open(&path).map_err(io_err("open", &path))?;
+            let mut file = match File::open(&path) {
+                Ok(file) => file,
+                // Removed since it was listed (the server's cleaner, `files remove`): not
+                // damaged, just gone.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("open", &path)(e)),
+            };
             let mut hasher = Sha256::new();
             loop {
                 let n = file.read(&mut buf).map_err(io_err("read", &path))?;
