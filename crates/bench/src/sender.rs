@@ -39,6 +39,18 @@ pub enum Pace {
     Max(Duration),
 }
 
+impl Pace {
+    /// Sender `i` of `senders`, each at `per_sec` messages a second for `duration`, their
+    /// schedules spread over the period, as independent people's would be.
+    pub fn spread(i: usize, senders: usize, per_sec: f64, duration: Duration) -> Self {
+        Self::Rate {
+            per_sec,
+            duration,
+            offset: Duration::from_secs_f64(i as f64 / senders as f64 / per_sec),
+        }
+    }
+}
+
 /// One sender's job.
 #[derive(Debug, Clone)]
 pub struct SenderJob {

@@ -60,12 +60,7 @@ pub fn fanout(ctx: &Ctx, mode: Mode, a: &FanoutArgs) -> Result<RunResult, BenchE
     let jobs = (0..a.senders)
         .map(|i| {
             let pace = match a.mode {
-                FanoutMode::Rate => Pace::Rate {
-                    per_sec: a.rate,
-                    duration,
-                    // Spread the senders over the period, as independent people would be.
-                    offset: Duration::from_secs_f64(i as f64 / a.senders as f64 / a.rate),
-                },
+                FanoutMode::Rate => Pace::spread(i, a.senders, a.rate, duration),
                 FanoutMode::Max => Pace::Max(duration),
             };
             run.job(i, i, a.body_bytes, a.window, pace)

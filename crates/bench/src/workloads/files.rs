@@ -659,11 +659,7 @@ fn chat(
     let duration = Duration::from_secs_f64(a.duration);
     let jobs = (0..a.senders)
         .map(|i| {
-            let pace = Pace::Rate {
-                per_sec: a.rate,
-                duration,
-                offset: Duration::from_secs_f64(i as f64 / a.senders as f64 / a.rate),
-            };
+            let pace = Pace::spread(i, a.senders, a.rate, duration);
             run.job(i, i, a.body_bytes, WINDOW, pace)
         })
         .collect::<Result<Vec<_>, _>>()?;
