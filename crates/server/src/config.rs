@@ -52,13 +52,13 @@ pub fn check(config: &Config) -> Result<(), ServerError> {
 }
 
 /// The shared files where the configuration says: the data dir's `files/` with its own index,
-/// or, with PostgreSQL, `files-dir` with the database's index (the schema is migrated first).
+/// or, with PostgreSQL, `files-dir` with the database's index. The schema must be current: the
+/// server migrates it when it opens the store, `gc-server files …` before it calls this.
 pub fn open_files(config: &Config) -> Result<gc_store::ContentStore, ServerError> {
     let Some(url) = &config.store else {
         return Ok(gc_store::ContentStore::open(&config.data_dir)?);
     };
     let url = database_url(url)?;
-    gc_pgstore::migrate(&url)?;
     let index = std::sync::Arc::new(gc_pgstore::PgFileIndex::new(&url));
     Ok(gc_store::ContentStore::open_shared(
         &config.files_dir(),

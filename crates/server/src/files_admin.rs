@@ -54,14 +54,14 @@ pub fn files(
         FilesCommand::Remove { hash } => {
             let hash = content_hash(hash)?;
             let _lock = lock("it may be sending that file")?;
-            let store = crate::config::open_files(config)?;
+            let store = open_to_change(config)?;
             let text = remove(&store, &hash, shared)?;
             write_out(out, &text)?;
             Ok(true)
         }
         FilesCommand::Gc { dry_run } => {
             let _lock = lock("while it runs, its own cleaner removes abandoned uploads")?;
-            let store = crate::config::open_files(config)?;
+            let store = open_to_change(config)?;
             let report =
                 store.collect_garbage(now, config.abandoned_upload, UNANNOUNCED_GRACE, *dry_run)?;
             let text = garbage_lines(&report, *dry_run);
@@ -83,6 +83,15 @@ pub fn files(
             Ok(healthy)
         }
     }
+}
+
+/// The shared files, to change them: with PostgreSQL the schema is brought up to date first
+/// (as the server does at start), so the index table is there.
+fn open_to_change(config: &Config) -> Result<ContentStore, ServerError> {
+    if let Some(url) = &config.store {
+        gc_pgstore::migrate(&crate::config::database_url(url)?)?;
+    }
+    crate::config::open_files(config)
 }
 
 fn write_out(out: &mut dyn Write, text: &str) -> Result<(), ServerError> {
