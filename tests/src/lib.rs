@@ -485,6 +485,8 @@ pub struct RawClient {
     /// after a server restart say, answers for its new session).
     live_token: std::sync::Arc<std::sync::Mutex<Option<SessionToken>>>,
     close_deliveries: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Delivery connections taken so far, and those still open.
+    deliveries: std::sync::Arc<DeliveryCount>,
     /// The texts of the `Stopping` notices its heartbeat port was sent (GC/4).
     stops: mpsc::Receiver<String>,
     stops_tx: mpsc::Sender<String>,
@@ -538,6 +540,7 @@ impl RawClient {
             answering: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             live_token: std::sync::Arc::default(),
             close_deliveries: Default::default(),
+            deliveries: Default::default(),
             stops,
             stops_tx,
         }
@@ -757,17 +760,21 @@ impl RawClient {
             let tx = self.records_tx.clone();
             let last_id = std::sync::Arc::clone(&self.last_id);
             let close = std::sync::Arc::clone(&self.close_deliveries);
+            let count = std::sync::Arc::clone(&self.deliveries);
             let tls = self.tls.clone();
             thread::spawn(move || {
                 for s in dl.incoming() {
                     let Ok(s) = s else { return };
                     let (tx, last_id) = (tx.clone(), std::sync::Arc::clone(&last_id));
                     let close = std::sync::Arc::clone(&close);
+                    let count = std::sync::Arc::clone(&count);
                     let tls = tls.clone();
                     thread::spawn(move || {
                         let peer = s.peer_addr().ok()?;
                         let stream = accept_callback(tls.as_deref(), s, peer)?;
+                        count.change(1);
                         serve_deliveries(stream, &tx, &last_id, &close);
+                        count.change(-1);
                         Some(())
                     });
                 }
@@ -868,6 +875,47 @@ impl RawClient {
     /// The cursor this client reports in `Pong`.
     pub fn last_id(&self) -> u64 {
         self.last_id.load(Ordering::SeqCst)
+    }
+
+    /// Delivery connections the server has opened to this client so far.
+    pub fn delivery_connections(&self) -> usize {
+        self.deliveries.lock().0
+    }
+
+    /// Waits up to `within` until `open` delivery connections are open; whether they are.
+    pub fn wait_open_deliveries(&self, open: usize, within: Duration) -> bool {
+        let guard = self.deliveries.lock();
+        let (guard, _) = self
+            .deliveries
+            .changed
+            .wait_timeout_while(guard, within, |(_, now)| *now != open)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard.1 == open
+    }
+}
+
+/// A raw client's delivery connections: `(taken so far, open now)`, and a signal on each change.
+#[derive(Debug, Default)]
+struct DeliveryCount {
+    count: std::sync::Mutex<(usize, usize)>,
+    changed: std::sync::Condvar,
+}
+
+impl DeliveryCount {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, usize)> {
+        self.count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One more open (`+1`, also counted as taken) or one fewer (`-1`).
+    fn change(&self, by: isize) {
+        let mut c = self.lock();
+        if by > 0 {
+            c.0 += 1;
+        }
+        c.1 = c.1.saturating_add_signed(by);
+        self.changed.notify_all();
     }
 }
 

@@ -3,6 +3,8 @@
 use gc_protocol::{
     AuthServer, ClientMsgId, ConnectReply, ErrorCode, Registration, Room, SendReply, SendRequest,
 };
+use std::time::Duration;
+
 use gc_tests::{PASSWORD, RawClient, TestServer};
 
 #[test]
@@ -421,7 +423,7 @@ fn deliveries_go_on_when_the_client_closes_each_delivery_connection() {
     let server = TestServer::start_with(|c| {
         c.rate_burst = 100;
         c.rate_per_sec = 100.0;
-        c.heartbeat_interval = std::time::Duration::from_secs(10);
+        c.heartbeat_interval = Duration::from_secs(10);
     });
     let writer = logged_in(&server, "writer");
     let closer = logged_in(&server, "closer");
@@ -429,7 +431,7 @@ fn deliveries_go_on_when_the_client_closes_each_delivery_connection() {
     for i in 1..=10 {
         let reply = writer.send(&format!("message {i}"));
         assert!(matches!(reply, SendReply::Thx { .. }), "{reply:?}");
-        let got = closer.receive_within(1, std::time::Duration::from_secs(5));
+        let got = closer.receive_within(1, Duration::from_secs(5));
         assert_eq!(got[0].body, format!("message {i}"));
     }
     assert_eq!(server.sessions(), 2);
@@ -437,6 +439,38 @@ fn deliveries_go_on_when_the_client_closes_each_delivery_connection() {
     let missed: Vec<_> = logs
         .lines()
         .filter(|l| l.contains("missed heartbeat") && l.contains("closer@"))
+        .collect();
+    assert!(missed.is_empty(), "{missed:#?}");
+}
+
+#[test]
+fn an_idle_delivery_connection_is_closed_and_the_next_delivery_opens_a_fresh_one() {
+    // A kept TLS connection costs the server some 10 KB; one that carried nothing for the
+    // server's idle-timeout is closed, as on the sending port, and the next message goes out on a
+    // fresh one at once, with no heartbeat missed.
+    gc_tests::capture_logs();
+    let server = TestServer::start_with(|c| {
+        c.io_timeout = Duration::from_millis(500);
+        c.idle_timeout = Duration::from_secs(1);
+    });
+    let writer = logged_in(&server, "writer");
+    let reader = logged_in(&server, "reader");
+    assert!(matches!(writer.send("first"), SendReply::Thx { .. }));
+    assert_eq!(reader.receive(1)[0].body, "first");
+    assert_eq!(reader.delivery_connections(), 1);
+    assert!(
+        reader.wait_open_deliveries(0, Duration::from_secs(10)),
+        "the idle delivery connection is still open"
+    );
+    assert!(matches!(writer.send("second"), SendReply::Thx { .. }));
+    let got = reader.receive_within(1, Duration::from_secs(5));
+    assert_eq!(got[0].body, "second");
+    assert_eq!(reader.delivery_connections(), 2);
+    assert_eq!(server.sessions(), 2);
+    let logs = gc_tests::captured_logs();
+    let missed: Vec<_> = logs
+        .lines()
+        .filter(|l| l.contains("missed heartbeat"))
         .collect();
     assert!(missed.is_empty(), "{missed:#?}");
 }

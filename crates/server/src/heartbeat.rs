@@ -122,7 +122,7 @@ pub fn run(shared: Arc<ServerState>, session: Arc<Session>) {
         let seen = shared.notifier.pulse();
         let ping = started >= next_ping || peer.cursor.is_none();
         let result = peer.cycle(&shared, &session, seen.presence_version, ping);
-        peer.trim();
+        peer.trim(shared.config.idle_timeout);
         match result {
             Ok(behind) => {
                 missed = 0;
@@ -289,10 +289,24 @@ impl Peer {
     }
 
     /// Gives back a delivery buffer that a large batch grew (see [`OUT_KEEP`]).
-    fn trim(&mut self) {
+    /// Gives back what an idle session need not keep: a delivery buffer that grew for a large
+    /// batch, and the delivery connection once nothing has gone over it for `idle` (the server's
+    /// `idle-timeout`, as on its sending port). A kept TLS connection costs about 10 KB (rustls
+    /// keeps a 4 KiB receive buffer, keys and the peer's certificate); a session that receives
+    /// nothing for that long does without it, and the next delivery opens a fresh one. The
+    /// heartbeat connection is in use every interval and stays.
+    fn trim(&mut self, idle: Duration) {
         self.out.clear();
         if self.out.capacity() > OUT_KEEP {
             self.out = Vec::with_capacity(256);
+        }
+        if self.in_flight.is_none()
+            && self
+                .dl
+                .idle_deadline(idle)
+                .is_some_and(|at| Instant::now() >= at)
+        {
+            self.dl.close();
         }
     }
 
