@@ -177,11 +177,7 @@ impl TlsConfig {
     ) -> Result<Stream, NetError> {
         let ip = tcp.peer_addr().map_err(|e| io_error(peer, e))?.ip();
         self.run(peer, || {
-            // The key shares are made here: part of the handshake's stack.
-            let conn =
-                ClientConnection::new(Arc::clone(&self.client), ServerName::IpAddress(ip.into()))
-                    .map_err(|e| tls_error(peer, &e))?;
-            finish(Connection::Client(conn), tcp, peer, check, deadline)
+            client_handshake(&self.client, ip, tcp, peer, check, deadline)
         })
     }
 
@@ -201,9 +197,7 @@ impl TlsConfig {
             });
         };
         self.run(peer, || {
-            let conn =
-                ServerConnection::new(Arc::clone(server)).map_err(|e| tls_error(peer, &e))?;
-            finish(Connection::Server(conn), tcp, peer, check, deadline)
+            server_handshake(server, tcp, peer, check, deadline)
         })
     }
 
@@ -269,6 +263,38 @@ fn tls_error(peer: &str, e: &rustls::Error) -> NetError {
         peer: peer.to_owned(),
         detail: e.to_string(),
     }
+}
+
+/// The client side of a handshake. Never inlined: its locals (the connection, kilobytes of
+/// them) are then only on the stack of the thread that runs it, not in the frame of
+/// [`TlsConfig::connect`] on the thread that waits, whose touched stack pages stay resident for
+/// as long as that thread lives (a session's heartbeat thread: the session's whole life).
+#[inline(never)]
+fn client_handshake(
+    config: &Arc<ClientConfig>,
+    ip: std::net::IpAddr,
+    tcp: TcpStream,
+    peer: &str,
+    check: PeerCheck,
+    deadline: Instant,
+) -> Result<Stream, NetError> {
+    // The key shares are made here: part of the handshake's stack.
+    let conn = ClientConnection::new(Arc::clone(config), ServerName::IpAddress(ip.into()))
+        .map_err(|e| tls_error(peer, &e))?;
+    finish(Connection::Client(conn), tcp, peer, check, deadline)
+}
+
+/// The server side of a handshake; never inlined, as [`client_handshake`].
+#[inline(never)]
+fn server_handshake(
+    config: &Arc<ServerConfig>,
+    tcp: TcpStream,
+    peer: &str,
+    check: PeerCheck,
+    deadline: Instant,
+) -> Result<Stream, NetError> {
+    let conn = ServerConnection::new(Arc::clone(config)).map_err(|e| tls_error(peer, &e))?;
+    finish(Connection::Server(conn), tcp, peer, check, deadline)
 }
 
 /// Completes the handshake before `deadline`, then applies `check`.
