@@ -486,6 +486,11 @@ pub struct MemoryArgs {
     /// while the memory is measured (0: no request).
     #[arg(long, value_name = "L", default_value_t = 1000)]
     pub history_limit: u32,
+    /// Then every session idles this long (heartbeats only) and the RSS is sampled again: past
+    /// the server's idle-timeout (30 s by default) it has closed the sending and delivery
+    /// connections that carried nothing, as it does for any idle session (0: no second sample).
+    #[arg(long, value_name = "S", default_value_t = 32)]
+    pub idle_secs: u64,
 }
 
 /// `register` options.

@@ -30,6 +30,7 @@ pub fn memory(ctx: &Ctx, mode: Mode, a: &MemoryArgs) -> Result<RunResult, BenchE
     check_range("--probes", a.probes, 1, 1000)?;
     check_range("--history", a.history, 0, 100_000)?;
     check_range("--body-bytes", a.body_bytes, 64, 32_000)?;
+    check_range("--idle-secs", a.idle_secs, 0, 600)?;
     check_range(
         "--history-limit",
         a.history_limit,
@@ -84,6 +85,15 @@ pub fn memory(ctx: &Ctx, mode: Mode, a: &MemoryArgs) -> Result<RunResult, BenchE
         "tcp_buffer_bytes": kdelta("tcp_buffers_kib"),
     });
     let bench1 = procfs::sample("self");
+    // Then idle: heartbeats only. The bench keeps its end of the sending connections; the
+    // server closes what carried nothing for its idle-timeout, as for any idle session.
+    let settled = match a.idle_secs {
+        0 => None,
+        secs => {
+            std::thread::sleep(Duration::from_secs(secs));
+            Some((sample(), pid.as_deref().and_then(procfs::rss_breakdown)))
+        }
+    };
     let history_records = pages.records;
     drop(pages);
     let failed_byes = run.bye(0..n, 8);
@@ -94,6 +104,8 @@ pub fn memory(ctx: &Ctx, mode: Mode, a: &MemoryArgs) -> Result<RunResult, BenchE
         _ => None,
     };
     let server_per_client = per_client(idle, loaded);
+    let (settled, settled_breakdown) = settled.unwrap_or((None, None));
+    let server_per_idle_client = per_client(idle, settled);
     let bench_per_client = per_client(bench0, bench1);
     let threads = |s: Option<procfs::ProcSample>| s.map_or(0, |s| s.threads);
     let rss = |s: Option<procfs::ProcSample>| s.map_or(0, |s| s.rss_kib);
@@ -137,6 +149,18 @@ pub fn memory(ctx: &Ctx, mode: Mode, a: &MemoryArgs) -> Result<RunResult, BenchE
             server_per_client.map_or("n/a".into(), |b| format!("{} B", human(b as f64))),
         ),
         (
+            format!("after {} s idle", a.idle_secs),
+            match settled {
+                Some(s) => format!(
+                    "{} KiB RSS, {} threads: {} B per client",
+                    s.rss_kib,
+                    s.threads,
+                    server_per_idle_client.map_or("n/a".into(), |b| human(b as f64))
+                ),
+                None => "not sampled".into(),
+            },
+        ),
+        (
             "bench bytes per client".into(),
             bench_per_client.map_or("n/a".into(), |b| format!("{} B", human(b as f64))),
         ),
@@ -162,6 +186,12 @@ pub fn memory(ctx: &Ctx, mode: Mode, a: &MemoryArgs) -> Result<RunResult, BenchE
             "server RSS by kind".into(),
             breakdown.as_ref().map_or("n/a".into(), |b| b.to_string()),
         ),
+        (
+            "… after the idle wait".into(),
+            settled_breakdown
+                .as_ref()
+                .map_or("n/a".into(), |b| b.to_string()),
+        ),
     ];
     Ok(RunResult {
         params: json!({
@@ -170,6 +200,7 @@ pub fn memory(ctx: &Ctx, mode: Mode, a: &MemoryArgs) -> Result<RunResult, BenchE
             "history": a.history,
             "body_bytes": a.body_bytes,
             "history_limit": a.history_limit,
+            "idle_secs": a.idle_secs,
         }),
         results: json!({
             "started": {"rss_kib": rss(started), "threads": threads(started)},
@@ -179,6 +210,9 @@ pub fn memory(ctx: &Ctx, mode: Mode, a: &MemoryArgs) -> Result<RunResult, BenchE
             "loaded": {"rss_kib": rss(loaded), "threads": threads(loaded)},
             "server_bytes_per_client": server_per_client,
             "loaded_breakdown": breakdown,
+            "settled": settled.map(|s| json!({"rss_kib": s.rss_kib, "threads": s.threads})),
+            "server_bytes_per_idle_client": server_per_idle_client,
+            "settled_breakdown": settled_breakdown,
             "kernel_per_client_machine_wide": kernel_per_client,
             "bench_bytes_per_client": bench_per_client,
             "held": n,
@@ -194,6 +228,7 @@ pub fn memory(ctx: &Ctx, mode: Mode, a: &MemoryArgs) -> Result<RunResult, BenchE
             "loaded.rss_kib".into(),
             "loaded.threads".into(),
             "server_bytes_per_client".into(),
+            "server_bytes_per_idle_client".into(),
             "deliveries.lost".into(),
         ],
     })
