@@ -1,6 +1,7 @@
 //! `memory`: server RSS and threads with no session, then with N idle sessions after a history
 //! on join, a large `History` page each (on a sending connection kept open) and a few live
-//! messages: what a session keeps once its large replies have gone out.
+//! messages: what a session keeps once its large replies have gone out; and again after
+//! `--idle-secs`, once the server has closed the connections that idled past its idle-timeout.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
