@@ -288,9 +288,8 @@ impl Peer {
         }
     }
 
-    /// Gives back a delivery buffer that a large batch grew (see [`OUT_KEEP`]).
     /// Gives back what an idle session need not keep: a delivery buffer that grew for a large
-    /// batch, and the delivery connection once nothing has gone over it for `idle` (the server's
+    /// batch (see [`OUT_KEEP`]), and the delivery connection once nothing has gone over it for `idle` (the server's
     /// `idle-timeout`, as on its sending port). A kept TLS connection costs about 10 KB (rustls
     /// keeps a 4 KiB receive buffer, keys and the peer's certificate); a session that receives
     /// nothing for that long does without it, and the next delivery opens a fresh one. The
