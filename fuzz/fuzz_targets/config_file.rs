@@ -28,8 +28,15 @@ fuzz_target!(|data: &[u8]| {
     }
     // Flags go on as a second layer of the same shape: the same layer again changes nothing.
     let mut twice = config.clone();
-    assert!(twice.apply(&file).is_ok(), "a layer accepted once, refused again");
-    assert_eq!(format!("{twice:?}"), format!("{config:?}"), "applying twice differs");
+    assert!(
+        twice.apply(&file).is_ok(),
+        "a layer accepted once, refused again"
+    );
+    assert_eq!(
+        format!("{twice:?}"),
+        format!("{config:?}"),
+        "applying twice differs"
+    );
     if config.validate().is_err() {
         return;
     }

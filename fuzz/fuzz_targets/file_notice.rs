@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
     assert!(!shown.contains('/') && !shown.contains('\\'), "{shown:?}");
     assert_eq!(display_name(&shown), shown, "display_name is not stable");
     let local = local_file_name(text);
-    assert!(!local.is_empty() && local.len() <= MAX_LOCAL_NAME_BYTES, "{local:?}");
+    assert!(
+        !local.is_empty() && local.len() <= MAX_LOCAL_NAME_BYTES,
+        "{local:?}"
+    );
     assert!(
         !local.contains('/') && !local.contains('\\') && !local.starts_with('.'),
         "{local:?}"
