@@ -436,10 +436,7 @@ fn deliveries_go_on_when_the_client_closes_each_delivery_connection() {
     }
     assert_eq!(server.sessions(), 2);
     let logs = gc_tests::captured_logs();
-    let missed: Vec<_> = logs
-        .lines()
-        .filter(|l| l.contains("missed heartbeat") && l.contains("closer@"))
-        .collect();
+    let missed = missed_heartbeats(&logs, "closer@");
     assert!(missed.is_empty(), "{missed:#?}");
 }
 
@@ -468,10 +465,14 @@ fn an_idle_delivery_connection_is_closed_and_the_next_delivery_opens_a_fresh_one
     assert_eq!(reader.delivery_connections(), 2);
     assert_eq!(server.sessions(), 2);
     let logs = gc_tests::captured_logs();
-    // The log is the whole test binary's: only these two sessions' lines count.
-    let missed: Vec<_> = logs
-        .lines()
-        .filter(|l| l.contains("missed heartbeat") && l.contains("quiet"))
-        .collect();
+    let missed = missed_heartbeats(&logs, "quiet");
     assert!(missed.is_empty(), "{missed:#?}");
+}
+
+/// The "missed heartbeat" lines of `logs` that name `who`: the captured log is the whole test
+/// binary's, so only the sessions of the test that asks count.
+fn missed_heartbeats<'a>(logs: &'a str, who: &str) -> Vec<&'a str> {
+    logs.lines()
+        .filter(|l| l.contains("missed heartbeat") && l.contains(who))
+        .collect()
 }
