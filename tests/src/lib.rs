@@ -772,9 +772,9 @@ impl RawClient {
                     thread::spawn(move || {
                         let peer = s.peer_addr().ok()?;
                         let stream = accept_callback(tls.as_deref(), s, peer)?;
-                        count.change(1);
+                        count.opened();
                         serve_deliveries(stream, &tx, &last_id, &close);
-                        count.change(-1);
+                        count.closed();
                         Some(())
                     });
                 }
@@ -908,13 +908,18 @@ impl DeliveryCount {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// One more open (`+1`, also counted as taken) or one fewer (`-1`).
-    fn change(&self, by: isize) {
+    /// One more taken and open.
+    fn opened(&self) {
         let mut c = self.lock();
-        if by > 0 {
-            c.0 += 1;
-        }
-        c.1 = c.1.saturating_add_signed(by);
+        c.0 += 1;
+        c.1 += 1;
+        self.changed.notify_all();
+    }
+
+    /// One fewer open.
+    fn closed(&self) {
+        let mut c = self.lock();
+        c.1 = c.1.saturating_sub(1);
         self.changed.notify_all();
     }
 }

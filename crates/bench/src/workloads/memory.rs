@@ -88,11 +88,11 @@ pub fn memory(ctx: &Ctx, mode: Mode, a: &MemoryArgs) -> Result<RunResult, BenchE
     let bench1 = procfs::sample("self");
     // Then idle: heartbeats only. The bench keeps its end of the sending connections; the
     // server closes what carried nothing for its idle-timeout, as for any idle session.
-    let settled = match a.idle_secs {
-        0 => None,
+    let (settled, settled_breakdown) = match a.idle_secs {
+        0 => (None, None),
         secs => {
             std::thread::sleep(Duration::from_secs(secs));
-            Some((sample(), pid.as_deref().and_then(procfs::rss_breakdown)))
+            (sample(), pid.as_deref().and_then(procfs::rss_breakdown))
         }
     };
     let history_records = pages.records;
@@ -105,7 +105,6 @@ pub fn memory(ctx: &Ctx, mode: Mode, a: &MemoryArgs) -> Result<RunResult, BenchE
         _ => None,
     };
     let server_per_client = per_client(idle, loaded);
-    let (settled, settled_breakdown) = settled.unwrap_or((None, None));
     let server_per_idle_client = per_client(idle, settled);
     let bench_per_client = per_client(bench0, bench1);
     let threads = |s: Option<procfs::ProcSample>| s.map_or(0, |s| s.threads);
