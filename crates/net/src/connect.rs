@@ -83,6 +83,8 @@ pub struct Connector {
     tls: Option<Arc<TlsConfig>>,
     /// Where its connections count the bytes crossing their sockets, if anywhere.
     count: Option<Arc<ByteCount>>,
+    /// Its TLS connections are lean ([`TlsConfig::connect_lean`]).
+    lean: bool,
 }
 
 impl Connector {
@@ -93,12 +95,20 @@ impl Connector {
             timeouts,
             tls: None,
             count: None,
+            lean: false,
         }
     }
 
     /// The same connector, over TLS.
     pub fn with_tls(mut self, tls: Arc<TlsConfig>) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// The same connector, its TLS connections lean ([`TlsConfig::connect_lean`]): for an
+    /// endpoint whose connections are kept open and never carry a login.
+    pub fn lean(mut self) -> Self {
+        self.lean = true;
         self
     }
 
@@ -146,6 +156,7 @@ impl Connector {
         let registration = unblocker.register(&tcp);
         let mut stream = match &self.tls {
             None => Stream::plain(tcp),
+            Some(tls) if self.lean => tls.connect_lean(tcp, peer, check, self.deadline())?,
             Some(tls) => tls.connect(tcp, peer, check, self.deadline())?,
         };
         if let Some(count) = &self.count {

@@ -22,9 +22,11 @@ use std::time::{Duration, Instant};
 
 use gc_protocol::scram::{Binding, TLS_EXPORTER_LABEL};
 use gc_protocol::{ErrorFrame, Fingerprint, Frame as _};
+use rustls::client::UnbufferedClientConnection;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::UnbufferedServerConnection;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
     ClientConfig, ClientConnection, Connection, DigitallySignedStruct, DistinguishedName,
@@ -33,6 +35,8 @@ use rustls::{
 
 use crate::error::NetError;
 use crate::identity::Identity;
+
+mod lean;
 
 /// The first byte of every TLS connection (a handshake record): how a server that takes both TLS
 /// and plain GC/1 on one port tells them apart. No GC/1 frame starts with it (tokens are letters).
@@ -181,6 +185,22 @@ impl TlsConfig {
         })
     }
 
+    /// [`TlsConfig::connect`] for a connection that is kept open: its stream holds no buffer
+    /// while it waits (rustls' unbuffered API), and has no channel binding
+    /// ([`Stream::binding`] is `Unbound`), which only a login needs.
+    pub fn connect_lean(
+        &self,
+        tcp: TcpStream,
+        peer: &str,
+        check: PeerCheck,
+        deadline: Instant,
+    ) -> Result<Stream, NetError> {
+        let ip = tcp.peer_addr().map_err(|e| io_error(peer, e))?.ip();
+        self.run(peer, || {
+            lean_client_handshake(&self.client, ip, tcp, peer, check, deadline)
+        })
+    }
+
     /// Runs the server side of a handshake on `tcp` before `deadline`, then checks the peer's
     /// certificate (when accepted connections must present one).
     pub fn accept(
@@ -190,14 +210,31 @@ impl TlsConfig {
         check: PeerCheck,
         deadline: Instant,
     ) -> Result<Stream, NetError> {
-        let Some(server) = &self.server else {
-            return Err(NetError::Identity {
-                path: None,
-                detail: "this endpoint has no TLS identity to accept connections with".into(),
-            });
-        };
+        let server = self.server_or_err()?;
         self.run(peer, || {
             server_handshake(server, tcp, peer, check, deadline)
+        })
+    }
+
+    /// [`TlsConfig::accept`] for a connection that is kept open, as [`TlsConfig::connect_lean`].
+    pub fn accept_lean(
+        &self,
+        tcp: TcpStream,
+        peer: &str,
+        check: PeerCheck,
+        deadline: Instant,
+    ) -> Result<Stream, NetError> {
+        let server = self.server_or_err()?;
+        self.run(peer, || {
+            lean_server_handshake(server, tcp, peer, check, deadline)
+        })
+    }
+
+    /// The configuration of accepted connections, or the error of an endpoint without one.
+    fn server_or_err(&self) -> Result<&Arc<ServerConfig>, NetError> {
+        self.server.as_ref().ok_or_else(|| NetError::Identity {
+            path: None,
+            detail: "this endpoint has no TLS identity to accept connections with".into(),
         })
     }
 
@@ -297,6 +334,38 @@ fn server_handshake(
     finish(Connection::Server(conn), tcp, peer, check, deadline)
 }
 
+/// The client side of a lean handshake; never inlined, as [`client_handshake`].
+#[inline(never)]
+fn lean_client_handshake(
+    config: &Arc<ClientConfig>,
+    ip: std::net::IpAddr,
+    tcp: TcpStream,
+    peer: &str,
+    check: PeerCheck,
+    deadline: Instant,
+) -> Result<Stream, NetError> {
+    let conn =
+        UnbufferedClientConnection::new(Arc::clone(config), ServerName::IpAddress(ip.into()))
+            .map_err(|e| tls_error(peer, &e))?;
+    let lean = lean::Lean::handshake(conn, tcp, peer, deadline)?;
+    checked(Inner::Lean(Box::new(lean)), peer, check)
+}
+
+/// The server side of a lean handshake; never inlined, as [`client_handshake`].
+#[inline(never)]
+fn lean_server_handshake(
+    config: &Arc<ServerConfig>,
+    tcp: TcpStream,
+    peer: &str,
+    check: PeerCheck,
+    deadline: Instant,
+) -> Result<Stream, NetError> {
+    let conn =
+        UnbufferedServerConnection::new(Arc::clone(config)).map_err(|e| tls_error(peer, &e))?;
+    let lean = lean::Lean::handshake(conn, tcp, peer, deadline)?;
+    checked(Inner::Lean(Box::new(lean)), peer, check)
+}
+
 /// Completes the handshake before `deadline`, then applies `check`.
 fn finish(
     mut conn: Connection,
@@ -338,14 +407,17 @@ fn finish(
             Err(e) => return Err(handshake_failed(peer, e, &io.first)),
         }
     }
-    let stream = Stream {
-        inner: Inner::Tls(Box::new(TlsStream {
-            conn,
-            tcp: io.tcp,
-            handshake: io.handshake,
-        })),
-        count: None,
-    };
+    let inner = Inner::Tls(Box::new(TlsStream {
+        conn,
+        tcp: io.tcp,
+        handshake: io.handshake,
+    }));
+    checked(inner, peer, check)
+}
+
+/// The stream of a finished handshake, if its peer's certificate passes `check`.
+fn checked(inner: Inner, peer: &str, check: PeerCheck) -> Result<Stream, NetError> {
+    let stream = Stream { inner, count: None };
     if let PeerCheck::Pinned(expected) = check {
         match stream.peer_fingerprint() {
             Some(presented) if presented == expected => {}
@@ -555,6 +627,8 @@ enum Inner {
     Plain(TcpStream),
     /// TLS 1.3, after its handshake.
     Tls(Box<TlsStream>),
+    /// TLS 1.3 on a kept connection, through rustls' unbuffered API (see `lean`).
+    Lean(Box<dyn lean::LeanStream>),
 }
 
 /// Bytes that crossed the sockets of the streams counted into it, each way: shared by many
@@ -619,6 +693,11 @@ impl Stream {
             count.add_received(handshake.received);
             count.add_sent(handshake.sent);
         }
+        if let Inner::Lean(lean) = &mut self.inner {
+            let handshake = lean.take_handshake();
+            count.add_received(handshake.received);
+            count.add_sent(handshake.sent);
+        }
         self.count = Some(count);
     }
 
@@ -627,12 +706,13 @@ impl Stream {
         match &self.inner {
             Inner::Plain(tcp) => tcp,
             Inner::Tls(tls) => &tls.tcp,
+            Inner::Lean(lean) => lean.tcp(),
         }
     }
 
     /// Whether it is TLS.
     pub fn is_tls(&self) -> bool {
-        matches!(self.inner, Inner::Tls(_))
+        !matches!(self.inner, Inner::Plain(_))
     }
 
     /// The fingerprint of the certificate the peer presented (TLS only, and only when it
@@ -641,18 +721,30 @@ impl Stream {
         match &self.inner {
             Inner::Plain(_) => None,
             Inner::Tls(tls) => presented_fingerprint(&tls.conn),
+            Inner::Lean(lean) => presented_fingerprint(lean.common()),
         }
     }
 
     /// What a SCRAM login on this connection is bound to: its TLS session's `tls-exporter`
-    /// value, or nothing on plain GC/1.
+    /// value, or nothing on plain GC/1 and on a lean stream (which cannot export it).
     pub fn binding(&self) -> Binding {
         match &self.inner {
-            Inner::Plain(_) => Binding::Unbound,
+            Inner::Plain(_) | Inner::Lean(_) => Binding::Unbound,
             Inner::Tls(tls) => tls
                 .conn
                 .export_keying_material([0u8; 32], TLS_EXPORTER_LABEL, None)
                 .map_or(Binding::Unbound, Binding::TlsExporter),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Stream {
+    /// What a lean stream's buffers hold (`None`: not a lean stream).
+    fn lean_held(&self) -> Option<usize> {
+        match &self.inner {
+            Inner::Lean(lean) => Some(lean.held()),
+            _ => None,
         }
     }
 }
@@ -669,6 +761,7 @@ impl Read for Stream {
                 Ok(n)
             }
             Inner::Tls(tls) => tls.read_counted(buf, count),
+            Inner::Lean(lean) => lean.read_counted(buf, count),
         }
     }
 }
@@ -685,6 +778,7 @@ impl Write for Stream {
                 Ok(n)
             }
             Inner::Tls(tls) => tls.write_counted(buf, count),
+            Inner::Lean(lean) => lean.write_counted(buf, count),
         }
     }
 
@@ -693,6 +787,7 @@ impl Write for Stream {
         match &mut self.inner {
             Inner::Plain(tcp) => tcp.flush(),
             Inner::Tls(tls) => tls.flush_counted(count),
+            Inner::Lean(lean) => lean.flush_counted(count),
         }
     }
 }

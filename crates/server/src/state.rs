@@ -133,7 +133,9 @@ impl ServerState {
             pending: PendingConns::new(config.max_pending_auths, config.pending_timeout),
             files,
             transfers: crate::transfer::Transfers::default(),
-            connector: Connector::new(None, timeouts),
+            // The server never logs in anywhere: its connections need no channel binding, and
+            // most are kept open, so they are lean.
+            connector: Connector::new(None, timeouts).lean(),
             plugins,
             config,
             store,
@@ -159,7 +161,7 @@ impl ServerState {
         role: PortRole,
         deadline: Instant,
     ) -> Option<Stream> {
-        let mut stream = self.take(tcp, peer, deadline)?;
+        let mut stream = self.take(tcp, peer, role, deadline)?;
         stream.count_into(self.metrics.bytes.of(role));
         Some(stream)
     }
@@ -169,6 +171,7 @@ impl ServerState {
         &self,
         tcp: std::net::TcpStream,
         peer: SocketAddr,
+        role: PortRole,
         deadline: Instant,
     ) -> Option<Stream> {
         let ip = peer.ip();
@@ -190,7 +193,7 @@ impl ServerState {
             };
         };
         match starts_with_tls(&tcp, deadline) {
-            Ok(Some(true)) => match tls.accept(tcp, &peer.to_string(), PeerCheck::Any, deadline) {
+            Ok(Some(true)) => match accept_tls(tls, tcp, peer, role, deadline) {
                 Ok(stream) => Some(stream),
                 Err(e) => {
                     peer_warn!(self, ip, %peer, "TLS handshake failed: {e}");
@@ -292,6 +295,23 @@ impl ServerState {
             reuse,
         )
         .with_check(check)
+    }
+}
+
+/// The TLS handshake of a connection accepted on `role`'s port. Logins (the auth port) bind
+/// SCRAM to the TLS session, which only rustls' buffered connection can export; every other
+/// port takes lean streams, which hold no buffer while they wait.
+fn accept_tls(
+    tls: &TlsConfig,
+    tcp: std::net::TcpStream,
+    peer: SocketAddr,
+    role: PortRole,
+    deadline: Instant,
+) -> Result<Stream, gc_net::NetError> {
+    let name = peer.to_string();
+    match role {
+        PortRole::Auth => tls.accept(tcp, &name, PeerCheck::Any, deadline),
+        _ => tls.accept_lean(tcp, &name, PeerCheck::Any, deadline),
     }
 }
 

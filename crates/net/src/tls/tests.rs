@@ -518,3 +518,294 @@ fn both_ends_count_the_same_socket_bytes_handshake_included() {
         }
     }
 }
+
+// ───────────────────────────── lean streams ─────────────────────────────
+
+/// Which of the two streams an end of a connection uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Buffered,
+    Lean,
+}
+
+const KINDS: [Kind; 2] = [Kind::Buffered, Kind::Lean];
+
+fn connect_as(
+    kind: Kind,
+    config: &TlsConfig,
+    addr: SocketAddr,
+    check: PeerCheck,
+    deadline: Instant,
+) -> Result<Stream, NetError> {
+    let tcp = TcpStream::connect(addr).unwrap();
+    match kind {
+        Kind::Buffered => config.connect(tcp, "server", check, deadline),
+        Kind::Lean => config.connect_lean(tcp, "server", check, deadline),
+    }
+}
+
+fn accept_as(
+    kind: Kind,
+    config: &TlsConfig,
+    l: &TcpListener,
+    check: PeerCheck,
+) -> Result<Stream, NetError> {
+    let (tcp, peer) = l.accept().unwrap();
+    match kind {
+        Kind::Buffered => config.accept(tcp, &peer.to_string(), check, soon()),
+        Kind::Lean => config.accept_lean(tcp, &peer.to_string(), check, soon()),
+    }
+}
+
+/// Bytes that show where each came from: a transfer that drops, repeats or reorders any fails.
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+#[test]
+fn lean_and_buffered_streams_talk_to_each_other_both_ways() {
+    let server_id = identity("gc-server");
+    let client_id = identity("gc-client");
+    // More than a few records, written in pieces of every size up to more than a record.
+    let sent = pattern(300_000);
+    for client_kind in KINDS {
+        for server_kind in KINDS {
+            let server = TlsConfig::new(Some(&server_id), ClientAuth::Required).unwrap();
+            let (l, addr) = listener();
+            let client_pin = client_id.fingerprint();
+            let expected = sent.clone();
+            let echo = thread::spawn(move || {
+                let mut stream =
+                    accept_as(server_kind, &server, &l, PeerCheck::Pinned(client_pin)).unwrap();
+                assert_eq!(stream.peer_fingerprint(), Some(client_pin));
+                let mut got = vec![0u8; expected.len()];
+                std::io::Read::read_exact(&mut stream, &mut got).unwrap();
+                assert!(got == expected, "{server_kind:?} received other bytes");
+                stream.write_all(&got).unwrap();
+                stream.flush().unwrap();
+                stream
+            });
+            let client = TlsConfig::new(Some(&client_id), ClientAuth::None).unwrap();
+            let mut stream = connect_as(
+                client_kind,
+                &client,
+                addr,
+                PeerCheck::Pinned(server_id.fingerprint()),
+                soon(),
+            )
+            .unwrap();
+            assert!(stream.is_tls());
+            assert_eq!(stream.peer_fingerprint(), Some(server_id.fingerprint()));
+            let mut at = 0;
+            let mut piece = 1;
+            while at < sent.len() {
+                let end = (at + piece).min(sent.len());
+                stream.write_all(&sent[at..end]).unwrap();
+                at = end;
+                piece = piece * 3 % 40_000 + 1;
+            }
+            stream.flush().unwrap();
+            let mut back = vec![0u8; sent.len()];
+            std::io::Read::read_exact(&mut stream, &mut back).unwrap();
+            assert!(
+                back == sent,
+                "{client_kind:?} → {server_kind:?}: the echo differs"
+            );
+            let server_stream = echo.join().unwrap();
+            let expect_binding = |kind: Kind, stream: &Stream| match kind {
+                Kind::Buffered => assert!(matches!(stream.binding(), Binding::TlsExporter(_))),
+                Kind::Lean => assert_eq!(stream.binding(), Binding::Unbound),
+            };
+            expect_binding(client_kind, &stream);
+            expect_binding(server_kind, &server_stream);
+        }
+    }
+}
+
+#[test]
+fn a_waiting_lean_stream_holds_no_buffer() {
+    let server_id = identity("gc-server");
+    let server = TlsConfig::new(Some(&server_id), ClientAuth::None).unwrap();
+    let (l, addr) = listener();
+    let (done_tx, done) = std::sync::mpsc::channel::<()>();
+    let peer = thread::spawn(move || {
+        let stream = accept_as(Kind::Lean, &server, &l, PeerCheck::Any).unwrap();
+        let mut conn = FramedStream::new(stream, "client");
+        let _: ConnectPing = conn.read(soon()).unwrap();
+        let pong = ConnectReply::Pong {
+            version: "GC/1".into(),
+            server_name: "lean".into(),
+            registration: Registration::Open,
+        };
+        conn.send(&pong, soon()).unwrap();
+        let held = conn.get_ref().lean_held();
+        // Until the client has looked at its end too.
+        let _ = done.recv_timeout(T);
+        held
+    });
+    let client = TlsConfig::new(None, ClientAuth::None).unwrap();
+    let stream = connect_as(Kind::Lean, &client, addr, PeerCheck::Any, soon()).unwrap();
+    let mut conn = FramedStream::new(stream, "server");
+    conn.send(
+        &ConnectPing {
+            version: "GC/1".into(),
+        },
+        soon(),
+    )
+    .unwrap();
+    assert!(matches!(
+        conn.read::<ConnectReply>(soon()).unwrap(),
+        ConnectReply::Pong { .. }
+    ));
+    // Both ends have read and written, and now wait for more: no receive, plaintext or send
+    // buffer is kept for that (the server's session tickets arrived and were taken too).
+    assert_eq!(conn.get_ref().lean_held(), Some(0));
+    drop(done_tx);
+    assert_eq!(peer.join().unwrap(), Some(0));
+}
+
+#[test]
+fn a_lean_read_returns_what_has_arrived_and_a_bare_close_is_unexpected() {
+    let server_id = identity("gc-server");
+    let server = TlsConfig::new(Some(&server_id), ClientAuth::None).unwrap();
+    let (l, addr) = listener();
+    let (sent_tx, sent) = std::sync::mpsc::channel();
+    let (close_tx, close) = std::sync::mpsc::channel::<()>();
+    let writer = thread::spawn(move || {
+        let client = TlsConfig::new(None, ClientAuth::None).unwrap();
+        let mut stream = connect_as(Kind::Lean, &client, addr, PeerCheck::Any, soon()).unwrap();
+        for record in [b'a', b'b', b'c'] {
+            stream.write_all(&[record; 3000]).unwrap();
+            stream.flush().unwrap();
+        }
+        sent_tx.send(()).unwrap();
+        let _ = close.recv_timeout(T);
+    });
+    let mut stream = accept_as(Kind::Lean, &server, &l, PeerCheck::Any).unwrap();
+    sent.recv_timeout(T).unwrap();
+    // Let the three records arrive whole.
+    thread::sleep(Duration::from_millis(100));
+    let mut small = [0u8; 100];
+    assert_eq!(std::io::Read::read(&mut stream, &mut small).unwrap(), 100);
+    let mut large = vec![0u8; 64 * 1024];
+    let n = std::io::Read::read(&mut stream, &mut large).unwrap();
+    assert_eq!(n, 9000 - 100);
+    assert!(large[..2900].iter().all(|&b| b == b'a'));
+    assert!(large[5900..n].iter().all(|&b| b == b'c'));
+    // The peer goes without a close_notify (as GC/1 peers do): the next read says so.
+    close_tx.send(()).unwrap();
+    writer.join().unwrap();
+    let err = std::io::Read::read(&mut stream, &mut large).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+}
+
+#[test]
+fn a_lean_end_that_refuses_a_handshake_tells_the_other_why() {
+    let listener_id = identity("gc-client");
+    // A listener that requires a certificate, and a caller without one.
+    for (caller_kind, listener_kind) in [(Kind::Lean, Kind::Lean), (Kind::Buffered, Kind::Lean)] {
+        let accept = TlsConfig::new(Some(&listener_id), ClientAuth::Required).unwrap();
+        let (l, addr) = listener();
+        let refusing = thread::spawn(move || {
+            accept_as(listener_kind, &accept, &l, PeerCheck::Any).map(|_| ())
+        });
+        let caller = TlsConfig::new(None, ClientAuth::None).unwrap();
+        let err = match connect_as(caller_kind, &caller, addr, PeerCheck::Any, soon()) {
+            // TLS 1.3: the caller may finish its side first; its first read learns of it.
+            Ok(mut stream) => std::io::Read::read(&mut stream, &mut [0u8; 16])
+                .unwrap_err()
+                .to_string(),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("CertificateRequired"),
+            "{caller_kind:?} → {listener_kind:?}: {err}"
+        );
+        let refused = refusing.join().unwrap().unwrap_err().to_string();
+        assert!(refused.contains("no certificates"), "{refused}");
+    }
+}
+
+#[test]
+fn a_lean_handshake_with_a_plain_or_silent_peer_fails_clearly() {
+    let (l, addr) = listener();
+    let plain_server = thread::spawn(move || {
+        let (mut tcp, _) = l.accept().unwrap();
+        let mut buf = [0u8; 512];
+        let _ = std::io::Read::read(&mut tcp, &mut buf);
+        let answer = gc_protocol::ErrorFrame::new(gc_protocol::ErrorCode::Malformed, "what?");
+        let _ = tcp.write_all(&gc_protocol::Frame::to_bytes(&answer));
+    });
+    let client = TlsConfig::new(None, ClientAuth::None).unwrap();
+    let err = connect_as(Kind::Lean, &client, addr, PeerCheck::Any, soon()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("answered in plain text instead of TLS: `Err malformed`: what?"),
+        "{text}"
+    );
+    plain_server.join().unwrap();
+
+    let (l, addr) = listener();
+    let started = Instant::now();
+    let err = connect_as(
+        Kind::Lean,
+        &client,
+        addr,
+        PeerCheck::Any,
+        Instant::now() + Duration::from_millis(200),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NetError::Protocol(gc_protocol::ProtocolError::TimedOut { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < T);
+    drop(l);
+}
+
+#[test]
+fn a_lean_stream_checks_its_pin_and_counts_its_bytes() {
+    let server_id = identity("gc-server");
+    let server = TlsConfig::new(Some(&server_id), ClientAuth::None).unwrap();
+    let (l, addr) = listener();
+    let server_count = Arc::new(ByteCount::default());
+    let counted = Arc::clone(&server_count);
+    let handle = thread::spawn(move || {
+        // The first caller pins another certificate and goes; the second stays.
+        let _ = accept_as(Kind::Lean, &server, &l, PeerCheck::Any);
+        let mut stream = accept_as(Kind::Lean, &server, &l, PeerCheck::Any).unwrap();
+        stream.count_into(counted);
+        let mut conn = FramedStream::new(stream, "client");
+        let _: ConnectPing = conn.read(soon()).unwrap();
+        let pong = ConnectReply::Pong {
+            version: "GC/1".into(),
+            server_name: "x".repeat(100),
+            registration: Registration::Open,
+        };
+        conn.send(&pong, soon()).unwrap();
+        conn
+    });
+    let client = TlsConfig::new(None, ClientAuth::None).unwrap();
+    let other = identity("other").fingerprint();
+    let err = connect_as(Kind::Lean, &client, addr, PeerCheck::Pinned(other), soon()).unwrap_err();
+    assert!(matches!(err, NetError::WrongPeer { .. }), "{err}");
+    let client_count = Arc::new(ByteCount::default());
+    let mut stream = connect_as(
+        Kind::Lean,
+        &client,
+        addr,
+        PeerCheck::Pinned(server_id.fingerprint()),
+        soon(),
+    )
+    .unwrap();
+    stream.count_into(Arc::clone(&client_count));
+    let reply = ping(stream);
+    assert!(matches!(reply, ConnectReply::Pong { .. }));
+    let _server_conn = handle.join().unwrap();
+    assert_eq!(server_count.received(), client_count.sent());
+    assert_eq!(server_count.sent(), client_count.received());
+    assert!(server_count.sent() > 1000, "{}", server_count.sent());
+}
