@@ -16,6 +16,7 @@ use std::io::{self, Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::Instant;
 
+use rustix::net::RecvFlags;
 use rustls::CommonState;
 use rustls::client::ClientConnectionData;
 use rustls::client::UnbufferedClientConnection;
@@ -127,6 +128,8 @@ struct Io {
     /// Encrypted bytes; those from `sent` on still have to go.
     outgoing: Vec<u8>,
     sent: usize,
+    /// The last socket read took all there was (fewer bytes than it asked for).
+    drained: bool,
     /// The peer sent its close_notify: no more data will come.
     peer_closed: bool,
     /// The connection failed (a bad record, a failed check): every later call says so.
@@ -169,6 +172,7 @@ impl<C: Unbuffered> Lean<C> {
                 taken: 0,
                 outgoing: Vec::new(),
                 sent: 0,
+                drained: false,
                 peer_closed: false,
                 failed: None,
                 handshaking: true,
@@ -200,7 +204,7 @@ impl<C: Unbuffered> Lean<C> {
                 break;
             }
             match lean.io.fill(true, None) {
-                Ok((0, _)) => return Err(handshake_eof(peer, &lean.io.first)),
+                Ok(0) => return Err(handshake_eof(peer, &lean.io.first)),
                 Ok(_) => {}
                 Err(e) if retry(&e) => {}
                 Err(e) => return Err(handshake_failed(peer, e, &lean.io.first)),
@@ -334,11 +338,11 @@ impl<C: Unbuffered> Lean<C> {
     /// to find.
     fn take_arrived(&mut self, wanted: usize, count: Option<&ByteCount>) {
         while self.io.plain_left() < wanted {
-            let drained = match self.io.fill(false, count) {
-                Ok((n, drained)) if n > 0 => drained,
+            match self.io.fill(false, count) {
+                Ok(n) if n > 0 => {}
                 _ => return,
-            };
-            if self.drive(count, None, Sends::Defer).is_err() || drained {
+            }
+            if self.drive(count, None, Sends::Defer).is_err() || self.io.drained {
                 return;
             }
         }
@@ -371,32 +375,30 @@ impl<C: Unbuffered> LeanStream for Lean<C> {
         io.incoming.capacity() + io.plaintext.capacity() + io.outgoing.capacity()
     }
 
-    /// The socket underneath.
     fn tcp(&self) -> &TcpStream {
         &self.io.tcp
     }
 
-    /// rustls' view of the connection (the peer's certificates).
     fn common(&self) -> &CommonState {
         self.conn.common()
     }
 
-    /// What the handshake moved, once (for the first count given).
     fn take_handshake(&mut self) -> Handshake {
         std::mem::take(&mut self.io.handshake)
     }
 
-    /// Reads plaintext, as `Read::read` on a socket would: what has arrived, up to `buf`'s
-    /// length, waiting (up to the socket's timeout) only when nothing has. `Ok(0)` after the
-    /// peer's close_notify; a close without one is `UnexpectedEof`, as rustls' buffered stream
-    /// reports it.
+    /// What has arrived, up to `buf`'s length, waiting (up to the socket's timeout) only when
+    /// nothing has. `Ok(0)` after the peer's close_notify; a close without one is
+    /// `UnexpectedEof`, as rustls' buffered stream reports it.
     fn read_counted(&mut self, buf: &mut [u8], count: Option<&ByteCount>) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
+        // Whether this call has read the socket (and so knows whether it left anything there).
+        let mut fresh = false;
         loop {
             if self.io.plain_left() > 0 {
-                if self.io.plain_left() < buf.len() {
+                if self.io.plain_left() < buf.len() && !(fresh && self.io.drained) {
                     self.take_arrived(buf.len(), count);
                 }
                 return Ok(self.io.take_plain(buf));
@@ -405,23 +407,20 @@ impl<C: Unbuffered> LeanStream for Lean<C> {
                 return Ok(0);
             }
             self.drive(count, None, Sends::Defer)?;
-            if self.io.plain_left() > 0 {
+            if self.io.plain_left() > 0 || self.io.peer_closed {
                 continue;
             }
-            if self.io.peer_closed {
-                return Ok(0);
-            }
-            if self.io.fill(true, count)?.0 == 0 {
+            if self.io.fill(true, count)? == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "peer closed connection without sending TLS close_notify",
                 ));
             }
+            fresh = true;
         }
     }
 
-    /// Takes plaintext to send, as `Write::write` on a socket would: encrypts up to
-    /// [`WRITE_CHUNK`] bytes of it and sends them.
+    /// Encrypts up to [`WRITE_CHUNK`] bytes of `buf` and sends them.
     fn write_counted(&mut self, buf: &[u8], count: Option<&ByteCount>) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -486,35 +485,34 @@ impl Io {
     }
 
     /// Reads from the socket into `incoming`: waiting (up to the socket's timeout) or only what
-    /// has arrived. Returns the bytes read (0: the peer closed) and whether that was all there
-    /// was. A wait with nothing buffered waits for the first byte without a buffer, so that a
-    /// connection waiting for its next record holds none.
-    fn fill(&mut self, wait: bool, count: Option<&ByteCount>) -> io::Result<(usize, bool)> {
-        if wait && self.incoming.is_empty() {
-            let mut probe = [0u8; 1];
-            let n = rustix::net::recv(&self.tcp, &mut probe, rustix::net::RecvFlags::PEEK)
-                .map(|(received, _)| received)
-                .map_err(io::Error::from)?;
-            if n == 0 {
-                return Ok((0, true));
-            }
-        }
+    /// has arrived. Returns the bytes read (0: the peer closed), and notes whether that was all
+    /// there was (`drained`). A wait that finds nothing waits for the first byte without a
+    /// buffer, so that a connection waiting for its next record holds none.
+    fn fill(&mut self, wait: bool, count: Option<&ByteCount>) -> io::Result<usize> {
         let have = self.incoming.len();
         let want = self.rest_of_record().max(READ_CHUNK);
         self.incoming.resize(have + want, 0);
-        let got = if wait {
-            // Bytes have arrived (the probe saw them), or a record is partly here: its rest
-            // is worth waiting for.
+        let mut got = if wait && have > 0 {
+            // A record is partly here: its rest is worth waiting for.
             (&self.tcp).read(&mut self.incoming[have..])
         } else {
-            rustix::net::recv(
-                &self.tcp,
-                &mut self.incoming[have..],
-                rustix::net::RecvFlags::DONTWAIT,
-            )
-            .map(|(received, _)| received)
-            .map_err(io::Error::from)
+            recv(&self.tcp, &mut self.incoming[have..], RecvFlags::DONTWAIT)
         };
+        if wait
+            && have == 0
+            && got
+                .as_ref()
+                .is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock)
+        {
+            self.incoming = Vec::new();
+            let mut probe = [0u8; 1];
+            if recv(&self.tcp, &mut probe, RecvFlags::PEEK)? == 0 {
+                self.drained = true;
+                return Ok(0);
+            }
+            self.incoming.resize(want, 0);
+            got = (&self.tcp).read(&mut self.incoming);
+        }
         let n = match got {
             Ok(n) => n,
             Err(e) => {
@@ -535,7 +533,8 @@ impl Io {
         if self.incoming.is_empty() {
             self.incoming = Vec::new();
         }
-        Ok((n, n < want))
+        self.drained = n < want;
+        Ok(n)
     }
 
     /// The bytes still missing of the record whose header starts `incoming`.
@@ -590,6 +589,13 @@ fn encode<Data>(
         Err(EncodeError::InsufficientSize(short)) => Err(Some(short)),
         Err(EncodeError::AlreadyEncoded) => Err(None),
     }
+}
+
+/// One `recv` with `flags`, as an `io::Result`.
+fn recv(tcp: &TcpStream, buf: &mut [u8], flags: RecvFlags) -> io::Result<usize> {
+    rustix::net::recv(tcp, buf, flags)
+        .map(|(received, _)| received)
+        .map_err(io::Error::from)
 }
 
 /// A wait that ran out or was interrupted: the handshake loop checks its deadline and goes on.
