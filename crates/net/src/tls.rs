@@ -179,10 +179,7 @@ impl TlsConfig {
         check: PeerCheck,
         deadline: Instant,
     ) -> Result<Stream, NetError> {
-        let ip = tcp.peer_addr().map_err(|e| io_error(peer, e))?.ip();
-        self.run(peer, || {
-            client_handshake(&self.client, ip, tcp, peer, check, deadline)
-        })
+        self.open(tcp, peer, check, deadline, false)
     }
 
     /// [`TlsConfig::connect`] for a connection that is kept open: its stream holds no buffer
@@ -195,9 +192,25 @@ impl TlsConfig {
         check: PeerCheck,
         deadline: Instant,
     ) -> Result<Stream, NetError> {
+        self.open(tcp, peer, check, deadline, true)
+    }
+
+    /// The client side of a handshake, buffered or lean.
+    fn open(
+        &self,
+        tcp: TcpStream,
+        peer: &str,
+        check: PeerCheck,
+        deadline: Instant,
+        lean: bool,
+    ) -> Result<Stream, NetError> {
         let ip = tcp.peer_addr().map_err(|e| io_error(peer, e))?.ip();
         self.run(peer, || {
-            lean_client_handshake(&self.client, ip, tcp, peer, check, deadline)
+            if lean {
+                lean_client_handshake(&self.client, ip, tcp, peer, check, deadline)
+            } else {
+                client_handshake(&self.client, ip, tcp, peer, check, deadline)
+            }
         })
     }
 
@@ -210,10 +223,7 @@ impl TlsConfig {
         check: PeerCheck,
         deadline: Instant,
     ) -> Result<Stream, NetError> {
-        let server = self.server_or_err()?;
-        self.run(peer, || {
-            server_handshake(server, tcp, peer, check, deadline)
-        })
+        self.take(tcp, peer, check, deadline, false)
     }
 
     /// [`TlsConfig::accept`] for a connection that is kept open, as [`TlsConfig::connect_lean`].
@@ -224,17 +234,30 @@ impl TlsConfig {
         check: PeerCheck,
         deadline: Instant,
     ) -> Result<Stream, NetError> {
-        let server = self.server_or_err()?;
-        self.run(peer, || {
-            lean_server_handshake(server, tcp, peer, check, deadline)
-        })
+        self.take(tcp, peer, check, deadline, true)
     }
 
-    /// The configuration of accepted connections, or the error of an endpoint without one.
-    fn server_or_err(&self) -> Result<&Arc<ServerConfig>, NetError> {
-        self.server.as_ref().ok_or_else(|| NetError::Identity {
-            path: None,
-            detail: "this endpoint has no TLS identity to accept connections with".into(),
+    /// The server side of a handshake, buffered or lean.
+    fn take(
+        &self,
+        tcp: TcpStream,
+        peer: &str,
+        check: PeerCheck,
+        deadline: Instant,
+        lean: bool,
+    ) -> Result<Stream, NetError> {
+        let Some(server) = &self.server else {
+            return Err(NetError::Identity {
+                path: None,
+                detail: "this endpoint has no TLS identity to accept connections with".into(),
+            });
+        };
+        self.run(peer, || {
+            if lean {
+                lean_server_handshake(server, tcp, peer, check, deadline)
+            } else {
+                server_handshake(server, tcp, peer, check, deadline)
+            }
         })
     }
 
