@@ -37,20 +37,18 @@ fn serve_once(config: TlsConfig, check: PeerCheck) -> (SocketAddr, Seen) {
         let stream = config.accept(tcp, &peer.to_string(), check, soon())?;
         let seen = (stream.peer_fingerprint(), stream.binding());
         let mut conn = FramedStream::new(stream, peer.to_string());
-        let _: ConnectPing = conn.read(soon())?;
-        let pong = ConnectReply::Pong {
-            version: "GC/1".into(),
-            server_name: "tls".into(),
-            registration: Registration::Open,
-        };
-        conn.send(&pong, soon())?;
+        pong_on(&mut conn, "tls".into())?;
         Ok(seen)
     });
     (addr, handle)
 }
 
 fn ping(stream: Stream) -> ConnectReply {
-    let mut conn = FramedStream::new(stream, "server");
+    ping_on(&mut FramedStream::new(stream, "server"))
+}
+
+/// Sends a `Ping` on `conn` and reads the answer.
+fn ping_on(conn: &mut FramedStream<Stream>) -> ConnectReply {
     conn.send(
         &ConnectPing {
             version: "GC/1".into(),
@@ -59,6 +57,20 @@ fn ping(stream: Stream) -> ConnectReply {
     )
     .unwrap();
     conn.read(soon()).unwrap()
+}
+
+/// Reads a `Ping` on `conn` and answers it with a `Pong` naming `server_name`.
+fn pong_on(
+    conn: &mut FramedStream<Stream>,
+    server_name: String,
+) -> Result<(), gc_protocol::ProtocolError> {
+    let _: ConnectPing = conn.read(soon())?;
+    let pong = ConnectReply::Pong {
+        version: "GC/1".into(),
+        server_name,
+        registration: Registration::Open,
+    };
+    conn.send(&pong, soon())
 }
 
 #[test]
@@ -371,45 +383,46 @@ fn only_an_endpoint_with_an_identity_has_a_server_configuration() {
 #[test]
 fn a_read_returns_what_has_arrived_not_only_what_was_left_over() {
     // A peer pipelining: three records that have all arrived when the reader reads.
-    let server_id = identity("gc-server");
-    let server = TlsConfig::new(Some(&server_id), ClientAuth::None).unwrap();
-    let (l, addr) = listener();
-    let (sent_tx, sent) = std::sync::mpsc::channel();
-    let writer = thread::spawn(move || {
-        let client = TlsConfig::new(None, ClientAuth::None).unwrap();
-        let mut stream = client
-            .connect(
-                TcpStream::connect(addr).unwrap(),
-                "server",
-                PeerCheck::Any,
-                soon(),
-            )
-            .unwrap();
-        for record in [b'a', b'b', b'c'] {
-            stream.write_all(&[record; 3000]).unwrap();
-            stream.flush().unwrap();
-        }
-        sent_tx.send(()).unwrap();
-        // Keep the connection open until the reader is done.
-        let mut byte = [0u8; 1];
-        let _ = std::io::Read::read(&mut stream, &mut byte);
-    });
-    let (tcp, peer) = l.accept().unwrap();
-    let mut stream = server
-        .accept(tcp, &peer.to_string(), PeerCheck::Any, soon())
-        .unwrap();
-    sent.recv_timeout(T).unwrap();
-    // A small read leaves most of the first record's plaintext behind.
-    let mut small = [0u8; 100];
-    assert_eq!(std::io::Read::read(&mut stream, &mut small).unwrap(), 100);
-    // A large one returns the rest of everything that has arrived, not just that leftover.
-    let mut large = vec![0u8; 64 * 1024];
-    let n = std::io::Read::read(&mut stream, &mut large).unwrap();
-    assert_eq!(n, 9000 - 100);
-    assert!(large[..2900].iter().all(|&b| b == b'a'));
-    assert!(large[5900..n].iter().all(|&b| b == b'c'));
-    drop(stream);
-    writer.join().unwrap();
+    for kind in KINDS {
+        let server_id = identity("gc-server");
+        let server = TlsConfig::new(Some(&server_id), ClientAuth::None).unwrap();
+        let (l, addr) = listener();
+        let (sent_tx, sent) = std::sync::mpsc::channel();
+        let (close_tx, close) = std::sync::mpsc::channel::<()>();
+        let writer = thread::spawn(move || {
+            let client = TlsConfig::new(None, ClientAuth::None).unwrap();
+            let mut stream = connect_as(kind, &client, addr, PeerCheck::Any, soon()).unwrap();
+            for record in [b'a', b'b', b'c'] {
+                stream.write_all(&[record; 3000]).unwrap();
+                stream.flush().unwrap();
+            }
+            sent_tx.send(()).unwrap();
+            // Keep the connection open until the reader is done.
+            let _ = close.recv_timeout(T);
+        });
+        let mut stream = accept_as(kind, &server, &l, PeerCheck::Any).unwrap();
+        sent.recv_timeout(T).unwrap();
+        // Let the three records arrive whole.
+        thread::sleep(Duration::from_millis(100));
+        // A small read leaves most of the first record's plaintext behind.
+        let mut small = [0u8; 100];
+        assert_eq!(std::io::Read::read(&mut stream, &mut small).unwrap(), 100);
+        // A large one returns the rest of everything that has arrived, not just that leftover.
+        let mut large = vec![0u8; 64 * 1024];
+        let n = std::io::Read::read(&mut stream, &mut large).unwrap();
+        assert_eq!(n, 9000 - 100, "{kind:?}");
+        assert!(large[..2900].iter().all(|&b| b == b'a'));
+        assert!(large[5900..n].iter().all(|&b| b == b'c'));
+        // The peer goes without a close_notify (as GC/1 peers do): the next read says so.
+        close_tx.send(()).unwrap();
+        writer.join().unwrap();
+        let err = std::io::Read::read(&mut stream, &mut large).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::UnexpectedEof,
+            "{kind:?}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -477,13 +490,7 @@ fn both_ends_count_the_same_socket_bytes_handshake_included() {
             // A second count_into does not count the handshake again.
             stream.count_into(counted);
             let mut conn = FramedStream::new(stream, peer.to_string());
-            let _: ConnectPing = conn.read(soon()).unwrap();
-            let pong = ConnectReply::Pong {
-                version: "GC/1".into(),
-                server_name: "x".repeat(100),
-                registration: Registration::Open,
-            };
-            conn.send(&pong, soon()).unwrap();
+            pong_on(&mut conn, "x".repeat(100)).unwrap();
             conn
         });
         let client_count = Arc::new(ByteCount::default());
@@ -628,13 +635,7 @@ fn a_waiting_lean_stream_holds_no_buffer() {
     let peer = thread::spawn(move || {
         let stream = accept_as(Kind::Lean, &server, &l, PeerCheck::Any).unwrap();
         let mut conn = FramedStream::new(stream, "client");
-        let _: ConnectPing = conn.read(soon()).unwrap();
-        let pong = ConnectReply::Pong {
-            version: "GC/1".into(),
-            server_name: "lean".into(),
-            registration: Registration::Open,
-        };
-        conn.send(&pong, soon()).unwrap();
+        pong_on(&mut conn, "lean".into()).unwrap();
         let held = conn.get_ref().lean_held();
         // Until the client has looked at its end too.
         let _ = done.recv_timeout(T);
@@ -643,57 +644,12 @@ fn a_waiting_lean_stream_holds_no_buffer() {
     let client = TlsConfig::new(None, ClientAuth::None).unwrap();
     let stream = connect_as(Kind::Lean, &client, addr, PeerCheck::Any, soon()).unwrap();
     let mut conn = FramedStream::new(stream, "server");
-    conn.send(
-        &ConnectPing {
-            version: "GC/1".into(),
-        },
-        soon(),
-    )
-    .unwrap();
-    assert!(matches!(
-        conn.read::<ConnectReply>(soon()).unwrap(),
-        ConnectReply::Pong { .. }
-    ));
+    assert!(matches!(ping_on(&mut conn), ConnectReply::Pong { .. }));
     // Both ends have read and written, and now wait for more: no receive, plaintext or send
-    // buffer is kept for that (the server's session tickets arrived and were taken too).
+    // buffer is kept for that.
     assert_eq!(conn.get_ref().lean_held(), Some(0));
     drop(done_tx);
     assert_eq!(peer.join().unwrap(), Some(0));
-}
-
-#[test]
-fn a_lean_read_returns_what_has_arrived_and_a_bare_close_is_unexpected() {
-    let server_id = identity("gc-server");
-    let server = TlsConfig::new(Some(&server_id), ClientAuth::None).unwrap();
-    let (l, addr) = listener();
-    let (sent_tx, sent) = std::sync::mpsc::channel();
-    let (close_tx, close) = std::sync::mpsc::channel::<()>();
-    let writer = thread::spawn(move || {
-        let client = TlsConfig::new(None, ClientAuth::None).unwrap();
-        let mut stream = connect_as(Kind::Lean, &client, addr, PeerCheck::Any, soon()).unwrap();
-        for record in [b'a', b'b', b'c'] {
-            stream.write_all(&[record; 3000]).unwrap();
-            stream.flush().unwrap();
-        }
-        sent_tx.send(()).unwrap();
-        let _ = close.recv_timeout(T);
-    });
-    let mut stream = accept_as(Kind::Lean, &server, &l, PeerCheck::Any).unwrap();
-    sent.recv_timeout(T).unwrap();
-    // Let the three records arrive whole.
-    thread::sleep(Duration::from_millis(100));
-    let mut small = [0u8; 100];
-    assert_eq!(std::io::Read::read(&mut stream, &mut small).unwrap(), 100);
-    let mut large = vec![0u8; 64 * 1024];
-    let n = std::io::Read::read(&mut stream, &mut large).unwrap();
-    assert_eq!(n, 9000 - 100);
-    assert!(large[..2900].iter().all(|&b| b == b'a'));
-    assert!(large[5900..n].iter().all(|&b| b == b'c'));
-    // The peer goes without a close_notify (as GC/1 peers do): the next read says so.
-    close_tx.send(()).unwrap();
-    writer.join().unwrap();
-    let err = std::io::Read::read(&mut stream, &mut large).unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
 }
 
 #[test]
@@ -736,13 +692,7 @@ fn a_lean_stream_checks_its_pin_and_counts_its_bytes() {
         let mut stream = accept_as(Kind::Lean, &server, &l, PeerCheck::Any).unwrap();
         stream.count_into(counted);
         let mut conn = FramedStream::new(stream, "client");
-        let _: ConnectPing = conn.read(soon()).unwrap();
-        let pong = ConnectReply::Pong {
-            version: "GC/1".into(),
-            server_name: "x".repeat(100),
-            registration: Registration::Open,
-        };
-        conn.send(&pong, soon()).unwrap();
+        pong_on(&mut conn, "x".repeat(100)).unwrap();
         conn
     });
     let client = TlsConfig::new(None, ClientAuth::None).unwrap();
