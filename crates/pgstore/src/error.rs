@@ -49,6 +49,17 @@ pub enum PgError {
         known: i32,
     },
 
+    /// The database is out of disk space (SQLSTATE 53100, `disk_full`).
+    #[error("the database {url} is out of disk space ({what}): {cause}")]
+    Full {
+        /// The URL without password.
+        url: String,
+        /// What was asked.
+        what: &'static str,
+        /// Its answer.
+        cause: String,
+    },
+
     /// A value read from the database breaks a rule gc relies on.
     #[error("the database {url} holds an invalid {what}: {reason}")]
     BadRow {
@@ -75,6 +86,11 @@ impl PgError {
     /// anything the server answered is [`PgError::Refused`].
     pub(crate) fn from_driver(url: &str, what: &'static str, e: &postgres::Error) -> Self {
         match e.as_db_error() {
+            Some(db) if *db.code() == postgres::error::SqlState::DISK_FULL => Self::Full {
+                url: url.to_owned(),
+                what,
+                cause: db.message().to_owned(),
+            },
             Some(db) => Self::Refused {
                 url: url.to_owned(),
                 what,
@@ -124,6 +140,10 @@ impl From<PgError> for StoreError {
                 store: url,
                 cause: format!("{what}: {cause}"),
             },
+            PgError::Full { url, what, cause } => StoreError::DatabaseFull {
+                store: url,
+                cause: format!("{what}: {cause}"),
+            },
             other @ (PgError::NewerSchema { .. }
             | PgError::BadRow { .. }
             | PgError::BadUrl { .. }
@@ -132,5 +152,25 @@ impl From<PgError> for StoreError {
                 cause: other.to_string(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_database_is_told_apart_from_a_refusal() {
+        let full = PgError::Full {
+            url: "postgres://gc@db/gc".into(),
+            what: "store a file's record",
+            cause: "could not extend file \"base/16384/16390\": No space left on device".into(),
+        };
+        assert!(!full.is_unavailable(), "retrying at once does not help");
+        let e = StoreError::from(full);
+        assert!(matches!(e, StoreError::DatabaseFull { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(text.contains("out of disk space"), "{text}");
+        assert!(text.contains("free space on its host"), "{text}");
     }
 }

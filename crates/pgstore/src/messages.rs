@@ -1099,6 +1099,10 @@ fn clone_error(e: &StoreError) -> StoreError {
             store: store.clone(),
             cause: cause.clone(),
         },
+        StoreError::DatabaseFull { store, cause } => StoreError::DatabaseFull {
+            store: store.clone(),
+            cause: cause.clone(),
+        },
         other => StoreError::Database {
             store: String::new(),
             cause: other.to_string(),

@@ -497,11 +497,16 @@ fn free_bytes(path: &Path) -> io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
-/// Whether `e` says the disk is full.
+/// Whether `e` says the disk is full: the files directory's, or the database's.
 fn is_disk_full(e: &StoreError) -> bool {
-    matches!(e, StoreError::Io { source, .. }
-        if source.kind() == io::ErrorKind::StorageFull
-            || source.kind() == io::ErrorKind::QuotaExceeded)
+    match e {
+        StoreError::Io { source, .. } => matches!(
+            source.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        ),
+        StoreError::DatabaseFull { .. } => true,
+        _ => false,
+    }
 }
 
 /// Serves one `Offer`: checks, `Resume`, the chunks, then the record and `Thx`.
@@ -933,4 +938,29 @@ pub(crate) fn start_cleaner(shared: &Arc<ServerState>) -> Result<(), crate::erro
 /// Whether a `Msg` body would pass for a shared file's record.
 pub(crate) fn looks_like_file_notice(body: &str) -> bool {
     body.starts_with(gc_protocol::files::NOTICE_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_database_counts_as_a_full_disk() {
+        let database_full = StoreError::DatabaseFull {
+            store: "postgres://gc@db/gc".into(),
+            cause: "store a file's record: No space left on device".into(),
+        };
+        assert!(is_disk_full(&database_full));
+        let disk_full = StoreError::Io {
+            action: "write to",
+            path: "files/x.part".into(),
+            source: io::ErrorKind::StorageFull.into(),
+        };
+        assert!(is_disk_full(&disk_full));
+        let refused = StoreError::Database {
+            store: "postgres://gc@db/gc".into(),
+            cause: "a violated constraint".into(),
+        };
+        assert!(!is_disk_full(&refused));
+    }
 }

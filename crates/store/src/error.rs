@@ -354,6 +354,16 @@ pub enum StoreError {
         cause: String,
     },
 
+    /// A shared database (PostgreSQL) ran out of disk space (SQLSTATE 53100): as a full disk
+    /// under the flat store, the request can succeed once space is freed on the database host.
+    #[error("the database {store} is out of disk space: {cause}; free space on its host")]
+    DatabaseFull {
+        /// The database, its URL without password.
+        store: String,
+        /// What it said.
+        cause: String,
+    },
+
     /// A message too large to store as one line.
     #[error("a message of {bytes} bytes is larger than the store accepts ({limit} bytes)")]
     TooLarge {
