@@ -289,11 +289,11 @@ impl Peer {
     }
 
     /// Gives back what an idle session need not keep: a delivery buffer that grew for a large
-    /// batch (see [`OUT_KEEP`]), and the delivery connection once nothing has gone over it for `idle` (the server's
-    /// `idle-timeout`, as on its sending port). A kept TLS connection costs a few KB (its keys,
-    /// the peer's certificate, a socket); a session that receives nothing for that long does
-    /// without it, and the next delivery opens a fresh one. The heartbeat connection is in use
-    /// every interval and stays.
+    /// batch (see [`OUT_KEEP`]), and the delivery connection once nothing has gone over it for
+    /// `idle` (the server's `idle-timeout`, as on its sending port). A kept TLS connection costs
+    /// a few KB (its keys, the peer's certificate, a socket); a session that receives nothing
+    /// for that long does without it, and the next delivery opens a fresh one. The heartbeat
+    /// connection is in use every interval and stays.
     fn trim(&mut self, idle: Duration) {
         self.out.clear();
         if self.out.capacity() > OUT_KEEP {

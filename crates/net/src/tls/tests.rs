@@ -99,32 +99,27 @@ fn a_pinned_server_is_reached_and_both_ends_share_the_binding() {
 
 #[test]
 fn another_certificate_than_the_pinned_one_is_refused_before_any_frame() {
-    let server = TlsConfig::new(Some(&identity("impostor")), ClientAuth::None).unwrap();
-    let (addr, handle) = serve_once(server, PeerCheck::Any);
-    let pinned = identity("gc-server").fingerprint();
-    let client = TlsConfig::new(None, ClientAuth::None).unwrap();
-    let err = client
-        .connect(
-            TcpStream::connect(addr).unwrap(),
-            "server",
-            PeerCheck::Pinned(pinned),
-            soon(),
-        )
-        .unwrap_err();
-    match &err {
-        NetError::WrongPeer {
-            expected,
-            presented,
-            ..
-        } => {
-            assert_eq!(*expected, pinned);
-            assert!(presented.is_some_and(|p| p != pinned));
+    for kind in KINDS {
+        let server = TlsConfig::new(Some(&identity("impostor")), ClientAuth::None).unwrap();
+        let (addr, handle) = serve_once(server, PeerCheck::Any);
+        let pinned = identity("gc-server").fingerprint();
+        let client = TlsConfig::new(None, ClientAuth::None).unwrap();
+        let err = connect_as(kind, &client, addr, PeerCheck::Pinned(pinned), soon()).unwrap_err();
+        match &err {
+            NetError::WrongPeer {
+                expected,
+                presented,
+                ..
+            } => {
+                assert_eq!(*expected, pinned);
+                assert!(presented.is_some_and(|p| p != pinned));
+            }
+            other => panic!("{kind:?}: {other:?}"),
         }
-        other => panic!("{other:?}"),
+        assert!(err.to_string().contains(&pinned.to_string()), "{err}");
+        // The impostor never got its Ping.
+        assert!(handle.join().unwrap().is_err());
     }
-    assert!(err.to_string().contains(&pinned.to_string()), "{err}");
-    // The impostor never got its Ping.
-    assert!(handle.join().unwrap().is_err());
 }
 
 #[test]
@@ -471,52 +466,45 @@ fn handshakes_on_threads_of_their_own_check_the_same_pins() {
 
 #[test]
 fn both_ends_count_the_same_socket_bytes_handshake_included() {
-    for tls in [true, false] {
+    // Plain, then TLS with both ends buffered, then both lean.
+    for tls in [None, Some(Kind::Buffered), Some(Kind::Lean)] {
         let server_id = identity("gc-server");
         let server = TlsConfig::new(Some(&server_id), ClientAuth::None).unwrap();
         let (l, addr) = listener();
         let server_count = Arc::new(ByteCount::default());
         let counted = Arc::clone(&server_count);
         let handle = thread::spawn(move || {
-            let (tcp, peer) = l.accept().unwrap();
-            let mut stream = if tls {
-                server
-                    .accept(tcp, &peer.to_string(), PeerCheck::Any, soon())
-                    .unwrap()
-            } else {
-                Stream::plain(tcp)
+            let mut stream = match tls {
+                Some(kind) => accept_as(kind, &server, &l, PeerCheck::Any).unwrap(),
+                None => Stream::plain(l.accept().unwrap().0),
             };
             stream.count_into(Arc::clone(&counted));
             // A second count_into does not count the handshake again.
             stream.count_into(counted);
-            let mut conn = FramedStream::new(stream, peer.to_string());
+            let mut conn = FramedStream::new(stream, "client");
             pong_on(&mut conn, "x".repeat(100)).unwrap();
             conn
         });
         let client_count = Arc::new(ByteCount::default());
         let mut connector = crate::Connector::new(None, crate::Timeouts::new(T))
             .with_count(Arc::clone(&client_count));
-        if tls {
+        if let Some(kind) = tls {
             let client = TlsConfig::new(None, ClientAuth::None).unwrap();
             connector = connector.with_tls(Arc::new(client));
+            if kind == Kind::Lean {
+                connector = connector.lean();
+            }
         }
         let mut conn = connector
             .connect(addr, PeerCheck::Pinned(server_id.fingerprint()))
             .unwrap();
-        conn.send(
-            &ConnectPing {
-                version: "GC/1".into(),
-            },
-            soon(),
-        )
-        .unwrap();
-        let _: ConnectReply = conn.read(soon()).unwrap();
+        assert!(matches!(ping_on(&mut conn), ConnectReply::Pong { .. }));
         // Both ends still open: nothing more is on its way.
         let _server_conn = handle.join().unwrap();
-        assert_eq!(server_count.received(), client_count.sent(), "tls {tls}");
-        assert_eq!(server_count.sent(), client_count.received(), "tls {tls}");
-        assert!(server_count.sent() > 100, "tls {tls}");
-        if tls {
+        assert_eq!(server_count.received(), client_count.sent(), "tls {tls:?}");
+        assert_eq!(server_count.sent(), client_count.received(), "tls {tls:?}");
+        assert!(server_count.sent() > 100, "tls {tls:?}");
+        if tls.is_some() {
             // Ciphertext, with the handshake: far more than the two frames' plaintext.
             assert!(server_count.sent() > 1000, "{}", server_count.sent());
         }
@@ -677,42 +665,4 @@ fn a_lean_end_that_refuses_a_handshake_tells_the_other_why() {
         let refused = refusing.join().unwrap().unwrap_err().to_string();
         assert!(refused.contains("no certificates"), "{refused}");
     }
-}
-
-#[test]
-fn a_lean_stream_checks_its_pin_and_counts_its_bytes() {
-    let server_id = identity("gc-server");
-    let server = TlsConfig::new(Some(&server_id), ClientAuth::None).unwrap();
-    let (l, addr) = listener();
-    let server_count = Arc::new(ByteCount::default());
-    let counted = Arc::clone(&server_count);
-    let handle = thread::spawn(move || {
-        // The first caller pins another certificate and goes; the second stays.
-        let _ = accept_as(Kind::Lean, &server, &l, PeerCheck::Any);
-        let mut stream = accept_as(Kind::Lean, &server, &l, PeerCheck::Any).unwrap();
-        stream.count_into(counted);
-        let mut conn = FramedStream::new(stream, "client");
-        pong_on(&mut conn, "x".repeat(100)).unwrap();
-        conn
-    });
-    let client = TlsConfig::new(None, ClientAuth::None).unwrap();
-    let other = identity("other").fingerprint();
-    let err = connect_as(Kind::Lean, &client, addr, PeerCheck::Pinned(other), soon()).unwrap_err();
-    assert!(matches!(err, NetError::WrongPeer { .. }), "{err}");
-    let client_count = Arc::new(ByteCount::default());
-    let mut stream = connect_as(
-        Kind::Lean,
-        &client,
-        addr,
-        PeerCheck::Pinned(server_id.fingerprint()),
-        soon(),
-    )
-    .unwrap();
-    stream.count_into(Arc::clone(&client_count));
-    let reply = ping(stream);
-    assert!(matches!(reply, ConnectReply::Pong { .. }));
-    let _server_conn = handle.join().unwrap();
-    assert_eq!(server_count.received(), client_count.sent());
-    assert_eq!(server_count.sent(), client_count.received());
-    assert!(server_count.sent() > 1000, "{}", server_count.sent());
 }
