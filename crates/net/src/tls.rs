@@ -37,10 +37,19 @@ use crate::error::NetError;
 use crate::identity::Identity;
 
 mod lean;
+mod workers;
 
 /// The first byte of every TLS connection (a handshake record): how a server that takes both TLS
 /// and plain GC/1 on one port tells them apart. No GC/1 frame starts with it (tokens are letters).
 pub const TLS_HANDSHAKE_BYTE: u8 = 0x16;
+
+/// Handshake threads kept waiting for the next handshake, at most (fewer on fewer cores: more
+/// than one per core would only take turns).
+const HANDSHAKE_THREADS_KEPT: usize = 4;
+
+/// How long a handshake thread waits for the next handshake before it ends: long enough for a
+/// busy server to keep its few, short enough that a quiet one holds none.
+const HANDSHAKE_THREAD_LINGER: Duration = Duration::from_secs(10);
 
 /// Socket timeouts of zero mean "forever"; never set one shorter than this.
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
@@ -59,8 +68,8 @@ pub enum PeerCheck {
 pub struct TlsConfig {
     client: Arc<ClientConfig>,
     server: Option<Arc<ServerConfig>>,
-    /// Run each handshake on a short thread of its own (see [`TlsConfig::with_handshake_threads`]).
-    own_threads: bool,
+    /// Run each handshake on a handshake thread (see [`TlsConfig::with_handshake_threads`]).
+    workers: Option<workers::Workers>,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -129,44 +138,42 @@ impl TlsConfig {
         Ok(Self {
             client: Arc::new(client),
             server,
-            own_threads: false,
+            workers: None,
         })
     }
 
-    /// Runs every handshake on a short thread of its own (`tls-handshake`), the caller waiting
-    /// for it. A handshake's key exchange (the post-quantum part above all) touches some 40 KiB
-    /// of stack; a long-lived thread that ran one keeps those pages for good, so a server whose
-    /// per-session threads make connections would pay them per session. A thread costs some tens
-    /// of microseconds; connections are kept, so handshakes are rare.
+    /// Runs every handshake on a handshake thread (`tls-handshake`), the caller waiting for it.
+    /// A handshake's key exchange (the post-quantum part above all) touches some 40 KiB of stack;
+    /// a long-lived thread that ran one keeps those pages for good, so a server whose per-session
+    /// threads make connections would pay them per session. A handshake thread waits a while for
+    /// the next handshake instead of ending (a few at most; a handshake never waits for one), so
+    /// their stacks are paid once, not per session.
     pub fn with_handshake_threads(mut self) -> Self {
-        self.own_threads = true;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        self.workers = Some(workers::Workers::new(
+            cores.clamp(1, HANDSHAKE_THREADS_KEPT),
+            HANDSHAKE_THREAD_LINGER,
+        ));
         self
     }
 
-    /// Runs `handshake` as configured: here, or on a thread of its own.
+    /// Runs `handshake` as configured: here, or on a handshake thread.
     fn run<F>(&self, peer: &str, handshake: F) -> Result<Stream, NetError>
     where
-        F: FnOnce() -> Result<Stream, NetError> + Send,
+        F: FnOnce() -> Result<Stream, NetError> + Send + 'static,
     {
-        if !self.own_threads {
+        let Some(workers) = &self.workers else {
             return handshake();
-        }
-        std::thread::scope(|scope| {
-            let spawned = std::thread::Builder::new()
-                .name("tls-handshake".into())
-                .spawn_scoped(scope, handshake);
-            match spawned {
-                Ok(thread) => thread.join().unwrap_or_else(|_| {
-                    Err(NetError::Tls {
-                        peer: peer.to_owned(),
-                        detail: "the handshake thread panicked".into(),
-                    })
-                }),
-                Err(e) => Err(NetError::Tls {
-                    peer: peer.to_owned(),
-                    detail: format!("cannot start a handshake thread: {e}"),
-                }),
-            }
+        };
+        workers.run(handshake).unwrap_or_else(|e| {
+            let detail = match e {
+                workers::WorkerError::Spawn(e) => format!("cannot start a handshake thread: {e}"),
+                workers::WorkerError::Panicked => "the handshake thread panicked".into(),
+            };
+            Err(NetError::Tls {
+                peer: peer.to_owned(),
+                detail,
+            })
         })
     }
 
@@ -205,11 +212,12 @@ impl TlsConfig {
         lean: bool,
     ) -> Result<Stream, NetError> {
         let ip = tcp.peer_addr().map_err(|e| io_error(peer, e))?.ip();
-        self.run(peer, || {
+        let (config, name) = (Arc::clone(&self.client), peer.to_owned());
+        self.run(peer, move || {
             if lean {
-                lean_client_handshake(&self.client, ip, tcp, peer, check, deadline)
+                lean_client_handshake(&config, ip, tcp, &name, check, deadline)
             } else {
-                client_handshake(&self.client, ip, tcp, peer, check, deadline)
+                client_handshake(&config, ip, tcp, &name, check, deadline)
             }
         })
     }
@@ -252,11 +260,12 @@ impl TlsConfig {
                 detail: "this endpoint has no TLS identity to accept connections with".into(),
             });
         };
-        self.run(peer, || {
+        let (config, name) = (Arc::clone(server), peer.to_owned());
+        self.run(peer, move || {
             if lean {
-                lean_server_handshake(server, tcp, peer, check, deadline)
+                lean_server_handshake(&config, tcp, &name, check, deadline)
             } else {
-                server_handshake(server, tcp, peer, check, deadline)
+                server_handshake(&config, tcp, &name, check, deadline)
             }
         })
     }
