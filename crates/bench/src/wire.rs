@@ -83,7 +83,7 @@ impl std::fmt::Debug for ClientTls {
 }
 
 impl ClientTls {
-    /// A fresh callback identity (a P-256 key and a self-signed certificate) and its setup.
+    /// A fresh callback identity (an Ed25519 key and a self-signed certificate) and its setup.
     pub fn new() -> Result<Self, BenchError> {
         let failed = |source| BenchError::Tls {
             what: "set up the clients' TLS".into(),

@@ -97,6 +97,54 @@ fn a_pinned_server_is_reached_and_both_ends_share_the_binding() {
     );
 }
 
+/// A P-256 identity on disk, as servers made before identities were Ed25519 have in their data
+/// directory (and as an operator's may be).
+fn p256_identity(dir: &std::path::Path, name: &str) -> Identity {
+    use std::os::unix::fs::PermissionsExt as _;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let pem = crate::identity::rustls_pem;
+    std::fs::write(&cert_path, pem("CERTIFICATE", cert.der())).unwrap();
+    std::fs::write(&key_path, pem("PRIVATE KEY", &key.serialize_der())).unwrap();
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    Identity::load(&cert_path, &key_path).unwrap()
+}
+
+#[test]
+fn p256_identities_from_before_ed25519_still_serve_and_call_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_server = p256_identity(dir.path(), "gc-server");
+    for kind in KINDS {
+        // An older server's identity, reached by a client pinning it.
+        let server = TlsConfig::new(Some(&old_server), ClientAuth::None).unwrap();
+        let (addr, handle) = serve_once(server, PeerCheck::Any);
+        let client = TlsConfig::new(None, ClientAuth::None).unwrap();
+        let pin = PeerCheck::Pinned(old_server.fingerprint());
+        let stream = connect_as(kind, &client, addr, pin, soon()).unwrap();
+        assert_eq!(stream.peer_fingerprint(), Some(old_server.fingerprint()));
+        assert!(matches!(ping(stream), ConnectReply::Pong { .. }));
+        handle.join().unwrap().unwrap();
+        // The same server calling back a client whose listener is Ed25519 (mutual TLS: each
+        // verifies the other's kind of signature).
+        let listener_id = identity("gc-client");
+        let accept = TlsConfig::new(Some(&listener_id), ClientAuth::Required).unwrap();
+        let (addr, handle) = serve_once(accept, pin);
+        let caller = TlsConfig::new(Some(&old_server), ClientAuth::None).unwrap();
+        let check = PeerCheck::Pinned(listener_id.fingerprint());
+        let stream = connect_as(kind, &caller, addr, check, soon()).unwrap();
+        assert!(matches!(ping(stream), ConnectReply::Pong { .. }));
+        let (seen, _) = handle.join().unwrap().unwrap();
+        assert_eq!(seen, Some(old_server.fingerprint()));
+    }
+}
+
 #[test]
 fn another_certificate_than_the_pinned_one_is_refused_before_any_frame() {
     for kind in KINDS {
