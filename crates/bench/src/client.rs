@@ -227,7 +227,9 @@ pub fn sign_in(
         open_auth()
     };
     let t_ping = Instant::now();
-    // 9281: SCRAM, bound to the TLS session if there is one.
+    // 9281: SCRAM, bound to the TLS session if there is one. Meanwhile the auth callback is
+    // accepted, and its handshake run, on a thread of its own, as gc-client's accept thread
+    // does: the server calls back as soon as `Auth1` is out, while the client derives its proof.
     let mut a = opened?;
     let channel = wire.channel(&a)?;
     let level = if args.rooms {
@@ -235,30 +237,51 @@ pub fn sign_in(
     } else {
         gc_protocol::SessionLevel::Base
     };
-    let challenge = signin::request_login(&mut a, &username, ports, &channel, level, STEP)
-        .map_err(step("AuthRequest"))?;
-    let t_auth1 = Instant::now();
-    let password = &args.accounts.password;
-    let proof = match args.keys {
-        None => challenge.prove(password, args.min_iterations),
-        Some(cache) => {
-            let (salt, iterations) = challenge.salt_and_iterations().map_err(step("Auth1"))?;
-            let keys = cache.get(&salt, iterations, password);
-            challenge.prove_with_keys(&keys, args.min_iterations)
+    let callback_name = format!("{user}: the auth callback");
+    let take_callback = || -> Result<gc_net::Conn, BenchError> {
+        let (s, peer) = auth_l
+            .accept()
+            .map_err(|e| io("accept the auth callback", e))?;
+        s.set_nodelay(true)
+            .map_err(|e| io("set TCP_NODELAY on the callback", e))?;
+        wire.accept(s, peer, &callback_name)
+    };
+    let mut login = || {
+        let challenge = signin::request_login(&mut a, &username, ports, &channel, level, STEP)
+            .map_err(step("AuthRequest"))?;
+        let t_auth1 = Instant::now();
+        let password = &args.accounts.password;
+        let proof = match args.keys {
+            None => challenge.prove(password, args.min_iterations),
+            Some(cache) => {
+                let (salt, iterations) = challenge.salt_and_iterations().map_err(step("Auth1"))?;
+                let keys = cache.get(&salt, iterations, password);
+                challenge.prove_with_keys(&keys, args.min_iterations)
+            }
         }
-    }
-    .map_err(step("Auth1"))?;
-    let t_proof = Instant::now();
-    let check = proof.callback_check();
-    let awaiting = proof.send(&mut a, STEP).map_err(step("Proof"))?;
-
-    // 12090: the server calls back before it answers the proof.
-    let (s, peer) = auth_l
-        .accept()
-        .map_err(|e| io("accept the auth callback", e))?;
-    s.set_nodelay(true)
-        .map_err(|e| io("set TCP_NODELAY on the callback", e))?;
-    let mut callback = wire.accept(s, peer, &format!("{user}: the auth callback"))?;
+        .map_err(step("Auth1"))?;
+        let t_proof = Instant::now();
+        let check = proof.callback_check();
+        let awaiting = proof.send(&mut a, STEP).map_err(step("Proof"))?;
+        Ok((t_auth1, t_proof, check, awaiting))
+    };
+    let (logged_in, callback) = std::thread::scope(|scope| {
+        let taking = std::thread::Builder::new()
+            .name("bc-login-cb".into())
+            .spawn_scoped(scope, take_callback)
+            .map_err(|e| io("start a thread", e))?;
+        let logged_in = login();
+        if logged_in.is_err() {
+            // No callback is coming: wake the accept rather than wait out its timeout.
+            let _ = socket2::SockRef::from(&auth_l).shutdown(std::net::Shutdown::Both);
+        }
+        let callback = taking
+            .join()
+            .map_err(|_| BenchError::Invalid(format!("{user}: the callback taker panicked")))?;
+        Ok::<_, BenchError>((logged_in, callback))
+    })?;
+    let (t_auth1, t_proof, check, awaiting) = logged_in?;
+    let mut callback = callback?;
     let token = check.serve(&mut callback, STEP).map_err(step("Authed"))?;
     drop(auth_l);
     let signed_in = awaiting
