@@ -160,6 +160,14 @@ impl TlsConfig {
         self
     }
 
+    /// Ends the handshake threads and joins them (at a server's shutdown, once nothing more
+    /// connects); a handshake asked for afterwards fails. Without handshake threads, nothing.
+    pub fn stop_handshake_threads(&self) {
+        if let Some(workers) = &self.workers {
+            workers.stop();
+        }
+    }
+
     /// Runs `handshake` as configured: here, or on a handshake thread.
     fn run<F>(&self, peer: &str, handshake: F) -> Result<Stream, NetError>
     where
@@ -172,6 +180,7 @@ impl TlsConfig {
             let detail = match e {
                 workers::WorkerError::Spawn(e) => format!("cannot start a handshake thread: {e}"),
                 workers::WorkerError::Panicked => "the handshake thread panicked".into(),
+                workers::WorkerError::Stopped => "the handshake threads have stopped".into(),
             };
             Err(NetError::Tls {
                 peer: peer.to_owned(),

@@ -24,8 +24,8 @@ use parking_lot::{Condvar, Mutex};
 /// Work for a thread: a handshake, and sending its result to the caller that waits for it.
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
-/// The owner of the handshake threads: they end when it is dropped (each after the handshake it
-/// may be running, which has its deadline), and it joins them.
+/// The owner of the handshake threads: they end when it is stopped or dropped (each after the
+/// handshake it may be running, which has its deadline), and it joins them.
 pub(super) struct Workers {
     shared: Arc<Shared>,
     /// Threads waiting for work at most at once; more end as they finish.
@@ -63,6 +63,8 @@ pub(super) enum WorkerError {
     Spawn(std::io::Error),
     /// The work panicked.
     Panicked,
+    /// The owner has stopped its threads.
+    Stopped,
 }
 
 impl Workers {
@@ -102,6 +104,9 @@ impl Workers {
                 let _ = thread.join();
             }
         }
+        if state.stopping {
+            return Err(WorkerError::Stopped);
+        }
         if state.waiting > state.queue.len() {
             state.queue.push_back(job);
             self.shared.wake.notify_one();
@@ -127,8 +132,10 @@ impl Workers {
     }
 }
 
-impl Drop for Workers {
-    fn drop(&mut self) {
+impl Workers {
+    /// Ends every thread (a waiting one at once, a busy one after its handshake) and joins them;
+    /// work given afterwards is refused.
+    pub(super) fn stop(&self) {
         let threads = {
             let mut state = self.shared.state.lock();
             state.stopping = true;
@@ -138,6 +145,12 @@ impl Drop for Workers {
         for (_, thread) in threads {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -238,6 +251,16 @@ mod tests {
         let panicked = workers.run(|| -> u8 { panic!("on purpose") });
         assert!(matches!(panicked, Err(WorkerError::Panicked)));
         assert_eq!(workers.run(|| thread::current().id()).unwrap(), first);
+    }
+
+    #[test]
+    fn stopped_threads_are_joined_and_take_no_more_work() {
+        let workers = Workers::new(4, Duration::from_secs(30));
+        workers.run(|| ()).unwrap();
+        assert_eq!(workers.threads(), 1);
+        workers.stop();
+        assert_eq!(workers.threads(), 0);
+        assert!(matches!(workers.run(|| ()), Err(WorkerError::Stopped)));
     }
 
     #[test]
