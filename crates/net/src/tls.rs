@@ -38,19 +38,10 @@ use crate::identity::Identity;
 
 mod hkdf;
 mod lean;
-mod workers;
 
 /// The first byte of every TLS connection (a handshake record): how a server that takes both TLS
 /// and plain GC/1 on one port tells them apart. No GC/1 frame starts with it (tokens are letters).
 pub const TLS_HANDSHAKE_BYTE: u8 = 0x16;
-
-/// Handshake threads kept waiting for the next handshake, at most (fewer on fewer cores: more
-/// than one per core would only take turns).
-const HANDSHAKE_THREADS_KEPT: usize = 4;
-
-/// How long a handshake thread waits for the next handshake before it ends: long enough for a
-/// busy server to keep its few, short enough that a quiet one holds none.
-const HANDSHAKE_THREAD_LINGER: Duration = Duration::from_secs(10);
 
 /// Socket timeouts of zero mean "forever"; never set one shorter than this.
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
@@ -69,8 +60,8 @@ pub enum PeerCheck {
 pub struct TlsConfig {
     client: Arc<ClientConfig>,
     server: Option<Arc<ServerConfig>>,
-    /// Run each handshake on a handshake thread (see [`TlsConfig::with_handshake_threads`]).
-    workers: Option<workers::Workers>,
+    /// Run each handshake on a short thread of its own (see [`TlsConfig::with_handshake_threads`]).
+    own_threads: bool,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -141,51 +132,44 @@ impl TlsConfig {
         Ok(Self {
             client: Arc::new(client),
             server,
-            workers: None,
+            own_threads: false,
         })
     }
 
-    /// Runs every handshake on a handshake thread (`tls-handshake`), the caller waiting for it.
-    /// A handshake's key exchange (the post-quantum part above all) touches some 40 KiB of stack;
-    /// a long-lived thread that ran one keeps those pages for good, so a server whose per-session
-    /// threads make connections would pay them per session. A handshake thread waits a while for
-    /// the next handshake instead of ending (a few at most; a handshake never waits for one), so
-    /// their stacks are paid once, not per session.
+    /// Runs every handshake on a short thread of its own (`tls-handshake`), the caller waiting
+    /// for it. A handshake's key exchange (the post-quantum part above all) touches some 40 KiB
+    /// of stack; a long-lived thread that ran one keeps those pages for good, so a server whose
+    /// per-session threads make connections would pay them per session. A thread costs some tens
+    /// of microseconds; connections are kept, so handshakes are rare.
     pub fn with_handshake_threads(mut self) -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        self.workers = Some(workers::Workers::new(
-            cores.clamp(1, HANDSHAKE_THREADS_KEPT),
-            HANDSHAKE_THREAD_LINGER,
-        ));
+        self.own_threads = true;
         self
     }
 
-    /// Ends the handshake threads and joins them (at a server's shutdown, once nothing more
-    /// connects); a handshake asked for afterwards fails. Without handshake threads, nothing.
-    pub fn stop_handshake_threads(&self) {
-        if let Some(workers) = &self.workers {
-            workers.stop();
-        }
-    }
-
-    /// Runs `handshake` as configured: here, or on a handshake thread.
+    /// Runs `handshake` as configured: here, or on a thread of its own.
     fn run<F>(&self, peer: &str, handshake: F) -> Result<Stream, NetError>
     where
-        F: FnOnce() -> Result<Stream, NetError> + Send + 'static,
+        F: FnOnce() -> Result<Stream, NetError> + Send,
     {
-        let Some(workers) = &self.workers else {
+        if !self.own_threads {
             return handshake();
-        };
-        workers.run(handshake).unwrap_or_else(|e| {
-            let detail = match e {
-                workers::WorkerError::Spawn(e) => format!("cannot start a handshake thread: {e}"),
-                workers::WorkerError::Panicked => "the handshake thread panicked".into(),
-                workers::WorkerError::Stopped => "the handshake threads have stopped".into(),
-            };
-            Err(NetError::Tls {
-                peer: peer.to_owned(),
-                detail,
-            })
+        }
+        std::thread::scope(|scope| {
+            let spawned = std::thread::Builder::new()
+                .name("tls-handshake".into())
+                .spawn_scoped(scope, handshake);
+            match spawned {
+                Ok(thread) => thread.join().unwrap_or_else(|_| {
+                    Err(NetError::Tls {
+                        peer: peer.to_owned(),
+                        detail: "the handshake thread panicked".into(),
+                    })
+                }),
+                Err(e) => Err(NetError::Tls {
+                    peer: peer.to_owned(),
+                    detail: format!("cannot start a handshake thread: {e}"),
+                }),
+            }
         })
     }
 
@@ -224,12 +208,11 @@ impl TlsConfig {
         lean: bool,
     ) -> Result<Stream, NetError> {
         let ip = tcp.peer_addr().map_err(|e| io_error(peer, e))?.ip();
-        let (config, name) = (Arc::clone(&self.client), peer.to_owned());
-        self.run(peer, move || {
+        self.run(peer, || {
             if lean {
-                lean_client_handshake(&config, ip, tcp, &name, check, deadline)
+                lean_client_handshake(&self.client, ip, tcp, peer, check, deadline)
             } else {
-                client_handshake(&config, ip, tcp, &name, check, deadline)
+                client_handshake(&self.client, ip, tcp, peer, check, deadline)
             }
         })
     }
@@ -272,12 +255,11 @@ impl TlsConfig {
                 detail: "this endpoint has no TLS identity to accept connections with".into(),
             });
         };
-        let (config, name) = (Arc::clone(server), peer.to_owned());
-        self.run(peer, move || {
+        self.run(peer, || {
             if lean {
-                lean_server_handshake(&config, tcp, &name, check, deadline)
+                lean_server_handshake(server, tcp, peer, check, deadline)
             } else {
-                server_handshake(&config, tcp, &name, check, deadline)
+                server_handshake(server, tcp, peer, check, deadline)
             }
         })
     }

@@ -130,8 +130,6 @@ impl ServerHandle {
         }
         self.shared.session_threads.join_all();
         self.shared.conn_threads.join_all();
-        // Nothing hands a handshake over any more.
-        self.shared.stop_handshake_threads();
         // Stopped once the sessions are gone: until then a scrape says 503 on `/healthz` and
         // still shows the shutdown's counts.
         if let Some(mut metrics) = self.metrics.take() {

@@ -247,14 +247,6 @@ impl ServerState {
         connector.open(addr, check, &self.sockets)
     }
 
-    /// Ends the TLS handshake threads (at shutdown, once every thread that hands them work has
-    /// been joined).
-    pub fn stop_handshake_threads(&self) {
-        if let Some(tls) = &self.tls {
-            tls.stop_handshake_threads();
-        }
-    }
-
     /// Whether shutdown has begun.
     pub fn stopping(&self) -> bool {
         self.notifier.is_shutdown()
