@@ -36,7 +36,6 @@ use rustls::{
 use crate::error::NetError;
 use crate::identity::Identity;
 
-mod hkdf;
 mod lean;
 
 /// The first byte of every TLS connection (a handshake record): how a server that takes both TLS
@@ -86,9 +85,7 @@ impl TlsConfig {
     /// as the client certificate on connections it opens), whose accepted connections must or
     /// need not present a certificate.
     pub fn new(identity: Option<&Identity>, client_auth: ClientAuth) -> Result<Self, NetError> {
-        let provider = Arc::new(hkdf::with_cheaper_key_schedule(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ));
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let algorithms = provider.signature_verification_algorithms;
         let failed = |e: rustls::Error| NetError::Identity {
             path: None,
