@@ -5,9 +5,9 @@
 //! mode 0600, and `tls/cert.pem`), or given by the operator (`--tls-cert`, `--tls-key`, e.g. from
 //! an internal CA). A client makes a throwaway one for each run for its callback listeners.
 //! Keys made here are Ed25519: small certificates, and the cheapest signatures the provider has
-//! (on x86-64 about half the CPU of ECDSA P-256 to sign and to verify, which every handshake
-//! does once per certificate shown). Identities made before, and an operator's, may be P-256 or
-//! any other key rustls signs with; peers verify whichever they are shown.
+//! (on x86-64 about half the CPU of ECDSA P-256 to sign and two thirds to verify, which every
+//! handshake does once per certificate shown). Identities made before, and an operator's, may be
+//! P-256 or any other key rustls signs with; peers verify whichever they are shown.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write as _};
